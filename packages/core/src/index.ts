@@ -1,0 +1,38 @@
+export { tf, useBackend, BACKENDS, type BackendName } from './backend/tf.js';
+export { Rng, deriveSeed } from './random.js';
+export {
+  type LoraSettings,
+  DEFAULT_LORA,
+  loraScaling,
+  validateLoraSettings,
+} from './lora/config.js';
+export {
+  type LoraInit,
+  type LoraInitShape,
+  type LoraInitResult,
+  initLora,
+  kaimingUniformA,
+  gaussianA,
+  pissaInit,
+} from './lora/init.js';
+export {
+  LoraLinear,
+  type LoraLinearOptions,
+  type LoraAdapter,
+  type ForwardOptions,
+} from './lora/linear.js';
+export { LoraParameters, type ParameterSlot } from './lora/params.js';
+export {
+  type AdamWOptions,
+  type AdamWState,
+  ADAMW_DEFAULTS,
+  adamWStep,
+  createAdamWState,
+  cloneAdamWState,
+} from './optim/adamw.js';
+export { clipGlobalNorm, globalNorm } from './optim/clip.js';
+export { type LrSchedule, lrFactor, validateSchedule } from './optim/schedule.js';
+export * from './svd/index.js';
+export * from './io/index.js';
+export { updateSvd, subspaceSimilarity } from './lora/analysis.js';
+export { exportAdapter, importAdapter } from './lora/peft-bridge.js';

@@ -1,0 +1,30 @@
+export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './dtype.js';
+export {
+  MAX_HEADER_BYTES,
+  SafetensorsError,
+  float32Entry,
+  parseSafetensors,
+  readSafetensorsFile,
+  serializeSafetensors,
+  toFloat32,
+  writeFileAtomic,
+  writeSafetensorsFile,
+  type Dtype,
+  type SafetensorsFile,
+  type TensorEntry,
+} from './safetensors.js';
+export {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  PeftAdapterError,
+  loadPeftAdapter,
+  moduleAlpha,
+  moduleRank,
+  peftConfigFromJson,
+  peftConfigToJson,
+  peftKey,
+  savePeftAdapter,
+  type LoraAdapterConfig,
+  type LoraModuleWeights,
+  type PeftAdapter,
+} from './peft.js';

@@ -1,0 +1,123 @@
+// LoRA initialisation as pure functions on plain arrays: the same seed gives
+// the same bits on every replica and every backend.
+import { Rng } from '../random.js';
+import { matrix, truncatedSvd } from '../svd/index.js';
+
+/** How A and B start. */
+export type LoraInit =
+  /** PEFT's default: A kaiming-uniform (a = sqrt 5), B = 0, so the update starts at zero. */
+  | { kind: 'kaiming' }
+  /** PEFT's `init_lora_weights="gaussian"`: A ~ N(0, (1/r)^2), B = 0. */
+  | { kind: 'gaussian' }
+  /**
+   * PiSSA (Meng et al. 2024): A, B from W's top-r singular triplets, and W
+   * replaced by the residual, so the layer's output is unchanged at step 0.
+   */
+  | { kind: 'pissa'; svd?: 'auto' | 'exact' | 'randomized'; powerIterations?: number };
+
+export interface LoraInitShape {
+  r: number;
+  inFeatures: number;
+  outFeatures: number;
+  /** alpha / r (or alpha / sqrt r): PiSSA divides it out so that scaling * B A = W_r. */
+  scaling: number;
+}
+
+export interface LoraInitResult {
+  a: Float32Array; // [r, in]
+  b: Float32Array; // [out, r]
+  /** PiSSA only: the new base weight W - scaling * B A, [out, in]. */
+  residual?: Float32Array;
+}
+
+/** A ~ U(-1/sqrt(in), 1/sqrt(in)): torch's kaiming_uniform_ with a = sqrt(5) on [r, in]. */
+export function kaimingUniformA(r: number, inFeatures: number, rng: Rng): Float32Array {
+  const bound = 1 / Math.sqrt(inFeatures);
+  const a = new Float32Array(r * inFeatures);
+  for (let i = 0; i < a.length; i++) a[i] = (2 * rng.uniform() - 1) * bound;
+  return a;
+}
+
+export function gaussianA(r: number, inFeatures: number, rng: Rng): Float32Array {
+  const a = new Float32Array(r * inFeatures);
+  for (let i = 0; i < a.length; i++) a[i] = rng.normal() / r;
+  return a;
+}
+
+/**
+ * PiSSA from W [out, in] (row-major): W = U S V^T, A = sqrt(S_r / scaling) V_r^T,
+ * B = U_r sqrt(S_r / scaling), residual = W - scaling * B A, all in float64.
+ */
+export function pissaInit(
+  weight: Float32Array,
+  shape: LoraInitShape,
+  options: { svd?: 'auto' | 'exact' | 'randomized'; powerIterations?: number; seed?: number } = {},
+): Required<LoraInitResult> {
+  const { r, inFeatures: n, outFeatures: m, scaling } = shape;
+  if (weight.length !== m * n) {
+    throw new Error(`PiSSA: weight has ${weight.length} values, expected [${m}, ${n}] = ${m * n}`);
+  }
+  if (r > Math.min(m, n)) {
+    throw new Error(`PiSSA: rank ${r} exceeds min(out, in) = ${Math.min(m, n)} of the weight`);
+  }
+  const w = matrix(m, n, weight);
+  const { u, s, v } = truncatedSvd(w, r, {
+    method: options.svd ?? 'auto',
+    powerIterations: options.powerIterations ?? 4,
+    seed: options.seed ?? 0,
+  });
+  const a = new Float32Array(r * n);
+  const b = new Float32Array(m * r);
+  const a64 = new Float64Array(r * n);
+  const b64 = new Float64Array(m * r);
+  for (let k = 0; k < r; k++) {
+    const root = Math.sqrt((s[k] ?? 0) / scaling);
+    for (let j = 0; j < n; j++) a64[k * n + j] = root * (v.data[j * r + k] ?? 0);
+    for (let i = 0; i < m; i++) b64[i * r + k] = (u.data[i * r + k] ?? 0) * root;
+  }
+  a.set(a64);
+  b.set(b64);
+  // The residual uses the float32-rounded A and B, so that residual + scaling * B A
+  // reproduces W as closely as float32 allows.
+  const residual = new Float32Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let ba = 0;
+      for (let k = 0; k < r; k++) ba += (b[i * r + k] ?? 0) * (a[k * n + j] ?? 0);
+      residual[i * n + j] = (weight[i * n + j] ?? 0) - scaling * ba;
+    }
+  }
+  return { a, b, residual };
+}
+
+/**
+ * Initial A and B for one module. `weight` ([out, in], row-major) is needed
+ * by PiSSA only.
+ */
+export function initLora(
+  init: LoraInit,
+  shape: LoraInitShape,
+  seed: number,
+  weight?: Float32Array,
+): LoraInitResult {
+  const rng = new Rng(seed);
+  switch (init.kind) {
+    case 'kaiming':
+      return {
+        a: kaimingUniformA(shape.r, shape.inFeatures, rng),
+        b: new Float32Array(shape.outFeatures * shape.r),
+      };
+    case 'gaussian':
+      return {
+        a: gaussianA(shape.r, shape.inFeatures, rng),
+        b: new Float32Array(shape.outFeatures * shape.r),
+      };
+    case 'pissa':
+      if (!weight) throw new Error('PiSSA initialisation needs the base weight');
+      return pissaInit(weight, shape, {
+        ...(init.svd ? { svd: init.svd } : {}),
+        ...(init.powerIterations !== undefined ? { powerIterations: init.powerIterations } : {}),
+        seed,
+      });
+  }
+}

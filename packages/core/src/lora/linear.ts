@@ -1,0 +1,246 @@
+// A frozen linear layer with named LoRA adapters (PEFT's LoraLinear semantics):
+//   y = base(x) + dropout(x) A^T B^T * scaling,  A [r, in], B [out, r].
+// Merge and unmerge are explicit calls, exact inverses up to float rounding.
+import { tf } from '../backend/tf.js';
+import { deriveSeed } from '../random.js';
+import { type LoraSettings, loraScaling, validateLoraSettings } from './config.js';
+import { type LoraInit, initLora } from './init.js';
+
+export interface LoraLinearOptions {
+  /** Module path, e.g. "transformer.h.0.attn.c_attn"; names errors and PEFT keys. */
+  name: string;
+  /** Frozen base weight: [out, in], or [in, out] when fanInFanOut (GPT-2's Conv1D). */
+  weight: tf.Tensor2D;
+  bias?: tf.Tensor1D | null;
+  fanInFanOut?: boolean;
+}
+
+export interface LoraAdapter {
+  readonly name: string;
+  readonly settings: LoraSettings;
+  readonly scaling: number;
+  readonly a: tf.Variable<tf.Rank.R2>; // [r, in]
+  readonly b: tf.Variable<tf.Rank.R2>; // [out, r]
+}
+
+export interface ForwardOptions {
+  /** Applies LoRA dropout when true. */
+  training?: boolean;
+  /** Seed of the dropout mask (deterministic replicas need one per step and module). */
+  dropoutSeed?: number;
+}
+
+let nextVariableId = 0;
+
+export class LoraLinear {
+  readonly name: string;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly fanInFanOut: boolean;
+  private weight: tf.Tensor2D;
+  private readonly bias: tf.Tensor1D | null;
+  private readonly adapters = new Map<string, LoraAdapter>();
+  private active: string | null = null;
+  private mergedAdapter: string | null = null;
+
+  constructor(options: LoraLinearOptions) {
+    const { name, weight } = options;
+    this.name = name;
+    this.fanInFanOut = options.fanInFanOut ?? false;
+    if (weight.rank !== 2) throw new Error(`${name}: weight must be 2-D, got [${weight.shape}]`);
+    const [rows, cols] = weight.shape;
+    [this.outFeatures, this.inFeatures] = this.fanInFanOut ? [cols, rows] : [rows, cols];
+    this.weight = tf.keep(weight.clone());
+    this.bias = options.bias ? tf.keep(options.bias.clone()) : null;
+    if (this.bias && this.bias.shape[0] !== this.outFeatures) {
+      throw new Error(
+        `${name}: bias has ${this.bias.shape[0]} values, expected ${this.outFeatures}`,
+      );
+    }
+  }
+
+  /** The frozen weight as stored (after PiSSA: the residual; while merged: W + delta). */
+  get baseWeight(): tf.Tensor2D {
+    return this.weight;
+  }
+
+  get activeAdapter(): LoraAdapter | null {
+    return this.active === null ? null : (this.adapters.get(this.active) ?? null);
+  }
+
+  get merged(): boolean {
+    return this.mergedAdapter !== null;
+  }
+
+  adapterNames(): string[] {
+    return [...this.adapters.keys()];
+  }
+
+  adapter(name: string): LoraAdapter {
+    const found = this.adapters.get(name);
+    if (!found) {
+      throw new Error(
+        `${this.name}: no adapter "${name}" (have: ${this.adapterNames().join(', ') || 'none'})`,
+      );
+    }
+    return found;
+  }
+
+  /**
+   * Adds an adapter initialised by `init` and makes it active. PiSSA rewrites
+   * the base weight, so it is allowed only as the first adapter of a layer.
+   */
+  addAdapter(
+    adapterName: string,
+    settings: LoraSettings,
+    init: LoraInit,
+    seed: number,
+  ): LoraAdapter {
+    this.assertCanAdd(adapterName, settings);
+    const scaling = loraScaling(settings);
+    if (init.kind === 'pissa' && this.adapters.size > 0) {
+      throw new Error(
+        `${this.name}: PiSSA rewrites the base weight; use it for the first adapter only`,
+      );
+    }
+    const shape = {
+      r: settings.r,
+      inFeatures: this.inFeatures,
+      outFeatures: this.outFeatures,
+      scaling,
+    };
+    const weight = init.kind === 'pissa' ? this.weightOutIn() : undefined;
+    const { a, b, residual } = initLora(init, shape, deriveSeed(seed, this.name), weight);
+    if (residual) {
+      const next = tf.tensor2d(residual, [this.outFeatures, this.inFeatures]);
+      this.replaceWeight(this.fanInFanOut ? tf.tidy(() => next.transpose()) : next);
+      if (this.fanInFanOut) next.dispose();
+    }
+    return this.loadAdapter(adapterName, settings, a, b);
+  }
+
+  /** Adds an adapter from existing A [r, in] and B [out, r] values and makes it active. */
+  loadAdapter(
+    adapterName: string,
+    settings: LoraSettings,
+    a: Float32Array,
+    b: Float32Array,
+  ): LoraAdapter {
+    this.assertCanAdd(adapterName, settings);
+    const { r } = settings;
+    if (a.length !== r * this.inFeatures || b.length !== this.outFeatures * r) {
+      throw new Error(
+        `${this.name}: adapter "${adapterName}" has A of ${a.length} and B of ${b.length} values; ` +
+          `r=${r} needs A [${r}, ${this.inFeatures}] and B [${this.outFeatures}, ${r}]`,
+      );
+    }
+    // tfjs variable names are global to the process: a serial number keeps two
+    // models with the same module paths apart.
+    const prefix = `${this.name}.${adapterName}#${nextVariableId++}`;
+    const adapter: LoraAdapter = {
+      name: adapterName,
+      settings: { ...settings },
+      scaling: loraScaling(settings),
+      a: tf.variable(tf.tensor2d(a, [r, this.inFeatures]), true, `${prefix}.lora_A`),
+      b: tf.variable(tf.tensor2d(b, [this.outFeatures, r]), true, `${prefix}.lora_B`),
+    };
+    this.adapters.set(adapterName, adapter);
+    this.active = adapterName;
+    return adapter;
+  }
+
+  /** Switches the adapter used by forward (null: the base layer alone). */
+  setActive(adapterName: string | null): void {
+    if (this.merged) throw new Error(`${this.name}: unmerge before switching adapters`);
+    if (adapterName !== null) this.adapter(adapterName);
+    this.active = adapterName;
+  }
+
+  deleteAdapter(adapterName: string): void {
+    if (this.mergedAdapter === adapterName)
+      throw new Error(`${this.name}: unmerge "${adapterName}" first`);
+    const adapter = this.adapter(adapterName);
+    adapter.a.dispose();
+    adapter.b.dispose();
+    this.adapters.delete(adapterName);
+    if (this.active === adapterName) this.active = null;
+  }
+
+  /** x [..., in] -> [..., out]. */
+  forward(x: tf.Tensor, options: ForwardOptions = {}): tf.Tensor {
+    return tf.tidy(() => {
+      const lead = x.shape.slice(0, -1);
+      const x2 = x.reshape([-1, this.inFeatures]); // [N, in]
+      let y = tf.matMul(x2, this.weight, false, !this.fanInFanOut); // [N, out]
+      if (this.bias) y = tf.add(y, this.bias);
+      const adapter = this.activeAdapter;
+      if (adapter && !this.merged) {
+        const { dropout } = adapter.settings;
+        const xd =
+          options.training && dropout > 0
+            ? tf.dropout(x2, dropout, undefined, options.dropoutSeed)
+            : x2;
+        const h = tf.matMul(xd, adapter.a, false, true); // [N, r]
+        y = tf.add(y, tf.mul(tf.matMul(h, adapter.b, false, true), adapter.scaling)); // [N, out]
+      }
+      return y.reshape([...lead, this.outFeatures]);
+    });
+  }
+
+  /** scaling * B A in the weight's storage orientation. */
+  deltaWeight(adapterName: string): tf.Tensor2D {
+    const adapter = this.adapter(adapterName);
+    return tf.tidy(() => {
+      const delta = tf.mul(tf.matMul(adapter.b, adapter.a), adapter.scaling) as tf.Tensor2D; // [out, in]
+      return this.fanInFanOut ? delta.transpose() : delta;
+    });
+  }
+
+  /** Folds the active adapter into W, so inference has no extra matmul. */
+  merge(): void {
+    if (this.merged)
+      throw new Error(`${this.name}: adapter "${this.mergedAdapter}" is already merged`);
+    const adapter = this.activeAdapter;
+    if (!adapter) throw new Error(`${this.name}: no active adapter to merge`);
+    this.replaceWeight(tf.tidy(() => tf.add(this.weight, this.deltaWeight(adapter.name))));
+    this.mergedAdapter = adapter.name;
+  }
+
+  /** Subtracts the merged adapter from W again (the exact inverse of merge, up to rounding). */
+  unmerge(): void {
+    if (this.mergedAdapter === null) throw new Error(`${this.name}: nothing is merged`);
+    const name = this.mergedAdapter;
+    this.replaceWeight(tf.tidy(() => tf.sub(this.weight, this.deltaWeight(name))));
+    this.mergedAdapter = null;
+  }
+
+  dispose(): void {
+    for (const name of this.adapterNames()) {
+      const adapter = this.adapter(name);
+      adapter.a.dispose();
+      adapter.b.dispose();
+    }
+    this.adapters.clear();
+    this.weight.dispose();
+    this.bias?.dispose();
+  }
+
+  private assertCanAdd(adapterName: string, settings: LoraSettings): void {
+    validateLoraSettings(settings, `${this.name}: adapter "${adapterName}"`);
+    if (this.adapters.has(adapterName))
+      throw new Error(`${this.name}: adapter "${adapterName}" exists already`);
+    if (this.merged) throw new Error(`${this.name}: unmerge before adding adapters`);
+  }
+
+  /** The weight as [out, in] values (PiSSA's view of W). */
+  private weightOutIn(): Float32Array {
+    return tf.tidy(
+      () => (this.fanInFanOut ? this.weight.transpose() : this.weight).dataSync() as Float32Array,
+    );
+  }
+
+  private replaceWeight(next: tf.Tensor2D): void {
+    this.weight.dispose();
+    this.weight = tf.keep(next);
+  }
+}

@@ -1,0 +1,83 @@
+// The trainable LoRA parameters of a model as one fused Float32Array in a
+// fixed order (module path, then A before B). This order is the contract that
+// gradient all-reduce, optimizer state and checkpoints rely on.
+import { tf } from '../backend/tf.js';
+import type { LoraLinear } from './linear.js';
+
+export interface ParameterSlot {
+  /** PEFT-style name: "<module path>.lora_A" or ".lora_B". */
+  name: string;
+  variable: tf.Variable;
+  offset: number;
+  size: number;
+}
+
+export class LoraParameters {
+  readonly slots: readonly ParameterSlot[];
+  readonly size: number;
+
+  /** Takes each layer's active adapter; layers are ordered by module path. */
+  constructor(layers: readonly LoraLinear[]) {
+    const sorted = [...layers].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+    const slots: ParameterSlot[] = [];
+    let offset = 0;
+    for (const layer of sorted) {
+      const adapter = layer.activeAdapter;
+      if (!adapter) throw new Error(`${layer.name}: no active adapter to train`);
+      for (const [suffix, variable] of [
+        ['lora_A', adapter.a],
+        ['lora_B', adapter.b],
+      ] as const) {
+        slots.push({ name: `${layer.name}.${suffix}`, variable, offset, size: variable.size });
+        offset += variable.size;
+      }
+    }
+    this.slots = slots;
+    this.size = offset;
+  }
+
+  get variables(): tf.Variable[] {
+    return this.slots.map((slot) => slot.variable);
+  }
+
+  /** All values, fused. */
+  read(): Float32Array {
+    const out = new Float32Array(this.size);
+    for (const slot of this.slots) out.set(slot.variable.dataSync() as Float32Array, slot.offset);
+    return out;
+  }
+
+  /** Assigns fused values back to the variables. */
+  write(values: Float32Array): void {
+    this.assertSize(values, 'values');
+    for (const slot of this.slots) {
+      const piece = values.subarray(slot.offset, slot.offset + slot.size);
+      tf.tidy(() => slot.variable.assign(tf.tensor(piece, slot.variable.shape)));
+    }
+  }
+
+  /**
+   * Runs `loss` (a scalar) under autodiff with respect to these parameters only
+   * and returns the loss value and the fused gradient. No tensor outlives the call.
+   */
+  lossAndGrads(loss: () => tf.Scalar): { loss: number; grads: Float32Array } {
+    const grads = new Float32Array(this.size);
+    const value = tf.tidy(() => {
+      const { value, grads: named } = tf.variableGrads(loss, this.variables);
+      for (const slot of this.slots) {
+        const g = named[slot.variable.name];
+        if (!g)
+          throw new Error(`no gradient reached ${slot.name}: is the layer on the loss's path?`);
+        grads.set(g.dataSync() as Float32Array, slot.offset);
+      }
+      return value.dataSync()[0] ?? NaN;
+    });
+    return { loss: value, grads };
+  }
+
+  private assertSize(buf: Float32Array, what: string): void {
+    if (buf.length !== this.size) {
+      throw new Error(`LoRA ${what} hold ${buf.length} values, the parameters need ${this.size}`);
+    }
+  }
+}

@@ -1,0 +1,192 @@
+// The conformance suite of the LoRA math: every compute backend runs the same
+// checks. LORAFLEET_BACKENDS=cpu,wasm (the default) picks which.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type BackendName,
+  LoraLinear,
+  LoraParameters,
+  type LoraSettings,
+  Rng,
+  tf,
+  useBackend,
+} from '../src/index.js';
+
+const backends = (process.env.LORAFLEET_BACKENDS ?? 'cpu,wasm').split(',') as BackendName[];
+
+function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
+  const rng = new Rng(seed);
+  const size = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(size);
+  for (let i = 0; i < size; i++) data[i] = rng.normal() * scale;
+  return tf.tensor(data, shape);
+}
+
+function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
+}
+
+/** A layer of the given orientation with a random weight, bias and one adapter with random B. */
+function makeLayer(fanInFanOut: boolean, settings: LoraSettings, seed = 1): LoraLinear {
+  const [inF, outF] = [6, 5];
+  const weight = randn(fanInFanOut ? [inF, outF] : [outF, inF], seed) as tf.Tensor2D;
+  const bias = randn([outF], seed + 1) as tf.Tensor1D;
+  const layer = new LoraLinear({ name: 'h.0.attn.c_attn', weight, bias, fanInFanOut });
+  tf.dispose([weight, bias]);
+  layer.addAdapter('default', settings, { kind: 'kaiming' }, seed);
+  // B starts at zero, which would make dA vanish: give it values for the checks.
+  const b = layer.activeAdapter!.b;
+  tf.tidy(() => b.assign(randn(b.shape, seed + 2, 0.5) as tf.Tensor2D));
+  return layer;
+}
+
+/** 0.5 ||y - t||^2: central differences are exact on a quadratic up to rounding. */
+function lossOf(layer: LoraLinear, x: tf.Tensor, target: tf.Tensor): tf.Scalar {
+  return tf.mul(0.5, tf.sum(tf.square(tf.sub(layer.forward(x), target)))) as tf.Scalar;
+}
+
+for (const backend of backends) {
+  describe(`LoRA conformance on ${backend}`, () => {
+    beforeAll(async () => {
+      await useBackend(backend);
+    });
+    afterAll(() => {
+      tf.disposeVariables();
+    });
+
+    for (const fanInFanOut of [false, true]) {
+      for (const rslora of [false, true]) {
+        it(`gradients of A and B match finite differences (fanInFanOut=${fanInFanOut}, rslora=${rslora})`, () => {
+          const settings = { r: 3, alpha: 6, dropout: 0, rslora };
+          const layer = makeLayer(fanInFanOut, settings);
+          const x = randn([4, 6], 11);
+          const target = randn([4, 5], 12);
+          const params = new LoraParameters([layer]);
+          const { grads } = params.lossAndGrads(() => lossOf(layer, x, target));
+          const base = params.read();
+          const eps = 1e-2;
+          let worst = 0;
+          for (let i = 0; i < params.size; i++) {
+            const probe = base.slice();
+            probe[i] = base[i]! + eps;
+            params.write(probe);
+            const up = tf.tidy(() => lossOf(layer, x, target).dataSync()[0]!);
+            probe[i] = base[i]! - eps;
+            params.write(probe);
+            const down = tf.tidy(() => lossOf(layer, x, target).dataSync()[0]!);
+            const numeric = (up - down) / (2 * eps);
+            worst = Math.max(worst, Math.abs(numeric - grads[i]!) / Math.max(1, Math.abs(numeric)));
+          }
+          params.write(base);
+          expect(worst).toBeLessThan(2e-3);
+          // The check is not vacuous: the gradients are far from zero.
+          expect(Math.max(...grads.map(Math.abs))).toBeGreaterThan(0.1);
+          layer.dispose();
+          tf.dispose([x, target]);
+        });
+      }
+
+      it(`merged output equals unmerged output, and unmerge restores W (fanInFanOut=${fanInFanOut})`, () => {
+        const layer = makeLayer(fanInFanOut, { r: 4, alpha: 8, dropout: 0.1, rslora: false });
+        const x = randn([7, 6], 21);
+        const w0 = layer.baseWeight.clone();
+        const unmerged = layer.forward(x);
+        const baseOnly = tf.tidy(() => {
+          layer.setActive(null);
+          const y = layer.forward(x);
+          layer.setActive('default');
+          return y;
+        });
+        expect(maxAbsDiff(unmerged, baseOnly)).toBeGreaterThan(1e-2);
+        layer.merge();
+        expect(layer.merged).toBe(true);
+        const merged = layer.forward(x);
+        expect(maxAbsDiff(merged, unmerged)).toBeLessThan(1e-5);
+        expect(() => layer.merge()).toThrow(/already merged/);
+        layer.unmerge();
+        expect(maxAbsDiff(layer.baseWeight, w0)).toBeLessThan(1e-5);
+        expect(() => layer.unmerge()).toThrow(/nothing is merged/);
+        tf.dispose([x, w0, unmerged, baseOnly, merged]);
+        layer.dispose();
+      });
+
+      it(`PiSSA keeps the output at step 0 and W = residual + scaling B A (fanInFanOut=${fanInFanOut})`, () => {
+        const weight = randn(fanInFanOut ? [12, 9] : [9, 12], 31) as tf.Tensor2D;
+        const layer = new LoraLinear({ name: 'q', weight, fanInFanOut });
+        const x = randn([5, 12], 32);
+        const before = layer.forward(x);
+        layer.addAdapter(
+          'pissa',
+          { r: 4, alpha: 8, dropout: 0, rslora: false },
+          { kind: 'pissa' },
+          0,
+        );
+        const residual = layer.baseWeight;
+        expect(maxAbsDiff(residual, weight)).toBeGreaterThan(0.5);
+        const rebuilt = tf.add(residual, layer.deltaWeight('pissa'));
+        expect(maxAbsDiff(rebuilt, weight)).toBeLessThan(1e-4);
+        const after = layer.forward(x);
+        expect(maxAbsDiff(after, before)).toBeLessThan(1e-4);
+        tf.dispose([weight, x, before, rebuilt, after]);
+        layer.dispose();
+      });
+    }
+
+    it('switches between named adapters over one base', () => {
+      const layer = makeLayer(false, { r: 2, alpha: 4, dropout: 0, rslora: false });
+      const x = randn([3, 6], 41);
+      const first = layer.forward(x);
+      layer.addAdapter(
+        'second',
+        { r: 3, alpha: 3, dropout: 0, rslora: true },
+        { kind: 'gaussian' },
+        5,
+      );
+      expect(layer.activeAdapter?.name).toBe('second');
+      const b = layer.activeAdapter!.b;
+      tf.tidy(() => b.assign(randn(b.shape, 42) as tf.Tensor2D));
+      const second = layer.forward(x);
+      expect(maxAbsDiff(first, second)).toBeGreaterThan(1e-2);
+      layer.setActive('default');
+      const again = layer.forward(x);
+      expect(maxAbsDiff(first, again)).toBe(0);
+      expect(() => layer.setActive('missing')).toThrow(
+        /no adapter "missing" \(have: default, second\)/,
+      );
+      tf.dispose([x, first, second, again]);
+      layer.dispose();
+    });
+
+    it('dropout only acts in training and is reproducible by seed', () => {
+      const layer = makeLayer(false, { r: 2, alpha: 4, dropout: 0.5, rslora: false });
+      const x = randn([8, 6], 51);
+      const evalA = layer.forward(x);
+      const evalB = layer.forward(x);
+      const trainA = layer.forward(x, { training: true, dropoutSeed: 7 });
+      const trainB = layer.forward(x, { training: true, dropoutSeed: 7 });
+      expect(maxAbsDiff(evalA, evalB)).toBe(0);
+      expect(maxAbsDiff(trainA, evalA)).toBeGreaterThan(1e-3);
+      expect(maxAbsDiff(trainA, trainB)).toBe(0);
+      tf.dispose([x, evalA, evalB, trainA, trainB]);
+      layer.dispose();
+    });
+
+    it('a training step leaks no tensor', () => {
+      const layer = makeLayer(true, { r: 2, alpha: 4, dropout: 0.1, rslora: false });
+      const params = new LoraParameters([layer]);
+      const x = randn([4, 6], 61);
+      const target = randn([4, 5], 62);
+      const step = () => {
+        const { grads } = params.lossAndGrads(() => lossOf(layer, x, target));
+        const values = params.read();
+        for (let i = 0; i < values.length; i++) values[i] = values[i]! - 0.01 * grads[i]!;
+        params.write(values);
+      };
+      step();
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 3; i++) step();
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([x, target]);
+      layer.dispose();
+    });
+  });
+}
