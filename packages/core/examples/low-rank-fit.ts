@@ -15,7 +15,7 @@ import {
   type BackendName,
   BACKENDS,
   LoraLinear,
-  LoraParameters,
+  TrainableParameters,
   Rng,
   adamWStep,
   clipGlobalNorm,
@@ -179,7 +179,7 @@ export async function lowRankFit(
     tf.mean(tf.square(tf.sub(forward(x), y))) as tf.Scalar;
   const heldOutLoss = () => tf.tidy(() => mse(xHeld, yHeld).dataSync()[0]!);
 
-  const params = new LoraParameters(layers);
+  const params = TrainableParameters.fromLoraLayers(layers);
   const total = layers.reduce((n, l) => n + l.inFeatures * l.outFeatures, 0);
   log(
     `low-rank fit on ${opts.backend}: ${params.size} trainable LoRA parameters ` +

@@ -21,7 +21,7 @@ export {
   type LoraAdapter,
   type ForwardOptions,
 } from './lora/linear.js';
-export { LoraParameters, type ParameterSlot } from './lora/params.js';
+export { TrainableParameters, type ParameterSlot } from './lora/params.js';
 export {
   type AdamWOptions,
   type AdamWState,

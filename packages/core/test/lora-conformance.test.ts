@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type BackendName,
   LoraLinear,
-  LoraParameters,
+  TrainableParameters,
   type LoraSettings,
   Rng,
   tf,
@@ -60,7 +60,7 @@ for (const backend of backends) {
           const layer = makeLayer(fanInFanOut, settings);
           const x = randn([4, 6], 11);
           const target = randn([4, 5], 12);
-          const params = new LoraParameters([layer]);
+          const params = TrainableParameters.fromLoraLayers([layer]);
           const { grads } = params.lossAndGrads(() => lossOf(layer, x, target));
           const base = params.read();
           const eps = 1e-2;
@@ -88,7 +88,7 @@ for (const backend of backends) {
       it(`merged output equals unmerged output, and unmerge restores W (fanInFanOut=${fanInFanOut})`, () => {
         const layer = makeLayer(fanInFanOut, { r: 4, alpha: 8, dropout: 0.1, rslora: false });
         const x = randn([7, 6], 21);
-        const w0 = layer.baseWeight.clone();
+        const w0 = layer.weight.clone();
         const unmerged = layer.forward(x);
         const baseOnly = tf.tidy(() => {
           layer.setActive(null);
@@ -103,7 +103,7 @@ for (const backend of backends) {
         expect(maxAbsDiff(merged, unmerged)).toBeLessThan(1e-5);
         expect(() => layer.merge()).toThrow(/already merged/);
         layer.unmerge();
-        expect(maxAbsDiff(layer.baseWeight, w0)).toBeLessThan(1e-5);
+        expect(maxAbsDiff(layer.weight, w0)).toBeLessThan(1e-5);
         expect(() => layer.unmerge()).toThrow(/nothing is merged/);
         tf.dispose([x, w0, unmerged, baseOnly, merged]);
         layer.dispose();
@@ -120,7 +120,7 @@ for (const backend of backends) {
           { kind: 'pissa' },
           0,
         );
-        const residual = layer.baseWeight;
+        const residual = layer.weight;
         expect(maxAbsDiff(residual, weight)).toBeGreaterThan(0.5);
         const rebuilt = tf.add(residual, layer.deltaWeight('pissa'));
         expect(maxAbsDiff(rebuilt, weight)).toBeLessThan(1e-4);
@@ -172,7 +172,7 @@ for (const backend of backends) {
 
     it('a training step leaks no tensor', () => {
       const layer = makeLayer(true, { r: 2, alpha: 4, dropout: 0.1, rslora: false });
-      const params = new LoraParameters([layer]);
+      const params = TrainableParameters.fromLoraLayers([layer]);
       const x = randn([4, 6], 61);
       const target = randn([4, 5], 62);
       const step = () => {

@@ -37,8 +37,10 @@ export class LoraLinear {
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly fanInFanOut: boolean;
-  private weight: tf.Tensor2D;
-  private readonly bias: tf.Tensor1D | null;
+  // Variables (frozen unless a full fine-tune marks them trainable), updated in
+  // place by merge, unmerge and PiSSA.
+  readonly weight: tf.Variable<tf.Rank.R2>;
+  readonly bias: tf.Variable<tf.Rank.R1> | null;
   private readonly adapters = new Map<string, LoraAdapter>();
   private active: string | null = null;
   private mergedAdapter: string | null = null;
@@ -50,18 +52,14 @@ export class LoraLinear {
     if (weight.rank !== 2) throw new Error(`${name}: weight must be 2-D, got [${weight.shape}]`);
     const [rows, cols] = weight.shape;
     [this.outFeatures, this.inFeatures] = this.fanInFanOut ? [cols, rows] : [rows, cols];
-    this.weight = tf.keep(weight.clone());
-    this.bias = options.bias ? tf.keep(options.bias.clone()) : null;
+    const id = nextVariableId++;
+    this.weight = tf.variable(weight, false, `${name}.weight#${id}`);
+    this.bias = options.bias ? tf.variable(options.bias, false, `${name}.bias#${id}`) : null;
     if (this.bias && this.bias.shape[0] !== this.outFeatures) {
       throw new Error(
         `${name}: bias has ${this.bias.shape[0]} values, expected ${this.outFeatures}`,
       );
     }
-  }
-
-  /** The frozen weight as stored (after PiSSA: the residual; while merged: W + delta). */
-  get baseWeight(): tf.Tensor2D {
-    return this.weight;
   }
 
   get activeAdapter(): LoraAdapter | null {
@@ -112,9 +110,10 @@ export class LoraLinear {
     const weight = init.kind === 'pissa' ? this.weightOutIn() : undefined;
     const { a, b, residual } = initLora(init, shape, deriveSeed(seed, this.name), weight);
     if (residual) {
-      const next = tf.tensor2d(residual, [this.outFeatures, this.inFeatures]);
-      this.replaceWeight(this.fanInFanOut ? tf.tidy(() => next.transpose()) : next);
-      if (this.fanInFanOut) next.dispose();
+      tf.tidy(() => {
+        const next = tf.tensor2d(residual, [this.outFeatures, this.inFeatures]);
+        this.weight.assign(this.fanInFanOut ? next.transpose() : next);
+      });
     }
     return this.loadAdapter(adapterName, settings, a, b);
   }
@@ -202,7 +201,7 @@ export class LoraLinear {
       throw new Error(`${this.name}: adapter "${this.mergedAdapter}" is already merged`);
     const adapter = this.activeAdapter;
     if (!adapter) throw new Error(`${this.name}: no active adapter to merge`);
-    this.replaceWeight(tf.tidy(() => tf.add(this.weight, this.deltaWeight(adapter.name))));
+    tf.tidy(() => this.weight.assign(tf.add(this.weight, this.deltaWeight(adapter.name))));
     this.mergedAdapter = adapter.name;
   }
 
@@ -210,7 +209,7 @@ export class LoraLinear {
   unmerge(): void {
     if (this.mergedAdapter === null) throw new Error(`${this.name}: nothing is merged`);
     const name = this.mergedAdapter;
-    this.replaceWeight(tf.tidy(() => tf.sub(this.weight, this.deltaWeight(name))));
+    tf.tidy(() => this.weight.assign(tf.sub(this.weight, this.deltaWeight(name))));
     this.mergedAdapter = null;
   }
 
@@ -237,10 +236,5 @@ export class LoraLinear {
     return tf.tidy(
       () => (this.fanInFanOut ? this.weight.transpose() : this.weight).dataSync() as Float32Array,
     );
-  }
-
-  private replaceWeight(next: tf.Tensor2D): void {
-    this.weight.dispose();
-    this.weight = tf.keep(next);
   }
 }

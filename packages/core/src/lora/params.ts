@@ -1,39 +1,53 @@
-// The trainable LoRA parameters of a model as one fused Float32Array in a
-// fixed order (module path, then A before B). This order is the contract that
-// gradient all-reduce, optimizer state and checkpoints rely on.
+// The trainable parameters of a model as one fused Float32Array in a fixed
+// order (for LoRA: module path, then A before B). This order is the contract
+// that gradient all-reduce, optimizer state and checkpoints rely on.
 import { tf } from '../backend/tf.js';
 import type { LoraLinear } from './linear.js';
 
 export interface ParameterSlot {
-  /** PEFT-style name: "<module path>.lora_A" or ".lora_B". */
+  /** E.g. "<module path>.lora_A" for LoRA, "transformer.wte.weight" for a full fine-tune. */
   name: string;
   variable: tf.Variable;
   offset: number;
   size: number;
 }
 
-export class LoraParameters {
+export class TrainableParameters {
   readonly slots: readonly ParameterSlot[];
   readonly size: number;
 
-  /** Takes each layer's active adapter; layers are ordered by module path. */
-  constructor(layers: readonly LoraLinear[]) {
-    const sorted = [...layers].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  /**
+   * Named variables in the given order; they are marked trainable (tfjs
+   * skips frozen variables when differentiating).
+   */
+  constructor(named: readonly (readonly [string, tf.Variable])[]) {
     const slots: ParameterSlot[] = [];
+    const seen = new Set<string>();
     let offset = 0;
-    for (const layer of sorted) {
-      const adapter = layer.activeAdapter;
-      if (!adapter) throw new Error(`${layer.name}: no active adapter to train`);
-      for (const [suffix, variable] of [
-        ['lora_A', adapter.a],
-        ['lora_B', adapter.b],
-      ] as const) {
-        slots.push({ name: `${layer.name}.${suffix}`, variable, offset, size: variable.size });
-        offset += variable.size;
-      }
+    for (const [name, variable] of named) {
+      if (seen.has(name)) throw new Error(`parameter "${name}" is listed twice`);
+      seen.add(name);
+      variable.trainable = true;
+      slots.push({ name, variable, offset, size: variable.size });
+      offset += variable.size;
     }
     this.slots = slots;
     this.size = offset;
+  }
+
+  /** The active adapter of each layer, layers ordered by module path, A before B. */
+  static fromLoraLayers(layers: readonly LoraLinear[]): TrainableParameters {
+    const sorted = [...layers].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+    return new TrainableParameters(
+      sorted.flatMap((layer) => {
+        const adapter = layer.activeAdapter;
+        if (!adapter) throw new Error(`${layer.name}: no active adapter to train`);
+        return [
+          [`${layer.name}.lora_A`, adapter.a],
+          [`${layer.name}.lora_B`, adapter.b],
+        ] as const;
+      }),
+    );
   }
 
   get variables(): tf.Variable[] {
@@ -77,7 +91,7 @@ export class LoraParameters {
 
   private assertSize(buf: Float32Array, what: string): void {
     if (buf.length !== this.size) {
-      throw new Error(`LoRA ${what} hold ${buf.length} values, the parameters need ${this.size}`);
+      throw new Error(`${what} hold ${buf.length} values, the parameters need ${this.size}`);
     }
   }
 }

@@ -47,7 +47,8 @@ export function effectiveRank(s: Float64Array): number {
 }
 
 /**
- * Fraction of squared Frobenius norm kept by the top k singular values: sum_{i<k} s_i^2 / sum s_i^2.
+ * Fraction of squared Frobenius norm kept by the top k singular values:
+ * sum_{i<k} s_i^2 / sum s_i^2.
  * 1 for an all-zero spectrum (truncation loses nothing). Assumes s sorted descending.
  */
 export function energyKept(s: Float64Array, k: number): number {

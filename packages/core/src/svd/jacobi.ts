@@ -11,9 +11,12 @@ export interface Svd {
 }
 
 export interface JacobiOptions {
-  /** Pair (i, j) counts as orthogonal once |<a_i, a_j>| <= tolerance * |a_i| |a_j|. Default: rows * eps. */
+  /**
+   * Columns i, j count as orthogonal once |<a_i, a_j>| <= tolerance * |a_i| |a_j|. Default:
+   * max(rows, cols) * eps, about the rounding error of one such dot product.
+   */
   tolerance?: number;
-  /** Sweeps over all column pairs before giving up. Quadratic convergence needs ~10; 60 is slack. */
+  /** Sweeps over all column pairs before giving up. Random 768x768 needs 10; 60 is slack. */
   maxSweeps?: number;
 }
 
@@ -39,17 +42,20 @@ function checkFinite(m: Matrix): void {
       const i = Math.floor(idx / m.cols);
       const j = idx % m.cols;
       throw new Error(
-        `svd: entry (${i}, ${j}) of the ${m.rows}x${m.cols} input is ${x}; the SVD needs finite values`,
+        `svd: entry (${i}, ${j}) of the ${m.rows}x${m.cols} input is ${x}; ` +
+          'the SVD needs finite values',
       );
     }
   }
 }
 
-/** Power of two near 1 / max|m_ij|: keeps squared norms clear of overflow and underflow, exactly. */
+/** Power of two near 1 / max|m_ij|: keeps squared norms clear of overflow and underflow, exactly */
 function exactScale(m: Matrix): number {
   let maxAbs = 0;
   for (const x of m.data) maxAbs = Math.max(maxAbs, Math.abs(x));
-  return maxAbs === 0 ? 1 : 2 ** -Math.ceil(Math.log2(maxAbs));
+  if (maxAbs === 0) return 1;
+  // Clamped so the factor itself stays a normal, finite double.
+  return 2 ** -Math.min(1022, Math.max(-1000, Math.ceil(Math.log2(maxAbs))));
 }
 
 function hestenes(m: Matrix, options: JacobiOptions): Svd {
@@ -68,62 +74,31 @@ function hestenes(m: Matrix, options: JacobiOptions): Svd {
   const factor = exactScale(m);
   const a = transpose(m).data; // [n, rows]: column j of m at aOff[j]
   for (let i = 0; i < a.length; i++) a[i]! *= factor;
-  const v = identity(n).data; // [n, n]: column j of v at vOff[j]
-  const aOff = Array.from({ length: n }, (_, j) => j * rows);
-  const vOff = Array.from({ length: n }, (_, j) => j * n);
-  const norms = new Float64Array(n);
-  for (let j = 0; j < n; j++) norms[j] = Math.sqrt(dotAt(a, aOff[j]!, aOff[j]!, rows));
-
-  // Sweeps one column p against columns [from, to); the <a_p, a_q> for pair (p, q + 1) rides
-  // along with the rotation of pair (p, q). Returns whether any pair was rotated.
-  const sweepRow = (p: number, from: number, to: number): boolean => {
-    const ap = aOff[p]!;
-    const vp = vOff[p]!;
-    let rotated = false;
-    let g = dotAt(a, ap, aOff[from]!, rows);
-    for (let q = from; q < to; q++) {
-      const next = q + 1 < to ? aOff[q + 1]! : ap; // past the end: a harmless |a_p|^2
-      const np = norms[p]!;
-      const nq = norms[q]!;
-      if (np === 0 || nq === 0 || Math.abs(g) <= tol * np * nq) {
-        g = dotAt(a, ap, next, rows);
-        continue;
-      }
-      // Smaller of the two angles that zero <a_p, a_q>; hypot avoids overflow when g is tiny.
-      const zeta = (nq - np) * ((nq + np) / (2 * g));
-      const t = (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.hypot(1, zeta));
-      if (t === 0) {
-        g = dotAt(a, ap, next, rows); // the angle underflowed: as orthogonal as it gets
-        continue;
-      }
-      rotated = true;
-      const c = 1 / Math.sqrt(1 + t * t);
-      const s = c * t;
-      g = rotateAndDot(a, ap, aOff[q]!, next, rows, c, s);
-      norms[p] = Math.sqrt(squaredNorms[0]!);
-      norms[q] = Math.sqrt(squaredNorms[1]!);
-      rotate(v, vp, vOff[q]!, n, c, s);
-    }
-    return rotated;
+  const cols: Columns = {
+    a,
+    v: identity(n).data, // [n, n]: column j of v at vOff[j]
+    aOff: Array.from({ length: n }, (_, j) => j * rows),
+    vOff: Array.from({ length: n }, (_, j) => j * n),
+    norm2: new Float64Array(n),
+    rows,
+    n,
+    tol,
   };
+  const { aOff, vOff, norm2 } = cols;
 
-  // Pairs are visited block by block, so that the two blocks of columns in play (of a and of v)
-  // stay in L2 cache: over 2x faster at 768x768 than streaming every column from L3 per pair.
-  const block = Math.max(8, Math.floor(BLOCK_BYTES / (16 * (rows + n))));
   let converged = false;
   for (let sweep = 0; sweep < maxSweeps && !converged; sweep++) {
     converged = true;
-    // Largest columns first (de Rijk): converges faster, and rotations keep the order.
-    sortByNorm(norms, aOff, vOff);
-    for (let i0 = 0; i0 < n; i0 += block) {
-      const i1 = Math.min(n, i0 + block);
-      for (let j0 = i0; j0 < n; j0 += block) {
-        const j1 = Math.min(n, j0 + block);
-        for (let p = i0; p < i1; p++) {
-          const from = j0 === i0 ? p + 1 : j0;
-          if (from < j1 && sweepRow(p, from, j1)) converged = false;
-        }
-      }
+    // The rotations update norm2 by formula; recomputing once a sweep bounds the drift.
+    for (let j = 0; j < n; j++) norm2[j] = dotAt(a, aOff[j]!, aOff[j]!, rows);
+    for (let p = 0; p < n - 1; p++) {
+      // de Rijk pivoting: largest remaining column first; converges faster and leaves s sorted.
+      let best = p;
+      for (let q = p + 1; q < n; q++) if (norm2[q]! > norm2[best]!) best = q;
+      swap(aOff, p, best);
+      swap(vOff, p, best);
+      swap(norm2, p, best);
+      if (sweepRow(cols, p)) converged = false;
     }
   }
   if (!converged) {
@@ -133,35 +108,90 @@ function hestenes(m: Matrix, options: JacobiOptions): Svd {
     );
   }
 
+  const norms = aOff.map((off) => Math.sqrt(dotAt(a, off, off, rows)));
   // Pivoting leaves s nearly sorted; a stable sort makes it exact.
   const order = Array.from({ length: n }, (_, j) => j).sort((x, y) => norms[y]! - norms[x]!);
   const s = new Float64Array(n);
   const uCols: Float64Array[] = [];
   const vCols: Float64Array[] = [];
+  let firstZero = n;
   for (let k = 0; k < n; k++) {
     const j = order[k]!;
     const norm = norms[j]!;
     const col = a.subarray(aOff[j]!, aOff[j]! + rows);
-    // A column this small is zero for our purposes: leave it for orthonormalizeColumns to complete.
-    if (norm > MIN_NORM) for (let i = 0; i < rows; i++) col[i]! /= norm;
-    else col.fill(0);
-    s[k] = norm > MIN_NORM ? norm / factor : 0;
+    if (norm > MIN_NORM) {
+      for (let i = 0; i < rows; i++) col[i]! /= norm;
+      s[k] = norm / factor;
+    } else {
+      col.fill(0); // zero for our purposes: orthonormalizeColumns completes it below
+      firstZero = Math.min(firstZero, k);
+    }
     uCols.push(col);
-    vCols.push(v.subarray(vOff[j]!, vOff[j]! + n));
+    vCols.push(cols.v.subarray(vOff[j]!, vOff[j]! + n));
   }
-  // Already orthonormal columns change only at rounding level; zero ones get completed.
-  orthonormalizeColumns(uCols);
+  orthonormalizeColumns(uCols, firstZero);
   return { u: fromColumns(rows, uCols), s, v: fromColumns(n, vCols) };
 }
-
-/** Cache budget for the two column blocks in play; about half of a typical 1 MiB L2. */
-const BLOCK_BYTES = 512 * 1024;
 
 /** Below this (after scaling to max|entry| ~ 1), dividing by the norm would lose precision. */
 const MIN_NORM = 1e-280;
 
-/** Second result of rotateAndDot: |a_p|^2 and |a_q|^2 after the rotation. */
-const squaredNorms = new Float64Array(2);
+/** Working state of one Jacobi run; a plain object so the hot loop stays monomorphic. */
+interface Columns {
+  /** [n, rows]: column j of the scaled input at aOff[j], rotated towards u * diag(s) */
+  a: Float64Array;
+  /** [n, n]: column j of the accumulated rotations at vOff[j] */
+  v: Float64Array;
+  aOff: number[];
+  vOff: number[];
+  /** Squared column norms of a, kept current by the rotations */
+  norm2: Float64Array;
+  rows: number;
+  n: number;
+  tol: number;
+}
+
+/**
+ * Orthogonalises column p against every later column. The dot <a_p, a_q+1> rides along with the
+ * rotation of pair (p, q): one pass over memory instead of two. Returns whether anything rotated.
+ */
+function sweepRow(cols: Columns, p: number): boolean {
+  const { a, v, aOff, vOff, norm2, rows, n, tol } = cols;
+  const ap = aOff[p]!;
+  const vp = vOff[p]!;
+  let rotated = false;
+  let g = dotAt(a, ap, aOff[p + 1]!, rows);
+  for (let q = p + 1; q < n; q++) {
+    const next = q + 1 < n ? aOff[q + 1]! : ap; // past the end: a harmless |a_p|^2
+    const alpha = norm2[p]!;
+    const beta = norm2[q]!;
+    if (alpha === 0 || beta === 0 || Math.abs(g) <= tol * Math.sqrt(alpha) * Math.sqrt(beta)) {
+      g = dotAt(a, ap, next, rows);
+      continue;
+    }
+    // Smaller of the two angles that zero <a_p, a_q>; hypot avoids overflow when g is tiny.
+    const zeta = (beta - alpha) / (2 * g);
+    const t = (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.hypot(1, zeta));
+    if (t === 0) {
+      g = dotAt(a, ap, next, rows); // the angle underflowed: as orthogonal as it gets
+      continue;
+    }
+    rotated = true;
+    const c = 1 / Math.sqrt(1 + t * t);
+    const s = c * t;
+    const aq = aOff[q]!;
+    const gpq = g;
+    g = rotateAndDot(a, ap, aq, next, rows, c, s);
+    rotate(v, vp, vOff[q]!, n, c, s);
+    // Exact identities for this rotation. Where one cancels badly (a column collapsing towards
+    // zero, as in rank-deficient input) measure the norm instead.
+    norm2[p] = alpha - t * gpq;
+    norm2[q] = beta + t * gpq;
+    if (norm2[p]! < 0.01 * alpha) norm2[p] = dotAt(a, ap, ap, rows);
+    if (norm2[q]! < 0.01 * beta) norm2[q] = dotAt(a, aq, aq, rows);
+  }
+  return rotated;
+}
 
 function dotAt(x: Float64Array, i0: number, j0: number, len: number): number {
   let s = 0;
@@ -179,10 +209,7 @@ function rotate(x: Float64Array, p0: number, q0: number, len: number, c: number,
   }
 }
 
-/**
- * rotate(), fused with the new squared norms (into squaredNorms) and the dot of the new x_p with
- * x_z (returned): one pass over memory instead of three.
- */
+/** rotate(), fused with the dot of the new x_p and x_z (returned). */
 function rotateAndDot(
   x: Float64Array,
   p0: number,
@@ -192,42 +219,26 @@ function rotateAndDot(
   c: number,
   s: number,
 ): number {
-  let sp = 0;
-  let sq = 0;
   let g = 0;
   for (let i = 0; i < len; i++) {
     const xp = x[p0 + i]!;
     const xq = x[q0 + i]!;
     const yp = c * xp - s * xq;
-    const yq = s * xp + c * xq;
     x[p0 + i] = yp;
-    x[q0 + i] = yq;
-    sp += yp * yp;
-    sq += yq * yq;
+    x[q0 + i] = s * xp + c * xq;
     g += yp * x[z0 + i]!;
   }
-  squaredNorms[0] = sp;
-  squaredNorms[1] = sq;
   return g;
 }
 
-/** Reorders columns (their norms and offsets) by descending norm. */
-function sortByNorm(norms: Float64Array, aOff: number[], vOff: number[]): void {
-  const order = Array.from({ length: norms.length }, (_, j) => j).sort(
-    (x, y) => norms[y]! - norms[x]!,
-  );
-  const oldNorms = norms.slice();
-  const oldA = aOff.slice();
-  const oldV = vOff.slice();
-  order.forEach((j, k) => {
-    norms[k] = oldNorms[j]!;
-    aOff[k] = oldA[j]!;
-    vOff[k] = oldV[j]!;
-  });
+function swap<T>(xs: { [i: number]: T }, i: number, j: number): void {
+  const tmp = xs[i]!;
+  xs[i] = xs[j]!;
+  xs[j] = tmp;
 }
 
 /** Flips each (u, v) pair so v's largest-magnitude entry is positive: a deterministic output. */
-export function withSignConvention(r: Svd): Svd {
+function withSignConvention(r: Svd): Svd {
   const { u, v } = r;
   const k = r.s.length;
   for (let j = 0; j < k; j++) {

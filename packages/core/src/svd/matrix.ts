@@ -11,7 +11,7 @@ function checkDimension(name: string, value: number): void {
   }
 }
 
-/** A new matrix; `data` (row-major) is copied, so later edits to it do not leak in. Zeros if absent. */
+/** A new matrix; `data` (row-major) is copied, so later edits to it do not leak in. Default: 0s. */
 export function matrix(rows: number, cols: number, data?: ArrayLike<number>): Matrix {
   checkDimension('rows', rows);
   checkDimension('cols', cols);
@@ -19,7 +19,8 @@ export function matrix(rows: number, cols: number, data?: ArrayLike<number>): Ma
   if (data !== undefined) {
     if (data.length !== rows * cols) {
       throw new Error(
-        `matrix: data has ${data.length} elements but a ${rows}x${cols} matrix needs ${rows * cols}`,
+        `matrix: data has ${data.length} elements but a ${rows}x${cols} matrix needs ` +
+          `${rows * cols}`,
       );
     }
     out.set(data);
@@ -83,7 +84,7 @@ export function frobeniusNorm(m: Matrix): number {
   return scale * Math.sqrt(sum);
 }
 
-/** Columns of m as contiguous arrays (views into one buffer): the layout the SVD kernels stream over. */
+/** Columns of m as contiguous arrays (views into one buffer): the layout the SVD streams over. */
 export function toColumns(m: Matrix): Float64Array[] {
   const t = transpose(m).data;
   const cols: Float64Array[] = [];
@@ -122,9 +123,10 @@ function scale(x: Float64Array, alpha: number): void {
  * (up to three passes, stopping once a pass keeps more than half the norm: Kahan-Parlett's
  * "twice is enough"). A column that is zero or lies in the span of the earlier ones is replaced by
  * a unit vector projected off them, so the result is always orthonormal. That completion is what
- * gives zero singular values well-defined singular vectors.
+ * gives zero singular values well-defined singular vectors. Columns before `start` are taken as
+ * orthonormal already.
  */
-export function orthonormalizeColumns(cols: Float64Array[]): void {
+export function orthonormalizeColumns(cols: Float64Array[], start = 0): void {
   if (cols.length === 0) return;
   const rows = cols[0]!.length;
   if (cols.length > rows) {
@@ -133,15 +135,16 @@ export function orthonormalizeColumns(cols: Float64Array[]): void {
     );
   }
   let nextUnit = 0;
-  for (let j = 0; j < cols.length; j++) {
+  for (let j = start; j < cols.length; j++) {
     const c = cols[j]!;
     const norm = Math.sqrt(dot(c, c));
     if (!(norm > 0 && projectOff(cols, j, c, norm))) {
       // Zero or dependent: take the next unit vector that keeps enough norm once projected. Some
       // e_t keeps |residual|^2 >= (rows - j) / rows >= 1 / rows, so 0.5 / rows always succeeds.
       for (let attempt = 0; ; attempt++) {
-        if (attempt === rows)
+        if (attempt === rows) {
           throw new Error('orthonormalizeColumns: no unit vector completes the basis');
+        }
         c.fill(0);
         c[nextUnit] = 1;
         nextUnit = (nextUnit + 1) % rows;
@@ -168,7 +171,7 @@ function projectOff(cols: Float64Array[], j: number, c: Float64Array, norm: numb
   return false;
 }
 
-/** Q of a thin QR: orthonormal columns spanning those of m [rows, cols], completed where dependent. */
+/** Q of a thin QR: orthonormal columns spanning those of m [rows, cols], completed if dependent. */
 export function orthonormalColumns(m: Matrix): Matrix {
   const cols = toColumns(m);
   orthonormalizeColumns(cols);

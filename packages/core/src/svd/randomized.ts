@@ -2,9 +2,9 @@ import { type Svd, svd } from './jacobi.js';
 import { type Matrix, matmul, matrix, orthonormalColumns, transpose } from './matrix.js';
 
 export interface RandomizedSvdOptions {
-  /** Extra sample columns beyond `rank`; 10 makes the range finder's failure odds negligible (HMT 2011, 4.2). */
+  /** Extra samples beyond `rank`; 10 makes the range finder's failure odds negligible (HMT 4.2). */
   oversample?: number;
-  /** Power iterations (A A^T)^q; each sharpens a slowly decaying spectrum at the cost of two passes over A. */
+  /** Power iterations (A A^T)^q: each sharpens a slowly decaying spectrum for two passes over A. */
   powerIterations?: number;
   /** Seeds the Gaussian test matrix: the same seed gives bit-identical output. */
   seed?: number;
@@ -12,7 +12,7 @@ export interface RandomizedSvdOptions {
 
 export type TruncatedSvdMethod = 'auto' | 'exact' | 'randomized';
 
-/** Above this min(rows, cols), 'auto' switches from exact Jacobi (O(mn^2)) to the randomized SVD. */
+/** Above this min(rows, cols), 'auto' trades exact Jacobi (O(mn^2)) for the randomized SVD. */
 const EXACT_MAX_DIM = 256;
 
 /**
@@ -63,7 +63,8 @@ function checkRank(m: Matrix, rank: number): void {
   const max = Math.min(m.rows, m.cols);
   if (!Number.isInteger(rank) || rank < 1 || rank > max) {
     throw new Error(
-      `truncated SVD: rank must be an integer in 1..${max} for a ${m.rows}x${m.cols} matrix, got ${rank}`,
+      `truncated SVD: rank must be an integer in 1..${max} for a ${m.rows}x${m.cols} matrix, ` +
+        `got ${rank}`,
     );
   }
 }

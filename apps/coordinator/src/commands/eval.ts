@@ -1,0 +1,44 @@
+import { evaluateLoss } from '@lorafleet/models';
+import type { CommandSpec, Options } from '../args.js';
+import { backendOption, loadModelAndAdapter, startBackend } from '../common.js';
+import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
+import { batchesOf, prepareRows } from '../training/rows.js';
+
+export const evalSpec: CommandSpec = {
+  name: 'eval',
+  summary:
+    'Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset.',
+  options: {
+    model: { kind: 'string', value: 'DIR', required: true, description: 'model folder' },
+    adapter: { kind: 'string', value: 'DIR', description: 'PEFT adapter folder to apply' },
+    data: { kind: 'string', value: 'FILE', required: true, description: '.jsonl, .csv or .txt' },
+    ...dataOptions,
+    'batch-size': { kind: 'int', min: 1, default: 8, description: 'rows per forward pass' },
+    json: { kind: 'boolean', description: 'print the result as JSON' },
+    backend: backendOption,
+  },
+};
+
+export async function runEval(o: Options): Promise<void> {
+  await startBackend(o);
+  const { model, tokenizer, config, adapted } = await loadModelAndAdapter(
+    o.string('model'),
+    o.optionalString('adapter'),
+  );
+  const rowOptions = rowOptionsFrom(o, config.nPositions);
+  const prepared = await prepareRows(o.string('data'), tokenizer, rowOptions);
+  prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
+  const result = evaluateLoss(
+    model,
+    batchesOf(prepared.rows, o.number('batch-size'), rowOptions.seqLen),
+  );
+  model.dispose();
+  if (o.boolean('json')) {
+    console.log(JSON.stringify({ ...result, rows: prepared.rows.length, adaptedModules: adapted }));
+    return;
+  }
+  console.log(
+    `${o.string('data')}: loss ${result.loss.toFixed(4)}, perplexity ${result.perplexity.toFixed(2)} over ${result.tokens} tokens` +
+      `${adapted > 0 ? ` (adapter on ${adapted} modules)` : ''}`,
+  );
+}

@@ -1,0 +1,68 @@
+// Pieces every command shares: the backend option, loading a model folder
+// with an optional adapter, copying tokenizer files next to a saved model.
+import { copyFile, access } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  BACKENDS,
+  type BackendName,
+  importAdapter,
+  loadPeftAdapter,
+  useBackend,
+} from '@lorafleet/core';
+import { type LoadedModel, loadModel } from '@lorafleet/models';
+import type { OptionSpec, Options } from './args.js';
+
+export const backendOption: OptionSpec = {
+  kind: 'string',
+  value: 'NAME',
+  description: 'compute backend',
+  choices: BACKENDS,
+  default: 'wasm',
+};
+
+export async function startBackend(options: Options): Promise<BackendName> {
+  const name = options.string('backend') as BackendName;
+  await useBackend(name);
+  return name;
+}
+
+export const ADAPTER_NAME = 'default';
+
+/** Loads a model folder and, if given, a PEFT adapter into it (active, not merged). */
+export async function loadModelAndAdapter(
+  modelDir: string,
+  adapterDir?: string,
+): Promise<LoadedModel & { adapted: number }> {
+  const loaded = await loadModel(modelDir);
+  if (!adapterDir) return { ...loaded, adapted: 0 };
+  const adapter = await loadPeftAdapter(adapterDir);
+  importAdapter(loaded.model.linears(), adapter, ADAPTER_NAME);
+  return { ...loaded, adapted: adapter.modules.size };
+}
+
+const TOKENIZER_FILES = [
+  'tokenizer_config.json',
+  'vocab.json',
+  'merges.txt',
+  'tokenizer.json',
+  'special_tokens_map.json',
+];
+
+/** Copies whichever tokenizer files the source folder has. */
+export async function copyTokenizerFiles(from: string, to: string): Promise<void> {
+  for (const file of TOKENIZER_FILES) {
+    const src = join(from, file);
+    const present = await access(src).then(
+      () => true,
+      () => false,
+    );
+    if (present) await copyFile(src, join(to, file));
+  }
+}
+
+export function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return String(n);
+}

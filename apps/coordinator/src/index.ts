@@ -1,0 +1,10 @@
+export {
+  type CommandSpec,
+  type OptionSpec,
+  Options,
+  UsageError,
+  helpText,
+  parseCommand,
+} from './args.js';
+export { Progress, formatSeconds } from './progress.js';
+export { compareAdapters, describeAdapter } from './commands/inspect.js';

@@ -1,0 +1,56 @@
+// @lorafleet/data: datasets for causal-LM fine-tuning, packing, the
+// deterministic sampler and its shards. Plain TypeScript + node: built-ins.
+
+export {
+  type TextTokenizer,
+  type TokenizedExample,
+  IGNORE_INDEX,
+  tokenizeText,
+  tokenizePromptCompletion,
+  exampleFromIds,
+} from './tokenizer.js';
+export {
+  type Problem,
+  type BadLinePolicy,
+  type ReadSummary,
+  type ReadResult,
+  DEFAULT_MAX_BAD_FRACTION,
+  DEFAULT_REPORT_FIRST,
+  DatasetError,
+  ProblemLog,
+  formatProblem,
+} from './problems.js';
+export { readJsonl, parseJsonlLine } from './jsonl.js';
+export { type CsvRecord, parseCsv } from './csv.js';
+export {
+  type CsvColumns,
+  type CsvTable,
+  type ReferenceGroup,
+  readCsv,
+  readCsvTable,
+  columnIndex,
+  groupReferences,
+  readReferenceGroups,
+} from './csv-dataset.js';
+export { compileTemplate, renderTemplate, templateFields } from './template.js';
+export { readText } from './text.js';
+export { type DatasetFormat, type DatasetOptions, datasetFormat, readDataset } from './dataset.js';
+export {
+  type SequenceRow,
+  type PaddedRow,
+  type PackRemainder,
+  pack,
+  padOrTruncate,
+  padExamples,
+} from './pack.js';
+export { type Batch, collate, lossTokenCount } from './batch.js';
+export { type SplitOptions, splitIds, splitTrainValidation } from './split.js';
+export { Mulberry32, checkSeed, mixSeed, permutation, shuffleInPlace } from './random.js';
+export {
+  type SamplerConfig,
+  type SamplerState,
+  type PlannedBatch,
+  SAMPLER_START,
+  GlobalBatchSampler,
+} from './sampler.js';
+export { shard, shardBounds } from './shard.js';

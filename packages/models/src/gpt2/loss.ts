@@ -1,0 +1,84 @@
+// Causal-LM loss as Hugging Face computes it: logits at position t predict the
+// label at t + 1; labels of -100 are ignored.
+import { tf } from '@lorafleet/core';
+import type { Gpt2ForwardOptions, Gpt2Model } from './model.js';
+
+export const IGNORE_INDEX = -100;
+
+export interface TokenBatch {
+  ids: Int32Array; // [B * T]
+  labels: Int32Array; // [B * T], IGNORE_INDEX where no loss is taken
+  batchSize: number;
+  seqLen: number;
+}
+
+/** How many labels count toward the loss after the shift (positions 1..T-1 of each row). */
+export function countLossTokens(batch: TokenBatch): number {
+  let n = 0;
+  for (let b = 0; b < batch.batchSize; b++) {
+    for (let t = 1; t < batch.seqLen; t++)
+      if (batch.labels[b * batch.seqLen + t] !== IGNORE_INDEX) n++;
+  }
+  return n;
+}
+
+/**
+ * The summed negative log-likelihood of the batch's labelled tokens, as a
+ * scalar to differentiate. Summing (not averaging) lets data-parallel workers
+ * add their sums and divide by the global token count.
+ */
+export function tokenNllSum(
+  model: Gpt2Model,
+  batch: TokenBatch,
+  options: Gpt2ForwardOptions = {},
+): tf.Scalar {
+  const { batchSize: B, seqLen: T } = batch;
+  const V = model.config.vocabSize;
+  if (batch.ids.length !== B * T || batch.labels.length !== B * T) {
+    throw new Error(
+      `batch holds ${batch.ids.length} ids and ${batch.labels.length} labels, expected ${B} x ${T}`,
+    );
+  }
+  if (T < 2) throw new Error('sequences need at least 2 tokens for next-token prediction');
+  const n = B * (T - 1);
+  const flatIndex = new Int32Array(n); // row * V + target, into the flattened log-probabilities
+  const weight = new Float32Array(n);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T - 1; t++) {
+      const label = batch.labels[b * T + t + 1]!;
+      const row = b * (T - 1) + t;
+      if (label === IGNORE_INDEX) continue;
+      if (label < 0 || label >= V)
+        throw new Error(
+          `label ${label} at row ${b}, position ${t + 1} is outside the vocabulary (0..${V - 1})`,
+        );
+      flatIndex[row] = row * V + label;
+      weight[row] = 1;
+    }
+  }
+  return tf.tidy(() => {
+    const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
+    const logits = model.forward(ids, options).slice([0, 0, 0], [B, T - 1, V]); // [B, T-1, V]
+    const logp = tf.logSoftmax(logits.reshape([n, V])).reshape([n * V]);
+    const picked = tf.gather(logp, tf.tensor1d(flatIndex, 'int32')); // [n]
+    return tf.neg(tf.sum(tf.mul(picked, tf.tensor1d(weight)))) as tf.Scalar;
+  });
+}
+
+/** Mean token loss and perplexity over batches, in eval mode. */
+export function evaluateLoss(
+  model: Gpt2Model,
+  batches: Iterable<TokenBatch>,
+): { loss: number; perplexity: number; tokens: number } {
+  let sum = 0;
+  let tokens = 0;
+  for (const batch of batches) {
+    const count = countLossTokens(batch);
+    if (count === 0) continue;
+    sum += tf.tidy(() => tokenNllSum(model, batch).dataSync()[0]!);
+    tokens += count;
+  }
+  if (tokens === 0) throw new Error('no labelled tokens to evaluate');
+  const loss = sum / tokens;
+  return { loss, perplexity: Math.exp(loss), tokens };
+}

@@ -1,0 +1,286 @@
+// GPT-2 (Radford et al. 2019) on tfjs, matching Hugging Face's GPT2LMHeadModel:
+// learned positions, pre-LayerNorm blocks, causal self-attention, gelu_new MLP,
+// LM head tied to the token embedding. Every Conv1D is a LoraLinear (weights
+// stored [in, out], fanInFanOut), named by its PEFT module path.
+import { LoraLinear, tf } from '@lorafleet/core';
+import { type Gpt2Config, mlpWidth } from './config.js';
+
+export interface LayerNorm {
+  gamma: tf.Variable<tf.Rank.R1>;
+  beta: tf.Variable<tf.Rank.R1>;
+}
+
+export interface Gpt2Block {
+  ln1: LayerNorm;
+  cAttn: LoraLinear; // [C] -> [3C]
+  attnProj: LoraLinear; // [C] -> [C]
+  ln2: LayerNorm;
+  cFc: LoraLinear; // [C] -> [4C]
+  mlpProj: LoraLinear; // [4C] -> [C]
+}
+
+/** Hugging Face tensor name (with the "transformer." prefix) -> value, row-major. */
+export type WeightMap = Map<string, { shape: number[]; data: Float32Array }>;
+
+export interface Gpt2ForwardOptions {
+  /** Dropout on (the config's probabilities) when true. */
+  training?: boolean;
+  /** Base seed of every dropout mask in this pass; replicas must agree on it. */
+  seed?: number;
+}
+
+export const PREFIX = 'transformer.';
+
+/** The names and shapes of every tensor a GPT-2 of this config holds (tied head excluded). */
+export function gpt2WeightShapes(c: Gpt2Config): Map<string, number[]> {
+  const C = c.nEmbd;
+  const F = mlpWidth(c);
+  const shapes = new Map<string, number[]>([
+    ['transformer.wte.weight', [c.vocabSize, C]],
+    ['transformer.wpe.weight', [c.nPositions, C]],
+  ]);
+  for (let i = 0; i < c.nLayer; i++) {
+    const h = `transformer.h.${i}`;
+    shapes.set(`${h}.ln_1.weight`, [C]).set(`${h}.ln_1.bias`, [C]);
+    shapes.set(`${h}.attn.c_attn.weight`, [C, 3 * C]).set(`${h}.attn.c_attn.bias`, [3 * C]);
+    shapes.set(`${h}.attn.c_proj.weight`, [C, C]).set(`${h}.attn.c_proj.bias`, [C]);
+    shapes.set(`${h}.ln_2.weight`, [C]).set(`${h}.ln_2.bias`, [C]);
+    shapes.set(`${h}.mlp.c_fc.weight`, [C, F]).set(`${h}.mlp.c_fc.bias`, [F]);
+    shapes.set(`${h}.mlp.c_proj.weight`, [F, C]).set(`${h}.mlp.c_proj.bias`, [C]);
+  }
+  shapes.set('transformer.ln_f.weight', [C]).set('transformer.ln_f.bias', [C]);
+  return shapes;
+}
+
+/** The linear (Conv1D) modules of a GPT-2 by PEFT path, with their [in, out] sizes, in model order. */
+export function linearModules(
+  c: Gpt2Config,
+): { name: string; inFeatures: number; outFeatures: number }[] {
+  const out: { name: string; inFeatures: number; outFeatures: number }[] = [];
+  for (const [name, shape] of gpt2WeightShapes(c)) {
+    if (shape.length === 2 && name.startsWith('transformer.h.')) {
+      out.push({
+        name: name.slice(0, -'.weight'.length),
+        inFeatures: shape[0]!,
+        outFeatures: shape[1]!,
+      });
+    }
+  }
+  return out;
+}
+
+export class Gpt2Model {
+  readonly config: Gpt2Config;
+  readonly wte: tf.Variable<tf.Rank.R2>; // [V, C]
+  readonly wpe: tf.Variable<tf.Rank.R2>; // [P, C]
+  readonly blocks: Gpt2Block[];
+  readonly lnF: LayerNorm;
+
+  /** `weights` must hold every tensor of gpt2WeightShapes(config), checked by the loader. */
+  constructor(config: Gpt2Config, weights: WeightMap) {
+    this.config = config;
+    const serial = nextModelId++;
+    const get = (name: string) => {
+      const w = weights.get(name);
+      if (!w) throw new Error(`GPT-2: weight ${name} is missing`);
+      return w;
+    };
+    const variable = (name: string) => {
+      const w = get(name);
+      return tf.variable(tf.tensor(w.data, w.shape), false, `${name}#${serial}`);
+    };
+    const norm = (name: string): LayerNorm => ({
+      gamma: variable(`${name}.weight`) as tf.Variable<tf.Rank.R1>,
+      beta: variable(`${name}.bias`) as tf.Variable<tf.Rank.R1>,
+    });
+    const linear = (name: string) => {
+      const w = get(`${name}.weight`);
+      const b = get(`${name}.bias`);
+      const weight = tf.tensor2d(w.data, w.shape as [number, number]);
+      const bias = tf.tensor1d(b.data);
+      const layer = new LoraLinear({ name, weight, bias, fanInFanOut: true });
+      tf.dispose([weight, bias]);
+      return layer;
+    };
+    this.wte = variable('transformer.wte.weight') as tf.Variable<tf.Rank.R2>;
+    this.wpe = variable('transformer.wpe.weight') as tf.Variable<tf.Rank.R2>;
+    this.blocks = [];
+    for (let i = 0; i < config.nLayer; i++) {
+      const h = `transformer.h.${i}`;
+      this.blocks.push({
+        ln1: norm(`${h}.ln_1`),
+        cAttn: linear(`${h}.attn.c_attn`),
+        attnProj: linear(`${h}.attn.c_proj`),
+        ln2: norm(`${h}.ln_2`),
+        cFc: linear(`${h}.mlp.c_fc`),
+        mlpProj: linear(`${h}.mlp.c_proj`),
+      });
+    }
+    this.lnF = norm('transformer.ln_f');
+  }
+
+  /** Every linear layer (LoRA's possible targets), in model order. */
+  linears(): LoraLinear[] {
+    return this.blocks.flatMap((b) => [b.cAttn, b.attnProj, b.cFc, b.mlpProj]);
+  }
+
+  /** Every base tensor under its Hugging Face name, in a fixed order (full fine-tuning, saving). */
+  namedWeights(): [string, tf.Variable][] {
+    const out: [string, tf.Variable][] = [
+      ['transformer.wte.weight', this.wte],
+      ['transformer.wpe.weight', this.wpe],
+    ];
+    const norm = (name: string, n: LayerNorm) => {
+      out.push([`${name}.weight`, n.gamma], [`${name}.bias`, n.beta]);
+    };
+    const linear = (l: LoraLinear) => {
+      out.push([`${l.name}.weight`, l.weight]);
+      if (l.bias) out.push([`${l.name}.bias`, l.bias]);
+    };
+    this.blocks.forEach((b, i) => {
+      const h = `transformer.h.${i}`;
+      norm(`${h}.ln_1`, b.ln1);
+      linear(b.cAttn);
+      linear(b.attnProj);
+      norm(`${h}.ln_2`, b.ln2);
+      linear(b.cFc);
+      linear(b.mlpProj);
+    });
+    norm('transformer.ln_f', this.lnF);
+    return out;
+  }
+
+  /** The base weights' current values (merged adapters included), Hugging Face names. */
+  readWeights(): WeightMap {
+    return new Map(
+      this.namedWeights().map(([name, v]) => [
+        name,
+        { shape: [...v.shape], data: v.dataSync() as Float32Array },
+      ]),
+    );
+  }
+
+  parameterCount(): number {
+    return this.namedWeights().reduce((n, [, v]) => n + v.size, 0);
+  }
+
+  /** ids [B, T] (int32) -> logits [B, T, V]. */
+  forward(ids: tf.Tensor2D, options: Gpt2ForwardOptions = {}): tf.Tensor3D {
+    return tf.tidy(() => {
+      const h = this.hidden(ids, options); // [B, T, C]
+      const [B, T, C] = h.shape;
+      const logits = tf.matMul(h.reshape([B * T, C]), this.wte, false, true); // [B*T, V]
+      return logits.reshape([B, T, this.config.vocabSize]) as tf.Tensor3D;
+    });
+  }
+
+  /** The final hidden states [B, T, C] (after ln_f). */
+  hidden(ids: tf.Tensor2D, options: Gpt2ForwardOptions = {}): tf.Tensor3D {
+    const c = this.config;
+    const [B, T] = ids.shape;
+    if (T > c.nPositions) {
+      throw new Error(
+        `sequence of ${T} tokens exceeds the model's context of ${c.nPositions} (n_positions)`,
+      );
+    }
+    const training = options.training ?? false;
+    let site = 0;
+    const seed = options.seed ?? 0;
+    // Each dropout site gets its own mask seed, derived from the pass's seed.
+    const drop = (x: tf.Tensor, p: number) =>
+      training && p > 0 ? tf.dropout(x, p, undefined, seed * 1009 + site++) : x;
+    return tf.tidy(() => {
+      const positions = tf.range(0, T, 1, 'int32');
+      let x = tf.add(
+        tf.gather(this.wte, ids.flatten()).reshape([B, T, c.nEmbd]),
+        tf.gather(this.wpe, positions),
+      ); // [B, T, C]
+      x = drop(x, c.embdPdrop);
+      const mask = causalMask(T); // [T, T]: 0 where allowed, -1e9 where not
+      for (const block of this.blocks) {
+        const a = this.attention(
+          block,
+          layerNorm(x, block.ln1, c.layerNormEpsilon),
+          mask,
+          drop,
+          training,
+          seed + site,
+        );
+        site += 1;
+        x = tf.add(x, drop(a, c.residPdrop));
+        const m = this.mlp(
+          block,
+          layerNorm(x, block.ln2, c.layerNormEpsilon),
+          training,
+          seed + site,
+        );
+        site += 1;
+        x = tf.add(x, drop(m, c.residPdrop));
+      }
+      return layerNorm(x, this.lnF, c.layerNormEpsilon) as tf.Tensor3D;
+    });
+  }
+
+  dispose(): void {
+    for (const [, v] of this.namedWeights()) v.dispose();
+    for (const l of this.linears()) l.dispose();
+  }
+
+  private attention(
+    block: Gpt2Block,
+    x: tf.Tensor, // [B, T, C]
+    mask: tf.Tensor2D,
+    drop: (x: tf.Tensor, p: number) => tf.Tensor,
+    training: boolean,
+    seed: number,
+  ): tf.Tensor {
+    const [B, T, C] = x.shape as [number, number, number];
+    const H = this.config.nHead;
+    const D = C / H;
+    const qkv = block.cAttn.forward(x, { training, dropoutSeed: seed * 4 }); // [B, T, 3C]
+    const [q, k, v] = tf
+      .split(qkv, 3, 2)
+      .map((t) => t.reshape([B, T, H, D]).transpose([0, 2, 1, 3])); // [B, H, T, D]
+    const scores = tf.add(tf.mul(tf.matMul(q!, k!, false, true), 1 / Math.sqrt(D)), mask); // [B, H, T, T]
+    const probs = drop(tf.softmax(scores), this.config.attnPdrop);
+    const y = tf.matMul(probs, v!).transpose([0, 2, 1, 3]).reshape([B, T, C]); // [B, T, C]
+    return block.attnProj.forward(y, { training, dropoutSeed: seed * 4 + 1 });
+  }
+
+  private mlp(block: Gpt2Block, x: tf.Tensor, training: boolean, seed: number): tf.Tensor {
+    const hidden = block.cFc.forward(x, { training, dropoutSeed: seed * 4 + 2 }); // [B, T, 4C]
+    return block.mlpProj.forward(geluNew(hidden), { training, dropoutSeed: seed * 4 + 3 });
+  }
+}
+
+let nextModelId = 0;
+
+/** Biased variance, as torch.nn.LayerNorm. */
+export function layerNorm(x: tf.Tensor, n: LayerNorm, eps: number): tf.Tensor {
+  return tf.tidy(() => {
+    const mean = tf.mean(x, -1, true);
+    const centered = tf.sub(x, mean);
+    const variance = tf.mean(tf.square(centered), -1, true);
+    return tf.add(tf.mul(tf.mul(centered, tf.rsqrt(tf.add(variance, eps))), n.gamma), n.beta);
+  });
+}
+
+/** GPT-2's gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+export function geluNew(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const inner = tf.mul(
+      Math.sqrt(2 / Math.PI),
+      tf.add(x, tf.mul(0.044715, tf.mul(x, tf.square(x)))),
+    );
+    return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+  });
+}
+
+/** [T, T]: 0 on and below the diagonal, a large negative number above it. */
+export function causalMask(T: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const rows = tf.range(0, T, 1, 'int32').reshape([T, 1]);
+    const cols = tf.range(0, T, 1, 'int32').reshape([1, T]);
+    return tf.mul(tf.cast(tf.greater(cols, rows), 'float32'), -1e9) as tf.Tensor2D;
+  });
+}

@@ -1,0 +1,5 @@
+export type { Tokenizer, TokenizerKind } from './types.js';
+export { ByteTokenizer } from './byte-tokenizer.js';
+export { Gpt2BpeTokenizer, type Gpt2BpeOptions } from './gpt2-bpe.js';
+export { r50kTokenizer, r50kVocabAndMerges, type Gpt2VocabAndMerges } from './r50k.js';
+export { loadTokenizer, saveByteTokenizerConfig, type ByteTokenizerConfigOptions } from './load.js';

@@ -1,0 +1,137 @@
+// One synchronous data-parallel training step, in DESIGN.md's order:
+// forward + backward over the micro-batches -> all-reduce of the fused
+// gradient -> divide by the global token count -> clip -> AdamW. With one
+// process the all-reduce is the identity.
+import {
+  type AdamWOptions,
+  type AdamWState,
+  type LrSchedule,
+  type TrainableParameters,
+  adamWStep,
+  cloneAdamWState,
+  clipGlobalNorm,
+  globalNorm,
+  createAdamWState,
+  lrFactor,
+} from '@lorafleet/core';
+import { type Gpt2Model, type TokenBatch, countLossTokens, tokenNllSum } from '@lorafleet/models';
+
+/** Sums a buffer across all replicas in place; every replica must end with the same bits. */
+export type AllReduce = (buffer: Float32Array) => Promise<void>;
+
+export const localAllReduce: AllReduce = async () => {};
+
+export interface StepConfig {
+  optimizer: AdamWOptions;
+  schedule: LrSchedule;
+  /** Global-norm clipping; null turns it off. */
+  maxGradNorm: number | null;
+  /** Base seed of dropout masks (mixed with the step number). */
+  seed: number;
+}
+
+export interface StepResult {
+  step: number;
+  /** Mean token loss over the global batch. */
+  loss: number;
+  tokens: number;
+  lr: number;
+  gradNorm: number;
+  /** Wall-clock split of the step, in seconds. */
+  timings: { compute: number; allReduce: number; update: number };
+  /** False when the gradient was not finite: the update was skipped. */
+  applied: boolean;
+}
+
+/** What a snapshot or checkpoint holds: parameters and optimizer state. */
+export interface TrainState {
+  values: Float32Array;
+  optimizer: AdamWState;
+}
+
+export class TrainingStep {
+  readonly params: TrainableParameters;
+  private values: Float32Array;
+  private optimizer: AdamWState;
+  private readonly grads: Float32Array;
+
+  constructor(
+    private readonly model: Gpt2Model,
+    params: TrainableParameters,
+    private readonly config: StepConfig,
+    private readonly allReduce: AllReduce = localAllReduce,
+  ) {
+    this.params = params;
+    this.values = params.read();
+    this.optimizer = createAdamWState(params.size);
+    // Gradient, then loss sum and token count: one buffer, one all-reduce.
+    this.grads = new Float32Array(params.size + 2);
+  }
+
+  /** Optimizer steps taken so far. */
+  get stepsDone(): number {
+    return this.optimizer.step;
+  }
+
+  async run(microBatches: readonly TokenBatch[]): Promise<StepResult> {
+    const step = this.optimizer.step;
+    const n = this.params.size;
+    const fused = this.grads;
+    fused.fill(0);
+    const t0 = performance.now();
+    microBatches.forEach((batch, i) => {
+      const tokens = countLossTokens(batch);
+      if (tokens === 0) return;
+      const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
+      const { loss, grads } = this.params.lossAndGrads(() =>
+        tokenNllSum(this.model, batch, { training: true, seed }),
+      );
+      for (let j = 0; j < n; j++) fused[j] = fused[j]! + grads[j]!;
+      fused[n] = fused[n]! + loss;
+      fused[n + 1] = fused[n + 1]! + tokens;
+    });
+    const t1 = performance.now();
+    await this.allReduce(fused);
+    const t2 = performance.now();
+    const tokens = fused[n + 1]!;
+    if (tokens === 0) throw new Error(`step ${step + 1}: the batch has no labelled tokens`);
+    const grads = fused.subarray(0, n);
+    for (let j = 0; j < n; j++) grads[j] = grads[j]! / tokens;
+    const gradNorm =
+      this.config.maxGradNorm === null
+        ? globalNorm(grads)
+        : clipGlobalNorm(grads, this.config.maxGradNorm);
+    const lr = this.config.optimizer.lr * lrFactor(this.config.schedule, step);
+    const applied = Number.isFinite(gradNorm);
+    if (applied) {
+      adamWStep(this.values, grads, this.optimizer, this.config.optimizer, lr);
+      this.params.write(this.values);
+    }
+    const t3 = performance.now();
+    return {
+      step: step + 1,
+      loss: fused[n]! / tokens,
+      tokens,
+      lr,
+      gradNorm,
+      timings: { compute: (t1 - t0) / 1000, allReduce: (t2 - t1) / 1000, update: (t3 - t2) / 1000 },
+      applied,
+    };
+  }
+
+  /** A copy of parameters and optimizer state (the step-start snapshot, checkpoints). */
+  snapshot(): TrainState {
+    return { values: this.values.slice(), optimizer: cloneAdamWState(this.optimizer) };
+  }
+
+  restore(state: TrainState): void {
+    if (state.values.length !== this.params.size || state.optimizer.m.length !== this.params.size) {
+      throw new Error(
+        `cannot restore: the state holds ${state.values.length} parameters, the model trains ${this.params.size}`,
+      );
+    }
+    this.values = state.values.slice();
+    this.optimizer = cloneAdamWState(state.optimizer);
+    this.params.write(this.values);
+  }
+}
