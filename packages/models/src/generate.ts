@@ -1,6 +1,8 @@
 // Text generation: greedy, temperature, top-k and top-p (nucleus) sampling,
-// seeded so that a run can be repeated.
+// seeded so that a run can be repeated. Many prompts decode together, with a
+// KV cache (gpt2/kv-cache.ts), in batches of similar lengths.
 import { Rng, tf } from '@lorafleet/core';
+import { type Gpt2KvCache, decodeStep, prefill } from './gpt2/kv-cache.js';
 import type { Gpt2Model } from './gpt2/model.js';
 
 export interface SamplingOptions {
@@ -17,7 +19,23 @@ export interface GenerateOptions extends SamplingOptions {
   seed: number;
   /** Stop when this token is produced (it is not included in the output). */
   stopToken?: number;
+  /**
+   * When a row's context outgrows n_positions: 'slide' (the default, as
+   * generate always did) recomputes each further token from the last
+   * n_positions tokens, without a cache, at positions 0..n_positions-1;
+   * 'stop' ends the row there (and rejects prompts longer than the context).
+   */
+  overflow?: ContextOverflow;
 }
+
+export type ContextOverflow = 'slide' | 'stop';
+
+export interface GenerateBatchOptions extends GenerateOptions {
+  /** Rows decoded together: cache memory grows with it (default 32). */
+  batchSize?: number;
+}
+
+export const DEFAULT_BATCH_SIZE = 32;
 
 export const DEFAULT_SAMPLING: SamplingOptions = { temperature: 1, topK: 0, topP: 1 };
 
@@ -63,34 +81,146 @@ export function validateSampling(o: SamplingOptions): void {
 }
 
 /**
- * Continues `prompt` (token ids) by up to maxNewTokens tokens. Recomputes the
- * whole window each step (no KV cache yet), cropped to the model's context.
+ * Continues `prompt` (token ids) by up to maxNewTokens tokens, with a KV
+ * cache; the same as generateBatch(model, [prompt], options)[0].
  */
 export function generate(
   model: Gpt2Model,
   prompt: readonly number[],
   options: GenerateOptions,
 ): number[] {
+  return generateBatch(model, [prompt], options)[0]!;
+}
+
+/**
+ * Continues every prompt by up to maxNewTokens tokens; returns the new tokens
+ * per prompt, in the order given. Prompts are sorted by length and decoded
+ * batchSize at a time, left-padded within a batch (see gpt2/kv-cache.ts), so
+ * each row's logits are those of running it alone. A row ends at stopToken,
+ * at maxNewTokens, or (overflow 'stop') when its context is full; the others
+ * go on. Prompt i samples from its own Rng(seed + i): its output does not
+ * depend on the other prompts or on batchSize, and generate() with that seed
+ * is prompt 0's.
+ */
+export function generateBatch(
+  model: Gpt2Model,
+  prompts: readonly (readonly number[])[],
+  options: GenerateBatchOptions,
+): number[][] {
   validateSampling(options);
-  if (prompt.length === 0) throw new Error('the prompt is empty: give at least one token');
-  const rng = new Rng(options.seed);
-  const context = [...prompt];
-  const out: number[] = [];
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  if (!Number.isInteger(options.maxNewTokens) || options.maxNewTokens < 0)
+    throw new Error(`maxNewTokens must be an integer >= 0, got ${options.maxNewTokens}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new Error(`batchSize must be an integer >= 1, got ${batchSize}`);
   const P = model.config.nPositions;
-  for (let i = 0; i < options.maxNewTokens; i++) {
-    const window = context.slice(-P);
-    const logits = tf.tidy(() => {
-      const ids = tf.tensor2d(Int32Array.from(window), [1, window.length], 'int32');
-      const h = model.hidden(ids); // [1, T, C]
-      const last = h
-        .slice([0, window.length - 1, 0], [1, 1, model.config.nEmbd])
-        .reshape([1, model.config.nEmbd]);
-      return tf.matMul(last, model.wte, false, true).dataSync() as Float32Array; // [V]
-    });
-    const next = sampleToken(logits, options, rng.uniform());
-    if (next === options.stopToken) break;
-    out.push(next);
-    context.push(next);
+  prompts.forEach((p, i) => {
+    if (p.length === 0) throw new Error(`prompt ${i} is empty: give at least one token`);
+    if (options.overflow === 'stop' && p.length > P)
+      throw new Error(
+        `prompt ${i} has ${p.length} tokens, more than the model's context of ${P} (n_positions); ` +
+          `crop it or use overflow 'slide'`,
+      );
+  });
+  const out = prompts.map((): number[] => []);
+  if (options.maxNewTokens === 0) return out;
+  // Sorting by length keeps the left padding within a batch small.
+  const order = [...prompts.keys()].sort((a, b) => prompts[a]!.length - prompts[b]!.length || a - b);
+  const lmHead = tf.tidy(() => tf.transpose(model.wte)) as tf.Tensor2D; // [C, V], once per call
+  try {
+    for (let s = 0; s < order.length; s += batchSize) {
+      const rows = order.slice(s, s + batchSize).map(
+        (i): Row => ({
+          context: [...prompts[i]!],
+          out: out[i]!,
+          rng: new Rng(options.seed + i),
+        }),
+      );
+      decodeRows(model, lmHead, rows, options);
+    }
+  } finally {
+    lmHead.dispose();
   }
   return out;
+}
+
+interface Row {
+  /** Prompt and tokens so far. */
+  context: number[];
+  /** New tokens (the caller's output array). */
+  out: number[];
+  rng: Rng;
+}
+
+/** Decodes one batch: rows that fit the context share a KV cache, the others slide. */
+function decodeRows(
+  model: Gpt2Model,
+  lmHead: tf.Tensor2D,
+  rows: Row[],
+  options: GenerateOptions,
+): void {
+  const P = model.config.nPositions;
+  const V = model.config.vocabSize;
+  let cached = rows.filter((r) => r.context.length <= P);
+  let sliding = rows.filter((r) => r.context.length > P);
+  let cache: Gpt2KvCache | null = null;
+  let last: tf.Tensor2D | null = null; // [cached rows, C]
+  /** Takes a sampled token; false when the row is finished. */
+  const accept = (row: Row, next: number): boolean => {
+    if (next === options.stopToken) return false;
+    row.out.push(next);
+    row.context.push(next);
+    return row.out.length < options.maxNewTokens;
+  };
+  const sample = (logits: Float32Array, b: number, row: Row) =>
+    sampleToken(logits.subarray(b * V, (b + 1) * V), options, row.rng.uniform());
+  try {
+    if (cached.length > 0) ({ cache, last } = prefill(model, cached.map((r) => r.context)));
+    while (cached.length + sliding.length > 0) {
+      const cachedLogits = last ? headLogits(last, lmHead) : new Float32Array(0);
+      const slidingLogits = sliding.length > 0 ? windowLogits(model, lmHead, sliding) : null;
+      const keep: number[] = [];
+      const moved: Row[] = [];
+      cached.forEach((row, b) => {
+        if (!accept(row, sample(cachedLogits, b, row))) return;
+        // The next token would sit at position context.length - 1.
+        if (row.context.length <= P) keep.push(b);
+        else if (options.overflow !== 'stop') moved.push(row);
+      });
+      if (slidingLogits) sliding = sliding.filter((row, b) => accept(row, sample(slidingLogits, b, row)));
+      sliding.push(...moved);
+      last?.dispose();
+      last = null;
+      cached = keep.map((b) => cached[b]!);
+      if (cache && cached.length > 0) {
+        cache.keepRows(keep);
+        last = decodeStep(
+          model,
+          cache,
+          cached.map((r) => r.context[r.context.length - 1]!),
+        );
+      }
+    }
+  } finally {
+    last?.dispose();
+    cache?.dispose();
+  }
+}
+
+/** hidden [B, C] -> logits [B * V], row-major. */
+function headLogits(hidden: tf.Tensor2D, lmHead: tf.Tensor2D): Float32Array {
+  return tf.tidy(() => tf.matMul(hidden, lmHead).dataSync() as Float32Array);
+}
+
+/** The next-token logits [B * V] of rows longer than the context, from their last n_positions tokens. */
+function windowLogits(model: Gpt2Model, lmHead: tf.Tensor2D, rows: readonly Row[]): Float32Array {
+  const P = model.config.nPositions;
+  const C = model.config.nEmbd;
+  const ids = new Int32Array(rows.length * P);
+  rows.forEach((r, b) => ids.set(r.context.slice(-P), b * P));
+  return tf.tidy(() => {
+    const h = model.hidden(tf.tensor2d(ids, [rows.length, P], 'int32')); // [B, P, C]
+    const lastH = h.slice([0, P - 1, 0], [rows.length, 1, C]).reshape([rows.length, C]); // [B, C]
+    return tf.matMul(lastH, lmHead).dataSync() as Float32Array;
+  });
 }

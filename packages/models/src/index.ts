@@ -35,11 +35,16 @@ export {
   tokenNllSum,
 } from './gpt2/loss.js';
 export { addLora, matchesTarget, selectTargets } from './lora.js';
+export { Gpt2KvCache, type LayerKv, decodeStep, prefill } from './gpt2/kv-cache.js';
 export {
+  type ContextOverflow,
+  type GenerateBatchOptions,
   type GenerateOptions,
   type SamplingOptions,
+  DEFAULT_BATCH_SIZE,
   DEFAULT_SAMPLING,
   generate,
+  generateBatch,
   sampleToken,
   validateSampling,
 } from './generate.js';

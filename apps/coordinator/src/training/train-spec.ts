@@ -1,0 +1,133 @@
+// The options of `lorafleet train` (also the keys of its --config file).
+import type { CommandSpec } from '../args.js';
+import { backendOption } from '../common.js';
+import { dataOptions } from './data-options.js';
+
+export const trainSpec: CommandSpec = {
+  name: 'train',
+  summary: 'Fine-tune a model with LoRA (default) or fully, in this process.',
+  configFile: true,
+  options: {
+    config: {
+      kind: 'string',
+      value: 'FILE',
+      description: 'JSON file of option values (same names as the flags; flags win)',
+    },
+    model: {
+      kind: 'string',
+      value: 'DIR',
+      required: true,
+      description: 'base model folder (config.json + model.safetensors)',
+    },
+    data: {
+      kind: 'string',
+      value: 'FILE',
+      required: true,
+      description: 'training data: .jsonl, .csv or .txt',
+    },
+    'eval-data': {
+      kind: 'string',
+      value: 'FILE',
+      description: 'held-out data for loss before/after (else --eval-fraction of --data)',
+    },
+    'eval-fraction': {
+      kind: 'number',
+      min: 0,
+      max: 0.5,
+      default: 0,
+      description: 'share of --data rows held out for evaluation when no --eval-data',
+    },
+    out: {
+      kind: 'string',
+      value: 'DIR',
+      required: true,
+      description: 'output folder: adapter/ (or model/), metrics.jsonl, summary.json',
+    },
+    ...dataOptions,
+    'lora-r': { kind: 'int', min: 1, default: 8, description: 'LoRA rank r' },
+    'lora-alpha': {
+      kind: 'number',
+      min: 0.000001,
+      default: 16,
+      description: 'LoRA alpha (scaling = alpha / r)',
+    },
+    'lora-dropout': {
+      kind: 'number',
+      min: 0,
+      max: 0.99,
+      default: 0.05,
+      description: 'dropout on the LoRA path',
+    },
+    target: {
+      kind: 'list',
+      value: 'NAMES',
+      default: ['c_attn'],
+      description: 'modules to adapt, PEFT names (c_attn, c_proj, c_fc)',
+    },
+    init: {
+      kind: 'string',
+      choices: ['kaiming', 'gaussian', 'pissa'],
+      default: 'kaiming',
+      description: 'LoRA initialisation',
+    },
+    rslora: { kind: 'boolean', description: 'rank-stabilised scaling alpha / sqrt(r)' },
+    'full-finetune': {
+      kind: 'boolean',
+      description: 'train every weight instead of LoRA; saves a model folder',
+    },
+    steps: { kind: 'int', min: 1, description: 'optimizer steps (default: --epochs)' },
+    epochs: {
+      kind: 'number',
+      min: 0.001,
+      description: 'passes over the data (default 1 when --steps is absent)',
+    },
+    'batch-size': { kind: 'int', min: 1, default: 8, description: 'rows per optimizer step' },
+    'micro-batch-size': {
+      kind: 'int',
+      min: 1,
+      description: 'rows per forward/backward (gradient accumulation; default: --batch-size)',
+    },
+    lr: { kind: 'number', min: 0, default: 2e-4, description: 'peak learning rate' },
+    'weight-decay': {
+      kind: 'number',
+      min: 0,
+      default: 0,
+      description: 'AdamW decoupled weight decay',
+    },
+    'warmup-steps': { kind: 'int', min: 0, default: 0, description: 'linear warmup steps' },
+    schedule: {
+      kind: 'string',
+      choices: ['constant', 'linear', 'cosine'],
+      default: 'linear',
+      description: 'LR decay after warmup',
+    },
+    'max-grad-norm': {
+      kind: 'number',
+      min: 0,
+      default: 1,
+      description: 'global-norm gradient clipping (0: off)',
+    },
+    'eval-every': {
+      kind: 'int',
+      min: 0,
+      default: 0,
+      description: 'evaluate every N steps (0: only before and after)',
+    },
+    seed: {
+      kind: 'int',
+      min: 0,
+      default: 0,
+      description: 'seed of initialisation, shuffling and dropout',
+    },
+    backend: backendOption,
+  },
+  details: [
+    'examples:',
+    '  lorafleet train --model models/tiny --data train.jsonl --eval-data valid.jsonl --out runs/a --steps 200',
+    '  lorafleet train --config train.json --lr 1e-3',
+    '',
+    'Data: JSONL lines {"text"}, {"prompt","completion"} (loss on the completion only) or {"input_ids"};',
+    'CSV with --prompt-column/--completion-column or --text-column; .txt as one document. Bad records',
+    'are skipped and reported by file:line; more than 1% bad stops the run.',
+  ].join('\n'),
+};
