@@ -96,11 +96,11 @@ export function generate(
  * Continues every prompt by up to maxNewTokens tokens; returns the new tokens
  * per prompt, in the order given. Prompts are sorted by length and decoded
  * batchSize at a time, left-padded within a batch (see gpt2/kv-cache.ts), so
- * each row's logits are those of running it alone. A row ends at stopToken,
- * at maxNewTokens, or (overflow 'stop') when its context is full; the others
- * go on. Prompt i samples from its own Rng(seed + i): its output does not
- * depend on the other prompts or on batchSize, and generate() with that seed
- * is prompt 0's.
+ * each row's logits are those of running it alone (up to float rounding). A
+ * row ends at stopToken, at maxNewTokens, or (overflow 'stop') when its
+ * context is full; the others go on. Prompt i samples from its own
+ * Rng(seed + i), so its output does not depend on the other prompts or on
+ * batchSize, and generate(model, prompt, { seed }) is prompt 0's.
  */
 export function generateBatch(
   model: Gpt2Model,
@@ -125,17 +125,17 @@ export function generateBatch(
   const out = prompts.map((): number[] => []);
   if (options.maxNewTokens === 0) return out;
   // Sorting by length keeps the left padding within a batch small.
-  const order = [...prompts.keys()].sort((a, b) => prompts[a]!.length - prompts[b]!.length || a - b);
+  const order = [...prompts.keys()].sort(
+    (a, b) => prompts[a]!.length - prompts[b]!.length || a - b,
+  );
   const lmHead = tf.tidy(() => tf.transpose(model.wte)) as tf.Tensor2D; // [C, V], once per call
   try {
     for (let s = 0; s < order.length; s += batchSize) {
-      const rows = order.slice(s, s + batchSize).map(
-        (i): Row => ({
-          context: [...prompts[i]!],
-          out: out[i]!,
-          rng: new Rng(options.seed + i),
-        }),
-      );
+      const rows = order.slice(s, s + batchSize).map((i): Row => ({
+        context: [...prompts[i]!],
+        out: out[i]!,
+        rng: new Rng(options.seed + i),
+      }));
       decodeRows(model, lmHead, rows, options);
     }
   } finally {
@@ -175,7 +175,14 @@ function decodeRows(
   const sample = (logits: Float32Array, b: number, row: Row) =>
     sampleToken(logits.subarray(b * V, (b + 1) * V), options, row.rng.uniform());
   try {
-    if (cached.length > 0) ({ cache, last } = prefill(model, cached.map((r) => r.context)));
+    if (cached.length > 0) {
+      const first = prefill(
+        model,
+        cached.map((r) => r.context),
+      );
+      cache = first.cache;
+      last = first.last;
+    }
     while (cached.length + sliding.length > 0) {
       const cachedLogits = last ? headLogits(last, lmHead) : new Float32Array(0);
       const slidingLogits = sliding.length > 0 ? windowLogits(model, lmHead, sliding) : null;
@@ -187,7 +194,8 @@ function decodeRows(
         if (row.context.length <= P) keep.push(b);
         else if (options.overflow !== 'stop') moved.push(row);
       });
-      if (slidingLogits) sliding = sliding.filter((row, b) => accept(row, sample(slidingLogits, b, row)));
+      if (slidingLogits)
+        sliding = sliding.filter((row, b) => accept(row, sample(slidingLogits, b, row)));
       sliding.push(...moved);
       last?.dispose();
       last = null;

@@ -116,7 +116,7 @@ export function prefill(
   const positions = new Int32Array(B * T);
   prompts.forEach((p, b) => {
     ids.set(p, b * T + pads[b]!);
-    for (let t = pads[b]!; t < T; t++) positions[b * T + t] = t;
+    for (let t = pads[b]!; t < T; t++) positions[b * T + t] = t - pads[b]!;
   });
   const { last, layers } = tf.tidy(() => {
     const idsT = tf.tensor2d(ids, [B, T], 'int32');
