@@ -171,7 +171,7 @@ export function parseCommand(spec: CommandSpec, argv: string[]): Options | 'help
     });
   } catch (err) {
     throw new UsageError(
-      `${spec.name}: ${(err as Error).message.split('\n')[0]}; see lorafleet ${spec.name} --help`,
+      `${spec.name}: ${(err as Error).message.replace(/\n/g, ' ')}; see lorafleet ${spec.name} --help`,
     );
   }
   if (parsed.values.help) return 'help';

@@ -44,7 +44,7 @@ export async function runTrain(o: Options): Promise<void> {
   const split: Split = { train: train.rows, eval: [] };
   const evalFile = o.optionalString('eval-data');
   if (evalFile) {
-    const held = await prepareRows(evalFile, tokenizer, rowOptions);
+    const held = await prepareRows(evalFile, tokenizer, rowOptions, '--eval-data');
     held.warnings.forEach((w) => console.warn(`warning: ${w}`));
     log(`eval data: ${evalFile}: ${held.description}`);
     split.eval = held.rows;

@@ -1,5 +1,6 @@
 // From a dataset file to rows of the context length: read + tokenize
 // (@lorafleet/data), then pack or pad.
+import { access } from 'node:fs/promises';
 import {
   type CsvColumns,
   type DatasetFormat,
@@ -33,7 +34,15 @@ export async function prepareRows(
   file: string,
   tokenizer: TextTokenizer,
   options: RowOptions,
+  option = '--data',
 ): Promise<PreparedRows> {
+  try {
+    await access(file);
+  } catch {
+    throw new Error(
+      `${option} ${file}: no such file (give the path of a .jsonl, .csv or .txt dataset)`,
+    );
+  }
   const read = await readDataset(file, tokenizer, {
     ...(options.format ? { format: options.format } : {}),
     ...(options.csv ? { csv: options.csv } : {}),

@@ -1,0 +1,101 @@
+// Datasets as users bring them: a broken line among good ones, a file with
+// nothing usable, a missing file, and the same prompt/completion pairs as
+// JSONL and as CSV.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  SEQ_LEN,
+  ensureBuilt,
+  evalJson,
+  initTinyModel,
+  lorafleet,
+  makeTempDir,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+let dir: string | undefined;
+let base: string;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await makeTempDir('data');
+  base = await initTinyModel(dir, 'base');
+}, 300_000);
+
+afterAll(() => removeDir(dir));
+
+const trainOn = (data: string, out: string) =>
+  lorafleet([
+    'train',
+    ...['--model', base, '--data', data, '--out', join(dir!, out)],
+    ...['--steps', '2', '--seq-len', SEQ_LEN],
+  ]);
+
+describe.concurrent('bad training data', () => {
+  it('skips one broken line among 200 and warns with file:line', async () => {
+    const good = Array.from({ length: 200 }, (_, i) => JSON.stringify({ text: `line ${i} abc` }));
+    good.splice(100, 0, '{"text": "unterminated');
+    const data = join(dir!, 'one-bad.jsonl');
+    await writeFile(data, good.join('\n') + '\n');
+    const { code, stdout, stderr } = await trainOn(data, 'one-bad');
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(new RegExp(`^warning: ${data}:101: invalid JSON`, 'm'));
+    expect(stdout).toContain('200 examples');
+    expect(stdout).toContain('1 bad records skipped');
+  });
+
+  it('fails with exit 1 when no line is usable, listing the bad lines', async () => {
+    const data = join(dir!, 'all-bad.jsonl');
+    await writeFile(data, '{nope\n{"txet": "wrong field"}\nnot json at all\n');
+    const { code, stderr } = await trainOn(data, 'all-bad');
+    expect(code).toBe(1);
+    expect(stderr).toContain(`lorafleet train: ${data}: 3 of 3 records are bad`);
+    for (const line of [1, 2, 3]) expect(stderr).toContain(`${data}:${line}: `);
+  });
+
+  it('fails naming the path when --data does not exist', async () => {
+    const data = join(dir!, 'no-such-file.jsonl');
+    const { code, stderr } = await trainOn(data, 'missing');
+    expect(code).toBe(1);
+    expect(stderr).toContain(`--data ${data}: no such file`);
+  });
+});
+
+describe.concurrent('prompt/completion data', () => {
+  const pairs = Array.from({ length: 30 }, (_, i) => ({
+    prompt: `Q: ${i} + 1? A:`,
+    completion: ` ${i + 1}.`,
+  }));
+
+  it('counts loss on completions only, the same from JSONL and from CSV columns', async () => {
+    const jsonl = await writeJsonl(join(dir!, 'pairs.jsonl'), pairs);
+    const csv = join(dir!, 'pairs.csv');
+    const quote = (s: string) => `"${s.replaceAll('"', '""')}"`;
+    await writeFile(
+      csv,
+      ['question,answer', ...pairs.map((p) => `${quote(p.prompt)},${quote(p.completion)}`)].join(
+        '\n',
+      ) + '\n',
+    );
+    const common = ['--model', base, '--seq-len', SEQ_LEN];
+    const [fromJsonl, fromCsv] = await Promise.all([
+      evalJson([...common, '--data', jsonl]),
+      evalJson([
+        ...common,
+        '--data',
+        csv,
+        '--prompt-column',
+        'question',
+        '--completion-column',
+        'answer',
+      ]),
+    ]);
+    // Byte tokenizer: one token per completion byte, plus the EOS that ends each example.
+    const completionTokens = pairs.reduce((n, p) => n + p.completion.length + 1, 0);
+    expect(fromJsonl.tokens).toBe(completionTokens);
+    expect(fromJsonl.rows).toBe(pairs.length); // padded: one example per row
+    expect(fromCsv).toEqual(fromJsonl);
+  });
+});

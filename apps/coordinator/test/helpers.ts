@@ -1,0 +1,173 @@
+// Running the built `lorafleet` CLI as a real process, in throwaway folders:
+// the build check, the spawn wrapper, a tiny model and tiny datasets.
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const REPO_ROOT = join(import.meta.dirname, '..', '..', '..');
+const BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
+
+/** GPT-2 layout, byte tokenizer, 35.7k parameters: a training step takes tens of ms on wasm. */
+export const TINY_CONFIG = {
+  model_type: 'gpt2',
+  vocab_size: 257,
+  n_positions: 64,
+  n_embd: 32,
+  n_layer: 2,
+  n_head: 4,
+};
+
+/** Rows of 32 tokens: short enough that the ~40-line datasets below give dozens of rows. */
+export const SEQ_LEN = '32';
+
+// Vitest runs each test file in its own fork; the first to get the lock builds,
+// the others see its stamp (same runner process) and reuse the build.
+const LOCK = join(tmpdir(), 'lorafleet-cli-test-build.lock');
+const STAMP = join(tmpdir(), 'lorafleet-cli-test-build.stamp');
+const STALE_LOCK_MS = 3 * 60_000;
+
+interface BuildStamp {
+  repo: string;
+  runner: number;
+}
+
+function builtByThisRun(): boolean {
+  try {
+    const stamp = JSON.parse(readFileSync(STAMP, 'utf8')) as BuildStamp;
+    return stamp.repo === REPO_ROOT && stamp.runner === process.ppid;
+  } catch {
+    return false;
+  }
+}
+
+async function acquireLock(): Promise<void> {
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      try {
+        // A lock left by a killed run would otherwise block every later one.
+        if (Date.now() - statSync(LOCK).mtimeMs > STALE_LOCK_MS) rmSync(LOCK, { recursive: true });
+      } catch {
+        // Released between the two calls: try again.
+      }
+      await sleep(100);
+    }
+  }
+}
+
+/** Builds every package (`pnpm run build`, cached by turbo) once per test run. */
+export async function ensureBuilt(): Promise<void> {
+  await acquireLock();
+  try {
+    if (builtByThisRun()) return;
+    await new Promise<void>((resolve, reject) => {
+      execFile(
+        'pnpm',
+        ['run', 'build'],
+        { cwd: REPO_ROOT, timeout: 300_000, maxBuffer: 16 << 20 },
+        (err, stdout, stderr) =>
+          err
+            ? reject(new Error(`pnpm run build failed: ${err.message}\n${stdout}\n${stderr}`))
+            : resolve(),
+      );
+    });
+    const stamp: BuildStamp = { repo: REPO_ROOT, runner: process.ppid };
+    writeFileSync(STAMP, JSON.stringify(stamp));
+  } finally {
+    rmSync(LOCK, { recursive: true, force: true });
+  }
+}
+
+export interface CliResult {
+  /** Exit status. */
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `lorafleet ARGS` to completion; a non-zero exit is a result, not an error. */
+export function lorafleet(args: string[], timeoutMs = 90_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: timeoutMs,
+      env: { ...process.env, LORAFLEET_DEBUG: '' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === null) {
+        reject(new Error(`lorafleet ${args.join(' ')}: killed by ${signal}\n${stderr}`));
+      } else resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Runs `lorafleet ARGS` and fails with its stderr unless it exits 0. */
+export async function lorafleetOk(args: string[]): Promise<CliResult> {
+  const result = await lorafleet(args);
+  if (result.code !== 0) {
+    throw new Error(
+      `lorafleet ${args.join(' ')} exited ${result.code}\n${result.stderr}\n${result.stdout}`,
+    );
+  }
+  return result;
+}
+
+export function makeTempDir(label: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `lorafleet-cli-${label}-`));
+}
+
+export function removeDir(dir: string | undefined): Promise<void> {
+  return dir ? rm(dir, { recursive: true, force: true }) : Promise.resolve();
+}
+
+/** `lorafleet init` of the tiny model into DIR/NAME; returns that folder. */
+export async function initTinyModel(dir: string, name: string, seed = 0): Promise<string> {
+  const configPath = join(dir, `${name}.config.json`);
+  await writeFile(configPath, JSON.stringify(TINY_CONFIG));
+  const out = join(dir, name);
+  await lorafleetOk(['init', '--config', configPath, '--out', out, '--seed', String(seed)]);
+  return out;
+}
+
+export async function writeJsonl(path: string, records: readonly unknown[]): Promise<string> {
+  await writeFile(path, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return path;
+}
+
+/**
+ * Text a tiny model learns within 20 steps at lr 1e-2: one short pattern
+ * repeated, so the byte statistics differ far from the random init's.
+ */
+export function patternRecords(lines: number): { text: string }[] {
+  return Array.from({ length: lines }, () => ({ text: 'abcabcabc abcabc abc abcabcabc abc.' }));
+}
+
+export async function readJson<T>(path: string): Promise<T> {
+  return JSON.parse(await readFile(path, 'utf8')) as T;
+}
+
+/** What `lorafleet eval --json` prints. */
+export interface EvalReport {
+  loss: number;
+  perplexity: number;
+  tokens: number;
+  rows: number;
+  adaptedModules: number;
+}
+
+/** Runs `lorafleet eval --json` and parses its report. */
+export async function evalJson(args: string[]): Promise<EvalReport> {
+  const { stdout } = await lorafleetOk(['eval', '--json', ...args]);
+  return JSON.parse(stdout) as EvalReport;
+}
