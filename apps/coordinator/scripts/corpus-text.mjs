@@ -85,7 +85,12 @@ const [kind, ...args] = process.argv.slice(2);
 const positional = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
 if (kind === 'brown' && positional.length === 1) brown(positional[0]);
 else if (kind === 'nlp' && positional.length === 2) {
-  nlp(positional[0], positional[1], flag(args, '--valid-every', 10), flag(args, '--limit', Infinity));
+  nlp(
+    positional[0],
+    positional[1],
+    flag(args, '--valid-every', 10),
+    flag(args, '--limit', Infinity),
+  );
 } else {
   console.error(
     'usage: corpus-text.mjs brown OUT.txt | nlp TRAIN.jsonl VALID.jsonl [--valid-every N] [--limit N]',
