@@ -31,7 +31,8 @@ run([
   'train',
   '--config',
   join(root, 'apps/coordinator/main-job.json'),
-  ...process.argv.slice(2),
+  // pnpm passes `pnpm main -- --steps 20` on with the `--`.
+  ...process.argv.slice(2).filter((arg, i) => !(i === 0 && arg === '--')),
 ]);
 console.log(
   '\nnext: pnpm lorafleet generate --model packages/models/pretrained/default --adapter runs/main/adapter --prompt "The film"',

@@ -246,7 +246,7 @@ export async function runTrain(o: Options): Promise<void> {
   await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   log(
     `done${interrupted ? ' (interrupted)' : ''}: ${done} steps in ${seconds.toFixed(1)} s, ${summary.tokensPerSecond.toFixed(0)} tokens/s; ` +
-      `train loss ${summary.trainLossFirst10.toFixed(4)} (first 10 steps) -> ${summary.trainLossLast10.toFixed(4)} (last 10)` +
+      `train loss ${summary.trainLossFirst10.toFixed(4)} (first ${head.length} steps) -> ${summary.trainLossLast10.toFixed(4)} (last ${tail.length})` +
       (before && after ? `; eval loss ${before.loss.toFixed(4)} -> ${after.loss.toFixed(4)}` : ''),
   );
   log(`saved ${full ? 'model' : 'adapter (PEFT layout)'}: ${savedTo}; metrics: ${metricsPath}`);
