@@ -1,0 +1,158 @@
+// One codec per ControlMessage body: `decode` validates a generated (decoded)
+// message into the typed view, `encode` maps the typed view back. Field paths
+// in errors match the .proto (camelCased), e.g. "welcome.ringEndpoints[2]".
+import { lorafleet } from './generated/lorafleet.js';
+import type { lorafleet as pb } from './generated/lorafleet.types.js';
+import { EnumTable, InvalidField, bytes, finite, list, text, u32, u64 } from './fields.js';
+import type { ControlBody, ErrorCode, WorkerState } from './messages.js';
+import type { WireLimits } from './limits.js';
+
+type Props<K extends ControlBody['case']> = NonNullable<pb.v1.ControlMessage.$Properties[K]>;
+type Value<K extends ControlBody['case']> = Extract<ControlBody, { case: K }>['value'];
+
+interface BodyCodec<K extends ControlBody['case']> {
+  decode(p: Props<K>, limits: WireLimits): Value<K>;
+  encode(v: Value<K>): Props<K>;
+}
+
+const { WorkerState: S, ErrorCode: E } = lorafleet.v1;
+const workerStates = new EnumTable<WorkerState>(
+  new Map([
+    [S.WORKER_STATE_UNSPECIFIED, 'unspecified'],
+    [S.WORKER_STATE_IDLE, 'idle'],
+    [S.WORKER_STATE_COMPUTING, 'computing'],
+    [S.WORKER_STATE_REDUCING, 'reducing'],
+    [S.WORKER_STATE_UPDATING, 'updating'],
+    [S.WORKER_STATE_CHECKPOINTING, 'checkpointing'],
+  ]),
+);
+const errorCodes = new EnumTable<ErrorCode>(
+  new Map([
+    [E.ERROR_CODE_UNSPECIFIED, 'unspecified'],
+    [E.ERROR_CODE_BAD_MESSAGE, 'bad-message'],
+    [E.ERROR_CODE_VERSION_MISMATCH, 'version-mismatch'],
+    [E.ERROR_CODE_CONFIG_MISMATCH, 'config-mismatch'],
+    [E.ERROR_CODE_REPLICA_DIVERGED, 'replica-diverged'],
+    [E.ERROR_CODE_INTERNAL, 'internal'],
+  ]),
+);
+
+/** A hash of the replica's parameters: sha-512 at most. */
+const MAX_HASH_BYTES = 64;
+const MAX_CAPABILITIES = 64;
+
+/** Bodies whose fields all pass through unchanged (no enums, no nested checks on encode). */
+const same = <T>(v: T): T => v;
+
+export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
+  hello: {
+    decode: (p) => ({
+      workerId: text(p.workerId, 'hello.workerId', 1, 256),
+      host: text(p.host, 'hello.host', 0, 256),
+      pid: u32(p.pid ?? 0, 'hello.pid'),
+      device: text(p.device, 'hello.device', 0, 256),
+      backend: text(p.backend, 'hello.backend', 0, 64),
+      capabilities: list(p.capabilities, 'hello.capabilities', MAX_CAPABILITIES).map((c, i) =>
+        text(c, `hello.capabilities[${i}]`, 1, 64),
+      ),
+      dataEndpoint: text(p.dataEndpoint, 'hello.dataEndpoint', 1, 512),
+    }),
+    encode: same,
+  },
+  welcome: {
+    decode: (p, limits) => {
+      const worldSize = u32(p.worldSize, 'welcome.worldSize', 1, limits.maxWorldSize);
+      const ringEndpoints = list(p.ringEndpoints, 'welcome.ringEndpoints', limits.maxWorldSize);
+      if (ringEndpoints.length !== worldSize) {
+        throw new InvalidField(
+          `welcome.ringEndpoints has ${ringEndpoints.length} entries for worldSize ${worldSize}`,
+        );
+      }
+      return {
+        rank: u32(p.rank ?? 0, 'welcome.rank', 0, worldSize - 1),
+        worldSize,
+        ringEndpoints: ringEndpoints.map((e, i) => text(e, `welcome.ringEndpoints[${i}]`, 1, 512)),
+        runConfigHash: text(p.runConfigHash, 'welcome.runConfigHash', 0, 256),
+      };
+    },
+    encode: same,
+  },
+  stepPlan: {
+    decode: (p, limits) => ({
+      step: u64(p.step ?? 0, 'stepPlan.step'),
+      // Each id is at least one byte on the wire, so the size limit already bounds the count.
+      sampleIds: list(p.sampleIds, 'stepPlan.sampleIds', limits.maxControlBytes).map((id, i) =>
+        u64(id, `stepPlan.sampleIds[${i}]`),
+      ),
+      microBatchSize: u32(p.microBatchSize, 'stepPlan.microBatchSize', 1),
+    }),
+    encode: same,
+  },
+  stepDone: {
+    decode: (p) => {
+      if (!p.timings) throw new InvalidField('stepDone.timings is missing');
+      return {
+        step: u64(p.step ?? 0, 'stepDone.step'),
+        lossSum: finite(p.lossSum ?? 0, 'stepDone.lossSum'),
+        tokenCount: u64(p.tokenCount ?? 0, 'stepDone.tokenCount'),
+        timings: {
+          computeMs: finite(p.timings.computeMs ?? 0, 'stepDone.timings.computeMs', 0),
+          allreduceMs: finite(p.timings.allreduceMs ?? 0, 'stepDone.timings.allreduceMs', 0),
+          updateMs: finite(p.timings.updateMs ?? 0, 'stepDone.timings.updateMs', 0),
+        },
+        // A copy, not a view into the received frame (and a plain Uint8Array, not a Buffer).
+        replicaHash: Uint8Array.from(
+          bytes(p.replicaHash ?? new Uint8Array(0), 'stepDone.replicaHash', MAX_HASH_BYTES),
+        ),
+      };
+    },
+    encode: same,
+  },
+  commit: {
+    decode: (p) => ({ step: u64(p.step ?? 0, 'commit.step') }),
+    encode: same,
+  },
+  abort: {
+    decode: (p) => ({
+      step: u64(p.step ?? 0, 'abort.step'),
+      reason: text(p.reason ?? '', 'abort.reason'),
+    }),
+    encode: same,
+  },
+  heartbeat: {
+    decode: (p) => ({
+      sentAtMs: u64(p.sentAtMs ?? 0, 'heartbeat.sentAtMs'),
+      state: workerStates.name(p.state ?? 0, 'heartbeat.state'),
+    }),
+    encode: (v) => ({
+      sentAtMs: v.sentAtMs,
+      state: workerStates.number(v.state, 'heartbeat.state'),
+    }),
+  },
+  checkpointRequest: {
+    decode: (p) => ({
+      step: u64(p.step ?? 0, 'checkpointRequest.step'),
+      path: text(p.path, 'checkpointRequest.path', 1),
+    }),
+    encode: same,
+  },
+  checkpointDone: {
+    decode: (p) => ({
+      step: u64(p.step ?? 0, 'checkpointDone.step'),
+      path: text(p.path, 'checkpointDone.path', 1),
+      manifestSha256: text(p.manifestSha256 ?? '', 'checkpointDone.manifestSha256', 0, 64),
+    }),
+    encode: same,
+  },
+  shutdown: {
+    decode: (p) => ({ reason: text(p.reason ?? '', 'shutdown.reason') }),
+    encode: same,
+  },
+  error: {
+    decode: (p) => ({
+      code: errorCodes.name(p.code ?? 0, 'error.code'),
+      message: text(p.message ?? '', 'error.message'),
+    }),
+    encode: (v) => ({ code: errorCodes.number(v.code, 'error.code'), message: v.message }),
+  },
+};

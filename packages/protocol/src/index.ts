@@ -1,0 +1,28 @@
+export {
+  PROTOCOL_VERSION,
+  DEFAULT_LIMITS,
+  CHUNK_HEADER_BYTES,
+  MAX_RUN_ID_LENGTH,
+  type WireLimits,
+  type DecodeError,
+  type DecodeErrorKind,
+  type DecodeResult,
+} from './limits.js';
+export type * from './messages.js';
+export { encodeControl, decodeControl, type ControlMessageInit } from './control.js';
+export {
+  encodeChunk,
+  decodeChunk,
+  type EncodeChunkOptions,
+  type DecodeChunkOptions,
+} from './chunk.js';
+export {
+  BYTES_PER_ELEMENT,
+  encodeFloats,
+  decodeFloats,
+  roundToWire,
+  f32ToF16Bits,
+  f16BitsToF32,
+  f32ToBf16Bits,
+  bf16BitsToF32,
+} from './half.js';

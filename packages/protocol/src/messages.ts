@@ -1,0 +1,133 @@
+// The validated, typed view of proto/lorafleet/v1/*.proto that the rest of the
+// project sees. Field names are the generated ones (camelCase); uint64 fields
+// are plain numbers, checked to be safe integers; enums are string unions.
+// test/schema.test.ts fails when these drift from the generated code.
+
+export type WorkerState =
+  'unspecified' | 'idle' | 'computing' | 'reducing' | 'updating' | 'checkpointing';
+
+export type ErrorCode =
+  | 'unspecified'
+  | 'bad-message'
+  | 'version-mismatch'
+  | 'config-mismatch'
+  | 'replica-diverged'
+  | 'internal';
+
+/** Worker -> coordinator, first message after connecting. */
+export interface Hello {
+  workerId: string;
+  host: string;
+  pid: number;
+  device: string;
+  backend: string;
+  capabilities: string[];
+  /** Where this worker's ring socket listens; the coordinator lists it in Welcome. */
+  dataEndpoint: string;
+}
+
+/** Coordinator -> worker: its place in the ring. */
+export interface Welcome {
+  rank: number;
+  worldSize: number;
+  /** Data-plane endpoint of every rank, indexed by rank. */
+  ringEndpoints: string[];
+  runConfigHash: string;
+}
+
+export interface StepPlan {
+  step: number;
+  sampleIds: number[];
+  microBatchSize: number;
+}
+
+export interface StepTimings {
+  computeMs: number;
+  allreduceMs: number;
+  updateMs: number;
+}
+
+export interface StepDone {
+  step: number;
+  lossSum: number;
+  tokenCount: number;
+  timings: StepTimings;
+  replicaHash: Uint8Array;
+}
+
+export interface Commit {
+  step: number;
+}
+
+export interface Abort {
+  step: number;
+  reason: string;
+}
+
+export interface Heartbeat {
+  sentAtMs: number;
+  state: WorkerState;
+}
+
+export interface CheckpointRequest {
+  step: number;
+  path: string;
+}
+
+export interface CheckpointDone {
+  step: number;
+  path: string;
+  manifestSha256: string;
+}
+
+export interface Shutdown {
+  reason: string;
+}
+
+export interface ControlError {
+  code: ErrorCode;
+  message: string;
+}
+
+/** The oneof `body`: `case` is the generated field name, `value` its message. */
+export type ControlBody =
+  | { case: 'hello'; value: Hello }
+  | { case: 'welcome'; value: Welcome }
+  | { case: 'stepPlan'; value: StepPlan }
+  | { case: 'stepDone'; value: StepDone }
+  | { case: 'commit'; value: Commit }
+  | { case: 'abort'; value: Abort }
+  | { case: 'heartbeat'; value: Heartbeat }
+  | { case: 'checkpointRequest'; value: CheckpointRequest }
+  | { case: 'checkpointDone'; value: CheckpointDone }
+  | { case: 'shutdown'; value: Shutdown }
+  | { case: 'error'; value: ControlError };
+
+export interface ControlMessage {
+  protocolVersion: number;
+  runId: string;
+  body: ControlBody;
+}
+
+export type Phase = 'reduce-scatter' | 'all-gather';
+
+export type WireDtype = 'f32' | 'f16' | 'bf16';
+
+/** One data-plane frame: (runId, step, phase, index) name the ring exchange it belongs to. */
+export interface Chunk {
+  runId: string;
+  step: number;
+  phase: Phase;
+  /** Ring step within the phase, 0 .. worldSize - 2. */
+  index: number;
+  senderRank: number;
+  dtype: WireDtype;
+  /** Which segment of the reduced buffer. */
+  segment: number;
+  /** Element offset of this frame within the segment. */
+  offset: number;
+  /** Little-endian elements of `dtype`. */
+  payload: Uint8Array;
+  /** CRC-32 of payload; undefined when the sender did not compute one. */
+  checksum?: number;
+}

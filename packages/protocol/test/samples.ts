@@ -1,0 +1,69 @@
+// One valid message of every kind, shared by the round-trip and fuzz tests.
+import type { Chunk, ControlBody, ControlMessageInit } from '../src/index.js';
+
+export const RUN = 'run-2026-11-26';
+
+export const bodies: ControlBody[] = [
+  {
+    case: 'hello',
+    value: {
+      workerId: 'w-0',
+      host: 'gpu-01',
+      pid: 4242,
+      device: 'H200',
+      backend: 'webgpu',
+      capabilities: ['fp16-wire', 'bf16-wire'],
+      dataEndpoint: 'tcp://10.0.0.1:5000',
+    },
+  },
+  {
+    case: 'welcome',
+    value: {
+      rank: 1,
+      worldSize: 3,
+      ringEndpoints: ['tcp://10.0.0.1:5000', 'tcp://10.0.0.2:5000', 'ipc:///tmp/r2'],
+      runConfigHash: 'sha256:abc',
+    },
+  },
+  {
+    case: 'stepPlan',
+    value: { step: 7, sampleIds: [0, 5, 2 ** 40, 2 ** 53 - 1], microBatchSize: 4 },
+  },
+  {
+    case: 'stepDone',
+    value: {
+      step: 2 ** 33,
+      lossSum: 123.5,
+      tokenCount: 4096,
+      timings: { computeMs: 51.5, allreduceMs: 3.25, updateMs: 0.5 },
+      replicaHash: new Uint8Array(32).fill(0xab),
+    },
+  },
+  { case: 'commit', value: { step: 7 } },
+  { case: 'abort', value: { step: 8, reason: 'rank 2 missed 3 heartbeats' } },
+  { case: 'heartbeat', value: { sentAtMs: 1_764_000_000_000, state: 'reducing' } },
+  { case: 'checkpointRequest', value: { step: 100, path: 'runs/x/checkpoint-100' } },
+  {
+    case: 'checkpointDone',
+    value: { step: 100, path: 'runs/x/checkpoint-100', manifestSha256: 'f'.repeat(64) },
+  },
+  { case: 'shutdown', value: { reason: 'training finished' } },
+  { case: 'error', value: { code: 'replica-diverged', message: 'rank 1 hash differs' } },
+];
+
+export const controls: ControlMessageInit[] = bodies.map((body) => ({ runId: RUN, body }));
+
+export function sampleChunk(overrides: Partial<Chunk> = {}): Omit<Chunk, 'checksum'> {
+  return {
+    runId: RUN,
+    step: 12,
+    phase: 'reduce-scatter',
+    index: 1,
+    senderRank: 2,
+    dtype: 'f32',
+    segment: 3,
+    offset: 0,
+    payload: new Uint8Array(new Float32Array([1, -2.5, 3e-8, 65504]).buffer),
+    ...overrides,
+  };
+}
