@@ -1,3 +1,4 @@
+import { Rng } from '../random.js';
 import { type Svd, svd } from './jacobi.js';
 import { type Matrix, matmul, matrix, orthonormalColumns, transpose } from './matrix.js';
 
@@ -87,27 +88,11 @@ function firstColumns(m: Matrix, k: number): Matrix {
   return { rows: m.rows, cols: k, data: out };
 }
 
-/** Standard normal entries from a seeded mulberry32 stream via Box-Muller; row-major fill order. */
+/** Standard normal entries from the project's seeded Rng (mulberry32 + Box-Muller); row-major fill order. */
 export function gaussianMatrix(rows: number, cols: number, seed: number): Matrix {
   const out = matrix(rows, cols);
-  const uniform = mulberry32(seed);
+  const rng = new Rng(seed);
   const d = out.data;
-  for (let i = 0; i < d.length; i += 2) {
-    const radius = Math.sqrt(-2 * Math.log(1 - uniform())); // 1 - u is in (0, 1]: log is finite
-    const angle = 2 * Math.PI * uniform();
-    d[i] = radius * Math.cos(angle);
-    if (i + 1 < d.length) d[i + 1] = radius * Math.sin(angle);
-  }
+  for (let i = 0; i < d.length; i++) d[i] = rng.normal();
   return out;
-}
-
-/** Tiny 32-bit PRNG (Tommy Ettinger's mulberry32): uniform in [0, 1). Enough for test matrices. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
