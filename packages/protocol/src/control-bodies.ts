@@ -3,7 +3,7 @@
 // in errors match the .proto (camelCased), e.g. "welcome.ringEndpoints[2]".
 import { lorafleet } from './generated/lorafleet.js';
 import type { lorafleet as pb } from './generated/lorafleet.types.js';
-import { EnumTable, InvalidField, bytes, finite, list, text, u32, u64 } from './fields.js';
+import { EnumTable, InvalidField, bytes, finite, list, number, text, u32, u64 } from './fields.js';
 import type { ControlBody, ErrorCode, WorkerState } from './messages.js';
 import type { WireLimits } from './limits.js';
 
@@ -40,6 +40,8 @@ const errorCodes = new EnumTable<ErrorCode>(
 /** A hash of the replica's parameters: sha-512 at most. */
 const MAX_HASH_BYTES = 64;
 const MAX_CAPABILITIES = 64;
+/** A run configuration is paths and hyperparameters: a few kB; 64k leaves room, bounds a bad peer. */
+const MAX_RUN_CONFIG_CHARS = 1 << 16;
 
 /** Bodies whose fields all pass through unchanged (no enums, no nested checks on encode). */
 const same = <T>(v: T): T => v;
@@ -73,6 +75,7 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
         worldSize,
         ringEndpoints: ringEndpoints.map((e, i) => text(e, `welcome.ringEndpoints[${i}]`, 1, 512)),
         runConfigHash: text(p.runConfigHash, 'welcome.runConfigHash', 0, 256),
+        runConfig: text(p.runConfig ?? '', 'welcome.runConfig', 0, MAX_RUN_CONFIG_CHARS),
       };
     },
     encode: same,
@@ -104,6 +107,7 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
         replicaHash: Uint8Array.from(
           bytes(p.replicaHash ?? new Uint8Array(0), 'stepDone.replicaHash', MAX_HASH_BYTES),
         ),
+        gradNorm: number(p.gradNorm ?? 0, 'stepDone.gradNorm'),
       };
     },
     encode: same,

@@ -41,6 +41,13 @@ export function finite(value: number | null | undefined, field: string, min = -I
   return value;
 }
 
+/** Any double, NaN and infinities included (for fields where "not finite" is itself news). */
+export function number(value: number | null | undefined, field: string): number {
+  if (typeof value !== 'number')
+    throw new InvalidField(`${field} = ${String(value)} is not a number`);
+  return value;
+}
+
 export function text(value: string | null | undefined, field: string, min = 0, max = 4096): string {
   if (typeof value !== 'string' || value.length < min || value.length > max) {
     const length = typeof value === 'string' ? value.length : 'missing';

@@ -33,6 +33,8 @@ export interface Welcome {
   /** Data-plane endpoint of every rank, indexed by rank. */
   ringEndpoints: string[];
   runConfigHash: string;
+  /** The run configuration as JSON; its schema is the worker runtime's (RunConfig). */
+  runConfig: string;
 }
 
 export interface StepPlan {
@@ -53,6 +55,8 @@ export interface StepDone {
   tokenCount: number;
   timings: StepTimings;
   replicaHash: Uint8Array;
+  /** Norm of the reduced gradient before clipping; NaN or infinite when the update was skipped. */
+  gradNorm: number;
 }
 
 export interface Commit {

@@ -23,6 +23,7 @@ export const bodies: ControlBody[] = [
       worldSize: 3,
       ringEndpoints: ['tcp://10.0.0.1:5000', 'tcp://10.0.0.2:5000', 'ipc:///tmp/r2'],
       runConfigHash: 'sha256:abc',
+      runConfig: '{"modelDir":"models/tiny","seed":0}',
     },
   },
   {
@@ -37,6 +38,7 @@ export const bodies: ControlBody[] = [
       tokenCount: 4096,
       timings: { computeMs: 51.5, allreduceMs: 3.25, updateMs: 0.5 },
       replicaHash: new Uint8Array(32).fill(0xab),
+      gradNorm: 0.75,
     },
   },
   { case: 'commit', value: { step: 7 } },

@@ -6,3 +6,23 @@ export {
   TrainingStep,
   localAllReduce,
 } from './step.js';
+export { replicaHash, hashHex } from './replica-hash.js';
+export {
+  type Packing,
+  type PreparedRows,
+  type RowOptions,
+  batchesOf,
+  prepareRows,
+  rowsFingerprint,
+} from './rows.js';
+export {
+  type LoraInitKind,
+  type RunConfig,
+  RunConfigError,
+  decodeRunConfig,
+  encodeRunConfig,
+  runConfigHash,
+} from './run-config.js';
+export { ADAPTER_NAME, Replica, adapterManifestSha256 } from './replica.js';
+export { CoordinatorLink, UNASSIGNED_RUN } from './coordinator-link.js';
+export { type WorkerOptions, runWorker } from './session.js';

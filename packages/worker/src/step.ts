@@ -15,6 +15,7 @@ import {
   lrFactor,
 } from '@lorafleet/core';
 import { type Gpt2Model, type TokenBatch, countLossTokens, tokenNllSum } from '@lorafleet/models';
+import { replicaHash } from './replica-hash.js';
 
 /** Sums a buffer across all replicas in place; every replica must end with the same bits. */
 export type AllReduce = (buffer: Float32Array) => Promise<void>;
@@ -34,7 +35,10 @@ export interface StepResult {
   step: number;
   /** Mean token loss over the global batch. */
   loss: number;
+  /** Loss tokens of the global batch. */
   tokens: number;
+  /** This replica's share before the all-reduce: its loss sum and loss tokens. */
+  local: { lossSum: number; tokens: number };
   lr: number;
   gradNorm: number;
   /** Wall-clock split of the step, in seconds. */
@@ -91,6 +95,7 @@ export class TrainingStep {
       fused[n + 1] = fused[n + 1]! + tokens;
     });
     const t1 = performance.now();
+    const local = { lossSum: fused[n]!, tokens: fused[n + 1]! };
     await this.allReduce(fused);
     const t2 = performance.now();
     const tokens = fused[n + 1]!;
@@ -112,11 +117,17 @@ export class TrainingStep {
       step: step + 1,
       loss: fused[n]! / tokens,
       tokens,
+      local,
       lr,
       gradNorm,
       timings: { compute: (t1 - t0) / 1000, allReduce: (t2 - t1) / 1000, update: (t3 - t2) / 1000 },
       applied,
     };
+  }
+
+  /** replicaHash() of the current parameters: equal on every replica of a healthy run. */
+  parameterHash(): Uint8Array {
+    return replicaHash(this.values);
   }
 
   /** A copy of parameters and optimizer state (the step-start snapshot, checkpoints). */

@@ -17,6 +17,7 @@ import { GlobalBatchSampler, SAMPLER_START, splitTrainValidation } from '@lorafl
 import { addLora, evaluateLoss, loadModel, writeGpt2Folder } from '@lorafleet/models';
 import { TrainingStep } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
+import { runDistributedTrain } from '../distributed/train.js';
 import { ADAPTER_NAME, copyTokenizerFiles, formatCount, startBackend } from '../common.js';
 import { Progress } from '../progress.js';
 import { type PreparedRows, batchesOf, prepareRows } from '../training/rows.js';
@@ -29,6 +30,8 @@ interface Split {
 }
 
 export async function runTrain(o: Options): Promise<void> {
+  const workers = o.number('workers');
+  if (workers > 1) return runDistributedTrain(o, workers);
   const backend = await startBackend(o);
   const modelDir = o.string('model');
   const out = o.string('out');

@@ -5,7 +5,7 @@ import { dataOptions } from './data-options.js';
 
 export const trainSpec: CommandSpec = {
   name: 'train',
-  summary: 'Fine-tune a model with LoRA (default) or fully, in this process.',
+  summary: 'Fine-tune a model with LoRA (default) or fully, in this process or over N workers.',
   configFile: true,
   options: {
     config: {
@@ -120,11 +120,19 @@ export const trainSpec: CommandSpec = {
       description: 'seed of initialisation, shuffling and dropout',
     },
     backend: backendOption,
+    workers: {
+      kind: 'int',
+      min: 1,
+      default: 1,
+      description:
+        'worker processes training in synchronous data parallel (LoRA only); 1: in this process',
+    },
   },
   details: [
     'examples:',
     '  lorafleet train --model models/tiny --data train.jsonl --eval-data valid.jsonl --out runs/a --steps 200',
     '  lorafleet train --config train.json --lr 1e-3',
+    '  lorafleet train --model models/tiny --data train.jsonl --out runs/b --steps 200 --workers 4',
     '',
     'Data: JSONL lines {"text"}, {"prompt","completion"} (loss on the completion only) or {"input_ids"};',
     'CSV with --prompt-column/--completion-column or --text-column; .txt as one document. Bad records',

@@ -757,6 +757,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       Welcome.prototype.worldSize = 0;
       Welcome.prototype.ringEndpoints = $util.emptyArray;
       Welcome.prototype.runConfigHash = '';
+      Welcome.prototype.runConfig = '';
 
       Welcome.create = function (properties) {
         return new Welcome(properties);
@@ -787,6 +788,12 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.runConfigHash !== ''
         )
           writer.uint32(34).string(message.runConfigHash);
+        if (
+          message.runConfig != null &&
+          $Object.hasOwnProperty.call(message, 'runConfig') &&
+          message.runConfig !== ''
+        )
+          writer.uint32(42).string(message.runConfig);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -839,6 +846,12 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.runConfigHash;
               continue;
             }
+            case 5: {
+              if (wireType !== 2) break;
+              if ((value = reader.stringVerify()).length) message.runConfig = value;
+              else delete message.runConfig;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -873,6 +886,9 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.runConfigHash != null)
           if (typeof object.runConfigHash !== 'string' || object.runConfigHash.length)
             message.runConfigHash = $String(object.runConfigHash);
+        if (object.runConfig != null)
+          if (typeof object.runConfig !== 'string' || object.runConfig.length)
+            message.runConfig = $String(object.runConfig);
         return message;
       };
 
@@ -886,6 +902,7 @@ export const lorafleet = ($root.lorafleet = (() => {
           object.rank = 0;
           object.worldSize = 0;
           object.runConfigHash = '';
+          object.runConfig = '';
         }
         if (message.rank != null && $Object.hasOwnProperty.call(message, 'rank'))
           object.rank = message.rank;
@@ -898,6 +915,8 @@ export const lorafleet = ($root.lorafleet = (() => {
         }
         if (message.runConfigHash != null && $Object.hasOwnProperty.call(message, 'runConfigHash'))
           object.runConfigHash = message.runConfigHash;
+        if (message.runConfig != null && $Object.hasOwnProperty.call(message, 'runConfig'))
+          object.runConfig = message.runConfig;
         return object;
       };
 
@@ -1308,6 +1327,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       StepDone.prototype.tokenCount = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       StepDone.prototype.timings = null;
       StepDone.prototype.replicaHash = $util.newBuffer([]);
+      StepDone.prototype.gradNorm = 0;
 
       StepDone.create = function (properties) {
         return new StepDone(properties);
@@ -1351,6 +1371,12 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.replicaHash.length
         )
           writer.uint32(42).bytes(message.replicaHash);
+        if (
+          message.gradNorm != null &&
+          $Object.hasOwnProperty.call(message, 'gradNorm') &&
+          !$Object.is(message.gradNorm, 0)
+        )
+          writer.uint32(49).double(message.gradNorm);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -1423,6 +1449,12 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.replicaHash;
               continue;
             }
+            case 6: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.gradNorm = value;
+              else delete message.gradNorm;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -1489,6 +1521,8 @@ export const lorafleet = ($root.lorafleet = (() => {
                 0,
               );
             else if (object.replicaHash.length >= 0) message.replicaHash = object.replicaHash;
+        if (object.gradNorm != null)
+          if (!$Object.is($Number(object.gradNorm), 0)) message.gradNorm = $Number(object.gradNorm);
         return message;
       };
 
@@ -1539,6 +1573,7 @@ export const lorafleet = ($root.lorafleet = (() => {
             object.replicaHash = [];
             if (options.bytes !== $Array) object.replicaHash = $util.newBuffer(object.replicaHash);
           }
+          object.gradNorm = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -1602,6 +1637,11 @@ export const lorafleet = ($root.lorafleet = (() => {
               : options.bytes === $Array
                 ? $Array.prototype.slice.call(message.replicaHash)
                 : message.replicaHash;
+        if (message.gradNorm != null && $Object.hasOwnProperty.call(message, 'gradNorm'))
+          object.gradNorm =
+            options.json && !$isFinite(message.gradNorm)
+              ? $String(message.gradNorm)
+              : message.gradNorm;
         return object;
       };
 

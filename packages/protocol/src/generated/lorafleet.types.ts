@@ -544,6 +544,9 @@ export declare namespace lorafleet {
       /** Welcome runConfigHash. */
       runConfigHash: string;
 
+      /** Welcome runConfig. */
+      runConfig: string;
+
       /**
        * Creates a new Welcome instance using the specified properties.
        * @param [properties] Properties to set
@@ -617,6 +620,9 @@ export declare namespace lorafleet {
 
         /** Welcome runConfigHash */
         runConfigHash?: string | null;
+
+        /** Welcome runConfig */
+        runConfig?: string | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
@@ -868,6 +874,9 @@ export declare namespace lorafleet {
       /** StepDone replicaHash. */
       replicaHash: Uint8Array;
 
+      /** StepDone gradNorm. */
+      gradNorm: number;
+
       /**
        * Creates a new StepDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -944,6 +953,9 @@ export declare namespace lorafleet {
 
         /** StepDone replicaHash */
         replicaHash?: Uint8Array | null;
+
+        /** StepDone gradNorm */
+        gradNorm?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];

@@ -1,0 +1,133 @@
+// `train --workers N`: from the command's options to the RunConfig every
+// worker receives, plus what the coordinator itself needs (the sampler, the
+// schedule, counts for the log). The coordinator reads the model's config and
+// tokenizer and prepares the rows (their count drives the sampler, their
+// fingerprint lets workers check theirs) but never loads the weights.
+import type { BackendName, LrSchedule } from '@lorafleet/core';
+import { validateSchedule } from '@lorafleet/core';
+import { GlobalBatchSampler } from '@lorafleet/data';
+import {
+  type Gpt2Config,
+  gpt2WeightShapes,
+  linearModules,
+  loadTokenizer,
+  readGpt2Config,
+  selectTargets,
+} from '@lorafleet/models';
+import { type LoraInitKind, type RunConfig, prepareRows, rowsFingerprint } from '@lorafleet/worker';
+import { type Options, UsageError } from '../args.js';
+import { rowOptionsFrom } from '../training/data-options.js';
+
+/** A ring frame may wait this long: covers one rank computing a step slower than another. */
+const RING_TIMEOUT_MS = 300_000;
+
+export interface RunPlan {
+  config: RunConfig;
+  modelConfig: Gpt2Config;
+  backend: BackendName;
+  sampler: GlobalBatchSampler;
+  steps: number;
+  batchSize: number;
+  microBatchSize: number;
+  trainableParameters: number;
+  totalParameters: number;
+  /** Lines for the log: how the data was read, and its warnings. */
+  dataDescription: string;
+  warnings: string[];
+}
+
+export async function planRun(o: Options): Promise<RunPlan> {
+  const unsupported = [
+    o.boolean('full-finetune') && '--full-finetune',
+    o.has('eval-data') && '--eval-data',
+    o.number('eval-fraction') > 0 && '--eval-fraction',
+    o.number('eval-every') > 0 && '--eval-every',
+  ].filter(Boolean);
+  if (unsupported.length > 0) {
+    throw new UsageError(
+      `train: ${unsupported.join(', ')} not supported with --workers > 1 yet (LoRA training only; ` +
+        'evaluate the saved adapter with `lorafleet eval`)',
+    );
+  }
+  const modelDir = o.string('model');
+  const modelConfig = await readGpt2Config(modelDir);
+  const tokenizer = await loadTokenizer(modelDir);
+  const rows = rowOptionsFrom(o, modelConfig.nPositions);
+  const dataFile = o.string('data');
+  const prepared = await prepareRows(dataFile, tokenizer, rows);
+
+  const r = o.number('lora-r');
+  const targets = o.list('target');
+  const adapted = selectTargets(linearModules(modelConfig), targets);
+  const trainableParameters = adapted.reduce((n, m) => n + r * (m.inFeatures + m.outFeatures), 0);
+  let totalParameters = 0;
+  for (const shape of gpt2WeightShapes(modelConfig).values()) {
+    totalParameters += shape.reduce((a, b) => a * b, 1);
+  }
+
+  const seed = o.number('seed');
+  const batchSize = o.number('batch-size');
+  const microBatchSize = o.optionalNumber('micro-batch-size') ?? batchSize;
+  if (microBatchSize > batchSize)
+    throw new UsageError(
+      `train: --micro-batch-size (${microBatchSize}) exceeds --batch-size (${batchSize})`,
+    );
+  const sampler = new GlobalBatchSampler({
+    datasetSize: prepared.rows.length,
+    seed,
+    globalBatchSize: batchSize,
+  });
+  if (o.has('steps') && o.has('epochs'))
+    throw new UsageError('train: give --steps or --epochs, not both');
+  const steps =
+    o.optionalNumber('steps') ??
+    Math.max(1, Math.round((o.optionalNumber('epochs') ?? 1) * sampler.stepsPerEpoch));
+  const schedule: LrSchedule =
+    o.string('schedule') === 'constant'
+      ? { kind: 'constant', warmupSteps: o.number('warmup-steps') }
+      : {
+          kind: o.string('schedule') as 'linear' | 'cosine',
+          warmupSteps: o.number('warmup-steps'),
+          totalSteps: steps,
+        };
+  validateSchedule(schedule);
+  const maxGradNorm = o.number('max-grad-norm');
+  const config: RunConfig = {
+    modelDir,
+    dataFile,
+    rows,
+    rowsFingerprint: rowsFingerprint(prepared.rows),
+    lora: {
+      r,
+      alpha: o.number('lora-alpha'),
+      dropout: o.number('lora-dropout'),
+      rslora: o.boolean('rslora'),
+      init: o.string('init') as LoraInitKind,
+      targets,
+    },
+    optimizer: {
+      lr: o.number('lr'),
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: o.number('weight-decay'),
+    },
+    schedule,
+    maxGradNorm: maxGradNorm > 0 ? maxGradNorm : null,
+    seed,
+    ringTimeoutMs: RING_TIMEOUT_MS,
+  };
+  return {
+    config,
+    modelConfig,
+    backend: o.string('backend') as BackendName,
+    sampler,
+    steps,
+    batchSize,
+    microBatchSize,
+    trainableParameters,
+    totalParameters,
+    dataDescription: prepared.description,
+    warnings: prepared.warnings,
+  };
+}

@@ -1,0 +1,241 @@
+// `lorafleet train --workers N` with real processes and real sockets: N
+// workers must train the same adapter as one process (DESIGN.md, data-parallel
+// equivalence), and failures must end the run with a message naming the worker.
+import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPeftAdapter } from '@lorafleet/core';
+import {
+  REPO_ROOT,
+  ensureBuilt,
+  lorafleet,
+  lorafleetOk,
+  makeTempDir,
+  readJson,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
+const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
+
+/**
+ * The tiny model with every dropout of the base model off: with dropout, N
+ * workers draw other masks than one process does (as under torchrun), and
+ * only --lora-dropout is a training option.
+ */
+const MODEL_CONFIG = {
+  model_type: 'gpt2',
+  vocab_size: 257,
+  n_positions: 32,
+  n_embd: 32,
+  n_layer: 2,
+  n_head: 4,
+  embd_pdrop: 0,
+  attn_pdrop: 0,
+  resid_pdrop: 0,
+};
+
+// lr 1e-2 so that 20 steps move the adapter far enough for a difference to show.
+const TRAIN = ['--steps', '20', '--batch-size', '6', '--lora-dropout', '0', '--lr', '1e-2'];
+
+let dir: string | undefined;
+let model: string;
+let data: string;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await makeTempDir('distributed');
+  await writeFile(join(dir, 'model.json'), JSON.stringify(MODEL_CONFIG));
+  model = join(dir, 'model');
+  await lorafleetOk(['init', '--config', join(dir, 'model.json'), '--out', model]);
+  const lines = Array.from({ length: 40 }, (_, i) => ({
+    text: `abcabc abc ${i % 7} abcabcabc; line ${i} of the pattern.`,
+  }));
+  data = await writeJsonl(join(dir, 'train.jsonl'), lines);
+}, 300_000);
+
+afterAll(() => removeDir(dir));
+
+const train = (out: string, workers: number, more: string[] = []) =>
+  lorafleet([
+    'train',
+    ...['--model', model, '--data', data, '--out', join(dir!, out)],
+    ...TRAIN,
+    ...['--workers', String(workers), ...more],
+  ]);
+
+async function adapterOf(out: string): Promise<Map<string, Float32Array>> {
+  const adapter = await loadPeftAdapter(join(dir!, out, 'adapter'));
+  const flat = new Map<string, Float32Array>();
+  for (const [path, m] of adapter.modules) flat.set(`${path}.A`, m.a).set(`${path}.B`, m.b);
+  return flat;
+}
+
+async function lossesOf(out: string): Promise<number[]> {
+  const text = await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8');
+  return text
+    .trimEnd()
+    .split('\n')
+    .map((line) => (JSON.parse(line) as { loss: number }).loss);
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+describe('train --workers N', () => {
+  it('trains the same adapter and loss curve with 1, 2 and 3 workers', async () => {
+    for (const workers of [1, 2, 3]) {
+      const result = await train(`w${workers}`, workers);
+      expect(result.code, result.stderr).toBe(0);
+    }
+    const one = await adapterOf('w1');
+    const oneLosses = await lossesOf('w1');
+    expect(oneLosses).toHaveLength(20);
+    expect(oneLosses.at(-1)!).toBeLessThan(oneLosses[0]! - 0.05); // it did learn
+    for (const workers of [2, 3]) {
+      const many = await adapterOf(`w${workers}`);
+      expect([...many.keys()]).toEqual([...one.keys()]);
+      for (const [key, values] of one) {
+        expect(maxAbsDiff(values, many.get(key)!), `${key}, ${workers} workers`).toBeLessThan(1e-5);
+      }
+      expect(maxAbsDiff(oneLosses, await lossesOf(`w${workers}`))).toBeLessThan(1e-4);
+      const summary = await readJson<{ workers: number; steps: number; saved: string }>(
+        join(dir!, `w${workers}`, 'summary.json'),
+      );
+      expect(summary).toMatchObject({
+        workers,
+        steps: 20,
+        saved: join(dir!, `w${workers}`, 'adapter'),
+      });
+    }
+  });
+
+  it('rejects --workers 0', async () => {
+    const { code, stderr } = await train('w0', 0);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/--workers must be >= 1/);
+  });
+
+  it('refuses what it cannot do distributed yet, before starting any worker', async () => {
+    const { code, stderr } = await train('wf', 2, ['--full-finetune']);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/--full-finetune not supported with --workers > 1/);
+  });
+
+  it('fails the run, naming the worker, when one dies mid-run', async () => {
+    const run = spawnLorafleet([
+      'train',
+      ...['--model', model, '--data', data, '--out', join(dir!, 'killed'), '--workers', '2'],
+      ...['--steps', '100000', '--batch-size', '6'],
+    ]);
+    // The workers print "rank R/N (pid P) of run ...: ... ready" once loaded.
+    const pids = await run.waitFor(/rank (\d)\/2 \(pid (\d+)\)/g, 2);
+    process.kill(pids[1]!, 'SIGKILL');
+    const { code, stderr } = await run.done;
+    expect(code).toBe(1);
+    expect(stderr).toMatch(
+      new RegExp(
+        `worker rank 1 \\(pid ${pids[1]}\\) exited with signal SIGKILL before the run finished`,
+      ),
+    );
+    expect(await goneWithin(pids[0]!, 5000)).toBe(true); // the coordinator took the survivor down
+  });
+});
+
+describe('lorafleet-worker', () => {
+  it('exits with a clear error when its coordinator is not there', async () => {
+    const endpoint = `tcp://127.0.0.1:${await deadPort()}`;
+    const started = performance.now();
+    const { code, stderr } = await runWorker(['--coordinator', endpoint, '--timeout', '1']);
+    const seconds = (performance.now() - started) / 1000;
+    expect(code).toBe(1);
+    expect(stderr).toContain(`no message from the coordinator at ${endpoint} for 1 s`);
+    expect(seconds).toBeLessThan(10);
+  });
+
+  it('requires --coordinator', async () => {
+    const { code, stderr } = await runWorker([], { LORAFLEET_COORDINATOR: '' });
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/--coordinator \(or LORAFLEET_COORDINATOR\) is required/);
+  });
+});
+
+interface RunningCli {
+  /** The pids of `count` matches of `pattern` (group 1: rank, group 2: pid) in stderr, by rank. */
+  waitFor(pattern: RegExp, count: number): Promise<number[]>;
+  done: Promise<{ code: number | null; stderr: string }>;
+}
+
+/** `lorafleet ARGS` as a process whose stderr can be watched while it runs. */
+function spawnLorafleet(args: string[]): RunningCli {
+  const child = spawn(process.execPath, [CLI_BIN, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    timeout: 60_000,
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const done = new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+  let finished = false;
+  void done.then(() => (finished = true));
+  const waitFor = async (pattern: RegExp, count: number): Promise<number[]> => {
+    for (;;) {
+      const pids: number[] = [];
+      for (const m of stderr.matchAll(pattern)) pids[Number(m[1])] = Number(m[2]);
+      if (pids.filter(Boolean).length === count) return pids;
+      if (finished)
+        throw new Error(`lorafleet exited before ${count} matches of ${pattern}: ${stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  return { waitFor, done };
+}
+
+/** Whether process `pid` is gone (killed and reaped) within `ms`. */
+async function goneWithin(pid: number, ms: number): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    if (performance.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A port nothing listens on (free a moment ago). */
+async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function runWorker(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [WORKER_BIN, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...env },
+      timeout: 30_000,
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+}

@@ -1,0 +1,38 @@
+// The daemon's options: flags, then LORAFLEET_* variables, then defaults.
+import { describe, expect, it } from 'vitest';
+import { UsageError, parseDaemonArgs } from '../src/args.js';
+
+const URL = 'tcp://127.0.0.1:5555';
+
+describe('parseDaemonArgs', () => {
+  it('takes flags, with defaults for the rest', () => {
+    expect(parseDaemonArgs(['--coordinator', URL], {})).toEqual({
+      coordinator: URL,
+      backend: 'wasm',
+      timeoutMs: 60_000,
+      ringHost: '127.0.0.1',
+    });
+    expect(parseDaemonArgs(['--help'], {})).toBe('help');
+  });
+
+  it('falls back to the environment, and flags win over it', () => {
+    const env = { LORAFLEET_COORDINATOR: URL, LORAFLEET_BACKEND: 'cpu', LORAFLEET_TIMEOUT: '5' };
+    expect(parseDaemonArgs([], env)).toMatchObject({
+      coordinator: URL,
+      backend: 'cpu',
+      timeoutMs: 5000,
+    });
+    expect(parseDaemonArgs(['--backend', 'wasm'], env)).toMatchObject({ backend: 'wasm' });
+  });
+
+  it.each([
+    [[], /--coordinator \(or LORAFLEET_COORDINATOR\) is required/],
+    [['--coordinator', 'localhost:5555'], /expected tcp:\/\/HOST:PORT/],
+    [['--coordinator', URL, '--backend', 'gpu'], /--backend gpu: choose one of wasm, cpu/],
+    [['--coordinator', URL, '--timeout', '0'], /--timeout must be a positive number/],
+    [['--coordinator', URL, '--bogus'], /Unknown option '--bogus'.*see --help/],
+  ])('refuses %j', (argv, message) => {
+    expect(() => parseDaemonArgs(argv, {})).toThrow(UsageError);
+    expect(() => parseDaemonArgs(argv, {})).toThrow(message);
+  });
+});

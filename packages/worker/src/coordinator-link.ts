@@ -1,0 +1,102 @@
+// The worker's end of the control plane: a DEALER connected to the
+// coordinator's ROUTER, speaking @lorafleet/protocol's ControlMessage.
+// A bad frame is logged and dropped, never a crash; the coordinator's silence
+// beyond `timeoutMs` (it heartbeats while idle) is fatal, with a message that
+// says where we were waiting.
+import { Dealer } from 'zeromq';
+import {
+  type ControlBody,
+  type ControlMessage,
+  type ErrorCode,
+  decodeControl,
+  encodeControl,
+} from '@lorafleet/protocol';
+
+/** The run id of a Hello: a worker learns its run from Welcome. */
+export const UNASSIGNED_RUN = 'unassigned';
+
+export class CoordinatorLink {
+  private readonly socket: Dealer;
+  private runId = UNASSIGNED_RUN;
+
+  constructor(
+    readonly endpoint: string,
+    private readonly timeoutMs: number,
+    private readonly log: (line: string) => void,
+  ) {
+    // Linger: a last Error or StepDone still reaches the coordinator after close().
+    this.socket = new Dealer({ linger: 1000, sendTimeout: timeoutMs });
+    try {
+      this.socket.connect(endpoint);
+    } catch (error) {
+      this.socket.close();
+      throw new Error(
+        `cannot connect to the coordinator at ${endpoint}: ${(error as Error).message} ` +
+          '(expected tcp://HOST:PORT, as `lorafleet train --workers N` prints)',
+      );
+    }
+  }
+
+  /** From Welcome on, messages of other runs are dropped. */
+  joinRun(runId: string): void {
+    this.runId = runId;
+  }
+
+  async send(body: ControlBody): Promise<void> {
+    try {
+      await this.socket.send(encodeControl({ runId: this.runId, body }));
+    } catch (error) {
+      throw new Error(
+        `cannot send ${body.case} to the coordinator at ${this.endpoint}: ${(error as Error).message}`,
+      );
+    }
+  }
+
+  /** Best effort: tells the coordinator why this worker stops. Never throws. */
+  async sendError(code: ErrorCode, message: string): Promise<void> {
+    try {
+      await this.send({ case: 'error', value: { code, message: message.slice(0, 4000) } });
+    } catch {
+      // The coordinator is gone; the exit status and stderr still tell the story.
+    }
+  }
+
+  /**
+   * The next valid message of this run. `waitingFor` names what we expect, for
+   * the timeout's message.
+   */
+  async receive(waitingFor: string): Promise<ControlMessage> {
+    const deadline = performance.now() + this.timeoutMs;
+    let lastDrop = '';
+    for (;;) {
+      this.socket.receiveTimeout = Math.max(1, Math.ceil(deadline - performance.now()));
+      let parts: Buffer[];
+      try {
+        parts = await this.socket.receive();
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'EAGAIN') throw error;
+        throw new Error(
+          `no message from the coordinator at ${this.endpoint} for ${(this.timeoutMs / 1000).toFixed(0)} s ` +
+            `while waiting for ${waitingFor}: is it running (lorafleet train --workers N) and is ` +
+            `--coordinator right?` +
+            (lastDrop ? ` Last frame dropped meanwhile: ${lastDrop}` : ''),
+        );
+      }
+      const [frame, ...rest] = parts;
+      if (frame === undefined || rest.length > 0) {
+        lastDrop = `a ${parts.length}-part message`;
+      } else {
+        const decoded = decodeControl(frame);
+        if (!decoded.ok) lastDrop = `a bad frame (${decoded.error.message})`;
+        else if (this.runId !== UNASSIGNED_RUN && decoded.message.runId !== this.runId) {
+          lastDrop = `a ${decoded.message.body.case} of run ${decoded.message.runId}, not ${this.runId}`;
+        } else return decoded.message;
+      }
+      this.log(`dropped ${lastDrop}`);
+    }
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}

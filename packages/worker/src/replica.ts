@@ -1,0 +1,135 @@
+// One replica of a data-parallel run, built from its RunConfig alone: the
+// base model, the training rows, LoRA on the target modules (the same seed on
+// every worker, so the same initial A and B) and the training step. Building
+// it twice from one config gives bitwise-identical replicas; the coordinator
+// checks that they stay so.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  type InitialFactors,
+  type LoraInit,
+  type LoraLinear,
+  TrainableParameters,
+  exportAdapter,
+  pissaToLora,
+  savePeftAdapter,
+} from '@lorafleet/core';
+import type { SequenceRow } from '@lorafleet/data';
+import { type Gpt2Model, addLora, loadModel } from '@lorafleet/models';
+import { type RunConfig, RunConfigError } from './run-config.js';
+import { prepareRows, rowsFingerprint } from './rows.js';
+import { type AllReduce, TrainingStep } from './step.js';
+
+/** The adapter name inside each LoraLinear; PEFT drops "default" from the saved keys. */
+export const ADAPTER_NAME = 'default';
+
+export class Replica {
+  private constructor(
+    readonly config: RunConfig,
+    readonly model: Gpt2Model,
+    readonly rows: SequenceRow[],
+    readonly layers: LoraLinear[],
+    readonly step: TrainingStep,
+    /** PiSSA only: the initial factors, to save the adapter for the original base weights. */
+    private readonly pissaStart: Map<string, InitialFactors>,
+  ) {}
+
+  /** Loads model and data, adds LoRA; the step sums gradients with `allReduce`. */
+  static async build(config: RunConfig, allReduce: AllReduce): Promise<Replica> {
+    const { model, tokenizer } = await loadModel(config.modelDir);
+    try {
+      const prepared = await prepareRows(config.dataFile, tokenizer, config.rows);
+      const fingerprint = rowsFingerprint(prepared.rows);
+      if (fingerprint !== config.rowsFingerprint) {
+        throw new RunConfigError(
+          `${config.dataFile}: this worker's ${prepared.rows.length} rows (${fingerprint}) differ from ` +
+            `the coordinator's (${config.rowsFingerprint}): do both read the same file and model tokenizer?`,
+        );
+      }
+      const { init, targets, ...settings } = config.lora;
+      const loraInit = { kind: init } as LoraInit;
+      const layers = addLora(
+        model.linears(),
+        ADAPTER_NAME,
+        settings,
+        loraInit,
+        targets,
+        config.seed,
+      );
+      const pissaStart = new Map<string, InitialFactors>();
+      if (init === 'pissa') {
+        for (const layer of layers) {
+          const { a, b } = layer.activeAdapter!;
+          pissaStart.set(layer.name, {
+            a: a.dataSync() as Float32Array,
+            b: b.dataSync() as Float32Array,
+          });
+        }
+      }
+      const params = TrainableParameters.fromLoraLayers(layers);
+      const step = new TrainingStep(
+        model,
+        params,
+        {
+          optimizer: config.optimizer,
+          schedule: config.schedule,
+          maxGradNorm: config.maxGradNorm,
+          seed: config.seed,
+        },
+        allReduce,
+      );
+      return new Replica(config, model, prepared.rows, layers, step, pissaStart);
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
+  }
+
+  /** The rows of these sample ids; an id outside the dataset is the coordinator's mistake. */
+  rowsOf(ids: readonly number[]): SequenceRow[] {
+    return ids.map((id) => {
+      const row = this.rows[id];
+      if (row === undefined) {
+        throw new RangeError(`sample id ${id} is outside the ${this.rows.length} training rows`);
+      }
+      return row;
+    });
+  }
+
+  /** Writes the PEFT adapter folder; returns adapterManifestSha256 of what was written. */
+  async saveAdapter(dir: string): Promise<string> {
+    const { lora, modelDir } = this.config;
+    const adapter = exportAdapter(this.layers, ADAPTER_NAME, {
+      targetModules: [...new Set(lora.targets)],
+      bias: 'none',
+      initLoraWeights: lora.init === 'gaussian' ? 'gaussian' : true,
+      baseModelNameOrPath: modelDir,
+      taskType: 'CAUSAL_LM',
+    });
+    // A PiSSA adapter is saved as a rank-2r LoRA for the original base weights.
+    await savePeftAdapter(
+      dir,
+      this.pissaStart.size > 0 ? pissaToLora(adapter, this.pissaStart) : adapter,
+    );
+    return adapterManifestSha256(dir);
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/** sha-256 of a sha256sum-style manifest of the adapter's two files. */
+export async function adapterManifestSha256(dir: string): Promise<string> {
+  const lines: string[] = [];
+  for (const file of [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE]) {
+    const digest = createHash('sha256')
+      .update(await readFile(join(dir, file)))
+      .digest('hex');
+    lines.push(`${digest}  ${file}\n`);
+  }
+  return createHash('sha256').update(lines.join('')).digest('hex');
+}

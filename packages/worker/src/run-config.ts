@@ -1,0 +1,165 @@
+// What every worker of a run needs to build an identical replica, sent by the
+// coordinator in Welcome.runConfig as JSON. The schema lives here, next to the
+// code that consumes it, rather than in the .proto: it follows the trainer's
+// options, not the wire. The JSON is parsed field by field, so a malformed
+// config is refused with the path of the bad field.
+import { createHash } from 'node:crypto';
+import {
+  type AdamWOptions,
+  type LrSchedule,
+  type LoraSettings,
+  validateLoraSettings,
+  validateSchedule,
+} from '@lorafleet/core';
+import type { RowOptions } from './rows.js';
+
+export type LoraInitKind = 'kaiming' | 'gaussian' | 'pissa';
+
+export interface RunConfig {
+  /** Base model folder, as the workers see it (absolute: workers may start elsewhere). */
+  modelDir: string;
+  /** Training data file; every worker prepares the same rows from it. */
+  dataFile: string;
+  rows: RowOptions;
+  /** rowsFingerprint() of the prepared rows: a worker whose rows differ refuses to train. */
+  rowsFingerprint: string;
+  lora: LoraSettings & { init: LoraInitKind; targets: string[] };
+  optimizer: AdamWOptions;
+  schedule: LrSchedule;
+  /** Global-norm clipping; null turns it off. */
+  maxGradNorm: number | null;
+  /** Seed of the LoRA initialisation and of dropout. */
+  seed: number;
+  /** Longest wait for one ring frame: must cover the compute skew between ranks. */
+  ringTimeoutMs: number;
+}
+
+/** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
+export function encodeRunConfig(config: RunConfig): { runConfig: string; runConfigHash: string } {
+  const runConfig = JSON.stringify(config);
+  return { runConfig, runConfigHash: runConfigHash(runConfig) };
+}
+
+export function runConfigHash(json: string): string {
+  return `sha256:${createHash('sha256').update(json).digest('hex')}`;
+}
+
+export class RunConfigError extends Error {
+  override name = 'RunConfigError';
+}
+
+/** Checks the hash, then every field; throws RunConfigError naming the field. */
+export function decodeRunConfig(json: string, hash: string): RunConfig {
+  if (runConfigHash(json) !== hash) {
+    throw new RunConfigError(
+      `the run config does not match its hash ${hash}: corrupted in transit or a mismatched coordinator`,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (error) {
+    throw new RunConfigError(`the run config is not JSON: ${(error as Error).message}`);
+  }
+  const c = new Fields(raw, 'runConfig');
+  const rows = c.object('rows');
+  const lora = c.object('lora');
+  const optimizer = c.object('optimizer');
+  const schedule = c.object('schedule');
+  const config: RunConfig = {
+    modelDir: c.string('modelDir'),
+    dataFile: c.string('dataFile'),
+    rows: {
+      seqLen: rows.int('seqLen', 2),
+      packing: rows.choice('packing', ['auto', 'pack', 'pad'] as const),
+      ...(rows.has('format')
+        ? { format: rows.choice('format', ['jsonl', 'csv', 'text'] as const) }
+        : {}),
+      ...(rows.has('csv') ? { csv: rows.object('csv').raw as RowOptions['csv'] } : {}),
+    },
+    rowsFingerprint: c.string('rowsFingerprint'),
+    lora: {
+      r: lora.int('r', 1),
+      alpha: lora.number('alpha'),
+      dropout: lora.number('dropout'),
+      rslora: lora.boolean('rslora'),
+      init: lora.choice('init', ['kaiming', 'gaussian', 'pissa'] as const),
+      targets: lora.strings('targets'),
+    },
+    optimizer: {
+      lr: optimizer.number('lr'),
+      beta1: optimizer.number('beta1'),
+      beta2: optimizer.number('beta2'),
+      eps: optimizer.number('eps'),
+      weightDecay: optimizer.number('weightDecay'),
+    },
+    schedule: schedule.raw as LrSchedule,
+    maxGradNorm: c.has('maxGradNorm') ? c.number('maxGradNorm') : null,
+    seed: c.int('seed', 0),
+    ringTimeoutMs: c.number('ringTimeoutMs'),
+  };
+  try {
+    schedule.choice('kind', ['constant', 'linear', 'cosine'] as const);
+    validateSchedule(config.schedule);
+    validateLoraSettings(config.lora, 'runConfig.lora');
+  } catch (error) {
+    throw new RunConfigError(`runConfig: ${(error as Error).message}`);
+  }
+  return config;
+}
+
+/** Typed reads from a parsed JSON object; errors name the field's path. */
+class Fields {
+  readonly raw: Record<string, unknown>;
+  constructor(
+    value: unknown,
+    private readonly path: string,
+  ) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new RunConfigError(`${path} must be an object`);
+    }
+    this.raw = value as Record<string, unknown>;
+  }
+  has(key: string): boolean {
+    return this.raw[key] !== undefined && this.raw[key] !== null;
+  }
+  object(key: string): Fields {
+    return new Fields(this.raw[key], `${this.path}.${key}`);
+  }
+  string(key: string): string {
+    const v = this.raw[key];
+    if (typeof v !== 'string' || v === '') this.bad(key, 'a non-empty string');
+    return v as string;
+  }
+  strings(key: string): string[] {
+    const v = this.raw[key];
+    if (!Array.isArray(v) || v.length === 0 || v.some((s) => typeof s !== 'string' || s === ''))
+      this.bad(key, 'a non-empty list of non-empty strings');
+    return v as string[];
+  }
+  number(key: string): number {
+    const v = this.raw[key];
+    if (typeof v !== 'number' || !Number.isFinite(v)) this.bad(key, 'a finite number');
+    return v as number;
+  }
+  int(key: string, min: number): number {
+    const v = this.number(key);
+    if (!Number.isInteger(v) || v < min) this.bad(key, `an integer >= ${min}`);
+    return v;
+  }
+  boolean(key: string): boolean {
+    const v = this.raw[key];
+    if (typeof v !== 'boolean') this.bad(key, 'true or false');
+    return v as boolean;
+  }
+  choice<T extends string>(key: string, choices: readonly T[]): T {
+    const v = this.raw[key];
+    if (!choices.includes(v as T)) this.bad(key, `one of ${choices.join(', ')}`);
+    return v as T;
+  }
+  private bad(key: string, expected: string): never {
+    throw new RunConfigError(
+      `${this.path}.${key} must be ${expected}, got ${JSON.stringify(this.raw[key])}`,
+    );
+  }
+}

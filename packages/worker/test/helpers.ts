@@ -1,0 +1,52 @@
+// A tiny model folder, a dataset and the RunConfig for them, in a temporary folder.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  gpt2ConfigFromJson,
+  loadTokenizer,
+  randomGpt2Weights,
+  saveByteTokenizerConfig,
+  writeGpt2Folder,
+} from '@lorafleet/models';
+import { type RunConfig, prepareRows, rowsFingerprint } from '../src/index.js';
+
+export async function tinyRun(): Promise<{ dir: string; config: RunConfig }> {
+  const dir = await mkdtemp(join(tmpdir(), 'lorafleet-worker-test-'));
+  const modelDir = join(dir, 'model');
+  const config = gpt2ConfigFromJson(
+    {
+      model_type: 'gpt2',
+      vocab_size: 257,
+      n_positions: 32,
+      n_embd: 16,
+      n_layer: 1,
+      n_head: 2,
+    },
+    'tiny test model',
+  );
+  await writeGpt2Folder(modelDir, config, randomGpt2Weights(config, 0), {
+    configExtra: { bos_token_id: 256, eos_token_id: 256 },
+  });
+  await saveByteTokenizerConfig(modelDir, { modelMaxLength: 32 });
+  const dataFile = join(dir, 'train.jsonl');
+  const lines = Array.from({ length: 12 }, (_, i) => JSON.stringify({ text: `row ${i}: abcabc` }));
+  await writeFile(dataFile, lines.join('\n') + '\n');
+  const rows = { seqLen: 16, packing: 'auto' as const };
+  const prepared = await prepareRows(dataFile, await loadTokenizer(modelDir), rows);
+  return {
+    dir,
+    config: {
+      modelDir,
+      dataFile,
+      rows,
+      rowsFingerprint: rowsFingerprint(prepared.rows),
+      lora: { r: 2, alpha: 4, dropout: 0, rslora: false, init: 'kaiming', targets: ['c_attn'] },
+      optimizer: { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
+      schedule: { kind: 'constant' },
+      maxGradNorm: 1,
+      seed: 3,
+      ringTimeoutMs: 10_000,
+    },
+  };
+}

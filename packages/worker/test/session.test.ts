@@ -1,0 +1,166 @@
+// runWorker's side of the control plane, driven by a scripted coordinator (a
+// ROUTER in this process) over real sockets: one rank, so the ring is the identity.
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Router } from 'zeromq';
+import {
+  type ControlBody,
+  type ControlMessage,
+  decodeControl,
+  encodeControl,
+} from '@lorafleet/protocol';
+import {
+  UNASSIGNED_RUN,
+  type RunConfig,
+  adapterManifestSha256,
+  encodeRunConfig,
+  runWorker,
+} from '../src/index.js';
+import { tinyRun } from './helpers.js';
+
+const RUN = 'session-test';
+
+/** The coordinator's end: one worker, messages in order. */
+class ScriptedCoordinator {
+  private identity: Buffer | undefined;
+  private constructor(
+    readonly router: Router,
+    readonly endpoint: string,
+  ) {}
+
+  static async start(): Promise<ScriptedCoordinator> {
+    const router = new Router({ linger: 0, receiveTimeout: 20_000 });
+    await router.bind('tcp://127.0.0.1:*');
+    return new ScriptedCoordinator(router, router.lastEndpoint!);
+  }
+
+  async receive(): Promise<ControlMessage> {
+    const [identity, frame] = await this.router.receive();
+    this.identity = identity;
+    const decoded = decodeControl(frame!);
+    if (!decoded.ok) throw new Error(decoded.error.message);
+    return decoded.message;
+  }
+
+  async send(body: ControlBody): Promise<void> {
+    await this.router.send([this.identity!, encodeControl({ runId: RUN, body })]);
+  }
+
+  async welcome(dataEndpoint: string, config: RunConfig, tamper = false): Promise<void> {
+    const encoded = encodeRunConfig(config);
+    if (tamper) encoded.runConfig = encoded.runConfig.replace('"seed":3', '"seed":4');
+    await this.send({
+      case: 'welcome',
+      value: { rank: 0, worldSize: 1, ringEndpoints: [dataEndpoint], ...encoded },
+    });
+  }
+}
+
+let coordinator: ScriptedCoordinator | undefined;
+let dir: string | undefined;
+afterEach(async () => {
+  coordinator?.router.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+function startWorker(c: ScriptedCoordinator) {
+  const lines: string[] = [];
+  const done = runWorker({
+    coordinator: c.endpoint,
+    backend: 'wasm',
+    timeoutMs: 20_000,
+    ringHost: '127.0.0.1',
+    log: (line) => lines.push(line),
+  });
+  done.catch(() => undefined); // awaited by each test
+  return { done, lines };
+}
+
+describe('runWorker', () => {
+  it('says Hello, trains planned steps, saves on request and leaves on Shutdown', async () => {
+    const run = await tinyRun();
+    dir = run.dir;
+    coordinator = await ScriptedCoordinator.start();
+    const worker = startWorker(coordinator);
+
+    const hello = await coordinator.receive();
+    expect(hello.runId).toBe(UNASSIGNED_RUN);
+    if (hello.body.case !== 'hello') throw new Error(`expected hello, got ${hello.body.case}`);
+    expect(hello.body.value.pid).toBe(process.pid);
+    expect(hello.body.value.dataEndpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+    await coordinator.welcome(hello.body.value.dataEndpoint, run.config);
+    expect((await coordinator.receive()).body).toMatchObject({
+      case: 'heartbeat',
+      value: { state: 'idle' },
+    });
+
+    const hashes: string[] = [];
+    for (const step of [1, 2]) {
+      await coordinator.send({
+        case: 'stepPlan',
+        value: { step, sampleIds: [0, 1, 2], microBatchSize: 2 },
+      });
+      const done = await coordinator.receive();
+      if (done.body.case !== 'stepDone')
+        throw new Error(`expected stepDone, got ${done.body.case}`);
+      const v = done.body.value;
+      expect(done.runId).toBe(RUN);
+      expect(v.step).toBe(step);
+      expect(v.tokenCount).toBe(3 * 15); // 3 packed rows of 16: 15 predicted tokens each
+      expect(v.lossSum / v.tokenCount).toBeGreaterThan(4); // ~ln(257) for a random model
+      expect(v.replicaHash).toHaveLength(8);
+      expect(Number.isFinite(v.gradNorm)).toBe(true);
+      hashes.push(Buffer.from(v.replicaHash).toString('hex'));
+      await coordinator.send({ case: 'commit', value: { step } });
+    }
+    expect(hashes[0]).not.toBe(hashes[1]); // the parameters moved
+
+    const path = join(run.dir, 'adapter');
+    await coordinator.send({ case: 'checkpointRequest', value: { step: 2, path } });
+    const saved = await coordinator.receive();
+    expect(saved.body).toEqual({
+      case: 'checkpointDone',
+      value: { step: 2, path, manifestSha256: await adapterManifestSha256(path) },
+    });
+    await coordinator.send({ case: 'shutdown', value: { reason: 'done' } });
+    await worker.done;
+  });
+
+  it('reports an Error and fails on a plan for the wrong step', async () => {
+    const run = await tinyRun();
+    dir = run.dir;
+    coordinator = await ScriptedCoordinator.start();
+    const worker = startWorker(coordinator);
+    const hello = await coordinator.receive();
+    if (hello.body.case !== 'hello') throw new Error('expected hello');
+    await coordinator.welcome(hello.body.value.dataEndpoint, run.config);
+    await coordinator.receive(); // ready
+    await coordinator.send({
+      case: 'stepPlan',
+      value: { step: 5, sampleIds: [0], microBatchSize: 1 },
+    });
+    const error = await coordinator.receive();
+    expect(error.body).toEqual({
+      case: 'error',
+      value: {
+        code: 'internal',
+        message: "rank 0: StepPlan for step 5, but this replica's next step is 1",
+      },
+    });
+    await expect(worker.done).rejects.toThrow(/StepPlan for step 5/);
+  });
+
+  it('refuses a run config that does not match its hash', async () => {
+    const run = await tinyRun();
+    dir = run.dir;
+    coordinator = await ScriptedCoordinator.start();
+    const worker = startWorker(coordinator);
+    const hello = await coordinator.receive();
+    if (hello.body.case !== 'hello') throw new Error('expected hello');
+    await coordinator.welcome(hello.body.value.dataEndpoint, run.config, true);
+    const error = await coordinator.receive();
+    expect(error.body).toMatchObject({ case: 'error', value: { code: 'config-mismatch' } });
+    await expect(worker.done).rejects.toThrow(/does not match its hash/);
+  });
+});
