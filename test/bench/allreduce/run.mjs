@@ -1,0 +1,242 @@
+#!/usr/bin/env node
+// Benchmark 1 (shared/BENCHMARKS.md): busbw of the ring all-reduce over ZeroMQ,
+// side by side, in the same run, with raw zeromq.js PUSH/PULL throughput (the
+// transport's limit) and with torch.distributed gloo all_reduce (the peer).
+// Phases run one after another, `--world` busy processes at a time; see README.md.
+import { fork } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runGloo, torchVersion } from './gloo.mjs';
+import { collectiveRow, gb, median, size, table } from './report.mjs';
+
+const here = import.meta.dirname;
+const root = join(here, '..', '..', '..');
+const { values: opts } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '4KiB,16KiB,64KiB,256KiB,1MiB,4MiB,16MiB,64MiB' },
+    repeats: { type: 'string', default: '20' },
+    warmup: { type: 'string', default: '5' },
+    world: { type: 'string', default: '2' },
+    // A raw zeromq batch moves at least this much, so small messages are timed over many.
+    'raw-bytes': { type: 'string', default: '4MiB' },
+    'frame-bytes': { type: 'string' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    skip: { type: 'string', default: '', description: 'comma list of: ring, zmq, gloo' },
+    out: { type: 'string', default: join(root, 'runs', 'bench-allreduce') },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (opts.help) {
+  console.log(
+    'node test/bench/allreduce/run.mjs [--sizes 4KiB,...,64MiB] [--repeats 20] [--warmup 5] [--world 2]\n' +
+      '  [--raw-bytes 4MiB] [--frame-bytes N] [--python /usr/bin/python3] [--skip ring,zmq,gloo] [--out DIR]',
+  );
+  process.exit(0);
+}
+
+function parseBytes(text) {
+  const m = /^(\d+)\s*(B|KiB|MiB|GiB)?$/i.exec(text.trim());
+  if (!m) throw new Error(`size "${text}": expected a number with B, KiB, MiB or GiB, e.g. 64KiB`);
+  const unit = { b: 1, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30 }[(m[2] ?? 'B').toLowerCase()];
+  const bytes = Number(m[1]) * unit;
+  if (bytes < 4 || bytes % 4)
+    throw new Error(`size "${text}" must be a positive multiple of 4 bytes`);
+  return bytes;
+}
+function positive(name) {
+  const n = Number(opts[name]);
+  if (!Number.isInteger(n) || n < (name === 'warmup' ? 0 : 1))
+    throw new Error(`--${name} ${opts[name]}: expected an integer`);
+  return n;
+}
+
+const sizes = opts.sizes.split(',').map(parseBytes);
+const repeats = positive('repeats');
+const warmup = Math.max(1, positive('warmup')); // the first call checks the sum
+const world = positive('world');
+const rawBytes = parseBytes(opts['raw-bytes']);
+const frameBytes = opts['frame-bytes'] ? parseBytes(opts['frame-bytes']) : undefined;
+const skip = new Set(opts.skip.split(',').filter(Boolean));
+if (world < 2) throw new Error('--world must be at least 2');
+
+/** A forked rank.mjs, request/reply over IPC. */
+class BenchProcess {
+  #next = 0;
+  #pending = new Map();
+  #stderr = '';
+  child = fork(join(here, 'rank.mjs'), [], {
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+  });
+
+  constructor() {
+    this.child.stderr.on('data', (d) => (this.#stderr += d));
+    this.child.on('message', ({ id, ...reply }) => {
+      this.#pending.get(id)?.(reply);
+      this.#pending.delete(id);
+    });
+    this.child.on('exit', (code, signal) => {
+      for (const resolve of this.#pending.values())
+        resolve({
+          ok: false,
+          error: `rank.mjs exited (${signal ?? code}): ${this.#stderr.slice(-2000)}`,
+        });
+      this.#pending.clear();
+    });
+  }
+
+  async call(type, args = {}) {
+    const id = this.#next++;
+    const reply = await new Promise((resolve) => {
+      this.#pending.set(id, resolve);
+      this.child.send({ id, type, ...args });
+    });
+    if (!reply.ok) throw new Error(`${type}: ${reply.error}`);
+    return reply;
+  }
+
+  async close() {
+    await this.call('close').catch(() => undefined);
+    this.child.kill();
+  }
+}
+
+/** Per-call time of a collective: the slowest rank's, call by call. */
+const slowest = (perRank) => perRank[0].map((_, i) => Math.max(...perRank.map((t) => t[i])));
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+const phases = [];
+
+function progress({ bytes, medianMs, busbw }) {
+  const ms = medianMs.toFixed(3);
+  console.error(`  ${size(bytes).padStart(8)}  ${ms} ms  busbw ${busbw.toFixed(3)} GB/s`);
+}
+
+function record(name, note, rows) {
+  phases.push({ name, note, loadBefore: note.loadBefore, loadAfter: load(), rows });
+  console.error(`  done; load average ${load()}`);
+}
+
+async function ringPhase(checksum) {
+  const name = `ring-checksum-${checksum ? 'on' : 'off'}`;
+  const loadBefore = load();
+  console.error(`${name}: ${world} processes, load average ${loadBefore}`);
+  const ranks = Array.from({ length: world }, () => new BenchProcess());
+  const rows = [];
+  try {
+    const bound = await Promise.all(
+      ranks.map((p, rank) => p.call('bind', { rank, worldSize: world, checksum, frameBytes })),
+    );
+    const endpoints = bound.map((b) => b.endpoint);
+    await Promise.all(ranks.map((p) => p.call('connect', { endpoints })));
+    for (const bytes of sizes) {
+      const runId = `${name}-${bytes}`;
+      const replies = await Promise.all(
+        ranks.map((p, rank) =>
+          p.call('reduce', { rank, worldSize: world, bytes, warmup, repeats, runId }),
+        ),
+      );
+      const times = slowest(replies.map((r) => r.times));
+      rows.push(collectiveRow(bytes, times, world));
+      progress(rows.at(-1));
+    }
+  } finally {
+    await Promise.all(ranks.map((p) => p.close()));
+  }
+  record(name, { loadBefore, frameBytes: frameBytes ?? 'default (1 MiB)' }, rows);
+}
+
+async function zmqPhase() {
+  const loadBefore = load();
+  console.error(`zmq push/pull: 2 processes, load average ${loadBefore}`);
+  const [receiver, sender] = [new BenchProcess(), new BenchProcess()];
+  const rows = [];
+  try {
+    const { endpoint } = await receiver.call('rawReceiver');
+    const ack = await sender.call('rawSender', { endpoint });
+    await receiver.call('rawConnectAck', { endpoint: ack.endpoint });
+    for (const bytes of sizes) {
+      const count = Math.max(1, Math.ceil(rawBytes / bytes));
+      const [, sent] = await Promise.all([
+        receiver.call('rawReceive', { count, batches: warmup + repeats }),
+        sender.call('rawSend', { bytes, count, warmup, repeats }),
+      ]);
+      const ms = median(sent.times);
+      rows.push({
+        bytes,
+        messagesPerBatch: count,
+        medianMs: ms,
+        gbps: gb(bytes * count, ms),
+        timesMs: sent.times,
+      });
+      console.error(
+        `  ${size(bytes).padStart(8)}  ${count} msgs  ${ms.toFixed(3)} ms  ${gb(bytes * count, ms).toFixed(3)} GB/s`,
+      );
+    }
+  } finally {
+    await Promise.all([receiver.close(), sender.close()]);
+  }
+  record('zmq-push-pull', { loadBefore, rawBytes }, rows);
+}
+
+async function glooPhase(version) {
+  const loadBefore = load();
+  console.error(`gloo (torch ${version}): ${world} processes, load average ${loadBefore}`);
+  const results = await runGloo({
+    python: opts.python,
+    world,
+    sizes,
+    warmup,
+    repeats,
+    onSize: (bytes, timesMs) => progress(collectiveRow(bytes, timesMs, world)),
+  });
+  const rows = results.map(({ bytes, timesMs }) => collectiveRow(bytes, timesMs, world));
+  record('gloo', { loadBefore, torch: version, threads: 1 }, rows);
+}
+
+const started = new Date();
+console.error(
+  `sizes ${sizes.map(size).join(', ')}; warmup ${warmup}, repeats ${repeats}, world ${world}; ${cpus().length} cores`,
+);
+if (!skip.has('ring')) {
+  await ringPhase(true);
+  await ringPhase(false);
+}
+if (!skip.has('zmq')) await zmqPhase();
+const version = skip.has('gloo') ? null : torchVersion(opts.python);
+if (version) await glooPhase(version);
+else if (!skip.has('gloo'))
+  console.error(
+    `gloo: ${opts.python} cannot import torch; showing BENCHMARKS.md's figures, not measured here`,
+  );
+
+const markdown = table(phases, sizes, Boolean(version));
+console.log(
+  `\nbusbw = bytes / median time x 2(n-1)/n, n = ${world}; GB/s = 1e9 bytes/s; zeromq: one-way stream of messages of that size\n`,
+);
+console.log(markdown);
+mkdirSync(opts.out, { recursive: true });
+const file = join(opts.out, `${started.toISOString().replace(/[:.]/g, '-')}.json`);
+const result = {
+  benchmark: 'allreduce',
+  started: started.toISOString(),
+  seconds: (Date.now() - started.getTime()) / 1000,
+  options: {
+    sizes,
+    repeats,
+    warmup,
+    world,
+    rawBytes,
+    frameBytes: frameBytes ?? null,
+    python: opts.python,
+  },
+  machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, torch: version },
+  phases,
+  table: markdown,
+};
+writeFileSync(file, JSON.stringify(result, null, 2));
+console.log(`\nwrote ${file} (${result.seconds.toFixed(0)} s)`);
