@@ -15,13 +15,21 @@ import {
 } from '@lorafleet/core';
 import { GlobalBatchSampler, SAMPLER_START, splitTrainValidation } from '@lorafleet/data';
 import { addLora, evaluateLoss, loadModel, writeGpt2Folder } from '@lorafleet/models';
-import { TrainingStep } from '@lorafleet/worker';
+import { TrainingStep, rowsFingerprint } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
 import { runDistributedTrain } from '../distributed/train.js';
 import { ADAPTER_NAME, copyTokenizerFiles, formatCount, startBackend } from '../common.js';
 import { Progress } from '../progress.js';
 import { type PreparedRows, batchesOf, prepareRows } from '../training/rows.js';
 import { rowOptionsFrom } from '../training/data-options.js';
+import { pruneCheckpoints, writeCheckpoint } from '../training/checkpoint.js';
+import {
+  configHash,
+  modelFingerprint,
+  resumeRun,
+  trainingConfig,
+  trimMetrics,
+} from '../training/resume.js';
 export { trainSpec } from '../training/train-spec.js';
 
 interface Split {
@@ -31,7 +39,17 @@ interface Split {
 
 export async function runTrain(o: Options): Promise<void> {
   const workers = o.number('workers');
-  if (workers > 1) return runDistributedTrain(o, workers);
+  const checkpointEvery = o.number('checkpoint-every');
+  const resumeFrom = o.optionalString('resume');
+  if (workers > 1) {
+    if (resumeFrom || checkpointEvery > 0)
+      throw new UsageError(
+        `train: --resume and --checkpoint-every work with --workers 1 only for now (got --workers ${workers})`,
+      );
+    return runDistributedTrain(o, workers);
+  }
+  if (o.boolean('full-finetune') && (resumeFrom || checkpointEvery > 0))
+    throw new UsageError('train: --resume and --checkpoint-every need LoRA, not --full-finetune');
   const backend = await startBackend(o);
   const modelDir = o.string('model');
   const out = o.string('out');
@@ -141,6 +159,51 @@ export async function runTrain(o: Options): Promise<void> {
     `${steps} steps of ${batchSize} rows x ${seqLen} tokens (${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs), micro-batches of ${micro}`,
   );
 
+  const warn = (line: string) => console.warn(`warning: ${line}`);
+  // What must match on resume; checkpoints are LoRA only.
+  const runConfig = full
+    ? null
+    : trainingConfig(o, {
+        rows: rowsFingerprint(train.rows),
+        model: await modelFingerprint(modelDir),
+      });
+  const resumed = resumeFrom
+    ? await resumeRun(resumeFrom, { params, stepper, config: runConfig!, steps, schedule, warn })
+    : null;
+  if (resumed) log(`resumed from ${resumed.dir} at step ${resumed.step}`);
+  const startStep = resumed?.step ?? 0;
+  let state = resumed?.sampler ?? SAMPLER_START;
+  let tokensSeen = resumed?.tokensSeen ?? 0;
+  const exportLora = () =>
+    exportAdapter(adapted, ADAPTER_NAME, {
+      targetModules: [...new Set(o.list('target'))],
+      bias: 'none',
+      initLoraWeights: o.string('init') === 'gaussian' ? 'gaussian' : true,
+      baseModelNameOrPath: modelDir,
+      taskType: 'CAUSAL_LM',
+    });
+  // The raw adapter (for PiSSA: over the residual base), so a resume restores it as trained.
+  const saveCheckpoint = async (step: number) => {
+    await writeCheckpoint(out, {
+      adapter: exportLora(),
+      params,
+      optimizer: stepper.snapshot().optimizer,
+      state: {
+        formatVersion: 1,
+        step,
+        epoch: step / sampler.stepsPerEpoch,
+        sampler: state,
+        seed,
+        configHash: configHash(runConfig!),
+        config: runConfig!,
+        totalSteps: steps,
+        tokensSeen,
+        rng: { kind: 'derived', seed, step },
+      },
+    });
+    await pruneCheckpoints(out, o.number('keep-checkpoints'));
+  };
+
   const evaluate = () =>
     split.eval.length > 0 ? evaluateLoss(model, batchesOf(split.eval, batchSize, seqLen)) : null;
   const before = evaluate();
@@ -151,7 +214,8 @@ export async function runTrain(o: Options): Promise<void> {
 
   await mkdir(out, { recursive: true });
   const metricsPath = join(out, 'metrics.jsonl');
-  await writeFile(metricsPath, '');
+  if (resumeFrom) await trimMetrics(metricsPath, startStep);
+  else await writeFile(metricsPath, '');
   let interrupted = false;
   const onSignal = () => {
     if (interrupted) process.exit(130);
@@ -164,11 +228,10 @@ export async function runTrain(o: Options): Promise<void> {
 
   const progress = new Progress({ label: 'train', total: steps });
   const started = performance.now();
-  let state = SAMPLER_START;
-  let tokensSeen = 0;
+  const tokensBefore = tokensSeen;
   const losses: number[] = [];
-  let done = 0;
-  for (let step = 0; step < steps && !interrupted; step++) {
+  let done = startStep;
+  for (let step = startStep; step < steps && !interrupted; step++) {
     const planned = sampler.plan(state);
     const rows = planned.ids.map((i) => split.train[i]!);
     const result = await stepper.run(batchesOf(rows, micro, seqLen));
@@ -196,10 +259,13 @@ export async function runTrain(o: Options): Promise<void> {
     progress.update(done, {
       loss: result.loss.toFixed(4),
       lr: result.lr.toExponential(2),
-      'tok/s': (tokensSeen / seconds).toFixed(0),
+      'tok/s': ((tokensSeen - tokensBefore) / seconds).toFixed(0),
       ...(typeof line.evalLoss === 'number' ? { eval: line.evalLoss.toFixed(4) } : {}),
     });
+    if (runConfig && checkpointEvery > 0 && done % checkpointEvery === 0 && done < steps)
+      await saveCheckpoint(done);
   }
+  if (runConfig && done > startStep) await saveCheckpoint(done);
   progress.finish();
   process.off('SIGINT', onSignal);
   const seconds = (performance.now() - started) / 1000;
@@ -212,14 +278,7 @@ export async function runTrain(o: Options): Promise<void> {
     await writeGpt2Folder(savedTo, config, model.readWeights());
     await copyTokenizerFiles(modelDir, savedTo);
   } else {
-    const init = o.string('init');
-    const adapter = exportAdapter(adapted, ADAPTER_NAME, {
-      targetModules: [...new Set(o.list('target'))],
-      bias: 'none',
-      initLoraWeights: init === 'gaussian' ? 'gaussian' : true,
-      baseModelNameOrPath: modelDir,
-      taskType: 'CAUSAL_LM',
-    });
+    const adapter = exportLora();
     // A PiSSA adapter is saved as a rank-2r LoRA for the original base weights.
     await savePeftAdapter(
       savedTo,
@@ -242,7 +301,7 @@ export async function runTrain(o: Options): Promise<void> {
     totalParameters: total,
     tokens: tokensSeen,
     seconds,
-    tokensPerSecond: tokensSeen / seconds,
+    tokensPerSecond: (tokensSeen - tokensBefore) / seconds,
     backend,
     saved: savedTo,
   };

@@ -41,7 +41,7 @@ export const trainSpec: CommandSpec = {
       kind: 'string',
       value: 'DIR',
       required: true,
-      description: 'output folder: adapter/ (or model/), metrics.jsonl, summary.json',
+      description: 'output folder: adapter/ (or model/), checkpoints/, metrics.jsonl, summary.json',
     },
     ...dataOptions,
     'lora-r': { kind: 'int', min: 1, default: 8, description: 'LoRA rank r' },
@@ -119,6 +119,24 @@ export const trainSpec: CommandSpec = {
       default: 0,
       description: 'seed of initialisation, shuffling and dropout',
     },
+    'checkpoint-every': {
+      kind: 'int',
+      min: 0,
+      default: 0,
+      description: 'write OUT/checkpoints/step-NNNNNN every K steps (0: only at the end)',
+    },
+    'keep-checkpoints': {
+      kind: 'int',
+      min: 1,
+      default: 3,
+      description: 'checkpoints kept (the oldest are deleted)',
+    },
+    resume: {
+      kind: 'string',
+      value: 'DIR',
+      description:
+        'continue from a run folder (its newest valid checkpoint) or a checkpoint folder, exactly',
+    },
     backend: backendOption,
     workers: {
       kind: 'int',
@@ -133,9 +151,13 @@ export const trainSpec: CommandSpec = {
     '  lorafleet train --model models/tiny --data train.jsonl --eval-data valid.jsonl --out runs/a --steps 200',
     '  lorafleet train --config train.json --lr 1e-3',
     '  lorafleet train --model models/tiny --data train.jsonl --out runs/b --steps 200 --workers 4',
+    '  lorafleet train --model models/tiny --data train.jsonl --out runs/a --steps 400 --resume runs/a',
     '',
     'Data: JSONL lines {"text"}, {"prompt","completion"} (loss on the completion only) or {"input_ids"};',
     'CSV with --prompt-column/--completion-column or --text-column; .txt as one document. Bad records',
     'are skipped and reported by file:line; more than 1% bad stops the run.',
+    '',
+    'Resume: give the same options plus --resume; options that change the training must match the',
+    "checkpoint's (--steps may be raised). The result is bitwise the uninterrupted run's.",
   ].join('\n'),
 };

@@ -1,0 +1,193 @@
+// Resuming `lorafleet train` from a checkpoint: which options must match (the
+// ones that change the math), how a mismatch is reported, and putting the
+// checkpoint's parameters and AdamW state back into the step.
+import { createHash } from 'node:crypto';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type LrSchedule, type TrainableParameters, loadPeftAdapter } from '@lorafleet/core';
+import type { SamplerState } from '@lorafleet/data';
+import type { TrainingStep } from '@lorafleet/worker';
+import { type Options, UsageError } from '../args.js';
+import {
+  type TrainerState,
+  findResumeCheckpoint,
+  readOptimizerState,
+  readTrainerState,
+} from './checkpoint.js';
+import { dataOptions } from './data-options.js';
+import { trainSpec } from './train-spec.js';
+
+/** Options whose value changes the adapter a run produces (--steps may grow on resume). */
+const MATH_OPTIONS = [
+  'lora-r',
+  'lora-alpha',
+  'lora-dropout',
+  'target',
+  'init',
+  'rslora',
+  'full-finetune',
+  'batch-size',
+  'micro-batch-size',
+  'lr',
+  'weight-decay',
+  'warmup-steps',
+  'schedule',
+  'max-grad-norm',
+  'seed',
+  'eval-fraction',
+  ...Object.keys(dataOptions),
+] as const;
+
+/** Content hashes of the inputs, so a changed file is caught even under the same name. */
+export interface RunInputs {
+  /** sha256 of the training rows after tokenization and packing. */
+  rows: string;
+  /** sha256 of the base model's config.json and weight files. */
+  model: string;
+}
+
+/** The math-relevant configuration, keyed by option name ('model' and 'data' are content hashes). */
+export function trainingConfig(o: Options, inputs: RunInputs): Record<string, unknown> {
+  const config: Record<string, unknown> = { model: inputs.model, data: inputs.rows };
+  for (const name of MATH_OPTIONS) {
+    const kind = trainSpec.options[name]?.kind;
+    config[name] =
+      name === 'micro-batch-size'
+        ? (o.optionalNumber(name) ?? o.number('batch-size'))
+        : kind === 'list'
+          ? o.list(name)
+          : kind === 'boolean'
+            ? o.boolean(name)
+            : kind === 'string'
+              ? (o.optionalString(name) ?? null)
+              : (o.optionalNumber(name) ?? null);
+  }
+  return config;
+}
+
+export function configHash(config: Record<string, unknown>): string {
+  const canonical = JSON.stringify(
+    Object.keys(config)
+      .sort()
+      .map((k) => [k, config[k]]),
+  );
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+/** sha256 over config.json and the *.safetensors files of a model folder, in name order. */
+export async function modelFingerprint(dir: string): Promise<string> {
+  const names = (await readdir(dir))
+    .filter((n) => n === 'config.json' || n.endsWith('.safetensors'))
+    .sort();
+  const hash = createHash('sha256');
+  for (const name of names) hash.update(name).update(await readFile(join(dir, name)));
+  return hash.digest('hex');
+}
+
+/** Refuses a resume whose math options differ from the checkpoint's, naming each one. */
+export function checkResumeConfig(
+  checkpoint: string,
+  saved: TrainerState,
+  current: Record<string, unknown>,
+): void {
+  if (saved.configHash === configHash(current)) return;
+  const show = (v: unknown) =>
+    typeof v === 'string' && v.length === 64 ? 'content' : JSON.stringify(v);
+  const keys = [...new Set([...Object.keys(saved.config), ...Object.keys(current)])];
+  const changed = keys
+    .filter((k) => JSON.stringify(saved.config[k] ?? null) !== JSON.stringify(current[k] ?? null))
+    .map((k) =>
+      k === 'model' || k === 'data'
+        ? `--${k} (its ${show(current[k])} differs from the checkpoint's)`
+        : `--${k} (checkpoint ${show(saved.config[k])}, now ${show(current[k])})`,
+    );
+  throw new UsageError(
+    `train: cannot resume from ${checkpoint}: options that change the training differ: ` +
+      `${changed.length > 0 ? changed.join('; ') : 'the configuration hash'}. ` +
+      "Run with the checkpoint's values, or start a new run without --resume.",
+  );
+}
+
+/**
+ * Puts the checkpoint's LoRA parameters (read from its PEFT adapter, by slot
+ * name) and AdamW state into `stepper`; returns the trainer state.
+ */
+export async function restoreCheckpoint(
+  dir: string,
+  params: TrainableParameters,
+  stepper: TrainingStep,
+  current: Record<string, unknown>,
+): Promise<TrainerState> {
+  const state = await readTrainerState(dir);
+  checkResumeConfig(dir, state, current);
+  const optimizer = await readOptimizerState(dir, params, state.step);
+  const adapter = await loadPeftAdapter(dir);
+  const values = new Float32Array(params.size);
+  for (const slot of params.slots) {
+    const match = /^(.*)\.lora_([AB])$/.exec(slot.name);
+    const module = match ? adapter.modules.get(match[1]!) : undefined;
+    if (!match || !module)
+      throw new UsageError(`${dir}: the adapter has no weights for parameter "${slot.name}"`);
+    const data = match[2] === 'A' ? module.a : module.b;
+    if (data.length !== slot.size)
+      throw new UsageError(
+        `${dir}: "${slot.name}" has ${data.length} values, the model's has ${slot.size}`,
+      );
+    values.set(data, slot.offset);
+  }
+  stepper.restore({ values, optimizer });
+  return state;
+}
+
+export interface ResumePoint {
+  /** The checkpoint folder used. */
+  dir: string;
+  step: number;
+  sampler: SamplerState;
+  tokensSeen: number;
+}
+
+/**
+ * Finds the checkpoint to resume from (the newest valid one under a run
+ * folder), checks it against this run and restores it into `stepper`.
+ */
+export async function resumeRun(
+  from: string,
+  run: {
+    params: TrainableParameters;
+    stepper: TrainingStep;
+    config: Record<string, unknown>;
+    steps: number;
+    schedule: LrSchedule;
+    warn: (line: string) => void;
+  },
+): Promise<ResumePoint> {
+  const dir = await findResumeCheckpoint(from, run.warn);
+  const saved = await restoreCheckpoint(dir, run.params, run.stepper, run.config);
+  if (saved.step > run.steps)
+    throw new UsageError(
+      `train: --steps ${run.steps} is below the checkpoint's step ${saved.step} (${dir}); --steps may only be raised`,
+    );
+  if (run.schedule.kind !== 'constant' && saved.totalSteps !== run.steps)
+    run.warn(
+      `the ${run.schedule.kind} schedule now decays over ${run.steps} steps, not ${saved.totalSteps}: ` +
+        'the result will differ from a run that planned them from the start',
+    );
+  return { dir, step: saved.step, sampler: saved.sampler, tokensSeen: saved.tokensSeen };
+}
+
+/** Drops metrics lines past `step` (written after the checkpoint by the run that stopped). */
+export async function trimMetrics(path: string, step: number): Promise<void> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  const kept = text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .filter((line) => {
+      try {
+        return (JSON.parse(line) as { step?: number }).step! <= step;
+      } catch {
+        return false;
+      }
+    });
+  await writeFile(path, kept.map((l) => `${l}\n`).join(''));
+}
