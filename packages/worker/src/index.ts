@@ -26,3 +26,24 @@ export {
 export { ADAPTER_NAME, Replica, adapterManifestSha256 } from './replica.js';
 export { CoordinatorLink, UNASSIGNED_RUN } from './coordinator-link.js';
 export { type WorkerOptions, runWorker } from './session.js';
+export {
+  CHECKPOINTS_DIR,
+  CheckpointError,
+  type CheckpointContents,
+  MANIFEST_FILE,
+  OPTIMIZER_FILE,
+  STEP_DIR,
+  TRAINER_STATE_FILE,
+  type TrainerState,
+  checkpointName,
+  commitCheckpoint,
+  isCheckpointInProgress,
+  manifestSha256,
+  readCheckpointTrainState,
+  readOptimizerState,
+  readTrainerState,
+  startCheckpoint,
+  verifyCheckpoint,
+  writeCheckpoint,
+  writeCheckpointTensors,
+} from './checkpoint.js';

@@ -12,6 +12,7 @@ import {
   type InitialFactors,
   type LoraInit,
   type LoraLinear,
+  type PeftAdapter,
   TrainableParameters,
   exportAdapter,
   pissaToLora,
@@ -19,6 +20,11 @@ import {
 } from '@lorafleet/core';
 import type { SequenceRow } from '@lorafleet/data';
 import { type Gpt2Model, addLora, loadModel } from '@lorafleet/models';
+import {
+  readCheckpointTrainState,
+  readTrainerState,
+  writeCheckpointTensors,
+} from './checkpoint.js';
 import { type RunConfig, RunConfigError } from './run-config.js';
 import { prepareRows, rowsFingerprint } from './rows.js';
 import { type AllReduce, TrainingStep } from './step.js';
@@ -99,16 +105,40 @@ export class Replica {
     });
   }
 
-  /** Writes the PEFT adapter folder; returns adapterManifestSha256 of what was written. */
-  async saveAdapter(dir: string): Promise<string> {
+  /** The adapter as trained (for PiSSA: over the residual base), as checkpoints hold it. */
+  private exportRaw(): PeftAdapter {
     const { lora, modelDir } = this.config;
-    const adapter = exportAdapter(this.layers, ADAPTER_NAME, {
+    return exportAdapter(this.layers, ADAPTER_NAME, {
       targetModules: [...new Set(lora.targets)],
       bias: 'none',
       initLoraWeights: lora.init === 'gaussian' ? 'gaussian' : true,
       baseModelNameOrPath: modelDir,
       taskType: 'CAUSAL_LM',
     });
+  }
+
+  /**
+   * Adds this replica's adapter and AdamW state to a checkpoint folder that
+   * the coordinator started (checkpoint.ts); returns the manifest's sha256.
+   */
+  async writeCheckpoint(tmp: string): Promise<string> {
+    const { optimizer } = this.step.snapshot();
+    return writeCheckpointTensors(tmp, {
+      adapter: this.exportRaw(),
+      params: this.step.params,
+      optimizer,
+    });
+  }
+
+  /** Loads parameters and AdamW state from a checkpoint folder (a resumed run's first step). */
+  async restore(dir: string): Promise<void> {
+    const state = await readTrainerState(dir);
+    this.step.restore(await readCheckpointTrainState(dir, this.step.params, state.step));
+  }
+
+  /** Writes the PEFT adapter folder; returns adapterManifestSha256 of what was written. */
+  async saveAdapter(dir: string): Promise<string> {
+    const adapter = this.exportRaw();
     // A PiSSA adapter is saved as a rank-2r LoRA for the original base weights.
     await savePeftAdapter(
       dir,

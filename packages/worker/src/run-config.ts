@@ -32,6 +32,11 @@ export interface RunConfig {
   seed: number;
   /** Longest wait for one ring frame: must cover the compute skew between ranks. */
   ringTimeoutMs: number;
+  /**
+   * A verified checkpoint folder (as the workers see it) whose parameters and
+   * AdamW state every replica loads before its first step; null: a fresh run.
+   */
+  resumeFrom: string | null;
 }
 
 /** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
@@ -97,6 +102,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     maxGradNorm: c.has('maxGradNorm') ? c.number('maxGradNorm') : null,
     seed: c.int('seed', 0),
     ringTimeoutMs: c.number('ringTimeoutMs'),
+    resumeFrom: c.has('resumeFrom') ? c.string('resumeFrom') : null,
   };
   try {
     schedule.choice('kind', ['constant', 'linear', 'cosine'] as const);

@@ -1,12 +1,14 @@
 // A worker's whole life in a data-parallel run (DESIGN.md, "The step"):
 // Hello -> Welcome -> build the replica -> ready -> for each StepPlan: train
 // its share, all-reduce over the ring, StepDone; Commit or Abort; save the
-// adapter on CheckpointRequest; leave on Shutdown.
+// adapter or a checkpoint on CheckpointRequest; leave on Shutdown. A resumed
+// run's replicas load the checkpoint named in the RunConfig before step one.
 import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { RingAllReduce } from '@lorafleet/collective';
 import { type BackendName, useBackend } from '@lorafleet/core';
 import type { StepPlan, Welcome } from '@lorafleet/protocol';
+import { isCheckpointInProgress } from './checkpoint.js';
 import { CoordinatorLink, UNASSIGNED_RUN } from './coordinator-link.js';
 import { Replica } from './replica.js';
 import { RunConfigError, decodeRunConfig } from './run-config.js';
@@ -100,9 +102,12 @@ async function serve(
     const allReduce = (buffer: Float32Array) => ring.allReduce(buffer, { step: ringStep, runId });
     await useBackend(options.backend);
     replica = await Replica.build(config, allReduce);
+    if (config.resumeFrom) await replica.restore(config.resumeFrom);
     options.log(
       `rank ${rank}/${worldSize} (pid ${process.pid}) of run ${runId}: ${replica.rows.length} rows, ` +
-        `${replica.step.params.size} trainable parameters on ${options.backend}; ready`,
+        `${replica.step.params.size} trainable parameters on ${options.backend}` +
+        (config.resumeFrom ? `, resumed at step ${replica.step.stepsDone}` : '') +
+        '; ready',
     );
     // "Ready": the coordinator plans the first step once every rank has loaded.
     await link.send({ case: 'heartbeat', value: { sentAtMs: Date.now(), state: 'idle' } });
@@ -130,7 +135,16 @@ async function serve(
           break;
         case 'checkpointRequest': {
           const { step, path } = body.value;
-          const manifestSha256 = await replica.saveAdapter(path);
+          if (step !== replica.step.stepsDone) {
+            throw new Error(
+              `CheckpointRequest for step ${step}, but this replica is at ${replica.step.stepsDone}`,
+            );
+          }
+          // A folder the coordinator started with trainer_state.json is a
+          // training checkpoint; any other path gets the final PEFT adapter.
+          const manifestSha256 = (await isCheckpointInProgress(path))
+            ? await replica.writeCheckpoint(path)
+            : await replica.saveAdapter(path);
           await link.send({ case: 'checkpointDone', value: { step, path, manifestSha256 } });
           break;
         }

@@ -47,6 +47,7 @@ export async function tinyRun(): Promise<{ dir: string; config: RunConfig }> {
       maxGradNorm: 1,
       seed: 3,
       ringTimeoutMs: 10_000,
+      resumeFrom: null,
     },
   };
 }

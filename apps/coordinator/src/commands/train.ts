@@ -41,13 +41,7 @@ export async function runTrain(o: Options): Promise<void> {
   const workers = o.number('workers');
   const checkpointEvery = o.number('checkpoint-every');
   const resumeFrom = o.optionalString('resume');
-  if (workers > 1) {
-    if (resumeFrom || checkpointEvery > 0)
-      throw new UsageError(
-        `train: --resume and --checkpoint-every work with --workers 1 only for now (got --workers ${workers})`,
-      );
-    return runDistributedTrain(o, workers);
-  }
+  if (workers > 1) return runDistributedTrain(o, workers);
   if (o.boolean('full-finetune') && (resumeFrom || checkpointEvery > 0))
     throw new UsageError('train: --resume and --checkpoint-every need LoRA, not --full-finetune');
   const backend = await startBackend(o);

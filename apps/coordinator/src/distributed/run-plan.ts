@@ -116,6 +116,7 @@ export async function planRun(o: Options): Promise<RunPlan> {
     maxGradNorm: maxGradNorm > 0 ? maxGradNorm : null,
     seed,
     ringTimeoutMs: RING_TIMEOUT_MS,
+    resumeFrom: null,
   };
   return {
     config,

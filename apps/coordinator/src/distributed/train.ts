@@ -2,18 +2,22 @@
 // local worker processes (DESIGN.md, "The step"). The coordinator owns the
 // sampler; each step it sends every rank its shard of the global batch,
 // collects StepDone, checks that the replicas stayed bitwise identical and
-// commits. Rank 0 saves the adapter at the end. No fault tolerance yet: any
-// worker failure, exit or timeout fails the run with a message naming it.
+// commits. Rank 0 writes the checkpoints (every --checkpoint-every steps and at
+// the end) and the adapter; --resume continues from a checkpoint (checkpoints.ts).
+// No fault tolerance yet: any worker failure, exit or timeout fails the run
+// with a message naming it.
 import { randomUUID } from 'node:crypto';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lrFactor } from '@lorafleet/core';
-import { SAMPLER_START, shard } from '@lorafleet/data';
+import { SAMPLER_START, type SamplerState, shard } from '@lorafleet/data';
 import type { StepDone } from '@lorafleet/protocol';
 import { adapterManifestSha256, encodeRunConfig } from '@lorafleet/worker';
 import type { Options } from '../args.js';
 import { formatCount } from '../common.js';
 import { Progress } from '../progress.js';
+import { trimMetrics } from '../training/resume.js';
+import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
 import { FleetError, WorkerFleet } from './fleet.js';
 import { checkReplicas } from './replicas.js';
 import { type RunPlan, planRun } from './run-plan.js';
@@ -32,6 +36,9 @@ export async function runDistributedTrain(o: Options, workers: number): Promise<
   const plan = await planRun(o);
   const { config, steps, batchSize, microBatchSize } = plan;
   const out = o.string('out');
+  const math = await mathConfig(o, plan);
+  const start = await resumePoint(o, plan, math, (w) => console.warn(`warning: ${w}`));
+  if (start.resumed) log(`resuming from ${start.resumed.dir} at step ${start.step}`);
   plan.warnings.forEach((w) => console.warn(`warning: ${w}`));
   log(`data: ${config.dataFile}: ${plan.dataDescription}`);
   log(
@@ -68,7 +75,25 @@ export async function runDistributedTrain(o: Options, workers: number): Promise<
     }
     await fleet.collect('heartbeat', TIMEOUTS.readyMs);
     log(`${workers} workers ready (control ${fleet.endpoint}, run ${runId})`);
-    const result = await trainLoop(fleet, plan, out);
+    const checkpoints = new FleetCheckpointer(
+      fleet,
+      out,
+      plan,
+      math,
+      o.number('keep-checkpoints'),
+      TIMEOUTS.saveMs,
+    );
+    const every = o.number('checkpoint-every');
+    let lastCheckpoint = start.step;
+    const result = await trainLoop(fleet, plan, out, start, async (done, sampler, tokensSeen) => {
+      if (every > 0 && done % every === 0) {
+        await checkpoints.save(done, sampler, tokensSeen);
+        lastCheckpoint = done;
+      }
+    });
+    // And at the end, interrupted or not (as with one worker).
+    if (result.done > lastCheckpoint)
+      await checkpoints.save(result.done, result.sampler, result.tokensSeen);
     const savedTo = join(out, 'adapter');
     await fleet.send(0, { case: 'checkpointRequest', value: { step: result.done, path: savedTo } });
     const [saved] = await fleet.collect('checkpointDone', TIMEOUTS.saveMs, [0]);
@@ -87,14 +112,28 @@ interface LoopResult {
   done: number;
   interrupted: boolean;
   losses: number[];
+  /** Tokens trained on by this invocation. */
   tokens: number;
+  /** Tokens since the run's first step (a resumed run counts the checkpoint's). */
+  tokensSeen: number;
+  sampler: SamplerState;
   seconds: number;
 }
 
-async function trainLoop(fleet: WorkerFleet, plan: RunPlan, out: string): Promise<LoopResult> {
+/** Called after each committed step, for checkpoints. */
+type AfterStep = (done: number, sampler: SamplerState, tokensSeen: number) => Promise<void>;
+
+async function trainLoop(
+  fleet: WorkerFleet,
+  plan: RunPlan,
+  out: string,
+  start: StartPoint,
+  afterStep: AfterStep,
+): Promise<LoopResult> {
   const { config, sampler, steps, microBatchSize } = plan;
   const metricsPath = join(out, 'metrics.jsonl');
-  await writeFile(metricsPath, '');
+  if (start.resumed) await trimMetrics(metricsPath, start.step);
+  else await writeFile(metricsPath, '');
   let interrupted = false;
   const onSignal = () => {
     if (interrupted) process.exit(130);
@@ -107,11 +146,11 @@ async function trainLoop(fleet: WorkerFleet, plan: RunPlan, out: string): Promis
   const progress = new Progress({ label: 'train', total: steps });
   const started = performance.now();
   const losses: number[] = [];
-  let state = SAMPLER_START;
+  let state = start.sampler ?? SAMPLER_START;
   let tokens = 0;
-  let done = 0;
+  let done = start.step;
   try {
-    for (let step = 1; step <= steps && !interrupted; step++) {
+    for (let step = start.step + 1; step <= steps && !interrupted; step++) {
       const planned = sampler.plan(state);
       for (let rank = 0; rank < fleet.size; rank++) {
         await fleet.send(rank, {
@@ -158,13 +197,22 @@ async function trainLoop(fleet: WorkerFleet, plan: RunPlan, out: string): Promis
         'tok/s': (tokens / seconds).toFixed(0),
         allreduce: `${(100 * allReduceShare).toFixed(0)}%`,
       });
+      await afterStep(done, state, start.tokensSeen + tokens);
     }
   } finally {
     progress.finish();
     process.off('SIGINT', onSignal);
   }
   const seconds = (performance.now() - started) / 1000;
-  return { done, interrupted, losses, tokens, seconds };
+  return {
+    done,
+    interrupted,
+    losses,
+    tokens,
+    tokensSeen: start.tokensSeen + tokens,
+    sampler: state,
+    seconds,
+  };
 }
 
 async function writeSummary(
@@ -186,7 +234,7 @@ async function writeSummary(
     evalLossAfter: null,
     trainableParameters: plan.trainableParameters,
     totalParameters: plan.totalParameters,
-    tokens: r.tokens,
+    tokens: r.tokensSeen,
     seconds: r.seconds,
     tokensPerSecond: r.tokens / r.seconds,
     backend: plan.backend,

@@ -1,128 +1,36 @@
-// Training checkpoints (DESIGN.md, "Formats: Checkpoints" and "Faults"): one
-// folder per step, OUT/checkpoints/step-NNNNNN, holding the PEFT adapter,
-// optimizer.safetensors (AdamW moments per parameter slot), trainer_state.json
-// and manifest.json (sha256 of every other file). A checkpoint is built in
-// OUT/checkpoints/.tmp-step-NNNNNN, every file fsynced, and renamed into place,
-// so a crash leaves either the whole folder or none of it.
-import { createHash } from 'node:crypto';
-import { open, readFile, readdir, rename, rm, mkdir, stat } from 'node:fs/promises';
+// Training checkpoints on the coordinator's side: the format and its writer
+// live in @lorafleet/worker (rank 0 writes a distributed run's checkpoints);
+// here, which checkpoints a run folder holds, pruning, and the choice of the
+// one to resume from.
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  ADAPTER_CONFIG_FILE,
-  ADAPTER_WEIGHTS_FILE,
-  type AdamWState,
-  type PeftAdapter,
-  type TrainableParameters,
-  float32Entry,
-  readSafetensorsFile,
-  savePeftAdapter,
-  toFloat32,
-  writeFileAtomic,
-  writeSafetensorsFile,
-} from '@lorafleet/core';
-import type { SamplerState } from '@lorafleet/data';
+  CHECKPOINTS_DIR,
+  CheckpointError,
+  MANIFEST_FILE,
+  STEP_DIR,
+  checkpointName,
+  verifyCheckpoint,
+} from '@lorafleet/worker';
 
-export const CHECKPOINTS_DIR = 'checkpoints';
-export const OPTIMIZER_FILE = 'optimizer.safetensors';
-export const TRAINER_STATE_FILE = 'trainer_state.json';
-export const MANIFEST_FILE = 'manifest.json';
-const FORMAT_VERSION = 1;
-const REQUIRED_FILES = [
-  ADAPTER_CONFIG_FILE,
-  ADAPTER_WEIGHTS_FILE,
+export {
+  CHECKPOINTS_DIR,
+  CheckpointError,
+  type CheckpointContents,
+  MANIFEST_FILE,
   OPTIMIZER_FILE,
   TRAINER_STATE_FILE,
-] as const;
-
-/** trainer_state.json: where training stood after `step` optimizer steps. */
-export interface TrainerState {
-  formatVersion: number;
-  step: number;
-  epoch: number;
-  /** The global sampler's position before step `step + 1`. */
-  sampler: SamplerState;
-  seed: number;
-  /** sha256 of `config`; a resume must compute the same. */
-  configHash: string;
-  /** The options that change the math, so a mismatch can name them. */
-  config: Record<string, unknown>;
-  /** The run's planned total steps (the length of a decaying LR schedule). */
-  totalSteps: number;
-  tokensSeen: number;
-  /**
-   * Dropout masks are drawn from (seed, step, micro-batch): no generator state
-   * is carried between steps, so the step count is the whole RNG state.
-   */
-  rng: { kind: 'derived'; seed: number; step: number };
-}
-
-export interface CheckpointContents {
-  adapter: PeftAdapter;
-  params: TrainableParameters;
-  optimizer: AdamWState;
-  state: TrainerState;
-}
-
-export class CheckpointError extends Error {
-  override name = 'CheckpointError';
-}
-
-export const checkpointName = (step: number) => `step-${String(step).padStart(6, '0')}`;
-const STEP_DIR = /^step-(\d{6,})$/;
-
-const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r').catch(() => null);
-  if (!handle) return;
-  await handle.sync().catch(() => undefined);
-  await handle.close();
-}
-
-/** AdamW moments as F32 tensors `<slot>.exp_avg` / `<slot>.exp_avg_sq` (PyTorch's names). */
-function optimizerTensors(params: TrainableParameters, optimizer: AdamWState) {
-  const tensors = new Map<string, ReturnType<typeof float32Entry>>();
-  for (const slot of params.slots) {
-    const end = slot.offset + slot.size;
-    const shape = slot.variable.shape;
-    tensors.set(
-      `${slot.name}.exp_avg`,
-      float32Entry(optimizer.m.subarray(slot.offset, end), shape),
-    );
-    tensors.set(
-      `${slot.name}.exp_avg_sq`,
-      float32Entry(optimizer.v.subarray(slot.offset, end), shape),
-    );
-  }
-  return tensors;
-}
-
-/** Writes OUT/checkpoints/step-NNNNNN atomically and returns its path. */
-export async function writeCheckpoint(out: string, c: CheckpointContents): Promise<string> {
-  const root = join(out, CHECKPOINTS_DIR);
-  const name = checkpointName(c.state.step);
-  const tmp = join(root, `.tmp-${name}`);
-  const final = join(root, name);
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
-  await savePeftAdapter(tmp, c.adapter);
-  await writeSafetensorsFile(join(tmp, OPTIMIZER_FILE), optimizerTensors(c.params, c.optimizer), {
-    format: 'lorafleet-adamw',
-    step: String(c.optimizer.step),
-  });
-  await writeFileAtomic(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(c.state, null, 2)}\n`);
-  const files: Record<string, { sha256: string; bytes: number }> = {};
-  for (const file of REQUIRED_FILES) {
-    const bytes = await readFile(join(tmp, file));
-    files[file] = { sha256: sha256(bytes), bytes: bytes.byteLength };
-  }
-  const manifest = { formatVersion: FORMAT_VERSION, step: c.state.step, files };
-  await writeFileAtomic(join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
-  await rm(final, { recursive: true, force: true });
-  await rename(tmp, final);
-  await fsyncDir(root);
-  return final;
-}
+  type TrainerState,
+  checkpointName,
+  commitCheckpoint,
+  manifestSha256,
+  readCheckpointTrainState,
+  readOptimizerState,
+  readTrainerState,
+  startCheckpoint,
+  verifyCheckpoint,
+  writeCheckpoint,
+} from '@lorafleet/worker';
 
 /** Step numbers of the finished checkpoints under OUT/checkpoints, ascending. */
 export async function listCheckpoints(out: string): Promise<number[]> {
@@ -139,32 +47,6 @@ export async function pruneCheckpoints(out: string, keep: number): Promise<void>
   const steps = await listCheckpoints(out);
   for (const step of steps.slice(0, Math.max(0, steps.length - keep))) {
     await rm(join(out, CHECKPOINTS_DIR, checkpointName(step)), { recursive: true, force: true });
-  }
-}
-
-/** Checks a checkpoint folder against its manifest; throws CheckpointError naming the bad file. */
-export async function verifyCheckpoint(dir: string): Promise<void> {
-  let manifest: { files?: Record<string, { sha256?: string }> };
-  try {
-    manifest = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')) as typeof manifest;
-  } catch (err) {
-    throw new CheckpointError(
-      `${join(dir, MANIFEST_FILE)}: unreadable (${(err as Error).message}); the checkpoint is incomplete`,
-    );
-  }
-  const files = manifest.files ?? {};
-  for (const file of REQUIRED_FILES) {
-    const expected = files[file]?.sha256;
-    if (typeof expected !== 'string')
-      throw new CheckpointError(`${join(dir, MANIFEST_FILE)}: lists no checksum for ${file}`);
-    const bytes = await readFile(join(dir, file)).catch(() => null);
-    if (!bytes) throw new CheckpointError(`${join(dir, file)}: missing`);
-    const actual = sha256(bytes);
-    if (actual !== expected) {
-      throw new CheckpointError(
-        `${join(dir, file)}: sha256 ${actual.slice(0, 12)}… does not match the manifest's ${expected.slice(0, 12)}… (modified or corrupt)`,
-      );
-    }
   }
 }
 
@@ -209,49 +91,4 @@ export async function findResumeCheckpoint(
     }
   }
   throw new CheckpointError(`--resume ${dir}: every checkpoint failed verification`);
-}
-
-export async function readTrainerState(dir: string): Promise<TrainerState> {
-  const state = JSON.parse(await readFile(join(dir, TRAINER_STATE_FILE), 'utf8')) as TrainerState;
-  if (state.formatVersion !== FORMAT_VERSION)
-    throw new CheckpointError(
-      `${join(dir, TRAINER_STATE_FILE)}: format version ${state.formatVersion}, this lorafleet reads ${FORMAT_VERSION}`,
-    );
-  return state;
-}
-
-/** The AdamW state of a verified checkpoint, fused in `params`' slot order. */
-export async function readOptimizerState(
-  dir: string,
-  params: TrainableParameters,
-  trainerStep: number,
-): Promise<AdamWState> {
-  const path = join(dir, OPTIMIZER_FILE);
-  const file = await readSafetensorsFile(path);
-  const m = new Float32Array(params.size);
-  const v = new Float32Array(params.size);
-  for (const slot of params.slots) {
-    for (const [suffix, into] of [
-      ['exp_avg', m],
-      ['exp_avg_sq', v],
-    ] as const) {
-      const name = `${slot.name}.${suffix}`;
-      const entry = file.tensors.get(name);
-      if (!entry)
-        throw new CheckpointError(`${path}: no tensor "${name}"; is it for another model?`);
-      const values = toFloat32(entry, name, path);
-      if (values.length !== slot.size)
-        throw new CheckpointError(
-          `${path}: "${name}" has ${values.length} values, the model's slot has ${slot.size}`,
-        );
-      into.set(values, slot.offset);
-    }
-  }
-  // AdamW's own count: a step skipped for a non-finite gradient does not advance it.
-  const step = Number(file.metadata.step);
-  if (!Number.isInteger(step) || step < 0 || step > trainerStep)
-    throw new CheckpointError(
-      `${path}: optimizer step "${file.metadata.step}" is not in [0, ${trainerStep}]`,
-    );
-  return { step, m, v };
 }

@@ -1,17 +1,18 @@
 // Resuming `lorafleet train` from a checkpoint: which options must match (the
 // ones that change the math), how a mismatch is reported, and putting the
-// checkpoint's parameters and AdamW state back into the step.
+// checkpoint's parameters and AdamW state back into the step (one worker; with
+// many, each worker restores them itself from the folder named in its RunConfig).
 import { createHash } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type LrSchedule, type TrainableParameters, loadPeftAdapter } from '@lorafleet/core';
+import type { LrSchedule, TrainableParameters } from '@lorafleet/core';
 import type { SamplerState } from '@lorafleet/data';
 import type { TrainingStep } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
 import {
   type TrainerState,
   findResumeCheckpoint,
-  readOptimizerState,
+  readCheckpointTrainState,
   readTrainerState,
 } from './checkpoint.js';
 import { dataOptions } from './data-options.js';
@@ -108,37 +109,6 @@ export function checkResumeConfig(
   );
 }
 
-/**
- * Puts the checkpoint's LoRA parameters (read from its PEFT adapter, by slot
- * name) and AdamW state into `stepper`; returns the trainer state.
- */
-export async function restoreCheckpoint(
-  dir: string,
-  params: TrainableParameters,
-  stepper: TrainingStep,
-  current: Record<string, unknown>,
-): Promise<TrainerState> {
-  const state = await readTrainerState(dir);
-  checkResumeConfig(dir, state, current);
-  const optimizer = await readOptimizerState(dir, params, state.step);
-  const adapter = await loadPeftAdapter(dir);
-  const values = new Float32Array(params.size);
-  for (const slot of params.slots) {
-    const match = /^(.*)\.lora_([AB])$/.exec(slot.name);
-    const module = match ? adapter.modules.get(match[1]!) : undefined;
-    if (!match || !module)
-      throw new UsageError(`${dir}: the adapter has no weights for parameter "${slot.name}"`);
-    const data = match[2] === 'A' ? module.a : module.b;
-    if (data.length !== slot.size)
-      throw new UsageError(
-        `${dir}: "${slot.name}" has ${data.length} values, the model's has ${slot.size}`,
-      );
-    values.set(data, slot.offset);
-  }
-  stepper.restore({ values, optimizer });
-  return state;
-}
-
 export interface ResumePoint {
   /** The checkpoint folder used. */
   dir: string;
@@ -149,13 +119,12 @@ export interface ResumePoint {
 
 /**
  * Finds the checkpoint to resume from (the newest valid one under a run
- * folder), checks it against this run and restores it into `stepper`.
+ * folder) and checks it against this run: the math options, --steps, the
+ * schedule. One worker or many, the same rules.
  */
-export async function resumeRun(
+export async function pickResumePoint(
   from: string,
   run: {
-    params: TrainableParameters;
-    stepper: TrainingStep;
     config: Record<string, unknown>;
     steps: number;
     schedule: LrSchedule;
@@ -163,7 +132,8 @@ export async function resumeRun(
   },
 ): Promise<ResumePoint> {
   const dir = await findResumeCheckpoint(from, run.warn);
-  const saved = await restoreCheckpoint(dir, run.params, run.stepper, run.config);
+  const saved = await readTrainerState(dir);
+  checkResumeConfig(dir, saved, run.config);
   if (saved.step > run.steps)
     throw new UsageError(
       `train: --steps ${run.steps} is below the checkpoint's step ${saved.step} (${dir}); --steps may only be raised`,
@@ -174,6 +144,19 @@ export async function resumeRun(
         'the result will differ from a run that planned them from the start',
     );
   return { dir, step: saved.step, sampler: saved.sampler, tokensSeen: saved.tokensSeen };
+}
+
+/** pickResumePoint(), then the checkpoint's parameters and AdamW state put into `stepper`. */
+export async function resumeRun(
+  from: string,
+  run: Parameters<typeof pickResumePoint>[1] & {
+    params: TrainableParameters;
+    stepper: TrainingStep;
+  },
+): Promise<ResumePoint> {
+  const point = await pickResumePoint(from, run);
+  run.stepper.restore(await readCheckpointTrainState(point.dir, run.params, point.step));
+  return point;
 }
 
 /** Drops metrics lines past `step` (written after the checkpoint by the run that stopped). */

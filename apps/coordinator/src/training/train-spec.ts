@@ -123,7 +123,8 @@ export const trainSpec: CommandSpec = {
       kind: 'int',
       min: 0,
       default: 0,
-      description: 'write OUT/checkpoints/step-NNNNNN every K steps (0: only at the end)',
+      description:
+        'write OUT/checkpoints/step-NNNNNN every K steps (0: only at the end); with --workers N, rank 0 writes them',
     },
     'keep-checkpoints': {
       kind: 'int',
@@ -135,7 +136,7 @@ export const trainSpec: CommandSpec = {
       kind: 'string',
       value: 'DIR',
       description:
-        'continue from a run folder (its newest valid checkpoint) or a checkpoint folder, exactly',
+        'continue from a run folder (its newest valid checkpoint) or a checkpoint folder, exactly (any --workers)',
     },
     backend: backendOption,
     workers: {
@@ -158,6 +159,7 @@ export const trainSpec: CommandSpec = {
     'are skipped and reported by file:line; more than 1% bad stops the run.',
     '',
     'Resume: give the same options plus --resume; options that change the training must match the',
-    "checkpoint's (--steps may be raised). The result is bitwise the uninterrupted run's.",
+    "checkpoint's (--steps may be raised). The result is bitwise the uninterrupted run's with the same",
+    '--workers; with --workers N every worker loads the checkpoint before its first step.',
   ].join('\n'),
 };

@@ -1,0 +1,103 @@
+// Checkpoints and --resume for `train --workers N`. The replicas are bitwise
+// identical, so rank 0's state is everyone's: the coordinator starts the
+// checkpoint folder with its own trainer_state.json (step, sampler, tokens),
+// asks rank 0 to add the adapter, the AdamW state and the manifest
+// (CheckpointRequest), checks the manifest rank 0 reports and renames the
+// folder into place. On resume the coordinator picks and verifies the
+// checkpoint under the one-worker rules; the workers load it themselves.
+import { resolve } from 'node:path';
+import type { SamplerState } from '@lorafleet/data';
+import type { Options } from '../args.js';
+import {
+  type TrainerState,
+  commitCheckpoint,
+  manifestSha256,
+  pruneCheckpoints,
+  startCheckpoint,
+} from '../training/checkpoint.js';
+import {
+  type ResumePoint,
+  configHash,
+  modelFingerprint,
+  pickResumePoint,
+  trainingConfig,
+} from '../training/resume.js';
+import { FleetError, type WorkerFleet } from './fleet.js';
+import type { RunPlan } from './run-plan.js';
+
+/** Where a run starts: step 0, or a checkpoint's step, sampler and token count. */
+export interface StartPoint {
+  step: number;
+  sampler: SamplerState | null;
+  tokensSeen: number;
+  resumed: ResumePoint | null;
+}
+
+/** The options that change the math, hashed into every checkpoint (the one-worker rules). */
+export async function mathConfig(o: Options, plan: RunPlan): Promise<Record<string, unknown>> {
+  return trainingConfig(o, {
+    rows: plan.config.rowsFingerprint,
+    model: await modelFingerprint(plan.config.modelDir),
+  });
+}
+
+/**
+ * With --resume: the verified checkpoint to continue from, also written into
+ * the RunConfig (absolute, as workers may run elsewhere) for every worker.
+ */
+export async function resumePoint(
+  o: Options,
+  plan: RunPlan,
+  config: Record<string, unknown>,
+  warn: (line: string) => void,
+): Promise<StartPoint> {
+  const from = o.optionalString('resume');
+  if (!from) return { step: 0, sampler: null, tokensSeen: 0, resumed: null };
+  const point = await pickResumePoint(from, {
+    config,
+    steps: plan.steps,
+    schedule: plan.config.schedule,
+    warn,
+  });
+  plan.config.resumeFrom = resolve(point.dir);
+  return { step: point.step, sampler: point.sampler, tokensSeen: point.tokensSeen, resumed: point };
+}
+
+export class FleetCheckpointer {
+  constructor(
+    private readonly fleet: WorkerFleet,
+    private readonly out: string,
+    private readonly plan: RunPlan,
+    private readonly config: Record<string, unknown>,
+    private readonly keep: number,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Writes OUT/checkpoints/step-NNNNNN through rank 0; returns its path. */
+  async save(step: number, sampler: SamplerState, tokensSeen: number): Promise<string> {
+    const { seed } = this.plan.config;
+    const state: TrainerState = {
+      formatVersion: 1,
+      step,
+      epoch: step / this.plan.sampler.stepsPerEpoch,
+      sampler,
+      seed,
+      configHash: configHash(this.config),
+      config: this.config,
+      totalSteps: this.plan.steps,
+      tokensSeen,
+      rng: { kind: 'derived', seed, step },
+    };
+    const tmp = resolve(await startCheckpoint(this.out, state));
+    await this.fleet.send(0, { case: 'checkpointRequest', value: { step, path: tmp } });
+    const [done] = await this.fleet.collect('checkpointDone', this.timeoutMs, [0]);
+    if (done!.step !== step || done!.manifestSha256 !== (await manifestSha256(tmp))) {
+      throw new FleetError(
+        `${tmp}: the checkpoint on disk differs from what rank 0 reports writing for step ${step}`,
+      );
+    }
+    const final = await commitCheckpoint(this.out, step);
+    await pruneCheckpoints(this.out, this.keep);
+    return final;
+  }
+}
