@@ -5,9 +5,10 @@ import { BACKENDS, type BackendName } from '@lorafleet/core';
 
 export const HELP = `usage: lorafleet-worker --coordinator tcp://HOST:PORT [options]
 
-Joins a \`lorafleet train --workers N\` run: loads the base model and data the
-coordinator names, trains its share of every step and all-reduces the LoRA
-gradients with the other workers. Exits 0 when the coordinator shuts the run down.
+Joins a \`lorafleet train --workers N\` (or \`--listen URL --expect N\`) run:
+loads the base model and data the coordinator names, trains its share of every
+step and all-reduces the LoRA gradients with the other workers. Exits 0 when
+the coordinator shuts the run down.
 
 options:
   --coordinator URL   the coordinator's control endpoint (env LORAFLEET_COORDINATOR)

@@ -9,6 +9,7 @@ import { RingAllReduce } from '@lorafleet/collective';
 import { type BackendName, useBackend } from '@lorafleet/core';
 import type { StepPlan, Welcome } from '@lorafleet/protocol';
 import { isCheckpointInProgress } from './checkpoint.js';
+import { maybeCorruptReplica } from './fault-injection.js';
 import { CoordinatorLink, UNASSIGNED_RUN } from './coordinator-link.js';
 import { Replica } from './replica.js';
 import { RunConfigError, decodeRunConfig } from './run-config.js';
@@ -118,7 +119,10 @@ async function serve(
         case 'stepPlan':
           snapshot = replica.step.snapshot();
           ringStep = body.value.step;
-          await link.send({ case: 'stepDone', value: await trainStep(replica, body.value) });
+          await link.send({
+            case: 'stepDone',
+            value: await trainStep(replica, body.value, rank, options.log),
+          });
           break;
         case 'commit':
           if (body.value.step !== replica.step.stepsDone) {
@@ -165,7 +169,12 @@ async function serve(
 }
 
 /** One step on this rank's share of the global batch; the StepDone it reports. */
-async function trainStep(replica: Replica, plan: StepPlan) {
+async function trainStep(
+  replica: Replica,
+  plan: StepPlan,
+  rank: number,
+  log: (line: string) => void,
+) {
   const expected = replica.step.stepsDone + 1;
   if (plan.step !== expected) {
     throw new Error(`StepPlan for step ${plan.step}, but this replica's next step is ${expected}`);
@@ -173,6 +182,9 @@ async function trainStep(replica: Replica, plan: StepPlan) {
   const seqLen = replica.config.rows.seqLen;
   const batches = batchesOf(replica.rowsOf(plan.sampleIds), plan.microBatchSize, seqLen);
   const result = await replica.step.run(batches);
+  if (maybeCorruptReplica(replica.step, rank)) {
+    log(`rank ${rank}: test hook: corrupted one parameter after step ${result.step}`);
+  }
   return {
     step: result.step,
     lossSum: result.local.lossSum,

@@ -17,6 +17,7 @@ import { GlobalBatchSampler, SAMPLER_START, splitTrainValidation } from '@lorafl
 import { addLora, evaluateLoss, loadModel, writeGpt2Folder } from '@lorafleet/models';
 import { TrainingStep, rowsFingerprint } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
+import { membershipFrom } from '../distributed/membership.js';
 import { runDistributedTrain } from '../distributed/train.js';
 import { ADAPTER_NAME, copyTokenizerFiles, formatCount, startBackend } from '../common.js';
 import { Progress } from '../progress.js';
@@ -38,10 +39,10 @@ interface Split {
 }
 
 export async function runTrain(o: Options): Promise<void> {
-  const workers = o.number('workers');
   const checkpointEvery = o.number('checkpoint-every');
   const resumeFrom = o.optionalString('resume');
-  if (workers > 1) return runDistributedTrain(o, workers);
+  const membership = membershipFrom(o, (w) => console.warn(`warning: ${w}`));
+  if (membership) return runDistributedTrain(o, membership);
   if (o.boolean('full-finetune') && (resumeFrom || checkpointEvery > 0))
     throw new UsageError('train: --resume and --checkpoint-every need LoRA, not --full-finetune');
   const backend = await startBackend(o);

@@ -1,18 +1,26 @@
-// The coordinator's end of the control plane: a ROUTER on loopback, N spawned
-// worker processes, and their messages sorted into one inbox per rank. Every
-// wait is bounded, and fails at once when a worker exits, reports an Error,
-// or stays silent past the deadline, naming the ranks it waited for.
+// The coordinator's end of the control plane: a ROUTER, N workers (spawned
+// here on loopback, or external daemons that join a --listen endpoint, ranked
+// in the order their Hellos arrive), and their messages sorted into one inbox
+// per rank. Every wait is bounded, and fails at once when a worker exits,
+// reports an Error, or stays silent past the deadline, naming the ranks it
+// waited for.
 import { Router } from 'zeromq';
 import type { BackendName } from '@lorafleet/core';
 import { type ControlBody, type Hello, decodeControl, encodeControl } from '@lorafleet/protocol';
 import { UNASSIGNED_RUN } from '@lorafleet/worker';
 import { WorkerProcess } from './worker-process.js';
 
+/** Where the workers come from. */
+export type Membership =
+  | { kind: 'spawn'; workers: number }
+  /** External `lorafleet-worker --coordinator ENDPOINT` daemons; the first `workers` Hellos join. */
+  | { kind: 'listen'; endpoint: string; workers: number };
+
 export interface FleetOptions {
-  workers: number;
+  membership: Membership;
   runId: string;
   backend: BackendName;
-  /** How long spawned workers may take to say Hello. */
+  /** How long the workers may take to say Hello. */
   helloTimeoutMs: number;
   /** Lines about the fleet (worker output, dropped frames). */
   log: (line: string) => void;
@@ -27,7 +35,10 @@ type Case = ControlBody['case'];
 type BodyOf<K extends Case> = Extract<ControlBody, { case: K }>['value'];
 
 interface Member {
-  process: WorkerProcess;
+  /** "worker rank 1 (pid 4242)", or the Hello's worker id for an external one. */
+  name: string;
+  /** Only for the workers this coordinator spawned. */
+  process?: WorkerProcess;
   identity?: Buffer;
   hello?: Hello;
   inbox: ControlBody[];
@@ -57,19 +68,31 @@ export class WorkerFleet {
   }
 
   private readonly killOnExit = () => {
-    for (const m of this.members) m.process.kill();
+    for (const m of this.members) m.process?.kill();
   };
 
-  /** Binds the ROUTER, spawns the workers and waits for every Hello. */
+  /** Binds the ROUTER, spawns the workers (or waits for them to join) and waits for every Hello. */
   static async start(options: FleetOptions): Promise<WorkerFleet> {
-    // Loopback only: this control plane has no authentication yet.
+    const { membership } = options;
+    // No authentication yet: spawned fleets stay on loopback; --listen
+    // elsewhere needs --allow-remote (checked by the caller).
     const router = new Router({ mandatory: true, linger: 1000, sendTimeout: 10_000 });
-    await router.bind('tcp://127.0.0.1:*');
+    const endpoint = membership.kind === 'listen' ? membership.endpoint : 'tcp://127.0.0.1:*';
+    try {
+      await router.bind(endpoint);
+    } catch (error) {
+      router.close();
+      throw new FleetError(`cannot listen on ${endpoint}: ${(error as Error).message}`);
+    }
     const fleet = new WorkerFleet(router, router.lastEndpoint!, options);
     void fleet.read();
     try {
-      for (let rank = 0; rank < options.workers; rank++) fleet.spawn(rank);
-      await fleet.until((m) => m.hello !== undefined, options.helloTimeoutMs, 'Hello');
+      if (membership.kind === 'spawn') {
+        for (let rank = 0; rank < membership.workers; rank++) fleet.spawn(rank);
+        await fleet.until((m) => m.hello !== undefined, options.helloTimeoutMs, 'Hello');
+      } else {
+        await fleet.awaitJoins(membership.workers, options.helloTimeoutMs);
+      }
       return fleet;
     } catch (error) {
       fleet.close();
@@ -95,7 +118,7 @@ export class WorkerFleet {
         await this.router.send([member.identity!, frame]);
       } catch (error) {
         throw new FleetError(
-          `cannot send ${body.case} to ${member.process.name}: ${(error as Error).message}`,
+          `cannot send ${body.case} to ${member.name}: ${(error as Error).message}`,
         );
       }
     });
@@ -119,22 +142,27 @@ export class WorkerFleet {
     return ranks.map((rank) => this.members[rank]!.inbox.shift()!.value as BodyOf<K>);
   }
 
-  /** Sends Shutdown and waits for every worker to exit 0; kills the ones that do not. */
+  /**
+   * Sends Shutdown and waits for every spawned worker to exit 0; kills the
+   * ones that do not. External workers exit on their own (the socket lingers
+   * until Shutdown has left).
+   */
   async stop(reason: string, timeoutMs: number): Promise<void> {
     this.stopping = true;
     await this.broadcast({ case: 'shutdown', value: { reason } });
+    const spawned = this.members.flatMap((m) => (m.process ? [m.process] : []));
     const deadline = performance.now() + timeoutMs;
-    while (this.members.some((m) => !m.process.exit) && performance.now() < deadline) {
+    while (spawned.some((p) => !p.exit) && performance.now() < deadline) {
       await this.changed(deadline - performance.now());
     }
-    const bad = this.members.filter((m) => m.process.exit?.code !== 0);
+    const bad = spawned.filter((p) => p.exit?.code !== 0);
     this.close();
     if (bad.length > 0) {
       const why = (p: WorkerProcess) =>
         (p.exit
           ? p.describeExit()
           : `${p.name} did not exit within ${timeoutMs / 1000} s (killed)`) + p.lastWords();
-      throw new FleetError(`after Shutdown: ${bad.map((m) => why(m.process)).join('\n')}`);
+      throw new FleetError(`after Shutdown: ${bad.map(why).join('\n')}`);
     }
   }
 
@@ -157,7 +185,31 @@ export class WorkerFleet {
       (p) => this.onExit(p),
       this.options.log,
     );
-    this.members.push({ process, inbox: [] });
+    this.members.push({ name: process.name, process, inbox: [] });
+  }
+
+  /** Waits for `workers` external Hellos, printing "waiting for workers: k/N" as they come. */
+  private async awaitJoins(workers: number, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    let shown = -1;
+    for (;;) {
+      if (this.failure) throw this.failure;
+      const joined = this.members.length;
+      if (joined !== shown) {
+        this.options.log(`waiting for workers: ${joined}/${workers} (on ${this.endpoint})`);
+        shown = joined;
+      }
+      if (joined === workers) return;
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new FleetError(
+          `timed out after ${(timeoutMs / 1000).toFixed(0)} s waiting for workers: ${joined}/${workers} ` +
+            `joined ${this.endpoint}; start the rest with \`lorafleet-worker --coordinator ${this.endpoint}\` ` +
+            '(or raise --join-timeout)',
+        );
+      }
+      await this.changed(left);
+    }
   }
 
   private onExit(p: WorkerProcess): void {
@@ -188,7 +240,7 @@ export class WorkerFleet {
       if (left <= 0) {
         throw new FleetError(
           `timed out after ${(timeoutMs / 1000).toFixed(0)} s waiting for ${what} from ` +
-            missing.map((m) => m.process.name + m.process.lastWords()).join(', '),
+            missing.map((m) => m.name + (m.process?.lastWords() ?? '')).join(', '),
         );
       }
       await this.changed(left);
@@ -200,7 +252,7 @@ export class WorkerFleet {
     if (kind !== 'heartbeat') m.inbox = m.inbox.filter((b) => b.case !== 'heartbeat');
     const first = m.inbox[0];
     if (first && first.case !== kind) {
-      this.fail(`${m.process.name} sent ${first.case} where ${kind} was expected`);
+      this.fail(`${m.name} sent ${first.case} where ${kind} was expected`);
     }
     return first !== undefined && first.case === kind;
   }
@@ -240,11 +292,13 @@ export class WorkerFleet {
     }
     const { runId, body } = decoded.message;
     if (body.case === 'hello') {
-      const member = this.members.find((m) => m.process.pid === body.value.pid && !m.hello);
+      const member = this.memberFor(identity, body.value);
       if (!member || (runId !== this.options.runId && runId !== UNASSIGNED_RUN)) {
-        this.options.log(
-          `coordinator: ignored a Hello from ${body.value.workerId}: not a worker this run spawned`,
-        );
+        const why =
+          this.options.membership.kind === 'spawn'
+            ? 'not a worker this run spawned'
+            : `the run already has its ${this.options.membership.workers} workers`;
+        this.options.log(`coordinator: ignored a Hello from ${body.value.workerId}: ${why}`);
         return;
       }
       Object.assign(member, { identity, hello: body.value });
@@ -255,12 +309,26 @@ export class WorkerFleet {
         return;
       }
       if (body.case === 'error') {
-        this.fail(`${member.process.name} failed (${body.value.code}): ${body.value.message}`);
+        this.fail(`${member.name} failed (${body.value.code}): ${body.value.message}`);
         return;
       }
       member.inbox.push(body);
     }
     this.signal();
+  }
+
+  /** The member a Hello belongs to: a spawned process by pid, or an external worker's new rank. */
+  private memberFor(identity: Buffer, hello: Hello): Member | undefined {
+    const { membership } = this.options;
+    if (membership.kind === 'spawn') {
+      return this.members.find((m) => m.process?.pid === hello.pid && !m.hello);
+    }
+    if (this.members.length >= membership.workers) return undefined;
+    if (this.members.some((m) => m.identity?.equals(identity))) return undefined;
+    const rank = this.members.length;
+    const member: Member = { name: `worker rank ${rank} (${hello.workerId})`, inbox: [] };
+    this.members.push(member);
+    return member;
   }
 
   private beat(): void {

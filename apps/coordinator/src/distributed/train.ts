@@ -1,5 +1,6 @@
 // `lorafleet train --workers N` (N > 1): synchronous data parallel over N
-// local worker processes (DESIGN.md, "The step"). The coordinator owns the
+// local worker processes, or `--listen URL --expect N` over N external ones
+// (DESIGN.md, "The step"). The coordinator owns the
 // sampler; each step it sends every rank its shard of the global batch,
 // collects StepDone, checks that the replicas stayed bitwise identical and
 // commits. Rank 0 writes the checkpoints (every --checkpoint-every steps and at
@@ -18,7 +19,7 @@ import { formatCount } from '../common.js';
 import { Progress } from '../progress.js';
 import { trimMetrics } from '../training/resume.js';
 import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
-import { FleetError, WorkerFleet } from './fleet.js';
+import { FleetError, type Membership, WorkerFleet } from './fleet.js';
 import { checkReplicas } from './replicas.js';
 import { type RunPlan, planRun } from './run-plan.js';
 
@@ -31,7 +32,8 @@ const TIMEOUTS = {
   exitMs: 30_000,
 };
 
-export async function runDistributedTrain(o: Options, workers: number): Promise<void> {
+export async function runDistributedTrain(o: Options, membership: Membership): Promise<void> {
+  const { workers } = membership;
   const log = (line: string) => console.log(line);
   const plan = await planRun(o);
   const { config, steps, batchSize, microBatchSize } = plan;
@@ -58,10 +60,11 @@ export async function runDistributedTrain(o: Options, workers: number): Promise<
   await mkdir(out, { recursive: true });
   const runId = `run-${randomUUID()}`;
   const fleet = await WorkerFleet.start({
-    workers,
+    membership,
     runId,
     backend: plan.backend,
-    helloTimeoutMs: TIMEOUTS.helloMs,
+    helloTimeoutMs:
+      membership.kind === 'listen' ? o.number('join-timeout') * 1000 : TIMEOUTS.helloMs,
     log: (line) => console.error(line),
   });
   try {

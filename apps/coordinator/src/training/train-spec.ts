@@ -146,12 +146,35 @@ export const trainSpec: CommandSpec = {
       description:
         'worker processes training in synchronous data parallel (LoRA only); 1: in this process',
     },
+    listen: {
+      kind: 'string',
+      value: 'URL',
+      description:
+        'wait for external `lorafleet-worker --coordinator URL` daemons on tcp://HOST:PORT instead of spawning (needs --expect)',
+    },
+    expect: {
+      kind: 'int',
+      min: 1,
+      description: 'with --listen: the number of workers to wait for; they are ranked as they join',
+    },
+    'join-timeout': {
+      kind: 'number',
+      min: 1,
+      default: 120,
+      description: 'with --listen: seconds to wait for --expect workers to join',
+    },
+    'allow-remote': {
+      kind: 'boolean',
+      description:
+        'let --listen bind a non-loopback address (control traffic is unencrypted and unauthenticated)',
+    },
   },
   details: [
     'examples:',
     '  lorafleet train --model models/tiny --data train.jsonl --eval-data valid.jsonl --out runs/a --steps 200',
     '  lorafleet train --config train.json --lr 1e-3',
     '  lorafleet train --model models/tiny --data train.jsonl --out runs/b --steps 200 --workers 4',
+    '  lorafleet train --model models/tiny --data train.jsonl --out runs/c --listen tcp://127.0.0.1:5555 --expect 2',
     '  lorafleet train --model models/tiny --data train.jsonl --out runs/a --steps 400 --resume runs/a',
     '',
     'Data: JSONL lines {"text"}, {"prompt","completion"} (loss on the completion only) or {"input_ids"};',

@@ -1,0 +1,56 @@
+// Where a distributed run's workers come from: `--workers N` spawns N local
+// daemons; `--listen tcp://HOST:PORT --expect N` waits for N external ones.
+// The control plane has no authentication or encryption yet (CURVE comes
+// later), so a non-loopback --listen needs --allow-remote.
+import { type Options, UsageError } from '../args.js';
+import type { Membership } from './fleet.js';
+
+/** The run's membership, or undefined for a single-process run; throws UsageError on bad flags. */
+export function membershipFrom(o: Options, warn: (line: string) => void): Membership | undefined {
+  const workers = o.number('workers');
+  const listen = o.optionalString('listen');
+  const expected = o.optionalNumber('expect');
+  if (listen === undefined) {
+    if (expected !== undefined)
+      throw new UsageError('train: --expect N needs --listen tcp://HOST:PORT');
+    if (o.boolean('allow-remote')) throw new UsageError('train: --allow-remote needs --listen');
+    return workers > 1 ? { kind: 'spawn', workers } : undefined;
+  }
+  if (expected === undefined) {
+    throw new UsageError(
+      `train: --listen ${listen} needs --expect N, the number of workers to wait for`,
+    );
+  }
+  // --workers defaults to 1; any other value must agree (--listen spawns none).
+  if (workers !== 1 && workers !== expected) {
+    throw new UsageError(
+      `train: --workers ${workers} and --expect ${expected} disagree; with --listen, give --expect only ` +
+        '(external workers join; none are spawned)',
+    );
+  }
+  const host = /^tcp:\/\/(\[[^\]]+\]|[^:/[\]]+):(\d+|\*)$/.exec(listen)?.[1];
+  if (host === undefined) {
+    throw new UsageError(
+      `train: --listen ${listen}: expected tcp://HOST:PORT (e.g. tcp://0.0.0.0:5555)`,
+    );
+  }
+  if (!isLoopback(host)) {
+    if (!o.boolean('allow-remote')) {
+      throw new UsageError(
+        `train: --listen ${listen} is reachable from other machines, and the control plane is not yet ` +
+          'encrypted or authenticated: add --allow-remote on a trusted network, or listen on 127.0.0.1',
+      );
+    }
+    warn(
+      `--listen ${listen}: control traffic is unencrypted and unauthenticated (no CURVE yet); ` +
+        'anyone who can reach this port can join or disturb the run',
+    );
+  }
+  return { kind: 'listen', endpoint: listen, workers: expected };
+}
+
+/** 127.0.0.0/8, ::1 and localhost. */
+export function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return bare === 'localhost' || bare === '::1' || /^127(\.\d{1,3}){3}$/.test(bare);
+}

@@ -1,0 +1,153 @@
+// `lorafleet train --listen URL --expect N` with real processes: N workers
+// started by hand join and train the adapter a `--workers N` run trains, and a
+// non-loopback address is refused without --allow-remote.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPeftAdapter } from '@lorafleet/core';
+import {
+  REPO_ROOT,
+  ensureBuilt,
+  lorafleet,
+  lorafleetOk,
+  makeTempDir,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
+const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
+
+/** The tiny model with the base model's dropout off, so runs are comparable. */
+const MODEL_CONFIG = {
+  model_type: 'gpt2',
+  vocab_size: 257,
+  n_positions: 32,
+  n_embd: 32,
+  n_layer: 2,
+  n_head: 4,
+  embd_pdrop: 0,
+  attn_pdrop: 0,
+  resid_pdrop: 0,
+};
+
+const TRAIN = ['--steps', '8', '--batch-size', '6', '--lora-dropout', '0', '--lr', '1e-2'];
+
+let dir: string | undefined;
+let model: string;
+let data: string;
+const started: ChildProcess[] = [];
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await makeTempDir('listen');
+  await writeFile(join(dir, 'model.json'), JSON.stringify(MODEL_CONFIG));
+  model = join(dir, 'model');
+  await lorafleetOk(['init', '--config', join(dir, 'model.json'), '--out', model]);
+  const lines = Array.from({ length: 40 }, (_, i) => ({
+    text: `abcabc abc ${i % 7} abcabcabc; line ${i} of the pattern.`,
+  }));
+  data = await writeJsonl(join(dir, 'train.jsonl'), lines);
+}, 300_000);
+
+afterAll(async () => {
+  for (const child of started) if (child.exitCode === null) child.kill('SIGKILL');
+  await removeDir(dir);
+});
+
+const trainArgs = (out: string, more: string[]) => [
+  'train',
+  ...['--model', model, '--data', data, '--out', join(dir!, out)],
+  ...TRAIN,
+  ...more,
+];
+
+interface Finished {
+  code: number | null;
+  stderr: string;
+}
+
+/** A process this test started, its stderr collected; `waitFor` polls stderr for a pattern. */
+function start(script: string, args: string[]) {
+  const child = spawn(process.execPath, [script, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    timeout: 90_000,
+  });
+  started.push(child);
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const done = new Promise<Finished>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+  const waitFor = async (pattern: RegExp): Promise<void> => {
+    while (!pattern.test(stderr)) {
+      if (child.exitCode !== null) throw new Error(`exited before ${pattern}: ${stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  return { done, waitFor };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function adapterOf(out: string): Promise<Map<string, Float32Array>> {
+  const adapter = await loadPeftAdapter(join(dir!, out, 'adapter'));
+  const flat = new Map<string, Float32Array>();
+  for (const [path, m] of adapter.modules) flat.set(`${path}.A`, m.a).set(`${path}.B`, m.b);
+  return flat;
+}
+
+describe('train --listen URL --expect N', () => {
+  it('trains with external workers the adapter that --workers N trains', async () => {
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const coordinator = start(
+      CLI_BIN,
+      trainArgs('listen', ['--listen', endpoint, '--expect', '2']),
+    );
+    await coordinator.waitFor(/waiting for workers: 0\/2/);
+    const workers = [0, 1].map(() => start(WORKER_BIN, ['--coordinator', endpoint]));
+    const result = await coordinator.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/waiting for workers: 2\/2/);
+    for (const w of workers) expect((await w.done).code).toBe(0);
+
+    const spawned = await lorafleet(trainArgs('spawned', ['--workers', '2']));
+    expect(spawned.code, spawned.stderr).toBe(0);
+    const expected = await adapterOf('spawned');
+    const actual = await adapterOf('listen');
+    expect([...actual.keys()]).toEqual([...expected.keys()]);
+    for (const [key, values] of expected) {
+      const other = actual.get(key)!;
+      let max = 0;
+      for (let i = 0; i < values.length; i++) max = Math.max(max, Math.abs(values[i]! - other[i]!));
+      expect(max, key).toBeLessThan(1e-6);
+    }
+  });
+
+  it('refuses a non-loopback address without --allow-remote', async () => {
+    const endpoint = `tcp://0.0.0.0:${await freePort()}`;
+    const { code, stderr } = await lorafleet(
+      trainArgs('remote', ['--listen', endpoint, '--expect', '2']),
+    );
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/not yet encrypted or authenticated: add --allow-remote/);
+  });
+
+  it('gives up when too few workers join within --join-timeout', async () => {
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const { code, stderr } = await lorafleet(
+      trainArgs('lonely', ['--listen', endpoint, '--expect', '2', '--join-timeout', '1']),
+    );
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/timed out after 1 s waiting for workers: 0\/2/);
+  });
+});

@@ -1,0 +1,24 @@
+// TEST HOOK, not a feature: LORAFLEET_FAULT_CORRUPT_AT="RANK:STEP" makes the
+// worker of that rank perturb one LoRA parameter right after that step's
+// update, so end-to-end tests can check that the coordinator's replica-hash
+// check catches a diverged replica. Unset (always, outside tests) it does nothing.
+import type { TrainingStep } from './step.js';
+
+export const FAULT_CORRUPT_AT = 'LORAFLEET_FAULT_CORRUPT_AT';
+
+/** Perturbs parameter 0 of `step` if the environment asks for it at this rank and step. */
+export function maybeCorruptReplica(
+  step: TrainingStep,
+  rank: number,
+  env: NodeJS.ProcessEnv = process.env,
+): boolean {
+  const spec = env[FAULT_CORRUPT_AT];
+  if (!spec) return false;
+  const match = /^(\d+):(\d+)$/.exec(spec);
+  if (!match) throw new Error(`${FAULT_CORRUPT_AT}=${spec}: expected RANK:STEP`);
+  if (Number(match[1]) !== rank || Number(match[2]) !== step.stepsDone) return false;
+  const state = step.snapshot();
+  state.values[0]! += 1e-3;
+  step.restore(state);
+  return true;
+}
