@@ -7,13 +7,11 @@ import {
   type InitialFactors,
   pissaToLora,
   type LoraInit,
-  type LrSchedule,
   TrainableParameters,
   exportAdapter,
   savePeftAdapter,
-  validateSchedule,
 } from '@lorafleet/core';
-import { GlobalBatchSampler, SAMPLER_START, splitTrainValidation } from '@lorafleet/data';
+import { SAMPLER_START, splitTrainValidation } from '@lorafleet/data';
 import { addLora, evaluateLoss, loadModel, writeGpt2Folder } from '@lorafleet/models';
 import { TrainingStep, rowsFingerprint } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
@@ -23,6 +21,7 @@ import { ADAPTER_NAME, copyTokenizerFiles, formatCount, startBackend } from '../
 import { Progress } from '../progress.js';
 import { type PreparedRows, batchesOf, prepareRows } from '../training/rows.js';
 import { rowOptionsFrom } from '../training/data-options.js';
+import { stepOptionsFrom } from '../training/step-options.js';
 import { pruneCheckpoints, writeCheckpoint } from '../training/checkpoint.js';
 import {
   configHash,
@@ -102,44 +101,16 @@ export async function runTrain(o: Options): Promise<void> {
   }
   const total = model.parameterCount();
 
-  const batchSize = o.number('batch-size');
-  const micro = o.optionalNumber('micro-batch-size') ?? batchSize;
-  if (micro > batchSize)
-    throw new UsageError(
-      `train: --micro-batch-size (${micro}) exceeds --batch-size (${batchSize})`,
-    );
-  const sampler = new GlobalBatchSampler({
-    datasetSize: split.train.length,
-    seed,
-    globalBatchSize: batchSize,
-  });
-  if (o.has('steps') && o.has('epochs'))
-    throw new UsageError('train: give --steps or --epochs, not both');
-  const steps =
-    o.optionalNumber('steps') ??
-    Math.max(1, Math.round((o.optionalNumber('epochs') ?? 1) * sampler.stepsPerEpoch));
-  const schedule: LrSchedule =
-    o.string('schedule') === 'constant'
-      ? { kind: 'constant', warmupSteps: o.number('warmup-steps') }
-      : {
-          kind: o.string('schedule') as 'linear' | 'cosine',
-          warmupSteps: o.number('warmup-steps'),
-          totalSteps: steps,
-        };
-  validateSchedule(schedule);
-  const maxGradNorm = o.number('max-grad-norm');
-  const stepper = new TrainingStep(model, params, {
-    optimizer: {
-      lr: o.number('lr'),
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      weightDecay: o.number('weight-decay'),
-    },
+  const {
+    batchSize,
+    microBatchSize: micro,
+    sampler,
+    steps,
     schedule,
-    maxGradNorm: maxGradNorm > 0 ? maxGradNorm : null,
-    seed,
-  });
+    optimizer,
+    maxGradNorm,
+  } = stepOptionsFrom(o, split.train.length);
+  const stepper = new TrainingStep(model, params, { optimizer, schedule, maxGradNorm, seed });
 
   log(
     `model: ${modelDir} (${formatCount(total)} parameters, context ${config.nPositions}, vocab ${config.vocabSize}) on ${backend}`,

@@ -3,9 +3,8 @@
 // schedule, counts for the log). The coordinator reads the model's config and
 // tokenizer and prepares the rows (their count drives the sampler, their
 // fingerprint lets workers check theirs) but never loads the weights.
-import type { BackendName, LrSchedule } from '@lorafleet/core';
-import { validateSchedule } from '@lorafleet/core';
-import { GlobalBatchSampler } from '@lorafleet/data';
+import type { BackendName } from '@lorafleet/core';
+import type { GlobalBatchSampler } from '@lorafleet/data';
 import {
   type Gpt2Config,
   gpt2WeightShapes,
@@ -16,6 +15,7 @@ import {
 } from '@lorafleet/models';
 import { type LoraInitKind, type RunConfig, prepareRows, rowsFingerprint } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
+import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */
@@ -66,32 +66,8 @@ export async function planRun(o: Options): Promise<RunPlan> {
   }
 
   const seed = o.number('seed');
-  const batchSize = o.number('batch-size');
-  const microBatchSize = o.optionalNumber('micro-batch-size') ?? batchSize;
-  if (microBatchSize > batchSize)
-    throw new UsageError(
-      `train: --micro-batch-size (${microBatchSize}) exceeds --batch-size (${batchSize})`,
-    );
-  const sampler = new GlobalBatchSampler({
-    datasetSize: prepared.rows.length,
-    seed,
-    globalBatchSize: batchSize,
-  });
-  if (o.has('steps') && o.has('epochs'))
-    throw new UsageError('train: give --steps or --epochs, not both');
-  const steps =
-    o.optionalNumber('steps') ??
-    Math.max(1, Math.round((o.optionalNumber('epochs') ?? 1) * sampler.stepsPerEpoch));
-  const schedule: LrSchedule =
-    o.string('schedule') === 'constant'
-      ? { kind: 'constant', warmupSteps: o.number('warmup-steps') }
-      : {
-          kind: o.string('schedule') as 'linear' | 'cosine',
-          warmupSteps: o.number('warmup-steps'),
-          totalSteps: steps,
-        };
-  validateSchedule(schedule);
-  const maxGradNorm = o.number('max-grad-norm');
+  const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
+    stepOptionsFrom(o, prepared.rows.length);
   const config: RunConfig = {
     modelDir,
     dataFile,
@@ -105,15 +81,9 @@ export async function planRun(o: Options): Promise<RunPlan> {
       init: o.string('init') as LoraInitKind,
       targets,
     },
-    optimizer: {
-      lr: o.number('lr'),
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      weightDecay: o.number('weight-decay'),
-    },
+    optimizer,
     schedule,
-    maxGradNorm: maxGradNorm > 0 ? maxGradNorm : null,
+    maxGradNorm,
     seed,
     ringTimeoutMs: RING_TIMEOUT_MS,
     resumeFrom: null,
