@@ -15,34 +15,21 @@ import {
   readJson,
   removeDir,
   writeJsonl,
+  NO_DROPOUT_CONFIG,
+  checkpointDir,
+  adapterBytes,
 } from './helpers.js';
-
-/** The brief's tiny model: no dropout in the base, so only LoRA dropout draws masks. */
-const MODEL = {
-  model_type: 'gpt2',
-  vocab_size: 257,
-  n_positions: 32,
-  n_embd: 32,
-  n_layer: 2,
-  n_head: 4,
-  embd_pdrop: 0,
-  attn_pdrop: 0,
-  resid_pdrop: 0,
-};
 
 let dir: string | undefined;
 let trainArgs: (out: string, steps: number, ...more: string[]) => string[];
-const ckpt = (run: string, step: number) =>
-  join(run, 'checkpoints', `step-${String(step).padStart(6, '0')}`);
-const adapterBytes = (run: string) => readFile(join(run, 'adapter', 'adapter_model.safetensors'));
 const optimizerBytes = (run: string, step: number) =>
-  readFile(join(ckpt(run, step), 'optimizer.safetensors'));
+  readFile(join(checkpointDir(run, step), 'optimizer.safetensors'));
 
 beforeAll(async () => {
   await ensureBuilt();
   dir = await makeTempDir('checkpoint');
   const config = join(dir, 'model.config.json');
-  await writeFile(config, JSON.stringify(MODEL));
+  await writeFile(config, JSON.stringify(NO_DROPOUT_CONFIG));
   const base = join(dir, 'base');
   await lorafleetOk(['init', '--config', config, '--out', base, '--seed', '0']);
   const data = await writeJsonl(join(dir, 'train.jsonl'), patternRecords(40));
@@ -69,7 +56,7 @@ describe('lorafleet train checkpoints and --resume (--workers 1)', () => {
       'step-000009',
       'step-000012',
     ]);
-    expect((await readdir(ckpt(full, 12))).sort()).toEqual([
+    expect((await readdir(checkpointDir(full, 12))).sort()).toEqual([
       'adapter_config.json',
       'adapter_model.safetensors',
       'manifest.json',
@@ -77,17 +64,17 @@ describe('lorafleet train checkpoints and --resume (--workers 1)', () => {
       'trainer_state.json',
     ]);
     const manifest = await readJson<{ files: Record<string, { sha256: string }> }>(
-      join(ckpt(full, 12), 'manifest.json'),
+      join(checkpointDir(full, 12), 'manifest.json'),
     );
     expect(Object.keys(manifest.files).sort()).toHaveLength(4);
     const state = await readJson<{ step: number; sampler: unknown; tokensSeen: number }>(
-      join(ckpt(full, 12), 'trainer_state.json'),
+      join(checkpointDir(full, 12), 'trainer_state.json'),
     );
     expect(state.step).toBe(12);
     expect(state.sampler).toEqual({ epoch: expect.any(Number), cursor: expect.any(Number) });
     expect(state.tokensSeen).toBeGreaterThan(0);
     // The last checkpoint's adapter is the final adapter.
-    expect(await readFile(join(ckpt(full, 12), 'adapter_model.safetensors'))).toEqual(
+    expect(await readFile(join(checkpointDir(full, 12), 'adapter_model.safetensors'))).toEqual(
       await adapterBytes(full),
     );
   });
@@ -112,20 +99,20 @@ describe('lorafleet train checkpoints and --resume (--workers 1)', () => {
     const linear = join(dir!, 'linear');
     await lorafleetOk(trainArgs(linear, 12, '--checkpoint-every', '6'));
     const again = join(dir!, 'linear-again');
-    await lorafleetOk(trainArgs(again, 12, '--resume', ckpt(linear, 6)));
+    await lorafleetOk(trainArgs(again, 12, '--resume', checkpointDir(linear, 6)));
     expect(Buffer.compare(await adapterBytes(again), await adapterBytes(linear))).toBe(0);
   });
 
   it('skips a modified or partial newest checkpoint with a warning naming the file', async () => {
     const damaged = join(dir!, 'damaged');
     await cp(full, damaged, { recursive: true });
-    const weights = join(ckpt(damaged, 12), 'adapter_model.safetensors');
+    const weights = join(checkpointDir(damaged, 12), 'adapter_model.safetensors');
     const bytes = await readFile(weights);
     bytes[bytes.length - 1]! ^= 1;
     await writeFile(weights, bytes);
     // A crash mid-write: a folder without its manifest.
-    await mkdir(ckpt(damaged, 15));
-    await writeFile(join(ckpt(damaged, 15), 'trainer_state.json'), '{}');
+    await mkdir(checkpointDir(damaged, 15));
+    await writeFile(join(checkpointDir(damaged, 15), 'trainer_state.json'), '{}');
     const { stderr } = await lorafleetOk(
       trainArgs(damaged, 12, '--schedule', 'constant', '--resume', damaged),
     );

@@ -15,23 +15,11 @@ import {
   makeTempDir,
   removeDir,
   writeJsonl,
+  NO_DROPOUT_CONFIG,
 } from './helpers.js';
 
 const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
-
-/** The tiny model with the base model's dropout off, so runs are comparable. */
-const MODEL_CONFIG = {
-  model_type: 'gpt2',
-  vocab_size: 257,
-  n_positions: 32,
-  n_embd: 32,
-  n_layer: 2,
-  n_head: 4,
-  embd_pdrop: 0,
-  attn_pdrop: 0,
-  resid_pdrop: 0,
-};
 
 const TRAIN = ['--steps', '8', '--batch-size', '6', '--lora-dropout', '0', '--lr', '1e-2'];
 
@@ -43,7 +31,7 @@ const started: ChildProcess[] = [];
 beforeAll(async () => {
   await ensureBuilt();
   dir = await makeTempDir('listen');
-  await writeFile(join(dir, 'model.json'), JSON.stringify(MODEL_CONFIG));
+  await writeFile(join(dir, 'model.json'), JSON.stringify(NO_DROPOUT_CONFIG));
   model = join(dir, 'model');
   await lorafleetOk(['init', '--config', join(dir, 'model.json'), '--out', model]);
   const lines = Array.from({ length: 40 }, (_, i) => ({

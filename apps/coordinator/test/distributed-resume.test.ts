@@ -13,32 +13,19 @@ import {
   readJson,
   removeDir,
   writeJsonl,
+  NO_DROPOUT_CONFIG,
+  checkpointDir,
+  adapterBytes,
 } from './helpers.js';
-
-/** distributed.test.ts' tiny model: no dropout in the base, and --lora-dropout 0 below. */
-const MODEL = {
-  model_type: 'gpt2',
-  vocab_size: 257,
-  n_positions: 32,
-  n_embd: 32,
-  n_layer: 2,
-  n_head: 4,
-  embd_pdrop: 0,
-  attn_pdrop: 0,
-  resid_pdrop: 0,
-};
 
 let dir: string | undefined;
 let trainArgs: (out: string, steps: number, ...more: string[]) => string[];
-const ckpt = (run: string, step: number) =>
-  join(run, 'checkpoints', `step-${String(step).padStart(6, '0')}`);
-const adapterBytes = (run: string) => readFile(join(run, 'adapter', 'adapter_model.safetensors'));
 
 beforeAll(async () => {
   await ensureBuilt();
   dir = await makeTempDir('distributed-resume');
   const config = join(dir, 'model.config.json');
-  await writeFile(config, JSON.stringify(MODEL));
+  await writeFile(config, JSON.stringify(NO_DROPOUT_CONFIG));
   const base = join(dir, 'base');
   await lorafleetOk(['init', '--config', config, '--out', base, '--seed', '0']);
   const data = await writeJsonl(join(dir, 'train.jsonl'), patternRecords(40));
@@ -62,7 +49,7 @@ describe('train --workers 2: checkpoints and --resume', () => {
 
   it('writes the one-worker checkpoint format through rank 0', async () => {
     expect(await readdir(join(full, 'checkpoints'))).toEqual(['step-000004', 'step-000008']);
-    expect((await readdir(ckpt(full, 8))).sort()).toEqual([
+    expect((await readdir(checkpointDir(full, 8))).sort()).toEqual([
       'adapter_config.json',
       'adapter_model.safetensors',
       'manifest.json',
@@ -70,12 +57,12 @@ describe('train --workers 2: checkpoints and --resume', () => {
       'trainer_state.json',
     ]);
     const state = await readJson<{ step: number; sampler: unknown; tokensSeen: number }>(
-      join(ckpt(full, 4), 'trainer_state.json'),
+      join(checkpointDir(full, 4), 'trainer_state.json'),
     );
     expect(state.step).toBe(4);
     expect(state.tokensSeen).toBeGreaterThan(0);
     // The run's final adapter is the step-8 checkpoint's (no PiSSA here).
-    expect(await readFile(join(ckpt(full, 8), 'adapter_model.safetensors'))).toEqual(
+    expect(await readFile(join(checkpointDir(full, 8), 'adapter_model.safetensors'))).toEqual(
       await adapterBytes(full),
     );
   });
@@ -86,8 +73,8 @@ describe('train --workers 2: checkpoints and --resume', () => {
     expect(await readdir(join(split, 'checkpoints'))).toEqual(['step-000004']);
     await lorafleetOk(trainArgs(split, 8, '--resume', split));
     expect(await adapterBytes(split)).toEqual(await adapterBytes(full));
-    expect(await readFile(join(ckpt(split, 8), 'optimizer.safetensors'))).toEqual(
-      await readFile(join(ckpt(full, 8), 'optimizer.safetensors')),
+    expect(await readFile(join(checkpointDir(split, 8), 'optimizer.safetensors'))).toEqual(
+      await readFile(join(checkpointDir(full, 8), 'optimizer.safetensors')),
     );
     const metrics = (await readFile(join(split, 'metrics.jsonl'), 'utf8')).trimEnd().split('\n');
     expect(metrics.map((l) => (JSON.parse(l) as { step: number }).step)).toEqual([
@@ -97,7 +84,7 @@ describe('train --workers 2: checkpoints and --resume', () => {
 
   it("resumes another run's checkpoint folder to the same bytes", async () => {
     const other = join(dir!, 'other');
-    await lorafleetOk(trainArgs(other, 8, '--resume', ckpt(full, 4)));
+    await lorafleetOk(trainArgs(other, 8, '--resume', checkpointDir(full, 4)));
     expect(await adapterBytes(other)).toEqual(await adapterBytes(full));
   }, 60_000);
 });

@@ -16,27 +16,11 @@ import {
   readJson,
   removeDir,
   writeJsonl,
+  NO_DROPOUT_CONFIG,
 } from './helpers.js';
 
 const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
-
-/**
- * The tiny model with every dropout of the base model off: with dropout, N
- * workers draw other masks than one process does (as under torchrun), and
- * only --lora-dropout is a training option.
- */
-const MODEL_CONFIG = {
-  model_type: 'gpt2',
-  vocab_size: 257,
-  n_positions: 32,
-  n_embd: 32,
-  n_layer: 2,
-  n_head: 4,
-  embd_pdrop: 0,
-  attn_pdrop: 0,
-  resid_pdrop: 0,
-};
 
 // lr 1e-2 so that 20 steps move the adapter far enough for a difference to show.
 const TRAIN = ['--steps', '20', '--batch-size', '6', '--lora-dropout', '0', '--lr', '1e-2'];
@@ -48,7 +32,7 @@ let data: string;
 beforeAll(async () => {
   await ensureBuilt();
   dir = await makeTempDir('distributed');
-  await writeFile(join(dir, 'model.json'), JSON.stringify(MODEL_CONFIG));
+  await writeFile(join(dir, 'model.json'), JSON.stringify(NO_DROPOUT_CONFIG));
   model = join(dir, 'model');
   await lorafleetOk(['init', '--config', join(dir, 'model.json'), '--out', model]);
   const lines = Array.from({ length: 40 }, (_, i) => ({

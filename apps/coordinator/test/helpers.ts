@@ -20,6 +20,33 @@ export const TINY_CONFIG = {
   n_head: 4,
 };
 
+/**
+ * A tiny model with every dropout of the base model off: with dropout, N
+ * workers draw other masks than one process does (as under torchrun), so
+ * equivalence and resume tests use this one (and --lora-dropout 0).
+ */
+export const NO_DROPOUT_CONFIG = {
+  model_type: 'gpt2',
+  vocab_size: 257,
+  n_positions: 32,
+  n_embd: 32,
+  n_layer: 2,
+  n_head: 4,
+  embd_pdrop: 0,
+  attn_pdrop: 0,
+  resid_pdrop: 0,
+};
+
+/** A run's checkpoint folder for `step`. */
+export function checkpointDir(run: string, step: number): string {
+  return join(run, 'checkpoints', `step-${String(step).padStart(6, '0')}`);
+}
+
+/** The bytes of a run's final adapter weights. */
+export function adapterBytes(run: string): Promise<Buffer> {
+  return readFile(join(run, 'adapter', 'adapter_model.safetensors'));
+}
+
 /** Rows of 32 tokens: short enough that the ~40-line datasets below give dozens of rows. */
 export const SEQ_LEN = '32';
 
