@@ -58,26 +58,18 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
         text(c, `hello.capabilities[${i}]`, 1, 64),
       ),
       dataEndpoint: text(p.dataEndpoint, 'hello.dataEndpoint', 1, 512),
+      curvePublicKey: curveKey(p.curvePublicKey, 'hello.curvePublicKey'),
     }),
     encode: same,
   },
   welcome: {
-    decode: (p, limits) => {
-      const worldSize = u32(p.worldSize, 'welcome.worldSize', 1, limits.maxWorldSize);
-      const ringEndpoints = list(p.ringEndpoints, 'welcome.ringEndpoints', limits.maxWorldSize);
-      if (ringEndpoints.length !== worldSize) {
-        throw new InvalidField(
-          `welcome.ringEndpoints has ${ringEndpoints.length} entries for worldSize ${worldSize}`,
-        );
-      }
-      return {
-        rank: u32(p.rank ?? 0, 'welcome.rank', 0, worldSize - 1),
-        worldSize,
-        ringEndpoints: ringEndpoints.map((e, i) => text(e, `welcome.ringEndpoints[${i}]`, 1, 512)),
-        runConfigHash: text(p.runConfigHash, 'welcome.runConfigHash', 0, 256),
-        runConfig: text(p.runConfig ?? '', 'welcome.runConfig', 0, MAX_RUN_CONFIG_CHARS),
-      };
-    },
+    decode: (p, limits) => ({
+      ...ring(p, 'welcome', limits),
+      runConfigHash: text(p.runConfigHash, 'welcome.runConfigHash', 0, 256),
+      runConfig: text(p.runConfig ?? '', 'welcome.runConfig', 0, MAX_RUN_CONFIG_CHARS),
+      generation: u64(p.generation ?? 0, 'welcome.generation'),
+      joining: p.joining === true,
+    }),
     encode: same,
   },
   stepPlan: {
@@ -127,10 +119,14 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
     decode: (p) => ({
       sentAtMs: u64(p.sentAtMs ?? 0, 'heartbeat.sentAtMs'),
       state: workerStates.name(p.state ?? 0, 'heartbeat.state'),
+      rssBytes: u64(p.rssBytes ?? 0, 'heartbeat.rssBytes'),
+      stepsDone: u64(p.stepsDone ?? 0, 'heartbeat.stepsDone'),
     }),
     encode: (v) => ({
       sentAtMs: v.sentAtMs,
       state: workerStates.number(v.state, 'heartbeat.state'),
+      rssBytes: v.rssBytes,
+      stepsDone: v.stepsDone,
     }),
   },
   checkpointRequest: {
@@ -159,4 +155,86 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
     }),
     encode: (v) => ({ code: errorCodes.number(v.code, 'error.code'), message: v.message }),
   },
+  regroup: {
+    decode: (p, limits) => ({
+      ...ring(p, 'regroup', limits),
+      generation: u64(p.generation ?? 0, 'regroup.generation'),
+      step: u64(p.step ?? 0, 'regroup.step'),
+    }),
+    encode: same,
+  },
+  regrouped: {
+    decode: (p) => ({
+      generation: u64(p.generation ?? 0, 'regrouped.generation'),
+      step: u64(p.step ?? 0, 'regrouped.step'),
+      replicaHash: Uint8Array.from(
+        bytes(p.replicaHash ?? new Uint8Array(0), 'regrouped.replicaHash', MAX_HASH_BYTES),
+      ),
+    }),
+    encode: same,
+  },
+  stateRequest: {
+    decode: (p) => ({ step: u64(p.step ?? 0, 'stateRequest.step') }),
+    encode: same,
+  },
+  trainerState: {
+    decode: (p, limits) => {
+      const parts = u32(p.parts, 'trainerState.parts', 1, MAX_STATE_PARTS);
+      return {
+        step: u64(p.step ?? 0, 'trainerState.step'),
+        part: u32(p.part ?? 0, 'trainerState.part', 0, parts - 1),
+        parts,
+        data: Uint8Array.from(
+          bytes(p.data ?? new Uint8Array(0), 'trainerState.data', limits.maxControlBytes),
+        ),
+        sha256: text(p.sha256, 'trainerState.sha256', 64, 64),
+      };
+    },
+    encode: same,
+  },
 };
+
+/** A trainer state travels in parts of at most STATE_PART_BYTES; 4096 parts bound it at 2 GiB. */
+export const STATE_PART_BYTES = 512 << 10;
+const MAX_STATE_PARTS = 4096;
+
+/** A CURVE public key in Z85: 40 characters, or '' for none. */
+function curveKey(value: string | null | undefined, field: string): string {
+  const key = text(value ?? '', field, 0, 40);
+  if (key !== '' && !/^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/.test(key)) {
+    throw new InvalidField(`${field} is not a 40-character Z85 CURVE key`);
+  }
+  return key;
+}
+
+/** The ring fields shared by Welcome and Regroup: rank, world size, endpoints and keys by rank. */
+function ring(
+  p: {
+    rank?: number | null;
+    worldSize?: number | null;
+    ringEndpoints?: string[] | null;
+    ringPublicKeys?: string[] | null;
+  },
+  name: string,
+  limits: WireLimits,
+) {
+  const worldSize = u32(p.worldSize, `${name}.worldSize`, 1, limits.maxWorldSize);
+  const ringEndpoints = list(p.ringEndpoints, `${name}.ringEndpoints`, limits.maxWorldSize);
+  if (ringEndpoints.length !== worldSize) {
+    throw new InvalidField(
+      `${name}.ringEndpoints has ${ringEndpoints.length} entries for worldSize ${worldSize}`,
+    );
+  }
+  const keys = list(p.ringPublicKeys, `${name}.ringPublicKeys`, limits.maxWorldSize);
+  if (keys.length !== 0 && keys.length !== worldSize) {
+    throw new InvalidField(
+      `${name}.ringPublicKeys has ${keys.length} entries for worldSize ${worldSize}`,
+    );
+  }
+  return {
+    rank: u32(p.rank ?? 0, `${name}.rank`, 0, worldSize - 1),
+    worldSize,
+    ringEndpoints: ringEndpoints.map((e, i) => text(e, `${name}.ringEndpoints[${i}]`, 1, 512)),
+    ringPublicKeys: keys.map((k, i) => curveKey(k, `${name}.ringPublicKeys[${i}]`)),
+  };
+}

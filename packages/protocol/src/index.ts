@@ -10,6 +10,7 @@ export {
 } from './limits.js';
 export type * from './messages.js';
 export { encodeControl, decodeControl, type ControlMessageInit } from './control.js';
+export { STATE_PART_BYTES } from './control-bodies.js';
 export {
   encodeChunk,
   decodeChunk,

@@ -24,6 +24,8 @@ export interface Hello {
   capabilities: string[];
   /** Where this worker's ring socket listens; the coordinator lists it in Welcome. */
   dataEndpoint: string;
+  /** The worker's CURVE public key (Z85, 40 characters); '' without CURVE. */
+  curvePublicKey: string;
 }
 
 /** Coordinator -> worker: its place in the ring. */
@@ -35,6 +37,12 @@ export interface Welcome {
   runConfigHash: string;
   /** The run configuration as JSON; its schema is the worker runtime's (RunConfig). */
   runConfig: string;
+  /** 0 at the start, +1 each time the ring re-forms. */
+  generation: number;
+  /** CURVE public key of every rank; empty without CURVE. */
+  ringPublicKeys: string[];
+  /** A worker joining a running job: ready, then TrainerState and Regroup before training. */
+  joining: boolean;
 }
 
 export interface StepPlan {
@@ -71,6 +79,42 @@ export interface Abort {
 export interface Heartbeat {
   sentAtMs: number;
   state: WorkerState;
+  /** Worker -> coordinator: resident memory of the process (0 from the coordinator). */
+  rssBytes: number;
+  /** Worker -> coordinator: committed steps of its replica. */
+  stepsDone: number;
+}
+
+/** Coordinator -> every member at a step boundary: the ring re-forms. */
+export interface Regroup {
+  generation: number;
+  rank: number;
+  worldSize: number;
+  ringEndpoints: string[];
+  ringPublicKeys: string[];
+  /** Committed steps every member must be at. */
+  step: number;
+}
+
+/** Worker -> coordinator: bound to the new ring, holding this replica. */
+export interface Regrouped {
+  generation: number;
+  step: number;
+  replicaHash: Uint8Array;
+}
+
+/** Coordinator -> one worker: send your trainer state at `step`. */
+export interface StateRequest {
+  step: number;
+}
+
+/** One part of a serialized trainer state (adapter + optimizer); sha256 is of all parts. */
+export interface TrainerState {
+  step: number;
+  part: number;
+  parts: number;
+  data: Uint8Array;
+  sha256: string;
 }
 
 export interface CheckpointRequest {
@@ -105,7 +149,11 @@ export type ControlBody =
   | { case: 'checkpointRequest'; value: CheckpointRequest }
   | { case: 'checkpointDone'; value: CheckpointDone }
   | { case: 'shutdown'; value: Shutdown }
-  | { case: 'error'; value: ControlError };
+  | { case: 'error'; value: ControlError }
+  | { case: 'regroup'; value: Regroup }
+  | { case: 'regrouped'; value: Regrouped }
+  | { case: 'stateRequest'; value: StateRequest }
+  | { case: 'trainerState'; value: TrainerState };
 
 export interface ControlMessage {
   protocolVersion: number;

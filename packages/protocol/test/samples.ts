@@ -14,6 +14,7 @@ export const bodies: ControlBody[] = [
       backend: 'webgpu',
       capabilities: ['fp16-wire', 'bf16-wire'],
       dataEndpoint: 'tcp://10.0.0.1:5000',
+      curvePublicKey: 'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7',
     },
   },
   {
@@ -24,6 +25,9 @@ export const bodies: ControlBody[] = [
       ringEndpoints: ['tcp://10.0.0.1:5000', 'tcp://10.0.0.2:5000', 'ipc:///tmp/r2'],
       runConfigHash: 'sha256:abc',
       runConfig: '{"modelDir":"models/tiny","seed":0}',
+      generation: 2,
+      ringPublicKeys: [],
+      joining: true,
     },
   },
   {
@@ -43,7 +47,10 @@ export const bodies: ControlBody[] = [
   },
   { case: 'commit', value: { step: 7 } },
   { case: 'abort', value: { step: 8, reason: 'rank 2 missed 3 heartbeats' } },
-  { case: 'heartbeat', value: { sentAtMs: 1_764_000_000_000, state: 'reducing' } },
+  {
+    case: 'heartbeat',
+    value: { sentAtMs: 1_764_000_000_000, state: 'reducing', rssBytes: 2 ** 33, stepsDone: 12 },
+  },
   { case: 'checkpointRequest', value: { step: 100, path: 'runs/x/checkpoint-100' } },
   {
     case: 'checkpointDone',
@@ -51,6 +58,35 @@ export const bodies: ControlBody[] = [
   },
   { case: 'shutdown', value: { reason: 'training finished' } },
   { case: 'error', value: { code: 'replica-diverged', message: 'rank 1 hash differs' } },
+  {
+    case: 'regroup',
+    value: {
+      generation: 3,
+      rank: 0,
+      worldSize: 2,
+      ringEndpoints: ['tcp://10.0.0.1:5000', 'tcp://10.0.0.3:5000'],
+      ringPublicKeys: [
+        'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7',
+        'Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID',
+      ],
+      step: 41,
+    },
+  },
+  {
+    case: 'regrouped',
+    value: { generation: 3, step: 41, replicaHash: new Uint8Array(32).fill(7) },
+  },
+  { case: 'stateRequest', value: { step: 41 } },
+  {
+    case: 'trainerState',
+    value: {
+      step: 41,
+      part: 1,
+      parts: 3,
+      data: new Uint8Array([1, 2, 3, 250]),
+      sha256: 'e'.repeat(64),
+    },
+  },
 ];
 
 export const controls: ControlMessageInit[] = bodies.map((body) => ({ runId: RUN, body }));

@@ -25,6 +25,10 @@ const bodies: { [K in ControlBody['case']]: SameFields<Body<K>, GeneratedBody<K>
   checkpointDone: true,
   shutdown: true,
   error: true,
+  regroup: true,
+  regrouped: true,
+  stateRequest: true,
+  trainerState: true,
 };
 const oneofCases: Same<
   ControlBody['case'],

@@ -45,6 +45,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         backend: options.backend,
         capabilities: [],
         dataEndpoint,
+        curvePublicKey: '',
       },
     });
     const welcome = await awaitWelcome(link);
@@ -111,7 +112,15 @@ async function serve(
         '; ready',
     );
     // "Ready": the coordinator plans the first step once every rank has loaded.
-    await link.send({ case: 'heartbeat', value: { sentAtMs: Date.now(), state: 'idle' } });
+    await link.send({
+      case: 'heartbeat',
+      value: {
+        sentAtMs: Date.now(),
+        state: 'idle',
+        rssBytes: process.memoryUsage.rss(),
+        stepsDone: replica.step.stepsDone,
+      },
+    });
     let snapshot: TrainState | undefined;
     for (;;) {
       const { body } = await link.receive(`the next step plan (${replica.step.stepsDone} done)`);

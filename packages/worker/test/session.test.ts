@@ -52,7 +52,15 @@ class ScriptedCoordinator {
     if (tamper) encoded.runConfig = encoded.runConfig.replace('"seed":3', '"seed":4');
     await this.send({
       case: 'welcome',
-      value: { rank: 0, worldSize: 1, ringEndpoints: [dataEndpoint], ...encoded },
+      value: {
+        rank: 0,
+        worldSize: 1,
+        ringEndpoints: [dataEndpoint],
+        ...encoded,
+        generation: 0,
+        ringPublicKeys: [],
+        joining: false,
+      },
     });
   }
 }

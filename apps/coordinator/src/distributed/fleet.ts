@@ -335,7 +335,7 @@ export class WorkerFleet {
     if (this.closed) return;
     const body: ControlBody = {
       case: 'heartbeat',
-      value: { sentAtMs: Date.now(), state: 'unspecified' },
+      value: { sentAtMs: Date.now(), state: 'unspecified', rssBytes: 0, stepsDone: 0 },
     };
     for (const [rank, m] of this.members.entries()) {
       if (m.identity) this.send(rank, body).catch(() => undefined);

@@ -73,7 +73,16 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
     for (let rank = 0; rank < workers; rank++) {
       await fleet.send(rank, {
         case: 'welcome',
-        value: { rank, worldSize: workers, ringEndpoints, runConfigHash, runConfig },
+        value: {
+          rank,
+          worldSize: workers,
+          ringEndpoints,
+          runConfigHash,
+          runConfig,
+          generation: 0,
+          ringPublicKeys: [],
+          joining: false,
+        },
       });
     }
     await fleet.collect('heartbeat', TIMEOUTS.readyMs);

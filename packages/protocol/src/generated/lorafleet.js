@@ -13,6 +13,7 @@ const $Object = $util.global.Object,
   $String = $util.global.String,
   $Array = $util.global.Array,
   $parseInt = $util.global.parseInt,
+  $Boolean = $util.global.Boolean,
   $BigInt = $util.global.BigInt,
   $isFinite = $util.global.isFinite;
 
@@ -46,6 +47,10 @@ export const lorafleet = ($root.lorafleet = (() => {
       ControlMessage.prototype.checkpointDone = null;
       ControlMessage.prototype.shutdown = null;
       ControlMessage.prototype.error = null;
+      ControlMessage.prototype.regroup = null;
+      ControlMessage.prototype.regrouped = null;
+      ControlMessage.prototype.stateRequest = null;
+      ControlMessage.prototype.trainerState = null;
 
       let $oneOfFields;
 
@@ -63,6 +68,10 @@ export const lorafleet = ($root.lorafleet = (() => {
             'checkpointDone',
             'shutdown',
             'error',
+            'regroup',
+            'regrouped',
+            'stateRequest',
+            'trainerState',
           ]),
         ),
         set: $util.oneOfSetter($oneOfFields),
@@ -158,6 +167,30 @@ export const lorafleet = ($root.lorafleet = (() => {
           $root.lorafleet.v1.Error.encode(
             message.error,
             writer.uint32(162).fork(),
+            _depth + 1,
+          ).ldelim();
+        if (message.regroup != null && $Object.hasOwnProperty.call(message, 'regroup'))
+          $root.lorafleet.v1.Regroup.encode(
+            message.regroup,
+            writer.uint32(170).fork(),
+            _depth + 1,
+          ).ldelim();
+        if (message.regrouped != null && $Object.hasOwnProperty.call(message, 'regrouped'))
+          $root.lorafleet.v1.Regrouped.encode(
+            message.regrouped,
+            writer.uint32(178).fork(),
+            _depth + 1,
+          ).ldelim();
+        if (message.stateRequest != null && $Object.hasOwnProperty.call(message, 'stateRequest'))
+          $root.lorafleet.v1.StateRequest.encode(
+            message.stateRequest,
+            writer.uint32(186).fork(),
+            _depth + 1,
+          ).ldelim();
+        if (message.trainerState != null && $Object.hasOwnProperty.call(message, 'trainerState'))
+          $root.lorafleet.v1.TrainerState.encode(
+            message.trainerState,
+            writer.uint32(194).fork(),
             _depth + 1,
           ).ldelim();
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
@@ -331,6 +364,54 @@ export const lorafleet = ($root.lorafleet = (() => {
               message.body = 'error';
               continue;
             }
+            case 21: {
+              if (wireType !== 2) break;
+              message.regroup = $root.lorafleet.v1.Regroup.decode(
+                reader,
+                reader.size(),
+                $undefined,
+                _depth + 1,
+                message.regroup,
+              );
+              message.body = 'regroup';
+              continue;
+            }
+            case 22: {
+              if (wireType !== 2) break;
+              message.regrouped = $root.lorafleet.v1.Regrouped.decode(
+                reader,
+                reader.size(),
+                $undefined,
+                _depth + 1,
+                message.regrouped,
+              );
+              message.body = 'regrouped';
+              continue;
+            }
+            case 23: {
+              if (wireType !== 2) break;
+              message.stateRequest = $root.lorafleet.v1.StateRequest.decode(
+                reader,
+                reader.size(),
+                $undefined,
+                _depth + 1,
+                message.stateRequest,
+              );
+              message.body = 'stateRequest';
+              continue;
+            }
+            case 24: {
+              if (wireType !== 2) break;
+              message.trainerState = $root.lorafleet.v1.TrainerState.decode(
+                reader,
+                reader.size(),
+                $undefined,
+                _depth + 1,
+                message.trainerState,
+              );
+              message.body = 'trainerState';
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -419,6 +500,32 @@ export const lorafleet = ($root.lorafleet = (() => {
           if (!$util.isObject(object.error))
             throw $TypeError('.lorafleet.v1.ControlMessage.error: object expected');
           message.error = $root.lorafleet.v1.Error.fromObject(object.error, _depth + 1);
+        }
+        if (object.regroup != null) {
+          if (!$util.isObject(object.regroup))
+            throw $TypeError('.lorafleet.v1.ControlMessage.regroup: object expected');
+          message.regroup = $root.lorafleet.v1.Regroup.fromObject(object.regroup, _depth + 1);
+        }
+        if (object.regrouped != null) {
+          if (!$util.isObject(object.regrouped))
+            throw $TypeError('.lorafleet.v1.ControlMessage.regrouped: object expected');
+          message.regrouped = $root.lorafleet.v1.Regrouped.fromObject(object.regrouped, _depth + 1);
+        }
+        if (object.stateRequest != null) {
+          if (!$util.isObject(object.stateRequest))
+            throw $TypeError('.lorafleet.v1.ControlMessage.stateRequest: object expected');
+          message.stateRequest = $root.lorafleet.v1.StateRequest.fromObject(
+            object.stateRequest,
+            _depth + 1,
+          );
+        }
+        if (object.trainerState != null) {
+          if (!$util.isObject(object.trainerState))
+            throw $TypeError('.lorafleet.v1.ControlMessage.trainerState: object expected');
+          message.trainerState = $root.lorafleet.v1.TrainerState.fromObject(
+            object.trainerState,
+            _depth + 1,
+          );
         }
         return message;
       };
@@ -517,6 +624,38 @@ export const lorafleet = ($root.lorafleet = (() => {
           object.error = $root.lorafleet.v1.Error.toObject(message.error, options, _depth + 1);
           if (options.oneofs) object.body = 'error';
         }
+        if (message.regroup != null && $Object.hasOwnProperty.call(message, 'regroup')) {
+          object.regroup = $root.lorafleet.v1.Regroup.toObject(
+            message.regroup,
+            options,
+            _depth + 1,
+          );
+          if (options.oneofs) object.body = 'regroup';
+        }
+        if (message.regrouped != null && $Object.hasOwnProperty.call(message, 'regrouped')) {
+          object.regrouped = $root.lorafleet.v1.Regrouped.toObject(
+            message.regrouped,
+            options,
+            _depth + 1,
+          );
+          if (options.oneofs) object.body = 'regrouped';
+        }
+        if (message.stateRequest != null && $Object.hasOwnProperty.call(message, 'stateRequest')) {
+          object.stateRequest = $root.lorafleet.v1.StateRequest.toObject(
+            message.stateRequest,
+            options,
+            _depth + 1,
+          );
+          if (options.oneofs) object.body = 'stateRequest';
+        }
+        if (message.trainerState != null && $Object.hasOwnProperty.call(message, 'trainerState')) {
+          object.trainerState = $root.lorafleet.v1.TrainerState.toObject(
+            message.trainerState,
+            options,
+            _depth + 1,
+          );
+          if (options.oneofs) object.body = 'trainerState';
+        }
         return object;
       };
 
@@ -543,6 +682,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       Hello.prototype.backend = '';
       Hello.prototype.capabilities = $util.emptyArray;
       Hello.prototype.dataEndpoint = '';
+      Hello.prototype.curvePublicKey = '';
 
       Hello.create = function (properties) {
         return new Hello(properties);
@@ -587,6 +727,12 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.dataEndpoint !== ''
         )
           writer.uint32(58).string(message.dataEndpoint);
+        if (
+          message.curvePublicKey != null &&
+          $Object.hasOwnProperty.call(message, 'curvePublicKey') &&
+          message.curvePublicKey !== ''
+        )
+          writer.uint32(66).string(message.curvePublicKey);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -656,6 +802,12 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.dataEndpoint;
               continue;
             }
+            case 8: {
+              if (wireType !== 2) break;
+              if ((value = reader.stringVerify()).length) message.curvePublicKey = value;
+              else delete message.curvePublicKey;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -700,6 +852,9 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.dataEndpoint != null)
           if (typeof object.dataEndpoint !== 'string' || object.dataEndpoint.length)
             message.dataEndpoint = $String(object.dataEndpoint);
+        if (object.curvePublicKey != null)
+          if (typeof object.curvePublicKey !== 'string' || object.curvePublicKey.length)
+            message.curvePublicKey = $String(object.curvePublicKey);
         return message;
       };
 
@@ -716,6 +871,7 @@ export const lorafleet = ($root.lorafleet = (() => {
           object.device = '';
           object.backend = '';
           object.dataEndpoint = '';
+          object.curvePublicKey = '';
         }
         if (message.workerId != null && $Object.hasOwnProperty.call(message, 'workerId'))
           object.workerId = message.workerId;
@@ -734,6 +890,11 @@ export const lorafleet = ($root.lorafleet = (() => {
         }
         if (message.dataEndpoint != null && $Object.hasOwnProperty.call(message, 'dataEndpoint'))
           object.dataEndpoint = message.dataEndpoint;
+        if (
+          message.curvePublicKey != null &&
+          $Object.hasOwnProperty.call(message, 'curvePublicKey')
+        )
+          object.curvePublicKey = message.curvePublicKey;
         return object;
       };
 
@@ -747,6 +908,7 @@ export const lorafleet = ($root.lorafleet = (() => {
     v1.Welcome = (function () {
       const Welcome = function (properties) {
         this.ringEndpoints = [];
+        this.ringPublicKeys = [];
         if (properties)
           for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
             if (properties[keys[i]] != null && keys[i] !== '__proto__')
@@ -758,6 +920,9 @@ export const lorafleet = ($root.lorafleet = (() => {
       Welcome.prototype.ringEndpoints = $util.emptyArray;
       Welcome.prototype.runConfigHash = '';
       Welcome.prototype.runConfig = '';
+      Welcome.prototype.generation = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      Welcome.prototype.ringPublicKeys = $util.emptyArray;
+      Welcome.prototype.joining = false;
 
       Welcome.create = function (properties) {
         return new Welcome(properties);
@@ -794,6 +959,23 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.runConfig !== ''
         )
           writer.uint32(42).string(message.runConfig);
+        if (
+          message.generation != null &&
+          $Object.hasOwnProperty.call(message, 'generation') &&
+          (typeof message.generation === 'object'
+            ? message.generation.low || message.generation.high
+            : message.generation !== 0)
+        )
+          writer.uint32(48).uint64(message.generation);
+        if (message.ringPublicKeys != null && message.ringPublicKeys.length)
+          for (let i = 0; i < message.ringPublicKeys.length; ++i)
+            writer.uint32(58).string(message.ringPublicKeys[i]);
+        if (
+          message.joining != null &&
+          $Object.hasOwnProperty.call(message, 'joining') &&
+          message.joining !== false
+        )
+          writer.uint32(64).bool(message.joining);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -852,6 +1034,30 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.runConfig;
               continue;
             }
+            case 6: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.generation = value;
+              else delete message.generation;
+              continue;
+            }
+            case 7: {
+              if (wireType !== 2) break;
+              if (!(message.ringPublicKeys && message.ringPublicKeys.length))
+                message.ringPublicKeys = [];
+              message.ringPublicKeys.push(reader.stringVerify());
+              continue;
+            }
+            case 8: {
+              if (wireType !== 0) break;
+              if ((value = reader.bool())) message.joining = value;
+              else delete message.joining;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -889,6 +1095,29 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.runConfig != null)
           if (typeof object.runConfig !== 'string' || object.runConfig.length)
             message.runConfig = $String(object.runConfig);
+        if (object.generation != null)
+          if (
+            typeof object.generation === 'object'
+              ? object.generation.low || object.generation.high
+              : $Number(object.generation) !== 0
+          )
+            if ($util.Long) message.generation = $util.Long.fromValue(object.generation, true);
+            else if (typeof object.generation === 'string')
+              message.generation = $parseInt(object.generation, 10);
+            else if (typeof object.generation === 'number') message.generation = object.generation;
+            else if (typeof object.generation === 'object')
+              message.generation = new $util.LongBits(
+                object.generation.low >>> 0,
+                object.generation.high >>> 0,
+              ).toNumber(true);
+        if (object.ringPublicKeys) {
+          if (!$Array.isArray(object.ringPublicKeys))
+            throw $TypeError('.lorafleet.v1.Welcome.ringPublicKeys: array expected');
+          message.ringPublicKeys = $Array(object.ringPublicKeys.length);
+          for (let i = 0; i < object.ringPublicKeys.length; ++i)
+            message.ringPublicKeys[i] = $String(object.ringPublicKeys[i]);
+        }
+        if (object.joining != null) if (object.joining) message.joining = $Boolean(object.joining);
         return message;
       };
 
@@ -897,12 +1126,33 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (_depth === $undefined) _depth = 0;
         if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
         let object = {};
-        if (options.arrays || options.defaults) object.ringEndpoints = [];
+        if (options.arrays || options.defaults) {
+          object.ringEndpoints = [];
+          object.ringPublicKeys = [];
+        }
         if (options.defaults) {
           object.rank = 0;
           object.worldSize = 0;
           object.runConfigHash = '';
           object.runConfig = '';
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.generation =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.generation =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.joining = false;
         }
         if (message.rank != null && $Object.hasOwnProperty.call(message, 'rank'))
           object.rank = message.rank;
@@ -917,6 +1167,36 @@ export const lorafleet = ($root.lorafleet = (() => {
           object.runConfigHash = message.runConfigHash;
         if (message.runConfig != null && $Object.hasOwnProperty.call(message, 'runConfig'))
           object.runConfig = message.runConfig;
+        if (message.generation != null && $Object.hasOwnProperty.call(message, 'generation'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.generation =
+              typeof message.generation === 'number'
+                ? $BigInt(message.generation)
+                : $util.Long.fromBits(
+                    message.generation.low >>> 0,
+                    message.generation.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.generation === 'number')
+            object.generation =
+              options.longs === $String ? $String(message.generation) : message.generation;
+          else
+            object.generation =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.generation)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.generation.low >>> 0,
+                      message.generation.high >>> 0,
+                    ).toNumber(true)
+                  : message.generation;
+        if (message.ringPublicKeys && message.ringPublicKeys.length) {
+          object.ringPublicKeys = $Array(message.ringPublicKeys.length);
+          for (let j = 0; j < message.ringPublicKeys.length; ++j)
+            object.ringPublicKeys[j] = message.ringPublicKeys[j];
+        }
+        if (message.joining != null && $Object.hasOwnProperty.call(message, 'joining'))
+          object.joining = message.joining;
         return object;
       };
 
@@ -2006,6 +2286,8 @@ export const lorafleet = ($root.lorafleet = (() => {
 
       Heartbeat.prototype.sentAtMs = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       Heartbeat.prototype.state = 0;
+      Heartbeat.prototype.rssBytes = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      Heartbeat.prototype.stepsDone = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
 
       Heartbeat.create = function (properties) {
         return new Heartbeat(properties);
@@ -2029,6 +2311,22 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.state !== 0
         )
           writer.uint32(16).int32(message.state);
+        if (
+          message.rssBytes != null &&
+          $Object.hasOwnProperty.call(message, 'rssBytes') &&
+          (typeof message.rssBytes === 'object'
+            ? message.rssBytes.low || message.rssBytes.high
+            : message.rssBytes !== 0)
+        )
+          writer.uint32(24).uint64(message.rssBytes);
+        if (
+          message.stepsDone != null &&
+          $Object.hasOwnProperty.call(message, 'stepsDone') &&
+          (typeof message.stepsDone === 'object'
+            ? message.stepsDone.low || message.stepsDone.high
+            : message.stepsDone !== 0)
+        )
+          writer.uint32(32).uint64(message.stepsDone);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -2071,6 +2369,28 @@ export const lorafleet = ($root.lorafleet = (() => {
               if (wireType !== 0) break;
               if ((value = reader.int32())) message.state = value;
               else delete message.state;
+              continue;
+            }
+            case 3: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.rssBytes = value;
+              else delete message.rssBytes;
+              continue;
+            }
+            case 4: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.stepsDone = value;
+              else delete message.stepsDone;
               continue;
             }
           }
@@ -2142,6 +2462,36 @@ export const lorafleet = ($root.lorafleet = (() => {
               if (typeof object.state === 'number' && (object.state | 0) === object.state)
                 message.state = object.state;
           }
+        if (object.rssBytes != null)
+          if (
+            typeof object.rssBytes === 'object'
+              ? object.rssBytes.low || object.rssBytes.high
+              : $Number(object.rssBytes) !== 0
+          )
+            if ($util.Long) message.rssBytes = $util.Long.fromValue(object.rssBytes, true);
+            else if (typeof object.rssBytes === 'string')
+              message.rssBytes = $parseInt(object.rssBytes, 10);
+            else if (typeof object.rssBytes === 'number') message.rssBytes = object.rssBytes;
+            else if (typeof object.rssBytes === 'object')
+              message.rssBytes = new $util.LongBits(
+                object.rssBytes.low >>> 0,
+                object.rssBytes.high >>> 0,
+              ).toNumber(true);
+        if (object.stepsDone != null)
+          if (
+            typeof object.stepsDone === 'object'
+              ? object.stepsDone.low || object.stepsDone.high
+              : $Number(object.stepsDone) !== 0
+          )
+            if ($util.Long) message.stepsDone = $util.Long.fromValue(object.stepsDone, true);
+            else if (typeof object.stepsDone === 'string')
+              message.stepsDone = $parseInt(object.stepsDone, 10);
+            else if (typeof object.stepsDone === 'number') message.stepsDone = object.stepsDone;
+            else if (typeof object.stepsDone === 'object')
+              message.stepsDone = new $util.LongBits(
+                object.stepsDone.low >>> 0,
+                object.stepsDone.high >>> 0,
+              ).toNumber(true);
         return message;
       };
 
@@ -2169,6 +2519,40 @@ export const lorafleet = ($root.lorafleet = (() => {
                   ? $BigInt('0')
                   : 0;
           object.state = options.enums === $String ? 'WORKER_STATE_UNSPECIFIED' : 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.rssBytes =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.rssBytes =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.stepsDone =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.stepsDone =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
         }
         if (message.sentAtMs != null && $Object.hasOwnProperty.call(message, 'sentAtMs'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -2200,6 +2584,52 @@ export const lorafleet = ($root.lorafleet = (() => {
                 ? message.state
                 : $root.lorafleet.v1.WorkerState[message.state]
               : message.state;
+        if (message.rssBytes != null && $Object.hasOwnProperty.call(message, 'rssBytes'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.rssBytes =
+              typeof message.rssBytes === 'number'
+                ? $BigInt(message.rssBytes)
+                : $util.Long.fromBits(
+                    message.rssBytes.low >>> 0,
+                    message.rssBytes.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.rssBytes === 'number')
+            object.rssBytes =
+              options.longs === $String ? $String(message.rssBytes) : message.rssBytes;
+          else
+            object.rssBytes =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.rssBytes)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.rssBytes.low >>> 0,
+                      message.rssBytes.high >>> 0,
+                    ).toNumber(true)
+                  : message.rssBytes;
+        if (message.stepsDone != null && $Object.hasOwnProperty.call(message, 'stepsDone'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.stepsDone =
+              typeof message.stepsDone === 'number'
+                ? $BigInt(message.stepsDone)
+                : $util.Long.fromBits(
+                    message.stepsDone.low >>> 0,
+                    message.stepsDone.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.stepsDone === 'number')
+            object.stepsDone =
+              options.longs === $String ? $String(message.stepsDone) : message.stepsDone;
+          else
+            object.stepsDone =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.stepsDone)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.stepsDone.low >>> 0,
+                      message.stepsDone.high >>> 0,
+                    ).toNumber(true)
+                  : message.stepsDone;
         return object;
       };
 
@@ -2208,6 +2638,994 @@ export const lorafleet = ($root.lorafleet = (() => {
       };
 
       return Heartbeat;
+    })();
+
+    v1.Regroup = (function () {
+      const Regroup = function (properties) {
+        this.ringEndpoints = [];
+        this.ringPublicKeys = [];
+        if (properties)
+          for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+            if (properties[keys[i]] != null && keys[i] !== '__proto__')
+              this[keys[i]] = properties[keys[i]];
+      };
+
+      Regroup.prototype.generation = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      Regroup.prototype.rank = 0;
+      Regroup.prototype.worldSize = 0;
+      Regroup.prototype.ringEndpoints = $util.emptyArray;
+      Regroup.prototype.ringPublicKeys = $util.emptyArray;
+      Regroup.prototype.step = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+
+      Regroup.create = function (properties) {
+        return new Regroup(properties);
+      };
+
+      Regroup.encode = function (message, writer, _depth) {
+        if (!writer) writer = $Writer.create();
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        if (
+          message.generation != null &&
+          $Object.hasOwnProperty.call(message, 'generation') &&
+          (typeof message.generation === 'object'
+            ? message.generation.low || message.generation.high
+            : message.generation !== 0)
+        )
+          writer.uint32(8).uint64(message.generation);
+        if (
+          message.rank != null &&
+          $Object.hasOwnProperty.call(message, 'rank') &&
+          message.rank !== 0
+        )
+          writer.uint32(16).uint32(message.rank);
+        if (
+          message.worldSize != null &&
+          $Object.hasOwnProperty.call(message, 'worldSize') &&
+          message.worldSize !== 0
+        )
+          writer.uint32(24).uint32(message.worldSize);
+        if (message.ringEndpoints != null && message.ringEndpoints.length)
+          for (let i = 0; i < message.ringEndpoints.length; ++i)
+            writer.uint32(34).string(message.ringEndpoints[i]);
+        if (message.ringPublicKeys != null && message.ringPublicKeys.length)
+          for (let i = 0; i < message.ringPublicKeys.length; ++i)
+            writer.uint32(42).string(message.ringPublicKeys[i]);
+        if (
+          message.step != null &&
+          $Object.hasOwnProperty.call(message, 'step') &&
+          (typeof message.step === 'object'
+            ? message.step.low || message.step.high
+            : message.step !== 0)
+        )
+          writer.uint32(48).uint64(message.step);
+        if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
+          for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
+        return writer;
+      };
+
+      Regroup.decode = function (reader, length, _end, _depth, _target) {
+        if (!(reader instanceof $Reader)) reader = $Reader.create(reader);
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $Reader.recursionLimit) throw $Error('max depth exceeded');
+        let end, message, value;
+        if (length === $undefined) end = reader.len;
+        else {
+          end = reader.pos + length;
+          if (end > reader.len) throw $RangeError('index out of range');
+          length = reader.len;
+          reader.len = end;
+        }
+        message = _target || new $root.lorafleet.v1.Regroup();
+        while (reader.pos < end) {
+          let start = reader.pos;
+          let tag = reader.tag();
+          if (tag === _end) {
+            _end = $undefined;
+            break;
+          }
+          let wireType = tag & 7;
+          switch ((tag >>>= 3)) {
+            case 1: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.generation = value;
+              else delete message.generation;
+              continue;
+            }
+            case 2: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.rank = value;
+              else delete message.rank;
+              continue;
+            }
+            case 3: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.worldSize = value;
+              else delete message.worldSize;
+              continue;
+            }
+            case 4: {
+              if (wireType !== 2) break;
+              if (!(message.ringEndpoints && message.ringEndpoints.length))
+                message.ringEndpoints = [];
+              message.ringEndpoints.push(reader.stringVerify());
+              continue;
+            }
+            case 5: {
+              if (wireType !== 2) break;
+              if (!(message.ringPublicKeys && message.ringPublicKeys.length))
+                message.ringPublicKeys = [];
+              message.ringPublicKeys.push(reader.stringVerify());
+              continue;
+            }
+            case 6: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.step = value;
+              else delete message.step;
+              continue;
+            }
+          }
+          reader.skipType(wireType, _depth, tag);
+          if (!reader.discardUnknown) {
+            $util.makeProp(message, '$unknowns', false);
+            (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+          }
+        }
+        if (length !== $undefined) {
+          if (reader.pos !== end) throw $RangeError('index out of range');
+          reader.len = length;
+        }
+        if (_end !== $undefined) throw $Error('missing end group');
+        return message;
+      };
+
+      Regroup.fromObject = function (object, _depth) {
+        if (object instanceof $root.lorafleet.v1.Regroup) return object;
+        if (!$util.isObject(object)) throw $TypeError('.lorafleet.v1.Regroup: object expected');
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let message = new $root.lorafleet.v1.Regroup();
+        if (object.generation != null)
+          if (
+            typeof object.generation === 'object'
+              ? object.generation.low || object.generation.high
+              : $Number(object.generation) !== 0
+          )
+            if ($util.Long) message.generation = $util.Long.fromValue(object.generation, true);
+            else if (typeof object.generation === 'string')
+              message.generation = $parseInt(object.generation, 10);
+            else if (typeof object.generation === 'number') message.generation = object.generation;
+            else if (typeof object.generation === 'object')
+              message.generation = new $util.LongBits(
+                object.generation.low >>> 0,
+                object.generation.high >>> 0,
+              ).toNumber(true);
+        if (object.rank != null) if ($Number(object.rank) !== 0) message.rank = object.rank >>> 0;
+        if (object.worldSize != null)
+          if ($Number(object.worldSize) !== 0) message.worldSize = object.worldSize >>> 0;
+        if (object.ringEndpoints) {
+          if (!$Array.isArray(object.ringEndpoints))
+            throw $TypeError('.lorafleet.v1.Regroup.ringEndpoints: array expected');
+          message.ringEndpoints = $Array(object.ringEndpoints.length);
+          for (let i = 0; i < object.ringEndpoints.length; ++i)
+            message.ringEndpoints[i] = $String(object.ringEndpoints[i]);
+        }
+        if (object.ringPublicKeys) {
+          if (!$Array.isArray(object.ringPublicKeys))
+            throw $TypeError('.lorafleet.v1.Regroup.ringPublicKeys: array expected');
+          message.ringPublicKeys = $Array(object.ringPublicKeys.length);
+          for (let i = 0; i < object.ringPublicKeys.length; ++i)
+            message.ringPublicKeys[i] = $String(object.ringPublicKeys[i]);
+        }
+        if (object.step != null)
+          if (
+            typeof object.step === 'object'
+              ? object.step.low || object.step.high
+              : $Number(object.step) !== 0
+          )
+            if ($util.Long) message.step = $util.Long.fromValue(object.step, true);
+            else if (typeof object.step === 'string') message.step = $parseInt(object.step, 10);
+            else if (typeof object.step === 'number') message.step = object.step;
+            else if (typeof object.step === 'object')
+              message.step = new $util.LongBits(
+                object.step.low >>> 0,
+                object.step.high >>> 0,
+              ).toNumber(true);
+        return message;
+      };
+
+      Regroup.toObject = function (message, options, _depth) {
+        if (!options) options = {};
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let object = {};
+        if (options.arrays || options.defaults) {
+          object.ringEndpoints = [];
+          object.ringPublicKeys = [];
+        }
+        if (options.defaults) {
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.generation =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.generation =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.rank = 0;
+          object.worldSize = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.step =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.step =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+        }
+        if (message.generation != null && $Object.hasOwnProperty.call(message, 'generation'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.generation =
+              typeof message.generation === 'number'
+                ? $BigInt(message.generation)
+                : $util.Long.fromBits(
+                    message.generation.low >>> 0,
+                    message.generation.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.generation === 'number')
+            object.generation =
+              options.longs === $String ? $String(message.generation) : message.generation;
+          else
+            object.generation =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.generation)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.generation.low >>> 0,
+                      message.generation.high >>> 0,
+                    ).toNumber(true)
+                  : message.generation;
+        if (message.rank != null && $Object.hasOwnProperty.call(message, 'rank'))
+          object.rank = message.rank;
+        if (message.worldSize != null && $Object.hasOwnProperty.call(message, 'worldSize'))
+          object.worldSize = message.worldSize;
+        if (message.ringEndpoints && message.ringEndpoints.length) {
+          object.ringEndpoints = $Array(message.ringEndpoints.length);
+          for (let j = 0; j < message.ringEndpoints.length; ++j)
+            object.ringEndpoints[j] = message.ringEndpoints[j];
+        }
+        if (message.ringPublicKeys && message.ringPublicKeys.length) {
+          object.ringPublicKeys = $Array(message.ringPublicKeys.length);
+          for (let j = 0; j < message.ringPublicKeys.length; ++j)
+            object.ringPublicKeys[j] = message.ringPublicKeys[j];
+        }
+        if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.step =
+              typeof message.step === 'number'
+                ? $BigInt(message.step)
+                : $util.Long.fromBits(
+                    message.step.low >>> 0,
+                    message.step.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.step === 'number')
+            object.step = options.longs === $String ? $String(message.step) : message.step;
+          else
+            object.step =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.step)
+                : options.longs === $Number
+                  ? new $util.LongBits(message.step.low >>> 0, message.step.high >>> 0).toNumber(
+                      true,
+                    )
+                  : message.step;
+        return object;
+      };
+
+      Regroup.prototype.toJSON = function () {
+        return Regroup.toObject(this, $protobuf.util.toJSONOptions);
+      };
+
+      return Regroup;
+    })();
+
+    v1.Regrouped = (function () {
+      const Regrouped = function (properties) {
+        if (properties)
+          for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+            if (properties[keys[i]] != null && keys[i] !== '__proto__')
+              this[keys[i]] = properties[keys[i]];
+      };
+
+      Regrouped.prototype.generation = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      Regrouped.prototype.step = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      Regrouped.prototype.replicaHash = $util.newBuffer([]);
+
+      Regrouped.create = function (properties) {
+        return new Regrouped(properties);
+      };
+
+      Regrouped.encode = function (message, writer, _depth) {
+        if (!writer) writer = $Writer.create();
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        if (
+          message.generation != null &&
+          $Object.hasOwnProperty.call(message, 'generation') &&
+          (typeof message.generation === 'object'
+            ? message.generation.low || message.generation.high
+            : message.generation !== 0)
+        )
+          writer.uint32(8).uint64(message.generation);
+        if (
+          message.step != null &&
+          $Object.hasOwnProperty.call(message, 'step') &&
+          (typeof message.step === 'object'
+            ? message.step.low || message.step.high
+            : message.step !== 0)
+        )
+          writer.uint32(16).uint64(message.step);
+        if (
+          message.replicaHash != null &&
+          $Object.hasOwnProperty.call(message, 'replicaHash') &&
+          message.replicaHash.length
+        )
+          writer.uint32(26).bytes(message.replicaHash);
+        if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
+          for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
+        return writer;
+      };
+
+      Regrouped.decode = function (reader, length, _end, _depth, _target) {
+        if (!(reader instanceof $Reader)) reader = $Reader.create(reader);
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $Reader.recursionLimit) throw $Error('max depth exceeded');
+        let end, message, value;
+        if (length === $undefined) end = reader.len;
+        else {
+          end = reader.pos + length;
+          if (end > reader.len) throw $RangeError('index out of range');
+          length = reader.len;
+          reader.len = end;
+        }
+        message = _target || new $root.lorafleet.v1.Regrouped();
+        while (reader.pos < end) {
+          let start = reader.pos;
+          let tag = reader.tag();
+          if (tag === _end) {
+            _end = $undefined;
+            break;
+          }
+          let wireType = tag & 7;
+          switch ((tag >>>= 3)) {
+            case 1: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.generation = value;
+              else delete message.generation;
+              continue;
+            }
+            case 2: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.step = value;
+              else delete message.step;
+              continue;
+            }
+            case 3: {
+              if (wireType !== 2) break;
+              if ((value = reader.bytes()).length) message.replicaHash = value;
+              else delete message.replicaHash;
+              continue;
+            }
+          }
+          reader.skipType(wireType, _depth, tag);
+          if (!reader.discardUnknown) {
+            $util.makeProp(message, '$unknowns', false);
+            (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+          }
+        }
+        if (length !== $undefined) {
+          if (reader.pos !== end) throw $RangeError('index out of range');
+          reader.len = length;
+        }
+        if (_end !== $undefined) throw $Error('missing end group');
+        return message;
+      };
+
+      Regrouped.fromObject = function (object, _depth) {
+        if (object instanceof $root.lorafleet.v1.Regrouped) return object;
+        if (!$util.isObject(object)) throw $TypeError('.lorafleet.v1.Regrouped: object expected');
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let message = new $root.lorafleet.v1.Regrouped();
+        if (object.generation != null)
+          if (
+            typeof object.generation === 'object'
+              ? object.generation.low || object.generation.high
+              : $Number(object.generation) !== 0
+          )
+            if ($util.Long) message.generation = $util.Long.fromValue(object.generation, true);
+            else if (typeof object.generation === 'string')
+              message.generation = $parseInt(object.generation, 10);
+            else if (typeof object.generation === 'number') message.generation = object.generation;
+            else if (typeof object.generation === 'object')
+              message.generation = new $util.LongBits(
+                object.generation.low >>> 0,
+                object.generation.high >>> 0,
+              ).toNumber(true);
+        if (object.step != null)
+          if (
+            typeof object.step === 'object'
+              ? object.step.low || object.step.high
+              : $Number(object.step) !== 0
+          )
+            if ($util.Long) message.step = $util.Long.fromValue(object.step, true);
+            else if (typeof object.step === 'string') message.step = $parseInt(object.step, 10);
+            else if (typeof object.step === 'number') message.step = object.step;
+            else if (typeof object.step === 'object')
+              message.step = new $util.LongBits(
+                object.step.low >>> 0,
+                object.step.high >>> 0,
+              ).toNumber(true);
+        if (object.replicaHash != null)
+          if (object.replicaHash.length)
+            if (typeof object.replicaHash === 'string')
+              $util.base64.decode(
+                object.replicaHash,
+                (message.replicaHash = $util.newBuffer($util.base64.length(object.replicaHash))),
+                0,
+              );
+            else if (object.replicaHash.length >= 0) message.replicaHash = object.replicaHash;
+        return message;
+      };
+
+      Regrouped.toObject = function (message, options, _depth) {
+        if (!options) options = {};
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let object = {};
+        if (options.defaults) {
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.generation =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.generation =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.step =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.step =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          if (options.bytes === $String) object.replicaHash = '';
+          else {
+            object.replicaHash = [];
+            if (options.bytes !== $Array) object.replicaHash = $util.newBuffer(object.replicaHash);
+          }
+        }
+        if (message.generation != null && $Object.hasOwnProperty.call(message, 'generation'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.generation =
+              typeof message.generation === 'number'
+                ? $BigInt(message.generation)
+                : $util.Long.fromBits(
+                    message.generation.low >>> 0,
+                    message.generation.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.generation === 'number')
+            object.generation =
+              options.longs === $String ? $String(message.generation) : message.generation;
+          else
+            object.generation =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.generation)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.generation.low >>> 0,
+                      message.generation.high >>> 0,
+                    ).toNumber(true)
+                  : message.generation;
+        if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.step =
+              typeof message.step === 'number'
+                ? $BigInt(message.step)
+                : $util.Long.fromBits(
+                    message.step.low >>> 0,
+                    message.step.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.step === 'number')
+            object.step = options.longs === $String ? $String(message.step) : message.step;
+          else
+            object.step =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.step)
+                : options.longs === $Number
+                  ? new $util.LongBits(message.step.low >>> 0, message.step.high >>> 0).toNumber(
+                      true,
+                    )
+                  : message.step;
+        if (message.replicaHash != null && $Object.hasOwnProperty.call(message, 'replicaHash'))
+          object.replicaHash =
+            options.bytes === $String
+              ? $util.base64.encode(message.replicaHash, 0, message.replicaHash.length)
+              : options.bytes === $Array
+                ? $Array.prototype.slice.call(message.replicaHash)
+                : message.replicaHash;
+        return object;
+      };
+
+      Regrouped.prototype.toJSON = function () {
+        return Regrouped.toObject(this, $protobuf.util.toJSONOptions);
+      };
+
+      return Regrouped;
+    })();
+
+    v1.StateRequest = (function () {
+      const StateRequest = function (properties) {
+        if (properties)
+          for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+            if (properties[keys[i]] != null && keys[i] !== '__proto__')
+              this[keys[i]] = properties[keys[i]];
+      };
+
+      StateRequest.prototype.step = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+
+      StateRequest.create = function (properties) {
+        return new StateRequest(properties);
+      };
+
+      StateRequest.encode = function (message, writer, _depth) {
+        if (!writer) writer = $Writer.create();
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        if (
+          message.step != null &&
+          $Object.hasOwnProperty.call(message, 'step') &&
+          (typeof message.step === 'object'
+            ? message.step.low || message.step.high
+            : message.step !== 0)
+        )
+          writer.uint32(8).uint64(message.step);
+        if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
+          for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
+        return writer;
+      };
+
+      StateRequest.decode = function (reader, length, _end, _depth, _target) {
+        if (!(reader instanceof $Reader)) reader = $Reader.create(reader);
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $Reader.recursionLimit) throw $Error('max depth exceeded');
+        let end, message, value;
+        if (length === $undefined) end = reader.len;
+        else {
+          end = reader.pos + length;
+          if (end > reader.len) throw $RangeError('index out of range');
+          length = reader.len;
+          reader.len = end;
+        }
+        message = _target || new $root.lorafleet.v1.StateRequest();
+        while (reader.pos < end) {
+          let start = reader.pos;
+          let tag = reader.tag();
+          if (tag === _end) {
+            _end = $undefined;
+            break;
+          }
+          let wireType = tag & 7;
+          switch ((tag >>>= 3)) {
+            case 1: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.step = value;
+              else delete message.step;
+              continue;
+            }
+          }
+          reader.skipType(wireType, _depth, tag);
+          if (!reader.discardUnknown) {
+            $util.makeProp(message, '$unknowns', false);
+            (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+          }
+        }
+        if (length !== $undefined) {
+          if (reader.pos !== end) throw $RangeError('index out of range');
+          reader.len = length;
+        }
+        if (_end !== $undefined) throw $Error('missing end group');
+        return message;
+      };
+
+      StateRequest.fromObject = function (object, _depth) {
+        if (object instanceof $root.lorafleet.v1.StateRequest) return object;
+        if (!$util.isObject(object))
+          throw $TypeError('.lorafleet.v1.StateRequest: object expected');
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let message = new $root.lorafleet.v1.StateRequest();
+        if (object.step != null)
+          if (
+            typeof object.step === 'object'
+              ? object.step.low || object.step.high
+              : $Number(object.step) !== 0
+          )
+            if ($util.Long) message.step = $util.Long.fromValue(object.step, true);
+            else if (typeof object.step === 'string') message.step = $parseInt(object.step, 10);
+            else if (typeof object.step === 'number') message.step = object.step;
+            else if (typeof object.step === 'object')
+              message.step = new $util.LongBits(
+                object.step.low >>> 0,
+                object.step.high >>> 0,
+              ).toNumber(true);
+        return message;
+      };
+
+      StateRequest.toObject = function (message, options, _depth) {
+        if (!options) options = {};
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let object = {};
+        if (options.defaults)
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.step =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.step =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+        if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.step =
+              typeof message.step === 'number'
+                ? $BigInt(message.step)
+                : $util.Long.fromBits(
+                    message.step.low >>> 0,
+                    message.step.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.step === 'number')
+            object.step = options.longs === $String ? $String(message.step) : message.step;
+          else
+            object.step =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.step)
+                : options.longs === $Number
+                  ? new $util.LongBits(message.step.low >>> 0, message.step.high >>> 0).toNumber(
+                      true,
+                    )
+                  : message.step;
+        return object;
+      };
+
+      StateRequest.prototype.toJSON = function () {
+        return StateRequest.toObject(this, $protobuf.util.toJSONOptions);
+      };
+
+      return StateRequest;
+    })();
+
+    v1.TrainerState = (function () {
+      const TrainerState = function (properties) {
+        if (properties)
+          for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+            if (properties[keys[i]] != null && keys[i] !== '__proto__')
+              this[keys[i]] = properties[keys[i]];
+      };
+
+      TrainerState.prototype.step = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      TrainerState.prototype.part = 0;
+      TrainerState.prototype.parts = 0;
+      TrainerState.prototype.data = $util.newBuffer([]);
+      TrainerState.prototype.sha256 = '';
+
+      TrainerState.create = function (properties) {
+        return new TrainerState(properties);
+      };
+
+      TrainerState.encode = function (message, writer, _depth) {
+        if (!writer) writer = $Writer.create();
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        if (
+          message.step != null &&
+          $Object.hasOwnProperty.call(message, 'step') &&
+          (typeof message.step === 'object'
+            ? message.step.low || message.step.high
+            : message.step !== 0)
+        )
+          writer.uint32(8).uint64(message.step);
+        if (
+          message.part != null &&
+          $Object.hasOwnProperty.call(message, 'part') &&
+          message.part !== 0
+        )
+          writer.uint32(16).uint32(message.part);
+        if (
+          message.parts != null &&
+          $Object.hasOwnProperty.call(message, 'parts') &&
+          message.parts !== 0
+        )
+          writer.uint32(24).uint32(message.parts);
+        if (
+          message.data != null &&
+          $Object.hasOwnProperty.call(message, 'data') &&
+          message.data.length
+        )
+          writer.uint32(34).bytes(message.data);
+        if (
+          message.sha256 != null &&
+          $Object.hasOwnProperty.call(message, 'sha256') &&
+          message.sha256 !== ''
+        )
+          writer.uint32(42).string(message.sha256);
+        if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
+          for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
+        return writer;
+      };
+
+      TrainerState.decode = function (reader, length, _end, _depth, _target) {
+        if (!(reader instanceof $Reader)) reader = $Reader.create(reader);
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $Reader.recursionLimit) throw $Error('max depth exceeded');
+        let end, message, value;
+        if (length === $undefined) end = reader.len;
+        else {
+          end = reader.pos + length;
+          if (end > reader.len) throw $RangeError('index out of range');
+          length = reader.len;
+          reader.len = end;
+        }
+        message = _target || new $root.lorafleet.v1.TrainerState();
+        while (reader.pos < end) {
+          let start = reader.pos;
+          let tag = reader.tag();
+          if (tag === _end) {
+            _end = $undefined;
+            break;
+          }
+          let wireType = tag & 7;
+          switch ((tag >>>= 3)) {
+            case 1: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.step = value;
+              else delete message.step;
+              continue;
+            }
+            case 2: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.part = value;
+              else delete message.part;
+              continue;
+            }
+            case 3: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.parts = value;
+              else delete message.parts;
+              continue;
+            }
+            case 4: {
+              if (wireType !== 2) break;
+              if ((value = reader.bytes()).length) message.data = value;
+              else delete message.data;
+              continue;
+            }
+            case 5: {
+              if (wireType !== 2) break;
+              if ((value = reader.stringVerify()).length) message.sha256 = value;
+              else delete message.sha256;
+              continue;
+            }
+          }
+          reader.skipType(wireType, _depth, tag);
+          if (!reader.discardUnknown) {
+            $util.makeProp(message, '$unknowns', false);
+            (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+          }
+        }
+        if (length !== $undefined) {
+          if (reader.pos !== end) throw $RangeError('index out of range');
+          reader.len = length;
+        }
+        if (_end !== $undefined) throw $Error('missing end group');
+        return message;
+      };
+
+      TrainerState.fromObject = function (object, _depth) {
+        if (object instanceof $root.lorafleet.v1.TrainerState) return object;
+        if (!$util.isObject(object))
+          throw $TypeError('.lorafleet.v1.TrainerState: object expected');
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let message = new $root.lorafleet.v1.TrainerState();
+        if (object.step != null)
+          if (
+            typeof object.step === 'object'
+              ? object.step.low || object.step.high
+              : $Number(object.step) !== 0
+          )
+            if ($util.Long) message.step = $util.Long.fromValue(object.step, true);
+            else if (typeof object.step === 'string') message.step = $parseInt(object.step, 10);
+            else if (typeof object.step === 'number') message.step = object.step;
+            else if (typeof object.step === 'object')
+              message.step = new $util.LongBits(
+                object.step.low >>> 0,
+                object.step.high >>> 0,
+              ).toNumber(true);
+        if (object.part != null) if ($Number(object.part) !== 0) message.part = object.part >>> 0;
+        if (object.parts != null)
+          if ($Number(object.parts) !== 0) message.parts = object.parts >>> 0;
+        if (object.data != null)
+          if (object.data.length)
+            if (typeof object.data === 'string')
+              $util.base64.decode(
+                object.data,
+                (message.data = $util.newBuffer($util.base64.length(object.data))),
+                0,
+              );
+            else if (object.data.length >= 0) message.data = object.data;
+        if (object.sha256 != null)
+          if (typeof object.sha256 !== 'string' || object.sha256.length)
+            message.sha256 = $String(object.sha256);
+        return message;
+      };
+
+      TrainerState.toObject = function (message, options, _depth) {
+        if (!options) options = {};
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let object = {};
+        if (options.defaults) {
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.step =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.step =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.part = 0;
+          object.parts = 0;
+          if (options.bytes === $String) object.data = '';
+          else {
+            object.data = [];
+            if (options.bytes !== $Array) object.data = $util.newBuffer(object.data);
+          }
+          object.sha256 = '';
+        }
+        if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.step =
+              typeof message.step === 'number'
+                ? $BigInt(message.step)
+                : $util.Long.fromBits(
+                    message.step.low >>> 0,
+                    message.step.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.step === 'number')
+            object.step = options.longs === $String ? $String(message.step) : message.step;
+          else
+            object.step =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.step)
+                : options.longs === $Number
+                  ? new $util.LongBits(message.step.low >>> 0, message.step.high >>> 0).toNumber(
+                      true,
+                    )
+                  : message.step;
+        if (message.part != null && $Object.hasOwnProperty.call(message, 'part'))
+          object.part = message.part;
+        if (message.parts != null && $Object.hasOwnProperty.call(message, 'parts'))
+          object.parts = message.parts;
+        if (message.data != null && $Object.hasOwnProperty.call(message, 'data'))
+          object.data =
+            options.bytes === $String
+              ? $util.base64.encode(message.data, 0, message.data.length)
+              : options.bytes === $Array
+                ? $Array.prototype.slice.call(message.data)
+                : message.data;
+        if (message.sha256 != null && $Object.hasOwnProperty.call(message, 'sha256'))
+          object.sha256 = message.sha256;
+        return object;
+      };
+
+      TrainerState.prototype.toJSON = function () {
+        return TrainerState.toObject(this, $protobuf.util.toJSONOptions);
+      };
+
+      return TrainerState;
     })();
 
     v1.CheckpointRequest = (function () {

@@ -63,6 +63,18 @@ export declare namespace lorafleet {
       /** ControlMessage error. */
       error?: lorafleet.v1.Error.$Properties | null;
 
+      /** ControlMessage regroup. */
+      regroup?: lorafleet.v1.Regroup.$Properties | null;
+
+      /** ControlMessage regrouped. */
+      regrouped?: lorafleet.v1.Regrouped.$Properties | null;
+
+      /** ControlMessage stateRequest. */
+      stateRequest?: lorafleet.v1.StateRequest.$Properties | null;
+
+      /** ControlMessage trainerState. */
+      trainerState?: lorafleet.v1.TrainerState.$Properties | null;
+
       /** ControlMessage body. */
       body?:
         | 'hello'
@@ -75,7 +87,11 @@ export declare namespace lorafleet {
         | 'checkpointRequest'
         | 'checkpointDone'
         | 'shutdown'
-        | 'error';
+        | 'error'
+        | 'regroup'
+        | 'regrouped'
+        | 'stateRequest'
+        | 'trainerState';
 
       /**
        * Creates a new ControlMessage instance using the specified properties.
@@ -180,6 +196,18 @@ export declare namespace lorafleet {
         /** ControlMessage error */
         error?: lorafleet.v1.Error.$Properties | null;
 
+        /** ControlMessage regroup */
+        regroup?: lorafleet.v1.Regroup.$Properties | null;
+
+        /** ControlMessage regrouped */
+        regrouped?: lorafleet.v1.Regrouped.$Properties | null;
+
+        /** ControlMessage stateRequest */
+        stateRequest?: lorafleet.v1.StateRequest.$Properties | null;
+
+        /** ControlMessage trainerState */
+        trainerState?: lorafleet.v1.TrainerState.$Properties | null;
+
         /** ControlMessage body */
         body?:
           | 'hello'
@@ -192,7 +220,11 @@ export declare namespace lorafleet {
           | 'checkpointRequest'
           | 'checkpointDone'
           | 'shutdown'
-          | 'error';
+          | 'error'
+          | 'regroup'
+          | 'regrouped'
+          | 'stateRequest'
+          | 'trainerState';
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
@@ -213,6 +245,10 @@ export declare namespace lorafleet {
         checkpointDone?: lorafleet.v1.CheckpointDone.$Shape | null;
         shutdown?: lorafleet.v1.Shutdown.$Shape | null;
         error?: lorafleet.v1.Error.$Shape | null;
+        regroup?: lorafleet.v1.Regroup.$Shape | null;
+        regrouped?: lorafleet.v1.Regrouped.$Shape | null;
+        stateRequest?: lorafleet.v1.StateRequest.$Shape | null;
+        trainerState?: lorafleet.v1.TrainerState.$Shape | null;
         $unknowns?: Uint8Array[];
       } & (
         | {
@@ -228,6 +264,10 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown?: null;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'hello';
@@ -242,6 +282,10 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown?: null;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'welcome';
@@ -256,6 +300,10 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown?: null;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'stepPlan';
@@ -270,6 +318,10 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown?: null;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'stepDone';
@@ -284,6 +336,10 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown?: null;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'commit';
@@ -298,6 +354,10 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown?: null;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'abort';
@@ -312,6 +372,10 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown?: null;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'heartbeat';
@@ -326,6 +390,10 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown?: null;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'checkpointRequest';
@@ -340,6 +408,10 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown?: null;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'checkpointDone';
@@ -354,6 +426,10 @@ export declare namespace lorafleet {
             checkpointDone: lorafleet.v1.CheckpointDone.$Shape;
             shutdown?: null;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'shutdown';
@@ -368,6 +444,10 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown: lorafleet.v1.Shutdown.$Shape;
             error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
           }
         | {
             body?: 'error';
@@ -382,6 +462,82 @@ export declare namespace lorafleet {
             checkpointDone?: null;
             shutdown?: null;
             error: lorafleet.v1.Error.$Shape;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
+          }
+        | {
+            body?: 'regroup';
+            hello?: null;
+            welcome?: null;
+            stepPlan?: null;
+            stepDone?: null;
+            commit?: null;
+            abort?: null;
+            heartbeat?: null;
+            checkpointRequest?: null;
+            checkpointDone?: null;
+            shutdown?: null;
+            error?: null;
+            regroup: lorafleet.v1.Regroup.$Shape;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
+          }
+        | {
+            body?: 'regrouped';
+            hello?: null;
+            welcome?: null;
+            stepPlan?: null;
+            stepDone?: null;
+            commit?: null;
+            abort?: null;
+            heartbeat?: null;
+            checkpointRequest?: null;
+            checkpointDone?: null;
+            shutdown?: null;
+            error?: null;
+            regroup?: null;
+            regrouped: lorafleet.v1.Regrouped.$Shape;
+            stateRequest?: null;
+            trainerState?: null;
+          }
+        | {
+            body?: 'stateRequest';
+            hello?: null;
+            welcome?: null;
+            stepPlan?: null;
+            stepDone?: null;
+            commit?: null;
+            abort?: null;
+            heartbeat?: null;
+            checkpointRequest?: null;
+            checkpointDone?: null;
+            shutdown?: null;
+            error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest: lorafleet.v1.StateRequest.$Shape;
+            trainerState?: null;
+          }
+        | {
+            body?: 'trainerState';
+            hello?: null;
+            welcome?: null;
+            stepPlan?: null;
+            stepDone?: null;
+            commit?: null;
+            abort?: null;
+            heartbeat?: null;
+            checkpointRequest?: null;
+            checkpointDone?: null;
+            shutdown?: null;
+            error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState: lorafleet.v1.TrainerState.$Shape;
           }
       );
     }
@@ -423,6 +579,9 @@ export declare namespace lorafleet {
 
       /** Hello dataEndpoint. */
       dataEndpoint: string;
+
+      /** Hello curvePublicKey. */
+      curvePublicKey: string;
 
       /**
        * Creates a new Hello instance using the specified properties.
@@ -507,6 +666,9 @@ export declare namespace lorafleet {
         /** Hello dataEndpoint */
         dataEndpoint?: string | null;
 
+        /** Hello curvePublicKey */
+        curvePublicKey?: string | null;
+
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
       }
@@ -546,6 +708,15 @@ export declare namespace lorafleet {
 
       /** Welcome runConfig. */
       runConfig: string;
+
+      /** Welcome generation. */
+      generation: number | Long;
+
+      /** Welcome ringPublicKeys. */
+      ringPublicKeys: string[];
+
+      /** Welcome joining. */
+      joining: boolean;
 
       /**
        * Creates a new Welcome instance using the specified properties.
@@ -623,6 +794,15 @@ export declare namespace lorafleet {
 
         /** Welcome runConfig */
         runConfig?: string | null;
+
+        /** Welcome generation */
+        generation?: number | Long | null;
+
+        /** Welcome ringPublicKeys */
+        ringPublicKeys?: string[] | null;
+
+        /** Welcome joining */
+        joining?: boolean | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
@@ -1201,6 +1381,12 @@ export declare namespace lorafleet {
       /** Heartbeat state. */
       state: lorafleet.v1.WorkerState;
 
+      /** Heartbeat rssBytes. */
+      rssBytes: number | Long;
+
+      /** Heartbeat stepsDone. */
+      stepsDone: number | Long;
+
       /**
        * Creates a new Heartbeat instance using the specified properties.
        * @param [properties] Properties to set
@@ -1269,12 +1455,456 @@ export declare namespace lorafleet {
         /** Heartbeat state */
         state?: lorafleet.v1.WorkerState | null;
 
+        /** Heartbeat rssBytes */
+        rssBytes?: number | Long | null;
+
+        /** Heartbeat stepsDone */
+        stepsDone?: number | Long | null;
+
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
       }
 
       /** Shape of a Heartbeat. */
       type $Shape = lorafleet.v1.Heartbeat.$Properties;
+    }
+
+    /**
+     * Properties of a Regroup.
+     * @deprecated Use lorafleet.v1.Regroup.$Properties instead.
+     */
+    interface IRegroup extends lorafleet.v1.Regroup.$Properties {}
+
+    /** Represents a Regroup. */
+    class Regroup {
+      /**
+       * Constructs a new Regroup.
+       * @param [properties] Properties to set
+       */
+      constructor(properties?: lorafleet.v1.Regroup.$Properties);
+
+      /** Unknown fields preserved while decoding when enabled */
+      $unknowns?: Uint8Array[];
+
+      /** Regroup generation. */
+      generation: number | Long;
+
+      /** Regroup rank. */
+      rank: number;
+
+      /** Regroup worldSize. */
+      worldSize: number;
+
+      /** Regroup ringEndpoints. */
+      ringEndpoints: string[];
+
+      /** Regroup ringPublicKeys. */
+      ringPublicKeys: string[];
+
+      /** Regroup step. */
+      step: number | Long;
+
+      /**
+       * Creates a new Regroup instance using the specified properties.
+       * @param [properties] Properties to set
+       * @returns Regroup instance
+       */
+      static create(
+        properties: lorafleet.v1.Regroup.$Shape,
+      ): lorafleet.v1.Regroup & lorafleet.v1.Regroup.$Shape;
+      static create(properties?: lorafleet.v1.Regroup.$Properties): lorafleet.v1.Regroup;
+
+      /**
+       * Encodes the specified Regroup message. Does not implicitly {@link lorafleet.v1.Regroup.verify|verify} messages.
+       * @param message Regroup message or plain object to encode
+       * @param [writer] Writer to encode to
+       * @returns Writer
+       */
+      static encode(
+        message: lorafleet.v1.Regroup.$Properties,
+        writer?: $protobuf.Writer,
+      ): $protobuf.Writer;
+
+      /**
+       * Decodes a Regroup message from the specified reader or buffer.
+       * @param reader Reader or buffer to decode from
+       * @param [length] Message length if known beforehand
+       * @returns {lorafleet.v1.Regroup & lorafleet.v1.Regroup.$Shape} Regroup
+       * @throws {Error} If the payload is not a reader or valid buffer
+       * @throws {$protobuf.util.ProtocolError} If required fields are missing
+       */
+      static decode(
+        reader: $protobuf.Reader | Uint8Array,
+        length?: number,
+      ): lorafleet.v1.Regroup & lorafleet.v1.Regroup.$Shape;
+
+      /**
+       * Creates a Regroup message from a plain object. Also converts values to their respective internal types.
+       * @param object Plain object
+       * @returns Regroup
+       */
+      static fromObject(object: { [k: string]: any }): lorafleet.v1.Regroup;
+
+      /**
+       * Creates a plain object from a Regroup message. Also converts values to other types if specified.
+       * @param message Regroup
+       * @param [options] Conversion options
+       * @returns Plain object
+       */
+      static toObject(
+        message: lorafleet.v1.Regroup,
+        options?: $protobuf.IConversionOptions,
+      ): { [k: string]: any };
+
+      /**
+       * Converts this Regroup to JSON.
+       * @returns JSON object
+       */
+      toJSON(): { [k: string]: any };
+    }
+
+    namespace Regroup {
+      /** Properties of a Regroup. */
+      interface $Properties {
+        /** Regroup generation */
+        generation?: number | Long | null;
+
+        /** Regroup rank */
+        rank?: number | null;
+
+        /** Regroup worldSize */
+        worldSize?: number | null;
+
+        /** Regroup ringEndpoints */
+        ringEndpoints?: string[] | null;
+
+        /** Regroup ringPublicKeys */
+        ringPublicKeys?: string[] | null;
+
+        /** Regroup step */
+        step?: number | Long | null;
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+      }
+
+      /** Shape of a Regroup. */
+      type $Shape = lorafleet.v1.Regroup.$Properties;
+    }
+
+    /**
+     * Properties of a Regrouped.
+     * @deprecated Use lorafleet.v1.Regrouped.$Properties instead.
+     */
+    interface IRegrouped extends lorafleet.v1.Regrouped.$Properties {}
+
+    /** Represents a Regrouped. */
+    class Regrouped {
+      /**
+       * Constructs a new Regrouped.
+       * @param [properties] Properties to set
+       */
+      constructor(properties?: lorafleet.v1.Regrouped.$Properties);
+
+      /** Unknown fields preserved while decoding when enabled */
+      $unknowns?: Uint8Array[];
+
+      /** Regrouped generation. */
+      generation: number | Long;
+
+      /** Regrouped step. */
+      step: number | Long;
+
+      /** Regrouped replicaHash. */
+      replicaHash: Uint8Array;
+
+      /**
+       * Creates a new Regrouped instance using the specified properties.
+       * @param [properties] Properties to set
+       * @returns Regrouped instance
+       */
+      static create(
+        properties: lorafleet.v1.Regrouped.$Shape,
+      ): lorafleet.v1.Regrouped & lorafleet.v1.Regrouped.$Shape;
+      static create(properties?: lorafleet.v1.Regrouped.$Properties): lorafleet.v1.Regrouped;
+
+      /**
+       * Encodes the specified Regrouped message. Does not implicitly {@link lorafleet.v1.Regrouped.verify|verify} messages.
+       * @param message Regrouped message or plain object to encode
+       * @param [writer] Writer to encode to
+       * @returns Writer
+       */
+      static encode(
+        message: lorafleet.v1.Regrouped.$Properties,
+        writer?: $protobuf.Writer,
+      ): $protobuf.Writer;
+
+      /**
+       * Decodes a Regrouped message from the specified reader or buffer.
+       * @param reader Reader or buffer to decode from
+       * @param [length] Message length if known beforehand
+       * @returns {lorafleet.v1.Regrouped & lorafleet.v1.Regrouped.$Shape} Regrouped
+       * @throws {Error} If the payload is not a reader or valid buffer
+       * @throws {$protobuf.util.ProtocolError} If required fields are missing
+       */
+      static decode(
+        reader: $protobuf.Reader | Uint8Array,
+        length?: number,
+      ): lorafleet.v1.Regrouped & lorafleet.v1.Regrouped.$Shape;
+
+      /**
+       * Creates a Regrouped message from a plain object. Also converts values to their respective internal types.
+       * @param object Plain object
+       * @returns Regrouped
+       */
+      static fromObject(object: { [k: string]: any }): lorafleet.v1.Regrouped;
+
+      /**
+       * Creates a plain object from a Regrouped message. Also converts values to other types if specified.
+       * @param message Regrouped
+       * @param [options] Conversion options
+       * @returns Plain object
+       */
+      static toObject(
+        message: lorafleet.v1.Regrouped,
+        options?: $protobuf.IConversionOptions,
+      ): { [k: string]: any };
+
+      /**
+       * Converts this Regrouped to JSON.
+       * @returns JSON object
+       */
+      toJSON(): { [k: string]: any };
+    }
+
+    namespace Regrouped {
+      /** Properties of a Regrouped. */
+      interface $Properties {
+        /** Regrouped generation */
+        generation?: number | Long | null;
+
+        /** Regrouped step */
+        step?: number | Long | null;
+
+        /** Regrouped replicaHash */
+        replicaHash?: Uint8Array | null;
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+      }
+
+      /** Shape of a Regrouped. */
+      type $Shape = lorafleet.v1.Regrouped.$Properties;
+    }
+
+    /**
+     * Properties of a StateRequest.
+     * @deprecated Use lorafleet.v1.StateRequest.$Properties instead.
+     */
+    interface IStateRequest extends lorafleet.v1.StateRequest.$Properties {}
+
+    /** Represents a StateRequest. */
+    class StateRequest {
+      /**
+       * Constructs a new StateRequest.
+       * @param [properties] Properties to set
+       */
+      constructor(properties?: lorafleet.v1.StateRequest.$Properties);
+
+      /** Unknown fields preserved while decoding when enabled */
+      $unknowns?: Uint8Array[];
+
+      /** StateRequest step. */
+      step: number | Long;
+
+      /**
+       * Creates a new StateRequest instance using the specified properties.
+       * @param [properties] Properties to set
+       * @returns StateRequest instance
+       */
+      static create(
+        properties: lorafleet.v1.StateRequest.$Shape,
+      ): lorafleet.v1.StateRequest & lorafleet.v1.StateRequest.$Shape;
+      static create(properties?: lorafleet.v1.StateRequest.$Properties): lorafleet.v1.StateRequest;
+
+      /**
+       * Encodes the specified StateRequest message. Does not implicitly {@link lorafleet.v1.StateRequest.verify|verify} messages.
+       * @param message StateRequest message or plain object to encode
+       * @param [writer] Writer to encode to
+       * @returns Writer
+       */
+      static encode(
+        message: lorafleet.v1.StateRequest.$Properties,
+        writer?: $protobuf.Writer,
+      ): $protobuf.Writer;
+
+      /**
+       * Decodes a StateRequest message from the specified reader or buffer.
+       * @param reader Reader or buffer to decode from
+       * @param [length] Message length if known beforehand
+       * @returns {lorafleet.v1.StateRequest & lorafleet.v1.StateRequest.$Shape} StateRequest
+       * @throws {Error} If the payload is not a reader or valid buffer
+       * @throws {$protobuf.util.ProtocolError} If required fields are missing
+       */
+      static decode(
+        reader: $protobuf.Reader | Uint8Array,
+        length?: number,
+      ): lorafleet.v1.StateRequest & lorafleet.v1.StateRequest.$Shape;
+
+      /**
+       * Creates a StateRequest message from a plain object. Also converts values to their respective internal types.
+       * @param object Plain object
+       * @returns StateRequest
+       */
+      static fromObject(object: { [k: string]: any }): lorafleet.v1.StateRequest;
+
+      /**
+       * Creates a plain object from a StateRequest message. Also converts values to other types if specified.
+       * @param message StateRequest
+       * @param [options] Conversion options
+       * @returns Plain object
+       */
+      static toObject(
+        message: lorafleet.v1.StateRequest,
+        options?: $protobuf.IConversionOptions,
+      ): { [k: string]: any };
+
+      /**
+       * Converts this StateRequest to JSON.
+       * @returns JSON object
+       */
+      toJSON(): { [k: string]: any };
+    }
+
+    namespace StateRequest {
+      /** Properties of a StateRequest. */
+      interface $Properties {
+        /** StateRequest step */
+        step?: number | Long | null;
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+      }
+
+      /** Shape of a StateRequest. */
+      type $Shape = lorafleet.v1.StateRequest.$Properties;
+    }
+
+    /**
+     * Properties of a TrainerState.
+     * @deprecated Use lorafleet.v1.TrainerState.$Properties instead.
+     */
+    interface ITrainerState extends lorafleet.v1.TrainerState.$Properties {}
+
+    /** Represents a TrainerState. */
+    class TrainerState {
+      /**
+       * Constructs a new TrainerState.
+       * @param [properties] Properties to set
+       */
+      constructor(properties?: lorafleet.v1.TrainerState.$Properties);
+
+      /** Unknown fields preserved while decoding when enabled */
+      $unknowns?: Uint8Array[];
+
+      /** TrainerState step. */
+      step: number | Long;
+
+      /** TrainerState part. */
+      part: number;
+
+      /** TrainerState parts. */
+      parts: number;
+
+      /** TrainerState data. */
+      data: Uint8Array;
+
+      /** TrainerState sha256. */
+      sha256: string;
+
+      /**
+       * Creates a new TrainerState instance using the specified properties.
+       * @param [properties] Properties to set
+       * @returns TrainerState instance
+       */
+      static create(
+        properties: lorafleet.v1.TrainerState.$Shape,
+      ): lorafleet.v1.TrainerState & lorafleet.v1.TrainerState.$Shape;
+      static create(properties?: lorafleet.v1.TrainerState.$Properties): lorafleet.v1.TrainerState;
+
+      /**
+       * Encodes the specified TrainerState message. Does not implicitly {@link lorafleet.v1.TrainerState.verify|verify} messages.
+       * @param message TrainerState message or plain object to encode
+       * @param [writer] Writer to encode to
+       * @returns Writer
+       */
+      static encode(
+        message: lorafleet.v1.TrainerState.$Properties,
+        writer?: $protobuf.Writer,
+      ): $protobuf.Writer;
+
+      /**
+       * Decodes a TrainerState message from the specified reader or buffer.
+       * @param reader Reader or buffer to decode from
+       * @param [length] Message length if known beforehand
+       * @returns {lorafleet.v1.TrainerState & lorafleet.v1.TrainerState.$Shape} TrainerState
+       * @throws {Error} If the payload is not a reader or valid buffer
+       * @throws {$protobuf.util.ProtocolError} If required fields are missing
+       */
+      static decode(
+        reader: $protobuf.Reader | Uint8Array,
+        length?: number,
+      ): lorafleet.v1.TrainerState & lorafleet.v1.TrainerState.$Shape;
+
+      /**
+       * Creates a TrainerState message from a plain object. Also converts values to their respective internal types.
+       * @param object Plain object
+       * @returns TrainerState
+       */
+      static fromObject(object: { [k: string]: any }): lorafleet.v1.TrainerState;
+
+      /**
+       * Creates a plain object from a TrainerState message. Also converts values to other types if specified.
+       * @param message TrainerState
+       * @param [options] Conversion options
+       * @returns Plain object
+       */
+      static toObject(
+        message: lorafleet.v1.TrainerState,
+        options?: $protobuf.IConversionOptions,
+      ): { [k: string]: any };
+
+      /**
+       * Converts this TrainerState to JSON.
+       * @returns JSON object
+       */
+      toJSON(): { [k: string]: any };
+    }
+
+    namespace TrainerState {
+      /** Properties of a TrainerState. */
+      interface $Properties {
+        /** TrainerState step */
+        step?: number | Long | null;
+
+        /** TrainerState part */
+        part?: number | null;
+
+        /** TrainerState parts */
+        parts?: number | null;
+
+        /** TrainerState data */
+        data?: Uint8Array | null;
+
+        /** TrainerState sha256 */
+        sha256?: string | null;
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+      }
+
+      /** Shape of a TrainerState. */
+      type $Shape = lorafleet.v1.TrainerState.$Properties;
     }
 
     /**
