@@ -166,7 +166,62 @@ export const trainSpec: CommandSpec = {
     'allow-remote': {
       kind: 'boolean',
       description:
-        'let --listen bind a non-loopback address (control traffic is unencrypted and unauthenticated)',
+        'let --listen bind a non-loopback address without --curve-key (traffic unencrypted and unauthenticated)',
+    },
+    'min-workers': {
+      kind: 'int',
+      min: 1,
+      default: 1,
+      description:
+        'with several workers: train on while at least this many live; below it, wait (up to --join-timeout) for replacements',
+    },
+    'max-restarts': {
+      kind: 'int',
+      min: 0,
+      default: 3,
+      description:
+        'with --workers N: respawn a lost local worker up to this many times in all; it joins at a step boundary',
+    },
+    'heartbeat-timeout': {
+      kind: 'number',
+      min: 0.5,
+      default: 5,
+      description:
+        'seconds of silence after which a worker is declared lost (one micro-batch must compute within it)',
+    },
+    'curve-key': {
+      kind: 'string',
+      value: 'FILE',
+      description:
+        "the coordinator's CURVE key pair (from `lorafleet keys`): encrypt and authenticate both planes",
+    },
+    'authorized-keys': {
+      kind: 'string',
+      value: 'PATH',
+      description:
+        'with --curve-key: the workers admitted, as public key files (.pub) or a folder of them',
+    },
+    gpus: {
+      kind: 'list',
+      value: 'I,J,...',
+      description:
+        'with --workers N and a GPU backend: the GPU (WebGPU adapter index) of each local worker, in rank order',
+    },
+    dashboard: {
+      kind: 'string',
+      value: 'HOST:PORT',
+      description:
+        'serve the live dashboard at http://HOST:PORT (port 0: any free one); the URL is printed at start',
+    },
+    'no-dashboard': {
+      kind: 'boolean',
+      description: 'do not serve the dashboard (overrides --dashboard, e.g. from --config)',
+    },
+    'dashboard-token': {
+      kind: 'string',
+      value: 'TOKEN',
+      description:
+        'required by every dashboard request (as ?token= or a Bearer header); needed to bind a non-loopback address',
     },
   },
   details: [
