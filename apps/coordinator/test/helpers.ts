@@ -90,6 +90,8 @@ async function acquireLock(): Promise<void> {
 
 /** Builds every package (`pnpm run build`, cached by turbo) once per test run. */
 export async function ensureBuilt(): Promise<void> {
+  // For a developer who has just built (e.g. a filtered `turbo run build`).
+  if (process.env.LORAFLEET_TEST_SKIP_BUILD === '1') return;
   await acquireLock();
   try {
     if (builtByThisRun()) return;

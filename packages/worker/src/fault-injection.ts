@@ -1,7 +1,9 @@
-// TEST HOOK, not a feature: LORAFLEET_FAULT_CORRUPT_AT="RANK:STEP" makes the
-// worker of that rank perturb one LoRA parameter right after that step's
-// update, so end-to-end tests can check that the coordinator's replica-hash
-// check catches a diverged replica. Unset (always, outside tests) it does nothing.
+// TEST HOOKS, not features; unset (always, outside tests) they do nothing.
+// LORAFLEET_FAULT_CORRUPT_AT="RANK:STEP" makes the worker of that rank perturb
+// one LoRA parameter right after that step's update, so end-to-end tests can
+// check that the coordinator's replica-hash check catches a diverged replica.
+// LORAFLEET_FAULT_STEP_DELAY_MS=N makes every step wait N ms first, so fault
+// tests can kill or stop workers at chosen steps of a tiny model's run.
 import type { TrainingStep } from './step.js';
 
 export const FAULT_CORRUPT_AT = 'LORAFLEET_FAULT_CORRUPT_AT';
@@ -21,4 +23,25 @@ export function maybeCorruptReplica(
   state.values[0]! += 1e-3;
   step.restore(state);
   return true;
+}
+
+export const FAULT_STEP_DELAY_MS = 'LORAFLEET_FAULT_STEP_DELAY_MS';
+
+/** Waits LORAFLEET_FAULT_STEP_DELAY_MS before a step (abortable), if set. */
+export async function maybeDelayStep(
+  signal: AbortSignal,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
+  const spec = env[FAULT_STEP_DELAY_MS];
+  if (!spec) return;
+  const ms = Number(spec);
+  if (!Number.isFinite(ms) || ms < 0)
+    throw new Error(`${FAULT_STEP_DELAY_MS}=${spec}: expected milliseconds`);
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

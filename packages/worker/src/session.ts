@@ -1,20 +1,36 @@
-// A worker's whole life in a data-parallel run (DESIGN.md, "The step"):
-// Hello -> Welcome -> build the replica -> ready -> for each StepPlan: train
-// its share, all-reduce over the ring, StepDone; Commit or Abort; save the
-// adapter or a checkpoint on CheckpointRequest; leave on Shutdown. A resumed
-// run's replicas load the checkpoint named in the RunConfig before step one.
+// A worker's whole life in a data-parallel run (DESIGN.md, "The step" and
+// "Faults"): Hello -> Welcome -> build the replica -> ready (first heartbeat;
+// then one a second) -> for each StepPlan: train its share, all-reduce over
+// the ring, StepDone; Commit, or Abort (restore the step-start snapshot);
+// Regroup re-forms the ring after a loss or a join; StateRequest/TrainerState
+// hand the adapter + optimizer state to a joining worker; save the adapter or
+// a checkpoint on CheckpointRequest; leave on Shutdown. A resumed run's
+// replicas load the checkpoint named in the RunConfig before step one.
 import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { RingAllReduce } from '@lorafleet/collective';
 import { type BackendName, useBackend } from '@lorafleet/core';
-import type { StepPlan, Welcome } from '@lorafleet/protocol';
+import type {
+  ControlBody,
+  ControlMessage,
+  StepDone,
+  StepPlan,
+  Welcome,
+  WorkerState,
+} from '@lorafleet/protocol';
 import { isCheckpointInProgress } from './checkpoint.js';
-import { maybeCorruptReplica } from './fault-injection.js';
+import { maybeCorruptReplica, maybeDelayStep } from './fault-injection.js';
 import { CoordinatorLink, UNASSIGNED_RUN } from './coordinator-link.js';
 import { Replica } from './replica.js';
 import { RunConfigError, decodeRunConfig } from './run-config.js';
 import { batchesOf } from './rows.js';
 import type { TrainState } from './step.js';
+import {
+  StateAssembler,
+  decodeTrainState,
+  encodeTrainState,
+  stateParts,
+} from './state-transfer.js';
 
 export interface WorkerOptions {
   /** The coordinator's ROUTER endpoint, tcp://HOST:PORT. */
@@ -81,84 +97,187 @@ async function serve(
   dataEndpoint: string,
   options: WorkerOptions,
 ): Promise<void> {
-  const { rank, worldSize, ringEndpoints } = welcome.value;
   const { runId } = welcome;
   if (runId === UNASSIGNED_RUN) throw new Error(`Welcome without a run id`);
   link.joinRun(runId);
-  if (ringEndpoints[rank] !== dataEndpoint) {
+  const w = welcome.value;
+  if (!w.joining && w.ringEndpoints[w.rank] !== dataEndpoint) {
     throw new Error(
-      `Welcome lists ${ringEndpoints[rank]} for rank ${rank}, but this worker listens on ${dataEndpoint}`,
+      `Welcome lists ${w.ringEndpoints[w.rank]} for rank ${w.rank}, but this worker listens on ${dataEndpoint}`,
     );
   }
-  const config = decodeRunConfig(welcome.value.runConfig, welcome.value.runConfigHash);
-  const ring = await RingAllReduce.bind({
-    rank,
-    worldSize,
-    listen: dataEndpoint,
-    timeoutMs: config.ringTimeoutMs,
-  });
+  const config = decodeRunConfig(w.runConfig, w.runConfigHash);
+  const mailbox = new Mailbox(link);
+  // One send at a time on the socket: heartbeats interleave with replies.
+  let sending: Promise<void> = Promise.resolve();
+  const send = (body: ControlBody): Promise<void> => {
+    const sent = sending.then(() => link.send(body));
+    sending = sent.catch(() => undefined);
+    return sent;
+  };
+  let rank = w.rank;
+  let ring: RingAllReduce | undefined;
+  let generation = w.generation;
+  let ringStep = 0;
+  // Chunks carry the ring's generation in their run id: frames of an aborted
+  // attempt or an older ring are dropped as foreign.
+  const allReduce = (buffer: Float32Array) => {
+    if (!ring) throw new Error(`rank ${rank}: no ring (the step was aborted or awaits a Regroup)`);
+    return ring.allReduce(buffer, { step: ringStep, runId: `${runId}/g${generation}` });
+  };
+  const formRing = async (r: number, worldSize: number, endpoints: string[], gen: number) => {
+    ring?.close();
+    ring = undefined;
+    if (endpoints[r] !== dataEndpoint) {
+      throw new Error(
+        `the ring lists ${endpoints[r]} for rank ${r}, but this worker listens on ${dataEndpoint}`,
+      );
+    }
+    ring = await bindRing({
+      rank: r,
+      worldSize,
+      listen: dataEndpoint,
+      timeoutMs: config.ringTimeoutMs,
+    });
+    ring.connect(endpoints);
+    rank = r;
+    generation = gen;
+  };
   let replica: Replica | undefined;
+  let state: WorkerState = 'idle';
+  let heartbeat: NodeJS.Timeout | undefined;
   try {
-    ring.connect(ringEndpoints);
-    let ringStep = 0;
-    const allReduce = (buffer: Float32Array) => ring.allReduce(buffer, { step: ringStep, runId });
+    if (!w.joining) await formRing(w.rank, w.worldSize, w.ringEndpoints, w.generation);
     await useBackend(options.backend);
     replica = await Replica.build(config, allReduce);
     if (config.resumeFrom) await replica.restore(config.resumeFrom);
+    const r = replica;
     options.log(
-      `rank ${rank}/${worldSize} (pid ${process.pid}) of run ${runId}: ${replica.rows.length} rows, ` +
-        `${replica.step.params.size} trainable parameters on ${options.backend}` +
-        (config.resumeFrom ? `, resumed at step ${replica.step.stepsDone}` : '') +
+      (w.joining
+        ? `joiner (pid ${process.pid}) of run ${runId}`
+        : `rank ${rank}/${w.worldSize} (pid ${process.pid}) of run ${runId}`) +
+        `: ${r.rows.length} rows, ${r.step.params.size} trainable parameters on ${options.backend}` +
+        (config.resumeFrom ? `, resumed at step ${r.step.stepsDone}` : '') +
         '; ready',
     );
-    // "Ready": the coordinator plans the first step once every rank has loaded.
-    await link.send({
-      case: 'heartbeat',
-      value: {
-        sentAtMs: Date.now(),
-        state: 'idle',
-        rssBytes: process.memoryUsage.rss(),
-        stepsDone: replica.step.stepsDone,
-      },
-    });
+    const beat = () =>
+      send({
+        case: 'heartbeat',
+        value: {
+          sentAtMs: Date.now(),
+          state,
+          rssBytes: process.memoryUsage.rss(),
+          stepsDone: r.step.stepsDone,
+        },
+      }).catch(() => undefined);
+    // "Ready": the first heartbeat; then one a second, also while a step computes.
+    await beat();
+    heartbeat = setInterval(() => void beat(), WORKER_HEARTBEAT_MS);
     let snapshot: TrainState | undefined;
+    const assembler = new StateAssembler();
     for (;;) {
-      const { body } = await link.receive(`the next step plan (${replica.step.stepsDone} done)`);
+      const { body } = await mailbox.next(`the next step plan (${r.step.stepsDone} done)`);
       switch (body.case) {
-        case 'stepPlan':
-          snapshot = replica.step.snapshot();
+        case 'stepPlan': {
+          snapshot = r.step.snapshot();
           ringStep = body.value.step;
-          await link.send({
-            case: 'stepDone',
-            value: await trainStep(replica, body.value, rank, options.log),
-          });
+          state = 'computing';
+          const outcome = await stepOrAbort(
+            mailbox,
+            (signal) => trainStep(r, body.value, rank, options.log, signal),
+            () => {
+              // Unblocks an all-reduce waiting on a lost peer.
+              ring?.close();
+              ring = undefined;
+            },
+          );
+          state = 'idle';
+          if (outcome.kind === 'done') await send({ case: 'stepDone', value: outcome.value });
+          else if (outcome.kind === 'failed') throw outcome.error;
+          // 'aborted': the Abort (or Shutdown) waits in the mailbox.
           break;
+        }
         case 'commit':
-          if (body.value.step !== replica.step.stepsDone) {
+          if (body.value.step !== r.step.stepsDone) {
             throw new Error(
-              `Commit of step ${body.value.step}, but this replica is at ${replica.step.stepsDone}`,
+              `Commit of step ${body.value.step}, but this replica is at ${r.step.stepsDone}`,
             );
           }
           snapshot = undefined;
           break;
         case 'abort':
-          if (snapshot) replica.step.restore(snapshot);
+          if (snapshot) r.step.restore(snapshot);
           snapshot = undefined;
-          options.log(`rank ${rank}: step ${body.value.step} aborted: ${body.value.reason}`);
+          ring?.close();
+          ring = undefined;
+          options.log(
+            `rank ${rank}: step ${body.value.step} aborted (${body.value.reason}); back at step ${r.step.stepsDone}`,
+          );
           break;
-        case 'checkpointRequest': {
-          const { step, path } = body.value;
-          if (step !== replica.step.stepsDone) {
+        case 'regroup': {
+          const g = body.value;
+          if (g.step !== r.step.stepsDone) {
             throw new Error(
-              `CheckpointRequest for step ${step}, but this replica is at ${replica.step.stepsDone}`,
+              `Regroup at step ${g.step}, but this replica is at ${r.step.stepsDone}`,
             );
           }
+          await formRing(g.rank, g.worldSize, g.ringEndpoints, g.generation);
+          options.log(
+            `rank ${rank}/${g.worldSize}: ring generation ${g.generation} at step ${g.step}`,
+          );
+          await send({
+            case: 'regrouped',
+            value: {
+              generation: g.generation,
+              step: r.step.stepsDone,
+              replicaHash: r.step.parameterHash(),
+            },
+          });
+          break;
+        }
+        case 'stateRequest': {
+          if (snapshot || body.value.step !== r.step.stepsDone) {
+            throw new Error(
+              `StateRequest for step ${body.value.step}, but this replica is at ${r.step.stepsDone}` +
+                (snapshot ? ' with a step not yet committed' : ''),
+            );
+          }
+          const bytes = encodeTrainState(r.step.snapshot());
+          for (const part of stateParts(r.step.stepsDone, bytes)) {
+            await send({ case: 'trainerState', value: part });
+          }
+          break;
+        }
+        case 'trainerState': {
+          const complete = assembler.add(body.value);
+          if (complete) {
+            r.step.restore(decodeTrainState(complete.bytes, r.step.params.size));
+            if (r.step.stepsDone !== complete.step) {
+              throw new Error(
+                `trainer state says step ${complete.step}, but holds ${r.step.stepsDone}`,
+              );
+            }
+            options.log(
+              `loaded the trainer state of step ${complete.step} (${complete.bytes.byteLength} bytes)`,
+            );
+          }
+          break;
+        }
+        case 'checkpointRequest': {
+          const { step, path } = body.value;
+          if (step !== r.step.stepsDone) {
+            throw new Error(
+              `CheckpointRequest for step ${step}, but this replica is at ${r.step.stepsDone}`,
+            );
+          }
+          state = 'checkpointing';
           // A folder the coordinator started with trainer_state.json is a
           // training checkpoint; any other path gets the final PEFT adapter.
           const manifestSha256 = (await isCheckpointInProgress(path))
-            ? await replica.writeCheckpoint(path)
-            : await replica.saveAdapter(path);
-          await link.send({ case: 'checkpointDone', value: { step, path, manifestSha256 } });
+            ? await r.writeCheckpoint(path)
+            : await r.saveAdapter(path);
+          state = 'idle';
+          await send({ case: 'checkpointDone', value: { step, path, manifestSha256 } });
           break;
         }
         case 'shutdown':
@@ -172,10 +291,140 @@ async function serve(
       }
     }
   } finally {
-    ring.close();
+    clearInterval(heartbeat);
+    await sending;
+    mailbox.close();
+    ring?.close();
     replica?.dispose();
   }
 }
+
+const WORKER_HEARTBEAT_MS = 1000;
+
+type StepOutcome =
+  { kind: 'done'; value: StepDone } | { kind: 'aborted' } | { kind: 'failed'; error: Error };
+
+/**
+ * Runs a step while watching the mailbox: heartbeats are consumed; an Abort,
+ * Shutdown or Error stops the step (`interrupt` breaks its all-reduce) and is
+ * left in the mailbox for the caller to handle.
+ */
+async function stepOrAbort(
+  mailbox: Mailbox,
+  run: (signal: AbortSignal) => Promise<StepDone>,
+  interrupt: () => void,
+): Promise<StepOutcome> {
+  const controller = new AbortController();
+  const running: Promise<StepOutcome> = run(controller.signal).then(
+    (value) => ({ kind: 'done', value }),
+    (error: unknown) => ({ kind: 'failed', error: error as Error }),
+  );
+  for (;;) {
+    const first = await Promise.race([running, mailbox.ready().then(() => undefined)]);
+    if (first !== undefined) return first;
+    const next = mailbox.peek();
+    if (next === undefined) {
+      // The link failed (the coordinator is silent or gone): stop the step.
+      controller.abort(new Error('the coordinator link failed'));
+      interrupt();
+      await running;
+      return { kind: 'aborted' };
+    }
+    if (next.body.case === 'heartbeat') {
+      mailbox.drop();
+      continue;
+    }
+    if (['abort', 'shutdown', 'error'].includes(next.body.case)) {
+      controller.abort(new Error(`stopped by ${next.body.case}`));
+      interrupt();
+      const outcome = await running;
+      // A step that finished anyway is dropped too: the coordinator aborted it.
+      return outcome.kind === 'failed' || outcome.kind === 'done' ? { kind: 'aborted' } : outcome;
+    }
+    // Anything else must wait for the step: it stays queued.
+    await running.then(() => undefined);
+  }
+}
+
+/** Binds a ring on `listen`, retrying while the previous ring's socket releases the port. */
+async function bindRing(options: Parameters<typeof RingAllReduce.bind>[0]): Promise<RingAllReduce> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await RingAllReduce.bind(options);
+    } catch (error) {
+      if (attempt >= 40 || !/in use/i.test(String(error))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/**
+ * The coordinator's messages, read continuously (so a long step still sees an
+ * Abort) and queued; next() takes them in order. The link's timeout on
+ * coordinator silence applies throughout.
+ */
+class Mailbox {
+  private readonly queue: ControlMessage[] = [];
+  private failure: Error | undefined;
+  private waiters: (() => void)[] = [];
+  private waitingFor = 'a message';
+  private closed = false;
+
+  constructor(private readonly link: CoordinatorLink) {
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    try {
+      for (;;) {
+        const message = await this.link.receive(this.waitingFor);
+        if (this.queue.length >= MAILBOX_LIMIT) {
+          throw new Error(`more than ${MAILBOX_LIMIT} unprocessed messages from the coordinator`);
+        }
+        this.queue.push(message);
+        this.wake();
+      }
+    } catch (error) {
+      if (!this.closed) this.failure = error as Error;
+      this.wake();
+    }
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once a message waits (or the link failed). */
+  ready(): Promise<void> {
+    if (this.queue.length > 0 || this.failure) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  peek(): ControlMessage | undefined {
+    return this.queue[0];
+  }
+
+  drop(): void {
+    this.queue.shift();
+  }
+
+  async next(waitingFor: string): Promise<ControlMessage> {
+    this.waitingFor = waitingFor;
+    await this.ready();
+    const message = this.queue.shift();
+    if (message) return message;
+    throw this.failure!;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+/** Messages the coordinator may have queued ahead of us; more means a broken or hostile peer. */
+const MAILBOX_LIMIT = 1024;
 
 /** One step on this rank's share of the global batch; the StepDone it reports. */
 async function trainStep(
@@ -183,14 +432,16 @@ async function trainStep(
   plan: StepPlan,
   rank: number,
   log: (line: string) => void,
-) {
+  signal: AbortSignal,
+): Promise<StepDone> {
   const expected = replica.step.stepsDone + 1;
   if (plan.step !== expected) {
     throw new Error(`StepPlan for step ${plan.step}, but this replica's next step is ${expected}`);
   }
   const seqLen = replica.config.rows.seqLen;
   const batches = batchesOf(replica.rowsOf(plan.sampleIds), plan.microBatchSize, seqLen);
-  const result = await replica.step.run(batches);
+  await maybeDelayStep(signal);
+  const result = await replica.step.run(batches, signal);
   if (maybeCorruptReplica(replica.step, rank)) {
     log(`rank ${rank}: test hook: corrupted one parameter after step ${result.step}`);
   }

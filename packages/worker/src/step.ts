@@ -77,15 +77,22 @@ export class TrainingStep {
     return this.optimizer.step;
   }
 
-  async run(microBatches: readonly TokenBatch[]): Promise<StepResult> {
+  /**
+   * One step over this replica's micro-batches. Between micro-batches it yields
+   * to the event loop (heartbeats, an Abort) and stops with `signal`'s reason
+   * when aborted; the caller then restores its step-start snapshot.
+   */
+  async run(microBatches: readonly TokenBatch[], signal?: AbortSignal): Promise<StepResult> {
     const step = this.optimizer.step;
     const n = this.params.size;
     const fused = this.grads;
     fused.fill(0);
     const t0 = performance.now();
-    microBatches.forEach((batch, i) => {
+    for (const [i, batch] of microBatches.entries()) {
+      await yieldToEventLoop();
+      signal?.throwIfAborted();
       const tokens = countLossTokens(batch);
-      if (tokens === 0) return;
+      if (tokens === 0) continue;
       const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
       const { loss, grads } = this.params.lossAndGrads(() =>
         tokenNllSum(this.model, batch, { training: true, seed }),
@@ -93,10 +100,12 @@ export class TrainingStep {
       for (let j = 0; j < n; j++) fused[j] = fused[j]! + grads[j]!;
       fused[n] = fused[n]! + loss;
       fused[n + 1] = fused[n + 1]! + tokens;
-    });
+    }
     const t1 = performance.now();
     const local = { lossSum: fused[n]!, tokens: fused[n + 1]! };
+    signal?.throwIfAborted();
     await this.allReduce(fused);
+    signal?.throwIfAborted();
     const t2 = performance.now();
     const tokens = fused[n + 1]!;
     if (tokens === 0) throw new Error(`step ${step + 1}: the batch has no labelled tokens`);
@@ -146,3 +155,6 @@ export class TrainingStep {
     this.params.write(this.values);
   }
 }
+
+/** Lets timers and socket callbacks run (a resolved promise would not: that is a microtask). */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));

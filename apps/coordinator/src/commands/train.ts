@@ -19,10 +19,16 @@ import { membershipFrom } from '../distributed/membership.js';
 import { runDistributedTrain } from '../distributed/train.js';
 import { ADAPTER_NAME, copyTokenizerFiles, formatCount, startBackend } from '../common.js';
 import { Progress } from '../progress.js';
+import { observeRun, runFacts } from '../observe/observer.js';
 import { type PreparedRows, batchesOf, prepareRows } from '../training/rows.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 import { stepOptionsFrom } from '../training/step-options.js';
-import { pruneCheckpoints, writeCheckpoint } from '../training/checkpoint.js';
+import {
+  CHECKPOINTS_DIR,
+  checkpointName,
+  pruneCheckpoints,
+  writeCheckpoint,
+} from '../training/checkpoint.js';
 import {
   configHash,
   modelFingerprint,
@@ -168,6 +174,11 @@ export async function runTrain(o: Options): Promise<void> {
       },
     });
     await pruneCheckpoints(out, o.number('keep-checkpoints'));
+    observer.emit({
+      type: 'checkpoint',
+      step,
+      path: join(out, CHECKPOINTS_DIR, checkpointName(step)),
+    });
   };
 
   const evaluate = () =>
@@ -179,6 +190,31 @@ export async function runTrain(o: Options): Promise<void> {
     );
 
   await mkdir(out, { recursive: true });
+  const observer = await observeRun(o, out, resumed !== null);
+  observer.emit({
+    type: 'run',
+    facts: runFacts({
+      runId: `local-${process.pid}-${Date.now()}`,
+      model: modelDir,
+      mode: full ? 'full' : 'lora',
+      totalParameters: total,
+      trainableParameters: params.size,
+      lora: full
+        ? null
+        : {
+            r: o.number('lora-r'),
+            alpha: o.number('lora-alpha'),
+            dropout: o.number('lora-dropout'),
+            targets: o.list('target'),
+          },
+      backend,
+      workers: 1,
+      steps,
+      batchSize,
+      seqLen,
+    }),
+  });
+  if (before) observer.emit({ type: 'eval', step: startStep, loss: before.loss });
   const metricsPath = join(out, 'metrics.jsonl');
   if (resumeFrom) await trimMetrics(metricsPath, startStep);
   else await writeFile(metricsPath, '');
@@ -222,6 +258,19 @@ export async function runTrain(o: Options): Promise<void> {
       if (e) line.evalLoss = e.loss;
     }
     await appendFile(metricsPath, JSON.stringify(line) + '\n');
+    observer.emit({
+      type: 'step',
+      step: result.step,
+      epoch: planned.epoch,
+      loss: result.loss,
+      lr: result.lr,
+      tokens: result.tokens,
+      tokensPerSecond: (tokensSeen - tokensBefore) / seconds,
+      gradNorm: result.gradNorm,
+      seconds,
+    });
+    if (typeof line.evalLoss === 'number')
+      observer.emit({ type: 'eval', step: done, loss: line.evalLoss });
     progress.update(done, {
       loss: result.loss.toFixed(4),
       lr: result.lr.toExponential(2),
@@ -236,8 +285,10 @@ export async function runTrain(o: Options): Promise<void> {
   process.off('SIGINT', onSignal);
   const seconds = (performance.now() - started) / 1000;
   const after = evaluate();
-  if (after)
+  if (after) {
     log(`eval loss after:  ${after.loss.toFixed(4)} (perplexity ${after.perplexity.toFixed(2)})`);
+    observer.emit({ type: 'eval', step: done, loss: after.loss });
+  }
 
   const savedTo = full ? join(out, 'model') : join(out, 'adapter');
   if (full) {
@@ -278,6 +329,12 @@ export async function runTrain(o: Options): Promise<void> {
       (before && after ? `; eval loss ${before.loss.toFixed(4)} -> ${after.loss.toFixed(4)}` : ''),
   );
   log(`saved ${full ? 'model' : 'adapter (PEFT layout)'}: ${savedTo}; metrics: ${metricsPath}`);
+  observer.emit({
+    type: 'end',
+    status: interrupted ? 'interrupted' : 'finished',
+    message: `${done} steps; saved ${savedTo}`,
+  });
+  await observer.close();
   model.dispose();
   if (interrupted) process.exitCode = 130;
 }

@@ -1,9 +1,13 @@
-// The coordinator's end of the control plane: a ROUTER, N workers (spawned
-// here on loopback, or external daemons that join a --listen endpoint, ranked
-// in the order their Hellos arrive), and their messages sorted into one inbox
-// per rank. Every wait is bounded, and fails at once when a worker exits,
-// reports an Error, or stays silent past the deadline, naming the ranks it
-// waited for.
+// The coordinator's end of the control plane: a ROUTER and the workers behind
+// it (spawned here on loopback, or external daemons that join a --listen
+// endpoint), their messages sorted into one bounded inbox per worker, and
+// their liveness. A worker is lost when its process exits, when it reports an
+// internal error, or when it stays silent past the heartbeat timeout (a hung
+// or stopped process, a cut network); a lost worker is killed if it is ours,
+// and the coordinator's waits on it end at once with MembersLost, which the
+// training loop turns into Abort + Regroup (recovery.ts). Lost local workers
+// are respawned (up to maxRestarts); new external workers may join while the
+// run has fewer than its --expect workers. Every wait is bounded.
 import { Router } from 'zeromq';
 import type { BackendName } from '@lorafleet/core';
 import { type ControlBody, type Hello, decodeControl, encodeControl } from '@lorafleet/protocol';
@@ -13,70 +17,125 @@ import { WorkerProcess } from './worker-process.js';
 /** Where the workers come from. */
 export type Membership =
   | { kind: 'spawn'; workers: number }
-  /** External `lorafleet-worker --coordinator ENDPOINT` daemons; the first `workers` Hellos join. */
+  /** External `lorafleet-worker --coordinator ENDPOINT` daemons; at most `workers` at a time. */
   | { kind: 'listen'; endpoint: string; workers: number };
 
 export interface FleetOptions {
   membership: Membership;
   runId: string;
   backend: BackendName;
-  /** How long the workers may take to say Hello. */
+  /** How long the first workers may take to say Hello (or, with --listen, to join). */
   helloTimeoutMs: number;
+  /** Silence after which a ready worker is lost. */
+  heartbeatTimeoutMs: number;
+  /** Spawned workers: how many lost ones are replaced, in all. */
+  maxRestarts: number;
+  /** Extra command-line arguments of the spawned worker in slot `slot` (0, 1, ... in spawn order). */
+  workerArgs?: (slot: number) => string[];
   /** Lines about the fleet (worker output, dropped frames). */
   log: (line: string) => void;
+  /** Joins, losses and restarts, for the event log. */
+  onEvent?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
-/** Why a run stopped: a worker failed, exited, or stayed silent. */
+/** Why a run stopped: a worker failed in a way no restart fixes, or a wait ran out. */
 export class FleetError extends Error {
   override name = 'FleetError';
+}
+
+/** Workers were lost while the coordinator waited on them; the step must be aborted. */
+export class MembersLost extends Error {
+  override name = 'MembersLost';
+  constructor(readonly members: Member[]) {
+    super(members.map((m) => `${m.name}: ${m.lostReason}`).join('; '));
+  }
 }
 
 type Case = ControlBody['case'];
 type BodyOf<K extends Case> = Extract<ControlBody, { case: K }>['value'];
 
-interface Member {
-  /** "worker rank 1 (pid 4242)", or the Hello's worker id for an external one. */
+/**
+ * starting: spawned, no Hello yet; hello: said Hello, not yet welcomed;
+ * building: welcomed, loading its replica; ready: loaded, not in the ring;
+ * active: in the ring; lost: gone (dead, silent or failed); left: shut down.
+ */
+export type MemberStatus = 'starting' | 'hello' | 'building' | 'ready' | 'active' | 'lost' | 'left';
+
+export interface Member {
+  /** Unique in this run, in order of arrival. */
+  readonly id: number;
+  /** "worker 3 (pid 4242)" or "worker 3 (host:pid)". */
   name: string;
-  /** Only for the workers this coordinator spawned. */
+  status: MemberStatus;
+  /** Rank in the current ring; -1 outside it. */
+  rank: number;
   process?: WorkerProcess;
   identity?: Buffer;
   hello?: Hello;
   inbox: ControlBody[];
+  /** performance.now() of its last message, and the wall clock of its last heartbeat. */
+  lastSeen: number;
+  lastHeartbeatMs: number;
+  rssBytes: number;
+  /** When it was welcomed (performance.now()), for the build deadline. */
+  welcomedAt: number;
+  lostReason?: string;
 }
 
-/** Heartbeats while the coordinator waits, so idle workers know it is alive. */
-const HEARTBEAT_MS = 2000;
+/** Coordinator heartbeats, so idle workers know it is alive. */
+const HEARTBEAT_MS = 1000;
+/** How often liveness is checked. */
+const WATCH_MS = 250;
+/** Messages a worker may have waiting; more is a broken or hostile peer. */
+const INBOX_LIMIT = 256;
+/** A welcomed worker must load its replica within this. */
+const BUILD_TIMEOUT_MS = 600_000;
 
 export class WorkerFleet {
-  private readonly members: Member[] = [];
+  private readonly all: Member[] = [];
+  private nextId = 0;
+  private restarts = 0;
   private failure: FleetError | undefined;
   private waiters: (() => void)[] = [];
   private stopping = false;
   private closed = false;
+  /** Lost workers are replaced only once the first ones have all said Hello. */
+  private started = false;
   private sending: Promise<void> = Promise.resolve();
-  private readonly heartbeat: NodeJS.Timeout;
+  private readonly timers: NodeJS.Timeout[];
 
   private constructor(
     private readonly router: Router,
     readonly endpoint: string,
     private readonly options: FleetOptions,
   ) {
-    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
-    this.heartbeat.unref();
+    this.timers = [
+      setInterval(() => this.beat(), HEARTBEAT_MS),
+      setInterval(() => this.watch(), WATCH_MS),
+    ];
+    for (const t of this.timers) t.unref();
     // Workers run in their own process groups: take them down if we die first.
     process.on('exit', this.killOnExit);
   }
 
   private readonly killOnExit = () => {
-    for (const m of this.members) m.process?.kill();
+    for (const m of this.all) m.process?.kill();
   };
 
   /** Binds the ROUTER, spawns the workers (or waits for them to join) and waits for every Hello. */
   static async start(options: FleetOptions): Promise<WorkerFleet> {
     const { membership } = options;
-    // No authentication yet: spawned fleets stay on loopback; --listen
-    // elsewhere needs --allow-remote (checked by the caller).
-    const router = new Router({ mandatory: true, linger: 1000, sendTimeout: 10_000 });
+    // Spawned fleets stay on loopback; --listen elsewhere needs CURVE or
+    // --allow-remote (checked by the caller).
+    const router = new Router({
+      mandatory: true,
+      linger: 1000,
+      sendTimeout: 10_000,
+      // Bounded buffering per peer: a slow or hostile worker cannot grow our memory.
+      sendHighWaterMark: 1000,
+      receiveHighWaterMark: 1000,
+      maxMessageSize: (1 << 20) + 4096,
+    });
     const endpoint = membership.kind === 'listen' ? membership.endpoint : 'tcp://127.0.0.1:*';
     try {
       await router.bind(endpoint);
@@ -88,11 +147,18 @@ export class WorkerFleet {
     void fleet.read();
     try {
       if (membership.kind === 'spawn') {
-        for (let rank = 0; rank < membership.workers; rank++) fleet.spawn(rank);
-        await fleet.until((m) => m.hello !== undefined, options.helloTimeoutMs, 'Hello');
+        for (let i = 0; i < membership.workers; i++) fleet.spawn();
+        await fleet.until(
+          () => fleet.all.every((m) => m.status !== 'starting'),
+          options.helloTimeoutMs,
+          () => `Hello from ${fleet.describe(fleet.all.filter((m) => m.status === 'starting'))}`,
+        );
+        const lost = fleet.all.filter((m) => m.status === 'lost');
+        if (lost.length > 0) throw new FleetError(new MembersLost(lost).message);
       } else {
         await fleet.awaitJoins(membership.workers, options.helloTimeoutMs);
       }
+      fleet.started = true;
       return fleet;
     } catch (error) {
       fleet.close();
@@ -100,46 +166,135 @@ export class WorkerFleet {
     }
   }
 
-  get size(): number {
-    return this.members.length;
+  /** Members in the ring, by rank. */
+  active(): Member[] {
+    return this.all.filter((m) => m.status === 'active').sort((a, b) => a.rank - b.rank);
   }
 
-  /** Every rank's Hello, by rank. */
-  hellos(): Hello[] {
-    return this.members.map((m) => m.hello!);
+  /** Members that said Hello and wait for Welcome. */
+  newcomers(): Member[] {
+    return this.all.filter((m) => m.status === 'hello');
   }
 
-  /** Sends one message; sends are queued, as a ZeroMQ socket takes one at a time. */
-  send(rank: number, body: ControlBody): Promise<void> {
-    const member = this.members[rank]!;
+  /** Members with a loaded replica, waiting to enter the ring. */
+  ready(): Member[] {
+    return this.all.filter((m) => m.status === 'ready');
+  }
+
+  /** Members that are or may become part of the ring. */
+  live(): Member[] {
+    return this.all.filter((m) => !['lost', 'left'].includes(m.status));
+  }
+
+  /** Every member ever seen, in order of arrival. */
+  members(): readonly Member[] {
+    return this.all;
+  }
+
+  /** Marks a welcomed member as loading its replica (its first heartbeat then makes it ready). */
+  welcomed(m: Member): void {
+    m.status = 'building';
+    m.welcomedAt = performance.now();
+  }
+
+  /** A member, or the active member of a rank. */
+  private resolve(target: Member | number): Member {
+    if (typeof target !== 'number') return target;
+    const m = this.active()[target];
+    if (!m) throw new FleetError(`no worker holds rank ${target}`);
+    return m;
+  }
+
+  /** Sends one message (to a member, or to the member of a rank); sends are queued, as a ZeroMQ socket takes one at a time. */
+  send(target: Member | number, body: ControlBody): Promise<void> {
+    const member = this.resolve(target);
     const frame = encodeControl({ runId: this.options.runId, body });
     const sent = this.sending.then(async () => {
+      if (member.status === 'lost') return; // its replacement gets the news instead
       try {
         await this.router.send([member.identity!, frame]);
       } catch (error) {
-        throw new FleetError(
-          `cannot send ${body.case} to ${member.name}: ${(error as Error).message}`,
-        );
+        this.markLost(member, `cannot send ${body.case}: ${(error as Error).message}`);
       }
     });
     this.sending = sent.catch(() => undefined);
     return sent;
   }
 
-  async broadcast(body: ControlBody): Promise<void> {
-    for (let rank = 0; rank < this.size; rank++) await this.send(rank, body);
+  async broadcast(body: ControlBody, members = this.active()): Promise<void> {
+    for (const m of members) await this.send(m, body);
   }
 
-  /** The next message of kind `kind` from each of `ranks` (default: all), by rank. */
+  /**
+   * The next message of kind `kind` from each of `members`, in their order.
+   * Heartbeats and messages of the `discard` kinds ahead of it are dropped
+   * (stale replies of an aborted step); any other message is a protocol
+   * error. Throws MembersLost as soon as one of them is lost.
+   */
   async collect<K extends Case>(
     kind: K,
     timeoutMs: number,
-    ranks: readonly number[] = this.members.map((_, r) => r),
+    targets: readonly (Member | number)[],
+    discard: readonly Case[] = [],
   ): Promise<BodyOf<K>[]> {
-    const wanted = new Set(ranks);
-    await this.until((m, rank) => !wanted.has(rank) || this.peek(m, kind), timeoutMs, kind);
-    // peek() left each wanted inbox starting with a message of `kind`.
-    return ranks.map((rank) => this.members[rank]!.inbox.shift()!.value as BodyOf<K>);
+    const members = targets.map((t) => this.resolve(t));
+    await this.until(
+      () => {
+        const lost = members.filter((m) => m.status === 'lost');
+        if (lost.length > 0) throw new MembersLost(lost);
+        return members.every((m) => this.peek(m, kind, discard));
+      },
+      timeoutMs,
+      () => `${kind} from ${this.describe(members.filter((m) => !this.peek(m, kind, discard)))}`,
+    );
+    return members.map((m) => m.inbox.shift()!.value as BodyOf<K>);
+  }
+
+  /** Waits until `ready()` holds, the fleet fails, or `timeoutMs` passes (then false). */
+  async waitFor(ready: () => boolean, timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      if (this.failure) throw this.failure;
+      if (ready()) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      await this.changed(left);
+    }
+  }
+
+  /** Declares a member lost: it leaves the ring; ours is killed and, budget permitting, replaced. */
+  markLost(m: Member, reason: string): void {
+    if (m.status === 'lost' || m.status === 'left' || this.closed) return;
+    const wasInRing = m.status === 'active';
+    m.status = 'lost';
+    m.lostReason = reason;
+    m.rank = -1;
+    m.inbox = [];
+    m.process?.kill('SIGKILL');
+    this.event('warn', `${m.name} lost: ${reason}`);
+    if (this.options.membership.kind === 'spawn' && this.started && !this.stopping) {
+      if (this.restarts < this.options.maxRestarts) {
+        this.restarts++;
+        const replacement = this.spawn();
+        this.event(
+          'info',
+          `respawned as ${replacement.name} (restart ${this.restarts} of ${this.options.maxRestarts})`,
+        );
+      } else if (wasInRing) {
+        this.event('warn', `no restarts left (--max-restarts ${this.options.maxRestarts})`);
+      }
+    }
+    this.signal();
+  }
+
+  /** Makes `members` the ring, in this order (ranks 0..n-1); everyone else leaves it. */
+  setRing(members: readonly Member[]): void {
+    for (const m of this.all) if (m.status === 'active') m.rank = -1;
+    for (const [rank, m] of members.entries()) {
+      m.status = 'active';
+      m.rank = rank;
+    }
+    for (const m of this.all) if (m.status === 'active' && m.rank < 0) m.status = 'ready';
   }
 
   /**
@@ -149,12 +304,14 @@ export class WorkerFleet {
    */
   async stop(reason: string, timeoutMs: number): Promise<void> {
     this.stopping = true;
-    await this.broadcast({ case: 'shutdown', value: { reason } });
-    const spawned = this.members.flatMap((m) => (m.process ? [m.process] : []));
+    const live = this.live().filter((m) => m.identity);
+    for (const m of live) await this.send(m, { case: 'shutdown', value: { reason } });
+    const spawned = live.flatMap((m) => (m.process ? [m.process] : []));
     const deadline = performance.now() + timeoutMs;
     while (spawned.some((p) => !p.exit) && performance.now() < deadline) {
       await this.changed(deadline - performance.now());
     }
+    for (const m of live) m.status = 'left';
     const bad = spawned.filter((p) => p.exit?.code !== 0);
     this.close();
     if (bad.length > 0) {
@@ -170,22 +327,51 @@ export class WorkerFleet {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.heartbeat);
+    for (const t of this.timers) clearInterval(t);
     process.off('exit', this.killOnExit);
     this.killOnExit();
     this.router.close();
     this.signal();
   }
 
-  private spawn(rank: number): void {
+  private event(level: 'info' | 'warn' | 'error', message: string): void {
+    this.options.log(`coordinator: ${message}`);
+    this.options.onEvent?.(level, message);
+  }
+
+  private describe(members: readonly Member[]): string {
+    return members.map((m) => m.name + (m.process?.lastWords() ?? '')).join(', ');
+  }
+
+  private spawn(): Member {
+    const id = this.nextId++;
     const process = new WorkerProcess(
-      rank,
+      id,
       this.endpoint,
       this.options.backend,
       (p) => this.onExit(p),
       this.options.log,
     );
-    this.members.push({ name: process.name, process, inbox: [] });
+    const member = this.newMember(id, `worker ${id} (pid ${process.pid})`);
+    member.process = process;
+    member.status = 'starting';
+    return member;
+  }
+
+  private newMember(id: number, name: string): Member {
+    const member: Member = {
+      id,
+      name,
+      status: 'hello',
+      rank: -1,
+      inbox: [],
+      lastSeen: performance.now(),
+      lastHeartbeatMs: 0,
+      rssBytes: 0,
+      welcomedAt: 0,
+    };
+    this.all.push(member);
+    return member;
   }
 
   /** Waits for `workers` external Hellos, printing "waiting for workers: k/N" as they come. */
@@ -194,12 +380,12 @@ export class WorkerFleet {
     let shown = -1;
     for (;;) {
       if (this.failure) throw this.failure;
-      const joined = this.members.length;
+      const joined = this.live().length;
       if (joined !== shown) {
         this.options.log(`waiting for workers: ${joined}/${workers} (on ${this.endpoint})`);
         shown = joined;
       }
-      if (joined === workers) return;
+      if (joined >= workers) return;
       const left = deadline - performance.now();
       if (left <= 0) {
         throw new FleetError(
@@ -213,8 +399,9 @@ export class WorkerFleet {
   }
 
   private onExit(p: WorkerProcess): void {
-    if (!this.stopping || p.exit?.code !== 0) {
-      this.fail(`${p.describeExit()} before the run finished${p.lastWords()}`);
+    const m = this.all.find((x) => x.process === p);
+    if (m && !(this.stopping && p.exit?.code === 0)) {
+      this.markLost(m, `${p.describeExit()}${p.lastWords()}`);
     }
     this.signal();
   }
@@ -224,32 +411,30 @@ export class WorkerFleet {
     this.signal();
   }
 
-  /** Waits until `ready` holds for every member; fails on failure or at the deadline. */
-  private async until(
-    ready: (m: Member, rank: number) => boolean,
-    timeoutMs: number,
-    what: string,
-  ): Promise<void> {
+  /** Waits until `ready` holds; fails on a fleet failure or at the deadline. */
+  private async until(ready: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const missing = this.members.filter((m, rank) => !ready(m, rank));
-      // After `ready`, which may itself find a protocol error.
+      // After `ready`, which may itself find a protocol error or a loss.
+      const done = ready();
       if (this.failure) throw this.failure;
-      if (missing.length === 0) return;
+      if (done) return;
       const left = deadline - performance.now();
       if (left <= 0) {
         throw new FleetError(
-          `timed out after ${(timeoutMs / 1000).toFixed(0)} s waiting for ${what} from ` +
-            missing.map((m) => m.name + (m.process?.lastWords() ?? '')).join(', '),
+          `timed out after ${(timeoutMs / 1000).toFixed(0)} s waiting for ${what()}`,
         );
       }
       await this.changed(left);
     }
   }
 
-  /** Whether `kind` waits in the inbox; heartbeats are skipped, any other message is a protocol error. */
-  private peek(m: Member, kind: Case): boolean {
-    if (kind !== 'heartbeat') m.inbox = m.inbox.filter((b) => b.case !== 'heartbeat');
+  /** Whether `kind` waits first in the inbox, after heartbeats and `discard` kinds (dropped). */
+  private peek(m: Member, kind: Case, discard: readonly Case[]): boolean {
+    while (m.inbox[0] && (m.inbox[0].case === 'heartbeat' || discard.includes(m.inbox[0].case))) {
+      if (m.inbox[0].case === kind) break;
+      m.inbox.shift();
+    }
     const first = m.inbox[0];
     if (first && first.case !== kind) {
       this.fail(`${m.name} sent ${first.case} where ${kind} was expected`);
@@ -292,43 +477,88 @@ export class WorkerFleet {
     }
     const { runId, body } = decoded.message;
     if (body.case === 'hello') {
-      const member = this.memberFor(identity, body.value);
-      if (!member || (runId !== this.options.runId && runId !== UNASSIGNED_RUN)) {
-        const why =
-          this.options.membership.kind === 'spawn'
-            ? 'not a worker this run spawned'
-            : `the run already has its ${this.options.membership.workers} workers`;
-        this.options.log(`coordinator: ignored a Hello from ${body.value.workerId}: ${why}`);
-        return;
-      }
-      Object.assign(member, { identity, hello: body.value });
-    } else {
-      const member = this.members.find((m) => m.identity?.equals(identity));
-      if (!member || runId !== this.options.runId) {
-        this.options.log(`coordinator: dropped a ${body.case} from an unknown peer or run`);
-        return;
-      }
-      if (body.case === 'error') {
-        this.fail(`${member.name} failed (${body.value.code}): ${body.value.message}`);
-        return;
-      }
-      member.inbox.push(body);
+      this.admit(identity, body.value, runId);
+      return;
     }
+    const member = this.all.find((m) => m.identity?.equals(identity));
+    if (!member || runId !== this.options.runId || member.status === 'lost') {
+      // A lost worker that wakes up (SIGCONT) or a stranger: not ours any more.
+      return;
+    }
+    member.lastSeen = performance.now();
+    if (body.case === 'error') {
+      const message = `${member.name} failed (${body.value.code}): ${body.value.message}`;
+      // An internal failure loses one worker; a diverged replica or a config
+      // mismatch is a bug that no restart fixes.
+      if (body.value.code === 'internal') this.markLost(member, message);
+      else this.fail(message);
+      return;
+    }
+    if (body.case === 'heartbeat') {
+      member.lastHeartbeatMs = Date.now();
+      member.rssBytes = body.value.rssBytes;
+      if (member.status === 'building') {
+        member.status = 'ready';
+        this.event('info', `${member.name} is ready`);
+      }
+    }
+    if (member.inbox.length >= INBOX_LIMIT) {
+      this.markLost(member, `more than ${INBOX_LIMIT} unread messages (flooding)`);
+      return;
+    }
+    member.inbox.push(body);
     this.signal();
   }
 
-  /** The member a Hello belongs to: a spawned process by pid, or an external worker's new rank. */
-  private memberFor(identity: Buffer, hello: Hello): Member | undefined {
+  /** A Hello: a spawned process (by pid), or an external worker while there is room. */
+  private admit(identity: Buffer, hello: Hello, runId: string): void {
     const { membership } = this.options;
+    if (runId !== this.options.runId && runId !== UNASSIGNED_RUN) return;
+    if (this.all.some((m) => m.identity?.equals(identity))) return;
+    let member: Member | undefined;
     if (membership.kind === 'spawn') {
-      return this.members.find((m) => m.process?.pid === hello.pid && !m.hello);
+      member = this.all.find((m) => m.process?.pid === hello.pid && m.status === 'starting');
+      if (!member) {
+        this.options.log(
+          `coordinator: ignored a Hello from ${hello.workerId}: not a worker this run spawned`,
+        );
+        return;
+      }
+      member.status = 'hello';
+    } else {
+      if (this.live().length >= membership.workers || this.stopping) {
+        this.options.log(
+          `coordinator: ignored a Hello from ${hello.workerId}: the run already has its ${membership.workers} workers`,
+        );
+        return;
+      }
+      const id = this.nextId++;
+      member = this.newMember(id, `worker ${id} (${hello.workerId})`);
     }
-    if (this.members.length >= membership.workers) return undefined;
-    if (this.members.some((m) => m.identity?.equals(identity))) return undefined;
-    const rank = this.members.length;
-    const member: Member = { name: `worker rank ${rank} (${hello.workerId})`, inbox: [] };
-    this.members.push(member);
-    return member;
+    Object.assign(member, { identity, hello, lastSeen: performance.now() });
+    this.event(
+      'info',
+      `${member.name} said Hello from ${hello.host} (${hello.backend}, ${hello.device})`,
+    );
+    this.signal();
+  }
+
+  /** Liveness: silent ready workers and stuck builders are lost. */
+  private watch(): void {
+    const now = performance.now();
+    for (const m of this.all) {
+      if (
+        (m.status === 'active' || m.status === 'ready') &&
+        now - m.lastSeen > this.options.heartbeatTimeoutMs
+      ) {
+        this.markLost(
+          m,
+          `silent for ${((now - m.lastSeen) / 1000).toFixed(1)} s (heartbeat timeout)`,
+        );
+      } else if (m.status === 'building' && now - m.welcomedAt > BUILD_TIMEOUT_MS) {
+        this.markLost(m, `did not load its replica within ${BUILD_TIMEOUT_MS / 1000} s`);
+      }
+    }
   }
 
   private beat(): void {
@@ -337,8 +567,6 @@ export class WorkerFleet {
       case: 'heartbeat',
       value: { sentAtMs: Date.now(), state: 'unspecified', rssBytes: 0, stepsDone: 0 },
     };
-    for (const [rank, m] of this.members.entries()) {
-      if (m.identity) this.send(rank, body).catch(() => undefined);
-    }
+    for (const m of this.live()) if (m.identity) this.send(m, body).catch(() => undefined);
   }
 }

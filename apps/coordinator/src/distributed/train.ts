@@ -1,12 +1,13 @@
 // `lorafleet train --workers N` (N > 1): synchronous data parallel over N
 // local worker processes, or `--listen URL --expect N` over N external ones
-// (DESIGN.md, "The step"). The coordinator owns the
-// sampler; each step it sends every rank its shard of the global batch,
-// collects StepDone, checks that the replicas stayed bitwise identical and
-// commits. Rank 0 writes the checkpoints (every --checkpoint-every steps and at
-// the end) and the adapter; --resume continues from a checkpoint (checkpoints.ts).
-// No fault tolerance yet: any worker failure, exit or timeout fails the run
-// with a message naming it.
+// (DESIGN.md, "The step"). The coordinator owns the sampler; each step it
+// sends every ring member its shard of the global batch, collects StepDone,
+// checks that the replicas stayed bitwise identical, commits, and records the
+// step's samples in the ledger. Rank 0 writes the checkpoints and the adapter;
+// --resume continues from a checkpoint (checkpoints.ts). Faults (DESIGN.md,
+// "Faults"): a lost worker aborts the step in flight, the ring re-forms
+// without it and the step is replayed; lost local workers are respawned and
+// join at a step boundary with the current state (recovery.ts).
 import { randomUUID } from 'node:crypto';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,12 +15,16 @@ import { lrFactor } from '@lorafleet/core';
 import { SAMPLER_START, type SamplerState, shard } from '@lorafleet/data';
 import type { StepDone } from '@lorafleet/protocol';
 import { adapterManifestSha256, encodeRunConfig } from '@lorafleet/worker';
-import type { Options } from '../args.js';
+import { type Options, UsageError } from '../args.js';
 import { formatCount } from '../common.js';
+import type { WorkerInfo, WorkerStatus } from '../observe/events.js';
+import { type RunObserver, observeRun, runFacts } from '../observe/observer.js';
 import { Progress } from '../progress.js';
 import { trimMetrics } from '../training/resume.js';
 import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
-import { FleetError, type Membership, WorkerFleet } from './fleet.js';
+import { FleetError, type Member, type Membership, MembersLost, WorkerFleet } from './fleet.js';
+import { LEDGER_FILE, StepLedger } from './ledger.js';
+import { ElasticRing } from './recovery.js';
 import { checkReplicas } from './replicas.js';
 import { type RunPlan, planRun } from './run-plan.js';
 
@@ -57,66 +62,165 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
       `(${(steps / plan.sampler.stepsPerEpoch).toFixed(2)} epochs), ~${Math.ceil(batchSize / workers)} rows per worker, ` +
       `micro-batches of ${microBatchSize}`,
   );
+  const minWorkers = o.number('min-workers');
+  if (minWorkers > workers) {
+    throw new UsageError(`train: --min-workers ${minWorkers} is more than the ${workers} workers`);
+  }
   await mkdir(out, { recursive: true });
   const runId = `run-${randomUUID()}`;
-  const fleet = await WorkerFleet.start({
-    membership,
-    runId,
-    backend: plan.backend,
-    helloTimeoutMs:
-      membership.kind === 'listen' ? o.number('join-timeout') * 1000 : TIMEOUTS.helloMs,
-    log: (line) => console.error(line),
+  const observer = await observeRun(o, out, start.resumed !== null);
+  observer.emit({
+    type: 'run',
+    facts: runFacts({
+      runId,
+      model: config.modelDir,
+      mode: 'lora',
+      totalParameters: plan.totalParameters,
+      trainableParameters: plan.trainableParameters,
+      lora: {
+        r: config.lora.r,
+        alpha: config.lora.alpha,
+        dropout: config.lora.dropout,
+        targets: config.lora.targets,
+      },
+      backend: plan.backend,
+      workers,
+      steps,
+      batchSize,
+      seqLen: config.rows.seqLen,
+    }),
   });
+  let fleet: WorkerFleet | undefined;
   try {
-    const { runConfig, runConfigHash } = encodeRunConfig(config);
-    const ringEndpoints = fleet.hellos().map((h) => h.dataEndpoint);
-    for (let rank = 0; rank < workers; rank++) {
-      await fleet.send(rank, {
-        case: 'welcome',
-        value: {
-          rank,
-          worldSize: workers,
-          ringEndpoints,
-          runConfigHash,
-          runConfig,
-          generation: 0,
-          ringPublicKeys: [],
-          joining: false,
-        },
-      });
-    }
-    await fleet.collect('heartbeat', TIMEOUTS.readyMs);
-    log(`${workers} workers ready (control ${fleet.endpoint}, run ${runId})`);
-    const checkpoints = new FleetCheckpointer(
-      fleet,
-      out,
-      plan,
-      math,
-      o.number('keep-checkpoints'),
-      TIMEOUTS.saveMs,
-    );
-    const every = o.number('checkpoint-every');
-    let lastCheckpoint = start.step;
-    const result = await trainLoop(fleet, plan, out, start, async (done, sampler, tokensSeen) => {
-      if (every > 0 && done % every === 0) {
-        await checkpoints.save(done, sampler, tokensSeen);
-        lastCheckpoint = done;
-      }
+    fleet = await WorkerFleet.start({
+      membership,
+      runId,
+      backend: plan.backend,
+      helloTimeoutMs:
+        membership.kind === 'listen' ? o.number('join-timeout') * 1000 : TIMEOUTS.helloMs,
+      heartbeatTimeoutMs: o.number('heartbeat-timeout') * 1000,
+      maxRestarts: o.number('max-restarts'),
+      log: (line) => console.error(line),
+      onEvent: (level, message) => observer.note(level, message),
     });
-    // And at the end, interrupted or not (as with one worker).
-    if (result.done > lastCheckpoint)
-      await checkpoints.save(result.done, result.sampler, result.tokensSeen);
-    const savedTo = join(out, 'adapter');
+    await trainOnFleet(o, fleet, plan, out, math, start, observer, runId, minWorkers);
+  } catch (error) {
+    observer.emit({ type: 'end', status: 'failed', message: (error as Error).message });
+    throw error;
+  } finally {
+    fleet?.close();
+    await observer.close();
+  }
+}
+
+async function trainOnFleet(
+  o: Options,
+  fleet: WorkerFleet,
+  plan: RunPlan,
+  out: string,
+  math: Record<string, unknown>,
+  start: StartPoint,
+  observer: RunObserver,
+  runId: string,
+  minWorkers: number,
+): Promise<void> {
+  const { config } = plan;
+  const { runConfig, runConfigHash } = encodeRunConfig(config);
+  // Initial workers get their ring in Welcome (generation 0) and, on a resume, the checkpoint.
+  const initial = fleet.newcomers();
+  const ringEndpoints = initial.map((m) => m.hello!.dataEndpoint);
+  for (const [rank, m] of initial.entries()) {
+    await fleet.send(m, {
+      case: 'welcome',
+      value: {
+        rank,
+        worldSize: initial.length,
+        ringEndpoints,
+        runConfigHash,
+        runConfig,
+        generation: 0,
+        ringPublicKeys: [],
+        joining: false,
+      },
+    });
+    fleet.welcomed(m);
+  }
+  const ready = await fleet.waitFor(
+    () => initial.every((m) => m.status === 'ready' || m.status === 'lost'),
+    TIMEOUTS.readyMs,
+  );
+  if (!ready) {
+    throw new FleetError(
+      `timed out after ${TIMEOUTS.readyMs / 1000} s waiting for the workers to load their replicas`,
+    );
+  }
+  const ring = new ElasticRing(fleet, {
+    joinerWelcome: encodeRunConfig({ ...config, resumeFrom: null }),
+    minWorkers,
+    joinTimeoutMs: o.number('join-timeout') * 1000,
+    exchangeTimeoutMs: TIMEOUTS.saveMs,
+    onEvent: (level, message) => {
+      console.error(`coordinator: ${message}`);
+      observer.note(level, message);
+    },
+  });
+  const alive = initial.filter((m) => m.status === 'ready');
+  fleet.setRing(alive);
+  if (alive.length < initial.length) {
+    // A worker died while loading: the others' Welcome ring is stale.
+    await ring.recover(new MembersLost(initial.filter((m) => m.status === 'lost')), 0, start.step);
+  }
+  log(`${fleet.active().length} workers ready (control ${fleet.endpoint}, run ${runId})`);
+  const checkpoints = new FleetCheckpointer(
+    fleet,
+    out,
+    plan,
+    math,
+    o.number('keep-checkpoints'),
+    TIMEOUTS.saveMs,
+  );
+  const every = o.number('checkpoint-every');
+  const result = await trainLoop(fleet, ring, plan, out, start, observer, every, checkpoints);
+  // The adapter, from rank 0 (re-forming the ring if a worker is lost meanwhile).
+  const savedTo = join(out, 'adapter');
+  await withRecovery(ring, result.done, async () => {
     await fleet.send(0, { case: 'checkpointRequest', value: { step: result.done, path: savedTo } });
     const [saved] = await fleet.collect('checkpointDone', TIMEOUTS.saveMs, [0]);
     if (saved!.manifestSha256 !== (await adapterManifestSha256(savedTo))) {
       throw new FleetError(`${savedTo}: the adapter on disk differs from what rank 0 wrote`);
     }
-    await fleet.stop('training finished', TIMEOUTS.exitMs);
-    await writeSummary(out, plan, { ...result, workers, saved: savedTo });
-    if (result.interrupted) process.exitCode = 130;
-  } finally {
-    fleet.close();
+  });
+  await fleet.stop('training finished', TIMEOUTS.exitMs);
+  const faults = {
+    workersLost: ring.stats.losses,
+    workersJoined: ring.stats.joins,
+    recoverySeconds: ring.stats.recoverySeconds,
+  };
+  await writeSummary(out, plan, {
+    ...result,
+    workers: initial.length,
+    saved: savedTo,
+    faults,
+  });
+  observer.emit({
+    type: 'end',
+    status: result.interrupted ? 'interrupted' : 'finished',
+    message: `${result.done} steps; saved ${savedTo}`,
+  });
+  if (result.interrupted) process.exitCode = 130;
+}
+
+const log = (line: string) => console.log(line);
+
+/** Runs `action`; when workers are lost meanwhile, re-forms the ring and runs it again. */
+async function withRecovery(ring: ElasticRing, done: number, action: () => Promise<void>) {
+  for (;;) {
+    try {
+      return await action();
+    } catch (error) {
+      if (!(error instanceof MembersLost)) throw error;
+      await ring.recover(error, done + 1, done);
+    }
   }
 }
 
@@ -132,20 +236,21 @@ interface LoopResult {
   seconds: number;
 }
 
-/** Called after each committed step, for checkpoints. */
-type AfterStep = (done: number, sampler: SamplerState, tokensSeen: number) => Promise<void>;
-
 async function trainLoop(
   fleet: WorkerFleet,
+  ring: ElasticRing,
   plan: RunPlan,
   out: string,
   start: StartPoint,
-  afterStep: AfterStep,
+  observer: RunObserver,
+  checkpointEvery: number,
+  checkpoints: FleetCheckpointer,
 ): Promise<LoopResult> {
   const { config, sampler, steps, microBatchSize } = plan;
   const metricsPath = join(out, 'metrics.jsonl');
   if (start.resumed) await trimMetrics(metricsPath, start.step);
   else await writeFile(metricsPath, '');
+  const ledger = new StepLedger(join(out, LEDGER_FILE), start.resumed ? start.step : 0);
   let interrupted = false;
   const onSignal = () => {
     if (interrupted) process.exit(130);
@@ -161,60 +266,122 @@ async function trainLoop(
   let state = start.sampler ?? SAMPLER_START;
   let tokens = 0;
   let done = start.step;
+  let lastCheckpoint = start.step;
+  const timings = new Map<Member, { computeMs: number; allReduceMs: number; waitMs: number }>();
+  const emitWorkers = () =>
+    observer.emit({
+      type: 'workers',
+      generation: ring.generation,
+      workers: workerTable(fleet, timings),
+    });
   try {
-    for (let step = start.step + 1; step <= steps && !interrupted; step++) {
-      const planned = sampler.plan(state);
-      for (let rank = 0; rank < fleet.size; rank++) {
-        await fleet.send(rank, {
-          case: 'stepPlan',
-          value: { step, sampleIds: shard(planned.ids, rank, fleet.size), microBatchSize },
-        });
-      }
-      const reports = await fleet.collect('stepDone', TIMEOUTS.stepMs);
-      checkReplicas(step, reports);
-      await fleet.broadcast({ case: 'commit', value: { step } });
-      state = planned.next;
-      done = step;
-      // Loss from the reduced sums: every rank's loss sum over every rank's tokens.
-      const stepTokens = reports.reduce((n, r) => n + r.tokenCount, 0);
-      const loss = reports.reduce((s, r) => s + r.lossSum, 0) / stepTokens;
-      const gradNorm = reports[0]!.gradNorm;
-      tokens += stepTokens;
-      losses.push(loss);
-      const seconds = (performance.now() - started) / 1000;
-      const max = (f: (r: StepDone) => number) => Math.max(...reports.map(f)) / 1000;
-      const allReduceShare =
-        reports.reduce((s, r) => {
+    while (done < steps && !interrupted) {
+      const step = done + 1;
+      try {
+        await ring.boundary(done);
+        const members = fleet.active();
+        const planned = sampler.plan(state);
+        const t0 = performance.now();
+        for (const [rank, m] of members.entries()) {
+          await fleet.send(m, {
+            case: 'stepPlan',
+            value: { step, sampleIds: shard(planned.ids, rank, members.length), microBatchSize },
+          });
+        }
+        const reports = await fleet.collect('stepDone', TIMEOUTS.stepMs, members);
+        const wallMs = performance.now() - t0;
+        checkReplicas(step, reports);
+        await fleet.broadcast({ case: 'commit', value: { step } }, members);
+        ledger.append(step, planned.epoch, planned.ids);
+        state = planned.next;
+        done = step;
+        // Loss from the reduced sums: every rank's loss sum over every rank's tokens.
+        const stepTokens = reports.reduce((n, r) => n + r.tokenCount, 0);
+        const loss = reports.reduce((s, r) => s + r.lossSum, 0) / stepTokens;
+        const gradNorm = reports[0]!.gradNorm;
+        tokens += stepTokens;
+        losses.push(loss);
+        const seconds = (performance.now() - started) / 1000;
+        reports.forEach((r, rank) => {
           const t = r.timings;
-          return s + t.allreduceMs / Math.max(1e-9, t.computeMs + t.allreduceMs + t.updateMs);
-        }, 0) / reports.length;
-      const lr = config.optimizer.lr * lrFactor(config.schedule, step - 1);
-      const line = {
-        step,
-        epoch: planned.epoch,
-        loss,
-        lr,
-        tokens: stepTokens,
-        gradNorm,
-        seconds,
-        computeSeconds: max((r) => r.timings.computeMs),
-        allReduceSeconds: max((r) => r.timings.allreduceMs),
-        allReduceShare,
-        ...(Number.isFinite(gradNorm) ? {} : { skipped: 'non-finite gradient' }),
-      };
-      await appendFile(metricsPath, JSON.stringify(line) + '\n');
-      progress.update(done, {
-        loss: loss.toFixed(4),
-        lr: lr.toExponential(2),
-        'tok/s': (tokens / seconds).toFixed(0),
-        allreduce: `${(100 * allReduceShare).toFixed(0)}%`,
-      });
-      await afterStep(done, state, start.tokensSeen + tokens);
+          timings.set(members[rank]!, {
+            computeMs: t.computeMs,
+            allReduceMs: t.allreduceMs,
+            waitMs: Math.max(0, wallMs - t.computeMs - t.allreduceMs - t.updateMs),
+          });
+        });
+        const max = (f: (r: StepDone) => number) => Math.max(...reports.map(f)) / 1000;
+        const allReduceShare =
+          reports.reduce((s, r) => {
+            const t = r.timings;
+            return s + t.allreduceMs / Math.max(1e-9, t.computeMs + t.allreduceMs + t.updateMs);
+          }, 0) / reports.length;
+        const lr = config.optimizer.lr * lrFactor(config.schedule, step - 1);
+        const line = {
+          step,
+          epoch: planned.epoch,
+          loss,
+          lr,
+          tokens: stepTokens,
+          gradNorm,
+          seconds,
+          workers: members.length,
+          computeSeconds: max((r) => r.timings.computeMs),
+          allReduceSeconds: max((r) => r.timings.allreduceMs),
+          allReduceShare,
+          ...(Number.isFinite(gradNorm) ? {} : { skipped: 'non-finite gradient' }),
+        };
+        await appendFile(metricsPath, JSON.stringify(line) + '\n');
+        observer.emit({
+          type: 'step',
+          step,
+          epoch: planned.epoch,
+          loss,
+          lr,
+          tokens: stepTokens,
+          tokensPerSecond: tokens / seconds,
+          gradNorm,
+          seconds,
+        });
+        emitWorkers();
+        progress.update(done, {
+          loss: loss.toFixed(4),
+          lr: lr.toExponential(2),
+          'tok/s': (tokens / seconds).toFixed(0),
+          workers: String(members.length),
+          allreduce: `${(100 * allReduceShare).toFixed(0)}%`,
+        });
+        // Every K steps, and at the end (interrupted or not), as with one worker.
+        if (
+          (checkpointEvery > 0 && done % checkpointEvery === 0) ||
+          done === steps ||
+          interrupted
+        ) {
+          await saveCheckpoint();
+        }
+      } catch (error) {
+        if (!(error instanceof MembersLost)) throw error;
+        emitWorkers();
+        await ring.recover(error, done + 1, done);
+        emitWorkers();
+        if (lastCheckpoint < done && checkpointEvery > 0 && done % checkpointEvery === 0) {
+          await withRecovery(ring, done, saveCheckpoint);
+        }
+      }
     }
+    if (done > lastCheckpoint) await withRecovery(ring, done, saveCheckpoint);
   } finally {
     progress.finish();
     process.off('SIGINT', onSignal);
   }
+
+  async function saveCheckpoint(): Promise<void> {
+    if (lastCheckpoint === done) return;
+    const path = await checkpoints.save(done, state, start.tokensSeen + tokens);
+    lastCheckpoint = done;
+    observer.emit({ type: 'checkpoint', step: done, path });
+  }
+
   const seconds = (performance.now() - started) / 1000;
   return {
     done,
@@ -227,10 +394,43 @@ async function trainLoop(
   };
 }
 
+/** The dashboard's worker table: every worker seen, with its last step's timings. */
+function workerTable(
+  fleet: WorkerFleet,
+  timings: Map<Member, { computeMs: number; allReduceMs: number; waitMs: number }>,
+): WorkerInfo[] {
+  const ringSize = fleet.active().length;
+  const status = (m: Member): WorkerStatus =>
+    m.status === 'active'
+      ? 'training'
+      : m.status === 'ready'
+        ? 'ready'
+        : m.status === 'lost' || m.status === 'left'
+          ? m.status
+          : 'starting';
+  return fleet.members().map((m) => ({
+    rank: m.rank,
+    workerId: m.hello?.workerId ?? m.name,
+    host: m.hello?.host ?? '',
+    pid: m.hello?.pid ?? m.process?.pid ?? 0,
+    device: m.hello?.device ?? '',
+    backend: m.hello?.backend ?? '',
+    status: status(m),
+    lastHeartbeatMs: m.lastHeartbeatMs,
+    rssBytes: m.rssBytes,
+    ...(timings.get(m) ?? { computeMs: 0, allReduceMs: 0, waitMs: 0 }),
+    ringNext: m.rank < 0 ? -1 : (m.rank + 1) % ringSize,
+  }));
+}
+
 async function writeSummary(
   out: string,
   plan: RunPlan,
-  r: LoopResult & { workers: number; saved: string },
+  r: LoopResult & {
+    workers: number;
+    saved: string;
+    faults: { workersLost: number; workersJoined: number; recoverySeconds: number[] };
+  },
 ): Promise<void> {
   const head = r.losses.slice(0, Math.min(10, r.losses.length));
   const tail = r.losses.slice(-Math.min(10, r.losses.length));
@@ -251,6 +451,7 @@ async function writeSummary(
     tokensPerSecond: r.tokens / r.seconds,
     backend: plan.backend,
     workers: r.workers,
+    faults: r.faults,
     saved: r.saved,
   };
   await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');

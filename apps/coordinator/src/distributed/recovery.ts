@@ -1,0 +1,213 @@
+// Elastic membership of a distributed run (DESIGN.md, "Faults"): new workers
+// are welcomed as joiners and build their replicas while training goes on;
+// at a step boundary they receive the current adapter + optimizer state from
+// a ring member (StateRequest -> TrainerState parts, forwarded verbatim) and
+// the ring re-forms with them (Regroup -> Regrouped, replica hashes checked).
+// When workers are lost mid-step, the step is aborted on the survivors (they
+// restore their step-start snapshot), the ring re-forms without the lost
+// ones, and the caller replays the same step: its samples were never
+// committed, so none is lost or seen twice.
+import type { ControlBody, TrainerState, Welcome } from '@lorafleet/protocol';
+import { hashHex } from '@lorafleet/worker';
+import { FleetError, type Member, MembersLost, type WorkerFleet } from './fleet.js';
+
+export interface RingOptions {
+  /** What a joining worker is welcomed with (a run config without resumeFrom). */
+  joinerWelcome: Pick<Welcome, 'runConfig' | 'runConfigHash'>;
+  /** Below this many ring members, wait for joiners instead of training on. */
+  minWorkers: number;
+  /** How long to wait for joiners when below minWorkers. */
+  joinTimeoutMs: number;
+  /** Bound on one regroup or state transfer. */
+  exchangeTimeoutMs: number;
+  /** Ring changes, for the log and the event log. */
+  onEvent: (level: 'info' | 'warn' | 'error', message: string) => void;
+}
+
+/** Replies a worker may still have in flight from an aborted step or exchange. */
+const STALE: ControlBody['case'][] = ['stepDone', 'checkpointDone', 'regrouped', 'trainerState'];
+
+export class ElasticRing {
+  /** Increases each time the ring re-forms; chunks of older rings are dropped by the workers. */
+  generation = 0;
+  /** Ring changes so far: losses recovered and joins admitted. */
+  readonly stats = { losses: 0, joins: 0, recoverySeconds: [] as number[] };
+
+  constructor(
+    private readonly fleet: WorkerFleet,
+    private readonly options: RingOptions,
+  ) {}
+
+  /** Welcomes workers that said Hello mid-run as joiners: they load their replicas in the background. */
+  async welcomeNewcomers(): Promise<void> {
+    for (const m of this.fleet.newcomers()) {
+      await this.fleet.send(m, {
+        case: 'welcome',
+        value: {
+          rank: 0,
+          worldSize: 1,
+          ringEndpoints: [m.hello!.dataEndpoint],
+          ...this.options.joinerWelcome,
+          generation: this.generation,
+          ringPublicKeys: [],
+          joining: true,
+        },
+      });
+      this.fleet.welcomed(m);
+      this.options.onEvent('info', `${m.name} welcomed as a joiner; it loads its replica`);
+    }
+  }
+
+  /**
+   * At a step boundary (`done` steps committed): welcome newcomers, wait while
+   * the ring is below minWorkers, and bring ready joiners in.
+   */
+  async boundary(done: number): Promise<void> {
+    await this.welcomeNewcomers();
+    await this.awaitQuorum(done);
+    if (this.fleet.ready().length > 0) await this.admit(done);
+  }
+
+  /**
+   * After MembersLost while step `step` was in flight (or at a boundary):
+   * abort it on the survivors and re-form the ring, admitting ready joiners;
+   * repeats while more workers are lost on the way.
+   */
+  async recover(lost: MembersLost, step: number, done: number): Promise<void> {
+    const started = performance.now();
+    this.stats.losses += lost.members.length;
+    let reason = lost.message;
+    for (;;) {
+      const survivors = this.fleet.active();
+      if (survivors.length === 0) {
+        throw new FleetError(
+          `every worker of the ring was lost at step ${step} (${reason}); their state is gone: ` +
+            'continue from the last checkpoint with --resume OUT',
+        );
+      }
+      try {
+        this.options.onEvent(
+          'warn',
+          `step ${step} aborted: ${reason}; re-forming the ring from ${survivors.length} survivor(s)`,
+        );
+        await this.fleet.broadcast({ case: 'abort', value: { step, reason } }, survivors);
+        await this.welcomeNewcomers();
+        await this.awaitQuorum(done);
+        await this.admit(done, true);
+        const seconds = (performance.now() - started) / 1000;
+        this.stats.recoverySeconds.push(seconds);
+        this.options.onEvent(
+          'info',
+          `recovered in ${seconds.toFixed(3)} s: step ${step} is replayed on ${this.fleet.active().length} worker(s)`,
+        );
+        return;
+      } catch (error) {
+        if (!(error instanceof MembersLost)) throw error;
+        this.stats.losses += error.members.length;
+        reason = error.message;
+      }
+    }
+  }
+
+  /** Waits (welcoming newcomers) until the ring plus ready joiners reach minWorkers. */
+  private async awaitQuorum(done: number): Promise<void> {
+    const { minWorkers, joinTimeoutMs } = this.options;
+    const count = () => this.fleet.active().length + this.fleet.ready().length;
+    if (count() >= minWorkers) return;
+    this.options.onEvent(
+      'warn',
+      `${count()} worker(s) at step ${done}, below --min-workers ${minWorkers}: waiting up to ` +
+        `${(joinTimeoutMs / 1000).toFixed(0)} s for more to join`,
+    );
+    const deadline = performance.now() + joinTimeoutMs;
+    while (count() < minWorkers) {
+      const left = deadline - performance.now();
+      const changed = await this.fleet.waitFor(
+        () => this.fleet.newcomers().length > 0 || count() >= minWorkers,
+        Math.max(0, left),
+      );
+      if (!changed) {
+        throw new FleetError(
+          `only ${count()} worker(s) after waiting ${(joinTimeoutMs / 1000).toFixed(0)} s at step ${done}; ` +
+            `--min-workers is ${minWorkers} (start more workers, or lower --min-workers)`,
+        );
+      }
+      await this.welcomeNewcomers();
+    }
+  }
+
+  /**
+   * Gives ready joiners the current trainer state and re-forms the ring with
+   * them; with `always`, re-forms it even when nobody joins (after a loss).
+   */
+  private async admit(done: number, always = false): Promise<void> {
+    const joiners = this.fleet.ready();
+    const ring = this.fleet.active();
+    if (joiners.length === 0 && !always) return;
+    if (joiners.length > 0) {
+      const source = ring[0];
+      if (!source) throw new FleetError(`no ring member left to hand its state to the joiners`);
+      const { exchangeTimeoutMs } = this.options;
+      await this.fleet.send(source, { case: 'stateRequest', value: { step: done } });
+      const parts: TrainerState[] = [];
+      do {
+        const [part] = await this.fleet.collect('trainerState', exchangeTimeoutMs, [source], STALE);
+        parts.push(part!);
+      } while (parts.length < parts[0]!.parts);
+      for (const j of joiners) {
+        for (const part of parts) await this.fleet.send(j, { case: 'trainerState', value: part });
+      }
+      this.stats.joins += joiners.length;
+    }
+    await this.regroup([...ring, ...joiners], done);
+    for (const j of joiners) {
+      this.options.onEvent('info', `${j.name} joined the ring at step ${done} as rank ${j.rank}`);
+    }
+  }
+
+  /** Makes `members` the ring (ranks in this order) and checks they hold the same replica. */
+  private async regroup(members: Member[], done: number): Promise<void> {
+    const generation = ++this.generation;
+    this.fleet.setRing(members);
+    const ringEndpoints = members.map((m) => m.hello!.dataEndpoint);
+    for (const [rank, m] of members.entries()) {
+      await this.fleet.send(m, {
+        case: 'regroup',
+        value: {
+          generation,
+          rank,
+          worldSize: members.length,
+          ringEndpoints,
+          ringPublicKeys: [],
+          step: done,
+        },
+      });
+    }
+    const replies = await this.fleet.collect(
+      'regrouped',
+      this.options.exchangeTimeoutMs,
+      members,
+      STALE,
+    );
+    const hashes = new Map<string, string[]>();
+    replies.forEach((r, rank) => {
+      if (r.generation !== generation || r.step !== done) {
+        throw new FleetError(
+          `${members[rank]!.name} answered Regroup ${generation} at step ${done} with generation ${r.generation}, step ${r.step}`,
+        );
+      }
+      const hex = hashHex(r.replicaHash);
+      hashes.set(hex, [...(hashes.get(hex) ?? []), members[rank]!.name]);
+    });
+    if (hashes.size > 1) {
+      throw new FleetError(
+        `after re-forming the ring at step ${done}, the replicas differ: ` +
+          [...hashes].map(([hex, names]) => `${names.join(', ')}: ${hex}`).join('; '),
+      );
+    }
+    this.options.onEvent(
+      'info',
+      `ring generation ${generation}: ${members.length} worker(s) at step ${done}`,
+    );
+  }
+}

@@ -1,0 +1,74 @@
+// A training run's observers: its event log (OUT/events.jsonl) and, with
+// --dashboard HOST:PORT, the dashboard server that shows it live.
+import type { Options } from '../args.js';
+import { type RunEventInit, RunEventLog, type RunFacts } from './events.js';
+
+export interface RunObserver {
+  readonly events: RunEventLog;
+  emit(event: RunEventInit): void;
+  /** A line for the event log (joins, leaves, checkpoints, errors). */
+  note(level: 'info' | 'warn' | 'error', message: string): void;
+  close(): Promise<void>;
+}
+
+interface DashboardHandle {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Opens the run's event log (keeping an earlier invocation's when resuming) and starts the dashboard if asked. */
+export async function observeRun(o: Options, out: string, resumed: boolean): Promise<RunObserver> {
+  const events = RunEventLog.create(out, resumed);
+  const listen = o.boolean('no-dashboard') ? undefined : o.optionalString('dashboard');
+  let dashboard: DashboardHandle | undefined;
+  if (listen !== undefined) {
+    // TODO(lead): static import once dashboard/server.ts has landed.
+    const serverModule = '../dashboard/server.js';
+    const { startDashboard } = (await import(serverModule)) as {
+      startDashboard: (options: {
+        events: RunEventLog;
+        listen: string;
+        runDir: string;
+        token?: string;
+        log: (line: string) => void;
+      }) => Promise<DashboardHandle>;
+    };
+    const token = o.optionalString('dashboard-token');
+    dashboard = await startDashboard({
+      events,
+      listen,
+      runDir: out,
+      log: (line) => console.error(line),
+      ...(token !== undefined ? { token } : {}),
+    });
+    console.log(`dashboard: ${dashboard.url}`);
+  }
+  return {
+    events,
+    emit: (event) => events.emit(event),
+    note: (level, message) => events.emit({ type: 'log', level, message }),
+    close: async () => {
+      await dashboard?.close();
+    },
+  };
+}
+
+/**
+ * Bytes each worker sends per step in a ring all-reduce of `parameters`
+ * float32 gradients over `workers` ranks: 2 (N-1)/N x 4 bytes each.
+ */
+export function ringBytesPerStep(parameters: number, workers: number): number {
+  return workers <= 1 ? 0 : Math.round((2 * (workers - 1) * 4 * parameters) / workers);
+}
+
+export function runFacts(
+  f: Omit<RunFacts, 'wireBytesPerStep' | 'fullFinetuneWireBytesPerStep'>,
+): RunFacts {
+  // At least two ranks, so a one-process run still shows what N would move per worker.
+  const n = Math.max(2, f.workers);
+  return {
+    ...f,
+    wireBytesPerStep: ringBytesPerStep(f.trainableParameters, n),
+    fullFinetuneWireBytesPerStep: ringBytesPerStep(f.totalParameters, n),
+  };
+}
