@@ -2,7 +2,7 @@
 // started by hand join and train the adapter a `--workers N` run trains, and a
 // non-loopback address is refused without --allow-remote.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,10 +58,11 @@ interface Finished {
 }
 
 /** A process this test started, its stderr collected; `waitFor` polls stderr for a pattern. */
-function start(script: string, args: string[]) {
+function start(script: string, args: string[], env: Record<string, string> = {}) {
   const child = spawn(process.execPath, [script, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
     timeout: 90_000,
+    env: { ...process.env, ...env },
   });
   started.push(child);
   let stderr = '';
@@ -76,7 +77,7 @@ function start(script: string, args: string[]) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   };
-  return { done, waitFor };
+  return { child, done, waitFor };
 }
 
 async function freePort(): Promise<number> {
@@ -119,6 +120,37 @@ describe('train --listen URL --expect N', () => {
       for (let i = 0; i < values.length; i++) max = Math.max(max, Math.abs(values[i]! - other[i]!));
       expect(max, key).toBeLessThan(1e-6);
     }
+  });
+
+  it('lets a new worker join a running job after one is lost; it receives the current state first', async () => {
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const out = join(dir!, 'rejoin');
+    // A test hook slows each step so the run is still going when the new worker arrives.
+    const slow = { LORAFLEET_FAULT_STEP_DELAY_MS: '100' };
+    const coordinator = start(
+      CLI_BIN,
+      [
+        'train',
+        ...['--model', model, '--data', data, '--out', out, '--steps', '60', '--batch-size', '6'],
+        ...['--listen', endpoint, '--expect', '2', '--min-workers', '1'],
+      ],
+      slow,
+    );
+    await coordinator.waitFor(/waiting for workers: 0\/2/);
+    const first = [0, 1].map(() => start(WORKER_BIN, ['--coordinator', endpoint], slow));
+    await coordinator.waitFor(/is ready[^]*is ready/);
+    first[0]!.child.kill('SIGKILL');
+    await coordinator.waitFor(/ lost: /);
+    const late = start(WORKER_BIN, ['--coordinator', endpoint], slow);
+    await coordinator.waitFor(/joined the ring at step \d+ as rank 1/);
+    const result = await coordinator.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect((await first[1]!.done).code).toBe(0);
+    const joined = await late.done;
+    expect(joined.code, joined.stderr).toBe(0);
+    expect(joined.stderr).toMatch(/loaded the trainer state of step \d+/);
+    const ledger = (await readFile(join(out, 'ledger.jsonl'), 'utf8')).trim().split('\n');
+    expect(ledger).toHaveLength(60);
   });
 
   it('refuses a non-loopback address without --allow-remote', async () => {

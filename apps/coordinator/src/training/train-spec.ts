@@ -142,6 +142,7 @@ export const trainSpec: CommandSpec = {
     workers: {
       kind: 'int',
       min: 1,
+      max: 256,
       default: 1,
       description:
         'worker processes training in synchronous data parallel (LoRA only); 1: in this process',
@@ -155,6 +156,7 @@ export const trainSpec: CommandSpec = {
     expect: {
       kind: 'int',
       min: 1,
+      max: 256,
       description: 'with --listen: the number of workers to wait for; they are ranked as they join',
     },
     'join-timeout': {
