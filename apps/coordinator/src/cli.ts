@@ -1,11 +1,13 @@
 // The `lorafleet` command: dispatches to one subcommand; every error becomes
 // one line on stderr and a non-zero exit.
 import { type CommandSpec, type Options, UsageError, helpText, parseCommand } from './args.js';
+import { dashboardSpec, runDashboard } from './commands/dashboard.js';
 import { evalSpec, runEval } from './commands/eval.js';
 import { extractSpec, runExtract } from './commands/extract.js';
 import { generateSpec, runGenerate } from './commands/generate.js';
 import { initSpec, runInit } from './commands/init.js';
 import { inspectSpec, runInspect } from './commands/inspect.js';
+import { keysSpec, runKeys } from './commands/keys.js';
 import { mergeSpec, runMerge } from './commands/merge.js';
 import { runTrain, trainSpec } from './commands/train.js';
 
@@ -17,6 +19,8 @@ const COMMANDS: [CommandSpec, (o: Options) => Promise<void>][] = [
   [mergeSpec, runMerge],
   [extractSpec, runExtract],
   [inspectSpec, runInspect],
+  [keysSpec, runKeys],
+  [dashboardSpec, runDashboard],
 ];
 
 function usage(): string {

@@ -12,6 +12,8 @@ const REQUIRED: Record<string, Record<string, string>> = {
   merge: { model: 'models/tiny', adapter: 'runs/a/adapter', out: 'models/merged' },
   extract: { base: 'models/tiny', tuned: 'models/tuned', rank: '2', out: 'runs/x' },
   inspect: { adapter: 'runs/a/adapter' },
+  dashboard: { run: 'runs/a' },
+  keys: { out: 'keys', name: 'coordinator' },
 };
 const COMMANDS = Object.keys(REQUIRED);
 

@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { auditLedger } from '@lorafleet/data';
 import {
   NO_DROPOUT_CONFIG,
   REPO_ROOT,
@@ -112,8 +113,12 @@ describe('faults', () => {
     );
     expect(summary.steps).toBe(steps);
     expect(summary.faults.workersLost, context).toBeGreaterThanOrEqual(3);
-    const audit = auditLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), rows);
+    const audit = checkLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), rows);
     expect(audit, context).toEqual({ epochs: 4, duplicates: [], missing: [], steps });
+    // The data package's own audit agrees: every epoch complete, nothing twice, no gaps.
+    const official = auditLedger(join(out, 'ledger.jsonl'), { datasetSize: rows });
+    expect(official.ok, official.summary).toBe(true);
+    expect(official.epochs.every((e) => e.complete)).toBe(true);
 
     // Tolerance: replays after a loss sum the same gradients over fewer ranks,
     // in another order; float32 rounding is all that may differ.
@@ -152,7 +157,7 @@ describe('faults', () => {
     // The stopped worker is gone (killed by the coordinator), not left behind.
     expect(isRunning(pid)).toBe(false);
     expect(performance.now() - stoppedAt).toBeGreaterThan(2000);
-    const audit = auditLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), 0);
+    const audit = checkLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), 0);
     expect(audit.duplicates).toEqual([]);
   }, 120_000);
 
@@ -176,7 +181,7 @@ describe('faults', () => {
     expect(resumed.code, resumed.output).toBe(0);
     expect(resumed.output).toMatch(/resuming from .*step-0000(08|12) at step (8|12)/);
     expect((await adapterBytes(out)).equals(await adapterBytes(join(dir, 'whole')))).toBe(true);
-    const audit = auditLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), 0);
+    const audit = checkLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), 0);
     expect(audit.duplicates).toEqual([]);
     expect(audit.steps).toBe(steps);
   }, 180_000);
@@ -236,7 +241,7 @@ function isRunning(pid: number): boolean {
 }
 
 /** Duplicates within an epoch, and (given `rows` > 0) ids missing from a complete epoch. */
-function auditLedger(text: string, rows: number) {
+function checkLedger(text: string, rows: number) {
   const entries = text
     .trim()
     .split('\n')

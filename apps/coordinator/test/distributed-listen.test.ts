@@ -159,7 +159,9 @@ describe('train --listen URL --expect N', () => {
       trainArgs('remote', ['--listen', endpoint, '--expect', '2']),
     );
     expect(code).toBe(2);
-    expect(stderr).toMatch(/not yet encrypted or authenticated: add --allow-remote/);
+    expect(stderr).toMatch(
+      /without CURVE the traffic is not encrypted or authenticated: add --curve-key/,
+    );
   });
 
   it('gives up when too few workers join within --join-timeout', async () => {

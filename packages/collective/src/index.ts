@@ -1,6 +1,21 @@
 export { RingAllReduce } from './ring.js';
-export type { RingOptions, AllReduceOptions } from './options.js';
+export type { RingOptions, RingCurve, AllReduceOptions } from './options.js';
 export { RingError, type Peer } from './links.js';
+export {
+  generateKeyPair,
+  isZ85Key,
+  writeKeyPair,
+  readKeyPair,
+  readPublicKeys,
+  resolvePublicKey,
+  curveServerOptions,
+  curveClientOptions,
+  type CurveKeyPair,
+  type KeyFiles,
+  type CurveServerOptions,
+  type CurveClientOptions,
+} from './curve.js';
+export { CurveAuthenticator, type AuthenticatorOptions, type ZapRefusal } from './zap.js';
 export {
   segments,
   ownerOf,

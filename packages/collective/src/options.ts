@@ -6,6 +6,18 @@ import {
   type WireDtype,
   type WireLimits,
 } from '@lorafleet/protocol';
+import { isZ85Key, type CurveKeyPair } from './curve.js';
+
+/**
+ * CURVE on the ring: every link encrypted, and each rank's receiving socket admits only its
+ * left neighbour's key. Given at bind(), since the rank's neighbours are fixed by then.
+ */
+export interface RingCurve {
+  /** This rank's key pair; publicKeys[rank] must be its public key. */
+  keyPair: CurveKeyPair;
+  /** Every rank's public key (Z85), by rank. */
+  publicKeys: readonly string[];
+}
 
 export interface RingOptions {
   /** This process's place in the ring, 0 .. worldSize - 1. */
@@ -24,6 +36,8 @@ export interface RingOptions {
   limits?: Partial<WireLimits>;
   /** Where dropped-frame lines go. Default console.warn. */
   log?: (line: string) => void;
+  /** Encrypt and authenticate the ring's links. Default: off (plain tcp/ipc). */
+  curve?: RingCurve;
 }
 
 export interface AllReduceOptions {
@@ -34,7 +48,10 @@ export interface AllReduceOptions {
   wireDtype?: WireDtype;
 }
 
-export type RingSettings = Required<Omit<RingOptions, 'limits'>> & { limits: WireLimits };
+export type RingSettings = Required<Omit<RingOptions, 'limits' | 'curve'>> & {
+  limits: WireLimits;
+  curve: RingCurve | undefined;
+};
 
 export function resolveRingOptions(options: RingOptions): RingSettings {
   const { rank, worldSize } = options;
@@ -55,6 +72,7 @@ export function resolveRingOptions(options: RingOptions): RingSettings {
     checksum: options.checksum ?? true,
     limits,
     log: options.log ?? ((line) => console.warn(`[lorafleet/collective] ${line}`)),
+    curve: options.curve && checkCurve(options.curve, rank, worldSize),
   };
   const { frameBytes, timeoutMs } = settings;
   if (!Number.isInteger(frameBytes) || frameBytes < 4 || frameBytes > limits.maxChunkPayloadBytes) {
@@ -64,6 +82,24 @@ export function resolveRingOptions(options: RingOptions): RingSettings {
   }
   if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs ${timeoutMs} must be positive`);
   return settings;
+}
+
+function checkCurve(curve: RingCurve, rank: number, worldSize: number): RingCurve {
+  const { keyPair, publicKeys } = curve;
+  if (publicKeys.length !== worldSize) {
+    throw new RangeError(
+      `curve.publicKeys has ${publicKeys.length} keys for a ring of ${worldSize}`,
+    );
+  }
+  const bad = publicKeys.findIndex((key) => !isZ85Key(key));
+  if (bad >= 0)
+    throw new RangeError(`curve.publicKeys[${bad}] is not a CURVE key (40 Z85 characters)`);
+  if (!isZ85Key(keyPair.secretKey) || publicKeys[rank] !== keyPair.publicKey) {
+    throw new RangeError(
+      `curve.keyPair must be rank ${rank}'s: a valid secret key and publicKeys[${rank}] as its public key`,
+    );
+  }
+  return curve;
 }
 
 export function checkAllReduceOptions(options: AllReduceOptions): Required<AllReduceOptions> {

@@ -3,6 +3,10 @@
 // schedule.ts), then broadcast verbatim. With fp16/bf16 on the wire, the owner
 // rounds its sum to the wire type before broadcasting, so it too ends with the
 // value everyone else decodes.
+//
+// With `curve` in the options every link runs ZeroMQ CURVE: each rank's PULL is a
+// CURVE server admitting only its left neighbour's key, each PUSH a CURVE client
+// that only talks to its right neighbour's key.
 import { Pull, Push } from 'zeromq';
 import {
   BYTES_PER_ELEMENT,
@@ -14,6 +18,7 @@ import {
   type Phase,
   type WireDtype,
 } from '@lorafleet/protocol';
+import { curveClientOptions, curveServerOptions } from './curve.js';
 import { Inbox, Outbox, RingError, type Peer } from './links.js';
 import {
   checkAllReduceOptions,
@@ -23,6 +28,7 @@ import {
   type RingSettings,
 } from './options.js';
 import { allGatherStep, frames, reduceScatterStep, segments, type Segment } from './schedule.js';
+import { CurveAuthenticator } from './zap.js';
 
 /** One segment moving one hop in one ring step. */
 interface Move {
@@ -48,6 +54,8 @@ export class RingAllReduce {
     private readonly pull: Pull | undefined,
     /** The bound endpoint, port resolved: what the left neighbour connects to. */
     readonly endpoint: string,
+    /** With CURVE: admits the left neighbour's key to `pull`. */
+    private readonly authenticator?: CurveAuthenticator,
   ) {
     this.rank = settings.rank;
     this.worldSize = settings.worldSize;
@@ -58,27 +66,37 @@ export class RingAllReduce {
   /** Binds this rank's receiving socket. Share `endpoint` with the other ranks, then connect(). */
   static async bind(options: RingOptions): Promise<RingAllReduce> {
     const settings = resolveRingOptions(options);
-    if (settings.worldSize === 1) return new RingAllReduce(settings, undefined, settings.listen);
+    const { rank, worldSize, curve, log } = settings;
+    if (worldSize === 1) return new RingAllReduce(settings, undefined, settings.listen);
+    const left = (rank + worldSize - 1) % worldSize;
+    // Before the socket exists: a CURVE server with no ZAP handler would admit any key.
+    const authenticator = curve
+      ? await CurveAuthenticator.acquire({
+          keys: [curve.publicKeys[left]!],
+          onRefusal: ({ reason }) => log(`rank ${rank}: ${reason} (only rank ${left}'s key is)`),
+        })
+      : undefined;
     const pull = new Pull({
       receiveHighWaterMark: settings.highWaterMark,
       // libzmq drops a connection that sends a larger message before we allocate it.
       maxMessageSize: settings.limits.maxChunkPayloadBytes + CHUNK_HEADER_BYTES,
       linger: 0,
+      ...(curve && authenticator && curveServerOptions(curve.keyPair, authenticator.domain)),
     });
     try {
       await pull.bind(settings.listen);
     } catch (error) {
       pull.close();
-      throw new RingError(
-        `rank ${settings.rank}: cannot bind ${settings.listen}: ${String(error)}`,
-      );
+      authenticator?.close();
+      throw new RingError(`rank ${rank}: cannot bind ${settings.listen}: ${String(error)}`);
     }
-    return new RingAllReduce(settings, pull, pull.lastEndpoint ?? settings.listen);
+    return new RingAllReduce(settings, pull, pull.lastEndpoint ?? settings.listen, authenticator);
   }
 
-  /** Connects to the right neighbour. `endpoints[r]` is rank r's `endpoint`. */
+  /** Connects to the right neighbour. `endpoints[r]` is rank r's `endpoint`; CURVE keys came with bind(). */
   connect(endpoints: readonly string[]): void {
-    const { rank, worldSize, timeoutMs, highWaterMark, checksum, limits, log } = this.settings;
+    const { rank, worldSize, timeoutMs, highWaterMark, checksum, limits, log, curve } =
+      this.settings;
     if (endpoints.length !== worldSize) {
       throw new RangeError(`connect: ${endpoints.length} endpoints for a ring of ${worldSize}`);
     }
@@ -92,7 +110,17 @@ export class RingAllReduce {
       sendHighWaterMark: highWaterMark,
       sendTimeout: timeoutMs,
       linger: Math.min(timeoutMs, 5000),
+      ...(curve && curveClientOptions(curve.keyPair, curve.publicKeys[right.rank]!)),
     });
+    if (curve) {
+      // Otherwise a refused key looks like a silent neighbour until the timeout.
+      push.events.on('handshake:error:auth', () =>
+        log(
+          `rank ${rank}: rank ${right.rank} (${right.endpoint}) refused this rank's CURVE key ` +
+            "(do the ranks agree on the ring's public keys?)",
+        ),
+      );
+    }
     push.connect(right.endpoint);
     this.push = push;
     this.outbox = new Outbox(push, rank, right, timeoutMs);
@@ -235,5 +263,6 @@ export class RingAllReduce {
     this.closed = true;
     this.push?.close();
     this.pull?.close();
+    this.authenticator?.close();
   }
 }

@@ -1,5 +1,6 @@
 // @lorafleet/data: datasets for causal-LM fine-tuning, packing, the
-// deterministic sampler and its shards. Plain TypeScript + node: built-ins.
+// deterministic sampler, its shards and the sample ledger. Plain TypeScript +
+// node: built-ins.
 
 export {
   type TextTokenizer,
@@ -54,3 +55,13 @@ export {
   GlobalBatchSampler,
 } from './sampler.js';
 export { shard, shardBounds } from './shard.js';
+export {
+  type AuditOptions,
+  type EpochAudit,
+  type LedgerAudit,
+  type LedgerEntry,
+  LEDGER_FILE,
+  LedgerError,
+  SampleLedger,
+  auditLedger,
+} from './ledger.js';

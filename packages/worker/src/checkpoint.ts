@@ -1,16 +1,17 @@
 // The training checkpoint format (DESIGN.md, "Formats: Checkpoints" and
 // "Faults"): one folder per step, OUT/checkpoints/step-NNNNNN, holding the PEFT
 // adapter, optimizer.safetensors (AdamW moments per parameter slot),
-// trainer_state.json and manifest.json (sha256 of every other file). A
-// checkpoint is built in OUT/checkpoints/.tmp-step-NNNNNN, every file fsynced,
-// and renamed into place, so a crash leaves either the whole folder or none.
+// trainer_state.json and manifest.json (size and sha256 of every other file).
+// A checkpoint is built in OUT/checkpoints/.tmp-step-NNNNNN, every file
+// fsynced, and renamed into place, so a crash leaves either the whole folder
+// or none. It is read back only through readCheckpoint(), which verifies every
+// file against the manifest first (checkpoint-manifest.ts).
 //
 // The writing is split in three so that a distributed run can share it: the
 // coordinator starts the folder with its trainer_state.json, rank 0 adds the
 // tensors and the manifest (writeCheckpointTensors), the coordinator renames it.
-import { createHash } from 'node:crypto';
 import { open, readFile, rename, rm, mkdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import {
   ADAPTER_CONFIG_FILE,
   ADAPTER_WEIGHTS_FILE,
@@ -18,21 +19,28 @@ import {
   type PeftAdapter,
   type TrainableParameters,
   float32Entry,
-  loadPeftAdapter,
-  readSafetensorsFile,
+  parseSafetensors,
+  peftKey,
   savePeftAdapter,
   toFloat32,
   writeFileAtomic,
   writeSafetensorsFile,
 } from '@lorafleet/core';
 import type { SamplerState } from '@lorafleet/data';
+import {
+  CHECKPOINT_FORMAT_VERSION,
+  CheckpointError,
+  MANIFEST_FILE,
+  manifestText,
+  readVerifiedFiles,
+  sha256Hex,
+} from './checkpoint-manifest.js';
 import type { TrainState } from './step.js';
 
+export { CheckpointError, MANIFEST_FILE } from './checkpoint-manifest.js';
 export const CHECKPOINTS_DIR = 'checkpoints';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 export const TRAINER_STATE_FILE = 'trainer_state.json';
-export const MANIFEST_FILE = 'manifest.json';
-const FORMAT_VERSION = 1;
 const REQUIRED_FILES = [
   ADAPTER_CONFIG_FILE,
   ADAPTER_WEIGHTS_FILE,
@@ -69,14 +77,8 @@ export interface CheckpointContents {
   state: TrainerState;
 }
 
-export class CheckpointError extends Error {
-  override name = 'CheckpointError';
-}
-
 export const checkpointName = (step: number) => `step-${String(step).padStart(6, '0')}`;
 export const STEP_DIR = /^step-(\d{6,})$/;
-
-const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 async function fsyncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r').catch(() => null);
@@ -133,19 +135,17 @@ export async function writeCheckpointTensors(
     format: 'lorafleet-adamw',
     step: String(c.optimizer.step),
   });
-  const files: Record<string, { sha256: string; bytes: number }> = {};
-  for (const file of REQUIRED_FILES) {
-    const bytes = await readFile(join(tmp, file));
-    files[file] = { sha256: sha256(bytes), bytes: bytes.byteLength };
-  }
-  const manifest = `${JSON.stringify({ formatVersion: FORMAT_VERSION, step: state.step, files }, null, 2)}\n`;
+  // Checksums of the bytes as they are on disk, read back after the fsync.
+  const files = new Map<string, Uint8Array>();
+  for (const file of REQUIRED_FILES) files.set(file, await readFile(join(tmp, file)));
+  const manifest = manifestText(state.step, files);
   await writeFileAtomic(join(tmp, MANIFEST_FILE), manifest);
-  return sha256(Buffer.from(manifest));
+  return sha256Hex(Buffer.from(manifest));
 }
 
 /** sha256 of a checkpoint folder's manifest.json, to compare with writeCheckpointTensors'. */
 export async function manifestSha256(dir: string): Promise<string> {
-  return sha256(await readFile(join(dir, MANIFEST_FILE)));
+  return sha256Hex(await readFile(join(dir, MANIFEST_FILE)));
 }
 
 /** Renames OUT/checkpoints/.tmp-step-NNNNNN into place; returns the final path. */
@@ -165,49 +165,110 @@ export async function writeCheckpoint(out: string, c: CheckpointContents): Promi
   return commitCheckpoint(out, c.state.step);
 }
 
-/** Checks a checkpoint folder against its manifest; throws CheckpointError naming the bad file. */
-export async function verifyCheckpoint(dir: string): Promise<void> {
-  let manifest: { files?: Record<string, { sha256?: string }> };
+/** A checkpoint whose every file matched its manifest; its bytes are the only ones a resume uses. */
+export interface VerifiedCheckpoint {
+  dir: string;
+  state: TrainerState;
+  /** The verified bytes of each file the manifest lists, by name. */
+  files: ReadonlyMap<string, Uint8Array>;
+}
+
+const isRecord = (x: unknown): x is Record<string, unknown> =>
+  typeof x === 'object' && x !== null && !Array.isArray(x);
+const isCount = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+
+/** trainer_state.json's fields, checked; throws CheckpointError naming the bad one. */
+export function parseTrainerState(bytes: Uint8Array, source: string): TrainerState {
+  let json: unknown;
   try {
-    manifest = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')) as typeof manifest;
+    json = JSON.parse(new TextDecoder().decode(bytes));
   } catch (err) {
+    throw new CheckpointError(`${source}: not valid JSON (${(err as Error).message})`);
+  }
+  const s = (isRecord(json) ? json : {}) as Partial<TrainerState>;
+  if (s.formatVersion !== CHECKPOINT_FORMAT_VERSION)
     throw new CheckpointError(
-      `${join(dir, MANIFEST_FILE)}: unreadable (${(err as Error).message}); the checkpoint is incomplete`,
+      `${source}: format version ${JSON.stringify(s.formatVersion)}, this lorafleet reads ${CHECKPOINT_FORMAT_VERSION}`,
     );
-  }
-  const files = manifest.files ?? {};
-  for (const file of REQUIRED_FILES) {
-    const expected = files[file]?.sha256;
-    if (typeof expected !== 'string')
-      throw new CheckpointError(`${join(dir, MANIFEST_FILE)}: lists no checksum for ${file}`);
-    const bytes = await readFile(join(dir, file)).catch(() => null);
-    if (!bytes) throw new CheckpointError(`${join(dir, file)}: missing`);
-    const actual = sha256(bytes);
-    if (actual !== expected) {
-      throw new CheckpointError(
-        `${join(dir, file)}: sha256 ${actual.slice(0, 12)}… does not match the manifest's ${expected.slice(0, 12)}… (modified or corrupt)`,
-      );
-    }
-  }
+  const checks: [string, boolean][] = [
+    ['step', isCount(s.step)],
+    ['epoch', typeof s.epoch === 'number' && s.epoch >= 0],
+    ['sampler', isRecord(s.sampler) && isCount(s.sampler.epoch) && isCount(s.sampler.cursor)],
+    ['seed', isCount(s.seed)],
+    ['configHash', typeof s.configHash === 'string'],
+    ['config', isRecord(s.config)],
+    ['totalSteps', isCount(s.totalSteps)],
+    ['tokensSeen', isCount(s.tokensSeen)],
+    ['rng', isRecord(s.rng) && s.rng.kind === 'derived'],
+  ];
+  const bad = checks.find(([, ok]) => !ok)?.[0];
+  if (bad !== undefined)
+    throw new CheckpointError(
+      `${source}: "${bad}" is ${JSON.stringify(s[bad as keyof TrainerState])}`,
+    );
+  return s as TrainerState;
 }
 
+/**
+ * Reads a checkpoint folder, verifying every file against manifest.json
+ * (size and sha256; missing, extra or damaged files, a damaged manifest) and
+ * the step against trainer_state.json and the folder's name. Throws one
+ * CheckpointError naming each bad file.
+ */
+export async function readCheckpoint(dir: string): Promise<VerifiedCheckpoint> {
+  const { manifest, files } = await readVerifiedFiles(dir, REQUIRED_FILES);
+  const state = parseTrainerState(files.get(TRAINER_STATE_FILE)!, join(dir, TRAINER_STATE_FILE));
+  if (state.step !== manifest.step)
+    throw new CheckpointError(
+      `${dir}: ${TRAINER_STATE_FILE} is at step ${state.step}, ${MANIFEST_FILE} at step ${manifest.step}`,
+    );
+  const named = STEP_DIR.exec(basename(dir))?.[1];
+  if (named !== undefined && Number(named) !== manifest.step)
+    throw new CheckpointError(
+      `${dir}: holds step ${manifest.step}, not the step its name says (a renamed folder?)`,
+    );
+  return { dir, state, files };
+}
+
+/** Checks a checkpoint folder against its manifest; throws CheckpointError naming the bad files. */
+export async function verifyCheckpoint(dir: string): Promise<void> {
+  await readCheckpoint(dir);
+}
+
+/**
+ * trainer_state.json of a folder, unverified: for a checkpoint being built.
+ * A resume reads it through readCheckpoint().
+ */
 export async function readTrainerState(dir: string): Promise<TrainerState> {
-  const state = JSON.parse(await readFile(join(dir, TRAINER_STATE_FILE), 'utf8')) as TrainerState;
-  if (state.formatVersion !== FORMAT_VERSION)
-    throw new CheckpointError(
-      `${join(dir, TRAINER_STATE_FILE)}: format version ${state.formatVersion}, this lorafleet reads ${FORMAT_VERSION}`,
-    );
-  return state;
+  const path = join(dir, TRAINER_STATE_FILE);
+  const bytes = await readFile(path).catch((err: Error) => {
+    throw new CheckpointError(`${path}: unreadable (${err.message})`);
+  });
+  return parseTrainerState(bytes, path);
 }
 
-/** The AdamW state of a verified checkpoint, fused in `params`' slot order. */
+/** A verified checkpoint: `source` itself, or the folder it names, read and verified. */
+async function verified(
+  source: string | VerifiedCheckpoint,
+  trainerStep: number | undefined,
+): Promise<VerifiedCheckpoint> {
+  const c = typeof source === 'string' ? await readCheckpoint(source) : source;
+  if (trainerStep !== undefined && c.state.step !== trainerStep)
+    throw new CheckpointError(
+      `${c.dir}: holds step ${c.state.step}, expected step ${trainerStep} (was it replaced meanwhile?)`,
+    );
+  return c;
+}
+
+/** The AdamW state of a checkpoint, fused in `params`' slot order (verified first). */
 export async function readOptimizerState(
-  dir: string,
+  source: string | VerifiedCheckpoint,
   params: TrainableParameters,
-  trainerStep: number,
+  trainerStep?: number,
 ): Promise<AdamWState> {
-  const path = join(dir, OPTIMIZER_FILE);
-  const file = await readSafetensorsFile(path);
+  const c = await verified(source, trainerStep);
+  const path = join(c.dir, OPTIMIZER_FILE);
+  const file = parseSafetensors(c.files.get(OPTIMIZER_FILE)!, path);
   const m = new Float32Array(params.size);
   const v = new Float32Array(params.size);
   for (const slot of params.slots) {
@@ -229,36 +290,40 @@ export async function readOptimizerState(
   }
   // AdamW's own count: a step skipped for a non-finite gradient does not advance it.
   const step = Number(file.metadata.step);
-  if (!Number.isInteger(step) || step < 0 || step > trainerStep)
+  if (!Number.isInteger(step) || step < 0 || step > c.state.step)
     throw new CheckpointError(
-      `${path}: optimizer step "${file.metadata.step}" is not in [0, ${trainerStep}]`,
+      `${path}: optimizer step "${file.metadata.step}" is not in [0, ${c.state.step}]`,
     );
   return { step, m, v };
 }
 
 /**
- * The parameters and AdamW state of a verified checkpoint, in `params`' slot
- * order: LoRA parameters come from its PEFT adapter, by slot name.
+ * The parameters and AdamW state of a checkpoint (verified first), in
+ * `params`' slot order: LoRA parameters come from its PEFT adapter weights, by
+ * slot name ("<module>.lora_A" -> "base_model.model.<module>.lora_A.weight").
  */
 export async function readCheckpointTrainState(
-  dir: string,
+  source: string | VerifiedCheckpoint,
   params: TrainableParameters,
-  trainerStep: number,
+  trainerStep?: number,
 ): Promise<TrainState> {
-  const optimizer = await readOptimizerState(dir, params, trainerStep);
-  const adapter = await loadPeftAdapter(dir);
+  const c = await verified(source, trainerStep);
+  const optimizer = await readOptimizerState(c, params);
+  const path = join(c.dir, ADAPTER_WEIGHTS_FILE);
+  const weights = parseSafetensors(c.files.get(ADAPTER_WEIGHTS_FILE)!, path);
   const values = new Float32Array(params.size);
   for (const slot of params.slots) {
     const match = /^(.*)\.lora_([AB])$/.exec(slot.name);
-    const module = match ? adapter.modules.get(match[1]!) : undefined;
-    if (!match || !module)
-      throw new CheckpointError(`${dir}: the adapter has no weights for parameter "${slot.name}"`);
-    const data = match[2] === 'A' ? module.a : module.b;
-    if (data.length !== slot.size)
+    const key = match ? peftKey(match[1]!, match[2] as 'A' | 'B') : undefined;
+    const entry = key === undefined ? undefined : weights.tensors.get(key);
+    if (!entry)
+      throw new CheckpointError(`${path}: the adapter has no weights for parameter "${slot.name}"`);
+    const shape = slot.variable.shape;
+    if (entry.shape.join() !== shape.join())
       throw new CheckpointError(
-        `${dir}: "${slot.name}" has ${data.length} values, the model's has ${slot.size}`,
+        `${path}: "${key}" is [${entry.shape.join(', ')}], the model's "${slot.name}" is [${shape.join(', ')}]`,
       );
-    values.set(data, slot.offset);
+    values.set(toFloat32(entry, key!, path), slot.offset);
   }
   return { values, optimizer };
 }

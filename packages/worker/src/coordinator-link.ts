@@ -2,8 +2,11 @@
 // coordinator's ROUTER, speaking @lorafleet/protocol's ControlMessage.
 // A bad frame is logged and dropped, never a crash; the coordinator's silence
 // beyond `timeoutMs` (it heartbeats while idle) is fatal, with a message that
-// says where we were waiting.
+// says where we were waiting. With `curve`, the link is a CURVE client: it
+// only talks to the holder of the coordinator's public key, and the
+// coordinator admits it only if its own key is authorized there.
 import { Dealer } from 'zeromq';
+import { type CurveKeyPair, curveClientOptions } from '@lorafleet/collective';
 import {
   type ControlBody,
   type ControlMessage,
@@ -15,17 +18,31 @@ import {
 /** The run id of a Hello: a worker learns its run from Welcome. */
 export const UNASSIGNED_RUN = 'unassigned';
 
+/** CURVE on the control plane: this worker's key pair and the coordinator's public key. */
+export interface LinkCurve {
+  keyPair: CurveKeyPair;
+  serverPublicKey: string;
+}
+
 export class CoordinatorLink {
   private readonly socket: Dealer;
   private runId = UNASSIGNED_RUN;
+  /** With CURVE: why the handshake failed, for the timeout's message; '' once one succeeded. */
+  private handshake: string | undefined;
 
   constructor(
     readonly endpoint: string,
     private readonly timeoutMs: number,
     private readonly log: (line: string) => void,
+    curve?: LinkCurve,
   ) {
     // Linger: a last Error or StepDone still reaches the coordinator after close().
-    this.socket = new Dealer({ linger: 1000, sendTimeout: timeoutMs });
+    this.socket = new Dealer({
+      linger: 1000,
+      sendTimeout: timeoutMs,
+      ...(curve && curveClientOptions(curve.keyPair, curve.serverPublicKey)),
+    });
+    if (curve) this.watchHandshake(curve);
     try {
       this.socket.connect(endpoint);
     } catch (error) {
@@ -35,6 +52,21 @@ export class CoordinatorLink {
           '(expected tcp://HOST:PORT, as `lorafleet train --workers N` prints)',
       );
     }
+  }
+
+  /** A refused CURVE key or a wrong server key otherwise looks like a coordinator that is not there. */
+  private watchHandshake({ keyPair, serverPublicKey }: LinkCurve): void {
+    this.handshake =
+      `no CURVE handshake with the coordinator succeeded: is --server-key its public key ` +
+      `(${serverPublicKey})?`;
+    const events = this.socket.events;
+    events.on('handshake', () => (this.handshake = ''));
+    events.on('handshake:error:auth', () => {
+      this.handshake =
+        `the coordinator refused this worker's CURVE key ${keyPair.publicKey}: ` +
+        "add this worker's .pub file to the coordinator's --authorized-keys";
+      this.log(this.handshake);
+    });
   }
 
   /** From Welcome on, messages of other runs are dropped. */
@@ -79,6 +111,7 @@ export class CoordinatorLink {
           `no message from the coordinator at ${this.endpoint} for ${(this.timeoutMs / 1000).toFixed(0)} s ` +
             `while waiting for ${waitingFor}: is it running (lorafleet train --workers N) and is ` +
             `--coordinator right?` +
+            (this.handshake ? ` CURVE: ${this.handshake}.` : '') +
             (lastDrop ? ` Last frame dropped meanwhile: ${lastDrop}` : ''),
         );
       }

@@ -24,7 +24,7 @@ export {
   runConfigHash,
 } from './run-config.js';
 export { ADAPTER_NAME, Replica, adapterManifestSha256 } from './replica.js';
-export { CoordinatorLink, UNASSIGNED_RUN } from './coordinator-link.js';
+export { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
 export { type WorkerOptions, runWorker } from './session.js';
 export {
   CHECKPOINTS_DIR,
@@ -35,10 +35,13 @@ export {
   STEP_DIR,
   TRAINER_STATE_FILE,
   type TrainerState,
+  type VerifiedCheckpoint,
   checkpointName,
   commitCheckpoint,
   isCheckpointInProgress,
   manifestSha256,
+  parseTrainerState,
+  readCheckpoint,
   readCheckpointTrainState,
   readOptimizerState,
   readTrainerState,
@@ -47,3 +50,12 @@ export {
   writeCheckpoint,
   writeCheckpointTensors,
 } from './checkpoint.js';
+export {
+  CHECKPOINT_FORMAT_VERSION,
+  type CheckpointManifest,
+  type FoundEntry,
+  type ManifestEntry,
+  fileProblems,
+  manifestText,
+  parseManifest,
+} from './checkpoint-manifest.js';

@@ -80,7 +80,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
       ...(rows.has('format')
         ? { format: rows.choice('format', ['jsonl', 'csv', 'text'] as const) }
         : {}),
-      ...(rows.has('csv') ? { csv: rows.object('csv').raw as RowOptions['csv'] } : {}),
+      ...(rows.has('csv') ? { csv: csvColumns(rows.object('csv')) } : {}),
     },
     rowsFingerprint: c.string('rowsFingerprint'),
     lora: {
@@ -92,26 +92,49 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
       targets: lora.strings('targets'),
     },
     optimizer: {
-      lr: optimizer.number('lr'),
-      beta1: optimizer.number('beta1'),
-      beta2: optimizer.number('beta2'),
-      eps: optimizer.number('eps'),
-      weightDecay: optimizer.number('weightDecay'),
+      lr: optimizer.numberIn('lr', (x) => x >= 0, '>= 0'),
+      beta1: optimizer.numberIn('beta1', (x) => x >= 0 && x < 1, 'in [0, 1)'),
+      beta2: optimizer.numberIn('beta2', (x) => x >= 0 && x < 1, 'in [0, 1)'),
+      eps: optimizer.numberIn('eps', (x) => x > 0, '> 0'),
+      weightDecay: optimizer.numberIn('weightDecay', (x) => x >= 0, '>= 0'),
     },
-    schedule: schedule.raw as LrSchedule,
-    maxGradNorm: c.has('maxGradNorm') ? c.number('maxGradNorm') : null,
-    seed: c.int('seed', 0),
-    ringTimeoutMs: c.number('ringTimeoutMs'),
+    schedule: lrSchedule(schedule),
+    maxGradNorm: c.has('maxGradNorm') ? c.numberIn('maxGradNorm', (x) => x > 0, '> 0') : null,
+    seed: c.int('seed', 0, 2 ** 32 - 1),
+    ringTimeoutMs: c.numberIn('ringTimeoutMs', (x) => x > 0, '> 0'),
     resumeFrom: c.has('resumeFrom') ? c.string('resumeFrom') : null,
   };
   try {
-    schedule.choice('kind', ['constant', 'linear', 'cosine'] as const);
     validateSchedule(config.schedule);
     validateLoraSettings(config.lora, 'runConfig.lora');
   } catch (error) {
     throw new RunConfigError(`runConfig: ${(error as Error).message}`);
   }
   return config;
+}
+
+/** The schedule's own fields only, each checked (an unchecked one could make the LR NaN). */
+function lrSchedule(s: Fields): LrSchedule {
+  const kind = s.choice('kind', ['constant', 'linear', 'cosine'] as const);
+  const warmup = s.has('warmupSteps') ? { warmupSteps: s.int('warmupSteps', 0) } : {};
+  if (kind === 'constant') return { kind, ...warmup };
+  const totalSteps = s.int('totalSteps', 1);
+  if (kind === 'linear') return { kind, ...warmup, totalSteps };
+  const minRatio = s.has('minRatio')
+    ? { minRatio: s.numberIn('minRatio', (x) => x >= 0 && x <= 1, 'in [0, 1]') }
+    : {};
+  return { kind, ...warmup, totalSteps, ...minRatio };
+}
+
+/** A CSV dataset's columns: a text column, or prompt and completion columns. */
+function csvColumns(c: Fields): NonNullable<RowOptions['csv']> {
+  if (c.has('textColumn')) return { textColumn: c.string('textColumn') };
+  const template = c.has('promptTemplate') ? { promptTemplate: c.string('promptTemplate') } : {};
+  return {
+    promptColumn: c.string('promptColumn'),
+    completionColumn: c.string('completionColumn'),
+    ...template,
+  };
 }
 
 /** Typed reads from a parsed JSON object; errors name the field's path. */
@@ -148,9 +171,19 @@ class Fields {
     if (typeof v !== 'number' || !Number.isFinite(v)) this.bad(key, 'a finite number');
     return v as number;
   }
-  int(key: string, min: number): number {
+  /** A finite number that passes `ok`, described by `expected` ("> 0"). */
+  numberIn(key: string, ok: (v: number) => boolean, expected: string): number {
     const v = this.number(key);
-    if (!Number.isInteger(v) || v < min) this.bad(key, `an integer >= ${min}`);
+    if (!ok(v)) this.bad(key, `a number ${expected}`);
+    return v;
+  }
+  int(key: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+    const v = this.number(key);
+    if (!Number.isInteger(v) || v < min || v > max)
+      this.bad(
+        key,
+        max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer in [${min}, ${max}]`,
+      );
     return v;
   }
   boolean(key: string): boolean {

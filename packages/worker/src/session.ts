@@ -20,7 +20,7 @@ import type {
 } from '@lorafleet/protocol';
 import { isCheckpointInProgress } from './checkpoint.js';
 import { maybeCorruptReplica, maybeDelayStep } from './fault-injection.js';
-import { CoordinatorLink, UNASSIGNED_RUN } from './coordinator-link.js';
+import { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
 import { Replica } from './replica.js';
 import { RunConfigError, decodeRunConfig } from './run-config.js';
 import { batchesOf } from './rows.js';
@@ -41,6 +41,8 @@ export interface WorkerOptions {
   /** Address the ring socket listens on and advertises to the other ranks. */
   ringHost: string;
   log: (line: string) => void;
+  /** CURVE on both planes; the coordinator must run with --curve-key too. */
+  curve?: LinkCurve;
 }
 
 /** Runs one worker until the coordinator shuts it down; throws on any failure. */
@@ -49,7 +51,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   // The ring's socket can only be bound once Welcome gives our rank, but Hello
   // must already say where it will listen: reserve a free port now, bind it then.
   const dataEndpoint = `tcp://${options.ringHost}:${await freePort(options.ringHost)}`;
-  const link = new CoordinatorLink(options.coordinator, options.timeoutMs, log);
+  const link = new CoordinatorLink(options.coordinator, options.timeoutMs, log, options.curve);
   try {
     await link.send({
       case: 'hello',
@@ -61,7 +63,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         backend: options.backend,
         capabilities: [],
         dataEndpoint,
-        curvePublicKey: '',
+        curvePublicKey: options.curve?.keyPair.publicKey ?? '',
       },
     });
     const welcome = await awaitWelcome(link);
@@ -125,7 +127,13 @@ async function serve(
     if (!ring) throw new Error(`rank ${rank}: no ring (the step was aborted or awaits a Regroup)`);
     return ring.allReduce(buffer, { step: ringStep, runId: `${runId}/g${generation}` });
   };
-  const formRing = async (r: number, worldSize: number, endpoints: string[], gen: number) => {
+  const formRing = async (
+    r: number,
+    worldSize: number,
+    endpoints: string[],
+    gen: number,
+    publicKeys: string[],
+  ) => {
     ring?.close();
     ring = undefined;
     if (endpoints[r] !== dataEndpoint) {
@@ -133,11 +141,17 @@ async function serve(
         `the ring lists ${endpoints[r]} for rank ${r}, but this worker listens on ${dataEndpoint}`,
       );
     }
+    if (options.curve && publicKeys.length !== worldSize) {
+      throw new Error(
+        `the coordinator sent ${publicKeys.length} ring public keys for ${worldSize} ranks: does it run with --curve-key?`,
+      );
+    }
     ring = await bindRing({
       rank: r,
       worldSize,
       listen: dataEndpoint,
       timeoutMs: config.ringTimeoutMs,
+      ...(options.curve && { curve: { keyPair: options.curve.keyPair, publicKeys } }),
     });
     ring.connect(endpoints);
     rank = r;
@@ -147,7 +161,8 @@ async function serve(
   let state: WorkerState = 'idle';
   let heartbeat: NodeJS.Timeout | undefined;
   try {
-    if (!w.joining) await formRing(w.rank, w.worldSize, w.ringEndpoints, w.generation);
+    if (!w.joining)
+      await formRing(w.rank, w.worldSize, w.ringEndpoints, w.generation, w.ringPublicKeys);
     await useBackend(options.backend);
     replica = await Replica.build(config, allReduce);
     if (config.resumeFrom) await replica.restore(config.resumeFrom);
@@ -221,7 +236,7 @@ async function serve(
               `Regroup at step ${g.step}, but this replica is at ${r.step.stepsDone}`,
             );
           }
-          await formRing(g.rank, g.worldSize, g.ringEndpoints, g.generation);
+          await formRing(g.rank, g.worldSize, g.ringEndpoints, g.generation, g.ringPublicKeys);
           options.log(
             `rank ${rank}/${g.worldSize}: ring generation ${g.generation} at step ${g.step}`,
           );

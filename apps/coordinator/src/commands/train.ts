@@ -173,7 +173,7 @@ export async function runTrain(o: Options): Promise<void> {
         rng: { kind: 'derived', seed, step },
       },
     });
-    await pruneCheckpoints(out, o.number('keep-checkpoints'));
+    await pruneCheckpoints(out, o.number('keep-checkpoints'), step);
     observer.emit({
       type: 'checkpoint',
       step,

@@ -2,17 +2,21 @@
 // identical, so rank 0's state is everyone's: the coordinator starts the
 // checkpoint folder with its own trainer_state.json (step, sampler, tokens),
 // asks rank 0 to add the adapter, the AdamW state and the manifest
-// (CheckpointRequest), checks the manifest rank 0 reports and renames the
-// folder into place. On resume the coordinator picks and verifies the
-// checkpoint under the one-worker rules; the workers load it themselves.
+// (CheckpointRequest), checks the manifest rank 0 reports and every file
+// against it, and renames the folder into place. On resume the coordinator
+// picks and verifies the checkpoint under the one-worker rules (a damaged one
+// is reported and the previous one used); the workers load it themselves,
+// verifying it again.
 import { resolve } from 'node:path';
 import type { SamplerState } from '@lorafleet/data';
 import type { Options } from '../args.js';
 import {
+  CheckpointError,
   type TrainerState,
   commitCheckpoint,
   manifestSha256,
   pruneCheckpoints,
+  readCheckpoint,
   startCheckpoint,
 } from '../training/checkpoint.js';
 import {
@@ -96,8 +100,15 @@ export class FleetCheckpointer {
         `${tmp}: the checkpoint on disk differs from what rank 0 reports writing for step ${step}`,
       );
     }
+    await readCheckpoint(tmp).catch((err: unknown) => {
+      if (!(err instanceof CheckpointError)) throw err;
+      throw new FleetError(
+        `the checkpoint rank 0 wrote for step ${step} does not verify: ${err.message}`,
+      );
+    });
+    // Only now, with the new checkpoint complete and in place, may older ones go.
     const final = await commitCheckpoint(this.out, step);
-    await pruneCheckpoints(this.out, this.keep);
+    await pruneCheckpoints(this.out, this.keep, step);
     return final;
   }
 }

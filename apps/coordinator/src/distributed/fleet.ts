@@ -9,6 +9,7 @@
 // are respawned (up to maxRestarts); new external workers may join while the
 // run has fewer than its --expect workers. Every wait is bounded.
 import { Router } from 'zeromq';
+import { CurveAuthenticator, type CurveKeyPair, curveServerOptions } from '@lorafleet/collective';
 import type { BackendName } from '@lorafleet/core';
 import { type ControlBody, type Hello, decodeControl, encodeControl } from '@lorafleet/protocol';
 import { UNASSIGNED_RUN } from '@lorafleet/worker';
@@ -36,6 +37,8 @@ export interface FleetOptions {
   log: (line: string) => void;
   /** Joins, losses and restarts, for the event log. */
   onEvent?: (level: 'info' | 'warn' | 'error', message: string) => void;
+  /** CURVE on the control plane: our key pair and the worker public keys we admit. */
+  curve?: { keyPair: CurveKeyPair; authorizedKeys: readonly string[] };
 }
 
 /** Why a run stopped: a worker failed in a way no restart fixes, or a wait ran out. */
@@ -108,6 +111,7 @@ export class WorkerFleet {
     private readonly router: Router,
     readonly endpoint: string,
     private readonly options: FleetOptions,
+    private readonly auth: CurveAuthenticator | undefined,
   ) {
     this.timers = [
       setInterval(() => this.beat(), HEARTBEAT_MS),
@@ -127,6 +131,16 @@ export class WorkerFleet {
     const { membership } = options;
     // Spawned fleets stay on loopback; --listen elsewhere needs CURVE or
     // --allow-remote (checked by the caller).
+    // Before the ROUTER exists: a CURVE server with no ZAP handler would admit any key.
+    const auth = options.curve
+      ? await CurveAuthenticator.acquire({
+          keys: options.curve.authorizedKeys,
+          onRefusal: ({ reason }) => {
+            options.log(`coordinator: ${reason} (not in --authorized-keys)`);
+            options.onEvent?.('warn', reason);
+          },
+        })
+      : undefined;
     const router = new Router({
       mandatory: true,
       linger: 1000,
@@ -135,15 +149,17 @@ export class WorkerFleet {
       sendHighWaterMark: 1000,
       receiveHighWaterMark: 1000,
       maxMessageSize: (1 << 20) + 4096,
+      ...(options.curve && auth && curveServerOptions(options.curve.keyPair, auth.domain)),
     });
     const endpoint = membership.kind === 'listen' ? membership.endpoint : 'tcp://127.0.0.1:*';
     try {
       await router.bind(endpoint);
     } catch (error) {
       router.close();
+      auth?.close();
       throw new FleetError(`cannot listen on ${endpoint}: ${(error as Error).message}`);
     }
-    const fleet = new WorkerFleet(router, router.lastEndpoint!, options);
+    const fleet = new WorkerFleet(router, router.lastEndpoint!, options, auth);
     void fleet.read();
     try {
       if (membership.kind === 'spawn') {
@@ -184,6 +200,11 @@ export class WorkerFleet {
   /** Members that are or may become part of the ring. */
   live(): Member[] {
     return this.all.filter((m) => !['lost', 'left'].includes(m.status));
+  }
+
+  /** Welcome/Regroup's ringPublicKeys, in rank order: the members' Hello keys with CURVE, else none. */
+  ringPublicKeys(members: readonly Member[]): string[] {
+    return this.options.curve ? members.map((m) => m.hello!.curvePublicKey) : [];
   }
 
   /** Every member ever seen, in order of arrival. */
@@ -331,6 +352,7 @@ export class WorkerFleet {
     process.off('exit', this.killOnExit);
     this.killOnExit();
     this.router.close();
+    this.auth?.close();
     this.signal();
   }
 
@@ -515,6 +537,12 @@ export class WorkerFleet {
     const { membership } = this.options;
     if (runId !== this.options.runId && runId !== UNASSIGNED_RUN) return;
     if (this.all.some((m) => m.identity?.equals(identity))) return;
+    if (this.auth && !this.auth.allows(hello.curvePublicKey)) {
+      this.options.log(
+        `coordinator: ignored a Hello from ${hello.workerId}: its curvePublicKey is not in --authorized-keys`,
+      );
+      return;
+    }
     let member: Member | undefined;
     if (membership.kind === 'spawn') {
       member = this.all.find((m) => m.process?.pid === hello.pid && m.status === 'starting');

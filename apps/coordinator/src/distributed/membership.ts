@@ -1,7 +1,9 @@
 // Where a distributed run's workers come from: `--workers N` spawns N local
 // daemons; `--listen tcp://HOST:PORT --expect N` waits for N external ones.
-// The control plane has no authentication or encryption yet (CURVE comes
-// later), so a non-loopback --listen needs --allow-remote.
+// With --curve-key and --authorized-keys, both planes use ZeroMQ CURVE
+// (encrypted, and only listed worker keys get in); without it, a non-loopback
+// --listen needs --allow-remote and is warned about.
+import { type CurveKeyPair, readKeyPair, readPublicKeys } from '@lorafleet/collective';
 import { type Options, UsageError } from '../args.js';
 import type { Membership } from './fleet.js';
 
@@ -34,15 +36,16 @@ export function membershipFrom(o: Options, warn: (line: string) => void): Member
       `train: --listen ${listen}: expected tcp://HOST:PORT (e.g. tcp://0.0.0.0:5555)`,
     );
   }
-  if (!isLoopback(host)) {
+  if (!isLoopback(host) && !o.has('curve-key')) {
     if (!o.boolean('allow-remote')) {
       throw new UsageError(
-        `train: --listen ${listen} is reachable from other machines, and the control plane is not yet ` +
-          'encrypted or authenticated: add --allow-remote on a trusted network, or listen on 127.0.0.1',
+        `train: --listen ${listen} is reachable from other machines, and without CURVE the traffic is not ` +
+          'encrypted or authenticated: add --curve-key and --authorized-keys (see `lorafleet keys`), ' +
+          'or --allow-remote on a trusted network, or listen on 127.0.0.1',
       );
     }
     warn(
-      `--listen ${listen}: control traffic is unencrypted and unauthenticated (no CURVE yet); ` +
+      `--listen ${listen}: traffic is unencrypted and unauthenticated (no --curve-key); ` +
         'anyone who can reach this port can join or disturb the run',
     );
   }
@@ -53,4 +56,31 @@ export function membershipFrom(o: Options, warn: (line: string) => void): Member
 export function isLoopback(host: string): boolean {
   const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
   return bare === 'localhost' || bare === '::1' || /^127(\.\d{1,3}){3}$/.test(bare);
+}
+
+/** CURVE settings of the run (--curve-key + --authorized-keys), or undefined; throws UsageError on bad flags. */
+export function curveFrom(
+  o: Options,
+): { keyPair: CurveKeyPair; authorizedKeys: string[] } | undefined {
+  const keyFile = o.optionalString('curve-key');
+  const authorized = o.optionalString('authorized-keys');
+  if (keyFile === undefined && authorized === undefined) return undefined;
+  if (keyFile === undefined || authorized === undefined) {
+    throw new UsageError(
+      'train: --curve-key and --authorized-keys go together (make keys with `lorafleet keys`)',
+    );
+  }
+  if (!o.has('listen')) {
+    throw new UsageError(
+      'train: --curve-key is for --listen runs with external workers (spawned workers talk over loopback)',
+    );
+  }
+  try {
+    const keyPair = readKeyPair(keyFile);
+    const authorizedKeys = readPublicKeys(authorized);
+    if (authorizedKeys.length === 0) throw new Error(`${authorized}: no public keys`);
+    return { keyPair, authorizedKeys };
+  } catch (error) {
+    throw new UsageError(`train: ${(error as Error).message}`);
+  }
 }

@@ -49,7 +49,7 @@ export class ElasticRing {
           ringEndpoints: [m.hello!.dataEndpoint],
           ...this.options.joinerWelcome,
           generation: this.generation,
-          ringPublicKeys: [],
+          ringPublicKeys: this.fleet.ringPublicKeys([m]),
           joining: true,
         },
       });
@@ -178,7 +178,7 @@ export class ElasticRing {
           rank,
           worldSize: members.length,
           ringEndpoints,
-          ringPublicKeys: [],
+          ringPublicKeys: this.fleet.ringPublicKeys(members),
           step: done,
         },
       });

@@ -12,7 +12,13 @@ import { randomUUID } from 'node:crypto';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lrFactor } from '@lorafleet/core';
-import { SAMPLER_START, type SamplerState, shard } from '@lorafleet/data';
+import {
+  LEDGER_FILE,
+  SAMPLER_START,
+  SampleLedger,
+  type SamplerState,
+  shard,
+} from '@lorafleet/data';
 import type { StepDone } from '@lorafleet/protocol';
 import { adapterManifestSha256, encodeRunConfig } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
@@ -23,7 +29,7 @@ import { Progress } from '../progress.js';
 import { trimMetrics } from '../training/resume.js';
 import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
 import { FleetError, type Member, type Membership, MembersLost, WorkerFleet } from './fleet.js';
-import { LEDGER_FILE, StepLedger } from './ledger.js';
+import { curveFrom } from './membership.js';
 import { ElasticRing } from './recovery.js';
 import { checkReplicas } from './replicas.js';
 import { type RunPlan, planRun } from './run-plan.js';
@@ -62,6 +68,7 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
       `(${(steps / plan.sampler.stepsPerEpoch).toFixed(2)} epochs), ~${Math.ceil(batchSize / workers)} rows per worker, ` +
       `micro-batches of ${microBatchSize}`,
   );
+  const curve = curveFrom(o);
   const minWorkers = o.number('min-workers');
   if (minWorkers > workers) {
     throw new UsageError(`train: --min-workers ${minWorkers} is more than the ${workers} workers`);
@@ -102,7 +109,11 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
       maxRestarts: o.number('max-restarts'),
       log: (line) => console.error(line),
       onEvent: (level, message) => observer.note(level, message),
+      ...(curve ? { curve } : {}),
     });
+    if (curve) {
+      log(`CURVE on: ${curve.authorizedKeys.length} worker key(s) admitted; both planes encrypted`);
+    }
     await trainOnFleet(o, fleet, plan, out, math, start, observer, runId, minWorkers);
   } catch (error) {
     observer.emit({ type: 'end', status: 'failed', message: (error as Error).message });
@@ -139,7 +150,7 @@ async function trainOnFleet(
         runConfigHash,
         runConfig,
         generation: 0,
-        ringPublicKeys: [],
+        ringPublicKeys: fleet.ringPublicKeys(initial),
         joining: false,
       },
     });
@@ -191,6 +202,11 @@ async function trainOnFleet(
     }
   });
   await fleet.stop('training finished', TIMEOUTS.exitMs);
+  observer.emit({
+    type: 'workers',
+    generation: ring.generation,
+    workers: workerTable(fleet, new Map()),
+  });
   const faults = {
     workersLost: ring.stats.losses,
     workersJoined: ring.stats.joins,
@@ -250,7 +266,7 @@ async function trainLoop(
   const metricsPath = join(out, 'metrics.jsonl');
   if (start.resumed) await trimMetrics(metricsPath, start.step);
   else await writeFile(metricsPath, '');
-  const ledger = new StepLedger(join(out, LEDGER_FILE), start.resumed ? start.step : 0);
+  const ledger = new SampleLedger(join(out, LEDGER_FILE), start.resumed ? start.step : 0);
   let interrupted = false;
   const onSignal = () => {
     if (interrupted) process.exit(130);
@@ -371,12 +387,15 @@ async function trainLoop(
     }
     if (done > lastCheckpoint) await withRecovery(ring, done, saveCheckpoint);
   } finally {
+    ledger.close();
     progress.finish();
     process.off('SIGINT', onSignal);
   }
 
   async function saveCheckpoint(): Promise<void> {
     if (lastCheckpoint === done) return;
+    // The ledger reaches the disk before the checkpoint that covers it.
+    ledger.sync();
     const path = await checkpoints.save(done, state, start.tokensSeen + tokens);
     lastCheckpoint = done;
     observer.emit({ type: 'checkpoint', step: done, path });

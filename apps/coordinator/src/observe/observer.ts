@@ -1,6 +1,7 @@
 // A training run's observers: its event log (OUT/events.jsonl) and, with
 // --dashboard HOST:PORT, the dashboard server that shows it live.
 import type { Options } from '../args.js';
+import { startDashboard } from '../dashboard/server.js';
 import { type RunEventInit, RunEventLog, type RunFacts } from './events.js';
 
 export interface RunObserver {
@@ -11,28 +12,12 @@ export interface RunObserver {
   close(): Promise<void>;
 }
 
-interface DashboardHandle {
-  url: string;
-  close(): Promise<void>;
-}
-
 /** Opens the run's event log (keeping an earlier invocation's when resuming) and starts the dashboard if asked. */
 export async function observeRun(o: Options, out: string, resumed: boolean): Promise<RunObserver> {
   const events = RunEventLog.create(out, resumed);
   const listen = o.boolean('no-dashboard') ? undefined : o.optionalString('dashboard');
-  let dashboard: DashboardHandle | undefined;
+  let dashboard: Awaited<ReturnType<typeof startDashboard>> | undefined;
   if (listen !== undefined) {
-    // TODO(lead): static import once dashboard/server.ts has landed.
-    const serverModule = '../dashboard/server.js';
-    const { startDashboard } = (await import(serverModule)) as {
-      startDashboard: (options: {
-        events: RunEventLog;
-        listen: string;
-        runDir: string;
-        token?: string;
-        log: (line: string) => void;
-      }) => Promise<DashboardHandle>;
-    };
     const token = o.optionalString('dashboard-token');
     dashboard = await startDashboard({
       events,

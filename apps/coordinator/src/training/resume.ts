@@ -11,9 +11,9 @@ import type { TrainingStep } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
 import {
   type TrainerState,
-  findResumeCheckpoint,
+  type VerifiedCheckpoint,
   readCheckpointTrainState,
-  readTrainerState,
+  resumeCheckpoint,
 } from './checkpoint.js';
 import { dataOptions } from './data-options.js';
 import { trainSpec } from './train-spec.js';
@@ -112,15 +112,18 @@ export function checkResumeConfig(
 export interface ResumePoint {
   /** The checkpoint folder used. */
   dir: string;
+  /** Its files, verified against its manifest: what the resume reads. */
+  checkpoint: VerifiedCheckpoint;
   step: number;
   sampler: SamplerState;
   tokensSeen: number;
 }
 
 /**
- * Finds the checkpoint to resume from (the newest valid one under a run
- * folder) and checks it against this run: the math options, --steps, the
- * schedule. One worker or many, the same rules.
+ * Finds the checkpoint to resume from (the folder named, or the newest one
+ * under a run folder that verifies against its manifest, each one skipped
+ * reported through `warn`) and checks it against this run: the math options,
+ * --steps, the schedule. One worker or many, the same rules.
  */
 export async function pickResumePoint(
   from: string,
@@ -131,8 +134,8 @@ export async function pickResumePoint(
     warn: (line: string) => void;
   },
 ): Promise<ResumePoint> {
-  const dir = await findResumeCheckpoint(from, run.warn);
-  const saved = await readTrainerState(dir);
+  const checkpoint = await resumeCheckpoint(from, run.warn);
+  const { dir, state: saved } = checkpoint;
   checkResumeConfig(dir, saved, run.config);
   if (saved.step > run.steps)
     throw new UsageError(
@@ -143,10 +146,16 @@ export async function pickResumePoint(
       `the ${run.schedule.kind} schedule now decays over ${run.steps} steps, not ${saved.totalSteps}: ` +
         'the result will differ from a run that planned them from the start',
     );
-  return { dir, step: saved.step, sampler: saved.sampler, tokensSeen: saved.tokensSeen };
+  return {
+    dir,
+    checkpoint,
+    step: saved.step,
+    sampler: saved.sampler,
+    tokensSeen: saved.tokensSeen,
+  };
 }
 
-/** pickResumePoint(), then the checkpoint's parameters and AdamW state put into `stepper`. */
+/** pickResumePoint(), then the checkpoint's verified parameters and AdamW state put into `stepper`. */
 export async function resumeRun(
   from: string,
   run: Parameters<typeof pickResumePoint>[1] & {
@@ -155,7 +164,7 @@ export async function resumeRun(
   },
 ): Promise<ResumePoint> {
   const point = await pickResumePoint(from, run);
-  run.stepper.restore(await readCheckpointTrainState(point.dir, run.params, point.step));
+  run.stepper.restore(await readCheckpointTrainState(point.checkpoint, run.params));
   return point;
 }
 

@@ -143,7 +143,13 @@ export function parseSafetensors(buf: Uint8Array, source: string): SafetensorsFi
     if (!isObject(raw)) fail(source, `${METADATA_KEY} must be an object of strings`);
     for (const [k, v] of Object.entries(raw)) {
       if (typeof v !== 'string') fail(source, `${METADATA_KEY} "${k}" is ${JSON.stringify(v)}`);
-      metadata[k] = v;
+      // Defined, not assigned: `metadata["__proto__"] = v` would set no entry.
+      Object.defineProperty(metadata, k, {
+        value: v,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
   }
 
@@ -199,7 +205,8 @@ function placeTensor(name: string, raw: unknown, dataLength: number, source: str
   }
   if (end > dataLength)
     fail(where, `${span} run past the ${dataLength}-byte data buffer; ${CORRUPT}`);
-  return { name, dtype: dtype as Dtype, shape: [...(shape as number[])], begin, end };
+  // `+ 0` reads a dimension written -0 (valid JSON) as 0.
+  return { name, dtype: dtype as Dtype, shape: (shape as number[]).map((d) => d + 0), begin, end };
 }
 
 function checkEntry(name: string, entry: TensorEntry): void {

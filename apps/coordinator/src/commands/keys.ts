@@ -1,0 +1,80 @@
+// `lorafleet keys`: a CURVE key pair for multi-host runs, as NAME.key (both
+// keys, mode 0600) and NAME.pub (the public key), in the text format that
+// @lorafleet/collective's readKeyPair / readPublicKeys read (see its curve.ts):
+// `public-key = "..."` and `secret-key = "..."` lines, `#` comments.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { curveKeyPair } from 'zeromq';
+import { type CommandSpec, type Options, UsageError } from '../args.js';
+
+export const keysSpec: CommandSpec = {
+  name: 'keys',
+  summary:
+    'Make a CURVE key pair (NAME.key, secret; NAME.pub, public) for encrypted, authenticated multi-host runs.',
+  options: {
+    out: {
+      kind: 'string',
+      value: 'DIR',
+      required: true,
+      description: 'folder for the key files (created if missing)',
+    },
+    name: {
+      kind: 'string',
+      value: 'NAME',
+      required: true,
+      description: 'the files are NAME.key and NAME.pub, e.g. coordinator or w1',
+    },
+  },
+  details: [
+    'One pair for the coordinator, one per worker; only .pub files leave their host.',
+    'example:',
+    '  lorafleet keys --out keys --name coordinator',
+    '  lorafleet keys --out keys --name w1        (on the worker host; w1.pub goes to workers/)',
+    '  lorafleet train ... --curve-key keys/coordinator.key --authorized-keys workers/',
+    '  lorafleet-worker --coordinator tcp://HOST:PORT --curve-key keys/w1.key --server-key coordinator.pub',
+  ].join('\n'),
+};
+
+export async function runKeys(o: Options): Promise<void> {
+  const dir = o.string('out');
+  const name = o.string('name');
+  if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(name)) {
+    throw new UsageError(
+      `keys: --name ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-'`,
+    );
+  }
+  const keyFile = join(dir, `${name}.key`);
+  const publicFile = join(dir, `${name}.pub`);
+  for (const file of [keyFile, publicFile]) {
+    if (existsSync(file)) {
+      throw new Error(
+        `keys: ${file} exists; refusing to overwrite a key (delete it or choose another --name)`,
+      );
+    }
+  }
+  mkdirSync(dir, { recursive: true });
+  const { publicKey, secretKey } = curveKeyPair();
+  const header = `# lorafleet CURVE key ${JSON.stringify(name)}, made ${new Date().toISOString()}`;
+  // 'wx': never overwrite, even a file another process wrote since the check above.
+  writeFileSync(
+    keyFile,
+    `${header}\n# SECRET: give ${name}.pub to peers, never this file.\n` +
+      `public-key = "${publicKey}"\nsecret-key = "${secretKey}"\n`,
+    { mode: 0o600, flag: 'wx' },
+  );
+  writeFileSync(publicFile, `${header}\npublic-key = "${publicKey}"\n`, {
+    mode: 0o644,
+    flag: 'wx',
+  });
+  console.log(
+    [
+      `wrote ${keyFile} (secret, mode 0600: it stays on this host) and ${publicFile}`,
+      `public key: ${publicKey}`,
+      '',
+      `as the coordinator's key: lorafleet train ... --curve-key ${keyFile} --authorized-keys DIR`,
+      `  (DIR holds the workers' .pub files); give ${publicFile} to every worker host`,
+      `as a worker's key: put ${publicFile} in the coordinator's --authorized-keys folder, then`,
+      `  lorafleet-worker --coordinator tcp://HOST:PORT --curve-key ${keyFile} --server-key coordinator.pub`,
+    ].join('\n'),
+  );
+}

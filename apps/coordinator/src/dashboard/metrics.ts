@@ -1,0 +1,131 @@
+// /metrics: the dashboard's figures in Prometheus text format, from a registry
+// of the dashboard's own (never prom-client's global one, which a host
+// process may share). Every gauge reads the run state when scraped.
+import { Counter, Gauge, Registry } from 'prom-client';
+import { type RunState, isLive } from './run-state.js';
+
+const PHASES = ['compute', 'allreduce', 'wait'] as const;
+
+export function runMetrics(state: RunState): Registry {
+  const registers = [new Registry()];
+  const registry = registers[0]!;
+  const gauge = (name: string, help: string, read: () => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const value = read();
+        if (value === undefined || !Number.isFinite(value)) this.reset();
+        else this.set(value);
+      },
+    });
+
+  gauge('lorafleet_step', 'Last completed optimizer step', () => state.lastStep?.step);
+  gauge('lorafleet_epoch', 'Epoch of the last step', () => state.lastStep?.epoch);
+  gauge('lorafleet_train_loss', 'Training loss of the last step', () => state.lastStep?.loss);
+  gauge('lorafleet_eval_loss', 'Loss on the evaluation rows, latest', () => state.lastEval?.loss);
+  gauge('lorafleet_learning_rate', 'Learning rate of the last step', () => state.lastStep?.lr);
+  gauge(
+    'lorafleet_grad_norm',
+    'Global gradient norm before clipping, last step',
+    () => state.lastStep?.gradNorm,
+  );
+  gauge(
+    'lorafleet_tokens_per_second',
+    'Training throughput of the last step',
+    () => state.lastStep?.tokensPerSecond,
+  );
+  gauge('lorafleet_step_seconds', 'Wall time of the last step', () => state.lastStep?.seconds);
+  gauge('lorafleet_workers', 'Workers in the ring', () => state.workers.filter(isLive).length);
+  gauge(
+    'lorafleet_ring_generation',
+    'Ring membership generation (rises when the ring re-forms)',
+    () => state.generation,
+  );
+  gauge('lorafleet_run_finished', '1 once the run has ended', () => (state.end ? 1 : 0));
+  new Counter({
+    name: 'lorafleet_tokens_total',
+    help: 'Tokens trained on',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(state.tokens);
+    },
+  });
+  new Counter({
+    name: 'lorafleet_checkpoints_total',
+    help: 'Checkpoints written',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(state.checkpoints.length);
+    },
+  });
+
+  new Gauge({
+    name: 'lorafleet_parameters',
+    help: 'Model parameters: trainable (the adapter) and total',
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      this.reset();
+      if (!state.facts) return;
+      this.set({ kind: 'trainable' }, state.facts.trainableParameters);
+      this.set({ kind: 'total' }, state.facts.totalParameters);
+    },
+  });
+  new Gauge({
+    name: 'lorafleet_wire_bytes_per_step',
+    help: "Bytes each worker sends per step in the ring all-reduce: this run's (lora) vs full fine-tuning's (full)",
+    labelNames: ['mode'],
+    registers,
+    collect() {
+      this.reset();
+      if (!state.facts) return;
+      this.set({ mode: 'lora' }, state.facts.wireBytesPerStep);
+      this.set({ mode: 'full' }, state.facts.fullFinetuneWireBytesPerStep);
+    },
+  });
+
+  const perWorker = (
+    name: string,
+    help: string,
+    read: (w: RunState['workers'][number]) => number,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['rank'],
+      registers,
+      collect() {
+        this.reset();
+        for (const w of state.workers) this.set({ rank: String(w.rank) }, read(w));
+      },
+    });
+  perWorker('lorafleet_worker_up', '1 while the worker is in the ring', (w) => (isLive(w) ? 1 : 0));
+  perWorker(
+    'lorafleet_worker_last_heartbeat_seconds',
+    'Epoch seconds of the last message from the worker',
+    (w) => w.lastHeartbeatMs / 1000,
+  );
+  perWorker(
+    'lorafleet_worker_memory_bytes',
+    'Resident memory of the worker process',
+    (w) => w.rssBytes,
+  );
+  new Gauge({
+    name: 'lorafleet_worker_step_phase_seconds',
+    help: "The worker's last step split into compute, all-reduce and waiting",
+    labelNames: ['rank', 'phase'],
+    registers,
+    collect() {
+      this.reset();
+      for (const w of state.workers) {
+        const ms = { compute: w.computeMs, allreduce: w.allReduceMs, wait: w.waitMs };
+        for (const phase of PHASES) this.set({ rank: String(w.rank), phase }, ms[phase] / 1000);
+      }
+    },
+  });
+  return registry;
+}

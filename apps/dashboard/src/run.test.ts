@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { niceTicks } from './chart.js';
+import type { RunEvent, WorkerInfo } from './events.js';
+import { bytes, count, ms, num } from './format.js';
+import { RunView } from './run.js';
+
+const step = (n: number, loss: number, time = 1000 * n): RunEvent => ({
+  type: 'step',
+  time,
+  step: n,
+  epoch: 0,
+  loss,
+  lr: 1e-3,
+  tokens: 100,
+  tokensPerSecond: 1000,
+  gradNorm: 1,
+  seconds: n,
+});
+
+const worker = (rank: number): WorkerInfo => ({
+  rank,
+  workerId: `w${rank}`,
+  host: 'box',
+  pid: rank,
+  device: 'cpu',
+  backend: 'wasm',
+  status: 'training',
+  lastHeartbeatMs: 0,
+  rssBytes: 0,
+  computeMs: 1,
+  allReduceMs: 1,
+  waitMs: 1,
+  ringNext: 1 - rank,
+});
+
+describe('RunView', () => {
+  it('keeps the later values of steps a resumed run repeats', () => {
+    const view = new RunView();
+    for (let n = 1; n <= 5; n++) view.apply(step(n, 10 - n));
+    view.apply({ type: 'end', time: 6000, status: 'interrupted', message: '' });
+    for (let n = 4; n <= 6; n++) view.apply(step(n, 100 + n, 10_000 + n));
+    expect(view.trainLoss).toEqual([
+      [1, 9],
+      [2, 8],
+      [3, 7],
+      [4, 104],
+      [5, 105],
+      [6, 106],
+    ]);
+    expect(view.tokens).toBe(800);
+  });
+
+  it('has no live workers once the run has ended', () => {
+    const view = new RunView();
+    view.apply({ type: 'workers', time: 1, generation: 0, workers: [worker(1), worker(0)] });
+    expect(view.workers.map((w) => w.rank)).toEqual([0, 1]);
+    expect(view.workers.filter((w) => view.live(w))).toHaveLength(2);
+    view.apply({ type: 'end', time: 2, status: 'finished', message: '' });
+    expect(view.workers.filter((w) => view.live(w))).toHaveLength(0);
+  });
+
+  it('measures the pace over recent steps', () => {
+    const view = new RunView();
+    expect(view.msPerStep()).toBeUndefined();
+    for (let n = 1; n <= 30; n++) view.apply(step(n, 1, n * 250));
+    expect(view.msPerStep()).toBe(250);
+  });
+});
+
+describe('axes and figures', () => {
+  it('picks round ticks', () => {
+    expect(niceTicks(0, 1, 5)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
+    expect(niceTicks(5.17, 5.58, 4)).toEqual([5, 5.2, 5.4, 5.6]);
+    expect(niceTicks(0, 400, 4)).toEqual([0, 100, 200, 300, 400]);
+  });
+
+  it('formats counts, bytes, durations and values', () => {
+    expect(count(35_744)).toBe('35.7k');
+    expect(count(124_000_000)).toBe('124M');
+    expect(bytes(8192)).toBe('8 KiB');
+    expect(bytes(146_400_000)).toBe('140 MiB');
+    expect(ms(3.4567)).toBe('3.46 ms');
+    expect(ms(1500)).toBe('1.5 s');
+    expect(num(2e-4)).toBe('2e-4');
+    expect(num(0.00853)).toBe('0.00853');
+  });
+});
