@@ -1,7 +1,7 @@
 // The daemon's options: flags first, then LORAFLEET_* environment variables
 // (handy under a process manager), then defaults.
 import { parseArgs } from 'node:util';
-import { BACKENDS, type BackendName } from '@lorafleet/core';
+import { BACKENDS, type BackendName, GPU_BACKENDS } from '@lorafleet/core';
 
 export const HELP = `usage: lorafleet-worker --coordinator tcp://HOST:PORT [options]
 
@@ -13,17 +13,28 @@ the coordinator shuts the run down.
 options:
   --coordinator URL   the coordinator's control endpoint (env LORAFLEET_COORDINATOR)
   --backend NAME      compute backend: ${BACKENDS.join(', ')} (env LORAFLEET_BACKEND; default wasm)
+  --gpu INDEX         GPU backends: which GPU (webgpu: adapter index in Dawn's list;
+                      tensorflow-gpu: CUDA device) (env LORAFLEET_GPU; default: the first)
   --timeout SECONDS   give up after this long without a word from the coordinator
                       (env LORAFLEET_TIMEOUT; default 60)
   --ring-host HOST    address the ring socket listens on and advertises
                       (env LORAFLEET_RING_HOST; default 127.0.0.1)
+  --curve-key FILE    this worker's CURVE key pair (\`lorafleet keys\` makes one); with
+                      --server-key, encrypts and authenticates the control and ring
+                      traffic (env LORAFLEET_CURVE_KEY)
+  --server-key KEY    the coordinator's CURVE public key: its .pub file or the
+                      40-character key itself (env LORAFLEET_SERVER_KEY)
   -h, --help          this text`;
 
 export interface DaemonOptions {
   coordinator: string;
   backend: BackendName;
+  /** GPU backends: the GPU index (`--gpu`); absent: the backend's default GPU. */
+  gpu?: number;
   timeoutMs: number;
   ringHost: string;
+  /** CURVE: where this worker's key pair is and the coordinator's public key (file or key). */
+  curve?: { keyFile: string; serverKey: string };
 }
 
 export class UsageError extends Error {
@@ -42,8 +53,11 @@ export function parseDaemonArgs(
       options: {
         coordinator: { type: 'string' },
         backend: { type: 'string' },
+        gpu: { type: 'string' },
         timeout: { type: 'string' },
         'ring-host': { type: 'string' },
+        'curve-key': { type: 'string' },
+        'server-key': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -68,14 +82,35 @@ export function parseDaemonArgs(
   if (!BACKENDS.includes(backend as BackendName)) {
     throw new UsageError(`--backend ${backend}: choose one of ${BACKENDS.join(', ')}`);
   }
+  const gpuText = pick('gpu', 'LORAFLEET_GPU');
+  if (gpuText !== undefined && !/^\d+$/.test(gpuText.trim())) {
+    throw new UsageError(`--gpu ${gpuText}: expected a GPU index (0, 1, ...)`);
+  }
+  const gpu = gpuText === undefined ? undefined : Number(gpuText);
+  if (gpu !== undefined && !GPU_BACKENDS.includes(backend as BackendName)) {
+    throw new UsageError(
+      `--gpu needs a GPU backend (--backend ${GPU_BACKENDS.join(' or ')}), not ${backend}`,
+    );
+  }
   const timeout = Number(pick('timeout', 'LORAFLEET_TIMEOUT') ?? 60);
   if (!Number.isFinite(timeout) || timeout <= 0) {
     throw new UsageError(`--timeout must be a positive number of seconds`);
   }
+  const keyFile = pick('curve-key', 'LORAFLEET_CURVE_KEY');
+  const serverKey = pick('server-key', 'LORAFLEET_SERVER_KEY');
+  if ((keyFile === undefined) !== (serverKey === undefined)) {
+    throw new UsageError(
+      `${keyFile ? '--curve-key' : '--server-key'} needs ${keyFile ? '--server-key' : '--curve-key'}: ` +
+        "CURVE takes this worker's key pair (--curve-key FILE) and the coordinator's public key " +
+        '(--server-key FILE|KEY), or neither',
+    );
+  }
   return {
     coordinator,
     backend: backend as BackendName,
+    ...(gpu !== undefined ? { gpu } : {}),
     timeoutMs: timeout * 1000,
     ringHost: pick('ring-host', 'LORAFLEET_RING_HOST') ?? '127.0.0.1',
+    ...(keyFile && serverKey && { curve: { keyFile, serverKey } }),
   };
 }

@@ -1,7 +1,27 @@
 // `lorafleet-worker`: a thin shell over @lorafleet/worker's runWorker. Exit
 // status: 0 after a clean shutdown, 1 on any failure, 2 on bad usage.
-import { runWorker } from '@lorafleet/worker';
-import { HELP, UsageError, parseDaemonArgs } from './args.js';
+import { type CurveKeyPair, readKeyPair, resolvePublicKey } from '@lorafleet/collective';
+import { deviceName, useBackend } from '@lorafleet/core';
+import { type WorkerOptions, runWorker } from '@lorafleet/worker';
+import { type DaemonOptions, HELP, UsageError, parseDaemonArgs } from './args.js';
+
+/** The CURVE keys the flags name, read before joining so that a bad file is a usage error. */
+function loadCurve(curve: NonNullable<DaemonOptions['curve']>): {
+  keyPair: CurveKeyPair;
+  serverPublicKey: string;
+} {
+  const read = <T>(flag: string, load: () => T): T => {
+    try {
+      return load();
+    } catch (error) {
+      throw new UsageError(`${flag}: ${(error as Error).message}`);
+    }
+  };
+  return {
+    keyPair: read('--curve-key', () => readKeyPair(curve.keyFile)),
+    serverPublicKey: read('--server-key', () => resolvePublicKey(curve.serverKey)),
+  };
+}
 
 async function main(argv: string[]): Promise<number> {
   try {
@@ -10,10 +30,17 @@ async function main(argv: string[]): Promise<number> {
       console.log(HELP);
       return 0;
     }
-    await runWorker({
-      ...options,
+    const { curve, ...rest } = options;
+    const workerOptions: WorkerOptions & { curve?: ReturnType<typeof loadCurve> } = {
+      ...rest,
+      ...(curve && { curve: loadCurve(curve) }),
       log: (line) => console.error(`lorafleet-worker: ${line}`),
-    });
+    };
+    // Open the compute backend (and its GPU) before joining: a worker that
+    // cannot compute says why here, instead of failing after Welcome.
+    await useBackend(options.backend, options.gpu === undefined ? {} : { gpu: options.gpu });
+    workerOptions.log(`computing on ${options.backend} (${deviceName()})`);
+    await runWorker(workerOptions);
     return 0;
   } catch (error) {
     console.error(`lorafleet-worker: ${(error as Error).message}`);

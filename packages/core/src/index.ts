@@ -1,4 +1,24 @@
-export { tf, useBackend, BACKENDS, type BackendName } from './backend/tf.js';
+export { tf } from './backend/tf.js';
+export {
+  type BackendName,
+  type BackendOptions,
+  type DeviceInfo,
+  BACKENDS,
+  GPU_BACKENDS,
+  activeBackend,
+  deviceInfo,
+  deviceName,
+  useBackend,
+} from './backend/select.js';
+export {
+  type WebGpuAdapterListing,
+  type WebGpuDevice,
+  listWebGpuAdapters,
+  loadWebGpuKernels,
+  releaseWebGpu,
+  webGpuErrors,
+} from './backend/webgpu.js';
+export { lossAndGradsAsync, readAsync, readParametersAsync } from './backend/async-read.js';
 export { Rng, deriveSeed } from './random.js';
 export {
   type LoraSettings,

@@ -9,7 +9,7 @@
 import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { RingAllReduce } from '@lorafleet/collective';
-import { type BackendName, useBackend } from '@lorafleet/core';
+import { type BackendName, deviceName, useBackend } from '@lorafleet/core';
 import type {
   ControlBody,
   ControlMessage,
@@ -59,7 +59,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         workerId: `${hostname()}:${process.pid}`,
         host: hostname(),
         pid: process.pid,
-        device: 'cpu',
+        device: deviceName(),
         backend: options.backend,
         capabilities: [],
         dataEndpoint,

@@ -12,6 +12,7 @@ import {
   clipGlobalNorm,
   globalNorm,
   createAdamWState,
+  lossAndGradsAsync,
   lrFactor,
 } from '@lorafleet/core';
 import { type Gpt2Model, type TokenBatch, countLossTokens, tokenNllSum } from '@lorafleet/models';
@@ -94,7 +95,8 @@ export class TrainingStep {
       const tokens = countLossTokens(batch);
       if (tokens === 0) continue;
       const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
-      const { loss, grads } = this.params.lossAndGrads(() =>
+      // Asynchronous reads: the only kind a GPU backend (webgpu under Node) allows.
+      const { loss, grads } = await lossAndGradsAsync(this.params, () =>
         tokenNllSum(this.model, batch, { training: true, seed }),
       );
       for (let j = 0; j < n; j++) fused[j] = fused[j]! + grads[j]!;

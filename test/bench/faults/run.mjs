@@ -100,7 +100,10 @@ function audit(dir) {
   let duplicated = 0;
   for (const e of entries) {
     const s = seen.get(e.epoch) ?? new Set();
-    for (const id of e.ids) s.has(id) ? duplicated++ : s.add(id);
+    for (const id of e.ids) {
+      if (s.has(id)) duplicated++;
+      else s.add(id);
+    }
     seen.set(e.epoch, s);
   }
   // Every epoch but the last is complete: each must hold every sample.

@@ -31,8 +31,8 @@ export interface FleetOptions {
   heartbeatTimeoutMs: number;
   /** Spawned workers: how many lost ones are replaced, in all. */
   maxRestarts: number;
-  /** Extra command-line arguments of the spawned worker in slot `slot` (0, 1, ... in spawn order). */
-  workerArgs?: (slot: number) => string[];
+  /** Spawned workers: the GPU of each slot (worker i and its replacements use gpus[i % length]). */
+  gpus?: readonly number[];
   /** Lines about the fleet (worker output, dropped frames). */
   log: (line: string) => void;
   /** Joins, losses and restarts, for the event log. */
@@ -67,6 +67,8 @@ export type MemberStatus = 'starting' | 'hello' | 'building' | 'ready' | 'active
 export interface Member {
   /** Unique in this run, in order of arrival. */
   readonly id: number;
+  /** Spawned workers: the place it fills (a replacement takes the lost worker's slot and GPU). */
+  slot: number;
   /** "worker 3 (pid 4242)" or "worker 3 (host:pid)". */
   name: string;
   status: MemberStatus;
@@ -163,7 +165,7 @@ export class WorkerFleet {
     void fleet.read();
     try {
       if (membership.kind === 'spawn') {
-        for (let i = 0; i < membership.workers; i++) fleet.spawn();
+        for (let slot = 0; slot < membership.workers; slot++) fleet.spawn(slot);
         await fleet.until(
           () => fleet.all.every((m) => m.status !== 'starting'),
           options.helloTimeoutMs,
@@ -296,7 +298,7 @@ export class WorkerFleet {
     if (this.options.membership.kind === 'spawn' && this.started && !this.stopping) {
       if (this.restarts < this.options.maxRestarts) {
         this.restarts++;
-        const replacement = this.spawn();
+        const replacement = this.spawn(m.slot);
         this.event(
           'info',
           `respawned as ${replacement.name} (restart ${this.restarts} of ${this.options.maxRestarts})`,
@@ -365,24 +367,32 @@ export class WorkerFleet {
     return members.map((m) => m.name + (m.process?.lastWords() ?? '')).join(', ');
   }
 
-  private spawn(): Member {
+  private spawn(slot: number): Member {
     const id = this.nextId++;
+    const { gpus, heartbeatTimeoutMs } = this.options;
+    const gpu = gpus && gpus.length > 0 ? gpus[slot % gpus.length] : undefined;
     const process = new WorkerProcess(
       id,
       this.endpoint,
       this.options.backend,
       (p) => this.onExit(p),
       this.options.log,
+      {
+        ...(gpu !== undefined ? { gpu } : {}),
+        // Orphans of a coordinator that died exit soon after its heartbeats stop.
+        timeoutSeconds: Math.max(10, Math.ceil((3 * heartbeatTimeoutMs) / 1000)),
+      },
     );
-    const member = this.newMember(id, `worker ${id} (pid ${process.pid})`);
+    const member = this.newMember(id, `worker ${id} (pid ${process.pid})`, slot);
     member.process = process;
     member.status = 'starting';
     return member;
   }
 
-  private newMember(id: number, name: string): Member {
+  private newMember(id: number, name: string, slot = -1): Member {
     const member: Member = {
       id,
+      slot,
       name,
       status: 'hello',
       rank: -1,

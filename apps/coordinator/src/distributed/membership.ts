@@ -4,6 +4,7 @@
 // (encrypted, and only listed worker keys get in); without it, a non-loopback
 // --listen needs --allow-remote and is warned about.
 import { type CurveKeyPair, readKeyPair, readPublicKeys } from '@lorafleet/collective';
+import { type BackendName, GPU_BACKENDS } from '@lorafleet/core';
 import { type Options, UsageError } from '../args.js';
 import type { Membership } from './fleet.js';
 
@@ -83,4 +84,28 @@ export function curveFrom(
   } catch (error) {
     throw new UsageError(`train: ${(error as Error).message}`);
   }
+}
+
+/** --gpus I,J,...: the GPU of each spawned worker, by slot; [] when not given. */
+export function gpusFrom(o: Options, membership: Membership, backend: BackendName): number[] {
+  const items = o.list('gpus');
+  if (items.length === 0) return [];
+  if (membership.kind !== 'spawn') {
+    throw new UsageError(
+      'train: --gpus is for spawned workers (--workers N); start external ones with `lorafleet-worker --gpu I`',
+    );
+  }
+  if (!GPU_BACKENDS.includes(backend)) {
+    throw new UsageError(
+      `train: --gpus needs a GPU backend (--backend ${GPU_BACKENDS.join(' or ')}), not ${backend}`,
+    );
+  }
+  return items.map((item) => {
+    if (!/^\d+$/.test(item)) {
+      throw new UsageError(
+        `train: --gpus ${items.join(',')}: "${item}" is not a GPU index (0, 1, ...)`,
+      );
+    }
+    return Number(item);
+  });
 }

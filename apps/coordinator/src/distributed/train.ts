@@ -29,7 +29,7 @@ import { Progress } from '../progress.js';
 import { trimMetrics } from '../training/resume.js';
 import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
 import { FleetError, type Member, type Membership, MembersLost, WorkerFleet } from './fleet.js';
-import { curveFrom } from './membership.js';
+import { curveFrom, gpusFrom } from './membership.js';
 import { ElasticRing } from './recovery.js';
 import { checkReplicas } from './replicas.js';
 import { type RunPlan, planRun } from './run-plan.js';
@@ -69,6 +69,7 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
       `micro-batches of ${microBatchSize}`,
   );
   const curve = curveFrom(o);
+  const gpus = gpusFrom(o, membership, plan.backend);
   const minWorkers = o.number('min-workers');
   if (minWorkers > workers) {
     throw new UsageError(`train: --min-workers ${minWorkers} is more than the ${workers} workers`);
@@ -110,6 +111,7 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
       log: (line) => console.error(line),
       onEvent: (level, message) => observer.note(level, message),
       ...(curve ? { curve } : {}),
+      gpus,
     });
     if (curve) {
       log(`CURVE on: ${curve.authorizedKeys.length} worker key(s) admitted; both planes encrypted`);

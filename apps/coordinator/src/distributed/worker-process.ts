@@ -13,6 +13,14 @@ export function workerBin(): string {
   return join(dirname(manifest), 'bin', 'lorafleet-worker.js');
 }
 
+/** How to start one worker beyond its rank, endpoint and backend. */
+export interface WorkerProcessOptions {
+  /** GPU backends: the GPU this worker uses (`lorafleet-worker --gpu I`). */
+  gpu?: number;
+  /** Seconds of coordinator silence after which the worker gives up (`--timeout`). */
+  timeoutSeconds?: number;
+}
+
 export interface Exit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -29,15 +37,19 @@ export class WorkerProcess {
     backend: BackendName,
     onExit: (worker: WorkerProcess) => void,
     forward: (line: string) => void,
+    options: WorkerProcessOptions = {},
   ) {
+    const args = [workerBin(), '--coordinator', coordinator, '--backend', backend];
+    if (options.gpu !== undefined) args.push('--gpu', String(options.gpu));
+    if (options.timeoutSeconds !== undefined)
+      args.push('--timeout', String(options.timeoutSeconds));
     // detached: its own process group, so a Ctrl-C meant for the coordinator
     // does not kill the workers mid-step; the coordinator finishes the step,
     // saves, and shuts them down. Orphans exit on the coordinator's silence.
-    this.child = spawn(
-      process.execPath,
-      [workerBin(), '--coordinator', coordinator, '--backend', backend],
-      { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-    );
+    this.child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     for (const stream of [this.child.stdout, this.child.stderr]) {
       let partial = '';
       stream?.setEncoding('utf8').on('data', (text: string) => {

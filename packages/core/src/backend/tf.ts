@@ -1,7 +1,7 @@
-// The single place where the project touches tfjs's global registration: the
-// union package registers the cpu backend, the chained ops and every gradient;
-// the wasm backend registers itself on import. Everything else imports `tf`
-// from here.
+// The single place where the project imports tfjs: the union package
+// registers the cpu backend, the chained ops and every gradient; the wasm
+// backend registers itself on import. Everything else imports `tf` from here
+// (webgpu.ts and tfjs-node.ts import their optional packages on demand).
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerWasmKernels } from './wasm-kernels.js';
@@ -15,23 +15,6 @@ registerWasmMatMul(tf); // its transposed matmuls are 10-40x slower than explici
 // (the project chooses its backends itself).
 tf.env().set('PROD', true);
 
-/** Compute backends this package can start by itself; webgpu and tfjs-node join later. */
-export type BackendName = 'wasm' | 'cpu';
-export const BACKENDS: readonly BackendName[] = ['wasm', 'cpu'];
-
-/**
- * Selects and initialises a tfjs backend. Throws with the list of known
- * backends for an unknown name, so a typo on the command line is obvious.
- */
-export async function useBackend(name: BackendName): Promise<void> {
-  if (!BACKENDS.includes(name)) {
-    throw new Error(
-      `unknown compute backend "${String(name)}": choose one of ${BACKENDS.join(', ')}`,
-    );
-  }
-  const ok = await tf.setBackend(name);
-  await tf.ready();
-  if (!ok || tf.getBackend() !== name) {
-    throw new Error(`the "${name}" backend failed to initialise (tfjs reports ${tf.getBackend()})`);
-  }
-}
+// The backend switch (useBackend, BACKENDS) is in select.ts; the optional GPU
+// backends load on demand there: webgpu.ts (Dawn + tfjs-backend-webgpu) and
+// tfjs-node.ts (tfjs-node / tfjs-node-gpu when installed).

@@ -1,0 +1,122 @@
+// The compute backend switch: one name per backend a worker can run on, and
+// what the active one runs on (deviceName), for the worker's Hello.
+import { loadTfjsNode } from './tfjs-node.js';
+import { tf } from './tf.js';
+import { type WebGpuDevice, startWebGpu, webGpuDevice } from './webgpu.js';
+
+/**
+ * wasm (default, any machine), cpu (pure JS reference), webgpu (GPUs through
+ * Dawn), tensorflow / tensorflow-gpu (tfjs-node / tfjs-node-gpu, optional
+ * packages the user installs).
+ */
+export type BackendName = 'wasm' | 'cpu' | 'webgpu' | 'tensorflow' | 'tensorflow-gpu';
+export const BACKENDS: readonly BackendName[] = [
+  'wasm',
+  'cpu',
+  'webgpu',
+  'tensorflow',
+  'tensorflow-gpu',
+];
+/** The backends that run on a GPU, where `gpu` picks one. */
+export const GPU_BACKENDS: readonly BackendName[] = ['webgpu', 'tensorflow-gpu'];
+
+export interface BackendOptions {
+  /**
+   * GPU backends only: which GPU. webgpu: an index into
+   * listWebGpuAdapters() (Dawn's order); tensorflow-gpu: a CUDA device index
+   * (through CUDA_VISIBLE_DEVICES). Absent: the backend's default GPU.
+   */
+  gpu?: number;
+  /** webgpu only: extra dawn.node flags (default: env LORAFLEET_DAWN_FLAGS). */
+  dawnFlags?: readonly string[];
+}
+
+/** tfjs's name for each backend (both tfjs-node packages register 'tensorflow'). */
+const TFJS_NAME: Readonly<Record<BackendName, string>> = {
+  wasm: 'wasm',
+  cpu: 'cpu',
+  webgpu: 'webgpu',
+  tensorflow: 'tensorflow',
+  'tensorflow-gpu': 'tensorflow',
+};
+
+let active: { name: BackendName; gpu: number | undefined } | undefined;
+
+/**
+ * Selects and initialises a backend. Throws with the list of known backends
+ * for an unknown name, and with what is missing when a backend cannot start
+ * (no WebGPU adapter, tfjs-node not installed, ...).
+ */
+export async function useBackend(name: BackendName, options: BackendOptions = {}): Promise<void> {
+  if (!BACKENDS.includes(name)) {
+    throw new Error(
+      `unknown compute backend "${String(name)}": choose one of ${BACKENDS.join(', ')}`,
+    );
+  }
+  const { gpu } = options;
+  if (gpu !== undefined) {
+    if (!Number.isInteger(gpu) || gpu < 0) {
+      throw new Error(`--gpu must be a GPU index (0, 1, ...), got ${String(gpu)}`);
+    }
+    if (!GPU_BACKENDS.includes(name)) {
+      throw new Error(`--gpu ${gpu} needs a GPU backend (${GPU_BACKENDS.join(', ')}), not ${name}`);
+    }
+  }
+  if (name === 'webgpu') {
+    await startWebGpu({
+      ...(gpu !== undefined ? { gpu } : {}),
+      ...(options.dawnFlags ? { flags: options.dawnFlags } : {}),
+    });
+  } else if (name === 'tensorflow' || name === 'tensorflow-gpu') {
+    await loadTfjsNode(name, gpu);
+  }
+  const tfjsName = TFJS_NAME[name];
+  const ok = await tf.setBackend(tfjsName);
+  await tf.ready();
+  if (!ok || tf.getBackend() !== tfjsName) {
+    throw new Error(`the "${name}" backend failed to initialise (tfjs reports ${tf.getBackend()})`);
+  }
+  active = {
+    name,
+    gpu: name === 'webgpu' ? (webGpuDevice()?.index ?? undefined) : (gpu ?? active?.gpu),
+  };
+}
+
+/** The backend useBackend() selected last, or undefined. */
+export function activeBackend(): BackendName | undefined {
+  return active?.name;
+}
+
+export interface DeviceInfo {
+  backend: BackendName | undefined;
+  kind: 'cpu' | 'gpu';
+  /** E.g. "cpu", "NVIDIA H200", "CUDA (tfjs-node-gpu)". */
+  name: string;
+  /** The GPU index chosen with `gpu`, else null. */
+  index: number | null;
+  /** webgpu only: the adapter as Dawn describes it. */
+  adapter?: WebGpuDevice;
+}
+
+/** What the active backend computes on. */
+export function deviceInfo(): DeviceInfo {
+  const backend = active?.name;
+  if (backend === 'webgpu' && tf.getBackend() === 'webgpu') {
+    const adapter = webGpuDevice();
+    if (adapter) return { backend, kind: 'gpu', name: adapter.name, index: adapter.index, adapter };
+  }
+  if (backend === 'tensorflow-gpu' && tf.getBackend() === 'tensorflow') {
+    return { backend, kind: 'gpu', name: 'CUDA (tfjs-node-gpu)', index: active?.gpu ?? null };
+  }
+  return { backend, kind: 'cpu', name: 'cpu', index: null };
+}
+
+/**
+ * One line for the worker's Hello and logs: "cpu", or the GPU with its index
+ * when one was chosen, e.g. "gpu 1: NVIDIA H200" or "gpu: NVIDIA H200".
+ */
+export function deviceName(): string {
+  const d = deviceInfo();
+  if (d.kind === 'cpu') return 'cpu';
+  return `gpu${d.index === null ? '' : ` ${d.index}`}: ${d.name}`;
+}

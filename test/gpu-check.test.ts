@@ -1,0 +1,68 @@
+// The GPU check (test/gpu/run.sh) has to work the first time it meets a GPU:
+// its smoke run here goes through every Node.js phase on wasm with tiny
+// shapes (the built packages, the `lorafleet train` CLI, adapter and logits
+// files in the format reference.py reads, the report), and parses the
+// Python half. Needs the build (`pnpm build`), as the GPU machine does.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '..');
+const out = mkdtempSync(join(tmpdir(), 'lorafleet-gpu-smoke-'));
+const json = (path: string) => JSON.parse(readFileSync(join(out, path), 'utf8'));
+
+describe('test/gpu/run.sh --smoke', () => {
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('runs every Node.js phase on wasm and writes the report', () => {
+    for (const built of ['packages/core/dist/src/index.js', 'packages/models/dist/src/index.js'])
+      expect(existsSync(join(root, built)), `${built}: run the build first`).toBe(true);
+    const r = spawnSync('bash', ['test/gpu/run.sh', '--smoke', out], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 90_000,
+      env: { ...process.env, LORAFLEET_DAWN_FLAGS: '' },
+    });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+
+    const phases = readFileSync(join(out, 'work/phases.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { phase: string; rc: number });
+    expect(phases.map((p) => p.phase)).toEqual([
+      'adapters',
+      'tiny-model',
+      'py-compile',
+      'train-adapter',
+      'logits-wasm',
+      'grads',
+      'throughput-project',
+      'report',
+    ]);
+    expect(
+      phases.filter((p) => p.rc !== 0),
+      r.stdout,
+    ).toEqual([]);
+
+    // No adapter on this machine: the phase records the error that says why.
+    const adapters = json('work/adapters.json');
+    if (adapters.adapters.length === 0) expect(adapters.errors.start).toMatch(/no WebGPU adapter/);
+
+    // The files reference.py reads: PEFT adapter, float32 logits with their shape.
+    const adapter = json('work/adapter/adapter.json');
+    expect(existsSync(join(adapter.adapterDir, 'adapter_model.safetensors'))).toBe(true);
+    const meta = json('work/logits-wasm/meta.json');
+    expect(meta.shape).toEqual([2, 24, 257]);
+    expect(statSync(join(out, 'work/logits-wasm/adapted.f32')).size).toBe(2 * 24 * 257 * 4);
+    expect(meta.adapterEffect).toBeGreaterThan(1e-2); // the adapter changes the logits
+
+    const grads = json('work/grads.json');
+    for (const kind of ['lora', 'full']) expect(grads[kind].relative).toBeLessThan(1e-5);
+
+    const report = json('gpu-report.json');
+    expect(report.throughput.project.tokensPerSecond).toBeGreaterThan(0);
+    expect(report.summary.join('\n')).toMatch(/project wasm: \d+ tokens\/s/);
+  });
+});

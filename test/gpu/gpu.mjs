@@ -1,0 +1,580 @@
+#!/usr/bin/env node
+// The Node.js half of the GPU check (test/gpu/run.sh runs it; reference.py is
+// the Python half). It imports the built packages (packages/*/dist), as the
+// GPU machine has no TypeScript toolchain, and reads tensors with
+// `await data()` only (webgpu under Node.js cannot read them synchronously).
+//
+//   node test/gpu/gpu.mjs <command> [--smoke] [options]
+//
+//   adapters  --out FILE                     WebGPU adapters and the device opened
+//   tiny-model --dir DIR                     a tiny random GPT-2 written by the project
+//                                            (--smoke stand-in for `reference.py make-tiny`)
+//   train-adapter --model DIR --out DIR      a PEFT adapter from `lorafleet train` (wasm)
+//   logits --model DIR --ids FILE --backend B --out DIR [--adapter DIR]
+//                                            logits without and with the adapter (float32 files)
+//   grads --model DIR --ids FILE --backend B --out FILE
+//                                            LoRA and full fine-tuning gradients on B vs wasm
+//   throughput --backend B --out FILE        LoRA training steps/s (GPT-2 small shape;
+//                                            --smoke: a tiny shape)
+//   report --work DIR --out FILE             the summary of everything in DIR
+import { spawnSync } from 'node:child_process';
+import { Buffer } from 'node:buffer';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  Rng,
+  TrainableParameters,
+  adamWStep,
+  clipGlobalNorm,
+  createAdamWState,
+  deviceInfo,
+  deviceName,
+  exportAdapter,
+  importAdapter,
+  listWebGpuAdapters,
+  loadPeftAdapter,
+  lossAndGradsAsync,
+  readParametersAsync,
+  releaseWebGpu,
+  savePeftAdapter,
+  tf,
+  useBackend,
+  webGpuErrors,
+} from '../../packages/core/dist/src/index.js';
+import {
+  GPT2_SMALL,
+  Gpt2Model,
+  addLora,
+  loadModel,
+  randomGpt2Weights,
+  saveByteTokenizerConfig,
+  tokenNllSum,
+  writeGpt2Folder,
+} from '../../packages/models/dist/src/index.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+const { positionals, values: opt } = parseArgs({
+  allowPositionals: true,
+  options: {
+    smoke: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    dir: { type: 'string' },
+    model: { type: 'string' },
+    adapter: { type: 'string' },
+    ids: { type: 'string' },
+    backend: { type: 'string', default: 'webgpu' },
+    work: { type: 'string' },
+    steps: { type: 'string' },
+    warmup: { type: 'string' },
+  },
+});
+
+const need = (name) => {
+  if (!opt[name]) throw new Error(`--${name} is required`);
+  return opt[name];
+};
+const log = (line) => console.log(`gpu.mjs: ${line}`);
+const writeJson = async (file, value) => {
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, JSON.stringify(value, null, 2) + '\n');
+};
+const readJson = (file) => (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : undefined);
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
+};
+
+/** Values of a tensor without dataSync (disposes it). */
+async function take(t) {
+  try {
+    return await t.data();
+  } finally {
+    t.dispose();
+  }
+}
+
+/** max |a - b| and max |b| (b: the reference). */
+function compare(a, b) {
+  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} vs ${b.length}`);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return { maxAbsDiff: diff, maxAbsRef: scale, relative: scale > 0 ? diff / scale : diff };
+}
+
+async function start(backend) {
+  await useBackend(backend);
+  log(`backend ${backend} on ${deviceName()}`);
+}
+
+/** Back to wasm and the GPU released, so that Node.js can exit and errors get reported. */
+async function stop() {
+  const errors = [...webGpuErrors()];
+  await useBackend('wasm');
+  releaseWebGpu();
+  return errors;
+}
+
+// ---------------------------------------------------------------------------
+
+async function adapters() {
+  const out = { adapters: [], device: null, errors: {} };
+  try {
+    out.adapters = await listWebGpuAdapters();
+  } catch (error) {
+    out.errors.list = error.message;
+  }
+  try {
+    await useBackend('webgpu', { gpu: 0 });
+    out.device = deviceInfo();
+  } catch (error) {
+    out.errors.start = error.message;
+  }
+  if (out.adapters.length > 0) {
+    // One process drives one GPU: asking for another must fail with a clear message.
+    try {
+      await useBackend('webgpu', { gpu: out.adapters.length });
+    } catch (error) {
+      out.errors.secondGpu = error.message;
+    }
+  }
+  await stop();
+  log(`adapters: ${JSON.stringify(out.adapters)}; device: ${deviceName()}`);
+  if (out.device) log(`opened ${out.device.name} (${out.device.adapter?.description ?? ''})`);
+  else log(`no WebGPU device: ${out.errors.start}`);
+  await writeJson(need('out'), out);
+}
+
+/** The tiny model's shape, shared with reference.py make-tiny. */
+const TINY = {
+  vocabSize: 257,
+  nPositions: 64,
+  nEmbd: 64,
+  nLayer: 2,
+  nHead: 4,
+  nInner: null,
+  layerNormEpsilon: 1e-5,
+  embdPdrop: 0,
+  attnPdrop: 0,
+  residPdrop: 0,
+};
+
+function fixedIds(rows, cols, vocab, seed) {
+  const rng = new Rng(seed);
+  return Array.from({ length: rows }, () =>
+    Array.from({ length: cols }, () => Math.floor(rng.uniform() * vocab)),
+  );
+}
+
+async function tinyModel() {
+  const dir = need('dir');
+  const weights = randomGpt2Weights(TINY, 11, 0.1); // std 0.1: logits of order 1
+  await writeGpt2Folder(dir, TINY, weights);
+  await saveByteTokenizerConfig(dir, { modelMaxLength: TINY.nPositions });
+  await writeJson(join(dir, 'ids.json'), { ids: fixedIds(2, 24, 256, 12) });
+  log(`tiny GPT-2 written to ${dir}`);
+}
+
+/** Some text with structure, so that a few steps change the adapter visibly. */
+function trainingText() {
+  const words = ['the', 'fleet', 'trains', 'low', 'rank', 'adapters', 'on', 'every', 'gpu', 'fast'];
+  const rng = new Rng(3);
+  const lines = [];
+  for (let i = 0; i < 200; i++) {
+    const n = 5 + Math.floor(rng.uniform() * 6);
+    lines.push(Array.from({ length: n }, () => words[Math.floor(rng.uniform() * 10)]).join(' '));
+  }
+  return lines.join('\n') + '\n';
+}
+
+async function trainAdapter() {
+  const model = need('model');
+  const out = need('out');
+  await mkdir(out, { recursive: true });
+  const data = join(out, 'train.txt');
+  await writeFile(data, trainingText());
+  const run = join(out, 'run');
+  const args = [
+    join(ROOT, 'apps/coordinator/bin/lorafleet.js'),
+    'train',
+    '--model',
+    model,
+    '--data',
+    data,
+    '--out',
+    run,
+    '--steps',
+    '4',
+    '--batch-size',
+    '4',
+    '--seq-len',
+    '32',
+    '--lora-r',
+    '4',
+    '--lora-alpha',
+    '8',
+    '--lora-dropout',
+    '0',
+    '--target',
+    'c_attn,c_proj',
+    '--lr',
+    '0.05',
+    '--backend',
+    'wasm',
+    '--no-dashboard',
+  ];
+  const started = performance.now();
+  const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  const seconds = (performance.now() - started) / 1000;
+  const adapterDir = join(run, 'adapter');
+  let via = 'lorafleet train';
+  if (r.status !== 0 || !existsSync(join(adapterDir, 'adapter_model.safetensors'))) {
+    log(`lorafleet train failed (status ${r.status}); training in this script instead:`);
+    console.log((r.stdout + r.stderr).split('\n').slice(-15).join('\n'));
+    via = 'in-script (lorafleet train failed)';
+    await trainInScript(model, adapterDir);
+  }
+  log(`adapter (${via}) in ${adapterDir}, ${seconds.toFixed(1)} s`);
+  await writeJson(join(out, 'adapter.json'), { via, adapterDir, seconds, status: r.status });
+}
+
+/** The fallback: a few AdamW steps of LoRA on c_attn and c_proj, saved as PEFT. */
+async function trainInScript(modelDir, adapterDir) {
+  await useBackend('wasm');
+  const { model } = await loadModel(modelDir);
+  const layers = addLora(
+    model.linears(),
+    'default',
+    { r: 4, alpha: 8, dropout: 0, rslora: false },
+    { kind: 'kaiming' },
+    ['c_attn', 'c_proj'],
+    0,
+  );
+  const params = TrainableParameters.fromLoraLayers(layers);
+  const values = await readParametersAsync(params);
+  const state = createAdamWState(params.size);
+  const ids = Int32Array.from(fixedIds(4, 32, 256, 5).flat());
+  const batch = { ids, labels: ids, batchSize: 4, seqLen: 32 };
+  for (let step = 0; step < 4; step++) {
+    const { grads } = await lossAndGradsAsync(params, () => tokenNllSum(model, batch));
+    const tokens = 4 * 31;
+    for (let i = 0; i < grads.length; i++) grads[i] /= tokens;
+    adamWStep(values, grads, state, {
+      lr: 0.05,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0,
+    });
+    params.write(values);
+  }
+  const adapter = exportAdapter(layers, 'default', {
+    targetModules: ['c_attn', 'c_proj'],
+    bias: 'none',
+    initLoraWeights: true,
+    baseModelNameOrPath: modelDir,
+    taskType: 'CAUSAL_LM',
+  });
+  await savePeftAdapter(adapterDir, adapter);
+  model.dispose();
+}
+
+async function writeF32(file, values) {
+  await writeFile(file, Buffer.from(values.buffer, values.byteOffset, values.byteLength));
+}
+
+async function logits() {
+  const backend = opt.backend;
+  const out = need('out');
+  await mkdir(out, { recursive: true });
+  const ids = readJson(need('ids')).ids;
+  const [N, T] = [ids.length, ids[0].length];
+  await start(backend);
+  const started = performance.now();
+  const { model, config } = await loadModel(need('model'));
+  const input = tf.tensor2d(ids.flat(), [N, T], 'int32');
+  const base = await take(model.forward(input));
+  await writeF32(join(out, 'base.f32'), base);
+  const meta = {
+    backend,
+    device: deviceName(),
+    shape: [N, T, config.vocabSize],
+    files: ['base.f32'],
+  };
+  if (opt.adapter) {
+    importAdapter(model.linears(), await loadPeftAdapter(opt.adapter), 'default');
+    const adapted = await take(model.forward(input));
+    await writeF32(join(out, 'adapted.f32'), adapted);
+    meta.files.push('adapted.f32');
+    meta.adapterEffect = compare(adapted, base).maxAbsDiff;
+  }
+  meta.seconds = (performance.now() - started) / 1000;
+  input.dispose();
+  model.dispose();
+  meta.webgpuErrors = await stop();
+  await writeJson(join(out, 'meta.json'), meta);
+  log(`logits on ${backend}: ${JSON.stringify(meta)}`);
+}
+
+/** LoRA (random A and B on every linear layer) and full fine-tuning gradients of one batch. */
+async function gradientsOn(backend, modelDir, batch) {
+  await start(backend);
+  const out = {};
+  {
+    const { model } = await loadModel(modelDir);
+    const layers = addLora(
+      model.linears(),
+      'default',
+      { r: 4, alpha: 8, dropout: 0, rslora: false },
+      { kind: 'kaiming' },
+      ['c_attn', 'c_proj', 'c_fc'],
+      0,
+    );
+    const params = TrainableParameters.fromLoraLayers(layers);
+    const rng = new Rng(21);
+    params.write(Float32Array.from({ length: params.size }, () => rng.normal() * 0.05));
+    out.lora = await lossAndGradsAsync(params, () => tokenNllSum(model, batch));
+    model.dispose();
+  }
+  {
+    const { model } = await loadModel(modelDir);
+    const params = new TrainableParameters(model.namedWeights());
+    out.full = await lossAndGradsAsync(params, () => tokenNllSum(model, batch));
+    model.dispose();
+  }
+  out.webgpuErrors = await stop();
+  return out;
+}
+
+async function grads() {
+  const backend = opt.backend;
+  const modelDir = need('model');
+  const ids = readJson(need('ids')).ids;
+  const [B, T] = [ids.length, ids[0].length];
+  const flat = Int32Array.from(ids.flat());
+  const batch = { ids: flat, labels: flat, batchSize: B, seqLen: T };
+  const ref = await gradientsOn('wasm', modelDir, batch);
+  const got = await gradientsOn(backend, modelDir, batch);
+  const result = { backend, reference: 'wasm', webgpuErrors: got.webgpuErrors };
+  for (const kind of ['lora', 'full']) {
+    result[kind] = {
+      parameters: got[kind].grads.length,
+      loss: got[kind].loss,
+      lossReference: ref[kind].loss,
+      ...compare(got[kind].grads, ref[kind].grads),
+    };
+  }
+  await writeJson(need('out'), result);
+  log(`gradients ${backend} vs wasm: ${JSON.stringify(result)}`);
+}
+
+/**
+ * LoRA training throughput as the worker trains: forward + backward, the
+ * gradient read back, clipping and AdamW in JS, parameters written back.
+ * Dropout is off (tfjs draws seeded dropout masks on the CPU; the PyTorch run
+ * turns it off too).
+ */
+async function throughput() {
+  const backend = opt.backend;
+  const smoke = opt.smoke;
+  const config = smoke
+    ? { ...TINY, nPositions: 64 }
+    : { ...GPT2_SMALL, embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
+  const [B, T] = smoke ? [2, 32] : [8, 512];
+  const warmup = Number(opt.warmup ?? (smoke ? 1 : 2));
+  const steps = Number(opt.steps ?? (smoke ? 2 : 5));
+  await start(backend);
+  const t0 = performance.now();
+  const model = new Gpt2Model(config, randomGpt2Weights(config, 0));
+  const layers = addLora(
+    model.linears(),
+    'default',
+    { r: 8, alpha: 16, dropout: 0, rslora: false },
+    { kind: 'kaiming' },
+    ['c_attn'],
+    0,
+  );
+  const params = TrainableParameters.fromLoraLayers(layers);
+  const values = await readParametersAsync(params);
+  const state = createAdamWState(params.size);
+  const loadSeconds = (performance.now() - t0) / 1000;
+  const rng = new Rng(7);
+  const ids = Int32Array.from({ length: B * T }, () =>
+    Math.floor(rng.uniform() * config.vocabSize),
+  );
+  const batch = { ids, labels: ids, batchSize: B, seqLen: T };
+  const adamw = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
+  const times = [];
+  const losses = [];
+  let gpuBytes = 0;
+  for (let step = 0; step < warmup + steps; step++) {
+    const s0 = performance.now();
+    const { loss, grads } = await lossAndGradsAsync(params, () => tokenNllSum(model, batch));
+    const tokens = B * (T - 1);
+    for (let i = 0; i < grads.length; i++) grads[i] /= tokens;
+    clipGlobalNorm(grads, 1);
+    adamWStep(values, grads, state, adamw);
+    params.write(values);
+    const seconds = (performance.now() - s0) / 1000;
+    const memory = tf.memory();
+    gpuBytes = Math.max(gpuBytes, memory.numBytesAllocatedInGPU ?? memory.numBytesInGPU ?? 0);
+    losses.push(loss / tokens);
+    if (step >= warmup) times.push(seconds);
+    log(
+      `step ${step + 1}/${warmup + steps}: ${seconds.toFixed(3)} s, loss ${(loss / tokens).toFixed(4)}`,
+    );
+  }
+  const result = {
+    backend,
+    device: deviceName(),
+    shape: {
+      layers: config.nLayer,
+      width: config.nEmbd,
+      heads: config.nHead,
+      vocab: config.vocabSize,
+    },
+    batch: B,
+    seqLen: T,
+    lora: { r: 8, alpha: 16, target: ['c_attn'], trainable: params.size },
+    optimizer: 'AdamW (JS, fused buffer), clip 1.0',
+    warmup,
+    steps,
+    loadSeconds,
+    stepSeconds: times,
+    medianStepSeconds: median(times),
+    tokensPerSecond: (B * T) / median(times),
+    losses,
+    tfjsGpuBytesAllocated: gpuBytes || null,
+  };
+  model.dispose();
+  result.webgpuErrors = await stop();
+  await writeJson(need('out'), result);
+  log(
+    `throughput on ${backend}: ${result.tokensPerSecond.toFixed(0)} tokens/s (median step ${result.medianStepSeconds.toFixed(3)} s)`,
+  );
+}
+
+// ---------------------------------------------------------------------------
+
+/** Peak and baseline of an nvidia-smi memory.used log (MiB, one number a line). */
+function smiPeak(file) {
+  if (!existsSync(file)) return null;
+  const mib = readFileSync(file, 'utf8')
+    .split('\n')
+    .map((l) => Number.parseFloat(l))
+    .filter(Number.isFinite);
+  if (mib.length === 0) return null;
+  return { baselineMiB: mib[0], peakMiB: Math.max(...mib), samples: mib.length };
+}
+
+const fmt = (x, digits = 2) =>
+  typeof x === 'number' && Number.isFinite(x) ? x.toExponential(digits) : 'n/a';
+const gib = (bytes) => (typeof bytes === 'number' ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : 'n/a');
+
+async function report() {
+  const work = need('work');
+  const phases = existsSync(join(work, 'phases.jsonl'))
+    ? readFileSync(join(work, 'phases.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+    : [];
+  const r = {
+    phases,
+    adapters: readJson(join(work, 'adapters.json')),
+    parity: readJson(join(work, 'parity.json')),
+    nodeLogits: Object.fromEntries(
+      ['webgpu', 'wasm'].map((b) => [b, readJson(join(work, `logits-${b}`, 'meta.json')) ?? null]),
+    ),
+    adapter: readJson(join(work, 'adapter', 'adapter.json')),
+    grads: readJson(join(work, 'grads.json')),
+    throughput: {
+      project: readJson(join(work, 'throughput-project.json')),
+      torch: readJson(join(work, 'throughput-torch.json')),
+    },
+    smi: {
+      project: smiPeak(join(work, 'smi-project.csv')),
+      torch: smiPeak(join(work, 'smi-torch.csv')),
+    },
+  };
+  const lines = [];
+  const device = r.adapters?.device;
+  lines.push(
+    `device: ${device ? `${device.name} (${device.adapter?.description || device.adapter?.vendor || ''})` : `none (${r.adapters?.errors?.start ?? 'no adapters.json'})`}`,
+  );
+  for (const p of phases)
+    lines.push(`phase ${p.phase}: ${p.rc === 0 ? 'ok' : `FAILED (exit ${p.rc})`} in ${p.seconds}s`);
+  if (r.parity) {
+    for (const [k, v] of Object.entries(r.parity.logits ?? {}))
+      lines.push(
+        `logits vs transformers (float64, tiny GPT-2) on ${k}: max|diff| ${fmt(v.maxAbsDiff)} (relative ${fmt(v.relative)})`,
+      );
+    for (const [k, v] of Object.entries(r.parity.peft ?? {}))
+      lines.push(
+        `PEFT adapter (${r.adapter?.via ?? '?'}) loaded by peft vs the project on ${k}: max|diff| ${fmt(v.maxAbsDiff)}; adapter effect ${fmt(r.parity.adapterEffect)}`,
+      );
+  }
+  if (r.grads) {
+    for (const kind of ['lora', 'full'])
+      lines.push(
+        `gradients ${r.grads.backend} vs wasm (${kind}, ${r.grads[kind].parameters} parameters): max|diff| ${fmt(r.grads[kind].maxAbsDiff)} (relative ${fmt(r.grads[kind].relative)})`,
+      );
+  }
+  const p = r.throughput.project;
+  const t = r.throughput.torch;
+  if (p)
+    lines.push(
+      `project ${p.backend}: ${p.tokensPerSecond.toFixed(0)} tokens/s, median step ${p.medianStepSeconds.toFixed(3)} s over ${p.steps} steps, tfjs GPU allocation ${gib(p.tfjsGpuBytesAllocated)}`,
+    );
+  if (t)
+    lines.push(
+      `torch ${t.torch} + peft ${t.peft} fp32 (${t.attention}): ${t.tokensPerSecond.toFixed(0)} tokens/s, median step ${t.medianStepSeconds.toFixed(3)} s, max_memory_allocated ${gib(t.maxMemoryAllocated)}`,
+    );
+  const mem = (s) => (s ? `${((s.peakMiB - s.baselineMiB) / 1024).toFixed(2)} GiB` : 'n/a');
+  if (r.smi.project || r.smi.torch)
+    lines.push(
+      `peak GPU memory (nvidia-smi, above idle): project ${mem(r.smi.project)}, torch ${mem(r.smi.torch)}`,
+    );
+  if (p && t) {
+    r.ratio = p.tokensPerSecond / t.tokensPerSecond;
+    lines.push(
+      `RATIO tokens/s project ${p.backend} / torch+peft = ${r.ratio.toFixed(3)} (GPT-2 small shape, LoRA r=8 c_attn, B=${p.batch} T=${p.seqLen}, AdamW, fp32, ${device?.name ?? 'same GPU'})`,
+    );
+  }
+  r.summary = lines;
+  await writeJson(need('out'), r);
+  console.log(lines.join('\n'));
+}
+
+const commands = {
+  adapters,
+  'tiny-model': tinyModel,
+  'train-adapter': trainAdapter,
+  logits,
+  grads,
+  throughput,
+  report,
+};
+const command = commands[positionals[0]];
+if (!command) {
+  console.error(
+    `usage: node test/gpu/gpu.mjs <${Object.keys(commands).join('|')}> [options] (see the file's header)`,
+  );
+  process.exit(2);
+}
+// Exit explicitly: tfjs and Dawn keep handles that would hold the process open.
+command().then(
+  () => process.exit(0),
+  (error) => {
+    console.error(`gpu.mjs ${positionals[0]}: ${error.stack ?? error}`);
+    process.exit(1);
+  },
+);

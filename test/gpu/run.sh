@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The GPU check in one call (../shared/gpu/GPU.md): WebGPU conformance, logits
+# parity with Hugging Face transformers, a project-written PEFT adapter loaded
+# by peft, gradients on webgpu vs wasm, and LoRA training throughput + peak GPU
+# memory on webgpu vs PyTorch + PEFT in the same run. Everything lands in OUT:
+# work/ (every phase's JSON, phases.jsonl, nvidia-smi samples) and
+# gpu-report.json; the summary (and a RATIO line) goes to stdout.
+#
+# On the GPU machine, after `pnpm build` and `bash ../shared/gpu/pack.sh` here:
+#   bash .gpu/run.sh bash test/gpu/run.sh "$OUT" 2>&1 | tee "$OUT/log"
+# Here, without a GPU (wasm, tiny shapes, no Python; test/gpu-check.test.ts):
+#   bash test/gpu/run.sh --smoke OUTDIR
+# GPU_CHECK_SECONDS (default 480) bounds the whole script: each phase gets
+# what is left of it, and the report always runs.
+set -uo pipefail
+smoke=0
+if [[ ${1:-} == --smoke ]]; then
+  smoke=1
+  shift
+fi
+out=${1:-${OUT:-}}
+[[ -n $out ]] || { echo "usage: run.sh [--smoke] OUTDIR (or set OUT)" >&2; exit 2; }
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+work=$out/work
+mkdir -p "$work"
+: > "$work/phases.jsonl"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false NO_COLOR=1
+started=$(date +%s)
+deadline=$((started + ${GPU_CHECK_SECONDS:-480}))
+gpu=test/gpu/gpu.mjs
+ref=test/gpu/reference.py
+
+# phase NAME LIMIT COMMAND...: runs it under min(LIMIT, time left), logs and records its exit.
+phase() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((deadline - $(date +%s) - 20))
+  [[ $name == report ]] && left=30
+  if ((left < 5)); then
+    echo "=== phase $name: skipped (out of time)"
+    printf '{"phase":"%s","rc":-1,"seconds":0,"skipped":true}\n' "$name" >> "$work/phases.jsonl"
+    return 0
+  fi
+  ((limit > left)) && limit=$left
+  echo "=== phase $name (limit ${limit}s): $*"
+  local t0 rc t1
+  t0=$(date +%s.%N)
+  timeout -k 5 "$limit" "$@"
+  rc=$?
+  t1=$(date +%s.%N)
+  local secs
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  echo "=== phase $name: exit $rc after ${secs}s"
+  printf '{"phase":"%s","rc":%d,"seconds":%s}\n' "$name" "$rc" "$secs" >> "$work/phases.jsonl"
+  return 0
+}
+
+# nvidia-smi memory.used (MiB) of GPU 0: one idle sample, then every 100 ms.
+smi_pid=
+smi_start() {
+  command -v nvidia-smi > /dev/null || return 0
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 > "$1"
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 -lms 100 >> "$1" &
+  smi_pid=$!
+}
+smi_stop() {
+  [[ -n $smi_pid ]] || return 0
+  kill "$smi_pid" 2> /dev/null
+  wait "$smi_pid" 2> /dev/null
+  smi_pid=
+}
+trap smi_stop EXIT
+
+if ((smoke)); then
+  echo "GPU check, smoke run: wasm, tiny shapes, no Python"
+  phase adapters 60 node "$gpu" adapters --out "$work/adapters.json"
+  phase tiny-model 60 node "$gpu" tiny-model --dir "$work/tiny"
+  if command -v python3 > /dev/null; then
+    phase py-compile 30 python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])" "$ref"
+  fi
+  logits_backends=(wasm)
+  grads_backend=cpu
+else
+  phase env 20 bash -c 'nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv; echo "node $(node --version)"; ls /usr/local/nvidia/share/vulkan/icd.d 2> /dev/null || true'
+  phase adapters 60 node "$gpu" adapters --out "$work/adapters.json"
+  phase conformance 120 env LORAFLEET_BACKENDS=webgpu node node_modules/vitest/vitest.mjs run \
+    packages/core/test/lora-conformance.test.ts packages/core/test/backends.test.ts test/webgpu-kernels.test.ts
+  phase make-tiny 90 python3 "$ref" make-tiny --dir "$work/tiny"
+  logits_backends=(webgpu wasm)
+  grads_backend=webgpu
+fi
+
+phase train-adapter 90 node "$gpu" train-adapter --model "$work/tiny" --out "$work/adapter"
+for b in "${logits_backends[@]}"; do
+  phase "logits-$b" 60 node "$gpu" logits --model "$work/tiny" --ids "$work/tiny/ids.json" \
+    --adapter "$work/adapter/run/adapter" --backend "$b" --out "$work/logits-$b"
+done
+((smoke)) || phase check 90 python3 "$ref" check --work "$work"
+phase grads 60 node "$gpu" grads --model "$work/tiny" --ids "$work/tiny/ids.json" \
+  --backend "$grads_backend" --out "$work/grads.json"
+
+if ((smoke)); then
+  phase throughput-project 60 node "$gpu" throughput --smoke --backend wasm --out "$work/throughput-project.json"
+else
+  smi_start "$work/smi-project.csv"
+  phase throughput-project 150 node "$gpu" throughput --backend webgpu --out "$work/throughput-project.json"
+  smi_stop
+  smi_start "$work/smi-torch.csv"
+  phase throughput-torch 90 python3 "$ref" throughput --out "$work/throughput-torch.json"
+  smi_stop
+  # Two workers on this GPU through the real worker path (informative: needs
+  # the worker's step to read gradients with lossAndGradsAsync).
+  phase fleet-webgpu 60 node apps/coordinator/bin/lorafleet.js train --model "$work/tiny" \
+    --data "$work/adapter/train.txt" --out "$work/fleet" --steps 3 --batch-size 4 --seq-len 32 \
+    --workers 2 --backend webgpu --no-dashboard
+fi
+
+phase report 30 node "$gpu" report --work "$work" --out "$out/gpu-report.json"
+echo "GPU check done in $(($(date +%s) - started))s; results in $out"
