@@ -2,9 +2,7 @@
 // keys, mode 0600) and NAME.pub (the public key), in the text format that
 // @lorafleet/collective's readKeyPair / readPublicKeys read (see its curve.ts):
 // `public-key = "..."` and `secret-key = "..."` lines, `#` comments.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { curveKeyPair } from 'zeromq';
+import { writeKeyPair } from '@lorafleet/collective';
 import { type CommandSpec, type Options, UsageError } from '../args.js';
 
 export const keysSpec: CommandSpec = {
@@ -43,29 +41,14 @@ export async function runKeys(o: Options): Promise<void> {
       `keys: --name ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-'`,
     );
   }
-  const keyFile = join(dir, `${name}.key`);
-  const publicFile = join(dir, `${name}.pub`);
-  for (const file of [keyFile, publicFile]) {
-    if (existsSync(file)) {
-      throw new Error(
-        `keys: ${file} exists; refusing to overwrite a key (delete it or choose another --name)`,
-      );
-    }
+  let files: ReturnType<typeof writeKeyPair>;
+  try {
+    files = writeKeyPair(dir, name);
+  } catch (error) {
+    throw new Error(`keys: ${(error as Error).message}`);
   }
-  mkdirSync(dir, { recursive: true });
-  const { publicKey, secretKey } = curveKeyPair();
-  const header = `# lorafleet CURVE key ${JSON.stringify(name)}, made ${new Date().toISOString()}`;
-  // 'wx': never overwrite, even a file another process wrote since the check above.
-  writeFileSync(
-    keyFile,
-    `${header}\n# SECRET: give ${name}.pub to peers, never this file.\n` +
-      `public-key = "${publicKey}"\nsecret-key = "${secretKey}"\n`,
-    { mode: 0o600, flag: 'wx' },
-  );
-  writeFileSync(publicFile, `${header}\npublic-key = "${publicKey}"\n`, {
-    mode: 0o644,
-    flag: 'wx',
-  });
+  const { keyFile, publicFile } = files;
+  const { publicKey } = files.keyPair;
   console.log(
     [
       `wrote ${keyFile} (secret, mode 0600: it stays on this host) and ${publicFile}`,
