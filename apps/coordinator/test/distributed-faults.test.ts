@@ -7,6 +7,7 @@
 // each step of the tiny model so faults land at chosen steps.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { auditLedger } from '@lorafleet/data';
@@ -24,6 +25,7 @@ import {
 } from './helpers.js';
 
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
+const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 const LINES = 40;
 const BATCH = 6;
 const TRAIN = ['--batch-size', String(BATCH), '--lora-dropout', '0', '--lr', '1e-2', '--seed', '5'];
@@ -185,6 +187,35 @@ describe('faults', () => {
     expect(audit.duplicates).toEqual([]);
     expect(audit.steps).toBe(steps);
   }, 180_000);
+
+  it('external workers with --rejoin reconnect to a coordinator restarted with --resume; adapter bitwise as uninterrupted', async () => {
+    const steps = 20;
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const args = (out: string, ...extra: string[]) => [
+      'train',
+      ...['--model', model, '--data', data, '--out', out],
+      ...['--steps', String(steps), ...TRAIN, '--checkpoint-every', '4', ...extra],
+    ];
+    const whole = await runToEnd(args(join(dir, 'whole-2'), '--workers', '2'));
+    expect(whole.code, whole.output).toBe(0);
+
+    const out = join(dir, 'rejoined');
+    const listen = ['--listen', endpoint, '--expect', '2'];
+    const slow = { LORAFLEET_FAULT_STEP_DELAY_MS: '100' };
+    const first = start(args(out, ...listen), slow);
+    const workers = [0, 1].map(() =>
+      startWorker(['--coordinator', endpoint, '--rejoin', '--timeout', '2'], slow),
+    );
+    await first.untilStep(join(out, 'metrics.jsonl'), 10);
+    first.child.kill('SIGKILL');
+    await first.done;
+    const second = await runToEnd(args(out, ...listen, '--resume', out));
+    expect(second.code, second.output).toBe(0);
+    expect(second.output).toMatch(/resuming from .* at step 8/);
+    expect((await adapterBytes(out)).equals(await adapterBytes(join(dir, 'whole-2')))).toBe(true);
+    const logs = workers.map((w) => w.output());
+    for (const log of logs) expect(log).toMatch(/joining again/);
+  }, 180_000);
 });
 
 interface Running {
@@ -225,6 +256,27 @@ function start(args: string[], env: Record<string, string> = {}): Running {
       }
     },
   };
+}
+
+/** A `lorafleet-worker` the test started (killed after each test). */
+function startWorker(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [WORKER_BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  children.push(child);
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
+  return { child, output: () => output };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 async function runToEnd(args: string[]): Promise<{ code: number | null; output: string }> {

@@ -8,7 +8,7 @@ export const HELP = `usage: lorafleet-worker --coordinator tcp://HOST:PORT [opti
 Joins a \`lorafleet train --workers N\` (or \`--listen URL --expect N\`) run:
 loads the base model and data the coordinator names, trains its share of every
 step and all-reduces the LoRA gradients with the other workers. Exits 0 when
-the coordinator shuts the run down.
+the coordinator shuts the run down (with --rejoin: never; it joins again).
 
 options:
   --coordinator URL   the coordinator's control endpoint (env LORAFLEET_COORDINATOR)
@@ -17,6 +17,9 @@ options:
                       tensorflow-gpu: CUDA device) (env LORAFLEET_GPU; default: the first)
   --timeout SECONDS   give up after this long without a word from the coordinator
                       (env LORAFLEET_TIMEOUT; default 60)
+  --rejoin            after a run ends or its coordinator goes silent, say Hello
+                      again and join the next run or the restarted coordinator
+                      (\`train --resume\`); stop with SIGINT/SIGTERM (env LORAFLEET_REJOIN=1)
   --ring-host HOST    address the ring socket listens on and advertises
                       (env LORAFLEET_RING_HOST; default 127.0.0.1)
   --curve-key FILE    this worker's CURVE key pair (\`lorafleet keys\` makes one); with
@@ -33,6 +36,8 @@ export interface DaemonOptions {
   gpu?: number;
   timeoutMs: number;
   ringHost: string;
+  /** Join again after each run or coordinator loss, until stopped. */
+  rejoin: boolean;
   /** CURVE: where this worker's key pair is and the coordinator's public key (file or key). */
   curve?: { keyFile: string; serverKey: string };
 }
@@ -58,6 +63,7 @@ export function parseDaemonArgs(
         'ring-host': { type: 'string' },
         'curve-key': { type: 'string' },
         'server-key': { type: 'string' },
+        rejoin: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -111,6 +117,7 @@ export function parseDaemonArgs(
     ...(gpu !== undefined ? { gpu } : {}),
     timeoutMs: timeout * 1000,
     ringHost: pick('ring-host', 'LORAFLEET_RING_HOST') ?? '127.0.0.1',
+    rejoin: values.rejoin === true || env.LORAFLEET_REJOIN === '1',
     ...(keyFile && serverKey && { curve: { keyFile, serverKey } }),
   };
 }

@@ -30,8 +30,8 @@ async function main(argv: string[]): Promise<number> {
       console.log(HELP);
       return 0;
     }
-    const { curve, ...rest } = options;
-    const workerOptions: WorkerOptions & { curve?: ReturnType<typeof loadCurve> } = {
+    const { curve, rejoin, ...rest } = options;
+    const workerOptions: WorkerOptions = {
       ...rest,
       ...(curve && { curve: loadCurve(curve) }),
       log: (line) => console.error(`lorafleet-worker: ${line}`),
@@ -40,14 +40,44 @@ async function main(argv: string[]): Promise<number> {
     // cannot compute says why here, instead of failing after Welcome.
     await useBackend(options.backend, options.gpu === undefined ? {} : { gpu: options.gpu });
     workerOptions.log(`computing on ${options.backend} (${deviceName()})`);
-    await runWorker(workerOptions);
-    return 0;
+    if (!rejoin) {
+      await runWorker(workerOptions);
+      return 0;
+    }
+    return await rejoinForever(workerOptions);
   } catch (error) {
     console.error(`lorafleet-worker: ${(error as Error).message}`);
     if (!(error instanceof UsageError) && process.env.LORAFLEET_DEBUG && error instanceof Error)
       console.error(error.stack);
     return error instanceof UsageError ? 2 : 1;
   }
+}
+
+/**
+ * --rejoin: one run after another, and through coordinator restarts. A
+ * failure is logged and retried after a pause that grows to 30 s.
+ */
+async function rejoinForever(options: WorkerOptions): Promise<number> {
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+    options.log('stopping after this run (signal)');
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  let pause = 1000;
+  while (!stopping) {
+    try {
+      await runWorker(options);
+      pause = 1000;
+      options.log('run finished; joining again');
+    } catch (error) {
+      options.log(`${(error as Error).message}; joining again in ${pause / 1000} s`);
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      pause = Math.min(30_000, pause * 2);
+    }
+  }
+  return 0;
 }
 
 // Exit explicitly: tfjs and ZeroMQ keep handles that would hold the process open.

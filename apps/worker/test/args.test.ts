@@ -11,6 +11,11 @@ describe('parseDaemonArgs', () => {
       backend: 'wasm',
       timeoutMs: 60_000,
       ringHost: '127.0.0.1',
+      rejoin: false,
+    });
+    expect(parseDaemonArgs(['--coordinator', URL, '--rejoin'], {})).toMatchObject({ rejoin: true });
+    expect(parseDaemonArgs(['--coordinator', URL], { LORAFLEET_REJOIN: '1' })).toMatchObject({
+      rejoin: true,
     });
     expect(parseDaemonArgs(['--help'], {})).toBe('help');
   });
