@@ -29,6 +29,7 @@ const TRAIN = ['--steps', '20', '--batch-size', '6', '--lora-dropout', '0', '--l
 let dir: string | undefined;
 let model: string;
 let data: string;
+let valid: string;
 
 beforeAll(async () => {
   await ensureBuilt();
@@ -40,6 +41,10 @@ beforeAll(async () => {
     text: `abcabc abc ${i % 7} abcabcabc; line ${i} of the pattern.`,
   }));
   data = await writeJsonl(join(dir, 'train.jsonl'), lines);
+  valid = await writeJsonl(
+    join(dir, 'valid.jsonl'),
+    Array.from({ length: 9 }, (_, i) => ({ text: `abcabc abc ${i % 4}; held out ${i}.` })),
+  );
 }, 300_000);
 
 afterAll(() => removeDir(dir));
@@ -75,11 +80,23 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('train --workers N', () => {
-  it('trains the same adapter and loss curve with 1, 2 and 3 workers', async () => {
+  it('trains the same adapter, loss curve and held-out losses with 1, 2 and 3 workers', async () => {
     for (const workers of [1, 2, 3]) {
-      const result = await train(`w${workers}`, workers);
+      const result = await train(`w${workers}`, workers, [
+        ...['--eval-data', valid, '--eval-every', '10'],
+      ]);
       expect(result.code, result.stderr).toBe(0);
     }
+    type Summary = { evalLossBefore: number; evalLossAfter: number };
+    const evals = async (out: string) => {
+      const s = await readJson<Summary>(join(dir!, out, 'summary.json'));
+      const text = await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8');
+      const at10 = (JSON.parse(text.split('\n')[9]!) as { evalLoss: number }).evalLoss;
+      return [s.evalLossBefore, at10, s.evalLossAfter];
+    };
+    const oneEvals = await evals('w1');
+    expect(oneEvals.every(Number.isFinite)).toBe(true);
+    expect(oneEvals[2]!).toBeLessThan(oneEvals[0]!);
     const one = await adapterOf('w1');
     const oneLosses = await lossesOf('w1');
     expect(oneLosses).toHaveLength(20);
@@ -91,6 +108,8 @@ describe('train --workers N', () => {
         expect(maxAbsDiff(values, many.get(key)!), `${key}, ${workers} workers`).toBeLessThan(1e-5);
       }
       expect(maxAbsDiff(oneLosses, await lossesOf(`w${workers}`))).toBeLessThan(1e-4);
+      // Each worker evaluates its shard of the held-out rows; the sums make the same loss.
+      expect(maxAbsDiff(oneEvals, await evals(`w${workers}`))).toBeLessThan(1e-5);
       const summary = await readJson<{ workers: number; steps: number; saved: string }>(
         join(dir!, `w${workers}`, 'summary.json'),
       );
@@ -111,7 +130,7 @@ describe('train --workers N', () => {
   it('refuses what it cannot do distributed yet, before starting any worker', async () => {
     const { code, stderr } = await train('wf', 2, ['--full-finetune']);
     expect(code).toBe(2);
-    expect(stderr).toMatch(/--full-finetune not supported with --workers > 1/);
+    expect(stderr).toMatch(/--full-finetune not supported with several workers/);
   });
 
   it('fails the run, naming the worker, when one dies and --min-workers cannot be met', async () => {

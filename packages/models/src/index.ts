@@ -32,6 +32,7 @@ export {
   type TokenBatch,
   countLossTokens,
   evaluateLoss,
+  evaluateLossSums,
   tokenNllSum,
 } from './gpt2/loss.js';
 export { addLora, matchesTarget, selectTargets } from './lora.js';

@@ -192,6 +192,24 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
     },
     encode: same,
   },
+  evalRequest: {
+    decode: (p, limits) => ({
+      step: u64(p.step ?? 0, 'evalRequest.step'),
+      rowIds: list(p.rowIds, 'evalRequest.rowIds', limits.maxControlBytes).map((id, i) =>
+        u64(id, `evalRequest.rowIds[${i}]`),
+      ),
+      batchSize: u32(p.batchSize, 'evalRequest.batchSize', 1),
+    }),
+    encode: same,
+  },
+  evalDone: {
+    decode: (p) => ({
+      step: u64(p.step ?? 0, 'evalDone.step'),
+      lossSum: finite(p.lossSum ?? 0, 'evalDone.lossSum', 0),
+      tokenCount: u64(p.tokenCount ?? 0, 'evalDone.tokenCount'),
+    }),
+    encode: same,
+  },
 };
 
 /** A trainer state travels in parts of at most STATE_PART_BYTES; 4096 parts bound it at 2 GiB. */

@@ -137,6 +137,20 @@ export interface ControlError {
   message: string;
 }
 
+/** Coordinator -> ring member: the held-out loss on these eval rows (its shard). */
+export interface EvalRequest {
+  step: number;
+  rowIds: number[];
+  batchSize: number;
+}
+
+/** Worker -> coordinator: loss sum and loss tokens over its eval shard. */
+export interface EvalDone {
+  step: number;
+  lossSum: number;
+  tokenCount: number;
+}
+
 /** The oneof `body`: `case` is the generated field name, `value` its message. */
 export type ControlBody =
   | { case: 'hello'; value: Hello }
@@ -153,7 +167,9 @@ export type ControlBody =
   | { case: 'regroup'; value: Regroup }
   | { case: 'regrouped'; value: Regrouped }
   | { case: 'stateRequest'; value: StateRequest }
-  | { case: 'trainerState'; value: TrainerState };
+  | { case: 'trainerState'; value: TrainerState }
+  | { case: 'evalRequest'; value: EvalRequest }
+  | { case: 'evalDone'; value: EvalDone };
 
 export interface ControlMessage {
   protocolVersion: number;

@@ -87,6 +87,8 @@ export const bodies: ControlBody[] = [
       sha256: 'e'.repeat(64),
     },
   },
+  { case: 'evalRequest', value: { step: 40, rowIds: [0, 3, 2 ** 40], batchSize: 8 } },
+  { case: 'evalDone', value: { step: 40, lossSum: 812.25, tokenCount: 4096 } },
 ];
 
 export const controls: ControlMessageInit[] = bodies.map((body) => ({ runId: RUN, body }));

@@ -29,6 +29,8 @@ const bodies: { [K in ControlBody['case']]: SameFields<Body<K>, GeneratedBody<K>
   regrouped: true,
   stateRequest: true,
   trainerState: true,
+  evalRequest: true,
+  evalDone: true,
 };
 const oneofCases: Same<
   ControlBody['case'],

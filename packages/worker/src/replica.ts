@@ -19,14 +19,14 @@ import {
   savePeftAdapter,
 } from '@lorafleet/core';
 import type { SequenceRow } from '@lorafleet/data';
-import { type Gpt2Model, addLora, loadModel } from '@lorafleet/models';
+import { type Gpt2Model, addLora, evaluateLossSums, loadModel } from '@lorafleet/models';
 import {
   readCheckpointTrainState,
   readTrainerState,
   writeCheckpointTensors,
 } from './checkpoint.js';
 import { type RunConfig, RunConfigError } from './run-config.js';
-import { prepareRows, rowsFingerprint } from './rows.js';
+import { batchesOf, prepareRows, rowsFingerprint } from './rows.js';
 import { type AllReduce, TrainingStep } from './step.js';
 
 /** The adapter name inside each LoraLinear; PEFT drops "default" from the saved keys. */
@@ -37,6 +37,8 @@ export class Replica {
     readonly config: RunConfig,
     readonly model: Gpt2Model,
     readonly rows: SequenceRow[],
+    /** The held-out rows (`evalData`), or none. */
+    readonly evalRows: SequenceRow[],
     readonly layers: LoraLinear[],
     readonly step: TrainingStep,
     /** PiSSA only: the initial factors, to save the adapter for the original base weights. */
@@ -54,6 +56,17 @@ export class Replica {
           `${config.dataFile}: this worker's ${prepared.rows.length} rows (${fingerprint}) differ from ` +
             `the coordinator's (${config.rowsFingerprint}): do both read the same file and model tokenizer?`,
         );
+      }
+      let evalRows: SequenceRow[] = [];
+      if (config.evalData) {
+        const { file, rowsFingerprint: expected } = config.evalData;
+        evalRows = (await prepareRows(file, tokenizer, config.rows, '--eval-data')).rows;
+        if (rowsFingerprint(evalRows) !== expected) {
+          throw new RunConfigError(
+            `${file}: this worker's ${evalRows.length} eval rows differ from the coordinator's: ` +
+              'do both read the same file?',
+          );
+        }
       }
       const { init, targets, ...settings } = config.lora;
       const loraInit = { kind: init } as LoraInit;
@@ -87,7 +100,7 @@ export class Replica {
         },
         allReduce,
       );
-      return new Replica(config, model, prepared.rows, layers, step, pissaStart);
+      return new Replica(config, model, prepared.rows, evalRows, layers, step, pissaStart);
     } catch (error) {
       model.dispose();
       throw error;
@@ -103,6 +116,18 @@ export class Replica {
       }
       return row;
     });
+  }
+
+  /** Loss sum and loss tokens of the current adapter on these held-out rows. */
+  async evaluate(ids: readonly number[], batchSize: number) {
+    const rows = ids.map((id) => {
+      const row = this.evalRows[id];
+      if (row === undefined) {
+        throw new RangeError(`eval row ${id} is outside the ${this.evalRows.length} eval rows`);
+      }
+      return row;
+    });
+    return evaluateLossSums(this.model, batchesOf(rows, batchSize, this.config.rows.seqLen));
   }
 
   /** The adapter as trained (for PiSSA: over the residual base), as checkpoints hold it. */

@@ -23,6 +23,8 @@ export interface RunConfig {
   rows: RowOptions;
   /** rowsFingerprint() of the prepared rows: a worker whose rows differ refuses to train. */
   rowsFingerprint: string;
+  /** Held-out data (`train --eval-data`), prepared like the training rows; null: none. */
+  evalData: { file: string; rowsFingerprint: string } | null;
   lora: LoraSettings & { init: LoraInitKind; targets: string[] };
   optimizer: AdamWOptions;
   schedule: LrSchedule;
@@ -83,6 +85,12 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
       ...(rows.has('csv') ? { csv: csvColumns(rows.object('csv')) } : {}),
     },
     rowsFingerprint: c.string('rowsFingerprint'),
+    evalData: c.has('evalData')
+      ? {
+          file: c.object('evalData').string('file'),
+          rowsFingerprint: c.object('evalData').string('rowsFingerprint'),
+        }
+      : null,
     lora: {
       r: lora.int('r', 1),
       alpha: lora.number('alpha'),

@@ -21,6 +21,7 @@ const valid: RunConfig = {
   dataFile: '/data/train.csv',
   rows: { seqLen: 16, packing: 'auto', format: 'csv', csv: { textColumn: 'text' } },
   rowsFingerprint: 'sha256:00',
+  evalData: { file: '/data/valid.csv', rowsFingerprint: 'sha256:01' },
   lora: { r: 2, alpha: 4, dropout: 0, rslora: false, init: 'kaiming', targets: ['c_attn'] },
   optimizer: { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
   schedule: { kind: 'cosine', warmupSteps: 2, totalSteps: 10, minRatio: 0.1 },

@@ -186,13 +186,15 @@ const rows = [];
   const t0 = performance.now();
   const resumed = start([...args, '--resume', dir]);
   const before = Number(
-    /at step (\d+)/.exec(
+    /resuming from .* at step (\d+)/.exec(
       await (async () => {
         while (!/resuming from .* at step \d+/.test(resumed.output())) await sleep(10);
         return resumed.output();
       })(),
     )[1],
   );
+  // The resumed run first cuts metrics.jsonl back to the checkpoint's step, then appends.
+  while (committed(dir) !== before) await sleep(5);
   while (committed(dir) <= before) await sleep(10);
   const seconds = (performance.now() - t0) / 1000;
   if ((await resumed.done) !== 0) throw new Error(`resume failed\n${resumed.output()}`);

@@ -211,3 +211,15 @@ export class ElasticRing {
     );
   }
 }
+
+/** Runs `action`; when workers are lost meanwhile, re-forms the ring and runs it again. */
+export async function withRecovery(ring: ElasticRing, done: number, action: () => Promise<void>) {
+  for (;;) {
+    try {
+      return await action();
+    } catch (error) {
+      if (!(error instanceof MembersLost)) throw error;
+      await ring.recover(error, done + 1, done);
+    }
+  }
+}

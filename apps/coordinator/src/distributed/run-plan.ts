@@ -34,20 +34,25 @@ export interface RunPlan {
   /** Lines for the log: how the data was read, and its warnings. */
   dataDescription: string;
   warnings: string[];
+  /** Held-out rows (--eval-data; 0: none), how they were read, and --eval-every. */
+  evalRows: number;
+  evalDescription: string | null;
+  evalEvery: number;
 }
 
 export async function planRun(o: Options): Promise<RunPlan> {
   const unsupported = [
     o.boolean('full-finetune') && '--full-finetune',
-    o.has('eval-data') && '--eval-data',
     o.number('eval-fraction') > 0 && '--eval-fraction',
-    o.number('eval-every') > 0 && '--eval-every',
   ].filter(Boolean);
   if (unsupported.length > 0) {
     throw new UsageError(
-      `train: ${unsupported.join(', ')} not supported with --workers > 1 yet (LoRA training only; ` +
-        'evaluate the saved adapter with `lorafleet eval`)',
+      `train: ${unsupported.join(', ')} not supported with several workers yet (LoRA training only; ` +
+        'held-out data goes in --eval-data)',
     );
+  }
+  if (o.number('eval-every') > 0 && !o.has('eval-data')) {
+    throw new UsageError('train: --eval-every needs --eval-data with several workers');
   }
   const modelDir = o.string('model');
   const modelConfig = await readGpt2Config(modelDir);
@@ -55,6 +60,10 @@ export async function planRun(o: Options): Promise<RunPlan> {
   const rows = rowOptionsFrom(o, modelConfig.nPositions);
   const dataFile = o.string('data');
   const prepared = await prepareRows(dataFile, tokenizer, rows);
+  const evalFile = o.optionalString('eval-data');
+  const evalRows = evalFile
+    ? await prepareRows(evalFile, tokenizer, rows, '--eval-data')
+    : undefined;
 
   const r = o.number('lora-r');
   const targets = o.list('target');
@@ -73,6 +82,10 @@ export async function planRun(o: Options): Promise<RunPlan> {
     dataFile,
     rows,
     rowsFingerprint: rowsFingerprint(prepared.rows),
+    evalData:
+      evalFile && evalRows
+        ? { file: evalFile, rowsFingerprint: rowsFingerprint(evalRows.rows) }
+        : null,
     lora: {
       r,
       alpha: o.number('lora-alpha'),
@@ -99,6 +112,9 @@ export async function planRun(o: Options): Promise<RunPlan> {
     trainableParameters,
     totalParameters,
     dataDescription: prepared.description,
-    warnings: prepared.warnings,
+    warnings: [...prepared.warnings, ...(evalRows?.warnings ?? [])],
+    evalRows: evalRows?.rows.length ?? 0,
+    evalDescription: evalRows?.description ?? null,
+    evalEvery: o.number('eval-every'),
   };
 }

@@ -12,25 +12,20 @@ import { randomUUID } from 'node:crypto';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lrFactor } from '@lorafleet/core';
-import {
-  LEDGER_FILE,
-  SAMPLER_START,
-  SampleLedger,
-  type SamplerState,
-  shard,
-} from '@lorafleet/data';
+import { LEDGER_FILE, SAMPLER_START, SampleLedger, shard } from '@lorafleet/data';
 import type { StepDone } from '@lorafleet/protocol';
 import { adapterManifestSha256, encodeRunConfig } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
 import { formatCount } from '../common.js';
-import type { WorkerInfo, WorkerStatus } from '../observe/events.js';
 import { type RunObserver, observeRun, runFacts } from '../observe/observer.js';
 import { Progress } from '../progress.js';
 import { trimMetrics } from '../training/resume.js';
 import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
 import { FleetError, type Member, type Membership, MembersLost, WorkerFleet } from './fleet.js';
 import { curveFrom, gpusFrom } from './membership.js';
-import { ElasticRing } from './recovery.js';
+import { ElasticRing, withRecovery } from './recovery.js';
+import { type EvalResult, describeEval, heldOut } from './evaluation.js';
+import { type LoopResult, workerTable, writeSummary } from './report.js';
 import { checkReplicas } from './replicas.js';
 import { type RunPlan, planRun } from './run-plan.js';
 
@@ -54,6 +49,7 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
   if (start.resumed) log(`resuming from ${start.resumed.dir} at step ${start.step}`);
   plan.warnings.forEach((w) => console.warn(`warning: ${w}`));
   log(`data: ${config.dataFile}: ${plan.dataDescription}`);
+  if (config.evalData) log(`eval data: ${config.evalData.file}: ${plan.evalDescription}`);
   log(
     `model: ${config.modelDir} (${formatCount(plan.totalParameters)} parameters, context ${plan.modelConfig.nPositions}, ` +
       `vocab ${plan.modelConfig.vocabSize}) on ${workers} workers (${plan.backend})`,
@@ -193,7 +189,22 @@ async function trainOnFleet(
     TIMEOUTS.saveMs,
   );
   const every = o.number('checkpoint-every');
-  const result = await trainLoop(fleet, ring, plan, out, start, observer, every, checkpoints);
+  const evaluate = heldOut(fleet, ring, plan, observer);
+  const before = await evaluate(start.step);
+  if (before) log(`eval loss before: ${describeEval(before)}`);
+  const result = await trainLoop(
+    fleet,
+    ring,
+    plan,
+    out,
+    start,
+    observer,
+    every,
+    checkpoints,
+    evaluate,
+  );
+  const after = await evaluate(result.done);
+  if (after) log(`eval loss after:  ${describeEval(after)}`);
   // The adapter, from rank 0 (re-forming the ring if a worker is lost meanwhile).
   const savedTo = join(out, 'adapter');
   await withRecovery(ring, result.done, async () => {
@@ -219,6 +230,8 @@ async function trainOnFleet(
     workers: initial.length,
     saved: savedTo,
     faults,
+    evalLossBefore: before?.loss ?? null,
+    evalLossAfter: after?.loss ?? null,
   });
   observer.emit({
     type: 'end',
@@ -230,30 +243,6 @@ async function trainOnFleet(
 
 const log = (line: string) => console.log(line);
 
-/** Runs `action`; when workers are lost meanwhile, re-forms the ring and runs it again. */
-async function withRecovery(ring: ElasticRing, done: number, action: () => Promise<void>) {
-  for (;;) {
-    try {
-      return await action();
-    } catch (error) {
-      if (!(error instanceof MembersLost)) throw error;
-      await ring.recover(error, done + 1, done);
-    }
-  }
-}
-
-interface LoopResult {
-  done: number;
-  interrupted: boolean;
-  losses: number[];
-  /** Tokens trained on by this invocation. */
-  tokens: number;
-  /** Tokens since the run's first step (a resumed run counts the checkpoint's). */
-  tokensSeen: number;
-  sampler: SamplerState;
-  seconds: number;
-}
-
 async function trainLoop(
   fleet: WorkerFleet,
   ring: ElasticRing,
@@ -263,6 +252,7 @@ async function trainLoop(
   observer: RunObserver,
   checkpointEvery: number,
   checkpoints: FleetCheckpointer,
+  evaluate: (done: number) => Promise<EvalResult | null>,
 ): Promise<LoopResult> {
   const { config, sampler, steps, microBatchSize } = plan;
   const metricsPath = join(out, 'metrics.jsonl');
@@ -280,6 +270,8 @@ async function trainLoop(
   process.on('SIGINT', onSignal);
   const progress = new Progress({ label: 'train', total: steps });
   const started = performance.now();
+  // Time spent evaluating, left out of tokens/s.
+  let evalSeconds = 0;
   const losses: number[] = [];
   let state = start.sampler ?? SAMPLER_START;
   let tokens = 0;
@@ -320,6 +312,8 @@ async function trainLoop(
         tokens += stepTokens;
         losses.push(loss);
         const seconds = (performance.now() - started) / 1000;
+        // Training time so far (this step's evaluation, if any, comes after).
+        const trainSeconds = seconds - evalSeconds;
         reports.forEach((r, rank) => {
           const t = r.timings;
           timings.set(members[rank]!, {
@@ -335,7 +329,7 @@ async function trainLoop(
             return s + t.allreduceMs / Math.max(1e-9, t.computeMs + t.allreduceMs + t.updateMs);
           }, 0) / reports.length;
         const lr = config.optimizer.lr * lrFactor(config.schedule, step - 1);
-        const line = {
+        const line: Record<string, unknown> = {
           step,
           epoch: planned.epoch,
           loss,
@@ -349,6 +343,12 @@ async function trainLoop(
           allReduceShare,
           ...(Number.isFinite(gradNorm) ? {} : { skipped: 'non-finite gradient' }),
         };
+        if (plan.evalEvery > 0 && done % plan.evalEvery === 0 && done < steps) {
+          const t0 = performance.now();
+          const e = await evaluate(done);
+          evalSeconds += (performance.now() - t0) / 1000;
+          if (e) line.evalLoss = e.loss;
+        }
         await appendFile(metricsPath, JSON.stringify(line) + '\n');
         observer.emit({
           type: 'step',
@@ -357,7 +357,7 @@ async function trainLoop(
           loss,
           lr,
           tokens: stepTokens,
-          tokensPerSecond: tokens / seconds,
+          tokensPerSecond: tokens / trainSeconds,
           gradNorm,
           seconds,
         });
@@ -365,9 +365,10 @@ async function trainLoop(
         progress.update(done, {
           loss: loss.toFixed(4),
           lr: lr.toExponential(2),
-          'tok/s': (tokens / seconds).toFixed(0),
+          'tok/s': (tokens / trainSeconds).toFixed(0),
           workers: String(members.length),
           allreduce: `${(100 * allReduceShare).toFixed(0)}%`,
+          ...(typeof line.evalLoss === 'number' ? { eval: line.evalLoss.toFixed(4) } : {}),
         });
         // Every K steps, and at the end (interrupted or not), as with one worker.
         if (
@@ -403,7 +404,7 @@ async function trainLoop(
     observer.emit({ type: 'checkpoint', step: done, path });
   }
 
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started) / 1000 - evalSeconds;
   return {
     done,
     interrupted,
@@ -413,73 +414,4 @@ async function trainLoop(
     sampler: state,
     seconds,
   };
-}
-
-/** The dashboard's worker table: every worker seen, with its last step's timings. */
-function workerTable(
-  fleet: WorkerFleet,
-  timings: Map<Member, { computeMs: number; allReduceMs: number; waitMs: number }>,
-): WorkerInfo[] {
-  const ringSize = fleet.active().length;
-  const status = (m: Member): WorkerStatus =>
-    m.status === 'active'
-      ? 'training'
-      : m.status === 'ready'
-        ? 'ready'
-        : m.status === 'lost' || m.status === 'left'
-          ? m.status
-          : 'starting';
-  return fleet.members().map((m) => ({
-    rank: m.rank,
-    workerId: m.hello?.workerId ?? m.name,
-    host: m.hello?.host ?? '',
-    pid: m.hello?.pid ?? m.process?.pid ?? 0,
-    device: m.hello?.device ?? '',
-    backend: m.hello?.backend ?? '',
-    status: status(m),
-    lastHeartbeatMs: m.lastHeartbeatMs,
-    rssBytes: m.rssBytes,
-    ...(timings.get(m) ?? { computeMs: 0, allReduceMs: 0, waitMs: 0 }),
-    ringNext: m.rank < 0 ? -1 : (m.rank + 1) % ringSize,
-  }));
-}
-
-async function writeSummary(
-  out: string,
-  plan: RunPlan,
-  r: LoopResult & {
-    workers: number;
-    saved: string;
-    faults: { workersLost: number; workersJoined: number; recoverySeconds: number[] };
-  },
-): Promise<void> {
-  const head = r.losses.slice(0, Math.min(10, r.losses.length));
-  const tail = r.losses.slice(-Math.min(10, r.losses.length));
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const summary = {
-    model: plan.config.modelDir,
-    mode: 'lora',
-    steps: r.done,
-    interrupted: r.interrupted,
-    trainLossFirst10: mean(head),
-    trainLossLast10: mean(tail),
-    evalLossBefore: null,
-    evalLossAfter: null,
-    trainableParameters: plan.trainableParameters,
-    totalParameters: plan.totalParameters,
-    tokens: r.tokensSeen,
-    seconds: r.seconds,
-    tokensPerSecond: r.tokens / r.seconds,
-    backend: plan.backend,
-    workers: r.workers,
-    faults: r.faults,
-    saved: r.saved,
-  };
-  await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-  console.log(
-    `done${r.interrupted ? ' (interrupted)' : ''}: ${r.done} steps on ${r.workers} workers in ${r.seconds.toFixed(1)} s, ` +
-      `${summary.tokensPerSecond.toFixed(0)} tokens/s; train loss ${summary.trainLossFirst10.toFixed(4)} ` +
-      `(first ${head.length} steps) -> ${summary.trainLossLast10.toFixed(4)} (last ${tail.length})`,
-  );
-  console.log(`saved adapter (PEFT layout): ${r.saved}; metrics: ${join(out, 'metrics.jsonl')}`);
 }

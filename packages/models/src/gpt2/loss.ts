@@ -82,3 +82,29 @@ export function evaluateLoss(
   const loss = sum / tokens;
   return { loss, perplexity: Math.exp(loss), tokens };
 }
+
+/**
+ * Loss sum and loss tokens over `batches`, read asynchronously (the only way a
+ * GPU backend allows under Node) and yielding to the event loop between
+ * batches, so a worker keeps heartbeating through a long evaluation.
+ */
+export async function evaluateLossSums(
+  model: Gpt2Model,
+  batches: Iterable<TokenBatch>,
+): Promise<{ lossSum: number; tokens: number }> {
+  let lossSum = 0;
+  let tokens = 0;
+  for (const batch of batches) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const count = countLossTokens(batch);
+    if (count === 0) continue;
+    const nll = tf.tidy(() => tokenNllSum(model, batch));
+    try {
+      lossSum += (await nll.data())[0]!;
+    } finally {
+      nll.dispose();
+    }
+    tokens += count;
+  }
+  return { lossSum, tokens };
+}

@@ -51,6 +51,8 @@ export const lorafleet = ($root.lorafleet = (() => {
       ControlMessage.prototype.regrouped = null;
       ControlMessage.prototype.stateRequest = null;
       ControlMessage.prototype.trainerState = null;
+      ControlMessage.prototype.evalRequest = null;
+      ControlMessage.prototype.evalDone = null;
 
       let $oneOfFields;
 
@@ -72,6 +74,8 @@ export const lorafleet = ($root.lorafleet = (() => {
             'regrouped',
             'stateRequest',
             'trainerState',
+            'evalRequest',
+            'evalDone',
           ]),
         ),
         set: $util.oneOfSetter($oneOfFields),
@@ -191,6 +195,18 @@ export const lorafleet = ($root.lorafleet = (() => {
           $root.lorafleet.v1.TrainerState.encode(
             message.trainerState,
             writer.uint32(194).fork(),
+            _depth + 1,
+          ).ldelim();
+        if (message.evalRequest != null && $Object.hasOwnProperty.call(message, 'evalRequest'))
+          $root.lorafleet.v1.EvalRequest.encode(
+            message.evalRequest,
+            writer.uint32(202).fork(),
+            _depth + 1,
+          ).ldelim();
+        if (message.evalDone != null && $Object.hasOwnProperty.call(message, 'evalDone'))
+          $root.lorafleet.v1.EvalDone.encode(
+            message.evalDone,
+            writer.uint32(210).fork(),
             _depth + 1,
           ).ldelim();
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
@@ -412,6 +428,30 @@ export const lorafleet = ($root.lorafleet = (() => {
               message.body = 'trainerState';
               continue;
             }
+            case 25: {
+              if (wireType !== 2) break;
+              message.evalRequest = $root.lorafleet.v1.EvalRequest.decode(
+                reader,
+                reader.size(),
+                $undefined,
+                _depth + 1,
+                message.evalRequest,
+              );
+              message.body = 'evalRequest';
+              continue;
+            }
+            case 26: {
+              if (wireType !== 2) break;
+              message.evalDone = $root.lorafleet.v1.EvalDone.decode(
+                reader,
+                reader.size(),
+                $undefined,
+                _depth + 1,
+                message.evalDone,
+              );
+              message.body = 'evalDone';
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -526,6 +566,19 @@ export const lorafleet = ($root.lorafleet = (() => {
             object.trainerState,
             _depth + 1,
           );
+        }
+        if (object.evalRequest != null) {
+          if (!$util.isObject(object.evalRequest))
+            throw $TypeError('.lorafleet.v1.ControlMessage.evalRequest: object expected');
+          message.evalRequest = $root.lorafleet.v1.EvalRequest.fromObject(
+            object.evalRequest,
+            _depth + 1,
+          );
+        }
+        if (object.evalDone != null) {
+          if (!$util.isObject(object.evalDone))
+            throw $TypeError('.lorafleet.v1.ControlMessage.evalDone: object expected');
+          message.evalDone = $root.lorafleet.v1.EvalDone.fromObject(object.evalDone, _depth + 1);
         }
         return message;
       };
@@ -655,6 +708,22 @@ export const lorafleet = ($root.lorafleet = (() => {
             _depth + 1,
           );
           if (options.oneofs) object.body = 'trainerState';
+        }
+        if (message.evalRequest != null && $Object.hasOwnProperty.call(message, 'evalRequest')) {
+          object.evalRequest = $root.lorafleet.v1.EvalRequest.toObject(
+            message.evalRequest,
+            options,
+            _depth + 1,
+          );
+          if (options.oneofs) object.body = 'evalRequest';
+        }
+        if (message.evalDone != null && $Object.hasOwnProperty.call(message, 'evalDone')) {
+          object.evalDone = $root.lorafleet.v1.EvalDone.toObject(
+            message.evalDone,
+            options,
+            _depth + 1,
+          );
+          if (options.oneofs) object.body = 'evalDone';
         }
         return object;
       };
@@ -4274,6 +4343,491 @@ export const lorafleet = ($root.lorafleet = (() => {
       };
 
       return Error;
+    })();
+
+    v1.EvalRequest = (function () {
+      const EvalRequest = function (properties) {
+        this.rowIds = [];
+        if (properties)
+          for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+            if (properties[keys[i]] != null && keys[i] !== '__proto__')
+              this[keys[i]] = properties[keys[i]];
+      };
+
+      EvalRequest.prototype.step = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalRequest.prototype.rowIds = $util.emptyArray;
+      EvalRequest.prototype.batchSize = 0;
+
+      EvalRequest.create = function (properties) {
+        return new EvalRequest(properties);
+      };
+
+      EvalRequest.encode = function (message, writer, _depth) {
+        if (!writer) writer = $Writer.create();
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        if (
+          message.step != null &&
+          $Object.hasOwnProperty.call(message, 'step') &&
+          (typeof message.step === 'object'
+            ? message.step.low || message.step.high
+            : message.step !== 0)
+        )
+          writer.uint32(8).uint64(message.step);
+        if (message.rowIds != null && message.rowIds.length)
+          writer.uint32(18).uint64s(message.rowIds);
+        if (
+          message.batchSize != null &&
+          $Object.hasOwnProperty.call(message, 'batchSize') &&
+          message.batchSize !== 0
+        )
+          writer.uint32(24).uint32(message.batchSize);
+        if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
+          for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
+        return writer;
+      };
+
+      EvalRequest.decode = function (reader, length, _end, _depth, _target) {
+        if (!(reader instanceof $Reader)) reader = $Reader.create(reader);
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $Reader.recursionLimit) throw $Error('max depth exceeded');
+        let end, message, value;
+        if (length === $undefined) end = reader.len;
+        else {
+          end = reader.pos + length;
+          if (end > reader.len) throw $RangeError('index out of range');
+          length = reader.len;
+          reader.len = end;
+        }
+        message = _target || new $root.lorafleet.v1.EvalRequest();
+        while (reader.pos < end) {
+          let start = reader.pos;
+          let tag = reader.tag();
+          if (tag === _end) {
+            _end = $undefined;
+            break;
+          }
+          let wireType = tag & 7;
+          switch ((tag >>>= 3)) {
+            case 1: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.step = value;
+              else delete message.step;
+              continue;
+            }
+            case 2: {
+              if (wireType === 2) {
+                if (!(message.rowIds && message.rowIds.length)) message.rowIds = [];
+                reader.uint64s(message.rowIds);
+                continue;
+              }
+              if (wireType !== 0) break;
+              if (!(message.rowIds && message.rowIds.length)) message.rowIds = [];
+              message.rowIds.push(reader.uint64());
+              continue;
+            }
+            case 3: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.batchSize = value;
+              else delete message.batchSize;
+              continue;
+            }
+          }
+          reader.skipType(wireType, _depth, tag);
+          if (!reader.discardUnknown) {
+            $util.makeProp(message, '$unknowns', false);
+            (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+          }
+        }
+        if (length !== $undefined) {
+          if (reader.pos !== end) throw $RangeError('index out of range');
+          reader.len = length;
+        }
+        if (_end !== $undefined) throw $Error('missing end group');
+        return message;
+      };
+
+      EvalRequest.fromObject = function (object, _depth) {
+        if (object instanceof $root.lorafleet.v1.EvalRequest) return object;
+        if (!$util.isObject(object)) throw $TypeError('.lorafleet.v1.EvalRequest: object expected');
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let message = new $root.lorafleet.v1.EvalRequest();
+        if (object.step != null)
+          if (
+            typeof object.step === 'object'
+              ? object.step.low || object.step.high
+              : $Number(object.step) !== 0
+          )
+            if ($util.Long) message.step = $util.Long.fromValue(object.step, true);
+            else if (typeof object.step === 'string') message.step = $parseInt(object.step, 10);
+            else if (typeof object.step === 'number') message.step = object.step;
+            else if (typeof object.step === 'object')
+              message.step = new $util.LongBits(
+                object.step.low >>> 0,
+                object.step.high >>> 0,
+              ).toNumber(true);
+        if (object.rowIds) {
+          if (!$Array.isArray(object.rowIds))
+            throw $TypeError('.lorafleet.v1.EvalRequest.rowIds: array expected');
+          message.rowIds = $Array(object.rowIds.length);
+          for (let i = 0; i < object.rowIds.length; ++i)
+            if ($util.Long) message.rowIds[i] = $util.Long.fromValue(object.rowIds[i], true);
+            else if (typeof object.rowIds[i] === 'string')
+              message.rowIds[i] = $parseInt(object.rowIds[i], 10);
+            else if (typeof object.rowIds[i] === 'number') message.rowIds[i] = object.rowIds[i];
+            else if (typeof object.rowIds[i] === 'object')
+              message.rowIds[i] = new $util.LongBits(
+                object.rowIds[i].low >>> 0,
+                object.rowIds[i].high >>> 0,
+              ).toNumber(true);
+        }
+        if (object.batchSize != null)
+          if ($Number(object.batchSize) !== 0) message.batchSize = object.batchSize >>> 0;
+        return message;
+      };
+
+      EvalRequest.toObject = function (message, options, _depth) {
+        if (!options) options = {};
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let object = {};
+        if (options.arrays || options.defaults) object.rowIds = [];
+        if (options.defaults) {
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.step =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.step =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.batchSize = 0;
+        }
+        if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.step =
+              typeof message.step === 'number'
+                ? $BigInt(message.step)
+                : $util.Long.fromBits(
+                    message.step.low >>> 0,
+                    message.step.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.step === 'number')
+            object.step = options.longs === $String ? $String(message.step) : message.step;
+          else
+            object.step =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.step)
+                : options.longs === $Number
+                  ? new $util.LongBits(message.step.low >>> 0, message.step.high >>> 0).toNumber(
+                      true,
+                    )
+                  : message.step;
+        if (message.rowIds && message.rowIds.length) {
+          object.rowIds = $Array(message.rowIds.length);
+          for (let j = 0; j < message.rowIds.length; ++j)
+            if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+              object.rowIds[j] =
+                typeof message.rowIds[j] === 'number'
+                  ? $BigInt(message.rowIds[j])
+                  : $util.Long.fromBits(
+                      message.rowIds[j].low >>> 0,
+                      message.rowIds[j].high >>> 0,
+                      true,
+                    ).toBigInt();
+            else if (typeof message.rowIds[j] === 'number')
+              object.rowIds[j] =
+                options.longs === $String ? $String(message.rowIds[j]) : message.rowIds[j];
+            else
+              object.rowIds[j] =
+                options.longs === $String
+                  ? $util.Long.prototype.toString.call(message.rowIds[j])
+                  : options.longs === $Number
+                    ? new $util.LongBits(
+                        message.rowIds[j].low >>> 0,
+                        message.rowIds[j].high >>> 0,
+                      ).toNumber(true)
+                    : message.rowIds[j];
+        }
+        if (message.batchSize != null && $Object.hasOwnProperty.call(message, 'batchSize'))
+          object.batchSize = message.batchSize;
+        return object;
+      };
+
+      EvalRequest.prototype.toJSON = function () {
+        return EvalRequest.toObject(this, $protobuf.util.toJSONOptions);
+      };
+
+      return EvalRequest;
+    })();
+
+    v1.EvalDone = (function () {
+      const EvalDone = function (properties) {
+        if (properties)
+          for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+            if (properties[keys[i]] != null && keys[i] !== '__proto__')
+              this[keys[i]] = properties[keys[i]];
+      };
+
+      EvalDone.prototype.step = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalDone.prototype.lossSum = 0;
+      EvalDone.prototype.tokenCount = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+
+      EvalDone.create = function (properties) {
+        return new EvalDone(properties);
+      };
+
+      EvalDone.encode = function (message, writer, _depth) {
+        if (!writer) writer = $Writer.create();
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        if (
+          message.step != null &&
+          $Object.hasOwnProperty.call(message, 'step') &&
+          (typeof message.step === 'object'
+            ? message.step.low || message.step.high
+            : message.step !== 0)
+        )
+          writer.uint32(8).uint64(message.step);
+        if (
+          message.lossSum != null &&
+          $Object.hasOwnProperty.call(message, 'lossSum') &&
+          !$Object.is(message.lossSum, 0)
+        )
+          writer.uint32(17).double(message.lossSum);
+        if (
+          message.tokenCount != null &&
+          $Object.hasOwnProperty.call(message, 'tokenCount') &&
+          (typeof message.tokenCount === 'object'
+            ? message.tokenCount.low || message.tokenCount.high
+            : message.tokenCount !== 0)
+        )
+          writer.uint32(24).uint64(message.tokenCount);
+        if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
+          for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
+        return writer;
+      };
+
+      EvalDone.decode = function (reader, length, _end, _depth, _target) {
+        if (!(reader instanceof $Reader)) reader = $Reader.create(reader);
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $Reader.recursionLimit) throw $Error('max depth exceeded');
+        let end, message, value;
+        if (length === $undefined) end = reader.len;
+        else {
+          end = reader.pos + length;
+          if (end > reader.len) throw $RangeError('index out of range');
+          length = reader.len;
+          reader.len = end;
+        }
+        message = _target || new $root.lorafleet.v1.EvalDone();
+        while (reader.pos < end) {
+          let start = reader.pos;
+          let tag = reader.tag();
+          if (tag === _end) {
+            _end = $undefined;
+            break;
+          }
+          let wireType = tag & 7;
+          switch ((tag >>>= 3)) {
+            case 1: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.step = value;
+              else delete message.step;
+              continue;
+            }
+            case 2: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.lossSum = value;
+              else delete message.lossSum;
+              continue;
+            }
+            case 3: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.tokenCount = value;
+              else delete message.tokenCount;
+              continue;
+            }
+          }
+          reader.skipType(wireType, _depth, tag);
+          if (!reader.discardUnknown) {
+            $util.makeProp(message, '$unknowns', false);
+            (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+          }
+        }
+        if (length !== $undefined) {
+          if (reader.pos !== end) throw $RangeError('index out of range');
+          reader.len = length;
+        }
+        if (_end !== $undefined) throw $Error('missing end group');
+        return message;
+      };
+
+      EvalDone.fromObject = function (object, _depth) {
+        if (object instanceof $root.lorafleet.v1.EvalDone) return object;
+        if (!$util.isObject(object)) throw $TypeError('.lorafleet.v1.EvalDone: object expected');
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let message = new $root.lorafleet.v1.EvalDone();
+        if (object.step != null)
+          if (
+            typeof object.step === 'object'
+              ? object.step.low || object.step.high
+              : $Number(object.step) !== 0
+          )
+            if ($util.Long) message.step = $util.Long.fromValue(object.step, true);
+            else if (typeof object.step === 'string') message.step = $parseInt(object.step, 10);
+            else if (typeof object.step === 'number') message.step = object.step;
+            else if (typeof object.step === 'object')
+              message.step = new $util.LongBits(
+                object.step.low >>> 0,
+                object.step.high >>> 0,
+              ).toNumber(true);
+        if (object.lossSum != null)
+          if (!$Object.is($Number(object.lossSum), 0)) message.lossSum = $Number(object.lossSum);
+        if (object.tokenCount != null)
+          if (
+            typeof object.tokenCount === 'object'
+              ? object.tokenCount.low || object.tokenCount.high
+              : $Number(object.tokenCount) !== 0
+          )
+            if ($util.Long) message.tokenCount = $util.Long.fromValue(object.tokenCount, true);
+            else if (typeof object.tokenCount === 'string')
+              message.tokenCount = $parseInt(object.tokenCount, 10);
+            else if (typeof object.tokenCount === 'number') message.tokenCount = object.tokenCount;
+            else if (typeof object.tokenCount === 'object')
+              message.tokenCount = new $util.LongBits(
+                object.tokenCount.low >>> 0,
+                object.tokenCount.high >>> 0,
+              ).toNumber(true);
+        return message;
+      };
+
+      EvalDone.toObject = function (message, options, _depth) {
+        if (!options) options = {};
+        if (_depth === $undefined) _depth = 0;
+        if (_depth > $util.recursionLimit) throw $Error('max depth exceeded');
+        let object = {};
+        if (options.defaults) {
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.step =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.step =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.lossSum = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.tokenCount =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.tokenCount =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+        }
+        if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.step =
+              typeof message.step === 'number'
+                ? $BigInt(message.step)
+                : $util.Long.fromBits(
+                    message.step.low >>> 0,
+                    message.step.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.step === 'number')
+            object.step = options.longs === $String ? $String(message.step) : message.step;
+          else
+            object.step =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.step)
+                : options.longs === $Number
+                  ? new $util.LongBits(message.step.low >>> 0, message.step.high >>> 0).toNumber(
+                      true,
+                    )
+                  : message.step;
+        if (message.lossSum != null && $Object.hasOwnProperty.call(message, 'lossSum'))
+          object.lossSum =
+            options.json && !$isFinite(message.lossSum)
+              ? $String(message.lossSum)
+              : message.lossSum;
+        if (message.tokenCount != null && $Object.hasOwnProperty.call(message, 'tokenCount'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.tokenCount =
+              typeof message.tokenCount === 'number'
+                ? $BigInt(message.tokenCount)
+                : $util.Long.fromBits(
+                    message.tokenCount.low >>> 0,
+                    message.tokenCount.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.tokenCount === 'number')
+            object.tokenCount =
+              options.longs === $String ? $String(message.tokenCount) : message.tokenCount;
+          else
+            object.tokenCount =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.tokenCount)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.tokenCount.low >>> 0,
+                      message.tokenCount.high >>> 0,
+                    ).toNumber(true)
+                  : message.tokenCount;
+        return object;
+      };
+
+      EvalDone.prototype.toJSON = function () {
+        return EvalDone.toObject(this, $protobuf.util.toJSONOptions);
+      };
+
+      return EvalDone;
     })();
 
     v1.Phase = (function () {

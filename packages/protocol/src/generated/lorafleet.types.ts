@@ -75,6 +75,12 @@ export declare namespace lorafleet {
       /** ControlMessage trainerState. */
       trainerState?: lorafleet.v1.TrainerState.$Properties | null;
 
+      /** ControlMessage evalRequest. */
+      evalRequest?: lorafleet.v1.EvalRequest.$Properties | null;
+
+      /** ControlMessage evalDone. */
+      evalDone?: lorafleet.v1.EvalDone.$Properties | null;
+
       /** ControlMessage body. */
       body?:
         | 'hello'
@@ -91,7 +97,9 @@ export declare namespace lorafleet {
         | 'regroup'
         | 'regrouped'
         | 'stateRequest'
-        | 'trainerState';
+        | 'trainerState'
+        | 'evalRequest'
+        | 'evalDone';
 
       /**
        * Creates a new ControlMessage instance using the specified properties.
@@ -208,6 +216,12 @@ export declare namespace lorafleet {
         /** ControlMessage trainerState */
         trainerState?: lorafleet.v1.TrainerState.$Properties | null;
 
+        /** ControlMessage evalRequest */
+        evalRequest?: lorafleet.v1.EvalRequest.$Properties | null;
+
+        /** ControlMessage evalDone */
+        evalDone?: lorafleet.v1.EvalDone.$Properties | null;
+
         /** ControlMessage body */
         body?:
           | 'hello'
@@ -224,7 +238,9 @@ export declare namespace lorafleet {
           | 'regroup'
           | 'regrouped'
           | 'stateRequest'
-          | 'trainerState';
+          | 'trainerState'
+          | 'evalRequest'
+          | 'evalDone';
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
@@ -249,6 +265,8 @@ export declare namespace lorafleet {
         regrouped?: lorafleet.v1.Regrouped.$Shape | null;
         stateRequest?: lorafleet.v1.StateRequest.$Shape | null;
         trainerState?: lorafleet.v1.TrainerState.$Shape | null;
+        evalRequest?: lorafleet.v1.EvalRequest.$Shape | null;
+        evalDone?: lorafleet.v1.EvalDone.$Shape | null;
         $unknowns?: Uint8Array[];
       } & (
         | {
@@ -268,6 +286,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'hello';
@@ -286,6 +306,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'welcome';
@@ -304,6 +326,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'stepPlan';
@@ -322,6 +346,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'stepDone';
@@ -340,6 +366,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'commit';
@@ -358,6 +386,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'abort';
@@ -376,6 +406,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'heartbeat';
@@ -394,6 +426,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'checkpointRequest';
@@ -412,6 +446,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'checkpointDone';
@@ -430,6 +466,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'shutdown';
@@ -448,6 +486,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'error';
@@ -466,6 +506,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'regroup';
@@ -484,6 +526,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'regrouped';
@@ -502,6 +546,8 @@ export declare namespace lorafleet {
             regrouped: lorafleet.v1.Regrouped.$Shape;
             stateRequest?: null;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'stateRequest';
@@ -520,6 +566,8 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest: lorafleet.v1.StateRequest.$Shape;
             trainerState?: null;
+            evalRequest?: null;
+            evalDone?: null;
           }
         | {
             body?: 'trainerState';
@@ -538,6 +586,48 @@ export declare namespace lorafleet {
             regrouped?: null;
             stateRequest?: null;
             trainerState: lorafleet.v1.TrainerState.$Shape;
+            evalRequest?: null;
+            evalDone?: null;
+          }
+        | {
+            body?: 'evalRequest';
+            hello?: null;
+            welcome?: null;
+            stepPlan?: null;
+            stepDone?: null;
+            commit?: null;
+            abort?: null;
+            heartbeat?: null;
+            checkpointRequest?: null;
+            checkpointDone?: null;
+            shutdown?: null;
+            error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
+            evalRequest: lorafleet.v1.EvalRequest.$Shape;
+            evalDone?: null;
+          }
+        | {
+            body?: 'evalDone';
+            hello?: null;
+            welcome?: null;
+            stepPlan?: null;
+            stepDone?: null;
+            commit?: null;
+            abort?: null;
+            heartbeat?: null;
+            checkpointRequest?: null;
+            checkpointDone?: null;
+            shutdown?: null;
+            error?: null;
+            regroup?: null;
+            regrouped?: null;
+            stateRequest?: null;
+            trainerState?: null;
+            evalRequest?: null;
+            evalDone: lorafleet.v1.EvalDone.$Shape;
           }
       );
     }
@@ -2326,6 +2416,216 @@ export declare namespace lorafleet {
 
       /** Shape of an Error. */
       type $Shape = lorafleet.v1.Error.$Properties;
+    }
+
+    /**
+     * Properties of an EvalRequest.
+     * @deprecated Use lorafleet.v1.EvalRequest.$Properties instead.
+     */
+    interface IEvalRequest extends lorafleet.v1.EvalRequest.$Properties {}
+
+    /** Represents an EvalRequest. */
+    class EvalRequest {
+      /**
+       * Constructs a new EvalRequest.
+       * @param [properties] Properties to set
+       */
+      constructor(properties?: lorafleet.v1.EvalRequest.$Properties);
+
+      /** Unknown fields preserved while decoding when enabled */
+      $unknowns?: Uint8Array[];
+
+      /** EvalRequest step. */
+      step: number | Long;
+
+      /** EvalRequest rowIds. */
+      rowIds: (number | Long)[];
+
+      /** EvalRequest batchSize. */
+      batchSize: number;
+
+      /**
+       * Creates a new EvalRequest instance using the specified properties.
+       * @param [properties] Properties to set
+       * @returns EvalRequest instance
+       */
+      static create(
+        properties: lorafleet.v1.EvalRequest.$Shape,
+      ): lorafleet.v1.EvalRequest & lorafleet.v1.EvalRequest.$Shape;
+      static create(properties?: lorafleet.v1.EvalRequest.$Properties): lorafleet.v1.EvalRequest;
+
+      /**
+       * Encodes the specified EvalRequest message. Does not implicitly {@link lorafleet.v1.EvalRequest.verify|verify} messages.
+       * @param message EvalRequest message or plain object to encode
+       * @param [writer] Writer to encode to
+       * @returns Writer
+       */
+      static encode(
+        message: lorafleet.v1.EvalRequest.$Properties,
+        writer?: $protobuf.Writer,
+      ): $protobuf.Writer;
+
+      /**
+       * Decodes an EvalRequest message from the specified reader or buffer.
+       * @param reader Reader or buffer to decode from
+       * @param [length] Message length if known beforehand
+       * @returns {lorafleet.v1.EvalRequest & lorafleet.v1.EvalRequest.$Shape} EvalRequest
+       * @throws {Error} If the payload is not a reader or valid buffer
+       * @throws {$protobuf.util.ProtocolError} If required fields are missing
+       */
+      static decode(
+        reader: $protobuf.Reader | Uint8Array,
+        length?: number,
+      ): lorafleet.v1.EvalRequest & lorafleet.v1.EvalRequest.$Shape;
+
+      /**
+       * Creates an EvalRequest message from a plain object. Also converts values to their respective internal types.
+       * @param object Plain object
+       * @returns EvalRequest
+       */
+      static fromObject(object: { [k: string]: any }): lorafleet.v1.EvalRequest;
+
+      /**
+       * Creates a plain object from an EvalRequest message. Also converts values to other types if specified.
+       * @param message EvalRequest
+       * @param [options] Conversion options
+       * @returns Plain object
+       */
+      static toObject(
+        message: lorafleet.v1.EvalRequest,
+        options?: $protobuf.IConversionOptions,
+      ): { [k: string]: any };
+
+      /**
+       * Converts this EvalRequest to JSON.
+       * @returns JSON object
+       */
+      toJSON(): { [k: string]: any };
+    }
+
+    namespace EvalRequest {
+      /** Properties of an EvalRequest. */
+      interface $Properties {
+        /** EvalRequest step */
+        step?: number | Long | null;
+
+        /** EvalRequest rowIds */
+        rowIds?: (number | Long)[] | null;
+
+        /** EvalRequest batchSize */
+        batchSize?: number | null;
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+      }
+
+      /** Shape of an EvalRequest. */
+      type $Shape = lorafleet.v1.EvalRequest.$Properties;
+    }
+
+    /**
+     * Properties of an EvalDone.
+     * @deprecated Use lorafleet.v1.EvalDone.$Properties instead.
+     */
+    interface IEvalDone extends lorafleet.v1.EvalDone.$Properties {}
+
+    /** Represents an EvalDone. */
+    class EvalDone {
+      /**
+       * Constructs a new EvalDone.
+       * @param [properties] Properties to set
+       */
+      constructor(properties?: lorafleet.v1.EvalDone.$Properties);
+
+      /** Unknown fields preserved while decoding when enabled */
+      $unknowns?: Uint8Array[];
+
+      /** EvalDone step. */
+      step: number | Long;
+
+      /** EvalDone lossSum. */
+      lossSum: number;
+
+      /** EvalDone tokenCount. */
+      tokenCount: number | Long;
+
+      /**
+       * Creates a new EvalDone instance using the specified properties.
+       * @param [properties] Properties to set
+       * @returns EvalDone instance
+       */
+      static create(
+        properties: lorafleet.v1.EvalDone.$Shape,
+      ): lorafleet.v1.EvalDone & lorafleet.v1.EvalDone.$Shape;
+      static create(properties?: lorafleet.v1.EvalDone.$Properties): lorafleet.v1.EvalDone;
+
+      /**
+       * Encodes the specified EvalDone message. Does not implicitly {@link lorafleet.v1.EvalDone.verify|verify} messages.
+       * @param message EvalDone message or plain object to encode
+       * @param [writer] Writer to encode to
+       * @returns Writer
+       */
+      static encode(
+        message: lorafleet.v1.EvalDone.$Properties,
+        writer?: $protobuf.Writer,
+      ): $protobuf.Writer;
+
+      /**
+       * Decodes an EvalDone message from the specified reader or buffer.
+       * @param reader Reader or buffer to decode from
+       * @param [length] Message length if known beforehand
+       * @returns {lorafleet.v1.EvalDone & lorafleet.v1.EvalDone.$Shape} EvalDone
+       * @throws {Error} If the payload is not a reader or valid buffer
+       * @throws {$protobuf.util.ProtocolError} If required fields are missing
+       */
+      static decode(
+        reader: $protobuf.Reader | Uint8Array,
+        length?: number,
+      ): lorafleet.v1.EvalDone & lorafleet.v1.EvalDone.$Shape;
+
+      /**
+       * Creates an EvalDone message from a plain object. Also converts values to their respective internal types.
+       * @param object Plain object
+       * @returns EvalDone
+       */
+      static fromObject(object: { [k: string]: any }): lorafleet.v1.EvalDone;
+
+      /**
+       * Creates a plain object from an EvalDone message. Also converts values to other types if specified.
+       * @param message EvalDone
+       * @param [options] Conversion options
+       * @returns Plain object
+       */
+      static toObject(
+        message: lorafleet.v1.EvalDone,
+        options?: $protobuf.IConversionOptions,
+      ): { [k: string]: any };
+
+      /**
+       * Converts this EvalDone to JSON.
+       * @returns JSON object
+       */
+      toJSON(): { [k: string]: any };
+    }
+
+    namespace EvalDone {
+      /** Properties of an EvalDone. */
+      interface $Properties {
+        /** EvalDone step */
+        step?: number | Long | null;
+
+        /** EvalDone lossSum */
+        lossSum?: number | null;
+
+        /** EvalDone tokenCount */
+        tokenCount?: number | Long | null;
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+      }
+
+      /** Shape of an EvalDone. */
+      type $Shape = lorafleet.v1.EvalDone.$Properties;
     }
 
     /** Phase enum. */

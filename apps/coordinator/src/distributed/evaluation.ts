@@ -1,0 +1,55 @@
+// Held-out loss of a distributed run (--eval-data): each ring member
+// evaluates its shard of the eval rows at a step boundary and the coordinator
+// combines the sums, so N workers report the loss one process would.
+import { shard } from '@lorafleet/data';
+import type { RunObserver } from '../observe/observer.js';
+import { FleetError, type WorkerFleet } from './fleet.js';
+import { type ElasticRing, withRecovery } from './recovery.js';
+import type { RunPlan } from './run-plan.js';
+
+/** Bound on one evaluation (a large eval set on a slow backend). */
+const EVAL_TIMEOUT_MS = 1_800_000;
+
+export interface EvalResult {
+  loss: number;
+  tokens: number;
+}
+
+export const describeEval = (e: EvalResult) =>
+  `${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)}, ${e.tokens} tokens)`;
+
+/**
+ * The held-out loss at a step boundary: null without eval data. Workers lost
+ * meanwhile: the ring re-forms and the evaluation runs again.
+ */
+export function heldOut(
+  fleet: WorkerFleet,
+  ring: ElasticRing,
+  plan: RunPlan,
+  observer: RunObserver,
+) {
+  const ids = Array.from({ length: plan.evalRows }, (_, i) => i);
+  return async (done: number): Promise<EvalResult | null> => {
+    if (plan.evalRows === 0) return null;
+    let result: EvalResult = { loss: NaN, tokens: 0 };
+    await withRecovery(ring, done, async () => {
+      const members = fleet.active();
+      for (const [rank, m] of members.entries()) {
+        await fleet.send(m, {
+          case: 'evalRequest',
+          value: {
+            step: done,
+            rowIds: shard(ids, rank, members.length),
+            batchSize: plan.microBatchSize,
+          },
+        });
+      }
+      const reports = await fleet.collect('evalDone', EVAL_TIMEOUT_MS, members);
+      const tokens = reports.reduce((n, r) => n + r.tokenCount, 0);
+      if (tokens === 0) throw new FleetError('the eval data has no labelled tokens');
+      result = { loss: reports.reduce((s, r) => s + r.lossSum, 0) / tokens, tokens };
+    });
+    observer.emit({ type: 'eval', step: done, loss: result.loss });
+    return result;
+  };
+}
