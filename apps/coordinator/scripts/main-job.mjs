@@ -8,7 +8,7 @@
 // adapter is saved. Extra arguments go to `lorafleet train` (e.g. -- --steps 20).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -37,7 +37,8 @@ run([
   join(root, 'apps/coordinator/main-job.json'),
   // Held out: every 10th sentence; the workers evaluate it before, at step 60 and after.
   '--eval-data',
-  valid,
+  relative(root, valid), // the cwd is the root
+
   // pnpm passes `pnpm main -- --steps 20` on with the `--`.
   ...process.argv.slice(2).filter((arg, i) => !(i === 0 && arg === '--')),
 ]);
