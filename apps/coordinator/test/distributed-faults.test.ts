@@ -26,6 +26,7 @@ import {
 
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
 const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
+const DEFAULT_MODEL = join(REPO_ROOT, 'packages', 'models', 'pretrained', 'default');
 const LINES = 40;
 const BATCH = 6;
 const TRAIN = ['--batch-size', String(BATCH), '--lora-dropout', '0', '--lr', '1e-2', '--seed', '5'];
@@ -148,7 +149,7 @@ describe('faults', () => {
     const result = await run.done;
     expect(result.code, result.output).toBe(0);
     expect(result.output).toMatch(
-      new RegExp(`\\(pid ${pid}\\) lost: silent for [\\d.]+ s \\(heartbeat timeout\\)`),
+      new RegExp(`\\(pid ${pid}\\) lost: silent for [\\d.]+ s \\(heartbeat timeout[^)]*\\)`),
     );
     const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8'))
       .trim()
@@ -161,6 +162,26 @@ describe('faults', () => {
     expect(performance.now() - stoppedAt).toBeGreaterThan(2000);
     const audit = checkLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), 0);
     expect(audit.duplicates).toEqual([]);
+  }, 120_000);
+
+  it('does not take a micro-batch longer than the heartbeat timeout for a hang (announced compute)', async () => {
+    // The default model's micro-batches of 8 x 128 tokens take about a second
+    // here, twice the heartbeat timeout: the workers announce them first.
+    const out = join(dir, 'long-compute');
+    const result = await runToEnd([
+      'train',
+      ...['--model', DEFAULT_MODEL, '--data', data, '--out', out, '--workers', '2'],
+      ...['--steps', '3', '--batch-size', '16', '--micro-batch-size', '8', '--seq-len', '128'],
+      ...['--heartbeat-timeout', '0.5', '--max-restarts', '0'],
+    ]);
+    expect(result.code, result.output).toBe(0);
+    expect(result.output).not.toMatch(/ lost: /);
+    const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+    const compute = metrics.map(
+      (l) => (JSON.parse(l) as { computeSeconds: number }).computeSeconds,
+    );
+    // The check means something only if compute outlasts the timeout.
+    expect(Math.max(...compute)).toBeGreaterThan(0.5);
   }, 120_000);
 
   it('resumes after the coordinator is SIGKILLed: the final adapter equals an uninterrupted run, bitwise', async () => {

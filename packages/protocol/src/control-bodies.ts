@@ -121,12 +121,15 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
       state: workerStates.name(p.state ?? 0, 'heartbeat.state'),
       rssBytes: u64(p.rssBytes ?? 0, 'heartbeat.rssBytes'),
       stepsDone: u64(p.stepsDone ?? 0, 'heartbeat.stepsDone'),
+      // An hour bounds what a peer can make the coordinator tolerate.
+      quietMs: u32(p.quietMs ?? 0, 'heartbeat.quietMs', 0, 3_600_000),
     }),
     encode: (v) => ({
       sentAtMs: v.sentAtMs,
       state: workerStates.number(v.state, 'heartbeat.state'),
       rssBytes: v.rssBytes,
       stepsDone: v.stepsDone,
+      quietMs: v.quietMs,
     }),
   },
   checkpointRequest: {

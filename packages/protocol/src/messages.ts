@@ -83,6 +83,8 @@ export interface Heartbeat {
   rssBytes: number;
   /** Worker -> coordinator: committed steps of its replica. */
   stepsDone: number;
+  /** Worker -> coordinator: silence to allow beyond the heartbeat timeout while it computes. */
+  quietMs: number;
 }
 
 /** Coordinator -> every member at a step boundary: the ring re-forms. */

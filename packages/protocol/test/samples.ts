@@ -49,7 +49,13 @@ export const bodies: ControlBody[] = [
   { case: 'abort', value: { step: 8, reason: 'rank 2 missed 3 heartbeats' } },
   {
     case: 'heartbeat',
-    value: { sentAtMs: 1_764_000_000_000, state: 'reducing', rssBytes: 2 ** 33, stepsDone: 12 },
+    value: {
+      sentAtMs: 1_764_000_000_000,
+      state: 'reducing',
+      rssBytes: 2 ** 33,
+      stepsDone: 12,
+      quietMs: 4500,
+    },
   },
   { case: 'checkpointRequest', value: { step: 100, path: 'runs/x/checkpoint-100' } },
   {

@@ -27,7 +27,7 @@ import {
 } from './checkpoint.js';
 import { type RunConfig, RunConfigError } from './run-config.js';
 import { batchesOf, prepareRows, rowsFingerprint } from './rows.js';
-import { type AllReduce, TrainingStep } from './step.js';
+import { type AllReduce, type ComputeNotice, TrainingStep } from './step.js';
 
 /** The adapter name inside each LoraLinear; PEFT drops "default" from the saved keys. */
 export const ADAPTER_NAME = 'default';
@@ -119,7 +119,7 @@ export class Replica {
   }
 
   /** Loss sum and loss tokens of the current adapter on these held-out rows. */
-  async evaluate(ids: readonly number[], batchSize: number) {
+  async evaluate(ids: readonly number[], batchSize: number, onCompute?: ComputeNotice) {
     const rows = ids.map((id) => {
       const row = this.evalRows[id];
       if (row === undefined) {
@@ -127,7 +127,15 @@ export class Replica {
       }
       return row;
     });
-    return evaluateLossSums(this.model, batchesOf(rows, batchSize, this.config.rows.seqLen));
+    // A forward pass costs less than a training micro-batch of the same size.
+    const quiet = this.step.quietEstimateMs();
+    const result = await evaluateLossSums(
+      this.model,
+      batchesOf(rows, batchSize, this.config.rows.seqLen),
+      onCompute && (() => onCompute(quiet)),
+    );
+    await onCompute?.(0);
+    return result;
   }
 
   /** The adapter as trained (for PiSSA: over the residual base), as checkpoints hold it. */

@@ -18,7 +18,7 @@ import { Mailbox, bindRing, stepOrAbort } from './mailbox.js';
 import { Replica } from './replica.js';
 import { RunConfigError, decodeRunConfig } from './run-config.js';
 import { batchesOf } from './rows.js';
-import type { TrainState } from './step.js';
+import type { ComputeNotice, TrainState } from './step.js';
 import {
   StateAssembler,
   decodeTrainState,
@@ -169,6 +169,8 @@ async function serve(
         (config.resumeFrom ? `, resumed at step ${r.step.stepsDone}` : '') +
         '; ready',
     );
+    // While a micro-batch blocks the event loop no heartbeat can leave: say so first.
+    let quietMs = 0;
     const beat = () =>
       send({
         case: 'heartbeat',
@@ -177,8 +179,14 @@ async function serve(
           state,
           rssBytes: process.memoryUsage.rss(),
           stepsDone: r.step.stepsDone,
+          quietMs,
         },
       }).catch(() => undefined);
+    const onCompute = async (ms: number) => {
+      if (ms === quietMs) return;
+      quietMs = ms;
+      await beat();
+    };
     // "Ready": the first heartbeat; then one a second, also while a step computes.
     await beat();
     heartbeat = setInterval(() => void beat(), WORKER_HEARTBEAT_MS);
@@ -193,7 +201,7 @@ async function serve(
           state = 'computing';
           const outcome = await stepOrAbort(
             mailbox,
-            (signal) => trainStep(r, body.value, rank, options.log, signal),
+            (signal) => trainStep(r, body.value, rank, options.log, signal, onCompute),
             () => {
               // Unblocks an all-reduce waiting on a lost peer.
               ring?.close();
@@ -280,7 +288,7 @@ async function serve(
                 (snapshot ? ' with a step not yet committed' : ''),
             );
           }
-          const { lossSum, tokens } = await r.evaluate(rowIds, batchSize);
+          const { lossSum, tokens } = await r.evaluate(rowIds, batchSize, onCompute);
           await send({ case: 'evalDone', value: { step, lossSum, tokenCount: tokens } });
           break;
         }
@@ -329,6 +337,7 @@ async function trainStep(
   rank: number,
   log: (line: string) => void,
   signal: AbortSignal,
+  onCompute: ComputeNotice,
 ): Promise<StepDone> {
   const expected = replica.step.stepsDone + 1;
   if (plan.step !== expected) {
@@ -337,7 +346,7 @@ async function trainStep(
   const seqLen = replica.config.rows.seqLen;
   const batches = batchesOf(replica.rowsOf(plan.sampleIds), plan.microBatchSize, seqLen);
   await maybeDelayStep(signal);
-  const result = await replica.step.run(batches, signal);
+  const result = await replica.step.run(batches, signal, onCompute);
   if (maybeCorruptReplica(replica.step, rank)) {
     log(`rank ${rank}: test hook: corrupted one parameter after step ${result.step}`);
   }

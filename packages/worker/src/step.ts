@@ -18,6 +18,16 @@ import {
 import { type Gpt2Model, type TokenBatch, countLossTokens, tokenNllSum } from '@lorafleet/models';
 import { replicaHash } from './replica-hash.js';
 
+/**
+ * Called before each micro-batch with how long the computation may block the
+ * event loop (and with 0 after the last): a worker tells its coordinator, so
+ * that a long micro-batch is not taken for a hung worker.
+ */
+export type ComputeNotice = (quietMs: number) => Promise<void>;
+
+/** Before the first micro-batch is measured: a large model on a slow backend still fits. */
+const FIRST_MICRO_BATCH_QUIET_MS = 300_000;
+
 /** Sums a buffer across all replicas in place; every replica must end with the same bits. */
 export type AllReduce = (buffer: Float32Array) => Promise<void>;
 
@@ -73,6 +83,20 @@ export class TrainingStep {
     this.grads = new Float32Array(params.size + 2);
   }
 
+  /** The slowest micro-batch of the last step (0: none computed yet). */
+  private slowestMicroBatchMs = 0;
+
+  /**
+   * How long this replica may block its event loop on one micro-batch: three
+   * times the slowest of the last step (plus a second), or a generous first
+   * guess before any was measured.
+   */
+  quietEstimateMs(): number {
+    return this.slowestMicroBatchMs > 0
+      ? Math.ceil(3 * this.slowestMicroBatchMs) + 1000
+      : FIRST_MICRO_BATCH_QUIET_MS;
+  }
+
   /** Optimizer steps taken so far. */
   get stepsDone(): number {
     return this.optimizer.step;
@@ -83,17 +107,24 @@ export class TrainingStep {
    * to the event loop (heartbeats, an Abort) and stops with `signal`'s reason
    * when aborted; the caller then restores its step-start snapshot.
    */
-  async run(microBatches: readonly TokenBatch[], signal?: AbortSignal): Promise<StepResult> {
+  async run(
+    microBatches: readonly TokenBatch[],
+    signal?: AbortSignal,
+    onCompute?: ComputeNotice,
+  ): Promise<StepResult> {
     const step = this.optimizer.step;
     const n = this.params.size;
     const fused = this.grads;
     fused.fill(0);
     const t0 = performance.now();
+    let slowest = 0;
     for (const [i, batch] of microBatches.entries()) {
       await yieldToEventLoop();
       signal?.throwIfAborted();
       const tokens = countLossTokens(batch);
       if (tokens === 0) continue;
+      await onCompute?.(this.quietEstimateMs());
+      const started = performance.now();
       const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
       // Asynchronous reads: the only kind a GPU backend (webgpu under Node) allows.
       const { loss, grads } = await lossAndGradsAsync(this.params, () =>
@@ -102,7 +133,10 @@ export class TrainingStep {
       for (let j = 0; j < n; j++) fused[j] = fused[j]! + grads[j]!;
       fused[n] = fused[n]! + loss;
       fused[n + 1] = fused[n + 1]! + tokens;
+      slowest = Math.max(slowest, performance.now() - started);
     }
+    if (slowest > 0) this.slowestMicroBatchMs = slowest;
+    await onCompute?.(0);
     const t1 = performance.now();
     const local = { lossSum: fused[n]!, tokens: fused[n + 1]! };
     signal?.throwIfAborted();

@@ -43,6 +43,14 @@ class ScriptedCoordinator {
     return decoded.message;
   }
 
+  /** The next message that is not a heartbeat (a worker beats every second and before computing). */
+  async next(): Promise<ControlMessage> {
+    for (;;) {
+      const message = await this.receive();
+      if (message.body.case !== 'heartbeat') return message;
+    }
+  }
+
   async send(body: ControlBody): Promise<void> {
     await this.router.send([this.identity!, encodeControl({ runId: RUN, body })]);
   }
@@ -109,7 +117,7 @@ describe('runWorker', () => {
         case: 'stepPlan',
         value: { step, sampleIds: [0, 1, 2], microBatchSize: 2 },
       });
-      const done = await coordinator.receive();
+      const done = await coordinator.next();
       if (done.body.case !== 'stepDone')
         throw new Error(`expected stepDone, got ${done.body.case}`);
       const v = done.body.value;
@@ -126,7 +134,7 @@ describe('runWorker', () => {
 
     const path = join(run.dir, 'adapter');
     await coordinator.send({ case: 'checkpointRequest', value: { step: 2, path } });
-    const saved = await coordinator.receive();
+    const saved = await coordinator.next();
     expect(saved.body).toEqual({
       case: 'checkpointDone',
       value: { step: 2, path, manifestSha256: await adapterManifestSha256(path) },
@@ -148,7 +156,7 @@ describe('runWorker', () => {
       case: 'stepPlan',
       value: { step: 5, sampleIds: [0], microBatchSize: 1 },
     });
-    const error = await coordinator.receive();
+    const error = await coordinator.next();
     expect(error.body).toEqual({
       case: 'error',
       value: {
@@ -167,7 +175,7 @@ describe('runWorker', () => {
     const hello = await coordinator.receive();
     if (hello.body.case !== 'hello') throw new Error('expected hello');
     await coordinator.welcome(hello.body.value.dataEndpoint, run.config, true);
-    const error = await coordinator.receive();
+    const error = await coordinator.next();
     expect(error.body).toMatchObject({ case: 'error', value: { code: 'config-mismatch' } });
     await expect(worker.done).rejects.toThrow(/does not match its hash/);
   });

@@ -82,6 +82,8 @@ export interface Member {
   lastSeen: number;
   lastHeartbeatMs: number;
   rssBytes: number;
+  /** Silence it announced for its computation, allowed on top of the heartbeat timeout. */
+  quietMs: number;
   /** When it was welcomed (performance.now()), for the build deadline. */
   welcomedAt: number;
   lostReason?: string;
@@ -400,6 +402,7 @@ export class WorkerFleet {
       lastSeen: performance.now(),
       lastHeartbeatMs: 0,
       rssBytes: 0,
+      quietMs: 0,
       welcomedAt: 0,
     };
     this.all.push(member);
@@ -529,10 +532,14 @@ export class WorkerFleet {
     if (body.case === 'heartbeat') {
       member.lastHeartbeatMs = Date.now();
       member.rssBytes = body.value.rssBytes;
+      member.quietMs = body.value.quietMs;
       if (member.status === 'building') {
         member.status = 'ready';
         this.event('info', `${member.name} is ready`);
       }
+      // Consumed here: queued, a long step's heartbeats would fill the inbox.
+      this.signal();
+      return;
     }
     if (member.inbox.length >= INBOX_LIMIT) {
       this.markLost(member, `more than ${INBOX_LIMIT} unread messages (flooding)`);
@@ -587,11 +594,12 @@ export class WorkerFleet {
     for (const m of this.all) {
       if (
         (m.status === 'active' || m.status === 'ready') &&
-        now - m.lastSeen > this.options.heartbeatTimeoutMs
+        now - m.lastSeen > this.options.heartbeatTimeoutMs + m.quietMs
       ) {
+        const allowed = m.quietMs > 0 ? `, ${m.quietMs / 1000} s of it announced for compute` : '';
         this.markLost(
           m,
-          `silent for ${((now - m.lastSeen) / 1000).toFixed(1)} s (heartbeat timeout)`,
+          `silent for ${((now - m.lastSeen) / 1000).toFixed(1)} s (heartbeat timeout${allowed})`,
         );
       } else if (m.status === 'building' && now - m.welcomedAt > BUILD_TIMEOUT_MS) {
         this.markLost(m, `did not load its replica within ${BUILD_TIMEOUT_MS / 1000} s`);
@@ -603,7 +611,13 @@ export class WorkerFleet {
     if (this.closed) return;
     const body: ControlBody = {
       case: 'heartbeat',
-      value: { sentAtMs: Date.now(), state: 'unspecified', rssBytes: 0, stepsDone: 0 },
+      value: {
+        sentAtMs: Date.now(),
+        state: 'unspecified',
+        rssBytes: 0,
+        stepsDone: 0,
+        quietMs: 0,
+      },
     };
     for (const m of this.live()) if (m.identity) this.send(m, body).catch(() => undefined);
   }

@@ -189,7 +189,7 @@ export const trainSpec: CommandSpec = {
       min: 0.5,
       default: 5,
       description:
-        'seconds of silence after which a worker is declared lost (one micro-batch must compute within it)',
+        'seconds of silence after which a worker is declared lost (plus the compute time it announces before each micro-batch)',
     },
     'curve-key': {
       kind: 'string',

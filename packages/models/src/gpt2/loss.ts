@@ -91,6 +91,8 @@ export function evaluateLoss(
 export async function evaluateLossSums(
   model: Gpt2Model,
   batches: Iterable<TokenBatch>,
+  /** Awaited before each batch's (blocking) forward pass. */
+  beforeBatch?: () => Promise<void>,
 ): Promise<{ lossSum: number; tokens: number }> {
   let lossSum = 0;
   let tokens = 0;
@@ -98,6 +100,7 @@ export async function evaluateLossSums(
     await new Promise<void>((resolve) => setImmediate(resolve));
     const count = countLossTokens(batch);
     if (count === 0) continue;
+    await beforeBatch?.();
     const nll = tf.tidy(() => tokenNllSum(model, batch));
     try {
       lossSum += (await nll.data())[0]!;

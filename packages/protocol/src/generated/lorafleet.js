@@ -2357,6 +2357,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       Heartbeat.prototype.state = 0;
       Heartbeat.prototype.rssBytes = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       Heartbeat.prototype.stepsDone = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      Heartbeat.prototype.quietMs = 0;
 
       Heartbeat.create = function (properties) {
         return new Heartbeat(properties);
@@ -2396,6 +2397,12 @@ export const lorafleet = ($root.lorafleet = (() => {
             : message.stepsDone !== 0)
         )
           writer.uint32(32).uint64(message.stepsDone);
+        if (
+          message.quietMs != null &&
+          $Object.hasOwnProperty.call(message, 'quietMs') &&
+          message.quietMs !== 0
+        )
+          writer.uint32(40).uint32(message.quietMs);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -2460,6 +2467,12 @@ export const lorafleet = ($root.lorafleet = (() => {
               )
                 message.stepsDone = value;
               else delete message.stepsDone;
+              continue;
+            }
+            case 5: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.quietMs = value;
+              else delete message.quietMs;
               continue;
             }
           }
@@ -2561,6 +2574,8 @@ export const lorafleet = ($root.lorafleet = (() => {
                 object.stepsDone.low >>> 0,
                 object.stepsDone.high >>> 0,
               ).toNumber(true);
+        if (object.quietMs != null)
+          if ($Number(object.quietMs) !== 0) message.quietMs = object.quietMs >>> 0;
         return message;
       };
 
@@ -2622,6 +2637,7 @@ export const lorafleet = ($root.lorafleet = (() => {
                 : typeof $BigInt !== 'undefined' && options.longs === $BigInt
                   ? $BigInt('0')
                   : 0;
+          object.quietMs = 0;
         }
         if (message.sentAtMs != null && $Object.hasOwnProperty.call(message, 'sentAtMs'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -2699,6 +2715,8 @@ export const lorafleet = ($root.lorafleet = (() => {
                       message.stepsDone.high >>> 0,
                     ).toNumber(true)
                   : message.stepsDone;
+        if (message.quietMs != null && $Object.hasOwnProperty.call(message, 'quietMs'))
+          object.quietMs = message.quietMs;
         return object;
       };
 

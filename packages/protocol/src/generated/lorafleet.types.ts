@@ -1477,6 +1477,9 @@ export declare namespace lorafleet {
       /** Heartbeat stepsDone. */
       stepsDone: number | Long;
 
+      /** Heartbeat quietMs. */
+      quietMs: number;
+
       /**
        * Creates a new Heartbeat instance using the specified properties.
        * @param [properties] Properties to set
@@ -1550,6 +1553,9 @@ export declare namespace lorafleet {
 
         /** Heartbeat stepsDone */
         stepsDone?: number | Long | null;
+
+        /** Heartbeat quietMs */
+        quietMs?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
