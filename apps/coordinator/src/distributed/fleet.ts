@@ -13,7 +13,10 @@ import { CurveAuthenticator, type CurveKeyPair, curveServerOptions } from '@lora
 import type { BackendName } from '@lorafleet/core';
 import { type ControlBody, type Hello, decodeControl, encodeControl } from '@lorafleet/protocol';
 import { UNASSIGNED_RUN } from '@lorafleet/worker';
+import { FleetError, type Member, MembersLost, Roster } from './roster.js';
 import { WorkerProcess } from './worker-process.js';
+
+export { FleetError, type Member, type MemberStatus, MembersLost } from './roster.js';
 
 /** Where the workers come from. */
 export type Membership =
@@ -41,53 +44,8 @@ export interface FleetOptions {
   curve?: { keyPair: CurveKeyPair; authorizedKeys: readonly string[] };
 }
 
-/** Why a run stopped: a worker failed in a way no restart fixes, or a wait ran out. */
-export class FleetError extends Error {
-  override name = 'FleetError';
-}
-
-/** Workers were lost while the coordinator waited on them; the step must be aborted. */
-export class MembersLost extends Error {
-  override name = 'MembersLost';
-  constructor(readonly members: Member[]) {
-    super(members.map((m) => `${m.name}: ${m.lostReason}`).join('; '));
-  }
-}
-
 type Case = ControlBody['case'];
 type BodyOf<K extends Case> = Extract<ControlBody, { case: K }>['value'];
-
-/**
- * starting: spawned, no Hello yet; hello: said Hello, not yet welcomed;
- * building: welcomed, loading its replica; ready: loaded, not in the ring;
- * active: in the ring; lost: gone (dead, silent or failed); left: shut down.
- */
-export type MemberStatus = 'starting' | 'hello' | 'building' | 'ready' | 'active' | 'lost' | 'left';
-
-export interface Member {
-  /** Unique in this run, in order of arrival. */
-  readonly id: number;
-  /** Spawned workers: the place it fills (a replacement takes the lost worker's slot and GPU). */
-  slot: number;
-  /** "worker 3 (pid 4242)" or "worker 3 (host:pid)". */
-  name: string;
-  status: MemberStatus;
-  /** Rank in the current ring; -1 outside it. */
-  rank: number;
-  process?: WorkerProcess;
-  identity?: Buffer;
-  hello?: Hello;
-  inbox: ControlBody[];
-  /** performance.now() of its last message, and the wall clock of its last heartbeat. */
-  lastSeen: number;
-  lastHeartbeatMs: number;
-  rssBytes: number;
-  /** Silence it announced for its computation, allowed on top of the heartbeat timeout. */
-  quietMs: number;
-  /** When it was welcomed (performance.now()), for the build deadline. */
-  welcomedAt: number;
-  lostReason?: string;
-}
 
 /** Coordinator heartbeats, so idle workers know it is alive. */
 const HEARTBEAT_MS = 1000;
@@ -95,12 +53,9 @@ const HEARTBEAT_MS = 1000;
 const WATCH_MS = 250;
 /** Messages a worker may have waiting; more is a broken or hostile peer. */
 const INBOX_LIMIT = 256;
-/** A welcomed worker must load its replica within this. */
-const BUILD_TIMEOUT_MS = 600_000;
 
 export class WorkerFleet {
-  private readonly all: Member[] = [];
-  private nextId = 0;
+  private readonly roster = new Roster();
   private restarts = 0;
   private failure: FleetError | undefined;
   private waiters: (() => void)[] = [];
@@ -127,7 +82,7 @@ export class WorkerFleet {
   }
 
   private readonly killOnExit = () => {
-    for (const m of this.all) m.process?.kill();
+    for (const m of this.roster.all) m.process?.kill();
   };
 
   /** Binds the ROUTER, spawns the workers (or waits for them to join) and waits for every Hello. */
@@ -169,11 +124,12 @@ export class WorkerFleet {
       if (membership.kind === 'spawn') {
         for (let slot = 0; slot < membership.workers; slot++) fleet.spawn(slot);
         await fleet.until(
-          () => fleet.all.every((m) => m.status !== 'starting'),
+          () => fleet.roster.all.every((m) => m.status !== 'starting'),
           options.helloTimeoutMs,
-          () => `Hello from ${fleet.describe(fleet.all.filter((m) => m.status === 'starting'))}`,
+          () =>
+            `Hello from ${fleet.describe(fleet.roster.all.filter((m) => m.status === 'starting'))}`,
         );
-        const lost = fleet.all.filter((m) => m.status === 'lost');
+        const lost = fleet.roster.all.filter((m) => m.status === 'lost');
         if (lost.length > 0) throw new FleetError(new MembersLost(lost).message);
       } else {
         await fleet.awaitJoins(membership.workers, options.helloTimeoutMs);
@@ -188,22 +144,22 @@ export class WorkerFleet {
 
   /** Members in the ring, by rank. */
   active(): Member[] {
-    return this.all.filter((m) => m.status === 'active').sort((a, b) => a.rank - b.rank);
+    return this.roster.active();
   }
 
   /** Members that said Hello and wait for Welcome. */
   newcomers(): Member[] {
-    return this.all.filter((m) => m.status === 'hello');
+    return this.roster.newcomers();
   }
 
   /** Members with a loaded replica, waiting to enter the ring. */
   ready(): Member[] {
-    return this.all.filter((m) => m.status === 'ready');
+    return this.roster.ready();
   }
 
   /** Members that are or may become part of the ring. */
   live(): Member[] {
-    return this.all.filter((m) => !['lost', 'left'].includes(m.status));
+    return this.roster.live();
   }
 
   /** Welcome/Regroup's ringPublicKeys, in rank order: the members' Hello keys with CURVE, else none. */
@@ -213,13 +169,12 @@ export class WorkerFleet {
 
   /** Every member ever seen, in order of arrival. */
   members(): readonly Member[] {
-    return this.all;
+    return this.roster.all;
   }
 
   /** Marks a welcomed member as loading its replica (its first heartbeat then makes it ready). */
   welcomed(m: Member): void {
-    m.status = 'building';
-    m.welcomedAt = performance.now();
+    this.roster.welcomed(m);
   }
 
   /** A member, or the active member of a rank. */
@@ -314,12 +269,7 @@ export class WorkerFleet {
 
   /** Makes `members` the ring, in this order (ranks 0..n-1); everyone else leaves it. */
   setRing(members: readonly Member[]): void {
-    for (const m of this.all) if (m.status === 'active') m.rank = -1;
-    for (const [rank, m] of members.entries()) {
-      m.status = 'active';
-      m.rank = rank;
-    }
-    for (const m of this.all) if (m.status === 'active' && m.rank < 0) m.status = 'ready';
+    this.roster.setRing(members);
   }
 
   /**
@@ -370,7 +320,7 @@ export class WorkerFleet {
   }
 
   private spawn(slot: number): Member {
-    const id = this.nextId++;
+    const id = this.roster.nextId();
     const { gpus, heartbeatTimeoutMs } = this.options;
     const gpu = gpus && gpus.length > 0 ? gpus[slot % gpus.length] : undefined;
     const process = new WorkerProcess(
@@ -385,27 +335,9 @@ export class WorkerFleet {
         timeoutSeconds: Math.max(10, Math.ceil((3 * heartbeatTimeoutMs) / 1000)),
       },
     );
-    const member = this.newMember(id, `worker ${id} (pid ${process.pid})`, slot);
+    const member = this.roster.add(id, `worker ${id} (pid ${process.pid})`, slot);
     member.process = process;
     member.status = 'starting';
-    return member;
-  }
-
-  private newMember(id: number, name: string, slot = -1): Member {
-    const member: Member = {
-      id,
-      slot,
-      name,
-      status: 'hello',
-      rank: -1,
-      inbox: [],
-      lastSeen: performance.now(),
-      lastHeartbeatMs: 0,
-      rssBytes: 0,
-      quietMs: 0,
-      welcomedAt: 0,
-    };
-    this.all.push(member);
     return member;
   }
 
@@ -434,7 +366,7 @@ export class WorkerFleet {
   }
 
   private onExit(p: WorkerProcess): void {
-    const m = this.all.find((x) => x.process === p);
+    const m = this.roster.all.find((x) => x.process === p);
     if (m && !(this.stopping && p.exit?.code === 0)) {
       this.markLost(m, `${p.describeExit()}${p.lastWords()}`);
     }
@@ -515,7 +447,7 @@ export class WorkerFleet {
       this.admit(identity, body.value, runId);
       return;
     }
-    const member = this.all.find((m) => m.identity?.equals(identity));
+    const member = this.roster.all.find((m) => m.identity?.equals(identity));
     if (!member || runId !== this.options.runId || member.status === 'lost') {
       // A lost worker that wakes up (SIGCONT) or a stranger: not ours any more.
       return;
@@ -553,7 +485,7 @@ export class WorkerFleet {
   private admit(identity: Buffer, hello: Hello, runId: string): void {
     const { membership } = this.options;
     if (runId !== this.options.runId && runId !== UNASSIGNED_RUN) return;
-    if (this.all.some((m) => m.identity?.equals(identity))) return;
+    if (this.roster.all.some((m) => m.identity?.equals(identity))) return;
     if (this.auth && !this.auth.allows(hello.curvePublicKey)) {
       this.options.log(
         `coordinator: ignored a Hello from ${hello.workerId}: its curvePublicKey is not in --authorized-keys`,
@@ -562,7 +494,7 @@ export class WorkerFleet {
     }
     let member: Member | undefined;
     if (membership.kind === 'spawn') {
-      member = this.all.find((m) => m.process?.pid === hello.pid && m.status === 'starting');
+      member = this.roster.all.find((m) => m.process?.pid === hello.pid && m.status === 'starting');
       if (!member) {
         this.options.log(
           `coordinator: ignored a Hello from ${hello.workerId}: not a worker this run spawned`,
@@ -577,8 +509,8 @@ export class WorkerFleet {
         );
         return;
       }
-      const id = this.nextId++;
-      member = this.newMember(id, `worker ${id} (${hello.workerId})`);
+      const id = this.roster.nextId();
+      member = this.roster.add(id, `worker ${id} (${hello.workerId})`);
     }
     Object.assign(member, { identity, hello, lastSeen: performance.now() });
     this.event(
@@ -590,20 +522,8 @@ export class WorkerFleet {
 
   /** Liveness: silent ready workers and stuck builders are lost. */
   private watch(): void {
-    const now = performance.now();
-    for (const m of this.all) {
-      if (
-        (m.status === 'active' || m.status === 'ready') &&
-        now - m.lastSeen > this.options.heartbeatTimeoutMs + m.quietMs
-      ) {
-        const allowed = m.quietMs > 0 ? `, ${m.quietMs / 1000} s of it announced for compute` : '';
-        this.markLost(
-          m,
-          `silent for ${((now - m.lastSeen) / 1000).toFixed(1)} s (heartbeat timeout${allowed})`,
-        );
-      } else if (m.status === 'building' && now - m.welcomedAt > BUILD_TIMEOUT_MS) {
-        this.markLost(m, `did not load its replica within ${BUILD_TIMEOUT_MS / 1000} s`);
-      }
+    for (const { member, reason } of this.roster.overdue(this.options.heartbeatTimeoutMs)) {
+      this.markLost(member, reason);
     }
   }
 
