@@ -19,6 +19,7 @@ import { membershipFrom } from '../distributed/membership.js';
 import { runDistributedTrain } from '../distributed/train.js';
 import { ADAPTER_NAME, copyTokenizerFiles, formatCount, startBackend } from '../common.js';
 import { Progress } from '../progress.js';
+import { onInterrupt } from '../training/interrupt.js';
 import { observeRun, runFacts } from '../observe/observer.js';
 import { type PreparedRows, batchesOf, prepareRows } from '../training/rows.js';
 import { rowOptionsFrom } from '../training/data-options.js';
@@ -218,22 +219,14 @@ export async function runTrain(o: Options): Promise<void> {
   const metricsPath = join(out, 'metrics.jsonl');
   if (resumeFrom) await trimMetrics(metricsPath, startStep);
   else await writeFile(metricsPath, '');
-  let interrupted = false;
-  const onSignal = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    console.error(
-      '\ninterrupted: finishing this step and saving; press Ctrl-C again to quit at once',
-    );
-  };
-  process.on('SIGINT', onSignal);
+  const interrupt = onInterrupt();
 
   const progress = new Progress({ label: 'train', total: steps });
   const started = performance.now();
   const tokensBefore = tokensSeen;
   const losses: number[] = [];
   let done = startStep;
-  for (let step = startStep; step < steps && !interrupted; step++) {
+  for (let step = startStep; step < steps && !interrupt.requested; step++) {
     const planned = sampler.plan(state);
     const rows = planned.ids.map((i) => split.train[i]!);
     const result = await stepper.run(batchesOf(rows, micro, seqLen));
@@ -282,7 +275,8 @@ export async function runTrain(o: Options): Promise<void> {
   }
   if (runConfig && done > startStep) await saveCheckpoint(done);
   progress.finish();
-  process.off('SIGINT', onSignal);
+  interrupt.dispose();
+  const interrupted = interrupt.requested;
   const seconds = (performance.now() - started) / 1000;
   const after = evaluate();
   if (after) {

@@ -19,6 +19,7 @@ import { type Options, UsageError } from '../args.js';
 import { formatCount } from '../common.js';
 import { type RunObserver, observeRun, runFacts } from '../observe/observer.js';
 import { Progress } from '../progress.js';
+import { onInterrupt } from '../training/interrupt.js';
 import { trimMetrics } from '../training/resume.js';
 import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
 import { FleetError, type Member, type Membership, MembersLost, WorkerFleet } from './fleet.js';
@@ -259,15 +260,7 @@ async function trainLoop(
   if (start.resumed) await trimMetrics(metricsPath, start.step);
   else await writeFile(metricsPath, '');
   const ledger = new SampleLedger(join(out, LEDGER_FILE), start.resumed ? start.step : 0);
-  let interrupted = false;
-  const onSignal = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    console.error(
-      '\ninterrupted: finishing this step and saving; press Ctrl-C again to quit at once',
-    );
-  };
-  process.on('SIGINT', onSignal);
+  const interrupt = onInterrupt();
   const progress = new Progress({ label: 'train', total: steps });
   const started = performance.now();
   // Time spent evaluating, left out of tokens/s.
@@ -285,7 +278,7 @@ async function trainLoop(
       workers: workerTable(fleet, timings),
     });
   try {
-    while (done < steps && !interrupted) {
+    while (done < steps && !interrupt.requested) {
       const step = done + 1;
       try {
         await ring.boundary(done);
@@ -374,7 +367,7 @@ async function trainLoop(
         if (
           (checkpointEvery > 0 && done % checkpointEvery === 0) ||
           done === steps ||
-          interrupted
+          interrupt.requested
         ) {
           await saveCheckpoint();
         }
@@ -392,7 +385,7 @@ async function trainLoop(
   } finally {
     ledger.close();
     progress.finish();
-    process.off('SIGINT', onSignal);
+    interrupt.dispose();
   }
 
   async function saveCheckpoint(): Promise<void> {
@@ -407,7 +400,7 @@ async function trainLoop(
   const seconds = (performance.now() - started) / 1000 - evalSeconds;
   return {
     done,
-    interrupted,
+    interrupted: interrupt.requested,
     losses,
     tokens,
     tokensSeen: start.tokensSeen + tokens,
