@@ -3,7 +3,6 @@
 // worker whose key is not listed never joins.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,6 +14,7 @@ import {
   makeTempDir,
   removeDir,
   writeJsonl,
+  freePort,
 } from './helpers.js';
 
 const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
@@ -70,14 +70,6 @@ function start(script: string, args: string[]) {
     }
   };
   return { done, waitFor, output: () => output };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 const worker = (endpoint: string, name: string, ...more: string[]) =>

@@ -3,7 +3,6 @@
 // non-loopback address is refused without --allow-remote.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter } from '@lorafleet/core';
@@ -16,6 +15,7 @@ import {
   removeDir,
   writeJsonl,
   NO_DROPOUT_CONFIG,
+  freePort,
 } from './helpers.js';
 
 const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
@@ -78,14 +78,6 @@ function start(script: string, args: string[], env: Record<string, string> = {})
     }
   };
   return { child, done, waitFor };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function adapterOf(out: string): Promise<Map<string, Float32Array>> {

@@ -186,7 +186,8 @@ export const trainSpec: CommandSpec = {
     },
     'heartbeat-timeout': {
       kind: 'number',
-      min: 0.5,
+      // Workers beat every second: below two, a busy machine's jitter evicts healthy ones.
+      min: 2,
       default: 5,
       description:
         'seconds of silence after which a worker is declared lost (plus the compute time it announces before each micro-batch)',
