@@ -194,7 +194,10 @@ export class WorkerFleet {
       try {
         await this.router.send([member.identity!, frame]);
       } catch (error) {
-        this.markLost(member, `cannot send ${body.case}: ${(error as Error).message}`);
+        // While stopping, a worker that already left cannot be reached: that is no loss.
+        if (!this.stopping) {
+          this.markLost(member, `cannot send ${body.case}: ${(error as Error).message}`);
+        }
       }
     });
     this.sending = sent.catch(() => undefined);
@@ -522,13 +525,16 @@ export class WorkerFleet {
 
   /** Liveness: silent ready workers and stuck builders are lost. */
   private watch(): void {
+    // After Shutdown the workers go quiet on purpose; stop() bounds the wait.
+    if (this.stopping) return;
     for (const { member, reason } of this.roster.overdue(this.options.heartbeatTimeoutMs)) {
       this.markLost(member, reason);
     }
   }
 
   private beat(): void {
-    if (this.closed) return;
+    // After Shutdown, workers leave: a heartbeat to one that is gone would look like a loss.
+    if (this.closed || this.stopping) return;
     const body: ControlBody = {
       case: 'heartbeat',
       value: {
