@@ -145,7 +145,10 @@ describe('train --workers N', () => {
     process.kill(pids[1]!, 'SIGKILL');
     const { code, stderr } = await run.done;
     expect(code).toBe(1);
-    expect(stderr).toMatch(new RegExp(`\\(pid ${pids[1]}\\) exited with signal SIGKILL`));
+    // Its exit, or a send to its closed socket, whichever the coordinator sees first.
+    expect(stderr).toMatch(
+      new RegExp(`\\(pid ${pids[1]}\\) lost: .*(exited with signal SIGKILL|Host unreachable)`),
+    );
     expect(stderr).toMatch(/only 1 worker\(s\) after waiting 2 s at step \d+; --min-workers is 2/);
     expect(await goneWithin(pids[0]!, 5000)).toBe(true); // the coordinator took the survivor down
   });
