@@ -3,11 +3,10 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type PeftAdapter, TrainableParameters, tf, useBackend } from '@lorafleet/core';
+import { type TrainableParameters, useBackend } from '@lorafleet/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CheckpointError,
-  type TrainerState,
   findResumeCheckpoint,
   listCheckpoints,
   pruneCheckpoints,
@@ -16,43 +15,10 @@ import {
   verifyCheckpoint,
   writeCheckpoint,
 } from '../src/training/checkpoint.js';
+import { ADAPTER as adapter, fixtureParameters, trainerState } from './checkpoint-fixture.js';
 
 let out: string;
 let params: TrainableParameters;
-
-// One module "m" with r = 2, in = 3, out = 4.
-const a = Float32Array.from({ length: 6 }, (_, i) => i / 7);
-const b = Float32Array.from({ length: 8 }, (_, i) => -i / 9);
-const adapter: PeftAdapter = {
-  config: {
-    r: 2,
-    loraAlpha: 4,
-    loraDropout: 0,
-    targetModules: ['m'],
-    fanInFanOut: false,
-    useRslora: false,
-    bias: 'none',
-    initLoraWeights: true,
-    baseModelNameOrPath: null,
-    taskType: 'CAUSAL_LM',
-  },
-  modules: new Map([['m', { a, b, r: 2, inFeatures: 3, outFeatures: 4 }]]),
-};
-
-function trainerState(step: number): TrainerState {
-  return {
-    formatVersion: 1,
-    step,
-    epoch: step / 10,
-    sampler: { epoch: 0, cursor: step * 2 },
-    seed: 7,
-    configHash: 'x',
-    config: {},
-    totalSteps: 20,
-    tokensSeen: step * 100,
-    rng: { kind: 'derived', seed: 7, step },
-  };
-}
 
 async function write(step: number): Promise<string> {
   const m = Float32Array.from({ length: params.size }, (_, i) => step + i / 3);
@@ -68,10 +34,7 @@ async function write(step: number): Promise<string> {
 beforeAll(async () => {
   await useBackend('cpu');
   out = await mkdtemp(join(tmpdir(), 'lorafleet-ckpt-files-'));
-  params = new TrainableParameters([
-    ['m.lora_A', tf.variable(tf.tensor2d(a, [2, 3]))],
-    ['m.lora_B', tf.variable(tf.tensor2d(b, [4, 2]))],
-  ]);
+  params = fixtureParameters();
 });
 
 afterAll(() => rm(out, { recursive: true, force: true }));

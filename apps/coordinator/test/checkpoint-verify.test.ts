@@ -6,51 +6,24 @@
 import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type PeftAdapter, TrainableParameters, tf, useBackend } from '@lorafleet/core';
+import { type TrainableParameters, useBackend } from '@lorafleet/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type TrainerState,
   listCheckpoints,
   pruneCheckpoints,
   resumeCheckpoint,
   writeCheckpoint,
 } from '../src/training/checkpoint.js';
+import {
+  ADAPTER as adapter,
+  fixtureParameters,
+  trainerState as state,
+} from './checkpoint-fixture.js';
 import { checkpointDir } from './helpers.js';
 
 let root: string;
 let params: TrainableParameters;
 let runs = 0;
-
-const a = Float32Array.from({ length: 6 }, (_, i) => i / 7);
-const b = Float32Array.from({ length: 8 }, (_, i) => -i / 9);
-const adapter: PeftAdapter = {
-  config: {
-    r: 2,
-    loraAlpha: 4,
-    loraDropout: 0,
-    targetModules: ['m'],
-    fanInFanOut: false,
-    useRslora: false,
-    bias: 'none',
-    initLoraWeights: true,
-    baseModelNameOrPath: null,
-    taskType: 'CAUSAL_LM',
-  },
-  modules: new Map([['m', { a, b, r: 2, inFeatures: 3, outFeatures: 4 }]]),
-};
-
-const state = (step: number): TrainerState => ({
-  formatVersion: 1,
-  step,
-  epoch: step / 10,
-  sampler: { epoch: 0, cursor: step * 2 },
-  seed: 7,
-  configHash: 'x',
-  config: {},
-  totalSteps: 20,
-  tokensSeen: step * 100,
-  rng: { kind: 'derived', seed: 7, step },
-});
 
 /** A run folder with checkpoints at `steps`. */
 async function runWith(...steps: number[]): Promise<string> {
@@ -85,10 +58,7 @@ async function resume(from: string): Promise<{ step: number; warnings: string[] 
 beforeAll(async () => {
   await useBackend('cpu');
   root = await mkdtemp(join(tmpdir(), 'lorafleet-ckpt-choose-'));
-  params = new TrainableParameters([
-    ['m.lora_A', tf.variable(tf.tensor2d(a, [2, 3]))],
-    ['m.lora_B', tf.variable(tf.tensor2d(b, [4, 2]))],
-  ]);
+  params = fixtureParameters();
 });
 
 afterAll(() => rm(root, { recursive: true, force: true }));
