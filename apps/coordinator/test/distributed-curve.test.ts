@@ -2,7 +2,7 @@
 // processes: workers with listed keys train over CURVE on both planes; a
 // worker whose key is not listed never joins.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,6 +15,7 @@ import {
   removeDir,
   writeJsonl,
   freePort,
+  initTinyModel,
 } from './helpers.js';
 
 const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
@@ -28,9 +29,7 @@ const started: ChildProcess[] = [];
 beforeAll(async () => {
   await ensureBuilt();
   dir = await makeTempDir('curve');
-  await writeFile(join(dir, 'model.json'), JSON.stringify(NO_DROPOUT_CONFIG));
-  model = join(dir, 'model');
-  await lorafleetOk(['init', '--config', join(dir, 'model.json'), '--out', model]);
+  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
   data = await writeJsonl(
     join(dir, 'train.jsonl'),
     Array.from({ length: 30 }, (_, i) => ({ text: `abc abc ${i % 5} abcabc line ${i}.` })),

@@ -6,7 +6,7 @@
 // the coordinator's resume). LORAFLEET_FAULT_STEP_DELAY_MS (a test hook) slows
 // each step of the tiny model so faults land at chosen steps.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { auditLedger } from '@lorafleet/data';
@@ -16,12 +16,13 @@ import {
   adapterBytes,
   ensureBuilt,
   evalJson,
-  lorafleetOk,
   makeTempDir,
   readJson,
   removeDir,
   writeJsonl,
   freePort,
+  initTinyModel,
+  numberedPatternRecords,
 } from './helpers.js';
 
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
@@ -41,20 +42,9 @@ const strays = new Set<number>();
 beforeAll(async () => {
   await ensureBuilt();
   dir = await makeTempDir('faults');
-  await writeFile(join(dir, 'model.json'), JSON.stringify(NO_DROPOUT_CONFIG));
-  model = join(dir, 'model');
-  await lorafleetOk(['init', '--config', join(dir, 'model.json'), '--out', model]);
-  const line = (i: number) => ({
-    text: `abcabc abc ${i % 7} abcabcabc; line ${i} of the pattern.`,
-  });
-  data = await writeJsonl(
-    join(dir, 'train.jsonl'),
-    Array.from({ length: LINES }, (_, i) => line(i)),
-  );
-  valid = await writeJsonl(
-    join(dir, 'valid.jsonl'),
-    Array.from({ length: 12 }, (_, i) => line(i + 100)),
-  );
+  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
+  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(LINES));
+  valid = await writeJsonl(join(dir, 'valid.jsonl'), numberedPatternRecords(112).slice(100));
 }, 120_000);
 
 afterEach(() => {

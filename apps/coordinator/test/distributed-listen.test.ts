@@ -2,7 +2,7 @@
 // started by hand join and train the adapter a `--workers N` run trains, and a
 // non-loopback address is refused without --allow-remote.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter } from '@lorafleet/core';
@@ -10,12 +10,13 @@ import {
   REPO_ROOT,
   ensureBuilt,
   lorafleet,
-  lorafleetOk,
   makeTempDir,
   removeDir,
   writeJsonl,
   NO_DROPOUT_CONFIG,
   freePort,
+  initTinyModel,
+  numberedPatternRecords,
 } from './helpers.js';
 
 const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
@@ -31,13 +32,8 @@ const started: ChildProcess[] = [];
 beforeAll(async () => {
   await ensureBuilt();
   dir = await makeTempDir('listen');
-  await writeFile(join(dir, 'model.json'), JSON.stringify(NO_DROPOUT_CONFIG));
-  model = join(dir, 'model');
-  await lorafleetOk(['init', '--config', join(dir, 'model.json'), '--out', model]);
-  const lines = Array.from({ length: 40 }, (_, i) => ({
-    text: `abcabc abc ${i % 7} abcabcabc; line ${i} of the pattern.`,
-  }));
-  data = await writeJsonl(join(dir, 'train.jsonl'), lines);
+  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
+  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
 }, 300_000);
 
 afterAll(async () => {

@@ -3,7 +3,7 @@
 // equivalence), and unrecoverable failures must end the run with a message
 // naming the worker (distributed-faults.test.ts: the recoverable ones).
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,12 +12,13 @@ import {
   REPO_ROOT,
   ensureBuilt,
   lorafleet,
-  lorafleetOk,
   makeTempDir,
   readJson,
   removeDir,
   writeJsonl,
   NO_DROPOUT_CONFIG,
+  initTinyModel,
+  numberedPatternRecords,
 } from './helpers.js';
 
 const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
@@ -34,13 +35,8 @@ let valid: string;
 beforeAll(async () => {
   await ensureBuilt();
   dir = await makeTempDir('distributed');
-  await writeFile(join(dir, 'model.json'), JSON.stringify(NO_DROPOUT_CONFIG));
-  model = join(dir, 'model');
-  await lorafleetOk(['init', '--config', join(dir, 'model.json'), '--out', model]);
-  const lines = Array.from({ length: 40 }, (_, i) => ({
-    text: `abcabc abc ${i % 7} abcabcabc; line ${i} of the pattern.`,
-  }));
-  data = await writeJsonl(join(dir, 'train.jsonl'), lines);
+  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
+  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
   valid = await writeJsonl(
     join(dir, 'valid.jsonl'),
     Array.from({ length: 9 }, (_, i) => ({ text: `abcabc abc ${i % 4}; held out ${i}.` })),

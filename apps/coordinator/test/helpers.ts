@@ -162,9 +162,14 @@ export function removeDir(dir: string | undefined): Promise<void> {
 }
 
 /** `lorafleet init` of the tiny model into DIR/NAME; returns that folder. */
-export async function initTinyModel(dir: string, name: string, seed = 0): Promise<string> {
+export async function initTinyModel(
+  dir: string,
+  name: string,
+  seed = 0,
+  config: object = TINY_CONFIG,
+): Promise<string> {
   const configPath = join(dir, `${name}.config.json`);
-  await writeFile(configPath, JSON.stringify(TINY_CONFIG));
+  await writeFile(configPath, JSON.stringify(config));
   const out = join(dir, name);
   await lorafleetOk(['init', '--config', configPath, '--out', out, '--seed', String(seed)]);
   return out;
@@ -181,6 +186,13 @@ export async function writeJsonl(path: string, records: readonly unknown[]): Pro
  */
 export function patternRecords(lines: number): { text: string }[] {
   return Array.from({ length: lines }, () => ({ text: 'abcabcabc abcabc abc abcabcabc abc.' }));
+}
+
+/** `lines` numbered variations of one pattern (the distributed tests' training text). */
+export function numberedPatternRecords(lines: number): { text: string }[] {
+  return Array.from({ length: lines }, (_, i) => ({
+    text: `abcabc abc ${i % 7} abcabcabc; line ${i} of the pattern.`,
+  }));
 }
 
 export async function readJson<T>(path: string): Promise<T> {
