@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# What the test suite needs from the operating system, installed when missing.
+# `pnpm test` runs this first, so the README's test command passes on a fresh
+# Debian/Ubuntu machine; .ci/run calls `pnpm test` and nothing else installs.
+#   chromium     the dashboard's browser test (playwright-core drives it), and
+#                SwiftShader's Vulkan driver, which runs WebGPU (WGSL) on the CPU
+#   libvulkan1   the Vulkan loader Dawn opens to reach SwiftShader
+#   tcpdump      the CURVE test records loopback traffic to prove it is encrypted
+# Each line: the Debian package, then the file whose presence means it is installed.
+set -euo pipefail
+needs=(
+  "chromium /usr/bin/chromium"
+  "libvulkan1 /usr/lib/x86_64-linux-gnu/libvulkan.so.1|/usr/lib/aarch64-linux-gnu/libvulkan.so.1"
+  "tcpdump /usr/bin/tcpdump|/usr/sbin/tcpdump"
+)
+missing=()
+for line in "${needs[@]}"; do
+  pkg=${line%% *}
+  found=0
+  IFS='|' read -ra paths <<<"${line#* }"
+  for p in "${paths[@]}"; do [[ -e $p ]] && found=1; done
+  ((found)) || missing+=("$pkg")
+done
+((${#missing[@]})) || exit 0
+
+if [[ ${LORAFLEET_NO_APT:-} == 1 ]]; then
+  echo "test-machine: missing ${missing[*]}; LORAFLEET_NO_APT=1, so not installing (the tests that need them will fail and say so)" >&2
+  exit 0
+fi
+sudo=
+if [[ $(id -u) != 0 ]]; then
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo=sudo
+  else
+    echo "test-machine: the tests need these Debian packages: ${missing[*]}" >&2
+    echo "  install them as root: apt-get install --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "test-machine: the tests need ${missing[*]} (Debian package names) and this machine has no apt-get; install their equivalents" >&2
+  exit 1
+fi
+echo "test-machine: installing ${missing[*]} (apt-get)" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
