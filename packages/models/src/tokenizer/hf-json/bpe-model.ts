@@ -1,0 +1,239 @@
+// tokenizer.json's "model" of type BPE: pieces (pre-tokenized words) to ids.
+// Follows Hugging Face tokenizers' BPE (Rust): characters, byte fallback
+// ("<0xE2>") or the unknown token for characters outside the vocabulary, then
+// merges by priority (lowest rank first, leftmost on ties), optionally
+// skipped when the whole word is a token ("ignore_merges", Llama 3).
+import {
+  type JsonObject,
+  type JsonPlace,
+  asArray,
+  asObject,
+  asString,
+  at,
+  fail,
+  optionalBoolean,
+} from './json.js';
+
+// Pieces repeat heavily; bounded so a long corpus cannot grow it without end.
+const CACHE_LIMIT = 50_000;
+// Pair key left * PAIR_BASE + right stays below 2^53 for any id < 2^26.
+const PAIR_BASE = 2 ** 26;
+
+export interface BpeVocabulary {
+  /** Token string -> id, from model.vocab. */
+  readonly tokenIds: ReadonlyMap<string, number>;
+}
+
+export class BpeModel implements BpeVocabulary {
+  readonly tokenIds: Map<string, number>;
+  /** pair key -> [rank, merged id] */
+  private readonly merges = new Map<number, [number, number]>();
+  private readonly byteFallback: boolean;
+  private readonly ignoreMerges: boolean;
+  private readonly unkId: number | undefined;
+  private readonly fuseUnk: boolean;
+  private readonly byteIds: (number | undefined)[] = [];
+  private readonly cache = new Map<string, number[]>();
+
+  constructor(o: JsonObject, place: JsonPlace) {
+    for (const key of ['continuing_subword_prefix', 'end_of_word_suffix'] as const) {
+      const v = o[key];
+      if (v !== undefined && v !== null && v !== '') {
+        fail(
+          at(place, key),
+          `BPE with ${key} ${JSON.stringify(v)} is not supported (word-piece style BPE)`,
+        );
+      }
+    }
+    if (o['dropout'] !== undefined && o['dropout'] !== null && o['dropout'] !== 0) {
+      fail(
+        at(place, 'dropout'),
+        'BPE dropout is a training-time augmentation; set it to null to tokenize',
+      );
+    }
+    this.tokenIds = readVocab(o['vocab'], at(place, 'vocab'));
+    this.byteFallback = optionalBoolean(o['byte_fallback'], at(place, 'byte_fallback'), false);
+    this.ignoreMerges = optionalBoolean(o['ignore_merges'], at(place, 'ignore_merges'), false);
+    this.fuseUnk = optionalBoolean(o['fuse_unk'], at(place, 'fuse_unk'), false);
+    const unk = o['unk_token'];
+    if (unk !== undefined && unk !== null) {
+      this.unkId = this.tokenIds.get(asString(unk, at(place, 'unk_token')));
+      if (this.unkId === undefined)
+        fail(at(place, 'unk_token'), `${JSON.stringify(unk)} is not in model.vocab`);
+    }
+    for (let b = 0; b < 256; b++) {
+      this.byteIds.push(this.tokenIds.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`));
+    }
+    this.readMerges(o['merges'], at(place, 'merges'));
+  }
+
+  /** Ids of one pre-tokenized piece. */
+  encodeWord(word: string): number[] {
+    const cached = this.cache.get(word);
+    if (cached) return cached;
+    const whole = this.ignoreMerges ? this.tokenIds.get(word) : undefined;
+    const ids = whole !== undefined ? [whole] : this.merge(this.initialSymbols(word));
+    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    this.cache.set(word, ids);
+    return ids;
+  }
+
+  private readMerges(value: unknown, place: JsonPlace): void {
+    asArray(value, place).forEach((entry, rank) => {
+      const [left, right] = mergePair(entry, at(place, rank));
+      const l = this.tokenIds.get(left);
+      const r = this.tokenIds.get(right);
+      const m = this.tokenIds.get(left + right);
+      if (l === undefined || r === undefined || m === undefined) {
+        fail(
+          at(place, rank),
+          `merge ${JSON.stringify([left, right])} uses a token missing from model.vocab; vocab and merges must come from the same tokenizer`,
+        );
+      }
+      const key = l * PAIR_BASE + r;
+      // The first (highest-priority) occurrence of a pair wins, as in Rust.
+      if (!this.merges.has(key)) this.merges.set(key, [rank, m]);
+    });
+  }
+
+  /** One symbol per character; unknown ones become bytes or the unknown token. */
+  private initialSymbols(word: string): number[] {
+    const ids: number[] = [];
+    let lastWasUnk = false;
+    for (const ch of word) {
+      const id = this.tokenIds.get(ch);
+      if (id !== undefined) {
+        ids.push(id);
+        lastWasUnk = false;
+        continue;
+      }
+      if (this.byteFallback) {
+        const bytes = Array.from(new TextEncoder().encode(ch), (b) => this.byteIds[b]);
+        if (bytes.every((b) => b !== undefined)) {
+          ids.push(...(bytes as number[]));
+          lastWasUnk = false;
+          continue;
+        }
+      }
+      // Without an unknown token Rust drops the character; so do we.
+      if (this.unkId === undefined) continue;
+      if (!(this.fuseUnk && lastWasUnk)) ids.push(this.unkId);
+      lastWasUnk = true;
+    }
+    return ids;
+  }
+
+  /**
+   * Rust's `Word::merge_all`: a min-heap of (rank, position) over adjacent
+   * pairs in a linked list of symbols; a popped entry whose pair has since
+   * changed is stale and skipped. O(n log n) for long words (Llama 2 has no
+   * pre-tokenizer, so a whole line is one word).
+   */
+  private merge(ids: number[]): number[] {
+    const n = ids.length;
+    if (n < 2) return ids;
+    const next = Int32Array.from({ length: n }, (_, i) => (i + 1 < n ? i + 1 : -1));
+    const prev = Int32Array.from({ length: n }, (_, i) => i - 1);
+    const alive = new Uint8Array(n).fill(1);
+    const heap = new MergeHeap();
+    const push = (pos: number): void => {
+      const right = next[pos] as number;
+      if (right < 0) return;
+      const found = this.merges.get((ids[pos] as number) * PAIR_BASE + (ids[right] as number));
+      if (found) heap.push(found[0], pos, found[1]);
+    };
+    for (let i = 0; i + 1 < n; i++) push(i);
+    for (let top = heap.pop(); top; top = heap.pop()) {
+      const [, pos, merged] = top;
+      const right = next[pos] as number;
+      if (!alive[pos] || right < 0) continue;
+      const current = this.merges.get((ids[pos] as number) * PAIR_BASE + (ids[right] as number));
+      if (!current || current[1] !== merged) continue;
+      ids[pos] = merged;
+      alive[right] = 0;
+      const after = next[right] as number;
+      next[pos] = after;
+      if (after >= 0) prev[after] = pos;
+      const before = prev[pos] as number;
+      if (before >= 0) push(before);
+      push(pos);
+    }
+    const out: number[] = [];
+    for (let i = 0; i >= 0; i = next[i] as number) out.push(ids[i] as number);
+    return out;
+  }
+}
+
+function readVocab(value: unknown, place: JsonPlace): Map<string, number> {
+  const vocab = asObject(value, place);
+  const ids = new Map<string, number>();
+  for (const [token, id] of Object.entries(vocab)) {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= PAIR_BASE) {
+      fail(
+        at(place, token),
+        `id must be an integer in [0, ${PAIR_BASE}), found ${JSON.stringify(id)}`,
+      );
+    }
+    ids.set(token, id);
+  }
+  return ids;
+}
+
+/** A merge as "left right" (older files) or ["left", "right"]. */
+function mergePair(entry: unknown, place: JsonPlace): [string, string] {
+  if (
+    Array.isArray(entry) &&
+    entry.length === 2 &&
+    typeof entry[0] === 'string' &&
+    typeof entry[1] === 'string'
+  ) {
+    return [entry[0], entry[1]];
+  }
+  if (typeof entry === 'string') {
+    const parts = entry.split(' ');
+    if (parts.length === 2 && parts[0] && parts[1]) return [parts[0], parts[1]];
+  }
+  fail(place, `expected "left right" or ["left", "right"], found ${JSON.stringify(entry)}`);
+}
+
+/** Min-heap on (rank, position); entries are [rank, position, merged id]. */
+class MergeHeap {
+  private readonly items: [number, number, number][] = [];
+
+  push(rank: number, pos: number, merged: number): void {
+    const items = this.items;
+    items.push([rank, pos, merged]);
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!less(items[i]!, items[parent]!)) break;
+      [items[i], items[parent]] = [items[parent]!, items[i]!];
+      i = parent;
+    }
+  }
+
+  pop(): [number, number, number] | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (items.length > 0 && last) {
+      items[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let smallest = i;
+        if (l < items.length && less(items[l]!, items[smallest]!)) smallest = l;
+        if (r < items.length && less(items[r]!, items[smallest]!)) smallest = r;
+        if (smallest === i) break;
+        [items[i], items[smallest]] = [items[smallest]!, items[i]!];
+        i = smallest;
+      }
+    }
+    return top;
+  }
+}
+
+function less(a: [number, number, number], b: [number, number, number]): boolean {
+  return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+}
