@@ -1,4 +1,4 @@
-import { generate } from '@lorafleet/models';
+import { encodePrompt, generate } from '@lorafleet/models';
 import type { CommandSpec, Options } from '../args.js';
 import { backendOption, loadModelAndAdapter, startBackend } from '../common.js';
 
@@ -46,7 +46,7 @@ export async function runGenerate(o: Options): Promise<void> {
     o.optionalString('adapter'),
   );
   const prompt = o.string('prompt');
-  const ids = generate(model, tokenizer.encode(prompt), {
+  const ids = generate(model, encodePrompt(tokenizer, prompt), {
     maxNewTokens: o.number('max-new-tokens'),
     temperature: o.number('temperature'),
     topK: o.number('top-k'),

@@ -1,4 +1,5 @@
 export type { ChatFormat, ChatMessage, Tokenizer, TokenizerKind } from './types.js';
+export { encodePrompt } from './types.js';
 export { ByteTokenizer } from './byte-tokenizer.js';
 export { Gpt2BpeTokenizer, type Gpt2BpeOptions } from './gpt2-bpe.js';
 export { r50kTokenizer, r50kVocabAndMerges, type Gpt2VocabAndMerges } from './r50k.js';

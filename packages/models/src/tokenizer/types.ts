@@ -46,3 +46,9 @@ export interface ChatFormat {
   /** The control tokens' text; message content holding one is refused. */
   readonly controlTokens: readonly string[];
 }
+
+/** A generation prompt's ids: BOS first when the tokenizer adds one, as training data has it. */
+export function encodePrompt(tokenizer: Tokenizer, text: string): number[] {
+  const ids = tokenizer.encode(text);
+  return tokenizer.bosId === undefined ? ids : [tokenizer.bosId, ...ids];
+}
