@@ -13,7 +13,7 @@ import {
 } from './fixtures/tokenizer/shipped.js';
 import { HAND_STRINGS, generatedStrings } from './fixtures/tokenizer/strings.js';
 
-const GENERATED = 1500;
+const GENERATED = 3000;
 const STRINGS = [...HAND_STRINGS, ...generatedStrings(GENERATED, 20261204)];
 
 /** What each shipped folder says about its special tokens (read off its tokenizer_config.json). */
