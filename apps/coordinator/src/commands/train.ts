@@ -14,7 +14,8 @@ import {
 import { SAMPLER_START, splitTrainValidation } from '@lorafleet/data';
 import { addLora, evaluateLoss, loadModel, writeGpt2Folder } from '@lorafleet/models';
 import { TrainingStep, rowsFingerprint } from '@lorafleet/worker';
-import { type Options, UsageError } from '../args.js';
+import { UsageError } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import { membershipFrom } from '../distributed/membership.js';
 import { runDistributedTrain } from '../distributed/train.js';
 import { ADAPTER_NAME, copyTokenizerFiles, formatCount, startBackend } from '../common.js';
@@ -44,42 +45,42 @@ interface Split {
   eval: PreparedRows['rows'];
 }
 
-export async function runTrain(o: Options): Promise<void> {
-  const checkpointEvery = o.number('checkpoint-every');
-  const resumeFrom = o.optionalString('resume');
+export async function runTrain(o: TrainOptions): Promise<void> {
+  const checkpointEvery = o.checkpointEvery;
+  const resumeFrom = o.resume;
   const membership = membershipFrom(o, (w) => console.warn(`warning: ${w}`));
   if (membership) return runDistributedTrain(o, membership);
-  if (o.boolean('full-finetune') && (resumeFrom || checkpointEvery > 0))
+  if (o.fullFinetune && (resumeFrom || checkpointEvery > 0))
     throw new UsageError('train: --resume and --checkpoint-every need LoRA, not --full-finetune');
   const backend = await startBackend(o);
-  const modelDir = o.string('model');
-  const out = o.string('out');
+  const modelDir = o.model;
+  const out = o.out;
   const { model, tokenizer, config } = await loadModel(modelDir);
   const rowOptions = rowOptionsFrom(o, config.nPositions);
   const seqLen = rowOptions.seqLen;
-  const seed = o.number('seed');
+  const seed = o.seed;
 
   const log = (line: string) => console.log(line);
-  const train = await prepareRows(o.string('data'), tokenizer, rowOptions);
+  const train = await prepareRows(o.data, tokenizer, rowOptions);
   train.warnings.forEach((w) => console.warn(`warning: ${w}`));
-  log(`data: ${o.string('data')}: ${train.description}`);
+  log(`data: ${o.data}: ${train.description}`);
   const split: Split = { train: train.rows, eval: [] };
-  const evalFile = o.optionalString('eval-data');
+  const evalFile = o.evalData;
   if (evalFile) {
     const held = await prepareRows(evalFile, tokenizer, rowOptions, '--eval-data');
     held.warnings.forEach((w) => console.warn(`warning: ${w}`));
     log(`eval data: ${evalFile}: ${held.description}`);
     split.eval = held.rows;
-  } else if (o.number('eval-fraction') > 0) {
+  } else if (o.evalFraction > 0) {
     const parts = splitTrainValidation(train.rows, {
       seed,
-      validationFraction: o.number('eval-fraction'),
+      validationFraction: o.evalFraction,
     });
     Object.assign(split, { train: parts.train, eval: parts.validation });
     log(`held out ${split.eval.length} of ${train.rows.length} rows for evaluation`);
   }
 
-  const full = o.boolean('full-finetune');
+  const full = o.fullFinetune;
   let adapted: ReturnType<typeof addLora> = [];
   const pissaStart = new Map<string, InitialFactors>();
   let params: TrainableParameters;
@@ -87,13 +88,13 @@ export async function runTrain(o: Options): Promise<void> {
     params = new TrainableParameters(model.namedWeights());
   } else {
     const settings = {
-      r: o.number('lora-r'),
-      alpha: o.number('lora-alpha'),
-      dropout: o.number('lora-dropout'),
-      rslora: o.boolean('rslora'),
+      r: o.loraR,
+      alpha: o.loraAlpha,
+      dropout: o.loraDropout,
+      rslora: o.rslora,
     };
-    const init = { kind: o.string('init') } as LoraInit;
-    adapted = addLora(model.linears(), ADAPTER_NAME, settings, init, o.list('target'), seed);
+    const init = { kind: o.init } as LoraInit;
+    adapted = addLora(model.linears(), ADAPTER_NAME, settings, init, o.target, seed);
     params = TrainableParameters.fromLoraLayers(adapted);
     if (init.kind === 'pissa') {
       // Kept to convert the adapter for the original base at save time.
@@ -125,7 +126,7 @@ export async function runTrain(o: Options): Promise<void> {
   log(
     full
       ? `training: full fine-tune, ${formatCount(params.size)} trainable parameters`
-      : `training: LoRA r=${o.number('lora-r')} alpha=${o.number('lora-alpha')} on ${adapted.length} modules (${o.list('target').join(', ')}), ` +
+      : `training: LoRA r=${o.loraR} alpha=${o.loraAlpha} on ${adapted.length} modules (${o.target.join(', ')}), ` +
           `${formatCount(params.size)} trainable parameters (${((100 * params.size) / total).toFixed(2)}% of ${formatCount(total)})`,
   );
   log(
@@ -149,9 +150,9 @@ export async function runTrain(o: Options): Promise<void> {
   let tokensSeen = resumed?.tokensSeen ?? 0;
   const exportLora = () =>
     exportAdapter(adapted, ADAPTER_NAME, {
-      targetModules: [...new Set(o.list('target'))],
+      targetModules: [...new Set(o.target)],
       bias: 'none',
-      initLoraWeights: o.string('init') === 'gaussian' ? 'gaussian' : true,
+      initLoraWeights: o.init === 'gaussian' ? 'gaussian' : true,
       baseModelNameOrPath: modelDir,
       taskType: 'CAUSAL_LM',
     });
@@ -174,7 +175,7 @@ export async function runTrain(o: Options): Promise<void> {
         rng: { kind: 'derived', seed, step },
       },
     });
-    await pruneCheckpoints(out, o.number('keep-checkpoints'), step);
+    await pruneCheckpoints(out, o.keepCheckpoints, step);
     observer.emit({
       type: 'checkpoint',
       step,
@@ -203,10 +204,10 @@ export async function runTrain(o: Options): Promise<void> {
       lora: full
         ? null
         : {
-            r: o.number('lora-r'),
-            alpha: o.number('lora-alpha'),
-            dropout: o.number('lora-dropout'),
-            targets: o.list('target'),
+            r: o.loraR,
+            alpha: o.loraAlpha,
+            dropout: o.loraDropout,
+            targets: o.target,
           },
       backend,
       workers: 1,
@@ -245,7 +246,7 @@ export async function runTrain(o: Options): Promise<void> {
       seconds,
       ...(result.applied ? {} : { skipped: 'non-finite gradient' }),
     };
-    const every = o.number('eval-every');
+    const every = o.evalEvery;
     if (every > 0 && done % every === 0 && done < steps) {
       const e = evaluate();
       if (e) line.evalLoss = e.loss;

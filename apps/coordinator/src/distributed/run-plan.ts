@@ -13,8 +13,9 @@ import {
   readGpt2Config,
   selectTargets,
 } from '@lorafleet/models';
-import { type LoraInitKind, type RunConfig, prepareRows, rowsFingerprint } from '@lorafleet/worker';
-import { type Options, UsageError } from '../args.js';
+import { type RunConfig, prepareRows, rowsFingerprint } from '@lorafleet/worker';
+import { UsageError } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 
@@ -40,10 +41,10 @@ export interface RunPlan {
   evalEvery: number;
 }
 
-export async function planRun(o: Options): Promise<RunPlan> {
+export async function planRun(o: TrainOptions): Promise<RunPlan> {
   const unsupported = [
-    o.boolean('full-finetune') && '--full-finetune',
-    o.number('eval-fraction') > 0 && '--eval-fraction',
+    o.fullFinetune && '--full-finetune',
+    o.evalFraction > 0 && '--eval-fraction',
   ].filter(Boolean);
   if (unsupported.length > 0) {
     throw new UsageError(
@@ -51,22 +52,22 @@ export async function planRun(o: Options): Promise<RunPlan> {
         'held-out data goes in --eval-data)',
     );
   }
-  if (o.number('eval-every') > 0 && !o.has('eval-data')) {
+  if (o.evalEvery > 0 && o.evalData === undefined) {
     throw new UsageError('train: --eval-every needs --eval-data with several workers');
   }
-  const modelDir = o.string('model');
+  const modelDir = o.model;
   const modelConfig = await readGpt2Config(modelDir);
   const tokenizer = await loadTokenizer(modelDir);
   const rows = rowOptionsFrom(o, modelConfig.nPositions);
-  const dataFile = o.string('data');
+  const dataFile = o.data;
   const prepared = await prepareRows(dataFile, tokenizer, rows);
-  const evalFile = o.optionalString('eval-data');
+  const evalFile = o.evalData;
   const evalRows = evalFile
     ? await prepareRows(evalFile, tokenizer, rows, '--eval-data')
     : undefined;
 
-  const r = o.number('lora-r');
-  const targets = o.list('target');
+  const r = o.loraR;
+  const targets = o.target;
   const adapted = selectTargets(linearModules(modelConfig), targets);
   const trainableParameters = adapted.reduce((n, m) => n + r * (m.inFeatures + m.outFeatures), 0);
   let totalParameters = 0;
@@ -74,7 +75,7 @@ export async function planRun(o: Options): Promise<RunPlan> {
     totalParameters += shape.reduce((a, b) => a * b, 1);
   }
 
-  const seed = o.number('seed');
+  const seed = o.seed;
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
     stepOptionsFrom(o, prepared.rows.length);
   const config: RunConfig = {
@@ -88,10 +89,10 @@ export async function planRun(o: Options): Promise<RunPlan> {
         : null,
     lora: {
       r,
-      alpha: o.number('lora-alpha'),
-      dropout: o.number('lora-dropout'),
-      rslora: o.boolean('rslora'),
-      init: o.string('init') as LoraInitKind,
+      alpha: o.loraAlpha,
+      dropout: o.loraDropout,
+      rslora: o.rslora,
+      init: o.init,
       targets,
     },
     optimizer,
@@ -104,7 +105,7 @@ export async function planRun(o: Options): Promise<RunPlan> {
   return {
     config,
     modelConfig,
-    backend: o.string('backend') as BackendName,
+    backend: o.backend,
     sampler,
     steps,
     batchSize,
@@ -115,6 +116,6 @@ export async function planRun(o: Options): Promise<RunPlan> {
     warnings: [...prepared.warnings, ...(evalRows?.warnings ?? [])],
     evalRows: evalRows?.rows.length ?? 0,
     evalDescription: evalRows?.description ?? null,
-    evalEvery: o.number('eval-every'),
+    evalEvery: o.evalEvery,
   };
 }

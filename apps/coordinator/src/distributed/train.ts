@@ -15,7 +15,8 @@ import { lrFactor } from '@lorafleet/core';
 import { LEDGER_FILE, SAMPLER_START, SampleLedger, shard } from '@lorafleet/data';
 import type { StepDone } from '@lorafleet/protocol';
 import { adapterManifestSha256, encodeRunConfig } from '@lorafleet/worker';
-import { type Options, UsageError } from '../args.js';
+import { UsageError } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import { formatCount } from '../common.js';
 import { type RunObserver, observeRun, runFacts } from '../observe/observer.js';
 import { Progress } from '../progress.js';
@@ -39,12 +40,12 @@ const TIMEOUTS = {
   exitMs: 30_000,
 };
 
-export async function runDistributedTrain(o: Options, membership: Membership): Promise<void> {
+export async function runDistributedTrain(o: TrainOptions, membership: Membership): Promise<void> {
   const { workers } = membership;
   const log = (line: string) => console.log(line);
   const plan = await planRun(o);
   const { config, steps, batchSize, microBatchSize } = plan;
-  const out = o.string('out');
+  const out = o.out;
   const math = await mathConfig(o, plan);
   const start = await resumePoint(o, plan, math, (w) => console.warn(`warning: ${w}`));
   if (start.resumed) log(`resuming from ${start.resumed.dir} at step ${start.step}`);
@@ -67,7 +68,7 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
   );
   const curve = curveFrom(o);
   const gpus = gpusFrom(o, membership, plan.backend);
-  const minWorkers = o.number('min-workers');
+  const minWorkers = o.minWorkers;
   if (minWorkers > workers) {
     throw new UsageError(`train: --min-workers ${minWorkers} is more than the ${workers} workers`);
   }
@@ -101,10 +102,9 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
       membership,
       runId,
       backend: plan.backend,
-      helloTimeoutMs:
-        membership.kind === 'listen' ? o.number('join-timeout') * 1000 : TIMEOUTS.helloMs,
-      heartbeatTimeoutMs: o.number('heartbeat-timeout') * 1000,
-      maxRestarts: o.number('max-restarts'),
+      helloTimeoutMs: membership.kind === 'listen' ? o.joinTimeout * 1000 : TIMEOUTS.helloMs,
+      heartbeatTimeoutMs: o.heartbeatTimeout * 1000,
+      maxRestarts: o.maxRestarts,
       log: (line) => console.error(line),
       onEvent: (level, message) => observer.note(level, message),
       ...(curve ? { curve } : {}),
@@ -124,7 +124,7 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
 }
 
 async function trainOnFleet(
-  o: Options,
+  o: TrainOptions,
   fleet: WorkerFleet,
   plan: RunPlan,
   out: string,
@@ -167,7 +167,7 @@ async function trainOnFleet(
   const ring = new ElasticRing(fleet, {
     joinerWelcome: encodeRunConfig({ ...config, resumeFrom: null }),
     minWorkers,
-    joinTimeoutMs: o.number('join-timeout') * 1000,
+    joinTimeoutMs: o.joinTimeout * 1000,
     exchangeTimeoutMs: TIMEOUTS.saveMs,
     onEvent: (level, message) => {
       console.error(`coordinator: ${message}`);
@@ -186,10 +186,10 @@ async function trainOnFleet(
     out,
     plan,
     math,
-    o.number('keep-checkpoints'),
+    o.keepCheckpoints,
     TIMEOUTS.saveMs,
   );
-  const every = o.number('checkpoint-every');
+  const every = o.checkpointEvery;
   const evaluate = heldOut(fleet, ring, plan, observer);
   const before = await evaluate(start.step);
   if (before) log(`eval loss before: ${describeEval(before)}`);

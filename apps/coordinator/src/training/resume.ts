@@ -8,36 +8,15 @@ import { join } from 'node:path';
 import type { LrSchedule, TrainableParameters } from '@lorafleet/core';
 import type { SamplerState } from '@lorafleet/data';
 import type { TrainingStep } from '@lorafleet/worker';
-import { type Options, UsageError } from '../args.js';
+import { UsageError, camelCase, mathOptions } from '../args.js';
+import type { TrainOptions } from './train-spec.js';
 import {
   type TrainerState,
   type VerifiedCheckpoint,
   readCheckpointTrainState,
   resumeCheckpoint,
 } from './checkpoint.js';
-import { dataOptions } from './data-options.js';
 import { trainSpec } from './train-spec.js';
-
-/** Options whose value changes the adapter a run produces (--steps may grow on resume). */
-const MATH_OPTIONS = [
-  'lora-r',
-  'lora-alpha',
-  'lora-dropout',
-  'target',
-  'init',
-  'rslora',
-  'full-finetune',
-  'batch-size',
-  'micro-batch-size',
-  'lr',
-  'weight-decay',
-  'warmup-steps',
-  'schedule',
-  'max-grad-norm',
-  'seed',
-  'eval-fraction',
-  ...Object.keys(dataOptions),
-] as const;
 
 /** Content hashes of the inputs, so a changed file is caught even under the same name. */
 export interface RunInputs {
@@ -48,20 +27,12 @@ export interface RunInputs {
 }
 
 /** The math-relevant configuration, keyed by option name ('model' and 'data' are content hashes). */
-export function trainingConfig(o: Options, inputs: RunInputs): Record<string, unknown> {
+export function trainingConfig(o: TrainOptions, inputs: RunInputs): Record<string, unknown> {
   const config: Record<string, unknown> = { model: inputs.model, data: inputs.rows };
-  for (const name of MATH_OPTIONS) {
-    const kind = trainSpec.options[name]?.kind;
-    config[name] =
-      name === 'micro-batch-size'
-        ? (o.optionalNumber(name) ?? o.number('batch-size'))
-        : kind === 'list'
-          ? o.list(name)
-          : kind === 'boolean'
-            ? o.boolean(name)
-            : kind === 'string'
-              ? (o.optionalString(name) ?? null)
-              : (o.optionalNumber(name) ?? null);
+  const values = o as unknown as Record<string, unknown>;
+  for (const name of mathOptions(trainSpec)) {
+    const value = values[camelCase(name)];
+    config[name] = name === 'micro-batch-size' ? (value ?? o.batchSize) : (value ?? null);
   }
   return config;
 }
