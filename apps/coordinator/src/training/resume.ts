@@ -1,19 +1,17 @@
 // Resuming `lorafleet train` from a checkpoint: which options must match (the
-// ones that change the math), how a mismatch is reported, and putting the
-// checkpoint's parameters and AdamW state back into the step (one worker; with
-// many, each worker restores them itself from the folder named in its RunConfig).
+// ones marked `affects: 'math'` in the spec), how a mismatch is reported, and
+// which checkpoint to start from. Each worker restores the parameters and
+// AdamW state itself from the folder named in its RunConfig.
 import { createHash } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LrSchedule, TrainableParameters } from '@lorafleet/core';
+import type { LrSchedule } from '@lorafleet/core';
 import type { SamplerState } from '@lorafleet/data';
-import type { TrainingStep } from '@lorafleet/worker';
 import { UsageError, camelCase, mathOptions } from '../args.js';
 import type { TrainOptions } from './train-spec.js';
 import {
   type TrainerState,
   type VerifiedCheckpoint,
-  readCheckpointTrainState,
   resumeCheckpoint,
 } from './checkpoint.js';
 import { trainSpec } from './train-spec.js';
@@ -124,19 +122,6 @@ export async function pickResumePoint(
     sampler: saved.sampler,
     tokensSeen: saved.tokensSeen,
   };
-}
-
-/** pickResumePoint(), then the checkpoint's verified parameters and AdamW state put into `stepper`. */
-export async function resumeRun(
-  from: string,
-  run: Parameters<typeof pickResumePoint>[1] & {
-    params: TrainableParameters;
-    stepper: TrainingStep;
-  },
-): Promise<ResumePoint> {
-  const point = await pickResumePoint(from, run);
-  run.stepper.restore(await readCheckpointTrainState(point.checkpoint, run.params));
-  return point;
 }
 
 /** Drops metrics lines past `step` (written after the checkpoint by the run that stopped). */

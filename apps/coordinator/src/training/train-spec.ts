@@ -2,6 +2,7 @@
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption } from '../common.js';
 import { dataOptions } from './data-options.js';
+import { TERM_GRACE_SECONDS } from './interrupt.js';
 
 export const trainSpec = defineCommand({
   name: 'train',
@@ -165,6 +166,17 @@ export const trainSpec = defineCommand({
       default: 3,
       description: 'checkpoints kept (the oldest are deleted)',
     },
+    overwrite: {
+      kind: 'boolean',
+      description: 'replace an earlier run in --out (its metrics, events, checkpoints and result)',
+    },
+    'max-skipped-steps': {
+      kind: 'int',
+      min: 0,
+      default: 0,
+      description:
+        'updates that may be skipped for a non-finite gradient before the run stops as diverged',
+    },
     resume: {
       kind: 'string',
       value: 'DIR',
@@ -271,6 +283,11 @@ export const trainSpec = defineCommand({
     'Data: JSONL lines {"text"}, {"prompt","completion"} (loss on the completion only) or {"input_ids"};',
     'CSV with --prompt-column/--completion-column or --text-column; .txt as one document. Bad records',
     'are skipped and reported by file:line; more than 1% bad stops the run.',
+    '',
+    'Stopping: Ctrl-C (SIGINT) or SIGTERM finishes the step in flight, writes a checkpoint, stops the',
+    `workers and exits 130 (SIGINT) or 143 (SIGTERM); after SIGTERM this takes at most ${TERM_GRACE_SECONDS} s, then the`,
+    'process exits at once keeping the last checkpoint. A second signal quits at once. A run that diverges',
+    '(non-finite loss or parameters) stops with exit 1 and writes no adapter.',
     '',
     'Resume: give the same options plus --resume; options that change the training must match the',
     "checkpoint's (--steps may be raised). The result is bitwise the uninterrupted run's with the same",
