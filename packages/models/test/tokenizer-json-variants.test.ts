@@ -124,6 +124,30 @@ describe("GPT-2's tokenizer.json (ByteLevel pre-tokenizer with its own regex)", 
   });
 });
 
+describe('added tokens with lstrip / rstrip', () => {
+  it('eat the whitespace beside them, as the reference does', async () => {
+    const qwen3 = await shippedJson('qwen3', 'tokenizer.json');
+    const config = await shippedJson('qwen3', 'tokenizer_config.json');
+    const added = (qwen3['added_tokens'] as Json[]).map((t) =>
+      t['content'] === '<|im_end|>'
+        ? { ...t, lstrip: true }
+        : t['content'] === '<|im_start|>'
+          ? { ...t, rstrip: true }
+          : t,
+    );
+    const strings = [
+      'a  <|im_end|>  b',
+      '<|im_start|>\n\nuser <|im_end|>\n',
+      ' \t<|im_end|>',
+      'x<|im_start|> ',
+    ];
+    const json = { ...qwen3, added_tokens: added };
+    expectParity(json, config, strings);
+    const ours = new HfTokenizer(json, config, SOURCES);
+    expect(ours.encodeWithSpecialTokens('a  <|im_end|>')).toEqual([...ours.encode('a'), 151645]);
+  });
+});
+
 describe('what tokenizer.json support refuses, by name', () => {
   let qwen3: Json;
   beforeAll(async () => {
