@@ -65,7 +65,7 @@ beforeAll(async () => {
 
 afterAll(() => removeDir(dir));
 
-const train = (out: string) =>
+const train = (out: string, ...more: string[]) =>
   lorafleet([
     'train',
     '--model',
@@ -78,6 +78,7 @@ const train = (out: string) =>
     '2',
     '--seq-len',
     '48',
+    ...more,
   ]);
 
 describe('chat data through lorafleet train', () => {
@@ -91,7 +92,11 @@ describe('chat data through lorafleet train', () => {
     // One example per row, padded (labels are masked outside the replies).
     expect(stdout).toContain('8 examples');
     expect(stdout).toContain('(padded)');
-  }, 120_000);
+    // Two workers render and tokenize the rows themselves; the coordinator checks their rows' fingerprint.
+    const two = await train('two-workers', '--workers', '2');
+    expect(two.code, two.stderr).toBe(0);
+    expect(two.stdout).toContain('8 examples');
+  }, 240_000);
 
   it('refuses them, saying why, when tokenizer_config.json has no chat_template', async () => {
     await writeFile(
