@@ -37,6 +37,7 @@ export class HfTokenizer implements Tokenizer {
   private readonly specialSplitter: AddedTokenSplitter;
   private readonly tokenOf: string[] = [];
   private readonly specialIds = new Set<number>();
+  private readonly addedIds = new Map<string, number>();
   private readonly cleanUpSpaces: boolean;
   readonly addedTokens: readonly AddedToken[];
 
@@ -63,6 +64,7 @@ export class HfTokenizer implements Tokenizer {
     for (const [token, id] of this.model.tokenIds) this.tokenOf[id] = token;
     for (const t of this.addedTokens) {
       this.tokenOf[t.id] = t.content;
+      this.addedIds.set(t.content, t.id);
       if (t.special) this.specialIds.add(t.id);
     }
     this.plainSplitter = new AddedTokenSplitter(this.addedTokens.filter((t) => !t.special));
@@ -103,7 +105,7 @@ export class HfTokenizer implements Tokenizer {
 
   /** The id of a token string (vocabulary or added token). */
   idOf(token: string): number | undefined {
-    return this.addedTokens.find((t) => t.content === token)?.id ?? this.model.tokenIds.get(token);
+    return this.addedIds.get(token) ?? this.model.tokenIds.get(token);
   }
 
   isSpecial(id: number): boolean {

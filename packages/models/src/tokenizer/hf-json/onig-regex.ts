@@ -22,7 +22,7 @@ export function onigToJs(pattern: string): string {
     const ch = pattern[i] as string;
     if (ch === '\\') {
       const next = pattern[i + 1] ?? '';
-      if (next === 's') out += inClass > 0 ? '\\p{White_Space}' : '\\p{White_Space}';
+      if (next === 's') out += '\\p{White_Space}';
       else if (next === 'S') out += '\\P{White_Space}';
       else out += ch + next;
       i++;
