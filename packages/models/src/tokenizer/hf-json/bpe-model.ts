@@ -140,8 +140,17 @@ export class BpeModel implements BpeVocabulary {
   private merge(ids: number[]): number[] {
     const n = ids.length;
     if (n < 2) return ids;
-    const next = Int32Array.from({ length: n }, (_, i) => (i + 1 < n ? i + 1 : -1));
-    const prev = Int32Array.from({ length: n }, (_, i) => i - 1);
+    if (n >= POSITION_BASE) {
+      throw new RangeError(
+        `a piece of ${n} symbols is too long to merge (limit ${POSITION_BASE}); split the text into smaller documents`,
+      );
+    }
+    const next = new Int32Array(n);
+    const prev = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      next[i] = i + 1 < n ? i + 1 : -1;
+      prev[i] = i - 1;
+    }
     const alive = new Uint8Array(n).fill(1);
     const heap = new MergeHeap();
     const push = (pos: number): void => {
@@ -151,8 +160,8 @@ export class BpeModel implements BpeVocabulary {
       if (found) heap.push(found[0], pos, found[1]);
     };
     for (let i = 0; i + 1 < n; i++) push(i);
-    for (let top = heap.pop(); top; top = heap.pop()) {
-      const [, pos, merged] = top;
+    while (heap.size > 0) {
+      const [pos, merged] = heap.pop();
       const right = next[pos] as number;
       if (!alive[pos] || right < 0) continue;
       const current = this.merges.get((ids[pos] as number) * PAIR_BASE + (ids[right] as number));
@@ -202,44 +211,63 @@ function mergePair(entry: unknown): [string, string] | undefined {
   return [entry.slice(0, space), entry.slice(space + 1)];
 }
 
-/** Min-heap on (rank, position); entries are [rank, position, merged id]. */
-class MergeHeap {
-  private readonly items: [number, number, number][] = [];
+// A heap key orders by rank, then position: rank * 2^27 + position, exact
+// in a double for ranks < 2^26 and words shorter than 2^27 symbols.
+const POSITION_BASE = 2 ** 27;
 
-  push(rank: number, pos: number, merged: number): void {
-    const items = this.items;
-    items.push([rank, pos, merged]);
-    let i = items.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!less(items[i]!, items[parent]!)) break;
-      [items[i], items[parent]] = [items[parent]!, items[i]!];
-      i = parent;
-    }
+/**
+ * Min-heap on (rank, position) holding the merged id beside each key, in two
+ * flat arrays: a long word pushes millions of entries, which as small
+ * objects would mostly be garbage-collector work.
+ */
+class MergeHeap {
+  private readonly keys: number[] = [];
+  private readonly merged: number[] = [];
+
+  get size(): number {
+    return this.keys.length;
   }
 
-  pop(): [number, number, number] | undefined {
-    const items = this.items;
-    const top = items[0];
-    const last = items.pop();
-    if (items.length > 0 && last) {
-      items[0] = last;
+  push(rank: number, pos: number, mergedId: number): void {
+    const { keys, merged } = this;
+    const key = rank * POSITION_BASE + pos;
+    let i = keys.length;
+    keys.push(key);
+    merged.push(mergedId);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if ((keys[parent] as number) <= key) break;
+      keys[i] = keys[parent] as number;
+      merged[i] = merged[parent] as number;
+      i = parent;
+    }
+    keys[i] = key;
+    merged[i] = mergedId;
+  }
+
+  /** [position, merged id] of the smallest key; call only when size > 0. */
+  pop(): [number, number] {
+    const { keys, merged } = this;
+    const topKey = keys[0] as number;
+    const topMerged = merged[0] as number;
+    const lastKey = keys.pop() as number;
+    const lastMerged = merged.pop() as number;
+    const n = keys.length;
+    if (n > 0) {
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
+        if (l >= n) break;
         const r = l + 1;
-        let smallest = i;
-        if (l < items.length && less(items[l]!, items[smallest]!)) smallest = l;
-        if (r < items.length && less(items[r]!, items[smallest]!)) smallest = r;
-        if (smallest === i) break;
-        [items[i], items[smallest]] = [items[smallest]!, items[i]!];
-        i = smallest;
+        const child = r < n && (keys[r] as number) < (keys[l] as number) ? r : l;
+        if ((keys[child] as number) >= lastKey) break;
+        keys[i] = keys[child] as number;
+        merged[i] = merged[child] as number;
+        i = child;
       }
+      keys[i] = lastKey;
+      merged[i] = lastMerged;
     }
-    return top;
+    return [topKey % POSITION_BASE, topMerged];
   }
-}
-
-function less(a: [number, number, number], b: [number, number, number]): boolean {
-  return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
 }
