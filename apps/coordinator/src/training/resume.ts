@@ -9,11 +9,7 @@ import type { LrSchedule } from '@lorafleet/core';
 import type { SamplerState } from '@lorafleet/data';
 import { UsageError, camelCase, mathOptions } from '../args.js';
 import type { TrainOptions } from './train-spec.js';
-import {
-  type TrainerState,
-  type VerifiedCheckpoint,
-  resumeCheckpoint,
-} from './checkpoint.js';
+import { type TrainerState, type VerifiedCheckpoint, resumeCheckpoint } from './checkpoint.js';
 import { trainSpec } from './train-spec.js';
 
 /** Content hashes of the inputs, so a changed file is caught even under the same name. */
