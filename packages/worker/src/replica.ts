@@ -19,7 +19,7 @@ import {
   savePeftAdapter,
 } from '@lorafleet/core';
 import type { SequenceRow } from '@lorafleet/data';
-import { type Gpt2Model, addLora, evaluateLossSums, loadModel } from '@lorafleet/models';
+import { type CausalLM, addLora, evaluateLossSums, loadModel } from '@lorafleet/models';
 import {
   readCheckpointTrainState,
   readTrainerState,
@@ -35,7 +35,7 @@ export const ADAPTER_NAME = 'default';
 export class Replica {
   private constructor(
     readonly config: RunConfig,
-    readonly model: Gpt2Model,
+    readonly model: CausalLM,
     readonly rows: SequenceRow[],
     /** The held-out rows (`evalData`), or none. */
     readonly evalRows: SequenceRow[],

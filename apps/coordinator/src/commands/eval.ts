@@ -25,7 +25,7 @@ export async function runEval(o: Options): Promise<void> {
     o.string('model'),
     o.optionalString('adapter'),
   );
-  const rowOptions = rowOptionsFrom(o, config.nPositions);
+  const rowOptions = rowOptionsFrom(o, config.contextLength);
   const prepared = await prepareRows(o.string('data'), tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
   const result = evaluateLoss(

@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import {
-  gpt2ConfigFromJson,
-  randomGpt2Weights,
+  familyOf,
+  modelConfigFromJson,
+  randomModelWeights,
   saveByteTokenizerConfig,
-  writeGpt2Folder,
+  writeModelFolder,
 } from '@lorafleet/models';
 import { type CommandSpec, type Options, UsageError } from '../args.js';
 import { formatCount } from '../common.js';
@@ -17,7 +18,8 @@ export const initSpec: CommandSpec = {
       value: 'FILE',
       required: true,
       description:
-        'model config.json (GPT-2 fields: n_layer, n_embd, n_head, n_positions, vocab_size, ...)',
+        'model config.json with its model_type: gpt2 (n_layer, n_embd, n_head, n_positions, vocab_size, ...) or ' +
+        'llama, mistral, qwen2, qwen3 (hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, ...)',
     },
     out: { kind: 'string', value: 'DIR', required: true, description: 'folder to create' },
     seed: { kind: 'int', min: 0, default: 0, description: 'seed of the random weights' },
@@ -40,7 +42,7 @@ export async function runInit(o: Options): Promise<void> {
   } catch (err) {
     throw new UsageError(`init: cannot read --config ${path}: ${(err as Error).message}`);
   }
-  const config = gpt2ConfigFromJson(json, path);
+  const config = modelConfigFromJson(json, path);
   const tokenizer = o.string('tokenizer');
   if (tokenizer === 'bytes' && config.vocabSize < 257) {
     throw new UsageError(
@@ -53,16 +55,17 @@ export async function runInit(o: Options): Promise<void> {
     );
   }
   const out = o.string('out');
-  const weights = randomGpt2Weights(config, o.number('seed'));
+  const weights = randomModelWeights(config, o.number('seed'));
   const eos = tokenizer === 'bytes' ? 256 : 50256;
-  await writeGpt2Folder(out, config, weights, {
+  await writeModelFolder(out, config, weights, {
     configExtra: { bos_token_id: eos, eos_token_id: eos },
   });
   if (tokenizer === 'bytes')
-    await saveByteTokenizerConfig(out, { modelMaxLength: config.nPositions });
+    await saveByteTokenizerConfig(out, { modelMaxLength: config.contextLength });
   const params = [...weights.values()].reduce((n, w) => n + w.data.length, 0);
   console.log(
-    `wrote ${out}: GPT-2 layout, ${config.nLayer} layers, ${config.nEmbd} wide, ${config.nHead} heads, ` +
-      `context ${config.nPositions}, vocab ${config.vocabSize} (${tokenizer}), ${formatCount(params)} parameters`,
+    `wrote ${out}: ${familyOf(config).name} layout (model_type ${config.modelType}), ${config.numLayers} layers, ` +
+      `${config.hiddenSize} wide, context ${config.contextLength}, vocab ${config.vocabSize} (${tokenizer}), ` +
+      `${formatCount(params)} parameters`,
   );
 }

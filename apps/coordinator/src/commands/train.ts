@@ -12,7 +12,7 @@ import {
   savePeftAdapter,
 } from '@lorafleet/core';
 import { SAMPLER_START, splitTrainValidation } from '@lorafleet/data';
-import { addLora, evaluateLoss, loadModel, writeGpt2Folder } from '@lorafleet/models';
+import { addLora, evaluateLoss, loadModel, writeModelFolder } from '@lorafleet/models';
 import { TrainingStep, rowsFingerprint } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
 import { membershipFrom } from '../distributed/membership.js';
@@ -55,7 +55,7 @@ export async function runTrain(o: Options): Promise<void> {
   const modelDir = o.string('model');
   const out = o.string('out');
   const { model, tokenizer, config } = await loadModel(modelDir);
-  const rowOptions = rowOptionsFrom(o, config.nPositions);
+  const rowOptions = rowOptionsFrom(o, config.contextLength);
   const seqLen = rowOptions.seqLen;
   const seed = o.number('seed');
 
@@ -120,7 +120,7 @@ export async function runTrain(o: Options): Promise<void> {
   const stepper = new TrainingStep(model, params, { optimizer, schedule, maxGradNorm, seed });
 
   log(
-    `model: ${modelDir} (${formatCount(total)} parameters, context ${config.nPositions}, vocab ${config.vocabSize}) on ${backend}`,
+    `model: ${modelDir} (${formatCount(total)} parameters, context ${config.contextLength}, vocab ${config.vocabSize}) on ${backend}`,
   );
   log(
     full
@@ -286,7 +286,7 @@ export async function runTrain(o: Options): Promise<void> {
 
   const savedTo = full ? join(out, 'model') : join(out, 'adapter');
   if (full) {
-    await writeGpt2Folder(savedTo, config, model.readWeights());
+    await writeModelFolder(savedTo, config, model.readWeights());
     await copyTokenizerFiles(modelDir, savedTo);
   } else {
     const adapter = exportLora();

@@ -6,11 +6,11 @@
 import type { BackendName } from '@lorafleet/core';
 import type { GlobalBatchSampler } from '@lorafleet/data';
 import {
-  type Gpt2Config,
-  gpt2WeightShapes,
-  linearModules,
-  loadTokenizer,
-  readGpt2Config,
+  type ModelConfig,
+  loadModelTokenizer,
+  modelLinearModules,
+  modelParameterCount,
+  readModelConfig,
   selectTargets,
 } from '@lorafleet/models';
 import { type LoraInitKind, type RunConfig, prepareRows, rowsFingerprint } from '@lorafleet/worker';
@@ -23,7 +23,7 @@ const RING_TIMEOUT_MS = 300_000;
 
 export interface RunPlan {
   config: RunConfig;
-  modelConfig: Gpt2Config;
+  modelConfig: ModelConfig;
   backend: BackendName;
   sampler: GlobalBatchSampler;
   steps: number;
@@ -55,9 +55,9 @@ export async function planRun(o: Options): Promise<RunPlan> {
     throw new UsageError('train: --eval-every needs --eval-data with several workers');
   }
   const modelDir = o.string('model');
-  const modelConfig = await readGpt2Config(modelDir);
-  const tokenizer = await loadTokenizer(modelDir);
-  const rows = rowOptionsFrom(o, modelConfig.nPositions);
+  const modelConfig = await readModelConfig(modelDir);
+  const tokenizer = await loadModelTokenizer(modelDir, modelConfig);
+  const rows = rowOptionsFrom(o, modelConfig.contextLength);
   const dataFile = o.string('data');
   const prepared = await prepareRows(dataFile, tokenizer, rows);
   const evalFile = o.optionalString('eval-data');
@@ -67,12 +67,9 @@ export async function planRun(o: Options): Promise<RunPlan> {
 
   const r = o.number('lora-r');
   const targets = o.list('target');
-  const adapted = selectTargets(linearModules(modelConfig), targets);
+  const adapted = selectTargets(modelLinearModules(modelConfig), targets);
   const trainableParameters = adapted.reduce((n, m) => n + r * (m.inFeatures + m.outFeatures), 0);
-  let totalParameters = 0;
-  for (const shape of gpt2WeightShapes(modelConfig).values()) {
-    totalParameters += shape.reduce((a, b) => a * b, 1);
-  }
+  const totalParameters = modelParameterCount(modelConfig);
 
   const seed = o.number('seed');
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =

@@ -52,7 +52,7 @@ export async function runDistributedTrain(o: Options, membership: Membership): P
   log(`data: ${config.dataFile}: ${plan.dataDescription}`);
   if (config.evalData) log(`eval data: ${config.evalData.file}: ${plan.evalDescription}`);
   log(
-    `model: ${config.modelDir} (${formatCount(plan.totalParameters)} parameters, context ${plan.modelConfig.nPositions}, ` +
+    `model: ${config.modelDir} (${formatCount(plan.totalParameters)} parameters, context ${plan.modelConfig.contextLength}, ` +
       `vocab ${plan.modelConfig.vocabSize}) on ${workers} workers (${plan.backend})`,
   );
   log(
