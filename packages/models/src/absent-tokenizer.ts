@@ -26,8 +26,9 @@ export class AbsentTokenizer {
 
   encode(_text: string): number[] {
     throw new Error(
-      `this data is text and must be tokenized, but the model has no usable tokenizer: ${this.reason}. ` +
-        'Add the tokenizer files of the base model to the folder, or give pre-tokenized {"input_ids": [...]} rows.',
+      `text must be tokenized here (a text dataset or a prompt), but the model has no usable tokenizer: ` +
+        `${this.reason.replace(/\.$/, '')}. Add the base model's tokenizer files to the folder, ` +
+        'or give pre-tokenized {"input_ids": [...]} rows.',
     );
   }
 

@@ -25,13 +25,18 @@ export const initSpec: CommandSpec = {
     seed: { kind: 'int', min: 0, default: 0, description: 'seed of the random weights' },
     tokenizer: {
       kind: 'string',
-      choices: ['bytes', 'gpt2'],
+      choices: ['bytes', 'gpt2', 'none'],
       default: 'bytes',
       description:
-        'bytes: UTF-8 bytes + EOS (vocab_size >= 257); gpt2: GPT-2 BPE (vocab_size 50257)',
+        'bytes: UTF-8 bytes + EOS (vocab_size >= 257); gpt2: GPT-2 BPE (vocab_size 50257); ' +
+        'none: no tokenizer files (pre-tokenized {"input_ids"} data only)',
     },
   },
-  details: 'example:\n  lorafleet init --config tiny.json --out models/tiny --seed 1',
+  details:
+    'examples:\n  lorafleet init --config tiny.json --out models/tiny --seed 1\n' +
+    '  lorafleet init --config tiny-llama.json --out models/tiny-llama --tokenizer none\n' +
+    '    (tiny-llama.json: {"model_type": "llama", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,\n' +
+    '     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64})',
 };
 
 export async function runInit(o: Options): Promise<void> {
@@ -56,7 +61,7 @@ export async function runInit(o: Options): Promise<void> {
   }
   const out = o.string('out');
   const weights = randomModelWeights(config, o.number('seed'));
-  const eos = tokenizer === 'bytes' ? 256 : 50256;
+  const eos = { bytes: 256, gpt2: 50256, none: config.vocabSize - 1 }[tokenizer as 'bytes'];
   await writeModelFolder(out, config, weights, {
     configExtra: { bos_token_id: eos, eos_token_id: eos },
   });

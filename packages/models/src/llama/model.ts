@@ -288,7 +288,8 @@ export class LlamaModel implements CausalLM {
 function repeatKv(x: tf.Tensor4D, n: number): tf.Tensor4D {
   if (n === 1) return x;
   const [B, Hkv, T, D] = x.shape;
-  return tf.tile(x.reshape([B, Hkv, 1, T, D]), [1, 1, n, 1, 1]).reshape([B, Hkv * n, T, D]);
+  // Rank 3, because tfjs has no gradient for tile above rank 4.
+  return tf.tile(x.reshape([B * Hkv, 1, T * D]), [1, n, 1]).reshape([B, Hkv * n, T, D]);
 }
 
 /** x / sqrt(mean(x^2) + eps) * weight over the last axis, as LlamaRMSNorm. */
