@@ -163,6 +163,23 @@ describe('a Llama-family model through the CLI', () => {
     expect(inspected.stdout).toMatch(/model\.layers\.1\.self_attn\.q_proj\s+\[32, 32\]\s+4/);
   });
 
+  it('--target all-linear adapts every linear layer and records their PEFT names', async () => {
+    const out = join(dir!, 'all-linear');
+    const run = ['--model', model, '--data', ids, '--out', out, '--steps', '1', '--seq-len', '32'];
+    await lorafleetOk(['train', ...run, '--target', 'all-linear', '--workers', '1']);
+    const adapter = await loadPeftAdapter(join(out, 'adapter'));
+    expect(adapter.modules.size).toBe(7 * 2);
+    expect(adapter.config.targetModules).toEqual([
+      'down_proj',
+      'gate_proj',
+      'k_proj',
+      'o_proj',
+      'q_proj',
+      'up_proj',
+      'v_proj',
+    ]);
+  });
+
   it('generates from a folder with a tokenizer; text without one is refused with the fix', async () => {
     const bytes = await initTinyModel(dir!, 'bytes', 1, TINY_LLAMA);
     const greedy = ['--max-new-tokens', '6', '--temperature', '0'];

@@ -35,7 +35,7 @@ export {
   evaluateLossSums,
   tokenNllSum,
 } from './loss.js';
-export { addLora, matchesTarget, selectTargets } from './lora.js';
+export { ALL_LINEAR, addLora, matchesTarget, savedTargetModules, selectTargets } from './lora.js';
 export {
   Gpt2KvCache,
   KvCache,

@@ -19,7 +19,13 @@ import {
   savePeftAdapter,
 } from '@lorafleet/core';
 import type { SequenceRow } from '@lorafleet/data';
-import { type CausalLM, addLora, evaluateLossSums, loadModel } from '@lorafleet/models';
+import {
+  type CausalLM,
+  addLora,
+  evaluateLossSums,
+  loadModel,
+  savedTargetModules,
+} from '@lorafleet/models';
 import {
   readCheckpointTrainState,
   readTrainerState,
@@ -142,7 +148,7 @@ export class Replica {
   private exportRaw(): PeftAdapter {
     const { lora, modelDir } = this.config;
     return exportAdapter(this.layers, ADAPTER_NAME, {
-      targetModules: [...new Set(lora.targets)],
+      targetModules: savedTargetModules(lora.targets, this.layers),
       bias: 'none',
       initLoraWeights: lora.init === 'gaussian' ? 'gaussian' : true,
       baseModelNameOrPath: modelDir,

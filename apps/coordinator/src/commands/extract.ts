@@ -5,6 +5,7 @@ import {
   modelLinearModules,
   readModelConfig,
   readModelWeights,
+  savedTargetModules,
   selectTargets,
 } from '@lorafleet/models';
 import { type CommandSpec, type Options, UsageError } from '../args.js';
@@ -120,7 +121,7 @@ export async function runExtract(o: Options): Promise<void> {
       deltaNorm: Math.sqrt(norm2),
     });
   }
-  const targets = [...new Set(o.list('target'))];
+  const targets = savedTargetModules(o.list('target'), layers);
   await savePeftAdapter(o.string('out'), {
     config: {
       r: rank,

@@ -12,7 +12,13 @@ import {
   savePeftAdapter,
 } from '@lorafleet/core';
 import { SAMPLER_START, splitTrainValidation } from '@lorafleet/data';
-import { addLora, evaluateLoss, loadModel, writeModelFolder } from '@lorafleet/models';
+import {
+  addLora,
+  evaluateLoss,
+  loadModel,
+  savedTargetModules,
+  writeModelFolder,
+} from '@lorafleet/models';
 import { TrainingStep, rowsFingerprint } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
 import { membershipFrom } from '../distributed/membership.js';
@@ -149,7 +155,7 @@ export async function runTrain(o: Options): Promise<void> {
   let tokensSeen = resumed?.tokensSeen ?? 0;
   const exportLora = () =>
     exportAdapter(adapted, ADAPTER_NAME, {
-      targetModules: [...new Set(o.list('target'))],
+      targetModules: savedTargetModules(o.list('target'), adapted),
       bias: 'none',
       initLoraWeights: o.string('init') === 'gaussian' ? 'gaussian' : true,
       baseModelNameOrPath: modelDir,
