@@ -1,16 +1,16 @@
 import { matrix, savePeftAdapter, truncatedSvd } from '@lorafleet/core';
 import {
-  type LinearModule,
   type WeightMap,
+  type LinearModule,
   modelLinearModules,
   readModelConfig,
   readModelWeights,
   savedTargetModules,
   selectTargets,
 } from '@lorafleet/models';
-import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 
-export const extractSpec: CommandSpec = {
+export const extractSpec = defineCommand({
   name: 'extract',
   summary:
     "Approximate a full fine-tune (tuned - base) by a LoRA adapter of rank R: a truncated SVD per module. Prints the share of each delta's energy (squared Frobenius norm) the adapter keeps.",
@@ -43,7 +43,7 @@ export const extractSpec: CommandSpec = {
     },
     json: { kind: 'boolean', description: 'print the per-module report as JSON' },
   },
-};
+});
 
 export interface ExtractedModule {
   module: string;
@@ -72,8 +72,8 @@ function deltaOutIn(
   return { data, out, inF };
 }
 
-export async function runExtract(o: Options): Promise<void> {
-  const [baseDir, tunedDir] = [o.string('base'), o.string('tuned')];
+export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<void> {
+  const [baseDir, tunedDir] = [o.base, o.tuned];
   const config = await readModelConfig(baseDir);
   const tunedConfig = await readModelConfig(tunedDir);
   if (JSON.stringify(config) !== JSON.stringify(tunedConfig)) {
@@ -85,8 +85,8 @@ export async function runExtract(o: Options): Promise<void> {
     await readModelWeights(baseDir, config),
     await readModelWeights(tunedDir, config),
   ];
-  const layers = selectTargets(modelLinearModules(config), o.list('target'));
-  const rank = o.number('rank');
+  const layers = selectTargets(modelLinearModules(config), o.target);
+  const rank = o.rank;
   const modules = new Map<
     string,
     { a: Float32Array; b: Float32Array; r: number; inFeatures: number; outFeatures: number }
@@ -121,8 +121,8 @@ export async function runExtract(o: Options): Promise<void> {
       deltaNorm: Math.sqrt(norm2),
     });
   }
-  const targets = savedTargetModules(o.list('target'), layers);
-  await savePeftAdapter(o.string('out'), {
+  const targets = savedTargetModules(o.target, layers);
+  await savePeftAdapter(o.out, {
     config: {
       r: rank,
       loraAlpha: rank,
@@ -137,13 +137,11 @@ export async function runExtract(o: Options): Promise<void> {
     },
     modules,
   });
-  if (o.boolean('json')) {
-    console.log(JSON.stringify({ rank, out: o.string('out'), modules: report }, null, 2));
+  if (o.json) {
+    console.log(JSON.stringify({ rank, out: o.out, modules: report }, null, 2));
     return;
   }
-  console.log(
-    `extracted a rank-${rank} adapter from ${tunedDir} - ${baseDir} into ${o.string('out')}`,
-  );
+  console.log(`extracted a rank-${rank} adapter from ${tunedDir} - ${baseDir} into ${o.out}`);
   console.log(
     `${'module'.padEnd(36)} ${'[out, in]'.padEnd(12)} ${'||delta||'.padStart(10)}  energy kept`,
   );

@@ -6,10 +6,10 @@ import {
   saveByteTokenizerConfig,
   writeModelFolder,
 } from '@lorafleet/models';
-import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 import { formatCount } from '../common.js';
 
-export const initSpec: CommandSpec = {
+export const initSpec = defineCommand({
   name: 'init',
   summary: 'Create a model folder with random weights (for pretraining and tests).',
   options: {
@@ -37,10 +37,10 @@ export const initSpec: CommandSpec = {
     '  lorafleet init --config tiny-llama.json --out models/tiny-llama --tokenizer none\n' +
     '    (tiny-llama.json: {"model_type": "llama", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,\n' +
     '     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64})',
-};
+});
 
-export async function runInit(o: Options): Promise<void> {
-  const path = o.string('config');
+export async function runInit(o: CommandValues<typeof initSpec>): Promise<void> {
+  const path = o.config;
   let json: unknown;
   try {
     json = JSON.parse(await readFile(path, 'utf8'));
@@ -48,7 +48,7 @@ export async function runInit(o: Options): Promise<void> {
     throw new UsageError(`init: cannot read --config ${path}: ${(err as Error).message}`);
   }
   const config = modelConfigFromJson(json, path);
-  const tokenizer = o.string('tokenizer');
+  const tokenizer = o.tokenizer;
   if (tokenizer === 'bytes' && config.vocabSize < 257) {
     throw new UsageError(
       `init: the byte tokenizer needs vocab_size >= 257 (256 bytes + EOS), ${path} has ${config.vocabSize}`,
@@ -59,9 +59,9 @@ export async function runInit(o: Options): Promise<void> {
       `init: the GPT-2 tokenizer needs vocab_size 50257, ${path} has ${config.vocabSize}`,
     );
   }
-  const out = o.string('out');
-  const weights = randomModelWeights(config, o.number('seed'));
-  const eos = { bytes: 256, gpt2: 50256, none: config.vocabSize - 1 }[tokenizer as 'bytes'];
+  const out = o.out;
+  const weights = randomModelWeights(config, o.seed);
+  const eos = { bytes: 256, gpt2: 50256, none: config.vocabSize - 1 }[tokenizer];
   await writeModelFolder(out, config, weights, {
     configExtra: { bos_token_id: eos, eos_token_id: eos },
   });
