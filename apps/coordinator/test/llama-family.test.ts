@@ -32,7 +32,8 @@ const TINY_LLAMA = {
 };
 
 const TARGETS = ['--target', 'q_proj,v_proj,down_proj'];
-const TRAIN = ['--steps', '12', '--batch-size', '6', '--seq-len', '32', '--lora-dropout', '0'];
+const ROWS = ['--steps', '12', '--batch-size', '6', '--seq-len', '32'];
+const TRAIN = [...ROWS, '--lora-dropout', '0'];
 
 let dir: string | undefined;
 let model: string;
@@ -143,7 +144,7 @@ describe('a Llama-family model through the CLI', () => {
       '--out',
       full,
       '--full-finetune',
-      ...TRAIN,
+      ...ROWS,
       '--lr',
       '1e-3',
     ]);
