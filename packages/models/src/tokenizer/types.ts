@@ -49,7 +49,7 @@ export interface ChatFormat {
 
 /** A generation prompt's ids: BOS first when the tokenizer adds one, as training data has it. */
 export function encodePrompt(
-  tokenizer: Pick<Tokenizer, 'encode' | 'bosId'>,
+  tokenizer: Pick<Tokenizer, 'encode'> & { readonly bosId?: number },
   text: string,
 ): number[] {
   const ids = tokenizer.encode(text);
