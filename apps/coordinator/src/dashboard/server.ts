@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isLoopback } from '@lorafleet/protocol';
 import type { RunEventLog } from '../observe/events.js';
 import { TokenCheck } from './auth.js';
 import { DEFAULT_STREAM_LIMITS, EventStream, type StreamLimits } from './event-stream.js';
@@ -16,7 +17,7 @@ import {
   loadStaticFiles,
   sendAdapterFile,
 } from './files.js';
-import { hostOfHeader, isLoopback, parseListen, urlHost } from './listen.js';
+import { hostOfHeader, parseListen, urlHost } from './listen.js';
 import { runMetrics } from './metrics.js';
 import { followRunState } from './run-state.js';
 

@@ -5,6 +5,7 @@
 // --listen needs --allow-remote and is warned about.
 import { type CurveKeyPair, readKeyPair, readPublicKeys } from '@lorafleet/collective';
 import { type BackendName, GPU_BACKENDS } from '@lorafleet/core';
+import { isLoopback } from '@lorafleet/protocol';
 import { type Options, UsageError } from '../args.js';
 import type { Membership } from './fleet.js';
 
@@ -51,12 +52,6 @@ export function membershipFrom(o: Options, warn: (line: string) => void): Member
     );
   }
   return { kind: 'listen', endpoint: listen, workers: expected };
-}
-
-/** 127.0.0.0/8, ::1 and localhost. */
-export function isLoopback(host: string): boolean {
-  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return bare === 'localhost' || bare === '::1' || /^127(\.\d{1,3}){3}$/.test(bare);
 }
 
 /** CURVE settings of the run (--curve-key + --authorized-keys), or undefined; throws UsageError on bad flags. */
