@@ -24,6 +24,21 @@ const forbidden = {
     '@lorafleet/worker',
   ],
   'packages/worker': ['@lorafleet/coordinator'],
+  // Types only: the one contract of the coordinator and the dashboard.
+  'packages/run-events': ['@lorafleet/*', '@tensorflow/*', 'zeromq', 'node:*'],
+  // A browser app: it talks to the coordinator over HTTP and shares only the event types.
+  'apps/dashboard': [
+    '@lorafleet/core',
+    '@lorafleet/models',
+    '@lorafleet/data',
+    '@lorafleet/protocol',
+    '@lorafleet/collective',
+    '@lorafleet/worker',
+    '@lorafleet/coordinator',
+    '@tensorflow/*',
+    'zeromq',
+    'node:*',
+  ],
 };
 
 export default tseslint.config(

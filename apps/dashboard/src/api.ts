@@ -1,5 +1,5 @@
 // The coordinator's read-only API, with the page's ?token= passed along.
-import type { Download, RunEvent } from './events.js';
+import type { Download, RunEvent } from '@lorafleet/run-events';
 
 const token = new URLSearchParams(location.search).get('token');
 
