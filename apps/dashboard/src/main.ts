@@ -62,10 +62,13 @@ function render(): void {
 }
 
 let downloadsTimer: ReturnType<typeof setTimeout> | undefined;
+/** The run has ended and its coordinator has exited: nothing more to ask it. */
+let coordinatorGone = false;
 /** Which adapters are on disk changes with checkpoints (and pruning) and at the end. */
 function refreshDownloads(): void {
   clearTimeout(downloadsTimer);
   downloadsTimer = setTimeout(() => {
+    if (coordinatorGone) return;
     fetchDownloads().then(
       (downloads) => {
         view.downloads = downloads;
@@ -91,8 +94,10 @@ const stopFollowing = followEvents({
   },
   onConnection(state) {
     // After the run's end, a dropped stream means its coordinator has exited: nothing to reconnect to.
-    if (state === 'reconnecting' && view.end) stopFollowing();
-    else view.connection = state;
+    if (state === 'reconnecting' && view.end) {
+      coordinatorGone = true;
+      stopFollowing();
+    } else view.connection = state;
     mark(['connection']);
   },
 });
