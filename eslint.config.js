@@ -24,6 +24,7 @@ const forbidden = {
     '@lorafleet/worker',
   ],
   'packages/worker': ['@lorafleet/coordinator'],
+  'packages/options': ['zeromq', '@tensorflow/*', '@lorafleet/*'],
   // Types only: the one contract of the coordinator and the dashboard.
   'packages/run-events': ['@lorafleet/*', '@tensorflow/*', 'zeromq', 'node:*'],
   // A browser app: it talks to the coordinator over HTTP and shares only the event types.

@@ -128,10 +128,10 @@ export const handlers: { [K in Case]: Handler<K> } = {
     }
     session.state = 'checkpointing';
     // A folder the coordinator started with trainer_state.json is a training
-    // checkpoint; any other path gets the final PEFT adapter.
+    // checkpoint; any other path gets the run's result (the PEFT adapter, or the model).
     const manifestSha256 = (await isCheckpointInProgress(path))
       ? await r.writeCheckpoint(path)
-      : await r.saveAdapter(path);
+      : await r.saveResult(path);
     session.state = 'idle';
     await session.send({ case: 'checkpointDone', value: { step, path, manifestSha256 } });
   },
@@ -194,5 +194,6 @@ async function trainStep(
     },
     replicaHash: replica.step.parameterHash(),
     gradNorm: result.gradNorm,
+    nonFiniteParameters: replica.step.nonFiniteParameters(),
   };
 }

@@ -6,9 +6,9 @@ import {
   readGpt2Weights,
   selectTargets,
 } from '@lorafleet/models';
-import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 
-export const extractSpec: CommandSpec = {
+export const extractSpec = defineCommand({
   name: 'extract',
   summary:
     "Approximate a full fine-tune (tuned - base) by a LoRA adapter of rank R: a truncated SVD per module. Prints the share of each delta's energy (squared Frobenius norm) the adapter keeps, and every other tensor the fine-tune changed (biases, norms, embeddings, untargeted weights), which the adapter does not carry.",
@@ -40,7 +40,7 @@ export const extractSpec: CommandSpec = {
     },
     json: { kind: 'boolean', description: 'print the per-module report as JSON' },
   },
-};
+});
 
 export interface ExtractedModule {
   module: string;
@@ -81,11 +81,11 @@ function deltaOutIn(
   return { data, out, inF };
 }
 
-export async function runExtract(o: Options): Promise<void> {
-  const [baseDir, tunedDir] = [o.string('base'), o.string('tuned')];
+export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<void> {
+  const [baseDir, tunedDir] = [o.base, o.tuned];
   const { config, base, tuned } = await readPair(baseDir, tunedDir);
-  const layers = selectTargets(linearModules(config), o.list('target'));
-  const rank = o.number('rank');
+  const layers = selectTargets(linearModules(config), o.target);
+  const rank = o.rank;
   const modules = new Map<string, AdapterModule>();
   const report: ExtractedModule[] = [];
   for (const layer of layers) {
@@ -95,12 +95,12 @@ export async function runExtract(o: Options): Promise<void> {
   }
   const carried = new Set(layers.map((l) => `${l.name}.weight`));
   const uncarried = uncarriedChanges(base, tuned, carried);
-  await savePeftAdapter(o.string('out'), {
+  await savePeftAdapter(o.out, {
     config: {
       r: rank,
       loraAlpha: rank,
       loraDropout: 0,
-      targetModules: [...new Set(o.list('target'))],
+      targetModules: [...new Set(o.target)],
       fanInFanOut: true,
       useRslora: false,
       bias: 'none',
@@ -110,14 +110,12 @@ export async function runExtract(o: Options): Promise<void> {
     },
     modules,
   });
-  if (o.boolean('json')) {
-    const json = { rank, out: o.string('out'), modules: report, uncarried };
+  if (o.json) {
+    const json = { rank, out: o.out, modules: report, uncarried };
     console.log(JSON.stringify(json, null, 2));
     return;
   }
-  console.log(
-    `extracted a rank-${rank} adapter from ${tunedDir} - ${baseDir} into ${o.string('out')}`,
-  );
+  console.log(`extracted a rank-${rank} adapter from ${tunedDir} - ${baseDir} into ${o.out}`);
   printModules(report);
   printUncarried(uncarried);
 }
