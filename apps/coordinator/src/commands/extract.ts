@@ -1,9 +1,11 @@
 import { matrix, savePeftAdapter, truncatedSvd } from '@lorafleet/core';
 import {
   type WeightMap,
-  linearModules,
-  readGpt2Config,
-  readGpt2Weights,
+  type LinearModule,
+  modelLinearModules,
+  readModelConfig,
+  readModelWeights,
+  savedTargetModules,
   selectTargets,
 } from '@lorafleet/models';
 import { type CommandValues, defineCommand, UsageError } from '../args.js';
@@ -36,7 +38,8 @@ export const extractSpec = defineCommand({
       kind: 'list',
       value: 'NAMES',
       default: ['c_attn', 'c_proj', 'c_fc'],
-      description: 'modules to extract, PEFT-style names',
+      description:
+        'modules to extract, PEFT-style names (Llama family: e.g. q_proj,k_proj,v_proj,o_proj)',
     },
     json: { kind: 'boolean', description: 'print the per-module report as JSON' },
   },
@@ -65,18 +68,22 @@ type AdapterModule = {
   outFeatures: number;
 };
 
-/** Conv1D weights are [in, out]; LoRA's delta is [out, in]. */
+/** LoRA's delta is [out, in]; Conv1D weights (fanInFanOut) are stored [in, out], nn.Linear's [out, in]. */
 function deltaOutIn(
   base: WeightMap,
   tuned: WeightMap,
-  name: string,
+  layer: LinearModule,
 ): { data: Float64Array; out: number; inF: number } {
+  const name = `${layer.name}.weight`;
   const b = base.get(name)!;
   const t = tuned.get(name)!;
-  const [inF, out] = b.shape as [number, number];
+  const [inF, out] = [layer.inFeatures, layer.outFeatures];
   const data = new Float64Array(out * inF);
   for (let i = 0; i < inF; i++) {
-    for (let j = 0; j < out; j++) data[j * inF + i] = t.data[i * out + j]! - b.data[i * out + j]!;
+    for (let j = 0; j < out; j++) {
+      const at = layer.fanInFanOut ? i * out + j : j * inF + i;
+      data[j * inF + i] = t.data[at]! - b.data[at]!;
+    }
   }
   return { data, out, inF };
 }
@@ -84,12 +91,12 @@ function deltaOutIn(
 export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<void> {
   const [baseDir, tunedDir] = [o.base, o.tuned];
   const { config, base, tuned } = await readPair(baseDir, tunedDir);
-  const layers = selectTargets(linearModules(config), o.target);
+  const layers = selectTargets(modelLinearModules(config), o.target);
   const rank = o.rank;
   const modules = new Map<string, AdapterModule>();
   const report: ExtractedModule[] = [];
   for (const layer of layers) {
-    const { module, row } = extractModule(base, tuned, layer.name, rank);
+    const { module, row } = extractModule(base, tuned, layer, rank);
     modules.set(layer.name, module);
     report.push(row);
   }
@@ -100,8 +107,8 @@ export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<
       r: rank,
       loraAlpha: rank,
       loraDropout: 0,
-      targetModules: [...new Set(o.target)],
-      fanInFanOut: true,
+      targetModules: savedTargetModules(o.target, layers),
+      fanInFanOut: layers[0]!.fanInFanOut,
       useRslora: false,
       bias: 'none',
       initLoraWeights: true,
@@ -122,15 +129,15 @@ export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<
 
 /** Both models' weights, refused unless their architectures are the same. */
 async function readPair(baseDir: string, tunedDir: string) {
-  const config = await readGpt2Config(baseDir);
-  const tunedConfig = await readGpt2Config(tunedDir);
+  const config = await readModelConfig(baseDir);
+  const tunedConfig = await readModelConfig(tunedDir);
   if (JSON.stringify(config) !== JSON.stringify(tunedConfig)) {
     throw new UsageError(
       `extract: ${baseDir} and ${tunedDir} have different architectures (config.json differs)`,
     );
   }
-  const base = await readGpt2Weights(baseDir, config);
-  const tuned = await readGpt2Weights(tunedDir, config);
+  const base = await readModelWeights(baseDir, config);
+  const tuned = await readModelWeights(tunedDir, config);
   return { config, base, tuned };
 }
 
@@ -138,10 +145,11 @@ async function readPair(baseDir: string, tunedDir: string) {
 function extractModule(
   base: WeightMap,
   tuned: WeightMap,
-  name: string,
+  layer: LinearModule,
   rank: number,
 ): { module: AdapterModule; row: ExtractedModule } {
-  const { data, out, inF } = deltaOutIn(base, tuned, `${name}.weight`);
+  const name = layer.name;
+  const { data, out, inF } = deltaOutIn(base, tuned, layer);
   if (rank > Math.min(out, inF))
     throw new UsageError(
       `extract: rank ${rank} exceeds ${name}'s min(out, in) = ${Math.min(out, inF)}`,
@@ -194,10 +202,13 @@ export function uncarriedChanges(
   return changes;
 }
 
-/** GPT-2's names: ln_1, ln_2, ln_f are norms; wte, wpe embeddings; the rest weights or biases. */
+/**
+ * By the families' names: GPT-2's ln_1, ln_2, ln_f and Llama's *_layernorm and
+ * norm are norms; wte, wpe and embed_tokens embeddings; the rest weights or biases.
+ */
 function kindOf(name: string): UncarriedChange['kind'] {
-  if (/(^|\.)ln_(\d|f)\./.test(name)) return 'norm';
-  if (/(^|\.)(wte|wpe)\./.test(name)) return 'embedding';
+  if (/(^|\.)(ln_(\d+|f)|norm|\w*layernorm)\./.test(name)) return 'norm';
+  if (/(^|\.)(wte|wpe|embed_tokens)\./.test(name)) return 'embedding';
   return name.endsWith('.bias') ? 'bias' : 'weight';
 }
 
