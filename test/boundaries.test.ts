@@ -28,6 +28,13 @@ const allowed: Record<string, { workspace: string[]; forbiddenExternal: RegExp[]
     ],
     forbiddenExternal: [],
   },
+  // Types only: nothing to depend on at all.
+  '@lorafleet/run-events': { workspace: [], forbiddenExternal: [/./] },
+  // The browser app talks HTTP; it shares the event types, never the coordinator's code.
+  '@lorafleet/dashboard': {
+    workspace: ['@lorafleet/run-events'],
+    forbiddenExternal: [/^zeromq$/, /^@tensorflow\//],
+  },
 };
 
 interface Workspace {
