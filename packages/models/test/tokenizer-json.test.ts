@@ -4,7 +4,12 @@
 // hand-picked strings; decode equals its decode and undoes encode.
 import type { Tokenizer as ReferenceTokenizer } from '@huggingface/tokenizers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { HfTokenizer, cleanUpTokenizationSpaces, loadTokenizer } from '../src/tokenizer/index.js';
+import {
+  HfTokenizer,
+  cleanUpTokenizationSpaces,
+  encodePrompt,
+  loadTokenizer,
+} from '../src/tokenizer/index.js';
 import {
   SHIPPED,
   type ShippedName,
@@ -64,6 +69,9 @@ describe.each(SHIPPED)('tokenizer.json of %s', (name) => {
       vocabSize: ours.vocabSize,
       chat: ours.chat !== undefined,
     }).toEqual(expected);
+    // A generation prompt starts like training text: with BOS when the tokenizer adds one.
+    const bos = expected.bosId === undefined ? [] : [expected.bosId];
+    expect(encodePrompt(ours, 'Hello')).toEqual([...bos, ...ours.encode('Hello')]);
   });
 
   it(`encodes ${STRINGS.length} strings to the reference ids (special tokens parsed)`, () => {
