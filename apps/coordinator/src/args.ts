@@ -62,6 +62,10 @@ export class Options {
   list(name: string): string[] {
     return (this.values.get(name) as string[] | undefined) ?? [];
   }
+  /** A copy with some values replaced (a cluster launcher fills in --listen and --expect). */
+  with(overrides: Record<string, OptionValue>): Options {
+    return new Options(this.command, new Map([...this.values, ...Object.entries(overrides)]));
+  }
 
   private expect(name: string, what: string): OptionValue {
     const v = this.values.get(name);

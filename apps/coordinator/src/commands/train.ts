@@ -16,6 +16,7 @@ import { addLora, evaluateLoss, loadModel, writeGpt2Folder } from '@lorafleet/mo
 import { TrainingStep, rowsFingerprint } from '@lorafleet/worker';
 import { type Options, UsageError } from '../args.js';
 import { membershipFrom } from '../distributed/membership.js';
+import { runLaunched } from '../launch/index.js';
 import { runDistributedTrain } from '../distributed/train.js';
 import { ADAPTER_NAME, copyTokenizerFiles, formatCount, startBackend } from '../common.js';
 import { Progress } from '../progress.js';
@@ -45,6 +46,7 @@ interface Split {
 }
 
 export async function runTrain(o: Options): Promise<void> {
+  if (await runLaunched(o, runTrain)) return;
   const checkpointEvery = o.number('checkpoint-every');
   const resumeFrom = o.optionalString('resume');
   const membership = membershipFrom(o, (w) => console.warn(`warning: ${w}`));

@@ -2,6 +2,7 @@
 import type { CommandSpec } from '../args.js';
 import { backendOption } from '../common.js';
 import { dataOptions } from './data-options.js';
+import { launchOptions } from '../launch/options.js';
 
 export const trainSpec: CommandSpec = {
   name: 'train',
@@ -210,6 +211,7 @@ export const trainSpec: CommandSpec = {
       description:
         'with --workers N and a GPU backend: the GPU (WebGPU adapter index) of each local worker, in rank order',
     },
+    ...launchOptions,
     dashboard: {
       kind: 'string',
       value: 'HOST:PORT',

@@ -1,0 +1,35 @@
+// Ranks 1..N-1 under a launcher: this process is the worker (one task, one
+// process, so the engine's kill of the task is the worker's loss). It exits
+// non-zero when the coordinator stays silent past --heartbeat-timeout, so the
+// engine's restart policy applies.
+import { readKeyPair } from '@lorafleet/collective';
+import { type BackendName, GPU_BACKENDS, deviceName, useBackend } from '@lorafleet/core';
+import type { Placement } from '@lorafleet/launch';
+import { runWorker } from '@lorafleet/worker';
+import type { Options } from '../args.js';
+import type { LaunchEndpoints } from './endpoints.js';
+
+export async function runRankWorker(
+  o: Options,
+  placement: Placement,
+  endpoints: LaunchEndpoints,
+): Promise<void> {
+  const backend = o.string('backend') as BackendName;
+  const gpu = GPU_BACKENDS.includes(backend) ? placement.localRank : undefined;
+  const log = (line: string) => console.error(`lorafleet train [rank ${placement.rank}]: ${line}`);
+  await useBackend(backend, gpu === undefined ? {} : { gpu });
+  log(`computing on ${backend} (${deviceName()}); joining ${endpoints.coordinator}`);
+  const keyFile = o.optionalString('curve-key');
+  // One key pair for every task (a Secret, a file on the shared disk): the
+  // coordinator's public key is its public half.
+  const keyPair = keyFile === undefined ? undefined : readKeyPair(keyFile);
+  await runWorker({
+    coordinator: endpoints.coordinator,
+    backend,
+    timeoutMs: o.number('heartbeat-timeout') * 1000,
+    joinTimeoutMs: o.number('join-timeout') * 1000,
+    ringHost: endpoints.ringHost,
+    log,
+    ...(keyPair && { curve: { keyPair, serverPublicKey: keyPair.publicKey } }),
+  });
+}
