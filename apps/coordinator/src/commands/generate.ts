@@ -1,8 +1,8 @@
 import { generate } from '@lorafleet/models';
-import type { CommandSpec, Options } from '../args.js';
+import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, loadModelAndAdapter, startBackend } from '../common.js';
 
-export const generateSpec: CommandSpec = {
+export const generateSpec = defineCommand({
   name: 'generate',
   summary: 'Continue a prompt with a model (and optionally a LoRA adapter).',
   options: {
@@ -37,21 +37,18 @@ export const generateSpec: CommandSpec = {
     seed: { kind: 'int', min: 0, default: 0, description: 'sampling seed' },
     backend: backendOption,
   },
-};
+});
 
-export async function runGenerate(o: Options): Promise<void> {
+export async function runGenerate(o: CommandValues<typeof generateSpec>): Promise<void> {
   await startBackend(o);
-  const { model, tokenizer } = await loadModelAndAdapter(
-    o.string('model'),
-    o.optionalString('adapter'),
-  );
-  const prompt = o.string('prompt');
+  const { model, tokenizer } = await loadModelAndAdapter(o.model, o.adapter);
+  const prompt = o.prompt;
   const ids = generate(model, tokenizer.encode(prompt), {
-    maxNewTokens: o.number('max-new-tokens'),
-    temperature: o.number('temperature'),
-    topK: o.number('top-k'),
-    topP: o.number('top-p'),
-    seed: o.number('seed'),
+    maxNewTokens: o.maxNewTokens,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    seed: o.seed,
     stopToken: tokenizer.eosId,
   });
   process.stdout.write(`${prompt}${tokenizer.decode(ids)}\n`);

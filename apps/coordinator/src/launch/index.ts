@@ -2,7 +2,7 @@
 // Slurm step, an Indexed Job, torchrun or mpirun. Rank 0 coordinates (and
 // trains as a worker); the other ranks train as workers.
 import { describePlacement } from '@lorafleet/launch';
-import type { Options } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import { launchEndpoints } from './endpoints.js';
 import { placementFrom } from './placement.js';
 import { runRankWorker } from './rank-worker.js';
@@ -15,8 +15,8 @@ export { launchOptions } from './options.js';
  * for a plain run. `train` is the coordinator's run, called on rank 0.
  */
 export async function runLaunched(
-  o: Options,
-  train: (o: Options) => Promise<void>,
+  o: TrainOptions,
+  train: (o: TrainOptions) => Promise<void>,
 ): Promise<boolean> {
   const placement = placementFrom(o, process.env);
   if (!placement) return false;

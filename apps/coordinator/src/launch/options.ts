@@ -1,9 +1,9 @@
 // The options of `lorafleet train` under a cluster engine (spread into
 // train's spec): which launcher's variables to read, and the flags that beat them.
-import type { OptionSpec } from '../args.js';
 import { LAUNCHERS } from '@lorafleet/launch';
+import { defineOptions } from '../args.js';
 
-export const launchOptions: Record<string, OptionSpec> = {
+export const launchOptions = defineOptions({
   launcher: {
     kind: 'string',
     value: 'NAME',
@@ -49,4 +49,4 @@ export const launchOptions: Record<string, OptionSpec> = {
       'with --launcher: the id a restarted job shares (default SLURM_JOB_ID, TORCHELASTIC_RUN_ID or ' +
       'LORAFLEET_RUN_ID); a restart with the same id resumes from the newest checkpoint in --out',
   },
-};
+});

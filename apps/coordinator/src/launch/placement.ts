@@ -8,46 +8,47 @@ import {
   type Environment,
   resolvePlacement,
 } from '@lorafleet/launch';
-import { type Options, UsageError } from '../args.js';
+import { UsageError } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 
 const PLACEMENT_FLAGS = [
-  'rank',
-  'world-size',
-  'local-rank',
-  'coordinator-host',
-  'coordinator-port',
-  'run-id',
-];
+  ['rank', 'rank'],
+  ['world-size', 'worldSize'],
+  ['local-rank', 'localRank'],
+  ['coordinator-host', 'coordinatorHost'],
+  ['coordinator-port', 'coordinatorPort'],
+  ['run-id', 'runId'],
+] as const;
 
 /** The placement, or undefined without a launcher; throws UsageError saying what to change. */
-export function placementFrom(o: Options, env: Environment): Placement | undefined {
-  const launcher = (o.optionalString('launcher') ?? (env.LORAFLEET_LAUNCHER || 'none')) as Launcher;
+export function placementFrom(o: TrainOptions, env: Environment): Placement | undefined {
+  const launcher = o.launcher ?? ((env.LORAFLEET_LAUNCHER || 'none') as Launcher);
   if (launcher === 'none') {
-    const stray = PLACEMENT_FLAGS.find((f) => o.has(f));
-    if (stray) throw new UsageError(`train: --${stray} needs --launcher (e.g. --launcher auto)`);
+    const stray = PLACEMENT_FLAGS.find(([, key]) => o[key] !== undefined);
+    if (stray) throw new UsageError(`train: --${stray[0]} needs --launcher (e.g. --launcher auto)`);
     return undefined;
   }
-  for (const flag of ['listen', 'expect']) {
-    if (o.has(flag)) {
+  for (const flag of ['listen', 'expect'] as const) {
+    if (o[flag] !== undefined) {
       throw new UsageError(
         `train: --${flag} and --launcher ${launcher} exclude each other: under a launcher, rank 0 listens ` +
           'on --coordinator-host:--coordinator-port and expects --world-size workers',
       );
     }
   }
-  if (o.number('workers') !== 1) {
+  if (o.workers !== 1) {
     throw new UsageError(
       `train: --workers and --launcher ${launcher} exclude each other: the launcher starts one task per worker`,
     );
   }
   try {
     return resolvePlacement(launcher, env, {
-      rank: o.optionalNumber('rank'),
-      worldSize: o.optionalNumber('world-size'),
-      localRank: o.optionalNumber('local-rank'),
-      coordinatorHost: o.optionalString('coordinator-host'),
-      coordinatorPort: o.optionalNumber('coordinator-port'),
-      runId: o.optionalString('run-id'),
+      rank: o.rank,
+      worldSize: o.worldSize,
+      localRank: o.localRank,
+      coordinatorHost: o.coordinatorHost,
+      coordinatorPort: o.coordinatorPort,
+      runId: o.runId,
     });
   } catch (error) {
     if (error instanceof LaunchError) throw new UsageError(`train: ${error.message}`);

@@ -6,28 +6,28 @@ import { readKeyPair } from '@lorafleet/collective';
 import { type BackendName, GPU_BACKENDS, deviceName, useBackend } from '@lorafleet/core';
 import type { Placement } from '@lorafleet/launch';
 import { runWorker } from '@lorafleet/worker';
-import type { Options } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import type { LaunchEndpoints } from './endpoints.js';
 
 export async function runRankWorker(
-  o: Options,
+  o: TrainOptions,
   placement: Placement,
   endpoints: LaunchEndpoints,
 ): Promise<void> {
-  const backend = o.string('backend') as BackendName;
+  const backend: BackendName = o.backend;
   const gpu = GPU_BACKENDS.includes(backend) ? placement.localRank : undefined;
   const log = (line: string) => console.error(`lorafleet train [rank ${placement.rank}]: ${line}`);
   await useBackend(backend, gpu === undefined ? {} : { gpu });
   log(`computing on ${backend} (${deviceName()}); joining ${endpoints.coordinator}`);
-  const keyFile = o.optionalString('curve-key');
+  const keyFile = o.curveKey;
   // One key pair for every task (a Secret, a file on the shared disk): the
   // coordinator's public key is its public half.
   const keyPair = keyFile === undefined ? undefined : readKeyPair(keyFile);
   await runWorker({
     coordinator: endpoints.coordinator,
     backend,
-    timeoutMs: o.number('heartbeat-timeout') * 1000,
-    joinTimeoutMs: o.number('join-timeout') * 1000,
+    timeoutMs: o.heartbeatTimeout * 1000,
+    joinTimeoutMs: o.joinTimeout * 1000,
     ringHost: endpoints.ringHost,
     log,
     ...(keyPair && { curve: { keyPair, serverPublicKey: keyPair.publicKey } }),

@@ -5,33 +5,33 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readKeyPair } from '@lorafleet/collective';
 import { GPU_BACKENDS, type BackendName } from '@lorafleet/core';
 import type { Placement } from '@lorafleet/launch';
-import type { Options } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import { workerBin } from '../distributed/worker-process.js';
 import type { LaunchEndpoints } from './endpoints.js';
-import { resumeDirFor } from './run-id.js';
+import { restartOf } from './run-id.js';
 
 /** How long rank 0's worker may take to leave after the coordinator's Shutdown. */
 const WORKER_EXIT_MS = 30_000;
 
 export async function runRankZero(
-  o: Options,
+  o: TrainOptions,
   placement: Placement,
   endpoints: LaunchEndpoints,
-  train: (o: Options) => Promise<void>,
+  train: (o: TrainOptions) => Promise<void>,
 ): Promise<void> {
-  const given = o.optionalString('resume');
-  const resume = given ?? (await resumeDirFor(o.string('out'), placement.runId));
-  if (resume && !given) {
+  const restart = o.resume === undefined ? await restartOf(o.out, placement.runId) : undefined;
+  if (restart && 'resume' in restart) {
     console.log(
-      `run ${placement.runId} restarted (restart ${placement.restartCount}): resuming from ${resume}`,
+      `run ${placement.runId} restarted (restart ${placement.restartCount}): resuming from ${restart.resume}`,
     );
   }
-  const coordinating = o.with({
+  const coordinating: TrainOptions = {
+    ...o,
     launcher: 'none',
     listen: endpoints.listen,
     expect: placement.worldSize,
-    ...(resume !== undefined && { resume }),
-  });
+    ...restart,
+  };
   const worker = spawnRankZeroWorker(o, placement, endpoints);
   try {
     await train(coordinating);
@@ -41,19 +41,19 @@ export async function runRankZero(
 }
 
 function spawnRankZeroWorker(
-  o: Options,
+  o: TrainOptions,
   placement: Placement,
   endpoints: LaunchEndpoints,
 ): ChildProcess {
-  const backend = o.string('backend') as BackendName;
+  const backend: BackendName = o.backend;
   const args = [
     workerBin(),
     ...['--coordinator', endpoints.coordinator, '--ring-host', endpoints.ringHost],
-    ...['--backend', backend, '--timeout', String(o.number('heartbeat-timeout'))],
-    ...['--join-timeout', String(o.number('join-timeout'))],
+    ...['--backend', backend, '--timeout', String(o.heartbeatTimeout)],
+    ...['--join-timeout', String(o.joinTimeout)],
   ];
   if (GPU_BACKENDS.includes(backend)) args.push('--gpu', String(placement.localRank));
-  const keyFile = o.optionalString('curve-key');
+  const keyFile = o.curveKey;
   // The shared key pair: rank 0's worker is a client of its own coordinator's key.
   if (keyFile !== undefined) {
     args.push('--curve-key', keyFile, '--server-key', readKeyPair(keyFile).publicKey);
