@@ -45,6 +45,9 @@ async function main(argv: string[]): Promise<number> {
     await useBackend(options.backend, options.gpu === undefined ? {} : { gpu: options.gpu });
     workerOptions.log(`computing on ${options.backend} (${deviceName()})`);
     if (!rejoin) {
+      // Under a launcher the engine signals every task at once: the coordinator
+      // saves a checkpoint and then shuts this worker down.
+      if (placement) process.on('SIGTERM', () => log('SIGTERM: waiting for the coordinator'));
       await runWorker(workerOptions);
       return 0;
     }

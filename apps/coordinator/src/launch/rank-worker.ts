@@ -23,6 +23,9 @@ export async function runRankWorker(
   // One key pair for every task (a Secret, a file on the shared disk): the
   // coordinator's public key is its public half.
   const keyPair = keyFile === undefined ? undefined : readKeyPair(keyFile);
+  // The engine signals every task at once; the coordinator saves and then stops the workers.
+  const onTerm = () => log('SIGTERM: the coordinator saves a checkpoint and stops this worker');
+  process.on('SIGTERM', onTerm);
   await runWorker({
     coordinator: endpoints.coordinator,
     backend,
@@ -31,5 +34,5 @@ export async function runRankWorker(
     ringHost: endpoints.ringHost,
     log,
     ...(keyPair && { curve: { keyPair, serverPublicKey: keyPair.publicKey } }),
-  });
+  }).finally(() => process.off('SIGTERM', onTerm));
 }
