@@ -158,7 +158,7 @@ describe('hosts in network namespaces, over CURVE, launched with torchrun variab
 
   it('evicts a partitioned worker, goes on, and takes it back with state transfer after the link returns', async () => {
     const out = join(dir, 'partition');
-    const steps = 24;
+    const steps = 30;
     const slow = { LORAFLEET_FAULT_STEP_DELAY_MS: '150' };
     const tasks = job({ out, steps, env: slow });
     await until('step 4', async () => ((await stepsDone(out)) >= 4 ? true : undefined), 60_000);
