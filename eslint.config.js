@@ -40,6 +40,7 @@ const forbidden = {
     'zeromq',
     'node:*',
   ],
+  'packages/launch': ['zeromq', '@tensorflow/*', '@lorafleet/*'],
 };
 
 export default tseslint.config(

@@ -14,6 +14,7 @@ const allowed: Record<string, { workspace: string[]; forbiddenExternal: RegExp[]
   '@lorafleet/core': { workspace: [], forbiddenExternal: [/^zeromq$/] },
   '@lorafleet/models': { workspace: ['@lorafleet/core'], forbiddenExternal: [/^zeromq$/] },
   '@lorafleet/data': { workspace: [], forbiddenExternal: [/^zeromq$/, /^@tensorflow\//] },
+  '@lorafleet/launch': { workspace: [], forbiddenExternal: [/^zeromq$/, /^@tensorflow\//] },
   '@lorafleet/collective': {
     workspace: ['@lorafleet/protocol'],
     forbiddenExternal: [/^@tensorflow\//],

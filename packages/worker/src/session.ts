@@ -23,6 +23,11 @@ export interface WorkerOptions {
   backend: BackendName;
   /** Longest silence from the coordinator before this worker gives up. */
   timeoutMs: number;
+  /**
+   * How long to wait for Welcome after Hello (default: timeoutMs): under a
+   * cluster engine the coordinator's task may start well after ours.
+   */
+  joinTimeoutMs?: number;
   /** Address the ring socket listens on and advertises to the other ranks. */
   ringHost: string;
   log: (line: string) => void;
@@ -51,7 +56,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         curvePublicKey: options.curve?.keyPair.publicKey ?? '',
       },
     });
-    const welcome = await awaitWelcome(link);
+    const welcome = await awaitWelcome(link, options.joinTimeoutMs);
     if (!welcome) return;
     try {
       await serve(link, welcome, dataEndpoint, options);
@@ -67,9 +72,12 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
 
 type WelcomeMessage = { runId: string; value: Welcome };
 
-async function awaitWelcome(link: CoordinatorLink): Promise<WelcomeMessage | undefined> {
+async function awaitWelcome(
+  link: CoordinatorLink,
+  timeoutMs?: number,
+): Promise<WelcomeMessage | undefined> {
   for (;;) {
-    const msg = await link.receive(`Welcome (after Hello to ${link.endpoint})`);
+    const msg = await link.receive(`Welcome (after Hello to ${link.endpoint})`, timeoutMs);
     const { body } = msg;
     if (body.case === 'welcome') return { runId: msg.runId, value: body.value };
     if (body.case === 'shutdown') return undefined;
