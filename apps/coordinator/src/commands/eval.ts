@@ -33,6 +33,12 @@ export async function runEval(o: Options): Promise<void> {
     batchesOf(prepared.rows, o.number('batch-size'), rowOptions.seqLen),
   );
   model.dispose();
+  if (!Number.isFinite(result.loss)) {
+    throw new Error(
+      `the loss on ${o.string('data')} is ${result.loss} over ${result.tokens} tokens: the model` +
+        `${adapted > 0 ? ` with the adapter ${o.optionalString('adapter')}` : ''} computes non-finite values (a diverged run? check its learning rate and lora-alpha)`,
+    );
+  }
   if (o.boolean('json')) {
     console.log(JSON.stringify({ ...result, rows: prepared.rows.length, adaptedModules: adapted }));
     return;

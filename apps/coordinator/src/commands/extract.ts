@@ -7,6 +7,7 @@ import {
   selectTargets,
 } from '@lorafleet/models';
 import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { checkOutDir, describeFsError } from '../out-dir.js';
 
 export const extractSpec: CommandSpec = {
   name: 'extract',
@@ -67,6 +68,14 @@ function deltaOutIn(
 
 export async function runExtract(o: Options): Promise<void> {
   const [baseDir, tunedDir] = [o.string('base'), o.string('tuned')];
+  await checkOutDir(o.string('out'), {
+    flag: '--out',
+    mustBeEmpty: false,
+    inputs: [
+      { flag: '--base', path: baseDir, holds: 'the base model' },
+      { flag: '--tuned', path: tunedDir, holds: 'the tuned model' },
+    ],
+  });
   const config = await readGpt2Config(baseDir);
   const tunedConfig = await readGpt2Config(tunedDir);
   if (JSON.stringify(config) !== JSON.stringify(tunedConfig)) {
@@ -115,21 +124,25 @@ export async function runExtract(o: Options): Promise<void> {
     });
   }
   const targets = [...new Set(o.list('target'))];
-  await savePeftAdapter(o.string('out'), {
-    config: {
-      r: rank,
-      loraAlpha: rank,
-      loraDropout: 0,
-      targetModules: targets,
-      fanInFanOut: true,
-      useRslora: false,
-      bias: 'none',
-      initLoraWeights: true,
-      baseModelNameOrPath: baseDir,
-      taskType: 'CAUSAL_LM',
-    },
-    modules,
-  });
+  try {
+    await savePeftAdapter(o.string('out'), {
+      config: {
+        r: rank,
+        loraAlpha: rank,
+        loraDropout: 0,
+        targetModules: targets,
+        fanInFanOut: true,
+        useRslora: false,
+        bias: 'none',
+        initLoraWeights: true,
+        baseModelNameOrPath: baseDir,
+        taskType: 'CAUSAL_LM',
+      },
+      modules,
+    });
+  } catch (err) {
+    throw describeFsError(err, 'cannot write the adapter to --out', o.string('out'));
+  }
   if (o.boolean('json')) {
     console.log(JSON.stringify({ rank, out: o.string('out'), modules: report }, null, 2));
     return;

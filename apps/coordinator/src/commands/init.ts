@@ -7,6 +7,7 @@ import {
 } from '@lorafleet/models';
 import { type CommandSpec, type Options, UsageError } from '../args.js';
 import { formatCount } from '../common.js';
+import { checkOutDir, describeFsError } from '../out-dir.js';
 
 export const initSpec: CommandSpec = {
   name: 'init',
@@ -34,6 +35,7 @@ export const initSpec: CommandSpec = {
 
 export async function runInit(o: Options): Promise<void> {
   const path = o.string('config');
+  await checkOutDir(o.string('out'), { flag: '--out', mustBeEmpty: false });
   let json: unknown;
   try {
     json = JSON.parse(await readFile(path, 'utf8'));
@@ -55,11 +57,15 @@ export async function runInit(o: Options): Promise<void> {
   const out = o.string('out');
   const weights = randomGpt2Weights(config, o.number('seed'));
   const eos = tokenizer === 'bytes' ? 256 : 50256;
-  await writeGpt2Folder(out, config, weights, {
-    configExtra: { bos_token_id: eos, eos_token_id: eos },
-  });
-  if (tokenizer === 'bytes')
-    await saveByteTokenizerConfig(out, { modelMaxLength: config.nPositions });
+  try {
+    await writeGpt2Folder(out, config, weights, {
+      configExtra: { bos_token_id: eos, eos_token_id: eos },
+    });
+    if (tokenizer === 'bytes')
+      await saveByteTokenizerConfig(out, { modelMaxLength: config.nPositions });
+  } catch (err) {
+    throw describeFsError(err, 'cannot write the model to --out', out);
+  }
   const params = [...weights.values()].reduce((n, w) => n + w.data.length, 0);
   console.log(
     `wrote ${out}: GPT-2 layout, ${config.nLayer} layers, ${config.nEmbd} wide, ${config.nHead} heads, ` +
