@@ -5,7 +5,8 @@
 //                                            labels optional, -100 = no loss
 // Other keys (ids, metadata) are ignored. Blank lines are skipped silently.
 
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { ProblemLog, type BadLinePolicy, type ReadResult } from './problems.js';
 import {
   exampleFromIds,
@@ -15,25 +16,59 @@ import {
   type TokenizedExample,
 } from './tokenizer.js';
 
+/**
+ * The lines of a file, read as a stream: the file's size is bounded by the
+ * disk, not by the longest string a JS engine can hold (~512 MiB in V8); only
+ * one line must fit in a string. A leading BOM is dropped; so is the '\r' of
+ * a CRLF line end. `chunkBytes` is the read size (small values for tests).
+ */
+export async function* readLines(file: string, chunkBytes = 1 << 20): AsyncGenerator<string> {
+  const decoder = new StringDecoder('utf8');
+  let pending = '';
+  let first = true;
+  const cut = (line: string) => (line.endsWith('\r') ? line.slice(0, -1) : line);
+  for await (const chunk of createReadStream(file, { highWaterMark: chunkBytes })) {
+    let text = decoder.write(chunk as Buffer);
+    if (first && text.length > 0) {
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      first = false;
+    }
+    const parts = text.split('\n');
+    if (parts.length === 1) {
+      pending += parts[0];
+      continue;
+    }
+    yield cut(pending + parts[0]);
+    for (let i = 1; i < parts.length - 1; i++) yield cut(parts[i]!);
+    pending = parts[parts.length - 1]!;
+  }
+  pending += decoder.end();
+  if (pending !== '') yield cut(pending);
+}
+
 /** Reads a JSONL file into examples, skipping bad lines under `policy`. */
 export async function readJsonl(
   file: string,
   tokenizer: TextTokenizer,
   policy: BadLinePolicy = {},
+  chunkBytes?: number,
 ): Promise<ReadResult> {
-  const text = await readFile(file, 'utf8');
-  const lines = (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).split('\n');
   const log = new ProblemLog(file, policy);
   const examples: TokenizedExample[] = [];
-  lines.forEach((raw, index) => {
-    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-    if (line.trim() === '') return;
+  const lines: number[] = [];
+  let lineNumber = 0;
+  for await (const line of readLines(file, chunkBytes)) {
+    lineNumber++;
+    if (line.trim() === '') continue;
     log.record();
     const example = parseJsonlLine(line, tokenizer);
-    if (typeof example === 'string') log.reject(index + 1, example);
-    else examples.push(example);
-  });
-  return { ...log.finish(examples.length), examples };
+    if (typeof example === 'string') log.reject(lineNumber, example);
+    else {
+      examples.push(example);
+      lines.push(lineNumber);
+    }
+  }
+  return { ...log.finish(examples.length), examples, lines };
 }
 
 /** One line to an example, or a message saying what is wrong with it. */

@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'version-mismatch'
   | 'config-mismatch'
   | 'replica-diverged'
-  | 'internal';
+  | 'internal'
+  | 'data';
 
 /** Worker -> coordinator, first message after connecting. */
 export interface Hello {

@@ -37,6 +37,8 @@ export class Replica {
     readonly config: RunConfig,
     readonly model: Gpt2Model,
     readonly rows: SequenceRow[],
+    /** Each row's source line in the data file, to name rows in data errors. */
+    readonly rowLines: Int32Array,
     /** The held-out rows (`evalData`), or none. */
     readonly evalRows: SequenceRow[],
     readonly layers: LoraLinear[],
@@ -100,7 +102,16 @@ export class Replica {
         },
         allReduce,
       );
-      return new Replica(config, model, prepared.rows, evalRows, layers, step, pissaStart);
+      return new Replica(
+        config,
+        model,
+        prepared.rows,
+        prepared.rowLines,
+        evalRows,
+        layers,
+        step,
+        pissaStart,
+      );
     } catch (error) {
       model.dispose();
       throw error;

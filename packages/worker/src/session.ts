@@ -12,11 +12,12 @@ import type { RingAllReduce } from '@lorafleet/collective';
 import { type BackendName, deviceName, useBackend } from '@lorafleet/core';
 import type { ControlBody, StepDone, StepPlan, Welcome, WorkerState } from '@lorafleet/protocol';
 import { isCheckpointInProgress } from './checkpoint.js';
-import { maybeCorruptReplica, maybeDelayStep } from './fault-injection.js';
+import { DataError, errorCodeOf, nameRows } from './data-error.js';
+import { maybeCorruptReplica, maybeDelayStep, maybeUnlabel } from './fault-injection.js';
 import { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
 import { Mailbox, bindRing, stepOrAbort } from './mailbox.js';
 import { Replica } from './replica.js';
-import { RunConfigError, decodeRunConfig } from './run-config.js';
+import { decodeRunConfig } from './run-config.js';
 import { batchesOf } from './rows.js';
 import type { ComputeNotice, TrainState } from './step.js';
 import {
@@ -65,8 +66,10 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     try {
       await serve(link, welcome, dataEndpoint, options);
     } catch (error) {
-      const code = error instanceof RunConfigError ? 'config-mismatch' : 'internal';
-      await link.sendError(code, `rank ${welcome.value.rank}: ${(error as Error).message}`);
+      await link.sendError(
+        errorCodeOf(error),
+        `rank ${welcome.value.rank}: ${(error as Error).message}`,
+      );
       throw error;
     }
   } finally {
@@ -346,7 +349,12 @@ async function trainStep(
   const seqLen = replica.config.rows.seqLen;
   const batches = batchesOf(replica.rowsOf(plan.sampleIds), plan.microBatchSize, seqLen);
   await maybeDelayStep(signal);
-  const result = await replica.step.run(batches, signal, onCompute);
+  maybeUnlabel(batches, plan.step);
+  const result = await replica.step.run(batches, signal, onCompute).catch((error: unknown) => {
+    if (!(error instanceof DataError)) throw error;
+    const rows = nameRows(replica.config.dataFile, replica.rowLines, plan.sampleIds);
+    throw new DataError(`${error.message}; this rank's rows: ${rows || 'none'}`);
+  });
   if (maybeCorruptReplica(replica.step, rank)) {
     log(`rank ${rank}: test hook: corrupted one parameter after step ${result.step}`);
   }

@@ -458,10 +458,12 @@ export class WorkerFleet {
     member.lastSeen = performance.now();
     if (body.case === 'error') {
       const message = `${member.name} failed (${body.value.code}): ${body.value.message}`;
-      // An internal failure loses one worker; a diverged replica or a config
-      // mismatch is a bug that no restart fixes.
+      // An internal failure loses one worker; a diverged replica, a config
+      // mismatch or bad data is a bug that no restart fixes.
       if (body.value.code === 'internal') this.markLost(member, message);
-      else this.fail(message);
+      else if (body.value.code === 'data') {
+        this.fail(`a data error, which no restart fixes: ${message}; fix the data and run again`);
+      } else this.fail(message);
       return;
     }
     if (body.case === 'heartbeat') {

@@ -4202,6 +4202,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       values[(valuesById[3] = 'ERROR_CODE_CONFIG_MISMATCH')] = 3;
       values[(valuesById[4] = 'ERROR_CODE_REPLICA_DIVERGED')] = 4;
       values[(valuesById[5] = 'ERROR_CODE_INTERNAL')] = 5;
+      values[(valuesById[6] = 'ERROR_CODE_DATA')] = 6;
       return values;
     })();
 
@@ -4324,6 +4325,10 @@ export const lorafleet = ($root.lorafleet = (() => {
             case 'ERROR_CODE_INTERNAL':
             case 5:
               message.code = 5;
+              break;
+            case 'ERROR_CODE_DATA':
+            case 6:
+              message.code = 6;
               break;
             default:
               if (typeof object.code === 'number' && (object.code | 0) === object.code)

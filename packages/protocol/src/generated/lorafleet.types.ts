@@ -2323,6 +2323,9 @@ export declare namespace lorafleet {
 
       /** ERROR_CODE_INTERNAL value */
       ERROR_CODE_INTERNAL = 5,
+
+      /** ERROR_CODE_DATA value */
+      ERROR_CODE_DATA = 6,
     }
 
     /**
