@@ -167,7 +167,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     const download = CHECKPOINT_ROUTE.exec(path);
     if (download) {
       const file = adapterFilePath(runDir, decode(download[1]!), decode(download[2]!));
-      if (file && (await sendAdapterFile(res, file, head))) return;
+      if (file && (await sendAdapterFile(res, runDir, file, head))) return;
       return sendText(
         res,
         404,
