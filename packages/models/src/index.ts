@@ -50,4 +50,5 @@ export {
   validateSampling,
 } from './generate.js';
 export { type LoadedModel, loadModel } from './load.js';
+export { type StreamEnd, type StreamOptions, slideKeep, streamTokens } from './stream.js';
 export * from './tokenizer/index.js';
