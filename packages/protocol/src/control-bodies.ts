@@ -24,6 +24,7 @@ const workerStates = new EnumTable<WorkerState>(
     [S.WORKER_STATE_REDUCING, 'reducing'],
     [S.WORKER_STATE_UPDATING, 'updating'],
     [S.WORKER_STATE_CHECKPOINTING, 'checkpointing'],
+    [S.WORKER_STATE_LOADING, 'loading'],
   ]),
 );
 const errorCodes = new EnumTable<ErrorCode>(

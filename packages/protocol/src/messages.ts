@@ -4,7 +4,7 @@
 // test/schema.test.ts fails when these drift from the generated code.
 
 export type WorkerState =
-  'unspecified' | 'idle' | 'computing' | 'reducing' | 'updating' | 'checkpointing';
+  'unspecified' | 'idle' | 'computing' | 'reducing' | 'updating' | 'checkpointing' | 'loading';
 
 export type ErrorCode =
   | 'unspecified'

@@ -157,12 +157,22 @@ async function serve(
   let replica: Replica | undefined;
   let state: WorkerState = 'idle';
   let heartbeat: NodeJS.Timeout | undefined;
+  // "Loading" heartbeats from Welcome on: the coordinator drops a peer that
+  // said Hello but shows no sign of loading (see its roster).
+  const loading = () =>
+    void send({
+      case: 'heartbeat',
+      value: { sentAtMs: Date.now(), state: 'loading', rssBytes: 0, stepsDone: 0, quietMs: 0 },
+    }).catch(() => undefined);
+  loading();
+  heartbeat = setInterval(loading, WORKER_HEARTBEAT_MS);
   try {
     if (!w.joining)
       await formRing(w.rank, w.worldSize, w.ringEndpoints, w.generation, w.ringPublicKeys);
     await useBackend(options.backend);
     replica = await Replica.build(config, allReduce);
     if (config.resumeFrom) await replica.restore(config.resumeFrom);
+    clearInterval(heartbeat);
     const r = replica;
     options.log(
       (w.joining

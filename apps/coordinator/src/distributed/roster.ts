@@ -51,6 +51,8 @@ export interface Member {
 
 /** A welcomed worker must load its replica within this. */
 const BUILD_TIMEOUT_MS = 600_000;
+/** A loading worker beats every second; this much silence (a blocked event loop) is a hang. */
+const LOADING_SILENCE_MS = 60_000;
 
 export class Roster {
   /** Every member ever seen, in order of arrival. */
@@ -133,6 +135,21 @@ export class Roster {
         out.push({
           member: m,
           reason: `silent for ${(silent / 1000).toFixed(1)} s (heartbeat timeout${allowed})`,
+        });
+      } else if (
+        m.status === 'building' &&
+        m.lastSeen <= m.welcomedAt &&
+        now - m.welcomedAt > 2 * heartbeatTimeoutMs
+      ) {
+        // A worker's first "loading" heartbeat leaves as soon as Welcome arrives.
+        out.push({
+          member: m,
+          reason: `never became ready: no heartbeat within ${(2 * heartbeatTimeoutMs) / 1000} s of its Welcome (not a lorafleet worker, or hung)`,
+        });
+      } else if (m.status === 'building' && silent > LOADING_SILENCE_MS) {
+        out.push({
+          member: m,
+          reason: `silent for ${(silent / 1000).toFixed(1)} s while loading its replica`,
         });
       } else if (m.status === 'building' && now - m.welcomedAt > BUILD_TIMEOUT_MS) {
         out.push({

@@ -137,7 +137,7 @@ async function trainOnFleet(
   const { config } = plan;
   const { runConfig, runConfigHash } = encodeRunConfig(config);
   // Initial workers get their ring in Welcome (generation 0) and, on a resume, the checkpoint.
-  const initial = fleet.newcomers();
+  const initial = fleet.newcomers().slice(0, fleet.capacity);
   const ringEndpoints = initial.map((m) => m.hello!.dataEndpoint);
   for (const [rank, m] of initial.entries()) {
     await fleet.send(m, {
@@ -224,11 +224,12 @@ async function trainOnFleet(
   const faults = {
     workersLost: ring.stats.losses,
     workersJoined: ring.stats.joins,
+    fewestWorkers: fleet.ringSizes.min,
     recoverySeconds: ring.stats.recoverySeconds,
   };
   await writeSummary(out, plan, {
     ...result,
-    workers: initial.length,
+    workers: fleet.ringSizes.last,
     saved: savedTo,
     faults,
     evalLossBefore: before?.loss ?? null,

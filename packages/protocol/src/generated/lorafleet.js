@@ -2342,6 +2342,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       values[(valuesById[3] = 'WORKER_STATE_REDUCING')] = 3;
       values[(valuesById[4] = 'WORKER_STATE_UPDATING')] = 4;
       values[(valuesById[5] = 'WORKER_STATE_CHECKPOINTING')] = 5;
+      values[(valuesById[6] = 'WORKER_STATE_LOADING')] = 6;
       return values;
     })();
 
@@ -2539,6 +2540,10 @@ export const lorafleet = ($root.lorafleet = (() => {
             case 'WORKER_STATE_CHECKPOINTING':
             case 5:
               message.state = 5;
+              break;
+            case 'WORKER_STATE_LOADING':
+            case 6:
+              message.state = 6;
               break;
             default:
               if (typeof object.state === 'number' && (object.state | 0) === object.state)

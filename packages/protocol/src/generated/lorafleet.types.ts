@@ -1446,6 +1446,9 @@ export declare namespace lorafleet {
 
       /** WORKER_STATE_CHECKPOINTING value */
       WORKER_STATE_CHECKPOINTING = 5,
+
+      /** WORKER_STATE_LOADING value */
+      WORKER_STATE_LOADING = 6,
     }
 
     /**
