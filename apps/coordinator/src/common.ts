@@ -10,20 +10,19 @@ import {
   useBackend,
 } from '@lorafleet/core';
 import { type LoadedModel, loadModel } from '@lorafleet/models';
-import type { OptionSpec, Options } from './args.js';
+import { type OptionSpec } from './args.js';
 
-export const backendOption: OptionSpec = {
+export const backendOption = {
   kind: 'string',
   value: 'NAME',
   description: 'compute backend',
   choices: BACKENDS,
   default: 'wasm',
-};
+} as const satisfies OptionSpec;
 
-export async function startBackend(options: Options): Promise<BackendName> {
-  const name = options.string('backend') as BackendName;
-  await useBackend(name);
-  return name;
+export async function startBackend(options: { backend: BackendName }): Promise<BackendName> {
+  await useBackend(options.backend);
+  return options.backend;
 }
 
 export const ADAPTER_NAME = 'default';

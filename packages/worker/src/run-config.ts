@@ -21,6 +21,13 @@ export interface RunConfig {
   /** Training data file; every worker prepares the same rows from it. */
   dataFile: string;
   rows: RowOptions;
+  /** 'lora' trains adapters on `lora.targets`; 'full' trains every weight and saves a model folder. */
+  mode: 'lora' | 'full';
+  /**
+   * Share of the training rows held out for evaluation (`train --eval-fraction`),
+   * split by `seed`; 0: none. The sample ids index the rows that remain.
+   */
+  evalFraction: number;
   /** rowsFingerprint() of the prepared rows: a worker whose rows differ refuses to train. */
   rowsFingerprint: string;
   /** Held-out data (`train --eval-data`), prepared like the training rows; null: none. */
@@ -84,6 +91,8 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
         : {}),
       ...(rows.has('csv') ? { csv: csvColumns(rows.object('csv')) } : {}),
     },
+    mode: c.choice('mode', ['lora', 'full'] as const),
+    evalFraction: c.numberIn('evalFraction', (x) => x >= 0 && x < 1, 'in [0, 1)'),
     rowsFingerprint: c.string('rowsFingerprint'),
     evalData: c.has('evalData')
       ? {

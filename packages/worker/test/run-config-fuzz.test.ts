@@ -20,6 +20,8 @@ const valid: RunConfig = {
   modelDir: '/models/tiny',
   dataFile: '/data/train.csv',
   rows: { seqLen: 16, packing: 'auto', format: 'csv', csv: { textColumn: 'text' } },
+  mode: 'lora',
+  evalFraction: 0,
   rowsFingerprint: 'sha256:00',
   evalData: { file: '/data/valid.csv', rowsFingerprint: 'sha256:01' },
   lora: { r: 2, alpha: 4, dropout: 0, rslora: false, init: 'kaiming', targets: ['c_attn'] },

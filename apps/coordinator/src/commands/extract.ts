@@ -6,10 +6,10 @@ import {
   readGpt2Weights,
   selectTargets,
 } from '@lorafleet/models';
-import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 import { checkOutDir, describeFsError } from '../out-dir.js';
 
-export const extractSpec: CommandSpec = {
+export const extractSpec = defineCommand({
   name: 'extract',
   summary:
     "Approximate a full fine-tune (tuned - base) by a LoRA adapter of rank R: a truncated SVD per module. Prints the share of each delta's energy (squared Frobenius norm) the adapter keeps.",
@@ -41,7 +41,7 @@ export const extractSpec: CommandSpec = {
     },
     json: { kind: 'boolean', description: 'print the per-module report as JSON' },
   },
-};
+});
 
 export interface ExtractedModule {
   module: string;
@@ -66,9 +66,9 @@ function deltaOutIn(
   return { data, out, inF };
 }
 
-export async function runExtract(o: Options): Promise<void> {
-  const [baseDir, tunedDir] = [o.string('base'), o.string('tuned')];
-  await checkOutDir(o.string('out'), {
+export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<void> {
+  const [baseDir, tunedDir] = [o.base, o.tuned];
+  await checkOutDir(o.out, {
     flag: '--out',
     mustBeEmpty: false,
     inputs: [
@@ -87,8 +87,8 @@ export async function runExtract(o: Options): Promise<void> {
     await readGpt2Weights(baseDir, config),
     await readGpt2Weights(tunedDir, config),
   ];
-  const layers = selectTargets(linearModules(config), o.list('target'));
-  const rank = o.number('rank');
+  const layers = selectTargets(linearModules(config), o.target);
+  const rank = o.rank;
   const modules = new Map<
     string,
     { a: Float32Array; b: Float32Array; r: number; inFeatures: number; outFeatures: number }
@@ -123,9 +123,9 @@ export async function runExtract(o: Options): Promise<void> {
       deltaNorm: Math.sqrt(norm2),
     });
   }
-  const targets = [...new Set(o.list('target'))];
+  const targets = [...new Set(o.target)];
   try {
-    await savePeftAdapter(o.string('out'), {
+    await savePeftAdapter(o.out, {
       config: {
         r: rank,
         loraAlpha: rank,
@@ -141,15 +141,13 @@ export async function runExtract(o: Options): Promise<void> {
       modules,
     });
   } catch (err) {
-    throw describeFsError(err, 'cannot write the adapter to --out', o.string('out'));
+    throw describeFsError(err, 'cannot write the adapter to --out', o.out);
   }
-  if (o.boolean('json')) {
-    console.log(JSON.stringify({ rank, out: o.string('out'), modules: report }, null, 2));
+  if (o.json) {
+    console.log(JSON.stringify({ rank, out: o.out, modules: report }, null, 2));
     return;
   }
-  console.log(
-    `extracted a rank-${rank} adapter from ${tunedDir} - ${baseDir} into ${o.string('out')}`,
-  );
+  console.log(`extracted a rank-${rank} adapter from ${tunedDir} - ${baseDir} into ${o.out}`);
   console.log(
     `${'module'.padEnd(36)} ${'[out, in]'.padEnd(12)} ${'||delta||'.padStart(10)}  energy kept`,
   );

@@ -1,11 +1,11 @@
 import { type StreamEnd, slideKeep, streamTokens } from '@lorafleet/models';
-import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 import { backendOption, loadModelAndAdapter, startBackend } from '../common.js';
 
 /** --max-new-tokens above this needs --allow-long: a typo should not run for hours. */
 export const MAX_NEW_TOKENS = 4096;
 
-export const generateSpec: CommandSpec = {
+export const generateSpec = defineCommand({
   name: 'generate',
   summary:
     'Continue a prompt with a model (and optionally a LoRA adapter), printing tokens as they come; Ctrl-C stops and keeps what was printed (exit 130).',
@@ -52,24 +52,21 @@ export const generateSpec: CommandSpec = {
     seed: { kind: 'int', min: 0, default: 0, description: 'sampling seed' },
     backend: backendOption,
   },
-};
+});
 
 /** Exit status after Ctrl-C, as a shell reports a SIGINT death (128 + 2). */
 const INTERRUPTED = 130;
 
-export async function runGenerate(o: Options): Promise<void> {
-  const maxNewTokens = o.number('max-new-tokens');
-  if (maxNewTokens > MAX_NEW_TOKENS && !o.boolean('allow-long')) {
+export async function runGenerate(o: CommandValues<typeof generateSpec>): Promise<void> {
+  const maxNewTokens = o.maxNewTokens;
+  if (maxNewTokens > MAX_NEW_TOKENS && !o.allowLong) {
     throw new UsageError(
       `generate: --max-new-tokens ${maxNewTokens} is above ${MAX_NEW_TOKENS}; pass --allow-long to generate that many`,
     );
   }
   await startBackend(o);
-  const { model, tokenizer } = await loadModelAndAdapter(
-    o.string('model'),
-    o.optionalString('adapter'),
-  );
-  const prompt = o.string('prompt');
+  const { model, tokenizer } = await loadModelAndAdapter(o.model, o.adapter);
+  const prompt = o.prompt;
   const ids = tokenizer.encode(prompt);
   const P = model.config.nPositions;
   if (ids.length > P) {
@@ -90,12 +87,12 @@ export async function runGenerate(o: Options): Promise<void> {
       ids,
       {
         maxNewTokens,
-        temperature: o.number('temperature'),
-        topK: o.number('top-k'),
-        topP: o.number('top-p'),
-        seed: o.number('seed'),
+        temperature: o.temperature,
+        topK: o.topK,
+        topP: o.topP,
+        seed: o.seed,
         stopToken: tokenizer.eosId,
-        overflow: o.string('context-overflow') as 'slide' | 'stop',
+        overflow: o.contextOverflow,
       },
       end,
     );

@@ -1,13 +1,13 @@
 import { tf } from '@lorafleet/core';
 import { type WeightMap, writeGpt2Folder } from '@lorafleet/models';
-import type { CommandSpec, Options } from '../args.js';
+import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, copyTokenizerFiles, loadModelAndAdapter, startBackend } from '../common.js';
 import { checkOutDir, describeFsError } from '../out-dir.js';
 
 /** Default largest |merged - unmerged| logit, relative to the largest |logit| (at least 1). */
 export const MERGE_TOLERANCE = 1e-3;
 
-export const mergeSpec: CommandSpec = {
+export const mergeSpec = defineCommand({
   name: 'merge',
   summary:
     'Merge a LoRA adapter into its base model (W + scaling * B A) and save a plain model folder: no adapter, no extra latency. The folder loads in this project and in Hugging Face transformers.',
@@ -45,7 +45,7 @@ export const mergeSpec: CommandSpec = {
     },
     backend: backendOption,
   },
-};
+});
 
 /** Why a merged model must not be saved, or undefined when it may. */
 function mergeProblem(gap: number, scale: number, tolerance: number): string | undefined {
@@ -67,13 +67,13 @@ function nonFiniteWeight(weights: WeightMap): string | undefined {
   return undefined;
 }
 
-export async function runMerge(o: Options): Promise<void> {
-  const modelDir = o.string('model');
-  const adapterDir = o.string('adapter');
-  const out = o.string('out');
+export async function runMerge(o: CommandValues<typeof mergeSpec>): Promise<void> {
+  const modelDir = o.model;
+  const adapterDir = o.adapter;
+  const out = o.out;
   await checkOutDir(out, {
     flag: '--out',
-    mustBeEmpty: !o.boolean('overwrite'),
+    mustBeEmpty: !o.overwrite,
     overwriteHint: 'pass --overwrite to write into it',
     inputs: [
       { flag: '--model', path: modelDir, holds: 'the base weights' },
@@ -106,17 +106,17 @@ export async function runMerge(o: Options): Promise<void> {
       `the merged weight ${badWeight} holds NaN or infinite values: the adapter ${adapterDir} is not usable (a diverged run?); nothing was written`,
     );
   }
-  const problem = o.boolean('check') ? mergeProblem(gap, scale, o.number('tolerance')) : undefined;
+  const problem = o.check ? mergeProblem(gap, scale, o.tolerance) : undefined;
   if (problem) throw new Error(`the merge check failed: ${problem}; nothing was written`);
   try {
     await writeGpt2Folder(out, config, weights, {
-      dtype: o.string('dtype') as 'F32' | 'F16' | 'BF16',
+      dtype: o.dtype,
     });
     await copyTokenizerFiles(modelDir, out);
   } catch (err) {
     throw describeFsError(err, 'cannot write the merged model to --out', out);
   }
-  const checked = o.boolean('check')
+  const checked = o.check
     ? `logits on a ${T}-token probe differ by at most ${gap.toExponential(2)} from the unmerged model`
     : 'not checked (--no-check)';
   console.log(`merged ${adapted} adapted modules into ${out}; ${checked}`);

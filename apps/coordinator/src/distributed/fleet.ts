@@ -15,12 +15,15 @@ import { type ControlBody, type Hello, decodeControl, encodeControl } from '@lor
 import { UNASSIGNED_RUN } from '@lorafleet/worker';
 import { DropLog } from './drop-log.js';
 import { FleetError, type Member, MembersLost, Roster } from './roster.js';
+import { InProcessWorker } from './in-process.js';
 import { WorkerProcess } from './worker-process.js';
 
 export { FleetError, type Member, type MemberStatus, MembersLost } from './roster.js';
 
 /** Where the workers come from. */
 export type Membership =
+  /** One worker in this process (`lorafleet train` without --workers or --listen). */
+  | { kind: 'inprocess'; workers: 1 }
   | { kind: 'spawn'; workers: number }
   /** External `lorafleet-worker --coordinator ENDPOINT` daemons; at most `workers` at a time. */
   | { kind: 'listen'; endpoint: string; workers: number };
@@ -126,7 +129,7 @@ export class WorkerFleet {
     const fleet = new WorkerFleet(router, router.lastEndpoint!, options, auth);
     void fleet.read();
     try {
-      if (membership.kind === 'spawn') {
+      if (membership.kind !== 'listen') {
         for (let slot = 0; slot < membership.workers; slot++) fleet.spawn(slot);
         await fleet.until(
           () => fleet.roster.all.every((m) => m.status !== 'starting'),
@@ -297,10 +300,16 @@ export class WorkerFleet {
     const live = this.live().filter((m) => m.identity);
     for (const m of live) await this.send(m, { case: 'shutdown', value: { reason } });
     const spawned = live.flatMap((m) => (m.process ? [m.process] : []));
+    const inProcess = live.flatMap((m) => (m.inProcess ? [m.inProcess] : []));
     const deadline = performance.now() + timeoutMs;
-    while (spawned.some((p) => !p.exit) && performance.now() < deadline) {
+    while (
+      (spawned.some((p) => !p.exit) || inProcess.some((w) => !w.finished)) &&
+      performance.now() < deadline
+    ) {
       await this.changed(deadline - performance.now());
     }
+    const failed = inProcess.find((w) => w.failure);
+    if (failed) throw new FleetError(`after Shutdown: ${failed.describeEnd()}`);
     for (const m of live) m.status = 'left';
     const bad = spawned.filter((p) => p.exit?.code !== 0);
     this.close();
@@ -337,6 +346,14 @@ export class WorkerFleet {
 
   private spawn(slot: number): Member {
     const id = this.roster.nextId();
+    if (this.options.membership.kind === 'inprocess') {
+      const worker = new InProcessWorker(this.endpoint, this.options.backend, (w) =>
+        this.onInProcessEnd(w),
+      );
+      const member = this.roster.add(id, `worker ${id} (this process)`, slot);
+      Object.assign(member, { inProcess: worker, status: 'starting' });
+      return member;
+    }
     const { gpus, heartbeatTimeoutMs } = this.options;
     const gpu = gpus && gpus.length > 0 ? gpus[slot % gpus.length] : undefined;
     const process = new WorkerProcess(
@@ -379,6 +396,12 @@ export class WorkerFleet {
       }
       await this.changed(left);
     }
+  }
+
+  private onInProcessEnd(w: InProcessWorker): void {
+    const m = this.roster.all.find((x) => x.inProcess === w);
+    if (m && (w.failure || !this.stopping)) this.markLost(m, w.describeEnd());
+    this.signal();
   }
 
   private onExit(p: WorkerProcess): void {
@@ -511,8 +534,10 @@ export class WorkerFleet {
     }
     if (this.stopping) return this.refuse(identity, hello, 'the run is finishing');
     let member: Member | undefined;
-    if (membership.kind === 'spawn') {
-      member = this.roster.all.find((m) => m.process?.pid === hello.pid && m.status === 'starting');
+    if (membership.kind !== 'listen') {
+      member = this.roster.all.find(
+        (m) => (m.process ?? m.inProcess)?.pid === hello.pid && m.status === 'starting',
+      );
       if (!member) return this.refuse(identity, hello, 'it is not a worker this run spawned');
       member.status = 'hello';
     } else {
@@ -555,7 +580,9 @@ export class WorkerFleet {
     // After Shutdown the workers go quiet on purpose; stop() bounds the wait.
     if (this.stopping) return;
     this.drops.flush();
-    for (const { member, reason } of this.roster.overdue(this.options.heartbeatTimeoutMs)) {
+    const strangers = this.options.membership.kind === 'listen';
+    const { heartbeatTimeoutMs } = this.options;
+    for (const { member, reason } of this.roster.overdue(heartbeatTimeoutMs, strangers)) {
       this.markLost(member, reason);
     }
   }

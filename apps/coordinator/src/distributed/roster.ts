@@ -2,6 +2,7 @@
 // run's life (starting -> hello -> building -> ready -> active -> lost/left),
 // their place in the ring, and which of them have gone quiet for too long.
 import type { ControlBody, Hello } from '@lorafleet/protocol';
+import type { InProcessWorker } from './in-process.js';
 import type { WorkerProcess } from './worker-process.js';
 
 /** Why a run stopped: a worker failed in a way no restart fixes, or a wait ran out. */
@@ -35,6 +36,8 @@ export interface Member {
   /** Rank in the current ring; -1 outside it. */
   rank: number;
   process?: WorkerProcess;
+  /** The worker that runs in the coordinator's own process (a fleet of one). */
+  inProcess?: InProcessWorker;
   identity?: Buffer;
   hello?: Hello;
   inbox: ControlBody[];
@@ -120,13 +123,16 @@ export class Roster {
   /**
    * Members to declare lost, with why: ready or ring members silent past the
    * heartbeat timeout plus the compute time they announced, and welcomed ones
-   * that never finished loading.
+   * that never finished loading. With `strangers` (external workers: anyone
+   * may connect), also welcomed ones that show no sign of loading.
    */
-  overdue(heartbeatTimeoutMs: number): { member: Member; reason: string }[] {
+  overdue(heartbeatTimeoutMs: number, strangers = false): { member: Member; reason: string }[] {
     const now = performance.now();
     const out: { member: Member; reason: string }[] = [];
     for (const m of this.all) {
       const silent = now - m.lastSeen;
+      // An in-process worker shares our event loop: its silence is ours.
+      if (m.inProcess) continue;
       if (
         (m.status === 'active' || m.status === 'ready') &&
         silent > heartbeatTimeoutMs + m.quietMs
@@ -137,6 +143,7 @@ export class Roster {
           reason: `silent for ${(silent / 1000).toFixed(1)} s (heartbeat timeout${allowed})`,
         });
       } else if (
+        strangers &&
         m.status === 'building' &&
         m.lastSeen <= m.welcomedAt &&
         now - m.welcomedAt > 2 * heartbeatTimeoutMs
@@ -146,7 +153,7 @@ export class Roster {
           member: m,
           reason: `never became ready: no heartbeat within ${(2 * heartbeatTimeoutMs) / 1000} s of its Welcome (not a lorafleet worker, or hung)`,
         });
-      } else if (m.status === 'building' && silent > LOADING_SILENCE_MS) {
+      } else if (strangers && m.status === 'building' && silent > LOADING_SILENCE_MS) {
         out.push({
           member: m,
           reason: `silent for ${(silent / 1000).toFixed(1)} s while loading its replica`,

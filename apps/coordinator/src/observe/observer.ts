@@ -1,8 +1,11 @@
 // A training run's observers: its event log (OUT/events.jsonl) and, with
 // --dashboard HOST:PORT, the dashboard server that shows it live.
-import type { Options } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import { startDashboard } from '../dashboard/server.js';
 import { type RunEventInit, RunEventLog, type RunFacts } from './events.js';
+
+/** How long the dashboard stays up after the run's last event. */
+const DASHBOARD_LINGER_MS = 1000;
 
 export interface RunObserver {
   readonly events: RunEventLog;
@@ -13,12 +16,16 @@ export interface RunObserver {
 }
 
 /** Opens the run's event log (keeping an earlier invocation's when resuming) and starts the dashboard if asked. */
-export async function observeRun(o: Options, out: string, resumed: boolean): Promise<RunObserver> {
+export async function observeRun(
+  o: TrainOptions,
+  out: string,
+  resumed: boolean,
+): Promise<RunObserver> {
   const events = RunEventLog.create(out, resumed);
-  const listen = o.boolean('no-dashboard') ? undefined : o.optionalString('dashboard');
+  const listen = o.noDashboard ? undefined : o.dashboard;
   let dashboard: Awaited<ReturnType<typeof startDashboard>> | undefined;
   if (listen !== undefined) {
-    const token = o.optionalString('dashboard-token');
+    const token = o.dashboardToken;
     dashboard = await startDashboard({
       events,
       listen,
@@ -33,7 +40,10 @@ export async function observeRun(o: Options, out: string, resumed: boolean): Pro
     emit: (event) => events.emit(event),
     note: (level, message) => events.emit({ type: 'log', level, message }),
     close: async () => {
-      await dashboard?.close();
+      if (!dashboard) return;
+      // The page fetches the final checkpoint list when it sees the run end: give it a moment.
+      await new Promise((resolve) => setTimeout(resolve, DASHBOARD_LINGER_MS));
+      await dashboard.close();
     },
   };
 }
