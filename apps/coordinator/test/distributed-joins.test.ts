@@ -110,16 +110,17 @@ describe.concurrent('joins on a --listen run', () => {
       slow,
     );
     await coordinator.waitFor(/waiting for workers: 0\/2/);
-    const t0 = performance.now();
     await silentPeer(endpoint);
     await coordinator.waitFor(/waiting for workers: 1\/2/);
     // Started together: the second to say Hello finds the run full and waits as a standby.
     const real = start(WORKER_BIN, ['--coordinator', endpoint], slow);
     const standby = start(WORKER_BIN, ['--coordinator', endpoint], slow);
+    await coordinator.waitFor(/waiting for workers: 2\/2/);
+    const welcomed = performance.now(); // the impostor's Welcome leaves now
     await coordinator.waitFor(/, standby\) said Hello/);
     await coordinator.waitFor(/\(impostor:1\) lost: never became ready/);
     // Twice the 4 s heartbeat timeout, plus a loaded machine's slack; not 40 s.
-    expect((performance.now() - t0) / 1000).toBeLessThan(25);
+    expect((performance.now() - welcomed) / 1000).toBeLessThan(20);
     const result = await coordinator.done;
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(/joined the ring at step \d+ as rank 1/);
@@ -153,7 +154,8 @@ describe.concurrent('joins on a --listen run', () => {
     expect(refused.stderr).toContain(
       'the coordinator refused us: refused: the run already has its 1 workers and 1 standbys',
     );
-    expect((refused.at - t0) / 1000).toBeLessThan(20); // not the 60 s receive timeout
+    // Node and tfjs start-up on a loaded machine, not the worker's 60 s receive timeout.
+    expect((refused.at - t0) / 1000).toBeLessThan(45);
     const result = await coordinator.done;
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(/refused \S+: the run already has its 1 workers and 1 standbys/);

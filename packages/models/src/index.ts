@@ -50,5 +50,12 @@ export {
   validateSampling,
 } from './generate.js';
 export { type LoadedModel, loadModel } from './load.js';
+export {
+  WASM_HEAP_BYTES,
+  activationBytes,
+  largestMicroBatch,
+  parameterBytes,
+  wasmActivationBudget,
+} from './memory-estimate.js';
 export { type StreamEnd, type StreamOptions, slideKeep, streamTokens } from './stream.js';
 export * from './tokenizer/index.js';

@@ -122,7 +122,7 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
   const perWorker =
     membership.workers > 1 ? `, ~${Math.ceil(batchSize / membership.workers)} rows per worker` : '';
   log(
-    `${steps} steps of ${batchSize} rows x ${config.rows.seqLen} tokens ` +
+    `${steps} steps of ${Math.min(batchSize, sampler.datasetSize)} rows x ${config.rows.seqLen} tokens ` +
       `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${microBatchSize}`,
   );
 }
