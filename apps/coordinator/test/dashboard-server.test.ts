@@ -3,7 +3,7 @@
 // adapter downloads, and the guards (token, read-only, traversal, loopback).
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { type IncomingMessage, request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -392,6 +392,52 @@ describe('static files and downloads', () => {
     expect(
       (await fetchRaw(dashboard.url, '/api/checkpoints/adapter/adapter_config.json')).status,
     ).toBe(404); // no final adapter yet
+  });
+
+  it('does not follow a checkpoint folder that is a symlink to outside the run', async () => {
+    const outside = await makeTempDir('dashboard-outside');
+    try {
+      await writeFile(join(outside, 'adapter_config.json'), '{"outside":"the run"}');
+      await writeFile(join(outside, 'adapter_model.safetensors'), 'secret weights');
+      const linkedRun = await makeTempDir('dashboard-linked');
+      await mkdir(join(linkedRun, 'checkpoints'));
+      await symlink(outside, join(linkedRun, 'checkpoints', 'step-000009'));
+      // A whole checkpoints folder that is a link to outside: refused too.
+      const viaFolder = await makeTempDir('dashboard-linked-folder');
+      await symlink(join(linkedRun, 'checkpoints'), join(viaFolder, 'checkpoints'));
+      for (const dir of [linkedRun, viaFolder]) {
+        const dashboard = await serve(sampleLog(), { runDir: dir });
+        for (const file of ['adapter_config.json', 'adapter_model.safetensors']) {
+          const reply = await fetchRaw(dashboard.url, `/api/checkpoints/step-000009/${file}`);
+          expect(reply.status, `${dir} ${file}`).toBe(404);
+          expect(reply.body.toString()).not.toContain('secret weights');
+          expect(reply.body.toString()).not.toContain('outside');
+        }
+        const state = await fetchRaw(dashboard.url, '/api/state');
+        expect(JSON.parse(state.body.toString()).downloads).toEqual([]);
+      }
+      await removeDir(linkedRun);
+      await removeDir(viaFolder);
+    } finally {
+      await removeDir(outside);
+    }
+  });
+
+  it('serves a run whose own folder is reached through a symlink', async () => {
+    const linkDir = await makeTempDir('dashboard-link-to-run');
+    try {
+      const link = join(linkDir, 'run');
+      await symlink(runDir, link);
+      const dashboard = await serve(sampleLog(), { runDir: link });
+      const reply = await fetchRaw(
+        dashboard.url,
+        '/api/checkpoints/step-000002/adapter_model.safetensors',
+      );
+      expect(reply.status).toBe(200);
+      expect([...reply.body]).toEqual([1, 2, 3, 4]);
+    } finally {
+      await removeDir(linkDir);
+    }
   });
 
   it.each([

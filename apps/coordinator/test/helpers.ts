@@ -122,12 +122,16 @@ export interface CliResult {
 }
 
 /** Runs `lorafleet ARGS` to completion; a non-zero exit is a result, not an error. */
-export function lorafleet(args: string[], timeoutMs = 90_000): Promise<CliResult> {
+export function lorafleet(
+  args: string[],
+  timeoutMs = 90_000,
+  env: Record<string, string> = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: timeoutMs,
-      env: { ...process.env, LORAFLEET_DEBUG: '' },
+      env: { ...process.env, LORAFLEET_DEBUG: '', ...env },
     });
     let stdout = '';
     let stderr = '';

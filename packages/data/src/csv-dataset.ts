@@ -64,12 +64,16 @@ export async function readCsv(
   const make = exampleMaker(table, tokenizer, options.columns);
   const log = new ProblemLog(file, options);
   const examples: TokenizedExample[] = [];
+  const lines: number[] = [];
   forEachRow(table, log, (values, line) => {
     const example = make(values);
     if (typeof example === 'string') log.reject(line, example);
-    else examples.push(example);
+    else {
+      examples.push(example);
+      lines.push(line);
+    }
   });
-  return { ...log.finish(examples.length), examples };
+  return { ...log.finish(examples.length), examples, lines };
 }
 
 /** Evaluation data: every reference for one prompt. */

@@ -22,7 +22,13 @@ export {
   ProblemLog,
   formatProblem,
 } from './problems.js';
-export { readJsonl, parseJsonlLine } from './jsonl.js';
+export { readJsonl, readLines, parseJsonlLine } from './jsonl.js';
+export {
+  type SourcedExamples,
+  type UntrainableDrop,
+  dropUntrainable,
+  firstTrainedPosition,
+} from './untrainable.js';
 export { type CsvRecord, parseCsv } from './csv.js';
 export {
   type CsvColumns,

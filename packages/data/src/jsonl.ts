@@ -9,7 +9,8 @@
 //                                            turns of "completion" only
 // Other keys (ids, metadata) are ignored. Blank lines are skipped silently.
 
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { type ChatMessage, parseMessages, tokenizeChat } from './chat.js';
 import { DatasetError, ProblemLog, type BadLinePolicy, type ReadResult } from './problems.js';
 import {
@@ -20,32 +21,68 @@ import {
   type TokenizedExample,
 } from './tokenizer.js';
 
+/**
+ * The lines of a file, read as a stream: the file's size is bounded by the
+ * disk, not by the longest string a JS engine can hold (~512 MiB in V8); only
+ * one line must fit in a string. A leading BOM is dropped; so is the '\r' of
+ * a CRLF line end. `chunkBytes` is the read size (small values for tests).
+ */
+export async function* readLines(file: string, chunkBytes = 1 << 20): AsyncGenerator<string> {
+  const decoder = new StringDecoder('utf8');
+  let pending = '';
+  let first = true;
+  const cut = (line: string) => (line.endsWith('\r') ? line.slice(0, -1) : line);
+  for await (const chunk of createReadStream(file, { highWaterMark: chunkBytes })) {
+    let text = decoder.write(chunk as Buffer);
+    if (first && text.length > 0) {
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      first = false;
+    }
+    const parts = text.split('\n');
+    if (parts.length === 1) {
+      pending += parts[0];
+      continue;
+    }
+    yield cut(pending + parts[0]);
+    for (let i = 1; i < parts.length - 1; i++) yield cut(parts[i]!);
+    pending = parts[parts.length - 1]!;
+  }
+  pending += decoder.end();
+  if (pending !== '') yield cut(pending);
+}
+
 /** Reads a JSONL file into examples, skipping bad lines under `policy`. */
 export async function readJsonl(
   file: string,
   tokenizer: TextTokenizer,
   policy: BadLinePolicy = {},
+  chunkBytes?: number,
 ): Promise<ReadResult> {
-  const text = await readFile(file, 'utf8');
-  const lines = (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).split('\n');
   const log = new ProblemLog(file, policy);
   const examples: TokenizedExample[] = [];
-  lines.forEach((raw, index) => {
-    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-    if (line.trim() === '') return;
+  const lines: number[] = [];
+  let lineNumber = 0;
+  for await (const line of readLines(file, chunkBytes)) {
+    lineNumber++;
+    if (line.trim() === '') continue;
     log.record();
     let example: ReturnType<typeof parseJsonlLine>;
     try {
       example = parseJsonlLine(line, tokenizer);
     } catch (e) {
-      if (e instanceof DatasetError) throw new DatasetError(`${file}:${index + 1}: ${e.message}`);
+      if (e instanceof DatasetError) throw new DatasetError(`${file}:${lineNumber}: ${e.message}`);
       throw e;
     }
-    if (typeof example === 'string') log.reject(index + 1, example);
-    else if (Array.isArray(example)) examples.push(...example);
-    else examples.push(example);
-  });
-  return { ...log.finish(examples.length), examples };
+    if (typeof example === 'string') log.reject(lineNumber, example);
+    else {
+      // A conversation may give one example per assistant turn, all from this line.
+      for (const one of Array.isArray(example) ? example : [example]) {
+        examples.push(one);
+        lines.push(lineNumber);
+      }
+    }
+  }
+  return { ...log.finish(examples.length), examples, lines };
 }
 
 /**

@@ -127,4 +127,6 @@ function checkPolicy(policy: BadLinePolicy): void {
 /** What a reader returns: the examples and what it skipped. */
 export interface ReadResult extends ReadSummary {
   examples: TokenizedExample[];
+  /** The 1-based line (CSV: the record's first line) each example came from. */
+  lines: number[];
 }

@@ -16,5 +16,6 @@ export async function readText(file: string, tokenizer: TextTokenizer): Promise<
     badRecords: 0,
     problems: [],
     examples: [tokenizeText(tokenizer, text)],
+    lines: [1],
   };
 }

@@ -18,6 +18,8 @@ export interface ModelConfig<A = unknown> {
   readonly contextLength: number;
   readonly hiddenSize: number;
   readonly numLayers: number;
+  /** Attention (query) heads per layer. */
+  readonly numHeads: number;
   /** The family's own fields (Gpt2Config, LlamaConfig), as read from config.json. */
   readonly arch: A;
 }

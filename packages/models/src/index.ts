@@ -95,4 +95,13 @@ export {
 export { LlamaModel, type LlamaLayer, rmsNorm } from './llama/model.js';
 export { applyRotary, inverseFrequencies, rotaryTables } from './llama/rope.js';
 export { llamaLinearModules, llamaWeightShapes, randomLlamaWeights } from './llama/weights.js';
+export {
+  type EstimateConfig,
+  WASM_HEAP_BYTES,
+  activationBytes,
+  largestMicroBatch,
+  parameterBytes,
+  wasmActivationBudget,
+} from './memory-estimate.js';
+export { type StreamEnd, type StreamOptions, slideKeep, streamTokens } from './stream.js';
 export * from './tokenizer/index.js';

@@ -24,6 +24,7 @@ const workerStates = new EnumTable<WorkerState>(
     [S.WORKER_STATE_REDUCING, 'reducing'],
     [S.WORKER_STATE_UPDATING, 'updating'],
     [S.WORKER_STATE_CHECKPOINTING, 'checkpointing'],
+    [S.WORKER_STATE_LOADING, 'loading'],
   ]),
 );
 const errorCodes = new EnumTable<ErrorCode>(
@@ -34,6 +35,7 @@ const errorCodes = new EnumTable<ErrorCode>(
     [E.ERROR_CODE_CONFIG_MISMATCH, 'config-mismatch'],
     [E.ERROR_CODE_REPLICA_DIVERGED, 'replica-diverged'],
     [E.ERROR_CODE_INTERNAL, 'internal'],
+    [E.ERROR_CODE_DATA, 'data'],
   ]),
 );
 

@@ -4,7 +4,7 @@
 // test/schema.test.ts fails when these drift from the generated code.
 
 export type WorkerState =
-  'unspecified' | 'idle' | 'computing' | 'reducing' | 'updating' | 'checkpointing';
+  'unspecified' | 'idle' | 'computing' | 'reducing' | 'updating' | 'checkpointing' | 'loading';
 
 export type ErrorCode =
   | 'unspecified'
@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'version-mismatch'
   | 'config-mismatch'
   | 'replica-diverged'
-  | 'internal';
+  | 'internal'
+  | 'data';
 
 /** Worker -> coordinator, first message after connecting. */
 export interface Hello {

@@ -3,7 +3,8 @@
 // added to the .proto does not compile here until it has a handler.
 import type { ControlBody, StepDone, StepPlan } from '@lorafleet/protocol';
 import { isCheckpointInProgress } from './checkpoint.js';
-import { maybeCorruptReplica, maybeDelayStep } from './fault-injection.js';
+import { DataError, nameRows } from './data-error.js';
+import { maybeCorruptReplica, maybeDelayStep, maybeUnlabel } from './fault-injection.js';
 import { stepOrAbort } from './mailbox.js';
 import { batchesOf } from './rows.js';
 import { decodeTrainState, encodeTrainState, stateParts } from './state-transfer.js';
@@ -177,7 +178,14 @@ async function trainStep(
   const seqLen = replica.config.rows.seqLen;
   const batches = batchesOf(replica.rowsOf(plan.sampleIds), plan.microBatchSize, seqLen);
   await maybeDelayStep(signal);
-  const result = await replica.step.run(batches, signal, session.onCompute);
+  maybeUnlabel(batches, plan.step);
+  const result = await replica.step
+    .run(batches, signal, session.onCompute)
+    .catch((error: unknown) => {
+      if (!(error instanceof DataError)) throw error;
+      const rows = nameRows(replica.config.dataFile, replica.rowLines, plan.sampleIds);
+      throw new DataError(`${error.message}; this rank's rows: ${rows || 'none'}`);
+    });
   if (maybeCorruptReplica(replica.step, session.rank)) {
     session.log(
       `rank ${session.rank}: test hook: corrupted one parameter after step ${result.step}`,

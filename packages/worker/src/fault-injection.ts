@@ -4,6 +4,10 @@
 // check that the coordinator's replica-hash check catches a diverged replica.
 // LORAFLEET_FAULT_STEP_DELAY_MS=N makes every step wait N ms first, so fault
 // tests can kill or stop workers at chosen steps of a tiny model's run.
+// LORAFLEET_FAULT_UNLABELLED_AT=STEP removes every label of that step's batches
+// on every rank, so tests can check how a data error on a worker ends the run.
+import { IGNORE_INDEX } from '@lorafleet/data';
+import type { TokenBatch } from '@lorafleet/models';
 import type { TrainingStep } from './step.js';
 
 export const FAULT_CORRUPT_AT = 'LORAFLEET_FAULT_CORRUPT_AT';
@@ -44,4 +48,19 @@ export async function maybeDelayStep(
       resolve();
     });
   });
+}
+
+export const FAULT_UNLABELLED_AT = 'LORAFLEET_FAULT_UNLABELLED_AT';
+
+/** Masks every label of `batches` if the environment asks for it at this step (1-based). */
+export function maybeUnlabel(
+  batches: readonly TokenBatch[],
+  step: number,
+  env: NodeJS.ProcessEnv = process.env,
+): void {
+  const spec = env[FAULT_UNLABELLED_AT];
+  if (!spec) return;
+  if (!/^\d+$/.test(spec)) throw new Error(`${FAULT_UNLABELLED_AT}=${spec}: expected STEP`);
+  if (Number(spec) !== step) return;
+  for (const batch of batches) batch.labels.fill(IGNORE_INDEX);
 }

@@ -7,6 +7,7 @@ export {
   localAllReduce,
 } from './step.js';
 export { replicaHash, hashHex } from './replica-hash.js';
+export { DataError, errorCodeOf } from './data-error.js';
 export {
   type Packing,
   type PreparedRows,

@@ -47,6 +47,8 @@ export class Replica {
     readonly config: RunConfig,
     private readonly loaded: LoadedModel,
     readonly rows: SequenceRow[],
+    /** Each row's source line in the data file, to name rows in data errors. */
+    readonly rowLines: Int32Array,
     /** The held-out rows (`evalData`), or none. */
     readonly evalRows: SequenceRow[],
     readonly layers: LoraLinear[],
@@ -64,7 +66,7 @@ export class Replica {
     const loaded = await loadModel(config.modelDir);
     const { model } = loaded;
     try {
-      const { train, held } = await readRows(config, loaded.tokenizer);
+      const { train, trainLines, held } = await readRows(config, loaded.tokenizer);
       const { layers, params, pissaStart } = trainables(model, config);
       const step = new TrainingStep(
         model,
@@ -77,7 +79,7 @@ export class Replica {
         },
         allReduce,
       );
-      return new Replica(config, loaded, train, held, layers, step, pissaStart);
+      return new Replica(config, loaded, train, trainLines, held, layers, step, pissaStart);
     } catch (error) {
       model.dispose();
       throw error;
@@ -192,7 +194,7 @@ export async function resultManifestSha256(dir: string, mode: RunConfig['mode'])
 async function readRows(
   config: RunConfig,
   tokenizer: ModelTokenizer,
-): Promise<{ train: SequenceRow[]; held: SequenceRow[] }> {
+): Promise<{ train: SequenceRow[]; trainLines: Int32Array; held: SequenceRow[] }> {
   const prepared = await prepareRows(config.dataFile, tokenizer, config.rows);
   const fingerprint = rowsFingerprint(prepared.rows);
   if (fingerprint !== config.rowsFingerprint) {
@@ -210,9 +212,15 @@ async function readRows(
           'do both read the same file?',
       );
     }
-    return { train: prepared.rows, held };
+    return { train: prepared.rows, trainLines: prepared.rowLines, held };
   }
-  return splitRows(prepared.rows, config);
+  // The split depends on the row count and seed only: split the indices, keep each row's line.
+  const parts = splitRows([...prepared.rows.keys()], config);
+  return {
+    train: parts.train.map((i) => prepared.rows[i]!),
+    trainLines: Int32Array.from(parts.train, (i) => prepared.rowLines[i]!),
+    held: parts.held.map((i) => prepared.rows[i]!),
+  };
 }
 
 /** --eval-fraction: the same seeded split on every replica and in the coordinator's plan. */

@@ -10,7 +10,10 @@ import {
   type DatasetFormat,
   type SequenceRow,
   type TextTokenizer,
+  type UntrainableDrop,
   collate,
+  dropUntrainable,
+  firstTrainedPosition,
   formatProblem,
   pack,
   padExamples,
@@ -28,6 +31,8 @@ export interface RowOptions {
 
 export interface PreparedRows {
   rows: SequenceRow[];
+  /** For each row, the source line of the example it starts with (file:line in messages). */
+  rowLines: Int32Array;
   /** How the rows were made, for the log. */
   description: string;
   warnings: string[];
@@ -58,13 +63,15 @@ export async function prepareRows(
   // text is packed, as run_clm does.
   const masked = read.examples.some((e) => e.labels.some((l) => l < 0));
   const mode = options.packing === 'auto' ? (masked ? 'pad' : 'pack') : options.packing;
-  const tokens = read.examples.reduce((n, e) => n + e.ids.length, 0);
-  let rows: SequenceRow[];
+  const kept = dropUntrainable(read, mode === 'pad' ? options.seqLen : undefined);
+  warnings.push(...untrainableWarnings(kept, options.seqLen));
+  const tokens = kept.examples.reduce((n, e) => n + e.ids.length, 0);
+  let made: { rows: SequenceRow[]; rowLines: Int32Array };
   if (mode === 'pack') {
-    rows = pack(read.examples, options.seqLen);
+    made = packedRows(kept, options.seqLen, warnings);
   } else {
-    const padded = padExamples(read.examples, options.seqLen, tokenizer.eosId);
-    rows = padded.rows;
+    const padded = padExamples(kept.examples, options.seqLen, tokenizer.eosId);
+    made = { rows: padded.rows, rowLines: Int32Array.from(kept.lines) };
     if (padded.truncatedExamples > 0) {
       warnings.push(
         `${file}: ${padded.truncatedExamples} examples longer than ${options.seqLen} tokens were truncated ` +
@@ -72,20 +79,65 @@ export async function prepareRows(
       );
     }
   }
-  if (rows.length === 0) {
+  if (made.rows.length === 0) {
     throw new Error(
-      `${file}: no training rows: ${read.examples.length} examples, ${tokens} tokens, context ${options.seqLen}` +
+      `${file}: no training rows: ${kept.examples.length} examples, ${tokens} tokens, context ${options.seqLen}` +
         (mode === 'pack'
           ? ' (packing drops a tail shorter than the context: lower --seq-len or use --packing pad)'
           : ''),
     );
   }
-  const skipped = read.badRecords > 0 ? `, ${read.badRecords} bad records skipped` : '';
+  const skipped = [
+    read.badRecords > 0 ? `, ${read.badRecords} bad records skipped` : '',
+    kept.dropped > 0 ? `, ${kept.dropped} without a trained token dropped` : '',
+  ].join('');
   return {
-    rows,
-    description: `${read.examples.length} examples, ${tokens} tokens -> ${rows.length} rows of ${options.seqLen} (${mode === 'pack' ? 'packed' : 'padded'})${skipped}`,
+    ...made,
+    description: `${kept.examples.length} examples, ${tokens} tokens -> ${made.rows.length} rows of ${options.seqLen} (${mode === 'pack' ? 'packed' : 'padded'})${skipped}`,
     warnings,
   };
+}
+
+function untrainableWarnings(drop: UntrainableDrop, seqLen: number): string[] {
+  if (drop.dropped === 0) return [];
+  const more = drop.dropped - drop.problems.length;
+  return [
+    `${drop.file}: dropped ${drop.dropped} examples with no token to train on within --seq-len ${seqLen} ` +
+      '(raise --seq-len or shorten their prompts to keep them):',
+    ...drop.problems.map((p) => `  ${formatProblem(p)}`),
+    ...(more > 0 ? [`  ... and ${more} more`] : []),
+  ];
+}
+
+/** Packed rows, less those holding prompt tokens only, with the line each row starts in. */
+function packedRows(
+  kept: UntrainableDrop,
+  seqLen: number,
+  warnings: string[],
+): { rows: SequenceRow[]; rowLines: Int32Array } {
+  const all = pack(kept.examples, seqLen);
+  // Row r starts at token r * seqLen of the stream: the example holding it.
+  const starts: number[] = [];
+  let at = 0;
+  for (const e of kept.examples) {
+    starts.push(at);
+    at += e.ids.length;
+  }
+  const rows: SequenceRow[] = [];
+  const lines: number[] = [];
+  let example = 0;
+  all.forEach((row, r) => {
+    while (example + 1 < starts.length && starts[example + 1]! <= r * seqLen) example++;
+    if (firstTrainedPosition(row, seqLen) < 0) return;
+    rows.push(row);
+    lines.push(kept.lines[example] ?? 0);
+  });
+  if (rows.length < all.length) {
+    warnings.push(
+      `${kept.file}: dropped ${all.length - rows.length} packed rows that hold prompt tokens only`,
+    );
+  }
+  return { rows, rowLines: Int32Array.from(lines) };
 }
 
 /** Consecutive batches of at most `size` rows. */

@@ -11,10 +11,11 @@ import { hostname } from 'node:os';
 import { type BackendName, deviceName, useBackend } from '@lorafleet/core';
 import type { Welcome } from '@lorafleet/protocol';
 import { handle } from './control-handlers.js';
+import { errorCodeOf } from './data-error.js';
 import { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
 import { Mailbox } from './mailbox.js';
 import { Replica } from './replica.js';
-import { RunConfigError, decodeRunConfig } from './run-config.js';
+import { decodeRunConfig } from './run-config.js';
 import { WorkerSession } from './worker-session.js';
 
 export interface WorkerOptions {
@@ -61,8 +62,10 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     try {
       await serve(link, welcome, dataEndpoint, options);
     } catch (error) {
-      const code = error instanceof RunConfigError ? 'config-mismatch' : 'internal';
-      await link.sendError(code, `rank ${welcome.value.rank}: ${(error as Error).message}`);
+      await link.sendError(
+        errorCodeOf(error),
+        `rank ${welcome.value.rank}: ${(error as Error).message}`,
+      );
       throw error;
     }
   } finally {
@@ -114,11 +117,16 @@ async function serve(
   });
   try {
     // A joiner gets its place in the ring from a Regroup, after the trainer state.
+    // "Loading" heartbeats from Welcome on: the coordinator drops a peer that
+    // said Hello but shows no sign of loading (see its roster).
+    session.state = 'loading';
+    await session.startHeartbeat();
     if (!w.joining) await session.formRing(w);
     await useBackend(options.backend);
     session.replica = await Replica.build(config, session.allReduce);
     if (config.resumeFrom) await session.replica.restore(config.resumeFrom);
     options.log(readyLine(session, w, runId, options.backend));
+    session.state = 'idle';
     await session.startHeartbeat();
     for (;;) {
       const done = session.replica.step.stepsDone;

@@ -16,6 +16,7 @@ import {
   lrFactor,
 } from '@lorafleet/core';
 import { type CausalLM, type TokenBatch, countLossTokens, tokenNllSum } from '@lorafleet/models';
+import { DataError } from './data-error.js';
 import { replicaHash } from './replica-hash.js';
 
 /**
@@ -144,7 +145,7 @@ export class TrainingStep {
     signal?.throwIfAborted();
     const t2 = performance.now();
     const tokens = fused[n + 1]!;
-    if (tokens === 0) throw new Error(`step ${step + 1}: the batch has no labelled tokens`);
+    if (tokens === 0) throw new DataError(`step ${step + 1}: the batch has no labelled tokens`);
     const grads = fused.subarray(0, n);
     for (let j = 0; j < n; j++) grads[j] = grads[j]! / tokens;
     const gradNorm =

@@ -133,8 +133,13 @@ export class WorkerSession {
     await this.beat();
   };
 
-  /** "Ready": the first heartbeat; then one a second, also while a step computes. */
+  /**
+   * One heartbeat now, then one a second, also while a step computes. Called
+   * in state 'loading' on Welcome, then again once the replica is built: its
+   * first heartbeat in another state says "ready".
+   */
   async startHeartbeat(): Promise<void> {
+    clearInterval(this.heartbeat);
     await this.beat();
     this.heartbeat = setInterval(() => void this.beat(), WORKER_HEARTBEAT_MS);
   }

@@ -106,10 +106,16 @@ describe('runWorker', () => {
     expect(hello.body.value.pid).toBe(process.pid);
     expect(hello.body.value.dataEndpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
     await coordinator.welcome(hello.body.value.dataEndpoint, run.config);
+    // "Loading" heartbeats from Welcome on, then the first "idle" one says ready.
     expect((await coordinator.receive()).body).toMatchObject({
       case: 'heartbeat',
-      value: { state: 'idle' },
+      value: { state: 'loading' },
     });
+    let beat = await coordinator.receive();
+    while (beat.body.case === 'heartbeat' && beat.body.value.state === 'loading') {
+      beat = await coordinator.receive();
+    }
+    expect(beat.body).toMatchObject({ case: 'heartbeat', value: { state: 'idle' } });
 
     const hashes: string[] = [];
     for (const step of [1, 2]) {

@@ -27,6 +27,12 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
   const result = evaluateLoss(model, batchesOf(prepared.rows, o.batchSize, rowOptions.seqLen));
   model.dispose();
+  if (!Number.isFinite(result.loss)) {
+    throw new Error(
+      `the loss on ${o.data} is ${result.loss} over ${result.tokens} tokens: the model` +
+        `${adapted > 0 ? ` with the adapter ${o.adapter}` : ''} computes non-finite values (a diverged run? check its learning rate and lora-alpha)`,
+    );
+  }
   if (o.json) {
     console.log(JSON.stringify({ ...result, rows: prepared.rows.length, adaptedModules: adapted }));
     return;

@@ -9,6 +9,7 @@ import {
   selectTargets,
 } from '@lorafleet/models';
 import { type CommandValues, defineCommand, UsageError } from '../args.js';
+import { checkOutDir, describeFsError } from '../out-dir.js';
 
 export const extractSpec = defineCommand({
   name: 'extract',
@@ -90,6 +91,14 @@ function deltaOutIn(
 
 export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<void> {
   const [baseDir, tunedDir] = [o.base, o.tuned];
+  await checkOutDir(o.out, {
+    flag: '--out',
+    mustBeEmpty: false,
+    inputs: [
+      { flag: '--base', path: baseDir, holds: 'the base model' },
+      { flag: '--tuned', path: tunedDir, holds: 'the tuned model' },
+    ],
+  });
   const { config, base, tuned } = await readPair(baseDir, tunedDir);
   const layers = selectTargets(modelLinearModules(config), o.target);
   const rank = o.rank;
@@ -102,21 +111,25 @@ export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<
   }
   const carried = new Set(layers.map((l) => `${l.name}.weight`));
   const uncarried = uncarriedChanges(base, tuned, carried);
-  await savePeftAdapter(o.out, {
-    config: {
-      r: rank,
-      loraAlpha: rank,
-      loraDropout: 0,
-      targetModules: savedTargetModules(o.target, layers),
-      fanInFanOut: layers[0]!.fanInFanOut,
-      useRslora: false,
-      bias: 'none',
-      initLoraWeights: true,
-      baseModelNameOrPath: baseDir,
-      taskType: 'CAUSAL_LM',
-    },
-    modules,
-  });
+  try {
+    await savePeftAdapter(o.out, {
+      config: {
+        r: rank,
+        loraAlpha: rank,
+        loraDropout: 0,
+        targetModules: savedTargetModules(o.target, layers),
+        fanInFanOut: layers[0]!.fanInFanOut,
+        useRslora: false,
+        bias: 'none',
+        initLoraWeights: true,
+        baseModelNameOrPath: baseDir,
+        taskType: 'CAUSAL_LM',
+      },
+      modules,
+    });
+  } catch (err) {
+    throw describeFsError(err, 'cannot write the adapter to --out', o.out);
+  }
   if (o.json) {
     const json = { rank, out: o.out, modules: report, uncarried };
     console.log(JSON.stringify(json, null, 2));

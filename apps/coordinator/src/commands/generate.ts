@@ -1,10 +1,14 @@
-import { encodePrompt, generate } from '@lorafleet/models';
-import { type CommandValues, defineCommand } from '../args.js';
+import { type StreamEnd, encodePrompt, slideKeep, streamTokens } from '@lorafleet/models';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 import { backendOption, loadModelAndAdapter, startBackend } from '../common.js';
+
+/** --max-new-tokens above this needs --allow-long: a typo should not run for hours. */
+export const MAX_NEW_TOKENS = 4096;
 
 export const generateSpec = defineCommand({
   name: 'generate',
-  summary: 'Continue a prompt with a model (and optionally a LoRA adapter).',
+  summary:
+    'Continue a prompt with a model (and optionally a LoRA adapter), printing tokens as they come; Ctrl-C stops and keeps what was printed (exit 130).',
   options: {
     model: { kind: 'string', value: 'DIR', required: true, description: 'model folder' },
     adapter: { kind: 'string', value: 'DIR', description: 'PEFT adapter folder to apply' },
@@ -13,7 +17,18 @@ export const generateSpec = defineCommand({
       kind: 'int',
       min: 1,
       default: 100,
-      description: 'tokens to generate at most',
+      description: `tokens to generate at most (up to ${MAX_NEW_TOKENS} without --allow-long)`,
+    },
+    'allow-long': {
+      kind: 'boolean',
+      description: `allow --max-new-tokens above ${MAX_NEW_TOKENS}`,
+    },
+    'context-overflow': {
+      kind: 'string',
+      choices: ['slide', 'stop'],
+      default: 'slide',
+      description:
+        "past the model's context: slide (drop the oldest half, re-encode the rest once, go on) or stop (with a notice)",
     },
     temperature: {
       kind: 'number',
@@ -39,18 +54,70 @@ export const generateSpec = defineCommand({
   },
 });
 
+/** Exit status after Ctrl-C, as a shell reports a SIGINT death (128 + 2). */
+const INTERRUPTED = 130;
+
 export async function runGenerate(o: CommandValues<typeof generateSpec>): Promise<void> {
+  const maxNewTokens = o.maxNewTokens;
+  if (maxNewTokens > MAX_NEW_TOKENS && !o.allowLong) {
+    throw new UsageError(
+      `generate: --max-new-tokens ${maxNewTokens} is above ${MAX_NEW_TOKENS}; pass --allow-long to generate that many`,
+    );
+  }
   await startBackend(o);
   const { model, tokenizer } = await loadModelAndAdapter(o.model, o.adapter);
   const prompt = o.prompt;
-  const ids = generate(model, encodePrompt(tokenizer, prompt), {
-    maxNewTokens: o.maxNewTokens,
-    temperature: o.temperature,
-    topK: o.topK,
-    topP: o.topP,
-    seed: o.seed,
-    stopToken: tokenizer.eosId,
-  });
-  process.stdout.write(`${prompt}${tokenizer.decode(ids)}\n`);
-  model.dispose();
+  const ids = encodePrompt(tokenizer, prompt);
+  const P = model.modelConfig.contextLength;
+  if (ids.length > P) {
+    console.warn(
+      `warning: the prompt has ${ids.length} tokens, more than the model's context of ${P}: only its last ${P} are read`,
+    );
+  }
+  let interrupted = false;
+  const onInterrupt = () => (interrupted = true);
+  process.on('SIGINT', onInterrupt);
+  const end: StreamEnd = { reason: 'closed', slides: 0 };
+  const out: number[] = [];
+  let printed = '';
+  process.stdout.write(prompt);
+  try {
+    const tokens = streamTokens(
+      model,
+      ids,
+      {
+        maxNewTokens,
+        temperature: o.temperature,
+        topK: o.topK,
+        topP: o.topP,
+        seed: o.seed,
+        stopToken: tokenizer.eosId,
+        overflow: o.contextOverflow,
+      },
+      end,
+    );
+    for await (const token of tokens) {
+      out.push(token);
+      // A token may end inside a multi-byte character: print it once complete.
+      const text = tokenizer.decode(out);
+      if (!text.endsWith('\uFFFD') && text.startsWith(printed)) {
+        process.stdout.write(text.slice(printed.length));
+        printed = text;
+      }
+      if (interrupted) break;
+    }
+  } finally {
+    process.off('SIGINT', onInterrupt);
+    model.dispose();
+  }
+  const text = tokenizer.decode(out);
+  process.stdout.write(`${text.startsWith(printed) ? text.slice(printed.length) : ''}\n`);
+  if (interrupted) {
+    console.error(`generate: interrupted (Ctrl-C) after ${out.length} new tokens`);
+    process.exitCode = INTERRUPTED;
+  } else if (end.reason === 'context-full') {
+    console.error(
+      `generate: stopped after ${out.length} new tokens: the model's context of ${P} tokens is full (--context-overflow stop; slide goes on, keeping the newest ${slideKeep(P)})`,
+    );
+  }
 }

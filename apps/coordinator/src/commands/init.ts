@@ -8,6 +8,7 @@ import {
 } from '@lorafleet/models';
 import { type CommandValues, defineCommand, UsageError } from '../args.js';
 import { formatCount } from '../common.js';
+import { checkOutDir, describeFsError } from '../out-dir.js';
 
 export const initSpec = defineCommand({
   name: 'init',
@@ -41,6 +42,7 @@ export const initSpec = defineCommand({
 
 export async function runInit(o: CommandValues<typeof initSpec>): Promise<void> {
   const path = o.config;
+  await checkOutDir(o.out, { flag: '--out', mustBeEmpty: false });
   let json: unknown;
   try {
     json = JSON.parse(await readFile(path, 'utf8'));
@@ -62,11 +64,15 @@ export async function runInit(o: CommandValues<typeof initSpec>): Promise<void> 
   const out = o.out;
   const weights = randomModelWeights(config, o.seed);
   const eos = { bytes: 256, gpt2: 50256, none: config.vocabSize - 1 }[tokenizer];
-  await writeModelFolder(out, config, weights, {
-    configExtra: { bos_token_id: eos, eos_token_id: eos },
-  });
-  if (tokenizer === 'bytes')
-    await saveByteTokenizerConfig(out, { modelMaxLength: config.contextLength });
+  try {
+    await writeModelFolder(out, config, weights, {
+      configExtra: { bos_token_id: eos, eos_token_id: eos },
+    });
+    if (tokenizer === 'bytes')
+      await saveByteTokenizerConfig(out, { modelMaxLength: config.contextLength });
+  } catch (err) {
+    throw describeFsError(err, 'cannot write the model to --out', out);
+  }
   const params = [...weights.values()].reduce((n, w) => n + w.data.length, 0);
   console.log(
     `wrote ${out}: ${familyOf(config).name} layout (model_type ${config.modelType}), ${config.numLayers} layers, ` +

@@ -4,6 +4,7 @@
 // `public-key = "..."` and `secret-key = "..."` lines, `#` comments.
 import { writeKeyPair } from '@lorafleet/collective';
 import { type CommandValues, defineCommand, UsageError } from '../args.js';
+import { checkOutDir, describeFsError } from '../out-dir.js';
 
 export const keysSpec = defineCommand({
   name: 'keys',
@@ -41,11 +42,12 @@ export async function runKeys(o: CommandValues<typeof keysSpec>): Promise<void> 
       `keys: --name ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-'`,
     );
   }
+  await checkOutDir(dir, { flag: '--out', mustBeEmpty: false });
   let files: ReturnType<typeof writeKeyPair>;
   try {
     files = writeKeyPair(dir, name);
   } catch (error) {
-    throw new Error(`keys: ${(error as Error).message}`);
+    throw describeFsError(error, 'keys: cannot write the key pair to --out', dir);
   }
   const { keyFile, publicFile } = files;
   const { publicKey } = files.keyPair;

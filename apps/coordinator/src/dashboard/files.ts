@@ -1,11 +1,11 @@
 // What the dashboard serves from disk: the built web app (read once at start,
 // so only its own files can ever be served) and a run's adapter files, by a
 // whitelist of folder and file names (nothing else under the run folder).
-import { createReadStream, readFileSync, readdirSync, statSync } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { constants, createReadStream, readFileSync, readdirSync, statSync } from 'node:fs';
+import { type FileHandle, lstat, open, readdir, realpath } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
-import { dirname, extname, join, relative, sep } from 'node:path';
+import { dirname, extname, isAbsolute, join, relative, sep } from 'node:path';
 import type { Download } from '@lorafleet/run-events';
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -78,8 +78,8 @@ export async function listDownloads(runDir: string): Promise<Download[]> {
   for (const name of [...names.filter((n) => CHECKPOINT_NAME.test(n)).sort(), FINAL_ADAPTER]) {
     const files: string[] = [];
     for (const file of ADAPTER_FILES) {
-      const stat = await lstat(adapterFilePath(runDir, name, file)!).catch(() => undefined);
-      if (stat?.isFile()) files.push(file);
+      const real = await realFileInRun(runDir, adapterFilePath(runDir, name, file)!);
+      if (real) files.push(file);
     }
     if (files.length > 0) {
       downloads.push({ name, step: name === FINAL_ADAPTER ? null : Number(name.slice(5)), files });
@@ -88,15 +88,44 @@ export async function listDownloads(runDir: string): Promise<Download[]> {
   return downloads;
 }
 
-/** Streams an adapter file as an attachment; false when there is no such regular file. */
+/**
+ * The real path of `path` if it is a regular file (not itself a link) whose
+ * real path lies inside the run's real folder; else undefined. A checkpoint
+ * folder (or OUT/checkpoints, OUT/adapter) that is a symbolic link to
+ * elsewhere is thereby not followed out of the run.
+ */
+export async function realFileInRun(runDir: string, path: string): Promise<string | undefined> {
+  const stat = await lstat(path).catch(() => undefined);
+  if (!stat?.isFile()) return undefined;
+  const [root, real] = await Promise.all([realpath(runDir), realpath(path)]).catch(() => []);
+  if (root === undefined || real === undefined) return undefined;
+  const rel = relative(root, real);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? real : undefined;
+}
+
+/** Opens `path` for reading without following a link put there since it was checked. */
+async function openRegularFile(path: string): Promise<FileHandle | undefined> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => undefined);
+  if (!handle) return undefined;
+  if ((await handle.stat()).isFile()) return handle;
+  await handle.close();
+  return undefined;
+}
+
+/**
+ * Streams an adapter file of the run as an attachment; false when there is
+ * no such regular file inside the run's real folder.
+ */
 export async function sendAdapterFile(
   res: ServerResponse,
+  runDir: string,
   path: string,
   head: boolean,
 ): Promise<boolean> {
-  // lstat: a symbolic link planted in the run folder is not followed.
-  const stat = await lstat(path).catch(() => undefined);
-  if (!stat?.isFile()) return false;
+  const real = await realFileInRun(runDir, path);
+  const handle = real === undefined ? undefined : await openRegularFile(real);
+  if (!handle) return false;
+  const stat = await handle.stat();
   const name = path.split(sep).at(-1)!;
   res.writeHead(200, {
     'Content-Type': name.endsWith('.json') ? 'application/json' : 'application/octet-stream',
@@ -105,11 +134,12 @@ export async function sendAdapterFile(
     'Cache-Control': 'no-store',
   });
   if (head) {
+    await handle.close();
     res.end();
     return true;
   }
   await new Promise<void>((resolve) => {
-    const stream = createReadStream(path);
+    const stream = createReadStream('', { fd: handle, autoClose: true });
     stream.on('error', () => {
       res.destroy();
       resolve();

@@ -207,7 +207,7 @@ async function route(
   const download = CHECKPOINT_ROUTE.exec(path);
   if (download) {
     const file = adapterFilePath(site.runDir, decode(download[1]!), decode(download[2]!));
-    if (file && (await sendAdapterFile(res, file, head))) return;
+    if (file && (await sendAdapterFile(res, site.runDir, file, head))) return;
     return sendText(
       res,
       404,

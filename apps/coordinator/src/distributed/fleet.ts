@@ -13,6 +13,7 @@ import { CurveAuthenticator, type CurveKeyPair, curveServerOptions } from '@lora
 import type { BackendName } from '@lorafleet/core';
 import { type ControlBody, type Hello, decodeControl, encodeControl } from '@lorafleet/protocol';
 import { UNASSIGNED_RUN } from '@lorafleet/worker';
+import { DropLog } from './drop-log.js';
 import { FleetError, type Member, MembersLost, Roster } from './roster.js';
 import { InProcessWorker } from './in-process.js';
 import { WorkerProcess } from './worker-process.js';
@@ -68,6 +69,9 @@ export class WorkerFleet {
   private started = false;
   private sending: Promise<void> = Promise.resolve();
   private readonly timers: NodeJS.Timeout[];
+  private readonly drops: DropLog;
+  /** The fewest and the latest ring sizes (the summary reports the truth). */
+  readonly ringSizes = { min: Infinity, last: 0 };
 
   private constructor(
     private readonly router: Router,
@@ -75,6 +79,7 @@ export class WorkerFleet {
     private readonly options: FleetOptions,
     private readonly auth: CurveAuthenticator | undefined,
   ) {
+    this.drops = new DropLog(options.log);
     this.timers = [
       setInterval(() => this.beat(), HEARTBEAT_MS),
       setInterval(() => this.watch(), WATCH_MS),
@@ -276,6 +281,13 @@ export class WorkerFleet {
   /** Makes `members` the ring, in this order (ranks 0..n-1); everyone else leaves it. */
   setRing(members: readonly Member[]): void {
     this.roster.setRing(members);
+    this.ringSizes.min = Math.min(this.ringSizes.min, members.length);
+    this.ringSizes.last = members.length;
+  }
+
+  /** The ring's size: --workers N or --expect N; extra arrivals wait as standbys. */
+  get capacity(): number {
+    return this.options.membership.workers;
   }
 
   /**
@@ -314,6 +326,7 @@ export class WorkerFleet {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.drops.flush(true);
     for (const t of this.timers) clearInterval(t);
     process.off('exit', this.killOnExit);
     this.killOnExit();
@@ -455,7 +468,7 @@ export class WorkerFleet {
     try {
       for await (const [identity, frame, ...rest] of this.router) {
         if (identity && frame && rest.length === 0) this.route(identity, frame);
-        else this.options.log(`coordinator: dropped a ${1 + rest.length}-part message`);
+        else this.drops.note(`coordinator: dropped a ${1 + rest.length}-part message`);
       }
     } catch (error) {
       if (!this.closed) this.fail(`the control socket failed: ${(error as Error).message}`);
@@ -465,7 +478,7 @@ export class WorkerFleet {
   private route(identity: Buffer, frame: Buffer): void {
     const decoded = decodeControl(frame);
     if (!decoded.ok) {
-      this.options.log(`coordinator: dropped a bad frame: ${decoded.error.message}`);
+      this.drops.note(`coordinator: dropped a bad frame: ${decoded.error.message}`);
       return;
     }
     const { runId, body } = decoded.message;
@@ -481,17 +494,19 @@ export class WorkerFleet {
     member.lastSeen = performance.now();
     if (body.case === 'error') {
       const message = `${member.name} failed (${body.value.code}): ${body.value.message}`;
-      // An internal failure loses one worker; a diverged replica or a config
-      // mismatch is a bug that no restart fixes.
+      // An internal failure loses one worker; a diverged replica, a config
+      // mismatch or bad data is a bug that no restart fixes.
       if (body.value.code === 'internal') this.markLost(member, message);
-      else this.fail(message);
+      else if (body.value.code === 'data') {
+        this.fail(`a data error, which no restart fixes: ${message}; fix the data and run again`);
+      } else this.fail(message);
       return;
     }
     if (body.case === 'heartbeat') {
       member.lastHeartbeatMs = Date.now();
       member.rssBytes = body.value.rssBytes;
       member.quietMs = body.value.quietMs;
-      if (member.status === 'building') {
+      if (member.status === 'building' && body.value.state !== 'loading') {
         member.status = 'ready';
         this.event('info', `${member.name} is ready`);
       }
@@ -507,38 +522,37 @@ export class WorkerFleet {
     this.signal();
   }
 
-  /** A Hello: a spawned process (by pid), or an external worker while there is room. */
+  /** A Hello: a spawned process (by pid), or an external worker (a standby once the ring is full). */
   private admit(identity: Buffer, hello: Hello, runId: string): void {
     const { membership } = this.options;
-    if (runId !== this.options.runId && runId !== UNASSIGNED_RUN) return;
+    if (runId !== this.options.runId && runId !== UNASSIGNED_RUN) {
+      return this.refuse(identity, hello, `it belongs to run ${runId}, not ${this.options.runId}`);
+    }
     if (this.roster.all.some((m) => m.identity?.equals(identity))) return;
     if (this.auth && !this.auth.allows(hello.curvePublicKey)) {
-      this.options.log(
-        `coordinator: ignored a Hello from ${hello.workerId}: its curvePublicKey is not in --authorized-keys`,
-      );
-      return;
+      return this.refuse(identity, hello, 'its curvePublicKey is not in --authorized-keys');
     }
+    if (this.stopping) return this.refuse(identity, hello, 'the run is finishing');
     let member: Member | undefined;
     if (membership.kind !== 'listen') {
       member = this.roster.all.find(
         (m) => (m.process ?? m.inProcess)?.pid === hello.pid && m.status === 'starting',
       );
-      if (!member) {
-        this.options.log(
-          `coordinator: ignored a Hello from ${hello.workerId}: not a worker this run spawned`,
-        );
-        return;
-      }
+      if (!member) return this.refuse(identity, hello, 'it is not a worker this run spawned');
       member.status = 'hello';
     } else {
-      if (this.live().length >= membership.workers || this.stopping) {
-        this.options.log(
-          `coordinator: ignored a Hello from ${hello.workerId}: the run already has its ${membership.workers} workers`,
+      const live = this.live().length;
+      // As many standbys as ring members: enough to replace them all, bounded.
+      if (live >= 2 * membership.workers) {
+        return this.refuse(
+          identity,
+          hello,
+          `the run already has its ${membership.workers} workers and ${membership.workers} standbys`,
         );
-        return;
       }
       const id = this.roster.nextId();
-      member = this.roster.add(id, `worker ${id} (${hello.workerId})`);
+      const standby = live >= membership.workers ? ', standby' : '';
+      member = this.roster.add(id, `worker ${id} (${hello.workerId}${standby})`);
     }
     Object.assign(member, { identity, hello, lastSeen: performance.now() });
     this.event(
@@ -548,11 +562,27 @@ export class WorkerFleet {
     this.signal();
   }
 
+  /** Answers a Hello we do not take with the reason, so the worker exits at once and says why. */
+  private refuse(identity: Buffer, hello: Hello, reason: string): void {
+    this.event('warn', `refused ${hello.workerId}: ${reason}`);
+    const body: ControlBody = {
+      case: 'error',
+      value: { code: 'unspecified', message: `refused: ${reason}` },
+    };
+    const frame = encodeControl({ runId: this.options.runId, body });
+    this.sending = this.sending.then(() =>
+      this.router.send([identity, frame]).catch(() => undefined),
+    );
+  }
+
   /** Liveness: silent ready workers and stuck builders are lost. */
   private watch(): void {
     // After Shutdown the workers go quiet on purpose; stop() bounds the wait.
     if (this.stopping) return;
-    for (const { member, reason } of this.roster.overdue(this.options.heartbeatTimeoutMs)) {
+    this.drops.flush();
+    const strangers = this.options.membership.kind === 'listen';
+    const { heartbeatTimeoutMs } = this.options;
+    for (const { member, reason } of this.roster.overdue(heartbeatTimeoutMs, strangers)) {
       this.markLost(member, reason);
     }
   }

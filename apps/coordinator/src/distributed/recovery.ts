@@ -144,8 +144,9 @@ export class ElasticRing {
    * them; with `always`, re-forms it even when nobody joins (after a loss).
    */
   private async admit(done: number, always = false): Promise<void> {
-    const joiners = this.fleet.ready();
     const ring = this.fleet.active();
+    // Beyond the ring's size, ready workers wait as standbys for a loss.
+    const joiners = this.fleet.ready().slice(0, Math.max(0, this.fleet.capacity - ring.length));
     if (joiners.length === 0 && !always) return;
     if (joiners.length > 0) {
       const source = ring[0];

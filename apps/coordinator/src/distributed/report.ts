@@ -87,7 +87,13 @@ export async function writeSummary(
   r: LoopResult & {
     workers: number;
     saved: string;
-    faults: { workersLost: number; workersJoined: number; recoverySeconds: number[] };
+    faults: {
+      workersLost: number;
+      workersJoined: number;
+      /** The smallest ring the run trained on. */
+      fewestWorkers: number;
+      recoverySeconds: number[];
+    };
     evalLossBefore: number | null;
     evalLossAfter: number | null;
   },

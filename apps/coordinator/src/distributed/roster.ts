@@ -54,6 +54,8 @@ export interface Member {
 
 /** A welcomed worker must load its replica within this. */
 const BUILD_TIMEOUT_MS = 600_000;
+/** A loading worker beats every second; this much silence (a blocked event loop) is a hang. */
+const LOADING_SILENCE_MS = 60_000;
 
 export class Roster {
   /** Every member ever seen, in order of arrival. */
@@ -121,9 +123,10 @@ export class Roster {
   /**
    * Members to declare lost, with why: ready or ring members silent past the
    * heartbeat timeout plus the compute time they announced, and welcomed ones
-   * that never finished loading.
+   * that never finished loading. With `strangers` (external workers: anyone
+   * may connect), also welcomed ones that show no sign of loading.
    */
-  overdue(heartbeatTimeoutMs: number): { member: Member; reason: string }[] {
+  overdue(heartbeatTimeoutMs: number, strangers = false): { member: Member; reason: string }[] {
     const now = performance.now();
     const out: { member: Member; reason: string }[] = [];
     for (const m of this.all) {
@@ -138,6 +141,22 @@ export class Roster {
         out.push({
           member: m,
           reason: `silent for ${(silent / 1000).toFixed(1)} s (heartbeat timeout${allowed})`,
+        });
+      } else if (
+        strangers &&
+        m.status === 'building' &&
+        m.lastSeen <= m.welcomedAt &&
+        now - m.welcomedAt > 2 * heartbeatTimeoutMs
+      ) {
+        // A worker's first "loading" heartbeat leaves as soon as Welcome arrives.
+        out.push({
+          member: m,
+          reason: `never became ready: no heartbeat within ${(2 * heartbeatTimeoutMs) / 1000} s of its Welcome (not a lorafleet worker, or hung)`,
+        });
+      } else if (strangers && m.status === 'building' && silent > LOADING_SILENCE_MS) {
+        out.push({
+          member: m,
+          reason: `silent for ${(silent / 1000).toFixed(1)} s while loading its replica`,
         });
       } else if (m.status === 'building' && now - m.welcomedAt > BUILD_TIMEOUT_MS) {
         out.push({

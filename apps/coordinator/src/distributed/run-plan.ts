@@ -63,7 +63,13 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
   const { trainableParameters, totalParameters } = parameterCounts(o, modelConfig);
   const seed = o.seed;
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
-    stepOptionsFrom(o, split.train.length);
+    stepOptionsFrom(o, split.train.length, {
+      config: modelConfig,
+      seqLen: rows.seqLen,
+      parameters: totalParameters,
+      fullFinetune: mode === 'full',
+      backend: o.backend,
+    });
   const config: RunConfig = {
     modelDir,
     dataFile,

@@ -122,7 +122,7 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
   const perWorker =
     membership.workers > 1 ? `, ~${Math.ceil(batchSize / membership.workers)} rows per worker` : '';
   log(
-    `${steps} steps of ${batchSize} rows x ${config.rows.seqLen} tokens ` +
+    `${steps} steps of ${Math.min(batchSize, sampler.datasetSize)} rows x ${config.rows.seqLen} tokens ` +
       `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${microBatchSize}`,
   );
 }
@@ -161,7 +161,8 @@ async function formRing(
   observer: RunObserver,
 ): Promise<ElasticRing> {
   const { runConfig, runConfigHash } = encodeRunConfig(plan.config);
-  const initial = fleet.newcomers();
+  // Beyond the ring's size, early arrivals wait as standbys.
+  const initial = fleet.newcomers().slice(0, fleet.capacity);
   const ringEndpoints = initial.map((m) => m.hello!.dataEndpoint);
   for (const [rank, m] of initial.entries()) {
     await fleet.send(m, {
@@ -222,11 +223,13 @@ async function trainOnFleet(run: RunContext): Promise<void> {
   });
   await writeSummary(out, plan, {
     ...result,
-    workers: fleet.members().filter((m) => m.hello).length - ring.stats.joins,
+    // The ring at the end, not the workers that ever joined.
+    workers: fleet.ringSizes.last,
     saved,
     faults: {
       workersLost: ring.stats.losses,
       workersJoined: ring.stats.joins,
+      fewestWorkers: fleet.ringSizes.min,
       recoverySeconds: ring.stats.recoverySeconds,
     },
     evalLossBefore: before?.loss ?? null,

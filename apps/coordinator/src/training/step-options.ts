@@ -3,6 +3,7 @@
 import { type AdamWOptions, type LrSchedule, validateSchedule } from '@lorafleet/core';
 import { GlobalBatchSampler } from '@lorafleet/data';
 import { UsageError } from '../args.js';
+import { type MicroBatchMemory, chooseMicroBatch } from './micro-batch.js';
 import type { TrainOptions } from './train-spec.js';
 
 export interface StepOptions {
@@ -16,9 +17,22 @@ export interface StepOptions {
   maxGradNorm: number | null;
 }
 
-export function stepOptionsFrom(o: TrainOptions, datasetSize: number): StepOptions {
+export function stepOptionsFrom(
+  o: TrainOptions,
+  datasetSize: number,
+  memory?: MicroBatchMemory,
+): StepOptions {
   const batchSize = o.batchSize;
-  const microBatchSize = o.microBatchSize ?? batchSize;
+  if (datasetSize < batchSize) {
+    console.error(
+      `warning: --batch-size ${batchSize} is more than the ${datasetSize} training rows: each step trains on ${datasetSize}`,
+    );
+  }
+  const microBatchSize = chooseMicroBatch(
+    o.microBatchSize,
+    Math.min(batchSize, datasetSize),
+    memory,
+  );
   if (microBatchSize > batchSize) {
     throw new UsageError(
       `train: --micro-batch-size (${microBatchSize}) exceeds --batch-size (${batchSize})`,

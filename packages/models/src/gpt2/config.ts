@@ -167,6 +167,7 @@ export function gpt2ModelConfig(c: Gpt2Config): ModelConfig<Gpt2Config> {
     contextLength: c.nPositions,
     hiddenSize: c.nEmbd,
     numLayers: c.nLayer,
+    numHeads: c.nHead,
     arch: c,
   };
 }

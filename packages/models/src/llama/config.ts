@@ -70,6 +70,7 @@ export function llamaModelConfig(c: LlamaConfig): ModelConfig<LlamaConfig> {
     contextLength: c.maxPositions,
     hiddenSize: c.hiddenSize,
     numLayers: c.numLayers,
+    numHeads: c.numHeads,
     arch: c,
   };
 }

@@ -2364,6 +2364,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       values[(valuesById[3] = 'WORKER_STATE_REDUCING')] = 3;
       values[(valuesById[4] = 'WORKER_STATE_UPDATING')] = 4;
       values[(valuesById[5] = 'WORKER_STATE_CHECKPOINTING')] = 5;
+      values[(valuesById[6] = 'WORKER_STATE_LOADING')] = 6;
       return values;
     })();
 
@@ -2561,6 +2562,10 @@ export const lorafleet = ($root.lorafleet = (() => {
             case 'WORKER_STATE_CHECKPOINTING':
             case 5:
               message.state = 5;
+              break;
+            case 'WORKER_STATE_LOADING':
+            case 6:
+              message.state = 6;
               break;
             default:
               if (typeof object.state === 'number' && (object.state | 0) === object.state)
@@ -4224,6 +4229,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       values[(valuesById[3] = 'ERROR_CODE_CONFIG_MISMATCH')] = 3;
       values[(valuesById[4] = 'ERROR_CODE_REPLICA_DIVERGED')] = 4;
       values[(valuesById[5] = 'ERROR_CODE_INTERNAL')] = 5;
+      values[(valuesById[6] = 'ERROR_CODE_DATA')] = 6;
       return values;
     })();
 
@@ -4346,6 +4352,10 @@ export const lorafleet = ($root.lorafleet = (() => {
             case 'ERROR_CODE_INTERNAL':
             case 5:
               message.code = 5;
+              break;
+            case 'ERROR_CODE_DATA':
+            case 6:
+              message.code = 6;
               break;
             default:
               if (typeof object.code === 'number' && (object.code | 0) === object.code)

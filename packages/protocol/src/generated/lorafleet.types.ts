@@ -1452,6 +1452,9 @@ export declare namespace lorafleet {
 
       /** WORKER_STATE_CHECKPOINTING value */
       WORKER_STATE_CHECKPOINTING = 5,
+
+      /** WORKER_STATE_LOADING value */
+      WORKER_STATE_LOADING = 6,
     }
 
     /**
@@ -2329,6 +2332,9 @@ export declare namespace lorafleet {
 
       /** ERROR_CODE_INTERNAL value */
       ERROR_CODE_INTERNAL = 5,
+
+      /** ERROR_CODE_DATA value */
+      ERROR_CODE_DATA = 6,
     }
 
     /**

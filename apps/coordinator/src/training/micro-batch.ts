@@ -1,0 +1,54 @@
+// The micro-batch of a run on the wasm backend, from the memory estimate of
+// @lorafleet/models: picked to fit the 4 GiB heap when --micro-batch-size is
+// not given, refused up front (with the estimate and the fix) when it is.
+import type { BackendName } from '@lorafleet/core';
+import {
+  type EstimateConfig,
+  activationBytes,
+  largestMicroBatch,
+  wasmActivationBudget,
+} from '@lorafleet/models';
+import { UsageError } from '../args.js';
+
+export interface MicroBatchMemory {
+  config: EstimateConfig;
+  seqLen: number;
+  /** Weights of the model (their optimizer state too, when fully fine-tuned). */
+  parameters: number;
+  fullFinetune: boolean;
+  backend: BackendName;
+}
+
+const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+
+/**
+ * Rows per micro-batch: `requested` if given (refused when it cannot fit),
+ * else the whole batch if it fits, else the largest micro-batch that does.
+ * Only the wasm backend has a hard heap limit; the others take the batch.
+ */
+export function chooseMicroBatch(
+  requested: number | undefined,
+  batchSize: number,
+  memory: MicroBatchMemory | undefined,
+  note: (line: string) => void = (line) => console.error(line),
+): number {
+  if (memory === undefined || memory.backend !== 'wasm') return requested ?? batchSize;
+  const { config, seqLen } = memory;
+  const budget = wasmActivationBudget(memory.parameters, memory.fullFinetune);
+  const fit = largestMicroBatch(config, seqLen, budget);
+  const need = (rows: number) => gib(activationBytes(config, rows, seqLen));
+  if (requested !== undefined) {
+    if (requested <= fit) return requested;
+    throw new UsageError(
+      `train: --micro-batch-size ${requested}: one micro-batch of ${requested} x ${seqLen} tokens needs about ` +
+        `${need(requested)} of activations, more than the ${gib(budget)} the wasm backend's 4 GiB heap leaves; ` +
+        `use --micro-batch-size ${fit} or less (or a GPU backend)`,
+    );
+  }
+  if (batchSize <= fit) return batchSize;
+  note(
+    `micro-batches of ${fit} rows: one of ${batchSize} x ${seqLen} tokens would need about ${need(batchSize)}, ` +
+      `more than the ${gib(budget)} the wasm heap leaves (--micro-batch-size N chooses)`,
+  );
+  return fit;
+}

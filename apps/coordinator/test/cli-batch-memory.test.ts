@@ -1,0 +1,67 @@
+// Batches against the wasm heap and against small data, with real processes:
+// an explicit micro-batch whose activations cannot fit the 4 GiB heap is
+// refused before the model loads, with the estimate and the fix (it used to
+// abort inside wasm after 20 s); a batch larger than the data is reported as
+// the real one.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  REPO_ROOT,
+  SEQ_LEN,
+  ensureBuilt,
+  initTinyModel,
+  lorafleet,
+  makeTempDir,
+  patternRecords,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+const DEFAULT_MODEL = join(REPO_ROOT, 'packages', 'models', 'pretrained', 'default');
+
+let dir: string | undefined;
+let data: string;
+let tiny: string;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await makeTempDir('batch-memory');
+  tiny = await initTinyModel(dir, 'tiny');
+  data = await writeJsonl(join(dir, 'train.jsonl'), patternRecords(20));
+}, 300_000);
+
+afterAll(() => removeDir(dir));
+
+describe.concurrent('batches', () => {
+  it('refuses a micro-batch over the wasm heap up front, with the estimate and the fix', async () => {
+    const started = performance.now();
+    const result = await lorafleet([
+      'train',
+      ...['--model', DEFAULT_MODEL, '--data', data, '--out', join(dir!, 'too-big')],
+      ...['--batch-size', '200', '--micro-batch-size', '200', '--seq-len', '32', '--steps', '1'],
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(
+      /lorafleet train: --micro-batch-size 200: one micro-batch of 200 x 32 tokens needs about \d+\.\d GiB of activations, more than the \d+\.\d GiB the wasm backend's 4 GiB heap leaves; use --micro-batch-size \d+ or less/,
+    );
+    expect(result.stderr).not.toContain('Aborted');
+    expect((performance.now() - started) / 1000).toBeLessThan(60);
+  });
+
+  it('reports the real batch when the data has fewer rows than --batch-size', async () => {
+    const result = await lorafleet([
+      'train',
+      ...['--model', tiny, '--data', data, '--out', join(dir!, 'small')],
+      ...['--batch-size', '200', '--seq-len', SEQ_LEN, '--steps', '1'],
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const rows = Number(
+      /--batch-size 200 is more than the (\d+) training rows/.exec(result.stderr)?.[1],
+    );
+    expect(rows).toBeGreaterThan(0);
+    expect(rows).toBeLessThan(200);
+    const output = result.stdout + result.stderr;
+    expect(output).toContain(`1 steps of ${rows} rows x ${SEQ_LEN} tokens`);
+    expect(output).not.toContain('of 200 rows');
+  });
+});
