@@ -11,6 +11,13 @@ export {
   useBackend,
 } from './backend/select.js';
 export {
+  type BackendDescriptor,
+  type ConformanceCheck,
+  type ConformanceTolerance,
+  BACKEND_DESCRIPTORS,
+  backendDescriptor,
+} from './backend/descriptors/index.js';
+export {
   type WebGpuAdapterListing,
   type WebGpuDevice,
   listWebGpuAdapters,

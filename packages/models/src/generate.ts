@@ -84,12 +84,12 @@ export function validateSampling(o: SamplingOptions): void {
  * Continues `prompt` (token ids) by up to maxNewTokens tokens, with a KV
  * cache; the same as generateBatch(model, [prompt], options)[0].
  */
-export function generate(
+export async function generate(
   model: Gpt2Model,
   prompt: readonly number[],
   options: GenerateOptions,
-): number[] {
-  return generateBatch(model, [prompt], options)[0]!;
+): Promise<number[]> {
+  return (await generateBatch(model, [prompt], options))[0]!;
 }
 
 /**
@@ -102,11 +102,11 @@ export function generate(
  * Rng(seed + i), so its output does not depend on the other prompts or on
  * batchSize, and generate(model, prompt, { seed }) is prompt 0's.
  */
-export function generateBatch(
+export async function generateBatch(
   model: Gpt2Model,
   prompts: readonly (readonly number[])[],
   options: GenerateBatchOptions,
-): number[][] {
+): Promise<number[][]> {
   validateSampling(options);
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   if (!Number.isInteger(options.maxNewTokens) || options.maxNewTokens < 0)
@@ -136,7 +136,7 @@ export function generateBatch(
         out: out[i]!,
         rng: new Rng(options.seed + i),
       }));
-      decodeRows(model, lmHead, rows, options);
+      await decodeRows(model, lmHead, rows, options);
     }
   } finally {
     lmHead.dispose();
@@ -153,12 +153,12 @@ interface Row {
 }
 
 /** Decodes one batch: rows that fit the context share a KV cache, the others slide. */
-function decodeRows(
+async function decodeRows(
   model: Gpt2Model,
   lmHead: tf.Tensor2D,
   rows: Row[],
   options: GenerateOptions,
-): void {
+): Promise<void> {
   const P = model.config.nPositions;
   const V = model.config.vocabSize;
   let cached = rows.filter((r) => r.context.length <= P);
@@ -184,8 +184,8 @@ function decodeRows(
       last = first.last;
     }
     while (cached.length + sliding.length > 0) {
-      const cachedLogits = last ? headLogits(last, lmHead) : new Float32Array(0);
-      const slidingLogits = sliding.length > 0 ? windowLogits(model, lmHead, sliding) : null;
+      const cachedLogits = last ? await headLogits(last, lmHead) : new Float32Array(0);
+      const slidingLogits = sliding.length > 0 ? await windowLogits(model, lmHead, sliding) : null;
       const keep: number[] = [];
       const moved: Row[] = [];
       cached.forEach((row, b) => {
@@ -215,20 +215,37 @@ function decodeRows(
   }
 }
 
+/**
+ * The values of a tensor made by `f`, read with `await data()` (the only read
+ * a GPU backend allows under Node.js), and the tensor disposed.
+ */
+async function readFloats(f: () => tf.Tensor): Promise<Float32Array> {
+  const t = tf.tidy(f);
+  try {
+    return (await t.data()) as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
 /** hidden [B, C] -> logits [B * V], row-major. */
-function headLogits(hidden: tf.Tensor2D, lmHead: tf.Tensor2D): Float32Array {
-  return tf.tidy(() => tf.matMul(hidden, lmHead).dataSync() as Float32Array);
+function headLogits(hidden: tf.Tensor2D, lmHead: tf.Tensor2D): Promise<Float32Array> {
+  return readFloats(() => tf.matMul(hidden, lmHead));
 }
 
 /** The next-token logits [B * V] of rows longer than the context, from their last n_positions tokens. */
-function windowLogits(model: Gpt2Model, lmHead: tf.Tensor2D, rows: readonly Row[]): Float32Array {
+function windowLogits(
+  model: Gpt2Model,
+  lmHead: tf.Tensor2D,
+  rows: readonly Row[],
+): Promise<Float32Array> {
   const P = model.config.nPositions;
   const C = model.config.nEmbd;
   const ids = new Int32Array(rows.length * P);
   rows.forEach((r, b) => ids.set(r.context.slice(-P), b * P));
-  return tf.tidy(() => {
+  return readFloats(() => {
     const h = model.hidden(tf.tensor2d(ids, [rows.length, P], 'int32')); // [B, P, C]
     const lastH = h.slice([0, P - 1, 0], [rows.length, 1, C]).reshape([rows.length, C]); // [B, C]
-    return tf.matMul(lastH, lmHead).dataSync() as Float32Array;
+    return tf.matMul(lastH, lmHead);
   });
 }

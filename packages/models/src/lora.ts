@@ -26,16 +26,20 @@ export function selectTargets<T extends { name: string }>(
   return layers.filter((l) => chosen.has(l));
 }
 
-/** Adds adapter `name` to every targeted layer and makes it active there. */
-export function addLora(
+/**
+ * Adds adapter `name` to every targeted layer and makes it active there.
+ * Asynchronous because PiSSA reads each base weight, which GPU backends allow
+ * only with `await data()`.
+ */
+export async function addLora(
   layers: readonly LoraLinear[],
   name: string,
   settings: LoraSettings,
   init: LoraInit,
   targets: readonly string[],
   seed: number,
-): LoraLinear[] {
+): Promise<LoraLinear[]> {
   const chosen = selectTargets(layers, targets);
-  for (const layer of chosen) layer.addAdapter(name, settings, init, seed);
+  for (const layer of chosen) await layer.addAdapterAsync(name, settings, init, seed);
   return chosen;
 }

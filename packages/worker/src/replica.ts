@@ -70,7 +70,7 @@ export class Replica {
       }
       const { init, targets, ...settings } = config.lora;
       const loraInit = { kind: init } as LoraInit;
-      const layers = addLora(
+      const layers = await addLora(
         model.linears(),
         ADAPTER_NAME,
         settings,
@@ -83,8 +83,8 @@ export class Replica {
         for (const layer of layers) {
           const { a, b } = layer.activeAdapter!;
           pissaStart.set(layer.name, {
-            a: a.dataSync() as Float32Array,
-            b: b.dataSync() as Float32Array,
+            a: (await a.data()) as Float32Array,
+            b: (await b.data()) as Float32Array,
           });
         }
       }

@@ -28,7 +28,7 @@ export async function runEval(o: Options): Promise<void> {
   const rowOptions = rowOptionsFrom(o, config.nPositions);
   const prepared = await prepareRows(o.string('data'), tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
-  const result = evaluateLoss(
+  const result = await evaluateLoss(
     model,
     batchesOf(prepared.rows, o.number('batch-size'), rowOptions.seqLen),
   );

@@ -46,7 +46,7 @@ export async function runGenerate(o: Options): Promise<void> {
     o.optionalString('adapter'),
   );
   const prompt = o.string('prompt');
-  const ids = generate(model, tokenizer.encode(prompt), {
+  const ids = await generate(model, tokenizer.encode(prompt), {
     maxNewTokens: o.number('max-new-tokens'),
     temperature: o.number('temperature'),
     topK: o.number('top-k'),

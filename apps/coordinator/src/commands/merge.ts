@@ -41,10 +41,12 @@ export async function runMerge(o: Options): Promise<void> {
   const layers = model.linears().filter((l) => l.activeAdapter);
   for (const layer of layers) layer.merge();
   const after = model.forward(probe);
-  const gap = tf.tidy(() => tf.max(tf.abs(tf.sub(before, after))).dataSync()[0]!);
+  const gapTensor = tf.tidy(() => tf.max(tf.abs(tf.sub(before, after))));
+  const gap = (await gapTensor.data())[0]!;
+  gapTensor.dispose();
   tf.dispose([probe, before, after]);
   const out = o.string('out');
-  await writeGpt2Folder(out, config, model.readWeights(), {
+  await writeGpt2Folder(out, config, await model.readWeights(), {
     dtype: o.string('dtype') as 'F32' | 'F16' | 'BF16',
   });
   await copyTokenizerFiles(modelDir, out);

@@ -80,7 +80,7 @@ export async function runTrain(o: Options): Promise<void> {
   }
 
   const full = o.boolean('full-finetune');
-  let adapted: ReturnType<typeof addLora> = [];
+  let adapted: Awaited<ReturnType<typeof addLora>> = [];
   const pissaStart = new Map<string, InitialFactors>();
   let params: TrainableParameters;
   if (full) {
@@ -93,15 +93,15 @@ export async function runTrain(o: Options): Promise<void> {
       rslora: o.boolean('rslora'),
     };
     const init = { kind: o.string('init') } as LoraInit;
-    adapted = addLora(model.linears(), ADAPTER_NAME, settings, init, o.list('target'), seed);
+    adapted = await addLora(model.linears(), ADAPTER_NAME, settings, init, o.list('target'), seed);
     params = TrainableParameters.fromLoraLayers(adapted);
     if (init.kind === 'pissa') {
       // Kept to convert the adapter for the original base at save time.
       for (const layer of adapted) {
         const { a, b } = layer.activeAdapter!;
         pissaStart.set(layer.name, {
-          a: a.dataSync() as Float32Array,
-          b: b.dataSync() as Float32Array,
+          a: (await a.data()) as Float32Array,
+          b: (await b.data()) as Float32Array,
         });
       }
     }
@@ -182,9 +182,11 @@ export async function runTrain(o: Options): Promise<void> {
     });
   };
 
-  const evaluate = () =>
-    split.eval.length > 0 ? evaluateLoss(model, batchesOf(split.eval, batchSize, seqLen)) : null;
-  const before = evaluate();
+  const evaluate = async () =>
+    split.eval.length > 0
+      ? await evaluateLoss(model, batchesOf(split.eval, batchSize, seqLen))
+      : null;
+  const before = await evaluate();
   if (before)
     log(
       `eval loss before: ${before.loss.toFixed(4)} (perplexity ${before.perplexity.toFixed(2)}, ${before.tokens} tokens)`,
@@ -247,7 +249,7 @@ export async function runTrain(o: Options): Promise<void> {
     };
     const every = o.number('eval-every');
     if (every > 0 && done % every === 0 && done < steps) {
-      const e = evaluate();
+      const e = await evaluate();
       if (e) line.evalLoss = e.loss;
     }
     await appendFile(metricsPath, JSON.stringify(line) + '\n');
@@ -278,7 +280,7 @@ export async function runTrain(o: Options): Promise<void> {
   interrupt.dispose();
   const interrupted = interrupt.requested;
   const seconds = (performance.now() - started) / 1000;
-  const after = evaluate();
+  const after = await evaluate();
   if (after) {
     log(`eval loss after:  ${after.loss.toFixed(4)} (perplexity ${after.perplexity.toFixed(2)})`);
     observer.emit({ type: 'eval', step: done, loss: after.loss });
@@ -286,7 +288,7 @@ export async function runTrain(o: Options): Promise<void> {
 
   const savedTo = full ? join(out, 'model') : join(out, 'adapter');
   if (full) {
-    await writeGpt2Folder(savedTo, config, model.readWeights());
+    await writeGpt2Folder(savedTo, config, await model.readWeights());
     await copyTokenizerFiles(modelDir, savedTo);
   } else {
     const adapter = exportLora();

@@ -87,12 +87,37 @@ export class LoraLinear {
   /**
    * Adds an adapter initialised by `init` and makes it active. PiSSA rewrites
    * the base weight, so it is allowed only as the first adapter of a layer.
+   * PiSSA reads W synchronously here: on backends without synchronous reads
+   * (webgpu) use addAdapterAsync.
    */
   addAdapter(
     adapterName: string,
     settings: LoraSettings,
     init: LoraInit,
     seed: number,
+  ): LoraAdapter {
+    const weight = init.kind === 'pissa' ? this.weightOutIn() : undefined;
+    return this.addAdapterWith(adapterName, settings, init, seed, weight);
+  }
+
+  /** addAdapter on every backend: PiSSA reads W with `await data()`. */
+  async addAdapterAsync(
+    adapterName: string,
+    settings: LoraSettings,
+    init: LoraInit,
+    seed: number,
+  ): Promise<LoraAdapter> {
+    const weight = init.kind === 'pissa' ? await this.weightOutInAsync() : undefined;
+    return this.addAdapterWith(adapterName, settings, init, seed, weight);
+  }
+
+  /** `weight`: W as [out, in] values, for PiSSA. */
+  private addAdapterWith(
+    adapterName: string,
+    settings: LoraSettings,
+    init: LoraInit,
+    seed: number,
+    weight: Float32Array | undefined,
   ): LoraAdapter {
     this.assertCanAdd(adapterName, settings);
     const scaling = loraScaling(settings);
@@ -107,7 +132,6 @@ export class LoraLinear {
       outFeatures: this.outFeatures,
       scaling,
     };
-    const weight = init.kind === 'pissa' ? this.weightOutIn() : undefined;
     const { a, b, residual } = initLora(init, shape, deriveSeed(seed, this.name), weight);
     if (residual) {
       tf.tidy(() => {
@@ -236,5 +260,14 @@ export class LoraLinear {
     return tf.tidy(
       () => (this.fanInFanOut ? this.weight.transpose() : this.weight).dataSync() as Float32Array,
     );
+  }
+
+  private async weightOutInAsync(): Promise<Float32Array> {
+    const w = tf.tidy(() => (this.fanInFanOut ? this.weight.transpose() : this.weight.clone()));
+    try {
+      return (await w.data()) as Float32Array;
+    } finally {
+      w.dispose();
+    }
   }
 }

@@ -151,13 +151,13 @@ export class Gpt2Model {
   }
 
   /** The base weights' current values (merged adapters included), Hugging Face names. */
-  readWeights(): WeightMap {
-    return new Map(
-      this.namedWeights().map(([name, v]) => [
-        name,
-        { shape: [...v.shape], data: v.dataSync() as Float32Array },
-      ]),
-    );
+  async readWeights(): Promise<WeightMap> {
+    const out: WeightMap = new Map();
+    // One tensor at a time (await data(): GPU backends allow no other read under Node.js).
+    for (const [name, v] of this.namedWeights()) {
+      out.set(name, { shape: [...v.shape], data: (await v.data()) as Float32Array });
+    }
+    return out;
   }
 
   parameterCount(): number {
