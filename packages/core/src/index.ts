@@ -50,6 +50,14 @@ export {
 } from './lora/linear.js';
 export { TrainableParameters, type ParameterSlot } from './lora/params.js';
 export {
+  type BaseDtype,
+  type HalfDtype,
+  BASE_DTYPES,
+  packHalves,
+  unpackHalvesInto,
+} from './lora/base-dtype.js';
+export { UNPACK_HALVES } from './backend/unpack-halves.js';
+export {
   type AdamWOptions,
   type AdamWState,
   ADAMW_DEFAULTS,

@@ -15,7 +15,9 @@ import {
   Rng,
   backendDescriptor,
   lossAndGradsAsync,
+  packHalves,
   readParametersAsync,
+  unpackHalvesInto,
   releaseWebGpu,
   tf,
   useBackend,
@@ -171,6 +173,61 @@ for (const backend of backends) {
           expect(await maxAbsDiff(after, before)).toBeLessThan(tol.pissa);
           tf.dispose([weight, x, before, rebuilt, after]);
           layer.dispose();
+        },
+      );
+    }
+
+    for (const dtype of ['bf16', 'f16'] as const) {
+      it.skipIf(skip.halfBase !== undefined)(
+        `a base W stored as ${dtype} halves computes as its rounded f32 copy, gradients through it included`,
+        async () => {
+          // Two stacked layers, so the gradients of the first pass through the
+          // second one's W (the custom gradient of the unpacked matmul).
+          const settings = { r: 2, alpha: 4, dropout: 0, rslora: false };
+          const make = (seed: number, fanInFanOut: boolean) => {
+            const w = randn([6, 6], seed) as tf.Tensor2D;
+            const layer = new LoraLinear({ name: `l${seed}`, weight: w, fanInFanOut });
+            w.dispose();
+            layer.addAdapter('default', settings, { kind: 'kaiming' }, seed);
+            const b = layer.activeAdapter!.b;
+            tf.tidy(() => b.assign(randn([6, 2], seed + 2, 0.5) as tf.Tensor2D));
+            return layer;
+          };
+          const half = [make(71, true), make(72, false)];
+          // The reference: the same W rounded to halves, kept in f32.
+          const rounded = [make(71, true), make(72, false)];
+          for (const layer of rounded) {
+            const w = (await layer.weight.data()) as Float32Array;
+            const back = new Float32Array(w.length);
+            unpackHalvesInto(packHalves(w, dtype), dtype, back);
+            expect(back).not.toEqual(w); // rounding happened: the check is not vacuous
+            tf.tidy(() => layer.weight.assign(tf.tensor2d(back, [6, 6])));
+          }
+          const bytesBefore = tf.memory().numBytes;
+          for (const layer of half) await layer.storeBaseAs(dtype);
+          expect(half[0]!.baseDtype).toBe(dtype);
+          expect(bytesBefore - tf.memory().numBytes).toBe(2 * 36 * 2); // 2 x 36 halves saved
+          expect(() => half[0]!.merge()).toThrow(/stored as .* halves.*--base-dtype f32/);
+          const x = randn([4, 6], 73);
+          const target = randn([4, 6], 74);
+          const loss = (layers: LoraLinear[]) =>
+            tf.mul(
+              0.5,
+              tf.sum(tf.square(tf.sub(layers[1]!.forward(layers[0]!.forward(x)), target))),
+            ) as tf.Scalar;
+          const got = await lossAndGradsAsync(TrainableParameters.fromLoraLayers(half), () =>
+            loss(half),
+          );
+          const want = await lossAndGradsAsync(TrainableParameters.fromLoraLayers(rounded), () =>
+            loss(rounded),
+          );
+          expect(Math.abs(got.loss - want.loss)).toBeLessThan(tol.merge * Math.max(1, want.loss));
+          let worst = 0;
+          for (let i = 0; i < want.grads.length; i++)
+            worst = Math.max(worst, Math.abs(got.grads[i]! - want.grads[i]!));
+          expect(worst).toBeLessThan(tol.merge * Math.max(1, ...want.grads.map(Math.abs)));
+          tf.dispose([x, target]);
+          [...half, ...rounded].forEach((l) => l.dispose());
         },
       );
     }

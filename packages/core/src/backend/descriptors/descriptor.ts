@@ -36,6 +36,7 @@ export type ConformanceCheck =
   | 'gradients'
   | 'merge'
   | 'pissa'
+  | 'halfBase'
   | 'adapters'
   | 'dropout'
   | 'leaks'
