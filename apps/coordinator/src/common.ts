@@ -4,7 +4,9 @@ import { copyFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   BACKENDS,
+  BASE_DTYPES,
   type BackendName,
+  type BaseDtype,
   importAdapter,
   loadPeftAdapter,
   useBackend,
@@ -20,6 +22,15 @@ export const backendOption: OptionSpec = {
   default: 'wasm',
 };
 
+export const baseDtypeOption: OptionSpec = {
+  kind: 'string',
+  choices: BASE_DTYPES,
+  default: 'f32',
+  description:
+    'how the frozen base weights are stored on the device: bf16 or f16 halve their memory ' +
+    '(unpacked to f32 for each matmul); embeddings, norms and LoRA stay f32',
+};
+
 export async function startBackend(options: Options): Promise<BackendName> {
   const name = options.string('backend') as BackendName;
   await useBackend(name);
@@ -28,12 +39,17 @@ export async function startBackend(options: Options): Promise<BackendName> {
 
 export const ADAPTER_NAME = 'default';
 
-/** Loads a model folder and, if given, a PEFT adapter into it (active, not merged). */
+/**
+ * Loads a model folder and, if given, a PEFT adapter into it (active, not
+ * merged), with the base weights stored as `baseDtype` (default f32).
+ */
 export async function loadModelAndAdapter(
   modelDir: string,
   adapterDir?: string,
+  baseDtype: BaseDtype = 'f32',
 ): Promise<LoadedModel & { adapted: number }> {
   const loaded = await loadModel(modelDir);
+  await loaded.model.storeBasesAs(baseDtype);
   if (!adapterDir) return { ...loaded, adapted: 0 };
   const adapter = await loadPeftAdapter(adapterDir);
   importAdapter(loaded.model.linears(), adapter, ADAPTER_NAME);

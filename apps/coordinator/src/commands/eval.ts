@@ -1,6 +1,7 @@
 import { evaluateLoss } from '@lorafleet/models';
 import type { CommandSpec, Options } from '../args.js';
-import { backendOption, loadModelAndAdapter, startBackend } from '../common.js';
+import type { BaseDtype } from '@lorafleet/core';
+import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
 import { batchesOf, prepareRows } from '../training/rows.js';
 
@@ -16,6 +17,7 @@ export const evalSpec: CommandSpec = {
     'batch-size': { kind: 'int', min: 1, default: 8, description: 'rows per forward pass' },
     json: { kind: 'boolean', description: 'print the result as JSON' },
     backend: backendOption,
+    'base-dtype': baseDtypeOption,
   },
 };
 
@@ -24,6 +26,7 @@ export async function runEval(o: Options): Promise<void> {
   const { model, tokenizer, config, adapted } = await loadModelAndAdapter(
     o.string('model'),
     o.optionalString('adapter'),
+    o.string('base-dtype') as BaseDtype,
   );
   const rowOptions = rowOptionsFrom(o, config.nPositions);
   const prepared = await prepareRows(o.string('data'), tokenizer, rowOptions);

@@ -1,6 +1,7 @@
 import { generate } from '@lorafleet/models';
 import type { CommandSpec, Options } from '../args.js';
-import { backendOption, loadModelAndAdapter, startBackend } from '../common.js';
+import type { BaseDtype } from '@lorafleet/core';
+import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 
 export const generateSpec: CommandSpec = {
   name: 'generate',
@@ -36,6 +37,7 @@ export const generateSpec: CommandSpec = {
     },
     seed: { kind: 'int', min: 0, default: 0, description: 'sampling seed' },
     backend: backendOption,
+    'base-dtype': baseDtypeOption,
   },
 };
 
@@ -44,6 +46,7 @@ export async function runGenerate(o: Options): Promise<void> {
   const { model, tokenizer } = await loadModelAndAdapter(
     o.string('model'),
     o.optionalString('adapter'),
+    o.string('base-dtype') as BaseDtype,
   );
   const prompt = o.string('prompt');
   const ids = await generate(model, tokenizer.encode(prompt), {

@@ -4,6 +4,7 @@
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  type BaseDtype,
   type InitialFactors,
   pissaToLora,
   type LoraInit,
@@ -48,6 +49,11 @@ export async function runTrain(o: Options): Promise<void> {
   const checkpointEvery = o.number('checkpoint-every');
   const resumeFrom = o.optionalString('resume');
   const membership = membershipFrom(o, (w) => console.warn(`warning: ${w}`));
+  const baseDtype = o.string('base-dtype') as BaseDtype;
+  if (baseDtype !== 'f32' && (membership || o.boolean('full-finetune')))
+    throw new UsageError(
+      `train: --base-dtype ${baseDtype} needs LoRA in one process (not --workers or --full-finetune)`,
+    );
   if (membership) return runDistributedTrain(o, membership);
   if (o.boolean('full-finetune') && (resumeFrom || checkpointEvery > 0))
     throw new UsageError('train: --resume and --checkpoint-every need LoRA, not --full-finetune');
@@ -95,6 +101,7 @@ export async function runTrain(o: Options): Promise<void> {
     const init = { kind: o.string('init') } as LoraInit;
     adapted = await addLora(model.linears(), ADAPTER_NAME, settings, init, o.list('target'), seed);
     params = TrainableParameters.fromLoraLayers(adapted);
+    await model.storeBasesAs(baseDtype); // after PiSSA, which rewrites W in f32
     if (init.kind === 'pissa') {
       // Kept to convert the adapter for the original base at save time.
       for (const layer of adapted) {

@@ -1,6 +1,6 @@
 // The options of `lorafleet train` (also the keys of its --config file).
 import type { CommandSpec } from '../args.js';
-import { backendOption } from '../common.js';
+import { backendOption, baseDtypeOption } from '../common.js';
 import { dataOptions } from './data-options.js';
 
 export const trainSpec: CommandSpec = {
@@ -139,6 +139,10 @@ export const trainSpec: CommandSpec = {
         'continue from a run folder (its newest valid checkpoint) or a checkpoint folder, exactly (any --workers)',
     },
     backend: backendOption,
+    'base-dtype': {
+      ...baseDtypeOption,
+      description: `${baseDtypeOption.description} (one process, LoRA only; applied after PiSSA)`,
+    },
     workers: {
       kind: 'int',
       min: 1,

@@ -2,7 +2,7 @@
 // learned positions, pre-LayerNorm blocks, causal self-attention, gelu_new MLP,
 // LM head tied to the token embedding. Every Conv1D is a LoraLinear (weights
 // stored [in, out], fanInFanOut), named by its PEFT module path.
-import { LoraLinear, tf } from '@lorafleet/core';
+import { type BaseDtype, LoraLinear, tf } from '@lorafleet/core';
 import { type Gpt2Config, mlpWidth } from './config.js';
 
 export interface LayerNorm {
@@ -160,8 +160,22 @@ export class Gpt2Model {
     return out;
   }
 
+  /** From the config, so that it also counts a base stored in half precision. */
   parameterCount(): number {
-    return this.namedWeights().reduce((n, [, v]) => n + v.size, 0);
+    let n = 0;
+    for (const shape of gpt2WeightShapes(this.config).values())
+      n += shape.reduce((a, b) => a * b, 1);
+    return n;
+  }
+
+  /**
+   * Stores the frozen W of every linear layer as `dtype` halves (--base-dtype
+   * bf16|f16; f32 changes nothing). Embeddings, norms and biases stay f32, as
+   * do LoRA factors added later. Merge, PiSSA, full fine-tuning and
+   * readWeights() then refuse, naming the option.
+   */
+  async storeBasesAs(dtype: BaseDtype): Promise<void> {
+    for (const layer of this.linears()) await layer.storeBaseAs(dtype);
   }
 
   /** ids [B, T] (int32) -> logits [B, T, V]. */
@@ -222,7 +236,9 @@ export class Gpt2Model {
   }
 
   dispose(): void {
-    for (const [, v] of this.namedWeights()) v.dispose();
+    // Not through namedWeights(): a linear layer's W may be stored as halves.
+    const norms = [this.lnF, ...this.blocks.flatMap((b) => [b.ln1, b.ln2])];
+    tf.dispose([this.wte, this.wpe, ...norms.flatMap((n) => [n.gamma, n.beta])]);
     for (const l of this.linears()) l.dispose();
   }
 
