@@ -24,6 +24,7 @@ const forbidden = {
     '@lorafleet/worker',
   ],
   'packages/worker': ['@lorafleet/coordinator'],
+  'packages/options': ['zeromq', '@tensorflow/*', '@lorafleet/*'],
 };
 
 export default tseslint.config(

@@ -10,6 +10,7 @@ const root = join(import.meta.dirname, '..');
 /** Which workspace packages and externals each package may depend on. */
 const allowed: Record<string, { workspace: string[]; forbiddenExternal: RegExp[] }> = {
   '@lorafleet/protocol': { workspace: [], forbiddenExternal: [/^@tensorflow\//] },
+  '@lorafleet/options': { workspace: [], forbiddenExternal: [/^zeromq$/, /^@tensorflow\//] },
   '@lorafleet/core': { workspace: [], forbiddenExternal: [/^zeromq$/] },
   '@lorafleet/models': { workspace: ['@lorafleet/core'], forbiddenExternal: [/^zeromq$/] },
   '@lorafleet/data': { workspace: [], forbiddenExternal: [/^zeromq$/, /^@tensorflow\//] },

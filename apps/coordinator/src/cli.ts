@@ -1,6 +1,13 @@
 // The `lorafleet` command: dispatches to one subcommand; every error becomes
 // one line on stderr and a non-zero exit.
-import { type CommandSpec, type Options, UsageError, helpText, parseCommand } from './args.js';
+import {
+  type CommandSpec,
+  type OptionSpecs,
+  type OptionValues,
+  UsageError,
+  helpText,
+  parseCommand,
+} from './args.js';
 import { dashboardSpec, runDashboard } from './commands/dashboard.js';
 import { evalSpec, runEval } from './commands/eval.js';
 import { extractSpec, runExtract } from './commands/extract.js';
@@ -11,20 +18,40 @@ import { keysSpec, runKeys } from './commands/keys.js';
 import { mergeSpec, runMerge } from './commands/merge.js';
 import { runTrain, trainSpec } from './commands/train.js';
 
-const COMMANDS: [CommandSpec, (o: Options) => Promise<void>][] = [
-  [initSpec, runInit],
-  [trainSpec, runTrain],
-  [evalSpec, runEval],
-  [generateSpec, runGenerate],
-  [mergeSpec, runMerge],
-  [extractSpec, runExtract],
-  [inspectSpec, runInspect],
-  [keysSpec, runKeys],
-  [dashboardSpec, runDashboard],
+/** A command: its spec, and what runs with the values parsed from it. */
+interface Command {
+  spec: CommandSpec;
+  /** Parses argv with the spec and runs; 'help' when --help was asked. */
+  run(argv: readonly string[]): Promise<'help' | void>;
+}
+
+function command<O extends OptionSpecs>(
+  spec: CommandSpec<O>,
+  run: (values: OptionValues<O>) => Promise<void>,
+): Command {
+  return {
+    spec,
+    run: async (argv) => {
+      const values = parseCommand(spec, argv);
+      return values === 'help' ? 'help' : run(values);
+    },
+  };
+}
+
+const COMMANDS: Command[] = [
+  command(initSpec, runInit),
+  command(trainSpec, runTrain),
+  command(evalSpec, runEval),
+  command(generateSpec, runGenerate),
+  command(mergeSpec, runMerge),
+  command(extractSpec, runExtract),
+  command(inspectSpec, runInspect),
+  command(keysSpec, runKeys),
+  command(dashboardSpec, runDashboard),
 ];
 
 function usage(): string {
-  const width = Math.max(...COMMANDS.map(([s]) => s.name.length)) + 2;
+  const width = Math.max(...COMMANDS.map(({ spec }) => spec.name.length)) + 2;
   return [
     'usage: lorafleet <command> [options]',
     '',
@@ -32,7 +59,7 @@ function usage(): string {
     '',
     'commands:',
     ...COMMANDS.map(
-      ([s]) => `  ${s.name.padEnd(width)}${s.summary.split('. ')[0]!.replace(/\.$/, '')}`,
+      ({ spec: s }) => `  ${s.name.padEnd(width)}${s.summary.split('. ')[0]!.replace(/\.$/, '')}`,
     ),
     '',
     "run 'lorafleet <command> --help' for a command's options",
@@ -45,19 +72,16 @@ export async function main(argv: string[]): Promise<number> {
     console.log(usage());
     return name === undefined ? 1 : 0;
   }
-  const entry = COMMANDS.find(([s]) => s.name === name);
+  const entry = COMMANDS.find(({ spec }) => spec.name === name);
   if (!entry) {
     console.error(`lorafleet: unknown command "${name}"\n\n${usage()}`);
     return 2;
   }
-  const [spec, run] = entry;
   try {
-    const options = parseCommand(spec, rest);
-    if (options === 'help') {
-      console.log(helpText(spec));
+    if ((await entry.run(rest)) === 'help') {
+      console.log(helpText(entry.spec));
       return 0;
     }
-    await run(options);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

@@ -12,29 +12,28 @@ import {
   useBackend,
 } from '@lorafleet/core';
 import { type LoadedModel, loadModel } from '@lorafleet/models';
-import type { OptionSpec, Options } from './args.js';
+import { type OptionSpec } from './args.js';
 
-export const backendOption: OptionSpec = {
+export const backendOption = {
   kind: 'string',
   value: 'NAME',
   description: 'compute backend',
   choices: BACKENDS,
   default: 'wasm',
-};
+} as const satisfies OptionSpec;
 
-export const baseDtypeOption: OptionSpec = {
+export const baseDtypeOption = {
   kind: 'string',
   choices: BASE_DTYPES,
   default: 'f32',
   description:
     'how the frozen base weights are stored on the device: bf16 or f16 halve their memory ' +
     '(unpacked to f32 for each matmul); embeddings, norms and LoRA stay f32',
-};
+} as const satisfies OptionSpec;
 
-export async function startBackend(options: Options): Promise<BackendName> {
-  const name = options.string('backend') as BackendName;
-  await useBackend(name);
-  return name;
+export async function startBackend(options: { backend: BackendName }): Promise<BackendName> {
+  await useBackend(options.backend);
+  return options.backend;
 }
 
 export const ADAPTER_NAME = 'default';

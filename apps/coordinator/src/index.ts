@@ -1,7 +1,7 @@
 export {
   type CommandSpec,
+  type CommandValues,
   type OptionSpec,
-  Options,
   UsageError,
   helpText,
   parseCommand,

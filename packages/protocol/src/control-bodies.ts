@@ -88,7 +88,8 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
       if (!p.timings) throw new InvalidField('stepDone.timings is missing');
       return {
         step: u64(p.step ?? 0, 'stepDone.step'),
-        lossSum: finite(p.lossSum ?? 0, 'stepDone.lossSum'),
+        // Not finite when the run diverged: carried, so the coordinator can say so.
+        lossSum: number(p.lossSum ?? 0, 'stepDone.lossSum'),
         tokenCount: u64(p.tokenCount ?? 0, 'stepDone.tokenCount'),
         timings: {
           computeMs: finite(p.timings.computeMs ?? 0, 'stepDone.timings.computeMs', 0),
@@ -100,6 +101,7 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
           bytes(p.replicaHash ?? new Uint8Array(0), 'stepDone.replicaHash', MAX_HASH_BYTES),
         ),
         gradNorm: number(p.gradNorm ?? 0, 'stepDone.gradNorm'),
+        nonFiniteParameters: u32(p.nonFiniteParameters ?? 0, 'stepDone.nonFiniteParameters'),
       };
     },
     encode: same,

@@ -65,6 +65,8 @@ export interface StepDone {
   replicaHash: Uint8Array;
   /** Norm of the reduced gradient before clipping; NaN or infinite when the update was skipped. */
   gradNorm: number;
+  /** Parameters that are NaN or infinite after the update (a diverged run). */
+  nonFiniteParameters: number;
 }
 
 export interface Commit {

@@ -82,7 +82,6 @@ describe('control messages', () => {
       { commit: { step: '18014398509481984' as unknown as number } },
       'commit.step',
     ],
-    ['a NaN loss', { stepDone: { step: 1, lossSum: NaN, timings: {} } }, 'stepDone.lossSum'],
     ['missing timings', { stepDone: { step: 1, lossSum: 1 } }, 'stepDone.timings'],
     [
       'an unknown worker state',

@@ -43,6 +43,7 @@ export const bodies: ControlBody[] = [
       timings: { computeMs: 51.5, allreduceMs: 3.25, updateMs: 0.5 },
       replicaHash: new Uint8Array(32).fill(0xab),
       gradNorm: 0.75,
+      nonFiniteParameters: 0,
     },
   },
   { case: 'commit', value: { step: 7 } },

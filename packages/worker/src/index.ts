@@ -23,7 +23,8 @@ export {
   encodeRunConfig,
   runConfigHash,
 } from './run-config.js';
-export { ADAPTER_NAME, Replica, adapterManifestSha256 } from './replica.js';
+export { ADAPTER_NAME, Replica, resultManifestSha256, splitRows } from './replica.js';
+export { copyTokenizerFiles } from './model-files.js';
 export { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
 export { type WorkerOptions, runWorker } from './session.js';
 export {

@@ -18,8 +18,17 @@ import {
   pissaToLora,
   savePeftAdapter,
 } from '@lorafleet/core';
-import type { SequenceRow } from '@lorafleet/data';
-import { type Gpt2Model, addLora, evaluateLossSums, loadModel } from '@lorafleet/models';
+import { type SequenceRow, splitTrainValidation } from '@lorafleet/data';
+import {
+  type Gpt2Model,
+  type LoadedModel,
+  type Tokenizer,
+  addLora,
+  evaluateLossSums,
+  loadModel,
+  writeGpt2Folder,
+} from '@lorafleet/models';
+import { copyTokenizerFiles } from './model-files.js';
 import {
   readCheckpointTrainState,
   readTrainerState,
@@ -35,7 +44,7 @@ export const ADAPTER_NAME = 'default';
 export class Replica {
   private constructor(
     readonly config: RunConfig,
-    readonly model: Gpt2Model,
+    private readonly loaded: LoadedModel,
     readonly rows: SequenceRow[],
     /** The held-out rows (`evalData`), or none. */
     readonly evalRows: SequenceRow[],
@@ -45,50 +54,18 @@ export class Replica {
     private readonly pissaStart: Map<string, InitialFactors>,
   ) {}
 
-  /** Loads model and data, adds LoRA; the step sums gradients with `allReduce`. */
+  get model(): Gpt2Model {
+    return this.loaded.model;
+  }
+
+  /** Loads model and data, adds LoRA (or trains every weight); the step sums gradients with `allReduce`. */
   static async build(config: RunConfig, allReduce: AllReduce): Promise<Replica> {
-    const { model, tokenizer } = await loadModel(config.modelDir);
+    const loaded = await loadModel(config.modelDir);
+    const { model } = loaded;
     try {
-      const prepared = await prepareRows(config.dataFile, tokenizer, config.rows);
-      const fingerprint = rowsFingerprint(prepared.rows);
-      if (fingerprint !== config.rowsFingerprint) {
-        throw new RunConfigError(
-          `${config.dataFile}: this worker's ${prepared.rows.length} rows (${fingerprint}) differ from ` +
-            `the coordinator's (${config.rowsFingerprint}): do both read the same file and model tokenizer?`,
-        );
-      }
-      let evalRows: SequenceRow[] = [];
-      if (config.evalData) {
-        const { file, rowsFingerprint: expected } = config.evalData;
-        evalRows = (await prepareRows(file, tokenizer, config.rows, '--eval-data')).rows;
-        if (rowsFingerprint(evalRows) !== expected) {
-          throw new RunConfigError(
-            `${file}: this worker's ${evalRows.length} eval rows differ from the coordinator's: ` +
-              'do both read the same file?',
-          );
-        }
-      }
-      const { init, targets, ...settings } = config.lora;
-      const loraInit = { kind: init } as LoraInit;
-      const layers = await addLora(
-        model.linears(),
-        ADAPTER_NAME,
-        settings,
-        loraInit,
-        targets,
-        config.seed,
-      );
-      const pissaStart = new Map<string, InitialFactors>();
-      if (init === 'pissa') {
-        for (const layer of layers) {
-          const { a, b } = layer.activeAdapter!;
-          pissaStart.set(layer.name, {
-            a: (await a.data()) as Float32Array,
-            b: (await b.data()) as Float32Array,
-          });
-        }
-      }
-      const params = TrainableParameters.fromLoraLayers(layers);
+      const { train, held } = await readRows(config, loaded.tokenizer);
+      const { layers, params, pissaStart } = await trainables(model, config);
+      await model.storeBasesAs(config.baseDtype); // after PiSSA, which rewrites W in f32
       const step = new TrainingStep(
         model,
         params,
@@ -100,7 +77,7 @@ export class Replica {
         },
         allReduce,
       );
-      return new Replica(config, model, prepared.rows, evalRows, layers, step, pissaStart);
+      return new Replica(config, loaded, train, held, layers, step, pissaStart);
     } catch (error) {
       model.dispose();
       throw error;
@@ -169,15 +146,23 @@ export class Replica {
     this.step.restore(await readCheckpointTrainState(dir, this.step.params, state.step));
   }
 
-  /** Writes the PEFT adapter folder; returns adapterManifestSha256 of what was written. */
-  async saveAdapter(dir: string): Promise<string> {
+  /**
+   * Writes what the run produces: the PEFT adapter folder (LoRA) or a model
+   * folder (full fine-tuning); returns resultManifestSha256() of what was written.
+   */
+  async saveResult(dir: string): Promise<string> {
+    if (this.config.mode === 'full') {
+      await writeGpt2Folder(dir, this.loaded.config, await this.model.readWeights());
+      await copyTokenizerFiles(this.config.modelDir, dir);
+      return resultManifestSha256(dir, 'full');
+    }
     const adapter = this.exportRaw();
     // A PiSSA adapter is saved as a rank-2r LoRA for the original base weights.
     await savePeftAdapter(
       dir,
       this.pissaStart.size > 0 ? pissaToLora(adapter, this.pissaStart) : adapter,
     );
-    return adapterManifestSha256(dir);
+    return resultManifestSha256(dir, 'lora');
   }
 
   dispose(): void {
@@ -185,14 +170,90 @@ export class Replica {
   }
 }
 
-/** sha-256 of a sha256sum-style manifest of the adapter's two files. */
-export async function adapterManifestSha256(dir: string): Promise<string> {
+/** The files of a run's result: the adapter's two, or the model's config and weights. */
+const RESULT_FILES: Record<RunConfig['mode'], readonly string[]> = {
+  lora: [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE],
+  full: ['config.json', 'model.safetensors'],
+};
+
+/** sha-256 of a sha256sum-style manifest of a result folder's files (RESULT_FILES). */
+export async function resultManifestSha256(dir: string, mode: RunConfig['mode']): Promise<string> {
   const lines: string[] = [];
-  for (const file of [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE]) {
+  for (const file of RESULT_FILES[mode]) {
     const digest = createHash('sha256')
       .update(await readFile(join(dir, file)))
       .digest('hex');
     lines.push(`${digest}  ${file}\n`);
   }
   return createHash('sha256').update(lines.join('')).digest('hex');
+}
+
+/** The training rows and the held-out ones (--eval-data, or --eval-fraction of the training file). */
+async function readRows(
+  config: RunConfig,
+  tokenizer: Tokenizer,
+): Promise<{ train: SequenceRow[]; held: SequenceRow[] }> {
+  const prepared = await prepareRows(config.dataFile, tokenizer, config.rows);
+  const fingerprint = rowsFingerprint(prepared.rows);
+  if (fingerprint !== config.rowsFingerprint) {
+    throw new RunConfigError(
+      `${config.dataFile}: this worker's ${prepared.rows.length} rows (${fingerprint}) differ from ` +
+        `the coordinator's (${config.rowsFingerprint}): do both read the same file and model tokenizer?`,
+    );
+  }
+  if (config.evalData) {
+    const { file, rowsFingerprint: expected } = config.evalData;
+    const held = (await prepareRows(file, tokenizer, config.rows, '--eval-data')).rows;
+    if (rowsFingerprint(held) !== expected) {
+      throw new RunConfigError(
+        `${file}: this worker's ${held.length} eval rows differ from the coordinator's: ` +
+          'do both read the same file?',
+      );
+    }
+    return { train: prepared.rows, held };
+  }
+  return splitRows(prepared.rows, config);
+}
+
+/** --eval-fraction: the same seeded split on every replica and in the coordinator's plan. */
+export function splitRows<T>(
+  rows: T[],
+  config: Pick<RunConfig, 'evalFraction' | 'seed'>,
+): { train: T[]; held: T[] } {
+  if (config.evalFraction === 0) return { train: rows, held: [] };
+  const parts = splitTrainValidation(rows, {
+    seed: config.seed,
+    validationFraction: config.evalFraction,
+  });
+  return { train: parts.train, held: parts.validation };
+}
+
+/** What the run trains: LoRA on the targets (PiSSA keeps its initial factors), or every weight. */
+/** Asynchronous: PiSSA reads each W, which GPU backends allow only with `await data()`. */
+async function trainables(model: Gpt2Model, config: RunConfig) {
+  const pissaStart = new Map<string, InitialFactors>();
+  if (config.mode === 'full') {
+    const params = new TrainableParameters(model.namedWeights());
+    return { layers: [] as LoraLinear[], params, pissaStart };
+  }
+  const { init, targets, ...settings } = config.lora;
+  const layers = await addLora(
+    model.linears(),
+    ADAPTER_NAME,
+    settings,
+    { kind: init } as LoraInit,
+    targets,
+    config.seed,
+  );
+  if (init === 'pissa') {
+    // Kept to save the adapter for the original base weights.
+    for (const layer of layers) {
+      const { a, b } = layer.activeAdapter!;
+      pissaStart.set(layer.name, {
+        a: (await a.data()) as Float32Array,
+        b: (await b.data()) as Float32Array,
+      });
+    }
+  }
+  return { layers, params: TrainableParameters.fromLoraLayers(layers), pissaStart };
 }

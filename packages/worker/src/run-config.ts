@@ -5,6 +5,8 @@
 // config is refused with the path of the bad field.
 import { createHash } from 'node:crypto';
 import {
+  type BaseDtype,
+  BASE_DTYPES,
   type AdamWOptions,
   type LrSchedule,
   type LoraSettings,
@@ -21,6 +23,13 @@ export interface RunConfig {
   /** Training data file; every worker prepares the same rows from it. */
   dataFile: string;
   rows: RowOptions;
+  /** 'lora' trains adapters on `lora.targets`; 'full' trains every weight and saves a model folder. */
+  mode: 'lora' | 'full';
+  /**
+   * Share of the training rows held out for evaluation (`train --eval-fraction`),
+   * split by `seed`; 0: none. The sample ids index the rows that remain.
+   */
+  evalFraction: number;
   /** rowsFingerprint() of the prepared rows: a worker whose rows differ refuses to train. */
   rowsFingerprint: string;
   /** Held-out data (`train --eval-data`), prepared like the training rows; null: none. */
@@ -39,6 +48,8 @@ export interface RunConfig {
    * AdamW state every replica loads before its first step; null: a fresh run.
    */
   resumeFrom: string | null;
+  /** How each replica stores the frozen W of its linear layers (--base-dtype; LoRA only). */
+  baseDtype: BaseDtype;
 }
 
 /** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
@@ -84,6 +95,8 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
         : {}),
       ...(rows.has('csv') ? { csv: csvColumns(rows.object('csv')) } : {}),
     },
+    mode: c.choice('mode', ['lora', 'full'] as const),
+    evalFraction: c.numberIn('evalFraction', (x) => x >= 0 && x < 1, 'in [0, 1)'),
     rowsFingerprint: c.string('rowsFingerprint'),
     evalData: c.has('evalData')
       ? {
@@ -111,7 +124,13 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     seed: c.int('seed', 0, 2 ** 32 - 1),
     ringTimeoutMs: c.numberIn('ringTimeoutMs', (x) => x > 0, '> 0'),
     resumeFrom: c.has('resumeFrom') ? c.string('resumeFrom') : null,
+    baseDtype: c.has('baseDtype') ? c.choice('baseDtype', BASE_DTYPES) : 'f32',
   };
+  if (config.mode === 'full' && config.baseDtype !== 'f32') {
+    throw new RunConfigError(
+      `runConfig.baseDtype: ${config.baseDtype} needs mode "lora" (full fine-tuning trains W)`,
+    );
+  }
   try {
     validateSchedule(config.schedule);
     validateLoraSettings(config.lora, 'runConfig.lora');

@@ -304,7 +304,7 @@ async function serve(
           // training checkpoint; any other path gets the final PEFT adapter.
           const manifestSha256 = (await isCheckpointInProgress(path))
             ? await r.writeCheckpoint(path)
-            : await r.saveAdapter(path);
+            : await r.saveResult(path);
           state = 'idle';
           await send({ case: 'checkpointDone', value: { step, path, manifestSha256 } });
           break;
@@ -361,6 +361,7 @@ async function trainStep(
     },
     replicaHash: replica.step.parameterHash(),
     gradNorm: result.gradNorm,
+    nonFiniteParameters: replica.step.nonFiniteParameters(),
   };
 }
 

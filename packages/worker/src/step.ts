@@ -170,6 +170,13 @@ export class TrainingStep {
     };
   }
 
+  /** Parameters that are NaN or infinite: more than zero means the run diverged. */
+  nonFiniteParameters(): number {
+    let n = 0;
+    for (const v of this.values) if (!Number.isFinite(v)) n++;
+    return n;
+  }
+
   /** replicaHash() of the current parameters: equal on every replica of a healthy run. */
   parameterHash(): Uint8Array {
     return replicaHash(this.values);

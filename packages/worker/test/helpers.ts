@@ -40,6 +40,8 @@ export async function tinyRun(): Promise<{ dir: string; config: RunConfig }> {
       modelDir,
       dataFile,
       rows,
+      mode: 'lora',
+      evalFraction: 0,
       rowsFingerprint: rowsFingerprint(prepared.rows),
       evalData: null,
       lora: { r: 2, alpha: 4, dropout: 0, rslora: false, init: 'kaiming', targets: ['c_attn'] },
@@ -49,6 +51,7 @@ export async function tinyRun(): Promise<{ dir: string; config: RunConfig }> {
       seed: 3,
       ringTimeoutMs: 10_000,
       resumeFrom: null,
+      baseDtype: 'f32',
     },
   };
 }

@@ -20,6 +20,8 @@ const valid: RunConfig = {
   modelDir: '/models/tiny',
   dataFile: '/data/train.csv',
   rows: { seqLen: 16, packing: 'auto', format: 'csv', csv: { textColumn: 'text' } },
+  mode: 'lora',
+  evalFraction: 0,
   rowsFingerprint: 'sha256:00',
   evalData: { file: '/data/valid.csv', rowsFingerprint: 'sha256:01' },
   lora: { r: 2, alpha: 4, dropout: 0, rslora: false, init: 'kaiming', targets: ['c_attn'] },
@@ -29,6 +31,7 @@ const valid: RunConfig = {
   seed: 3,
   ringTimeoutMs: 10_000,
   resumeFrom: '/runs/a/checkpoints/step-000004',
+  baseDtype: 'bf16',
 };
 
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng.uniform() * xs.length)]!;

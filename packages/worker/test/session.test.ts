@@ -13,7 +13,7 @@ import {
 import {
   UNASSIGNED_RUN,
   type RunConfig,
-  adapterManifestSha256,
+  resultManifestSha256,
   encodeRunConfig,
   runWorker,
 } from '../src/index.js';
@@ -137,7 +137,7 @@ describe('runWorker', () => {
     const saved = await coordinator.next();
     expect(saved.body).toEqual({
       case: 'checkpointDone',
-      value: { step: 2, path, manifestSha256: await adapterManifestSha256(path) },
+      value: { step: 2, path, manifestSha256: await resultManifestSha256(path, 'lora') },
     });
     await coordinator.send({ case: 'shutdown', value: { reason: 'done' } });
     await worker.done;

@@ -2,12 +2,12 @@
 // events.jsonl, live or finished, so the view of a run is also its post-mortem.
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 import { isLoopback, parseListen } from '../dashboard/listen.js';
 import { startDashboard } from '../dashboard/server.js';
 import { EVENTS_FILE, RunEventLog } from '../observe/events.js';
 
-export const dashboardSpec: CommandSpec = {
+export const dashboardSpec = defineCommand({
   name: 'dashboard',
   summary:
     "Open a run's dashboard from its folder (OUT/events.jsonl): loss, learning rate, throughput, workers, checkpoints and the event log, as they were. Serves until Ctrl-C.",
@@ -39,18 +39,18 @@ export const dashboardSpec: CommandSpec = {
     'The run need not be finished: this shows the events written so far.',
     'Live runs serve the same view with `lorafleet train --dashboard 127.0.0.1:7777`.',
   ].join('\n'),
-};
+});
 
-export async function runDashboard(o: Options): Promise<void> {
-  const run = o.string('run');
+export async function runDashboard(o: CommandValues<typeof dashboardSpec>): Promise<void> {
+  const run = o.run;
   const file = join(run, EVENTS_FILE);
   await access(file).catch(() => {
     throw new UsageError(
       `dashboard: no ${file}: --run must be the --out folder of a \`lorafleet train\` run`,
     );
   });
-  const listen = o.string('listen');
-  const token = o.optionalString('token');
+  const listen = o.listen;
+  const token = o.token;
   let host: string;
   try {
     host = parseListen(listen).host;

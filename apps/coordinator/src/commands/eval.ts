@@ -1,11 +1,10 @@
 import { evaluateLoss } from '@lorafleet/models';
-import type { CommandSpec, Options } from '../args.js';
-import type { BaseDtype } from '@lorafleet/core';
+import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
 import { batchesOf, prepareRows } from '../training/rows.js';
 
-export const evalSpec: CommandSpec = {
+export const evalSpec = defineCommand({
   name: 'eval',
   summary:
     'Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset.',
@@ -19,29 +18,29 @@ export const evalSpec: CommandSpec = {
     backend: backendOption,
     'base-dtype': baseDtypeOption,
   },
-};
+});
 
-export async function runEval(o: Options): Promise<void> {
+export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> {
   await startBackend(o);
   const { model, tokenizer, config, adapted } = await loadModelAndAdapter(
-    o.string('model'),
-    o.optionalString('adapter'),
-    o.string('base-dtype') as BaseDtype,
+    o.model,
+    o.adapter,
+    o.baseDtype,
   );
   const rowOptions = rowOptionsFrom(o, config.nPositions);
-  const prepared = await prepareRows(o.string('data'), tokenizer, rowOptions);
+  const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
   const result = await evaluateLoss(
     model,
-    batchesOf(prepared.rows, o.number('batch-size'), rowOptions.seqLen),
+    batchesOf(prepared.rows, o.batchSize, rowOptions.seqLen),
   );
   model.dispose();
-  if (o.boolean('json')) {
+  if (o.json) {
     console.log(JSON.stringify({ ...result, rows: prepared.rows.length, adaptedModules: adapted }));
     return;
   }
   console.log(
-    `${o.string('data')}: loss ${result.loss.toFixed(4)}, perplexity ${result.perplexity.toFixed(2)} over ${result.tokens} tokens` +
+    `${o.data}: loss ${result.loss.toFixed(4)}, perplexity ${result.perplexity.toFixed(2)} over ${result.tokens} tokens` +
       `${adapted > 0 ? ` (adapter on ${adapted} modules)` : ''}`,
   );
 }

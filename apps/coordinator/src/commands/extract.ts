@@ -6,9 +6,9 @@ import {
   readGpt2Weights,
   selectTargets,
 } from '@lorafleet/models';
-import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 
-export const extractSpec: CommandSpec = {
+export const extractSpec = defineCommand({
   name: 'extract',
   summary:
     "Approximate a full fine-tune (tuned - base) by a LoRA adapter of rank R: a truncated SVD per module. Prints the share of each delta's energy (squared Frobenius norm) the adapter keeps.",
@@ -40,7 +40,7 @@ export const extractSpec: CommandSpec = {
     },
     json: { kind: 'boolean', description: 'print the per-module report as JSON' },
   },
-};
+});
 
 export interface ExtractedModule {
   module: string;
@@ -65,8 +65,8 @@ function deltaOutIn(
   return { data, out, inF };
 }
 
-export async function runExtract(o: Options): Promise<void> {
-  const [baseDir, tunedDir] = [o.string('base'), o.string('tuned')];
+export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<void> {
+  const [baseDir, tunedDir] = [o.base, o.tuned];
   const config = await readGpt2Config(baseDir);
   const tunedConfig = await readGpt2Config(tunedDir);
   if (JSON.stringify(config) !== JSON.stringify(tunedConfig)) {
@@ -78,8 +78,8 @@ export async function runExtract(o: Options): Promise<void> {
     await readGpt2Weights(baseDir, config),
     await readGpt2Weights(tunedDir, config),
   ];
-  const layers = selectTargets(linearModules(config), o.list('target'));
-  const rank = o.number('rank');
+  const layers = selectTargets(linearModules(config), o.target);
+  const rank = o.rank;
   const modules = new Map<
     string,
     { a: Float32Array; b: Float32Array; r: number; inFeatures: number; outFeatures: number }
@@ -114,8 +114,8 @@ export async function runExtract(o: Options): Promise<void> {
       deltaNorm: Math.sqrt(norm2),
     });
   }
-  const targets = [...new Set(o.list('target'))];
-  await savePeftAdapter(o.string('out'), {
+  const targets = [...new Set(o.target)];
+  await savePeftAdapter(o.out, {
     config: {
       r: rank,
       loraAlpha: rank,
@@ -130,13 +130,11 @@ export async function runExtract(o: Options): Promise<void> {
     },
     modules,
   });
-  if (o.boolean('json')) {
-    console.log(JSON.stringify({ rank, out: o.string('out'), modules: report }, null, 2));
+  if (o.json) {
+    console.log(JSON.stringify({ rank, out: o.out, modules: report }, null, 2));
     return;
   }
-  console.log(
-    `extracted a rank-${rank} adapter from ${tunedDir} - ${baseDir} into ${o.string('out')}`,
-  );
+  console.log(`extracted a rank-${rank} adapter from ${tunedDir} - ${baseDir} into ${o.out}`);
   console.log(
     `${'module'.padEnd(36)} ${'[out, in]'.padEnd(12)} ${'||delta||'.padStart(10)}  energy kept`,
   );

@@ -1,9 +1,8 @@
 import { generate } from '@lorafleet/models';
-import type { CommandSpec, Options } from '../args.js';
-import type { BaseDtype } from '@lorafleet/core';
+import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 
-export const generateSpec: CommandSpec = {
+export const generateSpec = defineCommand({
   name: 'generate',
   summary: 'Continue a prompt with a model (and optionally a LoRA adapter).',
   options: {
@@ -39,22 +38,18 @@ export const generateSpec: CommandSpec = {
     backend: backendOption,
     'base-dtype': baseDtypeOption,
   },
-};
+});
 
-export async function runGenerate(o: Options): Promise<void> {
+export async function runGenerate(o: CommandValues<typeof generateSpec>): Promise<void> {
   await startBackend(o);
-  const { model, tokenizer } = await loadModelAndAdapter(
-    o.string('model'),
-    o.optionalString('adapter'),
-    o.string('base-dtype') as BaseDtype,
-  );
-  const prompt = o.string('prompt');
+  const { model, tokenizer } = await loadModelAndAdapter(o.model, o.adapter, o.baseDtype);
+  const prompt = o.prompt;
   const ids = await generate(model, tokenizer.encode(prompt), {
-    maxNewTokens: o.number('max-new-tokens'),
-    temperature: o.number('temperature'),
-    topK: o.number('top-k'),
-    topP: o.number('top-p'),
-    seed: o.number('seed'),
+    maxNewTokens: o.maxNewTokens,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    seed: o.seed,
     stopToken: tokenizer.eosId,
   });
   process.stdout.write(`${prompt}${tokenizer.decode(ids)}\n`);

@@ -5,10 +5,10 @@ import {
   saveByteTokenizerConfig,
   writeGpt2Folder,
 } from '@lorafleet/models';
-import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 import { formatCount } from '../common.js';
 
-export const initSpec: CommandSpec = {
+export const initSpec = defineCommand({
   name: 'init',
   summary: 'Create a model folder with random weights (for pretraining and tests).',
   options: {
@@ -30,10 +30,10 @@ export const initSpec: CommandSpec = {
     },
   },
   details: 'example:\n  lorafleet init --config tiny.json --out models/tiny --seed 1',
-};
+});
 
-export async function runInit(o: Options): Promise<void> {
-  const path = o.string('config');
+export async function runInit(o: CommandValues<typeof initSpec>): Promise<void> {
+  const path = o.config;
   let json: unknown;
   try {
     json = JSON.parse(await readFile(path, 'utf8'));
@@ -41,7 +41,7 @@ export async function runInit(o: Options): Promise<void> {
     throw new UsageError(`init: cannot read --config ${path}: ${(err as Error).message}`);
   }
   const config = gpt2ConfigFromJson(json, path);
-  const tokenizer = o.string('tokenizer');
+  const tokenizer = o.tokenizer;
   if (tokenizer === 'bytes' && config.vocabSize < 257) {
     throw new UsageError(
       `init: the byte tokenizer needs vocab_size >= 257 (256 bytes + EOS), ${path} has ${config.vocabSize}`,
@@ -52,8 +52,8 @@ export async function runInit(o: Options): Promise<void> {
       `init: the GPT-2 tokenizer needs vocab_size 50257, ${path} has ${config.vocabSize}`,
     );
   }
-  const out = o.string('out');
-  const weights = randomGpt2Weights(config, o.number('seed'));
+  const out = o.out;
+  const weights = randomGpt2Weights(config, o.seed);
   const eos = tokenizer === 'bytes' ? 256 : 50256;
   await writeGpt2Folder(out, config, weights, {
     configExtra: { bos_token_id: eos, eos_token_id: eos },

@@ -9,10 +9,10 @@ import {
   svd,
   updateSvd,
 } from '@lorafleet/core';
-import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 import { formatCount } from '../common.js';
 
-export const inspectSpec: CommandSpec = {
+export const inspectSpec = defineCommand({
   name: 'inspect',
   summary:
     'Describe a LoRA adapter per module: shape, rank, parameters, the norm and singular values of its update scaling * B A, and the effective rank. With --compare, the subspace similarity of two adapters (LoRA paper, section 7).',
@@ -25,7 +25,7 @@ export const inspectSpec: CommandSpec = {
     },
     json: { kind: 'boolean', description: 'machine-readable output' },
   },
-};
+});
 
 export interface ModuleReport {
   module: string;
@@ -107,13 +107,13 @@ export function compareAdapters(x: PeftAdapter, y: PeftAdapter): Comparison[] {
   });
 }
 
-export async function runInspect(o: Options): Promise<void> {
-  const dir = o.string('adapter');
+export async function runInspect(o: CommandValues<typeof inspectSpec>): Promise<void> {
+  const dir = o.adapter;
   const adapter = await loadPeftAdapter(dir);
   const modules = describeAdapter(adapter);
-  const other = o.optionalString('compare');
+  const other = o.compare;
   const comparison = other ? compareAdapters(adapter, await loadPeftAdapter(other)) : undefined;
-  if (o.boolean('json')) {
+  if (o.json) {
     console.log(
       JSON.stringify({ adapter: dir, config: adapter.config, modules, comparison }, null, 2),
     );

@@ -3,9 +3,9 @@
 // @lorafleet/collective's readKeyPair / readPublicKeys read (see its curve.ts):
 // `public-key = "..."` and `secret-key = "..."` lines, `#` comments.
 import { writeKeyPair } from '@lorafleet/collective';
-import { type CommandSpec, type Options, UsageError } from '../args.js';
+import { type CommandValues, defineCommand, UsageError } from '../args.js';
 
-export const keysSpec: CommandSpec = {
+export const keysSpec = defineCommand({
   name: 'keys',
   summary:
     'Make a CURVE key pair (NAME.key, secret; NAME.pub, public) for encrypted, authenticated multi-host runs.',
@@ -31,11 +31,11 @@ export const keysSpec: CommandSpec = {
     '  lorafleet train ... --curve-key keys/coordinator.key --authorized-keys workers/',
     '  lorafleet-worker --coordinator tcp://HOST:PORT --curve-key keys/w1.key --server-key coordinator.pub',
   ].join('\n'),
-};
+});
 
-export async function runKeys(o: Options): Promise<void> {
-  const dir = o.string('out');
-  const name = o.string('name');
+export async function runKeys(o: CommandValues<typeof keysSpec>): Promise<void> {
+  const dir = o.out;
+  const name = o.name;
   if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(name)) {
     throw new UsageError(
       `keys: --name ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-'`,

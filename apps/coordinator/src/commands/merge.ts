@@ -1,9 +1,9 @@
 import { tf } from '@lorafleet/core';
 import { writeGpt2Folder } from '@lorafleet/models';
-import type { CommandSpec, Options } from '../args.js';
+import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, copyTokenizerFiles, loadModelAndAdapter, startBackend } from '../common.js';
 
-export const mergeSpec: CommandSpec = {
+export const mergeSpec = defineCommand({
   name: 'merge',
   summary:
     'Merge a LoRA adapter into its base model (W + scaling * B A) and save a plain model folder: no adapter, no extra latency. The folder loads in this project and in Hugging Face transformers.',
@@ -24,12 +24,12 @@ export const mergeSpec: CommandSpec = {
     },
     backend: backendOption,
   },
-};
+});
 
-export async function runMerge(o: Options): Promise<void> {
+export async function runMerge(o: CommandValues<typeof mergeSpec>): Promise<void> {
   await startBackend(o);
-  const modelDir = o.string('model');
-  const { model, config, adapted } = await loadModelAndAdapter(modelDir, o.string('adapter'));
+  const modelDir = o.model;
+  const { model, config, adapted } = await loadModelAndAdapter(modelDir, o.adapter);
   // A probe sequence shows that merging changed nothing the model computes.
   const T = Math.min(32, config.nPositions);
   const probe = tf.tensor2d(
@@ -45,9 +45,9 @@ export async function runMerge(o: Options): Promise<void> {
   const gap = (await gapTensor.data())[0]!;
   gapTensor.dispose();
   tf.dispose([probe, before, after]);
-  const out = o.string('out');
+  const out = o.out;
   await writeGpt2Folder(out, config, await model.readWeights(), {
-    dtype: o.string('dtype') as 'F32' | 'F16' | 'BF16',
+    dtype: o.dtype,
   });
   await copyTokenizerFiles(modelDir, out);
   console.log(

@@ -9,7 +9,7 @@
 // verifying it again.
 import { resolve } from 'node:path';
 import type { SamplerState } from '@lorafleet/data';
-import type { Options } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import {
   CheckpointError,
   type TrainerState,
@@ -38,7 +38,7 @@ export interface StartPoint {
 }
 
 /** The options that change the math, hashed into every checkpoint (the one-worker rules). */
-export async function mathConfig(o: Options, plan: RunPlan): Promise<Record<string, unknown>> {
+export async function mathConfig(o: TrainOptions, plan: RunPlan): Promise<Record<string, unknown>> {
   return trainingConfig(o, {
     rows: plan.config.rowsFingerprint,
     model: await modelFingerprint(plan.config.modelDir),
@@ -50,12 +50,12 @@ export async function mathConfig(o: Options, plan: RunPlan): Promise<Record<stri
  * the RunConfig (absolute, as workers may run elsewhere) for every worker.
  */
 export async function resumePoint(
-  o: Options,
+  o: TrainOptions,
   plan: RunPlan,
   config: Record<string, unknown>,
   warn: (line: string) => void,
 ): Promise<StartPoint> {
-  const from = o.optionalString('resume');
+  const from = o.resume;
   if (!from) return { step: 0, sampler: null, tokensSeen: 0, resumed: null };
   const point = await pickResumePoint(from, {
     config,

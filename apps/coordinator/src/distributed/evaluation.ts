@@ -3,6 +3,7 @@
 // combines the sums, so N workers report the loss one process would.
 import { shard } from '@lorafleet/data';
 import type { RunObserver } from '../observe/observer.js';
+import { TrainingDiverged } from './divergence.js';
 import { FleetError, type WorkerFleet } from './fleet.js';
 import { type ElasticRing, withRecovery } from './recovery.js';
 import type { RunPlan } from './run-plan.js';
@@ -49,6 +50,13 @@ export function heldOut(
       if (tokens === 0) throw new FleetError('the eval data has no labelled tokens');
       result = { loss: reports.reduce((s, r) => s + r.lossSum, 0) / tokens, tokens };
     });
+    if (!Number.isFinite(result.loss)) {
+      throw new TrainingDiverged(
+        `the held-out loss at step ${done} is ${result.loss}: ` +
+          (done === 0 ? 'the base model computes non-finite logits' : 'the run diverged') +
+          '; no adapter was written',
+      );
+    }
     observer.emit({ type: 'eval', step: done, loss: result.loss });
     return result;
   };

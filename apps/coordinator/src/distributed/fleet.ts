@@ -14,12 +14,15 @@ import type { BackendName } from '@lorafleet/core';
 import { type ControlBody, type Hello, decodeControl, encodeControl } from '@lorafleet/protocol';
 import { UNASSIGNED_RUN } from '@lorafleet/worker';
 import { FleetError, type Member, MembersLost, Roster } from './roster.js';
+import { InProcessWorker } from './in-process.js';
 import { WorkerProcess } from './worker-process.js';
 
 export { FleetError, type Member, type MemberStatus, MembersLost } from './roster.js';
 
 /** Where the workers come from. */
 export type Membership =
+  /** One worker in this process (`lorafleet train` without --workers or --listen). */
+  | { kind: 'inprocess'; workers: 1 }
   | { kind: 'spawn'; workers: number }
   /** External `lorafleet-worker --coordinator ENDPOINT` daemons; at most `workers` at a time. */
   | { kind: 'listen'; endpoint: string; workers: number };
@@ -121,7 +124,7 @@ export class WorkerFleet {
     const fleet = new WorkerFleet(router, router.lastEndpoint!, options, auth);
     void fleet.read();
     try {
-      if (membership.kind === 'spawn') {
+      if (membership.kind !== 'listen') {
         for (let slot = 0; slot < membership.workers; slot++) fleet.spawn(slot);
         await fleet.until(
           () => fleet.roster.all.every((m) => m.status !== 'starting'),
@@ -285,10 +288,16 @@ export class WorkerFleet {
     const live = this.live().filter((m) => m.identity);
     for (const m of live) await this.send(m, { case: 'shutdown', value: { reason } });
     const spawned = live.flatMap((m) => (m.process ? [m.process] : []));
+    const inProcess = live.flatMap((m) => (m.inProcess ? [m.inProcess] : []));
     const deadline = performance.now() + timeoutMs;
-    while (spawned.some((p) => !p.exit) && performance.now() < deadline) {
+    while (
+      (spawned.some((p) => !p.exit) || inProcess.some((w) => !w.finished)) &&
+      performance.now() < deadline
+    ) {
       await this.changed(deadline - performance.now());
     }
+    const failed = inProcess.find((w) => w.failure);
+    if (failed) throw new FleetError(`after Shutdown: ${failed.describeEnd()}`);
     for (const m of live) m.status = 'left';
     const bad = spawned.filter((p) => p.exit?.code !== 0);
     this.close();
@@ -324,6 +333,14 @@ export class WorkerFleet {
 
   private spawn(slot: number): Member {
     const id = this.roster.nextId();
+    if (this.options.membership.kind === 'inprocess') {
+      const worker = new InProcessWorker(this.endpoint, this.options.backend, (w) =>
+        this.onInProcessEnd(w),
+      );
+      const member = this.roster.add(id, `worker ${id} (this process)`, slot);
+      Object.assign(member, { inProcess: worker, status: 'starting' });
+      return member;
+    }
     const { gpus, heartbeatTimeoutMs } = this.options;
     const gpu = gpus && gpus.length > 0 ? gpus[slot % gpus.length] : undefined;
     const process = new WorkerProcess(
@@ -366,6 +383,12 @@ export class WorkerFleet {
       }
       await this.changed(left);
     }
+  }
+
+  private onInProcessEnd(w: InProcessWorker): void {
+    const m = this.roster.all.find((x) => x.inProcess === w);
+    if (m && (w.failure || !this.stopping)) this.markLost(m, w.describeEnd());
+    this.signal();
   }
 
   private onExit(p: WorkerProcess): void {
@@ -496,8 +519,10 @@ export class WorkerFleet {
       return;
     }
     let member: Member | undefined;
-    if (membership.kind === 'spawn') {
-      member = this.roster.all.find((m) => m.process?.pid === hello.pid && m.status === 'starting');
+    if (membership.kind !== 'listen') {
+      member = this.roster.all.find(
+        (m) => (m.process ?? m.inProcess)?.pid === hello.pid && m.status === 'starting',
+      );
       if (!member) {
         this.options.log(
           `coordinator: ignored a Hello from ${hello.workerId}: not a worker this run spawned`,

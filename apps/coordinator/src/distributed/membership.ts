@@ -5,18 +5,22 @@
 // --listen needs --allow-remote and is warned about.
 import { type CurveKeyPair, readKeyPair, readPublicKeys } from '@lorafleet/collective';
 import { type BackendName, GPU_BACKENDS } from '@lorafleet/core';
-import { type Options, UsageError } from '../args.js';
+import { UsageError } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import type { Membership } from './fleet.js';
 
 /** The run's membership, or undefined for a single-process run; throws UsageError on bad flags. */
-export function membershipFrom(o: Options, warn: (line: string) => void): Membership | undefined {
-  const workers = o.number('workers');
-  const listen = o.optionalString('listen');
-  const expected = o.optionalNumber('expect');
+export function membershipFrom(
+  o: TrainOptions,
+  warn: (line: string) => void,
+): Membership | undefined {
+  const workers = o.workers;
+  const listen = o.listen;
+  const expected = o.expect;
   if (listen === undefined) {
     if (expected !== undefined)
       throw new UsageError('train: --expect N needs --listen tcp://HOST:PORT');
-    if (o.boolean('allow-remote')) throw new UsageError('train: --allow-remote needs --listen');
+    if (o.allowRemote) throw new UsageError('train: --allow-remote needs --listen');
     return workers > 1 ? { kind: 'spawn', workers } : undefined;
   }
   if (expected === undefined) {
@@ -37,8 +41,8 @@ export function membershipFrom(o: Options, warn: (line: string) => void): Member
       `train: --listen ${listen}: expected tcp://HOST:PORT (e.g. tcp://0.0.0.0:5555)`,
     );
   }
-  if (!isLoopback(host) && !o.has('curve-key')) {
-    if (!o.boolean('allow-remote')) {
+  if (!isLoopback(host) && o.curveKey === undefined) {
+    if (!o.allowRemote) {
       throw new UsageError(
         `train: --listen ${listen} is reachable from other machines, and without CURVE the traffic is not ` +
           'encrypted or authenticated: add --curve-key and --authorized-keys (see `lorafleet keys`), ' +
@@ -61,17 +65,17 @@ export function isLoopback(host: string): boolean {
 
 /** CURVE settings of the run (--curve-key + --authorized-keys), or undefined; throws UsageError on bad flags. */
 export function curveFrom(
-  o: Options,
+  o: TrainOptions,
 ): { keyPair: CurveKeyPair; authorizedKeys: string[] } | undefined {
-  const keyFile = o.optionalString('curve-key');
-  const authorized = o.optionalString('authorized-keys');
+  const keyFile = o.curveKey;
+  const authorized = o.authorizedKeys;
   if (keyFile === undefined && authorized === undefined) return undefined;
   if (keyFile === undefined || authorized === undefined) {
     throw new UsageError(
       'train: --curve-key and --authorized-keys go together (make keys with `lorafleet keys`)',
     );
   }
-  if (!o.has('listen')) {
+  if (o.listen === undefined) {
     throw new UsageError(
       'train: --curve-key is for --listen runs with external workers (spawned workers talk over loopback)',
     );
@@ -87,8 +91,8 @@ export function curveFrom(
 }
 
 /** --gpus I,J,...: the GPU of each spawned worker, by slot; [] when not given. */
-export function gpusFrom(o: Options, membership: Membership, backend: BackendName): number[] {
-  const items = o.list('gpus');
+export function gpusFrom(o: TrainOptions, membership: Membership, backend: BackendName): number[] {
+  const items = o.gpus ?? [];
   if (items.length === 0) return [];
   if (membership.kind !== 'spawn') {
     throw new UsageError(

@@ -1,8 +1,10 @@
-// What a distributed run reports: the dashboard's worker table, and the
+// What a run reports: each step's metrics line: the dashboard's worker table, and the
 // run's summary.json (faults and held-out losses included) with its closing lines.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { lrFactor } from '@lorafleet/core';
 import type { SamplerState } from '@lorafleet/data';
+import type { StepDone } from '@lorafleet/protocol';
 import type { WorkerInfo, WorkerStatus } from '../observe/events.js';
 import type { Member, WorkerFleet } from './fleet.js';
 import type { RunPlan } from './run-plan.js';
@@ -19,11 +21,42 @@ export interface LoopResult {
   seconds: number;
 }
 
+/** A worker's last step: computing, in the all-reduce, and waiting on the others. */
+export interface StepTimings {
+  computeMs: number;
+  allReduceMs: number;
+  waitMs: number;
+}
+
+/** A committed step's line in metrics.jsonl (the loop adds epoch, seconds, evalLoss). */
+export function stepMetrics(plan: RunPlan, step: number, reports: readonly StepDone[]) {
+  const { config } = plan;
+  // Loss from the reduced sums: every rank's loss sum over every rank's tokens.
+  const tokens = reports.reduce((n, r) => n + r.tokenCount, 0);
+  const loss = reports.reduce((s, r) => s + r.lossSum, 0) / tokens;
+  const gradNorm = reports[0]!.gradNorm;
+  const max = (f: (r: StepDone) => number) => Math.max(...reports.map(f)) / 1000;
+  const allReduceShare =
+    reports.reduce((s, r) => {
+      const t = r.timings;
+      return s + t.allreduceMs / Math.max(1e-9, t.computeMs + t.allreduceMs + t.updateMs);
+    }, 0) / reports.length;
+  return {
+    step,
+    loss,
+    lr: config.optimizer.lr * lrFactor(config.schedule, step - 1),
+    tokens,
+    gradNorm,
+    workers: reports.length,
+    computeSeconds: max((r) => r.timings.computeMs),
+    allReduceSeconds: max((r) => r.timings.allreduceMs),
+    allReduceShare,
+    ...(Number.isFinite(gradNorm) ? {} : { skipped: 'non-finite gradient' }),
+  };
+}
+
 /** The dashboard's worker table: every worker seen, with its last step's timings. */
-export function workerTable(
-  fleet: WorkerFleet,
-  timings: Map<Member, { computeMs: number; allReduceMs: number; waitMs: number }>,
-): WorkerInfo[] {
+export function workerTable(fleet: WorkerFleet, timings: Map<Member, StepTimings>): WorkerInfo[] {
   const ringSize = fleet.active().length;
   const status = (m: Member): WorkerStatus =>
     m.status === 'active'
@@ -64,7 +97,7 @@ export async function writeSummary(
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const summary = {
     model: plan.config.modelDir,
-    mode: 'lora',
+    mode: plan.config.mode,
     steps: r.done,
     interrupted: r.interrupted,
     trainLossFirst10: mean(head),
@@ -83,9 +116,10 @@ export async function writeSummary(
   };
   await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   console.log(
-    `done${r.interrupted ? ' (interrupted)' : ''}: ${r.done} steps on ${r.workers} workers in ${r.seconds.toFixed(1)} s, ` +
+    `done${r.interrupted ? ' (interrupted)' : ''}: ${r.done} steps on ${r.workers} worker${r.workers === 1 ? '' : 's'} in ${r.seconds.toFixed(1)} s, ` +
       `${summary.tokensPerSecond.toFixed(0)} tokens/s; train loss ${summary.trainLossFirst10.toFixed(4)} ` +
       `(first ${head.length} steps) -> ${summary.trainLossLast10.toFixed(4)} (last ${tail.length})`,
   );
-  console.log(`saved adapter (PEFT layout): ${r.saved}; metrics: ${join(out, 'metrics.jsonl')}`);
+  const what = plan.config.mode === 'full' ? 'model' : 'adapter (PEFT layout)';
+  console.log(`saved ${what}: ${r.saved}; metrics: ${join(out, 'metrics.jsonl')}`);
 }

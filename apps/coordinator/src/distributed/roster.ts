@@ -2,6 +2,7 @@
 // run's life (starting -> hello -> building -> ready -> active -> lost/left),
 // their place in the ring, and which of them have gone quiet for too long.
 import type { ControlBody, Hello } from '@lorafleet/protocol';
+import type { InProcessWorker } from './in-process.js';
 import type { WorkerProcess } from './worker-process.js';
 
 /** Why a run stopped: a worker failed in a way no restart fixes, or a wait ran out. */
@@ -35,6 +36,8 @@ export interface Member {
   /** Rank in the current ring; -1 outside it. */
   rank: number;
   process?: WorkerProcess;
+  /** The worker that runs in the coordinator's own process (a fleet of one). */
+  inProcess?: InProcessWorker;
   identity?: Buffer;
   hello?: Hello;
   inbox: ControlBody[];
@@ -125,6 +128,8 @@ export class Roster {
     const out: { member: Member; reason: string }[] = [];
     for (const m of this.all) {
       const silent = now - m.lastSeen;
+      // An in-process worker shares our event loop: its silence is ours.
+      if (m.inProcess) continue;
       if (
         (m.status === 'active' || m.status === 'ready') &&
         silent > heartbeatTimeoutMs + m.quietMs

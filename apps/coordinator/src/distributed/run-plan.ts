@@ -13,8 +13,9 @@ import {
   readGpt2Config,
   selectTargets,
 } from '@lorafleet/models';
-import { type LoraInitKind, type RunConfig, prepareRows, rowsFingerprint } from '@lorafleet/worker';
-import { type Options, UsageError } from '../args.js';
+import { type RunConfig, prepareRows, rowsFingerprint, splitRows } from '@lorafleet/worker';
+import { UsageError } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 
@@ -40,59 +41,47 @@ export interface RunPlan {
   evalEvery: number;
 }
 
-export async function planRun(o: Options): Promise<RunPlan> {
-  const unsupported = [
-    o.boolean('full-finetune') && '--full-finetune',
-    o.number('eval-fraction') > 0 && '--eval-fraction',
-  ].filter(Boolean);
-  if (unsupported.length > 0) {
-    throw new UsageError(
-      `train: ${unsupported.join(', ')} not supported with several workers yet (LoRA training only; ` +
-        'held-out data goes in --eval-data)',
-    );
+export async function planRun(o: TrainOptions): Promise<RunPlan> {
+  const mode = o.fullFinetune ? 'full' : 'lora';
+  if (mode === 'full' && (o.resume !== undefined || o.checkpointEvery > 0))
+    throw new UsageError('train: --resume and --checkpoint-every need LoRA, not --full-finetune');
+  if (o.evalEvery > 0 && o.evalData === undefined && o.evalFraction === 0) {
+    throw new UsageError('train: --eval-every needs held-out data: --eval-data or --eval-fraction');
   }
-  if (o.number('eval-every') > 0 && !o.has('eval-data')) {
-    throw new UsageError('train: --eval-every needs --eval-data with several workers');
-  }
-  const modelDir = o.string('model');
+  const modelDir = o.model;
   const modelConfig = await readGpt2Config(modelDir);
   const tokenizer = await loadTokenizer(modelDir);
   const rows = rowOptionsFrom(o, modelConfig.nPositions);
-  const dataFile = o.string('data');
+  const dataFile = o.data;
   const prepared = await prepareRows(dataFile, tokenizer, rows);
-  const evalFile = o.optionalString('eval-data');
+  const split = splitRows(prepared.rows, { evalFraction: o.evalFraction, seed: o.seed });
+  const evalFile = o.evalData;
   const evalRows = evalFile
     ? await prepareRows(evalFile, tokenizer, rows, '--eval-data')
     : undefined;
 
-  const r = o.number('lora-r');
-  const targets = o.list('target');
-  const adapted = selectTargets(linearModules(modelConfig), targets);
-  const trainableParameters = adapted.reduce((n, m) => n + r * (m.inFeatures + m.outFeatures), 0);
-  let totalParameters = 0;
-  for (const shape of gpt2WeightShapes(modelConfig).values()) {
-    totalParameters += shape.reduce((a, b) => a * b, 1);
-  }
-
-  const seed = o.number('seed');
+  const { trainableParameters, totalParameters } = parameterCounts(o, modelConfig);
+  const seed = o.seed;
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
-    stepOptionsFrom(o, prepared.rows.length);
+    stepOptionsFrom(o, split.train.length);
   const config: RunConfig = {
     modelDir,
     dataFile,
     rows,
+    mode,
+    evalFraction: o.evalFraction,
     rowsFingerprint: rowsFingerprint(prepared.rows),
     evalData:
       evalFile && evalRows
         ? { file: evalFile, rowsFingerprint: rowsFingerprint(evalRows.rows) }
         : null,
     lora: {
-      r,
-      alpha: o.number('lora-alpha'),
-      dropout: o.number('lora-dropout'),
-      rslora: o.boolean('rslora'),
-      init: o.string('init') as LoraInitKind,
-      targets,
+      r: o.loraR,
+      alpha: o.loraAlpha,
+      dropout: o.loraDropout,
+      rslora: o.rslora,
+      init: o.init,
+      targets: o.target,
     },
     optimizer,
     schedule,
@@ -100,11 +89,12 @@ export async function planRun(o: Options): Promise<RunPlan> {
     seed,
     ringTimeoutMs: RING_TIMEOUT_MS,
     resumeFrom: null,
+    baseDtype: o.baseDtype,
   };
   return {
     config,
     modelConfig,
-    backend: o.string('backend') as BackendName,
+    backend: o.backend,
     sampler,
     steps,
     batchSize,
@@ -113,8 +103,33 @@ export async function planRun(o: Options): Promise<RunPlan> {
     totalParameters,
     dataDescription: prepared.description,
     warnings: [...prepared.warnings, ...(evalRows?.warnings ?? [])],
-    evalRows: evalRows?.rows.length ?? 0,
-    evalDescription: evalRows?.description ?? null,
-    evalEvery: o.number('eval-every'),
+    evalRows: evalRows?.rows.length ?? split.held.length,
+    evalDescription:
+      evalRows?.description ??
+      (split.held.length > 0
+        ? `${split.held.length} of ${prepared.rows.length} rows held out (--eval-fraction)`
+        : null),
+    evalEvery: o.evalEvery,
   };
+}
+
+/** Trainable and total parameters; refuses a LoRA rank that a target module cannot have. */
+function parameterCounts(o: TrainOptions, modelConfig: Gpt2Config) {
+  let totalParameters = 0;
+  for (const shape of gpt2WeightShapes(modelConfig).values()) {
+    totalParameters += shape.reduce((a, b) => a * b, 1);
+  }
+  if (o.fullFinetune) return { trainableParameters: totalParameters, totalParameters };
+  const r = o.loraR;
+  const adapted = selectTargets(linearModules(modelConfig), o.target);
+  const rankOf = (m: (typeof adapted)[number]) => Math.min(m.inFeatures, m.outFeatures);
+  const narrowest = adapted.reduce((a, m) => (rankOf(m) < rankOf(a) ? m : a), adapted[0]!);
+  if (r > rankOf(narrowest)) {
+    throw new UsageError(
+      `train: --lora-r ${r} exceeds the rank a ${narrowest.inFeatures} x ${narrowest.outFeatures} module can have ` +
+        `(${narrowest.name}, one of --target ${o.target.join(',')}): use --lora-r <= ${rankOf(narrowest)}`,
+    );
+  }
+  const trainableParameters = adapted.reduce((n, m) => n + r * (m.inFeatures + m.outFeatures), 0);
+  return { trainableParameters, totalParameters };
 }

@@ -1,6 +1,6 @@
 // A training run's observers: its event log (OUT/events.jsonl) and, with
 // --dashboard HOST:PORT, the dashboard server that shows it live.
-import type { Options } from '../args.js';
+import type { TrainOptions } from '../training/train-spec.js';
 import { startDashboard } from '../dashboard/server.js';
 import { type RunEventInit, RunEventLog, type RunFacts } from './events.js';
 
@@ -13,12 +13,16 @@ export interface RunObserver {
 }
 
 /** Opens the run's event log (keeping an earlier invocation's when resuming) and starts the dashboard if asked. */
-export async function observeRun(o: Options, out: string, resumed: boolean): Promise<RunObserver> {
+export async function observeRun(
+  o: TrainOptions,
+  out: string,
+  resumed: boolean,
+): Promise<RunObserver> {
   const events = RunEventLog.create(out, resumed);
-  const listen = o.boolean('no-dashboard') ? undefined : o.optionalString('dashboard');
+  const listen = o.noDashboard ? undefined : o.dashboard;
   let dashboard: Awaited<ReturnType<typeof startDashboard>> | undefined;
   if (listen !== undefined) {
-    const token = o.optionalString('dashboard-token');
+    const token = o.dashboardToken;
     dashboard = await startDashboard({
       events,
       listen,

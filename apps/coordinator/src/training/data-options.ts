@@ -1,15 +1,17 @@
 // The dataset options that train and eval share.
-import type { CsvColumns, DatasetFormat } from '@lorafleet/data';
-import { type OptionSpec, type Options, UsageError } from '../args.js';
-import type { Packing, RowOptions } from './rows.js';
+import type { CsvColumns } from '@lorafleet/data';
+import { type OptionValues, UsageError, defineOptions } from '../args.js';
+import type { RowOptions } from './rows.js';
 
-export const dataOptions: Record<string, OptionSpec> = {
+export const dataOptions = defineOptions({
   'seq-len': {
+    affects: 'math',
     kind: 'int',
     min: 2,
     description: 'tokens per row (default: min(128, the model context))',
   },
   packing: {
+    affects: 'math',
     kind: 'string',
     choices: ['auto', 'pack', 'pad'],
     default: 'auto',
@@ -17,45 +19,53 @@ export const dataOptions: Record<string, OptionSpec> = {
       'pack text into full rows, or pad one example per row (auto: pad when prompts are masked)',
   },
   format: {
+    affects: 'math',
     kind: 'string',
     choices: ['jsonl', 'csv', 'text'],
     description: 'file format (default: from the extension)',
   },
-  'text-column': { kind: 'string', value: 'NAME', description: 'CSV: column with the whole text' },
+  'text-column': {
+    affects: 'math',
+    kind: 'string',
+    value: 'NAME',
+    description: 'CSV: column with the whole text',
+  },
   'prompt-column': {
+    affects: 'math',
     kind: 'string',
     value: 'NAME',
     description: 'CSV: prompt column (no loss on it)',
   },
   'completion-column': {
+    affects: 'math',
     kind: 'string',
     value: 'NAME',
     description: 'CSV: completion column (the loss)',
   },
   'prompt-template': {
+    affects: 'math',
     kind: 'string',
     value: 'TEXT',
     description: 'CSV: prompt built from columns, e.g. "{mr}\\n"',
   },
-};
+});
 
-export function rowOptionsFrom(o: Options, context: number): RowOptions {
-  const seqLen = o.optionalNumber('seq-len') ?? Math.min(128, context);
+/** The values of the data options, in any command that spreads them in. */
+export type DataValues = OptionValues<typeof dataOptions>;
+
+export function rowOptionsFrom(o: DataValues, context: number): RowOptions {
+  const seqLen = o.seqLen ?? Math.min(128, context);
   if (seqLen > context)
     throw new UsageError(`--seq-len ${seqLen} exceeds the model's context of ${context} tokens`);
   let csv: CsvColumns | undefined;
-  const [text, prompt, completion] = [
-    o.optionalString('text-column'),
-    o.optionalString('prompt-column'),
-    o.optionalString('completion-column'),
-  ];
+  const [text, prompt, completion] = [o.textColumn, o.promptColumn, o.completionColumn];
   if (text && (prompt || completion))
     throw new UsageError('give --text-column or --prompt-column/--completion-column, not both');
   if (text) csv = { textColumn: text };
   else if (prompt || completion) {
     if (!prompt || !completion)
       throw new UsageError('--prompt-column and --completion-column go together');
-    const template = o.optionalString('prompt-template');
+    const template = o.promptTemplate;
     csv = {
       promptColumn: prompt,
       completionColumn: completion,
@@ -64,8 +74,8 @@ export function rowOptionsFrom(o: Options, context: number): RowOptions {
   }
   return {
     seqLen,
-    packing: o.string('packing') as Packing,
-    ...(o.optionalString('format') ? { format: o.string('format') as DatasetFormat } : {}),
+    packing: o.packing,
+    ...(o.format ? { format: o.format } : {}),
     ...(csv ? { csv } : {}),
   };
 }

@@ -1,43 +1,16 @@
 // Resuming `lorafleet train` from a checkpoint: which options must match (the
-// ones that change the math), how a mismatch is reported, and putting the
-// checkpoint's parameters and AdamW state back into the step (one worker; with
-// many, each worker restores them itself from the folder named in its RunConfig).
+// ones marked `affects: 'math'` in the spec), how a mismatch is reported, and
+// which checkpoint to start from. Each worker restores the parameters and
+// AdamW state itself from the folder named in its RunConfig.
 import { createHash } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LrSchedule, TrainableParameters } from '@lorafleet/core';
+import type { LrSchedule } from '@lorafleet/core';
 import type { SamplerState } from '@lorafleet/data';
-import type { TrainingStep } from '@lorafleet/worker';
-import { type Options, UsageError } from '../args.js';
-import {
-  type TrainerState,
-  type VerifiedCheckpoint,
-  readCheckpointTrainState,
-  resumeCheckpoint,
-} from './checkpoint.js';
-import { dataOptions } from './data-options.js';
+import { UsageError, camelCase, mathOptions } from '../args.js';
+import type { TrainOptions } from './train-spec.js';
+import { type TrainerState, type VerifiedCheckpoint, resumeCheckpoint } from './checkpoint.js';
 import { trainSpec } from './train-spec.js';
-
-/** Options whose value changes the adapter a run produces (--steps may grow on resume). */
-const MATH_OPTIONS = [
-  'lora-r',
-  'lora-alpha',
-  'lora-dropout',
-  'target',
-  'init',
-  'rslora',
-  'full-finetune',
-  'batch-size',
-  'micro-batch-size',
-  'lr',
-  'weight-decay',
-  'warmup-steps',
-  'schedule',
-  'max-grad-norm',
-  'seed',
-  'eval-fraction',
-  ...Object.keys(dataOptions),
-] as const;
 
 /** Content hashes of the inputs, so a changed file is caught even under the same name. */
 export interface RunInputs {
@@ -48,20 +21,12 @@ export interface RunInputs {
 }
 
 /** The math-relevant configuration, keyed by option name ('model' and 'data' are content hashes). */
-export function trainingConfig(o: Options, inputs: RunInputs): Record<string, unknown> {
+export function trainingConfig(o: TrainOptions, inputs: RunInputs): Record<string, unknown> {
   const config: Record<string, unknown> = { model: inputs.model, data: inputs.rows };
-  for (const name of MATH_OPTIONS) {
-    const kind = trainSpec.options[name]?.kind;
-    config[name] =
-      name === 'micro-batch-size'
-        ? (o.optionalNumber(name) ?? o.number('batch-size'))
-        : kind === 'list'
-          ? o.list(name)
-          : kind === 'boolean'
-            ? o.boolean(name)
-            : kind === 'string'
-              ? (o.optionalString(name) ?? null)
-              : (o.optionalNumber(name) ?? null);
+  const values = o as unknown as Record<string, unknown>;
+  for (const name of mathOptions(trainSpec)) {
+    const value = values[camelCase(name)];
+    config[name] = name === 'micro-batch-size' ? (value ?? o.batchSize) : (value ?? null);
   }
   return config;
 }
@@ -153,19 +118,6 @@ export async function pickResumePoint(
     sampler: saved.sampler,
     tokensSeen: saved.tokensSeen,
   };
-}
-
-/** pickResumePoint(), then the checkpoint's verified parameters and AdamW state put into `stepper`. */
-export async function resumeRun(
-  from: string,
-  run: Parameters<typeof pickResumePoint>[1] & {
-    params: TrainableParameters;
-    stepper: TrainingStep;
-  },
-): Promise<ResumePoint> {
-  const point = await pickResumePoint(from, run);
-  run.stepper.restore(await readCheckpointTrainState(point.checkpoint, run.params));
-  return point;
 }
 
 /** Drops metrics lines past `step` (written after the checkpoint by the run that stopped). */

@@ -2,7 +2,8 @@
 // distributed `train` read the same way.
 import { type AdamWOptions, type LrSchedule, validateSchedule } from '@lorafleet/core';
 import { GlobalBatchSampler } from '@lorafleet/data';
-import { type Options, UsageError } from '../args.js';
+import { UsageError } from '../args.js';
+import type { TrainOptions } from './train-spec.js';
 
 export interface StepOptions {
   batchSize: number;
@@ -15,9 +16,9 @@ export interface StepOptions {
   maxGradNorm: number | null;
 }
 
-export function stepOptionsFrom(o: Options, datasetSize: number): StepOptions {
-  const batchSize = o.number('batch-size');
-  const microBatchSize = o.optionalNumber('micro-batch-size') ?? batchSize;
+export function stepOptionsFrom(o: TrainOptions, datasetSize: number): StepOptions {
+  const batchSize = o.batchSize;
+  const microBatchSize = o.microBatchSize ?? batchSize;
   if (microBatchSize > batchSize) {
     throw new UsageError(
       `train: --micro-batch-size (${microBatchSize}) exceeds --batch-size (${batchSize})`,
@@ -25,22 +26,20 @@ export function stepOptionsFrom(o: Options, datasetSize: number): StepOptions {
   }
   const sampler = new GlobalBatchSampler({
     datasetSize,
-    seed: o.number('seed'),
+    seed: o.seed,
     globalBatchSize: batchSize,
   });
-  if (o.has('steps') && o.has('epochs'))
+  if (o.steps !== undefined && o.epochs !== undefined)
     throw new UsageError('train: give --steps or --epochs, not both');
-  const steps =
-    o.optionalNumber('steps') ??
-    Math.max(1, Math.round((o.optionalNumber('epochs') ?? 1) * sampler.stepsPerEpoch));
-  const warmupSteps = o.number('warmup-steps');
-  const kind = o.string('schedule');
+  const steps = o.steps ?? Math.max(1, Math.round((o.epochs ?? 1) * sampler.stepsPerEpoch));
+  const warmupSteps = o.warmupSteps;
+  const kind = o.schedule;
   const schedule: LrSchedule =
     kind === 'constant'
       ? { kind: 'constant', warmupSteps }
       : { kind: kind as 'linear' | 'cosine', warmupSteps, totalSteps: steps };
   validateSchedule(schedule);
-  const maxGradNorm = o.number('max-grad-norm');
+  const maxGradNorm = o.maxGradNorm;
   return {
     batchSize,
     microBatchSize,
@@ -48,11 +47,11 @@ export function stepOptionsFrom(o: Options, datasetSize: number): StepOptions {
     steps,
     schedule,
     optimizer: {
-      lr: o.number('lr'),
+      lr: o.lr,
       beta1: 0.9,
       beta2: 0.999,
       eps: 1e-8,
-      weightDecay: o.number('weight-decay'),
+      weightDecay: o.weightDecay,
     },
     maxGradNorm: maxGradNorm > 0 ? maxGradNorm : null,
   };

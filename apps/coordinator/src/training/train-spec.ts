@@ -1,9 +1,10 @@
 // The options of `lorafleet train` (also the keys of its --config file).
-import type { CommandSpec } from '../args.js';
+import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption } from '../common.js';
 import { dataOptions } from './data-options.js';
+import { TERM_GRACE_SECONDS } from './interrupt.js';
 
-export const trainSpec: CommandSpec = {
+export const trainSpec = defineCommand({
   name: 'train',
   summary: 'Fine-tune a model with LoRA (default) or fully, in this process or over N workers.',
   configFile: true,
@@ -31,6 +32,7 @@ export const trainSpec: CommandSpec = {
       description: 'held-out data for loss before/after (else --eval-fraction of --data)',
     },
     'eval-fraction': {
+      affects: 'math',
       kind: 'number',
       min: 0,
       max: 0.5,
@@ -44,14 +46,16 @@ export const trainSpec: CommandSpec = {
       description: 'output folder: adapter/ (or model/), checkpoints/, metrics.jsonl, summary.json',
     },
     ...dataOptions,
-    'lora-r': { kind: 'int', min: 1, default: 8, description: 'LoRA rank r' },
+    'lora-r': { affects: 'math', kind: 'int', min: 1, default: 8, description: 'LoRA rank r' },
     'lora-alpha': {
+      affects: 'math',
       kind: 'number',
       min: 0.000001,
       default: 16,
       description: 'LoRA alpha (scaling = alpha / r)',
     },
     'lora-dropout': {
+      affects: 'math',
       kind: 'number',
       min: 0,
       max: 0.99,
@@ -59,19 +63,26 @@ export const trainSpec: CommandSpec = {
       description: 'dropout on the LoRA path',
     },
     target: {
+      affects: 'math',
       kind: 'list',
       value: 'NAMES',
       default: ['c_attn'],
       description: 'modules to adapt, PEFT names (c_attn, c_proj, c_fc)',
     },
     init: {
+      affects: 'math',
       kind: 'string',
       choices: ['kaiming', 'gaussian', 'pissa'],
       default: 'kaiming',
       description: 'LoRA initialisation',
     },
-    rslora: { kind: 'boolean', description: 'rank-stabilised scaling alpha / sqrt(r)' },
+    rslora: {
+      affects: 'math',
+      kind: 'boolean',
+      description: 'rank-stabilised scaling alpha / sqrt(r)',
+    },
     'full-finetune': {
+      affects: 'math',
       kind: 'boolean',
       description: 'train every weight instead of LoRA; saves a model folder',
     },
@@ -81,27 +92,49 @@ export const trainSpec: CommandSpec = {
       min: 0.001,
       description: 'passes over the data (default 1 when --steps is absent)',
     },
-    'batch-size': { kind: 'int', min: 1, default: 8, description: 'rows per optimizer step' },
+    'batch-size': {
+      affects: 'math',
+      kind: 'int',
+      min: 1,
+      default: 8,
+      description: 'rows per optimizer step',
+    },
     'micro-batch-size': {
+      affects: 'math',
       kind: 'int',
       min: 1,
       description: 'rows per forward/backward (gradient accumulation; default: --batch-size)',
     },
-    lr: { kind: 'number', min: 0, default: 2e-4, description: 'peak learning rate' },
+    lr: {
+      affects: 'math',
+      kind: 'number',
+      min: 0,
+      default: 2e-4,
+      description: 'peak learning rate',
+    },
     'weight-decay': {
+      affects: 'math',
       kind: 'number',
       min: 0,
       default: 0,
       description: 'AdamW decoupled weight decay',
     },
-    'warmup-steps': { kind: 'int', min: 0, default: 0, description: 'linear warmup steps' },
+    'warmup-steps': {
+      affects: 'math',
+      kind: 'int',
+      min: 0,
+      default: 0,
+      description: 'linear warmup steps',
+    },
     schedule: {
+      affects: 'math',
       kind: 'string',
       choices: ['constant', 'linear', 'cosine'],
       default: 'linear',
       description: 'LR decay after warmup',
     },
     'max-grad-norm': {
+      affects: 'math',
       kind: 'number',
       min: 0,
       default: 1,
@@ -114,6 +147,7 @@ export const trainSpec: CommandSpec = {
       description: 'evaluate every N steps (0: only before and after)',
     },
     seed: {
+      affects: 'math',
       kind: 'int',
       min: 0,
       default: 0,
@@ -132,6 +166,17 @@ export const trainSpec: CommandSpec = {
       default: 3,
       description: 'checkpoints kept (the oldest are deleted)',
     },
+    overwrite: {
+      kind: 'boolean',
+      description: 'replace an earlier run in --out (its metrics, events, checkpoints and result)',
+    },
+    'max-skipped-steps': {
+      kind: 'int',
+      min: 0,
+      default: 0,
+      description:
+        'updates that may be skipped for a non-finite gradient before the run stops as diverged',
+    },
     resume: {
       kind: 'string',
       value: 'DIR',
@@ -141,7 +186,8 @@ export const trainSpec: CommandSpec = {
     backend: backendOption,
     'base-dtype': {
       ...baseDtypeOption,
-      description: `${baseDtypeOption.description} (one process, LoRA only; applied after PiSSA)`,
+      affects: 'math',
+      description: `${baseDtypeOption.description} (LoRA only; applied after PiSSA)`,
     },
     workers: {
       kind: 'int',
@@ -243,8 +289,16 @@ export const trainSpec: CommandSpec = {
     'CSV with --prompt-column/--completion-column or --text-column; .txt as one document. Bad records',
     'are skipped and reported by file:line; more than 1% bad stops the run.',
     '',
+    'Stopping: Ctrl-C (SIGINT) or SIGTERM finishes the step in flight, writes a checkpoint, stops the',
+    `workers and exits 130 (SIGINT) or 143 (SIGTERM); after SIGTERM this takes at most ${TERM_GRACE_SECONDS} s, then the`,
+    'process exits at once keeping the last checkpoint. A second signal quits at once. A run that diverges',
+    '(non-finite loss or parameters) stops with exit 1 and writes no adapter.',
+    '',
     'Resume: give the same options plus --resume; options that change the training must match the',
     "checkpoint's (--steps may be raised). The result is bitwise the uninterrupted run's with the same",
     '--workers; with --workers N every worker loads the checkpoint before its first step.',
   ].join('\n'),
-};
+});
+
+/** `lorafleet train`'s options, parsed once and typed from the spec. */
+export type TrainOptions = CommandValues<typeof trainSpec>;

@@ -1677,6 +1677,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       StepDone.prototype.timings = null;
       StepDone.prototype.replicaHash = $util.newBuffer([]);
       StepDone.prototype.gradNorm = 0;
+      StepDone.prototype.nonFiniteParameters = 0;
 
       StepDone.create = function (properties) {
         return new StepDone(properties);
@@ -1726,6 +1727,12 @@ export const lorafleet = ($root.lorafleet = (() => {
           !$Object.is(message.gradNorm, 0)
         )
           writer.uint32(49).double(message.gradNorm);
+        if (
+          message.nonFiniteParameters != null &&
+          $Object.hasOwnProperty.call(message, 'nonFiniteParameters') &&
+          message.nonFiniteParameters !== 0
+        )
+          writer.uint32(56).uint32(message.nonFiniteParameters);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -1804,6 +1811,12 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.gradNorm;
               continue;
             }
+            case 7: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.nonFiniteParameters = value;
+              else delete message.nonFiniteParameters;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -1872,6 +1885,9 @@ export const lorafleet = ($root.lorafleet = (() => {
             else if (object.replicaHash.length >= 0) message.replicaHash = object.replicaHash;
         if (object.gradNorm != null)
           if (!$Object.is($Number(object.gradNorm), 0)) message.gradNorm = $Number(object.gradNorm);
+        if (object.nonFiniteParameters != null)
+          if ($Number(object.nonFiniteParameters) !== 0)
+            message.nonFiniteParameters = object.nonFiniteParameters >>> 0;
         return message;
       };
 
@@ -1923,6 +1939,7 @@ export const lorafleet = ($root.lorafleet = (() => {
             if (options.bytes !== $Array) object.replicaHash = $util.newBuffer(object.replicaHash);
           }
           object.gradNorm = 0;
+          object.nonFiniteParameters = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -1991,6 +2008,11 @@ export const lorafleet = ($root.lorafleet = (() => {
             options.json && !$isFinite(message.gradNorm)
               ? $String(message.gradNorm)
               : message.gradNorm;
+        if (
+          message.nonFiniteParameters != null &&
+          $Object.hasOwnProperty.call(message, 'nonFiniteParameters')
+        )
+          object.nonFiniteParameters = message.nonFiniteParameters;
         return object;
       };
 

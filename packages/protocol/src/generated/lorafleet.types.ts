@@ -1147,6 +1147,9 @@ export declare namespace lorafleet {
       /** StepDone gradNorm. */
       gradNorm: number;
 
+      /** StepDone nonFiniteParameters. */
+      nonFiniteParameters: number;
+
       /**
        * Creates a new StepDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -1226,6 +1229,9 @@ export declare namespace lorafleet {
 
         /** StepDone gradNorm */
         gradNorm?: number | null;
+
+        /** StepDone nonFiniteParameters */
+        nonFiniteParameters?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];

@@ -1,0 +1,58 @@
+// Options that contradict each other are refused (exit 2), naming both,
+// instead of one of them being silently ignored.
+import { datasetFormat } from '@lorafleet/data';
+import { UsageError, givenOptions } from '../args.js';
+import type { TrainOptions } from './train-spec.js';
+
+/** LoRA's own options: meaningless with --full-finetune. */
+const LORA_OPTIONS = ['lora-r', 'lora-alpha', 'lora-dropout', 'target', 'init', 'rslora'] as const;
+
+/** Options that only a CSV file reads. */
+const CSV_OPTIONS = [
+  'text-column',
+  'prompt-column',
+  'completion-column',
+  'prompt-template',
+] as const;
+
+export function checkTrainOptions(o: TrainOptions): void {
+  const given = givenOptions(o);
+  const clash = (a: string, b: string, why: string) =>
+    new UsageError(`train: --${a} and --${b} contradict each other: ${why}`);
+  if (given.has('listen') && given.has('workers')) {
+    throw clash('workers', 'listen', 'with --listen no worker is spawned; give --expect N instead');
+  }
+  if (o.fullFinetune) {
+    const lora = LORA_OPTIONS.find((name) => given.has(name));
+    if (lora)
+      throw clash(
+        'full-finetune',
+        lora,
+        `--${lora} configures LoRA, which --full-finetune does not train`,
+      );
+  }
+  if (o.fullFinetune && o.baseDtype !== 'f32') {
+    throw clash('full-finetune', 'base-dtype', 'full fine-tuning trains W, which stays f32');
+  }
+  // An unknown extension is the data reader's to report.
+  const format =
+    o.format ??
+    (() => {
+      try {
+        return datasetFormat(o.data);
+      } catch {
+        return 'csv';
+      }
+    })();
+  if (format !== 'csv') {
+    const csv = CSV_OPTIONS.find((name) => given.has(name));
+    if (csv) {
+      const source = o.format !== undefined ? '--format' : '--data';
+      throw clash(
+        csv,
+        source === '--format' ? 'format' : 'data',
+        `--${csv} is for CSV files, and ${o.data} is read as ${format}`,
+      );
+    }
+  }
+}

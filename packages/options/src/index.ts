@@ -1,0 +1,16 @@
+export {
+  type CamelCase,
+  type CommandSpec,
+  type CommandValues,
+  type OptionKind,
+  type OptionSpec,
+  type OptionSpecs,
+  type OptionValues,
+  UsageError,
+  camelCase,
+  defineCommand,
+  defineOptions,
+  mathOptions,
+} from './spec.js';
+export { givenOptions, parseCommand } from './parse.js';
+export { helpText } from './help.js';

@@ -1,0 +1,100 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import {
+  UsageError,
+  defineCommand,
+  givenOptions,
+  helpText,
+  mathOptions,
+  parseCommand,
+} from '../src/index.js';
+
+const spec = defineCommand({
+  name: 'demo',
+  summary: 'A demo command.',
+  configFile: true,
+  options: {
+    config: { kind: 'string', value: 'FILE', description: 'option values as JSON' },
+    model: { kind: 'string', required: true, description: 'model folder' },
+    'lora-r': { kind: 'int', min: 1, default: 8, affects: 'math', description: 'rank' },
+    lr: { kind: 'number', default: 2e-4, affects: 'math', description: 'learning rate' },
+    shift: { kind: 'number', description: 'may be negative' },
+    init: {
+      kind: 'string',
+      choices: ['kaiming', 'pissa'],
+      default: 'kaiming',
+      description: 'init',
+    },
+    resume: { kind: 'string', description: 'checkpoint' },
+    target: { kind: 'list', default: ['c_attn'], description: 'modules' },
+    rslora: { kind: 'boolean', description: 'rank-stabilised' },
+  },
+});
+
+const parse = (argv: string[]) => {
+  const values = parseCommand(spec, argv);
+  if (values === 'help') throw new Error('unexpected help');
+  return values;
+};
+
+describe('parseCommand', () => {
+  it('types each value from the spec, camel-cased', () => {
+    const v = parse(['--model', 'm', '--lora-r', '4', '--init', 'pissa']);
+    expectTypeOf(v.loraR).toEqualTypeOf<number>();
+    expectTypeOf(v.init).toEqualTypeOf<'kaiming' | 'pissa'>();
+    expectTypeOf(v.resume).toEqualTypeOf<string | undefined>();
+    expectTypeOf(v.target).toEqualTypeOf<string[]>();
+    expectTypeOf(v.rslora).toEqualTypeOf<boolean>();
+    expectTypeOf(v.model).toEqualTypeOf<string>();
+    // @ts-expect-error: a misspelt option is a compile error
+    void v.loraRank;
+    expect(v).toMatchObject({
+      model: 'm',
+      loraR: 4,
+      init: 'pissa',
+      target: ['c_attn'],
+      rslora: false,
+    });
+    expect(v.resume).toBeUndefined();
+  });
+
+  it('tells given options from defaults', () => {
+    const v = parse(['--model', 'm', '--lr', '0.1']);
+    expect([...givenOptions(v)].sort()).toEqual(['lr', 'model']);
+  });
+
+  it('accepts negative numbers after a numeric option', () => {
+    expect(parse(['--model', 'm', '--shift', '-1.5']).shift).toBe(-1.5);
+    expect(parse(['--model', 'm', '--shift=-2']).shift).toBe(-2);
+    expect(() => parse(['--model', 'm', '--lora-r', '-1'])).toThrow(
+      /--lora-r must be >= 1, got "-1"/,
+    );
+  });
+
+  it('refuses bad values naming the option and what it must be', () => {
+    expect(() => parse(['--model', 'm', '--lora-r', '2.5'])).toThrow(
+      /--lora-r must be an integer, got "2.5"/,
+    );
+    expect(() => parse(['--model', 'm', '--init', 'xavier'])).toThrow(/one of kaiming, pissa/);
+    expect(() => parse([])).toThrow(UsageError);
+    expect(() => parse(['--model', 'm', '--nope'])).toThrow(/Unknown option '--nope'/);
+  });
+
+  it('reads --config, with flags winning over it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'options-'));
+    const file = join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ model: 'from-file', 'lora-r': 2, lr: 0.5 }));
+    const v = parse(['--config', file, '--lr', '0.25']);
+    expect(v).toMatchObject({ model: 'from-file', loraR: 2, lr: 0.25 });
+    writeFileSync(file, JSON.stringify({ modell: 'x' }));
+    expect(() => parse(['--config', file])).toThrow(/unknown option "modell"/);
+  });
+
+  it('lists the math options and prints help', () => {
+    expect(mathOptions(spec)).toEqual(['lora-r', 'lr']);
+    expect(parseCommand(spec, ['--help'])).toBe('help');
+    expect(helpText(spec)).toMatch(/--lora-r INT\s+rank \(default: 8\)/);
+  });
+});

@@ -1,0 +1,23 @@
+// Files of a model folder beside its weights.
+import { access, copyFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const TOKENIZER_FILES = [
+  'tokenizer_config.json',
+  'vocab.json',
+  'merges.txt',
+  'tokenizer.json',
+  'special_tokens_map.json',
+];
+
+/** Copies whichever tokenizer files the source folder has (a saved model loads with its tokenizer). */
+export async function copyTokenizerFiles(from: string, to: string): Promise<void> {
+  for (const file of TOKENIZER_FILES) {
+    const src = join(from, file);
+    const present = await access(src).then(
+      () => true,
+      () => false,
+    );
+    if (present) await copyFile(src, join(to, file));
+  }
+}
