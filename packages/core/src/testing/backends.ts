@@ -12,13 +12,16 @@ export const DEFAULT_TEST_BACKENDS: readonly BackendName[] = ['cpu', 'wasm', 'we
  * them, a Vulkan driver is required (requireVulkanDriver); without one and
  * with LORAFLEET_NO_VULKAN=1, webgpu is dropped from the default list only.
  */
-export function testBackends(env: NodeJS.ProcessEnv = process.env): BackendName[] {
+export function testBackends(
+  env: NodeJS.ProcessEnv = process.env,
+  exists?: (path: string) => boolean,
+): BackendName[] {
   const listed = env.LORAFLEET_BACKENDS?.trim();
   const names = listed
     ? listed.split(',').map((n) => backendDescriptor(n.trim()).name)
     : [...DEFAULT_TEST_BACKENDS];
   if (!names.includes('webgpu')) return names;
-  const driver = requireVulkanDriver(env);
+  const driver = requireVulkanDriver(env, exists);
   if (driver.kind !== 'none') return names;
   if (listed) {
     throw new Error(
