@@ -1,6 +1,9 @@
 // The webgpu tests' driver lookup (src/testing/): it keeps a driver the
 // environment names, else selects SwiftShader, else fails saying what to
 // install, unless the machine is marked as without Vulkan.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   NO_VULKAN_ENV,
@@ -39,12 +42,24 @@ describe('requireVulkanDriver', () => {
   });
 
   it('fails and says what to install when a piece is missing', () => {
-    expect(() => requireVulkanDriver({}, present(LOADER))).toThrow(
+    expect(() => requireVulkanDriver({}, present(LOADER), [])).toThrow(
       /lacks SwiftShader's Vulkan driver .*install the Debian packages chromium .* and libvulkan1 .*LORAFLEET_NO_VULKAN=1/,
     );
     expect(() => requireVulkanDriver({}, present(ICD))).toThrow(
       /lacks the Vulkan loader libvulkan\.so\.1/,
     );
+  });
+
+  it("uses a driver installed in the loader's own folders when there is no SwiftShader", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'icd-'));
+    writeFileSync(join(dir, 'lvp_icd.x86_64.json'), '{}'); // lavapipe: Dawn refuses it
+    expect(() => requireVulkanDriver({}, present(LOADER), [dir])).toThrow(/lacks SwiftShader/);
+    writeFileSync(join(dir, 'nvidia_icd.json'), '{}');
+    expect(requireVulkanDriver({}, present(LOADER), [dir])).toEqual({
+      kind: 'system',
+      icds: [join(dir, 'nvidia_icd.json')],
+    });
+    rmSync(dir, { recursive: true });
   });
 
   it('reports none on a machine marked as without Vulkan', () => {

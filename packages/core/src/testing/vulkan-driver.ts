@@ -2,7 +2,8 @@
 // Vulkan, and Debian's `chromium` package ships SwiftShader, a Vulkan driver
 // that runs on the CPU (Mesa's lavapipe is refused by Dawn). This finds that
 // driver and points the Vulkan loader at it before Dawn creates an adapter.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** Set to 1 on a machine that has no Vulkan driver: webgpu leaves the default test backends. */
 export const NO_VULKAN_ENV = 'LORAFLEET_NO_VULKAN';
@@ -22,9 +23,34 @@ export const VULKAN_LOADERS = [
   '/usr/lib/libvulkan.so.1',
 ];
 
+/** Where Vulkan drivers install their manifests (a GPU vendor's driver, Mesa). */
+export const ICD_DIRS = [
+  '/etc/vulkan/icd.d',
+  '/usr/share/vulkan/icd.d',
+  '/usr/local/share/vulkan/icd.d',
+];
+
+/** Installed driver manifests Dawn can use: Mesa's lavapipe (lvp_icd) lacks features it needs. */
+function systemIcds(dirs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names)
+      if (n.endsWith('.json') && !n.startsWith('lvp_icd')) out.push(join(dir, n));
+  }
+  return out;
+}
+
 export type VulkanDriver =
   /** VK_ICD_FILENAMES / VK_DRIVER_FILES were set already (a GPU machine's driver, e.g. test/gpu). */
   | { kind: 'preset'; variable: string; files: string }
+  /** A driver installed where the loader looks by itself (no SwiftShader here). */
+  | { kind: 'system'; icds: string[] }
   /** SwiftShader found and selected through VK_ICD_FILENAMES. */
   | { kind: 'swiftshader'; icd: string; loader: string }
   /** None, and the machine is marked as without one (LORAFLEET_NO_VULKAN=1). */
@@ -44,6 +70,7 @@ const INSTALL =
 export function requireVulkanDriver(
   env: NodeJS.ProcessEnv = process.env,
   exists: (path: string) => boolean = existsSync,
+  icdDirs: readonly string[] = ICD_DIRS,
 ): VulkanDriver {
   for (const variable of ['VK_ICD_FILENAMES', 'VK_DRIVER_FILES']) {
     const files = env[variable];
@@ -55,6 +82,8 @@ export function requireVulkanDriver(
     env.VK_ICD_FILENAMES = icd;
     return { kind: 'swiftshader', icd, loader };
   }
+  const icds = loader ? systemIcds(icdDirs) : [];
+  if (icds.length > 0) return { kind: 'system', icds };
   if (env[NO_VULKAN_ENV] === '1') return { kind: 'none' };
   const missing = [
     ...(icd ? [] : [`SwiftShader's Vulkan driver (looked for ${SWIFTSHADER_ICDS.join(', ')})`]),
