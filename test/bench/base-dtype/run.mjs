@@ -71,9 +71,10 @@ async function measure(dtype, text) {
   const held = batches(ids.slice(cut));
   const f32Bytes = tf.memory().numBytes - before;
   await model.storeBasesAs(dtype);
-  const mem = tf.memory();
-  const modelBytes = mem.numBytes - before;
+  const modelBytes = tf.memory().numBytes - before;
   const base = (await evaluateLoss(model, held)).loss;
+  // After a forward pass: webgpu uploads tensors on first use.
+  const mem = tf.memory();
   const layers = await addLora(
     model.linears(),
     'default',
@@ -101,7 +102,7 @@ async function measure(dtype, text) {
     modelBytes,
     savedBytes: f32Bytes - modelBytes,
     gpuBytes: mem.numBytesInGPU ?? null,
-    gpuBytesAllocated: mem.numBytesInGPUAllocated ?? null,
+    gpuBytesAllocated: mem.numBytesAllocatedInGPU ?? null,
     peakStepBytes: profile.peakBytes,
     evalLossBase: base,
     evalLossAfter: tuned,
@@ -119,7 +120,10 @@ console.log(
   `base-dtype on ${opt.backend}, default model, ${steps} LoRA steps (r 8, c_attn c_proj c_fc), batch ${B} x ${T}, held-out ${ref.heldTokens} tokens`,
 );
 for (const r of rows) {
-  const gpu = r.gpuBytes === null ? '' : `, GPU buffers ${mib(r.gpuBytesAllocated)} MiB`;
+  const gpu =
+    r.gpuBytes === null
+      ? ''
+      : `, GPU buffers in use ${mib(r.gpuBytes)} MiB (${mib(ref.gpuBytes - r.gpuBytes)} less than f32; pool ${mib(r.gpuBytesAllocated)} MiB)`;
   console.log(
     `${r.dtype.padEnd(4)} model tensors ${mib(r.modelBytes)} MiB (saved ${mib(r.savedBytes)} MiB)${gpu}, ` +
       `step peak ${mib(r.peakStepBytes)} MiB; eval loss base ${r.evalLossBase.toFixed(5)} ` +
