@@ -35,12 +35,13 @@ const { values: opt } = parseArgs({
     steps: { type: 'string', default: '10' },
     'batch-size': { type: 'string', default: '4' },
     'seq-len': { type: 'string', default: '128' },
+    'eval-batches': { type: 'string', default: '1000' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (opt.help) {
   console.log(
-    'usage: node test/bench/base-dtype/run.mjs [--backend wasm|webgpu] [--steps 10] [--batch-size 4] [--seq-len 128]',
+    'usage: node test/bench/base-dtype/run.mjs [--backend wasm|webgpu] [--steps 10] [--batch-size 4] [--seq-len 128] [--eval-batches N]',
   );
   process.exit(0);
 }
@@ -68,7 +69,7 @@ async function measure(dtype, text) {
   const ids = tokenizer.encode(text);
   const cut = Math.floor(ids.length * 0.75);
   const train = batches(ids.slice(0, cut));
-  const held = batches(ids.slice(cut));
+  const held = batches(ids.slice(cut)).slice(0, Number(opt['eval-batches']));
   const f32Bytes = tf.memory().numBytes - before;
   await model.storeBasesAs(dtype);
   const modelBytes = tf.memory().numBytes - before;
