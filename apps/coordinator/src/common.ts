@@ -11,7 +11,7 @@ import {
   loadPeftAdapter,
   useBackend,
 } from '@lorafleet/core';
-import { type LoadedModel, loadModel } from '@lorafleet/models';
+import { type LoadedModel, loadModel, storeBasesAs } from '@lorafleet/models';
 import { type OptionSpec } from './args.js';
 
 export const backendOption = {
@@ -48,7 +48,7 @@ export async function loadModelAndAdapter(
   baseDtype: BaseDtype = 'f32',
 ): Promise<LoadedModel & { adapted: number }> {
   const loaded = await loadModel(modelDir);
-  await loaded.model.storeBasesAs(baseDtype);
+  await storeBasesAs(loaded.model, baseDtype);
   if (!adapterDir) return { ...loaded, adapted: 0 };
   const adapter = await loadPeftAdapter(adapterDir);
   importAdapter(loaded.model.linears(), adapter, ADAPTER_NAME);

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPeftAdapter } from '@lorafleet/core';
+import { loadPeftAdapter, readSafetensorsFile } from '@lorafleet/core';
 import {
   REPO_ROOT,
   ensureBuilt,
@@ -123,10 +123,23 @@ describe('train --workers N', () => {
     expect(stderr).toMatch(/--workers must be >= 1/);
   });
 
-  it('refuses what it cannot do distributed yet, before starting any worker', async () => {
-    const { code, stderr } = await train('wf', 2, ['--full-finetune']);
-    expect(code).toBe(2);
-    expect(stderr).toMatch(/--full-finetune not supported with several workers/);
+  it('fine-tunes every weight with N workers as with one (--full-finetune)', async () => {
+    const fullRun = (out: string, workers: number) =>
+      lorafleet([
+        'train',
+        ...['--model', model, '--data', data, '--out', join(dir!, out), '--full-finetune'],
+        ...['--steps', '4', '--batch-size', '6', '--lr', '1e-3', '--workers', String(workers)],
+      ]);
+    for (const r of [await fullRun('f1', 1), await fullRun('f2', 2)])
+      expect(r.code, r.stderr).toBe(0);
+    const weights = async (run: string) =>
+      (await readSafetensorsFile(join(dir!, run, 'model', 'model.safetensors'))).tensors;
+    const [one, two] = [await weights('f1'), await weights('f2')];
+    expect([...two.keys()]).toEqual([...one.keys()]);
+    const f32 = (b: Uint8Array) => new Float32Array(b.slice().buffer);
+    for (const [name, t] of one) {
+      expect(maxAbsDiff(f32(t.bytes), f32(two.get(name)!.bytes)), name).toBeLessThan(1e-5);
+    }
   });
 
   it('fails the run, naming the worker, when one dies and --min-workers cannot be met', async () => {

@@ -20,13 +20,15 @@ import {
 } from '@lorafleet/core';
 import { type SequenceRow, splitTrainValidation } from '@lorafleet/data';
 import {
-  type Gpt2Model,
+  type CausalLM,
   type LoadedModel,
-  type Tokenizer,
+  type ModelTokenizer,
   addLora,
   evaluateLossSums,
   loadModel,
-  writeGpt2Folder,
+  savedTargetModules,
+  storeBasesAs,
+  writeModelFolder,
 } from '@lorafleet/models';
 import { copyTokenizerFiles } from './model-files.js';
 import {
@@ -54,7 +56,7 @@ export class Replica {
     private readonly pissaStart: Map<string, InitialFactors>,
   ) {}
 
-  get model(): Gpt2Model {
+  get model(): CausalLM {
     return this.loaded.model;
   }
 
@@ -65,7 +67,7 @@ export class Replica {
     try {
       const { train, held } = await readRows(config, loaded.tokenizer);
       const { layers, params, pissaStart } = await trainables(model, config);
-      await model.storeBasesAs(config.baseDtype); // after PiSSA, which rewrites W in f32
+      await storeBasesAs(model, config.baseDtype); // after PiSSA, which rewrites W in f32
       const step = new TrainingStep(
         model,
         params,
@@ -119,7 +121,7 @@ export class Replica {
   private exportRaw(): PeftAdapter {
     const { lora, modelDir } = this.config;
     return exportAdapter(this.layers, ADAPTER_NAME, {
-      targetModules: [...new Set(lora.targets)],
+      targetModules: savedTargetModules(lora.targets, this.layers),
       bias: 'none',
       initLoraWeights: lora.init === 'gaussian' ? 'gaussian' : true,
       baseModelNameOrPath: modelDir,
@@ -152,7 +154,7 @@ export class Replica {
    */
   async saveResult(dir: string): Promise<string> {
     if (this.config.mode === 'full') {
-      await writeGpt2Folder(dir, this.loaded.config, await this.model.readWeights());
+      await writeModelFolder(dir, this.loaded.config, await this.model.readWeights());
       await copyTokenizerFiles(this.config.modelDir, dir);
       return resultManifestSha256(dir, 'full');
     }
@@ -191,7 +193,7 @@ export async function resultManifestSha256(dir: string, mode: RunConfig['mode'])
 /** The training rows and the held-out ones (--eval-data, or --eval-fraction of the training file). */
 async function readRows(
   config: RunConfig,
-  tokenizer: Tokenizer,
+  tokenizer: ModelTokenizer,
 ): Promise<{ train: SequenceRow[]; held: SequenceRow[] }> {
   const prepared = await prepareRows(config.dataFile, tokenizer, config.rows);
   const fingerprint = rowsFingerprint(prepared.rows);
@@ -230,7 +232,7 @@ export function splitRows<T>(
 
 /** What the run trains: LoRA on the targets (PiSSA keeps its initial factors), or every weight. */
 /** Asynchronous: PiSSA reads each W, which GPU backends allow only with `await data()`. */
-async function trainables(model: Gpt2Model, config: RunConfig) {
+async function trainables(model: CausalLM, config: RunConfig) {
   const pissaStart = new Map<string, InitialFactors>();
   if (config.mode === 'full') {
     const params = new TrainableParameters(model.namedWeights());

@@ -24,6 +24,7 @@ import {
   addLora,
   evaluateLoss,
   loadModel,
+  storeBasesAs,
   tokenNllSum,
 } from '../../../packages/models/dist/src/index.js';
 import { TrainingStep } from '../../../packages/worker/dist/src/index.js';
@@ -71,7 +72,7 @@ async function measure(dtype, text) {
   const train = batches(ids.slice(0, cut));
   const held = batches(ids.slice(cut)).slice(0, Number(opt['eval-batches']));
   const f32Bytes = tf.memory().numBytes - before;
-  await model.storeBasesAs(dtype);
+  await storeBasesAs(model, dtype);
   const modelBytes = tf.memory().numBytes - before;
   const base = (await evaluateLoss(model, held)).loss;
   // After a forward pass: webgpu uploads tensors on first use.

@@ -19,11 +19,14 @@ const { values } = parseArgs({
     out: { type: 'string', default: 'runs/bench-faults' },
     kills: { type: 'string', default: '3' },
     steps: { type: 'string', default: '60' },
+    scenarios: { type: 'string', default: 'kill,crash,term,diverge' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help) {
-  console.log('usage: node test/bench/faults/run.mjs [--out DIR] [--kills 3] [--steps 60]');
+  console.log(
+    'usage: node test/bench/faults/run.mjs [--out DIR] [--kills 3] [--steps 60] [--scenarios kill,crash,term,diverge]',
+  );
   process.exit(0);
 }
 const out = join(root, values.out);
@@ -33,6 +36,7 @@ const cli = join(root, 'apps/coordinator/bin/lorafleet.js');
 const model = join(root, 'packages/models/pretrained/default');
 const steps = Number(values.steps);
 const kills = Number(values.kills);
+const scenarios = new Set(values.scenarios.split(','));
 
 const prepared = spawnSync(
   process.execPath,
@@ -124,7 +128,7 @@ const stepTimes = (dir) => {
 
 const rows = [];
 // A: SIGKILLs and a SIGSTOP on 3 workers.
-{
+if (scenarios.has('kill')) {
   const dir = join(out, 'chaos');
   const run = start([
     ...common(dir),
@@ -168,7 +172,7 @@ const rows = [];
   }
 }
 // B: the coordinator SIGKILLed, then --resume.
-{
+if (scenarios.has('crash')) {
   const dir = join(out, 'crash');
   const args = [...common(dir), '--workers', '2', '--checkpoint-every', '10'];
   const run = start(args);
@@ -211,6 +215,55 @@ const rows = [];
     recovery: `${seconds.toFixed(2)} s to the first new step (process start + model load)`,
     lost: a.lost,
     duplicated: a.duplicated,
+  });
+}
+
+// C: SIGTERM (what Slurm and Kubernetes send first): the step finishes, a checkpoint is
+// written, the workers stop, exit 143.
+if (scenarios.has('term')) {
+  const dir = join(out, 'term');
+  const run = start([...common(dir), '--workers', '2']);
+  await untilStep(dir, 5, run);
+  const pids = run.pids();
+  const t0 = performance.now();
+  run.child.kill('SIGTERM');
+  const code = await run.done;
+  const seconds = (performance.now() - t0) / 1000;
+  const summary = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
+  const checkpoint = existsSync(
+    join(dir, 'checkpoints', `step-${String(summary.steps).padStart(6, '0')}`),
+  );
+  const orphans = pids.filter((pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  const a = audit(dir);
+  rows.push({
+    fault: `coordinator sent SIGTERM (exit ${code}; checkpoint of the last step: ${checkpoint ? 'yes' : 'NO'}; workers left running: ${orphans.length})`,
+    count: 1,
+    recovery: `${seconds.toFixed(2)} s from SIGTERM to exit (grace 25 s)`,
+    lost: a.lost,
+    duplicated: a.duplicated,
+  });
+}
+// D: a diverged run (--lr 1e30): exit 1 at the step that diverged, no adapter written.
+if (scenarios.has('diverge')) {
+  const dir = join(out, 'diverge');
+  const t0 = performance.now();
+  const run = start([...common(dir), '--workers', '2', '--lr', '1e30', '--checkpoint-every', '1']);
+  const code = await run.done;
+  const seconds = (performance.now() - t0) / 1000;
+  const step = /step (\d+): the run diverged/.exec(run.output())?.[1] ?? '?';
+  rows.push({
+    fault: `diverged (--lr 1e30): exit ${code} at step ${step}, adapter written: ${existsSync(join(dir, 'adapter')) ? 'YES' : 'no'}`,
+    count: 1,
+    recovery: `${seconds.toFixed(2)} s from start to exit (stopped, not recovered)`,
+    lost: '-',
+    duplicated: '-',
   });
 }
 

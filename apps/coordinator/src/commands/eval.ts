@@ -27,7 +27,7 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
     o.adapter,
     o.baseDtype,
   );
-  const rowOptions = rowOptionsFrom(o, config.nPositions);
+  const rowOptions = rowOptionsFrom(o, config.contextLength);
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
   const result = await evaluateLoss(

@@ -1,4 +1,4 @@
-import { generate } from '@lorafleet/models';
+import { encodePrompt, generate } from '@lorafleet/models';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 
@@ -44,7 +44,7 @@ export async function runGenerate(o: CommandValues<typeof generateSpec>): Promis
   await startBackend(o);
   const { model, tokenizer } = await loadModelAndAdapter(o.model, o.adapter, o.baseDtype);
   const prompt = o.prompt;
-  const ids = await generate(model, tokenizer.encode(prompt), {
+  const ids = await generate(model, encodePrompt(tokenizer, prompt), {
     maxNewTokens: o.maxNewTokens,
     temperature: o.temperature,
     topK: o.topK,

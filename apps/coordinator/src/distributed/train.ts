@@ -30,7 +30,14 @@ const log = (line: string) => console.log(line);
 const warn = (line: string) => console.warn(`warning: ${line}`);
 
 export async function runTraining(o: TrainOptions, membership: Membership): Promise<void> {
-  // The output folder and the dashboard's port first: a mistake there fails before anything loads.
+  // Options, the output folder and the dashboard's port first: a mistake there fails before anything loads.
+  if (o.minWorkers > membership.workers) {
+    throw new UsageError(
+      `train: --min-workers ${o.minWorkers} is more than the ${membership.workers} workers`,
+    );
+  }
+  const curve = curveFrom(o);
+  const gpus = gpusFrom(o, membership, o.backend);
   await claimRunDir(o.out, { resume: o.resume !== undefined, overwrite: o.overwrite });
   const observer = await observeRun(o, o.out, o.resume !== undefined);
   const interrupt = onInterrupt();
@@ -40,14 +47,8 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
     const math = await mathConfig(o, plan);
     const start = await resumePoint(o, plan, math, warn);
     describeRun(plan, membership, start);
-    if (o.minWorkers > membership.workers) {
-      throw new UsageError(
-        `train: --min-workers ${o.minWorkers} is more than the ${membership.workers} workers`,
-      );
-    }
     const runId = `run-${randomUUID()}`;
     observer.emit({ type: 'run', facts: facts(plan, membership, runId) });
-    const curve = curveFrom(o);
     fleet = await WorkerFleet.start({
       membership,
       runId,
@@ -58,7 +59,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
       log: (line) => console.error(line),
       onEvent: (level, message) => observer.note(level, message),
       ...(curve ? { curve } : {}),
-      gpus: gpusFrom(o, membership, plan.backend),
+      gpus,
     });
     if (curve) {
       log(`CURVE on: ${curve.authorizedKeys.length} worker key(s) admitted; both planes encrypted`);
@@ -108,7 +109,7 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
   if (plan.evalDescription)
     log(`eval data: ${config.evalData?.file ?? config.dataFile}: ${plan.evalDescription}`);
   log(
-    `model: ${config.modelDir} (${formatCount(plan.totalParameters)} parameters, context ${plan.modelConfig.nPositions}, ` +
+    `model: ${config.modelDir} (${formatCount(plan.totalParameters)} parameters, context ${plan.modelConfig.contextLength}, ` +
       `vocab ${plan.modelConfig.vocabSize}) on ${where(membership)} (${plan.backend})`,
   );
   const share = `${((100 * plan.trainableParameters) / plan.totalParameters).toFixed(2)}% of ${formatCount(plan.totalParameters)}`;

@@ -4,6 +4,9 @@ import type { TrainOptions } from '../training/train-spec.js';
 import { startDashboard } from '../dashboard/server.js';
 import { type RunEventInit, RunEventLog, type RunFacts } from './events.js';
 
+/** How long the dashboard stays up after the run's last event. */
+const DASHBOARD_LINGER_MS = 1000;
+
 export interface RunObserver {
   readonly events: RunEventLog;
   emit(event: RunEventInit): void;
@@ -37,7 +40,10 @@ export async function observeRun(
     emit: (event) => events.emit(event),
     note: (level, message) => events.emit({ type: 'log', level, message }),
     close: async () => {
-      await dashboard?.close();
+      if (!dashboard) return;
+      // The page fetches the final checkpoint list when it sees the run end: give it a moment.
+      await new Promise((resolve) => setTimeout(resolve, DASHBOARD_LINGER_MS));
+      await dashboard.close();
     },
   };
 }

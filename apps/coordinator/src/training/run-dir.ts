@@ -6,10 +6,12 @@ import { access, constants, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../args.js';
 
-/** What a run writes at the top of its folder (training/checkpoint.ts, observe/, report.ts). */
+/**
+ * What a run that trained writes at the top of its folder (loop.ts, checkpoints.ts, report.ts).
+ * events.jsonl alone is a run that failed before its first step: it is simply replaced.
+ */
 export const RUN_FILES = [
   'metrics.jsonl',
-  'events.jsonl',
   'ledger.jsonl',
   'summary.json',
   'checkpoints',

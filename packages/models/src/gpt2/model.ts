@@ -2,8 +2,17 @@
 // learned positions, pre-LayerNorm blocks, causal self-attention, gelu_new MLP,
 // LM head tied to the token embedding. Every Conv1D is a LoraLinear (weights
 // stored [in, out], fanInFanOut), named by its PEFT module path.
-import { type BaseDtype, LoraLinear, tf } from '@lorafleet/core';
-import { type Gpt2Config, mlpWidth } from './config.js';
+import { LoraLinear, tf } from '@lorafleet/core';
+import type {
+  CachedPass,
+  CausalLM,
+  ForwardPassOptions,
+  LayerKv,
+  ModelConfig,
+  WeightMap,
+} from '../causal-lm.js';
+import { type Gpt2Config, gpt2ModelConfig, mlpWidth } from './config.js';
+import { gpt2Extend } from './cached.js';
 
 export interface LayerNorm {
   gamma: tf.Variable<tf.Rank.R1>;
@@ -19,15 +28,9 @@ export interface Gpt2Block {
   mlpProj: LoraLinear; // [4C] -> [C]
 }
 
-/** Hugging Face tensor name (with the "transformer." prefix) -> value, row-major. */
-export type WeightMap = Map<string, { shape: number[]; data: Float32Array }>;
+export type { WeightMap };
 
-export interface Gpt2ForwardOptions {
-  /** Dropout on (the config's probabilities) when true. */
-  training?: boolean;
-  /** Base seed of every dropout mask in this pass; replicas must agree on it. */
-  seed?: number;
-}
+export type Gpt2ForwardOptions = ForwardPassOptions;
 
 export const PREFIX = 'transformer.';
 
@@ -69,8 +72,9 @@ export function linearModules(
   return out;
 }
 
-export class Gpt2Model {
+export class Gpt2Model implements CausalLM {
   readonly config: Gpt2Config;
+  readonly modelConfig: ModelConfig<Gpt2Config>;
   readonly wte: tf.Variable<tf.Rank.R2>; // [V, C]
   readonly wpe: tf.Variable<tf.Rank.R2>; // [P, C]
   readonly blocks: Gpt2Block[];
@@ -79,6 +83,7 @@ export class Gpt2Model {
   /** `weights` must hold every tensor of gpt2WeightShapes(config), checked by the loader. */
   constructor(config: Gpt2Config, weights: WeightMap) {
     this.config = config;
+    this.modelConfig = gpt2ModelConfig(config);
     const serial = nextModelId++;
     const get = (name: string) => {
       const w = weights.get(name);
@@ -168,16 +173,6 @@ export class Gpt2Model {
     return n;
   }
 
-  /**
-   * Stores the frozen W of every linear layer as `dtype` halves (--base-dtype
-   * bf16|f16; f32 changes nothing). Embeddings, norms and biases stay f32, as
-   * do LoRA factors added later. Merge, PiSSA, full fine-tuning and
-   * readWeights() then refuse, naming the option.
-   */
-  async storeBasesAs(dtype: BaseDtype): Promise<void> {
-    for (const layer of this.linears()) await layer.storeBaseAs(dtype);
-  }
-
   /** ids [B, T] (int32) -> logits [B, T, V]. */
   forward(ids: tf.Tensor2D, options: Gpt2ForwardOptions = {}): tf.Tensor3D {
     return tf.tidy(() => {
@@ -186,6 +181,15 @@ export class Gpt2Model {
       const logits = tf.matMul(h.reshape([B * T, C]), this.wte, false, true); // [B*T, V]
       return logits.reshape([B, T, this.config.vocabSize]) as tf.Tensor3D;
     });
+  }
+
+  /** hidden [N, C] -> logits [N, V], through the head tied to wte. */
+  logits(hidden: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(hidden, this.wte, false, true);
+  }
+
+  extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] } {
+    return gpt2Extend(this, pass);
   }
 
   /** The final hidden states [B, T, C] (after ln_f). */
