@@ -48,7 +48,10 @@ export interface ChatFormat {
 }
 
 /** A generation prompt's ids: BOS first when the tokenizer adds one, as training data has it. */
-export function encodePrompt(tokenizer: Tokenizer, text: string): number[] {
+export function encodePrompt(
+  tokenizer: Pick<Tokenizer, 'encode'> & { readonly bosId?: number },
+  text: string,
+): number[] {
   const ids = tokenizer.encode(text);
   return tokenizer.bosId === undefined ? ids : [tokenizer.bosId, ...ids];
 }
