@@ -155,7 +155,7 @@ for (const backend of testBackends()) {
       } finally {
         tf.env().set('WEBGPU_CPU_FORWARD', true);
       }
-    }, 120_000);
+    }, 600_000);
     afterAll(() => {
       if (backend === 'webgpu') expect(webGpuErrors()).toEqual([]);
     });

@@ -122,6 +122,7 @@ for (const backend of backends) {
             layer.dispose();
             tf.dispose([x, target]);
           },
+          180_000, // SwiftShader on a loaded machine: 66 GPU round trips
         );
       }
 
