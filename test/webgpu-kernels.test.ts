@@ -57,9 +57,9 @@ function model(): Gpt2Model {
 }
 
 /** The LoRA model of a worker: adapters with dropout on every linear layer. */
-function loraModel(): { model: Gpt2Model; params: TrainableParameters } {
+async function loraModel(): Promise<{ model: Gpt2Model; params: TrainableParameters }> {
   const m = model();
-  const layers = addLora(
+  const layers = await addLora(
     m.linears(),
     'default',
     { r: 4, alpha: 8, dropout: 0.1, rslora: true },
@@ -70,9 +70,9 @@ function loraModel(): { model: Gpt2Model; params: TrainableParameters } {
   return { model: m, params: TrainableParameters.fromLoraLayers(layers) };
 }
 
-async function kernelsOf(f: () => tf.TensorContainer | void): Promise<string[]> {
-  const info = await tf.profile(() => {
-    f();
+async function kernelsOf(f: () => tf.TensorContainer | void | Promise<unknown>): Promise<string[]> {
+  const info = await tf.profile(async () => {
+    await f();
     return [];
   });
   return info.kernelNames;
@@ -91,7 +91,7 @@ async function record(backend: BackendName): Promise<Map<string, Set<string>>> {
   };
   const b = batch();
   {
-    const { model: m, params } = loraModel();
+    const { model: m, params } = await loraModel();
     add(
       'LoRA step',
       await kernelsOf(() => {
@@ -99,7 +99,7 @@ async function record(backend: BackendName): Promise<Map<string, Set<string>>> {
         params.write(params.read().map((v, i) => v - 1e-3 * grads[i]!));
       }),
     );
-    add('evaluation', await kernelsOf(() => void evaluateLoss(m, [b])));
+    add('evaluation', await kernelsOf(() => evaluateLoss(m, [b])));
     add(
       'merge and unmerge',
       await kernelsOf(() => {
@@ -122,11 +122,11 @@ async function record(backend: BackendName): Promise<Map<string, Set<string>>> {
     );
     add(
       'generation',
-      await kernelsOf(() => {
+      await kernelsOf(async () => {
         const sampling = { temperature: 0.8, topK: 5, topP: 0.9, seed: 1 };
         // Two prompts of different lengths (left padding, KV cache), then one
         // that outgrows the context (sliding window).
-        generateBatch(
+        await generateBatch(
           m,
           [
             [1, 2, 3],
@@ -134,7 +134,7 @@ async function record(backend: BackendName): Promise<Map<string, Set<string>>> {
           ],
           { ...sampling, maxNewTokens: 3, batchSize: 2 },
         );
-        generateBatch(m, [Array.from({ length: 11 }, (_, i) => i + 1)], {
+        await generateBatch(m, [Array.from({ length: 11 }, (_, i) => i + 1)], {
           ...sampling,
           maxNewTokens: 3,
           overflow: 'slide',
@@ -183,7 +183,7 @@ describe('webgpu kernels for training and generation', () => {
     tf.env().set('WEBGPU_CPU_FORWARD', false);
     try {
       const b = batch();
-      const { model: m, params } = loraModel();
+      const { model: m, params } = await loraModel();
       const lora = await lossAndGradsAsync(params, () =>
         tokenNllSum(m, b, { training: true, seed: 3 }),
       );

@@ -249,7 +249,7 @@ async function trainAdapter() {
 async function trainInScript(modelDir, adapterDir) {
   await useBackend('wasm');
   const { model } = await loadModel(modelDir);
-  const layers = addLora(
+  const layers = await addLora(
     model.linears(),
     'default',
     { r: 4, alpha: 8, dropout: 0, rslora: false },
@@ -329,7 +329,7 @@ async function gradientsOn(backend, modelDir, batch) {
   const out = {};
   {
     const { model } = await loadModel(modelDir);
-    const layers = addLora(
+    const layers = await addLora(
       model.linears(),
       'default',
       { r: 4, alpha: 8, dropout: 0, rslora: false },
@@ -393,7 +393,7 @@ async function throughput() {
   await start(backend);
   const t0 = performance.now();
   const model = new Gpt2Model(config, randomGpt2Weights(config, 0));
-  const layers = addLora(
+  const layers = await addLora(
     model.linears(),
     'default',
     { r: 8, alpha: 16, dropout: 0, rslora: false },

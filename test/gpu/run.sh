@@ -10,6 +10,10 @@
 #   bash .gpu/run.sh bash test/gpu/run.sh "$OUT" 2>&1 | tee "$OUT/log"
 # Here, without a GPU (wasm, tiny shapes, no Python; test/gpu-check.test.ts):
 #   bash test/gpu/run.sh --smoke OUTDIR
+# GPU_SMOKE_WEBGPU=1 adds the webgpu phases to the smoke run (conformance,
+# logits and gradients on webgpu), on SwiftShader where there is no GPU:
+#   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json GPU_SMOKE_WEBGPU=1 \
+#     bash test/gpu/run.sh --smoke OUTDIR
 # GPU_CHECK_SECONDS (default 480) bounds the whole script: each phase gets
 # what is left of it, and the report always runs.
 set -uo pipefail
@@ -83,11 +87,18 @@ if ((smoke)); then
   fi
   logits_backends=(wasm)
   grads_backend=cpu
+  if [[ ${GPU_SMOKE_WEBGPU:-} == 1 ]]; then
+    phase conformance 600 env LORAFLEET_BACKENDS=webgpu node node_modules/vitest/vitest.mjs run \
+      packages/core/test/lora-conformance.test.ts test/backend-conformance.test.ts
+    logits_backends=(webgpu wasm)
+    grads_backend=webgpu
+  fi
 else
   phase env 20 bash -c 'nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv; echo "node $(node --version)"; ls /usr/local/nvidia/share/vulkan/icd.d 2> /dev/null || true'
   phase adapters 60 node "$gpu" adapters --out "$work/adapters.json"
-  phase conformance 120 env LORAFLEET_BACKENDS=webgpu node node_modules/vitest/vitest.mjs run \
-    packages/core/test/lora-conformance.test.ts packages/core/test/backends.test.ts test/webgpu-kernels.test.ts
+  phase conformance 150 env LORAFLEET_BACKENDS=webgpu node node_modules/vitest/vitest.mjs run \
+    packages/core/test/lora-conformance.test.ts test/backend-conformance.test.ts \
+    packages/core/test/backends.test.ts test/webgpu-kernels.test.ts
   phase make-tiny 90 python3 "$ref" make-tiny --dir "$work/tiny"
   logits_backends=(webgpu wasm)
   grads_backend=webgpu
@@ -111,8 +122,8 @@ else
   smi_start "$work/smi-torch.csv"
   phase throughput-torch 90 python3 "$ref" throughput --out "$work/throughput-torch.json"
   smi_stop
-  # Two workers on this GPU through the real worker path (informative: needs
-  # the worker's step to read gradients with lossAndGradsAsync).
+  # Two workers on this GPU through the real worker path (equal to wasm on
+  # SwiftShader: apps/coordinator/test/cli-webgpu.test.ts).
   phase fleet-webgpu 60 node apps/coordinator/bin/lorafleet.js train --model "$work/tiny" \
     --data "$work/adapter/train.txt" --out "$work/fleet" --steps 3 --batch-size 4 --seq-len 32 \
     --workers 2 --backend webgpu --no-dashboard

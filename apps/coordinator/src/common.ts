@@ -4,12 +4,14 @@ import { copyFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   BACKENDS,
+  BASE_DTYPES,
   type BackendName,
+  type BaseDtype,
   importAdapter,
   loadPeftAdapter,
   useBackend,
 } from '@lorafleet/core';
-import { type LoadedModel, loadModel } from '@lorafleet/models';
+import { type LoadedModel, loadModel, storeBasesAs } from '@lorafleet/models';
 import { type OptionSpec } from './args.js';
 
 export const backendOption = {
@@ -20,6 +22,15 @@ export const backendOption = {
   default: 'wasm',
 } as const satisfies OptionSpec;
 
+export const baseDtypeOption = {
+  kind: 'string',
+  choices: BASE_DTYPES,
+  default: 'f32',
+  description:
+    'how the frozen base weights are stored on the device: bf16 or f16 halve their memory ' +
+    '(unpacked to f32 for each matmul); embeddings, norms and LoRA stay f32',
+} as const satisfies OptionSpec;
+
 export async function startBackend(options: { backend: BackendName }): Promise<BackendName> {
   await useBackend(options.backend);
   return options.backend;
@@ -27,12 +38,17 @@ export async function startBackend(options: { backend: BackendName }): Promise<B
 
 export const ADAPTER_NAME = 'default';
 
-/** Loads a model folder and, if given, a PEFT adapter into it (active, not merged). */
+/**
+ * Loads a model folder and, if given, a PEFT adapter into it (active, not
+ * merged), with the base weights stored as `baseDtype` (default f32).
+ */
 export async function loadModelAndAdapter(
   modelDir: string,
   adapterDir?: string,
+  baseDtype: BaseDtype = 'f32',
 ): Promise<LoadedModel & { adapted: number }> {
   const loaded = await loadModel(modelDir);
+  await storeBasesAs(loaded.model, baseDtype);
   if (!adapterDir) return { ...loaded, adapted: 0 };
   const adapter = await loadPeftAdapter(adapterDir);
   importAdapter(loaded.model.linears(), adapter, ADAPTER_NAME);

@@ -11,6 +11,13 @@ export {
   useBackend,
 } from './backend/select.js';
 export {
+  type BackendDescriptor,
+  type ConformanceCheck,
+  type ConformanceTolerance,
+  BACKEND_DESCRIPTORS,
+  backendDescriptor,
+} from './backend/descriptors/index.js';
+export {
   type WebGpuAdapterListing,
   type WebGpuDevice,
   listWebGpuAdapters,
@@ -42,6 +49,14 @@ export {
   type ForwardOptions,
 } from './lora/linear.js';
 export { TrainableParameters, type ParameterSlot } from './lora/params.js';
+export {
+  type BaseDtype,
+  type HalfDtype,
+  BASE_DTYPES,
+  packHalves,
+  unpackHalvesInto,
+} from './lora/base-dtype.js';
+export { UNPACK_HALVES } from './backend/unpack-halves.js';
 export {
   type AdamWOptions,
   type AdamWState,

@@ -6,7 +6,10 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   BACKENDS,
+  BACKEND_DESCRIPTORS,
+  GPU_BACKENDS,
   LoraLinear,
+  backendDescriptor,
   TrainableParameters,
   deviceInfo,
   deviceName,
@@ -57,6 +60,29 @@ describe('backend names and --gpu', () => {
       expect(tf.getBackend()).toBe(name);
       expect(deviceName()).toBe('cpu');
       expect(deviceInfo()).toEqual({ backend: name, kind: 'cpu', name: 'cpu', index: null });
+    }
+  });
+});
+
+describe('backend descriptors', () => {
+  it('one per backend: the names, the GPU list and the tfjs names come from them', () => {
+    expect(BACKEND_DESCRIPTORS.map((d) => d.name)).toEqual([...BACKENDS]);
+    expect(GPU_BACKENDS).toEqual(['webgpu', 'tensorflow-gpu']);
+    expect(backendDescriptor('tensorflow-gpu').tfjsName).toBe('tensorflow');
+    for (const d of BACKEND_DESCRIPTORS) {
+      const t = d.tolerance;
+      for (const v of [t.gradient, t.merge, t.pissa, t.training, t.loss])
+        expect(v > 0 && v < 0.1).toBe(true);
+    }
+  });
+
+  it('syncReads holds on cpu and wasm: a kernel output reads with dataSync', async () => {
+    for (const name of ['cpu', 'wasm'] as const) {
+      expect(backendDescriptor(name).syncReads).toBe(true);
+      await useBackend(name);
+      const y = tf.tidy(() => tf.matMul(tf.ones([3, 3]), tf.ones([3, 3])));
+      expect(Array.from(y.dataSync())).toEqual(new Array(9).fill(3));
+      y.dispose();
     }
   });
 });
@@ -289,6 +315,7 @@ describe('webgpu backend on Dawn null adapter', () => {
   });
 
   it('reads GPU tensors asynchronously only, with a clear error for dataSync', async () => {
+    expect(backendDescriptor('webgpu').syncReads).toBe(false);
     await useBackend('webgpu');
     const x = tf.tidy(() => tf.matMul(tf.ones([40, 40]), tf.ones([40, 40]))); // on the GPU
     expect(() => x.dataSync()).toThrow(

@@ -76,8 +76,11 @@ export interface CausalLM {
   linears(): LoraLinear[];
   /** Every base tensor under its Hugging Face name, in a fixed order (full fine-tuning, saving). */
   namedWeights(): [string, tf.Variable][];
-  /** The base weights' current values (merged adapters included), Hugging Face names. */
-  readWeights(): WeightMap;
+  /**
+   * The base weights' current values (merged adapters included), Hugging Face
+   * names; read with `await data()`, which GPU backends require.
+   */
+  readWeights(): Promise<WeightMap>;
   parameterCount(): number;
   dispose(): void;
 }

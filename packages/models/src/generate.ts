@@ -84,12 +84,12 @@ export function validateSampling(o: SamplingOptions): void {
  * Continues `prompt` (token ids) by up to maxNewTokens tokens, with a KV
  * cache; the same as generateBatch(model, [prompt], options)[0].
  */
-export function generate(
+export async function generate(
   model: CausalLM,
   prompt: readonly number[],
   options: GenerateOptions,
-): number[] {
-  return generateBatch(model, [prompt], options)[0]!;
+): Promise<number[]> {
+  return (await generateBatch(model, [prompt], options))[0]!;
 }
 
 /**
@@ -102,11 +102,11 @@ export function generate(
  * Rng(seed + i), so its output does not depend on the other prompts or on
  * batchSize, and generate(model, prompt, { seed }) is prompt 0's.
  */
-export function generateBatch(
+export async function generateBatch(
   model: CausalLM,
   prompts: readonly (readonly number[])[],
   options: GenerateBatchOptions,
-): number[][] {
+): Promise<number[][]> {
   validateSampling(options);
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   if (!Number.isInteger(options.maxNewTokens) || options.maxNewTokens < 0)
@@ -134,7 +134,7 @@ export function generateBatch(
       out: out[i]!,
       rng: new Rng(options.seed + i),
     }));
-    decodeRows(model, rows, options);
+    await decodeRows(model, rows, options);
   }
   return out;
 }
@@ -148,7 +148,7 @@ interface Row {
 }
 
 /** Decodes one batch: rows that fit the context share a KV cache, the others slide. */
-function decodeRows(model: CausalLM, rows: Row[], options: GenerateOptions): void {
+async function decodeRows(model: CausalLM, rows: Row[], options: GenerateOptions): Promise<void> {
   const P = model.modelConfig.contextLength;
   const V = model.modelConfig.vocabSize;
   let cached = rows.filter((r) => r.context.length <= P);
@@ -174,8 +174,8 @@ function decodeRows(model: CausalLM, rows: Row[], options: GenerateOptions): voi
       last = first.last;
     }
     while (cached.length + sliding.length > 0) {
-      const cachedLogits = last ? headLogits(model, last) : new Float32Array(0);
-      const slidingLogits = sliding.length > 0 ? windowLogits(model, sliding) : null;
+      const cachedLogits = last ? await headLogits(model, last) : new Float32Array(0);
+      const slidingLogits = sliding.length > 0 ? await windowLogits(model, sliding) : null;
       const keep: number[] = [];
       const moved: Row[] = [];
       cached.forEach((row, b) => {
@@ -205,20 +205,33 @@ function decodeRows(model: CausalLM, rows: Row[], options: GenerateOptions): voi
   }
 }
 
+/**
+ * The values of a tensor made by `f`, read with `await data()` (the only read
+ * a GPU backend allows under Node.js), and the tensor disposed.
+ */
+async function readFloats(f: () => tf.Tensor): Promise<Float32Array> {
+  const t = tf.tidy(f);
+  try {
+    return (await t.data()) as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
 /** hidden [B, C] -> logits [B * V], row-major. */
-function headLogits(model: CausalLM, hidden: tf.Tensor2D): Float32Array {
-  return tf.tidy(() => model.logits(hidden).dataSync() as Float32Array);
+function headLogits(model: CausalLM, hidden: tf.Tensor2D): Promise<Float32Array> {
+  return readFloats(() => model.logits(hidden));
 }
 
 /** The next-token logits [B * V] of rows longer than the context, from their last n_positions tokens. */
-function windowLogits(model: CausalLM, rows: readonly Row[]): Float32Array {
+function windowLogits(model: CausalLM, rows: readonly Row[]): Promise<Float32Array> {
   const P = model.modelConfig.contextLength;
   const C = model.modelConfig.hiddenSize;
   const ids = new Int32Array(rows.length * P);
   rows.forEach((r, b) => ids.set(r.context.slice(-P), b * P));
-  return tf.tidy(() => {
+  return readFloats(() => {
     const h = model.hidden(tf.tensor2d(ids, [rows.length, P], 'int32')); // [B, P, C]
     const lastH = h.slice([0, P - 1, 0], [rows.length, 1, C]).reshape([rows.length, C]); // [B, C]
-    return model.logits(lastH as tf.Tensor2D).dataSync() as Float32Array;
+    return model.logits(lastH as tf.Tensor2D);
   });
 }

@@ -35,7 +35,14 @@ export {
   evaluateLossSums,
   tokenNllSum,
 } from './loss.js';
-export { ALL_LINEAR, addLora, matchesTarget, savedTargetModules, selectTargets } from './lora.js';
+export {
+  ALL_LINEAR,
+  addLora,
+  matchesTarget,
+  savedTargetModules,
+  selectTargets,
+  storeBasesAs,
+} from './lora.js';
 export {
   Gpt2KvCache,
   KvCache,

@@ -3,7 +3,7 @@
 // "." + name; a single string is a regular expression the whole path must
 // match; "all-linear" is every linear layer but the output head (which no
 // family lists among its linears).
-import type { LoraInit, LoraLinear, LoraSettings } from '@lorafleet/core';
+import type { BaseDtype, LoraInit, LoraLinear, LoraSettings } from '@lorafleet/core';
 
 /** PEFT's shorthand for every linear layer except the output head. */
 export const ALL_LINEAR = 'all-linear';
@@ -78,16 +78,33 @@ export function savedTargetModules(
   return [...new Set(chosen.map((l) => l.name.split('.').at(-1)!))].sort();
 }
 
-/** Adds adapter `name` to every targeted layer and makes it active there. */
-export function addLora(
+/**
+ * Stores the frozen W of every linear layer as `dtype` halves (--base-dtype
+ * bf16|f16; f32 changes nothing). Embeddings, norms and biases stay f32, as
+ * do LoRA factors. Merge, PiSSA, full fine-tuning and readWeights() then
+ * refuse, naming the option.
+ */
+export async function storeBasesAs(
+  model: { linears(): readonly LoraLinear[] },
+  dtype: BaseDtype,
+): Promise<void> {
+  for (const layer of model.linears()) await layer.storeBaseAs(dtype);
+}
+
+/**
+ * Adds adapter `name` to every targeted layer and makes it active there.
+ * Asynchronous because PiSSA reads each base weight, which GPU backends allow
+ * only with `await data()`.
+ */
+export async function addLora(
   layers: readonly LoraLinear[],
   name: string,
   settings: LoraSettings,
   init: LoraInit,
   targets: readonly string[] | string,
   seed: number,
-): LoraLinear[] {
+): Promise<LoraLinear[]> {
   const chosen = selectTargets(layers, targets);
-  for (const layer of chosen) layer.addAdapter(name, settings, init, seed);
+  for (const layer of chosen) await layer.addAdapterAsync(name, settings, init, seed);
   return chosen;
 }

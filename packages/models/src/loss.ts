@@ -66,20 +66,13 @@ export function tokenNllSum(
 }
 
 /** Mean token loss and perplexity over batches, in eval mode. */
-export function evaluateLoss(
+export async function evaluateLoss(
   model: CausalLM,
   batches: Iterable<TokenBatch>,
-): { loss: number; perplexity: number; tokens: number } {
-  let sum = 0;
-  let tokens = 0;
-  for (const batch of batches) {
-    const count = countLossTokens(batch);
-    if (count === 0) continue;
-    sum += tf.tidy(() => tokenNllSum(model, batch).dataSync()[0]!);
-    tokens += count;
-  }
+): Promise<{ loss: number; perplexity: number; tokens: number }> {
+  const { lossSum, tokens } = await evaluateLossSums(model, batches);
   if (tokens === 0) throw new Error('no labelled tokens to evaluate');
-  const loss = sum / tokens;
+  const loss = lossSum / tokens;
   return { loss, perplexity: Math.exp(loss), tokens };
 }
 

@@ -85,18 +85,18 @@ describe('generation with a KV cache on wasm', () => {
   const rng = new Rng(11);
   const prompts = [1, 2, 5, 9, 17, 30].map((n) => randomPrompt(rng, n));
 
-  test('greedy tokens equal full-forward greedy tokens, prompt by prompt', () => {
+  test('greedy tokens equal full-forward greedy tokens, prompt by prompt', async () => {
     const model = tiny.model();
     for (const prompt of prompts) {
       const expected = referenceGreedy(model, prompt, 16);
-      expect(generate(model, prompt, { ...GREEDY, maxNewTokens: 16 })).toEqual(expected);
+      expect(await generate(model, prompt, { ...GREEDY, maxNewTokens: 16 })).toEqual(expected);
     }
   });
 
-  test('greedy tokens equal full-forward greedy tokens with a LoRA adapter active', () => {
+  test('greedy tokens equal full-forward greedy tokens with a LoRA adapter active', async () => {
     const model = makeModel(8);
     const base = prompts.map((p) => referenceGreedy(model, p, 10));
-    const layers = addLora(
+    const layers = await addLora(
       model.linears(),
       'a',
       { r: 4, alpha: 8, dropout: 0, rslora: false },
@@ -113,11 +113,11 @@ describe('generation with a KV cache on wasm', () => {
     const expected = prompts.map((p) => referenceGreedy(model, p, 10));
     // The adapter must change the output, or this test would not see it ignored.
     expect(expected).not.toEqual(base);
-    expect(generateBatch(model, prompts, { ...GREEDY, maxNewTokens: 10 })).toEqual(expected);
+    expect(await generateBatch(model, prompts, { ...GREEDY, maxNewTokens: 10 })).toEqual(expected);
     model.dispose();
   });
 
-  test('cached last-position logits equal full-forward logits within 1e-4 at every step', () => {
+  test('cached last-position logits equal full-forward logits within 1e-4 at every step', async () => {
     const model = tiny.model();
     const batch = [prompts[4]!, prompts[0]!, prompts[2]!]; // lengths 17, 1, 5: left padding
     const contexts = batch.map((p) => [...p]);
@@ -149,7 +149,7 @@ describe('generation with a KV cache on wasm', () => {
     cache.dispose();
   });
 
-  test('batched greedy generation over different lengths equals generating each alone', () => {
+  test('batched greedy generation over different lengths equals generating each alone', async () => {
     const model = tiny.model();
     const alone = prompts.map((p) => referenceGreedy(model, p, 14));
     // A stop token that ends one row early while the others go on.
@@ -159,7 +159,7 @@ describe('generation with a KV cache on wasm', () => {
     expect(Math.max(...expected.map((e) => e.length))).toBe(14);
     const shuffled = [3, 0, 5, 1, 4, 2];
     for (const batchSize of [1, 4, 32]) {
-      const got = generateBatch(
+      const got = await generateBatch(
         model,
         shuffled.map((i) => prompts[i]!),
         { ...GREEDY, maxNewTokens: 14, stopToken, batchSize },
@@ -168,39 +168,39 @@ describe('generation with a KV cache on wasm', () => {
     }
   });
 
-  test('a row that outgrows n_positions slides (the default) or stops', () => {
+  test('a row that outgrows n_positions slides (the default) or stops', async () => {
     const model = tiny.model();
     const P = CONFIG.nPositions;
     const local = new Rng(3);
     const batch = [randomPrompt(local, P - 4), randomPrompt(local, 3), randomPrompt(local, P + 5)];
     const expected = batch.map((p) => referenceGreedy(model, p, 10));
-    expect(generateBatch(model, batch, { ...GREEDY, maxNewTokens: 10 })).toEqual(expected);
+    expect(await generateBatch(model, batch, { ...GREEDY, maxNewTokens: 10 })).toEqual(expected);
     // Prompt of L tokens: the last cached token sits at position P - 1, so L + n <= P + 1.
-    const stopped = generateBatch(model, batch.slice(0, 2), {
+    const stopped = await generateBatch(model, batch.slice(0, 2), {
       ...GREEDY,
       maxNewTokens: 10,
       overflow: 'stop',
     });
     expect(stopped).toEqual([expected[0]!.slice(0, 5), expected[1]!]);
-    expect(() => generateBatch(model, batch, { ...GREEDY, overflow: 'stop' })).toThrow(
+    await expect(generateBatch(model, batch, { ...GREEDY, overflow: 'stop' })).rejects.toThrow(
       /prompt 2 has 69 tokens, more than the model's context of 64/,
     );
   });
 
-  test('sampling is reproducible for a seed, differs across seeds, and top-k 1 is greedy', () => {
+  test('sampling is reproducible for a seed, differs across seeds, and top-k 1 is greedy', async () => {
     const model = tiny.model();
     const sampling = { ...GREEDY, temperature: 1, maxNewTokens: 20, seed: 42 };
-    const first = generateBatch(model, prompts, sampling);
-    expect(generateBatch(model, prompts, { ...sampling, batchSize: 2 })).toEqual(first);
-    const other = generateBatch(model, prompts, { ...sampling, seed: 43 });
+    const first = await generateBatch(model, prompts, sampling);
+    expect(await generateBatch(model, prompts, { ...sampling, batchSize: 2 })).toEqual(first);
+    const other = await generateBatch(model, prompts, { ...sampling, seed: 43 });
     expect(other).not.toEqual(first);
     // Prompt i samples from Rng(seed + i), whatever else is in the batch.
-    expect(generate(model, prompts[2]!, { ...sampling, seed: 44 })).toEqual(first[2]);
-    const topOne = generateBatch(model, prompts, { ...sampling, topK: 1 });
-    expect(topOne).toEqual(generateBatch(model, prompts, { ...GREEDY, maxNewTokens: 20 }));
+    expect(await generate(model, prompts[2]!, { ...sampling, seed: 44 })).toEqual(first[2]);
+    const topOne = await generateBatch(model, prompts, { ...sampling, topK: 1 });
+    expect(topOne).toEqual(await generateBatch(model, prompts, { ...GREEDY, maxNewTokens: 20 }));
   });
 
-  test('leaks no tensors across a generation', () => {
+  test('leaks no tensors across a generation', async () => {
     const model = tiny.model();
     const long = randomPrompt(new Rng(4), CONFIG.nPositions - 2);
     const run = () =>
@@ -212,31 +212,36 @@ describe('generation with a KV cache on wasm', () => {
         stopToken: 5,
         batchSize: 3,
       });
-    run(); // warm-up: a backend may keep tensors of its own on first use
+    await run(); // warm-up: a backend may keep tensors of its own on first use
     const before = tf.memory().numTensors;
-    run();
+    await run();
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  test('rejects empty prompts and bad options, naming the culprit', () => {
+  test('rejects empty prompts and bad options, naming the culprit', async () => {
     const model = tiny.model();
-    expect(() => generateBatch(model, [[1], []], GREEDY)).toThrow(/prompt 1 is empty/);
-    expect(() => generateBatch(model, [[1]], { ...GREEDY, batchSize: 0 })).toThrow(/batchSize/);
-    expect(generateBatch(model, [[1], [2, 3]], { ...GREEDY, maxNewTokens: 0 })).toEqual([[], []]);
-    expect(generateBatch(model, [], GREEDY)).toEqual([]);
+    await expect(generateBatch(model, [[1], []], GREEDY)).rejects.toThrow(/prompt 1 is empty/);
+    await expect(generateBatch(model, [[1]], { ...GREEDY, batchSize: 0 })).rejects.toThrow(
+      /batchSize/,
+    );
+    expect(await generateBatch(model, [[1], [2, 3]], { ...GREEDY, maxNewTokens: 0 })).toEqual([
+      [],
+      [],
+    ]);
+    expect(await generateBatch(model, [], GREEDY)).toEqual([]);
   });
 });
 
 describe('generation with a KV cache on cpu', () => {
   const tiny = useTiny('cpu');
 
-  test('batched greedy generation equals full-forward greedy, prompt by prompt', () => {
+  test('batched greedy generation equals full-forward greedy, prompt by prompt', async () => {
     const model = tiny.model();
     const rng = new Rng(12);
     const prompts = [4, 1, 13, 62].map((n) => randomPrompt(rng, n));
     const expected = prompts.map((p) => referenceGreedy(model, p, 6));
     const before = tf.memory().numTensors;
-    expect(generateBatch(model, prompts, { ...GREEDY, maxNewTokens: 6 })).toEqual(expected);
+    expect(await generateBatch(model, prompts, { ...GREEDY, maxNewTokens: 6 })).toEqual(expected);
     expect(tf.memory().numTensors).toBe(before);
   });
 });

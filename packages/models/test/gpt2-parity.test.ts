@@ -209,7 +209,7 @@ async function saveRandomAdapter(
   const { model } = await loadModel(fixture.dir);
   try {
     const settings = { r: 4, alpha: 8, dropout: 0, rslora };
-    const layers = addLora(
+    const layers = await addLora(
       model.linears(),
       'default',
       settings,

@@ -81,7 +81,7 @@ describe('Llama-family folders', () => {
     const { model } = await loadModel(dir);
     try {
       // Each value is the bf16 rounding of the original, exactly as stored.
-      for (const [name, v] of model.readWeights()) {
+      for (const [name, v] of await model.readWeights()) {
         const w = weights.get(name)!;
         const rounded = toFloat32(float32Entry(w.data, w.shape, 'BF16'), name, dir);
         expect(maxAbsDiff(v.data, rounded), name).toBe(0);

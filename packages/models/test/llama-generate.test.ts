@@ -83,14 +83,14 @@ describe.each(BACKENDS)('Llama-family generation with a KV cache on %s', (backen
       expect(worst).toBeLessThan(1e-4);
     });
 
-    test('greedy generation with the cache equals greedy decoding without it, also with LoRA', () => {
+    test('greedy generation with the cache equals greedy decoding without it, also with LoRA', async () => {
       const prompts = randomIds(c.seed + 2, model.modelConfig.vocabSize, 3, 7).map((p, i) =>
         p.slice(0, [7, 1, 4][i]),
       );
-      expect(generateBatch(model, prompts, { ...GREEDY, maxNewTokens: 10 })).toEqual(
+      expect(await generateBatch(model, prompts, { ...GREEDY, maxNewTokens: 10 })).toEqual(
         prompts.map((p) => uncachedGreedy(model, p, 10)),
       );
-      const layers = addLora(
+      const layers = await addLora(
         model.linears(),
         'extra',
         { r: 2, alpha: 4, dropout: 0, rslora: false },
@@ -111,7 +111,7 @@ describe.each(BACKENDS)('Llama-family generation with a KV cache on %s', (backen
         );
       }
       try {
-        expect(generate(model, prompts[0]!, { ...GREEDY, maxNewTokens: 10 })).toEqual(
+        expect(await generate(model, prompts[0]!, { ...GREEDY, maxNewTokens: 10 })).toEqual(
           uncachedGreedy(model, prompts[0]!, 10),
         );
       } finally {

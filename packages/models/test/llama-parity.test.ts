@@ -114,7 +114,7 @@ async function saveRandomAdapter(fixture: Fixture, dir: string, seed: number) {
   const { model } = await loadModel(fixture.dir);
   try {
     const settings = { r: 4, alpha: 8, dropout: 0, rslora: false };
-    const layers = addLora(
+    const layers = await addLora(
       model.linears(),
       'default',
       settings,
@@ -210,7 +210,7 @@ describe.each(BACKENDS)('Llama family parity with Hugging Face on %s', (backend)
         expect(maxAbsDiff(projectLogits(loaded.model, fixture.ids), expected)).toBeLessThan(
           LOGIT_TOL,
         );
-        await writeModelFolder(mergedDir, loaded.config, loaded.model.readWeights());
+        await writeModelFolder(mergedDir, loaded.config, await loaded.model.readWeights());
       } finally {
         loaded.model.dispose();
       }

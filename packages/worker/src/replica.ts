@@ -27,6 +27,7 @@ import {
   evaluateLossSums,
   loadModel,
   savedTargetModules,
+  storeBasesAs,
   writeModelFolder,
 } from '@lorafleet/models';
 import { copyTokenizerFiles } from './model-files.js';
@@ -67,7 +68,8 @@ export class Replica {
     const { model } = loaded;
     try {
       const { train, trainLines, held } = await readRows(config, loaded.tokenizer);
-      const { layers, params, pissaStart } = trainables(model, config);
+      const { layers, params, pissaStart } = await trainables(model, config);
+      await storeBasesAs(model, config.baseDtype); // after PiSSA, which rewrites W in f32
       const step = new TrainingStep(
         model,
         params,
@@ -154,7 +156,7 @@ export class Replica {
    */
   async saveResult(dir: string): Promise<string> {
     if (this.config.mode === 'full') {
-      await writeModelFolder(dir, this.loaded.config, this.model.readWeights());
+      await writeModelFolder(dir, this.loaded.config, await this.model.readWeights());
       await copyTokenizerFiles(this.config.modelDir, dir);
       return resultManifestSha256(dir, 'full');
     }
@@ -237,14 +239,15 @@ export function splitRows<T>(
 }
 
 /** What the run trains: LoRA on the targets (PiSSA keeps its initial factors), or every weight. */
-function trainables(model: CausalLM, config: RunConfig) {
+/** Asynchronous: PiSSA reads each W, which GPU backends allow only with `await data()`. */
+async function trainables(model: CausalLM, config: RunConfig) {
   const pissaStart = new Map<string, InitialFactors>();
   if (config.mode === 'full') {
     const params = new TrainableParameters(model.namedWeights());
     return { layers: [] as LoraLinear[], params, pissaStart };
   }
   const { init, targets, ...settings } = config.lora;
-  const layers = addLora(
+  const layers = await addLora(
     model.linears(),
     ADAPTER_NAME,
     settings,
@@ -257,8 +260,8 @@ function trainables(model: CausalLM, config: RunConfig) {
     for (const layer of layers) {
       const { a, b } = layer.activeAdapter!;
       pissaStart.set(layer.name, {
-        a: a.dataSync() as Float32Array,
-        b: b.dataSync() as Float32Array,
+        a: (await a.data()) as Float32Array,
+        b: (await b.data()) as Float32Array,
       });
     }
   }

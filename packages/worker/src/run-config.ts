@@ -5,6 +5,8 @@
 // config is refused with the path of the bad field.
 import { createHash } from 'node:crypto';
 import {
+  type BaseDtype,
+  BASE_DTYPES,
   type AdamWOptions,
   type LrSchedule,
   type LoraSettings,
@@ -46,6 +48,8 @@ export interface RunConfig {
    * AdamW state every replica loads before its first step; null: a fresh run.
    */
   resumeFrom: string | null;
+  /** How each replica stores the frozen W of its linear layers (--base-dtype; LoRA only). */
+  baseDtype: BaseDtype;
 }
 
 /** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
@@ -120,7 +124,13 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     seed: c.int('seed', 0, 2 ** 32 - 1),
     ringTimeoutMs: c.numberIn('ringTimeoutMs', (x) => x > 0, '> 0'),
     resumeFrom: c.has('resumeFrom') ? c.string('resumeFrom') : null,
+    baseDtype: c.has('baseDtype') ? c.choice('baseDtype', BASE_DTYPES) : 'f32',
   };
+  if (config.mode === 'full' && config.baseDtype !== 'f32') {
+    throw new RunConfigError(
+      `runConfig.baseDtype: ${config.baseDtype} needs mode "lora" (full fine-tuning trains W)`,
+    );
+  }
   try {
     validateSchedule(config.schedule);
     validateLoraSettings(config.lora, 'runConfig.lora');

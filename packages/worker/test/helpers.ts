@@ -51,6 +51,7 @@ export async function tinyRun(): Promise<{ dir: string; config: RunConfig }> {
       seed: 3,
       ringTimeoutMs: 10_000,
       resumeFrom: null,
+      baseDtype: 'f32',
     },
   };
 }

@@ -31,6 +31,7 @@ const valid: RunConfig = {
   seed: 3,
   ringTimeoutMs: 10_000,
   resumeFrom: '/runs/a/checkpoints/step-000004',
+  baseDtype: 'bf16',
 };
 
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng.uniform() * xs.length)]!;

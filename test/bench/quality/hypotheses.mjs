@@ -36,7 +36,7 @@ export async function generateHypotheses(prompts, options) {
     const P = config.nPositions;
     const sampling = { temperature: 0, topK: 0, topP: 1, seed: 0, stopToken: tokenizer.eosId };
     const batched = typeof models.generateBatch === 'function';
-    /** @type {(chunk: number[][]) => number[][]} */
+    /** @type {(chunk: number[][]) => Promise<number[][]>} */
     const decode = batched
       ? (chunk) =>
           models.generateBatch(model, chunk, {
@@ -46,11 +46,13 @@ export async function generateHypotheses(prompts, options) {
             batchSize: CHUNK,
           })
       : (chunk) =>
-          chunk.map((p) =>
-            models.generate(model, p, {
-              ...sampling,
-              maxNewTokens: Math.max(0, Math.min(options.maxNewTokens, P - p.length)),
-            }),
+          Promise.all(
+            chunk.map((p) =>
+              models.generate(model, p, {
+                ...sampling,
+                maxNewTokens: Math.max(0, Math.min(options.maxNewTokens, P - p.length)),
+              }),
+            ),
           );
     // Similar lengths together keep a batch's left padding small.
     const order = [...ids.keys()].sort((a, b) => (ids[a]?.length ?? 0) - (ids[b]?.length ?? 0));
@@ -59,7 +61,7 @@ export async function generateHypotheses(prompts, options) {
     const started = performance.now();
     for (let s = 0; s < order.length; s += CHUNK) {
       const rows = order.slice(s, s + CHUNK);
-      const produced = decode(rows.map((i) => /** @type {number[]} */ (ids[i])));
+      const produced = await decode(rows.map((i) => /** @type {number[]} */ (ids[i])));
       rows.forEach((i, k) => (outputs[i] = produced[k] ?? []));
       const seconds = (performance.now() - started) / 1000;
       console.log(

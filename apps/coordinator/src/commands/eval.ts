@@ -1,6 +1,6 @@
 import { evaluateLoss } from '@lorafleet/models';
 import { type CommandValues, defineCommand } from '../args.js';
-import { backendOption, loadModelAndAdapter, startBackend } from '../common.js';
+import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
 import { batchesOf, prepareRows } from '../training/rows.js';
 
@@ -16,16 +16,24 @@ export const evalSpec = defineCommand({
     'batch-size': { kind: 'int', min: 1, default: 8, description: 'rows per forward pass' },
     json: { kind: 'boolean', description: 'print the result as JSON' },
     backend: backendOption,
+    'base-dtype': baseDtypeOption,
   },
 });
 
 export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> {
   await startBackend(o);
-  const { model, tokenizer, config, adapted } = await loadModelAndAdapter(o.model, o.adapter);
+  const { model, tokenizer, config, adapted } = await loadModelAndAdapter(
+    o.model,
+    o.adapter,
+    o.baseDtype,
+  );
   const rowOptions = rowOptionsFrom(o, config.contextLength);
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
-  const result = evaluateLoss(model, batchesOf(prepared.rows, o.batchSize, rowOptions.seqLen));
+  const result = await evaluateLoss(
+    model,
+    batchesOf(prepared.rows, o.batchSize, rowOptions.seqLen),
+  );
   model.dispose();
   if (!Number.isFinite(result.loss)) {
     throw new Error(

@@ -1,6 +1,6 @@
 import { type StreamEnd, encodePrompt, slideKeep, streamTokens } from '@lorafleet/models';
 import { type CommandValues, defineCommand, UsageError } from '../args.js';
-import { backendOption, loadModelAndAdapter, startBackend } from '../common.js';
+import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 
 /** --max-new-tokens above this needs --allow-long: a typo should not run for hours. */
 export const MAX_NEW_TOKENS = 4096;
@@ -51,6 +51,7 @@ export const generateSpec = defineCommand({
     },
     seed: { kind: 'int', min: 0, default: 0, description: 'sampling seed' },
     backend: backendOption,
+    'base-dtype': baseDtypeOption,
   },
 });
 
@@ -65,7 +66,7 @@ export async function runGenerate(o: CommandValues<typeof generateSpec>): Promis
     );
   }
   await startBackend(o);
-  const { model, tokenizer } = await loadModelAndAdapter(o.model, o.adapter);
+  const { model, tokenizer } = await loadModelAndAdapter(o.model, o.adapter, o.baseDtype);
   const prompt = o.prompt;
   const ids = encodePrompt(tokenizer, prompt);
   const P = model.modelConfig.contextLength;

@@ -93,12 +93,13 @@ export async function runMerge(o: CommandValues<typeof mergeSpec>): Promise<void
   const layers = model.linears().filter((l) => l.activeAdapter);
   for (const layer of layers) layer.merge();
   const after = model.forward(probe);
-  const [gap, scale] = tf.tidy(() => [
-    tf.max(tf.abs(tf.sub(before, after))).dataSync()[0]!,
-    tf.max(tf.abs(before)).dataSync()[0]!,
-  ]);
-  tf.dispose([probe, before, after]);
-  const weights = model.readWeights();
+  // Asynchronous reads: the only kind a GPU backend (webgpu under Node) allows.
+  const measured = tf.tidy(() =>
+    tf.stack([tf.max(tf.abs(tf.sub(before, after))), tf.max(tf.abs(before))]),
+  );
+  const [gap, scale] = [...((await measured.data()) as Float32Array)] as [number, number];
+  tf.dispose([probe, before, after, measured]);
+  const weights = await model.readWeights();
   model.dispose();
   const badWeight = nonFiniteWeight(weights);
   if (badWeight) {

@@ -95,6 +95,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     seed,
     ringTimeoutMs: RING_TIMEOUT_MS,
     resumeFrom: null,
+    baseDtype: o.baseDtype,
   };
   return {
     config,

@@ -31,6 +31,9 @@ export function checkTrainOptions(o: TrainOptions): void {
         `--${lora} configures LoRA, which --full-finetune does not train`,
       );
   }
+  if (o.fullFinetune && o.baseDtype !== 'f32') {
+    throw clash('full-finetune', 'base-dtype', 'full fine-tuning trains W, which stays f32');
+  }
   // An unknown extension is the data reader's to report.
   const format =
     o.format ??

@@ -1,6 +1,6 @@
 // The options of `lorafleet train` (also the keys of its --config file).
 import { type CommandValues, defineCommand } from '../args.js';
-import { backendOption } from '../common.js';
+import { backendOption, baseDtypeOption } from '../common.js';
 import { dataOptions } from './data-options.js';
 import { launchOptions } from '../launch/options.js';
 import { TERM_GRACE_SECONDS } from './interrupt.js';
@@ -185,6 +185,11 @@ export const trainSpec = defineCommand({
         'continue from a run folder (its newest valid checkpoint) or a checkpoint folder, exactly (any --workers)',
     },
     backend: backendOption,
+    'base-dtype': {
+      ...baseDtypeOption,
+      affects: 'math',
+      description: `${baseDtypeOption.description} (LoRA only; applied after PiSSA)`,
+    },
     workers: {
       kind: 'int',
       min: 1,

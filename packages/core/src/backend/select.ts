@@ -1,44 +1,26 @@
 // The compute backend switch: one name per backend a worker can run on, and
 // what the active one runs on (deviceName), for the worker's Hello.
-import { loadTfjsNode } from './tfjs-node.js';
+import {
+  BACKEND_DESCRIPTORS,
+  type BackendName,
+  type BackendOptions,
+  backendDescriptor,
+} from './descriptors/index.js';
 import { tf } from './tf.js';
-import { type WebGpuDevice, startWebGpu, webGpuDevice } from './webgpu.js';
+import { type WebGpuDevice, webGpuDevice } from './webgpu.js';
+
+export { type BackendName, type BackendOptions } from './descriptors/index.js';
 
 /**
  * wasm (default, any machine), cpu (pure JS reference), webgpu (GPUs through
  * Dawn), tensorflow / tensorflow-gpu (tfjs-node / tfjs-node-gpu, optional
- * packages the user installs).
+ * packages the user installs): one descriptor each in descriptors/.
  */
-export type BackendName = 'wasm' | 'cpu' | 'webgpu' | 'tensorflow' | 'tensorflow-gpu';
-export const BACKENDS: readonly BackendName[] = [
-  'wasm',
-  'cpu',
-  'webgpu',
-  'tensorflow',
-  'tensorflow-gpu',
-];
+export const BACKENDS: readonly BackendName[] = BACKEND_DESCRIPTORS.map((d) => d.name);
 /** The backends that run on a GPU, where `gpu` picks one. */
-export const GPU_BACKENDS: readonly BackendName[] = ['webgpu', 'tensorflow-gpu'];
-
-export interface BackendOptions {
-  /**
-   * GPU backends only: which GPU. webgpu: an index into
-   * listWebGpuAdapters() (Dawn's order); tensorflow-gpu: a CUDA device index
-   * (through CUDA_VISIBLE_DEVICES). Absent: the backend's default GPU.
-   */
-  gpu?: number;
-  /** webgpu only: extra dawn.node flags (default: env LORAFLEET_DAWN_FLAGS). */
-  dawnFlags?: readonly string[];
-}
-
-/** tfjs's name for each backend (both tfjs-node packages register 'tensorflow'). */
-const TFJS_NAME: Readonly<Record<BackendName, string>> = {
-  wasm: 'wasm',
-  cpu: 'cpu',
-  webgpu: 'webgpu',
-  tensorflow: 'tensorflow',
-  'tensorflow-gpu': 'tensorflow',
-};
+export const GPU_BACKENDS: readonly BackendName[] = BACKEND_DESCRIPTORS.filter(
+  (d) => d.kind === 'gpu',
+).map((d) => d.name);
 
 let active: { name: BackendName; gpu: number | undefined } | undefined;
 
@@ -48,11 +30,7 @@ let active: { name: BackendName; gpu: number | undefined } | undefined;
  * (no WebGPU adapter, tfjs-node not installed, ...).
  */
 export async function useBackend(name: BackendName, options: BackendOptions = {}): Promise<void> {
-  if (!BACKENDS.includes(name)) {
-    throw new Error(
-      `unknown compute backend "${String(name)}": choose one of ${BACKENDS.join(', ')}`,
-    );
-  }
+  const descriptor = backendDescriptor(name);
   const { gpu } = options;
   if (gpu !== undefined) {
     if (!Number.isInteger(gpu) || gpu < 0) {
@@ -62,15 +40,8 @@ export async function useBackend(name: BackendName, options: BackendOptions = {}
       throw new Error(`--gpu ${gpu} needs a GPU backend (${GPU_BACKENDS.join(', ')}), not ${name}`);
     }
   }
-  if (name === 'webgpu') {
-    await startWebGpu({
-      ...(gpu !== undefined ? { gpu } : {}),
-      ...(options.dawnFlags ? { flags: options.dawnFlags } : {}),
-    });
-  } else if (name === 'tensorflow' || name === 'tensorflow-gpu') {
-    await loadTfjsNode(name, gpu);
-  }
-  const tfjsName = TFJS_NAME[name];
+  await descriptor.start(options);
+  const tfjsName = descriptor.tfjsName;
   const ok = await tf.setBackend(tfjsName);
   await tf.ready();
   if (!ok || tf.getBackend() !== tfjsName) {

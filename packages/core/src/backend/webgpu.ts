@@ -13,6 +13,7 @@
 // be told apart from inside the process. A failed `adapter=` match rejects with
 // the list of adapters, which is how listWebGpuAdapters() enumerates them.
 import { tf } from './tf.js';
+import { registerUnpackHalvesWebGpu } from './unpack-halves.js';
 
 /** One adapter as Dawn lists it, in the order requestAdapter() considers them. */
 export interface WebGpuAdapterListing {
@@ -135,7 +136,11 @@ async function loadDawn(): Promise<DawnModule> {
 export async function loadWebGpuKernels(): Promise<WebGpuBackendClass> {
   if (backendClass) return backendClass;
   const specifier = '@tensorflow/tfjs-backend-webgpu';
-  const mod = (await import(specifier)) as { WebGPUBackend: WebGpuBackendClass };
+  const mod = (await import(specifier)) as {
+    WebGPUBackend: WebGpuBackendClass;
+    webgpu_util: Parameters<typeof registerUnpackHalvesWebGpu>[1];
+  };
+  registerUnpackHalvesWebGpu(tf, mod.webgpu_util); // the project's own WGSL kernels
   backendClass = mod.WebGPUBackend;
   return backendClass;
 }

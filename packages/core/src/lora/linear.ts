@@ -2,7 +2,9 @@
 //   y = base(x) + dropout(x) A^T B^T * scaling,  A [r, in], B [out, r].
 // Merge and unmerge are explicit calls, exact inverses up to float rounding.
 import { tf } from '../backend/tf.js';
+import { UNPACK_HALVES } from '../backend/unpack-halves.js';
 import { deriveSeed } from '../random.js';
+import { type BaseDtype, type HalfDtype, packHalves } from './base-dtype.js';
 import { type LoraSettings, loraScaling, validateLoraSettings } from './config.js';
 import { type LoraInit, initLora } from './init.js';
 
@@ -38,8 +40,11 @@ export class LoraLinear {
   readonly outFeatures: number;
   readonly fanInFanOut: boolean;
   // Variables (frozen unless a full fine-tune marks them trainable), updated in
-  // place by merge, unmerge and PiSSA.
-  readonly weight: tf.Variable<tf.Rank.R2>;
+  // place by merge, unmerge and PiSSA. W is null once stored in half precision.
+  private stored: tf.Variable<tf.Rank.R2> | null;
+  /** W as packed halves (storeBaseAs): int32 [ceil(rows * cols / 2)]. */
+  private half: { packed: tf.Tensor1D; dtype: HalfDtype } | null = null;
+  private readonly weightShape: [number, number];
   readonly bias: tf.Variable<tf.Rank.R1> | null;
   private readonly adapters = new Map<string, LoraAdapter>();
   private active: string | null = null;
@@ -53,13 +58,47 @@ export class LoraLinear {
     const [rows, cols] = weight.shape;
     [this.outFeatures, this.inFeatures] = this.fanInFanOut ? [cols, rows] : [rows, cols];
     const id = nextVariableId++;
-    this.weight = tf.variable(weight, false, `${name}.weight#${id}`);
+    this.weightShape = [rows, cols];
+    this.stored = tf.variable(weight, false, `${name}.weight#${id}`);
     this.bias = options.bias ? tf.variable(options.bias, false, `${name}.bias#${id}`) : null;
     if (this.bias && this.bias.shape[0] !== this.outFeatures) {
       throw new Error(
         `${name}: bias has ${this.bias.shape[0]} values, expected ${this.outFeatures}`,
       );
     }
+  }
+
+  /** The frozen base weight in its storage orientation, f32 ([out, in], or [in, out] when fanInFanOut). */
+  get weight(): tf.Variable<tf.Rank.R2> {
+    if (this.stored === null) {
+      throw new Error(
+        `${this.name}: the base weight is stored as ${this.half?.dtype} halves (--base-dtype); ` +
+          `merge, unmerge, PiSSA, full fine-tuning and saving the model need --base-dtype f32`,
+      );
+    }
+    return this.stored;
+  }
+
+  /** How W is stored: f32, or bf16 / f16 halves after storeBaseAs. */
+  get baseDtype(): BaseDtype {
+    return this.half?.dtype ?? 'f32';
+  }
+
+  /**
+   * Stores W as 16-bit halves (--base-dtype bf16 or f16), half the bytes,
+   * rounded to nearest even; its f32 variable is freed. Forward unpacks W to
+   * f32 for its matmul only. One way: there is no going back to f32.
+   */
+  async storeBaseAs(dtype: BaseDtype): Promise<void> {
+    if (dtype === this.baseDtype) return;
+    if (this.half) throw new Error(`${this.name}: the base weight is stored as ${this.half.dtype}`);
+    if (this.merged) throw new Error(`${this.name}: unmerge before storing W in ${dtype}`);
+    if (dtype === 'f32') return;
+    const w = this.weight;
+    const values = (await w.data()) as Float32Array;
+    this.half = { packed: tf.tensor1d(packHalves(values, dtype), 'int32'), dtype };
+    w.dispose();
+    this.stored = null;
   }
 
   get activeAdapter(): LoraAdapter | null {
@@ -87,12 +126,37 @@ export class LoraLinear {
   /**
    * Adds an adapter initialised by `init` and makes it active. PiSSA rewrites
    * the base weight, so it is allowed only as the first adapter of a layer.
+   * PiSSA reads W synchronously here: on backends without synchronous reads
+   * (webgpu) use addAdapterAsync.
    */
   addAdapter(
     adapterName: string,
     settings: LoraSettings,
     init: LoraInit,
     seed: number,
+  ): LoraAdapter {
+    const weight = init.kind === 'pissa' ? this.weightOutIn() : undefined;
+    return this.addAdapterWith(adapterName, settings, init, seed, weight);
+  }
+
+  /** addAdapter on every backend: PiSSA reads W with `await data()`. */
+  async addAdapterAsync(
+    adapterName: string,
+    settings: LoraSettings,
+    init: LoraInit,
+    seed: number,
+  ): Promise<LoraAdapter> {
+    const weight = init.kind === 'pissa' ? await this.weightOutInAsync() : undefined;
+    return this.addAdapterWith(adapterName, settings, init, seed, weight);
+  }
+
+  /** `weight`: W as [out, in] values, for PiSSA. */
+  private addAdapterWith(
+    adapterName: string,
+    settings: LoraSettings,
+    init: LoraInit,
+    seed: number,
+    weight: Float32Array | undefined,
   ): LoraAdapter {
     this.assertCanAdd(adapterName, settings);
     const scaling = loraScaling(settings);
@@ -107,7 +171,6 @@ export class LoraLinear {
       outFeatures: this.outFeatures,
       scaling,
     };
-    const weight = init.kind === 'pissa' ? this.weightOutIn() : undefined;
     const { a, b, residual } = initLora(init, shape, deriveSeed(seed, this.name), weight);
     if (residual) {
       tf.tidy(() => {
@@ -169,8 +232,8 @@ export class LoraLinear {
   forward(x: tf.Tensor, options: ForwardOptions = {}): tf.Tensor {
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);
-      const x2 = x.reshape([-1, this.inFeatures]); // [N, in]
-      let y = tf.matMul(x2, this.weight, false, !this.fanInFanOut); // [N, out]
+      const x2 = x.reshape([-1, this.inFeatures]) as tf.Tensor2D; // [N, in]
+      let y: tf.Tensor = this.baseMatMul(x2); // [N, out]
       if (this.bias) y = tf.add(y, this.bias);
       const adapter = this.activeAdapter;
       if (adapter && !this.merged) {
@@ -184,6 +247,30 @@ export class LoraLinear {
       }
       return y.reshape([...lead, this.outFeatures]);
     });
+  }
+
+  /** x2 [N, in] -> x2 W^T [N, out], W from f32 or from its packed halves. */
+  private baseMatMul(x2: tf.Tensor2D): tf.Tensor2D {
+    const transposeW = !this.fanInFanOut;
+    if (!this.half) return tf.matMul(x2, this.weight, false, transposeW);
+    const { packed, dtype } = this.half;
+    const attrs = { dtype, shape: this.weightShape };
+    const unpack = () =>
+      tf.engine().runKernel(UNPACK_HALVES, { packed }, attrs as never) as tf.Tensor2D;
+    // A custom gradient rebuilds W in the backward pass instead of keeping its
+    // f32 copy alive until then: at any moment at most one layer's W is f32.
+    const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const w = unpack();
+      const value = tf.matMul(inputs[0] as tf.Tensor2D, w, false, transposeW);
+      w.dispose();
+      return {
+        value,
+        // y = x op(W): dy/dx = dy op(W)^T.
+        gradFunc: (dy: tf.Tensor) =>
+          tf.tidy(() => tf.matMul(dy as tf.Tensor2D, unpack(), false, !transposeW)),
+      };
+    });
+    return op(x2) as tf.Tensor2D;
   }
 
   /** scaling * B A in the weight's storage orientation. */
@@ -220,7 +307,8 @@ export class LoraLinear {
       adapter.b.dispose();
     }
     this.adapters.clear();
-    this.weight.dispose();
+    this.stored?.dispose();
+    this.half?.packed.dispose();
     this.bias?.dispose();
   }
 
@@ -236,5 +324,14 @@ export class LoraLinear {
     return tf.tidy(
       () => (this.fanInFanOut ? this.weight.transpose() : this.weight).dataSync() as Float32Array,
     );
+  }
+
+  private async weightOutInAsync(): Promise<Float32Array> {
+    const w = tf.tidy(() => (this.fanInFanOut ? this.weight.transpose() : this.weight.clone()));
+    try {
+      return (await w.data()) as Float32Array;
+    } finally {
+      w.dispose();
+    }
   }
 }

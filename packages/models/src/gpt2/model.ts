@@ -156,17 +156,21 @@ export class Gpt2Model implements CausalLM {
   }
 
   /** The base weights' current values (merged adapters included), Hugging Face names. */
-  readWeights(): WeightMap {
-    return new Map(
-      this.namedWeights().map(([name, v]) => [
-        name,
-        { shape: [...v.shape], data: v.dataSync() as Float32Array },
-      ]),
-    );
+  async readWeights(): Promise<WeightMap> {
+    const out: WeightMap = new Map();
+    // One tensor at a time (await data(): GPU backends allow no other read under Node.js).
+    for (const [name, v] of this.namedWeights()) {
+      out.set(name, { shape: [...v.shape], data: (await v.data()) as Float32Array });
+    }
+    return out;
   }
 
+  /** From the config, so that it also counts a base stored in half precision. */
   parameterCount(): number {
-    return this.namedWeights().reduce((n, [, v]) => n + v.size, 0);
+    let n = 0;
+    for (const shape of gpt2WeightShapes(this.config).values())
+      n += shape.reduce((a, b) => a * b, 1);
+    return n;
   }
 
   /** ids [B, T] (int32) -> logits [B, T, V]. */
@@ -236,7 +240,9 @@ export class Gpt2Model implements CausalLM {
   }
 
   dispose(): void {
-    for (const [, v] of this.namedWeights()) v.dispose();
+    // Not through namedWeights(): a linear layer's W may be stored as halves.
+    const norms = [this.lnF, ...this.blocks.flatMap((b) => [b.ln1, b.ln2])];
+    tf.dispose([this.wte, this.wpe, ...norms.flatMap((n) => [n.gamma, n.beta])]);
     for (const l of this.linears()) l.dispose();
   }
 

@@ -135,17 +135,21 @@ export class LlamaModel implements CausalLM {
     return [...llamaWeightShapes(this.config).keys()].map((name) => [name, byName.get(name)!]);
   }
 
-  readWeights(): WeightMap {
-    return new Map(
-      this.namedWeights().map(([name, v]) => [
-        name,
-        { shape: [...v.shape], data: v.dataSync() as Float32Array },
-      ]),
-    );
+  async readWeights(): Promise<WeightMap> {
+    const out: WeightMap = new Map();
+    // One tensor at a time (await data(): GPU backends allow no other read under Node.js).
+    for (const [name, v] of this.namedWeights()) {
+      out.set(name, { shape: [...v.shape], data: (await v.data()) as Float32Array });
+    }
+    return out;
   }
 
+  /** From the config, so that it also counts a base stored in half precision. */
   parameterCount(): number {
-    return this.namedWeights().reduce((n, [, v]) => n + v.size, 0);
+    let n = 0;
+    for (const shape of llamaWeightShapes(this.config).values())
+      n += shape.reduce((a, b) => a * b, 1);
+    return n;
   }
 
   forward(ids: tf.Tensor2D, options: ForwardPassOptions = {}): tf.Tensor3D {
@@ -203,7 +207,15 @@ export class LlamaModel implements CausalLM {
   }
 
   dispose(): void {
-    for (const [, v] of this.namedWeights()) v.dispose();
+    // Not through namedWeights(): a linear layer's W may be stored as halves.
+    const norms = this.layers.flatMap((l) => [l.inputNorm, l.postNorm, l.qNorm, l.kNorm]);
+    const others: (tf.Variable | null | undefined)[] = [
+      this.embed,
+      this.norm,
+      this.lmHead,
+      ...norms,
+    ];
+    tf.dispose(others.filter((v): v is tf.Variable => v != null));
     for (const l of this.linears()) l.dispose();
   }
 

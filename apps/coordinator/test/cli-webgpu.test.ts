@@ -1,0 +1,165 @@
+// Every command that computes on tensors, run as a real `lorafleet` process
+// with --backend webgpu: WGSL executes for real on SwiftShader (Vulkan on the
+// CPU) where there is no GPU, and every read of GPU memory must be
+// asynchronous. Each result is compared with the same command on wasm.
+// (extract and inspect compute on plain arrays in float64 and take no
+// --backend: there is nothing of theirs on a GPU.)
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backendDescriptor, loadPeftAdapter } from '@lorafleet/core';
+import { testBackends } from '@lorafleet/core/testing';
+import {
+  NO_DROPOUT_CONFIG,
+  SEQ_LEN,
+  ensureBuilt,
+  evalJson,
+  initTinyModel,
+  lorafleetOk,
+  makeTempDir,
+  numberedPatternRecords,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+/**
+ * Adapters of a short run on webgpu against wasm: fp32 in another summation
+ * order, amplified a little by AdamW's normalised steps at lr 1e-2.
+ */
+const ADAPTER_TOLERANCE = 1e-4;
+const { loss: LOSS_TOLERANCE } = backendDescriptor('webgpu').tolerance;
+const TRAIN = ['--steps', '4', '--batch-size', '4', '--lora-dropout', '0', '--lr', '1e-2'];
+
+// Without a Vulkan driver testBackends() fails and says what to install; only a
+// machine marked LORAFLEET_NO_VULKAN=1 leaves webgpu out.
+const withWebGpu = testBackends().includes('webgpu');
+
+let dir: string | undefined;
+let model: string;
+let data: string;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await makeTempDir('webgpu');
+  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
+  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(24));
+}, 300_000);
+
+afterAll(() => removeDir(dir));
+
+const onData = ['--data', '', '--seq-len', SEQ_LEN];
+const dataArgs = () => onData.map((a, i) => (i === 1 ? data : a));
+
+function train(out: string, backend: string, more: string[] = []) {
+  return lorafleetOk([
+    'train',
+    ...['--model', model, ...dataArgs(), '--out', join(dir!, out)],
+    ...TRAIN,
+    ...['--backend', backend, ...more],
+  ]);
+}
+
+/** The largest difference between two adapters' A and B values. */
+async function adapterGap(a: string, b: string): Promise<{ gap: number; size: number }> {
+  const [x, y] = await Promise.all([
+    loadPeftAdapter(join(dir!, a, 'adapter')),
+    loadPeftAdapter(join(dir!, b, 'adapter')),
+  ]);
+  expect([...x.modules.keys()]).toEqual([...y.modules.keys()]);
+  let gap = 0;
+  let size = 0;
+  let largest = 0;
+  for (const [path, m] of x.modules) {
+    const n = y.modules.get(path)!;
+    for (const [p, q] of [
+      [m.a, n.a],
+      [m.b, n.b],
+    ] as const) {
+      expect(p.length).toBe(q.length);
+      size += p.length;
+      for (let i = 0; i < p.length; i++) {
+        gap = Math.max(gap, Math.abs(p[i]! - q[i]!));
+        largest = Math.max(largest, Math.abs(q[i]!));
+      }
+    }
+  }
+  expect(largest).toBeGreaterThan(1e-2); // trained: B is no longer zero
+  return { gap, size };
+}
+
+describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a GPU)', () => {
+  it('train --workers 2 ends with the adapter of --backend wasm', async () => {
+    await Promise.all([
+      train('w2-wasm', 'wasm', ['--workers', '2']),
+      train('w2-webgpu', 'webgpu', ['--workers', '2']),
+    ]);
+    const { gap, size } = await adapterGap('w2-webgpu', 'w2-wasm');
+    expect(size).toBeGreaterThan(0);
+    expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
+  }, 300_000);
+
+  it('train --init pissa (W read from the GPU for the SVD) ends with the adapter of wasm', async () => {
+    await Promise.all([
+      train('pissa-wasm', 'wasm', ['--init', 'pissa']),
+      train('pissa-webgpu', 'webgpu', ['--init', 'pissa']),
+    ]);
+    const { gap } = await adapterGap('pissa-webgpu', 'pissa-wasm');
+    expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
+  }, 300_000);
+
+  it('eval gives the loss of wasm, with an adapter', async () => {
+    const args = ['--model', model, '--adapter', join(dir!, 'w2-wasm', 'adapter'), ...dataArgs()];
+    const [gpu, cpu] = await Promise.all([
+      evalJson([...args, '--backend', 'webgpu']),
+      evalJson([...args, '--backend', 'wasm']),
+    ]);
+    expect(gpu.adaptedModules).toBe(2);
+    expect(gpu.tokens).toBe(cpu.tokens);
+    expect(Math.abs(gpu.loss - cpu.loss)).toBeLessThan(LOSS_TOLERANCE);
+  }, 120_000);
+
+  it('generate --temperature 0 (KV cache) writes the text of wasm', async () => {
+    const args = [
+      ...['generate', '--model', model, '--adapter', join(dir!, 'w2-wasm', 'adapter')],
+      ...['--prompt', 'abcabc abc', '--max-new-tokens', '12', '--temperature', '0'],
+    ];
+    const [gpu, cpu] = await Promise.all([
+      lorafleetOk([...args, '--backend', 'webgpu']),
+      lorafleetOk([...args, '--backend', 'wasm']),
+    ]);
+    expect(gpu.stdout.length).toBeGreaterThan('abcabc abc\n'.length);
+    expect(gpu.stdout).toBe(cpu.stdout);
+  }, 120_000);
+
+  it('--base-dtype bf16 (W as packed halves, unpacked in WGSL): train and eval agree with wasm', async () => {
+    const bf16 = ['--base-dtype', 'bf16'];
+    await Promise.all([train('bf16-wasm', 'wasm', bf16), train('bf16-webgpu', 'webgpu', bf16)]);
+    expect((await adapterGap('bf16-webgpu', 'bf16-wasm')).gap).toBeLessThan(ADAPTER_TOLERANCE);
+    const args = ['--model', model, '--adapter', join(dir!, 'bf16-wasm', 'adapter'), ...dataArgs()];
+    const [gpu, cpu, f32] = await Promise.all([
+      evalJson([...args, ...bf16, '--backend', 'webgpu']),
+      evalJson([...args, ...bf16, '--backend', 'wasm']),
+      evalJson([...args, '--backend', 'wasm']),
+    ]);
+    expect(Math.abs(gpu.loss - cpu.loss)).toBeLessThan(LOSS_TOLERANCE);
+    // Rounding W to bf16 moves the loss a little, not much.
+    expect(Math.abs(cpu.loss - f32.loss)).toBeGreaterThan(0);
+    expect(Math.abs(cpu.loss - f32.loss)).toBeLessThan(1e-2);
+  }, 300_000);
+
+  it('merge checks merged against unmerged logits on the GPU and saves a model that evaluates like base + adapter', async () => {
+    const adapter = join(dir!, 'w2-wasm', 'adapter');
+    const merged = join(dir!, 'merged-webgpu');
+    const { stdout } = await lorafleetOk([
+      ...['merge', '--model', model, '--adapter', adapter, '--out', merged],
+      ...['--backend', 'webgpu'],
+    ]);
+    const gap = Number(/differ by at most (\S+) from the unmerged model/.exec(stdout)?.[1]);
+    expect(gap).toBeLessThan(1e-4);
+    const [alone, adapted] = await Promise.all([
+      evalJson(['--model', merged, ...dataArgs()]),
+      evalJson(['--model', model, '--adapter', adapter, ...dataArgs()]),
+    ]);
+    expect(alone.adaptedModules).toBe(0);
+    expect(Math.abs(alone.loss - adapted.loss)).toBeLessThan(LOSS_TOLERANCE);
+  }, 120_000);
+});
