@@ -18,6 +18,9 @@ export {
 export {
   type LoraInitKind,
   type RunConfig,
+  type WireDtypeName,
+  WIRE_DTYPE_NAMES,
+  WIRE_DTYPE_BYTES,
   RunConfigError,
   decodeRunConfig,
   encodeRunConfig,

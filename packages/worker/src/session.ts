@@ -16,7 +16,7 @@ import { maybeCorruptReplica, maybeDelayStep } from './fault-injection.js';
 import { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
 import { Mailbox, bindRing, stepOrAbort } from './mailbox.js';
 import { Replica } from './replica.js';
-import { RunConfigError, decodeRunConfig } from './run-config.js';
+import { RING_DTYPE, RunConfigError, type WireDtypeName, decodeRunConfig } from './run-config.js';
 import { batchesOf } from './rows.js';
 import type { ComputeNotice, TrainState } from './step.js';
 import {
@@ -37,6 +37,8 @@ export interface WorkerOptions {
   log: (line: string) => void;
   /** CURVE on both planes; the coordinator must run with --curve-key too. */
   curve?: LinkCurve;
+  /** Join only runs whose gradients travel in this type (`--wire-dtype`); absent: any. */
+  wireDtype?: WireDtypeName;
 }
 
 /** Runs one worker until the coordinator shuts it down; throws on any failure. */
@@ -103,6 +105,14 @@ async function serve(
     );
   }
   const config = decodeRunConfig(w.runConfig, w.runConfigHash);
+  if (options.wireDtype && options.wireDtype !== config.wireDtype) {
+    throw new RunConfigError(
+      `this worker runs with --wire-dtype ${options.wireDtype}, but run ${runId} sends gradients in ` +
+        `${config.wireDtype} (train --wire-dtype): every rank must use the run's; start the worker ` +
+        `with --wire-dtype ${config.wireDtype}, or without it to follow the run`,
+    );
+  }
+  const wireDtype = RING_DTYPE[config.wireDtype];
   const mailbox = new Mailbox(link);
   // One send at a time on the socket: heartbeats interleave with replies.
   let sending: Promise<void> = Promise.resolve();
@@ -115,11 +125,16 @@ async function serve(
   let ring: RingAllReduce | undefined;
   let generation = w.generation;
   let ringStep = 0;
-  // Chunks carry the ring's generation in their run id: frames of an aborted
-  // attempt or an older ring are dropped as foreign.
+  // Chunks carry the ring's generation (and the run id, the generation too for
+  // older peers' logs): frames of an aborted attempt or an older ring are dropped.
   const allReduce = (buffer: Float32Array) => {
     if (!ring) throw new Error(`rank ${rank}: no ring (the step was aborted or awaits a Regroup)`);
-    return ring.allReduce(buffer, { step: ringStep, runId: `${runId}/g${generation}` });
+    return ring.allReduce(buffer, {
+      step: ringStep,
+      runId: `${runId}/g${generation}`,
+      generation,
+      wireDtype,
+    });
   };
   const formRing = async (
     r: number,
