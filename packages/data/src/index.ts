@@ -10,6 +10,7 @@ export {
   tokenizePromptCompletion,
   exampleFromIds,
 } from './tokenizer.js';
+export { type ChatFormat, type ChatMessage, parseMessages, tokenizeChat } from './chat.js';
 export {
   type Problem,
   type BadLinePolicy,

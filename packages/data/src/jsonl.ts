@@ -3,10 +3,15 @@
 //   {"prompt": "...", "completion": "..."}   loss on completion + EOS only
 //   {"input_ids": [...], "labels": [...]}    pre-tokenized, taken verbatim;
 //                                            labels optional, -100 = no loss
+//   {"messages": [{"role", "content"}...]}   rendered with the model's chat
+//                                            template, loss on assistant turns
+//   {"prompt": [...], "completion": [...]}   the same, loss on the assistant
+//                                            turns of "completion" only
 // Other keys (ids, metadata) are ignored. Blank lines are skipped silently.
 
 import { readFile } from 'node:fs/promises';
-import { ProblemLog, type BadLinePolicy, type ReadResult } from './problems.js';
+import { type ChatMessage, parseMessages, tokenizeChat } from './chat.js';
+import { DatasetError, ProblemLog, type BadLinePolicy, type ReadResult } from './problems.js';
 import {
   exampleFromIds,
   tokenizePromptCompletion,
@@ -29,15 +34,29 @@ export async function readJsonl(
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     if (line.trim() === '') return;
     log.record();
-    const example = parseJsonlLine(line, tokenizer);
+    let example: ReturnType<typeof parseJsonlLine>;
+    try {
+      example = parseJsonlLine(line, tokenizer);
+    } catch (e) {
+      if (e instanceof DatasetError) throw new DatasetError(`${file}:${index + 1}: ${e.message}`);
+      throw e;
+    }
     if (typeof example === 'string') log.reject(index + 1, example);
+    else if (Array.isArray(example)) examples.push(...example);
     else examples.push(example);
   });
   return { ...log.finish(examples.length), examples };
 }
 
-/** One line to an example, or a message saying what is wrong with it. */
-export function parseJsonlLine(line: string, tokenizer: TextTokenizer): TokenizedExample | string {
+/**
+ * One line to an example (a conversation may give several, see chat.ts), or a
+ * message saying what is wrong with it. Throws a DatasetError when the line
+ * needs something the tokenizer lacks (a chat template).
+ */
+export function parseJsonlLine(
+  line: string,
+  tokenizer: TextTokenizer,
+): TokenizedExample | TokenizedExample[] | string {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -48,10 +67,10 @@ export function parseJsonlLine(line: string, tokenizer: TextTokenizer): Tokenize
     return `expected a JSON object, found ${Array.isArray(value) ? 'an array' : typeof value}`;
   }
   const o = value as Record<string, unknown>;
-  const shapes = (['text', 'prompt', 'input_ids'] as const).filter((k) => k in o);
+  const shapes = (['text', 'prompt', 'input_ids', 'messages'] as const).filter((k) => k in o);
   if (shapes.length !== 1) {
     return shapes.length === 0
-      ? 'expected a "text", "prompt"/"completion" or "input_ids" key, found ' +
+      ? 'expected a "text", "prompt"/"completion", "messages" or "input_ids" key, found ' +
           (Object.keys(o)
             .map((k) => JSON.stringify(k))
             .join(', ') || 'none')
@@ -62,7 +81,12 @@ export function parseJsonlLine(line: string, tokenizer: TextTokenizer): Tokenize
       if (typeof o.text !== 'string') return `"text" must be a string, found ${typeName(o.text)}`;
       if (o.text === '') return '"text" is empty';
       return tokenizeText(tokenizer, o.text);
+    case 'messages': {
+      const messages = parseMessages(o.messages, 'messages');
+      return typeof messages === 'string' ? messages : chatExamples(tokenizer, messages, 0);
+    }
     case 'prompt':
+      if (Array.isArray(o.prompt)) return conversationalPromptCompletion(tokenizer, o);
       if (typeof o.prompt !== 'string') {
         return `"prompt" must be a string, found ${typeName(o.prompt)}`;
       }
@@ -85,6 +109,38 @@ export function parseJsonlLine(line: string, tokenizer: TextTokenizer): Tokenize
         throw e;
       }
     }
+  }
+}
+
+/** TRL's conversational prompt-completion: both are message lists. */
+function conversationalPromptCompletion(
+  tokenizer: TextTokenizer,
+  o: Record<string, unknown>,
+): TokenizedExample[] | string {
+  const prompt = parseMessages(o.prompt, 'prompt');
+  if (typeof prompt === 'string') return prompt;
+  const completion = parseMessages(o.completion, 'completion');
+  if (typeof completion === 'string') return completion;
+  return chatExamples(tokenizer, [...prompt, ...completion], prompt.length);
+}
+
+function chatExamples(
+  tokenizer: TextTokenizer,
+  messages: ChatMessage[],
+  trainFrom: number,
+): TokenizedExample[] | string {
+  if (!tokenizer.chat) {
+    throw new DatasetError(
+      "this row is a conversation, which is rendered with the model's chat template, and the model has none " +
+        '(its tokenizer_config.json has no "chat_template"): train a chat/instruct model folder that has one, ' +
+        'or write the rows as {"prompt": "...", "completion": "..."} text',
+    );
+  }
+  try {
+    return tokenizeChat(tokenizer.chat, messages, trainFrom);
+  } catch (e) {
+    if (e instanceof RangeError) return e.message;
+    throw e;
   }
 }
 

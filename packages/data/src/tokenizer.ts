@@ -1,5 +1,7 @@
 // The tokenizer contract and the one example type every reader produces.
 
+import type { ChatFormat } from './chat.js';
+
 /**
  * What the data package needs from a tokenizer. Structural, so the models
  * package's tokenizers fit without data importing models. `encode` must never
@@ -9,6 +11,10 @@ export interface TextTokenizer {
   encode(text: string): number[];
   readonly eosId: number;
   readonly vocabSize: number;
+  /** Put before every text document and prompt when set (Llama 2's <s>). */
+  readonly bosId?: number;
+  /** The model's chat template; {"messages"} rows need it. */
+  readonly chat?: ChatFormat;
 }
 
 /** Label value meaning "no loss at this position" (Hugging Face's -100). */
@@ -25,25 +31,33 @@ export interface TokenizedExample {
   labels: Int32Array; // [n]
 }
 
-/** A document trained on every token, ended by EOS (also trained: the model learns to stop). */
+/**
+ * A document trained on every token, ended by EOS (also trained: the model
+ * learns to stop), after BOS when the tokenizer has one.
+ */
 export function tokenizeText(tokenizer: TextTokenizer, text: string): TokenizedExample {
-  const tokens = tokenizer.encode(text);
+  const tokens = [...bos(tokenizer), ...tokenizer.encode(text)];
   const ids = new Int32Array(tokens.length + 1);
   ids.set(tokens);
   ids[tokens.length] = tokenizer.eosId;
   return { ids, labels: ids.slice() };
 }
 
+function bos(tokenizer: TextTokenizer): number[] {
+  return tokenizer.bosId === undefined ? [] : [tokenizer.bosId];
+}
+
 /**
  * Prompt and completion tokenized separately (so no token straddles the seam)
- * and concatenated, EOS after the completion. Loss on completion + EOS only.
+ * and concatenated, EOS after the completion, BOS (if any) before the prompt.
+ * Loss on completion + EOS only.
  */
 export function tokenizePromptCompletion(
   tokenizer: TextTokenizer,
   prompt: string,
   completion: string,
 ): TokenizedExample {
-  const p = tokenizer.encode(prompt);
+  const p = [...bos(tokenizer), ...tokenizer.encode(prompt)];
   const c = tokenizer.encode(completion);
   const ids = new Int32Array(p.length + c.length + 1);
   ids.set(p);

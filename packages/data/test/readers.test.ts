@@ -38,6 +38,28 @@ describe('readJsonl', () => {
     expect(Array.from(bare!.labels)).toEqual([4, 5]);
   });
 
+  it("puts the tokenizer's BOS (Llama 2's <s>) before every text and prompt, masked in prompts", async () => {
+    const BOS = 7;
+    const withBos = { ...bytes, bosId: BOS };
+    const path = await file(
+      'bos.jsonl',
+      [JSON.stringify({ text: 'hi' }), JSON.stringify({ prompt: 'ab', completion: 'c' })].join(
+        '\n',
+      ),
+    );
+    const [text, pc] = (await readJsonl(path, withBos)).examples;
+    expect(Array.from(text!.ids)).toEqual([BOS, ...enc('hi'), EOS]);
+    expect(Array.from(text!.labels)).toEqual([BOS, ...enc('hi'), EOS]);
+    expect(Array.from(pc!.ids)).toEqual([BOS, ...enc('ab'), ...enc('c'), EOS]);
+    expect(Array.from(pc!.labels)).toEqual([
+      IGNORE_INDEX,
+      IGNORE_INDEX,
+      IGNORE_INDEX,
+      ...enc('c'),
+      EOS,
+    ]);
+  });
+
   it('masks exactly the prompt tokens, tokenizing prompt and completion separately', async () => {
     const prompt = 'name[Été]\n';
     const path = await file('pc.jsonl', JSON.stringify({ prompt, completion: 'Yes.' }));
@@ -98,7 +120,7 @@ describe('readJsonl', () => {
     expect(result.problems.map((p) => p.message)).toEqual([
       'expected a JSON object, found an array',
       'ambiguous: has "text" and "prompt"; keep one',
-      'expected a "text", "prompt"/"completion" or "input_ids" key, found "foo"',
+      'expected a "text", "prompt"/"completion", "messages" or "input_ids" key, found "foo"',
       '"text" is empty',
       '"labels" has 1 entries but "input_ids" has 2',
       '"labels"[0] = -1 is neither -100 nor an id in [0, 257)',

@@ -1,9 +1,9 @@
 // Text generation: greedy, temperature, top-k and top-p (nucleus) sampling,
 // seeded so that a run can be repeated. Many prompts decode together, with a
-// KV cache (gpt2/kv-cache.ts), in batches of similar lengths.
+// KV cache (kv-cache.ts), in batches of similar lengths. Any CausalLM.
 import { Rng, tf } from '@lorafleet/core';
-import { type Gpt2KvCache, decodeStep, prefill } from './gpt2/kv-cache.js';
-import type { Gpt2Model } from './gpt2/model.js';
+import type { CausalLM } from './causal-lm.js';
+import { type KvCache, decodeStep, prefill } from './kv-cache.js';
 
 export interface SamplingOptions {
   /** 0 means greedy (argmax). */
@@ -20,7 +20,7 @@ export interface GenerateOptions extends SamplingOptions {
   /** Stop when this token is produced (it is not included in the output). */
   stopToken?: number;
   /**
-   * When a row's context outgrows n_positions: 'slide' (the default, as
+   * When a row's context outgrows the context length (n_positions, max_position_embeddings): 'slide' (the default, as
    * generate always did) recomputes each further token from the last
    * n_positions tokens, without a cache, at positions 0..n_positions-1;
    * 'stop' ends the row there (and rejects prompts longer than the context).
@@ -85,7 +85,7 @@ export function validateSampling(o: SamplingOptions): void {
  * cache; the same as generateBatch(model, [prompt], options)[0].
  */
 export function generate(
-  model: Gpt2Model,
+  model: CausalLM,
   prompt: readonly number[],
   options: GenerateOptions,
 ): number[] {
@@ -95,7 +95,7 @@ export function generate(
 /**
  * Continues every prompt by up to maxNewTokens tokens; returns the new tokens
  * per prompt, in the order given. Prompts are sorted by length and decoded
- * batchSize at a time, left-padded within a batch (see gpt2/kv-cache.ts), so
+ * batchSize at a time, left-padded within a batch (see kv-cache.ts), so
  * each row's logits are those of running it alone (up to float rounding). A
  * row ends at stopToken, at maxNewTokens, or (overflow 'stop') when its
  * context is full; the others go on. Prompt i samples from its own
@@ -103,7 +103,7 @@ export function generate(
  * batchSize, and generate(model, prompt, { seed }) is prompt 0's.
  */
 export function generateBatch(
-  model: Gpt2Model,
+  model: CausalLM,
   prompts: readonly (readonly number[])[],
   options: GenerateBatchOptions,
 ): number[][] {
@@ -113,12 +113,12 @@ export function generateBatch(
     throw new Error(`maxNewTokens must be an integer >= 0, got ${options.maxNewTokens}`);
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new Error(`batchSize must be an integer >= 1, got ${batchSize}`);
-  const P = model.config.nPositions;
+  const P = model.modelConfig.contextLength;
   prompts.forEach((p, i) => {
     if (p.length === 0) throw new Error(`prompt ${i} is empty: give at least one token`);
     if (options.overflow === 'stop' && p.length > P)
       throw new Error(
-        `prompt ${i} has ${p.length} tokens, more than the model's context of ${P} (n_positions); ` +
+        `prompt ${i} has ${p.length} tokens, more than the model's context of ${P} (its context length); ` +
           `crop it or use overflow 'slide'`,
       );
   });
@@ -128,18 +128,13 @@ export function generateBatch(
   const order = [...prompts.keys()].sort(
     (a, b) => prompts[a]!.length - prompts[b]!.length || a - b,
   );
-  const lmHead = tf.tidy(() => tf.transpose(model.wte)) as tf.Tensor2D; // [C, V], once per call
-  try {
-    for (let s = 0; s < order.length; s += batchSize) {
-      const rows = order.slice(s, s + batchSize).map((i): Row => ({
-        context: [...prompts[i]!],
-        out: out[i]!,
-        rng: new Rng(options.seed + i),
-      }));
-      decodeRows(model, lmHead, rows, options);
-    }
-  } finally {
-    lmHead.dispose();
+  for (let s = 0; s < order.length; s += batchSize) {
+    const rows = order.slice(s, s + batchSize).map((i): Row => ({
+      context: [...prompts[i]!],
+      out: out[i]!,
+      rng: new Rng(options.seed + i),
+    }));
+    decodeRows(model, rows, options);
   }
   return out;
 }
@@ -153,17 +148,12 @@ interface Row {
 }
 
 /** Decodes one batch: rows that fit the context share a KV cache, the others slide. */
-function decodeRows(
-  model: Gpt2Model,
-  lmHead: tf.Tensor2D,
-  rows: Row[],
-  options: GenerateOptions,
-): void {
-  const P = model.config.nPositions;
-  const V = model.config.vocabSize;
+function decodeRows(model: CausalLM, rows: Row[], options: GenerateOptions): void {
+  const P = model.modelConfig.contextLength;
+  const V = model.modelConfig.vocabSize;
   let cached = rows.filter((r) => r.context.length <= P);
   let sliding = rows.filter((r) => r.context.length > P);
-  let cache: Gpt2KvCache | null = null;
+  let cache: KvCache | null = null;
   let last: tf.Tensor2D | null = null; // [cached rows, C]
   /** Takes a sampled token; false when the row is finished. */
   const accept = (row: Row, next: number): boolean => {
@@ -184,8 +174,8 @@ function decodeRows(
       last = first.last;
     }
     while (cached.length + sliding.length > 0) {
-      const cachedLogits = last ? headLogits(last, lmHead) : new Float32Array(0);
-      const slidingLogits = sliding.length > 0 ? windowLogits(model, lmHead, sliding) : null;
+      const cachedLogits = last ? headLogits(model, last) : new Float32Array(0);
+      const slidingLogits = sliding.length > 0 ? windowLogits(model, sliding) : null;
       const keep: number[] = [];
       const moved: Row[] = [];
       cached.forEach((row, b) => {
@@ -216,19 +206,19 @@ function decodeRows(
 }
 
 /** hidden [B, C] -> logits [B * V], row-major. */
-function headLogits(hidden: tf.Tensor2D, lmHead: tf.Tensor2D): Float32Array {
-  return tf.tidy(() => tf.matMul(hidden, lmHead).dataSync() as Float32Array);
+function headLogits(model: CausalLM, hidden: tf.Tensor2D): Float32Array {
+  return tf.tidy(() => model.logits(hidden).dataSync() as Float32Array);
 }
 
 /** The next-token logits [B * V] of rows longer than the context, from their last n_positions tokens. */
-function windowLogits(model: Gpt2Model, lmHead: tf.Tensor2D, rows: readonly Row[]): Float32Array {
-  const P = model.config.nPositions;
-  const C = model.config.nEmbd;
+function windowLogits(model: CausalLM, rows: readonly Row[]): Float32Array {
+  const P = model.modelConfig.contextLength;
+  const C = model.modelConfig.hiddenSize;
   const ids = new Int32Array(rows.length * P);
   rows.forEach((r, b) => ids.set(r.context.slice(-P), b * P));
   return tf.tidy(() => {
     const h = model.hidden(tf.tensor2d(ids, [rows.length, P], 'int32')); // [B, P, C]
     const lastH = h.slice([0, P - 1, 0], [rows.length, 1, C]).reshape([rows.length, C]); // [B, C]
-    return tf.matMul(lastH, lmHead).dataSync() as Float32Array;
+    return model.logits(lastH as tf.Tensor2D).dataSync() as Float32Array;
   });
 }

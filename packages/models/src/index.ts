@@ -4,6 +4,7 @@ export {
   ModelConfigError,
   gpt2ConfigFromJson,
   gpt2ConfigToJson,
+  gpt2ModelConfig,
   mlpWidth,
   validateGpt2Config,
 } from './gpt2/config.js';
@@ -12,7 +13,6 @@ export {
   type Gpt2Block,
   type Gpt2ForwardOptions,
   type LayerNorm,
-  type WeightMap,
   causalMask,
   geluNew,
   gpt2WeightShapes,
@@ -34,9 +34,16 @@ export {
   evaluateLoss,
   evaluateLossSums,
   tokenNllSum,
-} from './gpt2/loss.js';
-export { addLora, matchesTarget, selectTargets } from './lora.js';
-export { Gpt2KvCache, type LayerKv, decodeStep, prefill } from './gpt2/kv-cache.js';
+} from './loss.js';
+export { ALL_LINEAR, addLora, matchesTarget, savedTargetModules, selectTargets } from './lora.js';
+export {
+  Gpt2KvCache,
+  KvCache,
+  type LayerKv,
+  attentionBias,
+  decodeStep,
+  prefill,
+} from './kv-cache.js';
 export {
   type ContextOverflow,
   type GenerateBatchOptions,
@@ -49,5 +56,43 @@ export {
   sampleToken,
   validateSampling,
 } from './generate.js';
-export { type LoadedModel, loadModel } from './load.js';
+export { type LoadedModel, loadModel, loadModelTokenizer } from './load.js';
+export { AbsentTokenizer, type ModelTokenizer } from './absent-tokenizer.js';
+export type {
+  CachedPass,
+  CausalLM,
+  ForwardPassOptions,
+  LinearModule,
+  ModelConfig,
+  ModelFamily,
+  ModelType,
+  SaveOptions,
+  WeightMap,
+} from './causal-lm.js';
+export {
+  FAMILIES,
+  buildModel,
+  defaultLoraTargets,
+  familyOf,
+  modelConfigFromJson,
+  modelLinearModules,
+  modelParameterCount,
+  modelWeightShapes,
+  randomModelWeights,
+  readModelConfig,
+  readModelWeights,
+  writeModelFolder,
+} from './families.js';
+export { WEIGHTS_INDEX_FILE, readWeightsFolder } from './weights-folder.js';
+export {
+  type LlamaConfig,
+  type LlamaModelType,
+  type RopeScaling,
+  llamaConfigFromJson,
+  llamaConfigToJson,
+  llamaModelConfig,
+} from './llama/config.js';
+export { LlamaModel, type LlamaLayer, rmsNorm } from './llama/model.js';
+export { applyRotary, inverseFrequencies, rotaryTables } from './llama/rope.js';
+export { llamaLinearModules, llamaWeightShapes, randomLlamaWeights } from './llama/weights.js';
 export * from './tokenizer/index.js';

@@ -1,24 +1,34 @@
-import { type Gpt2Config } from './gpt2/config.js';
-import { readGpt2Config, readGpt2Weights } from './gpt2/folder.js';
-import { Gpt2Model } from './gpt2/model.js';
-import { loadTokenizer, type Tokenizer } from './tokenizer/index.js';
+import type { CausalLM, ModelConfig } from './causal-lm.js';
+import { buildModel, readModelConfig, readModelWeights } from './families.js';
+import { type ModelTokenizer, tokenizerOrAbsent } from './absent-tokenizer.js';
+import { loadTokenizer } from './tokenizer/index.js';
 
 export interface LoadedModel {
   dir: string;
-  config: Gpt2Config;
-  model: Gpt2Model;
-  tokenizer: Tokenizer;
+  config: ModelConfig;
+  model: CausalLM;
+  /** The folder's tokenizer; without tokenizer files, one that refuses text (pre-tokenized data needs none). */
+  tokenizer: ModelTokenizer;
 }
 
-/** A model folder: config, weights (checked by name and shape) and its tokenizer. */
+/** A model folder: config (its family by model_type), weights (checked by name and shape) and tokenizer. */
 export async function loadModel(dir: string): Promise<LoadedModel> {
-  const config = await readGpt2Config(dir);
-  const tokenizer = await loadTokenizer(dir);
+  const config = await readModelConfig(dir);
+  const tokenizer = await loadModelTokenizer(dir, config);
+  const weights = await readModelWeights(dir, config);
+  return { dir, config, model: buildModel(config, weights), tokenizer };
+}
+
+/** The folder's tokenizer (or the stand-in that refuses text), checked against the model's vocabulary. */
+export async function loadModelTokenizer(
+  dir: string,
+  config: ModelConfig,
+): Promise<ModelTokenizer> {
+  const tokenizer = await tokenizerOrAbsent(dir, config, loadTokenizer);
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new Error(
       `${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${config.vocabSize} (vocab_size)`,
     );
   }
-  const weights = await readGpt2Weights(dir, config);
-  return { dir, config, model: new Gpt2Model(config, weights), tokenizer };
+  return tokenizer;
 }

@@ -1,29 +1,81 @@
-// Attaching LoRA adapters to a model by PEFT's target-module rule: a module
-// matches a target when its path equals it or ends with "." + target.
+// Attaching LoRA adapters to a model by PEFT's target-module rules: a list
+// of names matches a module when its path equals a name or ends with
+// "." + name; a single string is a regular expression the whole path must
+// match; "all-linear" is every linear layer but the output head (which no
+// family lists among its linears).
 import type { LoraInit, LoraLinear, LoraSettings } from '@lorafleet/core';
+
+/** PEFT's shorthand for every linear layer except the output head. */
+export const ALL_LINEAR = 'all-linear';
 
 export function matchesTarget(modulePath: string, target: string): boolean {
   return modulePath === target || modulePath.endsWith(`.${target}`);
 }
 
-/** The layers a list of targets selects; a target that selects nothing is an error. */
+/**
+ * The layers that `targets` selects: a list of module names (or just
+ * "all-linear"), or a regular expression matched against whole module paths,
+ * as PEFT's target_modules. A target that selects nothing is an error.
+ */
 export function selectTargets<T extends { name: string }>(
   layers: readonly T[],
-  targets: readonly string[],
+  targets: readonly string[] | string,
 ): T[] {
+  if (typeof targets === 'string') return selectByRegex(layers, targets);
   if (targets.length === 0) throw new Error('no LoRA target modules given (e.g. --target c_attn)');
+  if (targets.includes(ALL_LINEAR)) {
+    if (targets.length > 1)
+      throw new Error(`LoRA target "${ALL_LINEAR}" selects every linear layer: give it alone`);
+    return [...layers];
+  }
   const chosen = new Set<T>();
   for (const target of targets) {
     const hits = layers.filter((l) => matchesTarget(l.name, target));
     if (hits.length === 0) {
-      const names = [...new Set(layers.map((l) => l.name.split('.').slice(-2).join('.')))];
       throw new Error(
-        `LoRA target "${target}" matches no module; the model's linear layers end in: ${names.join(', ')}`,
+        `LoRA target "${target}" matches no module; the model's linear layers end in: ${suffixes(layers).join(', ')}`,
       );
     }
     hits.forEach((l) => chosen.add(l));
   }
   return layers.filter((l) => chosen.has(l));
+}
+
+function selectByRegex<T extends { name: string }>(layers: readonly T[], pattern: string): T[] {
+  if (pattern === ALL_LINEAR) return [...layers];
+  let regex: RegExp;
+  try {
+    regex = new RegExp(`^(?:${pattern})$`);
+  } catch (err) {
+    throw new Error(
+      `LoRA target_modules "${pattern}" is not a valid regular expression (${(err as Error).message})`,
+    );
+  }
+  const hits = layers.filter((l) => regex.test(l.name));
+  if (hits.length === 0) {
+    throw new Error(
+      `LoRA target_modules "${pattern}" matches no whole module path (e.g. ${layers[0]?.name ?? 'none'})`,
+    );
+  }
+  return hits;
+}
+
+/** The last two parts of every layer's path, once each ("attn.c_attn", "self_attn.q_proj"). */
+function suffixes(layers: readonly { name: string }[]): string[] {
+  return [...new Set(layers.map((l) => l.name.split('.').slice(-2).join('.')))];
+}
+
+/**
+ * target_modules as an adapter file records it: the names given, or for
+ * "all-linear" the names of the layers it selected (as PEFT expands it), so
+ * that PEFT reading the file adapts the same modules.
+ */
+export function savedTargetModules(
+  targets: readonly string[],
+  chosen: readonly { name: string }[],
+): string[] {
+  if (!targets.includes(ALL_LINEAR)) return [...new Set(targets)];
+  return [...new Set(chosen.map((l) => l.name.split('.').at(-1)!))].sort();
 }
 
 /** Adds adapter `name` to every targeted layer and makes it active there. */
@@ -32,7 +84,7 @@ export function addLora(
   name: string,
   settings: LoraSettings,
   init: LoraInit,
-  targets: readonly string[],
+  targets: readonly string[] | string,
   seed: number,
 ): LoraLinear[] {
   const chosen = selectTargets(layers, targets);

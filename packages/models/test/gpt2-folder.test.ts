@@ -106,12 +106,14 @@ describe('loading a GPT-2 folder', () => {
     await expect(loading).rejects.toThrow(/n_embd \(30\).*divisible by n_head \(4\)/);
   });
 
-  test('model_type "llama" is refused as an unsupported architecture', async () => {
+  test('an unknown model_type is refused by name, with the supported ones', async () => {
     const dir = await modelFolder();
-    await writeConfig(dir, gpt2ConfigToJson(CONFIG, { model_type: 'llama' }));
+    await writeConfig(dir, gpt2ConfigToJson(CONFIG, { model_type: 'falcon' }));
     const loading = loadModel(dir);
     await expect(loading).rejects.toThrow(ModelConfigError);
-    await expect(loading).rejects.toThrow(/model_type is "llama".*only "gpt2"/);
+    await expect(loading).rejects.toThrow(
+      /model_type is "falcon"; supported: gpt2, llama, mistral, qwen2, qwen3/,
+    );
   });
 
   test('a missing tensor is named', async () => {

@@ -39,7 +39,9 @@ beforeAll(async () => {
   fromFiles = await Gpt2BpeTokenizer.fromFiles(join(tmp, 'vocab.json'), join(tmp, 'merges.txt'));
   // Our own source files stand in for a code corpus, whole and line by line.
   const sources = await Promise.all(
-    (await readdir(SRC_DIR)).map((name) => readFile(join(SRC_DIR, name), 'utf8')),
+    (await readdir(SRC_DIR, { withFileTypes: true }))
+      .filter((entry) => entry.isFile())
+      .map((entry) => readFile(join(SRC_DIR, entry.name), 'utf8')),
   );
   corpus = [
     ...HANDWRITTEN,

@@ -5,10 +5,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   ByteTokenizer,
   Gpt2BpeTokenizer,
+  HfTokenizer,
   loadTokenizer,
   saveByteTokenizerConfig,
 } from '../src/tokenizer/index.js';
-import { tinyMergesTxt, tinyVocab } from './fixtures/tokenizer/tiny-bpe.js';
+import { TINY_EOS, tinyMergesTxt, tinyVocab } from './fixtures/tokenizer/tiny-bpe.js';
 
 const dirs: string[] = [];
 afterAll(() => Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true }))));
@@ -77,6 +78,33 @@ describe('loadTokenizer', () => {
     expect(tok.encode(' lower')).toEqual([258, 259]);
   });
 
+  it("prefers tokenizer.json over vocab.json + merges.txt, and chat_template.jinja over the config's template", async () => {
+    // The tiny vocabulary as a byte-level BPE tokenizer.json, "lower" merges and all.
+    const tokenizerJson = {
+      added_tokens: [{ id: TINY_EOS, content: '<|endoftext|>', special: true }],
+      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, use_regex: true },
+      decoder: { type: 'ByteLevel' },
+      model: {
+        type: 'BPE',
+        vocab: tinyVocab(),
+        merges: tinyMergesTxt().split('\n').slice(1).filter(Boolean),
+      },
+    };
+    const dir = await modelDir({
+      ...TINY_FILES,
+      'tokenizer.json': tokenizerJson,
+      'tokenizer_config.json': { chat_template: 'from the config' },
+      'chat_template.jinja': '{{ messages[0].content }} from the .jinja file',
+    });
+    const tok = await loadTokenizer(dir);
+    expect(tok).toBeInstanceOf(HfTokenizer);
+    expect([tok.kind, tok.eosId]).toEqual(['tokenizer-json', TINY_EOS]);
+    expect(tok.encode(' lower')).toEqual([258, 259]);
+    expect(tok.chat?.render([{ role: 'user', content: 'hi' }], false)).toBe(
+      'hi from the .jinja file',
+    );
+  });
+
   it('refuses half a vocab.json + merges.txt pair rather than guessing', async () => {
     const dir = await modelDir({ 'vocab.json': tinyVocab(), 'config.json': GPT2_CONFIG });
     await expect(loadTokenizer(dir)).rejects.toThrow(
@@ -105,7 +133,7 @@ describe('loadTokenizer', () => {
   it('reports an empty folder', async () => {
     const dir = await modelDir({});
     await expect(loadTokenizer(dir)).rejects.toThrow(
-      /found no tokenizer_config\.json, no vocab\.json or merges\.txt, no config\.json/,
+      /found no tokenizer_config\.json, no tokenizer\.json, vocab\.json or merges\.txt, no config\.json/,
     );
   });
 

@@ -9,6 +9,7 @@ export function helpText(spec: CommandSpec, program = 'lorafleet'): string {
       o.default !== undefined && o.kind !== 'boolean'
         ? `default: ${Array.isArray(o.default) ? o.default.join(',') : String(o.default)}`
         : '',
+      o.env ? `env ${o.env}` : '',
       o.required ? 'required' : '',
     ].filter(Boolean);
     return [flag, `${o.description}${extra.length ? ` (${extra.join('; ')})` : ''}`] as const;

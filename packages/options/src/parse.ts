@@ -144,6 +144,7 @@ function readArgv(spec: CommandSpec, argv: readonly string[]) {
 export function parseCommand<O extends OptionSpecs>(
   spec: CommandSpec<O>,
   argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
 ): OptionValues<O> | 'help' {
   const flags = readArgv(spec, argv);
   if (flags.help) return 'help';
@@ -158,6 +159,11 @@ export function parseCommand<O extends OptionSpecs>(
     if (raw === undefined && name in fromFile) {
       raw = fromFile[name];
       where = 'config file: ';
+    }
+    if (raw === undefined && o.env !== undefined && env[o.env]) {
+      const text = env[o.env]!;
+      raw = o.kind === 'boolean' ? text === '1' || text === 'true' : text;
+      where = `${o.env}: `;
     }
     if (raw !== undefined) given.add(name);
     raw ??= o.kind === 'boolean' ? (o.default ?? false) : o.default;

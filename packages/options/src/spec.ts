@@ -17,6 +17,8 @@ export interface OptionSpec {
   readonly min?: number;
   readonly max?: number;
   readonly short?: string;
+  /** An environment variable that gives the value when the flag is absent (flags win). */
+  readonly env?: string;
   /**
    * 'math': the value changes the numbers a run produces. A resumed run must
    * give the same value as its checkpoint (the list is read from the spec).

@@ -92,6 +92,30 @@ describe('parseCommand', () => {
     expect(() => parse(['--config', file])).toThrow(/unknown option "modell"/);
   });
 
+  it('reads an option from its environment variable when the flag is absent', () => {
+    const withEnv = defineCommand({
+      name: 'daemon',
+      summary: 'A daemon.',
+      options: {
+        coordinator: { kind: 'string', required: true, env: 'X_COORDINATOR', description: 'URL' },
+        timeout: { kind: 'number', min: 1, default: 60, env: 'X_TIMEOUT', description: 's' },
+        rejoin: { kind: 'boolean', env: 'X_REJOIN', description: 'again' },
+      },
+    });
+    const env = { X_COORDINATOR: 'tcp://a:1', X_TIMEOUT: '5', X_REJOIN: '1' };
+    expect(parseCommand(withEnv, [], env)).toMatchObject({
+      coordinator: 'tcp://a:1',
+      timeout: 5,
+      rejoin: true,
+    });
+    expect(parseCommand(withEnv, ['--timeout', '7'], env)).toMatchObject({ timeout: 7 });
+    expect(() => parseCommand(withEnv, [], { ...env, X_TIMEOUT: '0' })).toThrow(
+      /X_TIMEOUT: --timeout must be >= 1/,
+    );
+    expect(() => parseCommand(withEnv, [], {})).toThrow(/--coordinator is required/);
+    expect(helpText(withEnv, 'lorafleet-worker')).toMatch(/env X_COORDINATOR/);
+  });
+
   it('lists the math options and prints help', () => {
     expect(mathOptions(spec)).toEqual(['lora-r', 'lr']);
     expect(parseCommand(spec, ['--help'])).toBe('help');

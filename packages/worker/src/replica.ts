@@ -20,13 +20,14 @@ import {
 } from '@lorafleet/core';
 import { type SequenceRow, splitTrainValidation } from '@lorafleet/data';
 import {
-  type Gpt2Model,
+  type CausalLM,
   type LoadedModel,
-  type Tokenizer,
+  type ModelTokenizer,
   addLora,
   evaluateLossSums,
   loadModel,
-  writeGpt2Folder,
+  savedTargetModules,
+  writeModelFolder,
 } from '@lorafleet/models';
 import { copyTokenizerFiles } from './model-files.js';
 import {
@@ -54,7 +55,7 @@ export class Replica {
     private readonly pissaStart: Map<string, InitialFactors>,
   ) {}
 
-  get model(): Gpt2Model {
+  get model(): CausalLM {
     return this.loaded.model;
   }
 
@@ -118,7 +119,7 @@ export class Replica {
   private exportRaw(): PeftAdapter {
     const { lora, modelDir } = this.config;
     return exportAdapter(this.layers, ADAPTER_NAME, {
-      targetModules: [...new Set(lora.targets)],
+      targetModules: savedTargetModules(lora.targets, this.layers),
       bias: 'none',
       initLoraWeights: lora.init === 'gaussian' ? 'gaussian' : true,
       baseModelNameOrPath: modelDir,
@@ -151,7 +152,7 @@ export class Replica {
    */
   async saveResult(dir: string): Promise<string> {
     if (this.config.mode === 'full') {
-      await writeGpt2Folder(dir, this.loaded.config, this.model.readWeights());
+      await writeModelFolder(dir, this.loaded.config, this.model.readWeights());
       await copyTokenizerFiles(this.config.modelDir, dir);
       return resultManifestSha256(dir, 'full');
     }
@@ -190,7 +191,7 @@ export async function resultManifestSha256(dir: string, mode: RunConfig['mode'])
 /** The training rows and the held-out ones (--eval-data, or --eval-fraction of the training file). */
 async function readRows(
   config: RunConfig,
-  tokenizer: Tokenizer,
+  tokenizer: ModelTokenizer,
 ): Promise<{ train: SequenceRow[]; held: SequenceRow[] }> {
   const prepared = await prepareRows(config.dataFile, tokenizer, config.rows);
   const fingerprint = rowsFingerprint(prepared.rows);
@@ -228,7 +229,7 @@ export function splitRows<T>(
 }
 
 /** What the run trains: LoRA on the targets (PiSSA keeps its initial factors), or every weight. */
-function trainables(model: Gpt2Model, config: RunConfig) {
+function trainables(model: CausalLM, config: RunConfig) {
   const pissaStart = new Map<string, InitialFactors>();
   if (config.mode === 'full') {
     const params = new TrainableParameters(model.namedWeights());

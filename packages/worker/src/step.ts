@@ -15,7 +15,7 @@ import {
   lossAndGradsAsync,
   lrFactor,
 } from '@lorafleet/core';
-import { type Gpt2Model, type TokenBatch, countLossTokens, tokenNllSum } from '@lorafleet/models';
+import { type CausalLM, type TokenBatch, countLossTokens, tokenNllSum } from '@lorafleet/models';
 import { replicaHash } from './replica-hash.js';
 
 /**
@@ -71,7 +71,7 @@ export class TrainingStep {
   private readonly grads: Float32Array;
 
   constructor(
-    private readonly model: Gpt2Model,
+    private readonly model: CausalLM,
     params: TrainableParameters,
     private readonly config: StepConfig,
     private readonly allReduce: AllReduce = localAllReduce,

@@ -22,7 +22,7 @@ export const evalSpec = defineCommand({
 export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> {
   await startBackend(o);
   const { model, tokenizer, config, adapted } = await loadModelAndAdapter(o.model, o.adapter);
-  const rowOptions = rowOptionsFrom(o, config.nPositions);
+  const rowOptions = rowOptionsFrom(o, config.contextLength);
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
   const result = evaluateLoss(model, batchesOf(prepared.rows, o.batchSize, rowOptions.seqLen));

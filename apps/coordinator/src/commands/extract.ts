@@ -1,9 +1,11 @@
 import { matrix, savePeftAdapter, truncatedSvd } from '@lorafleet/core';
 import {
   type WeightMap,
-  linearModules,
-  readGpt2Config,
-  readGpt2Weights,
+  type LinearModule,
+  modelLinearModules,
+  readModelConfig,
+  readModelWeights,
+  savedTargetModules,
   selectTargets,
 } from '@lorafleet/models';
 import { type CommandValues, defineCommand, UsageError } from '../args.js';
@@ -36,7 +38,8 @@ export const extractSpec = defineCommand({
       kind: 'list',
       value: 'NAMES',
       default: ['c_attn', 'c_proj', 'c_fc'],
-      description: 'modules to extract, PEFT-style names',
+      description:
+        'modules to extract, PEFT-style names (Llama family: e.g. q_proj,k_proj,v_proj,o_proj)',
     },
     json: { kind: 'boolean', description: 'print the per-module report as JSON' },
   },
@@ -49,36 +52,40 @@ export interface ExtractedModule {
   deltaNorm: number;
 }
 
-/** Conv1D weights are [in, out]; LoRA's delta is [out, in]. */
+/** LoRA's delta is [out, in]; Conv1D weights (fanInFanOut) are stored [in, out], nn.Linear's [out, in]. */
 function deltaOutIn(
   base: WeightMap,
   tuned: WeightMap,
-  name: string,
+  layer: LinearModule,
 ): { data: Float64Array; out: number; inF: number } {
+  const name = `${layer.name}.weight`;
   const b = base.get(name)!;
   const t = tuned.get(name)!;
-  const [inF, out] = b.shape as [number, number];
+  const [inF, out] = [layer.inFeatures, layer.outFeatures];
   const data = new Float64Array(out * inF);
   for (let i = 0; i < inF; i++) {
-    for (let j = 0; j < out; j++) data[j * inF + i] = t.data[i * out + j]! - b.data[i * out + j]!;
+    for (let j = 0; j < out; j++) {
+      const at = layer.fanInFanOut ? i * out + j : j * inF + i;
+      data[j * inF + i] = t.data[at]! - b.data[at]!;
+    }
   }
   return { data, out, inF };
 }
 
 export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<void> {
   const [baseDir, tunedDir] = [o.base, o.tuned];
-  const config = await readGpt2Config(baseDir);
-  const tunedConfig = await readGpt2Config(tunedDir);
+  const config = await readModelConfig(baseDir);
+  const tunedConfig = await readModelConfig(tunedDir);
   if (JSON.stringify(config) !== JSON.stringify(tunedConfig)) {
     throw new UsageError(
       `extract: ${baseDir} and ${tunedDir} have different architectures (config.json differs)`,
     );
   }
   const [base, tuned] = [
-    await readGpt2Weights(baseDir, config),
-    await readGpt2Weights(tunedDir, config),
+    await readModelWeights(baseDir, config),
+    await readModelWeights(tunedDir, config),
   ];
-  const layers = selectTargets(linearModules(config), o.target);
+  const layers = selectTargets(modelLinearModules(config), o.target);
   const rank = o.rank;
   const modules = new Map<
     string,
@@ -86,7 +93,7 @@ export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<
   >();
   const report: ExtractedModule[] = [];
   for (const layer of layers) {
-    const { data, out, inF } = deltaOutIn(base, tuned, `${layer.name}.weight`);
+    const { data, out, inF } = deltaOutIn(base, tuned, layer);
     if (rank > Math.min(out, inF))
       throw new UsageError(
         `extract: rank ${rank} exceeds ${layer.name}'s min(out, in) = ${Math.min(out, inF)}`,
@@ -114,14 +121,14 @@ export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<
       deltaNorm: Math.sqrt(norm2),
     });
   }
-  const targets = [...new Set(o.target)];
+  const targets = savedTargetModules(o.target, layers);
   await savePeftAdapter(o.out, {
     config: {
       r: rank,
       loraAlpha: rank,
       loraDropout: 0,
       targetModules: targets,
-      fanInFanOut: true,
+      fanInFanOut: layers[0]!.fanInFanOut,
       useRslora: false,
       bias: 'none',
       initLoraWeights: true,

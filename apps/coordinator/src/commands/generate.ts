@@ -1,4 +1,4 @@
-import { generate } from '@lorafleet/models';
+import { encodePrompt, generate } from '@lorafleet/models';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, loadModelAndAdapter, startBackend } from '../common.js';
 
@@ -43,7 +43,7 @@ export async function runGenerate(o: CommandValues<typeof generateSpec>): Promis
   await startBackend(o);
   const { model, tokenizer } = await loadModelAndAdapter(o.model, o.adapter);
   const prompt = o.prompt;
-  const ids = generate(model, tokenizer.encode(prompt), {
+  const ids = generate(model, encodePrompt(tokenizer, prompt), {
     maxNewTokens: o.maxNewTokens,
     temperature: o.temperature,
     topK: o.topK,

@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import {
-  gpt2ConfigFromJson,
-  randomGpt2Weights,
+  familyOf,
+  modelConfigFromJson,
+  randomModelWeights,
   saveByteTokenizerConfig,
-  writeGpt2Folder,
+  writeModelFolder,
 } from '@lorafleet/models';
 import { type CommandValues, defineCommand, UsageError } from '../args.js';
 import { formatCount } from '../common.js';
@@ -17,19 +18,25 @@ export const initSpec = defineCommand({
       value: 'FILE',
       required: true,
       description:
-        'model config.json (GPT-2 fields: n_layer, n_embd, n_head, n_positions, vocab_size, ...)',
+        'model config.json with its model_type: gpt2 (n_layer, n_embd, n_head, n_positions, vocab_size, ...) or ' +
+        'llama, mistral, qwen2, qwen3 (hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, ...)',
     },
     out: { kind: 'string', value: 'DIR', required: true, description: 'folder to create' },
     seed: { kind: 'int', min: 0, default: 0, description: 'seed of the random weights' },
     tokenizer: {
       kind: 'string',
-      choices: ['bytes', 'gpt2'],
+      choices: ['bytes', 'gpt2', 'none'],
       default: 'bytes',
       description:
-        'bytes: UTF-8 bytes + EOS (vocab_size >= 257); gpt2: GPT-2 BPE (vocab_size 50257)',
+        'bytes: UTF-8 bytes + EOS (vocab_size >= 257); gpt2: GPT-2 BPE (vocab_size 50257); ' +
+        'none: no tokenizer files (pre-tokenized {"input_ids"} data only)',
     },
   },
-  details: 'example:\n  lorafleet init --config tiny.json --out models/tiny --seed 1',
+  details:
+    'examples:\n  lorafleet init --config tiny.json --out models/tiny --seed 1\n' +
+    '  lorafleet init --config tiny-llama.json --out models/tiny-llama --tokenizer none\n' +
+    '    (tiny-llama.json: {"model_type": "llama", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,\n' +
+    '     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64})',
 });
 
 export async function runInit(o: CommandValues<typeof initSpec>): Promise<void> {
@@ -40,7 +47,7 @@ export async function runInit(o: CommandValues<typeof initSpec>): Promise<void> 
   } catch (err) {
     throw new UsageError(`init: cannot read --config ${path}: ${(err as Error).message}`);
   }
-  const config = gpt2ConfigFromJson(json, path);
+  const config = modelConfigFromJson(json, path);
   const tokenizer = o.tokenizer;
   if (tokenizer === 'bytes' && config.vocabSize < 257) {
     throw new UsageError(
@@ -53,16 +60,17 @@ export async function runInit(o: CommandValues<typeof initSpec>): Promise<void> 
     );
   }
   const out = o.out;
-  const weights = randomGpt2Weights(config, o.seed);
-  const eos = tokenizer === 'bytes' ? 256 : 50256;
-  await writeGpt2Folder(out, config, weights, {
+  const weights = randomModelWeights(config, o.seed);
+  const eos = { bytes: 256, gpt2: 50256, none: config.vocabSize - 1 }[tokenizer];
+  await writeModelFolder(out, config, weights, {
     configExtra: { bos_token_id: eos, eos_token_id: eos },
   });
   if (tokenizer === 'bytes')
-    await saveByteTokenizerConfig(out, { modelMaxLength: config.nPositions });
+    await saveByteTokenizerConfig(out, { modelMaxLength: config.contextLength });
   const params = [...weights.values()].reduce((n, w) => n + w.data.length, 0);
   console.log(
-    `wrote ${out}: GPT-2 layout, ${config.nLayer} layers, ${config.nEmbd} wide, ${config.nHead} heads, ` +
-      `context ${config.nPositions}, vocab ${config.vocabSize} (${tokenizer}), ${formatCount(params)} parameters`,
+    `wrote ${out}: ${familyOf(config).name} layout (model_type ${config.modelType}), ${config.numLayers} layers, ` +
+      `${config.hiddenSize} wide, context ${config.contextLength}, vocab ${config.vocabSize} (${tokenizer}), ` +
+      `${formatCount(params)} parameters`,
   );
 }

@@ -1,5 +1,5 @@
 import { tf } from '@lorafleet/core';
-import { writeGpt2Folder } from '@lorafleet/models';
+import { writeModelFolder } from '@lorafleet/models';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, copyTokenizerFiles, loadModelAndAdapter, startBackend } from '../common.js';
 
@@ -31,7 +31,7 @@ export async function runMerge(o: CommandValues<typeof mergeSpec>): Promise<void
   const modelDir = o.model;
   const { model, config, adapted } = await loadModelAndAdapter(modelDir, o.adapter);
   // A probe sequence shows that merging changed nothing the model computes.
-  const T = Math.min(32, config.nPositions);
+  const T = Math.min(32, config.contextLength);
   const probe = tf.tensor2d(
     Int32Array.from({ length: T }, (_, i) => (i * 31 + 7) % config.vocabSize),
     [1, T],
@@ -44,7 +44,7 @@ export async function runMerge(o: CommandValues<typeof mergeSpec>): Promise<void
   const gap = tf.tidy(() => tf.max(tf.abs(tf.sub(before, after))).dataSync()[0]!);
   tf.dispose([probe, before, after]);
   const out = o.out;
-  await writeGpt2Folder(out, config, model.readWeights(), {
+  await writeModelFolder(out, config, model.readWeights(), {
     dtype: o.dtype,
   });
   await copyTokenizerFiles(modelDir, out);

@@ -6,11 +6,11 @@
 import type { BackendName } from '@lorafleet/core';
 import type { GlobalBatchSampler } from '@lorafleet/data';
 import {
-  type Gpt2Config,
-  gpt2WeightShapes,
-  linearModules,
-  loadTokenizer,
-  readGpt2Config,
+  type ModelConfig,
+  loadModelTokenizer,
+  modelLinearModules,
+  modelParameterCount,
+  readModelConfig,
   selectTargets,
 } from '@lorafleet/models';
 import { type RunConfig, prepareRows, rowsFingerprint, splitRows } from '@lorafleet/worker';
@@ -24,7 +24,7 @@ const RING_TIMEOUT_MS = 300_000;
 
 export interface RunPlan {
   config: RunConfig;
-  modelConfig: Gpt2Config;
+  modelConfig: ModelConfig;
   backend: BackendName;
   sampler: GlobalBatchSampler;
   steps: number;
@@ -49,9 +49,9 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     throw new UsageError('train: --eval-every needs held-out data: --eval-data or --eval-fraction');
   }
   const modelDir = o.model;
-  const modelConfig = await readGpt2Config(modelDir);
-  const tokenizer = await loadTokenizer(modelDir);
-  const rows = rowOptionsFrom(o, modelConfig.nPositions);
+  const modelConfig = await readModelConfig(modelDir);
+  const tokenizer = await loadModelTokenizer(modelDir, modelConfig);
+  const rows = rowOptionsFrom(o, modelConfig.contextLength);
   const dataFile = o.data;
   const prepared = await prepareRows(dataFile, tokenizer, rows);
   const split = splitRows(prepared.rows, { evalFraction: o.evalFraction, seed: o.seed });
@@ -114,14 +114,11 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
 }
 
 /** Trainable and total parameters; refuses a LoRA rank that a target module cannot have. */
-function parameterCounts(o: TrainOptions, modelConfig: Gpt2Config) {
-  let totalParameters = 0;
-  for (const shape of gpt2WeightShapes(modelConfig).values()) {
-    totalParameters += shape.reduce((a, b) => a * b, 1);
-  }
+function parameterCounts(o: TrainOptions, modelConfig: ModelConfig) {
+  const totalParameters = modelParameterCount(modelConfig);
   if (o.fullFinetune) return { trainableParameters: totalParameters, totalParameters };
   const r = o.loraR;
-  const adapted = selectTargets(linearModules(modelConfig), o.target);
+  const adapted = selectTargets(modelLinearModules(modelConfig), o.target);
   const rankOf = (m: (typeof adapted)[number]) => Math.min(m.inFeatures, m.outFeatures);
   const narrowest = adapted.reduce((a, m) => (rankOf(m) < rankOf(a) ? m : a), adapted[0]!);
   if (r > rankOf(narrowest)) {

@@ -109,7 +109,7 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
   if (plan.evalDescription)
     log(`eval data: ${config.evalData?.file ?? config.dataFile}: ${plan.evalDescription}`);
   log(
-    `model: ${config.modelDir} (${formatCount(plan.totalParameters)} parameters, context ${plan.modelConfig.nPositions}, ` +
+    `model: ${config.modelDir} (${formatCount(plan.totalParameters)} parameters, context ${plan.modelConfig.contextLength}, ` +
       `vocab ${plan.modelConfig.vocabSize}) on ${where(membership)} (${plan.backend})`,
   );
   const share = `${((100 * plan.trainableParameters) / plan.totalParameters).toFixed(2)}% of ${formatCount(plan.totalParameters)}`;

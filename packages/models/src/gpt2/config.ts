@@ -1,4 +1,5 @@
 // GPT-2's config.json, as Hugging Face transformers writes and reads it.
+import type { ModelConfig } from '../causal-lm.js';
 
 export interface Gpt2Config {
   vocabSize: number;
@@ -156,4 +157,16 @@ export function gpt2ConfigToJson(
 /** Checks a config built in code (the CLI's init) with the same rules as a file. */
 export function validateGpt2Config(c: Gpt2Config, source = 'model config'): Gpt2Config {
   return gpt2ConfigFromJson(gpt2ConfigToJson(c), source);
+}
+
+/** The family-neutral view of a GPT-2 config. */
+export function gpt2ModelConfig(c: Gpt2Config): ModelConfig<Gpt2Config> {
+  return {
+    modelType: 'gpt2',
+    vocabSize: c.vocabSize,
+    contextLength: c.nPositions,
+    hiddenSize: c.nEmbd,
+    numLayers: c.nLayer,
+    arch: c,
+  };
 }

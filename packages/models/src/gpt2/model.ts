@@ -3,7 +3,16 @@
 // LM head tied to the token embedding. Every Conv1D is a LoraLinear (weights
 // stored [in, out], fanInFanOut), named by its PEFT module path.
 import { LoraLinear, tf } from '@lorafleet/core';
-import { type Gpt2Config, mlpWidth } from './config.js';
+import type {
+  CachedPass,
+  CausalLM,
+  ForwardPassOptions,
+  LayerKv,
+  ModelConfig,
+  WeightMap,
+} from '../causal-lm.js';
+import { type Gpt2Config, gpt2ModelConfig, mlpWidth } from './config.js';
+import { gpt2Extend } from './cached.js';
 
 export interface LayerNorm {
   gamma: tf.Variable<tf.Rank.R1>;
@@ -19,15 +28,9 @@ export interface Gpt2Block {
   mlpProj: LoraLinear; // [4C] -> [C]
 }
 
-/** Hugging Face tensor name (with the "transformer." prefix) -> value, row-major. */
-export type WeightMap = Map<string, { shape: number[]; data: Float32Array }>;
+export type { WeightMap };
 
-export interface Gpt2ForwardOptions {
-  /** Dropout on (the config's probabilities) when true. */
-  training?: boolean;
-  /** Base seed of every dropout mask in this pass; replicas must agree on it. */
-  seed?: number;
-}
+export type Gpt2ForwardOptions = ForwardPassOptions;
 
 export const PREFIX = 'transformer.';
 
@@ -69,8 +72,9 @@ export function linearModules(
   return out;
 }
 
-export class Gpt2Model {
+export class Gpt2Model implements CausalLM {
   readonly config: Gpt2Config;
+  readonly modelConfig: ModelConfig<Gpt2Config>;
   readonly wte: tf.Variable<tf.Rank.R2>; // [V, C]
   readonly wpe: tf.Variable<tf.Rank.R2>; // [P, C]
   readonly blocks: Gpt2Block[];
@@ -79,6 +83,7 @@ export class Gpt2Model {
   /** `weights` must hold every tensor of gpt2WeightShapes(config), checked by the loader. */
   constructor(config: Gpt2Config, weights: WeightMap) {
     this.config = config;
+    this.modelConfig = gpt2ModelConfig(config);
     const serial = nextModelId++;
     const get = (name: string) => {
       const w = weights.get(name);
@@ -172,6 +177,15 @@ export class Gpt2Model {
       const logits = tf.matMul(h.reshape([B * T, C]), this.wte, false, true); // [B*T, V]
       return logits.reshape([B, T, this.config.vocabSize]) as tf.Tensor3D;
     });
+  }
+
+  /** hidden [N, C] -> logits [N, V], through the head tied to wte. */
+  logits(hidden: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(hidden, this.wte, false, true);
+  }
+
+  extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] } {
+    return gpt2Extend(this, pass);
   }
 
   /** The final hidden states [B, T, C] (after ln_f). */

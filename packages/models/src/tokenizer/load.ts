@@ -1,9 +1,11 @@
-import { access, mkdir, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ByteTokenizer } from './byte-tokenizer.js';
 import { Gpt2BpeTokenizer } from './gpt2-bpe.js';
 import { readJsonObjectIfExists } from './hf-files.js';
 import { r50kTokenizer } from './r50k.js';
+import { chatFormat, chatTemplateText } from './chat-template.js';
+import { HfTokenizer } from './hf-json/index.js';
 import type { Tokenizer } from './types.js';
 
 const BYTE_TOKENIZER_CLASS = 'ByteTokenizer';
@@ -20,10 +22,13 @@ export interface ByteTokenizerConfigOptions {
  * 1. `tokenizer_config.json` has `"tokenizer_class": "ByteTokenizer"` ->
  *    {@link ByteTokenizer} (what {@link saveByteTokenizerConfig} writes for the
  *    project's own byte-level models).
- * 2. `vocab.json` and `merges.txt` both exist -> {@link Gpt2BpeTokenizer.fromFiles}
+ * 2. `tokenizer.json` exists -> {@link HfTokenizer} (Hugging Face tokenizers
+ *    format: Llama 2/3, Mistral, Qwen2/3, GPT-2), with tokenizer_config.json's
+ *    BOS/EOS and, when it has one, its chat_template.
+ * 3. `vocab.json` and `merges.txt` both exist -> {@link Gpt2BpeTokenizer.fromFiles}
  *    (a Hugging Face GPT-2-style folder). Only one of the two is an error,
  *    since falling back would silently pick a different vocabulary.
- * 3. `config.json` has `"model_type": "gpt2"` and `"vocab_size": 50257` ->
+ * 4. `config.json` has `"model_type": "gpt2"` and `"vocab_size": 50257` ->
  *    {@link r50kTokenizer} (stock GPT-2 weights without tokenizer files).
  *
  * Otherwise it throws, naming the folder, what each file said, and the fix.
@@ -41,6 +46,9 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     }
     return tokenizer;
   }
+
+  const tokenizerJson = await loadTokenizerJson(dir, tokenizerConfig);
+  if (tokenizerJson) return tokenizerJson;
 
   const vocabPath = join(dir, 'vocab.json');
   const mergesPath = join(dir, 'merges.txt');
@@ -63,16 +71,16 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     tokenizerConfig
       ? `tokenizer_config.json has tokenizer_class ${JSON.stringify(tokenizerConfig['tokenizer_class'])}`
       : 'no tokenizer_config.json',
-    'no vocab.json or merges.txt',
+    'no tokenizer.json, vocab.json or merges.txt',
     config
       ? `config.json has model_type ${JSON.stringify(config['model_type'])}, vocab_size ${JSON.stringify(config['vocab_size'])}`
       : 'no config.json',
   ];
   throw new Error(
     `cannot choose a tokenizer for ${dir}: looked for tokenizer_config.json with ` +
-      `"tokenizer_class": "${BYTE_TOKENIZER_CLASS}", vocab.json + merges.txt, or config.json with ` +
+      `"tokenizer_class": "${BYTE_TOKENIZER_CLASS}", tokenizer.json, vocab.json + merges.txt, or config.json with ` +
       `"model_type": "gpt2" and "vocab_size": ${GPT2_VOCAB_SIZE}; found ${saw.join(', ')}. ` +
-      `Copy vocab.json and merges.txt from the base model, or call saveByteTokenizerConfig(dir) for a byte-level model.`,
+      `Copy tokenizer.json and tokenizer_config.json (or vocab.json and merges.txt) from the base model, or call saveByteTokenizerConfig(dir) for a byte-level model.`,
   );
 }
 
@@ -96,6 +104,29 @@ export async function saveByteTokenizerConfig(
   const path = join(dir, 'tokenizer_config.json');
   await writeFile(path, JSON.stringify(config, null, 2) + '\n');
   return path;
+}
+
+/** tokenizer.json (+ tokenizer_config.json) when the folder has one. */
+async function loadTokenizerJson(
+  dir: string,
+  tokenizerConfig: Record<string, unknown> | undefined,
+): Promise<HfTokenizer | undefined> {
+  const path = join(dir, 'tokenizer.json');
+  const json = await readJsonObjectIfExists(path);
+  if (!json) return undefined;
+  const configPath = join(dir, 'tokenizer_config.json');
+  const tokenizer = new HfTokenizer(json, tokenizerConfig, {
+    tokenizerJson: path,
+    tokenizerConfig: configPath,
+  });
+  // Newer folders keep the template in its own file, which transformers prefers.
+  const jinjaPath = join(dir, 'chat_template.jinja');
+  const jinja = await readFile(jinjaPath, 'utf8').catch(() => undefined);
+  const template = jinja ?? chatTemplateText(tokenizerConfig?.['chat_template'], configPath);
+  if (template !== undefined) {
+    tokenizer.chat = chatFormat(template, tokenizer, jinja !== undefined ? jinjaPath : configPath);
+  }
+  return tokenizer;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,7 +1,7 @@
 // Causal-LM loss as Hugging Face computes it: logits at position t predict the
 // label at t + 1; labels of -100 are ignored.
 import { tf } from '@lorafleet/core';
-import type { Gpt2ForwardOptions, Gpt2Model } from './model.js';
+import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 
 export const IGNORE_INDEX = -100;
 
@@ -28,12 +28,12 @@ export function countLossTokens(batch: TokenBatch): number {
  * add their sums and divide by the global token count.
  */
 export function tokenNllSum(
-  model: Gpt2Model,
+  model: CausalLM,
   batch: TokenBatch,
-  options: Gpt2ForwardOptions = {},
+  options: ForwardPassOptions = {},
 ): tf.Scalar {
   const { batchSize: B, seqLen: T } = batch;
-  const V = model.config.vocabSize;
+  const V = model.modelConfig.vocabSize;
   if (batch.ids.length !== B * T || batch.labels.length !== B * T) {
     throw new Error(
       `batch holds ${batch.ids.length} ids and ${batch.labels.length} labels, expected ${B} x ${T}`,
@@ -67,7 +67,7 @@ export function tokenNllSum(
 
 /** Mean token loss and perplexity over batches, in eval mode. */
 export function evaluateLoss(
-  model: Gpt2Model,
+  model: CausalLM,
   batches: Iterable<TokenBatch>,
 ): { loss: number; perplexity: number; tokens: number } {
   let sum = 0;
@@ -89,7 +89,7 @@ export function evaluateLoss(
  * batches, so a worker keeps heartbeating through a long evaluation.
  */
 export async function evaluateLossSums(
-  model: Gpt2Model,
+  model: CausalLM,
   batches: Iterable<TokenBatch>,
   /** Awaited before each batch's (blocking) forward pass. */
   beforeBatch?: () => Promise<void>,

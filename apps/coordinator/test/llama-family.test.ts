@@ -1,0 +1,203 @@
+// The whole CLI path for a Llama-family model, with real processes: init from
+// a config, train with 1 and 2 workers (the same adapter), eval, merge,
+// generate, a full fine-tune, extract and inspect. The folder has no
+// tokenizer: pre-tokenized {"input_ids"} data needs none, text is refused
+// with a clear error.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPeftAdapter } from '@lorafleet/core';
+import {
+  evalJson,
+  ensureBuilt,
+  initTinyModel,
+  lorafleet,
+  lorafleetOk,
+  makeTempDir,
+  numberedPatternRecords,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+/** A Llama with grouped-query attention (4 query heads on 2 key/value heads) and an untied head. */
+const TINY_LLAMA = {
+  model_type: 'llama',
+  vocab_size: 300,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 64,
+  tie_word_embeddings: false,
+};
+
+const TARGETS = ['--target', 'q_proj,v_proj,down_proj'];
+const ROWS = ['--steps', '12', '--batch-size', '6', '--seq-len', '32'];
+const TRAIN = [...ROWS, '--lora-dropout', '0'];
+
+let dir: string | undefined;
+let model: string;
+let ids: string;
+let text: string;
+
+/** Rows of token ids with a pattern a tiny model picks up quickly. */
+function idRecords(rows: number): { input_ids: number[] }[] {
+  return Array.from({ length: rows }, (_, i) => ({
+    input_ids: Array.from({ length: 40 }, (_, t) => ((i * 7 + t * t) % 50) + 10),
+  }));
+}
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await makeTempDir('llama');
+  const configPath = join(dir, 'llama.config.json');
+  await writeJsonl(configPath, [TINY_LLAMA]);
+  model = join(dir, 'model');
+  const init = await lorafleetOk([
+    ...['init', '--config', configPath, '--out', model, '--tokenizer', 'none'],
+  ]);
+  expect(init.stdout).toMatch(/Llama layout \(model_type llama\), 2 layers, 32 wide, context 64/);
+  ids = await writeJsonl(join(dir, 'ids.jsonl'), idRecords(60));
+  text = await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(20));
+}, 300_000);
+
+afterAll(() => removeDir(dir));
+
+async function adapterValues(out: string): Promise<Map<string, Float32Array>> {
+  const adapter = await loadPeftAdapter(join(out, 'adapter'));
+  const flat = new Map<string, Float32Array>();
+  for (const [path, m] of adapter.modules) flat.set(`${path}.A`, m.a).set(`${path}.B`, m.b);
+  return flat;
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+describe('a Llama-family model through the CLI', () => {
+  it('trains the same adapter with 1 and 2 workers; eval and merge agree', async () => {
+    const [one, two] = [join(dir!, 'w1'), join(dir!, 'w2')];
+    const lr = ['--lr', '1e-2'];
+    await lorafleetOk([
+      'train',
+      '--model',
+      model,
+      '--data',
+      ids,
+      '--out',
+      one,
+      ...TRAIN,
+      ...TARGETS,
+      ...lr,
+      '--workers',
+      '1',
+    ]);
+    await lorafleetOk([
+      'train',
+      '--model',
+      model,
+      '--data',
+      ids,
+      '--out',
+      two,
+      ...TRAIN,
+      ...TARGETS,
+      ...lr,
+      '--workers',
+      '2',
+    ]);
+    const [a, b] = [await adapterValues(one), await adapterValues(two)];
+    expect([...a.keys()]).toContain('model.layers.1.mlp.down_proj.B');
+    expect(a.size).toBe(2 * 3 * 2); // A and B of 3 modules in 2 layers
+    for (const [key, values] of a) expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(1e-5);
+
+    const data = ['--data', ids, '--seq-len', '32'];
+    const base = await evalJson(['--model', model, ...data]);
+    const adapted = await evalJson(['--model', model, '--adapter', join(one, 'adapter'), ...data]);
+    expect(adapted.adaptedModules).toBe(6);
+    expect(adapted.loss).toBeLessThan(base.loss - 0.02); // it learned
+    const merged = join(dir!, 'merged');
+    await lorafleetOk([
+      'merge',
+      '--model',
+      model,
+      '--adapter',
+      join(one, 'adapter'),
+      '--out',
+      merged,
+    ]);
+    const after = await evalJson(['--model', merged, ...data]);
+    expect(Math.abs(after.loss - adapted.loss)).toBeLessThan(1e-5);
+  });
+
+  it('a full fine-tune, extracted into a LoRA adapter, inspected', async () => {
+    const full = join(dir!, 'full');
+    await lorafleetOk([
+      'train',
+      '--model',
+      model,
+      '--data',
+      ids,
+      '--out',
+      full,
+      '--full-finetune',
+      ...ROWS,
+      '--lr',
+      '1e-3',
+    ]);
+    const out = join(dir!, 'extracted');
+    const extracted = await lorafleetOk([
+      ...['extract', '--base', model, '--tuned', join(full, 'model'), '--rank', '4'],
+      ...['--out', out, '--target', 'q_proj,o_proj', '--json'],
+    ]);
+    const report = JSON.parse(extracted.stdout) as {
+      modules: { module: string; energyKept: number }[];
+    };
+    expect(report.modules.map((m) => m.module)).toContain('model.layers.0.self_attn.o_proj');
+    expect(report.modules.every((m) => m.energyKept > 0 && m.energyKept <= 1 + 1e-9)).toBe(true);
+    const adapter = await loadPeftAdapter(out);
+    expect(adapter.config.fanInFanOut).toBe(false);
+    const inspected = await lorafleetOk(['inspect', '--adapter', out]);
+    expect(inspected.stdout).toMatch(/model\.layers\.1\.self_attn\.q_proj\s+\[32, 32\]\s+4/);
+  });
+
+  it('--target all-linear adapts every linear layer and records their PEFT names', async () => {
+    const out = join(dir!, 'all-linear');
+    const run = ['--model', model, '--data', ids, '--out', out, '--steps', '1', '--seq-len', '32'];
+    await lorafleetOk(['train', ...run, '--target', 'all-linear', '--workers', '1']);
+    const adapter = await loadPeftAdapter(join(out, 'adapter'));
+    expect(adapter.modules.size).toBe(7 * 2);
+    expect(adapter.config.targetModules).toEqual([
+      'down_proj',
+      'gate_proj',
+      'k_proj',
+      'o_proj',
+      'q_proj',
+      'up_proj',
+      'v_proj',
+    ]);
+  });
+
+  it('generates from a folder with a tokenizer; text without one is refused with the fix', async () => {
+    const bytes = await initTinyModel(dir!, 'bytes', 1, TINY_LLAMA);
+    const greedy = ['--max-new-tokens', '6', '--temperature', '0'];
+    const first = await lorafleetOk(['generate', '--model', bytes, '--prompt', 'abc', ...greedy]);
+    const again = await lorafleetOk(['generate', '--model', bytes, '--prompt', 'abc', ...greedy]);
+    expect(first.stdout.startsWith('abc')).toBe(true);
+    expect(again.stdout).toBe(first.stdout);
+    for (const args of [
+      ['eval', '--model', model, '--data', text, '--seq-len', '32'],
+      ['generate', '--model', model, '--prompt', 'abc'],
+    ]) {
+      const refused = await lorafleet(args);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(
+        /text must be tokenized here .* no usable tokenizer: cannot choose a tokenizer/,
+      );
+      expect(refused.stderr).toMatch(/pre-tokenized \{"input_ids": \[\.\.\.\]\} rows/);
+    }
+  });
+});

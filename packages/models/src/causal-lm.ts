@@ -1,0 +1,112 @@
+// The contract every model family meets: what training, evaluation,
+// generation, merge and the distributed runtime use, whatever the
+// architecture. A family (gpt2/, llama/) implements it and registers itself
+// in families.ts under the config.json model_type values it reads.
+import type { LoraLinear, tf } from '@lorafleet/core';
+
+/** config.json's model_type values this project reads (families.ts maps each to its family). */
+export type ModelType = 'gpt2' | 'llama' | 'mistral' | 'qwen2' | 'qwen3';
+
+/** Hugging Face tensor name -> value, row-major. */
+export type WeightMap = Map<string, { shape: number[]; data: Float32Array }>;
+
+/** What every caller may know of a model's config, whatever its family. */
+export interface ModelConfig<A = unknown> {
+  readonly modelType: ModelType;
+  readonly vocabSize: number;
+  /** The longest sequence the model takes (n_positions, max_position_embeddings). */
+  readonly contextLength: number;
+  readonly hiddenSize: number;
+  readonly numLayers: number;
+  /** The family's own fields (Gpt2Config, LlamaConfig), as read from config.json. */
+  readonly arch: A;
+}
+
+export interface ForwardPassOptions {
+  /** Dropout on (the config's probabilities and LoRA's) when true. */
+  training?: boolean;
+  /** Base seed of every dropout mask in this pass; replicas must agree on it. */
+  seed?: number;
+}
+
+// A type alias, not an interface, so that tf.tidy accepts it as a TensorContainer.
+export type LayerKv = {
+  keys: tf.Tensor4D; // [B, Hkv, T, D]
+  values: tf.Tensor4D; // [B, Hkv, T, D]
+};
+
+/** One inference pass over new tokens that attend to cached keys and values (kv-cache.ts). */
+export interface CachedPass {
+  ids: tf.Tensor2D; // [B, T] int32
+  /** Each new token's position id, [B, T] int32, and the same values on the host. */
+  positions: tf.Tensor2D;
+  positionIds: Int32Array;
+  /**
+   * The additive attention bias [B, 1, T, Tpast + T]: 0 where a query may see
+   * a key, a large negative number where not (future, left padding, and
+   * outside `window` tokens when one is given).
+   */
+  bias(window: number | null): tf.Tensor4D;
+  /** Every layer's keys and values so far, or null on the first pass. */
+  past: readonly LayerKv[] | null;
+}
+
+/** A linear layer by its PEFT module path, with its sizes and storage orientation. */
+export interface LinearModule {
+  name: string;
+  inFeatures: number;
+  outFeatures: number;
+  /** True when the weight is stored [in, out] (GPT-2's Conv1D), false for nn.Linear's [out, in]. */
+  fanInFanOut: boolean;
+}
+
+export interface CausalLM {
+  readonly modelConfig: ModelConfig;
+  /** ids [B, T] (int32) -> logits [B, T, V]. */
+  forward(ids: tf.Tensor2D, options?: ForwardPassOptions): tf.Tensor3D;
+  /** ids [B, T] -> the final hidden states [B, T, C], after the last norm. */
+  hidden(ids: tf.Tensor2D, options?: ForwardPassOptions): tf.Tensor3D;
+  /** The LM head: hidden [N, C] -> logits [N, V]. */
+  logits(hidden: tf.Tensor2D): tf.Tensor2D;
+  /** Runs a cached pass: the last column's hidden state [B, C] and every layer's extended keys/values. */
+  extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] };
+  /** Every linear layer (LoRA's possible targets), in model order. */
+  linears(): LoraLinear[];
+  /** Every base tensor under its Hugging Face name, in a fixed order (full fine-tuning, saving). */
+  namedWeights(): [string, tf.Variable][];
+  /** The base weights' current values (merged adapters included), Hugging Face names. */
+  readWeights(): WeightMap;
+  parameterCount(): number;
+  dispose(): void;
+}
+
+export interface SaveOptions {
+  dtype?: 'F32' | 'F16' | 'BF16';
+  /** Fields added to (or replacing those of) the written config.json. */
+  configExtra?: Record<string, unknown>;
+}
+
+/**
+ * One architecture: how to read its config.json, build it, load and save its
+ * weights under Hugging Face names, and which linear layers LoRA may adapt.
+ * Methods (not function properties), so that a ModelFamily<LlamaConfig> is
+ * usable where the registry holds a ModelFamily<unknown>.
+ */
+export interface ModelFamily<A> {
+  /** The family's name in messages and docs ("GPT-2", "Llama"). */
+  readonly name: string;
+  /** PEFT target names a LoRA run of this family adapts when none are given. */
+  readonly defaultTargets: readonly string[];
+  /** config.json (already parsed, model_type checked) -> the family's config; throws ModelConfigError. */
+  readConfig(json: Record<string, unknown>, modelType: ModelType, source: string): ModelConfig<A>;
+  /** config.json as transformers writes it for this config. */
+  configToJson(config: ModelConfig<A>, extra?: Record<string, unknown>): Record<string, unknown>;
+  /** Every stored tensor's Hugging Face name and shape (a tied head excluded). */
+  weightShapes(config: ModelConfig<A>): Map<string, number[]>;
+  linearModules(config: ModelConfig<A>): LinearModule[];
+  /** Reads and checks the weights of a folder (names, shapes; half precision converted to f32). */
+  readWeights(dir: string, config: ModelConfig<A>): Promise<WeightMap>;
+  /** Random weights as transformers initialises them (for `lorafleet init` and tests). */
+  randomWeights(config: ModelConfig<A>, seed: number): WeightMap;
+  build(config: ModelConfig<A>, weights: WeightMap): CausalLM;
+}

@@ -1,0 +1,110 @@
+// The model families, keyed by config.json's model_type. Adding a family is
+// one folder (config, model, weights, family) plus one line here; see
+// docs/model-families.md.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type {
+  CausalLM,
+  LinearModule,
+  ModelConfig,
+  ModelFamily,
+  ModelType,
+  SaveOptions,
+  WeightMap,
+} from './causal-lm.js';
+import { ModelConfigError } from './gpt2/config.js';
+import { gpt2Family } from './gpt2/family.js';
+import { llamaFamily } from './llama/family.js';
+import { CONFIG_FILE, writeWeightsFolder } from './weights-folder.js';
+
+export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
+  gpt2: gpt2Family,
+  llama: llamaFamily,
+  mistral: llamaFamily,
+  qwen2: llamaFamily,
+  qwen3: llamaFamily,
+};
+
+const isModelType = (t: unknown): t is ModelType =>
+  typeof t === 'string' && Object.hasOwn(FAMILIES, t);
+
+export function familyOf(config: ModelConfig): ModelFamily<unknown> {
+  return FAMILIES[config.modelType];
+}
+
+/**
+ * config.json's object -> its family's config. A missing model_type means
+ * GPT-2 (old GPT-2 files lack it); any other unknown type is refused by name.
+ */
+export function modelConfigFromJson(json: unknown, source: string): ModelConfig {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new ModelConfigError(`${source}: config must be a JSON object`);
+  }
+  const j = json as Record<string, unknown>;
+  const type = j.model_type ?? 'gpt2';
+  if (!isModelType(type)) {
+    throw new ModelConfigError(
+      `${source}: model_type is ${JSON.stringify(j.model_type)}; supported: ${Object.keys(FAMILIES).join(', ')}`,
+    );
+  }
+  return FAMILIES[type].readConfig(j, type, source);
+}
+
+export async function readModelConfig(dir: string): Promise<ModelConfig> {
+  const path = join(dir, CONFIG_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new ModelConfigError(
+      `${path}: not found; a model folder needs config.json and model.safetensors`,
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ModelConfigError(`${path}: not valid JSON (${(err as Error).message})`);
+  }
+  return modelConfigFromJson(json, path);
+}
+
+export const readModelWeights = (dir: string, config: ModelConfig): Promise<WeightMap> =>
+  familyOf(config).readWeights(dir, config);
+
+export const buildModel = (config: ModelConfig, weights: WeightMap): CausalLM =>
+  familyOf(config).build(config, weights);
+
+export const randomModelWeights = (config: ModelConfig, seed: number): WeightMap =>
+  familyOf(config).randomWeights(config, seed);
+
+export const modelWeightShapes = (config: ModelConfig): Map<string, number[]> =>
+  familyOf(config).weightShapes(config);
+
+export const modelLinearModules = (config: ModelConfig): LinearModule[] =>
+  familyOf(config).linearModules(config);
+
+export const defaultLoraTargets = (config: ModelConfig): readonly string[] =>
+  familyOf(config).defaultTargets;
+
+/** Every stored tensor's size, summed (a tied head counted once). */
+export function modelParameterCount(config: ModelConfig): number {
+  let n = 0;
+  for (const shape of modelWeightShapes(config).values()) n += shape.reduce((a, b) => a * b, 1);
+  return n;
+}
+
+/**
+ * Writes a folder that this project and Hugging Face transformers both load:
+ * config.json and model.safetensors with the family's Hugging Face names.
+ */
+export async function writeModelFolder(
+  dir: string,
+  config: ModelConfig,
+  weights: WeightMap,
+  options: SaveOptions = {},
+): Promise<void> {
+  const family = familyOf(config);
+  const json = family.configToJson(config, options.configExtra);
+  await writeWeightsFolder(dir, json, family.weightShapes(config), weights, options.dtype);
+}

@@ -1,0 +1,255 @@
+// The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
+// Qwen3): one architecture, switched by the fields transformers reads.
+import type { ModelConfig, ModelType } from '../causal-lm.js';
+import { ModelConfigError } from '../gpt2/config.js';
+
+export type LlamaModelType = Extract<ModelType, 'llama' | 'mistral' | 'qwen2' | 'qwen3'>;
+
+/** rope_scaling types this project computes; any other is refused by name. */
+export type RopeScaling =
+  | { type: 'linear'; factor: number }
+  | {
+      type: 'llama3';
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositions: number;
+    };
+
+export interface LlamaConfig {
+  modelType: LlamaModelType;
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  /** Grouped-query attention: every numHeads / numKvHeads query heads share a key/value head. */
+  numKvHeads: number;
+  /** Per-head width: config.json's head_dim when stated (Qwen3), else hidden_size / num_heads. */
+  headDim: number;
+  maxPositions: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling | null;
+  /** Bias on q/k/v (Qwen2 always; attention_bias elsewhere) and on o_proj (attention_bias only). */
+  qkvBias: boolean;
+  oBias: boolean;
+  mlpBias: boolean;
+  /** Qwen3's per-head RMSNorm of queries and keys before the rotation. */
+  qkNorm: boolean;
+  tieWordEmbeddings: boolean;
+  /** Mistral: each token sees only the last `slidingWindow` positions (null: all). */
+  slidingWindow: number | null;
+  attentionDropout: number;
+  bosTokenId: number | null;
+  eosTokenId: number | number[] | null;
+}
+
+const ARCHITECTURES: Record<LlamaModelType, string> = {
+  llama: 'LlamaForCausalLM',
+  mistral: 'MistralForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
+};
+
+/** Per type, what transformers' config class assumes for a field config.json leaves out. */
+const DEFAULTS: Record<
+  LlamaModelType,
+  { maxPositions: number; slidingWindow: number | null; rmsNormEps: number }
+> = {
+  llama: { maxPositions: 2048, slidingWindow: null, rmsNormEps: 1e-6 },
+  mistral: { maxPositions: 4096 * 32, slidingWindow: 4096, rmsNormEps: 1e-6 },
+  qwen2: { maxPositions: 32768, slidingWindow: null, rmsNormEps: 1e-6 },
+  qwen3: { maxPositions: 32768, slidingWindow: null, rmsNormEps: 1e-6 },
+};
+
+export function llamaModelConfig(c: LlamaConfig): ModelConfig<LlamaConfig> {
+  return {
+    modelType: c.modelType,
+    vocabSize: c.vocabSize,
+    contextLength: c.maxPositions,
+    hiddenSize: c.hiddenSize,
+    numLayers: c.numLayers,
+    arch: c,
+  };
+}
+
+/** Reads a Llama-family config.json; every unsupported setting is refused by name. */
+export function llamaConfigFromJson(
+  j: Record<string, unknown>,
+  modelType: LlamaModelType,
+  source: string,
+): LlamaConfig {
+  const fail = (what: string): never => {
+    throw new ModelConfigError(`${source}: ${what}`);
+  };
+  const int = (name: string, fallback?: number): number => {
+    const v = j[name] ?? fallback;
+    if (!Number.isSafeInteger(v) || (v as number) < 1)
+      fail(`${name} is ${JSON.stringify(j[name])}, expected a positive integer`);
+    return v as number;
+  };
+  const positive = (name: string, fallback: number): number => {
+    const v = j[name] ?? fallback;
+    if (typeof v !== 'number' || !(v > 0))
+      fail(`${name} is ${JSON.stringify(j[name])}, expected a positive number`);
+    return v as number;
+  };
+  const flag = (name: string, fallback: boolean): boolean => {
+    const v = j[name] ?? fallback;
+    if (typeof v !== 'boolean')
+      fail(`${name} is ${JSON.stringify(j[name])}, expected true or false`);
+    return v as boolean;
+  };
+  const defaults = DEFAULTS[modelType];
+  const act = j.hidden_act ?? 'silu';
+  if (act !== 'silu') fail(`hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
+  if (j.pretraining_tp !== undefined && j.pretraining_tp !== 1)
+    fail(`pretraining_tp ${JSON.stringify(j.pretraining_tp)} is not supported (only 1)`);
+  if (modelType !== 'mistral' && j.use_sliding_window === true)
+    fail(
+      `use_sliding_window true is not supported for ${modelType} (only Mistral's sliding_window)`,
+    );
+  const hiddenSize = int('hidden_size');
+  const numHeads = int('num_attention_heads');
+  const numKvHeads = int('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0)
+    fail(
+      `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`,
+    );
+  const statedHeadDim = j.head_dim === null ? undefined : j.head_dim;
+  if (statedHeadDim === undefined && hiddenSize % numHeads !== 0)
+    fail(
+      `hidden_size (${hiddenSize}) must be divisible by num_attention_heads (${numHeads}) when head_dim is not given`,
+    );
+  const headDim = statedHeadDim === undefined ? hiddenSize / numHeads : int('head_dim');
+  if (headDim % 2 !== 0) fail(`head_dim ${headDim} must be even (rotary embeddings rotate pairs)`);
+  // MistralAttention has no bias whatever the file says.
+  const attentionBias = modelType !== 'mistral' && flag('attention_bias', false);
+  const window =
+    modelType === 'mistral'
+      ? j.sliding_window === undefined
+        ? defaults.slidingWindow
+        : j.sliding_window
+      : null;
+  if (window !== null && (!Number.isSafeInteger(window) || (window as number) < 1))
+    fail(`sliding_window is ${JSON.stringify(window)}, expected a positive integer or null`);
+  const maxPositions = int('max_position_embeddings', defaults.maxPositions);
+  return {
+    modelType,
+    vocabSize: int('vocab_size'),
+    hiddenSize,
+    intermediateSize: int('intermediate_size'),
+    numLayers: int('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    maxPositions,
+    rmsNormEps: positive('rms_norm_eps', defaults.rmsNormEps),
+    ropeTheta: positive('rope_theta', 10000),
+    ropeScaling: ropeScalingFromJson(j.rope_scaling, maxPositions, fail),
+    qkvBias: modelType === 'qwen2' || attentionBias,
+    oBias: modelType !== 'qwen2' && attentionBias,
+    mlpBias: modelType === 'llama' && flag('mlp_bias', false),
+    qkNorm: modelType === 'qwen3',
+    tieWordEmbeddings: flag('tie_word_embeddings', false),
+    slidingWindow: window as number | null,
+    attentionDropout: attentionDropout(j.attention_dropout, fail),
+    bosTokenId: tokenId(j.bos_token_id),
+    eosTokenId: Array.isArray(j.eos_token_id)
+      ? (j.eos_token_id as number[])
+      : tokenId(j.eos_token_id),
+  };
+}
+
+function tokenId(v: unknown): number | null {
+  return Number.isSafeInteger(v) ? (v as number) : null;
+}
+
+function attentionDropout(v: unknown, fail: (what: string) => never): number {
+  const p = v ?? 0;
+  if (typeof p !== 'number' || !(p >= 0 && p < 1))
+    fail(`attention_dropout is ${JSON.stringify(v)}, expected a number in [0, 1)`);
+  return p as number;
+}
+
+/** rope_scaling: null, "default", "linear" or "llama3" (the key is rope_type, or type in older files). */
+function ropeScalingFromJson(
+  raw: unknown,
+  maxPositions: number,
+  fail: (what: string) => never,
+): RopeScaling | null {
+  if (raw === undefined || raw === null) return null;
+  if (typeof raw !== 'object' || Array.isArray(raw)) fail(`rope_scaling must be an object or null`);
+  const r = raw as Record<string, unknown>;
+  const type = r.rope_type ?? r.type;
+  const num = (name: string, fallback?: number): number => {
+    const v = r[name] ?? fallback;
+    if (typeof v !== 'number' || !(v > 0))
+      fail(`rope_scaling.${name} is ${JSON.stringify(r[name])}, expected a positive number`);
+    return v as number;
+  };
+  if (type === 'default') return null;
+  if (type === 'linear') return { type: 'linear', factor: num('factor') };
+  if (type === 'llama3') {
+    const scaling: RopeScaling = {
+      type: 'llama3',
+      factor: num('factor'),
+      lowFreqFactor: num('low_freq_factor'),
+      highFreqFactor: num('high_freq_factor'),
+      originalMaxPositions: num('original_max_position_embeddings', maxPositions),
+    };
+    if (scaling.highFreqFactor <= scaling.lowFreqFactor)
+      fail('rope_scaling.high_freq_factor must be larger than low_freq_factor');
+    return scaling;
+  }
+  return fail(
+    `rope_scaling type ${JSON.stringify(type)} is not supported (supported: "default", "linear", "llama3")`,
+  );
+}
+
+/** config.json as transformers' save_pretrained writes it for this config (the fields that matter). */
+export function llamaConfigToJson(
+  c: LlamaConfig,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const scaling =
+    c.ropeScaling === null
+      ? null
+      : c.ropeScaling.type === 'linear'
+        ? { rope_type: 'linear', factor: c.ropeScaling.factor }
+        : {
+            rope_type: 'llama3',
+            factor: c.ropeScaling.factor,
+            low_freq_factor: c.ropeScaling.lowFreqFactor,
+            high_freq_factor: c.ropeScaling.highFreqFactor,
+            original_max_position_embeddings: c.ropeScaling.originalMaxPositions,
+          };
+  const json: Record<string, unknown> = {
+    architectures: [ARCHITECTURES[c.modelType]],
+    model_type: c.modelType,
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    num_key_value_heads: c.numKvHeads,
+    head_dim: c.headDim,
+    max_position_embeddings: c.maxPositions,
+    rms_norm_eps: c.rmsNormEps,
+    rope_theta: c.ropeTheta,
+    rope_scaling: scaling,
+    hidden_act: 'silu',
+    attention_dropout: c.attentionDropout,
+    tie_word_embeddings: c.tieWordEmbeddings,
+    bos_token_id: c.bosTokenId,
+    eos_token_id: c.eosTokenId,
+    torch_dtype: 'float32',
+    use_cache: true,
+  };
+  if (c.modelType === 'llama' || c.modelType === 'qwen3') json.attention_bias = c.oBias;
+  if (c.modelType === 'llama') json.mlp_bias = c.mlpBias;
+  if (c.modelType === 'mistral') json.sliding_window = c.slidingWindow;
+  if (c.modelType === 'qwen2' || c.modelType === 'qwen3') json.use_sliding_window = false;
+  return { ...json, ...extra };
+}

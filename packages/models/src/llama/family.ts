@@ -1,0 +1,41 @@
+// The Llama family (families.ts registers it for llama, mistral, qwen2 and
+// qwen3): config, weights under Hugging Face names, nn.Linear layers.
+import type { ModelFamily } from '../causal-lm.js';
+import { readWeightsFolder } from '../weights-folder.js';
+import {
+  type LlamaConfig,
+  type LlamaModelType,
+  llamaConfigFromJson,
+  llamaConfigToJson,
+  llamaModelConfig,
+} from './config.js';
+import { LlamaModel } from './model.js';
+import {
+  EMBED,
+  LM_HEAD,
+  llamaLinearModules,
+  llamaWeightShapes,
+  randomLlamaWeights,
+} from './weights.js';
+
+/** Rotary buffers that older checkpoints store and the model recomputes. */
+const IGNORED = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
+
+export const llamaFamily: ModelFamily<LlamaConfig> = {
+  name: 'Llama',
+  defaultTargets: ['q_proj', 'v_proj'],
+  readConfig: (json, modelType, source) =>
+    llamaModelConfig(llamaConfigFromJson(json, modelType as LlamaModelType, source)),
+  configToJson: (config, extra) => llamaConfigToJson(config.arch, extra),
+  weightShapes: (config) => llamaWeightShapes(config.arch),
+  linearModules: (config) => llamaLinearModules(config.arch),
+  readWeights: (dir, config) => {
+    const expected = llamaWeightShapes(config.arch);
+    // A tied head may still be stored (save_pretrained leaves it out; other tools do not).
+    const unused = new Map<string, number[]>();
+    if (config.arch.tieWordEmbeddings) unused.set(LM_HEAD, expected.get(EMBED)!);
+    return readWeightsFolder(dir, { expected, ignored: IGNORED, unused });
+  },
+  randomWeights: (config, seed) => randomLlamaWeights(config.arch, seed),
+  build: (config, weights) => new LlamaModel(config.arch, weights),
+};

@@ -1,0 +1,306 @@
+// The Llama family on tfjs, with Hugging Face's semantics of
+// LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and
+// Qwen3ForCausalLM: pre-RMSNorm decoder layers, rotary positions,
+// grouped-query attention (optional q/k/v bias, Qwen3's q/k norms, Mistral's
+// sliding window), SwiGLU MLP, a tied or untied head. Every nn.Linear is a
+// LoraLinear ([out, in] weights) named by its PEFT module path.
+import { LoraLinear, tf } from '@lorafleet/core';
+import type {
+  CachedPass,
+  CausalLM,
+  ForwardPassOptions,
+  LayerKv,
+  ModelConfig,
+  WeightMap,
+} from '../causal-lm.js';
+import { attentionBias } from '../kv-cache.js';
+import { type LlamaConfig, llamaModelConfig } from './config.js';
+import { applyRotary, inverseFrequencies, rotaryTables } from './rope.js';
+import { EMBED, FINAL_NORM, LM_HEAD, layerLinears, llamaWeightShapes } from './weights.js';
+
+export interface LlamaLayer {
+  inputNorm: tf.Variable<tf.Rank.R1>; // [C]
+  qProj: LoraLinear; // [C] -> [H D]
+  kProj: LoraLinear; // [C] -> [Hkv D]
+  vProj: LoraLinear; // [C] -> [Hkv D]
+  oProj: LoraLinear; // [H D] -> [C]
+  qNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3
+  kNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3
+  postNorm: tf.Variable<tf.Rank.R1>; // [C]
+  gateProj: LoraLinear; // [C] -> [F]
+  upProj: LoraLinear; // [C] -> [F]
+  downProj: LoraLinear; // [F] -> [C]
+}
+
+/** What one pass over the layers needs besides the hidden states. */
+interface LayerPass {
+  cos: tf.Tensor4D; // [B|1, 1, T, D]
+  sin: tf.Tensor4D;
+  bias: (window: number | null) => tf.Tensor4D; // [B|1, 1, T, Tk]
+  past: readonly LayerKv[] | null;
+  training: boolean;
+  seed: number;
+}
+
+let nextModelId = 0;
+
+export class LlamaModel implements CausalLM {
+  readonly config: LlamaConfig;
+  readonly modelConfig: ModelConfig<LlamaConfig>;
+  readonly embed: tf.Variable<tf.Rank.R2>; // [V, C]
+  readonly layers: LlamaLayer[];
+  readonly norm: tf.Variable<tf.Rank.R1>; // [C]
+  /** The untied head [V, C]; null when tied to the embedding. */
+  readonly lmHead: tf.Variable<tf.Rank.R2> | null;
+  private readonly invFreq: Float64Array;
+
+  /** `weights` must hold every tensor of llamaWeightShapes(config), checked by the loader. */
+  constructor(config: LlamaConfig, weights: WeightMap) {
+    this.config = config;
+    this.modelConfig = llamaModelConfig(config);
+    this.invFreq = inverseFrequencies(config);
+    const serial = nextModelId++;
+    const get = (name: string) => {
+      const w = weights.get(name);
+      if (!w) throw new Error(`${config.modelType}: weight ${name} is missing`);
+      return w;
+    };
+    const variable = (name: string) => {
+      const w = get(name);
+      return tf.variable(tf.tensor(w.data, w.shape), false, `${name}#llama${serial}`);
+    };
+    const linear = (name: string, bias: boolean) => {
+      const w = get(`${name}.weight`);
+      const weight = tf.tensor2d(w.data, w.shape as [number, number]);
+      const b = bias ? tf.tensor1d(get(`${name}.bias`).data) : null;
+      const layer = new LoraLinear({ name, weight, bias: b });
+      tf.dispose([weight, ...(b ? [b] : [])]);
+      return layer;
+    };
+    this.embed = variable(EMBED) as tf.Variable<tf.Rank.R2>;
+    this.layers = [];
+    for (let i = 0; i < config.numLayers; i++) {
+      const p = `model.layers.${i}`;
+      const l = Object.fromEntries(
+        layerLinears(config).map((m) => [m.name, linear(`${p}.${m.name}`, m.bias)]),
+      );
+      const norm = (name: string) => variable(`${p}.${name}.weight`) as tf.Variable<tf.Rank.R1>;
+      this.layers.push({
+        inputNorm: norm('input_layernorm'),
+        qProj: l['self_attn.q_proj']!,
+        kProj: l['self_attn.k_proj']!,
+        vProj: l['self_attn.v_proj']!,
+        oProj: l['self_attn.o_proj']!,
+        qNorm: config.qkNorm ? norm('self_attn.q_norm') : null,
+        kNorm: config.qkNorm ? norm('self_attn.k_norm') : null,
+        postNorm: norm('post_attention_layernorm'),
+        gateProj: l['mlp.gate_proj']!,
+        upProj: l['mlp.up_proj']!,
+        downProj: l['mlp.down_proj']!,
+      });
+    }
+    this.norm = variable(FINAL_NORM) as tf.Variable<tf.Rank.R1>;
+    this.lmHead = config.tieWordEmbeddings ? null : (variable(LM_HEAD) as tf.Variable<tf.Rank.R2>);
+  }
+
+  linears(): LoraLinear[] {
+    return this.layers.flatMap((l) => [
+      l.qProj,
+      l.kProj,
+      l.vProj,
+      l.oProj,
+      l.gateProj,
+      l.upProj,
+      l.downProj,
+    ]);
+  }
+
+  namedWeights(): [string, tf.Variable][] {
+    const byName = new Map<string, tf.Variable>([
+      [EMBED, this.embed],
+      [FINAL_NORM, this.norm],
+    ]);
+    if (this.lmHead) byName.set(LM_HEAD, this.lmHead);
+    this.layers.forEach((l, i) => {
+      const p = `model.layers.${i}`;
+      byName.set(`${p}.input_layernorm.weight`, l.inputNorm);
+      byName.set(`${p}.post_attention_layernorm.weight`, l.postNorm);
+      if (l.qNorm) byName.set(`${p}.self_attn.q_norm.weight`, l.qNorm);
+      if (l.kNorm) byName.set(`${p}.self_attn.k_norm.weight`, l.kNorm);
+    });
+    for (const linear of this.linears()) {
+      byName.set(`${linear.name}.weight`, linear.weight);
+      if (linear.bias) byName.set(`${linear.name}.bias`, linear.bias);
+    }
+    return [...llamaWeightShapes(this.config).keys()].map((name) => [name, byName.get(name)!]);
+  }
+
+  readWeights(): WeightMap {
+    return new Map(
+      this.namedWeights().map(([name, v]) => [
+        name,
+        { shape: [...v.shape], data: v.dataSync() as Float32Array },
+      ]),
+    );
+  }
+
+  parameterCount(): number {
+    return this.namedWeights().reduce((n, [, v]) => n + v.size, 0);
+  }
+
+  forward(ids: tf.Tensor2D, options: ForwardPassOptions = {}): tf.Tensor3D {
+    return tf.tidy(() => {
+      const h = this.hidden(ids, options); // [B, T, C]
+      const [B, T, C] = h.shape;
+      return this.logits(h.reshape([B * T, C])).reshape([
+        B,
+        T,
+        this.config.vocabSize,
+      ]) as tf.Tensor3D;
+    });
+  }
+
+  hidden(ids: tf.Tensor2D, options: ForwardPassOptions = {}): tf.Tensor3D {
+    const [, T] = ids.shape;
+    if (T > this.config.maxPositions) {
+      throw new Error(
+        `sequence of ${T} tokens exceeds the model's context of ${this.config.maxPositions} (max_position_embeddings)`,
+      );
+    }
+    return tf.tidy(() => {
+      const positions = Int32Array.from({ length: T }, (_, t) => t);
+      const { cos, sin } = rotaryTables(this.invFreq, positions, 1, T); // [1, 1, T, D]
+      const { x } = this.runLayers(ids, {
+        cos,
+        sin,
+        bias: (window) => attentionBias(positions, [0], T, T, window), // [1, 1, T, T]
+        past: null,
+        training: options.training ?? false,
+        seed: options.seed ?? 0,
+      });
+      return rmsNorm(x, this.norm, this.config.rmsNormEps) as tf.Tensor3D;
+    });
+  }
+
+  logits(hidden: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(hidden, this.lmHead ?? this.embed, false, true); // [N, V]
+  }
+
+  extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] } {
+    const [B, T] = pass.ids.shape;
+    const C = this.config.hiddenSize;
+    const { cos, sin } = rotaryTables(this.invFreq, pass.positionIds, B, T); // [B, 1, T, D]
+    const { x, layers } = this.runLayers(pass.ids, {
+      cos,
+      sin,
+      bias: pass.bias,
+      past: pass.past,
+      training: false,
+      seed: 0,
+    });
+    const lastX = x.slice([0, T - 1, 0], [B, 1, C]).reshape([B, C]); // [B, C]
+    return { last: rmsNorm(lastX, this.norm, this.config.rmsNormEps) as tf.Tensor2D, layers };
+  }
+
+  dispose(): void {
+    for (const [, v] of this.namedWeights()) v.dispose();
+    for (const l of this.linears()) l.dispose();
+  }
+
+  /** ids [B, T] -> the residual stream after every layer [B, T, C], and each layer's keys/values. */
+  private runLayers(ids: tf.Tensor2D, pass: LayerPass): { x: tf.Tensor3D; layers: LayerKv[] } {
+    const c = this.config;
+    const [B, T] = ids.shape;
+    let x = tf.gather(this.embed, ids.flatten()).reshape([B, T, c.hiddenSize]) as tf.Tensor3D;
+    const bias = pass.bias(c.slidingWindow);
+    const layers: LayerKv[] = [];
+    this.layers.forEach((layer, i) => {
+      const seed = (pass.seed * 1009 + i) * 8;
+      const a = this.attention(
+        layer,
+        rmsNorm(x, layer.inputNorm, c.rmsNormEps),
+        pass,
+        bias,
+        i,
+        seed,
+      );
+      layers.push(a.kv);
+      x = tf.add(x, a.y);
+      const h = rmsNorm(x, layer.postNorm, c.rmsNormEps);
+      const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
+      const gated = tf.mul(
+        silu(layer.gateProj.forward(h, lora(4))),
+        layer.upProj.forward(h, lora(5)),
+      ); // [B, T, F]
+      x = tf.add(x, layer.downProj.forward(gated, lora(6)));
+    });
+    return { x, layers };
+  }
+
+  /** Grouped-query attention; x [B, T, C] -> [B, T, C], and this layer's keys/values [B, Hkv, Tk, D]. */
+  private attention(
+    layer: LlamaLayer,
+    x: tf.Tensor,
+    pass: LayerPass,
+    bias: tf.Tensor4D,
+    index: number,
+    seed: number,
+  ): { y: tf.Tensor; kv: LayerKv } {
+    const c = this.config;
+    const [B, T] = x.shape as [number, number, number];
+    const [H, Hkv, D] = [c.numHeads, c.numKvHeads, c.headDim];
+    const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
+    const heads = (t: tf.Tensor, n: number, norm: tf.Variable<tf.Rank.R1> | null) => {
+      const split = t.reshape([B, T, n, D]); // [B, T, n, D]
+      const normed = norm ? rmsNorm(split, norm, c.rmsNormEps) : split;
+      return normed.transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, D]
+    };
+    const q = applyRotary(
+      heads(layer.qProj.forward(x, lora(0)), H, layer.qNorm),
+      pass.cos,
+      pass.sin,
+    );
+    const k = applyRotary(
+      heads(layer.kProj.forward(x, lora(1)), Hkv, layer.kNorm),
+      pass.cos,
+      pass.sin,
+    );
+    const v = heads(layer.vProj.forward(x, lora(2)), Hkv, null);
+    const past = pass.past?.[index];
+    const keys = past ? (tf.concat([past.keys, k], 2) as tf.Tensor4D) : k; // [B, Hkv, Tk, D]
+    const values = past ? (tf.concat([past.values, v], 2) as tf.Tensor4D) : v;
+    const scores = tf.add(
+      tf.mul(tf.matMul(q, repeatKv(keys, H / Hkv), false, true), 1 / Math.sqrt(D)),
+      bias,
+    ); // [B, H, T, Tk]
+    let probs = tf.softmax(scores);
+    if (pass.training && c.attentionDropout > 0)
+      probs = tf.dropout(probs, c.attentionDropout, undefined, seed + 7);
+    const y = tf
+      .matMul(probs, repeatKv(values, H / Hkv)) // [B, H, T, D]
+      .transpose([0, 2, 1, 3])
+      .reshape([B, T, H * D]);
+    return { y: layer.oProj.forward(y, lora(3)), kv: { keys, values } };
+  }
+}
+
+/** [B, Hkv, T, D] -> [B, Hkv * n, T, D]: query head h reads key/value head floor(h / n), as repeat_kv. */
+function repeatKv(x: tf.Tensor4D, n: number): tf.Tensor4D {
+  if (n === 1) return x;
+  const [B, Hkv, T, D] = x.shape;
+  // Rank 3, because tfjs has no gradient for tile above rank 4.
+  return tf.tile(x.reshape([B * Hkv, 1, T * D]), [1, n, 1]).reshape([B, Hkv * n, T, D]);
+}
+
+/** x / sqrt(mean(x^2) + eps) * weight over the last axis, as LlamaRMSNorm. */
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
+  return tf.tidy(() => {
+    const variance = tf.mean(tf.square(x), -1, true);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
+  });
+}
+
+/** x * sigmoid(x), the "silu" activation. */
+function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x));
+}

@@ -1,0 +1,78 @@
+// The tensors of a Llama-family model under Hugging Face's names
+// (model.layers.N.self_attn.q_proj.weight, ...): shapes, the linear layers by
+// PEFT module path, and random weights as transformers initialises them.
+import { Rng } from '@lorafleet/core';
+import type { LinearModule, WeightMap } from '../causal-lm.js';
+import type { LlamaConfig } from './config.js';
+
+export const EMBED = 'model.embed_tokens.weight';
+export const FINAL_NORM = 'model.norm.weight';
+export const LM_HEAD = 'lm_head.weight';
+
+/** The linear layers of one decoder layer: PEFT name -> [out, in] and whether it has a bias. */
+export function layerLinears(
+  c: LlamaConfig,
+): { name: string; out: number; in: number; bias: boolean }[] {
+  const [C, F] = [c.hiddenSize, c.intermediateSize];
+  const [q, kv] = [c.numHeads * c.headDim, c.numKvHeads * c.headDim];
+  return [
+    { name: 'self_attn.q_proj', out: q, in: C, bias: c.qkvBias },
+    { name: 'self_attn.k_proj', out: kv, in: C, bias: c.qkvBias },
+    { name: 'self_attn.v_proj', out: kv, in: C, bias: c.qkvBias },
+    { name: 'self_attn.o_proj', out: C, in: q, bias: c.oBias },
+    { name: 'mlp.gate_proj', out: F, in: C, bias: c.mlpBias },
+    { name: 'mlp.up_proj', out: F, in: C, bias: c.mlpBias },
+    { name: 'mlp.down_proj', out: C, in: F, bias: c.mlpBias },
+  ];
+}
+
+/** Every stored tensor's name and shape, in model order (lm_head only when untied). */
+export function llamaWeightShapes(c: LlamaConfig): Map<string, number[]> {
+  const C = c.hiddenSize;
+  const shapes = new Map<string, number[]>([[EMBED, [c.vocabSize, C]]]);
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    shapes.set(`${p}.input_layernorm.weight`, [C]);
+    for (const l of layerLinears(c)) {
+      shapes.set(`${p}.${l.name}.weight`, [l.out, l.in]);
+      if (l.bias) shapes.set(`${p}.${l.name}.bias`, [l.out]);
+      if (c.qkNorm && l.name === 'self_attn.k_proj') {
+        shapes.set(`${p}.self_attn.q_norm.weight`, [c.headDim]);
+        shapes.set(`${p}.self_attn.k_norm.weight`, [c.headDim]);
+      }
+    }
+    shapes.set(`${p}.post_attention_layernorm.weight`, [C]);
+  }
+  shapes.set(FINAL_NORM, [C]);
+  if (!c.tieWordEmbeddings) shapes.set(LM_HEAD, [c.vocabSize, C]);
+  return shapes;
+}
+
+export function llamaLinearModules(c: LlamaConfig): LinearModule[] {
+  const out: LinearModule[] = [];
+  for (let i = 0; i < c.numLayers; i++) {
+    for (const l of layerLinears(c)) {
+      out.push({
+        name: `model.layers.${i}.${l.name}`,
+        inFeatures: l.in,
+        outFeatures: l.out,
+        fanInFanOut: false,
+      });
+    }
+  }
+  return out;
+}
+
+/** transformers' _init_weights: N(0, initializer_range) for linear and embedding weights, zero biases, unit norms. */
+export function randomLlamaWeights(c: LlamaConfig, seed: number, std = 0.02): WeightMap {
+  const rng = new Rng(seed);
+  const weights: WeightMap = new Map();
+  for (const [name, shape] of llamaWeightShapes(c)) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(size);
+    if (shape.length === 1 && name.endsWith('norm.weight')) data.fill(1);
+    else if (shape.length === 2) for (let i = 0; i < size; i++) data[i] = rng.normal() * std;
+    weights.set(name, { shape, data });
+  }
+  return weights;
+}

@@ -1,0 +1,134 @@
+// Weights of a Hugging Face model folder: model.safetensors, or the shards a
+// model.safetensors.index.json lists (read one at a time, so at most one
+// shard's bytes are held besides the float32 weights). F16/BF16/F64 tensors
+// are converted to float32. Every missing, unexpected or wrongly shaped
+// tensor is reported by name, all at once.
+import { access, mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  type TensorEntry,
+  float32Entry,
+  readSafetensorsFile,
+  toFloat32,
+  writeFileAtomic,
+  writeSafetensorsFile,
+} from '@lorafleet/core';
+import type { WeightMap } from './causal-lm.js';
+import { ModelConfigError } from './gpt2/config.js';
+
+export const CONFIG_FILE = 'config.json';
+export const WEIGHTS_FILE = 'model.safetensors';
+export const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
+
+export interface WeightRules {
+  /** Every tensor the model needs, by Hugging Face name. */
+  expected: Map<string, number[]>;
+  /** Stored tensors the model recomputes or ignores (rotary inv_freq buffers). */
+  ignored?: RegExp;
+  /** Tensors that may be present but are not loaded, with the shape they must have (a tied head). */
+  unused?: Map<string, number[]>;
+}
+
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
+
+/** The files holding the weights: the single file, or every shard of the index, in order. */
+async function weightFiles(dir: string): Promise<string[]> {
+  const single = join(dir, WEIGHTS_FILE);
+  if (await exists(single)) return [single];
+  const indexPath = join(dir, WEIGHTS_INDEX_FILE);
+  if (!(await exists(indexPath))) {
+    const hint = (await exists(join(dir, 'pytorch_model.bin')))
+      ? ' (the folder has pytorch_model.bin: re-save it with save_pretrained(..., safe_serialization=True))'
+      : '';
+    throw new ModelConfigError(`${single}: not found, nor ${WEIGHTS_INDEX_FILE}${hint}`);
+  }
+  let index: unknown;
+  try {
+    index = JSON.parse(await readFile(indexPath, 'utf8'));
+  } catch (err) {
+    throw new ModelConfigError(`${indexPath}: not valid JSON (${(err as Error).message})`);
+  }
+  const map = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) {
+    throw new ModelConfigError(`${indexPath}: no "weight_map" object (tensor name -> shard file)`);
+  }
+  const files = [...new Set(Object.values(map as Record<string, unknown>))];
+  const bad = files.find((f) => typeof f !== 'string' || f.includes('/') || f.includes('\\'));
+  if (bad !== undefined)
+    throw new ModelConfigError(
+      `${indexPath}: shard ${JSON.stringify(bad)} is not a file name in the folder`,
+    );
+  for (const f of files as string[]) {
+    if (!(await exists(join(dir, f))))
+      throw new ModelConfigError(`${join(dir, f)}: not found (listed in ${WEIGHTS_INDEX_FILE})`);
+  }
+  return (files as string[]).map((f) => join(dir, f));
+}
+
+export async function readWeightsFolder(dir: string, rules: WeightRules): Promise<WeightMap> {
+  const weights: WeightMap = new Map();
+  const problems: string[] = [];
+  const sameShape = (a: readonly number[], b: readonly number[]) =>
+    a.length === b.length && a.every((d, i) => d === b[i]);
+  for (const path of await weightFiles(dir)) {
+    const file = await readSafetensorsFile(path);
+    for (const [name, entry] of file.tensors) {
+      if (rules.ignored?.test(name)) continue;
+      const unused = rules.unused?.get(name);
+      if (unused) {
+        if (!sameShape(unused, entry.shape))
+          problems.push(`${name} has shape [${entry.shape}], the config needs [${unused}]`);
+        continue;
+      }
+      const shape = rules.expected.get(name);
+      if (!shape) problems.push(`unexpected tensor ${name} [${entry.shape}]`);
+      else if (weights.has(name)) problems.push(`${name} is stored twice (in ${path} again)`);
+      else if (!sameShape(shape, entry.shape))
+        problems.push(`${name} has shape [${entry.shape}], the config needs [${shape}]`);
+      else weights.set(name, { shape, data: toFloat32(entry, name, path) });
+    }
+  }
+  for (const name of rules.expected.keys()) {
+    if (!weights.has(name) && !problems.some((p) => p.startsWith(`${name} `)))
+      problems.push(`missing tensor ${name}`);
+  }
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 12).join('\n  ');
+    const more = problems.length > 12 ? `\n  ... and ${problems.length - 12} more` : '';
+    throw new ModelConfigError(
+      `${dir}: the weights do not match ${join(dir, CONFIG_FILE)}:\n  ${shown}${more}`,
+    );
+  }
+  return weights;
+}
+
+/** Writes config.json and one model.safetensors holding `shapes`' tensors, in that order. */
+export async function writeWeightsFolder(
+  dir: string,
+  configJson: Record<string, unknown>,
+  shapes: Map<string, number[]>,
+  weights: WeightMap,
+  dtype: 'F32' | 'F16' | 'BF16' = 'F32',
+): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const tensors = new Map<string, TensorEntry>();
+  for (const [name, shape] of shapes) {
+    const w = weights.get(name);
+    if (!w) throw new Error(`cannot save the model: weight ${name} is missing`);
+    if (w.data.length !== shape.reduce((a, b) => a * b, 1)) {
+      throw new Error(
+        `cannot save the model: ${name} has ${w.data.length} values, shape [${shape}]`,
+      );
+    }
+    tensors.set(name, float32Entry(w.data, shape, dtype));
+  }
+  await writeSafetensorsFile(join(dir, WEIGHTS_FILE), tensors, { format: 'pt' });
+  const json = { ...configJson, torch_dtype: TORCH_DTYPE[dtype] };
+  await writeFileAtomic(join(dir, CONFIG_FILE), JSON.stringify(json, null, 2) + '\n');
+}
+
+const TORCH_DTYPE = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' } as const;

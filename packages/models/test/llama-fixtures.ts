@@ -1,0 +1,126 @@
+// Tiny random Llama-family folders for the parity, generation and loading
+// tests: one case per feature of the family, written with Hugging Face names.
+import type { ModelConfig, WeightMap } from '../src/index.js';
+import { modelConfigFromJson, modelWeightShapes } from '../src/index.js';
+
+/** mulberry32 + Box-Muller: test data that does not depend on the project's Rng. */
+export function normals(seed: number): () => number {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+const TINY = {
+  vocab_size: 61,
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  max_position_embeddings: 32,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+};
+
+export interface LlamaCase {
+  label: string;
+  json: Record<string, unknown>;
+  seed: number;
+}
+
+export const LLAMA_CASES: LlamaCase[] = [
+  {
+    label: 'llama, GQA 4:2, untied head',
+    json: { ...TINY, model_type: 'llama', num_key_value_heads: 2, tie_word_embeddings: false },
+    seed: 21,
+  },
+  {
+    label: 'llama, tied head, llama3 rope scaling',
+    json: {
+      ...TINY,
+      model_type: 'llama',
+      num_key_value_heads: 4,
+      tie_word_embeddings: true,
+      rope_theta: 500000,
+      rope_scaling: {
+        rope_type: 'llama3',
+        factor: 8,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 16,
+      },
+    },
+    seed: 22,
+  },
+  {
+    label: 'qwen2, q/k/v bias, one key/value head, linear rope scaling',
+    json: {
+      ...TINY,
+      model_type: 'qwen2',
+      num_key_value_heads: 1,
+      tie_word_embeddings: false,
+      rope_scaling: { type: 'linear', factor: 2 },
+    },
+    seed: 23,
+  },
+  {
+    label: 'qwen3, q/k norms, head_dim 12, tied head',
+    json: {
+      ...TINY,
+      model_type: 'qwen3',
+      num_key_value_heads: 2,
+      head_dim: 12,
+      tie_word_embeddings: true,
+    },
+    seed: 24,
+  },
+  {
+    label: 'mistral, sliding window 5',
+    json: { ...TINY, model_type: 'mistral', num_key_value_heads: 2, sliding_window: 5 },
+    seed: 25,
+  },
+];
+
+export function caseConfig(c: LlamaCase): ModelConfig {
+  return modelConfigFromJson(c.json, c.label);
+}
+
+/**
+ * Random weights scaled so that logits are O(1) and attention is far from
+ * uniform; norm gains and biases random, so mishandling them shows.
+ */
+export function randomWeights(config: ModelConfig, seed: number): WeightMap {
+  const randn = normals(seed);
+  const weights: WeightMap = new Map();
+  for (const [name, shape] of modelWeightShapes(config)) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const fill = name.endsWith('norm.weight')
+      ? () => 1 + 0.3 * randn()
+      : name.endsWith('.bias')
+        ? () => 0.3 * randn()
+        : name.includes('embed') || name.startsWith('lm_head')
+          ? () => 0.5 * randn()
+          : () => (0.6 / Math.sqrt(shape[1]!)) * randn() * 1.5;
+    weights.set(name, { shape, data: Float32Array.from({ length: size }, fill) });
+  }
+  return weights;
+}
+
+export function randomIds(seed: number, vocab: number, B: number, T: number): number[][] {
+  const randn = normals(seed);
+  return Array.from({ length: B }, () =>
+    Array.from({ length: T }, () => Math.floor(Math.abs(randn() * 1e6)) % vocab),
+  );
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} vs ${b.length}`);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}

@@ -1,0 +1,177 @@
+// Loading Llama-family folders: sharded safetensors with an index, bf16 and
+// f16 weights converted to float32, stored buffers that are ignored, and
+// clear refusals of what is not supported or does not match.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import {
+  type TensorEntry,
+  float32Entry,
+  tf,
+  toFloat32,
+  useBackend,
+  writeSafetensorsFile,
+} from '@lorafleet/core';
+import {
+  type ModelConfig,
+  type WeightMap,
+  ModelConfigError,
+  familyOf,
+  loadModel,
+  modelConfigFromJson,
+} from '../src/index.js';
+import { loadReferenceLlama, referenceLlamaLogits } from './reference/llama-reference.js';
+import { LLAMA_CASES, caseConfig, maxAbsDiff, randomIds, randomWeights } from './llama-fixtures.js';
+
+let root = '';
+let serial = 0;
+
+beforeAll(async () => {
+  await useBackend('wasm');
+  root = await mkdtemp(join(tmpdir(), 'lorafleet-llama-folder-'));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** A folder with config.json and the weights as `shards` files of one dtype (plus extra tensors). */
+async function writeFolder(
+  config: ModelConfig,
+  weights: WeightMap,
+  options: { shards: number; dtype: 'F32' | 'F16' | 'BF16'; extra?: Map<string, TensorEntry> },
+): Promise<string> {
+  const dir = join(root, `model-${serial++}`);
+  const family = familyOf(config);
+  const names = [...weights.keys()];
+  const per = Math.ceil(names.length / options.shards);
+  const weightMap: Record<string, string> = {};
+  await mkdir(dir, { recursive: true });
+  for (let s = 0; s < options.shards; s++) {
+    const file =
+      options.shards === 1
+        ? 'model.safetensors'
+        : `model-${String(s + 1).padStart(5, '0')}-of-${String(options.shards).padStart(5, '0')}.safetensors`;
+    const tensors = new Map<string, TensorEntry>();
+    for (const name of names.slice(s * per, (s + 1) * per)) {
+      const w = weights.get(name)!;
+      tensors.set(name, float32Entry(w.data, w.shape, options.dtype));
+      weightMap[name] = file;
+    }
+    if (s === 0) for (const [k, v] of options.extra ?? []) tensors.set(k, v);
+    await writeSafetensorsFile(join(dir, file), tensors, { format: 'pt' });
+  }
+  if (options.shards > 1) {
+    const index = { metadata: { total_size: 0 }, weight_map: weightMap };
+    await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify(index));
+  }
+  await writeFile(join(dir, 'config.json'), JSON.stringify(family.configToJson(config)));
+  return dir;
+}
+
+describe('Llama-family folders', () => {
+  const qwen3 = LLAMA_CASES.find((c) => c.json.model_type === 'qwen3')!;
+  const llama = LLAMA_CASES[0]!;
+
+  test('bf16 weights in 3 shards load as float32 and match the reference reading the same files', async () => {
+    const config = caseConfig(qwen3);
+    const weights = randomWeights(config, 5);
+    const dir = await writeFolder(config, weights, { shards: 3, dtype: 'BF16' });
+    const { model } = await loadModel(dir);
+    try {
+      // Each value is the bf16 rounding of the original, exactly as stored.
+      for (const [name, v] of model.readWeights()) {
+        const w = weights.get(name)!;
+        const rounded = toFloat32(float32Entry(w.data, w.shape, 'BF16'), name, dir);
+        expect(maxAbsDiff(v.data, rounded), name).toBe(0);
+      }
+      const ids = randomIds(9, config.vocabSize, 1, 12)[0]!;
+      const logits = tf.tidy(
+        () => model.forward(tf.tensor2d(ids, [1, ids.length], 'int32')).dataSync() as Float32Array,
+      );
+      const expected = referenceLlamaLogits(await loadReferenceLlama(dir), ids);
+      expect(maxAbsDiff(logits, expected)).toBeLessThan(1e-4);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test('f16 weights, a stored copy of a tied head and old rotary buffers are accepted', async () => {
+    const config = caseConfig(LLAMA_CASES[1]!); // tied head
+    const weights = randomWeights(config, 6);
+    const embed = weights.get('model.embed_tokens.weight')!;
+    const extra = new Map<string, TensorEntry>([
+      ['lm_head.weight', float32Entry(embed.data, embed.shape, 'F16')],
+      ['model.layers.0.self_attn.rotary_emb.inv_freq', float32Entry(new Float32Array(4), [4])],
+    ]);
+    const dir = await writeFolder(config, weights, { shards: 1, dtype: 'F16', extra });
+    const { model, config: loaded } = await loadModel(dir);
+    expect(loaded).toEqual(config);
+    expect(model.parameterCount()).toBe(
+      [...weights.values()].reduce((n, w) => n + w.data.length, 0),
+    );
+    model.dispose();
+  });
+
+  test('missing, unexpected and wrongly shaped tensors are named, all at once', async () => {
+    const config = caseConfig(llama);
+    const weights = randomWeights(config, 7);
+    weights.delete('model.layers.1.mlp.up_proj.weight');
+    const q = weights.get('model.layers.0.self_attn.k_proj.weight')!;
+    weights.set('model.layers.0.self_attn.k_proj.weight', {
+      shape: [q.shape[1]!, q.shape[0]!],
+      data: q.data,
+    });
+    weights.set('model.layers.0.self_attn.q_proj.bias', {
+      shape: [32],
+      data: new Float32Array(32),
+    });
+    const dir = await writeFolder(config, weights, { shards: 2, dtype: 'F32' });
+    const loading = loadModel(dir);
+    await expect(loading).rejects.toThrow(ModelConfigError);
+    await expect(loading).rejects.toThrow(/missing tensor model\.layers\.1\.mlp\.up_proj\.weight/);
+    await expect(loading).rejects.toThrow(
+      /k_proj\.weight has shape \[32,16\], the config needs \[16,32\]/,
+    );
+    await expect(loading).rejects.toThrow(
+      /unexpected tensor model\.layers\.0\.self_attn\.q_proj\.bias/,
+    );
+  });
+
+  test('a shard the index lists but the folder lacks is named', async () => {
+    const config = caseConfig(llama);
+    const dir = await writeFolder(config, randomWeights(config, 8), { shards: 2, dtype: 'F32' });
+    await rm(join(dir, 'model-00002-of-00002.safetensors'));
+    await expect(loadModel(dir)).rejects.toThrow(
+      /model-00002-of-00002\.safetensors: not found \(listed in model\.safetensors\.index\.json\)/,
+    );
+  });
+
+  const refusals: [string, Record<string, unknown>, RegExp][] = [
+    [
+      'a rope type not listed',
+      { rope_scaling: { rope_type: 'yarn', factor: 4 } },
+      /rope_scaling type "yarn" is not supported \(supported: "default", "linear", "llama3"\)/,
+    ],
+    ['another activation', { hidden_act: 'gelu' }, /hidden_act "gelu" is not supported/],
+    [
+      'heads that do not group',
+      { num_key_value_heads: 3 },
+      /num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/,
+    ],
+    [
+      'Qwen2 sliding windows',
+      { model_type: 'qwen2', use_sliding_window: true },
+      /use_sliding_window true is not supported for qwen2/,
+    ],
+    [
+      'an unknown model_type',
+      { model_type: 'gemma' },
+      /model_type is "gemma"; supported: gpt2, llama, mistral, qwen2, qwen3/,
+    ],
+  ];
+  test.each(refusals)('%s is refused by name', (_what, patch, message) => {
+    expect(() => modelConfigFromJson({ ...llama.json, ...patch }, 'config.json')).toThrow(message);
+  });
+});

@@ -1,0 +1,300 @@
+// An independent float64 Llama-family model, written from Hugging Face
+// transformers' modeling_llama.py / modeling_mistral.py / modeling_qwen2.py /
+// modeling_qwen3.py and modeling_rope_utils.py (eval mode), and PEFT's LoRA
+// for nn.Linear, to check the tfjs models against. It reads the same files a
+// Python user would (config.json, model.safetensors or its shards and index,
+// adapter folders) and shares no code with src/llama/ on purpose: plain
+// loops over Float64Arrays, one sequence at a time, slow but obvious.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readSafetensorsFile, toFloat32 } from '@lorafleet/core';
+import type { ReferenceLoraModule, ReferenceTensor } from './gpt2-reference.js';
+
+export interface ReferenceLlamaConfig {
+  modelType: string;
+  vocabSize: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  eps: number;
+  ropeTheta: number;
+  ropeScaling: Record<string, unknown> | null;
+  /** q/k/v bias and o bias, as each modeling file builds its nn.Linear layers. */
+  qkvBias: boolean;
+  oBias: boolean;
+  mlpBias: boolean;
+  qkNorm: boolean;
+  tied: boolean;
+  slidingWindow: number | null;
+}
+
+export interface ReferenceLlama {
+  config: ReferenceLlamaConfig;
+  tensors: Map<string, ReferenceTensor>;
+}
+
+const IGNORE_INDEX = -100;
+
+function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
+  const type = j.model_type as string;
+  const n = (k: string, fallback?: number): number => {
+    const v = j[k] ?? fallback;
+    if (typeof v !== 'number') throw new Error(`reference: config.json ${k} is ${String(v)}`);
+    return v;
+  };
+  const heads = n('num_attention_heads');
+  const hidden = n('hidden_size');
+  const attentionBias = j.attention_bias === true;
+  return {
+    modelType: type,
+    vocabSize: n('vocab_size'),
+    hidden,
+    layers: n('num_hidden_layers'),
+    heads,
+    kvHeads: n('num_key_value_heads', heads),
+    headDim: typeof j.head_dim === 'number' ? j.head_dim : hidden / heads,
+    eps: n('rms_norm_eps', 1e-6),
+    ropeTheta: n('rope_theta', 10000),
+    ropeScaling: (j.rope_scaling as Record<string, unknown> | null | undefined) ?? null,
+    qkvBias: type === 'qwen2' || (type !== 'mistral' && attentionBias),
+    oBias: (type === 'llama' || type === 'qwen3') && attentionBias,
+    mlpBias: type === 'llama' && j.mlp_bias === true,
+    qkNorm: type === 'qwen3',
+    tied: j.tie_word_embeddings === true,
+    // MistralConfig's default window is 4096; null turns it off.
+    slidingWindow:
+      type !== 'mistral'
+        ? null
+        : j.sliding_window === undefined
+          ? 4096
+          : (j.sliding_window as number | null),
+  };
+}
+
+async function readTensors(dir: string): Promise<Map<string, ReferenceTensor>> {
+  let files = ['model.safetensors'];
+  try {
+    const index = JSON.parse(await readFile(join(dir, 'model.safetensors.index.json'), 'utf8'));
+    files = [...new Set(Object.values(index.weight_map as Record<string, string>))];
+  } catch {
+    // No index: one file.
+  }
+  const tensors = new Map<string, ReferenceTensor>();
+  for (const f of files) {
+    const path = join(dir, f);
+    for (const [name, entry] of (await readSafetensorsFile(path)).tensors) {
+      tensors.set(name, {
+        shape: [...entry.shape],
+        data: Float64Array.from(toFloat32(entry, name, path)),
+      });
+    }
+  }
+  return tensors;
+}
+
+export async function loadReferenceLlama(dir: string): Promise<ReferenceLlama> {
+  const json = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
+  return { config: configFromJson(json), tensors: await readTensors(dir) };
+}
+
+export function withLlamaConfig(
+  model: ReferenceLlama,
+  patch: Partial<ReferenceLlamaConfig>,
+): ReferenceLlama {
+  return { config: { ...model.config, ...patch }, tensors: model.tensors };
+}
+
+/** Every adapted nn.Linear weight W [out, in] replaced by W + scaling * B A (PEFT, fan_in_fan_out=False). */
+export function withLlamaLora(
+  model: ReferenceLlama,
+  modules: Map<string, ReferenceLoraModule>,
+): ReferenceLlama {
+  const tensors = new Map(model.tensors);
+  for (const [path, { a, b, scaling }] of modules) {
+    const w = tensors.get(`${path}.weight`);
+    if (!w) throw new Error(`reference: adapter module ${path} has no weight`);
+    const [nOut, nIn] = w.shape as [number, number];
+    const r = a.shape[0]!;
+    const data = Float64Array.from(w.data);
+    for (let o = 0; o < nOut; o++)
+      for (let i = 0; i < nIn; i++) {
+        let s = 0;
+        for (let k = 0; k < r; k++) s += b.data[o * r + k]! * a.data[k * nIn + i]!;
+        data[o * nIn + i]! += scaling * s;
+      }
+    tensors.set(`${path}.weight`, { shape: w.shape, data });
+  }
+  return { config: model.config, tensors };
+}
+
+function get(m: ReferenceLlama, name: string): Float64Array {
+  const t = m.tensors.get(name);
+  if (!t) throw new Error(`reference: tensor ${name} is missing`);
+  return t.data;
+}
+
+/** nn.Linear: x [T, in] -> x W^T + b, W [out, in]. */
+function linear(m: ReferenceLlama, name: string, x: Float64Array, T: number, bias: boolean) {
+  const t = m.tensors.get(`${name}.weight`)!;
+  const [nOut, nIn] = t.shape as [number, number];
+  const b = bias ? get(m, `${name}.bias`) : null;
+  const y = new Float64Array(T * nOut);
+  for (let r = 0; r < T; r++)
+    for (let o = 0; o < nOut; o++) {
+      let s = b ? b[o]! : 0;
+      for (let i = 0; i < nIn; i++) s += x[r * nIn + i]! * t.data[o * nIn + i]!;
+      y[r * nOut + o] = s;
+    }
+  return y;
+}
+
+/** LlamaRMSNorm over rows of width n. */
+function rms(x: Float64Array, w: Float64Array, n: number, eps: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let r = 0; r < x.length / n; r++) {
+    let ss = 0;
+    for (let i = 0; i < n; i++) ss += x[r * n + i]! ** 2;
+    const inv = 1 / Math.sqrt(ss / n + eps);
+    for (let i = 0; i < n; i++) y[r * n + i] = w[i]! * x[r * n + i]! * inv;
+  }
+  return y;
+}
+
+/** modeling_rope_utils: default, linear and llama3 inverse frequencies. */
+export function referenceInvFreq(c: ReferenceLlamaConfig): number[] {
+  const D = c.headDim;
+  const base: number[] = [];
+  for (let i = 0; i < D; i += 2) base.push(1 / c.ropeTheta ** (i / D));
+  const s = c.ropeScaling;
+  const type = s ? (s.rope_type ?? s.type) : 'default';
+  if (!s || type === 'default') return base;
+  const factor = s.factor as number;
+  if (type === 'linear') return base.map((f) => f / factor);
+  if (type !== 'llama3') throw new Error(`reference: rope type ${String(type)}`);
+  const old = s.original_max_position_embeddings as number;
+  const [low, high] = [s.low_freq_factor as number, s.high_freq_factor as number];
+  return base.map((f) => {
+    const wavelen = (2 * Math.PI) / f;
+    const scaled = wavelen > old / low ? f / factor : f;
+    const smooth = (old / wavelen - low) / (high - low);
+    const medium = !(wavelen < old / high) && !(wavelen > old / low);
+    return medium ? (1 - smooth) * (scaled / factor) + smooth * scaled : scaled;
+  });
+}
+
+/** In place: each head of width D at position t rotated by rotate_half. */
+function rope(x: Float64Array, T: number, nHeads: number, D: number, inv: number[]) {
+  const half = D / 2;
+  for (let t = 0; t < T; t++)
+    for (let h = 0; h < nHeads; h++) {
+      const o = (t * nHeads + h) * D;
+      for (let i = 0; i < half; i++) {
+        const [cos, sin] = [Math.cos(t * inv[i]!), Math.sin(t * inv[i]!)];
+        const [x1, x2] = [x[o + i]!, x[o + half + i]!];
+        x[o + i] = x1 * cos - x2 * sin;
+        x[o + half + i] = x2 * cos + x1 * sin;
+      }
+    }
+}
+
+/** Causal (windowed) grouped-query attention of one sequence: [T, H D]. */
+function attention(
+  c: ReferenceLlamaConfig,
+  q: Float64Array,
+  k: Float64Array,
+  v: Float64Array,
+  T: number,
+) {
+  const { heads: H, kvHeads: Hkv, headDim: D } = c;
+  const out = new Float64Array(T * H * D);
+  for (let h = 0; h < H; h++) {
+    const g = Math.floor(h / (H / Hkv));
+    for (let t = 0; t < T; t++) {
+      const scores: number[] = [];
+      for (let s = 0; s <= t; s++) {
+        if (c.slidingWindow !== null && t - s >= c.slidingWindow) {
+          scores.push(-Infinity);
+          continue;
+        }
+        let dot = 0;
+        for (let d = 0; d < D; d++) dot += q[(t * H + h) * D + d]! * k[(s * Hkv + g) * D + d]!;
+        scores.push(dot / Math.sqrt(D));
+      }
+      const max = Math.max(...scores);
+      const e = scores.map((x) => Math.exp(x - max));
+      const z = e.reduce((a, b) => a + b, 0);
+      for (let s = 0; s <= t; s++)
+        for (let d = 0; d < D; d++)
+          out[(t * H + h) * D + d]! += (e[s]! / z) * v[(s * Hkv + g) * D + d]!;
+    }
+  }
+  return out;
+}
+
+/** Logits [T, V] of one sequence. */
+export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]): Float64Array {
+  const c = m.config;
+  const [T, C] = [ids.length, c.hidden];
+  const embed = get(m, 'model.embed_tokens.weight');
+  let x: Float64Array = new Float64Array(T * C);
+  ids.forEach((id, t) => x.set(embed.subarray(id * C, (id + 1) * C), t * C));
+  const inv = referenceInvFreq(c);
+  for (let l = 0; l < c.layers; l++) {
+    const p = `model.layers.${l}`;
+    const h = rms(x, get(m, `${p}.input_layernorm.weight`), C, c.eps);
+    let q: Float64Array = linear(m, `${p}.self_attn.q_proj`, h, T, c.qkvBias);
+    let k: Float64Array = linear(m, `${p}.self_attn.k_proj`, h, T, c.qkvBias);
+    const v = linear(m, `${p}.self_attn.v_proj`, h, T, c.qkvBias);
+    if (c.qkNorm) {
+      q = rms(q, get(m, `${p}.self_attn.q_norm.weight`), c.headDim, c.eps);
+      k = rms(k, get(m, `${p}.self_attn.k_norm.weight`), c.headDim, c.eps);
+    }
+    rope(q, T, c.heads, c.headDim, inv);
+    rope(k, T, c.kvHeads, c.headDim, inv);
+    const o = linear(m, `${p}.self_attn.o_proj`, attention(c, q, k, v, T), T, c.oBias);
+    x = x.map((xi, i) => xi + o[i]!);
+    const h2 = rms(x, get(m, `${p}.post_attention_layernorm.weight`), C, c.eps);
+    const gate = linear(m, `${p}.mlp.gate_proj`, h2, T, c.mlpBias);
+    const up = linear(m, `${p}.mlp.up_proj`, h2, T, c.mlpBias);
+    const act = gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]!);
+    const down = linear(m, `${p}.mlp.down_proj`, act, T, c.mlpBias);
+    x = x.map((xi, i) => xi + down[i]!);
+  }
+  const hFinal = rms(x, get(m, 'model.norm.weight'), C, c.eps);
+  const head = c.tied ? embed : get(m, 'lm_head.weight');
+  const V = c.vocabSize;
+  const logits = new Float64Array(T * V);
+  for (let t = 0; t < T; t++)
+    for (let w = 0; w < V; w++) {
+      let s = 0;
+      for (let i = 0; i < C; i++) s += hFinal[t * C + i]! * head[w * C + i]!;
+      logits[t * V + w] = s;
+    }
+  return logits;
+}
+
+/** Mean shifted cross-entropy over labelled tokens (labels -100 ignored), as LlamaForCausalLM's loss. */
+export function referenceLlamaLoss(
+  m: ReferenceLlama,
+  ids: readonly (readonly number[])[],
+  labels: readonly (readonly number[])[],
+): { loss: number; tokens: number } {
+  const V = m.config.vocabSize;
+  let sum = 0;
+  let tokens = 0;
+  ids.forEach((row, b) => {
+    const logits = referenceLlamaLogits(m, row);
+    for (let t = 0; t + 1 < row.length; t++) {
+      const label = labels[b]![t + 1]!;
+      if (label === IGNORE_INDEX) continue;
+      const z = logits.subarray(t * V, (t + 1) * V);
+      const max = Math.max(...z);
+      const lse = max + Math.log(z.reduce((a, x) => a + Math.exp(x - max), 0));
+      sum += lse - z[label]!;
+      tokens++;
+    }
+  });
+  return { loss: sum / tokens, tokens };
+}
