@@ -25,6 +25,22 @@ const forbidden = {
   ],
   'packages/worker': ['@lorafleet/coordinator'],
   'packages/options': ['zeromq', '@tensorflow/*', '@lorafleet/*'],
+  // Types only: the one contract of the coordinator and the dashboard.
+  'packages/run-events': ['@lorafleet/*', '@tensorflow/*', 'zeromq', 'node:*'],
+  // A browser app: it talks to the coordinator over HTTP and shares only the event types.
+  'apps/dashboard': [
+    '@lorafleet/core',
+    '@lorafleet/models',
+    '@lorafleet/data',
+    '@lorafleet/protocol',
+    '@lorafleet/collective',
+    '@lorafleet/worker',
+    '@lorafleet/coordinator',
+    '@tensorflow/*',
+    'zeromq',
+    'node:*',
+  ],
+  'packages/launch': ['zeromq', '@tensorflow/*', '@lorafleet/*'],
 };
 
 export default tseslint.config(

@@ -6,12 +6,17 @@
 #                SwiftShader's Vulkan driver, which runs WebGPU (WGSL) on the CPU
 #   libvulkan1   the Vulkan loader Dawn opens to reach SwiftShader
 #   tcpdump      the CURVE test records loopback traffic to prove it is encrypted
+#   slurm-wlm, munge  deploy/test/slurm.test.ts stands up a one-host Slurm cluster
+#   iproute2     deploy/test/netns.test.ts builds hosts from network namespaces
 # Each line: the Debian package, then the file whose presence means it is installed.
 set -euo pipefail
 needs=(
   "chromium /usr/bin/chromium"
   "libvulkan1 /usr/lib/x86_64-linux-gnu/libvulkan.so.1|/usr/lib/aarch64-linux-gnu/libvulkan.so.1"
   "tcpdump /usr/bin/tcpdump|/usr/sbin/tcpdump"
+  "slurm-wlm /usr/sbin/slurmctld"
+  "munge /usr/sbin/munged"
+  "iproute2 /usr/sbin/ip|/usr/bin/ip|/sbin/ip"
 )
 missing=()
 for line in "${needs[@]}"; do

@@ -3,6 +3,7 @@
 // BLEU paper's examples (pre-tokenized, no punctuation, so 13a changes
 // nothing and NLTK's closest-length brevity penalty is ours), and properties.
 import { describe, expect, it } from 'vitest';
+import { Rng } from '@lorafleet/core';
 import {
   bleuFromStatistics,
   corpusBleu,
@@ -153,16 +154,10 @@ describe('the 13a tokenizer (sacrebleu/tokenizers/tokenizer_13a.py rules)', () =
 });
 
 describe('BLEU properties', () => {
-  // mulberry32: a small seeded generator for random sentences.
+  // Core's seeded generator, for random sentences.
   function rng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const r = new Rng(seed);
+    return () => r.uniform();
   }
   const words = ['the', 'cat', 'sat', 'on', 'mat', 'a', 'dog', 'ran', 'far', 'away', '.', ','];
   function sentence(next: () => number, minLength: number): string {

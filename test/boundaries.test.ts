@@ -14,6 +14,7 @@ const allowed: Record<string, { workspace: string[]; forbiddenExternal: RegExp[]
   '@lorafleet/core': { workspace: [], forbiddenExternal: [/^zeromq$/] },
   '@lorafleet/models': { workspace: ['@lorafleet/core'], forbiddenExternal: [/^zeromq$/] },
   '@lorafleet/data': { workspace: [], forbiddenExternal: [/^zeromq$/, /^@tensorflow\//] },
+  '@lorafleet/launch': { workspace: [], forbiddenExternal: [/^zeromq$/, /^@tensorflow\//] },
   '@lorafleet/collective': {
     workspace: ['@lorafleet/protocol'],
     forbiddenExternal: [/^@tensorflow\//],
@@ -27,6 +28,13 @@ const allowed: Record<string, { workspace: string[]; forbiddenExternal: RegExp[]
       '@lorafleet/data',
     ],
     forbiddenExternal: [],
+  },
+  // Types only: nothing to depend on at all.
+  '@lorafleet/run-events': { workspace: [], forbiddenExternal: [/./] },
+  // The browser app talks HTTP; it shares the event types, never the coordinator's code.
+  '@lorafleet/dashboard': {
+    workspace: ['@lorafleet/run-events'],
+    forbiddenExternal: [/^zeromq$/, /^@tensorflow\//],
   },
 };
 

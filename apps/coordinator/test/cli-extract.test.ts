@@ -1,6 +1,7 @@
 // `lorafleet extract` against deltas whose spectrum the test knows: an exact
 // rank-2 change (kept whole, and merged back bit-close to the tuned model) and
-// a full-rank one (kept share = top-r energy, checked with our own SVD).
+// a full-rank one (kept share = top-r energy, checked with our own SVD); and
+// the changes an adapter cannot carry (layer norm, bias, embedding) reported.
 import { join } from 'node:path';
 import { Rng, matrix, svd } from '@lorafleet/core';
 import {
@@ -18,6 +19,7 @@ import { TINY_CONFIG, ensureBuilt, lorafleetOk, makeTempDir, removeDir } from '.
 interface ExtractReport {
   rank: number;
   modules: { module: string; shape: [number, number]; energyKept: number; deltaNorm: number }[];
+  uncarried: { name: string; kind: string; shape: number[]; maxAbsChange: number }[];
 }
 
 const config: Gpt2Config = gpt2ConfigFromJson(TINY_CONFIG, 'TINY_CONFIG');
@@ -77,6 +79,26 @@ let dir: string | undefined;
 let base: string;
 let lowRankTuned: string;
 let fullRankTuned: string;
+let normsTuned: string;
+
+/** What the fine-tune of `normsTuned` changed besides c_attn, and by how much at most. */
+const OTHER_CHANGES: [name: string, kind: string, by: number][] = [
+  ['transformer.h.1.ln_2.weight', 'norm', 0.25],
+  ['transformer.h.0.attn.c_attn.bias', 'bias', 0.125],
+  ['transformer.wpe.weight', 'embedding', 0.5],
+];
+
+/** `weights` with OTHER_CHANGES applied: `by` added to one element of each. */
+function withOtherChanges(weights: WeightMap): WeightMap {
+  const tuned: WeightMap = new Map(weights);
+  for (const [name, , by] of OTHER_CHANGES) {
+    const w = weights.get(name)!;
+    const data = Float32Array.from(w.data);
+    data[3] = data[3]! + by;
+    tuned.set(name, { shape: w.shape, data });
+  }
+  return tuned;
+}
 
 beforeAll(async () => {
   await ensureBuilt();
@@ -91,6 +113,10 @@ beforeAll(async () => {
   fullRankTuned = await writeModel(
     join(dir, 'tuned-full'),
     withCAttnDelta(weights, fullRankDelta(rng)),
+  );
+  normsTuned = await writeModel(
+    join(dir, 'tuned-norms'),
+    withOtherChanges(withCAttnDelta(weights, lowRankDelta(rng, 2))),
   );
 }, 300_000);
 
@@ -107,6 +133,7 @@ describe.concurrent('lorafleet extract', () => {
       expect(m.deltaNorm).toBeGreaterThan(0.1);
       expect(m.energyKept).toBeGreaterThan(0.9999);
     }
+    expect(report.uncarried).toEqual([]); // only c_attn changed: the adapter is the whole story
 
     const merged = join(dir!, 'merged');
     await lorafleetOk(['merge', '--model', base, '--adapter', adapter, '--out', merged]);
@@ -151,5 +178,28 @@ describe.concurrent('lorafleet extract', () => {
       expect(Math.abs(m.energyKept - top3 / total)).toBeLessThan(1e-6);
       expect(Math.abs(m.deltaNorm - Math.sqrt(total))).toBeLessThan(1e-6 * Math.sqrt(total));
     }
+  });
+
+  it('reports the norm, bias and embedding changes the adapter does not carry', async () => {
+    const adapter = join(dir!, 'norms-adapter');
+    const report = await extract(base, normsTuned, 2, adapter);
+    expect(report.modules.every((m) => m.energyKept > 0.9999)).toBe(true);
+    const byName = new Map(report.uncarried.map((c) => [c.name, c]));
+    expect([...byName.keys()].sort()).toEqual(OTHER_CHANGES.map(([name]) => name).sort());
+    for (const [name, kind, by] of OTHER_CHANGES) {
+      const change = byName.get(name)!;
+      expect(change.kind, name).toBe(kind);
+      // float32 rounding of (w + by) - w
+      expect(Math.abs(change.maxAbsChange - by), name).toBeLessThan(1e-6);
+    }
+    const { stdout } = await lorafleetOk([
+      'extract',
+      ...['--base', base, '--tuned', normsTuned, '--rank', '2', '--out', join(dir!, 'norms-2')],
+      ...['--target', 'c_attn'],
+    ]);
+    expect(stdout).toMatch(/changed, but NOT in the adapter \(3 tensor\(s\)/);
+    expect(stdout).toMatch(/transformer\.h\.1\.ln_2\.weight\s+norm\s+2\.500e-1/);
+    expect(stdout).toMatch(/transformer\.wpe\.weight\s+embedding\s+5\.000e-1/);
+    expect(stdout).toMatch(/transformer\.h\.0\.attn\.c_attn\.bias\s+bias\s+1\.250e-1/);
   });
 });

@@ -4,11 +4,13 @@
 // against a fault-free one: the sample ledger shows each epoch consumed
 // exactly once, and the results match within a stated tolerance (bitwise for
 // the coordinator's resume). LORAFLEET_FAULT_STEP_DELAY_MS (a test hook) slows
-// each step of the tiny model so faults land at chosen steps.
+// each step of the tiny model so faults land at chosen steps. The chaos test
+// prints its seed; LORAFLEET_CHAOS_SEED=N replays the same kills.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Rng } from '@lorafleet/core';
 import { auditLedger } from '@lorafleet/data';
 import {
   NO_DROPOUT_CONFIG,
@@ -83,8 +85,10 @@ describe('faults', () => {
     expect(clean.code, clean.output).toBe(0);
 
     // Three kills at random steps, each of a random live worker.
-    const seed = Date.now() % 100_000;
-    const random = mulberry32(seed);
+    const seed = chaosSeed();
+    console.log(`chaos seed ${seed} (rerun these kills with LORAFLEET_CHAOS_SEED=${seed})`);
+    const rng = new Rng(seed);
+    const random = () => rng.uniform();
     const killAt = pickSteps(random, 3, 4, steps - 8, 7);
     const out = join(dir, 'chaos');
     const run = start(args(out), { LORAFLEET_FAULT_STEP_DELAY_MS: '120' });
@@ -330,13 +334,13 @@ function pickSteps(random: () => number, count: number, lo: number, hi: number, 
   }
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** LORAFLEET_CHAOS_SEED replays a run's kills; without it, a new seed each run. */
+function chaosSeed(): number {
+  const given = process.env.LORAFLEET_CHAOS_SEED;
+  if (given === undefined || given === '') return Date.now() % 100_000;
+  const seed = Number(given);
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    throw new Error(`LORAFLEET_CHAOS_SEED=${given}: expected a non-negative integer`);
+  }
+  return seed;
 }

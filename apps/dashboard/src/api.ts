@@ -1,5 +1,5 @@
 // The coordinator's read-only API, with the page's ?token= passed along.
-import type { Download, RunEvent } from './events.js';
+import type { Download, RunEvent } from '@lorafleet/run-events';
 
 const token = new URLSearchParams(location.search).get('token');
 
@@ -28,19 +28,26 @@ export function followEvents(handlers: StreamHandlers): () => void {
     batch = [];
     handlers.onReset();
   });
+  const flush = () => {
+    scheduled = false;
+    if (batch.length === 0) return;
+    const events = batch;
+    batch = [];
+    handlers.onEvents(events);
+  };
   source.onmessage = (message: MessageEvent<string>) => {
     batch.push(JSON.parse(message.data) as RunEvent);
     if (scheduled) return;
     scheduled = true;
-    setTimeout(() => {
-      scheduled = false;
-      const events = batch;
-      batch = [];
-      handlers.onEvents(events);
-    }, 0);
+    setTimeout(flush, 0);
   };
   source.onopen = () => handlers.onConnection('live');
-  source.onerror = () => handlers.onConnection('reconnecting');
+  // Events received before the drop come first: after the run's `end`, a drop means its
+  // coordinator has exited, and the page must know that before it decides to reconnect.
+  source.onerror = () => {
+    flush();
+    handlers.onConnection('reconnecting');
+  };
   return () => source.close();
 }
 

@@ -56,7 +56,28 @@ export function renderChart(host: HTMLElement, options: ChartOptions): void {
     host.replaceChildren(svg);
     return;
   }
+  const frame = frameFor(all, width, height, options);
+  svg.append(grid(frame, yFormat));
+  for (const series of options.series) svg.append(...lines(series, frame));
+  hoverReadout(svg, options.series, frame, yFormat);
+  host.replaceChildren(svg);
+}
 
+/** The plot's extent in data and in pixels, its ticks, and the maps between them. */
+interface Frame {
+  width: number;
+  height: number;
+  xMin: number;
+  xMax: number;
+  plotW: number;
+  plotH: number;
+  xTicks: number[];
+  yTicks: number[];
+  px: (x: number) => number;
+  py: (y: number) => number;
+}
+
+function frameFor(all: readonly Point[], width: number, height: number, o: ChartOptions): Frame {
   let [xMin, xMax, yMin, yMax] = [Infinity, -Infinity, Infinity, -Infinity];
   for (const [x, y] of all) {
     if (!Number.isFinite(y)) continue;
@@ -66,8 +87,8 @@ export function renderChart(host: HTMLElement, options: ChartOptions): void {
     yMax = Math.max(yMax, y);
   }
   xMin = Math.min(xMin, 0);
-  if (options.yFromZero) yMin = Math.min(yMin, 0);
-  xMax = Math.max(xMax, options.xMax ?? 0, xMin + 1);
+  if (o.yFromZero) yMin = Math.min(yMin, 0);
+  xMax = Math.max(xMax, o.xMax ?? 0, xMin + 1);
   if (yMin === yMax)
     [yMin, yMax] = [yMin - Math.abs(yMin) * 0.1 - 1e-9, yMax + Math.abs(yMax) * 0.1 + 1e-9];
   const yTicks = niceTicks(yMin, yMax, Math.max(3, Math.floor(height / 45)));
@@ -76,61 +97,80 @@ export function renderChart(host: HTMLElement, options: ChartOptions): void {
   const xTicks = niceTicks(xMin, xMax, Math.max(3, Math.floor(width / 90))).filter(
     (t) => t >= xMin && t <= xMax,
   );
-
   const plotW = width - PAD.left - PAD.right;
   const plotH = height - PAD.top - PAD.bottom;
-  const px = (x: number) => PAD.left + ((x - xMin) / (xMax - xMin)) * plotW;
-  const py = (y: number) => PAD.top + (1 - (y - yMin) / (yMax - yMin)) * plotH;
+  return {
+    width,
+    height,
+    xMin,
+    xMax,
+    plotW,
+    plotH,
+    xTicks,
+    yTicks,
+    px: (x) => PAD.left + ((x - xMin) / (xMax - xMin)) * plotW,
+    py: (y) => PAD.top + (1 - (y - yMin) / (yMax - yMin)) * plotH,
+  };
+}
 
-  const grid = s('g', { class: 'grid' });
-  for (const t of yTicks) {
-    const y = py(t);
-    grid.append(
-      s('line', { x1: PAD.left, x2: width - PAD.right, y1: y, y2: y }),
+/** Horizontal lines at the y ticks, labels on both axes, and the x axis. */
+function grid(f: Frame, yFormat: (y: number) => string): SVGElement {
+  const g = s('g', { class: 'grid' });
+  for (const t of f.yTicks) {
+    const y = f.py(t);
+    g.append(
+      s('line', { x1: PAD.left, x2: f.width - PAD.right, y1: y, y2: y }),
       s('text', { x: PAD.left - 6, y: y + 3.5, 'text-anchor': 'end' }, yFormat(t)),
     );
   }
-  for (const t of xTicks) {
-    grid.append(s('text', { x: px(t), y: height - 6, 'text-anchor': 'middle' }, num(t)));
+  for (const t of f.xTicks) {
+    g.append(s('text', { x: f.px(t), y: f.height - 6, 'text-anchor': 'middle' }, num(t)));
   }
-  grid.append(
-    s('line', {
-      class: 'axis',
-      x1: PAD.left,
-      x2: width - PAD.right,
-      y1: PAD.top + plotH,
-      y2: PAD.top + plotH,
-    }),
+  const bottom = PAD.top + f.plotH;
+  g.append(
+    s('line', { class: 'axis', x1: PAD.left, x2: f.width - PAD.right, y1: bottom, y2: bottom }),
   );
-  svg.append(grid);
+  return g;
+}
 
-  for (const series of options.series) {
-    if (series.points.length === 0) continue;
-    const thin = thinned(series.points, px);
-    const d = thin
-      .map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${px(x).toFixed(1)},${py(y).toFixed(1)}`)
-      .join('');
-    svg.append(s('path', { class: `line ${series.className}`, d }));
-    if (series.markers) {
-      const dots = s('g', { class: `markers ${series.className}` });
-      for (const [x, y] of thin) dots.append(s('circle', { cx: px(x), cy: py(y), r: 2.6 }));
-      svg.append(dots);
-    }
+/** A series' line (thinned), and its dots when it has markers. */
+function lines(series: Series, f: Frame): SVGElement[] {
+  if (series.points.length === 0) return [];
+  const thin = thinned(series.points, f.px);
+  const d = thin
+    .map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${f.px(x).toFixed(1)},${f.py(y).toFixed(1)}`)
+    .join('');
+  const out = [s('path', { class: `line ${series.className}`, d })];
+  if (series.markers) {
+    const dots = s('g', { class: `markers ${series.className}` });
+    for (const [x, y] of thin) dots.append(s('circle', { cx: f.px(x), cy: f.py(y), r: 2.6 }));
+    out.push(dots);
   }
+  return out;
+}
 
+/** On hover: a vertical line at the nearest step and every legend series' value there. */
+function hoverReadout(
+  svg: SVGElement,
+  all: readonly Series[],
+  f: Frame,
+  yFormat: (y: number) => string,
+): void {
   const hover = s('g', { class: 'hover', visibility: 'hidden' });
   svg.append(hover);
   svg.addEventListener('mouseleave', () => hover.setAttribute('visibility', 'hidden'));
   svg.addEventListener('mousemove', (e) => {
     const box = svg.getBoundingClientRect();
-    const x = xMin + ((e.clientX - box.left - PAD.left) / plotW) * (xMax - xMin);
-    const near = options.series
-      .filter((x) => x.legend !== false && x.points.length > 0)
+    const x = f.xMin + ((e.clientX - box.left - PAD.left) / f.plotW) * (f.xMax - f.xMin);
+    const near = all
+      .filter((series) => series.legend !== false && series.points.length > 0)
       .map((series) => ({ series, point: nearest(series.points, x) }));
     if (near.length === 0) return;
     const at = near[0]!.point[0];
-    hover.replaceChildren(s('line', { x1: px(at), x2: px(at), y1: PAD.top, y2: PAD.top + plotH }));
-    const lines = [
+    hover.replaceChildren(
+      s('line', { x1: f.px(at), x2: f.px(at), y1: PAD.top, y2: PAD.top + f.plotH }),
+    );
+    const text = [
       `step ${at}`,
       ...near.map(
         ({ series, point }) =>
@@ -139,18 +179,22 @@ export function renderChart(host: HTMLElement, options: ChartOptions): void {
     ];
     for (const { series, point } of near) {
       hover.append(
-        s('circle', { class: series.className, cx: px(point[0]), cy: py(point[1]), r: 3.5 }),
+        s('circle', { class: series.className, cx: f.px(point[0]), cy: f.py(point[1]), r: 3.5 }),
       );
     }
-    const boxW = Math.max(...lines.map((l) => l.length)) * 6.4 + 12;
-    const left = px(at) + boxW + 12 > width ? px(at) - boxW - 8 : px(at) + 8;
-    const tip = s('g', { class: 'tip', transform: `translate(${left},${PAD.top + 4})` });
-    tip.append(s('rect', { width: boxW, height: lines.length * 14 + 8, rx: 4 }));
-    lines.forEach((line, i) => tip.append(s('text', { x: 6, y: 15 + i * 14 }, line)));
-    hover.append(tip);
+    hover.append(tooltip(text, f.px(at), f.width));
     hover.setAttribute('visibility', 'visible');
   });
-  host.replaceChildren(svg);
+}
+
+/** A box of `text` lines beside x, flipped to its left near the right edge. */
+function tooltip(text: string[], x: number, width: number): SVGElement {
+  const boxW = Math.max(...text.map((l) => l.length)) * 6.4 + 12;
+  const left = x + boxW + 12 > width ? x - boxW - 8 : x + 8;
+  const tip = s('g', { class: 'tip', transform: `translate(${left},${PAD.top + 4})` });
+  tip.append(s('rect', { width: boxW, height: text.length * 14 + 8, rx: 4 }));
+  text.forEach((line, i) => tip.append(s('text', { x: 6, y: 15 + i * 14 }, line)));
+  return tip;
 }
 
 /** The point of `points` (sorted by x) nearest to `x`. */

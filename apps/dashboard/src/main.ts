@@ -1,72 +1,59 @@
-// The dashboard page: folds the coordinator's event stream into a RunView and
-// redraws the sections an event touched, at most once per frame.
+// The dashboard page: lays out its panels from one array, folds the
+// coordinator's event stream into a RunView, and redraws the panels that an
+// event (or the clock, the connection, the disk, a resize) touched, at most
+// once per frame.
 import './style.css';
+import type { RunEvent } from '@lorafleet/run-events';
 import { fetchDownloads, followEvents } from './api.js';
-import type { RunEvent } from './events.js';
+import { buildPage } from './page.js';
+import type { Panel, Touch } from './panel.js';
 import { RunView } from './run.js';
-import { renderCharts } from './views/charts.js';
-import { renderCheckpoints } from './views/checkpoints.js';
-import { renderLog } from './views/event-log.js';
-import { renderHeader, renderTiles } from './views/overview.js';
-import { renderFacts } from './views/run-facts.js';
-import { renderRing, renderWorkers } from './views/workers.js';
+import { lossPanel, lrPanel, throughputPanel } from './views/charts.js';
+import { checkpointsPanel } from './views/checkpoints.js';
+import { logPanel } from './views/event-log.js';
+import { headerPanel, tilesPanel } from './views/overview.js';
+import { factsPanel } from './views/run-facts.js';
+import { ringPanel, workersPanel } from './views/workers.js';
 
-type Section = 'header' | 'tiles' | 'charts' | 'facts' | 'workers' | 'checkpoints' | 'log';
+/** The page, in order: a new panel is one entry here. */
+const PANELS: readonly Panel[] = [
+  headerPanel,
+  tilesPanel,
+  lossPanel,
+  factsPanel,
+  lrPanel,
+  throughputPanel,
+  ringPanel,
+  workersPanel,
+  logPanel,
+  checkpointsPanel,
+];
 
-const byId = (id: string): HTMLElement => {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`index.html has no #${id}`);
-  return el;
-};
-
-const hosts = {
-  header: byId('header'),
-  tiles: byId('tiles'),
-  loss: byId('chart-loss'),
-  lr: byId('chart-lr'),
-  throughput: byId('chart-throughput'),
-  facts: byId('facts'),
-  workers: byId('workers'),
-  ring: byId('ring'),
-  checkpoints: byId('checkpoints'),
-  log: byId('log'),
-};
-
-const ALL: Section[] = ['header', 'tiles', 'charts', 'facts', 'workers', 'checkpoints', 'log'];
-const TOUCHES: Record<RunEvent['type'], Section[]> = {
-  run: ALL,
-  step: ['header', 'tiles', 'charts'],
-  eval: ['tiles', 'charts'],
-  workers: ['tiles', 'workers'],
-  checkpoint: ['checkpoints', 'log'],
-  log: ['log'],
-  end: ['header', 'workers', 'log', 'checkpoints'],
-};
+const hosts = buildPage(document.body, PANELS);
+const hostOf = (panel: Panel): HTMLElement => hosts.get(panel.id)!;
 
 let view = new RunView();
-const dirty = new Set<Section>(ALL);
+const dirty = new Set<Panel>(PANELS);
 let frame = 0;
 
-function mark(sections: readonly Section[]): void {
-  for (const section of sections) dirty.add(section);
-  if (frame === 0 && !document.hidden) frame = requestAnimationFrame(render);
+function mark(changes: Iterable<Touch>): void {
+  const changed = new Set(changes);
+  for (const panel of PANELS) if (panel.touches.some((t) => changed.has(t))) dirty.add(panel);
+  schedule();
+}
+
+function markAll(): void {
+  for (const panel of PANELS) dirty.add(panel);
+  schedule();
+}
+
+function schedule(): void {
+  if (frame === 0 && dirty.size > 0 && !document.hidden) frame = requestAnimationFrame(render);
 }
 
 function render(): void {
   frame = 0;
-  const draw: Record<Section, () => void> = {
-    header: () => renderHeader(hosts.header, view),
-    tiles: () => renderTiles(hosts.tiles, view),
-    charts: () => renderCharts(hosts, view),
-    facts: () => renderFacts(hosts.facts, view),
-    workers: () => {
-      renderWorkers(hosts.workers, view);
-      renderRing(hosts.ring, view);
-    },
-    checkpoints: () => renderCheckpoints(hosts.checkpoints, view),
-    log: () => renderLog(hosts.log, view),
-  };
-  for (const section of dirty) draw[section]();
+  for (const panel of dirty) panel.render(hostOf(panel), view);
   dirty.clear();
   const loss = view.trainLoss.at(-1)?.[1];
   document.title = view.facts
@@ -75,47 +62,54 @@ function render(): void {
 }
 
 let downloadsTimer: ReturnType<typeof setTimeout> | undefined;
+/** The run has ended and its coordinator has exited: nothing more to ask it. */
+let coordinatorGone = false;
 /** Which adapters are on disk changes with checkpoints (and pruning) and at the end. */
 function refreshDownloads(): void {
   clearTimeout(downloadsTimer);
   downloadsTimer = setTimeout(() => {
+    if (coordinatorGone) return;
     fetchDownloads().then(
       (downloads) => {
         view.downloads = downloads;
-        mark(['checkpoints']);
+        mark(['downloads']);
       },
       () => undefined,
     );
   }, 300);
 }
 
+const ON_DISK: readonly RunEvent['type'][] = ['checkpoint', 'end', 'run'];
+
 const stopFollowing = followEvents({
   onReset() {
     view = new RunView();
     view.connection = 'live';
-    mark(ALL);
+    markAll();
   },
   onEvents(events) {
-    const touched = new Set<Section>();
-    for (const event of events) {
-      view.apply(event);
-      for (const section of TOUCHES[event.type]) touched.add(section);
-      if (event.type === 'checkpoint' || event.type === 'end' || event.type === 'run')
-        refreshDownloads();
-    }
-    mark([...touched]);
+    for (const event of events) view.apply(event);
+    mark(events.map((e) => e.type));
+    if (events.some((e) => ON_DISK.includes(e.type))) refreshDownloads();
   },
   onConnection(state) {
     // After the run's end, a dropped stream means its coordinator has exited: nothing to reconnect to.
-    if (state === 'reconnecting' && view.end) stopFollowing();
-    else view.connection = state;
-    mark(['header']);
+    if (state === 'reconnecting' && view.end) {
+      coordinatorGone = true;
+      stopFollowing();
+    } else view.connection = state;
+    mark(['connection']);
   },
 });
 refreshDownloads();
 
-// Ages ("0.4 s ago") and elapsed time move without events.
-setInterval(() => mark(['header', 'workers']), 1000);
-document.addEventListener('visibilitychange', () => mark(ALL));
-const resized = new ResizeObserver(() => mark(['charts']));
-for (const host of [hosts.loss, hosts.lr, hosts.throughput]) resized.observe(host);
+setInterval(() => mark(['clock']), 1000);
+document.addEventListener('visibilitychange', markAll);
+const resized = new ResizeObserver((entries) => {
+  const ids = new Set(entries.map((e) => e.target.id));
+  for (const panel of PANELS) {
+    if (ids.has(panel.id) && panel.touches.includes('resize')) dirty.add(panel);
+  }
+  schedule();
+});
+for (const panel of PANELS) if (panel.touches.includes('resize')) resized.observe(hostOf(panel));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { niceTicks } from './chart.js';
-import type { RunEvent, WorkerInfo } from './events.js';
+import type { RunEvent, WorkerInfo } from '@lorafleet/run-events';
 import { bytes, count, ms, num } from './format.js';
 import { RunView } from './run.js';
 

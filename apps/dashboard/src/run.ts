@@ -1,8 +1,13 @@
 // Everything the page shows, folded from the event stream. Series are kept
 // whole (a point per step is small); the views thin them out for drawing.
-import { type Download, type RunEvent, type RunFacts, type WorkerInfo, isLive } from './events.js';
+import type { Download, RunEvent, RunFacts, WorkerInfo } from '@lorafleet/run-events';
 
 export type Point = [x: number, y: number];
+
+/** Ready or training: in the ring. */
+export function isLive(worker: WorkerInfo): boolean {
+  return worker.status === 'ready' || worker.status === 'training';
+}
 
 export interface LogLine {
   time: number;

@@ -2,6 +2,7 @@
 // status: 0 after a clean shutdown, 1 on any failure, 2 on bad usage.
 import { type CurveKeyPair, readKeyPair, resolvePublicKey } from '@lorafleet/collective';
 import { deviceName, useBackend } from '@lorafleet/core';
+import { describePlacement, localAddressToward } from '@lorafleet/launch';
 import { type WorkerOptions, runWorker } from '@lorafleet/worker';
 import { type DaemonOptions, HELP, UsageError, parseDaemonArgs } from './args.js';
 
@@ -30,17 +31,23 @@ async function main(argv: string[]): Promise<number> {
       console.log(HELP);
       return 0;
     }
-    const { curve, rejoin, ...rest } = options;
+    const { curve, rejoin, placement, ringHost, ...rest } = options;
+    const log = (line: string) => console.error(`lorafleet-worker: ${line}`);
+    if (placement) log(describePlacement(placement));
     const workerOptions: WorkerOptions = {
       ...rest,
+      ringHost: ringHost ?? (await ringHostToward(options.coordinator)),
       ...(curve && { curve: loadCurve(curve) }),
-      log: (line) => console.error(`lorafleet-worker: ${line}`),
+      log,
     };
     // Open the compute backend (and its GPU) before joining: a worker that
     // cannot compute says why here, instead of failing after Welcome.
     await useBackend(options.backend, options.gpu === undefined ? {} : { gpu: options.gpu });
     workerOptions.log(`computing on ${options.backend} (${deviceName()})`);
     if (!rejoin) {
+      // Under a launcher the engine signals every task at once: the coordinator
+      // saves a checkpoint and then shuts this worker down.
+      if (placement) process.on('SIGTERM', () => log('SIGTERM: waiting for the coordinator'));
       await runWorker(workerOptions);
       return 0;
     }
@@ -50,6 +57,16 @@ async function main(argv: string[]): Promise<number> {
     if (!(error instanceof UsageError) && process.env.LORAFLEET_DEBUG && error instanceof Error)
       console.error(error.stack);
     return error instanceof UsageError ? 2 : 1;
+  }
+}
+
+/** This host's address on the route to the coordinator of `tcp://HOST:PORT`. */
+async function ringHostToward(coordinator: string): Promise<string> {
+  const [, host = '', port = '0'] = /^tcp:\/\/(.+):(\d+)$/.exec(coordinator) ?? [];
+  try {
+    return await localAddressToward(host, Number(port));
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message}; give --ring-host ADDRESS`);
   }
 }
 

@@ -187,21 +187,57 @@ export interface AuditOptions {
 const listed = (ids: number[]) =>
   ids.length <= 8 ? ids.join(', ') : `${ids.slice(0, 8).join(', ')}, … (${ids.length})`;
 
+/** What one pass over a ledger's lines found. */
+interface LedgerRead {
+  counts: Map<number, { seen: Uint8Array; consumed: number }>;
+  steps: number[];
+  problems: string[];
+  tornLastLine: boolean;
+}
+
 /** Reads a ledger and checks, epoch by epoch, that each sample was trained on exactly once. */
 export function auditLedger(path: string, options: AuditOptions): LedgerAudit {
   const { datasetSize: n, allowMissing = 0 } = options;
   if (!isCount(n) || n === 0) throw new RangeError(`datasetSize ${n} is not a positive integer`);
+  const { counts, steps, problems, tornLastLine } = readLedger(path, n);
+  const known = [...counts.keys()];
+  for (let e = Math.min(...known); e < Math.max(...known); e++)
+    if (!counts.has(e)) problems.push(`${path}: epoch ${e} has no entries`);
+  const epochs: EpochAudit[] = known
+    .sort((a, b) => a - b)
+    .map((e) => auditEpoch(e, counts.get(e)!, n, allowMissing));
+  const sorted = [...new Set(steps)].sort((a, b) => a - b);
+  const missingSteps: number[] = [];
+  for (let k = 1; k < sorted.length; k++)
+    for (let s = sorted[k - 1]! + 1; s < sorted[k]!; s++) missingSteps.push(s);
+  const ok =
+    problems.length === 0 &&
+    missingSteps.length === 0 &&
+    epochs.every((e, k) => e.duplicates.length === 0 && (e.complete || k === epochs.length - 1));
+  const audit = {
+    ok,
+    epochs,
+    steps: steps.length,
+    firstStep: sorted[0] ?? 0,
+    lastStep: sorted.at(-1) ?? 0,
+    missingSteps,
+    problems,
+    tornLastLine,
+  };
+  return { ...audit, summary: summarize(path, n, audit) };
+}
+
+/** One pass over the lines: ids seen per epoch, the steps, and what is malformed or out of order. */
+function readLedger(path: string, n: number): LedgerRead {
   const lines = splitLines(readFileSync(path));
-  const problems: string[] = [];
-  const counts = new Map<number, { seen: Uint8Array; consumed: number }>();
-  const steps: number[] = [];
-  let tornLastLine = false;
+  const read: LedgerRead = { counts: new Map(), steps: [], problems: [], tornLastLine: false };
+  const { counts, steps, problems } = read;
   let lastEpoch = 0;
   for (const [i, line] of lines.entries()) {
     const where = `${path}:${i + 1}`;
     const entry = parseEntry(line.text);
     if (typeof entry === 'string') {
-      if (i === lines.length - 1 && !line.terminated) tornLastLine = true;
+      if (i === lines.length - 1 && !line.terminated) read.tornLastLine = true;
       else problems.push(`${where}: ${entry}`);
       continue;
     }
@@ -223,36 +259,30 @@ export function auditLedger(path: string, options: AuditOptions): LedgerAudit {
       if (id < n && epoch.seen[id]! < 2) epoch.seen[id]!++;
     }
   }
+  return read;
+}
 
-  const known = [...counts.keys()];
-  for (let e = Math.min(...known); e < Math.max(...known); e++)
-    if (!counts.has(e)) problems.push(`${path}: epoch ${e} has no entries`);
-  const epochs: EpochAudit[] = known
-    .sort((a, b) => a - b)
-    .map((e) => {
-      const { seen, consumed } = counts.get(e)!;
-      const duplicates: number[] = [];
-      const missing: number[] = [];
-      for (let id = 0; id < n; id++) {
-        if (seen[id] === 0) missing.push(id);
-        else if (seen[id] === 2) duplicates.push(id);
-      }
-      const complete = duplicates.length === 0 && missing.length <= allowMissing;
-      return { epoch: e, consumed, duplicates, missing, complete };
-    });
-  const sorted = [...new Set(steps)].sort((a, b) => a - b);
-  const missingSteps: number[] = [];
-  for (let k = 1; k < sorted.length; k++)
-    for (let s = sorted[k - 1]! + 1; s < sorted[k]!; s++) missingSteps.push(s);
-  const ok =
-    problems.length === 0 &&
-    missingSteps.length === 0 &&
-    epochs.every((e, k) => e.duplicates.length === 0 && (e.complete || k === epochs.length - 1));
+function auditEpoch(
+  epoch: number,
+  { seen, consumed }: { seen: Uint8Array; consumed: number },
+  n: number,
+  allowMissing: number,
+): EpochAudit {
+  const duplicates: number[] = [];
+  const missing: number[] = [];
+  for (let id = 0; id < n; id++) {
+    if (seen[id] === 0) missing.push(id);
+    else if (seen[id] === 2) duplicates.push(id);
+  }
+  const complete = duplicates.length === 0 && missing.length <= allowMissing;
+  return { epoch, consumed, duplicates, missing, complete };
+}
 
-  const firstStep = sorted[0] ?? 0;
-  const lastStep = sorted.at(-1) ?? 0;
+/** The audit as one log line. */
+function summarize(path: string, n: number, a: Omit<LedgerAudit, 'summary'>): string {
+  const { epochs, missingSteps, problems } = a;
   const parts = [
-    `${path}: ${steps.length} steps${steps.length > 0 ? ` (${firstStep}..${lastStep})` : ''} over ${n} samples`,
+    `${path}: ${a.steps} steps${a.steps > 0 ? ` (${a.firstStep}..${a.lastStep})` : ''} over ${n} samples`,
     ...epochs.map((e, k) => {
       const state = e.complete
         ? 'complete'
@@ -264,17 +294,7 @@ export function auditLedger(path: string, options: AuditOptions): LedgerAudit {
     ...(missingSteps.length > 0 ? [`steps without an entry: ${listed(missingSteps)}`] : []),
     ...problems.slice(0, 3),
     ...(problems.length > 3 ? [`${problems.length - 3} more problems`] : []),
-    ...(tornLastLine ? ['a torn last line (ignored)'] : []),
+    ...(a.tornLastLine ? ['a torn last line (ignored)'] : []),
   ];
-  return {
-    ok,
-    summary: `${parts.join('; ')}: ${ok ? 'ok, exactly once per epoch' : 'NOT exactly once per epoch'}`,
-    epochs,
-    steps: steps.length,
-    firstStep,
-    lastStep,
-    missingSteps,
-    problems,
-    tornLastLine,
-  };
+  return `${parts.join('; ')}: ${a.ok ? 'ok, exactly once per epoch' : 'NOT exactly once per epoch'}`;
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { ModelConfig } from './causal-lm.js';
 import type { Tokenizer } from './tokenizer/index.js';
 
-export class AbsentTokenizer {
+export class AbsentTokenizer implements Tokenizer {
   readonly kind = 'absent' as const;
   readonly vocabSize: number;
   /** config.json's eos_token_id (the first of a list), used only to pad rows; 0 when there is none. */
@@ -38,7 +38,8 @@ export class AbsentTokenizer {
   }
 }
 
-export type ModelTokenizer = Tokenizer | AbsentTokenizer;
+/** What a loaded model folder's tokenizer is: its own, or an AbsentTokenizer. */
+export type ModelTokenizer = Tokenizer;
 
 /** The folder's tokenizer, or an AbsentTokenizer holding the reason it could not be loaded. */
 export async function tokenizerOrAbsent(

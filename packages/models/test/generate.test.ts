@@ -14,19 +14,9 @@ import {
   prefill,
   randomGpt2Weights,
 } from '../src/index.js';
+import { tinyGpt2Config } from './fixtures/tiny-gpt2.js';
 
-const CONFIG: Gpt2Config = {
-  vocabSize: 257,
-  nPositions: 64,
-  nEmbd: 32,
-  nLayer: 2,
-  nHead: 4,
-  nInner: null,
-  layerNormEpsilon: 1e-5,
-  embdPdrop: 0.1,
-  attnPdrop: 0.1,
-  residPdrop: 0.1,
-};
+const CONFIG: Gpt2Config = tinyGpt2Config({ nPositions: 64 });
 
 const GREEDY: GenerateBatchOptions = {
   temperature: 0,

@@ -21,19 +21,9 @@ import {
   saveByteTokenizerConfig,
   writeGpt2Folder,
 } from '../src/index.js';
+import { tinyGpt2Config } from './fixtures/tiny-gpt2.js';
 
-const CONFIG: Gpt2Config = {
-  vocabSize: 257,
-  nPositions: 16,
-  nEmbd: 32,
-  nLayer: 2,
-  nHead: 4,
-  nInner: null,
-  layerNormEpsilon: 1e-5,
-  embdPdrop: 0.1,
-  attnPdrop: 0.1,
-  residPdrop: 0.1,
-};
+const CONFIG: Gpt2Config = tinyGpt2Config();
 const WEIGHTS = randomGpt2Weights(CONFIG, 5, 0.2);
 const IDS = [
   [3, 1, 4, 1, 5, 9, 2, 6],

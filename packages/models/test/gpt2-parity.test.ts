@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   type BackendName,
+  Rng,
   exportAdapter,
   importAdapter,
   loadPeftAdapter,
@@ -38,18 +39,15 @@ import {
   withConfig,
   withLora,
 } from './reference/gpt2-reference.js';
+import { tinyGpt2Config } from './fixtures/tiny-gpt2.js';
 
-/** mulberry32 + Box-Muller: test data that does not depend on the project's Rng. */
+/**
+ * Normals from core's uniform stream by a Box-Muller of our own (cosine only,
+ * no cached pair): test data that does not go through the project's normal().
+ */
 function normals(seed: number): () => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+  const rng = new Rng(seed);
+  return () => Math.sqrt(-2 * Math.log(1 - rng.uniform())) * Math.cos(2 * Math.PI * rng.uniform());
 }
 
 /**
@@ -112,19 +110,8 @@ function batchReferenceLogits(ref: ReferenceGpt2, ids: number[][]): Float64Array
   return out;
 }
 
-const BASE: Gpt2Config = {
-  vocabSize: 257, // the byte tokenizer's 256 bytes + EOS
-  nPositions: 16,
-  nEmbd: 32,
-  nLayer: 2,
-  nHead: 4,
-  nInner: null,
-  layerNormEpsilon: 1e-5,
-  // Non-zero so that forward() without options must be eval mode to match.
-  embdPdrop: 0.1,
-  attnPdrop: 0.1,
-  residPdrop: 0.1,
-};
+// Dropout non-zero so that forward() without options must be eval mode to match.
+const BASE: Gpt2Config = tinyGpt2Config();
 
 const CASES: { label: string; config: Gpt2Config; seed: number }[] = [
   { label: 'n_inner null (4C), eps 1e-5', config: BASE, seed: 11 },

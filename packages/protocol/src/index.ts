@@ -29,3 +29,5 @@ export {
   f32ToBf16Bits,
   bf16BitsToF32,
 } from './half.js';
+export { REPLIES, REPLY_TO, type Reply, type Request } from './exchanges.js';
+export { isLoopback } from './loopback.js';

@@ -97,18 +97,18 @@ export class CoordinatorLink {
    * The next valid message of this run. `waitingFor` names what we expect, for
    * the timeout's message.
    */
-  async receive(waitingFor: string): Promise<ControlMessage> {
-    const deadline = performance.now() + this.timeoutMs;
+  async receive(waitingFor: string, timeoutMs = this.timeoutMs): Promise<ControlMessage> {
+    const deadline = performance.now() + timeoutMs;
     let lastDrop = '';
     for (;;) {
       this.socket.receiveTimeout = Math.max(1, Math.ceil(deadline - performance.now()));
       let parts: Buffer[];
       try {
-        parts = await this.socket.receive();
+        parts = await this.receiveAfterTimeout();
       } catch (error) {
         if ((error as { code?: string }).code !== 'EAGAIN') throw error;
         throw new Error(
-          `no message from the coordinator at ${this.endpoint} for ${(this.timeoutMs / 1000).toFixed(0)} s ` +
+          `no message from the coordinator at ${this.endpoint} for ${(timeoutMs / 1000).toFixed(0)} s ` +
             `while waiting for ${waitingFor}: is it running (lorafleet train --workers N) and is ` +
             `--coordinator right?` +
             (this.handshake ? ` CURVE: ${this.handshake}.` : '') +
@@ -126,6 +126,22 @@ export class CoordinatorLink {
         } else return decoded.message;
       }
       this.log(`dropped ${lastDrop}`);
+    }
+  }
+
+  /**
+   * A receive whose timeout fired gets one immediate second try: after a
+   * micro-batch that blocked the event loop past the timeout, the timer runs
+   * before the queued messages are read, and the coordinator's heartbeats
+   * that arrived meanwhile (libzmq's I/O thread kept receiving) prove it alive.
+   */
+  private async receiveAfterTimeout(): Promise<Buffer[]> {
+    try {
+      return await this.socket.receive();
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'EAGAIN') throw error;
+      this.socket.receiveTimeout = 0;
+      return await this.socket.receive();
     }
   }
 

@@ -8,23 +8,14 @@
 // replicas load the checkpoint named in the RunConfig before step one.
 import { createServer } from 'node:net';
 import { hostname } from 'node:os';
-import type { RingAllReduce } from '@lorafleet/collective';
 import { type BackendName, deviceName, useBackend } from '@lorafleet/core';
-import type { ControlBody, StepDone, StepPlan, Welcome, WorkerState } from '@lorafleet/protocol';
-import { isCheckpointInProgress } from './checkpoint.js';
-import { maybeCorruptReplica, maybeDelayStep } from './fault-injection.js';
+import type { Welcome } from '@lorafleet/protocol';
+import { handle } from './control-handlers.js';
 import { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
-import { Mailbox, bindRing, stepOrAbort } from './mailbox.js';
+import { Mailbox } from './mailbox.js';
 import { Replica } from './replica.js';
-import { RING_DTYPE, RunConfigError, type WireDtypeName, decodeRunConfig } from './run-config.js';
-import { batchesOf } from './rows.js';
-import type { ComputeNotice, TrainState } from './step.js';
-import {
-  StateAssembler,
-  decodeTrainState,
-  encodeTrainState,
-  stateParts,
-} from './state-transfer.js';
+import { RunConfigError, type WireDtypeName, decodeRunConfig } from './run-config.js';
+import { WorkerSession } from './worker-session.js';
 
 export interface WorkerOptions {
   /** The coordinator's ROUTER endpoint, tcp://HOST:PORT. */
@@ -32,6 +23,11 @@ export interface WorkerOptions {
   backend: BackendName;
   /** Longest silence from the coordinator before this worker gives up. */
   timeoutMs: number;
+  /**
+   * How long to wait for Welcome after Hello (default: timeoutMs): under a
+   * cluster engine the coordinator's task may start well after ours.
+   */
+  joinTimeoutMs?: number;
   /** Address the ring socket listens on and advertises to the other ranks. */
   ringHost: string;
   log: (line: string) => void;
@@ -62,7 +58,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         curvePublicKey: options.curve?.keyPair.publicKey ?? '',
       },
     });
-    const welcome = await awaitWelcome(link);
+    const welcome = await awaitWelcome(link, options.joinTimeoutMs);
     if (!welcome) return;
     try {
       await serve(link, welcome, dataEndpoint, options);
@@ -78,9 +74,12 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
 
 type WelcomeMessage = { runId: string; value: Welcome };
 
-async function awaitWelcome(link: CoordinatorLink): Promise<WelcomeMessage | undefined> {
+async function awaitWelcome(
+  link: CoordinatorLink,
+  timeoutMs?: number,
+): Promise<WelcomeMessage | undefined> {
   for (;;) {
-    const msg = await link.receive(`Welcome (after Hello to ${link.endpoint})`);
+    const msg = await link.receive(`Welcome (after Hello to ${link.endpoint})`, timeoutMs);
     const { body } = msg;
     if (body.case === 'welcome') return { runId: msg.runId, value: body.value };
     if (body.case === 'shutdown') return undefined;
@@ -95,10 +94,9 @@ async function serve(
   dataEndpoint: string,
   options: WorkerOptions,
 ): Promise<void> {
-  const { runId } = welcome;
+  const { runId, value: w } = welcome;
   if (runId === UNASSIGNED_RUN) throw new Error(`Welcome without a run id`);
   link.joinRun(runId);
-  const w = welcome.value;
   if (!w.joining && w.ringEndpoints[w.rank] !== dataEndpoint) {
     throw new Error(
       `Welcome lists ${w.ringEndpoints[w.rank]} for rank ${w.rank}, but this worker listens on ${dataEndpoint}`,
@@ -112,272 +110,45 @@ async function serve(
         `with --wire-dtype ${config.wireDtype}, or without it to follow the run`,
     );
   }
-  const wireDtype = RING_DTYPE[config.wireDtype];
-  const mailbox = new Mailbox(link);
-  // One send at a time on the socket: heartbeats interleave with replies.
-  let sending: Promise<void> = Promise.resolve();
-  const send = (body: ControlBody): Promise<void> => {
-    const sent = sending.then(() => link.send(body));
-    sending = sent.catch(() => undefined);
-    return sent;
-  };
-  let rank = w.rank;
-  let ring: RingAllReduce | undefined;
-  let generation = w.generation;
-  let ringStep = 0;
-  // Chunks carry the ring's generation (and the run id, the generation too for
-  // older peers' logs): frames of an aborted attempt or an older ring are dropped.
-  const allReduce = (buffer: Float32Array) => {
-    if (!ring) throw new Error(`rank ${rank}: no ring (the step was aborted or awaits a Regroup)`);
-    return ring.allReduce(buffer, {
-      step: ringStep,
-      runId: `${runId}/g${generation}`,
-      generation,
-      wireDtype,
-    });
-  };
-  const formRing = async (
-    r: number,
-    worldSize: number,
-    endpoints: string[],
-    gen: number,
-    publicKeys: string[],
-  ) => {
-    ring?.close();
-    ring = undefined;
-    if (endpoints[r] !== dataEndpoint) {
-      throw new Error(
-        `the ring lists ${endpoints[r]} for rank ${r}, but this worker listens on ${dataEndpoint}`,
-      );
-    }
-    if (options.curve && publicKeys.length !== worldSize) {
-      throw new Error(
-        `the coordinator sent ${publicKeys.length} ring public keys for ${worldSize} ranks: does it run with --curve-key?`,
-      );
-    }
-    ring = await bindRing({
-      rank: r,
-      worldSize,
-      listen: dataEndpoint,
-      timeoutMs: config.ringTimeoutMs,
-      ...(options.curve && { curve: { keyPair: options.curve.keyPair, publicKeys } }),
-    });
-    ring.connect(endpoints);
-    rank = r;
-    generation = gen;
-  };
-  let replica: Replica | undefined;
-  let state: WorkerState = 'idle';
-  let heartbeat: NodeJS.Timeout | undefined;
+  const session = new WorkerSession({
+    link,
+    mailbox: new Mailbox(link),
+    runId,
+    dataEndpoint,
+    config,
+    curve: options.curve,
+    log: options.log,
+    rank: w.rank,
+    generation: w.generation,
+  });
   try {
-    if (!w.joining)
-      await formRing(w.rank, w.worldSize, w.ringEndpoints, w.generation, w.ringPublicKeys);
+    // A joiner gets its place in the ring from a Regroup, after the trainer state.
+    if (!w.joining) await session.formRing(w);
     await useBackend(options.backend);
-    replica = await Replica.build(config, allReduce);
-    if (config.resumeFrom) await replica.restore(config.resumeFrom);
-    const r = replica;
-    options.log(
-      (w.joining
-        ? `joiner (pid ${process.pid}) of run ${runId}`
-        : `rank ${rank}/${w.worldSize} (pid ${process.pid}) of run ${runId}`) +
-        `: ${r.rows.length} rows, ${r.step.params.size} trainable parameters on ${options.backend}` +
-        (config.resumeFrom ? `, resumed at step ${r.step.stepsDone}` : '') +
-        '; ready',
-    );
-    // While a micro-batch blocks the event loop no heartbeat can leave: say so first.
-    let quietMs = 0;
-    const beat = () =>
-      send({
-        case: 'heartbeat',
-        value: {
-          sentAtMs: Date.now(),
-          state,
-          rssBytes: process.memoryUsage.rss(),
-          stepsDone: r.step.stepsDone,
-          quietMs,
-        },
-      }).catch(() => undefined);
-    const onCompute = async (ms: number) => {
-      if (ms === quietMs) return;
-      quietMs = ms;
-      await beat();
-    };
-    // "Ready": the first heartbeat; then one a second, also while a step computes.
-    await beat();
-    heartbeat = setInterval(() => void beat(), WORKER_HEARTBEAT_MS);
-    let snapshot: TrainState | undefined;
-    const assembler = new StateAssembler();
+    session.replica = await Replica.build(config, session.allReduce);
+    if (config.resumeFrom) await session.replica.restore(config.resumeFrom);
+    options.log(readyLine(session, w, runId, options.backend));
+    await session.startHeartbeat();
     for (;;) {
-      const { body } = await mailbox.next(`the next step plan (${r.step.stepsDone} done)`);
-      switch (body.case) {
-        case 'stepPlan': {
-          snapshot = r.step.snapshot();
-          ringStep = body.value.step;
-          state = 'computing';
-          const outcome = await stepOrAbort(
-            mailbox,
-            (signal) => trainStep(r, body.value, rank, options.log, signal, onCompute),
-            () => {
-              // Unblocks an all-reduce waiting on a lost peer.
-              ring?.close();
-              ring = undefined;
-            },
-          );
-          state = 'idle';
-          if (outcome.kind === 'done') await send({ case: 'stepDone', value: outcome.value });
-          else if (outcome.kind === 'failed') throw outcome.error;
-          // 'aborted': the Abort (or Shutdown) waits in the mailbox.
-          break;
-        }
-        case 'commit':
-          if (body.value.step !== r.step.stepsDone) {
-            throw new Error(
-              `Commit of step ${body.value.step}, but this replica is at ${r.step.stepsDone}`,
-            );
-          }
-          snapshot = undefined;
-          break;
-        case 'abort':
-          if (snapshot) r.step.restore(snapshot);
-          snapshot = undefined;
-          ring?.close();
-          ring = undefined;
-          options.log(
-            `rank ${rank}: step ${body.value.step} aborted (${body.value.reason}); back at step ${r.step.stepsDone}`,
-          );
-          break;
-        case 'regroup': {
-          const g = body.value;
-          if (g.step !== r.step.stepsDone) {
-            throw new Error(
-              `Regroup at step ${g.step}, but this replica is at ${r.step.stepsDone}`,
-            );
-          }
-          await formRing(g.rank, g.worldSize, g.ringEndpoints, g.generation, g.ringPublicKeys);
-          options.log(
-            `rank ${rank}/${g.worldSize}: ring generation ${g.generation} at step ${g.step}`,
-          );
-          await send({
-            case: 'regrouped',
-            value: {
-              generation: g.generation,
-              step: r.step.stepsDone,
-              replicaHash: r.step.parameterHash(),
-            },
-          });
-          break;
-        }
-        case 'stateRequest': {
-          if (snapshot || body.value.step !== r.step.stepsDone) {
-            throw new Error(
-              `StateRequest for step ${body.value.step}, but this replica is at ${r.step.stepsDone}` +
-                (snapshot ? ' with a step not yet committed' : ''),
-            );
-          }
-          const bytes = encodeTrainState(r.step.snapshot());
-          for (const part of stateParts(r.step.stepsDone, bytes)) {
-            await send({ case: 'trainerState', value: part });
-          }
-          break;
-        }
-        case 'trainerState': {
-          const complete = assembler.add(body.value);
-          if (complete) {
-            r.step.restore(decodeTrainState(complete.bytes, r.step.params.size));
-            if (r.step.stepsDone !== complete.step) {
-              throw new Error(
-                `trainer state says step ${complete.step}, but holds ${r.step.stepsDone}`,
-              );
-            }
-            options.log(
-              `loaded the trainer state of step ${complete.step} (${complete.bytes.byteLength} bytes)`,
-            );
-          }
-          break;
-        }
-        case 'evalRequest': {
-          const { step, rowIds, batchSize } = body.value;
-          if (snapshot || step !== r.step.stepsDone) {
-            throw new Error(
-              `EvalRequest at step ${step}, but this replica is at ${r.step.stepsDone}` +
-                (snapshot ? ' with a step not yet committed' : ''),
-            );
-          }
-          const { lossSum, tokens } = await r.evaluate(rowIds, batchSize, onCompute);
-          await send({ case: 'evalDone', value: { step, lossSum, tokenCount: tokens } });
-          break;
-        }
-        case 'checkpointRequest': {
-          const { step, path } = body.value;
-          if (step !== r.step.stepsDone) {
-            throw new Error(
-              `CheckpointRequest for step ${step}, but this replica is at ${r.step.stepsDone}`,
-            );
-          }
-          state = 'checkpointing';
-          // A folder the coordinator started with trainer_state.json is a
-          // training checkpoint; any other path gets the final PEFT adapter.
-          const manifestSha256 = (await isCheckpointInProgress(path))
-            ? await r.writeCheckpoint(path)
-            : await r.saveResult(path);
-          state = 'idle';
-          await send({ case: 'checkpointDone', value: { step, path, manifestSha256 } });
-          break;
-        }
-        case 'shutdown':
-          return;
-        case 'error':
-          throw new Error(`the coordinator stopped the run: ${body.value.message}`);
-        case 'heartbeat':
-          break;
-        default:
-          options.log(`rank ${rank}: ignored an unexpected ${body.case}`);
-      }
+      const done = session.replica.step.stepsDone;
+      const { body } = await session.mailbox.next(`the next step plan (${done} done)`);
+      if ((await handle(session, body)) === 'stop') return;
     }
   } finally {
-    clearInterval(heartbeat);
-    await sending;
-    mailbox.close();
-    ring?.close();
-    replica?.dispose();
+    await session.close();
   }
 }
 
-const WORKER_HEARTBEAT_MS = 1000;
-
-/** One step on this rank's share of the global batch; the StepDone it reports. */
-async function trainStep(
-  replica: Replica,
-  plan: StepPlan,
-  rank: number,
-  log: (line: string) => void,
-  signal: AbortSignal,
-  onCompute: ComputeNotice,
-): Promise<StepDone> {
-  const expected = replica.step.stepsDone + 1;
-  if (plan.step !== expected) {
-    throw new Error(`StepPlan for step ${plan.step}, but this replica's next step is ${expected}`);
-  }
-  const seqLen = replica.config.rows.seqLen;
-  const batches = batchesOf(replica.rowsOf(plan.sampleIds), plan.microBatchSize, seqLen);
-  await maybeDelayStep(signal);
-  const result = await replica.step.run(batches, signal, onCompute);
-  if (maybeCorruptReplica(replica.step, rank)) {
-    log(`rank ${rank}: test hook: corrupted one parameter after step ${result.step}`);
-  }
-  return {
-    step: result.step,
-    lossSum: result.local.lossSum,
-    tokenCount: result.local.tokens,
-    timings: {
-      computeMs: result.timings.compute * 1000,
-      allreduceMs: result.timings.allReduce * 1000,
-      updateMs: result.timings.update * 1000,
-    },
-    replicaHash: replica.step.parameterHash(),
-    gradNorm: result.gradNorm,
-    nonFiniteParameters: replica.step.nonFiniteParameters(),
-  };
+function readyLine(session: WorkerSession, w: Welcome, runId: string, backend: string): string {
+  const r = session.replica;
+  return (
+    (w.joining
+      ? `joiner (pid ${process.pid}) of run ${runId}`
+      : `rank ${session.rank}/${w.worldSize} (pid ${process.pid}) of run ${runId}`) +
+    `: ${r.rows.length} rows, ${r.step.params.size} trainable parameters on ${backend}` +
+    (session.config.resumeFrom ? `, resumed at step ${r.step.stepsDone}` : '') +
+    '; ready'
+  );
 }
 
 /** A TCP port free on `host` right now (the kernel's pick). */

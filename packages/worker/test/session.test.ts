@@ -167,6 +167,27 @@ describe('runWorker', () => {
     await expect(worker.done).rejects.toThrow(/StepPlan for step 5/);
   });
 
+  it('refuses a body only workers send (no silent ignore), and says so in an Error', async () => {
+    const run = await tinyRun();
+    dir = run.dir;
+    coordinator = await ScriptedCoordinator.start();
+    const worker = startWorker(coordinator);
+    const hello = await coordinator.receive();
+    if (hello.body.case !== 'hello') throw new Error('expected hello');
+    await coordinator.welcome(hello.body.value.dataEndpoint, run.config);
+    await coordinator.receive(); // ready
+    await coordinator.send({ case: 'evalDone', value: { step: 0, lossSum: 1, tokenCount: 1 } });
+    const error = await coordinator.next();
+    expect(error.body).toMatchObject({
+      case: 'error',
+      value: {
+        code: 'internal',
+        message: expect.stringMatching(/sent evalDone, which only workers send/),
+      },
+    });
+    await expect(worker.done).rejects.toThrow(/evalDone, which only workers send/);
+  });
+
   it('refuses a run config that does not match its hash', async () => {
     const run = await tinyRun();
     dir = run.dir;

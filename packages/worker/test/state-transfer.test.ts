@@ -1,6 +1,7 @@
 // The trainer state a joining worker receives: bit-exact round trip through
 // TrainerState parts, and bytes from the network that are not a valid state
-// (random, truncated, flipped, for another model) refused with an Error.
+// (random, truncated, flipped, for another model) refused with the Error
+// that names what is wrong.
 import { describe, expect, it } from 'vitest';
 import { Rng } from '@lorafleet/core';
 import { STATE_PART_BYTES } from '@lorafleet/protocol';
@@ -66,18 +67,35 @@ describe('trainer state transfer', () => {
     expect(() => new StateAssembler().add(altered)).toThrow(/sha256 mismatch/);
   });
 
-  it('never crashes on random bytes: a state or an Error', () => {
+  it('refuses random bytes, naming what is wrong, at every check', () => {
     const rng = new Rng(7);
+    const REFUSALS = {
+      magic: /^trainer state: not a LoRA Fleet trainer state$/,
+      version: /^trainer state: version \d+, expected 1$/,
+      size: /^trainer state: holds \d+ parameters in \d+ bytes; this replica trains 4$/,
+      step: /^trainer state: bad step /,
+    };
+    const seen = new Set<string>();
     for (let i = 0; i < 500; i++) {
-      const length = Math.floor(rng.uniform() * 200);
+      // Every 6th of the right length for 4 parameters, so the step check is reached too.
+      const length = i % 6 === 0 ? 20 + 12 * 4 : Math.floor(rng.uniform() * 200);
       const bytes = Uint8Array.from({ length }, () => Math.floor(rng.uniform() * 256));
-      // Sometimes a valid header, so the size checks are reached too.
-      if (i % 3 === 0 && length >= 20) new DataView(bytes.buffer).setUint32(0, 0x5354464c, true);
+      const view = new DataView(bytes.buffer);
+      // Sometimes a valid magic, version and size, so the later checks are reached.
+      if (i % 2 === 0 && length >= 20) view.setUint32(0, 0x5354464c, true);
+      if (i % 4 === 0 && length >= 20) view.setUint32(4, 1, true);
+      if (i % 6 === 0) view.setUint32(8, 4, true);
+      let message = '(no error: garbage accepted as a trainer state)';
       try {
         decodeTrainState(bytes, 4);
       } catch (error) {
         expect(error).toBeInstanceOf(Error);
+        message = (error as Error).message;
       }
+      const kind = Object.entries(REFUSALS).find(([, re]) => re.test(message))?.[0];
+      expect(kind, `case ${i} (${length} bytes): ${message}`).toBeDefined();
+      seen.add(kind!);
     }
+    expect([...seen].sort()).toEqual(['magic', 'size', 'step', 'version']);
   });
 });

@@ -2,8 +2,9 @@
 // events.jsonl, live or finished, so the view of a run is also its post-mortem.
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isLoopback } from '@lorafleet/protocol';
 import { type CommandValues, defineCommand, UsageError } from '../args.js';
-import { isLoopback, parseListen } from '../dashboard/listen.js';
+import { parseListen } from '../dashboard/listen.js';
 import { startDashboard } from '../dashboard/server.js';
 import { EVENTS_FILE, RunEventLog } from '../observe/events.js';
 

@@ -13,7 +13,7 @@ import { type CommandValues, defineCommand, UsageError } from '../args.js';
 export const extractSpec = defineCommand({
   name: 'extract',
   summary:
-    "Approximate a full fine-tune (tuned - base) by a LoRA adapter of rank R: a truncated SVD per module. Prints the share of each delta's energy (squared Frobenius norm) the adapter keeps.",
+    "Approximate a full fine-tune (tuned - base) by a LoRA adapter of rank R: a truncated SVD per module. Prints the share of each delta's energy (squared Frobenius norm) the adapter keeps, and every other tensor the fine-tune changed (biases, norms, embeddings, untargeted weights), which the adapter does not carry.",
   options: {
     base: { kind: 'string', value: 'DIR', required: true, description: 'the base model folder' },
     tuned: {
@@ -52,6 +52,22 @@ export interface ExtractedModule {
   deltaNorm: number;
 }
 
+/** A tensor that differs between base and tuned but that the adapter does not carry. */
+export interface UncarriedChange {
+  name: string;
+  kind: 'bias' | 'norm' | 'embedding' | 'weight';
+  shape: number[];
+  maxAbsChange: number;
+}
+
+type AdapterModule = {
+  a: Float32Array;
+  b: Float32Array;
+  r: number;
+  inFeatures: number;
+  outFeatures: number;
+};
+
 /** LoRA's delta is [out, in]; Conv1D weights (fanInFanOut) are stored [in, out], nn.Linear's [out, in]. */
 function deltaOutIn(
   base: WeightMap,
@@ -74,60 +90,24 @@ function deltaOutIn(
 
 export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<void> {
   const [baseDir, tunedDir] = [o.base, o.tuned];
-  const config = await readModelConfig(baseDir);
-  const tunedConfig = await readModelConfig(tunedDir);
-  if (JSON.stringify(config) !== JSON.stringify(tunedConfig)) {
-    throw new UsageError(
-      `extract: ${baseDir} and ${tunedDir} have different architectures (config.json differs)`,
-    );
-  }
-  const [base, tuned] = [
-    await readModelWeights(baseDir, config),
-    await readModelWeights(tunedDir, config),
-  ];
+  const { config, base, tuned } = await readPair(baseDir, tunedDir);
   const layers = selectTargets(modelLinearModules(config), o.target);
   const rank = o.rank;
-  const modules = new Map<
-    string,
-    { a: Float32Array; b: Float32Array; r: number; inFeatures: number; outFeatures: number }
-  >();
+  const modules = new Map<string, AdapterModule>();
   const report: ExtractedModule[] = [];
   for (const layer of layers) {
-    const { data, out, inF } = deltaOutIn(base, tuned, layer);
-    if (rank > Math.min(out, inF))
-      throw new UsageError(
-        `extract: rank ${rank} exceeds ${layer.name}'s min(out, in) = ${Math.min(out, inF)}`,
-      );
-    const delta = matrix(out, inF, data);
-    const { u, s, v } = truncatedSvd(delta, rank, { powerIterations: 4 });
-    // B = U sqrt(S), A = sqrt(S) V^T, alpha = r so that scaling = 1.
-    const a = new Float32Array(rank * inF);
-    const b = new Float32Array(out * rank);
-    for (let k = 0; k < rank; k++) {
-      const root = Math.sqrt(s[k]!);
-      for (let j = 0; j < inF; j++) a[k * inF + j] = root * v.data[j * rank + k]!;
-      for (let i = 0; i < out; i++) b[i * rank + k] = u.data[i * rank + k]! * root;
-    }
-    modules.set(layer.name, { a, b, r: rank, inFeatures: inF, outFeatures: out });
-    // Energy kept = sum of the top-r squared singular values over ||delta||_F^2.
-    let norm2 = 0;
-    for (const x of data) norm2 += x * x;
-    let kept = 0;
-    for (const x of s) kept += x * x;
-    report.push({
-      module: layer.name,
-      shape: [out, inF],
-      energyKept: norm2 > 0 ? kept / norm2 : 1,
-      deltaNorm: Math.sqrt(norm2),
-    });
+    const { module, row } = extractModule(base, tuned, layer, rank);
+    modules.set(layer.name, module);
+    report.push(row);
   }
-  const targets = savedTargetModules(o.target, layers);
+  const carried = new Set(layers.map((l) => `${l.name}.weight`));
+  const uncarried = uncarriedChanges(base, tuned, carried);
   await savePeftAdapter(o.out, {
     config: {
       r: rank,
       loraAlpha: rank,
       loraDropout: 0,
-      targetModules: targets,
+      targetModules: savedTargetModules(o.target, layers),
       fanInFanOut: layers[0]!.fanInFanOut,
       useRslora: false,
       bias: 'none',
@@ -138,16 +118,123 @@ export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<
     modules,
   });
   if (o.json) {
-    console.log(JSON.stringify({ rank, out: o.out, modules: report }, null, 2));
+    const json = { rank, out: o.out, modules: report, uncarried };
+    console.log(JSON.stringify(json, null, 2));
     return;
   }
   console.log(`extracted a rank-${rank} adapter from ${tunedDir} - ${baseDir} into ${o.out}`);
+  printModules(report);
+  printUncarried(uncarried);
+}
+
+/** Both models' weights, refused unless their architectures are the same. */
+async function readPair(baseDir: string, tunedDir: string) {
+  const config = await readModelConfig(baseDir);
+  const tunedConfig = await readModelConfig(tunedDir);
+  if (JSON.stringify(config) !== JSON.stringify(tunedConfig)) {
+    throw new UsageError(
+      `extract: ${baseDir} and ${tunedDir} have different architectures (config.json differs)`,
+    );
+  }
+  const base = await readModelWeights(baseDir, config);
+  const tuned = await readModelWeights(tunedDir, config);
+  return { config, base, tuned };
+}
+
+/** The rank-r truncated SVD of one module's delta as LoRA factors, and its report row. */
+function extractModule(
+  base: WeightMap,
+  tuned: WeightMap,
+  layer: LinearModule,
+  rank: number,
+): { module: AdapterModule; row: ExtractedModule } {
+  const name = layer.name;
+  const { data, out, inF } = deltaOutIn(base, tuned, layer);
+  if (rank > Math.min(out, inF))
+    throw new UsageError(
+      `extract: rank ${rank} exceeds ${name}'s min(out, in) = ${Math.min(out, inF)}`,
+    );
+  const delta = matrix(out, inF, data); // [out, in]
+  const { u, s, v } = truncatedSvd(delta, rank, { powerIterations: 4 });
+  // B = U sqrt(S) [out, r], A = sqrt(S) V^T [r, in], alpha = r so that scaling = 1.
+  const a = new Float32Array(rank * inF);
+  const b = new Float32Array(out * rank);
+  for (let k = 0; k < rank; k++) {
+    const root = Math.sqrt(s[k]!);
+    for (let j = 0; j < inF; j++) a[k * inF + j] = root * v.data[j * rank + k]!;
+    for (let i = 0; i < out; i++) b[i * rank + k] = u.data[i * rank + k]! * root;
+  }
+  // Energy kept = sum of the top-r squared singular values over ||delta||_F^2.
+  let norm2 = 0;
+  for (const x of data) norm2 += x * x;
+  let kept = 0;
+  for (const x of s) kept += x * x;
+  return {
+    module: { a, b, r: rank, inFeatures: inF, outFeatures: out },
+    row: {
+      module: name,
+      shape: [out, inF],
+      energyKept: norm2 > 0 ? kept / norm2 : 1,
+      deltaNorm: Math.sqrt(norm2),
+    },
+  };
+}
+
+/**
+ * Every tensor other than the extracted weights that the fine-tune changed:
+ * biases, layer norms, embeddings, and linear weights outside --target. A LoRA
+ * adapter carries none of them, so applying it cannot reproduce those changes.
+ */
+export function uncarriedChanges(
+  base: WeightMap,
+  tuned: WeightMap,
+  carried: ReadonlySet<string>,
+): UncarriedChange[] {
+  const changes: UncarriedChange[] = [];
+  for (const [name, b] of base) {
+    if (carried.has(name)) continue;
+    const t = tuned.get(name)!.data;
+    let maxAbsChange = 0;
+    b.data.forEach((x, i) => (maxAbsChange = Math.max(maxAbsChange, Math.abs(t[i]! - x))));
+    if (maxAbsChange > 0)
+      changes.push({ name, kind: kindOf(name), shape: [...b.shape], maxAbsChange });
+  }
+  return changes;
+}
+
+/**
+ * By the families' names: GPT-2's ln_1, ln_2, ln_f and Llama's *_layernorm and
+ * norm are norms; wte, wpe and embed_tokens embeddings; the rest weights or biases.
+ */
+function kindOf(name: string): UncarriedChange['kind'] {
+  if (/(^|\.)(ln_(\d+|f)|norm|\w*layernorm)\./.test(name)) return 'norm';
+  if (/(^|\.)(wte|wpe|embed_tokens)\./.test(name)) return 'embedding';
+  return name.endsWith('.bias') ? 'bias' : 'weight';
+}
+
+function printModules(report: readonly ExtractedModule[]): void {
   console.log(
     `${'module'.padEnd(36)} ${'[out, in]'.padEnd(12)} ${'||delta||'.padStart(10)}  energy kept`,
   );
   for (const m of report) {
     console.log(
       `${m.module.padEnd(36)} ${`[${m.shape.join(', ')}]`.padEnd(12)} ${m.deltaNorm.toExponential(3).padStart(10)}  ${(100 * m.energyKept).toFixed(2)}%`,
+    );
+  }
+}
+
+function printUncarried(changes: readonly UncarriedChange[]): void {
+  if (changes.length === 0) {
+    console.log('no other tensor changed: the adapter stands for the whole fine-tune');
+    return;
+  }
+  console.log(
+    `\nchanged, but NOT in the adapter (${changes.length} tensor(s); LoRA carries only the --target weights):`,
+  );
+  console.log(`${'tensor'.padEnd(40)} ${'kind'.padEnd(10)} ${'max |change|'.padStart(12)}`);
+  for (const c of changes) {
+    console.log(
+      `${c.name.padEnd(40)} ${c.kind.padEnd(10)} ${c.maxAbsChange.toExponential(3).padStart(12)}`,
     );
   }
 }

@@ -6,6 +6,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, extname, join, relative, sep } from 'node:path';
+import type { Download } from '@lorafleet/run-events';
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -68,14 +69,6 @@ export function adapterFilePath(runDir: string, name: string, file: string): str
   if (!(ADAPTER_FILES as readonly string[]).includes(file)) return undefined;
   if (name === FINAL_ADAPTER) return join(runDir, FINAL_ADAPTER, file);
   return CHECKPOINT_NAME.test(name) ? join(runDir, 'checkpoints', name, file) : undefined;
-}
-
-export interface Download {
-  /** "step-000040" or "adapter". */
-  name: string;
-  /** The checkpoint's step; null for the final adapter. */
-  step: number | null;
-  files: string[];
 }
 
 /** The adapters on disk now (checkpoints get pruned; the final adapter comes at the end). */

@@ -1,5 +1,6 @@
 // Where the dashboard listens, and whether that place is this machine only:
-// a loopback address may serve without a token, anything else may not.
+// a loopback address (isLoopback, @lorafleet/protocol) may serve without a
+// token, anything else may not.
 import { isIP } from 'node:net';
 
 export interface ListenAddress {
@@ -22,15 +23,6 @@ export function parseListen(listen: string): ListenAddress {
   if (m[1] !== undefined && isIP(host) !== 6)
     throw new Error(`dashboard: "${listen}": only an IPv6 address goes in brackets`);
   return { host, port };
-}
-
-/** Whether `host` (a name or an address, no brackets) only reaches this machine. */
-export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase();
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  if (isIP(h) === 6) return h === '::1' || /^::ffff:127\./.test(h);
-  return false;
 }
 
 /** The host of an HTTP Host header ("127.0.0.1:7777", "[::1]:80", "localhost"), without port or brackets. */

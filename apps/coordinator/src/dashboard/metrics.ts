@@ -6,63 +6,84 @@ import { type RunState, isLive } from './run-state.js';
 
 const PHASES = ['compute', 'allreduce', 'wait'] as const;
 
-export function runMetrics(state: RunState): Registry {
-  const registers = [new Registry()];
-  const registry = registers[0]!;
-  const gauge = (name: string, help: string, read: () => number | undefined) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        const value = read();
-        if (value === undefined || !Number.isFinite(value)) this.reset();
-        else this.set(value);
-      },
-    });
+type Registers = Registry[];
 
-  gauge('lorafleet_step', 'Last completed optimizer step', () => state.lastStep?.step);
-  gauge('lorafleet_epoch', 'Epoch of the last step', () => state.lastStep?.epoch);
-  gauge('lorafleet_train_loss', 'Training loss of the last step', () => state.lastStep?.loss);
-  gauge('lorafleet_eval_loss', 'Loss on the evaluation rows, latest', () => state.lastEval?.loss);
-  gauge('lorafleet_learning_rate', 'Learning rate of the last step', () => state.lastStep?.lr);
-  gauge(
+export function runMetrics(state: RunState): Registry {
+  const registry = new Registry();
+  const registers = [registry];
+  runGauges(state, registers);
+  runCounters(state, registers);
+  factGauges(state, registers);
+  workerGauges(state, registers);
+  return registry;
+}
+
+/** A gauge that reads its value when scraped; absent while it is undefined or not finite. */
+function gauge(
+  registers: Registers,
+  name: string,
+  help: string,
+  read: () => number | undefined,
+): void {
+  new Gauge({
+    name,
+    help,
+    registers,
+    collect() {
+      const value = read();
+      if (value === undefined || !Number.isFinite(value)) this.reset();
+      else this.set(value);
+    },
+  });
+}
+
+/** The last step's figures and the ring's state. */
+function runGauges(state: RunState, registers: Registers): void {
+  const g = (name: string, help: string, read: () => number | undefined) =>
+    gauge(registers, name, help, read);
+  g('lorafleet_step', 'Last completed optimizer step', () => state.lastStep?.step);
+  g('lorafleet_epoch', 'Epoch of the last step', () => state.lastStep?.epoch);
+  g('lorafleet_train_loss', 'Training loss of the last step', () => state.lastStep?.loss);
+  g('lorafleet_eval_loss', 'Loss on the evaluation rows, latest', () => state.lastEval?.loss);
+  g('lorafleet_learning_rate', 'Learning rate of the last step', () => state.lastStep?.lr);
+  g(
     'lorafleet_grad_norm',
     'Global gradient norm before clipping, last step',
     () => state.lastStep?.gradNorm,
   );
-  gauge(
+  g(
     'lorafleet_tokens_per_second',
     'Training throughput of the last step',
     () => state.lastStep?.tokensPerSecond,
   );
-  gauge('lorafleet_step_seconds', 'Wall time of the last step', () => state.lastStep?.seconds);
-  gauge('lorafleet_workers', 'Workers in the ring', () => state.workers.filter(isLive).length);
-  gauge(
+  g('lorafleet_step_seconds', 'Wall time of the last step', () => state.lastStep?.seconds);
+  g('lorafleet_workers', 'Workers in the ring', () => state.workers.filter(isLive).length);
+  g(
     'lorafleet_ring_generation',
     'Ring membership generation (rises when the ring re-forms)',
     () => state.generation,
   );
-  gauge('lorafleet_run_finished', '1 once the run has ended', () => (state.end ? 1 : 0));
-  new Counter({
-    name: 'lorafleet_tokens_total',
-    help: 'Tokens trained on',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(state.tokens);
-    },
-  });
-  new Counter({
-    name: 'lorafleet_checkpoints_total',
-    help: 'Checkpoints written',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(state.checkpoints.length);
-    },
-  });
+  g('lorafleet_run_finished', '1 once the run has ended', () => (state.end ? 1 : 0));
+}
 
+/** Totals so far: tokens and checkpoints. */
+function runCounters(state: RunState, registers: Registers): void {
+  const counter = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  counter('lorafleet_tokens_total', 'Tokens trained on', () => state.tokens);
+  counter('lorafleet_checkpoints_total', 'Checkpoints written', () => state.checkpoints.length);
+}
+
+/** The run facts: parameters (trainable vs total) and wire bytes (LoRA vs full fine-tuning). */
+function factGauges(state: RunState, registers: Registers): void {
   new Gauge({
     name: 'lorafleet_parameters',
     help: 'Model parameters: trainable (the adapter) and total',
@@ -87,7 +108,10 @@ export function runMetrics(state: RunState): Registry {
       this.set({ mode: 'full' }, state.facts.fullFinetuneWireBytesPerStep);
     },
   });
+}
 
+/** One series per worker rank: liveness, heartbeat, memory, and its last step's phases. */
+function workerGauges(state: RunState, registers: Registers): void {
   const perWorker = (
     name: string,
     help: string,
@@ -127,5 +151,4 @@ export function runMetrics(state: RunState): Registry {
       }
     },
   });
-  return registry;
 }

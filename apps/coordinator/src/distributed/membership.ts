@@ -5,6 +5,7 @@
 // --listen needs --allow-remote and is warned about.
 import { type CurveKeyPair, readKeyPair, readPublicKeys } from '@lorafleet/collective';
 import { type BackendName, GPU_BACKENDS } from '@lorafleet/core';
+import { isLoopback } from '@lorafleet/protocol';
 import { UsageError } from '../args.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import type { Membership } from './fleet.js';
@@ -55,12 +56,6 @@ export function membershipFrom(
     );
   }
   return { kind: 'listen', endpoint: listen, workers: expected };
-}
-
-/** 127.0.0.0/8, ::1 and localhost. */
-export function isLoopback(host: string): boolean {
-  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return bare === 'localhost' || bare === '::1' || /^127(\.\d{1,3}){3}$/.test(bare);
 }
 
 /** CURVE settings of the run (--curve-key + --authorized-keys), or undefined; throws UsageError on bad flags. */

@@ -7,7 +7,7 @@
 // restore their step-start snapshot), the ring re-forms without the lost
 // ones, and the caller replays the same step: its samples were never
 // committed, so none is lost or seen twice.
-import type { ControlBody, TrainerState, Welcome } from '@lorafleet/protocol';
+import { type ControlBody, REPLIES, type TrainerState, type Welcome } from '@lorafleet/protocol';
 import { hashHex } from '@lorafleet/worker';
 import { FleetError, type Member, MembersLost, type WorkerFleet } from './fleet.js';
 
@@ -24,8 +24,11 @@ export interface RingOptions {
   onEvent: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
-/** Replies a worker may still have in flight from an aborted step or exchange. */
-const STALE: ControlBody['case'][] = ['stepDone', 'checkpointDone', 'regrouped', 'trainerState'];
+/**
+ * Replies a worker may still have in flight from an aborted step or exchange:
+ * every reply of the protocol's request/reply pairs.
+ */
+export const STALE: readonly ControlBody['case'][] = REPLIES;
 
 export class ElasticRing {
   /** Increases each time the ring re-forms; chunks of older rings are dropped by the workers. */

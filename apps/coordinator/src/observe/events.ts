@@ -2,82 +2,19 @@
 // happened, appended to OUT/events.jsonl (so a finished run can be replayed by
 // `lorafleet dashboard --run DIR`) and handed to live subscribers (the
 // dashboard's server-sent events, /metrics). The file is the contract: the
-// dashboard reads the same records live and post mortem.
+// dashboard reads the same records live and post mortem. Their types live in
+// @lorafleet/run-events, which the dashboard imports too.
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RunEvent, RunEventInit } from '@lorafleet/run-events';
 
-/** Facts of the run, known before the first step. */
-export interface RunFacts {
-  runId: string;
-  model: string;
-  /** 'lora' or 'full'. */
-  mode: string;
-  totalParameters: number;
-  trainableParameters: number;
-  lora: { r: number; alpha: number; dropout: number; targets: string[] } | null;
-  backend: string;
-  workers: number;
-  steps: number;
-  /** Rows per step and tokens per row. */
-  batchSize: number;
-  seqLen: number;
-  /**
-   * Bytes each worker sends per step in the ring all-reduce of the trainable
-   * parameters' gradients, and what the same all-reduce of every parameter
-   * (full fine-tuning) would send: 2 (N-1)/N x 4 bytes x parameters.
-   */
-  wireBytesPerStep: number;
-  fullFinetuneWireBytesPerStep: number;
-}
-
-export type WorkerStatus = 'starting' | 'ready' | 'training' | 'lost' | 'left';
-
-export interface WorkerInfo {
-  rank: number;
-  workerId: string;
-  host: string;
-  pid: number;
-  device: string;
-  backend: string;
-  status: WorkerStatus;
-  /** Epoch milliseconds of the last message from it (0: none yet). */
-  lastHeartbeatMs: number;
-  /** Resident memory of its process, bytes (0: unknown). */
-  rssBytes: number;
-  /** Its last step, split: compute, all-reduce, and waiting (the step's wall time minus both and the update). */
-  computeMs: number;
-  allReduceMs: number;
-  waitMs: number;
-  /** The rank it sends to in the ring (itself when alone). */
-  ringNext: number;
-}
-
-export type RunEvent =
-  | { type: 'run'; time: number; facts: RunFacts }
-  | {
-      type: 'step';
-      time: number;
-      step: number;
-      epoch: number;
-      loss: number;
-      lr: number;
-      tokens: number;
-      tokensPerSecond: number;
-      gradNorm: number;
-      seconds: number;
-    }
-  | { type: 'eval'; time: number; step: number; loss: number }
-  | { type: 'workers'; time: number; generation: number; workers: WorkerInfo[] }
-  | { type: 'checkpoint'; time: number; step: number; path: string }
-  | { type: 'log'; time: number; level: 'info' | 'warn' | 'error'; message: string }
-  | { type: 'end'; time: number; status: 'finished' | 'interrupted' | 'failed'; message: string };
-
-/** A RunEvent before it is stamped with the time. */
-export type RunEventInit = RunEvent extends infer E
-  ? E extends RunEvent
-    ? Omit<E, 'time'> & { time?: number }
-    : never
-  : never;
+export type {
+  RunEvent,
+  RunEventInit,
+  RunFacts,
+  WorkerInfo,
+  WorkerStatus,
+} from '@lorafleet/run-events';
 
 export type Listener = (event: RunEvent) => void;
 

@@ -2,6 +2,7 @@
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption } from '../common.js';
 import { dataOptions } from './data-options.js';
+import { launchOptions } from '../launch/options.js';
 import { TERM_GRACE_SECONDS } from './interrupt.js';
 
 export const trainSpec = defineCommand({
@@ -264,6 +265,7 @@ export const trainSpec = defineCommand({
       description:
         'with --workers N and a GPU backend: the GPU (WebGPU adapter index) of each local worker, in rank order',
     },
+    ...launchOptions,
     dashboard: {
       kind: 'string',
       value: 'HOST:PORT',

@@ -1,46 +1,84 @@
 // The three charts: loss (train raw, its moving average, eval), learning rate, throughput.
 import { renderChart } from '../chart.js';
 import { count, num } from '../format.js';
+import type { Panel } from '../panel.js';
 import type { Point, RunView } from '../run.js';
 
-export interface ChartHosts {
-  loss: HTMLElement;
-  lr: HTMLElement;
-  throughput: HTMLElement;
-}
+const CHART_TOUCHES = ['run', 'step', 'resize'] as const;
+const CHART_HOST = 'chart-host';
 
-export function renderCharts(hosts: ChartHosts, view: RunView): void {
-  const xMax = view.facts?.steps;
-  renderChart(hosts.loss, {
-    testId: 'loss-chart',
-    height: 240,
-    ...(xMax ? { xMax } : {}),
-    series: [
-      { name: 'train', points: view.trainLoss, className: 'train-raw' },
-      {
-        name: 'train (avg)',
-        points: movingAverage(view.trainLoss, 0.9),
-        className: 'train',
-        legend: true,
-      },
-      { name: 'eval', points: view.evalLoss, className: 'eval', markers: true },
-    ],
-    yFormat: num,
-  });
-  renderChart(hosts.lr, {
-    ...(xMax ? { xMax } : {}),
-    series: [{ name: 'lr', points: view.lr, className: 'lr' }],
-    yFromZero: true,
-    yFormat: num,
-    height: 200,
-  });
-  renderChart(hosts.throughput, {
-    ...(xMax ? { xMax } : {}),
-    series: [{ name: 'tokens/s', points: view.tokensPerSecond, className: 'tps' }],
-    yFromZero: true,
-    yFormat: count,
-    height: 200,
-  });
+export const lossPanel: Panel = {
+  id: 'chart-loss',
+  title: 'Loss',
+  touches: [...CHART_TOUCHES, 'eval'],
+  place: {
+    kind: 'card',
+    span: 2,
+    hostClass: CHART_HOST,
+    legend: {
+      keys: [
+        ['train', 'train (moving average)'],
+        ['train-raw', 'train'],
+        ['eval', 'eval'],
+      ],
+    },
+  },
+  render(el, view) {
+    renderChart(el, {
+      testId: 'loss-chart',
+      height: 240,
+      ...xMax(view),
+      series: [
+        { name: 'train', points: view.trainLoss, className: 'train-raw' },
+        {
+          name: 'train (avg)',
+          points: movingAverage(view.trainLoss, 0.9),
+          className: 'train',
+          legend: true,
+        },
+        { name: 'eval', points: view.evalLoss, className: 'eval', markers: true },
+      ],
+      yFormat: num,
+    });
+  },
+};
+
+export const lrPanel: Panel = {
+  id: 'chart-lr',
+  title: 'Learning rate',
+  touches: CHART_TOUCHES,
+  place: { kind: 'card', hostClass: CHART_HOST },
+  render(el, view) {
+    renderChart(el, {
+      ...xMax(view),
+      series: [{ name: 'lr', points: view.lr, className: 'lr' }],
+      yFromZero: true,
+      yFormat: num,
+      height: 200,
+    });
+  },
+};
+
+export const throughputPanel: Panel = {
+  id: 'chart-throughput',
+  title: 'Throughput',
+  touches: CHART_TOUCHES,
+  place: { kind: 'card', hostClass: CHART_HOST, legend: { keys: [['tps', 'tokens / s']] } },
+  render(el, view) {
+    renderChart(el, {
+      ...xMax(view),
+      series: [{ name: 'tokens/s', points: view.tokensPerSecond, className: 'tps' }],
+      yFromZero: true,
+      yFormat: count,
+      height: 200,
+    });
+  },
+};
+
+/** The x axis runs to the planned last step once the run facts are known. */
+function xMax(view: RunView): { xMax?: number } {
+  const steps = view.facts?.steps;
+  return steps ? { xMax: steps } : {};
 }
 
 /** An exponential moving average with bias correction, as TensorBoard smooths. */

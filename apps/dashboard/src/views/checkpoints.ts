@@ -2,11 +2,20 @@
 // files still on disk (older ones may have been pruned), and the final adapter.
 import { apiUrl } from '../api.js';
 import { h, mount } from '../dom.js';
-import type { Download } from '../events.js';
+import type { Download } from '@lorafleet/run-events';
 import { clock } from '../format.js';
+import type { Panel } from '../panel.js';
 import type { RunView } from '../run.js';
 
-export function renderCheckpoints(el: HTMLElement, view: RunView): void {
+export const checkpointsPanel: Panel = {
+  id: 'checkpoints',
+  title: 'Checkpoints',
+  touches: ['run', 'checkpoint', 'end', 'downloads'],
+  place: { kind: 'card' },
+  render: renderCheckpoints,
+};
+
+function renderCheckpoints(el: HTMLElement, view: RunView): void {
   const onDisk = new Map(view.downloads.map((d) => [d.name, d]));
   const final = onDisk.get('adapter');
   // Newer than the last listing of the disk: links come with the next one.

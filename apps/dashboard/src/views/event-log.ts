@@ -1,11 +1,20 @@
 // Joins, leaves, checkpoints, warnings and errors, newest first.
 import { h, mount } from '../dom.js';
 import { clock } from '../format.js';
+import type { Panel } from '../panel.js';
 import type { RunView } from '../run.js';
 
 const SHOWN = 300;
 
-export function renderLog(el: HTMLElement, view: RunView): void {
+export const logPanel: Panel = {
+  id: 'log',
+  title: 'Events',
+  touches: ['run', 'checkpoint', 'log', 'end'],
+  place: { kind: 'card', span: 2, hostClass: 'log-host' },
+  render: renderLog,
+};
+
+function renderLog(el: HTMLElement, view: RunView): void {
   const lines = view.log.slice(-SHOWN).reverse();
   mount(
     el,

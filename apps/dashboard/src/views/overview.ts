@@ -1,9 +1,26 @@
 // The header (run, status, progress) and the row of headline figures.
 import { h, mount } from '../dom.js';
 import { count, duration, num } from '../format.js';
+import type { Panel } from '../panel.js';
 import type { RunView } from '../run.js';
 
-export function renderHeader(el: HTMLElement, view: RunView): void {
+export const headerPanel: Panel = {
+  id: 'header',
+  title: 'Run status',
+  touches: ['run', 'step', 'end', 'clock', 'connection'],
+  place: { kind: 'top' },
+  render: renderHeader,
+};
+
+export const tilesPanel: Panel = {
+  id: 'tiles',
+  title: 'Headline figures',
+  touches: ['run', 'step', 'eval', 'workers'],
+  place: { kind: 'strip', label: 'headline figures' },
+  render: renderTiles,
+};
+
+function renderHeader(el: HTMLElement, view: RunView): void {
   const facts = view.facts;
   const total = facts?.steps ?? 0;
   const fraction = total > 0 ? Math.min(1, view.step / total) : 0;
@@ -62,7 +79,7 @@ function status(view: RunView): [string, string] {
   return ['live', 'live'];
 }
 
-export function renderTiles(el: HTMLElement, view: RunView): void {
+function renderTiles(el: HTMLElement, view: RunView): void {
   const last = <T>(series: readonly T[]): T | undefined => series[series.length - 1];
   const loss = last(view.trainLoss)?.[1];
   const evalLoss = last(view.evalLoss)?.[1];

@@ -2,9 +2,18 @@
 // the LoRA settings, and what crosses the wire per step vs full fine-tuning.
 import { h, mount } from '../dom.js';
 import { bytes, count } from '../format.js';
+import type { Panel } from '../panel.js';
 import type { RunView } from '../run.js';
 
-export function renderFacts(el: HTMLElement, view: RunView): void {
+export const factsPanel: Panel = {
+  id: 'facts',
+  title: 'Run',
+  touches: ['run'],
+  place: { kind: 'card' },
+  render: renderFacts,
+};
+
+function renderFacts(el: HTMLElement, view: RunView): void {
   const f = view.facts;
   if (!f) {
     mount(el, h('p', { class: 'empty' }, 'waiting for the run facts…'));

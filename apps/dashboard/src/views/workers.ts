@@ -1,11 +1,28 @@
 // The workers: a table (one row per rank, with its last step split into
 // compute / all-reduce / waiting) and the ring they all-reduce around.
+import type { WorkerInfo } from '@lorafleet/run-events';
 import { h, mount, s } from '../dom.js';
-import { type WorkerInfo, isLive } from '../events.js';
 import { ago, bytes, ms } from '../format.js';
-import type { RunView } from '../run.js';
+import type { Panel } from '../panel.js';
+import { type RunView, isLive } from '../run.js';
 
-export function renderWorkers(el: HTMLElement, view: RunView): void {
+export const workersPanel: Panel = {
+  id: 'workers',
+  title: 'Workers',
+  touches: ['run', 'workers', 'end', 'clock'],
+  place: { kind: 'card', span: 3, hostClass: 'table-host' },
+  render: renderWorkers,
+};
+
+export const ringPanel: Panel = {
+  id: 'ring',
+  title: 'Ring',
+  touches: ['run', 'workers', 'end'],
+  place: { kind: 'card', hostClass: 'ring-host', legend: { note: 'who sends to whom' } },
+  render: renderRing,
+};
+
+function renderWorkers(el: HTMLElement, view: RunView): void {
   if (view.workers.length === 0) {
     mount(el, h('p', { class: 'empty' }, 'no workers yet'));
     return;
@@ -112,39 +129,16 @@ function stale(w: WorkerInfo, view: RunView): boolean {
   return view.live(w) && w.lastHeartbeatMs > 0 && view.now() - w.lastHeartbeatMs > 5000;
 }
 
+const RING_SIZE = 232;
+const NODE_R = 17;
+
+type Position = { x: number; y: number };
+
 /** The ring: ranks on a circle, an arrow from each live rank to the one it sends to. */
-export function renderRing(el: HTMLElement, view: RunView): void {
-  const size = 232;
-  const c = size / 2;
-  const radius = size / 2 - 34;
+function renderRing(el: HTMLElement, view: RunView): void {
+  const svg = ringCanvas();
   const workers = view.workers;
-  const svg = s('svg', {
-    class: 'ring',
-    width: size,
-    height: size,
-    viewBox: `0 0 ${size} ${size}`,
-    role: 'img',
-    'aria-label': 'ring all-reduce order',
-  });
-  svg.append(
-    s(
-      'defs',
-      {},
-      s(
-        'marker',
-        {
-          id: 'arrow',
-          viewBox: '0 0 10 10',
-          refX: 9,
-          refY: 5,
-          markerWidth: 7,
-          markerHeight: 7,
-          orient: 'auto-start-reverse',
-        },
-        s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrow-head' }),
-      ),
-    ),
-  );
+  const c = RING_SIZE / 2;
   if (workers.length === 0) {
     svg.append(
       s('text', { x: c, y: c, 'text-anchor': 'middle', class: 'chart-empty' }, 'no ring yet'),
@@ -152,51 +146,79 @@ export function renderRing(el: HTMLElement, view: RunView): void {
     mount(el, svg);
     return;
   }
-  const at = new Map<number, { x: number; y: number }>();
+  const radius = RING_SIZE / 2 - 34;
+  const at = new Map<number, Position>();
   workers.forEach((w, i) => {
     const angle = -Math.PI / 2 + (2 * Math.PI * i) / workers.length;
     at.set(w.rank, { x: c + radius * Math.cos(angle), y: c + radius * Math.sin(angle) });
   });
-  const nodeR = 17;
   for (const w of workers) {
     const from = at.get(w.rank)!;
     const to = at.get(w.ringNext);
     if (!isLive(w) || !to || w.ringNext === w.rank) continue;
-    // A curved edge, trimmed to the node circles, bowing outward.
-    const dx = to.x - from.x;
-    const dy = to.y - from.y;
-    const len = Math.hypot(dx, dy);
-    const [ux, uy] = [dx / len, dy / len];
-    const a = { x: from.x + ux * nodeR, y: from.y + uy * nodeR };
-    const b = { x: to.x - ux * (nodeR + 2), y: to.y - uy * (nodeR + 2) };
-    const bow = workers.length === 2 ? 22 : 10;
-    const mid = { x: (a.x + b.x) / 2 + uy * -bow, y: (a.y + b.y) / 2 - ux * -bow };
-    svg.append(
-      s('path', {
-        class: 'ring-edge',
-        d: `M${a.x},${a.y} Q${mid.x},${mid.y} ${b.x},${b.y}`,
-        'marker-end': 'url(#arrow)',
-      }),
-    );
+    svg.append(ringEdge(from, to, workers.length === 2 ? 22 : 10));
   }
-  for (const w of workers) {
-    const p = at.get(w.rank)!;
-    svg.append(
-      s(
-        'g',
-        { class: `ring-node ${view.live(w) ? tone(w) : 'gone'}` },
-        s(
-          'title',
-          {},
-          `rank ${w.rank}: ${w.host} (${w.device}, ${w.status}) sends to rank ${w.ringNext}`,
-        ),
-        s('circle', { cx: p.x, cy: p.y, r: nodeR }),
-        s('text', { x: p.x, y: p.y + 4, 'text-anchor': 'middle' }, w.rank),
-      ),
-    );
-  }
+  for (const w of workers) svg.append(ringNode(w, at.get(w.rank)!, view));
   const order = ringOrder(workers.filter(isLive));
   mount(el, svg, h('div', { class: 'ring-caption muted' }, order ? `sends: ${order}` : ''));
+}
+
+/** The empty svg, with the arrow head its edges end in. */
+function ringCanvas(): SVGElement {
+  const svg = s('svg', {
+    class: 'ring',
+    width: RING_SIZE,
+    height: RING_SIZE,
+    viewBox: `0 0 ${RING_SIZE} ${RING_SIZE}`,
+    role: 'img',
+    'aria-label': 'ring all-reduce order',
+  });
+  const marker = s(
+    'marker',
+    {
+      id: 'arrow',
+      viewBox: '0 0 10 10',
+      refX: 9,
+      refY: 5,
+      markerWidth: 7,
+      markerHeight: 7,
+      orient: 'auto-start-reverse',
+    },
+    s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrow-head' }),
+  );
+  svg.append(s('defs', {}, marker));
+  return svg;
+}
+
+/** A curved edge from one node to the next, trimmed to the node circles, bowing outward. */
+function ringEdge(from: Position, to: Position, bow: number): SVGElement {
+  const dx = to.x - from.x;
+  const dy = to.y - from.y;
+  const len = Math.hypot(dx, dy);
+  const [ux, uy] = [dx / len, dy / len];
+  const a = { x: from.x + ux * NODE_R, y: from.y + uy * NODE_R };
+  const b = { x: to.x - ux * (NODE_R + 2), y: to.y - uy * (NODE_R + 2) };
+  const mid = { x: (a.x + b.x) / 2 + uy * -bow, y: (a.y + b.y) / 2 - ux * -bow };
+  return s('path', {
+    class: 'ring-edge',
+    d: `M${a.x},${a.y} Q${mid.x},${mid.y} ${b.x},${b.y}`,
+    'marker-end': 'url(#arrow)',
+  });
+}
+
+/** A rank's circle, coloured by its status, with what it is in the tooltip. */
+function ringNode(w: WorkerInfo, p: Position, view: RunView): SVGElement {
+  return s(
+    'g',
+    { class: `ring-node ${view.live(w) ? tone(w) : 'gone'}` },
+    s(
+      'title',
+      {},
+      `rank ${w.rank}: ${w.host} (${w.device}, ${w.status}) sends to rank ${w.ringNext}`,
+    ),
+    s('circle', { cx: p.x, cy: p.y, r: NODE_R }),
+    s('text', { x: p.x, y: p.y + 4, 'text-anchor': 'middle' }, w.rank),
+  );
 }
 
 /** "0 → 1 → 2 → 0", following ringNext from the lowest live rank. */

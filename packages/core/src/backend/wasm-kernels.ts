@@ -32,6 +32,46 @@ export function unsortedSegmentSumWasm(args: {
   attrs?: tf.NamedAttrMap;
 }): tf.TensorInfo {
   const backend = args.backend as unknown as BackendWasm;
+  const { x, segmentIds, numSegments, innerShape } = checkedArgs(args);
+  const inner = innerShape.reduce((a, b) => a * b, 1);
+  // Allocate first: malloc may grow the wasm memory, which detaches every view
+  // of the old buffer, so the views below are taken afterwards.
+  const out = backend.makeOutput([numSegments, ...innerShape], x.dtype);
+  const outVals = backend.typedArrayFromHeap(out) as Float32Array | Int32Array;
+  if (outVals.length === 0) return out;
+  const ids = backend.typedArrayFromHeap(segmentIds) as Int32Array;
+  const xVals = backend.typedArrayFromHeap(x) as Float32Array | Int32Array;
+  const { start, order } = groupBySegment(ids, numSegments);
+  const acc = new Float64Array(inner);
+  for (let s = 0; s < numSegments; s++) {
+    const lo = start[s]!;
+    const hi = start[s + 1]!;
+    const o = s * inner;
+    if (hi === lo) {
+      outVals.fill(0, o, o + inner);
+    } else if (hi - lo === 1) {
+      const xo = order[lo]! * inner;
+      outVals.set(xVals.subarray(xo, xo + inner), o);
+    } else {
+      acc.fill(0);
+      for (let k = lo; k < hi; k++) {
+        const xo = order[k]! * inner;
+        for (let j = 0; j < inner; j++) acc[j]! += xVals[xo + j]!;
+      }
+      outVals.set(acc, o);
+    }
+  }
+  return out;
+}
+
+/** The kernel's inputs and attributes, refused with a message naming what is wrong. */
+function checkedArgs(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }): {
+  x: tf.TensorInfo;
+  segmentIds: tf.TensorInfo;
+  numSegments: number;
+  /** x's shape after the ids' dimensions: the shape of one summed row. */
+  innerShape: number[];
+} {
   const x = args.inputs.x;
   const segmentIds = args.inputs.segmentIds;
   const numSegments = Number(args.attrs?.numSegments);
@@ -60,52 +100,30 @@ export function unsortedSegmentSumWasm(args: {
         `must be a non-empty prefix of x shape [${x.shape.join(', ')}]`,
     );
   }
-  const innerShape = x.shape.slice(idsRank);
-  const inner = innerShape.reduce((a, b) => a * b, 1);
+  return { x, segmentIds, numSegments, innerShape: x.shape.slice(idsRank) };
+}
 
-  // Allocate first: malloc may grow the wasm memory, which detaches every view
-  // of the old buffer, so the views below are taken afterwards.
-  const out = backend.makeOutput([numSegments, ...innerShape], x.dtype);
-  const outVals = backend.typedArrayFromHeap(out) as Float32Array | Int32Array;
-  if (outVals.length === 0) return out;
-  const ids = backend.typedArrayFromHeap(segmentIds) as Int32Array;
-  const xVals = backend.typedArrayFromHeap(x) as Float32Array | Int32Array;
-  const n = ids.length;
-
-  // Stable counting sort of the valid positions by segment.
+/**
+ * A stable counting sort of the valid positions by segment: the positions of
+ * segment s are order[start[s] .. start[s + 1]), in increasing i.
+ */
+function groupBySegment(
+  ids: Int32Array,
+  numSegments: number,
+): { start: Int32Array; order: Int32Array } {
   const start = new Int32Array(numSegments + 1);
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < ids.length; i++) {
     const s = ids[i]!;
     if (s >= 0 && s < numSegments) start[s + 1]!++;
   }
   for (let s = 0; s < numSegments; s++) start[s + 1]! += start[s]!;
   const order = new Int32Array(start[numSegments]!);
   const cursor = start.slice(0, numSegments);
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < ids.length; i++) {
     const s = ids[i]!;
     if (s >= 0 && s < numSegments) order[cursor[s]!++] = i;
   }
-
-  const acc = new Float64Array(inner);
-  for (let s = 0; s < numSegments; s++) {
-    const lo = start[s]!;
-    const hi = start[s + 1]!;
-    const o = s * inner;
-    if (hi === lo) {
-      outVals.fill(0, o, o + inner);
-    } else if (hi - lo === 1) {
-      const xo = order[lo]! * inner;
-      outVals.set(xVals.subarray(xo, xo + inner), o);
-    } else {
-      acc.fill(0);
-      for (let k = lo; k < hi; k++) {
-        const xo = order[k]! * inner;
-        for (let j = 0; j < inner; j++) acc[j]! += xVals[xo + j]!;
-      }
-      outVals.set(acc, o);
-    }
-  }
-  return out;
+  return { start, order };
 }
 
 export const unsortedSegmentSumWasmConfig: tf.KernelConfig = {

@@ -102,14 +102,7 @@ export function llamaConfigFromJson(
     return v as boolean;
   };
   const defaults = DEFAULTS[modelType];
-  const act = j.hidden_act ?? 'silu';
-  if (act !== 'silu') fail(`hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
-  if (j.pretraining_tp !== undefined && j.pretraining_tp !== 1)
-    fail(`pretraining_tp ${JSON.stringify(j.pretraining_tp)} is not supported (only 1)`);
-  if (modelType !== 'mistral' && j.use_sliding_window === true)
-    fail(
-      `use_sliding_window true is not supported for ${modelType} (only Mistral's sliding_window)`,
-    );
+  refuseUnsupported(j, modelType, fail);
   const hiddenSize = int('hidden_size');
   const numHeads = int('num_attention_heads');
   const numKvHeads = int('num_key_value_heads', numHeads);
@@ -160,6 +153,22 @@ export function llamaConfigFromJson(
       ? (j.eos_token_id as number[])
       : tokenId(j.eos_token_id),
   };
+}
+
+/** Settings that change the computation in ways this family does not implement. */
+function refuseUnsupported(
+  j: Record<string, unknown>,
+  modelType: LlamaModelType,
+  fail: (what: string) => never,
+): void {
+  const act = j.hidden_act ?? 'silu';
+  if (act !== 'silu') fail(`hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
+  if (j.pretraining_tp !== undefined && j.pretraining_tp !== 1)
+    fail(`pretraining_tp ${JSON.stringify(j.pretraining_tp)} is not supported (only 1)`);
+  if (modelType !== 'mistral' && j.use_sliding_window === true)
+    fail(
+      `use_sliding_window true is not supported for ${modelType} (only Mistral's sliding_window)`,
+    );
 }
 
 function tokenId(v: unknown): number | null {

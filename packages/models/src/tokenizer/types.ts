@@ -1,5 +1,8 @@
-/** Which scheme turns text into ids; recorded so callers can check a checkpoint's pairing. */
-export type TokenizerKind = 'bytes' | 'gpt2-bpe' | 'tokenizer-json';
+/**
+ * Which scheme turns text into ids; recorded so callers can check a checkpoint's pairing.
+ * 'absent': a folder without a usable tokenizer (absent-tokenizer.ts), for pre-tokenized data.
+ */
+export type TokenizerKind = 'bytes' | 'gpt2-bpe' | 'tokenizer-json' | 'absent';
 
 /**
  * Text <-> token ids for one model. Structurally a superset of what the data

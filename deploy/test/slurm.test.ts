@@ -1,0 +1,136 @@
+// A real one-host Slurm cluster (Debian's munge, slurmctld, slurmd; see
+// deploy/slurm/one-host-cluster.sh) runs the project's sbatch script with 3
+// tasks: the adapter equals a local `--workers 3` run, and a job in which one
+// task is SIGKILLed still finishes. The daemons are stopped by their pid
+// files also when a test fails.
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  NO_DROPOUT_CONFIG,
+  REPO_ROOT,
+  TRAIN_FLAGS,
+  adapterDifference,
+  ensureBuilt,
+  freePort,
+  initTinyModel,
+  lorafleetOk,
+  makeTempDir,
+  numberedPatternRecords,
+  removeDir,
+  stepsDone,
+  until,
+  writeJsonl,
+} from './run-helpers.js';
+
+const run = promisify(execFile);
+const CLUSTER_SCRIPT = join(REPO_ROOT, 'deploy', 'slurm', 'one-host-cluster.sh');
+const SBATCH_SCRIPT = join(REPO_ROOT, 'deploy', 'slurm', 'lorafleet-cpu.sbatch');
+const CLI = `${process.execPath} ${join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js')}`;
+
+let dir: string;
+let cluster: string;
+let model: string;
+let data: string;
+let env: NodeJS.ProcessEnv;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await makeTempDir('slurm');
+  cluster = join(dir, 'cluster');
+  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
+  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
+  const ports = [await freePort(), await freePort()];
+  await run('bash', [CLUSTER_SCRIPT, 'start', cluster, ...ports.map(String)], { timeout: 60_000 });
+  env = { ...process.env, SLURM_CONF: join(cluster, 'slurm.conf'), LORAFLEET: CLI };
+}, 120_000);
+
+afterAll(async () => {
+  if (cluster) await run('bash', [CLUSTER_SCRIPT, 'stop', cluster], { timeout: 30_000 });
+  await removeDir(dir);
+});
+
+/** Submits the sbatch script with 3 tasks; returns the job id. */
+async function submit(out: string, steps: number, extraEnv: Record<string, string> = {}) {
+  const { stdout } = await run(
+    'sbatch',
+    [
+      ...['--parsable', '--ntasks=3', '--overcommit', '--cpus-per-task=1'],
+      `--output=${out}.log`,
+      SBATCH_SCRIPT,
+      ...['--model', model, '--data', data, '--out', out, '--steps', String(steps), ...TRAIN_FLAGS],
+    ],
+    { env: { ...env, MASTER_PORT: String(await freePort()), ...extraEnv } },
+  );
+  return stdout.trim().split(';')[0]!;
+}
+
+/** Polls the job until it leaves the queue; its final state (COMPLETED, FAILED, ...). */
+async function finished(job: string, timeoutMs: number): Promise<string> {
+  return until(
+    `Slurm job ${job} to end`,
+    async () => {
+      const { stdout } = await run('scontrol', ['show', 'job', '-o', job], { env });
+      const state = /JobState=(\S+)/.exec(stdout)?.[1];
+      return state && !['PENDING', 'RUNNING', 'CONFIGURING', 'COMPLETING'].includes(state)
+        ? state
+        : undefined;
+    },
+    timeoutMs,
+    300,
+  );
+}
+
+const log = (out: string) => readFile(`${out}.log`, 'utf8').catch(() => '');
+
+describe('Slurm (one-host cluster from Debian packages)', () => {
+  it('runs the sbatch script with 3 tasks; the adapter equals a local --workers 3 run', async () => {
+    const local = join(dir, 'local');
+    await lorafleetOk([
+      'train',
+      ...['--model', model, '--data', data, '--out', local, '--steps', '6', '--workers', '3'],
+      ...TRAIN_FLAGS,
+    ]);
+    const out = join(dir, 'slurm');
+    const job = await submit(out, 6);
+    const state = await finished(job, 120_000);
+    const output = await log(out);
+    expect(state, output).toBe('COMPLETED');
+    for (const rank of [0, 1, 2]) {
+      expect(output).toContain(`rank ${rank}/3 (local rank ${rank}) from the slurm environment`);
+    }
+    expect(output).toMatch(/done: 6 steps on 3 workers/);
+    expect(await adapterDifference(local, out)).toBeLessThanOrEqual(1e-5);
+  }, 150_000);
+
+  it('finishes a job in which one task is SIGKILLed', async () => {
+    const out = join(dir, 'killed');
+    const steps = 24;
+    // Slowed steps, so the kill lands mid-run.
+    const job = await submit(out, steps, { LORAFLEET_FAULT_STEP_DELAY_MS: '150' });
+    const pid = await until(
+      "rank 2's pid",
+      async () => {
+        const match = /\[rank 2\]: rank \d\/3 \(pid (\d+)\)/.exec(await log(out));
+        return match ? Number(match[1]) : undefined;
+      },
+      60_000,
+    );
+    await until('step 5', async () => ((await stepsDone(out)) >= 5 ? true : undefined), 60_000);
+    process.kill(pid, 'SIGKILL');
+    const state = await finished(job, 120_000);
+    const output = await log(out);
+    expect(state, output).toBe('COMPLETED');
+    expect(output).toMatch(/ lost: /);
+    const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as {
+      steps: number;
+      faults: { workersLost: number };
+    };
+    expect(summary.steps).toBe(steps);
+    expect(summary.faults.workersLost).toBe(1);
+    const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+    expect((JSON.parse(metrics.at(-1)!) as { workers: number }).workers).toBe(2);
+  }, 150_000);
+});

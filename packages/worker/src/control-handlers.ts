@@ -1,0 +1,199 @@
+// What a worker does with each control message of a run, one handler per body
+// of the protocol's oneof. The table is typed by ControlBody['case']: a body
+// added to the .proto does not compile here until it has a handler.
+import type { ControlBody, StepDone, StepPlan } from '@lorafleet/protocol';
+import { isCheckpointInProgress } from './checkpoint.js';
+import { maybeCorruptReplica, maybeDelayStep } from './fault-injection.js';
+import { stepOrAbort } from './mailbox.js';
+import { batchesOf } from './rows.js';
+import { decodeTrainState, encodeTrainState, stateParts } from './state-transfer.js';
+import type { WorkerSession } from './worker-session.js';
+
+type Case = ControlBody['case'];
+type BodyOf<K extends Case> = Extract<ControlBody, { case: K }>['value'];
+
+/** 'stop': the run is over for this worker (Shutdown); otherwise the next message follows. */
+type Handler<K extends Case> = (session: WorkerSession, body: BodyOf<K>) => Promise<'stop' | void>;
+
+/** Bodies only a worker sends: a coordinator that sends one is broken. */
+const workerSends =
+  (kind: Case) =>
+  async (session: WorkerSession): Promise<never> => {
+    throw new Error(
+      `rank ${session.rank}: the coordinator sent ${kind}, which only workers send (a broken or foreign coordinator)`,
+    );
+  };
+
+/** The replica must be at `step` with nothing uncommitted, or the request is for another state. */
+function expectCommittedAt(session: WorkerSession, step: number, what: string): void {
+  const done = session.replica.step.stepsDone;
+  if (session.snapshot || step !== done) {
+    throw new Error(
+      `${what} at step ${step}, but this replica is at ${done}` +
+        (session.snapshot ? ' with a step not yet committed' : ''),
+    );
+  }
+}
+
+export const handlers: { [K in Case]: Handler<K> } = {
+  async stepPlan(session, plan) {
+    const r = session.replica;
+    session.snapshot = r.step.snapshot();
+    session.ringStep = plan.step;
+    session.state = 'computing';
+    const outcome = await stepOrAbort(
+      session.mailbox,
+      (signal) => trainStep(session, plan, signal),
+      () => session.dropRing(),
+    );
+    session.state = 'idle';
+    if (outcome.kind === 'done') await session.send({ case: 'stepDone', value: outcome.value });
+    else if (outcome.kind === 'failed') throw outcome.error;
+    // 'aborted': the Abort (or Shutdown) waits in the mailbox.
+  },
+
+  async commit(session, { step }) {
+    const done = session.replica.step.stepsDone;
+    if (step !== done) throw new Error(`Commit of step ${step}, but this replica is at ${done}`);
+    session.snapshot = undefined;
+  },
+
+  async abort(session, { step, reason }) {
+    const r = session.replica;
+    if (session.snapshot) r.step.restore(session.snapshot);
+    session.snapshot = undefined;
+    session.dropRing();
+    session.log(
+      `rank ${session.rank}: step ${step} aborted (${reason}); back at step ${r.step.stepsDone}`,
+    );
+  },
+
+  async regroup(session, g) {
+    const r = session.replica;
+    if (g.step !== r.step.stepsDone) {
+      throw new Error(`Regroup at step ${g.step}, but this replica is at ${r.step.stepsDone}`);
+    }
+    await session.formRing(g);
+    session.log(
+      `rank ${session.rank}/${g.worldSize}: ring generation ${g.generation} at step ${g.step}`,
+    );
+    await session.send({
+      case: 'regrouped',
+      value: {
+        generation: g.generation,
+        step: r.step.stepsDone,
+        replicaHash: r.step.parameterHash(),
+      },
+    });
+  },
+
+  async stateRequest(session, { step }) {
+    expectCommittedAt(session, step, 'StateRequest');
+    const r = session.replica;
+    const bytes = encodeTrainState(r.step.snapshot());
+    for (const part of stateParts(r.step.stepsDone, bytes)) {
+      await session.send({ case: 'trainerState', value: part });
+    }
+  },
+
+  async trainerState(session, part) {
+    const complete = session.assembler.add(part);
+    if (!complete) return;
+    const r = session.replica;
+    r.step.restore(decodeTrainState(complete.bytes, r.step.params.size));
+    if (r.step.stepsDone !== complete.step) {
+      throw new Error(`trainer state says step ${complete.step}, but holds ${r.step.stepsDone}`);
+    }
+    session.log(
+      `loaded the trainer state of step ${complete.step} (${complete.bytes.byteLength} bytes)`,
+    );
+  },
+
+  async evalRequest(session, { step, rowIds, batchSize }) {
+    expectCommittedAt(session, step, 'EvalRequest');
+    const { lossSum, tokens } = await session.replica.evaluate(
+      rowIds,
+      batchSize,
+      session.onCompute,
+    );
+    await session.send({ case: 'evalDone', value: { step, lossSum, tokenCount: tokens } });
+  },
+
+  async checkpointRequest(session, { step, path }) {
+    const r = session.replica;
+    if (step !== r.step.stepsDone) {
+      throw new Error(
+        `CheckpointRequest for step ${step}, but this replica is at ${r.step.stepsDone}`,
+      );
+    }
+    session.state = 'checkpointing';
+    // A folder the coordinator started with trainer_state.json is a training
+    // checkpoint; any other path gets the run's result (the PEFT adapter, or the model).
+    const manifestSha256 = (await isCheckpointInProgress(path))
+      ? await r.writeCheckpoint(path)
+      : await r.saveResult(path);
+    session.state = 'idle';
+    await session.send({ case: 'checkpointDone', value: { step, path, manifestSha256 } });
+  },
+
+  async shutdown() {
+    return 'stop';
+  },
+
+  async error(_session, { message }) {
+    throw new Error(`the coordinator stopped the run: ${message}`);
+  },
+
+  // The mailbox consumes heartbeats; one that reaches the table carries nothing.
+  async heartbeat() {},
+
+  hello: workerSends('hello'),
+  welcome: async (session) => {
+    throw new Error(`rank ${session.rank}: a second Welcome in the same run`);
+  },
+  stepDone: workerSends('stepDone'),
+  regrouped: workerSends('regrouped'),
+  checkpointDone: workerSends('checkpointDone'),
+  evalDone: workerSends('evalDone'),
+};
+
+/** Runs the handler of `body` on the session. */
+export function handle(session: WorkerSession, body: ControlBody): Promise<'stop' | void> {
+  const handler = handlers[body.case] as Handler<typeof body.case>;
+  return handler(session, body.value as never);
+}
+
+/** One step on this rank's share of the global batch; the StepDone it reports. */
+async function trainStep(
+  session: WorkerSession,
+  plan: StepPlan,
+  signal: AbortSignal,
+): Promise<StepDone> {
+  const replica = session.replica;
+  const expected = replica.step.stepsDone + 1;
+  if (plan.step !== expected) {
+    throw new Error(`StepPlan for step ${plan.step}, but this replica's next step is ${expected}`);
+  }
+  const seqLen = replica.config.rows.seqLen;
+  const batches = batchesOf(replica.rowsOf(plan.sampleIds), plan.microBatchSize, seqLen);
+  await maybeDelayStep(signal);
+  const result = await replica.step.run(batches, signal, session.onCompute);
+  if (maybeCorruptReplica(replica.step, session.rank)) {
+    session.log(
+      `rank ${session.rank}: test hook: corrupted one parameter after step ${result.step}`,
+    );
+  }
+  return {
+    step: result.step,
+    lossSum: result.local.lossSum,
+    tokenCount: result.local.tokens,
+    timings: {
+      computeMs: result.timings.compute * 1000,
+      allreduceMs: result.timings.allReduce * 1000,
+      updateMs: result.timings.update * 1000,
+    },
+    replicaHash: replica.step.parameterHash(),
+    gradNorm: result.gradNorm,
+    nonFiniteParameters: replica.step.nonFiniteParameters(),
+  };
+}

@@ -1,0 +1,166 @@
+// What a worker holds between control messages: its replica, its place in the
+// ring (rank, generation, socket), the step-start snapshot, and one serialized
+// send path for replies and heartbeats. The control handlers act on it.
+import type { RingAllReduce } from '@lorafleet/collective';
+import type { ControlBody, WorkerState } from '@lorafleet/protocol';
+import type { CoordinatorLink, LinkCurve } from './coordinator-link.js';
+import { type Mailbox, bindRing } from './mailbox.js';
+import type { Replica } from './replica.js';
+import { RING_DTYPE, type RunConfig } from './run-config.js';
+import { StateAssembler } from './state-transfer.js';
+import type { AllReduce, TrainState } from './step.js';
+
+/** A ring position: from Welcome at the start, from Regroup afterwards. */
+export interface RingPlace {
+  rank: number;
+  worldSize: number;
+  ringEndpoints: string[];
+  generation: number;
+  ringPublicKeys: string[];
+}
+
+export interface SessionSetup {
+  link: CoordinatorLink;
+  mailbox: Mailbox;
+  runId: string;
+  /** Where this worker's ring socket listens (said in Hello). */
+  dataEndpoint: string;
+  config: RunConfig;
+  curve: LinkCurve | undefined;
+  log: (line: string) => void;
+  rank: number;
+  generation: number;
+}
+
+const WORKER_HEARTBEAT_MS = 1000;
+
+export class WorkerSession {
+  readonly link: CoordinatorLink;
+  readonly mailbox: Mailbox;
+  readonly config: RunConfig;
+  readonly log: (line: string) => void;
+  rank: number;
+  generation: number;
+  /** The step whose all-reduce runs now: it names the ring's chunks. */
+  ringStep = 0;
+  state: WorkerState = 'idle';
+  /** The replica at the start of the step in flight; restored on Abort. */
+  snapshot: TrainState | undefined;
+  /** Parts of a trainer state sent to this (joining) worker. */
+  readonly assembler = new StateAssembler();
+  private ring: RingAllReduce | undefined;
+  private built: Replica | undefined;
+  private sending: Promise<void> = Promise.resolve();
+  private quietMs = 0;
+  private heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(private readonly setup: SessionSetup) {
+    this.link = setup.link;
+    this.mailbox = setup.mailbox;
+    this.config = setup.config;
+    this.log = setup.log;
+    this.rank = setup.rank;
+    this.generation = setup.generation;
+  }
+
+  get replica(): Replica {
+    if (!this.built) throw new Error(`rank ${this.rank}: the replica is not built yet`);
+    return this.built;
+  }
+
+  set replica(replica: Replica) {
+    this.built = replica;
+  }
+
+  /** One send at a time on the socket: heartbeats interleave with replies. */
+  send(body: ControlBody): Promise<void> {
+    const sent = this.sending.then(() => this.link.send(body));
+    this.sending = sent.catch(() => undefined);
+    return sent;
+  }
+
+  /**
+   * The replica's all-reduce, in the run's wire dtype. Chunks carry the ring's
+   * generation (in their header, and in their run id for older peers' logs):
+   * frames of an aborted attempt or an older ring are dropped as foreign.
+   */
+  readonly allReduce: AllReduce = (buffer) => {
+    if (!this.ring) {
+      throw new Error(`rank ${this.rank}: no ring (the step was aborted or awaits a Regroup)`);
+    }
+    return this.ring.allReduce(buffer, {
+      step: this.ringStep,
+      runId: `${this.setup.runId}/g${this.generation}`,
+      generation: this.generation,
+      wireDtype: RING_DTYPE[this.config.wireDtype],
+    });
+  };
+
+  /** Binds this worker's ring socket at `place` and connects to its neighbour. */
+  async formRing(place: RingPlace): Promise<void> {
+    this.dropRing();
+    const { dataEndpoint, curve } = this.setup;
+    const { rank, worldSize, ringEndpoints, ringPublicKeys } = place;
+    if (ringEndpoints[rank] !== dataEndpoint) {
+      throw new Error(
+        `the ring lists ${ringEndpoints[rank]} for rank ${rank}, but this worker listens on ${dataEndpoint}`,
+      );
+    }
+    if (curve && ringPublicKeys.length !== worldSize) {
+      throw new Error(
+        `the coordinator sent ${ringPublicKeys.length} ring public keys for ${worldSize} ranks: does it run with --curve-key?`,
+      );
+    }
+    this.ring = await bindRing({
+      rank,
+      worldSize,
+      listen: dataEndpoint,
+      timeoutMs: this.config.ringTimeoutMs,
+      ...(curve && { curve: { keyPair: curve.keyPair, publicKeys: ringPublicKeys } }),
+    });
+    this.ring.connect(ringEndpoints);
+    this.rank = rank;
+    this.generation = place.generation;
+  }
+
+  /** Closes the ring socket; unblocks an all-reduce waiting on a lost peer. */
+  dropRing(): void {
+    this.ring?.close();
+    this.ring = undefined;
+  }
+
+  /** Tells the coordinator how long a computation may keep the event loop (and heartbeats) silent. */
+  readonly onCompute = async (ms: number): Promise<void> => {
+    if (ms === this.quietMs) return;
+    this.quietMs = ms;
+    await this.beat();
+  };
+
+  /** "Ready": the first heartbeat; then one a second, also while a step computes. */
+  async startHeartbeat(): Promise<void> {
+    await this.beat();
+    this.heartbeat = setInterval(() => void this.beat(), WORKER_HEARTBEAT_MS);
+  }
+
+  private beat(): Promise<void> {
+    return this.send({
+      case: 'heartbeat',
+      value: {
+        sentAtMs: Date.now(),
+        state: this.state,
+        rssBytes: process.memoryUsage.rss(),
+        stepsDone: this.built?.step.stepsDone ?? 0,
+        quietMs: this.quietMs,
+      },
+    }).catch(() => undefined);
+  }
+
+  /** Stops the heartbeat, lets queued sends leave, and frees the ring and the replica. */
+  async close(): Promise<void> {
+    clearInterval(this.heartbeat);
+    await this.sending;
+    this.mailbox.close();
+    this.dropRing();
+    this.built?.dispose();
+  }
+}
