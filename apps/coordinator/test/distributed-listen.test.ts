@@ -110,6 +110,27 @@ describe('train --listen URL --expect N', () => {
     }
   });
 
+  it('refuses a worker pinned to another --wire-dtype than the run, naming both', async () => {
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const coordinator = start(
+      CLI_BIN,
+      trainArgs('pinned', ['--listen', endpoint, '--expect', '2', '--wire-dtype', 'bf16']),
+    );
+    await coordinator.waitFor(/waiting for workers: 0\/2/);
+    const workers = [
+      start(WORKER_BIN, ['--coordinator', endpoint, '--wire-dtype', 'fp16']),
+      start(WORKER_BIN, ['--coordinator', endpoint]),
+    ];
+    const refused = await workers[0]!.done;
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(
+      /this worker runs with --wire-dtype fp16, but run \S+ sends gradients in bf16/,
+    );
+    const result = await coordinator.done;
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/--wire-dtype fp16[^]*bf16/);
+  });
+
   it('lets a new worker join a running job after one is lost; it receives the current state first', async () => {
     const endpoint = `tcp://127.0.0.1:${await freePort()}`;
     const out = join(dir!, 'rejoin');

@@ -2,6 +2,7 @@
 // (handy under a process manager), then defaults.
 import { parseArgs } from 'node:util';
 import { BACKENDS, type BackendName, GPU_BACKENDS } from '@lorafleet/core';
+import { WIRE_DTYPE_NAMES, type WireDtypeName } from '@lorafleet/worker';
 import {
   LAUNCHERS,
   LaunchError,
@@ -45,6 +46,9 @@ options:
                       traffic (env LORAFLEET_CURVE_KEY)
   --server-key KEY    the coordinator's CURVE public key: its .pub file or the
                       40-character key itself (env LORAFLEET_SERVER_KEY)
+  --wire-dtype TYPE   ${WIRE_DTYPE_NAMES.join(', ')}: join only runs whose gradients travel in
+                      this type (\`train --wire-dtype\`); a run in another is refused with an
+                      error naming both (env LORAFLEET_WIRE_DTYPE; default: follow the run)
   -h, --help          this text`;
 
 export interface DaemonOptions {
@@ -62,6 +66,8 @@ export interface DaemonOptions {
   rejoin: boolean;
   /** CURVE: where this worker's key pair is and the coordinator's public key (file or key). */
   curve?: { keyFile: string; serverKey: string };
+  /** Join only runs with this wire dtype; absent: follow the run's. */
+  wireDtype?: WireDtypeName;
 }
 
 export class UsageError extends Error {
@@ -87,6 +93,7 @@ export function parseDaemonArgs(
         'ring-host': { type: 'string' },
         'curve-key': { type: 'string' },
         'server-key': { type: 'string' },
+        'wire-dtype': { type: 'string' },
         rejoin: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -155,9 +162,14 @@ export function parseDaemonArgs(
         '(--server-key FILE|KEY), or neither',
     );
   }
+  const wireDtype = pick('wire-dtype', 'LORAFLEET_WIRE_DTYPE');
+  if (wireDtype !== undefined && !WIRE_DTYPE_NAMES.includes(wireDtype as WireDtypeName)) {
+    throw new UsageError(`--wire-dtype ${wireDtype}: choose one of ${WIRE_DTYPE_NAMES.join(', ')}`);
+  }
   return {
     coordinator,
     backend: backend as BackendName,
+    ...(wireDtype !== undefined ? { wireDtype: wireDtype as WireDtypeName } : {}),
     ...(gpu !== undefined ? { gpu } : {}),
     timeoutMs: timeout * 1000,
     ...(joinTimeout !== timeout && { joinTimeoutMs: joinTimeout * 1000 }),

@@ -46,9 +46,10 @@ export class Outbox {
     private readonly timeoutMs: number,
   ) {}
 
-  async send(frame: Uint8Array, what: string): Promise<void> {
+  /** Sends one message (a chunk's [header, payload]); resolves once libzmq has queued it. */
+  async send(frames: Buffer[], what: string): Promise<void> {
     try {
-      await this.socket.send(frame);
+      await this.socket.send(frames);
     } catch (error) {
       const { rank, endpoint } = this.peer;
       if (isTimeout(error)) {
@@ -69,6 +70,7 @@ export class Outbox {
 /** The frame a rank waits for next; anything else from the wire is either stale/foreign or a bug. */
 export interface Expected {
   runId: string;
+  generation: number;
   step: number;
   phase: Phase;
   index: number;
@@ -91,9 +93,9 @@ export class Inbox {
   ) {}
 
   /**
-   * The next frame of the exchange `expect` names, from the left neighbour. Anything else is
-   * dropped with a log line: stale or foreign frames (another run, step, phase, index or
-   * sender), undecodable ones, and ones whose layout disagrees with ours. The wait is bounded
+   * The next piece of the exchange `expect` names, from the left neighbour. Anything else is
+   * dropped with a log line: stale or foreign pieces (another run, generation, step, phase,
+   * index or sender), undecodable ones, and ones whose layout disagrees with ours. The wait is bounded
    * by timeoutMs in total; its error repeats the last drop, which is often the real cause.
    */
   async receive(expect: Expected): Promise<Chunk> {
@@ -106,6 +108,9 @@ export class Inbox {
         parts = await this.socket.receive();
       } catch (error) {
         if (!isTimeout(error)) throw error;
+        // zeromq.js can wake a receive that then finds nothing (seen with CURVE and
+        // two-frame messages): EAGAIN well before the deadline is not the timeout.
+        if (performance.now() < deadline - 1) continue;
         const { rank, endpoint } = this.peer;
         throw new RingError(
           `rank ${this.rank}: timed out after ${this.timeoutMs} ms waiting for ${describe(expect)} ` +
@@ -123,14 +128,15 @@ export class Inbox {
 
   /** The chunk if it is exactly the frame expected, else why not. */
   private reject(parts: Buffer[], expect: Expected): Chunk | string {
-    const [frame, ...rest] = parts;
-    if (frame === undefined || rest.length > 0) return `a ${parts.length}-part message`;
-    const decoded = decodeChunk(frame, this.limits, { requireChecksum: this.requireChecksum });
+    const decoded = decodeChunk(parts, this.limits, {
+      requirePayloadChecksum: this.requireChecksum,
+    });
     if (!decoded.ok) return `an undecodable frame (${decoded.error.message})`;
     const chunk = decoded.message;
     const from = `${describe(chunk)} from rank ${chunk.senderRank}`;
     const ours =
       chunk.runId === expect.runId &&
+      chunk.generation === expect.generation &&
       chunk.step === expect.step &&
       chunk.phase === expect.phase &&
       chunk.index === expect.index &&
@@ -156,6 +162,7 @@ export class Inbox {
   }
 }
 
-function describe(c: Pick<Chunk, 'runId' | 'step' | 'phase' | 'index'>): string {
-  return `run ${JSON.stringify(c.runId)} step ${c.step} ${c.phase} #${c.index}`;
+function describe(c: Pick<Chunk, 'runId' | 'generation' | 'step' | 'phase' | 'index'>): string {
+  const ring = c.generation === 0 ? '' : ` generation ${c.generation}`;
+  return `run ${JSON.stringify(c.runId)}${ring} step ${c.step} ${c.phase} #${c.index}`;
 }

@@ -27,11 +27,18 @@ export interface RingOptions {
   listen: string;
   /** Longest wait for any one frame, sent or received. Default 30 s: far above a step's all-reduce. */
   timeoutMs?: number;
-  /** Largest payload per frame. Default 1 MiB: amortises per-message cost, still pipelines. */
+  /**
+   * Largest payload per piece (one ZeroMQ message). Default 512 KiB: large enough to
+   * amortise the per-message cost, small enough that a piece moves on while the next arrives.
+   */
   frameBytes?: number;
   /** Frames queued per link before a send waits. Default 8: ~2 x 8 x frameBytes of memory per link. */
   highWaterMark?: number;
-  /** CRC-32 every frame. Default true (costs ~20% of throughput); the same on every rank. */
+  /**
+   * CRC-32 every piece's payload too (its header always is). Default false: TCP checksums
+   * the bytes (and CURVE authenticates them), and a payload CRC costs each end a pass over
+   * every byte. The same on every rank: a rank with it on refuses pieces without one.
+   */
   checksum?: boolean;
   limits?: Partial<WireLimits>;
   /** Where dropped-frame lines go. Default console.warn. */
@@ -46,6 +53,8 @@ export interface AllReduceOptions {
   runId: string;
   /** Element type on the wire; the result is rounded to it (f32: exact). The same on every rank. */
   wireDtype?: WireDtype;
+  /** The ring's membership generation; pieces of another are dropped as stale. Default 0. */
+  generation?: number;
 }
 
 export type RingSettings = Required<Omit<RingOptions, 'limits' | 'curve'>> & {
@@ -67,9 +76,9 @@ export function resolveRingOptions(options: RingOptions): RingSettings {
     worldSize,
     listen: options.listen,
     timeoutMs: options.timeoutMs ?? 30_000,
-    frameBytes: options.frameBytes ?? 1 << 20,
+    frameBytes: options.frameBytes ?? 512 << 10,
     highWaterMark: options.highWaterMark ?? 8,
-    checksum: options.checksum ?? true,
+    checksum: options.checksum ?? false,
     limits,
     log: options.log ?? ((line) => console.warn(`[lorafleet/collective] ${line}`)),
     curve: options.curve && checkCurve(options.curve, rank, worldSize),
@@ -103,7 +112,7 @@ function checkCurve(curve: RingCurve, rank: number, worldSize: number): RingCurv
 }
 
 export function checkAllReduceOptions(options: AllReduceOptions): Required<AllReduceOptions> {
-  const { step, runId, wireDtype = 'f32' } = options;
+  const { step, runId, wireDtype = 'f32', generation = 0 } = options;
   if (!Number.isSafeInteger(step) || step < 0) {
     throw new RangeError(`step ${step} must be a non-negative safe integer`);
   }
@@ -113,5 +122,8 @@ export function checkAllReduceOptions(options: AllReduceOptions): Required<AllRe
   if (BYTES_PER_ELEMENT[wireDtype] === undefined) {
     throw new RangeError(`wireDtype ${String(wireDtype)} is not one of f32, f16, bf16`);
   }
-  return { step, runId, wireDtype };
+  if (!Number.isInteger(generation) || generation < 0 || generation > 0xffffffff) {
+    throw new RangeError(`generation ${generation} must be an integer in 0..2^32-1`);
+  }
+  return { step, runId, wireDtype, generation };
 }

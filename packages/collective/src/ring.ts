@@ -8,16 +8,7 @@
 // CURVE server admitting only its left neighbour's key, each PUSH a CURVE client
 // that only talks to its right neighbour's key.
 import { Pull, Push } from 'zeromq';
-import {
-  BYTES_PER_ELEMENT,
-  CHUNK_HEADER_BYTES,
-  decodeFloats,
-  encodeChunk,
-  encodeFloats,
-  roundToWire,
-  type Phase,
-  type WireDtype,
-} from '@lorafleet/protocol';
+import { BYTES_PER_ELEMENT, CHUNK_HEADER_BYTES } from '@lorafleet/protocol';
 import { curveClientOptions, curveServerOptions } from './curve.js';
 import { Inbox, Outbox, RingError, type Peer } from './links.js';
 import {
@@ -27,16 +18,8 @@ import {
   type RingOptions,
   type RingSettings,
 } from './options.js';
-import { allGatherStep, frames, reduceScatterStep, segments, type Segment } from './schedule.js';
+import { Pipeline } from './pipeline.js';
 import { CurveAuthenticator } from './zap.js';
-
-/** One segment moving one hop in one ring step. */
-interface Move {
-  phase: Phase;
-  index: number;
-  segment: number;
-  span: Segment;
-}
 
 export class RingAllReduce {
   readonly rank: number;
@@ -59,7 +42,7 @@ export class RingAllReduce {
   ) {
     this.rank = settings.rank;
     this.worldSize = settings.worldSize;
-    // Room for one received frame of the narrowest wire type (2-byte elements).
+    // Room for one received piece of the narrowest wire type (2-byte elements).
     this.scratch = new Float32Array(pull ? Math.floor(settings.frameBytes / 2) : 0);
   }
 
@@ -155,106 +138,18 @@ export class RingAllReduce {
   }
 
   private async run(buffer: Float32Array, tag: Required<AllReduceOptions>): Promise<void> {
-    const n = this.worldSize;
-    const spans = segments(buffer.length, n);
-    const move = (phase: Phase, index: number, segment: number): Move => ({
-      phase,
-      index,
-      segment,
-      span: spans[segment]!,
-    });
-    for (let k = 0; k < n - 1; k++) {
-      const { send, receive } = reduceScatterStep(this.rank, n, k);
-      await this.exchange(
-        buffer,
-        move('reduce-scatter', k, send),
-        move('reduce-scatter', k, receive),
-        tag,
-      );
-    }
-    const owned = spans[(this.rank + 1) % n]!;
-    roundToWire(buffer.subarray(owned.start, owned.start + owned.length), tag.wireDtype);
-    for (let k = 0; k < n - 1; k++) {
-      const { send, receive } = allGatherStep(this.rank, n, k);
-      await this.exchange(buffer, move('all-gather', k, send), move('all-gather', k, receive), tag);
-    }
-  }
-
-  /** One ring step: send one segment right while receiving another from the left. */
-  private async exchange(
-    buffer: Float32Array,
-    out: Move,
-    into: Move,
-    tag: Required<AllReduceOptions>,
-  ): Promise<void> {
-    const sending = this.send(buffer, out, tag);
-    // If receiving fails first, the send's own failure is the same story: do not report it twice.
-    sending.catch(() => undefined);
-    await this.receive(buffer, into, tag);
-    await sending;
-  }
-
-  private async send(
-    buffer: Float32Array,
-    m: Move,
-    tag: Required<AllReduceOptions>,
-  ): Promise<void> {
-    const { runId, step, wireDtype } = tag;
-    const { checksum, limits } = this.settings;
-    for (const f of frames(m.span.length, this.maxElements(wireDtype))) {
-      const start = m.span.start + f.start;
-      const payload = encodeFloats(buffer.subarray(start, start + f.length), wireDtype);
-      const frame = encodeChunk(
-        {
-          runId,
-          step,
-          phase: m.phase,
-          index: m.index,
-          senderRank: this.rank,
-          dtype: wireDtype,
-          segment: m.segment,
-          offset: f.start,
-          payload,
-        },
-        { checksum, limits },
-      );
-      await this.outbox!.send(frame, `${m.phase} #${m.index} segment ${m.segment}`);
-    }
-  }
-
-  private async receive(
-    buffer: Float32Array,
-    m: Move,
-    tag: Required<AllReduceOptions>,
-  ): Promise<void> {
-    const { runId, step, wireDtype } = tag;
-    for (const f of frames(m.span.length, this.maxElements(wireDtype))) {
-      const expect = {
-        runId,
-        step,
-        phase: m.phase,
-        index: m.index,
-        segment: m.segment,
-        offset: f.start,
-        dtype: wireDtype,
-        length: f.length,
-      };
-      const chunk = await this.inbox!.receive(expect);
-      const start = m.span.start + f.start;
-      const target = buffer.subarray(start, start + f.length);
-      if (m.phase === 'all-gather') {
-        decodeFloats(chunk.payload, wireDtype, target); // the owner's bytes, verbatim
-        continue;
-      }
-      const partial = this.scratch.subarray(0, f.length);
-      decodeFloats(chunk.payload, wireDtype, partial);
-      // float32 + float32 in double, stored as float32: exactly the IEEE float32 sum.
-      for (let i = 0; i < target.length; i++) target[i] = partial[i]! + target[i]!;
-    }
-  }
-
-  private maxElements(dtype: WireDtype): number {
-    return Math.floor(this.settings.frameBytes / BYTES_PER_ELEMENT[dtype]);
+    const { checksum, limits, frameBytes } = this.settings;
+    const context = {
+      rank: this.rank,
+      worldSize: this.worldSize,
+      outbox: this.outbox!,
+      inbox: this.inbox!,
+      pieceElements: Math.floor(frameBytes / BYTES_PER_ELEMENT[tag.wireDtype]),
+      checksum,
+      limits,
+      scratch: this.scratch,
+    };
+    await new Pipeline(context, buffer, tag).run();
   }
 
   /** Releases both sockets. A pending allReduce rejects; the ring cannot be reused. */

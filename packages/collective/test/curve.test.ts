@@ -263,6 +263,7 @@ describe('data plane: a CURVE ring', () => {
     const span = segments(length, 2)[send]!;
     const frame = encodeChunk({
       runId: RUN,
+      generation: 0,
       step: 0,
       phase: 'reduce-scatter',
       index: 0,

@@ -1,6 +1,6 @@
 import { Pull, Push } from 'zeromq';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { encodeChunk, type Chunk } from '@lorafleet/protocol';
+import { encodeChunk, type Chunk, type ChunkFrames } from '@lorafleet/protocol';
 import { RingAllReduce, RingError } from '../src/index.js';
 import { Outbox } from '../src/links.js';
 import {
@@ -19,9 +19,10 @@ afterEach(() => {
   open = [];
 });
 
-function frame(overrides: Partial<Chunk>): Uint8Array {
+function frame(overrides: Partial<Chunk>): ChunkFrames {
   const chunk = {
     runId: RUN,
+    generation: 0,
     step: 5,
     phase: 'reduce-scatter' as const,
     index: 0,
@@ -48,7 +49,9 @@ describe('stale and foreign frames', () => {
       frame({ phase: 'all-gather' }),
       frame({ index: 1 }),
       frame({ senderRank: 2 }), // the right exchange, the wrong sender
-      new Uint8Array([1, 2, 3, 4, 5]), // not a chunk at all
+      frame({ generation: 1 }), // the right exchange of another ring
+      [Buffer.from([1, 2, 3, 4, 5])], // not a chunk at all
+      [frame({})[0]], // a header without its payload
     ];
     const sent = inputs(3, 1001, 42);
     const buffers = sent.map((b) => Float32Array.from(b));
@@ -122,11 +125,11 @@ describe('a peer that never receives', () => {
     const push = new Push({ sendHighWaterMark: 1, sendTimeout: 200, linger: 0 });
     push.connect(endpoint);
     const outbox = new Outbox(push, 0, { rank: 1, endpoint }, 200);
-    const frame = new Uint8Array(4 << 20);
+    const frame = Buffer.alloc(4 << 20);
     try {
       // Socket buffers absorb a few frames; a deaf peer cannot absorb 64 MiB.
       const sending = (async () => {
-        for (let i = 0; i < 16; i++) await outbox.send(frame, `frame ${i}`);
+        for (let i = 0; i < 16; i++) await outbox.send([frame], `frame ${i}`);
       })();
       await expect(sending).rejects.toThrow(
         new RegExp(`rank 0: timed out after 200 ms sending frame \\d+ to rank 1 \\(${endpoint}\\)`),

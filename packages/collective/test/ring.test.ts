@@ -72,6 +72,28 @@ describe('wire and frames', () => {
   });
 
   it.each([
+    ['f32', 5],
+    ['bf16', 3],
+  ] as const)(
+    'pipelines many pieces (%s, n = %i, 40-byte pieces, payload checksums on)',
+    async (wireDtype, n) => {
+      const rings = (open = await formRing(n, { frameBytes: 40, checksum: true }));
+      const sent = inputs(n, 997, 11).map((b) => b.map((x) => x / 1000));
+      const buffers = sent.map((b) => Float32Array.from(b));
+      await Promise.all(
+        rings.map((ring, r) => ring.allReduce(buffers[r]!, { step: 3, runId: RUN, wireDtype })),
+      );
+      expectBitwiseIdentical(buffers);
+      expectClose(
+        buffers[0]!,
+        naiveSum(sent),
+        sent,
+        n * (wireDtype === 'f32' ? 2 ** -24 : 2 ** -7),
+      );
+    },
+  );
+
+  it.each([
     ['f16', 4, 2 ** -10],
     ['bf16', 4, 2 ** -7],
   ] as const)(

@@ -1,8 +1,10 @@
-// Data-plane framing: one Chunk per ZeroMQ frame. The frame size is checked
-// before parsing; the payload must be whole elements of its dtype, and the frame
-// must match its CRC-32 when one was sent.
-import { crc32 } from 'node:zlib';
+// Data-plane framing: a chunk is one ZeroMQ message of two frames, a small
+// protobuf header and the payload bytes themselves. Keeping the tensor bytes out
+// of the protobuf lets the sender pass a view of its buffer (no encode, no copy)
+// and the receiver read the payload where it arrived. The header carries its own
+// CRC-32 (always) and the payload's length; the payload's CRC-32 is optional.
 import protobuf from 'protobufjs/minimal.js';
+import { crc32 } from './crc32.js';
 import { lorafleet } from './generated/lorafleet.js';
 import type { lorafleet as pb } from './generated/lorafleet.types.js';
 import { EnumTable, InvalidField, runId, u32, u64 } from './fields.js';
@@ -33,30 +35,42 @@ const dtypes = new EnumTable<WireDtype>(
 );
 
 export interface EncodeChunkOptions {
-  /** Append a CRC-32 of the whole frame (zlib's, several GB/s). Default true. */
+  /**
+   * Also send a CRC-32 of the payload. Default false: the header is always checked, and
+   * the payload's bytes are covered by TCP's checksum (and CURVE's MAC when on); a payload
+   * CRC costs both ends a pass over every byte (zlib's crc32: ~1.6 GB/s on the CPU machine).
+   */
   checksum?: boolean;
   limits?: Partial<WireLimits>;
 }
 
-// Wire tags (field number << 3 | wire type) of the two fields encodeChunk writes by hand.
-const PAYLOAD_TAG = (9 << 3) | 2;
+/** The two frames of a chunk message: [header, payload]. */
+export type ChunkFrames = [header: Buffer, payload: Buffer];
+
+// Wire tag (field number << 3 | wire type) of the header checksum, written by hand.
 const CHECKSUM_TAG = (10 << 3) | 5;
 const CHECKSUM_BYTES = 5;
 
+/** Buffer view of `bytes`: no copy (zeromq.js sends a Buffer of > 128 bytes without copying). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
 /**
- * Encodes a chunk: header fields, then the payload, then the checksum over everything before
- * it. Copies the payload once. Throws on a chunk the receiver would reject (a programming error).
+ * Encodes a chunk as [header, payload]. The payload frame is a view of `chunk.payload`,
+ * not a copy: it must not change until the message has left (see the collective's ring).
+ * Throws on a chunk the receiver would reject (a programming error).
  */
 export function encodeChunk(
-  chunk: Omit<Chunk, 'checksum'>,
+  chunk: Omit<Chunk, 'payloadChecksum'>,
   options: EncodeChunkOptions = {},
-): Uint8Array {
+): ChunkFrames {
   try {
     checkChunk(chunk, resolveLimits(options.limits));
   } catch (error) {
     throw new Error(`encodeChunk: refusing to send an invalid chunk: ${(error as Error).message}`);
   }
-  const header = lorafleet.v1.Chunk.encode({
+  const props: pb.v1.Chunk.$Properties = {
     runId: chunk.runId,
     step: chunk.step,
     phase: phases.number(chunk.phase, 'phase'),
@@ -65,47 +79,76 @@ export function encodeChunk(
     dtype: dtypes.number(chunk.dtype, 'dtype'),
     segment: chunk.segment,
     offset: chunk.offset,
-  }).finish();
-  const prefix = Writer.create().uint32(PAYLOAD_TAG).uint32(chunk.payload.length).finish();
-  const checksum = options.checksum ?? true;
-  const end = header.length + prefix.length + chunk.payload.length;
-  // Every byte is written below: skip the zero-fill.
-  const frame = Buffer.allocUnsafe(end + (checksum ? CHECKSUM_BYTES : 0));
-  frame.set(header, 0);
-  frame.set(prefix, header.length);
-  frame.set(chunk.payload, header.length + prefix.length);
-  if (checksum) {
-    frame[end] = CHECKSUM_TAG;
-    frame.writeUInt32LE(crc32(frame.subarray(0, end)), end + 1);
-  }
-  return frame;
+    generation: chunk.generation,
+    payloadBytes: chunk.payload.length,
+  };
+  if (options.checksum) props.payloadChecksum = crc32(chunk.payload);
+  const writer = Writer.create();
+  lorafleet.v1.Chunk.encode(props, writer);
+  const fields = writer.finish();
+  const header = Buffer.allocUnsafe(fields.length + CHECKSUM_BYTES);
+  header.set(fields, 0);
+  header[fields.length] = CHECKSUM_TAG;
+  header.writeUInt32LE(crc32(fields), fields.length + 1);
+  return [header, asBuffer(chunk.payload)];
 }
 
 export interface DecodeChunkOptions {
-  /**
-   * Reject frames without a checksum. Default true, pairing with encodeChunk's default: a frame
-   * cut at a field boundary parses as a shorter valid chunk, and only the missing checksum tells.
-   */
-  requireChecksum?: boolean;
+  /** Refuse a payload without a CRC-32 (the receiver runs with checksums on). Default false. */
+  requirePayloadChecksum?: boolean;
 }
 
+/** Decodes a two-frame chunk message; a result, never a throw. */
 export function decodeChunk(
-  bytes: Uint8Array,
+  parts: readonly Uint8Array[],
   limits?: Partial<WireLimits>,
   options: DecodeChunkOptions = {},
 ): DecodeResult<Chunk> {
   const lim = resolveLimits(limits);
-  if (!(bytes instanceof Uint8Array)) return fail('malformed', 'chunk frame is not bytes');
-  const max = lim.maxChunkPayloadBytes + CHUNK_HEADER_BYTES;
-  if (bytes.length > max) {
-    return fail('too-large', `chunk frame of ${bytes.length} bytes exceeds ${max}`);
+  if (!Array.isArray(parts)) return fail('malformed', 'chunk message is not a list of frames');
+  if (parts.length !== 2) {
+    return fail('malformed', `chunk message has ${parts.length} frames, not 2 (header, payload)`);
+  }
+  const [header, payload] = parts as [unknown, unknown];
+  if (!(header instanceof Uint8Array) || !(payload instanceof Uint8Array)) {
+    return fail('malformed', 'chunk frames are not bytes');
+  }
+  if (header.length > CHUNK_HEADER_BYTES) {
+    return fail(
+      'too-large',
+      `chunk header of ${header.length} bytes exceeds ${CHUNK_HEADER_BYTES}`,
+    );
+  }
+  if (payload.length > lim.maxChunkPayloadBytes) {
+    return fail(
+      'too-large',
+      `chunk payload of ${payload.length} bytes exceeds ${lim.maxChunkPayloadBytes}`,
+    );
+  }
+  const end = header.length - CHECKSUM_BYTES;
+  if (end < 0 || header[end] !== CHECKSUM_TAG) {
+    return fail('checksum', 'chunk header does not end with its CRC-32 (cut, or not a chunk)');
+  }
+  const sent = Buffer.from(header.buffer, header.byteOffset, header.length).readUInt32LE(end + 1);
+  const actual = crc32(header.subarray(0, end));
+  if (actual !== sent) {
+    return fail('checksum', `chunk header CRC-32 ${actual} does not match the sent ${sent}`);
   }
   let raw: pb.v1.Chunk;
   try {
-    raw = lorafleet.v1.Chunk.decode(bytes);
+    raw = lorafleet.v1.Chunk.decode(header);
   } catch (error) {
-    return fail('malformed', `chunk frame does not parse: ${(error as Error).message}`);
+    return fail('malformed', `chunk header does not parse: ${(error as Error).message}`);
   }
+  return chunkOf(raw, payload, lim, options);
+}
+
+function chunkOf(
+  raw: pb.v1.Chunk,
+  payload: Uint8Array,
+  lim: WireLimits,
+  options: DecodeChunkOptions,
+): DecodeResult<Chunk> {
   try {
     const chunk: Chunk = {
       runId: runId(raw.runId, 'chunk.runId'),
@@ -116,34 +159,41 @@ export function decodeChunk(
       dtype: dtypes.name(raw.dtype, 'chunk.dtype'),
       segment: u32(raw.segment, 'chunk.segment'),
       offset: u32(raw.offset, 'chunk.offset'),
-      payload: raw.payload,
+      generation: u32(raw.generation, 'chunk.generation'),
+      payload,
     };
-    if (raw.checksum !== null && raw.checksum !== undefined) {
-      const end = bytes.length - CHECKSUM_BYTES;
-      const actual = bytes[end] === CHECKSUM_TAG ? crc32(bytes.subarray(0, end)) : undefined;
-      if (actual !== raw.checksum) {
-        return fail(
-          'checksum',
-          `chunk CRC-32 ${actual ?? '(not last)'} does not match the sent ${raw.checksum}`,
-        );
-      }
-      chunk.checksum = raw.checksum;
-    } else if (options.requireChecksum ?? true) {
+    const bytes = u32(raw.payloadBytes, 'chunk.payloadBytes');
+    if (bytes !== payload.length) {
       return fail(
         'checksum',
-        'chunk has no checksum (truncated, or the sender turned checksums off)',
+        `chunk payload has ${payload.length} bytes where its header says ${bytes} (cut in transit?)`,
+      );
+    }
+    if (raw.payloadChecksum !== null && raw.payloadChecksum !== undefined) {
+      const actual = crc32(payload);
+      if (actual !== raw.payloadChecksum) {
+        return fail(
+          'checksum',
+          `chunk payload CRC-32 ${actual} does not match the sent ${raw.payloadChecksum}`,
+        );
+      }
+      chunk.payloadChecksum = raw.payloadChecksum;
+    } else if (options.requirePayloadChecksum) {
+      return fail(
+        'checksum',
+        'chunk payload has no CRC-32, which this receiver requires (do all ranks pass the same `checksum`?)',
       );
     }
     checkChunk(chunk, lim);
     return { ok: true, message: chunk };
   } catch (error) {
     if (error instanceof InvalidField) return fail('invalid', error.message);
-    return fail('malformed', `chunk frame is inconsistent: ${(error as Error).message}`);
+    return fail('malformed', `chunk header is inconsistent: ${(error as Error).message}`);
   }
 }
 
 /** Range checks that do not depend on the receiver's buffer (the collective checks segment/offset). */
-function checkChunk(chunk: Omit<Chunk, 'checksum'>, lim: WireLimits): void {
+function checkChunk(chunk: Omit<Chunk, 'payloadChecksum'>, lim: WireLimits): void {
   runId(chunk.runId, 'chunk.runId');
   u64(chunk.step, 'chunk.step');
   // A ring of n ranks has n - 1 steps per phase and n segments.
@@ -151,6 +201,7 @@ function checkChunk(chunk: Omit<Chunk, 'checksum'>, lim: WireLimits): void {
   u32(chunk.senderRank, 'chunk.senderRank', 0, lim.maxWorldSize - 1);
   u32(chunk.segment, 'chunk.segment', 0, lim.maxWorldSize - 1);
   u32(chunk.offset, 'chunk.offset');
+  u32(chunk.generation, 'chunk.generation');
   const size = BYTES_PER_ELEMENT[chunk.dtype];
   if (size === undefined)
     throw new InvalidField(`chunk.dtype = ${String(chunk.dtype)} is not known`);

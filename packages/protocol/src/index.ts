@@ -16,7 +16,9 @@ export {
   decodeChunk,
   type EncodeChunkOptions,
   type DecodeChunkOptions,
+  type ChunkFrames,
 } from './chunk.js';
+export { crc32, crc32Js, nativeCrc32 } from './crc32.js';
 export {
   BYTES_PER_ELEMENT,
   encodeFloats,

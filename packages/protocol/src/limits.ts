@@ -17,7 +17,7 @@ export const DEFAULT_LIMITS: Readonly<WireLimits> = Object.freeze({
   maxWorldSize: 1024,
 });
 
-/** Room for a chunk's fields besides its payload (run id up to MAX_RUN_ID_LENGTH bytes, varints). */
+/** Largest chunk header frame (run id up to MAX_RUN_ID_LENGTH bytes, varints, checksums). */
 export const CHUNK_HEADER_BYTES = 512;
 
 /** Run ids are short names or uuids; longer ones are a sign of a foreign sender. */

@@ -187,7 +187,8 @@ export type Phase = 'reduce-scatter' | 'all-gather';
 export type WireDtype = 'f32' | 'f16' | 'bf16';
 
 /** One data-plane frame: (runId, step, phase, index) name the ring exchange it belongs to. */
-export interface Chunk {
+/** The header frame of a chunk message, field for field as in data.proto. */
+export interface ChunkHeader {
   runId: string;
   step: number;
   phase: Phase;
@@ -197,10 +198,20 @@ export interface Chunk {
   dtype: WireDtype;
   /** Which segment of the reduced buffer. */
   segment: number;
-  /** Element offset of this frame within the segment. */
+  /** Element offset of this piece within the segment. */
   offset: number;
+  /** The ring's membership generation (0 for a ring that never re-formed). */
+  generation: number;
+  /** Bytes in the payload frame. */
+  payloadBytes: number;
+  /** CRC-32 of the header bytes before it; always sent, always checked. */
+  checksum?: number;
+  /** CRC-32 of the payload frame; undefined when the sender did not compute one. */
+  payloadChecksum?: number;
+}
+
+/** One piece of a ring step: the header's fields plus the payload (the message's second frame). */
+export interface Chunk extends Omit<ChunkHeader, 'payloadBytes' | 'checksum'> {
   /** Little-endian elements of `dtype`. */
   payload: Uint8Array;
-  /** CRC-32 of payload; undefined when the sender did not compute one. */
-  checksum?: number;
 }

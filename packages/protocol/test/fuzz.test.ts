@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { bodies as codecs } from '../src/control-bodies.js';
 import {
   type Chunk,
+  crc32,
   DEFAULT_LIMITS,
   type DecodeResult,
   type WireLimits,
@@ -31,12 +32,24 @@ const envelope = protobuf
 const protoCases = new Map(envelope.oneofs.body!.fieldsArray.map((f) => [f.name, f.id]));
 
 const frameOf = new Map(controls.map((m) => [m.body.case, encodeControl(m)]));
-const chunkFrames = [
+// A chunk is [header, payload]. The fuzzed bytes are the header's fields: each is tried as
+// it is (its CRC-32 then fails) and resealed with a fresh CRC-32, which lets the mutations
+// reach the field checks behind it.
+const chunkMessages = [
   encodeChunk(sampleChunk()),
   encodeChunk(sampleChunk({ dtype: 'f16', payload: new Uint8Array(64) })),
+  encodeChunk(sampleChunk(), { checksum: true }), // with the payload's CRC-32 too
 ];
-const plainChunk = encodeChunk(sampleChunk(), { checksum: false });
-const validFrames = [...frameOf.values(), ...chunkFrames, plainChunk];
+const CHECKSUM_TAG = (10 << 3) | 5;
+const fieldsOf = (header: Uint8Array) => header.subarray(0, header.length - 5);
+const seal = (fields: Uint8Array): Uint8Array => {
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32LE(crc32(fields));
+  return Uint8Array.from([...fields, CHECKSUM_TAG, ...crc]);
+};
+const chunkFrames = chunkMessages.map(([header]) => fieldsOf(header));
+const samplePayload = chunkMessages[0]![1];
+const validFrames = [...frameOf.values(), ...chunkMessages.map(([header]) => header)];
 const KINDS = ['too-large', 'malformed', 'version', 'invalid', 'checksum'];
 
 /** A result, never a throw; a refusal says why; an accepted message survives a round trip. */
@@ -60,14 +73,20 @@ function controlSafely(bytes: Uint8Array, limits?: Partial<WireLimits>): boolean
   return true;
 }
 
-function chunkSafely(bytes: Uint8Array, limits?: Partial<WireLimits>): boolean {
-  for (const requireChecksum of [true, false]) {
-    const options = { requireChecksum };
-    checkResult(plainPayload(decodeChunk(bytes, limits, options)), (m) => {
-      const { checksum, ...rest } = m;
-      const frame = encodeChunk(rest, { checksum: checksum !== undefined, limits });
-      return plainPayload(decodeChunk(frame, limits, options));
-    });
+function chunkSafely(
+  bytes: Uint8Array,
+  payload: Uint8Array = samplePayload,
+  limits?: Partial<WireLimits>,
+): boolean {
+  for (const requirePayloadChecksum of [true, false]) {
+    const options = { requirePayloadChecksum };
+    for (const header of [bytes, seal(bytes)]) {
+      checkResult(plainPayload(decodeChunk([header, payload], limits, options)), (m) => {
+        const { payloadChecksum, ...rest } = m;
+        const frames = encodeChunk(rest, { checksum: payloadChecksum !== undefined, limits });
+        return plainPayload(decodeChunk(frames, limits, options));
+      });
+    }
   }
   return true;
 }
@@ -280,7 +299,7 @@ describe('the fuzzed cases', () => {
     expect(protoCases.size).toBeGreaterThanOrEqual(15);
     expect(new Set(bodies.map((b) => b.case))).toEqual(new Set(protoCases.keys()));
     expect(new Set(Object.keys(codecs))).toEqual(new Set(protoCases.keys()));
-    for (const frame of validFrames.slice(0, -1)) expect(decodesSafely(frame)).toBe(true);
+    for (const frame of validFrames) expect(decodesSafely(frame)).toBe(true);
   });
 
   it('parse and re-encode through the test wire codec unchanged', () => {
@@ -346,29 +365,53 @@ describe('decoders under fuzzing', () => {
     );
   });
 
-  it('answer field-level mutations of chunks (checksummed or not) with a result', () => {
+  it('answer field-level mutations of chunk headers (resealed or not) with a result', () => {
     fc.assert(
-      fc.property(fc.constantFrom(...chunkFrames, plainChunk), mutations, (frame, ms) =>
+      fc.property(fc.constantFrom(...chunkFrames), mutations, (frame, ms) =>
         chunkSafely(applyAll(frame, ms)),
       ),
       { numRuns: 400 },
     );
   });
 
-  it('accept a mutated checksummed chunk only when it is unchanged', () => {
+  it('accept a mutated chunk header only when it is unchanged', () => {
     fc.assert(
-      fc.property(fc.constantFrom(...chunkFrames), mutations, (frame, ms) => {
-        const bytes = applyAll(frame, ms);
-        return !decodeChunk(bytes).ok || Buffer.compare(bytes, frame) === 0;
+      fc.property(fc.constantFrom(...chunkMessages), mutations, ([header, payload], ms) => {
+        const bytes = applyAll(header, ms);
+        return !decodeChunk([bytes, payload]).ok || Buffer.compare(bytes, header) === 0;
       }),
       { numRuns: 400 },
     );
   });
 
+  it('accept an edited payload with its CRC-32 only when it is unchanged, never a cut one', () => {
+    const [header, payload] = chunkMessages[2]!;
+    const edits = fc.record({
+      writes: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+      cut: fc.option(fc.nat()),
+    });
+    fc.assert(
+      fc.property(edits, ({ writes, cut }) => {
+        let bytes = Uint8Array.from(payload);
+        for (const [at, value] of writes) bytes[at % bytes.length] = value;
+        if (cut !== null) bytes = bytes.subarray(0, cut % bytes.length);
+        const result = decodeChunk([header, bytes], {}, { requirePayloadChecksum: true });
+        return !result.ok || Buffer.compare(bytes, payload) === 0;
+      }),
+      { numRuns: 400 },
+    );
+    // Unchecked payloads are still refused when cut: the header holds their length.
+    const [plainHeader, plainPayload] = chunkMessages[0]!;
+    for (let end = 0; end < plainPayload.length; end++) {
+      expect(decodeChunk([plainHeader, plainPayload.subarray(0, end)]).ok).toBe(false);
+    }
+  });
+
   it('survive inputs that are not bytes at all', () => {
     for (const junk of [null, undefined, 'text', 42, {}, [1, 2]]) {
       expect(decodeControl(junk as unknown as Uint8Array).ok).toBe(false);
-      expect(decodeChunk(junk as unknown as Uint8Array).ok).toBe(false);
+      expect(decodeChunk(junk as unknown as Uint8Array[]).ok).toBe(false);
+      expect(decodeChunk([junk, junk] as unknown as Uint8Array[]).ok).toBe(false);
     }
   });
 });
@@ -380,7 +423,9 @@ describe('oversize inputs', () => {
     const huge = new Uint8Array(DEFAULT_LIMITS.maxControlBytes + 1);
     expect(kind(decodeControl(huge))).toBe('too-large');
     const chunk = new Uint8Array(DEFAULT_LIMITS.maxChunkPayloadBytes + 1024);
-    expect(kind(decodeChunk(chunk))).toBe('too-large');
+    const [header] = chunkMessages[0]!;
+    expect(kind(decodeChunk([header, chunk]))).toBe('too-large');
+    expect(kind(decodeChunk([chunk, samplePayload]))).toBe('too-large');
     for (const frame of frameOf.values()) {
       expect(kind(decodeControl(frame, { maxControlBytes: frame.length - 1 }))).toBe('too-large');
       expect(kind(decodeControl(frame, { maxControlBytes: frame.length }))).toBe('ok');

@@ -100,9 +100,10 @@ export const bodies: ControlBody[] = [
 
 export const controls: ControlMessageInit[] = bodies.map((body) => ({ runId: RUN, body }));
 
-export function sampleChunk(overrides: Partial<Chunk> = {}): Omit<Chunk, 'checksum'> {
+export function sampleChunk(overrides: Partial<Chunk> = {}): Omit<Chunk, 'payloadChecksum'> {
   return {
     runId: RUN,
+    generation: 2,
     step: 12,
     phase: 'reduce-scatter',
     index: 1,

@@ -3,7 +3,7 @@
 // (the package's typecheck) until messages.ts follows.
 import { describe, expect, it } from 'vitest';
 import type { lorafleet as pb } from '../src/generated/lorafleet.types.js';
-import type { Chunk, ControlBody, ControlMessage, StepTimings } from '../src/index.js';
+import type { ChunkHeader, ControlBody, ControlMessage, StepTimings } from '../src/index.js';
 
 type Fields<T> = Exclude<keyof T, '$unknowns'>;
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -38,7 +38,7 @@ const oneofCases: Same<
 > = true;
 type EnvelopeFields = Exclude<Fields<pb.v1.ControlMessage.$Properties>, ControlBody['case']>;
 const envelope: Same<Fields<ControlMessage>, EnvelopeFields> = true;
-const chunk: SameFields<Chunk, pb.v1.Chunk.$Properties> = true;
+const chunk: SameFields<ChunkHeader, pb.v1.Chunk.$Properties> = true;
 const timings: SameFields<StepTimings, pb.v1.StepTimings.$Properties> = true;
 
 describe('typed view of the schema', () => {

@@ -19,6 +19,9 @@ export {
 export {
   type LoraInitKind,
   type RunConfig,
+  type WireDtypeName,
+  WIRE_DTYPE_NAMES,
+  WIRE_DTYPE_BYTES,
   RunConfigError,
   decodeRunConfig,
   encodeRunConfig,

@@ -17,6 +17,22 @@ import type { RowOptions } from './rows.js';
 
 export type LoraInitKind = 'kaiming' | 'gaussian' | 'pissa';
 
+/** Element type of the gradients on the ring (`train --wire-dtype`); names as the CLI spells them. */
+export type WireDtypeName = 'fp32' | 'bf16' | 'fp16';
+export const WIRE_DTYPE_NAMES: readonly WireDtypeName[] = ['fp32', 'bf16', 'fp16'];
+/** The collective's name for each: the protocol's WireDtype. */
+export const RING_DTYPE: Readonly<Record<WireDtypeName, 'f32' | 'bf16' | 'f16'>> = {
+  fp32: 'f32',
+  bf16: 'bf16',
+  fp16: 'f16',
+};
+/** Bytes per gradient element on the wire. */
+export const WIRE_DTYPE_BYTES: Readonly<Record<WireDtypeName, number>> = {
+  fp32: 4,
+  bf16: 2,
+  fp16: 2,
+};
+
 export interface RunConfig {
   /** Base model folder, as the workers see it (absolute: workers may start elsewhere). */
   modelDir: string;
@@ -43,6 +59,11 @@ export interface RunConfig {
   seed: number;
   /** Longest wait for one ring frame: must cover the compute skew between ranks. */
   ringTimeoutMs: number;
+  /**
+   * Gradients' element type on the ring. bf16/fp16 halve the bytes; every partial and the
+   * final sums are rounded to it, the same way on every rank, so replicas stay identical.
+   */
+  wireDtype: WireDtypeName;
   /**
    * A verified checkpoint folder (as the workers see it) whose parameters and
    * AdamW state every replica loads before its first step; null: a fresh run.
@@ -123,6 +144,8 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     maxGradNorm: c.has('maxGradNorm') ? c.numberIn('maxGradNorm', (x) => x > 0, '> 0') : null,
     seed: c.int('seed', 0, 2 ** 32 - 1),
     ringTimeoutMs: c.numberIn('ringTimeoutMs', (x) => x > 0, '> 0'),
+    // Absent from the configs of coordinators older than --wire-dtype: they sent fp32.
+    wireDtype: c.has('wireDtype') ? c.choice('wireDtype', WIRE_DTYPE_NAMES) : 'fp32',
     resumeFrom: c.has('resumeFrom') ? c.string('resumeFrom') : null,
     baseDtype: c.has('baseDtype') ? c.choice('baseDtype', BASE_DTYPES) : 'f32',
   };

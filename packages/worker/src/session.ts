@@ -15,7 +15,7 @@ import { errorCodeOf } from './data-error.js';
 import { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
 import { Mailbox } from './mailbox.js';
 import { Replica } from './replica.js';
-import { decodeRunConfig } from './run-config.js';
+import { RunConfigError, type WireDtypeName, decodeRunConfig } from './run-config.js';
 import { WorkerSession } from './worker-session.js';
 
 export interface WorkerOptions {
@@ -34,6 +34,8 @@ export interface WorkerOptions {
   log: (line: string) => void;
   /** CURVE on both planes; the coordinator must run with --curve-key too. */
   curve?: LinkCurve;
+  /** Join only runs whose gradients travel in this type (`--wire-dtype`); absent: any. */
+  wireDtype?: WireDtypeName;
 }
 
 /** Runs one worker until the coordinator shuts it down; throws on any failure. */
@@ -104,6 +106,13 @@ async function serve(
     );
   }
   const config = decodeRunConfig(w.runConfig, w.runConfigHash);
+  if (options.wireDtype && options.wireDtype !== config.wireDtype) {
+    throw new RunConfigError(
+      `this worker runs with --wire-dtype ${options.wireDtype}, but run ${runId} sends gradients in ` +
+        `${config.wireDtype} (train --wire-dtype): every rank must use the run's; start the worker ` +
+        `with --wire-dtype ${config.wireDtype}, or without it to follow the run`,
+    );
+  }
   const session = new WorkerSession({
     link,
     mailbox: new Mailbox(link),

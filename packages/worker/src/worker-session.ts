@@ -6,7 +6,7 @@ import type { ControlBody, WorkerState } from '@lorafleet/protocol';
 import type { CoordinatorLink, LinkCurve } from './coordinator-link.js';
 import { type Mailbox, bindRing } from './mailbox.js';
 import type { Replica } from './replica.js';
-import type { RunConfig } from './run-config.js';
+import { RING_DTYPE, type RunConfig } from './run-config.js';
 import { StateAssembler } from './state-transfer.js';
 import type { AllReduce, TrainState } from './step.js';
 
@@ -80,8 +80,9 @@ export class WorkerSession {
   }
 
   /**
-   * The replica's all-reduce. Chunks carry the ring's generation in their run
-   * id: frames of an aborted attempt or an older ring are dropped as foreign.
+   * The replica's all-reduce, in the run's wire dtype. Chunks carry the ring's
+   * generation (in their header, and in their run id for older peers' logs):
+   * frames of an aborted attempt or an older ring are dropped as foreign.
    */
   readonly allReduce: AllReduce = (buffer) => {
     if (!this.ring) {
@@ -90,6 +91,8 @@ export class WorkerSession {
     return this.ring.allReduce(buffer, {
       step: this.ringStep,
       runId: `${this.setup.runId}/g${this.generation}`,
+      generation: this.generation,
+      wireDtype: RING_DTYPE[this.config.wireDtype],
     });
   };
 

@@ -50,6 +50,7 @@ export async function tinyRun(): Promise<{ dir: string; config: RunConfig }> {
       maxGradNorm: 1,
       seed: 3,
       ringTimeoutMs: 10_000,
+      wireDtype: 'fp32',
       resumeFrom: null,
       baseDtype: 'f32',
     },

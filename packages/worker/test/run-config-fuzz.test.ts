@@ -30,6 +30,7 @@ const valid: RunConfig = {
   maxGradNorm: 1,
   seed: 3,
   ringTimeoutMs: 10_000,
+  wireDtype: 'fp32',
   resumeFrom: '/runs/a/checkpoints/step-000004',
   baseDtype: 'bf16',
 };

@@ -29,29 +29,62 @@ export function collectiveRow(bytes, timesMs, world) {
   return { bytes, medianMs: ms, algbw, busbw: (algbw * 2 * (world - 1)) / world, timesMs };
 }
 
-/** The markdown table: one line per size, every phase side by side, with the ratios. */
+const byName = (phases, name) =>
+  new Map((phases.find((p) => p.name === name)?.rows ?? []).map((r) => [r.bytes, r]));
+const PHASES = { ring: 'busbw', 'ring-crc': 'busbw', 'zmq-push-pull': 'gbps', gloo: 'busbw' };
+
+/** One run's figures by size: { ring, ringCrc, zmq, gloo } in GB/s (undefined when not run). */
+function figures(phases, bytes) {
+  const [ring, ringCrc, zmq, gloo] = Object.entries(PHASES).map(
+    ([name, key]) => byName(phases, name).get(bytes)?.[key],
+  );
+  return { ring, ringCrc, zmq, gloo };
+}
+
+const f3 = (x) => (x === undefined ? '-' : x.toFixed(3));
+const ratio = (a, b) => (a === undefined || b === undefined ? undefined : a / b);
+const fx = (x) => (x === undefined ? '-' : `${x.toFixed(2)}x`);
+
+/** "median [min-max]" of the defined values. */
+function spread(values, format) {
+  const xs = values.filter((x) => x !== undefined);
+  if (xs.length === 0) return '-';
+  const m = format(median(xs));
+  return xs.length === 1 ? m : `${m} [${format(Math.min(...xs))}-${format(Math.max(...xs))}]`;
+}
+
+/** One run's table (kept in the JSON). */
 export function table(phases, sizes, glooMeasured) {
-  const by = (name) =>
-    new Map((phases.find((p) => p.name === name)?.rows ?? []).map((r) => [r.bytes, r]));
-  const [on, off, zmq, gloo] = [
-    'ring-checksum-on',
-    'ring-checksum-off',
-    'zmq-push-pull',
-    'gloo',
-  ].map(by);
-  const f = (x) => (x === undefined ? '-' : x.toFixed(3));
-  const ratio = (a, b) => (a === undefined || b === undefined ? '-' : `${(a / b).toFixed(2)}x`);
+  return summary([phases], sizes, glooMeasured);
+}
+
+/**
+ * The markdown table over runs: per size, each phase's median over runs with its range, and
+ * the ratios ring/gloo and ring/zeromq (per run, then median and range).
+ */
+export function summary(runs, sizes, glooMeasured) {
   const glooCol = glooMeasured ? 'gloo busbw' : 'gloo busbw (BENCHMARKS.md, NOT measured here)';
   const lines = [
-    `| size | ring busbw, checksum on | ring busbw, checksum off | zeromq.js one-way GB/s | ${glooCol} | ring/gloo on | ring/gloo off | ring/zeromq on | ring/zeromq off |`,
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| size | ring busbw | ring+crc busbw | zeromq.js one-way GB/s | ${glooCol} | ring/gloo | ring/zeromq one-way | ring+crc/gloo |`,
+    '|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const bytes of sizes) {
-    const [a, b, z] = [on.get(bytes)?.busbw, off.get(bytes)?.busbw, zmq.get(bytes)?.gbps];
-    const g = glooMeasured ? gloo.get(bytes)?.busbw : undefined;
-    const gText = glooMeasured ? f(g) : (GLOO_REFERENCE[bytes] ?? '-');
+    const per = runs.map((phases) => figures(phases, bytes));
+    const pick = (key) => per.map((x) => x[key]);
+    const gText = glooMeasured ? spread(pick('gloo'), f3) : (GLOO_REFERENCE[bytes] ?? '-');
+    const glooOf = (x) => (glooMeasured ? x.gloo : undefined);
     lines.push(
-      `| ${size(bytes)} | ${f(a)} | ${f(b)} | ${f(z)} | ${gText} | ${ratio(a, g)} | ${ratio(b, g)} | ${ratio(a, z)} | ${ratio(b, z)} |`,
+      `| ${size(bytes)} | ${spread(pick('ring'), f3)} | ${spread(pick('ringCrc'), f3)} | ${spread(pick('zmq'), f3)} | ${gText} | ` +
+        `${spread(
+          per.map((x) => ratio(x.ring, glooOf(x))),
+          fx,
+        )} | ${spread(
+          per.map((x) => ratio(x.ring, x.zmq)),
+          fx,
+        )} | ${spread(
+          per.map((x) => ratio(x.ringCrc, glooOf(x))),
+          fx,
+        )} |`,
     );
   }
   return lines.join('\n');

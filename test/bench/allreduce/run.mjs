@@ -9,15 +9,18 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runGloo, torchVersion } from './gloo.mjs';
-import { collectiveRow, gb, median, size, table } from './report.mjs';
+import { collectiveRow, gb, median, size, summary, table } from './report.mjs';
 
 const here = import.meta.dirname;
 const root = join(here, '..', '..', '..');
 const { values: opts } = parseArgs({
   options: {
-    sizes: { type: 'string', default: '4KiB,16KiB,64KiB,256KiB,1MiB,4MiB,16MiB,64MiB' },
-    repeats: { type: 'string', default: '20' },
-    warmup: { type: 'string', default: '5' },
+    sizes: { type: 'string', default: '64KiB,1MiB,16MiB,64MiB' },
+    // Whole runs (every phase, every size), one after another: the table gives their median and spread.
+    repeats: { type: 'string', default: '3' },
+    // Timed calls per size in each run, after the warm-up calls.
+    calls: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '2' },
     world: { type: 'string', default: '2' },
     // A raw zeromq batch moves at least this much, so small messages are timed over many.
     'raw-bytes': { type: 'string', default: '4MiB' },
@@ -30,8 +33,13 @@ const { values: opts } = parseArgs({
 });
 if (opts.help) {
   console.log(
-    'node test/bench/allreduce/run.mjs [--sizes 4KiB,...,64MiB] [--repeats 20] [--warmup 5] [--world 2]\n' +
-      '  [--raw-bytes 4MiB] [--frame-bytes N] [--python /usr/bin/python3] [--skip ring,zmq,gloo] [--out DIR]',
+    'node test/bench/allreduce/run.mjs [--sizes 64KiB,1MiB,16MiB,64MiB] [--repeats 3] [--calls 10]\n' +
+      '  [--warmup 2] [--world 2] [--raw-bytes 4MiB] [--frame-bytes N] [--python /usr/bin/python3]\n' +
+      '  [--skip ring,crc,zmq,gloo] [--out DIR]\n\n' +
+      '  --repeats  whole runs (every phase and size); the table shows their median and spread\n' +
+      '  --calls    timed calls per size and run (after --warmup calls; the first checks the sum)\n' +
+      '  --skip     phases to leave out: ring (payload CRC off, the default), crc (payload CRC on),\n' +
+      '             zmq (raw zeromq.js one-way), gloo (torch.distributed gloo)',
   );
   process.exit(0);
 }
@@ -54,6 +62,7 @@ function positive(name) {
 
 const sizes = opts.sizes.split(',').map(parseBytes);
 const repeats = positive('repeats');
+const calls = positive('calls');
 const warmup = Math.max(1, positive('warmup')); // the first call checks the sum
 const world = positive('world');
 const rawBytes = parseBytes(opts['raw-bytes']);
@@ -122,7 +131,7 @@ function record(name, note, rows) {
 }
 
 async function ringPhase(checksum) {
-  const name = `ring-checksum-${checksum ? 'on' : 'off'}`;
+  const name = checksum ? 'ring-crc' : 'ring';
   const loadBefore = load();
   console.error(`${name}: ${world} processes, load average ${loadBefore}`);
   const ranks = Array.from({ length: world }, () => new BenchProcess());
@@ -137,7 +146,7 @@ async function ringPhase(checksum) {
       const runId = `${name}-${bytes}`;
       const replies = await Promise.all(
         ranks.map((p, rank) =>
-          p.call('reduce', { rank, worldSize: world, bytes, warmup, repeats, runId }),
+          p.call('reduce', { rank, worldSize: world, bytes, warmup, repeats: calls, runId }),
         ),
       );
       const times = slowest(replies.map((r) => r.times));
@@ -147,7 +156,7 @@ async function ringPhase(checksum) {
   } finally {
     await Promise.all(ranks.map((p) => p.close()));
   }
-  record(name, { loadBefore, frameBytes: frameBytes ?? 'default (1 MiB)' }, rows);
+  record(name, { loadBefore, frameBytes: frameBytes ?? 'default (512 KiB)', checksum }, rows);
 }
 
 async function zmqPhase() {
@@ -162,8 +171,8 @@ async function zmqPhase() {
     for (const bytes of sizes) {
       const count = Math.max(1, Math.ceil(rawBytes / bytes));
       const [, sent] = await Promise.all([
-        receiver.call('rawReceive', { count, batches: warmup + repeats }),
-        sender.call('rawSend', { bytes, count, warmup, repeats }),
+        receiver.call('rawReceive', { count, batches: warmup + calls }),
+        sender.call('rawSend', { bytes, count, warmup, repeats: calls }),
       ]);
       const ms = median(sent.times);
       rows.push({
@@ -191,7 +200,7 @@ async function glooPhase(version) {
     world,
     sizes,
     warmup,
-    repeats,
+    repeats: calls,
     onSize: (bytes, timesMs) => progress(collectiveRow(bytes, timesMs, world)),
   });
   const rows = results.map(({ bytes, timesMs }) => collectiveRow(bytes, timesMs, world));
@@ -200,23 +209,33 @@ async function glooPhase(version) {
 
 const started = new Date();
 console.error(
-  `sizes ${sizes.map(size).join(', ')}; warmup ${warmup}, repeats ${repeats}, world ${world}; ${cpus().length} cores`,
+  `sizes ${sizes.map(size).join(', ')}; ${repeats} runs of warmup ${warmup} + ${calls} calls; world ${world}; ${cpus().length} cores, load average ${load()}`,
 );
-if (!skip.has('ring')) {
-  await ringPhase(true);
-  await ringPhase(false);
-}
-if (!skip.has('zmq')) await zmqPhase();
 const version = skip.has('gloo') ? null : torchVersion(opts.python);
-if (version) await glooPhase(version);
-else if (!skip.has('gloo'))
+if (!version && !skip.has('gloo'))
   console.error(
-    `gloo: ${opts.python} cannot import torch; showing BENCHMARKS.md's figures, not measured here`,
+    `gloo: ${opts.python} cannot import torch (apt-get install python3-torch); showing BENCHMARKS.md's figures, not measured here`,
   );
+const runs = [];
+for (let run = 0; run < repeats; run++) {
+  console.error(`\nrun ${run + 1} of ${repeats}`);
+  phases.length = 0;
+  if (!skip.has('ring')) await ringPhase(false);
+  if (!skip.has('crc')) await ringPhase(true);
+  if (!skip.has('zmq')) await zmqPhase();
+  if (version) await glooPhase(version);
+  runs.push({ phases: [...phases], table: table(phases, sizes, Boolean(version)) });
+}
 
-const markdown = table(phases, sizes, Boolean(version));
+const markdown = summary(
+  runs.map((r) => r.phases),
+  sizes,
+  Boolean(version),
+);
 console.log(
-  `\nbusbw = bytes / median time x 2(n-1)/n, n = ${world}; GB/s = 1e9 bytes/s; zeromq: one-way stream of messages of that size\n`,
+  `\n${repeats} runs; each figure is the median over runs of each run's median over ${calls} calls, [min-max over runs]. ` +
+    `busbw = bytes / time x 2(n-1)/n, n = ${world}; GB/s = 1e9 bytes/s; zeromq: one-way stream of messages of that size; ` +
+    `ring: payload CRC off (the default), ring+crc: on. Load average at the end: ${load()} on ${cpus().length} cores\n`,
 );
 console.log(markdown);
 mkdirSync(opts.out, { recursive: true });
@@ -228,6 +247,7 @@ const result = {
   options: {
     sizes,
     repeats,
+    calls,
     warmup,
     world,
     rawBytes,
@@ -235,7 +255,7 @@ const result = {
     python: opts.python,
   },
   machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, torch: version },
-  phases,
+  runs,
   table: markdown,
 };
 writeFileSync(file, JSON.stringify(result, null, 2));

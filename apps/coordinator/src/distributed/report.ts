@@ -117,6 +117,7 @@ export async function writeSummary(
     tokensPerSecond: r.tokens / r.seconds,
     backend: plan.backend,
     workers: r.workers,
+    wireDtype: plan.config.wireDtype,
     faults: r.faults,
     saved: r.saved,
   };

@@ -94,6 +94,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     maxGradNorm,
     seed,
     ringTimeoutMs: RING_TIMEOUT_MS,
+    wireDtype: o.wireDtype,
     resumeFrom: null,
     baseDtype: o.baseDtype,
   };

@@ -10,7 +10,7 @@
 // re-forms without it and the step is replayed (recovery.ts).
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { encodeRunConfig, resultManifestSha256 } from '@lorafleet/worker';
+import { WIRE_DTYPE_BYTES, encodeRunConfig, resultManifestSha256 } from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import { formatCount } from '../common.js';
 import { type RunObserver, observeRun, runFacts } from '../observe/observer.js';
@@ -129,27 +129,30 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
 
 function facts(plan: RunPlan, membership: Membership, runId: string) {
   const { config } = plan;
-  return runFacts({
-    runId,
-    model: config.modelDir,
-    mode: config.mode,
-    totalParameters: plan.totalParameters,
-    trainableParameters: plan.trainableParameters,
-    lora:
-      config.mode === 'full'
-        ? null
-        : {
-            r: config.lora.r,
-            alpha: config.lora.alpha,
-            dropout: config.lora.dropout,
-            targets: config.lora.targets,
-          },
-    backend: plan.backend,
-    workers: membership.workers,
-    steps: plan.steps,
-    batchSize: plan.batchSize,
-    seqLen: config.rows.seqLen,
-  });
+  return runFacts(
+    {
+      runId,
+      model: config.modelDir,
+      mode: config.mode,
+      totalParameters: plan.totalParameters,
+      trainableParameters: plan.trainableParameters,
+      lora:
+        config.mode === 'full'
+          ? null
+          : {
+              r: config.lora.r,
+              alpha: config.lora.alpha,
+              dropout: config.lora.dropout,
+              targets: config.lora.targets,
+            },
+      backend: plan.backend,
+      workers: membership.workers,
+      steps: plan.steps,
+      batchSize: plan.batchSize,
+      seqLen: config.rows.seqLen,
+    },
+    WIRE_DTYPE_BYTES[config.wireDtype],
+  );
 }
 
 /** Welcomes the first workers (generation 0; on a resume they load the checkpoint) and forms the ring. */

@@ -52,18 +52,21 @@ export async function observeRun(
  * Bytes each worker sends per step in a ring all-reduce of `parameters`
  * float32 gradients over `workers` ranks: 2 (N-1)/N x 4 bytes each.
  */
-export function ringBytesPerStep(parameters: number, workers: number): number {
-  return workers <= 1 ? 0 : Math.round((2 * (workers - 1) * 4 * parameters) / workers);
+/** Bytes one worker sends per step: 2 (N-1)/N x bytes per element (4: fp32, 2: bf16/fp16) x parameters. */
+export function ringBytesPerStep(parameters: number, workers: number, elementBytes = 4): number {
+  return workers <= 1 ? 0 : Math.round((2 * (workers - 1) * elementBytes * parameters) / workers);
 }
 
+/** The facts with the wire's bytes per step, for gradients of `elementBytes` each (`--wire-dtype`). */
 export function runFacts(
   f: Omit<RunFacts, 'wireBytesPerStep' | 'fullFinetuneWireBytesPerStep'>,
+  elementBytes = 4,
 ): RunFacts {
   // At least two ranks, so a one-process run still shows what N would move per worker.
   const n = Math.max(2, f.workers);
   return {
     ...f,
-    wireBytesPerStep: ringBytesPerStep(f.trainableParameters, n),
-    fullFinetuneWireBytesPerStep: ringBytesPerStep(f.totalParameters, n),
+    wireBytesPerStep: ringBytesPerStep(f.trainableParameters, n, elementBytes),
+    fullFinetuneWireBytesPerStep: ringBytesPerStep(f.totalParameters, n, elementBytes),
   };
 }

@@ -141,6 +141,15 @@ export const trainSpec = defineCommand({
       default: 1,
       description: 'global-norm gradient clipping (0: off)',
     },
+    'wire-dtype': {
+      affects: 'math',
+      kind: 'string',
+      choices: ['fp32', 'bf16', 'fp16'],
+      default: 'fp32',
+      description:
+        'gradients on the ring all-reduce: bf16/fp16 halve the bytes per step; every rank rounds ' +
+        'the sums the same way, so replicas stay identical (fp16 overflows past 65504)',
+    },
     'eval-every': {
       kind: 'int',
       min: 0,

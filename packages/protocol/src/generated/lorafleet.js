@@ -4915,14 +4915,22 @@ export const lorafleet = ($root.lorafleet = (() => {
       Chunk.prototype.dtype = 0;
       Chunk.prototype.segment = 0;
       Chunk.prototype.offset = 0;
-      Chunk.prototype.payload = $util.newBuffer([]);
       Chunk.prototype.checksum = null;
+      Chunk.prototype.generation = 0;
+      Chunk.prototype.payloadBytes = 0;
+      Chunk.prototype.payloadChecksum = null;
 
       let $oneOfFields;
 
       // Virtual OneOf for proto3 optional field
       $Object.defineProperty(Chunk.prototype, '_checksum', {
         get: $util.oneOfGetter(($oneOfFields = ['checksum'])),
+        set: $util.oneOfSetter($oneOfFields),
+      });
+
+      // Virtual OneOf for proto3 optional field
+      $Object.defineProperty(Chunk.prototype, '_payloadChecksum', {
+        get: $util.oneOfGetter(($oneOfFields = ['payloadChecksum'])),
         set: $util.oneOfSetter($oneOfFields),
       });
 
@@ -4984,14 +4992,25 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.offset !== 0
         )
           writer.uint32(64).uint32(message.offset);
-        if (
-          message.payload != null &&
-          $Object.hasOwnProperty.call(message, 'payload') &&
-          message.payload.length
-        )
-          writer.uint32(74).bytes(message.payload);
         if (message.checksum != null && $Object.hasOwnProperty.call(message, 'checksum'))
           writer.uint32(85).fixed32(message.checksum);
+        if (
+          message.generation != null &&
+          $Object.hasOwnProperty.call(message, 'generation') &&
+          message.generation !== 0
+        )
+          writer.uint32(88).uint32(message.generation);
+        if (
+          message.payloadBytes != null &&
+          $Object.hasOwnProperty.call(message, 'payloadBytes') &&
+          message.payloadBytes !== 0
+        )
+          writer.uint32(96).uint32(message.payloadBytes);
+        if (
+          message.payloadChecksum != null &&
+          $Object.hasOwnProperty.call(message, 'payloadChecksum')
+        )
+          writer.uint32(109).fixed32(message.payloadChecksum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -5072,16 +5091,28 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.offset;
               continue;
             }
-            case 9: {
-              if (wireType !== 2) break;
-              if ((value = reader.bytes()).length) message.payload = value;
-              else delete message.payload;
-              continue;
-            }
             case 10: {
               if (wireType !== 5) break;
               message.checksum = reader.fixed32();
               message._checksum = 'checksum';
+              continue;
+            }
+            case 11: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.generation = value;
+              else delete message.generation;
+              continue;
+            }
+            case 12: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.payloadBytes = value;
+              else delete message.payloadBytes;
+              continue;
+            }
+            case 13: {
+              if (wireType !== 5) break;
+              message.payloadChecksum = reader.fixed32();
+              message._payloadChecksum = 'payloadChecksum';
               continue;
             }
           }
@@ -5176,16 +5207,12 @@ export const lorafleet = ($root.lorafleet = (() => {
           if ($Number(object.segment) !== 0) message.segment = object.segment >>> 0;
         if (object.offset != null)
           if ($Number(object.offset) !== 0) message.offset = object.offset >>> 0;
-        if (object.payload != null)
-          if (object.payload.length)
-            if (typeof object.payload === 'string')
-              $util.base64.decode(
-                object.payload,
-                (message.payload = $util.newBuffer($util.base64.length(object.payload))),
-                0,
-              );
-            else if (object.payload.length >= 0) message.payload = object.payload;
         if (object.checksum != null) message.checksum = object.checksum >>> 0;
+        if (object.generation != null)
+          if ($Number(object.generation) !== 0) message.generation = object.generation >>> 0;
+        if (object.payloadBytes != null)
+          if ($Number(object.payloadBytes) !== 0) message.payloadBytes = object.payloadBytes >>> 0;
+        if (object.payloadChecksum != null) message.payloadChecksum = object.payloadChecksum >>> 0;
         return message;
       };
 
@@ -5219,11 +5246,8 @@ export const lorafleet = ($root.lorafleet = (() => {
           object.dtype = options.enums === $String ? 'WIRE_DTYPE_UNSPECIFIED' : 0;
           object.segment = 0;
           object.offset = 0;
-          if (options.bytes === $String) object.payload = '';
-          else {
-            object.payload = [];
-            if (options.bytes !== $Array) object.payload = $util.newBuffer(object.payload);
-          }
+          object.generation = 0;
+          object.payloadBytes = 0;
         }
         if (message.runId != null && $Object.hasOwnProperty.call(message, 'runId'))
           object.runId = message.runId;
@@ -5270,15 +5294,17 @@ export const lorafleet = ($root.lorafleet = (() => {
           object.segment = message.segment;
         if (message.offset != null && $Object.hasOwnProperty.call(message, 'offset'))
           object.offset = message.offset;
-        if (message.payload != null && $Object.hasOwnProperty.call(message, 'payload'))
-          object.payload =
-            options.bytes === $String
-              ? $util.base64.encode(message.payload, 0, message.payload.length)
-              : options.bytes === $Array
-                ? $Array.prototype.slice.call(message.payload)
-                : message.payload;
         if (message.checksum != null && $Object.hasOwnProperty.call(message, 'checksum'))
           object.checksum = message.checksum;
+        if (message.generation != null && $Object.hasOwnProperty.call(message, 'generation'))
+          object.generation = message.generation;
+        if (message.payloadBytes != null && $Object.hasOwnProperty.call(message, 'payloadBytes'))
+          object.payloadBytes = message.payloadBytes;
+        if (
+          message.payloadChecksum != null &&
+          $Object.hasOwnProperty.call(message, 'payloadChecksum')
+        )
+          object.payloadChecksum = message.payloadChecksum;
         return object;
       };
 

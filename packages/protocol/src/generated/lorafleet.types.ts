@@ -2714,11 +2714,17 @@ export declare namespace lorafleet {
       /** Chunk offset. */
       offset: number;
 
-      /** Chunk payload. */
-      payload: Uint8Array;
-
       /** Chunk checksum. */
       checksum?: number | null;
+
+      /** Chunk generation. */
+      generation: number;
+
+      /** Chunk payloadBytes. */
+      payloadBytes: number;
+
+      /** Chunk payloadChecksum. */
+      payloadChecksum?: number | null;
 
       /**
        * Creates a new Chunk instance using the specified properties.
@@ -2806,11 +2812,17 @@ export declare namespace lorafleet {
         /** Chunk offset */
         offset?: number | null;
 
-        /** Chunk payload */
-        payload?: Uint8Array | null;
-
         /** Chunk checksum */
         checksum?: number | null;
+
+        /** Chunk generation */
+        generation?: number | null;
+
+        /** Chunk payloadBytes */
+        payloadBytes?: number | null;
+
+        /** Chunk payloadChecksum */
+        payloadChecksum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];

@@ -1,0 +1,209 @@
+// One all-reduce call as a pipeline of pieces. The ring's 2(n - 1) steps form
+// a chain: the segment a rank receives in step g is the one it sends in step
+// g + 1 (schedule.ts). So a piece moves on as soon as it has arrived and been
+// reduced, rather than when the whole segment has: the sender walks the
+// steps' pieces in order and waits only for the receiver to have processed the
+// matching piece of the step before, while libzmq's I/O thread reads the next
+// pieces into its queue as this thread adds.
+//
+// No copies on the way out, with one exception: a reduce-scatter piece is sent
+// as a view of the caller's buffer, an all-gather piece after the first step
+// as the very bytes that arrived. Both stay untouched until they have left:
+// every rank's contribution to a segment reaches the segment's owner, whose
+// sum comes back here before this rank overwrites it. The owned segment's
+// pieces (all-gather step 0, f32) are the exception: nothing comes back after
+// them, and the caller may write its buffer as soon as the call returns, so
+// they leave as a copy (1/n of the buffer).
+import {
+  decodeFloats,
+  encodeChunk,
+  encodeFloats,
+  roundToWire,
+  type Phase,
+  type WireLimits,
+} from '@lorafleet/protocol';
+import type { Inbox, Outbox } from './links.js';
+import type { AllReduceOptions } from './options.js';
+import { allGatherStep, frames, reduceScatterStep, segments, type Segment } from './schedule.js';
+
+/** One ring step as this rank sees it: the segment it sends and the one it receives. */
+interface Hop {
+  phase: Phase;
+  index: number;
+  send: number;
+  receive: number;
+}
+
+function hops(rank: number, n: number): Hop[] {
+  const out: Hop[] = [];
+  for (let k = 0; k < n - 1; k++)
+    out.push({ phase: 'reduce-scatter', index: k, ...reduceScatterStep(rank, n, k) });
+  for (let k = 0; k < n - 1; k++)
+    out.push({ phase: 'all-gather', index: k, ...allGatherStep(rank, n, k) });
+  return out;
+}
+
+export interface PipelineContext {
+  rank: number;
+  worldSize: number;
+  outbox: Outbox;
+  inbox: Inbox;
+  /** Elements per piece of the wire dtype. */
+  pieceElements: number;
+  checksum: boolean;
+  limits: WireLimits;
+  /** Room for one piece as float32, for payloads that cannot be viewed in place. */
+  scratch: Float32Array;
+}
+
+export class Pipeline {
+  private readonly hops: Hop[];
+  private readonly spans: Segment[];
+  /** Pieces received and processed so far, in the order they arrive. */
+  private received = 0;
+  private waiting: { count: number; resolve: () => void; reject: (e: Error) => void } | undefined;
+  private failure: Error | undefined;
+  /** Arrived all-gather payloads to pass on, by arrival number. */
+  private readonly forward = new Map<number, Buffer>();
+
+  constructor(
+    private readonly c: PipelineContext,
+    private readonly buffer: Float32Array,
+    private readonly tag: Required<AllReduceOptions>,
+  ) {
+    this.hops = hops(c.rank, c.worldSize);
+    this.spans = segments(buffer.length, c.worldSize);
+  }
+
+  async run(): Promise<void> {
+    const receiving = this.receiveAll().catch((error: unknown) => {
+      this.fail(error as Error);
+      throw error;
+    });
+    const sending = this.sendAll();
+    // Whichever fails first is the story; the other is a consequence.
+    receiving.catch(() => undefined);
+    sending.catch(() => undefined);
+    await Promise.all([receiving, sending]);
+  }
+
+  private pieces(segment: number): Segment[] {
+    return frames(this.spans[segment]!.length, this.c.pieceElements);
+  }
+
+  private async sendAll(): Promise<void> {
+    const { runId, step, wireDtype, generation } = this.tag;
+    const first = this.pieces(this.hops[0]!.send).length;
+    let sent = 0;
+    for (const [g, hop] of this.hops.entries()) {
+      const span = this.spans[hop.send]!;
+      for (const piece of this.pieces(hop.send)) {
+        // The piece of step g - 1 this one is: it must have arrived (and been reduced).
+        const source = sent - first;
+        if (g > 0) await this.ready(source + 1);
+        const payload = this.payload(g, span, piece, source);
+        const message = encodeChunk(
+          {
+            runId,
+            generation,
+            step,
+            phase: hop.phase,
+            index: hop.index,
+            senderRank: this.c.rank,
+            dtype: wireDtype,
+            segment: hop.send,
+            offset: piece.start,
+            payload,
+          },
+          { checksum: this.c.checksum, limits: this.c.limits },
+        );
+        await this.c.outbox.send(message, `${hop.phase} #${hop.index} segment ${hop.send}`);
+        sent++;
+      }
+    }
+  }
+
+  /** The bytes of the g-th step's piece; `source` numbers the arrival it passes on. */
+  private payload(g: number, span: Segment, piece: Segment, source: number): Uint8Array {
+    const n = this.c.worldSize;
+    const { wireDtype } = this.tag;
+    if (g >= n) {
+      const arrived = this.forward.get(source)!;
+      this.forward.delete(source);
+      return arrived; // another owner's bytes, verbatim
+    }
+    const start = span.start + piece.start;
+    const values = this.buffer.subarray(start, start + piece.length);
+    const bytes = encodeFloats(values, wireDtype); // f32: a view; halves: new bytes
+    // The owned segment (all-gather step 0) leaves as a copy: see the file comment.
+    return g === n - 1 && wireDtype === 'f32' ? Buffer.from(bytes) : bytes;
+  }
+
+  private async receiveAll(): Promise<void> {
+    const { runId, step, wireDtype, generation } = this.tag;
+    const n = this.c.worldSize;
+    for (const [g, hop] of this.hops.entries()) {
+      const span = this.spans[hop.receive]!;
+      for (const piece of this.pieces(hop.receive)) {
+        const chunk = await this.c.inbox.receive({
+          runId,
+          generation,
+          step,
+          phase: hop.phase,
+          index: hop.index,
+          segment: hop.receive,
+          offset: piece.start,
+          dtype: wireDtype,
+          length: piece.length,
+        });
+        const start = span.start + piece.start;
+        const target = this.buffer.subarray(start, start + piece.length);
+        if (hop.phase === 'reduce-scatter') {
+          this.add(chunk.payload, target);
+          // The owner's last addition: round to what the wire carries, as everyone will see it.
+          if (g === n - 2) roundToWire(target, wireDtype);
+        } else {
+          decodeFloats(chunk.payload, wireDtype, target); // the owner's bytes, verbatim
+          if (g < 2 * n - 3) this.forward.set(this.received, chunk.payload as Buffer);
+        }
+        this.arrived();
+      }
+    }
+  }
+
+  /** target += payload, read in place when it is aligned float32, else through one copy. */
+  private add(payload: Uint8Array, target: Float32Array): void {
+    const { wireDtype } = this.tag;
+    let partial: Float32Array;
+    if (wireDtype === 'f32' && payload.byteOffset % 4 === 0) {
+      partial = new Float32Array(payload.buffer, payload.byteOffset, target.length);
+    } else {
+      partial = this.c.scratch.subarray(0, target.length);
+      decodeFloats(payload, wireDtype, partial);
+    }
+    // float32 + float32 in double, stored as float32: exactly the IEEE float32 sum.
+    for (let i = 0; i < target.length; i++) target[i] = partial[i]! + target[i]!;
+  }
+
+  private arrived(): void {
+    this.received++;
+    const w = this.waiting;
+    if (w && this.received >= w.count) {
+      this.waiting = undefined;
+      w.resolve();
+    }
+  }
+
+  /** Resolves once `count` pieces have arrived and been processed. */
+  private ready(count: number): Promise<void> | void {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.received >= count) return;
+    return new Promise((resolve, reject) => (this.waiting = { count, resolve, reject }));
+  }
+
+  private fail(error: Error): void {
+    this.failure = error;
+    this.waiting?.reject(error);
+    this.waiting = undefined;
+  }
+}
