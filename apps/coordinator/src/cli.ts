@@ -1,5 +1,6 @@
 // The `lorafleet` command: dispatches to one subcommand; every error becomes
 // one line on stderr and a non-zero exit.
+import { settleBackend } from '@lorafleet/core';
 import {
   type CommandSpec,
   type OptionSpecs,
@@ -92,8 +93,12 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// Device work still in flight at exit crashes Dawn (SIGSEGV on SwiftShader): let it finish first.
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  async (code) => {
+    await settleBackend().catch(() => undefined);
+    process.exit(code);
+  },
   (err: unknown) => {
     console.error(err);
     process.exit(1);

@@ -1,7 +1,7 @@
 // `lorafleet-worker`: a thin shell over @lorafleet/worker's runWorker. Exit
 // status: 0 after a clean shutdown, 1 on any failure, 2 on bad usage.
 import { type CurveKeyPair, readKeyPair, resolvePublicKey } from '@lorafleet/collective';
-import { deviceName, useBackend } from '@lorafleet/core';
+import { deviceName, settleBackend, useBackend } from '@lorafleet/core';
 import { describePlacement, localAddressToward } from '@lorafleet/launch';
 import { type WorkerOptions, runWorker } from '@lorafleet/worker';
 import { type DaemonOptions, HELP, UsageError, parseDaemonArgs } from './args.js';
@@ -53,7 +53,8 @@ async function main(argv: string[]): Promise<number> {
     }
     return await rejoinForever(workerOptions);
   } catch (error) {
-    console.error(`lorafleet-worker: ${(error as Error).message}`);
+    const message = (error as Error).message.replace(/^lorafleet-worker: /, '');
+    console.error(`lorafleet-worker: ${message}`);
     if (!(error instanceof UsageError) && process.env.LORAFLEET_DEBUG && error instanceof Error)
       console.error(error.stack);
     return error instanceof UsageError ? 2 : 1;
@@ -98,8 +99,12 @@ async function rejoinForever(options: WorkerOptions): Promise<number> {
 }
 
 // Exit explicitly: tfjs and ZeroMQ keep handles that would hold the process open.
+// Device work still in flight at exit crashes Dawn (SIGSEGV on SwiftShader): let it finish first.
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  async (code) => {
+    await settleBackend().catch(() => undefined);
+    process.exit(code);
+  },
   (error: unknown) => {
     console.error(error);
     process.exit(1);

@@ -33,9 +33,9 @@ describe('parseDaemonArgs', () => {
   it.each([
     [[], /--coordinator \(or LORAFLEET_COORDINATOR\) is required/],
     [['--coordinator', 'localhost:5555'], /expected tcp:\/\/HOST:PORT/],
-    [['--coordinator', URL, '--backend', 'gpu'], /--backend gpu: choose one of wasm, cpu/],
-    [['--coordinator', URL, '--timeout', '0'], /--timeout must be a positive number/],
-    [['--coordinator', URL, '--bogus'], /Unknown option '--bogus'.*see --help/],
+    [['--coordinator', URL, '--backend', 'gpu'], /--backend must be one of wasm, cpu, .*got "gpu"/],
+    [['--coordinator', URL, '--timeout', '0'], /--timeout must be >= 0.001, got "0"/],
+    [['--coordinator', URL, '--bogus'], /Unknown option '--bogus'.*see lorafleet-worker --help/],
   ])('refuses %j', (argv, message) => {
     expect(() => parseDaemonArgs(argv, {})).toThrow(UsageError);
     expect(() => parseDaemonArgs(argv, {})).toThrow(message);

@@ -34,7 +34,7 @@ describe('--gpu', () => {
   it('lists the GPU backends in the help', async () => {
     const { HELP } = await import('../src/args.js');
     expect(HELP).toMatch(
-      /--backend NAME +compute backend: wasm, cpu, webgpu, tensorflow, tensorflow-gpu/,
+      /--backend NAME +compute backend \(one of: wasm, cpu, webgpu, tensorflow, tensorflow-gpu/,
     );
     expect(HELP).toMatch(/--gpu INDEX/);
   });

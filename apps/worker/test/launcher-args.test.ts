@@ -52,7 +52,7 @@ describe('parseDaemonArgs --launcher', () => {
 
   it.each([
     [['--launcher', 'slurm'], {}, /cannot tell this process's rank; looked for SLURM_PROCID/],
-    [['--launcher', 'pbs'], {}, /--launcher pbs: choose one of auto, slurm, k8s, env, none/],
+    [['--launcher', 'pbs'], {}, /--launcher must be one of auto, slurm, k8s, env, none, got "pbs"/],
     [['--launcher', 'k8s'], { JOB_COMPLETION_INDEX: '0' }, /gives no world size/],
   ])('refuses %j', (argv, env, message) => {
     expect(() => parseDaemonArgs(argv, env)).toThrow(UsageError);

@@ -19,6 +19,6 @@ describe('--wire-dtype', () => {
   it('rejects another type, naming the choices', () => {
     const parse = () => parseDaemonArgs(['--coordinator', URL, '--wire-dtype', 'fp8'], {});
     expect(parse).toThrow(UsageError);
-    expect(parse).toThrow('--wire-dtype fp8: choose one of fp32, bf16, fp16');
+    expect(parse).toThrow('--wire-dtype must be one of fp32, bf16, fp16, got "fp8"');
   });
 });

@@ -8,6 +8,7 @@ export {
   activeBackend,
   deviceInfo,
   deviceName,
+  settleBackend,
   useBackend,
 } from './backend/select.js';
 export {

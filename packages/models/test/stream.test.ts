@@ -83,7 +83,7 @@ describe('streamTokens', () => {
   test('within the context: the tokens of generate(), greedy and sampled', async () => {
     const prompt = [5, 9, 200, 31];
     for (const options of [GREEDY, { ...GREEDY, temperature: 0.9, topK: 20, seed: 4 }]) {
-      const expected = generate(model, prompt, { ...options, maxNewTokens: 10 });
+      const expected = await generate(model, prompt, { ...options, maxNewTokens: 10 });
       expect(await collect(streamTokens(model, prompt, options))).toEqual(expected);
     }
   });

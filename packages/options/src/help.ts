@@ -1,7 +1,7 @@
 // The --help text of a command, from its spec.
-import type { CommandSpec } from './spec.js';
+import { type CommandSpec, commandLine } from './spec.js';
 
-export function helpText(spec: CommandSpec, program = 'lorafleet'): string {
+export function helpText(spec: CommandSpec): string {
   const rows = Object.entries(spec.options).map(([name, o]) => {
     const flag = `${o.short ? `-${o.short}, ` : '    '}--${name}${o.kind === 'boolean' ? '' : ` ${o.value ?? o.kind.toUpperCase()}`}`;
     const extra = [
@@ -19,7 +19,7 @@ export function helpText(spec: CommandSpec, program = 'lorafleet'): string {
     f.length + 2 > width ? `  ${f}\n  ${' '.repeat(width)}${d}` : `  ${f.padEnd(width)}${d}`,
   );
   return [
-    `usage: ${program}${spec.name ? ` ${spec.name}` : ''} [options]`,
+    `usage: ${commandLine(spec)} [options]`,
     '',
     spec.summary,
     '',

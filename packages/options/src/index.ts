@@ -8,6 +8,7 @@ export {
   type OptionValues,
   UsageError,
   camelCase,
+  commandLine,
   defineCommand,
   defineOptions,
   mathOptions,

@@ -10,6 +10,7 @@ import {
   type OptionValues,
   UsageError,
   camelCase,
+  commandLine,
 } from './spec.js';
 
 type Value = string | number | boolean | string[];
@@ -135,7 +136,7 @@ function readArgv(spec: CommandSpec, argv: readonly string[]) {
     }).values;
   } catch (err) {
     throw new UsageError(
-      `${spec.name}: ${(err as Error).message.replace(/\n/g, ' ')}; see lorafleet ${spec.name} --help`,
+      `${spec.name}: ${(err as Error).message.replace(/\n/g, ' ')}; see ${commandLine(spec)} --help`,
     );
   }
 }

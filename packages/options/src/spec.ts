@@ -30,6 +30,8 @@ export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 
 export interface CommandSpec<O extends OptionSpecs = OptionSpecs> {
   readonly name: string;
+  /** How the command is typed, for --help and error hints (default: `lorafleet NAME`). */
+  readonly usage?: string;
   readonly summary: string;
   /** Extra help text after the option list (examples, notes). */
   readonly details?: string;
@@ -96,3 +98,8 @@ export class UsageError extends Error {
 
 /** The typed values of a command: `CommandValues<typeof trainSpec>`. */
 export type CommandValues<C extends CommandSpec<OptionSpecs>> = OptionValues<C['options']>;
+
+/** How a command is typed: its `usage`, or `lorafleet NAME`. */
+export function commandLine(spec: Pick<CommandSpec, 'name' | 'usage'>): string {
+  return spec.usage ?? `lorafleet ${spec.name}`;
+}

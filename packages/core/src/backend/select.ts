@@ -53,6 +53,11 @@ export async function useBackend(name: BackendName, options: BackendOptions = {}
   };
 }
 
+/** Waits for the active backend's submitted device work (call before process.exit). */
+export async function settleBackend(): Promise<void> {
+  if (active) await backendDescriptor(active.name).settle?.();
+}
+
 /** The backend useBackend() selected last, or undefined. */
 export function activeBackend(): BackendName | undefined {
   return active?.name;

@@ -58,6 +58,12 @@ export interface BackendDescriptor<Name extends string = string> {
   readonly syncReads: boolean;
   /** Loads and registers the backend with tfjs (the caller then selects it). */
   start(options: BackendOptions): Promise<void>;
+  /**
+   * Waits until work already handed to the device has finished (before the
+   * process exits: Dawn on SwiftShader crashes at exit with work in flight).
+   * Absent: nothing to wait for.
+   */
+  settle?(): Promise<void>;
   readonly tolerance: ConformanceTolerance;
   /** Conformance checks this backend cannot pass, each with why (none today). */
   readonly skip: Readonly<Partial<Record<ConformanceCheck, string>>>;
