@@ -1,7 +1,5 @@
 // Pieces every command shares: the backend option, loading a model folder
 // with an optional adapter, copying tokenizer files next to a saved model.
-import { copyFile, access } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   BACKENDS,
   BASE_DTYPES,
@@ -55,25 +53,8 @@ export async function loadModelAndAdapter(
   return { ...loaded, adapted: adapter.modules.size };
 }
 
-const TOKENIZER_FILES = [
-  'tokenizer_config.json',
-  'vocab.json',
-  'merges.txt',
-  'tokenizer.json',
-  'special_tokens_map.json',
-];
-
-/** Copies whichever tokenizer files the source folder has. */
-export async function copyTokenizerFiles(from: string, to: string): Promise<void> {
-  for (const file of TOKENIZER_FILES) {
-    const src = join(from, file);
-    const present = await access(src).then(
-      () => true,
-      () => false,
-    );
-    if (present) await copyFile(src, join(to, file));
-  }
-}
+/** Copies whichever tokenizer files the source folder has (one list, in the worker runtime). */
+export { copyTokenizerFiles } from '@lorafleet/worker';
 
 export function formatCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
