@@ -1,8 +1,6 @@
 // The model families, keyed by config.json's model_type. Adding a family is
 // one folder (config, model, weights, family) plus one line here; see
 // docs/model-families.md.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type {
   CausalLM,
   LinearModule,
@@ -14,8 +12,9 @@ import type {
 } from './causal-lm.js';
 import { ModelConfigError } from './gpt2/config.js';
 import { gpt2Family } from './gpt2/family.js';
+import { readConfigJson } from './gpt2/folder.js';
 import { llamaFamily } from './llama/family.js';
-import { CONFIG_FILE, writeWeightsFolder } from './weights-folder.js';
+import { writeWeightsFolder } from './weights-folder.js';
 
 export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   gpt2: gpt2Family,
@@ -51,21 +50,7 @@ export function modelConfigFromJson(json: unknown, source: string): ModelConfig 
 }
 
 export async function readModelConfig(dir: string): Promise<ModelConfig> {
-  const path = join(dir, CONFIG_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    throw new ModelConfigError(
-      `${path}: not found; a model folder needs config.json and model.safetensors`,
-    );
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ModelConfigError(`${path}: not valid JSON (${(err as Error).message})`);
-  }
+  const { json, path } = await readConfigJson(dir);
   return modelConfigFromJson(json, path);
 }
 

@@ -5,7 +5,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { tf, useBackend } from '@lorafleet/core';
 import {
-  type Gpt2Config,
   type StreamEnd,
   type StreamOptions,
   Gpt2Model,
@@ -14,19 +13,9 @@ import {
   slideKeep,
   streamTokens,
 } from '../src/index.js';
+import { tinyGpt2Config } from './fixtures/tiny-gpt2.js';
 
-const CONFIG: Gpt2Config = {
-  vocabSize: 257,
-  nPositions: 16,
-  nEmbd: 32,
-  nLayer: 2,
-  nHead: 4,
-  nInner: null,
-  layerNormEpsilon: 1e-5,
-  embdPdrop: 0.1,
-  attnPdrop: 0.1,
-  residPdrop: 0.1,
-};
+const CONFIG = tinyGpt2Config();
 
 const GREEDY: StreamOptions = {
   temperature: 0,

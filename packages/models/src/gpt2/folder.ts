@@ -32,7 +32,8 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-export async function readGpt2Config(dir: string): Promise<Gpt2Config> {
+/** A model folder's config.json, parsed; errors name the file and say what a folder needs. */
+export async function readConfigJson(dir: string): Promise<{ json: unknown; path: string }> {
   const path = join(dir, CONFIG_FILE);
   let text: string;
   try {
@@ -42,12 +43,15 @@ export async function readGpt2Config(dir: string): Promise<Gpt2Config> {
       `${path}: not found; a model folder needs config.json and model.safetensors`,
     );
   }
-  let json: unknown;
   try {
-    json = JSON.parse(text);
+    return { json: JSON.parse(text), path };
   } catch (err) {
     throw new ModelConfigError(`${path}: not valid JSON (${(err as Error).message})`);
   }
+}
+
+export async function readGpt2Config(dir: string): Promise<Gpt2Config> {
+  const { json, path } = await readConfigJson(dir);
   return gpt2ConfigFromJson(json, path);
 }
 
