@@ -5,11 +5,10 @@ import {
   BASE_DTYPES,
   type BackendName,
   type BaseDtype,
-  importAdapter,
   loadPeftAdapter,
   useBackend,
 } from '@lorafleet/core';
-import { type LoadedModel, loadModel, storeBasesAs } from '@lorafleet/models';
+import { type LoadedModel, importPeftAdapter, loadModel, storeBasesAs } from '@lorafleet/models';
 import { type OptionSpec } from './args.js';
 
 export const backendOption = {
@@ -46,11 +45,14 @@ export async function loadModelAndAdapter(
   baseDtype: BaseDtype = 'f32',
 ): Promise<LoadedModel & { adapted: number }> {
   const loaded = await loadModel(modelDir);
+  let adapted = 0;
+  // Before storeBasesAs: an adapter's whole tensors are written over f32 base weights.
+  if (adapterDir) {
+    const adapter = await loadPeftAdapter(adapterDir);
+    adapted = importPeftAdapter(loaded.model, adapter, ADAPTER_NAME);
+  }
   await storeBasesAs(loaded.model, baseDtype);
-  if (!adapterDir) return { ...loaded, adapted: 0 };
-  const adapter = await loadPeftAdapter(adapterDir);
-  importAdapter(loaded.model.linears(), adapter, ADAPTER_NAME);
-  return { ...loaded, adapted: adapter.modules.size };
+  return { ...loaded, adapted };
 }
 
 /** Copies whichever tokenizer files the source folder has (one list, in the worker runtime). */

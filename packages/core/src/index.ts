@@ -50,6 +50,7 @@ export {
   type ForwardOptions,
 } from './lora/linear.js';
 export { TrainableParameters, type ParameterSlot } from './lora/params.js';
+export { LoraEmbedding, type LoraEmbeddingAdapter } from './lora/embedding.js';
 export {
   type BaseDtype,
   type HalfDtype,

@@ -165,9 +165,16 @@ describe('PEFT adapter folders: rejections', () => {
     expect(() => peftConfigFromJson({ ...json, r: 0 }, 'c.json')).toThrow(
       'c.json: r is 0, expected a positive integer',
     );
-    expect(() => peftConfigFromJson({ ...json, target_modules: '.*attn' }, 'c.json')).toThrow(
-      /target_modules is ".\*attn", expected a list of module names/,
+    // A regular expression is a string (PEFT's form); it must compile.
+    expect(peftConfigFromJson({ ...json, target_modules: '.*attn' }, 'c.json').targetModules).toBe(
+      '.*attn',
     );
+    expect(() => peftConfigFromJson({ ...json, target_modules: '(attn' }, 'c.json')).toThrow(
+      /target_modules is "\(attn", expected a valid regular expression/,
+    );
+    expect(() =>
+      peftConfigFromJson({ ...json, target_modules: '.*attn', layers_to_transform: [0] }, 'c.json'),
+    ).toThrow(/layers_to_transform and layers_pattern need target_modules as a list/);
     expect(() => peftConfigFromJson({ ...json, use_dora: true }, 'c.json')).toThrow(/use_dora/);
     expect(() => peftConfigFromJson({ ...json, rank_pattern: { x: 1.5 } }, 'c.json')).toThrow(
       /rank_pattern "x" is 1.5/,

@@ -2,7 +2,7 @@
 // generation, merge and the distributed runtime use, whatever the
 // architecture. A family (gpt2/, llama/) implements it and registers itself
 // in families.ts under the config.json model_type values it reads.
-import type { LoraLinear, tf } from '@lorafleet/core';
+import type { LoraEmbedding, LoraLinear, tf } from '@lorafleet/core';
 
 /** config.json's model_type values this project reads (families.ts maps each to its family). */
 export type ModelType = 'gpt2' | 'llama' | 'mistral' | 'qwen2' | 'qwen3';
@@ -62,6 +62,15 @@ export interface LinearModule {
   fanInFanOut: boolean;
 }
 
+/** An embedding table by its PEFT module path: [numEmbeddings, dim]. */
+export interface EmbeddingModule {
+  name: string;
+  numEmbeddings: number;
+  dim: number;
+  /** The output head reads this table (tie_word_embeddings). */
+  tiedToHead: boolean;
+}
+
 export interface CausalLM {
   readonly modelConfig: ModelConfig;
   /** ids [B, T] (int32) -> logits [B, T, V]. */
@@ -74,6 +83,8 @@ export interface CausalLM {
   extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] };
   /** Every linear layer (LoRA's possible targets), in model order. */
   linears(): LoraLinear[];
+  /** The token embedding as PEFT's lora.Embedding target ("model.embed_tokens", "transformer.wte"). */
+  embeddings(): LoraEmbedding[];
   /** Every base tensor under its Hugging Face name, in a fixed order (full fine-tuning, saving). */
   namedWeights(): [string, tf.Variable][];
   /**
@@ -109,6 +120,8 @@ export interface ModelFamily<A> {
   /** Every stored tensor's Hugging Face name and shape (a tied head excluded). */
   weightShapes(config: ModelConfig<A>): Map<string, number[]>;
   linearModules(config: ModelConfig<A>): LinearModule[];
+  /** The token embedding (PEFT's lora.Embedding target), by module path, and whether the head shares it. */
+  embeddingModules(config: ModelConfig<A>): EmbeddingModule[];
   /** Reads and checks the weights of a folder (names, shapes; half precision converted to f32). */
   readWeights(dir: string, config: ModelConfig<A>): Promise<WeightMap>;
   /** Random weights as transformers initialises them (for `lorafleet init` and tests). */

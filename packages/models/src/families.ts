@@ -3,6 +3,7 @@
 // docs/model-families.md.
 import type {
   CausalLM,
+  EmbeddingModule,
   LinearModule,
   ModelConfig,
   ModelFamily,
@@ -68,6 +69,9 @@ export const modelWeightShapes = (config: ModelConfig): Map<string, number[]> =>
 
 export const modelLinearModules = (config: ModelConfig): LinearModule[] =>
   familyOf(config).linearModules(config);
+
+export const modelEmbeddingModules = (config: ModelConfig): EmbeddingModule[] =>
+  familyOf(config).embeddingModules(config);
 
 export const defaultLoraTargets = (config: ModelConfig): readonly string[] =>
   familyOf(config).defaultTargets;

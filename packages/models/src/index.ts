@@ -69,6 +69,7 @@ export type {
   CachedPass,
   CausalLM,
   ForwardPassOptions,
+  EmbeddingModule,
   LinearModule,
   ModelConfig,
   ModelFamily,
@@ -82,6 +83,7 @@ export {
   defaultLoraTargets,
   familyOf,
   modelConfigFromJson,
+  modelEmbeddingModules,
   modelLinearModules,
   modelParameterCount,
   modelWeightShapes,
@@ -112,3 +114,24 @@ export {
 } from './memory-estimate.js';
 export { type StreamEnd, type StreamOptions, slideKeep, streamTokens } from './stream.js';
 export * from './tokenizer/index.js';
+export {
+  type PeftLoraOptions,
+  fullyTrainedTensors,
+  insideModulesToSave,
+  layerIndexOf,
+  moduleSettings,
+  savedTargets,
+  selectPeftModules,
+} from './peft-lora.js';
+export {
+  type PeftTrainables,
+  addPeftLora,
+  exportPeftAdapter,
+  importPeftAdapter,
+} from './peft-model.js';
+export {
+  GENERATION_CONFIG_FILE,
+  type GenerationDefaults,
+  generationDefaultsFromJson,
+  readGenerationConfig,
+} from './generation-config.js';

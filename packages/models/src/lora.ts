@@ -88,7 +88,16 @@ export async function storeBasesAs(
   model: { linears(): readonly LoraLinear[] },
   dtype: BaseDtype,
 ): Promise<void> {
-  for (const layer of model.linears()) await layer.storeBaseAs(dtype);
+  for (const layer of model.linears()) {
+    // A module trained in full (modules_to_save) keeps its f32 weight variable.
+    if (dtype !== 'f32' && layer.baseDtype === 'f32' && layer.weight.trainable) {
+      throw new Error(
+        `${layer.name}: its weight is trained in full (--modules-to-save), so it must stay f32: ` +
+          'use --base-dtype f32 or leave it out of --modules-to-save',
+      );
+    }
+    await layer.storeBaseAs(dtype);
+  }
 }
 
 /**

@@ -14,6 +14,8 @@ export interface StreamOptions extends SamplingOptions {
   seed: number;
   /** Stop when this token is produced (it is not yielded). */
   stopToken?: number;
+  /** Stop when any of these is produced (generation_config.json's eos_token_id list). */
+  stopTokens?: readonly number[];
   /** Past the context: 'slide' re-encodes the newest half and goes on; 'stop' ends. */
   overflow: 'slide' | 'stop';
 }
@@ -61,7 +63,7 @@ export async function* streamTokens(
       const next = sampleToken(logits, options, rng.uniform());
       last!.dispose();
       last = undefined;
-      if (next === options.stopToken) {
+      if (next === options.stopToken || options.stopTokens?.includes(next)) {
         end.reason = 'stop-token';
         return;
       }

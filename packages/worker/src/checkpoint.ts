@@ -20,7 +20,7 @@ import {
   type TrainableParameters,
   float32Entry,
   parseSafetensors,
-  peftKey,
+  peftSlotKey,
   savePeftAdapter,
   toFloat32,
   writeFileAtomic,
@@ -300,7 +300,7 @@ export async function readOptimizerState(
 /**
  * The parameters and AdamW state of a checkpoint (verified first), in
  * `params`' slot order: LoRA parameters come from its PEFT adapter weights, by
- * slot name ("<module>.lora_A" -> "base_model.model.<module>.lora_A.weight").
+ * slot name (peftSlotKey: "<module>.lora_A" -> "base_model.model.<module>.lora_A.weight").
  */
 export async function readCheckpointTrainState(
   source: string | VerifiedCheckpoint,
@@ -313,9 +313,8 @@ export async function readCheckpointTrainState(
   const weights = parseSafetensors(c.files.get(ADAPTER_WEIGHTS_FILE)!, path);
   const values = new Float32Array(params.size);
   for (const slot of params.slots) {
-    const match = /^(.*)\.lora_([AB])$/.exec(slot.name);
-    const key = match ? peftKey(match[1]!, match[2] as 'A' | 'B') : undefined;
-    const entry = key === undefined ? undefined : weights.tensors.get(key);
+    const key = peftSlotKey(slot.name);
+    const entry = weights.tensors.get(key);
     if (!entry)
       throw new CheckpointError(`${path}: the adapter has no weights for parameter "${slot.name}"`);
     const shape = slot.variable.shape;
@@ -323,7 +322,7 @@ export async function readCheckpointTrainState(
       throw new CheckpointError(
         `${path}: "${key}" is [${entry.shape.join(', ')}], the model's "${slot.name}" is [${shape.join(', ')}]`,
       );
-    values.set(toFloat32(entry, key!, path), slot.offset);
+    values.set(toFloat32(entry, key, path), slot.offset);
   }
   return { values, optimizer };
 }

@@ -8,6 +8,8 @@ const TOKENIZER_FILES = [
   'merges.txt',
   'tokenizer.json',
   'special_tokens_map.json',
+  // Not a tokenizer file, but a merged or fine-tuned model generates as its base did.
+  'generation_config.json',
 ];
 
 /** Copies whichever tokenizer files the source folder has (a saved model loads with its tokenizer). */

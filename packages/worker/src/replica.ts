@@ -11,10 +11,8 @@ import {
   ADAPTER_WEIGHTS_FILE,
   type InitialFactors,
   type LoraInit,
-  type LoraLinear,
   type PeftAdapter,
   TrainableParameters,
-  exportAdapter,
   pissaToLora,
   savePeftAdapter,
 } from '@lorafleet/core';
@@ -23,10 +21,11 @@ import {
   type CausalLM,
   type LoadedModel,
   type ModelTokenizer,
-  addLora,
+  type PeftTrainables,
+  addPeftLora,
   evaluateLossSums,
+  exportPeftAdapter,
   loadModel,
-  savedTargetModules,
   storeBasesAs,
   writeModelFolder,
 } from '@lorafleet/models';
@@ -52,7 +51,8 @@ export class Replica {
     readonly rowLines: Int32Array,
     /** The held-out rows (`evalData`), or none. */
     readonly evalRows: SequenceRow[],
-    readonly layers: LoraLinear[],
+    /** What LoRA trains (empty for a full fine-tune). */
+    readonly trained: PeftTrainables | null,
     readonly step: TrainingStep,
     /** PiSSA only: the initial factors, to save the adapter for the original base weights. */
     private readonly pissaStart: Map<string, InitialFactors>,
@@ -68,7 +68,7 @@ export class Replica {
     const { model } = loaded;
     try {
       const { train, trainLines, held } = await readRows(config, loaded.tokenizer);
-      const { layers, params, pissaStart } = await trainables(model, config);
+      const { trained, params, pissaStart } = await trainables(model, config);
       await storeBasesAs(model, config.baseDtype); // after PiSSA, which rewrites W in f32
       const step = new TrainingStep(
         model,
@@ -81,7 +81,7 @@ export class Replica {
         },
         allReduce,
       );
-      return new Replica(config, loaded, train, trainLines, held, layers, step, pissaStart);
+      return new Replica(config, loaded, train, trainLines, held, trained, step, pissaStart);
     } catch (error) {
       model.dispose();
       throw error;
@@ -122,9 +122,8 @@ export class Replica {
   /** The adapter as trained (for PiSSA: over the residual base), as checkpoints hold it. */
   private exportRaw(): PeftAdapter {
     const { lora, modelDir } = this.config;
-    return exportAdapter(this.layers, ADAPTER_NAME, {
-      targetModules: savedTargetModules(lora.targets, this.layers),
-      bias: 'none',
+    if (!this.trained) throw new Error('a full fine-tune has no adapter to export');
+    return exportPeftAdapter(this.trained, ADAPTER_NAME, lora, {
       initLoraWeights: lora.init === 'gaussian' ? 'gaussian' : true,
       baseModelNameOrPath: modelDir,
       taskType: 'CAUSAL_LM',
@@ -244,20 +243,19 @@ async function trainables(model: CausalLM, config: RunConfig) {
   const pissaStart = new Map<string, InitialFactors>();
   if (config.mode === 'full') {
     const params = new TrainableParameters(model.namedWeights());
-    return { layers: [] as LoraLinear[], params, pissaStart };
+    return { trained: null, params, pissaStart };
   }
-  const { init, targets, ...settings } = config.lora;
-  const layers = await addLora(
-    model.linears(),
+  const { init } = config.lora;
+  const trained = await addPeftLora(
+    model,
     ADAPTER_NAME,
-    settings,
+    config.lora,
     { kind: init } as LoraInit,
-    targets,
     config.seed,
   );
   if (init === 'pissa') {
     // Kept to save the adapter for the original base weights.
-    for (const layer of layers) {
+    for (const layer of trained.linears) {
       const { a, b } = layer.activeAdapter!;
       pissaStart.set(layer.name, {
         a: (await a.data()) as Float32Array,
@@ -265,5 +263,5 @@ async function trainables(model: CausalLM, config: RunConfig) {
       });
     }
   }
-  return { layers, params: TrainableParameters.fromLoraLayers(layers), pissaStart };
+  return { trained, params: trained.params, pissaStart };
 }

@@ -10,6 +10,8 @@ import {
   type AdamWOptions,
   type LrSchedule,
   type LoraSettings,
+  PEFT_BIAS,
+  type PeftBias,
   validateLoraSettings,
   validateSchedule,
 } from '@lorafleet/core';
@@ -50,7 +52,18 @@ export interface RunConfig {
   rowsFingerprint: string;
   /** Held-out data (`train --eval-data`), prepared like the training rows; null: none. */
   evalData: { file: string; rowsFingerprint: string } | null;
-  lora: LoraSettings & { init: LoraInitKind; targets: string[] };
+  /** LoRA: PEFT's LoraConfig fields; the optional ones are absent when at PEFT's default. */
+  lora: LoraSettings & {
+    init: LoraInitKind;
+    /** Module names, or one regular expression over whole module paths (PEFT's target_modules). */
+    targets: string[] | string;
+    layersToTransform?: number[];
+    layersPattern?: string[];
+    rankPattern?: Record<string, number>;
+    alphaPattern?: Record<string, number>;
+    modulesToSave?: string[];
+    bias?: PeftBias;
+  };
   optimizer: AdamWOptions;
   schedule: LrSchedule;
   /** Global-norm clipping; null turns it off. */
@@ -131,7 +144,9 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
       dropout: lora.number('dropout'),
       rslora: lora.boolean('rslora'),
       init: lora.choice('init', ['kaiming', 'gaussian', 'pissa'] as const),
-      targets: lora.strings('targets'),
+      targets:
+        typeof lora.raw.targets === 'string' ? lora.string('targets') : lora.strings('targets'),
+      ...peftFields(lora),
     },
     optimizer: {
       lr: optimizer.numberIn('lr', (x) => x >= 0, '>= 0'),
@@ -161,6 +176,28 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     throw new RunConfigError(`runConfig: ${(error as Error).message}`);
   }
   return config;
+}
+
+/** LoraConfig's optional fields, each present only when given. */
+function peftFields(lora: Fields): Partial<RunConfig['lora']> {
+  const out: Partial<RunConfig['lora']> = {};
+  if (lora.has('layersToTransform')) {
+    const v = lora.raw.layersToTransform;
+    if (!Array.isArray(v) || !v.every((i) => Number.isSafeInteger(i) && (i as number) >= 0))
+      throw new RunConfigError('runConfig.lora.layersToTransform must be a list of layer indices');
+    out.layersToTransform = v as number[];
+  }
+  if (lora.has('layersPattern')) out.layersPattern = lora.strings('layersPattern');
+  if (lora.has('modulesToSave')) out.modulesToSave = lora.strings('modulesToSave');
+  if (lora.has('bias')) out.bias = lora.choice('bias', PEFT_BIAS);
+  for (const key of ['rankPattern', 'alphaPattern'] as const) {
+    if (!lora.has(key)) continue;
+    const p = lora.object(key);
+    out[key] = Object.fromEntries(
+      Object.keys(p.raw).map((k) => [k, p.numberIn(k, (x) => x > 0, '> 0')]),
+    );
+  }
+  return out;
 }
 
 /** The schedule's own fields only, each checked (an unchecked one could make the LR NaN). */

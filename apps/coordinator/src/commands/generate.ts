@@ -1,5 +1,11 @@
-import { type StreamEnd, encodePrompt, slideKeep, streamTokens } from '@lorafleet/models';
-import { type CommandValues, defineCommand, UsageError } from '../args.js';
+import {
+  type StreamEnd,
+  encodePrompt,
+  readGenerationConfig,
+  slideKeep,
+  streamTokens,
+} from '@lorafleet/models';
+import { type CommandValues, defineCommand, givenOptions, UsageError } from '../args.js';
 import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 
 /** --max-new-tokens above this needs --allow-long: a typo should not run for hours. */
@@ -34,26 +40,50 @@ export const generateSpec = defineCommand({
       kind: 'number',
       min: 0,
       default: 0.8,
-      description: 'sampling temperature; 0 = greedy',
+      description:
+        "sampling temperature; 0 = greedy (default: the model folder's generation_config.json, else 0.8; its do_sample false means greedy)",
     },
     'top-k': {
       kind: 'int',
       min: 0,
       default: 0,
-      description: 'sample among the k most likely tokens (0: all)',
+      description:
+        "sample among the k most likely tokens (0: all; default: generation_config.json's top_k, else 0)",
     },
     'top-p': {
       kind: 'number',
       min: 0.000001,
       max: 1,
       default: 1,
-      description: 'nucleus sampling threshold (1: off)',
+      description:
+        "nucleus sampling threshold (1: off; default: generation_config.json's top_p, else 1)",
     },
     seed: { kind: 'int', min: 0, default: 0, description: 'sampling seed' },
     backend: backendOption,
     'base-dtype': baseDtypeOption,
   },
 });
+
+/**
+ * Temperature, top-k and top-p: each option as given, else the model folder's
+ * generation_config.json (do_sample false: greedy), else the option's default;
+ * and the file's eos_token_id list as stop tokens.
+ */
+async function samplingOf(o: CommandValues<typeof generateSpec>) {
+  const gen = await readGenerationConfig(o.model);
+  const given = givenOptions(o);
+  const pick = <T>(flag: string, value: T, fromFile: T | undefined): T =>
+    given.has(flag) || fromFile === undefined ? value : fromFile;
+  const fileTemperature = gen?.doSample === false ? 0 : gen?.temperature;
+  return {
+    options: {
+      temperature: pick('temperature', o.temperature, fileTemperature),
+      topK: pick('top-k', o.topK, gen?.topK),
+      topP: pick('top-p', o.topP, gen?.topP),
+    },
+    stopTokens: gen?.eosTokenIds ?? [],
+  };
+}
 
 /** Exit status after Ctrl-C, as a shell reports a SIGINT death (128 + 2). */
 const INTERRUPTED = 130;
@@ -66,6 +96,7 @@ export async function runGenerate(o: CommandValues<typeof generateSpec>): Promis
     );
   }
   await startBackend(o);
+  const sampling = await samplingOf(o);
   const { model, tokenizer } = await loadModelAndAdapter(o.model, o.adapter, o.baseDtype);
   const prompt = o.prompt;
   const ids = encodePrompt(tokenizer, prompt);
@@ -88,11 +119,10 @@ export async function runGenerate(o: CommandValues<typeof generateSpec>): Promis
       ids,
       {
         maxNewTokens,
-        temperature: o.temperature,
-        topK: o.topK,
-        topP: o.topP,
+        ...sampling.options,
         seed: o.seed,
         stopToken: tokenizer.eosId,
+        stopTokens: sampling.stopTokens,
         overflow: o.contextOverflow,
       },
       end,

@@ -122,7 +122,7 @@ export async function runInspect(o: CommandValues<typeof inspectSpec>): Promise<
   const c = adapter.config;
   const total = modules.reduce((n, m) => n + m.parameters, 0);
   console.log(
-    `${dir}: LoRA r=${c.r}, alpha=${c.loraAlpha}${c.useRslora ? ' (rsLoRA)' : ''}, targets ${c.targetModules.join(', ')}, ` +
+    `${dir}: LoRA r=${c.r}, alpha=${c.loraAlpha}${c.useRslora ? ' (rsLoRA)' : ''}, targets ${[c.targetModules].flat().join(', ')}, ` +
       `${modules.length} modules, ${formatCount(total)} parameters`,
   );
   console.log(

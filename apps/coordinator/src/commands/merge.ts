@@ -92,6 +92,15 @@ export async function runMerge(o: CommandValues<typeof mergeSpec>): Promise<void
   const before = model.forward(probe);
   const layers = model.linears().filter((l) => l.activeAdapter);
   for (const layer of layers) layer.merge();
+  for (const e of model.embeddings().filter((x) => x.activeAdapter)) {
+    if (e.tiedToHead) {
+      throw new Error(
+        `the adapter has LoRA on ${e.name}, which the output head shares (tie_word_embeddings): merged, it would change ` +
+          'the head too, which the unmerged adapter does not; use it unmerged (eval/generate --adapter); nothing was written',
+      );
+    }
+    e.merge();
+  }
   const after = model.forward(probe);
   // Asynchronous reads: the only kind a GPU backend (webgpu under Node) allows.
   const measured = tf.tidy(() =>

@@ -3,21 +3,26 @@
 // schedule, counts for the log). The coordinator reads the model's config and
 // tokenizer and prepares the rows (their count drives the sampler, their
 // fingerprint lets workers check theirs) but never loads the weights.
-import type { BackendName } from '@lorafleet/core';
+import { type BackendName, patternValue } from '@lorafleet/core';
 import type { GlobalBatchSampler } from '@lorafleet/data';
 import {
   type ModelConfig,
   loadModelTokenizer,
+  fullyTrainedTensors,
+  modelEmbeddingModules,
   modelLinearModules,
   modelParameterCount,
+  modelWeightShapes,
+  moduleSettings,
   readModelConfig,
-  selectTargets,
+  selectPeftModules,
 } from '@lorafleet/models';
 import { type RunConfig, prepareRows, rowsFingerprint, splitRows } from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
+import { peftLoraFrom } from '../training/peft-options.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */
 const RING_TIMEOUT_MS = 300_000;
@@ -60,7 +65,8 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     ? await prepareRows(evalFile, tokenizer, rows, '--eval-data')
     : undefined;
 
-  const { trainableParameters, totalParameters } = parameterCounts(o, modelConfig);
+  const lora = peftLoraFrom(o, modelConfig);
+  const { trainableParameters, totalParameters } = parameterCounts(o, modelConfig, lora);
   const seed = o.seed;
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
     stepOptionsFrom(o, split.train.length, {
@@ -81,14 +87,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
       evalFile && evalRows
         ? { file: evalFile, rowsFingerprint: rowsFingerprint(evalRows.rows) }
         : null,
-    lora: {
-      r: o.loraR,
-      alpha: o.loraAlpha,
-      dropout: o.loraDropout,
-      rslora: o.rslora,
-      init: o.init,
-      targets: o.target,
-    },
+    lora,
     optimizer,
     schedule,
     maxGradNorm,
@@ -121,19 +120,38 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
 }
 
 /** Trainable and total parameters; refuses a LoRA rank that a target module cannot have. */
-function parameterCounts(o: TrainOptions, modelConfig: ModelConfig) {
+function parameterCounts(o: TrainOptions, modelConfig: ModelConfig, lora: RunConfig['lora']) {
   const totalParameters = modelParameterCount(modelConfig);
   if (o.fullFinetune) return { trainableParameters: totalParameters, totalParameters };
-  const r = o.loraR;
-  const adapted = selectTargets(modelLinearModules(modelConfig), o.target);
-  const rankOf = (m: (typeof adapted)[number]) => Math.min(m.inFeatures, m.outFeatures);
-  const narrowest = adapted.reduce((a, m) => (rankOf(m) < rankOf(a) ? m : a), adapted[0]!);
-  if (r > rankOf(narrowest)) {
-    throw new UsageError(
-      `train: --lora-r ${r} exceeds the rank a ${narrowest.inFeatures} x ${narrowest.outFeatures} module can have ` +
-        `(${narrowest.name}, one of --target ${o.target.join(',')}): use --lora-r <= ${rankOf(narrowest)}`,
-    );
+  const embeddings = modelEmbeddingModules(modelConfig).map((e) => ({
+    ...e,
+    inFeatures: e.numEmbeddings,
+    outFeatures: e.dim,
+  }));
+  let chosen: { name: string; inFeatures: number; outFeatures: number }[];
+  let whole: { name: string }[];
+  const shapes = modelWeightShapes(modelConfig);
+  try {
+    const picked = selectPeftModules(modelLinearModules(modelConfig), embeddings, lora);
+    chosen = [...picked.linears, ...picked.embeddings];
+    const tied = embeddings.filter((e) => e.tiedToHead).map((e) => e.name);
+    whole = fullyTrainedTensors([...shapes.keys()], new Set(chosen.map((m) => m.name)), lora, tied);
+  } catch (error) {
+    throw new UsageError(`train: ${(error as Error).message}`);
   }
-  const trainableParameters = adapted.reduce((n, m) => n + r * (m.inFeatures + m.outFeatures), 0);
+  let trainableParameters = 0;
+  for (const m of chosen) {
+    const { r } = moduleSettings(lora, m.name);
+    const most = Math.min(m.inFeatures, m.outFeatures);
+    if (r > most) {
+      const source =
+        patternValue(lora.rankPattern, m.name) === undefined ? '--lora-r' : '--rank-pattern';
+      throw new UsageError(
+        `train: ${source} gives ${m.name} rank ${r}, more than a ${m.inFeatures} x ${m.outFeatures} module can have: use <= ${most}`,
+      );
+    }
+    trainableParameters += r * (m.inFeatures + m.outFeatures);
+  }
+  for (const t of whole) trainableParameters += shapes.get(t.name)!.reduce((a, b) => a * b, 1);
   return { trainableParameters, totalParameters };
 }

@@ -25,6 +25,7 @@ import { curveFrom, gpusFrom } from './membership.js';
 import { ElasticRing, withRecovery } from './recovery.js';
 import { workerTable, writeSummary } from './report.js';
 import { type RunPlan, planRun } from './run-plan.js';
+import { describeLora } from '../training/peft-options.js';
 
 const log = (line: string) => console.log(line);
 const warn = (line: string) => console.warn(`warning: ${line}`);
@@ -116,7 +117,7 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
   log(
     config.mode === 'full'
       ? `training: full fine-tune, ${formatCount(plan.trainableParameters)} trainable parameters`
-      : `training: LoRA r=${config.lora.r} alpha=${config.lora.alpha} on ${config.lora.targets.join(', ')}, ` +
+      : `training: LoRA r=${config.lora.r} alpha=${config.lora.alpha} on ${describeLora(config.lora)}, ` +
           `${formatCount(plan.trainableParameters)} trainable parameters (${share})`,
   );
   const perWorker =
@@ -143,7 +144,7 @@ function facts(plan: RunPlan, membership: Membership, runId: string) {
               r: config.lora.r,
               alpha: config.lora.alpha,
               dropout: config.lora.dropout,
-              targets: config.lora.targets,
+              targets: [config.lora.targets].flat(),
             },
       backend: plan.backend,
       workers: membership.workers,

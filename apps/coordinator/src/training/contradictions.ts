@@ -3,9 +3,17 @@
 import { datasetFormat } from '@lorafleet/data';
 import { UsageError, givenOptions } from '../args.js';
 import type { TrainOptions } from './train-spec.js';
+import { PEFT_OPTION_NAMES, checkPeftOptions } from './peft-options.js';
 
 /** LoRA's own options: meaningless with --full-finetune. */
-const LORA_OPTIONS = ['lora-r', 'lora-alpha', 'lora-dropout', 'target', 'init', 'rslora'] as const;
+const LORA_OPTIONS = [
+  'lora-r',
+  'lora-alpha',
+  'lora-dropout',
+  'init',
+  'rslora',
+  ...PEFT_OPTION_NAMES,
+];
 
 /** Options that only a CSV file reads. */
 const CSV_OPTIONS = [
@@ -31,6 +39,7 @@ export function checkTrainOptions(o: TrainOptions): void {
         `--${lora} configures LoRA, which --full-finetune does not train`,
       );
   }
+  checkPeftOptions(given, clash, o.init);
   if (o.fullFinetune && o.baseDtype !== 'f32') {
     throw clash('full-finetune', 'base-dtype', 'full fine-tuning trains W, which stays f32');
   }

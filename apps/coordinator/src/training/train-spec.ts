@@ -2,6 +2,7 @@
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption } from '../common.js';
 import { dataOptions } from './data-options.js';
+import { peftOptions } from './peft-options.js';
 import { launchOptions } from '../launch/options.js';
 import { TERM_GRACE_SECONDS } from './interrupt.js';
 
@@ -63,13 +64,7 @@ export const trainSpec = defineCommand({
       default: 0.05,
       description: 'dropout on the LoRA path',
     },
-    target: {
-      affects: 'math',
-      kind: 'list',
-      value: 'NAMES',
-      default: ['c_attn'],
-      description: 'modules to adapt, PEFT names (c_attn, c_proj, c_fc)',
-    },
+    ...peftOptions,
     init: {
       affects: 'math',
       kind: 'string',

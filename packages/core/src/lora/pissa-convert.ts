@@ -41,5 +41,9 @@ export function pissaToLora(
   }
   // Keep the scaling: alpha / r -> 2 alpha / 2r; rsLoRA alpha / sqrt(r) -> sqrt(2) alpha / sqrt(2r).
   const loraAlpha = config.useRslora ? Math.SQRT2 * config.loraAlpha : 2 * config.loraAlpha;
-  return { config: { ...config, r: 2 * config.r, loraAlpha, initLoraWeights: true }, modules };
+  return {
+    ...adapter,
+    config: { ...config, r: 2 * config.r, loraAlpha, initLoraWeights: true },
+    modules,
+  };
 }

@@ -15,7 +15,7 @@ export function gpt2Extend(
   const [B, T] = pass.ids.shape;
   const mask = pass.bias(null); // [B, 1, T, Tk]
   let x = tf.add(
-    tf.gather(model.wte, pass.ids.flatten()).reshape([B, T, c.nEmbd]),
+    model.tokenEmbedding.lookup(pass.ids.flatten()).reshape([B, T, c.nEmbd]),
     tf.gather(model.wpe, pass.positions.flatten()).reshape([B, T, c.nEmbd]),
   ); // [B, T, C]
   const layers: LayerKv[] = [];

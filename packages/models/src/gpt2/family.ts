@@ -18,6 +18,14 @@ export const gpt2Family: ModelFamily<Gpt2Config> = {
   configToJson: (config, extra) => gpt2ConfigToJson(config.arch, extra),
   weightShapes: (config) => gpt2WeightShapes(config.arch),
   linearModules: (config) => linearModules(config.arch).map((m) => ({ ...m, fanInFanOut: true })),
+  embeddingModules: (config) => [
+    {
+      name: 'transformer.wte',
+      numEmbeddings: config.vocabSize,
+      dim: config.hiddenSize,
+      tiedToHead: true,
+    },
+  ],
   readWeights: (dir, config) => readGpt2Weights(dir, config.arch),
   randomWeights: (config, seed) => randomGpt2Weights(config.arch, seed),
   build: (config, weights) => new Gpt2Model(config.arch, weights),

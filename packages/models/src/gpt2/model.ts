@@ -2,7 +2,7 @@
 // learned positions, pre-LayerNorm blocks, causal self-attention, gelu_new MLP,
 // LM head tied to the token embedding. Every Conv1D is a LoraLinear (weights
 // stored [in, out], fanInFanOut), named by its PEFT module path.
-import { LoraLinear, tf } from '@lorafleet/core';
+import { LoraEmbedding, LoraLinear, tf } from '@lorafleet/core';
 import type {
   CachedPass,
   CausalLM,
@@ -76,6 +76,8 @@ export class Gpt2Model implements CausalLM {
   readonly config: Gpt2Config;
   readonly modelConfig: ModelConfig<Gpt2Config>;
   readonly wte: tf.Variable<tf.Rank.R2>; // [V, C]
+  /** wte with its LoRA adapters (PEFT's lora.Embedding); the head reads wte itself. */
+  readonly tokenEmbedding: LoraEmbedding;
   readonly wpe: tf.Variable<tf.Rank.R2>; // [P, C]
   readonly blocks: Gpt2Block[];
   readonly lnF: LayerNorm;
@@ -109,6 +111,7 @@ export class Gpt2Model implements CausalLM {
     };
     this.wte = variable('transformer.wte.weight') as tf.Variable<tf.Rank.R2>;
     this.wpe = variable('transformer.wpe.weight') as tf.Variable<tf.Rank.R2>;
+    this.tokenEmbedding = new LoraEmbedding('transformer.wte', this.wte, true);
     this.blocks = [];
     for (let i = 0; i < config.nLayer; i++) {
       const h = `transformer.h.${i}`;
@@ -127,6 +130,10 @@ export class Gpt2Model implements CausalLM {
   /** Every linear layer (LoRA's possible targets), in model order. */
   linears(): LoraLinear[] {
     return this.blocks.flatMap((b) => [b.cAttn, b.attnProj, b.cFc, b.mlpProj]);
+  }
+
+  embeddings(): LoraEmbedding[] {
+    return [this.tokenEmbedding];
   }
 
   /** Every base tensor under its Hugging Face name, in a fixed order (full fine-tuning, saving). */
@@ -210,7 +217,7 @@ export class Gpt2Model implements CausalLM {
     return tf.tidy(() => {
       const positions = tf.range(0, T, 1, 'int32');
       let x = tf.add(
-        tf.gather(this.wte, ids.flatten()).reshape([B, T, c.nEmbd]),
+        this.tokenEmbedding.lookup(ids.flatten()).reshape([B, T, c.nEmbd]),
         tf.gather(this.wpe, positions),
       ); // [B, T, C]
       x = drop(x, c.embdPdrop);
@@ -242,6 +249,7 @@ export class Gpt2Model implements CausalLM {
   dispose(): void {
     // Not through namedWeights(): a linear layer's W may be stored as halves.
     const norms = [this.lnF, ...this.blocks.flatMap((b) => [b.ln1, b.ln2])];
+    this.tokenEmbedding.dispose();
     tf.dispose([this.wte, this.wpe, ...norms.flatMap((n) => [n.gamma, n.beta])]);
     for (const l of this.linears()) l.dispose();
   }

@@ -29,6 +29,14 @@ export const llamaFamily: ModelFamily<LlamaConfig> = {
   configToJson: (config, extra) => llamaConfigToJson(config.arch, extra),
   weightShapes: (config) => llamaWeightShapes(config.arch),
   linearModules: (config) => llamaLinearModules(config.arch),
+  embeddingModules: (config) => [
+    {
+      name: 'model.embed_tokens',
+      numEmbeddings: config.vocabSize,
+      dim: config.hiddenSize,
+      tiedToHead: config.arch.tieWordEmbeddings,
+    },
+  ],
   readWeights: (dir, config) => {
     const expected = llamaWeightShapes(config.arch);
     // A tied head may still be stored (save_pretrained leaves it out; other tools do not).

@@ -4,7 +4,7 @@
 // grouped-query attention (optional q/k/v bias, Qwen3's q/k norms, Mistral's
 // sliding window), SwiGLU MLP, a tied or untied head. Every nn.Linear is a
 // LoraLinear ([out, in] weights) named by its PEFT module path.
-import { LoraLinear, tf } from '@lorafleet/core';
+import { LoraEmbedding, LoraLinear, tf } from '@lorafleet/core';
 import type {
   CachedPass,
   CausalLM,
@@ -48,6 +48,8 @@ export class LlamaModel implements CausalLM {
   readonly config: LlamaConfig;
   readonly modelConfig: ModelConfig<LlamaConfig>;
   readonly embed: tf.Variable<tf.Rank.R2>; // [V, C]
+  /** embed with its LoRA adapters (PEFT's lora.Embedding); a tied head reads embed itself. */
+  readonly tokenEmbedding: LoraEmbedding;
   readonly layers: LlamaLayer[];
   readonly norm: tf.Variable<tf.Rank.R1>; // [C]
   /** The untied head [V, C]; null when tied to the embedding. */
@@ -78,6 +80,11 @@ export class LlamaModel implements CausalLM {
       return layer;
     };
     this.embed = variable(EMBED) as tf.Variable<tf.Rank.R2>;
+    this.tokenEmbedding = new LoraEmbedding(
+      'model.embed_tokens',
+      this.embed,
+      config.tieWordEmbeddings,
+    );
     this.layers = [];
     for (let i = 0; i < config.numLayers; i++) {
       const p = `model.layers.${i}`;
@@ -113,6 +120,10 @@ export class LlamaModel implements CausalLM {
       l.upProj,
       l.downProj,
     ]);
+  }
+
+  embeddings(): LoraEmbedding[] {
+    return [this.tokenEmbedding];
   }
 
   namedWeights(): [string, tf.Variable][] {
@@ -208,6 +219,7 @@ export class LlamaModel implements CausalLM {
 
   dispose(): void {
     // Not through namedWeights(): a linear layer's W may be stored as halves.
+    this.tokenEmbedding.dispose();
     const norms = this.layers.flatMap((l) => [l.inputNorm, l.postNorm, l.qNorm, l.kNorm]);
     const others: (tf.Variable | null | undefined)[] = [
       this.embed,
@@ -223,7 +235,7 @@ export class LlamaModel implements CausalLM {
   private runLayers(ids: tf.Tensor2D, pass: LayerPass): { x: tf.Tensor3D; layers: LayerKv[] } {
     const c = this.config;
     const [B, T] = ids.shape;
-    let x = tf.gather(this.embed, ids.flatten()).reshape([B, T, c.hiddenSize]) as tf.Tensor3D;
+    let x = this.tokenEmbedding.lookup(ids.flatten()).reshape([B, T, c.hiddenSize]) as tf.Tensor3D;
     const bias = pass.bias(c.slidingWindow);
     const layers: LayerKv[] = [];
     this.layers.forEach((layer, i) => {

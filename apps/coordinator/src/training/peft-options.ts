@@ -1,0 +1,173 @@
+// PEFT's LoraConfig options of `lorafleet train` (target_modules as a
+// regex, layers_to_transform, rank/alpha patterns, modules_to_save, bias),
+// how they become RunConfig.lora, and the pairs that contradict each other.
+import { PEFT_BIAS } from '@lorafleet/core';
+import { type ModelConfig, defaultLoraTargets } from '@lorafleet/models';
+import type { RunConfig } from '@lorafleet/worker';
+import { UsageError, defineOptions } from '../args.js';
+import type { TrainOptions } from './train-spec.js';
+
+export const peftOptions = defineOptions({
+  target: {
+    affects: 'math',
+    kind: 'list',
+    value: 'NAMES',
+    description:
+      "modules to adapt, PEFT names (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj ... down_proj; the token embedding: wte / embed_tokens) or all-linear (default: the model family's, c_attn for GPT-2, q_proj,v_proj for Llama)",
+  },
+  'target-regex': {
+    affects: 'math',
+    kind: 'string',
+    value: 'REGEX',
+    description:
+      'modules to adapt as one regular expression over whole module paths (PEFT target_modules as a string), e.g. ".*\\.(q_proj|v_proj)"',
+  },
+  'layers-to-transform': {
+    affects: 'math',
+    kind: 'list',
+    value: 'I,J,...',
+    description:
+      'adapt only the --target modules inside these layer numbers (PEFT layers_to_transform)',
+  },
+  'layers-pattern': {
+    affects: 'math',
+    kind: 'list',
+    value: 'NAMES',
+    description:
+      'the name of the layer list --layers-to-transform numbers (PEFT layers_pattern: layers for Llama, h for GPT-2; default: any)',
+  },
+  'rank-pattern': {
+    affects: 'math',
+    kind: 'list',
+    value: 'REGEX=R,...',
+    description:
+      'per-module rank instead of --lora-r where REGEX matches the end of the module path (PEFT rank_pattern), e.g. down_proj=16',
+  },
+  'alpha-pattern': {
+    affects: 'math',
+    kind: 'list',
+    value: 'REGEX=A,...',
+    description: 'per-module alpha instead of --lora-alpha (PEFT alpha_pattern), e.g. down_proj=32',
+  },
+  'modules-to-save': {
+    affects: 'math',
+    kind: 'list',
+    value: 'NAMES',
+    description:
+      'modules trained in full and saved whole in the adapter (PEFT modules_to_save), e.g. lm_head or model.norm',
+  },
+  'lora-bias': {
+    affects: 'math',
+    kind: 'string',
+    choices: PEFT_BIAS,
+    default: 'none',
+    description:
+      'biases trained and saved in the adapter (PEFT bias): none, all, or lora_only (those of adapted modules)',
+  },
+});
+
+/** The options above that configure LoRA (meaningless with --full-finetune). */
+export const PEFT_OPTION_NAMES = Object.keys(peftOptions);
+
+/** "REGEX=N" items -> { REGEX: N }, naming the option on a bad item. */
+function patternOption(flag: string, items: readonly string[] | undefined, int: boolean) {
+  if (!items) return undefined;
+  const out: Record<string, number> = {};
+  for (const item of items) {
+    const at = item.lastIndexOf('=');
+    const [key, value] = [item.slice(0, at), Number(item.slice(at + 1))];
+    const ok = at > 0 && (int ? Number.isSafeInteger(value) && value > 0 : value > 0);
+    if (!ok) {
+      throw new UsageError(
+        `train: --${flag} item "${item}" must be REGEX=${int ? 'R (a positive integer)' : 'A (a positive number)'}`,
+      );
+    }
+    try {
+      new RegExp(key);
+    } catch (err) {
+      throw new UsageError(
+        `train: --${flag} key "${key}" is not a regular expression (${(err as Error).message})`,
+      );
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+function layerNumbers(items: readonly string[] | undefined): number[] | undefined {
+  if (!items) return undefined;
+  return items.map((item) => {
+    const n = Number(item);
+    if (!/^\d+$/.test(item) || !Number.isSafeInteger(n)) {
+      throw new UsageError(
+        `train: --layers-to-transform item "${item}" is not a layer number (0, 1, ...)`,
+      );
+    }
+    return n;
+  });
+}
+
+/** RunConfig.lora from the options; PEFT's defaults leave their fields out. */
+export function peftLoraFrom(o: TrainOptions, modelConfig: ModelConfig): RunConfig['lora'] {
+  const lora: RunConfig['lora'] = {
+    r: o.loraR,
+    alpha: o.loraAlpha,
+    dropout: o.loraDropout,
+    rslora: o.rslora,
+    init: o.init,
+    targets: o.targetRegex ?? o.target ?? [...defaultLoraTargets(modelConfig)],
+  };
+  const layers = layerNumbers(o.layersToTransform);
+  if (layers) lora.layersToTransform = layers;
+  if (o.layersPattern) lora.layersPattern = [...o.layersPattern];
+  const rank = patternOption('rank-pattern', o.rankPattern, true);
+  const alpha = patternOption('alpha-pattern', o.alphaPattern, false);
+  if (rank) lora.rankPattern = rank;
+  if (alpha) lora.alphaPattern = alpha;
+  if (o.modulesToSave) lora.modulesToSave = [...o.modulesToSave];
+  if (o.loraBias !== 'none') lora.bias = o.loraBias;
+  return lora;
+}
+
+/** Pairs PEFT's LoraConfig refuses, as `clash(a, b, why)` errors (exit 2). */
+export function checkPeftOptions(
+  given: ReadonlySet<string>,
+  clash: (a: string, b: string, why: string) => Error,
+  init: string,
+): void {
+  if (given.has('target') && given.has('target-regex'))
+    throw clash('target', 'target-regex', 'give the modules as names or as one regular expression');
+  for (const layerOption of ['layers-to-transform', 'layers-pattern']) {
+    if (given.has('target-regex') && given.has(layerOption)) {
+      throw clash(
+        'target-regex',
+        layerOption,
+        `PEFT applies --${layerOption} to a list of target names only; put the layer numbers in the regular expression`,
+      );
+    }
+  }
+  if (given.has('layers-pattern') && !given.has('layers-to-transform')) {
+    throw new UsageError(
+      'train: --layers-pattern names the layers --layers-to-transform numbers: give both',
+    );
+  }
+  if (init === 'pissa') {
+    const pattern = ['rank-pattern', 'alpha-pattern'].find((p) => given.has(p));
+    if (pattern)
+      throw clash(
+        'init',
+        pattern,
+        'a PiSSA adapter is saved as one rank-2r LoRA, without per-module ranks',
+      );
+  }
+}
+
+/** The log's words for what LoRA adapts: "q_proj, v_proj (layers 0, 1); lm_head in full; bias all". */
+export function describeLora(lora: RunConfig['lora']): string {
+  const t = lora.targets;
+  const parts = [typeof t === 'string' ? `/${t}/` : t.join(', ')];
+  if (lora.layersToTransform) parts[0] += ` (layers ${lora.layersToTransform.join(', ')})`;
+  if (lora.modulesToSave) parts.push(`${lora.modulesToSave.join(', ')} in full`);
+  if (lora.bias) parts.push(`bias ${lora.bias}`);
+  return parts.join('; ');
+}
