@@ -8,6 +8,8 @@
 #   tcpdump      the CURVE test records loopback traffic to prove it is encrypted
 #   slurm-wlm, munge  deploy/test/slurm.test.ts stands up a one-host Slurm cluster
 #   iproute2     deploy/test/netns.test.ts builds hosts from network namespaces
+#   python3-numpy  packages/models/test/reference/peft_merge.py, PEFT's LoRA math as an
+#                independent reference (run with Debian's /usr/bin/python3)
 # Each line: the Debian package, then the file whose presence means it is installed.
 set -euo pipefail
 needs=(
@@ -17,6 +19,7 @@ needs=(
   "slurm-wlm /usr/sbin/slurmctld"
   "munge /usr/sbin/munged"
   "iproute2 /usr/sbin/ip|/usr/bin/ip|/sbin/ip"
+  "python3-numpy /usr/lib/python3/dist-packages/numpy/__init__.py"
 )
 missing=()
 for line in "${needs[@]}"; do
