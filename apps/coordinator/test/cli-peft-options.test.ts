@@ -1,0 +1,225 @@
+// PEFT's LoRA options through the real CLI and real processes: `lorafleet
+// train` with 1 and 2 workers on a tiny Qwen2 (q/k/v biases, untied head)
+// with LoRA on the embedding, rank/alpha patterns, modules_to_save and bias
+// "all" gives the same adapter, written with PEFT's key names and config
+// fields; merge (at 1e-4), eval and the regex/layer options; the family's
+// default targets; contradictions exit 2 naming both options; and generate
+// reads generation_config.json where its own option is not given.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPeftAdapter, readSafetensorsFile } from '@lorafleet/core';
+import {
+  ensureBuilt,
+  evalJson,
+  initTinyModel,
+  lorafleet,
+  lorafleetOk,
+  makeTempDir,
+  readJson,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+const TINY_QWEN2 = {
+  model_type: 'qwen2',
+  vocab_size: 120,
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 64,
+  tie_word_embeddings: false,
+};
+const ROWS = ['--steps', '6', '--batch-size', '6', '--seq-len', '32', '--lora-dropout', '0'];
+const OPTIONS = [
+  ...['--target', 'embed_tokens,q_proj,down_proj'],
+  ...['--rank-pattern', 'down_proj=2', '--alpha-pattern', 'q_proj=32'],
+  ...['--modules-to-save', 'lm_head', '--lora-bias', 'all', '--lr', '1e-2'],
+];
+
+let dir: string | undefined;
+let model: string;
+let ids: string;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await makeTempDir('peft-options');
+  const configPath = join(dir, 'qwen2.config.json');
+  await writeJsonl(configPath, [TINY_QWEN2]);
+  model = join(dir, 'model');
+  await lorafleetOk(['init', '--config', configPath, '--out', model, '--tokenizer', 'none']);
+  const rows = Array.from({ length: 40 }, (_, i) => ({
+    input_ids: Array.from({ length: 40 }, (_, t) => ((i * 7 + t * t) % 50) + 10),
+  }));
+  ids = await writeJsonl(join(dir, 'ids.jsonl'), rows);
+}, 300_000);
+
+afterAll(() => removeDir(dir));
+
+const train = (out: string, ...args: string[]) =>
+  lorafleetOk(['train', '--model', model, '--data', ids, '--out', out, ...ROWS, ...args]);
+
+/** Every tensor of an adapter file by key, as f32 values. */
+async function tensors(adapter: string): Promise<Map<string, Float32Array>> {
+  const loaded = await loadPeftAdapter(adapter);
+  const out = new Map<string, Float32Array>();
+  for (const [p, m] of loaded.modules) out.set(`${p}.A`, m.a).set(`${p}.B`, m.b);
+  for (const [p, m] of loaded.embeddings ?? []) out.set(`${p}.eA`, m.a).set(`${p}.eB`, m.b);
+  for (const [k, t] of loaded.tensors ?? []) out.set(k, t.data);
+  return out;
+}
+
+async function keysOf(adapter: string): Promise<string[]> {
+  const file = await readSafetensorsFile(join(adapter, 'adapter_model.safetensors'));
+  return [...file.tensors.keys()].sort();
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+describe('PEFT LoRA options through lorafleet train', () => {
+  it('1 and 2 workers train the same adapter, in PEFT layout; merge and eval agree', async () => {
+    const [one, two] = [join(dir!, 'w1'), join(dir!, 'w2')];
+    const first = await train(one, ...OPTIONS, '--workers', '1');
+    expect(first.stdout).toContain('on embed_tokens, q_proj, down_proj; lm_head in full; bias all');
+    await train(two, ...OPTIONS, '--workers', '2');
+    const [a, b] = [await tensors(join(one, 'adapter')), await tensors(join(two, 'adapter'))];
+    expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+    for (const [key, values] of a) expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(1e-5);
+
+    const P = 'base_model.model.';
+    const keys = await keysOf(join(one, 'adapter'));
+    expect(keys).toEqual(
+      expect.arrayContaining([
+        `${P}model.embed_tokens.lora_embedding_A`,
+        `${P}model.embed_tokens.lora_embedding_B`,
+        `${P}model.layers.1.self_attn.q_proj.lora_A.weight`,
+        `${P}model.layers.1.self_attn.q_proj.base_layer.bias`,
+        `${P}model.layers.1.self_attn.k_proj.bias`,
+        `${P}model.layers.0.mlp.down_proj.lora_B.weight`,
+        `${P}lm_head.weight`,
+      ]),
+    );
+    const config = await readJson<Record<string, unknown>>(
+      join(one, 'adapter', 'adapter_config.json'),
+    );
+    expect(config).toMatchObject({
+      target_modules: ['embed_tokens', 'q_proj', 'down_proj'],
+      rank_pattern: { down_proj: 2 },
+      alpha_pattern: { q_proj: 32 },
+      modules_to_save: ['lm_head'],
+      bias: 'all',
+    });
+    const loaded = await loadPeftAdapter(join(one, 'adapter'));
+    expect(loaded.modules.get('model.layers.0.mlp.down_proj')!.r).toBe(2);
+
+    const data = ['--data', ids, '--seq-len', '32'];
+    const adapted = await evalJson(['--model', model, '--adapter', join(one, 'adapter'), ...data]);
+    const base = await evalJson(['--model', model, ...data]);
+    expect(adapted.adaptedModules).toBe(5); // embed_tokens + q_proj, down_proj x 2 layers
+    expect(adapted.loss).toBeLessThan(base.loss - 0.02);
+    const merged = join(dir!, 'merged');
+    const m = await lorafleetOk([
+      ...['merge', '--model', model, '--adapter', join(one, 'adapter')],
+      ...['--out', merged, '--tolerance', '1e-4'],
+    ]);
+    expect(m.stdout).toContain('merged 5 adapted modules');
+    const after = await evalJson(['--model', merged, ...data]);
+    expect(Math.abs(after.loss - adapted.loss)).toBeLessThan(1e-5);
+  });
+
+  it('a regex target is saved as a string; layers_to_transform keeps the listed layers', async () => {
+    const regex = join(dir!, 'regex');
+    await train(regex, '--target-regex', '.*\\.1\\.self_attn\\.(q_proj|v_proj)');
+    const config = await readJson<Record<string, unknown>>(
+      join(regex, 'adapter', 'adapter_config.json'),
+    );
+    expect(config.target_modules).toBe('.*\\.1\\.self_attn\\.(q_proj|v_proj)');
+    const layer1 = (k: string) => k.includes('.layers.1.self_attn.');
+    expect((await keysOf(join(regex, 'adapter'))).every(layer1)).toBe(true);
+
+    const layers = join(dir!, 'layers');
+    await train(layers, '--target', 'q_proj,o_proj', '--layers-to-transform', '0');
+    const keys = await keysOf(join(layers, 'adapter'));
+    expect(keys).toHaveLength(4);
+    expect(keys.every((k) => k.includes('.layers.0.'))).toBe(true);
+    const c = await readJson<Record<string, unknown>>(
+      join(layers, 'adapter', 'adapter_config.json'),
+    );
+    expect(c.layers_to_transform).toEqual([0]);
+  });
+
+  it("without --target, a Llama-family model gets its family's default targets", async () => {
+    const out = join(dir!, 'default');
+    const run = await train(out);
+    expect(run.stdout).toContain('on q_proj, v_proj,');
+    const c = await readJson<Record<string, unknown>>(join(out, 'adapter', 'adapter_config.json'));
+    expect(c.target_modules).toEqual(['q_proj', 'v_proj']);
+  });
+
+  it('refuses contradicting options with exit 2, naming both', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--target', 'q_proj', '--target-regex', '.*q_proj'], /--target and --target-regex/],
+      [
+        ['--target-regex', '.*q_proj', '--layers-to-transform', '0'],
+        /--target-regex and --layers-to-transform/,
+      ],
+      [['--full-finetune', '--lora-bias', 'all'], /--full-finetune and --lora-bias/],
+      [
+        ['--full-finetune', '--modules-to-save', 'lm_head'],
+        /--full-finetune and --modules-to-save/,
+      ],
+      [['--init', 'pissa', '--rank-pattern', 'q_proj=2'], /--init and --rank-pattern/],
+    ];
+    for (const [args, message] of cases) {
+      const out = join(dir!, 'refused');
+      const r = await lorafleet(['train', '--model', model, '--data', ids, '--out', out, ...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+    const bad = await lorafleet([
+      ...['train', '--model', model, '--data', ids, '--out', join(dir!, 'bad')],
+      ...['--modules-to-save', 'no_such_module'],
+    ]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('modules_to_save "no_such_module" matches no module');
+  });
+});
+
+describe('lorafleet generate and generation_config.json', () => {
+  it('takes do_sample, temperature and eos_token_id from the file unless the option is given', async () => {
+    const plain = await initTinyModel(dir!, 'gen-plain');
+    const withFile = await initTinyModel(dir!, 'gen-file'); // the same seed: the same weights
+    const gen = (folder: string, ...args: string[]) =>
+      lorafleetOk([
+        'generate',
+        '--model',
+        folder,
+        '--prompt',
+        'abc',
+        '--max-new-tokens',
+        '24',
+        ...args,
+      ]);
+    const greedy = (await gen(plain, '--temperature', '0')).stdout;
+    const sampled = (await gen(plain, '--temperature', '0.8')).stdout;
+    expect(sampled).not.toBe(greedy);
+
+    await writeFile(join(withFile, 'generation_config.json'), JSON.stringify({ do_sample: false }));
+    expect((await gen(withFile)).stdout).toBe(greedy); // do_sample false: greedy
+    expect((await gen(withFile, '--temperature', '0.8')).stdout).toBe(sampled); // the option wins
+
+    // eos_token_id (a list): the first generated byte is one of them, so nothing follows the prompt.
+    const first = Buffer.from(greedy)[3]!;
+    expect(first).toBeLessThan(128); // an ASCII byte: its own token in the byte tokenizer
+    const file = { do_sample: false, eos_token_id: [first === 119 ? 120 : 119, first] };
+    await writeFile(join(withFile, 'generation_config.json'), JSON.stringify(file));
+    expect((await gen(withFile)).stdout).toBe('abc\n');
+  });
+});
