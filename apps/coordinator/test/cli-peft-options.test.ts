@@ -5,7 +5,7 @@
 // fields; merge (at 1e-4), eval and the regex/layer options; the family's
 // default targets; contradictions exit 2 naming both options; and generate
 // reads generation_config.json where its own option is not given.
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter, readSafetensorsFile } from '@lorafleet/core';
@@ -153,6 +153,16 @@ describe('PEFT LoRA options through lorafleet train', () => {
       join(layers, 'adapter', 'adapter_config.json'),
     );
     expect(c.layers_to_transform).toEqual([0]);
+  });
+
+  it('a run with the options resumes bitwise from its checkpoint (embedding, whole tensors)', async () => {
+    const args = [...OPTIONS, '--schedule', 'constant', '--checkpoint-every', '2'];
+    const [whole, cut] = [join(dir!, 'whole'), join(dir!, 'cut')];
+    await train(whole, ...args);
+    await train(cut, ...args, '--steps', '4');
+    await train(cut, ...args, '--resume', cut);
+    const file = (d: string) => readFile(join(d, 'adapter', 'adapter_model.safetensors'));
+    expect((await file(cut)).equals(await file(whole))).toBe(true);
   });
 
   it("without --target, a Llama-family model gets its family's default targets", async () => {
