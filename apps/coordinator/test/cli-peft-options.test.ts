@@ -118,6 +118,11 @@ describe('PEFT LoRA options through lorafleet train', () => {
     });
     const loaded = await loadPeftAdapter(join(one, 'adapter'));
     expect(loaded.modules.get('model.layers.0.mlp.down_proj')!.r).toBe(2);
+    const inspect = await lorafleetOk(['inspect', '--adapter', join(one, 'adapter')]);
+    expect(inspect.stdout).toMatch(/model\.embed_tokens +\[32, 120\] +8/);
+    expect(inspect.stdout).toContain(
+      'tensors trained in full (bias "all", modules_to_save ["lm_head"])',
+    );
 
     const data = ['--data', ids, '--seq-len', '32'];
     const adapted = await evalJson(['--model', model, '--adapter', join(one, 'adapter'), ...data]);

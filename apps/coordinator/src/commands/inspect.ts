@@ -54,8 +54,9 @@ function scalingOf(adapter: PeftAdapter, module: string): number {
   return adapter.config.useRslora ? alpha / Math.sqrt(r) : alpha / r;
 }
 
+/** Every LoRA module: linears, then embeddings (lora_embedding_A/B: the update's transpose, same singular values). */
 export function describeAdapter(adapter: PeftAdapter): ModuleReport[] {
-  return [...adapter.modules].map(([module, w]) => {
+  return [...adapter.modules, ...(adapter.embeddings ?? [])].map(([module, w]) => {
     const scaling = scalingOf(adapter, module);
     const { s } = updateSvd(w.a, w.b, w, scaling);
     let norm2 = 0;
@@ -125,6 +126,14 @@ export async function runInspect(o: CommandValues<typeof inspectSpec>): Promise<
     `${dir}: LoRA r=${c.r}, alpha=${c.loraAlpha}${c.useRslora ? ' (rsLoRA)' : ''}, targets ${[c.targetModules].flat().join(', ')}, ` +
       `${modules.length} modules, ${formatCount(total)} parameters`,
   );
+  const whole = [...(adapter.tensors ?? [])];
+  if (whole.length > 0) {
+    const size = whole.reduce((n, [, t]) => n + t.data.length, 0);
+    console.log(
+      `plus ${whole.length} tensors trained in full (bias "${c.bias}", modules_to_save ${JSON.stringify(c.modulesToSave ?? [])}): ` +
+        `${formatCount(size)} parameters`,
+    );
+  }
   console.log(
     `${'module'.padEnd(36)} ${'[out, in]'.padEnd(12)} ${'r'.padStart(3)} ${'||dW||'.padStart(10)} ${'eff.rank'.padStart(8)}  top singular values`,
   );
