@@ -16,6 +16,7 @@ import {
   lorafleet,
   lorafleetOk,
   makeTempDir,
+  numberedPatternRecords,
   readJson,
   removeDir,
   writeJsonl,
@@ -204,6 +205,37 @@ describe('PEFT LoRA options through lorafleet train', () => {
     ]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('modules_to_save "no_such_module" matches no module');
+  });
+});
+
+describe('LoRA on a tied embedding (GPT-2)', () => {
+  it('trains and evaluates unmerged; merge refuses and says why; modules_to_save refuses wte', async () => {
+    const gpt2 = await initTinyModel(dir!, 'gpt2-tied');
+    const text = await writeJsonl(join(dir!, 'text.jsonl'), numberedPatternRecords(30));
+    const out = join(dir!, 'gpt2-wte');
+    const args = ['--model', gpt2, '--data', text, ...ROWS, '--lr', '1e-2'];
+    await lorafleetOk(['train', ...args, '--out', out, '--target', 'wte,c_attn']);
+    const keys = await keysOf(join(out, 'adapter'));
+    expect(keys).toContain('base_model.model.transformer.wte.lora_embedding_A');
+    const data = ['--data', text, '--seq-len', '32'];
+    const adapted = await evalJson(['--model', gpt2, '--adapter', join(out, 'adapter'), ...data]);
+    expect(adapted.adaptedModules).toBe(3); // wte + c_attn x 2 layers
+    const merge = await lorafleet([
+      ...['merge', '--model', gpt2, '--adapter', join(out, 'adapter')],
+      ...['--out', join(dir!, 'gpt2-merged')],
+    ]);
+    expect(merge.code).toBe(1);
+    expect(merge.stderr).toContain('LoRA on transformer.wte, which the output head shares');
+    const saved = await lorafleet([
+      'train',
+      ...args,
+      '--out',
+      join(dir!, 'x'),
+      '--modules-to-save',
+      'wte',
+    ]);
+    expect(saved.code).toBe(2);
+    expect(saved.stderr).toContain('which the output head shares (tie_word_embeddings)');
   });
 });
 
