@@ -125,15 +125,21 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
       state: workerStates.name(p.state ?? 0, 'heartbeat.state'),
       rssBytes: u64(p.rssBytes ?? 0, 'heartbeat.rssBytes'),
       stepsDone: u64(p.stepsDone ?? 0, 'heartbeat.stepsDone'),
-      // An hour bounds what a peer can make the coordinator tolerate.
-      quietMs: u32(p.quietMs ?? 0, 'heartbeat.quietMs', 0, 3_600_000),
+      workerId: text(p.workerId ?? '', 'heartbeat.workerId'),
+      progress: u64(p.progress ?? 0, 'heartbeat.progress'),
+      stalledMs: u32(p.stalledMs ?? 0, 'heartbeat.stalledMs'),
+      // A day bounds what a peer can make the coordinator tolerate.
+      computeLimitMs: u32(p.computeLimitMs ?? 0, 'heartbeat.computeLimitMs', 0, 86_400_000),
     }),
     encode: (v) => ({
       sentAtMs: v.sentAtMs,
       state: workerStates.number(v.state, 'heartbeat.state'),
       rssBytes: v.rssBytes,
       stepsDone: v.stepsDone,
-      quietMs: v.quietMs,
+      workerId: v.workerId,
+      progress: v.progress,
+      stalledMs: v.stalledMs,
+      computeLimitMs: v.computeLimitMs,
     }),
   },
   checkpointRequest: {

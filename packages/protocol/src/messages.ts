@@ -86,8 +86,14 @@ export interface Heartbeat {
   rssBytes: number;
   /** Worker -> coordinator: committed steps of its replica. */
   stepsDone: number;
-  /** Worker -> coordinator: silence to allow beyond the heartbeat timeout while it computes. */
-  quietMs: number;
+  /** Worker -> coordinator: the Hello's workerId (heartbeats leave from a socket of their own). */
+  workerId: string;
+  /** Worker -> coordinator: bumped by the computation before and after each micro-batch. */
+  progress: number;
+  /** Worker -> coordinator, while a micro-batch computes (else 0): how long progress has not moved. */
+  stalledMs: number;
+  /** Worker -> coordinator, while a micro-batch computes (else 0): its own limit for one micro-batch. */
+  computeLimitMs: number;
 }
 
 /** Coordinator -> every member at a step boundary: the ring re-forms. */

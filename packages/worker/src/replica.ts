@@ -109,13 +109,13 @@ export class Replica {
       return row;
     });
     // A forward pass costs less than a training micro-batch of the same size.
-    const quiet = this.step.quietEstimateMs();
+    const limit = this.step.computeLimitMs();
     const result = await evaluateLossSums(
       this.model,
       batchesOf(rows, batchSize, this.config.rows.seqLen),
-      onCompute && (() => onCompute(quiet)),
+      onCompute && (async () => onCompute(limit)),
     );
-    await onCompute?.(0);
+    onCompute?.(0);
     return result;
   }
 

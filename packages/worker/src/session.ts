@@ -45,11 +45,12 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   // must already say where it will listen: reserve a free port now, bind it then.
   const dataEndpoint = `tcp://${options.ringHost}:${await freePort(options.ringHost)}`;
   const link = new CoordinatorLink(options.coordinator, options.timeoutMs, log, options.curve);
+  const workerId = `${hostname()}:${process.pid}`;
   try {
     await link.send({
       case: 'hello',
       value: {
-        workerId: `${hostname()}:${process.pid}`,
+        workerId,
         host: hostname(),
         pid: process.pid,
         device: deviceName(),
@@ -62,7 +63,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     const welcome = await awaitWelcome(link, options.joinTimeoutMs);
     if (!welcome) return;
     try {
-      await serve(link, welcome, dataEndpoint, options);
+      await serve(link, welcome, { dataEndpoint, workerId }, options);
     } catch (error) {
       await link.sendError(
         errorCodeOf(error),
@@ -94,7 +95,7 @@ async function awaitWelcome(
 async function serve(
   link: CoordinatorLink,
   welcome: WelcomeMessage,
-  dataEndpoint: string,
+  { dataEndpoint, workerId }: { dataEndpoint: string; workerId: string },
   options: WorkerOptions,
 ): Promise<void> {
   const { runId, value: w } = welcome;
@@ -118,6 +119,7 @@ async function serve(
     mailbox: new Mailbox(link),
     runId,
     dataEndpoint,
+    workerId,
     config,
     curve: options.curve,
     log: options.log,
@@ -129,14 +131,14 @@ async function serve(
     // "Loading" heartbeats from Welcome on: the coordinator drops a peer that
     // said Hello but shows no sign of loading (see its roster).
     session.state = 'loading';
-    await session.startHeartbeat();
+    session.startHeartbeat();
     if (!w.joining) await session.formRing(w);
     await useBackend(options.backend);
     session.replica = await Replica.build(config, session.allReduce);
     if (config.resumeFrom) await session.replica.restore(config.resumeFrom);
     options.log(readyLine(session, w, runId, options.backend));
     session.state = 'idle';
-    await session.startHeartbeat();
+    session.startHeartbeat();
     for (;;) {
       const done = session.replica.step.stepsDone;
       const { body } = await session.mailbox.next(`the next step plan (${done} done)`);

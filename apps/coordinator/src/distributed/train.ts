@@ -55,6 +55,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
       backend: plan.backend,
       helloTimeoutMs: membership.kind === 'listen' ? o.joinTimeout * 1000 : TIMEOUTS.helloMs,
       heartbeatTimeoutMs: o.heartbeatTimeout * 1000,
+      ...(o.stepTimeout !== undefined ? { stepTimeoutMs: o.stepTimeout * 1000 } : {}),
       maxRestarts: membership.kind === 'spawn' ? o.maxRestarts : 0,
       log: (line) => console.error(line),
       onEvent: (level, message) => observer.note(level, message),

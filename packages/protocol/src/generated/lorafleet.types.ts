@@ -1486,8 +1486,17 @@ export declare namespace lorafleet {
       /** Heartbeat stepsDone. */
       stepsDone: number | Long;
 
-      /** Heartbeat quietMs. */
-      quietMs: number;
+      /** Heartbeat workerId. */
+      workerId: string;
+
+      /** Heartbeat progress. */
+      progress: number | Long;
+
+      /** Heartbeat stalledMs. */
+      stalledMs: number;
+
+      /** Heartbeat computeLimitMs. */
+      computeLimitMs: number;
 
       /**
        * Creates a new Heartbeat instance using the specified properties.
@@ -1563,8 +1572,17 @@ export declare namespace lorafleet {
         /** Heartbeat stepsDone */
         stepsDone?: number | Long | null;
 
-        /** Heartbeat quietMs */
-        quietMs?: number | null;
+        /** Heartbeat workerId */
+        workerId?: string | null;
+
+        /** Heartbeat progress */
+        progress?: number | Long | null;
+
+        /** Heartbeat stalledMs */
+        stalledMs?: number | null;
+
+        /** Heartbeat computeLimitMs */
+        computeLimitMs?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
