@@ -130,6 +130,7 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
       stalledMs: u32(p.stalledMs ?? 0, 'heartbeat.stalledMs'),
       // A day bounds what a peer can make the coordinator tolerate.
       computeLimitMs: u32(p.computeLimitMs ?? 0, 'heartbeat.computeLimitMs', 0, 86_400_000),
+      warmingUp: p.warmingUp === true,
     }),
     encode: (v) => ({
       sentAtMs: v.sentAtMs,
@@ -140,6 +141,7 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
       progress: v.progress,
       stalledMs: v.stalledMs,
       computeLimitMs: v.computeLimitMs,
+      warmingUp: v.warmingUp,
     }),
   },
   checkpointRequest: {

@@ -94,6 +94,8 @@ export interface Heartbeat {
   stalledMs: number;
   /** Worker -> coordinator, while a micro-batch computes (else 0): its own limit for one micro-batch. */
   computeLimitMs: number;
+  /** Worker -> coordinator: computing its first micro-batch (no measurement yet; no --step-timeout). */
+  warmingUp: boolean;
 }
 
 /** Coordinator -> every member at a step boundary: the ring re-forms. */

@@ -59,6 +59,7 @@ export const bodies: ControlBody[] = [
       progress: 57,
       stalledMs: 1500,
       computeLimitMs: 60_000,
+      warmingUp: true,
     },
   },
   { case: 'checkpointRequest', value: { step: 100, path: 'runs/x/checkpoint-100' } },

@@ -6,6 +6,7 @@ import { isCheckpointInProgress } from './checkpoint.js';
 import { DataError, nameRows } from './data-error.js';
 import {
   maybeCorruptReplica,
+  maybeBlockCompute,
   maybeDelayStep,
   maybeHangCompute,
   maybeUnlabel,
@@ -184,9 +185,11 @@ async function trainStep(
   const batches = batchesOf(replica.rowsOf(plan.sampleIds), plan.microBatchSize, seqLen);
   await maybeDelayStep(signal);
   maybeUnlabel(batches, plan.step);
-  const onCompute = (computeLimitMs: number) => {
-    session.onCompute(computeLimitMs);
-    if (computeLimitMs > 0) maybeHangCompute(session.rank, plan.step, session.log);
+  const onCompute = (computeLimitMs: number, warmingUp?: boolean) => {
+    session.onCompute(computeLimitMs, warmingUp);
+    if (computeLimitMs === 0) return;
+    maybeHangCompute(session.rank, plan.step, session.log);
+    maybeBlockCompute(session.rank, plan.step, session.log);
   };
   const result = await replica.step.run(batches, signal, onCompute).catch((error: unknown) => {
     if (!(error instanceof DataError)) throw error;

@@ -9,6 +9,8 @@
 // LORAFLEET_FAULT_HANG_AT="RANK:STEP" blocks that rank's main thread for good
 // in the first micro-batch of that step (its heartbeat thread beats on), so
 // tests can check that the coordinator's --step-timeout finds a hung computation.
+// LORAFLEET_FAULT_BLOCK_MS=N blocks the main thread N ms in every micro-batch
+// (a stand-in for a long kernel), so tests get long micro-batches of a tiny model.
 import { IGNORE_INDEX } from '@lorafleet/data';
 import type { TokenBatch } from '@lorafleet/models';
 import type { TrainingStep } from './step.js';
@@ -85,4 +87,22 @@ export function maybeHangCompute(
   log(`rank ${rank}: test hook: the computation of step ${step} hangs`);
   // Nothing ever notifies this word: like a kernel that never returns.
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+}
+
+export const FAULT_BLOCK_MS = 'LORAFLEET_FAULT_BLOCK_MS';
+
+/** Blocks this thread (without spinning) LORAFLEET_FAULT_BLOCK_MS ms, if set. */
+export function maybeBlockCompute(
+  rank: number,
+  step: number,
+  log: (line: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+): void {
+  const spec = env[FAULT_BLOCK_MS];
+  if (!spec) return;
+  const ms = Number(spec);
+  if (!Number.isFinite(ms) || ms < 0)
+    throw new Error(`${FAULT_BLOCK_MS}=${spec}: expected milliseconds`);
+  log(`rank ${rank}: test hook: a micro-batch of step ${step} blocks for ${ms} ms`);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

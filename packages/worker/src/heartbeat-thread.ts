@@ -43,6 +43,7 @@ function beat(): void {
               progress: reading.progress,
               stalledMs: reading.stalledMs,
               computeLimitMs: reading.computeLimitMs,
+              warmingUp: reading.warmingUp,
             },
           },
         }),

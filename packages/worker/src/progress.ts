@@ -20,7 +20,9 @@ const STATE = 1;
 /** While a micro-batch computes: its limit in ms (0: not computing). */
 const LIMIT_MS = 2;
 const STEPS_DONE = 3;
-const INT_SLOTS = 4;
+/** 1 while the first micro-batch computes (no measurement yet). */
+const WARMING_UP = 4;
+const INT_SLOTS = 5;
 
 /** What the heartbeat thread reports. */
 export interface ProgressReading {
@@ -31,6 +33,8 @@ export interface ProgressReading {
   stalledMs: number;
   /** The limit the computation announced for one micro-batch (0 when not computing). */
   computeLimitMs: number;
+  /** The first micro-batch computes: its limit is a guess, not a measurement. */
+  warmingUp: boolean;
 }
 
 export class ComputeProgress {
@@ -39,17 +43,19 @@ export class ComputeProgress {
   private readonly bumpedAt: Float64Array;
 
   /** `buffer`: another thread's, to read; absent: a new one, to write. */
-  constructor(readonly buffer = new SharedArrayBuffer(INT_SLOTS * 4 + 8)) {
+  constructor(readonly buffer = new SharedArrayBuffer(INT_SLOTS * 4 + 12)) {
     this.ints = new Int32Array(buffer, 0, INT_SLOTS);
-    this.bumpedAt = new Float64Array(buffer, INT_SLOTS * 4, 1);
+    // Float64s start at a multiple of 8 bytes.
+    this.bumpedAt = new Float64Array(buffer, Math.ceil((INT_SLOTS * 4) / 8) * 8, 1);
   }
 
   /**
-   * The computation moved on: before a micro-batch with its limit in ms, and
-   * after the last one with 0 (not computing any more).
+   * The computation moved on: before a micro-batch with its limit in ms (and
+   * whether that is a first guess), after the last one with 0 (not computing).
    */
-  bump(computeLimitMs: number): void {
+  bump(computeLimitMs: number, warmingUp = false): void {
     this.bumpedAt[0] = Date.now();
+    Atomics.store(this.ints, WARMING_UP, warmingUp ? 1 : 0);
     Atomics.store(this.ints, LIMIT_MS, Math.max(0, Math.min(computeLimitMs, 0x7fff_ffff)));
     Atomics.add(this.ints, PROGRESS, 1);
   }
@@ -71,6 +77,7 @@ export class ComputeProgress {
       stepsDone: Atomics.load(this.ints, STEPS_DONE),
       stalledMs: limit > 0 ? Math.max(0, Math.round(now - this.bumpedAt[0]!)) : 0,
       computeLimitMs: limit,
+      warmingUp: limit > 0 && Atomics.load(this.ints, WARMING_UP) === 1,
     };
   }
 }

@@ -109,11 +109,11 @@ export class Replica {
       return row;
     });
     // A forward pass costs less than a training micro-batch of the same size.
-    const limit = this.step.computeLimitMs();
+    const [limit, warmingUp] = [this.step.computeLimitMs(), this.step.warmingUp];
     const result = await evaluateLossSums(
       this.model,
       batchesOf(rows, batchSize, this.config.rows.seqLen),
-      onCompute && (async () => onCompute(limit)),
+      onCompute && (async () => onCompute(limit, warmingUp)),
     );
     onCompute?.(0);
     return result;

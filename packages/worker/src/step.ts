@@ -20,11 +20,12 @@ import { DataError } from './data-error.js';
 import { replicaHash } from './replica-hash.js';
 
 /**
- * Called before each micro-batch with the longest it may take (and with 0
- * after the last): the computation's progress, which a worker's heartbeat
- * thread reports, so that a hung micro-batch is told from a long one.
+ * Called before each micro-batch with the longest it may take and whether
+ * that is a first guess (no micro-batch measured yet), and with 0 after the
+ * last: the computation's progress, which a worker's heartbeat thread
+ * reports, so that a hung micro-batch is told from a long one.
  */
-export type ComputeNotice = (computeLimitMs: number) => void;
+export type ComputeNotice = (computeLimitMs: number, warmingUp?: boolean) => void;
 
 /** Before the first micro-batch is measured: a large model on a slow backend still fits. */
 const FIRST_MICRO_BATCH_LIMIT_MS = 300_000;
@@ -100,6 +101,11 @@ export class TrainingStep {
       : FIRST_MICRO_BATCH_LIMIT_MS;
   }
 
+  /** No micro-batch measured yet: the next one compiles kernels and fills caches. */
+  get warmingUp(): boolean {
+    return this.slowestMicroBatchMs === 0;
+  }
+
   /** Optimizer steps taken so far. */
   get stepsDone(): number {
     return this.optimizer.step;
@@ -126,8 +132,9 @@ export class TrainingStep {
       signal?.throwIfAborted();
       const tokens = countLossTokens(batch);
       if (tokens === 0) continue;
-      onCompute?.(this.computeLimitMs());
+      // Timed from here: a test hook's blocking (fault-injection.ts) counts as compute.
       const started = performance.now();
+      onCompute?.(this.computeLimitMs(), this.warmingUp);
       const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
       // Asynchronous reads: the only kind a GPU backend (webgpu under Node) allows.
       const { loss, grads } = await lossAndGradsAsync(this.params, () =>

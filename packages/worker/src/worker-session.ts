@@ -147,10 +147,11 @@ export class WorkerSession {
 
   /**
    * The computation moves on: before each micro-batch with the longest it
-   * may take (ms), after the last with 0. The heartbeat thread reports it.
+   * may take (ms) and whether that is a first guess, after the last with 0.
+   * The heartbeat thread reports it.
    */
-  readonly onCompute = (computeLimitMs: number): void => {
-    this.progress.bump(computeLimitMs);
+  readonly onCompute = (computeLimitMs: number, warmingUp = false): void => {
+    this.progress.bump(computeLimitMs, warmingUp);
   };
 
   /**

@@ -2,14 +2,17 @@
 // How fast a stopped or hung worker is found (issue 15, "Heartbeats that
 // compute cannot block"), with real processes:
 //   node test/bench/faults/heartbeat.mjs [--out runs/bench-heartbeat] [--repeats 3]
-//     [--heartbeat-timeout 2] [--step-timeout 5] [--scenarios stop,hang]
-// `train --workers 2` on the default model, one 24 x 128-token micro-batch per
-// worker and step (about 3 s here). stop: one worker SIGSTOPped 1 s into a
-// step's micro-batch. hang: LORAFLEET_FAULT_HANG_AT (a test hook) blocks one
-// worker's main thread in a micro-batch for good. Detection time = from the
-// fault to the coordinator's "lost" line; the run must then finish on the
-// survivor. Without --step-timeout (or with a CLI that lacks it) the hang is
-// found by the worker's own limit.
+//     [--heartbeat-timeout 2] [--step-timeout 5] [--block-ms 3000] [--scenarios stop,hang]
+// `train --workers 2` on the default model, one small micro-batch per worker
+// and step, made a 3 s one by LORAFLEET_FAULT_BLOCK_MS (a test hook that
+// blocks the worker's main thread like a long kernel: the same on a quiet and
+// a loaded machine). stop: rank 1 SIGSTOPped 1 s into step 3's micro-batch.
+// hang: LORAFLEET_FAULT_HANG_AT (a test hook) blocks rank 1's main thread in
+// step 3's micro-batch for good. Detection time = from the fault (SIGSTOP, or
+// the hook's line) to the coordinator's "lost" event (events.jsonl, wall
+// clock); the run must then finish on the survivor. Without --step-timeout
+// (or with a CLI that lacks it) the hang is found by whatever the CLI does by
+// default.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -23,13 +26,14 @@ const { values } = parseArgs({
     repeats: { type: 'string', default: '3' },
     'heartbeat-timeout': { type: 'string', default: '2' },
     'step-timeout': { type: 'string' },
+    'block-ms': { type: 'string', default: '3000' },
     scenarios: { type: 'string', default: 'stop,hang' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help) {
   console.log(
-    'usage: node test/bench/faults/heartbeat.mjs [--out DIR] [--repeats 3] [--heartbeat-timeout 2] [--step-timeout S] [--scenarios stop,hang]',
+    'usage: node test/bench/faults/heartbeat.mjs [--out DIR] [--repeats 3] [--heartbeat-timeout 2] [--step-timeout S] [--block-ms 3000] [--scenarios stop,hang]',
   );
   process.exit(0);
 }
@@ -58,26 +62,19 @@ if (prepared.status !== 0) throw new Error(prepared.stderr);
 const args = (dir) => [
   'train',
   ...['--model', model, '--data', join(out, 'data/train.jsonl'), '--out', dir],
-  ...['--steps', '5', '--batch-size', '48', '--micro-batch-size', '24', '--seq-len', '128'],
+  ...['--steps', '6', '--batch-size', '8', '--micro-batch-size', '4', '--seq-len', '32'],
   ...['--lora-dropout', '0', '--workers', '2', '--max-restarts', '0'],
   ...['--heartbeat-timeout', values['heartbeat-timeout']],
   ...(stepTimeout ? ['--step-timeout', stepTimeout] : []),
 ];
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const committed = (dir) => {
-  try {
-    return readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).length;
-  } catch {
-    return 0;
-  }
-};
 
 /** A run whose output lines are timestamped as they arrive. */
 function start(dir, env = {}) {
   const child = spawn(process.execPath, [cli, ...args(dir)], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
+    env: { ...process.env, LORAFLEET_FAULT_BLOCK_MS: values['block-ms'], ...env },
   });
   const lines = [];
   let output = '';
@@ -100,32 +97,42 @@ async function until(run, test, what) {
   }
 }
 
-/** One fault, the time to the coordinator's "lost" line, the run's end. */
+/** The coordinator's first "lost" event: its wall-clock time and its reason. */
+function lostEvent(dir) {
+  const lines = readFileSync(join(dir, 'events.jsonl'), 'utf8').split('\n').filter(Boolean);
+  const event = lines.map((l) => JSON.parse(l)).find((e) => / lost: /.test(e.message ?? ''));
+  if (!event) throw new Error(`no "lost" event in ${dir}/events.jsonl`);
+  return { time: event.time, reason: event.message.replace(/^.* lost: /, '') };
+}
+
+/** One fault, the time to the coordinator's "lost" event, the run's end. */
 async function trial(kind, i) {
   const dir = join(out, `${kind}-${i}`);
   const run = start(dir, kind === 'hang' ? { LORAFLEET_FAULT_HANG_AT: '1:3' } : {});
+  const ready = await until(run, (l) => /rank 1\/2 \(pid \d+\)/.test(l), 'rank 1 ready');
+  const pid = Number(/rank 1\/2 \(pid (\d+)\)/.exec(ready.line)[1]);
   let faultAt;
-  let pid;
   if (kind === 'stop') {
-    const hellos = await until(run, (l) => /\(pid \d+\) said Hello/.test(l), 'Hello');
-    while (committed(dir) < 2) await sleep(5);
-    pid = Number(/\(pid (\d+)\) said Hello/.exec(hellos.line)[1]);
-    await sleep(1000); // into step 3's micro-batch
+    await until(run, (l) => /rank 1: test hook: a micro-batch of step 3 blocks/.test(l), 'step 3');
+    await sleep(1000);
     process.kill(pid, 'SIGSTOP');
-    faultAt = performance.now();
+    faultAt = Date.now();
   } else {
-    faultAt = (await until(run, (l) => /test hook: the computation of step 3 hangs/.test(l))).at;
+    await until(run, (l) => /test hook: the computation of step 3 hangs/.test(l), 'the hang');
+    // The hook's line is relayed by the coordinator: at most this late.
+    faultAt = Date.now();
   }
-  const lost = await until(run, (l) => / lost: /.test(l), 'the loss');
+  await until(run, (l) => / lost: /.test(l), 'the loss');
   const code = await run.done;
   if (code !== 0) throw new Error(`${kind} run ${i} failed (exit ${code})\n${run.output()}`);
+  const lost = lostEvent(dir);
   const compute = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l).computeSeconds);
   return {
-    seconds: (lost.at - faultAt) / 1000,
-    reason: lost.line.replace(/^.* lost: /, '').replace(/[\d.]+ s/g, 'N s'),
+    seconds: (lost.time - faultAt) / 1000,
+    reason: lost.reason,
     compute: Math.max(...compute.slice(1)),
   };
 }

@@ -510,8 +510,8 @@ export class WorkerFleet {
     if (body.case === 'heartbeat') {
       member.lastHeartbeatMs = Date.now();
       member.rssBytes = body.value.rssBytes;
-      const { progress, stalledMs, computeLimitMs: limitMs } = body.value;
-      member.compute = { progress, stalledMs, limitMs, at: performance.now() };
+      const { progress, stalledMs, computeLimitMs: limitMs, warmingUp } = body.value;
+      member.compute = { progress, stalledMs, limitMs, warmingUp, at: performance.now() };
       if (member.status === 'building' && body.value.state !== 'loading') {
         member.status = 'ready';
         this.event('info', `${member.name} is ready`);
@@ -622,6 +622,7 @@ export class WorkerFleet {
         progress: 0,
         stalledMs: 0,
         computeLimitMs: 0,
+        warmingUp: false,
       },
     };
     for (const m of this.live()) if (m.identity) this.send(m, body).catch(() => undefined);

@@ -59,6 +59,8 @@ export interface ComputeReport {
   stalledMs: number;
   /** The worker's own limit for one micro-batch (0: not computing). */
   limitMs: number;
+  /** Its first micro-batch (kernels compile): only its own limit applies. */
+  warmingUp: boolean;
   /** performance.now() when the heartbeat arrived. */
   at: number;
 }
@@ -96,7 +98,7 @@ export class Roster {
       lastSeen: performance.now(),
       lastHeartbeatMs: 0,
       rssBytes: 0,
-      compute: { progress: 0, stalledMs: 0, limitMs: 0, at: 0 },
+      compute: { progress: 0, stalledMs: 0, limitMs: 0, warmingUp: false, at: 0 },
       welcomedAt: 0,
     };
     this.all.push(member);
@@ -193,17 +195,21 @@ export class Roster {
 /**
  * Why a member's computation counts as hung, or undefined: a micro-batch in
  * progress (its limit is set) whose progress has not moved for longer than
- * --step-timeout, or than the worker's own limit without one.
+ * --step-timeout, or than the worker's own limit without one or in the
+ * worker's first micro-batch (a warm-up that a short --step-timeout would cut).
  */
 function stalled(c: ComputeReport, limits: LivenessLimits, now: number): string | undefined {
   if (c.limitMs === 0) return undefined;
   const stalledMs = c.stalledMs + (now - c.at);
-  const limitMs = limits.stepTimeoutMs ?? c.limitMs;
+  const own = limits.stepTimeoutMs === undefined || c.warmingUp;
+  const limitMs = own ? c.limitMs : limits.stepTimeoutMs!;
   if (stalledMs <= limitMs) return undefined;
-  const which =
-    limits.stepTimeoutMs === undefined
-      ? `its own limit of ${(limitMs / 1000).toFixed(0)} s, from its measured micro-batches; set --step-timeout to change it`
-      : `--step-timeout ${limitMs / 1000}`;
+  const which = own
+    ? `its own limit of ${(limitMs / 1000).toFixed(0)} s` +
+      (c.warmingUp
+        ? ' for a first micro-batch'
+        : ', from its measured micro-batches; set --step-timeout to change it')
+    : `--step-timeout ${limitMs / 1000}`;
   return (
     `hung: its micro-batch made no progress for ${(stalledMs / 1000).toFixed(1)} s (${which}), ` +
     `while its heartbeat thread lives (progress counter ${c.progress})`

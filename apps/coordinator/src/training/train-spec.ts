@@ -256,7 +256,7 @@ export const trainSpec = defineCommand({
       kind: 'number',
       min: 1,
       description:
-        "seconds a worker's micro-batch may go without progress before the worker counts as hung and is lost (default: each worker's own limit, 10x its slowest measured micro-batch, at least 30 s; 300 s before the first)",
+        "seconds a worker's micro-batch may go without progress before the worker counts as hung and is lost (default: each worker's own limit, 10x its slowest measured micro-batch, at least 30 s; a worker's first micro-batch, which compiles kernels, always gets 300 s)",
     },
     'curve-key': {
       kind: 'string',

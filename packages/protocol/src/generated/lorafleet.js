@@ -2384,6 +2384,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       Heartbeat.prototype.progress = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       Heartbeat.prototype.stalledMs = 0;
       Heartbeat.prototype.computeLimitMs = 0;
+      Heartbeat.prototype.warmingUp = false;
 
       Heartbeat.create = function (properties) {
         return new Heartbeat(properties);
@@ -2449,6 +2450,12 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.computeLimitMs !== 0
         )
           writer.uint32(72).uint32(message.computeLimitMs);
+        if (
+          message.warmingUp != null &&
+          $Object.hasOwnProperty.call(message, 'warmingUp') &&
+          message.warmingUp !== false
+        )
+          writer.uint32(80).bool(message.warmingUp);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -2542,6 +2549,12 @@ export const lorafleet = ($root.lorafleet = (() => {
               if (wireType !== 0) break;
               if ((value = reader.uint32())) message.computeLimitMs = value;
               else delete message.computeLimitMs;
+              continue;
+            }
+            case 10: {
+              if (wireType !== 0) break;
+              if ((value = reader.bool())) message.warmingUp = value;
+              else delete message.warmingUp;
               continue;
             }
           }
@@ -2670,6 +2683,8 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.computeLimitMs != null)
           if ($Number(object.computeLimitMs) !== 0)
             message.computeLimitMs = object.computeLimitMs >>> 0;
+        if (object.warmingUp != null)
+          if (object.warmingUp) message.warmingUp = $Boolean(object.warmingUp);
         return message;
       };
 
@@ -2751,6 +2766,7 @@ export const lorafleet = ($root.lorafleet = (() => {
                   : 0;
           object.stalledMs = 0;
           object.computeLimitMs = 0;
+          object.warmingUp = false;
         }
         if (message.sentAtMs != null && $Object.hasOwnProperty.call(message, 'sentAtMs'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -2860,6 +2876,8 @@ export const lorafleet = ($root.lorafleet = (() => {
           $Object.hasOwnProperty.call(message, 'computeLimitMs')
         )
           object.computeLimitMs = message.computeLimitMs;
+        if (message.warmingUp != null && $Object.hasOwnProperty.call(message, 'warmingUp'))
+          object.warmingUp = message.warmingUp;
         return object;
       };
 

@@ -1498,6 +1498,9 @@ export declare namespace lorafleet {
       /** Heartbeat computeLimitMs. */
       computeLimitMs: number;
 
+      /** Heartbeat warmingUp. */
+      warmingUp: boolean;
+
       /**
        * Creates a new Heartbeat instance using the specified properties.
        * @param [properties] Properties to set
@@ -1583,6 +1586,9 @@ export declare namespace lorafleet {
 
         /** Heartbeat computeLimitMs */
         computeLimitMs?: number | null;
+
+        /** Heartbeat warmingUp */
+        warmingUp?: boolean | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
