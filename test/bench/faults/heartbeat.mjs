@@ -105,6 +105,25 @@ function lostEvent(dir) {
   return { time: event.time, reason: event.message.replace(/^.* lost: /, '') };
 }
 
+/** Samples committed twice within an epoch (OUT/ledger.jsonl), and the committed steps. */
+function audit(dir) {
+  const entries = readFileSync(join(dir, 'ledger.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  const seen = new Map();
+  let duplicated = 0;
+  for (const e of entries) {
+    const s = seen.get(e.epoch) ?? new Set();
+    for (const id of e.ids) {
+      if (s.has(id)) duplicated++;
+      s.add(id);
+    }
+    seen.set(e.epoch, s);
+  }
+  return { duplicated, steps: entries.length };
+}
+
 /** One fault, the time to the coordinator's "lost" event, the run's end. */
 async function trial(kind, i) {
   const dir = join(out, `${kind}-${i}`);
@@ -131,6 +150,7 @@ async function trial(kind, i) {
     .filter(Boolean)
     .map((l) => JSON.parse(l).computeSeconds);
   return {
+    ...audit(dir),
     seconds: (lost.time - faultAt) / 1000,
     reason: lost.reason,
     compute: Math.max(...compute.slice(1)),
@@ -148,14 +168,16 @@ for (const kind of values.scenarios.split(',')) {
       : `worker's compute hangs, its process lives (step timeout ${stepTimeout ? `${stepTimeout} s` : 'default'})`;
   rows.push(
     `| ${fault} | ${t[Math.floor(t.length / 2)].toFixed(2)} s (${t[0].toFixed(2)}-${t.at(-1).toFixed(2)}, ${t.length} runs) | ` +
-      `${Math.max(...trials.map((x) => x.compute)).toFixed(1)} s | ${trials[0].reason} |`,
+      `${Math.max(...trials.map((x) => x.compute)).toFixed(1)} s | ` +
+      `${trials.map((x) => x.steps).join(', ')} | ${trials.reduce((n, x) => n + x.duplicated, 0)} | ` +
+      `${trials[0].reason} |`,
   );
 }
 const table = [
   `heartbeat timeout ${values['heartbeat-timeout']} s; step timeout ${stepTimeout ?? '(default)'}`,
   '',
-  '| fault | detection (median, range) | longest step compute | coordinator says |',
-  '|---|---|---|---|',
+  '| fault | detection (median, range) | longest step compute | steps committed | samples duplicated | coordinator says |',
+  '|---|---|---|---|---|---|',
   ...rows,
 ].join('\n');
 console.log(table);
