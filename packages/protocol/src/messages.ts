@@ -27,6 +27,8 @@ export interface Hello {
   dataEndpoint: string;
   /** The worker's CURVE public key (Z85, 40 characters); '' without CURVE. */
   curvePublicKey: string;
+  /** A random id of this session that its heartbeats carry (they leave from a socket of their own); '' or absent: none. */
+  heartbeatId?: string;
 }
 
 /** Coordinator -> worker: its place in the ring. */
@@ -86,8 +88,8 @@ export interface Heartbeat {
   rssBytes: number;
   /** Worker -> coordinator: committed steps of its replica. */
   stepsDone: number;
-  /** Worker -> coordinator: the Hello's workerId (heartbeats leave from a socket of their own). */
-  workerId: string;
+  /** Worker -> coordinator: the Hello's heartbeatId (heartbeats leave from a socket of their own). */
+  heartbeatId: string;
   /** Worker -> coordinator: bumped by the computation before and after each micro-batch. */
   progress: number;
   /** Worker -> coordinator, while a micro-batch computes (else 0): how long progress has not moved. */

@@ -15,6 +15,7 @@ export const bodies: ControlBody[] = [
       capabilities: ['fp16-wire', 'bf16-wire'],
       dataEndpoint: 'tcp://10.0.0.1:5000',
       curvePublicKey: 'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7',
+      heartbeatId: '9f3c2a7e5b1d4c8a9f3c2a7e5b1d4c8a',
     },
   },
   {
@@ -55,7 +56,7 @@ export const bodies: ControlBody[] = [
       state: 'reducing',
       rssBytes: 2 ** 33,
       stepsDone: 12,
-      workerId: 'node-3:4242',
+      heartbeatId: '9f3c2a7e5b1d4c8a9f3c2a7e5b1d4c8a',
       progress: 57,
       stalledMs: 1500,
       computeLimitMs: 60_000,

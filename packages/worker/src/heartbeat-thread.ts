@@ -39,7 +39,7 @@ function beat(): void {
               state: reading.state,
               rssBytes: process.memoryUsage.rss(),
               stepsDone: reading.stepsDone,
-              workerId: data.workerId,
+              heartbeatId: data.heartbeatId,
               progress: reading.progress,
               stalledMs: reading.stalledMs,
               computeLimitMs: reading.computeLimitMs,

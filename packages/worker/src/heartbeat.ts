@@ -13,8 +13,8 @@ export interface HeartbeatThreadData {
   /** The coordinator's ROUTER, as the main link connects to it. */
   endpoint: string;
   runId: string;
-  /** The Hello's workerId: how the coordinator knows whose heartbeat this is. */
-  workerId: string;
+  /** The Hello's heartbeatId: how the coordinator knows whose heartbeat this is. */
+  heartbeatId: string;
   intervalMs: number;
   /** ComputeProgress's shared memory. */
   buffer: SharedArrayBuffer;

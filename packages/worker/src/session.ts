@@ -6,6 +6,7 @@
 // hand the adapter + optimizer state to a joining worker; save the adapter or
 // a checkpoint on CheckpointRequest; leave on Shutdown. A resumed run's
 // replicas load the checkpoint named in the RunConfig before step one.
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { type BackendName, deviceName, useBackend } from '@lorafleet/core';
@@ -45,12 +46,13 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   // must already say where it will listen: reserve a free port now, bind it then.
   const dataEndpoint = `tcp://${options.ringHost}:${await freePort(options.ringHost)}`;
   const link = new CoordinatorLink(options.coordinator, options.timeoutMs, log, options.curve);
-  const workerId = `${hostname()}:${process.pid}`;
+  // What our heartbeats carry, to be told apart from any other worker's.
+  const heartbeatId = randomBytes(16).toString('hex');
   try {
     await link.send({
       case: 'hello',
       value: {
-        workerId,
+        workerId: `${hostname()}:${process.pid}`,
         host: hostname(),
         pid: process.pid,
         device: deviceName(),
@@ -58,12 +60,13 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         capabilities: [],
         dataEndpoint,
         curvePublicKey: options.curve?.keyPair.publicKey ?? '',
+        heartbeatId,
       },
     });
     const welcome = await awaitWelcome(link, options.joinTimeoutMs);
     if (!welcome) return;
     try {
-      await serve(link, welcome, { dataEndpoint, workerId }, options);
+      await serve(link, welcome, { dataEndpoint, heartbeatId }, options);
     } catch (error) {
       await link.sendError(
         errorCodeOf(error),
@@ -95,7 +98,7 @@ async function awaitWelcome(
 async function serve(
   link: CoordinatorLink,
   welcome: WelcomeMessage,
-  { dataEndpoint, workerId }: { dataEndpoint: string; workerId: string },
+  { dataEndpoint, heartbeatId }: { dataEndpoint: string; heartbeatId: string },
   options: WorkerOptions,
 ): Promise<void> {
   const { runId, value: w } = welcome;
@@ -119,7 +122,7 @@ async function serve(
     mailbox: new Mailbox(link),
     runId,
     dataEndpoint,
-    workerId,
+    heartbeatId,
     config,
     curve: options.curve,
     log: options.log,

@@ -27,8 +27,8 @@ export interface SessionSetup {
   runId: string;
   /** Where this worker's ring socket listens (said in Hello). */
   dataEndpoint: string;
-  /** The Hello's workerId: the heartbeat thread's socket names its worker with it. */
-  workerId: string;
+  /** The Hello's heartbeatId: the heartbeat thread's socket names its worker with it. */
+  heartbeatId: string;
   config: RunConfig;
   curve: LinkCurve | undefined;
   log: (line: string) => void;
@@ -162,9 +162,9 @@ export class WorkerSession {
    */
   startHeartbeat(): void {
     if (this.heartbeat) return this.heartbeat.beatNow();
-    const { link, runId, workerId, curve } = this.setup;
+    const { link, runId, heartbeatId, curve } = this.setup;
     this.heartbeat = new HeartbeatThread(
-      { endpoint: link.endpoint, runId, workerId, intervalMs: WORKER_HEARTBEAT_MS, curve },
+      { endpoint: link.endpoint, runId, heartbeatId, intervalMs: WORKER_HEARTBEAT_MS, curve },
       this.progress,
       this.log,
     );

@@ -44,7 +44,7 @@ function beat(endpoint: string, keyPair: CurveKeyPair, progress: ComputeProgress
     {
       endpoint,
       runId: 'run-hb',
-      workerId: 'host:42',
+      heartbeatId: 'hb-42',
       intervalMs: 200,
       curve: { keyPair, serverPublicKey: server.publicKey },
     },
@@ -75,7 +75,7 @@ describe('the heartbeat thread', () => {
     expect(await nextBeat(router)).toMatchObject({
       state: 'idle',
       stepsDone: 4,
-      workerId: 'host:42',
+      heartbeatId: 'hb-42',
       progress: 0,
       stalledMs: 0,
       computeLimitMs: 0,

@@ -109,13 +109,14 @@ describe('runWorker', () => {
     await coordinator.welcome(hello.body.value.dataEndpoint, run.config);
     // "Loading" heartbeats from Welcome on (once the heartbeat thread runs: this
     // tiny replica may be built by then), then the first "idle" one says ready.
-    // They name the worker: they leave from the thread's own socket.
+    // They carry the Hello's heartbeatId: they leave from the thread's own socket.
     let beat = await coordinator.receive();
     while (beat.body.case === 'heartbeat' && beat.body.value.state === 'loading') {
       beat = await coordinator.receive();
     }
-    const { workerId } = hello.body.value;
-    expect(beat.body).toMatchObject({ case: 'heartbeat', value: { state: 'idle', workerId } });
+    const { heartbeatId } = hello.body.value;
+    expect(heartbeatId).toMatch(/^[0-9a-f]{32}$/);
+    expect(beat.body).toMatchObject({ case: 'heartbeat', value: { state: 'idle', heartbeatId } });
 
     const hashes: string[] = [];
     for (const step of [1, 2]) {

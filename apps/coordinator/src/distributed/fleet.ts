@@ -531,14 +531,14 @@ export class WorkerFleet {
   /**
    * Who sent a message: the member whose main socket it came from, or, for a
    * heartbeat from a worker's heartbeat thread (a socket of its own, behind
-   * the same CURVE authentication), the live member whose Hello named its workerId.
+   * the same CURVE authentication), the live member whose Hello gave its heartbeatId.
    */
   private sender(identity: Buffer, body: ControlBody): Member | undefined {
     const member = this.roster.all.find((m) => m.identity?.equals(identity));
-    if (member || body.case !== 'heartbeat' || body.value.workerId === '') return member;
-    const { workerId } = body.value;
+    if (member || body.case !== 'heartbeat' || body.value.heartbeatId === '') return member;
+    const { heartbeatId } = body.value;
     return this.roster.all.find(
-      (m) => m.hello?.workerId === workerId && m.status !== 'lost' && m.status !== 'left',
+      (m) => m.hello?.heartbeatId === heartbeatId && m.status !== 'lost' && m.status !== 'left',
     );
   }
 
@@ -618,7 +618,7 @@ export class WorkerFleet {
         state: 'unspecified',
         rssBytes: 0,
         stepsDone: 0,
-        workerId: '',
+        heartbeatId: '',
         progress: 0,
         stalledMs: 0,
         computeLimitMs: 0,

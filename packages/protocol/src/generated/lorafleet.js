@@ -752,6 +752,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       Hello.prototype.capabilities = $util.emptyArray;
       Hello.prototype.dataEndpoint = '';
       Hello.prototype.curvePublicKey = '';
+      Hello.prototype.heartbeatId = '';
 
       Hello.create = function (properties) {
         return new Hello(properties);
@@ -802,6 +803,12 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.curvePublicKey !== ''
         )
           writer.uint32(66).string(message.curvePublicKey);
+        if (
+          message.heartbeatId != null &&
+          $Object.hasOwnProperty.call(message, 'heartbeatId') &&
+          message.heartbeatId !== ''
+        )
+          writer.uint32(74).string(message.heartbeatId);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -877,6 +884,12 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.curvePublicKey;
               continue;
             }
+            case 9: {
+              if (wireType !== 2) break;
+              if ((value = reader.stringVerify()).length) message.heartbeatId = value;
+              else delete message.heartbeatId;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -924,6 +937,9 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.curvePublicKey != null)
           if (typeof object.curvePublicKey !== 'string' || object.curvePublicKey.length)
             message.curvePublicKey = $String(object.curvePublicKey);
+        if (object.heartbeatId != null)
+          if (typeof object.heartbeatId !== 'string' || object.heartbeatId.length)
+            message.heartbeatId = $String(object.heartbeatId);
         return message;
       };
 
@@ -941,6 +957,7 @@ export const lorafleet = ($root.lorafleet = (() => {
           object.backend = '';
           object.dataEndpoint = '';
           object.curvePublicKey = '';
+          object.heartbeatId = '';
         }
         if (message.workerId != null && $Object.hasOwnProperty.call(message, 'workerId'))
           object.workerId = message.workerId;
@@ -964,6 +981,8 @@ export const lorafleet = ($root.lorafleet = (() => {
           $Object.hasOwnProperty.call(message, 'curvePublicKey')
         )
           object.curvePublicKey = message.curvePublicKey;
+        if (message.heartbeatId != null && $Object.hasOwnProperty.call(message, 'heartbeatId'))
+          object.heartbeatId = message.heartbeatId;
         return object;
       };
 
@@ -2380,7 +2399,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       Heartbeat.prototype.state = 0;
       Heartbeat.prototype.rssBytes = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       Heartbeat.prototype.stepsDone = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
-      Heartbeat.prototype.workerId = '';
+      Heartbeat.prototype.heartbeatId = '';
       Heartbeat.prototype.progress = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       Heartbeat.prototype.stalledMs = 0;
       Heartbeat.prototype.computeLimitMs = 0;
@@ -2425,11 +2444,11 @@ export const lorafleet = ($root.lorafleet = (() => {
         )
           writer.uint32(32).uint64(message.stepsDone);
         if (
-          message.workerId != null &&
-          $Object.hasOwnProperty.call(message, 'workerId') &&
-          message.workerId !== ''
+          message.heartbeatId != null &&
+          $Object.hasOwnProperty.call(message, 'heartbeatId') &&
+          message.heartbeatId !== ''
         )
-          writer.uint32(50).string(message.workerId);
+          writer.uint32(50).string(message.heartbeatId);
         if (
           message.progress != null &&
           $Object.hasOwnProperty.call(message, 'progress') &&
@@ -2524,8 +2543,8 @@ export const lorafleet = ($root.lorafleet = (() => {
             }
             case 6: {
               if (wireType !== 2) break;
-              if ((value = reader.stringVerify()).length) message.workerId = value;
-              else delete message.workerId;
+              if ((value = reader.stringVerify()).length) message.heartbeatId = value;
+              else delete message.heartbeatId;
               continue;
             }
             case 7: {
@@ -2660,9 +2679,9 @@ export const lorafleet = ($root.lorafleet = (() => {
                 object.stepsDone.low >>> 0,
                 object.stepsDone.high >>> 0,
               ).toNumber(true);
-        if (object.workerId != null)
-          if (typeof object.workerId !== 'string' || object.workerId.length)
-            message.workerId = $String(object.workerId);
+        if (object.heartbeatId != null)
+          if (typeof object.heartbeatId !== 'string' || object.heartbeatId.length)
+            message.heartbeatId = $String(object.heartbeatId);
         if (object.progress != null)
           if (
             typeof object.progress === 'object'
@@ -2746,7 +2765,7 @@ export const lorafleet = ($root.lorafleet = (() => {
                 : typeof $BigInt !== 'undefined' && options.longs === $BigInt
                   ? $BigInt('0')
                   : 0;
-          object.workerId = '';
+          object.heartbeatId = '';
           if ($util.Long) {
             let long = new $util.Long(0, 0, true);
             object.progress =
@@ -2844,8 +2863,8 @@ export const lorafleet = ($root.lorafleet = (() => {
                       message.stepsDone.high >>> 0,
                     ).toNumber(true)
                   : message.stepsDone;
-        if (message.workerId != null && $Object.hasOwnProperty.call(message, 'workerId'))
-          object.workerId = message.workerId;
+        if (message.heartbeatId != null && $Object.hasOwnProperty.call(message, 'heartbeatId'))
+          object.heartbeatId = message.heartbeatId;
         if (message.progress != null && $Object.hasOwnProperty.call(message, 'progress'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
             object.progress =

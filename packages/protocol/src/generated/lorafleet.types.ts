@@ -673,6 +673,9 @@ export declare namespace lorafleet {
       /** Hello curvePublicKey. */
       curvePublicKey: string;
 
+      /** Hello heartbeatId. */
+      heartbeatId: string;
+
       /**
        * Creates a new Hello instance using the specified properties.
        * @param [properties] Properties to set
@@ -758,6 +761,9 @@ export declare namespace lorafleet {
 
         /** Hello curvePublicKey */
         curvePublicKey?: string | null;
+
+        /** Hello heartbeatId */
+        heartbeatId?: string | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
@@ -1486,8 +1492,8 @@ export declare namespace lorafleet {
       /** Heartbeat stepsDone. */
       stepsDone: number | Long;
 
-      /** Heartbeat workerId. */
-      workerId: string;
+      /** Heartbeat heartbeatId. */
+      heartbeatId: string;
 
       /** Heartbeat progress. */
       progress: number | Long;
@@ -1575,8 +1581,8 @@ export declare namespace lorafleet {
         /** Heartbeat stepsDone */
         stepsDone?: number | Long | null;
 
-        /** Heartbeat workerId */
-        workerId?: string | null;
+        /** Heartbeat heartbeatId */
+        heartbeatId?: string | null;
 
         /** Heartbeat progress */
         progress?: number | Long | null;
