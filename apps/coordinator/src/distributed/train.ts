@@ -36,6 +36,12 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
       `train: --min-workers ${o.minWorkers} is more than the ${membership.workers} workers`,
     );
   }
+  if (membership.kind === 'inprocess' && o.stepTimeout !== undefined) {
+    // Its hang would be ours: one event loop, nothing left to notice it.
+    warn(
+      '--step-timeout has no effect without --workers N or --listen: the worker runs in this process',
+    );
+  }
   const curve = curveFrom(o);
   const gpus = gpusFrom(o, membership, o.backend);
   await claimRunDir(o.out, { resume: o.resume !== undefined, overwrite: o.overwrite });
