@@ -158,10 +158,10 @@ describe('faults', () => {
     expect(audit.duplicates).toEqual([]);
   }, 120_000);
 
-  it('does not take a micro-batch longer than the heartbeat timeout for a hang (announced compute)', async () => {
+  it('does not take a micro-batch longer than the heartbeat timeout for a hang (heartbeat thread)', async () => {
     // Each worker's micro-batch of 24 x 128 tokens of the default model takes
     // about 3 s here (more under load), past the 2 s heartbeat timeout: the
-    // workers announce them first.
+    // workers' heartbeat threads beat on while it blocks their main thread.
     const out = join(dir, 'long-compute');
     const result = await runToEnd([
       'train',

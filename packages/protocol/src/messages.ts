@@ -27,6 +27,8 @@ export interface Hello {
   dataEndpoint: string;
   /** The worker's CURVE public key (Z85, 40 characters); '' without CURVE. */
   curvePublicKey: string;
+  /** A random id of this session that its heartbeats carry (they leave from a socket of their own); '' or absent: none. */
+  heartbeatId?: string;
 }
 
 /** Coordinator -> worker: its place in the ring. */
@@ -86,8 +88,16 @@ export interface Heartbeat {
   rssBytes: number;
   /** Worker -> coordinator: committed steps of its replica. */
   stepsDone: number;
-  /** Worker -> coordinator: silence to allow beyond the heartbeat timeout while it computes. */
-  quietMs: number;
+  /** Worker -> coordinator: the Hello's heartbeatId (heartbeats leave from a socket of their own). */
+  heartbeatId: string;
+  /** Worker -> coordinator: bumped by the computation before and after each micro-batch. */
+  progress: number;
+  /** Worker -> coordinator, while a micro-batch computes (else 0): how long progress has not moved. */
+  stalledMs: number;
+  /** Worker -> coordinator, while a micro-batch computes (else 0): its own limit for one micro-batch. */
+  computeLimitMs: number;
+  /** Worker -> coordinator: computing its first micro-batch (no measurement yet; no --step-timeout). */
+  warmingUp: boolean;
 }
 
 /** Coordinator -> every member at a step boundary: the ring re-forms. */

@@ -4,7 +4,13 @@
 import type { ControlBody, StepDone, StepPlan } from '@lorafleet/protocol';
 import { isCheckpointInProgress } from './checkpoint.js';
 import { DataError, nameRows } from './data-error.js';
-import { maybeCorruptReplica, maybeDelayStep, maybeUnlabel } from './fault-injection.js';
+import {
+  maybeCorruptReplica,
+  maybeBlockCompute,
+  maybeDelayStep,
+  maybeHangCompute,
+  maybeUnlabel,
+} from './fault-injection.js';
 import { stepOrAbort } from './mailbox.js';
 import { batchesOf } from './rows.js';
 import { decodeTrainState, encodeTrainState, stateParts } from './state-transfer.js';
@@ -179,13 +185,17 @@ async function trainStep(
   const batches = batchesOf(replica.rowsOf(plan.sampleIds), plan.microBatchSize, seqLen);
   await maybeDelayStep(signal);
   maybeUnlabel(batches, plan.step);
-  const result = await replica.step
-    .run(batches, signal, session.onCompute)
-    .catch((error: unknown) => {
-      if (!(error instanceof DataError)) throw error;
-      const rows = nameRows(replica.config.dataFile, replica.rowLines, plan.sampleIds);
-      throw new DataError(`${error.message}; this rank's rows: ${rows || 'none'}`);
-    });
+  const onCompute = (computeLimitMs: number, warmingUp?: boolean) => {
+    session.onCompute(computeLimitMs, warmingUp);
+    if (computeLimitMs === 0) return;
+    maybeHangCompute(session.rank, plan.step, session.log);
+    maybeBlockCompute(session.rank, plan.step, session.log);
+  };
+  const result = await replica.step.run(batches, signal, onCompute).catch((error: unknown) => {
+    if (!(error instanceof DataError)) throw error;
+    const rows = nameRows(replica.config.dataFile, replica.rowLines, plan.sampleIds);
+    throw new DataError(`${error.message}; this rank's rows: ${rows || 'none'}`);
+  });
   if (maybeCorruptReplica(replica.step, session.rank)) {
     session.log(
       `rank ${session.rank}: test hook: corrupted one parameter after step ${result.step}`,

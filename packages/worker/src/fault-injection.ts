@@ -6,6 +6,11 @@
 // tests can kill or stop workers at chosen steps of a tiny model's run.
 // LORAFLEET_FAULT_UNLABELLED_AT=STEP removes every label of that step's batches
 // on every rank, so tests can check how a data error on a worker ends the run.
+// LORAFLEET_FAULT_HANG_AT="RANK:STEP" blocks that rank's main thread for good
+// in the first micro-batch of that step (its heartbeat thread beats on), so
+// tests can check that the coordinator's --step-timeout finds a hung computation.
+// LORAFLEET_FAULT_BLOCK_MS=N blocks the main thread N ms in every micro-batch
+// (a stand-in for a long kernel), so tests get long micro-batches of a tiny model.
 import { IGNORE_INDEX } from '@lorafleet/data';
 import type { TokenBatch } from '@lorafleet/models';
 import type { TrainingStep } from './step.js';
@@ -63,4 +68,41 @@ export function maybeUnlabel(
   if (!/^\d+$/.test(spec)) throw new Error(`${FAULT_UNLABELLED_AT}=${spec}: expected STEP`);
   if (Number(spec) !== step) return;
   for (const batch of batches) batch.labels.fill(IGNORE_INDEX);
+}
+
+export const FAULT_HANG_AT = 'LORAFLEET_FAULT_HANG_AT';
+
+/** Blocks this thread forever (without spinning) if the environment asks for it at this rank and step. */
+export function maybeHangCompute(
+  rank: number,
+  step: number,
+  log: (line: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+): void {
+  const spec = env[FAULT_HANG_AT];
+  if (!spec) return;
+  const match = /^(\d+):(\d+)$/.exec(spec);
+  if (!match) throw new Error(`${FAULT_HANG_AT}=${spec}: expected RANK:STEP`);
+  if (Number(match[1]) !== rank || Number(match[2]) !== step) return;
+  log(`rank ${rank}: test hook: the computation of step ${step} hangs`);
+  // Nothing ever notifies this word: like a kernel that never returns.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+}
+
+export const FAULT_BLOCK_MS = 'LORAFLEET_FAULT_BLOCK_MS';
+
+/** Blocks this thread (without spinning) LORAFLEET_FAULT_BLOCK_MS ms, if set. */
+export function maybeBlockCompute(
+  rank: number,
+  step: number,
+  log: (line: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+): void {
+  const spec = env[FAULT_BLOCK_MS];
+  if (!spec) return;
+  const ms = Number(spec);
+  if (!Number.isFinite(ms) || ms < 0)
+    throw new Error(`${FAULT_BLOCK_MS}=${spec}: expected milliseconds`);
+  log(`rank ${rank}: test hook: a micro-batch of step ${step} blocks for ${ms} ms`);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

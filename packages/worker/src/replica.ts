@@ -109,13 +109,13 @@ export class Replica {
       return row;
     });
     // A forward pass costs less than a training micro-batch of the same size.
-    const quiet = this.step.quietEstimateMs();
+    const [limit, warmingUp] = [this.step.computeLimitMs(), this.step.warmingUp];
     const result = await evaluateLossSums(
       this.model,
       batchesOf(rows, batchSize, this.config.rows.seqLen),
-      onCompute && (() => onCompute(quiet)),
+      onCompute && (async () => onCompute(limit, warmingUp)),
     );
-    await onCompute?.(0);
+    onCompute?.(0);
     return result;
   }
 

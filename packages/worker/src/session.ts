@@ -6,6 +6,7 @@
 // hand the adapter + optimizer state to a joining worker; save the adapter or
 // a checkpoint on CheckpointRequest; leave on Shutdown. A resumed run's
 // replicas load the checkpoint named in the RunConfig before step one.
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { type BackendName, deviceName, useBackend } from '@lorafleet/core';
@@ -45,6 +46,8 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   // must already say where it will listen: reserve a free port now, bind it then.
   const dataEndpoint = `tcp://${options.ringHost}:${await freePort(options.ringHost)}`;
   const link = new CoordinatorLink(options.coordinator, options.timeoutMs, log, options.curve);
+  // What our heartbeats carry, to be told apart from any other worker's.
+  const heartbeatId = randomBytes(16).toString('hex');
   try {
     await link.send({
       case: 'hello',
@@ -57,12 +60,13 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         capabilities: [],
         dataEndpoint,
         curvePublicKey: options.curve?.keyPair.publicKey ?? '',
+        heartbeatId,
       },
     });
     const welcome = await awaitWelcome(link, options.joinTimeoutMs);
     if (!welcome) return;
     try {
-      await serve(link, welcome, dataEndpoint, options);
+      await serve(link, welcome, { dataEndpoint, heartbeatId }, options);
     } catch (error) {
       await link.sendError(
         errorCodeOf(error),
@@ -94,7 +98,7 @@ async function awaitWelcome(
 async function serve(
   link: CoordinatorLink,
   welcome: WelcomeMessage,
-  dataEndpoint: string,
+  { dataEndpoint, heartbeatId }: { dataEndpoint: string; heartbeatId: string },
   options: WorkerOptions,
 ): Promise<void> {
   const { runId, value: w } = welcome;
@@ -118,6 +122,7 @@ async function serve(
     mailbox: new Mailbox(link),
     runId,
     dataEndpoint,
+    heartbeatId,
     config,
     curve: options.curve,
     log: options.log,
@@ -129,14 +134,14 @@ async function serve(
     // "Loading" heartbeats from Welcome on: the coordinator drops a peer that
     // said Hello but shows no sign of loading (see its roster).
     session.state = 'loading';
-    await session.startHeartbeat();
+    session.startHeartbeat();
     if (!w.joining) await session.formRing(w);
     await useBackend(options.backend);
     session.replica = await Replica.build(config, session.allReduce);
     if (config.resumeFrom) await session.replica.restore(config.resumeFrom);
     options.log(readyLine(session, w, runId, options.backend));
     session.state = 'idle';
-    await session.startHeartbeat();
+    session.startHeartbeat();
     for (;;) {
       const done = session.replica.step.stepsDone;
       const { body } = await session.mailbox.next(`the next step plan (${done} done)`);

@@ -20,14 +20,17 @@ import { DataError } from './data-error.js';
 import { replicaHash } from './replica-hash.js';
 
 /**
- * Called before each micro-batch with how long the computation may block the
- * event loop (and with 0 after the last): a worker tells its coordinator, so
- * that a long micro-batch is not taken for a hung worker.
+ * Called before each micro-batch with the longest it may take and whether
+ * that is a first guess (no micro-batch measured yet), and with 0 after the
+ * last: the computation's progress, which a worker's heartbeat thread
+ * reports, so that a hung micro-batch is told from a long one.
  */
-export type ComputeNotice = (quietMs: number) => Promise<void>;
+export type ComputeNotice = (computeLimitMs: number, warmingUp?: boolean) => void;
 
 /** Before the first micro-batch is measured: a large model on a slow backend still fits. */
-const FIRST_MICRO_BATCH_QUIET_MS = 300_000;
+const FIRST_MICRO_BATCH_LIMIT_MS = 300_000;
+/** A measured limit is never below this: a loaded machine's jitter is no hang. */
+const MIN_MICRO_BATCH_LIMIT_MS = 30_000;
 
 /** Sums a buffer across all replicas in place; every replica must end with the same bits. */
 export type AllReduce = (buffer: Float32Array) => Promise<void>;
@@ -88,14 +91,19 @@ export class TrainingStep {
   private slowestMicroBatchMs = 0;
 
   /**
-   * How long this replica may block its event loop on one micro-batch: three
-   * times the slowest of the last step (plus a second), or a generous first
-   * guess before any was measured.
+   * The longest one micro-batch may take before it counts as hung (the
+   * default of the coordinator's --step-timeout): ten times the slowest of
+   * the last step, at least 30 s, or a generous first guess before any was measured.
    */
-  quietEstimateMs(): number {
+  computeLimitMs(): number {
     return this.slowestMicroBatchMs > 0
-      ? Math.ceil(3 * this.slowestMicroBatchMs) + 1000
-      : FIRST_MICRO_BATCH_QUIET_MS;
+      ? Math.max(MIN_MICRO_BATCH_LIMIT_MS, Math.ceil(10 * this.slowestMicroBatchMs))
+      : FIRST_MICRO_BATCH_LIMIT_MS;
+  }
+
+  /** No micro-batch measured yet: the next one compiles kernels and fills caches. */
+  get warmingUp(): boolean {
+    return this.slowestMicroBatchMs === 0;
   }
 
   /** Optimizer steps taken so far. */
@@ -124,8 +132,9 @@ export class TrainingStep {
       signal?.throwIfAborted();
       const tokens = countLossTokens(batch);
       if (tokens === 0) continue;
-      await onCompute?.(this.quietEstimateMs());
+      // Timed from here: a test hook's blocking (fault-injection.ts) counts as compute.
       const started = performance.now();
+      onCompute?.(this.computeLimitMs(), this.warmingUp);
       const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
       // Asynchronous reads: the only kind a GPU backend (webgpu under Node) allows.
       const { loss, grads } = await lossAndGradsAsync(this.params, () =>
@@ -137,7 +146,7 @@ export class TrainingStep {
       slowest = Math.max(slowest, performance.now() - started);
     }
     if (slowest > 0) this.slowestMicroBatchMs = slowest;
-    await onCompute?.(0);
+    onCompute?.(0);
     const t1 = performance.now();
     const local = { lossSum: fused[n]!, tokens: fused[n + 1]! };
     signal?.throwIfAborted();

@@ -4,7 +4,9 @@
 import type { RingAllReduce } from '@lorafleet/collective';
 import type { ControlBody, WorkerState } from '@lorafleet/protocol';
 import type { CoordinatorLink, LinkCurve } from './coordinator-link.js';
+import { HeartbeatThread } from './heartbeat.js';
 import { type Mailbox, bindRing } from './mailbox.js';
+import { ComputeProgress } from './progress.js';
 import type { Replica } from './replica.js';
 import { RING_DTYPE, type RunConfig } from './run-config.js';
 import { StateAssembler } from './state-transfer.js';
@@ -25,6 +27,8 @@ export interface SessionSetup {
   runId: string;
   /** Where this worker's ring socket listens (said in Hello). */
   dataEndpoint: string;
+  /** The Hello's heartbeatId: the heartbeat thread's socket names its worker with it. */
+  heartbeatId: string;
   config: RunConfig;
   curve: LinkCurve | undefined;
   log: (line: string) => void;
@@ -43,7 +47,6 @@ export class WorkerSession {
   generation: number;
   /** The step whose all-reduce runs now: it names the ring's chunks. */
   ringStep = 0;
-  state: WorkerState = 'idle';
   /** The replica at the start of the step in flight; restored on Abort. */
   snapshot: TrainState | undefined;
   /** Parts of a trainer state sent to this (joining) worker. */
@@ -51,8 +54,10 @@ export class WorkerSession {
   private ring: RingAllReduce | undefined;
   private built: Replica | undefined;
   private sending: Promise<void> = Promise.resolve();
-  private quietMs = 0;
-  private heartbeat: NodeJS.Timeout | undefined;
+  /** Shared with the heartbeat thread, which reports it while compute blocks this thread. */
+  private readonly progress = new ComputeProgress();
+  private heartbeat: HeartbeatThread | undefined;
+  private current: WorkerState = 'idle';
 
   constructor(private readonly setup: SessionSetup) {
     this.link = setup.link;
@@ -72,7 +77,18 @@ export class WorkerSession {
     this.built = replica;
   }
 
-  /** One send at a time on the socket: heartbeats interleave with replies. */
+  /** What this worker does, as its heartbeats tell the coordinator. */
+  get state(): WorkerState {
+    return this.current;
+  }
+
+  set state(state: WorkerState) {
+    this.current = state;
+    this.progress.state = state;
+    if (this.built) this.progress.stepsDone = this.built.step.stepsDone;
+  }
+
+  /** One send at a time on the socket (replies; heartbeats leave from their own thread). */
   send(body: ControlBody): Promise<void> {
     const sent = this.sending.then(() => this.link.send(body));
     this.sending = sent.catch(() => undefined);
@@ -129,40 +145,34 @@ export class WorkerSession {
     this.ring = undefined;
   }
 
-  /** Tells the coordinator how long a computation may keep the event loop (and heartbeats) silent. */
-  readonly onCompute = async (ms: number): Promise<void> => {
-    if (ms === this.quietMs) return;
-    this.quietMs = ms;
-    await this.beat();
+  /**
+   * The computation moves on: before each micro-batch with the longest it
+   * may take (ms) and whether that is a first guess, after the last with 0.
+   * The heartbeat thread reports it.
+   */
+  readonly onCompute = (computeLimitMs: number, warmingUp = false): void => {
+    this.progress.bump(computeLimitMs, warmingUp);
   };
 
   /**
-   * One heartbeat now, then one a second, also while a step computes. Called
-   * in state 'loading' on Welcome, then again once the replica is built: its
-   * first heartbeat in another state says "ready".
+   * Starts the heartbeat thread (one heartbeat now, then one a second, also
+   * while a step computes), or, when it runs, has it beat now. Called in state
+   * 'loading' on Welcome, then again once the replica is built: its first
+   * heartbeat in another state says "ready".
    */
-  async startHeartbeat(): Promise<void> {
-    clearInterval(this.heartbeat);
-    await this.beat();
-    this.heartbeat = setInterval(() => void this.beat(), WORKER_HEARTBEAT_MS);
+  startHeartbeat(): void {
+    if (this.heartbeat) return this.heartbeat.beatNow();
+    const { link, runId, heartbeatId, curve } = this.setup;
+    this.heartbeat = new HeartbeatThread(
+      { endpoint: link.endpoint, runId, heartbeatId, intervalMs: WORKER_HEARTBEAT_MS, curve },
+      this.progress,
+      this.log,
+    );
   }
 
-  private beat(): Promise<void> {
-    return this.send({
-      case: 'heartbeat',
-      value: {
-        sentAtMs: Date.now(),
-        state: this.state,
-        rssBytes: process.memoryUsage.rss(),
-        stepsDone: this.built?.step.stepsDone ?? 0,
-        quietMs: this.quietMs,
-      },
-    }).catch(() => undefined);
-  }
-
-  /** Stops the heartbeat, lets queued sends leave, and frees the ring and the replica. */
+  /** Stops the heartbeat thread, lets queued sends leave, and frees the ring and the replica. */
   async close(): Promise<void> {
-    clearInterval(this.heartbeat);
+    await this.heartbeat?.close();
     await this.sending;
     this.mailbox.close();
     this.dropRing();

@@ -37,13 +37,14 @@ class ScriptedCoordinator {
 
   async receive(): Promise<ControlMessage> {
     const [identity, frame] = await this.router.receive();
-    this.identity = identity;
     const decoded = decodeControl(frame!);
     if (!decoded.ok) throw new Error(decoded.error.message);
+    // Heartbeats come from the worker's heartbeat thread, on a socket of its own.
+    if (decoded.message.body.case !== 'heartbeat') this.identity = identity;
     return decoded.message;
   }
 
-  /** The next message that is not a heartbeat (a worker beats every second and before computing). */
+  /** The next message that is not a heartbeat (a worker's heartbeat thread beats every second). */
   async next(): Promise<ControlMessage> {
     for (;;) {
       const message = await this.receive();
@@ -106,16 +107,16 @@ describe('runWorker', () => {
     expect(hello.body.value.pid).toBe(process.pid);
     expect(hello.body.value.dataEndpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
     await coordinator.welcome(hello.body.value.dataEndpoint, run.config);
-    // "Loading" heartbeats from Welcome on, then the first "idle" one says ready.
-    expect((await coordinator.receive()).body).toMatchObject({
-      case: 'heartbeat',
-      value: { state: 'loading' },
-    });
+    // "Loading" heartbeats from Welcome on (once the heartbeat thread runs: this
+    // tiny replica may be built by then), then the first "idle" one says ready.
+    // They carry the Hello's heartbeatId: they leave from the thread's own socket.
     let beat = await coordinator.receive();
     while (beat.body.case === 'heartbeat' && beat.body.value.state === 'loading') {
       beat = await coordinator.receive();
     }
-    expect(beat.body).toMatchObject({ case: 'heartbeat', value: { state: 'idle' } });
+    const { heartbeatId } = hello.body.value;
+    expect(heartbeatId).toMatch(/^[0-9a-f]{32}$/);
+    expect(beat.body).toMatchObject({ case: 'heartbeat', value: { state: 'idle', heartbeatId } });
 
     const hashes: string[] = [];
     for (const step of [1, 2]) {

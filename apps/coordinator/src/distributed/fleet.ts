@@ -36,6 +36,11 @@ export interface FleetOptions {
   helloTimeoutMs: number;
   /** Silence after which a ready worker is lost. */
   heartbeatTimeoutMs: number;
+  /**
+   * A micro-batch whose progress stalls this long is hung (the worker is lost);
+   * undefined: each worker's own limit, from its measured micro-batch times.
+   */
+  stepTimeoutMs?: number;
   /** Spawned workers: how many lost ones are replaced, in all. */
   maxRestarts: number;
   /** Spawned workers: the GPU of each slot (worker i and its replacements use gpus[i % length]). */
@@ -486,7 +491,7 @@ export class WorkerFleet {
       this.admit(identity, body.value, runId);
       return;
     }
-    const member = this.roster.all.find((m) => m.identity?.equals(identity));
+    const member = this.sender(identity, body);
     if (!member || runId !== this.options.runId || member.status === 'lost') {
       // A lost worker that wakes up (SIGCONT) or a stranger: not ours any more.
       return;
@@ -505,7 +510,8 @@ export class WorkerFleet {
     if (body.case === 'heartbeat') {
       member.lastHeartbeatMs = Date.now();
       member.rssBytes = body.value.rssBytes;
-      member.quietMs = body.value.quietMs;
+      const { progress, stalledMs, computeLimitMs: limitMs, warmingUp } = body.value;
+      member.compute = { progress, stalledMs, limitMs, warmingUp, at: performance.now() };
       if (member.status === 'building' && body.value.state !== 'loading') {
         member.status = 'ready';
         this.event('info', `${member.name} is ready`);
@@ -520,6 +526,20 @@ export class WorkerFleet {
     }
     member.inbox.push(body);
     this.signal();
+  }
+
+  /**
+   * Who sent a message: the member whose main socket it came from, or, for a
+   * heartbeat from a worker's heartbeat thread (a socket of its own, behind
+   * the same CURVE authentication), the live member whose Hello gave its heartbeatId.
+   */
+  private sender(identity: Buffer, body: ControlBody): Member | undefined {
+    const member = this.roster.all.find((m) => m.identity?.equals(identity));
+    if (member || body.case !== 'heartbeat' || body.value.heartbeatId === '') return member;
+    const { heartbeatId } = body.value;
+    return this.roster.all.find(
+      (m) => m.hello?.heartbeatId === heartbeatId && m.status !== 'lost' && m.status !== 'left',
+    );
   }
 
   /** A Hello: a spawned process (by pid), or an external worker (a standby once the ring is full). */
@@ -581,8 +601,9 @@ export class WorkerFleet {
     if (this.stopping) return;
     this.drops.flush();
     const strangers = this.options.membership.kind === 'listen';
-    const { heartbeatTimeoutMs } = this.options;
-    for (const { member, reason } of this.roster.overdue(heartbeatTimeoutMs, strangers)) {
+    const { heartbeatTimeoutMs, stepTimeoutMs } = this.options;
+    const limits = { heartbeatTimeoutMs, stepTimeoutMs };
+    for (const { member, reason } of this.roster.overdue(limits, strangers)) {
       this.markLost(member, reason);
     }
   }
@@ -597,7 +618,11 @@ export class WorkerFleet {
         state: 'unspecified',
         rssBytes: 0,
         stepsDone: 0,
-        quietMs: 0,
+        heartbeatId: '',
+        progress: 0,
+        stalledMs: 0,
+        computeLimitMs: 0,
+        warmingUp: false,
       },
     };
     for (const m of this.live()) if (m.identity) this.send(m, body).catch(() => undefined);

@@ -45,11 +45,32 @@ export interface Member {
   lastSeen: number;
   lastHeartbeatMs: number;
   rssBytes: number;
-  /** Silence it announced for its computation, allowed on top of the heartbeat timeout. */
-  quietMs: number;
+  /** Compute progress from its last heartbeat (and when that arrived), for the step timeout. */
+  compute: ComputeReport;
   /** When it was welcomed (performance.now()), for the build deadline. */
   welcomedAt: number;
   lostReason?: string;
+}
+
+/** A heartbeat's compute progress, as the coordinator received it. */
+export interface ComputeReport {
+  progress: number;
+  /** How long progress had not moved while a micro-batch computed (0: not computing). */
+  stalledMs: number;
+  /** The worker's own limit for one micro-batch (0: not computing). */
+  limitMs: number;
+  /** Its first micro-batch (kernels compile): only its own limit applies. */
+  warmingUp: boolean;
+  /** performance.now() when the heartbeat arrived. */
+  at: number;
+}
+
+/** The timeouts of liveness. */
+export interface LivenessLimits {
+  /** Silence after which a ready or ring member is lost. */
+  heartbeatTimeoutMs: number;
+  /** A micro-batch whose progress stalls this long is hung; undefined: the worker's own limit. */
+  stepTimeoutMs: number | undefined;
 }
 
 /** A welcomed worker must load its replica within this. */
@@ -77,7 +98,7 @@ export class Roster {
       lastSeen: performance.now(),
       lastHeartbeatMs: 0,
       rssBytes: 0,
-      quietMs: 0,
+      compute: { progress: 0, stalledMs: 0, limitMs: 0, warmingUp: false, at: 0 },
       welcomedAt: 0,
     };
     this.all.push(member);
@@ -122,26 +143,28 @@ export class Roster {
 
   /**
    * Members to declare lost, with why: ready or ring members silent past the
-   * heartbeat timeout plus the compute time they announced, and welcomed ones
-   * that never finished loading. With `strangers` (external workers: anyone
-   * may connect), also welcomed ones that show no sign of loading.
+   * heartbeat timeout (their heartbeats come from a thread that compute does
+   * not block), ring members whose micro-batch made no progress within the
+   * step timeout, and welcomed ones that never finished loading. With
+   * `strangers` (external workers: anyone may connect), also welcomed ones
+   * that show no sign of loading.
    */
-  overdue(heartbeatTimeoutMs: number, strangers = false): { member: Member; reason: string }[] {
+  overdue(limits: LivenessLimits, strangers = false): { member: Member; reason: string }[] {
+    const { heartbeatTimeoutMs } = limits;
     const now = performance.now();
     const out: { member: Member; reason: string }[] = [];
     for (const m of this.all) {
       const silent = now - m.lastSeen;
-      // An in-process worker shares our event loop: its silence is ours.
+      // An in-process worker shares our event loop: its silence and its hangs are ours.
       if (m.inProcess) continue;
-      if (
-        (m.status === 'active' || m.status === 'ready') &&
-        silent > heartbeatTimeoutMs + m.quietMs
-      ) {
-        const allowed = m.quietMs > 0 ? `, ${m.quietMs / 1000} s of it announced for compute` : '';
+      const stall = m.status === 'active' ? stalled(m.compute, limits, now) : undefined;
+      if ((m.status === 'active' || m.status === 'ready') && silent > heartbeatTimeoutMs) {
         out.push({
           member: m,
-          reason: `silent for ${(silent / 1000).toFixed(1)} s (heartbeat timeout${allowed})`,
+          reason: `silent for ${(silent / 1000).toFixed(1)} s (heartbeat timeout)`,
         });
+      } else if (stall) {
+        out.push({ member: m, reason: stall });
       } else if (
         strangers &&
         m.status === 'building' &&
@@ -167,4 +190,28 @@ export class Roster {
     }
     return out;
   }
+}
+
+/**
+ * Why a member's computation counts as hung, or undefined: a micro-batch in
+ * progress (its limit is set) whose progress has not moved for longer than
+ * --step-timeout, or than the worker's own limit without one or in the
+ * worker's first micro-batch (a warm-up that a short --step-timeout would cut).
+ */
+function stalled(c: ComputeReport, limits: LivenessLimits, now: number): string | undefined {
+  if (c.limitMs === 0) return undefined;
+  const stalledMs = c.stalledMs + (now - c.at);
+  const own = limits.stepTimeoutMs === undefined || c.warmingUp;
+  const limitMs = own ? c.limitMs : limits.stepTimeoutMs!;
+  if (stalledMs <= limitMs) return undefined;
+  const which = own
+    ? `its own limit of ${(limitMs / 1000).toFixed(0)} s` +
+      (c.warmingUp
+        ? ' for a first micro-batch'
+        : ', from its measured micro-batches; set --step-timeout to change it')
+    : `--step-timeout ${limitMs / 1000}`;
+  return (
+    `hung: its micro-batch made no progress for ${(stalledMs / 1000).toFixed(1)} s (${which}), ` +
+    `while its heartbeat thread lives (progress counter ${c.progress})`
+  );
 }

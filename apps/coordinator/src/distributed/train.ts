@@ -37,6 +37,12 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
       `train: --min-workers ${o.minWorkers} is more than the ${membership.workers} workers`,
     );
   }
+  if (membership.kind === 'inprocess' && o.stepTimeout !== undefined) {
+    // Its hang would be ours: one event loop, nothing left to notice it.
+    warn(
+      '--step-timeout has no effect without --workers N or --listen: the worker runs in this process',
+    );
+  }
   const curve = curveFrom(o);
   const gpus = gpusFrom(o, membership, o.backend);
   await claimRunDir(o.out, { resume: o.resume !== undefined, overwrite: o.overwrite });
@@ -56,6 +62,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
       backend: plan.backend,
       helloTimeoutMs: membership.kind === 'listen' ? o.joinTimeout * 1000 : TIMEOUTS.helloMs,
       heartbeatTimeoutMs: o.heartbeatTimeout * 1000,
+      ...(o.stepTimeout !== undefined ? { stepTimeoutMs: o.stepTimeout * 1000 } : {}),
       maxRestarts: membership.kind === 'spawn' ? o.maxRestarts : 0,
       log: (line) => console.error(line),
       onEvent: (level, message) => observer.note(level, message),

@@ -245,7 +245,13 @@ export const trainSpec = defineCommand({
       min: 2,
       default: 5,
       description:
-        'seconds of silence after which a worker is declared lost (plus the compute time it announces before each micro-batch)',
+        'seconds of silence after which a worker is declared lost (workers beat from a thread of their own, also while they compute)',
+    },
+    'step-timeout': {
+      kind: 'number',
+      min: 1,
+      description:
+        "seconds a worker's micro-batch may go without progress before the worker counts as hung and is lost (default: each worker's own limit, 10x its slowest measured micro-batch, at least 30 s; a worker's first micro-batch, which compiles kernels, always gets 300 s)",
     },
     'curve-key': {
       kind: 'string',

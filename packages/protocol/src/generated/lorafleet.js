@@ -752,6 +752,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       Hello.prototype.capabilities = $util.emptyArray;
       Hello.prototype.dataEndpoint = '';
       Hello.prototype.curvePublicKey = '';
+      Hello.prototype.heartbeatId = '';
 
       Hello.create = function (properties) {
         return new Hello(properties);
@@ -802,6 +803,12 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.curvePublicKey !== ''
         )
           writer.uint32(66).string(message.curvePublicKey);
+        if (
+          message.heartbeatId != null &&
+          $Object.hasOwnProperty.call(message, 'heartbeatId') &&
+          message.heartbeatId !== ''
+        )
+          writer.uint32(74).string(message.heartbeatId);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -877,6 +884,12 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.curvePublicKey;
               continue;
             }
+            case 9: {
+              if (wireType !== 2) break;
+              if ((value = reader.stringVerify()).length) message.heartbeatId = value;
+              else delete message.heartbeatId;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -924,6 +937,9 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.curvePublicKey != null)
           if (typeof object.curvePublicKey !== 'string' || object.curvePublicKey.length)
             message.curvePublicKey = $String(object.curvePublicKey);
+        if (object.heartbeatId != null)
+          if (typeof object.heartbeatId !== 'string' || object.heartbeatId.length)
+            message.heartbeatId = $String(object.heartbeatId);
         return message;
       };
 
@@ -941,6 +957,7 @@ export const lorafleet = ($root.lorafleet = (() => {
           object.backend = '';
           object.dataEndpoint = '';
           object.curvePublicKey = '';
+          object.heartbeatId = '';
         }
         if (message.workerId != null && $Object.hasOwnProperty.call(message, 'workerId'))
           object.workerId = message.workerId;
@@ -964,6 +981,8 @@ export const lorafleet = ($root.lorafleet = (() => {
           $Object.hasOwnProperty.call(message, 'curvePublicKey')
         )
           object.curvePublicKey = message.curvePublicKey;
+        if (message.heartbeatId != null && $Object.hasOwnProperty.call(message, 'heartbeatId'))
+          object.heartbeatId = message.heartbeatId;
         return object;
       };
 
@@ -2380,7 +2399,11 @@ export const lorafleet = ($root.lorafleet = (() => {
       Heartbeat.prototype.state = 0;
       Heartbeat.prototype.rssBytes = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       Heartbeat.prototype.stepsDone = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
-      Heartbeat.prototype.quietMs = 0;
+      Heartbeat.prototype.heartbeatId = '';
+      Heartbeat.prototype.progress = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      Heartbeat.prototype.stalledMs = 0;
+      Heartbeat.prototype.computeLimitMs = 0;
+      Heartbeat.prototype.warmingUp = false;
 
       Heartbeat.create = function (properties) {
         return new Heartbeat(properties);
@@ -2421,11 +2444,37 @@ export const lorafleet = ($root.lorafleet = (() => {
         )
           writer.uint32(32).uint64(message.stepsDone);
         if (
-          message.quietMs != null &&
-          $Object.hasOwnProperty.call(message, 'quietMs') &&
-          message.quietMs !== 0
+          message.heartbeatId != null &&
+          $Object.hasOwnProperty.call(message, 'heartbeatId') &&
+          message.heartbeatId !== ''
         )
-          writer.uint32(40).uint32(message.quietMs);
+          writer.uint32(50).string(message.heartbeatId);
+        if (
+          message.progress != null &&
+          $Object.hasOwnProperty.call(message, 'progress') &&
+          (typeof message.progress === 'object'
+            ? message.progress.low || message.progress.high
+            : message.progress !== 0)
+        )
+          writer.uint32(56).uint64(message.progress);
+        if (
+          message.stalledMs != null &&
+          $Object.hasOwnProperty.call(message, 'stalledMs') &&
+          message.stalledMs !== 0
+        )
+          writer.uint32(64).uint32(message.stalledMs);
+        if (
+          message.computeLimitMs != null &&
+          $Object.hasOwnProperty.call(message, 'computeLimitMs') &&
+          message.computeLimitMs !== 0
+        )
+          writer.uint32(72).uint32(message.computeLimitMs);
+        if (
+          message.warmingUp != null &&
+          $Object.hasOwnProperty.call(message, 'warmingUp') &&
+          message.warmingUp !== false
+        )
+          writer.uint32(80).bool(message.warmingUp);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -2492,10 +2541,39 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.stepsDone;
               continue;
             }
-            case 5: {
+            case 6: {
+              if (wireType !== 2) break;
+              if ((value = reader.stringVerify()).length) message.heartbeatId = value;
+              else delete message.heartbeatId;
+              continue;
+            }
+            case 7: {
               if (wireType !== 0) break;
-              if ((value = reader.uint32())) message.quietMs = value;
-              else delete message.quietMs;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.progress = value;
+              else delete message.progress;
+              continue;
+            }
+            case 8: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.stalledMs = value;
+              else delete message.stalledMs;
+              continue;
+            }
+            case 9: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.computeLimitMs = value;
+              else delete message.computeLimitMs;
+              continue;
+            }
+            case 10: {
+              if (wireType !== 0) break;
+              if ((value = reader.bool())) message.warmingUp = value;
+              else delete message.warmingUp;
               continue;
             }
           }
@@ -2601,8 +2679,31 @@ export const lorafleet = ($root.lorafleet = (() => {
                 object.stepsDone.low >>> 0,
                 object.stepsDone.high >>> 0,
               ).toNumber(true);
-        if (object.quietMs != null)
-          if ($Number(object.quietMs) !== 0) message.quietMs = object.quietMs >>> 0;
+        if (object.heartbeatId != null)
+          if (typeof object.heartbeatId !== 'string' || object.heartbeatId.length)
+            message.heartbeatId = $String(object.heartbeatId);
+        if (object.progress != null)
+          if (
+            typeof object.progress === 'object'
+              ? object.progress.low || object.progress.high
+              : $Number(object.progress) !== 0
+          )
+            if ($util.Long) message.progress = $util.Long.fromValue(object.progress, true);
+            else if (typeof object.progress === 'string')
+              message.progress = $parseInt(object.progress, 10);
+            else if (typeof object.progress === 'number') message.progress = object.progress;
+            else if (typeof object.progress === 'object')
+              message.progress = new $util.LongBits(
+                object.progress.low >>> 0,
+                object.progress.high >>> 0,
+              ).toNumber(true);
+        if (object.stalledMs != null)
+          if ($Number(object.stalledMs) !== 0) message.stalledMs = object.stalledMs >>> 0;
+        if (object.computeLimitMs != null)
+          if ($Number(object.computeLimitMs) !== 0)
+            message.computeLimitMs = object.computeLimitMs >>> 0;
+        if (object.warmingUp != null)
+          if (object.warmingUp) message.warmingUp = $Boolean(object.warmingUp);
         return message;
       };
 
@@ -2664,7 +2765,27 @@ export const lorafleet = ($root.lorafleet = (() => {
                 : typeof $BigInt !== 'undefined' && options.longs === $BigInt
                   ? $BigInt('0')
                   : 0;
-          object.quietMs = 0;
+          object.heartbeatId = '';
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.progress =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.progress =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.stalledMs = 0;
+          object.computeLimitMs = 0;
+          object.warmingUp = false;
         }
         if (message.sentAtMs != null && $Object.hasOwnProperty.call(message, 'sentAtMs'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -2742,8 +2863,40 @@ export const lorafleet = ($root.lorafleet = (() => {
                       message.stepsDone.high >>> 0,
                     ).toNumber(true)
                   : message.stepsDone;
-        if (message.quietMs != null && $Object.hasOwnProperty.call(message, 'quietMs'))
-          object.quietMs = message.quietMs;
+        if (message.heartbeatId != null && $Object.hasOwnProperty.call(message, 'heartbeatId'))
+          object.heartbeatId = message.heartbeatId;
+        if (message.progress != null && $Object.hasOwnProperty.call(message, 'progress'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.progress =
+              typeof message.progress === 'number'
+                ? $BigInt(message.progress)
+                : $util.Long.fromBits(
+                    message.progress.low >>> 0,
+                    message.progress.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.progress === 'number')
+            object.progress =
+              options.longs === $String ? $String(message.progress) : message.progress;
+          else
+            object.progress =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.progress)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.progress.low >>> 0,
+                      message.progress.high >>> 0,
+                    ).toNumber(true)
+                  : message.progress;
+        if (message.stalledMs != null && $Object.hasOwnProperty.call(message, 'stalledMs'))
+          object.stalledMs = message.stalledMs;
+        if (
+          message.computeLimitMs != null &&
+          $Object.hasOwnProperty.call(message, 'computeLimitMs')
+        )
+          object.computeLimitMs = message.computeLimitMs;
+        if (message.warmingUp != null && $Object.hasOwnProperty.call(message, 'warmingUp'))
+          object.warmingUp = message.warmingUp;
         return object;
       };
 

@@ -673,6 +673,9 @@ export declare namespace lorafleet {
       /** Hello curvePublicKey. */
       curvePublicKey: string;
 
+      /** Hello heartbeatId. */
+      heartbeatId: string;
+
       /**
        * Creates a new Hello instance using the specified properties.
        * @param [properties] Properties to set
@@ -758,6 +761,9 @@ export declare namespace lorafleet {
 
         /** Hello curvePublicKey */
         curvePublicKey?: string | null;
+
+        /** Hello heartbeatId */
+        heartbeatId?: string | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
@@ -1486,8 +1492,20 @@ export declare namespace lorafleet {
       /** Heartbeat stepsDone. */
       stepsDone: number | Long;
 
-      /** Heartbeat quietMs. */
-      quietMs: number;
+      /** Heartbeat heartbeatId. */
+      heartbeatId: string;
+
+      /** Heartbeat progress. */
+      progress: number | Long;
+
+      /** Heartbeat stalledMs. */
+      stalledMs: number;
+
+      /** Heartbeat computeLimitMs. */
+      computeLimitMs: number;
+
+      /** Heartbeat warmingUp. */
+      warmingUp: boolean;
 
       /**
        * Creates a new Heartbeat instance using the specified properties.
@@ -1563,8 +1581,20 @@ export declare namespace lorafleet {
         /** Heartbeat stepsDone */
         stepsDone?: number | Long | null;
 
-        /** Heartbeat quietMs */
-        quietMs?: number | null;
+        /** Heartbeat heartbeatId */
+        heartbeatId?: string | null;
+
+        /** Heartbeat progress */
+        progress?: number | Long | null;
+
+        /** Heartbeat stalledMs */
+        stalledMs?: number | null;
+
+        /** Heartbeat computeLimitMs */
+        computeLimitMs?: number | null;
+
+        /** Heartbeat warmingUp */
+        warmingUp?: boolean | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
