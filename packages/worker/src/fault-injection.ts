@@ -6,6 +6,9 @@
 // tests can kill or stop workers at chosen steps of a tiny model's run.
 // LORAFLEET_FAULT_UNLABELLED_AT=STEP removes every label of that step's batches
 // on every rank, so tests can check how a data error on a worker ends the run.
+// LORAFLEET_FAULT_PAUSE="MOMENT:MS,..." makes the worker wait MS ms at each of
+// the awkward moments named (eval, checkpoint, state, regroup) and say so on
+// stderr, so fault tests can kill or stop a process exactly then.
 import { IGNORE_INDEX } from '@lorafleet/data';
 import type { TokenBatch } from '@lorafleet/models';
 import type { TrainingStep } from './step.js';
@@ -63,4 +66,51 @@ export function maybeUnlabel(
   if (!/^\d+$/.test(spec)) throw new Error(`${FAULT_UNLABELLED_AT}=${spec}: expected STEP`);
   if (Number(spec) !== step) return;
   for (const batch of batches) batch.labels.fill(IGNORE_INDEX);
+}
+
+export const FAULT_PAUSE = 'LORAFLEET_FAULT_PAUSE';
+
+/**
+ * Where a worker can be made to wait: before it sends EvalDone, between the
+ * adapter and the optimizer file of a checkpoint, before it sends its trainer
+ * state to a joiner, before it sends Regrouped.
+ */
+export type PauseMoment = 'eval' | 'checkpoint' | 'state' | 'regroup';
+const MOMENTS: Record<PauseMoment, true> = {
+  eval: true,
+  checkpoint: true,
+  state: true,
+  regroup: true,
+};
+
+/** LORAFLEET_FAULT_PAUSE's pauses by moment (ms); throws naming a bad entry. */
+export function pausesOf(
+  env: NodeJS.ProcessEnv = process.env,
+): Partial<Record<PauseMoment, number>> {
+  const spec = env[FAULT_PAUSE];
+  const pauses: Partial<Record<PauseMoment, number>> = {};
+  if (!spec) return pauses;
+  for (const entry of spec.split(',')) {
+    const match = /^(\w+):(\d+)$/.exec(entry.trim());
+    if (!match || !(match[1]! in MOMENTS)) {
+      throw new Error(
+        `${FAULT_PAUSE}=${spec}: "${entry}" is not MOMENT:MS with MOMENT one of ${Object.keys(MOMENTS).join(', ')}`,
+      );
+    }
+    pauses[match[1] as PauseMoment] = Number(match[2]);
+  }
+  return pauses;
+}
+
+/** Waits at `moment` of `step` if LORAFLEET_FAULT_PAUSE asks for it, saying so on stderr first. */
+export async function maybePause(
+  moment: PauseMoment,
+  step: number,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
+  const ms = pausesOf(env)[moment];
+  if (ms === undefined) return;
+  // The line fault tests wait for: the moment, the step and this process.
+  console.error(`test hook: pause ${ms} ms in ${moment} at step ${step} (pid ${process.pid})`);
+  await new Promise((resolve) => setTimeout(resolve, ms));
 }

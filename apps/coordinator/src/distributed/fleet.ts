@@ -263,7 +263,13 @@ export class WorkerFleet {
     m.inbox = [];
     m.process?.kill('SIGKILL');
     this.event('warn', `${m.name} lost: ${reason}`);
-    if (this.options.membership.kind === 'spawn' && this.started && !this.stopping) {
+    // After a failure (a data or storage error) the run stops: nothing to replace.
+    if (
+      this.options.membership.kind === 'spawn' &&
+      this.started &&
+      !this.stopping &&
+      !this.failure
+    ) {
       if (this.restarts < this.options.maxRestarts) {
         this.restarts++;
         const replacement = this.spawn(m.slot);

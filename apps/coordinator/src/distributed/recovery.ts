@@ -7,7 +7,13 @@
 // restore their step-start snapshot), the ring re-forms without the lost
 // ones, and the caller replays the same step: its samples were never
 // committed, so none is lost or seen twice.
-import { type ControlBody, REPLIES, type TrainerState, type Welcome } from '@lorafleet/protocol';
+import {
+  type ControlBody,
+  REPLIES,
+  type Regrouped,
+  type TrainerState,
+  type Welcome,
+} from '@lorafleet/protocol';
 import { hashHex } from '@lorafleet/worker';
 import { FleetError, type Member, MembersLost, type WorkerFleet } from './fleet.js';
 
@@ -187,12 +193,7 @@ export class ElasticRing {
         },
       });
     }
-    const replies = await this.fleet.collect(
-      'regrouped',
-      this.options.exchangeTimeoutMs,
-      members,
-      STALE,
-    );
+    const replies = await this.collectRegrouped(members, generation);
     const hashes = new Map<string, string[]>();
     replies.forEach((r, rank) => {
       if (r.generation !== generation || r.step !== done) {
@@ -213,6 +214,29 @@ export class ElasticRing {
       'info',
       `ring generation ${generation}: ${members.length} worker(s) at step ${done}`,
     );
+  }
+
+  /**
+   * Each member's Regrouped for `generation`. A survivor of an interrupted
+   * regroup answers the older Regroup too (before it reads the Abort), and
+   * that reply may arrive before or after the loss was seen: an older
+   * generation is stale, discarded like the other late replies.
+   */
+  private async collectRegrouped(members: Member[], generation: number): Promise<Regrouped[]> {
+    const deadline = performance.now() + this.options.exchangeTimeoutMs;
+    const replies = await this.fleet.collect(
+      'regrouped',
+      this.options.exchangeTimeoutMs,
+      members,
+      STALE,
+    );
+    for (const [rank, m] of members.entries()) {
+      while (replies[rank]!.generation < generation) {
+        const left = Math.max(0, deadline - performance.now());
+        replies[rank] = (await this.fleet.collect('regrouped', left, [m], STALE))[0]!;
+      }
+    }
+    return replies;
   }
 }
 
