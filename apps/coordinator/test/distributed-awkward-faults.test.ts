@@ -22,7 +22,9 @@ import {
 import {
   type Running,
   checkLedger,
+  killAndTime,
   killLeftovers,
+  report,
   rowsOf,
   runToEnd,
   signal,
@@ -81,7 +83,7 @@ describe('faults at the awkward moments', () => {
     // so the one that said so answers after the loss is known.
     const pause = await run.untilPause('eval', { step: 3 });
     const victim = run.workerPids().find((pid) => pid !== pause.pid)!;
-    signal(victim, 'SIGKILL');
+    report('worker lost during eval (pauses 1.5 s)', await killAndTime(run, out, victim));
     const result = await expectRecovered(run, out, [victim], 6);
     expect(result.output).toMatch(new RegExp(`step 4 aborted: worker \\d+ \\(pid ${victim}\\)`));
     const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
@@ -101,7 +103,7 @@ describe('faults at the awkward moments', () => {
     // The two survivors re-form the ring and pause before Regrouped: lose the other one now.
     const pause = await run.untilPause('regroup');
     const second = others.find((pid) => pid !== pause.pid)!;
-    signal(second, 'SIGKILL');
+    report('worker lost during a regroup (pauses 1.5 s)', await killAndTime(run, out, second));
     const result = await expectRecovered(run, out, [first!, second], 8);
     expect(result.output).toMatch(/ring generation 2: 1 worker\(s\)/);
   }, 120_000);
@@ -117,7 +119,10 @@ describe('faults at the awkward moments', () => {
     signal(first, 'SIGKILL');
     // Its replacement loads, then a ring member sends it the trainer state: kill that member.
     const pause = await run.untilPause('state');
-    signal(pause.pid, 'SIGKILL');
+    report(
+      'source lost during state transfer (pauses 2 s)',
+      await killAndTime(run, out, pause.pid),
+    );
     const result = await expectRecovered(run, out, [first, pause.pid], 16);
     expect(run.pauses('state').length, result.output).toBeGreaterThanOrEqual(2);
     expect(result.output).toMatch(/worker \d+ \(pid \d+\) joined the ring at step \d+/);
@@ -157,7 +162,11 @@ describe('faults at the awkward moments', () => {
     expect(refused.code, refused.output).not.toBe(0);
     expect(refused.output).toMatch(/this checkpoint is unusable/);
 
+    const t0 = performance.now();
     const resumed = await runToEnd(args(out, '--resume', out));
+    console.log(
+      `resumed after a kill mid-checkpoint: 8 steps in ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+    );
     expect(resumed.code, resumed.output).toBe(0);
     expect(resumed.output).toMatch(/resuming from .*step-000004 at step 4/);
     expect((await adapterBytes(out)).equals(await adapterBytes(join(dir, 'whole')))).toBe(true);

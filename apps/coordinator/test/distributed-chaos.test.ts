@@ -70,15 +70,24 @@ function livePids(run: Running): number[] {
   return run.workerPids().filter((pid) => !lost.has(pid));
 }
 
-/** Resolves once the last committed step ran on at least two workers (a kill then leaves a survivor). */
-async function untilTwoInRing(run: Running, out: string): Promise<number> {
+/**
+ * Ring members now, from the coordinator's log: the size of the last ring
+ * formed, less every loss since (a lost joiner counts too: an underestimate
+ * only waits for the next regroup).
+ */
+function ringSize(output: string, workers: number): number {
+  const at = output.lastIndexOf('coordinator: ring generation ');
+  const since = at < 0 ? output : output.slice(at);
+  const size = at < 0 ? workers : Number(/ring generation \d+: (\d+) worker/.exec(since)![1]);
+  return size - (since.match(/\) lost: /g) ?? []).length;
+}
+
+/** Resolves once `step` is committed and the ring has two members (a kill then leaves a survivor). */
+async function untilSafe(run: Running, out: string, step: number): Promise<number> {
+  await run.untilStep(out, step);
   for (;;) {
-    const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8').catch(() => ''))
-      .trim()
-      .split('\n')
-      .filter(Boolean);
-    const last = lines.length > 0 ? (JSON.parse(lines.at(-1)!) as { workers: number }) : null;
-    if (last && last.workers >= 2) return lines.length;
+    const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+    if (ringSize(run.output(), 3) >= 2) return lines.length;
     if (run.child.exitCode !== null) throw new Error(`the run ended:\n${run.output()}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -92,18 +101,22 @@ async function inject(
   step: number,
   random: () => number,
 ): Promise<Injected> {
-  await run.untilStep(out, step);
-  const done = await untilTwoInRing(run, out);
+  const done = await untilSafe(run, out, step);
   const pick = (pids: number[]) => pids[Math.floor(random() * pids.length)]!;
+  const killed = async (pid: number) => {
+    signal(pid, 'SIGKILL');
+    // The next fault waits until the coordinator has seen this one.
+    await run.untilOutput(new RegExp(`\\(pid ${pid}\\) lost: `));
+  };
   if (kind === 'eval' || kind === 'checkpoint') {
     const pause = await run.untilPause(kind, { step: done + 1 });
     // A ring member that said it pauses (at a checkpoint: rank 0, the writer).
-    signal(pause.pid, 'SIGKILL');
+    await killed(pause.pid);
     return { kind, step: pause.step, pid: pause.pid };
   }
   const pid = pick(livePids(run));
   if (kind === 'kill') {
-    signal(pid, 'SIGKILL');
+    await killed(pid);
     return { kind, step: done, pid };
   }
   // Half of the stops outlast the heartbeat timeout and the announced compute
@@ -170,7 +183,8 @@ describe('chaos at scale', () => {
     const a = await evalJson([...evalArgs, '--adapter', join(dir, 'clean', 'adapter')]);
     const b = await evalJson([...evalArgs, '--adapter', join(out, 'adapter')]);
     console.log(
-      `chaos seed ${seed}: ${injected.length} faults, ${summary.faults.workersLost} workers lost; ` +
+      `chaos seed ${seed}: ${injected.length} faults (${injected.map((f) => `${f.kind}@${f.step}`).join(' ')}), ` +
+        `${summary.faults.workersLost} workers lost; ` +
         `held-out loss ${b.loss} vs ${a.loss} without faults (relative ${Math.abs(a.loss - b.loss) / a.loss})`,
     );
     expect(Math.abs(a.loss - b.loss) / a.loss, context).toBeLessThan(1e-3);

@@ -66,7 +66,11 @@ describe('the disk fills up during a checkpoint', () => {
     const inside = `/proc/${run.child.pid}/root${out}`;
     const fs = await statfs(inside);
     await writeFile(join(inside, 'filler'), Buffer.alloc(fs.bavail * fs.bsize - 8192));
+    const t0 = performance.now();
     const result = await run.done;
+    console.log(
+      `disk full mid-checkpoint: stopped ${((performance.now() - t0) / 1000).toFixed(2)} s after the disk filled`,
+    );
     const { output } = result;
     expect(result.code, output).toBe(1);
     expect(output).toMatch(/cannot write \S*\.tmp-step-000004: ENOSPC: no space left on device/);

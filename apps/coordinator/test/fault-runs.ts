@@ -32,6 +32,8 @@ export interface Running {
   untilPause(moment: string, options?: { step?: number; skip?: number }): Promise<Pause>;
   /** Pauses at `moment` announced so far. */
   pauses(moment: string): Pause[];
+  /** Resolves once the output matches `pattern`. */
+  untilOutput(pattern: RegExp): Promise<void>;
 }
 
 /** Processes to SIGKILL after each test (orphaned workers of a killed coordinator). */
@@ -114,6 +116,9 @@ export function start(
           .find((p) => p.step >= step),
       ),
     pauses,
+    untilOutput: async (pattern) => {
+      await poll(`${pattern}`, async () => (pattern.test(output) ? true : undefined));
+    },
   };
 }
 
@@ -162,4 +167,33 @@ export function chaosSeed(): number {
     throw new Error(`LORAFLEET_CHAOS_SEED=${given}: expected a non-negative integer`);
   }
   return seed;
+}
+
+/** Lines of OUT/metrics.jsonl: the steps committed so far. */
+export async function committedSteps(out: string): Promise<number> {
+  const text = await readFile(join(out, 'metrics.jsonl'), 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).length;
+}
+
+/**
+ * Kills `pid` and times what follows, for the README's fault table: until the
+ * coordinator reports it lost (detection), and until the next step is
+ * committed (recovery, the replay included).
+ */
+export async function killAndTime(run: Running, out: string, pid: number) {
+  const steps = await committedSteps(out);
+  const t0 = performance.now();
+  signal(pid, 'SIGKILL');
+  await run.untilOutput(new RegExp(`\\(pid ${pid}\\) lost: `));
+  const detected = (performance.now() - t0) / 1000;
+  await run.untilStep(out, steps + 1);
+  const recovered = (performance.now() - t0) / 1000;
+  return { detected, recovered };
+}
+
+/** One line a test prints about a fault it timed (the README's table quotes them). */
+export function report(fault: string, t: { detected: number; recovered: number }): void {
+  console.log(
+    `${fault}: lost after ${t.detected.toFixed(2)} s, next step committed after ${t.recovered.toFixed(2)} s`,
+  );
 }

@@ -156,7 +156,13 @@ export class ElasticRing {
     if (joiners.length === 0 && !always) return;
     if (joiners.length > 0) {
       const source = ring[0];
-      if (!source) throw new FleetError(`no ring member left to hand its state to the joiners`);
+      if (!source) {
+        // The last ring member was lost while the joiners loaded: the trainer state is gone.
+        throw new FleetError(
+          `every worker of the ring was lost by step ${done}, before the joiners received its state; ` +
+            'continue from the last checkpoint with --resume OUT',
+        );
+      }
       const { exchangeTimeoutMs } = this.options;
       await this.fleet.send(source, { case: 'stateRequest', value: { step: done } });
       const parts: TrainerState[] = [];
