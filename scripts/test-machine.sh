@@ -8,6 +8,7 @@
 #   tcpdump      the CURVE test records loopback traffic to prove it is encrypted
 #   slurm-wlm, munge  deploy/test/slurm.test.ts stands up a one-host Slurm cluster
 #   iproute2     deploy/test/netns.test.ts builds hosts from network namespaces
+#   util-linux   unshare: the disk-full test mounts a tmpfs in a mount namespace of its own
 # Each line: the Debian package, then the file whose presence means it is installed.
 set -euo pipefail
 needs=(
@@ -17,6 +18,7 @@ needs=(
   "slurm-wlm /usr/sbin/slurmctld"
   "munge /usr/sbin/munged"
   "iproute2 /usr/sbin/ip|/usr/bin/ip|/sbin/ip"
+  "util-linux /usr/bin/unshare"
 )
 missing=()
 for line in "${needs[@]}"; do
