@@ -132,6 +132,19 @@ describe('faults at the awkward moments', () => {
     expect(summary.faults.workersJoined).toBeGreaterThanOrEqual(1);
   }, 180_000);
 
+  it('another worker lost while rank 0 writes a checkpoint: the ring re-forms at the next step', async () => {
+    const out = join(dir, 'beside-checkpoint');
+    const run = start(trainArgs(out, 3, 8, '--checkpoint-every', '4', '--max-restarts', '0'), {
+      LORAFLEET_FAULT_PAUSE: 'checkpoint:1500',
+    });
+    // The coordinator waits on rank 0 alone: the loss surfaces at the next step boundary.
+    const pause = await run.untilPause('checkpoint', { step: 4 });
+    const victim = run.workerPids().find((pid) => pid !== pause.pid)!;
+    report('worker lost beside a checkpoint (pauses 1.5 s)', await killAndTime(run, out, victim));
+    const result = await expectRecovered(run, out, [victim], 8);
+    expect(result.output).toMatch(/ring generation 1: 2 worker\(s\) at step 4/);
+  }, 120_000);
+
   it('the coordinator killed while rank 0 writes a checkpoint: the partial one is never used; --resume is bitwise', async () => {
     const args = (out: string, ...more: string[]) =>
       trainArgs(out, 2, 12, '--checkpoint-every', '4', ...more);

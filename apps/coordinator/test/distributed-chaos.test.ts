@@ -158,11 +158,14 @@ describe('chaos at scale', () => {
       LORAFLEET_FAULT_STEP_DELAY_MS: '100',
       LORAFLEET_FAULT_PAUSE: 'eval:400,checkpoint:400',
     });
+    // A run stuck past this is a failure, reported with its output (not a bare test timeout).
+    const stuck = setTimeout(() => run.child.kill('SIGKILL'), 200_000);
     const injected: Injected[] = [];
     for (const [i, kind] of order.entries()) {
       injected.push(await inject(run, out, kind, 2 + 2 * i, random));
     }
     const result = await run.done;
+    clearTimeout(stuck);
     const context = `seed ${seed}, faults ${JSON.stringify(injected)}\n${result.output}`;
     expect(result.code, context).toBe(0);
     expect(injected).toHaveLength(12);

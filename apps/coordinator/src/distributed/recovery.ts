@@ -72,6 +72,9 @@ export class ElasticRing {
    * the ring is below minWorkers, and bring ready joiners in.
    */
   async boundary(done: number): Promise<void> {
+    // Lost while nobody waited on them: the survivors' ring still counts them.
+    const lost = this.fleet.lostFromRing();
+    if (lost.length > 0) throw new MembersLost(lost);
     await this.welcomeNewcomers();
     await this.awaitQuorum(done);
     if (this.fleet.ready().length > 0) await this.admit(done);
