@@ -10,6 +10,7 @@
 #   iproute2     deploy/test/netns.test.ts builds hosts from network namespaces
 #   python3-numpy  packages/models/test/reference/peft_merge.py, PEFT's LoRA math as an
 #                independent reference (run with Debian's /usr/bin/python3)
+#   util-linux   unshare: the disk-full test mounts a tmpfs in a mount namespace of its own
 # Each line: the Debian package, then the file whose presence means it is installed.
 set -euo pipefail
 needs=(
@@ -20,6 +21,7 @@ needs=(
   "munge /usr/sbin/munged"
   "iproute2 /usr/sbin/ip|/usr/bin/ip|/sbin/ip"
   "python3-numpy /usr/lib/python3/dist-packages/numpy/__init__.py"
+  "util-linux /usr/bin/unshare"
 )
 missing=()
 for line in "${needs[@]}"; do

@@ -26,8 +26,16 @@ import {
   initTinyModel,
   numberedPatternRecords,
 } from './helpers.js';
+import {
+  chaosSeed,
+  checkLedger,
+  isRunning,
+  killLeftovers,
+  runToEnd,
+  start,
+  strays,
+} from './fault-runs.js';
 
-const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
 const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 const DEFAULT_MODEL = join(REPO_ROOT, 'packages', 'models', 'pretrained', 'default');
 const LINES = 40;
@@ -39,7 +47,6 @@ let model: string;
 let data: string;
 let valid: string;
 const children: ChildProcess[] = [];
-const strays = new Set<number>();
 
 beforeAll(async () => {
   await ensureBuilt();
@@ -50,16 +57,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterEach(() => {
+  killLeftovers();
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
-  // Workers orphaned by a killed coordinator would otherwise wait out their timeout.
-  for (const pid of strays) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  strays.clear();
 });
 
 afterAll(() => removeDir(dir));
@@ -94,7 +93,7 @@ describe('faults', () => {
     const run = start(args(out), { LORAFLEET_FAULT_STEP_DELAY_MS: '120' });
     const killed: { step: number; pid: number }[] = [];
     for (const step of killAt) {
-      await run.untilStep(join(out, 'metrics.jsonl'), step);
+      await run.untilStep(out, step);
       const live = run.workerPids().filter((pid) => !killed.some((k) => k.pid === pid));
       const pid = live[Math.floor(random() * live.length)]!;
       process.kill(pid, 'SIGKILL');
@@ -111,7 +110,13 @@ describe('faults', () => {
     expect(summary.steps).toBe(steps);
     expect(summary.faults.workersLost, context).toBeGreaterThanOrEqual(3);
     const audit = checkLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), rows);
-    expect(audit, context).toEqual({ epochs: 4, duplicates: [], missing: [], steps });
+    expect(audit, context).toEqual({
+      epochs: 4,
+      duplicates: [],
+      missing: [],
+      steps,
+      stepsInOrder: true,
+    });
     // The data package's own audit agrees: every epoch complete, nothing twice, no gaps.
     const official = auditLedger(join(out, 'ledger.jsonl'), { datasetSize: rows });
     expect(official.ok, official.summary).toBe(true);
@@ -136,7 +141,7 @@ describe('faults', () => {
       ],
       { LORAFLEET_FAULT_STEP_DELAY_MS: '100' },
     );
-    await run.untilStep(join(out, 'metrics.jsonl'), 5);
+    await run.untilStep(out, 5);
     const pid = run.workerPids()[1]!;
     process.kill(pid, 'SIGSTOP');
     const stoppedAt = performance.now();
@@ -191,7 +196,7 @@ describe('faults', () => {
 
     const out = join(dir, 'crashed');
     const run = start(args(out), { LORAFLEET_FAULT_STEP_DELAY_MS: '100' });
-    await run.untilStep(join(out, 'metrics.jsonl'), 11);
+    await run.untilStep(out, 11);
     for (const pid of run.workerPids()) strays.add(pid);
     run.child.kill('SIGKILL');
     await run.done;
@@ -222,57 +227,20 @@ describe('faults', () => {
     const workers = [0, 1].map(() =>
       startWorker(['--coordinator', endpoint, '--rejoin', '--timeout', '2'], slow),
     );
-    await first.untilStep(join(out, 'metrics.jsonl'), 10);
+    await first.untilStep(out, 10);
     first.child.kill('SIGKILL');
     await first.done;
     const second = await runToEnd(args(out, ...listen, '--resume', out));
     expect(second.code, second.output).toBe(0);
     expect(second.output).toMatch(/resuming from .* at step 8/);
-    expect((await adapterBytes(out)).equals(await adapterBytes(join(dir, 'whole-2')))).toBe(true);
+    expect(
+      (await adapterBytes(out)).equals(await adapterBytes(join(dir, 'whole-2'))),
+      `${whole.output}\n---\n${(await first.done).output}\n---\n${second.output}`,
+    ).toBe(true);
     const logs = workers.map((w) => w.output());
     for (const log of logs) expect(log).toMatch(/joining again/);
   }, 180_000);
 });
-
-interface Running {
-  child: ChildProcess;
-  done: Promise<{ code: number | null; output: string }>;
-  /** Worker pids announced so far ("worker K (pid P) said Hello"), in order. */
-  workerPids(): number[];
-  /** Resolves once metrics.jsonl holds `step` lines. */
-  untilStep(metrics: string, step: number): Promise<void>;
-}
-
-function start(args: string[], env: Record<string, string> = {}): Running {
-  const child = spawn(process.execPath, [CLI_BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  children.push(child);
-  let output = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
-  const done = new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-  });
-  let finished = false;
-  void done.then(() => (finished = true));
-  return {
-    child,
-    done,
-    workerPids: () =>
-      [...output.matchAll(/worker \d+ \(pid (\d+)\) said Hello/g)].map((m) => Number(m[1])),
-    untilStep: async (metrics, step) => {
-      for (;;) {
-        const text = await readFile(metrics, 'utf8').catch(() => '');
-        if (text.split('\n').filter(Boolean).length >= step) return;
-        if (finished) throw new Error(`the run ended before step ${step}:\n${output}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    },
-  };
-}
 
 /** A `lorafleet-worker` the test started (killed after each test). */
 function startWorker(args: string[], env: Record<string, string> = {}) {
@@ -287,44 +255,6 @@ function startWorker(args: string[], env: Record<string, string> = {}) {
   return { child, output: () => output };
 }
 
-async function runToEnd(args: string[]): Promise<{ code: number | null; output: string }> {
-  return start(args).done;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Duplicates within an epoch, and (given `rows` > 0) ids missing from a complete epoch. */
-function checkLedger(text: string, rows: number) {
-  const entries = text
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as { step: number; epoch: number; ids: number[] });
-  const byEpoch = new Map<number, number[]>();
-  for (const e of entries) byEpoch.set(e.epoch, [...(byEpoch.get(e.epoch) ?? []), ...e.ids]);
-  const duplicates: string[] = [];
-  const missing: string[] = [];
-  const lastEpoch = Math.max(...byEpoch.keys());
-  for (const [epoch, ids] of byEpoch) {
-    const seen = new Set<number>();
-    for (const id of ids) {
-      if (seen.has(id)) duplicates.push(`epoch ${epoch}: ${id}`);
-      seen.add(id);
-    }
-    const complete = epoch < lastEpoch || ids.length >= rows;
-    if (rows > 0 && complete) {
-      for (let id = 0; id < rows; id++) if (!seen.has(id)) missing.push(`epoch ${epoch}: ${id}`);
-    }
-  }
-  return { epochs: byEpoch.size, duplicates, missing, steps: entries.length };
-}
-
 /** `count` distinct steps in [lo, hi], at least `gap` apart, ascending. */
 function pickSteps(random: () => number, count: number, lo: number, hi: number, gap: number) {
   for (;;) {
@@ -332,15 +262,4 @@ function pickSteps(random: () => number, count: number, lo: number, hi: number, 
     steps.sort((a, b) => a - b);
     if (steps.every((s, i) => i === 0 || s - steps[i - 1]! >= gap)) return steps;
   }
-}
-
-/** LORAFLEET_CHAOS_SEED replays a run's kills; without it, a new seed each run. */
-function chaosSeed(): number {
-  const given = process.env.LORAFLEET_CHAOS_SEED;
-  if (given === undefined || given === '') return Date.now() % 100_000;
-  const seed = Number(given);
-  if (!Number.isSafeInteger(seed) || seed < 0) {
-    throw new Error(`LORAFLEET_CHAOS_SEED=${given}: expected a non-negative integer`);
-  }
-  return seed;
 }

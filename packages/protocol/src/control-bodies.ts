@@ -36,6 +36,7 @@ const errorCodes = new EnumTable<ErrorCode>(
     [E.ERROR_CODE_REPLICA_DIVERGED, 'replica-diverged'],
     [E.ERROR_CODE_INTERNAL, 'internal'],
     [E.ERROR_CODE_DATA, 'data'],
+    [E.ERROR_CODE_STORAGE, 'storage'],
   ]),
 );
 

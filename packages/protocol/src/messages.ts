@@ -13,7 +13,8 @@ export type ErrorCode =
   | 'config-mismatch'
   | 'replica-diverged'
   | 'internal'
-  | 'data';
+  | 'data'
+  | 'storage';
 
 /** Worker -> coordinator, first message after connecting. */
 export interface Hello {

@@ -35,6 +35,7 @@ import {
   readVerifiedFiles,
   sha256Hex,
 } from './checkpoint-manifest.js';
+import { maybePause } from './fault-injection.js';
 import type { TrainState } from './step.js';
 
 export { CheckpointError, MANIFEST_FILE } from './checkpoint-manifest.js';
@@ -131,6 +132,8 @@ export async function writeCheckpointTensors(
 ): Promise<string> {
   const state = await readTrainerState(tmp);
   await savePeftAdapter(tmp, c.adapter);
+  // Test hook: a checkpoint half written (adapter, no optimizer, no manifest).
+  await maybePause('checkpoint', state.step);
   await writeSafetensorsFile(join(tmp, OPTIMIZER_FILE), optimizerTensors(c.params, c.optimizer), {
     format: 'lorafleet-adamw',
     step: String(c.optimizer.step),

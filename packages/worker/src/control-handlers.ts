@@ -9,9 +9,11 @@ import {
   maybeBlockCompute,
   maybeDelayStep,
   maybeHangCompute,
+  maybePause,
   maybeUnlabel,
 } from './fault-injection.js';
 import { stepOrAbort } from './mailbox.js';
+import { asStorageError } from './storage-error.js';
 import { batchesOf } from './rows.js';
 import { decodeTrainState, encodeTrainState, stateParts } from './state-transfer.js';
 import type { WorkerSession } from './worker-session.js';
@@ -84,6 +86,7 @@ export const handlers: { [K in Case]: Handler<K> } = {
     session.log(
       `rank ${session.rank}/${g.worldSize}: ring generation ${g.generation} at step ${g.step}`,
     );
+    await maybePause('regroup', g.step);
     await session.send({
       case: 'regrouped',
       value: {
@@ -98,6 +101,7 @@ export const handlers: { [K in Case]: Handler<K> } = {
     expectCommittedAt(session, step, 'StateRequest');
     const r = session.replica;
     const bytes = encodeTrainState(r.step.snapshot());
+    await maybePause('state', step);
     for (const part of stateParts(r.step.stepsDone, bytes)) {
       await session.send({ case: 'trainerState', value: part });
     }
@@ -123,6 +127,7 @@ export const handlers: { [K in Case]: Handler<K> } = {
       batchSize,
       session.onCompute,
     );
+    await maybePause('eval', step);
     await session.send({ case: 'evalDone', value: { step, lossSum, tokenCount: tokens } });
   },
 
@@ -136,9 +141,13 @@ export const handlers: { [K in Case]: Handler<K> } = {
     session.state = 'checkpointing';
     // A folder the coordinator started with trainer_state.json is a training
     // checkpoint; any other path gets the run's result (the PEFT adapter, or the model).
-    const manifestSha256 = (await isCheckpointInProgress(path))
-      ? await r.writeCheckpoint(path)
-      : await r.saveResult(path);
+    const write = (await isCheckpointInProgress(path))
+      ? r.writeCheckpoint(path)
+      : r.saveResult(path);
+    // A full disk is not this worker's fault: the coordinator stops the run (storage-error.ts).
+    const manifestSha256 = await write.catch((error: unknown) => {
+      throw asStorageError(error, path);
+    });
     session.state = 'idle';
     await session.send({ case: 'checkpointDone', value: { step, path, manifestSha256 } });
   },

@@ -4,6 +4,7 @@
 import { DatasetError } from '@lorafleet/data';
 import type { ErrorCode } from '@lorafleet/protocol';
 import { RunConfigError } from './run-config.js';
+import { StorageError } from './storage-error.js';
 
 export class DataError extends Error {
   override name = 'DataError';
@@ -13,6 +14,7 @@ export class DataError extends Error {
 export function errorCodeOf(error: unknown): ErrorCode {
   if (error instanceof RunConfigError) return 'config-mismatch';
   if (error instanceof DataError || error instanceof DatasetError) return 'data';
+  if (error instanceof StorageError) return 'storage';
   return 'internal';
 }
 

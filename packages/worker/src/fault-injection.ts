@@ -11,6 +11,9 @@
 // tests can check that the coordinator's --step-timeout finds a hung computation.
 // LORAFLEET_FAULT_BLOCK_MS=N blocks the main thread N ms in every micro-batch
 // (a stand-in for a long kernel), so tests get long micro-batches of a tiny model.
+// LORAFLEET_FAULT_PAUSE="MOMENT:MS,..." makes the worker wait MS ms at each of
+// the awkward moments named (eval, checkpoint, state, regroup) and say so on
+// stderr, so fault tests can kill or stop a process exactly then.
 import { IGNORE_INDEX } from '@lorafleet/data';
 import type { TokenBatch } from '@lorafleet/models';
 import type { TrainingStep } from './step.js';
@@ -105,4 +108,49 @@ export function maybeBlockCompute(
     throw new Error(`${FAULT_BLOCK_MS}=${spec}: expected milliseconds`);
   log(`rank ${rank}: test hook: a micro-batch of step ${step} blocks for ${ms} ms`);
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+export const FAULT_PAUSE = 'LORAFLEET_FAULT_PAUSE';
+
+/**
+ * Where a worker can be made to wait: before it sends EvalDone, between the
+ * adapter and the optimizer file of a checkpoint, before it sends its trainer
+ * state to a joiner, before it sends Regrouped.
+ */
+export type PauseMoment = 'eval' | 'checkpoint' | 'state' | 'regroup';
+const MOMENTS: Record<PauseMoment, true> = {
+  eval: true,
+  checkpoint: true,
+  state: true,
+  regroup: true,
+};
+
+/** LORAFLEET_FAULT_PAUSE's pauses by moment (ms); throws naming a bad entry. */
+export function pausesOf(
+  env: NodeJS.ProcessEnv = process.env,
+): Partial<Record<PauseMoment, number>> {
+  const spec = env[FAULT_PAUSE];
+  const pauses: Partial<Record<PauseMoment, number>> = {};
+  if (!spec) return pauses;
+  for (const entry of spec.split(',')) {
+    const match = /^(\w+):(\d+)$/.exec(entry.trim());
+    if (!match || !(match[1]! in MOMENTS)) {
+      throw new Error(
+        `${FAULT_PAUSE}=${spec}: "${entry}" is not MOMENT:MS with MOMENT one of ${Object.keys(MOMENTS).join(', ')}`,
+      );
+    }
+    pauses[match[1] as PauseMoment] = Number(match[2]);
+  }
+  return pauses;
+}
+
+/** Waits at `moment` of `step` if LORAFLEET_FAULT_PAUSE asks for it, saying so on stderr first. */
+export async function maybePause(
+  moment: PauseMoment,
+  step: number,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
+  const ms = pausesOf(env)[moment];
+  if (ms === undefined) return;
+  // The line fault tests wait for: the moment, the step and this process.
+  console.error(`test hook: pause ${ms} ms in ${moment} at step ${step} (pid ${process.pid})`);
+  await new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -8,6 +8,7 @@ export {
 } from './step.js';
 export { replicaHash, hashHex } from './replica-hash.js';
 export { DataError, errorCodeOf } from './data-error.js';
+export { StorageError, asStorageError } from './storage-error.js';
 export {
   type Packing,
   type PreparedRows,

@@ -7,6 +7,7 @@
 // picks and verifies the checkpoint under the one-worker rules (a damaged one
 // is reported and the previous one used); the workers load it themselves,
 // verifying it again.
+import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { SamplerState } from '@lorafleet/data';
 import type { TrainOptions } from '../training/train-spec.js';
@@ -17,6 +18,7 @@ import {
   manifestSha256,
   pruneCheckpoints,
   readCheckpoint,
+  resumeCheckpoint,
   startCheckpoint,
 } from '../training/checkpoint.js';
 import {
@@ -26,7 +28,7 @@ import {
   pickResumePoint,
   trainingConfig,
 } from '../training/resume.js';
-import { FleetError, type WorkerFleet } from './fleet.js';
+import { FleetError, MembersLost, type WorkerFleet } from './fleet.js';
 import type { RunPlan } from './run-plan.js';
 
 /** Where a run starts: step 0, or a checkpoint's step, sampler and token count. */
@@ -77,10 +79,31 @@ export class FleetCheckpointer {
     private readonly timeoutMs: number,
   ) {}
 
-  /** Writes OUT/checkpoints/step-NNNNNN through rank 0; returns its path. */
+  /**
+   * Writes OUT/checkpoints/step-NNNNNN through rank 0; returns its path. A
+   * write that fails (a full disk: rank 0 reports a storage error) stops the
+   * run: the partial folder is removed and the error names the last good
+   * checkpoint to --resume from. A lost worker is left to recovery, which
+   * writes the checkpoint again.
+   */
   async save(step: number, sampler: SamplerState, tokensSeen: number): Promise<string> {
+    let tmp: string | undefined;
+    try {
+      tmp = resolve(await startCheckpoint(this.out, this.trainerState(step, sampler, tokensSeen)));
+      return await this.writeThroughRank0(tmp, step);
+    } catch (error) {
+      if (error instanceof MembersLost) throw error;
+      if (tmp) await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      throw new FleetError(
+        `the checkpoint of step ${step} was not written (${(error as Error).message}); ` +
+          (await lastGoodCheckpoint(this.out)),
+      );
+    }
+  }
+
+  private trainerState(step: number, sampler: SamplerState, tokensSeen: number): TrainerState {
     const { seed } = this.plan.config;
-    const state: TrainerState = {
+    return {
       formatVersion: 1,
       step,
       epoch: step / this.plan.sampler.stepsPerEpoch,
@@ -92,7 +115,10 @@ export class FleetCheckpointer {
       tokensSeen,
       rng: { kind: 'derived', seed, step },
     };
-    const tmp = resolve(await startCheckpoint(this.out, state));
+  }
+
+  /** Rank 0 adds the tensors and the manifest to `tmp`; checked, it is renamed into place. */
+  private async writeThroughRank0(tmp: string, step: number): Promise<string> {
     await this.fleet.send(0, { case: 'checkpointRequest', value: { step, path: tmp } });
     const [done] = await this.fleet.collect('checkpointDone', this.timeoutMs, [0]);
     if (done!.step !== step || done!.manifestSha256 !== (await manifestSha256(tmp))) {
@@ -110,5 +136,18 @@ export class FleetCheckpointer {
     const final = await commitCheckpoint(this.out, step);
     await pruneCheckpoints(this.out, this.keep, step);
     return final;
+  }
+}
+
+/** What a stopped run can continue from: the newest checkpoint under `out` that verifies. */
+async function lastGoodCheckpoint(out: string): Promise<string> {
+  try {
+    const { dir, state } = await resumeCheckpoint(out, () => undefined);
+    return (
+      `the last good checkpoint is ${dir} (step ${state.step}): free some space, ` +
+      `then continue with the same command and --resume ${out}`
+    );
+  } catch {
+    return 'no checkpoint was written before it: free some space and start the run again';
   }
 }

@@ -75,6 +75,8 @@ export class WorkerFleet {
   private sending: Promise<void> = Promise.resolve();
   private readonly timers: NodeJS.Timeout[];
   private readonly drops: DropLog;
+  /** The ring as last formed (setRing). */
+  private ring: readonly Member[] = [];
   /** The fewest and the latest ring sizes (the summary reports the truth). */
   readonly ringSizes = { min: Infinity, last: 0 };
 
@@ -268,7 +270,13 @@ export class WorkerFleet {
     m.inbox = [];
     m.process?.kill('SIGKILL');
     this.event('warn', `${m.name} lost: ${reason}`);
-    if (this.options.membership.kind === 'spawn' && this.started && !this.stopping) {
+    // After a failure (a data or storage error) the run stops: nothing to replace.
+    if (
+      this.options.membership.kind === 'spawn' &&
+      this.started &&
+      !this.stopping &&
+      !this.failure
+    ) {
       if (this.restarts < this.options.maxRestarts) {
         this.restarts++;
         const replacement = this.spawn(m.slot);
@@ -285,9 +293,19 @@ export class WorkerFleet {
 
   /** Makes `members` the ring, in this order (ranks 0..n-1); everyone else leaves it. */
   setRing(members: readonly Member[]): void {
+    this.ring = [...members];
     this.roster.setRing(members);
     this.ringSizes.min = Math.min(this.ringSizes.min, members.length);
     this.ringSizes.last = members.length;
+  }
+
+  /**
+   * Members of the ring as last formed that were lost since: a loss while the
+   * coordinator waited on others only (rank 0 writing a checkpoint, between
+   * steps) leaves the survivors' ring waiting for the lost one.
+   */
+  lostFromRing(): Member[] {
+    return this.ring.filter((m) => m.status === 'lost');
   }
 
   /** The ring's size: --workers N or --expect N; extra arrivals wait as standbys. */

@@ -7,7 +7,13 @@
 // restore their step-start snapshot), the ring re-forms without the lost
 // ones, and the caller replays the same step: its samples were never
 // committed, so none is lost or seen twice.
-import { type ControlBody, REPLIES, type TrainerState, type Welcome } from '@lorafleet/protocol';
+import {
+  type ControlBody,
+  REPLIES,
+  type Regrouped,
+  type TrainerState,
+  type Welcome,
+} from '@lorafleet/protocol';
 import { hashHex } from '@lorafleet/worker';
 import { FleetError, type Member, MembersLost, type WorkerFleet } from './fleet.js';
 
@@ -66,6 +72,9 @@ export class ElasticRing {
    * the ring is below minWorkers, and bring ready joiners in.
    */
   async boundary(done: number): Promise<void> {
+    // Lost while nobody waited on them: the survivors' ring still counts them.
+    const lost = this.fleet.lostFromRing();
+    if (lost.length > 0) throw new MembersLost(lost);
     await this.welcomeNewcomers();
     await this.awaitQuorum(done);
     if (this.fleet.ready().length > 0) await this.admit(done);
@@ -150,7 +159,13 @@ export class ElasticRing {
     if (joiners.length === 0 && !always) return;
     if (joiners.length > 0) {
       const source = ring[0];
-      if (!source) throw new FleetError(`no ring member left to hand its state to the joiners`);
+      if (!source) {
+        // The last ring member was lost while the joiners loaded: the trainer state is gone.
+        throw new FleetError(
+          `every worker of the ring was lost by step ${done}, before the joiners received its state; ` +
+            'continue from the last checkpoint with --resume OUT',
+        );
+      }
       const { exchangeTimeoutMs } = this.options;
       await this.fleet.send(source, { case: 'stateRequest', value: { step: done } });
       const parts: TrainerState[] = [];
@@ -187,12 +202,7 @@ export class ElasticRing {
         },
       });
     }
-    const replies = await this.fleet.collect(
-      'regrouped',
-      this.options.exchangeTimeoutMs,
-      members,
-      STALE,
-    );
+    const replies = await this.collectRegrouped(members, generation);
     const hashes = new Map<string, string[]>();
     replies.forEach((r, rank) => {
       if (r.generation !== generation || r.step !== done) {
@@ -213,6 +223,29 @@ export class ElasticRing {
       'info',
       `ring generation ${generation}: ${members.length} worker(s) at step ${done}`,
     );
+  }
+
+  /**
+   * Each member's Regrouped for `generation`. A survivor of an interrupted
+   * regroup answers the older Regroup too (before it reads the Abort), and
+   * that reply may arrive before or after the loss was seen: an older
+   * generation is stale, discarded like the other late replies.
+   */
+  private async collectRegrouped(members: Member[], generation: number): Promise<Regrouped[]> {
+    const deadline = performance.now() + this.options.exchangeTimeoutMs;
+    const replies = await this.fleet.collect(
+      'regrouped',
+      this.options.exchangeTimeoutMs,
+      members,
+      STALE,
+    );
+    for (const [rank, m] of members.entries()) {
+      while (replies[rank]!.generation < generation) {
+        const left = Math.max(0, deadline - performance.now());
+        replies[rank] = (await this.fleet.collect('regrouped', left, [m], STALE))[0]!;
+      }
+    }
+    return replies;
   }
 }
 

@@ -50,6 +50,21 @@ export async function modelFingerprint(dir: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/**
+ * Math options added after checkpoints were already written without them,
+ * with the value those checkpoints trained with: before --wire-dtype
+ * existed, gradients always travelled in fp32.
+ */
+const ADDED_LATER: Record<string, unknown> = { 'wire-dtype': 'fp32' };
+
+/** A checkpoint's config with the options it predates filled in as it trained. */
+export function savedConfig(saved: TrainerState): Record<string, unknown> {
+  const config = { ...saved.config };
+  for (const [name, value] of Object.entries(ADDED_LATER))
+    if (!(name in config)) config[name] = value;
+  return config;
+}
+
 /** Refuses a resume whose math options differ from the checkpoint's, naming each one. */
 export function checkResumeConfig(
   checkpoint: string,
@@ -57,15 +72,19 @@ export function checkResumeConfig(
   current: Record<string, unknown>,
 ): void {
   if (saved.configHash === configHash(current)) return;
+  // An older checkpoint: its hash covers its own config, which lacks the later options.
+  const filled = savedConfig(saved);
+  if (saved.configHash === configHash(saved.config) && configHash(filled) === configHash(current))
+    return;
   const show = (v: unknown) =>
     typeof v === 'string' && v.length === 64 ? 'content' : JSON.stringify(v);
-  const keys = [...new Set([...Object.keys(saved.config), ...Object.keys(current)])];
+  const keys = [...new Set([...Object.keys(filled), ...Object.keys(current)])];
   const changed = keys
-    .filter((k) => JSON.stringify(saved.config[k] ?? null) !== JSON.stringify(current[k] ?? null))
+    .filter((k) => JSON.stringify(filled[k] ?? null) !== JSON.stringify(current[k] ?? null))
     .map((k) =>
       k === 'model' || k === 'data'
         ? `--${k} (its ${show(current[k])} differs from the checkpoint's)`
-        : `--${k} (checkpoint ${show(saved.config[k])}, now ${show(current[k])})`,
+        : `--${k} (checkpoint ${show(filled[k])}, now ${show(current[k])})`,
     );
   throw new UsageError(
     `train: cannot resume from ${checkpoint}: options that change the training differ: ` +

@@ -4383,6 +4383,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       values[(valuesById[4] = 'ERROR_CODE_REPLICA_DIVERGED')] = 4;
       values[(valuesById[5] = 'ERROR_CODE_INTERNAL')] = 5;
       values[(valuesById[6] = 'ERROR_CODE_DATA')] = 6;
+      values[(valuesById[7] = 'ERROR_CODE_STORAGE')] = 7;
       return values;
     })();
 
@@ -4509,6 +4510,10 @@ export const lorafleet = ($root.lorafleet = (() => {
             case 'ERROR_CODE_DATA':
             case 6:
               message.code = 6;
+              break;
+            case 'ERROR_CODE_STORAGE':
+            case 7:
+              message.code = 7;
               break;
             default:
               if (typeof object.code === 'number' && (object.code | 0) === object.code)

@@ -2365,6 +2365,9 @@ export declare namespace lorafleet {
 
       /** ERROR_CODE_DATA value */
       ERROR_CODE_DATA = 6,
+
+      /** ERROR_CODE_STORAGE value */
+      ERROR_CODE_STORAGE = 7,
     }
 
     /**
