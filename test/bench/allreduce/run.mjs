@@ -26,7 +26,11 @@ const { values: opts } = parseArgs({
     'raw-bytes': { type: 'string', default: '4MiB' },
     'frame-bytes': { type: 'string' },
     python: { type: 'string', default: '/usr/bin/python3' },
-    skip: { type: 'string', default: '', description: 'comma list of: ring, zmq, gloo' },
+    skip: {
+      type: 'string',
+      default: '',
+      description: 'comma list of: ring, crc, ring-zmq, zmq, gloo',
+    },
     out: { type: 'string', default: join(root, 'runs', 'bench-allreduce') },
     help: { type: 'boolean', default: false },
   },
@@ -35,10 +39,11 @@ if (opts.help) {
   console.log(
     'node test/bench/allreduce/run.mjs [--sizes 64KiB,1MiB,16MiB,64MiB] [--repeats 3] [--calls 10]\n' +
       '  [--warmup 2] [--world 2] [--raw-bytes 4MiB] [--frame-bytes N] [--python /usr/bin/python3]\n' +
-      '  [--skip ring,crc,zmq,gloo] [--out DIR]\n\n' +
+      '  [--skip ring,crc,ring-zmq,zmq,gloo] [--out DIR]\n\n' +
       '  --repeats  whole runs (every phase and size); the table shows their median and spread\n' +
       '  --calls    timed calls per size and run (after --warmup calls; the first checks the sum)\n' +
-      '  --skip     phases to leave out: ring (payload CRC off, the default), crc (payload CRC on),\n' +
+      '  --skip     phases to leave out: ring (tcp transport, payload CRC off: the defaults),\n' +
+      '             crc (the same, payload CRC on), ring-zmq (the ZeroMQ transport, which CURVE uses),\n' +
       '             zmq (raw zeromq.js one-way), gloo (torch.distributed gloo)',
   );
   process.exit(0);
@@ -130,15 +135,17 @@ function record(name, note, rows) {
   console.error(`  done; load average ${load()}`);
 }
 
-async function ringPhase(checksum) {
-  const name = checksum ? 'ring-crc' : 'ring';
+async function ringPhase(checksum, transport = 'tcp') {
+  const name = transport === 'zmq' ? 'ring-zmq' : checksum ? 'ring-crc' : 'ring';
   const loadBefore = load();
   console.error(`${name}: ${world} processes, load average ${loadBefore}`);
   const ranks = Array.from({ length: world }, () => new BenchProcess());
   const rows = [];
   try {
     const bound = await Promise.all(
-      ranks.map((p, rank) => p.call('bind', { rank, worldSize: world, checksum, frameBytes })),
+      ranks.map((p, rank) =>
+        p.call('bind', { rank, worldSize: world, checksum, frameBytes, transport }),
+      ),
     );
     const endpoints = bound.map((b) => b.endpoint);
     await Promise.all(ranks.map((p) => p.call('connect', { endpoints })));
@@ -156,7 +163,11 @@ async function ringPhase(checksum) {
   } finally {
     await Promise.all(ranks.map((p) => p.close()));
   }
-  record(name, { loadBefore, frameBytes: frameBytes ?? 'default (512 KiB)', checksum }, rows);
+  record(
+    name,
+    { loadBefore, frameBytes: frameBytes ?? 'default (512 KiB)', checksum, transport },
+    rows,
+  );
 }
 
 async function zmqPhase() {
@@ -222,6 +233,7 @@ for (let run = 0; run < repeats; run++) {
   phases.length = 0;
   if (!skip.has('ring')) await ringPhase(false);
   if (!skip.has('crc')) await ringPhase(true);
+  if (!skip.has('ring-zmq')) await ringPhase(false, 'zmq');
   if (!skip.has('zmq')) await zmqPhase();
   if (version) await glooPhase(version);
   runs.push({ phases: [...phases], table: table(phases, sizes, Boolean(version)) });
@@ -235,7 +247,7 @@ const markdown = summary(
 console.log(
   `\n${repeats} runs; each figure is the median over runs of each run's median over ${calls} calls, [min-max over runs]. ` +
     `busbw = bytes / time x 2(n-1)/n, n = ${world}; GB/s = 1e9 bytes/s; zeromq: one-way stream of messages of that size; ` +
-    `ring: payload CRC off (the default), ring+crc: on. Load average at the end: ${load()} on ${cpus().length} cores\n`,
+    `ring: tcp transport, payload CRC off (the defaults); ring+crc: CRC on; ring-zmq: the ZeroMQ transport (CURVE's). Load average at the end: ${load()} on ${cpus().length} cores\n`,
 );
 console.log(markdown);
 mkdirSync(opts.out, { recursive: true });
