@@ -80,6 +80,9 @@ export class TcpOutbox implements ChunkSender {
   };
   /** Known once connect() gives the endpoints; the rank is known from the start. */
   private peer: Peer;
+  /** Rejects once close() is called: ends the waits that no socket event would end. */
+  private readonly closing: Promise<never>;
+  private markClosed: (error: Error) => void = () => undefined;
 
   /** Listens from bind() on: the right neighbour may connect before this rank's connect(). */
   constructor(
@@ -88,6 +91,8 @@ export class TcpOutbox implements ChunkSender {
     right: number,
   ) {
     this.peer = { rank: right, endpoint: '' };
+    this.closing = new Promise((_, reject) => (this.markClosed = reject));
+    this.closing.catch(() => undefined);
     this.queueBytes = o.highWaterMark * (o.frameBytes + CHUNK_HEADER_BYTES);
     this.accepted = new Promise((resolve) => {
       server.on('connection', (socket) => this.admit(socket, resolve));
@@ -190,7 +195,7 @@ export class TcpOutbox implements ChunkSender {
       );
     });
     try {
-      return await Promise.race([this.accepted, timeout]);
+      return await Promise.race([this.accepted, timeout, this.closing]);
     } finally {
       clearTimeout(timer);
     }
@@ -219,9 +224,11 @@ export class TcpOutbox implements ChunkSender {
 
   /** A neighbour that went away: like a full ZeroMQ queue, the send fails at the timeout. */
   private wait(what: string, why: string): Promise<void> {
-    return new Promise((_, reject) =>
-      setTimeout(() => reject(this.timeoutError(what, why)), this.o.timeoutMs),
-    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((_, reject) => {
+      timer = setTimeout(() => reject(this.timeoutError(what, why)), this.o.timeoutMs);
+    });
+    return Promise.race([timeout, this.closing]).finally(() => clearTimeout(timer));
   }
 
   private timeoutError(what: string, why: string): RingError {
@@ -237,6 +244,7 @@ export class TcpOutbox implements ChunkSender {
   }
 
   close(): void {
+    this.markClosed(this.error('the ring was closed'));
     this.socket?.destroy();
     this.server.close();
     for (const resolve of this.flushed.splice(0)) resolve();
@@ -288,6 +296,8 @@ export class TcpInbox implements ChunkReceiver {
   private readonly queue: Buffer[][] = [];
   private paused = false;
   private wake: (() => void) | undefined;
+  /** Ends a pending receive when the ring is closed. */
+  private abort: ((error: Error) => void) | undefined;
   private problem = '';
   private closed = false;
   private retry: NodeJS.Timeout | undefined;
@@ -323,12 +333,11 @@ export class TcpInbox implements ChunkReceiver {
     });
     socket.on('close', () => {
       if (socket !== this.socket || this.closed) return;
-      if (socket.bytesRead === 0 && this.part === 'prefix' && this.filled === 0) {
-        // Refused, or not up yet: retry, as ZeroMQ would. A pending receive times out meanwhile.
-        this.retry = setTimeout(() => this.dial(), RETRY_MS);
-        return;
-      }
-      this.problem = 'its connection closed (it exited, or closed its ring)';
+      if (socket.bytesRead > 0)
+        this.problem = 'its connection closed (it exited, or closed its ring)';
+      // Redial, as ZeroMQ reconnects: the neighbour may not be up yet, or may have re-formed its
+      // ring on the same endpoint. Pieces lost with a connection end in a receive timeout.
+      this.retry = setTimeout(() => this.dial(), RETRY_MS);
     });
     this.socket = socket;
   }
@@ -433,6 +442,11 @@ export class TcpInbox implements ChunkReceiver {
         Math.max(1, deadline - performance.now()),
       );
       this.wake = check;
+      this.abort = (error) => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        reject(error);
+      };
     });
   }
 
@@ -442,6 +456,8 @@ export class TcpInbox implements ChunkReceiver {
 
   close(): void {
     this.closed = true;
+    this.abort?.(new RingError(`rank ${this.o.rank}: the ring was closed`, this.peer));
+    this.abort = undefined;
     clearTimeout(this.retry);
     this.socket?.destroy();
   }
