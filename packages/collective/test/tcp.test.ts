@@ -86,6 +86,16 @@ describe('the tcp transport', () => {
     expectBitwiseIdentical(await reduceAll(rings, sent));
   });
 
+  it('ends a pending all-reduce at once when closed (as a worker does to drop a lost peer)', async () => {
+    const rings = (open = await formRing(2, { timeoutMs: 20_000 }));
+    const started = performance.now();
+    // Rank 1 never takes part: rank 0 waits on it.
+    const pending = rings[0]!.allReduce(new Float32Array(100), { step: 0, runId: RUN });
+    setTimeout(() => rings[0]!.close(), 100);
+    await expect(pending).rejects.toThrow(/rank 0: the ring was closed/);
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+
   it('cannot carry CURVE: a ring with keys and transport tcp is refused', async () => {
     const pairs = [generateKeyPair(), generateKeyPair()];
     await expect(
