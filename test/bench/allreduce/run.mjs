@@ -21,6 +21,8 @@ const { values: opts } = parseArgs({
     // Timed calls per size in each run, after the warm-up calls.
     calls: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
+    // Untimed small all-reduces before a ring phase's sizes, so V8 has compiled the ring's code.
+    'jit-warmup': { type: 'string', default: '200' },
     world: { type: 'string', default: '2' },
     // A raw zeromq batch moves at least this much, so small messages are timed over many.
     'raw-bytes': { type: 'string', default: '4MiB' },
@@ -38,10 +40,13 @@ const { values: opts } = parseArgs({
 if (opts.help) {
   console.log(
     'node test/bench/allreduce/run.mjs [--sizes 64KiB,1MiB,16MiB,64MiB] [--repeats 3] [--calls 10]\n' +
-      '  [--warmup 2] [--world 2] [--raw-bytes 4MiB] [--frame-bytes N] [--python /usr/bin/python3]\n' +
+      '  [--warmup 2] [--jit-warmup 200] [--world 2] [--raw-bytes 4MiB] [--frame-bytes N]\n' +
+      '  [--python /usr/bin/python3]\n' +
       '  [--skip ring,crc,ring-zmq,zmq,gloo] [--out DIR]\n\n' +
       '  --repeats  whole runs (every phase and size); the table shows their median and spread\n' +
       '  --calls    timed calls per size and run (after --warmup calls; the first checks the sum)\n' +
+      '  --jit-warmup  untimed 16 KiB all-reduces before each ring phase (0: none), so the timed\n' +
+      '             calls run compiled code, as a training run does after its first steps\n' +
       '  --skip     phases to leave out: ring (tcp transport, payload CRC off: the defaults),\n' +
       '             crc (the same, payload CRC on), ring-zmq (the ZeroMQ transport, which CURVE uses),\n' +
       '             zmq (raw zeromq.js one-way), gloo (torch.distributed gloo)',
@@ -69,6 +74,9 @@ const sizes = opts.sizes.split(',').map(parseBytes);
 const repeats = positive('repeats');
 const calls = positive('calls');
 const warmup = Math.max(1, positive('warmup')); // the first call checks the sum
+const jitWarmup = Number(opts['jit-warmup']);
+if (!Number.isInteger(jitWarmup) || jitWarmup < 0)
+  throw new Error(`--jit-warmup ${opts['jit-warmup']}: expected an integer >= 0`);
 const world = positive('world');
 const rawBytes = parseBytes(opts['raw-bytes']);
 const frameBytes = opts['frame-bytes'] ? parseBytes(opts['frame-bytes']) : undefined;
@@ -149,6 +157,12 @@ async function ringPhase(checksum, transport = 'tcp') {
     );
     const endpoints = bound.map((b) => b.endpoint);
     await Promise.all(ranks.map((p) => p.call('connect', { endpoints })));
+    if (jitWarmup > 0) {
+      const args = { worldSize: world, bytes: 16 << 10, warmup: jitWarmup, repeats: 0 };
+      await Promise.all(
+        ranks.map((p, rank) => p.call('reduce', { ...args, rank, runId: `${name}-jit` })),
+      );
+    }
     for (const bytes of sizes) {
       const runId = `${name}-${bytes}`;
       const replies = await Promise.all(
@@ -165,7 +179,7 @@ async function ringPhase(checksum, transport = 'tcp') {
   }
   record(
     name,
-    { loadBefore, frameBytes: frameBytes ?? 'default (512 KiB)', checksum, transport },
+    { loadBefore, frameBytes: frameBytes ?? 'default (512 KiB)', checksum, transport, jitWarmup },
     rows,
   );
 }
@@ -261,6 +275,7 @@ const result = {
     repeats,
     calls,
     warmup,
+    jitWarmup,
     world,
     rawBytes,
     frameBytes: frameBytes ?? null,
