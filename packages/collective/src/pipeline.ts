@@ -3,8 +3,8 @@
 // g + 1 (schedule.ts). So a piece moves on as soon as it has arrived and been
 // reduced, rather than when the whole segment has: the sender walks the
 // steps' pieces in order and waits only for the receiver to have processed the
-// matching piece of the step before, while libzmq's I/O thread reads the next
-// pieces into its queue as this thread adds.
+// matching piece of the step before, while the transport (the kernel's socket
+// buffers, or libzmq's I/O thread) brings in the next pieces as this thread adds.
 //
 // No copies on the way out, with one exception: a reduce-scatter piece is sent
 // as a view of the caller's buffer, an all-gather piece after the first step
@@ -12,8 +12,11 @@
 // every rank's contribution to a segment reaches the segment's owner, whose
 // sum comes back here before this rank overwrites it. The owned segment's
 // pieces (all-gather step 0, f32) are the exception: nothing comes back after
-// them, and the caller may write its buffer as soon as the call returns, so
-// they leave as a copy (1/n of the buffer).
+// them, and the caller may write its buffer as soon as the call returns. The
+// call therefore ends with the sender's flush() (tcp: node has handed every
+// byte to the kernel), and where a sender may still read payloads after that
+// (ZeroMQ: `holdsPayloads`), the owned pieces leave as a copy (1/n of the buffer).
+// Received payloads go back to the receiver (release) once added or passed on.
 import {
   decodeFloats,
   encodeChunk,
