@@ -38,13 +38,41 @@ function isTimeout(error: unknown): boolean {
   return (error as { code?: string } | null)?.code === 'EAGAIN';
 }
 
-export class Outbox {
+/** The sending end of a link, whatever carries it. */
+export interface ChunkSender {
+  /** Sends one chunk ([header, payload]); resolves once it is queued, waiting while the queue is full. */
+  send(frames: Buffer[], what: string): Promise<void>;
+  /** Resolves once every chunk sent so far has left this process's memory queue. */
+  flush(): Promise<void>;
+  /**
+   * Whether a sent payload may still be read after flush() (ZeroMQ keeps a reference until its
+   * I/O thread has written it): if so, payloads that the caller may overwrite leave as copies.
+   */
+  readonly holdsPayloads: boolean;
+}
+
+/** The receiving end of a link, whatever carries it. */
+export interface ChunkReceiver {
+  /** The next piece of the exchange `expect` names; others are dropped with a log line. */
+  receive(expect: Expected): Promise<Chunk>;
+  /** Hands a received payload's memory back once nothing reads it any more. */
+  release(payload: Uint8Array): void;
+}
+
+export class Outbox implements ChunkSender {
+  readonly holdsPayloads = true;
+
   constructor(
     private readonly socket: Push,
     private readonly rank: number,
     private readonly peer: Peer,
     private readonly timeoutMs: number,
   ) {}
+
+  /** libzmq's queue is its own: nothing to wait for here. */
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
 
   /** Sends one message (a chunk's [header, payload]); resolves once libzmq has queued it. */
   async send(frames: Buffer[], what: string): Promise<void> {
@@ -81,7 +109,7 @@ export interface Expected {
   length: number;
 }
 
-export class Inbox {
+export class Inbox implements ChunkReceiver {
   constructor(
     private readonly socket: Pull,
     private readonly rank: number,
@@ -119,50 +147,61 @@ export class Inbox {
           this.peer,
         );
       }
-      const reason = this.reject(parts, expect);
+      const reason = checkArrival(parts, expect, this.peer.rank, this.limits, this.requireChecksum);
       if (typeof reason !== 'string') return reason;
       lastDrop = reason;
       this.log(`rank ${this.rank}: dropped ${reason}; waiting for ${describe(expect)}`);
     }
   }
 
-  /** The chunk if it is exactly the frame expected, else why not. */
-  private reject(parts: Buffer[], expect: Expected): Chunk | string {
-    const decoded = decodeChunk(parts, this.limits, {
-      requirePayloadChecksum: this.requireChecksum,
-    });
-    if (!decoded.ok) return `an undecodable frame (${decoded.error.message})`;
-    const chunk = decoded.message;
-    const from = `${describe(chunk)} from rank ${chunk.senderRank}`;
-    const ours =
-      chunk.runId === expect.runId &&
-      chunk.generation === expect.generation &&
-      chunk.step === expect.step &&
-      chunk.phase === expect.phase &&
-      chunk.index === expect.index &&
-      chunk.senderRank === this.peer.rank;
-    if (!ours) return from;
-    // The right exchange from the right peer, but the wrong shape: the ranks disagree on the call.
-    if (chunk.dtype !== expect.dtype) {
-      return `${from} in ${chunk.dtype} where this rank expects ${expect.dtype} (every rank must pass the same wireDtype)`;
-    }
-    const elements = chunk.payload.length / BYTES_PER_ELEMENT[chunk.dtype];
-    if (
-      chunk.segment !== expect.segment ||
-      chunk.offset !== expect.offset ||
-      elements !== expect.length
-    ) {
-      return (
-        `${from} for segment ${chunk.segment} offset ${chunk.offset} (${elements} elements) where this rank ` +
-        `expects segment ${expect.segment} offset ${expect.offset} (${expect.length}): ` +
-        'do the ranks pass buffers of the same length and the same frameBytes?'
-      );
-    }
-    return chunk;
-  }
+  /** ZeroMQ owns the received message's memory: nothing to hand back. */
+  release(): void {}
 }
 
-function describe(c: Pick<Chunk, 'runId' | 'generation' | 'step' | 'phase' | 'index'>): string {
+/** The chunk if it is exactly the frame expected from `peerRank`, else why not. */
+export function checkArrival(
+  parts: Buffer[],
+  expect: Expected,
+  peerRank: number,
+  limits: Partial<WireLimits>,
+  requireChecksum: boolean,
+): Chunk | string {
+  const decoded = decodeChunk(parts, limits, {
+    requirePayloadChecksum: requireChecksum,
+  });
+  if (!decoded.ok) return `an undecodable frame (${decoded.error.message})`;
+  const chunk = decoded.message;
+  const from = `${describe(chunk)} from rank ${chunk.senderRank}`;
+  const ours =
+    chunk.runId === expect.runId &&
+    chunk.generation === expect.generation &&
+    chunk.step === expect.step &&
+    chunk.phase === expect.phase &&
+    chunk.index === expect.index &&
+    chunk.senderRank === peerRank;
+  if (!ours) return from;
+  // The right exchange from the right peer, but the wrong shape: the ranks disagree on the call.
+  if (chunk.dtype !== expect.dtype) {
+    return `${from} in ${chunk.dtype} where this rank expects ${expect.dtype} (every rank must pass the same wireDtype)`;
+  }
+  const elements = chunk.payload.length / BYTES_PER_ELEMENT[chunk.dtype];
+  if (
+    chunk.segment !== expect.segment ||
+    chunk.offset !== expect.offset ||
+    elements !== expect.length
+  ) {
+    return (
+      `${from} for segment ${chunk.segment} offset ${chunk.offset} (${elements} elements) where this rank ` +
+      `expects segment ${expect.segment} offset ${expect.offset} (${expect.length}): ` +
+      'do the ranks pass buffers of the same length and the same frameBytes?'
+    );
+  }
+  return chunk;
+}
+
+export function describe(
+  c: Pick<Chunk, 'runId' | 'generation' | 'step' | 'phase' | 'index'>,
+): string {
   const ring = c.generation === 0 ? '' : ` generation ${c.generation}`;
   return `run ${JSON.stringify(c.runId)}${ring} step ${c.step} ${c.phase} #${c.index}`;
 }

@@ -45,7 +45,16 @@ export interface RingOptions {
   log?: (line: string) => void;
   /** Encrypt and authenticate the ring's links. Default: off (plain tcp/ipc). */
   curve?: RingCurve;
+  /**
+   * What carries the pieces: 'tcp' (node:net sockets, tcp:// or ipc:// endpoints; several times
+   * less CPU per byte than ZeroMQ, see docs/wire.md) or 'zmq' (ZeroMQ PUSH/PULL). Default 'tcp',
+   * and 'zmq' with `curve`: the tcp transport has no encryption, so CURVE requires 'zmq'.
+   * The same on every rank.
+   */
+  transport?: RingTransport;
 }
+
+export type RingTransport = 'tcp' | 'zmq';
 
 export interface AllReduceOptions {
   /** Training step; frames of other steps are dropped. */
@@ -82,7 +91,16 @@ export function resolveRingOptions(options: RingOptions): RingSettings {
     limits,
     log: options.log ?? ((line) => console.warn(`[lorafleet/collective] ${line}`)),
     curve: options.curve && checkCurve(options.curve, rank, worldSize),
+    transport: options.transport ?? (options.curve ? 'zmq' : 'tcp'),
   };
+  if (settings.transport !== 'tcp' && settings.transport !== 'zmq') {
+    throw new RangeError(`transport ${String(settings.transport)} must be tcp or zmq`);
+  }
+  if (settings.curve && settings.transport === 'tcp') {
+    throw new RangeError(
+      "transport 'tcp' does not encrypt: a ring with curve keys must use transport 'zmq' (the default with curve)",
+    );
+  }
   const { frameBytes, timeoutMs } = settings;
   if (!Number.isInteger(frameBytes) || frameBytes < 4 || frameBytes > limits.maxChunkPayloadBytes) {
     throw new RangeError(

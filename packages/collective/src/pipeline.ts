@@ -3,8 +3,8 @@
 // g + 1 (schedule.ts). So a piece moves on as soon as it has arrived and been
 // reduced, rather than when the whole segment has: the sender walks the
 // steps' pieces in order and waits only for the receiver to have processed the
-// matching piece of the step before, while libzmq's I/O thread reads the next
-// pieces into its queue as this thread adds.
+// matching piece of the step before, while the transport (the kernel's socket
+// buffers, or libzmq's I/O thread) brings in the next pieces as this thread adds.
 //
 // No copies on the way out, with one exception: a reduce-scatter piece is sent
 // as a view of the caller's buffer, an all-gather piece after the first step
@@ -12,8 +12,11 @@
 // every rank's contribution to a segment reaches the segment's owner, whose
 // sum comes back here before this rank overwrites it. The owned segment's
 // pieces (all-gather step 0, f32) are the exception: nothing comes back after
-// them, and the caller may write its buffer as soon as the call returns, so
-// they leave as a copy (1/n of the buffer).
+// them, and the caller may write its buffer as soon as the call returns. The
+// call therefore ends with the sender's flush() (tcp: node has handed every
+// byte to the kernel), and where a sender may still read payloads after that
+// (ZeroMQ: `holdsPayloads`), the owned pieces leave as a copy (1/n of the buffer).
+// Received payloads go back to the receiver (release) once added or passed on.
 import {
   decodeFloats,
   encodeChunk,
@@ -22,7 +25,7 @@ import {
   type Phase,
   type WireLimits,
 } from '@lorafleet/protocol';
-import type { Inbox, Outbox } from './links.js';
+import type { ChunkReceiver, ChunkSender } from './links.js';
 import type { AllReduceOptions } from './options.js';
 import { allGatherStep, frames, reduceScatterStep, segments, type Segment } from './schedule.js';
 
@@ -46,8 +49,8 @@ function hops(rank: number, n: number): Hop[] {
 export interface PipelineContext {
   rank: number;
   worldSize: number;
-  outbox: Outbox;
-  inbox: Inbox;
+  outbox: ChunkSender;
+  inbox: ChunkReceiver;
   /** Elements per piece of the wire dtype. */
   pieceElements: number;
   checksum: boolean;
@@ -65,6 +68,8 @@ export class Pipeline {
   private failure: Error | undefined;
   /** Arrived all-gather payloads to pass on, by arrival number. */
   private readonly forward = new Map<number, Buffer>();
+  /** Payloads passed on, handed back to the receiver once the sender has flushed. */
+  private readonly passedOn: Buffer[] = [];
 
   constructor(
     private readonly c: PipelineContext,
@@ -85,6 +90,9 @@ export class Pipeline {
     receiving.catch(() => undefined);
     sending.catch(() => undefined);
     await Promise.all([receiving, sending]);
+    // Views of the caller's buffer and received payloads may still wait in the sender's queue.
+    await this.c.outbox.flush();
+    for (const payload of this.passedOn) this.c.inbox.release(payload);
   }
 
   private pieces(segment: number): Segment[] {
@@ -130,13 +138,16 @@ export class Pipeline {
     if (g >= n) {
       const arrived = this.forward.get(source)!;
       this.forward.delete(source);
+      this.passedOn.push(arrived);
       return arrived; // another owner's bytes, verbatim
     }
     const start = span.start + piece.start;
     const values = this.buffer.subarray(start, start + piece.length);
     const bytes = encodeFloats(values, wireDtype); // f32: a view; halves: new bytes
-    // The owned segment (all-gather step 0) leaves as a copy: see the file comment.
-    return g === n - 1 && wireDtype === 'f32' ? Buffer.from(bytes) : bytes;
+    // The owned segment (all-gather step 0) leaves as a copy if the sender may still read it
+    // after the call (ZeroMQ): see the file comment.
+    const copy = g === n - 1 && wireDtype === 'f32' && this.c.outbox.holdsPayloads;
+    return copy ? Buffer.from(bytes) : bytes;
   }
 
   private async receiveAll(): Promise<void> {
@@ -160,11 +171,13 @@ export class Pipeline {
         const target = this.buffer.subarray(start, start + piece.length);
         if (hop.phase === 'reduce-scatter') {
           this.add(chunk.payload, target);
+          this.c.inbox.release(chunk.payload);
           // The owner's last addition: round to what the wire carries, as everyone will see it.
           if (g === n - 2) roundToWire(target, wireDtype);
         } else {
           decodeFloats(chunk.payload, wireDtype, target); // the owner's bytes, verbatim
           if (g < 2 * n - 3) this.forward.set(this.received, chunk.payload as Buffer);
+          else this.c.inbox.release(chunk.payload);
         }
         this.arrived();
       }
@@ -181,8 +194,7 @@ export class Pipeline {
       partial = this.c.scratch.subarray(0, target.length);
       decodeFloats(payload, wireDtype, partial);
     }
-    // float32 + float32 in double, stored as float32: exactly the IEEE float32 sum.
-    for (let i = 0; i < target.length; i++) target[i] = partial[i]! + target[i]!;
+    addInto(target, partial);
   }
 
   private arrived(): void {
@@ -206,4 +218,24 @@ export class Pipeline {
     this.waiting?.reject(error);
     this.waiting = undefined;
   }
+}
+
+/**
+ * target[i] += partial[i] for every i of target. float32 + float32 in double, stored as float32:
+ * exactly the IEEE float32 sum. Unrolled by 4: ~1.5-2x the simple loop on the CPU machine.
+ */
+function addInto(target: Float32Array, partial: Float32Array): void {
+  const n = target.length;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    const a = partial[i]! + target[i]!;
+    const b = partial[i + 1]! + target[i + 1]!;
+    const c = partial[i + 2]! + target[i + 2]!;
+    const d = partial[i + 3]! + target[i + 3]!;
+    target[i] = a;
+    target[i + 1] = b;
+    target[i + 2] = c;
+    target[i + 3] = d;
+  }
+  for (; i < n; i++) target[i] = partial[i]! + target[i]!;
 }

@@ -7,10 +7,18 @@
 // With `curve` in the options every link runs ZeroMQ CURVE: each rank's PULL is a
 // CURVE server admitting only its left neighbour's key, each PUSH a CURVE client
 // that only talks to its right neighbour's key.
+import type { Server } from 'node:net';
 import { Pull, Push } from 'zeromq';
 import { BYTES_PER_ELEMENT, CHUNK_HEADER_BYTES } from '@lorafleet/protocol';
 import { curveClientOptions, curveServerOptions } from './curve.js';
-import { Inbox, Outbox, RingError, type Peer } from './links.js';
+import {
+  Inbox,
+  Outbox,
+  RingError,
+  type ChunkReceiver,
+  type ChunkSender,
+  type Peer,
+} from './links.js';
 import {
   checkAllReduceOptions,
   resolveRingOptions,
@@ -19,14 +27,18 @@ import {
   type RingSettings,
 } from './options.js';
 import { Pipeline } from './pipeline.js';
+import { listenTcp, TcpInbox, TcpOutbox, type TcpLinkOptions } from './tcp.js';
 import { CurveAuthenticator } from './zap.js';
 
 export class RingAllReduce {
   readonly rank: number;
   readonly worldSize: number;
-  private outbox: Outbox | undefined;
-  private inbox: Inbox | undefined;
+  private outbox: ChunkSender | undefined;
+  private inbox: ChunkReceiver | undefined;
   private push: Push | undefined;
+  /** The tcp transport's ends (the outbox listens from bind() on). */
+  private tcpOutbox: TcpOutbox | undefined;
+  private tcpInbox: TcpInbox | undefined;
   private readonly scratch: Float32Array;
   private busy = false;
   private broken: Error | undefined;
@@ -39,18 +51,39 @@ export class RingAllReduce {
     readonly endpoint: string,
     /** With CURVE: admits the left neighbour's key to `pull`. */
     private readonly authenticator?: CurveAuthenticator,
+    server?: Server,
   ) {
     this.rank = settings.rank;
     this.worldSize = settings.worldSize;
     // Room for one received piece of the narrowest wire type (2-byte elements).
-    this.scratch = new Float32Array(pull ? Math.floor(settings.frameBytes / 2) : 0);
+    this.scratch = new Float32Array(pull || server ? Math.floor(settings.frameBytes / 2) : 0);
+    if (server) {
+      this.tcpOutbox = new TcpOutbox(server, this.tcpOptions(), (this.rank + 1) % this.worldSize);
+    }
   }
 
-  /** Binds this rank's receiving socket. Share `endpoint` with the other ranks, then connect(). */
+  private tcpOptions(): TcpLinkOptions {
+    const { rank, worldSize, timeoutMs, frameBytes, highWaterMark, limits, checksum, log } =
+      this.settings;
+    return { rank, worldSize, timeoutMs, frameBytes, highWaterMark, limits, checksum, log };
+  }
+
+  /**
+   * Binds this rank's receiving end (a ZeroMQ PULL, or with the tcp transport the server its
+   * right neighbour connects to). Share `endpoint` with the other ranks, then connect().
+   */
   static async bind(options: RingOptions): Promise<RingAllReduce> {
     const settings = resolveRingOptions(options);
     const { rank, worldSize, curve, log } = settings;
     if (worldSize === 1) return new RingAllReduce(settings, undefined, settings.listen);
+    if (settings.transport === 'tcp') {
+      try {
+        const { server, endpoint } = await listenTcp(settings.listen);
+        return new RingAllReduce(settings, undefined, endpoint, undefined, server);
+      } catch (error) {
+        throw new RingError(`rank ${rank}: cannot bind ${settings.listen}: ${String(error)}`);
+      }
+    }
     const left = (rank + worldSize - 1) % worldSize;
     // Before the socket exists: a CURVE server with no ZAP handler would admit any key.
     const authenticator = curve
@@ -83,11 +116,19 @@ export class RingAllReduce {
     if (endpoints.length !== worldSize) {
       throw new RangeError(`connect: ${endpoints.length} endpoints for a ring of ${worldSize}`);
     }
-    if (worldSize === 1 || this.push) return;
-    if (this.closed || !this.pull) throw new RingError(`rank ${rank}: connect on a closed ring`);
+    if (worldSize === 1 || this.outbox) return;
+    if (this.closed) throw new RingError(`rank ${rank}: connect on a closed ring`);
     const peer = (r: number): Peer => ({ rank: r, endpoint: endpoints[r] ?? '' });
     const right = peer((rank + 1) % worldSize);
     const left = peer((rank + worldSize - 1) % worldSize);
+    if (this.tcpOutbox) {
+      this.tcpOutbox.connectTo(right);
+      this.tcpInbox = new TcpInbox(this.tcpOptions(), left);
+      this.outbox = this.tcpOutbox;
+      this.inbox = this.tcpInbox;
+      return;
+    }
+    if (!this.pull) throw new RingError(`rank ${rank}: connect on a closed ring`);
     // Linger lets the last frames reach a slower neighbour after we close.
     const push = new Push({
       sendHighWaterMark: highWaterMark,
@@ -158,6 +199,8 @@ export class RingAllReduce {
     this.closed = true;
     this.push?.close();
     this.pull?.close();
+    this.tcpOutbox?.close();
+    this.tcpInbox?.close();
     this.authenticator?.close();
   }
 }

@@ -32,6 +32,8 @@ async function bindRing(n: number, curve: boolean): Promise<RingAllReduce[]> {
     worldSize: n,
     listen: 'tcp://127.0.0.1:*',
     timeoutMs: 5000,
+    // The control runs on ZeroMQ too (the default with CURVE): it differs only in CURVE.
+    transport: 'zmq',
     ...(curve && { curve: { keyPair: pairs[rank]!, publicKeys } }),
   });
   return Promise.all(pairs.map((_, rank) => RingAllReduce.bind(options(rank))));

@@ -19,12 +19,13 @@ let ring;
 const raw = {};
 
 const handlers = {
-  async bind({ rank, worldSize, checksum, frameBytes }) {
+  async bind({ rank, worldSize, checksum, frameBytes, transport }) {
     ring = await RingAllReduce.bind({
       rank,
       worldSize,
       listen: 'tcp://127.0.0.1:*',
       checksum,
+      transport,
       ...(frameBytes ? { frameBytes } : {}),
       timeoutMs: 120_000,
     });

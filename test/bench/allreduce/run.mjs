@@ -21,12 +21,18 @@ const { values: opts } = parseArgs({
     // Timed calls per size in each run, after the warm-up calls.
     calls: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
+    // Untimed small all-reduces before a ring phase's sizes, so V8 has compiled the ring's code.
+    'jit-warmup': { type: 'string', default: '200' },
     world: { type: 'string', default: '2' },
     // A raw zeromq batch moves at least this much, so small messages are timed over many.
     'raw-bytes': { type: 'string', default: '4MiB' },
     'frame-bytes': { type: 'string' },
     python: { type: 'string', default: '/usr/bin/python3' },
-    skip: { type: 'string', default: '', description: 'comma list of: ring, zmq, gloo' },
+    skip: {
+      type: 'string',
+      default: '',
+      description: 'comma list of: ring, crc, ring-zmq, zmq, gloo',
+    },
     out: { type: 'string', default: join(root, 'runs', 'bench-allreduce') },
     help: { type: 'boolean', default: false },
   },
@@ -34,11 +40,15 @@ const { values: opts } = parseArgs({
 if (opts.help) {
   console.log(
     'node test/bench/allreduce/run.mjs [--sizes 64KiB,1MiB,16MiB,64MiB] [--repeats 3] [--calls 10]\n' +
-      '  [--warmup 2] [--world 2] [--raw-bytes 4MiB] [--frame-bytes N] [--python /usr/bin/python3]\n' +
-      '  [--skip ring,crc,zmq,gloo] [--out DIR]\n\n' +
+      '  [--warmup 2] [--jit-warmup 200] [--world 2] [--raw-bytes 4MiB] [--frame-bytes N]\n' +
+      '  [--python /usr/bin/python3]\n' +
+      '  [--skip ring,crc,ring-zmq,zmq,gloo] [--out DIR]\n\n' +
       '  --repeats  whole runs (every phase and size); the table shows their median and spread\n' +
       '  --calls    timed calls per size and run (after --warmup calls; the first checks the sum)\n' +
-      '  --skip     phases to leave out: ring (payload CRC off, the default), crc (payload CRC on),\n' +
+      '  --jit-warmup  untimed 16 KiB all-reduces before each ring phase (0: none), so the timed\n' +
+      '             calls run compiled code, as a training run does after its first steps\n' +
+      '  --skip     phases to leave out: ring (tcp transport, payload CRC off: the defaults),\n' +
+      '             crc (the same, payload CRC on), ring-zmq (the ZeroMQ transport, which CURVE uses),\n' +
       '             zmq (raw zeromq.js one-way), gloo (torch.distributed gloo)',
   );
   process.exit(0);
@@ -64,6 +74,9 @@ const sizes = opts.sizes.split(',').map(parseBytes);
 const repeats = positive('repeats');
 const calls = positive('calls');
 const warmup = Math.max(1, positive('warmup')); // the first call checks the sum
+const jitWarmup = Number(opts['jit-warmup']);
+if (!Number.isInteger(jitWarmup) || jitWarmup < 0)
+  throw new Error(`--jit-warmup ${opts['jit-warmup']}: expected an integer >= 0`);
 const world = positive('world');
 const rawBytes = parseBytes(opts['raw-bytes']);
 const frameBytes = opts['frame-bytes'] ? parseBytes(opts['frame-bytes']) : undefined;
@@ -130,18 +143,26 @@ function record(name, note, rows) {
   console.error(`  done; load average ${load()}`);
 }
 
-async function ringPhase(checksum) {
-  const name = checksum ? 'ring-crc' : 'ring';
+async function ringPhase(checksum, transport = 'tcp') {
+  const name = transport === 'zmq' ? 'ring-zmq' : checksum ? 'ring-crc' : 'ring';
   const loadBefore = load();
   console.error(`${name}: ${world} processes, load average ${loadBefore}`);
   const ranks = Array.from({ length: world }, () => new BenchProcess());
   const rows = [];
   try {
     const bound = await Promise.all(
-      ranks.map((p, rank) => p.call('bind', { rank, worldSize: world, checksum, frameBytes })),
+      ranks.map((p, rank) =>
+        p.call('bind', { rank, worldSize: world, checksum, frameBytes, transport }),
+      ),
     );
     const endpoints = bound.map((b) => b.endpoint);
     await Promise.all(ranks.map((p) => p.call('connect', { endpoints })));
+    if (jitWarmup > 0) {
+      const args = { worldSize: world, bytes: 16 << 10, warmup: jitWarmup, repeats: 0 };
+      await Promise.all(
+        ranks.map((p, rank) => p.call('reduce', { ...args, rank, runId: `${name}-jit` })),
+      );
+    }
     for (const bytes of sizes) {
       const runId = `${name}-${bytes}`;
       const replies = await Promise.all(
@@ -156,7 +177,11 @@ async function ringPhase(checksum) {
   } finally {
     await Promise.all(ranks.map((p) => p.close()));
   }
-  record(name, { loadBefore, frameBytes: frameBytes ?? 'default (512 KiB)', checksum }, rows);
+  record(
+    name,
+    { loadBefore, frameBytes: frameBytes ?? 'default (512 KiB)', checksum, transport, jitWarmup },
+    rows,
+  );
 }
 
 async function zmqPhase() {
@@ -222,6 +247,7 @@ for (let run = 0; run < repeats; run++) {
   phases.length = 0;
   if (!skip.has('ring')) await ringPhase(false);
   if (!skip.has('crc')) await ringPhase(true);
+  if (!skip.has('ring-zmq')) await ringPhase(false, 'zmq');
   if (!skip.has('zmq')) await zmqPhase();
   if (version) await glooPhase(version);
   runs.push({ phases: [...phases], table: table(phases, sizes, Boolean(version)) });
@@ -235,7 +261,7 @@ const markdown = summary(
 console.log(
   `\n${repeats} runs; each figure is the median over runs of each run's median over ${calls} calls, [min-max over runs]. ` +
     `busbw = bytes / time x 2(n-1)/n, n = ${world}; GB/s = 1e9 bytes/s; zeromq: one-way stream of messages of that size; ` +
-    `ring: payload CRC off (the default), ring+crc: on. Load average at the end: ${load()} on ${cpus().length} cores\n`,
+    `ring: tcp transport, payload CRC off (the defaults); ring+crc: CRC on; ring-zmq: the ZeroMQ transport (CURVE's). Load average at the end: ${load()} on ${cpus().length} cores\n`,
 );
 console.log(markdown);
 mkdirSync(opts.out, { recursive: true });
@@ -249,6 +275,7 @@ const result = {
     repeats,
     calls,
     warmup,
+    jitWarmup,
     world,
     rawBytes,
     frameBytes: frameBytes ?? null,
