@@ -26,6 +26,21 @@ export {
   releaseWebGpu,
   webGpuErrors,
 } from './backend/webgpu.js';
+export {
+  DEFAULT_TILE_TABLE,
+  LORAFLEET_MATMUL,
+  type LoraFleetMatMulAttrs,
+  type MatMulTile,
+  STOCK_BATCH_MATMUL,
+  TILE_CANDIDATES,
+  type TileTable,
+  type WebGpuMatMulChoice,
+  chooseTile,
+  forceMatMulTile,
+  selectWebGpuMatMul,
+  tileName,
+  tileTable,
+} from './backend/webgpu-kernels/index.js';
 export { lossAndGradsAsync, readAsync, readParametersAsync } from './backend/async-read.js';
 export { Rng, deriveSeed } from './random.js';
 export {
@@ -50,6 +65,7 @@ export {
   type ForwardOptions,
 } from './lora/linear.js';
 export { TrainableParameters, type ParameterSlot } from './lora/params.js';
+export { fusedLoraAvailable, useFusedLoraLinear } from './lora/fused-linear.js';
 export {
   type BaseDtype,
   type HalfDtype,

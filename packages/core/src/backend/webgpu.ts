@@ -14,6 +14,7 @@
 // the list of adapters, which is how listWebGpuAdapters() enumerates them.
 import { tf } from './tf.js';
 import { registerUnpackHalvesWebGpu } from './unpack-halves.js';
+import { registerWebGpuMatMul } from './webgpu-kernels/index.js';
 
 /** One adapter as Dawn lists it, in the order requestAdapter() considers them. */
 export interface WebGpuAdapterListing {
@@ -141,6 +142,7 @@ export async function loadWebGpuKernels(): Promise<WebGpuBackendClass> {
     webgpu_util: Parameters<typeof registerUnpackHalvesWebGpu>[1];
   };
   registerUnpackHalvesWebGpu(tf, mod.webgpu_util); // the project's own WGSL kernels
+  registerWebGpuMatMul(tf); // tiled matmuls (webgpu-kernels/), replacing BatchMatMul
   backendClass = mod.WebGPUBackend;
   return backendClass;
 }
