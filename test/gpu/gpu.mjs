@@ -565,6 +565,12 @@ async function report() {
       `kernel fused LoRA linear fwd+bwd: ${(l.fused * 1e3).toFixed(2)} ms vs stock unfused ${(l.stock * 1e3).toFixed(2)} ms, ratio ${(l.stock / l.fused).toFixed(2)}x`,
     );
   }
+  if (r.kernelBench?.crossEntropy) {
+    const x = r.kernelBench.crossEntropy;
+    lines.push(
+      `kernel fused softmax cross-entropy [${x.n}, ${x.v}] fwd+bwd: ${(x.fused * 1e3).toFixed(2)} ms vs stock ${(x.stock * 1e3).toFixed(2)} ms, ratio ${(x.stock / x.fused).toFixed(2)}x`,
+    );
+  }
   if (r.tileTable) lines.push(`tile table: ${r.tileTable.source} (work/tile-table.json)`);
   if (p && t) {
     r.ratio = p.tokensPerSecond / t.tokensPerSecond;

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The project's WGSL kernels against tfjs-backend-webgpu's stock path, in one
 // run on one adapter: every matmul shape of the LoRA step (GPT-2 small, 8 x 512
-// tokens) and the LoRA linear forward + backward (c_attn, r=8), each as a
+// tokens), the LoRA linear forward + backward (c_attn, r=8) and the softmax
+// cross-entropy over the vocabulary (value + gradient), each as a
 // ratio (stock time / project time: > 1 means the project is faster), with
 // GFLOP/s and GB/s (the least traffic: A and B read once, C written once).
 //   pnpm build && node test/bench/webgpu-kernels/run.mjs [--scale S] [--repeats N] [--out FILE]
@@ -11,10 +12,12 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   LoraLinear,
+  crossEntropyRows,
   selectWebGpuMatMul,
   tileName,
   chooseTile,
   tileTable,
+  useFusedCrossEntropy,
   useFusedLoraLinear,
 } from '../../../packages/core/dist/src/index.js';
 import {
@@ -138,11 +141,39 @@ async function loraLinear() {
   return { n, inF, outF, r, fused, unfusedProject, stock, flops: flopCount, bytes: byteCount };
 }
 
+/** The loss over GPT-2's vocabulary, value + d/dlogits: fused vs tfjs's logSoftmax + gather. */
+async function crossEntropy() {
+  const s = (v) => Math.max(1, Math.round(v / scale));
+  const [n, v] = [s(8 * 511), s(50257)];
+  const logits = tf.randomNormal([n, v]);
+  const labels = Int32Array.from({ length: n }, (_, i) => (i % 10 === 0 ? -100 : (i * 7919) % v));
+  const index = tf.tensor1d(
+    Int32Array.from(labels, (l, row) => row * v + Math.max(l, 0)),
+    'int32',
+  );
+  const weight = tf.tensor1d(Float32Array.from(labels, (l) => (l < 0 ? 0 : 1)));
+  const stockLoss = (x) =>
+    tf.neg(tf.sum(tf.mul(tf.gather(tf.logSoftmax(x).reshape([n * v]), index), weight)));
+  const fusedLoss = (x) => tf.sum(crossEntropyRows(x, labels));
+  const step = (f) => () => {
+    const { value, grad } = tf.valueAndGrad(f)(logits);
+    return [value, grad];
+  };
+  const fused = await timeGpu(step(fusedLoss), { repeats });
+  useFusedCrossEntropy(false);
+  const stock = await timeGpu(step(stockLoss), { repeats });
+  useFusedCrossEntropy(true);
+  tf.dispose([logits, index, weight]);
+  // Least traffic: read the logits twice (forward, backward), write the gradient once.
+  return { n, v, fused, stock, bytes: 3 * 4 * n * v };
+}
+
 const gflops = (f, t) => f / t / 1e9;
 const fmt = (v, d = 1) => v.toFixed(d).padStart(8);
 
 const mm = await matmuls();
 const lora = await loraLinear();
+const xent = await crossEntropy();
 const errors = await closeWebGpu();
 
 console.log(
@@ -168,6 +199,11 @@ console.log(
     `unfused on project matmuls ${fmt(lora.unfusedProject * 1e3, 3)} ms, stock ${fmt(lora.stock * 1e3, 3)} ms; ` +
     `ratio stock/fused ${(lora.stock / lora.fused).toFixed(2)}, ${gflops(lora.flops, lora.fused).toFixed(1)} GFLOP/s, ` +
     `${(lora.bytes / lora.fused / 1e9).toFixed(1)} GB/s`,
+);
+console.log(
+  `softmax cross-entropy fwd+bwd [${xent.n}, ${xent.v}]: fused ${fmt(xent.fused * 1e3, 3)} ms, ` +
+    `stock (logSoftmax + gather) ${fmt(xent.stock * 1e3, 3)} ms; ratio ${(xent.stock / xent.fused).toFixed(2)}, ` +
+    `${(xent.bytes / xent.fused / 1e9).toFixed(1)} GB/s`,
 );
 if (errors.length > 0) {
   console.error(`WebGPU errors: ${errors.join('; ')}`);

@@ -20,3 +20,14 @@ export {
   tileProblem,
   tileTable,
 } from './tiles.js';
+export {
+  LORAFLEET_XENT,
+  LORAFLEET_XENT_GRAD,
+  type FlatDispatchUtil,
+  registerWebGpuCrossEntropy,
+} from './cross-entropy.js';
+export {
+  crossEntropyRows,
+  fusedCrossEntropyAvailable,
+  useFusedCrossEntropy,
+} from './cross-entropy-op.js';
