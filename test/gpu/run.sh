@@ -8,7 +8,7 @@
 # the WGSL kernels' tile sweep and benchmark (test/bench/webgpu-kernels/), and
 # the throughput again on tfjs's stock kernels (LORAFLEET_WEBGPU_KERNELS=stock).
 #
-# On the GPU machine, after `pnpm build` and `bash ../shared/gpu/pack.sh` here:
+# On the GPU machine, after `pnpm build && bash scripts/gpu-pack.sh` here:
 #   bash .gpu/run.sh bash test/gpu/run.sh "$OUT" 2>&1 | tee "$OUT/log"
 # Here, without a GPU (wasm, tiny shapes, no Python; test/gpu-check.test.ts):
 #   bash test/gpu/run.sh --smoke OUTDIR
