@@ -571,6 +571,12 @@ async function report() {
       `kernel fused softmax cross-entropy [${x.n}, ${x.v}] fwd+bwd: ${(x.fused * 1e3).toFixed(2)} ms vs stock ${(x.stock * 1e3).toFixed(2)} ms, ratio ${(x.stock / x.fused).toFixed(2)}x`,
     );
   }
+  if (r.kernelBench?.layerNorm) {
+    const x = r.kernelBench.layerNorm;
+    lines.push(
+      `kernel fused layernorm [${x.n}, ${x.c}] fwd+bwd: ${(x.fused * 1e3).toFixed(2)} ms vs stock ${(x.stock * 1e3).toFixed(2)} ms, ratio ${(x.stock / x.fused).toFixed(2)}x`,
+    );
+  }
   if (r.tileTable) lines.push(`tile table: ${r.tileTable.source} (work/tile-table.json)`);
   if (p && t) {
     r.ratio = p.tokensPerSecond / t.tokensPerSecond;

@@ -2,7 +2,7 @@
 // The project's WGSL kernels against tfjs-backend-webgpu's stock path, in one
 // run on one adapter: every matmul shape of the LoRA step (GPT-2 small, 8 x 512
 // tokens), the LoRA linear forward + backward (c_attn, r=8) and the softmax
-// cross-entropy over the vocabulary (value + gradient), each as a
+// cross-entropy over the vocabulary and GPT-2's LayerNorm (value + gradient), each as a
 // ratio (stock time / project time: > 1 means the project is faster), with
 // GFLOP/s and GB/s (the least traffic: A and B read once, C written once).
 //   pnpm build && node test/bench/webgpu-kernels/run.mjs [--scale S] [--repeats N] [--out FILE]
@@ -13,12 +13,14 @@ import { parseArgs } from 'node:util';
 import {
   LoraLinear,
   crossEntropyRows,
+  fusedNorm,
   selectWebGpuMatMul,
   tileName,
   chooseTile,
   tileTable,
   useFusedCrossEntropy,
   useFusedLoraLinear,
+  useFusedNorm,
 } from '../../../packages/core/dist/src/index.js';
 import {
   bytes,
@@ -168,12 +170,39 @@ async function crossEntropy() {
   return { n, v, fused, stock, bytes: 3 * 4 * n * v };
 }
 
+/** GPT-2's LayerNorm over [tokens, 768], value + d/dx: fused vs tfjs's formula (models' layerNorm). */
+async function layerNorm() {
+  const s = (v) => Math.max(1, Math.round(v / scale));
+  const [n, c] = [s(8 * 512), s(768)];
+  const x = tf.randomNormal([n, c]);
+  const gamma = tf.randomNormal([c]);
+  const beta = tf.randomNormal([c]);
+  const stock = (t) => {
+    const centered = tf.sub(t, tf.mean(t, -1, true));
+    const variance = tf.mean(tf.square(centered), -1, true);
+    return tf.add(tf.mul(tf.mul(centered, tf.rsqrt(tf.add(variance, 1e-5))), gamma), beta);
+  };
+  const fused = (t) => fusedNorm(t, gamma, beta, 1e-5, 'layer');
+  const step = (f) => () => {
+    const { value, grad } = tf.valueAndGrad((t) => tf.sum(f(t)))(x);
+    return [value, grad];
+  };
+  const fusedTime = await timeGpu(step(fused), { repeats });
+  useFusedNorm(false);
+  const stockTime = await timeGpu(step(stock), { repeats });
+  useFusedNorm(true);
+  tf.dispose([x, gamma, beta]);
+  // Least traffic: x read twice and y written (forward), x, dy read and dx written (backward).
+  return { n, c, fused: fusedTime, stock: stockTime, bytes: 6 * 4 * n * c };
+}
+
 const gflops = (f, t) => f / t / 1e9;
 const fmt = (v, d = 1) => v.toFixed(d).padStart(8);
 
 const mm = await matmuls();
 const lora = await loraLinear();
 const xent = await crossEntropy();
+const norm = await layerNorm();
 const errors = await closeWebGpu();
 
 console.log(
@@ -204,6 +233,11 @@ console.log(
   `softmax cross-entropy fwd+bwd [${xent.n}, ${xent.v}]: fused ${fmt(xent.fused * 1e3, 3)} ms, ` +
     `stock (logSoftmax + gather) ${fmt(xent.stock * 1e3, 3)} ms; ratio ${(xent.stock / xent.fused).toFixed(2)}, ` +
     `${(xent.bytes / xent.fused / 1e9).toFixed(1)} GB/s`,
+);
+console.log(
+  `layernorm fwd+bwd [${norm.n}, ${norm.c}]: fused ${fmt(norm.fused * 1e3, 3)} ms, ` +
+    `stock ${fmt(norm.stock * 1e3, 3)} ms; ratio ${(norm.stock / norm.fused).toFixed(2)}, ` +
+    `${(norm.bytes / norm.fused / 1e9).toFixed(1)} GB/s`,
 );
 if (errors.length > 0) {
   console.error(`WebGPU errors: ${errors.join('; ')}`);

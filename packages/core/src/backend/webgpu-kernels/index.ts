@@ -31,3 +31,13 @@ export {
   fusedCrossEntropyAvailable,
   useFusedCrossEntropy,
 } from './cross-entropy-op.js';
+export {
+  NORM_APPLY,
+  NORM_GRAD,
+  NORM_STATS,
+  type NormKind,
+  fusedNorm,
+  fusedNormAvailable,
+  registerWebGpuNorm,
+  useFusedNorm,
+} from './norm.js';
