@@ -48,12 +48,13 @@ const fits = (t) =>
 
 // The default table's rules, in order, each with the step's shapes it governs.
 const shapes = matmulShapes(scale);
-const classOf = ([, batch, m, , n]) => {
-  if (n <= 16) return 0;
-  if (m <= 16) return 1;
-  if (batch * m * n >= 512 * 512) return 2;
-  return 3;
-};
+// The first rule whose bounds hold (as tiles.ts's chooseTile reads them).
+const holds = (rule, [, batch, m, k, n]) =>
+  (rule.maxM === undefined || m <= rule.maxM) &&
+  (rule.maxN === undefined || n <= rule.maxN) &&
+  (rule.minK === undefined || k >= rule.minK) &&
+  (rule.minOutputs === undefined || batch * m * n >= rule.minOutputs);
+const classOf = (shape) => DEFAULT_TILE_TABLE.rules.findIndex((rule) => holds(rule, shape));
 const small = [
   [
     'small c_attn (1 sequence of 64)',
@@ -72,6 +73,13 @@ const byClass = DEFAULT_TILE_TABLE.rules.map((rule, i) => ({
 
 const rules = [];
 for (const { rule, shapes: group } of byClass) {
+  if (group.length === 0) {
+    console.log(
+      `class ${rules.length}: no shape of the step falls in it at this scale; default tile kept`,
+    );
+    rules.push(rule);
+    continue;
+  }
   let best = null;
   for (const tile of TILE_CANDIDATES.filter(fits)) {
     forceMatMulTile(tile);
