@@ -498,8 +498,11 @@ async function report() {
     grads: readJson(join(work, 'grads.json')),
     throughput: {
       project: readJson(join(work, 'throughput-project.json')),
+      stock: readJson(join(work, 'throughput-project-stock.json')),
       torch: readJson(join(work, 'throughput-torch.json')),
     },
+    kernelBench: readJson(join(work, 'kernel-bench.json')),
+    tileTable: readJson(join(work, 'tile-table.json')),
     smi: {
       project: smiPeak(join(work, 'smi-project.csv')),
       torch: smiPeak(join(work, 'smi-torch.csv')),
@@ -543,6 +546,38 @@ async function report() {
     lines.push(
       `peak GPU memory (nvidia-smi, above idle): project ${mem(r.smi.project)}, torch ${mem(r.smi.torch)}`,
     );
+  const st = r.throughput.stock;
+  if (st && t)
+    lines.push(
+      `before (LORAFLEET_WEBGPU_KERNELS=stock: tfjs matmul, unfused LoRA): ${st.tokensPerSecond.toFixed(0)} tokens/s, RATIO ${(st.tokensPerSecond / t.tokensPerSecond).toFixed(3)}, tfjs GPU allocation ${gib(st.tfjsGpuBytesAllocated)}`,
+    );
+  for (const k of r.kernelBench?.matmuls ?? [])
+    lines.push(
+      `kernel ${k.name} [${k.batch}x${k.m}x${k.k}x${k.n}] tile ${k.tile}: ${((k.flops / k.project) * 1e-12).toFixed(2)} TFLOP/s` +
+        (r.kernelBench.peakTflops
+          ? ` (${((100 * k.flops) / k.project / (r.kernelBench.peakTflops * 1e12)).toFixed(1)}% of fp32 peak)`
+          : '') +
+        `, stock ${((k.flops / k.stock) * 1e-12).toFixed(2)}, ratio ${(k.stock / k.project).toFixed(2)}x`,
+    );
+  if (r.kernelBench?.loraLinear) {
+    const l = r.kernelBench.loraLinear;
+    lines.push(
+      `kernel fused LoRA linear fwd+bwd: ${(l.fused * 1e3).toFixed(2)} ms vs stock unfused ${(l.stock * 1e3).toFixed(2)} ms, ratio ${(l.stock / l.fused).toFixed(2)}x`,
+    );
+  }
+  if (r.kernelBench?.crossEntropy) {
+    const x = r.kernelBench.crossEntropy;
+    lines.push(
+      `kernel fused softmax cross-entropy [${x.n}, ${x.v}] fwd+bwd: ${(x.fused * 1e3).toFixed(2)} ms vs stock ${(x.stock * 1e3).toFixed(2)} ms, ratio ${(x.stock / x.fused).toFixed(2)}x`,
+    );
+  }
+  if (r.kernelBench?.layerNorm) {
+    const x = r.kernelBench.layerNorm;
+    lines.push(
+      `kernel fused layernorm [${x.n}, ${x.c}] fwd+bwd: ${(x.fused * 1e3).toFixed(2)} ms vs stock ${(x.stock * 1e3).toFixed(2)} ms, ratio ${(x.stock / x.fused).toFixed(2)}x`,
+    );
+  }
+  if (r.tileTable) lines.push(`tile table: ${r.tileTable.source} (work/tile-table.json)`);
   if (p && t) {
     r.ratio = p.tokensPerSecond / t.tokensPerSecond;
     lines.push(

@@ -4,7 +4,9 @@
 # by peft, gradients on webgpu vs wasm, and LoRA training throughput + peak GPU
 # memory on webgpu vs PyTorch + PEFT in the same run. Everything lands in OUT:
 # work/ (every phase's JSON, phases.jsonl, nvidia-smi samples) and
-# gpu-report.json; the summary (and a RATIO line) goes to stdout.
+# gpu-report.json; the summary (and a RATIO line) goes to stdout. It also runs
+# the WGSL kernels' tile sweep and benchmark (test/bench/webgpu-kernels/), and
+# the throughput again on tfjs's stock kernels (LORAFLEET_WEBGPU_KERNELS=stock).
 #
 # On the GPU machine, after `pnpm build && bash scripts/gpu-pack.sh` here:
 #   bash .gpu/run.sh bash test/gpu/run.sh "$OUT" 2>&1 | tee "$OUT/log"
@@ -121,6 +123,17 @@ else
   smi_stop
   smi_start "$work/smi-torch.csv"
   phase throughput-torch 90 python3 "$ref" throughput --out "$work/throughput-torch.json"
+  smi_stop
+  # The project's WGSL kernels (docs/webgpu-kernels.md): the tile sweep writes
+  # the tile table, the kernel benchmark then uses it against stock tfjs-webgpu.
+  phase tile-sweep 60 node test/bench/webgpu-kernels/tile-sweep.mjs --out "$work/tile-table.json"
+  tiles=()
+  [[ -s $work/tile-table.json ]] && tiles=(env "LORAFLEET_WEBGPU_TILES=$work/tile-table.json")
+  phase kernel-bench 60 "${tiles[@]}" node test/bench/webgpu-kernels/run.mjs --out "$work/kernel-bench.json"
+  # The RATIO's "before": the same throughput on tfjs's stock matmul, unfused LoRA.
+  smi_start "$work/smi-project-stock.csv"
+  phase throughput-project-stock 90 env LORAFLEET_WEBGPU_KERNELS=stock node "$gpu" throughput \
+    --backend webgpu --out "$work/throughput-project-stock.json"
   smi_stop
   # Two workers on this GPU through the real worker path (equal to wasm on
   # SwiftShader: apps/coordinator/test/cli-webgpu.test.ts).

@@ -26,6 +26,33 @@ export {
   releaseWebGpu,
   webGpuErrors,
 } from './backend/webgpu.js';
+export {
+  DEFAULT_TILE_TABLE,
+  LORAFLEET_MATMUL,
+  LORAFLEET_XENT,
+  LORAFLEET_XENT_GRAD,
+  NORM_APPLY,
+  NORM_GRAD,
+  NORM_STATS,
+  type NormKind,
+  type LoraFleetMatMulAttrs,
+  type MatMulTile,
+  STOCK_BATCH_MATMUL,
+  TILE_CANDIDATES,
+  type TileTable,
+  type WebGpuMatMulChoice,
+  chooseTile,
+  crossEntropyRows,
+  forceMatMulTile,
+  fusedCrossEntropyAvailable,
+  fusedNorm,
+  fusedNormAvailable,
+  useFusedCrossEntropy,
+  useFusedNorm,
+  selectWebGpuMatMul,
+  tileName,
+  tileTable,
+} from './backend/webgpu-kernels/index.js';
 export { lossAndGradsAsync, readAsync, readParametersAsync } from './backend/async-read.js';
 export { Rng, deriveSeed } from './random.js';
 export {
@@ -51,6 +78,7 @@ export {
 } from './lora/linear.js';
 export { TrainableParameters, type ParameterSlot } from './lora/params.js';
 export { LoraEmbedding, type LoraEmbeddingAdapter } from './lora/embedding.js';
+export { fusedLoraAvailable, useFusedLoraLinear } from './lora/fused-linear.js';
 export {
   type BaseDtype,
   type HalfDtype,

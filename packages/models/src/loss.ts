@@ -1,6 +1,6 @@
 // Causal-LM loss as Hugging Face computes it: logits at position t predict the
 // label at t + 1; labels of -100 are ignored.
-import { tf } from '@lorafleet/core';
+import { crossEntropyRows, fusedCrossEntropyAvailable, tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 
 export const IGNORE_INDEX = -100;
@@ -43,6 +43,7 @@ export function tokenNllSum(
   const n = B * (T - 1);
   const flatIndex = new Int32Array(n); // row * V + target, into the flattened log-probabilities
   const weight = new Float32Array(n);
+  const targets = new Int32Array(n).fill(IGNORE_INDEX); // the shifted labels, for the fused loss
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T - 1; t++) {
       const label = batch.labels[b * T + t + 1]!;
@@ -54,11 +55,15 @@ export function tokenNllSum(
         );
       flatIndex[row] = row * V + label;
       weight[row] = 1;
+      targets[row] = label;
     }
   }
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
     const logits = model.forward(ids, options).slice([0, 0, 0], [B, T - 1, V]); // [B, T-1, V]
+    // webgpu: one fused kernel each way (core's webgpu-kernels/cross-entropy.ts).
+    if (fusedCrossEntropyAvailable())
+      return tf.sum(crossEntropyRows(logits.reshape([n, V]), targets)) as tf.Scalar;
     const logp = tf.logSoftmax(logits.reshape([n, V])).reshape([n * V]);
     const picked = tf.gather(logp, tf.tensor1d(flatIndex, 'int32')); // [n]
     return tf.neg(tf.sum(tf.mul(picked, tf.tensor1d(weight)))) as tf.Scalar;

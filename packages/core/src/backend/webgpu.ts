@@ -14,6 +14,11 @@
 // the list of adapters, which is how listWebGpuAdapters() enumerates them.
 import { tf } from './tf.js';
 import { registerUnpackHalvesWebGpu } from './unpack-halves.js';
+import {
+  registerWebGpuCrossEntropy,
+  registerWebGpuMatMul,
+  registerWebGpuNorm,
+} from './webgpu-kernels/index.js';
 
 /** One adapter as Dawn lists it, in the order requestAdapter() considers them. */
 export interface WebGpuAdapterListing {
@@ -141,6 +146,9 @@ export async function loadWebGpuKernels(): Promise<WebGpuBackendClass> {
     webgpu_util: Parameters<typeof registerUnpackHalvesWebGpu>[1];
   };
   registerUnpackHalvesWebGpu(tf, mod.webgpu_util); // the project's own WGSL kernels
+  registerWebGpuMatMul(tf); // tiled matmuls (webgpu-kernels/), replacing BatchMatMul
+  registerWebGpuCrossEntropy(tf, mod.webgpu_util); // fused softmax cross-entropy
+  registerWebGpuNorm(tf, mod.webgpu_util); // fused LayerNorm / RMSNorm
   backendClass = mod.WebGPUBackend;
   return backendClass;
 }

@@ -6,6 +6,7 @@ import { UNPACK_HALVES } from '../backend/unpack-halves.js';
 import { deriveSeed } from '../random.js';
 import { type BaseDtype, type HalfDtype, packHalves } from './base-dtype.js';
 import { type LoraSettings, loraScaling, validateLoraSettings } from './config.js';
+import { fusedLoraAvailable, fusedLoraLinear } from './fused-linear.js';
 import { type LoraInit, initLora } from './init.js';
 
 export interface LoraLinearOptions {
@@ -233,20 +234,47 @@ export class LoraLinear {
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);
       const x2 = x.reshape([-1, this.inFeatures]) as tf.Tensor2D; // [N, in]
+      const adapter = this.merged ? null : this.activeAdapter;
+      const dropout = adapter?.settings.dropout ?? 0;
+      const xd =
+        adapter && options.training && dropout > 0
+          ? (tf.dropout(x2, dropout, undefined, options.dropoutSeed) as tf.Tensor2D)
+          : null;
+      if (adapter && this.canFuse()) {
+        const y = fusedLoraLinear({
+          x: x2,
+          xd,
+          weight: () => this.baseWeight(),
+          transposeW: !this.fanInFanOut,
+          bias: this.bias,
+          a: adapter.a,
+          b: adapter.b,
+          scaling: adapter.scaling,
+        });
+        return y.reshape([...lead, this.outFeatures]);
+      }
       let y: tf.Tensor = this.baseMatMul(x2); // [N, out]
       if (this.bias) y = tf.add(y, this.bias);
-      const adapter = this.activeAdapter;
-      if (adapter && !this.merged) {
-        const { dropout } = adapter.settings;
-        const xd =
-          options.training && dropout > 0
-            ? tf.dropout(x2, dropout, undefined, options.dropoutSeed)
-            : x2;
-        const h = tf.matMul(xd, adapter.a, false, true); // [N, r]
+      if (adapter) {
+        const h = tf.matMul(xd ?? x2, adapter.a, false, true); // [N, r]
         y = tf.add(y, tf.mul(tf.matMul(h, adapter.b, false, true), adapter.scaling)); // [N, out]
       }
       return y.reshape([...lead, this.outFeatures]);
     });
+  }
+
+  /** The fused kernels (webgpu) need a frozen base: they compute no dW or dbias. */
+  private canFuse(): boolean {
+    return fusedLoraAvailable() && !this.stored?.trainable && !this.bias?.trainable;
+  }
+
+  /** W for the fused path: the variable, or an f32 copy unpacked from its halves. */
+  private baseWeight(): { w: tf.Tensor2D; transient: boolean } {
+    if (!this.half) return { w: this.weight, transient: false };
+    const { packed, dtype } = this.half;
+    const attrs = { dtype, shape: this.weightShape };
+    const w = tf.engine().runKernel(UNPACK_HALVES, { packed }, attrs as never) as tf.Tensor2D;
+    return { w, transient: true };
   }
 
   /** x2 [N, in] -> x2 W^T [N, out], W from f32 or from its packed halves. */

@@ -2,7 +2,7 @@
 // learned positions, pre-LayerNorm blocks, causal self-attention, gelu_new MLP,
 // LM head tied to the token embedding. Every Conv1D is a LoraLinear (weights
 // stored [in, out], fanInFanOut), named by its PEFT module path.
-import { LoraEmbedding, LoraLinear, tf } from '@lorafleet/core';
+import { LoraEmbedding, LoraLinear, fusedNorm, fusedNormAvailable, tf } from '@lorafleet/core';
 import type {
   CachedPass,
   CausalLM,
@@ -285,6 +285,8 @@ let nextModelId = 0;
 
 /** Biased variance, as torch.nn.LayerNorm. */
 export function layerNorm(x: tf.Tensor, n: LayerNorm, eps: number): tf.Tensor {
+  // webgpu, frozen gamma and beta: core's fused kernels (webgpu-kernels/norm.ts).
+  if (fusedNormAvailable(n.gamma, n.beta)) return fusedNorm(x, n.gamma, n.beta, eps, 'layer');
   return tf.tidy(() => {
     const mean = tf.mean(x, -1, true);
     const centered = tf.sub(x, mean);

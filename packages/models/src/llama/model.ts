@@ -4,7 +4,7 @@
 // grouped-query attention (optional q/k/v bias, Qwen3's q/k norms, Mistral's
 // sliding window), SwiGLU MLP, a tied or untied head. Every nn.Linear is a
 // LoraLinear ([out, in] weights) named by its PEFT module path.
-import { LoraEmbedding, LoraLinear, tf } from '@lorafleet/core';
+import { LoraEmbedding, LoraLinear, fusedNorm, fusedNormAvailable, tf } from '@lorafleet/core';
 import type {
   CachedPass,
   CausalLM,
@@ -318,6 +318,8 @@ function repeatKv(x: tf.Tensor4D, n: number): tf.Tensor4D {
 
 /** x / sqrt(mean(x^2) + eps) * weight over the last axis, as LlamaRMSNorm. */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
+  // webgpu, frozen weight: core's fused kernels (webgpu-kernels/norm.ts).
+  if (fusedNormAvailable(weight)) return fusedNorm(x, weight, null, eps, 'rms');
   return tf.tidy(() => {
     const variance = tf.mean(tf.square(x), -1, true);
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);

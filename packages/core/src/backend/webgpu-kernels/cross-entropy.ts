@@ -1,0 +1,174 @@
+// Softmax cross-entropy over the vocabulary, fused, on 'webgpu':
+//   LoraFleetXent      logits [n, V], labels int32 [n] -> [n, 2]: (nll, logsumexp) per row
+//   LoraFleetXentGrad  logits, stats [n, 2], labels, dy [n] -> dlogits [n, V]
+//                      = dy[row] (exp(logit - lse[row]) - onehot(label))
+// A label < 0 (IGNORE_INDEX, -100) contributes no loss and no gradient. The
+// forward keeps only lse per row: no [n, V] probabilities exist until the
+// backward writes the gradient, once (tfjs's logSoftmax + gather keeps the
+// [n, V] log-probabilities for its backward, then builds the gradient from
+// several [n, V] temporaries).
+import type { tf } from '../tf.js';
+
+export const LORAFLEET_XENT = 'LoraFleetXent';
+export const LORAFLEET_XENT_GRAD = 'LoraFleetXentGrad';
+
+/** What tfjs-backend-webgpu's webgpu_util offers a flat (one index per invocation) program. */
+export interface FlatDispatchUtil {
+  flatDispatchLayout(shape: number[]): { x: number[] };
+  computeDispatch(
+    layout: { x: number[] },
+    shape: number[],
+    workgroupSize: [number, number, number],
+  ): [number, number, number];
+}
+
+type Info = tf.TensorInfo;
+interface Backend {
+  runWebGPUProgram(
+    program: object,
+    inputs: Info[],
+    dtype: 'float32',
+    uniforms?: { type: 'int32'; data: number[] }[],
+  ): Info;
+}
+interface KernelArgs {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+}
+
+const THREADS = 256;
+const MAX_GROUPS = 65535; // WebGPU's minimum maxComputeWorkgroupsPerDimension
+
+/** One workgroup per row: max, then sum of exp, by tree reductions in workgroup memory. */
+function reduceCode(op: 'max' | 'sum'): string {
+  const combine = op === 'max' ? 'max(red[i], red[i + s])' : 'red[i] + red[i + s]';
+  return `
+      red[i] = acc;
+      workgroupBarrier();
+      for (var s = ${THREADS / 2}u; s > 0u; s = s >> 1u) {
+        if (i < s) { red[i] = ${combine}; }
+        workgroupBarrier();
+      }
+      let ${op}All = red[0];
+      workgroupBarrier();`;
+}
+
+function forwardProgram(rows: number) {
+  return {
+    variableNames: ['logits', 'labels'],
+    outputShape: [rows, 2],
+    shaderKey: 'lorafleet_xent',
+    dispatchLayout: { x: [0], y: [1] },
+    dispatch: [Math.min(rows, MAX_GROUPS), Math.ceil(rows / MAX_GROUPS), 1],
+    workgroupSize: [THREADS, 1, 1],
+    uniforms: 'rows : i32, vocab : i32,',
+    getUserCode: () => `
+    var<workgroup> red : array<f32, ${THREADS}>;
+    fn main() {
+      // No early return: every invocation must reach the barriers.
+      let row = i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS};
+      let live = row < uniforms.rows;
+      let base = row * uniforms.vocab;
+      let i = localIndex;
+      var acc = -3.402823e38;
+      for (var v = i32(i); v < uniforms.vocab; v += ${THREADS}) {
+        if (live) { acc = max(acc, logits[base + v]); }
+      }
+      ${reduceCode('max')}
+      acc = 0.0;
+      for (var v = i32(i); v < uniforms.vocab; v += ${THREADS}) {
+        if (live) { acc += exp(logits[base + v] - maxAll); }
+      }
+      ${reduceCode('sum')}
+      if (i == 0u && live) {
+        let lse = maxAll + log(sumAll);
+        let label = labels[row];
+        var nll = 0.0;
+        if (label >= 0) { nll = lse - logits[base + label]; }
+        result[row * 2] = nll;
+        result[row * 2 + 1] = lse;
+      }
+    }`,
+  };
+}
+
+function gradProgram(util: FlatDispatchUtil, shape: [number, number]) {
+  const workgroupSize: [number, number, number] = [64, 1, 1];
+  const dispatchLayout = util.flatDispatchLayout(shape);
+  return {
+    variableNames: ['logits', 'stats', 'labels', 'dy'],
+    outputShape: shape,
+    shaderKey: 'lorafleet_xent_grad',
+    dispatchLayout,
+    dispatch: util.computeDispatch(dispatchLayout, shape, workgroupSize),
+    workgroupSize,
+    size: true,
+    uniforms: 'vocab : i32,',
+    getUserCode: () => `
+    fn main(index : i32) {
+      if (index >= uniforms.size) { return; }
+      let row = index / uniforms.vocab;
+      let v = index - row * uniforms.vocab;
+      let label = labels[row];
+      var g = 0.0;
+      if (label >= 0) {
+        let p = exp(logits[index] - stats[row * 2 + 1]);
+        g = dy[row] * (p - select(0.0, 1.0, v == label));
+      }
+      setOutputAtIndex(index, g);
+    }`,
+  };
+}
+
+function checkRows(logits: Info, labels: Info, what: string): [number, number] {
+  if (logits.shape.length !== 2 || logits.dtype !== 'float32') {
+    throw new Error(
+      `${what}: logits must be float32 [n, V], got ${logits.dtype} [${logits.shape}]`,
+    );
+  }
+  const [n, v] = logits.shape as [number, number];
+  if (labels.dtype !== 'int32' || labels.shape.length !== 1 || labels.shape[0] !== n) {
+    throw new Error(`${what}: labels must be int32 [${n}], got ${labels.dtype} [${labels.shape}]`);
+  }
+  return [n, v];
+}
+
+function forward(args: KernelArgs): Info {
+  const { logits, labels } = args.inputs as { logits: Info; labels: Info };
+  const [n, v] = checkRows(logits, labels, LORAFLEET_XENT);
+  const uniforms = [
+    { type: 'int32' as const, data: [n] },
+    { type: 'int32' as const, data: [v] },
+  ];
+  const backend = args.backend as unknown as Backend;
+  return backend.runWebGPUProgram(forwardProgram(n), [logits, labels], 'float32', uniforms);
+}
+
+function backward(util: FlatDispatchUtil) {
+  return (args: KernelArgs): Info => {
+    const { logits, stats, labels, dy } = args.inputs as Record<string, Info>;
+    const [n, v] = checkRows(logits!, labels!, LORAFLEET_XENT_GRAD);
+    const backend = args.backend as unknown as Backend;
+    const program = gradProgram(util, [n, v]);
+    const inputs = [logits!, stats!, labels!, dy!];
+    return backend.runWebGPUProgram(program, inputs, 'float32', [{ type: 'int32', data: [v] }]);
+  };
+}
+
+/** Registers both kernels for 'webgpu' (once). */
+export function registerWebGpuCrossEntropy(
+  api: Pick<typeof tf, 'registerKernel' | 'getKernel'>,
+  util: FlatDispatchUtil,
+): void {
+  if (api.getKernel(LORAFLEET_XENT, 'webgpu') !== undefined) return;
+  for (const [kernelName, kernelFunc] of [
+    [LORAFLEET_XENT, forward],
+    [LORAFLEET_XENT_GRAD, backward(util)],
+  ] as const) {
+    api.registerKernel({
+      kernelName,
+      backendName: 'webgpu',
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
+  }
+}

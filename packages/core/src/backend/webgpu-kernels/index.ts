@@ -1,0 +1,43 @@
+// The project's own WGSL kernels for tfjs's 'webgpu' backend (docs/webgpu-kernels.md).
+export {
+  LORAFLEET_MATMUL,
+  type LoraFleetMatMulAttrs,
+  STOCK_BATCH_MATMUL,
+  type WebGpuMatMulChoice,
+  registerWebGpuMatMul,
+  selectWebGpuMatMul,
+  webGpuMatMulChoice,
+} from './matmul-kernel.js';
+export {
+  DEFAULT_TILE_TABLE,
+  type MatMulTile,
+  TILE_CANDIDATES,
+  type TileRule,
+  type TileTable,
+  chooseTile,
+  forceMatMulTile,
+  tileName,
+  tileProblem,
+  tileTable,
+} from './tiles.js';
+export {
+  LORAFLEET_XENT,
+  LORAFLEET_XENT_GRAD,
+  type FlatDispatchUtil,
+  registerWebGpuCrossEntropy,
+} from './cross-entropy.js';
+export {
+  crossEntropyRows,
+  fusedCrossEntropyAvailable,
+  useFusedCrossEntropy,
+} from './cross-entropy-op.js';
+export {
+  NORM_APPLY,
+  NORM_GRAD,
+  NORM_STATS,
+  type NormKind,
+  fusedNorm,
+  fusedNormAvailable,
+  registerWebGpuNorm,
+  useFusedNorm,
+} from './norm.js';

@@ -1,0 +1,232 @@
+// The project's matmul kernels on 'webgpu' (matmul-program.ts is the WGSL):
+// - BatchMatMul, replacing tfjs-backend-webgpu's (every tf.matMul, and the
+//   matmuls of BatchMatMul's gradient, which passes transpose flags instead
+//   of transposing);
+// - LoraFleetMatMul: the same program with alpha, a bias and the rank-r LoRA
+//   epilogue, which the fused LoRA linear (lora/fused-linear.ts) dispatches.
+// tfjs's own BatchMatMul stays registered as LoraFleetStockBatchMatMul: the
+// fallback for what the program does not cover (non-float32, batch
+// broadcasting other than 1 vs n, empty tensors), and the peer of the tests
+// and the benchmark. Env LORAFLEET_WEBGPU_KERNELS=stock keeps tfjs's kernel.
+import type { tf } from '../tf.js';
+import { type MatMulSpec, matMulProgram } from './matmul-program.js';
+import { DEFAULT_LIMITS, type TileLimits, chooseTile } from './tiles.js';
+
+export const LORAFLEET_MATMUL = 'LoraFleetMatMul';
+export const STOCK_BATCH_MATMUL = 'LoraFleetStockBatchMatMul';
+
+export interface LoraFleetMatMulAttrs {
+  transposeA: boolean;
+  transposeB: boolean;
+  /** C = alpha * op(A) op(B) + bias + beta * H op(L). */
+  alpha: number;
+  beta: number;
+  /** L is stored [N, r] (true) or [r, N] (false). */
+  transposeL: boolean;
+}
+
+type Info = tf.TensorInfo;
+
+interface WebGpuBackendLike {
+  runWebGPUProgram(
+    program: object,
+    inputs: Info[],
+    dtype: 'float32',
+    uniforms?: { type: 'int32' | 'float32'; data: number[] }[],
+  ): Info;
+  disposeData(dataId: object): void;
+  device?: { limits?: Record<string, number> };
+}
+
+interface KernelArgs {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+}
+
+type KernelFunc = (args: KernelArgs) => Info | Info[];
+
+function limitsOf(backend: WebGpuBackendLike): TileLimits {
+  const l = backend.device?.limits ?? {};
+  return {
+    maxInvocations: l.maxComputeInvocationsPerWorkgroup ?? DEFAULT_LIMITS.maxInvocations,
+    maxWorkgroupStorage: l.maxComputeWorkgroupStorageSize ?? DEFAULT_LIMITS.maxWorkgroupStorage,
+  };
+}
+
+const size = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
+
+/** The 3-D view the program computes on, or null when it must fall back to tfjs's kernel. */
+interface Dims {
+  m: number;
+  n: number;
+  k: number;
+  batchA: number;
+  batchB: number;
+  outShape: number[];
+}
+
+function dims(a: Info, b: Info, transposeA: boolean, transposeB: boolean): Dims | null {
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return null;
+  if (a.shape.length < 2 || b.shape.length < 2) return null;
+  const [ar, ac] = a.shape.slice(-2) as [number, number];
+  const [br, bc] = b.shape.slice(-2) as [number, number];
+  const [m, k] = transposeA ? [ac, ar] : [ar, ac];
+  const [kb, n] = transposeB ? [bc, br] : [br, bc];
+  if (k !== kb) {
+    throw new Error(
+      `matMul: inner sizes ${k} and ${kb} of [${a.shape}] and [${b.shape}] ` +
+        `(transposeA=${transposeA}, transposeB=${transposeB}) must match`,
+    );
+  }
+  const outerA = a.shape.slice(0, -2);
+  const outerB = b.shape.slice(0, -2);
+  const [batchA, batchB] = [size(outerA), size(outerB)];
+  // The program indexes one batch dimension: equal outer dims, or one side unbatched.
+  let outer: number[];
+  if (outerA.join(',') === outerB.join(',')) outer = outerA;
+  else if (batchA === 1 && outerA.length <= outerB.length) outer = outerB;
+  else if (batchB === 1 && outerB.length <= outerA.length) outer = outerA;
+  else return null;
+  if (m * n * k * Math.max(batchA, batchB) === 0) return null;
+  return { m, n, k, batchA, batchB, outShape: [...outer, m, n] };
+}
+
+/** Runs the program; `extra` are the bias and H, L inputs its spec names. */
+function run(
+  backend: WebGpuBackendLike,
+  a: Info,
+  b: Info,
+  d: Dims,
+  attrs: LoraFleetMatMulAttrs,
+  extra: { bias?: Info; h?: Info; l?: Info },
+): Info {
+  const batch = Math.max(d.batchA, d.batchB);
+  const lora = extra.h && extra.l ? { transposeL: attrs.transposeL } : null;
+  const rank = extra.h ? extra.h.shape[extra.h.shape.length - 1]! : 0;
+  const spec: MatMulSpec = {
+    tile: chooseTile(d.m, d.n, d.k, batch, limitsOf(backend)),
+    transposeA: attrs.transposeA,
+    transposeB: attrs.transposeB,
+    vecA: (attrs.transposeA ? d.m : d.k) % 4 === 0,
+    vecB: (attrs.transposeB ? d.k : d.n) % 4 === 0,
+    bias: extra.bias !== undefined,
+    lora,
+  };
+  const inputs = [a, b, ...(extra.bias ? [extra.bias] : []), ...(lora ? [extra.h!, extra.l!] : [])];
+  const uniforms = [
+    { type: 'int32' as const, data: [d.m] },
+    { type: 'int32' as const, data: [d.n] },
+    { type: 'int32' as const, data: [d.k] },
+    { type: 'int32' as const, data: [d.batchA] },
+    { type: 'int32' as const, data: [d.batchB] },
+    { type: 'int32' as const, data: [rank] },
+    { type: 'float32' as const, data: [attrs.alpha] },
+    { type: 'float32' as const, data: [attrs.beta] },
+  ];
+  const out = backend.runWebGPUProgram(
+    matMulProgram(spec, batch, d.m, d.n),
+    inputs,
+    'float32',
+    uniforms,
+  );
+  // The program writes [batch, M, N]; give it the broadcast outer dims (same data).
+  return { ...out, shape: d.outShape };
+}
+
+function batchMatMul(stock: KernelFunc): KernelFunc {
+  return (args) => {
+    const { a, b } = args.inputs as { a: Info; b: Info };
+    const { transposeA = false, transposeB = false } = (args.attrs ?? {}) as {
+      transposeA?: boolean;
+      transposeB?: boolean;
+    };
+    const d = dims(a, b, transposeA, transposeB);
+    if (d === null) return stock(args);
+    const attrs = { transposeA, transposeB, alpha: 1, beta: 0, transposeL: false };
+    return run(args.backend as unknown as WebGpuBackendLike, a, b, d, attrs, {});
+  };
+}
+
+function loraFleetMatMul(args: KernelArgs): Info {
+  const { a, b, bias, h, l } = args.inputs as Record<string, Info | undefined>;
+  const attrs = args.attrs as unknown as LoraFleetMatMulAttrs;
+  const d = dims(a!, b!, attrs.transposeA, attrs.transposeB);
+  if (d === null) {
+    throw new Error(
+      `${LORAFLEET_MATMUL}: needs non-empty float32 operands with matching batch dims, got ` +
+        `[${a!.shape}] ${a!.dtype} and [${b!.shape}] ${b!.dtype}`,
+    );
+  }
+  if ((h === undefined) !== (l === undefined)) {
+    throw new Error(`${LORAFLEET_MATMUL}: the LoRA epilogue needs both h [M, r] and l`);
+  }
+  if (h && (Math.max(d.batchA, d.batchB) !== 1 || h.shape[0] !== d.m)) {
+    throw new Error(`${LORAFLEET_MATMUL}: h must be [${d.m}, r] and the product unbatched`);
+  }
+  if (bias && size(bias.shape) !== d.n) {
+    throw new Error(`${LORAFLEET_MATMUL}: bias has ${size(bias.shape)} values, expected ${d.n}`);
+  }
+  return run(args.backend as unknown as WebGpuBackendLike, a!, b!, d, attrs, { bias, h, l });
+}
+
+export type WebGpuMatMulChoice = 'project' | 'stock';
+
+type Api = Pick<typeof tf, 'registerKernel' | 'getKernel' | 'unregisterKernel'>;
+
+let registered:
+  | { api: Api; kernels: Record<WebGpuMatMulChoice, KernelFunc>; choice: WebGpuMatMulChoice }
+  | undefined;
+
+/** The matmul BatchMatMul runs on webgpu; undefined before the kernels are loaded. */
+export function webGpuMatMulChoice(): WebGpuMatMulChoice | undefined {
+  return registered?.choice;
+}
+
+function register(api: Api, kernelName: string, kernelFunc: KernelFunc): void {
+  api.registerKernel({
+    kernelName,
+    backendName: 'webgpu',
+    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+  });
+}
+
+/**
+ * Which kernel answers BatchMatMul on webgpu from now on: the project's or
+ * tfjs's stock one (the benchmark's peer, and LORAFLEET_WEBGPU_KERNELS=stock).
+ * "stock" also turns the fused LoRA linear off (lora/fused-linear.ts).
+ */
+export function selectWebGpuMatMul(which: WebGpuMatMulChoice): void {
+  if (!registered)
+    throw new Error('load the webgpu kernels first (loadWebGpuKernels / useBackend)');
+  const { api, kernels } = registered;
+  if (!(which in kernels)) {
+    throw new Error(`the webgpu matmul is "project" or "stock", got "${String(which)}"`);
+  }
+  api.unregisterKernel('BatchMatMul', 'webgpu');
+  register(api, 'BatchMatMul', kernels[which]);
+  registered.choice = which;
+}
+
+/** Registers the kernels (once tfjs-backend-webgpu has registered its own). */
+export function registerWebGpuMatMul(api: Api, env: NodeJS.ProcessEnv = process.env): void {
+  if (api.getKernel(STOCK_BATCH_MATMUL, 'webgpu') !== undefined) return;
+  const stock = api.getKernel('BatchMatMul', 'webgpu');
+  if (stock === undefined) throw new Error('tfjs-backend-webgpu registered no BatchMatMul kernel');
+  const stockFunc = stock.kernelFunc as unknown as KernelFunc;
+  register(api, STOCK_BATCH_MATMUL, stockFunc);
+  register(api, LORAFLEET_MATMUL, loraFleetMatMul);
+  registered = {
+    api,
+    kernels: { project: batchMatMul(stockFunc), stock: stockFunc },
+    choice: 'stock',
+  };
+  const choice = env.LORAFLEET_WEBGPU_KERNELS ?? 'project';
+  if (choice !== 'project' && choice !== 'stock') {
+    throw new Error(
+      `LORAFLEET_WEBGPU_KERNELS must be "project" (the project's WGSL matmul) or "stock" ` +
+        `(tfjs-backend-webgpu's), got "${choice}"`,
+    );
+  }
+  selectWebGpuMatMul(choice);
+}

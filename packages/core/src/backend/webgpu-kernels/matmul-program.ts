@@ -1,0 +1,283 @@
+// The project's WGSL matmul as a tfjs-backend-webgpu program (its
+// WebGPUProgram interface: tfjs adds the bindings, the uniforms and `_start`;
+// getUserCode supplies `main`):
+//   C [batch, M, N] = alpha * op(A) op(B) (+ bias[n]) (+ beta * H L')
+// op() transposes in the loader (no transposed copy is ever made); H L' is
+// the LoRA epilogue: H [M, r] times L' = L^T (L [N, r]) or L ([r, N]), a rank-r
+// product added to the tile before it is written.
+//
+// Per workgroup: a TM x TN tile of C; per invocation an RM x RN block held in
+// vec4 registers. Each step stages a TK-deep slice of op(A) and op(B) in
+// workgroup memory, k-major (As[k][m], Bs[k][n], as vec4 along m and n), so
+// that the unrolled inner loop reads RM/4 + RN/4 vec4s per k and issues
+// RM * RN/4 vec4 FMAs. Global loads are vec4 when the operand's contiguous
+// dimension is a multiple of 4, scalar otherwise; every load and store checks
+// its bounds, so any shape works.
+import { type MatMulTile, tileName } from './tiles.js';
+
+export interface MatMulSpec {
+  tile: MatMulTile;
+  transposeA: boolean;
+  transposeB: boolean;
+  /** 4: A's contiguous dimension (K, or M when transposed) is a multiple of 4. */
+  vecA: boolean;
+  vecB: boolean;
+  bias: boolean;
+  /** The LoRA epilogue; `transposeL`: L is stored [N, r] (LoRA's B), else [r, N] (LoRA's A). */
+  lora: null | { transposeL: boolean };
+}
+
+/** The program object tfjs's runWebGPUProgram takes. */
+export interface WebGpuProgramLike {
+  variableNames: string[];
+  variableComponents: number[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[]; y: number[]; z: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  uniforms: string;
+  getUserCode(): string;
+}
+
+/** Uniforms after tfjs's own (shapes): sizes, batch strides, rank, scales. */
+const UNIFORMS =
+  'dimM : i32, dimN : i32, dimK : i32, batchA : i32, batchB : i32, rank : i32, alpha : f32, beta : f32,';
+
+/** One operand's loader into its workgroup tile (see the file comment for the layouts). */
+interface Operand {
+  name: 'A' | 'B';
+  shared: 'As' | 'Bs';
+  /** Tile size along the outer dimension (TM for A, TN for B). */
+  to: number;
+  /** Uniform of the outer size (M or N). */
+  outer: string;
+  /** Index of this workgroup's first outer row (m0 or n0). */
+  origin: string;
+  base: string;
+  kContiguous: boolean;
+  vec: boolean;
+}
+
+function loader(op: Operand, tk: number, invocations: number): string {
+  const { name: X, shared: S, to, outer: O, origin, base, kContiguous, vec } = op;
+  const q = to / 4; // vec4s per k row of the shared tile
+  const total = (tk * to) / (vec ? 4 : 1);
+  const loads = Math.ceil(total / invocations);
+  const guard = total % invocations === 0 ? '' : `if (f >= ${total}u) { break; }`;
+  let body: string;
+  if (!kContiguous && vec) {
+    body = `let kk = f / ${q}u; let o4 = f % ${q}u;
+        let gk = k0 + i32(kk); let go = ${origin} + i32(o4) * 4;
+        var v = vec4<f32>(0.0);
+        if (gk < uniforms.dimK && go < ${O}) { v = ${X}[(${base} + gk * ${O} + go) / 4]; }
+        ${S}[kk * ${q}u + o4] = v;`;
+  } else if (!kContiguous) {
+    body = `let kk = f / ${to}u; let o = f % ${to}u;
+        let gk = k0 + i32(kk); let go = ${origin} + i32(o);
+        var v = 0.0;
+        if (gk < uniforms.dimK && go < ${O}) { v = ${X}[${base} + gk * ${O} + go]; }
+        ${S}[kk * ${q}u + o / 4u][o % 4u] = v;`;
+  } else if (vec) {
+    body = `let o = f / ${tk / 4}u; let k4 = f % ${tk / 4}u;
+        let go = ${origin} + i32(o); let gk = k0 + i32(k4) * 4;
+        var v = vec4<f32>(0.0);
+        if (go < ${O} && gk < uniforms.dimK) { v = ${X}[(${base} + go * uniforms.dimK + gk) / 4]; }
+        for (var c = 0u; c < 4u; c++) { ${S}[(k4 * 4u + c) * ${q}u + o / 4u][o % 4u] = v[c]; }`;
+  } else {
+    body = `let o = f / ${tk}u; let kk = f % ${tk}u;
+        let go = ${origin} + i32(o); let gk = k0 + i32(kk);
+        var v = 0.0;
+        if (go < ${O} && gk < uniforms.dimK) { v = ${X}[${base} + go * uniforms.dimK + gk]; }
+        ${S}[kk * ${q}u + o / 4u][o % 4u] = v;`;
+  }
+  return `
+      for (var i = 0u; i < ${loads}u; i++) {
+        let f = localIndex + i * ${invocations}u;
+        ${guard}
+        ${body}
+      }`;
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const acc = (i: number, j: number) => `acc${i}_${j}`;
+
+/** The unrolled k loop over one staged slice: RM x RN/4 vec4 FMAs per k. */
+function innerProduct(tile: MatMulTile): string {
+  const { tm, tn, rm, rn, tk } = tile;
+  const lines: string[] = [];
+  for (let kk = 0; kk < tk; kk++) {
+    for (let qa = 0; qa < rm / 4; qa++)
+      lines.push(`a${qa} = As[${kk * (tm / 4)}u + ty * ${rm / 4}u + ${qa}u];`);
+    for (let j = 0; j < rn / 4; j++)
+      lines.push(`b${j} = Bs[${kk * (tn / 4)}u + tx * ${rn / 4}u + ${j}u];`);
+    for (const i of range(rm))
+      for (const j of range(rn / 4))
+        lines.push(`${acc(i, j)} = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b${j}, ${acc(i, j)});`);
+  }
+  return lines.join('\n        ');
+}
+
+/** alpha, bias, the LoRA term, then bounded scalar stores. */
+function epilogue(spec: MatMulSpec): string {
+  const { rm, rn } = spec.tile;
+  const lines: string[] = [];
+  for (const i of range(rm))
+    for (const j of range(rn / 4)) lines.push(`${acc(i, j)} *= uniforms.alpha;`);
+  if (spec.bias) {
+    for (const j of range(rn / 4)) {
+      const n = `nBase + ${j * 4}`;
+      lines.push(
+        `let bias${j} = vec4<f32>(biasAt(${n}), biasAt(${n} + 1), biasAt(${n} + 2), biasAt(${n} + 3));`,
+      );
+      for (const i of range(rm)) lines.push(`${acc(i, j)} += bias${j};`);
+    }
+  }
+  if (spec.lora) {
+    const l = (n: string) => `lAt(q, ${n})`;
+    lines.push(`for (var q = 0; q < uniforms.rank; q++) {`);
+    for (const i of range(rm)) lines.push(`  let h${i} = uniforms.beta * hAt(mBase + ${i}, q);`);
+    for (const j of range(rn / 4)) {
+      const n = `nBase + ${j * 4}`;
+      lines.push(
+        `  let l${j} = vec4<f32>(${l(n)}, ${l(`${n} + 1`)}, ${l(`${n} + 2`)}, ${l(`${n} + 3`)});`,
+      );
+      for (const i of range(rm))
+        lines.push(`  ${acc(i, j)} = fma(vec4<f32>(h${i}), l${j}, ${acc(i, j)});`);
+    }
+    lines.push(`}`);
+  }
+  for (const i of range(rm)) {
+    for (const j of range(rn / 4)) {
+      lines.push(`store(mBase + ${i}, nBase + ${j * 4}, outBase, ${acc(i, j)});`);
+    }
+  }
+  return lines.join('\n      ');
+}
+
+function helpers(spec: MatMulSpec): string {
+  const out = [
+    `fn store(m : i32, n : i32, outBase : i32, v : vec4<f32>) {
+      if (m >= uniforms.dimM) { return; }
+      for (var c = 0; c < 4; c++) {
+        if (n + c < uniforms.dimN) { result[outBase + m * uniforms.dimN + n + c] = v[c]; }
+      }
+    }`,
+  ];
+  if (spec.bias) {
+    out.push(`fn biasAt(n : i32) -> f32 {
+      if (n < uniforms.dimN) { return bias[n]; }
+      return 0.0;
+    }`);
+  }
+  if (spec.lora) {
+    const lIndex = spec.lora.transposeL ? 'n * uniforms.rank + q' : 'q * uniforms.dimN + n';
+    out.push(`fn hAt(m : i32, q : i32) -> f32 {
+      if (m < uniforms.dimM) { return H[m * uniforms.rank + q]; }
+      return 0.0;
+    }
+    fn lAt(q : i32, n : i32) -> f32 {
+      if (n < uniforms.dimN) { return L[${lIndex}]; }
+      return 0.0;
+    }`);
+  }
+  return out.join('\n    ');
+}
+
+function userCode(spec: MatMulSpec): string {
+  const { tile } = spec;
+  const { tm, tn, rm, rn, tk } = tile;
+  const invocations = (tm / rm) * (tn / rn);
+  const a: Operand = {
+    name: 'A',
+    shared: 'As',
+    to: tm,
+    outer: 'uniforms.dimM',
+    origin: 'm0',
+    base: 'aBase',
+    kContiguous: !spec.transposeA,
+    vec: spec.vecA,
+  };
+  const b: Operand = {
+    name: 'B',
+    shared: 'Bs',
+    to: tn,
+    outer: 'uniforms.dimN',
+    origin: 'n0',
+    base: 'bBase',
+    kContiguous: spec.transposeB,
+    vec: spec.vecB,
+  };
+  const accDecl = range(rm)
+    .flatMap((i) => range(rn / 4).map((j) => `var ${acc(i, j)} = vec4<f32>(0.0);`))
+    .join('\n      ');
+  const regs = [
+    ...range(rm / 4).map((q) => `var a${q} : vec4<f32>;`),
+    ...range(rn / 4).map((j) => `var b${j} : vec4<f32>;`),
+  ].join(' ');
+  return `
+    var<workgroup> As : array<vec4<f32>, ${(tk * tm) / 4}>;
+    var<workgroup> Bs : array<vec4<f32>, ${(tk * tn) / 4}>;
+    ${helpers(spec)}
+    fn main() {
+      let tx = localId.x;
+      let ty = localId.y;
+      let batch = i32(workgroupId.z);
+      let m0 = i32(workgroupId.y) * ${tm};
+      let n0 = i32(workgroupId.x) * ${tn};
+      let aBase = select(0, batch, uniforms.batchA > 1) * uniforms.dimM * uniforms.dimK;
+      let bBase = select(0, batch, uniforms.batchB > 1) * uniforms.dimK * uniforms.dimN;
+      let outBase = batch * uniforms.dimM * uniforms.dimN;
+      ${accDecl}
+      ${regs}
+      for (var k0 = 0; k0 < uniforms.dimK; k0 += ${tk}) {
+        ${loader(a, tk, invocations)}
+        ${loader(b, tk, invocations)}
+        workgroupBarrier();
+        ${innerProduct(tile)}
+        workgroupBarrier();
+      }
+      let mBase = m0 + i32(ty) * ${rm};
+      let nBase = n0 + i32(tx) * ${rn};
+      ${epilogue(spec)}
+    }`;
+}
+
+/** Shader keys name everything that changes the WGSL; sizes are uniforms. */
+export function matMulShaderKey(spec: MatMulSpec): string {
+  const flags = [
+    spec.transposeA ? 'tA' : 'nA',
+    spec.transposeB ? 'tB' : 'nB',
+    spec.vecA ? 'v4A' : 's1A',
+    spec.vecB ? 'v4B' : 's1B',
+    spec.bias ? 'bias' : '',
+    spec.lora ? `lora${spec.lora.transposeL ? 'T' : 'N'}` : '',
+  ];
+  return `lorafleet_matmul_${tileName(spec.tile)}_${flags.filter(Boolean).join('_')}`;
+}
+
+/** The program for C [batch, M, N]. */
+export function matMulProgram(
+  spec: MatMulSpec,
+  batch: number,
+  m: number,
+  n: number,
+): WebGpuProgramLike {
+  const { tm, tn, rm, rn } = spec.tile;
+  return {
+    variableNames: ['A', 'B', ...(spec.bias ? ['bias'] : []), ...(spec.lora ? ['H', 'L'] : [])],
+    variableComponents: [
+      spec.vecA ? 4 : 1,
+      spec.vecB ? 4 : 1,
+      ...(spec.bias ? [1] : []),
+      ...(spec.lora ? [1, 1] : []),
+    ],
+    outputShape: [batch, m, n],
+    shaderKey: matMulShaderKey(spec),
+    dispatchLayout: { x: [2], y: [1], z: [0] },
+    dispatch: [Math.ceil(n / tn), Math.ceil(m / tm), batch],
+    workgroupSize: [tn / rn, tm / rm, 1],
+    uniforms: UNIFORMS,
+    getUserCode: () => userCode(spec),
+  };
+}

@@ -1,0 +1,249 @@
+// LayerNorm and RMSNorm over the last axis, fused, on 'webgpu':
+//   LoraFleetNormStats  x [n, C] -> [n, 2]: (mean, rstd) per row (mean 0 for RMSNorm)
+//   LoraFleetNormApply  y = (x - mean) rstd gamma (+ beta)            elementwise
+//   LoraFleetNormGrad   dx = rstd (g - mean(g) - xhat mean(g xhat)),  g = dy gamma
+//                       (RMSNorm: no mean(g) term), one workgroup per row
+// The op (fusedNorm) keeps only the [n, 2] statistics for backward. It needs
+// a frozen gamma and beta (LoRA): it computes no dgamma or dbeta, so callers
+// take tfjs's path when they are trained.
+import { tf } from '../tf.js';
+import type { FlatDispatchUtil } from './cross-entropy.js';
+import { webGpuMatMulChoice } from './matmul-kernel.js';
+
+export const NORM_STATS = 'LoraFleetNormStats';
+export const NORM_APPLY = 'LoraFleetNormApply';
+export const NORM_GRAD = 'LoraFleetNormGrad';
+
+export type NormKind = 'layer' | 'rms';
+
+type Info = tf.TensorInfo;
+interface Backend {
+  runWebGPUProgram(
+    program: object,
+    inputs: Info[],
+    dtype: 'float32',
+    uniforms?: { type: 'int32' | 'float32'; data: number[] }[],
+  ): Info;
+}
+interface KernelArgs {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+}
+
+const THREADS = 256;
+const MAX_GROUPS = 65535;
+
+/** Sums `value` (a WGSL expression over `c`, the column) across the row into `name`. */
+function rowSum(name: string, value: string): string {
+  return `
+      acc = 0.0;
+      for (var c = i32(i); c < uniforms.cols; c += ${THREADS}) {
+        if (live) { acc += ${value}; }
+      }
+      red[i] = acc;
+      workgroupBarrier();
+      for (var s = ${THREADS / 2}u; s > 0u; s = s >> 1u) {
+        if (i < s) { red[i] = red[i] + red[i + s]; }
+        workgroupBarrier();
+      }
+      let ${name} = red[0] / f32(uniforms.cols);
+      workgroupBarrier();`;
+}
+
+/** A row-per-workgroup program; `body` sees row, live, base, i and red. */
+function rowProgram(
+  name: string,
+  vars: string[],
+  outputShape: number[],
+  rows: number,
+  body: string,
+) {
+  return {
+    variableNames: vars,
+    outputShape,
+    shaderKey: name,
+    dispatchLayout: { x: [0], y: [1] },
+    dispatch: [Math.min(rows, MAX_GROUPS), Math.ceil(rows / MAX_GROUPS), 1],
+    workgroupSize: [THREADS, 1, 1],
+    uniforms: 'rows : i32, cols : i32, eps : f32,',
+    getUserCode: () => `
+    var<workgroup> red : array<f32, ${THREADS}>;
+    fn main() {
+      // No early return: every invocation must reach the barriers.
+      let row = i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS};
+      let live = row < uniforms.rows;
+      let base = row * uniforms.cols;
+      let i = localIndex;
+      var acc = 0.0;
+      ${body}
+    }`,
+  };
+}
+
+function statsProgram(kind: NormKind, rows: number) {
+  const mean = kind === 'layer' ? rowSum('mean', 'x[base + c]') : 'let mean = 0.0;';
+  const body = `${mean}
+      ${rowSum('variance', '(x[base + c] - mean) * (x[base + c] - mean)')}
+      if (i == 0u && live) {
+        result[row * 2] = mean;
+        result[row * 2 + 1] = inverseSqrt(variance + uniforms.eps);
+      }`;
+  return rowProgram(`lorafleet_norm_stats_${kind}`, ['x'], [rows, 2], rows, body);
+}
+
+function gradProgram(kind: NormKind, rows: number, cols: number) {
+  const g = 'dy[base + c] * gamma[c]';
+  const xhat = '(x[base + c] - stats[row * 2]) * stats[row * 2 + 1]';
+  const meanG = kind === 'layer' ? rowSum('meanG', g) : 'let meanG = 0.0;';
+  const body = `${meanG}
+      ${rowSum('meanGX', `${g} * ${xhat}`)}
+      for (var c = i32(i); c < uniforms.cols; c += ${THREADS}) {
+        if (live) {
+          result[base + c] = stats[row * 2 + 1] * (${g} - meanG - ${xhat} * meanGX);
+        }
+      }`;
+  return rowProgram(
+    `lorafleet_norm_grad_${kind}`,
+    ['x', 'stats', 'gamma', 'dy'],
+    [rows, cols],
+    rows,
+    body,
+  );
+}
+
+function applyProgram(util: FlatDispatchUtil, shape: [number, number], beta: boolean) {
+  const workgroupSize: [number, number, number] = [64, 1, 1];
+  const dispatchLayout = util.flatDispatchLayout(shape);
+  return {
+    variableNames: ['x', 'stats', 'gamma', ...(beta ? ['beta'] : [])],
+    outputShape: shape,
+    shaderKey: `lorafleet_norm_apply_${beta ? 'beta' : 'nobeta'}`,
+    dispatchLayout,
+    dispatch: util.computeDispatch(dispatchLayout, shape, workgroupSize),
+    workgroupSize,
+    size: true,
+    uniforms: 'cols : i32,',
+    getUserCode: () => `
+    fn main(index : i32) {
+      if (index >= uniforms.size) { return; }
+      let row = index / uniforms.cols;
+      let c = index - row * uniforms.cols;
+      let y = (x[index] - stats[row * 2]) * stats[row * 2 + 1] * gamma[c];
+      setOutputAtIndex(index, y${beta ? ' + beta[c]' : ''});
+    }`,
+  };
+}
+
+function rowsCols(x: Info): [number, number] {
+  if (x.shape.length !== 2 || x.dtype !== 'float32') {
+    throw new Error(`fused norm: x must be float32 [n, C], got ${x.dtype} [${x.shape}]`);
+  }
+  return x.shape as [number, number];
+}
+
+function kernels(util: FlatDispatchUtil): [string, (args: KernelArgs) => Info][] {
+  const run = (args: KernelArgs, program: object, inputs: Info[], uniforms: number[]) =>
+    (args.backend as unknown as Backend).runWebGPUProgram(program, inputs, 'float32', [
+      ...uniforms.slice(0, -1).map((v) => ({ type: 'int32' as const, data: [v] })),
+      { type: 'float32' as const, data: [uniforms.at(-1)!] },
+    ]);
+  return [
+    [
+      NORM_STATS,
+      (args) => {
+        const { x } = args.inputs as { x: Info };
+        const { kind, eps } = args.attrs as unknown as { kind: NormKind; eps: number };
+        const [n, c] = rowsCols(x);
+        return run(args, statsProgram(kind, n), [x], [n, c, eps]);
+      },
+    ],
+    [
+      NORM_GRAD,
+      (args) => {
+        const { x, stats, gamma, dy } = args.inputs as Record<string, Info>;
+        const { kind } = args.attrs as unknown as { kind: NormKind };
+        const [n, c] = rowsCols(x!);
+        return run(args, gradProgram(kind, n, c), [x!, stats!, gamma!, dy!], [n, c, 0]);
+      },
+    ],
+    [
+      NORM_APPLY,
+      (args) => {
+        const { x, stats, gamma, beta } = args.inputs as Record<string, Info | undefined>;
+        const [n, c] = rowsCols(x!);
+        const inputs = [x!, stats!, gamma!, ...(beta ? [beta] : [])];
+        const program = applyProgram(util, [n, c], beta !== undefined);
+        return (args.backend as unknown as Backend).runWebGPUProgram(program, inputs, 'float32', [
+          { type: 'int32', data: [c] },
+        ]);
+      },
+    ],
+  ];
+}
+
+/** Registers the three kernels for 'webgpu' (once). */
+export function registerWebGpuNorm(
+  api: Pick<typeof tf, 'registerKernel' | 'getKernel'>,
+  util: FlatDispatchUtil,
+): void {
+  if (api.getKernel(NORM_STATS, 'webgpu') !== undefined) return;
+  for (const [kernelName, kernelFunc] of kernels(util)) {
+    api.registerKernel({
+      kernelName,
+      backendName: 'webgpu',
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
+  }
+}
+
+let enabled = true;
+
+/** Turns the fused norms off (tests compare them with tfjs's path), or on again. */
+export function useFusedNorm(on: boolean): void {
+  enabled = on;
+}
+
+/** True on webgpu with the project's kernels, for a frozen gamma and beta. */
+export function fusedNormAvailable(gamma: tf.Tensor, beta?: tf.Tensor | null): boolean {
+  const trained = (t?: tf.Tensor | null) =>
+    (t as { trainable?: boolean } | null)?.trainable === true;
+  return (
+    enabled &&
+    tf.getBackend() === 'webgpu' &&
+    webGpuMatMulChoice() === 'project' &&
+    !trained(gamma) &&
+    !trained(beta)
+  );
+}
+
+/** LayerNorm (`beta` given, kind 'layer') or RMSNorm (kind 'rms') of x [..., C]. */
+export function fusedNorm(
+  x: tf.Tensor,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D | null,
+  eps: number,
+  kind: NormKind,
+): tf.Tensor {
+  const shape = x.shape;
+  const cols = shape[shape.length - 1]!;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
+    const stats = tf
+      .engine()
+      .runKernel(NORM_STATS, { x: input }, { kind, eps } as never) as tf.Tensor;
+    const inputs: tf.NamedTensorMap = { x: input, stats, gamma };
+    if (beta) inputs.beta = beta;
+    const value = tf.engine().runKernel(NORM_APPLY, inputs) as tf.Tensor2D;
+    save([input, stats]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, st] = saved as [tf.Tensor, tf.Tensor];
+        const grad = { x: xs, stats: st, gamma, dy };
+        return [tf.engine().runKernel(NORM_GRAD, grad, { kind } as never) as tf.Tensor2D];
+      },
+    };
+  });
+  return tf.tidy(() => (op(x.reshape([-1, cols])) as tf.Tensor).reshape(shape));
+}

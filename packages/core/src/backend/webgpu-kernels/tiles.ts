@@ -1,0 +1,161 @@
+// The output tiles of the project's WGSL matmul (matmul-program.ts) and the
+// table that picks one per shape. A tile is: TM x TN outputs per workgroup,
+// RM x RN per invocation (register blocking: (TM/RM) x (TN/RN) invocations),
+// and TK, the depth of the k slice staged in workgroup memory per step.
+//
+// DEFAULT_TILE_TABLE is a reasoned default, NOT a measurement: no GPU was
+// lent to the session that wrote it. test/bench/webgpu-kernels/tile-sweep.mjs
+// measures every tile on the shapes of the LoRA step on a real GPU and prints
+// a table in this format; commit its output here (with the card and date), or
+// point env LORAFLEET_WEBGPU_TILES at its JSON file to try it without a build.
+import { readFileSync } from 'node:fs';
+
+export interface MatMulTile {
+  /** Rows of C per workgroup (multiple of RM and of 4). */
+  tm: number;
+  /** Columns of C per workgroup (multiple of RN and of 4). */
+  tn: number;
+  /** Rows of C per invocation: 4 or 8. */
+  rm: number;
+  /** Columns of C per invocation: 4 or 8 (one vec4 accumulator per 4). */
+  rn: number;
+  /** k depth staged in workgroup memory per step (multiple of 4). */
+  tk: number;
+}
+
+/** One row of the table: the first whose bounds hold for (M, N, K, batch) wins. */
+export interface TileRule {
+  /** Upper bounds (inclusive); absent: unbounded. */
+  maxM?: number;
+  maxN?: number;
+  minK?: number;
+  /** Fewest output elements (batch * M * N) for this rule. */
+  minOutputs?: number;
+  tile: MatMulTile;
+}
+
+export interface TileTable {
+  /** Where the table comes from: "default (not measured)" or "<card>, <date>, tile-sweep.mjs". */
+  source: string;
+  rules: TileRule[];
+}
+
+/** The tiles the sweep tries (and the program compiles). */
+export const TILE_CANDIDATES: readonly MatMulTile[] = [
+  { tm: 128, tn: 128, rm: 8, rn: 8, tk: 8 },
+  { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16 },
+  { tm: 64, tn: 128, rm: 4, rn: 8, tk: 16 },
+  { tm: 64, tn: 64, rm: 4, rn: 4, tk: 16 },
+  { tm: 64, tn: 64, rm: 8, rn: 8, tk: 16 },
+  { tm: 32, tn: 32, rm: 4, rn: 4, tk: 16 },
+  { tm: 64, tn: 8, rm: 4, rn: 4, tk: 32 },
+  { tm: 8, tn: 64, rm: 4, rn: 4, tk: 32 },
+];
+
+/**
+ * Until a GPU measures it: big outputs take the 64x64 / 4x4 tile (256
+ * invocations, 8 KiB of workgroup memory, the issue's starting point); small
+ * outputs a 32x32 tile so that there are enough workgroups to fill the GPU;
+ * the LoRA products with a rank-sized side (N or M <= 16) a skinny tile.
+ */
+export const DEFAULT_TILE_TABLE: TileTable = {
+  source: 'default (not measured: no GPU lent to the session that wrote it)',
+  rules: [
+    { maxN: 16, tile: { tm: 64, tn: 8, rm: 4, rn: 4, tk: 32 } },
+    { maxM: 16, tile: { tm: 8, tn: 64, rm: 4, rn: 4, tk: 32 } },
+    { minOutputs: 512 * 512, tile: { tm: 64, tn: 64, rm: 4, rn: 4, tk: 16 } },
+    { tile: { tm: 32, tn: 32, rm: 4, rn: 4, tk: 16 } },
+  ],
+};
+
+/** Adapter limits a tile must fit (WebGPU's defaults when unknown). */
+export interface TileLimits {
+  maxInvocations: number;
+  maxWorkgroupStorage: number;
+}
+
+export const DEFAULT_LIMITS: TileLimits = { maxInvocations: 256, maxWorkgroupStorage: 16384 };
+
+/** Why a tile cannot run, or null. */
+export function tileProblem(tile: MatMulTile, limits: TileLimits = DEFAULT_LIMITS): string | null {
+  const { tm, tn, rm, rn, tk } = tile;
+  if (![4, 8].includes(rm) || ![4, 8].includes(rn)) return `rm and rn must be 4 or 8`;
+  if (tm % rm !== 0 || tn % rn !== 0) return `tm must be a multiple of rm and tn of rn`;
+  if (tk % 4 !== 0 || tk <= 0) return `tk must be a positive multiple of 4`;
+  const invocations = (tm / rm) * (tn / rn);
+  if (invocations > limits.maxInvocations) {
+    return `${invocations} invocations per workgroup > the adapter's ${limits.maxInvocations}`;
+  }
+  const bytes = 4 * tk * (tm + tn);
+  if (bytes > limits.maxWorkgroupStorage) {
+    return `${bytes} bytes of workgroup memory > the adapter's ${limits.maxWorkgroupStorage}`;
+  }
+  return null;
+}
+
+export function tileName(t: MatMulTile): string {
+  return `${t.tm}x${t.tn}_${t.rm}x${t.rn}_k${t.tk}`;
+}
+
+function ruleHolds(rule: TileRule, m: number, n: number, k: number, batch: number): boolean {
+  return (
+    (rule.maxM === undefined || m <= rule.maxM) &&
+    (rule.maxN === undefined || n <= rule.maxN) &&
+    (rule.minK === undefined || k >= rule.minK) &&
+    (rule.minOutputs === undefined || batch * m * n >= rule.minOutputs)
+  );
+}
+
+/** Reads and checks a table file (the sweep's JSON). */
+export function readTileTable(path: string): TileTable {
+  let table: TileTable;
+  try {
+    table = JSON.parse(readFileSync(path, 'utf8')) as TileTable;
+  } catch (error) {
+    throw new Error(`LORAFLEET_WEBGPU_TILES=${path}: ${(error as Error).message}`);
+  }
+  if (!Array.isArray(table.rules) || table.rules.length === 0) {
+    throw new Error(`LORAFLEET_WEBGPU_TILES=${path}: no "rules" (write it with tile-sweep.mjs)`);
+  }
+  for (const rule of table.rules) {
+    const problem = tileProblem(rule.tile);
+    if (problem)
+      throw new Error(`LORAFLEET_WEBGPU_TILES=${path}: ${tileName(rule.tile)}: ${problem}`);
+  }
+  return table;
+}
+
+let table: TileTable | undefined;
+let forced: MatMulTile | null = null;
+
+/** The table in use: env LORAFLEET_WEBGPU_TILES's file, else the default. */
+export function tileTable(): TileTable {
+  const path = process.env.LORAFLEET_WEBGPU_TILES;
+  table ??= path ? readTileTable(path) : DEFAULT_TILE_TABLE;
+  return table;
+}
+
+/** Forces one tile for every matmul (the sweep and tests); null: back to the table. */
+export function forceMatMulTile(tile: MatMulTile | null): void {
+  if (tile) {
+    const problem = tileProblem(tile);
+    if (problem) throw new Error(`tile ${tileName(tile)}: ${problem}`);
+  }
+  forced = tile;
+}
+
+/** The tile for C [batch, M, N] = A [.., M, K] B [.., K, N] within the adapter's limits. */
+export function chooseTile(
+  m: number,
+  n: number,
+  k: number,
+  batch: number,
+  limits: TileLimits = DEFAULT_LIMITS,
+): MatMulTile {
+  if (forced) return forced;
+  for (const rule of tileTable().rules) {
+    if (ruleHolds(rule, m, n, k, batch) && tileProblem(rule.tile, limits) === null)
+      return rule.tile;
+  }
+  return { tm: 32, tn: 32, rm: 4, rn: 4, tk: 16 }; // fits WebGPU's minimum limits
+}

@@ -1,0 +1,139 @@
+// The fused softmax cross-entropy (src/backend/webgpu-kernels/cross-entropy.ts)
+// executed on webgpu (SwiftShader where there is no GPU), against tfjs's path
+// (logSoftmax + gather, as models/src/loss.ts computes it) on webgpu and on
+// the cpu backend: the loss and d loss / d logits, with ignored labels (-100),
+// one row, vocabularies below and above the workgroup size, odd sizes.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type BackendName,
+  LORAFLEET_XENT,
+  Rng,
+  crossEntropyRows,
+  fusedCrossEntropyAvailable,
+  releaseWebGpu,
+  tf,
+  useBackend,
+  useFusedCrossEntropy,
+  webGpuErrors,
+} from '../src/index.js';
+import { requireVulkanDriver } from '../src/testing/index.js';
+
+const IGNORE = -100;
+
+function logitsOf(n: number, v: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n * v }, () => rng.normal() * 3);
+}
+
+/** tfjs's path: -sum over labelled rows of logSoftmax(logits)[row, label]. */
+function reference(logits: tf.Tensor2D, labels: Int32Array): tf.Scalar {
+  const [n, v] = logits.shape;
+  const index = Int32Array.from(labels, (l, row) => row * v + Math.max(l, 0));
+  const weight = Float32Array.from(labels, (l) => (l < 0 ? 0 : 1));
+  const logp = tf.logSoftmax(logits).reshape([n * v]);
+  const picked = tf.gather(logp, tf.tensor1d(index, 'int32'));
+  return tf.neg(tf.sum(tf.mul(picked, tf.tensor1d(weight)))) as tf.Scalar;
+}
+
+interface Outcome {
+  loss: number;
+  grad: Float32Array;
+  kernels: string[];
+}
+
+async function run(backend: BackendName, fused: boolean, n: number, v: number, labels: Int32Array) {
+  await useBackend(backend);
+  if (backend === 'webgpu') tf.env().set('WEBGPU_CPU_FORWARD', false);
+  useFusedCrossEntropy(fused);
+  try {
+    if (backend === 'webgpu') expect(fusedCrossEntropyAvailable()).toBe(fused);
+    const logits = tf.tensor2d(logitsOf(n, v, n * 31 + v), [n, v]);
+    let loss!: tf.Tensor;
+    let grad!: tf.Tensor;
+    const profile = await tf.profile(() => {
+      const f = (x: tf.Tensor) =>
+        fused
+          ? tf.sum(crossEntropyRows(x as tf.Tensor2D, labels))
+          : reference(x as tf.Tensor2D, labels);
+      const result = tf.valueAndGrad(f)(logits);
+      loss = result.value;
+      grad = result.grad;
+      return [];
+    });
+    const out: Outcome = {
+      loss: (await loss.data())[0]!,
+      grad: (await grad.data()) as Float32Array,
+      kernels: profile.kernelNames,
+    };
+    tf.dispose([logits, loss, grad]);
+    return out;
+  } finally {
+    useFusedCrossEntropy(true);
+  }
+}
+
+function maxDiff(x: Float32Array, y: Float32Array): number {
+  expect(x.length).toBe(y.length);
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+  return worst;
+}
+
+const CASES: [string, number, number, number[]][] = [
+  ['one row, vocabulary 97 (< workgroup)', 1, 97, [5]],
+  [
+    '13 rows, vocabulary 1001, ignored rows',
+    13,
+    1001,
+    [0, IGNORE, 1000, 7, IGNORE, 3, 999, 500, 1, IGNORE, 2, 64, 65],
+  ],
+  ['all rows ignored but one, vocabulary 256', 4, 256, [IGNORE, IGNORE, 255, IGNORE]],
+];
+
+beforeAll(async () => {
+  requireVulkanDriver(); // SwiftShader where there is no GPU (scripts/test-machine.sh installs it)
+  await useBackend('webgpu');
+}, 60_000);
+
+afterAll(async () => {
+  expect(webGpuErrors()).toEqual([]);
+  await useBackend('cpu');
+  releaseWebGpu();
+});
+
+describe('fused softmax cross-entropy on webgpu equals tfjs (webgpu, cpu)', () => {
+  for (const [what, n, v, labelList] of CASES) {
+    it(
+      what,
+      async () => {
+        const labels = Int32Array.from(labelList);
+        const fused = await run('webgpu', true, n, v, labels);
+        const stock = await run('webgpu', false, n, v, labels);
+        const cpu = await run('cpu', false, n, v, labels);
+        expect(fused.kernels).toContain(LORAFLEET_XENT);
+        expect(fused.kernels).not.toContain('LogSoftmax');
+        for (const peer of [stock, cpu]) {
+          expect(Math.abs(fused.loss - peer.loss)).toBeLessThan(
+            1e-3 * Math.max(1, Math.abs(peer.loss)),
+          );
+          expect(maxDiff(fused.grad, peer.grad)).toBeLessThan(1e-5);
+        }
+        expect(fused.loss).toBeGreaterThan(0.1); // not vacuous
+        // Ignored rows get no gradient; labelled rows' gradients sum to 0 over the vocabulary.
+        for (let row = 0; row < n; row++) {
+          const g = fused.grad.subarray(row * v, (row + 1) * v);
+          const sum = g.reduce((a, b) => a + b, 0);
+          if (labels[row]! < 0) expect(Math.max(...g.map(Math.abs))).toBe(0);
+          else expect(Math.abs(sum)).toBeLessThan(1e-5);
+        }
+      },
+      300_000,
+    );
+  }
+
+  it('rejects labels of the wrong length, saying so', () => {
+    const logits = tf.zeros([3, 4]) as tf.Tensor2D;
+    expect(() => crossEntropyRows(logits, new Int32Array(2))).toThrow(/2 labels for 3 rows/);
+    logits.dispose();
+  });
+});

@@ -1,0 +1,194 @@
+// The project's WGSL matmul (src/backend/webgpu-kernels/) executed for real
+// (SwiftShader where there is no GPU), against tfjs-backend-webgpu's stock
+// kernel in the same process and the cpu backend: odd and even shapes, shapes
+// no tile divides, batch 1 and batched, broadcast batches, every transpose
+// combination, every tile of the sweep, and the LoRA epilogue.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  LORAFLEET_MATMUL,
+  Rng,
+  STOCK_BATCH_MATMUL,
+  TILE_CANDIDATES,
+  forceMatMulTile,
+  releaseWebGpu,
+  tf,
+  tileName,
+  useBackend,
+  webGpuErrors,
+} from '../src/index.js';
+import { requireVulkanDriver } from '../src/testing/index.js';
+
+function values(shape: number[], seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal());
+}
+
+interface Case {
+  aShape: number[];
+  bShape: number[];
+  transposeA: boolean;
+  transposeB: boolean;
+}
+
+/** op(A) [.., m, k] op(B) [.., k, n] with the stored shapes the flags imply. */
+function makeCase(
+  outerA: number[],
+  outerB: number[],
+  m: number,
+  k: number,
+  n: number,
+  tA: boolean,
+  tB: boolean,
+): Case {
+  return {
+    aShape: [...outerA, ...(tA ? [k, m] : [m, k])],
+    bShape: [...outerB, ...(tB ? [n, k] : [k, n])],
+    transposeA: tA,
+    transposeB: tB,
+  };
+}
+
+const FLAGS = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+] as const;
+
+// (m, k, n): aligned to 4 and to the 64 tile, odd, 1-wide, rank-sized, and
+// not divisible by any tile.
+const SIZES: [number, number, number][] = [
+  [64, 64, 64],
+  [37, 21, 45],
+  [1, 7, 1],
+  [130, 8, 67],
+];
+
+async function onCpu(c: Case, sa: Float32Array, sb: Float32Array): Promise<Float32Array> {
+  await useBackend('cpu');
+  const out = tf.tidy(() =>
+    tf.matMul(tf.tensor(sa, c.aShape), tf.tensor(sb, c.bShape), c.transposeA, c.transposeB),
+  );
+  const data = (await out.data()) as Float32Array;
+  out.dispose();
+  return data;
+}
+
+async function onWebGpu(kernel: string, c: Case, sa: Float32Array, sb: Float32Array) {
+  const a = tf.tensor(sa, c.aShape);
+  const b = tf.tensor(sb, c.bShape);
+  const out = tf.engine().runKernel(kernel, { a, b }, {
+    transposeA: c.transposeA,
+    transposeB: c.transposeB,
+  } as never) as tf.Tensor;
+  const result = { shape: out.shape, data: (await out.data()) as Float32Array };
+  tf.dispose([a, b, out]);
+  return result;
+}
+
+function maxDiff(x: Float32Array, y: Float32Array): number {
+  expect(x.length).toBe(y.length);
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+  return worst;
+}
+
+/** Runs a case three ways: the project's kernel must equal stock and cpu (stock: unless `stock` is false). */
+async function check(c: Case, seed: number, stock = true): Promise<void> {
+  const sa = values(c.aShape, seed);
+  const sb = values(c.bShape, seed + 1);
+  const cpu = await onCpu(c, sa, sb);
+  await useBackend('webgpu');
+  tf.env().set('WEBGPU_CPU_FORWARD', false);
+  const ours = await onWebGpu('BatchMatMul', c, sa, sb);
+  const what = JSON.stringify(c);
+  expect(maxDiff(ours.data, cpu), what).toBeLessThan(1e-4);
+  if (!stock) return;
+  const theirs = await onWebGpu(STOCK_BATCH_MATMUL, c, sa, sb);
+  expect(ours.shape, what).toEqual(theirs.shape);
+  expect(maxDiff(ours.data, theirs.data), what).toBeLessThan(1e-4);
+}
+
+beforeAll(async () => {
+  requireVulkanDriver(); // SwiftShader where there is no GPU (scripts/test-machine.sh installs it)
+  await useBackend('webgpu');
+}, 60_000);
+
+afterAll(async () => {
+  expect(webGpuErrors()).toEqual([]);
+  forceMatMulTile(null);
+  await useBackend('cpu');
+  releaseWebGpu();
+});
+
+describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
+  it('BatchMatMul on webgpu is the project kernel', () => {
+    expect(tf.getKernel('BatchMatMul', 'webgpu')!.kernelFunc).not.toBe(
+      tf.getKernel(STOCK_BATCH_MATMUL, 'webgpu')!.kernelFunc,
+    );
+  });
+
+  for (const [tA, tB] of FLAGS) {
+    it(`2-D, transposeA=${tA} transposeB=${tB}, odd/even/untiled sizes`, async () => {
+      let seed = 1;
+      for (const [m, k, n] of SIZES) await check(makeCase([], [], m, k, n, tA, tB), (seed += 2));
+    }, 300_000);
+
+    it(`batched and broadcast, transposeA=${tA} transposeB=${tB}`, async () => {
+      await check(makeCase([2, 3], [2, 3], 10, 8, 6, tA, tB), 42);
+      await check(makeCase([4], [], 19, 12, 7, tA, tB), 43);
+      await check(makeCase([1], [2, 2], 7, 5, 13, tA, tB), 44);
+    }, 300_000);
+  }
+
+  it('every tile of the sweep gives the product of the cpu backend', async () => {
+    try {
+      for (const tile of TILE_CANDIDATES) {
+        forceMatMulTile(tile);
+        await check(makeCase([2], [2], 70, 45, 133, false, true), 50, false);
+      }
+    } finally {
+      forceMatMulTile(null);
+    }
+    expect(TILE_CANDIDATES.map(tileName)).toContain('64x64_4x4_k16');
+  }, 600_000);
+
+  it('LoraFleetMatMul: alpha * x op(W) + bias + beta * H op(L), both orientations of L', async () => {
+    const [m, k, n, r] = [23, 18, 30, 5];
+    for (const transposeL of [true, false]) {
+      const x = tf.tensor(values([m, k], 60), [m, k]);
+      const w = tf.tensor(values([n, k], 61), [n, k]);
+      const bias = tf.tensor(values([n], 62), [n]);
+      const h = tf.tensor(values([m, r], 63), [m, r]);
+      const l = tf.tensor(values(transposeL ? [n, r] : [r, n], 64), transposeL ? [n, r] : [r, n]);
+      const attrs = { transposeA: false, transposeB: true, alpha: 0.5, beta: 2, transposeL };
+      const fused = tf
+        .engine()
+        .runKernel(LORAFLEET_MATMUL, { a: x, b: w, bias, h, l }, attrs as never) as tf.Tensor;
+      const reference = tf.tidy(() =>
+        tf.add(
+          tf.add(tf.mul(tf.matMul(x, w, false, true), 0.5), bias),
+          tf.mul(tf.matMul(h, l, false, transposeL), 2),
+        ),
+      );
+      const [got, want] = [
+        (await fused.data()) as Float32Array,
+        (await reference.data()) as Float32Array,
+      ];
+      expect(maxDiff(got, want)).toBeLessThan(1e-4);
+      expect(maxDiff(want, new Float32Array(want.length))).toBeGreaterThan(1); // not vacuous
+      tf.dispose([x, w, bias, h, l, fused, reference]);
+    }
+  }, 300_000);
+
+  it('LoraFleetMatMul rejects a bias of the wrong size, saying which', () => {
+    const x = tf.ones([4, 3]);
+    const w = tf.ones([3, 5]);
+    const bias = tf.ones([4]);
+    const attrs = { transposeA: false, transposeB: false, alpha: 1, beta: 0, transposeL: false };
+    expect(() =>
+      tf.engine().runKernel(LORAFLEET_MATMUL, { a: x, b: w, bias }, attrs as never),
+    ).toThrow(/bias has 4 values, expected 5/);
+    tf.dispose([x, w, bias]);
+  });
+});

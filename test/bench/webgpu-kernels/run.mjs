@@ -1,0 +1,260 @@
+#!/usr/bin/env node
+// The project's WGSL kernels against tfjs-backend-webgpu's stock path, in one
+// run on one adapter: every matmul shape of the LoRA step (GPT-2 small, 8 x 512
+// tokens), the LoRA linear forward + backward (c_attn, r=8) and the softmax
+// cross-entropy over the vocabulary and GPT-2's LayerNorm (value + gradient), each as a
+// ratio (stock time / project time: > 1 means the project is faster), with
+// GFLOP/s and GB/s (the least traffic: A and B read once, C written once).
+//   pnpm build && node test/bench/webgpu-kernels/run.mjs [--scale S] [--repeats N] [--out FILE]
+// On SwiftShader (no GPU) the shapes are divided by --scale (default 8 there,
+// 1 on a GPU) and the figures say nothing about a GPU: information only.
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import {
+  LoraLinear,
+  crossEntropyRows,
+  fusedNorm,
+  selectWebGpuMatMul,
+  tileName,
+  chooseTile,
+  tileTable,
+  useFusedCrossEntropy,
+  useFusedLoraLinear,
+  useFusedNorm,
+} from '../../../packages/core/dist/src/index.js';
+import {
+  bytes,
+  closeWebGpu,
+  flops,
+  matmulShapes,
+  openWebGpu,
+  operands,
+  peakOf,
+  tf,
+  timeGpu,
+} from './common.mjs';
+
+const HELP = `usage: node test/bench/webgpu-kernels/run.mjs [options]
+  --scale S     divide every size by S (default: 1 on a GPU, 8 on SwiftShader)
+  --repeats N   timed repeats per kernel, median taken (default 5)
+  --out FILE    also write the results as JSON
+  --help        this text
+Env LORAFLEET_WEBGPU_TILES=FILE uses a tile table from tile-sweep.mjs.`;
+
+const { values: opt } = parseArgs({
+  options: {
+    scale: { type: 'string' },
+    repeats: { type: 'string', default: '5' },
+    out: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (opt.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const repeats = Number(opt.repeats);
+if (!Number.isInteger(repeats) || repeats < 1)
+  throw new Error(`--repeats must be >= 1, got ${opt.repeats}`);
+
+const adapter = await openWebGpu();
+const software = /swiftshader/i.test(adapter);
+const scale = Number(opt.scale ?? (software ? 8 : 1));
+if (!(scale >= 1)) throw new Error(`--scale must be >= 1, got ${opt.scale}`);
+const peak = peakOf(adapter);
+
+/** Times `fn` with BatchMatMul answered by `which`. */
+async function timed(which, fn) {
+  selectWebGpuMatMul(which);
+  try {
+    return await timeGpu(fn, { repeats });
+  } finally {
+    selectWebGpuMatMul('project');
+  }
+}
+
+async function matmuls() {
+  const rows = [];
+  for (const shape of matmulShapes(scale)) {
+    const [name, batch, m, k, n, tA, tB] = shape;
+    const { a, b } = operands(shape);
+    const run = () => tf.matMul(a, b, tA, tB);
+    const project = await timed('project', run);
+    const stock = await timed('stock', run);
+    tf.dispose([a, b]);
+    const tile = tileName(chooseTile(m, n, k, batch));
+    rows.push({
+      name,
+      batch,
+      m,
+      k,
+      n,
+      transposeA: tA,
+      transposeB: tB,
+      tile,
+      project,
+      stock,
+      flops: flops(shape),
+      bytes: bytes(shape),
+    });
+  }
+  return rows;
+}
+
+/** c_attn's LoRA linear, forward + backward (dx, dA, dB), three ways. */
+async function loraLinear() {
+  const s = (v) => Math.max(1, Math.round(v / scale));
+  const [n, inF, outF, r] = [s(8 * 512), s(768), s(3 * 768), 8];
+  const layer = new LoraLinear({
+    name: 'bench.c_attn',
+    weight: tf.randomNormal([inF, outF]),
+    bias: tf.randomNormal([outF]),
+    fanInFanOut: true,
+  });
+  const adapterValues = (size) => Float32Array.from({ length: size }, () => Math.random() - 0.5);
+  layer.loadAdapter(
+    'default',
+    { r, alpha: 16, dropout: 0, rslora: false },
+    adapterValues(r * inF),
+    adapterValues(outF * r),
+  );
+  const { a, b } = layer.activeAdapter;
+  const x = tf.variable(tf.randomNormal([n, inF]), true);
+  const step = () => {
+    const { value, grads } = tf.variableGrads(() => tf.sum(layer.forward(x)), [x, a, b]);
+    return [value, ...Object.values(grads)];
+  };
+  const variant = async (which, fused) => {
+    useFusedLoraLinear(fused);
+    try {
+      return await timed(which, step);
+    } finally {
+      useFusedLoraLinear(true);
+    }
+  };
+  const fused = await variant('project', true);
+  const unfusedProject = await variant('project', false);
+  const stock = await variant('stock', false);
+  layer.dispose();
+  x.dispose();
+  // Forward 2 n in out + 2 n r (in + out); backward dx 2 n out in + the rank-r products (x3).
+  const flopCount = 4 * n * inF * outF + 3 * 2 * n * r * (inF + outF);
+  const byteCount = 4 * (2 * n * inF + 2 * n * outF + inF * outF);
+  return { n, inF, outF, r, fused, unfusedProject, stock, flops: flopCount, bytes: byteCount };
+}
+
+/** The loss over GPT-2's vocabulary, value + d/dlogits: fused vs tfjs's logSoftmax + gather. */
+async function crossEntropy() {
+  const s = (v) => Math.max(1, Math.round(v / scale));
+  const [n, v] = [s(8 * 511), s(50257)];
+  const logits = tf.randomNormal([n, v]);
+  const labels = Int32Array.from({ length: n }, (_, i) => (i % 10 === 0 ? -100 : (i * 7919) % v));
+  const index = tf.tensor1d(
+    Int32Array.from(labels, (l, row) => row * v + Math.max(l, 0)),
+    'int32',
+  );
+  const weight = tf.tensor1d(Float32Array.from(labels, (l) => (l < 0 ? 0 : 1)));
+  const stockLoss = (x) =>
+    tf.neg(tf.sum(tf.mul(tf.gather(tf.logSoftmax(x).reshape([n * v]), index), weight)));
+  const fusedLoss = (x) => tf.sum(crossEntropyRows(x, labels));
+  const step = (f) => () => {
+    const { value, grad } = tf.valueAndGrad(f)(logits);
+    return [value, grad];
+  };
+  const fused = await timeGpu(step(fusedLoss), { repeats });
+  useFusedCrossEntropy(false);
+  const stock = await timeGpu(step(stockLoss), { repeats });
+  useFusedCrossEntropy(true);
+  tf.dispose([logits, index, weight]);
+  // Least traffic: read the logits twice (forward, backward), write the gradient once.
+  return { n, v, fused, stock, bytes: 3 * 4 * n * v };
+}
+
+/** GPT-2's LayerNorm over [tokens, 768], value + d/dx: fused vs tfjs's formula (models' layerNorm). */
+async function layerNorm() {
+  const s = (v) => Math.max(1, Math.round(v / scale));
+  const [n, c] = [s(8 * 512), s(768)];
+  const x = tf.randomNormal([n, c]);
+  const gamma = tf.randomNormal([c]);
+  const beta = tf.randomNormal([c]);
+  const stock = (t) => {
+    const centered = tf.sub(t, tf.mean(t, -1, true));
+    const variance = tf.mean(tf.square(centered), -1, true);
+    return tf.add(tf.mul(tf.mul(centered, tf.rsqrt(tf.add(variance, 1e-5))), gamma), beta);
+  };
+  const fused = (t) => fusedNorm(t, gamma, beta, 1e-5, 'layer');
+  const step = (f) => () => {
+    const { value, grad } = tf.valueAndGrad((t) => tf.sum(f(t)))(x);
+    return [value, grad];
+  };
+  const fusedTime = await timeGpu(step(fused), { repeats });
+  useFusedNorm(false);
+  const stockTime = await timeGpu(step(stock), { repeats });
+  useFusedNorm(true);
+  tf.dispose([x, gamma, beta]);
+  // Least traffic: x read twice and y written (forward), x, dy read and dx written (backward).
+  return { n, c, fused: fusedTime, stock: stockTime, bytes: 6 * 4 * n * c };
+}
+
+const gflops = (f, t) => f / t / 1e9;
+const fmt = (v, d = 1) => v.toFixed(d).padStart(8);
+
+const mm = await matmuls();
+const lora = await loraLinear();
+const xent = await crossEntropy();
+const norm = await layerNorm();
+const errors = await closeWebGpu();
+
+console.log(
+  `webgpu kernels vs stock tfjs-webgpu on "${adapter}", sizes / ${scale}, median of ${repeats}`,
+);
+console.log(`tile table: ${tileTable().source}`);
+if (software)
+  console.log(
+    'SwiftShader runs WGSL on the CPU: these figures are information only, not GPU speed',
+  );
+console.log(
+  'kernel                              batch     M     K     N  tile                ours ms  stock ms   ratio  ours GFLOP/s  stock GFLOP/s  ours GB/s' +
+    (peak ? '  % fp32 peak' : ''),
+);
+for (const r of mm) {
+  const line = `${r.name.padEnd(34)} ${String(r.batch).padStart(5)} ${String(r.m).padStart(5)} ${String(r.k).padStart(5)} ${String(r.n).padStart(5)}  ${r.tile.padEnd(18)} ${fmt(r.project * 1e3, 3)} ${fmt(r.stock * 1e3, 3)} ${fmt(r.stock / r.project, 2)} ${fmt(gflops(r.flops, r.project)).padStart(13)} ${fmt(gflops(r.flops, r.stock)).padStart(14)} ${fmt(r.bytes / r.project / 1e9).padStart(10)}`;
+  console.log(
+    line + (peak ? `  ${fmt((100 * gflops(r.flops, r.project)) / (peak * 1e3), 1)}` : ''),
+  );
+}
+console.log(
+  `LoRA linear fwd+bwd [${lora.n}, ${lora.inF}] -> ${lora.outF}, r=${lora.r}: fused ${fmt(lora.fused * 1e3, 3)} ms, ` +
+    `unfused on project matmuls ${fmt(lora.unfusedProject * 1e3, 3)} ms, stock ${fmt(lora.stock * 1e3, 3)} ms; ` +
+    `ratio stock/fused ${(lora.stock / lora.fused).toFixed(2)}, ${gflops(lora.flops, lora.fused).toFixed(1)} GFLOP/s, ` +
+    `${(lora.bytes / lora.fused / 1e9).toFixed(1)} GB/s`,
+);
+console.log(
+  `softmax cross-entropy fwd+bwd [${xent.n}, ${xent.v}]: fused ${fmt(xent.fused * 1e3, 3)} ms, ` +
+    `stock (logSoftmax + gather) ${fmt(xent.stock * 1e3, 3)} ms; ratio ${(xent.stock / xent.fused).toFixed(2)}, ` +
+    `${(xent.bytes / xent.fused / 1e9).toFixed(1)} GB/s`,
+);
+console.log(
+  `layernorm fwd+bwd [${norm.n}, ${norm.c}]: fused ${fmt(norm.fused * 1e3, 3)} ms, ` +
+    `stock ${fmt(norm.stock * 1e3, 3)} ms; ratio ${(norm.stock / norm.fused).toFixed(2)}, ` +
+    `${(norm.bytes / norm.fused / 1e9).toFixed(1)} GB/s`,
+);
+if (errors.length > 0) {
+  console.error(`WebGPU errors: ${errors.join('; ')}`);
+  process.exitCode = 1;
+}
+if (opt.out) {
+  const result = {
+    adapter,
+    scale,
+    repeats,
+    software,
+    peakTflops: peak,
+    tileTable: tileTable().source,
+    matmuls: mm,
+    loraLinear: lora,
+    errors,
+    date: new Date().toISOString(),
+  };
+  writeFileSync(opt.out, JSON.stringify(result, null, 2));
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// Measures every candidate tile of the project's WGSL matmul on the shapes of
+// the LoRA step, per class of shape of the tile table (rank-sized N, rank-sized
+// M, large outputs, the rest), and writes the table: the fastest tile of each
+// class (summed time over the class's shapes). Run on the GPU machine (test/gpu/run.sh
+// does), then commit the printed table into
+// packages/core/src/backend/webgpu-kernels/tiles.ts, or point
+// LORAFLEET_WEBGPU_TILES at the JSON to use it without a build.
+//   pnpm build && node test/bench/webgpu-kernels/tile-sweep.mjs --out tiles.json [--scale S]
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import {
+  DEFAULT_TILE_TABLE,
+  TILE_CANDIDATES,
+  forceMatMulTile,
+  tileName,
+} from '../../../packages/core/dist/src/index.js';
+import { closeWebGpu, flops, matmulShapes, openWebGpu, operands, tf, timeGpu } from './common.mjs';
+
+const HELP = `usage: node test/bench/webgpu-kernels/tile-sweep.mjs --out FILE [options]
+  --out FILE    the tile table as JSON (LORAFLEET_WEBGPU_TILES format)
+  --scale S     divide every size by S (default: 1 on a GPU, 8 on SwiftShader)
+  --repeats N   timed repeats per tile and shape, median taken (default 3)
+  --help        this text`;
+
+const { values: opt } = parseArgs({
+  options: {
+    out: { type: 'string' },
+    scale: { type: 'string' },
+    repeats: { type: 'string', default: '3' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (opt.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+if (!opt.out) throw new Error('--out FILE is required (where the tile table goes); see --help');
+const repeats = Number(opt.repeats);
+
+const adapter = await openWebGpu();
+const software = /swiftshader/i.test(adapter);
+const scale = Number(opt.scale ?? (software ? 8 : 1));
+const limits = tf.backend().device?.limits ?? {};
+const fits = (t) =>
+  (t.tm / t.rm) * (t.tn / t.rn) <= (limits.maxComputeInvocationsPerWorkgroup ?? 256) &&
+  4 * t.tk * (t.tm + t.tn) <= (limits.maxComputeWorkgroupStorageSize ?? 16384);
+
+// The default table's rules, in order, each with the step's shapes it governs.
+const shapes = matmulShapes(scale);
+// The first rule whose bounds hold (as tiles.ts's chooseTile reads them).
+const holds = (rule, [, batch, m, k, n]) =>
+  (rule.maxM === undefined || m <= rule.maxM) &&
+  (rule.maxN === undefined || n <= rule.maxN) &&
+  (rule.minK === undefined || k >= rule.minK) &&
+  (rule.minOutputs === undefined || batch * m * n >= rule.minOutputs);
+const classOf = (shape) => DEFAULT_TILE_TABLE.rules.findIndex((rule) => holds(rule, shape));
+const small = [
+  [
+    'small c_attn (1 sequence of 64)',
+    1,
+    64,
+    Math.round(768 / scale),
+    Math.round(2304 / scale),
+    false,
+    false,
+  ],
+];
+const byClass = DEFAULT_TILE_TABLE.rules.map((rule, i) => ({
+  rule,
+  shapes: [...shapes, ...small].filter((s) => classOf(s) === i),
+}));
+
+const rules = [];
+for (const { rule, shapes: group } of byClass) {
+  if (group.length === 0) {
+    console.log(
+      `class ${rules.length}: no shape of the step falls in it at this scale; default tile kept`,
+    );
+    rules.push(rule);
+    continue;
+  }
+  let best = null;
+  for (const tile of TILE_CANDIDATES.filter(fits)) {
+    forceMatMulTile(tile);
+    let seconds = 0;
+    for (const shape of group) {
+      const { a, b } = operands(shape);
+      seconds += await timeGpu(() => tf.matMul(a, b, shape[5], shape[6]), { repeats });
+      tf.dispose([a, b]);
+    }
+    const work = group.reduce((sum, s) => sum + flops(s), 0);
+    console.log(
+      `class ${rules.length} (${group.map((s) => s[0]).join(', ')}): ${tileName(tile)} ${(seconds * 1e3).toFixed(3)} ms, ${(work / seconds / 1e9).toFixed(1)} GFLOP/s`,
+    );
+    if (!best || seconds < best.seconds) best = { tile, seconds };
+  }
+  forceMatMulTile(null);
+  rules.push({ ...rule, tile: best ? best.tile : rule.tile });
+}
+const errors = await closeWebGpu();
+if (errors.length > 0) throw new Error(`WebGPU errors during the sweep: ${errors.join('; ')}`);
+
+const table = {
+  source: `${adapter}, ${new Date().toISOString().slice(0, 10)}, tile-sweep.mjs (sizes / ${scale})`,
+  rules,
+};
+writeFileSync(opt.out, JSON.stringify(table, null, 2) + '\n');
+console.log(
+  `tile table written to ${opt.out}${software ? ' (SwiftShader: not a GPU measurement, do not commit it)' : ''}:`,
+);
+console.log(JSON.stringify(table, null, 2));
