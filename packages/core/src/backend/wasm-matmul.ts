@@ -75,6 +75,7 @@ export function registerWasmMatMul(
     ...(original.setupFunc ? { setupFunc: original.setupFunc } : {}),
     ...(original.disposeFunc ? { disposeFunc: original.disposeFunc } : {}),
   });
-  Object.assign(api.getKernel(BATCH_MAT_MUL, 'wasm')!, { lorafleetWrapped: true });
+  // `stock` keeps tfjs's own kernel reachable, for benchmarks that compare with it.
+  Object.assign(api.getKernel(BATCH_MAT_MUL, 'wasm')!, { lorafleetWrapped: true, stock: matmul });
   return true;
 }
