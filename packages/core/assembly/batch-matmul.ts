@@ -6,21 +6,27 @@
 // caller allocated (batchMatMulScratchBytes).
 //
 // op(A) is [m, k] and op(B) is [k, n]. A is stored [m, k], or [k, m] when
-// transposeA; B is stored [k, n], or [n, k] when transposeB. Both are first
-// packed into the scratch, so one register-blocked micro-kernel serves every
-// transpose combination:
-//   packed A: blocks of MR = 4 rows, each [k][4] (rows past m are zero);
-//   packed B: panels of NR = 8 columns, each [k][8] (columns past n are zero).
-// The micro-kernel keeps a 4 x 8 tile of C in eight f32x4 accumulators and
-// adds one rank-1 update per k (4 splat loads, 2 vector loads, 8 mul + 8 add).
-// Packing costs O((m + n) k) per batch against O(m n k) for the products.
+// transposeA; B is stored [k, n], or [n, k] when transposeB. B is first
+// packed into the scratch as panels of NR = 8 columns, each [k][8] (columns
+// past n are zero; a stored-transposed B is transposed 4 x 4 with shuffles).
+// A is read in place through four row pointers that step by one k: 4 bytes
+// apart when A is [m, k], m * 4 when it is [k, m], so one register-blocked
+// micro-kernel serves every transpose combination. It keeps a 4 x 8 tile of
+// C in eight f32x4 accumulators and adds one rank-1 update per k (4 splat
+// loads, 2 vector loads, 8 mul + 8 add). Packing costs O(n k) per batch
+// against O(m n k) for the products.
+//
+// Measured alternatives (test/bench/wasm-attention shapes, one process, A/B
+// over the same heap): unrolling the k loop by two ran at ~28 GFLOP/s against
+// ~45 for this single-step loop (V8 keeps the simpler loop in registers), and
+// packing A too cost 0-15 % more than reading it in place.
 
 const MR: i32 = 4;
 const NR: i32 = 8;
 
-/** Bytes of scratch that batchMatMul needs for one call (the packed A block column and B panels). */
-export function batchMatMulScratchBytes(m: i32, n: i32, k: i32): i32 {
-  return (roundUp(m, MR) + roundUp(n, NR)) * k * 4;
+/** Bytes of scratch that batchMatMul needs for one call (the packed B panels). */
+export function batchMatMulScratchBytes(_m: i32, n: i32, k: i32): i32 {
+  return roundUp(n, NR) * k * 4;
 }
 
 /**
@@ -43,20 +49,15 @@ export function batchMatMul(
   transposeB: i32,
 ): void {
   if (m <= 0 || n <= 0) return;
-  const packedA = scratch;
-  const packedB = scratch + <usize>(roundUp(m, MR) * k * 4);
+  const packedB = scratch;
   for (let bi = 0; bi < batch; bi++) {
-    if (bi == 0 || aBatchStride != 0) {
-      const src = a + <usize>bi * <usize>aBatchStride * 4;
-      if (transposeA) packRowsFromColumns(src, packedA, m, k, MR);
-      else packRowsFromRows(src, packedA, m, k, MR);
-    }
+    const srcA = a + <usize>bi * <usize>aBatchStride * 4;
     if (bi == 0 || bBatchStride != 0) {
       const src = b + <usize>bi * <usize>bBatchStride * 4;
       if (transposeB) packRowsFromRows(src, packedB, n, k, NR);
       else packRowsFromColumns(src, packedB, n, k, NR);
     }
-    multiplyPacked(packedA, packedB, c + <usize>bi * <usize>m * <usize>n * 4, m, n, k);
+    multiplyDirect(srcA, transposeA, packedB, c + <usize>bi * <usize>m * <usize>n * 4, m, n, k);
   }
 }
 
@@ -132,25 +133,67 @@ function packRowsFromColumns(src: usize, dst: usize, rows: i32, k: i32, width: i
   }
 }
 
-/** C [m, n] = packed A [m, k] x packed B [k, n]: every 4 x 8 tile through the micro-kernel. */
-function multiplyPacked(packedA: usize, packedB: usize, c: usize, m: i32, n: i32, k: i32): void {
+/**
+ * C [m, n] = A [m, k] x packed B [k, n], every 4 x 8 tile through the
+ * micro-kernel, panel by panel (a panel of B stays in L1 while A streams).
+ * Row i of op(A) starts at a + i * ri and steps by ks per k; the pointers of
+ * rows past m repeat row m - 1 (read, never stored).
+ */
+function multiplyDirect(
+  a: usize,
+  transposeA: i32,
+  packedB: usize,
+  c: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+): void {
   const rowBytes = <usize>n * 4;
+  const ri: usize = transposeA ? 4 : <usize>k * 4;
+  const ks: usize = transposeA ? <usize>m * 4 : 4;
   for (let j0 = 0; j0 < n; j0 += NR) {
     const panel = packedB + <usize>j0 * <usize>k * 4;
     const cols = min(NR, n - j0);
     for (let i0 = 0; i0 < m; i0 += MR) {
-      const block = packedA + <usize>i0 * <usize>k * 4;
       const rows = min(MR, m - i0);
-      tile(block, panel, k, c + <usize>i0 * rowBytes + <usize>j0 * 4, rowBytes, rows, cols);
+      const p0 = a + <usize>i0 * ri;
+      const p1 = a + <usize>min(i0 + 1, m - 1) * ri;
+      const p2 = a + <usize>min(i0 + 2, m - 1) * ri;
+      const p3 = a + <usize>min(i0 + 3, m - 1) * ri;
+      tile(
+        p0,
+        p1,
+        p2,
+        p3,
+        ks,
+        panel,
+        k,
+        c + <usize>i0 * rowBytes + <usize>j0 * 4,
+        rowBytes,
+        rows,
+        cols,
+      );
     }
   }
 }
 
 /**
- * One 4 x 8 tile of C: sum over kk of packed A[kk][0..4] (outer) packed
- * B[kk][0..8], two k steps per loop turn. Stores `rows` x `cols` of it.
+ * One 4 x 8 tile of C: sum over k of op(A)[rows, kk] (outer) packed
+ * B[kk][0..8]. Stores `rows` x `cols` of it.
  */
-function tile(ap: usize, bp: usize, k: i32, c: usize, ldc: usize, rows: i32, cols: i32): void {
+function tile(
+  p0: usize,
+  p1: usize,
+  p2: usize,
+  p3: usize,
+  ks: usize,
+  bp: usize,
+  k: i32,
+  c: usize,
+  ldc: usize,
+  rows: i32,
+  cols: i32,
+): void {
   let c00 = f32x4.splat(0);
   let c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0);
@@ -159,54 +202,26 @@ function tile(ap: usize, bp: usize, k: i32, c: usize, ldc: usize, rows: i32, col
   let c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0);
   let c31 = f32x4.splat(0);
-  let kk = 0;
-  for (; kk + 2 <= k; kk += 2) {
-    let b0 = v128.load(bp);
-    let b1 = v128.load(bp, 16);
-    let x = v128.load32_splat(ap);
-    c00 = f32x4.add(c00, f32x4.mul(x, b0));
-    c01 = f32x4.add(c01, f32x4.mul(x, b1));
-    x = v128.load32_splat(ap, 4);
-    c10 = f32x4.add(c10, f32x4.mul(x, b0));
-    c11 = f32x4.add(c11, f32x4.mul(x, b1));
-    x = v128.load32_splat(ap, 8);
-    c20 = f32x4.add(c20, f32x4.mul(x, b0));
-    c21 = f32x4.add(c21, f32x4.mul(x, b1));
-    x = v128.load32_splat(ap, 12);
-    c30 = f32x4.add(c30, f32x4.mul(x, b0));
-    c31 = f32x4.add(c31, f32x4.mul(x, b1));
-    b0 = v128.load(bp, 32);
-    b1 = v128.load(bp, 48);
-    x = v128.load32_splat(ap, 16);
-    c00 = f32x4.add(c00, f32x4.mul(x, b0));
-    c01 = f32x4.add(c01, f32x4.mul(x, b1));
-    x = v128.load32_splat(ap, 20);
-    c10 = f32x4.add(c10, f32x4.mul(x, b0));
-    c11 = f32x4.add(c11, f32x4.mul(x, b1));
-    x = v128.load32_splat(ap, 24);
-    c20 = f32x4.add(c20, f32x4.mul(x, b0));
-    c21 = f32x4.add(c21, f32x4.mul(x, b1));
-    x = v128.load32_splat(ap, 28);
-    c30 = f32x4.add(c30, f32x4.mul(x, b0));
-    c31 = f32x4.add(c31, f32x4.mul(x, b1));
-    ap += 32;
-    bp += 64;
-  }
-  if (kk < k) {
+  for (let kk = 0; kk < k; kk++) {
     const b0 = v128.load(bp);
     const b1 = v128.load(bp, 16);
-    let x = v128.load32_splat(ap);
+    let x = v128.load32_splat(p0);
     c00 = f32x4.add(c00, f32x4.mul(x, b0));
     c01 = f32x4.add(c01, f32x4.mul(x, b1));
-    x = v128.load32_splat(ap, 4);
+    x = v128.load32_splat(p1);
     c10 = f32x4.add(c10, f32x4.mul(x, b0));
     c11 = f32x4.add(c11, f32x4.mul(x, b1));
-    x = v128.load32_splat(ap, 8);
+    x = v128.load32_splat(p2);
     c20 = f32x4.add(c20, f32x4.mul(x, b0));
     c21 = f32x4.add(c21, f32x4.mul(x, b1));
-    x = v128.load32_splat(ap, 12);
+    x = v128.load32_splat(p3);
     c30 = f32x4.add(c30, f32x4.mul(x, b0));
     c31 = f32x4.add(c31, f32x4.mul(x, b1));
+    p0 += ks;
+    p1 += ks;
+    p2 += ks;
+    p3 += ks;
+    bp += 32;
   }
   if (rows == MR && cols == NR) {
     v128.store(c, c00);
