@@ -6,8 +6,8 @@
 //   2-D:     the same flops as one 2-D product [B*H*m, k] x [k, n] on
 //            XNNPACK (tfjs-wasm's fast path), the roofline to compare with.
 // The three are interleaved repeat by repeat, so a loaded machine slows them
-// alike; each figure is the median of the repeats, in GFLOP/s, except
-// "project best": the fastest repeat of the project's kernel.
+// alike. It prints GFLOP/s twice: the median of the repeats, and the best
+// (the fastest repeat of each, i.e. the least disturbed by other work).
 //   pnpm build && node test/bench/wasm-attention/run.mjs [--repeats 10] [--model tiny|default|all]
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,38 +107,38 @@ function measure(batch, [, m, n, k, ta, tb]) {
   }
   tf.dispose([a, b, a2, b2]);
   const flops = 2 * batch * m * n * k;
-  const rates = Object.fromEntries(
-    Object.entries(times).map(([name, ms]) => [name, flops / median(ms) / 1e6]),
-  );
-  // The least disturbed call of the project's kernel: its speed on a quiet core.
-  return { ...rates, projectBest: flops / Math.min(...times.project) / 1e6 };
+  const rates = (stat) =>
+    Object.fromEntries(Object.entries(times).map(([name, ms]) => [name, flops / stat(ms) / 1e6]));
+  return { median: rates(median), best: rates((ms) => Math.min(...ms)) };
 }
 
 const pad = (x, w) => String(x).padStart(w);
-console.log(`tfjs-wasm ${tf.version.tfjs}, attention products, median of ${repeats}, GFLOP/s`);
+const HEADER =
+  'product          [m, k] x [k, n]         project    stock  2-D XNNPACK  project/stock  project/2-D';
+function row(label, dims, g) {
+  return `${label.padEnd(15)}  ${dims.padEnd(22)}  ${pad(g.project.toFixed(1), 7)}  ${pad(g.stock.toFixed(2), 7)}  ${pad(g.flat.toFixed(1), 11)}  ${pad((g.project / g.stock).toFixed(1) + 'x', 13)}  ${pad((g.project / g.flat).toFixed(2), 11)}`;
+}
+
+console.log(`tfjs-wasm ${tf.version.tfjs}, attention products, ${repeats} repeats, GFLOP/s`);
 for (const name of models) {
   const shape = MODELS[name];
   const batch = shape.B * shape.H;
-  console.log(
-    `\n${name}: B ${shape.B} x H ${shape.H} = ${batch} matrices, T ${shape.T}, D ${shape.D}`,
-  );
-  console.log(
-    'product          [m, k] x [k, n]         project    stock  2-D XNNPACK  project/stock  project/2-D  project best',
-  );
-  const totals = { project: 0, stock: 0, flat: 0, projectBest: 0 };
-  let allFlops = 0;
-  for (const p of products(shape)) {
-    const [label, m, n, k] = p;
-    const g = measure(batch, p);
-    const flops = 2 * batch * m * n * k;
-    allFlops += flops;
-    for (const v of Object.keys(totals)) totals[v] += flops / g[v];
+  const results = products(shape).map((p) => ({ p, g: measure(batch, p) }));
+  for (const stat of ['median', 'best']) {
     console.log(
-      `${label.padEnd(15)}  ${`[${m}, ${k}] x [${k}, ${n}]`.padEnd(22)}  ${pad(g.project.toFixed(1), 7)}  ${pad(g.stock.toFixed(2), 7)}  ${pad(g.flat.toFixed(1), 11)}  ${pad((g.project / g.stock).toFixed(1) + 'x', 13)}  ${pad((g.project / g.flat).toFixed(2), 11)}  ${pad(g.projectBest.toFixed(1), 12)}`,
+      `\n${name}: B ${shape.B} x H ${shape.H} = ${batch} matrices, T ${shape.T}, D ${shape.D}; ${stat} of ${repeats}`,
     );
+    console.log(HEADER);
+    const time = { project: 0, stock: 0, flat: 0 };
+    let allFlops = 0;
+    for (const { p, g } of results) {
+      const [label, m, n, k] = p;
+      const flops = 2 * batch * m * n * k;
+      allFlops += flops;
+      for (const v of Object.keys(time)) time[v] += flops / g[stat][v];
+      console.log(row(label, `[${m}, ${k}] x [${k}, ${n}]`, g[stat]));
+    }
+    const all = Object.fromEntries(Object.entries(time).map(([v, t]) => [v, allFlops / t]));
+    console.log(row('all six', '', all));
   }
-  const rate = (v) => allFlops / totals[v];
-  console.log(
-    `${'all six'.padEnd(15)}  ${''.padEnd(22)}  ${pad(rate('project').toFixed(1), 7)}  ${pad(rate('stock').toFixed(2), 7)}  ${pad(rate('flat').toFixed(1), 11)}  ${pad((rate('project') / rate('stock')).toFixed(1) + 'x', 13)}  ${pad((rate('project') / rate('flat')).toFixed(2), 11)}  ${pad(rate('projectBest').toFixed(1), 12)}`,
-  );
 }
