@@ -29,9 +29,14 @@ export interface BatchMatMulExports {
 
 export type SimdKernels = BatchMatMulExports;
 
-/** The emscripten module's exports, where tfjs-backend-wasm 4.x keeps its memory. */
+/**
+ * Where an emscripten module keeps its memory: `asm` (the instance's exports)
+ * in tfjs-backend-wasm 4.x, `wasmExports` or `wasmMemory` in newer emscripten.
+ */
 interface EmscriptenInternals {
   asm?: { memory?: unknown };
+  wasmExports?: { memory?: unknown };
+  wasmMemory?: unknown;
 }
 
 /** The WebAssembly JS API used here (the project's lib settings carry no DOM types). */
@@ -71,7 +76,8 @@ function simdModule(): object | null {
  * Callers then use tfjs's own kernels.
  */
 export function simdKernels(backend: BackendWasm): SimdKernels | undefined {
-  const memory = (backend.wasm as unknown as EmscriptenInternals).asm?.memory;
+  const wasm = backend.wasm as unknown as EmscriptenInternals;
+  const memory = wasm.asm?.memory ?? wasm.wasmExports?.memory ?? wasm.wasmMemory;
   if (!(memory instanceof WebAssembly.Memory)) return undefined;
   const cached = instances.get(memory);
   if (cached) return cached;
