@@ -1,0 +1,90 @@
+// The project's SIMD kernels (packages/core/assembly, AssemblyScript) run in
+// tfjs-backend-wasm's own memory: each module imports `env.memory` and is
+// instantiated over the backend's WebAssembly.Memory, so kernels read their
+// inputs and write their outputs where tfjs keeps tensors, with no copy in or
+// out. The modules own no memory (no data segment, no stack, no allocator;
+// scripts/kernel-compiler.mjs builds them so), which is what makes sharing
+// the heap safe: they touch only the addresses a kernel passes them.
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { BATCH_MATMUL_WASM } from './batch-matmul.wasm.js';
+
+/** The exports of assembly/batch-matmul.ts (pointers are heap addresses). */
+export interface BatchMatMulExports {
+  batchMatMulScratchBytes(m: number, n: number, k: number): number;
+  batchMatMul(
+    a: number,
+    b: number,
+    c: number,
+    scratch: number,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    aBatchStride: number,
+    bBatchStride: number,
+    transposeA: number,
+    transposeB: number,
+  ): void;
+}
+
+export type SimdKernels = BatchMatMulExports;
+
+/**
+ * Where an emscripten module keeps its memory: `asm` (the instance's exports)
+ * in tfjs-backend-wasm 4.x, `wasmExports` or `wasmMemory` in newer emscripten.
+ */
+interface EmscriptenInternals {
+  asm?: { memory?: unknown };
+  wasmExports?: { memory?: unknown };
+  wasmMemory?: unknown;
+}
+
+/** The WebAssembly JS API used here (the project's lib settings carry no DOM types). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+  Memory: abstract new (...args: never[]) => WasmMemory;
+}
+const WebAssembly = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+let compiled: object | null | undefined;
+const instances = new WeakMap<WasmMemory, SimdKernels>();
+
+function decodeBase64(text: string): Uint8Array {
+  return Uint8Array.from(atob(text), (ch) => ch.charCodeAt(0));
+}
+
+/** The compiled module, or null where this engine has no wasm SIMD (compiled once). */
+function simdModule(): object | null {
+  if (compiled === undefined) {
+    try {
+      compiled = new WebAssembly.Module(decodeBase64(BATCH_MATMUL_WASM));
+    } catch {
+      compiled = null;
+    }
+  }
+  return compiled;
+}
+
+/**
+ * The SIMD kernels over `backend`'s heap, or undefined where they cannot run:
+ * no wasm SIMD, a tfjs whose emscripten module hides its memory, or the
+ * threaded build (a shared memory, which these modules do not declare).
+ * Callers then use tfjs's own kernels.
+ */
+export function simdKernels(backend: BackendWasm): SimdKernels | undefined {
+  const wasm = backend.wasm as unknown as EmscriptenInternals;
+  const memory = wasm.asm?.memory ?? wasm.wasmExports?.memory ?? wasm.wasmMemory;
+  if (!(memory instanceof WebAssembly.Memory)) return undefined;
+  const cached = instances.get(memory);
+  if (cached) return cached;
+  const module = simdModule();
+  if (module === null || !(memory.buffer instanceof ArrayBuffer)) return undefined;
+  const instance = new WebAssembly.Instance(module, { env: { memory } });
+  const kernels = instance.exports as unknown as SimdKernels;
+  instances.set(memory, kernels);
+  return kernels;
+}
