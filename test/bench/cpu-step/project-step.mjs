@@ -2,19 +2,27 @@
 // packages/worker, the step every worker runs) on one shape, on wasm.
 // Prints one JSON line: tokens/s (median of the timed steps), the step's
 // milliseconds, and a per-kernel profile of one more step (tf.profile).
-//   node project-step.mjs SHAPE STEPS WARMUP
+//   node project-step.mjs SHAPE STEPS WARMUP [ROOT]
+// ROOT: the checkout whose built packages are measured (default: this one;
+// run.mjs --baseline passes another, e.g. main's code, for a same-run before/after).
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SHAPES } from './shapes.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const root = process.argv[6] ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const dist = (pkg) => join(root, 'packages', pkg, 'dist/src/index.js');
 const core = await import(dist('core'));
 const models = await import(dist('models'));
 const worker = await import(dist('worker'));
 const { tf } = core;
+// threads.mjs: tfjs-wasm's multithreaded build with this many threads.
+const threads = Number(process.env.CPU_STEP_WASM_THREADS ?? 0);
+if (threads > 0) {
+  const { enableWasmThreads } = await import('./wasm-threads.mjs');
+  enableWasmThreads(tf, root, threads);
+}
 
-const [shapeName, stepsArg, warmupArg] = process.argv.slice(2);
+const [shapeName, stepsArg, warmupArg] = process.argv.slice(2, 5);
 const shape = SHAPES[shapeName];
 const steps = Number(stepsArg);
 const warmup = Number(warmupArg);

@@ -10,7 +10,7 @@
 // (MALLOC_MMAP_THRESHOLD_ = MALLOC_TRIM_THRESHOLD_ = 4 GiB, see
 // ../shared/BENCHMARKS.md).
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -24,6 +24,10 @@ const USAGE = `usage: node test/bench/cpu-step/run.mjs [options]   (after pnpm b
   --python PATH   a python3 that imports torch (default /usr/bin/python3: Debian's python3-torch)
   --no-torch      skip PyTorch (no ratio is printed then)
   --top N         kernels shown in each profile (default 12)
+  --baseline DIR  also measure the step of another built checkout (e.g. main's code) in the
+                  same run, beside this one: a before/after that shares its peers and its load
+  --rounds N      repeat every measurement N times, interleaved; figures and ratios are
+                  the median over rounds (default 1)
   --json FILE     also write every figure as JSON
   -h, --help      show this help`;
 
@@ -36,6 +40,8 @@ const { values: opts } = parseArgs({
     'no-torch': { type: 'boolean', default: false },
     top: { type: 'string', default: '12' },
     json: { type: 'string' },
+    baseline: { type: 'string' },
+    rounds: { type: 'string', default: '1' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -54,6 +60,13 @@ const count = (name, min) => {
 const steps = count('steps', 1);
 const warmup = count('warmup', 0);
 const top = count('top', 1);
+const rounds = count('rounds', 1);
+if (opts.baseline && !existsSync(join(opts.baseline, 'packages/worker/dist/src/index.js'))) {
+  console.error(
+    `--baseline ${opts.baseline}: no built packages there (run pnpm build in it first)`,
+  );
+  process.exit(2);
+}
 const shapes = opts.shapes.split(',').map((s) => s.trim());
 for (const s of shapes) {
   if (!SHAPES[s]) {
@@ -84,46 +97,94 @@ const torch = (shape, env) =>
     env,
   );
 
-console.log(`cpu-step: ${steps} timed steps after ${warmup} warm-ups per measurement`);
-const roofline = child(process.execPath, [join(here, 'roofline.mjs'), String(Math.max(steps, 5))]);
-const rooflineGflops = Math.max(roofline.square1024, roofline.step1024x256x1024);
-const results = [];
-for (const shape of shapes) {
-  const project = child(process.execPath, [
+console.log(
+  `cpu-step: ${steps} timed steps after ${warmup} warm-ups per measurement, ${rounds} round(s)` +
+    (opts.baseline ? `; baseline: ${opts.baseline}` : ''),
+);
+const median = (xs) => {
+  const s = xs.filter((x) => x !== null && x !== undefined).sort((a, b) => a - b);
+  return s.length === 0 ? null : s[Math.floor(s.length / 2)];
+};
+const projectStep = (shape, root) =>
+  child(process.execPath, [
     join(here, 'project-step.mjs'),
     shape,
     String(steps),
     String(warmup),
+    ...(root ? [root] : []),
   ]);
-  const torchDefault = opts['no-torch'] ? null : torch(shape, {});
-  const torchSteady = opts['no-torch'] ? null : torch(shape, STEADY);
-  results.push({ shape, project, torchDefault, torchSteady });
+/** Per round and shape: every measurement, one after the other. */
+const measured = [];
+for (let round = 0; round < rounds; round++) {
+  const roofline = child(process.execPath, [
+    join(here, 'roofline.mjs'),
+    String(Math.max(steps, 5)),
+  ]);
+  for (const shape of shapes) {
+    measured.push({
+      round,
+      shape,
+      rooflineGflops: Math.max(roofline.square1024, roofline.step1024x256x1024),
+      roofline,
+      project: projectStep(shape),
+      baseline: opts.baseline ? projectStep(shape, opts.baseline) : null,
+      torchDefault: opts['no-torch'] ? null : torch(shape, {}),
+      torchSteady: opts['no-torch'] ? null : torch(shape, STEADY),
+    });
+  }
 }
 
 const f0 = (x) => (x === null || x === undefined ? '-' : x.toFixed(0));
 const f3 = (x) => (x === null || x === undefined ? '-' : x.toFixed(3));
+const f1 = (x) => x.toFixed(1);
+const roofs = measured.map((m) => m.roofline);
 console.log(
-  `\nwasm matmul roofline (tfjs-wasm, this process's kernels, one core): ` +
-    `1024^3 ${roofline.square1024.toFixed(1)} GFLOP/s, [1024,256]x[256,1024] ` +
-    `${roofline.step1024x256x1024.toFixed(1)} GFLOP/s; the roofline uses the faster, ${rooflineGflops.toFixed(1)}`,
+  `\nwasm matmul roofline (tfjs-wasm 2-D matmul, one core, median over rounds): ` +
+    `1024^3 ${f1(median(roofs.map((r) => r.square1024)))} GFLOP/s, [1024,256]x[256,1024] ` +
+    `${f1(median(roofs.map((r) => r.step1024x256x1024)))} GFLOP/s; the roofline takes the faster of the two`,
 );
-if (results[0]?.torchSteady)
-  console.log(
-    `PyTorch ${results[0].torchSteady.torch}, BLAS: ${results[0].torchSteady.blas.join(', ')}`,
-  );
+const peer = measured.find((m) => m.torchSteady)?.torchSteady;
+if (peer)
+  console.log(`PyTorch ${peer.torch}, ${peer.threads} thread, BLAS: ${peer.blas.join(', ')}`);
 console.log(
-  '\n| shape | MFLOP/token | this project tok/s | PyTorch 1 thread tok/s (steady / default malloc) | ratio vs steady | ratio vs default | roofline tok/s | fraction of roofline |',
+  '\n| shape | step | MFLOP/token | tokens/s | PyTorch 1 thread tok/s (steady / default malloc) | ratio vs steady | ratio vs default | roofline tok/s | fraction of roofline |',
 );
-console.log('|---|---|---|---|---|---|---|---|');
-for (const { shape, project, torchDefault, torchSteady } of results) {
+console.log('|---|---|---|---|---|---|---|---|---|');
+const results = [];
+for (const shape of shapes) {
+  const rows = measured.filter((m) => m.shape === shape);
   const flops = flopsPerToken(SHAPES[shape]);
-  const rooflineTps = (rooflineGflops * 1e9) / flops;
-  const ratio = (peer) => (peer ? project.tokensPerSecond / peer.tokensPerSecond : null);
-  console.log(
-    `| ${shape} | ${(flops / 1e6).toFixed(1)} | ${f0(project.tokensPerSecond)} | ${f0(torchSteady?.tokensPerSecond)} / ${f0(torchDefault?.tokensPerSecond)} | ${f3(ratio(torchSteady))} | ${f3(ratio(torchDefault))} | ${f0(rooflineTps)} | ${f3(project.tokensPerSecond / rooflineTps)} |`,
-  );
+  const steps = [['this checkout', (m) => m.project]];
+  if (opts.baseline) steps.unshift(['baseline', (m) => m.baseline]);
+  for (const [label, pick] of steps) {
+    const tps = (m) => pick(m).tokensPerSecond;
+    const row = {
+      shape,
+      step: label,
+      tokensPerSecond: median(rows.map(tps)),
+      torchSteady: median(rows.map((m) => m.torchSteady?.tokensPerSecond)),
+      torchDefault: median(rows.map((m) => m.torchDefault?.tokensPerSecond)),
+      ratioSteady: median(rows.map((m) => m.torchSteady && tps(m) / m.torchSteady.tokensPerSecond)),
+      ratioDefault: median(
+        rows.map((m) => m.torchDefault && tps(m) / m.torchDefault.tokensPerSecond),
+      ),
+      rooflineTps: median(rows.map((m) => (m.rooflineGflops * 1e9) / flops)),
+      fraction: median(rows.map((m) => tps(m) / ((m.rooflineGflops * 1e9) / flops))),
+    };
+    results.push(row);
+    console.log(
+      `| ${shape} | ${label} | ${(flops / 1e6).toFixed(1)} | ${f0(row.tokensPerSecond)} | ${f0(row.torchSteady)} / ${f0(row.torchDefault)} | ${f3(row.ratioSteady)} | ${f3(row.ratioDefault)} | ${f0(row.rooflineTps)} | ${f3(row.fraction)} |`,
+    );
+  }
+  if (opts.baseline) {
+    const speedup = median(rows.map((m) => m.project.tokensPerSecond / m.baseline.tokensPerSecond));
+    console.log(`| ${shape} | this / baseline | | ${speedup.toFixed(2)}x | | | | | |`);
+  }
 }
-for (const { shape, project } of results) printProfile(shape, project);
+for (const m of measured.filter((x) => x.round === rounds - 1)) {
+  if (m.baseline) printProfile(`${m.shape}, baseline`, m.baseline);
+  printProfile(`${m.shape}, this checkout`, m.project);
+}
 
 /** The top kernels of the profiled step and their share of it. */
 function printProfile(shape, project) {
@@ -150,4 +211,4 @@ function printProfile(shape, project) {
   );
 }
 
-if (opts.json) writeFileSync(opts.json, JSON.stringify({ roofline, results }, null, 2));
+if (opts.json) writeFileSync(opts.json, JSON.stringify({ results, measured }, null, 2));
