@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SHAPES } from './shapes.mjs';
 
-const root = process.argv[6] ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const root = process.argv[5] ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const dist = (pkg) => join(root, 'packages', pkg, 'dist/src/index.js');
 const core = await import(dist('core'));
 const models = await import(dist('models'));
