@@ -6,7 +6,7 @@
 # work/ (every phase's JSON, phases.jsonl, nvidia-smi samples) and
 # gpu-report.json; the summary (and a RATIO line) goes to stdout.
 #
-# On the GPU machine, after `pnpm build` and `bash ../shared/gpu/pack.sh` here:
+# On the GPU machine, after `pnpm build && bash scripts/gpu-pack.sh` here:
 #   bash .gpu/run.sh bash test/gpu/run.sh "$OUT" 2>&1 | tee "$OUT/log"
 # Here, without a GPU (wasm, tiny shapes, no Python; test/gpu-check.test.ts):
 #   bash test/gpu/run.sh --smoke OUTDIR

