@@ -71,14 +71,12 @@ export function softmaxCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): t
       gradFunc: (dnll: tf.Tensor, saved: tf.Tensor[]) => {
         const [sx, sy, slse] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D];
         const dlogits = fused()
-          ? (tf
-              .engine()
-              .runKernel(SOFTMAX_XENT_GRAD, {
-                logits: sx,
-                labels: sy,
-                lse: slse,
-                dnll,
-              }) as tf.Tensor2D)
+          ? (tf.engine().runKernel(SOFTMAX_XENT_GRAD, {
+              logits: sx,
+              labels: sy,
+              lse: slse,
+              dnll,
+            }) as tf.Tensor2D)
           : composedGrad(sx, sy, slse, dnll);
         return [dlogits, tf.zerosLike(sy)];
       },
