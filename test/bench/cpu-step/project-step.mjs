@@ -127,3 +127,5 @@ console.log(
     trainable: params.size,
   }),
 );
+// The multithreaded build's pthread workers would keep the process alive.
+process.exit(0);
