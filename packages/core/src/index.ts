@@ -102,3 +102,6 @@ export * from './io/index.js';
 export { updateSvd, subspaceSimilarity } from './lora/analysis.js';
 export { exportAdapter, importAdapter } from './lora/peft-bridge.js';
 export { type InitialFactors, pissaToLora } from './lora/pissa-convert.js';
+export { softmaxCrossEntropy } from './ops/softmax-cross-entropy.js';
+export { geluNew, geluNewComposed } from './ops/gelu-new.js';
+export { layerNorm, layerNormComposed } from './ops/layer-norm.js';

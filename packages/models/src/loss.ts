@@ -1,6 +1,6 @@
 // Causal-LM loss as Hugging Face computes it: logits at position t predict the
 // label at t + 1; labels of -100 are ignored.
-import { crossEntropyRows, fusedCrossEntropyAvailable, tf } from '@lorafleet/core';
+import { softmaxCrossEntropy, tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 
 export const IGNORE_INDEX = -100;
@@ -40,33 +40,26 @@ export function tokenNllSum(
     );
   }
   if (T < 2) throw new Error('sequences need at least 2 tokens for next-token prediction');
-  const n = B * (T - 1);
-  const flatIndex = new Int32Array(n); // row * V + target, into the flattened log-probabilities
-  const weight = new Float32Array(n);
-  const targets = new Int32Array(n).fill(IGNORE_INDEX); // the shifted labels, for the fused loss
+  // Row b * T + t of the logits predicts the label at t + 1; each row's last
+  // position has nothing to predict (IGNORE_INDEX), so the logits are used
+  // whole, without a [B, T-1, V] copy.
+  const shifted = new Int32Array(B * T).fill(IGNORE_INDEX); // [B * T]
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T - 1; t++) {
       const label = batch.labels[b * T + t + 1]!;
-      const row = b * (T - 1) + t;
       if (label === IGNORE_INDEX) continue;
       if (label < 0 || label >= V)
         throw new Error(
           `label ${label} at row ${b}, position ${t + 1} is outside the vocabulary (0..${V - 1})`,
         );
-      flatIndex[row] = row * V + label;
-      weight[row] = 1;
-      targets[row] = label;
+      shifted[b * T + t] = label;
     }
   }
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
-    const logits = model.forward(ids, options).slice([0, 0, 0], [B, T - 1, V]); // [B, T-1, V]
-    // webgpu: one fused kernel each way (core's webgpu-kernels/cross-entropy.ts).
-    if (fusedCrossEntropyAvailable())
-      return tf.sum(crossEntropyRows(logits.reshape([n, V]), targets)) as tf.Scalar;
-    const logp = tf.logSoftmax(logits.reshape([n, V])).reshape([n * V]);
-    const picked = tf.gather(logp, tf.tensor1d(flatIndex, 'int32')); // [n]
-    return tf.neg(tf.sum(tf.mul(picked, tf.tensor1d(weight)))) as tf.Scalar;
+    const logits = model.forward(ids, options).reshape([B * T, V]) as tf.Tensor2D; // [B*T, V]
+    // Fused on cpu and wasm: no [B*T, V] probabilities are kept for the backward pass.
+    return tf.sum(softmaxCrossEntropy(logits, tf.tensor1d(shifted, 'int32'))) as tf.Scalar;
   });
 }
 

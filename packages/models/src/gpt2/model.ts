@@ -2,7 +2,13 @@
 // learned positions, pre-LayerNorm blocks, causal self-attention, gelu_new MLP,
 // LM head tied to the token embedding. Every Conv1D is a LoraLinear (weights
 // stored [in, out], fanInFanOut), named by its PEFT module path.
-import { LoraEmbedding, LoraLinear, fusedNorm, fusedNormAvailable, tf } from '@lorafleet/core';
+import {
+  LoraEmbedding,
+  LoraLinear,
+  geluNew as coreGeluNew,
+  layerNorm as coreLayerNorm,
+  tf,
+} from '@lorafleet/core';
 import type {
   CachedPass,
   CausalLM,
@@ -283,27 +289,14 @@ export class Gpt2Model implements CausalLM {
 
 let nextModelId = 0;
 
-/** Biased variance, as torch.nn.LayerNorm. */
+/** Biased variance, as torch.nn.LayerNorm (fused on cpu and wasm: core's layerNorm). */
 export function layerNorm(x: tf.Tensor, n: LayerNorm, eps: number): tf.Tensor {
-  // webgpu, frozen gamma and beta: core's fused kernels (webgpu-kernels/norm.ts).
-  if (fusedNormAvailable(n.gamma, n.beta)) return fusedNorm(x, n.gamma, n.beta, eps, 'layer');
-  return tf.tidy(() => {
-    const mean = tf.mean(x, -1, true);
-    const centered = tf.sub(x, mean);
-    const variance = tf.mean(tf.square(centered), -1, true);
-    return tf.add(tf.mul(tf.mul(centered, tf.rsqrt(tf.add(variance, eps))), n.gamma), n.beta);
-  });
+  return coreLayerNorm(x, n.gamma, n.beta, eps);
 }
 
-/** GPT-2's gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+/** GPT-2's gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (fused on cpu and wasm). */
 export function geluNew(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const inner = tf.mul(
-      Math.sqrt(2 / Math.PI),
-      tf.add(x, tf.mul(0.044715, tf.mul(x, tf.square(x)))),
-    );
-    return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
-  });
+  return coreGeluNew(x);
 }
 
 /** [T, T]: 0 on and below the diagonal, a large negative number above it. */
