@@ -108,6 +108,8 @@ export function maybeBlockCompute(
     throw new Error(`${FAULT_BLOCK_MS}=${spec}: expected milliseconds`);
   log(`rank ${rank}: test hook: a micro-batch of step ${step} blocks for ${ms} ms`);
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 export const FAULT_PAUSE = 'LORAFLEET_FAULT_PAUSE';
 
 /**
