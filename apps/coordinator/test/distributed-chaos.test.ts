@@ -33,7 +33,10 @@ import {
   start,
 } from './fault-runs.js';
 
-const STEPS = 40;
+// Enough steps that the last fault (scheduled from step 24 on) still finds the
+// run going when the seed puts all the long stops first: each lets the
+// survivors run on for a few steps.
+const STEPS = 60;
 const HEARTBEAT_TIMEOUT_S = 2;
 
 let dir: string;
@@ -119,9 +122,9 @@ async function inject(
     await killed(pid);
     return { kind, step: done, pid };
   }
-  // Half of the stops outlast the heartbeat timeout and the announced compute
-  // allowance (evicted), half do not (the run just waits).
-  const stoppedMs = random() < 0.5 ? 400 : (HEARTBEAT_TIMEOUT_S + 3) * 1000;
+  // Half of the stops outlast the heartbeat timeout (evicted: the heartbeat
+  // thread stops too), half do not (the run just waits).
+  const stoppedMs = random() < 0.5 ? 400 : (HEARTBEAT_TIMEOUT_S + 1.5) * 1000;
   signal(pid, 'SIGSTOP');
   await new Promise((resolve) => setTimeout(resolve, stoppedMs));
   signal(pid, 'SIGCONT');

@@ -144,10 +144,11 @@ function parameterCounts(o: TrainOptions, modelConfig: ModelConfig, lora: RunCon
     const { r } = moduleSettings(lora, m.name);
     const most = Math.min(m.inFeatures, m.outFeatures);
     if (r > most) {
-      const source =
-        patternValue(lora.rankPattern, m.name) === undefined ? '--lora-r' : '--rank-pattern';
+      const shape = `a ${m.inFeatures} x ${m.outFeatures} module`;
       throw new UsageError(
-        `train: ${source} gives ${m.name} rank ${r}, more than a ${m.inFeatures} x ${m.outFeatures} module can have: use <= ${most}`,
+        patternValue(lora.rankPattern, m.name) === undefined
+          ? `train: --lora-r ${r} exceeds the rank ${m.name} (${shape}) can have: use --lora-r <= ${most}`
+          : `train: --rank-pattern gives ${m.name} rank ${r}, more than ${shape} can have: use <= ${most} for it`,
       );
     }
     trainableParameters += r * (m.inFeatures + m.outFeatures);
