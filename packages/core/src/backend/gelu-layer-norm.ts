@@ -2,9 +2,14 @@
 // over the backend's memory, host-memory.ts), forward and backward. Composed
 // from tfjs ops, each is ~8 kernels forward and ~15 backward over [N, C]
 // tensors, each pass a full read and write of memory; fused, one pass each.
-// Accumulations are float64.
+// Accumulations are float64. On wasm, gelu_new and its gradient run as
+// SIMD128 code in the heap (assembly/gelu-new.ts through
+// simd/step-kernels.ts); the TypeScript loops are the cpu backend's kernels,
+// the reference, and wasm's fallback where the SIMD modules cannot load.
 import { tanhRational } from './fast-math.js';
 import { HOST_BACKENDS, HOST_MEMORY, type HostBackendName } from './host-memory.js';
+import { simdGeluNew, simdGeluNewGrad } from './simd/step-kernels.js';
+import type { HostKernelConfig } from './softmax-xent.js';
 import type { tf } from './tf.js';
 
 export const GELU_NEW = 'LoraFleetGeluNew';
@@ -145,21 +150,23 @@ function rowsOf(
   return { rows: x.shape.slice(0, -1).reduce((a, b) => a * b, 1), C };
 }
 
+/** Each kernel on backend b; with `simd`, wasm's SIMD code where there is one and it loads. */
 const KERNELS: Record<
   string,
-  (b: HostBackendName) => (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]
+  (b: HostBackendName, simd: boolean) => (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]
 > = {
-  [GELU_NEW]: (b) => (args) => {
+  [GELU_NEW]: (b, simd) => (args) => {
     const [x] = float32Inputs(GELU_NEW, args, ['x']) as [tf.TensorInfo];
     const { infos, outs, ins } = HOST_MEMORY[b](
       args.backend,
       [{ shape: x.shape, dtype: 'float32' }],
       [x],
     );
+    if (simd && simdGeluNew(args.backend, x, infos[0]!)) return infos[0]!;
     geluNewInto(ins[0]!, outs[0] as Float32Array);
     return infos[0]!;
   },
-  [GELU_NEW_GRAD]: (b) => (args) => {
+  [GELU_NEW_GRAD]: (b, simd) => (args) => {
     const [x, dy] = float32Inputs(GELU_NEW_GRAD, args, ['x', 'dy']) as [
       tf.TensorInfo,
       tf.TensorInfo,
@@ -169,6 +176,7 @@ const KERNELS: Record<
       [{ shape: x.shape, dtype: 'float32' }],
       [x, dy],
     );
+    if (simd && simdGeluNewGrad(args.backend, x, dy, infos[0]!)) return infos[0]!;
     geluNewGradInto(ins[0]!, ins[1]!, outs[0] as Float32Array);
     return infos[0]!;
   },
@@ -218,11 +226,15 @@ const KERNELS: Record<
   },
 };
 
-/** The four kernels on cpu and wasm (registered from tf.ts through step-kernels.ts). */
-export const GELU_LAYER_NORM_KERNELS: readonly tf.KernelConfig[] = HOST_BACKENDS.flatMap((b) =>
+/**
+ * The four kernels on cpu and wasm (registered from tf.ts through
+ * step-kernels.ts); `host` is the TypeScript kernel on the same backend.
+ */
+export const GELU_LAYER_NORM_KERNELS: readonly HostKernelConfig[] = HOST_BACKENDS.flatMap((b) =>
   Object.entries(KERNELS).map(([kernelName, make]) => ({
     kernelName,
     backendName: b,
-    kernelFunc: make(b) as unknown as tf.KernelFunc,
+    kernelFunc: make(b, b === 'wasm') as unknown as tf.KernelFunc,
+    host: make(b, false) as unknown as tf.KernelFunc,
   })),
 );
