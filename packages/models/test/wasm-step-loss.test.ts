@@ -45,7 +45,7 @@ async function lossAndGrads(backend: 'cpu' | 'wasm', b: TokenBatch) {
   }
 }
 
-function maxAbs(got: Float32Array, want: Float32Array): number {
+function maxAbs(got: ArrayLike<number>, want: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < want.length; i++) m = Math.max(m, Math.abs(got[i]! - want[i]!));
   return m;
