@@ -1,6 +1,7 @@
 // The wasm backend's SIMD step kernels (assembly/softmax-xent.ts,
-// assembly/gelu-new.ts, run through the registered LoraFleetSoftmaxXent(Grad)
-// and LoraFleetGeluNew(Grad)) against the cpu backend's TypeScript kernels,
+// gelu-new.ts, layer-norm.ts, run through the registered
+// LoraFleetSoftmaxXent(Grad), LoraFleetGeluNew(Grad) and
+// LoraFleetLayerNorm(Grad)) against the cpu backend's TypeScript kernels,
 // the reference, on odd shapes: vocabularies that are not a multiple of 4,
 // ignored rows, logits of +-80, a batch of one; forward and gradient.
 //
@@ -8,10 +9,17 @@
 // 1e-6 for the loss and its gradient (exp in f32x4 is ~1 ulp, the row sums
 // are float64 as in the reference; measured here: nll equal or 1 ulp apart,
 // gradients <= 1.1e-7), 1e-6 for gelu_new and its gradient (measured
-// <= 2.9e-7).
+// <= 2.9e-7), 1e-6 for LayerNorm's y, dx, dgamma, dbeta (measured y
+// <= 2.6e-7, dx <= 1.5e-7, dgamma and dbeta equal: their sums are float64
+// terms as in the reference). SIMD_ERRORS=1 prints each measured error.
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { GELU_NEW, GELU_NEW_GRAD } from '../src/backend/gelu-layer-norm.js';
+import {
+  GELU_NEW,
+  GELU_NEW_GRAD,
+  LAYER_NORM,
+  LAYER_NORM_GRAD,
+} from '../src/backend/gelu-layer-norm.js';
 import { simdKernels } from '../src/backend/simd/instance.js';
 import {
   SOFTMAX_XENT,
@@ -20,6 +28,7 @@ import {
 } from '../src/backend/softmax-xent.js';
 import { tf } from '../src/backend/tf.js';
 import { geluNew } from '../src/ops/gelu-new.js';
+import { layerNorm } from '../src/ops/layer-norm.js';
 import { softmaxCrossEntropy } from '../src/ops/softmax-cross-entropy.js';
 import { Rng } from '../src/random.js';
 
@@ -38,6 +47,7 @@ function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
     const e = Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!));
     m = Math.max(m, e === e ? e : Infinity); // a NaN fails the bound
   }
+  if (process.env.SIMD_ERRORS) console.log('max rel err', want.length, m);
   return m;
 }
 
@@ -89,7 +99,9 @@ describe('the SIMD step kernels on wasm', () => {
     const kernels = simdKernels(tf.backend() as unknown as BackendWasm);
     expect(typeof kernels?.softmaxXent).toBe('function');
     expect(typeof kernels?.geluNewGrad).toBe('function');
-    for (const name of [SOFTMAX_XENT, SOFTMAX_XENT_GRAD, GELU_NEW, GELU_NEW_GRAD]) {
+    expect(typeof kernels?.layerNormGrad).toBe('function');
+    const names = [SOFTMAX_XENT, SOFTMAX_XENT_GRAD, GELU_NEW, GELU_NEW_GRAD];
+    for (const name of [...names, LAYER_NORM, LAYER_NORM_GRAD]) {
       const config = tf.getKernel(name, 'wasm') as HostKernelConfig | undefined;
       expect(config?.host, name).toBeTypeOf('function');
       expect(config?.kernelFunc).not.toBe(config?.host);
@@ -172,4 +184,41 @@ describe('gelu_new: wasm SIMD against the cpu kernel', () => {
     expect(maxRelErr(got.wasm[0]!, got.cpu[0]!)).toBeLessThan(TOLERANCE);
     expect(maxRelErr(got.wasm[1]!, got.cpu[1]!)).toBeLessThan(TOLERANCE);
   });
+});
+
+describe('LayerNorm: wasm SIMD against the cpu kernel', () => {
+  const rng = new Rng(13);
+  const randn = (n: number, scale = 1, shift = 0) =>
+    Float32Array.from({ length: n }, () => shift + rng.normal() * scale);
+  // C = 1, 3 (tails only), 37, 256 (vector only), 259; one row; rows offset by 5 (a mean far from 0).
+  it.each([
+    [[1, 1], 0],
+    [[4, 3], 0],
+    [[2, 9, 37], 0],
+    [[1, 256], 0],
+    [[17, 259], 5],
+    [[64, 256], 0],
+  ] as [number[], number][])(
+    'shape %j (x shifted by %i), value and gradients',
+    async (shape, shift) => {
+      const C = shape.at(-1)!;
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = randn(n, 2, shift);
+      const gamma = randn(C);
+      const beta = randn(C);
+      const w = randn(n);
+      const got = await onBoth(() =>
+        tf.tidy(() => {
+          const [xt, gt, bt] = [tf.tensor(x, shape), tf.tensor(gamma), tf.tensor(beta)];
+          const wt = tf.tensor(w, shape);
+          const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => layerNorm(a, g, b, 1e-5);
+          const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+            tf.sum(tf.mul(f(a, g, b), wt)),
+          )([xt, gt, bt]);
+          return [f(xt, gt, bt), ...grads].map((t) => t.dataSync().slice());
+        }),
+      );
+      got.cpu.forEach((want, i) => expect(maxRelErr(got.wasm[i]!, want)).toBeLessThan(TOLERANCE));
+    },
+  );
 });

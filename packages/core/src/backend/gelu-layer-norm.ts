@@ -2,13 +2,18 @@
 // over the backend's memory, host-memory.ts), forward and backward. Composed
 // from tfjs ops, each is ~8 kernels forward and ~15 backward over [N, C]
 // tensors, each pass a full read and write of memory; fused, one pass each.
-// Accumulations are float64. On wasm, gelu_new and its gradient run as
-// SIMD128 code in the heap (assembly/gelu-new.ts through
-// simd/step-kernels.ts); the TypeScript loops are the cpu backend's kernels,
+// Accumulations are float64. On wasm, all four run as SIMD128 code in the
+// heap (assembly/gelu-new.ts, layer-norm.ts through simd/step-kernels.ts);
+// the TypeScript loops are the cpu backend's kernels,
 // the reference, and wasm's fallback where the SIMD modules cannot load.
 import { tanhRational } from './fast-math.js';
 import { HOST_BACKENDS, HOST_MEMORY, type HostBackendName } from './host-memory.js';
-import { simdGeluNew, simdGeluNewGrad } from './simd/step-kernels.js';
+import {
+  simdGeluNew,
+  simdGeluNewGrad,
+  simdLayerNorm,
+  simdLayerNormGrad,
+} from './simd/step-kernels.js';
 import type { HostKernelConfig } from './softmax-xent.js';
 import type { tf } from './tf.js';
 
@@ -180,7 +185,7 @@ const KERNELS: Record<
     geluNewGradInto(ins[0]!, ins[1]!, outs[0] as Float32Array);
     return infos[0]!;
   },
-  [LAYER_NORM]: (b) => (args) => {
+  [LAYER_NORM]: (b, simd) => (args) => {
     const [x, gamma, beta] = float32Inputs(LAYER_NORM, args, [
       'x',
       'gamma',
@@ -199,11 +204,15 @@ const KERNELS: Record<
       ],
       [x!, gamma!, beta!],
     );
+    const [yInfo, meanInfo, rstdInfo] = infos as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
+    const lnInputs = { x: x!, gamma: gamma!, beta: beta! };
+    const lnOuts = { y: yInfo, mean: meanInfo, rstd: rstdInfo };
+    if (simd && simdLayerNorm(args.backend, lnInputs, eps, lnOuts)) return infos;
     const [y, mean, rstd] = outs as Float32Array[];
     layerNormInto(ins[0]!, ins[1]!, ins[2]!, eps, { y: y!, mean: mean!, rstd: rstd! });
     return infos;
   },
-  [LAYER_NORM_GRAD]: (b) => (args) => {
+  [LAYER_NORM_GRAD]: (b, simd) => (args) => {
     const names = ['x', 'gamma', 'mean', 'rstd', 'dy'];
     const [x, gamma, ...rest] = float32Inputs(LAYER_NORM_GRAD, args, names) as tf.TensorInfo[];
     const { C } = rowsOf(LAYER_NORM_GRAD, x!, gamma!);
@@ -216,6 +225,9 @@ const KERNELS: Record<
       ],
       [x!, gamma!, ...rest],
     );
+    const [dxInfo, dgInfo, dbInfo] = infos as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
+    const gradOuts = { dx: dxInfo, dgamma: dgInfo, dbeta: dbInfo };
+    if (simd && simdLayerNormGrad(args.backend, [x!, gamma!, ...rest], gradOuts)) return infos;
     const [dx, dgamma, dbeta] = outs as Float32Array[];
     layerNormGradInto(ins[0]!, ins[1]!, ins[2]!, ins[3]!, ins[4]!, {
       dx: dx!,

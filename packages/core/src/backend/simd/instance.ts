@@ -8,6 +8,7 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { BATCH_MATMUL_WASM } from './batch-matmul.wasm.js';
 import { GELU_NEW_WASM } from './gelu-new.wasm.js';
+import { LAYER_NORM_WASM } from './layer-norm.wasm.js';
 import { SOFTMAX_XENT_WASM } from './softmax-xent.wasm.js';
 
 /** The exports of assembly/batch-matmul.ts (pointers are heap addresses). */
@@ -57,11 +58,48 @@ export interface GeluNewExports {
   geluNewGrad(x: number, dy: number, dx: number, n: number): void;
 }
 
+/** The exports of assembly/layer-norm.ts. */
+export interface LayerNormExports {
+  layerNorm(
+    x: number,
+    gamma: number,
+    beta: number,
+    eps: number,
+    rows: number,
+    C: number,
+    y: number,
+    mean: number,
+    rstd: number,
+  ): void;
+  layerNormGradScratchBytes(C: number): number;
+  layerNormGrad(
+    x: number,
+    gamma: number,
+    mean: number,
+    rstd: number,
+    dy: number,
+    rows: number,
+    C: number,
+    dx: number,
+    dgamma: number,
+    dbeta: number,
+    scratch: number,
+  ): void;
+}
+
 /** Every module's exports together (their names do not collide). */
-export type SimdKernels = BatchMatMulExports & SoftmaxXentExports & GeluNewExports;
+export type SimdKernels = BatchMatMulExports &
+  SoftmaxXentExports &
+  GeluNewExports &
+  LayerNormExports;
 
 /** The modules, one per assembly/*.ts kernel source. */
-const MODULES: readonly string[] = [BATCH_MATMUL_WASM, SOFTMAX_XENT_WASM, GELU_NEW_WASM];
+const MODULES: readonly string[] = [
+  BATCH_MATMUL_WASM,
+  SOFTMAX_XENT_WASM,
+  GELU_NEW_WASM,
+  LAYER_NORM_WASM,
+];
 
 /**
  * Where an emscripten module keeps its memory: `asm` (the instance's exports)

@@ -1,6 +1,7 @@
 // The wasm backend's fused step kernels on the SIMD modules
-// (assembly/softmax-xent.ts, assembly/gelu-new.ts): the registered
-// LoraFleetSoftmaxXent(Grad) and LoraFleetGeluNew(Grad) on wasm call these
+// (assembly/softmax-xent.ts, gelu-new.ts, layer-norm.ts): the registered
+// LoraFleetSoftmaxXent(Grad), LoraFleetGeluNew(Grad) and
+// LoraFleetLayerNorm(Grad) on wasm call these
 // with tensors already checked and outputs already made (softmax-xent.ts,
 // gelu-layer-norm.ts). Each returns false, having written nothing, where the
 // SIMD modules cannot load on this backend; the caller then runs the
@@ -85,5 +86,76 @@ export function simdGeluNewGrad(
   const h = heap(backend);
   if (!h) return false;
   h.kernels.geluNewGrad(h.at(x), h.at(dy), h.at(dx), size(x));
+  return true;
+}
+
+/** y [rows, C], mean, rstd [rows] of x [..., C] (rows = size / C), gamma, beta [C]. */
+export function simdLayerNorm(
+  backend: tf.KernelBackend,
+  inputs: { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo },
+  eps: number,
+  outs: { y: tf.TensorInfo; mean: tf.TensorInfo; rstd: tf.TensorInfo },
+): boolean {
+  const { x, gamma, beta } = inputs;
+  const h = heap(backend);
+  if (!h) return false;
+  const C = size(gamma);
+  const rows = size(outs.mean);
+  const { y, mean, rstd } = outs;
+  h.kernels.layerNorm(
+    h.at(x),
+    h.at(gamma),
+    h.at(beta),
+    eps,
+    rows,
+    C,
+    h.at(y),
+    h.at(mean),
+    h.at(rstd),
+  );
+  return true;
+}
+
+/** tfjs-backend-wasm's allocator (emscripten's malloc/free on the heap). */
+interface HeapAllocator {
+  _malloc(bytes: number): number;
+  _free(pointer: number): void;
+}
+
+/**
+ * dx [rows, C], dgamma, dbeta [C] from x, gamma, mean, rstd, dy (float32,
+ * dy of x's size); the float64 column sums live in scratch malloc'ed for the call.
+ */
+export function simdLayerNormGrad(
+  backend: tf.KernelBackend,
+  inputs: readonly tf.TensorInfo[],
+  outs: { dx: tf.TensorInfo; dgamma: tf.TensorInfo; dbeta: tf.TensorInfo },
+): boolean {
+  const [x, gamma, mean, rstd, dy] = inputs as [tf.TensorInfo, ...tf.TensorInfo[]];
+  const C = size(gamma!);
+  const rows = size(mean!);
+  // The kernel reads rows x C of x and dy and rows of rstd: anything else goes to TypeScript.
+  if (size(dy!) !== size(x) || size(rstd!) !== rows || rows * C !== size(x)) return false;
+  const h = heap(backend);
+  if (!h) return false;
+  const allocator = (backend as unknown as BackendWasm).wasm as unknown as HeapAllocator;
+  const scratch = allocator._malloc(Math.max(16, h.kernels.layerNormGradScratchBytes(C)));
+  try {
+    h.kernels.layerNormGrad(
+      h.at(x),
+      h.at(gamma!),
+      h.at(mean!),
+      h.at(rstd!),
+      h.at(dy!),
+      rows,
+      C,
+      h.at(outs.dx),
+      h.at(outs.dgamma),
+      h.at(outs.dbeta),
+      scratch,
+    );
+  } finally {
+    allocator._free(scratch);
+  }
   return true;
 }
