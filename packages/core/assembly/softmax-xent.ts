@@ -11,17 +11,26 @@
 // grows with V; the log and lse are float64 until stored.
 import { expf4, log64 } from './lib/vector-math';
 
-/** Largest logit of a row of `vocab` floats at p (f32x4 max, then the tail). */
+/**
+ * Largest logit of a row of `vocab` floats at p (f32x4 pmax, then the tail).
+ * NaNs are passed over, as the reference's `>` does; exp(NaN - max) then
+ * makes the row's sum NaN.
+ */
 function rowMax(p: usize, vocab: i32): f32 {
   let m = f32x4.splat(-Infinity);
   let v = 0;
-  for (; v + 4 <= vocab; v += 4) m = f32x4.max(m, v128.load(p + ((<usize>v) << 2)));
-  let best = max(
-    max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)),
-    max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)),
-  );
-  for (; v < vocab; v++) best = max(best, load<f32>(p + ((<usize>v) << 2)));
+  for (; v + 4 <= vocab; v += 4) m = f32x4.pmax(m, v128.load(p + ((<usize>v) << 2)));
+  let best = f32x4.extract_lane(m, 0);
+  best = greater(best, f32x4.extract_lane(m, 1));
+  best = greater(best, f32x4.extract_lane(m, 2));
+  best = greater(best, f32x4.extract_lane(m, 3));
+  for (; v < vocab; v++) best = greater(best, load<f32>(p + ((<usize>v) << 2)));
   return best;
+}
+
+/** b where b > a, else a (a NaN b is passed over). */
+function greater(a: f32, b: f32): f32 {
+  return b > a ? b : a;
 }
 
 /** sum over the row of exp(x - shift), in float64. */

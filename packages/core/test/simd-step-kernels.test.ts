@@ -146,6 +146,19 @@ describe('softmax cross-entropy: wasm SIMD against the cpu kernel', () => {
     expect(maxRelErr(got.wasm.grad, got.cpu.grad)).toBe(0);
   });
 
+  it('a NaN logit makes its row NaN, as on cpu, and leaves the other rows alone', async () => {
+    const p = problem(3, 10, 2, 1);
+    p.labels.set([1, 2, 3]);
+    p.logits[5] = NaN; // row 0, in the vector part
+    p.logits[29] = NaN; // row 2, in the tail (10 = 2 x 4 + 2)
+    const got = await onBoth(() => measure(p));
+    for (const b of ['cpu', 'wasm'] as const) {
+      expect(got[b].nll[0]).toBeNaN();
+      expect(got[b].nll[2]).toBeNaN();
+    }
+    expect(maxRelErr([got.wasm.nll[1]!], [got.cpu.nll[1]!])).toBeLessThan(TOLERANCE);
+  });
+
   it('names a label outside the vocabulary in the gradient too', () => {
     const run = (name: string, inputs: tf.NamedTensorMap) =>
       tf.tidy(() => tf.engine().runKernel(name, inputs));

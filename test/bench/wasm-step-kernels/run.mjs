@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The wasm backend's fused step kernels, two ways in one process on the same
 // tensors: the SIMD128 code (packages/core/assembly/softmax-xent.ts,
-// gelu-new.ts; what the registered kernel runs) and the TypeScript kernel
+// gelu-new.ts, layer-norm.ts; what the registered kernel runs) and the TypeScript kernel
 // over the same heap (the registered config's `host`, the cpu backend's
 // code). The two are interleaved repeat by repeat, so a loaded machine slows
 // them alike; it prints the median and the best (fastest) ms per call of
@@ -16,7 +16,8 @@ if (argv.includes('--help') || argv.includes('-h')) {
     'usage: node test/bench/wasm-step-kernels/run.mjs [--repeats N]\n' +
       '  --repeats N   timed repeats per kernel after one warm-up (default 20)\n' +
       'Shapes: the CPU-step bench\'s "tiny" step (8 x 128 tokens, vocab 4096, width 256:\n' +
-      'softmax cross-entropy on [1024, 4096], gelu_new on [1024, 1024]) and vocab 257.\n' +
+      'softmax cross-entropy on [1024, 4096], gelu_new on [1024, 1024], LayerNorm on\n' +
+      '[1024, 256]) and vocab 257.\n' +
       'Needs a build first (pnpm build): it imports packages/core/dist.',
   );
   process.exit(0);
@@ -60,18 +61,27 @@ function cases() {
   };
   const x = tf.randomNormal([1024, 1024], 0, 2);
   const dy = tf.randomNormal([1024, 1024]);
+  const h = tf.randomNormal([1024, 256], 0, 2);
+  const dh = tf.randomNormal([1024, 256]);
+  const gamma = tf.randomNormal([256]);
+  const beta = tf.randomNormal([256]);
+  const [, mean, rstd] = tf
+    .engine()
+    .runKernel('LoraFleetLayerNorm', { x: h, gamma, beta }, { eps: 1e-5 });
   return [
     ...xent(1024, 4096),
     ...xent(1024, 257),
     ['gelu_new fwd [1024, 1024]', 'LoraFleetGeluNew', { x }],
     ['gelu_new bwd [1024, 1024]', 'LoraFleetGeluNewGrad', { x, dy }],
+    ['LayerNorm fwd [1024, 256]', 'LoraFleetLayerNorm', { x: h, gamma, beta }],
+    ['LayerNorm bwd [1024, 256]', 'LoraFleetLayerNormGrad', { x: h, gamma, mean, rstd, dy: dh }],
   ];
 }
 
 /** ms of one call; the outputs are freed. */
 function timeOnce(f, inputs) {
   const t = performance.now();
-  const out = f({ inputs, backend, attrs: {} });
+  const out = f({ inputs, backend, attrs: { eps: 1e-5 } });
   const ms = performance.now() - t;
   for (const info of [out].flat()) backend.disposeData(info.dataId);
   return ms;

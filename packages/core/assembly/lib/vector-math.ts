@@ -21,12 +21,20 @@ const P5: f32 = 5.0000001201e-1;
 // below float32's resolution). Above 88 it would overflow: x is clamped.
 const EXP_LO: f32 = -87.33654;
 const EXP_HI: f32 = 88.0;
+const ROUNDER: f32 = 12582912.0; // 1.5 * 2^23
 
-/** exp of each lane of x (f32x4): relative error ~1 ulp on [-87.3, 88]; 0 below, exp(88) above. */
+/**
+ * exp of each lane of x (f32x4): relative error ~1 ulp on [-87.3, 88]; 0
+ * below, exp(88) above; NaN stays NaN. Clamps use pmin/pmax (one x64
+ * instruction each, where min/max's NaN rules cost several), and k is
+ * rounded by adding 1.5 * 2^23 (its float bits then hold k in the low
+ * mantissa bits: shifted left by 23 they are 2^k's exponent field, minus
+ * the bias), which saves a nearest and a saturating conversion.
+ */
 export function expf4(x: v128): v128 {
-  const keep = f32x4.ge(x, f32x4.splat(EXP_LO));
-  const c = f32x4.min(f32x4.max(x, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
-  const k = f32x4.nearest(f32x4.mul(c, f32x4.splat(LOG2E)));
+  const c = f32x4.pmin(f32x4.pmax(x, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
+  const t = f32x4.add(f32x4.mul(c, f32x4.splat(LOG2E)), f32x4.splat(ROUNDER));
+  const k = f32x4.sub(t, f32x4.splat(ROUNDER));
   let r = f32x4.sub(c, f32x4.mul(k, f32x4.splat(C1)));
   r = f32x4.sub(r, f32x4.mul(k, f32x4.splat(C2)));
   const z = f32x4.mul(r, r);
@@ -36,8 +44,8 @@ export function expf4(x: v128): v128 {
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(P4));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(P5));
   p = f32x4.add(f32x4.add(f32x4.mul(p, z), r), f32x4.splat(1));
-  const pow2 = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(k), i32x4.splat(127)), 23);
-  return v128.and(f32x4.mul(p, pow2), keep);
+  const pow2 = i32x4.add(i32x4.shl(t, 23), i32x4.splat(127 << 23));
+  return v128.andnot(f32x4.mul(p, pow2), f32x4.lt(x, f32x4.splat(EXP_LO)));
 }
 
 const LN2: f64 = 0.6931471805599453;
