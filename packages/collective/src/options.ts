@@ -28,8 +28,10 @@ export interface RingOptions {
   /** Longest wait for any one frame, sent or received. Default 30 s: far above a step's all-reduce. */
   timeoutMs?: number;
   /**
-   * Largest payload per piece (one ZeroMQ message). Default 512 KiB: large enough to
-   * amortise the per-message cost, small enough that a piece moves on while the next arrives.
+   * Largest payload per piece. Default (measured: test/bench/allreduce/README.md) 2 MiB on
+   * the tcp transport, 512 KiB on zmq (one ZeroMQ message each; ZeroMQ allocates every
+   * received message, and larger ones cost it more): large enough to amortise the per-piece
+   * cost, small enough that a piece moves on while the next arrives.
    */
   frameBytes?: number;
   /** Frames queued per link before a send waits. Default 8: ~2 x 8 x frameBytes of memory per link. */
@@ -71,6 +73,9 @@ export type RingSettings = Required<Omit<RingOptions, 'limits' | 'curve'>> & {
   curve: RingCurve | undefined;
 };
 
+/** Piece size by transport (2-process all-reduce on one host, 2026-12-04: 2 MiB pieces took tcp from 0.64x to 1.49x of gloo at 16 MiB; zmq lost at 64 MiB with them). */
+const DEFAULT_FRAME_BYTES: Record<RingTransport, number> = { tcp: 2 << 20, zmq: 512 << 10 };
+
 export function resolveRingOptions(options: RingOptions): RingSettings {
   const { rank, worldSize } = options;
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -80,18 +85,19 @@ export function resolveRingOptions(options: RingOptions): RingSettings {
   if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
     throw new RangeError(`rank ${rank} must be an integer in 0..${worldSize - 1}`);
   }
+  const transport = options.transport ?? (options.curve ? 'zmq' : 'tcp');
   const settings: RingSettings = {
     rank,
     worldSize,
     listen: options.listen,
     timeoutMs: options.timeoutMs ?? 30_000,
-    frameBytes: options.frameBytes ?? 512 << 10,
+    frameBytes: options.frameBytes ?? DEFAULT_FRAME_BYTES[transport] ?? 512 << 10,
     highWaterMark: options.highWaterMark ?? 8,
     checksum: options.checksum ?? false,
     limits,
     log: options.log ?? ((line) => console.warn(`[lorafleet/collective] ${line}`)),
     curve: options.curve && checkCurve(options.curve, rank, worldSize),
-    transport: options.transport ?? (options.curve ? 'zmq' : 'tcp'),
+    transport,
   };
   if (settings.transport !== 'tcp' && settings.transport !== 'zmq') {
     throw new RangeError(`transport ${String(settings.transport)} must be tcp or zmq`);

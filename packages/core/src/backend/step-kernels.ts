@@ -1,11 +1,12 @@
 // The training step's own kernels beyond tfjs's (issue 17: the CPU step at
 // the roofline), registered from tf.ts in one call: the fused softmax
-// cross-entropy, gelu_new and LayerNorm (cpu, wasm) and wasm's copy-free
-// Identity.
+// cross-entropy, gelu_new and LayerNorm (cpu, wasm), wasm's copy-free
+// Identity, and wasm's Slice and SplitV over heap views (wasm-slice.ts).
 import { GELU_LAYER_NORM_KERNELS } from './gelu-layer-norm.js';
 import { SOFTMAX_XENT_KERNELS } from './softmax-xent.js';
 import type { tf } from './tf.js';
 import { registerWasmIdentity } from './wasm-identity.js';
+import { registerWasmSlice } from './wasm-slice.js';
 
 const STEP_KERNELS: readonly tf.KernelConfig[] = [
   ...SOFTMAX_XENT_KERNELS,
@@ -14,7 +15,10 @@ const STEP_KERNELS: readonly tf.KernelConfig[] = [
 
 /** Registers what is not registered yet; idempotent. Returns the names added. */
 export function registerStepKernels(
-  api: Pick<typeof tf, 'registerKernel' | 'getKernel' | 'unregisterKernel'>,
+  api: Pick<
+    typeof tf,
+    'registerKernel' | 'getKernel' | 'unregisterKernel' | 'slice_util' | 'backend_util' | 'util'
+  >,
 ): string[] {
   const added: string[] = [];
   for (const config of STEP_KERNELS) {
@@ -23,5 +27,6 @@ export function registerStepKernels(
     added.push(`${config.kernelName} (${config.backendName})`);
   }
   if (registerWasmIdentity(api)) added.push('Identity (wasm, shared buffer)');
+  added.push(...registerWasmSlice(api));
   return added;
 }
