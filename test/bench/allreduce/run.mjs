@@ -179,7 +179,13 @@ async function ringPhase(checksum, transport = 'tcp') {
   }
   record(
     name,
-    { loadBefore, frameBytes: frameBytes ?? 'default (tcp 2 MiB, zmq 512 KiB)', checksum, transport, jitWarmup },
+    {
+      loadBefore,
+      frameBytes: frameBytes ?? 'default (tcp 2 MiB, zmq 512 KiB)',
+      checksum,
+      transport,
+      jitWarmup,
+    },
     rows,
   );
 }

@@ -2,9 +2,19 @@
 // over the backend's memory, host-memory.ts), forward and backward. Composed
 // from tfjs ops, each is ~8 kernels forward and ~15 backward over [N, C]
 // tensors, each pass a full read and write of memory; fused, one pass each.
-// Accumulations are float64.
+// Accumulations are float64. On wasm, all four run as SIMD128 code in the
+// heap (assembly/gelu-new.ts, layer-norm.ts through simd/step-kernels.ts);
+// the TypeScript loops are the cpu backend's kernels,
+// the reference, and wasm's fallback where the SIMD modules cannot load.
 import { tanhRational } from './fast-math.js';
 import { HOST_BACKENDS, HOST_MEMORY, type HostBackendName } from './host-memory.js';
+import {
+  simdGeluNew,
+  simdGeluNewGrad,
+  simdLayerNorm,
+  simdLayerNormGrad,
+} from './simd/step-kernels.js';
+import type { HostKernelConfig } from './softmax-xent.js';
 import type { tf } from './tf.js';
 
 export const GELU_NEW = 'LoraFleetGeluNew';
@@ -145,21 +155,23 @@ function rowsOf(
   return { rows: x.shape.slice(0, -1).reduce((a, b) => a * b, 1), C };
 }
 
+/** Each kernel on backend b; with `simd`, wasm's SIMD code where there is one and it loads. */
 const KERNELS: Record<
   string,
-  (b: HostBackendName) => (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]
+  (b: HostBackendName, simd: boolean) => (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]
 > = {
-  [GELU_NEW]: (b) => (args) => {
+  [GELU_NEW]: (b, simd) => (args) => {
     const [x] = float32Inputs(GELU_NEW, args, ['x']) as [tf.TensorInfo];
     const { infos, outs, ins } = HOST_MEMORY[b](
       args.backend,
       [{ shape: x.shape, dtype: 'float32' }],
       [x],
     );
+    if (simd && simdGeluNew(args.backend, x, infos[0]!)) return infos[0]!;
     geluNewInto(ins[0]!, outs[0] as Float32Array);
     return infos[0]!;
   },
-  [GELU_NEW_GRAD]: (b) => (args) => {
+  [GELU_NEW_GRAD]: (b, simd) => (args) => {
     const [x, dy] = float32Inputs(GELU_NEW_GRAD, args, ['x', 'dy']) as [
       tf.TensorInfo,
       tf.TensorInfo,
@@ -169,10 +181,11 @@ const KERNELS: Record<
       [{ shape: x.shape, dtype: 'float32' }],
       [x, dy],
     );
+    if (simd && simdGeluNewGrad(args.backend, x, dy, infos[0]!)) return infos[0]!;
     geluNewGradInto(ins[0]!, ins[1]!, outs[0] as Float32Array);
     return infos[0]!;
   },
-  [LAYER_NORM]: (b) => (args) => {
+  [LAYER_NORM]: (b, simd) => (args) => {
     const [x, gamma, beta] = float32Inputs(LAYER_NORM, args, [
       'x',
       'gamma',
@@ -191,11 +204,15 @@ const KERNELS: Record<
       ],
       [x!, gamma!, beta!],
     );
+    const [yInfo, meanInfo, rstdInfo] = infos as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
+    const lnInputs = { x: x!, gamma: gamma!, beta: beta! };
+    const lnOuts = { y: yInfo, mean: meanInfo, rstd: rstdInfo };
+    if (simd && simdLayerNorm(args.backend, lnInputs, eps, lnOuts)) return infos;
     const [y, mean, rstd] = outs as Float32Array[];
     layerNormInto(ins[0]!, ins[1]!, ins[2]!, eps, { y: y!, mean: mean!, rstd: rstd! });
     return infos;
   },
-  [LAYER_NORM_GRAD]: (b) => (args) => {
+  [LAYER_NORM_GRAD]: (b, simd) => (args) => {
     const names = ['x', 'gamma', 'mean', 'rstd', 'dy'];
     const [x, gamma, ...rest] = float32Inputs(LAYER_NORM_GRAD, args, names) as tf.TensorInfo[];
     const { C } = rowsOf(LAYER_NORM_GRAD, x!, gamma!);
@@ -208,6 +225,9 @@ const KERNELS: Record<
       ],
       [x!, gamma!, ...rest],
     );
+    const [dxInfo, dgInfo, dbInfo] = infos as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
+    const gradOuts = { dx: dxInfo, dgamma: dgInfo, dbeta: dbInfo };
+    if (simd && simdLayerNormGrad(args.backend, [x!, gamma!, ...rest], gradOuts)) return infos;
     const [dx, dgamma, dbeta] = outs as Float32Array[];
     layerNormGradInto(ins[0]!, ins[1]!, ins[2]!, ins[3]!, ins[4]!, {
       dx: dx!,
@@ -218,11 +238,15 @@ const KERNELS: Record<
   },
 };
 
-/** The four kernels on cpu and wasm (registered from tf.ts through step-kernels.ts). */
-export const GELU_LAYER_NORM_KERNELS: readonly tf.KernelConfig[] = HOST_BACKENDS.flatMap((b) =>
+/**
+ * The four kernels on cpu and wasm (registered from tf.ts through
+ * step-kernels.ts); `host` is the TypeScript kernel on the same backend.
+ */
+export const GELU_LAYER_NORM_KERNELS: readonly HostKernelConfig[] = HOST_BACKENDS.flatMap((b) =>
   Object.entries(KERNELS).map(([kernelName, make]) => ({
     kernelName,
     backendName: b,
-    kernelFunc: make(b) as unknown as tf.KernelFunc,
+    kernelFunc: make(b, b === 'wasm') as unknown as tf.KernelFunc,
+    host: make(b, false) as unknown as tf.KernelFunc,
   })),
 );

@@ -6,10 +6,17 @@
 // recomputes the probabilities from the logits while it writes the gradient,
 // so [N, V] probabilities never exist. Rows whose label is negative (the
 // ignore index) cost nothing and give 0. Sums and exponentials are float64
-// (expPoly: fast-math.ts).
+// (expPoly: fast-math.ts). On wasm the same kernels run as SIMD128 code in
+// the heap (assembly/softmax-xent.ts through simd/step-kernels.ts); these
+// TypeScript loops are the cpu backend's kernels, the reference, and wasm's
+// fallback where the SIMD modules cannot load.
 import { expPoly } from './fast-math.js';
 import { HOST_BACKENDS, HOST_MEMORY, type HostBackendName } from './host-memory.js';
+import { simdSoftmaxXent, simdSoftmaxXentGrad } from './simd/step-kernels.js';
 import type { tf } from './tf.js';
+
+/** A registered step kernel plus its TypeScript version on the same backend. */
+export type HostKernelConfig = tf.KernelConfig & { host: tf.KernelFunc };
 
 export const SOFTMAX_XENT = 'LoraFleetSoftmaxXent';
 export const SOFTMAX_XENT_GRAD = 'LoraFleetSoftmaxXentGrad';
@@ -99,7 +106,8 @@ function assertLabelsBelow(kernel: string, labels: ArrayLike<number>, vocab: num
   }
 }
 
-function forwardKernel(backendName: HostBackendName) {
+/** The kernel on `backendName`; with `simd`, wasm's SIMD code where it loads. */
+function forwardKernel(backendName: HostBackendName, simd: boolean) {
   return (args: KernelArgs): tf.TensorInfo[] => {
     const { logits, labels, rows, vocab } = checkedRows(SOFTMAX_XENT, args);
     const { infos, outs, ins } = HOST_MEMORY[backendName](
@@ -111,12 +119,14 @@ function forwardKernel(backendName: HostBackendName) {
       [logits, labels],
     );
     assertLabelsBelow(SOFTMAX_XENT, ins[1]!, vocab);
+    const [nll, lse] = infos as [tf.TensorInfo, tf.TensorInfo];
+    if (simd && simdSoftmaxXent(args.backend, logits, labels, { nll, lse })) return infos;
     softmaxXentRows(ins[0]!, ins[1]!, vocab, outs[0] as Float32Array, outs[1] as Float32Array);
     return infos;
   };
 }
 
-function gradKernel(backendName: HostBackendName) {
+function gradKernel(backendName: HostBackendName, simd: boolean) {
   return (args: KernelArgs): tf.TensorInfo => {
     const { logits, labels, rows, vocab } = checkedRows(SOFTMAX_XENT_GRAD, args);
     const { lse, dnll } = args.inputs;
@@ -131,21 +141,31 @@ function gradKernel(backendName: HostBackendName) {
       [{ shape: [rows, vocab], dtype: 'float32' }],
       [logits, labels, lse, dnll],
     );
+    // The SIMD kernel stores at each row's label: keep it inside the row.
+    assertLabelsBelow(SOFTMAX_XENT_GRAD, ins[1]!, vocab);
+    const inputs = { logits, labels, lse, dnll };
+    if (simd && simdSoftmaxXentGrad(args.backend, inputs, infos[0]!)) return infos[0]!;
     softmaxXentGradRows(ins[0]!, ins[1]!, ins[2]!, ins[3]!, vocab, outs[0] as Float32Array);
     return infos[0]!;
   };
 }
 
-/** Both kernels on cpu and wasm (registered from tf.ts through step-kernels.ts). */
-export const SOFTMAX_XENT_KERNELS: readonly tf.KernelConfig[] = HOST_BACKENDS.flatMap((b) => [
+/**
+ * Both kernels on cpu and wasm (registered from tf.ts through step-kernels.ts).
+ * `host` is the TypeScript kernel on the same backend: on wasm, what runs
+ * without the SIMD code (for benchmarks and tests that compare the two).
+ */
+export const SOFTMAX_XENT_KERNELS: readonly HostKernelConfig[] = HOST_BACKENDS.flatMap((b) => [
   {
     kernelName: SOFTMAX_XENT,
     backendName: b,
-    kernelFunc: forwardKernel(b) as unknown as tf.KernelFunc,
+    kernelFunc: forwardKernel(b, b === 'wasm') as unknown as tf.KernelFunc,
+    host: forwardKernel(b, false) as unknown as tf.KernelFunc,
   },
   {
     kernelName: SOFTMAX_XENT_GRAD,
     backendName: b,
-    kernelFunc: gradKernel(b) as unknown as tf.KernelFunc,
+    kernelFunc: gradKernel(b, b === 'wasm') as unknown as tf.KernelFunc,
+    host: gradKernel(b, false) as unknown as tf.KernelFunc,
   },
 ]);

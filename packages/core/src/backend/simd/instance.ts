@@ -7,6 +7,9 @@
 // the heap safe: they touch only the addresses a kernel passes them.
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { BATCH_MATMUL_WASM } from './batch-matmul.wasm.js';
+import { GELU_NEW_WASM } from './gelu-new.wasm.js';
+import { LAYER_NORM_WASM } from './layer-norm.wasm.js';
+import { SOFTMAX_XENT_WASM } from './softmax-xent.wasm.js';
 
 /** The exports of assembly/batch-matmul.ts (pointers are heap addresses). */
 export interface BatchMatMulExports {
@@ -27,7 +30,76 @@ export interface BatchMatMulExports {
   ): void;
 }
 
-export type SimdKernels = BatchMatMulExports;
+/** The exports of assembly/softmax-xent.ts. */
+export interface SoftmaxXentExports {
+  softmaxXent(
+    logits: number,
+    labels: number,
+    rows: number,
+    vocab: number,
+    nll: number,
+    lse: number,
+  ): void;
+  softmaxXentGrad(
+    logits: number,
+    labels: number,
+    lse: number,
+    dnll: number,
+    dnllStride: number,
+    rows: number,
+    vocab: number,
+    dlogits: number,
+  ): void;
+}
+
+/** The exports of assembly/gelu-new.ts. */
+export interface GeluNewExports {
+  geluNew(x: number, y: number, n: number): void;
+  geluNewGrad(x: number, dy: number, dx: number, n: number): void;
+}
+
+/** The exports of assembly/layer-norm.ts. */
+export interface LayerNormExports {
+  layerNorm(
+    x: number,
+    gamma: number,
+    beta: number,
+    eps: number,
+    rows: number,
+    C: number,
+    y: number,
+    mean: number,
+    rstd: number,
+  ): void;
+  layerNormGradScratchBytes(C: number): number;
+  layerNormGrad(
+    x: number,
+    gamma: number,
+    mean: number,
+    rstd: number,
+    dy: number,
+    rows: number,
+    C: number,
+    dx: number,
+    dgamma: number,
+    dbeta: number,
+    scratch: number,
+  ): void;
+}
+
+/** Every module's exports together (their names do not collide). */
+export type SimdKernels = BatchMatMulExports &
+  SoftmaxXentExports &
+  GeluNewExports &
+  LayerNormExports;
+
+/** The modules, one per assembly/*.ts kernel source. */
+const MODULES: readonly string[] = [
+  BATCH_MATMUL_WASM,
+  SOFTMAX_XENT_WASM,
+  GELU_NEW_WASM,
+  LAYER_NORM_WASM,
+];
 
 /**
  * Where an emscripten module keeps its memory: `asm` (the instance's exports)
@@ -50,18 +122,18 @@ interface WasmApi {
 }
 const WebAssembly = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
-let compiled: object | null | undefined;
+let compiled: object[] | null | undefined;
 const instances = new WeakMap<WasmMemory, SimdKernels>();
 
 function decodeBase64(text: string): Uint8Array {
   return Uint8Array.from(atob(text), (ch) => ch.charCodeAt(0));
 }
 
-/** The compiled module, or null where this engine has no wasm SIMD (compiled once). */
-function simdModule(): object | null {
+/** The compiled modules, or null where this engine has no wasm SIMD (compiled once). */
+function simdModules(): object[] | null {
   if (compiled === undefined) {
     try {
-      compiled = new WebAssembly.Module(decodeBase64(BATCH_MATMUL_WASM));
+      compiled = MODULES.map((text) => new WebAssembly.Module(decodeBase64(text)));
     } catch {
       compiled = null;
     }
@@ -81,10 +153,12 @@ export function simdKernels(backend: BackendWasm): SimdKernels | undefined {
   if (!(memory instanceof WebAssembly.Memory)) return undefined;
   const cached = instances.get(memory);
   if (cached) return cached;
-  const module = simdModule();
-  if (module === null || !(memory.buffer instanceof ArrayBuffer)) return undefined;
-  const instance = new WebAssembly.Instance(module, { env: { memory } });
-  const kernels = instance.exports as unknown as SimdKernels;
+  const modules = simdModules();
+  if (modules === null || !(memory.buffer instanceof ArrayBuffer)) return undefined;
+  const kernels = Object.assign(
+    {},
+    ...modules.map((module) => new WebAssembly.Instance(module, { env: { memory } }).exports),
+  ) as SimdKernels;
   instances.set(memory, kernels);
   return kernels;
 }
