@@ -12,6 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { batchedProduct, simdBatchMatMul } from '../src/backend/simd/batch-matmul.js';
 import { simdKernels } from '../src/backend/simd/instance.js';
 import { tf } from '../src/backend/tf.js';
+import { prefersXnnpack } from '../src/backend/wasm-matmul.js';
 import { Rng } from '../src/random.js';
 
 async function use(name: 'cpu' | 'wasm'): Promise<void> {
@@ -80,7 +81,7 @@ function expectWithin(got: Float32Array, want: Float32Array, bound: Float32Array
   expect(worst).toBeLessThanOrEqual(0);
 }
 
-/** op(A) op(B) on wasm through the kernel itself (minBatch 1 reaches it for a batch of 1). */
+/** op(A) op(B) on wasm through the kernel itself. */
 async function simdProduct(c: Case): Promise<Float32Array> {
   await use('wasm');
   const backend = tf.backend() as unknown as BackendWasm;
@@ -89,7 +90,7 @@ async function simdProduct(c: Case): Promise<Float32Array> {
   return tf.tidy(() => {
     const a = tf.tensor(aValues, c.a);
     const b = tf.tensor(bValues, c.b);
-    const info = simdBatchMatMul(a, b, c.ta, c.tb, backend, 1);
+    const info = simdBatchMatMul(a, b, c.ta, c.tb, backend);
     expect(info).toBeDefined();
     const out = tf.engine().makeTensorFromTensorInfo(info!);
     // The kernel reads its inputs and writes only its output.
@@ -165,8 +166,8 @@ describe('SIMD batched matmul kernel', () => {
   }
 });
 
-describe('wasm BatchMatMul routes batched products to the SIMD kernel', () => {
-  it('takes batches > 1 of float32, leaves the rest to tfjs', () => {
+describe('wasm BatchMatMul routes float32 products to the SIMD kernel', () => {
+  it('takes float32 products of any batch, leaves the rest to tfjs', () => {
     const f = (shape: number[]) => ({ shape, dtype: 'float32' as const });
     expect(batchedProduct(f([32, 128, 64]), f([32, 128, 64]), false, true)).toEqual({
       outShape: [32, 128, 128],
@@ -178,12 +179,23 @@ describe('wasm BatchMatMul routes batched products to the SIMD kernel', () => {
       bBatchStride: 128 * 64,
     });
     expect(batchedProduct(f([2, 4, 5, 6]), f([6, 3]), false, false)?.bBatchStride).toBe(0);
-    expect(batchedProduct(f([1, 5, 6]), f([1, 6, 3]), false, false)).toBeUndefined();
+    expect(batchedProduct(f([1, 5, 6]), f([1, 6, 3]), false, false)?.batch).toBe(1);
+    expect(batchedProduct(f([5, 6]), f([3, 6]), false, true)).toMatchObject({ m: 5, n: 3, k: 6 });
     expect(batchedProduct(f([2, 1, 5, 6]), f([1, 3, 6, 3]), false, false)).toBeUndefined();
     expect(batchedProduct(f([2, 5, 6]), f([2, 7, 3]), false, false)).toBeUndefined();
     expect(batchedProduct(f([2, 0, 6]), f([2, 6, 3]), false, false)).toBeUndefined();
     const ints = { shape: [2, 5, 6], dtype: 'int32' as const };
     expect(batchedProduct(ints, ints, false, true)).toBeUndefined();
+  });
+
+  it('leaves plain 2-D products of under 64 rows to XNNPACK, and nothing else', () => {
+    expect(prefersXnnpack([1, 256], false, false)).toBe(true); // generation, one prompt
+    expect(prefersXnnpack([63, 256], false, false)).toBe(true);
+    expect(prefersXnnpack([64, 256], false, false)).toBe(false);
+    expect(prefersXnnpack([1024, 256], false, false)).toBe(false); // a training step's rows
+    expect(prefersXnnpack([1, 256], false, true)).toBe(false); // a flag: no explicit transpose
+    expect(prefersXnnpack([8, 1024], true, false)).toBe(false);
+    expect(prefersXnnpack([2, 1, 256], false, false)).toBe(false); // batched
   });
 
   // Attention-like [B*H, T, D] products, rank 4 as the models issue them.

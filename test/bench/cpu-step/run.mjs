@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The CPU (wasm) LoRA step against PyTorch + OpenBLAS on one thread and
-// against tfjs-wasm's matmul roofline, all in one run, with a per-kernel
+// against the wasm matmul roofline, all in one run, with a per-kernel
 // profile of the project's step.
 //   pnpm build && node test/bench/cpu-step/run.mjs [--steps 10] [--warmup 3]
 // Each measurement runs in its own child process, one after the other: the
@@ -124,7 +124,12 @@ for (let round = 0; round < rounds; round++) {
     measured.push({
       round,
       shape,
-      rooflineGflops: Math.max(roofline.square1024, roofline.step1024x256x1024),
+      rooflineGflops: Math.max(
+        roofline.square1024,
+        roofline.step1024x256x1024,
+        roofline.xnnpackSquare1024,
+        roofline.xnnpackStep1024x256x1024,
+      ),
       roofline,
       project: projectStep(shape),
       baseline: opts.baseline ? projectStep(shape, opts.baseline) : null,
@@ -139,9 +144,11 @@ const f3 = (x) => (x === null || x === undefined ? '-' : x.toFixed(3));
 const f1 = (x) => x.toFixed(1);
 const roofs = measured.map((m) => m.roofline);
 console.log(
-  `\nwasm matmul roofline (tfjs-wasm 2-D matmul, one core, median over rounds): ` +
+  `\nwasm matmul roofline (2-D matmul, one core, median over rounds): the project's SIMD kernel ` +
     `1024^3 ${f1(median(roofs.map((r) => r.square1024)))} GFLOP/s, [1024,256]x[256,1024] ` +
-    `${f1(median(roofs.map((r) => r.step1024x256x1024)))} GFLOP/s; the roofline takes the faster of the two`,
+    `${f1(median(roofs.map((r) => r.step1024x256x1024)))} GFLOP/s; tfjs-wasm's XNNPACK ` +
+    `${f1(median(roofs.map((r) => r.xnnpackSquare1024)))} and ` +
+    `${f1(median(roofs.map((r) => r.xnnpackStep1024x256x1024)))} GFLOP/s; the roofline takes the fastest`,
 );
 const peer = measured.find((m) => m.torchSteady)?.torchSteady;
 if (peer)

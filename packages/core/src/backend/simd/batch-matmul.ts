@@ -1,8 +1,8 @@
-// BatchMatMul through the project's SIMD kernel (assembly/batch-matmul.ts)
-// for the products tfjs-backend-wasm 4.22 runs slowly: batched ones (batch
-// > 1, i.e. attention's [B*H, T, D] products, ~1 GFLOP/s there against ~25
-// here), with any transpose flags, so the backward pass needs no explicit
-// transpose. Batch-1 products stay on XNNPACK (wasm-matmul.ts routes).
+// BatchMatMul through the project's SIMD kernel (assembly/batch-matmul.ts):
+// batched products (attention's [B*H, T, D], ~1 GFLOP/s on tfjs-backend-wasm
+// 4.22 against ~25-45 here) and 2-D ones (~53 GFLOP/s against XNNPACK's
+// ~35-39 on the step's shapes), with any transpose flags, so the backward
+// pass needs no explicit transpose. wasm-matmul.ts routes.
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type { tf } from '../tf.js';
 import { simdKernels } from './instance.js';
@@ -45,9 +45,7 @@ function broadcastShape(a: readonly number[], b: readonly number[]): number[] | 
 
 /**
  * The product `op(a) op(b)` as the SIMD kernel runs it, or undefined where it
- * should not: not float32, a batch under `minBatch` (the router keeps a batch
- * of 1 on XNNPACK, faster there; tests pass 1 to reach the kernel), an empty
- * operand, mismatched inner dims (tfjs reports those), or a broadcast that is
+ * should not: not float32, an empty operand, mismatched inner dims (tfjs reports those), or a broadcast that is
  * not "one matrix against a batch" (e.g. [2, 1] x [1, 3] batches).
  */
 export function batchedProduct(
@@ -55,7 +53,6 @@ export function batchedProduct(
   b: Pick<tf.TensorInfo, 'shape' | 'dtype'>,
   transposeA: boolean,
   transposeB: boolean,
-  minBatch = 2,
 ): BatchedProduct | undefined {
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
   if (a.shape.length < 2 || b.shape.length < 2) return undefined;
@@ -69,11 +66,7 @@ export function batchedProduct(
   const batch = size(batchShape);
   const batchA = size(a.shape.slice(0, -2));
   const batchB = size(b.shape.slice(0, -2));
-  if (
-    batch < minBatch ||
-    (batchA !== batch && batchA !== 1) ||
-    (batchB !== batch && batchB !== 1)
-  ) {
+  if ((batchA !== batch && batchA !== 1) || (batchB !== batch && batchB !== 1)) {
     return undefined;
   }
   return {
@@ -99,9 +92,8 @@ export function simdBatchMatMul(
   transposeA: boolean,
   transposeB: boolean,
   backend: BackendWasm,
-  minBatch = 2,
 ): tf.TensorInfo | undefined {
-  const product = batchedProduct(a, b, transposeA, transposeB, minBatch);
+  const product = batchedProduct(a, b, transposeA, transposeB);
   if (product === undefined) return undefined;
   const kernels = simdKernels(backend);
   if (kernels === undefined) return undefined;
