@@ -38,6 +38,8 @@ run([
   // Held out: every 10th sentence; the workers evaluate it before, at step 60 and after.
   '--eval-data',
   relative(root, valid), // the cwd is the root
+  // The demo always writes runs/main: a second `pnpm main` replaces the first run.
+  '--overwrite',
 
   // pnpm passes `pnpm main -- --steps 20` on with the `--`.
   ...process.argv.slice(2).filter((arg, i) => !(i === 0 && arg === '--')),
