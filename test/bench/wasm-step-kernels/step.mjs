@@ -9,32 +9,10 @@
 //   pnpm build && node test/bench/wasm-step-kernels/step.mjs [--batch 8] [--steps 6]
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { alternate, stepArgs, tokensPerSecond } from '../common/ab-step.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const { values: opt } = parseArgs({
-  options: {
-    batch: { type: 'string', default: '8' },
-    steps: { type: 'string', default: '6' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
-if (opt.help) {
-  console.log(
-    'usage: node test/bench/wasm-step-kernels/step.mjs [--batch 8] [--steps 6]\n' +
-      '  --batch B   rows of 128 tokens per forward + backward (default 8)\n' +
-      '  --steps N   timed steps per variant after one warm-up each (default 6)\n' +
-      'Needs a build first (pnpm build): it imports packages/*/dist.',
-  );
-  process.exit(0);
-}
-const B = Number(opt.batch);
-const steps = Number(opt.steps);
-if (!Number.isInteger(B) || B < 1 || !Number.isInteger(steps) || steps < 1) {
-  console.error(`--batch and --steps must be integers >= 1, got ${opt.batch} and ${opt.steps}`);
-  process.exit(2);
-}
-const T = 128;
+const { B, steps, T } = stepArgs('test/bench/wasm-step-kernels/step.mjs');
 
 const { tf, TrainableParameters, lossAndGradsAsync, useBackend } = await import(
   join(ROOT, 'packages/core/dist/src/index.js')
@@ -86,26 +64,23 @@ function use(configs) {
   }
 }
 
-const times = { simd: [], ts: [] };
-const losses = {};
-for (let s = 0; s <= steps; s++) {
-  for (const [name, configs] of Object.entries(variants)) {
-    use(configs);
-    const t = performance.now();
-    const { loss } = await lossAndGradsAsync(params, () =>
-      tokenNllSum(model, batch, { training: true }),
-    );
-    if (s > 0) times[name].push(performance.now() - t); // step 0 warms up
-    losses[name] = loss;
-  }
-}
-use(variants.simd);
-const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
-const [simd, ts] = [median(times.simd), median(times.ts)];
-const rate = (ms) => (((B * T) / ms) * 1000).toFixed(0);
+const step = async () =>
+  (await lossAndGradsAsync(params, () => tokenNllSum(model, batch, { training: true }))).loss;
+const { simd, ts } = await alternate(
+  { simd: () => use(variants.simd), ts: () => use(variants.ts) },
+  step,
+  steps,
+  () => use(variants.simd),
+);
 console.log(
   `tiny GPT-2 (4 x 256, vocab 4096), LoRA r 8 on c_attn, forward + backward of ${B} x ${T} tokens on wasm, median of ${steps}:`,
 );
-console.log(`  SIMD step kernels        ${simd.toFixed(0)} ms  ${rate(simd)} tokens/s`);
-console.log(`  TypeScript step kernels  ${ts.toFixed(0)} ms  ${rate(ts)} tokens/s`);
-console.log(`  speed-up ${(ts / simd).toFixed(2)}x; token NLL sum ${losses.simd} vs ${losses.ts}`);
+console.log(
+  `  SIMD step kernels        ${simd.ms.toFixed(0)} ms  ${tokensPerSecond(B, T, simd.ms)} tokens/s`,
+);
+console.log(
+  `  TypeScript step kernels  ${ts.ms.toFixed(0)} ms  ${tokensPerSecond(B, T, ts.ms)} tokens/s`,
+);
+console.log(
+  `  speed-up ${(ts.ms / simd.ms).toFixed(2)}x; token NLL sum ${simd.loss} vs ${ts.loss}`,
+);
