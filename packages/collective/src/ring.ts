@@ -27,7 +27,9 @@ import {
   type RingSettings,
 } from './options.js';
 import { Pipeline } from './pipeline.js';
-import { listenTcp, TcpInbox, TcpOutbox, type TcpLinkOptions } from './tcp.js';
+import { listenTcp, type TcpLinkOptions } from './tcp.js';
+import { TcpInbox } from './tcp-inbox.js';
+import { TcpOutbox } from './tcp-outbox.js';
 import { CurveAuthenticator } from './zap.js';
 
 export class RingAllReduce {
