@@ -15,7 +15,12 @@ export {
   type CurveServerOptions,
   type CurveClientOptions,
 } from './curve.js';
-export { CurveAuthenticator, type AuthenticatorOptions, type ZapRefusal } from './zap.js';
+export {
+  CurveAuthenticator,
+  ZAP_CLOSE_MARGIN_MS,
+  type AuthenticatorOptions,
+  type ZapRefusal,
+} from './zap.js';
 export {
   segments,
   ownerOf,

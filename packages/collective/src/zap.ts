@@ -29,11 +29,23 @@ export interface AuthenticatorOptions {
   keys?: Iterable<string>;
   /** Where refusals are reported. Default: console.warn. */
   onRefusal?: (refusal: ZapRefusal) => void;
+  /**
+   * The guarded server socket's linger (ms; default 0). The process's ZAP
+   * handler outlives close() by this plus ZAP_CLOSE_MARGIN_MS: a session of
+   * the server socket still being torn down when the handler closes makes
+   * libzmq 4.3.5 abort the process ("Assertion failed: _state == term_ack_sent
+   * || _state == term_req_sent2 (pipe.cpp:355)"; packages/collective/test/zap-close.test.ts).
+   */
+  serverLingerMs?: number;
 }
+
+/** How long the ZAP handler outlives the last server socket's linger: its sessions end on libzmq's I/O thread. */
+export const ZAP_CLOSE_MARGIN_MS = 1000;
 
 /** The process's ZAP handler: answers for every CurveAuthenticator alive. */
 class ZapHandler {
   readonly policies = new Map<string, CurveAuthenticator>();
+  private closing = false;
   private constructor(private readonly socket: Router) {}
 
   static async start(): Promise<ZapHandler> {
@@ -61,7 +73,7 @@ class ZapHandler {
       }
     } catch (error) {
       // Only a closed socket ends the loop normally; anything else leaves servers refusing all.
-      if (!this.socket.closed)
+      if (!this.socket.closed && !this.closing)
         console.error(`[lorafleet/collective] ZAP handler stopped: ${String(error)}`);
     }
   }
@@ -91,6 +103,7 @@ class ZapHandler {
   /** Unbinds before closing: a closed socket with a receive pending holds its endpoint a while. */
   close(): void {
     const { socket } = this;
+    this.closing = true;
     stopping = socket
       .unbind(ZAP_ENDPOINT)
       .catch(() => undefined)
@@ -100,7 +113,14 @@ class ZapHandler {
 
 /** The last handler's unbind; the next one binds after it. */
 let stopping: Promise<void> = Promise.resolve();
-let shared: { handler: Promise<ZapHandler>; holders: number } | undefined;
+/** The running handler, how many policies hold it, and until when it must stay (performance.now()). */
+interface Shared {
+  handler: Promise<ZapHandler>;
+  holders: number;
+  keepUntil: number;
+  closeTimer?: NodeJS.Timeout;
+}
+let shared: Shared | undefined;
 let domains = 0;
 
 /** One CURVE server socket's admission policy: the client public keys it lets in. */
@@ -113,13 +133,15 @@ export class CurveAuthenticator {
     readonly domain: string,
     private readonly handler: ZapHandler,
     private readonly onRefusal: (refusal: ZapRefusal) => void,
+    private readonly serverLingerMs: number,
   ) {}
 
   /** Starts the process's ZAP handler if none runs yet. Call close() when the socket closes. */
   static async acquire(options: AuthenticatorOptions = {}): Promise<CurveAuthenticator> {
     const keys = [...(options.keys ?? [])];
     for (const key of keys) checkKey(key);
-    const hold = (shared ??= { handler: ZapHandler.start(), holders: 0 });
+    const hold = (shared ??= { handler: ZapHandler.start(), holders: 0, keepUntil: 0 });
+    clearTimeout(hold.closeTimer);
     hold.holders += 1;
     let handler: ZapHandler;
     try {
@@ -133,6 +155,7 @@ export class CurveAuthenticator {
       domain,
       handler,
       options.onRefusal ?? ((r) => console.warn(`[lorafleet/collective] ${r.reason}`)),
+      options.serverLingerMs ?? 0,
     );
     for (const key of keys) auth.keys.add(key);
     handler.policies.set(domain, auth);
@@ -174,15 +197,26 @@ export class CurveAuthenticator {
     return { ok: true, publicKey };
   }
 
-  /** Forgets this policy (its domain then gets 400) and stops the ZAP handler if it was the last. */
+  /**
+   * Forgets this policy (its domain then gets 400 at once). Call it after
+   * closing the server socket. The ZAP handler stops once no policy holds it
+   * and every released socket's linger (plus ZAP_CLOSE_MARGIN_MS) is over;
+   * an acquire() before then keeps it.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.handler.policies.delete(this.domain);
-    if (shared && --shared.holders === 0) {
+    const hold = shared;
+    if (!hold) return;
+    const now = performance.now();
+    hold.keepUntil = Math.max(hold.keepUntil, now + this.serverLingerMs + ZAP_CLOSE_MARGIN_MS);
+    if (--hold.holders > 0) return;
+    hold.closeTimer = setTimeout(() => {
+      if (shared !== hold || hold.holders > 0) return;
       shared = undefined;
       this.handler.close();
-    }
+    }, hold.keepUntil - now);
   }
 }
 

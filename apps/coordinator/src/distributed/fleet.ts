@@ -62,6 +62,8 @@ const HEARTBEAT_MS = 1000;
 const WATCH_MS = 250;
 /** Messages a worker may have waiting; more is a broken or hostile peer. */
 const INBOX_LIMIT = 256;
+/** How long the closed ROUTER keeps trying to deliver (Shutdown to external workers). */
+const ROUTER_LINGER_MS = 1000;
 
 export class WorkerFleet {
   private readonly roster = new Roster();
@@ -109,6 +111,7 @@ export class WorkerFleet {
     const auth = options.curve
       ? await CurveAuthenticator.acquire({
           keys: options.curve.authorizedKeys,
+          serverLingerMs: ROUTER_LINGER_MS,
           onRefusal: ({ reason }) => {
             options.log(`coordinator: ${reason} (not in --authorized-keys)`);
             options.onEvent?.('warn', reason);
@@ -117,7 +120,7 @@ export class WorkerFleet {
       : undefined;
     const router = new Router({
       mandatory: true,
-      linger: 1000,
+      linger: ROUTER_LINGER_MS,
       sendTimeout: 10_000,
       // Bounded buffering per peer: a slow or hostile worker cannot grow our memory.
       sendHighWaterMark: 1000,
