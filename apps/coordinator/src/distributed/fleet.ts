@@ -12,8 +12,9 @@ import { Router } from 'zeromq';
 import { CurveAuthenticator, type CurveKeyPair, curveServerOptions } from '@lorafleet/collective';
 import type { BackendName } from '@lorafleet/core';
 import { type ControlBody, type Hello, decodeControl, encodeControl } from '@lorafleet/protocol';
-import { UNASSIGNED_RUN } from '@lorafleet/worker';
 import { DropLog } from './drop-log.js';
+import { admit, senderOf } from './fleet-admission.js';
+import { FleetWaits } from './fleet-waits.js';
 import { FleetError, type Member, MembersLost, Roster } from './roster.js';
 import { InProcessWorker } from './in-process.js';
 import { WorkerProcess } from './worker-process.js';
@@ -69,7 +70,7 @@ export class WorkerFleet {
   private readonly roster = new Roster();
   private restarts = 0;
   private failure: FleetError | undefined;
-  private waiters: (() => void)[] = [];
+  private readonly waits = new FleetWaits(() => this.failure);
   private stopping = false;
   private closed = false;
   /** Lost workers are replaced only once the first ones have all said Hello. */
@@ -141,7 +142,7 @@ export class WorkerFleet {
     try {
       if (membership.kind !== 'listen') {
         for (let slot = 0; slot < membership.workers; slot++) fleet.spawn(slot);
-        await fleet.until(
+        await fleet.waits.until(
           () => fleet.roster.all.every((m) => m.status !== 'starting'),
           options.helloTimeoutMs,
           () =>
@@ -239,7 +240,7 @@ export class WorkerFleet {
     discard: readonly Case[] = [],
   ): Promise<BodyOf<K>[]> {
     const members = targets.map((t) => this.resolve(t));
-    await this.until(
+    await this.waits.until(
       () => {
         const lost = members.filter((m) => m.status === 'lost');
         if (lost.length > 0) throw new MembersLost(lost);
@@ -252,15 +253,8 @@ export class WorkerFleet {
   }
 
   /** Waits until `ready()` holds, the fleet fails, or `timeoutMs` passes (then false). */
-  async waitFor(ready: () => boolean, timeoutMs: number): Promise<boolean> {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      if (this.failure) throw this.failure;
-      if (ready()) return true;
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
-      await this.changed(left);
-    }
+  waitFor(ready: () => boolean, timeoutMs: number): Promise<boolean> {
+    return this.waits.waitFor(ready, timeoutMs);
   }
 
   /** Declares a member lost: it leaves the ring; ours is killed and, budget permitting, replaced. */
@@ -291,7 +285,7 @@ export class WorkerFleet {
         this.event('warn', `no restarts left (--max-restarts ${this.options.maxRestarts})`);
       }
     }
-    this.signal();
+    this.waits.signal();
   }
 
   /** Makes `members` the ring, in this order (ranks 0..n-1); everyone else leaves it. */
@@ -332,7 +326,7 @@ export class WorkerFleet {
       (spawned.some((p) => !p.exit) || inProcess.some((w) => !w.finished)) &&
       performance.now() < deadline
     ) {
-      await this.changed(deadline - performance.now());
+      await this.waits.changed(deadline - performance.now());
     }
     const failed = inProcess.find((w) => w.failure);
     if (failed) throw new FleetError(`after Shutdown: ${failed.describeEnd()}`);
@@ -358,7 +352,7 @@ export class WorkerFleet {
     this.killOnExit();
     this.router.close();
     this.auth?.close();
-    this.signal();
+    this.waits.signal();
   }
 
   private event(level: 'info' | 'warn' | 'error', message: string): void {
@@ -420,14 +414,14 @@ export class WorkerFleet {
             '(or raise --join-timeout)',
         );
       }
-      await this.changed(left);
+      await this.waits.changed(left);
     }
   }
 
   private onInProcessEnd(w: InProcessWorker): void {
     const m = this.roster.all.find((x) => x.inProcess === w);
     if (m && (w.failure || !this.stopping)) this.markLost(m, w.describeEnd());
-    this.signal();
+    this.waits.signal();
   }
 
   private onExit(p: WorkerProcess): void {
@@ -435,30 +429,12 @@ export class WorkerFleet {
     if (m && !(this.stopping && p.exit?.code === 0)) {
       this.markLost(m, `${p.describeExit()}${p.lastWords()}`);
     }
-    this.signal();
+    this.waits.signal();
   }
 
   private fail(message: string): void {
     if (!this.stopping) this.failure ??= new FleetError(message);
-    this.signal();
-  }
-
-  /** Waits until `ready` holds; fails on a fleet failure or at the deadline. */
-  private async until(ready: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      // After `ready`, which may itself find a protocol error or a loss.
-      const done = ready();
-      if (this.failure) throw this.failure;
-      if (done) return;
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        throw new FleetError(
-          `timed out after ${(timeoutMs / 1000).toFixed(0)} s waiting for ${what()}`,
-        );
-      }
-      await this.changed(left);
-    }
+    this.waits.signal();
   }
 
   /** Whether `kind` waits first in the inbox, after heartbeats and `discard` kinds (dropped). */
@@ -472,22 +448,6 @@ export class WorkerFleet {
       this.fail(`${m.name} sent ${first.case} where ${kind} was expected`);
     }
     return first !== undefined && first.case === kind;
-  }
-
-  private changed(timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, Math.max(1, timeoutMs));
-      this.waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  }
-
-  private signal(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
   }
 
   private async read(): Promise<void> {
@@ -512,7 +472,8 @@ export class WorkerFleet {
       this.admit(identity, body.value, runId);
       return;
     }
-    const member = this.sender(identity, body);
+    const heartbeatId = body.case === 'heartbeat' ? body.value.heartbeatId : undefined;
+    const member = senderOf(this.roster, identity, heartbeatId);
     if (!member || runId !== this.options.runId || member.status === 'lost') {
       // A lost worker that wakes up (SIGCONT) or a stranger: not ours any more.
       return;
@@ -538,7 +499,7 @@ export class WorkerFleet {
         this.event('info', `${member.name} is ready`);
       }
       // Consumed here: queued, a long step's heartbeats would fill the inbox.
-      this.signal();
+      this.waits.signal();
       return;
     }
     if (member.inbox.length >= INBOX_LIMIT) {
@@ -546,61 +507,19 @@ export class WorkerFleet {
       return;
     }
     member.inbox.push(body);
-    this.signal();
+    this.waits.signal();
   }
 
-  /**
-   * Who sent a message: the member whose main socket it came from, or, for a
-   * heartbeat from a worker's heartbeat thread (a socket of its own, behind
-   * the same CURVE authentication), the live member whose Hello gave its heartbeatId.
-   */
-  private sender(identity: Buffer, body: ControlBody): Member | undefined {
-    const member = this.roster.all.find((m) => m.identity?.equals(identity));
-    if (member || body.case !== 'heartbeat' || body.value.heartbeatId === '') return member;
-    const { heartbeatId } = body.value;
-    return this.roster.all.find(
-      (m) => m.hello?.heartbeatId === heartbeatId && m.status !== 'lost' && m.status !== 'left',
-    );
-  }
-
-  /** A Hello: a spawned process (by pid), or an external worker (a standby once the ring is full). */
+  /** A Hello: admitted (a spawned process by pid, or an external worker), refused, or a repeat. */
   private admit(identity: Buffer, hello: Hello, runId: string): void {
-    const { membership } = this.options;
-    if (runId !== this.options.runId && runId !== UNASSIGNED_RUN) {
-      return this.refuse(identity, hello, `it belongs to run ${runId}, not ${this.options.runId}`);
-    }
-    if (this.roster.all.some((m) => m.identity?.equals(identity))) return;
-    if (this.auth && !this.auth.allows(hello.curvePublicKey)) {
-      return this.refuse(identity, hello, 'its curvePublicKey is not in --authorized-keys');
-    }
-    if (this.stopping) return this.refuse(identity, hello, 'the run is finishing');
-    let member: Member | undefined;
-    if (membership.kind !== 'listen') {
-      member = this.roster.all.find(
-        (m) => (m.process ?? m.inProcess)?.pid === hello.pid && m.status === 'starting',
-      );
-      if (!member) return this.refuse(identity, hello, 'it is not a worker this run spawned');
-      member.status = 'hello';
-    } else {
-      const live = this.live().length;
-      // As many standbys as ring members: enough to replace them all, bounded.
-      if (live >= 2 * membership.workers) {
-        return this.refuse(
-          identity,
-          hello,
-          `the run already has its ${membership.workers} workers and ${membership.workers} standbys`,
-        );
-      }
-      const id = this.roster.nextId();
-      const standby = live >= membership.workers ? ', standby' : '';
-      member = this.roster.add(id, `worker ${id} (${hello.workerId}${standby})`);
-    }
-    Object.assign(member, { identity, hello, lastSeen: performance.now() });
-    this.event(
-      'info',
-      `${member.name} said Hello from ${hello.host} (${hello.backend}, ${hello.device})`,
-    );
-    this.signal();
+    const { membership, runId: ours } = this.options;
+    const context = { roster: this.roster, membership, runId: ours, auth: this.auth };
+    const verdict = admit({ ...context, stopping: this.stopping }, identity, hello, runId);
+    if (verdict.kind === 'known') return;
+    if (verdict.kind === 'refuse') return this.refuse(identity, hello, verdict.reason);
+    const { name } = verdict.member;
+    this.event('info', `${name} said Hello from ${hello.host} (${hello.backend}, ${hello.device})`);
+    this.waits.signal();
   }
 
   /** Answers a Hello we do not take with the reason, so the worker exits at once and says why. */

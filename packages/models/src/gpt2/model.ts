@@ -19,6 +19,7 @@ import type {
 } from '../causal-lm.js';
 import { type Gpt2Config, gpt2ModelConfig, mlpWidth } from './config.js';
 import { gpt2Extend } from './cached.js';
+import { countElements, readNamedWeights } from '../weight-values.js';
 
 export interface LayerNorm {
   gamma: tf.Variable<tf.Rank.R1>;
@@ -170,20 +171,12 @@ export class Gpt2Model implements CausalLM {
 
   /** The base weights' current values (merged adapters included), Hugging Face names. */
   async readWeights(): Promise<WeightMap> {
-    const out: WeightMap = new Map();
-    // One tensor at a time (await data(): GPU backends allow no other read under Node.js).
-    for (const [name, v] of this.namedWeights()) {
-      out.set(name, { shape: [...v.shape], data: (await v.data()) as Float32Array });
-    }
-    return out;
+    return readNamedWeights(this.namedWeights());
   }
 
   /** From the config, so that it also counts a base stored in half precision. */
   parameterCount(): number {
-    let n = 0;
-    for (const shape of gpt2WeightShapes(this.config).values())
-      n += shape.reduce((a, b) => a * b, 1);
-    return n;
+    return countElements(gpt2WeightShapes(this.config).values());
   }
 
   /** ids [B, T] (int32) -> logits [B, T, V]. */

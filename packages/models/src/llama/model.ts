@@ -17,6 +17,7 @@ import { attentionBias } from '../kv-cache.js';
 import { type LlamaConfig, llamaModelConfig } from './config.js';
 import { applyRotary, inverseFrequencies, rotaryTables } from './rope.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerLinears, llamaWeightShapes } from './weights.js';
+import { countElements, readNamedWeights } from '../weight-values.js';
 
 export interface LlamaLayer {
   inputNorm: tf.Variable<tf.Rank.R1>; // [C]
@@ -147,20 +148,12 @@ export class LlamaModel implements CausalLM {
   }
 
   async readWeights(): Promise<WeightMap> {
-    const out: WeightMap = new Map();
-    // One tensor at a time (await data(): GPU backends allow no other read under Node.js).
-    for (const [name, v] of this.namedWeights()) {
-      out.set(name, { shape: [...v.shape], data: (await v.data()) as Float32Array });
-    }
-    return out;
+    return readNamedWeights(this.namedWeights());
   }
 
   /** From the config, so that it also counts a base stored in half precision. */
   parameterCount(): number {
-    let n = 0;
-    for (const shape of llamaWeightShapes(this.config).values())
-      n += shape.reduce((a, b) => a * b, 1);
-    return n;
+    return countElements(llamaWeightShapes(this.config).values());
   }
 
   forward(ids: tf.Tensor2D, options: ForwardPassOptions = {}): tf.Tensor3D {

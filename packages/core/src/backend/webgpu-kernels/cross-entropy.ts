@@ -8,78 +8,38 @@
 // [n, V] log-probabilities for its backward, then builds the gradient from
 // several [n, V] temporaries).
 import type { tf } from '../tf.js';
+import {
+  ROW_THREADS,
+  rowProgram,
+  workgroupReduce,
+  type FlatDispatchUtil,
+  type WebGpuProgramRunner,
+} from './rows.js';
+
+export type { FlatDispatchUtil } from './rows.js';
 
 export const LORAFLEET_XENT = 'LoraFleetXent';
 export const LORAFLEET_XENT_GRAD = 'LoraFleetXentGrad';
 
-/** What tfjs-backend-webgpu's webgpu_util offers a flat (one index per invocation) program. */
-export interface FlatDispatchUtil {
-  flatDispatchLayout(shape: number[]): { x: number[] };
-  computeDispatch(
-    layout: { x: number[] },
-    shape: number[],
-    workgroupSize: [number, number, number],
-  ): [number, number, number];
-}
-
 type Info = tf.TensorInfo;
-interface Backend {
-  runWebGPUProgram(
-    program: object,
-    inputs: Info[],
-    dtype: 'float32',
-    uniforms?: { type: 'int32'; data: number[] }[],
-  ): Info;
-}
 interface KernelArgs {
   inputs: tf.NamedTensorInfoMap;
   backend: tf.KernelBackend;
 }
 
-const THREADS = 256;
-const MAX_GROUPS = 65535; // WebGPU's minimum maxComputeWorkgroupsPerDimension
-
-/** One workgroup per row: max, then sum of exp, by tree reductions in workgroup memory. */
-function reduceCode(op: 'max' | 'sum'): string {
-  const combine = op === 'max' ? 'max(red[i], red[i + s])' : 'red[i] + red[i + s]';
-  return `
-      red[i] = acc;
-      workgroupBarrier();
-      for (var s = ${THREADS / 2}u; s > 0u; s = s >> 1u) {
-        if (i < s) { red[i] = ${combine}; }
-        workgroupBarrier();
-      }
-      let ${op}All = red[0];
-      workgroupBarrier();`;
-}
-
+/** max, then the sum of exp(logit - max), across the row: lse = max + log(sum). */
 function forwardProgram(rows: number) {
-  return {
-    variableNames: ['logits', 'labels'],
-    outputShape: [rows, 2],
-    shaderKey: 'lorafleet_xent',
-    dispatchLayout: { x: [0], y: [1] },
-    dispatch: [Math.min(rows, MAX_GROUPS), Math.ceil(rows / MAX_GROUPS), 1],
-    workgroupSize: [THREADS, 1, 1],
-    uniforms: 'rows : i32, vocab : i32,',
-    getUserCode: () => `
-    var<workgroup> red : array<f32, ${THREADS}>;
-    fn main() {
-      // No early return: every invocation must reach the barriers.
-      let row = i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS};
-      let live = row < uniforms.rows;
-      let base = row * uniforms.vocab;
-      let i = localIndex;
-      var acc = -3.402823e38;
-      for (var v = i32(i); v < uniforms.vocab; v += ${THREADS}) {
+  const body = `
+      acc = -3.402823e38;
+      for (var v = i32(i); v < uniforms.vocab; v += ${ROW_THREADS}) {
         if (live) { acc = max(acc, logits[base + v]); }
       }
-      ${reduceCode('max')}
+      ${workgroupReduce('maxAll', 'max')}
       acc = 0.0;
-      for (var v = i32(i); v < uniforms.vocab; v += ${THREADS}) {
+      for (var v = i32(i); v < uniforms.vocab; v += ${ROW_THREADS}) {
         if (live) { acc += exp(logits[base + v] - maxAll); }
       }
-      ${reduceCode('sum')}
+      ${workgroupReduce('sumAll', 'sum')}
       if (i == 0u && live) {
         let lse = maxAll + log(sumAll);
         let label = labels[row];
@@ -87,9 +47,16 @@ function forwardProgram(rows: number) {
         if (label >= 0) { nll = lse - logits[base + label]; }
         result[row * 2] = nll;
         result[row * 2 + 1] = lse;
-      }
-    }`,
-  };
+      }`;
+  return rowProgram({
+    shaderKey: 'lorafleet_xent',
+    variableNames: ['logits', 'labels'],
+    outputShape: [rows, 2],
+    rows,
+    uniforms: 'rows : i32, vocab : i32,',
+    lengthUniform: 'vocab',
+    body,
+  });
 }
 
 function gradProgram(util: FlatDispatchUtil, shape: [number, number]) {
@@ -140,7 +107,7 @@ function forward(args: KernelArgs): Info {
     { type: 'int32' as const, data: [n] },
     { type: 'int32' as const, data: [v] },
   ];
-  const backend = args.backend as unknown as Backend;
+  const backend = args.backend as unknown as WebGpuProgramRunner;
   return backend.runWebGPUProgram(forwardProgram(n), [logits, labels], 'float32', uniforms);
 }
 
@@ -148,7 +115,7 @@ function backward(util: FlatDispatchUtil) {
   return (args: KernelArgs): Info => {
     const { logits, stats, labels, dy } = args.inputs as Record<string, Info>;
     const [n, v] = checkRows(logits!, labels!, LORAFLEET_XENT_GRAD);
-    const backend = args.backend as unknown as Backend;
+    const backend = args.backend as unknown as WebGpuProgramRunner;
     const program = gradProgram(util, [n, v]);
     const inputs = [logits!, stats!, labels!, dy!];
     return backend.runWebGPUProgram(program, inputs, 'float32', [{ type: 'int32', data: [v] }]);

@@ -7,7 +7,13 @@
 // a frozen gamma and beta (LoRA): it computes no dgamma or dbeta, so callers
 // take tfjs's path when they are trained.
 import { tf } from '../tf.js';
-import type { FlatDispatchUtil } from './cross-entropy.js';
+import {
+  ROW_THREADS,
+  rowProgram,
+  workgroupReduce,
+  type FlatDispatchUtil,
+  type WebGpuProgramRunner,
+} from './rows.js';
 import { webGpuMatMulChoice } from './matmul-kernel.js';
 
 export const NORM_STATS = 'LoraFleetNormStats';
@@ -17,93 +23,65 @@ export const NORM_GRAD = 'LoraFleetNormGrad';
 export type NormKind = 'layer' | 'rms';
 
 type Info = tf.TensorInfo;
-interface Backend {
-  runWebGPUProgram(
-    program: object,
-    inputs: Info[],
-    dtype: 'float32',
-    uniforms?: { type: 'int32' | 'float32'; data: number[] }[],
-  ): Info;
-}
 interface KernelArgs {
   inputs: tf.NamedTensorInfoMap;
   backend: tf.KernelBackend;
   attrs?: tf.NamedAttrMap;
 }
 
-const THREADS = 256;
-const MAX_GROUPS = 65535;
-
-/** Sums `value` (a WGSL expression over `c`, the column) across the row into `name`. */
-function rowSum(name: string, value: string): string {
+/** The mean of `value` (a WGSL expression over `c`, the column) across the row, as `name`. */
+function rowMean(name: string, value: string): string {
   return `
       acc = 0.0;
-      for (var c = i32(i); c < uniforms.cols; c += ${THREADS}) {
+      for (var c = i32(i); c < uniforms.cols; c += ${ROW_THREADS}) {
         if (live) { acc += ${value}; }
       }
-      red[i] = acc;
-      workgroupBarrier();
-      for (var s = ${THREADS / 2}u; s > 0u; s = s >> 1u) {
-        if (i < s) { red[i] = red[i] + red[i + s]; }
-        workgroupBarrier();
-      }
-      let ${name} = red[0] / f32(uniforms.cols);
-      workgroupBarrier();`;
+      ${workgroupReduce(name, 'sum', 'v / f32(uniforms.cols)')}`;
 }
 
-/** A row-per-workgroup program; `body` sees row, live, base, i and red. */
-function rowProgram(
-  name: string,
+/** One workgroup per row of x [rows, cols]; `body` as rows.ts's rowProgram describes. */
+function normRowProgram(
+  shaderKey: string,
   vars: string[],
   outputShape: number[],
   rows: number,
   body: string,
 ) {
-  return {
+  const uniforms = 'rows : i32, cols : i32, eps : f32,';
+  return rowProgram({
+    shaderKey,
     variableNames: vars,
     outputShape,
-    shaderKey: name,
-    dispatchLayout: { x: [0], y: [1] },
-    dispatch: [Math.min(rows, MAX_GROUPS), Math.ceil(rows / MAX_GROUPS), 1],
-    workgroupSize: [THREADS, 1, 1],
-    uniforms: 'rows : i32, cols : i32, eps : f32,',
-    getUserCode: () => `
-    var<workgroup> red : array<f32, ${THREADS}>;
-    fn main() {
-      // No early return: every invocation must reach the barriers.
-      let row = i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS};
-      let live = row < uniforms.rows;
-      let base = row * uniforms.cols;
-      let i = localIndex;
-      var acc = 0.0;
-      ${body}
-    }`,
-  };
+    rows,
+    uniforms,
+    lengthUniform: 'cols',
+    body,
+  });
 }
 
 function statsProgram(kind: NormKind, rows: number) {
-  const mean = kind === 'layer' ? rowSum('mean', 'x[base + c]') : 'let mean = 0.0;';
+  const mean = kind === 'layer' ? rowMean('mean', 'x[base + c]') : 'let mean = 0.0;';
   const body = `${mean}
-      ${rowSum('variance', '(x[base + c] - mean) * (x[base + c] - mean)')}
+      ${rowMean('variance', '(x[base + c] - mean) * (x[base + c] - mean)')}
       if (i == 0u && live) {
         result[row * 2] = mean;
         result[row * 2 + 1] = inverseSqrt(variance + uniforms.eps);
       }`;
-  return rowProgram(`lorafleet_norm_stats_${kind}`, ['x'], [rows, 2], rows, body);
+  return normRowProgram(`lorafleet_norm_stats_${kind}`, ['x'], [rows, 2], rows, body);
 }
 
 function gradProgram(kind: NormKind, rows: number, cols: number) {
   const g = 'dy[base + c] * gamma[c]';
   const xhat = '(x[base + c] - stats[row * 2]) * stats[row * 2 + 1]';
-  const meanG = kind === 'layer' ? rowSum('meanG', g) : 'let meanG = 0.0;';
+  const meanG = kind === 'layer' ? rowMean('meanG', g) : 'let meanG = 0.0;';
   const body = `${meanG}
-      ${rowSum('meanGX', `${g} * ${xhat}`)}
-      for (var c = i32(i); c < uniforms.cols; c += ${THREADS}) {
+      ${rowMean('meanGX', `${g} * ${xhat}`)}
+      for (var c = i32(i); c < uniforms.cols; c += ${ROW_THREADS}) {
         if (live) {
           result[base + c] = stats[row * 2 + 1] * (${g} - meanG - ${xhat} * meanGX);
         }
       }`;
-  return rowProgram(
+  return normRowProgram(
     `lorafleet_norm_grad_${kind}`,
     ['x', 'stats', 'gamma', 'dy'],
     [rows, cols],
@@ -144,7 +122,7 @@ function rowsCols(x: Info): [number, number] {
 
 function kernels(util: FlatDispatchUtil): [string, (args: KernelArgs) => Info][] {
   const run = (args: KernelArgs, program: object, inputs: Info[], uniforms: number[]) =>
-    (args.backend as unknown as Backend).runWebGPUProgram(program, inputs, 'float32', [
+    (args.backend as unknown as WebGpuProgramRunner).runWebGPUProgram(program, inputs, 'float32', [
       ...uniforms.slice(0, -1).map((v) => ({ type: 'int32' as const, data: [v] })),
       { type: 'float32' as const, data: [uniforms.at(-1)!] },
     ]);
@@ -174,9 +152,12 @@ function kernels(util: FlatDispatchUtil): [string, (args: KernelArgs) => Info][]
         const [n, c] = rowsCols(x!);
         const inputs = [x!, stats!, gamma!, ...(beta ? [beta] : [])];
         const program = applyProgram(util, [n, c], beta !== undefined);
-        return (args.backend as unknown as Backend).runWebGPUProgram(program, inputs, 'float32', [
-          { type: 'int32', data: [c] },
-        ]);
+        return (args.backend as unknown as WebGpuProgramRunner).runWebGPUProgram(
+          program,
+          inputs,
+          'float32',
+          [{ type: 'int32', data: [c] }],
+        );
       },
     ],
   ];
