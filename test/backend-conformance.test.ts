@@ -1,6 +1,7 @@
 // The model-level half of the backend conformance suite (the LoRA math is in
 // packages/core/test/lora-conformance.test.ts): on every test backend, three
-// full LoRA training steps of a tiny GPT-2 (dropout, AdamW, clipping) end with
+// full LoRA training steps of a tiny GPT-2 and of a tiny Llama (grouped-query
+// attention, RMSNorm, SwiGLU; dropout, AdamW, clipping) end with
 // wasm's parameters, the eval loss is wasm's, and greedy generation with the
 // KV cache gives wasm's tokens, within the tolerances of each backend's
 // descriptor. webgpu runs its WGSL for real on SwiftShader where there is no
@@ -18,14 +19,18 @@ import {
 } from '@lorafleet/core';
 import { testBackends } from '@lorafleet/core/testing';
 import {
+  type CausalLM,
   type Gpt2Config,
+  type LlamaConfig,
   type TokenBatch,
   Gpt2Model,
   IGNORE_INDEX,
+  LlamaModel,
   addLora,
   evaluateLoss,
   generateBatch,
   randomGpt2Weights,
+  randomLlamaWeights,
 } from '../packages/models/src/index.js';
 import { TrainingStep } from '../packages/worker/src/index.js';
 
@@ -43,6 +48,45 @@ const CONFIG: Gpt2Config = {
   embdPdrop: 0,
   attnPdrop: 0,
   residPdrop: 0,
+};
+
+const LLAMA: LlamaConfig = {
+  modelType: 'llama',
+  vocabSize: CONFIG.vocabSize,
+  hiddenSize: 16,
+  intermediateSize: 24,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 4,
+  maxPositions: 12,
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  ropeScaling: null,
+  qkvBias: false,
+  oBias: false,
+  mlpBias: false,
+  qkNorm: false,
+  tieWordEmbeddings: false,
+  slidingWindow: null,
+  attentionDropout: 0,
+  bosTokenId: null,
+  eosTokenId: null,
+};
+
+type Family = 'gpt2' | 'llama';
+const FAMILIES: Family[] = ['gpt2', 'llama'];
+
+/** Each family's model (weights with std 0.3) and the linear layers LoRA adapts: all of them. */
+const MODELS: Record<Family, { build: () => CausalLM; targets: string[] }> = {
+  gpt2: {
+    build: () => new Gpt2Model(CONFIG, randomGpt2Weights(CONFIG, 5, 0.3)),
+    targets: ['c_attn', 'c_proj', 'c_fc'],
+  },
+  llama: {
+    build: () => new LlamaModel(LLAMA, randomLlamaWeights(LLAMA, 5, 0.3)),
+    targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  },
 };
 
 /** Two micro-batches of 2 x 10 tokens, some labels ignored. */
@@ -69,25 +113,27 @@ interface Outcome {
 }
 
 /**
- * The tiny GPT-2 with LoRA (dropout 0.1) on every linear layer. Weights with
+ * A tiny model with LoRA (dropout 0.1) on every linear layer. Weights with
  * std 0.3 make the logits far apart, so greedy picks are not near-ties.
  */
-async function loraModel(): Promise<{ model: Gpt2Model; params: TrainableParameters }> {
-  const model = new Gpt2Model(CONFIG, randomGpt2Weights(CONFIG, 5, 0.3));
+async function loraModel(
+  family: Family,
+): Promise<{ model: CausalLM; params: TrainableParameters }> {
+  const model = MODELS[family].build();
   const layers = await addLora(
     model.linears(),
     'default',
     { r: 4, alpha: 8, dropout: 0.1, rslora: false },
     { kind: 'kaiming' },
-    ['c_attn', 'c_proj', 'c_fc'],
+    MODELS[family].targets,
     1,
   );
   return { model, params: TrainableParameters.fromLoraLayers(layers) };
 }
 
-async function run(backend: BackendName): Promise<Outcome> {
+async function run(backend: BackendName, family: Family): Promise<Outcome> {
   await useBackend(backend);
-  const { model, params } = await loraModel();
+  const { model, params } = await loraModel(family);
   try {
     const step = new TrainingStep(model, params, {
       optimizer: { lr: 2e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
@@ -123,35 +169,43 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return worst;
 }
 
-let reference: Outcome;
-let initial: Float32Array;
+const references = {} as Record<Family, Outcome>;
+const initials = {} as Record<Family, Float32Array>;
 
 beforeAll(async () => {
-  reference = await run(REFERENCE);
-  const { model, params } = await loraModel();
-  initial = await readParametersAsync(params);
-  model.dispose();
-}, 60_000);
+  for (const family of FAMILIES) {
+    references[family] = await run(REFERENCE, family);
+    const { model, params } = await loraModel(family);
+    initials[family] = await readParametersAsync(params);
+    model.dispose();
+  }
+}, 120_000);
 
 afterAll(async () => {
   await useBackend('wasm');
   releaseWebGpu();
 });
 
-for (const backend of testBackends()) {
+for (const [backend, family] of testBackends().flatMap((b) =>
+  FAMILIES.map((f) => [b, f] as const),
+)) {
   const { tolerance, skip } = backendDescriptor(backend);
-  describe(`model conformance on ${backend} (against ${REFERENCE})`, () => {
+  describe(`${family} model conformance on ${backend} (against ${REFERENCE})`, () => {
     let outcome: Outcome;
+    let reference: Outcome;
+    let initial: Float32Array;
     beforeAll(async () => {
+      reference = references[family];
+      initial = initials[family];
       // tfjs-webgpu runs ops on small CPU-resident inputs on the CPU: test the GPU kernels.
       if (backend !== 'webgpu') {
-        outcome = await run(backend);
+        outcome = await run(backend, family);
         return;
       }
       await useBackend('webgpu'); // registers the flag
       tf.env().set('WEBGPU_CPU_FORWARD', false);
       try {
-        outcome = await run(backend);
+        outcome = await run(backend, family);
       } finally {
         tf.env().set('WEBGPU_CPU_FORWARD', true);
       }

@@ -34,6 +34,8 @@ export {
   NORM_APPLY,
   NORM_GRAD,
   NORM_STATS,
+  SWIGLU,
+  SWIGLU_GRAD,
   type NormKind,
   type LoraFleetMatMulAttrs,
   type MatMulTile,
@@ -47,6 +49,8 @@ export {
   fusedCrossEntropyAvailable,
   fusedNorm,
   fusedNormAvailable,
+  fusedActivationsAvailable,
+  useFusedActivations,
   useFusedCrossEntropy,
   useFusedNorm,
   selectWebGpuMatMul,
@@ -104,4 +108,6 @@ export { exportAdapter, importAdapter } from './lora/peft-bridge.js';
 export { type InitialFactors, pissaToLora } from './lora/pissa-convert.js';
 export { softmaxCrossEntropy } from './ops/softmax-cross-entropy.js';
 export { geluNew, geluNewComposed } from './ops/gelu-new.js';
+export { GELU_NEW, GELU_NEW_GRAD } from './backend/gelu-layer-norm.js';
+export { swiglu, swigluComposed } from './ops/swiglu.js';
 export { layerNorm, layerNormComposed } from './ops/layer-norm.js';

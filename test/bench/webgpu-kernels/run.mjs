@@ -2,7 +2,8 @@
 // The project's WGSL kernels against tfjs-backend-webgpu's stock path, in one
 // run on one adapter: every matmul shape of the LoRA step (GPT-2 small, 8 x 512
 // tokens), the LoRA linear forward + backward (c_attn, r=8) and the softmax
-// cross-entropy over the vocabulary and GPT-2's LayerNorm (value + gradient), each as a
+// cross-entropy over the vocabulary, GPT-2's LayerNorm and the MLP activations
+// (gelu_new, SwiGLU; value + gradient), each as a
 // ratio (stock time / project time: > 1 means the project is faster), with
 // GFLOP/s and GB/s (the least traffic: A and B read once, C written once).
 //   pnpm build && node test/bench/webgpu-kernels/run.mjs [--scale S] [--repeats N] [--out FILE]
@@ -14,10 +15,13 @@ import {
   LoraLinear,
   crossEntropyRows,
   fusedNorm,
+  geluNew,
+  swiglu,
   selectWebGpuMatMul,
   tileName,
   chooseTile,
   tileTable,
+  useFusedActivations,
   useFusedCrossEntropy,
   useFusedLoraLinear,
   useFusedNorm,
@@ -196,6 +200,32 @@ async function layerNorm() {
   return { n, c, fused: fusedTime, stock: stockTime, bytes: 6 * 4 * n * c };
 }
 
+/** The MLP activations over [tokens, 3072], value + gradient(s): fused vs tfjs's composed ops. */
+async function activations() {
+  const s = (v) => Math.max(1, Math.round(v / scale));
+  const [n, f] = [s(8 * 512), s(3072)];
+  const [x, up] = [tf.randomNormal([n, f]), tf.randomNormal([n, f])];
+  const cases = {
+    gelu_new: { inputs: [x], fn: (t) => geluNew(t), tensors: 3 },
+    swiglu: { inputs: [x, up], fn: (g, u) => swiglu(g, u), tensors: 7 },
+  };
+  const out = [];
+  for (const [name, c] of Object.entries(cases)) {
+    const step = () => {
+      const { value, grads } = tf.valueAndGrads((...t) => tf.sum(c.fn(...t)))(c.inputs);
+      return [value, ...grads];
+    };
+    const fused = await timeGpu(step, { repeats });
+    useFusedActivations(false);
+    const stock = await timeGpu(step, { repeats });
+    useFusedActivations(true);
+    // Least traffic: each input read in forward and backward, y and each gradient written.
+    out.push({ name, n, f, fused, stock, bytes: c.tensors * 4 * n * f });
+  }
+  tf.dispose([x, up]);
+  return out;
+}
+
 const gflops = (f, t) => f / t / 1e9;
 const fmt = (v, d = 1) => v.toFixed(d).padStart(8);
 
@@ -203,6 +233,7 @@ const mm = await matmuls();
 const lora = await loraLinear();
 const xent = await crossEntropy();
 const norm = await layerNorm();
+const acts = await activations();
 const errors = await closeWebGpu();
 
 console.log(
@@ -239,6 +270,13 @@ console.log(
     `stock ${fmt(norm.stock * 1e3, 3)} ms; ratio ${(norm.stock / norm.fused).toFixed(2)}, ` +
     `${(norm.bytes / norm.fused / 1e9).toFixed(1)} GB/s`,
 );
+for (const a of acts) {
+  console.log(
+    `${a.name} fwd+bwd [${a.n}, ${a.f}]: fused ${fmt(a.fused * 1e3, 3)} ms, ` +
+      `stock ${fmt(a.stock * 1e3, 3)} ms; ratio ${(a.stock / a.fused).toFixed(2)}, ` +
+      `${(a.bytes / a.fused / 1e9).toFixed(1)} GB/s`,
+  );
+}
 if (errors.length > 0) {
   console.error(`WebGPU errors: ${errors.join('; ')}`);
   process.exitCode = 1;
@@ -253,6 +291,9 @@ if (opt.out) {
     tileTable: tileTable().source,
     matmuls: mm,
     loraLinear: lora,
+    crossEntropy: xent,
+    layerNorm: norm,
+    activations: acts,
     errors,
     date: new Date().toISOString(),
   };

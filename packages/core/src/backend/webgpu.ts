@@ -18,6 +18,7 @@ import {
   registerWebGpuCrossEntropy,
   registerWebGpuMatMul,
   registerWebGpuNorm,
+  registerWebGpuActivations,
 } from './webgpu-kernels/index.js';
 
 /** One adapter as Dawn lists it, in the order requestAdapter() considers them. */
@@ -149,6 +150,7 @@ export async function loadWebGpuKernels(): Promise<WebGpuBackendClass> {
   registerWebGpuMatMul(tf); // tiled matmuls (webgpu-kernels/), replacing BatchMatMul
   registerWebGpuCrossEntropy(tf, mod.webgpu_util); // fused softmax cross-entropy
   registerWebGpuNorm(tf, mod.webgpu_util); // fused LayerNorm / RMSNorm
+  registerWebGpuActivations(tf, mod.webgpu_util); // fused gelu_new and SwiGLU
   backendClass = mod.WebGPUBackend;
   return backendClass;
 }

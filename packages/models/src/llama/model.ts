@@ -4,7 +4,14 @@
 // grouped-query attention (optional q/k/v bias, Qwen3's q/k norms, Mistral's
 // sliding window), SwiGLU MLP, a tied or untied head. Every nn.Linear is a
 // LoraLinear ([out, in] weights) named by its PEFT module path.
-import { LoraEmbedding, LoraLinear, fusedNorm, fusedNormAvailable, tf } from '@lorafleet/core';
+import {
+  LoraEmbedding,
+  LoraLinear,
+  fusedNorm,
+  fusedNormAvailable,
+  swiglu,
+  tf,
+} from '@lorafleet/core';
 import type {
   CachedPass,
   CausalLM,
@@ -245,10 +252,7 @@ export class LlamaModel implements CausalLM {
       x = tf.add(x, a.y);
       const h = rmsNorm(x, layer.postNorm, c.rmsNormEps);
       const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
-      const gated = tf.mul(
-        silu(layer.gateProj.forward(h, lora(4))),
-        layer.upProj.forward(h, lora(5)),
-      ); // [B, T, F]
+      const gated = swiglu(layer.gateProj.forward(h, lora(4)), layer.upProj.forward(h, lora(5))); // silu(gate) * up, [B, T, F]
       x = tf.add(x, layer.downProj.forward(gated, lora(6)));
     });
     return { x, layers };
@@ -317,9 +321,4 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tens
     const variance = tf.mean(tf.square(x), -1, true);
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
   });
-}
-
-/** x * sigmoid(x), the "silu" activation. */
-function silu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(x, tf.sigmoid(x));
 }

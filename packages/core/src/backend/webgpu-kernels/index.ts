@@ -41,3 +41,10 @@ export {
   registerWebGpuNorm,
   useFusedNorm,
 } from './norm.js';
+export {
+  SWIGLU,
+  SWIGLU_GRAD,
+  fusedActivationsAvailable,
+  registerWebGpuActivations,
+  useFusedActivations,
+} from './activations.js';
