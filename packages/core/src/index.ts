@@ -58,6 +58,7 @@ export {
   tileTable,
 } from './backend/webgpu-kernels/index.js';
 export { lossAndGradsAsync, readAsync, readParametersAsync } from './backend/async-read.js';
+export { GradientAccumulator, settleDevice } from './backend/grad-accumulator.js';
 export { Rng, deriveSeed } from './random.js';
 export {
   type LoraSettings,

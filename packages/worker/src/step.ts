@@ -12,8 +12,9 @@ import {
   clipGlobalNorm,
   globalNorm,
   createAdamWState,
-  lossAndGradsAsync,
+  GradientAccumulator,
   lrFactor,
+  settleDevice,
 } from '@lorafleet/core';
 import { type CausalLM, type TokenBatch, countLossTokens, tokenNllSum } from '@lorafleet/models';
 import { DataError } from './data-error.js';
@@ -124,26 +125,33 @@ export class TrainingStep {
     const step = this.optimizer.step;
     const n = this.params.size;
     const fused = this.grads;
-    fused.fill(0);
     const t0 = performance.now();
     let slowest = 0;
-    for (const [i, batch] of microBatches.entries()) {
-      await yieldToEventLoop();
-      signal?.throwIfAborted();
-      const tokens = countLossTokens(batch);
-      if (tokens === 0) continue;
-      // Timed from here: a test hook's blocking (fault-injection.ts) counts as compute.
-      const started = performance.now();
-      onCompute?.(this.computeLimitMs(), this.warmingUp);
-      const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
-      // Asynchronous reads: the only kind a GPU backend (webgpu under Node) allows.
-      const { loss, grads } = await lossAndGradsAsync(this.params, () =>
-        tokenNllSum(this.model, batch, { training: true, seed }),
-      );
-      for (let j = 0; j < n; j++) fused[j] = fused[j]! + grads[j]!;
-      fused[n] = fused[n]! + loss;
-      fused[n + 1] = fused[n + 1]! + tokens;
-      slowest = Math.max(slowest, performance.now() - started);
+    let tokenCount = 0;
+    // Summed on the device and read once, after the last micro-batch.
+    const sums = new GradientAccumulator(this.params);
+    try {
+      for (const [i, batch] of microBatches.entries()) {
+        await yieldToEventLoop();
+        signal?.throwIfAborted();
+        const tokens = countLossTokens(batch);
+        if (tokens === 0) continue;
+        // Timed from here: a test hook's blocking (fault-injection.ts) counts as compute.
+        const started = performance.now();
+        onCompute?.(this.computeLimitMs(), this.warmingUp);
+        const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
+        sums.add(() => tokenNllSum(this.model, batch, { training: true, seed }));
+        await settleDevice(); // the micro-batch's device work is done: its time is its compute
+        tokenCount += tokens;
+        slowest = Math.max(slowest, performance.now() - started);
+      }
+      // Asynchronous: the only read a GPU backend (webgpu under Node) allows.
+      const { grads, loss } = await sums.take();
+      fused.set(grads);
+      fused[n] = loss;
+      fused[n + 1] = tokenCount;
+    } finally {
+      sums.dispose();
     }
     if (slowest > 0) this.slowestMicroBatchMs = slowest;
     onCompute?.(0);

@@ -1,0 +1,83 @@
+// A step's gradients summed on the device across its micro-batches: each
+// micro-batch adds its fused gradient (the parameters' order) and its loss
+// to one device tensor [n + 1], which is read back once per step, for the
+// all-reduce. Between micro-batches nothing is read: settle() waits for the
+// device instead (webgpu), so that a micro-batch's measured time is still
+// its compute. Sums are float32 additions in micro-batch order, the same
+// bits as adding the read-back gradients on the CPU (tested).
+import type { TrainableParameters } from '../lora/params.js';
+import { tf } from './tf.js';
+
+type Parameters = Pick<TrainableParameters, 'slots' | 'size' | 'variables'>;
+
+/** What tfjs-backend-webgpu's backend offers to wait for its queue. */
+interface QueuedBackend {
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  queue: { onSubmittedWorkDone(): Promise<void> };
+}
+
+/**
+ * Resolves once the backend has finished the work queued so far, reading
+ * nothing back. cpu and wasm (and tfjs-node) compute within the op call:
+ * nothing to wait for.
+ */
+export async function settleDevice(): Promise<void> {
+  if (tf.getBackend() !== 'webgpu') return;
+  const backend = tf.backend() as unknown as QueuedBackend;
+  // As its own reads do (backend_webgpu.ts getBufferData): close the open pass, then submit.
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();
+  backend.submitQueue();
+  await backend.queue.onSubmittedWorkDone();
+}
+
+export class GradientAccumulator {
+  /** [n + 1]: the summed gradient, then the summed loss; undefined before the first add. */
+  private sum: tf.Tensor1D | undefined;
+
+  constructor(private readonly params: Parameters) {}
+
+  /** Runs `loss` under autodiff with respect to the parameters; adds its gradient and value. */
+  add(loss: () => tf.Scalar): void {
+    const next = tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(loss, this.params.variables);
+      const parts = this.params.slots.map((slot) => {
+        const g = grads[slot.variable.name];
+        if (!g)
+          throw new Error(`no gradient reached ${slot.name}: is the layer on the loss's path?`);
+        return g.reshape([-1]);
+      });
+      const flat = tf.concat([...parts, value.reshape([1])]) as tf.Tensor1D; // [n + 1]
+      return this.sum ? (tf.add(this.sum, flat) as tf.Tensor1D) : flat;
+    });
+    this.sum?.dispose();
+    this.sum = next;
+  }
+
+  /**
+   * The sums, with one read (zeros when nothing was added): `grads` [n] and
+   * `loss`. The accumulator is empty again.
+   */
+  async take(): Promise<{ grads: Float32Array; loss: number }> {
+    const n = this.params.size;
+    const sum = this.sum;
+    this.sum = undefined;
+    if (!sum) return { grads: new Float32Array(n), loss: 0 };
+    try {
+      const values = (await sum.data()) as Float32Array;
+      if (values.length !== n + 1)
+        throw new Error(`read ${values.length - 1} gradients, the parameters hold ${n}`);
+      return { grads: values.subarray(0, n), loss: values[n]! };
+    } finally {
+      sum.dispose();
+    }
+  }
+
+  /** Drops a partial sum (an aborted step). */
+  dispose(): void {
+    this.sum?.dispose();
+    this.sum = undefined;
+  }
+}

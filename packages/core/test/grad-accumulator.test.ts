@@ -1,0 +1,117 @@
+// Gradients summed on the device across micro-batches (GradientAccumulator)
+// are the very bits of the read-back gradients summed on the CPU, on every
+// backend (webgpu on SwiftShader where there is no GPU), and a step of
+// several micro-batches reads the device once: the fused buffer, at the end.
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  GradientAccumulator,
+  LoraLinear,
+  Rng,
+  TrainableParameters,
+  lossAndGradsAsync,
+  releaseWebGpu,
+  settleDevice,
+  tf,
+  useBackend,
+  webGpuErrors,
+} from '../src/index.js';
+import { testBackends } from '../src/testing/index.js';
+
+function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
+  const rng = new Rng(seed);
+  return tf.tensor(
+    Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal() * scale),
+    shape,
+  );
+}
+
+/** Two LoRA layers with B != 0, so both A and B get gradients. */
+function twoLayers(): LoraLinear[] {
+  return ['h.0.attn.c_attn', 'h.1.attn.c_attn'].map((name, i) => {
+    const weight = randn(
+      [
+        [8, 6],
+        [6, 5],
+      ][i]!,
+      10 + i,
+    ) as tf.Tensor2D;
+    const layer = new LoraLinear({ name, weight, fanInFanOut: true });
+    weight.dispose();
+    layer.addAdapter(
+      'default',
+      { r: 2, alpha: 4, dropout: 0, rslora: false },
+      { kind: 'kaiming' },
+      i,
+    );
+    const b = layer.activeAdapter!.b;
+    tf.tidy(() => b.assign(randn(b.shape, 20 + i) as tf.Tensor2D));
+    return layer;
+  });
+}
+
+/** Reads of device memory while `fn` runs (tfjs's backend.read, what data() calls). */
+async function countingReads<T>(fn: () => Promise<T>): Promise<{ value: T; reads: number }> {
+  const backend = tf.backend() as unknown as { read: (...args: unknown[]) => unknown };
+  const read = backend.read;
+  let reads = 0;
+  backend.read = (...args: unknown[]) => {
+    reads++;
+    return read.apply(backend, args);
+  };
+  try {
+    return { value: await fn(), reads };
+  } finally {
+    backend.read = read;
+  }
+}
+
+afterAll(async () => {
+  await useBackend('cpu');
+  releaseWebGpu();
+});
+
+for (const backend of testBackends()) {
+  describe(`GradientAccumulator on ${backend}`, () => {
+    it('sums 3 micro-batches to the bits of the CPU sum of their read-back gradients, with one read', async () => {
+      await useBackend(backend);
+      if (backend === 'webgpu') tf.env().set('WEBGPU_CPU_FORWARD', false);
+      const layers = twoLayers();
+      const params = TrainableParameters.fromLoraLayers(layers);
+      const inputs = [0, 1, 2].map((m) => randn([5 + m, 8], 3 + m, 2));
+      const loss = (x: tf.Tensor) => () =>
+        tf.sum(tf.square(layers[1]!.forward(tf.tanh(layers[0]!.forward(x))))) as tf.Scalar;
+
+      const want = new Float32Array(params.size);
+      let wantLoss = 0;
+      for (const x of inputs) {
+        const one = await lossAndGradsAsync(params, loss(x));
+        for (let j = 0; j < want.length; j++) want[j] = want[j]! + one.grads[j]!;
+        wantLoss = Math.fround(wantLoss + one.loss);
+      }
+
+      const before = tf.memory().numTensors;
+      const sums = new GradientAccumulator(params);
+      const { value: got, reads } = await countingReads(async () => {
+        for (const x of inputs) {
+          sums.add(loss(x));
+          await settleDevice();
+        }
+        return sums.take();
+      });
+      expect(tf.memory().numTensors).toBe(before);
+      expect(reads).toBe(1);
+      expect(got.loss).toBe(wantLoss);
+      expect(Array.from(got.grads)).toEqual(Array.from(want));
+      expect(want.some((g) => Math.abs(g) > 1e-2)).toBe(true);
+      // Empty again: nothing added since take() reads as zeros.
+      expect((await sums.take()).grads.every((g) => g === 0)).toBe(true);
+
+      tf.dispose(inputs);
+      layers.forEach((l) => l.dispose());
+      if (backend === 'webgpu') {
+        tf.env().set('WEBGPU_CPU_FORWARD', true);
+        expect(webGpuErrors()).toEqual([]);
+      }
+    }, 120_000);
+  });
+}
