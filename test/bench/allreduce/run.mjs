@@ -47,7 +47,8 @@ if (opts.help) {
       '  --repeats  whole runs (every phase and size); the table shows their median and spread\n' +
       '  --calls    timed calls per size and run (after --warmup calls; the first checks the sum)\n' +
       '  --jit-warmup  untimed 16 KiB all-reduces before each ring phase (0: none), so the timed\n' +
-      '             calls run compiled code, as a training run does after its first steps\n' +
+      '             calls run compiled code, as a training run does after its first steps; the zmq\n' +
+      '             phase streams jit-warmup / 10 batches of 64 x 64 KiB messages first\n' +
       '  --skip     phases to leave out: ring (tcp transport, payload CRC off: the defaults),\n' +
       '             crc (the same, payload CRC on), ring-zmq (the ZeroMQ transport, which CURVE uses),\n' +
       '             zmq (raw zeromq.js one-way), gloo (torch.distributed gloo)',
@@ -200,6 +201,16 @@ async function zmqPhase() {
     const { endpoint } = await receiver.call('rawReceiver');
     const ack = await sender.call('rawSender', { endpoint });
     await receiver.call('rawConnectAck', { endpoint: ack.endpoint });
+    // As the ring phases' --jit-warmup: compiled code, and TCP buffers grown to the traffic,
+    // before the first timed size (without it, a run of 1 MiB alone measured 0.32 GB/s, not
+    // 1.5-2.2; 16 KiB messages were not enough to grow them).
+    if (jitWarmup > 0) {
+      const batches = Math.ceil(jitWarmup / 10);
+      await Promise.all([
+        receiver.call('rawReceive', { count: 64, batches }),
+        sender.call('rawSend', { bytes: 65536, count: 64, warmup: batches, repeats: 0 }),
+      ]);
+    }
     for (const bytes of sizes) {
       const count = Math.max(1, Math.ceil(rawBytes / bytes));
       const [, sent] = await Promise.all([
