@@ -577,6 +577,14 @@ async function report() {
       `kernel fused layernorm [${x.n}, ${x.c}] fwd+bwd: ${(x.fused * 1e3).toFixed(2)} ms vs stock ${(x.stock * 1e3).toFixed(2)} ms, ratio ${(x.stock / x.fused).toFixed(2)}x`,
     );
   }
+  for (const a of r.kernelBench?.activations ?? [])
+    lines.push(
+      `kernel fused ${a.name} [${a.n}, ${a.f}] fwd+bwd: ${(a.fused * 1e3).toFixed(2)} ms vs stock ${(a.stock * 1e3).toFixed(2)} ms, ratio ${(a.stock / a.fused).toFixed(2)}x`,
+    );
+  for (const k of (r.kernelBench?.matmuls ?? []).filter((m) => m.splits > 1))
+    lines.push(
+      `kernel split-k ${k.name}: ${k.splits} chunks ${(k.project * 1e3).toFixed(3)} ms vs unsplit ${(k.unsplit * 1e3).toFixed(3)} ms, ratio ${(k.unsplit / k.project).toFixed(2)}x`,
+    );
   if (r.tileTable) lines.push(`tile table: ${r.tileTable.source} (work/tile-table.json)`);
   if (p && t) {
     r.ratio = p.tokensPerSecond / t.tokensPerSecond;

@@ -51,6 +51,8 @@ export {
   fusedNormAvailable,
   fusedActivationsAvailable,
   useFusedActivations,
+  useSplitK,
+  splitCount,
   useFusedCrossEntropy,
   useFusedNorm,
   selectWebGpuMatMul,

@@ -9,7 +9,10 @@ import {
   Rng,
   STOCK_BATCH_MATMUL,
   TILE_CANDIDATES,
+  chooseTile,
   forceMatMulTile,
+  splitCount,
+  useSplitK,
   releaseWebGpu,
   tf,
   tileName,
@@ -93,6 +96,16 @@ function maxDiff(x: Float32Array, y: Float32Array): number {
   return worst;
 }
 
+/** max |x - y| / (1 + |y|). */
+function relativeDiff(x: Float32Array, y: Float32Array): number {
+  expect(x.length).toBe(y.length);
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) {
+    worst = Math.max(worst, Math.abs(x[i]! - y[i]!) / (1 + Math.abs(y[i]!)));
+  }
+  return worst;
+}
+
 /** Runs a case three ways: the project's kernel must equal stock and cpu (stock: unless `stock` is false). */
 async function check(c: Case, seed: number, stock = true): Promise<void> {
   const sa = values(c.aShape, seed);
@@ -140,6 +153,35 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
       await check(makeCase([1], [2, 2], 7, 5, 13, tA, tB), 44);
     }, 300_000);
   }
+
+  it('split-k: the rank-sized A^T B of the LoRA backward (dA, dB) equals cpu and stock, split or not', async () => {
+    // (m, k, n): dA = dh^T x and dB = dy^T h shapes; k even (split), k with one factor of 2, k odd.
+    const shapes: [number, number, number, number][] = [
+      [8, 1024, 96, 4],
+      [96, 1000, 8, 2],
+      [8, 1023, 96, 1],
+    ];
+    for (const [m, k, n, splits] of shapes) {
+      const p = { m, n, k, batch: 1, transposeA: true, transposeB: false };
+      expect(splitCount(p, chooseTile(m, n, k, 1)), JSON.stringify(p)).toBe(splits);
+      expect(splitCount({ ...p, transposeA: false }, chooseTile(m, n, k, 1))).toBe(1);
+      const c = makeCase([], [], m, k, n, true, false);
+      const [sa, sb] = [values(c.aShape, k), values(c.bShape, k + 1)];
+      const cpu = await onCpu(c, sa, sb);
+      await useBackend('webgpu');
+      tf.env().set('WEBGPU_CPU_FORWARD', false);
+      const split = await onWebGpu('BatchMatMul', c, sa, sb);
+      useSplitK(false);
+      const whole = await onWebGpu('BatchMatMul', c, sa, sb).finally(() => useSplitK(true));
+      const stock = await onWebGpu(STOCK_BATCH_MATMUL, c, sa, sb);
+      expect(split.shape).toEqual([m, n]);
+      // Sums of ~1000 products of N(0, 1) values (|C| ~ 30): float32 rounding reaches ~1e-5 of
+      // 1 + |C|; a lost or doubled chunk would be off by ~10.
+      for (const peer of [cpu, whole.data, stock.data]) {
+        expect(relativeDiff(split.data, peer), JSON.stringify(p)).toBeLessThan(3e-5);
+      }
+    }
+  }, 300_000);
 
   it('every tile of the sweep gives the product of the cpu backend', async () => {
     try {

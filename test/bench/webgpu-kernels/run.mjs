@@ -18,6 +18,7 @@ import {
   geluNew,
   swiglu,
   selectWebGpuMatMul,
+  splitCount,
   tileName,
   chooseTile,
   tileTable,
@@ -25,6 +26,7 @@ import {
   useFusedCrossEntropy,
   useFusedLoraLinear,
   useFusedNorm,
+  useSplitK,
 } from '../../../packages/core/dist/src/index.js';
 import {
   bytes,
@@ -85,6 +87,15 @@ async function matmuls() {
     const run = () => tf.matMul(a, b, tA, tB);
     const project = await timed('project', run);
     const stock = await timed('stock', run);
+    const splits = splitCount(
+      { m, n, k, batch, transposeA: tA, transposeB: tB },
+      chooseTile(m, n, k, batch),
+    );
+    let unsplit;
+    if (splits > 1) {
+      useSplitK(false);
+      unsplit = await timed('project', run).finally(() => useSplitK(true));
+    }
     tf.dispose([a, b]);
     const tile = tileName(chooseTile(m, n, k, batch));
     rows.push({
@@ -98,6 +109,8 @@ async function matmuls() {
       tile,
       project,
       stock,
+      splits,
+      unsplit,
       flops: flops(shape),
       bytes: bytes(shape),
     });
@@ -252,6 +265,12 @@ for (const r of mm) {
   const line = `${r.name.padEnd(34)} ${String(r.batch).padStart(5)} ${String(r.m).padStart(5)} ${String(r.k).padStart(5)} ${String(r.n).padStart(5)}  ${r.tile.padEnd(18)} ${fmt(r.project * 1e3, 3)} ${fmt(r.stock * 1e3, 3)} ${fmt(r.stock / r.project, 2)} ${fmt(gflops(r.flops, r.project)).padStart(13)} ${fmt(gflops(r.flops, r.stock)).padStart(14)} ${fmt(r.bytes / r.project / 1e9).padStart(10)}`;
   console.log(
     line + (peak ? `  ${fmt((100 * gflops(r.flops, r.project)) / (peak * 1e3), 1)}` : ''),
+  );
+}
+for (const r of mm.filter((row) => row.splits > 1)) {
+  console.log(
+    `split-k ${r.name}: ${r.splits} chunks ${fmt(r.project * 1e3, 3)} ms, unsplit ${fmt(r.unsplit * 1e3, 3)} ms; ` +
+      `ratio ${(r.unsplit / r.project).toFixed(2)}`,
   );
 }
 console.log(

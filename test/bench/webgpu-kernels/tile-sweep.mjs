@@ -14,6 +14,7 @@ import {
   TILE_CANDIDATES,
   forceMatMulTile,
   tileName,
+  useSplitK,
 } from '../../../packages/core/dist/src/index.js';
 import { closeWebGpu, flops, matmulShapes, openWebGpu, operands, tf, timeGpu } from './common.mjs';
 
@@ -48,6 +49,8 @@ const fits = (t) =>
 
 // The default table's rules, in order, each with the step's shapes it governs.
 const shapes = matmulShapes(scale);
+// Each tile on the whole product: split-k (split-k.ts) would time it on k-chunks instead.
+useSplitK(false);
 // The first rule whose bounds hold (as tiles.ts's chooseTile reads them).
 const holds = (rule, [, batch, m, k, n]) =>
   (rule.maxM === undefined || m <= rule.maxM) &&

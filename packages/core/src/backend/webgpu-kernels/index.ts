@@ -48,3 +48,4 @@ export {
   registerWebGpuActivations,
   useFusedActivations,
 } from './activations.js';
+export { splitCount, useSplitK } from './split-k.js';

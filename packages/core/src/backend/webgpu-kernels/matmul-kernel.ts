@@ -10,6 +10,7 @@
 // and the benchmark. Env LORAFLEET_WEBGPU_KERNELS=stock keeps tfjs's kernel.
 import type { tf } from '../tf.js';
 import { type MatMulSpec, matMulProgram } from './matmul-program.js';
+import { chunkViews, splitCount, sumPartialsProgram } from './split-k.js';
 import { DEFAULT_LIMITS, type TileLimits, chooseTile } from './tiles.js';
 
 export const LORAFLEET_MATMUL = 'LoraFleetMatMul';
@@ -134,6 +135,37 @@ function run(
   return { ...out, shape: d.outShape };
 }
 
+/** A^T B as S k-chunks in one batched dispatch, then the partials summed (split-k.ts). */
+function splitKProduct(
+  backend: WebGpuBackendLike,
+  a: Info,
+  b: Info,
+  d: Dims,
+  splits: number,
+): Info {
+  const views = chunkViews(a, b, splits);
+  const chunk: Dims = {
+    ...d,
+    k: d.k / splits,
+    batchA: splits,
+    batchB: splits,
+    outShape: [splits, d.m, d.n],
+  };
+  const attrs = { transposeA: true, transposeB: false, alpha: 1, beta: 0, transposeL: false };
+  const partials = run(backend, views.a, views.b, chunk, attrs, {}); // [S, M, N]
+  const out = backend.runWebGPUProgram(
+    sumPartialsProgram(splits, d.m, d.n),
+    [partials],
+    'float32',
+    [
+      { type: 'int32', data: [d.m * d.n] },
+      { type: 'int32', data: [splits] },
+    ],
+  );
+  backend.disposeData(partials.dataId);
+  return { ...out, shape: d.outShape };
+}
+
 function batchMatMul(stock: KernelFunc): KernelFunc {
   return (args) => {
     const { a, b } = args.inputs as { a: Info; b: Info };
@@ -143,8 +175,13 @@ function batchMatMul(stock: KernelFunc): KernelFunc {
     };
     const d = dims(a, b, transposeA, transposeB);
     if (d === null) return stock(args);
+    const backend = args.backend as unknown as WebGpuBackendLike;
+    const batch = Math.max(d.batchA, d.batchB);
+    const tile = chooseTile(d.m, d.n, d.k, batch, limitsOf(backend));
+    const splits = splitCount({ ...d, batch, transposeA, transposeB }, tile);
+    if (splits > 1) return splitKProduct(backend, a, b, d, splits);
     const attrs = { transposeA, transposeB, alpha: 1, beta: 0, transposeL: false };
-    return run(args.backend as unknown as WebGpuBackendLike, a, b, d, attrs, {});
+    return run(backend, a, b, d, attrs, {});
   };
 }
 
