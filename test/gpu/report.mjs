@@ -1,0 +1,166 @@
+// The GPU check's summary (gpu.mjs report): reads what the phases of
+// test/gpu/run.sh wrote into the work folder and says it in lines: device,
+// parity, gradients, throughput against PyTorch + PEFT (the RATIO line),
+// memory, and the kernel benchmark.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const readJson = (file) => (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : undefined);
+
+/** Peak and baseline of an nvidia-smi memory.used log (MiB, one number a line). */
+function smiPeak(file) {
+  if (!existsSync(file)) return null;
+  const mib = readFileSync(file, 'utf8')
+    .split('\n')
+    .map((l) => Number.parseFloat(l))
+    .filter(Number.isFinite);
+  if (mib.length === 0) return null;
+  return { baselineMiB: mib[0], peakMiB: Math.max(...mib), samples: mib.length };
+}
+
+const fmt = (x, digits = 2) =>
+  typeof x === 'number' && Number.isFinite(x) ? x.toExponential(digits) : 'n/a';
+const gib = (bytes) => (typeof bytes === 'number' ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : 'n/a');
+
+/** Everything the phases left in `work`, and `summary`: the lines the check prints. */
+export function summarize(work) {
+  const r = collect(work);
+  const device = r.adapters?.device;
+  const lines = [
+    `device: ${device ? `${device.name} (${device.adapter?.description || device.adapter?.vendor || ''})` : `none (${r.adapters?.errors?.start ?? 'no adapters.json'})`}`,
+    ...r.phases.map(
+      (p) => `phase ${p.phase}: ${p.rc === 0 ? 'ok' : `FAILED (exit ${p.rc})`} in ${p.seconds}s`,
+    ),
+    ...correctnessLines(r),
+    ...throughputLines(r),
+    ...kernelLines(r),
+  ];
+  const { project: p, torch: t } = r.throughput;
+  if (p && t) {
+    r.ratio = p.tokensPerSecond / t.tokensPerSecond;
+    lines.push(
+      `RATIO tokens/s project ${p.backend} / torch+peft = ${r.ratio.toFixed(3)} (GPT-2 small shape, LoRA r=8 c_attn, B=${p.batch} T=${p.seqLen}, AdamW, fp32, ${device?.name ?? 'same GPU'})`,
+    );
+  }
+  r.summary = lines;
+  return r;
+}
+
+/** The files of `work`, read (undefined where a phase wrote nothing). */
+function collect(work) {
+  const phases = existsSync(join(work, 'phases.jsonl'))
+    ? readFileSync(join(work, 'phases.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+    : [];
+  return {
+    phases,
+    adapters: readJson(join(work, 'adapters.json')),
+    parity: readJson(join(work, 'parity.json')),
+    nodeLogits: Object.fromEntries(
+      ['webgpu', 'wasm'].map((b) => [b, readJson(join(work, `logits-${b}`, 'meta.json')) ?? null]),
+    ),
+    adapter: readJson(join(work, 'adapter', 'adapter.json')),
+    grads: readJson(join(work, 'grads.json')),
+    throughput: {
+      project: readJson(join(work, 'throughput-project.json')),
+      stock: readJson(join(work, 'throughput-project-stock.json')),
+      torch: readJson(join(work, 'throughput-torch.json')),
+    },
+    kernelBench: readJson(join(work, 'kernel-bench.json')),
+    tileTable: readJson(join(work, 'tile-table.json')),
+    smi: {
+      project: smiPeak(join(work, 'smi-project.csv')),
+      torch: smiPeak(join(work, 'smi-torch.csv')),
+    },
+  };
+}
+
+/** Parity with transformers and PEFT, and gradients against wasm. */
+function correctnessLines(r) {
+  const lines = [];
+  if (r.parity) {
+    for (const [k, v] of Object.entries(r.parity.logits ?? {}))
+      lines.push(
+        `logits vs transformers (float64, tiny GPT-2) on ${k}: max|diff| ${fmt(v.maxAbsDiff)} (relative ${fmt(v.relative)})`,
+      );
+    for (const [k, v] of Object.entries(r.parity.peft ?? {}))
+      lines.push(
+        `PEFT adapter (${r.adapter?.via ?? '?'}) loaded by peft vs the project on ${k}: max|diff| ${fmt(v.maxAbsDiff)}; adapter effect ${fmt(r.parity.adapterEffect)}`,
+      );
+  }
+  if (r.grads) {
+    for (const kind of ['lora', 'full'])
+      lines.push(
+        `gradients ${r.grads.backend} vs wasm (${kind}, ${r.grads[kind].parameters} parameters): max|diff| ${fmt(r.grads[kind].maxAbsDiff)} (relative ${fmt(r.grads[kind].relative)})`,
+      );
+  }
+  return lines;
+}
+
+/** Tokens/s and memory: the project, PyTorch + PEFT, and the stock-kernel "before". */
+function throughputLines(r) {
+  const lines = [];
+  const { project: p, torch: t, stock: st } = r.throughput;
+  if (p)
+    lines.push(
+      `project ${p.backend}: ${p.tokensPerSecond.toFixed(0)} tokens/s, median step ${p.medianStepSeconds.toFixed(3)} s over ${p.steps} steps, tfjs GPU allocation ${gib(p.tfjsGpuBytesAllocated)}`,
+    );
+  if (t)
+    lines.push(
+      `torch ${t.torch} + peft ${t.peft} fp32 (${t.attention}): ${t.tokensPerSecond.toFixed(0)} tokens/s, median step ${t.medianStepSeconds.toFixed(3)} s, max_memory_allocated ${gib(t.maxMemoryAllocated)}`,
+    );
+  const mem = (s) => (s ? `${((s.peakMiB - s.baselineMiB) / 1024).toFixed(2)} GiB` : 'n/a');
+  if (r.smi.project || r.smi.torch)
+    lines.push(
+      `peak GPU memory (nvidia-smi, above idle): project ${mem(r.smi.project)}, torch ${mem(r.smi.torch)}`,
+    );
+  if (st && t)
+    lines.push(
+      `before (LORAFLEET_WEBGPU_KERNELS=stock: tfjs matmul, unfused LoRA): ${st.tokensPerSecond.toFixed(0)} tokens/s, RATIO ${(st.tokensPerSecond / t.tokensPerSecond).toFixed(3)}, tfjs GPU allocation ${gib(st.tfjsGpuBytesAllocated)}`,
+    );
+  return lines;
+}
+
+/** The kernel benchmark (kernel-bench.json) and the tile table the sweep wrote. */
+function kernelLines(r) {
+  const lines = [];
+  for (const k of r.kernelBench?.matmuls ?? [])
+    lines.push(
+      `kernel ${k.name} [${k.batch}x${k.m}x${k.k}x${k.n}] tile ${k.tile}: ${((k.flops / k.project) * 1e-12).toFixed(2)} TFLOP/s` +
+        (r.kernelBench.peakTflops
+          ? ` (${((100 * k.flops) / k.project / (r.kernelBench.peakTflops * 1e12)).toFixed(1)}% of fp32 peak)`
+          : '') +
+        `, stock ${((k.flops / k.stock) * 1e-12).toFixed(2)}, ratio ${(k.stock / k.project).toFixed(2)}x`,
+    );
+  if (r.kernelBench?.loraLinear) {
+    const l = r.kernelBench.loraLinear;
+    lines.push(
+      `kernel fused LoRA linear fwd+bwd: ${(l.fused * 1e3).toFixed(2)} ms vs stock unfused ${(l.stock * 1e3).toFixed(2)} ms, ratio ${(l.stock / l.fused).toFixed(2)}x`,
+    );
+  }
+  if (r.kernelBench?.crossEntropy) {
+    const x = r.kernelBench.crossEntropy;
+    lines.push(
+      `kernel fused softmax cross-entropy [${x.n}, ${x.v}] fwd+bwd: ${(x.fused * 1e3).toFixed(2)} ms vs stock ${(x.stock * 1e3).toFixed(2)} ms, ratio ${(x.stock / x.fused).toFixed(2)}x`,
+    );
+  }
+  if (r.kernelBench?.layerNorm) {
+    const x = r.kernelBench.layerNorm;
+    lines.push(
+      `kernel fused layernorm [${x.n}, ${x.c}] fwd+bwd: ${(x.fused * 1e3).toFixed(2)} ms vs stock ${(x.stock * 1e3).toFixed(2)} ms, ratio ${(x.stock / x.fused).toFixed(2)}x`,
+    );
+  }
+  for (const a of r.kernelBench?.activations ?? [])
+    lines.push(
+      `kernel fused ${a.name} [${a.n}, ${a.f}] fwd+bwd: ${(a.fused * 1e3).toFixed(2)} ms vs stock ${(a.stock * 1e3).toFixed(2)} ms, ratio ${(a.stock / a.fused).toFixed(2)}x`,
+    );
+  for (const k of (r.kernelBench?.matmuls ?? []).filter((m) => m.splits > 1))
+    lines.push(
+      `kernel split-k ${k.name}: ${k.splits} chunks ${(k.project * 1e3).toFixed(3)} ms vs unsplit ${(k.unsplit * 1e3).toFixed(3)} ms, ratio ${(k.unsplit / k.project).toFixed(2)}x`,
+    );
+  if (r.tileTable) lines.push(`tile table: ${r.tileTable.source} (work/tile-table.json)`);
+  return lines;
+}
