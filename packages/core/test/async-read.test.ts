@@ -2,8 +2,6 @@
 // synchronous ones return on cpu and wasm, and leak nothing.
 import { describe, expect, it } from 'vitest';
 import {
-  LoraLinear,
-  Rng,
   TrainableParameters,
   lossAndGradsAsync,
   readAsync,
@@ -11,34 +9,7 @@ import {
   tf,
   useBackend,
 } from '../src/index.js';
-
-function randn(shape: number[], seed: number): tf.Tensor {
-  const rng = new Rng(seed);
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = rng.normal();
-  return tf.tensor(data, shape);
-}
-
-function twoLayers(): LoraLinear[] {
-  const shapes = [
-    [8, 6],
-    [6, 5],
-  ];
-  return ['h.0.attn.c_attn', 'h.1.attn.c_attn'].map((name, i) => {
-    const weight = randn(shapes[i]!, 10 + i) as tf.Tensor2D;
-    const layer = new LoraLinear({ name, weight, fanInFanOut: true });
-    weight.dispose();
-    layer.addAdapter(
-      'default',
-      { r: 2, alpha: 4, dropout: 0, rslora: false },
-      { kind: 'kaiming' },
-      i,
-    );
-    const b = layer.activeAdapter!.b;
-    tf.tidy(() => b.assign(randn(b.shape, 20 + i) as tf.Tensor2D));
-    return layer;
-  });
-}
+import { randn, twoLayers } from './two-lora-layers.js';
 
 for (const backend of ['cpu', 'wasm'] as const) {
   describe(`asynchronous reads on ${backend}`, () => {

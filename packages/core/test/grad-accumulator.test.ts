@@ -5,8 +5,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   GradientAccumulator,
-  LoraLinear,
-  Rng,
   TrainableParameters,
   lossAndGradsAsync,
   releaseWebGpu,
@@ -15,39 +13,8 @@ import {
   useBackend,
   webGpuErrors,
 } from '../src/index.js';
+import { randn, twoLayers } from './two-lora-layers.js';
 import { testBackends } from '../src/testing/index.js';
-
-function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
-  const rng = new Rng(seed);
-  return tf.tensor(
-    Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal() * scale),
-    shape,
-  );
-}
-
-/** Two LoRA layers with B != 0, so both A and B get gradients. */
-function twoLayers(): LoraLinear[] {
-  return ['h.0.attn.c_attn', 'h.1.attn.c_attn'].map((name, i) => {
-    const weight = randn(
-      [
-        [8, 6],
-        [6, 5],
-      ][i]!,
-      10 + i,
-    ) as tf.Tensor2D;
-    const layer = new LoraLinear({ name, weight, fanInFanOut: true });
-    weight.dispose();
-    layer.addAdapter(
-      'default',
-      { r: 2, alpha: 4, dropout: 0, rslora: false },
-      { kind: 'kaiming' },
-      i,
-    );
-    const b = layer.activeAdapter!.b;
-    tf.tidy(() => b.assign(randn(b.shape, 20 + i) as tf.Tensor2D));
-    return layer;
-  });
-}
 
 /** Reads of device memory while `fn` runs (tfjs's backend.read, what data() calls). */
 async function countingReads<T>(fn: () => Promise<T>): Promise<{ value: T; reads: number }> {

@@ -3,7 +3,7 @@
 // output and the gradients, against tfjs's composed ops on webgpu and on the
 // cpu backend; sizes below and above a workgroup, odd sizes, one element,
 // and inputs large enough to saturate tanh and sigmoid.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type BackendName,
   GELU_NEW_GRAD,
@@ -13,15 +13,13 @@ import {
   selectWebGpuMatMul,
   geluNew,
   geluNewComposed,
-  releaseWebGpu,
   swiglu,
   swigluComposed,
   tf,
   useBackend,
   useFusedActivations,
-  webGpuErrors,
 } from '../src/index.js';
-import { requireVulkanDriver } from '../src/testing/index.js';
+import { webGpuSuite } from './webgpu-suite.js';
 
 function values(size: number, seed: number, scale: number): Float32Array {
   const rng = new Rng(seed);
@@ -100,16 +98,7 @@ const FUSED_GRAD: Record<Activation, string> = {
   swiglu: SWIGLU_GRAD,
 };
 
-beforeAll(async () => {
-  requireVulkanDriver(); // SwiftShader where there is no GPU (scripts/test-machine.sh installs it)
-  await useBackend('webgpu');
-}, 60_000);
-
-afterAll(async () => {
-  expect(webGpuErrors()).toEqual([]);
-  await useBackend('cpu');
-  releaseWebGpu();
-});
+webGpuSuite();
 
 describe('fused gelu_new and SwiGLU on webgpu equal tfjs composed ops (webgpu, cpu)', () => {
   for (const activation of ['gelu_new', 'swiglu'] as const) {

@@ -3,20 +3,18 @@
 // (logSoftmax + gather, as models/src/loss.ts computes it) on webgpu and on
 // the cpu backend: the loss and d loss / d logits, with ignored labels (-100),
 // one row, vocabularies below and above the workgroup size, odd sizes.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type BackendName,
   LORAFLEET_XENT,
   Rng,
   crossEntropyRows,
   fusedCrossEntropyAvailable,
-  releaseWebGpu,
   tf,
   useBackend,
   useFusedCrossEntropy,
-  webGpuErrors,
 } from '../src/index.js';
-import { requireVulkanDriver } from '../src/testing/index.js';
+import { webGpuSuite } from './webgpu-suite.js';
 
 const IGNORE = -100;
 
@@ -90,16 +88,7 @@ const CASES: [string, number, number, number[]][] = [
   ['all rows ignored but one, vocabulary 256', 4, 256, [IGNORE, IGNORE, 255, IGNORE]],
 ];
 
-beforeAll(async () => {
-  requireVulkanDriver(); // SwiftShader where there is no GPU (scripts/test-machine.sh installs it)
-  await useBackend('webgpu');
-}, 60_000);
-
-afterAll(async () => {
-  expect(webGpuErrors()).toEqual([]);
-  await useBackend('cpu');
-  releaseWebGpu();
-});
+webGpuSuite();
 
 describe('fused softmax cross-entropy on webgpu equals tfjs (webgpu, cpu)', () => {
   for (const [what, n, v, labelList] of CASES) {

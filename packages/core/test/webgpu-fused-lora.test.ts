@@ -4,20 +4,18 @@
 // webgpu (tfjs ops over the same kernels) and against the cpu backend: the
 // output, dx, dA and dB, for both weight orientations, with and without bias,
 // with dropout, batch 1, odd sizes, and a base stored as bf16 halves.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type BackendName,
   LORAFLEET_MATMUL,
   LoraLinear,
   Rng,
   fusedLoraAvailable,
-  releaseWebGpu,
   tf,
   useBackend,
   useFusedLoraLinear,
-  webGpuErrors,
 } from '../src/index.js';
-import { requireVulkanDriver } from '../src/testing/index.js';
+import { webGpuSuite } from './webgpu-suite.js';
 
 interface Setup {
   /** Rows of x (batch * tokens). */
@@ -136,16 +134,7 @@ const SETUPS: [string, Setup][] = [
   ],
 ];
 
-beforeAll(async () => {
-  requireVulkanDriver(); // SwiftShader where there is no GPU (scripts/test-machine.sh installs it)
-  await useBackend('webgpu');
-}, 60_000);
-
-afterAll(async () => {
-  expect(webGpuErrors()).toEqual([]);
-  await useBackend('cpu');
-  releaseWebGpu();
-});
+webGpuSuite();
 
 describe('fused LoRA linear on webgpu equals the unfused path and cpu', () => {
   for (const [what, setup] of SETUPS) {

@@ -3,7 +3,7 @@
 // kernel in the same process and the cpu backend: odd and even shapes, shapes
 // no tile divides, batch 1 and batched, broadcast batches, every transpose
 // combination, every tile of the sweep, and the LoRA epilogue.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   LORAFLEET_MATMUL,
   Rng,
@@ -13,13 +13,11 @@ import {
   forceMatMulTile,
   splitCount,
   useSplitK,
-  releaseWebGpu,
   tf,
   tileName,
   useBackend,
-  webGpuErrors,
 } from '../src/index.js';
-import { requireVulkanDriver } from '../src/testing/index.js';
+import { webGpuSuite } from './webgpu-suite.js';
 
 function values(shape: number[], seed: number): Float32Array {
   const rng = new Rng(seed);
@@ -122,17 +120,7 @@ async function check(c: Case, seed: number, stock = true): Promise<void> {
   expect(maxDiff(ours.data, theirs.data), what).toBeLessThan(1e-4);
 }
 
-beforeAll(async () => {
-  requireVulkanDriver(); // SwiftShader where there is no GPU (scripts/test-machine.sh installs it)
-  await useBackend('webgpu');
-}, 60_000);
-
-afterAll(async () => {
-  expect(webGpuErrors()).toEqual([]);
-  forceMatMulTile(null);
-  await useBackend('cpu');
-  releaseWebGpu();
-});
+webGpuSuite(() => forceMatMulTile(null));
 
 describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
   it('BatchMatMul on webgpu is the project kernel', () => {

@@ -3,7 +3,7 @@
 // formulas the models use (packages/models: gpt2 layerNorm, llama rmsNorm) on
 // webgpu and on the cpu backend: the output and d/dx, one row, widths below
 // and above the workgroup size, odd widths, 3-D input.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type BackendName,
   NORM_GRAD,
@@ -11,13 +11,11 @@ import {
   Rng,
   fusedNorm,
   fusedNormAvailable,
-  releaseWebGpu,
   tf,
   useBackend,
   useFusedNorm,
-  webGpuErrors,
 } from '../src/index.js';
-import { requireVulkanDriver } from '../src/testing/index.js';
+import { webGpuSuite } from './webgpu-suite.js';
 
 const EPS = 1e-5;
 
@@ -94,16 +92,7 @@ const CASES: [string, number[]][] = [
   ['[9, 64]', [9, 64]],
 ];
 
-beforeAll(async () => {
-  requireVulkanDriver(); // SwiftShader where there is no GPU (scripts/test-machine.sh installs it)
-  await useBackend('webgpu');
-}, 60_000);
-
-afterAll(async () => {
-  expect(webGpuErrors()).toEqual([]);
-  await useBackend('cpu');
-  releaseWebGpu();
-});
+webGpuSuite();
 
 describe('fused LayerNorm / RMSNorm on webgpu equal the tfjs formulas (webgpu, cpu)', () => {
   for (const kind of ['layer', 'rms'] as const) {

@@ -7,6 +7,7 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { type HalfDtype, unpackHalvesInto } from '../lora/base-dtype.js';
 import type { tf } from './tf.js';
+import type { FlatDispatchUtil } from './webgpu-kernels/rows.js';
 
 export const UNPACK_HALVES = 'LoraFleetUnpackHalves';
 
@@ -61,18 +62,8 @@ function unpackWasm(args: KernelArgs): tf.TensorInfo {
   return out;
 }
 
-/** What tfjs-backend-webgpu needs of a program (its WebGPUProgram interface). */
-interface WebGpuUtil {
-  flatDispatchLayout(shape: number[]): { x: number[] };
-  computeDispatch(
-    layout: { x: number[] },
-    shape: number[],
-    workgroupSize: [number, number, number],
-  ): [number, number, number];
-}
-
 /** One output element per invocation: pick the word, unpack the pair, take the half. */
-function unpackProgram(util: WebGpuUtil, shape: number[], dtype: HalfDtype) {
+function unpackProgram(util: FlatDispatchUtil, shape: number[], dtype: HalfDtype) {
   const workgroupSize: [number, number, number] = [64, 1, 1];
   const dispatchLayout = util.flatDispatchLayout(shape);
   const pair =
@@ -98,7 +89,7 @@ function unpackProgram(util: WebGpuUtil, shape: number[], dtype: HalfDtype) {
   };
 }
 
-function unpackWebGpu(util: WebGpuUtil) {
+function unpackWebGpu(util: FlatDispatchUtil) {
   return (args: KernelArgs): tf.TensorInfo => {
     const { packed, dtype, shape } = checked(args);
     const backend = args.backend as unknown as {
@@ -126,7 +117,7 @@ export function registerUnpackHalves(api: Pick<typeof tf, 'registerKernel' | 'ge
 /** Registers the webgpu kernel once tfjs-backend-webgpu is loaded (webgpu.ts does). */
 export function registerUnpackHalvesWebGpu(
   api: Pick<typeof tf, 'registerKernel' | 'getKernel'>,
-  util: WebGpuUtil,
+  util: FlatDispatchUtil,
 ): void {
   if (api.getKernel(UNPACK_HALVES, 'webgpu') !== undefined) return;
   api.registerKernel({

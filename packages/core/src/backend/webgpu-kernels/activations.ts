@@ -11,18 +11,17 @@
 import { GELU_NEW, GELU_NEW_GRAD } from '../gelu-layer-norm.js';
 import { tf } from '../tf.js';
 import { webGpuMatMulChoice } from './matmul-kernel.js';
-import type { FlatDispatchUtil, WebGpuProgramRunner } from './rows.js';
+import {
+  registerWebGpuKernels,
+  type FlatDispatchUtil,
+  type WebGpuKernelArgs,
+  type WebGpuProgramRunner,
+} from './rows.js';
 
 export const SWIGLU = 'LoraFleetSwiGlu';
 export const SWIGLU_GRAD = 'LoraFleetSwiGluGrad';
 
 type Info = tf.TensorInfo;
-interface KernelArgs {
-  inputs: tf.NamedTensorInfoMap;
-  backend: tf.KernelBackend;
-  attrs?: tf.NamedAttrMap;
-}
-
 // WGSL, with v the input value. tanh through exp, clamped: WGSL's tanh is NaN
 // beyond |u| ~ 44 on some drivers, and 1 - tanh^2 needs no more range.
 const GELU_T = `
@@ -80,8 +79,8 @@ function program(util: FlatDispatchUtil, body: Body, shape: number[]) {
   };
 }
 
-function kernel(util: FlatDispatchUtil, choose: (args: KernelArgs) => Body) {
-  return (args: KernelArgs): Info => {
+function kernel(util: FlatDispatchUtil, choose: (args: WebGpuKernelArgs) => Body) {
+  return (args: WebGpuKernelArgs): Info => {
     const body = choose(args);
     const inputs = BODIES[body].inputs.map((name) => args.inputs[name] as Info);
     const shape = inputs[0]!.shape;
@@ -102,21 +101,14 @@ export function registerWebGpuActivations(
   api: Pick<typeof tf, 'registerKernel' | 'getKernel'>,
   util: FlatDispatchUtil,
 ): void {
-  if (api.getKernel(SWIGLU, 'webgpu') !== undefined) return;
-  const wrt = (args: KernelArgs) => (args.attrs as { wrt: 'gate' | 'up' }).wrt;
-  const kernels: [string, (args: KernelArgs) => Info][] = [
+  const wrt = (args: WebGpuKernelArgs) => (args.attrs as { wrt: 'gate' | 'up' }).wrt;
+  const kernels: [string, (args: WebGpuKernelArgs) => Info][] = [
     [GELU_NEW, kernel(util, () => GELU_NEW)],
     [GELU_NEW_GRAD, kernel(util, () => GELU_NEW_GRAD)],
     [SWIGLU, kernel(util, () => SWIGLU)],
     [SWIGLU_GRAD, kernel(util, (args) => `${SWIGLU_GRAD}_${wrt(args)}` as Body)],
   ];
-  for (const [kernelName, kernelFunc] of kernels) {
-    api.registerKernel({
-      kernelName,
-      backendName: 'webgpu',
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
-  }
+  registerWebGpuKernels(api, kernels);
 }
 
 let enabled = true;

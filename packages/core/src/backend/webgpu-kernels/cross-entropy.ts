@@ -12,7 +12,9 @@ import {
   ROW_THREADS,
   rowProgram,
   workgroupReduce,
+  registerWebGpuKernels,
   type FlatDispatchUtil,
+  type WebGpuKernelArgs,
   type WebGpuProgramRunner,
 } from './rows.js';
 
@@ -22,11 +24,6 @@ export const LORAFLEET_XENT = 'LoraFleetXent';
 export const LORAFLEET_XENT_GRAD = 'LoraFleetXentGrad';
 
 type Info = tf.TensorInfo;
-interface KernelArgs {
-  inputs: tf.NamedTensorInfoMap;
-  backend: tf.KernelBackend;
-}
-
 /** max, then the sum of exp(logit - max), across the row: lse = max + log(sum). */
 function forwardProgram(rows: number) {
   const body = `
@@ -100,7 +97,7 @@ function checkRows(logits: Info, labels: Info, what: string): [number, number] {
   return [n, v];
 }
 
-function forward(args: KernelArgs): Info {
+function forward(args: WebGpuKernelArgs): Info {
   const { logits, labels } = args.inputs as { logits: Info; labels: Info };
   const [n, v] = checkRows(logits, labels, LORAFLEET_XENT);
   const uniforms = [
@@ -112,7 +109,7 @@ function forward(args: KernelArgs): Info {
 }
 
 function backward(util: FlatDispatchUtil) {
-  return (args: KernelArgs): Info => {
+  return (args: WebGpuKernelArgs): Info => {
     const { logits, stats, labels, dy } = args.inputs as Record<string, Info>;
     const [n, v] = checkRows(logits!, labels!, LORAFLEET_XENT_GRAD);
     const backend = args.backend as unknown as WebGpuProgramRunner;
@@ -127,15 +124,8 @@ export function registerWebGpuCrossEntropy(
   api: Pick<typeof tf, 'registerKernel' | 'getKernel'>,
   util: FlatDispatchUtil,
 ): void {
-  if (api.getKernel(LORAFLEET_XENT, 'webgpu') !== undefined) return;
-  for (const [kernelName, kernelFunc] of [
+  registerWebGpuKernels(api, [
     [LORAFLEET_XENT, forward],
     [LORAFLEET_XENT_GRAD, backward(util)],
-  ] as const) {
-    api.registerKernel({
-      kernelName,
-      backendName: 'webgpu',
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
-  }
+  ]);
 }

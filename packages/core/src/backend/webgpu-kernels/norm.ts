@@ -9,6 +9,8 @@
 import { tf } from '../tf.js';
 import {
   ROW_THREADS,
+  registerWebGpuKernels,
+  type WebGpuKernelArgs,
   rowProgram,
   workgroupReduce,
   type FlatDispatchUtil,
@@ -23,12 +25,6 @@ export const NORM_GRAD = 'LoraFleetNormGrad';
 export type NormKind = 'layer' | 'rms';
 
 type Info = tf.TensorInfo;
-interface KernelArgs {
-  inputs: tf.NamedTensorInfoMap;
-  backend: tf.KernelBackend;
-  attrs?: tf.NamedAttrMap;
-}
-
 /** The mean of `value` (a WGSL expression over `c`, the column) across the row, as `name`. */
 function rowMean(name: string, value: string): string {
   return `
@@ -120,8 +116,8 @@ function rowsCols(x: Info): [number, number] {
   return x.shape as [number, number];
 }
 
-function kernels(util: FlatDispatchUtil): [string, (args: KernelArgs) => Info][] {
-  const run = (args: KernelArgs, program: object, inputs: Info[], uniforms: number[]) =>
+function kernels(util: FlatDispatchUtil): [string, (args: WebGpuKernelArgs) => Info][] {
+  const run = (args: WebGpuKernelArgs, program: object, inputs: Info[], uniforms: number[]) =>
     (args.backend as unknown as WebGpuProgramRunner).runWebGPUProgram(program, inputs, 'float32', [
       ...uniforms.slice(0, -1).map((v) => ({ type: 'int32' as const, data: [v] })),
       { type: 'float32' as const, data: [uniforms.at(-1)!] },
@@ -168,14 +164,7 @@ export function registerWebGpuNorm(
   api: Pick<typeof tf, 'registerKernel' | 'getKernel'>,
   util: FlatDispatchUtil,
 ): void {
-  if (api.getKernel(NORM_STATS, 'webgpu') !== undefined) return;
-  for (const [kernelName, kernelFunc] of kernels(util)) {
-    api.registerKernel({
-      kernelName,
-      backendName: 'webgpu',
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
-  }
+  registerWebGpuKernels(api, kernels(util));
 }
 
 let enabled = true;

@@ -1,8 +1,8 @@
 // The skeleton of the row-wise WGSL kernels (cross-entropy.ts, norm.ts): one
 // workgroup of ROW_THREADS invocations per row, rows spread over x and y (a
 // dimension holds at most 65535 workgroups), and tree reductions across the
-// workgroup in workgroup memory. Also the types both kernels share with
-// tfjs-backend-webgpu.
+// workgroup in workgroup memory. Also what every kernel module here shares
+// with tfjs-backend-webgpu: its types, and registering a list of kernels.
 import type { tf } from '../tf.js';
 
 export const ROW_THREADS = 256;
@@ -26,6 +26,30 @@ export interface WebGpuProgramRunner {
     dtype: 'float32',
     uniforms?: { type: 'int32' | 'float32'; data: number[] }[],
   ): tf.TensorInfo;
+}
+
+/** A kernel function's arguments, as tfjs passes them. */
+export interface WebGpuKernelArgs {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+}
+
+export type WebGpuKernel = (args: WebGpuKernelArgs) => tf.TensorInfo;
+
+/** Registers `kernels` for 'webgpu', unless `first` is registered already (once per process). */
+export function registerWebGpuKernels(
+  api: Pick<typeof tf, 'registerKernel' | 'getKernel'>,
+  kernels: readonly (readonly [string, WebGpuKernel])[],
+): void {
+  if (kernels.length === 0 || api.getKernel(kernels[0]![0], 'webgpu') !== undefined) return;
+  for (const [kernelName, kernelFunc] of kernels) {
+    api.registerKernel({
+      kernelName,
+      backendName: 'webgpu',
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
+  }
 }
 
 /**
