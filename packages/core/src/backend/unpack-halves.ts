@@ -7,7 +7,7 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { type HalfDtype, unpackHalvesInto } from '../lora/base-dtype.js';
 import type { tf } from './tf.js';
-import type { FlatDispatchUtil } from './webgpu-kernels/rows.js';
+import { type FlatDispatchUtil, elementwiseProgram } from './webgpu-kernels/rows.js';
 
 export const UNPACK_HALVES = 'LoraFleetUnpackHalves';
 
@@ -64,29 +64,19 @@ function unpackWasm(args: KernelArgs): tf.TensorInfo {
 
 /** One output element per invocation: pick the word, unpack the pair, take the half. */
 function unpackProgram(util: FlatDispatchUtil, shape: number[], dtype: HalfDtype) {
-  const workgroupSize: [number, number, number] = [64, 1, 1];
-  const dispatchLayout = util.flatDispatchLayout(shape);
   const pair =
     dtype === 'f16'
       ? 'unpack2x16float(word)'
       : 'vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u))';
-  return {
-    variableNames: ['packed'],
-    outputShape: shape,
+  return elementwiseProgram(util, {
     shaderKey: `lorafleet_unpack_halves_${dtype}`,
-    dispatchLayout,
-    dispatch: util.computeDispatch(dispatchLayout, shape, workgroupSize),
-    workgroupSize,
-    size: true,
-    getUserCode: () => `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          let word = bitcast<u32>(packed[index / 2]);
-          let pair = ${pair};
-          setOutputAtIndex(index, select(pair.x, pair.y, index % 2 == 1));
-        }
-      }`,
-  };
+    variableNames: ['packed'],
+    shape,
+    body: `
+      let word = bitcast<u32>(packed[index / 2]);
+      let pair = ${pair};
+      setOutputAtIndex(index, select(pair.x, pair.y, index % 2 == 1));`,
+  });
 }
 
 function unpackWebGpu(util: FlatDispatchUtil) {

@@ -16,6 +16,7 @@ import {
   type FlatDispatchUtil,
   type WebGpuKernelArgs,
   type WebGpuProgramRunner,
+  elementwiseProgram,
 } from './rows.js';
 
 export const SWIGLU = 'LoraFleetSwiGlu';
@@ -59,24 +60,14 @@ const BODIES = {
 type Body = keyof typeof BODIES;
 
 function program(util: FlatDispatchUtil, body: Body, shape: number[]) {
-  const workgroupSize: [number, number, number] = [64, 1, 1];
-  const dispatchLayout = util.flatDispatchLayout(shape);
   const { inputs, code } = BODIES[body];
-  return {
-    variableNames: [...inputs],
-    outputShape: shape,
+  return elementwiseProgram(util, {
     shaderKey: `lorafleet_act_${body}`,
-    dispatchLayout,
-    dispatch: util.computeDispatch(dispatchLayout, shape, workgroupSize),
-    workgroupSize,
-    size: true,
-    getUserCode: () => `
-    fn main(index : i32) {
-      if (index >= uniforms.size) { return; }
-      ${code}
-      setOutputAtIndex(index, y);
-    }`,
-  };
+    variableNames: [...inputs],
+    shape,
+    body: `${code}
+      setOutputAtIndex(index, y);`,
+  });
 }
 
 function kernel(util: FlatDispatchUtil, choose: (args: WebGpuKernelArgs) => Body) {

@@ -16,6 +16,7 @@ import {
   type FlatDispatchUtil,
   type WebGpuKernelArgs,
   type WebGpuProgramRunner,
+  elementwiseProgram,
 } from './rows.js';
 
 export type { FlatDispatchUtil } from './rows.js';
@@ -57,20 +58,12 @@ function forwardProgram(rows: number) {
 }
 
 function gradProgram(util: FlatDispatchUtil, shape: [number, number]) {
-  const workgroupSize: [number, number, number] = [64, 1, 1];
-  const dispatchLayout = util.flatDispatchLayout(shape);
-  return {
-    variableNames: ['logits', 'stats', 'labels', 'dy'],
-    outputShape: shape,
+  return elementwiseProgram(util, {
     shaderKey: 'lorafleet_xent_grad',
-    dispatchLayout,
-    dispatch: util.computeDispatch(dispatchLayout, shape, workgroupSize),
-    workgroupSize,
-    size: true,
+    variableNames: ['logits', 'stats', 'labels', 'dy'],
+    shape,
     uniforms: 'vocab : i32,',
-    getUserCode: () => `
-    fn main(index : i32) {
-      if (index >= uniforms.size) { return; }
+    body: `
       let row = index / uniforms.vocab;
       let v = index - row * uniforms.vocab;
       let label = labels[row];
@@ -79,9 +72,8 @@ function gradProgram(util: FlatDispatchUtil, shape: [number, number]) {
         let p = exp(logits[index] - stats[row * 2 + 1]);
         g = dy[row] * (p - select(0.0, 1.0, v == label));
       }
-      setOutputAtIndex(index, g);
-    }`,
-  };
+      setOutputAtIndex(index, g);`,
+  });
 }
 
 function checkRows(logits: Info, labels: Info, what: string): [number, number] {

@@ -15,6 +15,7 @@ import {
   workgroupReduce,
   type FlatDispatchUtil,
   type WebGpuProgramRunner,
+  elementwiseProgram,
 } from './rows.js';
 import { webGpuMatMulChoice } from './matmul-kernel.js';
 
@@ -87,26 +88,17 @@ function gradProgram(kind: NormKind, rows: number, cols: number) {
 }
 
 function applyProgram(util: FlatDispatchUtil, shape: [number, number], beta: boolean) {
-  const workgroupSize: [number, number, number] = [64, 1, 1];
-  const dispatchLayout = util.flatDispatchLayout(shape);
-  return {
-    variableNames: ['x', 'stats', 'gamma', ...(beta ? ['beta'] : [])],
-    outputShape: shape,
+  return elementwiseProgram(util, {
     shaderKey: `lorafleet_norm_apply_${beta ? 'beta' : 'nobeta'}`,
-    dispatchLayout,
-    dispatch: util.computeDispatch(dispatchLayout, shape, workgroupSize),
-    workgroupSize,
-    size: true,
+    variableNames: ['x', 'stats', 'gamma', ...(beta ? ['beta'] : [])],
+    shape,
     uniforms: 'cols : i32,',
-    getUserCode: () => `
-    fn main(index : i32) {
-      if (index >= uniforms.size) { return; }
+    body: `
       let row = index / uniforms.cols;
       let c = index - row * uniforms.cols;
       let y = (x[index] - stats[row * 2]) * stats[row * 2 + 1] * gamma[c];
-      setOutputAtIndex(index, y${beta ? ' + beta[c]' : ''});
-    }`,
-  };
+      setOutputAtIndex(index, y${beta ? ' + beta[c]' : ''});`,
+  });
 }
 
 function rowsCols(x: Info): [number, number] {

@@ -28,6 +28,41 @@ export interface WebGpuProgramRunner {
   ): tf.TensorInfo;
 }
 
+/**
+ * A program with one invocation per output element of `shape` (64 per
+ * workgroup). `body` (WGSL) sees `index`, the flat output index, always
+ * < uniforms.size, and ends with `setOutputAtIndex(index, value)`.
+ */
+export function elementwiseProgram(
+  util: FlatDispatchUtil,
+  o: {
+    shaderKey: string;
+    variableNames: string[];
+    shape: number[];
+    /** Extra uniform declarations, e.g. "cols : i32,". */
+    uniforms?: string;
+    body: string;
+  },
+) {
+  const workgroupSize: [number, number, number] = [64, 1, 1];
+  const dispatchLayout = util.flatDispatchLayout(o.shape);
+  return {
+    variableNames: o.variableNames,
+    outputShape: o.shape,
+    shaderKey: o.shaderKey,
+    dispatchLayout,
+    dispatch: util.computeDispatch(dispatchLayout, o.shape, workgroupSize),
+    workgroupSize,
+    size: true,
+    ...(o.uniforms ? { uniforms: o.uniforms } : {}),
+    getUserCode: () => `
+    fn main(index : i32) {
+      if (index >= uniforms.size) { return; }
+      ${o.body}
+    }`,
+  };
+}
+
 /** A kernel function's arguments, as tfjs passes them. */
 export interface WebGpuKernelArgs {
   inputs: tf.NamedTensorInfoMap;
