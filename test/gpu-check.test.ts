@@ -39,6 +39,7 @@ describe('test/gpu/run.sh --smoke', () => {
       'logits-wasm',
       'grads',
       'throughput-project',
+      'profile',
       'report',
     ]);
     expect(
@@ -64,5 +65,9 @@ describe('test/gpu/run.sh --smoke', () => {
     const report = json('gpu-report.json');
     expect(report.throughput.project.tokensPerSecond).toBeGreaterThan(0);
     expect(report.summary.join('\n')).toMatch(/project wasm: \d+ tokens\/s/);
+    // The profile: kernels timed (wall time on wasm) and summed by kernel.
+    expect(report.profile.kernels).toBeGreaterThan(10);
+    expect(report.profile.byKernel.map((e: { key: string }) => e.key)).toContain('BatchMatMul');
+    expect(report.summary.join('\n')).toMatch(/profile: one step [\d.]+ ms wall/);
   });
 });

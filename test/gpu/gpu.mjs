@@ -16,6 +16,7 @@
 //                                            LoRA and full fine-tuning gradients on B vs wasm
 //   throughput --backend B --out FILE        LoRA training steps/s (GPT-2 small shape;
 //                                            --smoke: a tiny shape)
+//   profile --backend B --out FILE           one such step under tf.profile: GPU time per kernel
 //   report --work DIR --out FILE             the summary of everything in DIR
 import { spawnSync } from 'node:child_process';
 import { Buffer } from 'node:buffer';
@@ -378,22 +379,15 @@ async function grads() {
 }
 
 /**
- * LoRA training throughput as the worker trains: forward + backward, the
- * gradient read back, clipping and AdamW in JS, parameters written back.
- * Dropout is off (tfjs draws seeded dropout masks on the CPU; the PyTorch run
- * turns it off too).
+ * The throughput benchmark's model and batch: GPT-2 small's shape (--smoke: a
+ * tiny one), LoRA r=8 on c_attn, AdamW state, random ids. Dropout is off
+ * (tfjs draws seeded dropout masks on the CPU; the PyTorch run turns it off too).
  */
-async function throughput() {
-  const backend = opt.backend;
-  const smoke = opt.smoke;
+async function loraBench(smoke) {
   const config = smoke
     ? { ...TINY, nPositions: 64 }
     : { ...GPT2_SMALL, embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
   const [B, T] = smoke ? [2, 32] : [8, 512];
-  const warmup = Number(opt.warmup ?? (smoke ? 1 : 2));
-  const steps = Number(opt.steps ?? (smoke ? 2 : 5));
-  await start(backend);
-  const t0 = performance.now();
   const model = new Gpt2Model(config, randomGpt2Weights(config, 0));
   const layers = await addLora(
     model.linears(),
@@ -406,32 +400,47 @@ async function throughput() {
   const params = TrainableParameters.fromLoraLayers(layers);
   const values = await readParametersAsync(params);
   const state = createAdamWState(params.size);
-  const loadSeconds = (performance.now() - t0) / 1000;
   const rng = new Rng(7);
   const ids = Int32Array.from({ length: B * T }, () =>
     Math.floor(rng.uniform() * config.vocabSize),
   );
   const batch = { ids, labels: ids, batchSize: B, seqLen: T };
   const adamw = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
-  const times = [];
-  const losses = [];
-  let gpuBytes = 0;
-  for (let step = 0; step < warmup + steps; step++) {
-    const s0 = performance.now();
+  /** One step as the worker takes it: forward + backward, the gradient read, clip, AdamW, write back. */
+  const step = async () => {
     const { loss, grads } = await lossAndGradsAsync(params, () => tokenNllSum(model, batch));
     const tokens = B * (T - 1);
     for (let i = 0; i < grads.length; i++) grads[i] /= tokens;
     clipGlobalNorm(grads, 1);
     adamWStep(values, grads, state, adamw);
     params.write(values);
+    return loss / tokens;
+  };
+  return { config, B, T, model, params, step };
+}
+
+/** LoRA training throughput as the worker trains (loraBench's step), with tfjs's GPU allocation. */
+async function throughput() {
+  const backend = opt.backend;
+  const smoke = opt.smoke;
+  const warmup = Number(opt.warmup ?? (smoke ? 1 : 2));
+  const steps = Number(opt.steps ?? (smoke ? 2 : 5));
+  await start(backend);
+  const t0 = performance.now();
+  const { config, B, T, model, params, step } = await loraBench(smoke);
+  const loadSeconds = (performance.now() - t0) / 1000;
+  const times = [];
+  const losses = [];
+  let gpuBytes = 0;
+  for (let i = 0; i < warmup + steps; i++) {
+    const s0 = performance.now();
+    const loss = await step();
     const seconds = (performance.now() - s0) / 1000;
     const memory = tf.memory();
     gpuBytes = Math.max(gpuBytes, memory.numBytesAllocatedInGPU ?? memory.numBytesInGPU ?? 0);
-    losses.push(loss / tokens);
-    if (step >= warmup) times.push(seconds);
-    log(
-      `step ${step + 1}/${warmup + steps}: ${seconds.toFixed(3)} s, loss ${(loss / tokens).toFixed(4)}`,
-    );
+    losses.push(loss);
+    if (i >= warmup) times.push(seconds);
+    log(`step ${i + 1}/${warmup + steps}: ${seconds.toFixed(3)} s, loss ${loss.toFixed(4)}`);
   }
   const result = {
     backend,
@@ -463,6 +472,69 @@ async function throughput() {
   );
 }
 
+/**
+ * Where the step's time goes: one step (after a warm-up) under tf.profile,
+ * each kernel timed on the GPU by timestamp queries (0 where the adapter has
+ * none), summed by kernel and by kernel + shapes, against the step's wall time
+ * unprofiled. Kernel time far below wall time means dispatch and the framework,
+ * not the kernels, bound the step (issue #12, item 5).
+ */
+async function profile() {
+  const backend = opt.backend;
+  await start(backend);
+  const { model, step } = await loraBench(opt.smoke);
+  await step();
+  const w0 = performance.now();
+  await step();
+  const wallMs = performance.now() - w0;
+  const info = await tf.profile(() => step());
+  const byKernel = new Map();
+  const byShape = new Map();
+  const add = (map, key, ms, programs) => {
+    const e = map.get(key) ?? { key, ms: 0, count: 0, programs: new Set() };
+    e.ms += ms;
+    e.count += 1;
+    for (const p of programs) e.programs.add(p);
+    map.set(key, e);
+  };
+  for (const k of info.kernels) {
+    const ms = Number(k.kernelTimeMs) || 0;
+    const programs = String(k.extraInfo ?? '')
+      .split(', ')
+      .map((p) => p.split(':')[0])
+      .filter((p) => p && p !== 'Object');
+    add(byKernel, k.name, ms, programs);
+    add(byShape, `${k.name} ${JSON.stringify(k.inputShapes)}`, ms, programs);
+  }
+  const rows = (map, n) =>
+    [...map.values()]
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, n)
+      .map((e) => ({ ...e, programs: [...e.programs] }));
+  // A customGrad scope's time holds its inner kernels' again: left out of the sum.
+  const kernelMs = info.kernels
+    .filter((k) => !/scope/.test(k.name))
+    .reduce((s, k) => s + (Number(k.kernelTimeMs) || 0), 0);
+  const result = {
+    backend,
+    device: deviceName(),
+    wallMs,
+    kernelMs,
+    kernels: info.kernels.length,
+    peakBytes: info.peakBytes,
+    byKernel: rows(byKernel, 40),
+    byShape: rows(byShape, 40),
+  };
+  model.dispose();
+  result.webgpuErrors = await stop();
+  await writeJson(need('out'), result);
+  log(
+    `profile on ${backend}: step ${wallMs.toFixed(1)} ms wall, ${kernelMs.toFixed(1)} ms in ${result.kernels} kernels`,
+  );
+  for (const e of result.byKernel.slice(0, 12))
+    log(`  ${e.key}: ${e.ms.toFixed(2)} ms in ${e.count} calls`);
+}
+
 // ---------------------------------------------------------------------------
 
 async function report() {
@@ -478,6 +550,7 @@ const commands = {
   logits,
   grads,
   throughput,
+  profile,
   report,
 };
 const command = commands[positionals[0]];

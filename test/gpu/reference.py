@@ -132,6 +132,22 @@ def check(args):
     print("reference.py: " + json.dumps(result))
 
 
+def fp32_matmul_tflops(torch, n, repeats=10):
+    """cuBLAS fp32 (no TF32) on [n, n] x [n, n]: the peer for the project's square matmul."""
+    a = torch.randn(n, n, device="cuda")
+    b = torch.randn(n, n, device="cuda")
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    seconds = (time.perf_counter() - t0) / repeats
+    print(f"reference.py: torch fp32 matmul {n}^3: {2 * n**3 / seconds / 1e12:.1f} TFLOP/s")
+    return 2 * n**3 / seconds / 1e12
+
+
 def throughput(args):
     import peft
     import torch
@@ -171,6 +187,7 @@ def throughput(args):
             times.append(seconds)
         print(f"reference.py: torch step {step + 1}/{args.warmup + args.steps}: {seconds:.4f} s, loss {losses[-1]:.4f}")
     median = statistics.median(times)
+    matmul_tflops = fp32_matmul_tflops(torch, 4096)
     result = {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -190,6 +207,7 @@ def throughput(args):
         "losses": losses,
         "maxMemoryAllocated": torch.cuda.max_memory_allocated(),
         "maxMemoryReserved": torch.cuda.max_memory_reserved(),
+        "matmul4096Tflops": matmul_tflops,
     }
     write_json(args.out, result)
     print(f"reference.py: torch+peft {result['tokensPerSecond']:.0f} tokens/s, "

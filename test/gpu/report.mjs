@@ -34,6 +34,7 @@ export function summarize(work) {
     ...correctnessLines(r),
     ...throughputLines(r),
     ...kernelLines(r),
+    ...profileLines(r),
   ];
   const { project: p, torch: t } = r.throughput;
   if (p && t) {
@@ -70,6 +71,7 @@ function collect(work) {
       torch: readJson(join(work, 'throughput-torch.json')),
     },
     kernelBench: readJson(join(work, 'kernel-bench.json')),
+    profile: readJson(join(work, 'profile.json')),
     tileTable: readJson(join(work, 'tile-table.json')),
     smi: {
       project: smiPeak(join(work, 'smi-project.csv')),
@@ -161,6 +163,35 @@ function kernelLines(r) {
     lines.push(
       `kernel split-k ${k.name}: ${k.splits} chunks ${(k.project * 1e3).toFixed(3)} ms vs unsplit ${(k.unsplit * 1e3).toFixed(3)} ms, ratio ${(k.unsplit / k.project).toFixed(2)}x`,
     );
+  const torchTflops = r.throughput.torch?.matmul4096Tflops;
+  if (torchTflops)
+    lines.push(
+      `torch fp32 (no TF32) matmul 4096^3 on the same card: ${torchTflops.toFixed(2)} TFLOP/s` +
+        (r.kernelBench?.peakTflops
+          ? ` (${((100 * torchTflops) / r.kernelBench.peakTflops).toFixed(1)}% of fp32 peak)`
+          : ''),
+    );
   if (r.tileTable) lines.push(`tile table: ${r.tileTable.source} (work/tile-table.json)`);
   return lines;
+}
+
+/** Where one step's time goes (profile.json): GPU time per kernel against wall time. */
+function profileLines(r) {
+  const p = r.profile;
+  if (!p) return [];
+  const share = (ms) => `${((100 * ms) / p.kernelMs).toFixed(1)}%`;
+  return [
+    `profile: one step ${p.wallMs.toFixed(1)} ms wall, ${p.kernelMs.toFixed(1)} ms of GPU time in ${p.kernels} kernels (${((100 * p.kernelMs) / p.wallMs).toFixed(0)}% of wall)`,
+    ...p.byKernel
+      .slice(0, 12)
+      .map(
+        (e) =>
+          `profile kernel ${e.key}: ${e.ms.toFixed(2)} ms (${share(e.ms)}) in ${e.count} calls${e.programs.length ? ` [${e.programs.join(' ')}]` : ''}`,
+      ),
+    ...p.byShape
+      .slice(0, 12)
+      .map(
+        (e) => `profile shape ${e.key}: ${e.ms.toFixed(2)} ms (${share(e.ms)}) in ${e.count} calls`,
+      ),
+  ];
 }

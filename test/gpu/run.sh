@@ -6,7 +6,8 @@
 # work/ (every phase's JSON, phases.jsonl, nvidia-smi samples) and
 # gpu-report.json; the summary (and a RATIO line) goes to stdout. It also runs
 # the WGSL kernels' tile sweep and benchmark (test/bench/webgpu-kernels/), and
-# the throughput again on tfjs's stock kernels (LORAFLEET_WEBGPU_KERNELS=stock).
+# the throughput again on tfjs's stock kernels (LORAFLEET_WEBGPU_KERNELS=stock), and
+# one step under tf.profile (GPU time per kernel: profile.json).
 #
 # On the GPU machine, after `pnpm build && bash scripts/gpu-pack.sh` here:
 #   bash .gpu/run.sh bash test/gpu/run.sh "$OUT" 2>&1 | tee "$OUT/log"
@@ -80,6 +81,18 @@ smi_stop() {
 }
 trap smi_stop EXIT
 
+# The pieces, each called below in the order of its mode.
+correctness() {
+  phase train-adapter 90 node "$gpu" train-adapter --model "$work/tiny" --out "$work/adapter"
+  for b in "${logits_backends[@]}"; do
+    phase "logits-$b" 60 node "$gpu" logits --model "$work/tiny" --ids "$work/tiny/ids.json" \
+      --adapter "$work/adapter/run/adapter" --backend "$b" --out "$work/logits-$b"
+  done
+  ((smoke)) || phase check 90 python3 "$ref" check --work "$work"
+  phase grads 60 node "$gpu" grads --model "$work/tiny" --ids "$work/tiny/ids.json" \
+    --backend "$grads_backend" --out "$work/grads.json"
+}
+
 if ((smoke)); then
   echo "GPU check, smoke run: wasm, tiny shapes, no Python"
   phase adapters 60 node "$gpu" adapters --out "$work/adapters.json"
@@ -95,46 +108,40 @@ if ((smoke)); then
     logits_backends=(webgpu wasm)
     grads_backend=webgpu
   fi
+  correctness
+  phase throughput-project 60 node "$gpu" throughput --smoke --backend wasm --out "$work/throughput-project.json"
+  phase profile 60 node "$gpu" profile --smoke --backend "$grads_backend" --out "$work/profile.json"
 else
+  # Measurements first (device minutes are scarce: what matters most comes
+  # back even if the time runs out), correctness after.
   phase env 20 bash -c 'nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv; echo "node $(node --version)"; ls /usr/local/nvidia/share/vulkan/icd.d 2> /dev/null || true'
   phase adapters 60 node "$gpu" adapters --out "$work/adapters.json"
-  phase conformance 150 env LORAFLEET_BACKENDS=webgpu node node_modules/vitest/vitest.mjs run \
-    packages/core/test/lora-conformance.test.ts test/backend-conformance.test.ts \
-    packages/core/test/backends.test.ts test/webgpu-kernels.test.ts
-  phase make-tiny 90 python3 "$ref" make-tiny --dir "$work/tiny"
-  logits_backends=(webgpu wasm)
-  grads_backend=webgpu
-fi
-
-phase train-adapter 90 node "$gpu" train-adapter --model "$work/tiny" --out "$work/adapter"
-for b in "${logits_backends[@]}"; do
-  phase "logits-$b" 60 node "$gpu" logits --model "$work/tiny" --ids "$work/tiny/ids.json" \
-    --adapter "$work/adapter/run/adapter" --backend "$b" --out "$work/logits-$b"
-done
-((smoke)) || phase check 90 python3 "$ref" check --work "$work"
-phase grads 60 node "$gpu" grads --model "$work/tiny" --ids "$work/tiny/ids.json" \
-  --backend "$grads_backend" --out "$work/grads.json"
-
-if ((smoke)); then
-  phase throughput-project 60 node "$gpu" throughput --smoke --backend wasm --out "$work/throughput-project.json"
-else
+  # The project's WGSL kernels (docs/webgpu-kernels.md): the tile sweep writes
+  # the tile table; the kernel benchmark and the project's throughput use it.
+  phase tile-sweep 75 node test/bench/webgpu-kernels/tile-sweep.mjs --out "$work/tile-table.json"
+  tiles=()
+  [[ -s $work/tile-table.json ]] && tiles=(env "LORAFLEET_WEBGPU_TILES=$work/tile-table.json")
+  phase kernel-bench 60 "${tiles[@]}" node test/bench/webgpu-kernels/run.mjs --out "$work/kernel-bench.json"
   smi_start "$work/smi-project.csv"
-  phase throughput-project 150 node "$gpu" throughput --backend webgpu --out "$work/throughput-project.json"
+  phase throughput-project 120 "${tiles[@]}" node "$gpu" throughput --backend webgpu --out "$work/throughput-project.json"
   smi_stop
   smi_start "$work/smi-torch.csv"
   phase throughput-torch 90 python3 "$ref" throughput --out "$work/throughput-torch.json"
   smi_stop
-  # The project's WGSL kernels (docs/webgpu-kernels.md): the tile sweep writes
-  # the tile table, the kernel benchmark then uses it against stock tfjs-webgpu.
-  phase tile-sweep 60 node test/bench/webgpu-kernels/tile-sweep.mjs --out "$work/tile-table.json"
-  tiles=()
-  [[ -s $work/tile-table.json ]] && tiles=(env "LORAFLEET_WEBGPU_TILES=$work/tile-table.json")
-  phase kernel-bench 60 "${tiles[@]}" node test/bench/webgpu-kernels/run.mjs --out "$work/kernel-bench.json"
+  phase profile 90 "${tiles[@]}" node "$gpu" profile --backend webgpu --out "$work/profile.json"
   # The RATIO's "before": the same throughput on tfjs's stock matmul, unfused LoRA.
   smi_start "$work/smi-project-stock.csv"
   phase throughput-project-stock 90 env LORAFLEET_WEBGPU_KERNELS=stock node "$gpu" throughput \
     --backend webgpu --out "$work/throughput-project-stock.json"
   smi_stop
+  phase conformance 150 env LORAFLEET_BACKENDS=webgpu node node_modules/vitest/vitest.mjs run \
+    packages/core/test/lora-conformance.test.ts test/backend-conformance.test.ts \
+    packages/core/test/backends.test.ts test/webgpu-kernels.test.ts packages/core/test/webgpu-*.test.ts \
+    packages/core/test/grad-accumulator.test.ts
+  phase make-tiny 90 python3 "$ref" make-tiny --dir "$work/tiny"
+  logits_backends=(webgpu wasm)
+  grads_backend=webgpu
+  correctness
   # Two workers on this GPU through the real worker path (equal to wasm on
   # SwiftShader: apps/coordinator/test/cli-webgpu.test.ts).
   phase fleet-webgpu 60 node apps/coordinator/bin/lorafleet.js train --model "$work/tiny" \
