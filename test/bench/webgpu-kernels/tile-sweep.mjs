@@ -7,7 +7,7 @@
 // packages/core/src/backend/webgpu-kernels/tiles.ts, or point
 // LORAFLEET_WEBGPU_TILES at the JSON to use it without a build.
 //   pnpm build && node test/bench/webgpu-kernels/tile-sweep.mjs --out tiles.json [--scale S]
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   DEFAULT_TILE_TABLE,
@@ -75,6 +75,17 @@ const byClass = DEFAULT_TILE_TABLE.rules.map((rule, i) => ({
 }));
 
 const rules = [];
+const source = `${adapter}, ${new Date().toISOString().slice(0, 10)}, tile-sweep.mjs (sizes / ${scale})`;
+/** The table so far: measured classes, then the default's rules (written after each class, so a cut-off sweep keeps what it measured). */
+const write = () => {
+  const done = rules.length === byClass.length;
+  const table = {
+    source: done ? source : `${source}, classes 0-${rules.length - 1} measured, the rest default`,
+    rules: [...rules, ...byClass.slice(rules.length).map((c) => c.rule)],
+  };
+  writeFileSync(opt.out, JSON.stringify(table, null, 2) + '\n');
+  return table;
+};
 for (const { rule, shapes: group } of byClass) {
   if (group.length === 0) {
     console.log(
@@ -100,15 +111,15 @@ for (const { rule, shapes: group } of byClass) {
   }
   forceMatMulTile(null);
   rules.push({ ...rule, tile: best ? best.tile : rule.tile });
+  write();
 }
 const errors = await closeWebGpu();
-if (errors.length > 0) throw new Error(`WebGPU errors during the sweep: ${errors.join('; ')}`);
+if (errors.length > 0) {
+  rmSync(opt.out, { force: true });
+  throw new Error(`WebGPU errors during the sweep: ${errors.join('; ')}`);
+}
 
-const table = {
-  source: `${adapter}, ${new Date().toISOString().slice(0, 10)}, tile-sweep.mjs (sizes / ${scale})`,
-  rules,
-};
-writeFileSync(opt.out, JSON.stringify(table, null, 2) + '\n');
+const table = write();
 console.log(
   `tile table written to ${opt.out}${software ? ' (SwiftShader: not a GPU measurement, do not commit it)' : ''}:`,
 );
