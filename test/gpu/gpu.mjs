@@ -416,7 +416,7 @@ async function loraBench(smoke) {
     params.write(values);
     return loss / tokens;
   };
-  return { config, B, T, model, params, step };
+  return { config, B, T, model, params, batch, step };
 }
 
 /** LoRA training throughput as the worker trains (loraBench's step), with tfjs's GPU allocation. */
@@ -482,11 +482,12 @@ async function throughput() {
 async function profile() {
   const backend = opt.backend;
   await start(backend);
-  const { model, step } = await loraBench(opt.smoke);
+  const { model, params, batch, step } = await loraBench(opt.smoke);
   await step();
   const w0 = performance.now();
   await step();
   const wallMs = performance.now() - w0;
+  const submitBatches = await submitBatchVariants(model, params, batch);
   const info = await tf.profile(() => step());
   const byKernel = new Map();
   const byShape = new Map();
@@ -519,6 +520,7 @@ async function profile() {
     backend,
     device: deviceName(),
     wallMs,
+    submitBatches,
     kernelMs,
     kernels: info.kernels.length,
     peakBytes: info.peakBytes,
@@ -533,6 +535,45 @@ async function profile() {
   );
   for (const e of result.byKernel.slice(0, 12))
     log(`  ${e.key}: ${e.ms.toFixed(2)} ms in ${e.count} calls`);
+}
+
+/**
+ * One forward + backward split in two: the CPU's time to issue every kernel
+ * (encode: tfjs's synchronous part) and the wait for the GPU to finish (the
+ * gradient read). If encode + wait is near the GPU's kernel time, the CPU and
+ * the GPU overlap; if wait alone is, the GPU idles while the CPU encodes.
+ */
+async function encodeAndWait(model, params, batch) {
+  const t0 = performance.now();
+  const { value, flat } = tf.tidy(() => {
+    const { value, grads } = tf.variableGrads(() => tokenNllSum(model, batch), params.variables);
+    return { value, flat: tf.concat(Object.values(grads).map((g) => g.reshape([-1]))) };
+  });
+  const t1 = performance.now();
+  await Promise.all([value.data(), flat.data()]);
+  const t2 = performance.now();
+  tf.dispose([value, flat]);
+  return { encodeMs: t1 - t0, waitMs: t2 - t1 };
+}
+
+/** encodeAndWait (median of 3) under tfjs's WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE (dispatches per submit). */
+async function submitBatchVariants(model, params, batch) {
+  const flag = 'WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE';
+  if (tf.getBackend() !== 'webgpu') return [];
+  const before = tf.env().get(flag);
+  const rows = [];
+  for (const size of [before, 1, 4, 64, 100000]) {
+    tf.env().set(flag, size);
+    const runs = [];
+    for (let i = 0; i < 3; i++) runs.push(await encodeAndWait(model, params, batch));
+    const m = (key) => median(runs.map((r) => r[key]));
+    rows.push({ submitBatch: size, encodeMs: m('encodeMs'), waitMs: m('waitMs') });
+    log(
+      `submit every ${size} dispatches: encode ${m('encodeMs').toFixed(1)} ms, wait ${m('waitMs').toFixed(1)} ms`,
+    );
+  }
+  tf.env().set(flag, before);
+  return rows;
 }
 
 // ---------------------------------------------------------------------------

@@ -182,6 +182,10 @@ function profileLines(r) {
   const share = (ms) => `${((100 * ms) / p.kernelMs).toFixed(1)}%`;
   return [
     `profile: one step ${p.wallMs.toFixed(1)} ms wall, ${p.kernelMs.toFixed(1)} ms of GPU time in ${p.kernels} kernels (${((100 * p.kernelMs) / p.wallMs).toFixed(0)}% of wall)`,
+    ...(p.submitBatches ?? []).map(
+      (v) =>
+        `profile submit every ${v.submitBatch} dispatches: encode ${v.encodeMs.toFixed(1)} ms (CPU), then wait ${v.waitMs.toFixed(1)} ms (GPU)`,
+    ),
     ...p.byKernel
       .slice(0, 12)
       .map(

@@ -118,7 +118,7 @@ else
   phase adapters 60 node "$gpu" adapters --out "$work/adapters.json"
   # The project's WGSL kernels (docs/webgpu-kernels.md): the tile sweep writes
   # the tile table; the kernel benchmark and the project's throughput use it.
-  phase tile-sweep 75 node test/bench/webgpu-kernels/tile-sweep.mjs --out "$work/tile-table.json"
+  phase tile-sweep 120 node test/bench/webgpu-kernels/tile-sweep.mjs --out "$work/tile-table.json"
   tiles=()
   [[ -s $work/tile-table.json ]] && tiles=(env "LORAFLEET_WEBGPU_TILES=$work/tile-table.json")
   phase kernel-bench 60 "${tiles[@]}" node test/bench/webgpu-kernels/run.mjs --out "$work/kernel-bench.json"
@@ -128,7 +128,9 @@ else
   smi_start "$work/smi-torch.csv"
   phase throughput-torch 90 python3 "$ref" throughput --out "$work/throughput-torch.json"
   smi_stop
-  phase profile 90 "${tiles[@]}" node "$gpu" profile --backend webgpu --out "$work/profile.json"
+  # Timestamps unquantized (Dawn rounds them to 2^16 ns by default).
+  phase profile 90 "${tiles[@]}" env LORAFLEET_DAWN_FLAGS=disable-dawn-features=timestamp_quantization \
+    node "$gpu" profile --backend webgpu --out "$work/profile.json"
   # The RATIO's "before": the same throughput on tfjs's stock matmul, unfused LoRA.
   smi_start "$work/smi-project-stock.csv"
   phase throughput-project-stock 90 env LORAFLEET_WEBGPU_KERNELS=stock node "$gpu" throughput \

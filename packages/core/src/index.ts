@@ -46,6 +46,7 @@ export {
   chooseTile,
   crossEntropyRows,
   forceMatMulTile,
+  ruleHolds,
   fusedCrossEntropyAvailable,
   fusedNorm,
   fusedNormAvailable,

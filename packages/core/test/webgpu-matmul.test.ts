@@ -75,12 +75,19 @@ async function onCpu(c: Case, sa: Float32Array, sb: Float32Array): Promise<Float
   return data;
 }
 
-async function onWebGpu(kernel: string, c: Case, sa: Float32Array, sb: Float32Array) {
+async function onWebGpu(
+  kernel: string,
+  c: Case,
+  sa: Float32Array,
+  sb: Float32Array,
+  attrs: Record<string, number | boolean> = {},
+) {
   const a = tf.tensor(sa, c.aShape);
   const b = tf.tensor(sb, c.bShape);
   const out = tf.engine().runKernel(kernel, { a, b }, {
     transposeA: c.transposeA,
     transposeB: c.transposeB,
+    ...attrs,
   } as never) as tf.Tensor;
   const result = { shape: out.shape, data: (await out.data()) as Float32Array };
   tf.dispose([a, b, out]);
@@ -168,6 +175,13 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
       for (const peer of [cpu, whole.data, stock.data]) {
         expect(relativeDiff(split.data, peer), JSON.stringify(p)).toBeLessThan(3e-5);
       }
+      // The LoRA backward's plain products (LoraFleetMatMul without bias or epilogue, alpha = s) split too.
+      const lora = { alpha: 0.5, beta: 0, transposeL: false };
+      const scaled = await onWebGpu(LORAFLEET_MATMUL, c, sa, sb, lora);
+      const half = cpu.map((v) => 0.5 * v);
+      expect(relativeDiff(scaled.data, half), `LoraFleetMatMul ${JSON.stringify(p)}`).toBeLessThan(
+        3e-5,
+      );
     }
   }, 300_000);
 

@@ -65,6 +65,7 @@ export function matmulShapes(scale) {
     ['attn Q K^T', 8 * 12, T, s(64), T, false, true],
     ['attn P V', 8 * 12, T, T, s(64), false, false],
     ['lora x A^T (N x r)', 1, N, C, 8, false, true],
+    ['lora dh = s dy B (N x r)', 1, N, 3 * C, 8, false, false],
     ['lora dA = dh^T x (r x in)', 1, 8, N, C, true, false],
     ['lora dB = dy^T h (out x r)', 1, 3 * C, N, 8, true, false],
   ];

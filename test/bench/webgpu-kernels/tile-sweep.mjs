@@ -13,6 +13,7 @@ import {
   DEFAULT_TILE_TABLE,
   TILE_CANDIDATES,
   forceMatMulTile,
+  ruleHolds,
   tileName,
   useSplitK,
 } from '../../../packages/core/dist/src/index.js';
@@ -52,11 +53,7 @@ const shapes = matmulShapes(scale);
 // Each tile on the whole product: split-k (split-k.ts) would time it on k-chunks instead.
 useSplitK(false);
 // The first rule whose bounds hold (as tiles.ts's chooseTile reads them).
-const holds = (rule, [, batch, m, k, n]) =>
-  (rule.maxM === undefined || m <= rule.maxM) &&
-  (rule.maxN === undefined || n <= rule.maxN) &&
-  (rule.minK === undefined || k >= rule.minK) &&
-  (rule.minOutputs === undefined || batch * m * n >= rule.minOutputs);
+const holds = (rule, [, batch, m, k, n]) => ruleHolds(rule, m, n, k, batch);
 const classOf = (shape) => DEFAULT_TILE_TABLE.rules.findIndex((rule) => holds(rule, shape));
 const small = [
   [

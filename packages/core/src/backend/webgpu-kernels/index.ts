@@ -16,6 +16,7 @@ export {
   type TileTable,
   chooseTile,
   forceMatMulTile,
+  ruleHolds,
   tileName,
   tileProblem,
   tileTable,

@@ -142,6 +142,7 @@ function splitKProduct(
   b: Info,
   d: Dims,
   splits: number,
+  alpha = 1,
 ): Info {
   const views = chunkViews(a, b, splits);
   const chunk: Dims = {
@@ -151,8 +152,8 @@ function splitKProduct(
     batchB: splits,
     outShape: [splits, d.m, d.n],
   };
-  const attrs = { transposeA: true, transposeB: false, alpha: 1, beta: 0, transposeL: false };
-  const partials = run(backend, views.a, views.b, chunk, attrs, {}); // [S, M, N]
+  const attrs = { transposeA: true, transposeB: false, alpha, beta: 0, transposeL: false };
+  const partials = run(backend, views.a, views.b, chunk, attrs, {}); // [S, M, N], each times alpha
   const out = backend.runWebGPUProgram(
     sumPartialsProgram(splits, d.m, d.n),
     [partials],
@@ -204,7 +205,15 @@ function loraFleetMatMul(args: KernelArgs): Info {
   if (bias && size(bias.shape) !== d.n) {
     throw new Error(`${LORAFLEET_MATMUL}: bias has ${size(bias.shape)} values, expected ${d.n}`);
   }
-  return run(args.backend as unknown as WebGpuBackendLike, a!, b!, d, attrs, { bias, h, l });
+  const backend = args.backend as unknown as WebGpuBackendLike;
+  if (!bias && !h) {
+    // A plain alpha op(A) op(B): the LoRA backward's dA = dh^T x and dB = s dy^T h split k.
+    const batch = Math.max(d.batchA, d.batchB);
+    const tile = chooseTile(d.m, d.n, d.k, batch, limitsOf(backend));
+    const splits = splitCount({ ...d, batch, ...attrs }, tile);
+    if (splits > 1) return splitKProduct(backend, a!, b!, d, splits, attrs.alpha);
+  }
+  return run(backend, a!, b!, d, attrs, { bias, h, l });
 }
 
 export type WebGpuMatMulChoice = 'project' | 'stock';

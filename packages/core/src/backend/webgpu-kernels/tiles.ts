@@ -3,11 +3,12 @@
 // RM x RN per invocation (register blocking: (TM/RM) x (TN/RN) invocations),
 // and TK, the depth of the k slice staged in workgroup memory per step.
 //
-// DEFAULT_TILE_TABLE is a reasoned default, NOT a measurement: no GPU was
-// lent to the session that wrote it. test/bench/webgpu-kernels/tile-sweep.mjs
-// measures every tile on the shapes of the LoRA step on a real GPU and prints
-// a table in this format; commit its output here (with the card and date), or
-// point env LORAFLEET_WEBGPU_TILES at its JSON file to try it without a build.
+// DEFAULT_TILE_TABLE was measured on an NVIDIA H200 (Dawn over Vulkan,
+// driver 580) on 2026-12-04 by test/bench/webgpu-kernels/tile-sweep.mjs, which
+// times every candidate tile on the LoRA step's shapes per class of the table
+// and keeps the fastest. Another card: run the sweep there (test/gpu/run.sh
+// does) and commit its output here with the card and date, or point env
+// LORAFLEET_WEBGPU_TILES at its JSON file to try it without a build.
 import { readFileSync } from 'node:fs';
 
 export interface MatMulTile {
@@ -31,6 +32,8 @@ export interface TileRule {
   minK?: number;
   /** Fewest output elements (batch * M * N) for this rule. */
   minOutputs?: number;
+  /** Fewest batch entries (attention's per-head products have B * H). */
+  minBatch?: number;
   tile: MatMulTile;
 }
 
@@ -43,27 +46,33 @@ export interface TileTable {
 /** The tiles the sweep tries (and the program compiles). */
 export const TILE_CANDIDATES: readonly MatMulTile[] = [
   { tm: 128, tn: 128, rm: 8, rn: 8, tk: 8 },
+  { tm: 128, tn: 128, rm: 8, rn: 8, tk: 16 },
   { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16 },
+  { tm: 128, tn: 64, rm: 8, rn: 8, tk: 16 },
   { tm: 64, tn: 128, rm: 4, rn: 8, tk: 16 },
   { tm: 64, tn: 64, rm: 4, rn: 4, tk: 16 },
   { tm: 64, tn: 64, rm: 8, rn: 8, tk: 16 },
   { tm: 32, tn: 32, rm: 4, rn: 4, tk: 16 },
   { tm: 64, tn: 8, rm: 4, rn: 4, tk: 32 },
+  { tm: 32, tn: 8, rm: 4, rn: 4, tk: 32 },
   { tm: 8, tn: 64, rm: 4, rn: 4, tk: 32 },
 ];
 
 /**
- * Until a GPU measures it: big outputs take the 64x64 / 4x4 tile (256
- * invocations, 8 KiB of workgroup memory, the issue's starting point); small
- * outputs a 32x32 tile so that there are enough workgroups to fill the GPU;
- * the LoRA products with a rank-sized side (N or M <= 16) a skinny tile.
+ * Measured on an NVIDIA H200 (2026-12-04, tile-sweep.mjs at GPT-2 small's
+ * shapes, 8 x 512 tokens): 128x64 / 8x4 won the rank-sized-N products and
+ * the large ones; 8x64 the rank-sized-M ones; 32x32 the small ones. The
+ * batched rule (attention's per-head products) came with the sweep that
+ * measured the others as one class: it holds their tile until a sweep
+ * measures it apart.
  */
 export const DEFAULT_TILE_TABLE: TileTable = {
-  source: 'default (not measured: no GPU lent to the session that wrote it)',
+  source: 'nvidia-h200, 2026-12-04, tile-sweep.mjs (sizes / 1)',
   rules: [
-    { maxN: 16, tile: { tm: 64, tn: 8, rm: 4, rn: 4, tk: 32 } },
+    { maxN: 16, tile: { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16 } },
     { maxM: 16, tile: { tm: 8, tn: 64, rm: 4, rn: 4, tk: 32 } },
-    { minOutputs: 512 * 512, tile: { tm: 64, tn: 64, rm: 4, rn: 4, tk: 16 } },
+    { minBatch: 2, minOutputs: 512 * 512, tile: { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16 } },
+    { minOutputs: 512 * 512, tile: { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16 } },
     { tile: { tm: 32, tn: 32, rm: 4, rn: 4, tk: 16 } },
   ],
 };
@@ -97,12 +106,14 @@ export function tileName(t: MatMulTile): string {
   return `${t.tm}x${t.tn}_${t.rm}x${t.rn}_k${t.tk}`;
 }
 
-function ruleHolds(rule: TileRule, m: number, n: number, k: number, batch: number): boolean {
+/** Whether a rule's bounds hold for C [batch, M, N] = A [.., M, K] B [.., K, N]. */
+export function ruleHolds(rule: TileRule, m: number, n: number, k: number, batch: number): boolean {
   return (
     (rule.maxM === undefined || m <= rule.maxM) &&
     (rule.maxN === undefined || n <= rule.maxN) &&
     (rule.minK === undefined || k >= rule.minK) &&
-    (rule.minOutputs === undefined || batch * m * n >= rule.minOutputs)
+    (rule.minOutputs === undefined || batch * m * n >= rule.minOutputs) &&
+    (rule.minBatch === undefined || batch >= rule.minBatch)
   );
 }
 
