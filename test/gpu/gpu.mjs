@@ -562,7 +562,7 @@ async function submitBatchVariants(model, params, batch) {
   if (tf.getBackend() !== 'webgpu') return [];
   const before = tf.env().get(flag);
   const rows = [];
-  for (const size of [before, 1, 4, 64, 100000]) {
+  for (const size of [before, 15, 32, 128, 100000]) {
     tf.env().set(flag, size);
     const runs = [];
     for (let i = 0; i < 3; i++) runs.push(await encodeAndWait(model, params, batch));

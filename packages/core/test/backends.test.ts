@@ -33,6 +33,7 @@ import {
   loadWebGpuKernels,
   parseAdapterList,
   webGpuDevice,
+  webGpuSubmitBatch,
 } from '../src/backend/webgpu.js';
 
 const NULL_ADAPTER = ['backend=null'];
@@ -312,6 +313,17 @@ describe('webgpu backend on Dawn null adapter', () => {
     await expect(useBackend('webgpu', { gpu: 2, dawnFlags: NULL_ADAPTER })).rejects.toThrow(
       /already drives WebGPU adapter 0 \(Null backend\); one process uses one GPU/,
     );
+  });
+
+  it('submits 64 dispatches per command buffer, or LORAFLEET_WEBGPU_SUBMIT_BATCH', async () => {
+    await useBackend('webgpu');
+    expect(tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE')).toBe(64);
+    expect(webGpuSubmitBatch({})).toBe(64);
+    expect(webGpuSubmitBatch({ LORAFLEET_WEBGPU_SUBMIT_BATCH: ' 15 ' })).toBe(15);
+    for (const bad of ['0', '-3', '2.5', 'many'])
+      expect(() => webGpuSubmitBatch({ LORAFLEET_WEBGPU_SUBMIT_BATCH: bad })).toThrow(
+        new RegExp(`LORAFLEET_WEBGPU_SUBMIT_BATCH=${bad}: expected a whole number`),
+      );
   });
 
   it('reads GPU tensors asynchronously only, with a clear error for dataSync', async () => {

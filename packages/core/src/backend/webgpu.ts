@@ -115,6 +115,25 @@ export function dawnFlags(options: WebGpuOptions = {}): string[] {
   return env ? env.split(/\s+/) : [];
 }
 
+/**
+ * Dispatches per command-buffer submit (tfjs's WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE,
+ * 15 by default): env LORAFLEET_WEBGPU_SUBMIT_BATCH, else 64. Each submit costs
+ * Dawn ~1 ms of host CPU on an H200 machine, and the LoRA step is bound by the
+ * CPU's dispatching there: at 15 a GPT-2-small step spent 183 ms encoding, at
+ * 64 88 ms (test/gpu/run.sh's profile, 2026-12-04; docs/webgpu-kernels.md).
+ */
+export function webGpuSubmitBatch(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.LORAFLEET_WEBGPU_SUBMIT_BATCH?.trim();
+  if (!raw) return DEFAULT_SUBMIT_BATCH;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(
+      `LORAFLEET_WEBGPU_SUBMIT_BATCH=${raw}: expected a whole number of dispatches >= 1 (default ${DEFAULT_SUBMIT_BATCH})`,
+    );
+  return n;
+}
+const DEFAULT_SUBMIT_BATCH = 64;
+
 async function loadDawn(): Promise<DawnModule> {
   if (dawn) return dawn;
   const specifier = 'webgpu'; // a variable: no type resolution of the optional package
@@ -338,6 +357,7 @@ export async function startWebGpu(options: WebGpuOptions = {}): Promise<WebGpuDe
     }
   });
   exposeGpu(gpu); // the backend's constructor checks navigator.gpu
+  tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', webGpuSubmitBatch());
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   tf.registerBackend(
     'webgpu',

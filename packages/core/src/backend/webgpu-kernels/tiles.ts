@@ -60,19 +60,18 @@ export const TILE_CANDIDATES: readonly MatMulTile[] = [
 
 /**
  * Measured on an NVIDIA H200 (2026-12-04, tile-sweep.mjs at GPT-2 small's
- * shapes, 8 x 512 tokens): 128x64 / 8x4 won the rank-sized-N products and
- * the large ones; 8x64 the rank-sized-M ones; 32x32 the small ones. The
- * batched rule (attention's per-head products) came with the sweep that
- * measured the others as one class: it holds their tile until a sweep
- * measures it apart.
+ * shapes, 8 x 512 tokens, the 11 candidates above): 32x32 / 4x4 won the
+ * rank-sized products (few outputs: the most workgroups), 128x64 / 8x4
+ * attention's per-head products, 64x64 / 8x8 the large ones (35.8 ms over
+ * the class against 36.7 for 128x128 and 41.7 for 32x32), 32x32 the rest.
  */
 export const DEFAULT_TILE_TABLE: TileTable = {
   source: 'nvidia-h200, 2026-12-04, tile-sweep.mjs (sizes / 1)',
   rules: [
-    { maxN: 16, tile: { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16 } },
-    { maxM: 16, tile: { tm: 8, tn: 64, rm: 4, rn: 4, tk: 32 } },
+    { maxN: 16, tile: { tm: 32, tn: 32, rm: 4, rn: 4, tk: 16 } },
+    { maxM: 16, tile: { tm: 32, tn: 32, rm: 4, rn: 4, tk: 16 } },
     { minBatch: 2, minOutputs: 512 * 512, tile: { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16 } },
-    { minOutputs: 512 * 512, tile: { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16 } },
+    { minOutputs: 512 * 512, tile: { tm: 64, tn: 64, rm: 8, rn: 8, tk: 16 } },
     { tile: { tm: 32, tn: 32, rm: 4, rn: 4, tk: 16 } },
   ],
 };
