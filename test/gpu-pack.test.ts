@@ -14,7 +14,11 @@ const testOnly = [
   '@huggingface+tokenizers@0.1.3',
   'kubernetes-models@5.1.0',
 ];
-const kept = ['zeromq@6.8.0', '@tensorflow+tfjs-core@4.22.0'];
+const kept = ['zeromq@6.8.0', '@tensorflow+tfjs-core@4.22.0', 'cmake-ts@1.0.2'];
+/** zeromq's addon loader, which pack.sh leaves out with cmake-ts and gpu-pack.sh puts back. */
+const loader = ['package.json', 'build/loader.js', 'build/loader.mjs'].map(
+  (f) => `node_modules/.pnpm/cmake-ts@1.0.2/node_modules/cmake-ts/${f}`,
+);
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
 
@@ -29,8 +33,17 @@ function fakeCheckout(rc: number): { root: string; pack: string } {
     mkdirSync(join(root, 'node_modules', '.pnpm', p), { recursive: true });
     writeFileSync(join(root, 'node_modules', '.pnpm', p, 'index.js'), '');
   }
+  for (const f of loader) {
+    mkdirSync(join(root, f, '..'), { recursive: true });
+    writeFileSync(join(root, f), '');
+  }
+  // Like pack.sh: a tree tarball without cmake-ts.
   const pack = join(root, 'fake-pack.sh');
-  writeFileSync(pack, `ls node_modules/.pnpm | sed 's/^/seen: /'\nexit ${rc}\n`);
+  writeFileSync(
+    pack,
+    `ls node_modules/.pnpm | sed 's/^/seen: /'\n` +
+      `mkdir -p .gpu && tar -cf - --files-from /dev/null | xz > .gpu/tree.tar.xz\nexit ${rc}\n`,
+  );
   return { root, pack };
 }
 
@@ -56,6 +69,13 @@ describe('scripts/gpu-pack.sh', () => {
       expect(r.stdout).toContain(`left out ${testOnly.length} test-only packages`);
       for (const p of [...testOnly, ...kept]) {
         expect(existsSync(join(root, 'node_modules', '.pnpm', p, 'index.js'))).toBe(true);
+      }
+      if (rc === 0) {
+        const listed = spawnSync('tar', ['-tJf', join(root, '.gpu', 'tree.tar.xz')], {
+          encoding: 'utf8',
+        });
+        expect(listed.stdout.trim().split('\n').sort()).toEqual([...loader].sort());
+        expect(r.stdout).toContain("added zeromq's addon loader");
       }
     });
   }

@@ -122,8 +122,13 @@ else
   tiles=()
   [[ -s $work/tile-table.json ]] && tiles=(env "LORAFLEET_WEBGPU_TILES=$work/tile-table.json")
   phase kernel-bench 60 "${tiles[@]}" node test/bench/webgpu-kernels/run.mjs --out "$work/kernel-bench.json"
-  smi_start "$work/smi-project.csv"
+  # Throughput without nvidia-smi beside it: its 100 ms polling slowed the
+  # project's dispatch-bound step from ~0.16 s to ~0.24 s on the H200 (torch's
+  # did not move); peak memory comes from a short run of its own.
   phase throughput-project 120 "${tiles[@]}" node "$gpu" throughput --backend webgpu --out "$work/throughput-project.json"
+  smi_start "$work/smi-project.csv"
+  phase memory-project 60 "${tiles[@]}" node "$gpu" throughput --backend webgpu --warmup 1 --steps 2 \
+    --out "$work/memory-project.json"
   smi_stop
   smi_start "$work/smi-torch.csv"
   phase throughput-torch 90 python3 "$ref" throughput --out "$work/throughput-torch.json"
@@ -132,10 +137,8 @@ else
   phase profile 90 "${tiles[@]}" env LORAFLEET_DAWN_FLAGS=disable-dawn-features=timestamp_quantization \
     node "$gpu" profile --backend webgpu --out "$work/profile.json"
   # The RATIO's "before": the same throughput on tfjs's stock matmul, unfused LoRA.
-  smi_start "$work/smi-project-stock.csv"
   phase throughput-project-stock 90 env LORAFLEET_WEBGPU_KERNELS=stock node "$gpu" throughput \
     --backend webgpu --out "$work/throughput-project-stock.json"
-  smi_stop
   phase conformance 150 env LORAFLEET_BACKENDS=webgpu node node_modules/vitest/vitest.mjs run \
     packages/core/test/lora-conformance.test.ts test/backend-conformance.test.ts \
     packages/core/test/backends.test.ts test/webgpu-kernels.test.ts packages/core/test/webgpu-*.test.ts \

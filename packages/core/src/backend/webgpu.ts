@@ -116,11 +116,11 @@ export function dawnFlags(options: WebGpuOptions = {}): string[] {
 }
 
 /**
- * Dispatches per command-buffer submit (tfjs's WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE,
- * 15 by default): env LORAFLEET_WEBGPU_SUBMIT_BATCH, else 64. Each submit costs
- * Dawn ~1 ms of host CPU on an H200 machine, and the LoRA step is bound by the
- * CPU's dispatching there: at 15 a GPT-2-small step spent 183 ms encoding, at
- * 64 88 ms (test/gpu/run.sh's profile, 2026-12-04; docs/webgpu-kernels.md).
+ * Dispatches per command-buffer submit (tfjs's WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE):
+ * env LORAFLEET_WEBGPU_SUBMIT_BATCH, else tfjs's 15. The LoRA step is bound by
+ * the CPU's dispatching on the H200 machine, but no batch size won there
+ * consistently (15, 32, 64, 128 within the run-to-run noise; the figures are in
+ * docs/webgpu-kernels.md), so tfjs's default stays; the knob is for measuring.
  */
 export function webGpuSubmitBatch(env: NodeJS.ProcessEnv = process.env): number {
   const raw = env.LORAFLEET_WEBGPU_SUBMIT_BATCH?.trim();
@@ -132,7 +132,7 @@ export function webGpuSubmitBatch(env: NodeJS.ProcessEnv = process.env): number 
     );
   return n;
 }
-const DEFAULT_SUBMIT_BATCH = 64;
+const DEFAULT_SUBMIT_BATCH = 15;
 
 async function loadDawn(): Promise<DawnModule> {
   if (dawn) return dawn;
@@ -280,6 +280,25 @@ function exposeGpu(gpu: GpuLike | undefined): void {
   });
 }
 
+/** What tfjs-backend-webgpu's own factory asks for: the adapter's limits (large buffers) and timestamp queries when there are any. */
+async function requestDevice(adapter: GpuAdapterLike) {
+  const limits = adapter.limits;
+  const requiredLimits: Record<string, number> = {};
+  for (const name of [
+    'maxComputeWorkgroupStorageSize',
+    'maxComputeWorkgroupsPerDimension',
+    'maxStorageBufferBindingSize',
+    'maxBufferSize',
+    'maxComputeWorkgroupSizeX',
+    'maxComputeInvocationsPerWorkgroup',
+  ]) {
+    const value = limits[name];
+    if (typeof value === 'number') requiredLimits[name] = value;
+  }
+  const requiredFeatures = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
+  return adapter.requestDevice({ requiredFeatures, requiredLimits });
+}
+
 /**
  * Opens the adapter (and a device on it) and registers tfjs's 'webgpu'
  * backend on that device; the caller then sets the backend. A second call
@@ -318,23 +337,7 @@ export async function startWebGpu(options: WebGpuOptions = {}): Promise<WebGpuDe
     throw new Error(`WebGPU: ${(error as Error).message}`);
   }
   if (adapter === null) throw noAdapterError(flags);
-  // What tfjs-backend-webgpu's own factory asks for: the adapter's limits
-  // (large buffers) and timestamp queries when there are any.
-  const limits = adapter.limits;
-  const requiredLimits: Record<string, number> = {};
-  for (const name of [
-    'maxComputeWorkgroupStorageSize',
-    'maxComputeWorkgroupsPerDimension',
-    'maxStorageBufferBindingSize',
-    'maxBufferSize',
-    'maxComputeWorkgroupSizeX',
-    'maxComputeInvocationsPerWorkgroup',
-  ]) {
-    const value = limits[name];
-    if (typeof value === 'number') requiredLimits[name] = value;
-  }
-  const requiredFeatures = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
-  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  const device = await requestDevice(adapter);
   const backendName =
     listing?.backend ??
     chosen.find((f) => f.startsWith('backend='))?.slice('backend='.length) ??
