@@ -52,6 +52,12 @@ export {
   fusedNormAvailable,
   fusedActivationsAvailable,
   useFusedActivations,
+  fusedAttentionAvailable,
+  useFusedAttention,
+  ATTN_DELTA,
+  ATTN_GRAD,
+  ATTN_OUT,
+  ATTN_STATS,
   useSplitK,
   splitCount,
   useFusedCrossEntropy,
@@ -114,4 +120,9 @@ export { softmaxCrossEntropy } from './ops/softmax-cross-entropy.js';
 export { geluNew, geluNewComposed } from './ops/gelu-new.js';
 export { GELU_NEW, GELU_NEW_GRAD } from './backend/gelu-layer-norm.js';
 export { swiglu, swigluComposed } from './ops/swiglu.js';
+export {
+  type CausalAttentionOptions,
+  causalAttention,
+  causalAttentionComposed,
+} from './ops/causal-attention.js';
 export { layerNorm, layerNormComposed } from './ops/layer-norm.js';

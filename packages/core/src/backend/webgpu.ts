@@ -19,6 +19,7 @@ import {
   registerWebGpuMatMul,
   registerWebGpuNorm,
   registerWebGpuActivations,
+  registerWebGpuAttention,
 } from './webgpu-kernels/index.js';
 
 /** One adapter as Dawn lists it, in the order requestAdapter() considers them. */
@@ -170,6 +171,7 @@ export async function loadWebGpuKernels(): Promise<WebGpuBackendClass> {
   registerWebGpuCrossEntropy(tf, mod.webgpu_util); // fused softmax cross-entropy
   registerWebGpuNorm(tf, mod.webgpu_util); // fused LayerNorm / RMSNorm
   registerWebGpuActivations(tf, mod.webgpu_util); // fused gelu_new and SwiGLU
+  registerWebGpuAttention(tf); // causal attention without [T, T] matrices
   backendClass = mod.WebGPUBackend;
   return backendClass;
 }

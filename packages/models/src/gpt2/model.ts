@@ -7,6 +7,7 @@ import {
   LoraLinear,
   geluNew as coreGeluNew,
   layerNorm as coreLayerNorm,
+  causalAttention,
   tf,
 } from '@lorafleet/core';
 import type {
@@ -268,9 +269,12 @@ export class Gpt2Model implements CausalLM {
     const [q, k, v] = tf
       .split(qkv, 3, 2)
       .map((t) => t.reshape([B, T, H, D]).transpose([0, 2, 1, 3])); // [B, H, T, D]
-    const scores = tf.add(tf.mul(tf.matMul(q!, k!, false, true), 1 / Math.sqrt(D)), mask); // [B, H, T, T]
-    const probs = drop(tf.softmax(scores), this.config.attnPdrop);
-    const y = tf.matMul(probs, v!).transpose([0, 2, 1, 3]).reshape([B, T, C]); // [B, T, C]
+    // softmax(q k^T / sqrt(D) + mask) v: without [B, H, T, T] on webgpu unless dropout needs the probabilities.
+    const p = this.config.attnPdrop;
+    const dropProbs = training && p > 0 ? (probs: tf.Tensor) => drop(probs, p) : undefined;
+    const y = causalAttention(q!, k!, v!, { scale: 1 / Math.sqrt(D), mask, dropProbs }) // [B, H, T, D]
+      .transpose([0, 2, 1, 3])
+      .reshape([B, T, C]); // [B, T, C]
     return block.attnProj.forward(y, { training, dropoutSeed: seed * 4 + 1 });
   }
 

@@ -50,3 +50,12 @@ export {
   useFusedActivations,
 } from './activations.js';
 export { splitCount, useSplitK } from './split-k.js';
+export {
+  ATTN_DELTA,
+  ATTN_GRAD,
+  ATTN_OUT,
+  ATTN_STATS,
+  fusedAttentionAvailable,
+  registerWebGpuAttention,
+  useFusedAttention,
+} from './attention.js';

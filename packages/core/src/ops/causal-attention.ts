@@ -1,0 +1,83 @@
+// Causal scaled dot-product attention as one differentiable op:
+// softmax(scale q k^T + mask) v over q, k, v [.., T, D]. On webgpu with the
+// project's kernels it never builds the [.., T, T] scores or probabilities
+// (backend/webgpu-kernels/attention.ts: recomputed in the backward, memory
+// linear in T); elsewhere, and whenever the probabilities get dropout, the
+// composed tfjs ops (the model families' own formula).
+import { tf } from '../backend/tf.js';
+import {
+  ATTN_DELTA,
+  ATTN_GRAD,
+  ATTN_OUT,
+  ATTN_STATS,
+  type AttnGradWrt,
+  fusedAttentionAvailable,
+} from '../backend/webgpu-kernels/attention.js';
+
+export interface CausalAttentionOptions {
+  /** Multiplies q k^T (1 / sqrt(D) in GPT-2 and Llama). */
+  scale: number;
+  /** [T, T] (or broadcastable): 0 where a query may see a key, a large negative number elsewhere. */
+  mask: tf.Tensor;
+  /** Dropout on the probabilities (training): forces the composed path, which can apply it. */
+  dropProbs?: (probs: tf.Tensor) => tf.Tensor;
+}
+
+/** softmax(scale q k^T + mask) v from tfjs ops (autodiff through them). */
+export function causalAttentionComposed(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  v: tf.Tensor,
+  o: CausalAttentionOptions,
+): tf.Tensor {
+  return tf.tidy(() => {
+    const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), o.scale), o.mask); // [.., T, T]
+    const probs = tf.softmax(scores);
+    return tf.matMul(o.dropProbs ? o.dropProbs(probs) : probs, v); // [.., T, D]
+  });
+}
+
+/**
+ * y [.., T, D] = softmax(scale q k^T + causal mask) v for q, k, v [.., T, D]
+ * (equal shapes: grouped-query heads repeated by the caller). The fused path
+ * assumes `mask` is the causal mask; it does not read it.
+ */
+export function causalAttention(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  v: tf.Tensor,
+  o: CausalAttentionOptions,
+): tf.Tensor {
+  if (o.dropProbs || !fusedAttentionAvailable()) return causalAttentionComposed(q, k, v, o);
+  const shape = q.shape;
+  const [T, D] = shape.slice(-2) as [number, number];
+  const rows = (x: tf.Tensor) => x.reshape([-1, T, D]) as tf.Tensor3D; // [R, T, D]
+  const attrs = { scale: o.scale };
+  const kernel = (name: string, inputs: tf.NamedTensorMap, extra: object = {}) =>
+    tf.engine().runKernel(name, inputs, { ...attrs, ...extra } as never) as tf.Tensor;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [q3, k3, v3] = (args as tf.Tensor[]).map(rows) as [tf.Tensor, tf.Tensor, tf.Tensor];
+    const lse = kernel(ATTN_STATS, { q: q3, k: k3 }); // [R, T]
+    const out = kernel(ATTN_OUT, { q: q3, k: k3, v: v3, lse }); // [R, T, D]
+    save([q3, k3, v3, out, lse]);
+    return {
+      value: out.reshape(shape),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sq, sk, sv, so, sl] = saved as [
+          tf.Tensor,
+          tf.Tensor,
+          tf.Tensor,
+          tf.Tensor,
+          tf.Tensor,
+        ];
+        const dy3 = rows(dy);
+        const delta = kernel(ATTN_DELTA, { dy: dy3, o: so }); // [R, T]
+        const inputs = { q: sq, k: sk, v: sv, dy: dy3, lse: sl, delta };
+        const grad = (wrt: AttnGradWrt) => kernel(ATTN_GRAD, inputs, { wrt }).reshape(shape);
+        return [grad('q'), grad('k'), grad('v')];
+      },
+    };
+  });
+  return op(q, k, v);
+}

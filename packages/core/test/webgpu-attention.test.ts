@@ -1,0 +1,146 @@
+// Fused causal attention (src/backend/webgpu-kernels/attention.ts, through
+// core's causalAttention op) executed on webgpu (SwiftShader where there is
+// no GPU): the output and the gradients of q, k and v against tfjs's
+// composed softmax(q k^T + mask) v on webgpu and on the cpu backend, for odd
+// and even lengths, one token, several heads and head sizes; no [T, T]
+// tensor is ever made (memory linear in T).
+import { describe, expect, it } from 'vitest';
+import {
+  type BackendName,
+  ATTN_GRAD,
+  ATTN_STATS,
+  Rng,
+  causalAttention,
+  causalAttentionComposed,
+  fusedAttentionAvailable,
+  tf,
+  useBackend,
+  useFusedAttention,
+} from '../src/index.js';
+import { webGpuSuite } from './webgpu-suite.js';
+
+function values(size: number, seed: number, scale: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: size }, () => rng.normal() * scale);
+}
+
+/** [T, T]: 0 on and below the diagonal, -1e9 above (the model families' mask). */
+function causalMask(T: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const rows = tf.range(0, T, 1, 'int32').reshape([T, 1]);
+    const cols = tf.range(0, T, 1, 'int32').reshape([1, T]);
+    return tf.mul(tf.cast(tf.greater(cols, rows), 'float32'), -1e9) as tf.Tensor2D;
+  });
+}
+
+interface Outcome {
+  y: Float32Array;
+  grads: Float32Array[];
+  kernels: string[];
+  /** Largest tensor (elements) made while computing y and the gradients. */
+  largest: number;
+}
+
+/** y = attention(q, k, v), and d sum(y * probe) / d q, k, v. */
+async function run(backend: BackendName, fused: boolean, shape: number[]): Promise<Outcome> {
+  await useBackend(backend);
+  if (backend === 'webgpu') tf.env().set('WEBGPU_CPU_FORWARD', false);
+  useFusedAttention(fused);
+  try {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const T = shape[shape.length - 2]!;
+    const D = shape[shape.length - 1]!;
+    const [q, k, v] = [1, 2, 3].map((i) => tf.tensor(values(size, size + i, 1.5), shape));
+    const probe = tf.tensor(values(size, 7, 1), shape);
+    const mask = causalMask(T);
+    if (backend === 'webgpu') expect(fusedAttentionAvailable()).toBe(fused);
+    const options = { scale: 1 / Math.sqrt(D), mask };
+    const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      (fused ? causalAttention : causalAttentionComposed)(a, b, c, options);
+    let y!: tf.Tensor;
+    let grads!: tf.Tensor[];
+    const profile = await tf.profile(() => {
+      y = tf.keep(f(q!, k!, v!));
+      grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+        tf.sum(tf.mul(f(a, b, c), probe)),
+      )([q!, k!, v!]);
+      return [];
+    });
+    const largest = Math.max(
+      ...profile.kernels.map((kk) =>
+        Math.max(...kk.outputShapes.map((s) => s.reduce((a, b) => a * b, 1))),
+      ),
+    );
+    const out = {
+      y: (await y.data()) as Float32Array,
+      grads: await Promise.all(grads.map(async (g) => (await g.data()) as Float32Array)),
+      kernels: profile.kernelNames,
+      largest,
+    };
+    tf.dispose([q!, k!, v!, probe, mask, y, ...grads]);
+    return out;
+  } finally {
+    useFusedAttention(true);
+  }
+}
+
+/** max |a - b| / (1 + |b|). */
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++)
+    worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / (1 + Math.abs(b[i]!)));
+  return worst;
+}
+
+describe('fused causal attention on webgpu equals the composed ops and cpu', () => {
+  webGpuSuite();
+
+  // [batch, heads, T, D]: one token, odd T, T over a workgroup (64 rows), D of GPT-2's tiny and Llama's shapes.
+  const shapes = [
+    [1, 1, 1, 8],
+    [2, 3, 13, 8],
+    [1, 2, 70, 16],
+    [2, 1, 33, 32],
+  ];
+  for (const shape of shapes) {
+    it(`[${shape}]: y, dq, dk, dv`, async () => {
+      const fused = await run('webgpu', true, shape);
+      expect(fused.kernels).toContain(ATTN_STATS);
+      expect(fused.kernels).toContain(ATTN_GRAD);
+      const composed = await run('webgpu', false, shape);
+      expect(composed.kernels).not.toContain(ATTN_STATS);
+      const cpu = await run('cpu', false, shape);
+      for (const peer of [composed, cpu]) {
+        expect(maxDiff(fused.y, peer.y)).toBeLessThan(1e-5);
+        for (const [i, g] of fused.grads.entries())
+          expect(maxDiff(g, peer.grads[i]!), `gradient ${'qkv'[i]}`).toBeLessThan(1e-5);
+      }
+    }, 120_000);
+  }
+
+  it('makes no [T, T] tensor: its largest tensor grows linearly in T', async () => {
+    const at = async (T: number) => (await run('webgpu', true, [1, 2, T, 8])).largest;
+    const [small, large] = [await at(32), await at(128)];
+    expect(large).toBe(4 * small); // [.., T, D] at both lengths
+    const composed = (await run('webgpu', false, [1, 2, 128, 8])).largest;
+    expect(composed).toBe(2 * 128 * 128); // the composed path's scores
+  }, 120_000);
+
+  it('is off with dropout on the probabilities (the composed path applies it)', async () => {
+    await useBackend('webgpu');
+    const [q, k, v] = [1, 2, 3].map((i) => tf.tensor(values(2 * 5 * 4, i, 1), [2, 5, 4]));
+    const mask = causalMask(5);
+    let seen = 0;
+    const dropProbs = (p: tf.Tensor) => {
+      seen += 1;
+      return p;
+    };
+    const profile = await tf.profile(() =>
+      causalAttention(q!, k!, v!, { scale: 0.5, mask, dropProbs }),
+    );
+    expect(seen).toBe(1);
+    expect(profile.kernelNames).not.toContain(ATTN_STATS);
+    tf.dispose([q!, k!, v!, mask, profile.result as tf.Tensor]);
+  });
+});
