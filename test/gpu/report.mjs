@@ -159,6 +159,12 @@ function kernelLines(r) {
     lines.push(
       `kernel fused ${a.name} [${a.n}, ${a.f}] fwd+bwd: ${(a.fused * 1e3).toFixed(2)} ms vs stock ${(a.stock * 1e3).toFixed(2)} ms, ratio ${(a.stock / a.fused).toFixed(2)}x`,
     );
+  if (r.kernelBench?.attention) {
+    const a = r.kernelBench.attention;
+    lines.push(
+      `kernel fused causal attention [${a.shape}] fwd+bwd: ${(a.fused * 1e3).toFixed(2)} ms vs stock ${(a.stock * 1e3).toFixed(2)} ms, ratio ${(a.stock / a.fused).toFixed(2)}x; peak tfjs bytes ${gib(a.fusedPeak)} vs ${gib(a.stockPeak)}`,
+    );
+  }
   for (const k of (r.kernelBench?.matmuls ?? []).filter((m) => m.splits > 1))
     lines.push(
       `kernel split-k ${k.name}: ${k.splits} chunks ${(k.project * 1e3).toFixed(3)} ms vs unsplit ${(k.unsplit * 1e3).toFixed(3)} ms, ratio ${(k.unsplit / k.project).toFixed(2)}x`,

@@ -12,6 +12,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
+  causalAttention,
   LoraLinear,
   crossEntropyRows,
   fusedNorm,
@@ -23,6 +24,7 @@ import {
   chooseTile,
   tileTable,
   useFusedActivations,
+  useFusedAttention,
   useFusedCrossEntropy,
   useFusedLoraLinear,
   useFusedNorm,
@@ -239,6 +241,45 @@ async function activations() {
   return out;
 }
 
+/**
+ * Causal attention over GPT-2 small's heads ([8, 12, 512, 64]), value + the
+ * gradients of q, k and v: fused (no [T, T] tensor) vs tfjs's composed ops;
+ * with the peak of tfjs's allocated bytes over one call of each.
+ */
+async function attention() {
+  const s = (v) => Math.max(1, Math.round(v / scale));
+  const shape = [8, 12, s(512), 64];
+  const T = shape[2];
+  const [q, k, v] = [0, 1, 2].map(() => tf.randomNormal(shape));
+  const mask = tf.tidy(() =>
+    tf.mul(
+      tf.cast(
+        tf.greater(tf.range(0, T).reshape([1, T]), tf.range(0, T).reshape([T, 1])),
+        'float32',
+      ),
+      -1e9,
+    ),
+  );
+  const options = { scale: 1 / 8, mask };
+  const step = () => {
+    const { value, grads } = tf.valueAndGrads((a, b, c) =>
+      tf.sum(causalAttention(a, b, c, options)),
+    )([q, k, v]);
+    return [value, ...grads];
+  };
+  const peakBytes = async () => (await tf.profile(() => tf.dispose(step()))).peakBytes;
+  const fused = await timeGpu(step, { repeats });
+  const fusedPeak = await peakBytes();
+  useFusedAttention(false);
+  const stock = await timeGpu(step, { repeats });
+  const stockPeak = await peakBytes();
+  useFusedAttention(true);
+  tf.dispose([q, k, v, mask]);
+  // Arithmetic of the composed path: q k^T and p v forward, four such products backward (causal: half).
+  const flops = (6 * 2 * shape[0] * shape[1] * T * T * shape[3]) / 2;
+  return { shape, fused, stock, fusedPeak, stockPeak, flops };
+}
+
 const gflops = (f, t) => f / t / 1e9;
 const fmt = (v, d = 1) => v.toFixed(d).padStart(8);
 
@@ -247,6 +288,7 @@ const lora = await loraLinear();
 const xent = await crossEntropy();
 const norm = await layerNorm();
 const acts = await activations();
+const attn = await attention();
 const errors = await closeWebGpu();
 
 console.log(
@@ -296,6 +338,12 @@ for (const a of acts) {
       `${(a.bytes / a.fused / 1e9).toFixed(1)} GB/s`,
   );
 }
+console.log(
+  `causal attention fwd+bwd [${attn.shape}]: fused ${fmt(attn.fused * 1e3, 3)} ms, ` +
+    `stock (composed) ${fmt(attn.stock * 1e3, 3)} ms; ratio ${(attn.stock / attn.fused).toFixed(2)}, ` +
+    `${gflops(attn.flops, attn.fused).toFixed(1)} GFLOP/s; peak tfjs bytes ${(attn.fusedPeak / 2 ** 20).toFixed(1)} MiB ` +
+    `vs ${(attn.stockPeak / 2 ** 20).toFixed(1)} MiB`,
+);
 if (errors.length > 0) {
   console.error(`WebGPU errors: ${errors.join('; ')}`);
   process.exitCode = 1;
@@ -313,6 +361,7 @@ if (opt.out) {
     crossEntropy: xent,
     layerNorm: norm,
     activations: acts,
+    attention: attn,
     errors,
     date: new Date().toISOString(),
   };
