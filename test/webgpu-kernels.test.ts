@@ -7,6 +7,7 @@
 // (it runs none): no WebGPU error may come up.
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  ATTN_STATS,
   type BackendName,
   TrainableParameters,
   loadWebGpuKernels,
@@ -18,13 +19,16 @@ import {
 } from '@lorafleet/core';
 import {
   type Gpt2Config,
+  type LlamaConfig,
   type TokenBatch,
   Gpt2Model,
+  LlamaModel,
   IGNORE_INDEX,
   addLora,
   evaluateLoss,
   generateBatch,
   randomGpt2Weights,
+  randomLlamaWeights,
   tokenNllSum,
 } from '../packages/models/src/index.js';
 
@@ -213,4 +217,57 @@ describe('webgpu kernels for training and generation', () => {
       tf.env().set('WEBGPU_CPU_FORWARD', true);
     }
   });
+
+  it('GPT-2 and Llama attention take the fused kernels unless dropout, a window or the cache needs the probabilities', async () => {
+    await useBackend('webgpu', { dawnFlags: ['backend=null'] });
+    const b = batch();
+    const fused = async (f: () => tf.Tensor) =>
+      (await kernelsOf(() => tf.dispose(f()))).includes(ATTN_STATS);
+    const gpt2 = model(); // attn_pdrop 0.1
+    expect(await fused(() => tokenNllSum(gpt2, b))).toBe(true); // evaluation: no dropout
+    expect(await fused(() => tokenNllSum(gpt2, b, { training: true, seed: 1 }))).toBe(false);
+    gpt2.dispose();
+    const llama = (c: Partial<LlamaConfig>) => {
+      const config = { ...LLAMA, ...c };
+      return new LlamaModel(config, randomLlamaWeights(config, 5));
+    };
+    for (const [config, expected] of [
+      [{}, true],
+      [{ slidingWindow: 4 }, false], // shorter than the batch's 10 tokens
+      [{ slidingWindow: 10 }, true],
+      [{ attentionDropout: 0.1 }, true], // evaluation
+    ] as const) {
+      const m = llama(config);
+      expect(await fused(() => tokenNllSum(m, b)), JSON.stringify(config)).toBe(expected);
+      m.dispose();
+    }
+    const dropping = llama({ attentionDropout: 0.1 });
+    expect(await fused(() => tokenNllSum(dropping, b, { training: true, seed: 1 }))).toBe(false);
+    dropping.dispose();
+    expect(webGpuErrors()).toEqual([]);
+  });
 });
+
+/** A tiny Llama (grouped-query attention: 4 query heads over 2 key/value heads). */
+const LLAMA: LlamaConfig = {
+  vocabSize: CONFIG.vocabSize,
+  hiddenSize: 16,
+  intermediateSize: 24,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 4,
+  maxPositions: 12,
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  ropeScaling: null,
+  qkvBias: false,
+  oBias: false,
+  mlpBias: false,
+  qkNorm: false,
+  tieWordEmbeddings: false,
+  slidingWindow: null,
+  attentionDropout: 0,
+  bosTokenId: null,
+  eosTokenId: null,
+};

@@ -7,6 +7,8 @@
 import {
   LoraEmbedding,
   LoraLinear,
+  causalAttention,
+  causalAttentionComposed,
   fusedNorm,
   fusedNormAvailable,
   swiglu,
@@ -45,6 +47,8 @@ interface LayerPass {
   cos: tf.Tensor4D; // [B|1, 1, T, D]
   sin: tf.Tensor4D;
   bias: (window: number | null) => tf.Tensor4D; // [B|1, 1, T, Tk]
+  /** bias is exactly the causal mask (no cache, no padding, no window shorter than T): fused attention may run. */
+  causal?: boolean;
   past: readonly LayerKv[] | null;
   training: boolean;
   seed: number;
@@ -189,6 +193,7 @@ export class LlamaModel implements CausalLM {
         cos,
         sin,
         bias: (window) => attentionBias(positions, [0], T, T, window), // [1, 1, T, T]
+        causal: this.config.slidingWindow === null || this.config.slidingWindow >= T,
         past: null,
         training: options.training ?? false,
         seed: options.seed ?? 0,
@@ -290,15 +295,17 @@ export class LlamaModel implements CausalLM {
     const past = pass.past?.[index];
     const keys = past ? (tf.concat([past.keys, k], 2) as tf.Tensor4D) : k; // [B, Hkv, Tk, D]
     const values = past ? (tf.concat([past.values, v], 2) as tf.Tensor4D) : v;
-    const scores = tf.add(
-      tf.mul(tf.matMul(q, repeatKv(keys, H / Hkv), false, true), 1 / Math.sqrt(D)),
-      bias,
-    ); // [B, H, T, Tk]
-    let probs = tf.softmax(scores);
-    if (pass.training && c.attentionDropout > 0)
-      probs = tf.dropout(probs, c.attentionDropout, undefined, seed + 7);
-    const y = tf
-      .matMul(probs, repeatKv(values, H / Hkv)) // [B, H, T, D]
+    const p = c.attentionDropout;
+    const options = {
+      scale: 1 / Math.sqrt(D),
+      mask: bias, // [B|1, 1, T, Tk]
+      dropProbs:
+        pass.training && p > 0
+          ? (probs: tf.Tensor) => tf.dropout(probs, p, undefined, seed + 7)
+          : undefined,
+    };
+    const attend = pass.causal ? causalAttention : causalAttentionComposed;
+    const y = attend(q, repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv), options) // [B, H, T, D]
       .transpose([0, 2, 1, 3])
       .reshape([B, T, H * D]);
     return { y: layer.oProj.forward(y, lora(3)), kv: { keys, values } };
