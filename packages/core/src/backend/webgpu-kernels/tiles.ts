@@ -140,8 +140,9 @@ let forced: MatMulTile | null = null;
 
 /** The table in use: env LORAFLEET_WEBGPU_TILES's file, else the default. */
 export function tileTable(): TileTable {
+  if (table) return table; // every matmul asks: no process.env read (a C++ call) each time
   const path = process.env.LORAFLEET_WEBGPU_TILES;
-  table ??= path ? readTileTable(path) : DEFAULT_TILE_TABLE;
+  table = path ? readTileTable(path) : DEFAULT_TILE_TABLE;
   return table;
 }
 
