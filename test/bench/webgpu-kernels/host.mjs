@@ -128,6 +128,7 @@ async function loraSteps(fusedChoices) {
 /** Median us per bare dispatch over `count` dispatches issued straight to tfjs's Dawn device. */
 async function bareDispatches(count) {
   const device = tf.backend().device;
+  const { GPUBufferUsage } = globalThis; // Dawn's globals, installed by useBackend('webgpu')
   const module = device.createShaderModule({
     code: `
       @group(0) @binding(0) var<storage, read_write> y : array<f32>;
