@@ -136,6 +136,8 @@ else
   # Timestamps unquantized (Dawn rounds them to 2^16 ns by default).
   phase profile 90 "${tiles[@]}" env LORAFLEET_DAWN_FLAGS=disable-dawn-features=timestamp_quantization \
     node "$gpu" profile --backend webgpu --out "$work/profile.json"
+  # The host's cost of issuing the step (Dawn's null adapter on this machine's CPU).
+  phase host 60 node test/bench/webgpu-kernels/host.mjs
   # The RATIO's "before": the same throughput on tfjs's stock matmul, unfused LoRA.
   phase throughput-project-stock 90 env LORAFLEET_WEBGPU_KERNELS=stock node "$gpu" throughput \
     --backend webgpu --out "$work/throughput-project-stock.json"
