@@ -32,6 +32,7 @@ import {
   randomGpt2Weights,
   randomLlamaWeights,
 } from '../packages/models/src/index.js';
+import { tinyLlamaConfig } from '../packages/models/test/fixtures/tiny-llama.js';
 import { TrainingStep } from '../packages/worker/src/index.js';
 
 const REFERENCE: BackendName = 'wasm';
@@ -50,29 +51,7 @@ const CONFIG: Gpt2Config = {
   residPdrop: 0,
 };
 
-const LLAMA: LlamaConfig = {
-  modelType: 'llama',
-  vocabSize: CONFIG.vocabSize,
-  hiddenSize: 16,
-  intermediateSize: 24,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 4,
-  maxPositions: 12,
-  rmsNormEps: 1e-6,
-  ropeTheta: 10000,
-  ropeScaling: null,
-  qkvBias: false,
-  oBias: false,
-  mlpBias: false,
-  qkNorm: false,
-  tieWordEmbeddings: false,
-  slidingWindow: null,
-  attentionDropout: 0,
-  bosTokenId: null,
-  eosTokenId: null,
-};
+const LLAMA: LlamaConfig = tinyLlamaConfig(CONFIG.vocabSize);
 
 type Family = 'gpt2' | 'llama';
 const FAMILIES: Family[] = ['gpt2', 'llama'];

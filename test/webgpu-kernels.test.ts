@@ -31,6 +31,7 @@ import {
   randomLlamaWeights,
   tokenNllSum,
 } from '../packages/models/src/index.js';
+import { tinyLlamaConfig } from '../packages/models/test/fixtures/tiny-llama.js';
 
 // Dropout on everywhere (training uses it), a context short enough to make
 // generation slide past it.
@@ -228,7 +229,7 @@ describe('webgpu kernels for training and generation', () => {
     expect(await fused(() => tokenNllSum(gpt2, b, { training: true, seed: 1 }))).toBe(false);
     gpt2.dispose();
     const llama = (c: Partial<LlamaConfig>) => {
-      const config = { ...LLAMA, ...c };
+      const config = tinyLlamaConfig(CONFIG.vocabSize, c);
       return new LlamaModel(config, randomLlamaWeights(config, 5));
     };
     for (const [config, expected] of [
@@ -247,27 +248,3 @@ describe('webgpu kernels for training and generation', () => {
     expect(webGpuErrors()).toEqual([]);
   });
 });
-
-/** A tiny Llama (grouped-query attention: 4 query heads over 2 key/value heads). */
-const LLAMA: LlamaConfig = {
-  vocabSize: CONFIG.vocabSize,
-  hiddenSize: 16,
-  intermediateSize: 24,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 4,
-  maxPositions: 12,
-  rmsNormEps: 1e-6,
-  ropeTheta: 10000,
-  ropeScaling: null,
-  qkvBias: false,
-  oBias: false,
-  mlpBias: false,
-  qkNorm: false,
-  tieWordEmbeddings: false,
-  slidingWindow: null,
-  attentionDropout: 0,
-  bosTokenId: null,
-  eosTokenId: null,
-};

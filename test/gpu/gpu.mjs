@@ -47,7 +47,6 @@ import {
 } from '../../packages/core/dist/src/index.js';
 import {
   GPT2_SMALL,
-  Gpt2Model,
   addLora,
   loadModel,
   randomGpt2Weights,
@@ -56,6 +55,7 @@ import {
   writeGpt2Folder,
 } from '../../packages/models/dist/src/index.js';
 
+import { loraGpt2 } from '../bench/webgpu-kernels/common.mjs';
 import { summarize } from './report.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -388,23 +388,9 @@ async function loraBench(smoke) {
     ? { ...TINY, nPositions: 64 }
     : { ...GPT2_SMALL, embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
   const [B, T] = smoke ? [2, 32] : [8, 512];
-  const model = new Gpt2Model(config, randomGpt2Weights(config, 0));
-  const layers = await addLora(
-    model.linears(),
-    'default',
-    { r: 8, alpha: 16, dropout: 0, rslora: false },
-    { kind: 'kaiming' },
-    ['c_attn'],
-    0,
-  );
-  const params = TrainableParameters.fromLoraLayers(layers);
+  const { model, params, batch } = await loraGpt2(config, B, T);
   const values = await readParametersAsync(params);
   const state = createAdamWState(params.size);
-  const rng = new Rng(7);
-  const ids = Int32Array.from({ length: B * T }, () =>
-    Math.floor(rng.uniform() * config.vocabSize),
-  );
-  const batch = { ids, labels: ids, batchSize: B, seqLen: T };
   const adamw = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
   /** One step as the worker takes it: forward + backward, the gradient read, clip, AdamW, write back. */
   const step = async () => {

@@ -3,6 +3,8 @@
 // shapes of the LoRA step (GPT-2 small, 8 x 512 tokens, LoRA r=8 on c_attn).
 import {
   deviceInfo,
+  Rng,
+  TrainableParameters,
   releaseWebGpu,
   settleDevice,
   tf,
@@ -10,6 +12,7 @@ import {
   webGpuErrors,
 } from '../../../packages/core/dist/src/index.js';
 import { requireVulkanDriver } from '../../../packages/core/dist/src/testing/index.js';
+import { Gpt2Model, addLora, randomGpt2Weights } from '../../../packages/models/dist/src/index.js';
 
 /** Starts webgpu; returns the adapter's name. */
 export async function openWebGpu() {
@@ -92,3 +95,26 @@ export function peakOf(adapter) {
 }
 
 export { tf };
+
+/**
+ * The LoRA step's benchmark model: a GPT-2 of `config` (random weights), LoRA
+ * r=8 on c_attn, and a batch of B x T random token ids (labels = ids), as the
+ * GPU check (test/gpu/gpu.mjs) and the host benchmark (host.mjs) train it.
+ */
+export async function loraGpt2(config, B, T) {
+  const model = new Gpt2Model(config, randomGpt2Weights(config, 0));
+  const layers = await addLora(
+    model.linears(),
+    'default',
+    { r: 8, alpha: 16, dropout: 0, rslora: false },
+    { kind: 'kaiming' },
+    ['c_attn'],
+    0,
+  );
+  const params = TrainableParameters.fromLoraLayers(layers);
+  const rng = new Rng(7);
+  const ids = Int32Array.from({ length: B * T }, () =>
+    Math.floor(rng.uniform() * config.vocabSize),
+  );
+  return { model, params, batch: { ids, labels: ids, batchSize: B, seqLen: T } };
+}

@@ -14,21 +14,14 @@
 //   pnpm build && node test/bench/webgpu-kernels/host.mjs [--steps N] [--gpu]
 import { parseArgs } from 'node:util';
 import {
-  Rng,
-  TrainableParameters,
   lossAndGradsAsync,
   releaseWebGpu,
   tf,
   useBackend,
   useFusedAttention,
 } from '../../../packages/core/dist/src/index.js';
-import {
-  GPT2_SMALL,
-  Gpt2Model,
-  addLora,
-  randomGpt2Weights,
-  tokenNllSum,
-} from '../../../packages/models/dist/src/index.js';
+import { GPT2_SMALL, tokenNllSum } from '../../../packages/models/dist/src/index.js';
+import { loraGpt2 } from './common.mjs';
 
 const HELP = `usage: node test/bench/webgpu-kernels/host.mjs [options]
   --steps N   timed steps (default 20), after 3 warm-up steps
@@ -78,21 +71,7 @@ process.exit(0);
 async function loraSteps(fusedChoices) {
   const config = { ...GPT2_SMALL, vocabSize: 8192, embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
   const [B, T] = [1, 64];
-  const model = new Gpt2Model(config, randomGpt2Weights(config, 0));
-  const layers = await addLora(
-    model.linears(),
-    'default',
-    { r: 8, alpha: 16, dropout: 0, rslora: false },
-    { kind: 'kaiming' },
-    ['c_attn'],
-    0,
-  );
-  const params = TrainableParameters.fromLoraLayers(layers);
-  const rng = new Rng(7);
-  const ids = Int32Array.from({ length: B * T }, () =>
-    Math.floor(rng.uniform() * config.vocabSize),
-  );
-  const batch = { ids, labels: ids, batchSize: B, seqLen: T };
+  const { model, params, batch } = await loraGpt2(config, B, T);
   const step = (fused) => {
     useFusedAttention(fused);
     return lossAndGradsAsync(params, () => tokenNllSum(model, batch));
