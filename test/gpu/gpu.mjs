@@ -17,6 +17,7 @@
 //   throughput --backend B --out FILE        LoRA training steps/s (GPT-2 small shape;
 //                                            --smoke: a tiny shape)
 //   profile --backend B --out FILE           one such step under tf.profile: GPU time per kernel
+//                                            (throughput and profile: step-bench.mjs)
 //   report --work DIR --out FILE             the summary of everything in DIR
 import { spawnSync } from 'node:child_process';
 import { Buffer } from 'node:buffer';
@@ -29,7 +30,6 @@ import {
   Rng,
   TrainableParameters,
   adamWStep,
-  clipGlobalNorm,
   createAdamWState,
   deviceInfo,
   deviceName,
@@ -39,14 +39,11 @@ import {
   loadPeftAdapter,
   lossAndGradsAsync,
   readParametersAsync,
-  releaseWebGpu,
   savePeftAdapter,
   tf,
   useBackend,
-  webGpuErrors,
 } from '../../packages/core/dist/src/index.js';
 import {
-  GPT2_SMALL,
   addLora,
   loadModel,
   randomGpt2Weights,
@@ -55,8 +52,9 @@ import {
   writeGpt2Folder,
 } from '../../packages/models/dist/src/index.js';
 
-import { loraGpt2 } from '../bench/webgpu-kernels/common.mjs';
+import { TINY, log, start, stop, writeJson } from './common.mjs';
 import { summarize } from './report.mjs';
+import { profile, throughput } from './step-bench.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -80,17 +78,7 @@ const need = (name) => {
   if (!opt[name]) throw new Error(`--${name} is required`);
   return opt[name];
 };
-const log = (line) => console.log(`gpu.mjs: ${line}`);
-const writeJson = async (file, value) => {
-  await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, JSON.stringify(value, null, 2) + '\n');
-};
 const readJson = (file) => (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : undefined);
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
-};
-
 /** Values of a tensor without dataSync (disposes it). */
 async function take(t) {
   try {
@@ -110,19 +98,6 @@ function compare(a, b) {
     scale = Math.max(scale, Math.abs(b[i]));
   }
   return { maxAbsDiff: diff, maxAbsRef: scale, relative: scale > 0 ? diff / scale : diff };
-}
-
-async function start(backend) {
-  await useBackend(backend);
-  log(`backend ${backend} on ${deviceName()}`);
-}
-
-/** Back to wasm and the GPU released, so that Node.js can exit and errors get reported. */
-async function stop() {
-  const errors = [...webGpuErrors()];
-  await useBackend('wasm');
-  releaseWebGpu();
-  return errors;
 }
 
 // ---------------------------------------------------------------------------
@@ -154,20 +129,6 @@ async function adapters() {
   else log(`no WebGPU device: ${out.errors.start}`);
   await writeJson(need('out'), out);
 }
-
-/** The tiny model's shape, shared with reference.py make-tiny. */
-const TINY = {
-  vocabSize: 257,
-  nPositions: 64,
-  nEmbd: 64,
-  nLayer: 2,
-  nHead: 4,
-  nInner: null,
-  layerNormEpsilon: 1e-5,
-  embdPdrop: 0,
-  attnPdrop: 0,
-  residPdrop: 0,
-};
 
 function fixedIds(rows, cols, vocab, seed) {
   const rng = new Rng(seed);
@@ -378,190 +339,6 @@ async function grads() {
   log(`gradients ${backend} vs wasm: ${JSON.stringify(result)}`);
 }
 
-/**
- * The throughput benchmark's model and batch: GPT-2 small's shape (--smoke: a
- * tiny one), LoRA r=8 on c_attn, AdamW state, random ids. Dropout is off
- * (tfjs draws seeded dropout masks on the CPU; the PyTorch run turns it off too).
- */
-async function loraBench(smoke) {
-  const config = smoke
-    ? { ...TINY, nPositions: 64 }
-    : { ...GPT2_SMALL, embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
-  const [B, T] = smoke ? [2, 32] : [8, 512];
-  const { model, params, batch } = await loraGpt2(config, B, T);
-  const values = await readParametersAsync(params);
-  const state = createAdamWState(params.size);
-  const adamw = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
-  /** One step as the worker takes it: forward + backward, the gradient read, clip, AdamW, write back. */
-  const step = async () => {
-    const { loss, grads } = await lossAndGradsAsync(params, () => tokenNllSum(model, batch));
-    const tokens = B * (T - 1);
-    for (let i = 0; i < grads.length; i++) grads[i] /= tokens;
-    clipGlobalNorm(grads, 1);
-    adamWStep(values, grads, state, adamw);
-    params.write(values);
-    return loss / tokens;
-  };
-  return { config, B, T, model, params, batch, step };
-}
-
-/** LoRA training throughput as the worker trains (loraBench's step), with tfjs's GPU allocation. */
-async function throughput() {
-  const backend = opt.backend;
-  const smoke = opt.smoke;
-  const warmup = Number(opt.warmup ?? (smoke ? 1 : 2));
-  const steps = Number(opt.steps ?? (smoke ? 2 : 5));
-  await start(backend);
-  const t0 = performance.now();
-  const { config, B, T, model, params, step } = await loraBench(smoke);
-  const loadSeconds = (performance.now() - t0) / 1000;
-  const times = [];
-  const losses = [];
-  let gpuBytes = 0;
-  for (let i = 0; i < warmup + steps; i++) {
-    const s0 = performance.now();
-    const loss = await step();
-    const seconds = (performance.now() - s0) / 1000;
-    const memory = tf.memory();
-    gpuBytes = Math.max(gpuBytes, memory.numBytesAllocatedInGPU ?? memory.numBytesInGPU ?? 0);
-    losses.push(loss);
-    if (i >= warmup) times.push(seconds);
-    log(`step ${i + 1}/${warmup + steps}: ${seconds.toFixed(3)} s, loss ${loss.toFixed(4)}`);
-  }
-  const result = {
-    backend,
-    device: deviceName(),
-    shape: {
-      layers: config.nLayer,
-      width: config.nEmbd,
-      heads: config.nHead,
-      vocab: config.vocabSize,
-    },
-    batch: B,
-    seqLen: T,
-    lora: { r: 8, alpha: 16, target: ['c_attn'], trainable: params.size },
-    optimizer: 'AdamW (JS, fused buffer), clip 1.0',
-    warmup,
-    steps,
-    loadSeconds,
-    stepSeconds: times,
-    medianStepSeconds: median(times),
-    tokensPerSecond: (B * T) / median(times),
-    losses,
-    tfjsGpuBytesAllocated: gpuBytes || null,
-  };
-  model.dispose();
-  result.webgpuErrors = await stop();
-  await writeJson(need('out'), result);
-  log(
-    `throughput on ${backend}: ${result.tokensPerSecond.toFixed(0)} tokens/s (median step ${result.medianStepSeconds.toFixed(3)} s)`,
-  );
-}
-
-/**
- * Where the step's time goes: one step (after a warm-up) under tf.profile,
- * each kernel timed on the GPU by timestamp queries (0 where the adapter has
- * none), summed by kernel and by kernel + shapes, against the step's wall time
- * unprofiled. Kernel time far below wall time means dispatch and the framework,
- * not the kernels, bound the step (issue #12, item 5).
- */
-async function profile() {
-  const backend = opt.backend;
-  await start(backend);
-  const { model, params, batch, step } = await loraBench(opt.smoke);
-  await step();
-  const w0 = performance.now();
-  await step();
-  const wallMs = performance.now() - w0;
-  const submitBatches = await submitBatchVariants(model, params, batch);
-  const info = await tf.profile(() => step());
-  const byKernel = new Map();
-  const byShape = new Map();
-  const add = (map, key, ms, programs) => {
-    const e = map.get(key) ?? { key, ms: 0, count: 0, programs: new Set() };
-    e.ms += ms;
-    e.count += 1;
-    for (const p of programs) e.programs.add(p);
-    map.set(key, e);
-  };
-  for (const k of info.kernels) {
-    const ms = Number(k.kernelTimeMs) || 0;
-    const programs = String(k.extraInfo ?? '')
-      .split(', ')
-      .map((p) => p.split(':')[0])
-      .filter((p) => p && p !== 'Object');
-    add(byKernel, k.name, ms, programs);
-    add(byShape, `${k.name} ${JSON.stringify(k.inputShapes)}`, ms, programs);
-  }
-  const rows = (map, n) =>
-    [...map.values()]
-      .sort((a, b) => b.ms - a.ms)
-      .slice(0, n)
-      .map((e) => ({ ...e, programs: [...e.programs] }));
-  // A customGrad scope's time holds its inner kernels' again: left out of the sum.
-  const kernelMs = info.kernels
-    .filter((k) => !/scope/.test(k.name))
-    .reduce((s, k) => s + (Number(k.kernelTimeMs) || 0), 0);
-  const result = {
-    backend,
-    device: deviceName(),
-    wallMs,
-    submitBatches,
-    kernelMs,
-    kernels: info.kernels.length,
-    peakBytes: info.peakBytes,
-    byKernel: rows(byKernel, 40),
-    byShape: rows(byShape, 40),
-  };
-  model.dispose();
-  result.webgpuErrors = await stop();
-  await writeJson(need('out'), result);
-  log(
-    `profile on ${backend}: step ${wallMs.toFixed(1)} ms wall, ${kernelMs.toFixed(1)} ms in ${result.kernels} kernels`,
-  );
-  for (const e of result.byKernel.slice(0, 12))
-    log(`  ${e.key}: ${e.ms.toFixed(2)} ms in ${e.count} calls`);
-}
-
-/**
- * One forward + backward split in two: the CPU's time to issue every kernel
- * (encode: tfjs's synchronous part) and the wait for the GPU to finish (the
- * gradient read). If encode + wait is near the GPU's kernel time, the CPU and
- * the GPU overlap; if wait alone is, the GPU idles while the CPU encodes.
- */
-async function encodeAndWait(model, params, batch) {
-  const t0 = performance.now();
-  const { value, flat } = tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(() => tokenNllSum(model, batch), params.variables);
-    return { value, flat: tf.concat(Object.values(grads).map((g) => g.reshape([-1]))) };
-  });
-  const t1 = performance.now();
-  await Promise.all([value.data(), flat.data()]);
-  const t2 = performance.now();
-  tf.dispose([value, flat]);
-  return { encodeMs: t1 - t0, waitMs: t2 - t1 };
-}
-
-/** encodeAndWait (median of 3) under tfjs's WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE (dispatches per submit). */
-async function submitBatchVariants(model, params, batch) {
-  const flag = 'WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE';
-  if (tf.getBackend() !== 'webgpu') return [];
-  const before = tf.env().get(flag);
-  const rows = [];
-  for (const size of [before, 15, 32, 128, 100000]) {
-    tf.env().set(flag, size);
-    const runs = [];
-    for (let i = 0; i < 3; i++) runs.push(await encodeAndWait(model, params, batch));
-    const m = (key) => median(runs.map((r) => r[key]));
-    rows.push({ submitBatch: size, encodeMs: m('encodeMs'), waitMs: m('waitMs') });
-    log(
-      `submit every ${size} dispatches: encode ${m('encodeMs').toFixed(1)} ms, wait ${m('waitMs').toFixed(1)} ms`,
-    );
-  }
-  tf.env().set(flag, before);
-  return rows;
-}
-
 // ---------------------------------------------------------------------------
 
 async function report() {
@@ -576,8 +353,8 @@ const commands = {
   'train-adapter': trainAdapter,
   logits,
   grads,
-  throughput,
-  profile,
+  throughput: async () => throughput({ ...opt, out: need('out') }),
+  profile: async () => profile({ ...opt, out: need('out') }),
   report,
 };
 const command = commands[positionals[0]];
