@@ -82,6 +82,32 @@ function dotHelpers(names: string[], d: number): string {
 const qk = (i: string, j: string, d: number) => `dot${d}_q_k(${i}, ${j})`;
 const dyv = (i: string, j: string, d: number) => `dot${d}_dy_v(${i}, ${j})`;
 
+/**
+ * acc [D] = sum of w * from[other row] over the keys j <= t a query row meets
+ * (`over: 'keys'`) or the queries i >= t that meet a key row (`'queries'`),
+ * with p = exp(scale q . k - lse of the query) and w the WGSL `weight` of p;
+ * written times scale when `scaled`.
+ */
+function accumulate(
+  d: number,
+  o: { over: 'keys' | 'queries'; weight: string; from: string; scaled: boolean },
+): string {
+  const keys = o.over === 'keys';
+  const other = keys ? '(head + j)' : 'qi';
+  const loop = keys
+    ? 'for (var j = 0; j <= t; j++) {'
+    : 'for (var i = t; i < uniforms.seq; i++) {\n        let qi = head + i;';
+  const s = keys ? qk('row * D', `${other} * D`, d) : qk('qi * D', 'row * D', d);
+  return `
+      var acc : array<f32, ${d}>;
+      ${loop}
+        let p = exp(uniforms.scale * ${s} - lse[${keys ? 'row' : 'qi'}]);
+        let w = ${o.weight};
+        for (var c = 0; c < D; c++) { acc[c] += w * ${o.from}[${other} * D + c]; }
+      }
+      for (var c = 0; c < D; c++) { setOutputAtIndex(row * D + c, ${o.scaled ? 'uniforms.scale * ' : ''}acc[c]); }`;
+}
+
 /** The WGSL body of each program, by D. */
 const BODIES = {
   stats: (d: number) => `
@@ -94,43 +120,24 @@ const BODIES = {
         m = mNew;
       }
       setOutputAtIndex(row, m + log(l));`,
-  out: (d: number) => `
-      var acc : array<f32, ${d}>;
-      let L = lse[row];
-      for (var j = 0; j <= t; j++) {
-        let p = exp(uniforms.scale * ${qk('row * D', '(head + j) * D', d)} - L);
-        for (var c = 0; c < D; c++) { acc[c] += p * v[(head + j) * D + c]; }
-      }
-      for (var c = 0; c < D; c++) { setOutputAtIndex(row * D + c, acc[c]); }`,
+  out: (d: number) => accumulate(d, { over: 'keys', weight: 'p', from: 'v', scaled: false }),
   delta: (d: number) => `
       setOutputAtIndex(row, dot${d}_dy_o(row * D, row * D));`,
-  q: (d: number) => `
-      var acc : array<f32, ${d}>;
-      let L = lse[row];
-      let dl = delta[row];
-      for (var j = 0; j <= t; j++) {
-        let p = exp(uniforms.scale * ${qk('row * D', '(head + j) * D', d)} - L);
-        let ds = p * (${dyv('row * D', '(head + j) * D', d)} - dl);
-        for (var c = 0; c < D; c++) { acc[c] += ds * k[(head + j) * D + c]; }
-      }
-      for (var c = 0; c < D; c++) { setOutputAtIndex(row * D + c, uniforms.scale * acc[c]); }`,
-  k: (d: number) => `
-      var acc : array<f32, ${d}>;
-      for (var i = t; i < uniforms.seq; i++) {
-        let qi = head + i;
-        let p = exp(uniforms.scale * ${qk('qi * D', 'row * D', d)} - lse[qi]);
-        let ds = p * (${dyv('qi * D', 'row * D', d)} - delta[qi]);
-        for (var c = 0; c < D; c++) { acc[c] += ds * q[qi * D + c]; }
-      }
-      for (var c = 0; c < D; c++) { setOutputAtIndex(row * D + c, uniforms.scale * acc[c]); }`,
-  v: (d: number) => `
-      var acc : array<f32, ${d}>;
-      for (var i = t; i < uniforms.seq; i++) {
-        let qi = head + i;
-        let p = exp(uniforms.scale * ${qk('qi * D', 'row * D', d)} - lse[qi]);
-        for (var c = 0; c < D; c++) { acc[c] += p * dy[qi * D + c]; }
-      }
-      for (var c = 0; c < D; c++) { setOutputAtIndex(row * D + c, acc[c]); }`,
+  q: (d: number) =>
+    accumulate(d, {
+      over: 'keys',
+      weight: `p * (${dyv('row * D', '(head + j) * D', d)} - delta[row])`,
+      from: 'k',
+      scaled: true,
+    }),
+  k: (d: number) =>
+    accumulate(d, {
+      over: 'queries',
+      weight: `p * (${dyv('qi * D', 'row * D', d)} - delta[qi])`,
+      from: 'q',
+      scaled: true,
+    }),
+  v: (d: number) => accumulate(d, { over: 'queries', weight: 'p', from: 'dy', scaled: false }),
 } as const;
 type BodyName = keyof typeof BODIES;
 
