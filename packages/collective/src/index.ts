@@ -1,5 +1,11 @@
 export { RingAllReduce } from './ring.js';
-export type { RingOptions, RingCurve, AllReduceOptions } from './options.js';
+export type {
+  RingOptions,
+  RingCurve,
+  AllReduceOptions,
+  RingAlgorithm,
+  RingTransport,
+} from './options.js';
 export { RingError, type Peer } from './links.js';
 export {
   generateKeyPair,

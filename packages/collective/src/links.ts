@@ -44,6 +44,13 @@ export interface ChunkSender {
   send(frames: Buffer[], what: string): Promise<void>;
   /** Resolves once every chunk sent so far has left this process's memory queue. */
   flush(): Promise<void>;
+  /** Chunks sent so far on this link, over every call: what written() counts. */
+  readonly sent: number;
+  /**
+   * Resolves once the first `count` chunks this sender ever sent have left this process's
+   * memory queue: their payloads may be overwritten then (unless `holdsPayloads`).
+   */
+  written(count: number, what: string): Promise<void>;
   /**
    * Whether a sent payload may still be read after flush() (ZeroMQ keeps a reference until its
    * I/O thread has written it): if so, payloads that the caller may overwrite leave as copies.
@@ -61,6 +68,7 @@ export interface ChunkReceiver {
 
 export class Outbox implements ChunkSender {
   readonly holdsPayloads = true;
+  sent = 0;
 
   constructor(
     private readonly socket: Push,
@@ -74,10 +82,16 @@ export class Outbox implements ChunkSender {
     return Promise.resolve();
   }
 
+  /** As flush(): libzmq may read a payload later, whatever we wait for (`holdsPayloads`). */
+  written(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /** Sends one message (a chunk's [header, payload]); resolves once libzmq has queued it. */
   async send(frames: Buffer[], what: string): Promise<void> {
     try {
       await this.socket.send(frames);
+      this.sent++;
     } catch (error) {
       const { rank, endpoint } = this.peer;
       if (isTimeout(error)) {

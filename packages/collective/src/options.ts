@@ -54,9 +54,17 @@ export interface RingOptions {
    * The same on every rank.
    */
   transport?: RingTransport;
+  /**
+   * 'auto' (default): two ranks exchange their whole buffers in one round (exchange.ts: the
+   * same bytes as the ring, half the round trips) when the buffer is at most one piece
+   * (frameBytes on the wire), and run the ring otherwise, as more ranks always do; 'ring' and
+   * 'exchange' (two ranks only) force one, for comparisons. The same on every rank.
+   */
+  algorithm?: RingAlgorithm;
 }
 
 export type RingTransport = 'tcp' | 'zmq';
+export type RingAlgorithm = 'auto' | 'ring' | 'exchange';
 
 export interface AllReduceOptions {
   /** Training step; frames of other steps are dropped. */
@@ -98,7 +106,14 @@ export function resolveRingOptions(options: RingOptions): RingSettings {
     log: options.log ?? ((line) => console.warn(`[lorafleet/collective] ${line}`)),
     curve: options.curve && checkCurve(options.curve, rank, worldSize),
     transport,
+    algorithm: options.algorithm ?? 'auto',
   };
+  if (!['auto', 'ring', 'exchange'].includes(settings.algorithm)) {
+    throw new RangeError(`algorithm ${String(settings.algorithm)} must be auto, ring or exchange`);
+  }
+  if (settings.algorithm === 'exchange' && worldSize !== 2) {
+    throw new RangeError(`algorithm 'exchange' takes two ranks, not ${worldSize}`);
+  }
   if (settings.transport !== 'tcp' && settings.transport !== 'zmq') {
     throw new RangeError(`transport ${String(settings.transport)} must be tcp or zmq`);
   }

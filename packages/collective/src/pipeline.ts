@@ -27,6 +27,8 @@ import {
 } from '@lorafleet/protocol';
 import type { ChunkReceiver, ChunkSender } from './links.js';
 import type { AllReduceOptions } from './options.js';
+import { Progress } from './progress.js';
+import { addPayload } from './reduce.js';
 import { allGatherStep, frames, reduceScatterStep, segments, type Segment } from './schedule.js';
 
 /** One ring step as this rank sees it: the segment it sends and the one it receives. */
@@ -63,9 +65,7 @@ export class Pipeline {
   private readonly hops: Hop[];
   private readonly spans: Segment[];
   /** Pieces received and processed so far, in the order they arrive. */
-  private received = 0;
-  private waiting: { count: number; resolve: () => void; reject: (e: Error) => void } | undefined;
-  private failure: Error | undefined;
+  private readonly received = new Progress();
   /** Arrived all-gather payloads to pass on, by arrival number. */
   private readonly forward = new Map<number, Buffer>();
   /** Payloads passed on, handed back to the receiver once the sender has flushed. */
@@ -82,7 +82,7 @@ export class Pipeline {
 
   async run(): Promise<void> {
     const receiving = this.receiveAll().catch((error: unknown) => {
-      this.fail(error as Error);
+      this.received.fail(error as Error);
       throw error;
     });
     const sending = this.sendAll();
@@ -108,7 +108,7 @@ export class Pipeline {
       for (const piece of this.pieces(hop.send)) {
         // The piece of step g - 1 this one is: it must have arrived (and been reduced).
         const source = sent - first;
-        if (g > 0) await this.ready(source + 1);
+        if (g > 0) await this.received.reach(source + 1);
         const payload = this.payload(g, span, piece, source);
         const message = encodeChunk(
           {
@@ -170,72 +170,17 @@ export class Pipeline {
         const start = span.start + piece.start;
         const target = this.buffer.subarray(start, start + piece.length);
         if (hop.phase === 'reduce-scatter') {
-          this.add(chunk.payload, target);
+          addPayload(chunk.payload, target, wireDtype, this.c.scratch);
           this.c.inbox.release(chunk.payload);
           // The owner's last addition: round to what the wire carries, as everyone will see it.
           if (g === n - 2) roundToWire(target, wireDtype);
         } else {
           decodeFloats(chunk.payload, wireDtype, target); // the owner's bytes, verbatim
-          if (g < 2 * n - 3) this.forward.set(this.received, chunk.payload as Buffer);
+          if (g < 2 * n - 3) this.forward.set(this.received.value, chunk.payload as Buffer);
           else this.c.inbox.release(chunk.payload);
         }
-        this.arrived();
+        this.received.advance();
       }
     }
   }
-
-  /** target += payload, read in place when it is aligned float32, else through one copy. */
-  private add(payload: Uint8Array, target: Float32Array): void {
-    const { wireDtype } = this.tag;
-    let partial: Float32Array;
-    if (wireDtype === 'f32' && payload.byteOffset % 4 === 0) {
-      partial = new Float32Array(payload.buffer, payload.byteOffset, target.length);
-    } else {
-      partial = this.c.scratch.subarray(0, target.length);
-      decodeFloats(payload, wireDtype, partial);
-    }
-    addInto(target, partial);
-  }
-
-  private arrived(): void {
-    this.received++;
-    const w = this.waiting;
-    if (w && this.received >= w.count) {
-      this.waiting = undefined;
-      w.resolve();
-    }
-  }
-
-  /** Resolves once `count` pieces have arrived and been processed. */
-  private ready(count: number): Promise<void> | void {
-    if (this.failure) return Promise.reject(this.failure);
-    if (this.received >= count) return;
-    return new Promise((resolve, reject) => (this.waiting = { count, resolve, reject }));
-  }
-
-  private fail(error: Error): void {
-    this.failure = error;
-    this.waiting?.reject(error);
-    this.waiting = undefined;
-  }
-}
-
-/**
- * target[i] += partial[i] for every i of target. float32 + float32 in double, stored as float32:
- * exactly the IEEE float32 sum. Unrolled by 4: ~1.5-2x the simple loop on the CPU machine.
- */
-function addInto(target: Float32Array, partial: Float32Array): void {
-  const n = target.length;
-  let i = 0;
-  for (; i + 3 < n; i += 4) {
-    const a = partial[i]! + target[i]!;
-    const b = partial[i + 1]! + target[i + 1]!;
-    const c = partial[i + 2]! + target[i + 2]!;
-    const d = partial[i + 3]! + target[i + 3]!;
-    target[i] = a;
-    target[i + 1] = b;
-    target[i + 2] = c;
-    target[i + 3] = d;
-  }
-  for (; i < n; i++) target[i] = partial[i]! + target[i]!;
 }

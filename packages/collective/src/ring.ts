@@ -1,6 +1,7 @@
-// Ring all-reduce (sum) of a Float32Array over ZeroMQ, bitwise identical on every
-// rank: each segment's sum is computed once, by its owner, in a fixed order (see
-// schedule.ts), then broadcast verbatim. With fp16/bf16 on the wire, the owner
+// Ring all-reduce (sum) of a Float32Array over TCP or ZeroMQ, bitwise identical on
+// every rank: each segment's sum is computed once, by its owner, in a fixed order
+// (see schedule.ts), then broadcast verbatim. Two ranks exchange whole buffers
+// instead (exchange.ts) when the buffer is small (exchanges() says when). With fp16/bf16 on the wire, the owner
 // rounds its sum to the wire type before broadcasting, so it too ends with the
 // value everyone else decodes.
 //
@@ -26,6 +27,7 @@ import {
   type RingOptions,
   type RingSettings,
 } from './options.js';
+import { PairExchange } from './exchange.js';
 import { Pipeline } from './pipeline.js';
 import { listenTcp, type TcpLinkOptions } from './tcp.js';
 import { TcpInbox } from './tcp-inbox.js';
@@ -192,7 +194,23 @@ export class RingAllReduce {
       limits,
       scratch: this.scratch,
     };
-    await new Pipeline(context, buffer, tag).run();
+    await (
+      this.exchanges(buffer.length * BYTES_PER_ELEMENT[tag.wireDtype])
+        ? new PairExchange(context, buffer, tag)
+        : new Pipeline(context, buffer, tag)
+    ).run();
+  }
+
+  /**
+   * Whether a call of `wireBytes` runs as the two-rank exchange. 'auto' takes it up to one
+   * piece: measured on the CPU machine (test/bench/allreduce/README.md), it beat the ring
+   * 2-7x at 64 KiB and up to 2x at 1 MiB, and lost from 4 MiB, where the ring adds one
+   * segment while it sends the other, and the exchange adds twice the bytes.
+   */
+  private exchanges(wireBytes: number): boolean {
+    const { algorithm, worldSize, frameBytes } = this.settings;
+    if (algorithm === 'auto') return worldSize === 2 && wireBytes <= frameBytes;
+    return algorithm === 'exchange';
   }
 
   /** Releases both sockets. A pending allReduce rejects; the ring cannot be reused. */

@@ -1,27 +1,31 @@
 // The sending end of a TCP ring link (tcp.ts has the wire format): waits for
 // the right neighbour's connection and writes chunks to it without copies.
 import type { Server, Socket } from 'node:net';
-import { CHUNK_HEADER_BYTES } from '@lorafleet/protocol';
 import { RingError, type ChunkSender, type Peer } from './links.js';
 import { HELLO_BYTES, MAGIC, PREFIX_BYTES, type TcpLinkOptions } from './tcp.js';
 
 /**
  * Waits on `server` for the right neighbour's connection and sends to it. Frames are written
  * without copies (cork/uncork makes one writev of prefix, header and payload); the queue in
- * node's memory is bounded by highWaterMark pieces, beyond which send() waits for a drain.
+ * node's memory is bounded by highWaterMark pieces, beyond which send() waits for the oldest
+ * to be handed to the kernel (write callbacks: a drain event would need node's own 16 KiB mark).
  */
 export class TcpOutbox implements ChunkSender {
   readonly holdsPayloads = false;
   private socket: Socket | undefined;
   private readonly accepted: Promise<Socket>;
   private closedWhy = '';
-  private readonly queueBytes: number;
-  /** Writes node has not yet handed to the kernel, and who waits for there to be none. */
-  private unwritten = 0;
-  private flushed: (() => void)[] = [];
-  private readonly written = () => {
-    if (--this.unwritten > 0) return;
-    for (const resolve of this.flushed.splice(0)) resolve();
+  /** Chunks sent, chunks node has handed to the kernel (in order), and who waits for which. */
+  sent = 0;
+  private handedOver = 0;
+  private waiters: { count: number; done: () => void }[] = [];
+  private readonly chunkWritten = () => {
+    this.handedOver++;
+    this.waiters = this.waiters.filter((w) => {
+      if (w.count > this.handedOver) return true;
+      w.done();
+      return false;
+    });
   };
   /** Known once connect() gives the endpoints; the rank is known from the start. */
   private peer: Peer;
@@ -38,7 +42,6 @@ export class TcpOutbox implements ChunkSender {
     this.peer = { rank: right, endpoint: '' };
     this.closing = new Promise((_, reject) => (this.markClosed = reject));
     this.closing.catch(() => undefined);
-    this.queueBytes = o.highWaterMark * (o.frameBytes + CHUNK_HEADER_BYTES);
     this.accepted = new Promise((resolve) => {
       server.on('connection', (socket) => this.admit(socket, resolve));
     });
@@ -75,7 +78,10 @@ export class TcpOutbox implements ChunkSender {
       if (why) return refuse(why);
       // Nothing more comes this way; reading on tells us when the neighbour goes.
       socket.on('data', () => undefined);
-      socket.on('close', () => (this.closedWhy ||= 'its connection closed'));
+      socket.on('close', () => {
+        this.closedWhy ||= 'its connection closed';
+        for (const w of this.waiters.splice(0)) w.done(); // nothing will be written now
+      });
       this.socket = socket;
       resolve(socket);
     };
@@ -108,20 +114,47 @@ export class TcpOutbox implements ChunkSender {
     prefix.writeUInt32LE(payload.length, 4);
     prefix.set(header, PREFIX_BYTES);
     socket.cork();
-    this.unwritten++;
-    socket.write(prefix, this.written);
+    this.sent++;
+    // A chunk is written once its last write is: node completes writes in order.
     if (payload.length > 0) {
-      this.unwritten++;
-      socket.write(payload, this.written);
+      socket.write(prefix);
+      socket.write(payload, this.chunkWritten);
+    } else {
+      socket.write(prefix, this.chunkWritten);
     }
     socket.uncork();
-    if (socket.writableLength > this.queueBytes) await this.drained(socket, what);
+    // At most highWaterMark chunks wait in node's memory; beyond, wait for the oldest to leave.
+    if (this.sent - this.handedOver > this.o.highWaterMark) {
+      await this.written(this.sent - this.o.highWaterMark, what);
+      if (this.closedWhy) throw this.timeoutError(what, this.closedWhy);
+    }
   }
 
   /** Resolves once node has handed every write to the kernel (the caller may then reuse its buffer). */
   flush(): Promise<void> {
-    if (this.unwritten === 0 || !this.socket || this.socket.destroyed) return Promise.resolve();
-    return new Promise((resolve) => this.flushed.push(resolve));
+    return this.written(this.sent, 'the last pieces');
+  }
+
+  /**
+   * Resolves once node has handed the first `count` chunks to the kernel, or the link is gone
+   * (nothing will read the payloads then); rejects after timeoutMs of a neighbour not reading.
+   */
+  written(count: number, what: string): Promise<void> {
+    if (this.handedOver >= count || !this.socket || this.socket.destroyed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(this.timeoutError(what, 'it is not receiving'));
+      }, this.o.timeoutMs);
+      const waiter = {
+        count,
+        done: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      this.waiters.push(waiter);
+    });
   }
 
   private async connection(what: string): Promise<Socket> {
@@ -144,27 +177,6 @@ export class TcpOutbox implements ChunkSender {
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  /** Waits until node's queue for `socket` is empty, at most timeoutMs. */
-  private drained(socket: Socket, what: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const done = (error?: Error) => {
-        clearTimeout(timer);
-        socket.off('drain', onDrain);
-        socket.off('close', onClose);
-        if (error) reject(error);
-        else resolve();
-      };
-      const onDrain = () => done();
-      const onClose = () => done(this.timeoutError(what, 'its connection closed'));
-      const timer = setTimeout(
-        () => done(this.timeoutError(what, 'it is not receiving')),
-        this.o.timeoutMs,
-      );
-      socket.on('drain', onDrain);
-      socket.on('close', onClose);
-    });
   }
 
   /** A neighbour that went away: like a full ZeroMQ queue, the send fails at the timeout. */
@@ -192,6 +204,6 @@ export class TcpOutbox implements ChunkSender {
     this.markClosed(this.error('the ring was closed'));
     this.socket?.destroy();
     this.server.close();
-    for (const resolve of this.flushed.splice(0)) resolve();
+    for (const w of this.waiters.splice(0)) w.done();
   }
 }

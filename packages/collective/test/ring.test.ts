@@ -19,11 +19,19 @@ afterEach(() => {
   open = [];
 });
 
-describe.each([1, 2, 3, 4, 5])('a ring of %i in one process, over tcp', (n) => {
+// Two ranks exchange whole buffers (algorithm 'auto'); 'ring' runs them through the ring.
+describe.each([
+  [1, 'auto'],
+  [2, 'auto'],
+  [2, 'ring'],
+  [3, 'auto'],
+  [4, 'auto'],
+  [5, 'auto'],
+] as const)('a ring of %i in one process, over tcp (algorithm %s)', (n, algorithm) => {
   const lengths = [...new Set([0, 1, 3, Math.max(n - 1, 0), 1000, 1001, 100_003])];
 
   it(`sums lengths ${lengths.join(', ')} in place, bitwise identical on every rank`, async () => {
-    const rings = (open = await formRing(n));
+    const rings = (open = await formRing(n, { algorithm }));
     let step = 0;
     for (const length of lengths) {
       const sent = inputs(n, length, 1000 * n + length);
@@ -96,6 +104,8 @@ describe('wire and frames', () => {
   it.each([
     ['f16', 4, 2 ** -10],
     ['bf16', 4, 2 ** -7],
+    ['f16', 2, 2 ** -10],
+    ['bf16', 2, 2 ** -7],
   ] as const)(
     '%s on the wire: within its tolerance, still bitwise identical',
     async (wireDtype, n, ulp) => {
@@ -106,10 +116,35 @@ describe('wire and frames', () => {
         rings.map((ring, r) => ring.allReduce(buffers[r]!, { step: 1, runId: RUN, wireDtype })),
       );
       expectBitwiseIdentical(buffers);
-      // Each of the n - 1 partial sums and the final value round once to the wire type.
+      // Each of the n - 1 partial sums and the final value round once to the wire type (two
+      // ranks: each one's contribution and the sum).
       expectClose(buffers[0]!, naiveSum(sent), sent, n * ulp);
     },
   );
+
+  it('two ranks take the exchange up to one piece, the ring beyond, and agree on it', async () => {
+    const lines: string[] = [];
+    const rings = (open = await formRing(2, { frameBytes: 400, log: (l) => lines.push(l) }));
+    for (const [step, length] of [100, 101, 5000].entries()) {
+      const sent = inputs(2, length, step);
+      const buffers = sent.map((b) => Float32Array.from(b));
+      await Promise.all(rings.map((ring, r) => ring.allReduce(buffers[r]!, { step, runId: RUN })));
+      expectBitwiseIdentical(buffers);
+      expectClose(buffers[0]!, naiveSum(sent), sent, 2 * 2 ** -24);
+    }
+    expect(lines).toEqual([]); // no frame of one algorithm reached a rank running the other
+  });
+
+  it("refuses algorithm 'exchange' for other than two ranks", async () => {
+    await expect(
+      RingAllReduce.bind({
+        rank: 0,
+        worldSize: 3,
+        listen: 'tcp://127.0.0.1:*',
+        algorithm: 'exchange',
+      }),
+    ).rejects.toThrow(/algorithm 'exchange' takes two ranks, not 3/);
+  });
 
   it('a single rank leaves the buffer untouched and needs no sockets', async () => {
     const ring = await RingAllReduce.bind({ rank: 0, worldSize: 1, listen: 'tcp://127.0.0.1:*' });

@@ -37,15 +37,21 @@ async function reduceAll(
 }
 
 describe('the tcp transport', () => {
-  it.each(['f32', 'bf16'] as const)(
-    'sums exactly as the ZeroMQ transport does (%s, 3 ranks, many pieces)',
-    async (wireDtype) => {
-      const sent = inputs(3, 300_001, 9).map((b) => b.map((x) => x / 1000));
-      const options = { frameBytes: 64 << 10 };
-      open = await formRing(3, { ...options, transport: 'tcp' });
+  it.each([
+    ['f32', 3],
+    ['bf16', 3],
+    ['f32', 2],
+    ['bf16', 2],
+  ] as const)(
+    'sums exactly as the ZeroMQ transport does (%s, %i ranks, many pieces)',
+    async (wireDtype, n) => {
+      const sent = inputs(n, 300_001, 9).map((b) => b.map((x) => x / 1000));
+      // Two ranks: the exchange in many pieces (on ZeroMQ they leave as copies).
+      const options = { frameBytes: 64 << 10, algorithm: n === 2 ? 'exchange' : 'auto' } as const;
+      open = await formRing(n, { ...options, transport: 'tcp' });
       const tcp = await reduceAll(open, sent, wireDtype);
       closeAll(open);
-      open = await formRing(3, { ...options, transport: 'zmq' });
+      open = await formRing(n, { ...options, transport: 'zmq' });
       const zmq = await reduceAll(open, sent, wireDtype);
       expectBitwiseIdentical([...tcp, ...zmq]);
     },
@@ -149,42 +155,84 @@ async function injectingRelay(upstream: string, junk: Buffer[]): Promise<Server>
   return server;
 }
 
-describe('stale and foreign frames on the tcp transport', () => {
-  it('are dropped with a log line, and the reduction still completes correctly', async () => {
-    const lines: string[] = [];
-    const rings = await Promise.all(
-      [0, 1].map((rank) =>
-        RingAllReduce.bind({
-          rank,
-          worldSize: 2,
-          listen: 'tcp://127.0.0.1:*',
-          timeoutMs: 5000,
-          log: (line) => lines.push(line),
-        }),
-      ),
-    );
-    open = rings;
-    const junk = [
-      wire({ step: 4 }), // the previous step
-      wire({ runId: 'another-run' }),
-      wire({ phase: 'all-gather' }),
-      wire({ generation: 1 }), // the right exchange of another ring
-      wire({ segment: 0 }), // the right exchange, the wrong place: the ranks disagree
-    ];
-    const relay = await injectingRelay(rings[0]!.endpoint, junk);
+/** Listens where rank 1 will dial rank 0; passes both ways, but rank 0's bytes only after `ms`. */
+async function stallingRelay(upstream: string, ms: number): Promise<Server> {
+  const [, host, port] = /^tcp:\/\/(.+):(\d+)$/.exec(upstream)!;
+  const server = createServer((down: Socket) => {
+    const up = connect(Number(port), host!);
+    up.pause();
+    down.pipe(up); // rank 1's hello
+    setTimeout(() => up.pipe(down), ms);
+    for (const s of [up, down]) s.on('error', () => (up.destroy(), down.destroy()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
+describe('the two-rank exchange on the tcp transport', () => {
+  it('adds into its buffer only what has left it (rank 0 held back while rank 1 sends)', async () => {
+    const rings = (open = await formRing(2, { frameBytes: 64 << 10, algorithm: 'exchange' }));
+    const relay = await stallingRelay(rings[0]!.endpoint, 300);
     cleanups.push(() => relay.close());
     const address = relay.address() as { port: number };
-    // Rank 1 dials rank 0 through the relay; rank 0 dials rank 1 directly.
     rings[0]!.connect([rings[0]!.endpoint, rings[1]!.endpoint]);
     rings[1]!.connect([`tcp://127.0.0.1:${address.port}`, rings[1]!.endpoint]);
-    const sent = inputs(2, 1001, 42);
+    // 32 MiB: more than the kernel's socket buffers hold, so rank 0's last pieces wait in
+    // node's queue, as views of its buffer, while all of rank 1's arrive.
+    const sent = inputs(2, 8 << 20, 5);
     const buffers = sent.map((b) => Float32Array.from(b));
-    await Promise.all(rings.map((ring, r) => ring.allReduce(buffers[r]!, { step: 5, runId: RUN })));
+    await Promise.all(rings.map((ring, r) => ring.allReduce(buffers[r]!, { step: 0, runId: RUN })));
     expectBitwiseIdentical(buffers);
     expectClose(buffers[0]!, naiveSum(sent), sent, 2 * 2 ** -24);
-    const dropped = lines.filter((l) => l.startsWith('rank 1: dropped'));
-    expect(dropped).toHaveLength(junk.length);
-    expect(dropped[0]).toContain('run "tcp-test" step 4 reduce-scatter #0 from rank 0');
-    expect(dropped.at(-1)).toContain('do the ranks pass buffers of the same length');
   });
+});
+
+describe('stale and foreign frames on the tcp transport', () => {
+  // The junk names the exchange rank 1 waits for first (the two-rank exchange, or with
+  // algorithm 'ring' the ring's first step), but of the wrong run, step, phase or generation,
+  // or of the wrong length.
+  it.each(['auto', 'ring'] as const)(
+    'are dropped with a log line, and the reduction still completes correctly (algorithm %s)',
+    async (algorithm) => {
+      const lines: string[] = [];
+      const rings = await Promise.all(
+        [0, 1].map((rank) =>
+          RingAllReduce.bind({
+            rank,
+            worldSize: 2,
+            listen: 'tcp://127.0.0.1:*',
+            timeoutMs: 5000,
+            algorithm,
+            log: (line) => lines.push(line),
+          }),
+        ),
+      );
+      open = rings;
+      const phase = algorithm === 'auto' ? 'exchange' : 'reduce-scatter';
+      const junk = [
+        wire({ phase, step: 4 }), // the previous step
+        wire({ phase, runId: 'another-run' }),
+        wire({ phase: 'all-gather' }),
+        wire({ phase, generation: 1 }), // the right exchange of another ring
+        wire({ phase, segment: 0 }), // the right exchange, the wrong length (4 elements)
+      ];
+      const relay = await injectingRelay(rings[0]!.endpoint, junk);
+      cleanups.push(() => relay.close());
+      const address = relay.address() as { port: number };
+      // Rank 1 dials rank 0 through the relay; rank 0 dials rank 1 directly.
+      rings[0]!.connect([rings[0]!.endpoint, rings[1]!.endpoint]);
+      rings[1]!.connect([`tcp://127.0.0.1:${address.port}`, rings[1]!.endpoint]);
+      const sent = inputs(2, 1001, 42);
+      const buffers = sent.map((b) => Float32Array.from(b));
+      await Promise.all(
+        rings.map((ring, r) => ring.allReduce(buffers[r]!, { step: 5, runId: RUN })),
+      );
+      expectBitwiseIdentical(buffers);
+      expectClose(buffers[0]!, naiveSum(sent), sent, 2 * 2 ** -24);
+      const dropped = lines.filter((l) => l.startsWith('rank 1: dropped'));
+      expect(dropped).toHaveLength(junk.length);
+      expect(dropped[0]).toContain(`run "tcp-test" step 4 ${phase} #0 from rank 0`);
+      expect(dropped.at(-1)).toContain('do the ranks pass buffers of the same length');
+    },
+  );
 });

@@ -24,6 +24,7 @@ const phases = new EnumTable<Phase>(
   new Map([
     [P.PHASE_REDUCE_SCATTER, 'reduce-scatter'],
     [P.PHASE_ALL_GATHER, 'all-gather'],
+    [P.PHASE_EXCHANGE, 'exchange'],
   ]),
 );
 const dtypes = new EnumTable<WireDtype>(

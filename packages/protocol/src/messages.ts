@@ -193,7 +193,8 @@ export interface ControlMessage {
   body: ControlBody;
 }
 
-export type Phase = 'reduce-scatter' | 'all-gather';
+/** A ring's two phases, or the two-rank exchange (each rank sends its whole buffer). */
+export type Phase = 'reduce-scatter' | 'all-gather' | 'exchange';
 
 export type WireDtype = 'f32' | 'f16' | 'bf16';
 
@@ -203,7 +204,7 @@ export interface ChunkHeader {
   runId: string;
   step: number;
   phase: Phase;
-  /** Ring step within the phase, 0 .. worldSize - 2. */
+  /** Ring step within the phase, 0 .. worldSize - 2 (0 for an exchange). */
   index: number;
   senderRank: number;
   dtype: WireDtype;

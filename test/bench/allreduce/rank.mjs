@@ -19,13 +19,14 @@ let ring;
 const raw = {};
 
 const handlers = {
-  async bind({ rank, worldSize, checksum, frameBytes, transport }) {
+  async bind({ rank, worldSize, checksum, frameBytes, transport, algorithm }) {
     ring = await RingAllReduce.bind({
       rank,
       worldSize,
       listen: 'tcp://127.0.0.1:*',
       checksum,
       transport,
+      algorithm,
       ...(frameBytes ? { frameBytes } : {}),
       timeoutMs: 120_000,
     });

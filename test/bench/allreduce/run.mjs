@@ -28,6 +28,8 @@ const { values: opts } = parseArgs({
     // A raw zeromq batch moves at least this much, so small messages are timed over many.
     'raw-bytes': { type: 'string', default: '4MiB' },
     'frame-bytes': { type: 'string' },
+    // auto: two ranks exchange whole buffers in one round; ring: the ring at any world size.
+    algorithm: { type: 'string', default: 'auto' },
     python: { type: 'string', default: '/usr/bin/python3' },
     skip: {
       type: 'string',
@@ -42,6 +44,7 @@ if (opts.help) {
   console.log(
     'node test/bench/allreduce/run.mjs [--sizes 64KiB,1MiB,16MiB,64MiB] [--repeats 3] [--calls 30]\n' +
       '  [--warmup 2] [--jit-warmup 200] [--world 2] [--raw-bytes 4MiB] [--frame-bytes N]\n' +
+      '  [--algorithm auto|ring]\n' +
       '  [--python /usr/bin/python3]\n' +
       '  [--skip ring,crc,ring-zmq,zmq,gloo] [--out DIR]\n\n' +
       '  --repeats  whole runs (every phase and size); the table shows their median and spread\n' +
@@ -49,6 +52,8 @@ if (opts.help) {
       '  --jit-warmup  untimed 16 KiB all-reduces before each ring phase (0: none), so the timed\n' +
       '             calls run compiled code, as a training run does after its first steps; the zmq\n' +
       '             phase streams jit-warmup / 10 batches of 64 x 64 KiB messages first\n' +
+      '  --algorithm  auto (default: 2 ranks exchange whole buffers in one round, more run the\n' +
+      '             ring) or ring (the ring at any world size); the ring phases only\n' +
       '  --skip     phases to leave out: ring (tcp transport, payload CRC off: the defaults),\n' +
       '             crc (the same, payload CRC on), ring-zmq (the ZeroMQ transport, which CURVE uses),\n' +
       '             zmq (raw zeromq.js one-way), gloo (torch.distributed gloo)',
@@ -83,6 +88,9 @@ const world = positive('world');
 const rawBytes = parseBytes(opts['raw-bytes']);
 const frameBytes = opts['frame-bytes'] ? parseBytes(opts['frame-bytes']) : undefined;
 const skip = new Set(opts.skip.split(',').filter(Boolean));
+const algorithm = opts.algorithm;
+if (algorithm !== 'auto' && algorithm !== 'ring')
+  throw new Error(`--algorithm ${algorithm}: expected auto or ring`);
 if (world < 2) throw new Error('--world must be at least 2');
 
 /** A forked rank.mjs, request/reply over IPC. */
@@ -154,7 +162,7 @@ async function ringPhase(checksum, transport = 'tcp') {
   try {
     const bound = await Promise.all(
       ranks.map((p, rank) =>
-        p.call('bind', { rank, worldSize: world, checksum, frameBytes, transport }),
+        p.call('bind', { rank, worldSize: world, checksum, frameBytes, transport, algorithm }),
       ),
     );
     const endpoints = bound.map((b) => b.endpoint);
@@ -186,6 +194,7 @@ async function ringPhase(checksum, transport = 'tcp') {
       frameBytes: frameBytes ?? 'default (tcp 2 MiB, zmq 512 KiB)',
       checksum,
       transport,
+      algorithm,
       jitWarmup,
     },
     rows,

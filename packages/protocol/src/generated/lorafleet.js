@@ -5044,6 +5044,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       values[(valuesById[0] = 'PHASE_UNSPECIFIED')] = 0;
       values[(valuesById[1] = 'PHASE_REDUCE_SCATTER')] = 1;
       values[(valuesById[2] = 'PHASE_ALL_GATHER')] = 2;
+      values[(valuesById[3] = 'PHASE_EXCHANGE')] = 3;
       return values;
     })();
 
@@ -5327,6 +5328,10 @@ export const lorafleet = ($root.lorafleet = (() => {
             case 'PHASE_ALL_GATHER':
             case 2:
               message.phase = 2;
+              break;
+            case 'PHASE_EXCHANGE':
+            case 3:
+              message.phase = 3;
               break;
             default:
               if (typeof object.phase === 'number' && (object.phase | 0) === object.phase)

@@ -2689,6 +2689,9 @@ export declare namespace lorafleet {
 
       /** PHASE_ALL_GATHER value */
       PHASE_ALL_GATHER = 2,
+
+      /** PHASE_EXCHANGE value */
+      PHASE_EXCHANGE = 3,
     }
 
     /** WireDtype enum. */
