@@ -36,15 +36,16 @@ const PHASES = {
   'ring-crc': 'busbw',
   'ring-zmq': 'busbw',
   'zmq-push-pull': 'gbps',
+  'zmq-both-ways': 'gbps',
   gloo: 'busbw',
 };
 
-/** One run's figures by size: { ring, ringCrc, ringZmq, zmq, gloo } in GB/s (undefined when not run). */
+/** One run's figures by size: { ring, ringCrc, ringZmq, zmq, zmq2, gloo } in GB/s (undefined when not run). */
 function figures(phases, bytes) {
-  const [ring, ringCrc, ringZmq, zmq, gloo] = Object.entries(PHASES).map(
+  const [ring, ringCrc, ringZmq, zmq, zmq2, gloo] = Object.entries(PHASES).map(
     ([name, key]) => byName(phases, name).get(bytes)?.[key],
   );
-  return { ring, ringCrc, ringZmq, zmq, gloo };
+  return { ring, ringCrc, ringZmq, zmq, zmq2, gloo };
 }
 
 const f3 = (x) => (x === undefined ? '-' : x.toFixed(3));
@@ -71,8 +72,8 @@ export function table(phases, sizes, glooMeasured) {
 export function summary(runs, sizes, glooMeasured) {
   const glooCol = glooMeasured ? 'gloo busbw' : 'gloo busbw (BENCHMARKS.md, NOT measured here)';
   const lines = [
-    `| size | ring busbw | ring+crc busbw | ring-zmq busbw | zeromq.js one-way GB/s | ${glooCol} | ring/gloo | ring/zeromq one-way | ring+crc/gloo | ring-zmq/gloo |`,
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| size | ring busbw | ring+crc busbw | ring-zmq busbw | zeromq.js one-way GB/s | zeromq.js both ways GB/s | ${glooCol} | ring/gloo | ring/zeromq one-way | ring/zeromq both ways | ring+crc/gloo | ring-zmq/gloo |`,
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const bytes of sizes) {
     const per = runs.map((phases) => figures(phases, bytes));
@@ -80,12 +81,15 @@ export function summary(runs, sizes, glooMeasured) {
     const gText = glooMeasured ? spread(pick('gloo'), f3) : (GLOO_REFERENCE[bytes] ?? '-');
     const glooOf = (x) => (glooMeasured ? x.gloo : undefined);
     lines.push(
-      `| ${size(bytes)} | ${spread(pick('ring'), f3)} | ${spread(pick('ringCrc'), f3)} | ${spread(pick('ringZmq'), f3)} | ${spread(pick('zmq'), f3)} | ${gText} | ` +
+      `| ${size(bytes)} | ${spread(pick('ring'), f3)} | ${spread(pick('ringCrc'), f3)} | ${spread(pick('ringZmq'), f3)} | ${spread(pick('zmq'), f3)} | ${spread(pick('zmq2'), f3)} | ${gText} | ` +
         `${spread(
           per.map((x) => ratio(x.ring, glooOf(x))),
           fx,
         )} | ${spread(
           per.map((x) => ratio(x.ring, x.zmq)),
+          fx,
+        )} | ${spread(
+          per.map((x) => ratio(x.ring, x.zmq2)),
           fx,
         )} | ${spread(
           per.map((x) => ratio(x.ringCrc, glooOf(x))),

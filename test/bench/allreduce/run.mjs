@@ -28,13 +28,13 @@ const { values: opts } = parseArgs({
     // A raw zeromq batch moves at least this much, so small messages are timed over many.
     'raw-bytes': { type: 'string', default: '4MiB' },
     'frame-bytes': { type: 'string' },
-    // auto: two ranks exchange whole buffers in one round; ring: the ring at any world size.
+    // auto: two ranks exchange whole buffers up to one piece; ring / exchange: always that one.
     algorithm: { type: 'string', default: 'auto' },
     python: { type: 'string', default: '/usr/bin/python3' },
     skip: {
       type: 'string',
       default: '',
-      description: 'comma list of: ring, crc, ring-zmq, zmq, gloo',
+      description: 'comma list of: ring, crc, ring-zmq, zmq, zmq2, gloo',
     },
     out: { type: 'string', default: join(root, 'runs', 'bench-allreduce') },
     help: { type: 'boolean', default: false },
@@ -44,19 +44,21 @@ if (opts.help) {
   console.log(
     'node test/bench/allreduce/run.mjs [--sizes 64KiB,1MiB,16MiB,64MiB] [--repeats 3] [--calls 30]\n' +
       '  [--warmup 2] [--jit-warmup 200] [--world 2] [--raw-bytes 4MiB] [--frame-bytes N]\n' +
-      '  [--algorithm auto|ring]\n' +
+      '  [--algorithm auto|ring|exchange]\n' +
       '  [--python /usr/bin/python3]\n' +
-      '  [--skip ring,crc,ring-zmq,zmq,gloo] [--out DIR]\n\n' +
+      '  [--skip ring,crc,ring-zmq,zmq,zmq2,gloo] [--out DIR]\n\n' +
       '  --repeats  whole runs (every phase and size); the table shows their median and spread\n' +
       '  --calls    timed calls per size and run (after --warmup calls; the first checks the sum)\n' +
       '  --jit-warmup  untimed 16 KiB all-reduces before each ring phase (0: none), so the timed\n' +
       '             calls run compiled code, as a training run does after its first steps; the zmq\n' +
       '             phase streams jit-warmup / 10 batches of 64 x 64 KiB messages first\n' +
-      '  --algorithm  auto (default: 2 ranks exchange whole buffers in one round, more run the\n' +
-      '             ring) or ring (the ring at any world size); the ring phases only\n' +
+      '  --algorithm  auto (default: 2 ranks exchange whole buffers in one round up to one piece,\n' +
+      '             the ring beyond and with more ranks), ring (the ring always) or exchange (2\n' +
+      '             ranks, the exchange at any size); the ring phases only\n' +
       '  --skip     phases to leave out: ring (tcp transport, payload CRC off: the defaults),\n' +
       '             crc (the same, payload CRC on), ring-zmq (the ZeroMQ transport, which CURVE uses),\n' +
-      '             zmq (raw zeromq.js one-way), gloo (torch.distributed gloo)',
+      '             zmq (raw zeromq.js one-way), zmq2 (raw zeromq.js both ways at once, as an\n' +
+      '             all-reduce of 2 ranks moves its bytes), gloo (torch.distributed gloo)',
   );
   process.exit(0);
 }
@@ -89,8 +91,8 @@ const rawBytes = parseBytes(opts['raw-bytes']);
 const frameBytes = opts['frame-bytes'] ? parseBytes(opts['frame-bytes']) : undefined;
 const skip = new Set(opts.skip.split(',').filter(Boolean));
 const algorithm = opts.algorithm;
-if (algorithm !== 'auto' && algorithm !== 'ring')
-  throw new Error(`--algorithm ${algorithm}: expected auto or ring`);
+if (!['auto', 'ring', 'exchange'].includes(algorithm))
+  throw new Error(`--algorithm ${algorithm}: expected auto, ring or exchange`);
 if (world < 2) throw new Error('--world must be at least 2');
 
 /** A forked rank.mjs, request/reply over IPC. */
@@ -244,6 +246,51 @@ async function zmqPhase() {
   record('zmq-push-pull', { loadBefore, rawBytes }, rows);
 }
 
+/**
+ * Both ways at once: each of two processes streams to the other, as the two ranks of an
+ * all-reduce both send and receive. GB/s per direction, the slower direction's median.
+ */
+async function zmqBothWaysPhase() {
+  const loadBefore = load();
+  console.error(`zmq push/pull both ways: 2 processes, load average ${loadBefore}`);
+  const ends = [new BenchProcess(), new BenchProcess()];
+  const rows = [];
+  try {
+    for (const [to, from] of [ends, [...ends].reverse()]) {
+      const { endpoint } = await to.call('rawReceiver');
+      const ack = await from.call('rawSender', { endpoint });
+      await to.call('rawConnectAck', { endpoint: ack.endpoint });
+    }
+    const stream = async (bytes, count, warm, repeats) => {
+      const args = { bytes, count, warmup: warm, repeats };
+      const replies = await Promise.all([
+        ...ends.map((p) => p.call('rawReceive', { count, batches: warm + repeats })),
+        ...ends.map((p) => p.call('rawSend', args)),
+      ]);
+      return replies.slice(2).map((r) => r.times);
+    };
+    if (jitWarmup > 0) await stream(65536, 64, Math.ceil(jitWarmup / 10), 0);
+    for (const bytes of sizes) {
+      const count = Math.max(1, Math.ceil(rawBytes / bytes));
+      const times = await stream(bytes, count, warmup, calls);
+      const ms = Math.max(...times.map(median));
+      rows.push({
+        bytes,
+        messagesPerBatch: count,
+        medianMs: ms,
+        gbps: gb(bytes * count, ms),
+        timesMs: times,
+      });
+      console.error(
+        `  ${size(bytes).padStart(8)}  ${count} msgs each way  ${ms.toFixed(3)} ms  ${gb(bytes * count, ms).toFixed(3)} GB/s per direction`,
+      );
+    }
+  } finally {
+    await Promise.all(ends.map((p) => p.close()));
+  }
+  record('zmq-both-ways', { loadBefore, rawBytes }, rows);
+}
+
 async function glooPhase(version) {
   const loadBefore = load();
   console.error(`gloo (torch ${version}): ${world} processes, load average ${loadBefore}`);
@@ -276,6 +323,7 @@ for (let run = 0; run < repeats; run++) {
   if (!skip.has('crc')) await ringPhase(true);
   if (!skip.has('ring-zmq')) await ringPhase(false, 'zmq');
   if (!skip.has('zmq')) await zmqPhase();
+  if (!skip.has('zmq2')) await zmqBothWaysPhase();
   if (version) await glooPhase(version);
   runs.push({ phases: [...phases], table: table(phases, sizes, Boolean(version)) });
 }
@@ -288,6 +336,7 @@ const markdown = summary(
 console.log(
   `\n${repeats} runs; each figure is the median over runs of each run's median over ${calls} calls, [min-max over runs]. ` +
     `busbw = bytes / time x 2(n-1)/n, n = ${world}; GB/s = 1e9 bytes/s; zeromq: one-way stream of messages of that size; ` +
+    `zeromq both ways: each process streams to the other at once, GB/s per direction (the slower); ` +
     `ring: tcp transport, payload CRC off (the defaults); ring+crc: CRC on; ring-zmq: the ZeroMQ transport (CURVE's). Load average at the end: ${load()} on ${cpus().length} cores\n`,
 );
 console.log(markdown);
