@@ -149,6 +149,9 @@ describe('the dashboard in Chromium', () => {
       'train',
       ...['--model', model, '--data', data, '--out', out(), '--workers', '2'],
       ...['--steps', '400', '--batch-size', '6', '--lr', '1e-2', '--checkpoint-every', '10'],
+      // Every checkpoint kept: at ~40 ms a step, the oldest link on the page would be pruned
+      // (the default keeps 3) before the test fetches it.
+      ...['--keep-checkpoints', '1000'],
       ...['--dashboard', '127.0.0.1:0', '--dashboard-token', TOKEN],
     ]);
     const url = await run.url;
