@@ -68,6 +68,7 @@ export {
 } from './backend/webgpu-kernels/index.js';
 export { lossAndGradsAsync, readAsync, readParametersAsync } from './backend/async-read.js';
 export { GradientAccumulator, settleDevice } from './backend/grad-accumulator.js';
+export { installSharedClone, uninstallSharedClone } from './backend/saved-clone.js';
 export { Rng, deriveSeed } from './random.js';
 export {
   type LoraSettings,

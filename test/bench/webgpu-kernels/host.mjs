@@ -14,8 +14,10 @@
 //   pnpm build && node test/bench/webgpu-kernels/host.mjs [--steps N] [--gpu]
 import { parseArgs } from 'node:util';
 import {
+  installSharedClone,
   lossAndGradsAsync,
   releaseWebGpu,
+  uninstallSharedClone,
   tf,
   useBackend,
   useFusedAttention,
@@ -45,18 +47,23 @@ if (!Number.isInteger(steps) || steps < 1)
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 await useBackend('webgpu', opt.gpu ? {} : { dawnFlags: ['backend=null'] });
-// Fused attention and tfjs's composed attention, interleaved step by step on one model.
-const [stepMs, composed] = await loraSteps([true, false]);
+// Variants of the same step, interleaved step by step on one model: the defaults; tfjs's
+// composed attention; tfjs's own clone of every tensor saved for backward (a kernel run each).
+const VARIANTS = [
+  { name: '', fused: true, shared: true },
+  { name: ' (attention composed of tfjs ops)', fused: false, shared: true },
+  { name: " (tfjs's clone of saved tensors: an Identity kernel each)", fused: true, shared: false },
+];
+const results = await loraSteps(VARIANTS);
+const stepMs = results[0];
 const dawnUs = await bareDispatches(stepMs.dispatches);
 const where = opt.gpu ? 'the GPU' : "Dawn's null adapter";
-for (const [name, r] of [
-  ['', stepMs],
-  [' (attention composed of tfjs ops)', composed],
-]) {
+for (const [v, r] of results.entries()) {
   console.log(
-    `LoRA step${name} on ${where}: ${r.ms.toFixed(1)} ms of host time (median of ${steps}), ` +
+    `LoRA step${VARIANTS[v].name} on ${where}: ${r.ms.toFixed(1)} ms of host time (median of ${steps}), ` +
       `${r.kernels} kernels of which ${r.dispatches} dispatch: ${((1000 * r.ms) / r.kernels).toFixed(1)} us ` +
-      `per kernel, ${((1000 * r.ms) / r.dispatches).toFixed(1)} us per dispatch`,
+      `per kernel, ${((1000 * r.ms) / r.dispatches).toFixed(1)} us per dispatch` +
+      (v > 0 ? `; the default step takes ${(stepMs.ms / r.ms).toFixed(2)}x its time` : ''),
   );
 }
 console.log(
@@ -67,21 +74,23 @@ await useBackend('cpu');
 releaseWebGpu();
 process.exit(0);
 
-/** Per attention choice: the median host ms of a LoRA forward + backward + gradient read, and its kernel counts. */
-async function loraSteps(fusedChoices) {
+/** Per variant: the median host ms of a LoRA forward + backward + gradient read, and its kernel counts. */
+async function loraSteps(variants) {
   const config = { ...GPT2_SMALL, vocabSize: 8192, embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
   const [B, T] = [1, 64];
   const { model, params, batch } = await loraGpt2(config, B, T);
-  const step = (fused) => {
+  const step = ({ fused, shared }) => {
     useFusedAttention(fused);
+    if (shared) installSharedClone(tf);
+    else uninstallSharedClone(tf);
     return lossAndGradsAsync(params, () => tokenNllSum(model, batch));
   };
-  for (let i = 0; i < 3; i++) for (const f of fusedChoices) await step(f);
-  const times = fusedChoices.map(() => []);
+  for (let i = 0; i < 3; i++) for (const v of variants) await step(v);
+  const times = variants.map(() => []);
   for (let i = 0; i < steps; i++) {
-    for (const [c, f] of fusedChoices.entries()) {
+    for (const [c, v] of variants.entries()) {
       const t0 = performance.now();
-      await step(f);
+      await step(v);
       times[c].push(performance.now() - t0);
     }
   }
@@ -89,17 +98,18 @@ async function loraSteps(fusedChoices) {
   const backend = tf.backend();
   const dispatch = backend.recordAndSubmit.bind(backend);
   const out = [];
-  for (const [c, f] of fusedChoices.entries()) {
+  for (const [c, v] of variants.entries()) {
     let dispatches = 0;
     backend.recordAndSubmit = (...args) => {
       dispatches += 1;
       return dispatch(...args);
     };
-    const info = await tf.profile(() => step(f));
+    const info = await tf.profile(() => step(v));
     backend.recordAndSubmit = dispatch;
     out.push({ ms: median(times[c]), kernels: info.kernels.length, dispatches });
   }
   useFusedAttention(true);
+  installSharedClone(tf);
   model.dispose();
   return out;
 }

@@ -8,12 +8,14 @@ import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWasmMatMul } from './wasm-matmul.js';
 import { registerUnpackHalves } from './unpack-halves.js';
 import { registerStepKernels } from './step-kernels.js';
+import { installSharedClone } from './saved-clone.js';
 
 export { tf };
 registerWasmKernels(tf); // kernels tfjs-backend-wasm lacks (UnsortedSegmentSum)
 registerWasmMatMul(tf); // its transposed matmuls are 10-40x slower than explicit transposes
 registerUnpackHalves(tf); // --base-dtype bf16/f16: frozen weights stored as packed halves
 registerStepKernels(tf); // the step's fused loss, layernorm, gelu; wasm Identity without a copy
+installSharedClone(tf); // tensors saved for backward: a shared reference, not a kernel run
 
 // Production mode: no debug checks, and no banner urging tfjs-node on first use
 // (the project chooses its backends itself).
