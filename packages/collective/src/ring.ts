@@ -204,7 +204,7 @@ export class RingAllReduce {
   /**
    * Whether a call of `wireBytes` runs as the two-rank exchange. 'auto' takes it up to one
    * piece: measured on the CPU machine (test/bench/allreduce/README.md), it beat the ring
-   * 2-7x at 64 KiB and up to 2x at 1 MiB, and lost from 4 MiB, where the ring adds one
+   * 1.6-5.8x at 64 KiB and 1.3-3.4x at 1 MiB, and lost from 4 MiB, where the ring adds one
    * segment while it sends the other, and the exchange adds twice the bytes.
    */
   private exchanges(wireBytes: number): boolean {
