@@ -19,7 +19,7 @@
 import { encodeChunk, encodeFloats, decodeFloats, roundToWire } from '@lorafleet/protocol';
 import type { AllReduceOptions } from './options.js';
 import type { PipelineContext } from './pipeline.js';
-import { Progress } from './progress.js';
+import { Progress, bothSides } from './progress.js';
 import { addPayload } from './reduce.js';
 import { frames, type Segment } from './schedule.js';
 
@@ -36,16 +36,8 @@ export class PairExchange {
     this.pieces = frames(buffer.length, c.pieceElements);
   }
 
-  async run(): Promise<void> {
-    const sending = this.sendAll().catch((error: unknown) => {
-      this.released.fail(error as Error);
-      throw error;
-    });
-    const receiving = this.receiveAll();
-    // Whichever fails first is the story; the other is a consequence.
-    sending.catch(() => undefined);
-    receiving.catch(() => undefined);
-    await Promise.all([sending, receiving]);
+  run(): Promise<void> {
+    return bothSides(this.sendAll(), this.released, this.receiveAll());
   }
 
   private view(piece: Segment): Float32Array {

@@ -27,7 +27,7 @@ import {
 } from '@lorafleet/protocol';
 import type { ChunkReceiver, ChunkSender } from './links.js';
 import type { AllReduceOptions } from './options.js';
-import { Progress } from './progress.js';
+import { Progress, bothSides } from './progress.js';
 import { addPayload } from './reduce.js';
 import { allGatherStep, frames, reduceScatterStep, segments, type Segment } from './schedule.js';
 
@@ -81,15 +81,7 @@ export class Pipeline {
   }
 
   async run(): Promise<void> {
-    const receiving = this.receiveAll().catch((error: unknown) => {
-      this.received.fail(error as Error);
-      throw error;
-    });
-    const sending = this.sendAll();
-    // Whichever fails first is the story; the other is a consequence.
-    receiving.catch(() => undefined);
-    sending.catch(() => undefined);
-    await Promise.all([receiving, sending]);
+    await bothSides(this.receiveAll(), this.received, this.sendAll());
     // Views of the caller's buffer and received payloads may still wait in the sender's queue.
     await this.c.outbox.flush();
     for (const payload of this.passedOn) this.c.inbox.release(payload);

@@ -34,3 +34,22 @@ export class Progress {
     for (const w of this.waiting.splice(0)) w.reject(error);
   }
 }
+
+/**
+ * Awaits both sides of one call. When `leading` fails, `progress` (what the other side waits
+ * on) fails with it, so that side's waits end too; the call rejects with the first failure,
+ * the story, and the other side's consequent failure is dropped.
+ */
+export async function bothSides(
+  leading: Promise<void>,
+  progress: Progress,
+  other: Promise<void>,
+): Promise<void> {
+  const first = leading.catch((error: unknown) => {
+    progress.fail(error as Error);
+    throw error;
+  });
+  first.catch(() => undefined);
+  other.catch(() => undefined);
+  await Promise.all([first, other]);
+}
