@@ -19,13 +19,12 @@ export {
   backendDescriptor,
 } from './backend/descriptors/index.js';
 export {
-  type WebGpuAdapterListing,
   type WebGpuDevice,
-  listWebGpuAdapters,
   loadWebGpuKernels,
   releaseWebGpu,
   webGpuErrors,
 } from './backend/webgpu.js';
+export { type WebGpuAdapterListing, listWebGpuAdapters } from './backend/webgpu-dawn.js';
 export {
   DEFAULT_TILE_TABLE,
   LORAFLEET_MATMUL,

@@ -28,13 +28,8 @@ import {
   loadTfjsNode,
   resetTfjsNodeForTests,
 } from '../src/backend/tfjs-node.js';
-import {
-  adapterFlag,
-  loadWebGpuKernels,
-  parseAdapterList,
-  webGpuDevice,
-  webGpuSubmitBatch,
-} from '../src/backend/webgpu.js';
+import { loadWebGpuKernels, webGpuDevice, webGpuSubmitBatch } from '../src/backend/webgpu.js';
+import { adapterFlag, parseAdapterList } from '../src/backend/webgpu-dawn.js';
 
 const NULL_ADAPTER = ['backend=null'];
 
