@@ -82,6 +82,8 @@ export class WorkerFleet {
   private ring: readonly Member[] = [];
   /** The fewest and the latest ring sizes (the summary reports the truth). */
   readonly ringSizes = { min: Infinity, last: 0 };
+  /** Workers declared lost, in the ring or still joining it (summary.json's workersLost). */
+  lostWorkers = 0;
 
   private constructor(
     private readonly router: Router,
@@ -262,6 +264,7 @@ export class WorkerFleet {
     if (m.status === 'lost' || m.status === 'left' || this.closed) return;
     const wasInRing = m.status === 'active';
     m.status = 'lost';
+    this.lostWorkers++;
     m.lostReason = reason;
     m.rank = -1;
     m.inbox = [];

@@ -39,8 +39,8 @@ export const STALE: readonly ControlBody['case'][] = REPLIES;
 export class ElasticRing {
   /** Increases each time the ring re-forms; chunks of older rings are dropped by the workers. */
   generation = 0;
-  /** Ring changes so far: losses recovered and joins admitted. */
-  readonly stats = { losses: 0, joins: 0, recoverySeconds: [] as number[] };
+  /** Ring changes so far: joins admitted, and how long each recovery took (the fleet counts losses). */
+  readonly stats = { joins: 0, recoverySeconds: [] as number[] };
 
   constructor(
     private readonly fleet: WorkerFleet,
@@ -87,7 +87,6 @@ export class ElasticRing {
    */
   async recover(lost: MembersLost, step: number, done: number): Promise<void> {
     const started = performance.now();
-    this.stats.losses += lost.members.length;
     let reason = lost.message;
     for (;;) {
       const survivors = this.fleet.active();
@@ -115,7 +114,6 @@ export class ElasticRing {
         return;
       } catch (error) {
         if (!(error instanceof MembersLost)) throw error;
-        this.stats.losses += error.members.length;
         reason = error.message;
       }
     }

@@ -238,7 +238,7 @@ async function trainOnFleet(run: RunContext): Promise<void> {
     workers: fleet.ringSizes.last,
     saved,
     faults: {
-      workersLost: ring.stats.losses,
+      workersLost: fleet.lostWorkers, // joiners lost before the ring took them count too
       workersJoined: ring.stats.joins,
       fewestWorkers: fleet.ringSizes.min,
       recoverySeconds: ring.stats.recoverySeconds,
