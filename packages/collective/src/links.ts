@@ -42,8 +42,6 @@ function isTimeout(error: unknown): boolean {
 export interface ChunkSender {
   /** Sends one chunk ([header, payload]); resolves once it is queued, waiting while the queue is full. */
   send(frames: Buffer[], what: string): Promise<void>;
-  /** Resolves once every chunk sent so far has left this process's memory queue. */
-  flush(): Promise<void>;
   /** Chunks sent so far on this link, over every call: what written() counts. */
   readonly sent: number;
   /**
@@ -52,7 +50,7 @@ export interface ChunkSender {
    */
   written(count: number, what: string): Promise<void>;
   /**
-   * Whether a sent payload may still be read after flush() (ZeroMQ keeps a reference until its
+   * Whether a sent payload may still be read after written() (ZeroMQ keeps a reference until its
    * I/O thread has written it): if so, payloads that the caller may overwrite leave as copies.
    */
   readonly holdsPayloads: boolean;
@@ -77,12 +75,7 @@ export class Outbox implements ChunkSender {
     private readonly timeoutMs: number,
   ) {}
 
-  /** libzmq's queue is its own: nothing to wait for here. */
-  flush(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  /** As flush(): libzmq may read a payload later, whatever we wait for (`holdsPayloads`). */
+  /** libzmq's queue is its own: nothing to wait for here (it may read a payload later: `holdsPayloads`). */
   written(): Promise<void> {
     return Promise.resolve();
   }

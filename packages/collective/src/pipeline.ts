@@ -13,7 +13,7 @@
 // sum comes back here before this rank overwrites it. The owned segment's
 // pieces (all-gather step 0, f32) are the exception: nothing comes back after
 // them, and the caller may write its buffer as soon as the call returns. The
-// call therefore ends with the sender's flush() (tcp: node has handed every
+// call therefore ends with the sender's written(all sent) (tcp: node has handed every
 // byte to the kernel), and where a sender may still read payloads after that
 // (ZeroMQ: `holdsPayloads`), the owned pieces leave as a copy (1/n of the buffer).
 // Received payloads go back to the receiver (release) once added or passed on.
@@ -83,7 +83,7 @@ export class Pipeline {
   async run(): Promise<void> {
     await bothSides(this.receiveAll(), this.received, this.sendAll());
     // Views of the caller's buffer and received payloads may still wait in the sender's queue.
-    await this.c.outbox.flush();
+    await this.c.outbox.written(this.c.outbox.sent, 'the last pieces');
     for (const payload of this.passedOn) this.c.inbox.release(payload);
   }
 

@@ -130,11 +130,6 @@ export class TcpOutbox implements ChunkSender {
     }
   }
 
-  /** Resolves once node has handed every write to the kernel (the caller may then reuse its buffer). */
-  flush(): Promise<void> {
-    return this.written(this.sent, 'the last pieces');
-  }
-
   /**
    * Resolves once node has handed the first `count` chunks to the kernel, or the link is gone
    * (nothing will read the payloads then); rejects after timeoutMs of a neighbour not reading.
