@@ -62,6 +62,7 @@ export {
   useFusedCrossEntropy,
   useFusedNorm,
   selectWebGpuMatMul,
+  webGpuMatMulChoice,
   tileName,
   tileTable,
 } from './backend/webgpu-kernels/index.js';
@@ -126,3 +127,8 @@ export {
   causalAttentionComposed,
 } from './ops/causal-attention.js';
 export { layerNorm, layerNormComposed } from './ops/layer-norm.js';
+export { PlanRecorder, type RecordingBackend } from './backend/webgpu-plan/recorder.js';
+export { Plan } from './backend/webgpu-plan/plan.js';
+export { PlanOps, type AttentionSaved, view as planView } from './backend/webgpu-plan/ops.js';
+export { allocateByLiveness, type BufferUse } from './backend/webgpu-plan/allocate.js';
+export { packUniforms, programUniforms, type UniformField } from './backend/webgpu-plan/uniforms.js';

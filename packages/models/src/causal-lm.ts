@@ -3,6 +3,7 @@
 // architecture. A family (gpt2/, llama/) implements it and registers itself
 // in families.ts under the config.json model_type values it reads.
 import type { LoraEmbedding, LoraLinear, tf } from '@lorafleet/core';
+import type { ScheduledStepRecipe } from './scheduled-step.js';
 
 /** config.json's model_type values this project reads (families.ts maps each to its family). */
 export type ModelType = 'gpt2' | 'llama' | 'mistral' | 'qwen2' | 'qwen3';
@@ -93,6 +94,8 @@ export interface CausalLM {
    */
   readWeights(): Promise<WeightMap>;
   parameterCount(): number;
+  /** The hand-scheduled training step on webgpu (scheduled-step.ts), where the family has one. */
+  readonly scheduledStep?: ScheduledStepRecipe;
   dispose(): void;
 }
 

@@ -34,6 +34,7 @@ export {
   evaluateLoss,
   evaluateLossSums,
   tokenNllSum,
+  shiftedLabels,
 } from './loss.js';
 export {
   ALL_LINEAR,
@@ -135,3 +136,10 @@ export {
   generationDefaultsFromJson,
   readGenerationConfig,
 } from './generation-config.js';
+export {
+  type ScheduledStepRecipe,
+  type StepGradients,
+  type StepIo,
+  ScheduledGradients,
+  scheduledStepUnsupported,
+} from './scheduled-step.js';

@@ -20,6 +20,8 @@ import type {
 } from '../causal-lm.js';
 import { type Gpt2Config, gpt2ModelConfig, mlpWidth } from './config.js';
 import { gpt2Extend } from './cached.js';
+import { gpt2ScheduledStep } from './scheduled.js';
+import type { ScheduledStepRecipe } from '../scheduled-step.js';
 import { countElements, readNamedWeights } from '../weight-values.js';
 
 export interface LayerNorm {
@@ -89,6 +91,8 @@ export class Gpt2Model implements CausalLM {
   readonly wpe: tf.Variable<tf.Rank.R2>; // [P, C]
   readonly blocks: Gpt2Block[];
   readonly lnF: LayerNorm;
+  /** The hand-scheduled LoRA step on webgpu (scheduled.ts). */
+  readonly scheduledStep: ScheduledStepRecipe = gpt2ScheduledStep(this);
 
   /** `weights` must hold every tensor of gpt2WeightShapes(config), checked by the loader. */
   constructor(config: Gpt2Config, weights: WeightMap) {

@@ -1,0 +1,159 @@
+// The project's WebGPU kernels as the calls a hand-scheduled step is written
+// in: each records one kernel (or program) into a PlanRecorder and returns
+// its output, a virtual tensor of the plan. Shapes in the comments; the
+// kernels themselves are in ../webgpu-kernels/ (docs/webgpu-kernels.md).
+import type { tf } from '../tf.js';
+import { GELU_NEW, GELU_NEW_GRAD } from '../gelu-layer-norm.js';
+import {
+  ATTN_DELTA,
+  ATTN_GRAD,
+  ATTN_OUT,
+  ATTN_STATS,
+  LORAFLEET_MATMUL,
+  LORAFLEET_XENT,
+  LORAFLEET_XENT_GRAD,
+  NORM_APPLY,
+  NORM_GRAD,
+  NORM_STATS,
+  type LoraFleetMatMulAttrs,
+  type NormKind,
+} from '../webgpu-kernels/index.js';
+import {
+  accumulateProgram,
+  addProgram,
+  embedProgram,
+  headsProgram,
+  lossSumProgram,
+  mergeHeadsProgram,
+} from '../webgpu-kernels/plumbing.js';
+import type { PlanRecorder } from './recorder.js';
+
+type Info = tf.TensorInfo;
+
+/** The same data seen in another shape. */
+export const view = (t: Info, shape: number[]): Info => ({ ...t, shape });
+
+/** Attention's saved values: q, k, v, o [R, T, D] and lse [R, T]. */
+export interface AttentionSaved {
+  q: Info;
+  k: Info;
+  v: Info;
+  o: Info;
+  lse: Info;
+}
+
+export class PlanOps {
+  constructor(readonly rec: PlanRecorder) {}
+
+  /** C = alpha op(a) op(b) (+ bias) (+ beta h op(l)), one dispatch (split-k where it pays). */
+  mm(
+    a: Info,
+    b: Info,
+    attrs: Partial<LoraFleetMatMulAttrs> = {},
+    extra: { bias?: Info | null; h?: Info; l?: Info } = {},
+  ): Info {
+    const full = {
+      transposeA: false,
+      transposeB: false,
+      alpha: 1,
+      beta: 1,
+      transposeL: false,
+      ...attrs,
+    };
+    const inputs: Record<string, Info> = { a, b };
+    if (extra.bias) inputs.bias = extra.bias;
+    if (extra.h && extra.l) Object.assign(inputs, { h: extra.h, l: extra.l });
+    return this.rec.kernel(LORAFLEET_MATMUL, inputs, full as unknown as Record<string, unknown>);
+  }
+
+  /** y [n, C] = norm(x) gamma (+ beta) and the row statistics [n, 2] backward needs. */
+  norm(
+    x: Info,
+    gamma: Info,
+    beta: Info | null,
+    eps: number,
+    kind: NormKind,
+  ): { y: Info; stats: Info } {
+    const stats = this.rec.kernel(NORM_STATS, { x }, { kind, eps });
+    const inputs: Record<string, Info> = { x, stats, gamma };
+    if (beta) inputs.beta = beta;
+    return { y: this.rec.kernel(NORM_APPLY, inputs), stats };
+  }
+
+  /** dx [n, C] of the norm (frozen gamma and beta). */
+  normGrad(x: Info, stats: Info, gamma: Info, dy: Info, kind: NormKind): Info {
+    return this.rec.kernel(NORM_GRAD, { x, stats, gamma, dy }, { kind });
+  }
+
+  geluNew(x: Info): Info {
+    return this.rec.kernel(GELU_NEW, { x });
+  }
+
+  geluNewGrad(x: Info, dy: Info): Info {
+    return this.rec.kernel(GELU_NEW_GRAD, { x, dy });
+  }
+
+  /** softmax(scale q k^T + causal mask) v over q, k, v [R, T, D]: o [R, T, D] and what backward keeps. */
+  attention(q: Info, k: Info, v: Info, scale: number): AttentionSaved {
+    const lse = this.rec.kernel(ATTN_STATS, { q, k }, { scale });
+    const o = this.rec.kernel(ATTN_OUT, { q, k, v, lse }, { scale });
+    return { q, k, v, o, lse };
+  }
+
+  /** dq, dk, dv [R, T, D] from do [R, T, D]. */
+  attentionGrad(s: AttentionSaved, dy: Info, scale: number): { dq: Info; dk: Info; dv: Info } {
+    const delta = this.rec.kernel(ATTN_DELTA, { dy, o: s.o });
+    const inputs = { q: s.q, k: s.k, v: s.v, dy, lse: s.lse, delta };
+    const grad = (wrt: 'q' | 'k' | 'v') => this.rec.kernel(ATTN_GRAD, inputs, { scale, wrt });
+    return { dq: grad('q'), dk: grad('k'), dv: grad('v') };
+  }
+
+  /** x [N, C] = wte[ids] + wpe[position in the row]. */
+  embed(ids: Info, wte: Info, wpe: Info, seq: number): Info {
+    const [n] = ids.shape as [number];
+    const c = wte.shape[1]!;
+    const { program, uniforms } = embedProgram(n, c, seq);
+    return view(this.rec.program(program, [ids, wte, wpe], uniforms), [n, c]);
+  }
+
+  /** Columns part*H*D .. (part+1)*H*D of src [B*T, W] as heads [B*H, T, D]. */
+  heads(src: Info, b: number, h: number, t: number, d: number, part: number): Info {
+    const { program, uniforms } = headsProgram(b, h, t, d, src.shape[1]!, part);
+    return view(this.rec.program(program, [src], uniforms), [b * h, t, d]);
+  }
+
+  /** Heads [B*H, T, D] (one, or q, k, v) back to rows [B*T, P*C]. */
+  mergeHeads(parts: Info[], b: number, h: number, t: number): Info {
+    const d = parts[0]!.shape[2]!;
+    const { program, uniforms } = mergeHeadsProgram(b, h, t, d, parts.length as 1 | 3);
+    return view(this.rec.program(program, parts, uniforms), [b * t, parts.length * h * d]);
+  }
+
+  add(a: Info, b: Info): Info {
+    const { program, uniforms } = addProgram(a.shape);
+    return view(this.rec.program(program, [a, b], uniforms), a.shape);
+  }
+
+  /** Per row (nll, lse) [n, 2] of logits [n, V] against labels (negative: ignored). */
+  crossEntropy(logits: Info, labels: Info): Info {
+    return this.rec.kernel(LORAFLEET_XENT, { logits, labels });
+  }
+
+  /** dlogits [n, V] for the per-row loss weights dy [n]. */
+  crossEntropyGrad(logits: Info, stats: Info, labels: Info, dy: Info): Info {
+    return this.rec.kernel(LORAFLEET_XENT_GRAD, { logits, stats, labels, dy });
+  }
+
+  /** [1]: the summed nll of the cross-entropy's stats [n, 2]. */
+  lossSum(stats: Info): Info {
+    const { program, uniforms } = lossSumProgram(stats.shape[0]!);
+    return view(this.rec.program(program, [stats], uniforms), [1]);
+  }
+
+  /** into += x (into: a real tensor of x's size, outside the plan). */
+  accumulate(into: Info, x: Info): void {
+    const length = x.shape.reduce((a, b) => a * b, 1);
+    const { program, uniforms } = accumulateProgram(length);
+    this.rec.program(program, [view(x, [length, 1])], uniforms, view(into, [length, 1]));
+  }
+}

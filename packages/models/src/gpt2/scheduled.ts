@@ -1,0 +1,191 @@
+// GPT-2's hand-scheduled LoRA step (scheduled-step.ts): the forward and
+// backward of model.ts written as explicit kernels, for what the LoRA step
+// trains (the adapters of the linear layers; everything else frozen) and
+// without dropout. Reads top to bottom as the model: embeddings, blocks,
+// ln_f, tied head and loss, then the blocks backward. Each block keeps for
+// backward its input, the norms' outputs and statistics, the LoRA
+// intermediates, attention's q, k, v, o and log-sum-exp, and the MLP's
+// pre- and post-activation; the plan's allocator frees the rest.
+import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
+import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
+import type { Gpt2Model } from './model.js';
+
+type Info = tf.TensorInfo;
+
+/** A linear layer's input and LoRA intermediate h = x A^T [N, r] (null without an adapter). */
+interface LinearSaved {
+  x: Info;
+  h: Info | null;
+}
+
+interface BlockSaved {
+  x: Info; // block input [N, C]
+  ln1: { y: Info; stats: Info };
+  qkv: LinearSaved;
+  attn: ReturnType<PlanOps['attention']>;
+  proj: LinearSaved; // input: heads merged [N, C]
+  mid: Info; // x + attention [N, C]
+  ln2: { y: Info; stats: Info };
+  fc: LinearSaved;
+  pre: Info; // c_fc output [N, 4C]
+  mlp: LinearSaved; // input: gelu_new(pre) [N, 4C]
+}
+
+/** y = x W + b (+ s x A^T B^T with an adapter), W stored [in, out] (Conv1D). */
+function linear(
+  ops: PlanOps,
+  io: StepIo,
+  layer: LoraLinear,
+  x: Info,
+): { y: Info; saved: LinearSaved } {
+  const adapter = layer.activeAdapter;
+  const w = { transposeB: !layer.fanInFanOut };
+  if (!adapter)
+    return { y: ops.mm(x, layer.weight, w, { bias: layer.bias }), saved: { x, h: null } };
+  const h = ops.mm(x, io.param(adapter.a), { transposeB: true }); // [N, r]
+  const l = io.param(adapter.b); // [out, r]
+  const y = ops.mm(
+    x,
+    layer.weight,
+    { ...w, beta: adapter.scaling, transposeL: true },
+    { bias: layer.bias, h, l },
+  );
+  return { y, saved: { x, h } };
+}
+
+/** dx of the linear layer; dA and dB into `grads` when it has an adapter. */
+function linearGrad(
+  ops: PlanOps,
+  io: StepIo,
+  layer: LoraLinear,
+  dy: Info, // [N, out]
+  saved: LinearSaved,
+  grads: Map<tf.Variable, Info>,
+): Info {
+  const adapter = layer.activeAdapter;
+  const wT = { transposeB: layer.fanInFanOut };
+  if (!adapter || !saved.h) return ops.mm(dy, layer.weight, wT);
+  const s = adapter.scaling;
+  const dh = ops.mm(dy, io.param(adapter.b), { alpha: s }); // [N, r]
+  grads.set(adapter.a, ops.mm(dh, saved.x, { transposeA: true })); // [r, in]
+  grads.set(adapter.b, ops.mm(dy, saved.h, { transposeA: true, alpha: s })); // [out, r]
+  return ops.mm(dy, layer.weight, wT, { h: dh, l: io.param(adapter.a) }); // dy W^T + dh A [N, in]
+}
+
+function blockForward(
+  ops: PlanOps,
+  io: StepIo,
+  m: Gpt2Model,
+  i: number,
+  x: Info,
+): { out: Info; saved: BlockSaved } {
+  const b = m.blocks[i]!;
+  const { nHead: H, nEmbd: C, layerNormEpsilon: eps } = m.config;
+  const [B, T, D] = [io.batch, io.seq, C / H];
+  const ln1 = ops.norm(x, b.ln1.gamma, b.ln1.beta, eps, 'layer');
+  const qkv = linear(ops, io, b.cAttn, ln1.y); // [N, 3C]
+  const [q, k, v] = [0, 1, 2].map((part) => ops.heads(qkv.y, B, H, T, D, part)); // [B*H, T, D]
+  const attn = ops.attention(q!, k!, v!, 1 / Math.sqrt(D));
+  const proj = linear(ops, io, b.attnProj, ops.mergeHeads([attn.o], B, H, T)); // [N, C]
+  const mid = ops.add(x, proj.y);
+  const ln2 = ops.norm(mid, b.ln2.gamma, b.ln2.beta, eps, 'layer');
+  const fc = linear(ops, io, b.cFc, ln2.y); // [N, 4C]
+  const mlp = linear(ops, io, b.mlpProj, ops.geluNew(fc.y)); // [N, C]
+  const out = ops.add(mid, mlp.y);
+  return {
+    out,
+    saved: {
+      x,
+      ln1,
+      qkv: qkv.saved,
+      attn,
+      proj: proj.saved,
+      mid,
+      ln2,
+      fc: fc.saved,
+      pre: fc.y,
+      mlp: mlp.saved,
+    },
+  };
+}
+
+/** d(block input) from d(block output); the block's adapter gradients into `grads`. */
+function blockBackward(
+  ops: PlanOps,
+  io: StepIo,
+  m: Gpt2Model,
+  i: number,
+  s: BlockSaved,
+  dOut: Info,
+  grads: Map<tf.Variable, Info>,
+): Info {
+  const b = m.blocks[i]!;
+  const { nHead: H, nEmbd: C } = m.config;
+  const [B, T, D] = [io.batch, io.seq, C / H];
+  // MLP branch: out = mid + c_proj(gelu(c_fc(ln2(mid)))).
+  const dAct = linearGrad(ops, io, b.mlpProj, dOut, s.mlp, grads); // [N, 4C]
+  const dPre = ops.geluNewGrad(s.pre, dAct);
+  const dLn2 = linearGrad(ops, io, b.cFc, dPre, s.fc, grads); // [N, C]
+  const dMid = ops.add(dOut, ops.normGrad(s.mid, s.ln2.stats, b.ln2.gamma, dLn2, 'layer'));
+  // Attention branch: mid = x + c_proj(merge(attention(split(c_attn(ln1(x)))))).
+  const dMerged = linearGrad(ops, io, b.attnProj, dMid, s.proj, grads); // [N, C]
+  const dO = ops.heads(dMerged, B, H, T, D, 0); // [B*H, T, D]
+  const { dq, dk, dv } = ops.attentionGrad(s.attn, dO, 1 / Math.sqrt(D));
+  const dQkv = ops.mergeHeads([dq, dk, dv], B, H, T); // [N, 3C]
+  const dLn1 = linearGrad(ops, io, b.cAttn, dQkv, s.qkv, grads); // [N, C]
+  return ops.add(dMid, ops.normGrad(s.x, s.ln1.stats, b.ln1.gamma, dLn1, 'layer'));
+}
+
+/** The recipe for one GPT-2 model. */
+export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
+  return {
+    unsupported: (params) => gpt2Unsupported(m, params),
+    record(ops, io) {
+      const eps = m.config.layerNormEpsilon;
+      const grads = new Map<tf.Variable, Info>();
+      let x = ops.embed(io.ids, m.wte, m.wpe, io.seq); // [N, C]
+      const saved: BlockSaved[] = [];
+      for (let i = 0; i < m.blocks.length; i++) {
+        const block = blockForward(ops, io, m, i, x);
+        saved.push(block.saved);
+        x = block.out;
+      }
+      const lnF = ops.norm(x, m.lnF.gamma, m.lnF.beta, eps, 'layer');
+      const logits = ops.mm(lnF.y, m.wte, { transposeB: true }); // [N, V], the head tied to wte
+      const stats = ops.crossEntropy(logits, io.labels); // [N, 2]: nll, lse
+      const loss = ops.lossSum(stats);
+      const dLogits = ops.crossEntropyGrad(logits, stats, io.labels, io.ones); // [N, V]
+      const dLnF = ops.mm(dLogits, m.wte); // [N, C]
+      let dx = ops.normGrad(x, lnF.stats, m.lnF.gamma, dLnF, 'layer');
+      for (let i = m.blocks.length - 1; i >= 0; i--)
+        dx = blockBackward(ops, io, m, i, saved[i]!, dx, grads);
+      return { loss, grads };
+    },
+  };
+}
+
+/** Why the scheduled step cannot train `m` with `params` (null: it can). */
+function gpt2Unsupported(m: Gpt2Model, params: TrainableParameters): string | null {
+  const c = m.config;
+  if (c.embdPdrop > 0 || c.attnPdrop > 0 || c.residPdrop > 0) {
+    return `dropout is on (embd_pdrop ${c.embdPdrop}, attn_pdrop ${c.attnPdrop}, resid_pdrop ${c.residPdrop}); the scheduled step has none yet`;
+  }
+  if (m.tokenEmbedding.activeAdapter)
+    return 'the token embedding has an adapter (transformer.wte); the scheduled step adapts linear layers only';
+  const adapters = new Set<tf.Variable>();
+  for (const layer of m.linears()) {
+    const a = layer.activeAdapter;
+    if (layer.merged) return `${layer.name}: an adapter is merged`;
+    if (layer.baseDtype !== 'f32')
+      return `${layer.name}: the base weight is stored as ${layer.baseDtype} (--base-dtype)`;
+    if (!a) continue;
+    if (a.settings.dropout > 0)
+      return `${layer.name}: LoRA dropout ${a.settings.dropout}; the scheduled step has none yet`;
+    adapters.add(a.a).add(a.b);
+  }
+  for (const slot of params.slots) {
+    if (!adapters.has(slot.variable))
+      return `${slot.name} is trained, and the scheduled step trains only the linear layers' active adapters`;
+  }
+  return null;
+}

@@ -1,0 +1,141 @@
+// The hand-scheduled training step on webgpu (docs/webgpu-kernels.md, "The
+// hand-scheduled step"): a family's recipe records one micro-batch's forward
+// and backward as explicit kernels over buffers allocated once by liveness
+// (core's PlanRecorder), and each micro-batch replays it as one command
+// buffer. No tape, no tensor per op, no bind group per dispatch. It sums
+// the micro-batches' loss and fused gradient on the device, as the tape's
+// GradientAccumulator does, and reads them once per step.
+import {
+  type Plan,
+  PlanOps,
+  PlanRecorder,
+  type RecordingBackend,
+  type TrainableParameters,
+  tf,
+  webGpuMatMulChoice,
+} from '@lorafleet/core';
+import type { CausalLM } from './causal-lm.js';
+import { type TokenBatch, shiftedLabels } from './loss.js';
+
+type Info = tf.TensorInfo;
+
+/** What a recipe's recording reads: the plan's host inputs and the micro-batch's shape. */
+export interface StepIo {
+  ids: Info; // [B * T] int32
+  labels: Info; // [B * T] int32, shifted (row b*T+t predicts t+1), negative: ignored
+  ones: Info; // [B * T] f32: the loss sum's gradient per row
+  batch: number;
+  seq: number;
+  /** A trained variable's value inside the plan (copied in at each replay); others as they are. */
+  param(v: tf.Variable): Info;
+}
+
+/** A family's hand-scheduled step. */
+export interface ScheduledStepRecipe {
+  /** Why this model, as configured and trained, cannot take it (null: it can). */
+  unsupported(params: TrainableParameters): string | null;
+  /** Records forward and backward: the loss sum [1] and each trained variable's gradient. */
+  record(ops: PlanOps, io: StepIo): { loss: Info; grads: Map<tf.Variable, Info> };
+}
+
+/** The step's gradient path: tfjs's tape, or the hand-scheduled plan where it runs. */
+export type StepGradients = 'tape' | 'scheduled';
+
+/** Why `model` cannot take the scheduled step with `params` on the current backend, or null. */
+export function scheduledStepUnsupported(
+  model: CausalLM,
+  params: TrainableParameters,
+): string | null {
+  if (tf.getBackend() !== 'webgpu') return `the backend is ${tf.getBackend()}, not webgpu`;
+  if (webGpuMatMulChoice() !== 'project')
+    return "LORAFLEET_WEBGPU_KERNELS=stock: the plan records the project's kernels";
+  if (!model.scheduledStep)
+    return `the ${model.modelConfig.modelType} family has no scheduled step yet`;
+  return model.scheduledStep.unsupported(params);
+}
+
+export class ScheduledGradients {
+  private readonly plans = new Map<string, Plan>();
+  /** [n + 1]: the summed gradient, then the summed loss. */
+  private readonly sum: tf.Tensor1D;
+  private empty = true;
+
+  constructor(
+    private readonly model: CausalLM,
+    private readonly params: TrainableParameters,
+  ) {
+    const why = scheduledStepUnsupported(model, params);
+    if (why !== null) throw new Error(`the scheduled step cannot run: ${why}`);
+    this.sum = tf.zeros([params.size + 1]);
+  }
+
+  /** Bytes of the plans' buffers (activations, gradients, inputs). */
+  get planBytes(): number {
+    return [...this.plans.values()].reduce((a, p) => a + p.bytes, 0);
+  }
+
+  /** Adds one micro-batch's loss sum and gradient to the device-side sums (queued, not awaited). */
+  add(batch: TokenBatch): void {
+    const V = this.model.modelConfig.vocabSize;
+    const labels = shiftedLabels(batch, V);
+    for (const [i, id] of batch.ids.entries()) {
+      if (!(id >= 0 && id < V))
+        throw new Error(`token id ${id} at ${i} is outside the vocabulary (0..${V - 1})`);
+    }
+    const plan = this.planFor(batch.batchSize, batch.seqLen);
+    plan.replay({ ids: batch.ids, labels }, this.empty ? [this.sum] : []);
+    this.empty = false;
+  }
+
+  /** The sums, with one read (zeros when nothing was added); empty again after. */
+  async take(): Promise<{ grads: Float32Array; loss: number }> {
+    const n = this.params.size;
+    if (this.empty) return { grads: new Float32Array(n), loss: 0 };
+    const plan = this.plans.values().next().value as Plan;
+    const values = await plan.read(this.sum);
+    this.empty = true;
+    return { grads: values.subarray(0, n), loss: values[n]! };
+  }
+
+  /** Drops a partial sum (an aborted step): the next add starts from zero. */
+  reset(): void {
+    this.empty = true;
+  }
+
+  dispose(): void {
+    for (const plan of this.plans.values()) plan.dispose();
+    this.plans.clear();
+    this.sum.dispose();
+  }
+
+  private planFor(batch: number, seq: number): Plan {
+    const key = `${batch}x${seq}`;
+    const found = this.plans.get(key);
+    if (found) return found;
+    const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend);
+    const n = batch * seq;
+    const param = new Map(this.params.variables.map((v) => [v, rec.param(v)]));
+    const io: StepIo = {
+      ids: rec.input('ids', [n], 'int32'),
+      labels: rec.input('labels', [n], 'int32'),
+      ones: rec.constant(new Float32Array(n).fill(1), [n]),
+      batch,
+      seq,
+      param: (v) => param.get(v) ?? v,
+    };
+    const ops = new PlanOps(rec);
+    const { loss, grads } = this.model.scheduledStep!.record(ops, io);
+    // The fused [n + 1] of this micro-batch, in the parameters' order, then added to the sums.
+    const flat = rec.constant(new Float32Array(this.params.size + 1), [this.params.size + 1]);
+    for (const slot of this.params.slots) {
+      const g = grads.get(slot.variable);
+      if (!g) throw new Error(`the scheduled step computed no gradient for ${slot.name}`);
+      rec.copy(g, flat, slot.offset);
+    }
+    rec.copy(loss, flat, this.params.size);
+    ops.accumulate(this.sum, flat);
+    const plan = rec.finish();
+    this.plans.set(key, plan);
+    return plan;
+  }
+}
