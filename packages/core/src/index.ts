@@ -131,4 +131,8 @@ export { PlanRecorder, type RecordingBackend } from './backend/webgpu-plan/recor
 export { Plan } from './backend/webgpu-plan/plan.js';
 export { PlanOps, type AttentionSaved, view as planView } from './backend/webgpu-plan/ops.js';
 export { allocateByLiveness, type BufferUse } from './backend/webgpu-plan/allocate.js';
-export { packUniforms, programUniforms, type UniformField } from './backend/webgpu-plan/uniforms.js';
+export {
+  packUniforms,
+  programUniforms,
+  type UniformField,
+} from './backend/webgpu-plan/uniforms.js';

@@ -139,7 +139,10 @@ export {
 export {
   type ScheduledStepRecipe,
   type StepGradients,
+  type StepGradientsChoice,
   type StepIo,
   ScheduledGradients,
+  chooseStepGradients,
   scheduledStepUnsupported,
+  stepGradientsChoice,
 } from './scheduled-step.js';

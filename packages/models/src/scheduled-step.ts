@@ -139,3 +139,37 @@ export class ScheduledGradients {
     return plan;
   }
 }
+
+/** LORAFLEET_WEBGPU_STEP: which gradient path a training step takes on webgpu. */
+export type StepGradientsChoice = 'auto' | StepGradients;
+
+const CHOICES: Record<StepGradientsChoice, string> = {
+  auto: 'the scheduled step where the model and backend support it, the tape otherwise',
+  scheduled: 'the scheduled step, or an error naming why it cannot run',
+  tape: "tfjs's autodiff tape (the reference)",
+};
+
+/** Reads LORAFLEET_WEBGPU_STEP (default auto), with an error that lists the values. */
+export function stepGradientsChoice(env: NodeJS.ProcessEnv = process.env): StepGradientsChoice {
+  const value = env.LORAFLEET_WEBGPU_STEP ?? 'auto';
+  if (!(value in CHOICES)) {
+    const list = Object.entries(CHOICES)
+      .map(([k, v]) => `"${k}" (${v})`)
+      .join(', ');
+    throw new Error(`LORAFLEET_WEBGPU_STEP must be one of ${list}; got "${value}"`);
+  }
+  return value as StepGradientsChoice;
+}
+
+/** The path a step takes for `model` and `params` under `choice`, and why not the scheduled one. */
+export function chooseStepGradients(
+  model: CausalLM,
+  params: TrainableParameters,
+  choice: StepGradientsChoice = stepGradientsChoice(),
+): { path: StepGradients; reason: string | null } {
+  if (choice === 'tape') return { path: 'tape', reason: 'LORAFLEET_WEBGPU_STEP=tape' };
+  const why = scheduledStepUnsupported(model, params);
+  if (why === null) return { path: 'scheduled', reason: null };
+  if (choice === 'scheduled') throw new Error(`LORAFLEET_WEBGPU_STEP=scheduled, but ${why}`);
+  return { path: 'tape', reason: why };
+}

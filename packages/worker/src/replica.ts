@@ -169,6 +169,7 @@ export class Replica {
   }
 
   dispose(): void {
+    this.step.dispose();
     this.model.dispose();
   }
 }

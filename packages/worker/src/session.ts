@@ -160,8 +160,13 @@ function readyLine(session: WorkerSession, w: Welcome, runId: string, backend: s
       : `rank ${session.rank}/${w.worldSize} (pid ${process.pid}) of run ${runId}`) +
     `: ${r.rows.length} rows, ${r.step.params.size} trainable parameters on ${backend}` +
     (session.config.resumeFrom ? `, resumed at step ${r.step.stepsDone}` : '') +
+    (backend === 'webgpu' ? `; gradients: ${gradientsLine(r.step.gradients)}` : '') +
     '; ready'
   );
+}
+
+function gradientsLine(g: { path: string; reason: string | null }): string {
+  return g.path === 'scheduled' ? 'the hand-scheduled step' : `the tape (${g.reason})`;
 }
 
 /** A TCP port free on `host` right now (the kernel's pick). */

@@ -16,7 +16,15 @@ import {
   lrFactor,
   settleDevice,
 } from '@lorafleet/core';
-import { type CausalLM, type TokenBatch, countLossTokens, tokenNllSum } from '@lorafleet/models';
+import {
+  type CausalLM,
+  type StepGradients,
+  type TokenBatch,
+  ScheduledGradients,
+  chooseStepGradients,
+  countLossTokens,
+  tokenNllSum,
+} from '@lorafleet/models';
 import { DataError } from './data-error.js';
 import { replicaHash } from './replica-hash.js';
 
@@ -69,11 +77,22 @@ export interface TrainState {
   optimizer: AdamWState;
 }
 
+/** A step's micro-batch sums on the device: tfjs's tape, or the hand-scheduled step. */
+interface GradientSums {
+  add(batch: TokenBatch, seed: number): void;
+  take(): Promise<{ grads: Float32Array; loss: number }>;
+  /** Drops what was added and not taken (an aborted step). */
+  release(): void;
+}
+
 export class TrainingStep {
   readonly params: TrainableParameters;
+  /** How gradients are computed (LORAFLEET_WEBGPU_STEP), and why not the scheduled step. */
+  readonly gradients: { path: StepGradients; reason: string | null };
   private values: Float32Array;
   private optimizer: AdamWState;
   private readonly grads: Float32Array;
+  private readonly scheduled: ScheduledGradients | null;
 
   constructor(
     private readonly model: CausalLM,
@@ -86,6 +105,27 @@ export class TrainingStep {
     this.optimizer = createAdamWState(params.size);
     // Gradient, then loss sum and token count: one buffer, one all-reduce.
     this.grads = new Float32Array(params.size + 2);
+    this.gradients = chooseStepGradients(model, params);
+    this.scheduled =
+      this.gradients.path === 'scheduled' ? new ScheduledGradients(model, params) : null;
+  }
+
+  /** Frees the scheduled step's device buffers (the tape keeps none between steps). */
+  dispose(): void {
+    this.scheduled?.dispose();
+  }
+
+  private sums(): GradientSums {
+    if (this.scheduled) {
+      const s = this.scheduled;
+      return { add: (batch) => s.add(batch), take: () => s.take(), release: () => s.reset() };
+    }
+    const acc = new GradientAccumulator(this.params);
+    return {
+      add: (batch, seed) => acc.add(() => tokenNllSum(this.model, batch, { training: true, seed })),
+      take: () => acc.take(),
+      release: () => acc.dispose(),
+    };
   }
 
   /** The slowest micro-batch of the last step (0: none computed yet). */
@@ -129,7 +169,7 @@ export class TrainingStep {
     let slowest = 0;
     let tokenCount = 0;
     // Summed on the device and read once, after the last micro-batch.
-    const sums = new GradientAccumulator(this.params);
+    const sums = this.sums();
     try {
       for (const [i, batch] of microBatches.entries()) {
         await yieldToEventLoop();
@@ -140,7 +180,7 @@ export class TrainingStep {
         const started = performance.now();
         onCompute?.(this.computeLimitMs(), this.warmingUp);
         const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
-        sums.add(() => tokenNllSum(this.model, batch, { training: true, seed }));
+        sums.add(batch, seed);
         await settleDevice(); // the micro-batch's device work is done: its time is its compute
         tokenCount += tokens;
         slowest = Math.max(slowest, performance.now() - started);
@@ -151,7 +191,7 @@ export class TrainingStep {
       fused[n] = loss;
       fused[n + 1] = tokenCount;
     } finally {
-      sums.dispose();
+      sums.release();
     }
     if (slowest > 0) this.slowestMicroBatchMs = slowest;
     onCompute?.(0);

@@ -1,0 +1,222 @@
+// The hand-scheduled GPT-2 LoRA step (packages/models/src/scheduled-step.ts,
+// gpt2/scheduled.ts) on real WebGPU execution (SwiftShader here): its loss
+// and gradients against tfjs's tape on the same backend and against the cpu
+// backend, on odd shapes and batch 1, with adapters on some layers only;
+// replays after the parameters change; three training steps of
+// TrainingStep on both paths; and the reasons it refuses a model.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  GradientAccumulator,
+  readParametersAsync,
+  TrainableParameters,
+  releaseWebGpu,
+  selectWebGpuMatMul,
+  tf,
+  useBackend,
+  webGpuErrors,
+} from '@lorafleet/core';
+import { requireVulkanDriver } from '@lorafleet/core/testing';
+import {
+  type Gpt2Config,
+  type TokenBatch,
+  Gpt2Model,
+  IGNORE_INDEX,
+  ScheduledGradients,
+  addLora,
+  chooseStepGradients,
+  randomGpt2Weights,
+  scheduledStepUnsupported,
+  tokenNllSum,
+} from '../packages/models/src/index.js';
+import { TrainingStep } from '../packages/worker/src/index.js';
+
+const CONFIG: Gpt2Config = {
+  vocabSize: 97,
+  nPositions: 24,
+  nEmbd: 32,
+  nLayer: 2,
+  nHead: 4,
+  nInner: null,
+  layerNormEpsilon: 1e-5,
+  embdPdrop: 0,
+  attnPdrop: 0,
+  residPdrop: 0,
+};
+
+function batch(B: number, T: number, salt = 0): TokenBatch {
+  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3 + salt * 11) % 97);
+  const labels = ids.slice();
+  labels[0] = IGNORE_INDEX;
+  labels[Math.min(5, B * T - 1)] = IGNORE_INDEX;
+  return { ids, labels, batchSize: B, seqLen: T };
+}
+
+/** A GPT-2 with adapters on `targets`, B not zero (so that dA is not zero either). */
+async function loraModel(config: Gpt2Config, targets: string[], dropout = 0) {
+  const model = new Gpt2Model(config, randomGpt2Weights(config, 5));
+  const layers = await addLora(
+    model.linears(),
+    'default',
+    { r: 4, alpha: 8, dropout, rslora: false },
+    { kind: 'kaiming' },
+    targets,
+    1,
+  );
+  const params = TrainableParameters.fromLoraLayers(layers);
+  params.write(Float32Array.from(params.read(), (_, i) => Math.sin(i * 0.37) * 0.2));
+  return { model, params };
+}
+
+async function tapeSums(model: Gpt2Model, params: TrainableParameters, batches: TokenBatch[]) {
+  const acc = new GradientAccumulator(params);
+  for (const b of batches) acc.add(() => tokenNllSum(model, b, { training: true, seed: 1 }));
+  return acc.take();
+}
+
+async function scheduledSums(s: ScheduledGradients, batches: TokenBatch[]) {
+  for (const b of batches) s.add(b);
+  return s.take();
+}
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let [diff, scale] = [0, 0];
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(a[i]!));
+  }
+  return diff / scale;
+}
+
+describe('the hand-scheduled GPT-2 LoRA step on webgpu', () => {
+  beforeAll(async () => {
+    requireVulkanDriver();
+    await useBackend('webgpu');
+  }, 60_000);
+
+  afterAll(async () => {
+    expect(webGpuErrors()).toEqual([]);
+    await useBackend('cpu');
+    releaseWebGpu();
+  });
+
+  const cases: [string, string[], number, number][] = [
+    ['every linear layer, 2 x 7 tokens', ['c_attn', 'c_proj', 'c_fc'], 2, 7],
+    ['c_attn only, batch 1 x 13 tokens', ['c_attn'], 1, 13],
+    ['the MLP only, 3 x 5 tokens', ['c_fc', 'mlp.c_proj'], 3, 5],
+  ];
+  it.each(cases)('equals the tape: %s', async (_name, targets, B, T) => {
+    const { model, params } = await loraModel(CONFIG, targets);
+    const s = new ScheduledGradients(model, params);
+    try {
+      const batches = [batch(B, T), batch(B, T, 1)];
+      const want = await tapeSums(model, params, batches);
+      const got = await scheduledSums(s, batches);
+      expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-6);
+      expect(maxRelDiff(want.grads, got.grads)).toBeLessThan(1e-5);
+      expect(got.grads.some((g) => g !== 0)).toBe(true);
+    } finally {
+      s.dispose();
+      model.dispose();
+    }
+  });
+
+  it('replays with the parameters as they are now, and frees what it allocated', async () => {
+    const { model, params } = await loraModel(CONFIG, ['c_attn', 'c_fc']);
+    const before = tf.memory().numTensors;
+    const s = new ScheduledGradients(model, params);
+    try {
+      const b = [batch(2, 9)];
+      await scheduledSums(s, b);
+      const now = await readParametersAsync(params);
+      params.write(Float32Array.from(now, (v, i) => v + 0.05 * Math.cos(i)));
+      const want = await tapeSums(model, params, b);
+      const got = await scheduledSums(s, b);
+      expect(maxRelDiff(want.grads, got.grads)).toBeLessThan(1e-5);
+      // A second shape gets its own plan; the sums are still one read.
+      const mixed = [batch(2, 9), batch(1, 6, 2)];
+      const wantMixed = await tapeSums(model, params, mixed);
+      const gotMixed = await scheduledSums(s, mixed);
+      expect(maxRelDiff(wantMixed.grads, gotMixed.grads)).toBeLessThan(1e-5);
+      s.dispose();
+      // The parameter writes replaced the adapters' tensors one for one.
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      s.dispose();
+      model.dispose();
+    }
+  });
+
+  it('reuses memory: its buffers are fewer bytes than every intermediate alone', async () => {
+    const { model, params } = await loraModel({ ...CONFIG, nLayer: 4 }, ['c_attn']);
+    const s = new ScheduledGradients(model, params);
+    try {
+      s.add(batch(2, 16));
+      await s.take();
+      // Per layer, forward keeps ~20 [N, C]-sized values and backward makes ~20 more.
+      const [N, C] = [32, CONFIG.nEmbd];
+      const everything = 4 * 40 * N * C * 4;
+      expect(s.planBytes).toBeGreaterThan(0);
+      expect(s.planBytes).toBeLessThan(everything);
+    } finally {
+      s.dispose();
+      model.dispose();
+    }
+  });
+
+  it('trains as the tape does: three TrainingSteps on each path', async () => {
+    const run = async (path: 'tape' | 'scheduled') => {
+      process.env.LORAFLEET_WEBGPU_STEP = path;
+      const { model, params } = await loraModel(CONFIG, ['c_attn', 'c_proj']);
+      const step = new TrainingStep(model, params, {
+        optimizer: { lr: 2e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
+        schedule: { kind: 'constant' },
+        maxGradNorm: 1,
+        seed: 3,
+      });
+      try {
+        expect(step.gradients.path).toBe(path);
+        const losses: number[] = [];
+        for (let i = 0; i < 3; i++)
+          losses.push((await step.run([batch(2, 8, i), batch(2, 8, i + 5)])).loss);
+        return { losses, values: step.snapshot().values };
+      } finally {
+        delete process.env.LORAFLEET_WEBGPU_STEP;
+        step.dispose();
+        model.dispose();
+      }
+    };
+    const tape = await run('tape');
+    const scheduled = await run('scheduled');
+    for (const [i, loss] of tape.losses.entries()) expect(scheduled.losses[i]).toBeCloseTo(loss, 5);
+    expect(maxRelDiff(tape.values, scheduled.values)).toBeLessThan(1e-5);
+    expect(tape.losses[2]).toBeLessThan(tape.losses[0]!);
+  });
+
+  it('names why it cannot run, and auto falls back to the tape', async () => {
+    const dropout = await loraModel({ ...CONFIG, attnPdrop: 0.1 }, ['c_attn']);
+    const loraDropout = await loraModel(CONFIG, ['c_attn'], 0.1);
+    try {
+      expect(scheduledStepUnsupported(dropout.model, dropout.params)).toMatch(/attn_pdrop 0.1/);
+      expect(scheduledStepUnsupported(loraDropout.model, loraDropout.params)).toMatch(
+        /LoRA dropout 0.1/,
+      );
+      expect(chooseStepGradients(dropout.model, dropout.params, 'auto')).toEqual({
+        path: 'tape',
+        reason: expect.stringMatching(/dropout/),
+      });
+      expect(() => chooseStepGradients(dropout.model, dropout.params, 'scheduled')).toThrow(
+        /LORAFLEET_WEBGPU_STEP=scheduled, but dropout is on/,
+      );
+      selectWebGpuMatMul('stock');
+      try {
+        expect(scheduledStepUnsupported(loraDropout.model, loraDropout.params)).toMatch(/stock/);
+      } finally {
+        selectWebGpuMatMul('project');
+      }
+    } finally {
+      dropout.model.dispose();
+      loraDropout.model.dispose();
+    }
+  });
+});
