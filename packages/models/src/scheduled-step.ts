@@ -74,6 +74,11 @@ export class ScheduledGradients {
     return [...this.plans.values()].reduce((a, p) => a + p.bytes, 0);
   }
 
+  /** Dispatches per replay of the plans made so far (the largest). */
+  get dispatches(): number {
+    return Math.max(0, ...[...this.plans.values()].map((p) => p.dispatches));
+  }
+
   /** Adds one micro-batch's loss sum and gradient to the device-side sums (queued, not awaited). */
   add(batch: TokenBatch): void {
     const V = this.model.modelConfig.vocabSize;

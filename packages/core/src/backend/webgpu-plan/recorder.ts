@@ -219,6 +219,11 @@ export class PlanRecorder {
         else delete (b as unknown as Record<string, unknown>)[key];
       }
       this.recording = false;
+      // Submits the uploads of weights the kernel read for the first time (Dawn frees
+      // their mapped memory at a submit; without one, a large model runs out).
+      b.ensureCommandEncoderReady();
+      b.endComputePassEncoder();
+      b.submitQueue();
     }
   }
 
