@@ -68,6 +68,7 @@ function collect(work) {
     throughput: {
       project: readJson(join(work, 'throughput-project.json')),
       stock: readJson(join(work, 'throughput-project-stock.json')),
+      tape: readJson(join(work, 'throughput-project-tape.json')),
       torch: readJson(join(work, 'throughput-torch.json')),
     },
     kernelBench: readJson(join(work, 'kernel-bench.json')),
@@ -75,6 +76,7 @@ function collect(work) {
     tileTable: readJson(join(work, 'tile-table.json')),
     smi: {
       project: smiPeak(join(work, 'smi-project.csv')),
+      tape: smiPeak(join(work, 'smi-project-tape.csv')),
       torch: smiPeak(join(work, 'smi-torch.csv')),
     },
   };
@@ -105,10 +107,16 @@ function correctnessLines(r) {
 /** Tokens/s and memory: the project, PyTorch + PEFT, and the stock-kernel "before". */
 function throughputLines(r) {
   const lines = [];
-  const { project: p, torch: t, stock: st } = r.throughput;
+  const { project: p, torch: t, stock: st, tape } = r.throughput;
+  const path = (x) => x.gradients?.path ?? 'tape';
+  const plan = (x) => (x.planBytes ? `, plan buffers ${gib(x.planBytes)}` : '');
   if (p)
     lines.push(
-      `project ${p.backend}: ${p.tokensPerSecond.toFixed(0)} tokens/s, median step ${p.medianStepSeconds.toFixed(3)} s over ${p.steps} steps, tfjs GPU allocation ${gib(p.tfjsGpuBytesAllocated)}`,
+      `project ${p.backend} (${path(p)}): ${p.tokensPerSecond.toFixed(0)} tokens/s, median step ${p.medianStepSeconds.toFixed(3)} s over ${p.steps} steps, tfjs GPU allocation ${gib(p.tfjsGpuBytesAllocated)}${plan(p)}`,
+    );
+  if (tape && t)
+    lines.push(
+      `project ${tape.backend} on tfjs's tape (LORAFLEET_WEBGPU_STEP=tape): ${tape.tokensPerSecond.toFixed(0)} tokens/s, RATIO ${(tape.tokensPerSecond / t.tokensPerSecond).toFixed(3)}, tfjs GPU allocation ${gib(tape.tfjsGpuBytesAllocated)}`,
     );
   if (t)
     lines.push(
@@ -117,7 +125,7 @@ function throughputLines(r) {
   const mem = (s) => (s ? `${((s.peakMiB - s.baselineMiB) / 1024).toFixed(2)} GiB` : 'n/a');
   if (r.smi.project || r.smi.torch)
     lines.push(
-      `peak GPU memory (nvidia-smi, above idle): project ${mem(r.smi.project)}, torch ${mem(r.smi.torch)}`,
+      `peak GPU memory (nvidia-smi, above idle): project ${mem(r.smi.project)}, project on the tape ${mem(r.smi.tape)}, torch ${mem(r.smi.torch)}`,
     );
   if (st && t)
     lines.push(

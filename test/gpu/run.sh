@@ -110,7 +110,8 @@ if ((smoke)); then
   fi
   correctness
   phase throughput-project 60 node "$gpu" throughput --smoke --backend wasm --out "$work/throughput-project.json"
-  phase profile 60 node "$gpu" profile --smoke --backend "$grads_backend" --out "$work/profile.json"
+  phase profile 60 env LORAFLEET_WEBGPU_STEP=tape node "$gpu" profile --smoke --backend "$grads_backend" \
+    --out "$work/profile.json"
 else
   # Measurements first (device minutes are scarce: what matters most comes
   # back even if the time runs out), correctness after.
@@ -125,17 +126,25 @@ else
   # Throughput without nvidia-smi beside it: its 100 ms polling slowed the
   # project's dispatch-bound step from ~0.16 s to ~0.24 s on the H200 (torch's
   # did not move); peak memory comes from a short run of its own.
+  # The project's step is the hand-scheduled one where it runs (LORAFLEET_WEBGPU_STEP=auto),
+  # then tfjs's tape for comparison (the step before the hand-scheduled one).
   phase throughput-project 120 "${tiles[@]}" node "$gpu" throughput --backend webgpu --out "$work/throughput-project.json"
+  phase throughput-project-tape 90 "${tiles[@]}" env LORAFLEET_WEBGPU_STEP=tape node "$gpu" throughput \
+    --backend webgpu --out "$work/throughput-project-tape.json"
   smi_start "$work/smi-project.csv"
   phase memory-project 60 "${tiles[@]}" node "$gpu" throughput --backend webgpu --warmup 1 --steps 2 \
     --out "$work/memory-project.json"
+  smi_stop
+  smi_start "$work/smi-project-tape.csv"
+  phase memory-project-tape 60 "${tiles[@]}" env LORAFLEET_WEBGPU_STEP=tape node "$gpu" throughput \
+    --backend webgpu --warmup 1 --steps 2 --out "$work/memory-project-tape.json"
   smi_stop
   smi_start "$work/smi-torch.csv"
   phase throughput-torch 90 python3 "$ref" throughput --out "$work/throughput-torch.json"
   smi_stop
   # Timestamps unquantized (Dawn rounds them to 2^16 ns by default).
   phase profile 90 "${tiles[@]}" env LORAFLEET_DAWN_FLAGS=disable-dawn-features=timestamp_quantization \
-    node "$gpu" profile --backend webgpu --out "$work/profile.json"
+    LORAFLEET_WEBGPU_STEP=tape node "$gpu" profile --backend webgpu --out "$work/profile.json"
   # The host's cost of issuing the step (Dawn's null adapter on this machine's CPU).
   phase host 60 node test/bench/webgpu-kernels/host.mjs
   # The RATIO's "before": the same throughput on tfjs's stock matmul, unfused LoRA.
@@ -144,7 +153,7 @@ else
   phase conformance 150 env LORAFLEET_BACKENDS=webgpu node node_modules/vitest/vitest.mjs run \
     packages/core/test/lora-conformance.test.ts test/backend-conformance.test.ts \
     packages/core/test/backends.test.ts test/webgpu-kernels.test.ts packages/core/test/webgpu-*.test.ts \
-    packages/core/test/grad-accumulator.test.ts
+    packages/core/test/grad-accumulator.test.ts test/scheduled-step.test.ts
   phase make-tiny 90 python3 "$ref" make-tiny --dir "$work/tiny"
   logits_backends=(webgpu wasm)
   grads_backend=webgpu

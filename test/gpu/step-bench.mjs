@@ -9,7 +9,12 @@ import {
   readParametersAsync,
   tf,
 } from '../../packages/core/dist/src/index.js';
-import { GPT2_SMALL, tokenNllSum } from '../../packages/models/dist/src/index.js';
+import {
+  GPT2_SMALL,
+  ScheduledGradients,
+  chooseStepGradients,
+  tokenNllSum,
+} from '../../packages/models/dist/src/index.js';
 import { loraGpt2 } from '../bench/webgpu-kernels/common.mjs';
 import { TINY, log, median, start, stop, writeJson } from './common.mjs';
 
@@ -27,9 +32,18 @@ async function loraBench(smoke) {
   const values = await readParametersAsync(params);
   const state = createAdamWState(params.size);
   const adamw = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
+  // The gradient path TrainingStep takes (LORAFLEET_WEBGPU_STEP, default auto).
+  const gradients = chooseStepGradients(model, params);
+  const scheduled = gradients.path === 'scheduled' ? new ScheduledGradients(model, params) : null;
+  log(`gradients: ${gradients.path}${gradients.reason ? ` (${gradients.reason})` : ''}`);
+  const lossAndGrads = async () => {
+    if (!scheduled) return lossAndGradsAsync(params, () => tokenNllSum(model, batch));
+    scheduled.add(batch);
+    return scheduled.take();
+  };
   /** One step as the worker takes it: forward + backward, the gradient read, clip, AdamW, write back. */
   const step = async () => {
-    const { loss, grads } = await lossAndGradsAsync(params, () => tokenNllSum(model, batch));
+    const { loss, grads } = await lossAndGrads();
     const tokens = B * (T - 1);
     for (let i = 0; i < grads.length; i++) grads[i] /= tokens;
     clipGlobalNorm(grads, 1);
@@ -37,7 +51,11 @@ async function loraBench(smoke) {
     params.write(values);
     return loss / tokens;
   };
-  return { config, B, T, model, params, batch, step };
+  const dispose = () => {
+    scheduled?.dispose();
+    model.dispose();
+  };
+  return { config, B, T, model, params, batch, step, gradients, scheduled, dispose };
 }
 
 /** LoRA training throughput as the worker trains (loraBench's step), with tfjs's GPU allocation. */
@@ -48,7 +66,7 @@ export async function throughput(opt) {
   const steps = Number(opt.steps ?? (smoke ? 2 : 5));
   await start(backend);
   const t0 = performance.now();
-  const { config, B, T, model, params, step } = await loraBench(smoke);
+  const { config, B, T, params, step, gradients, scheduled, dispose } = await loraBench(smoke);
   const loadSeconds = (performance.now() - t0) / 1000;
   const times = [];
   const losses = [];
@@ -75,6 +93,8 @@ export async function throughput(opt) {
     batch: B,
     seqLen: T,
     lora: { r: 8, alpha: 16, target: ['c_attn'], trainable: params.size },
+    gradients,
+    planBytes: scheduled?.planBytes ?? null,
     optimizer: 'AdamW (JS, fused buffer), clip 1.0',
     warmup,
     steps,
@@ -85,11 +105,11 @@ export async function throughput(opt) {
     losses,
     tfjsGpuBytesAllocated: gpuBytes || null,
   };
-  model.dispose();
+  dispose();
   result.webgpuErrors = await stop();
   await writeJson(opt.out, result);
   log(
-    `throughput on ${backend}: ${result.tokensPerSecond.toFixed(0)} tokens/s (median step ${result.medianStepSeconds.toFixed(3)} s)`,
+    `throughput on ${backend} (${gradients.path}): ${result.tokensPerSecond.toFixed(0)} tokens/s (median step ${result.medianStepSeconds.toFixed(3)} s)`,
   );
 }
 
@@ -103,7 +123,9 @@ export async function throughput(opt) {
 export async function profile(opt) {
   const backend = opt.backend;
   await start(backend);
-  const { model, params, batch, step } = await loraBench(opt.smoke);
+  const { model, params, batch, step, gradients, dispose } = await loraBench(opt.smoke);
+  if (gradients.path !== 'tape')
+    throw new Error('profile times tfjs kernels: run it with LORAFLEET_WEBGPU_STEP=tape');
   await step();
   const w0 = performance.now();
   await step();
@@ -148,7 +170,7 @@ export async function profile(opt) {
     byKernel: rows(byKernel, 40),
     byShape: rows(byShape, 40),
   };
-  model.dispose();
+  dispose();
   result.webgpuErrors = await stop();
   await writeJson(opt.out, result);
   log(

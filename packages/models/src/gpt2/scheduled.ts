@@ -53,7 +53,7 @@ function linear(
   return { y, saved: { x, h } };
 }
 
-/** dx of the linear layer; dA and dB into `grads` when it has an adapter. */
+/** dx of the linear layer (null when `dx` is false); dA and dB into `grads` when it has an adapter. */
 function linearGrad(
   ops: PlanOps,
   io: StepIo,
@@ -61,14 +61,16 @@ function linearGrad(
   dy: Info, // [N, out]
   saved: LinearSaved,
   grads: Map<tf.Variable, Info>,
-): Info {
+  dx = true,
+): Info | null {
   const adapter = layer.activeAdapter;
   const wT = { transposeB: layer.fanInFanOut };
-  if (!adapter || !saved.h) return ops.mm(dy, layer.weight, wT);
+  if (!adapter || !saved.h) return dx ? ops.mm(dy, layer.weight, wT) : null;
   const s = adapter.scaling;
   const dh = ops.mm(dy, io.param(adapter.b), { alpha: s }); // [N, r]
   grads.set(adapter.a, ops.mm(dh, saved.x, { transposeA: true })); // [r, in]
   grads.set(adapter.b, ops.mm(dy, saved.h, { transposeA: true, alpha: s })); // [out, r]
+  if (!dx) return null; // nothing below needs dx
   return ops.mm(dy, layer.weight, wT, { h: dh, l: io.param(adapter.a) }); // dy W^T + dh A [N, in]
 }
 
@@ -109,7 +111,11 @@ function blockForward(
   };
 }
 
-/** d(block input) from d(block output); the block's adapter gradients into `grads`. */
+/**
+ * d(block input) from d(block output); the block's adapter gradients into
+ * `grads`. In the lowest block that trains (`lowest`), nothing below needs
+ * d(block input): it stops at the adapters' gradients and returns null.
+ */
 function blockBackward(
   ops: PlanOps,
   io: StepIo,
@@ -118,22 +124,56 @@ function blockBackward(
   s: BlockSaved,
   dOut: Info,
   grads: Map<tf.Variable, Info>,
-): Info {
+  lowest: boolean,
+): Info | null {
   const b = m.blocks[i]!;
   const { nHead: H, nEmbd: C } = m.config;
   const [B, T, D] = [io.batch, io.seq, C / H];
+  // What still needs a gradient below each point (in the lowest block, only adapters do).
+  const trains = (...ls: LoraLinear[]) => !lowest || ls.some((l) => l.activeAdapter !== null);
   // MLP branch: out = mid + c_proj(gelu(c_fc(ln2(mid)))).
-  const dAct = linearGrad(ops, io, b.mlpProj, dOut, s.mlp, grads); // [N, 4C]
+  const dAct = linearGrad(
+    ops,
+    io,
+    b.mlpProj,
+    dOut,
+    s.mlp,
+    grads,
+    trains(b.cFc, b.attnProj, b.cAttn),
+  );
+  if (!dAct) return null; // [N, 4C]
   const dPre = ops.geluNewGrad(s.pre, dAct);
-  const dLn2 = linearGrad(ops, io, b.cFc, dPre, s.fc, grads); // [N, C]
+  const dLn2 = linearGrad(ops, io, b.cFc, dPre, s.fc, grads, trains(b.attnProj, b.cAttn));
+  if (!dLn2) return null; // [N, C]
   const dMid = ops.add(dOut, ops.normGrad(s.mid, s.ln2.stats, b.ln2.gamma, dLn2, 'layer'));
   // Attention branch: mid = x + c_proj(merge(attention(split(c_attn(ln1(x)))))).
-  const dMerged = linearGrad(ops, io, b.attnProj, dMid, s.proj, grads); // [N, C]
+  const dMerged = linearGrad(ops, io, b.attnProj, dMid, s.proj, grads, trains(b.cAttn));
+  if (!dMerged) return null; // [N, C]
   const dO = ops.heads(dMerged, B, H, T, D, 0); // [B*H, T, D]
   const { dq, dk, dv } = ops.attentionGrad(s.attn, dO, 1 / Math.sqrt(D));
   const dQkv = ops.mergeHeads([dq, dk, dv], B, H, T); // [N, 3C]
-  const dLn1 = linearGrad(ops, io, b.cAttn, dQkv, s.qkv, grads); // [N, C]
+  const dLn1 = linearGrad(ops, io, b.cAttn, dQkv, s.qkv, grads, !lowest);
+  if (!dLn1) return null; // [N, C]
   return ops.add(dMid, ops.normGrad(s.x, s.ln1.stats, b.ln1.gamma, dLn1, 'layer'));
+}
+
+/** The blocks backward from d(last block output), down to the lowest block with an adapter. */
+function blocksBackward(
+  ops: PlanOps,
+  io: StepIo,
+  m: Gpt2Model,
+  saved: BlockSaved[],
+  dLast: Info,
+  grads: Map<tf.Variable, Info>,
+): void {
+  // Nothing below the lowest adapter needs a gradient: the embeddings are frozen.
+  const lowest = m.blocks.findIndex((b) =>
+    [b.cAttn, b.attnProj, b.cFc, b.mlpProj].some((l) => l.activeAdapter !== null),
+  );
+  let dx: Info | null = dLast;
+  for (let i = m.blocks.length - 1; lowest >= 0 && i >= lowest && dx !== null; i--) {
+    dx = blockBackward(ops, io, m, i, saved[i]!, dx, grads, i === lowest);
+  }
 }
 
 /** The recipe for one GPT-2 model. */
@@ -156,9 +196,8 @@ export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
       const loss = ops.lossSum(stats);
       const dLogits = ops.crossEntropyGrad(logits, stats, io.labels, io.ones); // [N, V]
       const dLnF = ops.mm(dLogits, m.wte); // [N, C]
-      let dx = ops.normGrad(x, lnF.stats, m.lnF.gamma, dLnF, 'layer');
-      for (let i = m.blocks.length - 1; i >= 0; i--)
-        dx = blockBackward(ops, io, m, i, saved[i]!, dx, grads);
+      const dx = ops.normGrad(x, lnF.stats, m.lnF.gamma, dLnF, 'layer');
+      blocksBackward(ops, io, m, saved, dx, grads);
       return { loss, grads };
     },
   };
