@@ -143,6 +143,7 @@ export {
   type StepIo,
   ScheduledGradients,
   chooseStepGradients,
+  scheduledStepBytes,
   scheduledStepUnsupported,
   stepGradientsChoice,
 } from './scheduled-step.js';

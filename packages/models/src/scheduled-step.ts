@@ -118,30 +118,68 @@ export class ScheduledGradients {
     const found = this.plans.get(key);
     if (found) return found;
     const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend);
-    const n = batch * seq;
-    const param = new Map(this.params.variables.map((v) => [v, rec.param(v)]));
-    const io: StepIo = {
-      ids: rec.input('ids', [n], 'int32'),
-      labels: rec.input('labels', [n], 'int32'),
-      ones: rec.constant(new Float32Array(n).fill(1), [n]),
-      batch,
-      seq,
-      param: (v) => param.get(v) ?? v,
-    };
-    const ops = new PlanOps(rec);
-    const { loss, grads } = this.model.scheduledStep!.record(ops, io);
-    // The fused [n + 1] of this micro-batch, in the parameters' order, then added to the sums.
-    const flat = rec.constant(new Float32Array(this.params.size + 1), [this.params.size + 1]);
-    for (const slot of this.params.slots) {
-      const g = grads.get(slot.variable);
-      if (!g) throw new Error(`the scheduled step computed no gradient for ${slot.name}`);
-      rec.copy(g, flat, slot.offset);
-    }
-    rec.copy(loss, flat, this.params.size);
-    ops.accumulate(this.sum, flat);
+    recordMicroBatch(rec, this.model, this.params, batch, seq, this.sum);
     const plan = rec.finish();
     this.plans.set(key, plan);
     return plan;
+  }
+}
+
+/**
+ * Records one micro-batch of `model`'s scheduled step into `rec`: its inputs,
+ * forward and backward, the fused [n + 1] gradient and loss, added into `sum`.
+ */
+function recordMicroBatch(
+  rec: PlanRecorder,
+  model: CausalLM,
+  params: TrainableParameters,
+  batch: number,
+  seq: number,
+  sum: Info,
+): void {
+  const n = batch * seq;
+  const param = new Map(params.variables.map((v) => [v, rec.param(v)]));
+  const io: StepIo = {
+    ids: rec.input('ids', [n], 'int32'),
+    labels: rec.input('labels', [n], 'int32'),
+    ones: rec.constant(new Float32Array(n).fill(1), [n]),
+    batch,
+    seq,
+    param: (v) => param.get(v) ?? v,
+  };
+  const ops = new PlanOps(rec);
+  const { loss, grads } = model.scheduledStep!.record(ops, io);
+  // The fused [n + 1] of this micro-batch, in the parameters' order, then added to the sums.
+  const flat = rec.constant(new Float32Array(params.size + 1), [params.size + 1]);
+  for (const slot of params.slots) {
+    const g = grads.get(slot.variable);
+    if (!g) throw new Error(`the scheduled step computed no gradient for ${slot.name}`);
+    rec.copy(g, flat, slot.offset);
+  }
+  rec.copy(loss, flat, params.size);
+  ops.accumulate(sum, flat);
+}
+
+/**
+ * The device memory a micro-batch's plan would take (its buffers after
+ * sharing by liveness, and without sharing), measured by recording it with
+ * nothing uploaded: works for shapes the device could not hold.
+ */
+export function scheduledStepBytes(
+  model: CausalLM,
+  params: TrainableParameters,
+  batch: number,
+  seq: number,
+): { shared: number; unshared: number; dispatches: number } {
+  const why = scheduledStepUnsupported(model, params);
+  if (why !== null) throw new Error(`the scheduled step cannot run: ${why}`);
+  const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend, { measureOnly: true });
+  const sum = tf.zeros([params.size + 1]);
+  try {
+    recordMicroBatch(rec, model, params, batch, seq, sum);
+    return rec.bytes();
+  } finally {
+    sum.dispose();
   }
 }
 

@@ -194,7 +194,7 @@ export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
       const logits = ops.mm(lnF.y, m.wte, { transposeB: true }); // [N, V], the head tied to wte
       const stats = ops.crossEntropy(logits, io.labels); // [N, 2]: nll, lse
       const loss = ops.lossSum(stats);
-      const dLogits = ops.crossEntropyGrad(logits, stats, io.labels, io.ones); // [N, V]
+      const dLogits = ops.crossEntropyGradInPlace(logits, stats, io.labels, io.ones); // [N, V]
       const dLnF = ops.mm(dLogits, m.wte); // [N, C]
       const dx = ops.normGrad(x, lnF.stats, m.lnF.gamma, dLnF, 'layer');
       blocksBackward(ops, io, m, saved, dx, grads);

@@ -57,21 +57,29 @@ function forwardProgram(rows: number) {
   });
 }
 
+/**
+ * WGSL: d loss / d logit at flat `index` of row-major [n, vocab] logits, the
+ * logit's value being `logit` (`g`, 0 on ignored rows).
+ */
+export function xentGradValue(logit: string): string {
+  return `
+      let row = index / uniforms.vocab;
+      let v = index - row * uniforms.vocab;
+      let label = labels[row];
+      var g = 0.0;
+      if (label >= 0) {
+        let p = exp(${logit} - stats[row * 2 + 1]);
+        g = dy[row] * (p - select(0.0, 1.0, v == label));
+      }`;
+}
+
 function gradProgram(util: FlatDispatchUtil, shape: [number, number]) {
   return elementwiseProgram(util, {
     shaderKey: 'lorafleet_xent_grad',
     variableNames: ['logits', 'stats', 'labels', 'dy'],
     shape,
     uniforms: 'vocab : i32,',
-    body: `
-      let row = index / uniforms.vocab;
-      let v = index - row * uniforms.vocab;
-      let label = labels[row];
-      var g = 0.0;
-      if (label >= 0) {
-        let p = exp(logits[index] - stats[row * 2 + 1]);
-        g = dy[row] * (p - select(0.0, 1.0, v == label));
-      }
+    body: `${xentGradValue('logits[index]')}
       setOutputAtIndex(index, g);`,
   });
 }

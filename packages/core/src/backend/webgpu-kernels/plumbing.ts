@@ -9,6 +9,10 @@
 //   add         a + b
 //   lossSum     [1] = the sum of column 0 of stats [n, 2]   (one workgroup)
 //   accumulate  result += x                                 (in place)
+//   xentGradInPlace  logits [n, V] -> d loss / d logits     (in place: the
+//               logits are not needed after, and [n, V] is the step's largest)
+import { xentGradValue } from './cross-entropy.js';
+
 const THREADS = 64;
 const MAX_GROUPS = 65535;
 
@@ -163,5 +167,20 @@ export function lossSumProgram(rows: number) {
     }`,
     },
     uniforms: [int(rows)],
+  };
+}
+
+/** The cross-entropy's gradient written over the logits [n, V] (bound as the output). */
+export function xentGradInPlaceProgram(n: number, vocab: number) {
+  return {
+    program: flat({
+      key: 'xent_grad_in_place',
+      vars: ['stats', 'labels', 'dy'],
+      shape: [n, vocab],
+      uniforms: 'vocab : i32,',
+      body: `let index = i;${xentGradValue('result[index]')}
+      result[index] = g;`,
+    }),
+    uniforms: [int(n * vocab), int(vocab)],
   };
 }

@@ -25,6 +25,7 @@ import {
   headsProgram,
   lossSumProgram,
   mergeHeadsProgram,
+  xentGradInPlaceProgram,
 } from '../webgpu-kernels/plumbing.js';
 import type { PlanRecorder } from './recorder.js';
 
@@ -142,6 +143,14 @@ export class PlanOps {
   /** dlogits [n, V] for the per-row loss weights dy [n]. */
   crossEntropyGrad(logits: Info, stats: Info, labels: Info, dy: Info): Info {
     return this.rec.kernel(LORAFLEET_XENT_GRAD, { logits, stats, labels, dy });
+  }
+
+  /** crossEntropyGrad written over `logits` (which nothing may read after): returns it. */
+  crossEntropyGradInPlace(logits: Info, stats: Info, labels: Info, dy: Info): Info {
+    const [n, vocab] = logits.shape as [number, number];
+    const { program, uniforms } = xentGradInPlaceProgram(n, vocab);
+    this.rec.program(program, [stats, labels, dy], uniforms, logits);
+    return logits;
   }
 
   /** [1]: the summed nll of the cross-entropy's stats [n, 2]. */

@@ -84,7 +84,11 @@ export class PlanRecorder {
   /** tfjs's own makeTensorInfo (capture() replaces the backend's while recording). */
   private readonly makeTensorInfo: RecordingBackend['makeTensorInfo'];
 
-  constructor(private readonly backend: RecordingBackend) {
+  constructor(
+    private readonly backend: RecordingBackend,
+    /** measureOnly: upload nothing, make no plan; bytes() says what the plan would take. */
+    private readonly options: { measureOnly?: boolean } = {},
+  ) {
     this.makeTensorInfo = backend.makeTensorInfo.bind(backend);
   }
 
@@ -147,6 +151,38 @@ export class PlanRecorder {
 
   /** Allocates the buffers, writes the constants and uniforms: the plan, ready to replay. */
   finish(): Plan {
+    if (this.options.measureOnly)
+      throw new Error('a measure-only recording makes no plan: call bytes()');
+    const { ids, uses, allocation } = this.allocate();
+    const plan = new Plan(this.backend, {
+      entries: this.entries as PlanEntry[],
+      virtual: new Map(
+        ids.map((id, i) => [id, { slot: allocation.slot[i]!, bytes: uses[i]!.bytes }]),
+      ),
+      sizes: allocation.sizes,
+      constants: this.constants,
+      params: this.params as PlanParam[],
+      inputs: this.inputs,
+    });
+    this.forget();
+    return plan;
+  }
+
+  /**
+   * What the plan's buffers would take, without making them: the bytes after
+   * sharing by liveness, and every intermediate's bytes without sharing.
+   */
+  bytes(): { shared: number; unshared: number; dispatches: number } {
+    const { uses, allocation } = this.allocate();
+    this.forget();
+    return {
+      shared: allocation.sizes.reduce((a, b) => a + b, 0),
+      unshared: uses.reduce((a, u) => a + u.bytes, 0),
+      dispatches: this.entries.filter((e) => e.kind === 'dispatch').length,
+    };
+  }
+
+  private allocate(): { ids: DataId[]; uses: BufferUse[]; allocation: Allocation } {
     const ids = [...this.virtual];
     const index = new Map(ids.map((id, i) => [id, i]));
     const uses: BufferUse[] = ids.map((id) => ({
@@ -161,19 +197,12 @@ export class PlanRecorder {
         if (u) [u.first, u.last] = [Math.min(u.first, step), Math.max(u.last, step)];
       }
     });
-    const allocation: Allocation = allocateByLiveness(uses, this.entries.length);
-    const plan = new Plan(this.backend, {
-      entries: this.entries as PlanEntry[],
-      virtual: new Map(
-        ids.map((id, i) => [id, { slot: allocation.slot[i]!, bytes: uses[i]!.bytes }]),
-      ),
-      sizes: allocation.sizes,
-      constants: this.constants,
-      params: this.params as PlanParam[],
-      inputs: this.inputs,
-    });
-    for (const id of ids) this.backend.tensorMap.delete(id);
-    return plan;
+    return { ids, uses, allocation: allocateByLiveness(uses, this.entries.length) };
+  }
+
+  /** The virtual tensors leave tfjs's map: only the plan knows them now. */
+  private forget(): void {
+    for (const id of this.virtual) this.backend.tensorMap.delete(id);
   }
 
   private newVirtual(shape: number[], dtype: string): Info {
@@ -205,7 +234,8 @@ export class PlanRecorder {
         throw new Error('a recorded kernel made a constant: pass it with constant()');
       return this.newVirtual(shape, dtype);
     };
-    b.uploadToGPU = (id) => (this.virtual.has(id) ? undefined : saved.uploadToGPU.call(b, id));
+    b.uploadToGPU = (id) =>
+      this.virtual.has(id) || this.options.measureOnly ? undefined : saved.uploadToGPU.call(b, id);
     b.disposeData = (id, force) =>
       this.virtual.has(id) ? true : saved.disposeData.call(b, id, force);
     b.recordAndSubmit = (program, output, inputs, uniforms) =>
