@@ -8,6 +8,7 @@
 // not a measurement of this project on a GPU (Dawn and tfjs add their own).
 //   pnpm build && node test/bench/webgpu-kernels/plan-memory.mjs [--batch B] [--seq T]
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { releaseWebGpu, useBackend } from '../../../packages/core/dist/src/index.js';
 import { GPT2_SMALL, scheduledStepBytes } from '../../../packages/models/dist/src/index.js';
@@ -37,9 +38,8 @@ const { model, params } = await loraGpt2(config, B, T);
 const plan = scheduledStepBytes(model, params, B, T);
 const weights = model.parameterCount() * 4;
 const gib = (x) => `${(x / 2 ** 30).toFixed(2)} GiB`;
-const torchFile = new URL(
-  '../../../docs/gpu-runs/2026-12-04-h200/run3-torch.json',
-  import.meta.url,
+const torchFile = fileURLToPath(
+  import.meta.resolve('../../../docs/gpu-runs/2026-12-04-h200/run3-torch.json'),
 );
 const torch = JSON.parse(readFileSync(torchFile, 'utf8')).maxMemoryAllocated;
 console.log(
