@@ -17,9 +17,13 @@ import {
 } from '@lorafleet/core';
 import { requireVulkanDriver } from '@lorafleet/core/testing';
 import {
+  type CausalLM,
   type Gpt2Config,
+  type LlamaConfig,
   type TokenBatch,
   Gpt2Model,
+  LlamaModel,
+  randomLlamaWeights,
   IGNORE_INDEX,
   ScheduledGradients,
   addLora,
@@ -30,6 +34,7 @@ import {
   tokenNllSum,
 } from '../packages/models/src/index.js';
 import { TrainingStep } from '../packages/worker/src/index.js';
+import { tinyLlamaConfig } from '../packages/models/test/fixtures/tiny-llama.js';
 
 const CONFIG: Gpt2Config = {
   vocabSize: 97,
@@ -68,7 +73,24 @@ async function loraModel(config: Gpt2Config, targets: string[] | string, dropout
   return { model, params };
 }
 
-async function tapeSums(model: Gpt2Model, params: TrainableParameters, batches: TokenBatch[]) {
+/** A tiny Llama-family model (grouped-query attention: 4 heads over 2) with adapters on `targets`. */
+async function loraLlama(overrides: Partial<LlamaConfig>, targets: string[] | string) {
+  const config = tinyLlamaConfig(61, overrides);
+  const model = new LlamaModel(config, randomLlamaWeights(config, 7, 0.3));
+  const layers = await addLora(
+    model.linears(),
+    'default',
+    { r: 4, alpha: 8, dropout: 0, rslora: false },
+    { kind: 'kaiming' },
+    targets,
+    1,
+  );
+  const params = TrainableParameters.fromLoraLayers(layers);
+  params.write(Float32Array.from(params.read(), (_, i) => Math.cos(i * 0.29) * 0.2));
+  return { model, params };
+}
+
+async function tapeSums(model: CausalLM, params: TrainableParameters, batches: TokenBatch[]) {
   const acc = new GradientAccumulator(params);
   for (const b of batches) acc.add(() => tokenNllSum(model, b, { training: true, seed: 1 }));
   return acc.take();
@@ -119,6 +141,64 @@ describe('the hand-scheduled GPT-2 LoRA step on webgpu', () => {
     const s = new ScheduledGradients(model, params);
     try {
       const batches = [batch(B, T), batch(B, T, 1)];
+      const want = await tapeSums(model, params, batches);
+      const got = await scheduledSums(s, batches);
+      expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-6);
+      expect(maxRelDiff(want.grads, got.grads)).toBeLessThan(1e-5);
+      expect(got.grads.some((g) => g !== 0)).toBe(true);
+    } finally {
+      s.dispose();
+      model.dispose();
+    }
+  });
+
+  const llamaCases: [string, Partial<LlamaConfig>, string[] | string, number, number][] = [
+    ['Llama, every linear layer, 2 x 7 tokens', {}, 'all-linear', 2, 7],
+    ['Llama, q and v only, batch 1 x 11 tokens', {}, ['q_proj', 'v_proj'], 1, 11],
+    [
+      'Qwen2 (q/k/v biases, tied head), k_proj and the MLP, 3 x 5 tokens',
+      { modelType: 'qwen2', qkvBias: true, tieWordEmbeddings: true },
+      ['k_proj', 'gate_proj', 'down_proj'],
+      3,
+      5,
+    ],
+    [
+      'Qwen3 (q/k norms), upper layer o_proj and up_proj, 2 x 6 tokens',
+      { modelType: 'qwen3', qkNorm: true },
+      '.*layers\\.1\\.(self_attn\\.o_proj|mlp\\.up_proj)',
+      2,
+      6,
+    ],
+    [
+      'Mistral shape, no GQA (4 kv heads), llama3 rope scaling',
+      {
+        numKvHeads: 4,
+        ropeScaling: {
+          type: 'llama3',
+          factor: 8,
+          lowFreqFactor: 1,
+          highFreqFactor: 4,
+          originalMaxPositions: 8,
+        },
+      },
+      ['q_proj', 'k_proj', 'o_proj'],
+      2,
+      9,
+    ],
+  ];
+  it.each(llamaCases)('equals the tape: %s', async (_name, overrides, targets, B, T) => {
+    const { model, params } = await loraLlama(overrides, targets);
+    const s = new ScheduledGradients(model, params);
+    try {
+      const ids = (salt: number) => {
+        const b = batch(B, T, salt);
+        return {
+          ...b,
+          ids: b.ids.map((v) => v % 61),
+          labels: b.labels.map((v) => (v < 0 ? v : v % 61)),
+        };
+      };
+      const batches = [ids(0), ids(1)];
       const want = await tapeSums(model, params, batches);
       const got = await scheduledSums(s, batches);
       expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-6);

@@ -112,7 +112,7 @@ function throughputLines(r) {
   const plan = (x) => (x.planBytes ? `, plan buffers ${gib(x.planBytes)}` : '');
   if (p)
     lines.push(
-      `project ${p.backend} (${path(p)}): ${p.tokensPerSecond.toFixed(0)} tokens/s, median step ${p.medianStepSeconds.toFixed(3)} s over ${p.steps} steps, tfjs GPU allocation ${gib(p.tfjsGpuBytesAllocated)}${plan(p)}`,
+      `project ${p.backend}: ${p.tokensPerSecond.toFixed(0)} tokens/s (gradients: ${path(p)}), median step ${p.medianStepSeconds.toFixed(3)} s over ${p.steps} steps, tfjs GPU allocation ${gib(p.tfjsGpuBytesAllocated)}${plan(p)}`,
     );
   if (tape && t)
     lines.push(

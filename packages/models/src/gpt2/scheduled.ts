@@ -8,15 +8,10 @@
 // pre- and post-activation; the plan's allocator frees the rest.
 import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
+import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
 import type { Gpt2Model } from './model.js';
 
 type Info = tf.TensorInfo;
-
-/** A linear layer's input and LoRA intermediate h = x A^T [N, r] (null without an adapter). */
-interface LinearSaved {
-  x: Info;
-  h: Info | null;
-}
 
 interface BlockSaved {
   x: Info; // block input [N, C]
@@ -29,49 +24,6 @@ interface BlockSaved {
   fc: LinearSaved;
   pre: Info; // c_fc output [N, 4C]
   mlp: LinearSaved; // input: gelu_new(pre) [N, 4C]
-}
-
-/** y = x W + b (+ s x A^T B^T with an adapter), W stored [in, out] (Conv1D). */
-function linear(
-  ops: PlanOps,
-  io: StepIo,
-  layer: LoraLinear,
-  x: Info,
-): { y: Info; saved: LinearSaved } {
-  const adapter = layer.activeAdapter;
-  const w = { transposeB: !layer.fanInFanOut };
-  if (!adapter)
-    return { y: ops.mm(x, layer.weight, w, { bias: layer.bias }), saved: { x, h: null } };
-  const h = ops.mm(x, io.param(adapter.a), { transposeB: true }); // [N, r]
-  const l = io.param(adapter.b); // [out, r]
-  const y = ops.mm(
-    x,
-    layer.weight,
-    { ...w, beta: adapter.scaling, transposeL: true },
-    { bias: layer.bias, h, l },
-  );
-  return { y, saved: { x, h } };
-}
-
-/** dx of the linear layer (null when `dx` is false); dA and dB into `grads` when it has an adapter. */
-function linearGrad(
-  ops: PlanOps,
-  io: StepIo,
-  layer: LoraLinear,
-  dy: Info, // [N, out]
-  saved: LinearSaved,
-  grads: Map<tf.Variable, Info>,
-  dx = true,
-): Info | null {
-  const adapter = layer.activeAdapter;
-  const wT = { transposeB: layer.fanInFanOut };
-  if (!adapter || !saved.h) return dx ? ops.mm(dy, layer.weight, wT) : null;
-  const s = adapter.scaling;
-  const dh = ops.mm(dy, io.param(adapter.b), { alpha: s }); // [N, r]
-  grads.set(adapter.a, ops.mm(dh, saved.x, { transposeA: true })); // [r, in]
-  grads.set(adapter.b, ops.mm(dy, saved.h, { transposeA: true, alpha: s })); // [out, r]
-  if (!dx) return null; // nothing below needs dx
-  return ops.mm(dy, layer.weight, wT, { h: dh, l: io.param(adapter.a) }); // dy W^T + dh A [N, in]
 }
 
 function blockForward(
@@ -209,22 +161,5 @@ function gpt2Unsupported(m: Gpt2Model, params: TrainableParameters): string | nu
   if (c.embdPdrop > 0 || c.attnPdrop > 0 || c.residPdrop > 0) {
     return `dropout is on (embd_pdrop ${c.embdPdrop}, attn_pdrop ${c.attnPdrop}, resid_pdrop ${c.residPdrop}); the scheduled step has none yet`;
   }
-  if (m.tokenEmbedding.activeAdapter)
-    return 'the token embedding has an adapter (transformer.wte); the scheduled step adapts linear layers only';
-  const adapters = new Set<tf.Variable>();
-  for (const layer of m.linears()) {
-    const a = layer.activeAdapter;
-    if (layer.merged) return `${layer.name}: an adapter is merged`;
-    if (layer.baseDtype !== 'f32')
-      return `${layer.name}: the base weight is stored as ${layer.baseDtype} (--base-dtype)`;
-    if (!a) continue;
-    if (a.settings.dropout > 0)
-      return `${layer.name}: LoRA dropout ${a.settings.dropout}; the scheduled step has none yet`;
-    adapters.add(a.a).add(a.b);
-  }
-  for (const slot of params.slots) {
-    if (!adapters.has(slot.variable))
-      return `${slot.name} is trained, and the scheduled step trains only the linear layers' active adapters`;
-  }
-  return null;
+  return adaptersUnsupported(m.linears(), m.embeddings(), params);
 }

@@ -27,6 +27,8 @@ import { type LlamaConfig, llamaModelConfig } from './config.js';
 import { applyRotary, inverseFrequencies, rotaryTables } from './rope.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerLinears, llamaWeightShapes } from './weights.js';
 import { countElements, readNamedWeights } from '../weight-values.js';
+import type { ScheduledStepRecipe } from '../scheduled-step.js';
+import { llamaScheduledStep } from './scheduled.js';
 
 export interface LlamaLayer {
   inputNorm: tf.Variable<tf.Rank.R1>; // [C]
@@ -67,6 +69,8 @@ export class LlamaModel implements CausalLM {
   /** The untied head [V, C]; null when tied to the embedding. */
   readonly lmHead: tf.Variable<tf.Rank.R2> | null;
   private readonly invFreq: Float64Array;
+  /** The hand-scheduled LoRA step on webgpu (scheduled.ts). */
+  readonly scheduledStep: ScheduledStepRecipe = llamaScheduledStep(this);
 
   /** `weights` must hold every tensor of llamaWeightShapes(config), checked by the loader. */
   constructor(config: LlamaConfig, weights: WeightMap) {

@@ -35,11 +35,21 @@ export function rotaryTables(
   B: number,
   T: number,
 ): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
+  const { cos, sin } = rotaryValues(invFreq, positions);
+  const D = 2 * invFreq.length;
+  return { cos: tf.tensor4d(cos, [B, 1, T, D]), sin: tf.tensor4d(sin, [B, 1, T, D]) };
+}
+
+/** The values of rotaryTables: [positions.length, D] each, row-major. */
+export function rotaryValues(
+  invFreq: Float64Array,
+  positions: Int32Array,
+): { cos: Float32Array; sin: Float32Array } {
   const half = invFreq.length;
   const D = 2 * half;
-  const cos = new Float32Array(B * T * D);
-  const sin = new Float32Array(B * T * D);
-  for (let n = 0; n < B * T; n++) {
+  const cos = new Float32Array(positions.length * D);
+  const sin = new Float32Array(positions.length * D);
+  for (let n = 0; n < positions.length; n++) {
     const p = positions[n]!;
     for (let i = 0; i < half; i++) {
       const angle = p * invFreq[i]!;
@@ -48,7 +58,7 @@ export function rotaryTables(
       sin[n * D + i] = sin[n * D + half + i] = s;
     }
   }
-  return { cos: tf.tensor4d(cos, [B, 1, T, D]), sin: tf.tensor4d(sin, [B, 1, T, D]) };
+  return { cos, sin };
 }
 
 /** x [B, H, T, D] rotated: x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1). */

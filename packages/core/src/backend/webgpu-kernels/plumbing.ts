@@ -3,9 +3,10 @@
 // element unless said otherwise; outputs are 2-D ([count / last, last]),
 // to be viewed in the shapes named here. Recorded into plans; nothing
 // registers them as tfjs kernels.
-//   embed       x [N, C] = wte[ids[n]] + wpe[n % T]
-//   heads       [N, W] column block `part` -> [B*H, T, D]   (split heads)
-//   mergeHeads  P tensors [B*H, T, D] -> [N, P*C]           (merge heads)
+//   embed       x [N, C] = wte[ids[n]] (+ wpe[n % T])
+//   heads       [N, W] column block `part` -> [B*H, T, D]   (split heads, repeat kv)
+//   mergeHeads  P tensors [B*H, T, D] -> [N, P*C]           (merge heads, sum kv groups)
+//   rope        rotary position embedding of [R, T, D], and its transpose
 //   add         a + b
 //   lossSum     [1] = the sum of column 0 of stats [n, 2]   (one workgroup)
 //   accumulate  result += x                                 (in place)
@@ -40,24 +41,32 @@ function flat(o: { key: string; vars: string[]; shape: number[]; uniforms: strin
 
 const int = (v: number) => ({ type: 'int32' as const, data: [v] });
 
-/** x [N, C] = wte[ids[n]] + wpe[n % T] (GPT-2's learned positions 0..T-1 in every row). */
-export function embedProgram(n: number, c: number, t: number) {
+/**
+ * x [N, C] = wte[ids[n]] (+ wpe[n % T]: GPT-2's learned positions 0..T-1 in
+ * every row, when `positions`).
+ */
+export function embedProgram(n: number, c: number, t: number, positions: boolean) {
+  const pos = positions ? ' + wpe[(row % uniforms.seq) * uniforms.cols + col]' : '';
   return {
     program: flat({
-      key: 'embed',
-      vars: ['ids', 'wte', 'wpe'],
+      key: positions ? 'embed' : 'embed_no_positions',
+      vars: positions ? ['ids', 'wte', 'wpe'] : ['ids', 'wte'],
       shape: [n, c],
       uniforms: 'cols : i32, seq : i32,',
       body: `
       let row = i / uniforms.cols;
       let col = i - row * uniforms.cols;
-      result[i] = wte[ids[row] * uniforms.cols + col] + wpe[(row % uniforms.seq) * uniforms.cols + col];`,
+      result[i] = wte[ids[row] * uniforms.cols + col]${pos};`,
     }),
     uniforms: [int(n * c), int(c), int(t)],
   };
 }
 
-/** [B*H, T, D] from the columns part*C .. part*C + C of src [B*T, W] (C = H*D). */
+/**
+ * [B*H, T, D] from the columns part*(H/G)*D .. of src [B*T, W]: head h reads
+ * source head floor(h / G), so G = H / Hkv repeats grouped-query keys and
+ * values (repeat_kv) as it splits them.
+ */
 export function headsProgram(
   b: number,
   h: number,
@@ -65,27 +74,49 @@ export function headsProgram(
   d: number,
   width: number,
   part: number,
+  group = 1,
 ) {
   return {
     program: flat({
       key: 'heads',
       vars: ['src'],
       shape: [b * h, t, d],
-      uniforms: 'heads : i32, seq : i32, dim : i32, width : i32, first : i32,',
+      uniforms: 'heads : i32, seq : i32, dim : i32, width : i32, first : i32, group : i32,',
       body: `
       let dd = i % uniforms.dim;
       let tt = (i / uniforms.dim) % uniforms.seq;
       let bh = i / (uniforms.dim * uniforms.seq);
       let hh = bh % uniforms.heads;
       let bb = bh / uniforms.heads;
-      result[i] = src[(bb * uniforms.seq + tt) * uniforms.width + uniforms.first + hh * uniforms.dim + dd];`,
+      let src_col = uniforms.first + (hh / uniforms.group) * uniforms.dim + dd;
+      result[i] = src[(bb * uniforms.seq + tt) * uniforms.width + src_col];`,
     }),
-    uniforms: [int(b * h * t * d), int(h), int(t), int(d), int(width), int(part * h * d)],
+    uniforms: [
+      int(b * h * t * d),
+      int(h),
+      int(t),
+      int(d),
+      int(width),
+      int((part * h * d) / group),
+      int(group),
+    ],
   };
 }
 
-/** [B*T, P*C] from P tensors [B*H, T, D] (P = 1: merge heads; 3: q, k, v back into qkv). */
-export function mergeHeadsProgram(b: number, h: number, t: number, d: number, parts: 1 | 3) {
+/**
+ * [B*T, P*C] from P tensors [B*H*G, T, D] (P = 1: merge heads; 3: q, k, v
+ * back into qkv), C = H*D. With G > 1 (P = 1) each output head is the sum of
+ * its G source heads: the gradient of headsProgram's repetition.
+ */
+export function mergeHeadsProgram(
+  b: number,
+  h: number,
+  t: number,
+  d: number,
+  parts: 1 | 3,
+  group = 1,
+) {
+  if (parts === 3 && group !== 1) throw new Error('mergeHeads: a group sums one part only');
   const c = h * d;
   const names = parts === 1 ? ['p0'] : ['p0', 'p1', 'p2'];
   const pick = parts === 1 ? 'p0[j]' : 'select(select(p2[j], p1[j], part == 1), p0[j], part == 0)';
@@ -94,7 +125,7 @@ export function mergeHeadsProgram(b: number, h: number, t: number, d: number, pa
       key: `merge_heads_${parts}`,
       vars: names,
       shape: [b * t, parts * c],
-      uniforms: 'heads : i32, seq : i32, dim : i32, width : i32,',
+      uniforms: 'heads : i32, seq : i32, dim : i32, width : i32, group : i32,',
       body: `
       let n = i / (${parts} * uniforms.width);
       let col = i - n * ${parts} * uniforms.width;
@@ -104,10 +135,44 @@ export function mergeHeadsProgram(b: number, h: number, t: number, d: number, pa
       let dd = cc - hh * uniforms.dim;
       let bb = n / uniforms.seq;
       let tt = n - bb * uniforms.seq;
-      let j = ((bb * uniforms.heads + hh) * uniforms.seq + tt) * uniforms.dim + dd;
-      result[i] = ${pick};`,
+      var sum = 0.0;
+      for (var g = 0; g < uniforms.group; g++) {
+        let j = ((bb * uniforms.heads * uniforms.group + hh * uniforms.group + g) * uniforms.seq + tt) * uniforms.dim + dd;
+        sum += ${pick};
+      }
+      result[i] = sum;`,
     }),
-    uniforms: [int(b * t * parts * c), int(h), int(t), int(d), int(c)],
+    uniforms: [int(b * t * parts * c), int(h), int(t), int(d), int(c), int(group)],
+  };
+}
+
+/**
+ * Rotary position embedding of x [R, T, D] with tables cos, sin [T, D]
+ * (rotate-half convention: y = x cos + rotate_half(x) sin, rotate_half(x) =
+ * cat(-x2, x1)), or its transpose for the gradient (`backward`):
+ * dx = dy cos + rotate_half^T(dy sin), rotate_half^T(u) = cat(u2, -u1).
+ */
+export function ropeProgram(r: number, t: number, d: number, backward: boolean) {
+  const h = d / 2;
+  // rotate_half(x) sin at element dd, or for the gradient rotate_half^T(dy sin).
+  const rotated = backward
+    ? `if (dd < ${h}) { rot = x[i + ${h}] * sin[row + ${h}]; } else { rot = -x[i - ${h}] * sin[row - ${h}]; }`
+    : `if (dd < ${h}) { rot = -x[i + ${h}] * sin[row]; } else { rot = x[i - ${h}] * sin[row]; }`;
+  return {
+    program: flat({
+      key: `${backward ? 'rope_grad' : 'rope'}_${h}`, // h is in the WGSL
+      vars: ['x', 'cos', 'sin'],
+      shape: [r, t, d],
+      uniforms: 'seq : i32, dim : i32,',
+      body: `
+      let dd = i % uniforms.dim;
+      let tt = (i / uniforms.dim) % uniforms.seq;
+      let row = tt * uniforms.dim + dd;
+      var rot = 0.0;
+      ${rotated}
+      result[i] = x[i] * cos[row] + rot;`,
+    }),
+    uniforms: [int(r * t * d), int(t), int(d)],
   };
 }
 

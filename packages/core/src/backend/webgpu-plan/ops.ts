@@ -4,6 +4,7 @@
 // kernels themselves are in ../webgpu-kernels/ (docs/webgpu-kernels.md).
 import type { tf } from '../tf.js';
 import { GELU_NEW, GELU_NEW_GRAD } from '../gelu-layer-norm.js';
+import { SWIGLU, SWIGLU_GRAD } from '../webgpu-kernels/activations.js';
 import {
   ATTN_DELTA,
   ATTN_GRAD,
@@ -25,6 +26,7 @@ import {
   headsProgram,
   lossSumProgram,
   mergeHeadsProgram,
+  ropeProgram,
   xentGradInPlaceProgram,
 } from '../webgpu-kernels/plumbing.js';
 import type { PlanRecorder } from './recorder.js';
@@ -109,25 +111,53 @@ export class PlanOps {
     return { dq: grad('q'), dk: grad('k'), dv: grad('v') };
   }
 
-  /** x [N, C] = wte[ids] + wpe[position in the row]. */
-  embed(ids: Info, wte: Info, wpe: Info, seq: number): Info {
-    const [n] = ids.shape as [number];
-    const c = wte.shape[1]!;
-    const { program, uniforms } = embedProgram(n, c, seq);
-    return view(this.rec.program(program, [ids, wte, wpe], uniforms), [n, c]);
+  /** silu(gate) * up, elementwise. */
+  swiglu(gate: Info, up: Info): Info {
+    return this.rec.kernel(SWIGLU, { gate, up });
   }
 
-  /** Columns part*H*D .. (part+1)*H*D of src [B*T, W] as heads [B*H, T, D]. */
-  heads(src: Info, b: number, h: number, t: number, d: number, part: number): Info {
-    const { program, uniforms } = headsProgram(b, h, t, d, src.shape[1]!, part);
+  /** d gate and d up of swiglu. */
+  swigluGrad(gate: Info, up: Info, dy: Info): { dGate: Info; dUp: Info } {
+    return {
+      dGate: this.rec.kernel(SWIGLU_GRAD, { gate, up, dy }, { wrt: 'gate' }),
+      dUp: this.rec.kernel(SWIGLU_GRAD, { gate, dy }, { wrt: 'up' }),
+    };
+  }
+
+  /** x [N, C] = wte[ids] (+ wpe[position in the row] when given). */
+  embed(ids: Info, wte: Info, wpe: Info | null, seq: number): Info {
+    const [n] = ids.shape as [number];
+    const c = wte.shape[1]!;
+    const { program, uniforms } = embedProgram(n, c, seq, wpe !== null);
+    return view(this.rec.program(program, wpe ? [ids, wte, wpe] : [ids, wte], uniforms), [n, c]);
+  }
+
+  /**
+   * Heads [B*H, T, D] from column block `part` of src [B*T, W]; with
+   * `group` G, head h reads source head floor(h / G) (grouped-query keys
+   * and values repeated).
+   */
+  heads(src: Info, b: number, h: number, t: number, d: number, part: number, group = 1): Info {
+    const { program, uniforms } = headsProgram(b, h, t, d, src.shape[1]!, part, group);
     return view(this.rec.program(program, [src], uniforms), [b * h, t, d]);
   }
 
-  /** Heads [B*H, T, D] (one, or q, k, v) back to rows [B*T, P*C]. */
-  mergeHeads(parts: Info[], b: number, h: number, t: number): Info {
+  /**
+   * Heads [B*H*G, T, D] (one, or q, k, v) back to rows [B*T, P*H*D]; with
+   * `group` G each output head sums its G source heads (the gradient of a
+   * grouped heads()).
+   */
+  mergeHeads(parts: Info[], b: number, h: number, t: number, group = 1): Info {
     const d = parts[0]!.shape[2]!;
-    const { program, uniforms } = mergeHeadsProgram(b, h, t, d, parts.length as 1 | 3);
+    const { program, uniforms } = mergeHeadsProgram(b, h, t, d, parts.length as 1 | 3, group);
     return view(this.rec.program(program, parts, uniforms), [b * t, parts.length * h * d]);
+  }
+
+  /** Rotary embedding of x [R, T, D] by tables [T, D]; `backward`: its transpose (the gradient). */
+  rope(x: Info, cos: Info, sin: Info, backward = false): Info {
+    const [r, t, d] = x.shape as [number, number, number];
+    const { program, uniforms } = ropeProgram(r, t, d, backward);
+    return view(this.rec.program(program, [x, cos, sin], uniforms), [r, t, d]);
   }
 
   add(a: Info, b: Info): Info {

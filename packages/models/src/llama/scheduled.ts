@@ -1,0 +1,228 @@
+// The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
+// Mistral, Qwen2, Qwen3): model.ts's forward and backward as explicit
+// kernels, for the linear layers' adapters and without dropout. Per layer:
+// RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
+// with grouped-query keys and values repeated in the split, rotary
+// embedding, fused causal attention, heads merge, o_proj, residual; RMSNorm,
+// gate/up projections, SwiGLU, down_proj, residual. Backward in reverse:
+// the rotary embedding's transpose, the kv groups summed as heads merge.
+import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
+import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
+import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
+import type { LlamaModel } from './model.js';
+import { inverseFrequencies, rotaryValues } from './rope.js';
+
+type Info = tf.TensorInfo;
+type Norm = { y: Info; stats: Info };
+
+/** What the backward pass reads of one layer's forward. */
+interface LayerSaved {
+  x: Info; // layer input [N, C]
+  n1: Norm;
+  q: LinearSaved;
+  k: LinearSaved;
+  v: LinearSaved;
+  /** Qwen3's q/k norms over [N*H, D] rows, with their inputs; null elsewhere. */
+  qk: { q: Info; k: Info; qn: Norm; kn: Norm } | null;
+  attn: ReturnType<PlanOps['attention']>;
+  o: LinearSaved;
+  mid: Info; // x + attention [N, C]
+  n2: Norm;
+  gate: LinearSaved;
+  up: LinearSaved;
+  gateY: Info; // [N, F]
+  upY: Info;
+  down: LinearSaved;
+}
+
+/** The shapes and tables one micro-batch's recording shares. */
+interface Shape {
+  B: number;
+  T: number;
+  H: number;
+  Hkv: number;
+  D: number;
+  cos: Info; // [T, D]
+  sin: Info;
+  eps: number;
+}
+
+const view = (t: Info, shape: number[]): Info => ({ ...t, shape });
+
+function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Info, s: Shape) {
+  const l = m.layers[i]!;
+  const { B, T, H, Hkv, D, eps } = s;
+  const N = B * T;
+  const n1 = ops.norm(x, l.inputNorm, null, eps, 'rms');
+  const [q, k, v] = [l.qProj, l.kProj, l.vProj].map((p) => linear(ops, io, p, n1.y));
+  let [qIn, kIn] = [q!.y, k!.y]; // [N, H*D], [N, Hkv*D]
+  let qk: LayerSaved['qk'] = null;
+  if (l.qNorm && l.kNorm) {
+    const qn = ops.norm(view(qIn, [N * H, D]), l.qNorm, null, eps, 'rms');
+    const kn = ops.norm(view(kIn, [N * Hkv, D]), l.kNorm, null, eps, 'rms');
+    qk = { q: qIn, k: kIn, qn, kn };
+    [qIn, kIn] = [view(qn.y, [N, H * D]), view(kn.y, [N, Hkv * D])];
+  }
+  const qh = ops.rope(ops.heads(qIn, B, H, T, D, 0), s.cos, s.sin); // [B*H, T, D]
+  const kh = ops.rope(ops.heads(kIn, B, H, T, D, 0, H / Hkv), s.cos, s.sin);
+  const vh = ops.heads(v!.y, B, H, T, D, 0, H / Hkv);
+  const attn = ops.attention(qh, kh, vh, 1 / Math.sqrt(D));
+  const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T)); // [N, C]
+  const mid = ops.add(x, o.y);
+  const n2 = ops.norm(mid, l.postNorm, null, eps, 'rms');
+  const gate = linear(ops, io, l.gateProj, n2.y); // [N, F]
+  const up = linear(ops, io, l.upProj, n2.y);
+  const down = linear(ops, io, l.downProj, ops.swiglu(gate.y, up.y)); // [N, C]
+  const saved: LayerSaved = {
+    ...{ x, n1, q: q!.saved, k: k!.saved, v: v!.saved, qk, attn, o: o.saved, mid, n2 },
+    ...{ gate: gate.saved, up: up.saved, gateY: gate.y, upY: up.y, down: down.saved },
+  };
+  return { out: ops.add(mid, down.y), saved };
+}
+
+/** a + b where either may be absent (a branch nothing below needed). */
+function sum(ops: PlanOps, parts: (Info | null)[]): Info | null {
+  const present = parts.filter((p): p is Info => p !== null);
+  return present.length === 0 ? null : present.reduce((a, b) => ops.add(a, b));
+}
+
+/** d(q, k, v projections' outputs) from d(attention output heads), through rope, groups and q/k norms. */
+function attentionInputsGrad(
+  ops: PlanOps,
+  m: LlamaModel,
+  i: number,
+  sv: LayerSaved,
+  dO: Info,
+  s: Shape,
+) {
+  const l = m.layers[i]!;
+  const { B, T, H, Hkv, D } = s;
+  const N = B * T;
+  const { dq, dk, dv } = ops.attentionGrad(sv.attn, dO, 1 / Math.sqrt(D));
+  let dQ = ops.mergeHeads([ops.rope(dq, s.cos, s.sin, true)], B, H, T); // [N, H*D]
+  let dK = ops.mergeHeads([ops.rope(dk, s.cos, s.sin, true)], B, Hkv, T, H / Hkv); // [N, Hkv*D]
+  const dV = ops.mergeHeads([dv], B, Hkv, T, H / Hkv);
+  if (sv.qk && l.qNorm && l.kNorm) {
+    const { q, k, qn, kn } = sv.qk;
+    dQ = view(ops.normGrad(view(q, [N * H, D]), qn.stats, l.qNorm, view(dQ, [N * H, D]), 'rms'), [
+      N,
+      H * D,
+    ]);
+    dK = view(
+      ops.normGrad(view(k, [N * Hkv, D]), kn.stats, l.kNorm, view(dK, [N * Hkv, D]), 'rms'),
+      [N, Hkv * D],
+    );
+  }
+  return { dQ, dK, dV };
+}
+
+/** d(layer input) from d(layer output), or null in the lowest layer that trains. */
+function layerBackward(
+  ops: PlanOps,
+  io: StepIo,
+  m: LlamaModel,
+  i: number,
+  sv: LayerSaved,
+  dOut: Info,
+  grads: Map<tf.Variable, Info>,
+  lowest: boolean,
+  s: Shape,
+): Info | null {
+  const l = m.layers[i]!;
+  const trains = (...ls: LoraLinear[]) => !lowest || ls.some((x) => x.activeAdapter !== null);
+  const attention = [l.qProj, l.kProj, l.vProj, l.oProj];
+  // MLP branch: out = mid + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(mid).
+  const dAct = linearGrad(
+    ops,
+    io,
+    l.downProj,
+    dOut,
+    sv.down,
+    grads,
+    trains(l.gateProj, l.upProj, ...attention),
+  );
+  if (!dAct) return null;
+  const { dGate, dUp } = ops.swigluGrad(sv.gateY, sv.upY, dAct);
+  const below = trains(...attention);
+  const dN2 = sum(ops, [
+    linearGrad(ops, io, l.gateProj, dGate, sv.gate, grads, below),
+    linearGrad(ops, io, l.upProj, dUp, sv.up, grads, below),
+  ]);
+  if (!dN2) return null;
+  const dMid = ops.add(dOut, ops.normGrad(sv.mid, sv.n2.stats, l.postNorm, dN2, 'rms'));
+  // Attention branch: mid = x + o(merge(attention(rope(q), rope(k), v))).
+  const dMerged = linearGrad(
+    ops,
+    io,
+    l.oProj,
+    dMid,
+    sv.o,
+    grads,
+    trains(l.qProj, l.kProj, l.vProj),
+  );
+  if (!dMerged) return null;
+  const dO = ops.heads(dMerged, s.B, s.H, s.T, s.D, 0); // [B*H, T, D]
+  const { dQ, dK, dV } = attentionInputsGrad(ops, m, i, sv, dO, s);
+  const dN1 = sum(ops, [
+    linearGrad(ops, io, l.qProj, dQ, sv.q, grads, !lowest),
+    linearGrad(ops, io, l.kProj, dK, sv.k, grads, !lowest),
+    linearGrad(ops, io, l.vProj, dV, sv.v, grads, !lowest),
+  ]);
+  if (!dN1) return null;
+  return ops.add(dMid, ops.normGrad(sv.x, sv.n1.stats, l.inputNorm, dN1, 'rms'));
+}
+
+/** The recipe for one Llama-family model. */
+export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
+  return {
+    unsupported: (params) => llamaUnsupported(m, params),
+    record(ops, io) {
+      const c = m.config;
+      const positions = Int32Array.from({ length: io.seq }, (_, t) => t);
+      const tables = rotaryValues(inverseFrequencies(c), positions);
+      const s: Shape = {
+        ...{ B: io.batch, T: io.seq, H: c.numHeads, Hkv: c.numKvHeads, D: c.headDim },
+        cos: ops.rec.constant(tables.cos, [io.seq, c.headDim]),
+        sin: ops.rec.constant(tables.sin, [io.seq, c.headDim]),
+        eps: c.rmsNormEps,
+      };
+      const grads = new Map<tf.Variable, Info>();
+      let x = ops.embed(io.ids, m.embed, null, io.seq); // [N, C]
+      const saved: LayerSaved[] = [];
+      for (let i = 0; i < m.layers.length; i++) {
+        const layer = layerForward(ops, io, m, i, x, s);
+        saved.push(layer.saved);
+        x = layer.out;
+      }
+      const final = ops.norm(x, m.norm, null, s.eps, 'rms');
+      const head = m.lmHead ?? m.embed; // [V, C]
+      const logits = ops.mm(final.y, head, { transposeB: true }); // [N, V]
+      const stats = ops.crossEntropy(logits, io.labels);
+      const loss = ops.lossSum(stats);
+      const dLogits = ops.crossEntropyGradInPlace(logits, stats, io.labels, io.ones);
+      let dx: Info | null = ops.normGrad(x, final.stats, m.norm, ops.mm(dLogits, head), 'rms');
+      // Backward stops at the lowest layer with an adapter: the embedding is frozen.
+      const lowest = m.layers.findIndex((l) =>
+        [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj].some(
+          (p) => p.activeAdapter !== null,
+        ),
+      );
+      for (let i = m.layers.length - 1; lowest >= 0 && i >= lowest && dx !== null; i--) {
+        dx = layerBackward(ops, io, m, i, saved[i]!, dx, grads, i === lowest, s);
+      }
+      return { loss, grads };
+    },
+  };
+}
+
+/** Why the scheduled step cannot train `m` with `params` (null: it can). */
+function llamaUnsupported(m: LlamaModel, params: TrainableParameters): string | null {
+  const c = m.config;
+  if (c.attentionDropout > 0)
+    return `attention_dropout is ${c.attentionDropout}; the scheduled step has no dropout yet`;
+  if (c.slidingWindow !== null && c.slidingWindow < c.maxPositions)
+    return `sliding_window ${c.slidingWindow} is shorter than the context (${c.maxPositions}); the scheduled step's attention is causal only`;
+  if (c.numHeads % c.numKvHeads !== 0)
+    return `${c.numHeads} attention heads do not divide into ${c.numKvHeads} key/value heads`;
+  return adaptersUnsupported(m.linears(), m.embeddings(), params);
+}

@@ -1,0 +1,89 @@
+// A LoRA linear layer in a hand-scheduled step (scheduled-step.ts), forward
+// and backward, as the fused LoRA linear computes it on webgpu
+// (core's lora/fused-linear.ts): the forward in one dispatch with the rank-r
+// epilogue, the backward's dx in one, dA and dB from the small intermediates,
+// no dW (W is frozen). Shared by the families' recipes.
+import type { LoraEmbedding, LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
+import type { StepIo } from './scheduled-step.js';
+
+type Info = tf.TensorInfo;
+
+/** A linear layer's input and LoRA intermediate h = x A^T [N, r] (null without an adapter). */
+export interface LinearSaved {
+  x: Info;
+  h: Info | null;
+}
+
+/** y = x op(W) + b (+ s x A^T B^T with an adapter), W in its storage orientation. */
+export function linear(
+  ops: PlanOps,
+  io: StepIo,
+  layer: LoraLinear,
+  x: Info,
+): { y: Info; saved: LinearSaved } {
+  const adapter = layer.activeAdapter;
+  const w = { transposeB: !layer.fanInFanOut };
+  if (!adapter)
+    return { y: ops.mm(x, layer.weight, w, { bias: layer.bias }), saved: { x, h: null } };
+  const h = ops.mm(x, io.param(adapter.a), { transposeB: true }); // [N, r]
+  const l = io.param(adapter.b); // [out, r]
+  const y = ops.mm(
+    x,
+    layer.weight,
+    { ...w, beta: adapter.scaling, transposeL: true },
+    { bias: layer.bias, h, l },
+  );
+  return { y, saved: { x, h } };
+}
+
+/** dx of the linear layer (null when `dx` is false); dA and dB into `grads` when it has an adapter. */
+export function linearGrad(
+  ops: PlanOps,
+  io: StepIo,
+  layer: LoraLinear,
+  dy: Info, // [N, out]
+  saved: LinearSaved,
+  grads: Map<tf.Variable, Info>,
+  dx = true,
+): Info | null {
+  const adapter = layer.activeAdapter;
+  const wT = { transposeB: layer.fanInFanOut };
+  if (!adapter || !saved.h) return dx ? ops.mm(dy, layer.weight, wT) : null;
+  const s = adapter.scaling;
+  const dh = ops.mm(dy, io.param(adapter.b), { alpha: s }); // [N, r]
+  grads.set(adapter.a, ops.mm(dh, saved.x, { transposeA: true })); // [r, in]
+  grads.set(adapter.b, ops.mm(dy, saved.h, { transposeA: true, alpha: s })); // [out, r]
+  if (!dx) return null; // nothing below needs dx
+  return ops.mm(dy, layer.weight, wT, { h: dh, l: io.param(adapter.a) }); // dy W^T + dh A [N, in]
+}
+
+/**
+ * Why a recipe that adapts linear layers cannot train these adapters with
+ * `params` (null: it can): the settings every family's recipe shares.
+ */
+export function adaptersUnsupported(
+  linears: readonly LoraLinear[],
+  embeddings: readonly LoraEmbedding[],
+  params: TrainableParameters,
+): string | null {
+  for (const e of embeddings) {
+    if (e.activeAdapter)
+      return `the token embedding has an adapter (${e.name}); the scheduled step adapts linear layers only`;
+  }
+  const adapters = new Set<tf.Variable>();
+  for (const layer of linears) {
+    const a = layer.activeAdapter;
+    if (layer.merged) return `${layer.name}: an adapter is merged`;
+    if (layer.baseDtype !== 'f32')
+      return `${layer.name}: the base weight is stored as ${layer.baseDtype} (--base-dtype)`;
+    if (!a) continue;
+    if (a.settings.dropout > 0)
+      return `${layer.name}: LoRA dropout ${a.settings.dropout}; the scheduled step has none yet`;
+    adapters.add(a.a).add(a.b);
+  }
+  for (const slot of params.slots) {
+    if (!adapters.has(slot.variable))
+      return `${slot.name} is trained, and the scheduled step trains only the linear layers' active adapters`;
+  }
+  return null;
+}
