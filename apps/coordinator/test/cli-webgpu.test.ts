@@ -88,10 +88,13 @@ async function adapterGap(a: string, b: string): Promise<{ gap: number; size: nu
 
 describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a GPU)', () => {
   it('train --workers 2 ends with the adapter of --backend wasm', async () => {
-    await Promise.all([
+    const [, onGpu] = await Promise.all([
       train('w2-wasm', 'wasm', ['--workers', '2']),
       train('w2-webgpu', 'webgpu', ['--workers', '2']),
     ]);
+    // No dropout anywhere: both workers take the hand-scheduled step, and say so.
+    const said = `${onGpu.stdout}${onGpu.stderr}`.match(/gradients: the hand-scheduled step/g);
+    expect(said).toHaveLength(2);
     const { gap, size } = await adapterGap('w2-webgpu', 'w2-wasm');
     expect(size).toBeGreaterThan(0);
     expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
