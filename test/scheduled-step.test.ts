@@ -227,6 +227,11 @@ describe('the hand-scheduled GPT-2 LoRA step on webgpu', () => {
       const wantMixed = await tapeSums(model, params, mixed);
       const gotMixed = await scheduledSums(s, mixed);
       expect(maxRelDiff(wantMixed.grads, gotMixed.grads)).toBeLessThan(1e-5);
+      // A third shape drops the least recently used plan (two are kept).
+      const three = [batch(1, 6, 3), batch(3, 4), batch(2, 9, 1)];
+      const wantThree = await tapeSums(model, params, three);
+      const gotThree = await scheduledSums(s, three);
+      expect(maxRelDiff(wantThree.grads, gotThree.grads)).toBeLessThan(1e-5);
       s.dispose();
       // The parameter writes replaced the adapters' tensors one for one.
       expect(tf.memory().numTensors).toBe(before);

@@ -54,6 +54,9 @@ export function scheduledStepUnsupported(
   return model.scheduledStep.unsupported(params);
 }
 
+/** Plans kept at once (per micro-batch shape), least recently used dropped first. */
+const MAX_PLANS = 2;
+
 export class ScheduledGradients {
   private readonly plans = new Map<string, Plan>();
   /** [n + 1]: the summed gradient, then the summed loss. */
@@ -116,7 +119,19 @@ export class ScheduledGradients {
   private planFor(batch: number, seq: number): Plan {
     const key = `${batch}x${seq}`;
     const found = this.plans.get(key);
-    if (found) return found;
+    if (found) {
+      // Most recently used last: the first is the one to drop.
+      this.plans.delete(key);
+      this.plans.set(key, found);
+      return found;
+    }
+    // A step's micro-batches have one shape, or two (a smaller last one): more
+    // plans would each hold a micro-batch's activations on the device.
+    while (this.plans.size >= MAX_PLANS) {
+      const [oldest, plan] = this.plans.entries().next().value as [string, Plan];
+      plan.dispose(); // work already submitted still completes
+      this.plans.delete(oldest);
+    }
     const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend);
     recordMicroBatch(rec, this.model, this.params, batch, seq, this.sum);
     const plan = rec.finish();
