@@ -257,6 +257,25 @@ describe('the hand-scheduled GPT-2 LoRA step on webgpu', () => {
     }
   });
 
+  it('times each dispatch on the GPU, leaving the sums empty', async () => {
+    const { model, params } = await loraModel(CONFIG, ['c_attn']);
+    const s = new ScheduledGradients(model, params);
+    try {
+      const b = batch(2, 7);
+      const want = await scheduledSums(s, [b]);
+      s.add(b);
+      const rows = await s.profile(batch(2, 7, 4));
+      expect(rows).toHaveLength(s.dispatches);
+      for (const r of rows) expect(r.ns).toBeGreaterThanOrEqual(0);
+      expect(rows.some((r) => r.label.startsWith('LoraFleetMatMul ['))).toBe(true);
+      expect(rows.some((r) => r.label.startsWith('heads ['))).toBe(true);
+      expect(await scheduledSums(s, [b])).toEqual(want);
+    } finally {
+      s.dispose();
+      model.dispose();
+    }
+  });
+
   it('trains as the tape does: three TrainingSteps on each path', async () => {
     const run = async (path: 'tape' | 'scheduled') => {
       process.env.LORAFLEET_WEBGPU_STEP = path;

@@ -95,6 +95,19 @@ export class ScheduledGradients {
     this.empty = false;
   }
 
+  /**
+   * One micro-batch replayed with every dispatch timed on the GPU (Plan.profile):
+   * each dispatch's kernel, output shape and nanoseconds. For benchmarks,
+   * between steps: it leaves the sums empty.
+   */
+  async profile(batch: TokenBatch): Promise<{ label: string; ns: number }[]> {
+    const labels = shiftedLabels(batch, this.model.modelConfig.vocabSize);
+    const plan = this.planFor(batch.batchSize, batch.seqLen);
+    const rows = await plan.profile({ ids: batch.ids, labels }, [this.sum]);
+    this.empty = true; // the timed replay's sum is dropped
+    return rows;
+  }
+
   /** The sums, with one read (zeros when nothing was added); empty again after. */
   async take(): Promise<{ grads: Float32Array; loss: number }> {
     const n = this.params.size;

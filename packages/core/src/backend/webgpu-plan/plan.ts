@@ -17,8 +17,16 @@ interface PassLike {
   dispatchWorkgroups(x: number, y: number, z: number): void;
   end(): void;
 }
+interface TimestampWrites {
+  timestampWrites?: {
+    querySet: unknown;
+    beginningOfPassWriteIndex: number;
+    endOfPassWriteIndex: number;
+  };
+}
 interface EncoderLike {
-  beginComputePass(): PassLike;
+  beginComputePass(descriptor?: TimestampWrites): PassLike;
+  resolveQuerySet(set: unknown, first: number, count: number, dst: unknown, offset: number): void;
   copyBufferToBuffer(
     src: unknown,
     srcOffset: number,
@@ -39,6 +47,7 @@ export interface PlanGpu {
       entries: { binding: number; resource: unknown }[];
     }): unknown;
     createCommandEncoder(): EncoderLike;
+    createQuerySet(d: { type: 'timestamp'; count: number }): { destroy(): void };
     limits: { minUniformBufferOffsetAlignment: number };
   };
   queue: {
@@ -55,6 +64,7 @@ export interface PlanGpu {
 export type PlanEntry =
   | {
       kind: 'dispatch';
+      label: string;
       pipeline: { getBindGroupLayout(i: number): unknown };
       dispatch: [number, number, number];
       ids: DataId[];
@@ -85,6 +95,7 @@ type Step =
 const STORAGE_USAGE = 0x0080 | 0x0004 | 0x0008;
 const UNIFORM_USAGE = 0x0040 | 0x0008;
 const READ_USAGE = 0x0001 | 0x0008; // MAP_READ | COPY_DST
+const RESOLVE_USAGE = 0x0200 | 0x0004; // QUERY_RESOLVE | COPY_SRC
 const MAP_READ = 1;
 
 interface MappableBuffer {
@@ -104,6 +115,8 @@ export class Plan {
   readonly bytes: number;
   /** Dispatches per replay. */
   readonly dispatches: number;
+  /** Each dispatch's kernel and output shape, in order (profile()'s rows). */
+  readonly labels: string[];
   private readonly buffers: GpuBufferLike[];
   private readonly uniforms: GpuBufferLike;
   private readonly steps: Step[];
@@ -122,6 +135,7 @@ export class Plan {
     const align = gpu.device.limits.minUniformBufferOffsetAlignment;
     const dispatches = layout.entries.filter((e) => e.kind === 'dispatch');
     this.dispatches = dispatches.length;
+    this.labels = dispatches.map((e) => e.label);
     const offsets: number[] = [];
     let total = 0;
     for (const e of dispatches) {
@@ -164,6 +178,42 @@ export class Plan {
    * after whatever tfjs has queued.
    */
   replay(inputs: Record<string, ArrayBufferView>, clear: tf.TensorInfo[] = []): void {
+    const encoder = this.begin(inputs, clear);
+    this.encode(encoder, null);
+    this.gpu.queue.submit([encoder.finish()]);
+  }
+
+  /**
+   * A replay with every dispatch in its own compute pass, timed on the GPU by
+   * timestamp queries (the device needs 'timestamp-query'; Dawn quantizes
+   * them unless started with disable-dawn-features=timestamp_quantization):
+   * each dispatch's label and nanoseconds, in order.
+   */
+  async profile(
+    inputs: Record<string, ArrayBufferView>,
+    clear: tf.TensorInfo[] = [],
+  ): Promise<{ label: string; ns: number }[]> {
+    const count = 2 * this.dispatches;
+    const querySet = this.gpu.device.createQuerySet({ type: 'timestamp', count });
+    const resolved = this.gpu.device.createBuffer({ size: count * 8, usage: RESOLVE_USAGE });
+    try {
+      const encoder = this.begin(inputs, clear);
+      this.encode(encoder, querySet);
+      encoder.resolveQuerySet(querySet, 0, count, resolved, 0);
+      this.gpu.queue.submit([encoder.finish()]);
+      const times = new BigUint64Array((await this.readBuffer(resolved, count * 8)).buffer);
+      return this.labels.map((label, i) => ({
+        label,
+        ns: Number(times[2 * i + 1]! - times[2 * i]!),
+      }));
+    } finally {
+      querySet.destroy();
+      resolved.destroy();
+    }
+  }
+
+  /** Checks the bindings, copies the parameters in, writes the inputs: an encoder to add the steps to. */
+  private begin(inputs: Record<string, ArrayBufferView>, clear: tf.TensorInfo[]): EncoderLike {
     if (this.disposed) throw new Error('this plan was disposed');
     const { gpu } = this;
     for (const id of this.external) {
@@ -187,7 +237,13 @@ export class Plan {
     const encoder = gpu.device.createCommandEncoder();
     for (const b of cleared) encoder.clearBuffer(b);
     for (const p of params) encoder.copyBufferToBuffer(p.from, 0, p.to, 0, p.bytes);
+    return encoder;
+  }
+
+  /** Every step: dispatches share compute passes (one each when timed), copies end them. */
+  private encode(encoder: EncoderLike, timed: unknown): void {
     let pass: PassLike | null = null;
+    let dispatch = 0;
     for (const s of this.steps) {
       if (s.kind === 'copy') {
         pass?.end();
@@ -195,20 +251,37 @@ export class Plan {
         encoder.copyBufferToBuffer(s.from(), 0, s.to(), s.toOffset, s.bytes);
         continue;
       }
-      pass ??= encoder.beginComputePass();
+      const timestampWrites = timed
+        ? {
+            querySet: timed,
+            beginningOfPassWriteIndex: 2 * dispatch,
+            endOfPassWriteIndex: 2 * dispatch + 1,
+          }
+        : undefined;
+      if (timestampWrites) pass?.end();
+      if (timestampWrites || !pass)
+        pass = encoder.beginComputePass(timestampWrites ? { timestampWrites } : undefined);
       pass.setPipeline(s.pipeline);
       pass.setBindGroup(0, s.group);
       pass.dispatchWorkgroups(...s.dispatch);
+      if (timestampWrites) {
+        pass.end();
+        pass = null;
+      }
+      dispatch++;
     }
     pass?.end();
-    gpu.queue.submit([encoder.finish()]);
   }
 
   /** A tensor's values, read after everything queued so far (tfjs's read would keep a stale copy). */
   async read(t: tf.TensorInfo): Promise<Float32Array> {
-    const { gpu } = this;
-    const source = this.bufferOf(t.dataId);
     const bytes = t.shape.reduce((a, b) => a * b, 1) * 4;
+    return new Float32Array((await this.readBuffer(this.bufferOf(t.dataId), bytes)).buffer);
+  }
+
+  /** `bytes` of a buffer, copied out after everything queued so far. */
+  private async readBuffer(source: unknown, bytes: number): Promise<Uint8Array> {
+    const { gpu } = this;
     flushTfjs(gpu);
     const staging = gpu.device.createBuffer({ size: bytes, usage: READ_USAGE }) as GpuBufferLike &
       MappableBuffer;
@@ -217,7 +290,7 @@ export class Plan {
       encoder.copyBufferToBuffer(source, 0, staging, 0, bytes);
       gpu.queue.submit([encoder.finish()]);
       await staging.mapAsync(MAP_READ);
-      return new Float32Array(staging.getMappedRange().slice(0));
+      return new Uint8Array(staging.getMappedRange().slice(0));
     } finally {
       staging.destroy();
     }

@@ -62,6 +62,7 @@ interface RecordedProgram {
 type Recorded =
   | {
       kind: 'dispatch';
+      label: string;
       pipeline: unknown;
       dispatch: [number, number, number];
       ids: DataId[];
@@ -80,6 +81,8 @@ export class PlanRecorder {
   private readonly params: { id: DataId; variable: tf.Variable }[] = [];
   private readonly inputs = new Map<string, DataId>();
   private recording = false;
+  /** The kernel or program being recorded: its dispatches' label in a profile. */
+  private label = '';
 
   /** tfjs's own makeTensorInfo (capture() replaces the backend's while recording). */
   private readonly makeTensorInfo: RecordingBackend['makeTensorInfo'];
@@ -121,6 +124,7 @@ export class PlanRecorder {
     const kernel = tf.getKernel(name, 'webgpu');
     if (!kernel) throw new Error(`no webgpu kernel ${name}: load the webgpu kernels first`);
     return this.capture(
+      name,
       () =>
         kernel.kernelFunc({
           inputs: inputs as tf.NamedTensorInfoMap,
@@ -132,7 +136,8 @@ export class PlanRecorder {
 
   /** Runs a tfjs-shaped WebGPU program while recording; into `output` when given (a real tensor). */
   program(program: object, inputs: Info[], uniforms: UniformField[] = [], output?: Info): Info {
-    return this.capture(() =>
+    const key = (program as { shaderKey?: string }).shaderKey ?? 'program';
+    return this.capture(key.replace(/^lorafleet_plumbing_/, ''), () =>
       this.backend.runWebGPUProgram(program, inputs, 'float32', uniforms, output),
     );
   }
@@ -218,8 +223,9 @@ export class PlanRecorder {
   }
 
   /** Runs `run` with tfjs's recordAndSubmit, tensor creation, upload and disposal intercepted. */
-  private capture(run: () => Info): Info {
+  private capture(label: string, run: () => Info): Info {
     if (this.recording) throw new Error('a plan records one kernel at a time');
+    this.label = label;
     const b = this.backend;
     const saved = {
       makeTensorInfo: b.makeTensorInfo,
@@ -268,6 +274,7 @@ export class PlanRecorder {
     );
     this.entries.push({
       kind: 'dispatch',
+      label: `${this.label} [${output.shape.join('x')}]`,
       pipeline: p.pipeline,
       dispatch: [...p.dispatch] as [number, number, number],
       ids: [output.dataId, ...inputs.map((i) => i.dataId)],
