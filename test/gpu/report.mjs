@@ -73,6 +73,7 @@ function collect(work) {
     },
     kernelBench: readJson(join(work, 'kernel-bench.json')),
     profile: readJson(join(work, 'profile.json')),
+    profileScheduled: readJson(join(work, 'profile-scheduled.json')),
     tileTable: readJson(join(work, 'tile-table.json')),
     smi: {
       project: smiPeak(join(work, 'smi-project.csv')),
@@ -191,7 +192,32 @@ function kernelLines(r) {
 
 /** Where one step's time goes (profile.json): GPU time per kernel against wall time. */
 function profileLines(r) {
-  const p = r.profile;
+  return [...tapeProfileLines(r.profile), ...scheduledProfileLines(r.profileScheduled)];
+}
+
+/** The hand-scheduled step's profile (profile-scheduled.json). */
+function scheduledProfileLines(p) {
+  if (!p) return [];
+  const share = (ms) => `${((100 * ms) / p.kernelMs).toFixed(1)}%`;
+  return [
+    `profile (scheduled): one step ${p.wallMs.toFixed(1)} ms wall, ${p.kernelMs.toFixed(1)} ms of GPU time in ${p.kernels} dispatches (${((100 * p.kernelMs) / p.wallMs).toFixed(0)}% of wall), plan buffers ${gib(p.planBytes)}`,
+    ...p.byKernel
+      .slice(0, 12)
+      .map(
+        (e) =>
+          `profile (scheduled) kernel ${e.key}: ${e.ms.toFixed(2)} ms (${share(e.ms)}) in ${e.count}`,
+      ),
+    ...p.byShape
+      .slice(0, 12)
+      .map(
+        (e) =>
+          `profile (scheduled) shape ${e.key}: ${e.ms.toFixed(2)} ms (${share(e.ms)}) in ${e.count}`,
+      ),
+  ];
+}
+
+/** The tape's profile (profile.json). */
+function tapeProfileLines(p) {
   if (!p) return [];
   const share = (ms) => `${((100 * ms) / p.kernelMs).toFixed(1)}%`;
   return [

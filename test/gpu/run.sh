@@ -112,6 +112,9 @@ if ((smoke)); then
   phase throughput-project 60 node "$gpu" throughput --smoke --backend wasm --out "$work/throughput-project.json"
   phase profile 60 env LORAFLEET_WEBGPU_STEP=tape node "$gpu" profile --smoke --backend "$grads_backend" \
     --out "$work/profile.json"
+  if [[ ${GPU_SMOKE_WEBGPU:-} == 1 ]]; then
+    phase profile-scheduled 60 node "$gpu" profile --smoke --backend webgpu --out "$work/profile-scheduled.json"
+  fi
 else
   # Measurements first (device minutes are scarce: what matters most comes
   # back even if the time runs out), correctness after.
@@ -145,6 +148,8 @@ else
   # Timestamps unquantized (Dawn rounds them to 2^16 ns by default).
   phase profile 90 "${tiles[@]}" env LORAFLEET_DAWN_FLAGS=disable-dawn-features=timestamp_quantization \
     LORAFLEET_WEBGPU_STEP=tape node "$gpu" profile --backend webgpu --out "$work/profile.json"
+  phase profile-scheduled 60 "${tiles[@]}" env LORAFLEET_DAWN_FLAGS=disable-dawn-features=timestamp_quantization \
+    node "$gpu" profile --backend webgpu --out "$work/profile-scheduled.json"
   # The host's cost of issuing the step (Dawn's null adapter on this machine's CPU).
   phase host 60 node test/bench/webgpu-kernels/host.mjs
   # The RATIO's "before": the same throughput on tfjs's stock matmul, unfused LoRA.

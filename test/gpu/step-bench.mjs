@@ -123,9 +123,9 @@ export async function throughput(opt) {
 export async function profile(opt) {
   const backend = opt.backend;
   await start(backend);
-  const { model, params, batch, step, gradients, dispose } = await loraBench(opt.smoke);
-  if (gradients.path !== 'tape')
-    throw new Error('profile times tfjs kernels: run it with LORAFLEET_WEBGPU_STEP=tape');
+  const bench = await loraBench(opt.smoke);
+  const { model, params, batch, step, gradients, dispose } = bench;
+  if (gradients.path === 'scheduled') return profileScheduled(opt, bench);
   await step();
   const w0 = performance.now();
   await step();
@@ -217,4 +217,54 @@ async function submitBatchVariants(model, params, batch) {
   }
   tf.env().set(flag, before);
   return rows;
+}
+
+/**
+ * The hand-scheduled step's profile: wall time of a whole step, then one
+ * micro-batch replayed with every dispatch timed on the GPU (timestamp
+ * queries, one compute pass each), summed by kernel and by kernel + shape.
+ * GPU time near the wall time means the GPU, not the host, bounds the step.
+ */
+async function profileScheduled(opt, bench) {
+  const { step, batch, scheduled, dispose } = bench;
+  await step();
+  const w0 = performance.now();
+  await step();
+  const wallMs = performance.now() - w0;
+  const rows = await scheduled.profile(batch);
+  const byKernel = new Map();
+  const byShape = new Map();
+  for (const r of rows) {
+    const ms = r.ns / 1e6;
+    for (const [map, key] of [
+      [byKernel, r.label.split(' [')[0]],
+      [byShape, r.label],
+    ]) {
+      const e = map.get(key) ?? { key, ms: 0, count: 0, programs: [] };
+      e.ms += ms;
+      e.count += 1;
+      map.set(key, e);
+    }
+  }
+  const sorted = (map) => [...map.values()].sort((a, b) => b.ms - a.ms).slice(0, 40);
+  const kernelMs = rows.reduce((a, r) => a + r.ns / 1e6, 0);
+  const result = {
+    backend: opt.backend,
+    device: deviceName(),
+    gradients: 'scheduled',
+    wallMs,
+    kernelMs,
+    kernels: rows.length,
+    planBytes: scheduled.planBytes,
+    byKernel: sorted(byKernel),
+    byShape: sorted(byShape),
+  };
+  dispose();
+  result.webgpuErrors = await stop();
+  await writeJson(opt.out, result);
+  log(
+    `profile (scheduled) on ${opt.backend}: step ${wallMs.toFixed(1)} ms wall, ${kernelMs.toFixed(1)} ms of GPU time in ${rows.length} dispatches`,
+  );
+  for (const e of result.byKernel.slice(0, 12))
+    log(`  ${e.key}: ${e.ms.toFixed(2)} ms in ${e.count} dispatches`);
 }
