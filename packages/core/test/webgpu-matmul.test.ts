@@ -197,6 +197,22 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
     expect(TILE_CANDIDATES.map(tileName)).toContain('64x64_4x4_k16');
   }, 600_000);
 
+  // Every candidate runs once above; the double-buffered loop's load paths (k-major or not,
+  // vec4 or scalar, both operands) on one of them here, over one slice and several.
+  it('a double-buffered tile: every transpose, vec4 and scalar loads, broadcast', async () => {
+    const tile = TILE_CANDIDATES.find((t) => t.db);
+    expect(tile).toBeDefined();
+    try {
+      forceMatMulTile(tile!);
+      for (const [tA, tB] of FLAGS) {
+        // K = 68: four slices and a part, vec4 loads (M = 20, N = 72 too); 13: scalar, one slice.
+        for (const k of [68, 13]) await check(makeCase([2], [1], 20, k, 72, tA, tB), 7 + k, false);
+      }
+    } finally {
+      forceMatMulTile(null);
+    }
+  }, 300_000);
+
   it('LoraFleetMatMul: alpha * x op(W) + bias + beta * H op(L), both orientations of L', async () => {
     const [m, k, n, r] = [23, 18, 30, 5];
     for (const transposeL of [true, false]) {

@@ -10,7 +10,9 @@
 // vec4 registers. Each step stages a TK-deep slice of op(A) and op(B) in
 // workgroup memory, k-major (As[k][m], Bs[k][n], as vec4 along m and n), so
 // that the unrolled inner loop reads RM/4 + RN/4 vec4s per k and issues
-// RM * RN/4 vec4 FMAs. Global loads are vec4 when the operand's contiguous
+// RM * RN/4 vec4 FMAs (double-buffered tiles: the next slice is read into
+// registers during the product and staged in a second buffer, one barrier per
+// slice). Global loads are vec4 when the operand's contiguous
 // dimension is a multiple of 4, scalar otherwise; every load and store checks
 // its bounds, so any shape works.
 import { type MatMulTile, tileName } from './tiles.js';
@@ -59,58 +61,88 @@ interface Operand {
   vec: boolean;
 }
 
-function loader(op: Operand, tk: number, invocations: number): string {
+/**
+ * One operand's k slice, global -> workgroup memory, as WGSL: each invocation
+ * handles elements f = localIndex + i * invocations. `fetch` reads element i
+ * from global memory (0 out of bounds) into `v`, for slice origin `kStart`;
+ * `store` writes `v` into the workgroup tile at vec4 offset `offset`.
+ */
+function loaderParts(op: Operand, tk: number, invocations: number) {
   const { name: X, shared: S, to, outer: O, origin, base, kContiguous, vec } = op;
   const q = to / 4; // vec4s per k row of the shared tile
   const total = (tk * to) / (vec ? 4 : 1);
   const loads = Math.ceil(total / invocations);
   const guard = total % invocations === 0 ? '' : `if (f >= ${total}u) { break; }`;
-  let body: string;
+  const zero = vec ? 'vec4<f32>(0.0)' : '0.0';
+  type Part = (kStart: string, offset: string) => { fetch: string; store: string };
+  let part: Part;
   if (!kContiguous && vec) {
-    body = `let kk = f / ${q}u; let o4 = f % ${q}u;
-        let gk = k0 + i32(kk); let go = ${origin} + i32(o4) * 4;
-        var v = vec4<f32>(0.0);
-        if (gk < uniforms.dimK && go < ${O}) { v = ${X}[(${base} + gk * ${O} + go) / 4]; }
-        ${S}[kk * ${q}u + o4] = v;`;
+    part = (k, off) => ({
+      fetch: `let kk = f / ${q}u; let o4 = f % ${q}u; let gk = ${k} + i32(kk); let go = ${origin} + i32(o4) * 4;
+        if (gk < uniforms.dimK && go < ${O}) { v = ${X}[(${base} + gk * ${O} + go) / 4]; }`,
+      store: `let kk = f / ${q}u; let o4 = f % ${q}u; ${S}[${off}kk * ${q}u + o4] = v;`,
+    });
   } else if (!kContiguous) {
-    body = `let kk = f / ${to}u; let o = f % ${to}u;
-        let gk = k0 + i32(kk); let go = ${origin} + i32(o);
-        var v = 0.0;
-        if (gk < uniforms.dimK && go < ${O}) { v = ${X}[${base} + gk * ${O} + go]; }
-        ${S}[kk * ${q}u + o / 4u][o % 4u] = v;`;
+    part = (k, off) => ({
+      fetch: `let kk = f / ${to}u; let o = f % ${to}u; let gk = ${k} + i32(kk); let go = ${origin} + i32(o);
+        if (gk < uniforms.dimK && go < ${O}) { v = ${X}[${base} + gk * ${O} + go]; }`,
+      store: `let kk = f / ${to}u; let o = f % ${to}u; ${S}[${off}kk * ${q}u + o / 4u][o % 4u] = v;`,
+    });
   } else if (vec) {
-    body = `let o = f / ${tk / 4}u; let k4 = f % ${tk / 4}u;
-        let go = ${origin} + i32(o); let gk = k0 + i32(k4) * 4;
-        var v = vec4<f32>(0.0);
-        if (go < ${O} && gk < uniforms.dimK) { v = ${X}[(${base} + go * uniforms.dimK + gk) / 4]; }
-        for (var c = 0u; c < 4u; c++) { ${S}[(k4 * 4u + c) * ${q}u + o / 4u][o % 4u] = v[c]; }`;
+    part = (k, off) => ({
+      fetch: `let o = f / ${tk / 4}u; let k4 = f % ${tk / 4}u; let go = ${origin} + i32(o); let gk = ${k} + i32(k4) * 4;
+        if (go < ${O} && gk < uniforms.dimK) { v = ${X}[(${base} + go * uniforms.dimK + gk) / 4]; }`,
+      store: `let o = f / ${tk / 4}u; let k4 = f % ${tk / 4}u;
+        for (var c = 0u; c < 4u; c++) { ${S}[${off}(k4 * 4u + c) * ${q}u + o / 4u][o % 4u] = v[c]; }`,
+    });
   } else {
-    body = `let o = f / ${tk}u; let kk = f % ${tk}u;
-        let go = ${origin} + i32(o); let gk = k0 + i32(kk);
-        var v = 0.0;
-        if (go < ${O} && gk < uniforms.dimK) { v = ${X}[${base} + go * uniforms.dimK + gk]; }
-        ${S}[kk * ${q}u + o / 4u][o % 4u] = v;`;
+    part = (k, off) => ({
+      fetch: `let o = f / ${tk}u; let kk = f % ${tk}u; let go = ${origin} + i32(o); let gk = ${k} + i32(kk);
+        if (go < ${O} && gk < uniforms.dimK) { v = ${X}[${base} + go * uniforms.dimK + gk]; }`,
+      store: `let o = f / ${tk}u; ${S}[${off}(f % ${tk}u) * ${q}u + o / 4u][o % 4u] = v;`,
+    });
   }
-  return `
+  const each = (body: string) => `
       for (var i = 0u; i < ${loads}u; i++) {
         let f = localIndex + i * ${invocations}u;
         ${guard}
         ${body}
       }`;
+  const type = vec ? 'vec4<f32>' : 'f32';
+  return {
+    /** Global -> workgroup memory in one go (the single-buffered loop). */
+    load: (k: string, off: string) => {
+      const { fetch, store } = part(k, off);
+      return each(`var v = ${zero};
+        { ${fetch} }
+        { ${store} }`);
+    },
+    /** Declares the registers `r${X}` of one slice. */
+    registers: `var r${X} : array<${type}, ${loads}>;`,
+    /** Global -> registers (the next slice, while this one is multiplied). */
+    prefetch: (k: string) =>
+      each(`var v = ${zero};
+        ${part(k, '').fetch}
+        r${X}[i] = v;`),
+    /** Registers -> workgroup memory at `off`. */
+    commit: (off: string) =>
+      each(`let v = r${X}[i];
+        ${part('0', off).store}`),
+  };
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const acc = (i: number, j: number) => `acc${i}_${j}`;
 
 /** The unrolled k loop over one staged slice: RM x RN/4 vec4 FMAs per k. */
-function innerProduct(tile: MatMulTile): string {
+function innerProduct(tile: MatMulTile, offA = '', offB = ''): string {
   const { tm, tn, rm, rn, tk } = tile;
   const lines: string[] = [];
   for (let kk = 0; kk < tk; kk++) {
     for (let qa = 0; qa < rm / 4; qa++)
-      lines.push(`a${qa} = As[${kk * (tm / 4)}u + ty * ${rm / 4}u + ${qa}u];`);
+      lines.push(`a${qa} = As[${offA}${kk * (tm / 4)}u + ty * ${rm / 4}u + ${qa}u];`);
     for (let j = 0; j < rn / 4; j++)
-      lines.push(`b${j} = Bs[${kk * (tn / 4)}u + tx * ${rn / 4}u + ${j}u];`);
+      lines.push(`b${j} = Bs[${offB}${kk * (tn / 4)}u + tx * ${rn / 4}u + ${j}u];`);
     for (const i of range(rm))
       for (const j of range(rn / 4))
         lines.push(`${acc(i, j)} = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b${j}, ${acc(i, j)});`);
@@ -184,6 +216,56 @@ function helpers(spec: MatMulSpec): string {
   return out.join('\n    ');
 }
 
+type Loader = ReturnType<typeof loaderParts>;
+
+/** Stage a slice, barrier, multiply it, barrier: two barriers per slice. */
+function singleBufferedLoop(tile: MatMulTile, la: Loader, lb: Loader): string {
+  return `for (var k0 = 0; k0 < uniforms.dimK; k0 += ${tile.tk}) {
+        ${la.load('k0', '')}
+        ${lb.load('k0', '')}
+        workgroupBarrier();
+        ${innerProduct(tile)}
+        workgroupBarrier();
+      }`;
+}
+
+/**
+ * Two workgroup buffers: while slice s is multiplied from one, slice s + 1 is
+ * read from global memory into registers (its latency hidden behind the
+ * FMAs), then stored into the other; one barrier per slice. Slice s + 1's
+ * stores go to the buffer slice s - 1 was read from, which the previous
+ * barrier has released.
+ */
+function doubleBufferedLoop(
+  tile: MatMulTile,
+  la: Loader,
+  lb: Loader,
+  sa: number,
+  sb: number,
+): string {
+  const tk = tile.tk;
+  return `${la.registers}
+      ${lb.registers}
+      ${la.load('0', '')}
+      ${lb.load('0', '')}
+      workgroupBarrier();
+      var cur = 0u;
+      for (var k0 = 0; k0 < uniforms.dimK; k0 += ${tk}) {
+        let more = k0 + ${tk} < uniforms.dimK;
+        if (more) {
+          ${la.prefetch(`k0 + ${tk}`)}
+          ${lb.prefetch(`k0 + ${tk}`)}
+        }
+        ${innerProduct(tile, `cur * ${sa}u + `, `cur * ${sb}u + `)}
+        if (more) {
+          ${la.commit(`(1u - cur) * ${sa}u + `)}
+          ${lb.commit(`(1u - cur) * ${sb}u + `)}
+        }
+        workgroupBarrier();
+        cur = 1u - cur;
+      }`;
+}
+
 function userCode(spec: MatMulSpec): string {
   const { tile } = spec;
   const { tm, tn, rm, rn, tk } = tile;
@@ -215,9 +297,12 @@ function userCode(spec: MatMulSpec): string {
     ...range(rm / 4).map((q) => `var a${q} : vec4<f32>;`),
     ...range(rn / 4).map((j) => `var b${j} : vec4<f32>;`),
   ].join(' ');
+  const [la, lb] = [loaderParts(a, tk, invocations), loaderParts(b, tk, invocations)];
+  const [sa, sb] = [(tk * tm) / 4, (tk * tn) / 4]; // vec4s of one slice
+  const buffers = tile.db ? 2 : 1;
   return `
-    var<workgroup> As : array<vec4<f32>, ${(tk * tm) / 4}>;
-    var<workgroup> Bs : array<vec4<f32>, ${(tk * tn) / 4}>;
+    var<workgroup> As : array<vec4<f32>, ${buffers * sa}>;
+    var<workgroup> Bs : array<vec4<f32>, ${buffers * sb}>;
     ${helpers(spec)}
     fn main() {
       let tx = localId.x;
@@ -230,13 +315,7 @@ function userCode(spec: MatMulSpec): string {
       let outBase = batch * uniforms.dimM * uniforms.dimN;
       ${accDecl}
       ${regs}
-      for (var k0 = 0; k0 < uniforms.dimK; k0 += ${tk}) {
-        ${loader(a, tk, invocations)}
-        ${loader(b, tk, invocations)}
-        workgroupBarrier();
-        ${innerProduct(tile)}
-        workgroupBarrier();
-      }
+      ${tile.db ? doubleBufferedLoop(tile, la, lb, sa, sb) : singleBufferedLoop(tile, la, lb)}
       let mBase = m0 + i32(ty) * ${rm};
       let nBase = n0 + i32(tx) * ${rn};
       ${epilogue(spec)}

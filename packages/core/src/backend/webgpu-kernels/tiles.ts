@@ -22,6 +22,12 @@ export interface MatMulTile {
   rn: number;
   /** k depth staged in workgroup memory per step (multiple of 4). */
   tk: number;
+  /**
+   * Double-buffered: the next k slice is read into registers while this one
+   * is multiplied, then staged in a second workgroup buffer (twice the
+   * workgroup memory, one barrier per slice instead of two).
+   */
+  db?: boolean;
 }
 
 /** One row of the table: the first whose bounds hold for (M, N, K, batch) wins. */
@@ -56,6 +62,11 @@ export const TILE_CANDIDATES: readonly MatMulTile[] = [
   { tm: 64, tn: 8, rm: 4, rn: 4, tk: 32 },
   { tm: 32, tn: 8, rm: 4, rn: 4, tk: 32 },
   { tm: 8, tn: 64, rm: 4, rn: 4, tk: 32 },
+  // Double-buffered (2026-12-04 evening, not yet measured on a GPU: the sweep decides).
+  { tm: 64, tn: 64, rm: 8, rn: 8, tk: 16, db: true },
+  { tm: 64, tn: 64, rm: 4, rn: 4, tk: 16, db: true },
+  { tm: 128, tn: 128, rm: 8, rn: 8, tk: 8, db: true },
+  { tm: 128, tn: 64, rm: 8, rn: 4, tk: 8, db: true },
 ];
 
 /**
@@ -94,7 +105,7 @@ export function tileProblem(tile: MatMulTile, limits: TileLimits = DEFAULT_LIMIT
   if (invocations > limits.maxInvocations) {
     return `${invocations} invocations per workgroup > the adapter's ${limits.maxInvocations}`;
   }
-  const bytes = 4 * tk * (tm + tn);
+  const bytes = 4 * tk * (tm + tn) * (tile.db ? 2 : 1);
   if (bytes > limits.maxWorkgroupStorage) {
     return `${bytes} bytes of workgroup memory > the adapter's ${limits.maxWorkgroupStorage}`;
   }
@@ -102,7 +113,7 @@ export function tileProblem(tile: MatMulTile, limits: TileLimits = DEFAULT_LIMIT
 }
 
 export function tileName(t: MatMulTile): string {
-  return `${t.tm}x${t.tn}_${t.rm}x${t.rn}_k${t.tk}`;
+  return `${t.tm}x${t.tn}_${t.rm}x${t.rn}_k${t.tk}${t.db ? '_db' : ''}`;
 }
 
 /** Whether a rule's bounds hold for C [batch, M, N] = A [.., M, K] B [.., K, N]. */
