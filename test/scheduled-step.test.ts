@@ -26,6 +26,9 @@ import {
   randomLlamaWeights,
   IGNORE_INDEX,
   ScheduledGradients,
+  ScheduledLoss,
+  evaluateLossSums,
+  scheduledEvaluation,
   addLora,
   chooseStepGradients,
   randomGpt2Weights,
@@ -303,6 +306,54 @@ describe('the hand-scheduled GPT-2 LoRA step on webgpu', () => {
     for (const [i, loss] of tape.losses.entries()) expect(scheduled.losses[i]).toBeCloseTo(loss, 5);
     expect(maxRelDiff(tape.values, scheduled.values)).toBeLessThan(1e-5);
     expect(tape.losses[2]).toBeLessThan(tape.losses[0]!);
+  });
+
+  it('evaluates as the tape does, also a model that trains with dropout', async () => {
+    const gpt2 = await loraModel({ ...CONFIG, attnPdrop: 0.1, residPdrop: 0.1 }, ['c_attn'], 0.1);
+    const llama = await loraLlama({}, ['q_proj', 'down_proj']);
+    try {
+      for (const { model, params } of [gpt2, llama]) {
+        const rows = [batch(2, 7), batch(1, 9, 2), batch(2, 7, 3)].map((b) => ({
+          ...b,
+          ids: b.ids.map((v) => v % 61),
+          labels: b.labels.map((v) => (v < 0 ? v : v % 61)),
+        }));
+        expect(scheduledEvaluation(model)).toBeInstanceOf(ScheduledLoss);
+        const tapeEval = async () => {
+          process.env.LORAFLEET_WEBGPU_STEP = 'tape';
+          try {
+            expect(scheduledEvaluation(model)).toBeNull();
+            return await evaluateLossSums(model, rows);
+          } finally {
+            delete process.env.LORAFLEET_WEBGPU_STEP;
+          }
+        };
+        const scheduled = await evaluateLossSums(model, rows);
+        const tape = await tapeEval();
+        expect(scheduled.tokens).toBe(tape.tokens);
+        expect(Math.abs(scheduled.lossSum - tape.lossSum) / tape.lossSum).toBeLessThan(1e-6);
+        // One ScheduledLoss (its plans) across an update of the adapters sees the new values.
+        const l = new ScheduledLoss(model);
+        try {
+          const sum = async () => {
+            for (const r of rows) l.add(r);
+            return l.take();
+          };
+          const before = await sum();
+          const now = await readParametersAsync(params);
+          params.write(Float32Array.from(now, (v, i) => v + 0.1 * Math.sin(i)));
+          const after = await sum();
+          const want = (await tapeEval()).lossSum;
+          expect(Math.abs(after - want) / want).toBeLessThan(1e-6);
+          expect(Math.abs(after - before) / want).toBeGreaterThan(1e-4);
+        } finally {
+          l.dispose();
+        }
+      }
+    } finally {
+      gpt2.model.dispose();
+      llama.model.dispose();
+    }
   });
 
   it('names why it cannot run, and auto falls back to the tape', async () => {

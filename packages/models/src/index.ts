@@ -141,9 +141,9 @@ export {
   type StepGradients,
   type StepGradientsChoice,
   type StepIo,
-  ScheduledGradients,
   chooseStepGradients,
-  scheduledStepBytes,
   scheduledStepUnsupported,
   stepGradientsChoice,
 } from './scheduled-step.js';
+export { ScheduledGradients, scheduledStepBytes } from './scheduled-gradients.js';
+export { ScheduledLoss, scheduledEvaluation } from './scheduled-loss.js';

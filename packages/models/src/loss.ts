@@ -1,16 +1,11 @@
 // Causal-LM loss as Hugging Face computes it: logits at position t predict the
 // label at t + 1; labels of -100 are ignored.
-import { softmaxCrossEntropy, tf } from '@lorafleet/core';
+import { settleDevice, softmaxCrossEntropy, tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
+import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
+import { scheduledEvaluation } from './scheduled-loss.js';
 
-export const IGNORE_INDEX = -100;
-
-export interface TokenBatch {
-  ids: Int32Array; // [B * T]
-  labels: Int32Array; // [B * T], IGNORE_INDEX where no loss is taken
-  batchSize: number;
-  seqLen: number;
-}
+export { IGNORE_INDEX, type TokenBatch, shiftedLabels };
 
 /** How many labels count toward the loss after the shift (positions 1..T-1 of each row). */
 export function countLossTokens(batch: TokenBatch): number {
@@ -43,35 +38,6 @@ export function tokenNllSum(
   });
 }
 
-/**
- * The labels each logits row predicts, [B * T]: row b * T + t predicts the
- * label at t + 1; each row's last position has nothing to predict
- * (IGNORE_INDEX), so the logits are used whole, without a [B, T-1, V] copy.
- * Checks the batch's sizes and that every label is in the vocabulary.
- */
-export function shiftedLabels(batch: TokenBatch, vocabSize: number): Int32Array {
-  const { batchSize: B, seqLen: T } = batch;
-  if (batch.ids.length !== B * T || batch.labels.length !== B * T) {
-    throw new Error(
-      `batch holds ${batch.ids.length} ids and ${batch.labels.length} labels, expected ${B} x ${T}`,
-    );
-  }
-  if (T < 2) throw new Error('sequences need at least 2 tokens for next-token prediction');
-  const shifted = new Int32Array(B * T).fill(IGNORE_INDEX);
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T - 1; t++) {
-      const label = batch.labels[b * T + t + 1]!;
-      if (label === IGNORE_INDEX) continue;
-      if (label < 0 || label >= vocabSize)
-        throw new Error(
-          `label ${label} at row ${b}, position ${t + 1} is outside the vocabulary (0..${vocabSize - 1})`,
-        );
-      shifted[b * T + t] = label;
-    }
-  }
-  return shifted;
-}
-
 /** Mean token loss and perplexity over batches, in eval mode. */
 export async function evaluateLoss(
   model: CausalLM,
@@ -94,20 +60,31 @@ export async function evaluateLossSums(
   /** Awaited before each batch's (blocking) forward pass. */
   beforeBatch?: () => Promise<void>,
 ): Promise<{ lossSum: number; tokens: number }> {
+  const scheduled = scheduledEvaluation(model); // webgpu: the hand-scheduled forward
   let lossSum = 0;
   let tokens = 0;
-  for (const batch of batches) {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    const count = countLossTokens(batch);
-    if (count === 0) continue;
-    await beforeBatch?.();
-    const nll = tf.tidy(() => tokenNllSum(model, batch));
-    try {
-      lossSum += (await nll.data())[0]!;
-    } finally {
-      nll.dispose();
+  try {
+    for (const batch of batches) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const count = countLossTokens(batch);
+      if (count === 0) continue;
+      await beforeBatch?.();
+      if (scheduled) {
+        scheduled.add(batch);
+        await settleDevice(); // each batch's device work done before the next notice
+      } else {
+        const nll = tf.tidy(() => tokenNllSum(model, batch));
+        try {
+          lossSum += (await nll.data())[0]!;
+        } finally {
+          nll.dispose();
+        }
+      }
+      tokens += count;
     }
-    tokens += count;
+    if (scheduled) lossSum = await scheduled.take();
+  } finally {
+    scheduled?.dispose();
   }
   return { lossSum, tokens };
 }

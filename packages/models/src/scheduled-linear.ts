@@ -59,12 +59,13 @@ export function linearGrad(
 
 /**
  * Why a recipe that adapts linear layers cannot train these adapters with
- * `params` (null: it can): the settings every family's recipe shares.
+ * `params` (null: evaluate with them), or null: the settings every family's
+ * recipe shares.
  */
 export function adaptersUnsupported(
   linears: readonly LoraLinear[],
   embeddings: readonly LoraEmbedding[],
-  params: TrainableParameters,
+  params: TrainableParameters | null,
 ): string | null {
   for (const e of embeddings) {
     if (e.activeAdapter)
@@ -77,11 +78,11 @@ export function adaptersUnsupported(
     if (layer.baseDtype !== 'f32')
       return `${layer.name}: the base weight is stored as ${layer.baseDtype} (--base-dtype)`;
     if (!a) continue;
-    if (a.settings.dropout > 0)
+    if (params && a.settings.dropout > 0)
       return `${layer.name}: LoRA dropout ${a.settings.dropout}; the scheduled step has none yet`;
     adapters.add(a.a).add(a.b);
   }
-  for (const slot of params.slots) {
+  for (const slot of params?.slots ?? []) {
     if (!adapters.has(slot.variable))
       return `${slot.name} is trained, and the scheduled step trains only the linear layers' active adapters`;
   }

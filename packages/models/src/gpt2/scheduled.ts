@@ -146,6 +146,7 @@ export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
       const logits = ops.mm(lnF.y, m.wte, { transposeB: true }); // [N, V], the head tied to wte
       const stats = ops.crossEntropy(logits, io.labels); // [N, 2]: nll, lse
       const loss = ops.lossSum(stats);
+      if (io.forwardOnly) return { loss, grads };
       const dLogits = ops.crossEntropyGradInPlace(logits, stats, io.labels, io.ones); // [N, V]
       const dLnF = ops.mm(dLogits, m.wte); // [N, C]
       const dx = ops.normGrad(x, lnF.stats, m.lnF.gamma, dLnF, 'layer');
@@ -156,9 +157,9 @@ export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
 }
 
 /** Why the scheduled step cannot train `m` with `params` (null: it can). */
-function gpt2Unsupported(m: Gpt2Model, params: TrainableParameters): string | null {
+function gpt2Unsupported(m: Gpt2Model, params: TrainableParameters | null): string | null {
   const c = m.config;
-  if (c.embdPdrop > 0 || c.attnPdrop > 0 || c.residPdrop > 0) {
+  if (params && (c.embdPdrop > 0 || c.attnPdrop > 0 || c.residPdrop > 0)) {
     return `dropout is on (embd_pdrop ${c.embdPdrop}, attn_pdrop ${c.attnPdrop}, resid_pdrop ${c.residPdrop}); the scheduled step has none yet`;
   }
   return adaptersUnsupported(m.linears(), m.embeddings(), params);

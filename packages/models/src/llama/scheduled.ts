@@ -199,6 +199,7 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
       const logits = ops.mm(final.y, head, { transposeB: true }); // [N, V]
       const stats = ops.crossEntropy(logits, io.labels);
       const loss = ops.lossSum(stats);
+      if (io.forwardOnly) return { loss, grads };
       const dLogits = ops.crossEntropyGradInPlace(logits, stats, io.labels, io.ones);
       let dx: Info | null = ops.normGrad(x, final.stats, m.norm, ops.mm(dLogits, head), 'rms');
       // Backward stops at the lowest layer with an adapter: the embedding is frozen.
@@ -216,9 +217,9 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
 }
 
 /** Why the scheduled step cannot train `m` with `params` (null: it can). */
-function llamaUnsupported(m: LlamaModel, params: TrainableParameters): string | null {
+function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): string | null {
   const c = m.config;
-  if (c.attentionDropout > 0)
+  if (params && c.attentionDropout > 0)
     return `attention_dropout is ${c.attentionDropout}; the scheduled step has no dropout yet`;
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositions)
     return `sliding_window ${c.slidingWindow} is shorter than the context (${c.maxPositions}); the scheduled step's attention is causal only`;

@@ -1,0 +1,132 @@
+// A training step's micro-batches on the hand-scheduled step
+// (scheduled-step.ts): each replays its plan, which adds its loss and fused
+// gradient to device-side sums, read once per step (as the tape's
+// GradientAccumulator does).
+import { PlanRecorder, type RecordingBackend, type TrainableParameters, tf } from '@lorafleet/core';
+import type { CausalLM } from './causal-lm.js';
+import type { TokenBatch } from './labels.js';
+import {
+  ShapePlans,
+  planInputs,
+  recordMicroBatch,
+  scheduledStepUnsupported,
+} from './scheduled-step.js';
+
+type Info = tf.TensorInfo;
+
+export class ScheduledGradients {
+  private readonly plans: ShapePlans;
+  /** [n + 1]: the summed gradient, then the summed loss. */
+  private readonly sum: tf.Tensor1D;
+  private empty = true;
+
+  constructor(
+    private readonly model: CausalLM,
+    private readonly params: TrainableParameters,
+  ) {
+    const why = scheduledStepUnsupported(model, params);
+    if (why !== null) throw new Error(`the scheduled step cannot run: ${why}`);
+    this.sum = tf.zeros([params.size + 1]);
+    this.plans = new ShapePlans((rec, batch, seq) =>
+      record(rec, model, params, batch, seq, this.sum),
+    );
+  }
+
+  /** Bytes of the plans' buffers (activations, gradients, inputs). */
+  get planBytes(): number {
+    return this.plans.bytes;
+  }
+
+  /** Dispatches per replay of the plans made so far (the largest). */
+  get dispatches(): number {
+    return this.plans.dispatches;
+  }
+
+  /** Adds one micro-batch's loss sum and gradient to the device-side sums (queued, not awaited). */
+  add(batch: TokenBatch): void {
+    const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
+    const plan = this.plans.get(batch.batchSize, batch.seqLen);
+    plan.replay(inputs, this.empty ? [this.sum] : []);
+    this.empty = false;
+  }
+
+  /**
+   * One micro-batch replayed with every dispatch timed on the GPU (Plan.profile):
+   * each dispatch's kernel, output shape and nanoseconds. For benchmarks,
+   * between steps: it leaves the sums empty.
+   */
+  async profile(batch: TokenBatch): Promise<{ label: string; ns: number }[]> {
+    const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
+    const plan = this.plans.get(batch.batchSize, batch.seqLen);
+    const rows = await plan.profile(inputs, [this.sum]);
+    this.empty = true; // the timed replay's sum is dropped
+    return rows;
+  }
+
+  /** The sums, with one read (zeros when nothing was added); empty again after. */
+  async take(): Promise<{ grads: Float32Array; loss: number }> {
+    const n = this.params.size;
+    if (this.empty) return { grads: new Float32Array(n), loss: 0 };
+    const values = await this.plans.any()!.read(this.sum);
+    this.empty = true;
+    return { grads: values.subarray(0, n), loss: values[n]! };
+  }
+
+  /** Drops a partial sum (an aborted step): the next add starts from zero. */
+  reset(): void {
+    this.empty = true;
+  }
+
+  dispose(): void {
+    this.plans.dispose();
+    this.sum.dispose();
+  }
+}
+
+/** A micro-batch's training plan: forward, backward, its fused [n + 1] added into `sum`. */
+function record(
+  rec: PlanRecorder,
+  model: CausalLM,
+  params: TrainableParameters,
+  batch: number,
+  seq: number,
+  sum: Info,
+): void {
+  const { ops, loss, grads } = recordMicroBatch(rec, model, params.variables, {
+    batch,
+    seq,
+    forwardOnly: false,
+  });
+  // The fused [n + 1] of this micro-batch, in the parameters' order, then added to the sums.
+  const flat = rec.constant(new Float32Array(params.size + 1), [params.size + 1]);
+  for (const slot of params.slots) {
+    const g = grads.get(slot.variable);
+    if (!g) throw new Error(`the scheduled step computed no gradient for ${slot.name}`);
+    rec.copy(g, flat, slot.offset);
+  }
+  rec.copy(loss, flat, params.size);
+  ops.accumulate(sum, flat);
+}
+
+/**
+ * The device memory a micro-batch's training plan would take (its buffers
+ * after sharing by liveness, and without sharing), measured by recording it
+ * with nothing uploaded: works for shapes the device could not hold.
+ */
+export function scheduledStepBytes(
+  model: CausalLM,
+  params: TrainableParameters,
+  batch: number,
+  seq: number,
+): { shared: number; unshared: number; dispatches: number } {
+  const why = scheduledStepUnsupported(model, params);
+  if (why !== null) throw new Error(`the scheduled step cannot run: ${why}`);
+  const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend, { measureOnly: true });
+  const sum = tf.zeros([params.size + 1]);
+  try {
+    record(rec, model, params, batch, seq, sum);
+    return rec.bytes();
+  } finally {
+    sum.dispose();
+  }
+}

@@ -1,0 +1,73 @@
+// Evaluation on the hand-scheduled step (scheduled-step.ts): each batch
+// replays a forward-only plan that adds its loss sum on the device; the sum
+// is read once at the end. No dropout applies in evaluation, so a model
+// whose training takes the tape for its dropout evaluates here too.
+import { type PlanRecorder, tf } from '@lorafleet/core';
+import type { CausalLM } from './causal-lm.js';
+import type { TokenBatch } from './labels.js';
+import {
+  ShapePlans,
+  planInputs,
+  recordMicroBatch,
+  scheduledStepUnsupported,
+  stepGradientsChoice,
+} from './scheduled-step.js';
+
+export class ScheduledLoss {
+  private readonly plans: ShapePlans;
+  /** [1]: the summed loss. */
+  private readonly sum: tf.Tensor1D;
+  private empty = true;
+
+  constructor(private readonly model: CausalLM) {
+    const why = scheduledStepUnsupported(model, null);
+    if (why !== null) throw new Error(`the scheduled step cannot evaluate: ${why}`);
+    this.sum = tf.zeros([1]);
+    // The active adapters change between steps: copied in at each replay.
+    const adapters = model
+      .linears()
+      .flatMap((l) => (l.activeAdapter ? [l.activeAdapter.a, l.activeAdapter.b] : []));
+    this.plans = new ShapePlans((rec: PlanRecorder, batch, seq) => {
+      const { ops, loss } = recordMicroBatch(rec, model, adapters, {
+        batch,
+        seq,
+        forwardOnly: true,
+      });
+      ops.accumulate(this.sum, loss);
+    });
+  }
+
+  /** Adds one batch's loss sum on the device (queued, not awaited). */
+  add(batch: TokenBatch): void {
+    const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
+    this.plans.get(batch.batchSize, batch.seqLen).replay(inputs, this.empty ? [this.sum] : []);
+    this.empty = false;
+  }
+
+  /** The summed loss, with one read (0 when nothing was added); empty again after. */
+  async take(): Promise<number> {
+    if (this.empty) return 0;
+    const [value] = await this.plans.any()!.read(this.sum);
+    this.empty = true;
+    return value!;
+  }
+
+  dispose(): void {
+    this.plans.dispose();
+    this.sum.dispose();
+  }
+}
+
+/**
+ * Evaluation's path for `model`: a ScheduledLoss where the scheduled step
+ * can evaluate it (LORAFLEET_WEBGPU_STEP auto or scheduled), else null (the
+ * tape's forward). Under `scheduled`, an unsupported model is an error.
+ */
+export function scheduledEvaluation(model: CausalLM): ScheduledLoss | null {
+  const choice = stepGradientsChoice();
+  if (choice === 'tape') return null;
+  const why = scheduledStepUnsupported(model, null);
+  if (why === null) return new ScheduledLoss(model);
+  if (choice === 'scheduled') throw new Error(`LORAFLEET_WEBGPU_STEP=scheduled, but ${why}`);
+  return null;
+}
