@@ -4,18 +4,15 @@
 // backend, on odd shapes and batch 1, with adapters on some layers only;
 // replays after the parameters change; three training steps of
 // TrainingStep on both paths; and the reasons it refuses a model.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   GradientAccumulator,
   readParametersAsync,
   TrainableParameters,
-  releaseWebGpu,
   selectWebGpuMatMul,
   tf,
-  useBackend,
-  webGpuErrors,
 } from '@lorafleet/core';
-import { requireVulkanDriver } from '@lorafleet/core/testing';
+import { webGpuSuite } from '../packages/core/test/webgpu-suite.js';
 import {
   type CausalLM,
   type Gpt2Config,
@@ -114,18 +111,33 @@ function maxRelDiff(a: Float32Array, b: Float32Array): number {
   return diff / scale;
 }
 
-describe('the hand-scheduled GPT-2 LoRA step on webgpu', () => {
-  beforeAll(async () => {
-    requireVulkanDriver();
-    await useBackend('webgpu');
-  }, 60_000);
+/** Two micro-batches on both paths: the same loss and gradients, and not all zero. */
+async function expectTapeEquality(
+  model: CausalLM,
+  params: TrainableParameters,
+  batches: TokenBatch[],
+) {
+  const s = new ScheduledGradients(model, params);
+  try {
+    const want = await tapeSums(model, params, batches);
+    const got = await scheduledSums(s, batches);
+    expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-6);
+    expect(maxRelDiff(want.grads, got.grads)).toBeLessThan(1e-5);
+    expect(got.grads.some((g) => g !== 0)).toBe(true);
+  } finally {
+    s.dispose();
+  }
+}
 
-  afterAll(async () => {
-    expect(webGpuErrors()).toEqual([]);
-    await useBackend('cpu');
-    releaseWebGpu();
-  });
+/** A batch over the tiny Llama's 61-word vocabulary. */
+function llamaBatch(B: number, T: number, salt = 0): TokenBatch {
+  const b = batch(B, T, salt);
+  return { ...b, ids: b.ids.map((v) => v % 61), labels: b.labels.map((v) => (v < 0 ? v : v % 61)) };
+}
 
+webGpuSuite();
+
+describe('the hand-scheduled LoRA step on webgpu', () => {
   // Backward stops early where nothing below trains: the lowest adapter decides where.
   const cases: [string, string[] | string, number, number][] = [
     ['every linear layer, 2 x 7 tokens', ['c_attn', 'c_proj', 'c_fc'], 2, 7],
@@ -141,16 +153,9 @@ describe('the hand-scheduled GPT-2 LoRA step on webgpu', () => {
   ];
   it.each(cases)('equals the tape: %s', async (_name, targets, B, T) => {
     const { model, params } = await loraModel(CONFIG, targets);
-    const s = new ScheduledGradients(model, params);
     try {
-      const batches = [batch(B, T), batch(B, T, 1)];
-      const want = await tapeSums(model, params, batches);
-      const got = await scheduledSums(s, batches);
-      expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-6);
-      expect(maxRelDiff(want.grads, got.grads)).toBeLessThan(1e-5);
-      expect(got.grads.some((g) => g !== 0)).toBe(true);
+      await expectTapeEquality(model, params, [batch(B, T), batch(B, T, 1)]);
     } finally {
-      s.dispose();
       model.dispose();
     }
   });
@@ -191,24 +196,9 @@ describe('the hand-scheduled GPT-2 LoRA step on webgpu', () => {
   ];
   it.each(llamaCases)('equals the tape: %s', async (_name, overrides, targets, B, T) => {
     const { model, params } = await loraLlama(overrides, targets);
-    const s = new ScheduledGradients(model, params);
     try {
-      const ids = (salt: number) => {
-        const b = batch(B, T, salt);
-        return {
-          ...b,
-          ids: b.ids.map((v) => v % 61),
-          labels: b.labels.map((v) => (v < 0 ? v : v % 61)),
-        };
-      };
-      const batches = [ids(0), ids(1)];
-      const want = await tapeSums(model, params, batches);
-      const got = await scheduledSums(s, batches);
-      expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-6);
-      expect(maxRelDiff(want.grads, got.grads)).toBeLessThan(1e-5);
-      expect(got.grads.some((g) => g !== 0)).toBe(true);
+      await expectTapeEquality(model, params, [llamaBatch(B, T), llamaBatch(B, T, 1)]);
     } finally {
-      s.dispose();
       model.dispose();
     }
   });
@@ -313,11 +303,7 @@ describe('the hand-scheduled GPT-2 LoRA step on webgpu', () => {
     const llama = await loraLlama({}, ['q_proj', 'down_proj']);
     try {
       for (const { model, params } of [gpt2, llama]) {
-        const rows = [batch(2, 7), batch(1, 9, 2), batch(2, 7, 3)].map((b) => ({
-          ...b,
-          ids: b.ids.map((v) => v % 61),
-          labels: b.labels.map((v) => (v < 0 ? v : v % 61)),
-        }));
+        const rows = [llamaBatch(2, 7), llamaBatch(1, 9, 2), llamaBatch(2, 7, 3)];
         expect(scheduledEvaluation(model)).toBeInstanceOf(ScheduledLoss);
         const tapeEval = async () => {
           process.env.LORAFLEET_WEBGPU_STEP = 'tape';

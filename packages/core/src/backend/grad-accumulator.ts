@@ -26,11 +26,24 @@ interface QueuedBackend {
 export async function settleDevice(): Promise<void> {
   if (tf.getBackend() !== 'webgpu') return;
   const backend = tf.backend() as unknown as QueuedBackend;
-  // As its own reads do (backend_webgpu.ts getBufferData): close the open pass, then submit.
+  submitWebGpuQueue(backend);
+  await backend.queue.onSubmittedWorkDone();
+}
+
+/**
+ * Submits what tfjs-backend-webgpu has encoded so far, as its own reads do
+ * (backend_webgpu.ts getBufferData): close the open pass, then submit. Work
+ * queued after it sees its writes.
+ */
+export function submitWebGpuQueue(
+  backend: Pick<
+    QueuedBackend,
+    'ensureCommandEncoderReady' | 'endComputePassEncoder' | 'submitQueue'
+  >,
+): void {
   backend.ensureCommandEncoderReady();
   backend.endComputePassEncoder();
   backend.submitQueue();
-  await backend.queue.onSubmittedWorkDone();
 }
 
 export class GradientAccumulator {

@@ -15,6 +15,7 @@ import { tf } from '../backend/tf.js';
 import {
   LORAFLEET_MATMUL,
   type LoraFleetMatMulAttrs,
+  loraFleetMatMulAttrs,
   webGpuMatMulChoice,
 } from '../backend/webgpu-kernels/index.js';
 
@@ -61,14 +62,7 @@ function mm(
   attrs: Partial<LoraFleetMatMulAttrs> = {},
   extra: Extra = {},
 ): tf.Tensor2D {
-  const full: LoraFleetMatMulAttrs = {
-    transposeA: false,
-    transposeB: false,
-    alpha: 1,
-    beta: 1,
-    transposeL: false,
-    ...attrs,
-  };
+  const full = loraFleetMatMulAttrs(attrs);
   const inputs: tf.NamedTensorMap = { a, b };
   for (const [name, t] of Object.entries(extra)) if (t) inputs[name] = t as tf.Tensor;
   return tf.engine().runKernel(LORAFLEET_MATMUL, inputs, full as never) as tf.Tensor2D;

@@ -2,6 +2,7 @@
 export {
   LORAFLEET_MATMUL,
   type LoraFleetMatMulAttrs,
+  loraFleetMatMulAttrs,
   STOCK_BATCH_MATMUL,
   type WebGpuMatMulChoice,
   registerWebGpuMatMul,

@@ -26,6 +26,11 @@ export interface LoraFleetMatMulAttrs {
   transposeL: boolean;
 }
 
+/** LoraFleetMatMul's attributes, the unset ones as a plain product with the epilogue added (beta 1). */
+export function loraFleetMatMulAttrs(attrs: Partial<LoraFleetMatMulAttrs>): LoraFleetMatMulAttrs {
+  return { transposeA: false, transposeB: false, alpha: 1, beta: 1, transposeL: false, ...attrs };
+}
+
 type Info = tf.TensorInfo;
 
 interface WebGpuBackendLike {

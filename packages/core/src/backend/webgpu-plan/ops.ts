@@ -18,6 +18,7 @@ import {
   NORM_STATS,
   type LoraFleetMatMulAttrs,
   type NormKind,
+  loraFleetMatMulAttrs,
 } from '../webgpu-kernels/index.js';
 import {
   accumulateProgram,
@@ -55,14 +56,7 @@ export class PlanOps {
     attrs: Partial<LoraFleetMatMulAttrs> = {},
     extra: { bias?: Info | null; h?: Info; l?: Info } = {},
   ): Info {
-    const full = {
-      transposeA: false,
-      transposeB: false,
-      alpha: 1,
-      beta: 1,
-      transposeL: false,
-      ...attrs,
-    };
+    const full = loraFleetMatMulAttrs(attrs);
     const inputs: Record<string, Info> = { a, b };
     if (extra.bias) inputs.bias = extra.bias;
     if (extra.h && extra.l) Object.assign(inputs, { h: extra.h, l: extra.l });

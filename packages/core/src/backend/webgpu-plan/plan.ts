@@ -4,6 +4,7 @@
 // uniforms made once. Nothing is read back: the host reads an output tensor
 // after the replay, as it would any tfjs tensor.
 import type { tf } from '../tf.js';
+import { submitWebGpuQueue } from '../grad-accumulator.js';
 
 type DataId = object;
 
@@ -101,13 +102,6 @@ const MAP_READ = 1;
 interface MappableBuffer {
   mapAsync(mode: number): Promise<void>;
   getMappedRange(): ArrayBuffer;
-}
-
-/** Submits what tfjs has encoded so far, so that work queued after it sees its writes. */
-function flushTfjs(gpu: PlanGpu): void {
-  gpu.ensureCommandEncoderReady();
-  gpu.endComputePassEncoder();
-  gpu.submitQueue();
 }
 
 export class Plan {
@@ -228,7 +222,7 @@ export class Plan {
     }));
     const cleared = clear.map((t) => this.bufferOf(t.dataId));
     // ...then tfjs's queued work, which may have written what the plan reads.
-    flushTfjs(gpu);
+    submitWebGpuQueue(gpu);
     for (const [name, id] of this.layout.inputs) {
       const data = inputs[name];
       if (!data) throw new Error(`the plan's input "${name}" was not given`);
@@ -282,7 +276,7 @@ export class Plan {
   /** `bytes` of a buffer, copied out after everything queued so far. */
   private async readBuffer(source: unknown, bytes: number): Promise<Uint8Array> {
     const { gpu } = this;
-    flushTfjs(gpu);
+    submitWebGpuQueue(gpu);
     const staging = gpu.device.createBuffer({ size: bytes, usage: READ_USAGE }) as GpuBufferLike &
       MappableBuffer;
     try {

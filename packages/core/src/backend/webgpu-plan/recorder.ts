@@ -12,6 +12,7 @@
 // Tensors that were made outside the recording (the frozen weights) are
 // bound as they are.
 import { tf } from '../tf.js';
+import { submitWebGpuQueue } from '../grad-accumulator.js';
 import { type Allocation, type BufferUse, allocateByLiveness } from './allocate.js';
 import { Plan, type PlanEntry, type PlanGpu, type PlanParam } from './plan.js';
 import { type UniformField, packUniforms, programUniforms } from './uniforms.js';
@@ -257,9 +258,7 @@ export class PlanRecorder {
       this.recording = false;
       // Submits the uploads of weights the kernel read for the first time (Dawn frees
       // their mapped memory at a submit; without one, a large model runs out).
-      b.ensureCommandEncoderReady();
-      b.endComputePassEncoder();
-      b.submitQueue();
+      submitWebGpuQueue(b);
     }
   }
 
