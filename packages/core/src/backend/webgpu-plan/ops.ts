@@ -12,7 +12,6 @@ import {
   ATTN_STATS,
   LORAFLEET_MATMUL,
   LORAFLEET_XENT,
-  LORAFLEET_XENT_GRAD,
   NORM_APPLY,
   NORM_GRAD,
   NORM_STATS,
@@ -164,12 +163,7 @@ export class PlanOps {
     return this.rec.kernel(LORAFLEET_XENT, { logits, labels });
   }
 
-  /** dlogits [n, V] for the per-row loss weights dy [n]. */
-  crossEntropyGrad(logits: Info, stats: Info, labels: Info, dy: Info): Info {
-    return this.rec.kernel(LORAFLEET_XENT_GRAD, { logits, stats, labels, dy });
-  }
-
-  /** crossEntropyGrad written over `logits` (which nothing may read after): returns it. */
+  /** dlogits [n, V] for the per-row loss weights dy [n], written over `logits` (which nothing reads after): returns it. */
   crossEntropyGradInPlace(logits: Info, stats: Info, labels: Info, dy: Info): Info {
     const [n, vocab] = logits.shape as [number, number];
     const { program, uniforms } = xentGradInPlaceProgram(n, vocab);

@@ -52,7 +52,7 @@ export interface RecordingBackend {
 }
 
 interface RecordedProgram {
-  pipeline: unknown;
+  pipeline: { getBindGroupLayout(i: number): unknown } | Promise<unknown>;
   dispatch: [number, number, number];
   outputShape: number[];
   size?: boolean;
@@ -60,24 +60,13 @@ interface RecordedProgram {
   pixelsOpType?: unknown;
 }
 
-type Recorded =
-  | {
-      kind: 'dispatch';
-      label: string;
-      pipeline: unknown;
-      dispatch: [number, number, number];
-      ids: DataId[];
-      uniforms: ArrayBuffer;
-    }
-  | { kind: 'copy'; from: DataId; to: DataId; toOffset: number; bytes: number };
-
 const BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 4 };
 const bytesOf = (d: TensorData) => d.shape.reduce((a, b) => a * b, 1) * (BYTES[d.dtype] ?? 4);
 
 export class PlanRecorder {
   private readonly virtual = new Set<DataId>();
   private readonly pinned = new Set<DataId>();
-  private readonly entries: Recorded[] = [];
+  private readonly entries: PlanEntry[] = [];
   private readonly constants = new Map<DataId, ArrayBufferView>();
   private readonly params: { id: DataId; variable: tf.Variable }[] = [];
   private readonly inputs = new Map<string, DataId>();
@@ -161,7 +150,7 @@ export class PlanRecorder {
       throw new Error('a measure-only recording makes no plan: call bytes()');
     const { ids, uses, allocation } = this.allocate();
     const plan = new Plan(this.backend, {
-      entries: this.entries as PlanEntry[],
+      entries: this.entries,
       virtual: new Map(
         ids.map((id, i) => [id, { slot: allocation.slot[i]!, bytes: uses[i]!.bytes }]),
       ),
