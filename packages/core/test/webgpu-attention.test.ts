@@ -96,12 +96,18 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
 describe('fused causal attention on webgpu equals the composed ops and cpu', () => {
   webGpuSuite();
 
-  // [batch, heads, T, D]: one token, odd T, T over a workgroup (64 rows), D of GPT-2's tiny and Llama's shapes.
+  // [batch, heads, T, D]: one token, odd T, T over a workgroup (64 rows) and
+  // over several tiles of keys (GPT-2's D = 64: 32 keys per tile; D = 128:
+  // 16), D of GPT-2's tiny and Llama's shapes, and a D not a multiple of 4
+  // (scalar loads).
   const shapes = [
     [1, 1, 1, 8],
     [2, 3, 13, 8],
     [1, 2, 70, 16],
     [2, 1, 33, 32],
+    [1, 2, 130, 64],
+    [1, 1, 37, 128],
+    [2, 1, 9, 6],
   ];
   for (const shape of shapes) {
     it(`[${shape}]: y, dq, dk, dv`, async () => {

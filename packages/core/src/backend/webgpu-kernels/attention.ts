@@ -1,9 +1,7 @@
 // Causal self-attention without the [T, T] matrices (flash-attention style:
 // scores are recomputed, never stored), forward and backward, on 'webgpu'.
 // q, k, v, o: [R, T, D] with R = batch x heads; s_ij = scale q_i . k_j for
-// j <= i, p_ij = exp(s_ij - lse_i). One invocation per row of R x T (a query
-// row, or a key row for dK and dV), looping over the keys (queries) its row
-// meets, so memory is O(R T D) and no intermediate grows with T^2:
+// j <= i, p_ij = exp(s_ij - lse_i):
 //   LoraFleetAttnStats   q, k          -> lse [R, T]  (online max and sum of exp)
 //   LoraFleetAttnOut     q, k, v, lse  -> o [R, T, D] = sum_j p_ij v_j
 //   LoraFleetAttnDelta   o, dy         -> delta [R, T] = dy_i . o_i
@@ -11,8 +9,13 @@
 //     ds_ij = p_ij (dy_i . v_j - delta_i)
 //     dq_i = scale sum_{j<=i} ds_ij k_j,  dk_j = scale sum_{i>=j} ds_ij q_i,
 //     dv_j = sum_{i>=j} p_ij dy_i
-// The loops read k, v (or q, dy) from global memory, no workgroup tiling yet:
-// correct first, and the kernel to tune once a GPU measures it.
+// Tiling: a workgroup owns ROWS consecutive rows of one [T, D] matrix (query
+// rows, or key rows for dk and dv), one row per invocation, held in
+// registers. It walks the rows its rows meet (keys j <= i, or queries
+// i >= j) in tiles of TK: each tile of k, v (or q, dy, lse, delta) is read
+// from global memory once, coalesced, into workgroup memory, and every
+// invocation reads it from there (the same address across the workgroup: a
+// broadcast), as vec4 when D is a multiple of 4. Memory stays O(R T D).
 import { tf } from '../tf.js';
 import { webGpuMatMulChoice } from './matmul-kernel.js';
 import { registerWebGpuKernels, type WebGpuKernelArgs, type WebGpuProgramRunner } from './rows.js';
@@ -25,134 +28,272 @@ export const ATTN_GRAD = 'LoraFleetAttnGrad';
 export type AttnGradWrt = 'q' | 'k' | 'v';
 type Info = tf.TensorInfo;
 
-const THREADS = 64;
+/** Rows per workgroup, one per invocation. */
+const ROWS = 64;
 const MAX_GROUPS = 65535;
+/** Workgroup memory a tile may take: WebGPU's guaranteed minimum, so every adapter runs it. */
+const TILE_BYTES = 16384;
 
-/** One invocation per row of [R, T]; `body` sees row, t (its position), head (row - t), D. */
-function rowsProgram(o: {
-  key: string;
-  variableNames: string[];
-  outputShape: number[];
-  rows: number;
-  d: number;
-  body: string;
-}) {
-  const groups = Math.ceil(o.rows / THREADS);
-  const helpers = o.variableNames.length > 1 ? dotHelpers(o.variableNames, o.d) : '';
+/** What one kernel computes for its row, against each row of the other side it meets. */
+interface Body {
+  /** The kernel's inputs, in binding order. */
+  inputs: string[];
+  /** The output: [R, T] (one value per row) or [R, T, D]. */
+  rowwise: boolean;
+  /** 'keys': a query row meets keys j <= i; 'queries': a key row meets queries i >= j; none: its own row only. */
+  over: 'keys' | 'queries' | null;
+  /** [R, T, D] inputs held in registers for the invocation's own row, and [R, T] ones. */
+  own: string[];
+  ownScalars: string[];
+  /** Inputs staged per tile of the other side: rows of D, and one value per row. */
+  tile: string[];
+  tileScalars: string[];
+  /** WGSL: state before the walk, one met pair (`jj` indexes the tile), the output. */
+  init: (g: Gen) => string;
+  pair: (g: Gen) => string;
+  finish: (g: Gen) => string;
+}
+
+/** WGSL fragments for a head size: D as DW values of width W (vec4 when D % 4 == 0). */
+class Gen {
+  readonly w: 1 | 4;
+  readonly dw: number;
+  constructor(readonly d: number) {
+    this.w = d % 4 === 0 ? 4 : 1;
+    this.dw = d / this.w;
+  }
+  get type(): string {
+    return this.w === 4 ? 'vec4<f32>' : 'f32';
+  }
+  private each(f: (c: number) => string, sep: string): string {
+    return Array.from({ length: this.dw }, (_, c) => f(c)).join(sep);
+  }
+  /** own row `a` (registers a_c) . tile row jj of `b` (workgroup array s_b). */
+  dot(a: string, b: string): string {
+    const term = (c: number) => `s_${b}[jj * ${this.dw} + ${c}]`;
+    return this.w === 4
+      ? this.each((c) => `dot(${a}_${c}, ${term(c)})`, ' + ')
+      : this.each((c) => `${a}_${c} * ${term(c)}`, ' + ');
+  }
+  /** Registers a_c of the own row. */
+  load(a: string): string {
+    return this.each((c) => `let ${a}_${c} = ${a}[row * ${this.dw} + ${c}];`, '\n      ');
+  }
+  /** acc_c += weight * tile row jj of `b`. */
+  accumulate(weight: string, b: string): string {
+    const w = this.w === 4 ? `vec4<f32>(${weight})` : weight;
+    return this.each(
+      (c) => `acc_${c} = fma(${w}, s_${b}[jj * ${this.dw} + ${c}], acc_${c});`,
+      '\n          ',
+    );
+  }
+  zeroAcc(): string {
+    return this.each((c) => `var acc_${c} = ${this.type}(0.0);`, ' ');
+  }
+  /** Writes scale * acc as the own row of the [R, T, D] output. */
+  writeAcc(scale: string): string {
+    const lanes = this.w === 4 ? [0, 1, 2, 3] : [null];
+    return this.each(
+      (c) =>
+        lanes
+          .map((e) => {
+            const v = e === null ? `acc_${c}` : `acc_${c}[${e}]`;
+            return `setOutputAtIndex(row * ${this.d} + ${c * this.w + (e ?? 0)}, ${scale}${v});`;
+          })
+          .join(' '),
+      '\n        ',
+    );
+  }
+}
+
+const prob = (g: Gen, own: string, other: string, lse: string) =>
+  `let p = exp(uniforms.scale * (${g.dot(own, other)}) - ${lse});`;
+
+/** The WGSL of each program. */
+const BODIES = {
+  stats: {
+    inputs: ['q', 'k'],
+    rowwise: true,
+    over: 'keys',
+    own: ['q'],
+    ownScalars: [],
+    tile: ['k'],
+    tileScalars: [],
+    init: () => 'var m = -3.0e38; var l = 0.0;',
+    pair: (g) => `let s = uniforms.scale * (${g.dot('q', 'k')});
+          let mNew = max(m, s);
+          l = l * exp(m - mNew) + exp(s - mNew);
+          m = mNew;`,
+    finish: () => 'setOutputAtIndex(row, m + log(l));',
+  },
+  out: {
+    inputs: ['q', 'k', 'v', 'lse'],
+    rowwise: false,
+    over: 'keys',
+    own: ['q'],
+    ownScalars: ['lse'],
+    tile: ['k', 'v'],
+    tileScalars: [],
+    init: (g) => g.zeroAcc(),
+    pair: (g) => `${prob(g, 'q', 'k', 'lse_own')}
+          ${g.accumulate('p', 'v')}`,
+    finish: (g) => g.writeAcc(''),
+  },
+  delta: {
+    inputs: ['dy', 'o'],
+    rowwise: true,
+    over: null,
+    own: [],
+    ownScalars: [],
+    tile: [],
+    tileScalars: [],
+    init: () => '',
+    pair: () => '',
+    finish: (g) =>
+      `var s = 0.0;
+        for (var c = 0; c < ${g.d}; c++) { s += dy[row * ${g.d} + c] * o[row * ${g.d} + c]; }
+        setOutputAtIndex(row, s);`,
+  },
+  q: {
+    inputs: ['q', 'k', 'v', 'dy', 'lse', 'delta'],
+    rowwise: false,
+    over: 'keys',
+    own: ['q', 'dy'],
+    ownScalars: ['lse', 'delta'],
+    tile: ['k', 'v'],
+    tileScalars: [],
+    init: (g) => g.zeroAcc(),
+    pair: (g) => `${prob(g, 'q', 'k', 'lse_own')}
+          let ds = p * (${g.dot('dy', 'v')} - delta_own);
+          ${g.accumulate('ds', 'k')}`,
+    finish: (g) => g.writeAcc('uniforms.scale * '),
+  },
+  k: {
+    inputs: ['q', 'k', 'v', 'dy', 'lse', 'delta'],
+    rowwise: false,
+    over: 'queries',
+    own: ['k', 'v'],
+    ownScalars: [],
+    tile: ['q', 'dy'],
+    tileScalars: ['lse', 'delta'],
+    init: (g) => g.zeroAcc(),
+    pair: (g) => `${prob(g, 'k', 'q', 's_lse[jj]')}
+          let ds = p * (${g.dot('v', 'dy')} - s_delta[jj]);
+          ${g.accumulate('ds', 'q')}`,
+    finish: (g) => g.writeAcc('uniforms.scale * '),
+  },
+  v: {
+    inputs: ['q', 'k', 'dy', 'lse'], // dv needs no v
+    rowwise: false,
+    over: 'queries',
+    own: ['k'],
+    ownScalars: [],
+    tile: ['q', 'dy'],
+    tileScalars: ['lse'],
+    init: (g) => g.zeroAcc(),
+    pair: (g) => `${prob(g, 'k', 'q', 's_lse[jj]')}
+          ${g.accumulate('p', 'dy')}`,
+    finish: (g) => g.writeAcc(''),
+  },
+} as const satisfies Record<string, Body>;
+type BodyName = keyof typeof BODIES;
+
+/** Rows of the other side per tile: as many as TILE_BYTES holds, at most ROWS. */
+export function attentionTileRows(body: Pick<Body, 'tile' | 'tileScalars'>, d: number): number {
+  const perRow = 4 * (body.tile.length * d + body.tileScalars.length);
+  return perRow === 0 ? 0 : Math.max(1, Math.min(ROWS, Math.floor(TILE_BYTES / perRow)));
+}
+
+/**
+ * The walk over the other side's tiles. Every invocation runs every tile's
+ * barriers (the loop bound is a uniform, as WGSL's uniformity rules require),
+ * and a workgroup stages and multiplies only the tiles its rows meet: keys up
+ * to its last query row, or queries from its first key row.
+ */
+function walk(b: Body, g: Gen, tk: number): string {
+  if (b.over === null) return '';
+  const keys = b.over === 'keys';
+  const stage = [
+    ...b.tile.map(
+      (x) => `for (var f = i32(localIndex); f < ${tk * g.dw}; f += ${ROWS}) {
+            let r = r0 + f / ${g.dw};
+            s_${x}[f] = select(${g.type}(0.0), ${x}[(base + min(r, uniforms.seq - 1)) * ${g.dw} + f % ${g.dw}], r < uniforms.seq);
+          }`,
+    ),
+    ...b.tileScalars.map(
+      (x) => `for (var f = i32(localIndex); f < ${tk}; f += ${ROWS}) {
+            s_${x}[f] = ${x}[base + min(r0 + f, uniforms.seq - 1)];
+          }`,
+    ),
+  ].join('\n          ');
+  const [needed, lo, hi] = keys
+    ? [`r0 <= min(t0 + ${ROWS - 1}, uniforms.seq - 1)`, '0', `clamp(tc - r0 + 1, 0, ${tk})`]
+    : [`r0 + ${tk} > t0`, `clamp(tc - r0, 0, ${tk})`, `min(${tk}, uniforms.seq - r0)`];
+  return `for (var r0 = 0; r0 < uniforms.seq; r0 += ${tk}) {
+        let needed = ${needed};
+        if (needed) {
+          ${stage}
+        }
+        workgroupBarrier();
+        if (needed) {
+          for (var jj = ${lo}; jj < ${hi}; jj++) {
+            ${b.pair(g)}
+          }
+        }
+        workgroupBarrier();
+      }`;
+}
+
+function userCode(b: Body, g: Gen, tk: number): string {
+  const shared = [
+    ...b.tile.map((x) => `var<workgroup> s_${x} : array<${g.type}, ${tk * g.dw}>;`),
+    ...b.tileScalars.map((x) => `var<workgroup> s_${x} : array<f32, ${tk}>;`),
+  ].join('\n    ');
+  return `
+    ${shared}
+    fn main() {
+      let blocks = (uniforms.seq + ${ROWS - 1}) / ${ROWS};
+      let group = i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS};
+      let heads = uniforms.rows / uniforms.seq;
+      let head = min(group / blocks, heads - 1);
+      let t0 = (group % blocks) * ${ROWS};
+      let t = t0 + i32(localIndex);
+      let live = t < uniforms.seq && group < heads * blocks;
+      let tc = min(t, uniforms.seq - 1); // idle invocations compute on the last row, write nothing
+      let base = head * uniforms.seq;
+      let row = base + tc;
+      ${b.own.map((x) => g.load(x)).join('\n      ')}
+      ${b.ownScalars.map((x) => `let ${x}_own = ${x}[row];`).join('\n      ')}
+      ${b.init(g)}
+      ${walk(b, g, tk)}
+      if (live) {
+        ${b.finish(g)}
+      }
+    }`;
+}
+
+/** One workgroup per ROWS rows of each [T, D] matrix, spread over x and y. */
+function attentionProgram(name: BodyName, r: number, t: number, d: number) {
+  const b: Body = BODIES[name];
+  const g = new Gen(d);
+  const tk = attentionTileRows(b, d);
+  const groups = r * Math.ceil(t / ROWS);
+  const vector = new Set([...b.own, ...b.tile]);
   return {
-    variableNames: o.variableNames,
-    outputShape: o.outputShape,
-    shaderKey: `lorafleet_attn_${o.key}_${o.d}`,
+    variableNames: b.inputs,
+    variableComponents: b.inputs.map((x) => (vector.has(x) ? g.w : 1)),
+    outputShape: [r * t, b.rowwise ? 1 : d], // two dims: tfjs's x/y dispatch layout
+    shaderKey: `lorafleet_attn_${name}_d${d}_w${g.w}_tk${tk}`,
     dispatchLayout: { x: [0], y: [1] },
     dispatch: [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1],
-    workgroupSize: [THREADS, 1, 1],
+    workgroupSize: [ROWS, 1, 1],
     uniforms: 'rows : i32, seq : i32, scale : f32,',
-    getUserCode: () => `
-    ${helpers}
-    fn main() {
-      let row = (i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS}) * ${THREADS} + i32(localIndex);
-      if (row >= uniforms.rows) { return; }
-      let t = row % uniforms.seq;
-      let head = row - t;
-      const D = ${o.d};
-      ${o.body}
-    }`,
+    getUserCode: () => userCode(b, g, tk),
   };
 }
 
-/** dot<D>_a_b(i, j): row i of a . row j of b (flat offsets), for each pair of inputs the bodies use. */
-function dotHelpers(names: string[], d: number): string {
-  const pairs = [
-    ['q', 'k'],
-    ['dy', 'v'],
-    ['dy', 'o'],
-  ].filter(([a, b]) => names.includes(a!) && names.includes(b!));
-  return pairs
-    .map(
-      ([a, b]) => `
-    fn dot${d}_${a}_${b}(i : i32, j : i32) -> f32 {
-      var s = 0.0;
-      for (var c = 0; c < ${d}; c++) { s += ${a}[i + c] * ${b}[j + c]; }
-      return s;
-    }`,
-    )
-    .join('');
-}
-
-const qk = (i: string, j: string, d: number) => `dot${d}_q_k(${i}, ${j})`;
-const dyv = (i: string, j: string, d: number) => `dot${d}_dy_v(${i}, ${j})`;
-
-/**
- * acc [D] = sum of w * from[other row] over the keys j <= t a query row meets
- * (`over: 'keys'`) or the queries i >= t that meet a key row (`'queries'`),
- * with p = exp(scale q . k - lse of the query) and w the WGSL `weight` of p;
- * written times scale when `scaled`.
- */
-function accumulate(
-  d: number,
-  o: { over: 'keys' | 'queries'; weight: string; from: string; scaled: boolean },
-): string {
-  const keys = o.over === 'keys';
-  const other = keys ? '(head + j)' : 'qi';
-  const loop = keys
-    ? 'for (var j = 0; j <= t; j++) {'
-    : 'for (var i = t; i < uniforms.seq; i++) {\n        let qi = head + i;';
-  const s = keys ? qk('row * D', `${other} * D`, d) : qk('qi * D', 'row * D', d);
-  return `
-      var acc : array<f32, ${d}>;
-      ${loop}
-        let p = exp(uniforms.scale * ${s} - lse[${keys ? 'row' : 'qi'}]);
-        let w = ${o.weight};
-        for (var c = 0; c < D; c++) { acc[c] += w * ${o.from}[${other} * D + c]; }
-      }
-      for (var c = 0; c < D; c++) { setOutputAtIndex(row * D + c, ${o.scaled ? 'uniforms.scale * ' : ''}acc[c]); }`;
-}
-
-/** The WGSL body of each program, by D. */
-const BODIES = {
-  stats: (d: number) => `
-      var m = -3.0e38;
-      var l = 0.0;
-      for (var j = 0; j <= t; j++) {
-        let s = uniforms.scale * ${qk('row * D', '(head + j) * D', d)};
-        let mNew = max(m, s);
-        l = l * exp(m - mNew) + exp(s - mNew);
-        m = mNew;
-      }
-      setOutputAtIndex(row, m + log(l));`,
-  out: (d: number) => accumulate(d, { over: 'keys', weight: 'p', from: 'v', scaled: false }),
-  delta: (d: number) => `
-      setOutputAtIndex(row, dot${d}_dy_o(row * D, row * D));`,
-  q: (d: number) =>
-    accumulate(d, {
-      over: 'keys',
-      weight: `p * (${dyv('row * D', '(head + j) * D', d)} - delta[row])`,
-      from: 'k',
-      scaled: true,
-    }),
-  k: (d: number) =>
-    accumulate(d, {
-      over: 'queries',
-      weight: `p * (${dyv('qi * D', 'row * D', d)} - delta[qi])`,
-      from: 'q',
-      scaled: true,
-    }),
-  v: (d: number) => accumulate(d, { over: 'queries', weight: 'p', from: 'dy', scaled: false }),
-} as const;
-type BodyName = keyof typeof BODIES;
-
-/** Inputs and output of each program: the output has D columns unless `rowwise`. */
-const SPECS: Record<BodyName, { inputs: string[]; rowwise: boolean }> = {
-  stats: { inputs: ['q', 'k'], rowwise: true },
-  out: { inputs: ['q', 'k', 'v', 'lse'], rowwise: false },
-  delta: { inputs: ['dy', 'o'], rowwise: true },
-  q: { inputs: ['q', 'k', 'v', 'dy', 'lse', 'delta'], rowwise: false },
-  k: { inputs: ['q', 'k', 'v', 'dy', 'lse', 'delta'], rowwise: false },
-  v: { inputs: ['q', 'k', 'dy', 'lse'], rowwise: false }, // dv needs no v
-};
-
 function run(args: WebGpuKernelArgs, name: BodyName): Info {
-  const { inputs: names, rowwise } = SPECS[name];
+  const { inputs: names, rowwise } = BODIES[name];
   const inputs = names.map((n) => args.inputs[n] as Info | undefined);
   const first = inputs[0]!;
   const [R, T, D] = first.shape as [number, number, number];
@@ -164,20 +305,17 @@ function run(args: WebGpuKernelArgs, name: BodyName): Info {
       );
   }
   const scale = (args.attrs as { scale?: number } | undefined)?.scale ?? 1;
-  const program = rowsProgram({
-    key: name,
-    variableNames: names,
-    outputShape: [R * T, rowwise ? 1 : D], // two dims: tfjs's x/y dispatch layout
-    rows: R * T,
-    d: D,
-    body: BODIES[name](D),
-  });
   const runner = args.backend as unknown as WebGpuProgramRunner;
-  const out = runner.runWebGPUProgram(program, inputs as Info[], 'float32', [
-    { type: 'int32', data: [R * T] },
-    { type: 'int32', data: [T] },
-    { type: 'float32', data: [scale] },
-  ]);
+  const out = runner.runWebGPUProgram(
+    attentionProgram(name, R, T, D),
+    inputs as Info[],
+    'float32',
+    [
+      { type: 'int32', data: [R * T] },
+      { type: 'int32', data: [T] },
+      { type: 'float32', data: [scale] },
+    ],
+  );
   return { ...out, shape: rowwise ? [R, T] : [R, T, D] }; // the same data
 }
 
