@@ -46,6 +46,7 @@ export {
   crossEntropyRows,
   forceMatMulTile,
   ruleHolds,
+  tileProblem,
   fusedCrossEntropyAvailable,
   fusedNorm,
   fusedNormAvailable,

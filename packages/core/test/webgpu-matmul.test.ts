@@ -129,6 +129,34 @@ async function check(c: Case, seed: number, stock = true): Promise<void> {
 
 webGpuSuite(() => forceMatMulTile(null));
 
+/** alpha * x op(W) + bias + beta * H op(L) of LoraFleetMatMul against tfjs's ops, both orientations of L. */
+async function checkEpilogue(m: number, k: number, n: number, r: number) {
+  for (const transposeL of [true, false]) {
+    const x = tf.tensor(values([m, k], 60), [m, k]);
+    const w = tf.tensor(values([n, k], 61), [n, k]);
+    const bias = tf.tensor(values([n], 62), [n]);
+    const h = tf.tensor(values([m, r], 63), [m, r]);
+    const l = tf.tensor(values(transposeL ? [n, r] : [r, n], 64), transposeL ? [n, r] : [r, n]);
+    const attrs = { transposeA: false, transposeB: true, alpha: 0.5, beta: 2, transposeL };
+    const fused = tf
+      .engine()
+      .runKernel(LORAFLEET_MATMUL, { a: x, b: w, bias, h, l }, attrs as never) as tf.Tensor;
+    const reference = tf.tidy(() =>
+      tf.add(
+        tf.add(tf.mul(tf.matMul(x, w, false, true), 0.5), bias),
+        tf.mul(tf.matMul(h, l, false, transposeL), 2),
+      ),
+    );
+    const [got, want] = [
+      (await fused.data()) as Float32Array,
+      (await reference.data()) as Float32Array,
+    ];
+    expect(maxDiff(got, want)).toBeLessThan(1e-4);
+    expect(maxDiff(want, new Float32Array(want.length))).toBeGreaterThan(1); // not vacuous
+    tf.dispose([x, w, bias, h, l, fused, reference]);
+  }
+}
+
 describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
   it('BatchMatMul on webgpu is the project kernel', () => {
     expect(tf.getKernel('BatchMatMul', 'webgpu')!.kernelFunc).not.toBe(
@@ -214,30 +242,22 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
   }, 300_000);
 
   it('LoraFleetMatMul: alpha * x op(W) + bias + beta * H op(L), both orientations of L', async () => {
-    const [m, k, n, r] = [23, 18, 30, 5];
-    for (const transposeL of [true, false]) {
-      const x = tf.tensor(values([m, k], 60), [m, k]);
-      const w = tf.tensor(values([n, k], 61), [n, k]);
-      const bias = tf.tensor(values([n], 62), [n]);
-      const h = tf.tensor(values([m, r], 63), [m, r]);
-      const l = tf.tensor(values(transposeL ? [n, r] : [r, n], 64), transposeL ? [n, r] : [r, n]);
-      const attrs = { transposeA: false, transposeB: true, alpha: 0.5, beta: 2, transposeL };
-      const fused = tf
-        .engine()
-        .runKernel(LORAFLEET_MATMUL, { a: x, b: w, bias, h, l }, attrs as never) as tf.Tensor;
-      const reference = tf.tidy(() =>
-        tf.add(
-          tf.add(tf.mul(tf.matMul(x, w, false, true), 0.5), bias),
-          tf.mul(tf.matMul(h, l, false, transposeL), 2),
-        ),
-      );
-      const [got, want] = [
-        (await fused.data()) as Float32Array,
-        (await reference.data()) as Float32Array,
-      ];
-      expect(maxDiff(got, want)).toBeLessThan(1e-4);
-      expect(maxDiff(want, new Float32Array(want.length))).toBeGreaterThan(1); // not vacuous
-      tf.dispose([x, w, bias, h, l, fused, reference]);
+    await checkEpilogue(23, 18, 30, 5);
+  }, 300_000);
+
+  // Spread tiles place an invocation's columns TN/RN vec4s apart: the bias and
+  // the LoRA term must follow them (N = 150: a partial tile, columns past N).
+  it('spread tiles: the product, the bias and the LoRA term on their columns', async () => {
+    // One single- and one double-buffered (the epilogue is the same code for all sizes).
+    const spread = TILE_CANDIDATES.filter((t) => t.spread && t.tm === 64);
+    expect(spread.map((t) => Boolean(t.db))).toEqual([false, true]);
+    try {
+      for (const tile of spread) {
+        forceMatMulTile(tile);
+        await checkEpilogue(70, 20, 150, 3);
+      }
+    } finally {
+      forceMatMulTile(null);
     }
   }, 300_000);
 

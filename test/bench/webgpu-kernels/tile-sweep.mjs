@@ -15,6 +15,7 @@ import {
   forceMatMulTile,
   ruleHolds,
   tileName,
+  tileProblem,
   useSplitK,
 } from '../../../packages/core/dist/src/index.js';
 import { closeWebGpu, flops, matmulShapes, openWebGpu, operands, tf, timeGpu } from './common.mjs';
@@ -44,9 +45,12 @@ const adapter = await openWebGpu();
 const software = /swiftshader/i.test(adapter);
 const scale = Number(opt.scale ?? (software ? 8 : 1));
 const limits = tf.backend().device?.limits ?? {};
+// The adapter's limits as the kernel reads them (tiles.ts: double-buffered tiles take twice the memory).
 const fits = (t) =>
-  (t.tm / t.rm) * (t.tn / t.rn) <= (limits.maxComputeInvocationsPerWorkgroup ?? 256) &&
-  4 * t.tk * (t.tm + t.tn) <= (limits.maxComputeWorkgroupStorageSize ?? 16384);
+  tileProblem(t, {
+    maxInvocations: limits.maxComputeInvocationsPerWorkgroup ?? 256,
+    maxWorkgroupStorage: limits.maxComputeWorkgroupStorageSize ?? 16384,
+  }) === null;
 
 // The default table's rules, in order, each with the step's shapes it governs.
 const shapes = matmulShapes(scale);

@@ -12,7 +12,8 @@
 // that the unrolled inner loop reads RM/4 + RN/4 vec4s per k and issues
 // RM * RN/4 vec4 FMAs (double-buffered tiles: the next slice is read into
 // registers during the product and staged in a second buffer, one barrier per
-// slice). Global loads are vec4 when the operand's contiguous
+// slice; spread tiles: an invocation's vec4 columns lie TN/RN vec4s apart, so
+// neighbouring invocations read neighbouring vec4s of Bs). Global loads are vec4 when the operand's contiguous
 // dimension is a multiple of 4, scalar otherwise; every load and store checks
 // its bounds, so any shape works.
 import { type MatMulTile, tileName } from './tiles.js';
@@ -132,6 +133,16 @@ function loaderParts(op: Operand, tk: number, invocations: number) {
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** The B tile's vec4 column of an invocation's j-th vec4 of columns (see MatMulTile.spread). */
+function bColumn(tile: MatMulTile, j: number): string {
+  return tile.spread ? `${j * (tile.tn / tile.rn)}u + tx` : `tx * ${tile.rn / 4}u + ${j}u`;
+}
+
+/** C's column of an invocation's j-th vec4 (WGSL i32), from nBase (its first). */
+function cColumn(tile: MatMulTile, j: number): string {
+  return `nBase + ${tile.spread ? j * (tile.tn / tile.rn) * 4 : j * 4}`;
+}
 const acc = (i: number, j: number) => `acc${i}_${j}`;
 
 /** The unrolled k loop over one staged slice: RM x RN/4 vec4 FMAs per k. */
@@ -142,7 +153,7 @@ function innerProduct(tile: MatMulTile, offA = '', offB = ''): string {
     for (let qa = 0; qa < rm / 4; qa++)
       lines.push(`a${qa} = As[${offA}${kk * (tm / 4)}u + ty * ${rm / 4}u + ${qa}u];`);
     for (let j = 0; j < rn / 4; j++)
-      lines.push(`b${j} = Bs[${offB}${kk * (tn / 4)}u + tx * ${rn / 4}u + ${j}u];`);
+      lines.push(`b${j} = Bs[${offB}${kk * (tn / 4)}u + ${bColumn(tile, j)}];`);
     for (const i of range(rm))
       for (const j of range(rn / 4))
         lines.push(`${acc(i, j)} = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b${j}, ${acc(i, j)});`);
@@ -153,12 +164,13 @@ function innerProduct(tile: MatMulTile, offA = '', offB = ''): string {
 /** alpha, bias, the LoRA term, then bounded scalar stores. */
 function epilogue(spec: MatMulSpec): string {
   const { rm, rn } = spec.tile;
+  const col = (j: number) => cColumn(spec.tile, j);
   const lines: string[] = [];
   for (const i of range(rm))
     for (const j of range(rn / 4)) lines.push(`${acc(i, j)} *= uniforms.alpha;`);
   if (spec.bias) {
     for (const j of range(rn / 4)) {
-      const n = `nBase + ${j * 4}`;
+      const n = col(j);
       lines.push(
         `let bias${j} = vec4<f32>(biasAt(${n}), biasAt(${n} + 1), biasAt(${n} + 2), biasAt(${n} + 3));`,
       );
@@ -170,7 +182,7 @@ function epilogue(spec: MatMulSpec): string {
     lines.push(`for (var q = 0; q < uniforms.rank; q++) {`);
     for (const i of range(rm)) lines.push(`  let h${i} = uniforms.beta * hAt(mBase + ${i}, q);`);
     for (const j of range(rn / 4)) {
-      const n = `nBase + ${j * 4}`;
+      const n = col(j);
       lines.push(
         `  let l${j} = vec4<f32>(${l(n)}, ${l(`${n} + 1`)}, ${l(`${n} + 2`)}, ${l(`${n} + 3`)});`,
       );
@@ -181,7 +193,7 @@ function epilogue(spec: MatMulSpec): string {
   }
   for (const i of range(rm)) {
     for (const j of range(rn / 4)) {
-      lines.push(`store(mBase + ${i}, nBase + ${j * 4}, outBase, ${acc(i, j)});`);
+      lines.push(`store(mBase + ${i}, ${col(j)}, outBase, ${acc(i, j)});`);
     }
   }
   return lines.join('\n      ');
@@ -317,7 +329,7 @@ function userCode(spec: MatMulSpec): string {
       ${regs}
       ${tile.db ? doubleBufferedLoop(tile, la, lb, sa, sb) : singleBufferedLoop(tile, la, lb)}
       let mBase = m0 + i32(ty) * ${rm};
-      let nBase = n0 + i32(tx) * ${rn};
+      let nBase = n0 + i32(tx) * ${tile.spread ? 4 : rn};
       ${epilogue(spec)}
     }`;
 }

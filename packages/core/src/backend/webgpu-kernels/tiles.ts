@@ -28,6 +28,14 @@ export interface MatMulTile {
    * workgroup memory, one barrier per slice instead of two).
    */
   db?: boolean;
+  /**
+   * Spread columns: an invocation's RN/4 vec4 columns lie TN/RN vec4s apart
+   * (column (j * TN/RN + tx) * 4 for its j-th), not side by side, so
+   * neighbouring invocations read neighbouring vec4s of the B tile (no
+   * workgroup-memory bank conflicts when RN = 8) and store neighbouring
+   * vec4s of C.
+   */
+  spread?: boolean;
 }
 
 /** One row of the table: the first whose bounds hold for (M, N, K, batch) wins. */
@@ -67,6 +75,11 @@ export const TILE_CANDIDATES: readonly MatMulTile[] = [
   { tm: 64, tn: 64, rm: 4, rn: 4, tk: 16, db: true },
   { tm: 128, tn: 128, rm: 8, rn: 8, tk: 8, db: true },
   { tm: 128, tn: 64, rm: 8, rn: 4, tk: 8, db: true },
+  // Spread columns (2026-12-05, not yet measured on a GPU: the sweep decides).
+  { tm: 64, tn: 64, rm: 8, rn: 8, tk: 16, spread: true },
+  { tm: 128, tn: 128, rm: 8, rn: 8, tk: 8, spread: true },
+  { tm: 64, tn: 64, rm: 8, rn: 8, tk: 16, db: true, spread: true },
+  { tm: 128, tn: 128, rm: 8, rn: 8, tk: 8, db: true, spread: true },
 ];
 
 /**
@@ -113,7 +126,7 @@ export function tileProblem(tile: MatMulTile, limits: TileLimits = DEFAULT_LIMIT
 }
 
 export function tileName(t: MatMulTile): string {
-  return `${t.tm}x${t.tn}_${t.rm}x${t.rn}_k${t.tk}${t.db ? '_db' : ''}`;
+  return `${t.tm}x${t.tn}_${t.rm}x${t.rn}_k${t.tk}${t.db ? '_db' : ''}${t.spread ? '_sp' : ''}`;
 }
 
 /** Whether a rule's bounds hold for C [batch, M, N] = A [.., M, K] B [.., K, N]. */
