@@ -34,6 +34,7 @@ export function summarize(work) {
     ...correctnessLines(r),
     ...throughputLines(r),
     ...kernelLines(r),
+    ...noRobustLines(r),
     ...profileLines(r),
   ];
   const { project: p, torch: t } = r.throughput;
@@ -69,9 +70,11 @@ function collect(work) {
       project: readJson(join(work, 'throughput-project.json')),
       stock: readJson(join(work, 'throughput-project-stock.json')),
       tape: readJson(join(work, 'throughput-project-tape.json')),
+      norobust: readJson(join(work, 'throughput-project-norobust.json')),
       torch: readJson(join(work, 'throughput-torch.json')),
     },
     kernelBench: readJson(join(work, 'kernel-bench.json')),
+    kernelBenchNoRobust: readJson(join(work, 'kernel-bench-norobust.json')),
     profile: readJson(join(work, 'profile.json')),
     profileScheduled: readJson(join(work, 'profile-scheduled.json')),
     tileTable: readJson(join(work, 'tile-table.json')),
@@ -119,6 +122,12 @@ function throughputLines(r) {
     lines.push(
       `project ${tape.backend} on tfjs's tape (LORAFLEET_WEBGPU_STEP=tape): ${tape.tokensPerSecond.toFixed(0)} tokens/s, RATIO ${(tape.tokensPerSecond / t.tokensPerSecond).toFixed(3)}, tfjs GPU allocation ${gib(tape.tfjsGpuBytesAllocated)}`,
     );
+  if (r.throughput.norobust && t) {
+    const nr = r.throughput.norobust;
+    lines.push(
+      `project ${nr.backend} with Dawn's robustness off (disable_robustness): ${nr.tokensPerSecond.toFixed(0)} tokens/s (gradients: ${path(nr)}), RATIO ${(nr.tokensPerSecond / t.tokensPerSecond).toFixed(3)}`,
+    );
+  }
   if (t)
     lines.push(
       `torch ${t.torch} + peft ${t.peft} fp32 (${t.attention}): ${t.tokensPerSecond.toFixed(0)} tokens/s, median step ${t.medianStepSeconds.toFixed(3)} s, max_memory_allocated ${gib(t.maxMemoryAllocated)}`,
@@ -131,6 +140,24 @@ function throughputLines(r) {
   if (st && t)
     lines.push(
       `before (LORAFLEET_WEBGPU_KERNELS=stock: tfjs matmul, unfused LoRA): ${st.tokensPerSecond.toFixed(0)} tokens/s, RATIO ${(st.tokensPerSecond / t.tokensPerSecond).toFixed(3)}, tfjs GPU allocation ${gib(st.tfjsGpuBytesAllocated)}`,
+    );
+  return lines;
+}
+
+/** The kernel benchmark with Dawn's robustness off against the same with it on. */
+function noRobustLines(r) {
+  const [on, off] = [r.kernelBench, r.kernelBenchNoRobust];
+  if (!on || !off) return [];
+  const lines = off.matmuls.map((k, i) => {
+    const tflops = (x) => (k.flops / x) * 1e-12;
+    const peak = off.peakTflops
+      ? ` (${((100 * tflops(k.project)) / off.peakTflops).toFixed(1)}% of fp32 peak)`
+      : '';
+    return `kernel ${k.name} with robustness off: ${tflops(k.project).toFixed(2)} TFLOP/s${peak}, on ${tflops(on.matmuls[i].project).toFixed(2)}`;
+  });
+  if (off.attention && on.attention)
+    lines.push(
+      `kernel fused causal attention with robustness off: ${(off.attention.fused * 1e3).toFixed(2)} ms, on ${(on.attention.fused * 1e3).toFixed(2)} ms`,
     );
   return lines;
 }

@@ -150,11 +150,16 @@ else
     LORAFLEET_WEBGPU_STEP=tape node "$gpu" profile --backend webgpu --out "$work/profile.json"
   phase profile-scheduled 60 "${tiles[@]}" env LORAFLEET_DAWN_FLAGS=disable-dawn-features=timestamp_quantization \
     node "$gpu" profile --backend webgpu --out "$work/profile-scheduled.json"
+  # Dawn's robustness off (it clamps every storage and workgroup array index;
+  # the project's kernels check their own bounds): what the clamps cost the
+  # step and the matmul. Information for choosing a default, not the default.
+  robust_off=(env LORAFLEET_DAWN_FLAGS=enable-dawn-features=disable_robustness)
+  phase throughput-project-norobust 60 "${tiles[@]}" "${robust_off[@]}" node "$gpu" throughput \
+    --backend webgpu --out "$work/throughput-project-norobust.json"
+  phase kernel-bench-norobust 60 "${tiles[@]}" "${robust_off[@]}" node test/bench/webgpu-kernels/run.mjs \
+    --out "$work/kernel-bench-norobust.json"
   # The host's cost of issuing the step (Dawn's null adapter on this machine's CPU).
   phase host 60 node test/bench/webgpu-kernels/host.mjs
-  # The RATIO's "before": the same throughput on tfjs's stock matmul, unfused LoRA.
-  phase throughput-project-stock 90 env LORAFLEET_WEBGPU_KERNELS=stock node "$gpu" throughput \
-    --backend webgpu --out "$work/throughput-project-stock.json"
   phase conformance 150 env LORAFLEET_BACKENDS=webgpu node node_modules/vitest/vitest.mjs run \
     packages/core/test/lora-conformance.test.ts test/backend-conformance.test.ts \
     packages/core/test/backends.test.ts test/webgpu-kernels.test.ts packages/core/test/webgpu-*.test.ts \
@@ -168,6 +173,10 @@ else
   phase fleet-webgpu 60 node apps/coordinator/bin/lorafleet.js train --model "$work/tiny" \
     --data "$work/adapter/train.txt" --out "$work/fleet" --steps 3 --batch-size 4 --seq-len 32 \
     --workers 2 --backend webgpu --no-dashboard
+  # The RATIO's "before" (measured on 2026-12-04: 3,235-3,553 tokens/s), last:
+  # the same throughput on tfjs's stock matmul, unfused LoRA.
+  phase throughput-project-stock 90 env LORAFLEET_WEBGPU_KERNELS=stock node "$gpu" throughput \
+    --backend webgpu --out "$work/throughput-project-stock.json"
 fi
 
 phase report 30 node "$gpu" report --work "$work" --out "$out/gpu-report.json"
