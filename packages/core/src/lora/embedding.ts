@@ -87,8 +87,13 @@ export class LoraEmbedding {
       name: adapterName,
       settings: { ...settings },
       scaling: loraScaling(settings),
-      a: tf.variable(tf.tensor2d(a, [r, this.numEmbeddings]), true, `${prefix}.lora_embedding_A`),
-      b: tf.variable(tf.tensor2d(b, [this.dim, r]), true, `${prefix}.lora_embedding_B`),
+      // tidy: the variable keeps the data, the tensor it was made from goes.
+      a: tf.tidy(() =>
+        tf.variable(tf.tensor2d(a, [r, this.numEmbeddings]), true, `${prefix}.lora_embedding_A`),
+      ),
+      b: tf.tidy(() =>
+        tf.variable(tf.tensor2d(b, [this.dim, r]), true, `${prefix}.lora_embedding_B`),
+      ),
     };
     this.adapters.set(adapterName, adapter);
     this.active = adapterName;

@@ -204,8 +204,11 @@ export class LoraLinear {
       name: adapterName,
       settings: { ...settings },
       scaling: loraScaling(settings),
-      a: tf.variable(tf.tensor2d(a, [r, this.inFeatures]), true, `${prefix}.lora_A`),
-      b: tf.variable(tf.tensor2d(b, [this.outFeatures, r]), true, `${prefix}.lora_B`),
+      // tidy: the variable keeps the data, the tensor it was made from goes.
+      a: tf.tidy(() => tf.variable(tf.tensor2d(a, [r, this.inFeatures]), true, `${prefix}.lora_A`)),
+      b: tf.tidy(() =>
+        tf.variable(tf.tensor2d(b, [this.outFeatures, r]), true, `${prefix}.lora_B`),
+      ),
     };
     this.adapters.set(adapterName, adapter);
     this.active = adapterName;

@@ -106,7 +106,8 @@ export class Gpt2Model implements CausalLM {
     };
     const variable = (name: string) => {
       const w = get(name);
-      return tf.variable(tf.tensor(w.data, w.shape), false, `${name}#${serial}`);
+      // tidy: the variable keeps the data, the tensor it was made from goes.
+      return tf.tidy(() => tf.variable(tf.tensor(w.data, w.shape), false, `${name}#${serial}`));
     };
     const norm = (name: string): LayerNorm => ({
       gamma: variable(`${name}.weight`) as tf.Variable<tf.Rank.R1>,

@@ -85,7 +85,10 @@ export class LlamaModel implements CausalLM {
     };
     const variable = (name: string) => {
       const w = get(name);
-      return tf.variable(tf.tensor(w.data, w.shape), false, `${name}#llama${serial}`);
+      // tidy: the variable keeps the data, the tensor it was made from goes.
+      return tf.tidy(() =>
+        tf.variable(tf.tensor(w.data, w.shape), false, `${name}#llama${serial}`),
+      );
     };
     const linear = (name: string, bias: boolean) => {
       const w = get(`${name}.weight`);
