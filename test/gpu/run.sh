@@ -122,7 +122,7 @@ else
   phase adapters 60 node "$gpu" adapters --out "$work/adapters.json"
   # The project's WGSL kernels (docs/webgpu-kernels.md): the tile sweep writes
   # the tile table; the kernel benchmark and the project's throughput use it.
-  phase tile-sweep 200 node test/bench/webgpu-kernels/tile-sweep.mjs --out "$work/tile-table.json"
+  phase tile-sweep 220 node test/bench/webgpu-kernels/tile-sweep.mjs --out "$work/tile-table.json"
   tiles=()
   [[ -s $work/tile-table.json ]] && tiles=(env "LORAFLEET_WEBGPU_TILES=$work/tile-table.json")
   phase kernel-bench 60 "${tiles[@]}" node test/bench/webgpu-kernels/run.mjs --out "$work/kernel-bench.json"

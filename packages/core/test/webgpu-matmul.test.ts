@@ -11,6 +11,7 @@ import {
   TILE_CANDIDATES,
   chooseTile,
   forceMatMulTile,
+  forceSplitK,
   splitCount,
   useSplitK,
   tf,
@@ -178,11 +179,12 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
   }
 
   it('split-k: the rank-sized A^T B of the LoRA backward (dA, dB) equals cpu and stock, split or not', async () => {
-    // (m, k, n): dA = dh^T x and dB = dy^T h shapes; k even (split), k with one factor of 2, k odd.
+    // (m, k, n): dA = dh^T x and dB = dy^T h shapes; k a power of 2, k even, k odd (the last
+    // chunk shorter); each chunk keeps at least 256 of k.
     const shapes: [number, number, number, number][] = [
       [8, 1024, 96, 4],
       [96, 1000, 8, 2],
-      [8, 1023, 96, 1],
+      [8, 1023, 96, 2],
     ];
     for (const [m, k, n, splits] of shapes) {
       const p = { m, n, k, batch: 1, transposeA: true, transposeB: false };
@@ -210,6 +212,39 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
       expect(relativeDiff(scaled.data, half), `LoraFleetMatMul ${JSON.stringify(p)}`).toBeLessThan(
         3e-5,
       );
+    }
+  }, 300_000);
+
+  // Split-k chunks k by workgroup z within the one product: any transposes, vec4 (K = 72) and
+  // scalar (K = 45) loads, a last chunk shorter than the others, single- and double-buffered.
+  it('split-k on any unbatched product: every transpose, vec4 and scalar loads', async () => {
+    const db = TILE_CANDIDATES.find((t) => t.db)!;
+    try {
+      forceSplitK(3);
+      expect(
+        splitCount({ m: 20, n: 36, k: 72, batch: 1, transposeA: false, transposeB: true }, db),
+      ).toBe(3);
+      for (const tile of [null, db]) {
+        forceMatMulTile(tile);
+        for (const [tA, tB] of FLAGS) {
+          for (const k of [72, 45]) await check(makeCase([], [], 20, k, 36, tA, tB), 5 + k, false);
+        }
+      }
+      // LoraFleetMatMul with a bias (a linear layer's forward): the bias joins the partials' sum.
+      const [x, w, bias] = [[20, 45], [36, 45], [36]].map((s, i) =>
+        tf.tensor(values(s, 90 + i), s),
+      ) as [tf.Tensor, tf.Tensor, tf.Tensor];
+      const attrs = { transposeA: false, transposeB: true, alpha: 0.5, beta: 0, transposeL: false };
+      const inputs = { a: x, b: w, bias };
+      const split = tf.engine().runKernel(LORAFLEET_MATMUL, inputs, attrs as never) as tf.Tensor;
+      forceSplitK(null);
+      const whole = tf.tidy(() => tf.add(tf.mul(tf.matMul(x, w, false, true), 0.5), bias));
+      const [got, want] = await Promise.all([split.data(), whole.data()]);
+      expect(maxDiff(got as Float32Array, want as Float32Array)).toBeLessThan(1e-4);
+      tf.dispose([x, w, bias, split, whole]);
+    } finally {
+      forceSplitK(null);
+      forceMatMulTile(null);
     }
   }, 300_000);
 

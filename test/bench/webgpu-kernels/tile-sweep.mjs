@@ -54,8 +54,6 @@ const fits = (t) =>
 
 // The default table's rules, in order, each with the step's shapes it governs.
 const shapes = matmulShapes(scale);
-// Each tile on the whole product: split-k (split-k.ts) would time it on k-chunks instead.
-useSplitK(false);
 // The first rule whose bounds hold (as tiles.ts's chooseTile reads them).
 const holds = (rule, [, batch, m, k, n]) => ruleHolds(rule, m, n, k, batch);
 const classOf = (shape) => DEFAULT_TILE_TABLE.rules.findIndex((rule) => holds(rule, shape));
@@ -74,6 +72,43 @@ const byClass = DEFAULT_TILE_TABLE.rules.map((rule, i) => ({
   rule,
   shapes: [...shapes, ...small].filter((s) => classOf(s) === i),
 }));
+
+/**
+ * Seconds of the class's products with `tile`: unsplit (the tile on the
+ * whole product), or with split-k up to `target` workgroups (split-k.ts).
+ */
+async function timeClass(tile, group, target = null) {
+  useSplitK(target !== null);
+  forceMatMulTile(tile, target ?? undefined);
+  let seconds = 0;
+  for (const shape of group) {
+    const { a, b } = operands(shape);
+    seconds += await timeGpu(() => tf.matMul(a, b, shape[5], shape[6]), { repeats });
+    tf.dispose([a, b]);
+  }
+  forceMatMulTile(null);
+  useSplitK(true);
+  return seconds;
+}
+
+/**
+ * Split-k for the class's winning tile: 2 and 4 chunks for GPT-2 small's
+ * 768-column products (768 workgroups of 64x64); kept where it beats the
+ * unsplit time by 3% or more.
+ */
+async function splitTargetFor(tile, group, unsplit) {
+  // Batched products (attention's per-head ones) never split.
+  if (unsplit === undefined || group.every((shape) => shape[1] > 1)) return {};
+  let best = { seconds: unsplit / 1.03 };
+  for (const splitTarget of [1536, 3072]) {
+    const seconds = await timeClass(tile, group, splitTarget);
+    console.log(
+      `class ${rules.length}: ${tileName(tile)} split-k to ${splitTarget} workgroups ${(seconds * 1e3).toFixed(3)} ms (unsplit ${(unsplit * 1e3).toFixed(3)} ms)`,
+    );
+    if (seconds < best.seconds) best = { seconds, splitTarget };
+  }
+  return best.splitTarget ? { splitTarget: best.splitTarget } : {};
+}
 
 const rules = [];
 const source = `${adapter}, ${new Date().toISOString().slice(0, 10)}, tile-sweep.mjs (sizes / ${scale})`;
@@ -97,21 +132,15 @@ for (const { rule, shapes: group } of byClass) {
   }
   let best = null;
   for (const tile of TILE_CANDIDATES.filter(fits)) {
-    forceMatMulTile(tile);
-    let seconds = 0;
-    for (const shape of group) {
-      const { a, b } = operands(shape);
-      seconds += await timeGpu(() => tf.matMul(a, b, shape[5], shape[6]), { repeats });
-      tf.dispose([a, b]);
-    }
+    const seconds = await timeClass(tile, group);
     const work = group.reduce((sum, s) => sum + flops(s), 0);
     console.log(
       `class ${rules.length} (${group.map((s) => s[0]).join(', ')}): ${tileName(tile)} ${(seconds * 1e3).toFixed(3)} ms, ${(work / seconds / 1e9).toFixed(1)} GFLOP/s`,
     );
     if (!best || seconds < best.seconds) best = { tile, seconds };
   }
-  forceMatMulTile(null);
-  rules.push({ ...rule, tile: best ? best.tile : rule.tile });
+  const tile = best ? best.tile : rule.tile;
+  rules.push({ ...rule, tile, ...(await splitTargetFor(tile, group, best?.seconds)) });
   write();
 }
 const errors = await closeWebGpu();

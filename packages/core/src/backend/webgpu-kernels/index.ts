@@ -15,6 +15,7 @@ export {
   TILE_CANDIDATES,
   type TileRule,
   type TileTable,
+  chooseRule,
   chooseTile,
   forceMatMulTile,
   ruleHolds,
@@ -50,7 +51,7 @@ export {
   registerWebGpuActivations,
   useFusedActivations,
 } from './activations.js';
-export { splitCount, useSplitK } from './split-k.js';
+export { forceSplitK, kChunks, splitCount, useSplitK } from './split-k.js';
 export {
   ATTN_DELTA,
   ATTN_GRAD,

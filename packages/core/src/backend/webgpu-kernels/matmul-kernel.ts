@@ -10,8 +10,14 @@
 // and the benchmark. Env LORAFLEET_WEBGPU_KERNELS=stock keeps tfjs's kernel.
 import type { tf } from '../tf.js';
 import { type MatMulSpec, matMulProgram } from './matmul-program.js';
-import { chunkViews, splitCount, sumPartialsProgram } from './split-k.js';
-import { DEFAULT_LIMITS, type TileLimits, chooseTile } from './tiles.js';
+import { kChunks, splitCount, sumPartialsProgram } from './split-k.js';
+import {
+  DEFAULT_LIMITS,
+  type MatMulTile,
+  type TileLimits,
+  chooseRule,
+  chooseTile,
+} from './tiles.js';
 
 export const LORAFLEET_MATMUL = 'LoraFleetMatMul';
 export const STOCK_BATCH_MATMUL = 'LoraFleetStockBatchMatMul';
@@ -98,7 +104,11 @@ function dims(a: Info, b: Info, transposeA: boolean, transposeB: boolean): Dims 
   return { m, n, k, batchA, batchB, outShape: [...outer, m, n] };
 }
 
-/** Runs the program; `extra` are the bias and H, L inputs its spec names. */
+/**
+ * Runs the program; `extra` are the bias and H, L inputs its spec names.
+ * `chunk` (split-k): workgroup z computes k chunk z of the unbatched product
+ * into [chunks, M, N].
+ */
 function run(
   backend: WebGpuBackendLike,
   a: Info,
@@ -106,12 +116,13 @@ function run(
   d: Dims,
   attrs: LoraFleetMatMulAttrs,
   extra: { bias?: Info; h?: Info; l?: Info },
+  chunk: { tile: MatMulTile; kChunk: number; chunks: number } | null = null,
 ): Info {
-  const batch = Math.max(d.batchA, d.batchB);
+  const batch = chunk ? chunk.chunks : Math.max(d.batchA, d.batchB);
   const lora = extra.h && extra.l ? { transposeL: attrs.transposeL } : null;
   const rank = extra.h ? extra.h.shape[extra.h.shape.length - 1]! : 0;
   const spec: MatMulSpec = {
-    tile: chooseTile(d.m, d.n, d.k, batch, limitsOf(backend)),
+    tile: chunk?.tile ?? chooseTile(d.m, d.n, d.k, batch, limitsOf(backend)),
     transposeA: attrs.transposeA,
     transposeB: attrs.transposeB,
     vecA: (attrs.transposeA ? d.m : d.k) % 4 === 0,
@@ -129,6 +140,7 @@ function run(
     { type: 'int32' as const, data: [rank] },
     { type: 'float32' as const, data: [attrs.alpha] },
     { type: 'float32' as const, data: [attrs.beta] },
+    { type: 'int32' as const, data: [chunk ? chunk.kChunk : d.k] },
   ];
   const out = backend.runWebGPUProgram(
     matMulProgram(spec, batch, d.m, d.n),
@@ -137,39 +149,48 @@ function run(
     uniforms,
   );
   // The program writes [batch, M, N]; give it the broadcast outer dims (same data).
-  return { ...out, shape: d.outShape };
+  return { ...out, shape: chunk ? [batch, d.m, d.n] : d.outShape };
 }
 
-/** A^T B as S k-chunks in one batched dispatch, then the partials summed (split-k.ts). */
+/** alpha op(A) op(B) (+ bias), unbatched, as S k-chunks in one dispatch, then the partials summed (split-k.ts). */
 function splitKProduct(
   backend: WebGpuBackendLike,
-  a: Info,
-  b: Info,
+  operands: { a: Info; b: Info; bias?: Info },
   d: Dims,
+  attrs: LoraFleetMatMulAttrs,
+  tile: MatMulTile,
   splits: number,
-  alpha = 1,
 ): Info {
-  const views = chunkViews(a, b, splits);
-  const chunk: Dims = {
-    ...d,
-    k: d.k / splits,
-    batchA: splits,
-    batchB: splits,
-    outShape: [splits, d.m, d.n],
-  };
-  const attrs = { transposeA: true, transposeB: false, alpha, beta: 0, transposeL: false };
-  const partials = run(backend, views.a, views.b, chunk, attrs, {}); // [S, M, N], each times alpha
+  const { a, b, bias } = operands;
+  const chunk = { tile, ...kChunks(d.k, splits, tile) };
+  const partials = run(backend, a, b, d, attrs, {}, chunk); // [S, M, N], each times alpha
   const out = backend.runWebGPUProgram(
-    sumPartialsProgram(splits, d.m, d.n),
-    [partials],
+    sumPartialsProgram(chunk.chunks, d.m, d.n, bias !== undefined),
+    [partials, ...(bias ? [bias] : [])],
     'float32',
     [
       { type: 'int32', data: [d.m * d.n] },
-      { type: 'int32', data: [splits] },
+      { type: 'int32', data: [chunk.chunks] },
+      { type: 'int32', data: [d.n] },
     ],
   );
   backend.disposeData(partials.dataId);
   return { ...out, shape: d.outShape };
+}
+
+/** A product without the LoRA term: split-k where splitCount says (bias added with the partials), else one dispatch. */
+function splittableProduct(
+  backend: WebGpuBackendLike,
+  operands: { a: Info; b: Info; bias?: Info },
+  d: Dims,
+  attrs: LoraFleetMatMulAttrs,
+): Info {
+  const batch = Math.max(d.batchA, d.batchB);
+  const rule = chooseRule(d.m, d.n, d.k, batch, limitsOf(backend));
+  const splits = splitCount({ ...d, batch, ...attrs }, rule.tile, rule.splitTarget);
+  if (splits > 1) return splitKProduct(backend, operands, d, attrs, rule.tile, splits);
+  const { a, b, bias } = operands;
+  return run(backend, a, b, d, attrs, { bias });
 }
 
 function batchMatMul(stock: KernelFunc): KernelFunc {
@@ -182,12 +203,8 @@ function batchMatMul(stock: KernelFunc): KernelFunc {
     const d = dims(a, b, transposeA, transposeB);
     if (d === null) return stock(args);
     const backend = args.backend as unknown as WebGpuBackendLike;
-    const batch = Math.max(d.batchA, d.batchB);
-    const tile = chooseTile(d.m, d.n, d.k, batch, limitsOf(backend));
-    const splits = splitCount({ ...d, batch, transposeA, transposeB }, tile);
-    if (splits > 1) return splitKProduct(backend, a, b, d, splits);
     const attrs = { transposeA, transposeB, alpha: 1, beta: 0, transposeL: false };
-    return run(backend, a, b, d, attrs, {});
+    return splittableProduct(backend, { a, b }, d, attrs);
   };
 }
 
@@ -211,13 +228,8 @@ function loraFleetMatMul(args: KernelArgs): Info {
     throw new Error(`${LORAFLEET_MATMUL}: bias has ${size(bias.shape)} values, expected ${d.n}`);
   }
   const backend = args.backend as unknown as WebGpuBackendLike;
-  if (!bias && !h) {
-    // A plain alpha op(A) op(B): the LoRA backward's dA = dh^T x and dB = s dy^T h split k.
-    const batch = Math.max(d.batchA, d.batchB);
-    const tile = chooseTile(d.m, d.n, d.k, batch, limitsOf(backend));
-    const splits = splitCount({ ...d, batch, ...attrs }, tile);
-    if (splits > 1) return splitKProduct(backend, a!, b!, d, splits, attrs.alpha);
-  }
+  // Without the LoRA term (e.g. the LoRA backward's dA = dh^T x and dB = s dy^T h) k may split.
+  if (!h) return splittableProduct(backend, { a: a!, b: b!, ...(bias ? { bias } : {}) }, d, attrs);
   return run(backend, a!, b!, d, attrs, { bias, h, l });
 }
 

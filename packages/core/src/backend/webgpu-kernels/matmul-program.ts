@@ -45,7 +45,7 @@ export interface WebGpuProgramLike {
 
 /** Uniforms after tfjs's own (shapes): sizes, batch strides, rank, scales. */
 const UNIFORMS =
-  'dimM : i32, dimN : i32, dimK : i32, batchA : i32, batchB : i32, rank : i32, alpha : f32, beta : f32,';
+  'dimM : i32, dimN : i32, dimK : i32, batchA : i32, batchB : i32, rank : i32, alpha : f32, beta : f32, kChunk : i32,';
 
 /** One operand's loader into its workgroup tile (see the file comment for the layouts). */
 interface Operand {
@@ -80,26 +80,26 @@ function loaderParts(op: Operand, tk: number, invocations: number) {
   if (!kContiguous && vec) {
     part = (k, off) => ({
       fetch: `let kk = f / ${q}u; let o4 = f % ${q}u; let gk = ${k} + i32(kk); let go = ${origin} + i32(o4) * 4;
-        if (gk < uniforms.dimK && go < ${O}) { v = ${X}[(${base} + gk * ${O} + go) / 4]; }`,
+        if (gk < kEnd && go < ${O}) { v = ${X}[(${base} + gk * ${O} + go) / 4]; }`,
       store: `let kk = f / ${q}u; let o4 = f % ${q}u; ${S}[${off}kk * ${q}u + o4] = v;`,
     });
   } else if (!kContiguous) {
     part = (k, off) => ({
       fetch: `let kk = f / ${to}u; let o = f % ${to}u; let gk = ${k} + i32(kk); let go = ${origin} + i32(o);
-        if (gk < uniforms.dimK && go < ${O}) { v = ${X}[${base} + gk * ${O} + go]; }`,
+        if (gk < kEnd && go < ${O}) { v = ${X}[${base} + gk * ${O} + go]; }`,
       store: `let kk = f / ${to}u; let o = f % ${to}u; ${S}[${off}kk * ${q}u + o / 4u][o % 4u] = v;`,
     });
   } else if (vec) {
     part = (k, off) => ({
       fetch: `let o = f / ${tk / 4}u; let k4 = f % ${tk / 4}u; let go = ${origin} + i32(o); let gk = ${k} + i32(k4) * 4;
-        if (go < ${O} && gk < uniforms.dimK) { v = ${X}[(${base} + go * uniforms.dimK + gk) / 4]; }`,
+        if (go < ${O} && gk < kEnd) { v = ${X}[(${base} + go * uniforms.dimK + gk) / 4]; }`,
       store: `let o = f / ${tk / 4}u; let k4 = f % ${tk / 4}u;
         for (var c = 0u; c < 4u; c++) { ${S}[${off}(k4 * 4u + c) * ${q}u + o / 4u][o % 4u] = v[c]; }`,
     });
   } else {
     part = (k, off) => ({
       fetch: `let o = f / ${tk}u; let kk = f % ${tk}u; let go = ${origin} + i32(o); let gk = ${k} + i32(kk);
-        if (go < ${O} && gk < uniforms.dimK) { v = ${X}[${base} + go * uniforms.dimK + gk]; }`,
+        if (go < ${O} && gk < kEnd) { v = ${X}[${base} + go * uniforms.dimK + gk]; }`,
       store: `let o = f / ${tk}u; ${S}[${off}(f % ${tk}u) * ${q}u + o / 4u][o % 4u] = v;`,
     });
   }
@@ -232,7 +232,8 @@ type Loader = ReturnType<typeof loaderParts>;
 
 /** Stage a slice, barrier, multiply it, barrier: two barriers per slice. */
 function singleBufferedLoop(tile: MatMulTile, la: Loader, lb: Loader): string {
-  return `for (var k0 = 0; k0 < uniforms.dimK; k0 += ${tile.tk}) {
+  return `for (var kk0 = 0; kk0 < uniforms.kChunk; kk0 += ${tile.tk}) {
+        let k0 = kBegin + kk0;
         ${la.load('k0', '')}
         ${lb.load('k0', '')}
         workgroupBarrier();
@@ -258,12 +259,13 @@ function doubleBufferedLoop(
   const tk = tile.tk;
   return `${la.registers}
       ${lb.registers}
-      ${la.load('0', '')}
-      ${lb.load('0', '')}
+      ${la.load('kBegin', '')}
+      ${lb.load('kBegin', '')}
       workgroupBarrier();
       var cur = 0u;
-      for (var k0 = 0; k0 < uniforms.dimK; k0 += ${tk}) {
-        let more = k0 + ${tk} < uniforms.dimK;
+      for (var kk0 = 0; kk0 < uniforms.kChunk; kk0 += ${tk}) {
+        let k0 = kBegin + kk0;
+        let more = kk0 + ${tk} < uniforms.kChunk;
         if (more) {
           ${la.prefetch(`k0 + ${tk}`)}
           ${lb.prefetch(`k0 + ${tk}`)}
@@ -322,6 +324,11 @@ function userCode(spec: MatMulSpec): string {
       let batch = i32(workgroupId.z);
       let m0 = i32(workgroupId.y) * ${tm};
       let n0 = i32(workgroupId.x) * ${tn};
+      // Split-k: workgroup z takes k in [kBegin, kEnd) of the one product (its partial sum goes to
+      // [z, M, N]); otherwise z is the batch and kChunk = K. The k loop's bound is a uniform.
+      let split = uniforms.kChunk < uniforms.dimK;
+      let kBegin = select(0, batch * uniforms.kChunk, split);
+      let kEnd = min(kBegin + uniforms.kChunk, uniforms.dimK);
       let aBase = select(0, batch, uniforms.batchA > 1) * uniforms.dimM * uniforms.dimK;
       let bBase = select(0, batch, uniforms.batchB > 1) * uniforms.dimK * uniforms.dimN;
       let outBase = batch * uniforms.dimM * uniforms.dimN;

@@ -49,6 +49,12 @@ export interface TileRule {
   /** Fewest batch entries (attention's per-head products have B * H). */
   minBatch?: number;
   tile: MatMulTile;
+  /**
+   * Split-k (split-k.ts) for the unbatched plain products of this rule: k is
+   * split until the product has this many workgroups. Absent: only the
+   * LoRA backward's rank-sized products split.
+   */
+  splitTarget?: number;
 }
 
 export interface TileTable {
@@ -155,12 +161,17 @@ export function readTileTable(path: string): TileTable {
     const problem = tileProblem(rule.tile);
     if (problem)
       throw new Error(`LORAFLEET_WEBGPU_TILES=${path}: ${tileName(rule.tile)}: ${problem}`);
+    const target = rule.splitTarget;
+    if (target !== undefined && !(Number.isInteger(target) && target > 0))
+      throw new Error(
+        `LORAFLEET_WEBGPU_TILES=${path}: splitTarget must be a positive integer, got ${target}`,
+      );
   }
   return table;
 }
 
 let table: TileTable | undefined;
-let forced: MatMulTile | null = null;
+let forced: TileRule | null = null;
 
 /** The table in use: env LORAFLEET_WEBGPU_TILES's file, else the default. */
 export function tileTable(): TileTable {
@@ -170,16 +181,34 @@ export function tileTable(): TileTable {
   return table;
 }
 
-/** Forces one tile for every matmul (the sweep and tests); null: back to the table. */
-export function forceMatMulTile(tile: MatMulTile | null): void {
+/**
+ * Forces one tile (and split-k target, TileRule.splitTarget) for every
+ * matmul (the sweep and tests); null: back to the table.
+ */
+export function forceMatMulTile(tile: MatMulTile | null, splitTarget?: number): void {
   if (tile) {
     const problem = tileProblem(tile);
     if (problem) throw new Error(`tile ${tileName(tile)}: ${problem}`);
   }
-  forced = tile;
+  forced = tile ? { tile, ...(splitTarget ? { splitTarget } : {}) } : null;
 }
 
-/** The tile for C [batch, M, N] = A [.., M, K] B [.., K, N] within the adapter's limits. */
+/** The rule for C [batch, M, N] = A [.., M, K] B [.., K, N] whose tile fits the adapter's limits. */
+export function chooseRule(
+  m: number,
+  n: number,
+  k: number,
+  batch: number,
+  limits: TileLimits = DEFAULT_LIMITS,
+): TileRule {
+  if (forced) return forced;
+  for (const rule of tileTable().rules) {
+    if (ruleHolds(rule, m, n, k, batch) && tileProblem(rule.tile, limits) === null) return rule;
+  }
+  return { tile: { tm: 32, tn: 32, rm: 4, rn: 4, tk: 16 } }; // fits WebGPU's minimum limits
+}
+
+/** The tile of chooseRule. */
 export function chooseTile(
   m: number,
   n: number,
@@ -187,10 +216,5 @@ export function chooseTile(
   batch: number,
   limits: TileLimits = DEFAULT_LIMITS,
 ): MatMulTile {
-  if (forced) return forced;
-  for (const rule of tileTable().rules) {
-    if (ruleHolds(rule, m, n, k, batch) && tileProblem(rule.tile, limits) === null)
-      return rule.tile;
-  }
-  return { tm: 32, tn: 32, rm: 4, rn: 4, tk: 16 }; // fits WebGPU's minimum limits
+  return chooseRule(m, n, k, batch, limits).tile;
 }
