@@ -56,6 +56,7 @@ export {
   fusedAttentionAvailable,
   useFusedAttention,
   ATTN_DELTA,
+  DROPOUT,
   ATTN_GRAD,
   ATTN_OUT,
   ATTN_STATS,
@@ -122,6 +123,14 @@ export { exportAdapter, importAdapter } from './lora/peft-bridge.js';
 export { type InitialFactors, pissaToLora } from './lora/pissa-convert.js';
 export { softmaxCrossEntropy } from './ops/softmax-cross-entropy.js';
 export { geluNew, geluNewComposed } from './ops/gelu-new.js';
+export {
+  type DropoutKeys,
+  dropoutKeeps,
+  dropoutKeys,
+  dropoutMask,
+  lowbias32,
+  seededDropout,
+} from './ops/dropout.js';
 export { GELU_NEW, GELU_NEW_GRAD } from './backend/gelu-layer-norm.js';
 export { swiglu, swigluComposed } from './ops/swiglu.js';
 export {

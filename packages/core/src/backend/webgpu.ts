@@ -25,6 +25,7 @@ import {
   registerWebGpuNorm,
   registerWebGpuActivations,
   registerWebGpuAttention,
+  registerWebGpuDropout,
 } from './webgpu-kernels/index.js';
 
 /** What the worker reports as its device. */
@@ -102,6 +103,7 @@ export async function loadWebGpuKernels(): Promise<WebGpuBackendClass> {
   registerWebGpuNorm(tf, mod.webgpu_util); // fused LayerNorm / RMSNorm
   registerWebGpuActivations(tf, mod.webgpu_util); // fused gelu_new and SwiGLU
   registerWebGpuAttention(tf); // causal attention without [T, T] matrices
+  registerWebGpuDropout(tf, mod.webgpu_util); // dropout masks drawn in the kernel
   backendClass = mod.WebGPUBackend;
   return backendClass;
 }

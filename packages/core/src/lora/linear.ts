@@ -6,6 +6,7 @@ import { UNPACK_HALVES } from '../backend/unpack-halves.js';
 import { deriveSeed } from '../random.js';
 import { type BaseDtype, type HalfDtype, packHalves } from './base-dtype.js';
 import { type LoraSettings, loraScaling, validateLoraSettings } from './config.js';
+import { seededDropout } from '../ops/dropout.js';
 import { fusedLoraAvailable, fusedLoraLinear } from './fused-linear.js';
 import { type LoraInit, initLora } from './init.js';
 
@@ -29,7 +30,7 @@ export interface LoraAdapter {
 export interface ForwardOptions {
   /** Applies LoRA dropout when true. */
   training?: boolean;
-  /** Seed of the dropout mask (deterministic replicas need one per step and module). */
+  /** Seed of the dropout mask (ops/dropout.ts; deterministic replicas need one per step and module). */
   dropoutSeed?: number;
 }
 
@@ -241,7 +242,7 @@ export class LoraLinear {
       const dropout = adapter?.settings.dropout ?? 0;
       const xd =
         adapter && options.training && dropout > 0
-          ? (tf.dropout(x2, dropout, undefined, options.dropoutSeed) as tf.Tensor2D)
+          ? (seededDropout(x2, dropout, options.dropoutSeed) as tf.Tensor2D)
           : null;
       if (adapter && this.canFuse()) {
         const y = fusedLoraLinear({

@@ -8,6 +8,7 @@ import {
   geluNew as coreGeluNew,
   layerNorm as coreLayerNorm,
   causalAttention,
+  seededDropout,
   tf,
 } from '@lorafleet/core';
 import type {
@@ -218,7 +219,7 @@ export class Gpt2Model implements CausalLM {
     const seed = options.seed ?? 0;
     // Each dropout site gets its own mask seed, derived from the pass's seed.
     const drop = (x: tf.Tensor, p: number) =>
-      training && p > 0 ? tf.dropout(x, p, undefined, seed * 1009 + site++) : x;
+      training && p > 0 ? seededDropout(x, p, seed * 1009 + site++) : x;
     return tf.tidy(() => {
       const positions = tf.range(0, T, 1, 'int32');
       let x = tf.add(

@@ -11,6 +11,7 @@ import {
   causalAttentionComposed,
   fusedNorm,
   fusedNormAvailable,
+  seededDropout,
   swiglu,
   tf,
 } from '@lorafleet/core';
@@ -308,7 +309,7 @@ export class LlamaModel implements CausalLM {
       mask: bias, // [B|1, 1, T, Tk]
       dropProbs:
         pass.training && p > 0
-          ? (probs: tf.Tensor) => tf.dropout(probs, p, undefined, seed + 7)
+          ? (probs: tf.Tensor) => seededDropout(probs, p, seed + 7)
           : undefined,
     };
     const attend = pass.causal ? causalAttention : causalAttentionComposed;

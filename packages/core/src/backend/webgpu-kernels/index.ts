@@ -61,3 +61,4 @@ export {
   registerWebGpuAttention,
   useFusedAttention,
 } from './attention.js';
+export { DROPOUT, registerWebGpuDropout, fusedDropoutAvailable } from './dropout.js';

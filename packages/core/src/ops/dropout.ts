@@ -1,0 +1,79 @@
+// Dropout with masks from a counter-based hash: element i of a tensor is
+// kept iff hash(key, i) >= rate * 2^32, and kept values are scaled by
+// 1 / (1 - rate). The mask is a pure function of (seed, i), so
+//   - every backend draws the same mask (webgpu computes it in the kernel,
+//     cpu and wasm in one JavaScript loop), bit for bit;
+//   - no mask is stored: backward draws it again (dx = dropout(dy), same seed);
+//   - the same seed on any worker gives the same mask (N workers == 1 worker).
+// The hash is lowbias32 (Chris Wellons' integer hash), keyed twice so that two
+// seeds' masks are not a fixed permutation of each other.
+import { tf } from '../backend/tf.js';
+import { DROPOUT, fusedDropoutAvailable } from '../backend/webgpu-kernels/dropout.js';
+
+/** lowbias32: a 32-bit integer hash (u32 in, u32 out), the same as the WGSL in webgpu-kernels/dropout.ts. */
+export function lowbias32(v: number): number {
+  let x = v >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** What the mask of (seed, rate) is made of: two u32 keys, the u32 threshold, the f32 scale. */
+export interface DropoutKeys {
+  k1: number;
+  k2: number;
+  threshold: number;
+  scale: number;
+}
+
+/** The keys of an integer seed (any magnitude up to 2^53, negative too). */
+export function dropoutKeys(seed: number, rate: number): DropoutKeys {
+  if (!(rate >= 0 && rate < 1)) throw new Error(`dropout: rate must be in [0, 1), got ${rate}`);
+  if (!Number.isSafeInteger(seed)) throw new Error(`dropout: seed must be an integer, got ${seed}`);
+  const lo = seed >>> 0;
+  const hi = Math.floor(seed / 2 ** 32) >>> 0;
+  const k1 = lowbias32(lo ^ lowbias32(hi ^ 0x9e3779b9));
+  return {
+    k1,
+    k2: lowbias32(k1 ^ 0x85ebca6b),
+    threshold: Math.min(2 ** 32 - 1, Math.round(rate * 2 ** 32)),
+    scale: Math.fround(1 / (1 - rate)),
+  };
+}
+
+/** Whether element i is kept: hash(hash(i ^ k1) ^ k2) >= threshold. */
+export function dropoutKeeps(keys: DropoutKeys, i: number): boolean {
+  return lowbias32(lowbias32(i ^ keys.k1) ^ keys.k2) >= keys.threshold;
+}
+
+/** The multiplier of each of `size` elements: scale where kept, 0 where dropped. */
+export function dropoutMask(size: number, keys: DropoutKeys): Float32Array {
+  const mask = new Float32Array(size);
+  for (let i = 0; i < size; i++) mask[i] = dropoutKeeps(keys, i) ? keys.scale : 0;
+  return mask;
+}
+
+/** x times the mask of (seed, rate), as a kernel on webgpu, from a mask drawn here elsewhere. */
+function applyMask(x: tf.Tensor, keys: DropoutKeys): tf.Tensor {
+  if (tf.getBackend() === 'webgpu' && fusedDropoutAvailable())
+    return tf.engine().runKernel(DROPOUT, { x }, { ...keys } as never) as tf.Tensor;
+  return tf.tidy(() => tf.mul(x, tf.tensor(dropoutMask(x.size, keys), x.shape, 'float32')));
+}
+
+/**
+ * Inverted dropout of `x` with the mask of `seed` (elements indexed in
+ * row-major order): x * keep / (1 - rate). No seed: a random one, as
+ * tf.dropout without a seed. Differentiable: dx = the same mask times dy.
+ */
+export function seededDropout(x: tf.Tensor, rate: number, seed?: number): tf.Tensor {
+  if (rate === 0) return x;
+  const keys = dropoutKeys(seed ?? Math.floor(Math.random() * 2 ** 32), rate);
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+    value: applyMask(args[0] as tf.Tensor, keys),
+    gradFunc: (dy: tf.Tensor) => applyMask(dy, keys),
+  }));
+  return op(x);
+}
