@@ -73,7 +73,7 @@ export {
 export { lossAndGradsAsync, readAsync, readParametersAsync } from './backend/async-read.js';
 export { GradientAccumulator, settleDevice } from './backend/grad-accumulator.js';
 export { installSharedClone, uninstallSharedClone } from './backend/saved-clone.js';
-export { Rng, deriveSeed } from './random.js';
+export { Rng, deriveSeed, lowbias32 } from './random.js';
 export {
   type LoraSettings,
   DEFAULT_LORA,
@@ -128,7 +128,6 @@ export {
   dropoutKeeps,
   dropoutKeys,
   dropoutMask,
-  lowbias32,
   seededDropout,
 } from './ops/dropout.js';
 export { GELU_NEW, GELU_NEW_GRAD } from './backend/gelu-layer-norm.js';

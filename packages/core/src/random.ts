@@ -47,3 +47,18 @@ export function deriveSeed(seed: number, name: string): number {
   }
   return h;
 }
+
+/**
+ * lowbias32 (Chris Wellons' 32-bit integer hash): u32 in, u32 out. Dropout's
+ * masks hash (seed, element index) with it (ops/dropout.ts); the WGSL twin is
+ * in backend/webgpu-kernels/dropout.ts.
+ */
+export function lowbias32(v: number): number {
+  let x = v >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b);
+  x ^= x >>> 16;
+  return x >>> 0;
+}

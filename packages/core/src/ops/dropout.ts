@@ -9,17 +9,7 @@
 // seeds' masks are not a fixed permutation of each other.
 import { tf } from '../backend/tf.js';
 import { DROPOUT, fusedDropoutAvailable } from '../backend/webgpu-kernels/dropout.js';
-
-/** lowbias32: a 32-bit integer hash (u32 in, u32 out), the same as the WGSL in webgpu-kernels/dropout.ts. */
-export function lowbias32(v: number): number {
-  let x = v >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d);
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
+import { lowbias32 } from '../random.js';
 
 /** What the mask of (seed, rate) is made of: two u32 keys, the u32 threshold, the f32 scale. */
 export interface DropoutKeys {

@@ -14,7 +14,7 @@ import {
 
 export const DROPOUT = 'LoraFleetDropout';
 
-/** The WGSL twin of ops/dropout.ts's lowbias32 (u32 products wrap as Math.imul's do). */
+/** The WGSL twin of random.ts's lowbias32 (u32 products wrap as Math.imul's do). */
 export const LOWBIAS32_WGSL = `
     fn lowbias32(v : u32) -> u32 {
       var x = v;
