@@ -8,16 +8,19 @@
 // training loop turns into Abort + Regroup (recovery.ts). Lost local workers
 // are respawned (up to maxRestarts); new external workers may join while the
 // run has fewer than its --expect workers. Every wait is bounded.
-import { Router } from 'zeromq';
-import { CurveAuthenticator, type CurveKeyPair, curveServerOptions } from '@lorafleet/collective';
+import type { Router } from 'zeromq';
+import type { CurveAuthenticator, CurveKeyPair } from '@lorafleet/collective';
 import type { BackendName } from '@lorafleet/core';
 import { type ControlBody, type Hello, decodeControl, encodeControl } from '@lorafleet/protocol';
 import { DropLog } from './drop-log.js';
 import { admit, senderOf } from './fleet-admission.js';
+import { deliver } from './fleet-inbox.js';
+import { coordinatorHeartbeat, openControlRouter } from './fleet-socket.js';
+import { spawnMember } from './fleet-spawn.js';
 import { FleetWaits } from './fleet-waits.js';
 import { FleetError, type Member, MembersLost, Roster } from './roster.js';
-import { InProcessWorker } from './in-process.js';
-import { WorkerProcess } from './worker-process.js';
+import type { InProcessWorker } from './in-process.js';
+import type { WorkerProcess } from './worker-process.js';
 
 export { FleetError, type Member, type MemberStatus, MembersLost } from './roster.js';
 
@@ -61,8 +64,6 @@ type BodyOf<K extends Case> = Extract<ControlBody, { case: K }>['value'];
 const HEARTBEAT_MS = 1000;
 /** How often liveness is checked. */
 const WATCH_MS = 250;
-/** Messages a worker may have waiting; more is a broken or hostile peer. */
-const INBOX_LIMIT = 256;
 /** How long the closed ROUTER keeps trying to deliver (Shutdown to external workers). */
 const ROUTER_LINGER_MS = 1000;
 
@@ -108,37 +109,7 @@ export class WorkerFleet {
   /** Binds the ROUTER, spawns the workers (or waits for them to join) and waits for every Hello. */
   static async start(options: FleetOptions): Promise<WorkerFleet> {
     const { membership } = options;
-    // Spawned fleets stay on loopback; --listen elsewhere needs CURVE or
-    // --allow-remote (checked by the caller).
-    // Before the ROUTER exists: a CURVE server with no ZAP handler would admit any key.
-    const auth = options.curve
-      ? await CurveAuthenticator.acquire({
-          keys: options.curve.authorizedKeys,
-          serverLingerMs: ROUTER_LINGER_MS,
-          onRefusal: ({ reason }) => {
-            options.log(`coordinator: ${reason} (not in --authorized-keys)`);
-            options.onEvent?.('warn', reason);
-          },
-        })
-      : undefined;
-    const router = new Router({
-      mandatory: true,
-      linger: ROUTER_LINGER_MS,
-      sendTimeout: 10_000,
-      // Bounded buffering per peer: a slow or hostile worker cannot grow our memory.
-      sendHighWaterMark: 1000,
-      receiveHighWaterMark: 1000,
-      maxMessageSize: (1 << 20) + 4096,
-      ...(options.curve && auth && curveServerOptions(options.curve.keyPair, auth.domain)),
-    });
-    const endpoint = membership.kind === 'listen' ? membership.endpoint : 'tcp://127.0.0.1:*';
-    try {
-      await router.bind(endpoint);
-    } catch (error) {
-      router.close();
-      auth?.close();
-      throw new FleetError(`cannot listen on ${endpoint}: ${(error as Error).message}`);
-    }
+    const { router, auth } = await openControlRouter(options, ROUTER_LINGER_MS);
     const fleet = new WorkerFleet(router, router.lastEndpoint!, options, auth);
     void fleet.read();
     try {
@@ -368,33 +339,10 @@ export class WorkerFleet {
   }
 
   private spawn(slot: number): Member {
-    const id = this.roster.nextId();
-    if (this.options.membership.kind === 'inprocess') {
-      const worker = new InProcessWorker(this.endpoint, this.options.backend, (w) =>
-        this.onInProcessEnd(w),
-      );
-      const member = this.roster.add(id, `worker ${id} (this process)`, slot);
-      Object.assign(member, { inProcess: worker, status: 'starting' });
-      return member;
-    }
-    const { gpus, heartbeatTimeoutMs } = this.options;
-    const gpu = gpus && gpus.length > 0 ? gpus[slot % gpus.length] : undefined;
-    const process = new WorkerProcess(
-      id,
-      this.endpoint,
-      this.options.backend,
-      (p) => this.onExit(p),
-      this.options.log,
-      {
-        ...(gpu !== undefined ? { gpu } : {}),
-        // Orphans of a coordinator that died exit soon after its heartbeats stop.
-        timeoutSeconds: Math.max(10, Math.ceil((3 * heartbeatTimeoutMs) / 1000)),
-      },
-    );
-    const member = this.roster.add(id, `worker ${id} (pid ${process.pid})`, slot);
-    member.process = process;
-    member.status = 'starting';
-    return member;
+    return spawnMember(this.roster, slot, this.endpoint, this.options, {
+      onInProcessEnd: (w) => this.onInProcessEnd(w),
+      onExit: (p) => this.onExit(p),
+    });
   }
 
   /** Waits for `workers` external Hellos, printing "waiting for workers: k/N" as they come. */
@@ -481,35 +429,10 @@ export class WorkerFleet {
       // A lost worker that wakes up (SIGCONT) or a stranger: not ours any more.
       return;
     }
-    member.lastSeen = performance.now();
-    if (body.case === 'error') {
-      const message = `${member.name} failed (${body.value.code}): ${body.value.message}`;
-      // An internal failure loses one worker; a diverged replica, a config
-      // mismatch or bad data is a bug that no restart fixes.
-      if (body.value.code === 'internal') this.markLost(member, message);
-      else if (body.value.code === 'data') {
-        this.fail(`a data error, which no restart fixes: ${message}; fix the data and run again`);
-      } else this.fail(message);
-      return;
-    }
-    if (body.case === 'heartbeat') {
-      member.lastHeartbeatMs = Date.now();
-      member.rssBytes = body.value.rssBytes;
-      const { progress, stalledMs, computeLimitMs: limitMs, warmingUp } = body.value;
-      member.compute = { progress, stalledMs, limitMs, warmingUp, at: performance.now() };
-      if (member.status === 'building' && body.value.state !== 'loading') {
-        member.status = 'ready';
-        this.event('info', `${member.name} is ready`);
-      }
-      // Consumed here: queued, a long step's heartbeats would fill the inbox.
-      this.waits.signal();
-      return;
-    }
-    if (member.inbox.length >= INBOX_LIMIT) {
-      this.markLost(member, `more than ${INBOX_LIMIT} unread messages (flooding)`);
-      return;
-    }
-    member.inbox.push(body);
+    const delivery = deliver(member, body);
+    if (delivery.kind === 'lost') return this.markLost(member, delivery.reason);
+    if (delivery.kind === 'fail') return this.fail(delivery.message);
+    if (delivery.kind === 'ready') this.event('info', `${member.name} is ready`);
     this.waits.signal();
   }
 
@@ -554,20 +477,7 @@ export class WorkerFleet {
   private beat(): void {
     // After Shutdown, workers leave: a heartbeat to one that is gone would look like a loss.
     if (this.closed || this.stopping) return;
-    const body: ControlBody = {
-      case: 'heartbeat',
-      value: {
-        sentAtMs: Date.now(),
-        state: 'unspecified',
-        rssBytes: 0,
-        stepsDone: 0,
-        heartbeatId: '',
-        progress: 0,
-        stalledMs: 0,
-        computeLimitMs: 0,
-        warmingUp: false,
-      },
-    };
+    const body = coordinatorHeartbeat();
     for (const m of this.live()) if (m.identity) this.send(m, body).catch(() => undefined);
   }
 }
