@@ -74,13 +74,13 @@ async function loraModel(config: Gpt2Config, targets: string[] | string, dropout
 }
 
 /** A tiny Llama-family model (grouped-query attention: 4 heads over 2) with adapters on `targets`. */
-async function loraLlama(overrides: Partial<LlamaConfig>, targets: string[] | string) {
+async function loraLlama(overrides: Partial<LlamaConfig>, targets: string[] | string, dropout = 0) {
   const config = tinyLlamaConfig(61, overrides);
   const model = new LlamaModel(config, randomLlamaWeights(config, 7, 0.3));
   const layers = await addLora(
     model.linears(),
     'default',
-    { r: 4, alpha: 8, dropout: 0, rslora: false },
+    { r: 4, alpha: 8, dropout, rslora: false },
     { kind: 'kaiming' },
     targets,
     1,
@@ -90,14 +90,18 @@ async function loraLlama(overrides: Partial<LlamaConfig>, targets: string[] | st
   return { model, params };
 }
 
+/** Micro-batch i's seed (its dropout masks): the same on both paths. */
+const seedOf = (i: number) => 1000 + 37 * i;
+
 async function tapeSums(model: CausalLM, params: TrainableParameters, batches: TokenBatch[]) {
   const acc = new GradientAccumulator(params);
-  for (const b of batches) acc.add(() => tokenNllSum(model, b, { training: true, seed: 1 }));
+  for (const [i, b] of batches.entries())
+    acc.add(() => tokenNllSum(model, b, { training: true, seed: seedOf(i) }));
   return acc.take();
 }
 
 async function scheduledSums(s: ScheduledGradients, batches: TokenBatch[]) {
-  for (const b of batches) s.add(b);
+  for (const [i, b] of batches.entries()) s.add(b, seedOf(i));
   return s.take();
 }
 
@@ -342,14 +346,38 @@ describe('the hand-scheduled LoRA step on webgpu', () => {
     }
   });
 
+  // LoRA dropout: the plan draws the tape's masks (a hash of the micro-batch's seed and the
+  // element) for the LoRA input in forward and for the LoRA branch of dx in backward.
+  it('equals the tape with LoRA dropout: GPT-2, every linear layer, 2 x 7 tokens', async () => {
+    const { model, params } = await loraModel(CONFIG, ['c_attn', 'c_proj', 'c_fc'], 0.3);
+    try {
+      await expectTapeEquality(model, params, [batch(2, 7), batch(2, 7, 1)]);
+      // Not vacuous: the masks change the gradient.
+      const masked = await tapeSums(model, params, [batch(2, 7)]);
+      const noDropout = await loraModel(CONFIG, ['c_attn', 'c_proj', 'c_fc'], 0);
+      const plain = await tapeSums(noDropout.model, noDropout.params, [batch(2, 7)]);
+      noDropout.model.dispose();
+      expect(maxRelDiff(masked.grads, plain.grads)).toBeGreaterThan(0.01);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('equals the tape with LoRA dropout: Llama, every linear layer, 2 x 7 tokens', async () => {
+    const { model, params } = await loraLlama({}, 'all-linear', 0.2);
+    try {
+      await expectTapeEquality(model, params, [llamaBatch(2, 7), llamaBatch(2, 7, 1)]);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('names why it cannot run, and auto falls back to the tape', async () => {
     const dropout = await loraModel({ ...CONFIG, attnPdrop: 0.1 }, ['c_attn']);
     const loraDropout = await loraModel(CONFIG, ['c_attn'], 0.1);
     try {
       expect(scheduledStepUnsupported(dropout.model, dropout.params)).toMatch(/attn_pdrop 0.1/);
-      expect(scheduledStepUnsupported(loraDropout.model, loraDropout.params)).toMatch(
-        /LoRA dropout 0.1/,
-      );
+      expect(scheduledStepUnsupported(loraDropout.model, loraDropout.params)).toBeNull();
       expect(chooseStepGradients(dropout.model, dropout.params, 'auto')).toEqual({
         path: 'tape',
         reason: expect.stringMatching(/dropout/),

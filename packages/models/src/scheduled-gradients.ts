@@ -6,7 +6,9 @@ import { PlanRecorder, type RecordingBackend, type TrainableParameters, tf } fro
 import type { CausalLM } from './causal-lm.js';
 import type { TokenBatch } from './labels.js';
 import {
+  type DropoutSite,
   ShapePlans,
+  dropoutInputs,
   planInputs,
   recordMicroBatch,
   scheduledStepUnsupported,
@@ -15,7 +17,7 @@ import {
 type Info = tf.TensorInfo;
 
 export class ScheduledGradients {
-  private readonly plans: ShapePlans;
+  private readonly plans: ShapePlans<DropoutSite[]>;
   /** [n + 1]: the summed gradient, then the summed loss. */
   private readonly sum: tf.Tensor1D;
   private empty = true;
@@ -42,11 +44,15 @@ export class ScheduledGradients {
     return this.plans.dispatches;
   }
 
-  /** Adds one micro-batch's loss sum and gradient to the device-side sums (queued, not awaited). */
-  add(batch: TokenBatch): void {
+  /**
+   * Adds one micro-batch's loss sum and gradient to the device-side sums
+   * (queued, not awaited); `seed` draws its dropout masks as the tape's pass
+   * with that seed does.
+   */
+  add(batch: TokenBatch, seed = 0): void {
+    const { plan, meta: sites } = this.plans.entry(batch.batchSize, batch.seqLen);
     const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
-    const plan = this.plans.get(batch.batchSize, batch.seqLen);
-    plan.replay(inputs, this.empty ? [this.sum] : []);
+    plan.replay({ ...inputs, ...dropoutInputs(sites, seed) }, this.empty ? [this.sum] : []);
     this.empty = false;
   }
 
@@ -56,9 +62,9 @@ export class ScheduledGradients {
    * between steps: it leaves the sums empty.
    */
   async profile(batch: TokenBatch): Promise<{ label: string; ns: number }[]> {
+    const { plan, meta: sites } = this.plans.entry(batch.batchSize, batch.seqLen);
     const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
-    const plan = this.plans.get(batch.batchSize, batch.seqLen);
-    const rows = await plan.profile(inputs, [this.sum]);
+    const rows = await plan.profile({ ...inputs, ...dropoutInputs(sites, 0) }, [this.sum]);
     this.empty = true; // the timed replay's sum is dropped
     return rows;
   }
@@ -91,8 +97,8 @@ function record(
   batch: number,
   seq: number,
   sum: Info,
-): void {
-  const { ops, loss, grads } = recordMicroBatch(rec, model, params.variables, {
+): DropoutSite[] {
+  const { ops, loss, grads, sites } = recordMicroBatch(rec, model, params.variables, {
     batch,
     seq,
     forwardOnly: false,
@@ -106,6 +112,7 @@ function record(
   }
   rec.copy(loss, flat, params.size);
   ops.accumulate(sum, flat);
+  return sites;
 }
 
 /**

@@ -8,24 +8,40 @@ import type { StepIo } from './scheduled-step.js';
 
 type Info = tf.TensorInfo;
 
-/** A linear layer's input and LoRA intermediate h = x A^T [N, r] (null without an adapter). */
+/**
+ * A linear layer's input, its LoRA input xd (x, or dropout(x) with LoRA
+ * dropout, whose mask `drop` applies again in backward) and LoRA
+ * intermediate h = xd A^T [N, r] (null without an adapter).
+ */
 export interface LinearSaved {
   x: Info;
+  xd: Info;
   h: Info | null;
+  drop: ((x: Info) => Info) | null;
 }
 
-/** y = x op(W) + b (+ s x A^T B^T with an adapter), W in its storage orientation. */
+/**
+ * y = x op(W) + b (+ s dropout(x) A^T B^T with an adapter), W in its storage
+ * orientation; `dropoutSeed` gives the layer's LoRA dropout seed from the
+ * micro-batch's, as the model's forward derives it.
+ */
 export function linear(
   ops: PlanOps,
   io: StepIo,
   layer: LoraLinear,
   x: Info,
+  dropoutSeed: (batchSeed: number) => number,
 ): { y: Info; saved: LinearSaved } {
   const adapter = layer.activeAdapter;
   const w = { transposeB: !layer.fanInFanOut };
   if (!adapter)
-    return { y: ops.mm(x, layer.weight, w, { bias: layer.bias }), saved: { x, h: null } };
-  const h = ops.mm(x, io.param(adapter.a), { transposeB: true }); // [N, r]
+    return {
+      y: ops.mm(x, layer.weight, w, { bias: layer.bias }),
+      saved: { x, xd: x, h: null, drop: null },
+    };
+  const drop = io.dropoutSite(adapter.settings.dropout, dropoutSeed);
+  const xd = drop ? drop(x) : x; // [N, in]
+  const h = ops.mm(xd, io.param(adapter.a), { transposeB: true }); // [N, r]
   const l = io.param(adapter.b); // [out, r]
   const y = ops.mm(
     x,
@@ -33,7 +49,7 @@ export function linear(
     { ...w, beta: adapter.scaling, transposeL: true },
     { bias: layer.bias, h, l },
   );
-  return { y, saved: { x, h } };
+  return { y, saved: { x, xd, h, drop } };
 }
 
 /** dx of the linear layer (null when `dx` is false); dA and dB into `grads` when it has an adapter. */
@@ -51,10 +67,13 @@ export function linearGrad(
   if (!adapter || !saved.h) return dx ? ops.mm(dy, layer.weight, wT) : null;
   const s = adapter.scaling;
   const dh = ops.mm(dy, io.param(adapter.b), { alpha: s }); // [N, r]
-  grads.set(adapter.a, ops.mm(dh, saved.x, { transposeA: true })); // [r, in]
+  grads.set(adapter.a, ops.mm(dh, saved.xd, { transposeA: true })); // [r, in]
   grads.set(adapter.b, ops.mm(dy, saved.h, { transposeA: true, alpha: s })); // [out, r]
   if (!dx) return null; // nothing below needs dx
-  return ops.mm(dy, layer.weight, wT, { h: dh, l: io.param(adapter.a) }); // dy W^T + dh A [N, in]
+  if (!saved.drop) return ops.mm(dy, layer.weight, wT, { h: dh, l: io.param(adapter.a) }); // dy W^T + dh A [N, in]
+  // LoRA dropout masks the rank-r branch only: dx = dy W^T + dropout(dh A), the same mask.
+  const lora = saved.drop(ops.mm(dh, io.param(adapter.a))); // [N, in]
+  return ops.add(ops.mm(dy, layer.weight, wT), lora);
 }
 
 /**
@@ -78,8 +97,6 @@ export function adaptersUnsupported(
     if (layer.baseDtype !== 'f32')
       return `${layer.name}: the base weight is stored as ${layer.baseDtype} (--base-dtype)`;
     if (!a) continue;
-    if (params && a.settings.dropout > 0)
-      return `${layer.name}: LoRA dropout ${a.settings.dropout}; the scheduled step has none yet`;
     adapters.add(a.a).add(a.b);
   }
   for (const slot of params?.slots ?? []) {

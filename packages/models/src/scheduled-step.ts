@@ -7,6 +7,7 @@
 // shape and the choice of path; scheduled-gradients.ts (training) and
 // scheduled-loss.ts (evaluation) replay them.
 import {
+  dropoutKeys,
   type Plan,
   PlanOps,
   PlanRecorder,
@@ -29,6 +30,13 @@ export interface StepIo {
   seq: number;
   /** A trained variable's value inside the plan (copied in at each replay); others as they are. */
   param(v: tf.Variable): Info;
+  /**
+   * A dropout site whose mask the tape draws with seed `seed(micro-batch
+   * seed)` (the model's own derivation): applies that mask to a tensor of
+   * the site's shape, as often as needed (forward, then backward). Null when
+   * evaluating or at rate 0.
+   */
+  dropoutSite(rate: number, seed: (batchSeed: number) => number): ((x: Info) => Info) | null;
   /** Evaluation: record the forward pass and the loss only (no gradient). */
   forwardOnly: boolean;
 }
@@ -75,12 +83,18 @@ const MAX_PLANS = 2;
  * each hold a micro-batch's activations on the device, so the least recently
  * used is dropped beyond two.
  */
-export class ShapePlans {
-  private readonly plans = new Map<string, Plan>();
+export class ShapePlans<T = void> {
+  private readonly plans = new Map<string, { plan: Plan; meta: T }>();
 
-  constructor(private readonly record: (rec: PlanRecorder, batch: number, seq: number) => void) {}
+  /** `record` records a micro-batch of [batch, seq] and returns what its replays need besides the plan. */
+  constructor(private readonly record: (rec: PlanRecorder, batch: number, seq: number) => T) {}
 
   get(batch: number, seq: number): Plan {
+    return this.entry(batch, seq).plan;
+  }
+
+  /** The plan of [batch, seq] and what its recording returned. */
+  entry(batch: number, seq: number): { plan: Plan; meta: T } {
     const key = `${batch}x${seq}`;
     const found = this.plans.get(key);
     if (found) {
@@ -89,36 +103,56 @@ export class ShapePlans {
       return found;
     }
     while (this.plans.size >= MAX_PLANS) {
-      const [oldest, plan] = this.plans.entries().next().value as [string, Plan];
+      const [oldest, { plan }] = this.plans.entries().next().value as [string, { plan: Plan }];
       plan.dispose(); // work already submitted still completes
       this.plans.delete(oldest);
     }
     const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend);
-    this.record(rec, batch, seq);
-    const plan = rec.finish();
-    this.plans.set(key, plan);
-    return plan;
+    const meta = this.record(rec, batch, seq);
+    const entry = { plan: rec.finish(), meta };
+    this.plans.set(key, entry);
+    return entry;
   }
 
   /** Any plan (they all read tensors the same way), or undefined before the first. */
   any(): Plan | undefined {
-    return this.plans.values().next().value;
+    return this.plans.values().next().value?.plan;
   }
 
   /** Bytes of the plans' buffers. */
   get bytes(): number {
-    return [...this.plans.values()].reduce((a, p) => a + p.bytes, 0);
+    return [...this.plans.values()].reduce((a, e) => a + e.plan.bytes, 0);
   }
 
   /** Dispatches per replay (the largest plan's). */
   get dispatches(): number {
-    return Math.max(0, ...[...this.plans.values()].map((p) => p.dispatches));
+    return Math.max(0, ...[...this.plans.values()].map((e) => e.plan.dispatches));
   }
 
   dispose(): void {
-    for (const plan of this.plans.values()) plan.dispose();
+    for (const { plan } of this.plans.values()) plan.dispose();
     this.plans.clear();
   }
+}
+
+/** A dropout site of a recorded plan: the input its keys go to, its rate and seed. */
+export interface DropoutSite {
+  input: string;
+  rate: number;
+  seed: (batchSeed: number) => number;
+}
+
+/** The keys of every dropout site for a micro-batch's seed, as the plan's inputs. */
+export function dropoutInputs(
+  sites: readonly DropoutSite[],
+  batchSeed: number,
+): Record<string, Int32Array> {
+  const inputs: Record<string, Int32Array> = {};
+  for (const site of sites) {
+    const { k1, k2 } = dropoutKeys(site.seed(batchSeed), site.rate);
+    inputs[site.input] = Int32Array.of(k1 | 0, k2 | 0);
+  }
+  return inputs;
 }
 
 /**
@@ -131,18 +165,26 @@ export function recordMicroBatch(
   model: CausalLM,
   copied: readonly tf.Variable[],
   shape: { batch: number; seq: number; forwardOnly: boolean },
-): { ops: PlanOps; loss: Info; grads: Map<tf.Variable, Info> } {
+): { ops: PlanOps; loss: Info; grads: Map<tf.Variable, Info>; sites: DropoutSite[] } {
   const n = shape.batch * shape.seq;
   const param = new Map(copied.map((v) => [v, rec.param(v)]));
+  const ops = new PlanOps(rec);
+  const sites: DropoutSite[] = [];
   const io: StepIo = {
     ids: rec.input('ids', [n], 'int32'),
     labels: rec.input('labels', [n], 'int32'),
     ones: rec.constant(new Float32Array(n).fill(1), [n]),
     ...shape,
     param: (v) => param.get(v) ?? v,
+    dropoutSite: (rate, seed) => {
+      if (shape.forwardOnly || rate === 0) return null;
+      const input = `dropout${sites.length}`;
+      sites.push({ input, rate, seed });
+      const keys = rec.input(input, [2], 'int32');
+      return (x) => ops.dropout(x, keys, rate);
+    },
   };
-  const ops = new PlanOps(rec);
-  return { ops, ...model.scheduledStep!.record(ops, io) };
+  return { ops, sites, ...model.scheduledStep!.record(ops, io) };
 }
 
 /** A micro-batch's ids checked against the vocabulary, and its shifted labels. */

@@ -118,7 +118,11 @@ export class TrainingStep {
   private sums(): GradientSums {
     if (this.scheduled) {
       const s = this.scheduled;
-      return { add: (batch) => s.add(batch), take: () => s.take(), release: () => s.reset() };
+      return {
+        add: (batch, seed) => s.add(batch, seed),
+        take: () => s.take(),
+        release: () => s.reset(),
+      };
     }
     const acc = new GradientAccumulator(this.params);
     return {

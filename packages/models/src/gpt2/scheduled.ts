@@ -36,15 +36,18 @@ function blockForward(
   const b = m.blocks[i]!;
   const { nHead: H, nEmbd: C, layerNormEpsilon: eps } = m.config;
   const [B, T, D] = [io.batch, io.seq, C / H];
+  // LoRA dropout seeds as model.ts derives them (no other dropout: see gpt2Unsupported):
+  // the attention's site is 2i, the MLP's 2i + 1, and module k of a site seeds (seed + site) * 4 + k.
+  const seed = (site: number, k: number) => (s: number) => (s + site) * 4 + k;
   const ln1 = ops.norm(x, b.ln1.gamma, b.ln1.beta, eps, 'layer');
-  const qkv = linear(ops, io, b.cAttn, ln1.y); // [N, 3C]
+  const qkv = linear(ops, io, b.cAttn, ln1.y, seed(2 * i, 0)); // [N, 3C]
   const [q, k, v] = [0, 1, 2].map((part) => ops.heads(qkv.y, B, H, T, D, part)); // [B*H, T, D]
   const attn = ops.attention(q!, k!, v!, 1 / Math.sqrt(D));
-  const proj = linear(ops, io, b.attnProj, ops.mergeHeads([attn.o], B, H, T)); // [N, C]
+  const proj = linear(ops, io, b.attnProj, ops.mergeHeads([attn.o], B, H, T), seed(2 * i, 1)); // [N, C]
   const mid = ops.add(x, proj.y);
   const ln2 = ops.norm(mid, b.ln2.gamma, b.ln2.beta, eps, 'layer');
-  const fc = linear(ops, io, b.cFc, ln2.y); // [N, 4C]
-  const mlp = linear(ops, io, b.mlpProj, ops.geluNew(fc.y)); // [N, C]
+  const fc = linear(ops, io, b.cFc, ln2.y, seed(2 * i + 1, 2)); // [N, 4C]
+  const mlp = linear(ops, io, b.mlpProj, ops.geluNew(fc.y), seed(2 * i + 1, 3)); // [N, C]
   const out = ops.add(mid, mlp.y);
   return {
     out,
@@ -160,7 +163,7 @@ export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
 function gpt2Unsupported(m: Gpt2Model, params: TrainableParameters | null): string | null {
   const c = m.config;
   if (params && (c.embdPdrop > 0 || c.attnPdrop > 0 || c.residPdrop > 0)) {
-    return `dropout is on (embd_pdrop ${c.embdPdrop}, attn_pdrop ${c.attnPdrop}, resid_pdrop ${c.residPdrop}); the scheduled step has none yet`;
+    return `dropout is on (embd_pdrop ${c.embdPdrop}, attn_pdrop ${c.attnPdrop}, resid_pdrop ${c.residPdrop}); the scheduled step has LoRA dropout but no model dropout yet`;
   }
   return adaptersUnsupported(m.linears(), m.embeddings(), params);
 }

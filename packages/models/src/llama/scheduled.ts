@@ -53,8 +53,10 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const l = m.layers[i]!;
   const { B, T, H, Hkv, D, eps } = s;
   const N = B * T;
+  // LoRA dropout seeds as model.ts derives them: (seed * 1009 + layer) * 8 + module.
+  const seed = (k: number) => (batchSeed: number) => (batchSeed * 1009 + i) * 8 + k;
   const n1 = ops.norm(x, l.inputNorm, null, eps, 'rms');
-  const [q, k, v] = [l.qProj, l.kProj, l.vProj].map((p) => linear(ops, io, p, n1.y));
+  const [q, k, v] = [l.qProj, l.kProj, l.vProj].map((p, j) => linear(ops, io, p, n1.y, seed(j)));
   let [qIn, kIn] = [q!.y, k!.y]; // [N, H*D], [N, Hkv*D]
   let qk: LayerSaved['qk'] = null;
   if (l.qNorm && l.kNorm) {
@@ -67,12 +69,12 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const kh = ops.rope(ops.heads(kIn, B, H, T, D, 0, H / Hkv), s.cos, s.sin);
   const vh = ops.heads(v!.y, B, H, T, D, 0, H / Hkv);
   const attn = ops.attention(qh, kh, vh, 1 / Math.sqrt(D));
-  const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T)); // [N, C]
+  const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T), seed(3)); // [N, C]
   const mid = ops.add(x, o.y);
   const n2 = ops.norm(mid, l.postNorm, null, eps, 'rms');
-  const gate = linear(ops, io, l.gateProj, n2.y); // [N, F]
-  const up = linear(ops, io, l.upProj, n2.y);
-  const down = linear(ops, io, l.downProj, ops.swiglu(gate.y, up.y)); // [N, C]
+  const gate = linear(ops, io, l.gateProj, n2.y, seed(4)); // [N, F]
+  const up = linear(ops, io, l.upProj, n2.y, seed(5));
+  const down = linear(ops, io, l.downProj, ops.swiglu(gate.y, up.y), seed(6)); // [N, C]
   const saved: LayerSaved = {
     ...{ x, n1, q: q!.saved, k: k!.saved, v: v!.saved, qk, attn, o: o.saved, mid, n2 },
     ...{ gate: gate.saved, up: up.saved, gateY: gate.y, upY: up.y, down: down.saved },
@@ -220,7 +222,7 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
 function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): string | null {
   const c = m.config;
   if (params && c.attentionDropout > 0)
-    return `attention_dropout is ${c.attentionDropout}; the scheduled step has no dropout yet`;
+    return `attention_dropout is ${c.attentionDropout}; the scheduled step has LoRA dropout but no model dropout yet`;
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositions)
     return `sliding_window ${c.slidingWindow} is shorter than the context (${c.maxPositions}); the scheduled step's attention is causal only`;
   if (c.numHeads % c.numKvHeads !== 0)

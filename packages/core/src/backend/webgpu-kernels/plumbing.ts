@@ -12,7 +12,10 @@
 //   accumulate  result += x                                 (in place)
 //   xentGradInPlace  logits [n, V] -> d loss / d logits     (in place: the
 //               logits are not needed after, and [n, V] is the step's largest)
+//   dropout     x times the dropout mask of keys [2] (ops/dropout.ts), the keys
+//               written at each replay (a micro-batch's seed)
 import { xentGradValue } from './cross-entropy.js';
+import { LOWBIAS32_WGSL } from './dropout.js';
 
 const THREADS = 64;
 const MAX_GROUPS = 65535;
@@ -247,5 +250,26 @@ export function xentGradInPlaceProgram(n: number, vocab: number) {
       result[index] = g;`,
     }),
     uniforms: [int(n * vocab), int(vocab)],
+  };
+}
+
+/**
+ * x [count] times dropout's mask (ops/dropout.ts) of the keys in `keys` [2]
+ * (int32 bits of k1, k2: an input the host writes per replay), with the
+ * rate's u32 threshold and f32 scale fixed.
+ */
+export function dropoutProgram(count: number, threshold: number, scale: number) {
+  const program = flat({
+    key: 'dropout',
+    vars: ['x', 'keys'],
+    shape: [count],
+    uniforms: 'threshold : i32, scale : f32,',
+    body: `
+      let h = lowbias32(lowbias32(u32(i) ^ bitcast<u32>(keys[0])) ^ bitcast<u32>(keys[1]));
+      result[i] = x[i] * select(0.0, uniforms.scale, h >= bitcast<u32>(uniforms.threshold));`,
+  });
+  return {
+    program: { ...program, getUserCode: () => LOWBIAS32_WGSL + program.getUserCode() },
+    uniforms: [int(count), int(threshold | 0), { type: 'float32' as const, data: [scale] }],
   };
 }

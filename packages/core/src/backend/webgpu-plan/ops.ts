@@ -21,6 +21,7 @@ import {
 } from '../webgpu-kernels/index.js';
 import {
   accumulateProgram,
+  dropoutProgram,
   addProgram,
   embedProgram,
   headsProgram,
@@ -30,6 +31,7 @@ import {
   xentGradInPlaceProgram,
 } from '../webgpu-kernels/plumbing.js';
 import type { PlanRecorder } from './recorder.js';
+import { dropoutKeys } from '../../ops/dropout.js';
 
 type Info = tf.TensorInfo;
 
@@ -169,6 +171,14 @@ export class PlanOps {
     const { program, uniforms } = xentGradInPlaceProgram(n, vocab);
     this.rec.program(program, [stats, labels, dy], uniforms, logits);
     return logits;
+  }
+
+  /** x times dropout's mask at `rate` for the keys [2] in `keys` (written per replay): ops/dropout.ts's bits. */
+  dropout(x: Info, keys: Info, rate: number): Info {
+    const { threshold, scale } = dropoutKeys(0, rate); // neither depends on the seed
+    const count = x.shape.reduce((a, b) => a * b, 1);
+    const { program, uniforms } = dropoutProgram(count, threshold, scale);
+    return view(this.rec.program(program, [view(x, [count]), keys], uniforms), x.shape);
   }
 
   /** [1]: the summed nll of the cross-entropy's stats [n, 2]. */
