@@ -46,24 +46,35 @@ export function dropoutMask(size: number, keys: DropoutKeys): Float32Array {
   return mask;
 }
 
-/** x times the mask of (seed, rate), as a kernel on webgpu, from a mask drawn here elsewhere. */
-function applyMask(x: tf.Tensor, keys: DropoutKeys): tf.Tensor {
-  if (tf.getBackend() === 'webgpu' && fusedDropoutAvailable())
-    return tf.engine().runKernel(DROPOUT, { x }, { ...keys } as never) as tf.Tensor;
-  return tf.tidy(() => tf.mul(x, tf.tensor(dropoutMask(x.size, keys), x.shape, 'float32')));
-}
-
 /**
  * Inverted dropout of `x` with the mask of `seed` (elements indexed in
  * row-major order): x * keep / (1 - rate). No seed: a random one, as
- * tf.dropout without a seed. Differentiable: dx = the same mask times dy.
+ * tf.dropout without a seed. Differentiable: dx = the same mask times dy
+ * (webgpu draws it again in the kernel; cpu and wasm keep the mask they drew,
+ * as drawing costs more than keeping).
  */
 export function seededDropout(x: tf.Tensor, rate: number, seed?: number): tf.Tensor {
   if (rate === 0) return x;
   const keys = dropoutKeys(seed ?? Math.floor(Math.random() * 2 ** 32), rate);
-  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
-    value: applyMask(args[0] as tf.Tensor, keys),
-    gradFunc: (dy: tf.Tensor) => applyMask(dy, keys),
-  }));
+  if (tf.getBackend() === 'webgpu' && fusedDropoutAvailable()) {
+    const kernel = (t: tf.Tensor) =>
+      tf.engine().runKernel(DROPOUT, { x: t }, { ...keys } as never) as tf.Tensor;
+    const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+      value: kernel(args[0] as tf.Tensor),
+      gradFunc: (dy: tf.Tensor) => kernel(dy),
+    }));
+    return op(x);
+  }
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const input = args[0] as tf.Tensor;
+    const mask = tf.tensor(dropoutMask(input.size, keys), input.shape, 'float32');
+    // Kept for backward (freed by it; like any saved tensor, kept if no gradient ever runs:
+    // training passes always take one).
+    (args[1] as tf.GradSaveFunc)([mask]);
+    return {
+      value: tf.mul(input, mask),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]!),
+    };
+  });
   return op(x);
 }
