@@ -273,10 +273,11 @@ describe('the hand-scheduled LoRA step on webgpu', () => {
     }
   });
 
-  it('trains as the tape does: three TrainingSteps on each path', async () => {
+  // With LoRA dropout: TrainingStep gives each micro-batch's seed to either path.
+  it('trains as the tape does: three TrainingSteps on each path, LoRA dropout 0.1', async () => {
     const run = async (path: 'tape' | 'scheduled') => {
       process.env.LORAFLEET_WEBGPU_STEP = path;
-      const { model, params } = await loraModel(CONFIG, ['c_attn', 'c_proj']);
+      const { model, params } = await loraModel(CONFIG, ['c_attn', 'c_proj'], 0.1);
       const step = new TrainingStep(model, params, {
         optimizer: { lr: 2e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
         schedule: { kind: 'constant' },
