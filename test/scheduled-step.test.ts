@@ -273,11 +273,12 @@ describe('the hand-scheduled LoRA step on webgpu', () => {
     }
   });
 
-  // With LoRA dropout: TrainingStep gives each micro-batch's seed to either path.
-  it('trains as the tape does: three TrainingSteps on each path, LoRA dropout 0.1', async () => {
+  // With dropout: TrainingStep gives each micro-batch's seed to either path.
+  it('trains as the tape does: three TrainingSteps on each path, model and LoRA dropout 0.1', async () => {
+    const dropping = { ...CONFIG, embdPdrop: 0.1, attnPdrop: 0.1, residPdrop: 0.1 };
     const run = async (path: 'tape' | 'scheduled') => {
       process.env.LORAFLEET_WEBGPU_STEP = path;
-      const { model, params } = await loraModel(CONFIG, ['c_attn', 'c_proj'], 0.1);
+      const { model, params } = await loraModel(dropping, ['c_attn', 'c_proj'], 0.1);
       const step = new TrainingStep(model, params, {
         optimizer: { lr: 2e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
         schedule: { kind: 'constant' },
@@ -364,6 +365,38 @@ describe('the hand-scheduled LoRA step on webgpu', () => {
     }
   });
 
+  // Model dropout: GPT-2's embeddings, attention probabilities (drawn in the attention
+  // kernels) and residual branches, and Llama's attention_dropout, with LoRA dropout too.
+  it('equals the tape with model dropout: GPT-2, every pdrop 0.2, every linear layer', async () => {
+    const dropping = { ...CONFIG, embdPdrop: 0.2, attnPdrop: 0.2, residPdrop: 0.2 };
+    const targets = ['c_attn', 'c_proj', 'c_fc'];
+    const { model, params } = await loraModel(dropping, targets, 0.1);
+    try {
+      expect(scheduledStepUnsupported(model, params)).toBeNull();
+      await expectTapeEquality(model, params, [batch(2, 7), batch(2, 7, 1)]);
+      // Not vacuous: each kind of site changes the gradient.
+      const want = await tapeSums(model, params, [batch(2, 7)]);
+      for (const off of ['embdPdrop', 'attnPdrop', 'residPdrop'] as const) {
+        const other = await loraModel({ ...dropping, [off]: 0 }, targets, 0.1);
+        const got = await tapeSums(other.model, other.params, [batch(2, 7)]);
+        other.model.dispose();
+        expect(maxRelDiff(want.grads, got.grads), off).toBeGreaterThan(0.01);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('equals the tape with model dropout: Llama, attention_dropout 0.3, q and v', async () => {
+    const { model, params } = await loraLlama({ attentionDropout: 0.3 }, ['q_proj', 'v_proj']);
+    try {
+      expect(scheduledStepUnsupported(model, params)).toBeNull();
+      await expectTapeEquality(model, params, [llamaBatch(2, 7), llamaBatch(2, 7, 1)]);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('equals the tape with LoRA dropout: Llama, every linear layer, 2 x 7 tokens', async () => {
     const { model, params } = await loraLlama({}, 'all-linear', 0.2);
     try {
@@ -374,17 +407,17 @@ describe('the hand-scheduled LoRA step on webgpu', () => {
   });
 
   it('names why it cannot run, and auto falls back to the tape', async () => {
-    const dropout = await loraModel({ ...CONFIG, attnPdrop: 0.1 }, ['c_attn']);
+    const window = await loraLlama({ slidingWindow: 4 }, ['q_proj']);
     const loraDropout = await loraModel(CONFIG, ['c_attn'], 0.1);
     try {
-      expect(scheduledStepUnsupported(dropout.model, dropout.params)).toMatch(/attn_pdrop 0.1/);
+      expect(scheduledStepUnsupported(window.model, window.params)).toMatch(/sliding_window 4/);
       expect(scheduledStepUnsupported(loraDropout.model, loraDropout.params)).toBeNull();
-      expect(chooseStepGradients(dropout.model, dropout.params, 'auto')).toEqual({
+      expect(chooseStepGradients(window.model, window.params, 'auto')).toEqual({
         path: 'tape',
-        reason: expect.stringMatching(/dropout/),
+        reason: expect.stringMatching(/sliding_window/),
       });
-      expect(() => chooseStepGradients(dropout.model, dropout.params, 'scheduled')).toThrow(
-        /LORAFLEET_WEBGPU_STEP=scheduled, but dropout is on/,
+      expect(() => chooseStepGradients(window.model, window.params, 'scheduled')).toThrow(
+        /LORAFLEET_WEBGPU_STEP=scheduled, but sliding_window 4/,
       );
       selectWebGpuMatMul('stock');
       try {
@@ -393,7 +426,7 @@ describe('the hand-scheduled LoRA step on webgpu', () => {
         selectWebGpuMatMul('project');
       }
     } finally {
-      dropout.model.dispose();
+      window.model.dispose();
       loraDropout.model.dispose();
     }
   });

@@ -140,7 +140,12 @@ export {
 export { layerNorm, layerNormComposed } from './ops/layer-norm.js';
 export { PlanRecorder, type RecordingBackend } from './backend/webgpu-plan/recorder.js';
 export { Plan } from './backend/webgpu-plan/plan.js';
-export { PlanOps, type AttentionSaved, view as planView } from './backend/webgpu-plan/ops.js';
+export {
+  PlanOps,
+  type AttentionSaved,
+  type PlanDropout,
+  view as planView,
+} from './backend/webgpu-plan/ops.js';
 export { allocateByLiveness, type BufferUse } from './backend/webgpu-plan/allocate.js';
 export {
   packUniforms,

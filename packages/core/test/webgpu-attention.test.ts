@@ -42,7 +42,12 @@ interface Outcome {
 }
 
 /** y = attention(q, k, v), and d sum(y * probe) / d q, k, v. */
-async function run(backend: BackendName, fused: boolean, shape: number[]): Promise<Outcome> {
+async function run(
+  backend: BackendName,
+  fused: boolean,
+  shape: number[],
+  dropout?: { rate: number; seed: number },
+): Promise<Outcome> {
   await useBackend(backend);
   if (backend === 'webgpu') tf.env().set('WEBGPU_CPU_FORWARD', false);
   useFusedAttention(fused);
@@ -54,7 +59,7 @@ async function run(backend: BackendName, fused: boolean, shape: number[]): Promi
     const probe = tf.tensor(values(size, 7, 1), shape);
     const mask = causalMask(T);
     if (backend === 'webgpu') expect(fusedAttentionAvailable()).toBe(fused);
-    const options = { scale: 1 / Math.sqrt(D), mask };
+    const options = { scale: 1 / Math.sqrt(D), mask, dropout };
     const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
       (fused ? causalAttention : causalAttentionComposed)(a, b, c, options);
     let y!: tf.Tensor;
@@ -133,20 +138,32 @@ describe('fused causal attention on webgpu equals the composed ops and cpu', () 
     expect(composed).toBe(2 * 128 * 128); // the composed path's scores
   }, 120_000);
 
-  it('is off with dropout on the probabilities (the composed path applies it)', async () => {
-    await useBackend('webgpu');
-    const [q, k, v] = [1, 2, 3].map((i) => tf.tensor(values(2 * 5 * 4, i, 1), [2, 5, 4]));
-    const mask = causalMask(5);
-    let seen = 0;
-    const dropProbs = (p: tf.Tensor) => {
-      seen += 1;
-      return p;
-    };
-    const profile = await tf.profile(() =>
-      causalAttention(q!, k!, v!, { scale: 0.5, mask, dropProbs }),
-    );
-    expect(seen).toBe(1);
-    expect(profile.kernelNames).not.toContain(ATTN_STATS);
-    tf.dispose([q!, k!, v!, mask, profile.result as tf.Tensor]);
-  });
+  // Dropout on the probabilities drawn in the kernels: the mask of seededDropout
+  // over the composed path's [.., T, T] probabilities, bit for bit (several
+  // heads and batches: the mask's index; several row blocks and key tiles).
+  for (const shape of [
+    [2, 3, 13, 8],
+    [1, 2, 70, 16],
+    [1, 2, 130, 64],
+    [2, 1, 9, 6],
+  ]) {
+    it(`[${shape}] with dropout 0.3 on the probabilities: y, dq, dk, dv`, async () => {
+      const dropout = { rate: 0.3, seed: 11 };
+      const fused = await run('webgpu', true, shape, dropout);
+      expect(fused.kernels).toContain(ATTN_STATS);
+      expect(fused.largest).toBeLessThan(shape[2]! * shape[2]! * shape[0]! * shape[1]!);
+      const composed = await run('webgpu', false, shape, dropout);
+      const cpu = await run('cpu', false, shape, dropout);
+      for (const peer of [composed, cpu]) {
+        expect(maxDiff(fused.y, peer.y)).toBeLessThan(1e-5);
+        for (const [i, g] of fused.grads.entries())
+          expect(maxDiff(g, peer.grads[i]!), `gradient ${'qkv'[i]}`).toBeLessThan(1e-5);
+      }
+      // The mask matters: without it (or with another seed) the output differs.
+      const plain = await run('webgpu', true, shape);
+      const other = await run('webgpu', true, shape, { rate: 0.3, seed: 12 });
+      expect(maxDiff(fused.y, plain.y)).toBeGreaterThan(1e-2);
+      expect(maxDiff(fused.y, other.y)).toBeGreaterThan(1e-2);
+    }, 240_000);
+  }
 });

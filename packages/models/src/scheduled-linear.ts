@@ -3,21 +3,28 @@
 // (core's lora/fused-linear.ts): the forward in one dispatch with the rank-r
 // epilogue, the backward's dx in one, dA and dB from the small intermediates,
 // no dW (W is frozen). Shared by the families' recipes.
-import type { LoraEmbedding, LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
+import type {
+  LoraEmbedding,
+  LoraLinear,
+  PlanDropout,
+  PlanOps,
+  TrainableParameters,
+  tf,
+} from '@lorafleet/core';
 import type { StepIo } from './scheduled-step.js';
 
 type Info = tf.TensorInfo;
 
 /**
  * A linear layer's input, its LoRA input xd (x, or dropout(x) with LoRA
- * dropout, whose mask `drop` applies again in backward) and LoRA
+ * dropout, whose mask `drop` is applied again in backward) and LoRA
  * intermediate h = xd A^T [N, r] (null without an adapter).
  */
 export interface LinearSaved {
   x: Info;
   xd: Info;
   h: Info | null;
-  drop: ((x: Info) => Info) | null;
+  drop: PlanDropout | null;
 }
 
 /**
@@ -40,7 +47,7 @@ export function linear(
       saved: { x, xd: x, h: null, drop: null },
     };
   const drop = io.dropoutSite(adapter.settings.dropout, dropoutSeed);
-  const xd = drop ? drop(x) : x; // [N, in]
+  const xd = drop ? ops.dropout(x, drop) : x; // [N, in]
   const h = ops.mm(xd, io.param(adapter.a), { transposeB: true }); // [N, r]
   const l = io.param(adapter.b); // [out, r]
   const y = ops.mm(
@@ -72,7 +79,7 @@ export function linearGrad(
   if (!dx) return null; // nothing below needs dx
   if (!saved.drop) return ops.mm(dy, layer.weight, wT, { h: dh, l: io.param(adapter.a) }); // dy W^T + dh A [N, in]
   // LoRA dropout masks the rank-r branch only: dx = dy W^T + dropout(dh A), the same mask.
-  const lora = saved.drop(ops.mm(dh, io.param(adapter.a))); // [N, in]
+  const lora = ops.dropout(ops.mm(dh, io.param(adapter.a)), saved.drop); // [N, in]
   return ops.add(ops.mm(dy, layer.weight, wT), lora);
 }
 

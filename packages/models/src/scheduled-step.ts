@@ -9,6 +9,7 @@
 import {
   dropoutKeys,
   type Plan,
+  type PlanDropout,
   PlanOps,
   PlanRecorder,
   type RecordingBackend,
@@ -32,11 +33,11 @@ export interface StepIo {
   param(v: tf.Variable): Info;
   /**
    * A dropout site whose mask the tape draws with seed `seed(micro-batch
-   * seed)` (the model's own derivation): applies that mask to a tensor of
-   * the site's shape, as often as needed (forward, then backward). Null when
-   * evaluating or at rate 0.
+   * seed)` (the model's own derivation): ops.dropout applies that mask to a
+   * tensor of the site's shape, as often as needed (forward, then backward),
+   * and ops.attention to the probabilities. Null when evaluating or at rate 0.
    */
-  dropoutSite(rate: number, seed: (batchSeed: number) => number): ((x: Info) => Info) | null;
+  dropoutSite(rate: number, seed: (batchSeed: number) => number): PlanDropout | null;
   /** Evaluation: record the forward pass and the loss only (no gradient). */
   forwardOnly: boolean;
 }
@@ -180,8 +181,7 @@ export function recordMicroBatch(
       if (shape.forwardOnly || rate === 0) return null;
       const input = `dropout${sites.length}`;
       sites.push({ input, rate, seed });
-      const keys = rec.input(input, [2], 'int32');
-      return (x) => ops.dropout(x, keys, rate);
+      return { keys: rec.input(input, [2], 'int32'), rate };
     },
   };
   return { ops, sites, ...model.scheduledStep!.record(ops, io) };

@@ -2,14 +2,17 @@
 // softmax(scale q k^T + mask) v over q, k, v [.., T, D]. On webgpu with the
 // project's kernels it never builds the [.., T, T] scores or probabilities
 // (backend/webgpu-kernels/attention.ts: recomputed in the backward, memory
-// linear in T); elsewhere, and whenever the probabilities get dropout, the
-// composed tfjs ops (the model families' own formula).
+// linear in T, dropout on the probabilities drawn in the kernels); elsewhere
+// the composed tfjs ops (the model families' own formula). Both draw the same
+// dropout mask: seededDropout's over the [.., T, T] probabilities.
 import { tf } from '../backend/tf.js';
+import { dropoutKeys, seededDropout } from './dropout.js';
 import {
   ATTN_DELTA,
   ATTN_GRAD,
   ATTN_OUT,
   ATTN_STATS,
+  type AttnAttrs,
   type AttnGradWrt,
   fusedAttentionAvailable,
 } from '../backend/webgpu-kernels/attention.js';
@@ -19,8 +22,8 @@ export interface CausalAttentionOptions {
   scale: number;
   /** [T, T] (or broadcastable): 0 where a query may see a key, a large negative number elsewhere. */
   mask: tf.Tensor;
-  /** Dropout on the probabilities (training): forces the composed path, which can apply it. */
-  dropProbs?: (probs: tf.Tensor) => tf.Tensor;
+  /** Dropout on the probabilities (training): seededDropout(probs, rate, seed)'s mask. */
+  dropout?: { rate: number; seed: number };
 }
 
 /** softmax(scale q k^T + mask) v from tfjs ops (autodiff through them). */
@@ -33,7 +36,8 @@ export function causalAttentionComposed(
   return tf.tidy(() => {
     const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), o.scale), o.mask); // [.., T, T]
     const probs = tf.softmax(scores);
-    return tf.matMul(o.dropProbs ? o.dropProbs(probs) : probs, v); // [.., T, D]
+    const dropped = o.dropout ? seededDropout(probs, o.dropout.rate, o.dropout.seed) : probs;
+    return tf.matMul(dropped, v); // [.., T, D]
   });
 }
 
@@ -48,13 +52,23 @@ export function causalAttention(
   v: tf.Tensor,
   o: CausalAttentionOptions,
 ): tf.Tensor {
-  if (o.dropProbs || !fusedAttentionAvailable()) return causalAttentionComposed(q, k, v, o);
+  if (!fusedAttentionAvailable()) return causalAttentionComposed(q, k, v, o);
   const shape = q.shape;
   const [T, D] = shape.slice(-2) as [number, number];
   const rows = (x: tf.Tensor) => x.reshape([-1, T, D]) as tf.Tensor3D; // [R, T, D]
-  const attrs = { scale: o.scale };
+  const rate = o.dropout?.rate ?? 0;
+  const attrs: AttnAttrs = { scale: o.scale, dropRate: rate };
+  const drop = rate > 0 ? dropoutKeys(o.dropout!.seed, rate) : null;
   const kernel = (name: string, inputs: tf.NamedTensorMap, extra: object = {}) =>
-    tf.engine().runKernel(name, inputs, { ...attrs, ...extra } as never) as tf.Tensor;
+    tf.tidy(() => {
+      // The mask's keys [2] for the kernels it changes (not the statistics or delta).
+      const masked = drop && (name === ATTN_OUT || name === ATTN_GRAD);
+      const keys: tf.NamedTensorMap = masked
+        ? { keys: tf.tensor1d([drop.k1 | 0, drop.k2 | 0], 'int32') }
+        : {};
+      const all = { ...inputs, ...keys };
+      return tf.engine().runKernel(name, all, { ...attrs, ...extra } as never) as tf.Tensor;
+    });
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args.pop() as tf.GradSaveFunc;
     const [q3, k3, v3] = (args as tf.Tensor[]).map(rows) as [tf.Tensor, tf.Tensor, tf.Tensor];

@@ -22,6 +22,7 @@ import type {
 import { type Gpt2Config, gpt2ModelConfig, mlpWidth } from './config.js';
 import { gpt2Extend } from './cached.js';
 import { gpt2ScheduledStep } from './scheduled.js';
+import { type Gpt2BlockSeeds, gpt2Seeds } from './seeds.js';
 import type { ScheduledStepRecipe } from '../scheduled-step.js';
 import { countElements, readNamedWeights } from '../weight-values.js';
 
@@ -215,38 +216,25 @@ export class Gpt2Model implements CausalLM {
       );
     }
     const training = options.training ?? false;
-    let site = 0;
-    const seed = options.seed ?? 0;
-    // Each dropout site gets its own mask seed, derived from the pass's seed.
-    const drop = (x: tf.Tensor, p: number) =>
-      training && p > 0 ? seededDropout(x, p, seed * 1009 + site++) : x;
+    const seeds = gpt2Seeds(c, options.seed ?? 0, training); // every mask's seed
+    const drop = (x: tf.Tensor, p: number, seed: number | null) =>
+      seed === null ? x : seededDropout(x, p, seed);
     return tf.tidy(() => {
       const positions = tf.range(0, T, 1, 'int32');
       let x = tf.add(
         this.tokenEmbedding.lookup(ids.flatten()).reshape([B, T, c.nEmbd]),
         tf.gather(this.wpe, positions),
       ); // [B, T, C]
-      x = drop(x, c.embdPdrop);
+      x = drop(x, c.embdPdrop, seeds.embd);
       const mask = causalMask(T); // [T, T]: 0 where allowed, -1e9 where not
-      for (const block of this.blocks) {
-        const a = this.attention(
-          block,
-          layerNorm(x, block.ln1, c.layerNormEpsilon),
-          mask,
-          drop,
-          training,
-          seed + site,
-        );
-        site += 1;
-        x = tf.add(x, drop(a, c.residPdrop));
-        const m = this.mlp(
-          block,
-          layerNorm(x, block.ln2, c.layerNormEpsilon),
-          training,
-          seed + site,
-        );
-        site += 1;
-        x = tf.add(x, drop(m, c.residPdrop));
+      for (const [i, block] of this.blocks.entries()) {
+        const s = seeds.blocks[i]!;
+        const ln1 = layerNorm(x, block.ln1, c.layerNormEpsilon);
+        const a = this.attention(block, ln1, mask, training, s);
+        x = tf.add(x, drop(a, c.residPdrop, s.attnResid));
+        const ln2 = layerNorm(x, block.ln2, c.layerNormEpsilon);
+        const m = this.mlp(block, ln2, training, s.mlp);
+        x = tf.add(x, drop(m, c.residPdrop, s.mlpResid));
       }
       return layerNorm(x, this.lnF, c.layerNormEpsilon) as tf.Tensor3D;
     });
@@ -264,21 +252,21 @@ export class Gpt2Model implements CausalLM {
     block: Gpt2Block,
     x: tf.Tensor, // [B, T, C]
     mask: tf.Tensor2D,
-    drop: (x: tf.Tensor, p: number) => tf.Tensor,
     training: boolean,
-    seed: number,
+    seeds: Gpt2BlockSeeds,
   ): tf.Tensor {
     const [B, T, C] = x.shape as [number, number, number];
     const H = this.config.nHead;
     const D = C / H;
+    const seed = seeds.attn;
     const qkv = block.cAttn.forward(x, { training, dropoutSeed: seed * 4 }); // [B, T, 3C]
     const [q, k, v] = tf
       .split(qkv, 3, 2)
       .map((t) => t.reshape([B, T, H, D]).transpose([0, 2, 1, 3])); // [B, H, T, D]
-    // softmax(q k^T / sqrt(D) + mask) v: without [B, H, T, T] on webgpu unless dropout needs the probabilities.
-    const p = this.config.attnPdrop;
-    const dropProbs = training && p > 0 ? (probs: tf.Tensor) => drop(probs, p) : undefined;
-    const y = causalAttention(q!, k!, v!, { scale: 1 / Math.sqrt(D), mask, dropProbs }) // [B, H, T, D]
+    // softmax(q k^T / sqrt(D) + mask) v: without [B, H, T, T] on webgpu, dropout included.
+    const rate = this.config.attnPdrop;
+    const dropout = seeds.probs === null ? undefined : { rate, seed: seeds.probs };
+    const y = causalAttention(q!, k!, v!, { scale: 1 / Math.sqrt(D), mask, dropout }) // [B, H, T, D]
       .transpose([0, 2, 1, 3])
       .reshape([B, T, C]); // [B, T, C]
     return block.attnProj.forward(y, { training, dropoutSeed: seed * 4 + 1 });

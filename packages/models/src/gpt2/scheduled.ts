@@ -1,15 +1,17 @@
 // GPT-2's hand-scheduled LoRA step (scheduled-step.ts): the forward and
 // backward of model.ts written as explicit kernels, for what the LoRA step
-// trains (the adapters of the linear layers; everything else frozen) and
-// without dropout. Reads top to bottom as the model: embeddings, blocks,
-// ln_f, tied head and loss, then the blocks backward. Each block keeps for
-// backward its input, the norms' outputs and statistics, the LoRA
+// trains (the adapters of the linear layers; everything else frozen), with
+// the tape's dropout masks (seeds.ts): embeddings, attention probabilities,
+// residual branches and LoRA. Reads top to bottom as the model: embeddings,
+// blocks, ln_f, tied head and loss, then the blocks backward. Each block
+// keeps for backward its input, the norms' outputs and statistics, the LoRA
 // intermediates, attention's q, k, v, o and log-sum-exp, and the MLP's
 // pre- and post-activation; the plan's allocator frees the rest.
-import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
+import type { LoraLinear, PlanDropout, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
 import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
 import type { Gpt2Model } from './model.js';
+import { type Gpt2BlockSeeds, gpt2Seeds } from './seeds.js';
 
 type Info = tf.TensorInfo;
 
@@ -24,7 +26,14 @@ interface BlockSaved {
   fc: LinearSaved;
   pre: Info; // c_fc output [N, 4C]
   mlp: LinearSaved; // input: gelu_new(pre) [N, 4C]
+  /** The residual branches' dropout masks (resid_pdrop). */
+  attnResid: PlanDropout | null;
+  mlpResid: PlanDropout | null;
 }
+
+/** x, or x times the mask of `drop` (none: x). */
+const dropped = (ops: PlanOps, x: Info, drop: PlanDropout | null) =>
+  drop ? ops.dropout(x, drop) : x;
 
 function blockForward(
   ops: PlanOps,
@@ -34,21 +43,35 @@ function blockForward(
   x: Info,
 ): { out: Info; saved: BlockSaved } {
   const b = m.blocks[i]!;
-  const { nHead: H, nEmbd: C, layerNormEpsilon: eps } = m.config;
+  const c = m.config;
+  const { nHead: H, nEmbd: C, layerNormEpsilon: eps } = c;
   const [B, T, D] = [io.batch, io.seq, C / H];
-  // LoRA dropout seeds as model.ts derives them (no other dropout: see gpt2Unsupported):
-  // the attention's site is 2i, the MLP's 2i + 1, and module k of a site seeds (seed + site) * 4 + k.
-  const seed = (site: number, k: number) => (s: number) => (s + site) * 4 + k;
+  // Every mask's seed as the tape derives it from the micro-batch's seed s (seeds.ts).
+  const at = (site: (b: Gpt2BlockSeeds) => number | null) => (s: number) =>
+    site(gpt2Seeds(c, s, true).blocks[i]!)!;
+  const lora = (k: number) => at((s) => (k < 2 ? s.attn : s.mlp) * 4 + k);
   const ln1 = ops.norm(x, b.ln1.gamma, b.ln1.beta, eps, 'layer');
-  const qkv = linear(ops, io, b.cAttn, ln1.y, seed(2 * i, 0)); // [N, 3C]
+  const qkv = linear(ops, io, b.cAttn, ln1.y, lora(0)); // [N, 3C]
   const [q, k, v] = [0, 1, 2].map((part) => ops.heads(qkv.y, B, H, T, D, part)); // [B*H, T, D]
-  const attn = ops.attention(q!, k!, v!, 1 / Math.sqrt(D));
-  const proj = linear(ops, io, b.attnProj, ops.mergeHeads([attn.o], B, H, T), seed(2 * i, 1)); // [N, C]
-  const mid = ops.add(x, proj.y);
+  const probs = io.dropoutSite(
+    c.attnPdrop,
+    at((s) => s.probs),
+  );
+  const attn = ops.attention(q!, k!, v!, 1 / Math.sqrt(D), probs);
+  const proj = linear(ops, io, b.attnProj, ops.mergeHeads([attn.o], B, H, T), lora(1)); // [N, C]
+  const attnResid = io.dropoutSite(
+    c.residPdrop,
+    at((s) => s.attnResid),
+  );
+  const mid = ops.add(x, dropped(ops, proj.y, attnResid));
   const ln2 = ops.norm(mid, b.ln2.gamma, b.ln2.beta, eps, 'layer');
-  const fc = linear(ops, io, b.cFc, ln2.y, seed(2 * i + 1, 2)); // [N, 4C]
-  const mlp = linear(ops, io, b.mlpProj, ops.geluNew(fc.y), seed(2 * i + 1, 3)); // [N, C]
-  const out = ops.add(mid, mlp.y);
+  const fc = linear(ops, io, b.cFc, ln2.y, lora(2)); // [N, 4C]
+  const mlp = linear(ops, io, b.mlpProj, ops.geluNew(fc.y), lora(3)); // [N, C]
+  const mlpResid = io.dropoutSite(
+    c.residPdrop,
+    at((s) => s.mlpResid),
+  );
+  const out = ops.add(mid, dropped(ops, mlp.y, mlpResid));
   return {
     out,
     saved: {
@@ -62,6 +85,8 @@ function blockForward(
       fc: fc.saved,
       pre: fc.y,
       mlp: mlp.saved,
+      attnResid,
+      mlpResid,
     },
   };
 }
@@ -87,11 +112,12 @@ function blockBackward(
   // What still needs a gradient below each point (in the lowest block, only adapters do).
   const trains = (...ls: LoraLinear[]) => !lowest || ls.some((l) => l.activeAdapter !== null);
   // MLP branch: out = mid + c_proj(gelu(c_fc(ln2(mid)))).
+  const dMlp = dropped(ops, dOut, s.mlpResid); // [N, C]
   const dAct = linearGrad(
     ops,
     io,
     b.mlpProj,
-    dOut,
+    dMlp,
     s.mlp,
     grads,
     trains(b.cFc, b.attnProj, b.cAttn),
@@ -102,7 +128,8 @@ function blockBackward(
   if (!dLn2) return null; // [N, C]
   const dMid = ops.add(dOut, ops.normGrad(s.mid, s.ln2.stats, b.ln2.gamma, dLn2, 'layer'));
   // Attention branch: mid = x + c_proj(merge(attention(split(c_attn(ln1(x)))))).
-  const dMerged = linearGrad(ops, io, b.attnProj, dMid, s.proj, grads, trains(b.cAttn));
+  const dProj = dropped(ops, dMid, s.attnResid); // [N, C]
+  const dMerged = linearGrad(ops, io, b.attnProj, dProj, s.proj, grads, trains(b.cAttn));
   if (!dMerged) return null; // [N, C]
   const dO = ops.heads(dMerged, B, H, T, D, 0); // [B*H, T, D]
   const { dq, dk, dv } = ops.attentionGrad(s.attn, dO, 1 / Math.sqrt(D));
@@ -138,7 +165,8 @@ export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
     record(ops, io) {
       const eps = m.config.layerNormEpsilon;
       const grads = new Map<tf.Variable, Info>();
-      let x = ops.embed(io.ids, m.wte, m.wpe, io.seq); // [N, C]
+      const embd = io.dropoutSite(m.config.embdPdrop, (s) => gpt2Seeds(m.config, s, true).embd!);
+      let x = dropped(ops, ops.embed(io.ids, m.wte, m.wpe, io.seq), embd); // [N, C]
       const saved: BlockSaved[] = [];
       for (let i = 0; i < m.blocks.length; i++) {
         const block = blockForward(ops, io, m, i, x);
@@ -161,9 +189,5 @@ export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
 
 /** Why the scheduled step cannot train `m` with `params` (null: it can). */
 function gpt2Unsupported(m: Gpt2Model, params: TrainableParameters | null): string | null {
-  const c = m.config;
-  if (params && (c.embdPdrop > 0 || c.attnPdrop > 0 || c.residPdrop > 0)) {
-    return `dropout is on (embd_pdrop ${c.embdPdrop}, attn_pdrop ${c.attnPdrop}, resid_pdrop ${c.residPdrop}); the scheduled step has LoRA dropout but no model dropout yet`;
-  }
   return adaptersUnsupported(m.linears(), m.embeddings(), params);
 }

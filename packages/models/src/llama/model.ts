@@ -11,7 +11,6 @@ import {
   causalAttentionComposed,
   fusedNorm,
   fusedNormAvailable,
-  seededDropout,
   swiglu,
   tf,
 } from '@lorafleet/core';
@@ -307,10 +306,7 @@ export class LlamaModel implements CausalLM {
     const options = {
       scale: 1 / Math.sqrt(D),
       mask: bias, // [B|1, 1, T, Tk]
-      dropProbs:
-        pass.training && p > 0
-          ? (probs: tf.Tensor) => seededDropout(probs, p, seed + 7)
-          : undefined,
+      dropout: pass.training && p > 0 ? { rate: p, seed: seed + 7 } : undefined,
     };
     const attend = pass.causal ? causalAttention : causalAttentionComposed;
     const y = attend(q, repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv), options) // [B, H, T, D]

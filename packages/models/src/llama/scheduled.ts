@@ -1,6 +1,7 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
 // Mistral, Qwen2, Qwen3): model.ts's forward and backward as explicit
-// kernels, for the linear layers' adapters and without dropout. Per layer:
+// kernels, for the linear layers' adapters, with LoRA and attention dropout
+// (the tape's masks). Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
 // with grouped-query keys and values repeated in the split, rotary
 // embedding, fused causal attention, heads merge, o_proj, residual; RMSNorm,
@@ -53,7 +54,7 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const l = m.layers[i]!;
   const { B, T, H, Hkv, D, eps } = s;
   const N = B * T;
-  // LoRA dropout seeds as model.ts derives them: (seed * 1009 + layer) * 8 + module.
+  // Dropout seeds as model.ts derives them: (seed * 1009 + layer) * 8 + module (7: the probabilities).
   const seed = (k: number) => (batchSeed: number) => (batchSeed * 1009 + i) * 8 + k;
   const n1 = ops.norm(x, l.inputNorm, null, eps, 'rms');
   const [q, k, v] = [l.qProj, l.kProj, l.vProj].map((p, j) => linear(ops, io, p, n1.y, seed(j)));
@@ -68,7 +69,8 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const qh = ops.rope(ops.heads(qIn, B, H, T, D, 0), s.cos, s.sin); // [B*H, T, D]
   const kh = ops.rope(ops.heads(kIn, B, H, T, D, 0, H / Hkv), s.cos, s.sin);
   const vh = ops.heads(v!.y, B, H, T, D, 0, H / Hkv);
-  const attn = ops.attention(qh, kh, vh, 1 / Math.sqrt(D));
+  const probsDrop = io.dropoutSite(m.config.attentionDropout, seed(7));
+  const attn = ops.attention(qh, kh, vh, 1 / Math.sqrt(D), probsDrop);
   const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T), seed(3)); // [N, C]
   const mid = ops.add(x, o.y);
   const n2 = ops.norm(mid, l.postNorm, null, eps, 'rms');
@@ -221,8 +223,6 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
 /** Why the scheduled step cannot train `m` with `params` (null: it can). */
 function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): string | null {
   const c = m.config;
-  if (params && c.attentionDropout > 0)
-    return `attention_dropout is ${c.attentionDropout}; the scheduled step has LoRA dropout but no model dropout yet`;
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositions)
     return `sliding_window ${c.slidingWindow} is shorter than the context (${c.maxPositions}); the scheduled step's attention is causal only`;
   if (c.numHeads % c.numKvHeads !== 0)

@@ -9,6 +9,13 @@
 //     ds_ij = p_ij (dy_i . v_j - delta_i)
 //     dq_i = scale sum_{j<=i} ds_ij k_j,  dk_j = scale sum_{i>=j} ds_ij q_i,
 //     dv_j = sum_{i>=j} p_ij dy_i
+// Dropout on the probabilities (attr `dropRate`, input `keys` [2] int32): the
+// mask of ops/dropout.ts over the [R, T, T] probabilities, m_ij = scale or 0
+// drawn from the hash of (keys, (r T + i) T + j), so the bits are those of
+// seededDropout on the composed path's probabilities. Out sums m_ij p_ij v_j;
+// backward uses ds_ij = p_ij (m_ij dy_i . v_j - delta_i) and dv_j = sum_i
+// m_ij p_ij dy_i (delta_i = dy_i . o_i still, o being the dropped output);
+// the statistics ignore it. No mask is stored: each kernel draws it again.
 // Tiling: a workgroup owns ROWS consecutive rows of one [T, D] matrix (query
 // rows, or key rows for dk and dv), one row per invocation, held in
 // registers. It walks the rows its rows meet (keys j <= i, or queries
@@ -17,6 +24,8 @@
 // invocation reads it from there (the same address across the workgroup: a
 // broadcast), as vec4 when D is a multiple of 4. Memory stays O(R T D).
 import { tf } from '../tf.js';
+import { dropoutKeys } from '../../ops/dropout.js';
+import { LOWBIAS32_WGSL } from './dropout.js';
 import { webGpuMatMulChoice } from './matmul-kernel.js';
 import { registerWebGpuKernels, type WebGpuKernelArgs, type WebGpuProgramRunner } from './rows.js';
 
@@ -48,6 +57,8 @@ interface Body {
   /** Inputs staged per tile of the other side: rows of D, and one value per row. */
   tile: string[];
   tileScalars: string[];
+  /** Whether dropout on the probabilities changes it (the statistics and delta: no). */
+  dropped: boolean;
   /** WGSL: state before the walk, one met pair (`jj` indexes the tile), the output. */
   init: (g: Gen) => string;
   pair: (g: Gen) => string;
@@ -58,9 +69,22 @@ interface Body {
 class Gen {
   readonly w: 1 | 4;
   readonly dw: number;
-  constructor(readonly d: number) {
+  /** `drop`: dropout on the probabilities (the kernel has `keys` and the mask's uniforms). */
+  constructor(
+    readonly d: number,
+    readonly drop = false,
+  ) {
     this.w = d % 4 === 0 ? 4 : 1;
     this.dw = d / this.w;
+  }
+  /**
+   * p_ij times the dropout multiplier of the pair met at tile row jj (p
+   * itself without dropout): the own row is query i on a walk over keys, key
+   * j on a walk over queries.
+   */
+  kept(p: string, over: 'keys' | 'queries'): string {
+    if (!this.drop) return p;
+    return over === 'keys' ? `${p} * keep(head, tc, r0 + jj)` : `${p} * keep(head, r0 + jj, tc)`;
   }
   get type(): string {
     return this.w === 4 ? 'vec4<f32>' : 'f32';
@@ -119,6 +143,7 @@ const BODIES = {
     ownScalars: [],
     tile: ['k'],
     tileScalars: [],
+    dropped: false,
     init: () => 'var m = -3.0e38; var l = 0.0;',
     pair: (g) => `let s = uniforms.scale * (${g.dot('q', 'k')});
           let mNew = max(m, s);
@@ -134,9 +159,10 @@ const BODIES = {
     ownScalars: ['lse'],
     tile: ['k', 'v'],
     tileScalars: [],
+    dropped: true,
     init: (g) => g.zeroAcc(),
     pair: (g) => `${prob(g, 'q', 'k', 'lse_own')}
-          ${g.accumulate('p', 'v')}`,
+          ${g.accumulate(g.kept('p', 'keys'), 'v')}`,
     finish: (g) => g.writeAcc(''),
   },
   delta: {
@@ -147,6 +173,7 @@ const BODIES = {
     ownScalars: [],
     tile: [],
     tileScalars: [],
+    dropped: false,
     init: () => '',
     pair: () => '',
     finish: (g) =>
@@ -162,9 +189,10 @@ const BODIES = {
     ownScalars: ['lse', 'delta'],
     tile: ['k', 'v'],
     tileScalars: [],
+    dropped: true,
     init: (g) => g.zeroAcc(),
     pair: (g) => `${prob(g, 'q', 'k', 'lse_own')}
-          let ds = p * (${g.dot('dy', 'v')} - delta_own);
+          let ds = p * (${g.kept(`(${g.dot('dy', 'v')})`, 'keys')} - delta_own);
           ${g.accumulate('ds', 'k')}`,
     finish: (g) => g.writeAcc('uniforms.scale * '),
   },
@@ -176,9 +204,10 @@ const BODIES = {
     ownScalars: [],
     tile: ['q', 'dy'],
     tileScalars: ['lse', 'delta'],
+    dropped: true,
     init: (g) => g.zeroAcc(),
     pair: (g) => `${prob(g, 'k', 'q', 's_lse[jj]')}
-          let ds = p * (${g.dot('v', 'dy')} - s_delta[jj]);
+          let ds = p * (${g.kept(`(${g.dot('v', 'dy')})`, 'queries')} - s_delta[jj]);
           ${g.accumulate('ds', 'q')}`,
     finish: (g) => g.writeAcc('uniforms.scale * '),
   },
@@ -190,9 +219,10 @@ const BODIES = {
     ownScalars: [],
     tile: ['q', 'dy'],
     tileScalars: ['lse'],
+    dropped: true,
     init: (g) => g.zeroAcc(),
     pair: (g) => `${prob(g, 'k', 'q', 's_lse[jj]')}
-          ${g.accumulate('p', 'dy')}`,
+          ${g.accumulate(g.kept('p', 'queries'), 'dy')}`,
     finish: (g) => g.writeAcc(''),
   },
 } as const satisfies Record<string, Body>;
@@ -244,13 +274,22 @@ function walk(b: Body, g: Gen, tk: number): string {
       }`;
 }
 
+/** The dropout multiplier of query i and key j of head r: ops/dropout.ts's mask at (r T + i) T + j. */
+const KEEP_WGSL = `${LOWBIAS32_WGSL}
+    fn keep(r : i32, i : i32, j : i32) -> f32 {
+      let n = u32(uniforms.seq);
+      let index = (u32(r) * n + u32(i)) * n + u32(j);
+      let h = lowbias32(lowbias32(index ^ bitcast<u32>(keys[0])) ^ bitcast<u32>(keys[1]));
+      return select(0.0, uniforms.dropScale, h >= bitcast<u32>(uniforms.threshold));
+    }`;
+
 function userCode(b: Body, g: Gen, tk: number): string {
   const shared = [
     ...b.tile.map((x) => `var<workgroup> s_${x} : array<${g.type}, ${tk * g.dw}>;`),
     ...b.tileScalars.map((x) => `var<workgroup> s_${x} : array<f32, ${tk}>;`),
   ].join('\n    ');
   return `
-    ${shared}
+    ${shared}${g.drop ? KEEP_WGSL : ''}
     fn main() {
       let blocks = (uniforms.seq + ${ROWS - 1}) / ${ROWS};
       let group = i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS};
@@ -272,51 +311,68 @@ function userCode(b: Body, g: Gen, tk: number): string {
     }`;
 }
 
-/** One workgroup per ROWS rows of each [T, D] matrix, spread over x and y. */
-function attentionProgram(name: BodyName, r: number, t: number, d: number) {
+/** One workgroup per ROWS rows of each [T, D] matrix, spread over x and y; `drop`: with the dropout mask. */
+function attentionProgram(name: BodyName, r: number, t: number, d: number, drop: boolean) {
   const b: Body = BODIES[name];
-  const g = new Gen(d);
+  const g = new Gen(d, drop);
   const tk = attentionTileRows(b, d);
   const groups = r * Math.ceil(t / ROWS);
   const vector = new Set([...b.own, ...b.tile]);
+  const variableNames = drop ? [...b.inputs, 'keys'] : b.inputs;
   return {
-    variableNames: b.inputs,
-    variableComponents: b.inputs.map((x) => (vector.has(x) ? g.w : 1)),
+    variableNames,
+    variableComponents: variableNames.map((x) => (vector.has(x) ? g.w : 1)),
     outputShape: [r * t, b.rowwise ? 1 : d], // two dims: tfjs's x/y dispatch layout
-    shaderKey: `lorafleet_attn_${name}_d${d}_w${g.w}_tk${tk}`,
+    shaderKey: `lorafleet_attn_${name}_d${d}_w${g.w}_tk${tk}${drop ? '_drop' : ''}`,
     dispatchLayout: { x: [0], y: [1] },
     dispatch: [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1],
     workgroupSize: [ROWS, 1, 1],
-    uniforms: 'rows : i32, seq : i32, scale : f32,',
+    uniforms: `rows : i32, seq : i32, scale : f32,${drop ? ' threshold : i32, dropScale : f32,' : ''}`,
     getUserCode: () => userCode(b, g, tk),
   };
 }
 
-function run(args: WebGpuKernelArgs, name: BodyName): Info {
-  const { inputs: names, rowwise } = BODIES[name];
+/** The kernels' attributes: q k^T's scale, and the probabilities' dropout rate (0: none). */
+export interface AttnAttrs {
+  scale: number;
+  dropRate?: number;
+}
+
+/** The inputs of `name` checked: float32 [R, T, D] or [R, T], and the dropout keys int32 [2]. */
+function checkedInputs(args: WebGpuKernelArgs, name: BodyName, drop: boolean): Info[] {
+  const names = drop ? [...BODIES[name].inputs, 'keys'] : BODIES[name].inputs;
   const inputs = names.map((n) => args.inputs[n] as Info | undefined);
-  const first = inputs[0]!;
-  const [R, T, D] = first.shape as [number, number, number];
+  const [R, T, D] = inputs[0]!.shape as [number, number, number];
   for (const [i, x] of inputs.entries()) {
-    const want = names[i] === 'lse' || names[i] === 'delta' ? [R, T] : [R, T, D];
-    if (!x || x.dtype !== 'float32' || x.shape.join() !== want.join())
+    const n = names[i]!;
+    const want = n === 'keys' ? [2] : n === 'lse' || n === 'delta' ? [R, T] : [R, T, D];
+    const dtype = n === 'keys' ? 'int32' : 'float32';
+    if (!x || x.dtype !== dtype || x.shape.join() !== want.join())
       throw new Error(
-        `${ATTN_STATS} (${name}): ${names[i]} must be float32 [${want}], got ${x ? `${x.dtype} [${x.shape}]` : 'nothing'}`,
+        `${ATTN_STATS} (${name}): ${n} must be ${dtype} [${want}], got ${x ? `${x.dtype} [${x.shape}]` : 'nothing'}`,
       );
   }
-  const scale = (args.attrs as { scale?: number } | undefined)?.scale ?? 1;
+  return inputs as Info[];
+}
+
+function run(args: WebGpuKernelArgs, name: BodyName): Info {
+  const { scale = 1, dropRate = 0 } = (args.attrs ?? {}) as Partial<AttnAttrs>;
+  const drop = dropRate > 0 && BODIES[name].dropped;
+  const inputs = checkedInputs(args, name, drop);
+  const [R, T, D] = inputs[0]!.shape as [number, number, number];
+  const uniforms: { type: 'int32' | 'float32'; data: number[] }[] = [
+    { type: 'int32', data: [R * T] },
+    { type: 'int32', data: [T] },
+    { type: 'float32', data: [scale] },
+  ];
+  if (drop) {
+    const { threshold, scale: dropScale } = dropoutKeys(0, dropRate); // neither depends on the seed
+    uniforms.push({ type: 'int32', data: [threshold | 0] }, { type: 'float32', data: [dropScale] });
+  }
   const runner = args.backend as unknown as WebGpuProgramRunner;
-  const out = runner.runWebGPUProgram(
-    attentionProgram(name, R, T, D),
-    inputs as Info[],
-    'float32',
-    [
-      { type: 'int32', data: [R * T] },
-      { type: 'int32', data: [T] },
-      { type: 'float32', data: [scale] },
-    ],
-  );
-  return { ...out, shape: rowwise ? [R, T] : [R, T, D] }; // the same data
+  const program = attentionProgram(name, R, T, D, drop);
+  const out = runner.runWebGPUProgram(program, inputs, 'float32', uniforms);
+  return { ...out, shape: BODIES[name].rowwise ? [R, T] : [R, T, D] }; // the same data
 }
 
 /** Registers the four kernels for 'webgpu' (once). */

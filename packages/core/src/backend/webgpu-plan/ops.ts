@@ -38,13 +38,20 @@ type Info = tf.TensorInfo;
 /** The same data seen in another shape. */
 export const view = (t: Info, shape: number[]): Info => ({ ...t, shape });
 
-/** Attention's saved values: q, k, v, o [R, T, D] and lse [R, T]. */
+/** Attention's saved values: q, k, v, o [R, T, D], lse [R, T] and its probabilities' dropout mask. */
 export interface AttentionSaved {
   q: Info;
   k: Info;
   v: Info;
   o: Info;
   lse: Info;
+  drop: PlanDropout | null;
+}
+
+/** A dropout mask in a plan: its keys [2] int32 (a plan input written per replay) and rate. */
+export interface PlanDropout {
+  keys: Info;
+  rate: number;
 }
 
 export class PlanOps {
@@ -91,18 +98,32 @@ export class PlanOps {
     return this.rec.kernel(GELU_NEW_GRAD, { x, dy });
   }
 
-  /** softmax(scale q k^T + causal mask) v over q, k, v [R, T, D]: o [R, T, D] and what backward keeps. */
-  attention(q: Info, k: Info, v: Info, scale: number): AttentionSaved {
+  /**
+   * softmax(scale q k^T + causal mask) v over q, k, v [R, T, D], with `drop`'s
+   * mask on the probabilities: o [R, T, D] and what backward keeps.
+   */
+  attention(
+    q: Info,
+    k: Info,
+    v: Info,
+    scale: number,
+    drop: PlanDropout | null = null,
+  ): AttentionSaved {
     const lse = this.rec.kernel(ATTN_STATS, { q, k }, { scale });
-    const o = this.rec.kernel(ATTN_OUT, { q, k, v, lse }, { scale });
-    return { q, k, v, o, lse };
+    const masked: Record<string, Info> = drop ? { keys: drop.keys } : {};
+    const attrs = { scale, dropRate: drop?.rate ?? 0 };
+    const o = this.rec.kernel(ATTN_OUT, { q, k, v, lse, ...masked }, attrs);
+    return { q, k, v, o, lse, drop };
   }
 
   /** dq, dk, dv [R, T, D] from do [R, T, D]. */
   attentionGrad(s: AttentionSaved, dy: Info, scale: number): { dq: Info; dk: Info; dv: Info } {
     const delta = this.rec.kernel(ATTN_DELTA, { dy, o: s.o });
     const inputs = { q: s.q, k: s.k, v: s.v, dy, lse: s.lse, delta };
-    const grad = (wrt: 'q' | 'k' | 'v') => this.rec.kernel(ATTN_GRAD, inputs, { scale, wrt });
+    const masked: Record<string, Info> = s.drop ? { keys: s.drop.keys } : {};
+    const attrs = { scale, dropRate: s.drop?.rate ?? 0 };
+    const grad = (wrt: 'q' | 'k' | 'v') =>
+      this.rec.kernel(ATTN_GRAD, { ...inputs, ...masked }, { ...attrs, wrt });
     return { dq: grad('q'), dk: grad('k'), dv: grad('v') };
   }
 
@@ -173,8 +194,8 @@ export class PlanOps {
     return logits;
   }
 
-  /** x times dropout's mask at `rate` for the keys [2] in `keys` (written per replay): ops/dropout.ts's bits. */
-  dropout(x: Info, keys: Info, rate: number): Info {
+  /** x times dropout's mask (ops/dropout.ts's bits for the keys written per replay). */
+  dropout(x: Info, { keys, rate }: PlanDropout): Info {
     const { threshold, scale } = dropoutKeys(0, rate); // neither depends on the seed
     const count = x.shape.reduce((a, b) => a * b, 1);
     const { program, uniforms } = dropoutProgram(count, threshold, scale);
