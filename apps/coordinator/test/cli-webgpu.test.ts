@@ -11,6 +11,7 @@ import { testBackends } from '@lorafleet/core/testing';
 import {
   NO_DROPOUT_CONFIG,
   SEQ_LEN,
+  TINY_CONFIG,
   ensureBuilt,
   evalJson,
   initTinyModel,
@@ -97,6 +98,22 @@ describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a 
     expect(said).toHaveLength(2);
     const { gap, size } = await adapterGap('w2-webgpu', 'w2-wasm');
     expect(size).toBeGreaterThan(0);
+    expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
+  }, 300_000);
+
+  it("train with dropout (GPT-2's default 0.1 and --lora-dropout 0.1) ends with the adapter of wasm", async () => {
+    // The masks are a hash of (seed, element) on every backend: webgpu draws wasm's, in its kernels.
+    const dropping = await initTinyModel(dir!, 'dropout-model', 0, TINY_CONFIG);
+    const run = (out: string, backend: string) =>
+      lorafleetOk([
+        'train',
+        ...['--model', dropping, ...dataArgs(), '--out', join(dir!, out)],
+        ...TRAIN.filter((_, i) => i < 4 || i > 5), // without --lora-dropout 0
+        ...['--lora-dropout', '0.1', '--backend', backend],
+      ]);
+    const [, onGpu] = await Promise.all([run('drop-wasm', 'wasm'), run('drop-webgpu', 'webgpu')]);
+    expect(`${onGpu.stdout}${onGpu.stderr}`).toMatch(/gradients: the hand-scheduled step/);
+    const { gap } = await adapterGap('drop-webgpu', 'drop-wasm');
     expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
   }, 300_000);
 
