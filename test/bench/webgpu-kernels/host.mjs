@@ -14,7 +14,13 @@
 // 12 heads, LoRA r=8 on c_attn) at 1 x 64 tokens and an 8,192-word
 // vocabulary (the null adapter's limits), whose kernel count is the full
 // shape's.
-//   pnpm build && node test/bench/webgpu-kernels/host.mjs [--steps N] [--gpu]
+// With --dropout: GPT-2's config.json dropout (0.1 on embeddings, attention
+// probabilities and residuals) and a new seed per step, training; before
+// 2026-12-05 that step took the tape with the composed attention (the
+// "(attention composed of tfjs ops)" line). At 12 layers the tape with
+// dropout outgrows the null adapter's memory (tfjs's pool keeps every freed
+// buffer): --layers 8 fits.
+//   pnpm build && node test/bench/webgpu-kernels/host.mjs [--steps N] [--gpu] [--dropout] [--layers N]
 import { parseArgs } from 'node:util';
 import {
   installSharedClone,
@@ -37,11 +43,15 @@ const HELP = `usage: node test/bench/webgpu-kernels/host.mjs [options]
   --steps N   timed steps (default 20), after 3 warm-up steps
   --gpu       the machine's adapter instead of Dawn's null adapter (the step's
               host time then includes waiting for the GPU)
+  --dropout   GPT-2's default dropout of 0.1 (embeddings, attention, residuals), training
+  --layers N  blocks of GPT-2 small's layout (default 12)
   --help      this text`;
 const { values: opt } = parseArgs({
   options: {
     steps: { type: 'string', default: '20' },
     gpu: { type: 'boolean', default: false },
+    dropout: { type: 'boolean', default: false },
+    layers: { type: 'string', default: '12' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -52,6 +62,9 @@ if (opt.help) {
 const steps = Number(opt.steps);
 if (!Number.isInteger(steps) || steps < 1)
   throw new Error(`--steps must be >= 1, got ${opt.steps}`);
+const layers = Number(opt.layers);
+if (!Number.isInteger(layers) || layers < 1)
+  throw new Error(`--layers must be >= 1, got ${opt.layers}`);
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
 
@@ -99,7 +112,9 @@ process.exit(0);
 
 /** Per variant: the median host ms of a LoRA forward + backward + gradient read, and its kernel counts. */
 async function loraSteps(variants) {
-  const config = { ...GPT2_SMALL, vocabSize: 8192, embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
+  const p = opt.dropout ? 0.1 : 0;
+  const drops = { embdPdrop: p, attnPdrop: p, residPdrop: p };
+  const config = { ...GPT2_SMALL, nLayer: layers, vocabSize: 8192, ...drops };
   const [B, T] = [1, 64];
   const { model, params, batch } = await loraGpt2(config, B, T);
   const scheduled = new ScheduledGradients(model, params);
@@ -109,18 +124,20 @@ async function loraSteps(variants) {
   const hand = [];
   for (let i = 0; i < 20 + steps; i++) {
     const t0 = performance.now();
-    scheduled.add(batch);
+    scheduled.add(batch, i);
     await scheduled.take();
     if (i >= 20) hand.push(performance.now() - t0);
   }
   const plan = { ms: median(hand), dispatches: scheduled.dispatches, bytes: scheduled.planBytes };
   scheduled.dispose();
   variants = variants.filter((v) => !v.scheduled);
+  let seed = 0; // a new mask per step (with --dropout)
   const step = ({ fused, shared }) => {
     useFusedAttention(fused);
     if (shared) installSharedClone(tf);
     else uninstallSharedClone(tf);
-    return lossAndGradsAsync(params, () => tokenNllSum(model, batch));
+    const pass = opt.dropout ? { training: true, seed: seed++ } : {};
+    return lossAndGradsAsync(params, () => tokenNllSum(model, batch, pass));
   };
   for (let i = 0; i < 3; i++) for (const v of variants) await step(v);
   const times = variants.map(() => []);
