@@ -2,8 +2,10 @@
 // (SwiftShader where there is no GPU), against tfjs-backend-webgpu's stock
 // kernel in the same process and the cpu backend: odd and even shapes, shapes
 // no tile divides, batch 1 and batched, broadcast batches, every transpose
-// combination, every tile of the sweep, and the LoRA epilogue.
-import { describe, expect, it } from 'vitest';
+// combination, every tile of the sweep, and the LoRA epilogue; the
+// rank-sized kernels (rank-product.ts) on the LoRA step's rank-sized shapes,
+// and the tiled program on every shape they would take.
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   LORAFLEET_MATMUL,
   Rng,
@@ -12,7 +14,9 @@ import {
   chooseTile,
   forceMatMulTile,
   forceSplitK,
+  rankForm,
   splitCount,
+  useRankProducts,
   useSplitK,
   tf,
   tileName,
@@ -122,13 +126,35 @@ async function check(c: Case, seed: number, stock = true): Promise<void> {
   const ours = await onWebGpu('BatchMatMul', c, sa, sb);
   const what = JSON.stringify(c);
   expect(maxDiff(ours.data, cpu), what).toBeLessThan(1e-4);
+  if (takesRankKernel(c)) {
+    // The tiled program on the same shape (it takes over where the rank-sized kernels are off).
+    useRankProducts(false);
+    const tiled = await onWebGpu('BatchMatMul', c, sa, sb).finally(() => useRankProducts(true));
+    expect(maxDiff(tiled.data, cpu), `tiled ${what}`).toBeLessThan(1e-4);
+  }
   if (!stock) return;
   const theirs = await onWebGpu(STOCK_BATCH_MATMUL, c, sa, sb);
   expect(ours.shape, what).toEqual(theirs.shape);
   expect(maxDiff(ours.data, theirs.data), what).toBeLessThan(1e-4);
 }
 
+/** Whether a case goes to a rank-sized kernel (rank-product.ts) when they are on. */
+function takesRankKernel(c: Case): boolean {
+  const [m, k] = c.transposeA ? c.aShape.slice(-2).reverse() : c.aShape.slice(-2);
+  const n = c.transposeB ? c.bShape[c.bShape.length - 2]! : c.bShape[c.bShape.length - 1]!;
+  const batch = Math.max(
+    ...[c.aShape, c.bShape].map((s) => s.slice(0, -2).reduce((a, b) => a * b, 1)),
+  );
+  return rankForm({ m: m!, n, k: k!, batch }, c) !== null;
+}
+
+/** Shader keys of the pipelines the webgpu backend has compiled (tfjs's cache). */
+function compiledKeys(): string[] {
+  return Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
+}
+
 webGpuSuite(() => forceMatMulTile(null));
+afterEach(() => useRankProducts(true));
 
 /** alpha * x op(W) + bias + beta * H op(L) of LoraFleetMatMul against tfjs's ops, both orientations of L. */
 async function checkEpilogue(m: number, k: number, n: number, r: number) {
@@ -179,6 +205,7 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
   }
 
   it('split-k: the rank-sized A^T B of the LoRA backward (dA, dB) equals cpu and stock, split or not', async () => {
+    useRankProducts(false); // the tiled program's split-k (the rank-sized kernels take these shapes)
     // (m, k, n): dA = dh^T x and dB = dy^T h shapes; k a power of 2, k even, k odd (the last
     // chunk shorter); each chunk keeps at least 256 of k.
     const shapes: [number, number, number, number][] = [
@@ -294,6 +321,57 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
     } finally {
       forceMatMulTile(null);
     }
+  }, 300_000);
+
+  // The LoRA step's rank-sized products, scaled down: x A^T and s dy B (rows form: B transposed
+  // or not, k over and under the workgroup's 64, k odd, N of 1, 8 and 16, one row), dA = dh^T x
+  // and dB = s dy^T h (columns form: either side small, k in several chunks and a shorter last one).
+  it('rank-sized kernels: x A^T, dy B, dh^T x and dy^T h equal cpu and stock', async () => {
+    const shapes: [number, number, number, boolean, boolean, 'rows' | 'columns'][] = [
+      [130, 300, 8, false, true, 'rows'],
+      [37, 1001, 16, false, false, 'rows'],
+      [1, 40, 1, false, true, 'rows'],
+      [65, 7, 3, false, false, 'rows'],
+      [8, 1024, 96, true, false, 'columns'],
+      [200, 1000, 8, true, false, 'columns'],
+      [16, 129, 16, true, false, 'columns'],
+      [1, 300, 70, true, false, 'columns'],
+    ];
+    for (const [m, k, n, tA, tB, form] of shapes) {
+      const c = makeCase([], [], m, k, n, tA, tB);
+      const what = JSON.stringify([m, k, n, tA, tB]);
+      expect(rankForm({ m, n, k, batch: 1 }, c), what).toBe(form);
+      const [sa, sb] = [values(c.aShape, k), values(c.bShape, k + 1)];
+      const cpu = await onCpu(c, sa, sb);
+      await useBackend('webgpu');
+      tf.env().set('WEBGPU_CPU_FORWARD', false);
+      const ours = await onWebGpu('BatchMatMul', c, sa, sb);
+      expect(
+        compiledKeys().some((key) => key.includes(`lorafleet_rank_${form}`)),
+        what,
+      ).toBe(true);
+      const stock = await onWebGpu(STOCK_BATCH_MATMUL, c, sa, sb);
+      expect(ours.shape).toEqual([m, n]);
+      // Sums of up to 1000 products of N(0, 1) values (|C| ~ 30), in runs of up to ~1000 terms
+      // per invocation: float32 rounding reaches ~5e-5 of 1 + |C|; a lost chunk is off by ~0.1.
+      for (const peer of [cpu, stock.data])
+        expect(relativeDiff(ours.data, peer), what).toBeLessThan(1e-4);
+      // LoraFleetMatMul's plain products (alpha = s) take them too.
+      const lora = { alpha: 0.5, beta: 0, transposeL: false };
+      const scaled = await onWebGpu(LORAFLEET_MATMUL, c, sa, sb, lora);
+      const half = cpu.map((v) => 0.5 * v);
+      expect(relativeDiff(scaled.data, half), `LoraFleetMatMul ${what}`).toBeLessThan(1e-4);
+    }
+    // Not for batched products, a bias, or both operands transposed: the tiled program.
+    expect(
+      rankForm({ m: 64, n: 8, k: 64, batch: 2 }, { transposeA: false, transposeB: true }),
+    ).toBeNull();
+    expect(
+      rankForm({ m: 8, n: 64, k: 64, batch: 1 }, { transposeA: true, transposeB: true }),
+    ).toBeNull();
+    expect(
+      rankForm({ m: 64, n: 17, k: 64, batch: 1 }, { transposeA: false, transposeB: false }),
+    ).toBeNull();
   }, 300_000);
 
   it('LoraFleetMatMul rejects a bias of the wrong size, saying which', () => {

@@ -20,6 +20,8 @@ import {
   swiglu,
   selectWebGpuMatMul,
   splitCount,
+  rankForm,
+  useRankProducts,
   tileName,
   chooseTile,
   tileTable,
@@ -98,8 +100,15 @@ async function matmuls() {
       useSplitK(false);
       unsplit = await timed('project', run).finally(() => useSplitK(true));
     }
+    // Rank-sized products: the rank-sized kernel (the default) against the tiled program (with split-k).
+    const form = rankForm({ m, n, k, batch }, { transposeA: tA, transposeB: tB });
+    let tiled;
+    if (form) {
+      useRankProducts(false);
+      tiled = await timed('project', run).finally(() => useRankProducts(true));
+    }
     tf.dispose([a, b]);
-    const tile = tileName(chooseTile(m, n, k, batch));
+    const tile = form ? `rank ${form}` : tileName(chooseTile(m, n, k, batch));
     rows.push({
       name,
       batch,
@@ -113,6 +122,8 @@ async function matmuls() {
       stock,
       splits,
       unsplit,
+      form,
+      tiled,
       flops: flops(shape),
       bytes: bytes(shape),
     });
@@ -309,7 +320,13 @@ for (const r of mm) {
     line + (peak ? `  ${fmt((100 * gflops(r.flops, r.project)) / (peak * 1e3), 1)}` : ''),
   );
 }
-for (const r of mm.filter((row) => row.splits > 1)) {
+for (const r of mm.filter((row) => row.form)) {
+  console.log(
+    `rank-sized ${r.name}: ${r.form} kernel ${fmt(r.project * 1e3, 3)} ms (${fmt(r.bytes / r.project / 1e9)} GB/s), ` +
+      `tiled program ${fmt(r.tiled * 1e3, 3)} ms (${fmt(r.bytes / r.tiled / 1e9)} GB/s); ratio ${(r.tiled / r.project).toFixed(2)}`,
+  );
+}
+for (const r of mm.filter((row) => row.splits > 1 && !row.form)) {
   console.log(
     `split-k ${r.name}: ${r.splits} chunks ${fmt(r.project * 1e3, 3)} ms, unsplit ${fmt(r.unsplit * 1e3, 3)} ms; ` +
       `ratio ${(r.unsplit / r.project).toFixed(2)}`,

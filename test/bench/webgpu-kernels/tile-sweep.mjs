@@ -13,6 +13,7 @@ import {
   DEFAULT_TILE_TABLE,
   TILE_CANDIDATES,
   forceMatMulTile,
+  rankForm,
   ruleHolds,
   tileName,
   tileProblem,
@@ -122,10 +123,13 @@ const write = () => {
   writeFileSync(opt.out, JSON.stringify(table, null, 2) + '\n');
   return table;
 };
+/** Whether a rank-sized kernel (rank-product.ts), not a tile, computes this shape. */
+const rankSized = ([, batch, m, k, n, transposeA, transposeB]) =>
+  rankForm({ m, n, k, batch }, { transposeA, transposeB }) !== null;
 for (const { rule, shapes: group } of byClass) {
-  if (group.length === 0) {
+  if (group.length === 0 || group.every(rankSized)) {
     console.log(
-      `class ${rules.length}: no shape of the step falls in it at this scale; default tile kept`,
+      `class ${rules.length}: ${group.length === 0 ? 'no shape of the step falls in it at this scale' : 'the rank-sized kernels compute all its shapes'}; default tile kept`,
     );
     rules.push(rule);
     continue;

@@ -11,6 +11,7 @@
 import type { tf } from '../tf.js';
 import { type MatMulSpec, matMulProgram } from './matmul-program.js';
 import { kChunks, splitCount, sumPartialsProgram } from './split-k.js';
+import { columnChunks, columnsProgram, rankForm, rowsProgram } from './rank-product.js';
 import {
   DEFAULT_LIMITS,
   type MatMulTile,
@@ -164,13 +165,19 @@ function splitKProduct(
   const { a, b, bias } = operands;
   const chunk = { tile, ...kChunks(d.k, splits, tile) };
   const partials = run(backend, a, b, d, attrs, {}, chunk); // [S, M, N], each times alpha
+  return sumPartials(backend, partials, d, bias);
+}
+
+/** The partials [chunks, M, N] summed in order (+ bias [N]) into [M, N] (split-k.ts's pass); frees them. */
+function sumPartials(backend: WebGpuBackendLike, partials: Info, d: Dims, bias?: Info): Info {
+  const chunks = partials.shape[0]!;
   const out = backend.runWebGPUProgram(
-    sumPartialsProgram(chunk.chunks, d.m, d.n, bias !== undefined),
+    sumPartialsProgram(chunks, d.m, d.n, bias !== undefined),
     [partials, ...(bias ? [bias] : [])],
     'float32',
     [
       { type: 'int32', data: [d.m * d.n] },
-      { type: 'int32', data: [chunk.chunks] },
+      { type: 'int32', data: [chunks] },
       { type: 'int32', data: [d.n] },
     ],
   );
@@ -178,7 +185,35 @@ function splitKProduct(
   return { ...out, shape: d.outShape };
 }
 
-/** A product without the LoRA term: split-k where splitCount says (bias added with the partials), else one dispatch. */
+/** alpha op(A) op(B) by a rank-sized kernel (rank-product.ts): the rows form, or the columns form and its chunks' sum. */
+function rankProduct(
+  backend: WebGpuBackendLike,
+  a: Info,
+  b: Info,
+  d: Dims,
+  attrs: LoraFleetMatMulAttrs,
+  form: 'rows' | 'columns',
+): Info {
+  const sizes = [d.m, d.n, d.k].map((v) => ({ type: 'int32' as const, data: [v] }));
+  const alpha = { type: 'float32' as const, data: [attrs.alpha] };
+  if (form === 'rows') {
+    const program = rowsProgram(d.m, d.n, attrs.transposeB);
+    const out = backend.runWebGPUProgram(program, [a, b], 'float32', [...sizes, alpha]);
+    return { ...out, shape: d.outShape };
+  }
+  const { kChunk, chunks } = columnChunks(d.m, d.n, d.k);
+  const program = columnsProgram(d.m, d.n, chunks);
+  const uniforms = [...sizes, alpha, { type: 'int32' as const, data: [kChunk] }];
+  const partials = backend.runWebGPUProgram(program, [a, b], 'float32', uniforms);
+  if (chunks === 1) return { ...partials, shape: d.outShape };
+  return sumPartials(backend, { ...partials, shape: [chunks, d.m, d.n] }, d);
+}
+
+/**
+ * A product without the LoRA term: a rank-sized kernel where one side of C
+ * is rank-sized, split-k where splitCount says (bias added with the
+ * partials), else one dispatch.
+ */
 function splittableProduct(
   backend: WebGpuBackendLike,
   operands: { a: Info; b: Info; bias?: Info },
@@ -186,6 +221,8 @@ function splittableProduct(
   attrs: LoraFleetMatMulAttrs,
 ): Info {
   const batch = Math.max(d.batchA, d.batchB);
+  const form = operands.bias ? null : rankForm({ ...d, batch }, attrs);
+  if (form) return rankProduct(backend, operands.a, operands.b, d, attrs, form);
   const rule = chooseRule(d.m, d.n, d.k, batch, limitsOf(backend));
   const splits = splitCount({ ...d, batch, ...attrs }, rule.tile, rule.splitTarget);
   if (splits > 1) return splitKProduct(backend, operands, d, attrs, rule.tile, splits);
