@@ -31,6 +31,7 @@ import {
   randomGpt2Weights,
   scheduledStepBytes,
   scheduledStepUnsupported,
+  storeBasesAs,
   tokenNllSum,
 } from '../packages/models/src/index.js';
 import { TrainingStep } from '../packages/worker/src/index.js';
@@ -394,6 +395,25 @@ describe('the hand-scheduled LoRA step on webgpu', () => {
       await expectTapeEquality(model, params, [llamaBatch(2, 7), llamaBatch(2, 7, 1)]);
     } finally {
       model.dispose();
+    }
+  });
+
+  // --base-dtype: W stored as packed halves, unpacked into a transient f32 buffer per product.
+  it('equals the tape with the base weights stored as bf16 (GPT-2) and f16 (Llama)', async () => {
+    const gpt2 = await loraModel(CONFIG, ['c_attn', 'c_proj', 'c_fc'], 0.1);
+    const llama = await loraLlama({}, 'all-linear');
+    try {
+      await storeBasesAs(gpt2.model, 'bf16');
+      await storeBasesAs(llama.model, 'f16');
+      expect(gpt2.model.linears()[0]!.baseDtype).toBe('bf16');
+      for (const { model, params } of [gpt2, llama]) {
+        expect(scheduledStepUnsupported(model, params)).toBeNull();
+      }
+      await expectTapeEquality(gpt2.model, gpt2.params, [batch(2, 7), batch(2, 7, 1)]);
+      await expectTapeEquality(llama.model, llama.params, [llamaBatch(2, 7), llamaBatch(2, 7, 1)]);
+    } finally {
+      gpt2.model.dispose();
+      llama.model.dispose();
     }
   });
 

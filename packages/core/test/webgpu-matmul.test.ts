@@ -324,8 +324,9 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
   }, 300_000);
 
   // The LoRA step's rank-sized products, scaled down: x A^T and s dy B (rows form: B transposed
-  // or not, k over and under the workgroup's 64, k odd, N of 1, 8 and 16, one row), dA = dh^T x
-  // and dB = s dy^T h (columns form: either side small, k in several chunks and a shorter last one).
+  // or not, k over and under the workgroup's 64, k a multiple of 4 (vec4 loads) or not, N of 1,
+  // 3, 8 and 16, one row), dA = dh^T x and dB = s dy^T h (columns form: either side small, the
+  // large side a multiple of 4 (vec4) or not, k in several chunks and a shorter last one).
   it('rank-sized kernels: x A^T, dy B, dh^T x and dy^T h equal cpu and stock', async () => {
     const shapes: [number, number, number, boolean, boolean, 'rows' | 'columns'][] = [
       [130, 300, 8, false, true, 'rows'],
@@ -336,6 +337,7 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
       [200, 1000, 8, true, false, 'columns'],
       [16, 129, 16, true, false, 'columns'],
       [1, 300, 70, true, false, 'columns'],
+      [203, 300, 5, true, false, 'columns'],
     ];
     for (const [m, k, n, tA, tB, form] of shapes) {
       const c = makeCase([], [], m, k, n, tA, tB);

@@ -2,7 +2,11 @@
 // and backward, as the fused LoRA linear computes it on webgpu
 // (core's lora/fused-linear.ts): the forward in one dispatch with the rank-r
 // epilogue, the backward's dx in one, dA and dB from the small intermediates,
-// no dW (W is frozen). Shared by the families' recipes.
+// no dW (W is frozen). W stored as halves (--base-dtype bf16 / f16) is
+// unpacked into a transient f32 buffer before each product that reads it
+// (forward, and again for dx), as the tape does: the plan's allocator
+// reuses that buffer once the product is recorded, so about one layer's
+// f32 W is alive at a time. Shared by the families' recipes.
 import type {
   LoraEmbedding,
   LoraLinear,
@@ -27,6 +31,12 @@ export interface LinearSaved {
   drop: PlanDropout | null;
 }
 
+/** W in f32 as stored ([out, in], or [in, out] for fan-in-fan-out): the variable, or unpacked from its halves. */
+function baseWeight(ops: PlanOps, layer: LoraLinear): Info {
+  const half = layer.baseHalves;
+  return half ? ops.unpackHalves(half.packed, half.dtype, half.shape) : layer.weight;
+}
+
 /**
  * y = x op(W) + b (+ s dropout(x) A^T B^T with an adapter), W in its storage
  * orientation; `dropoutSeed` gives the layer's LoRA dropout seed from the
@@ -43,7 +53,7 @@ export function linear(
   const w = { transposeB: !layer.fanInFanOut };
   if (!adapter)
     return {
-      y: ops.mm(x, layer.weight, w, { bias: layer.bias }),
+      y: ops.mm(x, baseWeight(ops, layer), w, { bias: layer.bias }),
       saved: { x, xd: x, h: null, drop: null },
     };
   const drop = io.dropoutSite(adapter.settings.dropout, dropoutSeed);
@@ -52,7 +62,7 @@ export function linear(
   const l = io.param(adapter.b); // [out, r]
   const y = ops.mm(
     x,
-    layer.weight,
+    baseWeight(ops, layer),
     { ...w, beta: adapter.scaling, transposeL: true },
     { bias: layer.bias, h, l },
   );
@@ -71,16 +81,17 @@ export function linearGrad(
 ): Info | null {
   const adapter = layer.activeAdapter;
   const wT = { transposeB: layer.fanInFanOut };
-  if (!adapter || !saved.h) return dx ? ops.mm(dy, layer.weight, wT) : null;
+  if (!adapter || !saved.h) return dx ? ops.mm(dy, baseWeight(ops, layer), wT) : null;
   const s = adapter.scaling;
   const dh = ops.mm(dy, io.param(adapter.b), { alpha: s }); // [N, r]
   grads.set(adapter.a, ops.mm(dh, saved.xd, { transposeA: true })); // [r, in]
   grads.set(adapter.b, ops.mm(dy, saved.h, { transposeA: true, alpha: s })); // [out, r]
   if (!dx) return null; // nothing below needs dx
-  if (!saved.drop) return ops.mm(dy, layer.weight, wT, { h: dh, l: io.param(adapter.a) }); // dy W^T + dh A [N, in]
+  const weight = baseWeight(ops, layer);
+  if (!saved.drop) return ops.mm(dy, weight, wT, { h: dh, l: io.param(adapter.a) }); // dy W^T + dh A [N, in]
   // LoRA dropout masks the rank-r branch only: dx = dy W^T + dropout(dh A), the same mask.
   const lora = ops.dropout(ops.mm(dh, io.param(adapter.a)), saved.drop); // [N, in]
-  return ops.add(ops.mm(dy, layer.weight, wT), lora);
+  return ops.add(ops.mm(dy, weight, wT), lora);
 }
 
 /**
@@ -101,8 +112,6 @@ export function adaptersUnsupported(
   for (const layer of linears) {
     const a = layer.activeAdapter;
     if (layer.merged) return `${layer.name}: an adapter is merged`;
-    if (layer.baseDtype !== 'f32')
-      return `${layer.name}: the base weight is stored as ${layer.baseDtype} (--base-dtype)`;
     if (!a) continue;
     adapters.add(a.a).add(a.b);
   }

@@ -87,6 +87,15 @@ export class LoraLinear {
   }
 
   /**
+   * W as stored after storeBaseAs: the packed halves (int32 [ceil(rows *
+   * cols / 2)]), their dtype and W's storage shape; null while W is f32.
+   * The kernel UNPACK_HALVES turns them into W.
+   */
+  get baseHalves(): { packed: tf.Tensor1D; dtype: HalfDtype; shape: [number, number] } | null {
+    return this.half ? { ...this.half, shape: this.weightShape } : null;
+  }
+
+  /**
    * Stores W as 16-bit halves (--base-dtype bf16 or f16), half the bytes,
    * rounded to nearest even; its f32 variable is freed. Forward unpacks W to
    * f32 for its matmul only. One way: there is no going back to f32.

@@ -197,7 +197,7 @@ function rankProduct(
   const sizes = [d.m, d.n, d.k].map((v) => ({ type: 'int32' as const, data: [v] }));
   const alpha = { type: 'float32' as const, data: [attrs.alpha] };
   if (form === 'rows') {
-    const program = rowsProgram(d.m, d.n, attrs.transposeB);
+    const program = rowsProgram(d.m, d.n, d.k, attrs.transposeB);
     const out = backend.runWebGPUProgram(program, [a, b], 'float32', [...sizes, alpha]);
     return { ...out, shape: d.outShape };
   }

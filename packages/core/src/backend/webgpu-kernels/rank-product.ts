@@ -58,17 +58,28 @@ const rowsPerGroup = (n: number) => Math.max(1, Math.floor(32 / n));
 const each = (count: number, f: (i: number) => string, sep = '\n        ') =>
   Array.from({ length: count }, (_, i) => f(i)).join(sep);
 
-/** The rows form's program: C [M, N] = alpha A [M, K] op(B); B [K, N], or [N, K] with transposeB. */
-export function rowsProgram(m: number, n: number, transposeB: boolean) {
+/**
+ * The rows form's program: C [M, N] = alpha A [M, K] op(B); B [K, N], or
+ * [N, K] with transposeB. With K % 4 == 0 each invocation reads A as vec4
+ * (4 neighbouring k of a row per step).
+ */
+export function rowsProgram(m: number, n: number, k: number, transposeB: boolean) {
   const rb = rowsPerGroup(n);
+  const w = k % 4 === 0 ? 4 : 1;
   const groups = Math.ceil(m / rb);
   const sums = rb * n;
-  const bAt = (q: number) => (transposeB ? `B[${q} * uniforms.dimK + k]` : `B[k * ${n} + ${q}]`);
+  const bAt = (q: number, c: number) =>
+    transposeB ? `B[${q} * uniforms.dimK + k + ${c}]` : `B[(k + ${c}) * ${n} + ${q}]`;
   const sum = (i: number, q: number) => `s${i}_${q}`;
+  const lane = (c: number) => (w === 1 ? 'a' : `a[${c}]`);
+  // Each row's contribution of this step: s_iq += sum over c of a[c] * B(k + c, q).
+  const fmas = (i: number, q: number) =>
+    each(w, (c) => `${sum(i, q)} = fma(${lane(c)}, b${c}_${q}, ${sum(i, q)});`, ' ');
   return {
     variableNames: ['A', 'B'],
+    variableComponents: [w, 1],
     outputShape: [m, n],
-    shaderKey: `lorafleet_rank_rows_n${n}_${transposeB ? 'tB' : 'nB'}`,
+    shaderKey: `lorafleet_rank_rows_n${n}_${transposeB ? 'tB' : 'nB'}_w${w}`,
     dispatchLayout: { x: [0], y: [1] },
     dispatch: [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1],
     workgroupSize: [THREADS, 1, 1],
@@ -78,11 +89,13 @@ export function rowsProgram(m: number, n: number, transposeB: boolean) {
     fn main() {
       let t = i32(localIndex);
       let m0 = (i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS}) * ${rb};
-      ${each(rb, (i) => `let row${i} = min(m0 + ${i}, uniforms.dimM - 1) * uniforms.dimK;`)}
+      let stride = uniforms.dimK / ${w}; // A's row in loads
+      ${each(rb, (i) => `let row${i} = min(m0 + ${i}, uniforms.dimM - 1) * stride;`)}
       ${each(rb, (i) => each(n, (q) => `var ${sum(i, q)} = 0.0;`, ' '))}
-      for (var k = t; k < uniforms.dimK; k += ${THREADS}) {
-        ${each(n, (q) => `let b${q} = ${bAt(q)};`, ' ')}
-        ${each(rb, (i) => `{ let a = A[row${i} + k]; ${each(n, (q) => `${sum(i, q)} = fma(a, b${q}, ${sum(i, q)});`, ' ')} }`)}
+      for (var kw = t; kw < stride; kw += ${THREADS}) {
+        let k = kw * ${w};
+        ${each(w, (c) => each(n, (q) => `let b${c}_${q} = ${bAt(q, c)};`, ' '))}
+        ${each(rb, (i) => `{ let a = A[row${i} + kw]; ${each(n, (q) => fmas(i, q), ' ')} }`)}
       }
       ${each(rb, (i) => each(n, (q) => `part[${(i * n + q) * THREADS} + t] = ${sum(i, q)};`, ' '))}
       workgroupBarrier();
@@ -96,9 +109,17 @@ export function rowsProgram(m: number, n: number, transposeB: boolean) {
   };
 }
 
+/** The columns form's shape: the small side, whether it is M, and the large side's vec4-ness. */
+function columnsLayout(m: number, n: number) {
+  const smallIsM = m <= SMALL && m <= n;
+  const [big, small] = smallIsM ? [n, m] : [m, n];
+  return { smallIsM, big, small, w: big % 4 === 0 ? 4 : 1 };
+}
+
 /** How the columns form splits k: chunks of kChunk (the last may be shorter). */
 export function columnChunks(m: number, n: number, k: number): { kChunk: number; chunks: number } {
-  const groups = Math.ceil(Math.max(m, n) / THREADS);
+  const { big, w } = columnsLayout(m, n);
+  const groups = Math.ceil(big / (THREADS * w));
   let splits = 1;
   while (groups * splits < TARGET_WORKGROUPS && k / (2 * splits) >= MIN_CHUNK) splits *= 2;
   const kChunk = Math.ceil(k / splits);
@@ -108,39 +129,45 @@ export function columnChunks(m: number, n: number, k: number): { kChunk: number;
 /**
  * The columns form's program: partials [chunks, M, N] = alpha A^T B over
  * each k chunk, A stored [K, M] and B [K, N]; the large side is N when
- * M <= SMALL (dA), else M (dB).
+ * M <= SMALL (dA), else M (dB). An invocation owns 4 neighbouring columns
+ * of the large side (a vec4 per k) when its size is a multiple of 4, else 1.
  */
 export function columnsProgram(m: number, n: number, chunks: number) {
-  const smallIsM = m <= SMALL && m <= n;
-  const [big, small] = smallIsM ? [n, m] : [m, n];
+  const { smallIsM, big, small, w } = columnsLayout(m, n);
   const [bigOp, smallOp, bigDim] = smallIsM ? ['B', 'A', 'dimN'] : ['A', 'B', 'dimM'];
-  const groups = Math.ceil(big / THREADS);
-  const out = (q: number) => (smallIsM ? `${q} * uniforms.dimN + g` : `g * ${small} + ${q}`);
+  const groups = Math.ceil(big / (THREADS * w));
+  const type = w === 4 ? 'vec4<f32>' : 'f32';
+  const out = (q: number, c: number) => {
+    const col = w === 4 ? `g * 4 + ${c}` : 'g';
+    return smallIsM ? `${q} * uniforms.dimN + ${col}` : `(${col}) * ${small} + ${q}`;
+  };
+  const value = (q: number, c: number) => (w === 4 ? `s${q}[${c}]` : `s${q}`);
   return {
     variableNames: ['A', 'B'],
+    variableComponents: smallIsM ? [1, w] : [w, 1],
     outputShape: [chunks, m, n],
-    shaderKey: `lorafleet_rank_columns_${smallIsM ? 'm' : 'n'}${small}`,
+    shaderKey: `lorafleet_rank_columns_${smallIsM ? 'm' : 'n'}${small}_w${w}`,
     dispatchLayout: { x: [2], y: [1], z: [0] },
     dispatch: [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), chunks],
     workgroupSize: [THREADS, 1, 1],
     uniforms: 'dimM : i32, dimN : i32, dimK : i32, alpha : f32, kChunk : i32,',
     getUserCode: () => `
     fn main() {
-      let big = uniforms.${bigDim};
+      let row = uniforms.${bigDim} / ${w}; // the large side's row in loads
       let g = (i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS}) * ${THREADS} + i32(localIndex);
       let chunk = i32(workgroupId.z);
       let kBegin = chunk * uniforms.kChunk;
       let kEnd = min(kBegin + uniforms.kChunk, uniforms.dimK);
-      let gc = min(g, big - 1);
-      ${each(small, (q) => `var s${q} = 0.0;`, ' ')}
+      let gc = min(g, row - 1);
+      ${each(small, (q) => `var s${q} = ${type}(0.0);`, ' ')}
       for (var k = kBegin; k < kEnd; k++) {
-        let x = ${bigOp}[k * big + gc];
-        let row = k * ${small};
-        ${each(small, (q) => `s${q} = fma(x, ${smallOp}[row + ${q}], s${q});`, ' ')}
+        let x = ${bigOp}[k * row + gc];
+        let r = k * ${small};
+        ${each(small, (q) => `s${q} = fma(x, ${type}(${smallOp}[r + ${q}]), s${q});`, ' ')}
       }
-      if (g < big) {
+      if (g < row) {
         let base = chunk * uniforms.dimM * uniforms.dimN;
-        ${each(small, (q) => `result[base + ${out(q)}] = uniforms.alpha * s${q};`, ' ')}
+        ${each(small, (q) => each(w, (c) => `result[base + ${out(q, c)}] = uniforms.alpha * ${value(q, c)};`, ' '), '\n        ')}
       }
     }`,
   };

@@ -32,6 +32,8 @@ import {
 } from '../webgpu-kernels/plumbing.js';
 import type { PlanRecorder } from './recorder.js';
 import { dropoutKeys } from '../../ops/dropout.js';
+import type { HalfDtype } from '../../lora/base-dtype.js';
+import { UNPACK_HALVES } from '../unpack-halves.js';
 
 type Info = tf.TensorInfo;
 
@@ -200,6 +202,11 @@ export class PlanOps {
     const count = x.shape.reduce((a, b) => a * b, 1);
     const { program, uniforms } = dropoutProgram(count, threshold, scale);
     return view(this.rec.program(program, [view(x, [count]), keys], uniforms), x.shape);
+  }
+
+  /** W [rows, cols] in f32 from its packed halves (--base-dtype; lora/base-dtype.ts). */
+  unpackHalves(packed: Info, dtype: HalfDtype, shape: [number, number]): Info {
+    return this.rec.kernel(UNPACK_HALVES, { packed }, { dtype, shape });
   }
 
   /** [1]: the summed nll of the cross-entropy's stats [n, 2]. */
