@@ -120,6 +120,29 @@ describe('fused softmax cross-entropy on webgpu equals tfjs (webgpu, cpu)', () =
     );
   }
 
+  // The hand-scheduled step pads the logits' rows to a multiple of 4 (attr vocab): the padding,
+  // here NaN, must not reach the statistics.
+  it('LoraFleetXent with vocab: the first vocab columns of padded rows, as unpadded', async () => {
+    await useBackend('webgpu');
+    const [n, v, width] = [5, 97, 100];
+    const values = logitsOf(n, v, 9);
+    const padded = new Float32Array(n * width).fill(Number.NaN);
+    for (let r = 0; r < n; r++) padded.set(values.subarray(r * v, (r + 1) * v), r * width);
+    const labels = tf.tensor1d([3, IGNORE, 96, 0, 50], 'int32');
+    const [plain, wide] = [tf.tensor2d(values, [n, v]), tf.tensor2d(padded, [n, width])];
+    const want = tf.engine().runKernel(LORAFLEET_XENT, { logits: plain, labels }) as tf.Tensor;
+    const got = tf
+      .engine()
+      .runKernel(LORAFLEET_XENT, { logits: wide, labels }, { vocab: v } as never) as tf.Tensor;
+    const [w, g] = [(await want.data()) as Float32Array, (await got.data()) as Float32Array];
+    expect(Array.from(g)).toEqual(Array.from(w));
+    expect(w.every(Number.isFinite)).toBe(true);
+    expect(() =>
+      tf.engine().runKernel(LORAFLEET_XENT, { logits: wide, labels }, { vocab: 101 } as never),
+    ).toThrow(/vocab 101 must be 1..100/);
+    tf.dispose([labels, plain, wide, want, got]);
+  });
+
   it('rejects labels of the wrong length, saying so', () => {
     const logits = tf.zeros([3, 4]) as tf.Tensor2D;
     expect(() => crossEntropyRows(logits, new Int32Array(2))).toThrow(/2 labels for 3 rows/);

@@ -376,6 +376,53 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
     ).toBeNull();
   }, 300_000);
 
+  // The hand-scheduled step's LM head: logits written into rows padded to a multiple of 4 (ldc),
+  // and the gradient product reading them as vec4 (lda) with k = the vocabulary; the padding
+  // (here NaN) is never read into a sum.
+  it('LoraFleetMatMul with row strides: C into padded rows (ldc), A from padded rows (lda)', async () => {
+    await useBackend('webgpu');
+    tf.env().set('WEBGPU_CPU_FORWARD', false);
+    const [m, v, c, width] = [13, 97, 24, 100];
+    const head = tf.tensor2d(values([v, c], 70), [v, c]); // [V, C]
+    const y = tf.tensor2d(values([m, c], 71), [m, c]);
+    const attrs = { transposeA: false, transposeB: true, alpha: 1, beta: 0, transposeL: false };
+    const logits = tf.engine().runKernel(LORAFLEET_MATMUL, { a: y, b: head }, {
+      ...attrs,
+      ldc: width,
+    } as never) as tf.Tensor;
+    expect(logits.shape).toEqual([m, width]);
+    const want = tf.matMul(y, head, false, true);
+    const rows = tf.slice(logits, [0, 0], [m, v]);
+    expect(
+      maxDiff((await rows.data()) as Float32Array, (await want.data()) as Float32Array),
+    ).toBeLessThan(1e-4);
+    // A [m, width] whose padding is NaN: C = A[:, :v] head, K = v from head.
+    const d = values([m, v], 72);
+    const padded = new Float32Array(m * width).fill(Number.NaN);
+    for (let r = 0; r < m; r++) padded.set(d.subarray(r * v, (r + 1) * v), r * width);
+    const [dl, dlPadded] = [tf.tensor2d(d, [m, v]), tf.tensor2d(padded, [m, width])];
+    for (const splits of [null, 3]) {
+      forceSplitK(splits);
+      const got = tf.engine().runKernel(LORAFLEET_MATMUL, { a: dlPadded, b: head }, {
+        ...attrs,
+        transposeB: false,
+        lda: width,
+      } as never) as tf.Tensor;
+      forceSplitK(null);
+      const ref = tf.matMul(dl, head);
+      expect(got.shape).toEqual([m, c]);
+      expect(
+        maxDiff((await got.data()) as Float32Array, (await ref.data()) as Float32Array),
+        `splits ${splits}`,
+      ).toBeLessThan(1e-4);
+      tf.dispose([got, ref]);
+    }
+    expect(() =>
+      tf.engine().runKernel(LORAFLEET_MATMUL, { a: y, b: head }, { ...attrs, ldc: 96 } as never),
+    ).toThrow(/ldc 96 is shorter than C's 97 columns/);
+    tf.dispose([head, y, logits, want, rows, dl, dlPadded]);
+  });
+
   it('LoraFleetMatMul rejects a bias of the wrong size, saying which', () => {
     const x = tf.ones([4, 3]);
     const w = tf.ones([3, 5]);

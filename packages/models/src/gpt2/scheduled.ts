@@ -10,6 +10,7 @@
 import type { LoraLinear, PlanDropout, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
 import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
+import { headAndLoss } from '../scheduled-head.js';
 import type { Gpt2Model } from './model.js';
 import { type Gpt2BlockSeeds, gpt2Seeds } from './seeds.js';
 
@@ -174,12 +175,8 @@ export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
         x = block.out;
       }
       const lnF = ops.norm(x, m.lnF.gamma, m.lnF.beta, eps, 'layer');
-      const logits = ops.mm(lnF.y, m.wte, { transposeB: true }); // [N, V], the head tied to wte
-      const stats = ops.crossEntropy(logits, io.labels); // [N, 2]: nll, lse
-      const loss = ops.lossSum(stats);
-      if (io.forwardOnly) return { loss, grads };
-      const dLogits = ops.crossEntropyGradInPlace(logits, stats, io.labels, io.ones); // [N, V]
-      const dLnF = ops.mm(dLogits, m.wte); // [N, C]
+      const { loss, dy: dLnF } = headAndLoss(ops, io, lnF.y, m.wte); // the head tied to wte
+      if (!dLnF) return { loss, grads };
       const dx = ops.normGrad(x, lnF.stats, m.lnF.gamma, dLnF, 'layer');
       blocksBackward(ops, io, m, saved, dx, grads);
       return { loss, grads };

@@ -10,6 +10,7 @@
 import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
 import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
+import { headAndLoss } from '../scheduled-head.js';
 import type { LlamaModel } from './model.js';
 import { inverseFrequencies, rotaryValues } from './rope.js';
 
@@ -200,12 +201,9 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
       }
       const final = ops.norm(x, m.norm, null, s.eps, 'rms');
       const head = m.lmHead ?? m.embed; // [V, C]
-      const logits = ops.mm(final.y, head, { transposeB: true }); // [N, V]
-      const stats = ops.crossEntropy(logits, io.labels);
-      const loss = ops.lossSum(stats);
-      if (io.forwardOnly) return { loss, grads };
-      const dLogits = ops.crossEntropyGradInPlace(logits, stats, io.labels, io.ones);
-      let dx: Info | null = ops.normGrad(x, final.stats, m.norm, ops.mm(dLogits, head), 'rms');
+      const { loss, dy: dFinal } = headAndLoss(ops, io, final.y, head);
+      if (!dFinal) return { loss, grads };
+      let dx: Info | null = ops.normGrad(x, final.stats, m.norm, dFinal, 'rms');
       // Backward stops at the lowest layer with an adapter: the embedding is frozen.
       const lowest = m.layers.findIndex((l) =>
         [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj].some(

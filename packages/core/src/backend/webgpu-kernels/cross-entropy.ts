@@ -1,5 +1,6 @@
 // Softmax cross-entropy over the vocabulary, fused, on 'webgpu':
 //   LoraFleetXent      logits [n, V], labels int32 [n] -> [n, 2]: (nll, logsumexp) per row
+//                      (attr `vocab`: the first `vocab` columns of wider, padded rows)
 //   LoraFleetXentGrad  logits, stats [n, 2], labels, dy [n] -> dlogits [n, V]
 //                      = dy[row] (exp(logit - lse[row]) - onehot(label))
 // A label < 0 (IGNORE_INDEX, -100) contributes no loss and no gradient. The
@@ -51,8 +52,9 @@ function forwardProgram(rows: number) {
     variableNames: ['logits', 'labels'],
     outputShape: [rows, 2],
     rows,
-    uniforms: 'rows : i32, vocab : i32,',
+    uniforms: 'rows : i32, vocab : i32, stride : i32,',
     lengthUniform: 'vocab',
+    strideUniform: 'stride',
     body,
   });
 }
@@ -99,10 +101,14 @@ function checkRows(logits: Info, labels: Info, what: string): [number, number] {
 
 function forward(args: WebGpuKernelArgs): Info {
   const { logits, labels } = args.inputs as { logits: Info; labels: Info };
-  const [n, v] = checkRows(logits, labels, LORAFLEET_XENT);
+  const [n, width] = checkRows(logits, labels, LORAFLEET_XENT);
+  const v = (args.attrs as { vocab?: number } | undefined)?.vocab ?? width;
+  if (!(Number.isInteger(v) && v >= 1 && v <= width))
+    throw new Error(`${LORAFLEET_XENT}: vocab ${v} must be 1..${width} (the rows' width)`);
   const uniforms = [
     { type: 'int32' as const, data: [n] },
     { type: 'int32' as const, data: [v] },
+    { type: 'int32' as const, data: [width] },
   ];
   const backend = args.backend as unknown as WebGpuProgramRunner;
   return backend.runWebGPUProgram(forwardProgram(n), [logits, labels], 'float32', uniforms);

@@ -31,6 +31,15 @@ export interface LoraFleetMatMulAttrs {
   beta: number;
   /** L is stored [N, r] (true) or [r, N] (false). */
   transposeL: boolean;
+  /**
+   * Row strides (LoraFleetMatMul, unbatched, A untransposed): A stored
+   * [M, lda] of which each row's first K values are read (K from B), and C
+   * written into [M, ldc] (columns from N on untouched). 0: unpadded. The
+   * hand-scheduled step pads the LM head's vocabulary to a multiple of 4 so
+   * that its gradient product loads vec4.
+   */
+  lda?: number;
+  ldc?: number;
 }
 
 /** LoraFleetMatMul's attributes, the unset ones as a plain product with the epilogue added (beta 1). */
@@ -79,13 +88,14 @@ interface Dims {
   outShape: number[];
 }
 
-function dims(a: Info, b: Info, transposeA: boolean, transposeB: boolean): Dims | null {
+function dims(a: Info, b: Info, transposeA: boolean, transposeB: boolean, lda = 0): Dims | null {
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return null;
   if (a.shape.length < 2 || b.shape.length < 2) return null;
   const [ar, ac] = a.shape.slice(-2) as [number, number];
   const [br, bc] = b.shape.slice(-2) as [number, number];
-  const [m, k] = transposeA ? [ac, ar] : [ar, ac];
   const [kb, n] = transposeB ? [bc, br] : [br, bc];
+  // With a row stride, A's rows hold K = B's k values and padding.
+  const [m, k] = transposeA ? [ac, ar] : [ar, lda > 0 && kb <= ac ? kb : ac];
   if (k !== kb) {
     throw new Error(
       `matMul: inner sizes ${k} and ${kb} of [${a.shape}] and [${b.shape}] ` +
@@ -120,13 +130,16 @@ function run(
   chunk: { tile: MatMulTile; kChunk: number; chunks: number } | null = null,
 ): Info {
   const batch = chunk ? chunk.chunks : Math.max(d.batchA, d.batchB);
+  const strideA = attrs.lda || d.k;
+  const strideC = chunk ? d.n : attrs.ldc || d.n;
   const lora = extra.h && extra.l ? { transposeL: attrs.transposeL } : null;
   const rank = extra.h ? extra.h.shape[extra.h.shape.length - 1]! : 0;
   const spec: MatMulSpec = {
     tile: chunk?.tile ?? chooseTile(d.m, d.n, d.k, batch, limitsOf(backend)),
     transposeA: attrs.transposeA,
     transposeB: attrs.transposeB,
-    vecA: (attrs.transposeA ? d.m : d.k) % 4 === 0,
+    vecA: (attrs.transposeA ? d.m : strideA) % 4 === 0,
+    raggedA: !attrs.transposeA && strideA % 4 === 0 && d.k % 4 !== 0,
     vecB: (attrs.transposeB ? d.k : d.n) % 4 === 0,
     bias: extra.bias !== undefined,
     lora,
@@ -142,15 +155,18 @@ function run(
     { type: 'float32' as const, data: [attrs.alpha] },
     { type: 'float32' as const, data: [attrs.beta] },
     { type: 'int32' as const, data: [chunk ? chunk.kChunk : d.k] },
+    { type: 'int32' as const, data: [strideA] },
+    { type: 'int32' as const, data: [strideC] },
   ];
   const out = backend.runWebGPUProgram(
-    matMulProgram(spec, batch, d.m, d.n),
+    matMulProgram(spec, batch, d.m, d.n, strideC),
     inputs,
     'float32',
     uniforms,
   );
   // The program writes [batch, M, N]; give it the broadcast outer dims (same data).
-  return { ...out, shape: chunk ? [batch, d.m, d.n] : d.outShape };
+  if (chunk) return { ...out, shape: [batch, d.m, d.n] };
+  return { ...out, shape: strideC === d.n ? d.outShape : [d.m, strideC] };
 }
 
 /** alpha op(A) op(B) (+ bias), unbatched, as S k-chunks in one dispatch, then the partials summed (split-k.ts). */
@@ -221,10 +237,15 @@ function splittableProduct(
   attrs: LoraFleetMatMulAttrs,
 ): Info {
   const batch = Math.max(d.batchA, d.batchB);
-  const form = operands.bias ? null : rankForm({ ...d, batch }, attrs);
+  const padded = (attrs.lda ?? 0) > 0 || (attrs.ldc ?? 0) > 0;
+  const form = operands.bias || padded ? null : rankForm({ ...d, batch }, attrs);
   if (form) return rankProduct(backend, operands.a, operands.b, d, attrs, form);
   const rule = chooseRule(d.m, d.n, d.k, batch, limitsOf(backend));
-  const splits = splitCount({ ...d, batch, ...attrs }, rule.tile, rule.splitTarget);
+  // C's padded rows are not split-k's partials layout: a product with ldc stays whole.
+  const splittable = !(attrs.ldc ?? 0);
+  const splits = splittable
+    ? splitCount({ ...d, batch, ...attrs }, rule.tile, rule.splitTarget)
+    : 1;
   if (splits > 1) return splitKProduct(backend, operands, d, attrs, rule.tile, splits);
   const { a, b, bias } = operands;
   return run(backend, a, b, d, attrs, { bias });
@@ -245,16 +266,31 @@ function batchMatMul(stock: KernelFunc): KernelFunc {
   };
 }
 
+/** lda and ldc: only on an unbatched product with A untransposed, at least as long as the rows. */
+function checkStrides(a: Info, attrs: LoraFleetMatMulAttrs): void {
+  const { lda = 0, ldc = 0 } = attrs;
+  if (lda === 0 && ldc === 0) return;
+  if (a.shape.length !== 2 || attrs.transposeA)
+    throw new Error(
+      `${LORAFLEET_MATMUL}: lda/ldc need an unbatched A, untransposed, got [${a.shape}] (transposeA=${attrs.transposeA})`,
+    );
+  if (lda > 0 && lda !== a.shape[1])
+    throw new Error(`${LORAFLEET_MATMUL}: lda ${lda} must be A's row length ${a.shape[1]}`);
+}
+
 function loraFleetMatMul(args: KernelArgs): Info {
   const { a, b, bias, h, l } = args.inputs as Record<string, Info | undefined>;
   const attrs = args.attrs as unknown as LoraFleetMatMulAttrs;
-  const d = dims(a!, b!, attrs.transposeA, attrs.transposeB);
+  checkStrides(a!, attrs);
+  const d = dims(a!, b!, attrs.transposeA, attrs.transposeB, attrs.lda);
   if (d === null) {
     throw new Error(
       `${LORAFLEET_MATMUL}: needs non-empty float32 operands with matching batch dims, got ` +
         `[${a!.shape}] ${a!.dtype} and [${b!.shape}] ${b!.dtype}`,
     );
   }
+  if (attrs.ldc && attrs.ldc < d.n)
+    throw new Error(`${LORAFLEET_MATMUL}: ldc ${attrs.ldc} is shorter than C's ${d.n} columns`);
   if ((h === undefined) !== (l === undefined)) {
     throw new Error(`${LORAFLEET_MATMUL}: the LoRA epilogue needs both h [M, r] and l`);
   }

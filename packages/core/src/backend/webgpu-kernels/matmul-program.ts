@@ -15,15 +15,20 @@
 // slice; spread tiles: an invocation's vec4 columns lie TN/RN vec4s apart, so
 // neighbouring invocations read neighbouring vec4s of Bs). Global loads are vec4 when the operand's contiguous
 // dimension is a multiple of 4, scalar otherwise; every load and store checks
-// its bounds, so any shape works.
+// its bounds, so any shape works. Row strides: A's rows (untransposed) may be
+// longer than K (strideA, so a K that is not a multiple of 4 can still load
+// vec4 from rows padded to one; the lanes past K are masked) and C's longer
+// than N (strideC: C written into a padded buffer).
 import { type MatMulTile, tileName } from './tiles.js';
 
 export interface MatMulSpec {
   tile: MatMulTile;
   transposeA: boolean;
   transposeB: boolean;
-  /** 4: A's contiguous dimension (K, or M when transposed) is a multiple of 4. */
+  /** 4: A's contiguous dimension (its row stride, or M when transposed) is a multiple of 4. */
   vecA: boolean;
+  /** vecA with K not a multiple of 4 (rows padded by strideA): lanes past K are masked. */
+  raggedA?: boolean;
   vecB: boolean;
   bias: boolean;
   /** The LoRA epilogue; `transposeL`: L is stored [N, r] (LoRA's B), else [r, N] (LoRA's A). */
@@ -45,7 +50,7 @@ export interface WebGpuProgramLike {
 
 /** Uniforms after tfjs's own (shapes): sizes, batch strides, rank, scales. */
 const UNIFORMS =
-  'dimM : i32, dimN : i32, dimK : i32, batchA : i32, batchB : i32, rank : i32, alpha : f32, beta : f32, kChunk : i32,';
+  'dimM : i32, dimN : i32, dimK : i32, batchA : i32, batchB : i32, rank : i32, alpha : f32, beta : f32, kChunk : i32, strideA : i32, strideC : i32,';
 
 /** One operand's loader into its workgroup tile (see the file comment for the layouts). */
 interface Operand {
@@ -60,6 +65,10 @@ interface Operand {
   base: string;
   kContiguous: boolean;
   vec: boolean;
+  /** The row stride when k is contiguous (WGSL). */
+  stride: string;
+  /** Mask vec4 lanes at k >= kEnd (rows longer than K). */
+  ragged: boolean;
 }
 
 /**
@@ -69,7 +78,10 @@ interface Operand {
  * `store` writes `v` into the workgroup tile at vec4 offset `offset`.
  */
 function loaderParts(op: Operand, tk: number, invocations: number) {
-  const { name: X, shared: S, to, outer: O, origin, base, kContiguous, vec } = op;
+  const { name: X, shared: S, to, outer: O, origin, base, kContiguous, vec, stride } = op;
+  const lanes = op.ragged
+    ? ` v = select(vec4<f32>(0.0), v, vec4<i32>(gk) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(kEnd));`
+    : '';
   const q = to / 4; // vec4s per k row of the shared tile
   const total = (tk * to) / (vec ? 4 : 1);
   const loads = Math.ceil(total / invocations);
@@ -92,14 +104,14 @@ function loaderParts(op: Operand, tk: number, invocations: number) {
   } else if (vec) {
     part = (k, off) => ({
       fetch: `let o = f / ${tk / 4}u; let k4 = f % ${tk / 4}u; let go = ${origin} + i32(o); let gk = ${k} + i32(k4) * 4;
-        if (go < ${O} && gk < kEnd) { v = ${X}[(${base} + go * uniforms.dimK + gk) / 4]; }`,
+        if (go < ${O} && gk < kEnd) { v = ${X}[(${base} + go * ${stride} + gk) / 4];${lanes} }`,
       store: `let o = f / ${tk / 4}u; let k4 = f % ${tk / 4}u;
         for (var c = 0u; c < 4u; c++) { ${S}[${off}(k4 * 4u + c) * ${q}u + o / 4u][o % 4u] = v[c]; }`,
     });
   } else {
     part = (k, off) => ({
       fetch: `let o = f / ${tk}u; let kk = f % ${tk}u; let go = ${origin} + i32(o); let gk = ${k} + i32(kk);
-        if (go < ${O} && gk < kEnd) { v = ${X}[${base} + go * uniforms.dimK + gk]; }`,
+        if (go < ${O} && gk < kEnd) { v = ${X}[${base} + go * ${stride} + gk]; }`,
       store: `let o = f / ${tk}u; ${S}[${off}(f % ${tk}u) * ${q}u + o / 4u][o % 4u] = v;`,
     });
   }
@@ -204,7 +216,7 @@ function helpers(spec: MatMulSpec): string {
     `fn store(m : i32, n : i32, outBase : i32, v : vec4<f32>) {
       if (m >= uniforms.dimM) { return; }
       for (var c = 0; c < 4; c++) {
-        if (n + c < uniforms.dimN) { result[outBase + m * uniforms.dimN + n + c] = v[c]; }
+        if (n + c < uniforms.dimN) { result[outBase + m * uniforms.strideC + n + c] = v[c]; }
       }
     }`,
   ];
@@ -293,6 +305,8 @@ function userCode(spec: MatMulSpec): string {
     base: 'aBase',
     kContiguous: !spec.transposeA,
     vec: spec.vecA,
+    stride: 'uniforms.strideA',
+    ragged: spec.raggedA === true,
   };
   const b: Operand = {
     name: 'B',
@@ -303,6 +317,8 @@ function userCode(spec: MatMulSpec): string {
     base: 'bBase',
     kContiguous: spec.transposeB,
     vec: spec.vecB,
+    stride: 'uniforms.dimK',
+    ragged: false,
   };
   const accDecl = range(rm)
     .flatMap((i) => range(rn / 4).map((j) => `var ${acc(i, j)} = vec4<f32>(0.0);`))
@@ -331,7 +347,7 @@ function userCode(spec: MatMulSpec): string {
       let kEnd = min(kBegin + uniforms.kChunk, uniforms.dimK);
       let aBase = select(0, batch, uniforms.batchA > 1) * uniforms.dimM * uniforms.dimK;
       let bBase = select(0, batch, uniforms.batchB > 1) * uniforms.dimK * uniforms.dimN;
-      let outBase = batch * uniforms.dimM * uniforms.dimN;
+      let outBase = batch * uniforms.dimM * uniforms.strideC;
       ${accDecl}
       ${regs}
       ${tile.db ? doubleBufferedLoop(tile, la, lb, sa, sb) : singleBufferedLoop(tile, la, lb)}
@@ -346,7 +362,7 @@ export function matMulShaderKey(spec: MatMulSpec): string {
   const flags = [
     spec.transposeA ? 'tA' : 'nA',
     spec.transposeB ? 'tB' : 'nB',
-    spec.vecA ? 'v4A' : 's1A',
+    spec.vecA ? (spec.raggedA ? 'v4rA' : 'v4A') : 's1A',
     spec.vecB ? 'v4B' : 's1B',
     spec.bias ? 'bias' : '',
     spec.lora ? `lora${spec.lora.transposeL ? 'T' : 'N'}` : '',
@@ -354,12 +370,13 @@ export function matMulShaderKey(spec: MatMulSpec): string {
   return `lorafleet_matmul_${tileName(spec.tile)}_${flags.filter(Boolean).join('_')}`;
 }
 
-/** The program for C [batch, M, N]. */
+/** The program for C [batch, M, N], its rows `strideC` (>= N) apart. */
 export function matMulProgram(
   spec: MatMulSpec,
   batch: number,
   m: number,
   n: number,
+  strideC = n,
 ): WebGpuProgramLike {
   const { tm, tn, rm, rn } = spec.tile;
   return {
@@ -370,7 +387,7 @@ export function matMulProgram(
       ...(spec.bias ? [1] : []),
       ...(spec.lora ? [1, 1] : []),
     ],
-    outputShape: [batch, m, n],
+    outputShape: [batch, m, strideC],
     shaderKey: matMulShaderKey(spec),
     dispatchLayout: { x: [2], y: [1], z: [0] },
     dispatch: [Math.ceil(n / tn), Math.ceil(m / tm), batch],

@@ -238,18 +238,28 @@ export function lossSumProgram(rows: number) {
   };
 }
 
-/** The cross-entropy's gradient written over the logits [n, V] (bound as the output). */
-export function xentGradInPlaceProgram(n: number, vocab: number) {
+/**
+ * The cross-entropy's gradient written over the logits [n, stride] (bound as
+ * the output), of which each row's first `vocab` columns are logits; the
+ * padding columns are set to 0 (a product reading the rows as vec4 sees 0).
+ */
+export function xentGradInPlaceProgram(n: number, vocab: number, stride = vocab) {
   return {
     program: flat({
       key: 'xent_grad_in_place',
       vars: ['stats', 'labels', 'dy'],
-      shape: [n, vocab],
-      uniforms: 'vocab : i32,',
-      body: `let index = i;${xentGradValue('result[index]')}
-      result[index] = g;`,
+      shape: [n, stride],
+      uniforms: 'vocab : i32, stride : i32,',
+      body: `let r = i / uniforms.stride;
+      let col = i - r * uniforms.stride;
+      let index = r * uniforms.vocab + col; // as if unpadded
+      var out = 0.0;
+      if (col < uniforms.vocab) {${xentGradValue('result[i]')}
+        out = g;
+      }
+      result[i] = out;`,
     }),
-    uniforms: [int(n * vocab), int(vocab)],
+    uniforms: [int(n * stride), int(vocab), int(stride)],
   };
 }
 

@@ -119,6 +119,8 @@ export function rowProgram(o: {
   /** The uniform declarations, e.g. "rows : i32, cols : i32,"; they must declare rows. */
   uniforms: string;
   lengthUniform: string;
+  /** The uniform of the rows' stride in the input (default: lengthUniform). */
+  strideUniform?: string;
   body: string;
 }) {
   return {
@@ -134,7 +136,7 @@ export function rowProgram(o: {
     fn main() {
       let row = i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS};
       let live = row < uniforms.rows;
-      let base = row * uniforms.${o.lengthUniform};
+      let base = row * uniforms.${o.strideUniform ?? o.lengthUniform};
       let i = localIndex;
       var acc = 0.0;
       ${o.body}

@@ -183,15 +183,28 @@ export class PlanOps {
     return view(this.rec.program(program, [a, b], uniforms), a.shape);
   }
 
-  /** Per row (nll, lse) [n, 2] of logits [n, V] against labels (negative: ignored). */
-  crossEntropy(logits: Info, labels: Info): Info {
-    return this.rec.kernel(LORAFLEET_XENT, { logits, labels });
+  /**
+   * Per row (nll, lse) [n, 2] of logits [n, W] against labels (negative:
+   * ignored), over the first `vocab` columns (W: rows padded beyond it).
+   */
+  crossEntropy(logits: Info, labels: Info, vocab = logits.shape[1]!): Info {
+    return this.rec.kernel(LORAFLEET_XENT, { logits, labels }, { vocab });
   }
 
-  /** dlogits [n, V] for the per-row loss weights dy [n], written over `logits` (which nothing reads after): returns it. */
-  crossEntropyGradInPlace(logits: Info, stats: Info, labels: Info, dy: Info): Info {
-    const [n, vocab] = logits.shape as [number, number];
-    const { program, uniforms } = xentGradInPlaceProgram(n, vocab);
+  /**
+   * dlogits [n, W] for the per-row loss weights dy [n], written over
+   * `logits` (which nothing reads after): returns it; padding columns past
+   * `vocab` become 0.
+   */
+  crossEntropyGradInPlace(
+    logits: Info,
+    stats: Info,
+    labels: Info,
+    dy: Info,
+    vocab = logits.shape[1]!,
+  ): Info {
+    const [n, width] = logits.shape as [number, number];
+    const { program, uniforms } = xentGradInPlaceProgram(n, vocab, width);
     this.rec.program(program, [stats, labels, dy], uniforms, logits);
     return logits;
   }

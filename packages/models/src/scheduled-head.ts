@@ -1,0 +1,31 @@
+// The LM head and loss of a hand-scheduled step (scheduled-step.ts), shared
+// by the families' recipes: logits = y head^T, the cross-entropy's per-row
+// (nll, lse) and its sum, then dlogits over the logits (in place) and
+// d y = dlogits head. A vocabulary that is not a multiple of 4 (GPT-2's
+// 50,257) is padded: the logits are written into rows of V rounded up to 4
+// (the padding ignored by the loss, set to 0 by its gradient), so that the
+// gradient product, whose k is the vocabulary, loads vec4 rather than
+// scalars (on the H200, 2026-12-04, that product ran at 21 TFLOP/s against
+// the logits' 29: docs/webgpu-kernels.md).
+import type { PlanOps, tf } from '@lorafleet/core';
+import type { StepIo } from './scheduled-step.js';
+
+type Info = tf.TensorInfo;
+
+/** The loss sum [1] of hidden states y [N, C] under `head` [V, C], and (training) d y [N, C]. */
+export function headAndLoss(
+  ops: PlanOps,
+  io: StepIo,
+  y: Info,
+  head: Info,
+): { loss: Info; dy: Info | null } {
+  const vocab = head.shape[0]!;
+  const width = Math.ceil(vocab / 4) * 4; // the logits' padded rows
+  const padded = width !== vocab;
+  const logits = ops.mm(y, head, { transposeB: true, ...(padded ? { ldc: width } : {}) }); // [N, W]
+  const stats = ops.crossEntropy(logits, io.labels, vocab); // [N, 2]: nll, lse
+  const loss = ops.lossSum(stats);
+  if (io.forwardOnly) return { loss, dy: null };
+  const dLogits = ops.crossEntropyGradInPlace(logits, stats, io.labels, io.ones, vocab); // [N, W]
+  return { loss, dy: ops.mm(dLogits, head, padded ? { lda: width } : {}) }; // [N, C]
+}
