@@ -173,6 +173,16 @@ function kernelLines(r) {
           : '') +
         `, stock ${((k.flops / k.stock) * 1e-12).toFixed(2)}, ratio ${(k.stock / k.project).toFixed(2)}x`,
     );
+  for (const k of (r.kernelBench?.matmuls ?? []).filter((row) => row.form && row.tiled))
+    lines.push(
+      `kernel rank-sized ${k.name}: ${k.form} kernel ${(k.project * 1e3).toFixed(3)} ms (${(k.bytes / k.project / 1e9).toFixed(0)} GB/s) vs tiled ${(k.tiled * 1e3).toFixed(3)} ms, ratio ${(k.tiled / k.project).toFixed(2)}x`,
+    );
+  if (r.kernelBench?.headGradient) {
+    const h = r.kernelBench.headGradient;
+    lines.push(
+      `kernel LM head gradient [${h.n}, ${h.v}] x [${h.v}, ${h.c}]: padded rows (vec4) ${((h.flops / h.strided) * 1e-12).toFixed(2)} TFLOP/s vs unpadded ${((h.flops / h.plain) * 1e-12).toFixed(2)}, ratio ${(h.plain / h.strided).toFixed(2)}x`,
+    );
+  }
   if (r.kernelBench?.loraLinear) {
     const l = r.kernelBench.loraLinear;
     lines.push(

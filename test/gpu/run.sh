@@ -125,7 +125,7 @@ else
   phase tile-sweep 220 node test/bench/webgpu-kernels/tile-sweep.mjs --out "$work/tile-table.json"
   tiles=()
   [[ -s $work/tile-table.json ]] && tiles=(env "LORAFLEET_WEBGPU_TILES=$work/tile-table.json")
-  phase kernel-bench 60 "${tiles[@]}" node test/bench/webgpu-kernels/run.mjs --out "$work/kernel-bench.json"
+  phase kernel-bench 75 "${tiles[@]}" node test/bench/webgpu-kernels/run.mjs --out "$work/kernel-bench.json"
   # Throughput without nvidia-smi beside it: its 100 ms polling slowed the
   # project's dispatch-bound step from ~0.16 s to ~0.24 s on the H200 (torch's
   # did not move); peak memory comes from a short run of its own.
@@ -156,7 +156,7 @@ else
   robust_off=(env LORAFLEET_DAWN_FLAGS=enable-dawn-features=disable_robustness)
   phase throughput-project-norobust 60 "${tiles[@]}" "${robust_off[@]}" node "$gpu" throughput \
     --backend webgpu --out "$work/throughput-project-norobust.json"
-  phase kernel-bench-norobust 60 "${tiles[@]}" "${robust_off[@]}" node test/bench/webgpu-kernels/run.mjs \
+  phase kernel-bench-norobust 75 "${tiles[@]}" "${robust_off[@]}" node test/bench/webgpu-kernels/run.mjs \
     --out "$work/kernel-bench-norobust.json"
   # The host's cost of issuing the step (Dawn's null adapter on this machine's CPU).
   phase host 60 node test/bench/webgpu-kernels/host.mjs

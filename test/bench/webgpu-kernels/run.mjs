@@ -24,6 +24,7 @@ import {
   useRankProducts,
   tileName,
   chooseTile,
+  LORAFLEET_MATMUL,
   tileTable,
   useFusedActivations,
   useFusedAttention,
@@ -200,6 +201,33 @@ async function crossEntropy() {
   return { n, v, fused, stock, bytes: 3 * 4 * n * v };
 }
 
+/**
+ * The LM head's gradient product d hidden = dlogits [N, V] x wte [V, C] with
+ * V not a multiple of 4 (GPT-2's 50,257): from rows padded to a multiple of
+ * 4 (lda, the hand-scheduled step's layout: vec4 loads) against unpadded
+ * rows (scalar loads), both on the project's matmul.
+ */
+async function headGradient() {
+  const s = (v) => Math.max(1, Math.round(v / scale));
+  const [n, c] = [s(8 * 512), s(768)];
+  const v = s(50257) % 4 === 0 ? s(50257) + 1 : s(50257);
+  const width = Math.ceil(v / 4) * 4;
+  const head = tf.randomNormal([v, c]);
+  const dl = tf.randomNormal([n, v]);
+  const padded = tf.pad(dl, [
+    [0, 0],
+    [0, width - v],
+  ]);
+  const attrs = { transposeA: false, transposeB: false, alpha: 1, beta: 0, transposeL: false };
+  const strided = await timeGpu(
+    () => tf.engine().runKernel(LORAFLEET_MATMUL, { a: padded, b: head }, { ...attrs, lda: width }),
+    { repeats },
+  );
+  const plain = await timeGpu(() => tf.matMul(dl, head), { repeats });
+  tf.dispose([head, dl, padded]);
+  return { n, v, c, width, strided, plain, flops: 2 * n * v * c };
+}
+
 /** GPT-2's LayerNorm over [tokens, 768], value + d/dx: fused vs tfjs's formula (models' layerNorm). */
 async function layerNorm() {
   const s = (v) => Math.max(1, Math.round(v / scale));
@@ -297,6 +325,7 @@ const fmt = (v, d = 1) => v.toFixed(d).padStart(8);
 const mm = await matmuls();
 const lora = await loraLinear();
 const xent = await crossEntropy();
+const headGrad = await headGradient();
 const norm = await layerNorm();
 const acts = await activations();
 const attn = await attention();
@@ -344,6 +373,12 @@ console.log(
     `${(xent.bytes / xent.fused / 1e9).toFixed(1)} GB/s`,
 );
 console.log(
+  `LM head gradient [${headGrad.n}, ${headGrad.v}] x [${headGrad.v}, ${headGrad.c}]: rows padded to ${headGrad.width} ` +
+    `(vec4) ${fmt(headGrad.strided * 1e3, 3)} ms, ${gflops(headGrad.flops, headGrad.strided).toFixed(1)} GFLOP/s; ` +
+    `unpadded (scalar) ${fmt(headGrad.plain * 1e3, 3)} ms, ${gflops(headGrad.flops, headGrad.plain).toFixed(1)} GFLOP/s; ` +
+    `ratio ${(headGrad.plain / headGrad.strided).toFixed(2)}`,
+);
+console.log(
   `layernorm fwd+bwd [${norm.n}, ${norm.c}]: fused ${fmt(norm.fused * 1e3, 3)} ms, ` +
     `stock ${fmt(norm.stock * 1e3, 3)} ms; ratio ${(norm.stock / norm.fused).toFixed(2)}, ` +
     `${(norm.bytes / norm.fused / 1e9).toFixed(1)} GB/s`,
@@ -376,6 +411,7 @@ if (opt.out) {
     matmuls: mm,
     loraLinear: lora,
     crossEntropy: xent,
+    headGradient: headGrad,
     layerNorm: norm,
     activations: acts,
     attention: attn,

@@ -11,7 +11,8 @@
 //            and dh = s dy B. A workgroup of 64 owns RB rows of C; its
 //            invocations take k = t, t + 64, ... (64 neighbouring values of
 //            each row per step), then the 64 partial sums of each output are
-//            added in workgroup memory.
+//            added in workgroup memory (in a skewed order, free of bank
+//            conflicts).
 //   columns  A^T [M, K] times B [K, N] (A stored [K, M]: both k-major), M or
 //            N <= SMALL: dA = dh^T x and dB = s dy^T h. An invocation owns one
 //            column of the large side (64 neighbouring ones per workgroup)
@@ -101,7 +102,8 @@ export function rowsProgram(m: number, n: number, k: number, transposeB: boolean
       workgroupBarrier();
       if (t < ${sums}) {
         var total = 0.0;
-        for (var j = 0; j < ${THREADS}; j++) { total += part[t * ${THREADS} + j]; }
+        // Skewed (j + t): the invocations read 32 different banks, not one.
+        for (var j = 0; j < ${THREADS}; j++) { total += part[t * ${THREADS} + ((j + t) & ${THREADS - 1})]; }
         let row = m0 + t / ${n};
         if (row < uniforms.dimM) { result[row * ${n} + t % ${n}] = uniforms.alpha * total; }
       }
