@@ -417,6 +417,20 @@ describe('the hand-scheduled LoRA step on webgpu', () => {
     }
   });
 
+  // Mistral's sliding window, shorter than the batch: the attention kernels' window.
+  it('equals the tape with a sliding window of 3 over 9 tokens (Mistral), every linear layer', async () => {
+    const { model, params } = await loraLlama(
+      { modelType: 'mistral', slidingWindow: 3, attentionDropout: 0.2 },
+      'all-linear',
+    );
+    try {
+      expect(scheduledStepUnsupported(model, params)).toBeNull();
+      await expectTapeEquality(model, params, [llamaBatch(2, 9), llamaBatch(2, 9, 1)]);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('equals the tape with LoRA dropout: Llama, every linear layer, 2 x 7 tokens', async () => {
     const { model, params } = await loraLlama({}, 'all-linear', 0.2);
     try {
@@ -427,17 +441,21 @@ describe('the hand-scheduled LoRA step on webgpu', () => {
   });
 
   it('names why it cannot run, and auto falls back to the tape', async () => {
-    const window = await loraLlama({ slidingWindow: 4 }, ['q_proj']);
+    const merged = await loraLlama({}, ['q_proj']);
     const loraDropout = await loraModel(CONFIG, ['c_attn'], 0.1);
     try {
-      expect(scheduledStepUnsupported(window.model, window.params)).toMatch(/sliding_window 4/);
+      merged.model
+        .linears()
+        .find((l) => l.activeAdapter)!
+        .merge();
+      expect(scheduledStepUnsupported(merged.model, merged.params)).toMatch(/an adapter is merged/);
       expect(scheduledStepUnsupported(loraDropout.model, loraDropout.params)).toBeNull();
-      expect(chooseStepGradients(window.model, window.params, 'auto')).toEqual({
+      expect(chooseStepGradients(merged.model, merged.params, 'auto')).toEqual({
         path: 'tape',
-        reason: expect.stringMatching(/sliding_window/),
+        reason: expect.stringMatching(/merged/),
       });
-      expect(() => chooseStepGradients(window.model, window.params, 'scheduled')).toThrow(
-        /LORAFLEET_WEBGPU_STEP=scheduled, but sliding_window 4/,
+      expect(() => chooseStepGradients(merged.model, merged.params, 'scheduled')).toThrow(
+        /LORAFLEET_WEBGPU_STEP=scheduled, but .* an adapter is merged/,
       );
       selectWebGpuMatMul('stock');
       try {
@@ -446,7 +464,7 @@ describe('the hand-scheduled LoRA step on webgpu', () => {
         selectWebGpuMatMul('project');
       }
     } finally {
-      window.model.dispose();
+      merged.model.dispose();
       loraDropout.model.dispose();
     }
   });

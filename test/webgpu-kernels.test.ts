@@ -219,7 +219,7 @@ describe('webgpu kernels for training and generation', () => {
     }
   });
 
-  it('GPT-2 and Llama attention take the fused kernels, dropout included, unless a window or the cache needs the probabilities', async () => {
+  it('GPT-2 and Llama attention take the fused kernels in training and evaluation, dropout and sliding windows included', async () => {
     await useBackend('webgpu', { dawnFlags: ['backend=null'] });
     const b = batch();
     const fused = async (f: () => tf.Tensor) =>
@@ -234,7 +234,7 @@ describe('webgpu kernels for training and generation', () => {
     };
     for (const [config, expected] of [
       [{}, true],
-      [{ slidingWindow: 4 }, false], // shorter than the batch's 10 tokens
+      [{ slidingWindow: 4 }, true], // shorter than the batch's 10 tokens: the kernels' window
       [{ slidingWindow: 10 }, true],
       [{ attentionDropout: 0.1 }, true], // evaluation
     ] as const) {

@@ -24,13 +24,13 @@ function values(size: number, seed: number, scale: number): Float32Array {
   return Float32Array.from({ length: size }, () => rng.normal() * scale);
 }
 
-/** [T, T]: 0 on and below the diagonal, -1e9 above (the model families' mask). */
-function causalMask(T: number): tf.Tensor2D {
-  return tf.tidy(() => {
-    const rows = tf.range(0, T, 1, 'int32').reshape([T, 1]);
-    const cols = tf.range(0, T, 1, 'int32').reshape([1, T]);
-    return tf.mul(tf.cast(tf.greater(cols, rows), 'float32'), -1e9) as tf.Tensor2D;
-  });
+/** [T, T]: 0 where key j <= query i (and i - j < window), -1e9 elsewhere (the model families' mask). */
+function causalMask(T: number, window: number | null = null): tf.Tensor2D {
+  const mask = new Float32Array(T * T);
+  for (let i = 0; i < T; i++)
+    for (let j = 0; j < T; j++)
+      if (j > i || (window !== null && i - j >= window)) mask[i * T + j] = -1e9;
+  return tf.tensor2d(mask, [T, T]);
 }
 
 interface Outcome {
@@ -47,6 +47,7 @@ async function run(
   fused: boolean,
   shape: number[],
   dropout?: { rate: number; seed: number },
+  window: number | null = null,
 ): Promise<Outcome> {
   await useBackend(backend);
   if (backend === 'webgpu') tf.env().set('WEBGPU_CPU_FORWARD', false);
@@ -57,9 +58,9 @@ async function run(
     const D = shape[shape.length - 1]!;
     const [q, k, v] = [1, 2, 3].map((i) => tf.tensor(values(size, size + i, 1.5), shape));
     const probe = tf.tensor(values(size, 7, 1), shape);
-    const mask = causalMask(T);
+    const mask = causalMask(T, window);
     if (backend === 'webgpu') expect(fusedAttentionAvailable()).toBe(fused);
-    const options = { scale: 1 / Math.sqrt(D), mask, dropout };
+    const options = { scale: 1 / Math.sqrt(D), mask, dropout, window };
     const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
       (fused ? causalAttention : causalAttentionComposed)(a, b, c, options);
     let y!: tf.Tensor;
@@ -137,6 +138,34 @@ describe('fused causal attention on webgpu equals the composed ops and cpu', () 
     const composed = (await run('webgpu', false, [1, 2, 128, 8])).largest;
     expect(composed).toBe(2 * 128 * 128); // the composed path's scores
   }, 120_000);
+
+  // Mistral's sliding window: query i sees keys i - window + 1 .. i. Windows inside one key tile,
+  // across tiles and row blocks (T 130, D 64: 32 keys per tile), of one key (itself), with
+  // dropout, and as long as T (no effect).
+  const windows: [number[], number, boolean][] = [
+    [[2, 3, 13, 8], 4, false],
+    [[1, 2, 130, 64], 40, false],
+    [[1, 2, 70, 16], 1, false],
+    [[2, 1, 9, 6], 3, true],
+    [[1, 1, 37, 128], 37, false],
+  ];
+  for (const [shape, window, withDropout] of windows) {
+    it(`[${shape}] with a sliding window of ${window}${withDropout ? ' and dropout' : ''}: y, dq, dk, dv`, async () => {
+      const dropout = withDropout ? { rate: 0.3, seed: 5 } : undefined;
+      const fused = await run('webgpu', true, shape, dropout, window);
+      expect(fused.kernels).toContain(ATTN_STATS);
+      const composed = await run('webgpu', false, shape, dropout, window);
+      const cpu = await run('cpu', false, shape, dropout, window);
+      for (const peer of [composed, cpu]) {
+        expect(maxDiff(fused.y, peer.y)).toBeLessThan(1e-5);
+        for (const [i, g] of fused.grads.entries())
+          expect(maxDiff(g, peer.grads[i]!), `gradient ${'qkv'[i]}`).toBeLessThan(1e-5);
+      }
+      // The window matters (unless it spans T): without it the output differs.
+      const unwindowed = await run('webgpu', true, shape, dropout);
+      expect(maxDiff(fused.y, unwindowed.y) > 1e-2).toBe(window < shape[2]!);
+    }, 240_000);
+  }
 
   // Dropout on the probabilities drawn in the kernels: the mask of seededDropout
   // over the composed path's [.., T, T] probabilities, bit for bit (several

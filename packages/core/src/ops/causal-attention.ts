@@ -24,6 +24,12 @@ export interface CausalAttentionOptions {
   mask: tf.Tensor;
   /** Dropout on the probabilities (training): seededDropout(probs, rate, seed)'s mask. */
   dropout?: { rate: number; seed: number };
+  /**
+   * A sliding window (Mistral's): query i sees keys i - window + 1 .. i. The
+   * fused path applies it; the composed path reads it from `mask`, which must
+   * then carry it too. Absent or null: every earlier key.
+   */
+  window?: number | null;
 }
 
 /** softmax(scale q k^T + mask) v from tfjs ops (autodiff through them). */
@@ -44,7 +50,8 @@ export function causalAttentionComposed(
 /**
  * y [.., T, D] = softmax(scale q k^T + causal mask) v for q, k, v [.., T, D]
  * (equal shapes: grouped-query heads repeated by the caller). The fused path
- * assumes `mask` is the causal mask; it does not read it.
+ * assumes `mask` is the causal mask (with `window`, the windowed one); it
+ * does not read it.
  */
 export function causalAttention(
   q: tf.Tensor,
@@ -57,7 +64,7 @@ export function causalAttention(
   const [T, D] = shape.slice(-2) as [number, number];
   const rows = (x: tf.Tensor) => x.reshape([-1, T, D]) as tf.Tensor3D; // [R, T, D]
   const rate = o.dropout?.rate ?? 0;
-  const attrs: AttnAttrs = { scale: o.scale, dropRate: rate };
+  const attrs: AttnAttrs = { scale: o.scale, dropRate: rate, window: o.window ?? 0 };
   const drop = rate > 0 ? dropoutKeys(o.dropout!.seed, rate) : null;
   const kernel = (name: string, inputs: tf.NamedTensorMap, extra: object = {}) =>
     tf.tidy(() => {

@@ -49,7 +49,7 @@ interface LayerPass {
   cos: tf.Tensor4D; // [B|1, 1, T, D]
   sin: tf.Tensor4D;
   bias: (window: number | null) => tf.Tensor4D; // [B|1, 1, T, Tk]
-  /** bias is exactly the causal mask (no cache, no padding, no window shorter than T): fused attention may run. */
+  /** bias is exactly the causal mask, windowed by sliding_window (no cache, no padding): fused attention may run. */
   causal?: boolean;
   past: readonly LayerKv[] | null;
   training: boolean;
@@ -200,7 +200,7 @@ export class LlamaModel implements CausalLM {
         cos,
         sin,
         bias: (window) => attentionBias(positions, [0], T, T, window), // [1, 1, T, T]
-        causal: this.config.slidingWindow === null || this.config.slidingWindow >= T,
+        causal: true,
         past: null,
         training: options.training ?? false,
         seed: options.seed ?? 0,
@@ -307,6 +307,7 @@ export class LlamaModel implements CausalLM {
       scale: 1 / Math.sqrt(D),
       mask: bias, // [B|1, 1, T, Tk]
       dropout: pass.training && p > 0 ? { rate: p, seed: seed + 7 } : undefined,
+      window: c.slidingWindow, // the fused path's; the composed path reads it from the bias
     };
     const attend = pass.causal ? causalAttention : causalAttentionComposed;
     const y = attend(q, repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv), options) // [B, H, T, D]

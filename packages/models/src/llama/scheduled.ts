@@ -1,7 +1,7 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
 // Mistral, Qwen2, Qwen3): model.ts's forward and backward as explicit
 // kernels, for the linear layers' adapters, with LoRA and attention dropout
-// (the tape's masks). Per layer:
+// (the tape's masks) and Mistral's sliding window. Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
 // with grouped-query keys and values repeated in the split, rotary
 // embedding, fused causal attention, heads merge, o_proj, residual; RMSNorm,
@@ -71,7 +71,7 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const kh = ops.rope(ops.heads(kIn, B, H, T, D, 0, H / Hkv), s.cos, s.sin);
   const vh = ops.heads(v!.y, B, H, T, D, 0, H / Hkv);
   const probsDrop = io.dropoutSite(m.config.attentionDropout, seed(7));
-  const attn = ops.attention(qh, kh, vh, 1 / Math.sqrt(D), probsDrop);
+  const attn = ops.attention(qh, kh, vh, 1 / Math.sqrt(D), probsDrop, m.config.slidingWindow ?? 0);
   const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T), seed(3)); // [N, C]
   const mid = ops.add(x, o.y);
   const n2 = ops.norm(mid, l.postNorm, null, eps, 'rms');
@@ -221,8 +221,6 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
 /** Why the scheduled step cannot train `m` with `params` (null: it can). */
 function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): string | null {
   const c = m.config;
-  if (c.slidingWindow !== null && c.slidingWindow < c.maxPositions)
-    return `sliding_window ${c.slidingWindow} is shorter than the context (${c.maxPositions}); the scheduled step's attention is causal only`;
   if (c.numHeads % c.numKvHeads !== 0)
     return `${c.numHeads} attention heads do not divide into ${c.numKvHeads} key/value heads`;
   return adaptersUnsupported(m.linears(), m.embeddings(), params);

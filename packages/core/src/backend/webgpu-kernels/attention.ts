@@ -256,9 +256,18 @@ function walk(b: Body, g: Gen, tk: number): string {
           }`,
     ),
   ].join('\n          ');
+  // Query i meets keys j in [i - window + 1, i]; key j meets queries i in [j, j + window - 1].
   const [needed, lo, hi] = keys
-    ? [`r0 <= min(t0 + ${ROWS - 1}, uniforms.seq - 1)`, '0', `clamp(tc - r0 + 1, 0, ${tk})`]
-    : [`r0 + ${tk} > t0`, `clamp(tc - r0, 0, ${tk})`, `min(${tk}, uniforms.seq - r0)`];
+    ? [
+        `r0 <= min(t0 + ${ROWS - 1}, uniforms.seq - 1) && r0 + ${tk} > t0 - uniforms.window + 1`,
+        `clamp(tc - uniforms.window + 1 - r0, 0, ${tk})`,
+        `clamp(tc - r0 + 1, 0, ${tk})`,
+      ]
+    : [
+        `r0 + ${tk} > t0 && r0 < t0 + ${ROWS - 1} + uniforms.window`,
+        `clamp(tc - r0, 0, ${tk})`,
+        `clamp(tc + uniforms.window - r0, 0, min(${tk}, uniforms.seq - r0))`,
+      ];
   return `for (var r0 = 0; r0 < uniforms.seq; r0 += ${tk}) {
         let needed = ${needed};
         if (needed) {
@@ -327,7 +336,7 @@ function attentionProgram(name: BodyName, r: number, t: number, d: number, drop:
     dispatchLayout: { x: [0], y: [1] },
     dispatch: [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1],
     workgroupSize: [ROWS, 1, 1],
-    uniforms: `rows : i32, seq : i32, scale : f32,${drop ? ' threshold : i32, dropScale : f32,' : ''}`,
+    uniforms: `rows : i32, seq : i32, scale : f32, window : i32,${drop ? ' threshold : i32, dropScale : f32,' : ''}`,
     getUserCode: () => userCode(b, g, tk),
   };
 }
@@ -336,6 +345,8 @@ function attentionProgram(name: BodyName, r: number, t: number, d: number, drop:
 export interface AttnAttrs {
   scale: number;
   dropRate?: number;
+  /** A sliding window: query i sees keys i - window + 1 .. i (absent or 0: all of them). */
+  window?: number;
 }
 
 /** The inputs of `name` checked: float32 [R, T, D] or [R, T], and the dropout keys int32 [2]. */
@@ -356,7 +367,7 @@ function checkedInputs(args: WebGpuKernelArgs, name: BodyName, drop: boolean): I
 }
 
 function run(args: WebGpuKernelArgs, name: BodyName): Info {
-  const { scale = 1, dropRate = 0 } = (args.attrs ?? {}) as Partial<AttnAttrs>;
+  const { scale = 1, dropRate = 0, window = 0 } = (args.attrs ?? {}) as Partial<AttnAttrs>;
   const drop = dropRate > 0 && BODIES[name].dropped;
   const inputs = checkedInputs(args, name, drop);
   const [R, T, D] = inputs[0]!.shape as [number, number, number];
@@ -364,6 +375,7 @@ function run(args: WebGpuKernelArgs, name: BodyName): Info {
     { type: 'int32', data: [R * T] },
     { type: 'int32', data: [T] },
     { type: 'float32', data: [scale] },
+    { type: 'int32', data: [window > 0 ? Math.min(window, T) : T] },
   ];
   if (drop) {
     const { threshold, scale: dropScale } = dropoutKeys(0, dropRate); // neither depends on the seed

@@ -40,7 +40,7 @@ type Info = tf.TensorInfo;
 /** The same data seen in another shape. */
 export const view = (t: Info, shape: number[]): Info => ({ ...t, shape });
 
-/** Attention's saved values: q, k, v, o [R, T, D], lse [R, T] and its probabilities' dropout mask. */
+/** Attention's saved values: q, k, v, o [R, T, D], lse [R, T], its probabilities' dropout mask and its window (0: none). */
 export interface AttentionSaved {
   q: Info;
   k: Info;
@@ -48,6 +48,7 @@ export interface AttentionSaved {
   o: Info;
   lse: Info;
   drop: PlanDropout | null;
+  window: number;
 }
 
 /** A dropout mask in a plan: its keys [2] int32 (a plan input written per replay) and rate. */
@@ -102,7 +103,8 @@ export class PlanOps {
 
   /**
    * softmax(scale q k^T + causal mask) v over q, k, v [R, T, D], with `drop`'s
-   * mask on the probabilities: o [R, T, D] and what backward keeps.
+   * mask on the probabilities and a sliding `window` (0: none): o [R, T, D]
+   * and what backward keeps.
    */
   attention(
     q: Info,
@@ -110,12 +112,13 @@ export class PlanOps {
     v: Info,
     scale: number,
     drop: PlanDropout | null = null,
+    window = 0,
   ): AttentionSaved {
-    const lse = this.rec.kernel(ATTN_STATS, { q, k }, { scale });
+    const lse = this.rec.kernel(ATTN_STATS, { q, k }, { scale, window });
     const masked: Record<string, Info> = drop ? { keys: drop.keys } : {};
-    const attrs = { scale, dropRate: drop?.rate ?? 0 };
+    const attrs = { scale, dropRate: drop?.rate ?? 0, window };
     const o = this.rec.kernel(ATTN_OUT, { q, k, v, lse, ...masked }, attrs);
-    return { q, k, v, o, lse, drop };
+    return { q, k, v, o, lse, drop, window };
   }
 
   /** dq, dk, dv [R, T, D] from do [R, T, D]. */
@@ -123,7 +126,7 @@ export class PlanOps {
     const delta = this.rec.kernel(ATTN_DELTA, { dy, o: s.o });
     const inputs = { q: s.q, k: s.k, v: s.v, dy, lse: s.lse, delta };
     const masked: Record<string, Info> = s.drop ? { keys: s.drop.keys } : {};
-    const attrs = { scale, dropRate: s.drop?.rate ?? 0 };
+    const attrs = { scale, dropRate: s.drop?.rate ?? 0, window: s.window };
     const grad = (wrt: 'q' | 'k' | 'v') =>
       this.rec.kernel(ATTN_GRAD, { ...inputs, ...masked }, { ...attrs, wrt });
     return { dq: grad('q'), dk: grad('k'), dv: grad('v') };
