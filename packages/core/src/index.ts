@@ -65,7 +65,6 @@ export {
   splitCount,
   rankForm,
   useRankProducts,
-  RANK_SMALL,
   useFusedCrossEntropy,
   useFusedNorm,
   selectWebGpuMatMul,

@@ -52,7 +52,7 @@ export {
   useFusedActivations,
 } from './activations.js';
 export { forceSplitK, kChunks, splitCount, useSplitK } from './split-k.js';
-export { rankForm, useRankProducts, SMALL as RANK_SMALL } from './rank-product.js';
+export { rankForm, useRankProducts } from './rank-product.js';
 export {
   ATTN_DELTA,
   ATTN_GRAD,
