@@ -50,6 +50,11 @@ describe('test/gpu/run.sh --smoke', () => {
     // No adapter on this machine: the phase records the error that says why.
     const adapters = json('work/adapters.json');
     if (adapters.adapters.length === 0) expect(adapters.errors.start).toMatch(/no WebGPU adapter/);
+    else {
+      // An adapter (SwiftShader's, with VK_ICD_FILENAMES): what it offers, in the report too.
+      expect(adapters.capabilities.limits.maxComputeInvocationsPerWorkgroup).toBeGreaterThan(0);
+      expect(json('gpu-report.json').summary.join('\n')).toMatch(/features: .*subgroup sizes/);
+    }
 
     // The files reference.py reads: PEFT adapter, float32 logits with their shape.
     const adapter = json('work/adapter/adapter.json');

@@ -112,6 +112,7 @@ async function adapters() {
   try {
     await useBackend('webgpu', { gpu: 0 });
     out.device = deviceInfo();
+    out.capabilities = await capabilities();
   } catch (error) {
     out.errors.start = error.message;
   }
@@ -126,8 +127,34 @@ async function adapters() {
   await stop();
   log(`adapters: ${JSON.stringify(out.adapters)}; device: ${deviceName()}`);
   if (out.device) log(`opened ${out.device.name} (${out.device.adapter?.description ?? ''})`);
-  else log(`no WebGPU device: ${out.errors.start}`);
+  if (out.capabilities) {
+    const { features, subgroupSizes } = out.capabilities;
+    log(`features: ${features.join(' ')}; subgroup sizes ${subgroupSizes.join('-')}`);
+  } else log(`no WebGPU device: ${out.errors.start}`);
   await writeJson(need('out'), out);
+}
+
+/**
+ * What the adapter offers beyond WebGPU's core (for kernels not written yet:
+ * subgroups, shader-f16) and the limits the kernels read, as the device's
+ * default adapter reports them (the GPU check's machine has one).
+ */
+async function capabilities() {
+  const adapter = await globalThis.navigator.gpu.requestAdapter();
+  const { limits, info } = adapter;
+  const keep = [
+    'maxComputeInvocationsPerWorkgroup',
+    'maxComputeWorkgroupStorageSize',
+    'maxStorageBufferBindingSize',
+    'maxBufferSize',
+    'maxStorageBuffersPerShaderStage',
+    'maxComputeWorkgroupsPerDimension',
+  ];
+  return {
+    features: [...adapter.features].sort(),
+    subgroupSizes: [info?.subgroupMinSize, info?.subgroupMaxSize],
+    limits: Object.fromEntries(keep.map((k) => [k, limits[k]])),
+  };
 }
 
 function fixedIds(rows, cols, vocab, seed) {

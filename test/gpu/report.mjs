@@ -22,12 +22,24 @@ const fmt = (x, digits = 2) =>
   typeof x === 'number' && Number.isFinite(x) ? x.toExponential(digits) : 'n/a';
 const gib = (bytes) => (typeof bytes === 'number' ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : 'n/a');
 
+/** The adapter's features that kernels could use (subgroups, f16), as gpu.mjs adapters found them. */
+function capabilityLines(c) {
+  if (!c) return [];
+  const wanted = ['subgroups', 'subgroup-size-control', 'shader-f16', 'timestamp-query'];
+  const has = wanted.filter((f) => c.features.includes(f));
+  const sizes = c.subgroupSizes.every((x) => typeof x === 'number')
+    ? c.subgroupSizes.join('-')
+    : 'n/a';
+  return [`features: ${has.join(', ') || 'none of ' + wanted.join(', ')}; subgroup sizes ${sizes}`];
+}
+
 /** Everything the phases left in `work`, and `summary`: the lines the check prints. */
 export function summarize(work) {
   const r = collect(work);
   const device = r.adapters?.device;
   const lines = [
     `device: ${device ? `${device.name} (${device.adapter?.description || device.adapter?.vendor || ''})` : `none (${r.adapters?.errors?.start ?? 'no adapters.json'})`}`,
+    ...capabilityLines(r.adapters?.capabilities),
     ...r.phases.map(
       (p) => `phase ${p.phase}: ${p.rc === 0 ? 'ok' : `FAILED (exit ${p.rc})`} in ${p.seconds}s`,
     ),
