@@ -1,6 +1,7 @@
 // The `lorafleet` command: dispatches to one subcommand; every error becomes
 // one line on stderr and a non-zero exit.
 import { settleBackend } from '@lorafleet/core';
+import { FAMILIES } from '@lorafleet/models';
 import {
   type CommandSpec,
   type OptionSpecs,
@@ -56,7 +57,7 @@ function usage(): string {
   return [
     'usage: lorafleet <command> [options]',
     '',
-    'LoRA fine-tuning of GPT-2-layout models on TensorFlow.js.',
+    `LoRA fine-tuning of causal language models (model_type ${Object.keys(FAMILIES).join(', ')}) on TensorFlow.js.`,
     '',
     'commands:',
     ...COMMANDS.map(
