@@ -151,15 +151,18 @@ describe('a Llama-family model through the CLI', () => {
     const out = join(dir!, 'extracted');
     const extracted = await lorafleetOk([
       ...['extract', '--base', model, '--tuned', join(full, 'model'), '--rank', '4'],
-      ...['--out', out, '--target', 'q_proj,o_proj', '--json'],
+      ...['--out', out, '--json'],
     ]);
     const report = JSON.parse(extracted.stdout) as {
       modules: { module: string; energyKept: number }[];
     };
+    // The default target: every linear layer of the family (a full fine-tune changed them all).
+    expect(report.modules).toHaveLength(7 * 2);
     expect(report.modules.map((m) => m.module)).toContain('model.layers.0.self_attn.o_proj');
     expect(report.modules.every((m) => m.energyKept > 0 && m.energyKept <= 1 + 1e-9)).toBe(true);
     const adapter = await loadPeftAdapter(out);
     expect(adapter.config.fanInFanOut).toBe(false);
+    expect(adapter.config.targetModules).toContain('gate_proj');
     const inspected = await lorafleetOk(['inspect', '--adapter', out]);
     expect(inspected.stdout).toMatch(/model\.layers\.1\.self_attn\.q_proj\s+\[32, 32\]\s+4/);
   });

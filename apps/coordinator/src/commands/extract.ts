@@ -38,9 +38,9 @@ export const extractSpec = defineCommand({
     target: {
       kind: 'list',
       value: 'NAMES',
-      default: ['c_attn', 'c_proj', 'c_fc'],
+      default: ['all-linear'],
       description:
-        'modules to extract, PEFT-style names (Llama family: e.g. q_proj,k_proj,v_proj,o_proj)',
+        'modules to extract, PEFT-style names (GPT-2: c_attn, c_proj, c_fc; Llama family: q_proj ... down_proj) or all-linear, every linear layer of the model family',
     },
     json: { kind: 'boolean', description: 'print the per-module report as JSON' },
   },
