@@ -25,6 +25,8 @@ interface TrainSummary {
   evalLossBefore: number | null;
   evalLossAfter: number | null;
   saved: string;
+  trainLossFirst10: number;
+  trainLossLast10: number;
 }
 
 interface MetricsLine {
@@ -62,6 +64,14 @@ beforeAll(async () => {
 
 afterAll(() => removeDir(dir));
 
+/** The summary's train losses: the first and last 10 steps, or a shorter run's two halves. */
+function expectLossWindows(s: TrainSummary, metrics: readonly MetricsLine[]): void {
+  const w = Math.min(10, Math.floor(metrics.length / 2));
+  const mean = (xs: readonly MetricsLine[]) => xs.reduce((a, m) => a + m.loss, 0) / xs.length;
+  expect(s.trainLossFirst10).toBeCloseTo(mean(metrics.slice(0, w)), 6);
+  expect(s.trainLossLast10).toBeCloseTo(mean(metrics.slice(-w)), 6);
+}
+
 /** eval's data options, the same as training used, so the rows are the same. */
 const onValid = () => ['--data', validData, '--seq-len', SEQ_LEN];
 
@@ -85,6 +95,8 @@ describe.concurrent('lorafleet on a tiny model', () => {
         if (i > 0) expect(m.seconds).toBeGreaterThanOrEqual(metrics[i - 1]!.seconds);
       });
       expect(summary).toMatchObject({ mode: 'lora', steps: STEPS, saved: join(run, 'adapter') });
+      // First and last 10 steps, or in a shorter run its two halves (never the same steps twice).
+      expectLossWindows(summary, metrics);
     });
 
     it('lowers the eval loss on a learnable pattern', () => {
@@ -183,6 +195,13 @@ describe.concurrent('lorafleet on a tiny model', () => {
       ]);
       const fullSummary = await readJson<TrainSummary>(join(full, 'summary.json'));
       expect(fullSummary).toMatchObject({ mode: 'full', steps: 8, saved: join(full, 'model') });
+      const fullMetrics = (await readFile(join(full, 'metrics.jsonl'), 'utf8'))
+        .trimEnd()
+        .split('\n');
+      expectLossWindows(
+        fullSummary,
+        fullMetrics.map((l) => JSON.parse(l) as MetricsLine),
+      );
       expect(existsSync(join(full, 'adapter'))).toBe(false);
       const tuned = await evalJson(['--model', join(full, 'model'), ...onValid()]);
       expect(Math.abs(tuned.loss - fullSummary.evalLossAfter!)).toBeLessThan(1e-4);

@@ -98,8 +98,11 @@ export async function writeSummary(
     evalLossAfter: number | null;
   },
 ): Promise<void> {
-  const head = r.losses.slice(0, Math.min(10, r.losses.length));
-  const tail = r.losses.slice(-Math.min(10, r.losses.length));
+  // The first and last 10 steps; in a run shorter than 20 the two halves, so they never overlap
+  // (a 10-step run would compare its 10 steps with themselves).
+  const window = Math.max(1, Math.min(10, Math.floor(r.losses.length / 2)));
+  const head = r.losses.slice(0, Math.min(window, r.losses.length));
+  const tail = r.losses.slice(-window);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const summary = {
     model: plan.config.modelDir,
