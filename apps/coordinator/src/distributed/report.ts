@@ -128,7 +128,7 @@ export async function writeSummary(
   console.log(
     `done${r.interrupted ? ' (interrupted)' : ''}: ${r.done} steps on ${r.workers} worker${r.workers === 1 ? '' : 's'} in ${r.seconds.toFixed(1)} s, ` +
       `${summary.tokensPerSecond.toFixed(0)} tokens/s; train loss ${summary.trainLossFirst10.toFixed(4)} ` +
-      `(first ${head.length} steps) -> ${summary.trainLossLast10.toFixed(4)} (last ${tail.length})`,
+      `(first ${head.length} step${head.length === 1 ? '' : 's'}) -> ${summary.trainLossLast10.toFixed(4)} (last ${tail.length})`,
   );
   const what = plan.config.mode === 'full' ? 'model' : 'adapter (PEFT layout)';
   console.log(`saved ${what}: ${r.saved}; metrics: ${join(out, 'metrics.jsonl')}`);
