@@ -55,6 +55,27 @@ describe.concurrent('bad training data', () => {
     for (const line of [1, 2, 3]) expect(stderr).toContain(`${data}:${line}: `);
   });
 
+  it('stops past --max-bad-fraction (default 1%), naming it; a higher one trains over 2 workers', async () => {
+    const lines = Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `line ${i} abc` }));
+    lines.splice(5, 0, '{"txt": "a misspelt key"}');
+    lines.splice(12, 0, '{broken');
+    const data = join(dir!, 'some-bad.jsonl');
+    await writeFile(data, lines.join('\n') + '\n');
+    const stopped = await trainOn(data, 'some-bad');
+    expect(stopped.code).toBe(1);
+    expect(stopped.stderr).toContain(
+      `${data}: 2 of 22 records are bad, more than the 0 allowed (raise --max-bad-fraction to skip them)`,
+    );
+    const { code, stdout, stderr } = await lorafleet([
+      'train',
+      ...['--model', base, '--data', data, '--out', join(dir!, 'some-bad-allowed')],
+      ...['--steps', '2', '--seq-len', SEQ_LEN, '--max-bad-fraction', '0.1', '--workers', '2'],
+    ]);
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(new RegExp(`^warning: ${data}:6: expected a "text"`, 'm'));
+    expect(stdout).toContain('2 bad records skipped');
+  });
+
   it('fails naming the path when --data does not exist', async () => {
     const data = join(dir!, 'no-such-file.jsonl');
     const { code, stderr } = await trainOn(data, 'missing');

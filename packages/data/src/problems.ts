@@ -23,6 +23,11 @@ export interface BadLinePolicy {
   maxBadFraction?: number;
   /** How many problems to keep for the report (default 10); all are counted. */
   reportFirst?: number;
+  /**
+   * What the error tells the user to raise to skip more (e.g. a command-line
+   * option); default: "maxBadLines or maxBadFraction", this policy's fields.
+   */
+  raiseWith?: string;
 }
 
 export const DEFAULT_MAX_BAD_FRACTION = 0.01;
@@ -97,7 +102,7 @@ export class ProblemLog {
     if (this.bad > this.limit()) {
       throw new DatasetError(
         `${this.file}: ${this.bad} of ${this.records} records are bad, more than the ` +
-          `${this.limit()} allowed (raise maxBadLines or maxBadFraction to skip them):${listing}${more}`,
+          `${this.limit()} allowed (raise ${this.policy.raiseWith ?? 'maxBadLines or maxBadFraction'} to skip them):${listing}${more}`,
         summary.problems,
       );
     }

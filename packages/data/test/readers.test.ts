@@ -95,6 +95,12 @@ describe('readJsonl', () => {
     const error = await readJsonl(path, bytes).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DatasetError);
     expect((error as DatasetError).message).toContain('5 of 50 records are bad');
+    expect((error as DatasetError).message).toContain('raise maxBadLines or maxBadFraction');
+    // A caller (the CLI) names its own knob.
+    const named = await readJsonl(path, bytes, { raiseWith: '--max-bad-fraction' }).catch(
+      (e: unknown) => e,
+    );
+    expect((named as DatasetError).message).toContain('(raise --max-bad-fraction to skip them)');
     expect((error as DatasetError).message).toContain(`${path}:4: "completion" must be a string`);
     expect((error as DatasetError).problems).toHaveLength(5);
     // An explicit limit lets the same file through.

@@ -25,6 +25,8 @@ export type Packing = 'auto' | 'pack' | 'pad';
 export interface RowOptions {
   seqLen: number;
   packing: Packing;
+  /** JSONL/CSV: the share of bad records (skipped) past which reading fails (default 0.01). */
+  maxBadFraction?: number;
   format?: DatasetFormat;
   csv?: CsvColumns;
 }
@@ -54,6 +56,10 @@ export async function prepareRows(
   const read = await readDataset(file, tokenizer, {
     ...(options.format ? { format: options.format } : {}),
     ...(options.csv ? { csv: options.csv } : {}),
+    badLines: {
+      ...(options.maxBadFraction !== undefined ? { maxBadFraction: options.maxBadFraction } : {}),
+      raiseWith: '--max-bad-fraction',
+    },
   });
   const warnings = read.problems.map(formatProblem);
   if (read.badRecords > read.problems.length) {

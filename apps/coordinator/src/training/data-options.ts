@@ -42,6 +42,14 @@ export const dataOptions = defineOptions({
     value: 'NAME',
     description: 'CSV: completion column (the loss)',
   },
+  'max-bad-fraction': {
+    kind: 'number',
+    min: 0,
+    max: 1,
+    default: 0.01,
+    description:
+      'JSONL/CSV: share of the records that may be bad (skipped, and the first 10 reported by file:line) before the run stops',
+  },
   'prompt-template': {
     affects: 'math',
     kind: 'string',
@@ -75,6 +83,7 @@ export function rowOptionsFrom(o: DataValues, context: number): RowOptions {
   return {
     seqLen,
     packing: o.packing,
+    maxBadFraction: o.maxBadFraction,
     ...(o.format ? { format: o.format } : {}),
     ...(csv ? { csv } : {}),
   };

@@ -299,7 +299,7 @@ export const trainSpec = defineCommand({
     '',
     'Data: JSONL lines {"text"}, {"prompt","completion"} (loss on the completion only) or {"input_ids"};',
     'CSV with --prompt-column/--completion-column or --text-column; .txt as one document. Bad records',
-    'are skipped and reported by file:line; more than 1% bad stops the run.',
+    'are skipped and reported by file:line; more than 1% bad (--max-bad-fraction) stops the run.',
     '',
     'Stopping: Ctrl-C (SIGINT) or SIGTERM finishes the step in flight, writes a checkpoint, stops the',
     `workers and exits 130 (SIGINT) or 143 (SIGTERM); after SIGTERM this takes at most ${TERM_GRACE_SECONDS} s, then the`,
