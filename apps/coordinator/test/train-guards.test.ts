@@ -68,6 +68,7 @@ describe('--out', () => {
     const again = await lorafleet(['train', ...base(), '--out', out, '--steps', '3']);
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/holds an earlier run .*--resume.*--overwrite/);
+    expect(again.stderr).toContain(`continue it with --resume ${out},`); // the command to type
     await lorafleetOk(['train', ...base(), '--out', out, '--steps', '3', '--overwrite']);
     const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
     expect(lines.map((l) => (JSON.parse(l) as { step: number }).step)).toEqual([1, 2, 3]);

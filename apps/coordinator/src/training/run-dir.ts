@@ -53,7 +53,7 @@ export async function claimRunDir(out: string, options: RunDirOptions): Promise<
   if (!options.overwrite) {
     throw new UsageError(
       `train: --out ${out} holds an earlier run (${earlier.join(', ')}); ` +
-        'continue it with --resume, choose another --out, or replace it with --overwrite',
+        `continue it with --resume ${out}, choose another --out, or replace it with --overwrite`,
     );
   }
   for (const f of earlier) await rm(join(out, f), { recursive: true, force: true });
