@@ -163,7 +163,7 @@ else
   phase conformance 150 env LORAFLEET_BACKENDS=webgpu node node_modules/vitest/vitest.mjs run \
     packages/core/test/lora-conformance.test.ts test/backend-conformance.test.ts \
     packages/core/test/backends.test.ts test/webgpu-kernels.test.ts packages/core/test/webgpu-*.test.ts \
-    packages/core/test/grad-accumulator.test.ts test/scheduled-step.test.ts
+    packages/core/test/grad-accumulator.test.ts test/scheduled-step/
   phase make-tiny 90 python3 "$ref" make-tiny --dir "$work/tiny"
   logits_backends=(webgpu wasm)
   grads_backend=webgpu

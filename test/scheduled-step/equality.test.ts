@@ -1,0 +1,183 @@
+// The hand-scheduled LoRA step (packages/models/src/scheduled-step.ts and the
+// families' recipes) on real WebGPU execution (SwiftShader here): its loss
+// and gradients equal tfjs's tape on the same backend, on odd shapes and
+// batch 1, with adapters on some layers only, for GPT-2 and the Llama
+// family, with LoRA's and the model's dropout, half-precision base weights
+// and Mistral's sliding window.
+import { describe, expect, it } from 'vitest';
+import {
+  type LlamaConfig,
+  scheduledStepUnsupported,
+  storeBasesAs,
+} from '../../packages/models/src/index.js';
+import { webGpuSuite } from '../../packages/core/test/webgpu-suite.js';
+import {
+  CONFIG,
+  batch,
+  expectTapeEquality,
+  llamaBatch,
+  loraLlama,
+  loraModel,
+  maxRelDiff,
+  tapeSums,
+} from './fixtures.js';
+
+webGpuSuite();
+
+describe('the hand-scheduled LoRA step equals the tape', () => {
+  // Backward stops early where nothing below trains: the lowest adapter decides where.
+  const cases: [string, string[] | string, number, number][] = [
+    ['every linear layer, 2 x 7 tokens', ['c_attn', 'c_proj', 'c_fc'], 2, 7],
+    ['c_attn only, batch 1 x 13 tokens', ['c_attn'], 1, 13],
+    ['the MLP only, 3 x 5 tokens', ['c_fc', 'mlp.c_proj'], 3, 5],
+    ['the upper block only, 2 x 6 tokens', '.*h\\.1\\.(attn\\.c_proj|mlp\\.c_fc)', 2, 6],
+    [
+      "the lowest block's mlp.c_proj and the upper c_attn",
+      '.*(h\\.0\\.mlp\\.c_proj|h\\.1\\.attn\\.c_attn)',
+      2,
+      5,
+    ],
+  ];
+  it.each(cases)('equals the tape: %s', async (_name, targets, B, T) => {
+    const { model, params } = await loraModel(CONFIG, targets);
+    try {
+      await expectTapeEquality(model, params, [batch(B, T), batch(B, T, 1)]);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  const llamaCases: [string, Partial<LlamaConfig>, string[] | string, number, number][] = [
+    ['Llama, every linear layer, 2 x 7 tokens', {}, 'all-linear', 2, 7],
+    ['Llama, q and v only, batch 1 x 11 tokens', {}, ['q_proj', 'v_proj'], 1, 11],
+    [
+      'Qwen2 (q/k/v biases, tied head), k_proj and the MLP, 3 x 5 tokens',
+      { modelType: 'qwen2', qkvBias: true, tieWordEmbeddings: true },
+      ['k_proj', 'gate_proj', 'down_proj'],
+      3,
+      5,
+    ],
+    [
+      'Qwen3 (q/k norms), upper layer o_proj and up_proj, 2 x 6 tokens',
+      { modelType: 'qwen3', qkNorm: true },
+      '.*layers\\.1\\.(self_attn\\.o_proj|mlp\\.up_proj)',
+      2,
+      6,
+    ],
+    [
+      'Mistral shape, no GQA (4 kv heads), llama3 rope scaling',
+      {
+        numKvHeads: 4,
+        ropeScaling: {
+          type: 'llama3',
+          factor: 8,
+          lowFreqFactor: 1,
+          highFreqFactor: 4,
+          originalMaxPositions: 8,
+        },
+      },
+      ['q_proj', 'k_proj', 'o_proj'],
+      2,
+      9,
+    ],
+  ];
+  it.each(llamaCases)('equals the tape: %s', async (_name, overrides, targets, B, T) => {
+    const { model, params } = await loraLlama(overrides, targets);
+    try {
+      await expectTapeEquality(model, params, [llamaBatch(B, T), llamaBatch(B, T, 1)]);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  // LoRA dropout: the plan draws the tape's masks (a hash of the micro-batch's seed and the
+  // element) for the LoRA input in forward and for the LoRA branch of dx in backward.
+  it('equals the tape with LoRA dropout: GPT-2, every linear layer, 2 x 7 tokens', async () => {
+    const { model, params } = await loraModel(CONFIG, ['c_attn', 'c_proj', 'c_fc'], 0.3);
+    try {
+      await expectTapeEquality(model, params, [batch(2, 7), batch(2, 7, 1)]);
+      // Not vacuous: the masks change the gradient.
+      const masked = await tapeSums(model, params, [batch(2, 7)]);
+      const noDropout = await loraModel(CONFIG, ['c_attn', 'c_proj', 'c_fc'], 0);
+      const plain = await tapeSums(noDropout.model, noDropout.params, [batch(2, 7)]);
+      noDropout.model.dispose();
+      expect(maxRelDiff(masked.grads, plain.grads)).toBeGreaterThan(0.01);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  // Model dropout: GPT-2's embeddings, attention probabilities (drawn in the attention
+  // kernels) and residual branches, and Llama's attention_dropout, with LoRA dropout too.
+  it('equals the tape with model dropout: GPT-2, every pdrop 0.2, every linear layer', async () => {
+    const dropping = { ...CONFIG, embdPdrop: 0.2, attnPdrop: 0.2, residPdrop: 0.2 };
+    const targets = ['c_attn', 'c_proj', 'c_fc'];
+    const { model, params } = await loraModel(dropping, targets, 0.1);
+    try {
+      expect(scheduledStepUnsupported(model, params)).toBeNull();
+      await expectTapeEquality(model, params, [batch(2, 7), batch(2, 7, 1)]);
+      // Not vacuous: each kind of site changes the gradient.
+      const want = await tapeSums(model, params, [batch(2, 7)]);
+      for (const off of ['embdPdrop', 'attnPdrop', 'residPdrop'] as const) {
+        const other = await loraModel({ ...dropping, [off]: 0 }, targets, 0.1);
+        const got = await tapeSums(other.model, other.params, [batch(2, 7)]);
+        other.model.dispose();
+        expect(maxRelDiff(want.grads, got.grads), off).toBeGreaterThan(0.01);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('equals the tape with model dropout: Llama, attention_dropout 0.3, q and v', async () => {
+    const { model, params } = await loraLlama({ attentionDropout: 0.3 }, ['q_proj', 'v_proj']);
+    try {
+      expect(scheduledStepUnsupported(model, params)).toBeNull();
+      await expectTapeEquality(model, params, [llamaBatch(2, 7), llamaBatch(2, 7, 1)]);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  // --base-dtype: W stored as packed halves, unpacked into a transient f32 buffer per product.
+  it('equals the tape with the base weights stored as bf16 (GPT-2) and f16 (Llama)', async () => {
+    const gpt2 = await loraModel(CONFIG, ['c_attn', 'c_proj', 'c_fc'], 0.1);
+    const llama = await loraLlama({}, 'all-linear');
+    try {
+      await storeBasesAs(gpt2.model, 'bf16');
+      await storeBasesAs(llama.model, 'f16');
+      expect(gpt2.model.linears()[0]!.baseDtype).toBe('bf16');
+      for (const { model, params } of [gpt2, llama]) {
+        expect(scheduledStepUnsupported(model, params)).toBeNull();
+      }
+      await expectTapeEquality(gpt2.model, gpt2.params, [batch(2, 7), batch(2, 7, 1)]);
+      await expectTapeEquality(llama.model, llama.params, [llamaBatch(2, 7), llamaBatch(2, 7, 1)]);
+    } finally {
+      gpt2.model.dispose();
+      llama.model.dispose();
+    }
+  });
+
+  // Mistral's sliding window, shorter than the batch: the attention kernels' window.
+  it('equals the tape with a sliding window of 3 over 9 tokens (Mistral), every linear layer', async () => {
+    const { model, params } = await loraLlama(
+      { modelType: 'mistral', slidingWindow: 3, attentionDropout: 0.2 },
+      'all-linear',
+    );
+    try {
+      expect(scheduledStepUnsupported(model, params)).toBeNull();
+      await expectTapeEquality(model, params, [llamaBatch(2, 9), llamaBatch(2, 9, 1)]);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('equals the tape with LoRA dropout: Llama, every linear layer, 2 x 7 tokens', async () => {
+    const { model, params } = await loraLlama({}, 'all-linear', 0.2);
+    try {
+      await expectTapeEquality(model, params, [llamaBatch(2, 7), llamaBatch(2, 7, 1)]);
+    } finally {
+      model.dispose();
+    }
+  });
+});

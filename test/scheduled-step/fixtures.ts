@@ -1,0 +1,130 @@
+// What the hand-scheduled step's tests share: a tiny GPT-2 and Llama with
+// adapters, token batches, and the tape's sums to compare the plan's against.
+import { expect } from 'vitest';
+import { GradientAccumulator, TrainableParameters } from '@lorafleet/core';
+import {
+  type CausalLM,
+  type Gpt2Config,
+  type LlamaConfig,
+  type TokenBatch,
+  Gpt2Model,
+  LlamaModel,
+  randomLlamaWeights,
+  IGNORE_INDEX,
+  ScheduledGradients,
+  addLora,
+  randomGpt2Weights,
+  tokenNllSum,
+} from '../../packages/models/src/index.js';
+import { tinyLlamaConfig } from '../../packages/models/test/fixtures/tiny-llama.js';
+
+export const CONFIG: Gpt2Config = {
+  vocabSize: 97,
+  nPositions: 24,
+  nEmbd: 32,
+  nLayer: 2,
+  nHead: 4,
+  nInner: null,
+  layerNormEpsilon: 1e-5,
+  embdPdrop: 0,
+  attnPdrop: 0,
+  residPdrop: 0,
+};
+
+export function batch(B: number, T: number, salt = 0): TokenBatch {
+  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3 + salt * 11) % 97);
+  const labels = ids.slice();
+  labels[0] = IGNORE_INDEX;
+  labels[Math.min(5, B * T - 1)] = IGNORE_INDEX;
+  return { ids, labels, batchSize: B, seqLen: T };
+}
+
+/** A GPT-2 with adapters on `targets`, B not zero (so that dA is not zero either). */
+export async function loraModel(config: Gpt2Config, targets: string[] | string, dropout = 0) {
+  const model = new Gpt2Model(config, randomGpt2Weights(config, 5));
+  const layers = await addLora(
+    model.linears(),
+    'default',
+    { r: 4, alpha: 8, dropout, rslora: false },
+    { kind: 'kaiming' },
+    targets,
+    1,
+  );
+  const params = TrainableParameters.fromLoraLayers(layers);
+  params.write(Float32Array.from(params.read(), (_, i) => Math.sin(i * 0.37) * 0.2));
+  return { model, params };
+}
+
+/** A tiny Llama-family model (grouped-query attention: 4 heads over 2) with adapters on `targets`. */
+export async function loraLlama(
+  overrides: Partial<LlamaConfig>,
+  targets: string[] | string,
+  dropout = 0,
+) {
+  const config = tinyLlamaConfig(61, overrides);
+  const model = new LlamaModel(config, randomLlamaWeights(config, 7, 0.3));
+  const layers = await addLora(
+    model.linears(),
+    'default',
+    { r: 4, alpha: 8, dropout, rslora: false },
+    { kind: 'kaiming' },
+    targets,
+    1,
+  );
+  const params = TrainableParameters.fromLoraLayers(layers);
+  params.write(Float32Array.from(params.read(), (_, i) => Math.cos(i * 0.29) * 0.2));
+  return { model, params };
+}
+
+/** Micro-batch i's seed (its dropout masks): the same on both paths. */
+export const seedOf = (i: number) => 1000 + 37 * i;
+
+export async function tapeSums(
+  model: CausalLM,
+  params: TrainableParameters,
+  batches: TokenBatch[],
+) {
+  const acc = new GradientAccumulator(params);
+  for (const [i, b] of batches.entries())
+    acc.add(() => tokenNllSum(model, b, { training: true, seed: seedOf(i) }));
+  return acc.take();
+}
+
+export async function scheduledSums(s: ScheduledGradients, batches: TokenBatch[]) {
+  for (const [i, b] of batches.entries()) s.add(b, seedOf(i));
+  return s.take();
+}
+
+export function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let [diff, scale] = [0, 0];
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(a[i]!));
+  }
+  return diff / scale;
+}
+
+/** Two micro-batches on both paths: the same loss and gradients, and not all zero. */
+export async function expectTapeEquality(
+  model: CausalLM,
+  params: TrainableParameters,
+  batches: TokenBatch[],
+) {
+  const s = new ScheduledGradients(model, params);
+  try {
+    const want = await tapeSums(model, params, batches);
+    const got = await scheduledSums(s, batches);
+    expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-6);
+    expect(maxRelDiff(want.grads, got.grads)).toBeLessThan(1e-5);
+    expect(got.grads.some((g) => g !== 0)).toBe(true);
+  } finally {
+    s.dispose();
+  }
+}
+
+/** A batch over the tiny Llama's 61-word vocabulary. */
+export function llamaBatch(B: number, T: number, salt = 0): TokenBatch {
+  const b = batch(B, T, salt);
+  return { ...b, ids: b.ids.map((v) => v % 61), labels: b.labels.map((v) => (v < 0 ? v : v % 61)) };
+}
