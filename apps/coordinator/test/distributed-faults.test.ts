@@ -163,6 +163,34 @@ describe('faults', () => {
     expect(audit.duplicates).toEqual([]);
   }, 120_000);
 
+  it('losing every worker names the checkpoint to resume from, and that command works', async () => {
+    const args = (out: string, ...extra: string[]) => [
+      'train',
+      ...['--model', model, '--data', data, '--out', out, '--workers', '2', '--steps', '12'],
+      ...[...TRAIN, '--max-restarts', '0', ...extra],
+    ];
+    const slow = { LORAFLEET_FAULT_STEP_DELAY_MS: '100' };
+    const out = join(dir, 'all-lost');
+    const run = start(args(out, '--checkpoint-every', '3'), slow);
+    await run.untilStep(out, 5);
+    for (const pid of run.workerPids()) process.kill(pid, 'SIGKILL');
+    const lost = await run.done;
+    expect(lost.code, lost.output).toBe(1);
+    const hint = /continue from the last checkpoint with --resume (\S+)/.exec(lost.output);
+    expect(hint?.[1], lost.output).toMatch(/checkpoints[/\\]step-00000[36]$/);
+    const resumed = await runToEnd(args(out, '--checkpoint-every', '3', '--resume', hint![1]!));
+    expect(resumed.code, resumed.output).toBe(0);
+    // Before any checkpoint: nothing to resume, and it says so.
+    const early = join(dir, 'all-lost-early');
+    const first = start(args(early, '--checkpoint-every', '100'), slow);
+    await first.untilStep(early, 1);
+    for (const pid of first.workerPids()) process.kill(pid, 'SIGKILL');
+    const none = await first.done;
+    expect(none.code, none.output).toBe(1);
+    expect(none.output).toContain('no checkpoint was written yet, so nothing can be resumed');
+    expect(none.output).not.toContain('--resume');
+  }, 120_000);
+
   it('does not take a micro-batch longer than the heartbeat timeout for a hang (heartbeat thread)', async () => {
     // Each worker's micro-batch of 24 x 128 tokens of the default model blocks
     // its main thread for its compute plus 2.5 s (LORAFLEET_FAULT_BLOCK_MS, a

@@ -260,5 +260,6 @@ async function saveCheckpoint(
   );
   loop.lastCheckpoint = loop.done;
   loop.lastCheckpointPath = path;
+  run.ring.lastCheckpoint = path;
   run.observer.emit({ type: 'checkpoint', step: loop.done, path });
 }

@@ -41,6 +41,8 @@ export class ElasticRing {
   generation = 0;
   /** Ring changes so far: joins admitted, and how long each recovery took (the fleet counts losses). */
   readonly stats = { joins: 0, recoverySeconds: [] as number[] };
+  /** The newest checkpoint of the run (written, or resumed from): where a rerun continues if every worker is lost. */
+  lastCheckpoint: string | null = null;
 
   constructor(
     private readonly fleet: WorkerFleet,
@@ -93,7 +95,9 @@ export class ElasticRing {
       if (survivors.length === 0) {
         throw new FleetError(
           `every worker of the ring was lost at step ${step} (${reason}); their state is gone: ` +
-            'continue from the last checkpoint with --resume OUT',
+            (this.lastCheckpoint
+              ? `continue from the last checkpoint with --resume ${this.lastCheckpoint}`
+              : 'no checkpoint was written yet, so nothing can be resumed: fix the cause and start again'),
         );
       }
       try {
@@ -102,6 +106,9 @@ export class ElasticRing {
           `step ${step} aborted: ${reason}; re-forming the ring from ${survivors.length} survivor(s)`,
         );
         await this.fleet.broadcast({ case: 'abort', value: { step, reason } }, survivors);
+        // A survivor that could not be told is lost too: count again before waiting on anyone.
+        const unreachable = survivors.filter((m) => m.status === 'lost');
+        if (unreachable.length > 0) throw new MembersLost(unreachable);
         await this.welcomeNewcomers();
         await this.awaitQuorum(done);
         await this.admit(done, true);
@@ -132,10 +139,13 @@ export class ElasticRing {
     const deadline = performance.now() + joinTimeoutMs;
     while (count() < minWorkers) {
       const left = deadline - performance.now();
+      const ringGone = () => this.fleet.active().length === 0;
       const changed = await this.fleet.waitFor(
-        () => this.fleet.newcomers().length > 0 || count() >= minWorkers,
+        () => this.fleet.newcomers().length > 0 || count() >= minWorkers || ringGone(),
         Math.max(0, left),
       );
+      // With no one left in the ring, no joiner can get the trained state: stop waiting.
+      if (ringGone()) throw new MembersLost(this.fleet.lostFromRing());
       if (!changed) {
         throw new FleetError(
           `only ${count()} worker(s) after waiting ${(joinTimeoutMs / 1000).toFixed(0)} s at step ${done}; ` +

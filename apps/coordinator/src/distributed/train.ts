@@ -207,6 +207,7 @@ async function formRing(
       observer.note(level, message);
     },
   });
+  ring.lastCheckpoint = start.resumed?.dir ?? null;
   const alive = initial.filter((m) => m.status === 'ready');
   fleet.setRing(alive);
   if (alive.length < initial.length) {
