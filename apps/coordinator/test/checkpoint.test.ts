@@ -88,11 +88,19 @@ describe('lorafleet train checkpoints and --resume (--workers 1)', () => {
     expect(stdout).toContain('at step 6');
     expect(Buffer.compare(await adapterBytes(part), await adapterBytes(full))).toBe(0);
     expect(Buffer.compare(await optimizerBytes(part, 12), await optimizerBytes(full, 12))).toBe(0);
-    const steps = (await readFile(join(part, 'metrics.jsonl'), 'utf8'))
+    const metrics = (await readFile(join(part, 'metrics.jsonl'), 'utf8'))
       .trimEnd()
       .split('\n')
-      .map((l) => (JSON.parse(l) as { step: number }).step);
-    expect(steps).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+      .map((l) => JSON.parse(l) as { step: number; loss: number });
+    expect(metrics.map((m) => m.step)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    // The summary covers the whole run (steps 1-6 and 7-12), not the resumed part only.
+    const summary = await readJson<{ trainLossFirst10: number; trainLossLast10: number }>(
+      join(part, 'summary.json'),
+    );
+    const mean = (xs: { loss: number }[]) => xs.reduce((a, m) => a + m.loss, 0) / xs.length;
+    expect(summary.trainLossFirst10).toBeCloseTo(mean(metrics.slice(0, 6)), 6);
+    expect(summary.trainLossLast10).toBeCloseTo(mean(metrics.slice(6)), 6);
+    expect(stdout).toMatch(/\(first 6 steps\) -> [\d.]+ \(last 6\)/);
   });
 
   it('resumes a linear-schedule run from a named checkpoint folder exactly', async () => {

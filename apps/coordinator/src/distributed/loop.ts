@@ -71,8 +71,9 @@ interface LoopState {
 export async function trainLoop(run: RunContext): Promise<LoopResult> {
   const { plan, out, start, interrupt, ring } = run;
   const metricsPath = join(out, 'metrics.jsonl');
-  if (start.resumed) await trimMetrics(metricsPath, start.step);
-  else await writeFile(metricsPath, '');
+  // A resumed run's losses so far (its summary covers the whole run, not this process's part).
+  const earlier = start.resumed ? await trimMetrics(metricsPath, start.step) : [];
+  if (!start.resumed) await writeFile(metricsPath, '');
   const ledger = new SampleLedger(join(out, LEDGER_FILE), start.resumed ? start.step : 0);
   const progress = new Progress({ label: 'train', total: plan.steps });
   const loop: LoopState = {
@@ -81,7 +82,7 @@ export async function trainLoop(run: RunContext): Promise<LoopResult> {
     lastCheckpoint: start.step,
     lastCheckpointPath: start.resumed?.dir ?? null,
     tokens: 0,
-    losses: [],
+    losses: earlier,
     skipped: 0,
     evalSeconds: 0,
     started: performance.now(),

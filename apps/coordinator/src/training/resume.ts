@@ -139,18 +139,19 @@ export async function pickResumePoint(
   };
 }
 
-/** Drops metrics lines past `step` (written after the checkpoint by the run that stopped). */
-export async function trimMetrics(path: string, step: number): Promise<void> {
+/** Drops metrics lines past `step` (written after the checkpoint by the run that stopped); returns the kept lines' losses. */
+export async function trimMetrics(path: string, step: number): Promise<number[]> {
   const text = await readFile(path, 'utf8').catch(() => '');
-  const kept = text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .filter((line) => {
-      try {
-        return (JSON.parse(line) as { step?: number }).step! <= step;
-      } catch {
-        return false;
-      }
-    });
-  await writeFile(path, kept.map((l) => `${l}\n`).join(''));
+  const kept: { line: string; loss: number }[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      const m = JSON.parse(line) as { step?: number; loss?: number };
+      if (m.step! <= step) kept.push({ line, loss: m.loss ?? NaN });
+    } catch {
+      // a torn last line (the run was killed mid-write): dropped
+    }
+  }
+  await writeFile(path, kept.map((k) => `${k.line}\n`).join(''));
+  return kept.map((k) => k.loss);
 }
