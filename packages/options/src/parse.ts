@@ -76,11 +76,20 @@ function convert(
 }
 
 function readConfigFile(spec: CommandSpec, path: string): Record<string, unknown> {
-  let json: unknown;
+  let text: string;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new UsageError(`${spec.name}: cannot read --config ${path}: ${(err as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(
+      `${spec.name}: --config ${path} is not JSON (${(err as Error).message}); ` +
+        'it takes a JSON object of option names to values, e.g. {"steps": 200, "lr": 1e-3}',
+    );
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw new UsageError(
@@ -159,7 +168,7 @@ export function parseCommand<O extends OptionSpecs>(
     if (o.kind === 'boolean' && flags[`no-${name}`]) raw = false;
     if (raw === undefined && name in fromFile) {
       raw = fromFile[name];
-      where = 'config file: ';
+      where = `--config ${flags.config as string}: `;
     }
     if (raw === undefined && o.env !== undefined && env[o.env]) {
       const text = env[o.env]!;

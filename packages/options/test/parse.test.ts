@@ -90,6 +90,14 @@ describe('parseCommand', () => {
     expect(v).toMatchObject({ model: 'from-file', loraR: 2, lr: 0.25 });
     writeFileSync(file, JSON.stringify({ modell: 'x' }));
     expect(() => parse(['--config', file])).toThrow(/unknown option "modell"/);
+    // A bad value names the file it came from; a file that is not JSON (YAML) says what it takes.
+    writeFileSync(file, JSON.stringify({ model: 'm', lr: 'fast' }));
+    expect(() => parse(['--config', file])).toThrow(`--config ${file}: --lr must be a number`);
+    writeFileSync(file, 'lr: 0.5\n');
+    expect(() => parse(['--config', file])).toThrow(
+      /is not JSON [\s\S]*a JSON object of option names to values/,
+    );
+    expect(() => parse(['--config', join(dir, 'missing.json')])).toThrow(/cannot read --config/);
   });
 
   it('reads an option from its environment variable when the flag is absent', () => {
