@@ -150,6 +150,17 @@ describe('PEFT adapter folders: rejections', () => {
     await expect(loadPeftAdapter(dir)).rejects.toThrow(
       `${join(dir, 'adapter_config.json')}: missing; a PEFT adapter folder needs both adapter_config.json and adapter_model.safetensors`,
     );
+    // A folder that is something else says what it is.
+    await expect(loadPeftAdapter(join(dir, 'nope'))).rejects.toThrow(/nope does not exist\)/);
+    await mkdir(join(dir, 'adapter'));
+    await writeFile(join(dir, 'adapter', 'adapter_config.json'), JSON.stringify(json));
+    await expect(loadPeftAdapter(dir)).rejects.toThrow(
+      `(${dir} is a training run's folder: its adapter is ${join(dir, 'adapter')})`,
+    );
+    const model = join(dir, 'model');
+    await mkdir(model);
+    await writeFile(join(model, 'config.json'), '{}');
+    await expect(loadPeftAdapter(model)).rejects.toThrow(/holds a model, config\.json/);
     await writeFile(join(dir, 'adapter_config.json'), JSON.stringify(json));
     await writeFile(join(dir, 'adapter_model.bin'), '');
     await expect(loadPeftAdapter(dir)).rejects.toThrow(

@@ -169,11 +169,22 @@ const exists = (path: string) =>
 
 type Halves = Map<string, { A?: [string, TensorEntry]; B?: [string, TensorEntry] }>;
 
+/** What a folder without adapter_config.json is instead, when it is something we know. */
+async function notAnAdapter(dir: string): Promise<string> {
+  if (!(await exists(dir))) return ` (${dir} does not exist)`;
+  if (await exists(join(dir, 'adapter', ADAPTER_CONFIG_FILE)))
+    return ` (${dir} is a training run's folder: its adapter is ${join(dir, 'adapter')})`;
+  if (await exists(join(dir, 'config.json')))
+    return ` (${dir} holds a model, config.json: name the adapter's folder, e.g. OUT/adapter of lorafleet train)`;
+  return '';
+}
+
 export async function loadPeftAdapter(dir: string): Promise<PeftAdapter> {
   const configPath = join(dir, ADAPTER_CONFIG_FILE);
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
   const needBoth = `a PEFT adapter folder needs both ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE}`;
-  if (!(await exists(configPath))) fail(configPath, `missing; ${needBoth}`);
+  if (!(await exists(configPath)))
+    fail(configPath, `missing; ${needBoth}${await notAnAdapter(dir)}`);
   if (!(await exists(weightsPath))) {
     const pickle = (await exists(join(dir, 'adapter_model.bin')))
       ? ' (adapter_model.bin, a PyTorch pickle, is not read: save with safe_serialization=True)'
