@@ -39,41 +39,38 @@ export function batch(B: number, T: number, salt = 0): TokenBatch {
   return { ids, labels, batchSize: B, seqLen: T };
 }
 
-/** A GPT-2 with adapters on `targets`, B not zero (so that dA is not zero either). */
-export async function loraModel(config: Gpt2Config, targets: string[] | string, dropout = 0) {
-  const model = new Gpt2Model(config, randomGpt2Weights(config, 5));
-  const layers = await addLora(
-    model.linears(),
-    'default',
-    { r: 4, alpha: 8, dropout, rslora: false },
-    { kind: 'kaiming' },
-    targets,
-    1,
-  );
+/**
+ * Rank-4 adapters on `targets` of `model`, with B not zero (so that dA is not
+ * zero either): every parameter set to `fill(i)`.
+ */
+async function withAdapters<M extends CausalLM>(
+  model: M,
+  targets: string[] | string,
+  dropout: number,
+  fill: (i: number) => number,
+) {
+  const lora = { r: 4, alpha: 8, dropout, rslora: false };
+  const layers = await addLora(model.linears(), 'default', lora, { kind: 'kaiming' }, targets, 1);
   const params = TrainableParameters.fromLoraLayers(layers);
-  params.write(Float32Array.from(params.read(), (_, i) => Math.sin(i * 0.37) * 0.2));
+  params.write(Float32Array.from(params.read(), (_, i) => fill(i)));
   return { model, params };
 }
 
+/** A GPT-2 with adapters on `targets`. */
+export function loraModel(config: Gpt2Config, targets: string[] | string, dropout = 0) {
+  const model = new Gpt2Model(config, randomGpt2Weights(config, 5));
+  return withAdapters(model, targets, dropout, (i) => Math.sin(i * 0.37) * 0.2);
+}
+
 /** A tiny Llama-family model (grouped-query attention: 4 heads over 2) with adapters on `targets`. */
-export async function loraLlama(
+export function loraLlama(
   overrides: Partial<LlamaConfig>,
   targets: string[] | string,
   dropout = 0,
 ) {
   const config = tinyLlamaConfig(61, overrides);
   const model = new LlamaModel(config, randomLlamaWeights(config, 7, 0.3));
-  const layers = await addLora(
-    model.linears(),
-    'default',
-    { r: 4, alpha: 8, dropout, rslora: false },
-    { kind: 'kaiming' },
-    targets,
-    1,
-  );
-  const params = TrainableParameters.fromLoraLayers(layers);
-  params.write(Float32Array.from(params.read(), (_, i) => Math.cos(i * 0.29) * 0.2));
-  return { model, params };
+  return withAdapters(model, targets, dropout, (i) => Math.cos(i * 0.29) * 0.2);
 }
 
 /** Micro-batch i's seed (its dropout masks): the same on both paths. */

@@ -57,8 +57,8 @@ export interface RunContext {
 interface LoopState {
   sampler: SamplerState;
   done: number;
+  /** The step of the newest checkpoint (its folder: run.ring.lastCheckpoint). */
   lastCheckpoint: number;
-  lastCheckpointPath: string | null;
   tokens: number;
   losses: number[];
   skipped: number;
@@ -80,7 +80,6 @@ export async function trainLoop(run: RunContext): Promise<LoopResult> {
     sampler: start.sampler ?? SAMPLER_START,
     done: start.step,
     lastCheckpoint: start.step,
-    lastCheckpointPath: start.resumed?.dir ?? null,
     tokens: 0,
     losses: earlier,
     skipped: 0,
@@ -195,7 +194,7 @@ async function checkFinite(
     { case: 'abort', value: { step, reason: 'the run diverged' } },
     members,
   );
-  throw diverged(step, what, likelyCause(config), loop.lastCheckpointPath);
+  throw diverged(step, what, likelyCause(config), run.ring.lastCheckpoint);
 }
 
 /** The step's metrics line, events, evaluation and progress. */
@@ -260,7 +259,6 @@ async function saveCheckpoint(
     run.start.tokensSeen + loop.tokens,
   );
   loop.lastCheckpoint = loop.done;
-  loop.lastCheckpointPath = path;
   run.ring.lastCheckpoint = path;
   run.observer.emit({ type: 'checkpoint', step: loop.done, path });
 }

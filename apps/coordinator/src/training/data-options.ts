@@ -42,6 +42,12 @@ export const dataOptions = defineOptions({
     value: 'NAME',
     description: 'CSV: completion column (the loss)',
   },
+  'prompt-template': {
+    affects: 'math',
+    kind: 'string',
+    value: 'TEXT',
+    description: 'CSV: prompt built from columns, e.g. "{mr}\\n"',
+  },
   'max-bad-fraction': {
     kind: 'number',
     min: 0,
@@ -49,12 +55,6 @@ export const dataOptions = defineOptions({
     default: 0.01,
     description:
       'JSONL/CSV: share of the records that may be bad (skipped, and the first 10 reported by file:line) before the run stops',
-  },
-  'prompt-template': {
-    affects: 'math',
-    kind: 'string',
-    value: 'TEXT',
-    description: 'CSV: prompt built from columns, e.g. "{mr}\\n"',
   },
 });
 
