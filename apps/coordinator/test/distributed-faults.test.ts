@@ -169,23 +169,24 @@ describe('faults', () => {
       ...['--model', model, '--data', data, '--out', out, '--workers', '2', '--steps', '12'],
       ...[...TRAIN, '--max-restarts', '0', ...extra],
     ];
-    const slow = { LORAFLEET_FAULT_STEP_DELAY_MS: '100' };
+    /** Starts the run, SIGKILLs both workers once `step` is committed, and waits for the end. */
+    const killBothAt = async (out: string, step: number, every: string) => {
+      const run = start(args(out, '--checkpoint-every', every), {
+        LORAFLEET_FAULT_STEP_DELAY_MS: '100',
+      });
+      await run.untilStep(out, step);
+      for (const pid of run.workerPids()) process.kill(pid, 'SIGKILL');
+      return run.done;
+    };
     const out = join(dir, 'all-lost');
-    const run = start(args(out, '--checkpoint-every', '3'), slow);
-    await run.untilStep(out, 5);
-    for (const pid of run.workerPids()) process.kill(pid, 'SIGKILL');
-    const lost = await run.done;
+    const lost = await killBothAt(out, 5, '3');
     expect(lost.code, lost.output).toBe(1);
     const hint = /continue from the last checkpoint with --resume (\S+)/.exec(lost.output);
     expect(hint?.[1], lost.output).toMatch(/checkpoints[/\\]step-00000[36]$/);
     const resumed = await runToEnd(args(out, '--checkpoint-every', '3', '--resume', hint![1]!));
     expect(resumed.code, resumed.output).toBe(0);
     // Before any checkpoint: nothing to resume, and it says so.
-    const early = join(dir, 'all-lost-early');
-    const first = start(args(early, '--checkpoint-every', '100'), slow);
-    await first.untilStep(early, 1);
-    for (const pid of first.workerPids()) process.kill(pid, 'SIGKILL');
-    const none = await first.done;
+    const none = await killBothAt(join(dir, 'all-lost-early'), 1, '100');
     expect(none.code, none.output).toBe(1);
     expect(none.output).toContain('no checkpoint was written yet, so nothing can be resumed');
     expect(none.output).not.toContain('--resume');
