@@ -52,6 +52,7 @@ import {
   writeGpt2Folder,
 } from '../../packages/models/dist/src/index.js';
 
+import { capabilities } from './capabilities.mjs';
 import { TINY, log, start, stop, writeJson } from './common.mjs';
 import { summarize } from './report.mjs';
 import { profile, throughput } from './step-bench.mjs';
@@ -132,29 +133,6 @@ async function adapters() {
     log(`features: ${features.join(' ')}; subgroup sizes ${subgroupSizes.join('-')}`);
   } else log(`no WebGPU device: ${out.errors.start}`);
   await writeJson(need('out'), out);
-}
-
-/**
- * What the adapter offers beyond WebGPU's core (for kernels not written yet:
- * subgroups, shader-f16) and the limits the kernels read, as the device's
- * default adapter reports them (the GPU check's machine has one).
- */
-async function capabilities() {
-  const adapter = await globalThis.navigator.gpu.requestAdapter();
-  const { limits, info } = adapter;
-  const keep = [
-    'maxComputeInvocationsPerWorkgroup',
-    'maxComputeWorkgroupStorageSize',
-    'maxStorageBufferBindingSize',
-    'maxBufferSize',
-    'maxStorageBuffersPerShaderStage',
-    'maxComputeWorkgroupsPerDimension',
-  ];
-  return {
-    features: [...adapter.features].sort(),
-    subgroupSizes: [info?.subgroupMinSize, info?.subgroupMaxSize],
-    limits: Object.fromEntries(keep.map((k) => [k, limits[k]])),
-  };
 }
 
 function fixedIds(rows, cols, vocab, seed) {
