@@ -57,6 +57,15 @@ describe('deploy/k8s manifests', () => {
     for (const m of all) expect(() => validate(m), m.file).not.toThrow();
   });
 
+  it("come with an image that asks the NVIDIA container toolkit for the Vulkan driver ('graphics')", () => {
+    // Without 'graphics' the toolkit mounts no Vulkan driver and Dawn finds no adapter.
+    const dockerfile = readFileSync(join(DIR, 'Dockerfile'), 'utf8');
+    const final = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    const caps = /^ENV NVIDIA_DRIVER_CAPABILITIES=(\S+)$/m.exec(final)?.[1];
+    expect(caps?.split(',')).toEqual(expect.arrayContaining(['compute', 'utility', 'graphics']));
+    expect(final).toMatch(/apt-get install .*libvulkan1/);
+  });
+
   it('the validator refuses a broken Job (so the check above means something)', () => {
     const job = structuredClone(all.find((m) => m.file === 'job-cpu.yaml')!);
     (job.doc.spec as { completions: unknown }).completions = 'four';

@@ -13,7 +13,8 @@ export const daemonSpec = defineCommand({
     'Joins a `lorafleet train --workers N` (or `--listen URL --expect N`, or `--launcher`) run:',
     'loads the base model and data the coordinator names, trains its share of every step and',
     'all-reduces the LoRA gradients with the other workers. Exits 0 when the coordinator shuts',
-    'the run down (with --rejoin: never; it joins again).',
+    'the run down (with --rejoin: never; it joins again), 1 on a failure, 2 on bad flags, and 3',
+    'when its compute backend cannot start here (e.g. no WebGPU adapter), saying why.',
   ].join('\n'),
   options: {
     coordinator: {

@@ -1,9 +1,10 @@
 // `lorafleet-worker`: a thin shell over @lorafleet/worker's runWorker. Exit
-// status: 0 after a clean shutdown, 1 on any failure, 2 on bad usage.
+// status (WORKER_EXIT): 0 after a clean shutdown, 1 on any failure, 2 on bad
+// usage, 3 when the compute backend cannot start on this machine.
 import { type CurveKeyPair, readKeyPair, resolvePublicKey } from '@lorafleet/collective';
 import { deviceName, settleBackend, useBackend } from '@lorafleet/core';
 import { describePlacement, localAddressToward } from '@lorafleet/launch';
-import { type WorkerOptions, runWorker } from '@lorafleet/worker';
+import { WORKER_EXIT, WORKER_LOG_PREFIX, type WorkerOptions, runWorker } from '@lorafleet/worker';
 import { type DaemonOptions, HELP, UsageError, parseDaemonArgs } from './args.js';
 
 /** The CURVE keys the flags name, read before joining so that a bad file is a usage error. */
@@ -29,10 +30,10 @@ async function main(argv: string[]): Promise<number> {
     const options = parseDaemonArgs(argv);
     if (options === 'help') {
       console.log(HELP);
-      return 0;
+      return WORKER_EXIT.done;
     }
     const { curve, rejoin, placement, ringHost, ...rest } = options;
-    const log = (line: string) => console.error(`lorafleet-worker: ${line}`);
+    const log = (line: string) => console.error(`${WORKER_LOG_PREFIX}${line}`);
     if (placement) log(describePlacement(placement));
     const workerOptions: WorkerOptions = {
       ...rest,
@@ -42,22 +43,27 @@ async function main(argv: string[]): Promise<number> {
     };
     // Open the compute backend (and its GPU) before joining: a worker that
     // cannot compute says why here, instead of failing after Welcome.
-    await useBackend(options.backend, options.gpu === undefined ? {} : { gpu: options.gpu });
+    try {
+      await useBackend(options.backend, options.gpu === undefined ? {} : { gpu: options.gpu });
+    } catch (error) {
+      console.error(`${WORKER_LOG_PREFIX}${(error as Error).message}`);
+      return WORKER_EXIT.backend;
+    }
     workerOptions.log(`computing on ${options.backend} (${deviceName()})`);
     if (!rejoin) {
       // Under a launcher the engine signals every task at once: the coordinator
       // saves a checkpoint and then shuts this worker down.
       if (placement) process.on('SIGTERM', () => log('SIGTERM: waiting for the coordinator'));
       await runWorker(workerOptions);
-      return 0;
+      return WORKER_EXIT.done;
     }
     return await rejoinForever(workerOptions);
   } catch (error) {
-    const message = (error as Error).message.replace(/^lorafleet-worker: /, '');
-    console.error(`lorafleet-worker: ${message}`);
+    const message = (error as Error).message.replace(WORKER_LOG_PREFIX, '');
+    console.error(`${WORKER_LOG_PREFIX}${message}`);
     if (!(error instanceof UsageError) && process.env.LORAFLEET_DEBUG && error instanceof Error)
       console.error(error.stack);
-    return error instanceof UsageError ? 2 : 1;
+    return error instanceof UsageError ? WORKER_EXIT.usage : WORKER_EXIT.failed;
   }
 }
 
@@ -95,7 +101,7 @@ async function rejoinForever(options: WorkerOptions): Promise<number> {
       pause = Math.min(30_000, pause * 2);
     }
   }
-  return 0;
+  return WORKER_EXIT.done;
 }
 
 // Exit explicitly: tfjs and ZeroMQ keep handles that would hold the process open.

@@ -271,7 +271,7 @@ describe('webgpu adapter selection (Dawn)', () => {
     const real = await listWebGpuAdapters({ flags: [] });
     if (real.length === 0) {
       await expect(useBackend('webgpu', { dawnFlags: [] })).rejects.toThrow(
-        /no WebGPU adapter found \(Dawn, its default backend\)\. On Linux Dawn drives the GPU through Vulkan/,
+        /no WebGPU adapter found \(Dawn, its default backend\)\. (What this machine shows: .*\. )?On Linux Dawn drives the GPU through Vulkan/,
       );
       await expect(useBackend('webgpu', { gpu: 0, dawnFlags: [] })).rejects.toThrow(
         /no WebGPU adapter found/,

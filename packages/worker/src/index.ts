@@ -32,6 +32,7 @@ export { ADAPTER_NAME, Replica, resultManifestSha256, splitRows } from './replic
 export { copyTokenizerFiles } from './model-files.js';
 export { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
 export { type WorkerOptions, runWorker } from './session.js';
+export { WORKER_EXIT, WORKER_LOG_PREFIX } from './exit-status.js';
 export {
   CHECKPOINTS_DIR,
   CheckpointError,

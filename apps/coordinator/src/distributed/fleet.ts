@@ -230,8 +230,12 @@ export class WorkerFleet {
     return this.waits.waitFor(ready, timeoutMs);
   }
 
-  /** Declares a member lost: it leaves the ring; ours is killed and, budget permitting, replaced. */
-  markLost(m: Member, reason: string): void {
+  /**
+   * Declares a member lost: it leaves the ring; ours is killed and, budget
+   * permitting, replaced, unless `replaceable` is false (its slot's backend
+   * cannot start: a replacement would fail alike).
+   */
+  markLost(m: Member, reason: string, replaceable = true): void {
     if (m.status === 'lost' || m.status === 'left' || this.closed) return;
     const wasInRing = m.status === 'active';
     m.status = 'lost';
@@ -246,7 +250,8 @@ export class WorkerFleet {
       this.options.membership.kind === 'spawn' &&
       this.started &&
       !this.stopping &&
-      !this.failure
+      !this.failure &&
+      replaceable
     ) {
       if (this.restarts < this.options.maxRestarts) {
         this.restarts++;
@@ -378,7 +383,7 @@ export class WorkerFleet {
   private onExit(p: WorkerProcess): void {
     const m = this.roster.all.find((x) => x.process === p);
     if (m && !(this.stopping && p.exit?.code === 0)) {
-      this.markLost(m, `${p.describeExit()}${p.lastWords()}`);
+      this.markLost(m, p.lossReason(), !p.backendUnavailable);
     }
     this.waits.signal();
   }

@@ -14,8 +14,18 @@ export class FleetError extends Error {
 export class MembersLost extends Error {
   override name = 'MembersLost';
   constructor(readonly members: Member[]) {
-    super(members.map((m) => `${m.name}: ${m.lostReason}`).join('; '));
+    super(groupByReason(members));
   }
+}
+
+/** "worker 0 (pid 1), worker 1 (pid 2): the reason; worker 2 (pid 3): another": one reason said once. */
+function groupByReason(members: readonly Member[]): string {
+  const byReason = new Map<string, string[]>();
+  for (const m of members) {
+    const reason = m.lostReason ?? 'lost';
+    byReason.set(reason, [...(byReason.get(reason) ?? []), m.name]);
+  }
+  return [...byReason].map(([reason, names]) => `${names.join(', ')}: ${reason}`).join('; ');
 }
 
 /**

@@ -10,6 +10,7 @@
 // re-forms without it and the step is replayed (recovery.ts).
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { useBackend } from '@lorafleet/core';
 import { WIRE_DTYPE_BYTES, encodeRunConfig, resultManifestSha256 } from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import { formatCount } from '../common.js';
@@ -45,6 +46,10 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
   }
   const curve = curveFrom(o);
   const gpus = gpusFrom(o, membership, o.backend);
+  // The worker of a fleet of one computes in this process: open its backend
+  // (and GPU) first, as lorafleet-worker does, so that a backend that cannot
+  // start fails here, saying why, before any output folder or worker exists.
+  if (membership.kind === 'inprocess') await useBackend(o.backend);
   await claimRunDir(o.out, { resume: o.resume !== undefined, overwrite: o.overwrite });
   const observer = await observeRun(o, o.out, o.resume !== undefined);
   const interrupt = onInterrupt();

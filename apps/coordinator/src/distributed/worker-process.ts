@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { BackendName } from '@lorafleet/core';
+import { WORKER_EXIT, WORKER_LOG_PREFIX } from '@lorafleet/worker';
 
 const TAIL_LINES = 20;
 
@@ -34,7 +35,7 @@ export class WorkerProcess {
   constructor(
     readonly rank: number,
     coordinator: string,
-    backend: BackendName,
+    readonly backend: BackendName,
     onExit: (worker: WorkerProcess) => void,
     forward: (line: string) => void,
     options: WorkerProcessOptions = {},
@@ -59,7 +60,8 @@ export class WorkerProcess {
       });
       stream?.on('end', () => partial && this.line(partial, forward));
     }
-    this.child.on('exit', (code, signal) => {
+    // 'close', not 'exit': after the pipes are drained, so the tail holds its last words.
+    this.child.on('close', (code, signal) => {
       this.exit = { code, signal };
       onExit(this);
     });
@@ -88,6 +90,23 @@ export class WorkerProcess {
     const e = this.exit;
     if (!e) return `${this.name} is running`;
     return `${this.name} exited with ${e.signal ? `signal ${e.signal}` : `code ${e.code}`}`;
+  }
+
+  /** Whether its backend could not start: a replacement in its slot (its GPU) would fail alike. */
+  get backendUnavailable(): boolean {
+    return this.exit?.code === WORKER_EXIT.backend;
+  }
+
+  /**
+   * Why it ended, for a lost worker: a worker whose backend cannot start says
+   * why in its last line; any other end is the exit and the last output.
+   */
+  lossReason(): string {
+    const said = this.tail.findLast((line) => line.startsWith(WORKER_LOG_PREFIX));
+    if (this.backendUnavailable && said) {
+      return `cannot compute on ${this.backend}: ${said.slice(WORKER_LOG_PREFIX.length)}`;
+    }
+    return `${this.describeExit()}${this.lastWords()}`;
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {

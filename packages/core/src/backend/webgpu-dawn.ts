@@ -12,6 +12,7 @@
 // CUDA_VISIBLE_DEVICES: adapters with the same name (8 identical GPUs) cannot
 // be told apart from inside the process. A failed `adapter=` match rejects with
 // the list of adapters, which is how listWebGpuAdapters() enumerates them.
+import { type VulkanProbe, diagnoseVulkan } from './vulkan-drivers.js';
 
 /** One adapter as Dawn lists it, in the order requestAdapter() considers them. */
 export interface WebGpuAdapterListing {
@@ -153,10 +154,21 @@ export function adapterFlag(list: readonly WebGpuAdapterListing[], index: number
   return `adapter=${target.name}`;
 }
 
-export function noAdapterError(flags: readonly string[]): Error {
-  const backend = flags.find((f) => f.startsWith('backend='))?.slice('backend='.length);
+/**
+ * "No adapter", with what this machine shows about its Vulkan drivers
+ * (vulkan-drivers.ts) when Dawn looked through Vulkan: the reason, and the fix.
+ */
+export function noAdapterError(
+  flags: readonly string[],
+  probe: VulkanProbe = { env: process.env, root: '/' },
+): Error {
+  const named = flags.find((f) => f.startsWith('backend='))?.slice('backend='.length);
+  const backend = named ?? probe.env.DAWNNODE_BACKEND;
+  const vulkan = process.platform === 'linux' && (backend === undefined || backend === 'vulkan');
+  const findings = vulkan ? diagnoseVulkan(probe) : [];
+  const seen = findings.length > 0 ? ` What this machine shows: ${findings.join('; ')}.` : '';
   return new Error(
-    `no WebGPU adapter found (Dawn, ${backend ?? (process.env.DAWNNODE_BACKEND || 'its default')} backend). ` +
+    `no WebGPU adapter found (Dawn, ${backend || 'its default'} backend).${seen} ` +
       `On Linux Dawn drives the GPU through Vulkan: it needs the Vulkan loader (libvulkan.so.1, ` +
       `Debian/Ubuntu package libvulkan1) and the GPU vendor's Vulkan driver (NVIDIA: the driver's ` +
       `nvidia_icd.json; set VK_DRIVER_FILES to it when it is outside /usr/share/vulkan/icd.d). ` +

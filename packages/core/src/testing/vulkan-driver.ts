@@ -4,6 +4,7 @@
 // driver and points the Vulkan loader at it before Dawn creates an adapter.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { VULKAN_LOADERS, loaderSearchPath } from '../backend/vulkan-drivers.js';
 
 /** Set to 1 on a machine that has no Vulkan driver: webgpu leaves the default test backends. */
 export const NO_VULKAN_ENV = 'LORAFLEET_NO_VULKAN';
@@ -15,20 +16,8 @@ export const SWIFTSHADER_ICDS = [
   '/usr/lib/chromium-browser/vk_swiftshader_icd.json',
 ];
 
-/** The Vulkan loader Dawn opens (Debian/Ubuntu package libvulkan1). */
-export const VULKAN_LOADERS = [
-  '/usr/lib/x86_64-linux-gnu/libvulkan.so.1',
-  '/usr/lib/aarch64-linux-gnu/libvulkan.so.1',
-  '/usr/lib64/libvulkan.so.1',
-  '/usr/lib/libvulkan.so.1',
-];
-
-/** Where Vulkan drivers install their manifests (a GPU vendor's driver, Mesa). */
-export const ICD_DIRS = [
-  '/etc/vulkan/icd.d',
-  '/usr/share/vulkan/icd.d',
-  '/usr/local/share/vulkan/icd.d',
-];
+/** The Vulkan loader Dawn opens: one list, with the backend's diagnosis of a missing adapter. */
+export { VULKAN_LOADERS };
 
 /** Installed driver manifests Dawn can use: Mesa's lavapipe (lvp_icd) lacks features it needs. */
 function systemIcds(dirs: readonly string[]): string[] {
@@ -70,7 +59,7 @@ const INSTALL =
 export function requireVulkanDriver(
   env: NodeJS.ProcessEnv = process.env,
   exists: (path: string) => boolean = existsSync,
-  icdDirs: readonly string[] = ICD_DIRS,
+  icdDirs: readonly string[] = loaderSearchPath(env),
 ): VulkanDriver {
   for (const variable of ['VK_ICD_FILENAMES', 'VK_DRIVER_FILES']) {
     const files = env[variable];

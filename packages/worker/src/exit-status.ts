@@ -1,0 +1,16 @@
+// How a `lorafleet-worker` process ends, as its exit status: the coordinator
+// that spawned it reads the status to tell a worker that cannot compute on
+// this machine (every replacement would fail alike) from one that failed.
+export const WORKER_EXIT = {
+  /** Shut down by the coordinator. */
+  done: 0,
+  /** Any failure: the coordinator may replace the worker. */
+  failed: 1,
+  /** Bad flags: nothing ran. */
+  usage: 2,
+  /** Its compute backend (and GPU) cannot start here; the last line of stderr says why. */
+  backend: 3,
+} as const;
+
+/** The prefix of the daemon's own stderr lines, before the reason it failed. */
+export const WORKER_LOG_PREFIX = 'lorafleet-worker: ';
