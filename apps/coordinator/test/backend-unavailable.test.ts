@@ -15,6 +15,7 @@ import {
   REPO_ROOT,
   SEQ_LEN,
   ensureBuilt,
+  freePort,
   initTinyModel,
   lorafleet,
   makeTempDir,
@@ -77,6 +78,27 @@ describe('a backend that cannot start', () => {
     expect(lastLine(r.stderr)).not.toMatch(/exited with code|its last output/);
   });
 
+  it('fails rank 0 under a launcher at once when its own worker cannot compute, not after --join-timeout', async () => {
+    const launch = {
+      WORLD_SIZE: '2',
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(await freePort()),
+    };
+    const t0 = performance.now();
+    const r = await lorafleet(
+      [...args('launched'), '--launcher', 'env'],
+      60_000, // the default --join-timeout is 120 s: waiting it out fails this test
+      { ...NO_DRIVER, ...launch, RANK: '0', LOCAL_RANK: '0' },
+    );
+    expect(r.code).toBe(1);
+    expect(lastLine(r.stderr)).toMatch(
+      new RegExp(
+        `^lorafleet train: rank 0's worker cannot compute on webgpu: no WebGPU adapter found .*${SHOWS}`,
+      ),
+    );
+    expect((performance.now() - t0) / 1000).toBeLessThan(30);
+  });
+
   it('makes lorafleet-worker exit 3 with the reason as its last line, before it joins', async () => {
     // Nothing listens on the coordinator's port: the worker must fail before it tries to join.
     const child = spawn(
@@ -123,11 +145,11 @@ describe.skipIf(!withWebGpu)('a replacement whose backend cannot start', () => {
     // The driver is there while the run starts, and gone when worker 1 is replaced.
     const icd = copyDriverManifest(join(dir, 'driver.json'));
     const out = join(dir, 'respawn');
-    const run = start([...args('respawn'), '--workers', '2', '--steps', '8'], {
+    const run = start([...args('respawn'), '--workers', '2', '--steps', '5'], {
       VK_DRIVER_FILES: icd,
       VK_ICD_FILENAMES: icd,
       LORAFLEET_DAWN_FLAGS: '',
-      LORAFLEET_FAULT_STEP_DELAY_MS: '200',
+      LORAFLEET_FAULT_STEP_DELAY_MS: '100',
     });
     await run.untilStep(out, 2);
     rmSync(icd);
@@ -140,6 +162,6 @@ describe.skipIf(!withWebGpu)('a replacement whose backend cannot start', () => {
       `worker 2 (pid ${replaced![1]}) lost: cannot compute on webgpu: no WebGPU adapter found`,
     );
     expect(output).not.toContain('respawned as worker 3'); // it would fail alike
-    expect(output).toMatch(/^done: 8 steps/m);
+    expect(output).toMatch(/^done: 5 steps/m);
   }, 120_000);
 });

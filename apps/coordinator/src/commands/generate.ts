@@ -41,14 +41,14 @@ export const generateSpec = defineCommand({
       min: 0,
       default: 0.8,
       description:
-        "sampling temperature; 0 = greedy (default: the model folder's generation_config.json, else 0.8; its do_sample false means greedy)",
+        "sampling temperature, 0 = greedy; when not given: the model folder's generation_config.json (its do_sample false: greedy), else",
     },
     'top-k': {
       kind: 'int',
       min: 0,
       default: 0,
       description:
-        "sample among the k most likely tokens (0: all; default: generation_config.json's top_k, else 0)",
+        "sample among the k most likely tokens, 0 = all; when not given: generation_config.json's top_k, else",
     },
     'top-p': {
       kind: 'number',
@@ -56,7 +56,7 @@ export const generateSpec = defineCommand({
       max: 1,
       default: 1,
       description:
-        "nucleus sampling threshold (1: off; default: generation_config.json's top_p, else 1)",
+        "nucleus sampling threshold, 1 = off; when not given: generation_config.json's top_p, else",
     },
     seed: { kind: 'int', min: 0, default: 0, description: 'sampling seed' },
     backend: backendOption,

@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readKeyPair } from '@lorafleet/collective';
 import { GPU_BACKENDS, type BackendName } from '@lorafleet/core';
 import type { Placement } from '@lorafleet/launch';
+import { WORKER_EXIT, WORKER_LOG_PREFIX } from '@lorafleet/worker';
 import type { TrainOptions } from '../training/train-spec.js';
 import { workerBin } from '../distributed/worker-process.js';
 import type { LaunchEndpoints } from './endpoints.js';
@@ -33,11 +34,40 @@ export async function runRankZero(
     ...restart,
   };
   const worker = spawnRankZeroWorker(o, placement, endpoints);
+  const training = train(coordinating);
   try {
-    await train(coordinating);
+    // The run cannot start without rank 0's worker: fail now, not after --join-timeout.
+    await Promise.race([training, backendFailure(worker, o.backend)]);
+  } catch (error) {
+    training.catch(() => undefined); // abandoned: this process exits with `error`
+    throw error;
   } finally {
     await exited(worker, WORKER_EXIT_MS);
   }
+}
+
+/**
+ * Rejects, with the worker's reason, if rank 0's worker exits because its
+ * backend cannot start (WORKER_EXIT.backend); never settles otherwise.
+ */
+function backendFailure(worker: ChildProcess, backend: BackendName): Promise<never> {
+  let last = '';
+  let partial = '';
+  const keep = (line: string) => (last = line.startsWith(WORKER_LOG_PREFIX) ? line : last);
+  worker.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    process.stderr.write(text);
+    const lines = (partial + text).split('\n');
+    partial = lines.pop()!;
+    lines.forEach(keep);
+  });
+  return new Promise((_, reject) => {
+    worker.on('close', (code) => {
+      keep(partial);
+      if (code !== WORKER_EXIT.backend) return;
+      const reason = last.slice(WORKER_LOG_PREFIX.length) || 'see its output above';
+      reject(new Error(`rank 0's worker cannot compute on ${backend}: ${reason}`));
+    });
+  });
 }
 
 function spawnRankZeroWorker(
@@ -58,7 +88,8 @@ function spawnRankZeroWorker(
   if (keyFile !== undefined) {
     args.push('--curve-key', keyFile, '--server-key', readKeyPair(keyFile).publicKey);
   }
-  return spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  // stderr is piped: backendFailure() forwards it and keeps the reason of an early exit.
+  return spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'] });
 }
 
 /** Waits for `child` to exit, killing it after `ms`. */
