@@ -1,8 +1,11 @@
 // A real one-host Slurm cluster (Debian's munge, slurmctld, slurmd; see
 // deploy/slurm/one-host-cluster.sh) runs the project's sbatch script with 3
-// tasks: the adapter equals a local `--workers 3` run, and a job in which one
-// task is SIGKILLed still finishes. The daemons are stopped by their pid
-// files also when a test fails.
+// tasks: the adapter equals a local `--workers 3` run; a job in which one
+// task is SIGKILLed still finishes; a job whose tasks get SIGTERM mid-run
+// (scancel --signal=TERM, or Slurm requeueing it as on preemption) saves a
+// checkpoint, is requeued and resumes from it, ending with the adapter of an
+// uninterrupted run. The daemons are stopped by their pid files also when a
+// test fails.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -85,6 +88,67 @@ async function finished(job: string, timeoutMs: number): Promise<string> {
 
 const log = (out: string) => readFile(`${out}.log`, 'utf8').catch(() => '');
 
+/** Slurm holds a requeued job for about two minutes (Reason=BeginTime): release it once requeued. */
+async function releaseRequeued(job: string): Promise<void> {
+  await until(
+    `Slurm job ${job} to be requeued`,
+    async () => {
+      const { stdout } = await run('scontrol', ['show', 'job', '-o', job], { env });
+      const restarts = Number(/Restarts=(\d+)/.exec(stdout)?.[1] ?? 0);
+      return restarts >= 1 && /JobState=PENDING/.test(stdout) ? true : undefined;
+    },
+    60_000,
+  );
+  await run('scontrol', ['update', `JobId=${job}`, 'StartTime=now'], { env });
+}
+
+/**
+ * A 3-task job of `steps` steps, interrupted by `interrupt(job)` once 5 are
+ * done: it must end COMPLETED, resumed from the checkpoint SIGTERM saved,
+ * with every worker kept through the signal, and the adapter of a local
+ * uninterrupted `--workers 3` run.
+ */
+async function interruptedJob(name: string, interrupt: (job: string) => Promise<unknown>) {
+  const steps = 16;
+  const local = join(dir, `${name}-local`);
+  await lorafleetOk([
+    'train',
+    ...[
+      '--model',
+      model,
+      '--data',
+      data,
+      '--out',
+      local,
+      '--steps',
+      String(steps),
+      '--workers',
+      '3',
+    ],
+    ...TRAIN_FLAGS,
+  ]);
+  const out = join(dir, name);
+  const job = await submit(out, steps, { LORAFLEET_FAULT_STEP_DELAY_MS: '150' });
+  await until('step 5', async () => ((await stepsDone(out)) >= 5 ? true : undefined), 60_000);
+  await interrupt(job);
+  await releaseRequeued(job);
+  const state = await finished(job, 120_000);
+  const output = await log(out);
+  expect(state, output).toBe('COMPLETED');
+  expect(output).toContain('SIGTERM: finishing this step, saving and stopping the workers');
+  const resumed = /resuming from \S+step-0*(\d+) at step (\d+)/.exec(output);
+  expect(resumed, output).not.toBeNull();
+  expect(Number(resumed![2])).toBeGreaterThanOrEqual(5);
+  // Rank 0's worker waits for its coordinator too: no worker is lost to the signal.
+  expect(output).not.toMatch(/ lost: /);
+  const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as {
+    steps: number;
+    interrupted: boolean;
+  };
+  expect(summary).toMatchObject({ steps, interrupted: false });
+  expect(await adapterDifference(local, out)).toBeLessThanOrEqual(1e-5);
+}
+
 describe('Slurm (one-host cluster from Debian packages)', () => {
   it('runs the sbatch script with 3 tasks; the adapter equals a local --workers 3 run', async () => {
     const local = join(dir, 'local');
@@ -133,4 +197,14 @@ describe('Slurm (one-host cluster from Debian packages)', () => {
     const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
     expect((JSON.parse(metrics.at(-1)!) as { workers: number }).workers).toBe(2);
   }, 150_000);
+
+  it('resumes a job whose tasks got SIGTERM (scancel --signal=TERM): the script requeues it', async () => {
+    // The batch script lives on; srun returns 143 and the script must not take
+    // the interrupted run's summary.json for a finished run.
+    await interruptedJob('sigterm', (job) => run('scancel', ['--signal=TERM', job], { env }));
+  }, 240_000);
+
+  it('resumes a job that Slurm requeues mid-run (as on preemption: SIGTERM, then the job again)', async () => {
+    await interruptedJob('requeued', (job) => run('scontrol', ['requeue', job], { env }));
+  }, 240_000);
 });

@@ -75,6 +75,15 @@ export const daemonSpec = defineCommand({
         'after a run ends or its coordinator goes silent, say Hello again and join the next run or ' +
         'the restarted coordinator (`train --resume`); stop with SIGINT/SIGTERM',
     },
+    'on-sigterm': {
+      kind: 'string',
+      choices: ['wait', 'exit'],
+      env: 'LORAFLEET_ON_SIGTERM',
+      description:
+        'on SIGTERM: wait for the coordinator, which finishes the step, saves a checkpoint and shuts ' +
+        'this worker down (the default under --launcher, where the engine signals every task at once), ' +
+        'or exit at once (the default otherwise)',
+    },
     'ring-host': {
       kind: 'string',
       value: 'HOST',
@@ -123,6 +132,8 @@ export interface DaemonOptions {
   placement?: Placement;
   /** Join again after each run or coordinator loss, until stopped. */
   rejoin: boolean;
+  /** SIGTERM: 'wait' for the coordinator's shutdown (launched tasks), or 'exit' (the signal's default). */
+  onSigterm: 'wait' | 'exit';
   /** CURVE: where this worker's key pair is and the coordinator's public key (file or key). */
   curve?: { keyFile: string; serverKey: string };
   /** Join only runs with this wire dtype; absent: follow the run's. */
@@ -177,6 +188,7 @@ export function parseDaemonArgs(
     ...ringHostOf(o.ringHost, placement),
     ...(placement && { placement }),
     rejoin: o.rejoin,
+    onSigterm: o.onSigterm ?? (placement ? 'wait' : 'exit'),
     ...(keyFile && serverKey && { curve: { keyFile, serverKey } }),
   };
 }

@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<number> {
       console.log(HELP);
       return WORKER_EXIT.done;
     }
-    const { curve, rejoin, placement, ringHost, ...rest } = options;
+    const { curve, rejoin, placement, ringHost, onSigterm, ...rest } = options;
     const log = (line: string) => console.error(`${WORKER_LOG_PREFIX}${line}`);
     if (placement) log(describePlacement(placement));
     const workerOptions: WorkerOptions = {
@@ -51,9 +51,11 @@ async function main(argv: string[]): Promise<number> {
     }
     workerOptions.log(`computing on ${options.backend} (${deviceName()})`);
     if (!rejoin) {
-      // Under a launcher the engine signals every task at once: the coordinator
-      // saves a checkpoint and then shuts this worker down.
-      if (placement) process.on('SIGTERM', () => log('SIGTERM: waiting for the coordinator'));
+      // Under a launcher the engine signals every task at once (rank 0's worker
+      // too, which its coordinator's task starts with --on-sigterm wait): the
+      // coordinator saves a checkpoint and then shuts this worker down.
+      if (onSigterm === 'wait')
+        process.on('SIGTERM', () => log('SIGTERM: waiting for the coordinator'));
       await runWorker(workerOptions);
       return WORKER_EXIT.done;
     }

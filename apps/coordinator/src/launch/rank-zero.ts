@@ -81,6 +81,9 @@ function spawnRankZeroWorker(
     ...['--coordinator', endpoints.coordinator, '--ring-host', endpoints.ringHost],
     ...['--backend', backend, '--timeout', String(o.heartbeatTimeout)],
     ...['--join-timeout', String(o.joinTimeout)],
+    // The engine signals this task's processes together; the coordinator (this
+    // process) saves a checkpoint and then shuts its worker down.
+    ...['--on-sigterm', 'wait'],
   ];
   if (GPU_BACKENDS.includes(backend)) args.push('--gpu', String(placement.localRank));
   const keyFile = o.curveKey;
