@@ -25,6 +25,20 @@ describe('parseDaemonArgs --launcher', () => {
     expect(options).not.toHaveProperty('ringHost');
   });
 
+  it('waits for the coordinator on SIGTERM under a launcher, exits otherwise; the flag wins', () => {
+    const coordinator = ['--coordinator', 'tcp://10.0.0.9:7000'];
+    expect(parseDaemonArgs(['--launcher', 'slurm'], SLURM)).toMatchObject({ onSigterm: 'wait' });
+    expect(parseDaemonArgs(coordinator, {})).toMatchObject({ onSigterm: 'exit' });
+    // Rank 0's worker, started by its coordinator's task with an explicit coordinator.
+    expect(parseDaemonArgs([...coordinator, '--on-sigterm', 'wait'], {})).toMatchObject({
+      onSigterm: 'wait',
+    });
+    expect(parseDaemonArgs(['--launcher', 'slurm', '--on-sigterm', 'exit'], SLURM)).toMatchObject({
+      onSigterm: 'exit',
+    });
+    expect(() => parseDaemonArgs([...coordinator, '--on-sigterm', 'stay'], {})).toThrow(UsageError);
+  });
+
   it('lets flags beat the environment', () => {
     const env = { ...SLURM, LORAFLEET_LAUNCHER: 'auto' };
     const argv = ['--coordinator', 'tcp://10.0.0.9:7000', '--ring-host', '10.0.0.5'];
