@@ -12,6 +12,7 @@ describe('parseDaemonArgs', () => {
       timeoutMs: 60_000,
       ringHost: '127.0.0.1',
       rejoin: false,
+      onSigterm: 'exit',
     });
     expect(parseDaemonArgs(['--coordinator', URL, '--rejoin'], {})).toMatchObject({ rejoin: true });
     expect(parseDaemonArgs(['--coordinator', URL], { LORAFLEET_REJOIN: '1' })).toMatchObject({
