@@ -99,6 +99,9 @@ async function releaseRequeued(job: string): Promise<void> {
     },
     60_000,
   );
+  // Released in the same second as the requeue, slurmd refuses the new start
+  // ("Job credential revoked") and the job fails.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
   await run('scontrol', ['update', `JobId=${job}`, 'StartTime=now'], { env });
 }
 
@@ -108,7 +111,11 @@ async function releaseRequeued(job: string): Promise<void> {
  * with every worker kept through the signal, and the adapter of a local
  * uninterrupted `--workers 3` run.
  */
-async function interruptedJob(name: string, interrupt: (job: string) => Promise<unknown>) {
+async function interruptedJob(
+  name: string,
+  interrupt: (job: string) => Promise<unknown>,
+  jobEnv: Record<string, string> = {},
+): Promise<string> {
   const steps = 16;
   const local = join(dir, `${name}-local`);
   await lorafleetOk([
@@ -128,7 +135,7 @@ async function interruptedJob(name: string, interrupt: (job: string) => Promise<
     ...TRAIN_FLAGS,
   ]);
   const out = join(dir, name);
-  const job = await submit(out, steps, { LORAFLEET_FAULT_STEP_DELAY_MS: '150' });
+  const job = await submit(out, steps, { LORAFLEET_FAULT_STEP_DELAY_MS: '150', ...jobEnv });
   await until('step 5', async () => ((await stepsDone(out)) >= 5 ? true : undefined), 60_000);
   await interrupt(job);
   await releaseRequeued(job);
@@ -147,6 +154,7 @@ async function interruptedJob(name: string, interrupt: (job: string) => Promise<
   };
   expect(summary).toMatchObject({ steps, interrupted: false });
   expect(await adapterDifference(local, out)).toBeLessThanOrEqual(1e-5);
+  return output;
 }
 
 describe('Slurm (one-host cluster from Debian packages)', () => {
@@ -201,7 +209,33 @@ describe('Slurm (one-host cluster from Debian packages)', () => {
   it('resumes a job whose tasks got SIGTERM (scancel --signal=TERM): the script requeues it', async () => {
     // The batch script lives on; srun returns 143 and the script must not take
     // the interrupted run's summary.json for a finished run.
-    await interruptedJob('sigterm', (job) => run('scancel', ['--signal=TERM', job], { env }));
+    // LORAFLEET_MAX_REQUEUES=0: a stop at a checkpoint is not a failure, and requeues anyway.
+    const output = await interruptedJob(
+      'sigterm',
+      (job) => run('scancel', ['--signal=TERM', job], { env }),
+      { LORAFLEET_MAX_REQUEUES: '0' },
+    );
+    expect(output).toMatch(
+      /lorafleet: SIGTERM stopped the run at its checkpoint of step \d+; requeueing job/,
+    );
+  }, 240_000);
+
+  it('does not requeue a run that SIGTERM stops again with no newer checkpoint (no loop without progress)', async () => {
+    const out = join(dir, 'stuck');
+    const job = await submit(out, 200, { LORAFLEET_FAULT_STEP_DELAY_MS: '150' });
+    const stop = () => run('scancel', ['--signal=TERM', job], { env });
+    await until('step 3', async () => ((await stepsDone(out)) >= 3 ? true : undefined), 60_000);
+    await stop();
+    await releaseRequeued(job);
+    // Stopped again as soon as the requeued job resumes, before it trains a step.
+    const resuming = async () => (/resuming from /.test(await log(out)) ? true : undefined);
+    await until('the resume', resuming, 60_000);
+    await stop();
+    const state = await finished(job, 120_000);
+    const output = await log(out);
+    expect(output).toMatch(/SIGTERM stopped the run at its checkpoint of step \d+; requeueing/);
+    expect(output).toContain('no checkpoint newer than at its last stop: not requeueing it');
+    expect(state, output).toBe('FAILED');
   }, 240_000);
 
   it('resumes a job that Slurm requeues mid-run (as on preemption: SIGTERM, then the job again)', async () => {

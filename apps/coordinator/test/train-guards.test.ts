@@ -12,6 +12,7 @@ import {
   REPO_ROOT,
   SEQ_LEN,
   ensureBuilt,
+  freePort,
   initTinyModel,
   lorafleet,
   lorafleetOk,
@@ -122,6 +123,36 @@ describe('options that contradict each other', () => {
 });
 
 describe('SIGTERM', () => {
+  it('before the first step (workers still joining) stops at once: nothing to save', async () => {
+    // --listen with no worker coming: the coordinator waits for joins until the signal.
+    const port = await freePort();
+    const child = spawn(
+      process.execPath,
+      [
+        join(REPO_ROOT, 'apps/coordinator/bin/lorafleet.js'),
+        'train',
+        ...base(),
+        ...['--out', join(dir, 'term-early'), '--steps', '10'],
+        ...['--listen', `tcp://127.0.0.1:${port}`, '--expect', '2'],
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const deadline = Date.now() + 30_000;
+    while (!/waiting for workers/.test(stderr)) {
+      if (Date.now() > deadline) throw new Error(`no join wait within 30 s:\n${stderr}`);
+      await sleep(50);
+    }
+    const sent = Date.now();
+    child.kill('SIGTERM');
+    expect(await exited).toBe(143);
+    // It used to wait out the 25 s grace meant for saving a step.
+    expect(Date.now() - sent).toBeLessThan(5_000);
+    expect(stderr).toContain('SIGTERM before the first step: nothing to save; stopping now');
+  });
+
   it('finishes the step, saves a checkpoint, stops the workers and exits 143', async () => {
     const out = join(dir, 'term');
     const child = spawn(

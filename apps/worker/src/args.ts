@@ -81,8 +81,8 @@ export const daemonSpec = defineCommand({
       env: 'LORAFLEET_ON_SIGTERM',
       description:
         'on SIGTERM: wait for the coordinator, which finishes the step, saves a checkpoint and shuts ' +
-        'this worker down (the default under --launcher, where the engine signals every task at once), ' +
-        'or exit at once (the default otherwise)',
+        'this worker down (the default under --launcher, where the engine signals every task at once; ' +
+        'before it joined a run, it exits at once), or exit at once (the default otherwise)',
     },
     'ring-host': {
       kind: 'string',

@@ -54,9 +54,9 @@ async function main(argv: string[]): Promise<number> {
       // Under a launcher the engine signals every task at once (rank 0's worker
       // too, which its coordinator's task starts with --on-sigterm wait): the
       // coordinator saves a checkpoint and then shuts this worker down.
-      if (onSigterm === 'wait')
-        process.on('SIGTERM', () => log('SIGTERM: waiting for the coordinator'));
-      await runWorker(workerOptions);
+      let joined = false;
+      if (onSigterm === 'wait') process.on('SIGTERM', () => waitOrQuit(joined, log));
+      await runWorker({ ...workerOptions, onWelcome: () => (joined = true) });
       return WORKER_EXIT.done;
     }
     return await rejoinForever(workerOptions);
@@ -67,6 +67,16 @@ async function main(argv: string[]): Promise<number> {
       console.error(error.stack);
     return error instanceof UsageError ? WORKER_EXIT.usage : WORKER_EXIT.failed;
   }
+}
+
+/**
+ * SIGTERM with --on-sigterm wait: in a run, the coordinator (signalled too)
+ * saves and shuts this worker down; before Welcome there is no run to wait for.
+ */
+function waitOrQuit(joined: boolean, log: (line: string) => void): void {
+  if (joined) return log('SIGTERM: waiting for the coordinator');
+  log('SIGTERM before joining a run: exiting');
+  process.exit(WORKER_EXIT.terminated);
 }
 
 /** This host's address on the route to the coordinator of `tcp://HOST:PORT`. */

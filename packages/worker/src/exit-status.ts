@@ -10,6 +10,8 @@ export const WORKER_EXIT = {
   usage: 2,
   /** Its compute backend (and GPU) cannot start here; the last line of stderr says why. */
   backend: 3,
+  /** SIGTERM before it joined a run: nothing to wait for (128 + 15, as shells report it). */
+  terminated: 143,
 } as const;
 
 /** The prefix of the daemon's own stderr lines, before the reason it failed. */

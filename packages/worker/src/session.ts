@@ -37,6 +37,8 @@ export interface WorkerOptions {
   curve?: LinkCurve;
   /** Join only runs whose gradients travel in this type (`--wire-dtype`); absent: any. */
   wireDtype?: WireDtypeName;
+  /** Called when the coordinator's Welcome arrives: from then on this worker is in a run. */
+  onWelcome?: () => void;
 }
 
 /** Runs one worker until the coordinator shuts it down; throws on any failure. */
@@ -65,6 +67,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     });
     const welcome = await awaitWelcome(link, options.joinTimeoutMs);
     if (!welcome) return;
+    options.onWelcome?.();
     try {
       await serve(link, welcome, { dataEndpoint, heartbeatId }, options);
     } catch (error) {

@@ -81,6 +81,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
     log(
       `${fleet.active().length} ${workers(fleet.active().length)} ready (control ${fleet.endpoint}, run ${runId})`,
     );
+    interrupt.training();
     await trainOnFleet({
       o,
       fleet,

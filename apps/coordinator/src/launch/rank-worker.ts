@@ -5,7 +5,7 @@
 import { readKeyPair } from '@lorafleet/collective';
 import { type BackendName, GPU_BACKENDS, deviceName, useBackend } from '@lorafleet/core';
 import type { Placement } from '@lorafleet/launch';
-import { runWorker } from '@lorafleet/worker';
+import { WORKER_EXIT, runWorker } from '@lorafleet/worker';
 import type { TrainOptions } from '../training/train-spec.js';
 import type { LaunchEndpoints } from './endpoints.js';
 
@@ -23,10 +23,17 @@ export async function runRankWorker(
   // One key pair for every task (a Secret, a file on the shared disk): the
   // coordinator's public key is its public half.
   const keyPair = keyFile === undefined ? undefined : readKeyPair(keyFile);
-  // The engine signals every task at once; the coordinator saves and then stops the workers.
-  const onTerm = () => log('SIGTERM: the coordinator saves a checkpoint and stops this worker');
+  // The engine signals every task at once; the coordinator saves and then stops
+  // the workers. Before Welcome there is no run to wait for.
+  let joined = false;
+  const onTerm = () => {
+    if (joined) return log('SIGTERM: the coordinator saves a checkpoint and stops this worker');
+    log('SIGTERM before joining a run: exiting');
+    process.exit(WORKER_EXIT.terminated);
+  };
   process.on('SIGTERM', onTerm);
   await runWorker({
+    onWelcome: () => (joined = true),
     coordinator: endpoints.coordinator,
     backend,
     timeoutMs: o.heartbeatTimeout * 1000,
