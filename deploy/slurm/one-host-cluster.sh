@@ -4,7 +4,7 @@
 # as root, with Debian's slurm-wlm and munge installed. Nothing outside DIR is
 # touched: its own munge key and socket, its own ports, state and pid files.
 #   one-host-cluster.sh start DIR CTLD_PORT SLURMD_PORT   then: export SLURM_CONF=DIR/slurm.conf
-#   one-host-cluster.sh stop DIR                           stops the daemons by their pid files
+#   one-host-cluster.sh stop DIR                           cancels its jobs, stops the daemons by their pid files
 # The node offers the machine's CPUs with OverSubscribe=FORCE, so a step may
 # run more tasks than CPUs (srun --overcommit).
 set -euo pipefail
@@ -12,6 +12,16 @@ cmd=${1:?usage: one-host-cluster.sh start DIR CTLD_PORT SLURMD_PORT | stop DIR}
 dir=${2:?the cluster folder}
 
 stop() {
+  # Jobs first: their slurmstepd, srun and tasks outlive the daemons (a test
+  # that failed mid-job would leave them running).
+  if [[ -s $dir/slurmctld.pid ]] && kill -0 "$(cat "$dir/slurmctld.pid")" 2>/dev/null; then
+    export SLURM_CONF="$dir/slurm.conf"
+    scancel --quiet --partition=test 2>/dev/null || true
+    for _ in $(seq 50); do
+      [[ -z $(squeue -h -o %i 2>/dev/null) ]] && break
+      sleep 0.2
+    done
+  fi
   for daemon in slurmd slurmctld munged; do
     local pidfile="$dir/$daemon.pid"
     [[ -s $pidfile ]] || continue
