@@ -96,6 +96,12 @@ describe('deploy/k8s manifests', () => {
       );
       const secret = pod.volumes!.find((v) => v.secret)!.secret!.secretName;
       expect(secret).toBe(all.find((m) => m.doc.kind === 'Secret')!.doc.metadata.name);
+      // Disruptions (preemption, eviction) resume from the SIGTERM checkpoint, uncounted.
+      expect(spec.podFailurePolicy?.rules).toContainEqual({
+        action: 'Ignore',
+        onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }],
+      });
+      expect(pod.restartPolicy).toBe('Never'); // podFailurePolicy requires it
       const gpus = container.resources?.limits?.['nvidia.com/gpu'];
       expect(gpus).toBe(file === 'job-gpu.yaml' ? 1 : undefined);
     }
