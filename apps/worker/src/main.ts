@@ -1,10 +1,17 @@
 // `lorafleet-worker`: a thin shell over @lorafleet/worker's runWorker. Exit
 // status (WORKER_EXIT): 0 after a clean shutdown, 1 on any failure, 2 on bad
-// usage, 3 when the compute backend cannot start on this machine.
+// usage, 3 when the compute backend cannot start on this machine, 143 on
+// SIGTERM before it joined a run.
 import { type CurveKeyPair, readKeyPair, resolvePublicKey } from '@lorafleet/collective';
 import { deviceName, settleBackend, useBackend } from '@lorafleet/core';
 import { describePlacement, localAddressToward } from '@lorafleet/launch';
-import { WORKER_EXIT, WORKER_LOG_PREFIX, type WorkerOptions, runWorker } from '@lorafleet/worker';
+import {
+  WORKER_EXIT,
+  WORKER_LOG_PREFIX,
+  type WorkerOptions,
+  runWorker,
+  waitForCoordinatorOnSigterm,
+} from '@lorafleet/worker';
 import { type DaemonOptions, HELP, UsageError, parseDaemonArgs } from './args.js';
 
 /** The CURVE keys the flags name, read before joining so that a bad file is a usage error. */
@@ -54,9 +61,8 @@ async function main(argv: string[]): Promise<number> {
       // Under a launcher the engine signals every task at once (rank 0's worker
       // too, which its coordinator's task starts with --on-sigterm wait): the
       // coordinator saves a checkpoint and then shuts this worker down.
-      let joined = false;
-      if (onSigterm === 'wait') process.on('SIGTERM', () => waitOrQuit(joined, log));
-      await runWorker({ ...workerOptions, onWelcome: () => (joined = true) });
+      const sigterm = onSigterm === 'wait' ? waitForCoordinatorOnSigterm(log) : undefined;
+      await runWorker({ ...workerOptions, ...(sigterm && { onWelcome: sigterm.onWelcome }) });
       return WORKER_EXIT.done;
     }
     return await rejoinForever(workerOptions);
@@ -67,16 +73,6 @@ async function main(argv: string[]): Promise<number> {
       console.error(error.stack);
     return error instanceof UsageError ? WORKER_EXIT.usage : WORKER_EXIT.failed;
   }
-}
-
-/**
- * SIGTERM with --on-sigterm wait: in a run, the coordinator (signalled too)
- * saves and shuts this worker down; before Welcome there is no run to wait for.
- */
-function waitOrQuit(joined: boolean, log: (line: string) => void): void {
-  if (joined) return log('SIGTERM: waiting for the coordinator');
-  log('SIGTERM before joining a run: exiting');
-  process.exit(WORKER_EXIT.terminated);
 }
 
 /** This host's address on the route to the coordinator of `tcp://HOST:PORT`. */

@@ -5,7 +5,7 @@
 import { readKeyPair } from '@lorafleet/collective';
 import { type BackendName, GPU_BACKENDS, deviceName, useBackend } from '@lorafleet/core';
 import type { Placement } from '@lorafleet/launch';
-import { WORKER_EXIT, runWorker } from '@lorafleet/worker';
+import { runWorker, waitForCoordinatorOnSigterm } from '@lorafleet/worker';
 import type { TrainOptions } from '../training/train-spec.js';
 import type { LaunchEndpoints } from './endpoints.js';
 
@@ -23,17 +23,10 @@ export async function runRankWorker(
   // One key pair for every task (a Secret, a file on the shared disk): the
   // coordinator's public key is its public half.
   const keyPair = keyFile === undefined ? undefined : readKeyPair(keyFile);
-  // The engine signals every task at once; the coordinator saves and then stops
-  // the workers. Before Welcome there is no run to wait for.
-  let joined = false;
-  const onTerm = () => {
-    if (joined) return log('SIGTERM: the coordinator saves a checkpoint and stops this worker');
-    log('SIGTERM before joining a run: exiting');
-    process.exit(WORKER_EXIT.terminated);
-  };
-  process.on('SIGTERM', onTerm);
+  // The engine signals every task at once; the coordinator saves and then stops the workers.
+  const sigterm = waitForCoordinatorOnSigterm(log);
   await runWorker({
-    onWelcome: () => (joined = true),
+    onWelcome: sigterm.onWelcome,
     coordinator: endpoints.coordinator,
     backend,
     timeoutMs: o.heartbeatTimeout * 1000,
@@ -41,5 +34,5 @@ export async function runRankWorker(
     ringHost: endpoints.ringHost,
     log,
     ...(keyPair && { curve: { keyPair, serverPublicKey: keyPair.publicKey } }),
-  }).finally(() => process.off('SIGTERM', onTerm));
+  }).finally(sigterm.dispose);
 }
