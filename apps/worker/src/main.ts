@@ -67,7 +67,8 @@ async function main(argv: string[]): Promise<number> {
     }
     return await rejoinForever(workerOptions);
   } catch (error) {
-    const message = (error as Error).message.replace(WORKER_LOG_PREFIX, '');
+    const raw = (error as Error).message;
+    const message = raw.startsWith(WORKER_LOG_PREFIX) ? raw.slice(WORKER_LOG_PREFIX.length) : raw;
     console.error(`${WORKER_LOG_PREFIX}${message}`);
     if (!(error instanceof UsageError) && process.env.LORAFLEET_DEBUG && error instanceof Error)
       console.error(error.stack);

@@ -164,7 +164,8 @@ export function noAdapterError(
 ): Error {
   const named = flags.find((f) => f.startsWith('backend='))?.slice('backend='.length);
   const backend = named ?? probe.env.DAWNNODE_BACKEND;
-  const vulkan = process.platform === 'linux' && (backend === undefined || backend === 'vulkan');
+  // Dawn's backend names for Vulkan; empty or unset is Vulkan on Linux too.
+  const vulkan = process.platform === 'linux' && ['', 'vulkan', 'vk'].includes(backend ?? '');
   const findings = vulkan ? diagnoseVulkan(probe) : [];
   const seen = findings.length > 0 ? ` What this machine shows: ${findings.join('; ')}.` : '';
   return new Error(
