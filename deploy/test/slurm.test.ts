@@ -70,6 +70,15 @@ async function submit(out: string, steps: number, extraEnv: Record<string, strin
   return stdout.trim().split(';')[0]!;
 }
 
+/** The same run without Slurm, uninterrupted: `lorafleet train --workers 3` on this machine. */
+async function localRun(out: string, steps: number): Promise<void> {
+  await lorafleetOk([
+    'train',
+    ...['--model', model, '--data', data, '--out', out, '--steps', String(steps), '--workers', '3'],
+    ...TRAIN_FLAGS,
+  ]);
+}
+
 /** Polls the job until it leaves the queue; its final state (COMPLETED, FAILED, ...). */
 async function finished(job: string, timeoutMs: number): Promise<string> {
   return until(
@@ -118,22 +127,7 @@ async function interruptedJob(
 ): Promise<string> {
   const steps = 16;
   const local = join(dir, `${name}-local`);
-  await lorafleetOk([
-    'train',
-    ...[
-      '--model',
-      model,
-      '--data',
-      data,
-      '--out',
-      local,
-      '--steps',
-      String(steps),
-      '--workers',
-      '3',
-    ],
-    ...TRAIN_FLAGS,
-  ]);
+  await localRun(local, steps);
   const out = join(dir, name);
   const job = await submit(out, steps, { LORAFLEET_FAULT_STEP_DELAY_MS: '150', ...jobEnv });
   await until('step 5', async () => ((await stepsDone(out)) >= 5 ? true : undefined), 60_000);
@@ -160,11 +154,7 @@ async function interruptedJob(
 describe('Slurm (one-host cluster from Debian packages)', () => {
   it('runs the sbatch script with 3 tasks; the adapter equals a local --workers 3 run', async () => {
     const local = join(dir, 'local');
-    await lorafleetOk([
-      'train',
-      ...['--model', model, '--data', data, '--out', local, '--steps', '6', '--workers', '3'],
-      ...TRAIN_FLAGS,
-    ]);
+    await localRun(local, 6);
     const out = join(dir, 'slurm');
     const job = await submit(out, 6);
     const state = await finished(job, 120_000);
