@@ -11,6 +11,8 @@
 #   python3-numpy  packages/models/test/reference/peft_merge.py, PEFT's LoRA math as an
 #                independent reference (run with Debian's /usr/bin/python3)
 #   util-linux   unshare: the disk-full test mounts a tmpfs in a mount namespace of its own
+#   gcc, libvulkan-dev  build core's Vulkan device-select layer (identical GPUs), which
+#                apps/coordinator/test/identical-gpus.test.ts runs
 # Each line: the Debian package, then the file whose presence means it is installed.
 set -euo pipefail
 needs=(
@@ -22,6 +24,8 @@ needs=(
   "iproute2 /usr/sbin/ip|/usr/bin/ip|/sbin/ip"
   "python3-numpy /usr/lib/python3/dist-packages/numpy/__init__.py"
   "util-linux /usr/bin/unshare"
+  "gcc /usr/bin/cc|/usr/bin/gcc"
+  "libvulkan-dev /usr/include/vulkan/vk_layer.h"
 )
 missing=()
 for line in "${needs[@]}"; do

@@ -27,6 +27,8 @@ const started: ChildProcess[] = [];
 
 beforeAll(async () => {
   await ensureBuilt();
+  // As the image's build stage, which has gcc and the Vulkan headers (scripts/test-machine.sh installs them here).
+  await run(process.execPath, [join(REPO_ROOT, 'packages/core/scripts/build-vulkan-layer.mjs')]);
   dir = await makeTempDir('deploy-tree');
   for (const [name, pkg] of [
     ['cli', '@lorafleet/coordinator'],
@@ -68,6 +70,17 @@ describe('the production deploy trees (what the image runs)', () => {
     expect(w.stdout).toMatch(/--launcher NAME/);
     const c = await run(process.execPath, [cli, 'train', '--help'], { cwd: dir });
     expect(c.stdout).toMatch(/--launcher NAME/);
+  });
+
+  it("carry core's Vulkan device-select layer, where the worker finds it (identical GPUs)", async () => {
+    const find =
+      "const m = await import('@lorafleet/core'); console.log(m.builtDeviceLayer() ?? 'none');";
+    for (const tree of ['worker', 'cli']) {
+      const { stdout } = await run(process.execPath, ['--input-type=module', '-e', find], {
+        cwd: join(dir, tree),
+      });
+      expect(stdout.trim(), tree).toMatch(new RegExp(`^${dir}/${tree}/.*vulkan-layer$`));
+    }
   });
 
   it('train one step: rank 0 from the CLI tree, rank 1 the worker tree', async () => {

@@ -64,6 +64,9 @@ describe('deploy/k8s manifests', () => {
     const caps = /^ENV NVIDIA_DRIVER_CAPABILITIES=(\S+)$/m.exec(final)?.[1];
     expect(caps?.split(',')).toEqual(expect.arrayContaining(['compute', 'utility', 'graphics']));
     expect(final).toMatch(/apt-get install .*libvulkan1/);
+    // The build stage can build core's device-select layer (identical GPUs on one node).
+    const build = dockerfile.slice(0, dockerfile.lastIndexOf('\nFROM '));
+    expect(build).toMatch(/apt-get install .*gcc.*libvulkan-dev/);
   });
 
   it('the validator refuses a broken Job (so the check above means something)', () => {

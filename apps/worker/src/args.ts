@@ -17,6 +17,12 @@ export const daemonSpec = defineCommand({
     'when its compute backend cannot start here (e.g. no WebGPU adapter), saying why.',
   ].join('\n'),
   options: {
+    'list-gpus': {
+      kind: 'boolean',
+      description:
+        "print the WebGPU adapters this worker can open (the index --gpu takes, Dawn's order) and " +
+        'how those that share a name are told apart, then exit',
+    },
     coordinator: {
       kind: 'string',
       value: 'URL',
@@ -142,13 +148,14 @@ export interface DaemonOptions {
 
 export { UsageError };
 
-/** The options, or 'help'; throws UsageError naming the bad flag. */
+/** The options, 'help' or 'list-gpus'; throws UsageError naming the bad flag. */
 export function parseDaemonArgs(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
-): DaemonOptions | 'help' {
+): DaemonOptions | 'help' | 'list-gpus' {
   const o = parseCommand(daemonSpec, argv, env);
   if (o === 'help') return 'help';
+  if (o.listGpus) return 'list-gpus';
   let placement: Placement | undefined;
   try {
     placement = resolvePlacement(o.launcher, env);

@@ -3,7 +3,15 @@
 // usage, 3 when the compute backend cannot start on this machine, 143 on
 // SIGTERM before it joined a run.
 import { type CurveKeyPair, readKeyPair, resolvePublicKey } from '@lorafleet/collective';
-import { deviceName, settleBackend, useBackend } from '@lorafleet/core';
+import {
+  builtDeviceLayer,
+  describeAdapters,
+  deviceName,
+  listWebGpuAdapters,
+  noAdapterError,
+  settleBackend,
+  useBackend,
+} from '@lorafleet/core';
 import { describePlacement, localAddressToward } from '@lorafleet/launch';
 import {
   WORKER_EXIT,
@@ -39,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
       console.log(HELP);
       return WORKER_EXIT.done;
     }
+    if (options === 'list-gpus') return await listGpus();
     const { curve, rejoin, placement, ringHost, onSigterm, ...rest } = options;
     const log = (line: string) => console.error(`${WORKER_LOG_PREFIX}${line}`);
     if (placement) log(describePlacement(placement));
@@ -74,6 +83,17 @@ async function main(argv: string[]): Promise<number> {
       console.error(error.stack);
     return error instanceof UsageError ? WORKER_EXIT.usage : WORKER_EXIT.failed;
   }
+}
+
+/** --list-gpus: Dawn's adapters, or why there is none (exit 3, as a backend that cannot start). */
+async function listGpus(): Promise<number> {
+  const list = await listWebGpuAdapters();
+  if (list.length === 0) {
+    console.error(`${WORKER_LOG_PREFIX}${noAdapterError([]).message}`);
+    return WORKER_EXIT.backend;
+  }
+  console.log(describeAdapters(list, builtDeviceLayer()));
+  return WORKER_EXIT.done;
 }
 
 /** This host's address on the route to the coordinator of `tcp://HOST:PORT`. */

@@ -5,6 +5,10 @@ import { UsageError, parseDaemonArgs } from '../src/args.js';
 const URL = 'tcp://127.0.0.1:5555';
 
 describe('--gpu', () => {
+  it('--list-gpus needs nothing else (no coordinator)', () => {
+    expect(parseDaemonArgs(['--list-gpus'], {})).toBe('list-gpus');
+  });
+
   it('takes a GPU index with a GPU backend, from the flag or the environment', () => {
     expect(
       parseDaemonArgs(['--coordinator', URL, '--backend', 'webgpu', '--gpu', '3'], {}),

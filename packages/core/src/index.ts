@@ -24,7 +24,13 @@ export {
   releaseWebGpu,
   webGpuErrors,
 } from './backend/webgpu.js';
-export { type WebGpuAdapterListing, listWebGpuAdapters } from './backend/webgpu-dawn.js';
+export {
+  type WebGpuAdapterListing,
+  describeAdapters,
+  listWebGpuAdapters,
+  noAdapterError,
+} from './backend/webgpu-dawn.js';
+export { builtDeviceLayer } from './backend/vulkan-device-layer.js';
 export {
   DEFAULT_TILE_TABLE,
   LORAFLEET_MATMUL,

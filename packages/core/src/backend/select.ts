@@ -89,10 +89,24 @@ export function deviceInfo(): DeviceInfo {
 
 /**
  * One line for the worker's Hello and logs: "cpu", or the GPU with its index
- * when one was chosen, e.g. "gpu 1: NVIDIA H200" or "gpu: NVIDIA H200".
+ * when one was chosen, e.g. "gpu 1: NVIDIA H200" or "gpu: NVIDIA H200"; one
+ * of several identical GPUs also says which, e.g. "gpu 3: NVIDIA H200 (4th of
+ * 8 so named, PCI 0000:c6:00.0)".
  */
 export function deviceName(): string {
   const d = deviceInfo();
   if (d.kind === 'cpu') return 'cpu';
-  return `gpu${d.index === null ? '' : ` ${d.index}`}: ${d.name}`;
+  const same = d.adapter?.sameName;
+  const which = same
+    ? ` (${ordinalWord(same.ordinal + 1)} of ${same.count} so named` +
+      `${same.pci === null ? '' : `, PCI ${same.pci}`})`
+    : '';
+  return `gpu${d.index === null ? '' : ` ${d.index}`}: ${d.name}${which}`;
+}
+
+/** 1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st. */
+function ordinalWord(n: number): string {
+  const teen = n % 100 >= 11 && n % 100 <= 13;
+  const suffix = teen ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10];
+  return `${n}${suffix ?? 'th'}`;
 }

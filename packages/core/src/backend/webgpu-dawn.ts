@@ -10,8 +10,10 @@
 // (GPUAdapterInfo.device) CONTAINS the flag `adapter=NAME`, or the first one
 // when that flag is absent. There is no index flag and WebGPU has no
 // CUDA_VISIBLE_DEVICES: adapters with the same name (8 identical GPUs) cannot
-// be told apart from inside the process. A failed `adapter=` match rejects with
+// be told apart through Dawn; chooseAdapter() sends those to a Vulkan layer of
+// our own (vulkan-device-layer.ts). A failed `adapter=` match rejects with
 // the list of adapters, which is how listWebGpuAdapters() enumerates them.
+import { BUILD_DEVICE_LAYER, DEVICE_LAYER, type DeviceLayerChoice } from './vulkan-device-layer.js';
 import { type VulkanProbe, diagnoseVulkan } from './vulkan-drivers.js';
 
 /** One adapter as Dawn lists it, in the order requestAdapter() considers them. */
@@ -124,13 +126,27 @@ export async function listWebGpuAdapters(
   throw new Error('dawn.node returned an adapter for a name no adapter has');
 }
 
+/** How requestAdapter() is made to return adapter `index` of the list. */
+export type AdapterChoice =
+  /** Dawn's `adapter=NAME` flag singles it out. */
+  | { kind: 'flag'; flag: string }
+  /** It does not (identical GPUs): the device-select layer in `dir` shows the process only this one. */
+  | { kind: 'layer'; dir: string; choice: DeviceLayerChoice };
+
 /**
- * The dawn.node flag that makes requestAdapter() return adapter `index` of
- * `list`: `adapter=NAME` matches by substring and takes the first match, so
- * it works unless an earlier adapter's name contains this one's (identical
- * GPUs). Throws an error that says what to do instead.
+ * How to open adapter `index` of `list`. `adapter=NAME` matches by substring
+ * and takes the first match, so it serves unless another adapter's name
+ * contains this one's (identical GPUs above all). Those go through the
+ * device-select layer (vulkan-device-layer.ts), as the `ordinal`-th adapter so
+ * named; all of them, so that each is counted in the layer's (PCI) order.
+ * `layerDir`: the built layer (builtDeviceLayer()), undefined when not built.
+ * Throws what to do where neither can serve.
  */
-export function adapterFlag(list: readonly WebGpuAdapterListing[], index: number): string {
+export function chooseAdapter(
+  list: readonly WebGpuAdapterListing[],
+  index: number,
+  layerDir: string | undefined,
+): AdapterChoice {
   const shown = list.map((a) => `  ${a.index}: ${a.name} (${a.backend})`).join('\n');
   if (!Number.isInteger(index) || index < 0 || index >= list.length) {
     throw new Error(
@@ -140,18 +156,63 @@ export function adapterFlag(list: readonly WebGpuAdapterListing[], index: number
     );
   }
   const target = list[index]!;
-  const earlier = list.slice(0, index).find((a) => a.name.includes(target.name));
-  if (earlier) {
-    throw new Error(
-      `--gpu ${index}: Dawn selects adapters by name only, and adapter ${earlier.index} ` +
-        `("${earlier.name}") matches "${target.name}" first:\n${shown}\n` +
-        `With identical GPUs, run each worker where Vulkan shows it only its GPU (a container ` +
-        `per GPU, e.g. the NVIDIA container toolkit's NVIDIA_VISIBLE_DEVICES, or a Vulkan ` +
-        `device-selection layer such as Mesa's MESA_VK_DEVICE_SELECT) without --gpu, or use ` +
-        `--backend tensorflow-gpu, which selects CUDA devices by index`,
-    );
+  const clash = list.find((a) => a.index !== index && a.name.includes(target.name));
+  if (!clash) return { kind: 'flag', flag: `adapter=${target.name}` };
+  const ordinal = list.slice(0, index).filter((a) => a.name === target.name).length;
+  if (target.backend === 'vulkan' && layerDir !== undefined) {
+    return { kind: 'layer', dir: layerDir, choice: { ordinal, name: target.name } };
   }
-  return `adapter=${target.name}`;
+  const why =
+    target.backend === 'vulkan'
+      ? `the Vulkan layer that tells them apart (${DEVICE_LAYER}) is not built: ${BUILD_DEVICE_LAYER}`
+      : `that layer is Vulkan's, and this adapter is Dawn's ${target.backend} backend`;
+  throw new Error(
+    `--gpu ${index}: Dawn selects adapters by name only, and adapter ${clash.index} ` +
+      `("${clash.name}") matches "${target.name}" too:\n${shown}\n` +
+      `A worker tells such GPUs apart with a Vulkan layer of its own, but ${why}. ` +
+      `Otherwise run each worker where the driver shows it only its GPU (a container per GPU, ` +
+      `e.g. the NVIDIA container toolkit's NVIDIA_VISIBLE_DEVICES) without --gpu, or use ` +
+      `--backend tensorflow-gpu, which selects CUDA devices by index`,
+  );
+}
+
+/**
+ * The adapters as `lorafleet-worker --list-gpus` prints them: the index
+ * `--gpu` takes, and how a worker opens those that share a name.
+ */
+export function describeAdapters(
+  list: readonly WebGpuAdapterListing[],
+  layerDir: string | undefined,
+): string {
+  const lines = ["WebGPU adapters, in Dawn's order (the index --gpu I takes):"];
+  for (const a of list) lines.push(`  ${a.index}: ${a.name} (${a.backend})`);
+  const shared = list.filter((a) => chooseable(list, a.index, layerDir) !== 'flag');
+  if (shared.length === 0) return lines.join('\n');
+  const indices = shared.map((a) => a.index).join(', ');
+  const vulkan = shared.every((a) => a.backend === 'vulkan');
+  lines.push(
+    `Adapters ${indices} share a name (or contain another's), which Dawn cannot tell apart: ` +
+      (!vulkan
+        ? "only the first so named can be opened here (the layer that tells them apart is Vulkan's)"
+        : layerDir !== undefined
+          ? `a worker opens each through the Vulkan layer ${DEVICE_LAYER} (${layerDir}), ` +
+            'counting those so named in PCI address order'
+          : `the Vulkan layer that tells them apart (${DEVICE_LAYER}) is not built: ${BUILD_DEVICE_LAYER}`),
+  );
+  return lines.join('\n');
+}
+
+/** 'flag' when Dawn's name match opens adapter `index`, else 'layer' or 'neither'. */
+function chooseable(
+  list: readonly WebGpuAdapterListing[],
+  index: number,
+  layerDir: string | undefined,
+): 'flag' | 'layer' | 'neither' {
+  try {
+    return chooseAdapter(list, index, layerDir).kind;
+  } catch {
+    return 'neither';
+  }
 }
 
 /**

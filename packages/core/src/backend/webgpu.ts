@@ -6,7 +6,7 @@
 import { tf } from './tf.js';
 import {
   POWER,
-  adapterFlag,
+  chooseAdapter,
   dawnFlags,
   listWebGpuAdapters,
   loadDawn,
@@ -15,9 +15,18 @@ import {
   type GpuAdapterLike,
   type GpuDeviceLike,
   type GpuLike,
+  type DawnModule,
   type WebGpuAdapterListing,
   type WebGpuOptions,
 } from './webgpu-dawn.js';
+import {
+  DEVICE_LAYER,
+  type DeviceLayerReport,
+  builtDeviceLayer,
+  deviceLayerEnv,
+  deviceLayerReportFile,
+  takeDeviceLayerReport,
+} from './vulkan-device-layer.js';
 import { registerUnpackHalvesWebGpu } from './unpack-halves.js';
 import {
   registerWebGpuCrossEntropy,
@@ -38,6 +47,12 @@ export interface WebGpuDevice {
   architecture: string;
   /** Usually the driver, e.g. "NVIDIA: 580.95.05". */
   description: string;
+  /**
+   * Where the device-select layer opened it (identical GPUs): its rank among
+   * the adapters so named, in PCI address order, and its PCI address when the
+   * driver reports one; null when Dawn's own name match did.
+   */
+  sameName: { ordinal: number; count: number; pci: string | null } | null;
 }
 
 interface TensorDataLike {
@@ -113,6 +128,7 @@ function describeDevice(
   backend: string,
   info: GpuAdapterInfoLike,
   listed?: string,
+  layer?: DeviceLayerReport,
 ): WebGpuDevice {
   return {
     index,
@@ -121,6 +137,10 @@ function describeDevice(
     vendor: info.vendor ?? '',
     architecture: info.architecture ?? '',
     description: info.description ?? '',
+    sameName:
+      layer && layer.ordinal !== null
+        ? { ordinal: layer.ordinal, count: layer.count, pci: layer.pci }
+        : null,
   };
 }
 
@@ -160,6 +180,66 @@ async function requestDevice(adapter: GpuAdapterLike) {
 }
 
 /**
+ * Opens adapter `index` of Dawn's list (Dawn's default adapter when
+ * undefined): by Dawn's `adapter=` flag, or, for one of several identical
+ * GPUs, through the device-select layer, whose report says which it opened.
+ */
+async function openAdapter(
+  create: DawnModule['create'],
+  flags: readonly string[],
+  index: number | undefined,
+): Promise<{
+  gpu: GpuLike;
+  adapter: GpuAdapterLike;
+  listing?: WebGpuAdapterListing;
+  layer?: DeviceLayerReport;
+}> {
+  let chosen = [...flags];
+  let listing: WebGpuAdapterListing | undefined;
+  let reportFile: string | undefined;
+  if (index !== undefined) {
+    const list = await listWebGpuAdapters({ flags });
+    if (list.length === 0) throw noAdapterError(flags);
+    const how = chooseAdapter(list, index, builtDeviceLayer());
+    listing = list[index];
+    chosen = chosen.filter((f) => !f.startsWith('adapter='));
+    if (how.kind === 'flag') chosen.push(how.flag);
+    else {
+      // Set for the process: its every later Vulkan instance shows this GPU only.
+      reportFile = deviceLayerReportFile();
+      Object.assign(process.env, deviceLayerEnv(how.dir, how.choice, reportFile));
+    }
+  }
+  const gpu = create(chosen);
+  let adapter: GpuAdapterLike | null;
+  try {
+    adapter = await gpu.requestAdapter(POWER);
+  } catch (error) {
+    throw new Error(`WebGPU: ${(error as Error).message}`);
+  }
+  const layer = reportFile === undefined ? undefined : takeDeviceLayerReport(reportFile);
+  if (reportFile !== undefined) checkLayerReport(index!, layer);
+  if (adapter === null) throw noAdapterError(flags);
+  return { gpu, adapter, listing, layer };
+}
+
+/** Throws unless the device-select layer ran and exposed the device asked for. */
+function checkLayerReport(index: number, report: DeviceLayerReport | undefined): void {
+  if (report === undefined) {
+    throw new Error(
+      `--gpu ${index}: the Vulkan layer ${DEVICE_LAYER} did not run (VK_LAYER_PATH=` +
+        `${process.env.VK_LAYER_PATH ?? ''}); VK_LOADER_DEBUG=layer shows why the loader left it out`,
+    );
+  }
+  if (report.ordinal === null) {
+    throw new Error(
+      `--gpu ${index}: the Vulkan layer ${DEVICE_LAYER} sees ${report.count} device(s) named ` +
+        `"${report.name}", fewer than Dawn listed`,
+    );
+  }
+}
+
+/**
  * Opens the adapter (and a device on it) and registers tfjs's 'webgpu'
  * backend on that device; the caller then sets the backend. A second call
  * keeps the open device when it asks for the same GPU (or names none), and
@@ -181,30 +261,15 @@ export async function startWebGpu(options: WebGpuOptions = {}): Promise<WebGpuDe
   }
   const { create } = await loadDawn();
   const WebGPUBackend = await loadWebGpuKernels();
-  let chosen = flags;
-  let listing: WebGpuAdapterListing | undefined;
-  if (options.gpu !== undefined) {
-    const list = await listWebGpuAdapters({ flags });
-    if (list.length === 0) throw noAdapterError(flags);
-    chosen = [...flags.filter((f) => !f.startsWith('adapter=')), adapterFlag(list, options.gpu)];
-    listing = list[options.gpu];
-  }
-  const gpu = create([...chosen]);
-  let adapter: GpuAdapterLike | null;
-  try {
-    adapter = await gpu.requestAdapter(POWER);
-  } catch (error) {
-    throw new Error(`WebGPU: ${(error as Error).message}`);
-  }
-  if (adapter === null) throw noAdapterError(flags);
+  const { gpu, adapter, listing, layer } = await openAdapter(create, flags, options.gpu);
   const device = await requestDevice(adapter);
   const backendName =
     listing?.backend ??
-    chosen.find((f) => f.startsWith('backend='))?.slice('backend='.length) ??
+    flags.find((f) => f.startsWith('backend='))?.slice('backend='.length) ??
     'default';
   // The list's name is Dawn's own (what `adapter=` matched); GPUAdapterInfo's
   // fields can differ (on the null adapter: "Null backend" vs "null-backend").
-  const info = describeDevice(options.gpu ?? null, backendName, adapter.info, listing?.name);
+  const info = describeDevice(options.gpu ?? null, backendName, adapter.info, listing?.name, layer);
   // tfjs does not look at WebGPU errors: a failed shader would only show as
   // wrong numbers. Keep them (webGpuErrors()) and print the first few.
   device.onuncapturederror = (event) => {

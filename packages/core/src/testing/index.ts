@@ -1,5 +1,6 @@
 // Test support shared by the packages' suites (`@lorafleet/core/testing`):
-// which backends to run, and the Vulkan driver the webgpu tests need.
+// which backends to run, the Vulkan driver the webgpu tests need, and
+// identical GPUs made of SwiftShader copies for the `--gpus` tests.
 export { DEFAULT_TEST_BACKENDS, testBackends } from './backends.js';
 export {
   NO_VULKAN_ENV,
@@ -8,3 +9,9 @@ export {
   type VulkanDriver,
   requireVulkanDriver,
 } from './vulkan-driver.js';
+export {
+  SWIFTSHADER_NAME,
+  driversUsed,
+  identicalSwiftShaders,
+  requireDeviceLayer,
+} from './identical-gpus.js';

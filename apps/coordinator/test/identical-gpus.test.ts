@@ -1,0 +1,136 @@
+// One worker per GPU on a host whose GPUs all have one name (eight H200s):
+// Dawn selects adapters by name, so `--gpus 0,1` reaches the second GPU only
+// through the device-select Vulkan layer (packages/core/vulkan-layer/). Here
+// the GPUs are two copies of SwiftShader, each a driver of its own to the
+// Vulkan loader with the same device name; the loader's driver log
+// (VK_LOADER_DEBUG=driver) names the copy each worker's device came from.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPeftAdapter } from '@lorafleet/core';
+import {
+  SWIFTSHADER_NAME,
+  driversUsed,
+  identicalSwiftShaders,
+  requireDeviceLayer,
+  testBackends,
+} from '@lorafleet/core/testing';
+import {
+  NO_DROPOUT_CONFIG,
+  SEQ_LEN,
+  ensureBuilt,
+  initTinyModel,
+  lorafleet,
+  lorafleetOk,
+  makeTempDir,
+  numberedPatternRecords,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+import { workerBin } from '../src/distributed/worker-process.js';
+
+const withWebGpu = testBackends().includes('webgpu');
+const TRAIN = ['--steps', '3', '--batch-size', '4', '--lora-dropout', '0', '--lr', '1e-2'];
+
+let dir: string | undefined;
+let model: string;
+let data: string;
+let twins: { driverFiles: string; libraries: string[] };
+
+beforeAll(async () => {
+  await ensureBuilt();
+  requireDeviceLayer();
+  dir = await makeTempDir('identical-gpus');
+  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
+  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(16));
+  twins = identicalSwiftShaders(dir, 2);
+}, 300_000);
+
+afterAll(() => removeDir(dir));
+
+/** The loader sees the two copies, and logs which one each device comes from. */
+const onTwins = () => ({
+  VK_DRIVER_FILES: twins.driverFiles,
+  VK_ICD_FILENAMES: twins.driverFiles,
+  VK_LOADER_DEBUG: 'driver',
+});
+
+function trainArgs(out: string, more: string[]): string[] {
+  return [
+    ...['train', '--model', model, '--data', data, '--seq-len', SEQ_LEN],
+    ...['--out', join(dir!, out), ...TRAIN, ...more],
+  ];
+}
+
+describe.skipIf(!withWebGpu)('webgpu workers on identical GPUs (two SwiftShader copies)', () => {
+  it('train --workers 2 --gpus 0,1 puts each worker on its own GPU and trains as wasm does', async () => {
+    const [gpu] = await Promise.all([
+      lorafleet(
+        trainArgs('twins', ['--workers', '2', '--backend', 'webgpu', '--gpus', '0,1']),
+        300_000,
+        onTwins(),
+      ),
+      lorafleetOk(trainArgs('wasm', ['--workers', '2', '--backend', 'wasm'])),
+    ]);
+    const said = `${gpu.stdout}${gpu.stderr}`;
+    expect(gpu.code, said.slice(-4000)).toBe(0);
+    expect(said).toContain(`gpu 0: ${SWIFTSHADER_NAME} (1st of 2 so named)`);
+    expect(said).toContain(`gpu 1: ${SWIFTSHADER_NAME} (2nd of 2 so named)`);
+    // Every device the workers created came from one of the copies, and both were used.
+    const used = driversUsed(said);
+    expect(used.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(used)).toEqual(new Set(twins.libraries));
+    const [x, y] = await Promise.all(
+      ['twins', 'wasm'].map((run) => loadPeftAdapter(join(dir!, run, 'adapter'))),
+    );
+    let gap = 0;
+    let largest = 0;
+    for (const [path, m] of x!.modules) {
+      const n = y!.modules.get(path)!;
+      for (const [p, q] of [
+        [m.a, n.a],
+        [m.b, n.b],
+      ] as const) {
+        for (let i = 0; i < p.length; i++) {
+          gap = Math.max(gap, Math.abs(p[i]! - q[i]!));
+          largest = Math.max(largest, Math.abs(q[i]!));
+        }
+      }
+    }
+    expect(largest).toBeGreaterThan(1e-3); // trained: B is no longer zero
+    expect(gap).toBeLessThan(1e-4); // fp32 in another order, as in cli-webgpu.test.ts
+  }, 300_000);
+
+  it('lorafleet-worker --list-gpus lists both, and says how a worker tells them apart', async () => {
+    const { code, stdout } = await worker(['--list-gpus']);
+    expect(code).toBe(0);
+    expect(stdout).toContain(
+      `  0: ${SWIFTSHADER_NAME} (vulkan)\n  1: ${SWIFTSHADER_NAME} (vulkan)\n`,
+    );
+    expect(stdout).toMatch(
+      /Adapters 0, 1 share a name[^\n]*VK_LAYER_LORAFLEET_device_select \([^)]*vulkan-layer\), counting those so named in PCI address order/,
+    );
+  });
+
+  it('lorafleet-worker --gpu 2 of two exits 3 (backend unavailable) and lists them', async () => {
+    const { code, stderr } = await worker([
+      ...['--backend', 'webgpu', '--gpu', '2', '--coordinator', 'tcp://127.0.0.1:9'],
+    ]);
+    expect(code).toBe(3);
+    expect(stderr).toContain(`--gpu 2: there are 2 WebGPU adapter(s):\n  0: ${SWIFTSHADER_NAME}`);
+  });
+});
+
+/** `lorafleet-worker ARGS` on the two copies, to its end. */
+function worker(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = { ...process.env, ...onTwins(), VK_LOADER_DEBUG: '' };
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [workerBin(), ...args],
+      { env, timeout: 60_000 },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, stdout, stderr }),
+    );
+  });
+}
