@@ -11,6 +11,7 @@ import { loadPeftAdapter } from '@lorafleet/core';
 import {
   SWIFTSHADER_NAME,
   driversUsed,
+  fakePciLayer,
   identicalSwiftShaders,
   requireDeviceLayer,
   testBackends,
@@ -114,16 +115,52 @@ describe.skipIf(!withWebGpu)('webgpu workers on identical GPUs (two SwiftShader 
 
   it('lorafleet-worker --gpu 2 of two exits 3 (backend unavailable) and lists them', async () => {
     const { code, stderr } = await worker([
-      ...['--backend', 'webgpu', '--gpu', '2', '--coordinator', 'tcp://127.0.0.1:9'],
+      ...['--backend', 'webgpu', '--gpu', '2', ...NO_COORDINATOR],
     ]);
     expect(code).toBe(3);
     expect(stderr).toContain(`--gpu 2: there are 2 WebGPU adapter(s):\n  0: ${SWIFTSHADER_NAME}`);
   });
+
+  it('counts identical GPUs in PCI address order where the driver reports addresses', async () => {
+    // A test layer below the device-select layer gives the copies made-up
+    // addresses in the reverse of the loader's order: with them, --gpu 0 must
+    // open the device the loader lists second, and name its address.
+    const pci = fakePciLayer(dir!);
+    const open = (gpu: number, env: Record<string, string> = {}) =>
+      worker(['--backend', 'webgpu', '--gpu', String(gpu), ...NO_COORDINATOR], {
+        VK_LOADER_DEBUG: 'driver',
+        ...env,
+      });
+    const [plain0, plain1, pci0, pci1] = await Promise.all([
+      open(0),
+      open(1),
+      open(0, pci),
+      open(1, pci),
+    ]);
+    expect(plain0.stderr).toContain(`gpu 0: ${SWIFTSHADER_NAME} (1st of 2 so named))`);
+    expect(pci0.stderr).toContain(
+      `gpu 0: ${SWIFTSHADER_NAME} (1st of 2 so named, PCI 0000:01:00.0)`,
+    );
+    expect(pci1.stderr).toContain(
+      `gpu 1: ${SWIFTSHADER_NAME} (2nd of 2 so named, PCI 0000:02:00.0)`,
+    );
+    const [p0, p1, q0, q1] = [plain0, plain1, pci0, pci1].map((r) => driversUsed(r.stderr));
+    expect(new Set([...p0!, ...p1!])).toEqual(new Set(twins.libraries));
+    expect(p0).not.toEqual(p1);
+    expect(q0).toEqual(p1);
+    expect(q1).toEqual(p0);
+  });
 });
 
+/** A coordinator nobody runs: the worker opens its GPU, then gives up after 1 s. */
+const NO_COORDINATOR = ['--coordinator', 'tcp://127.0.0.1:9', '--timeout', '1'];
+
 /** `lorafleet-worker ARGS` on the two copies, to its end. */
-function worker(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = { ...process.env, ...onTwins(), VK_LOADER_DEBUG: '' };
+function worker(
+  args: string[],
+  more: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = { ...process.env, ...onTwins(), VK_LOADER_DEBUG: '', ...more };
   return new Promise((resolve) => {
     execFile(
       process.execPath,

@@ -322,7 +322,7 @@ describe('webgpu adapter selection (Dawn)', () => {
     const set = deviceLayerEnv('/opt/layer', choice, '/tmp/r.txt', env);
     expect(set).toEqual({
       VK_LAYER_PATH: '/opt/layer:/usr/local/layers',
-      VK_INSTANCE_LAYERS: 'VK_LAYER_KHRONOS_validation:VK_LAYER_LORAFLEET_device_select',
+      VK_INSTANCE_LAYERS: 'VK_LAYER_LORAFLEET_device_select:VK_LAYER_KHRONOS_validation',
       LORAFLEET_VK_DEVICE: '1:NVIDIA H200',
       LORAFLEET_VK_DEVICE_REPORT: '/tmp/r.txt',
     });

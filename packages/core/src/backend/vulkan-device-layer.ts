@@ -57,10 +57,10 @@ export const BUILD_DEVICE_LAYER =
   '(Debian/Ubuntu), then `node packages/core/scripts/build-vulkan-layer.mjs` in the repository ' +
   '(`pnpm build` does it when they are there)';
 
-/** "a:b" with `item` appended once (a loader list variable). */
-function withItem(list: string | undefined, item: string, first: boolean): string {
+/** A loader list variable ("a:b") with `item` first, once. */
+function withItem(list: string | undefined, item: string): string {
   const items = (list ?? '').split(delimiter).filter((s) => s !== '' && s !== item);
-  return (first ? [item, ...items] : [...items, item]).join(delimiter);
+  return [item, ...items].join(delimiter);
 }
 
 /**
@@ -76,8 +76,9 @@ export function deviceLayerEnv(
   env: NodeJS.ProcessEnv = process.env,
 ): Record<string, string> {
   return {
-    VK_LAYER_PATH: withItem(env.VK_LAYER_PATH, dir, true),
-    VK_INSTANCE_LAYERS: withItem(env.VK_INSTANCE_LAYERS, DEVICE_LAYER, false),
+    VK_LAYER_PATH: withItem(env.VK_LAYER_PATH, dir),
+    // First: nearest the application, so that it filters what every other layer shows.
+    VK_INSTANCE_LAYERS: withItem(env.VK_INSTANCE_LAYERS, DEVICE_LAYER),
     LORAFLEET_VK_DEVICE: `${choice.ordinal}:${choice.name}`,
     LORAFLEET_VK_DEVICE_REPORT: reportFile,
   };

@@ -61,6 +61,31 @@ export function requireDeviceLayer(): string {
   return now;
 }
 
+/**
+ * Compiles the test layer packages/core/test/fixtures/fake-pci-layer.c into
+ * `dir`, which gives each device a made-up PCI address in the reverse of the
+ * loader's order (SwiftShader reports none), and returns the variables that
+ * load it under the device-select layer.
+ */
+export function fakePciLayer(dir: string): Record<string, string> {
+  const root = dirname(dirname(deviceLayerDir()));
+  const out = join(dir, 'fake-pci-layer');
+  mkdirSync(out, { recursive: true });
+  const library = join(out, 'libVkLayer_fake_pci.so');
+  execFileSync(process.env.CC || 'cc', [
+    ...['-std=c11', '-D_GNU_SOURCE', '-Wall', '-Werror', '-fPIC', '-shared'],
+    ...['-o', library, join(root, 'test', 'fixtures', 'fake-pci-layer.c')],
+  ]);
+  const name = 'VK_LAYER_LORAFLEET_test_fake_pci';
+  const layer = { name, type: 'GLOBAL', library_path: library, api_version: '1.3.0' };
+  const manifest = {
+    file_format_version: '1.1.2',
+    layer: { ...layer, implementation_version: '1', description: 'test: made-up PCI addresses' },
+  };
+  writeFileSync(join(out, 'fake-pci-layer.json'), JSON.stringify(manifest));
+  return { VK_LAYER_PATH: out, VK_INSTANCE_LAYERS: name };
+}
+
 /** The library each of the loader's devices came from, in its driver log order ("Using NAME with driver: PATH"). */
 export function driversUsed(loaderLog: string): string[] {
   return [...loaderLog.matchAll(/Using "[^"]*" with driver: "([^"]+)"/g)].map((m) => m[1]!);

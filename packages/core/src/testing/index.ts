@@ -12,6 +12,7 @@ export {
 export {
   SWIFTSHADER_NAME,
   driversUsed,
+  fakePciLayer,
   identicalSwiftShaders,
   requireDeviceLayer,
 } from './identical-gpus.js';
