@@ -165,3 +165,43 @@ describe.skipIf(!withWebGpu)('a replacement whose backend cannot start', () => {
     expect(output).toMatch(/^done: 5 steps/m);
   }, 120_000);
 });
+
+describe.skipIf(!withWebGpu)('a launched rank whose backend cannot start', () => {
+  it.each([
+    ['lorafleet train --launcher (as an sbatch task)', 'train'],
+    ['lorafleet-worker --launcher (as a worker pod)', 'daemon'],
+  ] as const)(
+    '%s tells rank 0, which stops at once with its reason, not after --join-timeout',
+    async (_, how) => {
+      const launch = {
+        WORLD_SIZE: '2',
+        MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: String(await freePort()),
+      };
+      const t0 = performance.now();
+      // Rank 0 computes on SwiftShader; rank 1's machine has no driver.
+      const rank1Env = { ...NO_DRIVER, ...launch, RANK: '1', LOCAL_RANK: '1' };
+      const rank1 =
+        how === 'train'
+          ? lorafleet([...args(`launched-${how}`), '--launcher', 'env'], 60_000, rank1Env)
+          : lorafleet(['--launcher', 'env', '--backend', 'webgpu'], 60_000, rank1Env, WORKER_BIN);
+      const rank0 = lorafleet([...args(`launched-${how}`), '--launcher', 'env'], 60_000, {
+        ...launch,
+        RANK: '0',
+        LOCAL_RANK: '0',
+      });
+      const [zero, one] = await Promise.all([rank0, rank1]);
+      expect(zero.code, zero.stderr).toBe(1);
+      expect(lastLine(zero.stderr)).toMatch(
+        new RegExp(
+          '^lorafleet train: a worker cannot compute, so the run cannot form: rank 1 on \\S+ ' +
+            `\\(webgpu\\): no WebGPU adapter found .*${SHOWS}`,
+        ),
+      );
+      expect(one.code).toBe(how === 'train' ? 1 : WORKER_EXIT.backend);
+      expect(one.stderr).toContain('told the coordinator, which stops the run');
+      expect((performance.now() - t0) / 1000).toBeLessThan(30);
+    },
+    60_000,
+  );
+});

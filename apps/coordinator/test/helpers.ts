@@ -121,14 +121,15 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `lorafleet ARGS` to completion; a non-zero exit is a result, not an error. */
+/** Runs `lorafleet ARGS` (or another script, `bin`) to completion; a non-zero exit is a result, not an error. */
 export function lorafleet(
   args: string[],
   timeoutMs = 90_000,
   env: Record<string, string> = {},
+  bin = BIN,
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(process.execPath, [bin, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: timeoutMs,
       env: { ...process.env, LORAFLEET_DEBUG: '', ...env },

@@ -17,6 +17,7 @@ import {
   WORKER_EXIT,
   WORKER_LOG_PREFIX,
   type WorkerOptions,
+  reportBackendFailure,
   runWorker,
   waitForCoordinatorOnSigterm,
 } from '@lorafleet/worker';
@@ -62,7 +63,20 @@ async function main(argv: string[]): Promise<number> {
     try {
       await useBackend(options.backend, options.gpu === undefined ? {} : { gpu: options.gpu });
     } catch (error) {
-      console.error(`${WORKER_LOG_PREFIX}${(error as Error).message}`);
+      const reason = (error as Error).message;
+      console.error(`${WORKER_LOG_PREFIX}${reason}`);
+      // Launched: the engine would start this task the same way; the run cannot have it.
+      if (placement) {
+        await reportBackendFailure({
+          coordinator: options.coordinator,
+          rank: placement.rank,
+          backend: options.backend,
+          reason,
+          timeoutMs: workerOptions.joinTimeoutMs ?? workerOptions.timeoutMs,
+          log,
+          ...(workerOptions.curve && { curve: workerOptions.curve }),
+        });
+      }
       return WORKER_EXIT.backend;
     }
     workerOptions.log(`computing on ${options.backend} (${deviceName()})`);

@@ -37,6 +37,7 @@ const errorCodes = new EnumTable<ErrorCode>(
     [E.ERROR_CODE_INTERNAL, 'internal'],
     [E.ERROR_CODE_DATA, 'data'],
     [E.ERROR_CODE_STORAGE, 'storage'],
+    [E.ERROR_CODE_BACKEND, 'backend'],
   ]),
 );
 

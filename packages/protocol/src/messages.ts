@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'replica-diverged'
   | 'internal'
   | 'data'
-  | 'storage';
+  | 'storage'
+  | 'backend';
 
 /** Worker -> coordinator, first message after connecting. */
 export interface Hello {

@@ -33,6 +33,7 @@ export { copyTokenizerFiles } from './model-files.js';
 export { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
 export { type WorkerOptions, runWorker } from './session.js';
 export { WORKER_EXIT, WORKER_LOG_PREFIX } from './exit-status.js';
+export { type BackendReport, reportBackendFailure } from './backend-report.js';
 export { type SigtermWait, waitForCoordinatorOnSigterm } from './sigterm.js';
 export {
   CHECKPOINTS_DIR,

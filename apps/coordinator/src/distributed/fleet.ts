@@ -129,6 +129,7 @@ export class WorkerFleet {
       fleet.started = true;
       return fleet;
     } catch (error) {
+      await fleet.sending; // replies (a refusal, a noted backend report) leave before the socket closes
       fleet.close();
       throw error;
     }
@@ -430,6 +431,9 @@ export class WorkerFleet {
     }
     const heartbeatId = body.case === 'heartbeat' ? body.value.heartbeatId : undefined;
     const member = senderOf(this.roster, identity, heartbeatId);
+    if (!member && body.case === 'error' && body.value.code === 'backend') {
+      return this.backendReport(identity, body.value.message);
+    }
     if (!member || runId !== this.options.runId || member.status === 'lost') {
       // A lost worker that wakes up (SIGCONT) or a stranger: not ours any more.
       return;
@@ -453,13 +457,29 @@ export class WorkerFleet {
     this.waits.signal();
   }
 
+  /**
+   * A launched worker whose backend cannot start, in place of its Hello: the
+   * engine would start it the same way again, so while the first workers are
+   * awaited the run cannot form, and fails now with its reason; later (an
+   * engine's restart of a lost task) it is noted. Answered, so it can exit.
+   */
+  private backendReport(identity: Buffer, message: string): void {
+    this.reply(identity, { case: 'error', value: { code: 'backend', message: 'noted' } });
+    if (this.started) return this.event('warn', `a worker cannot compute: ${message}`);
+    this.fail(`a worker cannot compute, so the run cannot form: ${message}`);
+  }
+
   /** Answers a Hello we do not take with the reason, so the worker exits at once and says why. */
   private refuse(identity: Buffer, hello: Hello, reason: string): void {
     this.event('warn', `refused ${hello.workerId}: ${reason}`);
-    const body: ControlBody = {
+    this.reply(identity, {
       case: 'error',
       value: { code: 'unspecified', message: `refused: ${reason}` },
-    };
+    });
+  }
+
+  /** Sends `body` to a peer that is not a member (it has no inbox of ours); close() lets it leave. */
+  private reply(identity: Buffer, body: ControlBody): void {
     const frame = encodeControl({ runId: this.options.runId, body });
     this.sending = this.sending.then(() =>
       this.router.send([identity, frame]).catch(() => undefined),

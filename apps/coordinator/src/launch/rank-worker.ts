@@ -5,7 +5,7 @@
 import { readKeyPair } from '@lorafleet/collective';
 import { type BackendName, GPU_BACKENDS, deviceName, useBackend } from '@lorafleet/core';
 import type { Placement } from '@lorafleet/launch';
-import { runWorker, waitForCoordinatorOnSigterm } from '@lorafleet/worker';
+import { reportBackendFailure, runWorker, waitForCoordinatorOnSigterm } from '@lorafleet/worker';
 import type { TrainOptions } from '../training/train-spec.js';
 import type { LaunchEndpoints } from './endpoints.js';
 
@@ -17,12 +17,24 @@ export async function runRankWorker(
   const backend: BackendName = o.backend;
   const gpu = GPU_BACKENDS.includes(backend) ? placement.localRank : undefined;
   const log = (line: string) => console.error(`lorafleet train [rank ${placement.rank}]: ${line}`);
-  await useBackend(backend, gpu === undefined ? {} : { gpu });
-  log(`computing on ${backend} (${deviceName()}); joining ${endpoints.coordinator}`);
   const keyFile = o.curveKey;
   // One key pair for every task (a Secret, a file on the shared disk): the
   // coordinator's public key is its public half.
   const keyPair = keyFile === undefined ? undefined : readKeyPair(keyFile);
+  const curve = keyPair && { keyPair, serverPublicKey: keyPair.publicKey };
+  try {
+    await useBackend(backend, gpu === undefined ? {} : { gpu });
+  } catch (error) {
+    // The engine would start this task the same way: tell the coordinator, which stops the run.
+    const reason = (error as Error).message;
+    log(`cannot compute on ${backend}: ${reason}`);
+    const timeoutMs = o.joinTimeout * 1000;
+    const { rank } = placement;
+    const report = { coordinator: endpoints.coordinator, rank, backend, reason, timeoutMs, log };
+    await reportBackendFailure({ ...report, ...(curve && { curve }) });
+    throw error;
+  }
+  log(`computing on ${backend} (${deviceName()}); joining ${endpoints.coordinator}`);
   // The engine signals every task at once; the coordinator saves and then stops the workers.
   const sigterm = waitForCoordinatorOnSigterm(log);
   await runWorker({
@@ -33,6 +45,6 @@ export async function runRankWorker(
     joinTimeoutMs: o.joinTimeout * 1000,
     ringHost: endpoints.ringHost,
     log,
-    ...(keyPair && { curve: { keyPair, serverPublicKey: keyPair.publicKey } }),
+    ...(curve && { curve }),
   }).finally(sigterm.dispose);
 }

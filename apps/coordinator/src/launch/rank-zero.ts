@@ -40,6 +40,9 @@ export async function runRankZero(
     await Promise.race([training, backendFailure(worker, o.backend)]);
   } catch (error) {
     training.catch(() => undefined); // abandoned: this process exits with `error`
+    // No Welcome, or no more coordinator: its SIGTERM handling leaves at once
+    // before a Welcome, else as soon as it finds the coordinator silent.
+    worker.kill('SIGTERM');
     throw error;
   } finally {
     await exited(worker, WORKER_EXIT_MS);

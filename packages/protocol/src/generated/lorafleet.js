@@ -4384,6 +4384,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       values[(valuesById[5] = 'ERROR_CODE_INTERNAL')] = 5;
       values[(valuesById[6] = 'ERROR_CODE_DATA')] = 6;
       values[(valuesById[7] = 'ERROR_CODE_STORAGE')] = 7;
+      values[(valuesById[8] = 'ERROR_CODE_BACKEND')] = 8;
       return values;
     })();
 
@@ -4514,6 +4515,10 @@ export const lorafleet = ($root.lorafleet = (() => {
             case 'ERROR_CODE_STORAGE':
             case 7:
               message.code = 7;
+              break;
+            case 'ERROR_CODE_BACKEND':
+            case 8:
+              message.code = 8;
               break;
             default:
               if (typeof object.code === 'number' && (object.code | 0) === object.code)

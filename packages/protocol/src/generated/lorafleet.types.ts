@@ -2368,6 +2368,9 @@ export declare namespace lorafleet {
 
       /** ERROR_CODE_STORAGE value */
       ERROR_CODE_STORAGE = 7,
+
+      /** ERROR_CODE_BACKEND value */
+      ERROR_CODE_BACKEND = 8,
     }
 
     /**
