@@ -33,6 +33,7 @@ describe('test/gpu/run.sh --smoke', () => {
       .map((l) => JSON.parse(l) as { phase: string; rc: number });
     expect(phases.map((p) => p.phase)).toEqual([
       'adapters',
+      'device-layer',
       'tiny-model',
       'py-compile',
       'train-adapter',
@@ -54,6 +55,14 @@ describe('test/gpu/run.sh --smoke', () => {
       // An adapter (SwiftShader's, with VK_ICD_FILENAMES): what it offers, in the report too.
       expect(adapters.capabilities.limits.maxComputeInvocationsPerWorkgroup).toBeGreaterThan(0);
       expect(json('gpu-report.json').summary.join('\n')).toMatch(/features: .*subgroup sizes/);
+    }
+
+    // The device-select layer, loaded by hand on this machine's driver (SwiftShader's when
+    // VK_ICD_FILENAMES names it): Dawn then lists only adapter 0, which computes.
+    const layer = json('work/device-layer.json');
+    if (layer.before.length > 0) {
+      expect(layer.ok, JSON.stringify(layer)).toBe(true);
+      expect(json('gpu-report.json').summary.join('\n')).toMatch(/device layer: ok \(gpu: /);
     }
 
     // The files reference.py reads: PEFT adapter, float32 logits with their shape.

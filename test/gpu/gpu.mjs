@@ -7,6 +7,8 @@
 //   node test/gpu/gpu.mjs <command> [--smoke] [options]
 //
 //   adapters  --out FILE                     WebGPU adapters and the device opened
+//   device-layer --out FILE                  the device-select Vulkan layer on this driver
+//                                            (device-layer.mjs)
 //   tiny-model --dir DIR                     a tiny random GPT-2 written by the project
 //                                            (--smoke stand-in for `reference.py make-tiny`)
 //   train-adapter --model DIR --out DIR      a PEFT adapter from `lorafleet train` (wasm)
@@ -53,6 +55,7 @@ import {
 } from '../../packages/models/dist/src/index.js';
 
 import { capabilities } from './capabilities.mjs';
+import { deviceLayer } from './device-layer.mjs';
 import { TINY, log, start, stop, writeJson } from './common.mjs';
 import { summarize } from './report.mjs';
 import { profile, throughput } from './step-bench.mjs';
@@ -354,6 +357,7 @@ async function report() {
 
 const commands = {
   adapters,
+  'device-layer': async () => deviceLayer(need('out')),
   'tiny-model': tinyModel,
   'train-adapter': trainAdapter,
   logits,

@@ -33,6 +33,18 @@ function capabilityLines(c) {
   return [`features: ${has.join(', ') || 'none of ' + wanted.join(', ')}; subgroup sizes ${sizes}`];
 }
 
+/** The device-select layer on this driver (device-layer.mjs): opened, computed, its PCI address. */
+function deviceLayerLines(d) {
+  if (!d) return [];
+  if (d.before.length === 0) return ['device layer: not tried (no adapter)'];
+  const where = d.report?.pci ? `PCI ${d.report.pci}` : 'no PCI address';
+  return [
+    d.ok
+      ? `device layer: ok (${d.device}; ${where}; matmul error ${d.matmulMaxAbsError.toExponential(1)})`
+      : `device layer: FAILED ${JSON.stringify(d.errors)}; ${d.after.length} adapter(s) through it`,
+  ];
+}
+
 /** Everything the phases left in `work`, and `summary`: the lines the check prints. */
 export function summarize(work) {
   const r = collect(work);
@@ -40,6 +52,7 @@ export function summarize(work) {
   const lines = [
     `device: ${device ? `${device.name} (${device.adapter?.description || device.adapter?.vendor || ''})` : `none (${r.adapters?.errors?.start ?? 'no adapters.json'})`}`,
     ...capabilityLines(r.adapters?.capabilities),
+    ...deviceLayerLines(r.deviceLayer),
     ...r.phases.map(
       (p) => `phase ${p.phase}: ${p.rc === 0 ? 'ok' : `FAILED (exit ${p.rc})`} in ${p.seconds}s`,
     ),
@@ -72,6 +85,7 @@ function collect(work) {
   return {
     phases,
     adapters: readJson(join(work, 'adapters.json')),
+    deviceLayer: readJson(join(work, 'device-layer.json')),
     parity: readJson(join(work, 'parity.json')),
     nodeLogits: Object.fromEntries(
       ['webgpu', 'wasm'].map((b) => [b, readJson(join(work, `logits-${b}`, 'meta.json')) ?? null]),

@@ -96,6 +96,7 @@ correctness() {
 if ((smoke)); then
   echo "GPU check, smoke run: wasm, tiny shapes, no Python"
   phase adapters 60 node "$gpu" adapters --out "$work/adapters.json"
+  phase device-layer 30 node "$gpu" device-layer --out "$work/device-layer.json"
   phase tiny-model 60 node "$gpu" tiny-model --dir "$work/tiny"
   if command -v python3 > /dev/null; then
     phase py-compile 30 python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])" "$ref"
@@ -120,6 +121,7 @@ else
   # back even if the time runs out), correctness after.
   phase env 20 bash -c 'nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv; echo "node $(node --version)"; ls /usr/local/nvidia/share/vulkan/icd.d 2> /dev/null || true'
   phase adapters 60 node "$gpu" adapters --out "$work/adapters.json"
+  phase device-layer 30 node "$gpu" device-layer --out "$work/device-layer.json"
   # The project's WGSL kernels (docs/webgpu-kernels.md): the tile sweep writes
   # the tile table; the kernel benchmark and the project's throughput use it.
   phase tile-sweep 220 node test/bench/webgpu-kernels/tile-sweep.mjs --out "$work/tile-table.json"

@@ -30,7 +30,13 @@ export {
   listWebGpuAdapters,
   noAdapterError,
 } from './backend/webgpu-dawn.js';
-export { builtDeviceLayer } from './backend/vulkan-device-layer.js';
+export {
+  type DeviceLayerReport,
+  builtDeviceLayer,
+  deviceLayerEnv,
+  deviceLayerReportFile,
+  takeDeviceLayerReport,
+} from './backend/vulkan-device-layer.js';
 export {
   DEFAULT_TILE_TABLE,
   LORAFLEET_MATMUL,
