@@ -17,6 +17,13 @@ export {
   removeDir,
   writeJsonl,
 } from '../../apps/coordinator/test/helpers.js';
+export {
+  SWIFTSHADER_NAME,
+  driversUsed,
+  identicalSwiftShaders,
+  requireDeviceLayer,
+  testBackends,
+} from '../../packages/core/src/testing/index.js';
 
 /** Every run in these tests: a 6-row batch of the numbered pattern, no dropout, so N workers equal one. */
 export const TRAIN_FLAGS = [

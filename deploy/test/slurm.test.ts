@@ -4,8 +4,9 @@
 // task is SIGKILLed still finishes; a job whose tasks get SIGTERM mid-run
 // (scancel --signal=TERM, or Slurm requeueing it as on preemption) saves a
 // checkpoint, is requeued and resumes from it, ending with the adapter of an
-// uninterrupted run. The daemons are stopped by their pid files also when a
-// test fails.
+// uninterrupted run. The GPU script runs one task per GPU on two identical
+// GPUs (copies of SwiftShader, the Vulkan driver on the CPU): each task on
+// its own. The daemons are stopped by their pid files also when a test fails.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   NO_DROPOUT_CONFIG,
   REPO_ROOT,
+  SWIFTSHADER_NAME,
   TRAIN_FLAGS,
   adapterDifference,
   ensureBuilt,
@@ -24,6 +26,10 @@ import {
   numberedPatternRecords,
   removeDir,
   stepsDone,
+  driversUsed,
+  identicalSwiftShaders,
+  requireDeviceLayer,
+  testBackends,
   until,
   writeJsonl,
 } from './run-helpers.js';
@@ -31,6 +37,9 @@ import {
 const run = promisify(execFile);
 const CLUSTER_SCRIPT = join(REPO_ROOT, 'deploy', 'slurm', 'one-host-cluster.sh');
 const SBATCH_SCRIPT = join(REPO_ROOT, 'deploy', 'slurm', 'lorafleet-cpu.sbatch');
+const GPU_SBATCH_SCRIPT = join(REPO_ROOT, 'deploy', 'slurm', 'lorafleet-gpu.sbatch');
+/** Where the webgpu backend runs here (SwiftShader); only a machine marked without Vulkan lacks it. */
+const withWebGpu = testBackends().includes('webgpu');
 const CLI = `${process.execPath} ${join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js')}`;
 
 let dir: string;
@@ -55,14 +64,19 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
-/** Submits the sbatch script with 3 tasks; returns the job id. */
-async function submit(out: string, steps: number, extraEnv: Record<string, string> = {}) {
+/** Submits an sbatch script (the CPU one, 3 tasks, unless `job` says otherwise); returns the job id. */
+async function submit(
+  out: string,
+  steps: number,
+  extraEnv: Record<string, string> = {},
+  job: { script: string; tasks: string[] } = { script: SBATCH_SCRIPT, tasks: ['--ntasks=3'] },
+) {
   const { stdout } = await run(
     'sbatch',
     [
-      ...['--parsable', '--ntasks=3', '--overcommit', '--cpus-per-task=1'],
+      ...['--parsable', ...job.tasks, '--overcommit', '--cpus-per-task=1'],
       `--output=${out}.log`,
-      SBATCH_SCRIPT,
+      job.script,
       ...['--model', model, '--data', data, '--out', out, '--steps', String(steps), ...TRAIN_FLAGS],
     ],
     { env: { ...env, MASTER_PORT: String(await freePort()), ...extraEnv } },
@@ -231,4 +245,38 @@ describe('Slurm (one-host cluster from Debian packages)', () => {
   it('resumes a job that Slurm requeues mid-run (as on preemption: SIGTERM, then the job again)', async () => {
     await interruptedJob('requeued', (job) => run('scontrol', ['requeue', job], { env }));
   }, 240_000);
+
+  it.skipIf(!withWebGpu)(
+    'runs the GPU sbatch script, one task per GPU, on two identical GPUs: each task on its own',
+    async () => {
+      requireDeviceLayer();
+      const twins = identicalSwiftShaders(dir, 2);
+      const out = join(dir, 'gpu');
+      const job = await submit(
+        out,
+        3,
+        {
+          VK_DRIVER_FILES: twins.driverFiles,
+          VK_ICD_FILENAMES: twins.driverFiles,
+          VK_LOADER_DEBUG: 'driver', // each device's driver file, in the job's log
+          LORAFLEET_DAWN_FLAGS: '',
+        },
+        // One node of two "GPUs", without GRES (the one-host cluster has none configured).
+        { script: GPU_SBATCH_SCRIPT, tasks: ['--gres=none', '--nodes=1', '--ntasks-per-node=2'] },
+      );
+      const state = await finished(job, 180_000);
+      const output = await log(out);
+      expect(state, output).toBe('COMPLETED');
+      // SLURM_LOCALID picks the GPU; the two share one name, so the device-select layer tells them apart.
+      expect(output).toContain(`gpu 0: ${SWIFTSHADER_NAME} (1st of 2 so named)`);
+      expect(output).toContain(`gpu 1: ${SWIFTSHADER_NAME} (2nd of 2 so named)`);
+      expect(new Set(driversUsed(output))).toEqual(new Set(twins.libraries));
+      const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as {
+        steps: number;
+        interrupted: boolean;
+      };
+      expect(summary).toMatchObject({ steps: 3, interrupted: false });
+    },
+    240_000,
+  );
 });
