@@ -16,6 +16,13 @@ root=$(git rev-parse --show-toplevel)
 cd "$root"
 pack=${GPU_PACK_SCRIPT:-$root/../shared/gpu/pack.sh}
 [[ -f $pack ]] || { echo "gpu-pack: $pack not found (set GPU_PACK_SCRIPT)" >&2; exit 1; }
+# The device-select Vulkan layer, for the check's device-layer phase: `pnpm
+# build` may have replayed turbo's cache from before gcc/libvulkan-dev were
+# here, so build it directly (it says so when it cannot).
+layer_build=packages/core/scripts/build-vulkan-layer.mjs
+[[ -f $layer_build ]] && node "$layer_build"
+[[ -f packages/core/dist/vulkan-layer/libVkLayer_lorafleet_device_select.so ]] ||
+  echo "gpu-pack: WARNING: the device-select layer is not built; the device-layer phase will say so" >&2
 aside=$(mktemp -d "${TMPDIR:-/tmp}/gpu-pack-aside.XXXXXX")
 moved=()
 restore() {

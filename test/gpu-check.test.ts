@@ -8,8 +8,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { testBackends } from '@lorafleet/core/testing';
 
 const root = join(import.meta.dirname, '..');
+// The Vulkan driver the webgpu tests use (SwiftShader, through VK_ICD_FILENAMES, which
+// run.sh inherits): the adapters and device-layer phases then meet an adapter, as on the
+// GPU machine. Only a machine marked LORAFLEET_NO_VULKAN=1 runs them without one.
+testBackends();
 const out = mkdtempSync(join(tmpdir(), 'lorafleet-gpu-smoke-'));
 const json = (path: string) => JSON.parse(readFileSync(join(out, path), 'utf8'));
 
@@ -19,6 +24,13 @@ describe('test/gpu/run.sh --smoke', () => {
   it('runs every Node.js phase on wasm and writes the report', () => {
     for (const built of ['packages/core/dist/src/index.js', 'packages/models/dist/src/index.js'])
       expect(existsSync(join(root, built)), `${built}: run the build first`).toBe(true);
+    // The device-layer phase loads the device-select layer: built now if `pnpm build`
+    // ran before the compiler and headers were installed (scripts/test-machine.sh).
+    const build = spawnSync(process.execPath, ['packages/core/scripts/build-vulkan-layer.mjs'], {
+      cwd: root,
+      encoding: 'utf8',
+    });
+    expect(build.status, build.stdout + build.stderr).toBe(0);
     const r = spawnSync('bash', ['test/gpu/run.sh', '--smoke', out], {
       cwd: root,
       encoding: 'utf8',
