@@ -7,7 +7,7 @@
 // told what it lacks; a compile error is an error. Runs in `pnpm build`.
 //   node scripts/build-vulkan-layer.mjs [--force]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -46,11 +46,15 @@ function missing(cc) {
 
 const cc = process.env.CC || 'cc';
 const library = join(out, LIBRARY);
+// The layer's C files (device-select.c and the header it includes), newest first.
+const newestSource = Math.max(
+  ...readdirSync(dirname(source)).map((f) => statSync(join(dirname(source), f)).mtimeMs),
+);
 const fresh =
   !process.argv.includes('--force') &&
   existsSync(library) &&
   existsSync(join(out, MANIFEST)) &&
-  statSync(library).mtimeMs >= statSync(source).mtimeMs;
+  statSync(library).mtimeMs >= newestSource;
 if (fresh) process.exit(0);
 
 const why = missing(cc);

@@ -20,15 +20,13 @@
 // An instance layer only (as Mesa's VK_LAYER_MESA_device_select): it filters
 // vkEnumeratePhysicalDevices and vkEnumeratePhysicalDeviceGroups; devices,
 // queues and commands never pass through it.
-#include <vulkan/vk_layer.h>
-#include <vulkan/vulkan.h>
+#include "layer-chain.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPORT __attribute__((visibility("default")))
 #define TAG "lorafleet device-select layer"
 
 // What the next layer (or the loader's terminator) offers one VkInstance.
@@ -198,57 +196,60 @@ static VkResult select_device(const struct instance *in, const struct choice *c,
   return r;
 }
 
+// The device to expose, for either enumeration: *n is 0 or 1 (*chosen). 1
+// when the layer passes the call through instead (no LORAFLEET_VK_DEVICE).
+static int exposed_device(VkInstance instance, const struct instance **in, VkResult *r,
+                          VkPhysicalDevice *chosen, uint32_t *n) {
+  *in = find_instance(instance);
+  *r = VK_ERROR_INITIALIZATION_FAILED;
+  if (!*in) return 0;
+  struct choice c;
+  if (!read_choice(&c)) return 1;
+  *r = select_device(*in, &c, chosen, n);
+  return 0;
+}
+
+// Vulkan's two-call protocol for a list of n items: the count alone when
+// there is no array, VK_INCOMPLETE when it is too small. 1: fill the array.
+static int fits(uint32_t n, uint32_t *pCount, const void *array, VkResult *r) {
+  *r = VK_SUCCESS;
+  if (!array) *pCount = n;
+  else if (*pCount < n) *pCount = 0, *r = VK_INCOMPLETE;
+  else *pCount = n;
+  return array && *r == VK_SUCCESS && n > 0;
+}
+
 static VKAPI_ATTR VkResult VKAPI_CALL enumerate_physical_devices(VkInstance instance,
                                                                   uint32_t *pCount,
                                                                   VkPhysicalDevice *pDevices) {
-  const struct instance *in = find_instance(instance);
-  if (!in) return VK_ERROR_INITIALIZATION_FAILED;
-  struct choice c;
-  if (!read_choice(&c)) return in->enumerate(instance, pCount, pDevices);
+  const struct instance *in;
+  VkResult r;
   VkPhysicalDevice chosen = VK_NULL_HANDLE;
   uint32_t n = 0;
-  VkResult r = select_device(in, &c, &chosen, &n);
+  if (exposed_device(instance, &in, &r, &chosen, &n))
+    return in->enumerate(instance, pCount, pDevices);
   if (r != VK_SUCCESS) return r;
-  if (!pDevices) {
-    *pCount = n;
-    return VK_SUCCESS;
-  }
-  if (*pCount < n) {
-    *pCount = 0;
-    return VK_INCOMPLETE;
-  }
-  *pCount = n;
-  if (n) pDevices[0] = chosen;
-  return VK_SUCCESS;
+  if (fits(n, pCount, pDevices, &r)) pDevices[0] = chosen;
+  return r;
 }
 
 // Device groups: one group holding only the chosen device.
 static VKAPI_ATTR VkResult VKAPI_CALL enumerate_physical_device_groups(
     VkInstance instance, uint32_t *pCount, VkPhysicalDeviceGroupProperties *pGroups) {
-  const struct instance *in = find_instance(instance);
-  if (!in) return VK_ERROR_INITIALIZATION_FAILED;
-  struct choice c;
-  if (!read_choice(&c)) return in->enumerate_groups(instance, pCount, pGroups);
+  const struct instance *in;
+  VkResult r;
   VkPhysicalDevice chosen = VK_NULL_HANDLE;
   uint32_t n = 0;
-  VkResult r = select_device(in, &c, &chosen, &n);
+  if (exposed_device(instance, &in, &r, &chosen, &n))
+    return in->enumerate_groups(instance, pCount, pGroups);
   if (r != VK_SUCCESS) return r;
-  if (!pGroups) {
-    *pCount = n;
-    return VK_SUCCESS;
-  }
-  if (*pCount < n) {
-    *pCount = 0;
-    return VK_INCOMPLETE;
-  }
-  *pCount = n;
-  if (n) {
+  if (fits(n, pCount, pGroups, &r)) {
     pGroups[0].physicalDeviceCount = 1;
     memset(pGroups[0].physicalDevices, 0, sizeof pGroups[0].physicalDevices);
     pGroups[0].physicalDevices[0] = chosen;
     pGroups[0].subsetAllocation = VK_FALSE;
   }
-  return VK_SUCCESS;
+  return r;
 }
 
 static VKAPI_ATTR void VKAPI_CALL destroy_instance(VkInstance instance,
@@ -262,14 +263,8 @@ static VKAPI_ATTR void VKAPI_CALL destroy_instance(VkInstance instance,
 static VKAPI_ATTR VkResult VKAPI_CALL create_instance(const VkInstanceCreateInfo *pCreateInfo,
                                                       const VkAllocationCallbacks *pAllocator,
                                                       VkInstance *pInstance) {
-  // The loader's link to the next layer: take it, and pass the rest of the chain on.
-  VkLayerInstanceCreateInfo *link = (VkLayerInstanceCreateInfo *)pCreateInfo->pNext;
-  while (link && !(link->sType == VK_STRUCTURE_TYPE_LOADER_INSTANCE_CREATE_INFO &&
-                   link->function == VK_LAYER_LINK_INFO))
-    link = (VkLayerInstanceCreateInfo *)link->pNext;
-  if (!link) return VK_ERROR_INITIALIZATION_FAILED;
-  PFN_vkGetInstanceProcAddr gipa = link->u.pLayerInfo->pfnNextGetInstanceProcAddr;
-  link->u.pLayerInfo = link->u.pLayerInfo->pNext;
+  PFN_vkGetInstanceProcAddr gipa = take_next_layer(pCreateInfo);
+  if (!gipa) return VK_ERROR_INITIALIZATION_FAILED;
   PFN_vkCreateInstance create = (PFN_vkCreateInstance)gipa(VK_NULL_HANDLE, "vkCreateInstance");
   if (!create) return VK_ERROR_INITIALIZATION_FAILED;
   VkResult r = create(pCreateInfo, pAllocator, pInstance);
@@ -310,14 +305,5 @@ static VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL get_instance_proc_addr(VkInstanc
   return in->next_gipa(instance, name);
 }
 
-// The loader's entry point (layer interface version 2). No device-level entry
-// point: the loader then leaves this layer out of every device's chain.
-EXPORT VKAPI_ATTR VkResult VKAPI_CALL
-vkNegotiateLoaderLayerInterfaceVersion(VkNegotiateLayerInterface *version) {
-  if (version->loaderLayerInterfaceVersion < 2) return VK_ERROR_INITIALIZATION_FAILED;
-  version->loaderLayerInterfaceVersion = 2;
-  version->pfnGetInstanceProcAddr = get_instance_proc_addr;
-  version->pfnGetDeviceProcAddr = NULL;
-  version->pfnGetPhysicalDeviceProcAddr = NULL;
-  return VK_SUCCESS;
-}
+// The loader's entry point (layer interface version 2).
+LORAFLEET_NEGOTIATE(get_instance_proc_addr)
