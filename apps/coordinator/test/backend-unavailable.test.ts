@@ -12,8 +12,8 @@ import { requireVulkanDriver, testBackends } from '@lorafleet/core/testing';
 import { WORKER_EXIT } from '@lorafleet/worker';
 import { killLeftovers, signal, start } from './fault-runs.js';
 import {
-  REPO_ROOT,
   SEQ_LEN,
+  WORKER_BIN,
   ensureBuilt,
   freePort,
   initTinyModel,
@@ -27,7 +27,6 @@ import {
 const GONE = '/nonexistent/lorafleet/nvidia_icd.json';
 /** The loader reads VK_DRIVER_FILES first; both name the missing manifest. */
 const NO_DRIVER = { VK_DRIVER_FILES: GONE, VK_ICD_FILENAMES: GONE, LORAFLEET_DAWN_FLAGS: '' };
-const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 /** What the diagnosis adds to "no WebGPU adapter found" on such a machine. */
 const SHOWS = `What this machine shows: VK_DRIVER_FILES names ${GONE}, which does not exist`;
 

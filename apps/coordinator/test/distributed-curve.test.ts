@@ -8,17 +8,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   NO_DROPOUT_CONFIG,
   REPO_ROOT,
+  WORKER_BIN,
   ensureBuilt,
+  freePort,
+  initTinyModel,
   lorafleet,
   lorafleetOk,
   makeTempDir,
   removeDir,
   writeJsonl,
-  freePort,
-  initTinyModel,
 } from './helpers.js';
 
-const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
 
 let dir: string;

@@ -15,16 +15,17 @@ import { auditLedger } from '@lorafleet/data';
 import {
   NO_DROPOUT_CONFIG,
   REPO_ROOT,
+  WORKER_BIN,
   adapterBytes,
   ensureBuilt,
   evalJson,
+  freePort,
+  initTinyModel,
   makeTempDir,
+  numberedPatternRecords,
   readJson,
   removeDir,
   writeJsonl,
-  freePort,
-  initTinyModel,
-  numberedPatternRecords,
 } from './helpers.js';
 import {
   chaosSeed,
@@ -36,7 +37,6 @@ import {
   strays,
 } from './fault-runs.js';
 
-const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 const DEFAULT_MODEL = join(REPO_ROOT, 'packages', 'models', 'pretrained', 'default');
 const LINES = 40;
 const BATCH = 6;

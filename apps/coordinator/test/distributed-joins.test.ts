@@ -12,6 +12,7 @@ import { UNASSIGNED_RUN } from '@lorafleet/worker';
 import {
   NO_DROPOUT_CONFIG,
   REPO_ROOT,
+  WORKER_BIN,
   ensureBuilt,
   freePort,
   initTinyModel,
@@ -22,7 +23,6 @@ import {
   writeJsonl,
 } from './helpers.js';
 
-const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
 
 let dir: string | undefined;

@@ -7,19 +7,19 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter } from '@lorafleet/core';
 import {
-  REPO_ROOT,
-  ensureBuilt,
-  lorafleet,
-  makeTempDir,
-  removeDir,
-  writeJsonl,
   NO_DROPOUT_CONFIG,
+  REPO_ROOT,
+  WORKER_BIN,
+  ensureBuilt,
   freePort,
   initTinyModel,
+  lorafleet,
+  makeTempDir,
   numberedPatternRecords,
+  removeDir,
+  writeJsonl,
 } from './helpers.js';
 
-const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
 
 const TRAIN = ['--steps', '8', '--batch-size', '6', '--lora-dropout', '0', '--lr', '1e-2'];

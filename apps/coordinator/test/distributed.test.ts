@@ -9,19 +9,19 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter, readSafetensorsFile } from '@lorafleet/core';
 import {
+  NO_DROPOUT_CONFIG,
   REPO_ROOT,
+  WORKER_BIN,
   ensureBuilt,
+  initTinyModel,
   lorafleet,
   makeTempDir,
+  numberedPatternRecords,
   readJson,
   removeDir,
   writeJsonl,
-  NO_DROPOUT_CONFIG,
-  initTinyModel,
-  numberedPatternRecords,
 } from './helpers.js';
 
-const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
 
 // lr 1e-2 so that 20 steps move the adapter far enough for a difference to show.

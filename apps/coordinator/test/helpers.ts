@@ -10,6 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 export const REPO_ROOT = join(import.meta.dirname, '..', '..', '..');
 const BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
+/** The `lorafleet-worker` daemon's script (run with `lorafleet(args, ms, env, WORKER_BIN)`). */
+export const WORKER_BIN = join(REPO_ROOT, 'apps', 'worker', 'bin', 'lorafleet-worker.js');
 
 /** GPT-2 layout, byte tokenizer, 35.7k parameters: a training step takes tens of ms on wasm. */
 export const TINY_CONFIG = {

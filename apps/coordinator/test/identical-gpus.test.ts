@@ -4,7 +4,6 @@
 // the GPUs are two copies of SwiftShader, each a driver of its own to the
 // Vulkan loader with the same device name; the loader's driver log
 // (VK_LOADER_DEBUG=driver) names the copy each worker's device came from.
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter } from '@lorafleet/core';
@@ -27,8 +26,8 @@ import {
   numberedPatternRecords,
   removeDir,
   writeJsonl,
+  WORKER_BIN,
 } from './helpers.js';
-import { workerBin } from '../src/distributed/worker-process.js';
 
 const withWebGpu = testBackends().includes('webgpu');
 const TRAIN = ['--steps', '3', '--batch-size', '4', '--lora-dropout', '0', '--lr', '1e-2'];
@@ -156,18 +155,6 @@ describe.skipIf(!withWebGpu)('webgpu workers on identical GPUs (two SwiftShader 
 const NO_COORDINATOR = ['--coordinator', 'tcp://127.0.0.1:9', '--timeout', '1'];
 
 /** `lorafleet-worker ARGS` on the two copies, to its end. */
-function worker(
-  args: string[],
-  more: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = { ...process.env, ...onTwins(), VK_LOADER_DEBUG: '', ...more };
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [workerBin(), ...args],
-      { env, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, stdout, stderr }),
-    );
-  });
+function worker(args: string[], more: Record<string, string> = {}) {
+  return lorafleet(args, 60_000, { ...onTwins(), VK_LOADER_DEBUG: '', ...more }, WORKER_BIN);
 }

@@ -64,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
       await useBackend(options.backend, options.gpu === undefined ? {} : { gpu: options.gpu });
     } catch (error) {
       const reason = (error as Error).message;
-      console.error(`${WORKER_LOG_PREFIX}${reason}`);
+      log(reason);
       // Launched: the engine would start this task the same way; the run cannot have it.
       if (placement) {
         await reportBackendFailure({

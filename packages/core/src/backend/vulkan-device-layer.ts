@@ -35,7 +35,7 @@ export interface DeviceLayerReport {
 /** @lorafleet/core's directory: src/backend/ in the sources, dist/src/backend/ when built. */
 function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
   return dir;
 }
 
