@@ -59,6 +59,23 @@ describe.concurrent('usage errors exit 2 and say what is wrong', () => {
     expect(stderr).toContain('see lorafleet train --help');
   });
 
+  it('a PEFT, transformers or torchrun name, or a typo, names the option meant', async () => {
+    const train = ['train', ...flags(REQUIRED.train!)];
+    const cases: [string[], string][] = [
+      [['--learning-rate', '1e-3'], 'did you mean --lr (the name here for learning_rate)?'],
+      [['--target_modules', 'q_proj'], 'did you mean --target (the name here for target_modules)?'],
+      [['--nproc-per-node', '2'], 'did you mean --workers (the name here for nproc_per_node)?'],
+      [['--epoch', '2'], 'did you mean --epochs?'],
+      // A launcher's --rank is not LoRA's: the refusal says which is which.
+      [['--rank', '16'], "this task's rank in a launched job: LoRA's rank r is --lora-r"],
+    ];
+    for (const [extra, hint] of cases) {
+      const { code, stderr } = await lorafleet([...train, ...extra]);
+      expect(code, extra.join(' ')).toBe(2);
+      expect(stderr).toContain(hint);
+    }
+  });
+
   it('a value starting with a dash says how to pass it', async () => {
     const { code, stderr } = await lorafleet([
       ...['generate', '--model', 'models/tiny'],

@@ -12,6 +12,7 @@ import {
   camelCase,
   commandLine,
 } from './spec.js';
+import { suggestOption } from './suggest.js';
 
 type Value = string | number | boolean | string[];
 
@@ -98,8 +99,10 @@ function readConfigFile(spec: CommandSpec, path: string): Record<string, unknown
   }
   for (const key of Object.keys(json)) {
     if (!(key in spec.options) || key === 'config') {
+      const hint = suggestOption(spec, key, (name) => JSON.stringify(name));
       throw new UsageError(
-        `${spec.name}: --config ${path}: unknown option "${key}" (see --help for the names)`,
+        `${spec.name}: --config ${path}: unknown option "${key}"${hint ? `; ${hint}` : ''} ` +
+          `(see ${commandLine(spec)} --help for the names)`,
       );
     }
   }
@@ -144,8 +147,11 @@ function readArgv(spec: CommandSpec, argv: readonly string[]) {
       strict: true,
     }).values;
   } catch (err) {
+    const message = (err as Error).message.replace(/\n/g, ' ');
+    const unknown = /^Unknown option '(--[^'=]+)'/.exec(message)?.[1];
+    const hint = unknown ? suggestOption(spec, unknown, (name) => `--${name}`) : '';
     throw new UsageError(
-      `${spec.name}: ${(err as Error).message.replace(/\n/g, ' ')}; see ${commandLine(spec)} --help`,
+      `${spec.name}: ${message}${hint ? `; ${hint}` : ''}; see ${commandLine(spec)} --help`,
     );
   }
 }

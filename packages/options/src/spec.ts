@@ -17,6 +17,13 @@ export interface OptionSpec {
   readonly min?: number;
   readonly max?: number;
   readonly short?: string;
+  /**
+   * Other tools' names for this setting (transformers' learning_rate, PEFT's
+   * target_modules), named in the error for an unknown option or --config
+   * key: `--learning-rate` gets "did you mean --lr?". Only suggested, never
+   * accepted. Names that differ from this option's only by _ for - need none.
+   */
+  readonly aliases?: readonly string[];
   /** An environment variable that gives the value when the flag is absent (flags win). */
   readonly env?: string;
   /**

@@ -10,6 +10,7 @@ import {
   mathOptions,
   parseCommand,
 } from '../src/index.js';
+import { editDistance } from '../src/suggest.js';
 
 const spec = defineCommand({
   name: 'demo',
@@ -19,7 +20,13 @@ const spec = defineCommand({
     config: { kind: 'string', value: 'FILE', description: 'option values as JSON' },
     model: { kind: 'string', required: true, description: 'model folder' },
     'lora-r': { kind: 'int', min: 1, default: 8, affects: 'math', description: 'rank' },
-    lr: { kind: 'number', default: 2e-4, affects: 'math', description: 'learning rate' },
+    lr: {
+      kind: 'number',
+      default: 2e-4,
+      affects: 'math',
+      aliases: ['learning_rate'],
+      description: 'learning rate',
+    },
     shift: { kind: 'number', description: 'may be negative' },
     init: {
       kind: 'string',
@@ -80,6 +87,48 @@ describe('parseCommand', () => {
     expect(() => parse(['--model', 'm', '--init', 'xavier'])).toThrow(/one of kaiming, pissa/);
     expect(() => parse([])).toThrow(UsageError);
     expect(() => parse(['--model', 'm', '--nope'])).toThrow(/Unknown option '--nope'/);
+  });
+
+  it("names the option an unknown flag or --config key meant: another tool's name, a typo, a prefix", () => {
+    const refused = (argv: string[]) => {
+      try {
+        parse(argv);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error(`${argv.join(' ')} was accepted`);
+    };
+    expect(refused(['--model', 'm', '--learning-rate', '1'])).toBe(
+      "demo: Unknown option '--learning-rate'; did you mean --lr (the name here for " +
+        'learning_rate)?; see lorafleet demo --help',
+    );
+    expect(refused(['--model', 'm', '--lora_r=4'])).toMatch(/'--lora_r'; did you mean --lora-r\?;/);
+    expect(refused(['--model', 'm', '--modle', 'x'])).toMatch(/did you mean --model\?;/);
+    expect(refused(['--model', 'm', '--res', 'x'])).toMatch(/did you mean --resume\?;/);
+    expect(refused(['--model', 'm', '--rlora'])).toMatch(/did you mean --rslora\?;/);
+    expect(refused(['--model', 'm', '--lora'])).toMatch(/did you mean --lora-r\?;/);
+    // Nothing close: no guess, the pointer to --help stays.
+    expect(refused(['--model', 'm', '--nope'])).toBe(
+      "demo: Unknown option '--nope'; see lorafleet demo --help",
+    );
+    expect(refused(['--model', 'm', '--batch-size', '2'])).not.toMatch(/did you mean/);
+    // A --config key gets the same, written as a JSON key.
+    const file = join(mkdtempSync(join(tmpdir(), 'options-')), 'c.json');
+    writeFileSync(file, JSON.stringify({ model: 'm', learning_rate: 0.1 }));
+    expect(refused(['--config', file])).toBe(
+      `demo: --config ${file}: unknown option "learning_rate"; did you mean "lr" (the name ` +
+        'here for learning_rate)? (see lorafleet demo --help for the names)',
+    );
+    writeFileSync(file, JSON.stringify({ model: 'm', lora_r: 2 }));
+    expect(refused(['--config', file])).toMatch(/unknown option "lora_r"; did you mean "lora-r"\?/);
+  });
+
+  it('measures a misspelling in edits, a swap of neighbours counting one', () => {
+    expect(editDistance('lr', 'lr')).toBe(0);
+    expect(editDistance('epoch', 'epochs')).toBe(1);
+    expect(editDistance('modle', 'model')).toBe(1);
+    expect(editDistance('seed', 'steps')).toBe(3);
+    expect(editDistance('', 'abc')).toBe(3);
   });
 
   it('reads --config, with flags winning over it', () => {

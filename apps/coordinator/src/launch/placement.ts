@@ -20,12 +20,23 @@ const PLACEMENT_FLAGS = [
   ['run-id', 'runId'],
 ] as const;
 
+/** What a placement flag given without a launcher may have been meant as. */
+const MEANT_INSTEAD: Partial<Record<(typeof PLACEMENT_FLAGS)[number][0], string>> = {
+  rank: "; it is this task's rank in a launched job: LoRA's rank r is --lora-r",
+  'world-size':
+    '; it is the number of tasks in a launched job: local worker processes are --workers',
+};
+
 /** The placement, or undefined without a launcher; throws UsageError saying what to change. */
 export function placementFrom(o: TrainOptions, env: Environment): Placement | undefined {
   const launcher = o.launcher ?? ((env.LORAFLEET_LAUNCHER || 'none') as Launcher);
   if (launcher === 'none') {
     const stray = PLACEMENT_FLAGS.find(([, key]) => o[key] !== undefined);
-    if (stray) throw new UsageError(`train: --${stray[0]} needs --launcher (e.g. --launcher auto)`);
+    if (stray) {
+      throw new UsageError(
+        `train: --${stray[0]} needs --launcher (e.g. --launcher auto)${MEANT_INSTEAD[stray[0]] ?? ''}`,
+      );
+    }
     return undefined;
   }
   for (const flag of ['listen', 'expect'] as const) {

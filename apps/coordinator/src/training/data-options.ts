@@ -5,6 +5,7 @@ import type { RowOptions } from './rows.js';
 
 export const dataOptions = defineOptions({
   'seq-len': {
+    aliases: ['max_seq_length', 'max_length', 'block_size', 'cutoff_len'],
     affects: 'math',
     kind: 'int',
     min: 2,

@@ -9,6 +9,7 @@ import type { TrainOptions } from './train-spec.js';
 
 export const peftOptions = defineOptions({
   target: {
+    aliases: ['target_modules'],
     affects: 'math',
     kind: 'list',
     value: 'NAMES',
@@ -57,6 +58,7 @@ export const peftOptions = defineOptions({
       'modules trained in full and saved whole in the adapter (PEFT modules_to_save), e.g. lm_head or model.norm',
   },
   'lora-bias': {
+    aliases: ['bias'],
     affects: 'math',
     kind: 'string',
     choices: PEFT_BIAS,

@@ -17,18 +17,21 @@ export const trainSpec = defineCommand({
       description: 'JSON file of option values (same names as the flags; flags win)',
     },
     model: {
+      aliases: ['model_name_or_path', 'base_model_name_or_path'],
       kind: 'string',
       value: 'DIR',
       required: true,
       description: 'base model folder (config.json + model.safetensors)',
     },
     data: {
+      aliases: ['train_file', 'dataset', 'dataset_name'],
       kind: 'string',
       value: 'FILE',
       required: true,
       description: 'training data: .jsonl, .csv or .txt',
     },
     'eval-data': {
+      aliases: ['validation_file', 'eval_dataset'],
       kind: 'string',
       value: 'FILE',
       description: 'held-out data for loss before/after (else --eval-fraction of --data)',
@@ -42,13 +45,21 @@ export const trainSpec = defineCommand({
       description: 'share of --data rows held out for evaluation when no --eval-data',
     },
     out: {
+      aliases: ['output_dir'],
       kind: 'string',
       value: 'DIR',
       required: true,
       description: 'output folder: adapter/ (or model/), checkpoints/, metrics.jsonl, summary.json',
     },
     ...dataOptions,
-    'lora-r': { affects: 'math', kind: 'int', min: 1, default: 8, description: 'LoRA rank r' },
+    'lora-r': {
+      aliases: ['r'],
+      affects: 'math',
+      kind: 'int',
+      min: 1,
+      default: 8,
+      description: 'LoRA rank r',
+    },
     'lora-alpha': {
       affects: 'math',
       kind: 'number',
@@ -66,6 +77,7 @@ export const trainSpec = defineCommand({
     },
     ...peftOptions,
     init: {
+      aliases: ['init_lora_weights'],
       affects: 'math',
       kind: 'string',
       choices: ['kaiming', 'gaussian', 'pissa'],
@@ -73,6 +85,7 @@ export const trainSpec = defineCommand({
       description: 'LoRA initialisation',
     },
     rslora: {
+      aliases: ['use_rslora'],
       affects: 'math',
       kind: 'boolean',
       description: 'rank-stabilised scaling alpha / sqrt(r)',
@@ -82,8 +95,14 @@ export const trainSpec = defineCommand({
       kind: 'boolean',
       description: 'train every weight instead of LoRA; saves a model folder',
     },
-    steps: { kind: 'int', min: 1, description: 'optimizer steps (default: --epochs)' },
+    steps: {
+      aliases: ['max_steps'],
+      kind: 'int',
+      min: 1,
+      description: 'optimizer steps (default: --epochs)',
+    },
     epochs: {
+      aliases: ['num_train_epochs'],
       kind: 'number',
       min: 0.001,
       description: 'passes over the data (default 1 when --steps is absent)',
@@ -96,12 +115,14 @@ export const trainSpec = defineCommand({
       description: 'rows per optimizer step',
     },
     'micro-batch-size': {
+      aliases: ['per_device_train_batch_size'],
       affects: 'math',
       kind: 'int',
       min: 1,
       description: 'rows per forward/backward (gradient accumulation; default: --batch-size)',
     },
     lr: {
+      aliases: ['learning_rate'],
       affects: 'math',
       kind: 'number',
       min: 0,
@@ -123,6 +144,7 @@ export const trainSpec = defineCommand({
       description: 'linear warmup steps',
     },
     schedule: {
+      aliases: ['lr_scheduler_type'],
       affects: 'math',
       kind: 'string',
       choices: ['constant', 'linear', 'cosine'],
@@ -146,6 +168,7 @@ export const trainSpec = defineCommand({
         'the sums the same way, so replicas stay identical (fp16 overflows past 65504)',
     },
     'eval-every': {
+      aliases: ['eval_steps'],
       kind: 'int',
       min: 0,
       default: 0,
@@ -159,6 +182,7 @@ export const trainSpec = defineCommand({
       description: 'seed of initialisation, shuffling and dropout',
     },
     'checkpoint-every': {
+      aliases: ['save_steps'],
       kind: 'int',
       min: 0,
       default: 0,
@@ -166,12 +190,14 @@ export const trainSpec = defineCommand({
         'write OUT/checkpoints/step-NNNNNN every K steps (0: only at the end); with --workers N, rank 0 writes them',
     },
     'keep-checkpoints': {
+      aliases: ['save_total_limit'],
       kind: 'int',
       min: 1,
       default: 3,
       description: 'checkpoints kept (the oldest are deleted)',
     },
     overwrite: {
+      aliases: ['overwrite_output_dir'],
       kind: 'boolean',
       description: 'replace an earlier run in --out (its metrics, events, checkpoints and result)',
     },
@@ -183,6 +209,7 @@ export const trainSpec = defineCommand({
         'updates that may be skipped for a non-finite gradient before the run stops as diverged',
     },
     resume: {
+      aliases: ['resume_from_checkpoint'],
       kind: 'string',
       value: 'DIR',
       description:
@@ -195,6 +222,7 @@ export const trainSpec = defineCommand({
       description: `${baseDtypeOption.description} (LoRA only; applied after PiSSA)`,
     },
     workers: {
+      aliases: ['nproc_per_node'],
       kind: 'int',
       min: 1,
       max: 256,
