@@ -24,12 +24,14 @@ export const extractSpec = defineCommand({
       description: 'the fully fine-tuned model folder (same architecture)',
     },
     rank: {
+      aliases: ['r'],
       kind: 'int',
       min: 1,
       required: true,
       description: 'LoRA rank r of the extracted adapter',
     },
     out: {
+      aliases: ['output_dir'],
       kind: 'string',
       value: 'DIR',
       required: true,

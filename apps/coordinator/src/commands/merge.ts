@@ -12,9 +12,16 @@ export const mergeSpec = defineCommand({
   summary:
     'Merge a LoRA adapter into its base model (W + scaling * B A) and save a plain model folder: no adapter, no extra latency. The folder loads in this project and in Hugging Face transformers.',
   options: {
-    model: { kind: 'string', value: 'DIR', required: true, description: 'base model folder' },
+    model: {
+      aliases: ['base_model_name_or_path'],
+      kind: 'string',
+      value: 'DIR',
+      required: true,
+      description: 'base model folder',
+    },
     adapter: { kind: 'string', value: 'DIR', required: true, description: 'PEFT adapter folder' },
     out: {
+      aliases: ['output_dir'],
       kind: 'string',
       value: 'DIR',
       required: true,
@@ -26,6 +33,7 @@ export const mergeSpec = defineCommand({
       description: 'write into a --out folder that already holds files (never --model itself)',
     },
     dtype: {
+      aliases: ['torch_dtype'],
       kind: 'string',
       choices: ['F32', 'F16', 'BF16'],
       default: 'F32',
