@@ -96,6 +96,10 @@ describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a 
     // No dropout anywhere: both workers take the hand-scheduled step, and say so.
     const said = `${onGpu.stdout}${onGpu.stderr}`.match(/gradients: the hand-scheduled step/g);
     expect(said).toHaveLength(2);
+    // Without --gpus both are on Dawn's default GPU, and the coordinator says they share it.
+    expect(onGpu.stderr).toMatch(
+      /warning: worker 0 [^\n]*, worker 1 [^\n]* all compute on "gpu: [^"]+": they share that GPU/,
+    );
     const { gap, size } = await adapterGap('w2-webgpu', 'w2-wasm');
     expect(size).toBeGreaterThan(0);
     expect(gap).toBeLessThan(ADAPTER_TOLERANCE);

@@ -76,6 +76,7 @@ describe.skipIf(!withWebGpu)('webgpu workers on identical GPUs (two SwiftShader 
     expect(gpu.code, said.slice(-4000)).toBe(0);
     expect(said).toContain(`gpu 0: ${SWIFTSHADER_NAME} (1st of 2 so named)`);
     expect(said).toContain(`gpu 1: ${SWIFTSHADER_NAME} (2nd of 2 so named)`);
+    expect(said).not.toContain('they share that GPU'); // each has its own
     // Every device the workers created came from one of the copies, and both were used.
     const used = driversUsed(said);
     expect(used.length).toBeGreaterThanOrEqual(2);

@@ -26,6 +26,7 @@ import { curveFrom, gpusFrom } from './membership.js';
 import { ElasticRing, withRecovery } from './recovery.js';
 import { workerTable, writeSummary } from './report.js';
 import { type RunPlan, planRun } from './run-plan.js';
+import { sharedGpuWarnings } from './shared-gpus.js';
 import { describeLora } from '../training/peft-options.js';
 
 const log = (line: string) => console.log(line);
@@ -81,6 +82,10 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
     log(
       `${fleet.active().length} ${workers(fleet.active().length)} ready (control ${fleet.endpoint}, run ${runId})`,
     );
+    for (const line of sharedGpuWarnings(fleet.active())) {
+      warn(line);
+      observer.note('warn', line);
+    }
     interrupt.training();
     await trainOnFleet({
       o,
