@@ -63,19 +63,18 @@ function trainArgs(out: string, more: string[]): string[] {
 }
 
 describe.skipIf(!withWebGpu)('webgpu workers on identical GPUs (two SwiftShader copies)', () => {
-  it('train --workers 2 --gpus 0,1 puts each worker on its own GPU and trains as wasm does', async () => {
+  it('train --workers 2 puts each worker on its own GPU (the default without --gpus) and trains as wasm does', async () => {
     const [gpu] = await Promise.all([
-      lorafleet(
-        trainArgs('twins', ['--workers', '2', '--backend', 'webgpu', '--gpus', '0,1']),
-        300_000,
-        onTwins(),
-      ),
+      lorafleet(trainArgs('twins', ['--workers', '2', '--backend', 'webgpu']), 300_000, onTwins()),
       lorafleetOk(trainArgs('wasm', ['--workers', '2', '--backend', 'wasm'])),
     ]);
     const said = `${gpu.stdout}${gpu.stderr}`;
     expect(gpu.code, said.slice(-4000)).toBe(0);
     expect(said).toContain(`gpu 0: ${SWIFTSHADER_NAME} (1st of 2 so named)`);
     expect(said).toContain(`gpu 1: ${SWIFTSHADER_NAME} (2nd of 2 so named)`);
+    expect(said).toContain(
+      `gpus: 0,1, one per worker in turn (0: ${SWIFTSHADER_NAME}, 1: ${SWIFTSHADER_NAME}); --gpus I,J,... chooses`,
+    );
     expect(said).not.toContain('they share that GPU'); // each has its own
     // Every device the workers created came from one of the copies, and both were used.
     const used = driversUsed(said);

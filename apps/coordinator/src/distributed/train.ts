@@ -23,6 +23,7 @@ import { FleetError, type Membership, MembersLost, WorkerFleet } from './fleet.j
 import { describeEval, heldOut } from './evaluation.js';
 import { type RunContext, TIMEOUTS, trainLoop } from './loop.js';
 import { curveFrom, gpusFrom } from './membership.js';
+import { defaultGpus } from './default-gpus.js';
 import { ElasticRing, withRecovery } from './recovery.js';
 import { workerTable, writeSummary } from './report.js';
 import { type RunPlan, planRun } from './run-plan.js';
@@ -46,7 +47,9 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
     );
   }
   const curve = curveFrom(o);
-  const gpus = gpusFrom(o, membership, o.backend);
+  const chosen = gpusFrom(o, membership, o.backend);
+  const spread = chosen.length > 0 ? undefined : await defaultGpus(membership, o.backend);
+  const gpus = spread?.gpus ?? chosen;
   // The worker of a fleet of one computes in this process: open its backend
   // (and GPU) first, as lorafleet-worker does, so that a backend that cannot
   // start fails here, saying why, before any output folder or worker exists.
@@ -60,6 +63,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
     const math = await mathConfig(o, plan);
     const start = await resumePoint(o, plan, math, warn);
     describeRun(plan, membership, start);
+    if (spread?.line) log(spread.line);
     const runId = `run-${randomUUID()}`;
     observer.emit({ type: 'run', facts: facts(plan, membership, runId) });
     fleet = await WorkerFleet.start({

@@ -297,7 +297,7 @@ export const trainSpec = defineCommand({
       kind: 'list',
       value: 'I,J,...',
       description:
-        'with --workers N and a GPU backend: the GPU (WebGPU adapter index) of each local worker, in rank order',
+        'with --workers N and a GPU backend: the GPU (WebGPU adapter index) of each local worker, in rank order (default on webgpu: the GPUs in turn, one per worker)',
     },
     ...launchOptions,
     dashboard: {
