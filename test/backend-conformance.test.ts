@@ -1,7 +1,8 @@
 // The model-level half of the backend conformance suite (the LoRA math is in
 // packages/core/test/lora-conformance.test.ts): on every test backend, three
-// full LoRA training steps of a tiny GPT-2 and of a tiny Llama (grouped-query
-// attention, RMSNorm, SwiGLU; dropout, AdamW, clipping) end with
+// full LoRA training steps of a tiny GPT-2, of a tiny Llama (grouped-query
+// attention, RMSNorm, SwiGLU; dropout, AdamW, clipping) and of a tiny Gemma
+// ((1 + weight) RMSNorm, scaled embeddings, GeGLU, tied head) end with
 // wasm's parameters, the eval loss is wasm's, and greedy generation with the
 // KV cache gives wasm's tokens, within the tolerances of each backend's
 // descriptor. webgpu runs its WGSL for real on SwiftShader where there is no
@@ -52,9 +53,17 @@ const CONFIG: Gpt2Config = {
 };
 
 const LLAMA: LlamaConfig = tinyLlamaConfig(CONFIG.vocabSize);
+const GEMMA: LlamaConfig = tinyLlamaConfig(CONFIG.vocabSize, {
+  modelType: 'gemma',
+  normPlusOne: true,
+  embedScale: Math.fround(Math.sqrt(16)),
+  mlpActivation: 'gelu_tanh',
+  tieWordEmbeddings: true,
+});
+const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-type Family = 'gpt2' | 'llama';
-const FAMILIES: Family[] = ['gpt2', 'llama'];
+type Family = 'gpt2' | 'llama' | 'gemma';
+const FAMILIES: Family[] = ['gpt2', 'llama', 'gemma'];
 
 /** Each family's model (weights with std 0.3) and the linear layers LoRA adapts: all of them. */
 const MODELS: Record<Family, { build: () => CausalLM; targets: string[] }> = {
@@ -64,7 +73,11 @@ const MODELS: Record<Family, { build: () => CausalLM; targets: string[] }> = {
   },
   llama: {
     build: () => new LlamaModel(LLAMA, randomLlamaWeights(LLAMA, 5, 0.3)),
-    targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+    targets: LLAMA_TARGETS,
+  },
+  gemma: {
+    build: () => new LlamaModel(GEMMA, randomLlamaWeights(GEMMA, 6, 0.3)),
+    targets: LLAMA_TARGETS,
   },
 };
 

@@ -1,6 +1,6 @@
 // The whole CLI path for a Llama-family model, with real processes: init from
-// a config, train with 1 and 2 workers (the same adapter), eval, merge,
-// generate, a full fine-tune, extract and inspect. The folder has no
+// a config, train with 1 and 2 workers (the same adapter), eval, merge (also
+// for a Gemma), generate, a full fine-tune, extract and inspect. The folder has no
 // tokenizer: pre-tokenized {"input_ids"} data needs none, text is refused
 // with a clear error.
 import { join } from 'node:path';
@@ -31,12 +31,22 @@ const TINY_LLAMA = {
   tie_word_embeddings: false,
 };
 
+/** Gemma: tied head, (1 + weight) norms, embeddings times sqrt(32), GeGLU, head_dim 16 of 4 heads on 32. */
+const TINY_GEMMA = {
+  ...TINY_LLAMA,
+  model_type: 'gemma',
+  head_dim: 16,
+  tie_word_embeddings: true,
+  hidden_activation: 'gelu_pytorch_tanh',
+};
+
 const TARGETS = ['--target', 'q_proj,v_proj,down_proj'];
 const ROWS = ['--steps', '12', '--batch-size', '6', '--seq-len', '32'];
 const TRAIN = [...ROWS, '--lora-dropout', '0'];
 
 let dir: string | undefined;
-let model: string;
+let llama: string;
+let gemma: string;
 let ids: string;
 let text: string;
 
@@ -52,11 +62,14 @@ beforeAll(async () => {
   dir = await makeTempDir('llama');
   const configPath = join(dir, 'llama.config.json');
   await writeJsonl(configPath, [TINY_LLAMA]);
-  model = join(dir, 'model');
+  llama = join(dir, 'model');
   const init = await lorafleetOk([
-    ...['init', '--config', configPath, '--out', model, '--tokenizer', 'none'],
+    ...['init', '--config', configPath, '--out', llama, '--tokenizer', 'none'],
   ]);
   expect(init.stdout).toMatch(/Llama layout \(model_type llama\), 2 layers, 32 wide, context 64/);
+  const gemmaConfig = await writeJsonl(join(dir, 'gemma.config.json'), [TINY_GEMMA]);
+  gemma = join(dir, 'gemma');
+  await lorafleetOk(['init', '--config', gemmaConfig, '--out', gemma, '--tokenizer', 'none']);
   ids = await writeJsonl(join(dir, 'ids.jsonl'), idRecords(60));
   text = await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(20));
 }, 300_000);
@@ -78,67 +91,78 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('a Llama-family model through the CLI', () => {
-  it('trains the same adapter with 1 and 2 workers; eval and merge agree', async () => {
-    const [one, two] = [join(dir!, 'w1'), join(dir!, 'w2')];
-    const lr = ['--lr', '1e-2'];
-    await lorafleetOk([
-      'train',
-      '--model',
-      model,
-      '--data',
-      ids,
-      '--out',
-      one,
-      ...TRAIN,
-      ...TARGETS,
-      ...lr,
-      '--workers',
-      '1',
-    ]);
-    await lorafleetOk([
-      'train',
-      '--model',
-      model,
-      '--data',
-      ids,
-      '--out',
-      two,
-      ...TRAIN,
-      ...TARGETS,
-      ...lr,
-      '--workers',
-      '2',
-    ]);
-    const [a, b] = [await adapterValues(one), await adapterValues(two)];
-    expect([...a.keys()]).toContain('model.layers.1.mlp.down_proj.B');
-    expect(a.size).toBe(2 * 3 * 2); // A and B of 3 modules in 2 layers
-    for (const [key, values] of a) expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(1e-5);
+  it.each(['llama', 'gemma'])(
+    '%s: trains the same adapter with 1 and 2 workers; eval and merge agree',
+    async (family) => {
+      const model = family === 'gemma' ? gemma : llama;
+      const [one, two] = [join(dir!, `${family}-w1`), join(dir!, `${family}-w2`)];
+      const lr = ['--lr', '1e-2'];
+      await lorafleetOk([
+        'train',
+        '--model',
+        model,
+        '--data',
+        ids,
+        '--out',
+        one,
+        ...TRAIN,
+        ...TARGETS,
+        ...lr,
+        '--workers',
+        '1',
+      ]);
+      await lorafleetOk([
+        'train',
+        '--model',
+        model,
+        '--data',
+        ids,
+        '--out',
+        two,
+        ...TRAIN,
+        ...TARGETS,
+        ...lr,
+        '--workers',
+        '2',
+      ]);
+      const [a, b] = [await adapterValues(one), await adapterValues(two)];
+      expect([...a.keys()]).toContain('model.layers.1.mlp.down_proj.B');
+      expect(a.size).toBe(2 * 3 * 2); // A and B of 3 modules in 2 layers
+      for (const [key, values] of a)
+        expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(1e-5);
 
-    const data = ['--data', ids, '--seq-len', '32'];
-    const base = await evalJson(['--model', model, ...data]);
-    const adapted = await evalJson(['--model', model, '--adapter', join(one, 'adapter'), ...data]);
-    expect(adapted.adaptedModules).toBe(6);
-    expect(adapted.loss).toBeLessThan(base.loss - 0.02); // it learned
-    const merged = join(dir!, 'merged');
-    await lorafleetOk([
-      'merge',
-      '--model',
-      model,
-      '--adapter',
-      join(one, 'adapter'),
-      '--out',
-      merged,
-    ]);
-    const after = await evalJson(['--model', merged, ...data]);
-    expect(Math.abs(after.loss - adapted.loss)).toBeLessThan(1e-5);
-  });
+      const data = ['--data', ids, '--seq-len', '32'];
+      const base = await evalJson(['--model', model, ...data]);
+      const adapted = await evalJson([
+        '--model',
+        model,
+        '--adapter',
+        join(one, 'adapter'),
+        ...data,
+      ]);
+      expect(adapted.adaptedModules).toBe(6);
+      expect(adapted.loss).toBeLessThan(base.loss - 0.02); // it learned
+      const merged = join(dir!, `${family}-merged`);
+      await lorafleetOk([
+        'merge',
+        '--model',
+        model,
+        '--adapter',
+        join(one, 'adapter'),
+        '--out',
+        merged,
+      ]);
+      const after = await evalJson(['--model', merged, ...data]);
+      expect(Math.abs(after.loss - adapted.loss)).toBeLessThan(1e-5);
+    },
+  );
 
   it('a full fine-tune, extracted into a LoRA adapter, inspected', async () => {
     const full = join(dir!, 'full');
     await lorafleetOk([
       'train',
       '--model',
-      model,
+      llama,
       '--data',
       ids,
       '--out',
@@ -150,7 +174,7 @@ describe('a Llama-family model through the CLI', () => {
     ]);
     const out = join(dir!, 'extracted');
     const extracted = await lorafleetOk([
-      ...['extract', '--base', model, '--tuned', join(full, 'model'), '--rank', '4'],
+      ...['extract', '--base', llama, '--tuned', join(full, 'model'), '--rank', '4'],
       ...['--out', out, '--json'],
     ]);
     const report = JSON.parse(extracted.stdout) as {
@@ -169,7 +193,7 @@ describe('a Llama-family model through the CLI', () => {
 
   it('--target all-linear adapts every linear layer and records their PEFT names', async () => {
     const out = join(dir!, 'all-linear');
-    const run = ['--model', model, '--data', ids, '--out', out, '--steps', '1', '--seq-len', '32'];
+    const run = ['--model', llama, '--data', ids, '--out', out, '--steps', '1', '--seq-len', '32'];
     await lorafleetOk(['train', ...run, '--target', 'all-linear', '--workers', '1']);
     const adapter = await loadPeftAdapter(join(out, 'adapter'));
     expect(adapter.modules.size).toBe(7 * 2);
@@ -192,8 +216,8 @@ describe('a Llama-family model through the CLI', () => {
     expect(first.stdout.startsWith('abc')).toBe(true);
     expect(again.stdout).toBe(first.stdout);
     for (const args of [
-      ['eval', '--model', model, '--data', text, '--seq-len', '32'],
-      ['generate', '--model', model, '--prompt', 'abc'],
+      ['eval', '--model', llama, '--data', text, '--seq-len', '32'],
+      ['generate', '--model', llama, '--prompt', 'abc'],
     ]) {
       const refused = await lorafleet(args);
       expect(refused.code).not.toBe(0);

@@ -23,6 +23,7 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   mistral: llamaFamily,
   qwen2: llamaFamily,
   qwen3: llamaFamily,
+  gemma: llamaFamily,
 };
 
 const isModelType = (t: unknown): t is ModelType =>

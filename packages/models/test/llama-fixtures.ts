@@ -84,6 +84,18 @@ export const LLAMA_CASES: LlamaCase[] = [
     json: { ...TINY, model_type: 'mistral', num_key_value_heads: 2, sliding_window: 5 },
     seed: 25,
   },
+  {
+    // Tied by default, as GemmaConfig; H x head_dim (48) is not hidden_size (32), as Gemma 7B's.
+    label: 'gemma, 1 + weight norms, scaled embeddings, GeGLU, head_dim 12',
+    json: {
+      ...TINY,
+      model_type: 'gemma',
+      num_key_value_heads: 2,
+      head_dim: 12,
+      hidden_activation: 'gelu_pytorch_tanh',
+    },
+    seed: 26,
+  },
 ];
 
 export function caseConfig(c: LlamaCase): ModelConfig {

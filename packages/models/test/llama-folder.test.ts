@@ -167,8 +167,18 @@ describe('Llama-family folders', () => {
     ],
     [
       'an unknown model_type',
-      { model_type: 'gemma' },
-      /model_type is "gemma"; supported: gpt2, llama, mistral, qwen2, qwen3/,
+      { model_type: 'gemma2' },
+      /model_type is "gemma2"; supported: gpt2, llama, mistral, qwen2, qwen3, gemma/,
+    ],
+    [
+      "Gemma's exact gelu",
+      { model_type: 'gemma', hidden_activation: 'gelu' },
+      /hidden_activation "gelu" is not supported \(only "gelu_pytorch_tanh"\)/,
+    ],
+    [
+      "Gemma's rope scaling",
+      { model_type: 'gemma', rope_scaling: { rope_type: 'linear', factor: 2 } },
+      /rope_scaling is not supported for gemma/,
     ],
   ];
   test.each(refusals)('%s is refused by name', (_what, patch, message) => {

@@ -57,6 +57,7 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>> = {
   'qwen2, q/k/v bias, one key/value head, linear rope scaling': { qkvBias: false },
   'qwen3, q/k norms, head_dim 12, tied head': { qkNorm: false },
   'mistral, sliding window 5': { slidingWindow: null },
+  'gemma, 1 + weight norms, scaled embeddings, GeGLU, head_dim 12': { gemma: false },
 };
 
 interface Fixture {

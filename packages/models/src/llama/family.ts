@@ -1,5 +1,5 @@
-// The Llama family (families.ts registers it for llama, mistral, qwen2 and
-// qwen3): config, weights under Hugging Face names, nn.Linear layers.
+// The Llama family (families.ts registers it for llama, mistral, qwen2, qwen3 and
+// gemma): config, weights under Hugging Face names, nn.Linear layers.
 import type { ModelFamily } from '../causal-lm.js';
 import { readWeightsFolder } from '../weights-folder.js';
 import {

@@ -1,9 +1,10 @@
 // The Llama family on tfjs, with Hugging Face's semantics of
-// LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and
-// Qwen3ForCausalLM: pre-RMSNorm decoder layers, rotary positions,
+// LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
+// and GemmaForCausalLM: pre-RMSNorm decoder layers, rotary positions,
 // grouped-query attention (optional q/k/v bias, Qwen3's q/k norms, Mistral's
-// sliding window), SwiGLU MLP, a tied or untied head. Every nn.Linear is a
-// LoraLinear ([out, in] weights) named by its PEFT module path.
+// sliding window), SwiGLU MLP (Gemma: GeGLU, RMSNorm by 1 + weight, scaled
+// embeddings), a tied or untied head. Every nn.Linear is a LoraLinear
+// ([out, in] weights) named by its PEFT module path.
 import {
   LoraEmbedding,
   LoraLinear,
@@ -11,6 +12,7 @@ import {
   causalAttentionComposed,
   fusedNorm,
   fusedNormAvailable,
+  geluNew,
   swiglu,
   tf,
 } from '@lorafleet/core';
@@ -69,6 +71,8 @@ export class LlamaModel implements CausalLM {
   /** The untied head [V, C]; null when tied to the embedding. */
   readonly lmHead: tf.Variable<tf.Rank.R2> | null;
   private readonly invFreq: Float64Array;
+  /** Gemma on webgpu: 1 + weight of each frozen norm, for the fused kernels. */
+  private readonly onePlus = new Map<tf.Variable, tf.Tensor1D>();
   /** The hand-scheduled LoRA step on webgpu (scheduled.ts). */
   readonly scheduledStep: ScheduledStepRecipe = llamaScheduledStep(this);
 
@@ -205,7 +209,7 @@ export class LlamaModel implements CausalLM {
         training: options.training ?? false,
         seed: options.seed ?? 0,
       });
-      return rmsNorm(x, this.norm, this.config.rmsNormEps) as tf.Tensor3D;
+      return this.rmsNorm(x, this.norm) as tf.Tensor3D;
     });
   }
 
@@ -226,7 +230,7 @@ export class LlamaModel implements CausalLM {
       seed: 0,
     });
     const lastX = x.slice([0, T - 1, 0], [B, 1, C]).reshape([B, C]); // [B, C]
-    return { last: rmsNorm(lastX, this.norm, this.config.rmsNormEps) as tf.Tensor2D, layers };
+    return { last: this.rmsNorm(lastX, this.norm) as tf.Tensor2D, layers };
   }
 
   dispose(): void {
@@ -240,6 +244,7 @@ export class LlamaModel implements CausalLM {
       ...norms,
     ];
     tf.dispose(others.filter((v): v is tf.Variable => v != null));
+    tf.dispose([...this.onePlus.values()]);
     for (const l of this.linears()) l.dispose();
   }
 
@@ -248,26 +253,38 @@ export class LlamaModel implements CausalLM {
     const c = this.config;
     const [B, T] = ids.shape;
     let x = this.tokenEmbedding.lookup(ids.flatten()).reshape([B, T, c.hiddenSize]) as tf.Tensor3D;
+    if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: times sqrt(C)
     const bias = pass.bias(c.slidingWindow);
     const layers: LayerKv[] = [];
     this.layers.forEach((layer, i) => {
       const seed = (pass.seed * 1009 + i) * 8;
-      const a = this.attention(
-        layer,
-        rmsNorm(x, layer.inputNorm, c.rmsNormEps),
-        pass,
-        bias,
-        i,
-        seed,
-      );
+      const a = this.attention(layer, this.rmsNorm(x, layer.inputNorm), pass, bias, i, seed);
       layers.push(a.kv);
       x = tf.add(x, a.y);
-      const h = rmsNorm(x, layer.postNorm, c.rmsNormEps);
+      const h = this.rmsNorm(x, layer.postNorm);
       const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
-      const gated = swiglu(layer.gateProj.forward(h, lora(4)), layer.upProj.forward(h, lora(5))); // silu(gate) * up, [B, T, F]
+      const gate = layer.gateProj.forward(h, lora(4)); // [B, T, F]
+      const up = layer.upProj.forward(h, lora(5)); // [B, T, F]
+      const gated = c.mlpActivation === 'silu' ? swiglu(gate, up) : tf.mul(geluNew(gate), up); // act(gate) * up
       x = tf.add(x, layer.downProj.forward(gated, lora(6)));
     });
     return { x, layers };
+  }
+
+  /** RMSNorm over the last axis with this model's eps; Gemma's scales by 1 + weight. */
+  private rmsNorm(x: tf.Tensor, weight: tf.Variable<tf.Rank.R1>): tf.Tensor {
+    const { rmsNormEps: eps, normPlusOne } = this.config;
+    if (!normPlusOne) return rmsNorm(x, weight, eps);
+    if (!fusedNormAvailable(weight))
+      return tf.tidy(() => rmsNormComposed(x, tf.add(weight, 1), eps));
+    // The fused op keeps its gamma for backward: a frozen weight's 1 + weight
+    // is made once and lives as long as the model.
+    let scale = this.onePlus.get(weight);
+    if (!scale) {
+      scale = tf.keep(tf.add(weight, 1) as tf.Tensor1D);
+      this.onePlus.set(weight, scale);
+    }
+    return fusedNorm(x, scale, null, eps, 'rms');
   }
 
   /** Grouped-query attention; x [B, T, C] -> [B, T, C], and this layer's keys/values [B, Hkv, Tk, D]. */
@@ -285,7 +302,7 @@ export class LlamaModel implements CausalLM {
     const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
     const heads = (t: tf.Tensor, n: number, norm: tf.Variable<tf.Rank.R1> | null) => {
       const split = t.reshape([B, T, n, D]); // [B, T, n, D]
-      const normed = norm ? rmsNorm(split, norm, c.rmsNormEps) : split;
+      const normed = norm ? this.rmsNorm(split, norm) : split;
       return normed.transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, D]
     };
     const q = applyRotary(
@@ -329,8 +346,12 @@ function repeatKv(x: tf.Tensor4D, n: number): tf.Tensor4D {
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
   // webgpu, frozen weight: core's fused kernels (webgpu-kernels/norm.ts).
   if (fusedNormAvailable(weight)) return fusedNorm(x, weight, null, eps, 'rms');
+  return rmsNormComposed(x, weight, eps);
+}
+
+function rmsNormComposed(x: tf.Tensor, scale: tf.Tensor, eps: number): tf.Tensor {
   return tf.tidy(() => {
     const variance = tf.mean(tf.square(x), -1, true);
-    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), scale);
   });
 }

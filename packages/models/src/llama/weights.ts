@@ -63,14 +63,18 @@ export function llamaLinearModules(c: LlamaConfig): LinearModule[] {
   return out;
 }
 
-/** transformers' _init_weights: N(0, initializer_range) for linear and embedding weights, zero biases, unit norms. */
+/**
+ * transformers' _init_weights: N(0, initializer_range) for linear and
+ * embedding weights, zero biases, unit norms (Gemma's: zero, which scale by
+ * 1 + weight).
+ */
 export function randomLlamaWeights(c: LlamaConfig, seed: number, std = 0.02): WeightMap {
   const rng = new Rng(seed);
   const weights: WeightMap = new Map();
   for (const [name, shape] of llamaWeightShapes(c)) {
     const size = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(size);
-    if (shape.length === 1 && name.endsWith('norm.weight')) data.fill(1);
+    if (shape.length === 1 && name.endsWith('norm.weight')) data.fill(c.normPlusOne ? 0 : 1);
     else if (shape.length === 2) for (let i = 0; i < size; i++) data[i] = rng.normal() * std;
     weights.set(name, { shape, data });
   }

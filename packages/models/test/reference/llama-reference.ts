@@ -1,6 +1,7 @@
 // An independent float64 Llama-family model, written from Hugging Face
 // transformers' modeling_llama.py / modeling_mistral.py / modeling_qwen2.py /
-// modeling_qwen3.py and modeling_rope_utils.py (eval mode), and PEFT's LoRA
+// modeling_qwen3.py / modeling_gemma.py and modeling_rope_utils.py (eval
+// mode), and PEFT's LoRA
 // for nn.Linear, to check the tfjs models against. It reads the same files a
 // Python user would (config.json, model.safetensors or its shards and index,
 // adapter folders) and shares no code with src/llama/ on purpose: plain
@@ -28,6 +29,8 @@ export interface ReferenceLlamaConfig {
   qkNorm: boolean;
   tied: boolean;
   slidingWindow: number | null;
+  /** GemmaRMSNorm (x * (1 + w)), GemmaModel's embeddings * sqrt(hidden) and GemmaMLP's gelu_pytorch_tanh. */
+  gemma: boolean;
 }
 
 export interface ReferenceLlama {
@@ -47,22 +50,24 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const heads = n('num_attention_heads');
   const hidden = n('hidden_size');
   const attentionBias = j.attention_bias === true;
+  const gemma = type === 'gemma';
   return {
     modelType: type,
     vocabSize: n('vocab_size'),
     hidden,
     layers: n('num_hidden_layers'),
     heads,
-    kvHeads: n('num_key_value_heads', heads),
-    headDim: typeof j.head_dim === 'number' ? j.head_dim : hidden / heads,
+    // GemmaConfig's defaults: 16 key/value heads of 256.
+    kvHeads: n('num_key_value_heads', gemma ? 16 : heads),
+    headDim: typeof j.head_dim === 'number' ? j.head_dim : gemma ? 256 : hidden / heads,
     eps: n('rms_norm_eps', 1e-6),
     ropeTheta: n('rope_theta', 10000),
     ropeScaling: (j.rope_scaling as Record<string, unknown> | null | undefined) ?? null,
     qkvBias: type === 'qwen2' || (type !== 'mistral' && attentionBias),
-    oBias: (type === 'llama' || type === 'qwen3') && attentionBias,
+    oBias: (type === 'llama' || type === 'qwen3' || gemma) && attentionBias,
     mlpBias: type === 'llama' && j.mlp_bias === true,
     qkNorm: type === 'qwen3',
-    tied: j.tie_word_embeddings === true,
+    tied: j.tie_word_embeddings === true || (gemma && j.tie_word_embeddings === undefined),
     // MistralConfig's default window is 4096; null turns it off.
     slidingWindow:
       type !== 'mistral'
@@ -70,6 +75,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
         : j.sliding_window === undefined
           ? 4096
           : (j.sliding_window as number | null),
+    gemma,
   };
 }
 
@@ -150,14 +156,14 @@ function linear(m: ReferenceLlama, name: string, x: Float64Array, T: number, bia
   return y;
 }
 
-/** LlamaRMSNorm over rows of width n. */
-function rms(x: Float64Array, w: Float64Array, n: number, eps: number): Float64Array {
+/** LlamaRMSNorm over rows of width n; GemmaRMSNorm (times 1 + w) with `plusOne`. */
+function rms(x: Float64Array, w: Float64Array, n: number, eps: number, plusOne = false) {
   const y = new Float64Array(x.length);
   for (let r = 0; r < x.length / n; r++) {
     let ss = 0;
     for (let i = 0; i < n; i++) ss += x[r * n + i]! ** 2;
     const inv = 1 / Math.sqrt(ss / n + eps);
-    for (let i = 0; i < n; i++) y[r * n + i] = w[i]! * x[r * n + i]! * inv;
+    for (let i = 0; i < n; i++) y[r * n + i] = (plusOne ? 1 + w[i]! : w[i]!) * x[r * n + i]! * inv;
   }
   return y;
 }
@@ -233,6 +239,11 @@ function attention(
   return out;
 }
 
+/** gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))). */
+function geluTanh(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+}
+
 /** Logits [T, V] of one sequence. */
 export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]): Float64Array {
   const c = m.config;
@@ -240,29 +251,32 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
   const embed = get(m, 'model.embed_tokens.weight');
   let x: Float64Array = new Float64Array(T * C);
   ids.forEach((id, t) => x.set(embed.subarray(id * C, (id + 1) * C), t * C));
+  // GemmaModel: normalizer = torch.tensor(hidden_size ** 0.5, dtype=float32).
+  if (c.gemma) x = x.map((xi) => xi * Math.fround(Math.sqrt(C)));
+  const norm = (y: Float64Array, w: string, n: number) => rms(y, get(m, w), n, c.eps, c.gemma);
   const inv = referenceInvFreq(c);
   for (let l = 0; l < c.layers; l++) {
     const p = `model.layers.${l}`;
-    const h = rms(x, get(m, `${p}.input_layernorm.weight`), C, c.eps);
+    const h = norm(x, `${p}.input_layernorm.weight`, C);
     let q: Float64Array = linear(m, `${p}.self_attn.q_proj`, h, T, c.qkvBias);
     let k: Float64Array = linear(m, `${p}.self_attn.k_proj`, h, T, c.qkvBias);
     const v = linear(m, `${p}.self_attn.v_proj`, h, T, c.qkvBias);
     if (c.qkNorm) {
-      q = rms(q, get(m, `${p}.self_attn.q_norm.weight`), c.headDim, c.eps);
-      k = rms(k, get(m, `${p}.self_attn.k_norm.weight`), c.headDim, c.eps);
+      q = norm(q, `${p}.self_attn.q_norm.weight`, c.headDim);
+      k = norm(k, `${p}.self_attn.k_norm.weight`, c.headDim);
     }
     rope(q, T, c.heads, c.headDim, inv);
     rope(k, T, c.kvHeads, c.headDim, inv);
     const o = linear(m, `${p}.self_attn.o_proj`, attention(c, q, k, v, T), T, c.oBias);
     x = x.map((xi, i) => xi + o[i]!);
-    const h2 = rms(x, get(m, `${p}.post_attention_layernorm.weight`), C, c.eps);
+    const h2 = norm(x, `${p}.post_attention_layernorm.weight`, C);
     const gate = linear(m, `${p}.mlp.gate_proj`, h2, T, c.mlpBias);
     const up = linear(m, `${p}.mlp.up_proj`, h2, T, c.mlpBias);
-    const act = gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]!);
+    const act = gate.map((g, i) => (c.gemma ? geluTanh(g) : g / (1 + Math.exp(-g))) * up[i]!);
     const down = linear(m, `${p}.mlp.down_proj`, act, T, c.mlpBias);
     x = x.map((xi, i) => xi + down[i]!);
   }
-  const hFinal = rms(x, get(m, 'model.norm.weight'), C, c.eps);
+  const hFinal = norm(x, 'model.norm.weight', C);
   const head = c.tied ? embed : get(m, 'lm_head.weight');
   const V = c.vocabSize;
   const logits = new Float64Array(T * V);
