@@ -2,7 +2,7 @@
 // families' recipes) on real WebGPU execution (SwiftShader here): its loss
 // and gradients equal tfjs's tape on the same backend, on odd shapes and
 // batch 1, with adapters on some layers only, for GPT-2 and the Llama
-// family, with LoRA's and the model's dropout, half-precision base weights
+// family (Gemma included), with LoRA's and the model's dropout, half-precision base weights
 // and Mistral's sliding window.
 import { describe, expect, it } from 'vitest';
 import {
@@ -63,6 +63,19 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       '.*layers\\.1\\.(self_attn\\.o_proj|mlp\\.up_proj)',
       2,
       6,
+    ],
+    [
+      'Gemma (1 + weight norms, embeddings times 4, GeGLU, tied head), every linear layer, 2 x 7',
+      {
+        modelType: 'gemma',
+        normPlusOne: true,
+        embedScale: 4,
+        mlpActivation: 'gelu_tanh',
+        tieWordEmbeddings: true,
+      },
+      'all-linear',
+      2,
+      7,
     ],
     [
       'Mistral shape, no GQA (4 kv heads), llama3 rope scaling',

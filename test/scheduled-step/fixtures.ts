@@ -69,7 +69,12 @@ export function loraLlama(
   dropout = 0,
 ) {
   const config = tinyLlamaConfig(61, overrides);
-  const model = new LlamaModel(config, randomLlamaWeights(config, 7, 0.3));
+  const weights = randomLlamaWeights(config, 7, 0.3);
+  // Norm gains away from their initial 1 (Gemma: 0), so that mishandling them shows.
+  for (const [name, w] of weights) {
+    if (name.endsWith('norm.weight')) w.data.forEach((v, i) => (w.data[i] = v + Math.sin(i) * 0.3));
+  }
+  const model = new LlamaModel(config, weights);
   return withAdapters(model, targets, dropout, (i) => Math.cos(i * 0.29) * 0.2);
 }
 

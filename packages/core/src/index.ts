@@ -47,6 +47,8 @@ export {
   NORM_STATS,
   SWIGLU,
   SWIGLU_GRAD,
+  GEGLU,
+  GEGLU_GRAD,
   type NormKind,
   type LoraFleetMatMulAttrs,
   type MatMulTile,
@@ -145,7 +147,14 @@ export {
   seededDropout,
 } from './ops/dropout.js';
 export { GELU_NEW, GELU_NEW_GRAD } from './backend/gelu-layer-norm.js';
-export { swiglu, swigluComposed } from './ops/swiglu.js';
+export {
+  GATED,
+  type GatedActivation,
+  gated,
+  gatedComposed,
+  swiglu,
+  swigluComposed,
+} from './ops/gated.js';
 export {
   type CausalAttentionOptions,
   causalAttention,

@@ -1,14 +1,17 @@
 // The fused activations (src/backend/webgpu-kernels/activations.ts) executed
-// on webgpu (SwiftShader where there is no GPU): gelu_new and SwiGLU, the
+// on webgpu (SwiftShader where there is no GPU): gelu_new, SwiGLU and GeGLU, the
 // output and the gradients, against tfjs's composed ops on webgpu and on the
 // cpu backend; sizes below and above a workgroup, odd sizes, one element,
 // and inputs large enough to saturate tanh and sigmoid.
 import { describe, expect, it } from 'vitest';
 import {
   type BackendName,
+  GEGLU_GRAD,
   GELU_NEW_GRAD,
   Rng,
   SWIGLU_GRAD,
+  gated,
+  gatedComposed,
   fusedActivationsAvailable,
   selectWebGpuMatMul,
   geluNew,
@@ -32,7 +35,7 @@ interface Outcome {
   kernels: string[];
 }
 
-type Activation = 'gelu_new' | 'swiglu';
+type Activation = 'gelu_new' | 'swiglu' | 'geglu';
 
 /** y = f(inputs), and d sum(y * probe) / d each input. */
 async function run(
@@ -47,7 +50,7 @@ async function run(
   useFusedActivations(fused);
   try {
     const size = shape.reduce((a, b) => a * b, 1);
-    const arity = activation === 'swiglu' ? 2 : 1;
+    const arity = activation === 'gelu_new' ? 1 : 2;
     const inputs = Array.from({ length: arity }, (_, i) =>
       tf.tensor(values(size, size + i, scale), shape),
     );
@@ -56,7 +59,9 @@ async function run(
     const f = (...xs: tf.Tensor[]) =>
       activation === 'swiglu'
         ? (fused ? swiglu : swigluComposed)(xs[0]!, xs[1]!)
-        : (fused ? geluNew : geluNewComposed)(xs[0]!);
+        : activation === 'geglu'
+          ? (fused ? gated : gatedComposed)('gelu_tanh', xs[0]!, xs[1]!)
+          : (fused ? geluNew : geluNewComposed)(xs[0]!);
     let y!: tf.Tensor;
     let grads!: tf.Tensor[];
     const profile = await tf.profile(() => {
@@ -96,12 +101,13 @@ const CASES: [string, number[], number][] = [
 const FUSED_GRAD: Record<Activation, string> = {
   gelu_new: GELU_NEW_GRAD,
   swiglu: SWIGLU_GRAD,
+  geglu: GEGLU_GRAD,
 };
 
 webGpuSuite();
 
-describe('fused gelu_new and SwiGLU on webgpu equal tfjs composed ops (webgpu, cpu)', () => {
-  for (const activation of ['gelu_new', 'swiglu'] as const) {
+describe('fused gelu_new, SwiGLU and GeGLU on webgpu equal tfjs composed ops (webgpu, cpu)', () => {
+  for (const activation of ['gelu_new', 'swiglu', 'geglu'] as const) {
     for (const [what, shape, scale] of CASES) {
       it(`${activation}: ${what}`, async () => {
         const fused = await run('webgpu', true, activation, shape, scale);

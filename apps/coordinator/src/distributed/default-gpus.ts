@@ -3,7 +3,9 @@
 // adapter. Software adapters (SwiftShader, lavapipe) are left out where there
 // is a hardware one.
 import { type BackendName, type WebGpuAdapterListing, listWebGpuAdapters } from '@lorafleet/core';
+import type { TrainOptions } from '../training/train-spec.js';
 import type { Membership } from './fleet.js';
+import { gpusFrom } from './membership.js';
 
 const SOFTWARE = /swiftshader|llvmpipe|lavapipe|software|basic render/i;
 
@@ -35,4 +37,13 @@ export async function defaultGpus(
     gpus,
     line: `gpus: ${gpus.join(',')}, one per worker in turn (${shown}); --gpus I,J,... chooses`,
   };
+}
+
+/** Spawned workers' GPUs: --gpus as given, else defaultGpus() and the line that says so. */
+export async function spawnedGpus(
+  o: TrainOptions,
+  membership: Membership,
+): Promise<{ gpus: number[]; line?: string }> {
+  const chosen = gpusFrom(o, membership, o.backend);
+  return chosen.length > 0 ? { gpus: chosen } : defaultGpus(membership, o.backend);
 }

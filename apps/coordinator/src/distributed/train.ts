@@ -22,8 +22,8 @@ import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './c
 import { FleetError, type Membership, MembersLost, WorkerFleet } from './fleet.js';
 import { describeEval, heldOut } from './evaluation.js';
 import { type RunContext, TIMEOUTS, trainLoop } from './loop.js';
-import { curveFrom, gpusFrom } from './membership.js';
-import { defaultGpus } from './default-gpus.js';
+import { curveFrom } from './membership.js';
+import { spawnedGpus } from './default-gpus.js';
 import { ElasticRing, withRecovery } from './recovery.js';
 import { workerTable, writeSummary } from './report.js';
 import { type RunPlan, planRun } from './run-plan.js';
@@ -47,9 +47,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
     );
   }
   const curve = curveFrom(o);
-  const chosen = gpusFrom(o, membership, o.backend);
-  const spread = chosen.length > 0 ? undefined : await defaultGpus(membership, o.backend);
-  const gpus = spread?.gpus ?? chosen;
+  const { gpus, line: gpusLine } = await spawnedGpus(o, membership);
   // The worker of a fleet of one computes in this process: open its backend
   // (and GPU) first, as lorafleet-worker does, so that a backend that cannot
   // start fails here, saying why, before any output folder or worker exists.
@@ -63,7 +61,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
     const math = await mathConfig(o, plan);
     const start = await resumePoint(o, plan, math, warn);
     describeRun(plan, membership, start);
-    if (spread?.line) log(spread.line);
+    if (gpusLine) log(gpusLine);
     const runId = `run-${randomUUID()}`;
     observer.emit({ type: 'run', facts: facts(plan, membership, runId) });
     fleet = await WorkerFleet.start({
@@ -86,10 +84,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
     log(
       `${fleet.active().length} ${workers(fleet.active().length)} ready (control ${fleet.endpoint}, run ${runId})`,
     );
-    for (const line of sharedGpuWarnings(fleet.active())) {
-      warn(line);
-      observer.note('warn', line);
-    }
+    noteSharedGpus(fleet, observer);
     interrupt.training();
     await trainOnFleet({
       o,
@@ -117,6 +112,14 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
 }
 
 const workers = (n: number) => (n === 1 ? 'worker' : 'workers');
+
+/** Warns, on the console and in the event log, of workers of one host on one GPU. */
+function noteSharedGpus(fleet: WorkerFleet, observer: RunObserver): void {
+  for (const line of sharedGpuWarnings(fleet.active())) {
+    warn(line);
+    observer.note('warn', line);
+  }
+}
 
 function where(membership: Membership): string {
   return membership.kind === 'inprocess'

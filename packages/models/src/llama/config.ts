@@ -1,5 +1,6 @@
 // The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
 // Qwen3, Gemma): one architecture, switched by the fields transformers reads.
+import type { GatedActivation } from '@lorafleet/core';
 import type { ModelConfig, ModelType } from '../causal-lm.js';
 import { ModelConfigError } from '../gpt2/config.js';
 
@@ -43,7 +44,7 @@ export interface LlamaConfig {
   /** Gemma: the token embeddings times sqrt(hidden_size), rounded to float32, enter the first layer; else 1. */
   embedScale: number;
   /** The MLP's gate: silu (SwiGLU), or Gemma's gelu with the tanh approximation (GeGLU). */
-  mlpActivation: 'silu' | 'gelu_tanh';
+  mlpActivation: GatedActivation;
   /** Mistral: each token sees only the last `slidingWindow` positions (null: all). */
   slidingWindow: number | null;
   attentionDropout: number;
@@ -102,12 +103,8 @@ export function llamaModelConfig(c: LlamaConfig): ModelConfig<LlamaConfig> {
   };
 }
 
-/** Reads a Llama-family config.json; every unsupported setting is refused by name. */
-export function llamaConfigFromJson(
-  j: Record<string, unknown>,
-  modelType: LlamaModelType,
-  source: string,
-): LlamaConfig {
+/** Typed reads of config.json's fields, each refusing a bad value by name. */
+function fieldReader(j: Record<string, unknown>, source: string) {
   const fail = (what: string): never => {
     throw new ModelConfigError(`${source}: ${what}`);
   };
@@ -129,26 +126,45 @@ export function llamaConfigFromJson(
       fail(`${name} is ${JSON.stringify(j[name])}, expected true or false`);
     return v as boolean;
   };
-  const defaults = DEFAULTS[modelType];
-  refuseUnsupported(j, modelType, fail);
-  const hiddenSize = int('hidden_size');
+  return { fail, int, positive, flag };
+}
+
+/** Query heads, key/value heads and the head width (head_dim, stated or the type's default, else hidden / heads). */
+function headShape(
+  j: Record<string, unknown>,
+  { fail, int }: ReturnType<typeof fieldReader>,
+  defaults: TypeDefaults,
+  hiddenSize: number,
+): { numHeads: number; numKvHeads: number; headDim: number } {
   const numHeads = int('num_attention_heads');
   const numKvHeads = int('num_key_value_heads', defaults.numKvHeads ?? numHeads);
   if (numHeads % numKvHeads !== 0)
     fail(
       `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`,
     );
-  const statedHeadDim =
-    j.head_dim === null ? undefined : (j.head_dim ?? defaults.headDim ?? undefined);
-  if (statedHeadDim === undefined && hiddenSize % numHeads !== 0)
+  const stated = j.head_dim === null ? undefined : (j.head_dim ?? defaults.headDim ?? undefined);
+  if (stated === undefined && hiddenSize % numHeads !== 0)
     fail(
       `hidden_size (${hiddenSize}) must be divisible by num_attention_heads (${numHeads}) when head_dim is not given`,
     );
   const headDim =
-    statedHeadDim === undefined
-      ? hiddenSize / numHeads
-      : int('head_dim', defaults.headDim ?? undefined);
+    stated === undefined ? hiddenSize / numHeads : int('head_dim', defaults.headDim ?? undefined);
   if (headDim % 2 !== 0) fail(`head_dim ${headDim} must be even (rotary embeddings rotate pairs)`);
+  return { numHeads, numKvHeads, headDim };
+}
+
+/** Reads a Llama-family config.json; every unsupported setting is refused by name. */
+export function llamaConfigFromJson(
+  j: Record<string, unknown>,
+  modelType: LlamaModelType,
+  source: string,
+): LlamaConfig {
+  const read = fieldReader(j, source);
+  const { fail, int, positive, flag } = read;
+  const defaults = DEFAULTS[modelType];
+  refuseUnsupported(j, modelType, fail);
+  const hiddenSize = int('hidden_size');
+  const { numHeads, numKvHeads, headDim } = headShape(j, read, defaults, hiddenSize);
   // MistralAttention has no bias whatever the file says.
   const attentionBias = modelType !== 'mistral' && flag('attention_bias', false);
   const window =

@@ -12,8 +12,7 @@ import {
   causalAttentionComposed,
   fusedNorm,
   fusedNormAvailable,
-  geluNew,
-  swiglu,
+  gated,
   tf,
 } from '@lorafleet/core';
 import type {
@@ -131,6 +130,14 @@ export class LlamaModel implements CausalLM {
     }
     this.norm = variable(FINAL_NORM) as tf.Variable<tf.Rank.R1>;
     this.lmHead = config.tieWordEmbeddings ? null : (variable(LM_HEAD) as tf.Variable<tf.Rank.R2>);
+    // Gemma: each norm's 1 + weight now, so that no recording makes it (normGamma).
+    for (const norm of this.norms()) this.normGamma(norm);
+  }
+
+  /** Every RMSNorm weight. */
+  private norms(): tf.Variable<tf.Rank.R1>[] {
+    const perLayer = this.layers.flatMap((l) => [l.inputNorm, l.postNorm, l.qNorm, l.kNorm]);
+    return [...perLayer, this.norm].filter((v): v is tf.Variable<tf.Rank.R1> => v !== null);
   }
 
   linears(): LoraLinear[] {
@@ -236,14 +243,8 @@ export class LlamaModel implements CausalLM {
   dispose(): void {
     // Not through namedWeights(): a linear layer's W may be stored as halves.
     this.tokenEmbedding.dispose();
-    const norms = this.layers.flatMap((l) => [l.inputNorm, l.postNorm, l.qNorm, l.kNorm]);
-    const others: (tf.Variable | null | undefined)[] = [
-      this.embed,
-      this.norm,
-      this.lmHead,
-      ...norms,
-    ];
-    tf.dispose(others.filter((v): v is tf.Variable => v != null));
+    const others: (tf.Variable | null)[] = [this.embed, this.lmHead, ...this.norms()];
+    tf.dispose(others.filter((v): v is tf.Variable => v !== null));
     tf.dispose([...this.onePlus.values()]);
     for (const l of this.linears()) l.dispose();
   }
@@ -265,8 +266,8 @@ export class LlamaModel implements CausalLM {
       const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
       const gate = layer.gateProj.forward(h, lora(4)); // [B, T, F]
       const up = layer.upProj.forward(h, lora(5)); // [B, T, F]
-      const gated = c.mlpActivation === 'silu' ? swiglu(gate, up) : tf.mul(geluNew(gate), up); // act(gate) * up
-      x = tf.add(x, layer.downProj.forward(gated, lora(6)));
+      const act = gated(c.mlpActivation, gate, up); // silu or gelu_tanh (Gemma) of gate, times up
+      x = tf.add(x, layer.downProj.forward(act, lora(6)));
     });
     return { x, layers };
   }
@@ -275,16 +276,25 @@ export class LlamaModel implements CausalLM {
   private rmsNorm(x: tf.Tensor, weight: tf.Variable<tf.Rank.R1>): tf.Tensor {
     const { rmsNormEps: eps, normPlusOne } = this.config;
     if (!normPlusOne) return rmsNorm(x, weight, eps);
-    if (!fusedNormAvailable(weight))
+    if (!fusedNormAvailable(weight)) {
       return tf.tidy(() => rmsNormComposed(x, tf.add(weight, 1), eps));
-    // The fused op keeps its gamma for backward: a frozen weight's 1 + weight
-    // is made once and lives as long as the model.
+    }
+    return fusedNorm(x, this.normGamma(weight), null, eps, 'rms');
+  }
+
+  /**
+   * What a norm multiplies by, for fused kernels and the hand-scheduled step:
+   * the weight itself, or Gemma's 1 + weight, made once per (frozen) weight
+   * since a fused op keeps its gamma for backward; it lives as long as the model.
+   */
+  normGamma(weight: tf.Variable<tf.Rank.R1>): tf.Tensor1D {
+    if (!this.config.normPlusOne) return weight;
     let scale = this.onePlus.get(weight);
     if (!scale) {
-      scale = tf.keep(tf.add(weight, 1) as tf.Tensor1D);
+      scale = tf.tidy(() => tf.keep(tf.add(weight, 1) as tf.Tensor1D));
       this.onePlus.set(weight, scale);
     }
-    return fusedNorm(x, scale, null, eps, 'rms');
+    return scale;
   }
 
   /** Grouped-query attention; x [B, T, C] -> [B, T, C], and this layer's keys/values [B, Hkv, Tk, D]. */

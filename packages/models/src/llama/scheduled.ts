@@ -1,11 +1,13 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
-// Mistral, Qwen2, Qwen3): model.ts's forward and backward as explicit
+// Mistral, Qwen2, Qwen3, Gemma): model.ts's forward and backward as explicit
 // kernels, for the linear layers' adapters, with LoRA and attention dropout
 // (the tape's masks) and Mistral's sliding window. Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
 // with grouped-query keys and values repeated in the split, rotary
 // embedding, fused causal attention, heads merge, o_proj, residual; RMSNorm,
-// gate/up projections, SwiGLU, down_proj, residual. Backward in reverse:
+// gate/up projections, SwiGLU (Gemma: GeGLU), down_proj, residual. Gemma's
+// norms multiply by 1 + weight (model.normGamma) and its embeddings by
+// sqrt(C). Backward in reverse:
 // the rotary embedding's transpose, the kv groups summed as heads merge.
 import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
@@ -57,13 +59,14 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const N = B * T;
   // Dropout seeds as model.ts derives them: (seed * 1009 + layer) * 8 + module (7: the probabilities).
   const seed = (k: number) => (batchSeed: number) => (batchSeed * 1009 + i) * 8 + k;
-  const n1 = ops.norm(x, l.inputNorm, null, eps, 'rms');
+  const gamma = (w: tf.Variable<tf.Rank.R1>) => m.normGamma(w);
+  const n1 = ops.norm(x, gamma(l.inputNorm), null, eps, 'rms');
   const [q, k, v] = [l.qProj, l.kProj, l.vProj].map((p, j) => linear(ops, io, p, n1.y, seed(j)));
   let [qIn, kIn] = [q!.y, k!.y]; // [N, H*D], [N, Hkv*D]
   let qk: LayerSaved['qk'] = null;
   if (l.qNorm && l.kNorm) {
-    const qn = ops.norm(view(qIn, [N * H, D]), l.qNorm, null, eps, 'rms');
-    const kn = ops.norm(view(kIn, [N * Hkv, D]), l.kNorm, null, eps, 'rms');
+    const qn = ops.norm(view(qIn, [N * H, D]), gamma(l.qNorm), null, eps, 'rms');
+    const kn = ops.norm(view(kIn, [N * Hkv, D]), gamma(l.kNorm), null, eps, 'rms');
     qk = { q: qIn, k: kIn, qn, kn };
     [qIn, kIn] = [view(qn.y, [N, H * D]), view(kn.y, [N, Hkv * D])];
   }
@@ -74,10 +77,11 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const attn = ops.attention(qh, kh, vh, 1 / Math.sqrt(D), probsDrop, m.config.slidingWindow ?? 0);
   const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T), seed(3)); // [N, C]
   const mid = ops.add(x, o.y);
-  const n2 = ops.norm(mid, l.postNorm, null, eps, 'rms');
+  const n2 = ops.norm(mid, gamma(l.postNorm), null, eps, 'rms');
   const gate = linear(ops, io, l.gateProj, n2.y, seed(4)); // [N, F]
   const up = linear(ops, io, l.upProj, n2.y, seed(5));
-  const down = linear(ops, io, l.downProj, ops.swiglu(gate.y, up.y), seed(6)); // [N, C]
+  const act = ops.gated(m.config.mlpActivation, gate.y, up.y); // [N, F]
+  const down = linear(ops, io, l.downProj, act, seed(6)); // [N, C]
   const saved: LayerSaved = {
     ...{ x, n1, q: q!.saved, k: k!.saved, v: v!.saved, qk, attn, o: o.saved, mid, n2 },
     ...{ gate: gate.saved, up: up.saved, gateY: gate.y, upY: up.y, down: down.saved },
@@ -109,14 +113,13 @@ function attentionInputsGrad(
   const dV = ops.mergeHeads([dv], B, Hkv, T, H / Hkv);
   if (sv.qk && l.qNorm && l.kNorm) {
     const { q, k, qn, kn } = sv.qk;
-    dQ = view(ops.normGrad(view(q, [N * H, D]), qn.stats, l.qNorm, view(dQ, [N * H, D]), 'rms'), [
-      N,
-      H * D,
-    ]);
-    dK = view(
-      ops.normGrad(view(k, [N * Hkv, D]), kn.stats, l.kNorm, view(dK, [N * Hkv, D]), 'rms'),
-      [N, Hkv * D],
-    );
+    const grad = (t: Info, n: Norm, w: tf.Variable<tf.Rank.R1>, d: Info, rows: number) =>
+      view(ops.normGrad(view(t, [rows, D]), n.stats, m.normGamma(w), view(d, [rows, D]), 'rms'), [
+        N,
+        (rows / N) * D,
+      ]);
+    dQ = grad(q, qn, l.qNorm, dQ, N * H);
+    dK = grad(k, kn, l.kNorm, dK, N * Hkv);
   }
   return { dQ, dK, dV };
 }
@@ -136,7 +139,7 @@ function layerBackward(
   const l = m.layers[i]!;
   const trains = (...ls: LoraLinear[]) => !lowest || ls.some((x) => x.activeAdapter !== null);
   const attention = [l.qProj, l.kProj, l.vProj, l.oProj];
-  // MLP branch: out = mid + down(silu(gate(n2)) * up(n2)), n2 = rmsnorm(mid).
+  // MLP branch: out = mid + down(act(gate(n2)) * up(n2)), n2 = rmsnorm(mid).
   const dAct = linearGrad(
     ops,
     io,
@@ -147,14 +150,17 @@ function layerBackward(
     trains(l.gateProj, l.upProj, ...attention),
   );
   if (!dAct) return null;
-  const { dGate, dUp } = ops.swigluGrad(sv.gateY, sv.upY, dAct);
+  const { dGate, dUp } = ops.gatedGrad(m.config.mlpActivation, sv.gateY, sv.upY, dAct);
   const below = trains(...attention);
   const dN2 = sum(ops, [
     linearGrad(ops, io, l.gateProj, dGate, sv.gate, grads, below),
     linearGrad(ops, io, l.upProj, dUp, sv.up, grads, below),
   ]);
   if (!dN2) return null;
-  const dMid = ops.add(dOut, ops.normGrad(sv.mid, sv.n2.stats, l.postNorm, dN2, 'rms'));
+  const dMid = ops.add(
+    dOut,
+    ops.normGrad(sv.mid, sv.n2.stats, m.normGamma(l.postNorm), dN2, 'rms'),
+  );
   // Attention branch: mid = x + o(merge(attention(rope(q), rope(k), v))).
   const dMerged = linearGrad(
     ops,
@@ -174,7 +180,7 @@ function layerBackward(
     linearGrad(ops, io, l.vProj, dV, sv.v, grads, !lowest),
   ]);
   if (!dN1) return null;
-  return ops.add(dMid, ops.normGrad(sv.x, sv.n1.stats, l.inputNorm, dN1, 'rms'));
+  return ops.add(dMid, ops.normGrad(sv.x, sv.n1.stats, m.normGamma(l.inputNorm), dN1, 'rms'));
 }
 
 /** The recipe for one Llama-family model. */
@@ -192,18 +198,18 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
         eps: c.rmsNormEps,
       };
       const grads = new Map<tf.Variable, Info>();
-      let x = ops.embed(io.ids, m.embed, null, io.seq); // [N, C]
+      let x = ops.embed(io.ids, m.embed, null, io.seq, c.embedScale); // [N, C]
       const saved: LayerSaved[] = [];
       for (let i = 0; i < m.layers.length; i++) {
         const layer = layerForward(ops, io, m, i, x, s);
         saved.push(layer.saved);
         x = layer.out;
       }
-      const final = ops.norm(x, m.norm, null, s.eps, 'rms');
+      const final = ops.norm(x, m.normGamma(m.norm), null, s.eps, 'rms');
       const head = m.lmHead ?? m.embed; // [V, C]
       const { loss, dy: dFinal } = headAndLoss(ops, io, final.y, head);
       if (!dFinal) return { loss, grads };
-      let dx: Info | null = ops.normGrad(x, final.stats, m.norm, dFinal, 'rms');
+      let dx: Info | null = ops.normGrad(x, final.stats, m.normGamma(m.norm), dFinal, 'rms');
       // Backward stops at the lowest layer with an adapter: the embedding is frozen.
       const lowest = m.layers.findIndex((l) =>
         [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj].some(
@@ -221,8 +227,6 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
 /** Why the scheduled step cannot train `m` with `params` (null: it can). */
 function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): string | null {
   const c = m.config;
-  if (c.modelType === 'gemma')
-    return "Gemma's (1 + weight) norms, scaled embeddings and GeGLU are not recorded yet";
   if (c.numHeads % c.numKvHeads !== 0)
     return `${c.numHeads} attention heads do not divide into ${c.numKvHeads} key/value heads`;
   return adaptersUnsupported(m.linears(), m.embeddings(), params);

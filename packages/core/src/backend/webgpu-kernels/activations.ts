@@ -6,6 +6,8 @@
 //   LoraFleetGeluNewGrad   x, dy -> dx
 //   LoraFleetSwiGlu        gate, up -> silu(gate) up              (Llama's MLP)
 //   LoraFleetSwiGluGrad    gate, up, dy -> d gate or d up (attr `wrt`)
+//   LoraFleetGeGlu         gate, up -> gelu_new(gate) up          (Gemma's MLP)
+//   LoraFleetGeGluGrad     gate, up, dy -> d gate or d up (attr `wrt`)
 // The gelu_new kernels take the names the cpu and wasm kernels have
 // (gelu-layer-norm.ts), so ops/gelu-new.ts reaches them the same way.
 import { GELU_NEW, GELU_NEW_GRAD } from '../gelu-layer-norm.js';
@@ -21,6 +23,8 @@ import {
 
 export const SWIGLU = 'LoraFleetSwiGlu';
 export const SWIGLU_GRAD = 'LoraFleetSwiGluGrad';
+export const GEGLU = 'LoraFleetGeGlu';
+export const GEGLU_GRAD = 'LoraFleetGeGluGrad';
 
 type Info = tf.TensorInfo;
 // WGSL, with v the input value. tanh through exp, clamped: WGSL's tanh is NaN
@@ -29,6 +33,8 @@ const GELU_T = `
       let u = clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -15.0, 15.0);
       let e = exp(2.0 * u);
       let t = (e - 1.0) / (e + 1.0);`;
+/** gelu_new'(v), after GELU_T. */
+const DGELU = `let dgelu = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 0.134145 * v * v);`;
 const SIGMOID = `let s = 1.0 / (1.0 + exp(-g));`;
 
 /** The value each output element gets, per kernel: WGSL over the inputs at `index`. */
@@ -40,7 +46,7 @@ const BODIES = {
   [GELU_NEW_GRAD]: {
     inputs: ['x', 'dy'],
     code: `let v = x[index];${GELU_T}
-      let dgelu = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 0.134145 * v * v);
+      ${DGELU}
       let y = dy[index] * dgelu;`,
   },
   [SWIGLU]: {
@@ -55,6 +61,20 @@ const BODIES = {
     inputs: ['gate', 'up', 'dy'],
     code: `let g = gate[index]; ${SIGMOID}
       let y = dy[index] * up[index] * s * (1.0 + g * (1.0 - s));`,
+  },
+  [GEGLU]: {
+    inputs: ['gate', 'up'],
+    code: `let v = gate[index];${GELU_T}\n      let y = 0.5 * v * (1.0 + t) * up[index];`,
+  },
+  [`${GEGLU_GRAD}_up`]: {
+    inputs: ['gate', 'dy'],
+    code: `let v = gate[index];${GELU_T}\n      let y = dy[index] * 0.5 * v * (1.0 + t);`,
+  },
+  [`${GEGLU_GRAD}_gate`]: {
+    inputs: ['gate', 'up', 'dy'],
+    code: `let v = gate[index];${GELU_T}
+      ${DGELU}
+      let y = dy[index] * up[index] * dgelu;`,
   },
 } as const;
 type Body = keyof typeof BODIES;
@@ -87,7 +107,7 @@ function kernel(util: FlatDispatchUtil, choose: (args: WebGpuKernelArgs) => Body
   };
 }
 
-/** Registers the four kernels for 'webgpu' (once). */
+/** Registers the six kernels for 'webgpu' (once). */
 export function registerWebGpuActivations(
   api: Pick<typeof tf, 'registerKernel' | 'getKernel'>,
   util: FlatDispatchUtil,
@@ -98,6 +118,8 @@ export function registerWebGpuActivations(
     [GELU_NEW_GRAD, kernel(util, () => GELU_NEW_GRAD)],
     [SWIGLU, kernel(util, () => SWIGLU)],
     [SWIGLU_GRAD, kernel(util, (args) => `${SWIGLU_GRAD}_${wrt(args)}` as Body)],
+    [GEGLU, kernel(util, () => GEGLU)],
+    [GEGLU_GRAD, kernel(util, (args) => `${GEGLU_GRAD}_${wrt(args)}` as Body)],
   ];
   registerWebGpuKernels(api, kernels);
 }

@@ -47,6 +47,8 @@ export {
 export {
   SWIGLU,
   SWIGLU_GRAD,
+  GEGLU,
+  GEGLU_GRAD,
   fusedActivationsAvailable,
   registerWebGpuActivations,
   useFusedActivations,

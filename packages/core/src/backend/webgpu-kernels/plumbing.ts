@@ -43,25 +43,26 @@ function flat(o: { key: string; vars: string[]; shape: number[]; uniforms: strin
 }
 
 const int = (v: number) => ({ type: 'int32' as const, data: [v] });
+const f32 = (v: number) => ({ type: 'float32' as const, data: [v] });
 
 /**
- * x [N, C] = wte[ids[n]] (+ wpe[n % T]: GPT-2's learned positions 0..T-1 in
- * every row, when `positions`).
+ * x [N, C] = wte[ids[n]] scale (+ wpe[n % T]: GPT-2's learned positions 0..T-1 in
+ * every row, when `positions`; scale: Gemma's sqrt(C), else 1).
  */
-export function embedProgram(n: number, c: number, t: number, positions: boolean) {
+export function embedProgram(n: number, c: number, t: number, positions: boolean, scale = 1) {
   const pos = positions ? ' + wpe[(row % uniforms.seq) * uniforms.cols + col]' : '';
   return {
     program: flat({
       key: positions ? 'embed' : 'embed_no_positions',
       vars: positions ? ['ids', 'wte', 'wpe'] : ['ids', 'wte'],
       shape: [n, c],
-      uniforms: 'cols : i32, seq : i32,',
+      uniforms: 'cols : i32, seq : i32, scale : f32,',
       body: `
       let row = i / uniforms.cols;
       let col = i - row * uniforms.cols;
-      result[i] = wte[ids[row] * uniforms.cols + col]${pos};`,
+      result[i] = wte[ids[row] * uniforms.cols + col] * uniforms.scale${pos};`,
     }),
-    uniforms: [int(n * c), int(c), int(t)],
+    uniforms: [int(n * c), int(c), int(t), f32(scale)],
   };
 }
 

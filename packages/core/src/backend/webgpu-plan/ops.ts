@@ -4,7 +4,7 @@
 // kernels themselves are in ../webgpu-kernels/ (docs/webgpu-kernels.md).
 import type { tf } from '../tf.js';
 import { GELU_NEW, GELU_NEW_GRAD } from '../gelu-layer-norm.js';
-import { SWIGLU, SWIGLU_GRAD } from '../webgpu-kernels/activations.js';
+import { GATED, type GatedActivation } from '../../ops/gated.js';
 import {
   ATTN_DELTA,
   ATTN_GRAD,
@@ -132,24 +132,25 @@ export class PlanOps {
     return { dq: grad('q'), dk: grad('k'), dv: grad('v') };
   }
 
-  /** silu(gate) * up, elementwise. */
-  swiglu(gate: Info, up: Info): Info {
-    return this.rec.kernel(SWIGLU, { gate, up });
+  /** act(gate) * up, elementwise: SwiGLU (silu) or GeGLU (gelu_tanh). */
+  gated(kind: GatedActivation, gate: Info, up: Info): Info {
+    return this.rec.kernel(GATED[kind].forward, { gate, up });
   }
 
-  /** d gate and d up of swiglu. */
-  swigluGrad(gate: Info, up: Info, dy: Info): { dGate: Info; dUp: Info } {
+  /** d gate and d up of gated(kind). */
+  gatedGrad(kind: GatedActivation, gate: Info, up: Info, dy: Info): { dGate: Info; dUp: Info } {
+    const { grad } = GATED[kind];
     return {
-      dGate: this.rec.kernel(SWIGLU_GRAD, { gate, up, dy }, { wrt: 'gate' }),
-      dUp: this.rec.kernel(SWIGLU_GRAD, { gate, dy }, { wrt: 'up' }),
+      dGate: this.rec.kernel(grad, { gate, up, dy }, { wrt: 'gate' }),
+      dUp: this.rec.kernel(grad, { gate, dy }, { wrt: 'up' }),
     };
   }
 
-  /** x [N, C] = wte[ids] (+ wpe[position in the row] when given). */
-  embed(ids: Info, wte: Info, wpe: Info | null, seq: number): Info {
+  /** x [N, C] = wte[ids] scale (+ wpe[position in the row] when given). */
+  embed(ids: Info, wte: Info, wpe: Info | null, seq: number, scale = 1): Info {
     const [n] = ids.shape as [number];
     const c = wte.shape[1]!;
-    const { program, uniforms } = embedProgram(n, c, seq, wpe !== null);
+    const { program, uniforms } = embedProgram(n, c, seq, wpe !== null, scale);
     return view(this.rec.program(program, wpe ? [ids, wte, wpe] : [ids, wte], uniforms), [n, c]);
   }
 
