@@ -74,6 +74,31 @@ describe('Llama-family folders', () => {
   const qwen3 = LLAMA_CASES.find((c) => c.json.model_type === 'qwen3')!;
   const llama = LLAMA_CASES[0]!;
 
+  // transformers v5 writes rope_theta and the scaling into rope_parameters only.
+  test.each(LLAMA_CASES)(
+    "$label: transformers v5's rope_parameters read as the older rope_theta and rope_scaling",
+    ({ json, label }) => {
+      const { rope_theta, rope_scaling, ...rest } = json as Record<string, unknown>;
+      const scaling = (rope_scaling ?? { rope_type: 'default' }) as Record<string, unknown>;
+      const { type, ...fields } = scaling;
+      const v5 = {
+        ...rest,
+        rope_parameters: { rope_type: type, ...fields, rope_theta: rope_theta ?? 10000 },
+      };
+      expect(modelConfigFromJson(v5, label)).toEqual(modelConfigFromJson(json, label));
+    },
+  );
+
+  test('what this project writes reads the same through either rope layout', () => {
+    for (const c of LLAMA_CASES) {
+      const written = familyOf(caseConfig(c)).configToJson(caseConfig(c));
+      const { rope_theta: _t, rope_scaling: _s, ...v5Only } = written;
+      const { rope_parameters: _p, ...legacyOnly } = written;
+      expect(modelConfigFromJson(v5Only, c.label)).toEqual(caseConfig(c));
+      expect(modelConfigFromJson(legacyOnly, c.label)).toEqual(caseConfig(c));
+    }
+  });
+
   test('bf16 weights in 3 shards load as float32 and match the reference reading the same files', async () => {
     const config = caseConfig(qwen3);
     const weights = randomWeights(config, 5);
@@ -178,7 +203,22 @@ describe('Llama-family folders', () => {
     [
       "Gemma's rope scaling",
       { model_type: 'gemma', rope_scaling: { rope_type: 'linear', factor: 2 } },
-      /rope_scaling is not supported for gemma/,
+      /rope_scaling type "linear" is not supported for gemma \(only "default"\)/,
+    ],
+    [
+      'YaRN in rope_parameters',
+      { rope_parameters: { rope_type: 'yarn', factor: 4, rope_theta: 10000 } },
+      /rope_parameters type "yarn" is not supported \(supported: "default", "linear", "llama3"\)/,
+    ],
+    [
+      'rope_parameters per layer type (Gemma 3)',
+      {
+        rope_parameters: {
+          full_attention: { rope_type: 'default', rope_theta: 1e6 },
+          sliding_attention: { rope_type: 'default', rope_theta: 1e4 },
+        },
+      },
+      /rope_parameters per layer type \(full_attention, sliding_attention\) is not supported/,
     ],
   ];
   test.each(refusals)('%s is refused by name', (_what, patch, message) => {

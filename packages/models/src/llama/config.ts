@@ -187,8 +187,7 @@ export function llamaConfigFromJson(
     headDim,
     maxPositions,
     rmsNormEps: positive('rms_norm_eps', defaults.rmsNormEps),
-    ropeTheta: positive('rope_theta', 10000),
-    ropeScaling: ropeScalingFromJson(j.rope_scaling, maxPositions, fail),
+    ...ropeFromJson(j, maxPositions, fail),
     normPlusOne: modelType === 'gemma',
     // As GemmaModel: torch.tensor(hidden_size ** 0.5, dtype=float32).
     embedScale: modelType === 'gemma' ? Math.fround(Math.sqrt(hiddenSize)) : 1,
@@ -218,7 +217,6 @@ function refuseUnsupported(
     const act = j.hidden_activation ?? 'gelu_pytorch_tanh';
     if (act !== 'gelu_pytorch_tanh' && act !== 'gelu_new')
       fail(`hidden_activation ${JSON.stringify(act)} is not supported (only "gelu_pytorch_tanh")`);
-    if (j.rope_scaling != null) fail('rope_scaling is not supported for gemma (only none)');
   } else {
     const act = j.hidden_act ?? 'silu';
     if (act !== 'silu') fail(`hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
@@ -242,20 +240,49 @@ function attentionDropout(v: unknown, fail: (what: string) => never): number {
   return p as number;
 }
 
-/** rope_scaling: null, "default", "linear" or "llama3" (the key is rope_type, or type in older files). */
+/**
+ * The rotary settings. transformers v5 writes them as rope_parameters
+ * (rope_type, rope_theta and the type's fields), older versions as rope_theta
+ * and rope_scaling; as v5 reads a file, a rope_scaling replaces
+ * rope_parameters, and rope_theta fills in one that lacks it.
+ */
+function ropeFromJson(
+  j: Record<string, unknown>,
+  maxPositions: number,
+  fail: (what: string) => never,
+): { ropeTheta: number; ropeScaling: RopeScaling | null } {
+  const key = j.rope_scaling != null ? 'rope_scaling' : 'rope_parameters';
+  const raw = j[key] ?? null;
+  if (raw !== null && (typeof raw !== 'object' || Array.isArray(raw)))
+    fail(`${key} must be an object or null`);
+  const r = (raw ?? {}) as Record<string, unknown>;
+  const values = Object.values(r);
+  if (values.length > 0 && values.every((v) => typeof v === 'object' && v !== null))
+    fail(`${key} per layer type (${Object.keys(r).join(', ')}) is not supported`);
+  const theta = r.rope_theta ?? j.rope_theta ?? 10000;
+  if (typeof theta !== 'number' || !(theta > 0))
+    fail(`rope_theta is ${JSON.stringify(theta)}, expected a positive number`);
+  const ropeScaling = raw === null ? null : ropeScalingFromJson(r, key, maxPositions, fail);
+  if (ropeScaling !== null && j.model_type === 'gemma')
+    fail(
+      `${key} type ${JSON.stringify(ropeScaling.type)} is not supported for gemma (only "default")`,
+    );
+  return { ropeTheta: theta as number, ropeScaling };
+}
+
+/** The scaling of rope_scaling or rope_parameters (`key`): "default" (none), "linear" or "llama3" (the type is rope_type, or type in older files). */
 function ropeScalingFromJson(
-  raw: unknown,
+  r: Record<string, unknown>,
+  key: string,
   maxPositions: number,
   fail: (what: string) => never,
 ): RopeScaling | null {
-  if (raw === undefined || raw === null) return null;
-  if (typeof raw !== 'object' || Array.isArray(raw)) fail(`rope_scaling must be an object or null`);
-  const r = raw as Record<string, unknown>;
-  const type = r.rope_type ?? r.type;
+  // v5 always names the type; a rope_parameters that does not means none.
+  const type = r.rope_type ?? r.type ?? (key === 'rope_parameters' ? 'default' : undefined);
   const num = (name: string, fallback?: number): number => {
     const v = r[name] ?? fallback;
     if (typeof v !== 'number' || !(v > 0))
-      fail(`rope_scaling.${name} is ${JSON.stringify(r[name])}, expected a positive number`);
+      fail(`${key}.${name} is ${JSON.stringify(r[name])}, expected a positive number`);
     return v as number;
   };
   if (type === 'default') return null;
@@ -269,11 +296,11 @@ function ropeScalingFromJson(
       originalMaxPositions: num('original_max_position_embeddings', maxPositions),
     };
     if (scaling.highFreqFactor <= scaling.lowFreqFactor)
-      fail('rope_scaling.high_freq_factor must be larger than low_freq_factor');
+      fail(`${key}.high_freq_factor must be larger than low_freq_factor`);
     return scaling;
   }
   return fail(
-    `rope_scaling type ${JSON.stringify(type)} is not supported (supported: "default", "linear", "llama3")`,
+    `${key} type ${JSON.stringify(type)} is not supported (supported: "default", "linear", "llama3")`,
   );
 }
 
@@ -306,8 +333,10 @@ export function llamaConfigToJson(
     head_dim: c.headDim,
     max_position_embeddings: c.maxPositions,
     rms_norm_eps: c.rmsNormEps,
+    // Both layouts, so that transformers before and since v5 read the same rotation.
     rope_theta: c.ropeTheta,
     rope_scaling: scaling,
+    rope_parameters: { ...(scaling ?? { rope_type: 'default' }), rope_theta: c.ropeTheta },
     // Gemma: both names, so that every transformers version reads the one activation.
     ...(c.mlpActivation === 'silu'
       ? { hidden_act: 'silu' }

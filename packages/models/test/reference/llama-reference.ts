@@ -51,6 +51,8 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const hidden = n('hidden_size');
   const attentionBias = j.attention_bias === true;
   const gemma = type === 'gemma';
+  const rope =
+    ((j.rope_scaling ?? j.rope_parameters) as Record<string, unknown> | undefined) ?? null;
   return {
     modelType: type,
     vocabSize: n('vocab_size'),
@@ -61,8 +63,9 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     kvHeads: n('num_key_value_heads', gemma ? 16 : heads),
     headDim: typeof j.head_dim === 'number' ? j.head_dim : gemma ? 256 : hidden / heads,
     eps: n('rms_norm_eps', 1e-6),
-    ropeTheta: n('rope_theta', 10000),
-    ropeScaling: (j.rope_scaling as Record<string, unknown> | null | undefined) ?? null,
+    // transformers v5: rope_parameters, replaced by a legacy rope_scaling; rope_theta fills in.
+    ropeTheta: typeof rope?.rope_theta === 'number' ? rope.rope_theta : n('rope_theta', 10000),
+    ropeScaling: rope,
     qkvBias: type === 'qwen2' || (type !== 'mistral' && attentionBias),
     oBias: (type === 'llama' || type === 'qwen3' || gemma) && attentionBias,
     mlpBias: type === 'llama' && j.mlp_bias === true,
