@@ -1,8 +1,8 @@
 // The GPU check (test/gpu/run.sh) has to work the first time it meets a GPU:
 // its smoke run here goes through every Node.js phase on wasm with tiny
 // shapes (the built packages, the `lorafleet train` CLI, adapter and logits
-// files in the format reference.py reads, the report), and parses the
-// Python half. Needs the build (`pnpm build`), as the GPU machine does.
+// files in the format reference.py reads, the Llama-family folders' logits,
+// the report), and parses the Python half. Needs the build (`pnpm build`), as the GPU machine does.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -50,6 +50,8 @@ describe('test/gpu/run.sh --smoke', () => {
       'py-compile',
       'train-adapter',
       'logits-wasm',
+      'family-models',
+      'family-logits-wasm',
       'grads',
       'throughput-project',
       'profile',
@@ -84,6 +86,17 @@ describe('test/gpu/run.sh --smoke', () => {
     expect(meta.shape).toEqual([2, 24, 257]);
     expect(statSync(join(out, 'work/logits-wasm/adapted.f32')).size).toBe(2 * 24 * 257 * 4);
     expect(meta.adapterEffect).toBeGreaterThan(1e-2); // the adapter changes the logits
+
+    // Each Llama-family folder's logits, in the files reference.py check-families reads.
+    for (const name of ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma']) {
+      const family = json(`work/families/${name}/logits-wasm/meta.json`);
+      expect(family).toMatchObject({ model: name, shape: [2, 24, 300] });
+      const bytes = readFileSync(join(out, `work/families/${name}/logits-wasm/base.f32`));
+      const logits = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+      expect(logits.length).toBe(2 * 24 * 300);
+      expect(logits.every(Number.isFinite)).toBe(true);
+      expect(Math.max(...logits) - Math.min(...logits)).toBeGreaterThan(0.1);
+    }
 
     const grads = json('work/grads.json');
     for (const kind of ['lora', 'full']) expect(grads[kind].relative).toBeLessThan(1e-5);

@@ -14,6 +14,10 @@
 //   train-adapter --model DIR --out DIR      a PEFT adapter from `lorafleet train` (wasm)
 //   logits --model DIR --ids FILE --backend B --out DIR [--adapter DIR]
 //                                            logits without and with the adapter (float32 files)
+//   family-models --dir DIR                  tiny random Llama-family folders (families.json)
+//                                            written by the project (--smoke stand-in for
+//                                            `reference.py make-families`)
+//   family-logits --dir DIR --backend B      each of those folders' logits (families.mjs)
 //   grads --model DIR --ids FILE --backend B --out FILE
 //                                            LoRA and full fine-tuning gradients on B vs wasm
 //   throughput --backend B --out FILE        LoRA training steps/s (GPT-2 small shape;
@@ -56,6 +60,7 @@ import {
 
 import { capabilities } from './capabilities.mjs';
 import { deviceLayer } from './device-layer.mjs';
+import { familyLogits, familyModels } from './families.mjs';
 import { TINY, log, start, stop, writeJson } from './common.mjs';
 import { summarize } from './report.mjs';
 import { profile, throughput } from './step-bench.mjs';
@@ -359,6 +364,8 @@ const commands = {
   adapters,
   'device-layer': async () => deviceLayer(need('out')),
   'tiny-model': tinyModel,
+  'family-models': async () => familyModels(need('dir')),
+  'family-logits': async () => familyLogits(need('dir'), opt.backend),
   'train-adapter': trainAdapter,
   logits,
   grads,

@@ -10,6 +10,13 @@ has them; nothing is downloaded (local folders only).
       transformers (float64, CPU) logits vs the project's (DIR/logits-*/),
       and the project's PEFT adapter (DIR/adapter/adapter.json) loaded with
       peft.PeftModel.from_pretrained vs the project's logits with it
+  python3 test/gpu/reference.py make-families --dir DIR
+      a tiny random model of each model_type in families.json (Llama,
+      Mistral, Qwen2, Qwen3, Gemma) made and saved by transformers, and the
+      token ids (DIR/NAME/, DIR/ids.json)
+  python3 test/gpu/reference.py check-families --dir DIR
+      transformers (float64, CPU) logits of each vs the project's
+      (DIR/NAME/logits-*/): DIR/families.json
   python3 test/gpu/reference.py throughput --out FILE [--steps N] [--warmup N]
       PyTorch + PEFT fp32 (TF32 off) on the GPU: GPT-2 small shape, LoRA r=8
       on c_attn, batch 8 x 512, AdamW; tokens/s and peak memory
@@ -132,6 +139,55 @@ def check(args):
     print("reference.py: " + json.dumps(result))
 
 
+FAMILIES_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "families.json")
+
+
+def family_ids(vocab):
+    """families.mjs's familyIds: 2 rows of 24."""
+    return [[(row * 97 + t * t * 13 + 5) % vocab for t in range(24)] for row in range(2)]
+
+
+def make_families(args):
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    for i, (name, fields) in enumerate(read_json(FAMILIES_JSON).items()):
+        fields = dict(fields)
+        model_type = fields.pop("model_type")
+        config = AutoConfig.for_model(model_type, initializer_range=0.1, **fields)
+        torch.manual_seed(100 + i)
+        model = AutoModelForCausalLM.from_config(config).float()
+        with torch.no_grad():
+            # Norm gains and biases away from their initial values, so that mishandling them shows.
+            for pname, p in model.named_parameters():
+                if pname.endswith("norm.weight") or pname.endswith(".bias"):
+                    p.add_(0.3 * torch.randn_like(p))
+        model.save_pretrained(os.path.join(args.dir, name))
+    write_json(os.path.join(args.dir, "ids.json"), {"ids": family_ids(300)})
+    print(f"reference.py: families saved by transformers {transformers.__version__} to {args.dir}")
+
+
+def check_families(args):
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    ids = read_json(os.path.join(args.dir, "ids.json"))["ids"]
+    result = {"transformers": transformers.__version__, "reference": "AutoModelForCausalLM, float64, CPU, eager"}
+    for name in read_json(FAMILIES_JSON):
+        folder = os.path.join(args.dir, name)
+        model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").double().eval()
+        hf = logits_of(model, ids)
+        result[name] = {"config": sorted(read_json(os.path.join(folder, "config.json")))}
+        for backend in ("webgpu", "wasm"):
+            meta_path = os.path.join(folder, f"logits-{backend}", "meta.json")
+            if os.path.exists(meta_path):
+                got = read_f32(os.path.join(folder, f"logits-{backend}", "base.f32"), tuple(read_json(meta_path)["shape"]))
+                result[name][backend] = compare(got, hf)
+    write_json(os.path.join(args.dir, "families.json"), result)
+    print("reference.py: " + json.dumps(result))
+
+
 def fp32_matmul_tflops(torch, n, repeats=10):
     """cuBLAS fp32 (no TF32) on [n, n] x [n, n]: the peer for the project's square matmul."""
     a = torch.randn(n, n, device="cuda")
@@ -221,12 +277,23 @@ def main(argv):
     p.add_argument("--dir", required=True)
     p = sub.add_parser("check")
     p.add_argument("--work", required=True)
+    p = sub.add_parser("make-families")
+    p.add_argument("--dir", required=True)
+    p = sub.add_parser("check-families")
+    p.add_argument("--dir", required=True)
     p = sub.add_parser("throughput")
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args(argv)
-    {"make-tiny": make_tiny, "check": check, "throughput": throughput}[args.command](args)
+    commands = {
+        "make-tiny": make_tiny,
+        "check": check,
+        "make-families": make_families,
+        "check-families": check_families,
+        "throughput": throughput,
+    }
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ function collect(work) {
     adapters: readJson(join(work, 'adapters.json')),
     deviceLayer: readJson(join(work, 'device-layer.json')),
     parity: readJson(join(work, 'parity.json')),
+    families: readJson(join(work, 'families', 'families.json')),
     nodeLogits: Object.fromEntries(
       ['webgpu', 'wasm'].map((b) => [b, readJson(join(work, `logits-${b}`, 'meta.json')) ?? null]),
     ),
@@ -123,6 +124,13 @@ function correctnessLines(r) {
     for (const [k, v] of Object.entries(r.parity.peft ?? {}))
       lines.push(
         `PEFT adapter (${r.adapter?.via ?? '?'}) loaded by peft vs the project on ${k}: max|diff| ${fmt(v.maxAbsDiff)}; adapter effect ${fmt(r.parity.adapterEffect)}`,
+      );
+  }
+  for (const [name, v] of Object.entries(r.families ?? {})) {
+    if (typeof v !== 'object' || v === null) continue; // the versions
+    for (const backend of ['webgpu', 'wasm'].filter((b) => v[b]))
+      lines.push(
+        `logits vs transformers ${r.families.transformers} (float64, tiny ${name}) on ${backend}: max|diff| ${fmt(v[backend].maxAbsDiff)} (relative ${fmt(v[backend].relative)})`,
       );
   }
   if (r.grads) {

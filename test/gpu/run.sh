@@ -89,6 +89,16 @@ correctness() {
       --adapter "$work/adapter/run/adapter" --backend "$b" --out "$work/logits-$b"
   done
   ((smoke)) || phase check 90 python3 "$ref" check --work "$work"
+  # The Llama family (Llama, Mistral, Qwen2, Qwen3, Gemma) against transformers itself.
+  if ((smoke)); then
+    phase family-models 60 node "$gpu" family-models --dir "$work/families"
+  else
+    phase make-families 90 python3 "$ref" make-families --dir "$work/families"
+  fi
+  for b in "${logits_backends[@]}"; do
+    phase "family-logits-$b" 90 node "$gpu" family-logits --dir "$work/families" --backend "$b"
+  done
+  ((smoke)) || phase check-families 90 python3 "$ref" check-families --dir "$work/families"
   phase grads 60 node "$gpu" grads --model "$work/tiny" --ids "$work/tiny/ids.json" \
     --backend "$grads_backend" --out "$work/grads.json"
 }
