@@ -2,7 +2,9 @@
 // packages/core/test/lora-conformance.test.ts): on every test backend, three
 // full LoRA training steps of a tiny GPT-2, of a tiny Llama (grouped-query
 // attention, RMSNorm, SwiGLU; dropout, AdamW, clipping) and of a tiny Gemma
-// ((1 + weight) RMSNorm, scaled embeddings, GeGLU, tied head) end with
+// ((1 + weight) RMSNorm, scaled embeddings, GeGLU, tied head) and of a tiny
+// Gemma 3 (norms after attention and MLP, q/k norms, a sliding and a full
+// layer with two rotary bases) end with
 // wasm's parameters, the eval loss is wasm's, and greedy generation with the
 // KV cache gives wasm's tokens, within the tolerances of each backend's
 // descriptor. webgpu runs its WGSL for real on SwiftShader where there is no
@@ -60,10 +62,21 @@ const GEMMA: LlamaConfig = tinyLlamaConfig(CONFIG.vocabSize, {
   mlpActivation: 'gelu_tanh',
   tieWordEmbeddings: true,
 });
+const GEMMA3: LlamaConfig = {
+  ...GEMMA,
+  modelType: 'gemma3_text',
+  qkNorm: true,
+  sandwichNorms: true,
+  queryPreAttnScalar: 5,
+  slidingWindow: 4,
+  slidingLayers: [true, false],
+  ropeTheta: 1e6,
+  localRopeTheta: 10000,
+};
 const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-type Family = 'gpt2' | 'llama' | 'gemma';
-const FAMILIES: Family[] = ['gpt2', 'llama', 'gemma'];
+type Family = 'gpt2' | 'llama' | 'gemma' | 'gemma3';
+const FAMILIES: Family[] = ['gpt2', 'llama', 'gemma', 'gemma3'];
 
 /** Each family's model (weights with std 0.3) and the linear layers LoRA adapts: all of them. */
 const MODELS: Record<Family, { build: () => CausalLM; targets: string[] }> = {
@@ -77,6 +90,10 @@ const MODELS: Record<Family, { build: () => CausalLM; targets: string[] }> = {
   },
   gemma: {
     build: () => new LlamaModel(GEMMA, randomLlamaWeights(GEMMA, 6, 0.3)),
+    targets: LLAMA_TARGETS,
+  },
+  gemma3: {
+    build: () => new LlamaModel(GEMMA3, randomLlamaWeights(GEMMA3, 8, 0.3)),
     targets: LLAMA_TARGETS,
   },
 };

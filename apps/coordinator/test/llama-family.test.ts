@@ -40,6 +40,16 @@ const TINY_GEMMA = {
   hidden_activation: 'gelu_pytorch_tanh',
 };
 
+/** Gemma 3: norms after attention and MLP, q/k norms, layer 0 sliding (window 8, its own rotary base), layer 1 full. */
+const TINY_GEMMA3 = {
+  ...TINY_GEMMA,
+  model_type: 'gemma3_text',
+  query_pre_attn_scalar: 16,
+  sliding_window: 8,
+  layer_types: ['sliding_attention', 'full_attention'],
+  rope_local_base_freq: 10000,
+};
+
 const TARGETS = ['--target', 'q_proj,v_proj,down_proj'];
 const ROWS = ['--steps', '12', '--batch-size', '6', '--seq-len', '32'];
 const TRAIN = [...ROWS, '--lora-dropout', '0'];
@@ -47,6 +57,7 @@ const TRAIN = [...ROWS, '--lora-dropout', '0'];
 let dir: string | undefined;
 let llama: string;
 let gemma: string;
+let gemma3: string;
 let ids: string;
 let text: string;
 
@@ -70,6 +81,9 @@ beforeAll(async () => {
   const gemmaConfig = await writeJsonl(join(dir, 'gemma.config.json'), [TINY_GEMMA]);
   gemma = join(dir, 'gemma');
   await lorafleetOk(['init', '--config', gemmaConfig, '--out', gemma, '--tokenizer', 'none']);
+  const gemma3Config = await writeJsonl(join(dir, 'gemma3.config.json'), [TINY_GEMMA3]);
+  gemma3 = join(dir, 'gemma3');
+  await lorafleetOk(['init', '--config', gemma3Config, '--out', gemma3, '--tokenizer', 'none']);
   ids = await writeJsonl(join(dir, 'ids.jsonl'), idRecords(60));
   text = await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(20));
 }, 300_000);
@@ -91,10 +105,10 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('a Llama-family model through the CLI', () => {
-  it.each(['llama', 'gemma'])(
+  it.each(['llama', 'gemma', 'gemma3'])(
     '%s: trains the same adapter with 1 and 2 workers; eval and merge agree',
     async (family) => {
-      const model = family === 'gemma' ? gemma : llama;
+      const model = { llama, gemma, gemma3 }[family]!;
       const [one, two] = [join(dir!, `${family}-w1`), join(dir!, `${family}-w2`)];
       const lr = ['--lr', '1e-2'];
       await lorafleetOk([

@@ -24,6 +24,7 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   qwen2: llamaFamily,
   qwen3: llamaFamily,
   gemma: llamaFamily,
+  gemma3_text: llamaFamily,
 };
 
 const isModelType = (t: unknown): t is ModelType =>

@@ -1,4 +1,4 @@
-// The chat templates that the shipped llama3 and qwen3 tokenizer_config.json
+// The chat templates that the shipped llama3, qwen3 and gemma3 tokenizer_config.json
 // files hold, rendered through @huggingface/jinja, equal the text their
 // documented formats give, written out by hand here.
 import { describe, expect, it } from 'vitest';
@@ -18,7 +18,9 @@ const CONVERSATION: ChatMessage[] = [
   { role: 'assistant', content: ' 4 ' },
 ];
 
-async function chatOf(name: 'llama3' | 'qwen3'): Promise<NonNullable<HfTokenizer['chat']>> {
+async function chatOf(
+  name: 'llama3' | 'qwen3' | 'gemma3',
+): Promise<NonNullable<HfTokenizer['chat']>> {
   const tokenizer = await loadTokenizer(shippedDir(name));
   if (!tokenizer.chat) throw new Error(`${name}: no chat template loaded`);
   return tokenizer.chat;
@@ -39,6 +41,21 @@ describe('chat templates of the shipped tokenizer folders', () => {
       header('assistant');
     expect(chat.render(CONVERSATION, false)).toBe(expected);
     expect(chat.render(CONVERSATION, true)).toBe(expected);
+  }, 60_000);
+
+  it('gemma3: <start_of_turn>user|model, the system text opening the first user turn, content trimmed', async () => {
+    const chat = await chatOf('gemma3');
+    const turn = (role: string, text: string) => `<start_of_turn>${role}\n${text}<end_of_turn>\n`;
+    const expected =
+      '<bos>' +
+      turn('user', 'You are terse.\n\nHi there') +
+      turn('model', 'Hello!') +
+      turn('user', '2+2?') +
+      turn('model', '4');
+    expect(chat.render(CONVERSATION, false)).toBe(expected);
+    expect(chat.render(CONVERSATION.slice(0, 4), true)).toBe(
+      expected.slice(0, expected.indexOf(turn('model', '4'))) + '<start_of_turn>model\n',
+    );
   }, 60_000);
 
   it('qwen3: <|im_start|>role ... <|im_end|>, an empty think block only on the turn after the last query', async () => {

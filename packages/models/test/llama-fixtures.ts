@@ -96,6 +96,25 @@ export const LLAMA_CASES: LlamaCase[] = [
     },
     seed: 26,
   },
+  {
+    // Layer 0 slides (window 5, local base 10000), layer 1 attends to all (base 1e6, linear
+    // scaling); scores scale by query_pre_attn_scalar 20, not head_dim 12.
+    label: 'gemma3_text, sandwich norms, q/k norms, a sliding and a full layer, two rope bases',
+    json: {
+      ...TINY,
+      model_type: 'gemma3_text',
+      num_key_value_heads: 2,
+      head_dim: 12,
+      query_pre_attn_scalar: 20,
+      sliding_window: 5,
+      layer_types: ['sliding_attention', 'full_attention'],
+      rope_theta: 1e6,
+      rope_local_base_freq: 10000,
+      rope_scaling: { rope_type: 'linear', factor: 2 },
+      hidden_activation: 'gelu_pytorch_tanh',
+    },
+    seed: 27,
+  },
 ];
 
 export function caseConfig(c: LlamaCase): ModelConfig {

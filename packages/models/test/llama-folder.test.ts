@@ -193,7 +193,7 @@ describe('Llama-family folders', () => {
     [
       'an unknown model_type',
       { model_type: 'gemma2' },
-      /model_type is "gemma2"; supported: gpt2, llama, mistral, qwen2, qwen3, gemma/,
+      /model_type is "gemma2"; supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma3_text/,
     ],
     [
       "Gemma's exact gelu",
@@ -204,6 +204,25 @@ describe('Llama-family folders', () => {
       "Gemma's rope scaling",
       { model_type: 'gemma', rope_scaling: { rope_type: 'linear', factor: 2 } },
       /rope_scaling type "linear" is not supported for gemma \(only "default"\)/,
+    ],
+    [
+      "Gemma 2's logit soft-capping on a Gemma 3",
+      { model_type: 'gemma3_text', final_logit_softcapping: 30 },
+      /final_logit_softcapping 30 is not supported \(only null\)/,
+    ],
+    [
+      "EmbeddingGemma's bidirectional attention",
+      { model_type: 'gemma3_text', use_bidirectional_attention: true },
+      /use_bidirectional_attention true is not supported/,
+    ],
+    [
+      'a layer type Gemma 3 does not have',
+      {
+        model_type: 'gemma3_text',
+        num_hidden_layers: 2,
+        layer_types: ['chunked_attention', 'full_attention'],
+      },
+      /layer_types: "chunked_attention" is not supported/,
     ],
     [
       'YaRN in rope_parameters',

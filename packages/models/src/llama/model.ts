@@ -1,10 +1,12 @@
 // The Llama family on tfjs, with Hugging Face's semantics of
-// LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
-// and GemmaForCausalLM: pre-RMSNorm decoder layers, rotary positions,
-// grouped-query attention (optional q/k/v bias, Qwen3's q/k norms, Mistral's
-// sliding window), SwiGLU MLP (Gemma: GeGLU, RMSNorm by 1 + weight, scaled
-// embeddings), a tied or untied head. Every nn.Linear is a LoraLinear
-// ([out, in] weights) named by its PEFT module path.
+// LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
+// GemmaForCausalLM and Gemma3ForCausalLM: pre-RMSNorm decoder layers, rotary
+// positions, grouped-query attention (optional q/k/v bias, Qwen3's and Gemma
+// 3's q/k norms, Mistral's sliding window, Gemma 3's on some layers with
+// their own rotary base), SwiGLU MLP (Gemma: GeGLU, RMSNorm by 1 + weight,
+// scaled embeddings; Gemma 3: norms after attention and MLP too), a tied or
+// untied head. Every nn.Linear is a LoraLinear ([out, in] weights) named by
+// its PEFT module path.
 import {
   LoraEmbedding,
   LoraLinear,
@@ -24,7 +26,7 @@ import type {
   WeightMap,
 } from '../causal-lm.js';
 import { attentionBias } from '../kv-cache.js';
-import { type LlamaConfig, llamaModelConfig } from './config.js';
+import { type LlamaConfig, layerWindow, llamaModelConfig } from './config.js';
 import { applyRotary, inverseFrequencies, rotaryTables } from './rope.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerLinears, llamaWeightShapes } from './weights.js';
 import { countElements, readNamedWeights } from '../weight-values.js';
@@ -39,16 +41,25 @@ export interface LlamaLayer {
   oProj: LoraLinear; // [H D] -> [C]
   qNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3
   kNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3
-  postNorm: tf.Variable<tf.Rank.R1>; // [C]
+  postNorm: tf.Variable<tf.Rank.R1>; // [C]: post_attention_layernorm (Gemma 3: of the attention output)
+  preFfNorm: tf.Variable<tf.Rank.R1> | null; // [C], Gemma 3
+  postFfNorm: tf.Variable<tf.Rank.R1> | null; // [C], Gemma 3
   gateProj: LoraLinear; // [C] -> [F]
   upProj: LoraLinear; // [C] -> [F]
   downProj: LoraLinear; // [F] -> [C]
 }
 
+/** cos and sin [B|1, 1, T, D] of the rotary embedding. */
+interface Rotary {
+  cos: tf.Tensor4D;
+  sin: tf.Tensor4D;
+}
+
 /** What one pass over the layers needs besides the hidden states. */
 interface LayerPass {
-  cos: tf.Tensor4D; // [B|1, 1, T, D]
-  sin: tf.Tensor4D;
+  rotary: Rotary;
+  /** Gemma 3's sliding-window layers' own rotation; null: as the others. */
+  localRotary: Rotary | null;
   bias: (window: number | null) => tf.Tensor4D; // [B|1, 1, T, Tk]
   /** bias is exactly the causal mask, windowed by sliding_window (no cache, no padding): fused attention may run. */
   causal?: boolean;
@@ -70,6 +81,8 @@ export class LlamaModel implements CausalLM {
   /** The untied head [V, C]; null when tied to the embedding. */
   readonly lmHead: tf.Variable<tf.Rank.R2> | null;
   private readonly invFreq: Float64Array;
+  /** Gemma 3's sliding-window layers' inverse frequencies (rope_local_base_freq), or null. */
+  private readonly localInvFreq: Float64Array | null;
   /** Gemma on webgpu: 1 + weight of each frozen norm, for the fused kernels. */
   private readonly onePlus = new Map<tf.Variable, tf.Tensor1D>();
   /** The hand-scheduled LoRA step on webgpu (scheduled.ts). */
@@ -80,6 +93,10 @@ export class LlamaModel implements CausalLM {
     this.config = config;
     this.modelConfig = llamaModelConfig(config);
     this.invFreq = inverseFrequencies(config);
+    this.localInvFreq =
+      config.localRopeTheta === null
+        ? null
+        : inverseFrequencies({ ...config, ropeTheta: config.localRopeTheta, ropeScaling: null });
     const serial = nextModelId++;
     const get = (name: string) => {
       const w = weights.get(name);
@@ -123,6 +140,8 @@ export class LlamaModel implements CausalLM {
         qNorm: config.qkNorm ? norm('self_attn.q_norm') : null,
         kNorm: config.qkNorm ? norm('self_attn.k_norm') : null,
         postNorm: norm('post_attention_layernorm'),
+        preFfNorm: config.sandwichNorms ? norm('pre_feedforward_layernorm') : null,
+        postFfNorm: config.sandwichNorms ? norm('post_feedforward_layernorm') : null,
         gateProj: l['mlp.gate_proj']!,
         upProj: l['mlp.up_proj']!,
         downProj: l['mlp.down_proj']!,
@@ -136,7 +155,9 @@ export class LlamaModel implements CausalLM {
 
   /** Every RMSNorm weight. */
   private norms(): tf.Variable<tf.Rank.R1>[] {
-    const perLayer = this.layers.flatMap((l) => [l.inputNorm, l.postNorm, l.qNorm, l.kNorm]);
+    const perLayer = this.layers.flatMap((l) => [
+      ...[l.inputNorm, l.postNorm, l.qNorm, l.kNorm, l.preFfNorm, l.postFfNorm],
+    ]);
     return [...perLayer, this.norm].filter((v): v is tf.Variable<tf.Rank.R1> => v !== null);
   }
 
@@ -166,6 +187,8 @@ export class LlamaModel implements CausalLM {
       const p = `model.layers.${i}`;
       byName.set(`${p}.input_layernorm.weight`, l.inputNorm);
       byName.set(`${p}.post_attention_layernorm.weight`, l.postNorm);
+      if (l.preFfNorm) byName.set(`${p}.pre_feedforward_layernorm.weight`, l.preFfNorm);
+      if (l.postFfNorm) byName.set(`${p}.post_feedforward_layernorm.weight`, l.postFfNorm);
       if (l.qNorm) byName.set(`${p}.self_attn.q_norm.weight`, l.qNorm);
       if (l.kNorm) byName.set(`${p}.self_attn.k_norm.weight`, l.kNorm);
     });
@@ -206,10 +229,8 @@ export class LlamaModel implements CausalLM {
     }
     return tf.tidy(() => {
       const positions = Int32Array.from({ length: T }, (_, t) => t);
-      const { cos, sin } = rotaryTables(this.invFreq, positions, 1, T); // [1, 1, T, D]
       const { x } = this.runLayers(ids, {
-        cos,
-        sin,
+        ...this.rotations(positions, 1, T), // [1, 1, T, D]
         bias: (window) => attentionBias(positions, [0], T, T, window), // [1, 1, T, T]
         causal: true,
         past: null,
@@ -227,10 +248,8 @@ export class LlamaModel implements CausalLM {
   extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] } {
     const [B, T] = pass.ids.shape;
     const C = this.config.hiddenSize;
-    const { cos, sin } = rotaryTables(this.invFreq, pass.positionIds, B, T); // [B, 1, T, D]
     const { x, layers } = this.runLayers(pass.ids, {
-      cos,
-      sin,
+      ...this.rotations(pass.positionIds, B, T), // [B, 1, T, D]
       bias: pass.bias,
       past: pass.past,
       training: false,
@@ -255,21 +274,35 @@ export class LlamaModel implements CausalLM {
     const [B, T] = ids.shape;
     let x = this.tokenEmbedding.lookup(ids.flatten()).reshape([B, T, c.hiddenSize]) as tf.Tensor3D;
     if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: times sqrt(C)
-    const bias = pass.bias(c.slidingWindow);
+    const biases = new Map<number | null, tf.Tensor4D>(); // per window: Gemma 3 has two
+    const biasOf = (w: number | null) => biases.get(w) ?? biases.set(w, pass.bias(w)).get(w)!;
+    // Gemma 3: a norm of each branch's output before its residual add.
+    const branch = (out: tf.Tensor, norm: tf.Variable<tf.Rank.R1> | null) =>
+      c.sandwichNorms && norm ? this.rmsNorm(out, norm) : out;
     const layers: LayerKv[] = [];
     this.layers.forEach((layer, i) => {
       const seed = (pass.seed * 1009 + i) * 8;
+      const bias = biasOf(layerWindow(c, i));
       const a = this.attention(layer, this.rmsNorm(x, layer.inputNorm), pass, bias, i, seed);
       layers.push(a.kv);
-      x = tf.add(x, a.y);
-      const h = this.rmsNorm(x, layer.postNorm);
+      x = tf.add(x, branch(a.y, layer.postNorm));
+      const h = this.rmsNorm(x, c.sandwichNorms ? layer.preFfNorm! : layer.postNorm);
       const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
       const gate = layer.gateProj.forward(h, lora(4)); // [B, T, F]
       const up = layer.upProj.forward(h, lora(5)); // [B, T, F]
       const act = gated(c.mlpActivation, gate, up); // silu or gelu_tanh (Gemma) of gate, times up
-      x = tf.add(x, layer.downProj.forward(act, lora(6)));
+      x = tf.add(x, branch(layer.downProj.forward(act, lora(6)), layer.postFfNorm));
     });
     return { x, layers };
+  }
+
+  /** The rotary tables of positions [B, T] (Gemma 3: also its sliding layers'). */
+  private rotations(positions: Int32Array, B: number, T: number) {
+    const local = this.localInvFreq;
+    return {
+      rotary: rotaryTables(this.invFreq, positions, B, T),
+      localRotary: local === null ? null : rotaryTables(local, positions, B, T),
+    };
   }
 
   /** RMSNorm over the last axis with this model's eps; Gemma's scales by 1 + weight. */
@@ -315,26 +348,22 @@ export class LlamaModel implements CausalLM {
       const normed = norm ? this.rmsNorm(split, norm) : split;
       return normed.transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, D]
     };
-    const q = applyRotary(
-      heads(layer.qProj.forward(x, lora(0)), H, layer.qNorm),
-      pass.cos,
-      pass.sin,
-    );
-    const k = applyRotary(
-      heads(layer.kProj.forward(x, lora(1)), Hkv, layer.kNorm),
-      pass.cos,
-      pass.sin,
-    );
+    const window = layerWindow(c, index);
+    // Gemma 3: sliding layers rotate by their own base.
+    const sliding = c.slidingLayers?.[index] === true;
+    const { cos, sin } = sliding && pass.localRotary ? pass.localRotary : pass.rotary;
+    const q = applyRotary(heads(layer.qProj.forward(x, lora(0)), H, layer.qNorm), cos, sin);
+    const k = applyRotary(heads(layer.kProj.forward(x, lora(1)), Hkv, layer.kNorm), cos, sin);
     const v = heads(layer.vProj.forward(x, lora(2)), Hkv, null);
     const past = pass.past?.[index];
     const keys = past ? (tf.concat([past.keys, k], 2) as tf.Tensor4D) : k; // [B, Hkv, Tk, D]
     const values = past ? (tf.concat([past.values, v], 2) as tf.Tensor4D) : v;
     const p = c.attentionDropout;
     const options = {
-      scale: 1 / Math.sqrt(D),
+      scale: 1 / Math.sqrt(c.queryPreAttnScalar ?? D),
       mask: bias, // [B|1, 1, T, Tk]
       dropout: pass.training && p > 0 ? { rate: p, seed: seed + 7 } : undefined,
-      window: c.slidingWindow, // the fused path's; the composed path reads it from the bias
+      window, // the fused path's; the composed path reads it from the bias
     };
     const attend = pass.causal ? causalAttention : causalAttentionComposed;
     const y = attend(q, repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv), options) // [B, H, T, D]

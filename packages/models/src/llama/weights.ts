@@ -42,6 +42,10 @@ export function llamaWeightShapes(c: LlamaConfig): Map<string, number[]> {
       }
     }
     shapes.set(`${p}.post_attention_layernorm.weight`, [C]);
+    if (c.sandwichNorms) {
+      shapes.set(`${p}.pre_feedforward_layernorm.weight`, [C]);
+      shapes.set(`${p}.post_feedforward_layernorm.weight`, [C]);
+    }
   }
   shapes.set(FINAL_NORM, [C]);
   if (!c.tieWordEmbeddings) shapes.set(LM_HEAD, [c.vocabSize, C]);

@@ -1,7 +1,7 @@
 // An independent float64 Llama-family model, written from Hugging Face
 // transformers' modeling_llama.py / modeling_mistral.py / modeling_qwen2.py /
-// modeling_qwen3.py / modeling_gemma.py and modeling_rope_utils.py (eval
-// mode), and PEFT's LoRA
+// modeling_qwen3.py / modeling_gemma.py / modeling_gemma3.py and
+// modeling_rope_utils.py (eval mode), and PEFT's LoRA
 // for nn.Linear, to check the tfjs models against. It reads the same files a
 // Python user would (config.json, model.safetensors or its shards and index,
 // adapter folders) and shares no code with src/llama/ on purpose: plain
@@ -31,6 +31,14 @@ export interface ReferenceLlamaConfig {
   slidingWindow: number | null;
   /** GemmaRMSNorm (x * (1 + w)), GemmaModel's embeddings * sqrt(hidden) and GemmaMLP's gelu_pytorch_tanh. */
   gemma: boolean;
+  /** Gemma3DecoderLayer: post_attention_layernorm on the attention output, pre/post_feedforward_layernorm around the MLP. */
+  sandwich: boolean;
+  /** Gemma3Attention's scaling: query_pre_attn_scalar^-0.5 (null: head_dim^-0.5). */
+  queryScalar: number | null;
+  /** Gemma 3's layer_types: which layers use the sliding window (null: all, when there is one). */
+  slidingLayers: boolean[] | null;
+  /** Gemma 3's rope_local_base_freq: the sliding layers' theta, unscaled. */
+  localTheta: number | null;
 }
 
 export interface ReferenceLlama {
@@ -50,35 +58,55 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const heads = n('num_attention_heads');
   const hidden = n('hidden_size');
   const attentionBias = j.attention_bias === true;
-  const gemma = type === 'gemma';
-  const rope =
-    ((j.rope_scaling ?? j.rope_parameters) as Record<string, unknown> | undefined) ?? null;
+  const gemma3 = type === 'gemma3_text';
+  const gemma = type === 'gemma' || gemma3;
+  const layers = n('num_hidden_layers');
+  type Json = Record<string, unknown>;
+  const raw = ((j.rope_scaling ?? j.rope_parameters) as Json | undefined) ?? null;
+  // Gemma 3 under v5: one rope object per layer type.
+  const rope = raw && 'full_attention' in raw ? (raw.full_attention as Json) : raw;
+  const localRope = raw && 'sliding_attention' in raw ? (raw.sliding_attention as Json) : null;
   return {
     modelType: type,
     vocabSize: n('vocab_size'),
     hidden,
-    layers: n('num_hidden_layers'),
+    layers,
     heads,
-    // GemmaConfig's defaults: 16 key/value heads of 256.
-    kvHeads: n('num_key_value_heads', gemma ? 16 : heads),
+    // GemmaConfig's defaults: 16 key/value heads of 256 (Gemma3TextConfig: 4).
+    kvHeads: n('num_key_value_heads', gemma3 ? 4 : gemma ? 16 : heads),
     headDim: typeof j.head_dim === 'number' ? j.head_dim : gemma ? 256 : hidden / heads,
     eps: n('rms_norm_eps', 1e-6),
     // transformers v5: rope_parameters, replaced by a legacy rope_scaling; rope_theta fills in.
-    ropeTheta: typeof rope?.rope_theta === 'number' ? rope.rope_theta : n('rope_theta', 10000),
+    ropeTheta:
+      typeof rope?.rope_theta === 'number'
+        ? rope.rope_theta
+        : n('rope_theta', gemma3 ? 1e6 : 10000),
     ropeScaling: rope,
     qkvBias: type === 'qwen2' || (type !== 'mistral' && attentionBias),
     oBias: (type === 'llama' || type === 'qwen3' || gemma) && attentionBias,
     mlpBias: type === 'llama' && j.mlp_bias === true,
-    qkNorm: type === 'qwen3',
+    qkNorm: type === 'qwen3' || gemma3,
     tied: j.tie_word_embeddings === true || (gemma && j.tie_word_embeddings === undefined),
-    // MistralConfig's default window is 4096; null turns it off.
+    // MistralConfig's and Gemma3TextConfig's default window is 4096; null turns it off.
     slidingWindow:
-      type !== 'mistral'
+      type !== 'mistral' && !gemma3
         ? null
         : j.sliding_window === undefined
           ? 4096
           : (j.sliding_window as number | null),
     gemma,
+    sandwich: gemma3,
+    queryScalar: gemma3 ? n('query_pre_attn_scalar', 256) : null,
+    slidingLayers: !gemma3
+      ? null
+      : Array.isArray(j.layer_types)
+        ? (j.layer_types as string[]).map((t) => t === 'sliding_attention')
+        : Array.from({ length: layers }, (_, i) => (i + 1) % 6 !== 0),
+    localTheta: !gemma3
+      ? null
+      : typeof localRope?.rope_theta === 'number'
+        ? localRope.rope_theta
+        : n('rope_local_base_freq', 10000),
   };
 }
 
@@ -215,21 +243,23 @@ function attention(
   k: Float64Array,
   v: Float64Array,
   T: number,
+  window: number | null,
 ) {
   const { heads: H, kvHeads: Hkv, headDim: D } = c;
+  const scale = 1 / Math.sqrt(c.queryScalar ?? D);
   const out = new Float64Array(T * H * D);
   for (let h = 0; h < H; h++) {
     const g = Math.floor(h / (H / Hkv));
     for (let t = 0; t < T; t++) {
       const scores: number[] = [];
       for (let s = 0; s <= t; s++) {
-        if (c.slidingWindow !== null && t - s >= c.slidingWindow) {
+        if (window !== null && t - s >= window) {
           scores.push(-Infinity);
           continue;
         }
         let dot = 0;
         for (let d = 0; d < D; d++) dot += q[(t * H + h) * D + d]! * k[(s * Hkv + g) * D + d]!;
-        scores.push(dot / Math.sqrt(D));
+        scores.push(dot * scale);
       }
       const max = Math.max(...scores);
       const e = scores.map((x) => Math.exp(x - max));
@@ -258,8 +288,16 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
   if (c.gemma) x = x.map((xi) => xi * Math.fround(Math.sqrt(C)));
   const norm = (y: Float64Array, w: string, n: number) => rms(y, get(m, w), n, c.eps, c.gemma);
   const inv = referenceInvFreq(c);
+  // Gemma3TextModel's rotary_emb_local: rope_local_base_freq, default rope type.
+  const localInv =
+    c.localTheta === null
+      ? inv
+      : referenceInvFreq({ ...c, ropeTheta: c.localTheta, ropeScaling: null });
   for (let l = 0; l < c.layers; l++) {
     const p = `model.layers.${l}`;
+    const sliding = c.slidingLayers === null ? c.slidingWindow !== null : c.slidingLayers[l]!;
+    const window = sliding ? c.slidingWindow : null;
+    const layerInv = c.slidingLayers !== null && sliding ? localInv : inv;
     const h = norm(x, `${p}.input_layernorm.weight`, C);
     let q: Float64Array = linear(m, `${p}.self_attn.q_proj`, h, T, c.qkvBias);
     let k: Float64Array = linear(m, `${p}.self_attn.k_proj`, h, T, c.qkvBias);
@@ -268,15 +306,18 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
       q = norm(q, `${p}.self_attn.q_norm.weight`, c.headDim);
       k = norm(k, `${p}.self_attn.k_norm.weight`, c.headDim);
     }
-    rope(q, T, c.heads, c.headDim, inv);
-    rope(k, T, c.kvHeads, c.headDim, inv);
-    const o = linear(m, `${p}.self_attn.o_proj`, attention(c, q, k, v, T), T, c.oBias);
+    rope(q, T, c.heads, c.headDim, layerInv);
+    rope(k, T, c.kvHeads, c.headDim, layerInv);
+    let o = linear(m, `${p}.self_attn.o_proj`, attention(c, q, k, v, T, window), T, c.oBias);
+    if (c.sandwich) o = norm(o, `${p}.post_attention_layernorm.weight`, C);
     x = x.map((xi, i) => xi + o[i]!);
-    const h2 = norm(x, `${p}.post_attention_layernorm.weight`, C);
+    const preMlp = c.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm';
+    const h2 = norm(x, `${p}.${preMlp}.weight`, C);
     const gate = linear(m, `${p}.mlp.gate_proj`, h2, T, c.mlpBias);
     const up = linear(m, `${p}.mlp.up_proj`, h2, T, c.mlpBias);
     const act = gate.map((g, i) => (c.gemma ? geluTanh(g) : g / (1 + Math.exp(-g))) * up[i]!);
-    const down = linear(m, `${p}.mlp.down_proj`, act, T, c.mlpBias);
+    let down = linear(m, `${p}.mlp.down_proj`, act, T, c.mlpBias);
+    if (c.sandwich) down = norm(down, `${p}.post_feedforward_layernorm.weight`, C);
     x = x.map((xi, i) => xi + down[i]!);
   }
   const hFinal = norm(x, 'model.norm.weight', C);
