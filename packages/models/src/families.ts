@@ -27,6 +27,18 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   gemma3_text: llamaFamily,
 };
 
+/** Relatives of a supported family that it does not compute, and what sets them apart. */
+const NEAR_MISSES: Readonly<Record<string, string>> = {
+  gemma2:
+    "Gemma 2's logit soft-capping is not computed; Gemma (gemma) and Gemma 3 text (gemma3_text) are",
+  gemma3:
+    'the multimodal Gemma 3 (4B and up) nests its text model in text_config, which is not read; Gemma 3 text (gemma3_text: 270M, 1B) is',
+  mixtral: "Mixtral's mixture of experts is not computed; Mistral (mistral) is",
+  qwen2_moe: "Qwen2-MoE's experts are not computed; Qwen2 (qwen2) is",
+  qwen3_moe: "Qwen3-MoE's experts are not computed; Qwen3 (qwen3) is",
+  phi3: "Phi-3's fused qkv_proj and gate_up_proj are not read; Llama-layout models (llama) are",
+};
+
 const isModelType = (t: unknown): t is ModelType =>
   typeof t === 'string' && Object.hasOwn(FAMILIES, t);
 
@@ -45,8 +57,10 @@ export function modelConfigFromJson(json: unknown, source: string): ModelConfig 
   const j = json as Record<string, unknown>;
   const type = j.model_type ?? 'gpt2';
   if (!isModelType(type)) {
+    const near = typeof type === 'string' ? NEAR_MISSES[type] : undefined;
     throw new ModelConfigError(
-      `${source}: model_type is ${JSON.stringify(j.model_type)}; supported: ${Object.keys(FAMILIES).join(', ')}`,
+      `${source}: model_type is ${JSON.stringify(j.model_type)}` +
+        `${near ? ` (${near})` : ''}; supported: ${Object.keys(FAMILIES).join(', ')}`,
     );
   }
   return FAMILIES[type].readConfig(j, type, source);

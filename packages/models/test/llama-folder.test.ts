@@ -193,7 +193,12 @@ describe('Llama-family folders', () => {
     [
       'an unknown model_type',
       { model_type: 'gemma2' },
-      /model_type is "gemma2"; supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma3_text/,
+      /model_type is "gemma2" \(Gemma 2's logit soft-capping is not computed; .*\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma3_text/,
+    ],
+    [
+      'the multimodal Gemma 3',
+      { model_type: 'gemma3' },
+      /model_type is "gemma3" \(the multimodal Gemma 3 \(4B and up\) nests its text model in text_config/,
     ],
     [
       "Gemma's exact gelu",
