@@ -2,7 +2,7 @@
 // families' recipes) on real WebGPU execution (SwiftShader here): its loss
 // and gradients equal tfjs's tape on the same backend, on odd shapes and
 // batch 1, with adapters on some layers only, for GPT-2 and the Llama
-// family (Gemma included), with LoRA's and the model's dropout, half-precision base weights
+// family (Gemma and Gemma 3 included), with LoRA's and the model's dropout, half-precision base weights
 // and Mistral's sliding window.
 import { describe, expect, it } from 'vitest';
 import {
@@ -76,6 +76,27 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       'all-linear',
       2,
       7,
+    ],
+    [
+      'Gemma 3 (norms after attention and MLP, q/k norms, a sliding layer with its own rotary base), 2 x 9',
+      {
+        modelType: 'gemma3_text',
+        normPlusOne: true,
+        embedScale: 4,
+        mlpActivation: 'gelu_tanh',
+        tieWordEmbeddings: true,
+        qkNorm: true,
+        sandwichNorms: true,
+        queryPreAttnScalar: 5,
+        slidingWindow: 3,
+        slidingLayers: [true, false],
+        ropeTheta: 1e6,
+        ropeScaling: { type: 'linear', factor: 2 },
+        localRopeTheta: 10000,
+      },
+      'all-linear',
+      2,
+      9,
     ],
     [
       'Mistral shape, no GQA (4 kv heads), llama3 rope scaling',

@@ -1,5 +1,5 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
-// Mistral, Qwen2, Qwen3, Gemma): model.ts's forward and backward as explicit
+// Mistral, Qwen2, Qwen3, Gemma, Gemma 3): model.ts's forward and backward as explicit
 // kernels, for the linear layers' adapters, with LoRA and attention dropout
 // (the tape's masks) and Mistral's sliding window. Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
@@ -7,12 +7,15 @@
 // embedding, fused causal attention, heads merge, o_proj, residual; RMSNorm,
 // gate/up projections, SwiGLU (Gemma: GeGLU), down_proj, residual. Gemma's
 // norms multiply by 1 + weight (model.normGamma) and its embeddings by
-// sqrt(C). Backward in reverse:
+// sqrt(C); Gemma 3 norms the attention and MLP outputs too (branchOut),
+// scales scores by query_pre_attn_scalar, and its sliding layers have their
+// own window and rotation. Backward in reverse:
 // the rotary embedding's transpose, the kv groups summed as heads merge.
 import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
 import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
 import { headAndLoss } from '../scheduled-head.js';
+import { layerWindow } from './config.js';
 import type { LlamaModel } from './model.js';
 import { inverseFrequencies, rotaryValues } from './rope.js';
 
@@ -37,19 +40,63 @@ interface LayerSaved {
   gateY: Info; // [N, F]
   upY: Info;
   down: LinearSaved;
+  /** Gemma 3: the norms of the attention and MLP outputs; null elsewhere. */
+  oNorm: BranchNorm | null;
+  downNorm: BranchNorm | null;
+}
+
+/** A branch output's norm before its residual add (Gemma 3), with what its backward reads. */
+interface BranchNorm {
+  x: Info;
+  n: Norm;
+  w: tf.Variable<tf.Rank.R1>;
+}
+
+/** The rotary tables [T, D]. */
+interface Rotation {
+  cos: Info;
+  sin: Info;
 }
 
 /** The shapes and tables one micro-batch's recording shares. */
-interface Shape {
+interface Shape extends Rotation {
   B: number;
   T: number;
   H: number;
   Hkv: number;
   D: number;
-  cos: Info; // [T, D]
-  sin: Info;
   eps: number;
+  /** The attention scores' scale: query_pre_attn_scalar^-1/2 (Gemma 3) or head_dim^-1/2. */
+  scale: number;
+  /** Gemma 3's sliding layers' rotation (rope_local_base_freq); null: as every layer. */
+  local: Rotation | null;
 }
+
+/** Layer i's rotation: Gemma 3's sliding layers have their own. */
+const rotation = (m: LlamaModel, i: number, s: Shape): Rotation =>
+  m.config.slidingLayers?.[i] === true && s.local ? s.local : s;
+
+/** Gemma 3: a branch's output normed before its residual add; elsewhere the output itself. */
+function branchOut(
+  ops: PlanOps,
+  m: LlamaModel,
+  y: Info,
+  w: tf.Variable<tf.Rank.R1> | null,
+  eps: number,
+): { y: Info; norm: BranchNorm | null } {
+  if (!m.config.sandwichNorms || !w) return { y, norm: null };
+  const n = ops.norm(y, m.normGamma(w), null, eps, 'rms');
+  return { y: n.y, norm: { x: y, n, w } };
+}
+
+/** d(branch output) from d(what its residual add received). */
+function branchGrad(ops: PlanOps, m: LlamaModel, norm: BranchNorm | null, dy: Info): Info {
+  return norm ? ops.normGrad(norm.x, norm.n.stats, m.normGamma(norm.w), dy, 'rms') : dy;
+}
+
+/** The norm before the MLP: post_attention_layernorm, or Gemma 3's pre_feedforward_layernorm. */
+const preMlpNorm = (m: LlamaModel, i: number) =>
+  m.config.sandwichNorms ? m.layers[i]!.preFfNorm! : m.layers[i]!.postNorm;
 
 const view = (t: Info, shape: number[]): Info => ({ ...t, shape });
 
@@ -70,23 +117,27 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
     qk = { q: qIn, k: kIn, qn, kn };
     [qIn, kIn] = [view(qn.y, [N, H * D]), view(kn.y, [N, Hkv * D])];
   }
-  const qh = ops.rope(ops.heads(qIn, B, H, T, D, 0), s.cos, s.sin); // [B*H, T, D]
-  const kh = ops.rope(ops.heads(kIn, B, H, T, D, 0, H / Hkv), s.cos, s.sin);
+  const { cos, sin } = rotation(m, i, s);
+  const qh = ops.rope(ops.heads(qIn, B, H, T, D, 0), cos, sin); // [B*H, T, D]
+  const kh = ops.rope(ops.heads(kIn, B, H, T, D, 0, H / Hkv), cos, sin);
   const vh = ops.heads(v!.y, B, H, T, D, 0, H / Hkv);
   const probsDrop = io.dropoutSite(m.config.attentionDropout, seed(7));
-  const attn = ops.attention(qh, kh, vh, 1 / Math.sqrt(D), probsDrop, m.config.slidingWindow ?? 0);
+  const attn = ops.attention(qh, kh, vh, s.scale, probsDrop, layerWindow(m.config, i) ?? 0);
   const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T), seed(3)); // [N, C]
-  const mid = ops.add(x, o.y);
-  const n2 = ops.norm(mid, gamma(l.postNorm), null, eps, 'rms');
+  const oOut = branchOut(ops, m, o.y, l.postNorm, eps);
+  const mid = ops.add(x, oOut.y);
+  const n2 = ops.norm(mid, gamma(preMlpNorm(m, i)), null, eps, 'rms');
   const gate = linear(ops, io, l.gateProj, n2.y, seed(4)); // [N, F]
   const up = linear(ops, io, l.upProj, n2.y, seed(5));
   const act = ops.gated(m.config.mlpActivation, gate.y, up.y); // [N, F]
   const down = linear(ops, io, l.downProj, act, seed(6)); // [N, C]
+  const downOut = branchOut(ops, m, down.y, l.postFfNorm, eps);
   const saved: LayerSaved = {
     ...{ x, n1, q: q!.saved, k: k!.saved, v: v!.saved, qk, attn, o: o.saved, mid, n2 },
     ...{ gate: gate.saved, up: up.saved, gateY: gate.y, upY: up.y, down: down.saved },
+    ...{ oNorm: oOut.norm, downNorm: downOut.norm },
   };
-  return { out: ops.add(mid, down.y), saved };
+  return { out: ops.add(mid, downOut.y), saved };
 }
 
 /** a + b where either may be absent (a branch nothing below needed). */
@@ -107,9 +158,10 @@ function attentionInputsGrad(
   const l = m.layers[i]!;
   const { B, T, H, Hkv, D } = s;
   const N = B * T;
-  const { dq, dk, dv } = ops.attentionGrad(sv.attn, dO, 1 / Math.sqrt(D));
-  let dQ = ops.mergeHeads([ops.rope(dq, s.cos, s.sin, true)], B, H, T); // [N, H*D]
-  let dK = ops.mergeHeads([ops.rope(dk, s.cos, s.sin, true)], B, Hkv, T, H / Hkv); // [N, Hkv*D]
+  const { dq, dk, dv } = ops.attentionGrad(sv.attn, dO, s.scale);
+  const { cos, sin } = rotation(m, i, s);
+  let dQ = ops.mergeHeads([ops.rope(dq, cos, sin, true)], B, H, T); // [N, H*D]
+  let dK = ops.mergeHeads([ops.rope(dk, cos, sin, true)], B, Hkv, T, H / Hkv); // [N, Hkv*D]
   const dV = ops.mergeHeads([dv], B, Hkv, T, H / Hkv);
   if (sv.qk && l.qNorm && l.kNorm) {
     const { q, k, qn, kn } = sv.qk;
@@ -144,7 +196,7 @@ function layerBackward(
     ops,
     io,
     l.downProj,
-    dOut,
+    branchGrad(ops, m, sv.downNorm, dOut),
     sv.down,
     grads,
     trains(l.gateProj, l.upProj, ...attention),
@@ -159,14 +211,14 @@ function layerBackward(
   if (!dN2) return null;
   const dMid = ops.add(
     dOut,
-    ops.normGrad(sv.mid, sv.n2.stats, m.normGamma(l.postNorm), dN2, 'rms'),
+    ops.normGrad(sv.mid, sv.n2.stats, m.normGamma(preMlpNorm(m, i)), dN2, 'rms'),
   );
   // Attention branch: mid = x + o(merge(attention(rope(q), rope(k), v))).
   const dMerged = linearGrad(
     ops,
     io,
     l.oProj,
-    dMid,
+    branchGrad(ops, m, sv.oNorm, dMid),
     sv.o,
     grads,
     trains(l.qProj, l.kProj, l.vProj),
@@ -190,12 +242,20 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
     record(ops, io) {
       const c = m.config;
       const positions = Int32Array.from({ length: io.seq }, (_, t) => t);
-      const tables = rotaryValues(inverseFrequencies(c), positions);
+      const rotary = (theta: number, scaled: boolean): Rotation => {
+        const cfg = { ...c, ropeTheta: theta, ropeScaling: scaled ? c.ropeScaling : null };
+        const tables = rotaryValues(inverseFrequencies(cfg), positions);
+        const [cos, sin] = [tables.cos, tables.sin].map((t) =>
+          ops.rec.constant(t, [io.seq, c.headDim]),
+        );
+        return { cos: cos!, sin: sin! };
+      };
       const s: Shape = {
         ...{ B: io.batch, T: io.seq, H: c.numHeads, Hkv: c.numKvHeads, D: c.headDim },
-        cos: ops.rec.constant(tables.cos, [io.seq, c.headDim]),
-        sin: ops.rec.constant(tables.sin, [io.seq, c.headDim]),
+        ...rotary(c.ropeTheta, true),
         eps: c.rmsNormEps,
+        scale: 1 / Math.sqrt(c.queryPreAttnScalar ?? c.headDim),
+        local: c.localRopeTheta === null ? null : rotary(c.localRopeTheta, false),
       };
       const grads = new Map<tf.Variable, Info>();
       let x = ops.embed(io.ids, m.embed, null, io.seq, c.embedScale); // [N, C]
@@ -227,8 +287,6 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
 /** Why the scheduled step cannot train `m` with `params` (null: it can). */
 function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): string | null {
   const c = m.config;
-  if (c.modelType === 'gemma3_text')
-    return "Gemma 3's norms after attention and MLP, per-layer windows and local rotary base are not recorded yet";
   if (c.numHeads % c.numKvHeads !== 0)
     return `${c.numHeads} attention heads do not divide into ${c.numKvHeads} key/value heads`;
   return adaptersUnsupported(m.linears(), m.embeddings(), params);
