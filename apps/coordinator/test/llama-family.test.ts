@@ -110,35 +110,13 @@ describe('a Llama-family model through the CLI', () => {
     async (family) => {
       const model = { llama, gemma, gemma3 }[family]!;
       const [one, two] = [join(dir!, `${family}-w1`), join(dir!, `${family}-w2`)];
-      const lr = ['--lr', '1e-2'];
-      await lorafleetOk([
-        'train',
-        '--model',
-        model,
-        '--data',
-        ids,
-        '--out',
-        one,
-        ...TRAIN,
-        ...TARGETS,
-        ...lr,
-        '--workers',
-        '1',
-      ]);
-      await lorafleetOk([
-        'train',
-        '--model',
-        model,
-        '--data',
-        ids,
-        '--out',
-        two,
-        ...TRAIN,
-        ...TARGETS,
-        ...lr,
-        '--workers',
-        '2',
-      ]);
+      const train = (out: string, workers: string) =>
+        lorafleetOk([
+          ...['train', '--model', model, '--data', ids, '--out', out],
+          ...[...TRAIN, ...TARGETS, '--lr', '1e-2', '--workers', workers],
+        ]);
+      await train(one, '1');
+      await train(two, '2');
       const [a, b] = [await adapterValues(one), await adapterValues(two)];
       expect([...a.keys()]).toContain('model.layers.1.mlp.down_proj.B');
       expect(a.size).toBe(2 * 3 * 2); // A and B of 3 modules in 2 layers
