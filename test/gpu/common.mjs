@@ -4,6 +4,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
+  Rng,
   deviceName,
   releaseWebGpu,
   useBackend,
@@ -19,6 +20,14 @@ export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
 };
+
+/** rows x cols token ids below `vocab`, the same for a seed. */
+export function fixedIds(rows, cols, vocab, seed) {
+  const rng = new Rng(seed);
+  return Array.from({ length: rows }, () =>
+    Array.from({ length: cols }, () => Math.floor(rng.uniform() * vocab)),
+  );
+}
 
 export async function start(backend) {
   await useBackend(backend);

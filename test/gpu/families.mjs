@@ -15,19 +15,12 @@ import {
   randomModelWeights,
   writeModelFolder,
 } from '../../packages/models/dist/src/index.js';
-import { log, start, stop, writeJson } from './common.mjs';
+import { fixedIds, log, start, stop, writeJson } from './common.mjs';
 
 /** model name -> config.json fields, shared with reference.py. */
 export const FAMILIES = JSON.parse(
   readFileSync(join(dirname(fileURLToPath(import.meta.url)), 'families.json'), 'utf8'),
 );
-
-/** Token ids every family reads: 2 rows of 24 below the vocabulary size. */
-export function familyIds(vocab) {
-  return [0, 1].map((row) =>
-    Array.from({ length: 24 }, (_, t) => (row * 97 + t * t * 13 + 5) % vocab),
-  );
-}
 
 /** The smoke run's stand-in for `reference.py make-families`: the project's own random folders. */
 export async function familyModels(dir) {
@@ -35,7 +28,7 @@ export async function familyModels(dir) {
     const config = modelConfigFromJson(json, `families.json ${name}`);
     await writeModelFolder(join(dir, name), config, randomModelWeights(config, 17));
   }
-  await writeJson(join(dir, 'ids.json'), { ids: familyIds(300) });
+  await writeJson(join(dir, 'ids.json'), { ids: fixedIds(2, 24, 300, 13) });
   log(`family models written to ${dir}: ${Object.keys(FAMILIES).join(', ')}`);
 }
 

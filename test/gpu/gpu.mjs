@@ -61,7 +61,7 @@ import {
 import { capabilities } from './capabilities.mjs';
 import { deviceLayer } from './device-layer.mjs';
 import { familyLogits, familyModels } from './families.mjs';
-import { TINY, log, start, stop, writeJson } from './common.mjs';
+import { TINY, fixedIds, log, start, stop, writeJson } from './common.mjs';
 import { summarize } from './report.mjs';
 import { profile, throughput } from './step-bench.mjs';
 
@@ -141,13 +141,6 @@ async function adapters() {
     log(`features: ${features.join(' ')}; subgroup sizes ${subgroupSizes.join('-')}`);
   } else log(`no WebGPU device: ${out.errors.start}`);
   await writeJson(need('out'), out);
-}
-
-function fixedIds(rows, cols, vocab, seed) {
-  const rng = new Rng(seed);
-  return Array.from({ length: rows }, () =>
-    Array.from({ length: cols }, () => Math.floor(rng.uniform() * vocab)),
-  );
 }
 
 async function tinyModel() {

@@ -142,12 +142,8 @@ def check(args):
 FAMILIES_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "families.json")
 
 
-def family_ids(vocab):
-    """families.mjs's familyIds: 2 rows of 24."""
-    return [[(row * 97 + t * t * 13 + 5) % vocab for t in range(24)] for row in range(2)]
-
-
 def make_families(args):
+    import numpy as np
     import torch
     import transformers
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -164,7 +160,8 @@ def make_families(args):
                 if pname.endswith("norm.weight") or pname.endswith(".bias"):
                     p.add_(0.3 * torch.randn_like(p))
         model.save_pretrained(os.path.join(args.dir, name))
-    write_json(os.path.join(args.dir, "ids.json"), {"ids": family_ids(300)})
+    ids = np.random.default_rng(13).integers(0, 300, size=(2, 24)).tolist()
+    write_json(os.path.join(args.dir, "ids.json"), {"ids": ids})
     print(f"reference.py: families saved by transformers {transformers.__version__} to {args.dir}")
 
 
