@@ -110,6 +110,7 @@ export {
   WASM_HEAP_BYTES,
   activationBytes,
   largestMicroBatch,
+  longestRow,
   parameterBytes,
   wasmActivationBudget,
 } from './memory-estimate.js';

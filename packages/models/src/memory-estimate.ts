@@ -49,3 +49,14 @@ export function wasmActivationBudget(parameters: number, fullFinetune: boolean):
 export function largestMicroBatch(config: EstimateConfig, seqLen: number, budget: number): number {
   return Math.max(1, Math.floor(budget / activationBytes(config, 1, seqLen)));
 }
+
+/** The longest row (at most `seqLen` tokens) whose activations fit `budget`; 0 when none does. */
+export function longestRow(config: EstimateConfig, seqLen: number, budget: number): number {
+  let [lo, hi] = [0, seqLen]; // activationBytes(config, 1, lo) fits; above hi is not asked
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (activationBytes(config, 1, mid) <= budget) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}

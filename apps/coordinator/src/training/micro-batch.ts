@@ -6,6 +6,7 @@ import {
   type EstimateConfig,
   activationBytes,
   largestMicroBatch,
+  longestRow,
   wasmActivationBudget,
 } from '@lorafleet/models';
 import { UsageError } from '../args.js';
@@ -20,6 +21,18 @@ export interface MicroBatchMemory {
 }
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+
+/** The warning for a row that alone needs more than the heap leaves (a big model, a long --seq-len). */
+function tooLongRow({ config, seqLen }: MicroBatchMemory, budget: number): string {
+  const fits = budget > 0 ? longestRow(config, seqLen, budget) : 0;
+  return (
+    `warning: one row of ${seqLen} tokens needs about ${gib(activationBytes(config, 1, seqLen))} ` +
+    `of activations, more than the ${gib(Math.max(0, budget))} the wasm backend's 4 GiB heap leaves ` +
+    `beside the model: the run may abort. ` +
+    (fits > 1 ? `--seq-len ${fits} fits; ` : '') +
+    'a GPU backend (--backend webgpu) has no such limit'
+  );
+}
 
 /**
  * Rows per micro-batch: `requested` if given (refused when it cannot fit),
@@ -37,6 +50,7 @@ export function chooseMicroBatch(
   const budget = wasmActivationBudget(memory.parameters, memory.fullFinetune);
   const fit = largestMicroBatch(config, seqLen, budget);
   const need = (rows: number) => gib(activationBytes(config, rows, seqLen));
+  if (activationBytes(config, 1, seqLen) > budget) note(tooLongRow(memory, budget));
   if (requested !== undefined) {
     if (requested <= fit) return requested;
     throw new UsageError(
