@@ -2,7 +2,8 @@
 // packages/core/test/lora-conformance.test.ts): on every test backend, three
 // full LoRA training steps of a tiny GPT-2, of a tiny Llama (grouped-query
 // attention, RMSNorm, SwiGLU; dropout, AdamW, clipping) and of a tiny Gemma
-// ((1 + weight) RMSNorm, scaled embeddings, GeGLU, tied head) and of a tiny
+// ((1 + weight) RMSNorm, scaled embeddings, GeGLU, tied head), of a tiny
+// Gemma 2 (soft-capped scores and logits, norms after attention and MLP) and of a tiny
 // Gemma 3 (norms after attention and MLP, q/k norms, a sliding and a full
 // layer with two rotary bases) end with
 // wasm's parameters, the eval loss is wasm's, and greedy generation with the
@@ -73,10 +74,20 @@ const GEMMA3: LlamaConfig = {
   ropeTheta: 1e6,
   localRopeTheta: 10000,
 };
+const GEMMA2: LlamaConfig = {
+  ...GEMMA,
+  modelType: 'gemma2',
+  sandwichNorms: true,
+  queryPreAttnScalar: 5,
+  slidingWindow: 4,
+  slidingLayers: [true, false],
+  attnSoftcap: 3,
+  finalSoftcap: 6,
+};
 const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-type Family = 'gpt2' | 'llama' | 'gemma' | 'gemma3';
-const FAMILIES: Family[] = ['gpt2', 'llama', 'gemma', 'gemma3'];
+type Family = 'gpt2' | 'llama' | 'gemma' | 'gemma2' | 'gemma3';
+const FAMILIES: Family[] = ['gpt2', 'llama', 'gemma', 'gemma2', 'gemma3'];
 
 /** Each family's model (weights with std 0.3) and the linear layers LoRA adapts: all of them. */
 const MODELS: Record<Family, { build: () => CausalLM; targets: string[] }> = {
@@ -90,6 +101,10 @@ const MODELS: Record<Family, { build: () => CausalLM; targets: string[] }> = {
   },
   gemma: {
     build: () => new LlamaModel(GEMMA, randomLlamaWeights(GEMMA, 6, 0.3)),
+    targets: LLAMA_TARGETS,
+  },
+  gemma2: {
+    build: () => new LlamaModel(GEMMA2, randomLlamaWeights(GEMMA2, 9, 0.3)),
     targets: LLAMA_TARGETS,
   },
   gemma3: {

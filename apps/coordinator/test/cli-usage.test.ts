@@ -30,7 +30,9 @@ describe.concurrent('help', () => {
     expect(stdout).toMatch(/^usage: lorafleet <command>/);
     for (const command of COMMANDS) expect(stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     // The model families it knows, from the registry (not a list that goes stale).
-    expect(stdout).toMatch(/model_type gpt2, llama, mistral, qwen2, qwen3, gemma, gemma3_text\)/);
+    expect(stdout).toMatch(
+      /model_type gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text\)/,
+    );
   });
 
   it.each(COMMANDS)('lorafleet %s --help shows every required option', async (command) => {

@@ -1,6 +1,7 @@
 // The whole CLI path for a Llama-family model, with real processes: init from
 // a config, train with 1 and 2 workers (the same adapter), eval, merge (also
-// for a Gemma), generate, a full fine-tune, extract and inspect. The folder has no
+// for a Gemma, a Gemma 2 and a Gemma 3), generate, a full fine-tune, extract
+// and inspect. The folder has no
 // tokenizer: pre-tokenized {"input_ids"} data needs none, text is refused
 // with a clear error.
 import { join } from 'node:path';
@@ -40,6 +41,16 @@ const TINY_GEMMA = {
   hidden_activation: 'gelu_pytorch_tanh',
 };
 
+/** Gemma 2: norms after attention and MLP, layer 0 sliding (window 8), scores and logits soft-capped. */
+const TINY_GEMMA2 = {
+  ...TINY_GEMMA,
+  model_type: 'gemma2',
+  query_pre_attn_scalar: 16,
+  sliding_window: 8,
+  attn_logit_softcapping: 20,
+  final_logit_softcapping: 10,
+};
+
 /** Gemma 3: norms after attention and MLP, q/k norms, layer 0 sliding (window 8, its own rotary base), layer 1 full. */
 const TINY_GEMMA3 = {
   ...TINY_GEMMA,
@@ -57,6 +68,7 @@ const TRAIN = [...ROWS, '--lora-dropout', '0'];
 let dir: string | undefined;
 let llama: string;
 let gemma: string;
+let gemma2: string;
 let gemma3: string;
 let ids: string;
 let text: string;
@@ -81,6 +93,9 @@ beforeAll(async () => {
   const gemmaConfig = await writeJsonl(join(dir, 'gemma.config.json'), [TINY_GEMMA]);
   gemma = join(dir, 'gemma');
   await lorafleetOk(['init', '--config', gemmaConfig, '--out', gemma, '--tokenizer', 'none']);
+  const gemma2Config = await writeJsonl(join(dir, 'gemma2.config.json'), [TINY_GEMMA2]);
+  gemma2 = join(dir, 'gemma2');
+  await lorafleetOk(['init', '--config', gemma2Config, '--out', gemma2, '--tokenizer', 'none']);
   const gemma3Config = await writeJsonl(join(dir, 'gemma3.config.json'), [TINY_GEMMA3]);
   gemma3 = join(dir, 'gemma3');
   await lorafleetOk(['init', '--config', gemma3Config, '--out', gemma3, '--tokenizer', 'none']);
@@ -105,10 +120,10 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('a Llama-family model through the CLI', () => {
-  it.each(['llama', 'gemma', 'gemma3'])(
+  it.each(['llama', 'gemma', 'gemma2', 'gemma3'])(
     '%s: trains the same adapter with 1 and 2 workers; eval and merge agree',
     async (family) => {
-      const model = { llama, gemma, gemma3 }[family]!;
+      const model = { llama, gemma, gemma2, gemma3 }[family]!;
       const [one, two] = [join(dir!, `${family}-w1`), join(dir!, `${family}-w2`)];
       const train = (out: string, workers: string) =>
         lorafleetOk([

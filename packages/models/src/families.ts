@@ -24,13 +24,12 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   qwen2: llamaFamily,
   qwen3: llamaFamily,
   gemma: llamaFamily,
+  gemma2: llamaFamily,
   gemma3_text: llamaFamily,
 };
 
 /** Relatives of a supported family that it does not compute, and what sets them apart. */
 const NEAR_MISSES: Readonly<Record<string, string>> = {
-  gemma2:
-    "Gemma 2's logit soft-capping is not computed; Gemma (gemma) and Gemma 3 text (gemma3_text) are",
   gemma3:
     'the multimodal Gemma 3 (4B and up) nests its text model in text_config, which is not read; Gemma 3 text (gemma3_text: 270M, 1B) is',
   mixtral: "Mixtral's mixture of experts is not computed; Mistral (mistral) is",

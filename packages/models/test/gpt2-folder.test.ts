@@ -102,7 +102,7 @@ describe('loading a GPT-2 folder', () => {
     const loading = loadModel(dir);
     await expect(loading).rejects.toThrow(ModelConfigError);
     await expect(loading).rejects.toThrow(
-      /model_type is "falcon"; supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma3_text/,
+      /model_type is "falcon"; supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text/,
     );
   });
 

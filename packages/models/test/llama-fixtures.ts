@@ -97,6 +97,23 @@ export const LLAMA_CASES: LlamaCase[] = [
     seed: 26,
   },
   {
+    // Gemma 2: layer 0 slides (window 5), layer 1 attends to all; scores and logits
+    // soft-capped (caps small enough to bite on these logits).
+    label: 'gemma2, sandwich norms, soft-capped scores and logits, a sliding and a full layer',
+    json: {
+      ...TINY,
+      model_type: 'gemma2',
+      num_key_value_heads: 2,
+      head_dim: 12,
+      query_pre_attn_scalar: 20,
+      sliding_window: 5,
+      attn_logit_softcapping: 2,
+      final_logit_softcapping: 5,
+      hidden_activation: 'gelu_pytorch_tanh',
+    },
+    seed: 28,
+  },
+  {
     // Layer 0 slides (window 5, local base 10000), layer 1 attends to all (base 1e6, linear
     // scaling); scores scale by query_pre_attn_scalar 20, not head_dim 12.
     label: 'gemma3_text, sandwich norms, q/k norms, a sliding and a full layer, two rope bases',

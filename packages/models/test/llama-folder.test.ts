@@ -192,8 +192,8 @@ describe('Llama-family folders', () => {
     ],
     [
       'an unknown model_type',
-      { model_type: 'gemma2' },
-      /model_type is "gemma2" \(Gemma 2's logit soft-capping is not computed; .*\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma3_text/,
+      { model_type: 'mixtral' },
+      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text/,
     ],
     [
       'the multimodal Gemma 3',

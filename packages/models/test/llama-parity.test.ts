@@ -58,6 +58,13 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
   'qwen3, q/k norms, head_dim 12, tied head': [{ qkNorm: false }],
   'mistral, sliding window 5': [{ slidingWindow: null }],
   'gemma, 1 + weight norms, scaled embeddings, GeGLU, head_dim 12': [{ gemma: false }],
+  'gemma2, sandwich norms, soft-capped scores and logits, a sliding and a full layer': [
+    { sandwich: false },
+    { attnSoftcap: null },
+    { finalSoftcap: null },
+    { slidingWindow: null },
+    { queryScalar: null },
+  ],
   'gemma3_text, sandwich norms, q/k norms, a sliding and a full layer, two rope bases': [
     { sandwich: false },
     { qkNorm: false },

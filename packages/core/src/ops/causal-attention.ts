@@ -30,9 +30,15 @@ export interface CausalAttentionOptions {
    * then carry it too. Absent or null: every earlier key.
    */
   window?: number | null;
+  /**
+   * Gemma 2's soft-capping of the scores before the mask: cap tanh(s / cap).
+   * Only the composed path computes it (the fused kernels do not), so with it
+   * causalAttention takes that path everywhere.
+   */
+  softcap?: number | null;
 }
 
-/** softmax(scale q k^T + mask) v from tfjs ops (autodiff through them). */
+/** softmax(softcap(scale q k^T) + mask) v from tfjs ops (autodiff through them). */
 export function causalAttentionComposed(
   q: tf.Tensor,
   k: tf.Tensor,
@@ -40,7 +46,9 @@ export function causalAttentionComposed(
   o: CausalAttentionOptions,
 ): tf.Tensor {
   return tf.tidy(() => {
-    const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), o.scale), o.mask); // [.., T, T]
+    const raw = tf.mul(tf.matMul(q, k, false, true), o.scale); // [.., T, T]
+    const capped = o.softcap ? tf.mul(tf.tanh(tf.div(raw, o.softcap)), o.softcap) : raw;
+    const scores = tf.add(capped, o.mask);
     const probs = tf.softmax(scores);
     const dropped = o.dropout ? seededDropout(probs, o.dropout.rate, o.dropout.seed) : probs;
     return tf.matMul(dropped, v); // [.., T, D]
@@ -59,7 +67,7 @@ export function causalAttention(
   v: tf.Tensor,
   o: CausalAttentionOptions,
 ): tf.Tensor {
-  if (!fusedAttentionAvailable()) return causalAttentionComposed(q, k, v, o);
+  if (!fusedAttentionAvailable() || o.softcap) return causalAttentionComposed(q, k, v, o);
   const shape = q.shape;
   const [T, D] = shape.slice(-2) as [number, number];
   const rows = (x: tf.Tensor) => x.reshape([-1, T, D]) as tf.Tensor3D; // [R, T, D]

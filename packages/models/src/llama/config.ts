@@ -1,5 +1,5 @@
 // The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
-// Qwen3, Gemma, Gemma 3): one architecture, switched by the fields
+// Qwen3, Gemma, Gemma 2, Gemma 3): one architecture, switched by the fields
 // transformers reads. The rotary fields are rope-config.ts's.
 import type { GatedActivation } from '@lorafleet/core';
 import type { ModelConfig, ModelType } from '../causal-lm.js';
@@ -8,7 +8,7 @@ import { ropeFromJson, ropeToJson } from './rope-config.js';
 
 export type LlamaModelType = Extract<
   ModelType,
-  'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma3_text'
+  'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'gemma3_text'
 >;
 
 /** rope_scaling types this project computes; any other is refused by name. */
@@ -52,13 +52,17 @@ export interface LlamaConfig {
   embedScale: number;
   /** The MLP's gate: silu (SwiGLU), or Gemma's gelu with the tanh approximation (GeGLU). */
   mlpActivation: GatedActivation;
-  /** Gemma 3: attention and MLP outputs normed before their residual adds (pre_feedforward_layernorm before the MLP). */
+  /** Gemma 2 and 3: attention and MLP outputs normed before their residual adds (pre_feedforward_layernorm before the MLP). */
   sandwichNorms: boolean;
-  /** Gemma 3: attention scores scale by query_pre_attn_scalar^-1/2; null: head_dim^-1/2. */
+  /** Gemma 2 and 3: attention scores scale by query_pre_attn_scalar^-1/2; null: head_dim^-1/2. */
   queryPreAttnScalar: number | null;
-  /** Mistral, Gemma 3: each token sees only the last `slidingWindow` positions (null: all). */
+  /** Gemma 2: attention scores soft-capped to cap tanh(s / cap) before the mask; null: not. */
+  attnSoftcap: number | null;
+  /** Gemma 2: the logits soft-capped the same way; null: not. */
+  finalSoftcap: number | null;
+  /** Mistral, Gemma 2 and 3: each token sees only the last `slidingWindow` positions (null: all). */
   slidingWindow: number | null;
-  /** Gemma 3: which layers slide (layer_types); null: every layer, when slidingWindow is set. */
+  /** Gemma 2 and 3: which layers slide (layer_types); null: every layer, when slidingWindow is set. */
   slidingLayers: boolean[] | null;
   attentionDropout: number;
   bosTokenId: number | null;
@@ -71,6 +75,7 @@ const ARCHITECTURES: Record<LlamaModelType, string> = {
   qwen2: 'Qwen2ForCausalLM',
   qwen3: 'Qwen3ForCausalLM',
   gemma: 'GemmaForCausalLM',
+  gemma2: 'Gemma2ForCausalLM',
   gemma3_text: 'Gemma3ForCausalLM',
 };
 
@@ -110,6 +115,14 @@ const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
     numKvHeads: 16,
     headDim: 256,
   },
+  gemma2: {
+    ...LLAMA_LIKE,
+    maxPositions: 8192,
+    slidingWindow: 4096,
+    tieWordEmbeddings: true,
+    numKvHeads: 4,
+    headDim: 256,
+  },
   gemma3_text: {
     ...LLAMA_LIKE,
     maxPositions: 131072,
@@ -121,7 +134,11 @@ const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
   },
 };
 
-const isGemma = (t: LlamaModelType) => t === 'gemma' || t === 'gemma3_text';
+const isGemma = (t: LlamaModelType) => t === 'gemma' || t === 'gemma2' || t === 'gemma3_text';
+/** Gemma 2 and 3: the decoder layer with four norms, query_pre_attn_scalar and sliding layers. */
+const isLaterGemma = (t: LlamaModelType) => t === 'gemma2' || t === 'gemma3_text';
+/** Gemma2Config's soft-capping defaults. */
+const GEMMA2_SOFTCAP = { attn_logit_softcapping: 50, final_logit_softcapping: 30 };
 
 /** The attention window of layer `i` (null: all positions). */
 export function layerWindow(c: LlamaConfig, i: number): number | null {
@@ -205,7 +222,7 @@ export function llamaConfigFromJson(
   // MistralAttention has no bias whatever the file says.
   const attentionBias = modelType !== 'mistral' && flag('attention_bias', false);
   const window =
-    modelType === 'mistral' || modelType === 'gemma3_text'
+    modelType === 'mistral' || isLaterGemma(modelType)
       ? j.sliding_window === undefined
         ? defaults.slidingWindow
         : j.sliding_window
@@ -231,9 +248,13 @@ export function llamaConfigFromJson(
     // As GemmaModel: torch.tensor(hidden_size ** 0.5, dtype=float32).
     embedScale: isGemma(modelType) ? Math.fround(Math.sqrt(hiddenSize)) : 1,
     mlpActivation: isGemma(modelType) ? 'gelu_tanh' : 'silu',
-    sandwichNorms: gemma3,
-    queryPreAttnScalar: gemma3 ? positive('query_pre_attn_scalar', 256) : null,
-    slidingLayers: gemma3 ? slidingLayers(j, numLayers, fail) : null,
+    sandwichNorms: isLaterGemma(modelType),
+    queryPreAttnScalar: isLaterGemma(modelType) ? positive('query_pre_attn_scalar', 256) : null,
+    attnSoftcap: softcap(j, modelType, 'attn_logit_softcapping', fail),
+    finalSoftcap: softcap(j, modelType, 'final_logit_softcapping', fail),
+    slidingLayers: isLaterGemma(modelType)
+      ? slidingLayers(j, numLayers, gemma3 ? 6 : 2, fail)
+      : null,
     qkvBias: modelType === 'qwen2' || attentionBias,
     oBias: modelType !== 'qwen2' && attentionBias,
     mlpBias: modelType === 'llama' && flag('mlp_bias', false),
@@ -263,9 +284,6 @@ function refuseUnsupported(
     const act = j.hidden_act ?? 'silu';
     if (act !== 'silu') fail(`hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
   }
-  for (const name of ['final_logit_softcapping', 'attn_logit_softcapping']) {
-    if (j[name] != null) fail(`${name} ${JSON.stringify(j[name])} is not supported (only null)`);
-  }
   if (j.use_bidirectional_attention === true)
     fail(
       'use_bidirectional_attention true is not supported (a causal LM attends to the past only)',
@@ -278,8 +296,29 @@ function refuseUnsupported(
     );
 }
 
-/** Gemma 3's layer_types, or its sliding_window_pattern (every Nth layer full, 6 when absent). */
-function slidingLayers(j: Record<string, unknown>, numLayers: number, fail: (w: string) => never) {
+/** Gemma 2's soft-capping (its defaults when absent; null: none); refused for every other type. */
+function softcap(
+  j: Record<string, unknown>,
+  modelType: LlamaModelType,
+  name: keyof typeof GEMMA2_SOFTCAP,
+  fail: (w: string) => never,
+): number | null {
+  const v =
+    modelType === 'gemma2' ? (j[name] === undefined ? GEMMA2_SOFTCAP[name] : j[name]) : j[name];
+  if (v === undefined || v === null) return null;
+  if (modelType !== 'gemma2') fail(`${name} ${JSON.stringify(v)} is not supported (only null)`);
+  if (typeof v !== 'number' || !(v > 0))
+    fail(`${name} is ${JSON.stringify(v)}, expected a positive number or null`);
+  return v as number;
+}
+
+/** Gemma 2's and 3's layer_types, or their sliding_window_pattern (every Nth layer full). */
+function slidingLayers(
+  j: Record<string, unknown>,
+  numLayers: number,
+  defaultPattern: number,
+  fail: (w: string) => never,
+) {
   if (Array.isArray(j.layer_types)) {
     if (j.layer_types.length !== numLayers)
       fail(`layer_types has ${j.layer_types.length} entries for ${numLayers} layers`);
@@ -293,7 +332,7 @@ function slidingLayers(j: Record<string, unknown>, numLayers: number, fail: (w: 
             ),
     );
   }
-  const pattern = j.sliding_window_pattern ?? j._sliding_window_pattern ?? 6;
+  const pattern = j.sliding_window_pattern ?? j._sliding_window_pattern ?? defaultPattern;
   if (!Number.isSafeInteger(pattern) || (pattern as number) < 1)
     fail(`sliding_window_pattern is ${JSON.stringify(pattern)}, expected a positive integer`);
   return Array.from({ length: numLayers }, (_, i) => (i + 1) % (pattern as number) !== 0);
@@ -340,13 +379,13 @@ export function llamaConfigToJson(
     use_cache: true,
   };
   if (c.modelType !== 'mistral' && c.modelType !== 'qwen2') json.attention_bias = c.oBias;
-  if (c.modelType === 'gemma3_text') {
+  if (c.modelType === 'gemma2' || c.modelType === 'gemma3_text') {
     Object.assign(json, {
       query_pre_attn_scalar: c.queryPreAttnScalar,
       sliding_window: c.slidingWindow,
       layer_types: c.slidingLayers!.map((s) => (s ? 'sliding_attention' : 'full_attention')),
-      final_logit_softcapping: null,
-      attn_logit_softcapping: null,
+      final_logit_softcapping: c.finalSoftcap,
+      attn_logit_softcapping: c.attnSoftcap,
     });
   }
   if (c.modelType === 'llama') json.mlp_bias = c.mlpBias;

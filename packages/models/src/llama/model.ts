@@ -1,12 +1,13 @@
 // The Llama family on tfjs, with Hugging Face's semantics of
 // LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
-// GemmaForCausalLM and Gemma3ForCausalLM: pre-RMSNorm decoder layers, rotary
-// positions, grouped-query attention (optional q/k/v bias, Qwen3's and Gemma
-// 3's q/k norms, Mistral's sliding window, Gemma 3's on some layers with
-// their own rotary base), SwiGLU MLP (Gemma: GeGLU, RMSNorm by 1 + weight,
-// scaled embeddings; Gemma 3: norms after attention and MLP too), a tied or
-// untied head. Every nn.Linear is a LoraLinear ([out, in] weights) named by
-// its PEFT module path.
+// GemmaForCausalLM, Gemma2ForCausalLM and Gemma3ForCausalLM: pre-RMSNorm
+// decoder layers, rotary positions, grouped-query attention (optional q/k/v
+// bias, Qwen3's and Gemma 3's q/k norms, Mistral's sliding window, Gemma 2's
+// and 3's on some layers, Gemma 3's with their own rotary base), SwiGLU MLP
+// (Gemma: GeGLU, RMSNorm by 1 + weight, scaled embeddings; Gemma 2 and 3:
+// norms after attention and MLP too; Gemma 2: soft-capped scores and
+// logits), a tied or untied head. Every nn.Linear is a LoraLinear ([out, in]
+// weights) named by its PEFT module path.
 import {
   LoraEmbedding,
   LoraLinear,
@@ -242,7 +243,10 @@ export class LlamaModel implements CausalLM {
   }
 
   logits(hidden: tf.Tensor2D): tf.Tensor2D {
-    return tf.matMul(hidden, this.lmHead ?? this.embed, false, true); // [N, V]
+    const logits: tf.Tensor2D = tf.matMul(hidden, this.lmHead ?? this.embed, false, true); // [N, V]
+    const cap = this.config.finalSoftcap; // Gemma 2: cap tanh(logits / cap)
+    if (cap === null) return logits;
+    return tf.tidy(() => tf.mul(tf.tanh(tf.div(logits, cap)), cap)) as tf.Tensor2D;
   }
 
   extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] } {
@@ -364,6 +368,7 @@ export class LlamaModel implements CausalLM {
       mask: bias, // [B|1, 1, T, Tk]
       dropout: pass.training && p > 0 ? { rate: p, seed: seed + 7 } : undefined,
       window, // the fused path's; the composed path reads it from the bias
+      softcap: c.attnSoftcap, // Gemma 2 (the composed path only)
     };
     const attend = pass.causal ? causalAttention : causalAttentionComposed;
     const y = attend(q, repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv), options) // [B, H, T, D]

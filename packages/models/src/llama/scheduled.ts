@@ -287,6 +287,8 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
 /** Why the scheduled step cannot train `m` with `params` (null: it can). */
 function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): string | null {
   const c = m.config;
+  if (c.attnSoftcap !== null || c.finalSoftcap !== null)
+    return "Gemma 2's soft-capping of scores and logits is not in the fused kernels";
   if (c.numHeads % c.numKvHeads !== 0)
     return `${c.numHeads} attention heads do not divide into ${c.numKvHeads} key/value heads`;
   return adaptersUnsupported(m.linears(), m.embeddings(), params);

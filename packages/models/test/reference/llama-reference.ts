@@ -1,6 +1,6 @@
 // An independent float64 Llama-family model, written from Hugging Face
 // transformers' modeling_llama.py / modeling_mistral.py / modeling_qwen2.py /
-// modeling_qwen3.py / modeling_gemma.py / modeling_gemma3.py and
+// modeling_qwen3.py / modeling_gemma.py / modeling_gemma2.py / modeling_gemma3.py and
 // modeling_rope_utils.py (eval mode), and PEFT's LoRA
 // for nn.Linear, to check the tfjs models against. It reads the same files a
 // Python user would (config.json, model.safetensors or its shards and index,
@@ -39,6 +39,9 @@ export interface ReferenceLlamaConfig {
   slidingLayers: boolean[] | null;
   /** Gemma 3's rope_local_base_freq: the sliding layers' theta, unscaled. */
   localTheta: number | null;
+  /** Gemma 2's attn_logit_softcapping and final_logit_softcapping: cap tanh(x / cap); null: none. */
+  attnSoftcap: number | null;
+  finalSoftcap: number | null;
 }
 
 export interface ReferenceLlama {
@@ -59,7 +62,11 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const hidden = n('hidden_size');
   const attentionBias = j.attention_bias === true;
   const gemma3 = type === 'gemma3_text';
-  const gemma = type === 'gemma' || gemma3;
+  const gemma2 = type === 'gemma2';
+  const gemma = type === 'gemma' || gemma2 || gemma3;
+  // Gemma2Config's defaults: 50 and 30 (null turns them off).
+  const cap = (k: string, fallback: number) =>
+    !gemma2 ? null : j[k] === undefined ? fallback : (j[k] as number | null);
   const layers = n('num_hidden_layers');
   type Json = Record<string, unknown>;
   const raw = ((j.rope_scaling ?? j.rope_parameters) as Json | undefined) ?? null;
@@ -73,7 +80,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     layers,
     heads,
     // GemmaConfig's defaults: 16 key/value heads of 256 (Gemma3TextConfig: 4).
-    kvHeads: n('num_key_value_heads', gemma3 ? 4 : gemma ? 16 : heads),
+    kvHeads: n('num_key_value_heads', gemma3 || gemma2 ? 4 : gemma ? 16 : heads),
     headDim: typeof j.head_dim === 'number' ? j.head_dim : gemma ? 256 : hidden / heads,
     eps: n('rms_norm_eps', 1e-6),
     // transformers v5: rope_parameters, replaced by a legacy rope_scaling; rope_theta fills in.
@@ -89,19 +96,22 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     tied: j.tie_word_embeddings === true || (gemma && j.tie_word_embeddings === undefined),
     // MistralConfig's and Gemma3TextConfig's default window is 4096; null turns it off.
     slidingWindow:
-      type !== 'mistral' && !gemma3
+      type !== 'mistral' && !gemma3 && !gemma2
         ? null
         : j.sliding_window === undefined
           ? 4096
           : (j.sliding_window as number | null),
     gemma,
-    sandwich: gemma3,
-    queryScalar: gemma3 ? n('query_pre_attn_scalar', 256) : null,
-    slidingLayers: !gemma3
-      ? null
-      : Array.isArray(j.layer_types)
-        ? (j.layer_types as string[]).map((t) => t === 'sliding_attention')
-        : Array.from({ length: layers }, (_, i) => (i + 1) % 6 !== 0),
+    sandwich: gemma3 || gemma2,
+    queryScalar: gemma3 || gemma2 ? n('query_pre_attn_scalar', 256) : null,
+    slidingLayers:
+      !gemma3 && !gemma2
+        ? null
+        : Array.isArray(j.layer_types)
+          ? (j.layer_types as string[]).map((t) => t === 'sliding_attention')
+          : Array.from({ length: layers }, (_, i) => (i + 1) % (gemma3 ? 6 : 2) !== 0),
+    attnSoftcap: cap('attn_logit_softcapping', 50),
+    finalSoftcap: cap('final_logit_softcapping', 30),
     localTheta: !gemma3
       ? null
       : typeof localRope?.rope_theta === 'number'
@@ -259,7 +269,8 @@ function attention(
         }
         let dot = 0;
         for (let d = 0; d < D; d++) dot += q[(t * H + h) * D + d]! * k[(s * Hkv + g) * D + d]!;
-        scores.push(dot * scale);
+        const s0 = dot * scale;
+        scores.push(c.attnSoftcap === null ? s0 : c.attnSoftcap * Math.tanh(s0 / c.attnSoftcap));
       }
       const max = Math.max(...scores);
       const e = scores.map((x) => Math.exp(x - max));
@@ -328,7 +339,8 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
     for (let w = 0; w < V; w++) {
       let s = 0;
       for (let i = 0; i < C; i++) s += hFinal[t * C + i]! * head[w * C + i]!;
-      logits[t * V + w] = s;
+      const cap = c.finalSoftcap;
+      logits[t * V + w] = cap === null ? s : cap * Math.tanh(s / cap);
     }
   return logits;
 }
