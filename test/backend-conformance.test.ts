@@ -36,7 +36,11 @@ import {
   randomGpt2Weights,
   randomLlamaWeights,
 } from '../packages/models/src/index.js';
-import { tinyLlamaConfig } from '../packages/models/test/fixtures/tiny-llama.js';
+import {
+  GEMMA3_OVERRIDES,
+  GEMMA_OVERRIDES,
+  tinyLlamaConfig,
+} from '../packages/models/test/fixtures/tiny-llama.js';
 import { TrainingStep } from '../packages/worker/src/index.js';
 
 const REFERENCE: BackendName = 'wasm';
@@ -56,24 +60,8 @@ const CONFIG: Gpt2Config = {
 };
 
 const LLAMA: LlamaConfig = tinyLlamaConfig(CONFIG.vocabSize);
-const GEMMA: LlamaConfig = tinyLlamaConfig(CONFIG.vocabSize, {
-  modelType: 'gemma',
-  normPlusOne: true,
-  embedScale: Math.fround(Math.sqrt(16)),
-  mlpActivation: 'gelu_tanh',
-  tieWordEmbeddings: true,
-});
-const GEMMA3: LlamaConfig = {
-  ...GEMMA,
-  modelType: 'gemma3_text',
-  qkNorm: true,
-  sandwichNorms: true,
-  queryPreAttnScalar: 5,
-  slidingWindow: 4,
-  slidingLayers: [true, false],
-  ropeTheta: 1e6,
-  localRopeTheta: 10000,
-};
+const GEMMA: LlamaConfig = tinyLlamaConfig(CONFIG.vocabSize, GEMMA_OVERRIDES);
+const GEMMA3: LlamaConfig = tinyLlamaConfig(CONFIG.vocabSize, GEMMA3_OVERRIDES);
 const GEMMA2: LlamaConfig = {
   ...GEMMA,
   modelType: 'gemma2',

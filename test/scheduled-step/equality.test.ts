@@ -21,6 +21,10 @@ import {
   maxRelDiff,
   tapeSums,
 } from './fixtures.js';
+import {
+  GEMMA3_OVERRIDES,
+  GEMMA_OVERRIDES,
+} from '../../packages/models/test/fixtures/tiny-llama.js';
 
 webGpuSuite();
 
@@ -66,34 +70,14 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
     ],
     [
       'Gemma (1 + weight norms, embeddings times 4, GeGLU, tied head), every linear layer, 2 x 7',
-      {
-        modelType: 'gemma',
-        normPlusOne: true,
-        embedScale: 4,
-        mlpActivation: 'gelu_tanh',
-        tieWordEmbeddings: true,
-      },
+      GEMMA_OVERRIDES,
       'all-linear',
       2,
       7,
     ],
     [
       'Gemma 3 (norms after attention and MLP, q/k norms, a sliding layer with its own rotary base), 2 x 9',
-      {
-        modelType: 'gemma3_text',
-        normPlusOne: true,
-        embedScale: 4,
-        mlpActivation: 'gelu_tanh',
-        tieWordEmbeddings: true,
-        qkNorm: true,
-        sandwichNorms: true,
-        queryPreAttnScalar: 5,
-        slidingWindow: 3,
-        slidingLayers: [true, false],
-        ropeTheta: 1e6,
-        ropeScaling: { type: 'linear', factor: 2 },
-        localRopeTheta: 10000,
-      },
+      { ...GEMMA3_OVERRIDES, slidingWindow: 3, ropeScaling: { type: 'linear', factor: 2 } },
       'all-linear',
       2,
       9,

@@ -12,22 +12,9 @@ import {
   randomLlamaWeights,
   tokenNllSum,
 } from '../src/index.js';
-import { tinyLlamaConfig } from './fixtures/tiny-llama.js';
+import { GEMMA3_OVERRIDES, tinyLlamaConfig } from './fixtures/tiny-llama.js';
 
-const GEMMA3: LlamaConfig = tinyLlamaConfig(61, {
-  modelType: 'gemma3_text',
-  normPlusOne: true,
-  embedScale: 4,
-  mlpActivation: 'gelu_tanh',
-  tieWordEmbeddings: true,
-  qkNorm: true,
-  sandwichNorms: true,
-  queryPreAttnScalar: 5,
-  slidingWindow: 4,
-  slidingLayers: [true, false],
-  ropeTheta: 1e6,
-  localRopeTheta: 10000,
-});
+const GEMMA3: LlamaConfig = tinyLlamaConfig(61, GEMMA3_OVERRIDES);
 
 const BATCH: TokenBatch = {
   ids: Int32Array.from({ length: 2 * 9 }, (_, i) => (i * 7 + 3) % 61),
