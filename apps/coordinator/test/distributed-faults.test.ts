@@ -1,6 +1,7 @@
 // Faults with real processes and sockets (DESIGN.md, "Faults"; issue 7):
 // workers SIGKILLed at random steps and respawned, a worker hung with
-// SIGSTOP, the coordinator itself SIGKILLed and resumed. Every run is checked
+// SIGSTOP, the coordinator itself SIGSTOPped (its pause is not the workers'
+// silence) and SIGKILLed and resumed. Every run is checked
 // against a fault-free one: the sample ledger shows each epoch consumed
 // exactly once, and the results match within a stated tolerance (bitwise for
 // the coordinator's resume). LORAFLEET_FAULT_STEP_DELAY_MS (a test hook) slows
@@ -161,6 +162,31 @@ describe('faults', () => {
     expect(performance.now() - stoppedAt).toBeGreaterThan(2000);
     const audit = checkLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), 0);
     expect(audit.duplicates).toEqual([]);
+  }, 120_000);
+
+  it('does not blame its workers for its own pause (the coordinator SIGSTOPped past the heartbeat timeout)', async () => {
+    const out = join(dir, 'coordinator-stopped');
+    const steps = 16;
+    const run = start(
+      [
+        'train',
+        ...['--model', model, '--data', data, '--out', out, '--workers', '2'],
+        ...['--steps', String(steps), ...TRAIN, '--max-restarts', '0', '--heartbeat-timeout', '2'],
+      ],
+      { LORAFLEET_FAULT_STEP_DELAY_MS: '100' },
+    );
+    await run.untilStep(out, 5);
+    // 4 s: twice the heartbeat timeout, within the workers' own wait for a silent coordinator (10 s).
+    process.kill(run.child.pid!, 'SIGSTOP');
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    process.kill(run.child.pid!, 'SIGCONT');
+    const result = await run.done;
+    expect(result.code, result.output).toBe(0);
+    const paused = /the coordinator did not run for ([\d.]+) s/.exec(result.output);
+    expect(Number(paused?.[1]), result.output).toBeGreaterThan(2); // past the heartbeat timeout
+    expect(result.output).not.toMatch(/ lost: /);
+    const summary = await readJson<{ workers: number; steps: number }>(join(out, 'summary.json'));
+    expect(summary).toMatchObject({ workers: 2, steps });
   }, 120_000);
 
   it('losing every worker names the checkpoint to resume from, and that command works', async () => {

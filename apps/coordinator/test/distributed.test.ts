@@ -77,11 +77,13 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 describe('train --workers N', () => {
   it('trains the same adapter, loss curve and held-out losses with 1, 2 and 3 workers', async () => {
+    const stderr = new Map<number, string>();
     for (const workers of [1, 2, 3]) {
       const result = await train(`w${workers}`, workers, [
         ...['--eval-data', valid, '--eval-every', '10'],
       ]);
       expect(result.code, result.stderr).toBe(0);
+      stderr.set(workers, result.stderr);
     }
     type Summary = { evalLossBefore: number; evalLossAfter: number };
     const evals = async (out: string) => {
@@ -109,7 +111,8 @@ describe('train --workers N', () => {
       const summary = await readJson<{ workers: number; steps: number; saved: string }>(
         join(dir!, `w${workers}`, 'summary.json'),
       );
-      expect(summary).toMatchObject({
+      // No worker may be lost on the way (the adapter would still match: the ring recovers).
+      expect(summary, stderr.get(workers)).toMatchObject({
         workers,
         steps: 20,
         saved: join(dir!, `w${workers}`, 'adapter'),

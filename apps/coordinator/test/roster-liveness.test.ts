@@ -75,4 +75,26 @@ describe('liveness with heartbeats from a thread', () => {
       expect.stringMatching(/^worker 0: silent for 2\.1 s \(heartbeat timeout\)$/),
     ]);
   });
+
+  it("does not count the coordinator's own pause as its members' silence, only what came before it", () => {
+    const roster = new Roster();
+    const now = performance.now();
+    // Silent for 2.5 s, 2 s of it while the coordinator was paused: 0.5 s of its own.
+    // Its micro-batch: 20 s stalled when it last beat, 11 s ago; 29 s of its own, under 30.
+    const quiet = member(roster, { stalledMs: 20_000, limitMs: 30_000 });
+    quiet.lastSeen -= 2500;
+    quiet.compute.at -= 11_000;
+    // Silent for 4.5 s: 2.5 s of its own, past the timeout.
+    member(roster, {}).lastSeen -= 4500;
+    // It beat 0.5 s ago: the pause moves no clock past now.
+    const recent = member(roster, {});
+    recent.lastSeen -= 500;
+    expect(reasons(roster)).toEqual([
+      expect.stringMatching(/^worker 0: silent for 2\.5 s/),
+      expect.stringMatching(/^worker 1: silent for 4\.5 s/),
+    ]);
+    roster.excuse(2000, now);
+    expect(recent.lastSeen).toBe(now);
+    expect(reasons(roster)).toEqual([expect.stringMatching(/^worker 1: silent for 2\.\d s/)]);
+  });
 });

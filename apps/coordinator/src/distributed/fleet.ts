@@ -64,6 +64,8 @@ type BodyOf<K extends Case> = Extract<ControlBody, { case: K }>['value'];
 const HEARTBEAT_MS = 1000;
 /** How often liveness is checked. */
 const WATCH_MS = 250;
+/** A liveness check this much later than due means the coordinator itself was paused. */
+const PAUSE_MS = 1000;
 /** How long the closed ROUTER keeps trying to deliver (Shutdown to external workers). */
 const ROUTER_LINGER_MS = 1000;
 
@@ -81,6 +83,8 @@ export class WorkerFleet {
   private readonly drops: DropLog;
   /** The ring as last formed (setRing). */
   private ring: readonly Member[] = [];
+  /** performance.now() of the last liveness check (a late one measures our own pause). */
+  private lastWatch = performance.now();
   /** The fewest and the latest ring sizes (the summary reports the truth). */
   readonly ringSizes = { min: Infinity, last: 0 };
   /** Workers declared lost, in the ring or still joining it (summary.json's workersLost). */
@@ -490,6 +494,20 @@ export class WorkerFleet {
   private watch(): void {
     // After Shutdown the workers go quiet on purpose; stop() bounds the wait.
     if (this.stopping) return;
+    const now = performance.now();
+    const pausedMs = now - this.lastWatch - WATCH_MS;
+    this.lastWatch = now;
+    if (pausedMs > PAUSE_MS) {
+      // Judge on the next check, once the messages that waited in the socket are read.
+      this.roster.excuse(pausedMs, now);
+      if (pausedMs > this.options.heartbeatTimeoutMs / 2) {
+        this.event(
+          'warn',
+          `the coordinator did not run for ${(pausedMs / 1000).toFixed(1)} s (stopped, or the machine is overloaded); the workers' silence in that time does not count`,
+        );
+      }
+      return;
+    }
     this.drops.flush();
     const strangers = this.options.membership.kind === 'listen';
     const { heartbeatTimeoutMs, stepTimeoutMs } = this.options;

@@ -152,6 +152,21 @@ export class Roster {
   }
 
   /**
+   * The coordinator itself did not run for `pausedMs` (stopped, starved, a
+   * stalled disk write): what the workers sent meanwhile still waits in the
+   * socket, so that time is not their silence. Every clock that liveness
+   * reads moves on by the pause, never past `now`.
+   */
+  excuse(pausedMs: number, now: number): void {
+    const later = (t: number) => Math.min(now, t + pausedMs);
+    for (const m of this.all) {
+      m.lastSeen = later(m.lastSeen);
+      m.compute.at = later(m.compute.at);
+      if (m.welcomedAt > 0) m.welcomedAt = later(m.welcomedAt);
+    }
+  }
+
+  /**
    * Members to declare lost, with why: ready or ring members silent past the
    * heartbeat timeout (their heartbeats come from a thread that compute does
    * not block), ring members whose micro-batch made no progress within the
