@@ -48,6 +48,7 @@ async function run(
   shape: number[],
   dropout?: { rate: number; seed: number },
   window: number | null = null,
+  softcap: number | null = null,
 ): Promise<Outcome> {
   await useBackend(backend);
   if (backend === 'webgpu') tf.env().set('WEBGPU_CPU_FORWARD', false);
@@ -60,7 +61,7 @@ async function run(
     const probe = tf.tensor(values(size, 7, 1), shape);
     const mask = causalMask(T, window);
     if (backend === 'webgpu') expect(fusedAttentionAvailable()).toBe(fused);
-    const options = { scale: 1 / Math.sqrt(D), mask, dropout, window };
+    const options = { scale: 1 / Math.sqrt(D), mask, dropout, window, softcap };
     const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
       (fused ? causalAttention : causalAttentionComposed)(a, b, c, options);
     let y!: tf.Tensor;
@@ -193,6 +194,38 @@ describe('fused causal attention on webgpu equals the composed ops and cpu', () 
       const other = await run('webgpu', true, shape, { rate: 0.3, seed: 12 });
       expect(maxDiff(fused.y, plain.y)).toBeGreaterThan(1e-2);
       expect(maxDiff(fused.y, other.y)).toBeGreaterThan(1e-2);
+    }, 240_000);
+  }
+
+  // Gemma 2's soft-capping, cap tanh(s / cap): scores of about +-3 here, so a cap of 1.5 bends
+  // most of them (and saturates some: tanh's clamp), 50 (Gemma 2's) barely; with a window and
+  // dropout too (Gemma 2's sliding layers).
+  const capped: [number[], number, number | null, boolean][] = [
+    [[2, 3, 13, 8], 1.5, null, false],
+    [[1, 2, 130, 64], 1.5, 40, false],
+    [[2, 1, 33, 32], 50, null, false],
+    [[2, 1, 9, 6], 1.5, 3, true],
+  ];
+  for (const [shape, cap, window, withDropout] of capped) {
+    it(`[${shape}] soft-capped at ${cap}${window ? `, window ${window}` : ''}${withDropout ? ', dropout' : ''}: y, dq, dk, dv`, async () => {
+      const dropout = withDropout ? { rate: 0.3, seed: 5 } : undefined;
+      const fused = await run('webgpu', true, shape, dropout, window, cap);
+      expect(fused.kernels).toContain(ATTN_STATS);
+      expect(fused.largest).toBeLessThan(shape[2]! * shape[2]! * shape[0]! * shape[1]!);
+      const composed = await run('webgpu', false, shape, dropout, window, cap);
+      const cpu = await run('cpu', false, shape, dropout, window, cap);
+      for (const peer of [composed, cpu]) {
+        expect(maxDiff(fused.y, peer.y)).toBeLessThan(1e-5);
+        for (const [i, g] of fused.grads.entries())
+          expect(maxDiff(g, peer.grads[i]!), `gradient ${'qkv'[i]}`).toBeLessThan(1e-5);
+      }
+      // The cap matters: without it the output and the gradients differ.
+      const uncapped = await run('webgpu', true, shape, dropout, window);
+      const change = Math.max(
+        maxDiff(fused.y, uncapped.y),
+        maxDiff(fused.grads[0]!, uncapped.grads[0]!),
+      );
+      expect(change).toBeGreaterThan(cap < 10 ? 1e-2 : 1e-4);
     }, 240_000);
   }
 });

@@ -32,8 +32,7 @@ export interface CausalAttentionOptions {
   window?: number | null;
   /**
    * Gemma 2's soft-capping of the scores before the mask: cap tanh(s / cap).
-   * Only the composed path computes it (the fused kernels do not), so with it
-   * causalAttention takes that path everywhere.
+   * Both paths compute it (the fused kernels in their scores and gradients).
    */
   softcap?: number | null;
 }
@@ -67,12 +66,17 @@ export function causalAttention(
   v: tf.Tensor,
   o: CausalAttentionOptions,
 ): tf.Tensor {
-  if (!fusedAttentionAvailable() || o.softcap) return causalAttentionComposed(q, k, v, o);
+  if (!fusedAttentionAvailable()) return causalAttentionComposed(q, k, v, o);
   const shape = q.shape;
   const [T, D] = shape.slice(-2) as [number, number];
   const rows = (x: tf.Tensor) => x.reshape([-1, T, D]) as tf.Tensor3D; // [R, T, D]
   const rate = o.dropout?.rate ?? 0;
-  const attrs: AttnAttrs = { scale: o.scale, dropRate: rate, window: o.window ?? 0 };
+  const attrs: AttnAttrs = {
+    scale: o.scale,
+    dropRate: rate,
+    window: o.window ?? 0,
+    softcap: o.softcap ?? 0,
+  };
   const drop = rate > 0 ? dropoutKeys(o.dropout!.seed, rate) : null;
   const kernel = (name: string, inputs: tf.NamedTensorMap, extra: object = {}) =>
     tf.tidy(() => {

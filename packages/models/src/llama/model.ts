@@ -368,7 +368,7 @@ export class LlamaModel implements CausalLM {
       mask: bias, // [B|1, 1, T, Tk]
       dropout: pass.training && p > 0 ? { rate: p, seed: seed + 7 } : undefined,
       window, // the fused path's; the composed path reads it from the bias
-      softcap: c.attnSoftcap, // Gemma 2 (the composed path only)
+      softcap: c.attnSoftcap, // Gemma 2
     };
     const attend = pass.causal ? causalAttention : causalAttentionComposed;
     const y = attend(q, repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv), options) // [B, H, T, D]

@@ -9,6 +9,10 @@
 //     ds_ij = p_ij (dy_i . v_j - delta_i)
 //     dq_i = scale sum_{j<=i} ds_ij k_j,  dk_j = scale sum_{i>=j} ds_ij q_i,
 //     dv_j = sum_{i>=j} p_ij dy_i
+// Soft-capping (attr `softcap`, Gemma 2): every score becomes
+// c_ij = cap tanh(s_ij / cap) before the softmax, so p_ij = exp(c_ij - lse_i),
+// and ds_ij above (the gradient of c_ij) is multiplied by
+// dc/ds = 1 - (c_ij / cap)^2 before dq and dk.
 // Dropout on the probabilities (attr `dropRate`, input `keys` [2] int32): the
 // mask of ops/dropout.ts over the [R, T, T] probabilities, m_ij = scale or 0
 // drawn from the hash of (keys, (r T + i) T + j), so the bits are those of
@@ -65,8 +69,23 @@ interface Body {
   finish: (g: Gen) => string;
 }
 
+/** The capped score `c` of the pair and its probability `p`. */
 const prob = (g: Gen, own: string, other: string, lse: string) =>
-  `let p = exp(uniforms.scale * (${g.dot(own, other)}) - ${lse});`;
+  `let c = capped(uniforms.scale * (${g.dot(own, other)}));
+          let p = exp(c - ${lse});`;
+
+/** WGSL: the soft-capped score (uniform softcap 0: none) and its slope dc/ds. */
+const CAP_WGSL = `
+    fn capped(s : f32) -> f32 {
+      if (uniforms.softcap <= 0.0) { return s; }
+      // tanh of a large argument is NaN on some drivers (exp overflows): |s / cap| <= 15 is tanh's 1 in f32.
+      return uniforms.softcap * tanh(clamp(s / uniforms.softcap, -15.0, 15.0));
+    }
+    fn cappedSlope(c : f32) -> f32 {
+      if (uniforms.softcap <= 0.0) { return 1.0; }
+      let t = c / uniforms.softcap;
+      return 1.0 - t * t;
+    }`;
 
 /** The WGSL of each program. */
 const BODIES = {
@@ -80,7 +99,7 @@ const BODIES = {
     tileScalars: [],
     dropped: false,
     init: () => 'var m = -3.0e38; var l = 0.0;',
-    pair: (g) => `let s = uniforms.scale * (${g.dot('q', 'k')});
+    pair: (g) => `let s = capped(uniforms.scale * (${g.dot('q', 'k')}));
           let mNew = max(m, s);
           l = l * exp(m - mNew) + exp(s - mNew);
           m = mNew;`,
@@ -127,7 +146,7 @@ const BODIES = {
     dropped: true,
     init: (g) => g.zeroAcc(),
     pair: (g) => `${prob(g, 'q', 'k', 'lse_own')}
-          let ds = p * (${g.kept(`(${g.dot('dy', 'v')})`, 'keys')} - delta_own);
+          let ds = p * (${g.kept(`(${g.dot('dy', 'v')})`, 'keys')} - delta_own) * cappedSlope(c);
           ${g.accumulate('ds', 'k')}`,
     finish: (g) => g.writeAcc('uniforms.scale * '),
   },
@@ -142,7 +161,7 @@ const BODIES = {
     dropped: true,
     init: (g) => g.zeroAcc(),
     pair: (g) => `${prob(g, 'k', 'q', 's_lse[jj]')}
-          let ds = p * (${g.kept(`(${g.dot('v', 'dy')})`, 'queries')} - s_delta[jj]);
+          let ds = p * (${g.kept(`(${g.dot('v', 'dy')})`, 'queries')} - s_delta[jj]) * cappedSlope(c);
           ${g.accumulate('ds', 'q')}`,
     finish: (g) => g.writeAcc('uniforms.scale * '),
   },
@@ -224,7 +243,7 @@ function userCode(b: Body, g: Gen, tk: number): string {
     ...b.tileScalars.map((x) => `var<workgroup> s_${x} : array<f32, ${tk}>;`),
   ].join('\n    ');
   return `
-    ${shared}${g.drop ? KEEP_WGSL : ''}
+    ${shared}${CAP_WGSL}${g.drop ? KEEP_WGSL : ''}
     fn main() {
       let blocks = (uniforms.seq + ${ROWS - 1}) / ${ROWS};
       let group = i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS};
@@ -262,7 +281,7 @@ function attentionProgram(name: BodyName, r: number, t: number, d: number, drop:
     dispatchLayout: { x: [0], y: [1] },
     dispatch: [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1],
     workgroupSize: [ROWS, 1, 1],
-    uniforms: `rows : i32, seq : i32, scale : f32, window : i32,${drop ? ' threshold : i32, dropScale : f32,' : ''}`,
+    uniforms: `rows : i32, seq : i32, scale : f32, window : i32, softcap : f32,${drop ? ' threshold : i32, dropScale : f32,' : ''}`,
     getUserCode: () => userCode(b, g, tk),
   };
 }
@@ -273,6 +292,8 @@ export interface AttnAttrs {
   dropRate?: number;
   /** A sliding window: query i sees keys i - window + 1 .. i (absent or 0: all of them). */
   window?: number;
+  /** Soft-capping of the scores, cap tanh(s / cap) (absent or 0: none). */
+  softcap?: number;
 }
 
 /** The inputs of `name` checked: float32 [R, T, D] or [R, T], and the dropout keys int32 [2]. */
@@ -293,7 +314,12 @@ function checkedInputs(args: WebGpuKernelArgs, name: BodyName, drop: boolean): I
 }
 
 function run(args: WebGpuKernelArgs, name: BodyName): Info {
-  const { scale = 1, dropRate = 0, window = 0 } = (args.attrs ?? {}) as Partial<AttnAttrs>;
+  const {
+    scale = 1,
+    dropRate = 0,
+    window = 0,
+    softcap = 0,
+  } = (args.attrs ?? {}) as Partial<AttnAttrs>;
   const drop = dropRate > 0 && BODIES[name].dropped;
   const inputs = checkedInputs(args, name, drop);
   const [R, T, D] = inputs[0]!.shape as [number, number, number];
@@ -302,6 +328,7 @@ function run(args: WebGpuKernelArgs, name: BodyName): Info {
     { type: 'int32', data: [T] },
     { type: 'float32', data: [scale] },
     { type: 'int32', data: [window > 0 ? Math.min(window, T) : T] },
+    { type: 'float32', data: [softcap > 0 ? softcap : 0] },
   ];
   if (drop) {
     const { threshold, scale: dropScale } = dropoutKeys(0, dropRate); // neither depends on the seed
