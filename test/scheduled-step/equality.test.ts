@@ -83,6 +83,22 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       9,
     ],
     [
+      'Gemma 2 (soft-capped scores and logits, norms after attention and MLP, a sliding layer), 2 x 9',
+      {
+        ...GEMMA_OVERRIDES,
+        modelType: 'gemma2',
+        sandwichNorms: true,
+        queryPreAttnScalar: 5,
+        slidingWindow: 3,
+        slidingLayers: [true, false],
+        attnSoftcap: 2,
+        finalSoftcap: 3,
+      },
+      'all-linear',
+      2,
+      9,
+    ],
+    [
       'Mistral shape, no GQA (4 kv heads), llama3 rope scaling',
       {
         numKvHeads: 4,

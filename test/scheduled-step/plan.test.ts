@@ -173,7 +173,6 @@ describe('the hand-scheduled LoRA step as a plan', () => {
   it('names why it cannot run, and auto falls back to the tape', async () => {
     const merged = await loraLlama({}, ['q_proj']);
     const loraDropout = await loraModel(CONFIG, ['c_attn'], 0.1);
-    const softcapped = await loraLlama({ modelType: 'gemma2', attnSoftcap: 3 }, ['q_proj']);
     try {
       merged.model
         .linears()
@@ -194,15 +193,9 @@ describe('the hand-scheduled LoRA step as a plan', () => {
       } finally {
         selectWebGpuMatMul('project');
       }
-      // Gemma 2's soft-capping is not in the fused kernels: the tape, said so.
-      expect(chooseStepGradients(softcapped.model, softcapped.params, 'auto')).toEqual({
-        path: 'tape',
-        reason: expect.stringMatching(/Gemma 2's soft-capping of scores and logits/),
-      });
     } finally {
       merged.model.dispose();
       loraDropout.model.dispose();
-      softcapped.model.dispose();
     }
   });
 });

@@ -1,5 +1,5 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
-// Mistral, Qwen2, Qwen3, Gemma, Gemma 3): model.ts's forward and backward as explicit
+// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3): model.ts's forward and backward as explicit
 // kernels, for the linear layers' adapters, with LoRA and attention dropout
 // (the tape's masks) and Mistral's sliding window. Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
@@ -9,7 +9,8 @@
 // norms multiply by 1 + weight (model.normGamma) and its embeddings by
 // sqrt(C); Gemma 3 norms the attention and MLP outputs too (branchOut),
 // scales scores by query_pre_attn_scalar, and its sliding layers have their
-// own window and rotation. Backward in reverse:
+// own window and rotation (Gemma 2 alike, with one rotation, and soft-caps
+// its scores in the attention kernels and its logits in the head). Backward in reverse:
 // the rotary embedding's transpose, the kv groups summed as heads merge.
 import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
@@ -122,7 +123,8 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const kh = ops.rope(ops.heads(kIn, B, H, T, D, 0, H / Hkv), cos, sin);
   const vh = ops.heads(v!.y, B, H, T, D, 0, H / Hkv);
   const probsDrop = io.dropoutSite(m.config.attentionDropout, seed(7));
-  const attn = ops.attention(qh, kh, vh, s.scale, probsDrop, layerWindow(m.config, i) ?? 0);
+  const window = layerWindow(m.config, i) ?? 0;
+  const attn = ops.attention(qh, kh, vh, s.scale, probsDrop, window, m.config.attnSoftcap ?? 0);
   const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T), seed(3)); // [N, C]
   const oOut = branchOut(ops, m, o.y, l.postNorm, eps);
   const mid = ops.add(x, oOut.y);
@@ -267,7 +269,7 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
       }
       const final = ops.norm(x, m.normGamma(m.norm), null, s.eps, 'rms');
       const head = m.lmHead ?? m.embed; // [V, C]
-      const { loss, dy: dFinal } = headAndLoss(ops, io, final.y, head);
+      const { loss, dy: dFinal } = headAndLoss(ops, io, final.y, head, c.finalSoftcap ?? 0);
       if (!dFinal) return { loss, grads };
       let dx: Info | null = ops.normGrad(x, final.stats, m.normGamma(m.norm), dFinal, 'rms');
       // Backward stops at the lowest layer with an adapter: the embedding is frozen.
@@ -287,8 +289,6 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
 /** Why the scheduled step cannot train `m` with `params` (null: it can). */
 function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): string | null {
   const c = m.config;
-  if (c.attnSoftcap !== null || c.finalSoftcap !== null)
-    return "Gemma 2's soft-capping of scores and logits is not in the fused kernels";
   if (c.numHeads % c.numKvHeads !== 0)
     return `${c.numHeads} attention heads do not divide into ${c.numKvHeads} key/value heads`;
   return adaptersUnsupported(m.linears(), m.embeddings(), params);

@@ -10,8 +10,10 @@
 //   add         a + b
 //   lossSum     [1] = the sum of column 0 of stats [n, 2]   (one workgroup)
 //   accumulate  result += x                                 (in place)
+//   softcapInPlace  x = cap tanh(x / cap)                  (in place: Gemma 2's logits)
 //   xentGradInPlace  logits [n, V] -> d loss / d logits     (in place: the
-//               logits are not needed after, and [n, V] is the step's largest)
+//               logits are not needed after, and [n, V] is the step's largest;
+//               soft-capped logits: times the cap's slope 1 - (logit / cap)^2)
 //   dropout     x times the dropout mask of keys [2] (ops/dropout.ts), the keys
 //               written at each replay (a micro-batch's seed)
 import { xentGradValue } from './cross-entropy.js';
@@ -244,23 +246,45 @@ export function lossSumProgram(rows: number) {
  * the output), of which each row's first `vocab` columns are logits; the
  * padding columns are set to 0 (a product reading the rows as vec4 sees 0).
  */
-export function xentGradInPlaceProgram(n: number, vocab: number, stride = vocab) {
+export function xentGradInPlaceProgram(n: number, vocab: number, stride = vocab, softcap = 0) {
   return {
     program: flat({
       key: 'xent_grad_in_place',
       vars: ['stats', 'labels', 'dy'],
       shape: [n, stride],
-      uniforms: 'vocab : i32, stride : i32,',
+      uniforms: 'vocab : i32, stride : i32, softcap : f32,',
       body: `let r = i / uniforms.stride;
       let col = i - r * uniforms.stride;
       let index = r * uniforms.vocab + col; // as if unpadded
       var out = 0.0;
       if (col < uniforms.vocab) {${xentGradValue('result[i]')}
+        if (uniforms.softcap > 0.0) {
+          let t = result[i] / uniforms.softcap; // the logit is capped: d capped / d raw = 1 - t^2
+          g = g * (1.0 - t * t);
+        }
         out = g;
       }
       result[i] = out;`,
     }),
-    uniforms: [int(n * stride), int(vocab), int(stride)],
+    uniforms: [int(n * stride), int(vocab), int(stride), f32(softcap)],
+  };
+}
+
+/**
+ * x [count] = cap tanh(x / cap), in place (x is bound as the output, no
+ * input). tanh's argument is clamped to +-15, where it is 1 in f32 (some
+ * drivers' tanh is NaN past exp's range).
+ */
+export function softcapInPlaceProgram(count: number, cap: number) {
+  return {
+    program: flat({
+      key: 'softcap_in_place',
+      vars: [],
+      shape: [count],
+      uniforms: 'cap : f32,',
+      body: 'result[i] = uniforms.cap * tanh(clamp(result[i] / uniforms.cap, -15.0, 15.0));',
+    }),
+    uniforms: [int(count), f32(cap)],
   };
 }
 

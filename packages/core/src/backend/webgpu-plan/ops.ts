@@ -28,6 +28,7 @@ import {
   lossSumProgram,
   mergeHeadsProgram,
   ropeProgram,
+  softcapInPlaceProgram,
   xentGradInPlaceProgram,
 } from '../webgpu-kernels/plumbing.js';
 import type { PlanRecorder } from './recorder.js';
@@ -40,7 +41,10 @@ type Info = tf.TensorInfo;
 /** The same data seen in another shape. */
 export const view = (t: Info, shape: number[]): Info => ({ ...t, shape });
 
-/** Attention's saved values: q, k, v, o [R, T, D], lse [R, T], its probabilities' dropout mask and its window (0: none). */
+/**
+ * Attention's saved values: q, k, v, o [R, T, D], lse [R, T], its
+ * probabilities' dropout mask, its window and its scores' soft cap (0: none).
+ */
 export interface AttentionSaved {
   q: Info;
   k: Info;
@@ -49,6 +53,7 @@ export interface AttentionSaved {
   lse: Info;
   drop: PlanDropout | null;
   window: number;
+  softcap: number;
 }
 
 /** A dropout mask in a plan: its keys [2] int32 (a plan input written per replay) and rate. */
@@ -102,9 +107,9 @@ export class PlanOps {
   }
 
   /**
-   * softmax(scale q k^T + causal mask) v over q, k, v [R, T, D], with `drop`'s
-   * mask on the probabilities and a sliding `window` (0: none): o [R, T, D]
-   * and what backward keeps.
+   * softmax(softcap(scale q k^T) + causal mask) v over q, k, v [R, T, D],
+   * with `drop`'s mask on the probabilities, a sliding `window` and a soft
+   * cap (0: none): o [R, T, D] and what backward keeps.
    */
   attention(
     q: Info,
@@ -113,12 +118,13 @@ export class PlanOps {
     scale: number,
     drop: PlanDropout | null = null,
     window = 0,
+    softcap = 0,
   ): AttentionSaved {
-    const lse = this.rec.kernel(ATTN_STATS, { q, k }, { scale, window });
+    const lse = this.rec.kernel(ATTN_STATS, { q, k }, { scale, window, softcap });
     const masked: Record<string, Info> = drop ? { keys: drop.keys } : {};
-    const attrs = { scale, dropRate: drop?.rate ?? 0, window };
+    const attrs = { scale, dropRate: drop?.rate ?? 0, window, softcap };
     const o = this.rec.kernel(ATTN_OUT, { q, k, v, lse, ...masked }, attrs);
-    return { q, k, v, o, lse, drop, window };
+    return { q, k, v, o, lse, drop, window, softcap };
   }
 
   /** dq, dk, dv [R, T, D] from do [R, T, D]. */
@@ -126,7 +132,7 @@ export class PlanOps {
     const delta = this.rec.kernel(ATTN_DELTA, { dy, o: s.o });
     const inputs = { q: s.q, k: s.k, v: s.v, dy, lse: s.lse, delta };
     const masked: Record<string, Info> = s.drop ? { keys: s.drop.keys } : {};
-    const attrs = { scale, dropRate: s.drop?.rate ?? 0, window: s.window };
+    const attrs = { scale, dropRate: s.drop?.rate ?? 0, window: s.window, softcap: s.softcap };
     const grad = (wrt: 'q' | 'k' | 'v') =>
       this.rec.kernel(ATTN_GRAD, { ...inputs, ...masked }, { ...attrs, wrt });
     return { dq: grad('q'), dk: grad('k'), dv: grad('v') };
@@ -198,7 +204,8 @@ export class PlanOps {
   /**
    * dlogits [n, W] for the per-row loss weights dy [n], written over
    * `logits` (which nothing reads after): returns it; padding columns past
-   * `vocab` become 0.
+   * `vocab` become 0. With `softcap`, the logits are capped ones
+   * (softcapInPlace) and the result is the gradient of the raw logits.
    */
   crossEntropyGradInPlace(
     logits: Info,
@@ -206,11 +213,20 @@ export class PlanOps {
     labels: Info,
     dy: Info,
     vocab = logits.shape[1]!,
+    softcap = 0,
   ): Info {
     const [n, width] = logits.shape as [number, number];
-    const { program, uniforms } = xentGradInPlaceProgram(n, vocab, width);
+    const { program, uniforms } = xentGradInPlaceProgram(n, vocab, width, softcap);
     this.rec.program(program, [stats, labels, dy], uniforms, logits);
     return logits;
+  }
+
+  /** x = cap tanh(x / cap), in place (Gemma 2's logits); returns x. */
+  softcapInPlace(x: Info, cap: number): Info {
+    const count = x.shape.reduce((a, b) => a * b, 1);
+    const { program, uniforms } = softcapInPlaceProgram(count, cap);
+    this.rec.program(program, [], uniforms, view(x, [count, 1]));
+    return x;
   }
 
   /** x times dropout's mask (ops/dropout.ts's bits for the keys written per replay). */
