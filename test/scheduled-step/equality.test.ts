@@ -24,6 +24,7 @@ import {
 import {
   GEMMA3_OVERRIDES,
   GEMMA_OVERRIDES,
+  GRANITE_OVERRIDES,
 } from '../../packages/models/test/fixtures/tiny-llama.js';
 
 webGpuSuite();
@@ -97,6 +98,13 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       'all-linear',
       2,
       9,
+    ],
+    [
+      'Granite (embedding, attention and residual multipliers, logits scaling), every linear layer, 2 x 7',
+      GRANITE_OVERRIDES,
+      'all-linear',
+      2,
+      7,
     ],
     [
       'Mistral shape, no GQA (4 kv heads), llama3 rope scaling',

@@ -61,6 +61,16 @@ const TINY_GEMMA3 = {
   rope_local_base_freq: 10000,
 };
 
+/** Granite: embeddings, scores, branch outputs and logits scaled (merge must write all four back). */
+const TINY_GRANITE = {
+  ...TINY_LLAMA,
+  model_type: 'granite',
+  embedding_multiplier: 2,
+  attention_multiplier: 0.3,
+  residual_multiplier: 0.7,
+  logits_scaling: 0.8,
+};
+
 const TARGETS = ['--target', 'q_proj,v_proj,down_proj'];
 const ROWS = ['--steps', '12', '--batch-size', '6', '--seq-len', '32'];
 const TRAIN = [...ROWS, '--lora-dropout', '0'];
@@ -70,6 +80,7 @@ let llama: string;
 let gemma: string;
 let gemma2: string;
 let gemma3: string;
+let granite: string;
 let ids: string;
 let text: string;
 
@@ -99,6 +110,9 @@ beforeAll(async () => {
   const gemma3Config = await writeJsonl(join(dir, 'gemma3.config.json'), [TINY_GEMMA3]);
   gemma3 = join(dir, 'gemma3');
   await lorafleetOk(['init', '--config', gemma3Config, '--out', gemma3, '--tokenizer', 'none']);
+  const graniteConfig = await writeJsonl(join(dir, 'granite.config.json'), [TINY_GRANITE]);
+  granite = join(dir, 'granite');
+  await lorafleetOk(['init', '--config', graniteConfig, '--out', granite, '--tokenizer', 'none']);
   ids = await writeJsonl(join(dir, 'ids.jsonl'), idRecords(60));
   text = await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(20));
 }, 300_000);
@@ -120,10 +134,10 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('a Llama-family model through the CLI', () => {
-  it.each(['llama', 'gemma', 'gemma2', 'gemma3'])(
+  it.each(['llama', 'gemma', 'gemma2', 'gemma3', 'granite'])(
     '%s: trains the same adapter with 1 and 2 workers; eval and merge agree',
     async (family) => {
-      const model = { llama, gemma, gemma2, gemma3 }[family]!;
+      const model = { llama, gemma, gemma2, gemma3, granite }[family]!;
       const [one, two] = [join(dir!, `${family}-w1`), join(dir!, `${family}-w2`)];
       const train = (out: string, workers: string) =>
         lorafleetOk([

@@ -26,12 +26,16 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   gemma: llamaFamily,
   gemma2: llamaFamily,
   gemma3_text: llamaFamily,
+  granite: llamaFamily,
 };
 
 /** Relatives of a supported family that it does not compute, and what sets them apart. */
 const NEAR_MISSES: Readonly<Record<string, string>> = {
   gemma3:
     'the multimodal Gemma 3 (4B and up) nests its text model in text_config, which is not read; Gemma 3 text (gemma3_text: 270M, 1B) is',
+  granitemoe: "Granite MoE's experts are not computed; dense Granite (granite) is",
+  granitemoehybrid:
+    "Granite 4's Mamba layers and experts are not computed; dense Granite 3 (granite) is",
   mixtral: "Mixtral's mixture of experts is not computed; Mistral (mistral) is",
   qwen2_moe: "Qwen2-MoE's experts are not computed; Qwen2 (qwen2) is",
   qwen3_moe: "Qwen3-MoE's experts are not computed; Qwen3 (qwen3) is",

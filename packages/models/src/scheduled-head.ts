@@ -6,33 +6,38 @@
 // (the padding ignored by the loss, set to 0 by its gradient), so that the
 // gradient product, whose k is the vocabulary, loads vec4 rather than
 // scalars (on the H200, 2026-12-04, that product ran at 21 TFLOP/s against
-// the logits' 29: docs/webgpu-kernels.md). Gemma 2 soft-caps the logits,
-// cap tanh(logits / cap), in place before the loss; the gradient kernel
+// the logits' 29: docs/webgpu-kernels.md). Granite divides the logits by
+// logits_scaling (the products' alpha); Gemma 2 soft-caps them, cap
+// tanh(logits / cap), in place before the loss, and the gradient kernel
 // multiplies by the cap's slope.
 import type { PlanOps, tf } from '@lorafleet/core';
 import type { StepIo } from './scheduled-step.js';
 
 type Info = tf.TensorInfo;
 
-/**
- * The loss sum [1] of hidden states y [N, C] under `head` [V, C], its
- * logits soft-capped at `softcap` (0: not), and (training) d y [N, C].
- */
+/** How the logits are shaped after the product: divided by `scaling`, then soft-capped at `softcap` (0: not). */
+export interface LogitShaping {
+  scaling: number;
+  softcap: number;
+}
+
+/** The loss sum [1] of hidden states y [N, C] under `head` [V, C], and (training) d y [N, C]. */
 export function headAndLoss(
   ops: PlanOps,
   io: StepIo,
   y: Info,
   head: Info,
-  softcap = 0,
+  { scaling, softcap }: LogitShaping = { scaling: 1, softcap: 0 },
 ): { loss: Info; dy: Info | null } {
   const vocab = head.shape[0]!;
   const width = Math.ceil(vocab / 4) * 4; // the logits' padded rows
   const padded = width !== vocab;
-  const logits = ops.mm(y, head, { transposeB: true, ...(padded ? { ldc: width } : {}) }); // [N, W]
+  const alpha = 1 / scaling;
+  const logits = ops.mm(y, head, { transposeB: true, alpha, ...(padded ? { ldc: width } : {}) }); // [N, W]
   if (softcap > 0) ops.softcapInPlace(logits, softcap);
   const stats = ops.crossEntropy(logits, io.labels, vocab); // [N, 2]: nll, lse
   const loss = ops.lossSum(stats);
   if (io.forwardOnly) return { loss, dy: null };
   const dLogits = ops.crossEntropyGradInPlace(logits, stats, io.labels, io.ones, vocab, softcap); // [N, W]
-  return { loss, dy: ops.mm(dLogits, head, padded ? { lda: width } : {}) }; // [N, C]
+  return { loss, dy: ops.mm(dLogits, head, { alpha, ...(padded ? { lda: width } : {}) }) }; // [N, C]
 }

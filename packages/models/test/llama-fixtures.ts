@@ -132,6 +132,21 @@ export const LLAMA_CASES: LlamaCase[] = [
     },
     seed: 27,
   },
+  {
+    // Every multiplier away from 1, far enough to change these logits (the feature test).
+    label: 'granite, embedding, attention and residual multipliers, logits scaling',
+    json: {
+      ...TINY,
+      model_type: 'granite',
+      num_key_value_heads: 2,
+      tie_word_embeddings: true,
+      embedding_multiplier: 6,
+      attention_multiplier: 0.6,
+      residual_multiplier: 0.3,
+      logits_scaling: 0.5,
+    },
+    seed: 29,
+  },
 ];
 
 export function caseConfig(c: LlamaCase): ModelConfig {

@@ -193,7 +193,17 @@ describe('Llama-family folders', () => {
     [
       'an unknown model_type',
       { model_type: 'mixtral' },
-      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text/,
+      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, granite$/,
+    ],
+    [
+      'Granite 4 (hybrid Mamba)',
+      { model_type: 'granitemoehybrid' },
+      /model_type is "granitemoehybrid" \(Granite 4's Mamba layers and experts are not computed; dense Granite 3 \(granite\) is\)/,
+    ],
+    [
+      'a Granite multiplier that is not positive',
+      { model_type: 'granite', logits_scaling: 0 },
+      /logits_scaling is 0, expected a positive number/,
     ],
     [
       'the multimodal Gemma 3',

@@ -65,6 +65,12 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
     { slidingWindow: null },
     { queryScalar: null },
   ],
+  'granite, embedding, attention and residual multipliers, logits scaling': [
+    { embeddingMultiplier: 1 },
+    { attentionMultiplier: null },
+    { residualMultiplier: 1 },
+    { logitsScaling: 1 },
+  ],
   'gemma3_text, sandwich norms, q/k norms, a sliding and a full layer, two rope bases': [
     { sandwich: false },
     { qkNorm: false },

@@ -1,5 +1,5 @@
 // The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
-// Qwen3, Gemma, Gemma 2, Gemma 3): one architecture, switched by the fields
+// Qwen3, Gemma, Gemma 2, Gemma 3, Granite): one architecture, switched by the fields
 // transformers reads. The rotary fields are rope-config.ts's.
 import type { GatedActivation } from '@lorafleet/core';
 import type { ModelConfig, ModelType } from '../causal-lm.js';
@@ -8,7 +8,7 @@ import { ropeFromJson, ropeToJson } from './rope-config.js';
 
 export type LlamaModelType = Extract<
   ModelType,
-  'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'gemma3_text'
+  'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'gemma3_text' | 'granite'
 >;
 
 /** rope_scaling types this project computes; any other is refused by name. */
@@ -48,8 +48,17 @@ export interface LlamaConfig {
   tieWordEmbeddings: boolean;
   /** Gemma: RMSNorm scales by (1 + weight), its stored weights being centred on 0. */
   normPlusOne: boolean;
-  /** Gemma: the token embeddings times sqrt(hidden_size), rounded to float32, enter the first layer; else 1. */
+  /**
+   * The token embeddings times this enter the first layer: Gemma's
+   * sqrt(hidden_size) rounded to float32, Granite's embedding_multiplier; else 1.
+   */
   embedScale: number;
+  /** Granite: attention scores scale by attention_multiplier (not head_dim^-1/2); null: not Granite. */
+  attentionMultiplier: number | null;
+  /** Granite: each branch's output times residual_multiplier before its residual add; else 1. */
+  residualMultiplier: number;
+  /** Granite: the logits divided by logits_scaling; else 1. */
+  logitsScaling: number;
   /** The MLP's gate: silu (SwiGLU), or Gemma's gelu with the tanh approximation (GeGLU). */
   mlpActivation: GatedActivation;
   /** Gemma 2 and 3: attention and MLP outputs normed before their residual adds (pre_feedforward_layernorm before the MLP). */
@@ -77,6 +86,7 @@ const ARCHITECTURES: Record<LlamaModelType, string> = {
   gemma: 'GemmaForCausalLM',
   gemma2: 'Gemma2ForCausalLM',
   gemma3_text: 'Gemma3ForCausalLM',
+  granite: 'GraniteForCausalLM',
 };
 
 /** Per type, what transformers' config class assumes for a field config.json leaves out. */
@@ -132,6 +142,7 @@ const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
     headDim: 256,
     ropeTheta: 1e6,
   },
+  granite: { ...LLAMA_LIKE, maxPositions: 2048, tieWordEmbeddings: false },
 };
 
 const isGemma = (t: LlamaModelType) => t === 'gemma' || t === 'gemma2' || t === 'gemma3_text';
@@ -139,6 +150,11 @@ const isGemma = (t: LlamaModelType) => t === 'gemma' || t === 'gemma2' || t === 
 const isLaterGemma = (t: LlamaModelType) => t === 'gemma2' || t === 'gemma3_text';
 /** Gemma2Config's soft-capping defaults. */
 const GEMMA2_SOFTCAP = { attn_logit_softcapping: 50, final_logit_softcapping: 30 };
+
+/** What multiplies q k^T: Granite's attention_multiplier, else query_pre_attn_scalar^-1/2 (Gemma 2, 3) or head_dim^-1/2. */
+export function attentionScale(c: LlamaConfig): number {
+  return c.attentionMultiplier ?? 1 / Math.sqrt(c.queryPreAttnScalar ?? c.headDim);
+}
 
 /** The attention window of layer `i` (null: all positions). */
 export function layerWindow(c: LlamaConfig, i: number): number | null {
@@ -232,6 +248,7 @@ export function llamaConfigFromJson(
   const maxPositions = int('max_position_embeddings', defaults.maxPositions);
   const numLayers = int('num_hidden_layers');
   const gemma3 = modelType === 'gemma3_text';
+  const granite = modelType === 'granite';
   return {
     modelType,
     vocabSize: int('vocab_size'),
@@ -246,7 +263,15 @@ export function llamaConfigFromJson(
     ...ropeFromJson(j, modelType, maxPositions, defaults.ropeTheta, fail),
     normPlusOne: isGemma(modelType),
     // As GemmaModel: torch.tensor(hidden_size ** 0.5, dtype=float32).
-    embedScale: isGemma(modelType) ? Math.fround(Math.sqrt(hiddenSize)) : 1,
+    embedScale: isGemma(modelType)
+      ? Math.fround(Math.sqrt(hiddenSize))
+      : granite
+        ? positive('embedding_multiplier', 1)
+        : 1,
+    // GraniteConfig's defaults: 1 each.
+    attentionMultiplier: granite ? positive('attention_multiplier', 1) : null,
+    residualMultiplier: granite ? positive('residual_multiplier', 1) : 1,
+    logitsScaling: granite ? positive('logits_scaling', 1) : 1,
     mlpActivation: isGemma(modelType) ? 'gelu_tanh' : 'silu',
     sandwichNorms: isLaterGemma(modelType),
     queryPreAttnScalar: isLaterGemma(modelType) ? positive('query_pre_attn_scalar', 256) : null,
@@ -257,7 +282,7 @@ export function llamaConfigFromJson(
       : null,
     qkvBias: modelType === 'qwen2' || attentionBias,
     oBias: modelType !== 'qwen2' && attentionBias,
-    mlpBias: modelType === 'llama' && flag('mlp_bias', false),
+    mlpBias: (modelType === 'llama' || granite) && flag('mlp_bias', false),
     qkNorm: modelType === 'qwen3' || gemma3,
     tieWordEmbeddings: flag('tie_word_embeddings', defaults.tieWordEmbeddings),
     slidingWindow: window as number | null,
@@ -388,7 +413,15 @@ export function llamaConfigToJson(
       attn_logit_softcapping: c.attnSoftcap,
     });
   }
-  if (c.modelType === 'llama') json.mlp_bias = c.mlpBias;
+  if (c.modelType === 'llama' || c.modelType === 'granite') json.mlp_bias = c.mlpBias;
+  if (c.modelType === 'granite') {
+    Object.assign(json, {
+      embedding_multiplier: c.embedScale,
+      attention_multiplier: c.attentionMultiplier,
+      residual_multiplier: c.residualMultiplier,
+      logits_scaling: c.logitsScaling,
+    });
+  }
   if (c.modelType === 'mistral') json.sliding_window = c.slidingWindow;
   if (c.modelType === 'qwen2' || c.modelType === 'qwen3') json.use_sliding_window = false;
   return { ...json, ...extra };

@@ -1,11 +1,12 @@
 // The Llama family on tfjs, with Hugging Face's semantics of
 // LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
-// GemmaForCausalLM, Gemma2ForCausalLM and Gemma3ForCausalLM: pre-RMSNorm
+// GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM and GraniteForCausalLM: pre-RMSNorm
 // decoder layers, rotary positions, grouped-query attention (optional q/k/v
 // bias, Qwen3's and Gemma 3's q/k norms, Mistral's sliding window, Gemma 2's
 // and 3's on some layers, Gemma 3's with their own rotary base), SwiGLU MLP
 // (Gemma: GeGLU, RMSNorm by 1 + weight, scaled embeddings; Gemma 2 and 3:
 // norms after attention and MLP too; Gemma 2: soft-capped scores and
+// logits; Granite: multipliers of the embeddings, scores, branch outputs and
 // logits), a tied or untied head. Every nn.Linear is a LoraLinear ([out, in]
 // weights) named by its PEFT module path.
 import {
@@ -27,7 +28,7 @@ import type {
   WeightMap,
 } from '../causal-lm.js';
 import { attentionBias } from '../kv-cache.js';
-import { type LlamaConfig, layerWindow, llamaModelConfig } from './config.js';
+import { type LlamaConfig, attentionScale, layerWindow, llamaModelConfig } from './config.js';
 import { applyRotary, inverseFrequencies, rotaryTables } from './rope.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerLinears, llamaWeightShapes } from './weights.js';
 import { countElements, readNamedWeights } from '../weight-values.js';
@@ -243,10 +244,13 @@ export class LlamaModel implements CausalLM {
   }
 
   logits(hidden: tf.Tensor2D): tf.Tensor2D {
-    const logits: tf.Tensor2D = tf.matMul(hidden, this.lmHead ?? this.embed, false, true); // [N, V]
-    const cap = this.config.finalSoftcap; // Gemma 2: cap tanh(logits / cap)
-    if (cap === null) return logits;
-    return tf.tidy(() => tf.mul(tf.tanh(tf.div(logits, cap)), cap)) as tf.Tensor2D;
+    const { finalSoftcap: cap, logitsScaling } = this.config;
+    return tf.tidy(() => {
+      let logits: tf.Tensor2D = tf.matMul(hidden, this.lmHead ?? this.embed, false, true); // [N, V]
+      if (logitsScaling !== 1) logits = tf.div(logits, logitsScaling); // Granite
+      if (cap !== null) logits = tf.mul(tf.tanh(tf.div(logits, cap)), cap); // Gemma 2
+      return logits;
+    });
   }
 
   extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] } {
@@ -277,12 +281,14 @@ export class LlamaModel implements CausalLM {
     const c = this.config;
     const [B, T] = ids.shape;
     let x = this.tokenEmbedding.lookup(ids.flatten()).reshape([B, T, c.hiddenSize]) as tf.Tensor3D;
-    if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: times sqrt(C)
+    if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: times sqrt(C); Granite's multiplier
     const biases = new Map<number | null, tf.Tensor4D>(); // per window: Gemma 3 has two
     const biasOf = (w: number | null) => biases.get(w) ?? biases.set(w, pass.bias(w)).get(w)!;
-    // Gemma 3: a norm of each branch's output before its residual add.
-    const branch = (out: tf.Tensor, norm: tf.Variable<tf.Rank.R1> | null) =>
-      c.sandwichNorms && norm ? this.rmsNorm(out, norm) : out;
+    // Gemma 2 and 3: a norm of each branch's output before its residual add; Granite: a multiplier.
+    const branch = (out: tf.Tensor, norm: tf.Variable<tf.Rank.R1> | null) => {
+      const y = c.sandwichNorms && norm ? this.rmsNorm(out, norm) : out;
+      return c.residualMultiplier === 1 ? y : tf.mul(y, c.residualMultiplier);
+    };
     const layers: LayerKv[] = [];
     this.layers.forEach((layer, i) => {
       const seed = (pass.seed * 1009 + i) * 8;
@@ -364,7 +370,7 @@ export class LlamaModel implements CausalLM {
     const values = past ? (tf.concat([past.values, v], 2) as tf.Tensor4D) : v;
     const p = c.attentionDropout;
     const options = {
-      scale: 1 / Math.sqrt(c.queryPreAttnScalar ?? D),
+      scale: attentionScale(c),
       mask: bias, // [B|1, 1, T, Tk]
       dropout: pass.training && p > 0 ? { rate: p, seed: seed + 7 } : undefined,
       window, // the fused path's; the composed path reads it from the bias

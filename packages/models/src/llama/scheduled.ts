@@ -1,5 +1,5 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
-// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3): model.ts's forward and backward as explicit
+// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite): model.ts's forward and backward as explicit
 // kernels, for the linear layers' adapters, with LoRA and attention dropout
 // (the tape's masks) and Mistral's sliding window. Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
@@ -10,13 +10,14 @@
 // sqrt(C); Gemma 3 norms the attention and MLP outputs too (branchOut),
 // scales scores by query_pre_attn_scalar, and its sliding layers have their
 // own window and rotation (Gemma 2 alike, with one rotation, and soft-caps
-// its scores in the attention kernels and its logits in the head). Backward in reverse:
+// its scores in the attention kernels and its logits in the head); Granite
+// scales its embeddings, scores, branch outputs and logits. Backward in reverse:
 // the rotary embedding's transpose, the kv groups summed as heads merge.
 import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
 import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
 import { headAndLoss } from '../scheduled-head.js';
-import { layerWindow } from './config.js';
+import { attentionScale, layerWindow } from './config.js';
 import type { LlamaModel } from './model.js';
 import { inverseFrequencies, rotaryValues } from './rope.js';
 
@@ -67,7 +68,7 @@ interface Shape extends Rotation {
   Hkv: number;
   D: number;
   eps: number;
-  /** The attention scores' scale: query_pre_attn_scalar^-1/2 (Gemma 3) or head_dim^-1/2. */
+  /** The attention scores' scale (config.ts's attentionScale). */
   scale: number;
   /** Gemma 3's sliding layers' rotation (rope_local_base_freq); null: as every layer. */
   local: Rotation | null;
@@ -77,7 +78,11 @@ interface Shape extends Rotation {
 const rotation = (m: LlamaModel, i: number, s: Shape): Rotation =>
   m.config.slidingLayers?.[i] === true && s.local ? s.local : s;
 
-/** Gemma 3: a branch's output normed before its residual add; elsewhere the output itself. */
+/**
+ * What a branch's residual add receives: Gemma 2 and 3 norm the branch's
+ * output first, Granite multiplies it by residual_multiplier; elsewhere the
+ * output itself.
+ */
 function branchOut(
   ops: PlanOps,
   m: LlamaModel,
@@ -85,14 +90,18 @@ function branchOut(
   w: tf.Variable<tf.Rank.R1> | null,
   eps: number,
 ): { y: Info; norm: BranchNorm | null } {
-  if (!m.config.sandwichNorms || !w) return { y, norm: null };
+  const r = m.config.residualMultiplier;
+  const scaled = (t: Info) => (r === 1 ? t : ops.scale(t, r));
+  if (!m.config.sandwichNorms || !w) return { y: scaled(y), norm: null };
   const n = ops.norm(y, m.normGamma(w), null, eps, 'rms');
-  return { y: n.y, norm: { x: y, n, w } };
+  return { y: scaled(n.y), norm: { x: y, n, w } };
 }
 
 /** d(branch output) from d(what its residual add received). */
 function branchGrad(ops: PlanOps, m: LlamaModel, norm: BranchNorm | null, dy: Info): Info {
-  return norm ? ops.normGrad(norm.x, norm.n.stats, m.normGamma(norm.w), dy, 'rms') : dy;
+  const r = m.config.residualMultiplier;
+  const d = r === 1 ? dy : ops.scale(dy, r);
+  return norm ? ops.normGrad(norm.x, norm.n.stats, m.normGamma(norm.w), d, 'rms') : d;
 }
 
 /** The norm before the MLP: post_attention_layernorm, or Gemma 3's pre_feedforward_layernorm. */
@@ -256,7 +265,7 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
         ...{ B: io.batch, T: io.seq, H: c.numHeads, Hkv: c.numKvHeads, D: c.headDim },
         ...rotary(c.ropeTheta, true),
         eps: c.rmsNormEps,
-        scale: 1 / Math.sqrt(c.queryPreAttnScalar ?? c.headDim),
+        scale: attentionScale(c),
         local: c.localRopeTheta === null ? null : rotary(c.localRopeTheta, false),
       };
       const grads = new Map<tf.Variable, Info>();
@@ -269,7 +278,8 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
       }
       const final = ops.norm(x, m.normGamma(m.norm), null, s.eps, 'rms');
       const head = m.lmHead ?? m.embed; // [V, C]
-      const { loss, dy: dFinal } = headAndLoss(ops, io, final.y, head, c.finalSoftcap ?? 0);
+      const shaping = { scaling: c.logitsScaling, softcap: c.finalSoftcap ?? 0 };
+      const { loss, dy: dFinal } = headAndLoss(ops, io, final.y, head, shaping);
       if (!dFinal) return { loss, grads };
       let dx: Info | null = ops.normGrad(x, final.stats, m.normGamma(m.norm), dFinal, 'rms');
       // Backward stops at the lowest layer with an adapter: the embedding is frozen.

@@ -1,6 +1,7 @@
 // An independent float64 Llama-family model, written from Hugging Face
 // transformers' modeling_llama.py / modeling_mistral.py / modeling_qwen2.py /
-// modeling_qwen3.py / modeling_gemma.py / modeling_gemma2.py / modeling_gemma3.py and
+// modeling_qwen3.py / modeling_gemma.py / modeling_gemma2.py / modeling_gemma3.py /
+// modular_granite.py and
 // modeling_rope_utils.py (eval mode), and PEFT's LoRA
 // for nn.Linear, to check the tfjs models against. It reads the same files a
 // Python user would (config.json, model.safetensors or its shards and index,
@@ -42,6 +43,16 @@ export interface ReferenceLlamaConfig {
   /** Gemma 2's attn_logit_softcapping and final_logit_softcapping: cap tanh(x / cap); null: none. */
   attnSoftcap: number | null;
   finalSoftcap: number | null;
+  /**
+   * GraniteConfig's embedding_multiplier (inputs_embeds times it),
+   * attention_multiplier (GraniteAttention's scaling; null: not Granite),
+   * residual_multiplier (residual + hidden_states times it) and logits_scaling
+   * (logits divided by it); 1 elsewhere.
+   */
+  embeddingMultiplier: number;
+  attentionMultiplier: number | null;
+  residualMultiplier: number;
+  logitsScaling: number;
 }
 
 export interface ReferenceLlama {
@@ -64,6 +75,8 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const gemma3 = type === 'gemma3_text';
   const gemma2 = type === 'gemma2';
   const gemma = type === 'gemma' || gemma2 || gemma3;
+  const granite = type === 'granite';
+  const multiplier = (k: string) => (granite ? n(k, 1) : 1);
   // Gemma2Config's defaults: 50 and 30 (null turns them off).
   const cap = (k: string, fallback: number) =>
     !gemma2 ? null : j[k] === undefined ? fallback : (j[k] as number | null);
@@ -91,7 +104,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     ropeScaling: rope,
     qkvBias: type === 'qwen2' || (type !== 'mistral' && attentionBias),
     oBias: (type === 'llama' || type === 'qwen3' || gemma) && attentionBias,
-    mlpBias: type === 'llama' && j.mlp_bias === true,
+    mlpBias: (type === 'llama' || granite) && j.mlp_bias === true,
     qkNorm: type === 'qwen3' || gemma3,
     tied: j.tie_word_embeddings === true || (gemma && j.tie_word_embeddings === undefined),
     // MistralConfig's and Gemma3TextConfig's default window is 4096; null turns it off.
@@ -110,6 +123,10 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
         : Array.isArray(j.layer_types)
           ? (j.layer_types as string[]).map((t) => t === 'sliding_attention')
           : Array.from({ length: layers }, (_, i) => (i + 1) % (gemma3 ? 6 : 2) !== 0),
+    embeddingMultiplier: multiplier('embedding_multiplier'),
+    attentionMultiplier: granite ? n('attention_multiplier', 1) : null,
+    residualMultiplier: multiplier('residual_multiplier'),
+    logitsScaling: multiplier('logits_scaling'),
     attnSoftcap: cap('attn_logit_softcapping', 50),
     finalSoftcap: cap('final_logit_softcapping', 30),
     localTheta: !gemma3
@@ -256,7 +273,7 @@ function attention(
   window: number | null,
 ) {
   const { heads: H, kvHeads: Hkv, headDim: D } = c;
-  const scale = 1 / Math.sqrt(c.queryScalar ?? D);
+  const scale = c.attentionMultiplier ?? 1 / Math.sqrt(c.queryScalar ?? D);
   const out = new Float64Array(T * H * D);
   for (let h = 0; h < H; h++) {
     const g = Math.floor(h / (H / Hkv));
@@ -297,6 +314,7 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
   ids.forEach((id, t) => x.set(embed.subarray(id * C, (id + 1) * C), t * C));
   // GemmaModel: normalizer = torch.tensor(hidden_size ** 0.5, dtype=float32).
   if (c.gemma) x = x.map((xi) => xi * Math.fround(Math.sqrt(C)));
+  x = x.map((xi) => xi * c.embeddingMultiplier); // GraniteModel
   const norm = (y: Float64Array, w: string, n: number) => rms(y, get(m, w), n, c.eps, c.gemma);
   const inv = referenceInvFreq(c);
   // Gemma3TextModel's rotary_emb_local: rope_local_base_freq, default rope type.
@@ -321,7 +339,7 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
     rope(k, T, c.kvHeads, c.headDim, layerInv);
     let o = linear(m, `${p}.self_attn.o_proj`, attention(c, q, k, v, T, window), T, c.oBias);
     if (c.sandwich) o = norm(o, `${p}.post_attention_layernorm.weight`, C);
-    x = x.map((xi, i) => xi + o[i]!);
+    x = x.map((xi, i) => xi + o[i]! * c.residualMultiplier);
     const preMlp = c.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm';
     const h2 = norm(x, `${p}.${preMlp}.weight`, C);
     const gate = linear(m, `${p}.mlp.gate_proj`, h2, T, c.mlpBias);
@@ -329,7 +347,7 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
     const act = gate.map((g, i) => (c.gemma ? geluTanh(g) : g / (1 + Math.exp(-g))) * up[i]!);
     let down = linear(m, `${p}.mlp.down_proj`, act, T, c.mlpBias);
     if (c.sandwich) down = norm(down, `${p}.post_feedforward_layernorm.weight`, C);
-    x = x.map((xi, i) => xi + down[i]!);
+    x = x.map((xi, i) => xi + down[i]! * c.residualMultiplier);
   }
   const hFinal = norm(x, 'model.norm.weight', C);
   const head = c.tied ? embed : get(m, 'lm_head.weight');
@@ -339,6 +357,7 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
     for (let w = 0; w < V; w++) {
       let s = 0;
       for (let i = 0; i < C; i++) s += hFinal[t * C + i]! * head[w * C + i]!;
+      s /= c.logitsScaling; // GraniteForCausalLM
       const cap = c.finalSoftcap;
       logits[t * V + w] = cap === null ? s : cap * Math.tanh(s / cap);
     }

@@ -8,6 +8,7 @@
 //   mergeHeads  P tensors [B*H, T, D] -> [N, P*C]           (merge heads, sum kv groups)
 //   rope        rotary position embedding of [R, T, D], and its transpose
 //   add         a + b
+//   scale       x times a constant (Granite's residual multiplier)
 //   lossSum     [1] = the sum of column 0 of stats [n, 2]   (one workgroup)
 //   accumulate  result += x                                 (in place)
 //   softcapInPlace  x = cap tanh(x / cap)                  (in place: Gemma 2's logits)
@@ -193,6 +194,20 @@ export function addProgram(shape: number[]) {
       body: 'result[i] = a[i] + b[i];',
     }),
     uniforms: [int(shape.reduce((x, y) => x * y, 1))],
+  };
+}
+
+/** x [count] times `factor`. */
+export function scaleProgram(count: number, factor: number) {
+  return {
+    program: flat({
+      key: 'scale',
+      vars: ['x'],
+      shape: [count],
+      uniforms: 'factor : f32,',
+      body: 'result[i] = x[i] * uniforms.factor;',
+    }),
+    uniforms: [int(count), f32(factor)],
   };
 }
 

@@ -28,6 +28,7 @@ import {
   lossSumProgram,
   mergeHeadsProgram,
   ropeProgram,
+  scaleProgram,
   softcapInPlaceProgram,
   xentGradInPlaceProgram,
 } from '../webgpu-kernels/plumbing.js';
@@ -219,6 +220,13 @@ export class PlanOps {
     const { program, uniforms } = xentGradInPlaceProgram(n, vocab, width, softcap);
     this.rec.program(program, [stats, labels, dy], uniforms, logits);
     return logits;
+  }
+
+  /** x times `factor`, a new tensor of x's shape. */
+  scale(x: Info, factor: number): Info {
+    const count = x.shape.reduce((a, b) => a * b, 1);
+    const { program, uniforms } = scaleProgram(count, factor);
+    return view(this.rec.program(program, [view(x, [count, 1])], uniforms), x.shape);
   }
 
   /** x = cap tanh(x / cap), in place (Gemma 2's logits); returns x. */
