@@ -1,6 +1,6 @@
 // Loading a GPT-2 folder: the variants Hugging Face checkpoints come in load,
 // and every broken folder is refused with a message that names the problem.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -86,6 +86,24 @@ describe('loading a GPT-2 folder', () => {
     const loading = loadModel(dir);
     await expect(loading).rejects.toThrow(ModelConfigError);
     await expect(loading).rejects.toThrow(`${join(dir, 'config.json')}: not found`);
+  });
+
+  test('a Hub id, a cache entry, a file and an absent folder each get their own message', async () => {
+    const hubId = 'lorafleet-test-owner/no-such-model';
+    await expect(loadModel(hubId)).rejects.toThrow(
+      `${hubId}: no such folder. It looks like a Hugging Face Hub id: lorafleet reads local folders, so download it first (\`hf download ${hubId} --local-dir no-such-model\``,
+    );
+    const cache = join(root, 'models--owner--name');
+    await mkdir(join(cache, 'snapshots', '0123abcd'), { recursive: true });
+    await expect(loadModel(cache)).rejects.toThrow(
+      `${cache} is a Hugging Face cache entry: its files are in snapshots/<revision>/, so give that folder (here: ${join(cache, 'snapshots', '0123abcd')})`,
+    );
+    const file = join(root, 'weights.bin');
+    await writeFile(file, 'x');
+    await expect(loadModel(file)).rejects.toThrow(`${file}: a file, not a folder`);
+    await expect(loadModel(join(root, 'absent'))).rejects.toThrow(
+      `${join(root, 'absent')}: no such folder`,
+    );
   });
 
   test('n_embd not divisible by n_head is refused, naming both values', async () => {

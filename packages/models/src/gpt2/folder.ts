@@ -18,6 +18,7 @@ import {
   ModelConfigError,
 } from './config.js';
 import { gpt2WeightShapes, PREFIX, type WeightMap } from './model.js';
+import { missingConfigMessage } from '../folder-hints.js';
 
 export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
@@ -39,9 +40,7 @@ export async function readConfigJson(dir: string): Promise<{ json: unknown; path
   try {
     text = await readFile(path, 'utf8');
   } catch {
-    throw new ModelConfigError(
-      `${path}: not found; a model folder needs config.json and model.safetensors`,
-    );
+    throw new ModelConfigError(await missingConfigMessage(dir, path));
   }
   try {
     return { json: JSON.parse(text), path };
