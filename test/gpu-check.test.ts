@@ -97,6 +97,7 @@ describe('test/gpu/run.sh --smoke', () => {
       'gemma2',
       'gemma3_text',
       'granite',
+      'smollm3',
     ]) {
       const family = json(`work/families/${name}/logits-wasm/meta.json`);
       expect(family).toMatchObject({ model: name, shape: [2, 24, 300] });

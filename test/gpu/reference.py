@@ -12,7 +12,7 @@ has them; nothing is downloaded (local folders only).
       peft.PeftModel.from_pretrained vs the project's logits with it
   python3 test/gpu/reference.py make-families --dir DIR
       a tiny random model of each model_type in families.json (Llama,
-      Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite) made and saved by transformers, and the
+      Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3) made and saved by transformers, and the
       token ids (DIR/NAME/, DIR/ids.json)
   python3 test/gpu/reference.py check-families --dir DIR
       transformers (float64, CPU) logits of each vs the project's

@@ -89,7 +89,7 @@ correctness() {
       --adapter "$work/adapter/run/adapter" --backend "$b" --out "$work/logits-$b"
   done
   ((smoke)) || phase check 90 python3 "$ref" check --work "$work"
-  # The Llama family (Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite) against transformers itself.
+  # The Llama family (Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3) against transformers itself.
   if ((smoke)); then
     phase family-models 60 node "$gpu" family-models --dir "$work/families"
   else

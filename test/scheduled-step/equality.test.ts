@@ -107,6 +107,13 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       7,
     ],
     [
+      'SmolLM3 (layer 1 without rotary embedding, tied head), every linear layer, 2 x 7',
+      { modelType: 'smollm3', ropeLayers: [true, false], tieWordEmbeddings: true },
+      'all-linear',
+      2,
+      7,
+    ],
+    [
       'Mistral shape, no GQA (4 kv heads), llama3 rope scaling',
       {
         numKvHeads: 4,

@@ -71,6 +71,14 @@ const TINY_GRANITE = {
   logits_scaling: 0.8,
 };
 
+/** SmolLM3: layer 1 without rotary embedding (NoPE), the head tied by default. */
+const TINY_SMOLLM3 = {
+  ...TINY_LLAMA,
+  model_type: 'smollm3',
+  tie_word_embeddings: undefined,
+  no_rope_layers: [1, 0],
+};
+
 const TARGETS = ['--target', 'q_proj,v_proj,down_proj'];
 const ROWS = ['--steps', '12', '--batch-size', '6', '--seq-len', '32'];
 const TRAIN = [...ROWS, '--lora-dropout', '0'];
@@ -81,6 +89,7 @@ let gemma: string;
 let gemma2: string;
 let gemma3: string;
 let granite: string;
+let smollm3: string;
 let ids: string;
 let text: string;
 
@@ -113,6 +122,9 @@ beforeAll(async () => {
   const graniteConfig = await writeJsonl(join(dir, 'granite.config.json'), [TINY_GRANITE]);
   granite = join(dir, 'granite');
   await lorafleetOk(['init', '--config', graniteConfig, '--out', granite, '--tokenizer', 'none']);
+  const smolConfig = await writeJsonl(join(dir, 'smollm3.config.json'), [TINY_SMOLLM3]);
+  smollm3 = join(dir, 'smollm3');
+  await lorafleetOk(['init', '--config', smolConfig, '--out', smollm3, '--tokenizer', 'none']);
   ids = await writeJsonl(join(dir, 'ids.jsonl'), idRecords(60));
   text = await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(20));
 }, 300_000);
@@ -134,10 +146,10 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('a Llama-family model through the CLI', () => {
-  it.each(['llama', 'gemma', 'gemma2', 'gemma3', 'granite'])(
+  it.each(['llama', 'gemma', 'gemma2', 'gemma3', 'granite', 'smollm3'])(
     '%s: trains the same adapter with 1 and 2 workers; eval and merge agree',
     async (family) => {
-      const model = { llama, gemma, gemma2, gemma3, granite }[family]!;
+      const model = { llama, gemma, gemma2, gemma3, granite, smollm3 }[family]!;
       const [one, two] = [join(dir!, `${family}-w1`), join(dir!, `${family}-w2`)];
       const train = (out: string, workers: string) =>
         lorafleetOk([

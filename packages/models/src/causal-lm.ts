@@ -7,7 +7,16 @@ import type { ScheduledStepRecipe } from './scheduled-step.js';
 
 /** config.json's model_type values this project reads (families.ts maps each to its family). */
 export type ModelType =
-  'gpt2' | 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'gemma3_text' | 'granite';
+  | 'gpt2'
+  | 'llama'
+  | 'mistral'
+  | 'qwen2'
+  | 'qwen3'
+  | 'gemma'
+  | 'gemma2'
+  | 'gemma3_text'
+  | 'granite'
+  | 'smollm3';
 
 /** Hugging Face tensor name -> value, row-major. */
 export type WeightMap = Map<string, { shape: number[]; data: Float32Array }>;

@@ -27,6 +27,7 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   gemma2: llamaFamily,
   gemma3_text: llamaFamily,
   granite: llamaFamily,
+  smollm3: llamaFamily,
 };
 
 /** Relatives of a supported family that it does not compute, and what sets them apart. */

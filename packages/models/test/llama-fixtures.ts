@@ -147,6 +147,12 @@ export const LLAMA_CASES: LlamaCase[] = [
     },
     seed: 29,
   },
+  {
+    // Layer 1 is NoPE; the head is tied (SmolLM3Config's default, left out here).
+    label: 'smollm3, a layer without rotary embedding, tied head by default',
+    json: { ...TINY, model_type: 'smollm3', num_key_value_heads: 2, no_rope_layers: [1, 0] },
+    seed: 30,
+  },
 ];
 
 export function caseConfig(c: LlamaCase): ModelConfig {

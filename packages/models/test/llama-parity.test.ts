@@ -71,6 +71,7 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
     { residualMultiplier: 1 },
     { logitsScaling: 1 },
   ],
+  'smollm3, a layer without rotary embedding, tied head by default': [{ ropeLayers: null }],
   'gemma3_text, sandwich norms, q/k norms, a sliding and a full layer, two rope bases': [
     { sandwich: false },
     { qkNorm: false },

@@ -1,5 +1,5 @@
 // The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
-// Qwen3, Gemma, Gemma 2, Gemma 3, Granite): one architecture, switched by the fields
+// Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3): one architecture, switched by the fields
 // transformers reads. The rotary fields are rope-config.ts's.
 import type { GatedActivation } from '@lorafleet/core';
 import type { ModelConfig, ModelType } from '../causal-lm.js';
@@ -8,7 +8,15 @@ import { ropeFromJson, ropeToJson } from './rope-config.js';
 
 export type LlamaModelType = Extract<
   ModelType,
-  'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'gemma3_text' | 'granite'
+  | 'llama'
+  | 'mistral'
+  | 'qwen2'
+  | 'qwen3'
+  | 'gemma'
+  | 'gemma2'
+  | 'gemma3_text'
+  | 'granite'
+  | 'smollm3'
 >;
 
 /** rope_scaling types this project computes; any other is refused by name. */
@@ -39,6 +47,8 @@ export interface LlamaConfig {
   ropeScaling: RopeScaling | null;
   /** Gemma 3: the sliding-window layers rotate with this theta, unscaled; null: as every layer. */
   localRopeTheta: number | null;
+  /** SmolLM3: which layers apply the rotary embedding (no_rope_layers; the others are NoPE); null: all. */
+  ropeLayers: boolean[] | null;
   /** Bias on q/k/v (Qwen2 always; attention_bias elsewhere) and on o_proj (attention_bias only). */
   qkvBias: boolean;
   oBias: boolean;
@@ -87,6 +97,7 @@ const ARCHITECTURES: Record<LlamaModelType, string> = {
   gemma2: 'Gemma2ForCausalLM',
   gemma3_text: 'Gemma3ForCausalLM',
   granite: 'GraniteForCausalLM',
+  smollm3: 'SmolLM3ForCausalLM',
 };
 
 /** Per type, what transformers' config class assumes for a field config.json leaves out. */
@@ -143,6 +154,13 @@ const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
     ropeTheta: 1e6,
   },
   granite: { ...LLAMA_LIKE, maxPositions: 2048, tieWordEmbeddings: false },
+  smollm3: {
+    ...LLAMA_LIKE,
+    maxPositions: 32768,
+    tieWordEmbeddings: true,
+    numKvHeads: 4,
+    ropeTheta: 2e6,
+  },
 };
 
 const isGemma = (t: LlamaModelType) => t === 'gemma' || t === 'gemma2' || t === 'gemma3_text';
@@ -154,6 +172,11 @@ const GEMMA2_SOFTCAP = { attn_logit_softcapping: 50, final_logit_softcapping: 30
 /** What multiplies q k^T: Granite's attention_multiplier, else query_pre_attn_scalar^-1/2 (Gemma 2, 3) or head_dim^-1/2. */
 export function attentionScale(c: LlamaConfig): number {
   return c.attentionMultiplier ?? 1 / Math.sqrt(c.queryPreAttnScalar ?? c.headDim);
+}
+
+/** Whether layer `i` applies the rotary embedding (SmolLM3's NoPE layers do not). */
+export function layerRotates(c: LlamaConfig, i: number): boolean {
+  return c.ropeLayers === null || c.ropeLayers[i]!;
 }
 
 /** The attention window of layer `i` (null: all positions). */
@@ -280,9 +303,11 @@ export function llamaConfigFromJson(
     slidingLayers: isLaterGemma(modelType)
       ? slidingLayers(j, numLayers, gemma3 ? 6 : 2, fail)
       : null,
+    ropeLayers: modelType === 'smollm3' ? ropeLayers(j, numLayers, fail) : null,
     qkvBias: modelType === 'qwen2' || attentionBias,
     oBias: modelType !== 'qwen2' && attentionBias,
-    mlpBias: (modelType === 'llama' || granite) && flag('mlp_bias', false),
+    mlpBias:
+      (modelType === 'llama' || granite || modelType === 'smollm3') && flag('mlp_bias', false),
     qkNorm: modelType === 'qwen3' || gemma3,
     tieWordEmbeddings: flag('tie_word_embeddings', defaults.tieWordEmbeddings),
     slidingWindow: window as number | null,
@@ -363,6 +388,23 @@ function slidingLayers(
   return Array.from({ length: numLayers }, (_, i) => (i + 1) % (pattern as number) !== 0);
 }
 
+/** SmolLM3's no_rope_layers (1: the layer rotates; at least one entry per layer), else every no_rope_layer_interval-th layer is NoPE. */
+function ropeLayers(j: Record<string, unknown>, numLayers: number, fail: (w: string) => never) {
+  if (Array.isArray(j.no_rope_layers)) {
+    if (j.no_rope_layers.length < numLayers)
+      fail(`no_rope_layers has ${j.no_rope_layers.length} entries for ${numLayers} layers`);
+    return j.no_rope_layers
+      .slice(0, numLayers)
+      .map((v) =>
+        v === 1 || v === 0 ? v === 1 : fail(`no_rope_layers: ${JSON.stringify(v)} is not 0 or 1`),
+      );
+  }
+  const every = j.no_rope_layer_interval ?? 4;
+  if (!Number.isSafeInteger(every) || (every as number) < 1)
+    fail(`no_rope_layer_interval is ${JSON.stringify(every)}, expected a positive integer`);
+  return Array.from({ length: numLayers }, (_, i) => (i + 1) % (every as number) !== 0);
+}
+
 function tokenId(v: unknown): number | null {
   return Number.isSafeInteger(v) ? (v as number) : null;
 }
@@ -413,7 +455,14 @@ export function llamaConfigToJson(
       attn_logit_softcapping: c.attnSoftcap,
     });
   }
-  if (c.modelType === 'llama' || c.modelType === 'granite') json.mlp_bias = c.mlpBias;
+  if (c.modelType === 'llama' || c.modelType === 'granite' || c.modelType === 'smollm3')
+    json.mlp_bias = c.mlpBias;
+  if (c.modelType === 'smollm3') {
+    Object.assign(json, {
+      no_rope_layers: c.ropeLayers!.map((r) => (r ? 1 : 0)),
+      use_sliding_window: false,
+    });
+  }
   if (c.modelType === 'granite') {
     Object.assign(json, {
       embedding_multiplier: c.embedScale,

@@ -1,13 +1,14 @@
 // The Llama family on tfjs, with Hugging Face's semantics of
 // LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
-// GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM and GraniteForCausalLM: pre-RMSNorm
+// GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM and
+// SmolLM3ForCausalLM: pre-RMSNorm
 // decoder layers, rotary positions, grouped-query attention (optional q/k/v
 // bias, Qwen3's and Gemma 3's q/k norms, Mistral's sliding window, Gemma 2's
 // and 3's on some layers, Gemma 3's with their own rotary base), SwiGLU MLP
 // (Gemma: GeGLU, RMSNorm by 1 + weight, scaled embeddings; Gemma 2 and 3:
 // norms after attention and MLP too; Gemma 2: soft-capped scores and
 // logits; Granite: multipliers of the embeddings, scores, branch outputs and
-// logits), a tied or untied head. Every nn.Linear is a LoraLinear ([out, in]
+// logits; SmolLM3: layers without the rotary embedding), a tied or untied head. Every nn.Linear is a LoraLinear ([out, in]
 // weights) named by its PEFT module path.
 import {
   LoraEmbedding,
@@ -28,7 +29,13 @@ import type {
   WeightMap,
 } from '../causal-lm.js';
 import { attentionBias } from '../kv-cache.js';
-import { type LlamaConfig, attentionScale, layerWindow, llamaModelConfig } from './config.js';
+import {
+  type LlamaConfig,
+  attentionScale,
+  layerRotates,
+  layerWindow,
+  llamaModelConfig,
+} from './config.js';
 import { applyRotary, inverseFrequencies, rotaryTables } from './rope.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerLinears, llamaWeightShapes } from './weights.js';
 import { countElements, readNamedWeights } from '../weight-values.js';
@@ -362,8 +369,10 @@ export class LlamaModel implements CausalLM {
     // Gemma 3: sliding layers rotate by their own base.
     const sliding = c.slidingLayers?.[index] === true;
     const { cos, sin } = sliding && pass.localRotary ? pass.localRotary : pass.rotary;
-    const q = applyRotary(heads(layer.qProj.forward(x, lora(0)), H, layer.qNorm), cos, sin);
-    const k = applyRotary(heads(layer.kProj.forward(x, lora(1)), Hkv, layer.kNorm), cos, sin);
+    // SmolLM3's NoPE layers leave q and k unrotated.
+    const rotate = (t: tf.Tensor4D) => (layerRotates(c, index) ? applyRotary(t, cos, sin) : t);
+    const q = rotate(heads(layer.qProj.forward(x, lora(0)), H, layer.qNorm));
+    const k = rotate(heads(layer.kProj.forward(x, lora(1)), Hkv, layer.kNorm));
     const v = heads(layer.vProj.forward(x, lora(2)), Hkv, null);
     const past = pass.past?.[index];
     const keys = past ? (tf.concat([past.keys, k], 2) as tf.Tensor4D) : k; // [B, Hkv, Tk, D]

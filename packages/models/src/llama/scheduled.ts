@@ -1,5 +1,6 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
-// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite): model.ts's forward and backward as explicit
+// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3): model.ts's forward and
+// backward as explicit
 // kernels, for the linear layers' adapters, with LoRA and attention dropout
 // (the tape's masks) and Mistral's sliding window. Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
@@ -11,13 +12,14 @@
 // scales scores by query_pre_attn_scalar, and its sliding layers have their
 // own window and rotation (Gemma 2 alike, with one rotation, and soft-caps
 // its scores in the attention kernels and its logits in the head); Granite
-// scales its embeddings, scores, branch outputs and logits. Backward in reverse:
+// scales its embeddings, scores, branch outputs and logits; SmolLM3's NoPE
+// layers skip the rotation. Backward in reverse:
 // the rotary embedding's transpose, the kv groups summed as heads merge.
 import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
 import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
 import { headAndLoss } from '../scheduled-head.js';
-import { attentionScale, layerWindow } from './config.js';
+import { attentionScale, layerRotates, layerWindow } from './config.js';
 import type { LlamaModel } from './model.js';
 import { inverseFrequencies, rotaryValues } from './rope.js';
 
@@ -128,8 +130,9 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
     [qIn, kIn] = [view(qn.y, [N, H * D]), view(kn.y, [N, Hkv * D])];
   }
   const { cos, sin } = rotation(m, i, s);
-  const qh = ops.rope(ops.heads(qIn, B, H, T, D, 0), cos, sin); // [B*H, T, D]
-  const kh = ops.rope(ops.heads(kIn, B, H, T, D, 0, H / Hkv), cos, sin);
+  const rotate = (t: Info) => (layerRotates(m.config, i) ? ops.rope(t, cos, sin) : t); // SmolLM3's NoPE
+  const qh = rotate(ops.heads(qIn, B, H, T, D, 0)); // [B*H, T, D]
+  const kh = rotate(ops.heads(kIn, B, H, T, D, 0, H / Hkv));
   const vh = ops.heads(v!.y, B, H, T, D, 0, H / Hkv);
   const probsDrop = io.dropoutSite(m.config.attentionDropout, seed(7));
   const window = layerWindow(m.config, i) ?? 0;
@@ -171,8 +174,9 @@ function attentionInputsGrad(
   const N = B * T;
   const { dq, dk, dv } = ops.attentionGrad(sv.attn, dO, s.scale);
   const { cos, sin } = rotation(m, i, s);
-  let dQ = ops.mergeHeads([ops.rope(dq, cos, sin, true)], B, H, T); // [N, H*D]
-  let dK = ops.mergeHeads([ops.rope(dk, cos, sin, true)], B, Hkv, T, H / Hkv); // [N, Hkv*D]
+  const unrotate = (t: Info) => (layerRotates(m.config, i) ? ops.rope(t, cos, sin, true) : t);
+  let dQ = ops.mergeHeads([unrotate(dq)], B, H, T); // [N, H*D]
+  let dK = ops.mergeHeads([unrotate(dk)], B, Hkv, T, H / Hkv); // [N, Hkv*D]
   const dV = ops.mergeHeads([dv], B, Hkv, T, H / Hkv);
   if (sv.qk && l.qNorm && l.kNorm) {
     const { q, k, qn, kn } = sv.qk;

@@ -1,7 +1,7 @@
 // An independent float64 Llama-family model, written from Hugging Face
 // transformers' modeling_llama.py / modeling_mistral.py / modeling_qwen2.py /
 // modeling_qwen3.py / modeling_gemma.py / modeling_gemma2.py / modeling_gemma3.py /
-// modular_granite.py and
+// modular_granite.py / modular_smollm3.py and
 // modeling_rope_utils.py (eval mode), and PEFT's LoRA
 // for nn.Linear, to check the tfjs models against. It reads the same files a
 // Python user would (config.json, model.safetensors or its shards and index,
@@ -50,6 +50,8 @@ export interface ReferenceLlamaConfig {
    * (logits divided by it); 1 elsewhere.
    */
   embeddingMultiplier: number;
+  /** SmolLM3Config's no_rope_layers: 1 rotates q and k, 0 does not (null: every layer rotates). */
+  ropeLayers: boolean[] | null;
   attentionMultiplier: number | null;
   residualMultiplier: number;
   logitsScaling: number;
@@ -76,6 +78,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const gemma2 = type === 'gemma2';
   const gemma = type === 'gemma' || gemma2 || gemma3;
   const granite = type === 'granite';
+  const smol = type === 'smollm3';
   const multiplier = (k: string) => (granite ? n(k, 1) : 1);
   // Gemma2Config's defaults: 50 and 30 (null turns them off).
   const cap = (k: string, fallback: number) =>
@@ -93,20 +96,22 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     layers,
     heads,
     // GemmaConfig's defaults: 16 key/value heads of 256 (Gemma3TextConfig: 4).
-    kvHeads: n('num_key_value_heads', gemma3 || gemma2 ? 4 : gemma ? 16 : heads),
+    // SmolLM3Config's: 4.
+    kvHeads: n('num_key_value_heads', gemma3 || gemma2 || smol ? 4 : gemma ? 16 : heads),
     headDim: typeof j.head_dim === 'number' ? j.head_dim : gemma ? 256 : hidden / heads,
     eps: n('rms_norm_eps', 1e-6),
     // transformers v5: rope_parameters, replaced by a legacy rope_scaling; rope_theta fills in.
     ropeTheta:
       typeof rope?.rope_theta === 'number'
         ? rope.rope_theta
-        : n('rope_theta', gemma3 ? 1e6 : 10000),
+        : n('rope_theta', gemma3 ? 1e6 : smol ? 2e6 : 10000),
     ropeScaling: rope,
     qkvBias: type === 'qwen2' || (type !== 'mistral' && attentionBias),
     oBias: (type === 'llama' || type === 'qwen3' || gemma) && attentionBias,
-    mlpBias: (type === 'llama' || granite) && j.mlp_bias === true,
+    mlpBias: (type === 'llama' || granite || smol) && j.mlp_bias === true,
     qkNorm: type === 'qwen3' || gemma3,
-    tied: j.tie_word_embeddings === true || (gemma && j.tie_word_embeddings === undefined),
+    tied:
+      j.tie_word_embeddings === true || ((gemma || smol) && j.tie_word_embeddings === undefined),
     // MistralConfig's and Gemma3TextConfig's default window is 4096; null turns it off.
     slidingWindow:
       type !== 'mistral' && !gemma3 && !gemma2
@@ -124,6 +129,15 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
           ? (j.layer_types as string[]).map((t) => t === 'sliding_attention')
           : Array.from({ length: layers }, (_, i) => (i + 1) % (gemma3 ? 6 : 2) !== 0),
     embeddingMultiplier: multiplier('embedding_multiplier'),
+    ropeLayers:
+      type !== 'smollm3'
+        ? null
+        : Array.isArray(j.no_rope_layers)
+          ? (j.no_rope_layers as number[]).slice(0, layers).map((v) => v === 1)
+          : Array.from(
+              { length: layers },
+              (_, i) => (i + 1) % n('no_rope_layer_interval', 4) !== 0,
+            ),
     attentionMultiplier: granite ? n('attention_multiplier', 1) : null,
     residualMultiplier: multiplier('residual_multiplier'),
     logitsScaling: multiplier('logits_scaling'),
@@ -335,8 +349,10 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
       q = norm(q, `${p}.self_attn.q_norm.weight`, c.headDim);
       k = norm(k, `${p}.self_attn.k_norm.weight`, c.headDim);
     }
-    rope(q, T, c.heads, c.headDim, layerInv);
-    rope(k, T, c.kvHeads, c.headDim, layerInv);
+    if (c.ropeLayers === null || c.ropeLayers[l]) {
+      rope(q, T, c.heads, c.headDim, layerInv);
+      rope(k, T, c.kvHeads, c.headDim, layerInv);
+    }
     let o = linear(m, `${p}.self_attn.o_proj`, attention(c, q, k, v, T, window), T, c.oBias);
     if (c.sandwich) o = norm(o, `${p}.post_attention_layernorm.weight`, C);
     x = x.map((xi, i) => xi + o[i]! * c.residualMultiplier);
