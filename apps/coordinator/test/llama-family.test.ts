@@ -84,12 +84,19 @@ const ROWS = ['--steps', '12', '--batch-size', '6', '--seq-len', '32'];
 const TRAIN = [...ROWS, '--lora-dropout', '0'];
 
 let dir: string | undefined;
+/** The configs trained through the CLI, by the name the tests use. */
+const CONFIGS = {
+  llama: TINY_LLAMA,
+  gemma: TINY_GEMMA,
+  gemma2: TINY_GEMMA2,
+  gemma3: TINY_GEMMA3,
+  granite: TINY_GRANITE,
+  smollm3: TINY_SMOLLM3,
+};
+type Family = keyof typeof CONFIGS;
+/** Each config's model folder, made by `lorafleet init`. */
+const models = {} as Record<Family, string>;
 let llama: string;
-let gemma: string;
-let gemma2: string;
-let gemma3: string;
-let granite: string;
-let smollm3: string;
 let ids: string;
 let text: string;
 
@@ -103,28 +110,18 @@ function idRecords(rows: number): { input_ids: number[] }[] {
 beforeAll(async () => {
   await ensureBuilt();
   dir = await makeTempDir('llama');
-  const configPath = join(dir, 'llama.config.json');
-  await writeJsonl(configPath, [TINY_LLAMA]);
-  llama = join(dir, 'model');
-  const init = await lorafleetOk([
-    ...['init', '--config', configPath, '--out', llama, '--tokenizer', 'none'],
-  ]);
-  expect(init.stdout).toMatch(/Llama layout \(model_type llama\), 2 layers, 32 wide, context 64/);
-  const gemmaConfig = await writeJsonl(join(dir, 'gemma.config.json'), [TINY_GEMMA]);
-  gemma = join(dir, 'gemma');
-  await lorafleetOk(['init', '--config', gemmaConfig, '--out', gemma, '--tokenizer', 'none']);
-  const gemma2Config = await writeJsonl(join(dir, 'gemma2.config.json'), [TINY_GEMMA2]);
-  gemma2 = join(dir, 'gemma2');
-  await lorafleetOk(['init', '--config', gemma2Config, '--out', gemma2, '--tokenizer', 'none']);
-  const gemma3Config = await writeJsonl(join(dir, 'gemma3.config.json'), [TINY_GEMMA3]);
-  gemma3 = join(dir, 'gemma3');
-  await lorafleetOk(['init', '--config', gemma3Config, '--out', gemma3, '--tokenizer', 'none']);
-  const graniteConfig = await writeJsonl(join(dir, 'granite.config.json'), [TINY_GRANITE]);
-  granite = join(dir, 'granite');
-  await lorafleetOk(['init', '--config', graniteConfig, '--out', granite, '--tokenizer', 'none']);
-  const smolConfig = await writeJsonl(join(dir, 'smollm3.config.json'), [TINY_SMOLLM3]);
-  smollm3 = join(dir, 'smollm3');
-  await lorafleetOk(['init', '--config', smolConfig, '--out', smollm3, '--tokenizer', 'none']);
+  for (const [family, config] of Object.entries(CONFIGS) as [Family, object][]) {
+    const configPath = await writeJsonl(join(dir, `${family}.config.json`), [config]);
+    models[family] = join(dir, family);
+    const init = await lorafleetOk([
+      ...['init', '--config', configPath, '--out', models[family], '--tokenizer', 'none'],
+    ]);
+    if (family === 'llama')
+      expect(init.stdout).toMatch(
+        /Llama layout \(model_type llama\), 2 layers, 32 wide, context 64/,
+      );
+  }
+  llama = models.llama;
   ids = await writeJsonl(join(dir, 'ids.jsonl'), idRecords(60));
   text = await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(20));
 }, 300_000);
@@ -146,10 +143,10 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('a Llama-family model through the CLI', () => {
-  it.each(['llama', 'gemma', 'gemma2', 'gemma3', 'granite', 'smollm3'])(
+  it.each(Object.keys(CONFIGS) as Family[])(
     '%s: trains the same adapter with 1 and 2 workers; eval and merge agree',
     async (family) => {
-      const model = { llama, gemma, gemma2, gemma3, granite, smollm3 }[family]!;
+      const model = models[family];
       const [one, two] = [join(dir!, `${family}-w1`), join(dir!, `${family}-w2`)];
       const train = (out: string, workers: string) =>
         lorafleetOk([
