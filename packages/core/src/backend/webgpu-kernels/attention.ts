@@ -74,18 +74,24 @@ const prob = (g: Gen, own: string, other: string, lse: string) =>
   `let c = capped(uniforms.scale * (${g.dot(own, other)}));
           let p = exp(c - ${lse});`;
 
-/** WGSL: the soft-capped score (uniform softcap 0: none) and its slope dc/ds. */
-const CAP_WGSL = `
+/**
+ * WGSL: the soft-capped score and its slope dc/ds; without a cap the identity
+ * and 1, compiled in (a program of its own), so uncapped models pay nothing.
+ */
+const capWgsl = (cap: boolean) =>
+  cap
+    ? `
     fn capped(s : f32) -> f32 {
-      if (uniforms.softcap <= 0.0) { return s; }
       // tanh of a large argument is NaN on some drivers (exp overflows): |s / cap| <= 15 is tanh's 1 in f32.
       return uniforms.softcap * tanh(clamp(s / uniforms.softcap, -15.0, 15.0));
     }
     fn cappedSlope(c : f32) -> f32 {
-      if (uniforms.softcap <= 0.0) { return 1.0; }
       let t = c / uniforms.softcap;
       return 1.0 - t * t;
-    }`;
+    }`
+    : `
+    fn capped(s : f32) -> f32 { return s; }
+    fn cappedSlope(c : f32) -> f32 { return 1.0; }`;
 
 /** The WGSL of each program. */
 const BODIES = {
@@ -237,13 +243,13 @@ function walk(b: Body, g: Gen, tk: number): string {
       }`;
 }
 
-function userCode(b: Body, g: Gen, tk: number): string {
+function userCode(b: Body, g: Gen, tk: number, cap: boolean): string {
   const shared = [
     ...b.tile.map((x) => `var<workgroup> s_${x} : array<${g.type}, ${tk * g.dw}>;`),
     ...b.tileScalars.map((x) => `var<workgroup> s_${x} : array<f32, ${tk}>;`),
   ].join('\n    ');
   return `
-    ${shared}${CAP_WGSL}${g.drop ? KEEP_WGSL : ''}
+    ${shared}${capWgsl(cap)}${g.drop ? KEEP_WGSL : ''}
     fn main() {
       let blocks = (uniforms.seq + ${ROWS - 1}) / ${ROWS};
       let group = i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS};
@@ -265,8 +271,18 @@ function userCode(b: Body, g: Gen, tk: number): string {
     }`;
 }
 
-/** One workgroup per ROWS rows of each [T, D] matrix, spread over x and y; `drop`: with the dropout mask. */
-function attentionProgram(name: BodyName, r: number, t: number, d: number, drop: boolean) {
+/**
+ * One workgroup per ROWS rows of each [T, D] matrix, spread over x and y;
+ * `drop`: with the dropout mask; `cap`: soft-capped scores.
+ */
+function attentionProgram(
+  name: BodyName,
+  r: number,
+  t: number,
+  d: number,
+  drop: boolean,
+  cap: boolean,
+) {
   const b: Body = BODIES[name];
   const g = new Gen(d, drop);
   const tk = attentionTileRows(b, d);
@@ -277,12 +293,12 @@ function attentionProgram(name: BodyName, r: number, t: number, d: number, drop:
     variableNames,
     variableComponents: variableNames.map((x) => (vector.has(x) ? g.w : 1)),
     outputShape: [r * t, b.rowwise ? 1 : d], // two dims: tfjs's x/y dispatch layout
-    shaderKey: `lorafleet_attn_${name}_d${d}_w${g.w}_tk${tk}${drop ? '_drop' : ''}`,
+    shaderKey: `lorafleet_attn_${name}_d${d}_w${g.w}_tk${tk}${drop ? '_drop' : ''}${cap ? '_cap' : ''}`,
     dispatchLayout: { x: [0], y: [1] },
     dispatch: [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1],
     workgroupSize: [ROWS, 1, 1],
     uniforms: `rows : i32, seq : i32, scale : f32, window : i32, softcap : f32,${drop ? ' threshold : i32, dropScale : f32,' : ''}`,
-    getUserCode: () => userCode(b, g, tk),
+    getUserCode: () => userCode(b, g, tk, cap),
   };
 }
 
@@ -335,7 +351,7 @@ function run(args: WebGpuKernelArgs, name: BodyName): Info {
     uniforms.push({ type: 'int32', data: [threshold | 0] }, { type: 'float32', data: [dropScale] });
   }
   const runner = args.backend as unknown as WebGpuProgramRunner;
-  const program = attentionProgram(name, R, T, D, drop);
+  const program = attentionProgram(name, R, T, D, drop, softcap > 0);
   const out = runner.runWebGPUProgram(program, inputs, 'float32', uniforms);
   return { ...out, shape: BODIES[name].rowwise ? [R, T] : [R, T, D] }; // the same data
 }
