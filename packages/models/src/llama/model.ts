@@ -1,15 +1,15 @@
 // The Llama family on tfjs, with Hugging Face's semantics of
 // LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
-// GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM and
-// SmolLM3ForCausalLM: pre-RMSNorm
-// decoder layers, rotary positions, grouped-query attention (optional q/k/v
-// bias, Qwen3's and Gemma 3's q/k norms, Mistral's sliding window, Gemma 2's
-// and 3's on some layers, Gemma 3's with their own rotary base), SwiGLU MLP
-// (Gemma: GeGLU, RMSNorm by 1 + weight, scaled embeddings; Gemma 2 and 3:
-// norms after attention and MLP too; Gemma 2: soft-capped scores and
-// logits; Granite: multipliers of the embeddings, scores, branch outputs and
-// logits; SmolLM3: layers without the rotary embedding), a tied or untied head. Every nn.Linear is a LoraLinear ([out, in]
-// weights) named by its PEFT module path.
+// GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM
+// and SmolLM3ForCausalLM: pre-RMSNorm decoder layers, rotary positions,
+// grouped-query attention (optional q/k/v bias, Qwen3's and Gemma 3's q/k
+// norms, Mistral's sliding window, Gemma 2's and 3's on some layers, Gemma
+// 3's with their own rotary base), SwiGLU MLP (Gemma: GeGLU, RMSNorm by
+// 1 + weight, scaled embeddings; Gemma 2 and 3: norms after attention and
+// MLP too; Gemma 2: soft-capped scores and logits; Granite: multipliers of
+// the embeddings, scores, branch outputs and logits; SmolLM3: layers
+// without the rotary embedding), a tied or untied head. Every nn.Linear is
+// a LoraLinear ([out, in] weights) named by its PEFT module path.
 import {
   LoraEmbedding,
   LoraLinear,

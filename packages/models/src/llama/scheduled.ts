@@ -1,7 +1,6 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
-// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3): model.ts's forward and
-// backward as explicit
-// kernels, for the linear layers' adapters, with LoRA and attention dropout
+// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3):
+// model.ts's forward and backward as explicit kernels, for the linear layers' adapters, with LoRA and attention dropout
 // (the tape's masks) and Mistral's sliding window. Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
 // with grouped-query keys and values repeated in the split, rotary
