@@ -25,6 +25,7 @@ import {
   GEMMA3_OVERRIDES,
   GEMMA_OVERRIDES,
   GRANITE_OVERRIDES,
+  PHI3_OVERRIDES,
 } from '../../packages/models/test/fixtures/tiny-llama.js';
 
 webGpuSuite();
@@ -113,6 +114,14 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       2,
       7,
     ],
+    [
+      'Phi-3 (fused qkv_proj and gate_up_proj, GQA, LongRoPE, half of each head rotates, window 3), every linear layer, 2 x 7',
+      PHI3_OVERRIDES,
+      'all-linear',
+      2,
+      7,
+    ],
+    ['Phi-3, gate_up_proj alone, 1 x 5 tokens', PHI3_OVERRIDES, ['gate_up_proj'], 1, 5],
     [
       'Mistral shape, no GQA (4 kv heads), llama3 rope scaling',
       {

@@ -16,7 +16,8 @@ export type ModelType =
   | 'gemma2'
   | 'gemma3_text'
   | 'granite'
-  | 'smollm3';
+  | 'smollm3'
+  | 'phi3';
 
 /** Hugging Face tensor name -> value, row-major. */
 export type WeightMap = Map<string, { shape: number[]; data: Float32Array }>;
@@ -124,8 +125,8 @@ export interface SaveOptions {
 export interface ModelFamily<A> {
   /** The family's name in messages and docs ("GPT-2", "Llama"). */
   readonly name: string;
-  /** PEFT target names a LoRA run of this family adapts when none are given. */
-  readonly defaultTargets: readonly string[];
+  /** PEFT target names a LoRA run of this model adapts when none are given (PEFT's own defaults). */
+  defaultTargets(config: ModelConfig<A>): readonly string[];
   /** config.json (already parsed, model_type checked) -> the family's config; throws ModelConfigError. */
   readConfig(json: Record<string, unknown>, modelType: ModelType, source: string): ModelConfig<A>;
   /** config.json as transformers writes it for this config. */

@@ -28,6 +28,7 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   gemma3_text: llamaFamily,
   granite: llamaFamily,
   smollm3: llamaFamily,
+  phi3: llamaFamily,
 };
 
 /** Relatives of a supported family that it does not compute, and what sets them apart. */
@@ -40,7 +41,8 @@ const NEAR_MISSES: Readonly<Record<string, string>> = {
   mixtral: "Mixtral's mixture of experts is not computed; Mistral (mistral) is",
   qwen2_moe: "Qwen2-MoE's experts are not computed; Qwen2 (qwen2) is",
   qwen3_moe: "Qwen3-MoE's experts are not computed; Qwen3 (qwen3) is",
-  phi3: "Phi-3's fused qkv_proj and gate_up_proj are not read; Llama-layout models (llama) are",
+  phi: 'Phi-1 and Phi-2 (parallel attention and MLP, LayerNorm) are not computed; Phi-3 and Phi-4 (phi3) are',
+  phimoe: "Phi-3.5-MoE's experts are not computed; Phi-3 and Phi-4 (phi3) are",
 };
 
 const isModelType = (t: unknown): t is ModelType =>
@@ -94,7 +96,7 @@ export const modelEmbeddingModules = (config: ModelConfig): EmbeddingModule[] =>
   familyOf(config).embeddingModules(config);
 
 export const defaultLoraTargets = (config: ModelConfig): readonly string[] =>
-  familyOf(config).defaultTargets;
+  familyOf(config).defaultTargets(config);
 
 /** Every stored tensor's size, summed (a tied head counted once). */
 export function modelParameterCount(config: ModelConfig): number {

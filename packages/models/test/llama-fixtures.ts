@@ -31,7 +31,12 @@ export interface LlamaCase {
   label: string;
   json: Record<string, unknown>;
   seed: number;
+  /** Three PEFT module names the adapter tests adapt, where the model lacks q_proj and v_proj (Phi-3). */
+  targets?: string[];
 }
+
+/** Phi-3's PEFT module names: its fused layers and down_proj. */
+const PHI3_TARGETS = ['qkv_proj', 'gate_up_proj', 'down_proj'];
 
 export const LLAMA_CASES: LlamaCase[] = [
   {
@@ -152,6 +157,30 @@ export const LLAMA_CASES: LlamaCase[] = [
     label: 'smollm3, a layer without rotary embedding, tied head by default',
     json: { ...TINY, model_type: 'smollm3', num_key_value_heads: 2, no_rope_layers: [1, 0] },
     seed: 30,
+  },
+  {
+    label: 'phi3, fused qkv_proj and gate_up_proj, GQA 4:2, sliding window 5',
+    json: { ...TINY, model_type: 'phi3', num_key_value_heads: 2, sliding_window: 5 },
+    seed: 31,
+    targets: PHI3_TARGETS,
+  },
+  {
+    // Phi-4-mini's shape of rotation: 6 of 8 dims rotate (3 frequencies), LongRoPE's short
+    // factors below original_max_position_embeddings (32), cos and sin times
+    // sqrt(1 + ln(128 / 32) / ln(32)); the head tied to the embedding.
+    label: 'phi3, longrope, partial rotary 0.75, tied head',
+    json: {
+      ...TINY,
+      model_type: 'phi3',
+      num_key_value_heads: 4,
+      tie_word_embeddings: true,
+      max_position_embeddings: 128,
+      original_max_position_embeddings: 32,
+      partial_rotary_factor: 0.75,
+      rope_scaling: { type: 'longrope', short_factor: [1, 1.5, 3], long_factor: [2, 4, 8] },
+    },
+    seed: 32,
+    targets: PHI3_TARGETS,
   },
 ];
 

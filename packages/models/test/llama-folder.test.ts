@@ -17,6 +17,7 @@ import {
   type ModelConfig,
   type WeightMap,
   ModelConfigError,
+  buildModel,
   familyOf,
   loadModel,
   modelConfigFromJson,
@@ -173,6 +174,23 @@ describe('Llama-family folders', () => {
     );
   });
 
+  test("a sequence past LongRoPE's original context is refused by name, not rotated wrongly", () => {
+    const longrope = LLAMA_CASES.find((c) => c.label.includes('longrope'))!;
+    const config = caseConfig(longrope);
+    // max_position_embeddings is 128, but only the short factors (below 32) are computed.
+    expect(config.contextLength).toBe(32);
+    const model = buildModel(config, randomWeights(config, 3));
+    try {
+      const ids = (T: number) => tf.zeros([1, T], 'int32') as tf.Tensor2D;
+      expect(() => tf.tidy(() => model.forward(ids(32)))).not.toThrow();
+      expect(() => tf.tidy(() => model.forward(ids(33)))).toThrow(
+        /position 32 is past original_max_position_embeddings \(32\): LongRoPE's long factors are not computed/,
+      );
+    } finally {
+      model.dispose();
+    }
+  });
+
   const refusals: [string, Record<string, unknown>, RegExp][] = [
     [
       'a rope type not listed',
@@ -193,7 +211,35 @@ describe('Llama-family folders', () => {
     [
       'an unknown model_type',
       { model_type: 'mixtral' },
-      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, granite, smollm3$/,
+      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, granite, smollm3, phi3$/,
+    ],
+    [
+      "Phi-3's residual dropout",
+      { model_type: 'phi3', resid_pdrop: 0.1 },
+      /resid_pdrop 0.1 is not supported \(only 0\)/,
+    ],
+    [
+      'a partial rotation outside Phi-3',
+      { partial_rotary_factor: 0.5 },
+      /partial_rotary_factor 0.5 is not supported for llama \(only 1\)/,
+    ],
+    [
+      'LongRoPE outside Phi-3',
+      { rope_scaling: { type: 'longrope', short_factor: [1, 1], long_factor: [1, 1] } },
+      /rope_scaling type "longrope" is not supported \(supported: "default", "linear", "llama3"\)/,
+    ],
+    [
+      'LongRoPE factors of the wrong length',
+      {
+        model_type: 'phi3',
+        rope_scaling: { type: 'longrope', short_factor: [1, 1], long_factor: [1, 1, 1, 1] },
+      },
+      /rope_scaling.short_factor must list 4 positive numbers \(one per rotary frequency\)/,
+    ],
+    [
+      'Phi-1 and Phi-2',
+      { model_type: 'phi' },
+      /model_type is "phi" \(Phi-1 and Phi-2 .*Phi-3 and Phi-4 \(phi3\) are\)/,
     ],
     [
       'Granite 4 (hybrid Mamba)',

@@ -95,7 +95,7 @@ describe.each(BACKENDS)('Llama-family generation with a KV cache on %s', (backen
         'extra',
         { r: 2, alpha: 4, dropout: 0, rslora: false },
         { kind: 'gaussian' },
-        ['q_proj', 'k_proj', 'down_proj'],
+        c.targets ?? ['q_proj', 'k_proj', 'down_proj'],
         3,
       );
       const randn = normals(c.seed);

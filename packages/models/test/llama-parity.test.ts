@@ -49,6 +49,7 @@ const B = 2;
 const T = 16;
 const LOGIT_TOL = 1e-4;
 const TARGETS = ['q_proj', 'v_proj', 'down_proj'];
+const targetsOf = (label: string) => LLAMA_CASES.find((c) => c.label === label)!.targets ?? TARGETS;
 
 /** What each case exists to test: the reference without any one of them must differ. */
 const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
@@ -72,6 +73,13 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
     { logitsScaling: 1 },
   ],
   'smollm3, a layer without rotary embedding, tied head by default': [{ ropeLayers: null }],
+  'phi3, fused qkv_proj and gate_up_proj, GQA 4:2, sliding window 5': [{ slidingWindow: null }],
+  'phi3, longrope, partial rotary 0.75, tied head': [
+    { ropeScaling: null },
+    { rotaryDim: 4 }, // 4 of 8 dims rotate, not 6
+    // The attention factor alone.
+    { ropeScaling: { type: 'longrope', short_factor: [1, 1.5, 3], attention_factor: 1 } },
+  ],
   'gemma3_text, sandwich norms, q/k norms, a sliding and a full layer, two rope bases': [
     { sandwich: false },
     { qkNorm: false },
@@ -83,6 +91,7 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
 };
 
 interface Fixture {
+  label: string;
   dir: string;
   ref: ReferenceLlama;
   ids: number[][];
@@ -98,7 +107,8 @@ beforeAll(async () => {
     const config = caseConfig(c);
     await writeModelFolder(dir, config, randomWeights(config, c.seed));
     const ref = await loadReferenceLlama(dir);
-    fixtures.set(c.label, { dir, ref, ids: randomIds(c.seed + 100, config.vocabSize, B, T) });
+    const ids = randomIds(c.seed + 100, config.vocabSize, B, T);
+    fixtures.set(c.label, { label: c.label, dir, ref, ids });
   }
 });
 
@@ -144,7 +154,7 @@ async function saveRandomAdapter(fixture: Fixture, dir: string, seed: number) {
       'default',
       settings,
       { kind: 'gaussian' },
-      TARGETS,
+      targetsOf(fixture.label),
       seed,
     );
     expect(layers.length).toBe(3 * model.modelConfig.numLayers);
@@ -161,7 +171,7 @@ async function saveRandomAdapter(fixture: Fixture, dir: string, seed: number) {
       );
     }
     const adapter = exportAdapter(layers, 'default', {
-      targetModules: TARGETS,
+      targetModules: targetsOf(fixture.label),
       bias: 'none',
       initLoraWeights: 'gaussian',
       baseModelNameOrPath: null,
@@ -203,7 +213,7 @@ describe.each(BACKENDS)('Llama family parity with Hugging Face on %s', (backend)
       }
     });
 
-    test('a PEFT adapter on q_proj, v_proj, down_proj, live and loaded from its folder', async () => {
+    test('a PEFT adapter on q_proj, v_proj, down_proj (Phi-3: its fused layers), live and loaded from its folder', async () => {
       const fixture = fixtures.get(label)!;
       const adapterDir = join(root, `${backend}-adapter-${seed}`);
       const saved = await saveRandomAdapter(fixture, adapterDir, seed + 7);

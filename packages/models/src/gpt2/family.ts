@@ -13,7 +13,7 @@ import { Gpt2Model, gpt2WeightShapes, linearModules } from './model.js';
 
 export const gpt2Family: ModelFamily<Gpt2Config> = {
   name: 'GPT-2',
-  defaultTargets: ['c_attn'],
+  defaultTargets: () => ['c_attn'],
   readConfig: (json, _modelType, source) => gpt2ModelConfig(gpt2ConfigFromJson(json, source)),
   configToJson: (config, extra) => gpt2ConfigToJson(config.arch, extra),
   weightShapes: (config) => gpt2WeightShapes(config.arch),

@@ -53,7 +53,7 @@ function blockForward(
   const lora = (k: number) => at((s) => (k < 2 ? s.attn : s.mlp) * 4 + k);
   const ln1 = ops.norm(x, b.ln1.gamma, b.ln1.beta, eps, 'layer');
   const qkv = linear(ops, io, b.cAttn, ln1.y, lora(0)); // [N, 3C]
-  const [q, k, v] = [0, 1, 2].map((part) => ops.heads(qkv.y, B, H, T, D, part)); // [B*H, T, D]
+  const [q, k, v] = [0, 1, 2].map((part) => ops.heads(qkv.y, B, H, T, D, part * H * D)); // [B*H, T, D]
   const probs = io.dropoutSite(
     c.attnPdrop,
     at((s) => s.probs),

@@ -1,5 +1,5 @@
 // The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
-// Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3): one architecture, switched by the fields
+// Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3): one architecture, switched by the fields
 // transformers reads. The rotary fields are rope-config.ts's.
 import type { GatedActivation } from '@lorafleet/core';
 import type { ModelConfig, ModelType } from '../causal-lm.js';
@@ -26,6 +26,21 @@ export type RopeScaling =
       lowFreqFactor: number;
       highFreqFactor: number;
       originalMaxPositions: number;
+    }
+  | {
+      /**
+       * Phi-3's LongRoPE, as computed for positions below originalMaxPositions:
+       * the frequencies divided by shortFactor (one per frequency), cos and sin
+       * times attentionFactor. Beyond, transformers switches to longFactor;
+       * this project stops there (positionLimit).
+       */
+      type: 'longrope';
+      shortFactor: number[];
+      longFactor: number[];
+      originalMaxPositions: number;
+      attentionFactor: number;
+      /** attention_factor was stated in the file (else derived from the context ratio). */
+      attentionFactorStated: boolean;
     };
 
 export interface LlamaConfig {
@@ -45,6 +60,10 @@ export interface LlamaConfig {
   ropeScaling: RopeScaling | null;
   /** Gemma 3: the sliding-window layers rotate with this theta, unscaled; null: as every layer. */
   localRopeTheta: number | null;
+  /** Phi-3 (Phi-4-mini): the leading fraction of each head that rotates (partial_rotary_factor); else 1. */
+  partialRotaryFactor: number;
+  /** Phi-3: q/k/v in one qkv_proj (output rows [q | k | v]) and gate/up in one gate_up_proj ([gate | up]). */
+  fusedProjections: boolean;
   /** SmolLM3: which layers apply the rotary embedding (no_rope_layers; the others are NoPE); null: all. */
   ropeLayers: boolean[] | null;
   /** Bias on q/k/v (Qwen2 always; attention_bias elsewhere) and on o_proj (attention_bias only). */
@@ -96,6 +115,7 @@ const ARCHITECTURES: Record<LlamaModelType, string> = {
   gemma3_text: 'Gemma3ForCausalLM',
   granite: 'GraniteForCausalLM',
   smollm3: 'SmolLM3ForCausalLM',
+  phi3: 'Phi3ForCausalLM',
 };
 
 /** Per type, what transformers' config class assumes for a field config.json leaves out. */
@@ -159,6 +179,7 @@ const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
     numKvHeads: 4,
     ropeTheta: 2e6,
   },
+  phi3: { ...LLAMA_LIKE, maxPositions: 4096, rmsNormEps: 1e-5, tieWordEmbeddings: false },
 };
 
 const isGemma = (t: LlamaModelType) => t === 'gemma' || t === 'gemma2' || t === 'gemma3_text';
@@ -168,6 +189,20 @@ const isLaterGemma = (t: LlamaModelType) => t === 'gemma2' || t === 'gemma3_text
 /** What multiplies q k^T: Granite's attention_multiplier, else query_pre_attn_scalar^-1/2 (Gemma 2, 3) or head_dim^-1/2. */
 export function attentionScale(c: LlamaConfig): number {
   return c.attentionMultiplier ?? 1 / Math.sqrt(c.queryPreAttnScalar ?? c.headDim);
+}
+
+/** How many leading dims of each head rotate: int(head_dim * partial_rotary_factor), as transformers. */
+export function rotaryDim(c: LlamaConfig): number {
+  return Math.trunc(c.headDim * c.partialRotaryFactor);
+}
+
+/**
+ * The positions this project computes: max_position_embeddings, or under
+ * LongRoPE original_max_position_embeddings (its long factors are not computed).
+ */
+export function positionLimit(c: LlamaConfig): number {
+  const s = c.ropeScaling;
+  return s?.type === 'longrope' ? Math.min(s.originalMaxPositions, c.maxPositions) : c.maxPositions;
 }
 
 /** Whether layer `i` applies the rotary embedding (SmolLM3's NoPE layers do not). */
@@ -184,7 +219,7 @@ export function llamaModelConfig(c: LlamaConfig): ModelConfig<LlamaConfig> {
   return {
     modelType: c.modelType,
     vocabSize: c.vocabSize,
-    contextLength: c.maxPositions,
+    contextLength: positionLimit(c),
     hiddenSize: c.hiddenSize,
     numLayers: c.numLayers,
     numHeads: c.numHeads,
@@ -207,7 +242,7 @@ export function llamaConfigFromJson(
   // MistralAttention has no bias whatever the file says.
   const attentionBias = modelType !== 'mistral' && flag('attention_bias', false);
   const window =
-    modelType === 'mistral' || isLaterGemma(modelType)
+    modelType === 'mistral' || modelType === 'phi3' || isLaterGemma(modelType)
       ? j.sliding_window === undefined
         ? defaults.slidingWindow
         : j.sliding_window
@@ -218,6 +253,8 @@ export function llamaConfigFromJson(
   const numLayers = int('num_hidden_layers');
   const gemma3 = modelType === 'gemma3_text';
   const granite = modelType === 'granite';
+  const phi3 = modelType === 'phi3';
+  const rope = ropeFromJson(j, modelType, { maxPositions, headDim }, defaults.ropeTheta, fail);
   return {
     modelType,
     vocabSize: int('vocab_size'),
@@ -229,7 +266,8 @@ export function llamaConfigFromJson(
     headDim,
     maxPositions,
     rmsNormEps: positive('rms_norm_eps', defaults.rmsNormEps),
-    ...ropeFromJson(j, modelType, maxPositions, defaults.ropeTheta, fail),
+    ...rope,
+    fusedProjections: phi3,
     normPlusOne: isGemma(modelType),
     // As GemmaModel: torch.tensor(hidden_size ** 0.5, dtype=float32).
     embedScale: isGemma(modelType)
@@ -284,6 +322,9 @@ function refuseUnsupported(
     fail(
       'use_bidirectional_attention true is not supported (a causal LM attends to the past only)',
     );
+  // Phi3DecoderLayer's dropout of each branch's output (Phi3Model applies no embd_pdrop).
+  if (modelType === 'phi3' && (j.resid_pdrop ?? 0) !== 0)
+    fail(`resid_pdrop ${JSON.stringify(j.resid_pdrop)} is not supported (only 0)`);
   if (j.pretraining_tp !== undefined && j.pretraining_tp !== 1)
     fail(`pretraining_tp ${JSON.stringify(j.pretraining_tp)} is not supported (only 1)`);
   if (modelType !== 'mistral' && j.use_sliding_window === true)
@@ -348,6 +389,18 @@ export function llamaConfigToJson(
     });
   }
   if (c.modelType === 'mistral') json.sliding_window = c.slidingWindow;
+  if (c.modelType === 'phi3') {
+    const s = c.ropeScaling;
+    Object.assign(json, {
+      sliding_window: c.slidingWindow,
+      partial_rotary_factor: c.partialRotaryFactor,
+      resid_pdrop: 0,
+      embd_pdrop: 0,
+      ...(s?.type === 'longrope'
+        ? { original_max_position_embeddings: s.originalMaxPositions }
+        : {}),
+    });
+  }
   if (c.modelType === 'qwen2' || c.modelType === 'qwen3') json.use_sliding_window = false;
   return { ...json, ...extra };
 }

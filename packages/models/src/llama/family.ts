@@ -1,5 +1,5 @@
 // The Llama family (families.ts registers it for llama, mistral, qwen2,
-// qwen3, gemma, gemma2, gemma3_text, granite and smollm3): config, weights under Hugging Face
+// qwen3, gemma, gemma2, gemma3_text, granite, smollm3 and phi3): config, weights under Hugging Face
 // names, nn.Linear layers.
 import type { ModelFamily } from '../causal-lm.js';
 import { readWeightsFolder } from '../weights-folder.js';
@@ -24,7 +24,11 @@ const IGNORED = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
 
 export const llamaFamily: ModelFamily<LlamaConfig> = {
   name: 'Llama',
-  defaultTargets: ['q_proj', 'v_proj'],
+  // PEFT's defaults: q_proj and v_proj; Phi-3's fused layers, all four.
+  defaultTargets: (config) =>
+    config.arch.fusedProjections
+      ? ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj']
+      : ['q_proj', 'v_proj'],
   readConfig: (json, modelType, source) =>
     llamaModelConfig(llamaConfigFromJson(json, modelType as LlamaModelType, source)),
   configToJson: (config, extra) => llamaConfigToJson(config.arch, extra),

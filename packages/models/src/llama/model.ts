@@ -8,7 +8,8 @@
 // 1 + weight, scaled embeddings; Gemma 2 and 3: norms after attention and
 // MLP too; Gemma 2: soft-capped scores and logits; Granite: multipliers of
 // the embeddings, scores, branch outputs and logits; SmolLM3: layers
-// without the rotary embedding), a tied or untied head. Every nn.Linear is
+// without the rotary embedding; Phi-3: fused q/k/v and gate/up projections,
+// LongRoPE, a partial rotation), a tied or untied head. Every nn.Linear is
 // a LoraLinear ([out, in] weights) named by its PEFT module path.
 import {
   LoraEmbedding,
@@ -35,26 +36,33 @@ import {
   layerRotates,
   layerWindow,
   llamaModelConfig,
+  positionLimit,
 } from './config.js';
-import { applyRotary, inverseFrequencies, rotaryTables } from './rope.js';
-import { EMBED, FINAL_NORM, LM_HEAD, layerLinears, llamaWeightShapes } from './weights.js';
+import { applyRotary, inverseFrequencies, rotaryScale, rotaryTables } from './rope.js';
+import {
+  EMBED,
+  FINAL_NORM,
+  LM_HEAD,
+  layerLinearLayers,
+  layerLinears,
+  llamaWeightShapes,
+} from './weights.js';
 import { countElements, readNamedWeights } from '../weight-values.js';
 import type { ScheduledStepRecipe } from '../scheduled-step.js';
 import { llamaScheduledStep } from './scheduled.js';
 
 export interface LlamaLayer {
   inputNorm: tf.Variable<tf.Rank.R1>; // [C]
-  qProj: LoraLinear; // [C] -> [H D]
-  kProj: LoraLinear; // [C] -> [Hkv D]
-  vProj: LoraLinear; // [C] -> [Hkv D]
+  /** q_proj [C] -> [H D], k_proj and v_proj [C] -> [Hkv D]; or Phi-3's one qkv_proj [C] -> [(H + 2 Hkv) D]. */
+  qkvProj: LoraLinear[];
   oProj: LoraLinear; // [H D] -> [C]
   qNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3
   kNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3
   postNorm: tf.Variable<tf.Rank.R1>; // [C]: post_attention_layernorm (Gemma 3: of the attention output)
   preFfNorm: tf.Variable<tf.Rank.R1> | null; // [C], Gemma 3
   postFfNorm: tf.Variable<tf.Rank.R1> | null; // [C], Gemma 3
-  gateProj: LoraLinear; // [C] -> [F]
-  upProj: LoraLinear; // [C] -> [F]
+  /** gate_proj and up_proj [C] -> [F]; or Phi-3's one gate_up_proj [C] -> [2 F]. */
+  gateUpProj: LoraLinear[];
   downProj: LoraLinear; // [F] -> [C]
 }
 
@@ -140,19 +148,19 @@ export class LlamaModel implements CausalLM {
         layerLinears(config).map((m) => [m.name, linear(`${p}.${m.name}`, m.bias)]),
       );
       const norm = (name: string) => variable(`${p}.${name}.weight`) as tf.Variable<tf.Rank.R1>;
+      const fused = config.fusedProjections;
       this.layers.push({
         inputNorm: norm('input_layernorm'),
-        qProj: l['self_attn.q_proj']!,
-        kProj: l['self_attn.k_proj']!,
-        vProj: l['self_attn.v_proj']!,
+        qkvProj: fused
+          ? [l['self_attn.qkv_proj']!]
+          : [l['self_attn.q_proj']!, l['self_attn.k_proj']!, l['self_attn.v_proj']!],
         oProj: l['self_attn.o_proj']!,
         qNorm: config.qkNorm ? norm('self_attn.q_norm') : null,
         kNorm: config.qkNorm ? norm('self_attn.k_norm') : null,
         postNorm: norm('post_attention_layernorm'),
         preFfNorm: config.sandwichNorms ? norm('pre_feedforward_layernorm') : null,
         postFfNorm: config.sandwichNorms ? norm('post_feedforward_layernorm') : null,
-        gateProj: l['mlp.gate_proj']!,
-        upProj: l['mlp.up_proj']!,
+        gateUpProj: fused ? [l['mlp.gate_up_proj']!] : [l['mlp.gate_proj']!, l['mlp.up_proj']!],
         downProj: l['mlp.down_proj']!,
       });
     }
@@ -171,15 +179,7 @@ export class LlamaModel implements CausalLM {
   }
 
   linears(): LoraLinear[] {
-    return this.layers.flatMap((l) => [
-      l.qProj,
-      l.kProj,
-      l.vProj,
-      l.oProj,
-      l.gateProj,
-      l.upProj,
-      l.downProj,
-    ]);
+    return this.layers.flatMap((l) => layerLinearLayers(l));
   }
 
   embeddings(): LoraEmbedding[] {
@@ -236,6 +236,7 @@ export class LlamaModel implements CausalLM {
         `sequence of ${T} tokens exceeds the model's context of ${this.config.maxPositions} (max_position_embeddings)`,
       );
     }
+    longropeCheck(this.config, T - 1);
     return tf.tidy(() => {
       const positions = Int32Array.from({ length: T }, (_, t) => t);
       const { x } = this.runLayers(ids, {
@@ -305,9 +306,10 @@ export class LlamaModel implements CausalLM {
       x = tf.add(x, branch(a.y, layer.postNorm));
       const h = this.rmsNorm(x, c.sandwichNorms ? layer.preFfNorm! : layer.postNorm);
       const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
-      const gate = layer.gateProj.forward(h, lora(4)); // [B, T, F]
-      const up = layer.upProj.forward(h, lora(5)); // [B, T, F]
-      const act = gated(c.mlpActivation, gate, up); // silu or gelu_tanh (Gemma) of gate, times up
+      // gate and up [B, T, F] each; Phi-3's gate_up_proj gives [B, T, 2F], chunked in two.
+      const parts = layer.gateUpProj.map((p, j) => p.forward(h, lora(4 + j)));
+      const [gate, up] = parts.length === 2 ? parts : tf.split(parts[0]!, 2, -1);
+      const act = gated(c.mlpActivation, gate!, up!); // silu or gelu_tanh (Gemma) of gate, times up
       x = tf.add(x, branch(layer.downProj.forward(act, lora(6)), layer.postFfNorm));
     });
     return { x, layers };
@@ -316,8 +318,12 @@ export class LlamaModel implements CausalLM {
   /** The rotary tables of positions [B, T] (Gemma 3: also its sliding layers'). */
   private rotations(positions: Int32Array, B: number, T: number) {
     const local = this.localInvFreq;
+    longropeCheck(
+      this.config,
+      positions.reduce((a, b) => Math.max(a, b), 0),
+    );
     return {
-      rotary: rotaryTables(this.invFreq, positions, B, T),
+      rotary: rotaryTables(this.invFreq, positions, B, T, rotaryScale(this.config)),
       localRotary: local === null ? null : rotaryTables(local, positions, B, T),
     };
   }
@@ -371,9 +377,13 @@ export class LlamaModel implements CausalLM {
     const { cos, sin } = sliding && pass.localRotary ? pass.localRotary : pass.rotary;
     // SmolLM3's NoPE layers leave q and k unrotated.
     const rotate = (t: tf.Tensor4D) => (layerRotates(c, index) ? applyRotary(t, cos, sin) : t);
-    const q = rotate(heads(layer.qProj.forward(x, lora(0)), H, layer.qNorm));
-    const k = rotate(heads(layer.kProj.forward(x, lora(1)), Hkv, layer.kNorm));
-    const v = heads(layer.vProj.forward(x, lora(2)), Hkv, null);
+    // q [B, T, H D], k and v [B, T, Hkv D]; Phi-3's qkv_proj gives them side by side.
+    const parts = layer.qkvProj.map((p, j) => p.forward(x, lora(j)));
+    const [qx, kx, vx] =
+      parts.length === 3 ? parts : tf.split(parts[0]!, [H * D, Hkv * D, Hkv * D], -1);
+    const q = rotate(heads(qx!, H, layer.qNorm));
+    const k = rotate(heads(kx!, Hkv, layer.kNorm));
+    const v = heads(vx!, Hkv, null);
     const past = pass.past?.[index];
     const keys = past ? (tf.concat([past.keys, k], 2) as tf.Tensor4D) : k; // [B, Hkv, Tk, D]
     const values = past ? (tf.concat([past.values, v], 2) as tf.Tensor4D) : v;
@@ -391,6 +401,15 @@ export class LlamaModel implements CausalLM {
       .reshape([B, T, H * D]);
     return { y: layer.oProj.forward(y, lora(3)), kv: { keys, values } };
   }
+}
+
+/** Refuses a position past what LongRoPE's short factors cover (the long ones are not computed). */
+function longropeCheck(c: LlamaConfig, lastPosition: number): void {
+  const limit = positionLimit(c);
+  if (c.ropeScaling?.type !== 'longrope' || lastPosition < limit) return;
+  throw new Error(
+    `position ${lastPosition} is past original_max_position_embeddings (${limit}): LongRoPE's long factors are not computed, so sequences stop at ${limit} tokens`,
+  );
 }
 
 /** [B, Hkv, T, D] -> [B, Hkv * n, T, D]: query head h reads key/value head floor(h / n), as repeat_kv. */

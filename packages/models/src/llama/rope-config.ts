@@ -3,7 +3,8 @@
 // rope_local_base_freq for its sliding-window layers), and rope_parameters
 // (v5: the type, its fields and rope_theta; Gemma 3: one such object per
 // layer type). As v5 reads a file, a rope_scaling replaces rope_parameters,
-// and rope_theta fills in one that lacks it.
+// and rope_theta fills in one that lacks it. Phi-3 adds LongRoPE and a
+// partial rotation (partial_rotary_factor).
 import type { LlamaConfig, LlamaModelType, RopeScaling } from './config.js';
 
 export interface RopeSettings {
@@ -11,7 +12,26 @@ export interface RopeSettings {
   ropeScaling: RopeScaling | null;
   /** Gemma 3: the sliding-window layers' theta (no scaling); null: every layer rotates alike. */
   localRopeTheta: number | null;
+  partialRotaryFactor: number;
 }
+
+/** What the rotary fields are read against. */
+interface RopeContext {
+  maxPositions: number;
+  headDim: number;
+}
+
+/** A scaling's context: the model's, plus which fields the model type reads. */
+interface ScalingContext extends RopeContext {
+  modelType: LlamaModelType;
+  /** The rotating dims of a head (partial_rotary_factor applied). */
+  rotaryDim: number;
+  /** Phi-3's top-level original_max_position_embeddings (PHI3_ORIGINAL_MAX when absent). */
+  originalMax: unknown;
+}
+
+/** Phi3Config's original_max_position_embeddings when the file leaves it out. */
+const PHI3_ORIGINAL_MAX = 4096;
 
 type Json = Record<string, unknown>;
 type Fail = (what: string) => never;
@@ -33,7 +53,7 @@ const perLayerType = (r: Json | null) =>
 export function ropeFromJson(
   j: Json,
   modelType: LlamaModelType,
-  maxPositions: number,
+  context: RopeContext,
   defaultTheta: number,
   fail: Fail,
 ): RopeSettings {
@@ -56,27 +76,56 @@ export function ropeFromJson(
       fail(`rope_theta is ${JSON.stringify(v)}, expected a positive number`);
     return v as number;
   };
-  const ropeScaling = scalingFromJson(global, key, maxPositions, fail);
+  const partialRotaryFactor = partialRotary(
+    global.partial_rotary_factor ?? j.partial_rotary_factor,
+  );
+  const rotaryDim = Math.trunc(context.headDim * partialRotaryFactor);
+  if (partialRotaryFactor !== 1 && modelType !== 'phi3')
+    fail(`partial_rotary_factor ${partialRotaryFactor} is not supported for ${modelType} (only 1)`);
+  if (rotaryDim < 2 || rotaryDim % 2 !== 0)
+    fail(
+      `partial_rotary_factor ${partialRotaryFactor} rotates ${rotaryDim} of head_dim ${context.headDim}; expected an even number of dims`,
+    );
+  const scaling = {
+    ...context,
+    modelType,
+    rotaryDim,
+    originalMax: j.original_max_position_embeddings,
+  };
+  const ropeScaling = scalingFromJson(global, key, scaling, fail);
   if (ropeScaling !== null && modelType === 'gemma')
     fail(
       `${key} type ${JSON.stringify(ropeScaling.type)} is not supported for gemma (only "default")`,
     );
-  if (local !== null && scalingFromJson(local, `${key}.sliding_attention`, maxPositions, fail))
+  if (local !== null && scalingFromJson(local, `${key}.sliding_attention`, scaling, fail))
     fail(`${key}.sliding_attention must not be scaled (only "default")`);
   return {
     ropeTheta: theta(global, j.rope_theta ?? defaultTheta),
     ropeScaling,
     localRopeTheta: local === null ? null : theta(local, j.rope_local_base_freq ?? 10000),
+    partialRotaryFactor,
   };
+
+  function partialRotary(v: unknown): number {
+    const f = v ?? 1;
+    if (typeof f !== 'number' || !(f > 0 && f <= 1))
+      fail(`partial_rotary_factor is ${JSON.stringify(v)}, expected a number in (0, 1]`);
+    return f as number;
+  }
 }
 
-/** The scaling of one rotary object (`key` names it in errors): "default" (none), "linear" or "llama3" (the type is rope_type, or type in older files). */
+/**
+ * The scaling of one rotary object (`key` names it in errors): "default"
+ * (none), "linear", "llama3" or Phi-3's "longrope" (the type is rope_type, or
+ * type in older files).
+ */
 function scalingFromJson(
   r: Json,
   key: string,
-  maxPositions: number,
+  context: ScalingContext,
   fail: Fail,
 ): RopeScaling | null {
+  const { maxPositions } = context;
   // v5 always names the type; an object that does not (rope_theta alone) means none.
   const type = r.rope_type ?? r.type ?? (key === 'rope_scaling' ? undefined : 'default');
   const num = (name: string, fallback?: number): number => {
@@ -99,27 +148,71 @@ function scalingFromJson(
       fail(`${key}.high_freq_factor must be larger than low_freq_factor`);
     return scaling;
   }
+  // Phi3Config reads the older names "su" and "yarn" as "longrope".
+  if (context.modelType === 'phi3' && (type === 'longrope' || type === 'su' || type === 'yarn'))
+    return longropeFromJson(r, key, context, fail);
+  const phi3 = context.modelType === 'phi3' ? ', "longrope"' : '';
   return fail(
-    `${key} type ${JSON.stringify(type)} is not supported (supported: "default", "linear", "llama3")`,
+    `${key} type ${JSON.stringify(type)} is not supported (supported: "default", "linear", "llama3"${phi3})`,
   );
+}
+
+/** Phi-3's LongRoPE, as _compute_longrope_parameters reads it. */
+function longropeFromJson(r: Json, key: string, context: ScalingContext, fail: Fail): RopeScaling {
+  const factors = (name: string): number[] => {
+    const v = r[name];
+    if (!Array.isArray(v) || v.length !== context.rotaryDim / 2 || !v.every((x) => x > 0))
+      fail(
+        `${key}.${name} must list ${context.rotaryDim / 2} positive numbers (one per rotary frequency)`,
+      );
+    return v as number[];
+  };
+  const positive = (v: unknown, name: string): number => {
+    if (typeof v !== 'number' || !(v > 0))
+      fail(`${name} is ${JSON.stringify(v)}, expected a positive number`);
+    return v as number;
+  };
+  const original = positive(
+    r.original_max_position_embeddings ?? context.originalMax ?? PHI3_ORIGINAL_MAX,
+    'original_max_position_embeddings',
+  );
+  const factor =
+    r.factor === undefined || r.factor === null
+      ? context.maxPositions / original
+      : positive(r.factor, `${key}.factor`);
+  const stated = r.attention_factor !== undefined && r.attention_factor !== null;
+  return {
+    type: 'longrope',
+    shortFactor: factors('short_factor'),
+    longFactor: factors('long_factor'),
+    originalMaxPositions: original,
+    // As the LongRoPE paper suggests (transformers' default).
+    attentionFactor: stated
+      ? positive(r.attention_factor, `${key}.attention_factor`)
+      : factor <= 1
+        ? 1
+        : Math.sqrt(1 + Math.log(factor) / Math.log(original)),
+    attentionFactorStated: stated,
+  };
 }
 
 /** Both layouts, so that transformers before and since v5 read the same rotation. */
 export function ropeToJson(c: LlamaConfig): Json {
+  const scaling = scalingToJson(c.ropeScaling);
+  const partial =
+    c.partialRotaryFactor === 1 ? {} : { partial_rotary_factor: c.partialRotaryFactor };
   const s = c.ropeScaling;
-  const scaling =
-    s === null
-      ? null
-      : s.type === 'linear'
-        ? { rope_type: 'linear', factor: s.factor }
-        : {
-            rope_type: 'llama3',
-            factor: s.factor,
-            low_freq_factor: s.lowFreqFactor,
-            high_freq_factor: s.highFreqFactor,
-            original_max_position_embeddings: s.originalMaxPositions,
-          };
-  const global = { ...(scaling ?? { rope_type: 'default' }), rope_theta: c.ropeTheta };
+  // v5 names the type rope_type and reads the original context from this object.
+  const v5 =
+    s?.type === 'longrope'
+      ? { rope_type: 'longrope', original_max_position_embeddings: s.originalMaxPositions }
+      : {};
+  const global = {
+    ...(scaling ?? { rope_type: 'default' }),
+    ...v5,
+    rope_theta: c.ropeTheta,
+    ...partial,
+  };
   if (c.localRopeTheta === null) {
     return { rope_theta: c.ropeTheta, rope_scaling: scaling, rope_parameters: global };
   }
@@ -131,5 +224,30 @@ export function ropeToJson(c: LlamaConfig): Json {
       full_attention: global,
       sliding_attention: { rope_type: 'default', rope_theta: c.localRopeTheta },
     },
+  };
+}
+
+/**
+ * One scaling's fields. LongRoPE is written as Phi-3's files on the Hub
+ * write it (type, short_factor, long_factor; original_max_position_embeddings
+ * at the top level), which older transformers require; attention_factor only
+ * when the file it was read from stated one.
+ */
+function scalingToJson(s: RopeScaling | null): Json | null {
+  if (s === null) return null;
+  if (s.type === 'linear') return { rope_type: 'linear', factor: s.factor };
+  if (s.type === 'longrope')
+    return {
+      type: 'longrope',
+      short_factor: s.shortFactor,
+      long_factor: s.longFactor,
+      ...(s.attentionFactorStated ? { attention_factor: s.attentionFactor } : {}),
+    };
+  return {
+    rope_type: 'llama3',
+    factor: s.factor,
+    low_freq_factor: s.lowFreqFactor,
+    high_freq_factor: s.highFreqFactor,
+    original_max_position_embeddings: s.originalMaxPositions,
   };
 }

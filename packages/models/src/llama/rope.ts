@@ -1,20 +1,24 @@
 // Rotary position embeddings as transformers computes them
 // (modeling_rope_utils.py, LlamaRotaryEmbedding): inverse frequencies
-// theta^(-2i/D), adjusted by rope_scaling, and the rotate-half convention:
-// x * cos + rotate_half(x) * sin, with cos/sin = cat(freqs, freqs).
+// theta^(-2i/R), adjusted by rope_scaling, and the rotate-half convention:
+// x * cos + rotate_half(x) * sin, with cos/sin = cat(freqs, freqs). R is the
+// head width D, or with Phi-3's partial_rotary_factor its leading R dims
+// (the rest pass unrotated); LongRoPE also scales cos and sin.
 import { tf } from '@lorafleet/core';
-import type { LlamaConfig } from './config.js';
+import { type LlamaConfig, rotaryDim } from './config.js';
 
-/** The D/2 inverse frequencies of one head, after rope_scaling. */
+/** The R/2 inverse frequencies of one head, after rope_scaling. */
 export function inverseFrequencies(c: LlamaConfig): Float64Array {
-  const D = c.headDim;
+  const R = rotaryDim(c);
   const inv = Float64Array.from(
-    { length: D / 2 },
-    (_, i) => 1 / Math.pow(c.ropeTheta, (2 * i) / D),
+    { length: R / 2 },
+    (_, i) => 1 / Math.pow(c.ropeTheta, (2 * i) / R),
   );
   const s = c.ropeScaling;
   if (s === null) return inv;
   if (s.type === 'linear') return inv.map((f) => f / s.factor);
+  // longrope below original_max_position_embeddings: each frequency divided by its short factor.
+  if (s.type === 'longrope') return inv.map((f, i) => f / s.shortFactor[i]!);
   // llama3: long wavelengths slowed by `factor`, short ones kept, a smooth blend between.
   const lowFreqWavelen = s.originalMaxPositions / s.lowFreqFactor;
   const highFreqWavelen = s.originalMaxPositions / s.highFreqFactor;
@@ -28,22 +32,29 @@ export function inverseFrequencies(c: LlamaConfig): Float64Array {
   });
 }
 
-/** cos and sin [B, 1, T, D] for position ids [B, T], computed in float64 then stored as float32. */
+/** What cos and sin are multiplied by: LongRoPE's attention factor, else 1. */
+export function rotaryScale(c: LlamaConfig): number {
+  return c.ropeScaling?.type === 'longrope' ? c.ropeScaling.attentionFactor : 1;
+}
+
+/** cos and sin [B, 1, T, R] for position ids [B, T], computed in float64 then stored as float32. */
 export function rotaryTables(
   invFreq: Float64Array,
   positions: Int32Array,
   B: number,
   T: number,
+  scale = 1,
 ): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
-  const { cos, sin } = rotaryValues(invFreq, positions);
-  const D = 2 * invFreq.length;
-  return { cos: tf.tensor4d(cos, [B, 1, T, D]), sin: tf.tensor4d(sin, [B, 1, T, D]) };
+  const { cos, sin } = rotaryValues(invFreq, positions, scale);
+  const R = 2 * invFreq.length;
+  return { cos: tf.tensor4d(cos, [B, 1, T, R]), sin: tf.tensor4d(sin, [B, 1, T, R]) };
 }
 
-/** The values of rotaryTables: [positions.length, D] each, row-major. */
+/** The values of rotaryTables: [positions.length, R] each, row-major, times `scale`. */
 export function rotaryValues(
   invFreq: Float64Array,
   positions: Int32Array,
+  scale = 1,
 ): { cos: Float32Array; sin: Float32Array } {
   const half = invFreq.length;
   const D = 2 * half;
@@ -53,7 +64,7 @@ export function rotaryValues(
     const p = positions[n]!;
     for (let i = 0; i < half; i++) {
       const angle = p * invFreq[i]!;
-      const [c, s] = [Math.cos(angle), Math.sin(angle)];
+      const [c, s] = [Math.cos(angle) * scale, Math.sin(angle) * scale];
       cos[n * D + i] = cos[n * D + half + i] = c;
       sin[n * D + i] = sin[n * D + half + i] = s;
     }
@@ -61,11 +72,17 @@ export function rotaryValues(
   return { cos, sin };
 }
 
-/** x [B, H, T, D] rotated: x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1). */
+/**
+ * x [B, H, T, D] rotated: x * cos + rotate_half(x) * sin, rotate_half(x) =
+ * cat(-x2, x1), over its leading R dims (cos, sin [.., T, R]); the rest pass.
+ */
 export function applyRotary(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
   return tf.tidy(() => {
-    const [x1, x2] = tf.split(x, 2, 3);
+    const [D, R] = [x.shape[3], cos.shape[3]];
+    const [rot, pass] = R === D ? [x, null] : tf.split(x, [R, D - R], 3);
+    const [x1, x2] = tf.split(rot!, 2, 3);
     const rotated = tf.concat([tf.neg(x2!), x1!], 3);
-    return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
+    const y = tf.add(tf.mul(rot!, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
+    return pass === null ? y : (tf.concat([y, pass], 3) as tf.Tensor4D);
   });
 }

@@ -12,15 +12,18 @@
 // own window and rotation (Gemma 2 alike, with one rotation, and soft-caps
 // its scores in the attention kernels and its logits in the head); Granite
 // scales its embeddings, scores, branch outputs and logits; SmolLM3's NoPE
-// layers skip the rotation. Backward in reverse:
+// layers skip the rotation; Phi-3's fused qkv_proj is split into heads
+// straight from its columns and its gate_up_proj into gate and up, and its
+// partial rotation leaves a head's last dims alone. Backward in reverse:
 // the rotary embedding's transpose, the kv groups summed as heads merge.
 import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
 import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
 import { headAndLoss } from '../scheduled-head.js';
-import { attentionScale, layerRotates, layerWindow } from './config.js';
+import { attentionScale, layerRotates, layerWindow, rotaryDim } from './config.js';
 import type { LlamaModel } from './model.js';
-import { inverseFrequencies, rotaryValues } from './rope.js';
+import { layerLinearLayers } from './weights.js';
+import { inverseFrequencies, rotaryScale, rotaryValues } from './rope.js';
 
 type Info = tf.TensorInfo;
 type Norm = { y: Info; stats: Info };
@@ -29,17 +32,16 @@ type Norm = { y: Info; stats: Info };
 interface LayerSaved {
   x: Info; // layer input [N, C]
   n1: Norm;
-  q: LinearSaved;
-  k: LinearSaved;
-  v: LinearSaved;
+  /** q, k, v projections, or Phi-3's one qkv_proj. */
+  qkv: LinearSaved[];
   /** Qwen3's q/k norms over [N*H, D] rows, with their inputs; null elsewhere. */
   qk: { q: Info; k: Info; qn: Norm; kn: Norm } | null;
   attn: ReturnType<PlanOps['attention']>;
   o: LinearSaved;
   mid: Info; // x + attention [N, C]
   n2: Norm;
-  gate: LinearSaved;
-  up: LinearSaved;
+  /** gate and up projections, or Phi-3's one gate_up_proj. */
+  gateUp: LinearSaved[];
   gateY: Info; // [N, F]
   upY: Info;
   down: LinearSaved;
@@ -119,8 +121,13 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const seed = (k: number) => (batchSeed: number) => (batchSeed * 1009 + i) * 8 + k;
   const gamma = (w: tf.Variable<tf.Rank.R1>) => m.normGamma(w);
   const n1 = ops.norm(x, gamma(l.inputNorm), null, eps, 'rms');
-  const [q, k, v] = [l.qProj, l.kProj, l.vProj].map((p, j) => linear(ops, io, p, n1.y, seed(j)));
-  let [qIn, kIn] = [q!.y, k!.y]; // [N, H*D], [N, Hkv*D]
+  const qkv = l.qkvProj.map((p, j) => linear(ops, io, p, n1.y, seed(j)));
+  // [N, H*D], [N, Hkv*D] twice, and where each starts; Phi-3: column blocks of one [N, (H+2Hkv)*D].
+  const fused = qkv.length === 1;
+  const sources = fused ? [qkv[0]!.y, qkv[0]!.y, qkv[0]!.y] : qkv.map((p) => p.y);
+  let [qIn, kIn] = [sources[0]!, sources[1]!];
+  const vIn = sources[2]!;
+  const first = fused ? [0, H * D, (H + Hkv) * D] : [0, 0, 0];
   let qk: LayerSaved['qk'] = null;
   if (l.qNorm && l.kNorm) {
     const qn = ops.norm(view(qIn, [N * H, D]), gamma(l.qNorm), null, eps, 'rms');
@@ -130,9 +137,9 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   }
   const { cos, sin } = rotation(m, i, s);
   const rotate = (t: Info) => (layerRotates(m.config, i) ? ops.rope(t, cos, sin) : t); // SmolLM3's NoPE
-  const qh = rotate(ops.heads(qIn, B, H, T, D, 0)); // [B*H, T, D]
-  const kh = rotate(ops.heads(kIn, B, H, T, D, 0, H / Hkv));
-  const vh = ops.heads(v!.y, B, H, T, D, 0, H / Hkv);
+  const qh = rotate(ops.heads(qIn, B, H, T, D, first[0]!)); // [B*H, T, D]
+  const kh = rotate(ops.heads(kIn, B, H, T, D, first[1]!, H / Hkv));
+  const vh = ops.heads(vIn, B, H, T, D, first[2]!, H / Hkv);
   const probsDrop = io.dropoutSite(m.config.attentionDropout, seed(7));
   const window = layerWindow(m.config, i) ?? 0;
   const attn = ops.attention(qh, kh, vh, s.scale, probsDrop, window, m.config.attnSoftcap ?? 0);
@@ -140,14 +147,19 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const oOut = branchOut(ops, m, o.y, l.postNorm, eps);
   const mid = ops.add(x, oOut.y);
   const n2 = ops.norm(mid, gamma(preMlpNorm(m, i)), null, eps, 'rms');
-  const gate = linear(ops, io, l.gateProj, n2.y, seed(4)); // [N, F]
-  const up = linear(ops, io, l.upProj, n2.y, seed(5));
-  const act = ops.gated(m.config.mlpActivation, gate.y, up.y); // [N, F]
+  const gateUp = l.gateUpProj.map((p, j) => linear(ops, io, p, n2.y, seed(4 + j)));
+  const F = m.config.intermediateSize;
+  // [N, F] each; Phi-3: the halves of one [N, 2F].
+  const [gateY, upY] =
+    gateUp.length === 2
+      ? gateUp.map((p) => p.y)
+      : [ops.columns(gateUp[0]!.y, 0, F), ops.columns(gateUp[0]!.y, F, F)];
+  const act = ops.gated(m.config.mlpActivation, gateY!, upY!); // [N, F]
   const down = linear(ops, io, l.downProj, act, seed(6)); // [N, C]
   const downOut = branchOut(ops, m, down.y, l.postFfNorm, eps);
   const saved: LayerSaved = {
-    ...{ x, n1, q: q!.saved, k: k!.saved, v: v!.saved, qk, attn, o: o.saved, mid, n2 },
-    ...{ gate: gate.saved, up: up.saved, gateY: gate.y, upY: up.y, down: down.saved },
+    ...{ x, n1, qkv: qkv.map((p) => p.saved), qk, attn, o: o.saved, mid, n2 },
+    ...{ gateUp: gateUp.map((p) => p.saved), gateY: gateY!, upY: upY!, down: down.saved },
     ...{ oNorm: oOut.norm, downNorm: downOut.norm },
   };
   return { out: ops.add(mid, downOut.y), saved };
@@ -204,7 +216,7 @@ function layerBackward(
 ): Info | null {
   const l = m.layers[i]!;
   const trains = (...ls: LoraLinear[]) => !lowest || ls.some((x) => x.activeAdapter !== null);
-  const attention = [l.qProj, l.kProj, l.vProj, l.oProj];
+  const attention = [...l.qkvProj, l.oProj];
   // MLP branch: out = mid + down(act(gate(n2)) * up(n2)), n2 = rmsnorm(mid).
   const dAct = linearGrad(
     ops,
@@ -213,15 +225,17 @@ function layerBackward(
     branchGrad(ops, m, sv.downNorm, dOut),
     sv.down,
     grads,
-    trains(l.gateProj, l.upProj, ...attention),
+    trains(...l.gateUpProj, ...attention),
   );
   if (!dAct) return null;
   const { dGate, dUp } = ops.gatedGrad(m.config.mlpActivation, sv.gateY, sv.upY, dAct);
   const below = trains(...attention);
-  const dN2 = sum(ops, [
-    linearGrad(ops, io, l.gateProj, dGate, sv.gate, grads, below),
-    linearGrad(ops, io, l.upProj, dUp, sv.up, grads, below),
-  ]);
+  // Phi-3's gate_up_proj: one gradient [N, 2F] of both halves.
+  const dGateUp = l.gateUpProj.length === 2 ? [dGate, dUp] : [ops.joinColumns([dGate, dUp])];
+  const dN2 = sum(
+    ops,
+    l.gateUpProj.map((p, j) => linearGrad(ops, io, p, dGateUp[j]!, sv.gateUp[j]!, grads, below)),
+  );
   if (!dN2) return null;
   const dMid = ops.add(
     dOut,
@@ -235,16 +249,17 @@ function layerBackward(
     branchGrad(ops, m, sv.oNorm, dMid),
     sv.o,
     grads,
-    trains(l.qProj, l.kProj, l.vProj),
+    trains(...l.qkvProj),
   );
   if (!dMerged) return null;
   const dO = ops.heads(dMerged, s.B, s.H, s.T, s.D, 0); // [B*H, T, D]
   const { dQ, dK, dV } = attentionInputsGrad(ops, m, i, sv, dO, s);
-  const dN1 = sum(ops, [
-    linearGrad(ops, io, l.qProj, dQ, sv.q, grads, !lowest),
-    linearGrad(ops, io, l.kProj, dK, sv.k, grads, !lowest),
-    linearGrad(ops, io, l.vProj, dV, sv.v, grads, !lowest),
-  ]);
+  // Phi-3's qkv_proj: one gradient [N, (H+2Hkv)*D] of its three blocks.
+  const dQkv = l.qkvProj.length === 3 ? [dQ, dK, dV] : [ops.joinColumns([dQ, dK, dV])];
+  const dN1 = sum(
+    ops,
+    l.qkvProj.map((p, j) => linearGrad(ops, io, p, dQkv[j]!, sv.qkv[j]!, grads, !lowest)),
+  );
   if (!dN1) return null;
   return ops.add(dMid, ops.normGrad(sv.x, sv.n1.stats, m.normGamma(l.inputNorm), dN1, 'rms'));
 }
@@ -258,9 +273,9 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
       const positions = Int32Array.from({ length: io.seq }, (_, t) => t);
       const rotary = (theta: number, scaled: boolean): Rotation => {
         const cfg = { ...c, ropeTheta: theta, ropeScaling: scaled ? c.ropeScaling : null };
-        const tables = rotaryValues(inverseFrequencies(cfg), positions);
+        const tables = rotaryValues(inverseFrequencies(cfg), positions, rotaryScale(cfg));
         const [cos, sin] = [tables.cos, tables.sin].map((t) =>
-          ops.rec.constant(t, [io.seq, c.headDim]),
+          ops.rec.constant(t, [io.seq, rotaryDim(c)]),
         );
         return { cos: cos!, sin: sin! };
       };
@@ -287,9 +302,7 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
       let dx: Info | null = ops.normGrad(x, final.stats, m.normGamma(m.norm), dFinal, 'rms');
       // Backward stops at the lowest layer with an adapter: the embedding is frozen.
       const lowest = m.layers.findIndex((l) =>
-        [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj].some(
-          (p) => p.activeAdapter !== null,
-        ),
+        layerLinearLayers(l).some((p) => p.activeAdapter !== null),
       );
       for (let i = m.layers.length - 1; lowest >= 0 && i >= lowest && dx !== null; i--) {
         dx = layerBackward(ops, io, m, i, saved[i]!, dx, grads, i === lowest, s);
@@ -304,5 +317,6 @@ function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): st
   const c = m.config;
   if (c.numHeads % c.numKvHeads !== 0)
     return `${c.numHeads} attention heads do not divide into ${c.numKvHeads} key/value heads`;
+  if (c.fusedProjections && c.qkNorm) return 'q/k norms on a fused qkv_proj are not scheduled';
   return adaptersUnsupported(m.linears(), m.embeddings(), params);
 }

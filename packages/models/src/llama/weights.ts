@@ -1,20 +1,31 @@
 // The tensors of a Llama-family model under Hugging Face's names
 // (model.layers.N.self_attn.q_proj.weight, ...): shapes, the linear layers by
 // PEFT module path, and random weights as transformers initialises them.
-import { Rng } from '@lorafleet/core';
+import { type LoraLinear, Rng } from '@lorafleet/core';
 import type { LinearModule, WeightMap } from '../causal-lm.js';
 import type { LlamaConfig } from './config.js';
+import type { LlamaLayer } from './model.js';
 
 export const EMBED = 'model.embed_tokens.weight';
 export const FINAL_NORM = 'model.norm.weight';
 export const LM_HEAD = 'lm_head.weight';
 
-/** The linear layers of one decoder layer: PEFT name -> [out, in] and whether it has a bias. */
+/**
+ * The linear layers of one decoder layer: PEFT name -> [out, in] and whether
+ * it has a bias. Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj.
+ */
 export function layerLinears(
   c: LlamaConfig,
 ): { name: string; out: number; in: number; bias: boolean }[] {
   const [C, F] = [c.hiddenSize, c.intermediateSize];
   const [q, kv] = [c.numHeads * c.headDim, c.numKvHeads * c.headDim];
+  if (c.fusedProjections)
+    return [
+      { name: 'self_attn.qkv_proj', out: q + 2 * kv, in: C, bias: false },
+      { name: 'self_attn.o_proj', out: C, in: q, bias: false },
+      { name: 'mlp.gate_up_proj', out: 2 * F, in: C, bias: false },
+      { name: 'mlp.down_proj', out: C, in: F, bias: false },
+    ];
   return [
     { name: 'self_attn.q_proj', out: q, in: C, bias: c.qkvBias },
     { name: 'self_attn.k_proj', out: kv, in: C, bias: c.qkvBias },
@@ -24,6 +35,11 @@ export function layerLinears(
     { name: 'mlp.up_proj', out: F, in: C, bias: c.mlpBias },
     { name: 'mlp.down_proj', out: C, in: F, bias: c.mlpBias },
   ];
+}
+
+/** One built layer's linear layers, in layerLinears' order. */
+export function layerLinearLayers(l: LlamaLayer): LoraLinear[] {
+  return [...l.qkvProj, l.oProj, ...l.gateUpProj, l.downProj];
 }
 
 /** Every stored tensor's name and shape, in model order (lm_head only when untied). */

@@ -1,7 +1,7 @@
 // An independent float64 Llama-family model, written from Hugging Face
 // transformers' modeling_llama.py / modeling_mistral.py / modeling_qwen2.py /
 // modeling_qwen3.py / modeling_gemma.py / modeling_gemma2.py / modeling_gemma3.py /
-// modular_granite.py / modular_smollm3.py and
+// modular_granite.py / modular_smollm3.py / modeling_phi3.py and
 // modeling_rope_utils.py (eval mode), and PEFT's LoRA
 // for nn.Linear, to check the tfjs models against. It reads the same files a
 // Python user would (config.json, model.safetensors or its shards and index,
@@ -23,6 +23,13 @@ export interface ReferenceLlamaConfig {
   eps: number;
   ropeTheta: number;
   ropeScaling: Record<string, unknown> | null;
+  /** int(head_dim * partial_rotary_factor): the leading dims of a head that rotate (Phi-3). */
+  rotaryDim: number;
+  /** max_position_embeddings and Phi-3's original_max_position_embeddings (LongRoPE's attention factor). */
+  maxPositions: number;
+  originalMaxPositions: number;
+  /** Phi3Attention's qkv_proj ([q | k | v] rows) and Phi3MLP's gate_up_proj ([gate | up], chunk(2)). */
+  fused: boolean;
   /** q/k/v bias and o bias, as each modeling file builds its nn.Linear layers. */
   qkvBias: boolean;
   oBias: boolean;
@@ -79,6 +86,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const gemma = type === 'gemma' || gemma2 || gemma3;
   const granite = type === 'granite';
   const smol = type === 'smollm3';
+  const phi3 = type === 'phi3';
   const multiplier = (k: string) => (granite ? n(k, 1) : 1);
   // Gemma2Config's defaults: 50 and 30 (null turns them off).
   const cap = (k: string, fallback: number) =>
@@ -89,6 +97,8 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   // Gemma 3 under v5: one rope object per layer type.
   const rope = raw && 'full_attention' in raw ? (raw.full_attention as Json) : raw;
   const localRope = raw && 'sliding_attention' in raw ? (raw.sliding_attention as Json) : null;
+  const headDim = typeof j.head_dim === 'number' ? j.head_dim : gemma ? 256 : hidden / heads;
+  const partial = (rope?.partial_rotary_factor ?? j.partial_rotary_factor ?? 1) as number;
   return {
     modelType: type,
     vocabSize: n('vocab_size'),
@@ -98,8 +108,15 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     // GemmaConfig's defaults: 16 key/value heads of 256 (Gemma3TextConfig: 4).
     // SmolLM3Config's: 4.
     kvHeads: n('num_key_value_heads', gemma3 || gemma2 || smol ? 4 : gemma ? 16 : heads),
-    headDim: typeof j.head_dim === 'number' ? j.head_dim : gemma ? 256 : hidden / heads,
-    eps: n('rms_norm_eps', 1e-6),
+    headDim,
+    rotaryDim: Math.trunc(headDim * partial),
+    maxPositions: n('max_position_embeddings', 4096),
+    originalMaxPositions: n(
+      'original_max_position_embeddings',
+      (rope?.original_max_position_embeddings as number | undefined) ?? 4096,
+    ),
+    fused: phi3,
+    eps: n('rms_norm_eps', phi3 ? 1e-5 : 1e-6),
     // transformers v5: rope_parameters, replaced by a legacy rope_scaling; rope_theta fills in.
     ropeTheta:
       typeof rope?.rope_theta === 'number'
@@ -113,8 +130,10 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     tied:
       j.tie_word_embeddings === true || ((gemma || smol) && j.tie_word_embeddings === undefined),
     // MistralConfig's and Gemma3TextConfig's default window is 4096; null turns it off.
-    slidingWindow:
-      type !== 'mistral' && !gemma3 && !gemma2
+    // Phi3Config's window is null unless stated.
+    slidingWindow: phi3
+      ? ((j.sliding_window as number | null | undefined) ?? null)
+      : type !== 'mistral' && !gemma3 && !gemma2
         ? null
         : j.sliding_window === undefined
           ? 4096
@@ -240,14 +259,16 @@ function rms(x: Float64Array, w: Float64Array, n: number, eps: number, plusOne =
   return y;
 }
 
-/** modeling_rope_utils: default, linear and llama3 inverse frequencies. */
+/** modeling_rope_utils: default, linear, llama3 and longrope (short factors) inverse frequencies. */
 export function referenceInvFreq(c: ReferenceLlamaConfig): number[] {
-  const D = c.headDim;
+  const D = c.rotaryDim;
   const base: number[] = [];
   for (let i = 0; i < D; i += 2) base.push(1 / c.ropeTheta ** (i / D));
   const s = c.ropeScaling;
   const type = s ? (s.rope_type ?? s.type) : 'default';
   if (!s || type === 'default') return base;
+  // _compute_longrope_parameters for a sequence within original_max_position_embeddings.
+  if (type === 'longrope') return base.map((f, i) => f / (s.short_factor as number[])[i]!);
   const factor = s.factor as number;
   if (type === 'linear') return base.map((f) => f / factor);
   if (type !== 'llama3') throw new Error(`reference: rope type ${String(type)}`);
@@ -262,14 +283,23 @@ export function referenceInvFreq(c: ReferenceLlamaConfig): number[] {
   });
 }
 
-/** In place: each head of width D at position t rotated by rotate_half. */
-function rope(x: Float64Array, T: number, nHeads: number, D: number, inv: number[]) {
-  const half = D / 2;
+/** LongRoPE's attention_factor, by which cos and sin are multiplied (1 for every other type). */
+export function referenceRopeScale(c: ReferenceLlamaConfig): number {
+  const s = c.ropeScaling;
+  if (!s || (s.rope_type ?? s.type) !== 'longrope') return 1;
+  if (typeof s.attention_factor === 'number') return s.attention_factor;
+  const factor = typeof s.factor === 'number' ? s.factor : c.maxPositions / c.originalMaxPositions;
+  return factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(c.originalMaxPositions));
+}
+
+/** In place: the first 2 inv.length dims of each head of width D at position t rotated by rotate_half. */
+function rope(x: Float64Array, T: number, nHeads: number, D: number, inv: number[], scale: number) {
+  const half = inv.length;
   for (let t = 0; t < T; t++)
     for (let h = 0; h < nHeads; h++) {
       const o = (t * nHeads + h) * D;
       for (let i = 0; i < half; i++) {
-        const [cos, sin] = [Math.cos(t * inv[i]!), Math.sin(t * inv[i]!)];
+        const [cos, sin] = [Math.cos(t * inv[i]!) * scale, Math.sin(t * inv[i]!) * scale];
         const [x1, x2] = [x[o + i]!, x[o + half + i]!];
         x[o + i] = x1 * cos - x2 * sin;
         x[o + half + i] = x2 * cos + x1 * sin;
@@ -314,6 +344,18 @@ function attention(
   return out;
 }
 
+/** Rows [T, sum(widths)] cut into column blocks [T, width] (qkv[..., :q], ...; chunk(2, dim=-1)). */
+function chunks(y: Float64Array, T: number, widths: number[]): Float64Array[] {
+  const W = widths.reduce((a, b) => a + b, 0);
+  let first = 0;
+  return widths.map((w) => {
+    const out = new Float64Array(T * w);
+    for (let t = 0; t < T; t++) out.set(y.subarray(t * W + first, t * W + first + w), t * w);
+    first += w;
+    return out;
+  });
+}
+
 /** gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))). */
 function geluTanh(x: number): number {
   return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
@@ -342,25 +384,33 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
     const window = sliding ? c.slidingWindow : null;
     const layerInv = c.slidingLayers !== null && sliding ? localInv : inv;
     const h = norm(x, `${p}.input_layernorm.weight`, C);
-    let q: Float64Array = linear(m, `${p}.self_attn.q_proj`, h, T, c.qkvBias);
-    let k: Float64Array = linear(m, `${p}.self_attn.k_proj`, h, T, c.qkvBias);
-    const v = linear(m, `${p}.self_attn.v_proj`, h, T, c.qkvBias);
+    const [qw, kvw] = [c.heads * c.headDim, c.kvHeads * c.headDim];
+    const qkv = c.fused
+      ? chunks(linear(m, `${p}.self_attn.qkv_proj`, h, T, false), T, [qw, kvw, kvw])
+      : ['q_proj', 'k_proj', 'v_proj'].map((n) =>
+          linear(m, `${p}.self_attn.${n}`, h, T, c.qkvBias),
+        );
+    let [q, k] = [qkv[0]!, qkv[1]!];
+    const v = qkv[2]!;
     if (c.qkNorm) {
       q = norm(q, `${p}.self_attn.q_norm.weight`, c.headDim);
       k = norm(k, `${p}.self_attn.k_norm.weight`, c.headDim);
     }
     if (c.ropeLayers === null || c.ropeLayers[l]) {
-      rope(q, T, c.heads, c.headDim, layerInv);
-      rope(k, T, c.kvHeads, c.headDim, layerInv);
+      const scale = layerInv === inv ? referenceRopeScale(c) : 1;
+      rope(q, T, c.heads, c.headDim, layerInv, scale);
+      rope(k, T, c.kvHeads, c.headDim, layerInv, scale);
     }
     let o = linear(m, `${p}.self_attn.o_proj`, attention(c, q, k, v, T, window), T, c.oBias);
     if (c.sandwich) o = norm(o, `${p}.post_attention_layernorm.weight`, C);
     x = x.map((xi, i) => xi + o[i]! * c.residualMultiplier);
     const preMlp = c.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm';
     const h2 = norm(x, `${p}.${preMlp}.weight`, C);
-    const gate = linear(m, `${p}.mlp.gate_proj`, h2, T, c.mlpBias);
-    const up = linear(m, `${p}.mlp.up_proj`, h2, T, c.mlpBias);
-    const act = gate.map((g, i) => (c.gemma ? geluTanh(g) : g / (1 + Math.exp(-g))) * up[i]!);
+    const F = (m.tensors.get(`${p}.mlp.down_proj.weight`)!.shape as number[])[1]!;
+    const [gate, up] = c.fused
+      ? chunks(linear(m, `${p}.mlp.gate_up_proj`, h2, T, false), T, [F, F])
+      : ['gate_proj', 'up_proj'].map((n) => linear(m, `${p}.mlp.${n}`, h2, T, c.mlpBias));
+    const act = gate!.map((g, i) => (c.gemma ? geluTanh(g) : g / (1 + Math.exp(-g))) * up![i]!);
     let down = linear(m, `${p}.mlp.down_proj`, act, T, c.mlpBias);
     if (c.sandwich) down = norm(down, `${p}.post_feedforward_layernorm.weight`, C);
     x = x.map((xi, i) => xi + down[i]! * c.residualMultiplier);

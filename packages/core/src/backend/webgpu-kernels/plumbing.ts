@@ -70,7 +70,7 @@ export function embedProgram(n: number, c: number, t: number, positions: boolean
 }
 
 /**
- * [B*H, T, D] from the columns part*(H/G)*D .. of src [B*T, W]: head h reads
+ * [B*H, T, D] from the columns first .. first + (H/G)*D of src [B*T, W]: head h reads
  * source head floor(h / G), so G = H / Hkv repeats grouped-query keys and
  * values (repeat_kv) as it splits them.
  */
@@ -80,7 +80,7 @@ export function headsProgram(
   t: number,
   d: number,
   width: number,
-  part: number,
+  first: number,
   group = 1,
 ) {
   return {
@@ -98,15 +98,7 @@ export function headsProgram(
       let src_col = uniforms.first + (hh / uniforms.group) * uniforms.dim + dd;
       result[i] = src[(bb * uniforms.seq + tt) * uniforms.width + src_col];`,
     }),
-    uniforms: [
-      int(b * h * t * d),
-      int(h),
-      int(t),
-      int(d),
-      int(width),
-      int((part * h * d) / group),
-      int(group),
-    ],
+    uniforms: [int(b * h * t * d), int(h), int(t), int(d), int(width), int(first), int(group)],
   };
 }
 
@@ -154,13 +146,14 @@ export function mergeHeadsProgram(
 }
 
 /**
- * Rotary position embedding of x [R, T, D] with tables cos, sin [T, D]
+ * Rotary position embedding of x [R, T, D] with tables cos, sin [T, rot]
  * (rotate-half convention: y = x cos + rotate_half(x) sin, rotate_half(x) =
- * cat(-x2, x1)), or its transpose for the gradient (`backward`):
+ * cat(-x2, x1)) over each row's first `rot` dims (the rest pass: Phi-3's
+ * partial rotation), or its transpose for the gradient (`backward`):
  * dx = dy cos + rotate_half^T(dy sin), rotate_half^T(u) = cat(u2, -u1).
  */
-export function ropeProgram(r: number, t: number, d: number, backward: boolean) {
-  const h = d / 2;
+export function ropeProgram(r: number, t: number, d: number, backward: boolean, rot = d) {
+  const h = rot / 2;
   // rotate_half(x) sin at element dd, or for the gradient rotate_half^T(dy sin).
   const rotated = backward
     ? `if (dd < ${h}) { rot = x[i + ${h}] * sin[row + ${h}]; } else { rot = -x[i - ${h}] * sin[row - ${h}]; }`
@@ -170,16 +163,58 @@ export function ropeProgram(r: number, t: number, d: number, backward: boolean) 
       key: `${backward ? 'rope_grad' : 'rope'}_${h}`, // h is in the WGSL
       vars: ['x', 'cos', 'sin'],
       shape: [r, t, d],
-      uniforms: 'seq : i32, dim : i32,',
+      uniforms: 'seq : i32, dim : i32, rotary : i32,',
       body: `
       let dd = i % uniforms.dim;
+      if (dd >= uniforms.rotary) { result[i] = x[i]; return; }
       let tt = (i / uniforms.dim) % uniforms.seq;
-      let row = tt * uniforms.dim + dd;
+      let row = tt * uniforms.rotary + dd;
       var rot = 0.0;
       ${rotated}
       result[i] = x[i] * cos[row] + rot;`,
     }),
-    uniforms: [int(r * t * d), int(t), int(d)],
+    uniforms: [int(r * t * d), int(t), int(d), int(rot)],
+  };
+}
+
+/** Columns first .. first + width of src [N, W], as [N, width]. */
+export function columnsProgram(n: number, w: number, first: number, width: number) {
+  return {
+    program: flat({
+      key: 'columns',
+      vars: ['src'],
+      shape: [n, width],
+      uniforms: 'src_width : i32, first : i32, width : i32,',
+      body: `
+      let row = i / uniforms.width;
+      result[i] = src[row * uniforms.src_width + uniforms.first + i - row * uniforms.width];`,
+    }),
+    uniforms: [int(n * width), int(w), int(first), int(width)],
+  };
+}
+
+/** [N, a + b (+ c)] from column blocks [N, a], [N, b] (and [N, c]) side by side. */
+export function joinColumnsProgram(n: number, widths: number[]) {
+  const [a, b, c] = [widths[0]!, widths[1]!, widths[2] ?? 0];
+  const three = widths.length === 3;
+  const third = three
+    ? 'else { result[i] = p2[row * uniforms.c + col - uniforms.a - uniforms.b]; }'
+    : '';
+  return {
+    program: flat({
+      key: `join_columns_${widths.length}`,
+      vars: three ? ['p0', 'p1', 'p2'] : ['p0', 'p1'],
+      shape: [n, a + b + c],
+      uniforms: 'a : i32, b : i32, c : i32,',
+      body: `
+      let w = uniforms.a + uniforms.b + uniforms.c;
+      let row = i / w;
+      let col = i - row * w;
+      if (col < uniforms.a) { result[i] = p0[row * uniforms.a + col]; }
+      else if (col < uniforms.a + uniforms.b) { result[i] = p1[row * uniforms.b + col - uniforms.a]; }
+      ${third}`,
+    }),
+    uniforms: [int(n * (a + b + c)), int(a), int(b), int(c)],
   };
 }
 

@@ -25,6 +25,8 @@ import {
   addProgram,
   embedProgram,
   headsProgram,
+  columnsProgram,
+  joinColumnsProgram,
   lossSumProgram,
   mergeHeadsProgram,
   ropeProgram,
@@ -162,12 +164,12 @@ export class PlanOps {
   }
 
   /**
-   * Heads [B*H, T, D] from column block `part` of src [B*T, W]; with
-   * `group` G, head h reads source head floor(h / G) (grouped-query keys
-   * and values repeated).
+   * Heads [B*H, T, D] from the columns of src [B*T, W] that start at
+   * `first`; with `group` G, head h reads source head floor(h / G)
+   * (grouped-query keys and values repeated).
    */
-  heads(src: Info, b: number, h: number, t: number, d: number, part: number, group = 1): Info {
-    const { program, uniforms } = headsProgram(b, h, t, d, src.shape[1]!, part, group);
+  heads(src: Info, b: number, h: number, t: number, d: number, first: number, group = 1): Info {
+    const { program, uniforms } = headsProgram(b, h, t, d, src.shape[1]!, first, group);
     return view(this.rec.program(program, [src], uniforms), [b * h, t, d]);
   }
 
@@ -182,11 +184,30 @@ export class PlanOps {
     return view(this.rec.program(program, parts, uniforms), [b * t, parts.length * h * d]);
   }
 
-  /** Rotary embedding of x [R, T, D] by tables [T, D]; `backward`: its transpose (the gradient). */
+  /**
+   * Rotary embedding of x [R, T, D] by tables [T, Rd] (Rd < D: the first Rd
+   * dims rotate, the rest pass); `backward`: its transpose (the gradient).
+   */
   rope(x: Info, cos: Info, sin: Info, backward = false): Info {
     const [r, t, d] = x.shape as [number, number, number];
-    const { program, uniforms } = ropeProgram(r, t, d, backward);
+    const { program, uniforms } = ropeProgram(r, t, d, backward, cos.shape[1]!);
     return view(this.rec.program(program, [x, cos, sin], uniforms), [r, t, d]);
+  }
+
+  /** Columns first .. first + width of x [N, W], as [N, width] (Phi-3's fused gate_up_proj split). */
+  columns(x: Info, first: number, width: number): Info {
+    const [n, w] = x.shape as [number, number];
+    const { program, uniforms } = columnsProgram(n, w, first, width);
+    return view(this.rec.program(program, [x], uniforms), [n, width]);
+  }
+
+  /** [N, a + b (+ c)] from [N, a], [N, b] (and [N, c]): the gradient of columns() of one source. */
+  joinColumns(parts: Info[]): Info {
+    const n = parts[0]!.shape[0]!;
+    const widths = parts.map((p) => p.shape[1]!);
+    const { program, uniforms } = joinColumnsProgram(n, widths);
+    const width = widths.reduce((a, b) => a + b, 0);
+    return view(this.rec.program(program, parts, uniforms), [n, width]);
   }
 
   add(a: Info, b: Info): Info {
