@@ -1,6 +1,7 @@
 // The whole CLI path for a Llama-family model, with real processes: init from
 // a config, train with 1 and 2 workers (the same adapter), eval, merge (also
-// for a Gemma, a Gemma 2 and a Gemma 3), generate, a full fine-tune, extract
+// for a Gemma, a Gemma 2, a Gemma 3, a Granite, a SmolLM3 and a Phi-3 with its
+// default targets), generate, a full fine-tune, extract
 // and inspect. The folder has no
 // tokenizer: pre-tokenized {"input_ids"} data needs none, text is refused
 // with a clear error.
@@ -79,7 +80,23 @@ const TINY_SMOLLM3 = {
   no_rope_layers: [1, 0],
 };
 
-const TARGETS = ['--target', 'q_proj,v_proj,down_proj'];
+/**
+ * Phi-3: fused qkv_proj and gate_up_proj, LongRoPE (original context 32 of 64)
+ * rotating half of each head, a sliding window of 8. Trained without --target:
+ * PEFT's defaults for phi3, all four linear layers.
+ */
+const TINY_PHI3 = {
+  ...TINY_LLAMA,
+  model_type: 'phi3',
+  sliding_window: 8,
+  partial_rotary_factor: 0.5,
+  original_max_position_embeddings: 32,
+  rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: [4, 8] },
+};
+
+/** --target for each config (none: the model type's default targets), and how many modules per layer that adapts. */
+const TARGETS = { args: ['--target', 'q_proj,v_proj,down_proj'], perLayer: 3 };
+const DEFAULT_TARGETS = { args: [], perLayer: 4 };
 const ROWS = ['--steps', '12', '--batch-size', '6', '--seq-len', '32'];
 const TRAIN = [...ROWS, '--lora-dropout', '0'];
 
@@ -92,6 +109,7 @@ const CONFIGS = {
   gemma3: TINY_GEMMA3,
   granite: TINY_GRANITE,
   smollm3: TINY_SMOLLM3,
+  phi3: TINY_PHI3,
 };
 type Family = keyof typeof CONFIGS;
 /** Each config's model folder, made by `lorafleet init`. */
@@ -148,16 +166,17 @@ describe('a Llama-family model through the CLI', () => {
     async (family) => {
       const model = models[family];
       const [one, two] = [join(dir!, `${family}-w1`), join(dir!, `${family}-w2`)];
+      const targets = family === 'phi3' ? DEFAULT_TARGETS : TARGETS;
       const train = (out: string, workers: string) =>
         lorafleetOk([
           ...['train', '--model', model, '--data', ids, '--out', out],
-          ...[...TRAIN, ...TARGETS, '--lr', '1e-2', '--workers', workers],
+          ...[...TRAIN, ...targets.args, '--lr', '1e-2', '--workers', workers],
         ]);
       await train(one, '1');
       await train(two, '2');
       const [a, b] = [await adapterValues(one), await adapterValues(two)];
       expect([...a.keys()]).toContain('model.layers.1.mlp.down_proj.B');
-      expect(a.size).toBe(2 * 3 * 2); // A and B of 3 modules in 2 layers
+      expect(a.size).toBe(2 * targets.perLayer * 2); // A and B of each module in 2 layers
       for (const [key, values] of a)
         expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(1e-5);
 
@@ -170,7 +189,7 @@ describe('a Llama-family model through the CLI', () => {
         join(one, 'adapter'),
         ...data,
       ]);
-      expect(adapted.adaptedModules).toBe(6);
+      expect(adapted.adaptedModules).toBe(targets.perLayer * 2);
       expect(adapted.loss).toBeLessThan(base.loss - 0.02); // it learned
       const merged = join(dir!, `${family}-merged`);
       await lorafleetOk([
