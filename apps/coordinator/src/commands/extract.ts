@@ -42,7 +42,7 @@ export const extractSpec = defineCommand({
       value: 'NAMES',
       default: ['all-linear'],
       description:
-        'modules to extract, PEFT-style names (GPT-2: c_attn, c_proj, c_fc; Llama family: q_proj ... down_proj) or all-linear, every linear layer of the model family',
+        'modules to extract, PEFT-style names (GPT-2: c_attn, c_proj, c_fc; Llama family: q_proj ... down_proj; Phi-3: qkv_proj ... down_proj) or all-linear, every linear layer of the model family',
     },
     json: { kind: 'boolean', description: 'print the per-module report as JSON' },
   },

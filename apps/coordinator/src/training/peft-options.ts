@@ -14,7 +14,7 @@ export const peftOptions = defineOptions({
     kind: 'list',
     value: 'NAMES',
     description:
-      "modules to adapt, PEFT names (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj ... down_proj; the token embedding: wte / embed_tokens) or all-linear (default: the model family's, c_attn for GPT-2, q_proj,v_proj for Llama)",
+      "modules to adapt, PEFT names (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj ... down_proj; Phi-3: qkv_proj, o_proj, gate_up_proj, down_proj; the token embedding: wte / embed_tokens) or all-linear (default: PEFT's for the model type: c_attn for GPT-2, q_proj,v_proj for Llama, all four for Phi-3)",
   },
   'target-regex': {
     affects: 'math',
