@@ -206,6 +206,17 @@ describe('a Llama-family model through the CLI', () => {
     },
   );
 
+  it("phi3: a --seq-len past LongRoPE's original context is refused with the reason", async () => {
+    const refused = await lorafleet([
+      ...['train', '--model', models.phi3, '--data', ids, '--out', join(dir!, 'phi3-long')],
+      ...['--steps', '1', '--seq-len', '40'],
+    ]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(
+      /--seq-len 40 exceeds the model's context of 32 tokens \(LongRoPE's original_max_position_embeddings; max_position_embeddings 64 needs its long factors, which are not computed\)/,
+    );
+  });
+
   it('a full fine-tune, extracted into a LoRA adapter, inspected', async () => {
     const full = join(dir!, 'full');
     await lorafleetOk([

@@ -28,6 +28,8 @@ export interface ModelConfig<A = unknown> {
   readonly vocabSize: number;
   /** The longest sequence the model takes (n_positions, max_position_embeddings). */
   readonly contextLength: number;
+  /** Why contextLength is less than the file's own context, when it is (Phi-3's LongRoPE). */
+  readonly contextNote?: string;
   readonly hiddenSize: number;
   readonly numLayers: number;
   /** Attention (query) heads per layer. */

@@ -33,7 +33,7 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
     o.adapter,
     o.baseDtype,
   );
-  const rowOptions = rowOptionsFrom(o, config.contextLength);
+  const rowOptions = rowOptionsFrom(o, config);
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
   const result = await evaluateLoss(

@@ -56,7 +56,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
   const modelDir = o.model;
   const modelConfig = await readModelConfig(modelDir);
   const tokenizer = await loadModelTokenizer(modelDir, modelConfig);
-  const rows = rowOptionsFrom(o, modelConfig.contextLength);
+  const rows = rowOptionsFrom(o, modelConfig);
   const dataFile = o.data;
   const prepared = await prepareRows(dataFile, tokenizer, rows);
   const split = splitRows(prepared.rows, { evalFraction: o.evalFraction, seed: o.seed });

@@ -1,5 +1,6 @@
 // The dataset options that train and eval share.
 import type { CsvColumns } from '@lorafleet/data';
+import type { ModelConfig } from '@lorafleet/models';
 import { type OptionValues, UsageError, defineOptions } from '../args.js';
 import type { RowOptions } from './rows.js';
 
@@ -62,10 +63,15 @@ export const dataOptions = defineOptions({
 /** The values of the data options, in any command that spreads them in. */
 export type DataValues = OptionValues<typeof dataOptions>;
 
-export function rowOptionsFrom(o: DataValues, context: number): RowOptions {
+export function rowOptionsFrom(
+  o: DataValues,
+  { contextLength: context, contextNote }: ModelConfig,
+): RowOptions {
   const seqLen = o.seqLen ?? Math.min(128, context);
   if (seqLen > context)
-    throw new UsageError(`--seq-len ${seqLen} exceeds the model's context of ${context} tokens`);
+    throw new UsageError(
+      `--seq-len ${seqLen} exceeds the model's context of ${context} tokens${contextNote ? ` (${contextNote})` : ''}`,
+    );
   let csv: CsvColumns | undefined;
   const [text, prompt, completion] = [o.textColumn, o.promptColumn, o.completionColumn];
   if (text && (prompt || completion))

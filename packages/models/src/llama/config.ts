@@ -220,6 +220,11 @@ export function llamaModelConfig(c: LlamaConfig): ModelConfig<LlamaConfig> {
     modelType: c.modelType,
     vocabSize: c.vocabSize,
     contextLength: positionLimit(c),
+    ...(positionLimit(c) < c.maxPositions
+      ? {
+          contextNote: `LongRoPE's original_max_position_embeddings; max_position_embeddings ${c.maxPositions} needs its long factors, which are not computed`,
+        }
+      : {}),
     hiddenSize: c.hiddenSize,
     numLayers: c.numLayers,
     numHeads: c.numHeads,
