@@ -65,7 +65,7 @@ const GEMMA3: LlamaConfig = tinyLlamaConfig(CONFIG.vocabSize, GEMMA3_OVERRIDES);
 const GEMMA2: LlamaConfig = {
   ...GEMMA,
   modelType: 'gemma2',
-  sandwichNorms: true,
+  postNorms: true,
   queryPreAttnScalar: 5,
   slidingWindow: 4,
   slidingLayers: [true, false],

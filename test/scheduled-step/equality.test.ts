@@ -25,6 +25,7 @@ import {
   GEMMA3_OVERRIDES,
   GEMMA_OVERRIDES,
   GRANITE_OVERRIDES,
+  OLMO2_OVERRIDES,
   PHI3_OVERRIDES,
 } from '../../packages/models/test/fixtures/tiny-llama.js';
 
@@ -65,7 +66,7 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
     ],
     [
       'Qwen3 (q/k norms), upper layer o_proj and up_proj, 2 x 6 tokens',
-      { modelType: 'qwen3', qkNorm: true },
+      { modelType: 'qwen3', qkNorm: 'head' },
       '.*layers\\.1\\.(self_attn\\.o_proj|mlp\\.up_proj)',
       2,
       6,
@@ -89,7 +90,7 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       {
         ...GEMMA_OVERRIDES,
         modelType: 'gemma2',
-        sandwichNorms: true,
+        postNorms: true,
         queryPreAttnScalar: 5,
         slidingWindow: 3,
         slidingLayers: [true, false],
@@ -122,6 +123,14 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       7,
     ],
     ['Phi-3, gate_up_proj alone, 1 x 5 tokens', PHI3_OVERRIDES, ['gate_up_proj'], 1, 5],
+    [
+      'OLMo 2 (norms after attention and MLP only, q/k norms over all heads), every linear layer, 2 x 7',
+      OLMO2_OVERRIDES,
+      'all-linear',
+      2,
+      7,
+    ],
+    ['OLMo 2, q_proj alone, 1 x 6 tokens', OLMO2_OVERRIDES, ['q_proj'], 1, 6],
     [
       'Mistral shape, no GQA (4 kv heads), llama3 rope scaling',
       {

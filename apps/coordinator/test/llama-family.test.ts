@@ -1,7 +1,7 @@
 // The whole CLI path for a Llama-family model, with real processes: init from
 // a config, train with 1 and 2 workers (the same adapter), eval, merge (also
-// for a Gemma, a Gemma 2, a Gemma 3, a Granite, a SmolLM3 and a Phi-3 with its
-// default targets), generate, a full fine-tune, extract
+// for a Gemma, a Gemma 2, a Gemma 3, a Granite, a SmolLM3, a Phi-3 with its
+// default targets and an OLMo 2), generate, a full fine-tune, extract
 // and inspect. The folder has no
 // tokenizer: pre-tokenized {"input_ids"} data needs none, text is refused
 // with a clear error.
@@ -94,6 +94,9 @@ const TINY_PHI3 = {
   rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: [4, 8] },
 };
 
+/** OLMo 2: no norms before attention and MLP, norms of their outputs, q/k norms over all heads. */
+const TINY_OLMO2 = { ...TINY_LLAMA, model_type: 'olmo2', rope_theta: 500000 };
+
 /** --target for each config (none: the model type's default targets), and how many modules per layer that adapts. */
 const TARGETS = { args: ['--target', 'q_proj,v_proj,down_proj'], perLayer: 3 };
 const DEFAULT_TARGETS = { args: [], perLayer: 4 };
@@ -110,6 +113,7 @@ const CONFIGS = {
   granite: TINY_GRANITE,
   smollm3: TINY_SMOLLM3,
   phi3: TINY_PHI3,
+  olmo2: TINY_OLMO2,
 };
 type Family = keyof typeof CONFIGS;
 /** Each config's model folder, made by `lorafleet init`. */

@@ -17,7 +17,8 @@ export type ModelType =
   | 'gemma3_text'
   | 'granite'
   | 'smollm3'
-  | 'phi3';
+  | 'phi3'
+  | 'olmo2';
 
 /** Hugging Face tensor name -> value, row-major. */
 export type WeightMap = Map<string, { shape: number[]; data: Float32Array }>;

@@ -182,6 +182,11 @@ export const LLAMA_CASES: LlamaCase[] = [
     seed: 32,
     targets: PHI3_TARGETS,
   },
+  {
+    label: 'olmo2, norms after attention and MLP only, q/k norms over all heads, GQA 4:2',
+    json: { ...TINY, model_type: 'olmo2', num_key_value_heads: 2, rope_theta: 500000 },
+    seed: 33,
+  },
 ];
 
 export function caseConfig(c: LlamaCase): ModelConfig {

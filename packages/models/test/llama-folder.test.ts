@@ -211,7 +211,7 @@ describe('Llama-family folders', () => {
     [
       'an unknown model_type',
       { model_type: 'mixtral' },
-      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, granite, smollm3, phi3$/,
+      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, granite, smollm3, phi3, olmo2$/,
     ],
     [
       "Phi-3's residual dropout",
@@ -235,6 +235,11 @@ describe('Llama-family folders', () => {
         rope_scaling: { type: 'longrope', short_factor: [1, 1], long_factor: [1, 1, 1, 1] },
       },
       /rope_scaling.short_factor must list 4 positive numbers \(one per rotary frequency\)/,
+    ],
+    [
+      'OLMo 1',
+      { model_type: 'olmo' },
+      /model_type is "olmo" \(OLMo 1's non-parametric LayerNorm .*OLMo 2 \(olmo2\) is\)/,
     ],
     [
       'Phi-1 and Phi-2',

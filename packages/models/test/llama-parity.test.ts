@@ -74,6 +74,11 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
   ],
   'smollm3, a layer without rotary embedding, tied head by default': [{ ropeLayers: null }],
   'phi3, fused qkv_proj and gate_up_proj, GQA 4:2, sliding window 5': [{ slidingWindow: null }],
+  'olmo2, norms after attention and MLP only, q/k norms over all heads, GQA 4:2': [
+    { sandwich: false },
+    { qkNorm: false },
+    { qkNormAll: false },
+  ],
   'phi3, longrope, partial rotary 0.75, tied head': [
     { ropeScaling: null },
     { rotaryDim: 4 }, // 4 of 8 dims rotate, not 6

@@ -1,5 +1,5 @@
 // The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
-// Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3): one architecture, switched by the fields
+// Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3, OLMo 2): one architecture, switched by the fields
 // transformers reads. The rotary fields are rope-config.ts's.
 import type { GatedActivation } from '@lorafleet/core';
 import type { ModelConfig, ModelType } from '../causal-lm.js';
@@ -70,8 +70,12 @@ export interface LlamaConfig {
   qkvBias: boolean;
   oBias: boolean;
   mlpBias: boolean;
-  /** Qwen3's and Gemma 3's per-head RMSNorm of queries and keys before the rotation. */
-  qkNorm: boolean;
+  /**
+   * RMSNorm of queries and keys before the rotation: over each head (Qwen3,
+   * Gemma 3: weights [D]), or over all heads at once (OLMo 2: [H D] and
+   * [Hkv D], before the heads split); null: none.
+   */
+  qkNorm: 'head' | 'all' | null;
   tieWordEmbeddings: boolean;
   /** Gemma: RMSNorm scales by (1 + weight), its stored weights being centred on 0. */
   normPlusOne: boolean;
@@ -88,8 +92,14 @@ export interface LlamaConfig {
   logitsScaling: number;
   /** The MLP's gate: silu (SwiGLU), or Gemma's gelu with the tanh approximation (GeGLU). */
   mlpActivation: GatedActivation;
-  /** Gemma 2 and 3: attention and MLP outputs normed before their residual adds (pre_feedforward_layernorm before the MLP). */
-  sandwichNorms: boolean;
+  /** RMSNorm before attention (input_layernorm) and before the MLP; false: OLMo 2, whose branches read the residual stream itself. */
+  preNorms: boolean;
+  /**
+   * Gemma 2 and 3, OLMo 2: attention and MLP outputs normed before their
+   * residual adds (post_attention_layernorm, post_feedforward_layernorm;
+   * Gemma's pre-MLP norm is then pre_feedforward_layernorm).
+   */
+  postNorms: boolean;
   /** Gemma 2 and 3: attention scores scale by query_pre_attn_scalar^-1/2; null: head_dim^-1/2. */
   queryPreAttnScalar: number | null;
   /** Gemma 2: attention scores soft-capped to cap tanh(s / cap) before the mask; null: not. */
@@ -116,6 +126,7 @@ const ARCHITECTURES: Record<LlamaModelType, string> = {
   granite: 'GraniteForCausalLM',
   smollm3: 'SmolLM3ForCausalLM',
   phi3: 'Phi3ForCausalLM',
+  olmo2: 'Olmo2ForCausalLM',
 };
 
 /** Per type, what transformers' config class assumes for a field config.json leaves out. */
@@ -180,6 +191,7 @@ const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
     ropeTheta: 2e6,
   },
   phi3: { ...LLAMA_LIKE, maxPositions: 4096, rmsNormEps: 1e-5, tieWordEmbeddings: false },
+  olmo2: { ...LLAMA_LIKE, maxPositions: 2048, rmsNormEps: 1e-5, tieWordEmbeddings: false },
 };
 
 const isGemma = (t: LlamaModelType) => t === 'gemma' || t === 'gemma2' || t === 'gemma3_text';
@@ -285,7 +297,8 @@ export function llamaConfigFromJson(
     residualMultiplier: granite ? positive('residual_multiplier', 1) : 1,
     logitsScaling: granite ? positive('logits_scaling', 1) : 1,
     mlpActivation: isGemma(modelType) ? 'gelu_tanh' : 'silu',
-    sandwichNorms: isLaterGemma(modelType),
+    preNorms: modelType !== 'olmo2',
+    postNorms: isLaterGemma(modelType) || modelType === 'olmo2',
     queryPreAttnScalar: isLaterGemma(modelType) ? positive('query_pre_attn_scalar', 256) : null,
     attnSoftcap: softcap(j, modelType, 'attn_logit_softcapping', fail),
     finalSoftcap: softcap(j, modelType, 'final_logit_softcapping', fail),
@@ -297,7 +310,7 @@ export function llamaConfigFromJson(
     oBias: modelType !== 'qwen2' && attentionBias,
     mlpBias:
       (modelType === 'llama' || granite || modelType === 'smollm3') && flag('mlp_bias', false),
-    qkNorm: modelType === 'qwen3' || gemma3,
+    qkNorm: modelType === 'qwen3' || gemma3 ? 'head' : modelType === 'olmo2' ? 'all' : null,
     tieWordEmbeddings: flag('tie_word_embeddings', defaults.tieWordEmbeddings),
     slidingWindow: window as number | null,
     attentionDropout: attentionDropout(j.attention_dropout, fail),

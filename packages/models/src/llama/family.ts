@@ -1,5 +1,5 @@
 // The Llama family (families.ts registers it for llama, mistral, qwen2,
-// qwen3, gemma, gemma2, gemma3_text, granite, smollm3 and phi3): config, weights under Hugging Face
+// qwen3, gemma, gemma2, gemma3_text, granite, smollm3, phi3 and olmo2): config, weights under Hugging Face
 // names, nn.Linear layers.
 import type { ModelFamily } from '../causal-lm.js';
 import { readWeightsFolder } from '../weights-folder.js';

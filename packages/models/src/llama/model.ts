@@ -9,7 +9,8 @@
 // MLP too; Gemma 2: soft-capped scores and logits; Granite: multipliers of
 // the embeddings, scores, branch outputs and logits; SmolLM3: layers
 // without the rotary embedding; Phi-3: fused q/k/v and gate/up projections,
-// LongRoPE, a partial rotation), a tied or untied head. Every nn.Linear is
+// LongRoPE, a partial rotation; OLMo 2: norms after attention and MLP
+// only, q/k norms over all heads), a tied or untied head. Every nn.Linear is
 // a LoraLinear ([out, in] weights) named by its PEFT module path.
 import {
   LoraEmbedding,
@@ -46,19 +47,20 @@ import {
   layerLinearLayers,
   layerLinears,
   llamaWeightShapes,
+  preMlpNorm,
 } from './weights.js';
 import { countElements, readNamedWeights } from '../weight-values.js';
 import type { ScheduledStepRecipe } from '../scheduled-step.js';
 import { llamaScheduledStep } from './scheduled.js';
 
 export interface LlamaLayer {
-  inputNorm: tf.Variable<tf.Rank.R1>; // [C]
+  inputNorm: tf.Variable<tf.Rank.R1> | null; // [C]; null: OLMo 2 (no norm before attention)
   /** q_proj [C] -> [H D], k_proj and v_proj [C] -> [Hkv D]; or Phi-3's one qkv_proj [C] -> [(H + 2 Hkv) D]. */
   qkvProj: LoraLinear[];
   oProj: LoraLinear; // [H D] -> [C]
-  qNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3
-  kNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3
-  postNorm: tf.Variable<tf.Rank.R1>; // [C]: post_attention_layernorm (Gemma 3: of the attention output)
+  qNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3, Gemma 3; [H D], OLMo 2
+  kNorm: tf.Variable<tf.Rank.R1> | null; // [D]; [Hkv D], OLMo 2
+  postNorm: tf.Variable<tf.Rank.R1>; // [C]: post_attention_layernorm (Gemma 2, 3, OLMo 2: of the attention output)
   preFfNorm: tf.Variable<tf.Rank.R1> | null; // [C], Gemma 3
   postFfNorm: tf.Variable<tf.Rank.R1> | null; // [C], Gemma 3
   /** gate_proj and up_proj [C] -> [F]; or Phi-3's one gate_up_proj [C] -> [2 F]. */
@@ -150,7 +152,7 @@ export class LlamaModel implements CausalLM {
       const norm = (name: string) => variable(`${p}.${name}.weight`) as tf.Variable<tf.Rank.R1>;
       const fused = config.fusedProjections;
       this.layers.push({
-        inputNorm: norm('input_layernorm'),
+        inputNorm: config.preNorms ? norm('input_layernorm') : null,
         qkvProj: fused
           ? [l['self_attn.qkv_proj']!]
           : [l['self_attn.q_proj']!, l['self_attn.k_proj']!, l['self_attn.v_proj']!],
@@ -158,8 +160,8 @@ export class LlamaModel implements CausalLM {
         qNorm: config.qkNorm ? norm('self_attn.q_norm') : null,
         kNorm: config.qkNorm ? norm('self_attn.k_norm') : null,
         postNorm: norm('post_attention_layernorm'),
-        preFfNorm: config.sandwichNorms ? norm('pre_feedforward_layernorm') : null,
-        postFfNorm: config.sandwichNorms ? norm('post_feedforward_layernorm') : null,
+        preFfNorm: config.preNorms && config.postNorms ? norm('pre_feedforward_layernorm') : null,
+        postFfNorm: config.postNorms ? norm('post_feedforward_layernorm') : null,
         gateUpProj: fused ? [l['mlp.gate_up_proj']!] : [l['mlp.gate_proj']!, l['mlp.up_proj']!],
         downProj: l['mlp.down_proj']!,
       });
@@ -194,7 +196,7 @@ export class LlamaModel implements CausalLM {
     if (this.lmHead) byName.set(LM_HEAD, this.lmHead);
     this.layers.forEach((l, i) => {
       const p = `model.layers.${i}`;
-      byName.set(`${p}.input_layernorm.weight`, l.inputNorm);
+      if (l.inputNorm) byName.set(`${p}.input_layernorm.weight`, l.inputNorm);
       byName.set(`${p}.post_attention_layernorm.weight`, l.postNorm);
       if (l.preFfNorm) byName.set(`${p}.pre_feedforward_layernorm.weight`, l.preFfNorm);
       if (l.postFfNorm) byName.set(`${p}.post_feedforward_layernorm.weight`, l.postFfNorm);
@@ -294,17 +296,17 @@ export class LlamaModel implements CausalLM {
     const biasOf = (w: number | null) => biases.get(w) ?? biases.set(w, pass.bias(w)).get(w)!;
     // Gemma 2 and 3: a norm of each branch's output before its residual add; Granite: a multiplier.
     const branch = (out: tf.Tensor, norm: tf.Variable<tf.Rank.R1> | null) => {
-      const y = c.sandwichNorms && norm ? this.rmsNorm(out, norm) : out;
+      const y = c.postNorms && norm ? this.rmsNorm(out, norm) : out;
       return c.residualMultiplier === 1 ? y : tf.mul(y, c.residualMultiplier);
     };
     const layers: LayerKv[] = [];
     this.layers.forEach((layer, i) => {
       const seed = (pass.seed * 1009 + i) * 8;
       const bias = biasOf(layerWindow(c, i));
-      const a = this.attention(layer, this.rmsNorm(x, layer.inputNorm), pass, bias, i, seed);
+      const a = this.attention(layer, this.normed(x, layer.inputNorm), pass, bias, i, seed);
       layers.push(a.kv);
       x = tf.add(x, branch(a.y, layer.postNorm));
-      const h = this.rmsNorm(x, c.sandwichNorms ? layer.preFfNorm! : layer.postNorm);
+      const h = this.normed(x, preMlpNorm(c, layer));
       const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
       // gate and up [B, T, F] each; Phi-3's gate_up_proj gives [B, T, 2F], chunked in two.
       const parts = layer.gateUpProj.map((p, j) => p.forward(h, lora(4 + j)));
@@ -326,6 +328,11 @@ export class LlamaModel implements CausalLM {
       rotary: rotaryTables(this.invFreq, positions, B, T, rotaryScale(this.config)),
       localRotary: local === null ? null : rotaryTables(local, positions, B, T),
     };
+  }
+
+  /** x through a norm, or x itself where there is none (OLMo 2's branch inputs). */
+  private normed(x: tf.Tensor, weight: tf.Variable<tf.Rank.R1> | null): tf.Tensor {
+    return weight === null ? x : this.rmsNorm(x, weight);
   }
 
   /** RMSNorm over the last axis with this model's eps; Gemma's scales by 1 + weight. */
@@ -366,9 +373,11 @@ export class LlamaModel implements CausalLM {
     const [B, T] = x.shape as [number, number, number];
     const [H, Hkv, D] = [c.numHeads, c.numKvHeads, c.headDim];
     const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
+    // q/k norms: per head after the split, or (OLMo 2) over [B, T, n D] before it.
     const heads = (t: tf.Tensor, n: number, norm: tf.Variable<tf.Rank.R1> | null) => {
-      const split = t.reshape([B, T, n, D]); // [B, T, n, D]
-      const normed = norm ? this.rmsNorm(split, norm) : split;
+      const whole = norm && c.qkNorm === 'all' ? this.rmsNorm(t, norm) : t;
+      const split = whole.reshape([B, T, n, D]); // [B, T, n, D]
+      const normed = norm && c.qkNorm === 'head' ? this.rmsNorm(split, norm) : split;
       return normed.transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, D]
     };
     const window = layerWindow(c, index);

@@ -1,5 +1,5 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
-// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3):
+// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3, OLMo 2):
 // model.ts's forward and backward as explicit kernels, for the linear layers' adapters, with LoRA and attention dropout
 // (the tape's masks) and Mistral's sliding window. Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
@@ -22,7 +22,7 @@ import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../sc
 import { headAndLoss } from '../scheduled-head.js';
 import { attentionScale, layerRotates, layerWindow, rotaryDim } from './config.js';
 import type { LlamaModel } from './model.js';
-import { layerLinearLayers } from './weights.js';
+import { layerLinearLayers, preMlpNorm } from './weights.js';
 import { inverseFrequencies, rotaryScale, rotaryValues } from './rope.js';
 
 type Info = tf.TensorInfo;
@@ -31,15 +31,17 @@ type Norm = { y: Info; stats: Info };
 /** What the backward pass reads of one layer's forward. */
 interface LayerSaved {
   x: Info; // layer input [N, C]
-  n1: Norm;
+  /** input_layernorm; null: OLMo 2 (none). */
+  n1: Norm | null;
   /** q, k, v projections, or Phi-3's one qkv_proj. */
   qkv: LinearSaved[];
-  /** Qwen3's q/k norms over [N*H, D] rows, with their inputs; null elsewhere. */
+  /** The q/k norms (Qwen3's over [N*H, D] rows, OLMo 2's over [N, H*D]), with their inputs; null elsewhere. */
   qk: { q: Info; k: Info; qn: Norm; kn: Norm } | null;
   attn: ReturnType<PlanOps['attention']>;
   o: LinearSaved;
   mid: Info; // x + attention [N, C]
-  n2: Norm;
+  /** The norm before the MLP; null: OLMo 2 (none). */
+  n2: Norm | null;
   /** gate and up projections, or Phi-3's one gate_up_proj. */
   gateUp: LinearSaved[];
   gateY: Info; // [N, F]
@@ -95,7 +97,7 @@ function branchOut(
 ): { y: Info; norm: BranchNorm | null } {
   const r = m.config.residualMultiplier;
   const scaled = (t: Info) => (r === 1 ? t : ops.scale(t, r));
-  if (!m.config.sandwichNorms || !w) return { y: scaled(y), norm: null };
+  if (!m.config.postNorms || !w) return { y: scaled(y), norm: null };
   const n = ops.norm(y, m.normGamma(w), null, eps, 'rms');
   return { y: scaled(n.y), norm: { x: y, n, w } };
 }
@@ -107,11 +109,35 @@ function branchGrad(ops: PlanOps, m: LlamaModel, norm: BranchNorm | null, dy: In
   return norm ? ops.normGrad(norm.x, norm.n.stats, m.normGamma(norm.w), d, 'rms') : d;
 }
 
-/** The norm before the MLP: post_attention_layernorm, or Gemma 3's pre_feedforward_layernorm. */
-const preMlpNorm = (m: LlamaModel, i: number) =>
-  m.config.sandwichNorms ? m.layers[i]!.preFfNorm! : m.layers[i]!.postNorm;
+/** x through a branch's input norm `w`, or x itself where there is none (OLMo 2). */
+function normIn(
+  ops: PlanOps,
+  m: LlamaModel,
+  x: Info,
+  w: tf.Variable<tf.Rank.R1> | null,
+  eps: number,
+) {
+  const n = w === null ? null : ops.norm(x, m.normGamma(w), null, eps, 'rms');
+  return { y: n === null ? x : n.y, n };
+}
+
+/** d(x) from d(normIn's output). */
+function normInGrad(
+  ops: PlanOps,
+  m: LlamaModel,
+  x: Info,
+  n: Norm | null,
+  w: tf.Variable<tf.Rank.R1> | null,
+  dy: Info,
+) {
+  return n === null || w === null ? dy : ops.normGrad(x, n.stats, m.normGamma(w), dy, 'rms');
+}
 
 const view = (t: Info, shape: number[]): Info => ({ ...t, shape });
+
+/** The rows the q and k norms run over: one per head (N*H, N*Hkv), or OLMo 2's one per token (N). */
+const qkRows = (m: LlamaModel, N: number, H: number, Hkv: number): [number, number] =>
+  m.config.qkNorm === 'all' ? [N, N] : [N * H, N * Hkv];
 
 function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Info, s: Shape) {
   const l = m.layers[i]!;
@@ -120,7 +146,7 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   // Dropout seeds as model.ts derives them: (seed * 1009 + layer) * 8 + module (7: the probabilities).
   const seed = (k: number) => (batchSeed: number) => (batchSeed * 1009 + i) * 8 + k;
   const gamma = (w: tf.Variable<tf.Rank.R1>) => m.normGamma(w);
-  const n1 = ops.norm(x, gamma(l.inputNorm), null, eps, 'rms');
+  const n1 = normIn(ops, m, x, l.inputNorm, eps);
   const qkv = l.qkvProj.map((p, j) => linear(ops, io, p, n1.y, seed(j)));
   // [N, H*D], [N, Hkv*D] twice, and where each starts; Phi-3: column blocks of one [N, (H+2Hkv)*D].
   const fused = qkv.length === 1;
@@ -130,8 +156,15 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const first = fused ? [0, H * D, (H + Hkv) * D] : [0, 0, 0];
   let qk: LayerSaved['qk'] = null;
   if (l.qNorm && l.kNorm) {
-    const qn = ops.norm(view(qIn, [N * H, D]), gamma(l.qNorm), null, eps, 'rms');
-    const kn = ops.norm(view(kIn, [N * Hkv, D]), gamma(l.kNorm), null, eps, 'rms');
+    const [qRows, kRows] = qkRows(m, N, H, Hkv); // rows of width D, or OLMo 2's of H*D
+    const qn = ops.norm(view(qIn, [qRows, (N * H * D) / qRows]), gamma(l.qNorm), null, eps, 'rms');
+    const kn = ops.norm(
+      view(kIn, [kRows, (N * Hkv * D) / kRows]),
+      gamma(l.kNorm),
+      null,
+      eps,
+      'rms',
+    );
     qk = { q: qIn, k: kIn, qn, kn };
     [qIn, kIn] = [view(qn.y, [N, H * D]), view(kn.y, [N, Hkv * D])];
   }
@@ -146,7 +179,7 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T), seed(3)); // [N, C]
   const oOut = branchOut(ops, m, o.y, l.postNorm, eps);
   const mid = ops.add(x, oOut.y);
-  const n2 = ops.norm(mid, gamma(preMlpNorm(m, i)), null, eps, 'rms');
+  const n2 = normIn(ops, m, mid, preMlpNorm(m.config, l), eps);
   const gateUp = l.gateUpProj.map((p, j) => linear(ops, io, p, n2.y, seed(4 + j)));
   const F = m.config.intermediateSize;
   // [N, F] each; Phi-3: the halves of one [N, 2F].
@@ -158,7 +191,7 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const down = linear(ops, io, l.downProj, act, seed(6)); // [N, C]
   const downOut = branchOut(ops, m, down.y, l.postFfNorm, eps);
   const saved: LayerSaved = {
-    ...{ x, n1, qkv: qkv.map((p) => p.saved), qk, attn, o: o.saved, mid, n2 },
+    ...{ x, n1: n1.n, qkv: qkv.map((p) => p.saved), qk, attn, o: o.saved, mid, n2: n2.n },
     ...{ gateUp: gateUp.map((p) => p.saved), gateY: gateY!, upY: upY!, down: down.saved },
     ...{ oNorm: oOut.norm, downNorm: downOut.norm },
   };
@@ -181,7 +214,7 @@ function attentionInputsGrad(
   s: Shape,
 ) {
   const l = m.layers[i]!;
-  const { B, T, H, Hkv, D } = s;
+  const { B, T, H, Hkv } = s;
   const N = B * T;
   const { dq, dk, dv } = ops.attentionGrad(sv.attn, dO, s.scale);
   const { cos, sin } = rotation(m, i, s);
@@ -191,13 +224,20 @@ function attentionInputsGrad(
   const dV = ops.mergeHeads([dv], B, Hkv, T, H / Hkv);
   if (sv.qk && l.qNorm && l.kNorm) {
     const { q, k, qn, kn } = sv.qk;
-    const grad = (t: Info, n: Norm, w: tf.Variable<tf.Rank.R1>, d: Info, rows: number) =>
-      view(ops.normGrad(view(t, [rows, D]), n.stats, m.normGamma(w), view(d, [rows, D]), 'rms'), [
-        N,
-        (rows / N) * D,
-      ]);
-    dQ = grad(q, qn, l.qNorm, dQ, N * H);
-    dK = grad(k, kn, l.kNorm, dK, N * Hkv);
+    const grad = (t: Info, n: Norm, w: tf.Variable<tf.Rank.R1>, d: Info, rows: number) => {
+      const width = t.shape[1]! * (N / rows); // D, or OLMo 2's H*D
+      const g = ops.normGrad(
+        view(t, [rows, width]),
+        n.stats,
+        m.normGamma(w),
+        view(d, [rows, width]),
+        'rms',
+      );
+      return view(g, t.shape);
+    };
+    const [qRows, kRows] = qkRows(m, N, H, Hkv);
+    dQ = grad(q, qn, l.qNorm, dQ, qRows);
+    dK = grad(k, kn, l.kNorm, dK, kRows);
   }
   return { dQ, dK, dV };
 }
@@ -237,10 +277,7 @@ function layerBackward(
     l.gateUpProj.map((p, j) => linearGrad(ops, io, p, dGateUp[j]!, sv.gateUp[j]!, grads, below)),
   );
   if (!dN2) return null;
-  const dMid = ops.add(
-    dOut,
-    ops.normGrad(sv.mid, sv.n2.stats, m.normGamma(preMlpNorm(m, i)), dN2, 'rms'),
-  );
+  const dMid = ops.add(dOut, normInGrad(ops, m, sv.mid, sv.n2, preMlpNorm(m.config, l), dN2));
   // Attention branch: mid = x + o(merge(attention(rope(q), rope(k), v))).
   const dMerged = linearGrad(
     ops,
@@ -261,7 +298,7 @@ function layerBackward(
     l.qkvProj.map((p, j) => linearGrad(ops, io, p, dQkv[j]!, sv.qkv[j]!, grads, !lowest)),
   );
   if (!dN1) return null;
-  return ops.add(dMid, ops.normGrad(sv.x, sv.n1.stats, m.normGamma(l.inputNorm), dN1, 'rms'));
+  return ops.add(dMid, normInGrad(ops, m, sv.x, sv.n1, l.inputNorm, dN1));
 }
 
 /** The recipe for one Llama-family model. */

@@ -1,7 +1,7 @@
 // The tensors of a Llama-family model under Hugging Face's names
 // (model.layers.N.self_attn.q_proj.weight, ...): shapes, the linear layers by
 // PEFT module path, and random weights as transformers initialises them.
-import { type LoraLinear, Rng } from '@lorafleet/core';
+import { type LoraLinear, Rng, type tf } from '@lorafleet/core';
 import type { LinearModule, WeightMap } from '../causal-lm.js';
 import type { LlamaConfig } from './config.js';
 import type { LlamaLayer } from './model.js';
@@ -37,6 +37,15 @@ export function layerLinears(
   ];
 }
 
+/**
+ * The norm before a layer's MLP: post_attention_layernorm, Gemma 2's and 3's
+ * pre_feedforward_layernorm, or none (OLMo 2, whose post_attention_layernorm
+ * norms the attention output).
+ */
+export function preMlpNorm(c: LlamaConfig, l: LlamaLayer): tf.Variable<tf.Rank.R1> | null {
+  return !c.preNorms ? null : c.postNorms ? l.preFfNorm : l.postNorm;
+}
+
 /** One built layer's linear layers, in layerLinears' order. */
 export function layerLinearLayers(l: LlamaLayer): LoraLinear[] {
   return [...l.qkvProj, l.oProj, ...l.gateUpProj, l.downProj];
@@ -48,20 +57,23 @@ export function llamaWeightShapes(c: LlamaConfig): Map<string, number[]> {
   const shapes = new Map<string, number[]>([[EMBED, [c.vocabSize, C]]]);
   for (let i = 0; i < c.numLayers; i++) {
     const p = `model.layers.${i}`;
-    shapes.set(`${p}.input_layernorm.weight`, [C]);
+    if (c.preNorms) shapes.set(`${p}.input_layernorm.weight`, [C]);
+    // q/k norms over a head (D), or OLMo 2's over all heads (H D, Hkv D).
+    const [qNorm, kNorm] =
+      c.qkNorm === 'all'
+        ? [c.numHeads * c.headDim, c.numKvHeads * c.headDim]
+        : [c.headDim, c.headDim];
     for (const l of layerLinears(c)) {
       shapes.set(`${p}.${l.name}.weight`, [l.out, l.in]);
       if (l.bias) shapes.set(`${p}.${l.name}.bias`, [l.out]);
       if (c.qkNorm && l.name === 'self_attn.k_proj') {
-        shapes.set(`${p}.self_attn.q_norm.weight`, [c.headDim]);
-        shapes.set(`${p}.self_attn.k_norm.weight`, [c.headDim]);
+        shapes.set(`${p}.self_attn.q_norm.weight`, [qNorm]);
+        shapes.set(`${p}.self_attn.k_norm.weight`, [kNorm]);
       }
     }
     shapes.set(`${p}.post_attention_layernorm.weight`, [C]);
-    if (c.sandwichNorms) {
-      shapes.set(`${p}.pre_feedforward_layernorm.weight`, [C]);
-      shapes.set(`${p}.post_feedforward_layernorm.weight`, [C]);
-    }
+    if (c.preNorms && c.postNorms) shapes.set(`${p}.pre_feedforward_layernorm.weight`, [C]);
+    if (c.postNorms) shapes.set(`${p}.post_feedforward_layernorm.weight`, [C]);
   }
   shapes.set(FINAL_NORM, [C]);
   if (!c.tieWordEmbeddings) shapes.set(LM_HEAD, [c.vocabSize, C]);

@@ -1,7 +1,7 @@
 // An independent float64 Llama-family model, written from Hugging Face
 // transformers' modeling_llama.py / modeling_mistral.py / modeling_qwen2.py /
 // modeling_qwen3.py / modeling_gemma.py / modeling_gemma2.py / modeling_gemma3.py /
-// modular_granite.py / modular_smollm3.py / modeling_phi3.py and
+// modular_granite.py / modular_smollm3.py / modeling_phi3.py / modular_olmo2.py and
 // modeling_rope_utils.py (eval mode), and PEFT's LoRA
 // for nn.Linear, to check the tfjs models against. It reads the same files a
 // Python user would (config.json, model.safetensors or its shards and index,
@@ -35,6 +35,10 @@ export interface ReferenceLlamaConfig {
   oBias: boolean;
   mlpBias: boolean;
   qkNorm: boolean;
+  /** Olmo2Attention's q_norm / k_norm: over all heads at once (before the split), not per head. */
+  qkNormAll: boolean;
+  /** input_layernorm and the norm before the MLP (Olmo2DecoderLayer has neither). */
+  preNorm: boolean;
   tied: boolean;
   slidingWindow: number | null;
   /** GemmaRMSNorm (x * (1 + w)), GemmaModel's embeddings * sqrt(hidden) and GemmaMLP's gelu_pytorch_tanh. */
@@ -87,6 +91,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const granite = type === 'granite';
   const smol = type === 'smollm3';
   const phi3 = type === 'phi3';
+  const olmo2 = type === 'olmo2';
   const multiplier = (k: string) => (granite ? n(k, 1) : 1);
   // Gemma2Config's defaults: 50 and 30 (null turns them off).
   const cap = (k: string, fallback: number) =>
@@ -116,7 +121,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
       (rope?.original_max_position_embeddings as number | undefined) ?? 4096,
     ),
     fused: phi3,
-    eps: n('rms_norm_eps', phi3 ? 1e-5 : 1e-6),
+    eps: n('rms_norm_eps', phi3 || olmo2 ? 1e-5 : 1e-6),
     // transformers v5: rope_parameters, replaced by a legacy rope_scaling; rope_theta fills in.
     ropeTheta:
       typeof rope?.rope_theta === 'number'
@@ -126,7 +131,9 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     qkvBias: type === 'qwen2' || (type !== 'mistral' && attentionBias),
     oBias: (type === 'llama' || type === 'qwen3' || gemma) && attentionBias,
     mlpBias: (type === 'llama' || granite || smol) && j.mlp_bias === true,
-    qkNorm: type === 'qwen3' || gemma3,
+    qkNorm: type === 'qwen3' || gemma3 || olmo2,
+    qkNormAll: olmo2,
+    preNorm: !olmo2,
     tied:
       j.tie_word_embeddings === true || ((gemma || smol) && j.tie_word_embeddings === undefined),
     // MistralConfig's and Gemma3TextConfig's default window is 4096; null turns it off.
@@ -139,7 +146,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
           ? 4096
           : (j.sliding_window as number | null),
     gemma,
-    sandwich: gemma3 || gemma2,
+    sandwich: gemma3 || gemma2 || olmo2,
     queryScalar: gemma3 || gemma2 ? n('query_pre_attn_scalar', 256) : null,
     slidingLayers:
       !gemma3 && !gemma2
@@ -383,7 +390,7 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
     const sliding = c.slidingLayers === null ? c.slidingWindow !== null : c.slidingLayers[l]!;
     const window = sliding ? c.slidingWindow : null;
     const layerInv = c.slidingLayers !== null && sliding ? localInv : inv;
-    const h = norm(x, `${p}.input_layernorm.weight`, C);
+    const h = c.preNorm ? norm(x, `${p}.input_layernorm.weight`, C) : x;
     const [qw, kvw] = [c.heads * c.headDim, c.kvHeads * c.headDim];
     const qkv = c.fused
       ? chunks(linear(m, `${p}.self_attn.qkv_proj`, h, T, false), T, [qw, kvw, kvw])
@@ -393,8 +400,8 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
     let [q, k] = [qkv[0]!, qkv[1]!];
     const v = qkv[2]!;
     if (c.qkNorm) {
-      q = norm(q, `${p}.self_attn.q_norm.weight`, c.headDim);
-      k = norm(k, `${p}.self_attn.k_norm.weight`, c.headDim);
+      q = norm(q, `${p}.self_attn.q_norm.weight`, c.qkNormAll ? qw : c.headDim);
+      k = norm(k, `${p}.self_attn.k_norm.weight`, c.qkNormAll ? kvw : c.headDim);
     }
     if (c.ropeLayers === null || c.ropeLayers[l]) {
       const scale = layerInv === inv ? referenceRopeScale(c) : 1;
@@ -405,7 +412,7 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
     if (c.sandwich) o = norm(o, `${p}.post_attention_layernorm.weight`, C);
     x = x.map((xi, i) => xi + o[i]! * c.residualMultiplier);
     const preMlp = c.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm';
-    const h2 = norm(x, `${p}.${preMlp}.weight`, C);
+    const h2 = c.preNorm ? norm(x, `${p}.${preMlp}.weight`, C) : x;
     const F = (m.tensors.get(`${p}.mlp.down_proj.weight`)!.shape as number[])[1]!;
     const [gate, up] = c.fused
       ? chunks(linear(m, `${p}.mlp.gate_up_proj`, h2, T, false), T, [F, F])
