@@ -183,6 +183,24 @@ export const LLAMA_CASES: LlamaCase[] = [
     targets: PHI3_TARGETS,
   },
   {
+    // Frequency 0 kept, the others divided by 4 (the ramp of beta_fast 32 and beta_slow 1 over
+    // an original context of 8); cos and sin times DeepSeek's mscale ratio, 1.0555 / 1.0277.
+    label: 'qwen3, yarn rope scaling with mscale, q/k norms',
+    json: {
+      ...TINY,
+      model_type: 'qwen3',
+      num_key_value_heads: 2,
+      rope_scaling: {
+        rope_type: 'yarn',
+        factor: 4,
+        original_max_position_embeddings: 8,
+        mscale: 0.4,
+        mscale_all_dim: 0.2,
+      },
+    },
+    seed: 34,
+  },
+  {
     label: 'olmo2, norms after attention and MLP only, q/k norms over all heads, GQA 4:2',
     json: { ...TINY, model_type: 'olmo2', num_key_value_heads: 2, rope_theta: 500000 },
     seed: 33,

@@ -194,8 +194,8 @@ describe('Llama-family folders', () => {
   const refusals: [string, Record<string, unknown>, RegExp][] = [
     [
       'a rope type not listed',
-      { rope_scaling: { rope_type: 'yarn', factor: 4 } },
-      /rope_scaling type "yarn" is not supported \(supported: "default", "linear", "llama3"\)/,
+      { rope_scaling: { rope_type: 'dynamic', factor: 4 } },
+      /rope_scaling type "dynamic" is not supported \(supported: "default", "linear", "llama3", "yarn"\)/,
     ],
     ['another activation', { hidden_act: 'gelu' }, /hidden_act "gelu" is not supported/],
     [
@@ -226,7 +226,7 @@ describe('Llama-family folders', () => {
     [
       'LongRoPE outside Phi-3',
       { rope_scaling: { type: 'longrope', short_factor: [1, 1], long_factor: [1, 1] } },
-      /rope_scaling type "longrope" is not supported \(supported: "default", "linear", "llama3"\)/,
+      /rope_scaling type "longrope" is not supported \(supported: "default", "linear", "llama3", "yarn"\)/,
     ],
     [
       'LongRoPE factors of the wrong length',
@@ -291,9 +291,9 @@ describe('Llama-family folders', () => {
       /layer_types: "chunked_attention" is not supported/,
     ],
     [
-      'YaRN in rope_parameters',
-      { rope_parameters: { rope_type: 'yarn', factor: 4, rope_theta: 10000 } },
-      /rope_parameters type "yarn" is not supported \(supported: "default", "linear", "llama3"\)/,
+      'dynamic NTK in rope_parameters',
+      { rope_parameters: { rope_type: 'dynamic', factor: 4, rope_theta: 10000 } },
+      /rope_parameters type "dynamic" is not supported \(supported: "default", "linear", "llama3", "yarn"\)/,
     ],
     [
       'rope_parameters per layer type (Gemma 3)',

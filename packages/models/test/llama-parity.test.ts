@@ -79,6 +79,26 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
     { qkNorm: false },
     { qkNormAll: false },
   ],
+  'qwen3, yarn rope scaling with mscale, q/k norms': [
+    { ropeScaling: null },
+    // The frequencies alone, and the attention factor alone.
+    {
+      ropeScaling: {
+        rope_type: 'yarn',
+        factor: 4,
+        original_max_position_embeddings: 8,
+        attention_factor: 1,
+      },
+    },
+    {
+      ropeScaling: {
+        rope_type: 'yarn',
+        factor: 1,
+        original_max_position_embeddings: 8,
+        attention_factor: 1.0269,
+      },
+    },
+  ],
   'phi3, longrope, partial rotary 0.75, tied head': [
     { ropeScaling: null },
     { rotaryDim: 4 }, // 4 of 8 dims rotate, not 6

@@ -41,6 +41,22 @@ export type RopeScaling =
       attentionFactor: number;
       /** attention_factor was stated in the file (else derived from the context ratio). */
       attentionFactorStated: boolean;
+    }
+  | {
+      /**
+       * YaRN, as transformers v5 computes it: frequencies interpolated by
+       * `factor` below a ramp between the dims that turn betaFast and
+       * betaSlow times in originalMaxPositions, kept above it; cos and sin
+       * times attentionFactor.
+       */
+      type: 'yarn';
+      factor: number;
+      originalMaxPositions: number;
+      betaFast: number;
+      betaSlow: number;
+      /** The ramp's ends rounded outwards (transformers' default). */
+      truncate: boolean;
+      attentionFactor: number;
     };
 
 export interface LlamaConfig {

@@ -151,10 +151,48 @@ function scalingFromJson(
   // Phi3Config reads the older names "su" and "yarn" as "longrope".
   if (context.modelType === 'phi3' && (type === 'longrope' || type === 'su' || type === 'yarn'))
     return longropeFromJson(r, key, context, fail);
-  const phi3 = context.modelType === 'phi3' ? ', "longrope"' : '';
+  if (type === 'yarn') return yarnFromJson(r, key, context, fail);
+  const phi3 = context.modelType === 'phi3' ? ', "longrope"' : ', "yarn"';
   return fail(
     `${key} type ${JSON.stringify(type)} is not supported (supported: "default", "linear", "llama3"${phi3})`,
   );
+}
+
+/** YaRN, as transformers v5's _compute_yarn_parameters reads it. */
+function yarnFromJson(r: Json, key: string, context: ScalingContext, fail: Fail): RopeScaling {
+  const positive = (name: string, fallback?: unknown): number => {
+    const v = r[name] ?? fallback;
+    if (typeof v !== 'number' || !(v > 0))
+      fail(`${key}.${name} is ${JSON.stringify(r[name])}, expected a positive number`);
+    return v as number;
+  };
+  const original = positive(
+    'original_max_position_embeddings',
+    context.originalMax ?? context.maxPositions,
+  );
+  const factor = positive('factor', context.maxPositions / original);
+  // 0.1 m ln(s) + 1 (the paper's mscale), or DeepSeek's ratio of two such.
+  const mscale = (m: number) => (factor <= 1 ? 1 : 0.1 * m * Math.log(factor) + 1);
+  const [m, mAll] = [r.mscale, r.mscale_all_dim];
+  const derived =
+    typeof m === 'number' && typeof mAll === 'number' && m && mAll
+      ? mscale(m) / mscale(mAll)
+      : mscale(1);
+  if (r.truncate !== undefined && typeof r.truncate !== 'boolean')
+    fail(`${key}.truncate is ${JSON.stringify(r.truncate)}, expected true or false`);
+  return {
+    type: 'yarn',
+    factor,
+    originalMaxPositions: original,
+    // `or`, as transformers: 0 or null means the default.
+    betaFast: r.beta_fast ? positive('beta_fast') : 32,
+    betaSlow: r.beta_slow ? positive('beta_slow') : 1,
+    truncate: r.truncate !== false,
+    attentionFactor:
+      r.attention_factor === undefined || r.attention_factor === null
+        ? derived
+        : positive('attention_factor'),
+  };
 }
 
 /** Phi-3's LongRoPE, as _compute_longrope_parameters reads it. */
@@ -236,6 +274,16 @@ export function ropeToJson(c: LlamaConfig): Json {
 function scalingToJson(s: RopeScaling | null): Json | null {
   if (s === null) return null;
   if (s.type === 'linear') return { rope_type: 'linear', factor: s.factor };
+  if (s.type === 'yarn')
+    return {
+      rope_type: 'yarn',
+      factor: s.factor,
+      original_max_position_embeddings: s.originalMaxPositions,
+      beta_fast: s.betaFast,
+      beta_slow: s.betaSlow,
+      attention_factor: s.attentionFactor,
+      ...(s.truncate ? {} : { truncate: false }),
+    };
   if (s.type === 'longrope')
     return {
       type: 'longrope',

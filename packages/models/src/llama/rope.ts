@@ -5,7 +5,7 @@
 // head width D, or with Phi-3's partial_rotary_factor its leading R dims
 // (the rest pass unrotated); LongRoPE also scales cos and sin.
 import { tf } from '@lorafleet/core';
-import { type LlamaConfig, rotaryDim } from './config.js';
+import { type LlamaConfig, type RopeScaling, rotaryDim } from './config.js';
 
 /** The R/2 inverse frequencies of one head, after rope_scaling. */
 export function inverseFrequencies(c: LlamaConfig): Float64Array {
@@ -19,6 +19,7 @@ export function inverseFrequencies(c: LlamaConfig): Float64Array {
   if (s.type === 'linear') return inv.map((f) => f / s.factor);
   // longrope below original_max_position_embeddings: each frequency divided by its short factor.
   if (s.type === 'longrope') return inv.map((f, i) => f / s.shortFactor[i]!);
+  if (s.type === 'yarn') return yarnFrequencies(inv, R, c.ropeTheta, s);
   // llama3: long wavelengths slowed by `factor`, short ones kept, a smooth blend between.
   const lowFreqWavelen = s.originalMaxPositions / s.lowFreqFactor;
   const highFreqWavelen = s.originalMaxPositions / s.highFreqFactor;
@@ -32,9 +33,33 @@ export function inverseFrequencies(c: LlamaConfig): Float64Array {
   });
 }
 
-/** What cos and sin are multiplied by: LongRoPE's attention factor, else 1. */
+/**
+ * YaRN: each frequency blended between itself (extrapolated) and itself /
+ * factor (interpolated) by a linear ramp over the frequency index, between
+ * the dims that complete betaFast and betaSlow turns in the original context.
+ */
+function yarnFrequencies(
+  inv: Float64Array,
+  R: number,
+  theta: number,
+  s: Extract<RopeScaling, { type: 'yarn' }>,
+): Float64Array {
+  const dimOf = (turns: number) =>
+    (R * Math.log(s.originalMaxPositions / (turns * 2 * Math.PI))) / (2 * Math.log(theta));
+  let [low, high] = [dimOf(s.betaFast), dimOf(s.betaSlow)];
+  if (s.truncate) [low, high] = [Math.floor(low), Math.ceil(high)];
+  [low, high] = [Math.max(low, 0), Math.min(high, R - 1)];
+  if (low === high) high += 0.001;
+  return inv.map((f, i) => {
+    const ramp = Math.min(Math.max((i - low) / (high - low), 0), 1);
+    return (f / s.factor) * ramp + f * (1 - ramp);
+  });
+}
+
+/** What cos and sin are multiplied by: LongRoPE's and YaRN's attention factor, else 1. */
 export function rotaryScale(c: LlamaConfig): number {
-  return c.ropeScaling?.type === 'longrope' ? c.ropeScaling.attentionFactor : 1;
+  const s = c.ropeScaling;
+  return s?.type === 'longrope' || s?.type === 'yarn' ? s.attentionFactor : 1;
 }
 
 /** cos and sin [B, 1, T, R] for position ids [B, T], computed in float64 then stored as float32. */

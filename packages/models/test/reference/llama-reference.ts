@@ -276,6 +276,7 @@ export function referenceInvFreq(c: ReferenceLlamaConfig): number[] {
   if (!s || type === 'default') return base;
   // _compute_longrope_parameters for a sequence within original_max_position_embeddings.
   if (type === 'longrope') return base.map((f, i) => f / (s.short_factor as number[])[i]!);
+  if (type === 'yarn') return referenceYarn(c, base);
   const factor = s.factor as number;
   if (type === 'linear') return base.map((f) => f / factor);
   if (type !== 'llama3') throw new Error(`reference: rope type ${String(type)}`);
@@ -290,11 +291,44 @@ export function referenceInvFreq(c: ReferenceLlamaConfig): number[] {
   });
 }
 
-/** LongRoPE's attention_factor, by which cos and sin are multiplied (1 for every other type). */
+/** _compute_yarn_parameters (transformers v5): the ramp between extrapolated and interpolated frequencies. */
+function referenceYarn(c: ReferenceLlamaConfig, base: number[]): number[] {
+  const s = c.ropeScaling!;
+  const original = (s.original_max_position_embeddings as number | undefined) ?? c.maxPositions;
+  const factor = (s.factor as number | undefined) ?? c.maxPositions / original;
+  const dim = c.rotaryDim;
+  const correction = (rotations: number) =>
+    (dim * Math.log(original / (rotations * 2 * Math.PI))) / (2 * Math.log(c.ropeTheta));
+  const truncate = s.truncate !== false;
+  let low = correction((s.beta_fast as number) || 32);
+  let high = correction((s.beta_slow as number) || 1);
+  if (truncate) {
+    low = Math.floor(low);
+    high = Math.ceil(high);
+  }
+  low = Math.max(low, 0);
+  high = Math.min(high, dim - 1);
+  if (low === high) high += 0.001;
+  return base.map((extrapolated, i) => {
+    const interpolated = extrapolated / factor;
+    const extrapolationFactor = 1 - Math.min(1, Math.max(0, (i - low) / (high - low)));
+    return interpolated * (1 - extrapolationFactor) + extrapolated * extrapolationFactor;
+  });
+}
+
+/** LongRoPE's and YaRN's attention_factor, by which cos and sin are multiplied (1 for every other type). */
 export function referenceRopeScale(c: ReferenceLlamaConfig): number {
   const s = c.ropeScaling;
-  if (!s || (s.rope_type ?? s.type) !== 'longrope') return 1;
+  const type = s ? (s.rope_type ?? s.type) : 'default';
+  if (!s || (type !== 'longrope' && type !== 'yarn')) return 1;
   if (typeof s.attention_factor === 'number') return s.attention_factor;
+  if (type === 'yarn') {
+    const original = (s.original_max_position_embeddings as number | undefined) ?? c.maxPositions;
+    const factor = (s.factor as number | undefined) ?? c.maxPositions / original;
+    const mscale = (m: number) => (factor <= 1 ? 1 : 0.1 * m * Math.log(factor) + 1);
+    const [m, all] = [s.mscale as number | undefined, s.mscale_all_dim as number | undefined];
+    return m && all ? mscale(m) / mscale(all) : mscale(1);
+  }
   const factor = typeof s.factor === 'number' ? s.factor : c.maxPositions / c.originalMaxPositions;
   return factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(c.originalMaxPositions));
 }
