@@ -186,7 +186,9 @@ describe('PEFT adapter folders: rejections', () => {
     expect(() =>
       peftConfigFromJson({ ...json, target_modules: '.*attn', layers_to_transform: [0] }, 'c.json'),
     ).toThrow(/layers_to_transform and layers_pattern need target_modules as a list/);
-    expect(() => peftConfigFromJson({ ...json, use_dora: true }, 'c.json')).toThrow(/use_dora/);
+    expect(() => peftConfigFromJson({ ...json, use_dora: 'yes' }, 'c.json')).toThrow(
+      /use_dora is "yes", expected true or false/,
+    );
     expect(() => peftConfigFromJson({ ...json, rank_pattern: { x: 1.5 } }, 'c.json')).toThrow(
       /rank_pattern "x" is 1.5/,
     );

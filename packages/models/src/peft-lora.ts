@@ -83,6 +83,7 @@ export function moduleSettings(o: PeftLoraOptions, path: string): LoraSettings {
     alpha: patternValue(o.alphaPattern as Record<string, number> | undefined, path) ?? o.alpha,
     dropout: o.dropout,
     rslora: o.rslora,
+    ...(o.useDora ? { useDora: true } : {}),
   };
 }
 

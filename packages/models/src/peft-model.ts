@@ -46,6 +46,13 @@ export async function addPeftLora(
   seed: number,
 ): Promise<PeftTrainables> {
   const chosen = selectPeftModules(model.linears(), model.embeddings(), o);
+  if (o.useDora && init.kind === 'pissa')
+    throw new Error('PiSSA with DoRA (use_dora) is not supported: use one or the other');
+  if (o.useDora && chosen.embeddings.length > 0) {
+    throw new Error(
+      `DoRA (use_dora) adapts linear layers only; ${chosen.embeddings[0]!.name} is an embedding`,
+    );
+  }
   if (init.kind === 'pissa' && chosen.embeddings.length > 0) {
     throw new Error(
       `PiSSA initialises linear layers only; ${chosen.embeddings[0]!.name} is an embedding`,
@@ -91,6 +98,7 @@ export function exportPeftAdapter(
     loraAlpha: o.alpha,
     loraDropout: o.dropout,
     useRslora: o.rslora,
+    ...(o.useDora ? { useDora: true } : {}),
     fanInFanOut: t.linears[0]?.fanInFanOut ?? false,
     targetModules: savedTargets(o.targets, [...t.linears, ...t.embeddings]),
     bias: o.bias ?? 'none',
@@ -114,8 +122,14 @@ export function exportPeftAdapter(
     outFeatures: outF,
   });
   const modules = new Map<string, LoraModuleWeights>();
-  for (const l of t.linears)
-    modules.set(l.name, pair(l.adapter(name), l.inFeatures, l.outFeatures));
+  for (const l of t.linears) {
+    const adapter = l.adapter(name);
+    const m = adapter.magnitude;
+    modules.set(l.name, {
+      ...pair(adapter, l.inFeatures, l.outFeatures),
+      ...(m ? { magnitude: m.dataSync() as Float32Array } : {}),
+    });
+  }
   const adapter: PeftAdapter = { config, modules };
   if (t.embeddings.length > 0) {
     adapter.embeddings = new Map(

@@ -113,6 +113,7 @@ export function adaptersUnsupported(
     const a = layer.activeAdapter;
     if (layer.merged) return `${layer.name}: an adapter is merged`;
     if (!a) continue;
+    if (a.magnitude) return `${layer.name}: DoRA (use_dora) is not scheduled; the tape computes it`;
     adapters.add(a.a).add(a.b);
   }
   for (const slot of params?.slots ?? []) {

@@ -133,6 +133,31 @@ const CASES: Case[] = [
     fields: { modules_to_save: ['lm_head', 'model.norm'] },
   },
   {
+    label: 'DoRA (use_dora): a magnitude per output of each adapted module',
+    options: { targets: ['q_proj', 'down_proj'], useDora: true },
+    keys: [0, 1].flatMap((i) => [
+      ...pair(`${L}.${i}.self_attn.q_proj`),
+      `${L}.${i}.self_attn.q_proj.lora_magnitude_vector`,
+      ...pair(`${L}.${i}.mlp.down_proj`),
+      `${L}.${i}.mlp.down_proj.lora_magnitude_vector`,
+    ]),
+    exact: true,
+    fields: { use_dora: true },
+  },
+  {
+    label: 'GPT-2: DoRA on Conv1D layers (fan_in_fan_out)',
+    family: 'gpt2',
+    options: { targets: ['c_attn', 'c_fc'], useDora: true },
+    keys: [0, 1].flatMap((i) => [
+      ...pair(`transformer.h.${i}.attn.c_attn`),
+      `transformer.h.${i}.attn.c_attn.lora_magnitude_vector`,
+      ...pair(`transformer.h.${i}.mlp.c_fc`),
+      `transformer.h.${i}.mlp.c_fc.lora_magnitude_vector`,
+    ]),
+    exact: true,
+    fields: { use_dora: true, fan_in_fan_out: true },
+  },
+  {
     label: 'GPT-2: bias "all" (LayerNorm biases too) and modules_to_save ln_f',
     family: 'gpt2',
     options: { targets: ['c_attn'], bias: 'all', modulesToSave: ['ln_f'] },

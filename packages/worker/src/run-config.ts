@@ -193,6 +193,7 @@ function peftFields(lora: Fields): Partial<RunConfig['lora']> {
   if (lora.has('layersPattern')) out.layersPattern = lora.strings('layersPattern');
   if (lora.has('modulesToSave')) out.modulesToSave = lora.strings('modulesToSave');
   if (lora.has('bias')) out.bias = lora.choice('bias', PEFT_BIAS);
+  if (lora.has('useDora')) out.useDora = lora.boolean('useDora');
   for (const key of ['rankPattern', 'alphaPattern'] as const) {
     if (!lora.has(key)) continue;
     const p = lora.object(key);

@@ -1,5 +1,5 @@
 // PEFT's LoraConfig options of `lorafleet train` (target_modules as a
-// regex, layers_to_transform, rank/alpha patterns, modules_to_save, bias),
+// regex, layers_to_transform, rank/alpha patterns, modules_to_save, bias, DoRA),
 // how they become RunConfig.lora, and the pairs that contradict each other.
 import { PEFT_BIAS } from '@lorafleet/core';
 import { type ModelConfig, defaultLoraTargets } from '@lorafleet/models';
@@ -56,6 +56,13 @@ export const peftOptions = defineOptions({
     value: 'NAMES',
     description:
       'modules trained in full and saved whole in the adapter (PEFT modules_to_save), e.g. lm_head or model.norm',
+  },
+  'use-dora': {
+    aliases: ['use_dora'],
+    affects: 'math',
+    kind: 'boolean',
+    description:
+      'DoRA (PEFT use_dora): each adapted linear layer also trains a magnitude per output, W = m (W0 + s B A) / ||W0 + s B A||; linear layers only, computed on the tape (not the scheduled webgpu step)',
   },
   'lora-bias': {
     aliases: ['bias'],
@@ -128,6 +135,7 @@ export function peftLoraFrom(o: TrainOptions, modelConfig: ModelConfig): RunConf
   if (alpha) lora.alphaPattern = alpha;
   if (o.modulesToSave) lora.modulesToSave = [...o.modulesToSave];
   if (o.loraBias !== 'none') lora.bias = o.loraBias;
+  if (o.useDora) lora.useDora = true;
   return lora;
 }
 
@@ -154,6 +162,12 @@ export function checkPeftOptions(
     );
   }
   if (init === 'pissa') {
+    if (given.has('use-dora'))
+      throw clash(
+        'init',
+        'use-dora',
+        "a PiSSA adapter is converted for the original weights at save, which DoRA's magnitudes do not survive",
+      );
     const pattern = ['rank-pattern', 'alpha-pattern'].find((p) => given.has(p));
     if (pattern)
       throw clash(
@@ -171,5 +185,6 @@ export function describeLora(lora: RunConfig['lora']): string {
   if (lora.layersToTransform) parts[0] += ` (layers ${lora.layersToTransform.join(', ')})`;
   if (lora.modulesToSave) parts.push(`${lora.modulesToSave.join(', ')} in full`);
   if (lora.bias) parts.push(`bias ${lora.bias}`);
+  if (lora.useDora) parts.push('DoRA');
   return parts.join('; ');
 }

@@ -25,6 +25,7 @@ export {
   peftConfigToJson,
   peftKey,
   peftEmbeddingKey,
+  peftMagnitudeKey,
   peftSlotKey,
   PEFT_BIAS,
   savePeftAdapter,

@@ -9,6 +9,8 @@ export interface LoraAdapterConfig {
   targetModules: string[] | string;
   fanInFanOut: boolean;
   useRslora: boolean;
+  /** DoRA: each adapted module also has a magnitude vector (lora_magnitude_vector); absent: false. */
+  useDora?: boolean;
   /** Which biases were trained and saved: none, every bias, or those of LoRA-adapted modules. */
   bias: PeftBias;
   initLoraWeights: boolean | 'gaussian' | 'pissa';
@@ -73,7 +75,7 @@ export function peftConfigToJson(c: LoraAdapterConfig): Record<string, unknown> 
     // PEFT writes a regular expression as a string and a set of names as a list.
     target_modules: typeof c.targetModules === 'string' ? c.targetModules : [...c.targetModules],
     task_type: c.taskType,
-    use_dora: false,
+    use_dora: c.useDora ?? false,
     use_rslora: c.useRslora,
   };
 }
@@ -143,7 +145,8 @@ export function peftConfigFromJson(json: unknown, source: string): LoraAdapterCo
   if (typeof useRslora !== 'boolean') bad('use_rslora', 'true or false');
   const bias = field('bias', 'none');
   if (!PEFT_BIAS.includes(bias as PeftBias)) bad('bias', '"none", "all" or "lora_only"');
-  if (field('use_dora', false) !== false) bad('use_dora', 'false (DoRA is not supported)');
+  const useDora = field('use_dora', false);
+  if (typeof useDora !== 'boolean') bad('use_dora', 'true or false');
   const init = field('init_lora_weights', true);
   if (typeof init !== 'boolean' && init !== 'gaussian' && init !== 'pissa') {
     bad('init_lora_weights', 'true, false, "gaussian" or "pissa"');
@@ -160,6 +163,7 @@ export function peftConfigFromJson(json: unknown, source: string): LoraAdapterCo
     targetModules: typeof targets === 'string' ? targets : [...(targets as string[])],
     fanInFanOut,
     useRslora,
+    ...(useDora ? { useDora } : {}),
     bias: bias as PeftBias,
     initLoraWeights: init as LoraAdapterConfig['initLoraWeights'],
     baseModelNameOrPath: base as string | null,

@@ -44,6 +44,8 @@ export interface PeftTensor {
 export interface LoraModuleWeights {
   a: Float32Array;
   b: Float32Array;
+  /** DoRA's magnitude [outFeatures] (use_dora; PEFT's "<m>.lora_magnitude_vector"). */
+  magnitude?: Float32Array;
   r: number;
   inFeatures: number;
   outFeatures: number;
@@ -70,6 +72,10 @@ export function peftKey(modulePath: string, which: 'A' | 'B'): string {
   return `base_model.model.${modulePath}.lora_${which}.weight`;
 }
 
+export function peftMagnitudeKey(modulePath: string): string {
+  return `base_model.model.${modulePath}.lora_magnitude_vector`;
+}
+
 export function peftEmbeddingKey(modulePath: string, which: 'A' | 'B'): string {
   return `base_model.model.${modulePath}.lora_embedding_${which}`;
 }
@@ -88,6 +94,8 @@ export function peftSlotKey(slotName: string): string {
 // PEFT drops the adapter name "default" on save, but older tools kept it.
 const KEY_PATTERN = /^base_model\.model\.(.+)\.lora_([AB])(\.default)?\.weight$/;
 const EMBEDDING_KEY = /^base_model\.model\.(.+)\.lora_embedding_([AB])(\.default)?$/;
+// PEFT saves DoRA's magnitude without ".weight" (older versions kept ".default.weight").
+const MAGNITUDE_KEY = /^base_model\.model\.(.+)\.lora_magnitude_vector(\.default)?(\.weight)?$/;
 const PREFIX = 'base_model.model.';
 const MODULE_PATH = /^[^.]+(\.[^.]+)*$/;
 
@@ -110,6 +118,16 @@ function checkModule(path: string, m: LoraModuleWeights, config: LoraAdapterConf
   if (m.b.length !== m.outFeatures * m.r) {
     fail(where, `lora_B has ${m.b.length} values, not outFeatures * r = ${m.outFeatures * m.r}`);
   }
+  checkMagnitude(where, m, config);
+}
+
+/** A DoRA magnitude [outFeatures] on every module of a use_dora adapter, and on no other. */
+function checkMagnitude(where: string, m: LoraModuleWeights, config: LoraAdapterConfig) {
+  const dora = config.useDora === true;
+  if (dora && !m.magnitude) fail(where, 'use_dora is true but it has no lora_magnitude_vector');
+  if (!dora && m.magnitude) fail(where, 'has a lora_magnitude_vector but use_dora is false');
+  if (m.magnitude && m.magnitude.length !== m.outFeatures)
+    fail(where, `lora_magnitude_vector has ${m.magnitude.length} values, not ${m.outFeatures}`);
 }
 
 export async function savePeftAdapter(
@@ -126,8 +144,15 @@ export async function savePeftAdapter(
       checkModule(path, m, config, dir);
       tensors.set(key(path, 'A'), float32Entry(m.a, [m.r, m.inFeatures], options.dtype));
       tensors.set(key(path, 'B'), float32Entry(m.b, [m.outFeatures, m.r], options.dtype));
+      if (m.magnitude)
+        tensors.set(
+          peftMagnitudeKey(path),
+          float32Entry(m.magnitude, [m.outFeatures], options.dtype),
+        );
     }
   };
+  if (config.useDora && adapter.embeddings?.size)
+    fail(dir, 'DoRA (use_dora) is supported on linear layers only, not on embeddings');
   pairs(adapter.modules, peftKey);
   pairs(adapter.embeddings, peftEmbeddingKey);
   for (const [name, t] of adapter.tensors ?? []) {
@@ -203,8 +228,15 @@ export async function loadPeftAdapter(dir: string): Promise<PeftAdapter> {
   const linear: Halves = new Map();
   const embedding: Halves = new Map();
   const tensors = new Map<string, PeftTensor>();
+  const magnitudes = new Map<string, Float32Array>();
   for (const [key, entry] of file.tensors) {
     const where = `${weightsPath}: tensor "${key}"`;
+    const magnitude = MAGNITUDE_KEY.exec(key);
+    if (magnitude) {
+      if (entry.shape.length !== 1) fail(where, `has shape [${entry.shape.join(', ')}], not [out]`);
+      magnitudes.set(magnitude[1]!, toFloat32(entry, key, weightsPath));
+      continue;
+    }
     const match = KEY_PATTERN.exec(key) ?? EMBEDDING_KEY.exec(key);
     if (!match) {
       const why = wholeTensorProblem(key, config);
@@ -229,6 +261,13 @@ export async function loadPeftAdapter(dir: string): Promise<PeftAdapter> {
     config,
     modules: pairModules(linear, config, weightsPath, 'lora'),
   };
+  for (const [path, m] of magnitudes) {
+    const module = adapter.modules.get(path);
+    if (!module) fail(weightsPath, `"${path}" has a lora_magnitude_vector but no lora_A/lora_B`);
+    module.magnitude = m;
+  }
+  for (const [path, m] of adapter.modules)
+    checkMagnitude(`${weightsPath}: module "${path}"`, m, config);
   if (embedding.size > 0)
     adapter.embeddings = pairModules(embedding, config, weightsPath, 'lora_embedding');
   if (tensors.size > 0) adapter.tensors = tensors;

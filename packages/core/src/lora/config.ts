@@ -8,6 +8,12 @@ export interface LoraSettings {
   dropout: number;
   /** rsLoRA (Kalajdzievski 2023): alpha / sqrt(r) keeps the update's scale stable as r grows. */
   rslora: boolean;
+  /**
+   * DoRA (Liu et al. 2024, arXiv 2402.09353; PEFT's use_dora): the adapted
+   * weight is m (W + s B A) / ||W + s B A||, its rows rescaled to a trained
+   * magnitude m [out]. Linear layers only.
+   */
+  useDora?: boolean;
 }
 
 export const DEFAULT_LORA: LoraSettings = { r: 8, alpha: 16, dropout: 0, rslora: false };

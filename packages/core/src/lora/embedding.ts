@@ -72,6 +72,10 @@ export class LoraEmbedding {
     b: Float32Array,
   ): LoraEmbeddingAdapter {
     validateLoraSettings(settings, `${this.name}: adapter "${adapterName}"`);
+    if (settings.useDora)
+      throw new Error(
+        `${this.name}: DoRA (use_dora) is supported on linear layers only, not on the token embedding`,
+      );
     if (this.adapters.has(adapterName))
       throw new Error(`${this.name}: adapter "${adapterName}" exists already`);
     if (this.merged) throw new Error(`${this.name}: unmerge before adding adapters`);

@@ -1,5 +1,6 @@
 // A frozen linear layer with named LoRA adapters (PEFT's LoraLinear semantics):
-//   y = base(x) + dropout(x) A^T B^T * scaling,  A [r, in], B [out, r].
+//   y = base(x) + dropout(x) A^T B^T * scaling,  A [r, in], B [out, r],
+// or with DoRA (use_dora) the weight m (W + s B A) / ||W + s B A|| per row.
 // Merge and unmerge are explicit calls, exact inverses up to float rounding.
 import { tf } from '../backend/tf.js';
 import { UNPACK_HALVES } from '../backend/unpack-halves.js';
@@ -25,6 +26,8 @@ export interface LoraAdapter {
   readonly scaling: number;
   readonly a: tf.Variable<tf.Rank.R2>; // [r, in]
   readonly b: tf.Variable<tf.Rank.R2>; // [out, r]
+  /** DoRA's magnitude m [out] (PEFT's lora_magnitude_vector); null without DoRA. */
+  readonly magnitude: tf.Variable<tf.Rank.R1> | null;
 }
 
 export interface ForwardOptions {
@@ -51,6 +54,8 @@ export class LoraLinear {
   private readonly adapters = new Map<string, LoraAdapter>();
   private active: string | null = null;
   private mergedAdapter: string | null = null;
+  /** DoRA's row scale m / ||W + s B A|| at merge, which unmerge divides out again. */
+  private mergedScale: tf.Tensor1D | null = null;
 
   constructor(options: LoraLinearOptions) {
     const { name, weight } = options;
@@ -192,12 +197,17 @@ export class LoraLinear {
     return this.loadAdapter(adapterName, settings, a, b);
   }
 
-  /** Adds an adapter from existing A [r, in] and B [out, r] values and makes it active. */
+  /**
+   * Adds an adapter from existing A [r, in] and B [out, r] values and makes
+   * it active. With settings.useDora, `magnitude` [out] is DoRA's m (absent:
+   * ||W + s B A|| per row, as PEFT initialises it).
+   */
   loadAdapter(
     adapterName: string,
     settings: LoraSettings,
     a: Float32Array,
     b: Float32Array,
+    magnitude?: Float32Array,
   ): LoraAdapter {
     this.assertCanAdd(adapterName, settings);
     const { r } = settings;
@@ -209,16 +219,37 @@ export class LoraLinear {
     }
     // tfjs variable names are global to the process: a serial number keeps two
     // models with the same module paths apart.
+    if (magnitude && (!settings.useDora || magnitude.length !== this.outFeatures)) {
+      throw new Error(
+        `${this.name}: adapter "${adapterName}" has a DoRA magnitude of ${magnitude.length} values; ` +
+          (settings.useDora ? `it needs ${this.outFeatures} (one per output)` : 'use_dora is off'),
+      );
+    }
     const prefix = `${this.name}.${adapterName}#${nextVariableId++}`;
+    // tidy: the variable keeps the data, the tensor it was made from goes.
+    const aVar = tf.tidy(() =>
+      tf.variable(tf.tensor2d(a, [r, this.inFeatures]), true, `${prefix}.lora_A`),
+    );
+    const bVar = tf.tidy(() =>
+      tf.variable(tf.tensor2d(b, [this.outFeatures, r]), true, `${prefix}.lora_B`),
+    );
+    const scaling = loraScaling(settings);
+    const m = !settings.useDora
+      ? null
+      : tf.tidy(() =>
+          tf.variable(
+            magnitude ? tf.tensor1d(magnitude) : this.rowNorms(aVar, bVar, scaling),
+            true,
+            `${prefix}.lora_magnitude_vector`,
+          ),
+        );
     const adapter: LoraAdapter = {
       name: adapterName,
       settings: { ...settings },
-      scaling: loraScaling(settings),
-      // tidy: the variable keeps the data, the tensor it was made from goes.
-      a: tf.tidy(() => tf.variable(tf.tensor2d(a, [r, this.inFeatures]), true, `${prefix}.lora_A`)),
-      b: tf.tidy(() =>
-        tf.variable(tf.tensor2d(b, [this.outFeatures, r]), true, `${prefix}.lora_B`),
-      ),
+      scaling,
+      a: aVar,
+      b: bVar,
+      magnitude: m,
     };
     this.adapters.set(adapterName, adapter);
     this.active = adapterName;
@@ -236,8 +267,7 @@ export class LoraLinear {
     if (this.mergedAdapter === adapterName)
       throw new Error(`${this.name}: unmerge "${adapterName}" first`);
     const adapter = this.adapter(adapterName);
-    adapter.a.dispose();
-    adapter.b.dispose();
+    tf.dispose([adapter.a, adapter.b, ...(adapter.magnitude ? [adapter.magnitude] : [])]);
     this.adapters.delete(adapterName);
     if (this.active === adapterName) this.active = null;
   }
@@ -253,6 +283,9 @@ export class LoraLinear {
         adapter && options.training && dropout > 0
           ? (seededDropout(x2, dropout, options.dropoutSeed) as tf.Tensor2D)
           : null;
+      if (adapter?.magnitude) {
+        return this.doraForward(x2, xd, adapter).reshape([...lead, this.outFeatures]);
+      }
       if (adapter && this.canFuse()) {
         const y = fusedLoraLinear({
           x: x2,
@@ -273,6 +306,41 @@ export class LoraLinear {
         y = tf.add(y, tf.mul(tf.matMul(h, adapter.b, false, true), adapter.scaling)); // [N, out]
       }
       return y.reshape([...lead, this.outFeatures]);
+    });
+  }
+
+  /**
+   * DoRA as PEFT's DoraLinearLayer computes it: y = x W^T + b + (g - 1) x' W^T
+   * + g s x' A^T B^T, g = m / ||W + s B A|| per output (x': x after LoRA
+   * dropout). The norm is held constant in backward (the paper's section 4.3,
+   * and PEFT's detach), so m and the LoRA path get gradients, not the norm.
+   */
+  private doraForward(x2: tf.Tensor2D, xd: tf.Tensor2D | null, adapter: LoraAdapter): tf.Tensor2D {
+    const { a, b, scaling } = adapter;
+    const constantNorm = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [ia, ib] = inputs as [tf.Tensor2D, tf.Tensor2D];
+      return {
+        value: this.rowNorms(ia, ib, scaling),
+        gradFunc: () => [tf.zerosLike(ia), tf.zerosLike(ib)],
+      };
+    });
+    const g = tf.div(adapter.magnitude!, constantNorm(a, b)); // [out]
+    const base = this.baseMatMul(x2); // [N, out]
+    const dropped = xd ? this.baseMatMul(xd) : base;
+    const h = tf.matMul(xd ?? x2, a, false, true); // [N, r]
+    const lora = tf.mul(tf.matMul(h, b, false, true), scaling); // [N, out]
+    let y = tf.add(base, tf.add(tf.mul(tf.sub(g, 1), dropped), tf.mul(g, lora)));
+    if (this.bias) y = tf.add(y, this.bias);
+    return y as tf.Tensor2D;
+  }
+
+  /** ||W + s B A|| over each output's row [out] (PEFT's get_weight_norm). */
+  private rowNorms(a: tf.Tensor2D, b: tf.Tensor2D, scaling: number): tf.Tensor1D {
+    return tf.tidy(() => {
+      const { w } = this.baseWeight();
+      const outIn = this.fanInFanOut ? w.transpose() : w; // [out, in]
+      const full = tf.add(outIn, tf.mul(tf.matMul(b, a), scaling));
+      return tf.sqrt(tf.sum(tf.square(full), 1)) as tf.Tensor1D;
     });
   }
 
@@ -323,30 +391,51 @@ export class LoraLinear {
     });
   }
 
-  /** Folds the active adapter into W, so inference has no extra matmul. */
+  /**
+   * Folds the active adapter into W, so inference has no extra matmul: W + s B A,
+   * or with DoRA g (W + s B A), g = m / ||W + s B A|| per output.
+   */
   merge(): void {
     if (this.merged)
       throw new Error(`${this.name}: adapter "${this.mergedAdapter}" is already merged`);
     const adapter = this.activeAdapter;
     if (!adapter) throw new Error(`${this.name}: no active adapter to merge`);
-    tf.tidy(() => this.weight.assign(tf.add(this.weight, this.deltaWeight(adapter.name))));
+    tf.tidy(() => {
+      const sum = tf.add(this.weight, this.deltaWeight(adapter.name)) as tf.Tensor2D;
+      if (!adapter.magnitude) return this.weight.assign(sum);
+      const norms = this.rowNorms(adapter.a, adapter.b, adapter.scaling);
+      const g = tf.keep(tf.div(adapter.magnitude, norms) as tf.Tensor1D);
+      this.mergedScale = g;
+      this.weight.assign(tf.mul(sum, this.alongOutputs(g)) as tf.Tensor2D);
+    });
     this.mergedAdapter = adapter.name;
   }
 
-  /** Subtracts the merged adapter from W again (the exact inverse of merge, up to rounding). */
+  /** Takes the merged adapter out of W again (the exact inverse of merge, up to rounding). */
   unmerge(): void {
     if (this.mergedAdapter === null) throw new Error(`${this.name}: nothing is merged`);
     const name = this.mergedAdapter;
-    tf.tidy(() => this.weight.assign(tf.sub(this.weight, this.deltaWeight(name))));
+    const g = this.mergedScale;
+    tf.tidy(() => {
+      const unscaled = g ? tf.div(this.weight, this.alongOutputs(g)) : this.weight;
+      this.weight.assign(tf.sub(unscaled, this.deltaWeight(name)));
+    });
+    g?.dispose();
+    this.mergedScale = null;
     this.mergedAdapter = null;
+  }
+
+  /** A per-output vector [out] shaped to scale W in its storage orientation. */
+  private alongOutputs(v: tf.Tensor1D): tf.Tensor2D {
+    return (this.fanInFanOut ? v.reshape([1, -1]) : v.reshape([-1, 1])) as tf.Tensor2D;
   }
 
   dispose(): void {
     for (const name of this.adapterNames()) {
-      const adapter = this.adapter(name);
-      adapter.a.dispose();
-      adapter.b.dispose();
+      const { a, b, magnitude } = this.adapter(name);
+      tf.dispose([a, b, ...(magnitude ? [magnitude] : [])]);
     }
+    this.mergedScale?.dispose();
     this.adapters.clear();
     this.stored?.dispose();
     this.half?.packed.dispose();

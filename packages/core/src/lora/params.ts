@@ -1,5 +1,5 @@
 // The trainable parameters of a model as one fused Float32Array in a fixed
-// order (for LoRA: module path, then A before B). This order is the contract
+// order (for LoRA: module path, then A before B, then DoRA's magnitude). This order is the contract
 // that gradient all-reduce, optimizer state and checkpoints rely on.
 import { tf } from '../backend/tf.js';
 import type { LoraLinear } from './linear.js';
@@ -35,7 +35,7 @@ export class TrainableParameters {
     this.size = offset;
   }
 
-  /** The active adapter of each layer, layers ordered by module path, A before B. */
+  /** The active adapter of each layer, layers ordered by module path, A before B (then DoRA's m). */
   static fromLoraLayers(layers: readonly LoraLinear[]): TrainableParameters {
     const sorted = [...layers].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
     return new TrainableParameters(
@@ -43,9 +43,12 @@ export class TrainableParameters {
         const adapter = layer.activeAdapter;
         if (!adapter) throw new Error(`${layer.name}: no active adapter to train`);
         return [
-          [`${layer.name}.lora_A`, adapter.a],
-          [`${layer.name}.lora_B`, adapter.b],
-        ] as const;
+          [`${layer.name}.lora_A`, adapter.a] as const,
+          [`${layer.name}.lora_B`, adapter.b] as const,
+          ...(adapter.magnitude
+            ? [[`${layer.name}.lora_magnitude_vector`, adapter.magnitude] as const]
+            : []),
+        ];
       }),
     );
   }

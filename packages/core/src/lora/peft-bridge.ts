@@ -20,7 +20,8 @@ export function exportAdapter(
       if (
         s.r !== firstSettings.r ||
         s.alpha !== firstSettings.alpha ||
-        s.rslora !== firstSettings.rslora
+        s.rslora !== firstSettings.rslora ||
+        (s.useDora ?? false) !== (firstSettings.useDora ?? false)
       ) {
         throw new Error(
           `adapter "${adapterName}": ${layer.name} has r=${s.r}, alpha=${s.alpha} but ${first.name} has ` +
@@ -37,6 +38,7 @@ export function exportAdapter(
     modules.set(layer.name, {
       a: adapter.a.dataSync() as Float32Array,
       b: adapter.b.dataSync() as Float32Array,
+      ...(adapter.magnitude ? { magnitude: adapter.magnitude.dataSync() as Float32Array } : {}),
       r: adapter.settings.r,
       inFeatures: layer.inFeatures,
       outFeatures: layer.outFeatures,
@@ -51,6 +53,7 @@ export function exportAdapter(
       loraAlpha: settings.alpha,
       loraDropout: settings.dropout,
       useRslora: settings.rslora,
+      ...(settings.useDora ? { useDora: true } : {}),
       fanInFanOut: first.fanInFanOut,
     },
     modules,
@@ -94,7 +97,8 @@ export function importAdapter(
       alpha: moduleAlpha(config, path),
       dropout: config.loraDropout,
       rslora: config.useRslora,
+      useDora: config.useDora ?? false,
     };
-    layer.loadAdapter(adapterName, settings, weights.a, weights.b);
+    layer.loadAdapter(adapterName, settings, weights.a, weights.b, weights.magnitude);
   }
 }

@@ -8,6 +8,8 @@ base's config.json to OUT. Only numpy; no torch, no peft.
 
   nn.Linear:     W[out, in] += scaling * B @ A        (W^T when fan_in_fan_out)
   nn.Embedding:  W[V, C]    += scaling * (B @ A)^T    (lora_embedding_A [r, V], B [C, r])
+  DoRA (use_dora): W[out, in] = m / ||W + scaling * B @ A||_row * (W + scaling * B @ A),
+                 m = "<m>.lora_magnitude_vector" [out] (peft/tuners/lora/dora.py)
   scaling = alpha / r  (alpha / sqrt(r) with use_rslora), r and alpha per module
   from rank_pattern / alpha_pattern (get_pattern_key: re.match(rf"(.*\\.)?({key})$")).
   Any other tensor (a trained bias, a modules_to_save weight) replaces the base's,
@@ -98,10 +100,13 @@ def main(base_dir, adapter_dir, out_dir):
         if linear:
             path = linear.group(1)
             a, b = value, adapter[f"{PREFIX}{path}.lora_B.weight"]
-            delta = scaling(path, a.shape[0]) * (b @ a)
-            if cfg.get("fan_in_fan_out"):
-                delta = delta.T
-            weights[f"{path}.weight"] = weights[f"{path}.weight"] + delta
+            flip = cfg.get("fan_in_fan_out")
+            w = weights[f"{path}.weight"].T if flip else weights[f"{path}.weight"]  # [out, in]
+            merged = w + scaling(path, a.shape[0]) * (b @ a)
+            if cfg.get("use_dora"):
+                m = adapter[f"{PREFIX}{path}.lora_magnitude_vector"]
+                merged = (m / np.linalg.norm(merged, axis=1))[:, None] * merged
+            weights[f"{path}.weight"] = merged.T if flip else merged
         elif embedding:
             path = embedding.group(1)
             a, b = value, adapter[f"{PREFIX}{path}.lora_embedding_B"]
@@ -109,6 +114,9 @@ def main(base_dir, adapter_dir, out_dir):
             weights[f"{path}.weight"] = weights[f"{path}.weight"] + delta
         elif re.search(r"\.lora_(B|embedding_B)(\.weight)?$", key):
             continue  # the other half of a pair above
+        elif key.endswith(".lora_magnitude_vector"):
+            assert cfg.get("use_dora"), f"{key} in an adapter without use_dora"
+            continue  # DoRA's magnitude, read with its pair above
         else:
             name = key[len(PREFIX) :].replace(".base_layer.", ".")
             assert name in weights, f"{key}: the base model has no {name}"
