@@ -2,7 +2,8 @@
 // train` with 1 and 2 workers on a tiny Qwen2 (q/k/v biases, untied head)
 // with LoRA on the embedding, rank/alpha patterns, modules_to_save and bias
 // "all" gives the same adapter, written with PEFT's key names and config
-// fields; merge (at 1e-4), eval and the regex/layer options; the family's
+// fields; merge (at 1e-4), eval and the regex/layer options; DoRA (1 worker
+// == 2, its magnitudes in the file, merge and resume); the family's
 // default targets; contradictions exit 2 naming both options; and generate
 // reads generation_config.json where its own option is not given.
 import { readFile, writeFile } from 'node:fs/promises';
@@ -140,6 +141,53 @@ describe('PEFT LoRA options through lorafleet train', () => {
     expect(Math.abs(after.loss - adapted.loss)).toBeLessThan(1e-5);
   });
 
+  it('DoRA (--use-dora): 1 and 2 workers agree, magnitudes saved, merge, eval and resume', async () => {
+    const dora = ['--use-dora', '--target', 'q_proj,down_proj', '--lr', '5e-2'];
+    const [one, two] = [join(dir!, 'dora1'), join(dir!, 'dora2')];
+    const first = await train(one, ...dora, '--workers', '1');
+    expect(first.stdout).toContain('on q_proj, down_proj; DoRA');
+    await train(two, ...dora, '--workers', '2');
+    const loaded = await loadPeftAdapter(join(one, 'adapter'));
+    const other = await loadPeftAdapter(join(two, 'adapter'));
+    expect(loaded.config.useDora).toBe(true);
+    for (const [path, m] of loaded.modules) {
+      const twin = other.modules.get(path)!;
+      expect(m.magnitude, path).toBeDefined();
+      for (const k of ['a', 'b', 'magnitude'] as const)
+        expect(maxAbsDiff(m[k]!, twin[k]!), `${path}.${k}`).toBeLessThan(1e-5);
+    }
+    const keys = await keysOf(join(one, 'adapter'));
+    expect(keys).toContain('base_model.model.model.layers.1.mlp.down_proj.lora_magnitude_vector');
+    const config = await readJson<Record<string, unknown>>(
+      join(one, 'adapter', 'adapter_config.json'),
+    );
+    expect(config.use_dora).toBe(true);
+    const inspect = await lorafleetOk(['inspect', '--adapter', join(one, 'adapter')]);
+    expect(inspect.stdout).toMatch(/LoRA r=8, alpha=16, DoRA .*4 modules, 2\.4k parameters/);
+
+    const data = ['--data', ids, '--seq-len', '32'];
+    const adapted = await evalJson(['--model', model, '--adapter', join(one, 'adapter'), ...data]);
+    const base = await evalJson(['--model', model, ...data]);
+    // Six steps on a random model move the loss a little (plain LoRA's likewise).
+    expect(adapted.loss).toBeLessThan(base.loss - 0.002);
+    const merged = join(dir!, 'dora-merged');
+    await lorafleetOk([
+      ...['merge', '--model', model, '--adapter', join(one, 'adapter')],
+      ...['--out', merged, '--tolerance', '1e-4'],
+    ]);
+    const after = await evalJson(['--model', merged, ...data]);
+    expect(Math.abs(after.loss - adapted.loss)).toBeLessThan(1e-5);
+
+    // The magnitudes are in the checkpoint too: a resumed run ends bitwise where a whole one does.
+    const args = [...dora, '--schedule', 'constant', '--checkpoint-every', '2'];
+    const [whole, cut] = [join(dir!, 'dora-whole'), join(dir!, 'dora-cut')];
+    await train(whole, ...args);
+    await train(cut, ...args, '--steps', '4');
+    await train(cut, ...args, '--resume', cut);
+    const file = (d: string) => readFile(join(d, 'adapter', 'adapter_model.safetensors'));
+    expect((await file(cut)).equals(await file(whole))).toBe(true);
+  });
+
   it('a regex target is saved as a string; layers_to_transform keeps the listed layers', async () => {
     const regex = join(dir!, 'regex');
     await train(regex, '--target-regex', '.*\\.1\\.self_attn\\.(q_proj|v_proj)');
@@ -192,6 +240,8 @@ describe('PEFT LoRA options through lorafleet train', () => {
         /--full-finetune and --modules-to-save/,
       ],
       [['--init', 'pissa', '--rank-pattern', 'q_proj=2'], /--init and --rank-pattern/],
+      [['--init', 'pissa', '--use-dora'], /--init and --use-dora/],
+      [['--full-finetune', '--use-dora'], /--full-finetune and --use-dora/],
     ];
     for (const [args, message] of cases) {
       const out = join(dir!, 'refused');

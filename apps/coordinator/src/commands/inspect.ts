@@ -65,7 +65,7 @@ export function describeAdapter(adapter: PeftAdapter): ModuleReport[] {
       module,
       shape: [w.outFeatures, w.inFeatures],
       r: w.r,
-      parameters: w.a.length + w.b.length,
+      parameters: w.a.length + w.b.length + (w.magnitude?.length ?? 0),
       scaling,
       updateNorm: Math.sqrt(norm2),
       singularValues: [...s],
@@ -123,7 +123,7 @@ export async function runInspect(o: CommandValues<typeof inspectSpec>): Promise<
   const c = adapter.config;
   const total = modules.reduce((n, m) => n + m.parameters, 0);
   console.log(
-    `${dir}: LoRA r=${c.r}, alpha=${c.loraAlpha}${c.useRslora ? ' (rsLoRA)' : ''}, targets ${[c.targetModules].flat().join(', ')}, ` +
+    `${dir}: LoRA r=${c.r}, alpha=${c.loraAlpha}${c.useRslora ? ' (rsLoRA)' : ''}${c.useDora ? ', DoRA (||dW|| below: the low-rank direction update s B A; the magnitudes rescale each row)' : ''}, targets ${[c.targetModules].flat().join(', ')}, ` +
       `${modules.length} modules, ${formatCount(total)} parameters`,
   );
   const whole = [...(adapter.tensors ?? [])];
