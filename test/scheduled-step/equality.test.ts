@@ -25,6 +25,7 @@ import {
   GEMMA3_OVERRIDES,
   GEMMA_OVERRIDES,
   GRANITE_OVERRIDES,
+  GLM4_OVERRIDES,
   OLMO2_OVERRIDES,
   PHI3_OVERRIDES,
 } from '../../packages/models/test/fixtures/tiny-llama.js';
@@ -131,6 +132,13 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       7,
     ],
     ['OLMo 2, q_proj alone, 1 x 6 tokens', OLMO2_OVERRIDES, ['q_proj'], 1, 6],
+    [
+      'GLM-4 (adjacent-pair rotation, fused gate_up_proj, q/k/v bias, four norms), every linear layer, 2 x 7',
+      GLM4_OVERRIDES,
+      'all-linear',
+      2,
+      7,
+    ],
     [
       'Mistral shape, no GQA (4 kv heads), llama3 rope scaling',
       {

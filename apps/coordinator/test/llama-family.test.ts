@@ -1,7 +1,7 @@
 // The whole CLI path for a Llama-family model, with real processes: init from
 // a config, train with 1 and 2 workers (the same adapter), eval, merge (also
 // for a Gemma, a Gemma 2, a Gemma 3, a Granite, a SmolLM3, a Phi-3 with its
-// default targets and an OLMo 2), generate, a full fine-tune, extract
+// default targets, an OLMo 2 and a GLM-4), generate, a full fine-tune, extract
 // and inspect. The folder has no
 // tokenizer: pre-tokenized {"input_ids"} data needs none, text is refused
 // with a clear error.
@@ -97,6 +97,9 @@ const TINY_PHI3 = {
 /** OLMo 2: no norms before attention and MLP, norms of their outputs, q/k norms over all heads. */
 const TINY_OLMO2 = { ...TINY_LLAMA, model_type: 'olmo2', rope_theta: 500000 };
 
+/** GLM-4 0414: q/k/v biases, fused gate_up_proj, adjacent-pair rotation of half of each head, four norms. */
+const TINY_GLM4 = { ...TINY_LLAMA, model_type: 'glm4', head_dim: 8 };
+
 /** --target for each config (none: the model type's default targets), and how many modules per layer that adapts. */
 const TARGETS = { args: ['--target', 'q_proj,v_proj,down_proj'], perLayer: 3 };
 const DEFAULT_TARGETS = { args: [], perLayer: 4 };
@@ -114,6 +117,7 @@ const CONFIGS = {
   smollm3: TINY_SMOLLM3,
   phi3: TINY_PHI3,
   olmo2: TINY_OLMO2,
+  glm4: TINY_GLM4,
 };
 type Family = keyof typeof CONFIGS;
 /** Each config's model folder, made by `lorafleet init`. */

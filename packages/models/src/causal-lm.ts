@@ -18,7 +18,9 @@ export type ModelType =
   | 'granite'
   | 'smollm3'
   | 'phi3'
-  | 'olmo2';
+  | 'olmo2'
+  | 'glm'
+  | 'glm4';
 
 /** Hugging Face tensor name -> value, row-major. */
 export type WeightMap = Map<string, { shape: number[]; data: Float32Array }>;

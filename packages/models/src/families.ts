@@ -30,6 +30,8 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   smollm3: llamaFamily,
   phi3: llamaFamily,
   olmo2: llamaFamily,
+  glm: llamaFamily,
+  glm4: llamaFamily,
 };
 
 /** Relatives of a supported family that it does not compute, and what sets them apart. */
@@ -40,6 +42,8 @@ const NEAR_MISSES: Readonly<Record<string, string>> = {
   granitemoehybrid:
     "Granite 4's Mamba layers and experts are not computed; dense Granite 3 (granite) is",
   olmo: "OLMo 1's non-parametric LayerNorm and q/k/v clipping are not computed; OLMo 2 (olmo2) is",
+  chatglm:
+    "ChatGLM's remote-code layout (query_key_value) is not read; GLM-4 in transformers' layout (glm, glm4) is",
   mixtral: "Mixtral's mixture of experts is not computed; Mistral (mistral) is",
   qwen2_moe: "Qwen2-MoE's experts are not computed; Qwen2 (qwen2) is",
   qwen3_moe: "Qwen3-MoE's experts are not computed; Qwen3 (qwen3) is",

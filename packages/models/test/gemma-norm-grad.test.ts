@@ -29,9 +29,9 @@ function norms(m: LlamaModel): tf.Variable[] {
     l.inputNorm,
     l.qNorm,
     l.kNorm,
-    l.postNorm,
-    l.preFfNorm,
-    l.postFfNorm,
+    l.attnOutNorm,
+    l.preMlpNorm,
+    l.mlpOutNorm,
   ]);
   return [...perLayer, m.norm].filter((v): v is tf.Variable<tf.Rank.R1> => v !== null);
 }

@@ -201,6 +201,24 @@ export const LLAMA_CASES: LlamaCase[] = [
     seed: 34,
   },
   {
+    // GlmConfig's defaults: q/k/v bias, half of each head (4 of 8 dims) turning in adjacent pairs.
+    label: 'glm, adjacent-pair rotation of half of each head, fused gate_up_proj, q/k/v bias',
+    json: { ...TINY, model_type: 'glm', num_key_value_heads: 2, head_dim: 8 },
+    seed: 35,
+  },
+  {
+    label: "glm4, norms of both branches' outputs under GLM-4's names, no bias",
+    json: {
+      ...TINY,
+      model_type: 'glm4',
+      num_key_value_heads: 2,
+      head_dim: 8,
+      partial_rotary_factor: 0.75,
+      attention_bias: false,
+    },
+    seed: 36,
+  },
+  {
     label: 'olmo2, norms after attention and MLP only, q/k norms over all heads, GQA 4:2',
     json: { ...TINY, model_type: 'olmo2', num_key_value_heads: 2, rope_theta: 500000 },
     seed: 33,

@@ -99,6 +99,15 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
       },
     },
   ],
+  'glm, adjacent-pair rotation of half of each head, fused gate_up_proj, q/k/v bias': [
+    { ropePairs: false },
+    { qkvBias: false },
+    { rotaryDim: 8 },
+  ],
+  "glm4, norms of both branches' outputs under GLM-4's names, no bias": [
+    { sandwich: false },
+    { ropePairs: false },
+  ],
   'phi3, longrope, partial rotary 0.75, tied head': [
     { ropeScaling: null },
     { rotaryDim: 4 }, // 4 of 8 dims rotate, not 6

@@ -1,5 +1,5 @@
 // The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
-// Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3, OLMo 2): one architecture, switched by the fields
+// Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3, OLMo 2, GLM-4): one architecture, switched by the fields
 // transformers reads. The rotary fields are rope-config.ts's.
 import type { GatedActivation } from '@lorafleet/core';
 import type { ModelConfig, ModelType } from '../causal-lm.js';
@@ -78,8 +78,16 @@ export interface LlamaConfig {
   localRopeTheta: number | null;
   /** Phi-3 (Phi-4-mini): the leading fraction of each head that rotates (partial_rotary_factor); else 1. */
   partialRotaryFactor: number;
-  /** Phi-3: q/k/v in one qkv_proj (output rows [q | k | v]) and gate/up in one gate_up_proj ([gate | up]). */
-  fusedProjections: boolean;
+  /** Phi-3: q/k/v in one qkv_proj (output rows [q | k | v]). */
+  fusedQkv: boolean;
+  /** Phi-3, GLM: gate/up in one gate_up_proj (output rows [gate | up]). */
+  fusedGateUp: boolean;
+  /**
+   * GLM: the rotary embedding turns adjacent pairs (x0, x1), (x2, x3), ...
+   * (each frequency repeated: cos[2i] = cos[2i + 1]) instead of rotate-half's
+   * (x_i, x_{i + R/2}).
+   */
+  rotaryInterleaved: boolean;
   /** SmolLM3: which layers apply the rotary embedding (no_rope_layers; the others are NoPE); null: all. */
   ropeLayers: boolean[] | null;
   /** Bias on q/k/v (Qwen2 always; attention_bias elsewhere) and on o_proj (attention_bias only). */
@@ -143,6 +151,8 @@ const ARCHITECTURES: Record<LlamaModelType, string> = {
   smollm3: 'SmolLM3ForCausalLM',
   phi3: 'Phi3ForCausalLM',
   olmo2: 'Olmo2ForCausalLM',
+  glm: 'GlmForCausalLM',
+  glm4: 'Glm4ForCausalLM',
 };
 
 /** Per type, what transformers' config class assumes for a field config.json leaves out. */
@@ -162,6 +172,15 @@ const LLAMA_LIKE = {
   numKvHeads: null,
   headDim: null,
   ropeTheta: 10000,
+};
+/** GlmConfig's and Glm4Config's (GLM-4-9B's). */
+const GLM_DEFAULTS: TypeDefaults = {
+  ...LLAMA_LIKE,
+  maxPositions: 131072,
+  rmsNormEps: 1.5625e-7,
+  tieWordEmbeddings: false,
+  numKvHeads: 2,
+  headDim: 128,
 };
 const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
   llama: { ...LLAMA_LIKE, maxPositions: 2048, tieWordEmbeddings: false },
@@ -208,9 +227,13 @@ const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
   },
   phi3: { ...LLAMA_LIKE, maxPositions: 4096, rmsNormEps: 1e-5, tieWordEmbeddings: false },
   olmo2: { ...LLAMA_LIKE, maxPositions: 2048, rmsNormEps: 1e-5, tieWordEmbeddings: false },
+  glm: GLM_DEFAULTS,
+  glm4: GLM_DEFAULTS,
 };
 
 const isGemma = (t: LlamaModelType) => t === 'gemma' || t === 'gemma2' || t === 'gemma3_text';
+/** GLM-4 (glm) and its 0414 models (glm4, which adds norms of both branch outputs). */
+export const isGlm = (t: LlamaModelType) => t === 'glm' || t === 'glm4';
 /** Gemma 2 and 3: the decoder layer with four norms, query_pre_attn_scalar and sliding layers. */
 const isLaterGemma = (t: LlamaModelType) => t === 'gemma2' || t === 'gemma3_text';
 
@@ -272,8 +295,9 @@ export function llamaConfigFromJson(
   refuseUnsupported(j, modelType, fail);
   const hiddenSize = int('hidden_size');
   const { numHeads, numKvHeads, headDim } = headShape(j, read, defaults, hiddenSize);
-  // MistralAttention has no bias whatever the file says.
-  const attentionBias = modelType !== 'mistral' && flag('attention_bias', false);
+  const glm = isGlm(modelType);
+  // MistralAttention has no bias whatever the file says; GLM's q/k/v have one unless it says not.
+  const attentionBias = modelType !== 'mistral' && flag('attention_bias', glm);
   const window =
     modelType === 'mistral' || modelType === 'phi3' || isLaterGemma(modelType)
       ? j.sliding_window === undefined
@@ -300,7 +324,9 @@ export function llamaConfigFromJson(
     maxPositions,
     rmsNormEps: positive('rms_norm_eps', defaults.rmsNormEps),
     ...rope,
-    fusedProjections: phi3,
+    fusedQkv: phi3,
+    fusedGateUp: phi3 || glm,
+    rotaryInterleaved: glm,
     normPlusOne: isGemma(modelType),
     // As GemmaModel: torch.tensor(hidden_size ** 0.5, dtype=float32).
     embedScale: isGemma(modelType)
@@ -314,7 +340,7 @@ export function llamaConfigFromJson(
     logitsScaling: granite ? positive('logits_scaling', 1) : 1,
     mlpActivation: isGemma(modelType) ? 'gelu_tanh' : 'silu',
     preNorms: modelType !== 'olmo2',
-    postNorms: isLaterGemma(modelType) || modelType === 'olmo2',
+    postNorms: isLaterGemma(modelType) || modelType === 'olmo2' || modelType === 'glm4',
     queryPreAttnScalar: isLaterGemma(modelType) ? positive('query_pre_attn_scalar', 256) : null,
     attnSoftcap: softcap(j, modelType, 'attn_logit_softcapping', fail),
     finalSoftcap: softcap(j, modelType, 'final_logit_softcapping', fail),
@@ -323,7 +349,7 @@ export function llamaConfigFromJson(
       : null,
     ropeLayers: modelType === 'smollm3' ? ropeLayers(j, numLayers, fail) : null,
     qkvBias: modelType === 'qwen2' || attentionBias,
-    oBias: modelType !== 'qwen2' && attentionBias,
+    oBias: modelType !== 'qwen2' && !glm && attentionBias, // GLM's o_proj: never
     mlpBias:
       (modelType === 'llama' || granite || modelType === 'smollm3') && flag('mlp_bias', false),
     qkNorm: modelType === 'qwen3' || gemma3 ? 'head' : modelType === 'olmo2' ? 'all' : null,
@@ -396,7 +422,10 @@ export function llamaConfigToJson(
     torch_dtype: 'float32',
     use_cache: true,
   };
-  if (c.modelType !== 'mistral' && c.modelType !== 'qwen2') json.attention_bias = c.oBias;
+  // GLM's attention_bias is its q/k/v bias (o_proj has none); elsewhere o_proj's goes with q/k/v's.
+  if (c.modelType !== 'mistral' && c.modelType !== 'qwen2')
+    json.attention_bias = isGlm(c.modelType) ? c.qkvBias : c.oBias;
+  if (isGlm(c.modelType)) json.partial_rotary_factor = c.partialRotaryFactor;
   if (c.modelType === 'gemma2' || c.modelType === 'gemma3_text') {
     Object.assign(json, {
       query_pre_attn_scalar: c.queryPreAttnScalar,

@@ -1,5 +1,5 @@
 // The Llama family (families.ts registers it for llama, mistral, qwen2,
-// qwen3, gemma, gemma2, gemma3_text, granite, smollm3, phi3 and olmo2): config, weights under Hugging Face
+// qwen3, gemma, gemma2, gemma3_text, granite, smollm3, phi3, olmo2, glm and glm4): config, weights under Hugging Face
 // names, nn.Linear layers.
 import type { ModelFamily } from '../causal-lm.js';
 import { readWeightsFolder } from '../weights-folder.js';
@@ -26,7 +26,7 @@ export const llamaFamily: ModelFamily<LlamaConfig> = {
   name: 'Llama',
   // PEFT's defaults: q_proj and v_proj; Phi-3's fused layers, all four.
   defaultTargets: (config) =>
-    config.arch.fusedProjections
+    config.arch.fusedQkv
       ? ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj']
       : ['q_proj', 'v_proj'],
   readConfig: (json, modelType, source) =>

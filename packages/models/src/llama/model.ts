@@ -10,7 +10,8 @@
 // the embeddings, scores, branch outputs and logits; SmolLM3: layers
 // without the rotary embedding; Phi-3: fused q/k/v and gate/up projections,
 // LongRoPE, a partial rotation; OLMo 2: norms after attention and MLP
-// only, q/k norms over all heads), a tied or untied head. Every nn.Linear is
+// only, q/k norms over all heads; GLM: adjacent-pair rotation, fused
+// gate_up_proj, GLM-4-0414's four norms), a tied or untied head. Every nn.Linear is
 // a LoraLinear ([out, in] weights) named by its PEFT module path.
 import {
   LoraEmbedding,
@@ -46,23 +47,24 @@ import {
   LM_HEAD,
   layerLinearLayers,
   layerLinears,
+  layerNormNames,
   llamaWeightShapes,
-  preMlpNorm,
 } from './weights.js';
 import { countElements, readNamedWeights } from '../weight-values.js';
 import type { ScheduledStepRecipe } from '../scheduled-step.js';
 import { llamaScheduledStep } from './scheduled.js';
 
 export interface LlamaLayer {
-  inputNorm: tf.Variable<tf.Rank.R1> | null; // [C]; null: OLMo 2 (no norm before attention)
+  /** The RMSNorms [C] by role (weights.ts layerNormNames); null where the layer has none. */
+  inputNorm: tf.Variable<tf.Rank.R1> | null; // before attention; null: OLMo 2
   /** q_proj [C] -> [H D], k_proj and v_proj [C] -> [Hkv D]; or Phi-3's one qkv_proj [C] -> [(H + 2 Hkv) D]. */
   qkvProj: LoraLinear[];
   oProj: LoraLinear; // [H D] -> [C]
   qNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3, Gemma 3; [H D], OLMo 2
   kNorm: tf.Variable<tf.Rank.R1> | null; // [D]; [Hkv D], OLMo 2
-  postNorm: tf.Variable<tf.Rank.R1>; // [C]: post_attention_layernorm (Gemma 2, 3, OLMo 2: of the attention output)
-  preFfNorm: tf.Variable<tf.Rank.R1> | null; // [C], Gemma 3
-  postFfNorm: tf.Variable<tf.Rank.R1> | null; // [C], Gemma 3
+  attnOutNorm: tf.Variable<tf.Rank.R1> | null; // of the attention output: Gemma 2, 3, OLMo 2, GLM-4
+  preMlpNorm: tf.Variable<tf.Rank.R1> | null; // before the MLP; null: OLMo 2
+  mlpOutNorm: tf.Variable<tf.Rank.R1> | null; // of the MLP output: Gemma 2, 3, OLMo 2, GLM-4
   /** gate_proj and up_proj [C] -> [F]; or Phi-3's one gate_up_proj [C] -> [2 F]. */
   gateUpProj: LoraLinear[];
   downProj: LoraLinear; // [F] -> [C]
@@ -150,19 +152,22 @@ export class LlamaModel implements CausalLM {
         layerLinears(config).map((m) => [m.name, linear(`${p}.${m.name}`, m.bias)]),
       );
       const norm = (name: string) => variable(`${p}.${name}.weight`) as tf.Variable<tf.Rank.R1>;
-      const fused = config.fusedProjections;
+      const names = layerNormNames(config);
+      const roleNorm = (name: string | null) => (name === null ? null : norm(name));
       this.layers.push({
-        inputNorm: config.preNorms ? norm('input_layernorm') : null,
-        qkvProj: fused
+        inputNorm: roleNorm(names.input),
+        qkvProj: config.fusedQkv
           ? [l['self_attn.qkv_proj']!]
           : [l['self_attn.q_proj']!, l['self_attn.k_proj']!, l['self_attn.v_proj']!],
         oProj: l['self_attn.o_proj']!,
         qNorm: config.qkNorm ? norm('self_attn.q_norm') : null,
         kNorm: config.qkNorm ? norm('self_attn.k_norm') : null,
-        postNorm: norm('post_attention_layernorm'),
-        preFfNorm: config.preNorms && config.postNorms ? norm('pre_feedforward_layernorm') : null,
-        postFfNorm: config.postNorms ? norm('post_feedforward_layernorm') : null,
-        gateUpProj: fused ? [l['mlp.gate_up_proj']!] : [l['mlp.gate_proj']!, l['mlp.up_proj']!],
+        attnOutNorm: roleNorm(names.attnOut),
+        preMlpNorm: roleNorm(names.preMlp),
+        mlpOutNorm: roleNorm(names.mlpOut),
+        gateUpProj: config.fusedGateUp
+          ? [l['mlp.gate_up_proj']!]
+          : [l['mlp.gate_proj']!, l['mlp.up_proj']!],
         downProj: l['mlp.down_proj']!,
       });
     }
@@ -175,7 +180,7 @@ export class LlamaModel implements CausalLM {
   /** Every RMSNorm weight. */
   private norms(): tf.Variable<tf.Rank.R1>[] {
     const perLayer = this.layers.flatMap((l) => [
-      ...[l.inputNorm, l.postNorm, l.qNorm, l.kNorm, l.preFfNorm, l.postFfNorm],
+      ...[l.inputNorm, l.attnOutNorm, l.qNorm, l.kNorm, l.preMlpNorm, l.mlpOutNorm],
     ]);
     return [...perLayer, this.norm].filter((v): v is tf.Variable<tf.Rank.R1> => v !== null);
   }
@@ -196,10 +201,14 @@ export class LlamaModel implements CausalLM {
     if (this.lmHead) byName.set(LM_HEAD, this.lmHead);
     this.layers.forEach((l, i) => {
       const p = `model.layers.${i}`;
-      if (l.inputNorm) byName.set(`${p}.input_layernorm.weight`, l.inputNorm);
-      byName.set(`${p}.post_attention_layernorm.weight`, l.postNorm);
-      if (l.preFfNorm) byName.set(`${p}.pre_feedforward_layernorm.weight`, l.preFfNorm);
-      if (l.postFfNorm) byName.set(`${p}.post_feedforward_layernorm.weight`, l.postFfNorm);
+      const names = layerNormNames(this.config);
+      const roles = [
+        [names.input, l.inputNorm],
+        [names.attnOut, l.attnOutNorm],
+        [names.preMlp, l.preMlpNorm],
+        [names.mlpOut, l.mlpOutNorm],
+      ] as const;
+      for (const [name, v] of roles) if (name && v) byName.set(`${p}.${name}.weight`, v);
       if (l.qNorm) byName.set(`${p}.self_attn.q_norm.weight`, l.qNorm);
       if (l.kNorm) byName.set(`${p}.self_attn.k_norm.weight`, l.kNorm);
     });
@@ -296,7 +305,7 @@ export class LlamaModel implements CausalLM {
     const biasOf = (w: number | null) => biases.get(w) ?? biases.set(w, pass.bias(w)).get(w)!;
     // Gemma 2 and 3: a norm of each branch's output before its residual add; Granite: a multiplier.
     const branch = (out: tf.Tensor, norm: tf.Variable<tf.Rank.R1> | null) => {
-      const y = c.postNorms && norm ? this.rmsNorm(out, norm) : out;
+      const y = this.normed(out, norm);
       return c.residualMultiplier === 1 ? y : tf.mul(y, c.residualMultiplier);
     };
     const layers: LayerKv[] = [];
@@ -305,14 +314,14 @@ export class LlamaModel implements CausalLM {
       const bias = biasOf(layerWindow(c, i));
       const a = this.attention(layer, this.normed(x, layer.inputNorm), pass, bias, i, seed);
       layers.push(a.kv);
-      x = tf.add(x, branch(a.y, layer.postNorm));
-      const h = this.normed(x, preMlpNorm(c, layer));
+      x = tf.add(x, branch(a.y, layer.attnOutNorm));
+      const h = this.normed(x, layer.preMlpNorm);
       const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
       // gate and up [B, T, F] each; Phi-3's gate_up_proj gives [B, T, 2F], chunked in two.
       const parts = layer.gateUpProj.map((p, j) => p.forward(h, lora(4 + j)));
       const [gate, up] = parts.length === 2 ? parts : tf.split(parts[0]!, 2, -1);
       const act = gated(c.mlpActivation, gate!, up!); // silu or gelu_tanh (Gemma) of gate, times up
-      x = tf.add(x, branch(layer.downProj.forward(act, lora(6)), layer.postFfNorm));
+      x = tf.add(x, branch(layer.downProj.forward(act, lora(6)), layer.mlpOutNorm));
     });
     return { x, layers };
   }
@@ -325,7 +334,14 @@ export class LlamaModel implements CausalLM {
       positions.reduce((a, b) => Math.max(a, b), 0),
     );
     return {
-      rotary: rotaryTables(this.invFreq, positions, B, T, rotaryScale(this.config)),
+      rotary: rotaryTables(
+        this.invFreq,
+        positions,
+        B,
+        T,
+        rotaryScale(this.config),
+        this.config.rotaryInterleaved,
+      ),
       localRotary: local === null ? null : rotaryTables(local, positions, B, T),
     };
   }
@@ -385,7 +401,8 @@ export class LlamaModel implements CausalLM {
     const sliding = c.slidingLayers?.[index] === true;
     const { cos, sin } = sliding && pass.localRotary ? pass.localRotary : pass.rotary;
     // SmolLM3's NoPE layers leave q and k unrotated.
-    const rotate = (t: tf.Tensor4D) => (layerRotates(c, index) ? applyRotary(t, cos, sin) : t);
+    const rotate = (t: tf.Tensor4D) =>
+      layerRotates(c, index) ? applyRotary(t, cos, sin, c.rotaryInterleaved) : t;
     // q [B, T, H D], k and v [B, T, Hkv D]; Phi-3's qkv_proj gives them side by side.
     const parts = layer.qkvProj.map((p, j) => p.forward(x, lora(j)));
     const [qx, kx, vx] =

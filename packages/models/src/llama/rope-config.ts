@@ -76,11 +76,13 @@ export function ropeFromJson(
       fail(`rope_theta is ${JSON.stringify(v)}, expected a positive number`);
     return v as number;
   };
+  // GlmConfig's default rotates half of each head.
+  const glm = modelType === 'glm' || modelType === 'glm4';
   const partialRotaryFactor = partialRotary(
-    global.partial_rotary_factor ?? j.partial_rotary_factor,
+    global.partial_rotary_factor ?? j.partial_rotary_factor ?? (glm ? 0.5 : 1),
   );
   const rotaryDim = Math.trunc(context.headDim * partialRotaryFactor);
-  if (partialRotaryFactor !== 1 && modelType !== 'phi3')
+  if (partialRotaryFactor !== 1 && modelType !== 'phi3' && !glm)
     fail(`partial_rotary_factor ${partialRotaryFactor} is not supported for ${modelType} (only 1)`);
   if (rotaryDim < 2 || rotaryDim % 2 !== 0)
     fail(

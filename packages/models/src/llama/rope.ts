@@ -3,7 +3,8 @@
 // theta^(-2i/R), adjusted by rope_scaling, and the rotate-half convention:
 // x * cos + rotate_half(x) * sin, with cos/sin = cat(freqs, freqs). R is the
 // head width D, or with Phi-3's partial_rotary_factor its leading R dims
-// (the rest pass unrotated); LongRoPE also scales cos and sin.
+// (the rest pass unrotated); LongRoPE and YaRN also scale cos and sin. GLM
+// turns adjacent pairs instead (interleaved: cos = repeat_interleave(freqs, 2)).
 import { tf } from '@lorafleet/core';
 import { type LlamaConfig, type RopeScaling, rotaryDim } from './config.js';
 
@@ -69,17 +70,22 @@ export function rotaryTables(
   B: number,
   T: number,
   scale = 1,
+  interleaved = false,
 ): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
-  const { cos, sin } = rotaryValues(invFreq, positions, scale);
+  const { cos, sin } = rotaryValues(invFreq, positions, scale, interleaved);
   const R = 2 * invFreq.length;
   return { cos: tf.tensor4d(cos, [B, 1, T, R]), sin: tf.tensor4d(sin, [B, 1, T, R]) };
 }
 
-/** The values of rotaryTables: [positions.length, R] each, row-major, times `scale`. */
+/**
+ * The values of rotaryTables: [positions.length, R] each, row-major, times
+ * `scale`; frequency i at dims i and i + R/2, or (`interleaved`) 2i and 2i + 1.
+ */
 export function rotaryValues(
   invFreq: Float64Array,
   positions: Int32Array,
   scale = 1,
+  interleaved = false,
 ): { cos: Float32Array; sin: Float32Array } {
   const half = invFreq.length;
   const D = 2 * half;
@@ -90,8 +96,9 @@ export function rotaryValues(
     for (let i = 0; i < half; i++) {
       const angle = p * invFreq[i]!;
       const [c, s] = [Math.cos(angle) * scale, Math.sin(angle) * scale];
-      cos[n * D + i] = cos[n * D + half + i] = c;
-      sin[n * D + i] = sin[n * D + half + i] = s;
+      const [j, k] = interleaved ? [2 * i, 2 * i + 1] : [i, half + i];
+      cos[n * D + j] = cos[n * D + k] = c;
+      sin[n * D + j] = sin[n * D + k] = s;
     }
   }
   return { cos, sin };
@@ -100,14 +107,32 @@ export function rotaryValues(
 /**
  * x [B, H, T, D] rotated: x * cos + rotate_half(x) * sin, rotate_half(x) =
  * cat(-x2, x1), over its leading R dims (cos, sin [.., T, R]); the rest pass.
+ * `interleaved` (GLM): rotate_half of each pair (x0, x1) is (-x1, x0).
  */
-export function applyRotary(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+export function applyRotary(
+  x: tf.Tensor4D,
+  cos: tf.Tensor4D,
+  sin: tf.Tensor4D,
+  interleaved = false,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const [D, R] = [x.shape[3], cos.shape[3]];
     const [rot, pass] = R === D ? [x, null] : tf.split(x, [R, D - R], 3);
-    const [x1, x2] = tf.split(rot!, 2, 3);
-    const rotated = tf.concat([tf.neg(x2!), x1!], 3);
+    const rotated = interleaved ? rotatePairs(rot!) : rotateHalf(rot!);
     const y = tf.add(tf.mul(rot!, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
     return pass === null ? y : (tf.concat([y, pass], 3) as tf.Tensor4D);
   });
+}
+
+/** cat(-x2, x1) of the halves of the last axis. */
+function rotateHalf(x: tf.Tensor): tf.Tensor {
+  const [x1, x2] = tf.split(x, 2, -1);
+  return tf.concat([tf.neg(x2!), x1!], -1);
+}
+
+/** (-x1, x0) of each adjacent pair of the last axis. */
+function rotatePairs(x: tf.Tensor): tf.Tensor {
+  const pairs = x.reshape([-1, 2]); // [..., 2]: rank 2 keeps tfjs's gradients simple
+  const [even, odd] = tf.split(pairs, 2, 1);
+  return tf.concat([tf.neg(odd!), even!], 1).reshape(x.shape);
 }

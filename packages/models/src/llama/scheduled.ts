@@ -1,5 +1,5 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
-// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3, OLMo 2):
+// Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3, OLMo 2, GLM):
 // model.ts's forward and backward as explicit kernels, for the linear layers' adapters, with LoRA and attention dropout
 // (the tape's masks) and Mistral's sliding window. Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
@@ -22,7 +22,7 @@ import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../sc
 import { headAndLoss } from '../scheduled-head.js';
 import { attentionScale, layerRotates, layerWindow, rotaryDim } from './config.js';
 import type { LlamaModel } from './model.js';
-import { layerLinearLayers, preMlpNorm } from './weights.js';
+import { layerLinearLayers } from './weights.js';
 import { inverseFrequencies, rotaryScale, rotaryValues } from './rope.js';
 
 type Info = tf.TensorInfo;
@@ -97,7 +97,7 @@ function branchOut(
 ): { y: Info; norm: BranchNorm | null } {
   const r = m.config.residualMultiplier;
   const scaled = (t: Info) => (r === 1 ? t : ops.scale(t, r));
-  if (!m.config.postNorms || !w) return { y: scaled(y), norm: null };
+  if (!w) return { y: scaled(y), norm: null };
   const n = ops.norm(y, m.normGamma(w), null, eps, 'rms');
   return { y: scaled(n.y), norm: { x: y, n, w } };
 }
@@ -169,7 +169,8 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
     [qIn, kIn] = [view(qn.y, [N, H * D]), view(kn.y, [N, Hkv * D])];
   }
   const { cos, sin } = rotation(m, i, s);
-  const rotate = (t: Info) => (layerRotates(m.config, i) ? ops.rope(t, cos, sin) : t); // SmolLM3's NoPE
+  const pairs = m.config.rotaryInterleaved; // GLM
+  const rotate = (t: Info) => (layerRotates(m.config, i) ? ops.rope(t, cos, sin, false, pairs) : t); // SmolLM3's NoPE
   const qh = rotate(ops.heads(qIn, B, H, T, D, first[0]!)); // [B*H, T, D]
   const kh = rotate(ops.heads(kIn, B, H, T, D, first[1]!, H / Hkv));
   const vh = ops.heads(vIn, B, H, T, D, first[2]!, H / Hkv);
@@ -177,9 +178,9 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   const window = layerWindow(m.config, i) ?? 0;
   const attn = ops.attention(qh, kh, vh, s.scale, probsDrop, window, m.config.attnSoftcap ?? 0);
   const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T), seed(3)); // [N, C]
-  const oOut = branchOut(ops, m, o.y, l.postNorm, eps);
+  const oOut = branchOut(ops, m, o.y, l.attnOutNorm, eps);
   const mid = ops.add(x, oOut.y);
-  const n2 = normIn(ops, m, mid, preMlpNorm(m.config, l), eps);
+  const n2 = normIn(ops, m, mid, l.preMlpNorm, eps);
   const gateUp = l.gateUpProj.map((p, j) => linear(ops, io, p, n2.y, seed(4 + j)));
   const F = m.config.intermediateSize;
   // [N, F] each; Phi-3: the halves of one [N, 2F].
@@ -189,7 +190,7 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
       : [ops.columns(gateUp[0]!.y, 0, F), ops.columns(gateUp[0]!.y, F, F)];
   const act = ops.gated(m.config.mlpActivation, gateY!, upY!); // [N, F]
   const down = linear(ops, io, l.downProj, act, seed(6)); // [N, C]
-  const downOut = branchOut(ops, m, down.y, l.postFfNorm, eps);
+  const downOut = branchOut(ops, m, down.y, l.mlpOutNorm, eps);
   const saved: LayerSaved = {
     ...{ x, n1: n1.n, qkv: qkv.map((p) => p.saved), qk, attn, o: o.saved, mid, n2: n2.n },
     ...{ gateUp: gateUp.map((p) => p.saved), gateY: gateY!, upY: upY!, down: down.saved },
@@ -218,7 +219,9 @@ function attentionInputsGrad(
   const N = B * T;
   const { dq, dk, dv } = ops.attentionGrad(sv.attn, dO, s.scale);
   const { cos, sin } = rotation(m, i, s);
-  const unrotate = (t: Info) => (layerRotates(m.config, i) ? ops.rope(t, cos, sin, true) : t);
+  const pairs = m.config.rotaryInterleaved;
+  const unrotate = (t: Info) =>
+    layerRotates(m.config, i) ? ops.rope(t, cos, sin, true, pairs) : t;
   let dQ = ops.mergeHeads([unrotate(dq)], B, H, T); // [N, H*D]
   let dK = ops.mergeHeads([unrotate(dk)], B, Hkv, T, H / Hkv); // [N, Hkv*D]
   const dV = ops.mergeHeads([dv], B, Hkv, T, H / Hkv);
@@ -277,7 +280,7 @@ function layerBackward(
     l.gateUpProj.map((p, j) => linearGrad(ops, io, p, dGateUp[j]!, sv.gateUp[j]!, grads, below)),
   );
   if (!dN2) return null;
-  const dMid = ops.add(dOut, normInGrad(ops, m, sv.mid, sv.n2, preMlpNorm(m.config, l), dN2));
+  const dMid = ops.add(dOut, normInGrad(ops, m, sv.mid, sv.n2, l.preMlpNorm, dN2));
   // Attention branch: mid = x + o(merge(attention(rope(q), rope(k), v))).
   const dMerged = linearGrad(
     ops,
@@ -310,7 +313,12 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
       const positions = Int32Array.from({ length: io.seq }, (_, t) => t);
       const rotary = (theta: number, scaled: boolean): Rotation => {
         const cfg = { ...c, ropeTheta: theta, ropeScaling: scaled ? c.ropeScaling : null };
-        const tables = rotaryValues(inverseFrequencies(cfg), positions, rotaryScale(cfg));
+        const tables = rotaryValues(
+          inverseFrequencies(cfg),
+          positions,
+          rotaryScale(cfg),
+          c.rotaryInterleaved,
+        );
         const [cos, sin] = [tables.cos, tables.sin].map((t) =>
           ops.rec.constant(t, [io.seq, rotaryDim(c)]),
         );
@@ -354,6 +362,6 @@ function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): st
   const c = m.config;
   if (c.numHeads % c.numKvHeads !== 0)
     return `${c.numHeads} attention heads do not divide into ${c.numKvHeads} key/value heads`;
-  if (c.fusedProjections && c.qkNorm) return 'q/k norms on a fused qkv_proj are not scheduled';
+  if (c.fusedQkv && c.qkNorm) return 'q/k norms on a fused qkv_proj are not scheduled';
   return adaptersUnsupported(m.linears(), m.embeddings(), params);
 }

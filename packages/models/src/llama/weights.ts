@@ -1,7 +1,7 @@
 // The tensors of a Llama-family model under Hugging Face's names
 // (model.layers.N.self_attn.q_proj.weight, ...): shapes, the linear layers by
 // PEFT module path, and random weights as transformers initialises them.
-import { type LoraLinear, Rng, type tf } from '@lorafleet/core';
+import { type LoraLinear, Rng } from '@lorafleet/core';
 import type { LinearModule, WeightMap } from '../causal-lm.js';
 import type { LlamaConfig } from './config.js';
 import type { LlamaLayer } from './model.js';
@@ -12,38 +12,71 @@ export const LM_HEAD = 'lm_head.weight';
 
 /**
  * The linear layers of one decoder layer: PEFT name -> [out, in] and whether
- * it has a bias. Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj.
+ * it has a bias. Phi-3 fuses q/k/v into qkv_proj, Phi-3 and GLM gate/up into
+ * gate_up_proj (without biases).
  */
 export function layerLinears(
   c: LlamaConfig,
 ): { name: string; out: number; in: number; bias: boolean }[] {
   const [C, F] = [c.hiddenSize, c.intermediateSize];
   const [q, kv] = [c.numHeads * c.headDim, c.numKvHeads * c.headDim];
-  if (c.fusedProjections)
-    return [
-      { name: 'self_attn.qkv_proj', out: q + 2 * kv, in: C, bias: false },
-      { name: 'self_attn.o_proj', out: C, in: q, bias: false },
-      { name: 'mlp.gate_up_proj', out: 2 * F, in: C, bias: false },
-      { name: 'mlp.down_proj', out: C, in: F, bias: false },
-    ];
+  const attention = c.fusedQkv
+    ? [{ name: 'self_attn.qkv_proj', out: q + 2 * kv, in: C, bias: false }]
+    : [
+        { name: 'self_attn.q_proj', out: q, in: C, bias: c.qkvBias },
+        { name: 'self_attn.k_proj', out: kv, in: C, bias: c.qkvBias },
+        { name: 'self_attn.v_proj', out: kv, in: C, bias: c.qkvBias },
+      ];
+  const gateUp = c.fusedGateUp
+    ? [{ name: 'mlp.gate_up_proj', out: 2 * F, in: C, bias: false }]
+    : [
+        { name: 'mlp.gate_proj', out: F, in: C, bias: c.mlpBias },
+        { name: 'mlp.up_proj', out: F, in: C, bias: c.mlpBias },
+      ];
   return [
-    { name: 'self_attn.q_proj', out: q, in: C, bias: c.qkvBias },
-    { name: 'self_attn.k_proj', out: kv, in: C, bias: c.qkvBias },
-    { name: 'self_attn.v_proj', out: kv, in: C, bias: c.qkvBias },
+    ...attention,
     { name: 'self_attn.o_proj', out: C, in: q, bias: c.oBias },
-    { name: 'mlp.gate_proj', out: F, in: C, bias: c.mlpBias },
-    { name: 'mlp.up_proj', out: F, in: C, bias: c.mlpBias },
+    ...gateUp,
     { name: 'mlp.down_proj', out: C, in: F, bias: c.mlpBias },
   ];
 }
 
+/** A decoder layer's RMSNorms by role, under their Hugging Face names; null: the layer has none. */
+export interface LayerNormNames {
+  /** Before attention. */
+  input: string | null;
+  /** Of the attention output, before its residual add. */
+  attnOut: string | null;
+  /** Before the MLP. */
+  preMlp: string | null;
+  /** Of the MLP output, before its residual add. */
+  mlpOut: string | null;
+}
+
 /**
- * The norm before a layer's MLP: post_attention_layernorm, Gemma 2's and 3's
- * pre_feedforward_layernorm, or none (OLMo 2, whose post_attention_layernorm
- * norms the attention output).
+ * Llama: input_layernorm and post_attention_layernorm (before the MLP, for
+ * all its name). Gemma 2 and 3 add norms of both outputs, so the MLP's is
+ * pre_feedforward_layernorm; OLMo 2 has the output norms only; GLM-4 names
+ * its four norms its own way.
  */
-export function preMlpNorm(c: LlamaConfig, l: LlamaLayer): tf.Variable<tf.Rank.R1> | null {
-  return !c.preNorms ? null : c.postNorms ? l.preFfNorm : l.postNorm;
+export function layerNormNames(c: LlamaConfig): LayerNormNames {
+  if (c.modelType === 'glm4')
+    return {
+      input: 'input_layernorm',
+      attnOut: 'post_self_attn_layernorm',
+      preMlp: 'post_attention_layernorm',
+      mlpOut: 'post_mlp_layernorm',
+    };
+  return {
+    input: c.preNorms ? 'input_layernorm' : null,
+    attnOut: c.postNorms ? 'post_attention_layernorm' : null,
+    preMlp: !c.preNorms
+      ? null
+      : c.postNorms
+        ? 'pre_feedforward_layernorm'
+        : 'post_attention_layernorm',
+    mlpOut: c.postNorms ? 'post_feedforward_layernorm' : null,
+  };
 }
 
 /** One built layer's linear layers, in layerLinears' order. */
@@ -57,7 +90,8 @@ export function llamaWeightShapes(c: LlamaConfig): Map<string, number[]> {
   const shapes = new Map<string, number[]>([[EMBED, [c.vocabSize, C]]]);
   for (let i = 0; i < c.numLayers; i++) {
     const p = `model.layers.${i}`;
-    if (c.preNorms) shapes.set(`${p}.input_layernorm.weight`, [C]);
+    const norms = layerNormNames(c);
+    if (norms.input) shapes.set(`${p}.${norms.input}.weight`, [C]);
     // q/k norms over a head (D), or OLMo 2's over all heads (H D, Hkv D).
     const [qNorm, kNorm] =
       c.qkNorm === 'all'
@@ -71,9 +105,8 @@ export function llamaWeightShapes(c: LlamaConfig): Map<string, number[]> {
         shapes.set(`${p}.self_attn.k_norm.weight`, [kNorm]);
       }
     }
-    shapes.set(`${p}.post_attention_layernorm.weight`, [C]);
-    if (c.preNorms && c.postNorms) shapes.set(`${p}.pre_feedforward_layernorm.weight`, [C]);
-    if (c.postNorms) shapes.set(`${p}.post_feedforward_layernorm.weight`, [C]);
+    for (const name of [norms.attnOut, norms.preMlp, norms.mlpOut])
+      if (name) shapes.set(`${p}.${name}.weight`, [C]);
   }
   shapes.set(FINAL_NORM, [C]);
   if (!c.tieWordEmbeddings) shapes.set(LM_HEAD, [c.vocabSize, C]);

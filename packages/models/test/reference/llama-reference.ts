@@ -1,7 +1,8 @@
 // An independent float64 Llama-family model, written from Hugging Face
 // transformers' modeling_llama.py / modeling_mistral.py / modeling_qwen2.py /
 // modeling_qwen3.py / modeling_gemma.py / modeling_gemma2.py / modeling_gemma3.py /
-// modular_granite.py / modular_smollm3.py / modeling_phi3.py / modular_olmo2.py and
+// modular_granite.py / modular_smollm3.py / modeling_phi3.py / modular_olmo2.py /
+// modular_glm.py / modular_glm4.py and
 // modeling_rope_utils.py (eval mode), and PEFT's LoRA
 // for nn.Linear, to check the tfjs models against. It reads the same files a
 // Python user would (config.json, model.safetensors or its shards and index,
@@ -28,8 +29,14 @@ export interface ReferenceLlamaConfig {
   /** max_position_embeddings and Phi-3's original_max_position_embeddings (LongRoPE's attention factor). */
   maxPositions: number;
   originalMaxPositions: number;
-  /** Phi3Attention's qkv_proj ([q | k | v] rows) and Phi3MLP's gate_up_proj ([gate | up], chunk(2)). */
-  fused: boolean;
+  /** Phi3Attention's qkv_proj ([q | k | v] rows). */
+  fusedQkv: boolean;
+  /** Phi3MLP's gate_up_proj ([gate | up], chunk(2)): Phi-3's and GLM's. */
+  fusedGateUp: boolean;
+  /** GLM's apply_rotary_pos_emb: adjacent pairs (x0, x1) turn, cos and sin repeat_interleave'd. */
+  ropePairs: boolean;
+  /** Glm4DecoderLayer's norm names (post_self_attn_layernorm, post_attention_layernorm before the MLP, post_mlp_layernorm). */
+  glm4Names: boolean;
   /** q/k/v bias and o bias, as each modeling file builds its nn.Linear layers. */
   qkvBias: boolean;
   oBias: boolean;
@@ -91,6 +98,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const granite = type === 'granite';
   const smol = type === 'smollm3';
   const phi3 = type === 'phi3';
+  const glm = type === 'glm' || type === 'glm4';
   const olmo2 = type === 'olmo2';
   const multiplier = (k: string) => (granite ? n(k, 1) : 1);
   // Gemma2Config's defaults: 50 and 30 (null turns them off).
@@ -102,8 +110,12 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   // Gemma 3 under v5: one rope object per layer type.
   const rope = raw && 'full_attention' in raw ? (raw.full_attention as Json) : raw;
   const localRope = raw && 'sliding_attention' in raw ? (raw.sliding_attention as Json) : null;
-  const headDim = typeof j.head_dim === 'number' ? j.head_dim : gemma ? 256 : hidden / heads;
-  const partial = (rope?.partial_rotary_factor ?? j.partial_rotary_factor ?? 1) as number;
+  const headDim =
+    typeof j.head_dim === 'number' ? j.head_dim : gemma ? 256 : glm ? 128 : hidden / heads;
+  // GlmConfig: partial_rotary_factor 0.5 when absent.
+  const partial = (rope?.partial_rotary_factor ??
+    j.partial_rotary_factor ??
+    (glm ? 0.5 : 1)) as number;
   return {
     modelType: type,
     vocabSize: n('vocab_size'),
@@ -112,7 +124,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     heads,
     // GemmaConfig's defaults: 16 key/value heads of 256 (Gemma3TextConfig: 4).
     // SmolLM3Config's: 4.
-    kvHeads: n('num_key_value_heads', gemma3 || gemma2 || smol ? 4 : gemma ? 16 : heads),
+    kvHeads: n('num_key_value_heads', gemma3 || gemma2 || smol ? 4 : gemma ? 16 : glm ? 2 : heads),
     headDim,
     rotaryDim: Math.trunc(headDim * partial),
     maxPositions: n('max_position_embeddings', 4096),
@@ -120,15 +132,21 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
       'original_max_position_embeddings',
       (rope?.original_max_position_embeddings as number | undefined) ?? 4096,
     ),
-    fused: phi3,
-    eps: n('rms_norm_eps', phi3 || olmo2 ? 1e-5 : 1e-6),
+    fusedQkv: phi3,
+    fusedGateUp: phi3 || glm,
+    ropePairs: glm,
+    glm4Names: type === 'glm4',
+    eps: n('rms_norm_eps', phi3 || olmo2 ? 1e-5 : glm ? 1.5625e-7 : 1e-6),
     // transformers v5: rope_parameters, replaced by a legacy rope_scaling; rope_theta fills in.
     ropeTheta:
       typeof rope?.rope_theta === 'number'
         ? rope.rope_theta
         : n('rope_theta', gemma3 ? 1e6 : smol ? 2e6 : 10000),
     ropeScaling: rope,
-    qkvBias: type === 'qwen2' || (type !== 'mistral' && attentionBias),
+    // GlmConfig: attention_bias true when absent (q/k/v only; GlmAttention's o_proj has none).
+    qkvBias:
+      type === 'qwen2' ||
+      (type !== 'mistral' && (attentionBias || (glm && j.attention_bias === undefined))),
     oBias: (type === 'llama' || type === 'qwen3' || gemma) && attentionBias,
     mlpBias: (type === 'llama' || granite || smol) && j.mlp_bias === true,
     qkNorm: type === 'qwen3' || gemma3 || olmo2,
@@ -146,7 +164,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
           ? 4096
           : (j.sliding_window as number | null),
     gemma,
-    sandwich: gemma3 || gemma2 || olmo2,
+    sandwich: gemma3 || gemma2 || olmo2 || type === 'glm4',
     queryScalar: gemma3 || gemma2 ? n('query_pre_attn_scalar', 256) : null,
     slidingLayers:
       !gemma3 && !gemma2
@@ -333,17 +351,29 @@ export function referenceRopeScale(c: ReferenceLlamaConfig): number {
   return factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(c.originalMaxPositions));
 }
 
-/** In place: the first 2 inv.length dims of each head of width D at position t rotated by rotate_half. */
-function rope(x: Float64Array, T: number, nHeads: number, D: number, inv: number[], scale: number) {
+/**
+ * In place: the first 2 inv.length dims of each head of width D at position t
+ * rotated, frequency i turning dims (i, i + half), or with `pairs` (GLM) (2i, 2i + 1).
+ */
+function rope(
+  x: Float64Array,
+  T: number,
+  nHeads: number,
+  D: number,
+  inv: number[],
+  scale: number,
+  pairs = false,
+) {
   const half = inv.length;
   for (let t = 0; t < T; t++)
     for (let h = 0; h < nHeads; h++) {
       const o = (t * nHeads + h) * D;
       for (let i = 0; i < half; i++) {
         const [cos, sin] = [Math.cos(t * inv[i]!) * scale, Math.sin(t * inv[i]!) * scale];
-        const [x1, x2] = [x[o + i]!, x[o + half + i]!];
-        x[o + i] = x1 * cos - x2 * sin;
-        x[o + half + i] = x2 * cos + x1 * sin;
+        const [a, b] = pairs ? [o + 2 * i, o + 2 * i + 1] : [o + i, o + half + i];
+        const [x1, x2] = [x[a]!, x[b]!];
+        x[a] = x1 * cos - x2 * sin;
+        x[b] = x2 * cos + x1 * sin;
       }
     }
 }
@@ -426,7 +456,7 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
     const layerInv = c.slidingLayers !== null && sliding ? localInv : inv;
     const h = c.preNorm ? norm(x, `${p}.input_layernorm.weight`, C) : x;
     const [qw, kvw] = [c.heads * c.headDim, c.kvHeads * c.headDim];
-    const qkv = c.fused
+    const qkv = c.fusedQkv
       ? chunks(linear(m, `${p}.self_attn.qkv_proj`, h, T, false), T, [qw, kvw, kvw])
       : ['q_proj', 'k_proj', 'v_proj'].map((n) =>
           linear(m, `${p}.self_attn.${n}`, h, T, c.qkvBias),
@@ -439,21 +469,25 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
     }
     if (c.ropeLayers === null || c.ropeLayers[l]) {
       const scale = layerInv === inv ? referenceRopeScale(c) : 1;
-      rope(q, T, c.heads, c.headDim, layerInv, scale);
-      rope(k, T, c.kvHeads, c.headDim, layerInv, scale);
+      rope(q, T, c.heads, c.headDim, layerInv, scale, c.ropePairs);
+      rope(k, T, c.kvHeads, c.headDim, layerInv, scale, c.ropePairs);
     }
     let o = linear(m, `${p}.self_attn.o_proj`, attention(c, q, k, v, T, window), T, c.oBias);
-    if (c.sandwich) o = norm(o, `${p}.post_attention_layernorm.weight`, C);
+    const [attnOut, mlpOut] = c.glm4Names
+      ? ['post_self_attn_layernorm', 'post_mlp_layernorm']
+      : ['post_attention_layernorm', 'post_feedforward_layernorm'];
+    if (c.sandwich) o = norm(o, `${p}.${attnOut}.weight`, C);
     x = x.map((xi, i) => xi + o[i]! * c.residualMultiplier);
-    const preMlp = c.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm';
+    const preMlp =
+      c.sandwich && !c.glm4Names ? 'pre_feedforward_layernorm' : 'post_attention_layernorm';
     const h2 = c.preNorm ? norm(x, `${p}.${preMlp}.weight`, C) : x;
     const F = (m.tensors.get(`${p}.mlp.down_proj.weight`)!.shape as number[])[1]!;
-    const [gate, up] = c.fused
+    const [gate, up] = c.fusedGateUp
       ? chunks(linear(m, `${p}.mlp.gate_up_proj`, h2, T, false), T, [F, F])
       : ['gate_proj', 'up_proj'].map((n) => linear(m, `${p}.mlp.${n}`, h2, T, c.mlpBias));
     const act = gate!.map((g, i) => (c.gemma ? geluTanh(g) : g / (1 + Math.exp(-g))) * up![i]!);
     let down = linear(m, `${p}.mlp.down_proj`, act, T, c.mlpBias);
-    if (c.sandwich) down = norm(down, `${p}.post_feedforward_layernorm.weight`, C);
+    if (c.sandwich) down = norm(down, `${p}.${mlpOut}.weight`, C);
     x = x.map((xi, i) => xi + down[i]! * c.residualMultiplier);
   }
   const hFinal = norm(x, 'model.norm.weight', C);

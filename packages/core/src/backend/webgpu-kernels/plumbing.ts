@@ -151,16 +151,27 @@ export function mergeHeadsProgram(
  * cat(-x2, x1)) over each row's first `rot` dims (the rest pass: Phi-3's
  * partial rotation), or its transpose for the gradient (`backward`):
  * dx = dy cos + rotate_half^T(dy sin), rotate_half^T(u) = cat(u2, -u1).
+ * `interleaved` (GLM): the pairs are adjacent, (x0, x1), (x2, x3), ...,
+ * rotate_half(x) = (-x1, x0, -x3, x2, ...).
  */
-export function ropeProgram(r: number, t: number, d: number, backward: boolean, rot = d) {
-  const h = rot / 2;
+export function ropeProgram(
+  r: number,
+  t: number,
+  d: number,
+  backward: boolean,
+  rot = d,
+  interleaved = false,
+) {
+  // Each element's partner is h further on in the first of a pair, h back in the second.
+  const h = interleaved ? 1 : rot / 2;
+  const first = interleaved ? 'dd % 2 == 0' : `dd < ${h}`;
   // rotate_half(x) sin at element dd, or for the gradient rotate_half^T(dy sin).
   const rotated = backward
-    ? `if (dd < ${h}) { rot = x[i + ${h}] * sin[row + ${h}]; } else { rot = -x[i - ${h}] * sin[row - ${h}]; }`
-    : `if (dd < ${h}) { rot = -x[i + ${h}] * sin[row]; } else { rot = x[i - ${h}] * sin[row]; }`;
+    ? `if (${first}) { rot = x[i + ${h}] * sin[row + ${h}]; } else { rot = -x[i - ${h}] * sin[row - ${h}]; }`
+    : `if (${first}) { rot = -x[i + ${h}] * sin[row]; } else { rot = x[i - ${h}] * sin[row]; }`;
   return {
     program: flat({
-      key: `${backward ? 'rope_grad' : 'rope'}_${h}`, // h is in the WGSL
+      key: `${backward ? 'rope_grad' : 'rope'}_${interleaved ? 'pairs' : h}`, // h is in the WGSL
       vars: ['x', 'cos', 'sin'],
       shape: [r, t, d],
       uniforms: 'seq : i32, dim : i32, rotary : i32,',

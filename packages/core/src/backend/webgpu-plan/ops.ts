@@ -186,11 +186,12 @@ export class PlanOps {
 
   /**
    * Rotary embedding of x [R, T, D] by tables [T, Rd] (Rd < D: the first Rd
-   * dims rotate, the rest pass); `backward`: its transpose (the gradient).
+   * dims rotate, the rest pass); `backward`: its transpose (the gradient);
+   * `interleaved`: adjacent pairs turn (GLM), not rotate-half's.
    */
-  rope(x: Info, cos: Info, sin: Info, backward = false): Info {
+  rope(x: Info, cos: Info, sin: Info, backward = false, interleaved = false): Info {
     const [r, t, d] = x.shape as [number, number, number];
-    const { program, uniforms } = ropeProgram(r, t, d, backward, cos.shape[1]!);
+    const { program, uniforms } = ropeProgram(r, t, d, backward, cos.shape[1]!, interleaved);
     return view(this.rec.program(program, [x, cos, sin], uniforms), [r, t, d]);
   }
 
