@@ -6,6 +6,7 @@
 // and rope_theta fills in one that lacks it. Phi-3 adds LongRoPE and a
 // partial rotation (partial_rotary_factor).
 import type { LlamaConfig, LlamaModelType, RopeScaling } from './config.js';
+import { isGlm } from './model-types.js';
 
 export interface RopeSettings {
   ropeTheta: number;
@@ -77,7 +78,7 @@ export function ropeFromJson(
     return v as number;
   };
   // GlmConfig's default rotates half of each head.
-  const glm = modelType === 'glm' || modelType === 'glm4';
+  const glm = isGlm(modelType);
   const partialRotaryFactor = partialRotary(
     global.partial_rotary_factor ?? j.partial_rotary_factor ?? (glm ? 0.5 : 1),
   );
