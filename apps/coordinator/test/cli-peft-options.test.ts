@@ -78,6 +78,17 @@ async function keysOf(adapter: string): Promise<string[]> {
   return [...file.tensors.keys()].sort();
 }
 
+/** A run with `options` stopped at step 4 and resumed ends with the uninterrupted run's adapter bytes. */
+async function expectResumesBitwise(label: string, options: string[]): Promise<void> {
+  const args = [...options, '--schedule', 'constant', '--checkpoint-every', '2'];
+  const [whole, cut] = [join(dir!, `${label}-whole`), join(dir!, `${label}-cut`)];
+  await train(whole, ...args);
+  await train(cut, ...args, '--steps', '4');
+  await train(cut, ...args, '--resume', cut);
+  const file = (d: string) => readFile(join(d, 'adapter', 'adapter_model.safetensors'));
+  expect((await file(cut)).equals(await file(whole))).toBe(true);
+}
+
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
   let max = 0;
@@ -178,14 +189,8 @@ describe('PEFT LoRA options through lorafleet train', () => {
     const after = await evalJson(['--model', merged, ...data]);
     expect(Math.abs(after.loss - adapted.loss)).toBeLessThan(1e-5);
 
-    // The magnitudes are in the checkpoint too: a resumed run ends bitwise where a whole one does.
-    const args = [...dora, '--schedule', 'constant', '--checkpoint-every', '2'];
-    const [whole, cut] = [join(dir!, 'dora-whole'), join(dir!, 'dora-cut')];
-    await train(whole, ...args);
-    await train(cut, ...args, '--steps', '4');
-    await train(cut, ...args, '--resume', cut);
-    const file = (d: string) => readFile(join(d, 'adapter', 'adapter_model.safetensors'));
-    expect((await file(cut)).equals(await file(whole))).toBe(true);
+    // The magnitudes are in the checkpoint too.
+    await expectResumesBitwise('dora', dora);
   });
 
   it('a regex target is saved as a string; layers_to_transform keeps the listed layers', async () => {
@@ -210,13 +215,7 @@ describe('PEFT LoRA options through lorafleet train', () => {
   });
 
   it('a run with the options resumes bitwise from its checkpoint (embedding, whole tensors)', async () => {
-    const args = [...OPTIONS, '--schedule', 'constant', '--checkpoint-every', '2'];
-    const [whole, cut] = [join(dir!, 'whole'), join(dir!, 'cut')];
-    await train(whole, ...args);
-    await train(cut, ...args, '--steps', '4');
-    await train(cut, ...args, '--resume', cut);
-    const file = (d: string) => readFile(join(d, 'adapter', 'adapter_model.safetensors'));
-    expect((await file(cut)).equals(await file(whole))).toBe(true);
+    await expectResumesBitwise('options', OPTIONS);
   });
 
   it("without --target, a Llama-family model gets its family's default targets", async () => {

@@ -8,6 +8,7 @@ import { deriveSeed } from '../random.js';
 import { type BaseDtype, type HalfDtype, packHalves } from './base-dtype.js';
 import { type LoraSettings, loraScaling, validateLoraSettings } from './config.js';
 import { seededDropout } from '../ops/dropout.js';
+import { doraOutput, doraRowNorms } from './dora.js';
 import { fusedLoraAvailable, fusedLoraLinear } from './fused-linear.js';
 import { type LoraInit, initLora } from './init.js';
 
@@ -309,38 +310,22 @@ export class LoraLinear {
     });
   }
 
-  /**
-   * DoRA as PEFT's DoraLinearLayer computes it: y = x W^T + b + (g - 1) x' W^T
-   * + g s x' A^T B^T, g = m / ||W + s B A|| per output (x': x after LoRA
-   * dropout). The norm is held constant in backward (the paper's section 4.3,
-   * and PEFT's detach), so m and the LoRA path get gradients, not the norm.
-   */
+  /** DoRA (dora.ts) on this layer's W, the LoRA input being x after dropout when there is one. */
   private doraForward(x2: tf.Tensor2D, xd: tf.Tensor2D | null, adapter: LoraAdapter): tf.Tensor2D {
-    const { a, b, scaling } = adapter;
-    const constantNorm = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
-      const [ia, ib] = inputs as [tf.Tensor2D, tf.Tensor2D];
-      return {
-        value: this.rowNorms(ia, ib, scaling),
-        gradFunc: () => [tf.zerosLike(ia), tf.zerosLike(ib)],
-      };
-    });
-    const g = tf.div(adapter.magnitude!, constantNorm(a, b)); // [out]
     const base = this.baseMatMul(x2); // [N, out]
     const dropped = xd ? this.baseMatMul(xd) : base;
-    const h = tf.matMul(xd ?? x2, a, false, true); // [N, r]
-    const lora = tf.mul(tf.matMul(h, b, false, true), scaling); // [N, out]
-    let y = tf.add(base, tf.add(tf.mul(tf.sub(g, 1), dropped), tf.mul(g, lora)));
+    let y = doraOutput(base, dropped, xd ?? x2, adapter, (a, b) =>
+      this.rowNorms(a, b, adapter.scaling),
+    );
     if (this.bias) y = tf.add(y, this.bias);
-    return y as tf.Tensor2D;
+    return y;
   }
 
-  /** ||W + s B A|| over each output's row [out] (PEFT's get_weight_norm). */
+  /** ||W + s B A|| over each output's row [out]. */
   private rowNorms(a: tf.Tensor2D, b: tf.Tensor2D, scaling: number): tf.Tensor1D {
     return tf.tidy(() => {
       const { w } = this.baseWeight();
-      const outIn = this.fanInFanOut ? w.transpose() : w; // [out, in]
-      const full = tf.add(outIn, tf.mul(tf.matMul(b, a), scaling));
-      return tf.sqrt(tf.sum(tf.square(full), 1)) as tf.Tensor1D;
+      return doraRowNorms(this.fanInFanOut ? w.transpose() : w, a, b, scaling);
     });
   }
 

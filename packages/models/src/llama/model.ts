@@ -247,7 +247,6 @@ export class LlamaModel implements CausalLM {
         `sequence of ${T} tokens exceeds the model's context of ${this.config.maxPositions} (max_position_embeddings)`,
       );
     }
-    longropeCheck(this.config, T - 1);
     return tf.tidy(() => {
       const positions = Int32Array.from({ length: T }, (_, t) => t);
       const { x } = this.runLayers(ids, {
