@@ -26,7 +26,9 @@ import {
   type Running,
   chaosSeed,
   checkLedger,
+  isRunning,
   killLeftovers,
+  killRun,
   rowsOf,
   runToEnd,
   signal,
@@ -38,6 +40,7 @@ import {
 // survivors run on for a few steps.
 const STEPS = 60;
 const HEARTBEAT_TIMEOUT_S = 2;
+const TEST_TIMEOUT_MS = 300_000;
 
 let dir: string;
 let model: string;
@@ -132,67 +135,82 @@ async function inject(
 }
 
 describe('chaos at scale', () => {
-  it('12 mixed faults on 3 workers: every sample once per epoch, held-out loss as without faults', async () => {
-    const args = (out: string) => [
-      'train',
-      ...['--model', model, '--data', data, '--out', out, '--workers', '3'],
-      ...['--steps', String(STEPS), '--batch-size', '6', '--lora-dropout', '0', '--lr', '1e-2'],
-      ...[
-        '--seed',
-        '5',
-        '--max-restarts',
-        '20',
-        '--heartbeat-timeout',
-        String(HEARTBEAT_TIMEOUT_S),
-      ],
-      ...['--eval-data', valid, '--eval-every', '3', '--checkpoint-every', '4'],
-    ];
-    const clean = await runToEnd(args(join(dir, 'clean')));
-    expect(clean.code, clean.output).toBe(0);
-    const rows = rowsOf(clean.output);
+  it(
+    '12 mixed faults on 3 workers: every sample once per epoch, held-out loss as without faults',
+    async () => {
+      // The chaos run is killed (and its output reported) this long after the
+      // test starts, leaving the two evaluations time within TEST_TIMEOUT_MS.
+      const deadline = Date.now() + TEST_TIMEOUT_MS - 40_000;
+      const args = (out: string) => [
+        'train',
+        ...['--model', model, '--data', data, '--out', out, '--workers', '3'],
+        ...['--steps', String(STEPS), '--batch-size', '6', '--lora-dropout', '0', '--lr', '1e-2'],
+        ...[
+          '--seed',
+          '5',
+          '--max-restarts',
+          '20',
+          '--heartbeat-timeout',
+          String(HEARTBEAT_TIMEOUT_S),
+        ],
+        ...['--eval-data', valid, '--eval-every', '3', '--checkpoint-every', '4'],
+      ];
+      const clean = await runToEnd(args(join(dir, 'clean')));
+      expect(clean.code, clean.output).toBe(0);
+      const rows = rowsOf(clean.output);
 
-    const seed = chaosSeed();
-    console.log(`chaos seed ${seed} (replay these faults with LORAFLEET_CHAOS_SEED=${seed})`);
-    const rng = new Rng(seed);
-    const random = () => rng.uniform();
-    const order = [...FAULTS].sort(() => random() - 0.5);
-    const out = join(dir, 'chaos');
-    const run = start(args(out), {
-      LORAFLEET_FAULT_STEP_DELAY_MS: '100',
-      LORAFLEET_FAULT_PAUSE: 'eval:400,checkpoint:400',
-    });
-    // A run stuck past this is a failure, reported with its output (not a bare test timeout).
-    const stuck = setTimeout(() => run.child.kill('SIGKILL'), 200_000);
-    const injected: Injected[] = [];
-    for (const [i, kind] of order.entries()) {
-      injected.push(await inject(run, out, kind, 2 + 2 * i, random));
-    }
-    const result = await run.done;
-    clearTimeout(stuck);
-    const context = `seed ${seed}, faults ${JSON.stringify(injected)}\n${result.output}`;
-    expect(result.code, context).toBe(0);
-    expect(injected).toHaveLength(12);
-    for (const f of injected.filter((f) => f.kind !== 'stop')) {
-      expect(result.output, context).toContain(`(pid ${f.pid}) lost`);
-    }
+      const seed = chaosSeed();
+      console.log(`chaos seed ${seed} (replay these faults with LORAFLEET_CHAOS_SEED=${seed})`);
+      const rng = new Rng(seed);
+      const random = () => rng.uniform();
+      const order = [...FAULTS].sort(() => random() - 0.5);
+      const out = join(dir, 'chaos');
+      const run = start(args(out), {
+        LORAFLEET_FAULT_STEP_DELAY_MS: '100',
+        LORAFLEET_FAULT_PAUSE: 'eval:400,checkpoint:400',
+      });
+      // A run stuck past the deadline is a failure, reported with its output
+      // (the pending wait throws it), not a bare test timeout.
+      const stuck = setTimeout(() => {
+        console.error(`chaos seed ${seed}: the run is still going at the deadline; killed`);
+        killRun(run);
+      }, deadline - Date.now());
+      const injected: Injected[] = [];
+      for (const [i, kind] of order.entries()) {
+        injected.push(await inject(run, out, kind, 2 + 2 * i, random));
+      }
+      const result = await run.done;
+      clearTimeout(stuck);
+      const context = `seed ${seed}, faults ${JSON.stringify(injected)}\n${result.output}`;
+      expect(result.code, context).toBe(0);
+      expect(injected).toHaveLength(12);
+      // No worker outlives the run (an evicted, a respawned one included).
+      await expect
+        .poll(() => run.workerPids().filter(isRunning), { timeout: 5_000, message: context })
+        .toEqual([]);
+      for (const f of injected.filter((f) => f.kind !== 'stop')) {
+        expect(result.output, context).toContain(`(pid ${f.pid}) lost`);
+      }
 
-    const summary = await readJson<{ steps: number; faults: { workersLost: number } }>(
-      join(out, 'summary.json'),
-    );
-    expect(summary.steps).toBe(STEPS);
-    const audit = checkLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), rows);
-    expect(audit, context).toMatchObject({ duplicates: [], missing: [], steps: STEPS });
-    const official = auditLedger(join(out, 'ledger.jsonl'), { datasetSize: rows });
-    expect(official.ok, official.summary).toBe(true);
+      const summary = await readJson<{ steps: number; faults: { workersLost: number } }>(
+        join(out, 'summary.json'),
+      );
+      expect(summary.steps).toBe(STEPS);
+      const audit = checkLedger(await readFile(join(out, 'ledger.jsonl'), 'utf8'), rows);
+      expect(audit, context).toMatchObject({ duplicates: [], missing: [], steps: STEPS });
+      const official = auditLedger(join(out, 'ledger.jsonl'), { datasetSize: rows });
+      expect(official.ok, official.summary).toBe(true);
 
-    const evalArgs = ['--model', model, '--data', valid, '--seq-len', '32'];
-    const a = await evalJson([...evalArgs, '--adapter', join(dir, 'clean', 'adapter')]);
-    const b = await evalJson([...evalArgs, '--adapter', join(out, 'adapter')]);
-    console.log(
-      `chaos seed ${seed}: ${injected.length} faults (${injected.map((f) => `${f.kind}@${f.step}`).join(' ')}), ` +
-        `${summary.faults.workersLost} workers lost; ` +
-        `held-out loss ${b.loss} vs ${a.loss} without faults (relative ${Math.abs(a.loss - b.loss) / a.loss})`,
-    );
-    expect(Math.abs(a.loss - b.loss) / a.loss, context).toBeLessThan(1e-3);
-  }, 300_000);
+      const evalArgs = ['--model', model, '--data', valid, '--seq-len', '32'];
+      const a = await evalJson([...evalArgs, '--adapter', join(dir, 'clean', 'adapter')]);
+      const b = await evalJson([...evalArgs, '--adapter', join(out, 'adapter')]);
+      console.log(
+        `chaos seed ${seed}: ${injected.length} faults (${injected.map((f) => `${f.kind}@${f.step}`).join(' ')}), ` +
+          `${summary.faults.workersLost} workers lost; ` +
+          `held-out loss ${b.loss} vs ${a.loss} without faults (relative ${Math.abs(a.loss - b.loss) / a.loss})`,
+      );
+      expect(Math.abs(a.loss - b.loss) / a.loss, context).toBeLessThan(1e-3);
+    },
+    TEST_TIMEOUT_MS,
+  );
 });

@@ -38,13 +38,19 @@ export interface Running {
 
 /** Processes to SIGKILL after each test (orphaned workers of a killed coordinator). */
 export const strays = new Set<number>();
-const children: ChildProcess[] = [];
+const runs: Running[] = [];
 
-/** Kills what the test left running: call from afterEach. */
+/** Kills what the test left running, the runs' workers included: call from afterEach. */
 export function killLeftovers(): void {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const run of runs.splice(0)) killRun(run);
   for (const pid of strays) signal(pid, 'SIGKILL');
   strays.clear();
+}
+
+/** SIGKILLs a run's coordinator and every worker it announced (orphans would hold its output pipe open). */
+export function killRun(run: Running): void {
+  if (run.child.exitCode === null) run.child.kill('SIGKILL');
+  for (const pid of run.workerPids()) signal(pid, 'SIGKILL');
 }
 
 /** process.kill that ignores a process already gone. */
@@ -73,16 +79,19 @@ export function start(
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LORAFLEET_DEBUG: '', ...env },
   });
-  children.push(child);
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
   let finished = false;
   const done = new Promise<RunResult>((resolve, reject) => {
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code) => resolve({ code, output }));
+    // Workers outliving their coordinator (killed) keep the pipes open, so
+    // 'close' may never come: the run ends when the coordinator exits, with
+    // what it wrote until 2 s later.
+    child.on('exit', (code) => {
       finished = true;
-      resolve({ code, output });
+      setTimeout(() => resolve({ code, output }), 2_000).unref();
     });
   });
   const poll = async <T>(what: string, found: () => Promise<T | undefined>): Promise<T> => {
@@ -97,7 +106,7 @@ export function start(
     [...output.matchAll(PAUSE)]
       .map((m) => ({ moment: m[1]!, step: Number(m[2]), pid: Number(m[3]) }))
       .filter((p) => p.moment === moment);
-  return {
+  const run: Running = {
     child,
     done,
     output: () => output,
@@ -120,6 +129,8 @@ export function start(
       await poll(`${pattern}`, async () => (pattern.test(output) ? true : undefined));
     },
   };
+  runs.push(run);
+  return run;
 }
 
 export const runToEnd = (args: string[], env: Record<string, string> = {}) => start(args, env).done;
