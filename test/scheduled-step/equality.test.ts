@@ -256,3 +256,48 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
     }
   });
 });
+
+// DoRA (use_dora): n = ||W + s B A|| per output, from the current A and B,
+// held constant in backward as the tape holds it; each magnitude's gradient is
+// also compared on its own scale.
+describe('the hand-scheduled step with DoRA equals the tape', () => {
+  const MAGNITUDES = /lora_magnitude_vector$/;
+  it("GPT-2 (Conv1D: W's columns normed), every linear layer, 2 x 7 tokens", async () => {
+    const { model, params } = await loraModel(CONFIG, ['c_attn', 'c_proj', 'c_fc'], 0, true);
+    try {
+      expect(scheduledStepUnsupported(model, params)).toBeNull();
+      await expectTapeEquality(model, params, [batch(2, 7), batch(2, 7, 1)], MAGNITUDES);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('GPT-2 with LoRA dropout 0.3, c_attn and mlp.c_proj, batch 1 x 9 tokens', async () => {
+    const { model, params } = await loraModel(CONFIG, ['c_attn', 'mlp.c_proj'], 0.3, true);
+    try {
+      await expectTapeEquality(model, params, [batch(1, 9), batch(1, 9, 1)], MAGNITUDES);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('Llama with LoRA dropout 0.2, every linear layer, 2 x 7 tokens', async () => {
+    const { model, params } = await loraLlama({}, 'all-linear', 0.2, true);
+    try {
+      await expectTapeEquality(model, params, [llamaBatch(2, 7), llamaBatch(2, 7, 1)], MAGNITUDES);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('Phi-3 (fused layers) with f16 base weights, qkv_proj and down_proj, 3 x 5 tokens', async () => {
+    const { model, params } = await loraLlama(PHI3_OVERRIDES, ['qkv_proj', 'down_proj'], 0, true);
+    try {
+      await storeBasesAs(model, 'f16');
+      expect(scheduledStepUnsupported(model, params)).toBeNull();
+      await expectTapeEquality(model, params, [llamaBatch(3, 5), llamaBatch(3, 5, 1)], MAGNITUDES);
+    } finally {
+      model.dispose();
+    }
+  });
+});

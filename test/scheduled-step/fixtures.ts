@@ -40,26 +40,32 @@ export function batch(B: number, T: number, salt = 0): TokenBatch {
 }
 
 /**
- * Rank-4 adapters on `targets` of `model`, with B not zero (so that dA is not
- * zero either): every parameter set to `fill(i)`.
+ * Rank-4 adapters (DoRA with `useDora`) on `targets` of `model`, with B not
+ * zero (so that dA is not zero either): every parameter set to `fill(i)`.
  */
 async function withAdapters<M extends CausalLM>(
   model: M,
   targets: string[] | string,
   dropout: number,
   fill: (i: number) => number,
+  useDora: boolean,
 ) {
-  const lora = { r: 4, alpha: 8, dropout, rslora: false };
+  const lora = { r: 4, alpha: 8, dropout, rslora: false, useDora };
   const layers = await addLora(model.linears(), 'default', lora, { kind: 'kaiming' }, targets, 1);
   const params = TrainableParameters.fromLoraLayers(layers);
-  params.write(Float32Array.from(params.read(), (_, i) => fill(i)));
+  params.write(Float32Array.from({ length: params.size }, (_, i) => fill(i)));
   return { model, params };
 }
 
 /** A GPT-2 with adapters on `targets`. */
-export function loraModel(config: Gpt2Config, targets: string[] | string, dropout = 0) {
+export function loraModel(
+  config: Gpt2Config,
+  targets: string[] | string,
+  dropout = 0,
+  useDora = false,
+) {
   const model = new Gpt2Model(config, randomGpt2Weights(config, 5));
-  return withAdapters(model, targets, dropout, (i) => Math.sin(i * 0.37) * 0.2);
+  return withAdapters(model, targets, dropout, (i) => Math.sin(i * 0.37) * 0.2, useDora);
 }
 
 /** A tiny Llama-family model (grouped-query attention: 4 heads over 2) with adapters on `targets`. */
@@ -67,6 +73,7 @@ export function loraLlama(
   overrides: Partial<LlamaConfig>,
   targets: string[] | string,
   dropout = 0,
+  useDora = false,
 ) {
   const config = tinyLlamaConfig(61, overrides);
   const weights = randomLlamaWeights(config, 7, 0.3);
@@ -75,7 +82,7 @@ export function loraLlama(
     if (name.endsWith('norm.weight')) w.data.forEach((v, i) => (w.data[i] = v + Math.sin(i) * 0.3));
   }
   const model = new LlamaModel(config, weights);
-  return withAdapters(model, targets, dropout, (i) => Math.cos(i * 0.29) * 0.2);
+  return withAdapters(model, targets, dropout, (i) => Math.cos(i * 0.29) * 0.2, useDora);
 }
 
 /** Micro-batch i's seed (its dropout masks): the same on both paths. */
@@ -107,11 +114,16 @@ export function maxRelDiff(a: Float32Array, b: Float32Array): number {
   return diff / scale;
 }
 
-/** Two micro-batches on both paths: the same loss and gradients, and not all zero. */
+/**
+ * Two micro-batches on both paths: the same loss and gradients, and not all
+ * zero; the slots whose names match `eachSlot` are also compared each on its
+ * own scale.
+ */
 export async function expectTapeEquality(
   model: CausalLM,
   params: TrainableParameters,
   batches: TokenBatch[],
+  eachSlot?: RegExp,
 ) {
   const s = new ScheduledGradients(model, params);
   try {
@@ -120,6 +132,16 @@ export async function expectTapeEquality(
     expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-6);
     expect(maxRelDiff(want.grads, got.grads)).toBeLessThan(1e-5);
     expect(got.grads.some((g) => g !== 0)).toBe(true);
+    const slots = params.slots.filter((slot) => eachSlot?.test(slot.name));
+    for (const { name, offset, size } of slots) {
+      const [w, g] = [want, got].map((r) => r.grads.subarray(offset, offset + size));
+      expect(maxRelDiff(w!, g!), name).toBeLessThan(1e-5);
+      expect(
+        g!.some((v) => v !== 0),
+        name,
+      ).toBe(true);
+    }
+    if (eachSlot) expect(slots.length).toBeGreaterThan(0);
   } finally {
     s.dispose();
   }

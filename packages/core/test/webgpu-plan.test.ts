@@ -122,6 +122,87 @@ describe('a recorded plan on webgpu', () => {
     }
   });
 
+  // DoRA's programs (webgpu-kernels/dora.ts) against tfjs ops, on shapes past one workgroup of 64
+  // (rows, columns and the reduced length) and not a multiple of it.
+  it("computes DoRA's norms, scales, mix and magnitude gradient as tfjs ops do", async () => {
+    const [N, C, K] = [67, 70, 133];
+    const wave = (length: number, k: number) =>
+      Float32Array.from({ length }, (_, i) => Math.sin(i * k + 1));
+    const w = tf.tensor2d(wave(C * K, 0.3), [C, K]); // [out, in]
+    const d = tf.tensor2d(
+      wave(C * K, 0.7).map((v) => v * 0.1),
+      [C, K],
+    );
+    const [wT, dT] = [w.transpose(), d.transpose()]; // [in, out]: GPT-2's Conv1D orientation
+    const [m, bias] = [tf.tensor1d(wave(C, 1.1)), tf.tensor1d(wave(C, 0.5))];
+    const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend);
+    const ops = new PlanOps(rec);
+    const [x, z, z2] = ['x', 'z', 'z2'].map((name) => rec.input(name, [N, C], 'float32'));
+    const n = ops.doraNorms(w, d, false);
+    const results = {
+      n,
+      nColumns: ops.doraNorms(wT, dT, true),
+      scaled: ops.doraScale(x!, m, n, -1, bias),
+      mix: ops.doraMix(x!, z!, z2!, m, n),
+      dm: ops.doraMagnitudeGrad(x!, z!, z2!, n),
+      dmOne: ops.doraMagnitudeGrad(x!, z!, null, n),
+    };
+    const outs = Object.fromEntries(
+      Object.entries(results).map(([k, v]) => [k, tf.zeros(v.shape)] as const),
+    );
+    for (const [k, v] of Object.entries(results)) rec.copy(v, outs[k]!);
+    const plan = rec.finish();
+    // (the references run on tfjs's encoder before the replay, as a step's other work does)
+    const inputs = { x: wave(N * C, 0.9), z: wave(N * C, 1.3), z2: wave(N * C, 1.7) };
+    const want = tf.tidy(() => {
+      const [tx, tz, tz2] = [inputs.x, inputs.z, inputs.z2].map((v) => tf.tensor2d(v, [N, C]));
+      const norms = tf.sqrt(tf.sum(tf.square(w.add(d)), 1));
+      const g = m.div(norms);
+      return {
+        n: norms,
+        nColumns: norms,
+        scaled: tx!.mul(g.sub(1)).add(bias),
+        mix: tx!.add(g.sub(1).mul(tz!)).add(g.mul(tz2!)),
+        dm: tf.sum(tx!.mul(tz!.add(tz2!)), 0).div(norms),
+        dmOne: tf.sum(tx!.mul(tz!), 0).div(norms),
+      };
+    });
+    try {
+      plan.replay(inputs);
+      for (const [k, t] of Object.entries(want)) {
+        const [got, ref] = [await plan.read(outs[k]!), (await t.data()) as Float32Array];
+        const scale = Math.max(...ref.map(Math.abs));
+        const diff = Math.max(...got.map((v, i) => Math.abs(v - ref[i]!)));
+        expect(got.length, k).toBe(ref.length);
+        expect(diff / scale, k).toBeLessThan(1e-5);
+      }
+    } finally {
+      plan.dispose();
+      tf.dispose([w, d, wT, dT, m, bias, ...Object.values(outs), ...Object.values(want)]);
+    }
+  });
+
+  // tfjs made `out` with its values on the CPU; the replay uploads it. Into a buffer from tfjs's
+  // pool (one of out's size freed just before), tfjs queues that upload on its own encoder: it
+  // must run before the replay's copy into `out`, not after it.
+  it('a copy into a tensor first uploaded at replay keeps what the replay wrote', async () => {
+    const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend);
+    const x = rec.input('x', [2, 3], 'float32');
+    const y = new PlanOps(rec).scale(x, 2);
+    const out = tf.zeros([2, 3]);
+    rec.copy(y, out);
+    const plan = rec.finish();
+    const other = tf.tidy(() => tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]))); // on the GPU
+    tf.tidy(() => other.slice([0, 0], [2, 3]).add(1)); // a GPU buffer of out's size, freed
+    try {
+      plan.replay({ x: Float32Array.of(1, 2, 3, 4, 5, 6) });
+      expect(Array.from(await plan.read(out))).toEqual([2, 4, 6, 8, 10, 12]);
+    } finally {
+      plan.dispose();
+      tf.dispose([out, other]);
+    }
+  });
+
   it('refuses to replay once a tensor it binds is gone', () => {
     const backend = tf.backend() as unknown as RecordingBackend;
     const w = tf.ones([4, 4]);

@@ -6,7 +6,8 @@
 // unpacked into a transient f32 buffer before each product that reads it
 // (forward, and again for dx), as the tape does: the plan's allocator
 // reuses that buffer once the product is recorded, so about one layer's
-// f32 W is alive at a time. Shared by the families' recipes.
+// f32 W is alive at a time. A DoRA adapter (a magnitude) takes
+// scheduled-dora.ts's path. Shared by the families' recipes.
 import type {
   LoraEmbedding,
   LoraLinear,
@@ -16,19 +17,22 @@ import type {
   tf,
 } from '@lorafleet/core';
 import type { StepIo } from './scheduled-step.js';
+import { type DoraSaved, doraBackward, doraForward } from './scheduled-dora.js';
 
 type Info = tf.TensorInfo;
 
 /**
  * A linear layer's input, its LoRA input xd (x, or dropout(x) with LoRA
- * dropout, whose mask `drop` is applied again in backward) and LoRA
- * intermediate h = xd A^T [N, r] (null without an adapter).
+ * dropout, whose mask `drop` is applied again in backward), LoRA
+ * intermediate h = xd A^T [N, r] (null without an adapter) and DoRA's
+ * saved values (null without DoRA).
  */
 export interface LinearSaved {
   x: Info;
   xd: Info;
   h: Info | null;
   drop: PlanDropout | null;
+  dora: DoraSaved | null;
 }
 
 /** W in f32 as stored ([out, in], or [in, out] for fan-in-fan-out): the variable, or unpacked from its halves. */
@@ -54,11 +58,16 @@ export function linear(
   if (!adapter)
     return {
       y: ops.mm(x, baseWeight(ops, layer), w, { bias: layer.bias }),
-      saved: { x, xd: x, h: null, drop: null },
+      saved: { x, xd: x, h: null, drop: null, dora: null },
     };
   const drop = io.dropoutSite(adapter.settings.dropout, dropoutSeed);
   const xd = drop ? ops.dropout(x, drop) : x; // [N, in]
   const h = ops.mm(xd, io.param(adapter.a), { transposeB: true }); // [N, r]
+  if (adapter.magnitude) {
+    const weight = baseWeight(ops, layer);
+    const { y, dora } = doraForward(ops, io, layer, adapter, weight, x, xd, h, drop);
+    return { y, saved: { x, xd, h, drop, dora } };
+  }
   const l = io.param(adapter.b); // [out, r]
   const y = ops.mm(
     x,
@@ -66,7 +75,7 @@ export function linear(
     { ...w, beta: adapter.scaling, transposeL: true },
     { bias: layer.bias, h, l },
   );
-  return { y, saved: { x, xd, h, drop } };
+  return { y, saved: { x, xd, h, drop, dora: null } };
 }
 
 /** dx of the linear layer (null when `dx` is false); dA and dB into `grads` when it has an adapter. */
@@ -82,6 +91,11 @@ export function linearGrad(
   const adapter = layer.activeAdapter;
   const wT = { transposeB: layer.fanInFanOut };
   if (!adapter || !saved.h) return dx ? ops.mm(dy, baseWeight(ops, layer), wT) : null;
+  if (saved.dora) {
+    const weight = dx ? () => baseWeight(ops, layer) : null;
+    const dora = { xd: saved.xd, h: saved.h, drop: saved.drop, dora: saved.dora };
+    return doraBackward(ops, io, layer, adapter, dy, dora, grads, weight);
+  }
   const s = adapter.scaling;
   const dh = ops.mm(dy, io.param(adapter.b), { alpha: s }); // [N, r]
   grads.set(adapter.a, ops.mm(dh, saved.xd, { transposeA: true })); // [r, in]
@@ -113,8 +127,8 @@ export function adaptersUnsupported(
     const a = layer.activeAdapter;
     if (layer.merged) return `${layer.name}: an adapter is merged`;
     if (!a) continue;
-    if (a.magnitude) return `${layer.name}: DoRA (use_dora) is not scheduled; the tape computes it`;
     adapters.add(a.a).add(a.b);
+    if (a.magnitude) adapters.add(a.magnitude);
   }
   for (const slot of params?.slots ?? []) {
     if (!adapters.has(slot.variable))

@@ -14,6 +14,7 @@ import {
   type PeftAdapter,
   TrainableParameters,
   pissaToLora,
+  readParametersAsync,
   savePeftAdapter,
 } from '@lorafleet/core';
 import { type SequenceRow, splitTrainValidation } from '@lorafleet/data';
@@ -80,6 +81,8 @@ export class Replica {
           seed: config.seed,
         },
         allReduce,
+        // DoRA's magnitudes start as W's row norms, computed where W lives (a GPU: no sync read)
+        await readParametersAsync(params),
       );
       return new Replica(config, loaded, train, trainLines, held, trained, step, pissaStart);
     } catch (error) {

@@ -99,9 +99,11 @@ export class TrainingStep {
     params: TrainableParameters,
     private readonly config: StepConfig,
     private readonly allReduce: AllReduce = localAllReduce,
+    /** The parameters' values now (read them with readParametersAsync where they may live on a GPU). */
+    values: Float32Array = params.read(),
   ) {
     this.params = params;
-    this.values = params.read();
+    this.values = values;
     this.optimizer = createAdamWState(params.size);
     // Gradient, then loss sum and token count: one buffer, one all-reduce.
     this.grads = new Float32Array(params.size + 2);

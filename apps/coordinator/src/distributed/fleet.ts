@@ -500,7 +500,9 @@ export class WorkerFleet {
     if (pausedMs > PAUSE_MS) {
       // Judge on the next check, once the messages that waited in the socket are read.
       this.roster.excuse(pausedMs, now);
-      if (pausedMs > this.options.heartbeatTimeoutMs / 2) {
+      // A worker in this process computes on this thread: its long steps are no news.
+      const sharesThread = this.roster.all.some((m) => m.inProcess);
+      if (pausedMs > this.options.heartbeatTimeoutMs / 2 && !sharesThread) {
         this.event(
           'warn',
           `the coordinator did not run for ${(pausedMs / 1000).toFixed(1)} s (stopped, or the machine is overloaded); the workers' silence in that time does not count`,

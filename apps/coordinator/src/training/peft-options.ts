@@ -62,7 +62,7 @@ export const peftOptions = defineOptions({
     affects: 'math',
     kind: 'boolean',
     description:
-      'DoRA (PEFT use_dora): each adapted linear layer also trains a magnitude per output, W = m (W0 + s B A) / ||W0 + s B A||; linear layers only, computed on the tape (not the scheduled webgpu step)',
+      'DoRA (PEFT use_dora): each adapted linear layer also trains a magnitude per output, W = m (W0 + s B A) / ||W0 + s B A||; linear layers only',
   },
   'lora-bias': {
     aliases: ['bias'],

@@ -34,6 +34,12 @@ import {
   softcapInPlaceProgram,
   xentGradInPlaceProgram,
 } from '../webgpu-kernels/plumbing.js';
+import {
+  doraMagnitudeGradProgram,
+  doraMixProgram,
+  doraNormsProgram,
+  doraScaleProgram,
+} from '../webgpu-kernels/dora.js';
 import type { PlanRecorder } from './recorder.js';
 import { dropoutKeys } from '../../ops/dropout.js';
 import type { HalfDtype } from '../../lora/base-dtype.js';
@@ -276,6 +282,40 @@ export class PlanOps {
   lossSum(stats: Info): Info {
     const { program, uniforms } = lossSumProgram(stats.shape[0]!);
     return view(this.rec.program(program, [stats], uniforms), [1]);
+  }
+
+  /**
+   * DoRA's n [C]: the norm of each output's weights in W + D (D = s B A in
+   * W's storage orientation): rows of [C, K], or columns of [K, C] when
+   * `columns` (GPT-2's Conv1D).
+   */
+  doraNorms(w: Info, d: Info, columns: boolean): Info {
+    const [rows, cols] = w.shape as [number, number];
+    const [c, k] = columns ? [cols, rows] : [rows, cols];
+    const { program, uniforms } = doraNormsProgram(c, k, columns);
+    return view(this.rec.program(program, [w, d], uniforms), [c]);
+  }
+
+  /** x [N, C] times (m / n + offset) per column (+ bias [C]); m, n [C]. */
+  doraScale(x: Info, m: Info, n: Info, offset: number, bias: Info | null = null): Info {
+    const [rows, cols] = x.shape as [number, number];
+    const { program, uniforms } = doraScaleProgram(rows, cols, offset, bias !== null);
+    return this.rec.program(program, bias ? [x, m, n, bias] : [x, m, n], uniforms);
+  }
+
+  /** base + (g - 1) dropped + g lora, g = m / n per column: [N, C] each. */
+  doraMix(base: Info, dropped: Info, lora: Info, m: Info, n: Info): Info {
+    const [rows, cols] = base.shape as [number, number];
+    const { program, uniforms } = doraMixProgram(rows, cols);
+    return this.rec.program(program, [base, dropped, lora, m, n], uniforms);
+  }
+
+  /** dm [C] = the column sums of dy (z (+ z2)), divided by n: DoRA's magnitude gradient. */
+  doraMagnitudeGrad(dy: Info, z: Info, z2: Info | null, n: Info): Info {
+    const [rows, cols] = dy.shape as [number, number];
+    const { program, uniforms } = doraMagnitudeGradProgram(rows, cols, z2 !== null);
+    const inputs = z2 ? [dy, z, z2, n] : [dy, z, n];
+    return view(this.rec.program(program, inputs, uniforms), [cols]);
   }
 
   /** into += x (into: a real tensor of x's size, outside the plan). */

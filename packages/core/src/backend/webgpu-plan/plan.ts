@@ -221,6 +221,12 @@ export class Plan {
       bytes: p.variable.size * 4,
     }));
     const cleared = clear.map((t) => this.bufferOf(t.dataId));
+    // (a copy's real tensor too: its upload, queued after the replay, would overwrite what the replay wrote)
+    for (const s of this.steps) {
+      if (s.kind !== 'copy') continue;
+      s.from();
+      s.to();
+    }
     // ...then tfjs's queued work, which may have written what the plan reads.
     submitWebGpuQueue(gpu);
     for (const [name, id] of this.layout.inputs) {
