@@ -49,6 +49,7 @@ describe('test/gpu/run.sh --smoke', () => {
       'tiny-model',
       'py-compile',
       'train-adapter',
+      'train-adapter-dora',
       'logits-wasm',
       'family-models',
       'family-logits-wasm',
@@ -86,6 +87,15 @@ describe('test/gpu/run.sh --smoke', () => {
     expect(meta.shape).toEqual([2, 24, 257]);
     expect(statSync(join(out, 'work/logits-wasm/adapted.f32')).size).toBe(2 * 24 * 257 * 4);
     expect(meta.adapterEffect).toBeGreaterThan(1e-2); // the adapter changes the logits
+    // The DoRA adapter (use_dora: magnitudes saved), and the logits with it.
+    const dora = json('work/adapter-dora/adapter.json');
+    expect(dora.via).toBe('lorafleet train');
+    const doraConfig = JSON.parse(
+      readFileSync(join(dora.adapterDir, 'adapter_config.json'), 'utf8'),
+    );
+    expect(doraConfig.use_dora).toBe(true);
+    expect(meta.files).toContain('adapted-dora.f32');
+    expect(meta.doraEffect).toBeGreaterThan(1e-2);
 
     // Each Llama-family folder's logits, in the files reference.py check-families reads.
     const families = JSON.parse(readFileSync(join(root, 'test/gpu/families.json'), 'utf8'));

@@ -75,6 +75,8 @@ const { positionals, values: opt } = parseArgs({
     dir: { type: 'string' },
     model: { type: 'string' },
     adapter: { type: 'string' },
+    'dora-adapter': { type: 'string' },
+    dora: { type: 'boolean', default: false },
     ids: { type: 'string' },
     backend: { type: 'string', default: 'webgpu' },
     work: { type: 'string' },
@@ -199,6 +201,7 @@ async function trainAdapter() {
     '--backend',
     'wasm',
     '--no-dashboard',
+    ...(opt.dora ? ['--use-dora'] : []),
   ];
   const started = performance.now();
   const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
@@ -209,20 +212,20 @@ async function trainAdapter() {
     log(`lorafleet train failed (status ${r.status}); training in this script instead:`);
     console.log((r.stdout + r.stderr).split('\n').slice(-15).join('\n'));
     via = 'in-script (lorafleet train failed)';
-    await trainInScript(model, adapterDir);
+    await trainInScript(model, adapterDir, opt.dora);
   }
   log(`adapter (${via}) in ${adapterDir}, ${seconds.toFixed(1)} s`);
   await writeJson(join(out, 'adapter.json'), { via, adapterDir, seconds, status: r.status });
 }
 
-/** The fallback: a few AdamW steps of LoRA on c_attn and c_proj, saved as PEFT. */
-async function trainInScript(modelDir, adapterDir) {
+/** The fallback: a few AdamW steps of LoRA (or DoRA) on c_attn and c_proj, saved as PEFT. */
+async function trainInScript(modelDir, adapterDir, useDora) {
   await useBackend('wasm');
   const { model } = await loadModel(modelDir);
   const layers = await addLora(
     model.linears(),
     'default',
-    { r: 4, alpha: 8, dropout: 0, rslora: false },
+    { r: 4, alpha: 8, dropout: 0, rslora: false, useDora },
     { kind: 'kaiming' },
     ['c_attn', 'c_proj'],
     0,
@@ -284,6 +287,15 @@ async function logits() {
     await writeF32(join(out, 'adapted.f32'), adapted);
     meta.files.push('adapted.f32');
     meta.adapterEffect = compare(adapted, base).maxAbsDiff;
+  }
+  if (opt['dora-adapter']) {
+    // A second adapter, DoRA's (use_dora): the first one is switched off first.
+    for (const layer of model.linears()) layer.setActive(null);
+    importAdapter(model.linears(), await loadPeftAdapter(opt['dora-adapter']), 'dora');
+    const adapted = await take(model.forward(input));
+    await writeF32(join(out, 'adapted-dora.f32'), adapted);
+    meta.files.push('adapted-dora.f32');
+    meta.doraEffect = compare(adapted, base).maxAbsDiff;
   }
   meta.seconds = (performance.now() - started) / 1000;
   input.dispose();

@@ -125,6 +125,18 @@ def check(args):
     with_adapter = PeftModel.from_pretrained(load(), adapter).double().eval()
     hf_adapted = logits_of(with_adapter, ids)
     result["adapterEffect"] = compare(hf_adapted, hf)["maxAbsDiff"]
+    # A DoRA adapter (use_dora) written by lorafleet train, when the run made one; peft
+    # refusing its files is a finding to report, not a reason to lose the rest of the check.
+    dora_json = os.path.join(work, "adapter-dora", "adapter.json")
+    hf_dora = None
+    if os.path.exists(dora_json):
+        try:
+            dora_dir = read_json(dora_json)["adapterDir"]
+            hf_dora = logits_of(PeftModel.from_pretrained(load(), dora_dir).double().eval(), ids)
+            result["doraEffect"] = compare(hf_dora, hf)["maxAbsDiff"]
+            result["peftDora"] = {}
+        except Exception as error:  # noqa: BLE001
+            result["doraError"] = f"{type(error).__name__}: {error}"
     for backend in ("webgpu", "wasm"):
         meta_path = os.path.join(work, f"logits-{backend}", "meta.json")
         if not os.path.exists(meta_path):
@@ -135,6 +147,9 @@ def check(args):
         if "adapted.f32" in meta["files"]:
             got = read_f32(os.path.join(work, f"logits-{backend}", "adapted.f32"), shape)
             result["peft"][backend] = compare(got, hf_adapted)
+        if hf_dora is not None and "adapted-dora.f32" in meta["files"]:
+            got = read_f32(os.path.join(work, f"logits-{backend}", "adapted-dora.f32"), shape)
+            result["peftDora"][backend] = compare(got, hf_dora)
     write_json(os.path.join(work, "parity.json"), result)
     print("reference.py: " + json.dumps(result))
 

@@ -125,6 +125,12 @@ function correctnessLines(r) {
       lines.push(
         `PEFT adapter (${r.adapter?.via ?? '?'}) loaded by peft vs the project on ${k}: max|diff| ${fmt(v.maxAbsDiff)}; adapter effect ${fmt(r.parity.adapterEffect)}`,
       );
+    for (const [k, v] of Object.entries(r.parity.peftDora ?? {}))
+      lines.push(
+        `DoRA adapter (use_dora) loaded by peft vs the project on ${k}: max|diff| ${fmt(v.maxAbsDiff)}; adapter effect ${fmt(r.parity.doraEffect)}`,
+      );
+    if (r.parity.doraError)
+      lines.push(`DoRA adapter: peft could not load it: ${r.parity.doraError}`);
   }
   for (const [name, v] of Object.entries(r.families ?? {})) {
     if (typeof v !== 'object' || v === null) continue; // the versions

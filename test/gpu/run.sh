@@ -84,9 +84,14 @@ trap smi_stop EXIT
 # The pieces, each called below in the order of its mode.
 correctness() {
   phase train-adapter 90 node "$gpu" train-adapter --model "$work/tiny" --out "$work/adapter"
+  # A DoRA adapter (use_dora) too: peft computes it from the same files below.
+  phase train-adapter-dora 90 node "$gpu" train-adapter --model "$work/tiny" --out "$work/adapter-dora" --dora
+  local dora=()
+  [[ -f $work/adapter-dora/run/adapter/adapter_model.safetensors ]] &&
+    dora=(--dora-adapter "$work/adapter-dora/run/adapter")
   for b in "${logits_backends[@]}"; do
     phase "logits-$b" 60 node "$gpu" logits --model "$work/tiny" --ids "$work/tiny/ids.json" \
-      --adapter "$work/adapter/run/adapter" --backend "$b" --out "$work/logits-$b"
+      --adapter "$work/adapter/run/adapter" "${dora[@]}" --backend "$b" --out "$work/logits-$b"
   done
   ((smoke)) || phase check 90 python3 "$ref" check --work "$work"
   # The Llama family (Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3) against transformers itself.
