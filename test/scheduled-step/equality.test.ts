@@ -32,6 +32,11 @@ import {
 
 webGpuSuite();
 
+const PHI3_ROPE = PHI3_OVERRIDES.ropeScaling as Extract<
+  LlamaConfig['ropeScaling'],
+  { type: 'longrope' }
+>;
+
 describe('the hand-scheduled LoRA step equals the tape', () => {
   // Backward stops early where nothing below trains: the lowest adapter decides where.
   const cases: [string, string[] | string, number, number][] = [
@@ -124,6 +129,13 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       7,
     ],
     ['Phi-3, gate_up_proj alone, 1 x 5 tokens', PHI3_OVERRIDES, ['gate_up_proj'], 1, 5],
+    [
+      "Phi-3 past LongRoPE's original context of 4 (the long factors), every linear layer, 2 x 7",
+      { ...PHI3_OVERRIDES, ropeScaling: { ...PHI3_ROPE, originalMaxPositions: 4 } },
+      'all-linear',
+      2,
+      7,
+    ],
     [
       'OLMo 2 (norms after attention and MLP only, q/k norms over all heads), every linear layer, 2 x 7',
       OLMO2_OVERRIDES,

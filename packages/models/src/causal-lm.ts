@@ -31,8 +31,12 @@ export interface ModelConfig<A = unknown> {
   readonly vocabSize: number;
   /** The longest sequence the model takes (n_positions, max_position_embeddings). */
   readonly contextLength: number;
-  /** Why contextLength is less than the file's own context, when it is (Phi-3's LongRoPE). */
-  readonly contextNote?: string;
+  /**
+   * A row longer than this rotates every position with other frequencies
+   * (Phi-3's LongRoPE past original_max_position_embeddings), so keys cached
+   * while it was shorter are stale: kv-cache.ts recomputes them. Absent: none.
+   */
+  readonly rotarySwitch?: number;
   readonly hiddenSize: number;
   readonly numLayers: number;
   /** Attention (query) heads per layer. */

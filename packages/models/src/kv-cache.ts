@@ -8,6 +8,10 @@
 // softmax weight is exactly 0 in float32, and real tokens take position ids
 // 0..L-1 (Hugging Face's cumsum(attention_mask) - 1), so a row's logits are
 // those of running it alone, up to float summation order.
+//
+// A model whose rotary embedding changes with a row's length (rotarySwitch:
+// Phi-3's LongRoPE) gets its cache recomputed from the row's tokens when a row
+// first passes that length, so cached logits keep equal a full forward.
 import { tf } from '@lorafleet/core';
 import type { CausalLM, LayerKv } from './causal-lm.js';
 
@@ -27,11 +31,14 @@ export class KvCache {
   pads: number[];
   /** The position id of each row's next token (its token count so far). */
   positions: number[];
+  /** Each row's tokens so far, to recompute the cache from (rotarySwitch). */
+  tokens: number[][];
 
-  constructor(layers: LayerKv[], pads: number[], positions: number[]) {
+  constructor(layers: LayerKv[], pads: number[], tokens: number[][]) {
     this.layers = layers;
     this.pads = pads;
-    this.positions = positions;
+    this.tokens = tokens;
+    this.positions = tokens.map((t) => t.length);
   }
 
   get batchSize(): number {
@@ -71,6 +78,7 @@ export class KvCache {
     this.layers = next;
     this.pads = pads.map((p) => p - trim);
     this.positions = rows.map((r) => this.positions[r]!);
+    this.tokens = rows.map((r) => this.tokens[r]!);
   }
 
   dispose(): void {
@@ -78,6 +86,7 @@ export class KvCache {
     this.layers = [];
     this.pads = [];
     this.positions = [];
+    this.tokens = [];
   }
 
   private disposeTensors(): void {
@@ -133,7 +142,7 @@ export function prefill(
     cache: new KvCache(
       layers,
       pads,
-      prompts.map((p) => p.length),
+      prompts.map((p) => [...p]),
     ),
     last,
   };
@@ -160,6 +169,9 @@ export function decodeStep(
         `KV cache step: row ${b} is at position ${p}; the context length (${P}) is full`,
       );
   });
+  const rotarySwitch = model.modelConfig.rotarySwitch;
+  if (rotarySwitch !== undefined && cache.positions.some((p) => p === rotarySwitch))
+    return refill(model, cache, tokens);
   const Tk = cache.length + 1;
   const positions = Int32Array.from(cache.positions);
   const { last, layers } = tf.tidy(() =>
@@ -174,6 +186,25 @@ export function decodeStep(
   for (const l of cache.layers) tf.dispose([l.keys, l.values]);
   cache.layers = layers;
   cache.positions = cache.positions.map((p) => p + 1);
+  cache.tokens.forEach((t, b) => t.push(tokens[b]!));
+  return last;
+}
+
+/**
+ * decodeStep for a batch in which a row passes the model's rotarySwitch with
+ * this token: every row's keys are computed again from its tokens (a prefill)
+ * into `cache`.
+ */
+function refill(model: CausalLM, cache: KvCache, tokens: readonly number[]): tf.Tensor2D {
+  const { cache: fresh, last } = prefill(
+    model,
+    cache.tokens.map((t, b) => [...t, tokens[b]!]),
+  );
+  for (const l of cache.layers) tf.dispose([l.keys, l.values]);
+  cache.layers = fresh.layers;
+  cache.pads = fresh.pads;
+  cache.positions = fresh.positions;
+  cache.tokens = fresh.tokens;
   return last;
 }
 

@@ -183,6 +183,26 @@ export const LLAMA_CASES: LlamaCase[] = [
     targets: PHI3_TARGETS,
   },
   {
+    // Phi-3-mini-128k's LongRoPE, at a tiny scale: an original context of 8 below the
+    // parity tests' 16 tokens, so whole passes (and each generated row once past 8 tokens)
+    // take the long factors.
+    label: 'phi3, longrope past its original context of 8 (long factors)',
+    json: {
+      ...TINY,
+      model_type: 'phi3',
+      num_key_value_heads: 2,
+      max_position_embeddings: 64,
+      original_max_position_embeddings: 8,
+      rope_scaling: {
+        type: 'longrope',
+        short_factor: [1, 1.2, 2, 4],
+        long_factor: [1.5, 3, 6, 12],
+      },
+    },
+    seed: 37,
+    targets: PHI3_TARGETS,
+  },
+  {
     // Frequency 0 kept, the others divided by 4 (the ramp of beta_fast 32 and beta_slow 1 over
     // an original context of 8); cos and sin times DeepSeek's mscale ratio, 1.0555 / 1.0277.
     label: 'qwen3, yarn rope scaling with mscale, q/k norms',

@@ -174,18 +174,25 @@ describe('Llama-family folders', () => {
     );
   });
 
-  test("a sequence past LongRoPE's original context is refused by name, not rotated wrongly", () => {
-    const longrope = LLAMA_CASES.find((c) => c.label.includes('longrope'))!;
+  // As transformers' Phi-3 rotary embedding: a pass whose positions reach past
+  // original_max_position_embeddings rotates all of them with the long factors, so the first
+  // 32 positions of a 33-token pass differ from a 32-token pass over the same tokens.
+  test("a row past LongRoPE's original context takes the long factors at every position", () => {
+    const longrope = LLAMA_CASES.find((c) => c.label.includes('partial rotary 0.75'))!;
     const config = caseConfig(longrope);
-    // max_position_embeddings is 128, but only the short factors (below 32) are computed.
-    expect(config.contextLength).toBe(32);
+    expect(config.contextLength).toBe(128); // max_position_embeddings, no longer cut at 32
+    expect(config.rotarySwitch).toBe(32);
     const model = buildModel(config, randomWeights(config, 3));
     try {
-      const ids = (T: number) => tf.zeros([1, T], 'int32') as tf.Tensor2D;
-      expect(() => tf.tidy(() => model.forward(ids(32)))).not.toThrow();
-      expect(() => tf.tidy(() => model.forward(ids(33)))).toThrow(
-        /position 32 is past original_max_position_embeddings \(32\): LongRoPE's long factors are not computed/,
-      );
+      const ids = randomIds(5, config.vocabSize, 1, 33)[0]!;
+      const logits = (T: number) =>
+        tf.tidy(() => {
+          const x = model.forward(tf.tensor2d(ids.slice(0, T), [1, T], 'int32'));
+          return x.slice([0, 0, 0], [1, 32, config.vocabSize]).dataSync() as Float32Array;
+        });
+      const [short, long] = [logits(32), logits(33)];
+      expect(maxAbsDiff(short, logits(32))).toBe(0);
+      expect(maxAbsDiff(short, long)).toBeGreaterThan(1e-3);
     } finally {
       model.dispose();
     }

@@ -114,6 +114,12 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
     // The attention factor alone.
     { ropeScaling: { type: 'longrope', short_factor: [1, 1.5, 3], attention_factor: 1 } },
   ],
+  'phi3, longrope past its original context of 8 (long factors)': [
+    // The short factors where the long ones belong.
+    {
+      ropeScaling: { type: 'longrope', short_factor: [1, 1.2, 2, 4], long_factor: [1, 1.2, 2, 4] },
+    },
+  ],
   'gemma3_text, sandwich norms, q/k norms, a sliding and a full layer, two rope bases': [
     { sandwich: false },
     { qkNorm: false },

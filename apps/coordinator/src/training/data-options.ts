@@ -63,15 +63,10 @@ export const dataOptions = defineOptions({
 /** The values of the data options, in any command that spreads them in. */
 export type DataValues = OptionValues<typeof dataOptions>;
 
-export function rowOptionsFrom(
-  o: DataValues,
-  { contextLength: context, contextNote }: ModelConfig,
-): RowOptions {
+export function rowOptionsFrom(o: DataValues, { contextLength: context }: ModelConfig): RowOptions {
   const seqLen = o.seqLen ?? Math.min(128, context);
   if (seqLen > context)
-    throw new UsageError(
-      `--seq-len ${seqLen} exceeds the model's context of ${context} tokens${contextNote ? ` (${contextNote})` : ''}`,
-    );
+    throw new UsageError(`--seq-len ${seqLen} exceeds the model's context of ${context} tokens`);
   let csv: CsvColumns | undefined;
   const [text, prompt, completion] = [o.textColumn, o.promptColumn, o.completionColumn];
   if (text && (prompt || completion))

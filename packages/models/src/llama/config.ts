@@ -30,10 +30,9 @@ export type RopeScaling =
     }
   | {
       /**
-       * Phi-3's LongRoPE, as computed for positions below originalMaxPositions:
-       * the frequencies divided by shortFactor (one per frequency), cos and sin
-       * times attentionFactor. Beyond, transformers switches to longFactor;
-       * this project stops there (positionLimit).
+       * Phi-3's LongRoPE: the frequencies divided by shortFactor (one per
+       * frequency), or by longFactor in a pass that reaches past
+       * originalMaxPositions (rope.ts), cos and sin times attentionFactor.
        */
       type: 'longrope';
       shortFactor: number[];
@@ -150,15 +149,6 @@ export function rotaryDim(c: LlamaConfig): number {
   return Math.trunc(c.headDim * c.partialRotaryFactor);
 }
 
-/**
- * The positions this project computes: max_position_embeddings, or under
- * LongRoPE original_max_position_embeddings (its long factors are not computed).
- */
-export function positionLimit(c: LlamaConfig): number {
-  const s = c.ropeScaling;
-  return s?.type === 'longrope' ? Math.min(s.originalMaxPositions, c.maxPositions) : c.maxPositions;
-}
-
 /** Whether layer `i` applies the rotary embedding (SmolLM3's NoPE layers do not). */
 export function layerRotates(c: LlamaConfig, i: number): boolean {
   return c.ropeLayers === null || c.ropeLayers[i]!;
@@ -173,11 +163,9 @@ export function llamaModelConfig(c: LlamaConfig): ModelConfig<LlamaConfig> {
   return {
     modelType: c.modelType,
     vocabSize: c.vocabSize,
-    contextLength: positionLimit(c),
-    ...(positionLimit(c) < c.maxPositions
-      ? {
-          contextNote: `LongRoPE's original_max_position_embeddings; max_position_embeddings ${c.maxPositions} needs its long factors, which are not computed`,
-        }
+    contextLength: c.maxPositions,
+    ...(c.ropeScaling?.type === 'longrope'
+      ? { rotarySwitch: c.ropeScaling.originalMaxPositions }
       : {}),
     hiddenSize: c.hiddenSize,
     numLayers: c.numLayers,

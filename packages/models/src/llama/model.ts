@@ -38,9 +38,8 @@ import {
   layerRotates,
   layerWindow,
   llamaModelConfig,
-  positionLimit,
 } from './config.js';
-import { applyRotary, inverseFrequencies, rotaryScale, rotaryTables } from './rope.js';
+import { applyRotary, inverseFrequencies, longFactors, rotaryScale, rotaryTables } from './rope.js';
 import {
   EMBED,
   FINAL_NORM,
@@ -102,6 +101,8 @@ export class LlamaModel implements CausalLM {
   /** The untied head [V, C]; null when tied to the embedding. */
   readonly lmHead: tf.Variable<tf.Rank.R2> | null;
   private readonly invFreq: Float64Array;
+  /** LongRoPE's long-factor frequencies, for passes past original_max_position_embeddings (else null). */
+  private readonly longInvFreq: Float64Array | null;
   /** Gemma 3's sliding-window layers' inverse frequencies (rope_local_base_freq), or null. */
   private readonly localInvFreq: Float64Array | null;
   /** Gemma on webgpu: 1 + weight of each frozen norm, for the fused kernels. */
@@ -114,6 +115,7 @@ export class LlamaModel implements CausalLM {
     this.config = config;
     this.modelConfig = llamaModelConfig(config);
     this.invFreq = inverseFrequencies(config);
+    this.longInvFreq = longFactors(config, Infinity) ? inverseFrequencies(config, Infinity) : null;
     this.localInvFreq =
       config.localRopeTheta === null
         ? null
@@ -328,13 +330,16 @@ export class LlamaModel implements CausalLM {
   /** The rotary tables of positions [B, T] (Gemma 3: also its sliding layers'). */
   private rotations(positions: Int32Array, B: number, T: number) {
     const local = this.localInvFreq;
-    longropeCheck(
-      this.config,
-      positions.reduce((a, b) => Math.max(a, b), 0),
-    );
+    // LongRoPE: a row past original_max_position_embeddings rotates with the long factors.
+    const long = this.longInvFreq;
+    const rowFrequencies = (b: number) => {
+      const row = positions.subarray(b * T, (b + 1) * T);
+      const length = row.reduce((a, p) => Math.max(a, p), 0) + 1;
+      return long && longFactors(this.config, length) ? long : this.invFreq;
+    };
     return {
       rotary: rotaryTables(
-        this.invFreq,
+        long ? rowFrequencies : this.invFreq,
         positions,
         B,
         T,
@@ -426,15 +431,6 @@ export class LlamaModel implements CausalLM {
       .reshape([B, T, H * D]);
     return { y: layer.oProj.forward(y, lora(3)), kv: { keys, values } };
   }
-}
-
-/** Refuses a position past what LongRoPE's short factors cover (the long ones are not computed). */
-function longropeCheck(c: LlamaConfig, lastPosition: number): void {
-  const limit = positionLimit(c);
-  if (c.ropeScaling?.type !== 'longrope' || lastPosition < limit) return;
-  throw new Error(
-    `position ${lastPosition} is past original_max_position_embeddings (${limit}): LongRoPE's long factors are not computed, so sequences stop at ${limit} tokens`,
-  );
 }
 
 /** [B, Hkv, T, D] -> [B, Hkv * n, T, D]: query head h reads key/value head floor(h / n), as repeat_kv. */

@@ -8,8 +8,11 @@
 import { tf } from '@lorafleet/core';
 import { type LlamaConfig, type RopeScaling, rotaryDim } from './config.js';
 
-/** The R/2 inverse frequencies of one head, after rope_scaling. */
-export function inverseFrequencies(c: LlamaConfig): Float64Array {
+/**
+ * The R/2 inverse frequencies of one head, after rope_scaling, for a pass
+ * over positions below `length` (LongRoPE's factors depend on it).
+ */
+export function inverseFrequencies(c: LlamaConfig, length = 0): Float64Array {
   const R = rotaryDim(c);
   const inv = Float64Array.from(
     { length: R / 2 },
@@ -18,8 +21,12 @@ export function inverseFrequencies(c: LlamaConfig): Float64Array {
   const s = c.ropeScaling;
   if (s === null) return inv;
   if (s.type === 'linear') return inv.map((f) => f / s.factor);
-  // longrope below original_max_position_embeddings: each frequency divided by its short factor.
-  if (s.type === 'longrope') return inv.map((f, i) => f / s.shortFactor[i]!);
+  if (s.type === 'longrope') {
+    // Each frequency divided by its factor: the long ones when the pass reaches past
+    // original_max_position_embeddings (transformers: max(position_ids) + 1 > it), else the short.
+    const factors = longFactors(c, length) ? s.longFactor : s.shortFactor;
+    return inv.map((f, i) => f / factors[i]!);
+  }
   if (s.type === 'yarn') return yarnFrequencies(inv, R, c.ropeTheta, s);
   // llama3: long wavelengths slowed by `factor`, short ones kept, a smooth blend between.
   const lowFreqWavelen = s.originalMaxPositions / s.lowFreqFactor;
@@ -57,23 +64,39 @@ function yarnFrequencies(
   });
 }
 
+/** Whether a pass over positions below `length` takes LongRoPE's long factors. */
+export function longFactors(c: LlamaConfig, length: number): boolean {
+  const s = c.ropeScaling;
+  return s?.type === 'longrope' && length > s.originalMaxPositions;
+}
+
 /** What cos and sin are multiplied by: LongRoPE's and YaRN's attention factor, else 1. */
 export function rotaryScale(c: LlamaConfig): number {
   const s = c.ropeScaling;
   return s?.type === 'longrope' || s?.type === 'yarn' ? s.attentionFactor : 1;
 }
 
-/** cos and sin [B, 1, T, R] for position ids [B, T], computed in float64 then stored as float32. */
+/**
+ * cos and sin [B, 1, T, R] for position ids [B, T], computed in float64 then
+ * stored as float32; `invFreq` may differ by row (LongRoPE: each row's by its
+ * own length).
+ */
 export function rotaryTables(
-  invFreq: Float64Array,
+  invFreq: Float64Array | ((row: number) => Float64Array),
   positions: Int32Array,
   B: number,
   T: number,
   scale = 1,
   interleaved = false,
 ): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
-  const { cos, sin } = rotaryValues(invFreq, positions, scale, interleaved);
-  const R = 2 * invFreq.length;
+  const ofRow = typeof invFreq === 'function' ? invFreq : () => invFreq;
+  const R = 2 * ofRow(0).length;
+  const [cos, sin] = [new Float32Array(B * T * R), new Float32Array(B * T * R)];
+  for (let b = 0; b < B; b++) {
+    const row = rotaryValues(ofRow(b), positions.subarray(b * T, (b + 1) * T), scale, interleaved);
+    cos.set(row.cos, b * T * R);
+    sin.set(row.sin, b * T * R);
+  }
   return { cos: tf.tensor4d(cos, [B, 1, T, R]), sin: tf.tensor4d(sin, [B, 1, T, R]) };
 }
 

@@ -314,7 +314,7 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
       const rotary = (theta: number, scaled: boolean): Rotation => {
         const cfg = { ...c, ropeTheta: theta, ropeScaling: scaled ? c.ropeScaling : null };
         const tables = rotaryValues(
-          inverseFrequencies(cfg),
+          inverseFrequencies(cfg, io.seq), // positions 0 .. T - 1
           positions,
           rotaryScale(cfg),
           c.rotaryInterleaved,

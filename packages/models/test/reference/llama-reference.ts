@@ -284,16 +284,23 @@ function rms(x: Float64Array, w: Float64Array, n: number, eps: number, plusOne =
   return y;
 }
 
-/** modeling_rope_utils: default, linear, llama3 and longrope (short factors) inverse frequencies. */
-export function referenceInvFreq(c: ReferenceLlamaConfig): number[] {
+/**
+ * modeling_rope_utils: default, linear, llama3, yarn and longrope inverse
+ * frequencies, for a forward pass of `seqLen` positions (0 .. seqLen - 1).
+ */
+export function referenceInvFreq(c: ReferenceLlamaConfig, seqLen = 0): number[] {
   const D = c.rotaryDim;
   const base: number[] = [];
   for (let i = 0; i < D; i += 2) base.push(1 / c.ropeTheta ** (i / D));
   const s = c.ropeScaling;
   const type = s ? (s.rope_type ?? s.type) : 'default';
   if (!s || type === 'default') return base;
-  // _compute_longrope_parameters for a sequence within original_max_position_embeddings.
-  if (type === 'longrope') return base.map((f, i) => f / (s.short_factor as number[])[i]!);
+  if (type === 'longrope') {
+    // _compute_longrope_parameters(config, device, seq_len): long_factor when seq_len (the
+    // rotary embedding's max(position_ids) + 1) is past original_max_position_embeddings.
+    const ext = (seqLen > c.originalMaxPositions ? s.long_factor : s.short_factor) as number[];
+    return base.map((f, i) => f / ext[i]!);
+  }
   if (type === 'yarn') return referenceYarn(c, base);
   const factor = s.factor as number;
   if (type === 'linear') return base.map((f) => f / factor);
@@ -443,7 +450,7 @@ export function referenceLlamaLogits(m: ReferenceLlama, ids: readonly number[]):
   if (c.gemma) x = x.map((xi) => xi * Math.fround(Math.sqrt(C)));
   x = x.map((xi) => xi * c.embeddingMultiplier); // GraniteModel
   const norm = (y: Float64Array, w: string, n: number) => rms(y, get(m, w), n, c.eps, c.gemma);
-  const inv = referenceInvFreq(c);
+  const inv = referenceInvFreq(c, T);
   // Gemma3TextModel's rotary_emb_local: rope_local_base_freq, default rope type.
   const localInv =
     c.localTheta === null
