@@ -28,19 +28,7 @@ const steps = Number(stepsArg);
 const warmup = Number(warmupArg);
 await core.useBackend('wasm');
 
-const config = {
-  vocabSize: shape.vocab,
-  nPositions: shape.context,
-  nEmbd: shape.width,
-  nLayer: shape.layers,
-  nHead: shape.heads,
-  nInner: null,
-  layerNormEpsilon: 1e-5,
-  embdPdrop: 0,
-  attnPdrop: 0,
-  residPdrop: 0,
-};
-const model = new models.Gpt2Model(config, models.randomGpt2Weights(config, 1));
+const model = shape.family === 'llama' ? llamaModel() : gpt2Model();
 const { targets, ...settings } = shape.lora;
 const layers = await models.addLora(
   model.linears(),
@@ -58,6 +46,43 @@ const step = new worker.TrainingStep(model, params, {
   maxGradNorm: 1,
   seed: 0,
 });
+
+/** GPT-2 of the shape (Conv1D, LayerNorm, gelu_new, learned positions, tied head). */
+function gpt2Model() {
+  const config = {
+    vocabSize: shape.vocab,
+    nPositions: shape.context,
+    nEmbd: shape.width,
+    nLayer: shape.layers,
+    nHead: shape.heads,
+    nInner: null,
+    layerNormEpsilon: 1e-5,
+    embdPdrop: 0,
+    attnPdrop: 0,
+    residPdrop: 0,
+  };
+  return new models.Gpt2Model(config, models.randomGpt2Weights(config, 1));
+}
+
+/** A Llama of the shape (RMSNorm, RoPE, grouped-query attention, SwiGLU, tied head). */
+function llamaModel() {
+  const config = models.modelConfigFromJson(
+    {
+      model_type: 'llama',
+      vocab_size: shape.vocab,
+      hidden_size: shape.width,
+      intermediate_size: shape.intermediate,
+      num_hidden_layers: shape.layers,
+      num_attention_heads: shape.heads,
+      num_key_value_heads: shape.kvHeads,
+      max_position_embeddings: shape.context,
+      rms_norm_eps: 1e-5,
+      tie_word_embeddings: true,
+    },
+    'cpu-step llama',
+  );
+  return models.buildModel(config, models.randomLlamaWeights(config.arch, 1));
+}
 
 const { batch: B, seqLen: T } = shape;
 let rng = 12345;

@@ -437,8 +437,10 @@ export class LlamaModel implements CausalLM {
 function repeatKv(x: tf.Tensor4D, n: number): tf.Tensor4D {
   if (n === 1) return x;
   const [B, Hkv, T, D] = x.shape;
-  // Rank 3, because tfjs has no gradient for tile above rank 4.
-  return tf.tile(x.reshape([B * Hkv, 1, T * D]), [1, n, 1]).reshape([B, Hkv * n, T, D]);
+  // n copies side by side: a concat (copies) rather than tf.tile, whose wasm kernel indexes
+  // element by element (11% of a Llama LoRA step on wasm); its gradient splits and adds.
+  const one = x.reshape([B * Hkv, 1, T * D]);
+  return tf.concat(Array<tf.Tensor>(n).fill(one), 1).reshape([B, Hkv * n, T, D]);
 }
 
 /** x / sqrt(mean(x^2) + eps) * weight over the last axis, as LlamaRMSNorm. */
