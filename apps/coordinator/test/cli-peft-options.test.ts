@@ -193,6 +193,50 @@ describe('PEFT LoRA options through lorafleet train', () => {
     await expectResumesBitwise('dora', dora);
   });
 
+  // One AdamW step from B = 0 moves each element by ~lr (m / sqrt(v) = sign(g)), and A not at
+  // all (its gradient is 0 while B is): so LoRA+'s B and trained biases move 16x plain LoRA's.
+  it('LoRA+ (--loraplus-lr-ratio 16): B and biases move 16x, 1 worker == 2, resume bitwise', async () => {
+    const plus = ['--target', 'q_proj', '--lora-bias', 'lora_only', '--lr', '1e-3'];
+    const one = (out: string, ...more: string[]) =>
+      train(join(dir!, out), ...plus, '--steps', '1', '--max-grad-norm', '0', ...more);
+    const fast = await one('plus1', '--loraplus-lr-ratio', '16');
+    expect(fast.stdout).toContain('LoRA+: B learns at 16x --lr');
+    await one('plain1');
+    const [p, q] = [
+      await tensors(join(dir!, 'plus1', 'adapter')),
+      await tensors(join(dir!, 'plain1', 'adapter')),
+    ];
+    const base = (await readSafetensorsFile(join(model, 'model.safetensors'))).tensors;
+    let [checked, biases] = [0, 0];
+    for (const [key, got] of p) {
+      const plain = q.get(key)!;
+      const baseKey = key.replace('.base_layer', '');
+      const entry = key.endsWith('.bias') ? base.get(baseKey) : undefined;
+      const start = entry ? new Float32Array(entry.bytes.slice().buffer) : null; // F32 (init)
+      if (start) biases++;
+      if (key.endsWith('.A')) {
+        expect(maxAbsDiff(got, plain), key).toBe(0);
+        continue;
+      }
+      for (let i = 0; i < got.length; i++) {
+        const [d, e] = [got[i]! - (start?.[i] ?? 0), plain[i]! - (start?.[i] ?? 0)];
+        if (Math.abs(e) < 1e-5) continue;
+        expect(Math.abs(d / e - 16), `${key}[${i}]`).toBeLessThan(0.02);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(100);
+    expect(biases).toBe(2); // q_proj's in each layer
+
+    const options = [...plus, '--loraplus-lr-ratio', '16'];
+    const [w1, w2] = [join(dir!, 'plus-w1'), join(dir!, 'plus-w2')];
+    await train(w1, ...options, '--workers', '1');
+    await train(w2, ...options, '--workers', '2');
+    const [a, b] = [await tensors(join(w1, 'adapter')), await tensors(join(w2, 'adapter'))];
+    for (const [key, values] of a) expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(1e-5);
+    await expectResumesBitwise('loraplus', options);
+  });
+
   it('a regex target is saved as a string; layers_to_transform keeps the listed layers', async () => {
     const regex = join(dir!, 'regex');
     await train(regex, '--target-regex', '.*\\.1\\.self_attn\\.(q_proj|v_proj)');
@@ -241,6 +285,7 @@ describe('PEFT LoRA options through lorafleet train', () => {
       [['--init', 'pissa', '--rank-pattern', 'q_proj=2'], /--init and --rank-pattern/],
       [['--init', 'pissa', '--use-dora'], /--init and --use-dora/],
       [['--full-finetune', '--use-dora'], /--full-finetune and --use-dora/],
+      [['--full-finetune', '--loraplus-lr-ratio', '16'], /--full-finetune and --loraplus-lr-ratio/],
     ];
     for (const [args, message] of cases) {
       const out = join(dir!, 'refused');

@@ -131,6 +131,7 @@ export {
   cloneAdamWState,
 } from './optim/adamw.js';
 export { clipGlobalNorm, globalNorm } from './optim/clip.js';
+export { loraplusFast, loraplusLrScales } from './optim/loraplus.js';
 export { type LrSchedule, lrFactor, validateSchedule } from './optim/schedule.js';
 export * from './svd/index.js';
 export * from './io/index.js';

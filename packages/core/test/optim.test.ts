@@ -6,6 +6,10 @@ import {
   createAdamWState,
 } from '../src/optim/adamw.js';
 import { clipGlobalNorm, globalNorm } from '../src/optim/clip.js';
+import { loraplusLrScales } from '../src/optim/loraplus.js';
+import { tf } from '../src/backend/tf.js';
+import { useBackend } from '../src/index.js';
+import { TrainableParameters } from '../src/lora/params.js';
 import { lrFactor, validateSchedule } from '../src/optim/schedule.js';
 
 describe('AdamW', () => {
@@ -49,6 +53,71 @@ describe('AdamW', () => {
     adamWStep(params, new Float32Array([1, 1]), state, ADAMW_DEFAULTS);
     expect(snap.step).toBe(1);
     expect(snap.m[0]).not.toBe(state.m[0]);
+  });
+
+  // LoRA+'s groups are torch parameter groups of their own lr: element i with factor f steps
+  // exactly as a one-element AdamW at lr * f would, weight decay included.
+  it('with a learning-rate factor per element, each element steps as AdamW at lr times it', () => {
+    const options = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+    const scales = Float64Array.from([1, 16, 2.5, 1]);
+    const start = [1.0, -2.0, 0.5, 0.25];
+    const params = Float32Array.from(start);
+    const state = createAdamWState(4);
+    const alone = start.map((p) => ({ p: Float32Array.of(p), s: createAdamWState(1) }));
+    const grads = [
+      [0.5, 0.1, -3.0, 0.0],
+      [-0.25, 0.2, 1.0, 1.0],
+      [1.0, -0.3, 2.0, -1.0],
+    ];
+    for (const g of grads) {
+      adamWStep(params, Float32Array.from(g), state, options, 0.05, scales);
+      alone.forEach((e, i) =>
+        adamWStep(e.p, Float32Array.of(g[i]!), e.s, options, 0.05 * scales[i]!),
+      );
+      expect(Array.from(params)).toEqual(alone.map((e) => e.p[0]));
+    }
+    expect(params[1]).not.toBeCloseTo(start[1]!, 1); // the x16 element moved ~16 x 0.05 x 3
+    const ones = Float32Array.from(start);
+    const plain = Float32Array.from(start);
+    const [s1, s2] = [createAdamWState(4), createAdamWState(4)];
+    adamWStep(ones, Float32Array.from(grads[0]!), s1, options, 0.05, new Float64Array(4).fill(1));
+    adamWStep(plain, Float32Array.from(grads[0]!), s2, options, 0.05);
+    expect(Array.from(ones)).toEqual(Array.from(plain));
+    expect(() =>
+      adamWStep(ones, new Float32Array(4), s1, options, 0.05, new Float64Array(3)),
+    ).toThrow(/3 learning-rate factors for 4 parameters/);
+  });
+
+  it("LoRA+ groups as PEFT's create_loraplus_optimizer: lora_B and 1-D parameters fast", async () => {
+    await useBackend('cpu');
+    const v = (shape: number[]) => tf.variable(tf.zeros(shape));
+    const named: [string, tf.Variable][] = [
+      ['m.lora_A', v([2, 3])],
+      ['m.lora_B', v([3, 2])],
+      ['m.lora_magnitude_vector', v([3])],
+      ['m.base_layer.bias', v([3])],
+      ['e.lora_embedding_A', v([2, 5])],
+      ['e.lora_embedding_B', v([4, 2])],
+      ['lm_head.weight', v([5, 4])],
+      ['model.norm.weight', v([4])],
+    ];
+    const params = new TrainableParameters(named);
+    const scales = loraplusLrScales(params, 16)!;
+    const fast = new Set([
+      'm.lora_B',
+      'm.lora_magnitude_vector',
+      'm.base_layer.bias',
+      'model.norm.weight',
+    ]);
+    for (const slot of params.slots) {
+      const want = fast.has(slot.name) ? 16 : 1;
+      expect(Array.from(scales.subarray(slot.offset, slot.offset + slot.size)), slot.name).toEqual(
+        Array<number>(slot.size).fill(want),
+      );
+    }
+    expect(loraplusLrScales(params, 1)).toBeNull();
+    expect(() => loraplusLrScales(params, 0)).toThrow(/must be a finite number > 0, got 0/);
+    tf.dispose(named.map(([, x]) => x));
   });
 
   it('rejects buffers of different lengths', () => {

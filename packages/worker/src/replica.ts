@@ -14,6 +14,7 @@ import {
   type PeftAdapter,
   TrainableParameters,
   pissaToLora,
+  loraplusLrScales,
   readParametersAsync,
   savePeftAdapter,
 } from '@lorafleet/core';
@@ -79,6 +80,7 @@ export class Replica {
           schedule: config.schedule,
           maxGradNorm: config.maxGradNorm,
           seed: config.seed,
+          lrScales: loraplusLrScales(params, config.loraplusLrRatio ?? 1),
         },
         allReduce,
         // DoRA's magnitudes start as W's row norms, computed where W lives (a GPU: no sync read)

@@ -84,6 +84,8 @@ export interface RunConfig {
   resumeFrom: string | null;
   /** How each replica stores the frozen W of its linear layers (--base-dtype; LoRA only). */
   baseDtype: BaseDtype;
+  /** LoRA+: lora_B and 1-D parameters learn at lr times this (absent: 1, plain AdamW). */
+  loraplusLrRatio?: number;
 }
 
 /** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
@@ -116,7 +118,6 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
   const c = new Fields(raw, 'runConfig');
   const rows = c.object('rows');
   const lora = c.object('lora');
-  const optimizer = c.object('optimizer');
   const schedule = c.object('schedule');
   const config: RunConfig = {
     modelDir: c.string('modelDir'),
@@ -151,13 +152,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
         typeof lora.raw.targets === 'string' ? lora.string('targets') : lora.strings('targets'),
       ...peftFields(lora),
     },
-    optimizer: {
-      lr: optimizer.numberIn('lr', (x) => x >= 0, '>= 0'),
-      beta1: optimizer.numberIn('beta1', (x) => x >= 0 && x < 1, 'in [0, 1)'),
-      beta2: optimizer.numberIn('beta2', (x) => x >= 0 && x < 1, 'in [0, 1)'),
-      eps: optimizer.numberIn('eps', (x) => x > 0, '> 0'),
-      weightDecay: optimizer.numberIn('weightDecay', (x) => x >= 0, '>= 0'),
-    },
+    optimizer: adamWOptions(c.object('optimizer')),
     schedule: lrSchedule(schedule),
     maxGradNorm: c.has('maxGradNorm') ? c.numberIn('maxGradNorm', (x) => x > 0, '> 0') : null,
     seed: c.int('seed', 0, 2 ** 32 - 1),
@@ -166,6 +161,9 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     wireDtype: c.has('wireDtype') ? c.choice('wireDtype', WIRE_DTYPE_NAMES) : 'fp32',
     resumeFrom: c.has('resumeFrom') ? c.string('resumeFrom') : null,
     baseDtype: c.has('baseDtype') ? c.choice('baseDtype', BASE_DTYPES) : 'f32',
+    ...(c.has('loraplusLrRatio')
+      ? { loraplusLrRatio: c.numberIn('loraplusLrRatio', (x) => x > 0, '> 0') }
+      : {}),
   };
   if (config.mode === 'full' && config.baseDtype !== 'f32') {
     throw new RunConfigError(
@@ -179,6 +177,16 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     throw new RunConfigError(`runConfig: ${(error as Error).message}`);
   }
   return config;
+}
+
+function adamWOptions(optimizer: Fields): AdamWOptions {
+  return {
+    lr: optimizer.numberIn('lr', (x) => x >= 0, '>= 0'),
+    beta1: optimizer.numberIn('beta1', (x) => x >= 0 && x < 1, 'in [0, 1)'),
+    beta2: optimizer.numberIn('beta2', (x) => x >= 0 && x < 1, 'in [0, 1)'),
+    eps: optimizer.numberIn('eps', (x) => x > 0, '> 0'),
+    weightDecay: optimizer.numberIn('weightDecay', (x) => x >= 0, '>= 0'),
+  };
 }
 
 /** LoraConfig's optional fields, each present only when given. */

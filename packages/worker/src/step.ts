@@ -53,6 +53,8 @@ export interface StepConfig {
   maxGradNorm: number | null;
   /** Base seed of dropout masks (mixed with the step number). */
   seed: number;
+  /** Each parameter's factor of the learning rate (LoRA+: core's loraplusLrScales); absent: 1. */
+  lrScales?: Float64Array | null;
 }
 
 export interface StepResult {
@@ -218,7 +220,14 @@ export class TrainingStep {
     const lr = this.config.optimizer.lr * lrFactor(this.config.schedule, step);
     const applied = Number.isFinite(gradNorm);
     if (applied) {
-      adamWStep(this.values, grads, this.optimizer, this.config.optimizer, lr);
+      adamWStep(
+        this.values,
+        grads,
+        this.optimizer,
+        this.config.optimizer,
+        lr,
+        this.config.lrScales,
+      );
       this.params.write(this.values);
     }
     const t3 = performance.now();

@@ -96,6 +96,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     wireDtype: o.wireDtype,
     resumeFrom: null,
     baseDtype: o.baseDtype,
+    ...(o.loraplusLrRatio !== 1 ? { loraplusLrRatio: o.loraplusLrRatio } : {}),
   };
   return {
     config,

@@ -143,7 +143,8 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
     config.mode === 'full'
       ? `training: full fine-tune, ${formatCount(plan.trainableParameters)} trainable parameters`
       : `training: LoRA r=${config.lora.r} alpha=${config.lora.alpha} on ${describeLora(config.lora)}, ` +
-          `${formatCount(plan.trainableParameters)} trainable parameters (${share})`,
+          `${formatCount(plan.trainableParameters)} trainable parameters (${share})` +
+          (config.loraplusLrRatio ? `; LoRA+: B learns at ${config.loraplusLrRatio}x --lr` : ''),
   );
   const perWorker =
     membership.workers > 1 ? `, ~${Math.ceil(batchSize / membership.workers)} rows per worker` : '';

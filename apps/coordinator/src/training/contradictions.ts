@@ -12,6 +12,7 @@ const LORA_OPTIONS = [
   'lora-dropout',
   'init',
   'rslora',
+  'loraplus-lr-ratio',
   ...PEFT_OPTION_NAMES,
 ];
 

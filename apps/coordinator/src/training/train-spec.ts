@@ -136,6 +136,14 @@ export const trainSpec = defineCommand({
       default: 0,
       description: 'AdamW decoupled weight decay',
     },
+    'loraplus-lr-ratio': {
+      affects: 'math',
+      kind: 'number',
+      min: 1,
+      default: 1,
+      description:
+        "LoRA+ (PEFT's create_loraplus_optimizer): lora_B and 1-D trained parameters (biases, norms, DoRA magnitudes) learn at --lr times this, e.g. 16 (1: off)",
+    },
     'warmup-steps': {
       affects: 'math',
       kind: 'int',

@@ -42,6 +42,8 @@ export function cloneAdamWState(s: AdamWState): AdamWState {
  *   p -= lr * wd * p
  *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
  *   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+ * With `lrScales`, element i takes lr * lrScales[i] in both places, as a
+ * torch parameter group of that learning rate would (LoRA+: loraplus.ts).
  */
 export function adamWStep(
   params: Float32Array,
@@ -49,6 +51,7 @@ export function adamWStep(
   state: AdamWState,
   options: AdamWOptions,
   lr = options.lr,
+  lrScales: Float64Array | null = null,
 ): void {
   const n = params.length;
   if (grads.length !== n || state.m.length !== n || state.v.length !== n) {
@@ -56,8 +59,11 @@ export function adamWStep(
       `AdamW: params (${n}), grads (${grads.length}) and moments (${state.m.length}, ${state.v.length}) differ in length`,
     );
   }
+  if (lrScales && lrScales.length !== n)
+    throw new Error(`AdamW: ${lrScales.length} learning-rate factors for ${n} parameters`);
   const { beta1, beta2, eps, weightDecay } = options;
   const t = ++state.step;
+  if (lrScales) return scaledStep(params, grads, state, options, lr, lrScales);
   const stepSize = lr / (1 - beta1 ** t);
   const bias2Sqrt = Math.sqrt(1 - beta2 ** t);
   const decay = 1 - lr * weightDecay;
@@ -69,5 +75,27 @@ export function adamWStep(
     m[i] = mi;
     v[i] = vi;
     params[i] = params[i]! * decay - (stepSize * m[i]!) / (Math.sqrt(v[i]!) / bias2Sqrt + eps);
+  }
+}
+
+/** adamWStep's update with a learning rate per element (state.step already counts this step). */
+function scaledStep(
+  params: Float32Array,
+  grads: Float32Array,
+  state: AdamWState,
+  { beta1, beta2, eps, weightDecay }: AdamWOptions,
+  lr: number,
+  lrScales: Float64Array,
+): void {
+  const t = state.step;
+  const [correction1, bias2Sqrt] = [1 - beta1 ** t, Math.sqrt(1 - beta2 ** t)];
+  const { m, v } = state;
+  for (let i = 0; i < params.length; i++) {
+    const lri = lr * lrScales[i]!; // a torch group's lr: lr * ratio, in float64
+    const g = grads[i]!;
+    m[i] = beta1 * m[i]! + (1 - beta1) * g;
+    v[i] = beta2 * v[i]! + (1 - beta2) * g * g;
+    const decayed = params[i]! * (1 - lri * weightDecay);
+    params[i] = decayed - ((lri / correction1) * m[i]!) / (Math.sqrt(v[i]!) / bias2Sqrt + eps);
   }
 }
