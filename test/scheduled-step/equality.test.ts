@@ -274,29 +274,45 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
 // also compared on its own scale.
 describe('the hand-scheduled step with DoRA equals the tape', () => {
   const MAGNITUDES = /lora_magnitude_vector$/;
-  it("GPT-2 (Conv1D: W's columns normed), every linear layer, 2 x 7 tokens", async () => {
-    const { model, params } = await loraModel(CONFIG, ['c_attn', 'c_proj', 'c_fc'], 0, true);
+  const gpt2 = (targets: string[], dropout: number) => () =>
+    loraModel(CONFIG, targets, dropout, true);
+  const llama =
+    (overrides: Partial<LlamaConfig>, targets: string[] | string, dropout: number) => () =>
+      loraLlama(overrides, targets, dropout, true);
+  const cases: [
+    string,
+    () => ReturnType<typeof loraModel | typeof loraLlama>,
+    typeof batch,
+    number,
+    number,
+  ][] = [
+    [
+      "GPT-2 (Conv1D: W's columns normed), every linear layer, 2 x 7 tokens",
+      gpt2(['c_attn', 'c_proj', 'c_fc'], 0),
+      batch,
+      2,
+      7,
+    ],
+    [
+      'GPT-2 with LoRA dropout 0.3, c_attn and mlp.c_proj, batch 1 x 9 tokens',
+      gpt2(['c_attn', 'mlp.c_proj'], 0.3),
+      batch,
+      1,
+      9,
+    ],
+    [
+      'Llama with LoRA dropout 0.2, every linear layer, 2 x 7 tokens',
+      llama({}, 'all-linear', 0.2),
+      llamaBatch,
+      2,
+      7,
+    ],
+  ];
+  it.each(cases)('%s', async (_name, make, tokens, B, T) => {
+    const { model, params } = await make();
     try {
       expect(scheduledStepUnsupported(model, params)).toBeNull();
-      await expectTapeEquality(model, params, [batch(2, 7), batch(2, 7, 1)], MAGNITUDES);
-    } finally {
-      model.dispose();
-    }
-  });
-
-  it('GPT-2 with LoRA dropout 0.3, c_attn and mlp.c_proj, batch 1 x 9 tokens', async () => {
-    const { model, params } = await loraModel(CONFIG, ['c_attn', 'mlp.c_proj'], 0.3, true);
-    try {
-      await expectTapeEquality(model, params, [batch(1, 9), batch(1, 9, 1)], MAGNITUDES);
-    } finally {
-      model.dispose();
-    }
-  });
-
-  it('Llama with LoRA dropout 0.2, every linear layer, 2 x 7 tokens', async () => {
-    const { model, params } = await loraLlama({}, 'all-linear', 0.2, true);
-    try {
-      await expectTapeEquality(model, params, [llamaBatch(2, 7), llamaBatch(2, 7, 1)], MAGNITUDES);
+      await expectTapeEquality(model, params, [tokens(B, T), tokens(B, T, 1)], MAGNITUDES);
     } finally {
       model.dispose();
     }

@@ -21,6 +21,21 @@ torch.set_num_threads(1)
 torch.manual_seed(0)
 
 
+class LoraAdapter(nn.Module):
+    """LoRA's trained path: dropout(x) A^T B^T * alpha / r, B starting at zero."""
+
+    def __init__(self, n_in, n_out, lora):
+        super().__init__()
+        r = lora["r"]
+        self.a = nn.Parameter(torch.randn(r, n_in) / math.sqrt(n_in))
+        self.b = nn.Parameter(torch.zeros(n_out, r))
+        self.scaling = lora["alpha"] / r
+        self.drop = nn.Dropout(lora["dropout"])
+
+    def forward(self, x):
+        return (self.drop(x) @ self.a.t() @ self.b.t()) * self.scaling
+
+
 class LoraConv1D(nn.Module):
     """GPT-2's Conv1D (W stored [in, out]) with an optional LoRA adapter."""
 
@@ -28,20 +43,12 @@ class LoraConv1D(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(n_in, n_out) * 0.02, requires_grad=False)
         self.bias = nn.Parameter(torch.zeros(n_out), requires_grad=False)
-        self.lora = lora
-        if lora:
-            r = lora["r"]
-            self.a = nn.Parameter(torch.randn(r, n_in) / math.sqrt(n_in))
-            self.b = nn.Parameter(torch.zeros(n_out, r))
-            self.scaling = lora["alpha"] / r
-            self.drop = nn.Dropout(lora["dropout"])
+        self.lora = LoraAdapter(n_in, n_out, lora) if lora else None
 
     def forward(self, x):
         y = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
         y = y.reshape(*x.shape[:-1], -1)
-        if self.lora:
-            y = y + (self.drop(x) @ self.a.t() @ self.b.t()) * self.scaling
-        return y
+        return y + self.lora(x) if self.lora else y
 
 
 def targeted(name, targets):
@@ -100,19 +107,11 @@ class LoraLinear(nn.Module):
     def __init__(self, n_in, n_out, lora):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(n_out, n_in) * 0.02, requires_grad=False)
-        self.lora = lora
-        if lora:
-            r = lora["r"]
-            self.a = nn.Parameter(torch.randn(r, n_in) / math.sqrt(n_in))
-            self.b = nn.Parameter(torch.zeros(n_out, r))
-            self.scaling = lora["alpha"] / r
-            self.drop = nn.Dropout(lora["dropout"])
+        self.lora = LoraAdapter(n_in, n_out, lora) if lora else None
 
     def forward(self, x):
         y = x @ self.weight.t()
-        if self.lora:
-            y = y + (self.drop(x) @ self.a.t() @ self.b.t()) * self.scaling
-        return y
+        return y + self.lora(x) if self.lora else y
 
 
 class RmsNorm(nn.Module):

@@ -9,18 +9,17 @@
 //   doraMix            base + (g - 1) dropped + g lora, one per element
 //   doraMagnitudeGrad  dm [C] = sum over rows of dy (z (+ z2)) / n, an
 //                      invocation per column
-const THREADS = 64;
-const MAX_GROUPS = 65535;
-
-const int = (v: number) => ({ type: 'int32' as const, data: [v] });
-const f32 = (v: number) => ({ type: 'float32' as const, data: [v] });
+import { MAX_GROUPS, THREADS, f32, flat, int } from './plumbing.js';
 
 /** The dispatch of `groups` workgroups, over y when there are more than 65,535. */
-const groupsOf = (groups: number) =>
-  [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1] as const;
+const groupsOf = (groups: number) => [
+  Math.min(groups, MAX_GROUPS),
+  Math.ceil(groups / MAX_GROUPS),
+  1,
+];
 const GROUP_INDEX = `(i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS})`;
 
-/** One invocation per element of [rows, cols] (cols: the output columns C). */
+/** One invocation per element i of [rows, cols], with its column's g = m / n. */
 function elementwise(
   key: string,
   vars: string[],
@@ -29,21 +28,38 @@ function elementwise(
   uniforms: string,
   body: string,
 ) {
-  return {
-    variableNames: vars,
-    outputShape: [rows, cols],
-    shaderKey: `lorafleet_dora_${key}`,
-    dispatchLayout: { x: [0], y: [1] },
-    dispatch: [...groupsOf(Math.ceil((rows * cols) / THREADS))],
-    workgroupSize: [THREADS, 1, 1],
-    uniforms: `count : i32, cols : i32, ${uniforms}`,
-    getUserCode: () => `
-    fn main() {
-      let i = ${GROUP_INDEX} * ${THREADS} + i32(localIndex);
-      if (i >= uniforms.count) { return; }
+  return flat({
+    key: `dora_${key}`,
+    vars,
+    shape: [rows, cols],
+    uniforms: `cols : i32, ${uniforms}`,
+    body: `
       let col = i % uniforms.cols;
       let g = m[col] / n[col];
-      ${body}
+      ${body}`,
+  });
+}
+
+/** result[j] (output [C, 1]) from a loop over the rows of column j, one invocation per column. */
+function perColumn(key: string, vars: string[], cols: number, loop: string, finish: string) {
+  return {
+    variableNames: vars,
+    outputShape: [cols, 1],
+    shaderKey: `lorafleet_dora_${key}`,
+    dispatchLayout: { x: [0], y: [1] },
+    dispatch: groupsOf(Math.ceil(cols / THREADS)),
+    workgroupSize: [THREADS, 1, 1],
+    uniforms: 'rows : i32, cols : i32,',
+    getUserCode: () => `
+    fn main() {
+      let j = ${GROUP_INDEX} * ${THREADS} + i32(localIndex);
+      if (j >= uniforms.cols) { return; }
+      var acc = 0.0;
+      for (var r = 0; r < uniforms.rows; r++) {
+        let at = r * uniforms.cols + j;
+        ${loop}
+      }
+      result[j] = ${finish};
     }`,
   };
 }
@@ -54,28 +70,10 @@ function elementwise(
  */
 export function doraNormsProgram(c: number, k: number, columns: boolean) {
   if (columns) {
+    const loop = 'let v = w[at] + d[at];\n        acc += v * v;';
     return {
-      program: {
-        variableNames: ['w', 'd'],
-        outputShape: [c, 1],
-        shaderKey: 'lorafleet_dora_norms_columns',
-        dispatchLayout: { x: [0], y: [1] },
-        dispatch: [...groupsOf(Math.ceil(c / THREADS))],
-        workgroupSize: [THREADS, 1, 1],
-        uniforms: 'c : i32, k : i32,',
-        getUserCode: () => `
-    fn main() {
-      let j = ${GROUP_INDEX} * ${THREADS} + i32(localIndex);
-      if (j >= uniforms.c) { return; }
-      var acc = 0.0;
-      for (var r = 0; r < uniforms.k; r++) {
-        let v = w[r * uniforms.c + j] + d[r * uniforms.c + j];
-        acc += v * v;
-      }
-      result[j] = sqrt(acc);
-    }`,
-      },
-      uniforms: [int(c), int(k)],
+      program: perColumn('norms_columns', ['w', 'd'], c, loop, 'sqrt(acc)'),
+      uniforms: [int(k), int(c)],
     };
   }
   return {
@@ -84,7 +82,7 @@ export function doraNormsProgram(c: number, k: number, columns: boolean) {
       outputShape: [c, 1],
       shaderKey: 'lorafleet_dora_norms_rows',
       dispatchLayout: { x: [0], y: [1] },
-      dispatch: [...groupsOf(c)],
+      dispatch: groupsOf(c),
       workgroupSize: [THREADS, 1, 1],
       uniforms: 'c : i32, k : i32,',
       getUserCode: () => `
@@ -145,27 +143,15 @@ export function doraMixProgram(rows: number, cols: number) {
 /** dm [C] (output [C, 1]) = sum over the N rows of dy (z (+ z2)), divided by n; all [N, C]. */
 export function doraMagnitudeGradProgram(rows: number, cols: number, twoParts: boolean) {
   const z = twoParts ? '(z[at] + z2[at])' : 'z[at]';
+  const vars = twoParts ? ['dy', 'z', 'z2', 'n'] : ['dy', 'z', 'n'];
   return {
-    program: {
-      variableNames: twoParts ? ['dy', 'z', 'z2', 'n'] : ['dy', 'z', 'n'],
-      outputShape: [cols, 1],
-      shaderKey: `lorafleet_dora_magnitude_grad_${twoParts ? 2 : 1}`,
-      dispatchLayout: { x: [0], y: [1] },
-      dispatch: [...groupsOf(Math.ceil(cols / THREADS))],
-      workgroupSize: [THREADS, 1, 1],
-      uniforms: 'rows : i32, cols : i32,',
-      getUserCode: () => `
-    fn main() {
-      let j = ${GROUP_INDEX} * ${THREADS} + i32(localIndex);
-      if (j >= uniforms.cols) { return; }
-      var acc = 0.0;
-      for (var r = 0; r < uniforms.rows; r++) {
-        let at = r * uniforms.cols + j;
-        acc += dy[at] * ${z};
-      }
-      result[j] = acc / n[j];
-    }`,
-    },
+    program: perColumn(
+      `magnitude_grad_${twoParts ? 2 : 1}`,
+      vars,
+      cols,
+      `acc += dy[at] * ${z};`,
+      'acc / n[j]',
+    ),
     uniforms: [int(rows), int(cols)],
   };
 }

@@ -20,10 +20,17 @@
 import { xentGradValue } from './cross-entropy.js';
 import { LOWBIAS32_WGSL } from './dropout.js';
 
-const THREADS = 64;
-const MAX_GROUPS = 65535;
+export const THREADS = 64;
+export const MAX_GROUPS = 65535;
 
-function flat(o: { key: string; vars: string[]; shape: number[]; uniforms: string; body: string }) {
+/** One invocation per output element `i` (shape's elements, viewed as [count / last, last]). */
+export function flat(o: {
+  key: string;
+  vars: string[];
+  shape: number[];
+  uniforms: string;
+  body: string;
+}) {
   const count = o.shape.reduce((a, b) => a * b, 1);
   const groups = Math.ceil(count / THREADS);
   // Two dims, as tfjs's x/y dispatch layout wants; the caller views the output as o.shape.
@@ -45,8 +52,8 @@ function flat(o: { key: string; vars: string[]; shape: number[]; uniforms: strin
   };
 }
 
-const int = (v: number) => ({ type: 'int32' as const, data: [v] });
-const f32 = (v: number) => ({ type: 'float32' as const, data: [v] });
+export const int = (v: number) => ({ type: 'int32' as const, data: [v] });
+export const f32 = (v: number) => ({ type: 'float32' as const, data: [v] });
 
 /**
  * x [N, C] = wte[ids[n]] scale (+ wpe[n % T]: GPT-2's learned positions 0..T-1 in
