@@ -115,7 +115,8 @@ export class LlamaModel implements CausalLM {
     this.config = config;
     this.modelConfig = llamaModelConfig(config);
     this.invFreq = inverseFrequencies(config);
-    this.longInvFreq = longFactors(config, Infinity) ? inverseFrequencies(config, Infinity) : null;
+    this.longInvFreq =
+      config.ropeScaling?.type === 'longrope' ? inverseFrequencies(config, Infinity) : null;
     this.localInvFreq =
       config.localRopeTheta === null
         ? null
