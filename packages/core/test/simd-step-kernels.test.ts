@@ -29,6 +29,8 @@ import {
 import { tf } from '../src/backend/tf.js';
 import { geluNew } from '../src/ops/gelu-new.js';
 import { layerNorm } from '../src/ops/layer-norm.js';
+import { swiglu } from '../src/ops/gated.js';
+import { SWIGLU, SWIGLU_GRAD } from '../src/backend/webgpu-kernels/activations.js';
 import { softmaxCrossEntropy } from '../src/ops/softmax-cross-entropy.js';
 import { Rng } from '../src/random.js';
 
@@ -94,13 +96,45 @@ async function onBoth<T>(f: () => T): Promise<Record<Backend, T>> {
 
 beforeAll(async () => use('wasm'));
 
+describe('SwiGLU: wasm SIMD against the cpu kernel', () => {
+  const rng = new Rng(13);
+  // Sizes 1, 3 and 257 (tails), 4099; gate scale 3, and 40 (sigmoid saturated both ways).
+  it.each([
+    [[1], 3],
+    [[3], 3],
+    [[257], 3],
+    [[4099], 3],
+    [[7, 37], 40],
+  ] as [number[], number][])(
+    'shape %j, gate scale %i, value and gradients',
+    async (shape, scale) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const gate = Float32Array.from({ length: n }, () => rng.normal() * scale);
+      gate[0] = 0;
+      const up = Float32Array.from({ length: n }, () => rng.normal());
+      const w = Float32Array.from({ length: n }, () => rng.normal());
+      const got = await onBoth(() =>
+        tf.tidy(() => {
+          const [g, u, wt] = [gate, up, w].map((v) => tf.tensor(v, shape));
+          const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(swiglu(a, b), wt!));
+          const [dg, du] = tf.grads(f)([g!, u!]);
+          return [swiglu(g!, u!), dg!, du!].map((t) => t.dataSync().slice());
+        }),
+      );
+      for (let i = 0; i < 3; i++)
+        expect(maxRelErr(got.wasm[i]!, got.cpu[i]!)).toBeLessThan(TOLERANCE);
+    },
+  );
+});
+
 describe('the SIMD step kernels on wasm', () => {
   it('load over the wasm heap and are what the registered kernels run', () => {
     const kernels = simdKernels(tf.backend() as unknown as BackendWasm);
     expect(typeof kernels?.softmaxXent).toBe('function');
     expect(typeof kernels?.geluNewGrad).toBe('function');
     expect(typeof kernels?.layerNormGrad).toBe('function');
-    const names = [SOFTMAX_XENT, SOFTMAX_XENT_GRAD, GELU_NEW, GELU_NEW_GRAD];
+    expect(typeof kernels?.swigluGrad).toBe('function');
+    const names = [SOFTMAX_XENT, SOFTMAX_XENT_GRAD, GELU_NEW, GELU_NEW_GRAD, SWIGLU, SWIGLU_GRAD];
     for (const name of [...names, LAYER_NORM, LAYER_NORM_GRAD]) {
       const config = tf.getKernel(name, 'wasm') as HostKernelConfig | undefined;
       expect(config?.host, name).toBeTypeOf('function');

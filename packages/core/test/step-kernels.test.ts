@@ -10,6 +10,8 @@ import { registerStepKernels } from '../src/backend/step-kernels.js';
 import { tf } from '../src/backend/tf.js';
 import { geluNew, geluNewComposed } from '../src/ops/gelu-new.js';
 import { layerNorm, layerNormComposed } from '../src/ops/layer-norm.js';
+import { swiglu, swigluComposed } from '../src/ops/gated.js';
+import { SWIGLU } from '../src/backend/webgpu-kernels/activations.js';
 import { softmaxCrossEntropy } from '../src/ops/softmax-cross-entropy.js';
 import { Rng } from '../src/random.js';
 
@@ -236,10 +238,26 @@ describe.each(['cpu', 'wasm'] as const)('fused gelu_new and LayerNorm on %s', (b
     },
   );
 
+  it.each(SHAPES)('SwiGLU, value and gradients of gate and up, shape %j', async (...shape) => {
+    expect(tf.getKernel(SWIGLU, backend)).toBeDefined(); // the fused kernels run here
+    const n = shape.reduce((a, b) => a * b, 1);
+    const [gate, up] = [randn(n, 4), randn(n, 2)];
+    gate[0] = 0;
+    const inputs = [
+      { shape, values: gate },
+      { shape, values: up },
+    ];
+    const w = randn(n);
+    const got = valueAndGrads(swiglu, inputs, w);
+    const want = await onCpu(() => valueAndGrads(swigluComposed, inputs, w));
+    got.forEach((g, i) => expect(maxRelErr(g, want[i]!)).toBeLessThan(2e-6));
+  });
+
   it('leaves no tensor behind', () => {
     const x = { shape: [4, 6], values: randn(24) };
     const gb = { shape: [6], values: randn(6) };
-    const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => geluNew(layerNorm(a, g, b, 1e-5));
+    const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+      swiglu(geluNew(layerNorm(a, g, b, 1e-5)), a);
     valueAndGrads(f, [x, gb, gb], randn(24));
     const before = tf.memory().numTensors;
     valueAndGrads(f, [x, gb, gb], randn(24));

@@ -119,14 +119,14 @@ export function layerNormGradInto(
   out.dbeta.set(dbeta);
 }
 
-type KernelArgs = {
+export type KernelArgs = {
   inputs: tf.NamedTensorInfoMap;
   backend: tf.KernelBackend;
   attrs?: tf.NamedAttrMap;
 };
 
 /** The named inputs, each float32, or an error naming the kernel and the input. */
-function float32Inputs(
+export function float32Inputs(
   kernel: string,
   args: KernelArgs,
   names: readonly string[],
@@ -155,11 +155,28 @@ function rowsOf(
   return { rows: x.shape.slice(0, -1).reduce((a, b) => a * b, 1), C };
 }
 
-/** Each kernel on backend b; with `simd`, wasm's SIMD code where there is one and it loads. */
-const KERNELS: Record<
-  string,
-  (b: HostBackendName, simd: boolean) => (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]
-> = {
+/** A kernel on backend b; with `simd`, wasm's SIMD code where there is one and it loads. */
+export type HostKernelMaker = (
+  b: HostBackendName,
+  simd: boolean,
+) => (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
+
+/**
+ * Each kernel on cpu and wasm (registered from tf.ts through step-kernels.ts):
+ * `kernelFunc` with wasm's SIMD code, `host` the TypeScript kernel on the same backend.
+ */
+export function hostKernelConfigs(kernels: Record<string, HostKernelMaker>): HostKernelConfig[] {
+  return HOST_BACKENDS.flatMap((b) =>
+    Object.entries(kernels).map(([kernelName, make]) => ({
+      kernelName,
+      backendName: b,
+      kernelFunc: make(b, b === 'wasm') as unknown as tf.KernelFunc,
+      host: make(b, false) as unknown as tf.KernelFunc,
+    })),
+  );
+}
+
+const KERNELS: Record<string, HostKernelMaker> = {
   [GELU_NEW]: (b, simd) => (args) => {
     const [x] = float32Inputs(GELU_NEW, args, ['x']) as [tf.TensorInfo];
     const { infos, outs, ins } = HOST_MEMORY[b](
@@ -238,15 +255,5 @@ const KERNELS: Record<
   },
 };
 
-/**
- * The four kernels on cpu and wasm (registered from tf.ts through
- * step-kernels.ts); `host` is the TypeScript kernel on the same backend.
- */
-export const GELU_LAYER_NORM_KERNELS: readonly HostKernelConfig[] = HOST_BACKENDS.flatMap((b) =>
-  Object.entries(KERNELS).map(([kernelName, make]) => ({
-    kernelName,
-    backendName: b,
-    kernelFunc: make(b, b === 'wasm') as unknown as tf.KernelFunc,
-    host: make(b, false) as unknown as tf.KernelFunc,
-  })),
-);
+/** The four kernels on cpu and wasm. */
+export const GELU_LAYER_NORM_KERNELS: readonly HostKernelConfig[] = hostKernelConfigs(KERNELS);

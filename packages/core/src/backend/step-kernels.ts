@@ -1,9 +1,10 @@
 // The training step's own kernels beyond tfjs's (issue 17: the CPU step at
 // the roofline), registered from tf.ts in one call: the fused softmax
-// cross-entropy, gelu_new and LayerNorm (cpu, wasm), wasm's copy-free
+// cross-entropy, gelu_new, LayerNorm and SwiGLU (cpu, wasm), wasm's copy-free
 // Identity, and wasm's Slice and SplitV over heap views (wasm-slice.ts).
 import { GELU_LAYER_NORM_KERNELS } from './gelu-layer-norm.js';
 import { SOFTMAX_XENT_KERNELS } from './softmax-xent.js';
+import { SWIGLU_KERNELS } from './swiglu.js';
 import type { tf } from './tf.js';
 import { registerWasmIdentity } from './wasm-identity.js';
 import { registerWasmSlice } from './wasm-slice.js';
@@ -11,6 +12,7 @@ import { registerWasmSlice } from './wasm-slice.js';
 const STEP_KERNELS: readonly tf.KernelConfig[] = [
   ...SOFTMAX_XENT_KERNELS,
   ...GELU_LAYER_NORM_KERNELS,
+  ...SWIGLU_KERNELS,
 ];
 
 /** Registers what is not registered yet; idempotent. Returns the names added. */

@@ -1,7 +1,7 @@
 // The gated MLP activations as one differentiable op each: act(gate) * up,
 // act silu (SwiGLU, the Llama family's MLP) or gelu_new's tanh gelu (GeGLU,
-// Gemma's). Fused kernels on webgpu (backend/webgpu-kernels/activations.ts);
-// tfjs ops elsewhere.
+// Gemma's). Fused kernels on webgpu (backend/webgpu-kernels/activations.ts)
+// and, for SwiGLU, on cpu and wasm (backend/swiglu.ts); tfjs ops elsewhere.
 import { tf } from '../backend/tf.js';
 import {
   GEGLU,
@@ -28,9 +28,16 @@ export function gatedComposed(kind: GatedActivation, gate: tf.Tensor, up: tf.Ten
   return tf.tidy(() => tf.mul(GATED[kind].act(gate), up));
 }
 
+/** Whether this backend runs `kind` as fused kernels. */
+function fused(kind: GatedActivation): boolean {
+  const backend = tf.getBackend();
+  if (backend === 'webgpu') return fusedActivationsAvailable();
+  return tf.getKernel(GATED[kind].forward, backend) !== undefined;
+}
+
 /** act(gate) * up, elementwise over two tensors of one shape. */
 export function gated(kind: GatedActivation, gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
-  if (!fusedActivationsAvailable()) return gatedComposed(kind, gate, up);
+  if (!fused(kind)) return gatedComposed(kind, gate, up);
   const { forward, grad } = GATED[kind];
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [g, u, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];

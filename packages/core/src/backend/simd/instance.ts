@@ -10,6 +10,7 @@ import { BATCH_MATMUL_WASM } from './batch-matmul.wasm.js';
 import { GELU_NEW_WASM } from './gelu-new.wasm.js';
 import { LAYER_NORM_WASM } from './layer-norm.wasm.js';
 import { SOFTMAX_XENT_WASM } from './softmax-xent.wasm.js';
+import { SWIGLU_WASM } from './swiglu.wasm.js';
 
 /** The exports of assembly/batch-matmul.ts (pointers are heap addresses). */
 export interface BatchMatMulExports {
@@ -87,11 +88,18 @@ export interface LayerNormExports {
   ): void;
 }
 
+/** The exports of assembly/swiglu.ts. */
+export interface SwigluExports {
+  swiglu(gate: number, up: number, y: number, n: number): void;
+  swigluGrad(gate: number, up: number, dy: number, out: number, n: number, wrtGate: number): void;
+}
+
 /** Every module's exports together (their names do not collide). */
 export type SimdKernels = BatchMatMulExports &
   SoftmaxXentExports &
   GeluNewExports &
-  LayerNormExports;
+  LayerNormExports &
+  SwigluExports;
 
 /** The modules, one per assembly/*.ts kernel source. */
 const MODULES: readonly string[] = [
@@ -99,6 +107,7 @@ const MODULES: readonly string[] = [
   SOFTMAX_XENT_WASM,
   GELU_NEW_WASM,
   LAYER_NORM_WASM,
+  SWIGLU_WASM,
 ];
 
 /**

@@ -116,6 +116,42 @@ export function simdLayerNorm(
   return true;
 }
 
+/** y = silu(gate) up, elementwise; false (nothing done) where up's size is not gate's. */
+export function simdSwiglu(
+  backend: tf.KernelBackend,
+  gate: tf.TensorInfo,
+  up: tf.TensorInfo,
+  y: tf.TensorInfo,
+): boolean {
+  if (size(up) !== size(gate)) return false;
+  const h = heap(backend);
+  if (!h) return false;
+  h.kernels.swiglu(h.at(gate), h.at(up), h.at(y), size(gate));
+  return true;
+}
+
+/** d(sum dy y)/d gate or / d up, elementwise; false where the three sizes differ. */
+export function simdSwigluGrad(
+  backend: tf.KernelBackend,
+  inputs: { gate: tf.TensorInfo; up: tf.TensorInfo; dy: tf.TensorInfo },
+  wrt: 'gate' | 'up',
+  out: tf.TensorInfo,
+): boolean {
+  const { gate, up, dy } = inputs;
+  if (size(up) !== size(gate) || size(dy) !== size(gate)) return false;
+  const h = heap(backend);
+  if (!h) return false;
+  h.kernels.swigluGrad(
+    h.at(gate),
+    h.at(up),
+    h.at(dy),
+    h.at(out),
+    size(gate),
+    wrt === 'gate' ? 1 : 0,
+  );
+  return true;
+}
+
 /** tfjs-backend-wasm's allocator (emscripten's malloc/free on the heap). */
 interface HeapAllocator {
   _malloc(bytes: number): number;

@@ -8,9 +8,11 @@
 //   LoraFleetSwiGluGrad    gate, up, dy -> d gate or d up (attr `wrt`)
 //   LoraFleetGeGlu         gate, up -> gelu_new(gate) up          (Gemma's MLP)
 //   LoraFleetGeGluGrad     gate, up, dy -> d gate or d up (attr `wrt`)
-// The gelu_new kernels take the names the cpu and wasm kernels have
-// (gelu-layer-norm.ts), so ops/gelu-new.ts reaches them the same way.
+// The gelu_new and SwiGLU kernels take the names the cpu and wasm kernels
+// have (gelu-layer-norm.ts, swiglu.ts), so ops/gelu-new.ts and ops/gated.ts
+// reach them the same way.
 import { GELU_NEW, GELU_NEW_GRAD } from '../gelu-layer-norm.js';
+import { SWIGLU, SWIGLU_GRAD } from '../swiglu.js';
 import { tf } from '../tf.js';
 import { webGpuMatMulChoice } from './matmul-kernel.js';
 import {
@@ -21,8 +23,7 @@ import {
   elementwiseProgram,
 } from './rows.js';
 
-export const SWIGLU = 'LoraFleetSwiGlu';
-export const SWIGLU_GRAD = 'LoraFleetSwiGluGrad';
+export { SWIGLU, SWIGLU_GRAD };
 export const GEGLU = 'LoraFleetGeGlu';
 export const GEGLU_GRAD = 'LoraFleetGeGluGrad';
 
