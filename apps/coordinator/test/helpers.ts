@@ -53,6 +53,17 @@ export function adapterBytes(run: string): Promise<Buffer> {
 /** Rows of 32 tokens: short enough that the ~40-line datasets below give dozens of rows. */
 export const SEQ_LEN = '32';
 
+/**
+ * How far an adapter trained by 1 worker may be from the same run's on 2
+ * (they sum gradients in different orders), after a few AdamW steps at lr
+ * 1e-2 or more: AdamW's normalised step amplifies float32 rounding in a few
+ * elements. Measured 2026-12-06 on the Llama-family configs: 1e-7 to 1.3e-5,
+ * and one element of Phi-3's down_proj A moved by 7.6e-6 when only the SwiGLU
+ * kernel's rounding changed (same worker count). A wrong sum is off by 1e-3
+ * and more.
+ */
+export const WORKERS_TOLERANCE = 5e-5;
+
 // Vitest runs each test file in its own fork; the first to get the lock builds,
 // the others see its stamp (same runner process) and reuse the build.
 const LOCK = join(tmpdir(), 'lorafleet-cli-test-build.lock');

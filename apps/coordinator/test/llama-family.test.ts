@@ -19,6 +19,7 @@ import {
   readJson,
   removeDir,
   writeJsonl,
+  WORKERS_TOLERANCE,
 } from './helpers.js';
 
 /** A Llama with grouped-query attention (4 query heads on 2 key/value heads) and an untied head. */
@@ -187,7 +188,7 @@ describe('a Llama-family model through the CLI', () => {
       expect([...a.keys()]).toContain('model.layers.1.mlp.down_proj.B');
       expect(a.size).toBe(2 * targets.perLayer * 2); // A and B of each module in 2 layers
       for (const [key, values] of a)
-        expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(1e-5);
+        expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);
 
       const data = ['--data', ids, '--seq-len', '32'];
       const base = await evalJson(['--model', model, ...data]);
