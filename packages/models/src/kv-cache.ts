@@ -29,8 +29,6 @@ export class KvCache {
   layers: LayerKv[];
   /** Row b's cache columns [0, pads[b]) hold left padding, not tokens. */
   pads: number[];
-  /** The position id of each row's next token (its token count so far). */
-  positions: number[];
   /** Each row's tokens so far, to recompute the cache from (rotarySwitch). */
   tokens: number[][];
 
@@ -38,7 +36,11 @@ export class KvCache {
     this.layers = layers;
     this.pads = pads;
     this.tokens = tokens;
-    this.positions = tokens.map((t) => t.length);
+  }
+
+  /** The position id of each row's next token (its token count so far). */
+  get positions(): number[] {
+    return this.tokens.map((t) => t.length);
   }
 
   get batchSize(): number {
@@ -77,7 +79,6 @@ export class KvCache {
     this.disposeTensors();
     this.layers = next;
     this.pads = pads.map((p) => p - trim);
-    this.positions = rows.map((r) => this.positions[r]!);
     this.tokens = rows.map((r) => this.tokens[r]!);
   }
 
@@ -85,7 +86,6 @@ export class KvCache {
     this.disposeTensors();
     this.layers = [];
     this.pads = [];
-    this.positions = [];
     this.tokens = [];
   }
 
@@ -163,17 +163,18 @@ export function decodeStep(
   const P = model.modelConfig.contextLength;
   if (tokens.length !== B)
     throw new Error(`KV cache step: ${tokens.length} tokens given for a batch of ${B} rows`);
-  cache.positions.forEach((p, b) => {
+  const current = cache.positions;
+  current.forEach((p, b) => {
     if (p >= P)
       throw new Error(
         `KV cache step: row ${b} is at position ${p}; the context length (${P}) is full`,
       );
   });
   const rotarySwitch = model.modelConfig.rotarySwitch;
-  if (rotarySwitch !== undefined && cache.positions.some((p) => p === rotarySwitch))
+  if (rotarySwitch !== undefined && current.some((p) => p === rotarySwitch))
     return refill(model, cache, tokens);
   const Tk = cache.length + 1;
-  const positions = Int32Array.from(cache.positions);
+  const positions = Int32Array.from(current);
   const { last, layers } = tf.tidy(() =>
     model.extend({
       ids: tf.tensor2d(Int32Array.from(tokens), [B, 1], 'int32'),
@@ -185,7 +186,6 @@ export function decodeStep(
   );
   for (const l of cache.layers) tf.dispose([l.keys, l.values]);
   cache.layers = layers;
-  cache.positions = cache.positions.map((p) => p + 1);
   cache.tokens.forEach((t, b) => t.push(tokens[b]!));
   return last;
 }
@@ -203,7 +203,6 @@ function refill(model: CausalLM, cache: KvCache, tokens: readonly number[]): tf.
   for (const l of cache.layers) tf.dispose([l.keys, l.values]);
   cache.layers = fresh.layers;
   cache.pads = fresh.pads;
-  cache.positions = fresh.positions;
   cache.tokens = fresh.tokens;
   return last;
 }
