@@ -226,24 +226,33 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
     }
   });
 
-  // --base-dtype: W stored as packed halves, unpacked into a transient f32 buffer per product.
-  it('equals the tape with the base weights stored as bf16 (GPT-2) and f16 (Llama)', async () => {
-    const gpt2 = await loraModel(CONFIG, ['c_attn', 'c_proj', 'c_fc'], 0.1);
-    const llama = await loraLlama({}, 'all-linear');
-    try {
-      await storeBasesAs(gpt2.model, 'bf16');
-      await storeBasesAs(llama.model, 'f16');
-      expect(gpt2.model.linears()[0]!.baseDtype).toBe('bf16');
-      for (const { model, params } of [gpt2, llama]) {
-        expect(scheduledStepUnsupported(model, params)).toBeNull();
+  // --base-dtype: W stored packed, unpacked into a transient f32 buffer per product.
+  it.each([
+    ['bf16', 'f16'],
+    ['nf4', 'nf4'],
+  ] as const)(
+    'equals the tape with the base weights stored as %s (GPT-2) and %s (Llama)',
+    async (g, l) => {
+      const gpt2 = await loraModel(CONFIG, ['c_attn', 'c_proj', 'c_fc'], 0.1);
+      const llama = await loraLlama({}, 'all-linear');
+      try {
+        await storeBasesAs(gpt2.model, g);
+        await storeBasesAs(llama.model, l);
+        expect(gpt2.model.linears()[0]!.baseDtype).toBe(g);
+        for (const { model, params } of [gpt2, llama]) {
+          expect(scheduledStepUnsupported(model, params)).toBeNull();
+        }
+        await expectTapeEquality(gpt2.model, gpt2.params, [batch(2, 7), batch(2, 7, 1)]);
+        await expectTapeEquality(llama.model, llama.params, [
+          llamaBatch(2, 7),
+          llamaBatch(2, 7, 1),
+        ]);
+      } finally {
+        gpt2.model.dispose();
+        llama.model.dispose();
       }
-      await expectTapeEquality(gpt2.model, gpt2.params, [batch(2, 7), batch(2, 7, 1)]);
-      await expectTapeEquality(llama.model, llama.params, [llamaBatch(2, 7), llamaBatch(2, 7, 1)]);
-    } finally {
-      gpt2.model.dispose();
-      llama.model.dispose();
-    }
-  });
+    },
+  );
 
   // Mistral's sliding window, shorter than the batch: the attention kernels' window.
   it('equals the tape with a sliding window of 3 over 9 tokens (Mistral), every linear layer', async () => {

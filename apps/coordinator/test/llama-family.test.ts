@@ -1,7 +1,8 @@
 // The whole CLI path for a Llama-family model, with real processes: init from
 // a config, train with 1 and 2 workers (the same adapter), eval, merge (also
 // for a Gemma, a Gemma 2, a Gemma 3, a Granite, a SmolLM3, a Phi-3 with its
-// default targets, an OLMo 2 and a GLM-4), generate, a full fine-tune, extract
+// default targets, an OLMo 2 and a GLM-4), QLoRA (--base-dtype nf4: 1 worker
+// == 2 over the 4-bit base), generate, a full fine-tune, extract
 // and inspect. The folder has no
 // tokenizer: pre-tokenized {"input_ids"} data needs none, text is refused
 // with a clear error.
@@ -229,6 +230,34 @@ describe('a Llama-family model through the CLI', () => {
       ...['--adapter', join(out, 'adapter')],
     ]);
     expect(Number.isFinite(evaluated.loss)).toBe(true);
+  });
+
+  it('QLoRA (--base-dtype nf4): 1 and 2 workers train the same adapter, which learns over the 4-bit base', async () => {
+    const [one, two] = [join(dir!, 'nf4-w1'), join(dir!, 'nf4-w2')];
+    const nf4 = ['--base-dtype', 'nf4'];
+    const train = (out: string, workers: string) =>
+      lorafleetOk([
+        ...['train', '--model', llama, '--data', ids, '--out', out, ...nf4],
+        ...[...TRAIN, '--target', 'all-linear', '--lr', '1e-2', '--workers', workers],
+      ]);
+    const first = await train(one, '1');
+    expect(first.stdout).toContain('frozen linear weights stored as nf4');
+    await train(two, '2');
+    const [a, b] = [await adapterValues(one), await adapterValues(two)];
+    expect(a.size).toBe(2 * 7 * 2); // A and B of the 7 linear layers of 2 layers
+    for (const [key, values] of a)
+      expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);
+    const data = ['--model', llama, '--data', ids, '--seq-len', '32'];
+    const adapter = ['--adapter', join(one, 'adapter')];
+    const [base, base4, adapted4] = await Promise.all([
+      evalJson(data),
+      evalJson([...data, ...nf4]),
+      evalJson([...data, ...nf4, ...adapter]),
+    ]);
+    // 16 levels per block of 64 move the random model's loss, a little.
+    expect(base4.loss).not.toBe(base.loss);
+    expect(Math.abs(base4.loss - base.loss)).toBeLessThan(0.05);
+    expect(adapted4.loss).toBeLessThan(base4.loss - 0.02); // it learned
   });
 
   it('a full fine-tune, extracted into a LoRA adapter, inspected', async () => {

@@ -121,7 +121,22 @@ export {
   packHalves,
   unpackHalvesInto,
 } from './lora/base-dtype.js';
-export { UNPACK_HALVES } from './backend/unpack-halves.js';
+export {
+  type PackedBase,
+  type PackedDtype,
+  type UnpackCall,
+  packBase,
+  unpackBase,
+} from './lora/packed-base.js';
+export {
+  NF4_BLOCK,
+  NF4_CODE,
+  type Nf4Packed,
+  dequantizeNf4Into,
+  nf4Index,
+  quantizeNf4,
+} from './lora/nf4.js';
+export { UNPACK_HALVES, UNPACK_NF4 } from './backend/unpack-base.js';
 export {
   type AdamWOptions,
   type AdamWState,

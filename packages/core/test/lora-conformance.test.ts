@@ -15,8 +15,14 @@ import {
   Rng,
   backendDescriptor,
   lossAndGradsAsync,
+  NF4_BLOCK,
+  type BaseDtype,
+  dequantizeNf4Into,
+  packBase,
   packHalves,
+  quantizeNf4,
   readParametersAsync,
+  unpackBase,
   unpackHalvesInto,
   releaseWebGpu,
   tf,
@@ -62,6 +68,29 @@ function makeLayer(fanInFanOut: boolean, settings: LoraSettings, seed = 1): Lora
   tf.tidy(() => b.assign(randn(b.shape, seed + 2, 0.5) as tf.Tensor2D));
   return layer;
 }
+
+/** W [rows, cols] as stored in `dtype` and read back in f32, computed on the host. */
+function roundTrip(
+  w: Float32Array,
+  dtype: Exclude<BaseDtype, 'f32'>,
+  [rows, cols]: [number, number],
+  fanInFanOut: boolean,
+): Float32Array {
+  const back = new Float32Array(w.length);
+  if (dtype !== 'nf4') {
+    unpackHalvesInto(packHalves(w, dtype), dtype, back);
+    return back;
+  }
+  // NF4 quantizes [out, in]: a fan-in-fan-out W ([in, out]) is transposed first.
+  const t = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c]!;
+  dequantizeNf4Into(quantizeNf4(fanInFanOut ? t : w), [rows, cols], fanInFanOut, back);
+  return back;
+}
+
+/** Bytes of n values of W as stored in `dtype`. */
+const packedBytes = (n: number, dtype: Exclude<BaseDtype, 'f32'>) =>
+  dtype === 'nf4' ? 4 * Math.ceil(n / 8) + 4 * Math.ceil(n / NF4_BLOCK) : 4 * Math.ceil(n / 2);
 
 /** 0.5 ||y - t||^2: central differences are exact on a quadratic up to rounding. */
 function lossOf(layer: LoraLinear, x: tf.Tensor, target: tf.Tensor): tf.Scalar {
@@ -178,9 +207,9 @@ for (const backend of backends) {
       );
     }
 
-    for (const dtype of ['bf16', 'f16'] as const) {
+    for (const dtype of ['bf16', 'f16', 'nf4'] as const) {
       it.skipIf(skip.halfBase !== undefined)(
-        `a base W stored as ${dtype} halves computes as its rounded f32 copy, gradients through it included`,
+        `a base W stored as ${dtype} computes as its rounded f32 copy, gradients through it included`,
         async () => {
           // Two stacked layers, so the gradients of the first pass through the
           // second one's W (the custom gradient of the unpacked matmul).
@@ -195,20 +224,21 @@ for (const backend of backends) {
             return layer;
           };
           const half = [make(71, true), make(72, false)];
-          // The reference: the same W rounded to halves, kept in f32.
+          // The reference: the same W rounded to `dtype` on the host, kept in f32.
           const rounded = [make(71, true), make(72, false)];
           for (const layer of rounded) {
             const w = (await layer.weight.data()) as Float32Array;
-            const back = new Float32Array(w.length);
-            unpackHalvesInto(packHalves(w, dtype), dtype, back);
+            const back = roundTrip(w, dtype, [6, 6], layer.fanInFanOut);
             expect(back).not.toEqual(w); // rounding happened: the check is not vacuous
             tf.tidy(() => layer.weight.assign(tf.tensor2d(back, [6, 6])));
           }
           const bytesBefore = tf.memory().numBytes;
           for (const layer of half) await layer.storeBaseAs(dtype);
           expect(half[0]!.baseDtype).toBe(dtype);
-          expect(bytesBefore - tf.memory().numBytes).toBe(2 * 36 * 2); // 2 x 36 halves saved
-          expect(() => half[0]!.merge()).toThrow(/stored as .* halves.*--base-dtype f32/);
+          expect(bytesBefore - tf.memory().numBytes).toBe(2 * (36 * 4 - packedBytes(36, dtype)));
+          expect(() => half[0]!.merge()).toThrow(
+            /stored as (bf16|f16|nf4) \(--base-dtype\).*--base-dtype f32/,
+          );
           const x = randn([4, 6], 73);
           const target = randn([4, 6], 74);
           const loss = (layers: LoraLinear[]) =>
@@ -232,6 +262,29 @@ for (const backend of backends) {
         },
       );
     }
+
+    it.skipIf(skip.halfBase !== undefined)(
+      'unpacks W stored as bf16, f16 and nf4 in the kernel as on the host, odd shapes and both orientations',
+      async () => {
+        for (const dtype of ['bf16', 'f16', 'nf4'] as const) {
+          for (const [shape, fanInFanOut] of [
+            [[7, 37], false],
+            [[37, 7], true],
+            [[1, 65], false],
+            [[3, 130], true],
+          ] as [[number, number], boolean][]) {
+            const source = randn(shape, shape[0] + shape[1]);
+            const w = (await source.data()) as Float32Array;
+            source.dispose();
+            const packed = packBase(w, dtype, shape, fanInFanOut);
+            const got = unpackBase(packed);
+            expect(got.shape).toEqual(shape);
+            expect(await got.data()).toEqual(roundTrip(w, dtype, shape, fanInFanOut));
+            tf.dispose([got, ...Object.values(packed.unpack.inputs)]);
+          }
+        }
+      },
+    );
 
     it.skipIf(skip.adapters !== undefined)(
       'switches between named adapters over one base',

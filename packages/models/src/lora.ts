@@ -79,8 +79,8 @@ export function savedTargetModules(
 }
 
 /**
- * Stores the frozen W of every linear layer as `dtype` halves (--base-dtype
- * bf16|f16; f32 changes nothing). Embeddings, norms and biases stay f32, as
+ * Stores the frozen W of every linear layer as `dtype` (--base-dtype: bf16
+ * or f16 halves, nf4's 4 bits; f32 changes nothing). Embeddings, norms and biases stay f32, as
  * do LoRA factors. Merge, PiSSA, full fine-tuning and readWeights() then
  * refuse, naming the option.
  */

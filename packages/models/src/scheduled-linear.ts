@@ -2,7 +2,7 @@
 // and backward, as the fused LoRA linear computes it on webgpu
 // (core's lora/fused-linear.ts): the forward in one dispatch with the rank-r
 // epilogue, the backward's dx in one, dA and dB from the small intermediates,
-// no dW (W is frozen). W stored as halves (--base-dtype bf16 / f16) is
+// no dW (W is frozen). W stored packed (--base-dtype bf16 / f16 / nf4) is
 // unpacked into a transient f32 buffer before each product that reads it
 // (forward, and again for dx), as the tape does: the plan's allocator
 // reuses that buffer once the product is recorded, so about one layer's
@@ -35,10 +35,10 @@ export interface LinearSaved {
   dora: DoraSaved | null;
 }
 
-/** W in f32 as stored ([out, in], or [in, out] for fan-in-fan-out): the variable, or unpacked from its halves. */
+/** W in f32 as stored ([out, in], or [in, out] for fan-in-fan-out): the variable, or unpacked from its packed form. */
 function baseWeight(ops: PlanOps, layer: LoraLinear): Info {
-  const half = layer.baseHalves;
-  return half ? ops.unpackHalves(half.packed, half.dtype, half.shape) : layer.weight;
+  const packed = layer.packedBase;
+  return packed ? ops.unpackBase(packed.unpack) : layer.weight;
 }
 
 /**

@@ -144,7 +144,10 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
       ? `training: full fine-tune, ${formatCount(plan.trainableParameters)} trainable parameters`
       : `training: LoRA r=${config.lora.r} alpha=${config.lora.alpha} on ${describeLora(config.lora)}, ` +
           `${formatCount(plan.trainableParameters)} trainable parameters (${share})` +
-          (config.loraplusLrRatio ? `; LoRA+: B learns at ${config.loraplusLrRatio}x --lr` : ''),
+          (config.loraplusLrRatio ? `; LoRA+: B learns at ${config.loraplusLrRatio}x --lr` : '') +
+          (config.baseDtype === 'f32'
+            ? ''
+            : `; frozen linear weights stored as ${config.baseDtype}`),
   );
   const perWorker =
     membership.workers > 1 ? `, ~${Math.ceil(batchSize / membership.workers)} rows per worker` : '';

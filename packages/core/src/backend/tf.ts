@@ -6,14 +6,14 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWasmMatMul } from './wasm-matmul.js';
-import { registerUnpackHalves } from './unpack-halves.js';
+import { registerUnpackBase } from './unpack-base.js';
 import { registerStepKernels } from './step-kernels.js';
 import { installSharedClone } from './saved-clone.js';
 
 export { tf };
 registerWasmKernels(tf); // kernels tfjs-backend-wasm lacks (UnsortedSegmentSum)
 registerWasmMatMul(tf); // its transposed matmuls are 10-40x slower than explicit transposes
-registerUnpackHalves(tf); // --base-dtype bf16/f16: frozen weights stored as packed halves
+registerUnpackBase(tf); // --base-dtype bf16/f16/nf4: frozen weights stored packed
 registerStepKernels(tf); // the step's fused loss, layernorm, gelu; wasm Identity without a copy
 installSharedClone(tf); // tensors saved for backward: a shared reference, not a kernel run
 

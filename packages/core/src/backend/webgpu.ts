@@ -27,7 +27,7 @@ import {
   deviceLayerReportFile,
   takeDeviceLayerReport,
 } from './vulkan-device-layer.js';
-import { registerUnpackHalvesWebGpu } from './unpack-halves.js';
+import { registerUnpackBaseWebGpu } from './unpack-base.js';
 import {
   registerWebGpuCrossEntropy,
   registerWebGpuMatMul,
@@ -110,9 +110,9 @@ export async function loadWebGpuKernels(): Promise<WebGpuBackendClass> {
   const specifier = '@tensorflow/tfjs-backend-webgpu';
   const mod = (await import(specifier)) as {
     WebGPUBackend: WebGpuBackendClass;
-    webgpu_util: Parameters<typeof registerUnpackHalvesWebGpu>[1];
+    webgpu_util: Parameters<typeof registerUnpackBaseWebGpu>[1];
   };
-  registerUnpackHalvesWebGpu(tf, mod.webgpu_util); // the project's own WGSL kernels
+  registerUnpackBaseWebGpu(tf, mod.webgpu_util); // the project's own WGSL kernels
   registerWebGpuMatMul(tf); // tiled matmuls (webgpu-kernels/), replacing BatchMatMul
   registerWebGpuCrossEntropy(tf, mod.webgpu_util); // fused softmax cross-entropy
   registerWebGpuNorm(tf, mod.webgpu_util); // fused LayerNorm / RMSNorm

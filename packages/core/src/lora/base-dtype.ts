@@ -1,13 +1,14 @@
-// Frozen base weights in half precision (--base-dtype): W is stored as 16-bit
-// halves packed two per 32-bit word (an int32 tensor, half the bytes of f32)
-// and unpacked to f32 right before its matmul (backend/unpack-halves.ts). The
-// LoRA factors, their gradients and the optimizer state stay f32.
+// Frozen base weights in fewer bytes (--base-dtype): W as 16-bit halves
+// packed two per 32-bit word (an int32 tensor, half the bytes of f32; this
+// file), or as QLoRA's 4-bit NF4 (nf4.ts), unpacked to f32 right before each
+// matmul (packed-base.ts, backend/unpack-base.ts). The LoRA factors, their
+// gradients and the optimizer state stay f32.
 import { f32ToBf16, f32ToF16 } from '../io/dtype.js';
 
 /** How the frozen base weight W is stored on the device. */
-export type BaseDtype = 'f32' | 'bf16' | 'f16';
-export const BASE_DTYPES: readonly BaseDtype[] = ['f32', 'bf16', 'f16'];
-export type HalfDtype = Exclude<BaseDtype, 'f32'>;
+export type BaseDtype = 'f32' | 'bf16' | 'f16' | 'nf4';
+export const BASE_DTYPES: readonly BaseDtype[] = ['f32', 'bf16', 'f16', 'nf4'];
+export type HalfDtype = 'bf16' | 'f16';
 
 /**
  * values [n] -> 16-bit halves (round to nearest even) packed two per int32

@@ -3,9 +3,9 @@
 // or with DoRA (use_dora) the weight m (W + s B A) / ||W + s B A|| per row.
 // Merge and unmerge are explicit calls, exact inverses up to float rounding.
 import { tf } from '../backend/tf.js';
-import { UNPACK_HALVES } from '../backend/unpack-halves.js';
 import { deriveSeed } from '../random.js';
-import { type BaseDtype, type HalfDtype, packHalves } from './base-dtype.js';
+import type { BaseDtype } from './base-dtype.js';
+import { type PackedBase, disposePackedBase, packBase, unpackBase } from './packed-base.js';
 import { type LoraSettings, loraScaling, validateLoraSettings } from './config.js';
 import { seededDropout } from '../ops/dropout.js';
 import { doraOutput, doraRowNorms } from './dora.js';
@@ -46,10 +46,10 @@ export class LoraLinear {
   readonly outFeatures: number;
   readonly fanInFanOut: boolean;
   // Variables (frozen unless a full fine-tune marks them trainable), updated in
-  // place by merge, unmerge and PiSSA. W is null once stored in half precision.
+  // place by merge, unmerge and PiSSA. W is null once stored packed.
   private stored: tf.Variable<tf.Rank.R2> | null;
-  /** W as packed halves (storeBaseAs): int32 [ceil(rows * cols / 2)]. */
-  private half: { packed: tf.Tensor1D; dtype: HalfDtype } | null = null;
+  /** W packed as bf16, f16 or nf4 (storeBaseAs), with the kernel call that unpacks it. */
+  private packed: PackedBase | null = null;
   private readonly weightShape: [number, number];
   readonly bias: tf.Variable<tf.Rank.R1> | null;
   private readonly adapters = new Map<string, LoraAdapter>();
@@ -80,40 +80,41 @@ export class LoraLinear {
   get weight(): tf.Variable<tf.Rank.R2> {
     if (this.stored === null) {
       throw new Error(
-        `${this.name}: the base weight is stored as ${this.half?.dtype} halves (--base-dtype); ` +
+        `${this.name}: the base weight is stored as ${this.packed?.dtype} (--base-dtype); ` +
           `merge, unmerge, PiSSA, full fine-tuning and saving the model need --base-dtype f32`,
       );
     }
     return this.stored;
   }
 
-  /** How W is stored: f32, or bf16 / f16 halves after storeBaseAs. */
+  /** How W is stored: f32, or bf16 / f16 / nf4 after storeBaseAs. */
   get baseDtype(): BaseDtype {
-    return this.half?.dtype ?? 'f32';
+    return this.packed?.dtype ?? 'f32';
   }
 
   /**
-   * W as stored after storeBaseAs: the packed halves (int32 [ceil(rows *
-   * cols / 2)]), their dtype and W's storage shape; null while W is f32.
-   * The kernel UNPACK_HALVES turns them into W.
+   * W as stored after storeBaseAs: its dtype and the kernel call that
+   * unpacks it to f32 in its storage shape (packed-base.ts); null while W is f32.
    */
-  get baseHalves(): { packed: tf.Tensor1D; dtype: HalfDtype; shape: [number, number] } | null {
-    return this.half ? { ...this.half, shape: this.weightShape } : null;
+  get packedBase(): PackedBase | null {
+    return this.packed;
   }
 
   /**
-   * Stores W as 16-bit halves (--base-dtype bf16 or f16), half the bytes,
-   * rounded to nearest even; its f32 variable is freed. Forward unpacks W to
-   * f32 for its matmul only. One way: there is no going back to f32.
+   * Stores W as 16-bit halves (--base-dtype bf16 or f16, rounded to nearest
+   * even: half the bytes) or as NF4 (nf4: QLoRA's 4 bits and an absmax per
+   * 64 values, as bitsandbytes); its f32 variable is freed. Forward unpacks W
+   * to f32 for its matmul only. One way: there is no going back to f32.
    */
   async storeBaseAs(dtype: BaseDtype): Promise<void> {
     if (dtype === this.baseDtype) return;
-    if (this.half) throw new Error(`${this.name}: the base weight is stored as ${this.half.dtype}`);
+    if (this.packed)
+      throw new Error(`${this.name}: the base weight is stored as ${this.packed.dtype}`);
     if (this.merged) throw new Error(`${this.name}: unmerge before storing W in ${dtype}`);
     if (dtype === 'f32') return;
     const w = this.weight;
     const values = (await w.data()) as Float32Array;
-    this.half = { packed: tf.tensor1d(packHalves(values, dtype), 'int32'), dtype };
+    this.packed = packBase(values, dtype, this.weightShape, this.fanInFanOut);
     w.dispose();
     this.stored = null;
   }
@@ -334,23 +335,18 @@ export class LoraLinear {
     return fusedLoraAvailable() && !this.stored?.trainable && !this.bias?.trainable;
   }
 
-  /** W for the fused path: the variable, or an f32 copy unpacked from its halves. */
+  /** W for the fused path: the variable, or an f32 copy unpacked from its packed form. */
   private baseWeight(): { w: tf.Tensor2D; transient: boolean } {
-    if (!this.half) return { w: this.weight, transient: false };
-    const { packed, dtype } = this.half;
-    const attrs = { dtype, shape: this.weightShape };
-    const w = tf.engine().runKernel(UNPACK_HALVES, { packed }, attrs as never) as tf.Tensor2D;
-    return { w, transient: true };
+    if (!this.packed) return { w: this.weight, transient: false };
+    return { w: unpackBase(this.packed), transient: true };
   }
 
-  /** x2 [N, in] -> x2 W^T [N, out], W from f32 or from its packed halves. */
+  /** x2 [N, in] -> x2 W^T [N, out], W from f32 or from its packed form. */
   private baseMatMul(x2: tf.Tensor2D): tf.Tensor2D {
     const transposeW = !this.fanInFanOut;
-    if (!this.half) return tf.matMul(x2, this.weight, false, transposeW);
-    const { packed, dtype } = this.half;
-    const attrs = { dtype, shape: this.weightShape };
-    const unpack = () =>
-      tf.engine().runKernel(UNPACK_HALVES, { packed }, attrs as never) as tf.Tensor2D;
+    if (!this.packed) return tf.matMul(x2, this.weight, false, transposeW);
+    const packed = this.packed;
+    const unpack = () => unpackBase(packed);
     // A custom gradient rebuilds W in the backward pass instead of keeping its
     // f32 copy alive until then: at any moment at most one layer's W is f32.
     const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
@@ -423,7 +419,7 @@ export class LoraLinear {
     this.mergedScale?.dispose();
     this.adapters.clear();
     this.stored?.dispose();
-    this.half?.packed.dispose();
+    if (this.packed) disposePackedBase(this.packed);
     this.bias?.dispose();
   }
 

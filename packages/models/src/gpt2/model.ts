@@ -241,7 +241,7 @@ export class Gpt2Model implements CausalLM {
   }
 
   dispose(): void {
-    // Not through namedWeights(): a linear layer's W may be stored as halves.
+    // Not through namedWeights(): a linear layer's W may be stored packed (--base-dtype).
     const norms = [this.lnF, ...this.blocks.flatMap((b) => [b.ln1, b.ln2])];
     this.tokenEmbedding.dispose();
     tf.dispose([this.wte, this.wpe, ...norms.flatMap((n) => [n.gamma, n.beta])]);

@@ -289,7 +289,7 @@ export class LlamaModel implements CausalLM {
   }
 
   dispose(): void {
-    // Not through namedWeights(): a linear layer's W may be stored as halves.
+    // Not through namedWeights(): a linear layer's W may be stored packed (--base-dtype).
     this.tokenEmbedding.dispose();
     const others: (tf.Variable | null)[] = [this.embed, this.lmHead, ...this.norms()];
     tf.dispose(others.filter((v): v is tf.Variable => v !== null));

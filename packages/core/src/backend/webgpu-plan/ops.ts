@@ -42,8 +42,7 @@ import {
 } from '../webgpu-kernels/dora.js';
 import type { PlanRecorder } from './recorder.js';
 import { dropoutKeys } from '../../ops/dropout.js';
-import type { HalfDtype } from '../../lora/base-dtype.js';
-import { UNPACK_HALVES } from '../unpack-halves.js';
+import type { UnpackCall } from '../../lora/packed-base.js';
 
 type Info = tf.TensorInfo;
 
@@ -273,9 +272,9 @@ export class PlanOps {
     return view(this.rec.program(program, [view(x, [count]), keys], uniforms), x.shape);
   }
 
-  /** W [rows, cols] in f32 from its packed halves (--base-dtype; lora/base-dtype.ts). */
-  unpackHalves(packed: Info, dtype: HalfDtype, shape: [number, number]): Info {
-    return this.rec.kernel(UNPACK_HALVES, { packed }, { dtype, shape });
+  /** W in f32 as stored, from its packed form (--base-dtype; lora/packed-base.ts). */
+  unpackBase({ kernel, inputs, attrs }: UnpackCall): Info {
+    return this.rec.kernel(kernel, inputs, attrs);
   }
 
   /** [1]: the summed nll of the cross-entropy's stats [n, 2]. */

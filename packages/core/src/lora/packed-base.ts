@@ -1,0 +1,67 @@
+// A frozen W stored in fewer bytes than f32 (--base-dtype bf16, f16, nf4):
+// how each dtype packs W's values, and the kernel call that unpacks it back
+// to f32 in its storage shape for one matmul (backend/unpack-base.ts). The
+// tape (linear.ts) and the hand-scheduled webgpu step both run that call.
+import { tf } from '../backend/tf.js';
+import { UNPACK_HALVES, UNPACK_NF4 } from '../backend/unpack-base.js';
+import { type BaseDtype, packHalves } from './base-dtype.js';
+import { quantizeNf4, transposed } from './nf4.js';
+
+export type PackedDtype = Exclude<BaseDtype, 'f32'>;
+
+/** A kernel that turns `inputs` into W in f32, shaped as stored. */
+export interface UnpackCall {
+  kernel: string;
+  inputs: Record<string, tf.Tensor1D>;
+  attrs: Record<string, unknown>;
+}
+
+/** W as stored in `dtype`, with the call that unpacks it. */
+export interface PackedBase {
+  dtype: PackedDtype;
+  unpack: UnpackCall;
+}
+
+type Packer = (values: Float32Array, shape: [number, number], fanInFanOut: boolean) => UnpackCall;
+
+const halves =
+  (dtype: 'bf16' | 'f16'): Packer =>
+  (values, shape) => ({
+    kernel: UNPACK_HALVES,
+    inputs: { packed: tf.tensor1d(packHalves(values, dtype), 'int32') },
+    attrs: { dtype, shape },
+  });
+
+const PACKERS: Record<PackedDtype, Packer> = {
+  bf16: halves('bf16'),
+  f16: halves('f16'),
+  // bitsandbytes quantizes W as [out, in]: a fan-in-fan-out W ([in, out]) is transposed first.
+  nf4: (values, shape, fanInFanOut) => {
+    const nf4 = quantizeNf4(fanInFanOut ? transposed(values, ...shape) : values);
+    return {
+      kernel: UNPACK_NF4,
+      inputs: { packed: tf.tensor1d(nf4.packed, 'int32'), absmax: tf.tensor1d(nf4.absmax) },
+      attrs: { shape, transposed: fanInFanOut },
+    };
+  },
+};
+
+/** W's values ([rows, cols] as stored, row-major) packed as `dtype`. */
+export function packBase(
+  values: Float32Array,
+  dtype: PackedDtype,
+  shape: [number, number],
+  fanInFanOut: boolean,
+): PackedBase {
+  return { dtype, unpack: PACKERS[dtype](values, shape, fanInFanOut) };
+}
+
+/** W in f32 as stored, unpacked now (a new tensor: dispose it, or run inside tidy). */
+export function unpackBase({ unpack }: PackedBase): tf.Tensor2D {
+  const { kernel, inputs, attrs } = unpack;
+  return tf.engine().runKernel(kernel, inputs, attrs as never) as tf.Tensor2D;
+}
+
+export function disposePackedBase({ unpack }: PackedBase): void {
+  tf.dispose(Object.values(unpack.inputs));
+}
