@@ -45,13 +45,12 @@ export async function loadModelAndAdapter(
   adapterDir?: string,
   baseDtype: BaseDtype = 'f32',
 ): Promise<LoadedModel & { adapted: number }> {
-  const loaded = await loadModel(modelDir);
-  let adapted = 0;
-  // Before storeBasesAs: an adapter's whole tensors are written over f32 base weights.
-  if (adapterDir) {
-    const adapter = await loadPeftAdapter(adapterDir);
-    adapted = importPeftAdapter(loaded.model, adapter, ADAPTER_NAME);
-  }
+  const adapter = adapterDir ? await loadPeftAdapter(adapterDir) : null;
+  // An adapter's whole tensors (modules_to_save) are written over f32 base
+  // weights, then packed; otherwise W is packed as the layers are built.
+  const wholeTensors = (adapter?.tensors?.size ?? 0) > 0;
+  const loaded = await loadModel(modelDir, { baseDtype: wholeTensors ? 'f32' : baseDtype });
+  const adapted = adapter ? importPeftAdapter(loaded.model, adapter, ADAPTER_NAME) : 0;
   await storeBasesAs(loaded.model, baseDtype);
   return { ...loaded, adapted };
 }

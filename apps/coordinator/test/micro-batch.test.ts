@@ -21,7 +21,7 @@ function notes(seqLen: number, parameters = PARAMETERS): string[] {
 
 describe('chooseMicroBatch on wasm', () => {
   it('warns when one row alone needs more than the heap leaves, naming the --seq-len that fits', () => {
-    const budget = wasmActivationBudget(PARAMETERS, false);
+    const budget = wasmActivationBudget({ parameters: PARAMETERS, fullFinetune: false });
     expect(activationBytes(GEMMA3_270M, 1, 128)).toBeGreaterThan(budget);
     const warning = notes(128).find((l) => l.startsWith('warning: one row of 128 tokens'));
     expect(warning).toMatch(/more than the \d+\.\d GiB the wasm backend's 4 GiB heap leaves/);

@@ -2,7 +2,7 @@
 // generation, merge and the distributed runtime use, whatever the
 // architecture. A family (gpt2/, llama/) implements it and registers itself
 // in families.ts under the config.json model_type values it reads.
-import type { LoraEmbedding, LoraLinear, tf } from '@lorafleet/core';
+import type { BaseDtype, LoraEmbedding, LoraLinear, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe } from './scheduled-step.js';
 
 /** config.json's model_type values this project reads (families.ts maps each to its family). */
@@ -106,7 +106,11 @@ export interface CausalLM {
   linears(): LoraLinear[];
   /** The token embedding as PEFT's lora.Embedding target ("model.embed_tokens", "transformer.wte"). */
   embeddings(): LoraEmbedding[];
-  /** Every base tensor under its Hugging Face name, in a fixed order (full fine-tuning, saving). */
+  /**
+   * Every base tensor held as an f32 variable, under its Hugging Face name, in
+   * a fixed order (full fine-tuning, modules_to_save); a linear layer's W
+   * stored packed (--base-dtype) is none and is left out.
+   */
   namedWeights(): [string, tf.Variable][];
   /**
    * The base weights' current values (merged adapters included), Hugging Face
@@ -149,5 +153,6 @@ export interface ModelFamily<A> {
   readWeights(dir: string, config: ModelConfig<A>): Promise<WeightMap>;
   /** Random weights as transformers initialises them (for `lorafleet init` and tests). */
   randomWeights(config: ModelConfig<A>, seed: number): WeightMap;
-  build(config: ModelConfig<A>, weights: WeightMap): CausalLM;
+  /** The model, its linear layers' frozen W stored as `baseDtype` (--base-dtype; default f32). */
+  build(config: ModelConfig<A>, weights: WeightMap, baseDtype?: BaseDtype): CausalLM;
 }

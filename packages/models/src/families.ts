@@ -1,6 +1,7 @@
 // The model families, keyed by config.json's model_type. Adding a family is
 // one folder (config, model, weights, family) plus one line here; see
 // docs/model-families.md.
+import type { BaseDtype } from '@lorafleet/core';
 import type {
   CausalLM,
   EmbeddingModule,
@@ -86,8 +87,11 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
 export const readModelWeights = (dir: string, config: ModelConfig): Promise<WeightMap> =>
   familyOf(config).readWeights(dir, config);
 
-export const buildModel = (config: ModelConfig, weights: WeightMap): CausalLM =>
-  familyOf(config).build(config, weights);
+export const buildModel = (
+  config: ModelConfig,
+  weights: WeightMap,
+  baseDtype: BaseDtype = 'f32',
+): CausalLM => familyOf(config).build(config, weights, baseDtype);
 
 export const randomModelWeights = (config: ModelConfig, seed: number): WeightMap =>
   familyOf(config).randomWeights(config, seed);
@@ -109,6 +113,11 @@ export function modelParameterCount(config: ModelConfig): number {
   let n = 0;
   for (const shape of modelWeightShapes(config).values()) n += shape.reduce((a, b) => a * b, 1);
   return n;
+}
+
+/** Values of every linear layer's W (what --base-dtype packs). */
+export function linearParameterCount(config: ModelConfig): number {
+  return modelLinearModules(config).reduce((n, m) => n + m.inFeatures * m.outFeatures, 0);
 }
 
 /**

@@ -87,6 +87,7 @@ export {
   modelEmbeddingModules,
   modelLinearModules,
   modelParameterCount,
+  linearParameterCount,
   modelWeightShapes,
   randomModelWeights,
   readModelConfig,
@@ -112,6 +113,8 @@ export {
   largestMicroBatch,
   longestRow,
   parameterBytes,
+  BASE_DTYPE_BYTES,
+  type WeightsEstimate,
   wasmActivationBudget,
 } from './memory-estimate.js';
 export { type StreamEnd, type StreamOptions, slideKeep, streamTokens } from './stream.js';

@@ -10,6 +10,7 @@
 // 4 layers, 8 heads, vocab 257) at B x T = 25x32, 50x32, 100x32, 50x16 and
 // 25x128 fits 823 KB per token (+/- 5%) and ~9 copies of the H x T
 // attention scores per token and layer.
+import type { BaseDtype } from '@lorafleet/core';
 import type { ModelConfig } from './causal-lm.js';
 
 /** What the estimate reads of a model: any family's config. */
@@ -35,14 +36,32 @@ export function activationBytes(config: EstimateConfig, rows: number, seqLen: nu
   return 4 * rows * seqLen * perToken;
 }
 
-/** Bytes of weights and optimizer state: full fine-tuning keeps 4 floats per weight (w, grad, m, v). */
-export function parameterBytes(parameters: number, fullFinetune: boolean): number {
-  return 4 * parameters * (fullFinetune ? 4 : 1);
+/** Bytes per value of a linear layer's frozen W stored as each --base-dtype (nf4: 4 bits and an f32 per 64). */
+export const BASE_DTYPE_BYTES: Record<BaseDtype, number> = {
+  f32: 4,
+  bf16: 2,
+  f16: 2,
+  nf4: 0.5 + 4 / 64,
+};
+
+/** What the weights are: all of them, and how many of those are linear W stored as `baseDtype`. */
+export interface WeightsEstimate {
+  parameters: number;
+  fullFinetune: boolean;
+  /** Values of the linear layers' W (packed by --base-dtype; 0 when not known). */
+  linearParameters?: number;
+  baseDtype?: BaseDtype;
 }
 
-/** What a micro-batch may use on the wasm heap, given the run's parameters. */
-export function wasmActivationBudget(parameters: number, fullFinetune: boolean): number {
-  return ACTIVATION_SHARE * WASM_HEAP_BYTES - parameterBytes(parameters, fullFinetune);
+/** Bytes of weights and optimizer state: full fine-tuning keeps 4 floats per weight (w, grad, m, v). */
+export function parameterBytes(w: WeightsEstimate): number {
+  const packed = (w.linearParameters ?? 0) * (4 - BASE_DTYPE_BYTES[w.baseDtype ?? 'f32']);
+  return 4 * w.parameters * (w.fullFinetune ? 4 : 1) - packed;
+}
+
+/** What a micro-batch may use on the wasm heap, given the run's weights. */
+export function wasmActivationBudget(w: WeightsEstimate): number {
+  return ACTIVATION_SHARE * WASM_HEAP_BYTES - parameterBytes(w);
 }
 
 /** The most rows per micro-batch whose activations fit `budget` (at least 1). */

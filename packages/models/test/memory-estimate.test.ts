@@ -2,6 +2,7 @@
 // RSS of `train --steps 1` on the default model (measured on this project's
 // CPU machines) minus ~170 MB of process, model and runtime.
 import { describe, expect, it } from 'vitest';
+import type { BaseDtype } from '@lorafleet/core';
 import {
   type EstimateConfig,
   WASM_HEAP_BYTES,
@@ -31,7 +32,7 @@ describe('activationBytes', () => {
   });
 
   it('refuses what aborted: 200 x 32 on the default model is over the wasm budget; 121 fits', () => {
-    const budget = wasmActivationBudget(5e6, false);
+    const budget = wasmActivationBudget({ parameters: 5e6, fullFinetune: false });
     expect(budget).toBeLessThan(WASM_HEAP_BYTES);
     expect(activationBytes(DEFAULT, 200, 32)).toBeGreaterThan(budget);
     const fit = largestMicroBatch(DEFAULT, 32, budget);
@@ -40,7 +41,18 @@ describe('activationBytes', () => {
     expect(activationBytes(DEFAULT, fit, 32)).toBeLessThanOrEqual(budget);
     expect(activationBytes(DEFAULT, fit + 1, 32)).toBeGreaterThan(budget);
     // Full fine-tuning keeps optimizer state for every weight: less room.
-    expect(wasmActivationBudget(5e6, true)).toBeLessThan(budget);
+    expect(wasmActivationBudget({ parameters: 5e6, fullFinetune: true })).toBeLessThan(budget);
+    // Linear W packed by --base-dtype: more room, by the bytes each value saves.
+    const packed = (baseDtype: BaseDtype) =>
+      wasmActivationBudget({
+        parameters: 5e6,
+        fullFinetune: false,
+        linearParameters: 4e6,
+        baseDtype,
+      });
+    expect(packed('f32')).toBe(budget);
+    expect(packed('bf16') - budget).toBe(4e6 * 2);
+    expect(packed('nf4') - budget).toBeCloseTo(4e6 * (4 - 0.5625), 3);
     expect(largestMicroBatch(DEFAULT, 256, 1)).toBe(1);
   });
 });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import {
   ADAPTER_CONFIG_FILE,
   ADAPTER_WEIGHTS_FILE,
+  type BaseDtype,
   type InitialFactors,
   type LoraInit,
   type PeftAdapter,
@@ -41,6 +42,16 @@ import { type RunConfig, RunConfigError } from './run-config.js';
 import { batchesOf, prepareRows, rowsFingerprint } from './rows.js';
 import { type AllReduce, type ComputeNotice, TrainingStep } from './step.js';
 
+/**
+ * W packed as the layers are built (the device never holds the model's
+ * linear layers in f32), unless the run needs W in f32 first: PiSSA rewrites
+ * it, modules_to_save trains whole modules.
+ */
+function baseDtypeAtLoad(config: RunConfig): BaseDtype {
+  const needsF32 = config.lora.init === 'pissa' || (config.lora.modulesToSave?.length ?? 0) > 0;
+  return config.mode === 'lora' && !needsF32 ? config.baseDtype : 'f32';
+}
+
 /** The adapter name inside each LoraLinear; PEFT drops "default" from the saved keys. */
 export const ADAPTER_NAME = 'default';
 
@@ -66,12 +77,12 @@ export class Replica {
 
   /** Loads model and data, adds LoRA (or trains every weight); the step sums gradients with `allReduce`. */
   static async build(config: RunConfig, allReduce: AllReduce): Promise<Replica> {
-    const loaded = await loadModel(config.modelDir);
+    const loaded = await loadModel(config.modelDir, { baseDtype: baseDtypeAtLoad(config) });
     const { model } = loaded;
     try {
       const { train, trainLines, held } = await readRows(config, loaded.tokenizer);
       const { trained, params, pissaStart } = await trainables(model, config);
-      await storeBasesAs(model, config.baseDtype); // after PiSSA, which rewrites W in f32
+      await storeBasesAs(model, config.baseDtype); // after PiSSA, if W was loaded f32 for it
       const step = new TrainingStep(
         model,
         params,

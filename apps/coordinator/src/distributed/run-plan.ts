@@ -9,6 +9,7 @@ import {
   type ModelConfig,
   loadModelTokenizer,
   fullyTrainedTensors,
+  linearParameterCount,
   modelEmbeddingModules,
   modelLinearModules,
   modelParameterCount,
@@ -74,6 +75,8 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
       seqLen: rows.seqLen,
       parameters: totalParameters,
       fullFinetune: mode === 'full',
+      linearParameters: linearParameterCount(modelConfig),
+      baseDtype: o.baseDtype,
       backend: o.backend,
     });
   const config: RunConfig = {

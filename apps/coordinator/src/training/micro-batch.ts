@@ -4,6 +4,7 @@
 import type { BackendName } from '@lorafleet/core';
 import {
   type EstimateConfig,
+  type WeightsEstimate,
   activationBytes,
   largestMicroBatch,
   longestRow,
@@ -11,12 +12,10 @@ import {
 } from '@lorafleet/models';
 import { UsageError } from '../args.js';
 
-export interface MicroBatchMemory {
+/** The weights (their optimizer state too, when fully fine-tuned; linear W as --base-dtype). */
+export interface MicroBatchMemory extends WeightsEstimate {
   config: EstimateConfig;
   seqLen: number;
-  /** Weights of the model (their optimizer state too, when fully fine-tuned). */
-  parameters: number;
-  fullFinetune: boolean;
   backend: BackendName;
 }
 
@@ -47,7 +46,7 @@ export function chooseMicroBatch(
 ): number {
   if (memory === undefined || memory.backend !== 'wasm') return requested ?? batchSize;
   const { config, seqLen } = memory;
-  const budget = wasmActivationBudget(memory.parameters, memory.fullFinetune);
+  const budget = wasmActivationBudget(memory);
   const fit = largestMicroBatch(config, seqLen, budget);
   const need = (rows: number) => gib(activationBytes(config, rows, seqLen));
   if (activationBytes(config, 1, seqLen) > budget) note(tooLongRow(memory, budget));

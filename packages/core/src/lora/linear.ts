@@ -15,10 +15,16 @@ import { type LoraInit, initLora } from './init.js';
 export interface LoraLinearOptions {
   /** Module path, e.g. "transformer.h.0.attn.c_attn"; names errors and PEFT keys. */
   name: string;
-  /** Frozen base weight: [out, in], or [in, out] when fanInFanOut (GPT-2's Conv1D). */
-  weight: tf.Tensor2D;
+  /**
+   * Frozen base weight: [out, in], or [in, out] when fanInFanOut (GPT-2's
+   * Conv1D); a tensor, or its values on the host (which `baseDtype` can pack
+   * without W ever being f32 on the device).
+   */
+  weight: tf.Tensor2D | { values: Float32Array; shape: [number, number] };
   bias?: tf.Tensor1D | null;
   fanInFanOut?: boolean;
+  /** How W is stored (--base-dtype; default f32); packing needs W's host values. */
+  baseDtype?: BaseDtype;
 }
 
 export interface LoraAdapter {
@@ -59,15 +65,30 @@ export class LoraLinear {
   private mergedScale: tf.Tensor1D | null = null;
 
   constructor(options: LoraLinearOptions) {
-    const { name, weight } = options;
+    const { name, weight, baseDtype = 'f32' } = options;
     this.name = name;
     this.fanInFanOut = options.fanInFanOut ?? false;
-    if (weight.rank !== 2) throw new Error(`${name}: weight must be 2-D, got [${weight.shape}]`);
-    const [rows, cols] = weight.shape;
+    if (weight.shape.length !== 2) {
+      throw new Error(`${name}: weight must be 2-D, got [${weight.shape.join(', ')}]`);
+    }
+    const [rows, cols] = weight.shape as [number, number];
     [this.outFeatures, this.inFeatures] = this.fanInFanOut ? [cols, rows] : [rows, cols];
     const id = nextVariableId++;
     this.weightShape = [rows, cols];
-    this.stored = tf.variable(weight, false, `${name}.weight#${id}`);
+    const values = weight instanceof tf.Tensor ? null : weight.values;
+    if (baseDtype !== 'f32') {
+      if (values === null) {
+        throw new Error(`${name}: packing W as ${baseDtype} at construction needs its host values`);
+      }
+      this.packed = packBase(values, baseDtype, this.weightShape, this.fanInFanOut);
+      this.stored = null;
+    } else {
+      const variableName = `${name}.weight#${id}`;
+      this.stored =
+        values === null
+          ? tf.variable(weight as tf.Tensor2D, false, variableName)
+          : tf.tidy(() => tf.variable(tf.tensor2d(values, [rows, cols]), false, variableName));
+    }
     this.bias = options.bias ? tf.variable(options.bias, false, `${name}.bias#${id}`) : null;
     if (this.bias && this.bias.shape[0] !== this.outFeatures) {
       throw new Error(

@@ -28,5 +28,5 @@ export const gpt2Family: ModelFamily<Gpt2Config> = {
   ],
   readWeights: (dir, config) => readGpt2Weights(dir, config.arch),
   randomWeights: (config, seed) => randomGpt2Weights(config.arch, seed),
-  build: (config, weights) => new Gpt2Model(config.arch, weights),
+  build: (config, weights, baseDtype) => new Gpt2Model(config.arch, weights, baseDtype),
 };

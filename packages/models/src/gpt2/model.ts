@@ -3,6 +3,7 @@
 // LM head tied to the token embedding. Every Conv1D is a LoraLinear (weights
 // stored [in, out], fanInFanOut), named by its PEFT module path.
 import {
+  type BaseDtype,
   LoraEmbedding,
   LoraLinear,
   geluNew as coreGeluNew,
@@ -97,7 +98,7 @@ export class Gpt2Model implements CausalLM {
   readonly scheduledStep: ScheduledStepRecipe = gpt2ScheduledStep(this);
 
   /** `weights` must hold every tensor of gpt2WeightShapes(config), checked by the loader. */
-  constructor(config: Gpt2Config, weights: WeightMap) {
+  constructor(config: Gpt2Config, weights: WeightMap, baseDtype: BaseDtype = 'f32') {
     this.config = config;
     this.modelConfig = gpt2ModelConfig(config);
     const serial = nextModelId++;
@@ -118,10 +119,10 @@ export class Gpt2Model implements CausalLM {
     const linear = (name: string) => {
       const w = get(`${name}.weight`);
       const b = get(`${name}.bias`);
-      const weight = tf.tensor2d(w.data, w.shape as [number, number]);
+      const weight = { values: w.data, shape: w.shape as [number, number] };
       const bias = tf.tensor1d(b.data);
-      const layer = new LoraLinear({ name, weight, bias, fanInFanOut: true });
-      tf.dispose([weight, bias]);
+      const layer = new LoraLinear({ name, weight, bias, fanInFanOut: true, baseDtype });
+      bias.dispose();
       return layer;
     };
     this.wte = variable('transformer.wte.weight') as tf.Variable<tf.Rank.R2>;
@@ -151,7 +152,7 @@ export class Gpt2Model implements CausalLM {
     return [this.tokenEmbedding];
   }
 
-  /** Every base tensor under its Hugging Face name, in a fixed order (full fine-tuning, saving). */
+  /** CausalLM.namedWeights: packed linear weights left out. */
   namedWeights(): [string, tf.Variable][] {
     const out: [string, tf.Variable][] = [
       ['transformer.wte.weight', this.wte],
@@ -161,7 +162,7 @@ export class Gpt2Model implements CausalLM {
       out.push([`${name}.weight`, n.gamma], [`${name}.bias`, n.beta]);
     };
     const linear = (l: LoraLinear) => {
-      out.push([`${l.name}.weight`, l.weight]);
+      if (l.baseDtype === 'f32') out.push([`${l.name}.weight`, l.weight]);
       if (l.bias) out.push([`${l.name}.bias`, l.bias]);
     };
     this.blocks.forEach((b, i) => {

@@ -50,5 +50,5 @@ export const llamaFamily: ModelFamily<LlamaConfig> = {
     return readWeightsFolder(dir, { expected, ignored: IGNORED, unused });
   },
   randomWeights: (config, seed) => randomLlamaWeights(config.arch, seed),
-  build: (config, weights) => new LlamaModel(config.arch, weights),
+  build: (config, weights, baseDtype) => new LlamaModel(config.arch, weights, baseDtype),
 };

@@ -14,6 +14,7 @@
 // gate_up_proj, GLM-4-0414's four norms), a tied or untied head. Every nn.Linear is
 // a LoraLinear ([out, in] weights) named by its PEFT module path.
 import {
+  type BaseDtype,
   LoraEmbedding,
   LoraLinear,
   causalAttention,
@@ -111,7 +112,7 @@ export class LlamaModel implements CausalLM {
   readonly scheduledStep: ScheduledStepRecipe = llamaScheduledStep(this);
 
   /** `weights` must hold every tensor of llamaWeightShapes(config), checked by the loader. */
-  constructor(config: LlamaConfig, weights: WeightMap) {
+  constructor(config: LlamaConfig, weights: WeightMap, baseDtype: BaseDtype = 'f32') {
     this.config = config;
     this.modelConfig = llamaModelConfig(config);
     this.invFreq = inverseFrequencies(config);
@@ -136,10 +137,10 @@ export class LlamaModel implements CausalLM {
     };
     const linear = (name: string, bias: boolean) => {
       const w = get(`${name}.weight`);
-      const weight = tf.tensor2d(w.data, w.shape as [number, number]);
+      const weight = { values: w.data, shape: w.shape as [number, number] };
       const b = bias ? tf.tensor1d(get(`${name}.bias`).data) : null;
-      const layer = new LoraLinear({ name, weight, bias: b });
-      tf.dispose([weight, ...(b ? [b] : [])]);
+      const layer = new LoraLinear({ name, weight, bias: b, baseDtype });
+      b?.dispose();
       return layer;
     };
     this.embed = variable(EMBED) as tf.Variable<tf.Rank.R2>;
@@ -196,6 +197,7 @@ export class LlamaModel implements CausalLM {
     return [this.tokenEmbedding];
   }
 
+  /** CausalLM.namedWeights: packed linear weights left out. */
   namedWeights(): [string, tf.Variable][] {
     const byName = new Map<string, tf.Variable>([
       [EMBED, this.embed],
@@ -216,10 +218,13 @@ export class LlamaModel implements CausalLM {
       if (l.kNorm) byName.set(`${p}.self_attn.k_norm.weight`, l.kNorm);
     });
     for (const linear of this.linears()) {
-      byName.set(`${linear.name}.weight`, linear.weight);
+      if (linear.baseDtype === 'f32') byName.set(`${linear.name}.weight`, linear.weight);
       if (linear.bias) byName.set(`${linear.name}.bias`, linear.bias);
     }
-    return [...llamaWeightShapes(this.config).keys()].map((name) => [name, byName.get(name)!]);
+    return [...llamaWeightShapes(this.config).keys()].flatMap((name) => {
+      const v = byName.get(name);
+      return v ? [[name, v] as [string, tf.Variable]] : []; // packed linear weights left out
+    });
   }
 
   async readWeights(): Promise<WeightMap> {
