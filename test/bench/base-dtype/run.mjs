@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // --base-dtype: what storing the frozen W in half precision saves and costs on
-// the default model (packages/models/pretrained/default), f32 vs bf16 vs f16
+// the default model (packages/models/pretrained/default), f32 vs bf16 vs f16 vs nf4
 // in one process: bytes of the base (tf.memory(); on webgpu also the GPU
 // buffer bytes tfjs holds), the peak bytes of one LoRA training step
 // (tf.profile), the eval loss of the base and after N LoRA steps.
@@ -116,7 +116,7 @@ async function measure(dtype, text) {
 
 const text = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const rows = [];
-for (const dtype of ['f32', 'bf16', 'f16']) rows.push(await measure(dtype, text));
+for (const dtype of ['f32', 'bf16', 'f16', 'nf4']) rows.push(await measure(dtype, text));
 const ref = rows[0];
 const mib = (n) => (n / 2 ** 20).toFixed(2);
 console.log(
