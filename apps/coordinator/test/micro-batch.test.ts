@@ -4,14 +4,15 @@ import { chooseMicroBatch } from '../src/training/micro-batch.js';
 
 /** Gemma 3 270M's shape: 18 layers of 640, 4 heads, a 262k vocabulary, 268M weights. */
 const GEMMA3_270M = { numLayers: 18, hiddenSize: 640, numHeads: 4, vocabSize: 262144 };
-const PARAMETERS = 268e6;
+const PARAMETERS = 268e6; // of which ~100M in linear layers, the rest the embedding
 
-function notes(seqLen: number, parameters = PARAMETERS): string[] {
+function notes(seqLen: number, parameters = PARAMETERS, linearParameters?: number): string[] {
   const lines: string[] = [];
   const memory = {
     config: GEMMA3_270M,
     seqLen,
     parameters,
+    linearParameters,
     fullFinetune: false,
     backend: 'wasm' as const,
   };
@@ -28,6 +29,27 @@ describe('chooseMicroBatch on wasm', () => {
     const fits = Number(/--seq-len (\d+) fits/.exec(warning!)![1]);
     expect(activationBytes(GEMMA3_270M, 1, fits)).toBeLessThanOrEqual(budget);
     expect(activationBytes(GEMMA3_270M, 1, fits + 1)).toBeGreaterThan(budget);
+  });
+
+  it('names what --base-dtype nf4 would leave room for, where the linear weights are known', () => {
+    const line = (seqLen: number, linearParameters?: number) =>
+      notes(seqLen, PARAMETERS, linearParameters).find((l) => l.startsWith('warning'))!;
+    expect(line(128)).not.toMatch(/nf4/); // no linear weights known: nothing to pack
+    expect(line(128, 100e6)).toMatch(
+      /--seq-len 123 fits; with --base-dtype nf4 \(QLoRA\) it fits;/,
+    );
+    const nf4 = Number(
+      /with --base-dtype nf4 \(QLoRA\) --seq-len (\d+) fits/.exec(line(256, 100e6))![1],
+    );
+    const budget = wasmActivationBudget({
+      parameters: PARAMETERS,
+      fullFinetune: false,
+      linearParameters: 100e6,
+      baseDtype: 'nf4',
+    });
+    expect(activationBytes(GEMMA3_270M, 1, nf4)).toBeLessThanOrEqual(budget);
+    expect(activationBytes(GEMMA3_270M, 1, nf4 + 1)).toBeGreaterThan(budget);
+    expect(nf4).toBeGreaterThan(128);
   });
 
   it('says nothing of a row that fits, and names no --seq-len when no row does', () => {

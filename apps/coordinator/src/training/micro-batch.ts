@@ -22,13 +22,21 @@ export interface MicroBatchMemory extends WeightsEstimate {
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
 /** The warning for a row that alone needs more than the heap leaves (a big model, a long --seq-len). */
-function tooLongRow({ config, seqLen }: MicroBatchMemory, budget: number): string {
-  const fits = budget > 0 ? longestRow(config, seqLen, budget) : 0;
+function tooLongRow(memory: MicroBatchMemory, budget: number): string {
+  const { config, seqLen } = memory;
+  const rowsFitting = (room: number) => (room > 0 ? longestRow(config, seqLen, room) : 0);
+  const fits = rowsFitting(budget);
+  // QLoRA's 4-bit linear weights leave more room, where the run can use them.
+  const nf4 = wasmActivationBudget({ ...memory, baseDtype: 'nf4' });
+  const fitsNf4 = memory.fullFinetune || memory.baseDtype === 'nf4' ? 0 : rowsFitting(nf4);
   return (
     `warning: one row of ${seqLen} tokens needs about ${gib(activationBytes(config, 1, seqLen))} ` +
     `of activations, more than the ${gib(Math.max(0, budget))} the wasm backend's 4 GiB heap leaves ` +
     `beside the model: the run may abort. ` +
     (fits > 1 ? `--seq-len ${fits} fits; ` : '') +
+    (fitsNf4 > fits
+      ? `with --base-dtype nf4 (QLoRA) ${fitsNf4 >= seqLen ? 'it fits' : `--seq-len ${fitsNf4} fits`}; `
+      : '') +
     'a GPU backend (--backend webgpu) has no such limit'
   );
 }

@@ -76,6 +76,9 @@ export class LoraLinear {
     const id = nextVariableId++;
     this.weightShape = [rows, cols];
     const values = weight instanceof tf.Tensor ? null : weight.values;
+    if (values !== null && values.length !== rows * cols) {
+      throw new Error(`${name}: ${values.length} weight values cannot fill [${rows}, ${cols}]`);
+    }
     if (baseDtype !== 'f32') {
       if (values === null) {
         throw new Error(`${name}: packing W as ${baseDtype} at construction needs its host values`);
