@@ -8,7 +8,14 @@ import {
   loadPeftAdapter,
   useBackend,
 } from '@lorafleet/core';
-import { type LoadedModel, importPeftAdapter, loadModel, storeBasesAs } from '@lorafleet/models';
+import {
+  type LoadedModel,
+  type ModelConfig,
+  importPeftAdapter,
+  loadModel,
+  readModelConfig,
+  storeBasesAs,
+} from '@lorafleet/models';
 import { type OptionSpec } from './args.js';
 
 export const backendOption = {
@@ -22,12 +29,25 @@ export const backendOption = {
 export const baseDtypeOption = {
   kind: 'string',
   choices: BASE_DTYPES,
-  default: 'f32',
   description:
     'how the frozen base weights of the linear layers are stored on the device: bf16 or f16 halve ' +
     "their memory, nf4 (QLoRA's 4-bit NormalFloat, bitsandbytes' blocks of 64) takes 0.14x; " +
-    'unpacked to f32 for each matmul; embeddings, norms and LoRA stay f32',
+    'unpacked to f32 for each matmul; embeddings, norms and LoRA stay f32 ' +
+    '(default: f32, or nf4 for a bitsandbytes 4-bit model folder)',
 } as const satisfies OptionSpec;
+
+/**
+ * --base-dtype as given, else the folder's: nf4 for a bitsandbytes 4-bit
+ * folder (its linear layers stay as stored; a full fine-tune needs f32), f32
+ * otherwise.
+ */
+export function baseDtypeFor(
+  given: BaseDtype | undefined,
+  config: Pick<ModelConfig, 'bnbNf4'>,
+  fullFinetune = false,
+): BaseDtype {
+  return given ?? (config.bnbNf4 && !fullFinetune ? 'nf4' : 'f32');
+}
 
 export async function startBackend(options: { backend: BackendName }): Promise<BackendName> {
   await useBackend(options.backend);
@@ -43,8 +63,9 @@ export const ADAPTER_NAME = 'default';
 export async function loadModelAndAdapter(
   modelDir: string,
   adapterDir?: string,
-  baseDtype: BaseDtype = 'f32',
+  given?: BaseDtype,
 ): Promise<LoadedModel & { adapted: number }> {
+  const baseDtype = baseDtypeFor(given, await readModelConfig(modelDir));
   const adapter = adapterDir ? await loadPeftAdapter(adapterDir) : null;
   // An adapter's whole tensors (modules_to_save) are written over f32 base
   // weights, then packed; otherwise W is packed as the layers are built.

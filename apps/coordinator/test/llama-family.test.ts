@@ -2,13 +2,16 @@
 // a config, train with 1 and 2 workers (the same adapter), eval, merge (also
 // for a Gemma, a Gemma 2, a Gemma 3, a Granite, a SmolLM3, a Phi-3 with its
 // default targets, an OLMo 2 and a GLM-4), QLoRA (--base-dtype nf4: 1 worker
-// == 2 over the 4-bit base), generate, a full fine-tune, extract
+// == 2 over the 4-bit base; a bitsandbytes 4-bit folder as stored), generate,
+// a full fine-tune, extract
 // and inspect. The folder has no
 // tokenizer: pre-tokenized {"input_ids"} data needs none, text is refused
 // with a clear error.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter } from '@lorafleet/core';
+import { modelConfigFromJson, randomModelWeights } from '@lorafleet/models';
+import { writeBnb4bitFolder } from '@lorafleet/models/testing';
 import {
   evalJson,
   ensureBuilt,
@@ -258,6 +261,38 @@ describe('a Llama-family model through the CLI', () => {
     expect(base4.loss).not.toBe(base.loss);
     expect(Math.abs(base4.loss - base.loss)).toBeLessThan(0.05);
     expect(adapted4.loss).toBeLessThan(base4.loss - 0.02); // it learned
+  });
+
+  it('a bitsandbytes 4-bit folder trains as QLoRA as stored; eval takes it; merge writes an unquantized model', async () => {
+    const folder = join(dir!, 'llama-bnb-4bit');
+    const config = modelConfigFromJson(TINY_LLAMA, 'TINY_LLAMA');
+    await writeBnb4bitFolder(folder, TINY_LLAMA, randomModelWeights(config, 4), {
+      doubleQuant: true,
+    });
+    const out = join(dir!, 'bnb-run');
+    const run = await lorafleetOk([
+      ...['train', '--model', folder, '--data', ids, '--out', out],
+      ...[...TRAIN, '--target', 'all-linear', '--lr', '1e-2'],
+    ]);
+    expect(run.stdout).toContain(
+      "frozen linear weights stored as nf4, the folder's bitsandbytes 4-bit bytes as they are",
+    );
+    const data = ['--model', folder, '--data', ids, '--seq-len', '32'];
+    const adapter = ['--adapter', join(out, 'adapter')];
+    const [base, adapted, dequantized] = await Promise.all([
+      evalJson(data),
+      evalJson([...data, ...adapter]),
+      evalJson([...data, ...adapter, '--base-dtype', 'f32']),
+    ]);
+    expect(adapted.loss).toBeLessThan(base.loss - 0.02); // it learned
+    // f32 holds the same dequantized W: the same loss, up to summation order.
+    expect(Math.abs(dequantized.loss - adapted.loss)).toBeLessThan(1e-5);
+    const merged = join(dir!, 'bnb-merged');
+    await lorafleetOk(['merge', '--model', folder, ...adapter, '--out', merged]);
+    const written = await readJson<Record<string, unknown>>(join(merged, 'config.json'));
+    expect(written.quantization_config).toBeUndefined();
+    const after = await evalJson(['--model', merged, '--data', ids, '--seq-len', '32']);
+    expect(Math.abs(after.loss - dequantized.loss)).toBeLessThan(1e-5);
   });
 
   it('a full fine-tune, extracted into a LoRA adapter, inspected', async () => {

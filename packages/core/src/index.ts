@@ -126,6 +126,7 @@ export {
   type PackedDtype,
   type UnpackCall,
   packBase,
+  packedNf4Base,
   unpackBase,
 } from './lora/packed-base.js';
 export {

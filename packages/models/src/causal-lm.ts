@@ -2,7 +2,7 @@
 // generation, merge and the distributed runtime use, whatever the
 // architecture. A family (gpt2/, llama/) implements it and registers itself
 // in families.ts under the config.json model_type values it reads.
-import type { BaseDtype, LoraEmbedding, LoraLinear, tf } from '@lorafleet/core';
+import type { BaseDtype, LoraEmbedding, LoraLinear, Nf4Packed, tf } from '@lorafleet/core';
 import type { ScheduledStepRecipe } from './scheduled-step.js';
 
 /** config.json's model_type values this project reads (families.ts maps each to its family). */
@@ -23,11 +23,21 @@ export type ModelType =
   | 'glm4';
 
 /** Hugging Face tensor name -> value, row-major. */
-export type WeightMap = Map<string, { shape: number[]; data: Float32Array }>;
+/**
+ * Weights by Hugging Face name. A linear W read from a bitsandbytes 4-bit
+ * folder also carries `nf4` (its bytes and absmax, kept for --base-dtype
+ * nf4); its `data` is then dequantized on each read.
+ */
+export type WeightMap = Map<string, { shape: number[]; data: Float32Array; nf4?: Nf4Packed }>;
 
 /** What every caller may know of a model's config, whatever its family. */
 export interface ModelConfig<A = unknown> {
   readonly modelType: ModelType;
+  /**
+   * The folder stores its linear layers as bitsandbytes NF4 (config.json's
+   * quantization_config; bnb-4bit.ts): W is read as it is stored.
+   */
+  readonly bnbNf4?: boolean;
   readonly vocabSize: number;
   /** The longest sequence the model takes (n_positions, max_position_embeddings). */
   readonly contextLength: number;

@@ -12,6 +12,7 @@ import type {
   SaveOptions,
   WeightMap,
 } from './causal-lm.js';
+import { readBnb4bitConfig } from './bnb-4bit.js';
 import { ModelConfigError } from './gpt2/config.js';
 import { gpt2Family } from './gpt2/family.js';
 import { readConfigJson } from './gpt2/folder.js';
@@ -76,7 +77,15 @@ export function modelConfigFromJson(json: unknown, source: string): ModelConfig 
         `${near ? ` (${near})` : ''}; supported: ${Object.keys(FAMILIES).join(', ')}`,
     );
   }
-  return FAMILIES[type].readConfig(j, type, source);
+  const config = FAMILIES[type].readConfig(j, type, source);
+  if (!readBnb4bitConfig(j, source)) return config;
+  if (type === 'gpt2') {
+    throw new ModelConfigError(
+      `${source}: a bitsandbytes 4-bit GPT-2 folder is not supported (its Conv1D weights are ` +
+        'stored transposed): use the unquantized model with --base-dtype nf4',
+    );
+  }
+  return { ...config, bnbNf4: true };
 }
 
 export async function readModelConfig(dir: string): Promise<ModelConfig> {

@@ -7,6 +7,7 @@ import { access, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type TensorEntry,
+  dequantizeNf4Into,
   float32Entry,
   readSafetensorsFile,
   toFloat32,
@@ -14,6 +15,7 @@ import {
   writeSafetensorsFile,
 } from '@lorafleet/core';
 import type { WeightMap } from './causal-lm.js';
+import { BNB_STATE_SUFFIXES, readBnb4bitWeight } from './bnb-4bit.js';
 import { ModelConfigError } from './gpt2/config.js';
 
 export const CONFIG_FILE = 'config.json';
@@ -27,6 +29,8 @@ export interface WeightRules {
   ignored?: RegExp;
   /** Tensors that may be present but are not loaded, with the shape they must have (a tied head). */
   unused?: Map<string, number[]>;
+  /** Weights stored as bitsandbytes NF4 (a 4-bit folder's linear layers, [out, in]): bnb-4bit.ts. */
+  nf4?: ReadonlySet<string>;
 }
 
 const exists = (path: string) =>
@@ -69,15 +73,71 @@ async function weightFiles(dir: string): Promise<string[]> {
   return (files as string[]).map((f) => join(dir, f));
 }
 
+/** `name` as one of an NF4 weight's quantization-state tensors: [weight, suffix], else null. */
+function nf4StateOf(name: string, nf4: ReadonlySet<string> | undefined): [string, string] | null {
+  if (!nf4) return null;
+  for (const suffix of BNB_STATE_SUFFIXES) {
+    const weight = name.endsWith(`.${suffix}`) ? name.slice(0, -suffix.length - 1) : null;
+    if (weight && nf4.has(weight)) return [weight, suffix];
+  }
+  return null;
+}
+
+/** The NF4 weights' entries: W from its bytes and state, its f32 values dequantized on each read. */
+function nf4Weights(
+  rules: WeightRules,
+  raw: Map<string, TensorEntry>,
+  states: Map<string, Map<string, TensorEntry>>,
+  weights: WeightMap,
+): void {
+  for (const [name, entry] of raw) {
+    const shape = rules.expected.get(name) as [number, number];
+    const state = states.get(name);
+    if (!state && entry.dtype !== 'U8') {
+      // A module left unquantized (llm_int8_skip_modules): an ordinary tensor.
+      if (entry.shape.join() !== shape.join())
+        throw new ModelConfigError(
+          `${name} has shape [${entry.shape}], the config needs [${shape}]`,
+        );
+      weights.set(name, { shape, data: toFloat32(entry, name, 'the 4-bit folder') });
+      continue;
+    }
+    const nf4 = readBnb4bitWeight(entry, state ?? new Map(), shape, name);
+    weights.set(name, {
+      shape,
+      nf4,
+      get data() {
+        const out = new Float32Array(shape[0] * shape[1]);
+        dequantizeNf4Into(nf4, shape, false, out);
+        return out;
+      },
+    });
+  }
+}
+
 export async function readWeightsFolder(dir: string, rules: WeightRules): Promise<WeightMap> {
   const weights: WeightMap = new Map();
   const problems: string[] = [];
   const sameShape = (a: readonly number[], b: readonly number[]) =>
     a.length === b.length && a.every((d, i) => d === b[i]);
+  // A 4-bit folder's linear weights and their states, joined once every shard is read.
+  const nf4Raw = new Map<string, TensorEntry>();
+  const nf4States = new Map<string, Map<string, TensorEntry>>();
   for (const path of await weightFiles(dir)) {
     const file = await readSafetensorsFile(path);
     for (const [name, entry] of file.tensors) {
       if (rules.ignored?.test(name)) continue;
+      const state = nf4StateOf(name, rules.nf4);
+      if (state) {
+        const [weight, suffix] = state;
+        nf4States.set(weight, (nf4States.get(weight) ?? new Map()).set(suffix, entry));
+        continue;
+      }
+      if (rules.nf4?.has(name)) {
+        if (nf4Raw.has(name)) problems.push(`${name} is stored twice (in ${path} again)`);
+        nf4Raw.set(name, entry);
+        continue;
+      }
       const unused = rules.unused?.get(name);
       if (unused) {
         if (!sameShape(unused, entry.shape))
@@ -92,6 +152,7 @@ export async function readWeightsFolder(dir: string, rules: WeightRules): Promis
       else weights.set(name, { shape, data: toFloat32(entry, name, path) });
     }
   }
+  nf4Weights(rules, nf4Raw, nf4States, weights);
   for (const name of rules.expected.keys()) {
     if (!weights.has(name) && !problems.some((p) => p.startsWith(`${name} `)))
       problems.push(`missing tensor ${name}`);

@@ -89,7 +89,8 @@ export async function runMerge(o: CommandValues<typeof mergeSpec>): Promise<void
     ],
   });
   await startBackend(o);
-  const { model, config, adapted } = await loadModelAndAdapter(modelDir, adapterDir);
+  // f32 W to merge into (a bitsandbytes 4-bit folder's dequantized).
+  const { model, config, adapted } = await loadModelAndAdapter(modelDir, adapterDir, 'f32');
   // A probe sequence shows that merging changed nothing the model computes.
   const T = Math.min(32, config.contextLength);
   const probe = tf.tensor2d(

@@ -20,6 +20,7 @@ import {
 } from '@lorafleet/models';
 import { type RunConfig, prepareRows, rowsFingerprint, splitRows } from '@lorafleet/worker';
 import { UsageError } from '../args.js';
+import { baseDtypeFor } from '../common.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
@@ -56,6 +57,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
   }
   const modelDir = o.model;
   const modelConfig = await readModelConfig(modelDir);
+  const baseDtype = baseDtypeFor(o.baseDtype, modelConfig, mode === 'full');
   const tokenizer = await loadModelTokenizer(modelDir, modelConfig);
   const rows = rowOptionsFrom(o, modelConfig);
   const dataFile = o.data;
@@ -76,7 +78,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
       parameters: totalParameters,
       fullFinetune: mode === 'full',
       linearParameters: linearParameterCount(modelConfig),
-      baseDtype: o.baseDtype,
+      baseDtype,
       backend: o.backend,
     });
   const config: RunConfig = {
@@ -98,7 +100,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     ringTimeoutMs: RING_TIMEOUT_MS,
     wireDtype: o.wireDtype,
     resumeFrom: null,
-    baseDtype: o.baseDtype,
+    baseDtype,
     ...(o.loraplusLrRatio !== 1 ? { loraplusLrRatio: o.loraplusLrRatio } : {}),
   };
   return {

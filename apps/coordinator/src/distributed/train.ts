@@ -10,7 +10,7 @@
 // re-forms without it and the step is replayed (recovery.ts).
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { useBackend } from '@lorafleet/core';
+import { type BaseDtype, useBackend } from '@lorafleet/core';
 import { WIRE_DTYPE_BYTES, encodeRunConfig, resultManifestSha256 } from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import { formatCount } from '../common.js';
@@ -127,6 +127,16 @@ function where(membership: Membership): string {
     : `${membership.workers} ${workers(membership.workers)}`;
 }
 
+/** How the frozen linear weights are held, for the "training:" line (empty for plain f32). */
+function baseNote(baseDtype: BaseDtype, bnbFolder: boolean): string {
+  if (bnbFolder) {
+    return baseDtype === 'nf4'
+      ? "; frozen linear weights stored as nf4, the folder's bitsandbytes 4-bit bytes as they are"
+      : `; frozen linear weights stored as ${baseDtype}, dequantized from the folder's bitsandbytes NF4`;
+  }
+  return baseDtype === 'f32' ? '' : `; frozen linear weights stored as ${baseDtype}`;
+}
+
 function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): void {
   const { config, steps, batchSize, microBatchSize, sampler } = plan;
   if (start.resumed) log(`resuming from ${start.resumed.dir} at step ${start.step}`);
@@ -145,9 +155,7 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
       : `training: LoRA r=${config.lora.r} alpha=${config.lora.alpha} on ${describeLora(config.lora)}, ` +
           `${formatCount(plan.trainableParameters)} trainable parameters (${share})` +
           (config.loraplusLrRatio ? `; LoRA+: B learns at ${config.loraplusLrRatio}x --lr` : '') +
-          (config.baseDtype === 'f32'
-            ? ''
-            : `; frozen linear weights stored as ${config.baseDtype}`),
+          baseNote(config.baseDtype, plan.modelConfig.bnbNf4 === true),
   );
   const perWorker =
     membership.workers > 1 ? `, ~${Math.ceil(batchSize / membership.workers)} rows per worker` : '';

@@ -41,7 +41,7 @@ export function checkTrainOptions(o: TrainOptions): void {
       );
   }
   checkPeftOptions(given, clash, o.init);
-  if (o.fullFinetune && o.baseDtype !== 'f32') {
+  if (o.fullFinetune && o.baseDtype !== undefined && o.baseDtype !== 'f32') {
     throw clash('full-finetune', 'base-dtype', 'full fine-tuning trains W, which stays f32');
   }
   // An unknown extension is the data reader's to report.

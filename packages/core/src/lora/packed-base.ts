@@ -5,7 +5,7 @@
 import { tf } from '../backend/tf.js';
 import { UNPACK_HALVES, UNPACK_NF4 } from '../backend/unpack-base.js';
 import { type BaseDtype, packHalves } from './base-dtype.js';
-import { quantizeNf4, transposed } from './nf4.js';
+import { type Nf4Packed, quantizeNf4, transposed } from './nf4.js';
 
 export type PackedDtype = Exclude<BaseDtype, 'f32'>;
 
@@ -32,18 +32,21 @@ const halves =
     attrs: { dtype, shape },
   });
 
+/** W already in NF4 (quantized as [out, in]), shaped `shape` as stored. */
+function nf4Call(nf4: Nf4Packed, shape: [number, number], fanInFanOut: boolean): UnpackCall {
+  return {
+    kernel: UNPACK_NF4,
+    inputs: { packed: tf.tensor1d(nf4.packed, 'int32'), absmax: tf.tensor1d(nf4.absmax) },
+    attrs: { shape, transposed: fanInFanOut },
+  };
+}
+
 const PACKERS: Record<PackedDtype, Packer> = {
   bf16: halves('bf16'),
   f16: halves('f16'),
   // bitsandbytes quantizes W as [out, in]: a fan-in-fan-out W ([in, out]) is transposed first.
-  nf4: (values, shape, fanInFanOut) => {
-    const nf4 = quantizeNf4(fanInFanOut ? transposed(values, ...shape) : values);
-    return {
-      kernel: UNPACK_NF4,
-      inputs: { packed: tf.tensor1d(nf4.packed, 'int32'), absmax: tf.tensor1d(nf4.absmax) },
-      attrs: { shape, transposed: fanInFanOut },
-    };
-  },
+  nf4: (values, shape, fanInFanOut) =>
+    nf4Call(quantizeNf4(fanInFanOut ? transposed(values, ...shape) : values), shape, fanInFanOut),
 };
 
 /** W's values ([rows, cols] as stored, row-major) packed as `dtype`. */
@@ -54,6 +57,22 @@ export function packBase(
   fanInFanOut: boolean,
 ): PackedBase {
   return { dtype, unpack: PACKERS[dtype](values, shape, fanInFanOut) };
+}
+
+/** W quantized elsewhere (a bitsandbytes 4-bit checkpoint's bytes and absmax), kept as they are. */
+export function packedNf4Base(
+  nf4: Nf4Packed,
+  shape: [number, number],
+  fanInFanOut: boolean,
+): PackedBase {
+  const n = shape[0] * shape[1];
+  if (nf4.packed.length !== Math.ceil(n / 8) || nf4.absmax.length !== Math.ceil(n / 64)) {
+    throw new Error(
+      `NF4 for [${shape.join(', ')}] needs ${Math.ceil(n / 8)} words and ${Math.ceil(n / 64)} absmax values, ` +
+        `got ${nf4.packed.length} and ${nf4.absmax.length}`,
+    );
+  }
+  return { dtype: 'nf4', unpack: nf4Call(nf4, shape, fanInFanOut) };
 }
 
 /** W in f32 as stored, unpacked now (a new tensor: dispose it, or run inside tidy). */

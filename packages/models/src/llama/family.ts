@@ -47,7 +47,11 @@ export const llamaFamily: ModelFamily<LlamaConfig> = {
     // A tied head may still be stored (save_pretrained leaves it out; other tools do not).
     const unused = new Map<string, number[]>();
     if (config.arch.tieWordEmbeddings) unused.set(LM_HEAD, expected.get(EMBED)!);
-    return readWeightsFolder(dir, { expected, ignored: IGNORED, unused });
+    // A bitsandbytes 4-bit folder: every linear W may be NF4 (bnb-4bit.ts).
+    const nf4 = config.bnbNf4
+      ? new Set(llamaLinearModules(config.arch).map((m) => `${m.name}.weight`))
+      : undefined;
+    return readWeightsFolder(dir, { expected, ignored: IGNORED, unused, nf4 });
   },
   randomWeights: (config, seed) => randomLlamaWeights(config.arch, seed),
   build: (config, weights, baseDtype) => new LlamaModel(config.arch, weights, baseDtype),

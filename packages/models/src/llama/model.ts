@@ -137,7 +137,10 @@ export class LlamaModel implements CausalLM {
     };
     const linear = (name: string, bias: boolean) => {
       const w = get(`${name}.weight`);
-      const weight = { values: w.data, shape: w.shape as [number, number] };
+      const shape = w.shape as [number, number];
+      // A 4-bit folder's NF4 bytes stay as they are for nf4; other dtypes read them dequantized.
+      const weight =
+        w.nf4 && baseDtype === 'nf4' ? { nf4: w.nf4, shape } : { values: w.data, shape };
       const b = bias ? tf.tensor1d(get(`${name}.bias`).data) : null;
       const layer = new LoraLinear({ name, weight, bias: b, baseDtype });
       b?.dispose();
