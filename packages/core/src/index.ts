@@ -148,6 +148,7 @@ export {
 } from './optim/adamw.js';
 export { clipGlobalNorm, globalNorm } from './optim/clip.js';
 export { loraplusFast, loraplusLrScales } from './optim/loraplus.js';
+export { takesWeightDecay, weightDecayScales } from './optim/weight-decay.js';
 export { type LrSchedule, lrFactor, validateSchedule } from './optim/schedule.js';
 export * from './svd/index.js';
 export * from './io/index.js';

@@ -7,6 +7,7 @@ import {
 } from '../src/optim/adamw.js';
 import { clipGlobalNorm, globalNorm } from '../src/optim/clip.js';
 import { loraplusLrScales } from '../src/optim/loraplus.js';
+import { takesWeightDecay, weightDecayScales } from '../src/optim/weight-decay.js';
 import { tf } from '../src/backend/tf.js';
 import { useBackend } from '../src/index.js';
 import { TrainableParameters } from '../src/lora/params.js';
@@ -117,6 +118,85 @@ describe('AdamW', () => {
     }
     expect(loraplusLrScales(params, 1)).toBeNull();
     expect(() => loraplusLrScales(params, 0)).toThrow(/must be a finite number > 0, got 0/);
+    tf.dispose(named.map(([, x]) => x));
+  });
+
+  it('with a weight-decay factor per element, a 0 steps as AdamW without decay', () => {
+    const options = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
+    const decay = Float64Array.from([1, 0, 1, 0]);
+    const lr = Float64Array.from([1, 1, 16, 16]);
+    const start = [1.0, -2.0, 0.5, 0.25];
+    const params = Float32Array.from(start);
+    const state = createAdamWState(4);
+    const alone = start.map((p) => ({ p: Float32Array.of(p), s: createAdamWState(1) }));
+    for (const g of [
+      [0.5, 0.1, -3.0, 0.0],
+      [-0.25, 0.2, 1.0, 1.0],
+    ]) {
+      adamWStep(params, Float32Array.from(g), state, options, 0.05, lr, decay);
+      alone.forEach((e, i) => {
+        const own = { ...options, weightDecay: options.weightDecay * decay[i]! };
+        adamWStep(e.p, Float32Array.of(g[i]!), e.s, own, 0.05 * lr[i]!);
+      });
+      expect(Array.from(params)).toEqual(alone.map((e) => e.p[0]));
+    }
+    // Decay alone (a zero gradient): the exempt element does not shrink.
+    const still = Float32Array.of(1, 1);
+    adamWStep(
+      still,
+      new Float32Array(2),
+      createAdamWState(2),
+      options,
+      0.05,
+      null,
+      Float64Array.of(1, 0),
+    );
+    expect(Array.from(still)).toEqual([Math.fround(1 - 0.05 * 0.1), 1]);
+    expect(() =>
+      adamWStep(
+        still,
+        new Float32Array(2),
+        createAdamWState(2),
+        options,
+        0.05,
+        null,
+        new Float64Array(3),
+      ),
+    ).toThrow(/3 weight-decay factors for 2 parameters/);
+  });
+
+  it("exempts from weight decay what transformers' Trainer does: biases and norm weights", async () => {
+    const exempt = [
+      'model.layers.0.self_attn.q_proj.base_layer.bias',
+      'transformer.h.0.attn.c_attn.bias',
+      'model.layers.0.input_layernorm.weight',
+      'model.layers.0.post_attention_layernorm.weight',
+      'model.layers.1.pre_feedforward_layernorm.weight', // Gemma 2
+      'model.layers.0.self_attn.q_norm.weight', // Qwen3, Gemma 3, OLMo 2
+      'model.norm.weight',
+      'transformer.h.0.ln_1.weight', // GPT-2's nn.LayerNorm modules
+      'transformer.ln_f.weight',
+    ];
+    const decays = [
+      'model.layers.0.self_attn.q_proj.lora_A',
+      'model.layers.0.self_attn.q_proj.lora_B',
+      'model.layers.0.self_attn.q_proj.lora_magnitude_vector',
+      'model.embed_tokens.lora_embedding_A',
+      'lm_head.weight',
+      'model.embed_tokens.weight',
+      'transformer.h.0.mlp.c_fc.weight',
+      'model.layers.0.self_attn.normalizer_scale', // "norm" inside a word: no pattern matches
+    ];
+    expect(exempt.filter(takesWeightDecay)).toEqual([]);
+    expect(decays.filter((n) => !takesWeightDecay(n))).toEqual([]);
+    await useBackend('cpu');
+    const named: [string, tf.Variable][] = [
+      ['m.lora_A', tf.variable(tf.zeros([2, 3]))],
+      ['model.norm.weight', tf.variable(tf.zeros([4]))],
+    ];
+    const params = new TrainableParameters(named);
+    expect(Array.from(weightDecayScales(params)!)).toEqual([1, 1, 1, 1, 1, 1, 0, 0, 0, 0]);
+    expect(weightDecayScales(new TrainableParameters(named.slice(0, 1)))).toBeNull();
     tf.dispose(named.map(([, x]) => x));
   });
 

@@ -18,6 +18,7 @@ import {
   loraplusLrScales,
   readParametersAsync,
   savePeftAdapter,
+  weightDecayScales,
 } from '@lorafleet/core';
 import { type SequenceRow, splitTrainValidation } from '@lorafleet/data';
 import {
@@ -92,6 +93,7 @@ export class Replica {
           maxGradNorm: config.maxGradNorm,
           seed: config.seed,
           lrScales: loraplusLrScales(params, config.loraplusLrRatio ?? 1),
+          decayScales: weightDecayScales(params), // biases and norms: none, as Trainer
         },
         allReduce,
         // DoRA's magnitudes start as W's row norms, computed where W lives (a GPU: no sync read)

@@ -55,6 +55,8 @@ export interface StepConfig {
   seed: number;
   /** Each parameter's factor of the learning rate (LoRA+: core's loraplusLrScales); absent: 1. */
   lrScales?: Float64Array | null;
+  /** Each parameter's factor of the weight decay (Trainer's exemptions: core's weightDecayScales); absent: 1. */
+  decayScales?: Float64Array | null;
 }
 
 export interface StepResult {
@@ -227,6 +229,7 @@ export class TrainingStep {
         this.config.optimizer,
         lr,
         this.config.lrScales,
+        this.config.decayScales,
       );
       this.params.write(this.values);
     }

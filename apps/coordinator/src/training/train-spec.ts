@@ -134,7 +134,8 @@ export const trainSpec = defineCommand({
       kind: 'number',
       min: 0,
       default: 0,
-      description: 'AdamW decoupled weight decay',
+      description:
+        "AdamW decoupled weight decay; not on biases and norm weights, as transformers' Trainer",
     },
     'loraplus-lr-ratio': {
       affects: 'math',

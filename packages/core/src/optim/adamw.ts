@@ -43,7 +43,9 @@ export function cloneAdamWState(s: AdamWState): AdamWState {
  *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
  *   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
  * With `lrScales`, element i takes lr * lrScales[i] in both places, as a
- * torch parameter group of that learning rate would (LoRA+: loraplus.ts).
+ * torch parameter group of that learning rate would (LoRA+: loraplus.ts);
+ * with `decayScales`, its weight decay is wd * decayScales[i] (0 for the
+ * parameters Trainer exempts: weight-decay.ts).
  */
 export function adamWStep(
   params: Float32Array,
@@ -52,6 +54,7 @@ export function adamWStep(
   options: AdamWOptions,
   lr = options.lr,
   lrScales: Float64Array | null = null,
+  decayScales: Float64Array | null = null,
 ): void {
   const n = params.length;
   if (grads.length !== n || state.m.length !== n || state.v.length !== n) {
@@ -59,11 +62,18 @@ export function adamWStep(
       `AdamW: params (${n}), grads (${grads.length}) and moments (${state.m.length}, ${state.v.length}) differ in length`,
     );
   }
-  if (lrScales && lrScales.length !== n)
-    throw new Error(`AdamW: ${lrScales.length} learning-rate factors for ${n} parameters`);
+  for (const [what, scales] of [
+    ['learning-rate', lrScales],
+    ['weight-decay', decayScales],
+  ] as const) {
+    if (scales && scales.length !== n)
+      throw new Error(`AdamW: ${scales.length} ${what} factors for ${n} parameters`);
+  }
   const { beta1, beta2, eps, weightDecay } = options;
   const t = ++state.step;
-  if (lrScales) return scaledStep(params, grads, state, options, lr, lrScales);
+  if (lrScales || decayScales) {
+    return scaledStep(params, grads, state, options, lr, { lr: lrScales, decay: decayScales });
+  }
   const stepSize = lr / (1 - beta1 ** t);
   const bias2Sqrt = Math.sqrt(1 - beta2 ** t);
   const decay = 1 - lr * weightDecay;
@@ -78,24 +88,25 @@ export function adamWStep(
   }
 }
 
-/** adamWStep's update with a learning rate per element (state.step already counts this step). */
+/** adamWStep's update with a learning rate and weight decay per element (state.step already counts this step). */
 function scaledStep(
   params: Float32Array,
   grads: Float32Array,
   state: AdamWState,
   { beta1, beta2, eps, weightDecay }: AdamWOptions,
   lr: number,
-  lrScales: Float64Array,
+  scales: { lr: Float64Array | null; decay: Float64Array | null },
 ): void {
   const t = state.step;
   const [correction1, bias2Sqrt] = [1 - beta1 ** t, Math.sqrt(1 - beta2 ** t)];
   const { m, v } = state;
   for (let i = 0; i < params.length; i++) {
-    const lri = lr * lrScales[i]!; // a torch group's lr: lr * ratio, in float64
+    const lri = scales.lr ? lr * scales.lr[i]! : lr; // a torch group's lr: lr * ratio, in float64
+    const wdi = scales.decay ? weightDecay * scales.decay[i]! : weightDecay; // its weight_decay
     const g = grads[i]!;
     m[i] = beta1 * m[i]! + (1 - beta1) * g;
     v[i] = beta2 * v[i]! + (1 - beta2) * g * g;
-    const decayed = params[i]! * (1 - lri * weightDecay);
+    const decayed = params[i]! * (1 - lri * wdi);
     params[i] = decayed - ((lri / correction1) * m[i]!) / (Math.sqrt(v[i]!) / bias2Sqrt + eps);
   }
 }
