@@ -3,7 +3,8 @@
 // with LoRA on the embedding, rank/alpha patterns, modules_to_save and bias
 // "all" gives the same adapter, written with PEFT's key names and config
 // fields; merge (at 1e-4), eval and the regex/layer options; DoRA (1 worker
-// == 2, its magnitudes in the file, merge and resume); the family's
+// == 2, its magnitudes in the file, merge and resume); weight decay's
+// exemptions and NEFTune through the CLI; the family's
 // default targets; contradictions exit 2 naming both options; and generate
 // reads generation_config.json where its own option is not given.
 import { readFile, writeFile } from 'node:fs/promises';
@@ -238,6 +239,57 @@ describe('PEFT LoRA options through lorafleet train', () => {
     for (const [key, values] of a)
       expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);
     await expectResumesBitwise('loraplus', options);
+  });
+
+  it('--weight-decay leaves biases alone, as Trainer: one step from B = 0 shrinks A by (1 - lr wd), nothing else', async () => {
+    const setup = ['--target', 'q_proj', '--lora-bias', 'lora_only', '--lr', '1e-3'];
+    const one = (out: string, wd: string) =>
+      train(
+        join(dir!, out),
+        ...setup,
+        '--steps',
+        '1',
+        '--max-grad-norm',
+        '0',
+        '--weight-decay',
+        wd,
+      );
+    await one('wd0', '0');
+    await one('wd5', '0.5');
+    const [plain, decayed] = [
+      await tensors(join(dir!, 'wd0', 'adapter')),
+      await tensors(join(dir!, 'wd5', 'adapter')),
+    ];
+    let [scaledA, sameBias] = [0, 0];
+    for (const [key, got] of decayed) {
+      const want = plain.get(key)!;
+      if (key.endsWith('.A')) {
+        // B = 0 gives A no gradient: only the decay moves it.
+        got.forEach((v, i) => expect(v).toBeCloseTo(want[i]! * (1 - 1e-3 * 0.5), 7));
+        scaledA++;
+      } else if (key.endsWith('.bias')) {
+        expect(maxAbsDiff(got, want), key).toBe(0);
+        sameBias++;
+      }
+    }
+    expect([scaledA, sameBias]).toEqual([2, 2]);
+  });
+
+  it('NEFTune (--neftune-noise-alpha 5): the run says so, the same seed repeats it, and it changes training', async () => {
+    const args = ['--target', 'q_proj,v_proj', '--lr', '1e-2'];
+    const noisy = await train(join(dir!, 'neft-a'), ...args, '--neftune-noise-alpha', '5');
+    expect(noisy.stdout).toContain('NEFTune noise alpha 5');
+    await train(join(dir!, 'neft-b'), ...args, '--neftune-noise-alpha', '5');
+    await train(join(dir!, 'neft-off'), ...args);
+    const [a, b, off] = (await Promise.all(
+      ['neft-a', 'neft-b', 'neft-off'].map((d) => tensors(join(dir!, d, 'adapter'))),
+    )) as [Map<string, Float32Array>, Map<string, Float32Array>, Map<string, Float32Array>];
+    let moved = 0;
+    for (const [key, values] of a) {
+      expect(maxAbsDiff(values, b.get(key)!), key).toBe(0);
+      moved = Math.max(moved, maxAbsDiff(values, off.get(key)!));
+    }
+    expect(moved).toBeGreaterThan(1e-4);
   });
 
   it('a regex target is saved as a string; layers_to_transform keeps the listed layers', async () => {

@@ -60,6 +60,8 @@ export interface ForwardPassOptions {
   training?: boolean;
   /** Base seed of every dropout mask in this pass; replicas must agree on it. */
   seed?: number;
+  /** NEFTune's alpha (neftune.ts): noise on the input embeddings while training; absent or 0: none. */
+  neftuneAlpha?: number;
 }
 
 // A type alias, not an interface, so that tf.tidy accepts it as a TensorContainer.

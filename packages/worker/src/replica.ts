@@ -94,6 +94,7 @@ export class Replica {
           seed: config.seed,
           lrScales: loraplusLrScales(params, config.loraplusLrRatio ?? 1),
           decayScales: weightDecayScales(params), // biases and norms: none, as Trainer
+          ...(config.neftuneAlpha ? { neftuneAlpha: config.neftuneAlpha } : {}),
         },
         allReduce,
         // DoRA's magnitudes start as W's row norms, computed where W lives (a GPU: no sync read)

@@ -86,6 +86,8 @@ export interface RunConfig {
   baseDtype: BaseDtype;
   /** LoRA+: lora_B and 1-D parameters learn at lr times this (absent: 1, plain AdamW). */
   loraplusLrRatio?: number;
+  /** NEFTune: noise on the input embeddings while training, of this alpha (absent: none). */
+  neftuneAlpha?: number;
 }
 
 /** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
@@ -161,6 +163,9 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     wireDtype: c.has('wireDtype') ? c.choice('wireDtype', WIRE_DTYPE_NAMES) : 'fp32',
     resumeFrom: c.has('resumeFrom') ? c.string('resumeFrom') : null,
     baseDtype: c.has('baseDtype') ? c.choice('baseDtype', BASE_DTYPES) : 'f32',
+    ...(c.has('neftuneAlpha')
+      ? { neftuneAlpha: c.numberIn('neftuneAlpha', (x) => x > 0, '> 0') }
+      : {}),
     ...(c.has('loraplusLrRatio')
       ? { loraplusLrRatio: c.numberIn('loraplusLrRatio', (x) => x > 0, '> 0') }
       : {}),

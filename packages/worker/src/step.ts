@@ -55,6 +55,8 @@ export interface StepConfig {
   seed: number;
   /** Each parameter's factor of the learning rate (LoRA+: core's loraplusLrScales); absent: 1. */
   lrScales?: Float64Array | null;
+  /** NEFTune's alpha (models' neftune.ts): noise on the input embeddings; absent or 0: none. */
+  neftuneAlpha?: number;
   /** Each parameter's factor of the weight decay (Trainer's exemptions: core's weightDecayScales); absent: 1. */
   decayScales?: Float64Array | null;
 }
@@ -111,7 +113,9 @@ export class TrainingStep {
     this.optimizer = createAdamWState(params.size);
     // Gradient, then loss sum and token count: one buffer, one all-reduce.
     this.grads = new Float32Array(params.size + 2);
-    this.gradients = chooseStepGradients(model, params);
+    this.gradients = chooseStepGradients(model, params, undefined, {
+      neftune: (config.neftuneAlpha ?? 0) > 0,
+    });
     this.scheduled =
       this.gradients.path === 'scheduled' ? new ScheduledGradients(model, params) : null;
   }
@@ -132,7 +136,10 @@ export class TrainingStep {
     }
     const acc = new GradientAccumulator(this.params);
     return {
-      add: (batch, seed) => acc.add(() => tokenNllSum(this.model, batch, { training: true, seed })),
+      add: (batch, seed) => {
+        const neftuneAlpha = this.config.neftuneAlpha;
+        acc.add(() => tokenNllSum(this.model, batch, { training: true, seed, neftuneAlpha }));
+      },
       take: () => acc.take(),
       release: () => acc.dispose(),
     };

@@ -102,6 +102,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     resumeFrom: null,
     baseDtype,
     ...(o.loraplusLrRatio !== 1 ? { loraplusLrRatio: o.loraplusLrRatio } : {}),
+    ...(o.neftuneNoiseAlpha > 0 ? { neftuneAlpha: o.neftuneNoiseAlpha } : {}),
   };
   return {
     config,

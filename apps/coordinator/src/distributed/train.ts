@@ -155,7 +155,8 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
       : `training: LoRA r=${config.lora.r} alpha=${config.lora.alpha} on ${describeLora(config.lora)}, ` +
           `${formatCount(plan.trainableParameters)} trainable parameters (${share})` +
           (config.loraplusLrRatio ? `; LoRA+: B learns at ${config.loraplusLrRatio}x --lr` : '') +
-          baseNote(config.baseDtype, plan.modelConfig.bnbNf4 === true),
+          baseNote(config.baseDtype, plan.modelConfig.bnbNf4 === true) +
+          (config.neftuneAlpha ? `; NEFTune noise alpha ${config.neftuneAlpha}` : ''),
   );
   const perWorker =
     membership.workers > 1 ? `, ~${Math.ceil(batchSize / membership.workers)} rows per worker` : '';

@@ -137,6 +137,15 @@ export const trainSpec = defineCommand({
       description:
         "AdamW decoupled weight decay; not on biases and norm weights, as transformers' Trainer",
     },
+    'neftune-noise-alpha': {
+      affects: 'math',
+      kind: 'number',
+      min: 0,
+      default: 0,
+      description:
+        "NEFTune (transformers' neftune_noise_alpha): uniform noise of alpha / sqrt(seq-len x hidden) " +
+        'on the input embeddings while training, e.g. 5 (0: off)',
+    },
     'loraplus-lr-ratio': {
       affects: 'math',
       kind: 'number',

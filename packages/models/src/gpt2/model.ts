@@ -12,6 +12,7 @@ import {
   seededDropout,
   tf,
 } from '@lorafleet/core';
+import { neftuneNoise } from '../neftune.js';
 import type {
   CachedPass,
   CausalLM,
@@ -222,10 +223,12 @@ export class Gpt2Model implements CausalLM {
       seed === null ? x : seededDropout(x, p, seed);
     return tf.tidy(() => {
       const positions = tf.range(0, T, 1, 'int32');
-      let x = tf.add(
-        this.tokenEmbedding.lookup(ids.flatten()).reshape([B, T, c.nEmbd]),
-        tf.gather(this.wpe, positions),
-      ); // [B, T, C]
+      let tokens = this.tokenEmbedding
+        .lookup(ids.flatten())
+        .reshape([B, T, c.nEmbd]) as tf.Tensor3D;
+      if (training && options.neftuneAlpha)
+        tokens = neftuneNoise(tokens, options.neftuneAlpha, options.seed ?? 0);
+      let x = tf.add(tokens, tf.gather(this.wpe, positions)); // [B, T, C]
       x = drop(x, c.embdPdrop, seeds.embd);
       const mask = causalMask(T); // [T, T]: 0 where allowed, -1e9 where not
       for (const [i, block] of this.blocks.entries()) {

@@ -24,6 +24,7 @@ import {
   gated,
   tf,
 } from '@lorafleet/core';
+import { neftuneNoise } from '../neftune.js';
 import type {
   CachedPass,
   CausalLM,
@@ -87,6 +88,8 @@ interface LayerPass {
   past: readonly LayerKv[] | null;
   training: boolean;
   seed: number;
+  /** NEFTune's alpha while training (neftune.ts); absent or 0: no noise. */
+  neftuneAlpha?: number;
 }
 
 let nextModelId = 0;
@@ -267,6 +270,7 @@ export class LlamaModel implements CausalLM {
         past: null,
         training: options.training ?? false,
         seed: options.seed ?? 0,
+        neftuneAlpha: options.neftuneAlpha ?? 0,
       });
       return this.rmsNorm(x, this.norm) as tf.Tensor3D;
     });
@@ -310,6 +314,7 @@ export class LlamaModel implements CausalLM {
     const c = this.config;
     const [B, T] = ids.shape;
     let x = this.tokenEmbedding.lookup(ids.flatten()).reshape([B, T, c.hiddenSize]) as tf.Tensor3D;
+    if (pass.training && pass.neftuneAlpha) x = neftuneNoise(x, pass.neftuneAlpha, pass.seed);
     if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: times sqrt(C); Granite's multiplier
     const biases = new Map<number | null, tf.Tensor4D>(); // per window: Gemma 3 has two
     const biasOf = (w: number | null) => biases.get(w) ?? biases.set(w, pass.bias(w)).get(w)!;
