@@ -6,13 +6,13 @@ import { tf } from '../backend/tf.js';
 import { deriveSeed } from '../random.js';
 import type { BaseDtype } from './base-dtype.js';
 import {
+  type BaseWeight,
   type PackedBase,
   disposePackedBase,
   packBase,
-  packedNf4Base,
+  storeBase,
   unpackBase,
 } from './packed-base.js';
-import type { Nf4Packed } from './nf4.js';
 import { type LoraSettings, loraScaling, validateLoraSettings } from './config.js';
 import { seededDropout } from '../ops/dropout.js';
 import { doraOutput, doraRowNorms } from './dora.js';
@@ -27,10 +27,7 @@ export interface LoraLinearOptions {
    * Conv1D); a tensor, or its values on the host (which `baseDtype` can pack
    * without W ever being f32 on the device).
    */
-  weight:
-    | tf.Tensor2D
-    | { values: Float32Array; shape: [number, number] }
-    | { nf4: Nf4Packed; shape: [number, number] };
+  weight: BaseWeight;
   bias?: tf.Tensor1D | null;
   fanInFanOut?: boolean;
   /**
@@ -88,45 +85,21 @@ export class LoraLinear {
     [this.outFeatures, this.inFeatures] = this.fanInFanOut ? [cols, rows] : [rows, cols];
     const id = nextVariableId++;
     this.weightShape = [rows, cols];
-    this.stored = this.storeWeight(weight, baseDtype, `${name}.weight#${id}`);
+    const base = storeBase(
+      weight,
+      baseDtype,
+      this.weightShape,
+      this.fanInFanOut,
+      name,
+      `${name}.weight#${id}`,
+    );
+    [this.stored, this.packed] = [base.variable, base.packed];
     this.bias = options.bias ? tf.variable(options.bias, false, `${name}.bias#${id}`) : null;
     if (this.bias && this.bias.shape[0] !== this.outFeatures) {
       throw new Error(
         `${name}: bias has ${this.bias.shape[0]} values, expected ${this.outFeatures}`,
       );
     }
-  }
-
-  /** W as given, stored as `baseDtype`: its f32 variable, or null once this.packed holds it. */
-  private storeWeight(
-    weight: LoraLinearOptions['weight'],
-    baseDtype: BaseDtype,
-    variableName: string,
-  ): tf.Variable<tf.Rank.R2> | null {
-    const [rows, cols] = this.weightShape;
-    if ('nf4' in weight) {
-      if (baseDtype !== 'nf4') throw new Error(`${this.name}: W given in NF4 needs baseDtype nf4`);
-      this.packed = packedNf4Base(weight.nf4, this.weightShape, this.fanInFanOut);
-      return null;
-    }
-    const values = weight instanceof tf.Tensor ? null : weight.values;
-    if (values !== null && values.length !== rows * cols) {
-      throw new Error(
-        `${this.name}: ${values.length} weight values cannot fill [${rows}, ${cols}]`,
-      );
-    }
-    if (baseDtype === 'f32') {
-      return values === null
-        ? tf.variable(weight as tf.Tensor2D, false, variableName)
-        : tf.tidy(() => tf.variable(tf.tensor2d(values, [rows, cols]), false, variableName));
-    }
-    if (values === null) {
-      throw new Error(
-        `${this.name}: packing W as ${baseDtype} at construction needs its host values`,
-      );
-    }
-    this.packed = packBase(values, baseDtype, this.weightShape, this.fanInFanOut);
-    return null;
   }
 
   /** The frozen base weight in its storage orientation, f32 ([out, in], or [in, out] when fanInFanOut). */

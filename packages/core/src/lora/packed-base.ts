@@ -84,3 +84,44 @@ export function unpackBase({ unpack }: PackedBase): tf.Tensor2D {
 export function disposePackedBase({ unpack }: PackedBase): void {
   tf.dispose(Object.values(unpack.inputs));
 }
+
+/** W as a layer is given it: a tensor, its values on the host, or already NF4 (a 4-bit checkpoint). */
+export type BaseWeight =
+  | tf.Tensor2D
+  | { values: Float32Array; shape: [number, number] }
+  | { nf4: Nf4Packed; shape: [number, number] };
+
+/**
+ * Layer `name`'s W stored as `baseDtype` ([rows, cols] = `shape`, its storage
+ * orientation): an f32 variable named `variableName`, or packed (which needs W's host values, or
+ * W already in NF4 for nf4). Exactly one of the two is set.
+ */
+export function storeBase(
+  weight: BaseWeight,
+  baseDtype: BaseDtype,
+  shape: [number, number],
+  fanInFanOut: boolean,
+  name: string,
+  variableName: string,
+): { variable: tf.Variable<tf.Rank.R2> | null; packed: PackedBase | null } {
+  const [rows, cols] = shape;
+  if ('nf4' in weight) {
+    if (baseDtype !== 'nf4') throw new Error(`${name}: W given in NF4 needs baseDtype nf4`);
+    return { variable: null, packed: packedNf4Base(weight.nf4, shape, fanInFanOut) };
+  }
+  const values = weight instanceof tf.Tensor ? null : weight.values;
+  if (values !== null && values.length !== rows * cols) {
+    throw new Error(`${name}: ${values.length} weight values cannot fill [${rows}, ${cols}]`);
+  }
+  if (baseDtype === 'f32') {
+    const variable =
+      values === null
+        ? tf.variable(weight as tf.Tensor2D, false, variableName)
+        : tf.tidy(() => tf.variable(tf.tensor2d(values, shape), false, variableName));
+    return { variable, packed: null };
+  }
+  if (values === null) {
+    throw new Error(`${name}: packing W as ${baseDtype} at construction needs its host values`);
+  }
+  return { variable: null, packed: packBase(values, baseDtype, shape, fanInFanOut) };
+}
