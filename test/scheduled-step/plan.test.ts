@@ -180,6 +180,13 @@ describe('the hand-scheduled LoRA step as a plan', () => {
         .merge();
       expect(scheduledStepUnsupported(merged.model, merged.params)).toMatch(/an adapter is merged/);
       expect(scheduledStepUnsupported(loraDropout.model, loraDropout.params)).toBeNull();
+      // What the tape does and the scheduled step does not: named, and auto takes the tape.
+      const tapeOnly = { neftune: /NEFTune/, gradientCheckpointing: /gradient checkpointing/ };
+      for (const [option, why] of Object.entries(tapeOnly)) {
+        const model = loraDropout.model;
+        const choice = chooseStepGradients(model, loraDropout.params, 'auto', { [option]: true });
+        expect(choice).toEqual({ path: 'tape', reason: expect.stringMatching(why) });
+      }
       expect(chooseStepGradients(merged.model, merged.params, 'auto')).toEqual({
         path: 'tape',
         reason: expect.stringMatching(/merged/),

@@ -1,8 +1,9 @@
 // Batches against the wasm heap and against small data, with real processes:
 // an explicit micro-batch whose activations cannot fit the 4 GiB heap is
 // refused before the model loads, with the estimate and the fix (it used to
-// abort inside wasm after 20 s); a batch larger than the data is reported as
-// the real one.
+// abort inside wasm after 20 s); --gradient-checkpointing changes memory,
+// not the adapter; a batch larger than the data is reported as the real one.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -38,14 +39,39 @@ describe.concurrent('batches', () => {
     const result = await lorafleet([
       'train',
       ...['--model', DEFAULT_MODEL, '--data', data, '--out', join(dir!, 'too-big')],
-      ...['--batch-size', '200', '--micro-batch-size', '200', '--seq-len', '32', '--steps', '1'],
+      ...['--batch-size', '400', '--micro-batch-size', '400', '--seq-len', '32', '--steps', '1'],
     ]);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(
-      /lorafleet train: --micro-batch-size 200: one micro-batch of 200 x 32 tokens needs about \d+\.\d GiB of activations, more than the \d+\.\d GiB the wasm backend's 4 GiB heap leaves; use --micro-batch-size \d+ or less/,
+      /lorafleet train: --micro-batch-size 400: one micro-batch of 400 x 32 tokens needs about \d+\.\d GiB of activations, more than the \d+\.\d GiB the wasm backend's 4 GiB heap leaves; use --micro-batch-size \d+ or less \(or --gradient-checkpointing\), or a GPU backend/,
     );
     expect(result.stderr).not.toContain('Aborted');
     expect((performance.now() - started) / 1000).toBeLessThan(60);
+  });
+
+  it('--gradient-checkpointing trains the same adapter bit for bit on 2 workers, and says so', async () => {
+    const run = (name: string, ...extra: string[]) =>
+      lorafleet([
+        'train',
+        ...['--model', tiny, '--data', data, '--out', join(dir!, name), '--workers', '2'],
+        ...['--batch-size', '8', '--micro-batch-size', '2', '--seq-len', SEQ_LEN, '--steps', '3'],
+        ...['--lora-dropout', '0.1', '--target', 'c_attn,c_fc', '--lr', '1e-2', ...extra],
+      ]);
+    const [plain, checkpointed] = await Promise.all([
+      run('ckpt-off'),
+      run('ckpt-on', '--gradient-checkpointing'),
+    ]);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(checkpointed.code, checkpointed.stderr).toBe(0);
+    expect(checkpointed.stdout).toMatch(/micro-batches of 2, gradient checkpointing/);
+    expect(plain.stdout).not.toContain('gradient checkpointing');
+    const weights = (name: string) =>
+      readFile(join(dir!, name, 'adapter', 'adapter_model.safetensors'));
+    const [a, b] = await Promise.all([weights('ckpt-off'), weights('ckpt-on')]);
+    expect(Buffer.compare(a, b)).toBe(0);
+    const loss = (out: string) => /train loss ([\d.]+) \(first/.exec(out)?.[1];
+    expect(loss(checkpointed.stdout)).toBe(loss(plain.stdout));
+    expect(loss(plain.stdout)).toBeDefined();
   });
 
   it('reports the real batch when the data has fewer rows than --batch-size', async () => {

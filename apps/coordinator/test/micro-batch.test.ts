@@ -6,7 +6,12 @@ import { chooseMicroBatch } from '../src/training/micro-batch.js';
 const GEMMA3_270M = { numLayers: 18, hiddenSize: 640, numHeads: 4, vocabSize: 262144 };
 const PARAMETERS = 268e6; // of which ~100M in linear layers, the rest the embedding
 
-function notes(seqLen: number, parameters = PARAMETERS, linearParameters?: number): string[] {
+function notes(
+  seqLen: number,
+  parameters = PARAMETERS,
+  linearParameters?: number,
+  gradientCheckpointing = false,
+): string[] {
   const lines: string[] = [];
   const memory = {
     config: GEMMA3_270M,
@@ -15,32 +20,48 @@ function notes(seqLen: number, parameters = PARAMETERS, linearParameters?: numbe
     linearParameters,
     fullFinetune: false,
     backend: 'wasm' as const,
+    gradientCheckpointing,
   };
   chooseMicroBatch(undefined, 8, memory, (line) => lines.push(line));
   return lines;
 }
 
+const warning = (lines: string[]) => lines.find((l) => l.startsWith('warning'));
+/** The N of the first "WAY--seq-len N fits" in a warning. */
+const seqLenFitting = (line: string, way = '') =>
+  Number(new RegExp(`${way}--seq-len (\\d+) fits`).exec(line)![1]);
+
 describe('chooseMicroBatch on wasm', () => {
   it('warns when one row alone needs more than the heap leaves, naming the --seq-len that fits', () => {
     const budget = wasmActivationBudget({ parameters: PARAMETERS, fullFinetune: false });
-    expect(activationBytes(GEMMA3_270M, 1, 128)).toBeGreaterThan(budget);
-    const warning = notes(128).find((l) => l.startsWith('warning: one row of 128 tokens'));
-    expect(warning).toMatch(/more than the \d+\.\d GiB the wasm backend's 4 GiB heap leaves/);
-    const fits = Number(/--seq-len (\d+) fits/.exec(warning!)![1]);
+    expect(activationBytes(GEMMA3_270M, 1, 512)).toBeGreaterThan(budget);
+    const line = warning(notes(512))!;
+    expect(line).toMatch(/^warning: one row of 512 tokens/);
+    expect(line).toMatch(/more than the \d+\.\d GiB the wasm backend's 4 GiB heap leaves/);
+    const fits = seqLenFitting(line);
     expect(activationBytes(GEMMA3_270M, 1, fits)).toBeLessThanOrEqual(budget);
     expect(activationBytes(GEMMA3_270M, 1, fits + 1)).toBeGreaterThan(budget);
   });
 
+  it('names what --gradient-checkpointing would leave room for, and counts it when given', () => {
+    const budget = wasmActivationBudget({ parameters: PARAMETERS, fullFinetune: false });
+    expect(warning(notes(512))).toMatch(/; with --gradient-checkpointing it fits;/);
+    const fits = seqLenFitting(warning(notes(1024))!, 'with --gradient-checkpointing ');
+    expect(activationBytes(GEMMA3_270M, 1, fits, true)).toBeLessThanOrEqual(budget);
+    expect(activationBytes(GEMMA3_270M, 1, fits + 1, true)).toBeGreaterThan(budget);
+    expect(fits).toBeGreaterThan(2 * seqLenFitting(warning(notes(1024))!));
+    // Given: no warning where it fits; where it does not, the --seq-len that fits checkpointed.
+    expect(warning(notes(512, PARAMETERS, undefined, true))).toBeUndefined();
+    const given = warning(notes(1024, PARAMETERS, undefined, true))!;
+    expect(given).not.toMatch(/with --gradient-checkpointing/);
+    expect(seqLenFitting(given)).toBe(fits);
+  });
+
   it('names what --base-dtype nf4 would leave room for, where the linear weights are known', () => {
     const line = (seqLen: number, linearParameters?: number) =>
-      notes(seqLen, PARAMETERS, linearParameters).find((l) => l.startsWith('warning'))!;
-    expect(line(128)).not.toMatch(/nf4/); // no linear weights known: nothing to pack
-    expect(line(128, 100e6)).toMatch(
-      /--seq-len 123 fits; with --base-dtype nf4 \(QLoRA\) it fits;/,
-    );
-    const nf4 = Number(
-      /with --base-dtype nf4 \(QLoRA\) --seq-len (\d+) fits/.exec(line(256, 100e6))![1],
-    );
+      warning(notes(seqLen, PARAMETERS, linearParameters))!;
+    expect(line(512)).not.toMatch(/nf4/); // no linear weights known: nothing to pack
+    const nf4 = seqLenFitting(line(512, 100e6), 'with --base-dtype nf4 \\(QLoRA\\) ');
     const budget = wasmActivationBudget({
       parameters: PARAMETERS,
       fullFinetune: false,
@@ -49,11 +70,11 @@ describe('chooseMicroBatch on wasm', () => {
     });
     expect(activationBytes(GEMMA3_270M, 1, nf4)).toBeLessThanOrEqual(budget);
     expect(activationBytes(GEMMA3_270M, 1, nf4 + 1)).toBeGreaterThan(budget);
-    expect(nf4).toBeGreaterThan(128);
+    expect(nf4).toBeGreaterThan(seqLenFitting(line(512)));
   });
 
   it('says nothing of a row that fits, and names no --seq-len when no row does', () => {
-    expect(notes(32).filter((l) => l.startsWith('warning'))).toEqual([]);
+    expect(notes(128).filter((l) => l.startsWith('warning'))).toEqual([]);
     const none = notes(128, 1e9).find((l) => l.startsWith('warning'));
     expect(none).toMatch(/the run may abort\. a GPU backend/);
   });

@@ -179,6 +179,7 @@ export {
   causalAttentionComposed,
 } from './ops/causal-attention.js';
 export { layerNorm, layerNormComposed } from './ops/layer-norm.js';
+export { type CheckpointedBlock, checkpoint } from './ops/checkpoint.js';
 export { PlanRecorder, type RecordingBackend } from './backend/webgpu-plan/recorder.js';
 export { Plan } from './backend/webgpu-plan/plan.js';
 export {

@@ -62,6 +62,12 @@ export interface ForwardPassOptions {
   seed?: number;
   /** NEFTune's alpha (neftune.ts): noise on the input embeddings while training; absent or 0: none. */
   neftuneAlpha?: number;
+  /**
+   * While training: keep only each block's input for backward and run the
+   * block again there (core's checkpoint, as transformers'
+   * gradient_checkpointing): less memory for one more forward pass.
+   */
+  gradientCheckpointing?: boolean;
 }
 
 // A type alias, not an interface, so that tf.tidy accepts it as a TensorContainer.

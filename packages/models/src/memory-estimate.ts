@@ -3,13 +3,17 @@
 // instead of aborting inside wasm ("Aborted(), build with -sASSERTIONS") when
 // the heap passes wasm32's 4 GiB.
 //
-// The coefficients are measured, not derived: tfjs's tape keeps every
-// intermediate of the forward pass (GELU's, LayerNorm's, the attention's
-// reshapes) until the backward pass, ~190 floats of width C per token and
-// layer. Peak RSS of one `train --steps 1` on the default model (C 256,
-// 4 layers, 8 heads, vocab 257) at B x T = 25x32, 50x32, 100x32, 50x16 and
-// 25x128 fits 823 KB per token (+/- 5%) and ~9 copies of the H x T
-// attention scores per token and layer.
+// The coefficients are measured, not derived: tfjs's tape keeps the
+// intermediates of the forward pass (the fused ops' inputs, the LoRA
+// branches', the attention's reshapes) until the backward pass, ~74 floats
+// of width C per token and layer. Peak RSS of one `train --steps 1` on the
+// default model (C 256, 4 layers, 8 heads, vocab 257; 2026-12-06) at eight
+// B x T from 50x16 to 8x256 fits, beside ~200 MB of process and model, 74
+// floats of width C and ~7 copies of the H x T attention scores per token
+// and layer (+/- 9%). With --gradient-checkpointing, seven B x T fit 3
+// floats of width C per token and layer plus one layer's intermediates. A
+// one-layer GPT-2 of vocabulary 32768 (C 64) keeps ~2 floats of width V per
+// token (the logits and their gradient); 2.5 are counted.
 import type { BaseDtype } from '@lorafleet/core';
 import type { ModelConfig } from './causal-lm.js';
 
@@ -24,16 +28,27 @@ export const WASM_HEAP_BYTES = 4 * 1024 ** 3;
 /** Share of the heap a micro-batch's activations may take: the rest is weights, optimizer, slack. */
 export const ACTIVATION_SHARE = 0.75;
 
-const FLOATS_PER_TOKEN_LAYER_C = 190;
-const ATTENTION_COPIES = 9;
-const FLOATS_PER_TOKEN_V = 8;
+const FLOATS_PER_TOKEN_LAYER_C = 74;
+const ATTENTION_COPIES = 7;
+const FLOATS_PER_TOKEN_V = 2.5;
+/** Gradient checkpointing keeps each layer's input (and gradients passing through, in backward). */
+const CHECKPOINT_FLOATS_PER_TOKEN_LAYER_C = 3;
 
-/** Bytes the activations of one micro-batch of `rows` x `seqLen` tokens take during a step. */
-export function activationBytes(config: EstimateConfig, rows: number, seqLen: number): number {
+/**
+ * Bytes the activations of one micro-batch of `rows` x `seqLen` tokens take
+ * during a step; `checkpointed` (--gradient-checkpointing): every layer's
+ * input and one layer's intermediates, recomputed in backward.
+ */
+export function activationBytes(
+  config: EstimateConfig,
+  rows: number,
+  seqLen: number,
+  checkpointed = false,
+): number {
   const { numLayers: L, hiddenSize: C, numHeads: H, vocabSize: V } = config;
-  const perToken =
-    L * (FLOATS_PER_TOKEN_LAYER_C * C + ATTENTION_COPIES * H * seqLen) + FLOATS_PER_TOKEN_V * V;
-  return 4 * rows * seqLen * perToken;
+  const layer = FLOATS_PER_TOKEN_LAYER_C * C + ATTENTION_COPIES * H * seqLen;
+  const layers = checkpointed ? L * CHECKPOINT_FLOATS_PER_TOKEN_LAYER_C * C + layer : L * layer;
+  return 4 * rows * seqLen * (layers + FLOATS_PER_TOKEN_V * V);
 }
 
 /** Bytes per value of a linear layer's frozen W stored as each --base-dtype (nf4: 4 bits and an f32 per 64). */
@@ -65,16 +80,26 @@ export function wasmActivationBudget(w: WeightsEstimate): number {
 }
 
 /** The most rows per micro-batch whose activations fit `budget` (at least 1). */
-export function largestMicroBatch(config: EstimateConfig, seqLen: number, budget: number): number {
-  return Math.max(1, Math.floor(budget / activationBytes(config, 1, seqLen)));
+export function largestMicroBatch(
+  config: EstimateConfig,
+  seqLen: number,
+  budget: number,
+  checkpointed = false,
+): number {
+  return Math.max(1, Math.floor(budget / activationBytes(config, 1, seqLen, checkpointed)));
 }
 
 /** The longest row (at most `seqLen` tokens) whose activations fit `budget`; 0 when none does. */
-export function longestRow(config: EstimateConfig, seqLen: number, budget: number): number {
+export function longestRow(
+  config: EstimateConfig,
+  seqLen: number,
+  budget: number,
+  checkpointed = false,
+): number {
   let [lo, hi] = [0, seqLen]; // activationBytes(config, 1, lo) fits; above hi is not asked
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
-    if (activationBytes(config, 1, mid) <= budget) lo = mid;
+    if (activationBytes(config, 1, mid, checkpointed) <= budget) lo = mid;
     else hi = mid - 1;
   }
   return lo;

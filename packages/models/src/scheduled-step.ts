@@ -226,12 +226,14 @@ export function chooseStepGradients(
   model: CausalLM,
   params: TrainableParameters | null,
   choice: StepGradientsChoice = stepGradientsChoice(),
-  options: { neftune?: boolean } = {},
+  options: { neftune?: boolean; gradientCheckpointing?: boolean } = {},
 ): { path: StepGradients; reason: string | null } {
   if (choice === 'tape') return { path: 'tape', reason: 'LORAFLEET_WEBGPU_STEP=tape' };
   const why = options.neftune
     ? 'NEFTune noise (--neftune-noise-alpha) is not in the hand-scheduled step'
-    : scheduledStepUnsupported(model, params);
+    : options.gradientCheckpointing
+      ? "gradient checkpointing (--gradient-checkpointing) is the tape's; the hand-scheduled step keeps its own buffers"
+      : scheduledStepUnsupported(model, params);
   if (why === null) return { path: 'scheduled', reason: null };
   if (choice === 'scheduled') throw new Error(`LORAFLEET_WEBGPU_STEP=scheduled, but ${why}`);
   return { path: 'tape', reason: why };

@@ -95,6 +95,7 @@ export class Replica {
           lrScales: loraplusLrScales(params, config.loraplusLrRatio ?? 1),
           decayScales: weightDecayScales(params), // biases and norms: none, as Trainer
           ...(config.neftuneAlpha ? { neftuneAlpha: config.neftuneAlpha } : {}),
+          ...(config.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
         },
         allReduce,
         // DoRA's magnitudes start as W's row norms, computed where W lives (a GPU: no sync read)

@@ -88,6 +88,8 @@ export interface RunConfig {
   loraplusLrRatio?: number;
   /** NEFTune: noise on the input embeddings while training, of this alpha (absent: none). */
   neftuneAlpha?: number;
+  /** Gradient checkpointing: each layer recomputed in backward (absent: activations kept). */
+  gradientCheckpointing?: boolean;
 }
 
 /** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
@@ -163,12 +165,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     wireDtype: c.has('wireDtype') ? c.choice('wireDtype', WIRE_DTYPE_NAMES) : 'fp32',
     resumeFrom: c.has('resumeFrom') ? c.string('resumeFrom') : null,
     baseDtype: c.has('baseDtype') ? c.choice('baseDtype', BASE_DTYPES) : 'f32',
-    ...(c.has('neftuneAlpha')
-      ? { neftuneAlpha: c.numberIn('neftuneAlpha', (x) => x > 0, '> 0') }
-      : {}),
-    ...(c.has('loraplusLrRatio')
-      ? { loraplusLrRatio: c.numberIn('loraplusLrRatio', (x) => x > 0, '> 0') }
-      : {}),
+    ...optionalTrainingFields(c),
   };
   if (config.mode === 'full' && config.baseDtype !== 'f32') {
     throw new RunConfigError(
@@ -182,6 +179,23 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     throw new RunConfigError(`runConfig: ${(error as Error).message}`);
   }
   return config;
+}
+
+/** The fields a run config carries only when their option is on: NEFTune, checkpointing, LoRA+. */
+function optionalTrainingFields(
+  c: Fields,
+): Pick<RunConfig, 'neftuneAlpha' | 'gradientCheckpointing' | 'loraplusLrRatio'> {
+  return {
+    ...(c.has('neftuneAlpha')
+      ? { neftuneAlpha: c.numberIn('neftuneAlpha', (x) => x > 0, '> 0') }
+      : {}),
+    ...(c.has('gradientCheckpointing')
+      ? { gradientCheckpointing: c.boolean('gradientCheckpointing') }
+      : {}),
+    ...(c.has('loraplusLrRatio')
+      ? { loraplusLrRatio: c.numberIn('loraplusLrRatio', (x) => x > 0, '> 0') }
+      : {}),
+  };
 }
 
 function adamWOptions(optimizer: Fields): AdamWOptions {

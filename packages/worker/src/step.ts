@@ -57,6 +57,8 @@ export interface StepConfig {
   lrScales?: Float64Array | null;
   /** NEFTune's alpha (models' neftune.ts): noise on the input embeddings; absent or 0: none. */
   neftuneAlpha?: number;
+  /** Recompute each layer in backward instead of keeping its activations (models' ForwardPassOptions). */
+  gradientCheckpointing?: boolean;
   /** Each parameter's factor of the weight decay (Trainer's exemptions: core's weightDecayScales); absent: 1. */
   decayScales?: Float64Array | null;
 }
@@ -115,6 +117,7 @@ export class TrainingStep {
     this.grads = new Float32Array(params.size + 2);
     this.gradients = chooseStepGradients(model, params, undefined, {
       neftune: (config.neftuneAlpha ?? 0) > 0,
+      gradientCheckpointing: config.gradientCheckpointing === true,
     });
     this.scheduled =
       this.gradients.path === 'scheduled' ? new ScheduledGradients(model, params) : null;
@@ -137,8 +140,9 @@ export class TrainingStep {
     const acc = new GradientAccumulator(this.params);
     return {
       add: (batch, seed) => {
-        const neftuneAlpha = this.config.neftuneAlpha;
-        acc.add(() => tokenNllSum(this.model, batch, { training: true, seed, neftuneAlpha }));
+        const { neftuneAlpha, gradientCheckpointing } = this.config;
+        const pass = { training: true, seed, neftuneAlpha, gradientCheckpointing };
+        acc.add(() => tokenNllSum(this.model, batch, pass));
       },
       take: () => acc.take(),
       release: () => acc.dispose(),

@@ -80,6 +80,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
       linearParameters: linearParameterCount(modelConfig),
       baseDtype,
       backend: o.backend,
+      gradientCheckpointing: o.gradientCheckpointing,
     });
   const config: RunConfig = {
     modelDir,
@@ -103,6 +104,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     baseDtype,
     ...(o.loraplusLrRatio !== 1 ? { loraplusLrRatio: o.loraplusLrRatio } : {}),
     ...(o.neftuneNoiseAlpha > 0 ? { neftuneAlpha: o.neftuneNoiseAlpha } : {}),
+    ...(o.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
   };
   return {
     config,

@@ -162,7 +162,8 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
     membership.workers > 1 ? `, ~${Math.ceil(batchSize / membership.workers)} rows per worker` : '';
   log(
     `${steps} steps of ${Math.min(batchSize, sampler.datasetSize)} rows x ${config.rows.seqLen} tokens ` +
-      `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${microBatchSize}`,
+      `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${microBatchSize}` +
+      (config.gradientCheckpointing ? ', gradient checkpointing' : ''),
   );
 }
 

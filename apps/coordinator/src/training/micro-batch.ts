@@ -17,6 +17,8 @@ export interface MicroBatchMemory extends WeightsEstimate {
   config: EstimateConfig;
   seqLen: number;
   backend: BackendName;
+  /** --gradient-checkpointing: one layer's intermediates at a time. */
+  gradientCheckpointing?: boolean;
 }
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
@@ -24,19 +26,25 @@ const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 /** The warning for a row that alone needs more than the heap leaves (a big model, a long --seq-len). */
 function tooLongRow(memory: MicroBatchMemory, budget: number): string {
   const { config, seqLen } = memory;
-  const rowsFitting = (room: number) => (room > 0 ? longestRow(config, seqLen, room) : 0);
-  const fits = rowsFitting(budget);
-  // QLoRA's 4-bit linear weights leave more room, where the run can use them.
+  const checkpointed = memory.gradientCheckpointing === true;
+  const rowsFitting = (room: number, ckpt: boolean) =>
+    room > 0 ? longestRow(config, seqLen, room, ckpt) : 0;
+  const fits = rowsFitting(budget, checkpointed);
+  // Recomputing layers, and QLoRA's 4-bit linear weights, leave more room where the run can use them.
+  const fitsCkpt = checkpointed ? 0 : rowsFitting(budget, true);
   const nf4 = wasmActivationBudget({ ...memory, baseDtype: 'nf4' });
-  const fitsNf4 = memory.fullFinetune || memory.baseDtype === 'nf4' ? 0 : rowsFitting(nf4);
+  const fitsNf4 =
+    memory.fullFinetune || memory.baseDtype === 'nf4' ? 0 : rowsFitting(nf4, checkpointed);
+  const way = (flag: string, n: number) =>
+    n > fits ? `with ${flag} ${n >= seqLen ? 'it fits' : `--seq-len ${n} fits`}; ` : '';
+  const need = gib(activationBytes(config, 1, seqLen, checkpointed));
   return (
-    `warning: one row of ${seqLen} tokens needs about ${gib(activationBytes(config, 1, seqLen))} ` +
+    `warning: one row of ${seqLen} tokens needs about ${need} ` +
     `of activations, more than the ${gib(Math.max(0, budget))} the wasm backend's 4 GiB heap leaves ` +
     `beside the model: the run may abort. ` +
     (fits > 1 ? `--seq-len ${fits} fits; ` : '') +
-    (fitsNf4 > fits
-      ? `with --base-dtype nf4 (QLoRA) ${fitsNf4 >= seqLen ? 'it fits' : `--seq-len ${fitsNf4} fits`}; `
-      : '') +
+    way('--gradient-checkpointing', fitsCkpt) +
+    way('--base-dtype nf4 (QLoRA)', fitsNf4) +
     'a GPU backend (--backend webgpu) has no such limit'
   );
 }
@@ -54,16 +62,19 @@ export function chooseMicroBatch(
 ): number {
   if (memory === undefined || memory.backend !== 'wasm') return requested ?? batchSize;
   const { config, seqLen } = memory;
+  const checkpointed = memory.gradientCheckpointing === true;
   const budget = wasmActivationBudget(memory);
-  const fit = largestMicroBatch(config, seqLen, budget);
-  const need = (rows: number) => gib(activationBytes(config, rows, seqLen));
-  if (activationBytes(config, 1, seqLen) > budget) note(tooLongRow(memory, budget));
+  const fit = largestMicroBatch(config, seqLen, budget, checkpointed);
+  const need = (rows: number) => gib(activationBytes(config, rows, seqLen, checkpointed));
+  if (activationBytes(config, 1, seqLen, checkpointed) > budget) note(tooLongRow(memory, budget));
   if (requested !== undefined) {
     if (requested <= fit) return requested;
     throw new UsageError(
       `train: --micro-batch-size ${requested}: one micro-batch of ${requested} x ${seqLen} tokens needs about ` +
         `${need(requested)} of activations, more than the ${gib(budget)} the wasm backend's 4 GiB heap leaves; ` +
-        `use --micro-batch-size ${fit} or less (or a GPU backend)`,
+        `use --micro-batch-size ${fit} or less` +
+        (checkpointed ? '' : ' (or --gradient-checkpointing)') +
+        ', or a GPU backend',
     );
   }
   if (batchSize <= fit) return batchSize;

@@ -121,6 +121,13 @@ export const trainSpec = defineCommand({
       min: 1,
       description: 'rows per forward/backward (gradient accumulation; default: --batch-size)',
     },
+    'gradient-checkpointing': {
+      aliases: ['gradient_checkpointing'],
+      kind: 'boolean',
+      description:
+        "keep only each layer's input for backward and recompute the rest there (transformers' " +
+        'gradient_checkpointing): far less activation memory, one more forward pass; the same gradients',
+    },
     lr: {
       aliases: ['learning_rate'],
       affects: 'math',

@@ -149,6 +149,19 @@ export class LoraLinear {
     return this.active === null ? null : (this.adapters.get(this.active) ?? null);
   }
 
+  /** The variables a forward pass reads: W (while f32), the bias, the active adapter's factors. */
+  variables(): tf.Variable[] {
+    const a = this.activeAdapter;
+    const all: (tf.Variable | null | undefined)[] = [
+      this.stored,
+      this.bias,
+      a?.a,
+      a?.b,
+      a?.magnitude,
+    ];
+    return all.filter((v): v is tf.Variable => v !== null && v !== undefined);
+  }
+
   get merged(): boolean {
     return this.mergedAdapter !== null;
   }

@@ -9,6 +9,7 @@ import {
   geluNew as coreGeluNew,
   layerNorm as coreLayerNorm,
   causalAttention,
+  checkpoint,
   seededDropout,
   tf,
 } from '@lorafleet/core';
@@ -219,8 +220,6 @@ export class Gpt2Model implements CausalLM {
     }
     const training = options.training ?? false;
     const seeds = gpt2Seeds(c, options.seed ?? 0, training); // every mask's seed
-    const drop = (x: tf.Tensor, p: number, seed: number | null) =>
-      seed === null ? x : seededDropout(x, p, seed);
     return tf.tidy(() => {
       const positions = tf.range(0, T, 1, 'int32');
       let tokens = this.tokenEmbedding
@@ -231,17 +230,29 @@ export class Gpt2Model implements CausalLM {
       let x = tf.add(tokens, tf.gather(this.wpe, positions)); // [B, T, C]
       x = drop(x, c.embdPdrop, seeds.embd);
       const mask = causalMask(T); // [T, T]: 0 where allowed, -1e9 where not
+      const recompute = training && options.gradientCheckpointing === true;
       for (const [i, block] of this.blocks.entries()) {
-        const s = seeds.blocks[i]!;
-        const ln1 = layerNorm(x, block.ln1, c.layerNormEpsilon);
-        const a = this.attention(block, ln1, mask, training, s);
-        x = tf.add(x, drop(a, c.residPdrop, s.attnResid));
-        const ln2 = layerNorm(x, block.ln2, c.layerNormEpsilon);
-        const m = this.mlp(block, ln2, training, s.mlp);
-        x = tf.add(x, drop(m, c.residPdrop, s.mlpResid));
+        const run = (h: tf.Tensor, [m]: readonly tf.Tensor[]) =>
+          this.block(block, h, m as tf.Tensor2D, training, seeds.blocks[i]!);
+        x = recompute ? checkpoint(run, x, [mask], blockVariables(block)) : run(x, [mask]);
       }
       return layerNorm(x, this.lnF, c.layerNormEpsilon) as tf.Tensor3D;
     });
+  }
+
+  /** One block: x [B, T, C] -> x + attention + MLP, each branch after its LayerNorm. */
+  private block(
+    block: Gpt2Block,
+    x: tf.Tensor,
+    mask: tf.Tensor2D,
+    training: boolean,
+    s: Gpt2BlockSeeds,
+  ): tf.Tensor {
+    const c = this.config;
+    const a = this.attention(block, layerNorm(x, block.ln1, c.layerNormEpsilon), mask, training, s);
+    const mid = tf.add(x, drop(a, c.residPdrop, s.attnResid));
+    const m = this.mlp(block, layerNorm(mid, block.ln2, c.layerNormEpsilon), training, s.mlp);
+    return tf.add(mid, drop(m, c.residPdrop, s.mlpResid));
   }
 
   dispose(): void {
@@ -283,6 +294,17 @@ export class Gpt2Model implements CausalLM {
 }
 
 let nextModelId = 0;
+
+/** Dropout of rate p where the config has it (a seed), else x itself. */
+function drop(x: tf.Tensor, p: number, seed: number | null): tf.Tensor {
+  return seed === null ? x : seededDropout(x, p, seed);
+}
+
+/** Every variable a block reads (core's checkpoint differentiates the trainable ones). */
+function blockVariables(b: Gpt2Block): tf.Variable[] {
+  const norms = [b.ln1, b.ln2].flatMap((n) => [n.gamma, n.beta]);
+  return [...norms, ...[b.cAttn, b.attnProj, b.cFc, b.mlpProj].flatMap((l) => l.variables())];
+}
 
 /** Biased variance, as torch.nn.LayerNorm (fused on cpu and wasm: core's layerNorm). */
 export function layerNorm(x: tf.Tensor, n: LayerNorm, eps: number): tf.Tensor {

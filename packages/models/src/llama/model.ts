@@ -19,6 +19,7 @@ import {
   LoraLinear,
   causalAttention,
   causalAttentionComposed,
+  checkpoint,
   fusedNorm,
   fusedNormAvailable,
   gated,
@@ -49,11 +50,13 @@ import {
   layerLinearLayers,
   layerLinears,
   layerNormNames,
+  layerVariables,
   llamaWeightShapes,
 } from './weights.js';
 import { countElements, readNamedWeights } from '../weight-values.js';
 import type { ScheduledStepRecipe } from '../scheduled-step.js';
 import { llamaScheduledStep } from './scheduled.js';
+import { type LayerPass, rotaryTensors, withRotaryTensors } from './layer-pass.js';
 
 export interface LlamaLayer {
   /** The RMSNorms [C] by role (weights.ts layerNormNames); null where the layer has none. */
@@ -69,27 +72,6 @@ export interface LlamaLayer {
   /** gate_proj and up_proj [C] -> [F]; or Phi-3's one gate_up_proj [C] -> [2 F]. */
   gateUpProj: LoraLinear[];
   downProj: LoraLinear; // [F] -> [C]
-}
-
-/** cos and sin [B|1, 1, T, D] of the rotary embedding. */
-interface Rotary {
-  cos: tf.Tensor4D;
-  sin: tf.Tensor4D;
-}
-
-/** What one pass over the layers needs besides the hidden states. */
-interface LayerPass {
-  rotary: Rotary;
-  /** Gemma 3's sliding-window layers' own rotation; null: as the others. */
-  localRotary: Rotary | null;
-  bias: (window: number | null) => tf.Tensor4D; // [B|1, 1, T, Tk]
-  /** bias is exactly the causal mask, windowed by sliding_window (no cache, no padding): fused attention may run. */
-  causal?: boolean;
-  past: readonly LayerKv[] | null;
-  training: boolean;
-  seed: number;
-  /** NEFTune's alpha while training (neftune.ts); absent or 0: no noise. */
-  neftuneAlpha?: number;
 }
 
 let nextModelId = 0;
@@ -271,6 +253,7 @@ export class LlamaModel implements CausalLM {
         training: options.training ?? false,
         seed: options.seed ?? 0,
         neftuneAlpha: options.neftuneAlpha ?? 0,
+        gradientCheckpointing: options.gradientCheckpointing ?? false,
       });
       return this.rmsNorm(x, this.norm) as tf.Tensor3D;
     });
@@ -318,27 +301,56 @@ export class LlamaModel implements CausalLM {
     if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: times sqrt(C); Granite's multiplier
     const biases = new Map<number | null, tf.Tensor4D>(); // per window: Gemma 3 has two
     const biasOf = (w: number | null) => biases.get(w) ?? biases.set(w, pass.bias(w)).get(w)!;
+    const layers: LayerKv[] = [];
+    const recompute = pass.training && pass.gradientCheckpointing === true;
+    this.layers.forEach((layer, i) => {
+      const bias = biasOf(layerWindow(c, i));
+      if (!recompute) {
+        const out = this.decoderLayer(layer, x, pass, bias, i);
+        layers.push(out.kv);
+        x = out.x;
+        return;
+      }
+      // Checkpointed (training: no keys/values kept): what the layer reads is saved for backward.
+      const constants = [bias, ...rotaryTensors(pass)];
+      const run = (h: tf.Tensor, [b, ...tables]: readonly tf.Tensor[]) =>
+        this.decoderLayer(
+          layer,
+          h as tf.Tensor3D,
+          withRotaryTensors(pass, tables),
+          b as tf.Tensor4D,
+          i,
+        ).x;
+      x = checkpoint(run, x, constants, layerVariables(layer)) as tf.Tensor3D;
+    });
+    return { x, layers };
+  }
+
+  /** One decoder layer: x [B, T, C] -> x + attention + MLP, and its keys/values. */
+  private decoderLayer(
+    layer: LlamaLayer,
+    x: tf.Tensor3D,
+    pass: LayerPass,
+    bias: tf.Tensor4D,
+    i: number,
+  ): { x: tf.Tensor3D; kv: LayerKv } {
+    const c = this.config;
     // Gemma 2 and 3: a norm of each branch's output before its residual add; Granite: a multiplier.
     const branch = (out: tf.Tensor, norm: tf.Variable<tf.Rank.R1> | null) => {
       const y = this.normed(out, norm);
       return c.residualMultiplier === 1 ? y : tf.mul(y, c.residualMultiplier);
     };
-    const layers: LayerKv[] = [];
-    this.layers.forEach((layer, i) => {
-      const seed = (pass.seed * 1009 + i) * 8;
-      const bias = biasOf(layerWindow(c, i));
-      const a = this.attention(layer, this.normed(x, layer.inputNorm), pass, bias, i, seed);
-      layers.push(a.kv);
-      x = tf.add(x, branch(a.y, layer.attnOutNorm));
-      const h = this.normed(x, layer.preMlpNorm);
-      const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
-      // gate and up [B, T, F] each; Phi-3's gate_up_proj gives [B, T, 2F], chunked in two.
-      const parts = layer.gateUpProj.map((p, j) => p.forward(h, lora(4 + j)));
-      const [gate, up] = parts.length === 2 ? parts : tf.split(parts[0]!, 2, -1);
-      const act = gated(c.mlpActivation, gate!, up!); // silu or gelu_tanh (Gemma) of gate, times up
-      x = tf.add(x, branch(layer.downProj.forward(act, lora(6)), layer.mlpOutNorm));
-    });
-    return { x, layers };
+    const seed = (pass.seed * 1009 + i) * 8;
+    const a = this.attention(layer, this.normed(x, layer.inputNorm), pass, bias, i, seed);
+    const mid = tf.add(x, branch(a.y, layer.attnOutNorm));
+    const h = this.normed(mid, layer.preMlpNorm);
+    const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
+    // gate and up [B, T, F] each; Phi-3's gate_up_proj gives [B, T, 2F], chunked in two.
+    const parts = layer.gateUpProj.map((p, j) => p.forward(h, lora(4 + j)));
+    const [gate, up] = parts.length === 2 ? parts : tf.split(parts[0]!, 2, -1);
+    const act = gated(c.mlpActivation, gate!, up!); // silu or gelu_tanh (Gemma) of gate, times up
+    const out = tf.add(mid, branch(layer.downProj.forward(act, lora(6)), layer.mlpOutNorm));
+    return { x: out as tf.Tensor3D, kv: a.kv };
   }
 
   /** The rotary tables of positions [B, T] (Gemma 3: also its sliding layers'). */

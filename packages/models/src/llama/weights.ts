@@ -1,7 +1,7 @@
 // The tensors of a Llama-family model under Hugging Face's names
 // (model.layers.N.self_attn.q_proj.weight, ...): shapes, the linear layers by
 // PEFT module path, and random weights as transformers initialises them.
-import { type LoraLinear, Rng } from '@lorafleet/core';
+import { type LoraLinear, Rng, type tf } from '@lorafleet/core';
 import type { LinearModule, WeightMap } from '../causal-lm.js';
 import type { LlamaConfig } from './config.js';
 import type { LlamaLayer } from './model.js';
@@ -144,4 +144,11 @@ export function randomLlamaWeights(c: LlamaConfig, seed: number, std = 0.02): We
     weights.set(name, { shape, data });
   }
   return weights;
+}
+
+/** Every variable a layer reads (core's checkpoint differentiates the trainable ones). */
+export function layerVariables(l: LlamaLayer): tf.Variable[] {
+  const norms = [l.inputNorm, l.qNorm, l.kNorm, l.attnOutNorm, l.preMlpNorm, l.mlpOutNorm];
+  const linears = layerLinearLayers(l).flatMap((p) => p.variables());
+  return [...norms.filter((n): n is tf.Variable<tf.Rank.R1> => n !== null), ...linears];
 }
