@@ -64,6 +64,10 @@ describe.concurrent('batches', () => {
     expect(plain.code, plain.stderr).toBe(0);
     expect(checkpointed.code, checkpointed.stderr).toBe(0);
     expect(checkpointed.stdout).toMatch(/micro-batches of 2, gradient checkpointing/);
+    // Each worker's ready line: the option reached both replicas' steps.
+    const ready = (out: string) =>
+      out.match(/trainable parameters on wasm, gradient checkpointing; ready/g);
+    expect(ready(checkpointed.stdout + checkpointed.stderr)).toHaveLength(2);
     expect(plain.stdout).not.toContain('gradient checkpointing');
     const weights = (name: string) =>
       readFile(join(dir!, name, 'adapter', 'adapter_model.safetensors'));

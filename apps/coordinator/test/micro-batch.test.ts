@@ -46,13 +46,13 @@ describe('chooseMicroBatch on wasm', () => {
   it('names what --gradient-checkpointing would leave room for, and counts it when given', () => {
     const budget = wasmActivationBudget({ parameters: PARAMETERS, fullFinetune: false });
     expect(warning(notes(512))).toMatch(/; with --gradient-checkpointing it fits;/);
-    const fits = seqLenFitting(warning(notes(1024))!, 'with --gradient-checkpointing ');
+    const fits = seqLenFitting(warning(notes(4096))!, 'with --gradient-checkpointing ');
     expect(activationBytes(GEMMA3_270M, 1, fits, true)).toBeLessThanOrEqual(budget);
     expect(activationBytes(GEMMA3_270M, 1, fits + 1, true)).toBeGreaterThan(budget);
-    expect(fits).toBeGreaterThan(2 * seqLenFitting(warning(notes(1024))!));
+    expect(fits).toBeGreaterThan(5 * seqLenFitting(warning(notes(4096))!));
     // Given: no warning where it fits; where it does not, the --seq-len that fits checkpointed.
-    expect(warning(notes(512, PARAMETERS, undefined, true))).toBeUndefined();
-    const given = warning(notes(1024, PARAMETERS, undefined, true))!;
+    expect(warning(notes(2048, PARAMETERS, undefined, true))).toBeUndefined();
+    const given = warning(notes(4096, PARAMETERS, undefined, true))!;
     expect(given).not.toMatch(/with --gradient-checkpointing/);
     expect(seqLenFitting(given)).toBe(fits);
   });

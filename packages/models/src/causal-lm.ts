@@ -118,6 +118,8 @@ export interface CausalLM {
   hidden(ids: tf.Tensor2D, options?: ForwardPassOptions): tf.Tensor3D;
   /** The LM head: hidden [N, C] -> logits [N, V]. */
   logits(hidden: tf.Tensor2D): tf.Tensor2D;
+  /** The variables `logits` reads (the head, or the embedding tied to it): what a checkpointed loss differentiates. */
+  headVariables(): tf.Variable[];
   /** Runs a cached pass: the last column's hidden state [B, C] and every layer's extended keys/values. */
   extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] };
   /** Every linear layer (LoRA's possible targets), in model order. */

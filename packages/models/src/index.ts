@@ -29,8 +29,11 @@ export {
 export { randomGpt2Weights } from './gpt2/init.js';
 export {
   IGNORE_INDEX,
+  LOSS_CHUNK_LOGITS,
   type TokenBatch,
+  checkpointedNllSum,
   countLossTokens,
+  lossChunkRows,
   evaluateLoss,
   evaluateLossSums,
   tokenNllSum,

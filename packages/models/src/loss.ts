@@ -1,6 +1,6 @@
 // Causal-LM loss as Hugging Face computes it: logits at position t predict the
 // label at t + 1; labels of -100 are ignored.
-import { settleDevice, softmaxCrossEntropy, tf } from '@lorafleet/core';
+import { checkpoint, settleDevice, softmaxCrossEntropy, tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
 import { scheduledEvaluation } from './scheduled-loss.js';
@@ -27,6 +27,9 @@ export function tokenNllSum(
   batch: TokenBatch,
   options: ForwardPassOptions = {},
 ): tf.Scalar {
+  if (options.training && options.gradientCheckpointing) {
+    return checkpointedNllSum(model, batch, options);
+  }
   const { batchSize: B, seqLen: T } = batch;
   const V = model.modelConfig.vocabSize;
   const shifted = shiftedLabels(batch, V); // [B * T]
@@ -35,6 +38,57 @@ export function tokenNllSum(
     const logits = model.forward(ids, options).reshape([B * T, V]) as tf.Tensor2D; // [B*T, V]
     // Fused on cpu and wasm: no [B*T, V] probabilities are kept for the backward pass.
     return tf.sum(softmaxCrossEntropy(logits, tf.tensor1d(shifted, 'int32'))) as tf.Scalar;
+  });
+}
+
+/** Logits a checkpointed loss computes at a time: 2^22 floats (16 MiB). */
+export const LOSS_CHUNK_LOGITS = 2 ** 22;
+
+/** Rows of [N, V] logits per chunk of the checkpointed loss (at least 1). */
+export function lossChunkRows(vocabSize: number): number {
+  return Math.max(1, Math.floor(LOSS_CHUNK_LOGITS / vocabSize));
+}
+
+/**
+ * tokenNllSum with gradient checkpointing (ForwardPassOptions): the layers
+ * recomputed in backward, and the head and loss run over chunks of
+ * `chunkRows` positions, each recomputed in backward too, so no more than one
+ * chunk's logits [chunkRows, V] live at a time, instead of [B*T, V] kept from
+ * forward to backward (what a large vocabulary makes the biggest activation,
+ * as Liger's fused linear cross-entropy avoids). A chunk without a labelled
+ * position is skipped. One chunk (a small vocabulary) sums as tokenNllSum does.
+ */
+export function checkpointedNllSum(
+  model: CausalLM,
+  batch: TokenBatch,
+  options: ForwardPassOptions,
+  chunkRows = lossChunkRows(model.modelConfig.vocabSize),
+): tf.Scalar {
+  const { batchSize: B, seqLen: T } = batch;
+  const [N, V] = [B * T, model.modelConfig.vocabSize];
+  const shifted = shiftedLabels(batch, V); // [N]
+  return tf.tidy(() => {
+    const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
+    const h = model.hidden(ids, options);
+    const C = h.shape[2];
+    const hidden = h.reshape([N, C]) as tf.Tensor2D; // [N, C]
+    const loss = (x: tf.Tensor, [labels]: readonly tf.Tensor[]) =>
+      tf.sum(softmaxCrossEntropy(model.logits(x as tf.Tensor2D), labels as tf.Tensor1D));
+    // One split, not a slice per chunk: a slice's gradient is [N, C], and tfjs keeps every
+    // node's input gradient until the backward pass ends.
+    const sizes = Array.from({ length: Math.ceil(N / chunkRows) }, (_, i) =>
+      Math.min(chunkRows, N - i * chunkRows),
+    );
+    const chunks = sizes.length === 1 ? [hidden] : tf.split(hidden, sizes, 0); // [n, C] each
+    const parts: tf.Tensor[] = [];
+    chunks.forEach((rows, i) => {
+      const labels = shifted.subarray(i * chunkRows, i * chunkRows + sizes[i]!);
+      if (labels.every((l) => l === IGNORE_INDEX)) return;
+      const chunk = tf.tensor1d(labels, 'int32');
+      parts.push(checkpoint(loss, rows, [chunk], model.headVariables()));
+    });
+    // Nothing labelled: zero, still a function of the hidden states.
+    return (parts.length > 0 ? tf.addN(parts) : tf.mul(tf.sum(hidden), 0)) as tf.Scalar;
   });
 }
 

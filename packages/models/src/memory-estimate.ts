@@ -16,6 +16,7 @@
 // token (the logits and their gradient); 2.5 are counted.
 import type { BaseDtype } from '@lorafleet/core';
 import type { ModelConfig } from './causal-lm.js';
+import { lossChunkRows } from './loss.js';
 
 /** What the estimate reads of a model: any family's config. */
 export type EstimateConfig = Pick<
@@ -37,7 +38,8 @@ const CHECKPOINT_FLOATS_PER_TOKEN_LAYER_C = 3;
 /**
  * Bytes the activations of one micro-batch of `rows` x `seqLen` tokens take
  * during a step; `checkpointed` (--gradient-checkpointing): every layer's
- * input and one layer's intermediates, recomputed in backward.
+ * input and one layer's intermediates, recomputed in backward, and the
+ * logits of one chunk of the loss (loss.ts checkpointedNllSum).
  */
 export function activationBytes(
   config: EstimateConfig,
@@ -47,8 +49,11 @@ export function activationBytes(
 ): number {
   const { numLayers: L, hiddenSize: C, numHeads: H, vocabSize: V } = config;
   const layer = FLOATS_PER_TOKEN_LAYER_C * C + ATTENTION_COPIES * H * seqLen;
-  const layers = checkpointed ? L * CHECKPOINT_FLOATS_PER_TOKEN_LAYER_C * C + layer : L * layer;
-  return 4 * rows * seqLen * (layers + FLOATS_PER_TOKEN_V * V);
+  const tokens = rows * seqLen;
+  if (!checkpointed) return 4 * tokens * (L * layer + FLOATS_PER_TOKEN_V * V);
+  const logitRows = Math.min(tokens, lossChunkRows(V));
+  const kept = L * CHECKPOINT_FLOATS_PER_TOKEN_LAYER_C * C + layer;
+  return 4 * (tokens * kept + logitRows * FLOATS_PER_TOKEN_V * V);
 }
 
 /** Bytes per value of a linear layer's frozen W stored as each --base-dtype (nf4: 4 bits and an f32 per 64). */
@@ -86,7 +91,16 @@ export function largestMicroBatch(
   budget: number,
   checkpointed = false,
 ): number {
-  return Math.max(1, Math.floor(budget / activationBytes(config, 1, seqLen, checkpointed)));
+  const fits = (rows: number) => activationBytes(config, rows, seqLen, checkpointed) <= budget;
+  let hi = 1; // the bytes grow with rows, not in proportion (a checkpointed loss's one chunk)
+  while (fits(hi)) hi *= 2;
+  let lo = hi / 2; // fits, or 0.5 when 1 does not
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid;
+  }
+  return Math.max(1, Math.floor(lo));
 }
 
 /** The longest row (at most `seqLen` tokens) whose activations fit `budget`; 0 when none does. */

@@ -15,9 +15,11 @@ import {
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type CausalLM,
+  IGNORE_INDEX,
   type TokenBatch,
   addLora,
   buildModel,
+  checkpointedNllSum,
   modelConfigFromJson,
   randomModelWeights,
   tokenNllSum,
@@ -78,26 +80,32 @@ async function expectSameGradients(
   tf.dispose([ids, a, b]);
 }
 
+/** LoRA on every linear layer, B given values (it starts at zero) so that every factor gets a gradient of its own. */
+async function loraEverywhere(
+  model: CausalLM,
+  settings: LoraSettings,
+): Promise<TrainableParameters> {
+  const layers = await addLora(
+    model.linears(),
+    'default',
+    settings,
+    { kind: 'kaiming' },
+    'all-linear',
+    5,
+  );
+  for (const l of layers) {
+    const b = l.activeAdapter!.b;
+    b.assign(tf.randomNormal(b.shape, 0, 0.1, 'float32', 9));
+  }
+  return TrainableParameters.fromLoraLayers(layers);
+}
+
 describe('gradient checkpointing gives the tape its gradients bit for bit', () => {
   it('gpt2 with every dropout on, LoRA on every linear layer', async () => {
     const config = modelConfigFromJson(GPT2, 'gpt2');
     const model = buildModel(config, randomModelWeights(config, 3));
-    const layers = await addLora(
-      model.linears(),
-      'default',
-      LORA,
-      { kind: 'kaiming' },
-      'all-linear',
-      5,
-    );
-    // B starts at zero: give it values so that every factor gets a gradient of its own.
-    for (const l of layers)
-      l.activeAdapter!.b.assign(tf.randomNormal(l.activeAdapter!.b.shape, 0, 0.1, 'float32', 9));
-    await expectSameGradients(
-      model,
-      TrainableParameters.fromLoraLayers(layers),
-      batchOf(50, 2, 12, 1),
-    );
+    const params = await loraEverywhere(model, LORA);
+    await expectSameGradients(model, params, batchOf(50, 2, 12, 1));
     model.dispose();
   });
 
@@ -113,22 +121,49 @@ describe('gradient checkpointing gives the tape its gradients bit for bit', () =
     it(`${c.label}, attention and LoRA dropout${c.seed % 2 ? ', DoRA' : ''}`, async () => {
       const config = caseConfig({ ...c, json: { ...c.json, attention_dropout: 0.1 } });
       const model = buildModel(config, randomWeights(config, c.seed));
-      const settings = { ...LORA, useDora: c.seed % 2 === 1 };
-      const layers = await addLora(
-        model.linears(),
-        'default',
-        settings,
-        { kind: 'kaiming' },
-        'all-linear',
-        5,
+      const params = await loraEverywhere(model, { ...LORA, useDora: c.seed % 2 === 1 });
+      await expectSameGradients(model, params, batchOf(config.vocabSize, 2, 12, c.seed));
+      model.dispose();
+    });
+  }
+});
+
+describe('the checkpointed loss over chunks of positions', () => {
+  const maxRelDiff = (a: Float32Array, b: Float32Array) => {
+    let [diff, scale] = [0, 0];
+    for (let i = 0; i < a.length; i++) {
+      diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+      scale = Math.max(scale, Math.abs(b[i]!));
+    }
+    return diff / scale;
+  };
+  const cases = [
+    { label: 'gpt2 (head tied to wte)', json: GPT2, family: 'gpt2' },
+    {
+      label: LLAMA_CASES[0]!.label + ' (untied head)',
+      json: LLAMA_CASES[0]!.json,
+      family: 'llama',
+    },
+  ];
+  for (const c of cases) {
+    it(`${c.label}, full fine-tune: chunks of 5 positions give the whole loss and gradients`, async () => {
+      const config = modelConfigFromJson(c.json, c.family);
+      const model = buildModel(config, randomModelWeights(config, 6));
+      const params = new TrainableParameters(model.namedWeights()); // the head is trained too
+      const batch = batchOf(config.vocabSize, 2, 12, 3);
+      batch.labels.fill(IGNORE_INDEX, 0, 9); // the first chunk has nothing to learn: skipped
+      const pass = { training: true, seed: 4, gradientCheckpointing: true };
+      const whole = params.lossAndGrads(() =>
+        tokenNllSum(model, batch, { training: true, seed: 4 }),
       );
-      for (const l of layers)
-        l.activeAdapter!.b.assign(tf.randomNormal(l.activeAdapter!.b.shape, 0, 0.1, 'float32', 9));
-      await expectSameGradients(
-        model,
-        TrainableParameters.fromLoraLayers(layers),
-        batchOf(config.vocabSize, 2, 12, c.seed),
-      );
+      const before = tf.memory().numTensors;
+      const chunked = params.lossAndGrads(() => checkpointedNllSum(model, batch, pass, 5));
+      expect(tf.memory().numTensors).toBe(before);
+      expect(Math.abs(chunked.loss - whole.loss) / whole.loss).toBeLessThan(1e-6);
+      expect(maxRelDiff(chunked.grads, whole.grads)).toBeLessThan(1e-5);
+      const head = params.slots.find((s) => s.variable === model.headVariables()[0])!;
+      const headGrad = chunked.grads.subarray(head.offset, head.offset + head.size);
+      expect(headGrad.some((g) => g !== 0)).toBe(true); // the head's gradient went through the chunks
       model.dispose();
     });
   }

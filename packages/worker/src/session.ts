@@ -163,6 +163,7 @@ function readyLine(session: WorkerSession, w: Welcome, runId: string, backend: s
       : `rank ${session.rank}/${w.worldSize} (pid ${process.pid}) of run ${runId}`) +
     `: ${r.rows.length} rows, ${r.step.params.size} trainable parameters on ${backend}` +
     (session.config.resumeFrom ? `, resumed at step ${r.step.stepsDone}` : '') +
+    (r.step.recomputesLayers ? ', gradient checkpointing' : '') +
     (backend === 'webgpu' ? `; gradients: ${gradientsLine(r.step.gradients)}` : '') +
     '; ready'
   );

@@ -123,6 +123,11 @@ export class TrainingStep {
       this.gradients.path === 'scheduled' ? new ScheduledGradients(model, params) : null;
   }
 
+  /** Whether each layer is recomputed in backward (--gradient-checkpointing). */
+  get recomputesLayers(): boolean {
+    return this.config.gradientCheckpointing === true;
+  }
+
   /** Frees the scheduled step's device buffers (the tape keeps none between steps). */
   dispose(): void {
     this.scheduled?.dispose();

@@ -205,6 +205,10 @@ export class Gpt2Model implements CausalLM {
     return tf.matMul(hidden, this.wte, false, true);
   }
 
+  headVariables(): tf.Variable[] {
+    return [this.wte];
+  }
+
   extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] } {
     return gpt2Extend(this, pass);
   }

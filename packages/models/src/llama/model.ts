@@ -269,6 +269,10 @@ export class LlamaModel implements CausalLM {
     });
   }
 
+  headVariables(): tf.Variable[] {
+    return [this.lmHead ?? this.embed];
+  }
+
   extend(pass: CachedPass): { last: tf.Tensor2D; layers: LayerKv[] } {
     const [B, T] = pass.ids.shape;
     const C = this.config.hiddenSize;
