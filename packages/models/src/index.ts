@@ -31,7 +31,7 @@ export {
   IGNORE_INDEX,
   LOSS_CHUNK_LOGITS,
   type TokenBatch,
-  checkpointedNllSum,
+  chunkedNllSum,
   countLossTokens,
   lossChunkRows,
   evaluateLoss,

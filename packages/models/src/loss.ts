@@ -27,11 +27,13 @@ export function tokenNllSum(
   batch: TokenBatch,
   options: ForwardPassOptions = {},
 ): tf.Scalar {
-  if (options.training && options.gradientCheckpointing) {
-    return checkpointedNllSum(model, batch, options);
-  }
   const { batchSize: B, seqLen: T } = batch;
   const V = model.modelConfig.vocabSize;
+  // Training keeps the logits for backward unless checkpointed; evaluation never needs all of them.
+  const chunked = options.training
+    ? options.gradientCheckpointing === true
+    : B * T > lossChunkRows(V);
+  if (chunked) return chunkedNllSum(model, batch, options);
   const shifted = shiftedLabels(batch, V); // [B * T]
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
@@ -50,15 +52,17 @@ export function lossChunkRows(vocabSize: number): number {
 }
 
 /**
- * tokenNllSum with gradient checkpointing (ForwardPassOptions): the layers
- * recomputed in backward, and the head and loss run over chunks of
- * `chunkRows` positions, each recomputed in backward too, so no more than one
- * chunk's logits [chunkRows, V] live at a time, instead of [B*T, V] kept from
- * forward to backward (what a large vocabulary makes the biggest activation,
- * as Liger's fused linear cross-entropy avoids). A chunk without a labelled
- * position is skipped. One chunk (a small vocabulary) sums as tokenNllSum does.
+ * tokenNllSum over chunks of `chunkRows` positions: the head and the loss
+ * of each chunk run through core's checkpoint, so no more than one chunk's
+ * logits [chunkRows, V] live at a time, instead of [B*T, V] (what a large
+ * vocabulary makes the biggest activation, as Liger's fused linear
+ * cross-entropy avoids): under a tape (training with gradient
+ * checkpointing, whose layers are recomputed too) each chunk is recomputed
+ * in backward; in evaluation it is freed as the next begins. A chunk
+ * without a labelled position is skipped. One chunk (a small vocabulary)
+ * sums as the whole does.
  */
-export function checkpointedNllSum(
+export function chunkedNllSum(
   model: CausalLM,
   batch: TokenBatch,
   options: ForwardPassOptions,

@@ -39,7 +39,7 @@ const CHECKPOINT_FLOATS_PER_TOKEN_LAYER_C = 3;
  * Bytes the activations of one micro-batch of `rows` x `seqLen` tokens take
  * during a step; `checkpointed` (--gradient-checkpointing): every layer's
  * input and one layer's intermediates, recomputed in backward, and the
- * logits of one chunk of the loss (loss.ts checkpointedNllSum).
+ * logits of one chunk of the loss (loss.ts chunkedNllSum).
  */
 export function activationBytes(
   config: EstimateConfig,

@@ -9,6 +9,7 @@ import {
   DEFAULT_LORA,
   type LoraSettings,
   TrainableParameters,
+  softmaxCrossEntropy,
   tf,
   useBackend,
 } from '@lorafleet/core';
@@ -19,9 +20,10 @@ import {
   type TokenBatch,
   addLora,
   buildModel,
-  checkpointedNllSum,
+  chunkedNllSum,
   modelConfigFromJson,
   randomModelWeights,
+  shiftedLabels,
   tokenNllSum,
 } from '../src/index.js';
 import { LLAMA_CASES, caseConfig, randomIds, randomWeights } from './llama-fixtures.js';
@@ -157,7 +159,7 @@ describe('the checkpointed loss over chunks of positions', () => {
         tokenNllSum(model, batch, { training: true, seed: 4 }),
       );
       const before = tf.memory().numTensors;
-      const chunked = params.lossAndGrads(() => checkpointedNllSum(model, batch, pass, 5));
+      const chunked = params.lossAndGrads(() => chunkedNllSum(model, batch, pass, 5));
       expect(tf.memory().numTensors).toBe(before);
       expect(Math.abs(chunked.loss - whole.loss) / whole.loss).toBeLessThan(1e-6);
       expect(maxRelDiff(chunked.grads, whole.grads)).toBeLessThan(1e-5);
@@ -167,4 +169,27 @@ describe('the checkpointed loss over chunks of positions', () => {
       model.dispose();
     });
   }
+});
+
+describe('evaluation over chunks of logits', () => {
+  it('a big vocabulary: the loss of the whole batch, without its [B*T, V] logits at once', async () => {
+    // 8 x 64 positions of 40000 logits: past 2^22, so tokenNllSum takes chunks of 104 positions.
+    const json = { ...GPT2, vocab_size: 40000, n_positions: 64, n_layer: 1 };
+    const config = modelConfigFromJson(json, 'gpt2');
+    const model = buildModel(config, randomModelWeights(config, 7));
+    const batch = batchOf(40000, 8, 64, 5);
+    const whole = tf.tidy(() => {
+      const ids = tf.tensor2d(batch.ids, [8, 64], 'int32');
+      const logits = model.forward(ids).reshape([512, 40000]) as tf.Tensor2D;
+      const labels = tf.tensor1d(shiftedLabels(batch, 40000), 'int32');
+      return tf.sum(softmaxCrossEntropy(logits, labels)).dataSync()[0]!;
+    });
+    let chunked = 0;
+    const { peakBytes } = await tf.profile(() => {
+      chunked = tf.tidy(() => tokenNllSum(model, batch).dataSync()[0]!);
+    });
+    expect(Math.abs(chunked - whole) / whole).toBeLessThan(1e-6);
+    expect(peakBytes).toBeLessThan(0.5 * 512 * 40000 * 4); // never all the logits
+    model.dispose();
+  });
 });
