@@ -180,6 +180,14 @@ export {
 } from './ops/causal-attention.js';
 export { layerNorm, layerNormComposed } from './ops/layer-norm.js';
 export { type CheckpointedBlock, checkpoint } from './ops/checkpoint.js';
+export {
+  addBias,
+  addConstant,
+  addSame,
+  mulConstant,
+  reshapeTo,
+  scaleBy,
+} from './ops/shape-only.js';
 export { PlanRecorder, type RecordingBackend } from './backend/webgpu-plan/recorder.js';
 export { Plan } from './backend/webgpu-plan/plan.js';
 export {

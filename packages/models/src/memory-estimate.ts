@@ -4,13 +4,14 @@
 // the heap passes wasm32's 4 GiB.
 //
 // The coefficients are measured, not derived: tfjs's tape keeps the
-// intermediates of the forward pass (the fused ops' inputs, the LoRA
-// branches', the attention's reshapes) until the backward pass, ~74 floats
-// of width C per token and layer. Peak RSS of one `train --steps 1` on the
-// default model (C 256, 4 layers, 8 heads, vocab 257; 2026-12-06) at eight
-// B x T from 50x16 to 8x256 fits, beside ~200 MB of process and model, 74
-// floats of width C and ~7 copies of the H x T attention scores per token
-// and layer (+/- 9%). With --gradient-checkpointing, seven B x T fit 3
+// intermediates its gradients read (the matmuls' and fused ops' inputs, the
+// attention's probabilities) until the backward pass; the adds, scales and
+// reshapes keep nothing (core's shape-only ops). Peak RSS of one
+// `train --steps 1` on the default model (C 256, 4 layers, 8 heads, vocab
+// 257; 2026-12-06) at eight B x T from 50x16 to 8x256 fits, beside ~200 MB
+// of process and model, 51 floats of width C and ~5 copies of the H x T
+// attention scores per token and layer (+/- 9%; 74 and 7 before the
+// shape-only ops). With --gradient-checkpointing, seven B x T fit 3
 // floats of width C per token and layer plus one layer's intermediates. A
 // one-layer GPT-2 of vocabulary 32768 (C 64) keeps ~2 floats of width V per
 // token (the logits and their gradient); 2.5 are counted.
@@ -29,8 +30,8 @@ export const WASM_HEAP_BYTES = 4 * 1024 ** 3;
 /** Share of the heap a micro-batch's activations may take: the rest is weights, optimizer, slack. */
 export const ACTIVATION_SHARE = 0.75;
 
-const FLOATS_PER_TOKEN_LAYER_C = 74;
-const ATTENTION_COPIES = 7;
+const FLOATS_PER_TOKEN_LAYER_C = 51;
+const ATTENTION_COPIES = 5;
 const FLOATS_PER_TOKEN_V = 2.5;
 /** Gradient checkpointing keeps each layer's input (and gradients passing through, in backward). */
 const CHECKPOINT_FLOATS_PER_TOKEN_LAYER_C = 3;

@@ -14,6 +14,7 @@ import {
   unpackBase,
 } from './packed-base.js';
 import { type LoraSettings, loraScaling, validateLoraSettings } from './config.js';
+import { addBias, addSame, reshapeTo, scaleBy } from '../ops/shape-only.js';
 import { seededDropout } from '../ops/dropout.js';
 import { doraOutput, doraRowNorms } from './dora.js';
 import { fusedLoraAvailable, fusedLoraLinear } from './fused-linear.js';
@@ -317,7 +318,7 @@ export class LoraLinear {
   forward(x: tf.Tensor, options: ForwardOptions = {}): tf.Tensor {
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);
-      const x2 = x.reshape([-1, this.inFeatures]) as tf.Tensor2D; // [N, in]
+      const x2 = reshapeTo<tf.Rank.R2>(x, [-1, this.inFeatures]); // [N, in]
       const adapter = this.merged ? null : this.activeAdapter;
       const dropout = adapter?.settings.dropout ?? 0;
       const xd =
@@ -325,7 +326,7 @@ export class LoraLinear {
           ? (seededDropout(x2, dropout, options.dropoutSeed) as tf.Tensor2D)
           : null;
       if (adapter?.magnitude) {
-        return this.doraForward(x2, xd, adapter).reshape([...lead, this.outFeatures]);
+        return reshapeTo(this.doraForward(x2, xd, adapter), [...lead, this.outFeatures]);
       }
       if (adapter && this.canFuse()) {
         const y = fusedLoraLinear({
@@ -340,13 +341,14 @@ export class LoraLinear {
         });
         return y.reshape([...lead, this.outFeatures]);
       }
+      // Adds and scales that keep nothing for backward (ops/shape-only.ts).
       let y: tf.Tensor = this.baseMatMul(x2); // [N, out]
-      if (this.bias) y = tf.add(y, this.bias);
+      if (this.bias) y = addBias(y, this.bias);
       if (adapter) {
         const h = tf.matMul(xd ?? x2, adapter.a, false, true); // [N, r]
-        y = tf.add(y, tf.mul(tf.matMul(h, adapter.b, false, true), adapter.scaling)); // [N, out]
+        y = addSame(y, scaleBy(tf.matMul(h, adapter.b, false, true), adapter.scaling)); // [N, out]
       }
-      return y.reshape([...lead, this.outFeatures]);
+      return reshapeTo(y, [...lead, this.outFeatures]);
     });
   }
 
@@ -357,7 +359,7 @@ export class LoraLinear {
     let y = doraOutput(base, dropped, xd ?? x2, adapter, (a, b) =>
       this.rowNorms(a, b, adapter.scaling),
     );
-    if (this.bias) y = tf.add(y, this.bias);
+    if (this.bias) y = addBias(y, this.bias);
     return y;
   }
 

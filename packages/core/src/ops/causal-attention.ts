@@ -7,6 +7,7 @@
 // dropout mask: seededDropout's over the [.., T, T] probabilities.
 import { tf } from '../backend/tf.js';
 import { dropoutKeys, seededDropout } from './dropout.js';
+import { addConstant, scaleBy } from './shape-only.js';
 import {
   ATTN_DELTA,
   ATTN_GRAD,
@@ -45,9 +46,11 @@ export function causalAttentionComposed(
   o: CausalAttentionOptions,
 ): tf.Tensor {
   return tf.tidy(() => {
-    const raw = tf.mul(tf.matMul(q, k, false, true), o.scale); // [.., T, T]
+    // The scale and the mask keep nothing for backward (shape-only.ts): of the [.., T, T]
+    // tensors only the probabilities are kept (and, with a soft cap, its tanh's).
+    const raw = scaleBy(tf.matMul(q, k, false, true), o.scale); // [.., T, T]
     const capped = o.softcap ? tf.mul(tf.tanh(tf.div(raw, o.softcap)), o.softcap) : raw;
-    const scores = tf.add(capped, o.mask);
+    const scores = addConstant(capped, o.mask);
     const probs = tf.softmax(scores);
     const dropped = o.dropout ? seededDropout(probs, o.dropout.rate, o.dropout.seed) : probs;
     return tf.matMul(dropped, v); // [.., T, D]

@@ -6,10 +6,12 @@ import {
   type BaseDtype,
   LoraEmbedding,
   LoraLinear,
+  addSame,
   geluNew as coreGeluNew,
   layerNorm as coreLayerNorm,
   causalAttention,
   checkpoint,
+  reshapeTo,
   seededDropout,
   tf,
 } from '@lorafleet/core';
@@ -254,9 +256,10 @@ export class Gpt2Model implements CausalLM {
   ): tf.Tensor {
     const c = this.config;
     const a = this.attention(block, layerNorm(x, block.ln1, c.layerNormEpsilon), mask, training, s);
-    const mid = tf.add(x, drop(a, c.residPdrop, s.attnResid));
+    // Residual adds that keep nothing for backward (core's shape-only ops).
+    const mid = addSame(x, drop(a, c.residPdrop, s.attnResid));
     const m = this.mlp(block, layerNorm(mid, block.ln2, c.layerNormEpsilon), training, s.mlp);
-    return tf.add(mid, drop(m, c.residPdrop, s.mlpResid));
+    return addSame(mid, drop(m, c.residPdrop, s.mlpResid));
   }
 
   dispose(): void {
@@ -281,13 +284,12 @@ export class Gpt2Model implements CausalLM {
     const qkv = block.cAttn.forward(x, { training, dropoutSeed: seed * 4 }); // [B, T, 3C]
     const [q, k, v] = tf
       .split(qkv, 3, 2)
-      .map((t) => t.reshape([B, T, H, D]).transpose([0, 2, 1, 3])); // [B, H, T, D]
+      .map((t) => reshapeTo(t, [B, T, H, D]).transpose([0, 2, 1, 3])); // [B, H, T, D]
     // softmax(q k^T / sqrt(D) + mask) v: without [B, H, T, T] on webgpu, dropout included.
     const rate = this.config.attnPdrop;
     const dropout = seeds.probs === null ? undefined : { rate, seed: seeds.probs };
-    const y = causalAttention(q!, k!, v!, { scale: 1 / Math.sqrt(D), mask, dropout }) // [B, H, T, D]
-      .transpose([0, 2, 1, 3])
-      .reshape([B, T, C]); // [B, T, C]
+    const heads = causalAttention(q!, k!, v!, { scale: 1 / Math.sqrt(D), mask, dropout }); // [B, H, T, D]
+    const y = reshapeTo(heads.transpose([0, 2, 1, 3]), [B, T, C]); // [B, T, C]
     return block.attnProj.forward(y, { training, dropoutSeed: seed * 4 + 1 });
   }
 

@@ -19,10 +19,13 @@ import {
   LoraLinear,
   causalAttention,
   causalAttentionComposed,
+  addSame,
   checkpoint,
   fusedNorm,
   fusedNormAvailable,
   gated,
+  reshapeTo,
+  scaleBy,
   tf,
 } from '@lorafleet/core';
 import { neftuneNoise } from '../neftune.js';
@@ -342,18 +345,19 @@ export class LlamaModel implements CausalLM {
     // Gemma 2 and 3: a norm of each branch's output before its residual add; Granite: a multiplier.
     const branch = (out: tf.Tensor, norm: tf.Variable<tf.Rank.R1> | null) => {
       const y = this.normed(out, norm);
-      return c.residualMultiplier === 1 ? y : tf.mul(y, c.residualMultiplier);
+      return c.residualMultiplier === 1 ? y : scaleBy(y, c.residualMultiplier);
     };
     const seed = (pass.seed * 1009 + i) * 8;
     const a = this.attention(layer, this.normed(x, layer.inputNorm), pass, bias, i, seed);
-    const mid = tf.add(x, branch(a.y, layer.attnOutNorm));
+    // Adds, scales and reshapes that keep nothing for backward (core's shape-only ops).
+    const mid = addSame(x, branch(a.y, layer.attnOutNorm));
     const h = this.normed(mid, layer.preMlpNorm);
     const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
     // gate and up [B, T, F] each; Phi-3's gate_up_proj gives [B, T, 2F], chunked in two.
     const parts = layer.gateUpProj.map((p, j) => p.forward(h, lora(4 + j)));
     const [gate, up] = parts.length === 2 ? parts : tf.split(parts[0]!, 2, -1);
     const act = gated(c.mlpActivation, gate!, up!); // silu or gelu_tanh (Gemma) of gate, times up
-    const out = tf.add(mid, branch(layer.downProj.forward(act, lora(6)), layer.mlpOutNorm));
+    const out = addSame(mid, branch(layer.downProj.forward(act, lora(6)), layer.mlpOutNorm));
     return { x: out as tf.Tensor3D, kv: a.kv };
   }
 
@@ -426,7 +430,7 @@ export class LlamaModel implements CausalLM {
     // q/k norms: per head after the split, or (OLMo 2) over [B, T, n D] before it.
     const heads = (t: tf.Tensor, n: number, norm: tf.Variable<tf.Rank.R1> | null) => {
       const whole = norm && c.qkNorm === 'all' ? this.rmsNorm(t, norm) : t;
-      const split = whole.reshape([B, T, n, D]); // [B, T, n, D]
+      const split = reshapeTo(whole, [B, T, n, D]); // [B, T, n, D]
       const normed = norm && c.qkNorm === 'head' ? this.rmsNorm(split, norm) : split;
       return normed.transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, D]
     };
@@ -456,9 +460,8 @@ export class LlamaModel implements CausalLM {
       softcap: c.attnSoftcap, // Gemma 2
     };
     const attend = pass.causal ? causalAttention : causalAttentionComposed;
-    const y = attend(q, repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv), options) // [B, H, T, D]
-      .transpose([0, 2, 1, 3])
-      .reshape([B, T, H * D]);
+    const o = attend(q, repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv), options); // [B, H, T, D]
+    const y = reshapeTo(o.transpose([0, 2, 1, 3]), [B, T, H * D]);
     return { y: layer.oProj.forward(y, lora(3)), kv: { keys, values } };
   }
 }
@@ -469,8 +472,8 @@ function repeatKv(x: tf.Tensor4D, n: number): tf.Tensor4D {
   const [B, Hkv, T, D] = x.shape;
   // n copies side by side: a concat (copies) rather than tf.tile, whose wasm kernel indexes
   // element by element (11% of a Llama LoRA step on wasm); its gradient splits and adds.
-  const one = x.reshape([B * Hkv, 1, T * D]);
-  return tf.concat(Array<tf.Tensor>(n).fill(one), 1).reshape([B, Hkv * n, T, D]);
+  const one = reshapeTo(x, [B * Hkv, 1, T * D]);
+  return reshapeTo(tf.concat(Array<tf.Tensor>(n).fill(one), 1), [B, Hkv * n, T, D]);
 }
 
 /** x / sqrt(mean(x^2) + eps) * weight over the last axis, as LlamaRMSNorm. */

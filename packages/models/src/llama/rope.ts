@@ -5,7 +5,7 @@
 // head width D, or with Phi-3's partial_rotary_factor its leading R dims
 // (the rest pass unrotated); LongRoPE and YaRN also scale cos and sin. GLM
 // turns adjacent pairs instead (interleaved: cos = repeat_interleave(freqs, 2)).
-import { tf } from '@lorafleet/core';
+import { addSame, mulConstant, tf } from '@lorafleet/core';
 import { type LlamaConfig, type RopeScaling, rotaryDim } from './config.js';
 
 /**
@@ -142,7 +142,8 @@ export function applyRotary(
     const [D, R] = [x.shape[3], cos.shape[3]];
     const [rot, pass] = R === D ? [x, null] : tf.split(x, [R, D - R], 3);
     const rotated = interleaved ? rotatePairs(rot!) : rotateHalf(rot!);
-    const y = tf.add(tf.mul(rot!, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
+    // Products that keep the tables, not x (core's shape-only ops).
+    const y = addSame(mulConstant(rot!, cos), mulConstant(rotated, sin)) as tf.Tensor4D;
     return pass === null ? y : (tf.concat([y, pass], 3) as tf.Tensor4D);
   });
 }

@@ -1,0 +1,91 @@
+// Ops that keep for the backward pass only what their gradient reads:
+// nothing for adds, scales and reshapes (their gradients need shapes), the
+// constant for a product with one. tfjs's own Add, Mul and Reshape save their inputs
+// (clones sharing the buffer) only to read their shapes in backward, which
+// keeps alive, until then, buffers no gradient reads: a base matmul's output
+// before its bias, a LoRA product before its scale, attention scores before
+// the mask. On a GPT-2 LoRA step on wasm such buffers were 57% of what the
+// tape held (docs/training-step.md). Each op here computes the same values
+// as the tfjs op it replaces, forward and backward.
+import { tf } from '../backend/tf.js';
+
+type Args = (tf.Tensor | tf.GradSaveFunc)[];
+
+/** a + b for a and b of one shape; gradient dy to both. */
+export function addSame<T extends tf.Tensor>(a: T, b: tf.Tensor): T {
+  if (a.shape.join() !== b.shape.join()) {
+    throw new Error(`addSame: shapes [${a.shape.join(', ')}] and [${b.shape.join(', ')}] differ`);
+  }
+  const op = tf.customGrad((...args: Args) => ({
+    value: tf.add(args[0] as tf.Tensor, args[1] as tf.Tensor),
+    gradFunc: (dy: tf.Tensor) => [dy, dy],
+  }));
+  return op(a, b) as T;
+}
+
+/** x + c for a constant c (no gradient: a mask), broadcast as tf.add broadcasts; gradient dy. */
+export function addConstant<T extends tf.Tensor>(x: T, c: tf.Tensor): T {
+  const shape = x.shape;
+  const op = tf.customGrad((...args: Args) => {
+    const value = tf.add(args[0] as tf.Tensor, c);
+    if (value.shape.join() !== shape.join()) {
+      throw new Error(
+        `addConstant: [${c.shape.join(', ')}] would broadcast x [${shape.join(', ')}]`,
+      );
+    }
+    return { value, gradFunc: (dy: tf.Tensor) => dy };
+  });
+  return op(x) as T;
+}
+
+/** y [..., n] + bias [n]; gradients dy and dy summed over the leading axes. */
+export function addBias<T extends tf.Tensor>(y: T, bias: tf.Tensor1D): T {
+  const n = y.shape[y.rank - 1];
+  if (bias.rank !== 1 || bias.shape[0] !== n) {
+    throw new Error(`addBias: bias [${bias.shape.join(', ')}] for rows of ${n}`);
+  }
+  const leading = Array.from({ length: y.rank - 1 }, (_, i) => i);
+  const op = tf.customGrad((...args: Args) => ({
+    value: tf.add(args[0] as tf.Tensor, args[1] as tf.Tensor),
+    gradFunc: (dy: tf.Tensor) => [dy, leading.length > 0 ? tf.sum(dy, leading) : dy],
+  }));
+  return op(y, bias) as T;
+}
+
+/** x * s for a number s; gradient dy * s (no gradient to s is computed). */
+export function scaleBy<T extends tf.Tensor>(x: T, s: number): T {
+  const op = tf.customGrad((...args: Args) => ({
+    value: tf.mul(args[0] as tf.Tensor, s),
+    gradFunc: (dy: tf.Tensor) => tf.mul(dy, s),
+  }));
+  return op(x) as T;
+}
+
+/**
+ * x * c for a constant c (no gradient: rotary tables) broadcast over x, as
+ * tf.mul broadcasts; gradient dy * c. Keeps c, not x (tf.mul keeps both).
+ */
+export function mulConstant<T extends tf.Tensor>(x: T, c: tf.Tensor): T {
+  const shape = x.shape;
+  const op = tf.customGrad((...args: Args) => {
+    const value = tf.mul(args[0] as tf.Tensor, c);
+    if (value.shape.join() !== shape.join()) {
+      throw new Error(
+        `mulConstant: [${c.shape.join(', ')}] would broadcast x [${shape.join(', ')}]`,
+      );
+    }
+    (args[1] as tf.GradSaveFunc)([c]);
+    return { value, gradFunc: (dy: tf.Tensor, [kept]: tf.Tensor[]) => tf.mul(dy, kept!) };
+  });
+  return op(x) as T;
+}
+
+/** x reshaped to `shape` (-1 allowed); gradient dy reshaped back. */
+export function reshapeTo<R extends tf.Rank>(x: tf.Tensor, shape: number[]): tf.Tensor<R> {
+  const from = x.shape;
+  const op = tf.customGrad((...args: Args) => ({
+    value: tf.reshape(args[0] as tf.Tensor, shape),
+    gradFunc: (dy: tf.Tensor) => tf.reshape(dy, from),
+  }));
+  return op(x) as tf.Tensor<R>;
+}
