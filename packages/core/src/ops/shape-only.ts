@@ -38,12 +38,17 @@ export function addConstant<T extends tf.Tensor>(x: T, c: tf.Tensor): T {
   return op(x) as T;
 }
 
-/** y [..., n] + bias [n]; gradients dy and dy summed over the leading axes. */
+/**
+ * y [..., n] + bias [n]; gradients dy and dy summed over the leading axes. A
+ * frozen variable's sum is not computed (a custom gradient computes every
+ * input's, where tfjs's tape skips those no variable needs): it is a constant.
+ */
 export function addBias<T extends tf.Tensor>(y: T, bias: tf.Tensor1D): T {
   const n = y.shape[y.rank - 1];
   if (bias.rank !== 1 || bias.shape[0] !== n) {
     throw new Error(`addBias: bias [${bias.shape.join(', ')}] for rows of ${n}`);
   }
+  if (bias instanceof tf.Variable && !bias.trainable) return addConstant(y, bias);
   const leading = Array.from({ length: y.rank - 1 }, (_, i) => i);
   const op = tf.customGrad((...args: Args) => ({
     value: tf.add(args[0] as tf.Tensor, args[1] as tf.Tensor),
