@@ -11,11 +11,24 @@ import { tf } from '../backend/tf.js';
 
 type Args = (tf.Tensor | tf.GradSaveFunc)[];
 
+/**
+ * Whether tfjs records ops for a gradient now (its engine's isTapeOn). When
+ * not (evaluation, generation, inside a checkpointed forward), each op here
+ * is the plain tfjs op: a custom gradient's bookkeeping would buy nothing.
+ */
+function recording(): boolean {
+  const state = (
+    tf.engine() as unknown as { state: { gradientDepth: number; kernelDepth: number } }
+  ).state;
+  return state.gradientDepth > 0 && state.kernelDepth === 0;
+}
+
 /** a + b for a and b of one shape; gradient dy to both. */
 export function addSame<T extends tf.Tensor>(a: T, b: tf.Tensor): T {
   if (a.shape.join() !== b.shape.join()) {
     throw new Error(`addSame: shapes [${a.shape.join(', ')}] and [${b.shape.join(', ')}] differ`);
   }
+  if (!recording()) return tf.add(a, b) as T;
   const op = tf.customGrad((...args: Args) => ({
     value: tf.add(args[0] as tf.Tensor, args[1] as tf.Tensor),
     gradFunc: (dy: tf.Tensor) => [dy, dy],
@@ -26,15 +39,11 @@ export function addSame<T extends tf.Tensor>(a: T, b: tf.Tensor): T {
 /** x + c for a constant c (no gradient: a mask), broadcast as tf.add broadcasts; gradient dy. */
 export function addConstant<T extends tf.Tensor>(x: T, c: tf.Tensor): T {
   const shape = x.shape;
-  const op = tf.customGrad((...args: Args) => {
-    const value = tf.add(args[0] as tf.Tensor, c);
-    if (value.shape.join() !== shape.join()) {
-      throw new Error(
-        `addConstant: [${c.shape.join(', ')}] would broadcast x [${shape.join(', ')}]`,
-      );
-    }
-    return { value, gradFunc: (dy: tf.Tensor) => dy };
-  });
+  if (!recording()) return keptShape(tf.add(x, c), shape, c, 'addConstant') as T;
+  const op = tf.customGrad((...args: Args) => ({
+    value: keptShape(tf.add(args[0] as tf.Tensor, c), shape, c, 'addConstant'),
+    gradFunc: (dy: tf.Tensor) => dy,
+  }));
   return op(x) as T;
 }
 
@@ -48,7 +57,8 @@ export function addBias<T extends tf.Tensor>(y: T, bias: tf.Tensor1D): T {
   if (bias.rank !== 1 || bias.shape[0] !== n) {
     throw new Error(`addBias: bias [${bias.shape.join(', ')}] for rows of ${n}`);
   }
-  if (bias instanceof tf.Variable && !bias.trainable) return addConstant(y, bias);
+  const frozen = bias instanceof tf.Variable && !bias.trainable;
+  if (!recording() || frozen) return addConstant(y, bias);
   const leading = Array.from({ length: y.rank - 1 }, (_, i) => i);
   const op = tf.customGrad((...args: Args) => ({
     value: tf.add(args[0] as tf.Tensor, args[1] as tf.Tensor),
@@ -59,6 +69,7 @@ export function addBias<T extends tf.Tensor>(y: T, bias: tf.Tensor1D): T {
 
 /** x * s for a number s; gradient dy * s (no gradient to s is computed). */
 export function scaleBy<T extends tf.Tensor>(x: T, s: number): T {
+  if (!recording()) return tf.mul(x, s) as T;
   const op = tf.customGrad((...args: Args) => ({
     value: tf.mul(args[0] as tf.Tensor, s),
     gradFunc: (dy: tf.Tensor) => tf.mul(dy, s),
@@ -72,25 +83,33 @@ export function scaleBy<T extends tf.Tensor>(x: T, s: number): T {
  */
 export function mulConstant<T extends tf.Tensor>(x: T, c: tf.Tensor): T {
   const shape = x.shape;
+  if (!recording()) return keptShape(tf.mul(x, c), shape, c, 'mulConstant') as T;
   const op = tf.customGrad((...args: Args) => {
-    const value = tf.mul(args[0] as tf.Tensor, c);
-    if (value.shape.join() !== shape.join()) {
-      throw new Error(
-        `mulConstant: [${c.shape.join(', ')}] would broadcast x [${shape.join(', ')}]`,
-      );
-    }
     (args[1] as tf.GradSaveFunc)([c]);
-    return { value, gradFunc: (dy: tf.Tensor, [kept]: tf.Tensor[]) => tf.mul(dy, kept!) };
+    return {
+      value: keptShape(tf.mul(args[0] as tf.Tensor, c), shape, c, 'mulConstant'),
+      gradFunc: (dy: tf.Tensor, [kept]: tf.Tensor[]) => tf.mul(dy, kept!),
+    };
   });
   return op(x) as T;
 }
 
 /** x reshaped to `shape` (-1 allowed); gradient dy reshaped back. */
 export function reshapeTo<R extends tf.Rank>(x: tf.Tensor, shape: number[]): tf.Tensor<R> {
+  if (!recording()) return tf.reshape(x, shape) as unknown as tf.Tensor<R>;
   const from = x.shape;
   const op = tf.customGrad((...args: Args) => ({
     value: tf.reshape(args[0] as tf.Tensor, shape),
     gradFunc: (dy: tf.Tensor) => tf.reshape(dy, from),
   }));
   return op(x) as tf.Tensor<R>;
+}
+
+/** `value`, if it has x's shape: the constant `c` broadcast along x, not x along c. */
+function keptShape(value: tf.Tensor, shape: number[], c: tf.Tensor, op: string): tf.Tensor {
+  if (value.shape.join() !== shape.join()) {
+    value.dispose();
+    throw new Error(`${op}: [${c.shape.join(', ')}] would broadcast x [${shape.join(', ')}]`);
+  }
+  return value;
 }
