@@ -106,7 +106,8 @@ export {
   llamaConfigToJson,
   llamaModelConfig,
 } from './llama/config.js';
-export { LlamaModel, type LlamaLayer, rmsNorm } from './llama/model.js';
+export { LlamaModel, type LlamaLayer } from './llama/model.js';
+export { rmsNorm } from './llama/layer-ops.js';
 export { applyRotary, inverseFrequencies, rotaryTables } from './llama/rope.js';
 export { llamaLinearModules, llamaWeightShapes, randomLlamaWeights } from './llama/weights.js';
 export {

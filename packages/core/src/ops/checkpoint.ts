@@ -9,21 +9,11 @@
 // a pure function of its seed (dropout.ts), so it does. Tensors the block
 // reads besides its input (masks, rotary tables) go in `constants`, which are
 // kept until backward; variables stay alive anyway.
+import { nestedGradients } from '../backend/engine-tape.js';
 import { tf } from '../backend/tf.js';
 
 /** A block: its input [.., C] and constants -> its output, of the input's shape. */
 export type CheckpointedBlock = (x: tf.Tensor, constants: readonly tf.Tensor[]) => tf.Tensor;
-
-/** The part of tfjs's engine that a nested tape inside a backward pass touches. */
-interface EngineTape {
-  state: { activeTape: unknown };
-  gradients(
-    f: () => tf.Tensor,
-    xs: tf.Tensor[],
-    dy: tf.Tensor,
-    allowNoGradients: boolean,
-  ): { value: tf.Tensor; grads: (tf.Tensor | undefined)[] };
-}
 
 /**
  * `block(x, constants)`, differentiable with respect to `x` and to each
@@ -47,27 +37,9 @@ export function checkpoint(
       value: block(input, constants),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [kept, ...keptConstants] = saved;
-        return recomputedGradients(() => block(kept!, keptConstants), [kept!, ...trainable], dy);
+        return nestedGradients(() => block(kept!, keptConstants), [kept!, ...trainable], dy);
       },
     };
   });
   return op(x, ...trainable);
-}
-
-/**
- * d(f)/d(xs) times dy, from running f again under a tape of its own. tfjs
- * keeps one active tape: a tape started inside a backward pass replaces the
- * outer one (still needed to free its saved tensors), so it is put back.
- * An x that f does not reach gets zeros.
- */
-function recomputedGradients(f: () => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] {
-  const engine = tf.engine() as unknown as EngineTape;
-  const outer = engine.state.activeTape;
-  try {
-    const { value, grads } = engine.gradients(f, xs, dy, true);
-    value.dispose();
-    return xs.map((x, i) => grads[i] ?? tf.zerosLike(x));
-  } finally {
-    engine.state.activeTape = outer;
-  }
 }

@@ -6,29 +6,20 @@
 // before its bias, a LoRA product before its scale, attention scores before
 // the mask. On a GPT-2 LoRA step on wasm such buffers were 57% of what the
 // tape held (docs/training-step.md). Each op here computes the same values
-// as the tfjs op it replaces, forward and backward.
+// as the tfjs op it replaces, forward and backward. When nothing records a
+// gradient (evaluation, generation, inside a checkpointed forward), each is
+// the plain tfjs op: a custom gradient's bookkeeping would buy nothing there.
+import { recordingGradients } from '../backend/engine-tape.js';
 import { tf } from '../backend/tf.js';
 
 type Args = (tf.Tensor | tf.GradSaveFunc)[];
-
-/**
- * Whether tfjs records ops for a gradient now (its engine's isTapeOn). When
- * not (evaluation, generation, inside a checkpointed forward), each op here
- * is the plain tfjs op: a custom gradient's bookkeeping would buy nothing.
- */
-function recording(): boolean {
-  const state = (
-    tf.engine() as unknown as { state: { gradientDepth: number; kernelDepth: number } }
-  ).state;
-  return state.gradientDepth > 0 && state.kernelDepth === 0;
-}
 
 /** a + b for a and b of one shape; gradient dy to both. */
 export function addSame<T extends tf.Tensor>(a: T, b: tf.Tensor): T {
   if (a.shape.join() !== b.shape.join()) {
     throw new Error(`addSame: shapes [${a.shape.join(', ')}] and [${b.shape.join(', ')}] differ`);
   }
-  if (!recording()) return tf.add(a, b) as T;
+  if (!recordingGradients()) return tf.add(a, b) as T;
   const op = tf.customGrad((...args: Args) => ({
     value: tf.add(args[0] as tf.Tensor, args[1] as tf.Tensor),
     gradFunc: (dy: tf.Tensor) => [dy, dy],
@@ -39,7 +30,7 @@ export function addSame<T extends tf.Tensor>(a: T, b: tf.Tensor): T {
 /** x + c for a constant c (no gradient: a mask), broadcast as tf.add broadcasts; gradient dy. */
 export function addConstant<T extends tf.Tensor>(x: T, c: tf.Tensor): T {
   const shape = x.shape;
-  if (!recording()) return keptShape(tf.add(x, c), shape, c, 'addConstant') as T;
+  if (!recordingGradients()) return keptShape(tf.add(x, c), shape, c, 'addConstant') as T;
   const op = tf.customGrad((...args: Args) => ({
     value: keptShape(tf.add(args[0] as tf.Tensor, c), shape, c, 'addConstant'),
     gradFunc: (dy: tf.Tensor) => dy,
@@ -58,7 +49,7 @@ export function addBias<T extends tf.Tensor>(y: T, bias: tf.Tensor1D): T {
     throw new Error(`addBias: bias [${bias.shape.join(', ')}] for rows of ${n}`);
   }
   const frozen = bias instanceof tf.Variable && !bias.trainable;
-  if (!recording() || frozen) return addConstant(y, bias);
+  if (!recordingGradients() || frozen) return addConstant(y, bias);
   const leading = Array.from({ length: y.rank - 1 }, (_, i) => i);
   const op = tf.customGrad((...args: Args) => ({
     value: tf.add(args[0] as tf.Tensor, args[1] as tf.Tensor),
@@ -69,7 +60,7 @@ export function addBias<T extends tf.Tensor>(y: T, bias: tf.Tensor1D): T {
 
 /** x * s for a number s; gradient dy * s (no gradient to s is computed). */
 export function scaleBy<T extends tf.Tensor>(x: T, s: number): T {
-  if (!recording()) return tf.mul(x, s) as T;
+  if (!recordingGradients()) return tf.mul(x, s) as T;
   const op = tf.customGrad((...args: Args) => ({
     value: tf.mul(args[0] as tf.Tensor, s),
     gradFunc: (dy: tf.Tensor) => tf.mul(dy, s),
@@ -83,7 +74,7 @@ export function scaleBy<T extends tf.Tensor>(x: T, s: number): T {
  */
 export function mulConstant<T extends tf.Tensor>(x: T, c: tf.Tensor): T {
   const shape = x.shape;
-  if (!recording()) return keptShape(tf.mul(x, c), shape, c, 'mulConstant') as T;
+  if (!recordingGradients()) return keptShape(tf.mul(x, c), shape, c, 'mulConstant') as T;
   const op = tf.customGrad((...args: Args) => {
     (args[1] as tf.GradSaveFunc)([c]);
     return {
@@ -96,7 +87,7 @@ export function mulConstant<T extends tf.Tensor>(x: T, c: tf.Tensor): T {
 
 /** x reshaped to `shape` (-1 allowed); gradient dy reshaped back. */
 export function reshapeTo<R extends tf.Rank>(x: tf.Tensor, shape: number[]): tf.Tensor<R> {
-  if (!recording()) return tf.reshape(x, shape) as unknown as tf.Tensor<R>;
+  if (!recordingGradients()) return tf.reshape(x, shape) as unknown as tf.Tensor<R>;
   const from = x.shape;
   const op = tf.customGrad((...args: Args) => ({
     value: tf.reshape(args[0] as tf.Tensor, shape),

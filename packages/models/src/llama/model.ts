@@ -60,6 +60,7 @@ import { countElements, readNamedWeights } from '../weight-values.js';
 import type { ScheduledStepRecipe } from '../scheduled-step.js';
 import { llamaScheduledStep } from './scheduled.js';
 import { type LayerPass, rotaryTensors, withRotaryTensors } from './layer-pass.js';
+import { repeatKv, rmsNorm, rmsNormComposed } from './layer-ops.js';
 
 export interface LlamaLayer {
   /** The RMSNorms [C] by role (weights.ts layerNormNames); null where the layer has none. */
@@ -464,28 +465,4 @@ export class LlamaModel implements CausalLM {
     const y = reshapeTo(o.transpose([0, 2, 1, 3]), [B, T, H * D]);
     return { y: layer.oProj.forward(y, lora(3)), kv: { keys, values } };
   }
-}
-
-/** [B, Hkv, T, D] -> [B, Hkv * n, T, D]: query head h reads key/value head floor(h / n), as repeat_kv. */
-function repeatKv(x: tf.Tensor4D, n: number): tf.Tensor4D {
-  if (n === 1) return x;
-  const [B, Hkv, T, D] = x.shape;
-  // n copies side by side: a concat (copies) rather than tf.tile, whose wasm kernel indexes
-  // element by element (11% of a Llama LoRA step on wasm); its gradient splits and adds.
-  const one = reshapeTo(x, [B * Hkv, 1, T * D]);
-  return reshapeTo(tf.concat(Array<tf.Tensor>(n).fill(one), 1), [B, Hkv * n, T, D]);
-}
-
-/** x / sqrt(mean(x^2) + eps) * weight over the last axis, as LlamaRMSNorm. */
-export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
-  // webgpu, frozen weight: core's fused kernels (webgpu-kernels/norm.ts).
-  if (fusedNormAvailable(weight)) return fusedNorm(x, weight, null, eps, 'rms');
-  return rmsNormComposed(x, weight, eps);
-}
-
-function rmsNormComposed(x: tf.Tensor, scale: tf.Tensor, eps: number): tf.Tensor {
-  return tf.tidy(() => {
-    const variance = tf.mean(tf.square(x), -1, true);
-    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), scale);
-  });
 }
