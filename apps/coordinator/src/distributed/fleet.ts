@@ -485,9 +485,14 @@ export class WorkerFleet {
   /** Sends `body` to a peer that is not a member (it has no inbox of ours); close() lets it leave. */
   private reply(identity: Buffer, body: ControlBody): void {
     const frame = encodeControl({ runId: this.options.runId, body });
-    this.sending = this.sending.then(() =>
-      this.router.send([identity, frame]).catch(() => undefined),
-    );
+    // zeromq.js throws at once (EBADF), not by rejecting, on a socket closed while the run
+    // finishes: the async callback turns that into a rejection the catch drops, as a lost
+    // reply to a peer we turn away is no loss (it used to be unhandled and end the process).
+    this.sending = this.sending
+      .then(async () => {
+        await this.router.send([identity, frame]);
+      })
+      .catch(() => undefined);
   }
 
   /** Liveness: silent ready workers and stuck builders are lost. */
