@@ -187,6 +187,11 @@ describe('the hand-scheduled LoRA step as a plan', () => {
         const choice = chooseStepGradients(model, loraDropout.params, 'auto', { [option]: true });
         expect(choice).toEqual({ path: 'tape', reason: expect.stringMatching(why) });
       }
+      const dpo = { objective: 'dpo' } as const;
+      expect(chooseStepGradients(loraDropout.model, loraDropout.params, 'auto', dpo)).toEqual({
+        path: 'tape',
+        reason: expect.stringMatching(/--objective dpo is the tape's/),
+      });
       expect(chooseStepGradients(merged.model, merged.params, 'auto')).toEqual({
         path: 'tape',
         reason: expect.stringMatching(/merged/),

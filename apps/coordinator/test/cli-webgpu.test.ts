@@ -143,6 +143,36 @@ describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a 
     expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
   }, 300_000);
 
+  it('train --objective dpo with --eval-fraction (the tape; the adapter read back from the GPU after the last eval) ends with the adapter of wasm', async () => {
+    const pairs = await writeJsonl(
+      join(dir!, 'pairs.jsonl'),
+      numberedPatternRecords(16).map(({ text }) => {
+        const rest = text.slice(7);
+        return {
+          prompt: text.slice(0, 7),
+          chosen: rest,
+          rejected: rest.split(' ').reverse().join(' '),
+        };
+      }),
+    );
+    const run = (out: string, backend: string) =>
+      lorafleetOk([
+        'train',
+        ...['--model', model, '--data', pairs, '--seq-len', '24', '--out', join(dir!, out)],
+        ...TRAIN,
+        ...['--objective', 'dpo', '--eval-fraction', '0.25', '--backend', backend],
+      ]);
+    const [onWasm, onGpu] = await Promise.all([
+      run('dpo-wasm', 'wasm'),
+      run('dpo-webgpu', 'webgpu'),
+    ]);
+    expect(`${onGpu.stdout}${onGpu.stderr}`).toMatch(/gradients: the tape \([^)]*--objective dpo/);
+    const after = (out: string) => Number(/eval loss after: +([\d.]+) \(DPO loss/.exec(out)?.[1]);
+    expect(after(onGpu.stdout)).toBeCloseTo(after(onWasm.stdout), 3);
+    const { gap } = await adapterGap('dpo-webgpu', 'dpo-wasm');
+    expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
+  }, 300_000);
+
   it('eval gives the loss of wasm, with an adapter', async () => {
     const args = ['--model', model, '--adapter', join(dir!, 'w2-wasm', 'adapter'), ...dataArgs()];
     const [gpu, cpu] = await Promise.all([

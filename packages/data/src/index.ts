@@ -42,6 +42,14 @@ export {
 } from './csv-dataset.js';
 export { compileTemplate, renderTemplate, templateFields } from './template.js';
 export { readText } from './text.js';
+export {
+  type PreferencePair,
+  type PreferenceRead,
+  type PreferenceRows,
+  parsePreferenceLine,
+  preferenceRows,
+  readPreferenceJsonl,
+} from './preference.js';
 export { type DatasetFormat, type DatasetOptions, datasetFormat, readDataset } from './dataset.js';
 export {
   type SequenceRow,

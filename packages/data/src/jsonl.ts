@@ -94,16 +94,8 @@ export function parseJsonlLine(
   line: string,
   tokenizer: TextTokenizer,
 ): TokenizedExample | TokenizedExample[] | string {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch (e) {
-    return `invalid JSON (${(e as Error).message})`;
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return `expected a JSON object, found ${Array.isArray(value) ? 'an array' : typeof value}`;
-  }
-  const o = value as Record<string, unknown>;
+  const o = parseJsonObject(line);
+  if (typeof o === 'string') return o;
   const shapes = (['text', 'prompt', 'input_ids', 'messages'] as const).filter((k) => k in o);
   if (shapes.length !== 1) {
     return shapes.length === 0
@@ -123,6 +115,9 @@ export function parseJsonlLine(
       return typeof messages === 'string' ? messages : chatExamples(tokenizer, messages, 0);
     }
     case 'prompt':
+      if ('chosen' in o && !('completion' in o)) {
+        return 'a preference pair ("prompt", "chosen", "rejected"): train such data with --objective dpo';
+      }
       if (Array.isArray(o.prompt)) return conversationalPromptCompletion(tokenizer, o);
       if (typeof o.prompt !== 'string') {
         return `"prompt" must be a string, found ${typeName(o.prompt)}`;
@@ -147,6 +142,20 @@ export function parseJsonlLine(
       }
     }
   }
+}
+
+/** A line's JSON object, or a message saying why it is not one. */
+export function parseJsonObject(line: string): Record<string, unknown> | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (e) {
+    return `invalid JSON (${(e as Error).message})`;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return `expected a JSON object, found ${Array.isArray(value) ? 'an array' : typeof value}`;
+  }
+  return value as Record<string, unknown>;
 }
 
 /** TRL's conversational prompt-completion: both are message lists. */

@@ -60,6 +60,11 @@ export interface ForwardPassOptions {
   training?: boolean;
   /** Base seed of every dropout mask in this pass; replicas must agree on it. */
   seed?: number;
+  /**
+   * While training: draw dropout masks (the default); false trains without
+   * any dropout (DPO, as TRL's DPOTrainer with its default disable_dropout).
+   */
+  dropout?: boolean;
   /** NEFTune's alpha (neftune.ts): noise on the input embeddings while training; absent or 0: none. */
   neftuneAlpha?: number;
   /**

@@ -40,6 +40,27 @@ export {
   shiftedLabels,
 } from './loss.js';
 export {
+  DEFAULT_DPO_BETA,
+  type DpoEvaluation,
+  type DpoSettings,
+  evaluateDpo,
+  countPairs,
+  dpoLossSum,
+  dpoMargins,
+  pairSequences,
+  referenceLogps,
+  sequenceLogps,
+  withAdaptersOff,
+} from './dpo.js';
+export {
+  type BatchLoss,
+  type Objective,
+  type ObjectiveKind,
+  type ObjectiveSettings,
+  SFT,
+  objectiveOf,
+} from './objective.js';
+export {
   ALL_LINEAR,
   addLora,
   matchesTarget,

@@ -85,13 +85,17 @@ export async function addPeftLora(
 
 type AdapterMeta = Pick<LoraAdapterConfig, 'initLoraWeights' | 'baseModelNameOrPath' | 'taskType'>;
 
-/** The trained adapter `name` as a PEFT adapter with LoraConfig's fields. */
-export function exportPeftAdapter(
+/**
+ * The trained adapter `name` as a PEFT adapter with LoraConfig's fields.
+ * Asynchronous: factors that a forward pass moved to a GPU are read with
+ * `await data()`, the only read webgpu allows under Node.
+ */
+export async function exportPeftAdapter(
   t: PeftTrainables,
   name: string,
   o: PeftLoraOptions,
   meta: AdapterMeta,
-): PeftAdapter {
+): Promise<PeftAdapter> {
   const config: LoraAdapterConfig = {
     ...meta,
     r: o.r,
@@ -110,13 +114,14 @@ export function exportPeftAdapter(
   if (o.layersToTransform?.length) config.layersToTransform = [...o.layersToTransform];
   if (o.layersPattern?.length) config.layersPattern = [...o.layersPattern];
   if (o.modulesToSave?.length) config.modulesToSave = [...o.modulesToSave];
-  const pair = (
+  const read = async (v: tf.Variable) => (await v.data()) as Float32Array;
+  const pair = async (
     m: { a: tf.Variable; b: tf.Variable; settings: { r: number } },
     inF: number,
     outF: number,
   ) => ({
-    a: m.a.dataSync() as Float32Array,
-    b: m.b.dataSync() as Float32Array,
+    a: await read(m.a),
+    b: await read(m.b),
     r: m.settings.r,
     inFeatures: inF,
     outFeatures: outF,
@@ -126,23 +131,20 @@ export function exportPeftAdapter(
     const adapter = l.adapter(name);
     const m = adapter.magnitude;
     modules.set(l.name, {
-      ...pair(adapter, l.inFeatures, l.outFeatures),
-      ...(m ? { magnitude: m.dataSync() as Float32Array } : {}),
+      ...(await pair(adapter, l.inFeatures, l.outFeatures)),
+      ...(m ? { magnitude: await read(m) } : {}),
     });
   }
   const adapter: PeftAdapter = { config, modules };
   if (t.embeddings.length > 0) {
-    adapter.embeddings = new Map(
-      t.embeddings.map((e) => [e.name, pair(e.adapter(name), e.numEmbeddings, e.dim)]),
-    );
+    adapter.embeddings = new Map();
+    for (const e of t.embeddings)
+      adapter.embeddings.set(e.name, await pair(e.adapter(name), e.numEmbeddings, e.dim));
   }
   if (t.tensors.length > 0) {
-    adapter.tensors = new Map<string, PeftTensor>(
-      t.tensors.map((x) => [
-        x.key,
-        { shape: [...x.variable.shape], data: x.variable.dataSync() as Float32Array },
-      ]),
-    );
+    adapter.tensors = new Map<string, PeftTensor>();
+    for (const x of t.tensors)
+      adapter.tensors.set(x.key, { shape: [...x.variable.shape], data: await read(x.variable) });
   }
   return adapter;
 }

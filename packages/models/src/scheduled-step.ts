@@ -6,6 +6,7 @@
 // holds the contract, the recording of a micro-batch, the plans kept per
 // shape and the choice of path; scheduled-gradients.ts (training) and
 // scheduled-loss.ts (evaluation) replay them.
+import type { ObjectiveKind } from './objective.js';
 import {
   dropoutKeys,
   type Plan,
@@ -226,14 +227,17 @@ export function chooseStepGradients(
   model: CausalLM,
   params: TrainableParameters | null,
   choice: StepGradientsChoice = stepGradientsChoice(),
-  options: { neftune?: boolean; gradientCheckpointing?: boolean } = {},
+  options: { neftune?: boolean; gradientCheckpointing?: boolean; objective?: ObjectiveKind } = {},
 ): { path: StepGradients; reason: string | null } {
   if (choice === 'tape') return { path: 'tape', reason: 'LORAFLEET_WEBGPU_STEP=tape' };
-  const why = options.neftune
-    ? 'NEFTune noise (--neftune-noise-alpha) is not in the hand-scheduled step'
-    : options.gradientCheckpointing
-      ? "gradient checkpointing (--gradient-checkpointing) is the tape's; the hand-scheduled step keeps its own buffers"
-      : scheduledStepUnsupported(model, params);
+  const why =
+    (options.objective ?? 'sft') !== 'sft'
+      ? `the hand-scheduled step computes the token loss; --objective ${options.objective} is the tape's`
+      : options.neftune
+        ? 'NEFTune noise (--neftune-noise-alpha) is not in the hand-scheduled step'
+        : options.gradientCheckpointing
+          ? "gradient checkpointing (--gradient-checkpointing) is the tape's; the hand-scheduled step keeps its own buffers"
+          : scheduledStepUnsupported(model, params);
   if (why === null) return { path: 'scheduled', reason: null };
   if (choice === 'scheduled') throw new Error(`LORAFLEET_WEBGPU_STEP=scheduled, but ${why}`);
   return { path: 'tape', reason: why };

@@ -242,7 +242,7 @@ describe.each(CASES)('PEFT option: $label', (c) => {
       const unmerged = logitsOf(model);
       expect(unmerged.every(Number.isFinite)).toBe(true);
 
-      const adapter = exportPeftAdapter(trained, 'default', options, {
+      const adapter = await exportPeftAdapter(trained, 'default', options, {
         initLoraWeights: true,
         baseModelNameOrPath: base,
         taskType: 'CAUSAL_LM',

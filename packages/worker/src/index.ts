@@ -15,6 +15,7 @@ export {
   type RowOptions,
   batchesOf,
   prepareRows,
+  rowLength,
   rowsFingerprint,
 } from './rows.js';
 export {

@@ -40,7 +40,7 @@ import {
   writeCheckpointTensors,
 } from './checkpoint.js';
 import { type RunConfig, RunConfigError } from './run-config.js';
-import { batchesOf, prepareRows, rowsFingerprint } from './rows.js';
+import { batchesOf, prepareRows, rowLength, rowsFingerprint } from './rows.js';
 import { type AllReduce, type ComputeNotice, TrainingStep } from './step.js';
 
 /**
@@ -96,6 +96,7 @@ export class Replica {
           decayScales: weightDecayScales(params), // biases and norms: none, as Trainer
           ...(config.neftuneAlpha ? { neftuneAlpha: config.neftuneAlpha } : {}),
           ...(config.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
+          ...(config.objective ? { objective: config.objective } : {}),
         },
         allReduce,
         // DoRA's magnitudes start as W's row norms, computed where W lives (a GPU: no sync read)
@@ -119,7 +120,7 @@ export class Replica {
     });
   }
 
-  /** Loss sum and loss tokens of the current adapter on these held-out rows. */
+  /** Loss sum and loss units (tokens, or DPO's pairs) of the current adapter on these held-out rows. */
   async evaluate(ids: readonly number[], batchSize: number, onCompute?: ComputeNotice) {
     const rows = ids.map((id) => {
       const row = this.evalRows[id];
@@ -132,15 +133,16 @@ export class Replica {
     const [limit, warmingUp] = [this.step.computeLimitMs(), this.step.warmingUp];
     const result = await evaluateLossSums(
       this.model,
-      batchesOf(rows, batchSize, this.config.rows.seqLen),
+      batchesOf(rows, batchSize, rowLength(this.config.rows)),
       onCompute && (async () => onCompute(limit, warmingUp)),
+      this.step.objective,
     );
     onCompute?.(0);
     return result;
   }
 
   /** The adapter as trained (for PiSSA: over the residual base), as checkpoints hold it. */
-  private exportRaw(): PeftAdapter {
+  private exportRaw(): Promise<PeftAdapter> {
     const { lora, modelDir } = this.config;
     if (!this.trained) throw new Error('a full fine-tune has no adapter to export');
     return exportPeftAdapter(this.trained, ADAPTER_NAME, lora, {
@@ -157,7 +159,7 @@ export class Replica {
   async writeCheckpoint(tmp: string): Promise<string> {
     const { optimizer } = this.step.snapshot();
     return writeCheckpointTensors(tmp, {
-      adapter: this.exportRaw(),
+      adapter: await this.exportRaw(),
       params: this.step.params,
       optimizer,
     });
@@ -179,7 +181,7 @@ export class Replica {
       await copyTokenizerFiles(this.config.modelDir, dir);
       return resultManifestSha256(dir, 'full');
     }
-    const adapter = this.exportRaw();
+    const adapter = await this.exportRaw();
     // A PiSSA adapter is saved as a rank-2r LoRA for the original base weights.
     await savePeftAdapter(
       dir,

@@ -11,13 +11,17 @@ import {
   type SequenceRow,
   type TextTokenizer,
   type UntrainableDrop,
+  DEFAULT_REPORT_FIRST,
   collate,
+  datasetFormat,
   dropUntrainable,
   firstTrainedPosition,
   formatProblem,
   pack,
   padExamples,
+  preferenceRows,
   readDataset,
+  readPreferenceJsonl,
 } from '@lorafleet/data';
 
 export type Packing = 'auto' | 'pack' | 'pad';
@@ -29,6 +33,8 @@ export interface RowOptions {
   maxBadFraction?: number;
   format?: DatasetFormat;
   csv?: CsvColumns;
+  /** Preference pairs for --objective dpo: each row is [chosen | rejected], 2 x seqLen tokens. */
+  pairs?: boolean;
 }
 
 export interface PreparedRows {
@@ -53,6 +59,7 @@ export async function prepareRows(
       `${option} ${file}: no such file (give the path of a .jsonl, .csv or .txt dataset)`,
     );
   }
+  if (options.pairs) return preparePairRows(file, tokenizer, options);
   const read = await readDataset(file, tokenizer, {
     ...(options.format ? { format: options.format } : {}),
     ...(options.csv ? { csv: options.csv } : {}),
@@ -104,6 +111,56 @@ export async function prepareRows(
   };
 }
 
+/** Preference pairs (data's preference.ts), one pair per row of 2 x seqLen. */
+async function preparePairRows(
+  file: string,
+  tokenizer: TextTokenizer,
+  options: RowOptions,
+): Promise<PreparedRows> {
+  if (datasetFormat(file, options.format) !== 'jsonl') {
+    throw new Error(
+      `${file}: --objective dpo reads preference pairs from JSONL ({"prompt", "chosen", "rejected"} lines)`,
+    );
+  }
+  const read = await readPreferenceJsonl(file, tokenizer, {
+    ...(options.maxBadFraction !== undefined ? { maxBadFraction: options.maxBadFraction } : {}),
+    raiseWith: '--max-bad-fraction',
+  });
+  const { seqLen } = options;
+  const made = preferenceRows(read.pairs, read.lines, seqLen, tokenizer.eosId);
+  const warnings = read.problems.map(formatProblem);
+  if (read.badRecords > read.problems.length) {
+    warnings.push(`${file}: ${read.badRecords - read.problems.length} more bad records skipped`);
+  }
+  const shown = made.dropped.slice(0, DEFAULT_REPORT_FIRST);
+  if (made.dropped.length > 0) {
+    warnings.push(
+      `${file}: dropped ${made.dropped.length} pairs with a response outside --seq-len ${seqLen}:`,
+      ...shown.map((d) => `  ${file}:${d.line}: ${d.message}`),
+      ...(made.dropped.length > shown.length
+        ? [`  ... and ${made.dropped.length - shown.length} more`]
+        : []),
+    );
+  }
+  if (made.truncatedSides > 0) {
+    warnings.push(
+      `${file}: ${made.truncatedSides} responses longer than ${seqLen} tokens with their prompt were ` +
+        `truncated (${made.truncatedTokens} tokens lost); raise --seq-len to keep them`,
+    );
+  }
+  if (made.rows.length === 0) throw new Error(`${file}: no preference pairs`);
+  const skipped = [
+    read.badRecords > 0 ? `, ${read.badRecords} bad records skipped` : '',
+    made.dropped.length > 0 ? `, ${made.dropped.length} dropped` : '',
+  ].join('');
+  return {
+    rows: made.rows,
+    rowLines: made.rowLines,
+    description: `${read.pairs.length} preference pairs -> ${made.rows.length} rows of 2 x ${seqLen} (chosen | rejected)${skipped}`,
+    warnings,
+  };
+}
+
 function untrainableWarnings(drop: UntrainableDrop, seqLen: number): string[] {
   if (drop.dropped === 0) return [];
   const more = drop.dropped - drop.problems.length;
@@ -144,6 +201,11 @@ function packedRows(
     );
   }
   return { rows, rowLines: Int32Array.from(lines) };
+}
+
+/** Tokens in one row: seqLen, or twice that for preference pairs ([chosen | rejected]). */
+export function rowLength(options: Pick<RowOptions, 'seqLen' | 'pairs'>): number {
+  return options.pairs ? 2 * options.seqLen : options.seqLen;
 }
 
 /** Consecutive batches of at most `size` rows. */

@@ -90,6 +90,8 @@ export interface RunConfig {
   neftuneAlpha?: number;
   /** Gradient checkpointing: each layer recomputed in backward (absent: activations kept). */
   gradientCheckpointing?: boolean;
+  /** DPO on preference pairs (rows.pairs), against the base model with the adapter off; absent: SFT. */
+  objective?: { kind: 'dpo'; beta: number };
 }
 
 /** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
@@ -136,6 +138,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
         ? { format: rows.choice('format', ['jsonl', 'csv', 'text'] as const) }
         : {}),
       ...(rows.has('csv') ? { csv: csvColumns(rows.object('csv')) } : {}),
+      ...(rows.has('pairs') ? { pairs: rows.boolean('pairs') } : {}),
     },
     mode: c.choice('mode', ['lora', 'full'] as const),
     evalFraction: c.numberIn('evalFraction', (x) => x >= 0 && x < 1, 'in [0, 1)'),
@@ -172,6 +175,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
       `runConfig.baseDtype: ${config.baseDtype} needs mode "lora" (full fine-tuning trains W)`,
     );
   }
+  checkObjective(config);
   try {
     validateSchedule(config.schedule);
     validateLoraSettings(config.lora, 'runConfig.lora');
@@ -181,11 +185,19 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
   return config;
 }
 
-/** The fields a run config carries only when their option is on: NEFTune, checkpointing, LoRA+. */
+/** The fields a run config carries only when their option is on: NEFTune, checkpointing, LoRA+, DPO. */
 function optionalTrainingFields(
   c: Fields,
-): Pick<RunConfig, 'neftuneAlpha' | 'gradientCheckpointing' | 'loraplusLrRatio'> {
+): Pick<RunConfig, 'neftuneAlpha' | 'gradientCheckpointing' | 'loraplusLrRatio' | 'objective'> {
   return {
+    ...(c.has('objective')
+      ? {
+          objective: {
+            kind: c.object('objective').choice('kind', ['dpo'] as const),
+            beta: c.object('objective').numberIn('beta', (x) => x > 0, '> 0'),
+          },
+        }
+      : {}),
     ...(c.has('neftuneAlpha')
       ? { neftuneAlpha: c.numberIn('neftuneAlpha', (x) => x > 0, '> 0') }
       : {}),
@@ -196,6 +208,32 @@ function optionalTrainingFields(
       ? { loraplusLrRatio: c.numberIn('loraplusLrRatio', (x) => x > 0, '> 0') }
       : {}),
   };
+}
+
+/**
+ * DPO's reference is the base model with the adapter off, so DPO needs a
+ * LoRA run whose base stays what it was: not PiSSA (W becomes the residual),
+ * modules_to_save or trained biases (they change in place); and pair rows.
+ */
+function checkObjective(config: RunConfig): void {
+  if (!config.objective) {
+    if (config.rows.pairs) throw new RunConfigError('runConfig.rows.pairs needs objective dpo');
+    return;
+  }
+  const { lora } = config;
+  const why =
+    config.mode !== 'lora'
+      ? 'mode "full" (the reference is the base model with the adapter off)'
+      : lora.init === 'pissa'
+        ? 'lora.init "pissa" (the base weights become the residual)'
+        : (lora.modulesToSave?.length ?? 0) > 0
+          ? 'lora.modulesToSave (trained in place)'
+          : (lora.bias ?? 'none') !== 'none'
+            ? `lora.bias "${lora.bias}" (trained in place)`
+            : config.rows.pairs !== true
+              ? 'rows without pairs (rows.pairs must be true)'
+              : null;
+  if (why) throw new RunConfigError(`runConfig.objective: dpo cannot train with ${why}`);
 }
 
 function adamWOptions(optimizer: Fields): AdamWOptions {

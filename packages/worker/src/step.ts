@@ -1,6 +1,6 @@
 // One synchronous data-parallel training step, in DESIGN.md's order:
 // forward + backward over the micro-batches -> all-reduce of the fused
-// gradient -> divide by the global token count -> clip -> AdamW. With one
+// gradient -> divide by the global token (or pair) count -> clip -> AdamW. With one
 // process the all-reduce is the identity.
 import {
   type AdamWOptions,
@@ -18,12 +18,14 @@ import {
 } from '@lorafleet/core';
 import {
   type CausalLM,
+  type Objective,
+  type ObjectiveSettings,
   type StepGradients,
   type TokenBatch,
+  SFT,
   ScheduledGradients,
   chooseStepGradients,
-  countLossTokens,
-  tokenNllSum,
+  objectiveOf,
 } from '@lorafleet/models';
 import { DataError } from './data-error.js';
 import { replicaHash } from './replica-hash.js';
@@ -61,15 +63,17 @@ export interface StepConfig {
   gradientCheckpointing?: boolean;
   /** Each parameter's factor of the weight decay (Trainer's exemptions: core's weightDecayScales); absent: 1. */
   decayScales?: Float64Array | null;
+  /** What the step minimises (models' objective.ts); absent: the token loss (SFT). */
+  objective?: ObjectiveSettings;
 }
 
 export interface StepResult {
   step: number;
-  /** Mean token loss over the global batch. */
+  /** Mean loss over the global batch: per token, or per pair (DPO). */
   loss: number;
-  /** Loss tokens of the global batch. */
+  /** The loss's units in the global batch: labelled tokens, or pairs (DPO). */
   tokens: number;
-  /** This replica's share before the all-reduce: its loss sum and loss tokens. */
+  /** This replica's share before the all-reduce: its loss sum and loss units. */
   local: { lossSum: number; tokens: number };
   lr: number;
   gradNorm: number;
@@ -101,6 +105,7 @@ export class TrainingStep {
   private optimizer: AdamWState;
   private readonly grads: Float32Array;
   private readonly scheduled: ScheduledGradients | null;
+  readonly objective: Objective;
 
   constructor(
     private readonly model: CausalLM,
@@ -115,9 +120,11 @@ export class TrainingStep {
     this.optimizer = createAdamWState(params.size);
     // Gradient, then loss sum and token count: one buffer, one all-reduce.
     this.grads = new Float32Array(params.size + 2);
+    this.objective = objectiveOf(config.objective ?? SFT);
     this.gradients = chooseStepGradients(model, params, undefined, {
       neftune: (config.neftuneAlpha ?? 0) > 0,
       gradientCheckpointing: config.gradientCheckpointing === true,
+      objective: this.objective.settings.kind,
     });
     this.scheduled =
       this.gradients.path === 'scheduled' ? new ScheduledGradients(model, params) : null;
@@ -147,7 +154,12 @@ export class TrainingStep {
       add: (batch, seed) => {
         const { neftuneAlpha, gradientCheckpointing } = this.config;
         const pass = { training: true, seed, neftuneAlpha, gradientCheckpointing };
-        acc.add(() => tokenNllSum(this.model, batch, pass));
+        const loss = this.objective.loss(this.model, batch, pass);
+        try {
+          acc.add(() => loss.sum());
+        } finally {
+          loss.dispose();
+        }
       },
       take: () => acc.take(),
       release: () => acc.dispose(),
@@ -200,7 +212,7 @@ export class TrainingStep {
       for (const [i, batch] of microBatches.entries()) {
         await yieldToEventLoop();
         signal?.throwIfAborted();
-        const tokens = countLossTokens(batch);
+        const tokens = this.objective.count(batch);
         if (tokens === 0) continue;
         // Timed from here: a test hook's blocking (fault-injection.ts) counts as compute.
         const started = performance.now();
@@ -228,7 +240,8 @@ export class TrainingStep {
     signal?.throwIfAborted();
     const t2 = performance.now();
     const tokens = fused[n + 1]!;
-    if (tokens === 0) throw new DataError(`step ${step + 1}: the batch has no labelled tokens`);
+    if (tokens === 0)
+      throw new DataError(`step ${step + 1}: the batch has no labelled ${this.objective.unit}`);
     const grads = fused.subarray(0, n);
     for (let j = 0; j < n; j++) grads[j] = grads[j]! / tokens;
     const gradNorm =

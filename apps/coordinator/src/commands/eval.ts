@@ -1,18 +1,21 @@
-import { evaluateLoss } from '@lorafleet/models';
+import { type CausalLM, type TokenBatch, evaluateDpo, evaluateLoss } from '@lorafleet/models';
+import { UsageError } from '../args.js';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
-import { batchesOf, prepareRows } from '../training/rows.js';
+import { dpoSettingsFrom, objectiveOptions } from '../training/objective-options.js';
+import { batchesOf, prepareRows, rowLength } from '../training/rows.js';
 
 export const evalSpec = defineCommand({
   name: 'eval',
   summary:
-    'Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset.',
+    'Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset; with --objective dpo, the DPO loss and reward metrics of an adapter on preference pairs.',
   options: {
     model: { kind: 'string', value: 'DIR', required: true, description: 'model folder' },
     adapter: { kind: 'string', value: 'DIR', description: 'PEFT adapter folder to apply' },
     data: { kind: 'string', value: 'FILE', required: true, description: '.jsonl, .csv or .txt' },
     ...dataOptions,
+    ...objectiveOptions,
     'batch-size': {
       aliases: ['per_device_eval_batch_size'],
       kind: 'int',
@@ -33,13 +36,19 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
     o.adapter,
     o.baseDtype,
   );
-  const rowOptions = rowOptionsFrom(o, config);
+  const dpo = dpoSettingsFrom(o, 'eval');
+  if (dpo && adapted === 0) {
+    model.dispose();
+    throw new UsageError(
+      'eval: --objective dpo compares the model with its adapter on and off: give --adapter',
+    );
+  }
+  const rowOptions = { ...rowOptionsFrom(o, config), ...(dpo ? { pairs: true } : {}) };
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
-  const result = await evaluateLoss(
-    model,
-    batchesOf(prepared.rows, o.batchSize, rowOptions.seqLen),
-  );
+  const batches = batchesOf(prepared.rows, o.batchSize, rowLength(rowOptions));
+  if (dpo) return reportDpo(o, model, batches, dpo.beta, adapted, prepared.rows.length);
+  const result = await evaluateLoss(model, batches);
   model.dispose();
   if (!Number.isFinite(result.loss)) {
     throw new Error(
@@ -54,5 +63,34 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
   console.log(
     `${o.data}: loss ${result.loss.toFixed(4)}, perplexity ${result.perplexity.toFixed(2)} over ${result.tokens} tokens` +
       `${adapted > 0 ? ` (adapter on ${adapted} modules)` : ''}`,
+  );
+}
+
+/** --objective dpo: TRL's DPO evaluation metrics of the adapter against the model without it. */
+async function reportDpo(
+  o: CommandValues<typeof evalSpec>,
+  model: CausalLM,
+  batches: TokenBatch[],
+  beta: number,
+  adapted: number,
+  rows: number,
+): Promise<void> {
+  const result = await evaluateDpo(model, batches, { beta }).finally(() => model.dispose());
+  if (!Number.isFinite(result.loss)) {
+    throw new Error(
+      `the DPO loss on ${o.data} is ${result.loss}: the model with the adapter ${o.adapter} computes non-finite values`,
+    );
+  }
+  if (o.json) {
+    console.log(
+      JSON.stringify({ objective: 'dpo', beta, ...result, rows, adaptedModules: adapted }),
+    );
+    return;
+  }
+  const f = (x: number) => x.toFixed(4);
+  console.log(
+    `${o.data}: DPO loss ${f(result.loss)} over ${result.pairs} pairs (beta ${beta}); ` +
+      `reward accuracy ${f(result.rewardAccuracy)}, margin ${f(result.rewardMargin)} ` +
+      `(chosen ${f(result.rewardChosen)}, rejected ${f(result.rewardRejected)}); adapter on ${adapted} modules`,
   );
 }

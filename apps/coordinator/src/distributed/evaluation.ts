@@ -7,6 +7,7 @@ import { TrainingDiverged } from './divergence.js';
 import { FleetError, type WorkerFleet } from './fleet.js';
 import { type ElasticRing, withRecovery } from './recovery.js';
 import type { RunPlan } from './run-plan.js';
+import type { RunConfig } from '@lorafleet/worker';
 
 /** Bound on one evaluation (a large eval set on a slow backend). */
 const EVAL_TIMEOUT_MS = 1_800_000;
@@ -16,8 +17,17 @@ export interface EvalResult {
   tokens: number;
 }
 
-export const describeEval = (e: EvalResult) =>
-  `${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)}, ${e.tokens} tokens)`;
+/** What a run's loss is averaged over: labelled tokens, or DPO's preference pairs. */
+export type LossUnit = 'tokens' | 'pairs';
+
+export const lossUnit = (config: Pick<RunConfig, 'objective'>): LossUnit =>
+  config.objective ? 'pairs' : 'tokens';
+
+/** A held-out loss for the log; `tokens` counts the run's loss units. */
+export const describeEval = (e: EvalResult, unit: LossUnit = 'tokens') =>
+  unit === 'pairs'
+    ? `${e.loss.toFixed(4)} (DPO loss, ${e.tokens} pairs)`
+    : `${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)}, ${e.tokens} tokens)`;
 
 /**
  * The held-out loss at a step boundary: null without eval data. Workers lost
@@ -47,7 +57,8 @@ export function heldOut(
       }
       const reports = await fleet.collect('evalDone', EVAL_TIMEOUT_MS, members);
       const tokens = reports.reduce((n, r) => n + r.tokenCount, 0);
-      if (tokens === 0) throw new FleetError('the eval data has no labelled tokens');
+      if (tokens === 0)
+        throw new FleetError(`the eval data has no labelled ${lossUnit(plan.config)}`);
       result = { loss: reports.reduce((s, r) => s + r.lossSum, 0) / tokens, tokens };
     });
     if (!Number.isFinite(result.loss)) {

@@ -21,7 +21,7 @@ import { trimMetrics } from '../training/resume.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import type { FleetCheckpointer, StartPoint } from './checkpoints.js';
 import { diverged, divergence, likelyCause } from './divergence.js';
-import type { EvalResult } from './evaluation.js';
+import { type EvalResult, lossUnit } from './evaluation.js';
 import { type Member, MembersLost, type WorkerFleet } from './fleet.js';
 import { type ElasticRing, withRecovery } from './recovery.js';
 import { type LoopResult, type StepTimings, stepMetrics, workerTable } from './report.js';
@@ -230,7 +230,7 @@ async function afterStep(
   progress.update(step, {
     loss: loss.toFixed(4),
     lr: lr.toExponential(2),
-    'tok/s': tokensPerSecond.toFixed(0),
+    [lossUnit(plan.config) === 'pairs' ? 'pairs/s' : 'tok/s']: tokensPerSecond.toFixed(0),
     workers: String(metrics.workers),
     allreduce: `${(100 * metrics.allReduceShare).toFixed(0)}%`,
     ...(typeof line.evalLoss === 'number' ? { eval: line.evalLoss.toFixed(4) } : {}),

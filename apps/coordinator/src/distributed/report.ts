@@ -7,6 +7,7 @@ import type { SamplerState } from '@lorafleet/data';
 import type { StepDone } from '@lorafleet/protocol';
 import type { WorkerInfo, WorkerStatus } from '../observe/events.js';
 import type { Member, WorkerFleet } from './fleet.js';
+import { lossUnit } from './evaluation.js';
 import type { RunPlan } from './run-plan.js';
 
 export interface LoopResult {
@@ -107,6 +108,7 @@ export async function writeSummary(
   const summary = {
     model: plan.config.modelDir,
     mode: plan.config.mode,
+    ...(plan.config.objective ? { objective: 'dpo', lossUnit: 'pairs' } : {}),
     steps: r.done,
     interrupted: r.interrupted,
     trainLossFirst10: mean(head),
@@ -127,7 +129,7 @@ export async function writeSummary(
   await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   console.log(
     `done${r.interrupted ? ' (interrupted)' : ''}: ${r.done} steps on ${r.workers} worker${r.workers === 1 ? '' : 's'} in ${r.seconds.toFixed(1)} s, ` +
-      `${summary.tokensPerSecond.toFixed(0)} tokens/s; train loss ${summary.trainLossFirst10.toFixed(4)} ` +
+      `${summary.tokensPerSecond.toFixed(0)} ${lossUnit(plan.config)}/s; train loss ${summary.trainLossFirst10.toFixed(4)} ` +
       `(first ${head.length} step${head.length === 1 ? '' : 's'}) -> ${summary.trainLossLast10.toFixed(4)} (last ${tail.length})`,
   );
   const what = plan.config.mode === 'full' ? 'model' : 'adapter (PEFT layout)';

@@ -18,13 +18,20 @@ import {
   readModelConfig,
   selectPeftModules,
 } from '@lorafleet/models';
-import { type RunConfig, prepareRows, rowsFingerprint, splitRows } from '@lorafleet/worker';
+import {
+  type RunConfig,
+  prepareRows,
+  rowLength,
+  rowsFingerprint,
+  splitRows,
+} from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import { baseDtypeFor } from '../common.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 import { peftLoraFrom } from '../training/peft-options.js';
+import { dpoSettingsFrom } from '../training/objective-options.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */
 const RING_TIMEOUT_MS = 300_000;
@@ -48,18 +55,24 @@ export interface RunPlan {
   evalEvery: number;
 }
 
-export async function planRun(o: TrainOptions): Promise<RunPlan> {
-  const mode = o.fullFinetune ? 'full' : 'lora';
-  if (mode === 'full' && (o.resume !== undefined || o.checkpointEvery > 0))
+/** Option pairs that only make sense with the whole plan in view. */
+function checkPlanOptions(o: TrainOptions): void {
+  if (o.fullFinetune && (o.resume !== undefined || o.checkpointEvery > 0))
     throw new UsageError('train: --resume and --checkpoint-every need LoRA, not --full-finetune');
   if (o.evalEvery > 0 && o.evalData === undefined && o.evalFraction === 0) {
     throw new UsageError('train: --eval-every needs held-out data: --eval-data or --eval-fraction');
   }
+}
+
+export async function planRun(o: TrainOptions): Promise<RunPlan> {
+  checkPlanOptions(o);
+  const mode = o.fullFinetune ? 'full' : 'lora';
   const modelDir = o.model;
   const modelConfig = await readModelConfig(modelDir);
   const baseDtype = baseDtypeFor(o.baseDtype, modelConfig, mode === 'full');
   const tokenizer = await loadModelTokenizer(modelDir, modelConfig);
-  const rows = rowOptionsFrom(o, modelConfig);
+  const objective = dpoSettingsFrom(o, 'train'); // contradictions.ts refused what DPO cannot train
+  const rows = { ...rowOptionsFrom(o, modelConfig), ...(objective ? { pairs: true } : {}) };
   const dataFile = o.data;
   const prepared = await prepareRows(dataFile, tokenizer, rows);
   const split = splitRows(prepared.rows, { evalFraction: o.evalFraction, seed: o.seed });
@@ -74,7 +87,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
     stepOptionsFrom(o, split.train.length, {
       config: modelConfig,
-      seqLen: rows.seqLen,
+      seqLen: rowLength(rows), // a pair row's two sequences, counted as one of 2T: an upper bound
       parameters: totalParameters,
       fullFinetune: mode === 'full',
       linearParameters: linearParameterCount(modelConfig),
@@ -105,6 +118,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     ...(o.loraplusLrRatio !== 1 ? { loraplusLrRatio: o.loraplusLrRatio } : {}),
     ...(o.neftuneNoiseAlpha > 0 ? { neftuneAlpha: o.neftuneNoiseAlpha } : {}),
     ...(o.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
+    ...(objective ? { objective } : {}),
   };
   return {
     config,

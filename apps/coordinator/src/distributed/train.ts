@@ -20,7 +20,7 @@ import { claimRunDir } from '../training/run-dir.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
 import { FleetError, type Membership, MembersLost, WorkerFleet } from './fleet.js';
-import { describeEval, heldOut } from './evaluation.js';
+import { describeEval, heldOut, lossUnit } from './evaluation.js';
 import { type RunContext, TIMEOUTS, trainLoop } from './loop.js';
 import { curveFrom } from './membership.js';
 import { spawnedGpus } from './default-gpus.js';
@@ -158,10 +158,18 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
           baseNote(config.baseDtype, plan.modelConfig.bnbNf4 === true) +
           (config.neftuneAlpha ? `; NEFTune noise alpha ${config.neftuneAlpha}` : ''),
   );
+  if (config.objective) {
+    log(
+      `objective: DPO (sigmoid loss), beta ${config.objective.beta}, against the base model with the adapter off; no dropout`,
+    );
+  }
   const perWorker =
-    membership.workers > 1 ? `, ~${Math.ceil(batchSize / membership.workers)} rows per worker` : '';
+    membership.workers > 1
+      ? `, ~${Math.ceil(batchSize / membership.workers)} ${config.rows.pairs ? 'pairs' : 'rows'} per worker`
+      : '';
   log(
-    `${steps} steps of ${Math.min(batchSize, sampler.datasetSize)} rows x ${config.rows.seqLen} tokens ` +
+    `${steps} steps of ${Math.min(batchSize, sampler.datasetSize)} ${config.rows.pairs ? 'pairs' : 'rows'} x ` +
+      `${config.rows.pairs ? `2 x ${config.rows.seqLen}` : config.rows.seqLen} tokens ` +
       `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${microBatchSize}` +
       (config.gradientCheckpointing ? ', gradient checkpointing' : ''),
   );
@@ -253,10 +261,11 @@ async function formRing(
 async function trainOnFleet(run: RunContext): Promise<void> {
   const { fleet, ring, plan, out, observer, interrupt } = run;
   const before = await run.evaluate(run.start.step);
-  if (before) log(`eval loss before: ${describeEval(before)}`);
+  const unit = lossUnit(plan.config);
+  if (before) log(`eval loss before: ${describeEval(before, unit)}`);
   const result = await trainLoop(run);
   const after = await run.evaluate(result.done);
-  if (after) log(`eval loss after:  ${describeEval(after)}`);
+  if (after) log(`eval loss after:  ${describeEval(after, unit)}`);
   const saved = join(out, plan.config.mode === 'full' ? 'model' : 'adapter');
   await saveResult(run, result.done, saved);
   await fleet.stop('training finished', TIMEOUTS.exitMs);

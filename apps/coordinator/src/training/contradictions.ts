@@ -28,6 +28,7 @@ export function checkTrainOptions(o: TrainOptions): void {
   const given = givenOptions(o);
   const clash = (a: string, b: string, why: string) =>
     new UsageError(`train: --${a} and --${b} contradict each other: ${why}`);
+  checkObjective(o, given, clash);
   if (given.has('listen') && given.has('workers')) {
     throw clash('workers', 'listen', 'with --listen no worker is spawned; give --expect N instead');
   }
@@ -65,4 +66,44 @@ export function checkTrainOptions(o: TrainOptions): void {
       );
     }
   }
+}
+
+/**
+ * DPO's reference is the base model with the adapter off: what trains the
+ * base in place would make that something else. DPO draws no dropout, so a
+ * LoRA dropout given would be ignored. --dpo-beta needs DPO.
+ */
+function checkObjective(
+  o: TrainOptions,
+  given: ReadonlySet<string>,
+  clash: (a: string, b: string, why: string) => UsageError,
+): void {
+  if (o.objective !== 'dpo') {
+    if (given.has('dpo-beta')) {
+      throw new UsageError('train: --dpo-beta configures --objective dpo; add --objective dpo');
+    }
+    return;
+  }
+  const offIsNotBase = 'so the model with the adapter off (the reference) is not the base model';
+  const conflicts: [string, boolean, string][] = [
+    ['full-finetune', o.fullFinetune, 'a full fine-tune has no adapter to turn off'],
+    [
+      'init',
+      o.init === 'pissa',
+      `PiSSA rewrites the base weights into the residual, ${offIsNotBase}`,
+    ],
+    [
+      'modules-to-save',
+      (o.modulesToSave?.length ?? 0) > 0,
+      `those modules train in place, ${offIsNotBase}`,
+    ],
+    ['lora-bias', o.loraBias !== 'none', `biases train in place, ${offIsNotBase}`],
+    [
+      'lora-dropout',
+      given.has('lora-dropout') && o.loraDropout > 0,
+      "trains without dropout, as TRL's DPOTrainer (disable_dropout): --lora-dropout would change nothing",
+    ],
+  ];
+  const found = conflicts.find(([, on]) => on);
+  if (found) throw clash('objective', found[0], `DPO ${found[2]}`);
 }

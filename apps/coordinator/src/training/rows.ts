@@ -6,4 +6,5 @@ export {
   type RowOptions,
   batchesOf,
   prepareRows,
+  rowLength,
 } from '@lorafleet/worker';

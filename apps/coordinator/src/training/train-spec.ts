@@ -2,6 +2,7 @@
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption } from '../common.js';
 import { dataOptions } from './data-options.js';
+import { objectiveOptions } from './objective-options.js';
 import { peftOptions } from './peft-options.js';
 import { launchOptions } from '../launch/options.js';
 import { TERM_GRACE_SECONDS } from './interrupt.js';
@@ -121,6 +122,7 @@ export const trainSpec = defineCommand({
       min: 1,
       description: 'rows per forward/backward (gradient accumulation; default: --batch-size)',
     },
+    ...objectiveOptions,
     'gradient-checkpointing': {
       aliases: ['gradient_checkpointing'],
       kind: 'boolean',
@@ -351,6 +353,7 @@ export const trainSpec = defineCommand({
     '  lorafleet train --model models/tiny --data train.jsonl --out runs/a --steps 400 --resume runs/a',
     '',
     'Data: JSONL lines {"text"}, {"prompt","completion"} (loss on the completion only) or {"input_ids"};',
+    'with --objective dpo, {"prompt","chosen","rejected"} lines (preference pairs, TRL\'s format).',
     'CSV with --prompt-column/--completion-column or --text-column; .txt as one document. Bad records',
     'are skipped and reported by file:line; more than 1% bad (--max-bad-fraction) stops the run.',
     '',

@@ -45,6 +45,13 @@ export class LoraEmbedding {
     return this.mergedAdapter !== null;
   }
 
+  /** Switches the adapter used by lookup (null: the table alone). */
+  setActive(adapterName: string | null): void {
+    if (this.merged) throw new Error(`${this.name}: unmerge before switching adapters`);
+    if (adapterName !== null) this.adapter(adapterName);
+    this.active = adapterName;
+  }
+
   adapter(name: string): LoraEmbeddingAdapter {
     const found = this.adapters.get(name);
     if (!found) throw new Error(`${this.name}: no embedding adapter "${name}"`);

@@ -225,7 +225,8 @@ export class Gpt2Model implements CausalLM {
       );
     }
     const training = options.training ?? false;
-    const seeds = gpt2Seeds(c, options.seed ?? 0, training); // every mask's seed
+    const dropping = training && options.dropout !== false;
+    const seeds = gpt2Seeds(c, options.seed ?? 0, dropping); // every mask's seed
     return tf.tidy(() => {
       const positions = tf.range(0, T, 1, 'int32');
       let tokens = this.tokenEmbedding
@@ -239,7 +240,7 @@ export class Gpt2Model implements CausalLM {
       const recompute = training && options.gradientCheckpointing === true;
       for (const [i, block] of this.blocks.entries()) {
         const run = (h: tf.Tensor, [m]: readonly tf.Tensor[]) =>
-          this.block(block, h, m as tf.Tensor2D, training, seeds.blocks[i]!);
+          this.block(block, h, m as tf.Tensor2D, dropping, seeds.blocks[i]!);
         x = recompute ? checkpoint(run, x, [mask], blockVariables(block)) : run(x, [mask]);
       }
       return layerNorm(x, this.lnF, c.layerNormEpsilon) as tf.Tensor3D;

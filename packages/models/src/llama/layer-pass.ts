@@ -20,12 +20,17 @@ export interface LayerPass {
   causal?: boolean;
   past: readonly LayerKv[] | null;
   training: boolean;
+  /** While training: false draws no dropout mask (ForwardPassOptions.dropout). */
+  dropout?: boolean;
   seed: number;
   /** NEFTune's alpha while training (neftune.ts); absent or 0: no noise. */
   neftuneAlpha?: number;
   /** While training: each layer recomputed in backward (ForwardPassOptions.gradientCheckpointing). */
   gradientCheckpointing?: boolean;
 }
+
+/** Whether the pass draws dropout masks: training, and dropout not turned off. */
+export const dropping = (pass: LayerPass): boolean => pass.training && pass.dropout !== false;
 
 /** The rotary tables' tensors of a pass, in the order withRotaryTensors reads them. */
 export function rotaryTensors(pass: LayerPass): tf.Tensor4D[] {

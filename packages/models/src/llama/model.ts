@@ -59,7 +59,7 @@ import {
 import { countElements, readNamedWeights } from '../weight-values.js';
 import type { ScheduledStepRecipe } from '../scheduled-step.js';
 import { llamaScheduledStep } from './scheduled.js';
-import { type LayerPass, rotaryTensors, withRotaryTensors } from './layer-pass.js';
+import { type LayerPass, dropping, rotaryTensors, withRotaryTensors } from './layer-pass.js';
 import { repeatKv, rmsNorm, rmsNormComposed } from './layer-ops.js';
 
 export interface LlamaLayer {
@@ -255,6 +255,7 @@ export class LlamaModel implements CausalLM {
         causal: true,
         past: null,
         training: options.training ?? false,
+        dropout: options.dropout ?? true,
         seed: options.seed ?? 0,
         neftuneAlpha: options.neftuneAlpha ?? 0,
         gradientCheckpointing: options.gradientCheckpointing ?? false,
@@ -353,7 +354,7 @@ export class LlamaModel implements CausalLM {
     // Adds, scales and reshapes that keep nothing for backward (core's shape-only ops).
     const mid = addSame(x, branch(a.y, layer.attnOutNorm));
     const h = this.normed(mid, layer.preMlpNorm);
-    const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
+    const lora = (k: number) => ({ training: dropping(pass), dropoutSeed: seed + k });
     // gate and up [B, T, F] each; Phi-3's gate_up_proj gives [B, T, 2F], chunked in two.
     const parts = layer.gateUpProj.map((p, j) => p.forward(h, lora(4 + j)));
     const [gate, up] = parts.length === 2 ? parts : tf.split(parts[0]!, 2, -1);
@@ -427,7 +428,7 @@ export class LlamaModel implements CausalLM {
     const c = this.config;
     const [B, T] = x.shape as [number, number, number];
     const [H, Hkv, D] = [c.numHeads, c.numKvHeads, c.headDim];
-    const lora = (k: number) => ({ training: pass.training, dropoutSeed: seed + k });
+    const lora = (k: number) => ({ training: dropping(pass), dropoutSeed: seed + k });
     // q/k norms: per head after the split, or (OLMo 2) over [B, T, n D] before it.
     const heads = (t: tf.Tensor, n: number, norm: tf.Variable<tf.Rank.R1> | null) => {
       const whole = norm && c.qkNorm === 'all' ? this.rmsNorm(t, norm) : t;
@@ -456,7 +457,7 @@ export class LlamaModel implements CausalLM {
     const options = {
       scale: attentionScale(c),
       mask: bias, // [B|1, 1, T, Tk]
-      dropout: pass.training && p > 0 ? { rate: p, seed: seed + 7 } : undefined,
+      dropout: dropping(pass) && p > 0 ? { rate: p, seed: seed + 7 } : undefined,
       window, // the fused path's; the composed path reads it from the bias
       softcap: c.attnSoftcap, // Gemma 2
     };

@@ -1,0 +1,156 @@
+// `train --objective dpo` with real processes: preference pairs train an
+// adapter that prefers the chosen responses (the held-out DPO loss starts at
+// log 2, where policy = reference, and falls), 2 workers train the adapter of
+// 1, the adapter is a PEFT folder, and what DPO cannot use is refused.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPeftAdapter } from '@lorafleet/core';
+import {
+  NO_DROPOUT_CONFIG,
+  WORKERS_TOLERANCE,
+  ensureBuilt,
+  initTinyModel,
+  lorafleet,
+  makeTempDir,
+  numberedPatternRecords,
+  readJson,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+let dir: string | undefined;
+let model: string;
+let pairs: string;
+let heldOut: string;
+let text: string;
+
+/** The prompt is a line's first half; chosen: its true end; rejected: that end's words reversed. */
+function pairRecords(lines: number, offset: number) {
+  return Array.from({ length: lines }, (_, i) => {
+    const words = `abc ${(i + offset) % 5} abcabc; line ${i + offset} of the pattern.`;
+    const cut = 8;
+    const rest = words.slice(cut);
+    return {
+      prompt: words.slice(0, cut),
+      chosen: rest,
+      rejected: rest.split(' ').reverse().join(' '),
+    };
+  });
+}
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await makeTempDir('dpo');
+  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
+  pairs = await writeJsonl(join(dir, 'pairs.jsonl'), pairRecords(36, 0));
+  heldOut = await writeJsonl(join(dir, 'held-out.jsonl'), pairRecords(8, 100));
+  text = await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(10));
+}, 300_000);
+
+afterAll(() => removeDir(dir));
+
+const train = (out: string, ...extra: string[]) =>
+  lorafleet([
+    'train',
+    ...['--model', model, '--data', pairs, '--eval-data', heldOut, '--out', join(dir!, out)],
+    ...['--objective', 'dpo', '--dpo-beta', '0.5', '--seq-len', '24', '--steps', '12'],
+    ...['--batch-size', '6', '--micro-batch-size', '2', '--lora-dropout', '0', '--lr', '2e-2'],
+    ...extra,
+  ]);
+
+const evalLoss = (out: string, when: 'before' | 'after') =>
+  Number(new RegExp(`eval loss ${when}: +([\\d.]+) \\(DPO loss, 8 pairs\\)`).exec(out)?.[1]);
+
+describe('train --objective dpo', () => {
+  it('learns to prefer the chosen responses, and 2 workers train the adapter of 1', async () => {
+    const [one, two] = await Promise.all([train('dpo-1'), train('dpo-2', '--workers', '2')]);
+    expect(one.code, one.stderr).toBe(0);
+    expect(two.code, two.stderr).toBe(0);
+    expect(one.stdout).toContain(
+      'data: ' + pairs + ': 36 preference pairs -> 36 rows of 2 x 24 (chosen | rejected)',
+    );
+    expect(one.stdout).toContain(
+      'objective: DPO (sigmoid loss), beta 0.5, against the base model with the adapter off; no dropout',
+    );
+    expect(one.stdout).toContain('12 steps of 6 pairs x 2 x 24 tokens');
+    // At the start the policy is the reference: every pair's loss is log 2.
+    expect(evalLoss(one.stdout, 'before')).toBe(Number(Math.LN2.toFixed(4)));
+    expect(evalLoss(one.stdout, 'after')).toBeLessThan(0.6);
+    expect(evalLoss(two.stdout, 'after')).toBeCloseTo(evalLoss(one.stdout, 'after'), 4);
+    expect(one.stdout).toMatch(/done: 12 steps on 1 worker in [\d.]+ s, \d+ pairs\/s/);
+    const summary = await readJson<{ objective: string; lossUnit: string }>(
+      join(dir!, 'dpo-1', 'summary.json'),
+    );
+    expect(summary).toMatchObject({ objective: 'dpo', lossUnit: 'pairs' });
+    const [a, b] = await Promise.all(
+      ['dpo-1', 'dpo-2'].map((out) => loadPeftAdapter(join(dir!, out, 'adapter'))),
+    );
+    let largest = 0;
+    let diff = 0;
+    for (const [path, m] of a!.modules) {
+      const other = b!.modules.get(path)!;
+      m.b.forEach((v, i) => {
+        largest = Math.max(largest, Math.abs(v));
+        diff = Math.max(diff, Math.abs(v - other.b[i]!));
+      });
+      m.a.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - other.a[i]!))));
+    }
+    expect(largest).toBeGreaterThan(1e-3); // trained
+    expect(diff).toBeLessThan(WORKERS_TOLERANCE);
+    // `eval --objective dpo` measures the saved adapter as the run did, with TRL's reward metrics.
+    const evaluated = await lorafleet([
+      'eval',
+      ...['--model', model, '--adapter', join(dir!, 'dpo-1', 'adapter'), '--data', heldOut],
+      ...['--objective', 'dpo', '--dpo-beta', '0.5', '--seq-len', '24', '--json'],
+    ]);
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    const report = JSON.parse(evaluated.stdout) as Record<string, number>;
+    expect(report).toMatchObject({ objective: 'dpo', beta: 0.5, pairs: 8, rows: 8 });
+    expect(report.loss).toBeCloseTo(evalLoss(one.stdout, 'after'), 4);
+    expect(report.rewardAccuracy).toBeGreaterThan(0.5);
+    expect(report.rewardMargin).toBeCloseTo(report.rewardChosen! - report.rewardRejected!, 6);
+  });
+
+  it('refuses what its reference (the base model, adapter off) cannot be, and data of the other kind', async () => {
+    const base = ['train', '--model', model, '--data', pairs, '--objective', 'dpo', '--steps', '1'];
+    const refused = await Promise.all(
+      [
+        ['--full-finetune', 'full-finetune', 'a full fine-tune has no adapter to turn off'],
+        ['--init pissa', 'init', 'PiSSA rewrites the base weights into the residual'],
+        ['--modules-to-save lm_head', 'modules-to-save', 'those modules train in place'],
+        ['--lora-bias all', 'lora-bias', 'biases train in place'],
+        ['--lora-dropout 0.1', 'lora-dropout', "trains without dropout, as TRL's DPOTrainer"],
+      ].map(async ([flags, name, why]) => {
+        const r = await lorafleet([...base, '--out', join(dir!, name!), ...flags!.split(' ')]);
+        expect(r.code).toBe(2);
+        expect(r.stderr).toContain(
+          `lorafleet train: --objective and --${name} contradict each other: DPO ${why}`,
+        );
+      }),
+    );
+    expect(refused).toHaveLength(5);
+    const beta = await lorafleet([
+      'train',
+      ...['--model', model, '--data', text, '--out', join(dir!, 'beta'), '--dpo-beta', '0.2'],
+    ]);
+    expect(beta.code).toBe(2);
+    expect(beta.stderr).toContain('--dpo-beta configures --objective dpo; add --objective dpo');
+    const sftData = await lorafleet([
+      'train',
+      ...['--model', model, '--data', text, '--out', join(dir!, 'text-as-pairs')],
+      ...['--objective', 'dpo', '--steps', '1'],
+    ]);
+    expect(sftData.code).toBe(1);
+    expect(sftData.stderr).toContain(
+      `${text}:1: expected "prompt", "chosen" and "rejected" strings (a preference pair); "prompt" is missing`,
+    );
+    const pairsAsSft = await lorafleet([
+      'train',
+      ...['--model', model, '--data', pairs, '--out', join(dir!, 'pairs-as-sft'), '--steps', '1'],
+    ]);
+    expect(pairsAsSft.code).toBe(1);
+    expect(pairsAsSft.stderr).toContain(
+      `${pairs}:1: a preference pair ("prompt", "chosen", "rejected"): train such data with --objective dpo`,
+    );
+  });
+});

@@ -1,0 +1,154 @@
+// Preference pairs for DPO, in TRL's standard (text) format: one JSON object a
+// line, {"prompt": "...", "chosen": "...", "rejected": "..."}. Each side is
+// tokenized as a prompt/completion example (loss labels on the response and
+// its EOS), padded to the context, and the two sit side by side in one row of
+// 2 x T tokens: [chosen | rejected]. One row is one pair, so the sampler,
+// shards, ledger and N-workers-equal-one hold for pairs as they do for rows.
+
+import { parseJsonObject, readLines } from './jsonl.js';
+import { padOrTruncate, type SequenceRow } from './pack.js';
+import { DatasetError, ProblemLog, type BadLinePolicy, type ReadSummary } from './problems.js';
+import {
+  tokenizePromptCompletion,
+  type TextTokenizer,
+  type TokenizedExample,
+} from './tokenizer.js';
+import { firstTrainedPosition } from './untrainable.js';
+
+/** One preference: the prompt followed by the preferred and by the dispreferred response. */
+export interface PreferencePair {
+  chosen: TokenizedExample;
+  rejected: TokenizedExample;
+}
+
+export interface PreferenceRead extends ReadSummary {
+  pairs: PreferencePair[];
+  /** The 1-based line each pair came from. */
+  lines: number[];
+}
+
+/** Reads a JSONL file of {"prompt", "chosen", "rejected"} lines, skipping bad lines under `policy`. */
+export async function readPreferenceJsonl(
+  file: string,
+  tokenizer: TextTokenizer,
+  policy: BadLinePolicy = {},
+): Promise<PreferenceRead> {
+  const log = new ProblemLog(file, policy);
+  const pairs: PreferencePair[] = [];
+  const lines: number[] = [];
+  let lineNumber = 0;
+  for await (const line of readLines(file)) {
+    lineNumber++;
+    if (line.trim() === '') continue;
+    log.record();
+    const pair = parsePreferenceLine(line, tokenizer);
+    if (typeof pair === 'string') log.reject(lineNumber, pair);
+    else {
+      pairs.push(pair);
+      lines.push(lineNumber);
+    }
+  }
+  return { ...log.finish(pairs.length), pairs, lines };
+}
+
+/** One line to a pair, or a message saying what is wrong with it. */
+export function parsePreferenceLine(
+  line: string,
+  tokenizer: TextTokenizer,
+): PreferencePair | string {
+  const o = parseJsonObject(line);
+  if (typeof o === 'string') return o;
+  for (const key of ['prompt', 'chosen', 'rejected'] as const) {
+    const v = o[key];
+    if (Array.isArray(v)) {
+      return (
+        `"${key}" is a list of messages (TRL's conversational format), which --objective dpo ` +
+        'does not read yet: write the pair as {"prompt": "...", "chosen": "...", "rejected": "..."} text'
+      );
+    }
+    if (typeof v !== 'string') {
+      return `expected "prompt", "chosen" and "rejected" strings (a preference pair); "${key}" is ${
+        v === undefined ? 'missing' : v === null ? 'null' : `a ${typeof v}`
+      }`;
+    }
+    if (key !== 'prompt' && v === '') return `"${key}" is empty`;
+  }
+  const [prompt, chosen, rejected] = [o.prompt, o.chosen, o.rejected] as string[];
+  return {
+    chosen: tokenizePromptCompletion(tokenizer, prompt!, chosen!),
+    rejected: tokenizePromptCompletion(tokenizer, prompt!, rejected!),
+  };
+}
+
+/** Pair rows, what was cut or dropped to make them, and each row's source line. */
+export interface PreferenceRows {
+  rows: SequenceRow[];
+  rowLines: Int32Array;
+  /** Pairs dropped because a side had no response token within the context. */
+  dropped: { line: number; message: string }[];
+  /** Sides longer than the context, cut at its end, and the tokens lost. */
+  truncatedSides: number;
+  truncatedTokens: number;
+}
+
+/**
+ * Each pair as one row of 2 x `seqLen`: the chosen side right-padded (or cut)
+ * to seqLen with `padId`, then the rejected side the same way. A pair whose
+ * prompt leaves either response no trained token within seqLen is dropped
+ * (DPO compares the two responses: half a pair teaches nothing).
+ */
+export function preferenceRows(
+  pairs: readonly PreferencePair[],
+  lines: readonly number[],
+  seqLen: number,
+  padId: number,
+): PreferenceRows {
+  const out: PreferenceRows = {
+    rows: [],
+    rowLines: new Int32Array(0),
+    dropped: [],
+    truncatedSides: 0,
+    truncatedTokens: 0,
+  };
+  const rowLines: number[] = [];
+  pairs.forEach((pair, i) => {
+    const line = lines[i] ?? 0;
+    const short = (['chosen', 'rejected'] as const).find(
+      (side) => firstTrainedPosition(pair[side], seqLen) < 0,
+    );
+    if (short) {
+      out.dropped.push({
+        line,
+        message: `the "${short}" response has no token within --seq-len ${seqLen} after its prompt`,
+      });
+      return;
+    }
+    const chosen = padOrTruncate(pair.chosen, seqLen, padId);
+    const rejected = padOrTruncate(pair.rejected, seqLen, padId);
+    for (const side of [chosen, rejected]) {
+      if (side.truncated > 0) out.truncatedSides++;
+      out.truncatedTokens += side.truncated;
+    }
+    out.rows.push(joinSides(chosen, rejected, seqLen));
+    rowLines.push(line);
+  });
+  out.rowLines = Int32Array.from(rowLines);
+  if (out.rows.length === 0 && pairs.length > 0) {
+    throw new DatasetError(
+      `none of the ${pairs.length} preference pairs has both responses within --seq-len ${seqLen}: ` +
+        'raise --seq-len or shorten the prompts',
+    );
+  }
+  return out;
+}
+
+/** [chosen | rejected], each T long: a row of 2T. */
+function joinSides(chosen: SequenceRow, rejected: SequenceRow, seqLen: number): SequenceRow {
+  const ids = new Int32Array(2 * seqLen);
+  const labels = new Int32Array(2 * seqLen);
+  ids.set(chosen.ids);
+  ids.set(rejected.ids, seqLen);
+  labels.set(chosen.labels);
+  labels.set(rejected.labels, seqLen);
+  return { ids, labels, length: chosen.length + rejected.length };
+}

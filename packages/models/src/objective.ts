@@ -1,0 +1,66 @@
+// The training objectives: what a step differentiates, and what the summed
+// gradient is divided by. Supervised fine-tuning sums the token loss over
+// labelled tokens; DPO (dpo.ts) sums its pair loss over preference pairs.
+// The step and evaluation see only this interface.
+import type { tf } from '@lorafleet/core';
+import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
+import { type DpoSettings, countPairs, dpoLossSum, referenceLogps } from './dpo.js';
+import { countLossTokens, tokenNllSum } from './loss.js';
+import type { TokenBatch } from './labels.js';
+
+export type ObjectiveKind = 'sft' | 'dpo';
+
+/** What `train --objective` chose, with its settings. */
+export type ObjectiveSettings = { kind: 'sft' } | ({ kind: 'dpo' } & DpoSettings);
+
+export const SFT: ObjectiveSettings = { kind: 'sft' };
+
+/** A batch's loss, ready to run under a tape; `dispose` frees what was computed beforehand. */
+export interface BatchLoss {
+  sum(): tf.Scalar;
+  dispose(): void;
+}
+
+export interface Objective {
+  readonly settings: ObjectiveSettings;
+  /** What one unit of the loss is: the divisor of the summed gradient and loss. */
+  readonly unit: 'tokens' | 'pairs';
+  /** The units in `batch` (0: nothing to learn from it). */
+  count(batch: TokenBatch): number;
+  /**
+   * The batch's summed loss under `options`. Work that must stay off the tape
+   * (DPO's reference pass) runs here, before `sum` is called under one.
+   */
+  loss(model: CausalLM, batch: TokenBatch, options: ForwardPassOptions): BatchLoss;
+}
+
+const OBJECTIVES: {
+  [K in ObjectiveKind]: (s: Extract<ObjectiveSettings, { kind: K }>) => Objective;
+} = {
+  sft: (settings) => ({
+    settings,
+    unit: 'tokens',
+    count: countLossTokens,
+    loss: (model, batch, options) => ({
+      sum: () => tokenNllSum(model, batch, options),
+      dispose: () => {},
+    }),
+  }),
+  dpo: (settings) => ({
+    settings,
+    unit: 'pairs',
+    count: countPairs,
+    loss: (model, batch, options) => {
+      const ref = referenceLogps(model, batch); // [2B], adapters off, untaped
+      return {
+        // No dropout, as TRL's DPOTrainer (disable_dropout): policy and reference differ by the adapter only.
+        sum: () => dpoLossSum(model, batch, ref, settings, { ...options, dropout: false }),
+        dispose: () => ref.dispose(),
+      };
+    },
+  }),
+};
+
+export function objectiveOf(settings: ObjectiveSettings): Objective {
+  return (OBJECTIVES[settings.kind] as (s: ObjectiveSettings) => Objective)(settings);
+}

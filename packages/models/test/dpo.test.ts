@@ -1,0 +1,338 @@
+// DPO (dpo.ts, objective.ts) against independent statements of it:
+// - the reference pass is the base model: a model built from the same weights
+//   without LoRA gives the same log-probabilities, and the adapter is back on
+//   afterwards (also after an error);
+// - the loss equals TRL's sigmoid loss computed in float64 from the logits of
+//   the policy and of the base model;
+// - at the reference (B = 0) the gradient is beta/2 (grad NLL(chosen) -
+//   grad NLL(rejected)), from the token loss this project already checks
+//   against transformers;
+// - away from it, the gradient matches central finite differences.
+import { DEFAULT_LORA, TrainableParameters, tf, useBackend } from '@lorafleet/core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  type CausalLM,
+  type ForwardPassOptions,
+  IGNORE_INDEX,
+  type TokenBatch,
+  addLora,
+  buildModel,
+  countPairs,
+  dpoLossSum,
+  evaluateDpo,
+  modelConfigFromJson,
+  objectiveOf,
+  pairSequences,
+  randomModelWeights,
+  referenceLogps,
+  sequenceLogps,
+  tokenNllSum,
+  withAdaptersOff,
+} from '../src/index.js';
+import { LLAMA_CASES, caseConfig } from './llama-fixtures.js';
+
+const V = 40;
+const T = 10;
+const GPT2 = {
+  model_type: 'gpt2',
+  vocab_size: V,
+  n_positions: 16,
+  n_embd: 16,
+  n_layer: 2,
+  n_head: 2,
+};
+const BETA = 0.5;
+
+beforeAll(async () => {
+  await useBackend('cpu');
+});
+
+function build(): CausalLM {
+  const config = modelConfigFromJson(GPT2, 'gpt2');
+  return buildModel(config, randomModelWeights(config, 7));
+}
+
+/** LoRA on every linear layer; B random (scale 0: B = 0, the reference itself). */
+async function withLora(model: CausalLM, scale: number): Promise<TrainableParameters> {
+  const layers = await addLora(
+    model.linears(),
+    'default',
+    { ...DEFAULT_LORA, r: 4 },
+    { kind: 'kaiming' },
+    'all-linear',
+    3,
+  );
+  for (const l of layers) {
+    const b = l.activeAdapter!.b;
+    b.assign(tf.randomNormal(b.shape, 0, scale, 'float32', 5));
+  }
+  return TrainableParameters.fromLoraLayers(layers);
+}
+
+/** Pairs [chosen | rejected] sharing a prompt of `p` tokens (no loss), responses of random length. */
+function pairBatch(B: number, seed: number, vocab = V): TokenBatch {
+  let s = seed;
+  const rand = () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const ids = new Int32Array(B * 2 * T);
+  const labels = new Int32Array(B * 2 * T).fill(IGNORE_INDEX);
+  for (let b = 0; b < B; b++) {
+    const prompt = Array.from({ length: 3 }, () => Math.floor(rand() * vocab));
+    for (let side = 0; side < 2; side++) {
+      const row = (2 * b + side) * T;
+      const length = 5 + Math.floor(rand() * (T - 4)); // 5..T real tokens, the rest padding
+      for (let t = 0; t < T; t++) {
+        ids[row + t] = t < 3 ? prompt[t]! : t < length ? Math.floor(rand() * vocab) : 0;
+        if (t >= 3 && t < length) labels[row + t] = ids[row + t]!;
+      }
+    }
+  }
+  return { ids, labels, batchSize: B, seqLen: 2 * T };
+}
+
+/** Sum over labelled positions of log softmax, per sequence, in float64 from logits [S*T, V]. */
+function logpsFloat64(logits: Float32Array, seqs: TokenBatch): number[] {
+  const out: number[] = [];
+  for (let s = 0; s < seqs.batchSize; s++) {
+    let sum = 0;
+    for (let t = 0; t + 1 < seqs.seqLen; t++) {
+      const label = seqs.labels[s * seqs.seqLen + t + 1]!;
+      if (label === IGNORE_INDEX) continue;
+      const row = logits.subarray((s * seqs.seqLen + t) * V, (s * seqs.seqLen + t + 1) * V);
+      const max = Math.max(...row);
+      const lse = max + Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0));
+      sum += row[label]! - lse;
+    }
+    out.push(sum);
+  }
+  return out;
+}
+
+async function logitsOf(model: CausalLM, seqs: TokenBatch): Promise<Float32Array> {
+  const ids = tf.tensor2d(seqs.ids, [seqs.batchSize, seqs.seqLen], 'int32');
+  const logits = model.forward(ids);
+  const values = (await logits.data()) as Float32Array;
+  tf.dispose([ids, logits]);
+  return values;
+}
+
+describe('DPO', () => {
+  it('the reference is the base model, and the adapter is back on afterwards', async () => {
+    const [model, base] = [build(), build()];
+    await withLora(model, 0.3);
+    const batch = pairBatch(3, 1);
+    const ref = referenceLogps(model, batch);
+    const plain = sequenceLogps(base, pairSequences(batch));
+    expect(await ref.data()).toEqual(await plain.data());
+    const on = sequenceLogps(model, pairSequences(batch));
+    expect(Array.from(await on.data())).not.toEqual(Array.from(await ref.data()));
+    expect(() =>
+      withAdaptersOff(model, () => {
+        throw new Error('inside');
+      }),
+    ).toThrow('inside');
+    expect(model.linears().every((l) => l.activeAdapter?.name === 'default')).toBe(true);
+    const again = sequenceLogps(model, pairSequences(batch));
+    expect(await again.data()).toEqual(await on.data());
+    tf.dispose([ref, plain, on, again]);
+    model.dispose();
+    base.dispose();
+  });
+
+  it('the reference of a Llama with DoRA, embedding LoRA and an NF4 base is that Llama without them', async () => {
+    const config = caseConfig(LLAMA_CASES[0]!);
+    const weights = randomModelWeights(config, 12);
+    const [model, base] = [buildModel(config, weights, 'nf4'), buildModel(config, weights, 'nf4')];
+    const settings = { ...DEFAULT_LORA, r: 4, useDora: true };
+    const layers = await addLora(
+      model.linears(),
+      'default',
+      settings,
+      { kind: 'kaiming' },
+      'all-linear',
+      3,
+    );
+    for (const l of layers)
+      l.activeAdapter!.b.assign(tf.randomNormal(l.activeAdapter!.b.shape, 0, 0.3, 'float32', 5));
+    const embedding = model.embeddings()[0]!;
+    const e = embedding.addAdapter('default', { ...DEFAULT_LORA, r: 4 }, 4);
+    e.a.assign(tf.randomNormal(e.a.shape, 0, 0.3, 'float32', 6)); // A starts at zero: make the delta real
+    const batch = pairBatch(2, 10, config.vocabSize);
+    const ref = referenceLogps(model, batch);
+    const plain = sequenceLogps(base, pairSequences(batch));
+    const on = sequenceLogps(model, pairSequences(batch));
+    expect(await ref.data()).toEqual(await plain.data());
+    expect(Array.from(await on.data())).not.toEqual(Array.from(await ref.data()));
+    expect(embedding.activeAdapter?.name).toBe('default');
+    expect(model.linears().every((l) => l.activeAdapter?.magnitude)).toBe(true);
+    tf.dispose([ref, plain, on]);
+    model.dispose();
+    base.dispose();
+  });
+
+  it("the loss is TRL's sigmoid loss, computed in float64 from the two models' logits", async () => {
+    const [model, base] = [build(), build()];
+    await withLora(model, 0.3);
+    const batch = pairBatch(4, 2);
+    const seqs = pairSequences(batch);
+    const policy = logpsFloat64(await logitsOf(model, seqs), seqs);
+    const reference = logpsFloat64(await logitsOf(base, seqs), seqs);
+    let expected = 0;
+    for (let b = 0; b < 4; b++) {
+      const z =
+        BETA * (policy[2 * b]! - reference[2 * b]! - (policy[2 * b + 1]! - reference[2 * b + 1]!));
+      expected += Math.log1p(Math.exp(-z)); // -log sigmoid(z)
+    }
+    const ref = referenceLogps(model, batch);
+    const loss = dpoLossSum(model, batch, ref, { beta: BETA });
+    expect(Math.abs((await loss.data())[0]! - expected)).toBeLessThan(1e-5 * Math.max(1, expected));
+    expect(Math.abs(expected - 4 * Math.LN2)).toBeGreaterThan(1e-3); // the adapter moved it
+    tf.dispose([ref, loss]);
+    model.dispose();
+    base.dispose();
+  });
+
+  it("evaluateDpo's loss and reward metrics are TRL's, computed in float64", async () => {
+    const [model, base] = [build(), build()];
+    await withLora(model, 0.3);
+    const batches = [pairBatch(3, 6), pairBatch(2, 7)];
+    const expected = { loss: 0, correct: 0, chosen: 0, rejected: 0 };
+    for (const batch of batches) {
+      const seqs = pairSequences(batch);
+      const p = logpsFloat64(await logitsOf(model, seqs), seqs);
+      const r = logpsFloat64(await logitsOf(base, seqs), seqs);
+      for (let b = 0; b < batch.batchSize; b++) {
+        const [c, j] = [BETA * (p[2 * b]! - r[2 * b]!), BETA * (p[2 * b + 1]! - r[2 * b + 1]!)];
+        expected.loss += Math.log1p(Math.exp(-(c - j)));
+        expected.correct += c > j ? 1 : 0;
+        [expected.chosen, expected.rejected] = [expected.chosen + c, expected.rejected + j];
+      }
+    }
+    const got = await evaluateDpo(model, batches, { beta: BETA });
+    expect(got.pairs).toBe(5);
+    expect(got.loss).toBeCloseTo(expected.loss / 5, 5);
+    expect(got.rewardAccuracy).toBe(expected.correct / 5);
+    expect(got.rewardChosen).toBeCloseTo(expected.chosen / 5, 5);
+    expect(got.rewardRejected).toBeCloseTo(expected.rejected / 5, 5);
+    expect(got.rewardMargin).toBeCloseTo((expected.chosen - expected.rejected) / 5, 5);
+    model.dispose();
+    base.dispose();
+  });
+
+  it('at the reference, loss = pairs x log 2 and the gradient is beta/2 (grad NLL(chosen) - grad NLL(rejected))', async () => {
+    const model = build();
+    const params = await withLora(model, 0);
+    const batch = pairBatch(3, 3);
+    const dpo = objectiveOf({ kind: 'dpo', beta: BETA });
+    const prepared = dpo.loss(model, batch, {});
+    const got = params.lossAndGrads(() => prepared.sum());
+    prepared.dispose();
+    expect(got.loss).toBeCloseTo(3 * Math.LN2, 5);
+    const seqs = pairSequences(batch);
+    const side = (k: number): TokenBatch => {
+      const pick = (a: Int32Array) =>
+        Int32Array.from({ length: 3 * T }, (_, i) => a[(2 * Math.floor(i / T) + k) * T + (i % T)]!);
+      return { ids: pick(seqs.ids), labels: pick(seqs.labels), batchSize: 3, seqLen: T };
+    };
+    const chosen = params.lossAndGrads(() => tokenNllSum(model, side(0)));
+    const rejected = params.lossAndGrads(() => tokenNllSum(model, side(1)));
+    const expected = chosen.grads.map((g, i) => (BETA / 2) * (g - rejected.grads[i]!));
+    const scale = Math.max(...expected.map(Math.abs));
+    expect(scale).toBeGreaterThan(0);
+    const diff = Math.max(...got.grads.map((g, i) => Math.abs(g - expected[i]!)));
+    expect(diff / scale).toBeLessThan(1e-4);
+    model.dispose();
+  });
+
+  it('away from the reference, the gradient matches central finite differences', async () => {
+    const model = build();
+    const params = await withLora(model, 0.3);
+    const batch = pairBatch(2, 4);
+    const ref = referenceLogps(model, batch);
+    const lossAt = (values: Float32Array) => {
+      params.write(values);
+      const l = dpoLossSum(model, batch, ref, { beta: BETA });
+      const v = l.dataSync()[0]!;
+      l.dispose();
+      return v;
+    };
+    const theta = params.read();
+    params.write(theta);
+    const { grads } = params.lossAndGrads(() => dpoLossSum(model, batch, ref, { beta: BETA }));
+    // Along a few directions: one coordinate of A, one of B, and a random mix.
+    let s = 11;
+    const rand = () => (s = (s * 69069 + 1) % 2 ** 32) / 2 ** 32 - 0.5;
+    const mix = Float32Array.from(theta, () => rand());
+    const largest = grads.reduce(
+      (best, g, i) => (Math.abs(g) > Math.abs(grads[best]!) ? i : best),
+      0,
+    );
+    const unit = new Float32Array(theta.length);
+    unit[largest] = 1;
+    for (const d of [unit, mix]) {
+      const eps = 1e-2 / Math.sqrt(d.reduce((a, x) => a + x * x, 0));
+      const plus = lossAt(theta.map((x, i) => x + eps * d[i]!));
+      const minus = lossAt(theta.map((x, i) => x - eps * d[i]!));
+      const numeric = (plus - minus) / (2 * eps);
+      const analytic = grads.reduce((a, g, i) => a + g * d[i]!, 0);
+      expect(Math.abs(numeric - analytic)).toBeLessThan(2e-2 * Math.abs(analytic) + 1e-4);
+    }
+    params.write(theta);
+    ref.dispose();
+    model.dispose();
+  });
+
+  it('trains without dropout (TRL): a GPT-2 and a Llama with every dropout at 0.1 give the loss and gradients of an eval pass, checkpointed or not', async () => {
+    const gpt2 = modelConfigFromJson(
+      { ...GPT2, resid_pdrop: 0.1, embd_pdrop: 0.1, attn_pdrop: 0.1 },
+      'gpt2',
+    );
+    const llama = caseConfig({
+      ...LLAMA_CASES[0]!,
+      json: { ...LLAMA_CASES[0]!.json, attention_dropout: 0.1 },
+    });
+    for (const config of [gpt2, llama]) {
+      const model = buildModel(config, randomModelWeights(config, 8));
+      const layers = await addLora(
+        model.linears(),
+        'default',
+        { ...DEFAULT_LORA, r: 4, dropout: 0.1 },
+        { kind: 'kaiming' },
+        'all-linear',
+        3,
+      );
+      for (const l of layers)
+        l.activeAdapter!.b.assign(tf.randomNormal(l.activeAdapter!.b.shape, 0, 0.3, 'float32', 5));
+      const params = TrainableParameters.fromLoraLayers(layers);
+      const batch = pairBatch(2, 9, config.vocabSize);
+      const run = (options: ForwardPassOptions) => {
+        const loss = objectiveOf({ kind: 'dpo', beta: BETA }).loss(model, batch, options);
+        const out = params.lossAndGrads(() => loss.sum());
+        loss.dispose();
+        return out;
+      };
+      const plain = run({});
+      expect(plain.grads.some((g) => g !== 0)).toBe(true);
+      for (const options of [
+        { training: true, seed: 3 },
+        { training: true, seed: 4, gradientCheckpointing: true },
+      ]) {
+        const trained = run(options);
+        expect(trained.loss).toBe(plain.loss);
+        expect(trained.grads).toEqual(plain.grads);
+      }
+      // The token loss still draws its masks: the switch is DPO's.
+      const sft = (options: ForwardPassOptions) =>
+        params.lossAndGrads(() => tokenNllSum(model, pairSequences(batch), options)).loss;
+      expect(sft({ training: true, seed: 3 })).not.toBe(sft({}));
+      model.dispose();
+    }
+  });
+
+  it('counts pairs with a labelled token on both sides, and refuses an odd row', () => {
+    const batch = pairBatch(3, 5);
+    expect(countPairs(batch)).toBe(3);
+    batch.labels.fill(IGNORE_INDEX, 2 * T, 3 * T); // pair 1's chosen side: no label
+    expect(countPairs(batch)).toBe(2);
+    expect(() => pairSequences({ ...batch, seqLen: 2 * T - 1 })).toThrow('odd');
+  });
+});
