@@ -2,6 +2,7 @@
 // adapter that prefers the chosen responses (the held-out DPO loss starts at
 // log 2, where policy = reference, and falls), 2 workers train the adapter of
 // 1, the adapter is a PEFT folder, and what DPO cannot use is refused.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter } from '@lorafleet/core';
@@ -82,6 +83,10 @@ describe('train --objective dpo', () => {
       join(dir!, 'dpo-1', 'summary.json'),
     );
     expect(summary).toMatchObject({ objective: 'dpo', lossUnit: 'pairs' });
+    // The dashboard labels its throughput by the run facts' unit.
+    const events = await readFile(join(dir!, 'dpo-1', 'events.jsonl'), 'utf8');
+    const run = events.split('\n').find((l) => l.includes('"type":"run"'));
+    expect(JSON.parse(run!).facts).toMatchObject({ lossUnit: 'pairs', batchSize: 6, seqLen: 24 });
     const [a, b] = await Promise.all(
       ['dpo-1', 'dpo-2'].map((out) => loadPeftAdapter(join(dir!, out, 'adapter'))),
     );

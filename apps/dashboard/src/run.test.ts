@@ -34,6 +34,30 @@ const worker = (rank: number): WorkerInfo => ({
 });
 
 describe('RunView', () => {
+  it("counts throughput in the run's loss unit: tokens, or a DPO run's pairs", () => {
+    const view = new RunView();
+    expect(view.lossUnit).toBe('tokens'); // before the facts, and for runs that predate the field
+    const facts = {
+      runId: 'r',
+      model: 'm',
+      mode: 'lora',
+      totalParameters: 10,
+      trainableParameters: 1,
+      lora: null,
+      backend: 'wasm',
+      workers: 1,
+      steps: 2,
+      batchSize: 2,
+      seqLen: 8,
+      wireBytesPerStep: 0,
+      fullFinetuneWireBytesPerStep: 0,
+    };
+    view.apply({ type: 'run', time: 0, facts });
+    expect(view.lossUnit).toBe('tokens');
+    view.apply({ type: 'run', time: 1, facts: { ...facts, lossUnit: 'pairs' } });
+    expect(view.lossUnit).toBe('pairs');
+  });
+
   it('keeps the later values of steps a resumed run repeats', () => {
     const view = new RunView();
     for (let n = 1; n <= 5; n++) view.apply(step(n, 10 - n));

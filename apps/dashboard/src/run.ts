@@ -38,6 +38,11 @@ export class RunView {
   end: Extract<RunEvent, { type: 'end' }> | null = null;
   connection: Connection = 'connecting';
 
+  /** What `tokens` and tokensPerSecond count: tokens, or DPO's preference pairs. */
+  get lossUnit(): 'tokens' | 'pairs' {
+    return this.facts?.lossUnit ?? 'tokens';
+  }
+
   apply(event: RunEvent): void {
     this.startedMs ??= event.time;
     this.lastEventMs = Math.max(this.lastEventMs, event.time);

@@ -19,9 +19,14 @@ export interface RunFacts {
   backend: string;
   workers: number;
   steps: number;
-  /** Rows per step and tokens per row. */
+  /** Rows per step and tokens per row (a DPO row holds two sequences of seqLen). */
   batchSize: number;
   seqLen: number;
+  /**
+   * What a step's `tokens` (and tokensPerSecond) count, the loss's unit:
+   * labelled tokens, or preference pairs (--objective dpo). Absent: tokens.
+   */
+  lossUnit?: 'tokens' | 'pairs';
   /**
    * Bytes each worker sends per step in the ring all-reduce of the trainable
    * parameters' gradients, and what the same all-reduce of every parameter

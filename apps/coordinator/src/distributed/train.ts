@@ -198,6 +198,7 @@ function facts(plan: RunPlan, membership: Membership, runId: string) {
       steps: plan.steps,
       batchSize: plan.batchSize,
       seqLen: config.rows.seqLen,
+      ...(config.objective ? { lossUnit: 'pairs' as const } : {}),
     },
     WIRE_DTYPE_BYTES[config.wireDtype],
   );

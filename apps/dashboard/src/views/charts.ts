@@ -63,11 +63,11 @@ export const throughputPanel: Panel = {
   id: 'chart-throughput',
   title: 'Throughput',
   touches: CHART_TOUCHES,
-  place: { kind: 'card', hostClass: CHART_HOST, legend: { keys: [['tps', 'tokens / s']] } },
+  place: { kind: 'card', hostClass: CHART_HOST, legend: { keys: [['tps', 'per second']] } },
   render(el, view) {
     renderChart(el, {
       ...xMax(view),
-      series: [{ name: 'tokens/s', points: view.tokensPerSecond, className: 'tps' }],
+      series: [{ name: `${view.lossUnit}/s`, points: view.tokensPerSecond, className: 'tps' }],
       yFromZero: true,
       yFormat: count,
       height: 200,

@@ -110,7 +110,11 @@ function renderTiles(el: HTMLElement, view: RunView): void {
       'eval',
     ),
     tile('learning rate', lr === undefined ? '–' : num(lr), ''),
-    tile('tokens / s', tps === undefined ? '–' : count(tps), `${count(view.tokens)} tokens so far`),
+    tile(
+      `${view.lossUnit} / s`,
+      tps === undefined ? '–' : count(tps),
+      `${count(view.tokens)} ${view.lossUnit} so far`,
+    ),
     tile(
       'workers',
       `${live}`,
