@@ -59,8 +59,14 @@ const train = (out: string, ...extra: string[]) =>
     ...extra,
   ]);
 
-const evalLoss = (out: string, when: 'before' | 'after') =>
-  Number(new RegExp(`eval loss ${when}: +([\\d.]+) \\(DPO loss, 8 pairs\\)`).exec(out)?.[1]);
+/** The held-out DPO loss, reward accuracy and margin a run printed before or after training. */
+const evalOf = (out: string, when: 'before' | 'after') => {
+  const m = new RegExp(
+    `eval loss ${when}: +([\\d.]+) \\(DPO loss, 8 pairs; reward accuracy ([\\d.]+), margin (-?[\\d.]+)\\)`,
+  ).exec(out);
+  return { loss: Number(m?.[1]), accuracy: Number(m?.[2]), margin: Number(m?.[3]) };
+};
+const evalLoss = (out: string, when: 'before' | 'after') => evalOf(out, when).loss;
 
 describe('train --objective dpo', () => {
   it('learns to prefer the chosen responses, and 2 workers train the adapter of 1', async () => {
@@ -74,6 +80,11 @@ describe('train --objective dpo', () => {
       'objective: DPO (sigmoid loss), beta 0.5, against the base model with the adapter off; no dropout',
     );
     expect(one.stdout).toContain('12 steps of 6 pairs x 2 x 24 tokens');
+    // Each worker built its step for DPO.
+    const ready = `${two.stdout}${two.stderr}`.match(
+      /: 36 preference pairs, \d+ trainable parameters on wasm, DPO beta 0.5; ready/g,
+    );
+    expect(ready).toHaveLength(2);
     // At the start the policy is the reference: every pair's loss is log 2.
     expect(evalLoss(one.stdout, 'before')).toBe(Number(Math.LN2.toFixed(4)));
     expect(evalLoss(one.stdout, 'after')).toBeLessThan(0.6);
@@ -114,6 +125,15 @@ describe('train --objective dpo', () => {
     expect(report.loss).toBeCloseTo(evalLoss(one.stdout, 'after'), 4);
     expect(report.rewardAccuracy).toBeGreaterThan(0.5);
     expect(report.rewardMargin).toBeCloseTo(report.rewardChosen! - report.rewardRejected!, 6);
+    // The run's held-out metrics (summed over its worker's shards) are the eval command's.
+    for (const run of [one, two]) {
+      const after = evalOf(run.stdout, 'after');
+      expect(after.accuracy).toBeCloseTo(report.rewardAccuracy!, 4);
+      expect(after.margin).toBeCloseTo(report.rewardMargin!, 3);
+    }
+    const before = evalOf(one.stdout, 'before'); // policy = reference: every reward is 0
+    expect(before.accuracy).toBe(0);
+    expect(Math.abs(before.margin)).toBe(0);
   });
 
   it('refuses what its reference (the base model, adapter off) cannot be, and data of the other kind', async () => {

@@ -110,6 +110,17 @@ export function dpoLossSum(
   });
 }
 
+/** What DPO's evaluation metrics are made of: sums over pairs, which workers add. */
+export interface DpoSums {
+  lossSum: number;
+  pairs: number;
+  /** Pairs whose chosen reward exceeds the rejected one's. */
+  correct: number;
+  /** Summed beta (logp - ref) of the chosen and of the rejected responses. */
+  chosenSum: number;
+  rejectedSum: number;
+}
+
 /** TRL's DPO evaluation metrics over a set of pairs (rewards are beta x log-ratios). */
 export interface DpoEvaluation {
   /** Mean DPO loss per pair. */
@@ -124,18 +135,38 @@ export interface DpoEvaluation {
   rewardRejected: number;
 }
 
-/** DPO's loss and reward metrics of `model` (adapter on) against itself with the adapter off. */
+/** The means of `sums` (pairs > 0). */
+export function dpoMetrics(sums: DpoSums): DpoEvaluation {
+  const n = sums.pairs;
+  return {
+    loss: sums.lossSum / n,
+    pairs: n,
+    rewardAccuracy: sums.correct / n,
+    rewardMargin: (sums.chosenSum - sums.rejectedSum) / n,
+    rewardChosen: sums.chosenSum / n,
+    rewardRejected: sums.rejectedSum / n,
+  };
+}
+
+/**
+ * DPO's loss and reward sums of `model` (adapter on) against itself with the
+ * adapter off, read asynchronously and yielding between batches (a worker
+ * keeps heartbeating through a long evaluation).
+ */
 export async function evaluateDpo(
   model: CausalLM,
   batches: Iterable<TokenBatch>,
   settings: DpoSettings,
-): Promise<DpoEvaluation> {
-  const sums = { loss: 0, pairs: 0, correct: 0, chosen: 0, rejected: 0 };
+  /** Awaited before each batch's (blocking) forward passes. */
+  beforeBatch?: () => Promise<void>,
+): Promise<DpoSums> {
+  const sums: DpoSums = { lossSum: 0, pairs: 0, correct: 0, chosenSum: 0, rejectedSum: 0 };
   for (const batch of batches) {
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (countPairs(batch) !== batch.batchSize) {
       throw new Error('a preference batch holds a pair without a labelled response token');
     }
+    await beforeBatch?.();
     const ref = referenceLogps(model, batch);
     const logps = sequenceLogps(model, pairSequences(batch));
     const [r, p] = [await ref.data(), await logps.data()];
@@ -145,21 +176,12 @@ export async function evaluateDpo(
       const rejected = settings.beta * (p[2 * b + 1]! - r[2 * b + 1]!);
       const z = chosen - rejected;
       // softplus(-z), stable for either sign
-      sums.loss += Math.max(-z, 0) + Math.log1p(Math.exp(-Math.abs(z)));
+      sums.lossSum += Math.max(-z, 0) + Math.log1p(Math.exp(-Math.abs(z)));
       sums.correct += chosen > rejected ? 1 : 0;
-      sums.chosen += chosen;
-      sums.rejected += rejected;
+      sums.chosenSum += chosen;
+      sums.rejectedSum += rejected;
       sums.pairs++;
     }
   }
-  if (sums.pairs === 0) throw new Error('no preference pairs to evaluate');
-  const n = sums.pairs;
-  return {
-    loss: sums.loss / n,
-    pairs: n,
-    rewardAccuracy: sums.correct / n,
-    rewardMargin: (sums.chosen - sums.rejected) / n,
-    rewardChosen: sums.chosen / n,
-    rewardRejected: sums.rejected / n,
-  };
+  return sums;
 }

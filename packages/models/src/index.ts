@@ -43,6 +43,8 @@ export {
   DEFAULT_DPO_BETA,
   type DpoEvaluation,
   type DpoSettings,
+  type DpoSums,
+  dpoMetrics,
   evaluateDpo,
   countPairs,
   dpoLossSum,

@@ -3,7 +3,6 @@
 import { checkpoint, settleDevice, softmaxCrossEntropy, tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
-import type { Objective } from './objective.js';
 import { scheduledEvaluation } from './scheduled-loss.js';
 
 export { IGNORE_INDEX, type TokenBatch, shiftedLabels };
@@ -97,17 +96,6 @@ export function chunkedNllSum(
   });
 }
 
-/** One batch's summed loss in eval mode. */
-function batchLossSum(model: CausalLM, batch: TokenBatch, objective?: Objective): tf.Scalar {
-  if (!objective) return tf.tidy(() => tokenNllSum(model, batch));
-  const loss = objective.loss(model, batch, {});
-  try {
-    return tf.tidy(() => loss.sum());
-  } finally {
-    loss.dispose();
-  }
-}
-
 /** Mean token loss and perplexity over batches, in eval mode. */
 export async function evaluateLoss(
   model: CausalLM,
@@ -129,25 +117,21 @@ export async function evaluateLossSums(
   batches: Iterable<TokenBatch>,
   /** Awaited before each batch's (blocking) forward pass. */
   beforeBatch?: () => Promise<void>,
-  /** The loss to sum (objective.ts); absent: the token loss. `tokens` then counts its units. */
-  objective?: Objective,
 ): Promise<{ lossSum: number; tokens: number }> {
-  const tokenLoss = objective === undefined || objective.settings.kind === 'sft';
-  // webgpu: the hand-scheduled forward, which computes the token loss
-  const scheduled = tokenLoss ? scheduledEvaluation(model) : null;
+  const scheduled = scheduledEvaluation(model); // webgpu: the hand-scheduled forward
   let lossSum = 0;
   let tokens = 0;
   try {
     for (const batch of batches) {
       await new Promise<void>((resolve) => setImmediate(resolve));
-      const count = objective ? objective.count(batch) : countLossTokens(batch);
+      const count = countLossTokens(batch);
       if (count === 0) continue;
       await beforeBatch?.();
       if (scheduled) {
         scheduled.add(batch);
         await settleDevice(); // each batch's device work done before the next notice
       } else {
-        const nll = batchLossSum(model, batch, objective);
+        const nll = tf.tidy(() => tokenNllSum(model, batch));
         try {
           lossSum += (await nll.data())[0]!;
         } finally {

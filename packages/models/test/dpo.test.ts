@@ -19,6 +19,7 @@ import {
   buildModel,
   countPairs,
   dpoLossSum,
+  dpoMetrics,
   evaluateDpo,
   modelConfigFromJson,
   objectiveOf,
@@ -207,7 +208,7 @@ describe('DPO', () => {
         [expected.chosen, expected.rejected] = [expected.chosen + c, expected.rejected + j];
       }
     }
-    const got = await evaluateDpo(model, batches, { beta: BETA });
+    const got = dpoMetrics(await evaluateDpo(model, batches, { beta: BETA }));
     expect(got.pairs).toBe(5);
     expect(got.loss).toBeCloseTo(expected.loss / 5, 5);
     expect(got.rewardAccuracy).toBe(expected.correct / 5);

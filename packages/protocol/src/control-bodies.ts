@@ -225,6 +225,8 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
       step: u64(p.step ?? 0, 'evalDone.step'),
       lossSum: finite(p.lossSum ?? 0, 'evalDone.lossSum', 0),
       tokenCount: u64(p.tokenCount ?? 0, 'evalDone.tokenCount'),
+      rewardCorrect: u64(p.rewardCorrect ?? 0, 'evalDone.rewardCorrect'),
+      rewardMarginSum: number(p.rewardMarginSum ?? 0, 'evalDone.rewardMarginSum'),
     }),
     encode: same,
   },

@@ -164,8 +164,13 @@ export interface EvalRequest {
 /** Worker -> coordinator: loss sum and loss tokens over its eval shard. */
 export interface EvalDone {
   step: number;
+  /** The loss over tokenCount units: tokens, or preference pairs (--objective dpo). */
   lossSum: number;
   tokenCount: number;
+  /** --objective dpo (0 otherwise): pairs whose chosen reward beats the rejected one's. */
+  rewardCorrect: number;
+  /** --objective dpo (0 otherwise): the summed chosen - rejected reward. */
+  rewardMarginSum: number;
 }
 
 /** The oneof `body`: `case` is the generated field name, `value` its message. */

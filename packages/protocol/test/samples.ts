@@ -100,7 +100,20 @@ export const bodies: ControlBody[] = [
     },
   },
   { case: 'evalRequest', value: { step: 40, rowIds: [0, 3, 2 ** 40], batchSize: 8 } },
-  { case: 'evalDone', value: { step: 40, lossSum: 812.25, tokenCount: 4096 } },
+  {
+    case: 'evalDone',
+    value: { step: 40, lossSum: 812.25, tokenCount: 4096, rewardCorrect: 0, rewardMarginSum: 0 },
+  },
+  {
+    case: 'evalDone',
+    value: {
+      step: 40,
+      lossSum: 88.5,
+      tokenCount: 200,
+      rewardCorrect: 166,
+      rewardMarginSum: -12.75,
+    },
+  },
 ];
 
 export const controls: ControlMessageInit[] = bodies.map((body) => ({ runId: RUN, body }));

@@ -122,13 +122,22 @@ export const handlers: { [K in Case]: Handler<K> } = {
 
   async evalRequest(session, { step, rowIds, batchSize }) {
     expectCommittedAt(session, step, 'EvalRequest');
-    const { lossSum, tokens } = await session.replica.evaluate(
+    const { lossSum, tokens, rewardCorrect, rewardMarginSum } = await session.replica.evaluate(
       rowIds,
       batchSize,
       session.onCompute,
     );
     await maybePause('eval', step);
-    await session.send({ case: 'evalDone', value: { step, lossSum, tokenCount: tokens } });
+    await session.send({
+      case: 'evalDone',
+      value: {
+        step,
+        lossSum,
+        tokenCount: tokens,
+        rewardCorrect: rewardCorrect ?? 0,
+        rewardMarginSum: rewardMarginSum ?? 0,
+      },
+    });
   },
 
   async checkpointRequest(session, { step, path }) {

@@ -27,6 +27,7 @@ import {
   type ModelTokenizer,
   type PeftTrainables,
   addPeftLora,
+  evaluateDpo,
   evaluateLossSums,
   exportPeftAdapter,
   loadModel,
@@ -51,6 +52,14 @@ import { type AllReduce, type ComputeNotice, TrainingStep } from './step.js';
 function baseDtypeAtLoad(config: RunConfig): BaseDtype {
   const needsF32 = config.lora.init === 'pissa' || (config.lora.modulesToSave?.length ?? 0) > 0;
   return config.mode === 'lora' && !needsF32 ? config.baseDtype : 'f32';
+}
+
+/** A held-out shard's sums: the loss over its units (tokens, or pairs); DPO adds its reward sums. */
+export interface EvalSums {
+  lossSum: number;
+  tokens: number;
+  rewardCorrect?: number;
+  rewardMarginSum?: number;
 }
 
 /** The adapter name inside each LoraLinear; PEFT drops "default" from the saved keys. */
@@ -120,7 +129,7 @@ export class Replica {
     });
   }
 
-  /** Loss sum and loss units (tokens, or DPO's pairs) of the current adapter on these held-out rows. */
+  /** Loss sum and loss units (tokens, or DPO's pairs and reward sums) of the current adapter on these held-out rows. */
   async evaluate(ids: readonly number[], batchSize: number, onCompute?: ComputeNotice) {
     const rows = ids.map((id) => {
       const row = this.evalRows[id];
@@ -131,12 +140,17 @@ export class Replica {
     });
     // A forward pass costs less than a training micro-batch of the same size.
     const [limit, warmingUp] = [this.step.computeLimitMs(), this.step.warmingUp];
-    const result = await evaluateLossSums(
-      this.model,
-      batchesOf(rows, batchSize, rowLength(this.config.rows)),
-      onCompute && (async () => onCompute(limit, warmingUp)),
-      this.step.objective,
-    );
+    const batches = batchesOf(rows, batchSize, rowLength(this.config.rows));
+    const notice = onCompute && (async () => onCompute(limit, warmingUp));
+    const { objective } = this.config;
+    let result: EvalSums;
+    if (objective) {
+      const d = await evaluateDpo(this.model, batches, objective, notice);
+      const [rewardCorrect, rewardMarginSum] = [d.correct, d.chosenSum - d.rejectedSum];
+      result = { lossSum: d.lossSum, tokens: d.pairs, rewardCorrect, rewardMarginSum };
+    } else {
+      result = await evaluateLossSums(this.model, batches, notice);
+    }
     onCompute?.(0);
     return result;
   }

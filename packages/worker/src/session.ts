@@ -161,9 +161,11 @@ function readyLine(session: WorkerSession, w: Welcome, runId: string, backend: s
     (w.joining
       ? `joiner (pid ${process.pid}) of run ${runId}`
       : `rank ${session.rank}/${w.worldSize} (pid ${process.pid}) of run ${runId}`) +
-    `: ${r.rows.length} rows, ${r.step.params.size} trainable parameters on ${backend}` +
+    `: ${r.rows.length} ${session.config.rows.pairs ? 'preference pairs' : 'rows'}, ` +
+    `${r.step.params.size} trainable parameters on ${backend}` +
     (session.config.resumeFrom ? `, resumed at step ${r.step.stepsDone}` : '') +
     (r.step.recomputesLayers ? ', gradient checkpointing' : '') +
+    (session.config.objective ? `, DPO beta ${session.config.objective.beta}` : '') +
     (backend === 'webgpu' ? `; gradients: ${gradientsLine(r.step.gradients)}` : '') +
     '; ready'
   );

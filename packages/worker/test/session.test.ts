@@ -183,7 +183,10 @@ describe('runWorker', () => {
     if (hello.body.case !== 'hello') throw new Error('expected hello');
     await coordinator.welcome(hello.body.value.dataEndpoint, run.config);
     await coordinator.receive(); // ready
-    await coordinator.send({ case: 'evalDone', value: { step: 0, lossSum: 1, tokenCount: 1 } });
+    await coordinator.send({
+      case: 'evalDone',
+      value: { step: 0, lossSum: 1, tokenCount: 1, rewardCorrect: 0, rewardMarginSum: 0 },
+    });
     const error = await coordinator.next();
     expect(error.body).toMatchObject({
       case: 'error',

@@ -1,4 +1,10 @@
-import { type CausalLM, type TokenBatch, evaluateDpo, evaluateLoss } from '@lorafleet/models';
+import {
+  type CausalLM,
+  type TokenBatch,
+  dpoMetrics,
+  evaluateDpo,
+  evaluateLoss,
+} from '@lorafleet/models';
 import { UsageError } from '../args.js';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
@@ -75,7 +81,9 @@ async function reportDpo(
   adapted: number,
   rows: number,
 ): Promise<void> {
-  const result = await evaluateDpo(model, batches, { beta }).finally(() => model.dispose());
+  const sums = await evaluateDpo(model, batches, { beta }).finally(() => model.dispose());
+  if (sums.pairs === 0) throw new Error(`${o.data}: no preference pairs to evaluate`);
+  const result = dpoMetrics(sums);
   if (!Number.isFinite(result.loss)) {
     throw new Error(
       `the DPO loss on ${o.data} is ${result.loss}: the model with the adapter ${o.adapter} computes non-finite values`,

@@ -14,7 +14,10 @@ const EVAL_TIMEOUT_MS = 1_800_000;
 
 export interface EvalResult {
   loss: number;
+  /** The loss's units: tokens, or preference pairs. */
   tokens: number;
+  /** --objective dpo: TRL's rewards/accuracies and rewards/margins over the pairs. */
+  dpo?: { rewardAccuracy: number; rewardMargin: number };
 }
 
 /** What a run's loss is averaged over: labelled tokens, or DPO's preference pairs. */
@@ -26,7 +29,10 @@ export const lossUnit = (config: Pick<RunConfig, 'objective'>): LossUnit =>
 /** A held-out loss for the log; `tokens` counts the run's loss units. */
 export const describeEval = (e: EvalResult, unit: LossUnit = 'tokens') =>
   unit === 'pairs'
-    ? `${e.loss.toFixed(4)} (DPO loss, ${e.tokens} pairs)`
+    ? `${e.loss.toFixed(4)} (DPO loss, ${e.tokens} pairs` +
+      (e.dpo
+        ? `; reward accuracy ${e.dpo.rewardAccuracy.toFixed(4)}, margin ${e.dpo.rewardMargin.toFixed(4)})`
+        : ')')
     : `${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)}, ${e.tokens} tokens)`;
 
 /**
@@ -59,7 +65,13 @@ export function heldOut(
       const tokens = reports.reduce((n, r) => n + r.tokenCount, 0);
       if (tokens === 0)
         throw new FleetError(`the eval data has no labelled ${lossUnit(plan.config)}`);
-      result = { loss: reports.reduce((s, r) => s + r.lossSum, 0) / tokens, tokens };
+      const sum = (f: (r: (typeof reports)[number]) => number) =>
+        reports.reduce((s, r) => s + f(r), 0);
+      result = { loss: sum((r) => r.lossSum) / tokens, tokens };
+      if (plan.config.objective) {
+        const [correct, margins] = [sum((r) => r.rewardCorrect), sum((r) => r.rewardMarginSum)];
+        result.dpo = { rewardAccuracy: correct / tokens, rewardMargin: margins / tokens };
+      }
     });
     if (!Number.isFinite(result.loss)) {
       throw new TrainingDiverged(

@@ -4801,6 +4801,8 @@ export const lorafleet = ($root.lorafleet = (() => {
       EvalDone.prototype.step = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       EvalDone.prototype.lossSum = 0;
       EvalDone.prototype.tokenCount = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalDone.prototype.rewardCorrect = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalDone.prototype.rewardMarginSum = 0;
 
       EvalDone.create = function (properties) {
         return new EvalDone(properties);
@@ -4832,6 +4834,20 @@ export const lorafleet = ($root.lorafleet = (() => {
             : message.tokenCount !== 0)
         )
           writer.uint32(24).uint64(message.tokenCount);
+        if (
+          message.rewardCorrect != null &&
+          $Object.hasOwnProperty.call(message, 'rewardCorrect') &&
+          (typeof message.rewardCorrect === 'object'
+            ? message.rewardCorrect.low || message.rewardCorrect.high
+            : message.rewardCorrect !== 0)
+        )
+          writer.uint32(32).uint64(message.rewardCorrect);
+        if (
+          message.rewardMarginSum != null &&
+          $Object.hasOwnProperty.call(message, 'rewardMarginSum') &&
+          !$Object.is(message.rewardMarginSum, 0)
+        )
+          writer.uint32(41).double(message.rewardMarginSum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -4887,6 +4903,23 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.tokenCount;
               continue;
             }
+            case 4: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.rewardCorrect = value;
+              else delete message.rewardCorrect;
+              continue;
+            }
+            case 5: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.rewardMarginSum = value;
+              else delete message.rewardMarginSum;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -4939,6 +4972,26 @@ export const lorafleet = ($root.lorafleet = (() => {
                 object.tokenCount.low >>> 0,
                 object.tokenCount.high >>> 0,
               ).toNumber(true);
+        if (object.rewardCorrect != null)
+          if (
+            typeof object.rewardCorrect === 'object'
+              ? object.rewardCorrect.low || object.rewardCorrect.high
+              : $Number(object.rewardCorrect) !== 0
+          )
+            if ($util.Long)
+              message.rewardCorrect = $util.Long.fromValue(object.rewardCorrect, true);
+            else if (typeof object.rewardCorrect === 'string')
+              message.rewardCorrect = $parseInt(object.rewardCorrect, 10);
+            else if (typeof object.rewardCorrect === 'number')
+              message.rewardCorrect = object.rewardCorrect;
+            else if (typeof object.rewardCorrect === 'object')
+              message.rewardCorrect = new $util.LongBits(
+                object.rewardCorrect.low >>> 0,
+                object.rewardCorrect.high >>> 0,
+              ).toNumber(true);
+        if (object.rewardMarginSum != null)
+          if (!$Object.is($Number(object.rewardMarginSum), 0))
+            message.rewardMarginSum = $Number(object.rewardMarginSum);
         return message;
       };
 
@@ -4983,6 +5036,24 @@ export const lorafleet = ($root.lorafleet = (() => {
                 : typeof $BigInt !== 'undefined' && options.longs === $BigInt
                   ? $BigInt('0')
                   : 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.rewardCorrect =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.rewardCorrect =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.rewardMarginSum = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -5033,6 +5104,37 @@ export const lorafleet = ($root.lorafleet = (() => {
                       message.tokenCount.high >>> 0,
                     ).toNumber(true)
                   : message.tokenCount;
+        if (message.rewardCorrect != null && $Object.hasOwnProperty.call(message, 'rewardCorrect'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.rewardCorrect =
+              typeof message.rewardCorrect === 'number'
+                ? $BigInt(message.rewardCorrect)
+                : $util.Long.fromBits(
+                    message.rewardCorrect.low >>> 0,
+                    message.rewardCorrect.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.rewardCorrect === 'number')
+            object.rewardCorrect =
+              options.longs === $String ? $String(message.rewardCorrect) : message.rewardCorrect;
+          else
+            object.rewardCorrect =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.rewardCorrect)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.rewardCorrect.low >>> 0,
+                      message.rewardCorrect.high >>> 0,
+                    ).toNumber(true)
+                  : message.rewardCorrect;
+        if (
+          message.rewardMarginSum != null &&
+          $Object.hasOwnProperty.call(message, 'rewardMarginSum')
+        )
+          object.rewardMarginSum =
+            options.json && !$isFinite(message.rewardMarginSum)
+              ? $String(message.rewardMarginSum)
+              : message.rewardMarginSum;
         return object;
       };
 

@@ -2603,6 +2603,12 @@ export declare namespace lorafleet {
       /** EvalDone tokenCount. */
       tokenCount: number | Long;
 
+      /** EvalDone rewardCorrect. */
+      rewardCorrect: number | Long;
+
+      /** EvalDone rewardMarginSum. */
+      rewardMarginSum: number;
+
       /**
        * Creates a new EvalDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -2673,6 +2679,12 @@ export declare namespace lorafleet {
 
         /** EvalDone tokenCount */
         tokenCount?: number | Long | null;
+
+        /** EvalDone rewardCorrect */
+        rewardCorrect?: number | Long | null;
+
+        /** EvalDone rewardMarginSum */
+        rewardMarginSum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
