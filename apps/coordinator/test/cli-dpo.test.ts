@@ -167,7 +167,7 @@ describe('train --objective dpo', () => {
     ]);
     expect(sftData.code).toBe(1);
     expect(sftData.stderr).toContain(
-      `${text}:1: expected "prompt", "chosen" and "rejected" strings (a preference pair); "prompt" is missing`,
+      `${text}:1: expected "chosen" and "rejected" (a preference pair, "prompt" optional); "chosen" is missing`,
     );
     const pairsAsSft = await lorafleet([
       'train',
@@ -175,7 +175,7 @@ describe('train --objective dpo', () => {
     ]);
     expect(pairsAsSft.code).toBe(1);
     expect(pairsAsSft.stderr).toContain(
-      `${pairs}:1: a preference pair ("prompt", "chosen", "rejected"): train such data with --objective dpo`,
+      `${pairs}:1: a preference pair ("chosen", "rejected"): train such data with --objective dpo`,
     );
   });
 });

@@ -43,13 +43,12 @@ export {
 export { compileTemplate, renderTemplate, templateFields } from './template.js';
 export { readText } from './text.js';
 export {
-  type PreferencePair,
   type PreferenceRead,
   type PreferenceRows,
-  parsePreferenceLine,
   preferenceRows,
   readPreferenceJsonl,
 } from './preference.js';
+export { type PreferencePair, implicitPrompt, parsePreferenceLine } from './preference-line.js';
 export { type DatasetFormat, type DatasetOptions, datasetFormat, readDataset } from './dataset.js';
 export {
   type SequenceRow,

@@ -96,6 +96,9 @@ export function parseJsonlLine(
 ): TokenizedExample | TokenizedExample[] | string {
   const o = parseJsonObject(line);
   if (typeof o === 'string') return o;
+  if ('chosen' in o && 'rejected' in o && !('completion' in o)) {
+    return 'a preference pair ("chosen", "rejected"): train such data with --objective dpo';
+  }
   const shapes = (['text', 'prompt', 'input_ids', 'messages'] as const).filter((k) => k in o);
   if (shapes.length !== 1) {
     return shapes.length === 0
@@ -115,9 +118,6 @@ export function parseJsonlLine(
       return typeof messages === 'string' ? messages : chatExamples(tokenizer, messages, 0);
     }
     case 'prompt':
-      if ('chosen' in o && !('completion' in o)) {
-        return 'a preference pair ("prompt", "chosen", "rejected"): train such data with --objective dpo';
-      }
       if (Array.isArray(o.prompt)) return conversationalPromptCompletion(tokenizer, o);
       if (typeof o.prompt !== 'string') {
         return `"prompt" must be a string, found ${typeName(o.prompt)}`;
@@ -170,7 +170,12 @@ function conversationalPromptCompletion(
   return chatExamples(tokenizer, [...prompt, ...completion], prompt.length);
 }
 
-function chatExamples(
+/**
+ * A conversation rendered with the tokenizer's chat template, trained from
+ * message `trainFrom` on, or what is wrong with it; a DatasetError when the
+ * model has no chat template.
+ */
+export function chatExamples(
   tokenizer: TextTokenizer,
   messages: ChatMessage[],
   trainFrom: number,

@@ -1,25 +1,15 @@
-// Preference pairs for DPO, in TRL's standard (text) format: one JSON object a
-// line, {"prompt": "...", "chosen": "...", "rejected": "..."}. Each side is
-// tokenized as a prompt/completion example (loss labels on the response and
-// its EOS), padded to the context, and the two sit side by side in one row of
-// 2 x T tokens: [chosen | rejected]. One row is one pair, so the sampler,
-// shards, ledger and N-workers-equal-one hold for pairs as they do for rows.
+// Preference pairs for DPO: a JSONL file of TRL's preference lines
+// (preference-line.ts) read into pairs, and each pair padded to the context
+// with its two sides next to each other in one row of 2 x T tokens,
+// [chosen | rejected]. One row is one pair, so the sampler, shards, ledger
+// and N-workers-equal-one hold for pairs as they do for rows.
 
-import { parseJsonObject, readLines } from './jsonl.js';
+import { readLines } from './jsonl.js';
+import { type PreferencePair, parsePreferenceLine } from './preference-line.js';
 import { padOrTruncate, type SequenceRow } from './pack.js';
 import { DatasetError, ProblemLog, type BadLinePolicy, type ReadSummary } from './problems.js';
-import {
-  tokenizePromptCompletion,
-  type TextTokenizer,
-  type TokenizedExample,
-} from './tokenizer.js';
+import type { TextTokenizer } from './tokenizer.js';
 import { firstTrainedPosition } from './untrainable.js';
-
-/** One preference: the prompt followed by the preferred and by the dispreferred response. */
-export interface PreferencePair {
-  chosen: TokenizedExample;
-  rejected: TokenizedExample;
-}
 
 export interface PreferenceRead extends ReadSummary {
   pairs: PreferencePair[];
@@ -49,35 +39,6 @@ export async function readPreferenceJsonl(
     }
   }
   return { ...log.finish(pairs.length), pairs, lines };
-}
-
-/** One line to a pair, or a message saying what is wrong with it. */
-export function parsePreferenceLine(
-  line: string,
-  tokenizer: TextTokenizer,
-): PreferencePair | string {
-  const o = parseJsonObject(line);
-  if (typeof o === 'string') return o;
-  for (const key of ['prompt', 'chosen', 'rejected'] as const) {
-    const v = o[key];
-    if (Array.isArray(v)) {
-      return (
-        `"${key}" is a list of messages (TRL's conversational format), which --objective dpo ` +
-        'does not read yet: write the pair as {"prompt": "...", "chosen": "...", "rejected": "..."} text'
-      );
-    }
-    if (typeof v !== 'string') {
-      return `expected "prompt", "chosen" and "rejected" strings (a preference pair); "${key}" is ${
-        v === undefined ? 'missing' : v === null ? 'null' : `a ${typeof v}`
-      }`;
-    }
-    if (key !== 'prompt' && v === '') return `"${key}" is empty`;
-  }
-  const [prompt, chosen, rejected] = [o.prompt, o.chosen, o.rejected] as string[];
-  return {
-    chosen: tokenizePromptCompletion(tokenizer, prompt!, chosen!),
-    rejected: tokenizePromptCompletion(tokenizer, prompt!, rejected!),
-  };
 }
 
 /** Pair rows, what was cut or dropped to make them, and each row's source line. */

@@ -2,23 +2,8 @@
 // tokenizer: the spans come from incremental rendering alone; template errors
 // and malformed messages are the row's problem, reported as bad lines.
 import { describe, expect, it } from 'vitest';
-import { type ChatFormat, IGNORE_INDEX, parseJsonlLine, tokenizeChat } from '../src/index.js';
-import { bytes, enc } from './helpers.js';
-
-/** "role: content\n" per message; the generation prompt is "assistant: ". Refuses a "tool" role. */
-const plainChat: ChatFormat = {
-  render(messages, addGenerationPrompt) {
-    if (messages.some((m) => m.role === 'tool')) throw new Error('tool messages are not supported');
-    return (
-      messages.map((m) => `${m.role}: ${m.content}\n`).join('') +
-      (addGenerationPrompt ? 'assistant: ' : '')
-    );
-  },
-  encodeRendered: (text) => bytes.encode(text),
-  isControlToken: () => false,
-  controlTokens: ['<eot>'],
-};
-const chatBytes = { ...bytes, chat: plainChat };
+import { IGNORE_INDEX, parseJsonlLine, tokenizeChat } from '../src/index.js';
+import { chatBytes, enc, plainChat } from './helpers.js';
 
 describe('tokenizeChat', () => {
   it('trains each reply to the end of its rendering when the template writes no control token', () => {

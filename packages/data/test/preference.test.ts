@@ -1,16 +1,18 @@
-// Preference pairs (preference.ts): TRL's {"prompt","chosen","rejected"}
-// lines, tokenized as two prompt/completion examples and laid side by side in
-// a row of 2 x T; bad lines named by file:line; pairs that cannot train dropped.
+// Preference pairs (preference-line.ts, preference.ts): TRL's preference
+// lines (text or conversations, explicit or implicit prompt), tokenized as
+// two examples and laid next to each other in a row of 2 x T; bad lines
+// named by file:line; pairs that cannot train dropped.
 import { describe, expect, it } from 'vitest';
 import {
   DatasetError,
   IGNORE_INDEX,
+  implicitPrompt,
   parseJsonlLine,
   parsePreferenceLine,
   preferenceRows,
   readPreferenceJsonl,
 } from '../src/index.js';
-import { bytes, enc, tempFiles } from './helpers.js';
+import { bytes, chatBytes, enc, tempFiles } from './helpers.js';
 
 const file = tempFiles();
 const EOS = bytes.eosId;
@@ -30,16 +32,62 @@ describe('preference pairs', () => {
   it('says what is wrong with a line', () => {
     const why = (l: string) => parsePreferenceLine(l, bytes);
     expect(why('{"prompt": "a", "chosen": "b"}')).toBe(
-      'expected "prompt", "chosen" and "rejected" strings (a preference pair); "rejected" is missing',
+      'expected "chosen" and "rejected" (a preference pair, "prompt" optional); "rejected" is missing',
     );
     expect(why(line('a', 'b', ''))).toBe('"rejected" is empty');
-    expect(why(line('a', 'b', 3))).toContain('"rejected" is a number');
+    expect(why(line('a', 'b', 3))).toBe('"rejected" must be a string, found a number');
+    expect(why(line('a', 'b', 'b'))).toBe('"chosen" and "rejected" are the same response');
     expect(why(line([{ role: 'user', content: 'a' }], 'b', 'c'))).toContain(
-      "TRL's conversational format",
+      'mixes text and message lists',
     );
     expect(why('[1]')).toBe('expected a JSON object, found an array');
-    // The SFT reader names the objective that reads such lines.
+    // The SFT reader names the objective that reads such lines, with or without a prompt.
     expect(parseJsonlLine(line('a', 'b', 'c'), bytes)).toContain('--objective dpo');
+    expect(parseJsonlLine('{"chosen": "a", "rejected": "b"}', bytes)).toContain('--objective dpo');
+  });
+
+  it("an implicit prompt is the two responses' common start, as TRL's extract_prompt", () => {
+    expect(implicitPrompt('The cat sat.', 'The cat ran.')).toEqual(['The cat', ' sat.', ' ran.']);
+    expect(implicitPrompt('Q: yes', 'Q: no')).toEqual(['Q:', ' yes', ' no']);
+    expect(implicitPrompt('abc', 'xyz')).toEqual(['', 'abc', 'xyz']);
+    const pair = parsePreferenceLine('{"chosen": "Q: yes", "rejected": "Q: no"}', bytes);
+    expect(pair).toEqual(parsePreferenceLine(line('Q:', ' yes', ' no'), bytes));
+    expect(parsePreferenceLine('{"chosen": "Q: yes", "rejected": "Q: yes!"}', bytes)).toBe(
+      'one response is the start of the other',
+    );
+  });
+
+  it("conversations are rendered with the chat template, loss on the response's assistant turn", () => {
+    const user = { role: 'user', content: 'hi?' };
+    const say = (content: string) => [{ role: 'assistant', content }];
+    const explicit = parsePreferenceLine(
+      JSON.stringify({ prompt: [user], chosen: say('yes'), rejected: say('no') }),
+      chatBytes,
+    );
+    if (typeof explicit === 'string') throw new Error(explicit);
+    expect(Array.from(explicit.chosen.ids)).toEqual(enc('user: hi?\nassistant: yes\n'));
+    const trained = (ids: Int32Array, labels: Int32Array) =>
+      Array.from(ids).filter((_, i) => labels[i] !== IGNORE_INDEX);
+    expect(trained(explicit.chosen.ids, explicit.chosen.labels)).toEqual(enc('yes\n'));
+    expect(trained(explicit.rejected.ids, explicit.rejected.labels)).toEqual(enc('no\n'));
+    // The implicit prompt: the messages both sides start with.
+    const implicit = parsePreferenceLine(
+      JSON.stringify({ chosen: [user, ...say('yes')], rejected: [user, ...say('no')] }),
+      chatBytes,
+    );
+    expect(implicit).toEqual(explicit);
+    const lines = (o: object) => parsePreferenceLine(JSON.stringify(o), chatBytes);
+    expect(lines({ chosen: say('a'), rejected: say('b') })).toContain('share no first message');
+    expect(lines({ prompt: [user], chosen: [user], rejected: say('b') })).toBe(
+      '"chosen": no "assistant" message to train on',
+    );
+    // A conversation needs the model's chat template.
+    expect(() =>
+      parsePreferenceLine(
+        JSON.stringify({ prompt: [user], chosen: say('a'), rejected: say('b') }),
+        bytes,
+      ),
+    ).toThrow('chat template');
   });
 
   it('a row is [chosen | rejected], each padded (or cut) to T', () => {
