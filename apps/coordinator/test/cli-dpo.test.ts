@@ -9,6 +9,7 @@ import { loadPeftAdapter } from '@lorafleet/core';
 import {
   NO_DROPOUT_CONFIG,
   WORKERS_TOLERANCE,
+  adapterBytes,
   ensureBuilt,
   initTinyModel,
   lorafleet,
@@ -134,6 +135,34 @@ describe('train --objective dpo', () => {
     const before = evalOf(one.stdout, 'before'); // policy = reference: every reward is 0
     expect(before.accuracy).toBe(0);
     expect(Math.abs(before.margin)).toBe(0);
+  });
+
+  it('stopped at step 6 and resumed to 12, gives the uninterrupted adapter bytes; a resume must keep its beta', async () => {
+    const run = (out: string, steps: number, ...extra: string[]) =>
+      lorafleet([
+        'train',
+        ...['--model', model, '--data', pairs, '--out', join(dir!, out), '--steps', String(steps)],
+        ...['--objective', 'dpo', '--seq-len', '24', '--batch-size', '4', '--lr', '2e-2'],
+        ...['--schedule', 'constant', '--checkpoint-every', '6', ...extra],
+      ]);
+    const [full, split] = await Promise.all([run('resume-full', 12), run('resume-split', 6)]);
+    expect(full.code, full.stderr).toBe(0);
+    expect(split.code, split.stderr).toBe(0);
+    const otherBeta = await run(
+      'resume-split',
+      12,
+      '--resume',
+      join(dir!, 'resume-split'),
+      '--dpo-beta',
+      '0.2',
+    );
+    expect(otherBeta.code).toBe(2);
+    expect(otherBeta.stderr).toContain('--dpo-beta');
+    const resumed = await run('resume-split', 12, '--resume', join(dir!, 'resume-split'));
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(await adapterBytes(join(dir!, 'resume-split'))).toEqual(
+      await adapterBytes(join(dir!, 'resume-full')),
+    );
   });
 
   it('refuses what its reference (the base model, adapter off) cannot be, and data of the other kind', async () => {
