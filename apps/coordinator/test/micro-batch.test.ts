@@ -73,6 +73,39 @@ describe('chooseMicroBatch on wasm', () => {
     expect(nf4).toBeGreaterThan(seqLenFitting(line(512)));
   });
 
+  it('counts a DPO row as two sequences of --seq-len: half the rows fit, and the warning names a pair', () => {
+    const memory = {
+      config: GEMMA3_270M,
+      seqLen: 128,
+      parameters: PARAMETERS,
+      fullFinetune: false,
+      backend: 'wasm' as const,
+    };
+    const budget = wasmActivationBudget(memory);
+    const lines: string[] = [];
+    const single = chooseMicroBatch(undefined, 4096, memory, (l) => lines.push(l));
+    const pairs = chooseMicroBatch(undefined, 4096, { ...memory, sequencesPerRow: 2 }, (l) =>
+      lines.push(l),
+    );
+    expect(pairs).toBe(Math.floor(single / 2));
+    expect(activationBytes(GEMMA3_270M, 2 * pairs, 128)).toBeLessThanOrEqual(budget);
+    expect(activationBytes(GEMMA3_270M, 2 * pairs + 2, 128)).toBeGreaterThan(budget);
+    expect(lines[1]).toContain('one of 4096 pairs x 2 x 128 tokens would need');
+    expect(() =>
+      chooseMicroBatch(single, 4096, { ...memory, sequencesPerRow: 2 }, () => {}),
+    ).toThrow(`--micro-batch-size ${single}: one micro-batch of ${single} pairs x 2 x 128 tokens`);
+    const pair = (seqLen: number) => {
+      const out: string[] = [];
+      chooseMicroBatch(undefined, 8, { ...memory, seqLen, sequencesPerRow: 2 }, (l) => out.push(l));
+      return warning(out);
+    };
+    expect(pair(512)).toMatch(/^warning: one pair of 2 x 512 tokens/);
+    // The --seq-len it names fits a pair: two rows of it.
+    const fits = seqLenFitting(pair(512)!);
+    expect(activationBytes(GEMMA3_270M, 2, fits)).toBeLessThanOrEqual(budget);
+    expect(activationBytes(GEMMA3_270M, 2, fits + 1)).toBeGreaterThan(budget);
+  });
+
   it('says nothing of a row that fits, and names no --seq-len when no row does', () => {
     expect(notes(128).filter((l) => l.startsWith('warning'))).toEqual([]);
     const none = notes(128, 1e9).find((l) => l.startsWith('warning'));

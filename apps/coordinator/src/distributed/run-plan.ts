@@ -21,7 +21,6 @@ import {
 import {
   type RunConfig,
   prepareRows,
-  rowLength,
   rowsFingerprint,
   splitRows,
 } from '@lorafleet/worker';
@@ -87,7 +86,8 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
     stepOptionsFrom(o, split.train.length, {
       config: modelConfig,
-      seqLen: rowLength(rows), // a pair row's two sequences, counted as one of 2T: an upper bound
+      seqLen: rows.seqLen,
+      ...(rows.pairs ? { sequencesPerRow: 2 as const } : {}),
       parameters: totalParameters,
       fullFinetune: mode === 'full',
       linearParameters: linearParameterCount(modelConfig),

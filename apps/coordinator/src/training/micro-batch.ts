@@ -19,16 +19,25 @@ export interface MicroBatchMemory extends WeightsEstimate {
   backend: BackendName;
   /** --gradient-checkpointing: one layer's intermediates at a time. */
   gradientCheckpointing?: boolean;
+  /** 2 for --objective dpo: a row is a preference pair, two sequences of seqLen; absent: 1. */
+  sequencesPerRow?: 1 | 2;
 }
+
+/** "600 x 32 tokens", or a DPO run's "600 pairs x 2 x 32 tokens". */
+const rowsText = (rows: number, memory: MicroBatchMemory) =>
+  memory.sequencesPerRow === 2
+    ? `${rows} pairs x 2 x ${memory.seqLen} tokens`
+    : `${rows} x ${memory.seqLen} tokens`;
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
 /** The warning for a row that alone needs more than the heap leaves (a big model, a long --seq-len). */
 function tooLongRow(memory: MicroBatchMemory, budget: number): string {
   const { config, seqLen } = memory;
+  const k = memory.sequencesPerRow ?? 1;
   const checkpointed = memory.gradientCheckpointing === true;
   const rowsFitting = (room: number, ckpt: boolean) =>
-    room > 0 ? longestRow(config, seqLen, room, ckpt) : 0;
+    room > 0 ? longestRow(config, seqLen, room / k, ckpt) : 0;
   const fits = rowsFitting(budget, checkpointed);
   // Recomputing layers, and QLoRA's 4-bit linear weights, leave more room where the run can use them.
   const fitsCkpt = checkpointed ? 0 : rowsFitting(budget, true);
@@ -37,9 +46,9 @@ function tooLongRow(memory: MicroBatchMemory, budget: number): string {
     memory.fullFinetune || memory.baseDtype === 'nf4' ? 0 : rowsFitting(nf4, checkpointed);
   const way = (flag: string, n: number) =>
     n > fits ? `with ${flag} ${n >= seqLen ? 'it fits' : `--seq-len ${n} fits`}; ` : '';
-  const need = gib(activationBytes(config, 1, seqLen, checkpointed));
+  const need = gib(activationBytes(config, k, seqLen, checkpointed));
   return (
-    `warning: one row of ${seqLen} tokens needs about ${need} ` +
+    `warning: one ${k === 2 ? `pair of 2 x ${seqLen}` : `row of ${seqLen}`} tokens needs about ${need} ` +
     `of activations, more than the ${gib(Math.max(0, budget))} the wasm backend's 4 GiB heap leaves ` +
     `beside the model: the run may abort. ` +
     (fits > 1 ? `--seq-len ${fits} fits; ` : '') +
@@ -62,15 +71,16 @@ export function chooseMicroBatch(
 ): number {
   if (memory === undefined || memory.backend !== 'wasm') return requested ?? batchSize;
   const { config, seqLen } = memory;
+  const k = memory.sequencesPerRow ?? 1;
   const checkpointed = memory.gradientCheckpointing === true;
   const budget = wasmActivationBudget(memory);
-  const fit = largestMicroBatch(config, seqLen, budget, checkpointed);
-  const need = (rows: number) => gib(activationBytes(config, rows, seqLen, checkpointed));
-  if (activationBytes(config, 1, seqLen, checkpointed) > budget) note(tooLongRow(memory, budget));
+  const fit = Math.floor(largestMicroBatch(config, seqLen, budget, checkpointed) / k);
+  const need = (rows: number) => gib(activationBytes(config, k * rows, seqLen, checkpointed));
+  if (activationBytes(config, k, seqLen, checkpointed) > budget) note(tooLongRow(memory, budget));
   if (requested !== undefined) {
     if (requested <= fit) return requested;
     throw new UsageError(
-      `train: --micro-batch-size ${requested}: one micro-batch of ${requested} x ${seqLen} tokens needs about ` +
+      `train: --micro-batch-size ${requested}: one micro-batch of ${rowsText(requested, memory)} needs about ` +
         `${need(requested)} of activations, more than the ${gib(budget)} the wasm backend's 4 GiB heap leaves; ` +
         `use --micro-batch-size ${fit} or less` +
         (checkpointed ? '' : ' (or --gradient-checkpointing)') +
@@ -79,7 +89,7 @@ export function chooseMicroBatch(
   }
   if (batchSize <= fit) return batchSize;
   note(
-    `micro-batches of ${fit} rows: one of ${batchSize} x ${seqLen} tokens would need about ${need(batchSize)}, ` +
+    `micro-batches of ${fit} rows: one of ${rowsText(batchSize, memory)} would need about ${need(batchSize)}, ` +
       `more than the ${gib(budget)} the wasm heap leaves (--micro-batch-size N chooses)`,
   );
   return fit;
