@@ -18,12 +18,7 @@ import {
   readModelConfig,
   selectPeftModules,
 } from '@lorafleet/models';
-import {
-  type RunConfig,
-  prepareRows,
-  rowsFingerprint,
-  splitRows,
-} from '@lorafleet/worker';
+import { type RunConfig, prepareRows, rowsFingerprint, splitRows } from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import { baseDtypeFor } from '../common.js';
 import type { TrainOptions } from '../training/train-spec.js';
