@@ -78,7 +78,7 @@ describe('train --objective dpo', () => {
       'data: ' + pairs + ': 36 preference pairs -> 36 rows of 2 x 24 (chosen | rejected)',
     );
     expect(one.stdout).toContain(
-      'objective: DPO (sigmoid loss), beta 0.5, against the base model with the adapter off; no dropout',
+      'objective: DPO (sigmoid loss, beta 0.5), against the base model with the adapter off; no dropout',
     );
     expect(one.stdout).toContain('12 steps of 6 pairs x 2 x 24 tokens');
     // Each worker built its step for DPO.
@@ -137,6 +137,29 @@ describe('train --objective dpo', () => {
     expect(Math.abs(before.margin)).toBe(0);
   });
 
+  it('trains with IPO and with label smoothing, and eval measures with the same loss', async () => {
+    for (const [name, flags, says] of [
+      ['ipo', ['--dpo-loss', 'ipo'], 'ipo loss, beta 0.5'],
+      ['cdpo', ['--dpo-label-smoothing', '0.1'], 'sigmoid loss, beta 0.5, label smoothing 0.1'],
+    ] as const) {
+      const run = await train(`dpo-${name}`, ...flags);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toContain(`objective: DPO (${says}), against the base model`);
+      const before = evalOf(run.stdout, 'before').loss;
+      const after = evalOf(run.stdout, 'after').loss;
+      // IPO's loss at the reference is (1 / (2 beta))^2 = 1; the smoothed sigmoid's is log 2.
+      expect(before).toBe(name === 'ipo' ? 1 : Number(Math.LN2.toFixed(4)));
+      expect(after).toBeLessThan(before);
+      const evaluated = await lorafleet([
+        'eval',
+        ...['--model', model, '--adapter', join(dir!, `dpo-${name}`, 'adapter'), '--data', heldOut],
+        ...['--objective', 'dpo', '--dpo-beta', '0.5', '--seq-len', '24', '--json', ...flags],
+      ]);
+      expect(evaluated.code, evaluated.stderr).toBe(0);
+      expect((JSON.parse(evaluated.stdout) as { loss: number }).loss).toBeCloseTo(after, 4);
+    }
+  });
+
   it('stopped at step 6 and resumed to 12, gives the uninterrupted adapter bytes; a resume must keep its beta', async () => {
     const run = (out: string, steps: number, ...extra: string[]) =>
       lorafleet([
@@ -183,12 +206,25 @@ describe('train --objective dpo', () => {
       }),
     );
     expect(refused).toHaveLength(5);
-    const beta = await lorafleet([
-      'train',
-      ...['--model', model, '--data', text, '--out', join(dir!, 'beta'), '--dpo-beta', '0.2'],
+    for (const [flag, value] of [
+      ['--dpo-beta', '0.2'],
+      ['--dpo-loss', 'ipo'],
+    ]) {
+      const sft = await lorafleet([
+        'train',
+        ...['--model', model, '--data', text, '--out', join(dir!, 'beta'), flag!, value!],
+      ]);
+      expect(sft.code).toBe(2);
+      expect(sft.stderr).toContain(`${flag} configures --objective dpo; add --objective dpo`);
+    }
+    const smoothedIpo = await lorafleet([
+      ...base,
+      ...['--out', join(dir!, 'ipo-smoothed'), '--dpo-loss', 'ipo', '--dpo-label-smoothing', '0.1'],
     ]);
-    expect(beta.code).toBe(2);
-    expect(beta.stderr).toContain('--dpo-beta configures --objective dpo; add --objective dpo');
+    expect(smoothedIpo.code).toBe(2);
+    expect(smoothedIpo.stderr).toContain(
+      "--dpo-label-smoothing is for --dpo-loss sigmoid (TRL's cDPO), not ipo",
+    );
     const sftData = await lorafleet([
       'train',
       ...['--model', model, '--data', text, '--out', join(dir!, 'text-as-pairs')],

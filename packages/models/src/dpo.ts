@@ -13,13 +13,41 @@ import { softmaxCrossEntropy, tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
 
+/** TRL's DPOConfig.loss_type values implemented here. */
+export type DpoLossType = 'sigmoid' | 'ipo' | 'hinge';
+export const DPO_LOSS_TYPES: readonly DpoLossType[] = ['sigmoid', 'ipo', 'hinge'];
+
 export interface DpoSettings {
   /** TRL's beta: how far the policy may move from the reference (default 0.1). */
   beta: number;
+  /** TRL's loss_type (absent: sigmoid, DPO's own). */
+  loss?: DpoLossType;
+  /** TRL's label_smoothing (cDPO; sigmoid only): the share of pairs taken to be mislabelled. */
+  labelSmoothing?: number;
 }
 
 /** TRL's DPOConfig.beta default. */
 export const DEFAULT_DPO_BETA = 0.1;
+
+/**
+ * Each pair's loss from h = (logp(c) - ref(c)) - (logp(r) - ref(r)), [B],
+ * as TRL's DPOTrainer.dpo_loss computes it for each loss_type.
+ */
+const PAIR_LOSSES: { [K in DpoLossType]: (h: tf.Tensor1D, s: DpoSettings) => tf.Tensor1D } = {
+  // -(1 - e) log sigmoid(beta h) - e log sigmoid(-beta h)
+  sigmoid: (h, { beta, labelSmoothing: e = 0 }) => {
+    const z = tf.mul(h, beta);
+    const loss = tf.softplus(tf.neg(z));
+    return (e > 0 ? tf.add(tf.mul(loss, 1 - e), tf.mul(tf.softplus(z), e)) : loss) as tf.Tensor1D;
+  },
+  // (h - 1 / (2 beta))^2, on length-averaged log-probabilities (sequenceLogps' `average`)
+  ipo: (h, { beta }) => tf.square(tf.sub(h, 1 / (2 * beta))) as tf.Tensor1D,
+  // max(0, 1 - beta h)
+  hinge: (h, { beta }) => tf.relu(tf.sub(1, tf.mul(h, beta))) as tf.Tensor1D,
+};
+
+/** IPO compares length-averaged log-probabilities (TRL divides by the response's tokens). */
+export const averagesLogps = (s: DpoSettings): boolean => s.loss === 'ipo';
 
 /** A pair batch [B, 2T] as 2B sequences of T: pair b's chosen at 2b, its rejected at 2b + 1. */
 export function pairSequences(batch: TokenBatch): TokenBatch {
@@ -43,20 +71,29 @@ export function countPairs(batch: TokenBatch): number {
   return n;
 }
 
-/** Each sequence's summed log-probability of its labelled tokens: [S]. */
+/**
+ * Each sequence's summed log-probability of its labelled tokens, [S]; with
+ * `average`, divided by how many there are (IPO).
+ */
 export function sequenceLogps(
   model: CausalLM,
   seqs: TokenBatch,
   options: ForwardPassOptions = {},
+  average = false,
 ): tf.Tensor1D {
   const { batchSize: S, seqLen: T } = seqs;
   const V = model.modelConfig.vocabSize;
   const shifted = shiftedLabels(seqs, V); // [S * T]
+  const counts = new Float32Array(S); // labelled tokens per sequence
+  shifted.forEach((l, i) => l !== IGNORE_INDEX && counts[Math.floor(i / T)]!++);
   return tf.tidy(() => {
     const ids = tf.tensor2d(seqs.ids, [S, T], 'int32');
     const logits = model.forward(ids, options).reshape([S * T, V]) as tf.Tensor2D; // [S*T, V]
     const nll = softmaxCrossEntropy(logits, tf.tensor1d(shifted, 'int32')); // [S*T], 0 unlabelled
-    return tf.neg(tf.sum(nll.reshape([S, T]), 1)) as tf.Tensor1D; // [S]
+    const logps = tf.neg(tf.sum(nll.reshape([S, T]), 1)) as tf.Tensor1D; // [S]
+    return average
+      ? (tf.div(logps, tf.tensor1d(counts.map((n) => Math.max(n, 1)))) as tf.Tensor1D)
+      : logps;
   });
 }
 
@@ -65,8 +102,13 @@ export function sequenceLogps(
  * every adapter off (PEFT's disable_adapter), no dropout, nothing recorded
  * for backward. Call it outside the taped pass and pass the result in.
  */
-export function referenceLogps(model: CausalLM, batch: TokenBatch): tf.Tensor1D {
-  return withAdaptersOff(model, () => sequenceLogps(model, pairSequences(batch)));
+export function referenceLogps(
+  model: CausalLM,
+  batch: TokenBatch,
+  settings: DpoSettings = { beta: DEFAULT_DPO_BETA },
+): tf.Tensor1D {
+  const average = averagesLogps(settings);
+  return withAdaptersOff(model, () => sequenceLogps(model, pairSequences(batch), {}, average));
 }
 
 /** Runs `fn` with every LoRA layer's adapter switched off, then back on (even on error). */
@@ -81,20 +123,31 @@ export function withAdaptersOff<T>(model: CausalLM, fn: () => T): T {
   }
 }
 
-/** Per pair: z = beta ((logp(c) - ref(c)) - (logp(r) - ref(r))), [B]; logps and ref [2B]. */
-export function dpoMargins(logps: tf.Tensor1D, ref: tf.Tensor1D, beta: number): tf.Tensor1D {
+/** Per pair: h = (logp(c) - ref(c)) - (logp(r) - ref(r)), [B]; logps and ref [2B]. */
+export function logRatioMargins(logps: tf.Tensor1D, ref: tf.Tensor1D): tf.Tensor1D {
   return tf.tidy(() => {
     const B = logps.shape[0] / 2;
     const d = tf.sub(logps, ref).reshape([B, 2]); // [B, 2]: chosen, rejected
     const [c, r] = tf.split(d, 2, 1) as [tf.Tensor2D, tf.Tensor2D]; // [B, 1] each
-    return tf.mul(tf.sub(c, r), beta).reshape([B]) as tf.Tensor1D;
+    return tf.sub(c, r).reshape([B]) as tf.Tensor1D;
   });
+}
+
+/** Each pair's loss, [B], from the policy's and the reference's log-probabilities [2B]. */
+export function dpoPairLosses(
+  logps: tf.Tensor1D,
+  ref: tf.Tensor1D,
+  settings: DpoSettings,
+): tf.Tensor1D {
+  return tf.tidy(() =>
+    PAIR_LOSSES[settings.loss ?? 'sigmoid'](logRatioMargins(logps, ref), settings),
+  );
 }
 
 /**
  * The batch's DPO loss summed over pairs, to differentiate: the policy is
  * the model as it trains (its adapter on, `options` as for the SFT loss),
- * `ref` its reference log-probabilities (referenceLogps).
+ * `ref` its reference log-probabilities (referenceLogps with the same settings).
  */
 export function dpoLossSum(
   model: CausalLM,
@@ -104,84 +157,8 @@ export function dpoLossSum(
   options: ForwardPassOptions = {},
 ): tf.Scalar {
   return tf.tidy(() => {
-    const logps = sequenceLogps(model, pairSequences(batch), options); // [2B]
-    const z = dpoMargins(logps, ref, settings.beta); // [B]
-    return tf.sum(tf.softplus(tf.neg(z))) as tf.Scalar; // sum of -log sigmoid(z)
+    const seqs = pairSequences(batch);
+    const logps = sequenceLogps(model, seqs, options, averagesLogps(settings)); // [2B]
+    return tf.sum(dpoPairLosses(logps, ref, settings)) as tf.Scalar;
   });
-}
-
-/** What DPO's evaluation metrics are made of: sums over pairs, which workers add. */
-export interface DpoSums {
-  lossSum: number;
-  pairs: number;
-  /** Pairs whose chosen reward exceeds the rejected one's. */
-  correct: number;
-  /** Summed beta (logp - ref) of the chosen and of the rejected responses. */
-  chosenSum: number;
-  rejectedSum: number;
-}
-
-/** TRL's DPO evaluation metrics over a set of pairs (rewards are beta x log-ratios). */
-export interface DpoEvaluation {
-  /** Mean DPO loss per pair. */
-  loss: number;
-  pairs: number;
-  /** Share of pairs whose chosen reward exceeds the rejected one (TRL's rewards/accuracies). */
-  rewardAccuracy: number;
-  /** Mean chosen - rejected reward (rewards/margins). */
-  rewardMargin: number;
-  /** Mean beta (logp - ref) of the chosen and of the rejected responses (rewards/chosen, rewards/rejected). */
-  rewardChosen: number;
-  rewardRejected: number;
-}
-
-/** The means of `sums` (pairs > 0). */
-export function dpoMetrics(sums: DpoSums): DpoEvaluation {
-  const n = sums.pairs;
-  return {
-    loss: sums.lossSum / n,
-    pairs: n,
-    rewardAccuracy: sums.correct / n,
-    rewardMargin: (sums.chosenSum - sums.rejectedSum) / n,
-    rewardChosen: sums.chosenSum / n,
-    rewardRejected: sums.rejectedSum / n,
-  };
-}
-
-/**
- * DPO's loss and reward sums of `model` (adapter on) against itself with the
- * adapter off, read asynchronously and yielding between batches (a worker
- * keeps heartbeating through a long evaluation).
- */
-export async function evaluateDpo(
-  model: CausalLM,
-  batches: Iterable<TokenBatch>,
-  settings: DpoSettings,
-  /** Awaited before each batch's (blocking) forward passes. */
-  beforeBatch?: () => Promise<void>,
-): Promise<DpoSums> {
-  const sums: DpoSums = { lossSum: 0, pairs: 0, correct: 0, chosenSum: 0, rejectedSum: 0 };
-  for (const batch of batches) {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (countPairs(batch) !== batch.batchSize) {
-      throw new Error('a preference batch holds a pair without a labelled response token');
-    }
-    await beforeBatch?.();
-    const ref = referenceLogps(model, batch);
-    const logps = sequenceLogps(model, pairSequences(batch));
-    const [r, p] = [await ref.data(), await logps.data()];
-    tf.dispose([ref, logps]);
-    for (let b = 0; b < batch.batchSize; b++) {
-      const chosen = settings.beta * (p[2 * b]! - r[2 * b]!);
-      const rejected = settings.beta * (p[2 * b + 1]! - r[2 * b + 1]!);
-      const z = chosen - rejected;
-      // softplus(-z), stable for either sign
-      sums.lossSum += Math.max(-z, 0) + Math.log1p(Math.exp(-Math.abs(z)));
-      sums.correct += chosen > rejected ? 1 : 0;
-      sums.chosenSum += chosen;
-      sums.rejectedSum += rejected;
-      sums.pairs++;
-    }
-  }
-  return sums;
 }

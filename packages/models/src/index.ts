@@ -41,19 +41,19 @@ export {
 } from './loss.js';
 export {
   DEFAULT_DPO_BETA,
-  type DpoEvaluation,
+  DPO_LOSS_TYPES,
+  type DpoLossType,
   type DpoSettings,
-  type DpoSums,
-  dpoMetrics,
-  evaluateDpo,
   countPairs,
   dpoLossSum,
-  dpoMargins,
+  dpoPairLosses,
+  logRatioMargins,
   pairSequences,
   referenceLogps,
   sequenceLogps,
   withAdaptersOff,
 } from './dpo.js';
+export { type DpoEvaluation, type DpoSums, dpoMetrics, evaluateDpo } from './dpo-evaluation.js';
 export {
   type BatchLoss,
   type Objective,

@@ -51,7 +51,7 @@ const OBJECTIVES: {
     unit: 'pairs',
     count: countPairs,
     loss: (model, batch, options) => {
-      const ref = referenceLogps(model, batch); // [2B], adapters off, untaped
+      const ref = referenceLogps(model, batch, settings); // [2B], adapters off, untaped
       return {
         // No dropout, as TRL's DPOTrainer (disable_dropout): policy and reference differ by the adapter only.
         sum: () => dpoLossSum(model, batch, ref, settings, { ...options, dropout: false }),

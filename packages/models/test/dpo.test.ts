@@ -12,6 +12,7 @@ import { DEFAULT_LORA, TrainableParameters, tf, useBackend } from '@lorafleet/co
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type CausalLM,
+  type DpoSettings,
   type ForwardPassOptions,
   IGNORE_INDEX,
   type TokenBatch,
@@ -90,11 +91,11 @@ function pairBatch(B: number, seed: number, vocab = V): TokenBatch {
   return { ids, labels, batchSize: B, seqLen: 2 * T };
 }
 
-/** Sum over labelled positions of log softmax, per sequence, in float64 from logits [S*T, V]. */
-function logpsFloat64(logits: Float32Array, seqs: TokenBatch): number[] {
-  const out: number[] = [];
+/** Sum over labelled positions of log softmax, and their count, per sequence, in float64 from logits [S*T, V]. */
+function logpsFloat64(logits: Float32Array, seqs: TokenBatch): { sum: number; tokens: number }[] {
+  const out: { sum: number; tokens: number }[] = [];
   for (let s = 0; s < seqs.batchSize; s++) {
-    let sum = 0;
+    let [sum, tokens] = [0, 0];
     for (let t = 0; t + 1 < seqs.seqLen; t++) {
       const label = seqs.labels[s * seqs.seqLen + t + 1]!;
       if (label === IGNORE_INDEX) continue;
@@ -102,8 +103,9 @@ function logpsFloat64(logits: Float32Array, seqs: TokenBatch): number[] {
       const max = Math.max(...row);
       const lse = max + Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0));
       sum += row[label]! - lse;
+      tokens++;
     }
-    out.push(sum);
+    out.push({ sum, tokens });
   }
   return out;
 }
@@ -170,24 +172,41 @@ describe('DPO', () => {
     base.dispose();
   });
 
-  it("the loss is TRL's sigmoid loss, computed in float64 from the two models' logits", async () => {
+  it("each loss type is TRL's dpo_loss, computed in float64 from the two models' logits", async () => {
     const [model, base] = [build(), build()];
     await withLora(model, 0.3);
     const batch = pairBatch(4, 2);
     const seqs = pairSequences(batch);
     const policy = logpsFloat64(await logitsOf(model, seqs), seqs);
     const reference = logpsFloat64(await logitsOf(base, seqs), seqs);
-    let expected = 0;
-    for (let b = 0; b < 4; b++) {
-      const z =
-        BETA * (policy[2 * b]! - reference[2 * b]! - (policy[2 * b + 1]! - reference[2 * b + 1]!));
-      expected += Math.log1p(Math.exp(-z)); // -log sigmoid(z)
+    const softplus = (x: number) => Math.log1p(Math.exp(x));
+    const cases: [DpoSettings, (h: number) => number][] = [
+      [{ beta: BETA }, (h) => softplus(-BETA * h)], // -log sigmoid(beta h)
+      [
+        { beta: BETA, labelSmoothing: 0.1 },
+        (h) => 0.9 * softplus(-BETA * h) + 0.1 * softplus(BETA * h),
+      ],
+      [{ beta: BETA, loss: 'ipo' }, (h) => (h - 1 / (2 * BETA)) ** 2],
+      [{ beta: BETA, loss: 'hinge' }, (h) => Math.max(0, 1 - BETA * h)],
+    ];
+    for (const [settings, pairLoss] of cases) {
+      // IPO compares log-probabilities averaged over each response's tokens.
+      const per = (i: number, logps: { sum: number; tokens: number }[]) =>
+        settings.loss === 'ipo' ? logps[i]!.sum / logps[i]!.tokens : logps[i]!.sum;
+      let expected = 0;
+      for (let b = 0; b < 4; b++) {
+        const c = per(2 * b, policy) - per(2 * b, reference);
+        const r = per(2 * b + 1, policy) - per(2 * b + 1, reference);
+        expected += pairLoss(c - r);
+      }
+      const ref = referenceLogps(model, batch, settings);
+      const loss = dpoLossSum(model, batch, ref, settings);
+      const got = (await loss.data())[0]!;
+      expect(Math.abs(got - expected), settings.loss).toBeLessThan(1e-5 * Math.max(1, expected));
+      tf.dispose([ref, loss]);
     }
-    const ref = referenceLogps(model, batch);
-    const loss = dpoLossSum(model, batch, ref, { beta: BETA });
-    expect(Math.abs((await loss.data())[0]! - expected)).toBeLessThan(1e-5 * Math.max(1, expected));
-    expect(Math.abs(expected - 4 * Math.LN2)).toBeGreaterThan(1e-3); // the adapter moved it
-    tf.dispose([ref, loss]);
+    const moved = policy.some((p, i) => Math.abs(p.sum - reference[i]!.sum) > 1e-3);
+    expect(moved).toBe(true); // the adapter changed the log-probabilities
     model.dispose();
     base.dispose();
   });
@@ -199,8 +218,8 @@ describe('DPO', () => {
     const expected = { loss: 0, correct: 0, chosen: 0, rejected: 0 };
     for (const batch of batches) {
       const seqs = pairSequences(batch);
-      const p = logpsFloat64(await logitsOf(model, seqs), seqs);
-      const r = logpsFloat64(await logitsOf(base, seqs), seqs);
+      const p = logpsFloat64(await logitsOf(model, seqs), seqs).map((x) => x.sum);
+      const r = logpsFloat64(await logitsOf(base, seqs), seqs).map((x) => x.sum);
       for (let b = 0; b < batch.batchSize; b++) {
         const [c, j] = [BETA * (p[2 * b]! - r[2 * b]!), BETA * (p[2 * b + 1]! - r[2 * b + 1]!)];
         expected.loss += Math.log1p(Math.exp(-(c - j)));
@@ -244,41 +263,56 @@ describe('DPO', () => {
     model.dispose();
   });
 
-  it('away from the reference, the gradient matches central finite differences', async () => {
+  it('away from the reference, the gradient of every loss type matches central finite differences', async () => {
     const model = build();
     const params = await withLora(model, 0.3);
     const batch = pairBatch(2, 4);
-    const ref = referenceLogps(model, batch);
-    const lossAt = (values: Float32Array) => {
-      params.write(values);
-      const l = dpoLossSum(model, batch, ref, { beta: BETA });
-      const v = l.dataSync()[0]!;
-      l.dispose();
-      return v;
-    };
     const theta = params.read();
-    params.write(theta);
-    const { grads } = params.lossAndGrads(() => dpoLossSum(model, batch, ref, { beta: BETA }));
-    // Along a few directions: one coordinate of A, one of B, and a random mix.
-    let s = 11;
-    const rand = () => (s = (s * 69069 + 1) % 2 ** 32) / 2 ** 32 - 0.5;
-    const mix = Float32Array.from(theta, () => rand());
-    const largest = grads.reduce(
-      (best, g, i) => (Math.abs(g) > Math.abs(grads[best]!) ? i : best),
-      0,
-    );
-    const unit = new Float32Array(theta.length);
-    unit[largest] = 1;
-    for (const d of [unit, mix]) {
-      const eps = 1e-2 / Math.sqrt(d.reduce((a, x) => a + x * x, 0));
-      const plus = lossAt(theta.map((x, i) => x + eps * d[i]!));
-      const minus = lossAt(theta.map((x, i) => x - eps * d[i]!));
-      const numeric = (plus - minus) / (2 * eps);
-      const analytic = grads.reduce((a, g, i) => a + g * d[i]!, 0);
-      expect(Math.abs(numeric - analytic)).toBeLessThan(2e-2 * Math.abs(analytic) + 1e-4);
+    const all: DpoSettings[] = [
+      { beta: BETA },
+      { beta: BETA, labelSmoothing: 0.2 },
+      { beta: BETA, loss: 'ipo' },
+      { beta: 2, loss: 'hinge' }, // beta h near 1: the hinge is active for some pairs
+    ];
+    for (const settings of all) {
+      params.write(theta);
+      const ref = referenceLogps(model, batch, settings);
+      const lossAt = (values: Float32Array) => {
+        params.write(values);
+        const l = dpoLossSum(model, batch, ref, settings);
+        const v = l.dataSync()[0]!;
+        l.dispose();
+        return v;
+      };
+      params.write(theta);
+      const { grads } = params.lossAndGrads(() => dpoLossSum(model, batch, ref, settings));
+      expect(
+        grads.some((g) => g !== 0),
+        settings.loss,
+      ).toBe(true);
+      // Along the largest coordinate and a random mix.
+      let s = 11;
+      const rand = () => (s = (s * 69069 + 1) % 2 ** 32) / 2 ** 32 - 0.5;
+      const mix = Float32Array.from(theta, () => rand());
+      const largest = grads.reduce(
+        (best, g, i) => (Math.abs(g) > Math.abs(grads[best]!) ? i : best),
+        0,
+      );
+      const unit = new Float32Array(theta.length);
+      unit[largest] = 1;
+      for (const d of [unit, mix]) {
+        const eps = 1e-2 / Math.sqrt(d.reduce((a, x) => a + x * x, 0));
+        const plus = lossAt(theta.map((x, i) => x + eps * d[i]!));
+        const minus = lossAt(theta.map((x, i) => x - eps * d[i]!));
+        const numeric = (plus - minus) / (2 * eps);
+        const analytic = grads.reduce((a, g, i) => a + g * d[i]!, 0);
+        expect(Math.abs(numeric - analytic), settings.loss).toBeLessThan(
+          2e-2 * Math.abs(analytic) + 1e-4,
+        );
+      }
+      ref.dispose();
     }
     params.write(theta);
-    ref.dispose();
     model.dispose();
   });
 

@@ -15,6 +15,7 @@ import {
   validateLoraSettings,
   validateSchedule,
 } from '@lorafleet/core';
+import { DPO_LOSS_TYPES, type DpoSettings } from '@lorafleet/models';
 import type { RowOptions } from './rows.js';
 
 export type LoraInitKind = 'kaiming' | 'gaussian' | 'pissa';
@@ -91,7 +92,7 @@ export interface RunConfig {
   /** Gradient checkpointing: each layer recomputed in backward (absent: activations kept). */
   gradientCheckpointing?: boolean;
   /** DPO on preference pairs (rows.pairs), against the base model with the adapter off; absent: SFT. */
-  objective?: { kind: 'dpo'; beta: number };
+  objective?: { kind: 'dpo' } & DpoSettings;
 }
 
 /** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
@@ -190,14 +191,7 @@ function optionalTrainingFields(
   c: Fields,
 ): Pick<RunConfig, 'neftuneAlpha' | 'gradientCheckpointing' | 'loraplusLrRatio' | 'objective'> {
   return {
-    ...(c.has('objective')
-      ? {
-          objective: {
-            kind: c.object('objective').choice('kind', ['dpo'] as const),
-            beta: c.object('objective').numberIn('beta', (x) => x > 0, '> 0'),
-          },
-        }
-      : {}),
+    ...(c.has('objective') ? { objective: dpoObjective(c.object('objective')) } : {}),
     ...(c.has('neftuneAlpha')
       ? { neftuneAlpha: c.numberIn('neftuneAlpha', (x) => x > 0, '> 0') }
       : {}),
@@ -234,6 +228,25 @@ function checkObjective(config: RunConfig): void {
               ? 'rows without pairs (rows.pairs must be true)'
               : null;
   if (why) throw new RunConfigError(`runConfig.objective: dpo cannot train with ${why}`);
+}
+
+/** DPO's settings; loss and labelSmoothing are present only when not at TRL's default. */
+function dpoObjective(o: Fields): NonNullable<RunConfig['objective']> {
+  const objective: NonNullable<RunConfig['objective']> = {
+    kind: o.choice('kind', ['dpo'] as const),
+    beta: o.numberIn('beta', (x) => x > 0, '> 0'),
+  };
+  if (o.has('loss')) objective.loss = o.choice('loss', DPO_LOSS_TYPES);
+  if (o.has('labelSmoothing')) {
+    objective.labelSmoothing = o.numberIn(
+      'labelSmoothing',
+      (x) => x >= 0 && x < 0.5,
+      'in [0, 0.5)',
+    );
+    if ((objective.loss ?? 'sigmoid') !== 'sigmoid')
+      throw new RunConfigError('runConfig.objective.labelSmoothing needs loss "sigmoid"');
+  }
+  return objective;
 }
 
 function adamWOptions(optimizer: Fields): AdamWOptions {

@@ -1,5 +1,6 @@
 import {
   type CausalLM,
+  type DpoSettings,
   type TokenBatch,
   dpoMetrics,
   evaluateDpo,
@@ -9,7 +10,7 @@ import { UsageError } from '../args.js';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
-import { dpoSettingsFrom, objectiveOptions } from '../training/objective-options.js';
+import { describeDpo, dpoSettingsFrom, objectiveOptions } from '../training/objective-options.js';
 import { batchesOf, prepareRows, rowLength } from '../training/rows.js';
 
 export const evalSpec = defineCommand({
@@ -53,7 +54,7 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
   const batches = batchesOf(prepared.rows, o.batchSize, rowLength(rowOptions));
-  if (dpo) return reportDpo(o, model, batches, dpo.beta, adapted, prepared.rows.length);
+  if (dpo) return reportDpo(o, model, batches, dpo, adapted, prepared.rows.length);
   const result = await evaluateLoss(model, batches);
   model.dispose();
   if (!Number.isFinite(result.loss)) {
@@ -77,11 +78,12 @@ async function reportDpo(
   o: CommandValues<typeof evalSpec>,
   model: CausalLM,
   batches: TokenBatch[],
-  beta: number,
+  settings: DpoSettings,
   adapted: number,
   rows: number,
 ): Promise<void> {
-  const sums = await evaluateDpo(model, batches, { beta }).finally(() => model.dispose());
+  const sums = await evaluateDpo(model, batches, settings).finally(() => model.dispose());
+  const { beta, loss = 'sigmoid', labelSmoothing = 0 } = settings;
   if (sums.pairs === 0) throw new Error(`${o.data}: no preference pairs to evaluate`);
   const result = dpoMetrics(sums);
   if (!Number.isFinite(result.loss)) {
@@ -91,13 +93,21 @@ async function reportDpo(
   }
   if (o.json) {
     console.log(
-      JSON.stringify({ objective: 'dpo', beta, ...result, rows, adaptedModules: adapted }),
+      JSON.stringify({
+        objective: 'dpo',
+        beta,
+        lossType: loss,
+        labelSmoothing,
+        ...result,
+        rows,
+        adaptedModules: adapted,
+      }),
     );
     return;
   }
   const f = (x: number) => x.toFixed(4);
   console.log(
-    `${o.data}: DPO loss ${f(result.loss)} over ${result.pairs} pairs (beta ${beta}); ` +
+    `${o.data}: DPO loss ${f(result.loss)} over ${result.pairs} pairs (${describeDpo(settings)}); ` +
       `reward accuracy ${f(result.rewardAccuracy)}, margin ${f(result.rewardMargin)} ` +
       `(chosen ${f(result.rewardChosen)}, rejected ${f(result.rewardRejected)}); adapter on ${adapted} modules`,
   );

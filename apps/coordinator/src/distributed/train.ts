@@ -29,6 +29,7 @@ import { workerTable, writeSummary } from './report.js';
 import { type RunPlan, planRun } from './run-plan.js';
 import { sharedGpuWarnings } from './shared-gpus.js';
 import { describeLora } from '../training/peft-options.js';
+import { describeDpo } from '../training/objective-options.js';
 
 const log = (line: string) => console.log(line);
 const warn = (line: string) => console.warn(`warning: ${line}`);
@@ -160,7 +161,7 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
   );
   if (config.objective) {
     log(
-      `objective: DPO (sigmoid loss), beta ${config.objective.beta}, against the base model with the adapter off; no dropout`,
+      `objective: DPO (${describeDpo(config.objective)}), against the base model with the adapter off; no dropout`,
     );
   }
   const perWorker =

@@ -2,6 +2,7 @@
 // instead of one of them being silently ignored.
 import { datasetFormat } from '@lorafleet/data';
 import { UsageError, givenOptions } from '../args.js';
+import { DPO_OPTIONS } from './objective-options.js';
 import type { TrainOptions } from './train-spec.js';
 import { PEFT_OPTION_NAMES, checkPeftOptions } from './peft-options.js';
 
@@ -79,9 +80,9 @@ function checkObjective(
   clash: (a: string, b: string, why: string) => UsageError,
 ): void {
   if (o.objective !== 'dpo') {
-    if (given.has('dpo-beta')) {
-      throw new UsageError('train: --dpo-beta configures --objective dpo; add --objective dpo');
-    }
+    const dpo = DPO_OPTIONS.find((name) => given.has(name));
+    if (dpo)
+      throw new UsageError(`train: --${dpo} configures --objective dpo; add --objective dpo`);
     return;
   }
   const offIsNotBase = 'so the model with the adapter off (the reference) is not the base model';
