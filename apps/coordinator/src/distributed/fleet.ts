@@ -22,6 +22,8 @@ import { FleetError, type Member, MembersLost, Roster } from './roster.js';
 import type { InProcessWorker } from './in-process.js';
 import type { WorkerProcess } from './worker-process.js';
 
+/** How long a worker's failed exit waits for the Error it sent before it (onExit). */
+const EXIT_GRACE_MS = 300;
 export { FleetError, type Member, type MemberStatus, MembersLost } from './roster.js';
 
 /** Where the workers come from. */
@@ -385,7 +387,19 @@ export class WorkerFleet {
     this.waits.signal();
   }
 
+  /**
+   * A worker that fails sends its Error (a data error: no restart fixes it)
+   * before it exits, but the process's end can reach this event loop before
+   * the control socket's read of that Error does: a failed exit is acted on
+   * after EXIT_GRACE_MS, so the Error decides (seen in CI: a data error taken
+   * for a crash, and the worker respawned).
+   */
   private onExit(p: WorkerProcess): void {
+    if (p.exit?.code === 0 || this.stopping) return this.exited(p);
+    setTimeout(() => this.exited(p), EXIT_GRACE_MS);
+  }
+
+  private exited(p: WorkerProcess): void {
     const m = this.roster.all.find((x) => x.process === p);
     if (m && !(this.stopping && p.exit?.code === 0)) {
       this.markLost(m, p.lossReason(), !p.backendUnavailable);
