@@ -99,6 +99,12 @@ describe('train --objective dpo', () => {
     const events = await readFile(join(dir!, 'dpo-1', 'events.jsonl'), 'utf8');
     const run = events.split('\n').find((l) => l.includes('"type":"run"'));
     expect(JSON.parse(run!).facts).toMatchObject({ lossUnit: 'pairs', batchSize: 6, seqLen: 24 });
+    const evals = events
+      .split('\n')
+      .filter((l) => l.includes('"type":"eval"'))
+      .map((l) => JSON.parse(l) as { step: number; rewardAccuracy: number });
+    expect(evals.map((e) => e.step)).toEqual([0, 12]);
+    expect(evals[1]!.rewardAccuracy).toBeCloseTo(evalOf(one.stdout, 'after').accuracy, 4);
     const [a, b] = await Promise.all(
       ['dpo-1', 'dpo-2'].map((out) => loadPeftAdapter(join(dir!, out, 'adapter'))),
     );
@@ -197,6 +203,7 @@ describe('train --objective dpo', () => {
         ['--modules-to-save lm_head', 'modules-to-save', 'those modules train in place'],
         ['--lora-bias all', 'lora-bias', 'biases train in place'],
         ['--lora-dropout 0.1', 'lora-dropout', "trains without dropout, as TRL's DPOTrainer"],
+        ['--packing pack', 'packing', 'pads each response to --seq-len, a pair per row'],
       ].map(async ([flags, name, why]) => {
         const r = await lorafleet([...base, '--out', join(dir!, name!), ...flags!.split(' ')]);
         expect(r.code).toBe(2);
@@ -205,7 +212,7 @@ describe('train --objective dpo', () => {
         );
       }),
     );
-    expect(refused).toHaveLength(5);
+    expect(refused).toHaveLength(6);
     for (const [flag, value] of [
       ['--dpo-beta', '0.2'],
       ['--dpo-loss', 'ipo'],

@@ -34,7 +34,7 @@ const worker = (rank: number): WorkerInfo => ({
 });
 
 describe('RunView', () => {
-  it("counts throughput in the run's loss unit: tokens, or a DPO run's pairs", () => {
+  it("counts throughput in the run's loss unit (tokens, or a DPO run's pairs), and keeps DPO's reward accuracy", () => {
     const view = new RunView();
     expect(view.lossUnit).toBe('tokens'); // before the facts, and for runs that predate the field
     const facts = {
@@ -56,6 +56,12 @@ describe('RunView', () => {
     expect(view.lossUnit).toBe('tokens');
     view.apply({ type: 'run', time: 1, facts: { ...facts, lossUnit: 'pairs' } });
     expect(view.lossUnit).toBe('pairs');
+    view.apply({ type: 'eval', time: 2, step: 0, loss: 0.69, rewardAccuracy: 0 });
+    view.apply({ type: 'eval', time: 3, step: 2, loss: 0.31, rewardAccuracy: 0.8 });
+    expect(view.rewardAccuracy).toEqual([
+      [0, 0],
+      [2, 0.8],
+    ]);
   });
 
   it('keeps the later values of steps a resumed run repeats', () => {

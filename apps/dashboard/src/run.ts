@@ -26,6 +26,8 @@ export class RunView {
   tokens = 0;
   readonly trainLoss: Point[] = [];
   readonly evalLoss: Point[] = [];
+  /** A DPO run's held-out reward accuracy at each evaluation. */
+  readonly rewardAccuracy: Point[] = [];
   readonly lr: Point[] = [];
   readonly tokensPerSecond: Point[] = [];
   /** [step, epoch ms when it was done]: the pace, for the time left. */
@@ -73,6 +75,9 @@ export class RunView {
       case 'eval':
         truncateFrom(this.evalLoss, event.step);
         this.evalLoss.push([event.step, event.loss]);
+        truncateFrom(this.rewardAccuracy, event.step);
+        if (event.rewardAccuracy !== undefined)
+          this.rewardAccuracy.push([event.step, event.rewardAccuracy]);
         break;
       case 'workers':
         this.generation = event.generation;

@@ -1,9 +1,9 @@
 // Direct Preference Optimization (Rafailov et al. 2023, arXiv 2305.18290) as
-// TRL's DPOTrainer computes its default "sigmoid" loss. For a pair with
-// chosen response c and rejected response r after the same prompt:
+// TRL's DPOTrainer computes it. For a pair with chosen response c and
+// rejected response r after the same prompt:
 //   logp(y)  = sum of log pi(y_t | y_<t) over the response's labelled tokens
 //   z        = beta * ((logp(c) - ref(c)) - (logp(r) - ref(r)))
-//   loss     = -log sigmoid(z) = softplus(-z)
+//   loss     = -log sigmoid(z) = softplus(-z)      (the default "sigmoid"; PAIR_LOSSES has the others)
 // where ref is logp under the reference model: for a LoRA run, the base
 // model with the adapter off (PEFT's disable_adapter, TRL's default for a
 // PEFT model). A batch holds pairs as rows of 2T ([chosen | rejected], data's

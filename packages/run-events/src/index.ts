@@ -72,7 +72,14 @@ export type RunEvent =
       gradNorm: number;
       seconds: number;
     }
-  | { type: 'eval'; time: number; step: number; loss: number }
+  | {
+      type: 'eval';
+      time: number;
+      step: number;
+      loss: number;
+      /** --objective dpo: the share of held-out pairs whose chosen reward beats the rejected one's. */
+      rewardAccuracy?: number;
+    }
   | { type: 'workers'; time: number; generation: number; workers: WorkerInfo[] }
   | { type: 'checkpoint'; time: number; step: number; path: string }
   | { type: 'log'; time: number; level: 'info' | 'warn' | 'error'; message: string }

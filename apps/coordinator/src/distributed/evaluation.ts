@@ -80,7 +80,8 @@ export function heldOut(
           '; no adapter was written',
       );
     }
-    observer.emit({ type: 'eval', step: done, loss: result.loss });
+    const dpo = result.dpo ? { rewardAccuracy: result.dpo.rewardAccuracy } : {};
+    observer.emit({ type: 'eval', step: done, loss: result.loss, ...dpo });
     return result;
   };
 }

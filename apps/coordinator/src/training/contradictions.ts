@@ -104,6 +104,11 @@ function checkObjective(
       given.has('lora-dropout') && o.loraDropout > 0,
       "trains without dropout, as TRL's DPOTrainer (disable_dropout): --lora-dropout would change nothing",
     ],
+    [
+      'packing',
+      given.has('packing') && o.packing !== 'pad',
+      'pads each response to --seq-len, a pair per row: --packing would change nothing',
+    ],
   ];
   const found = conflicts.find(([, on]) => on);
   if (found) throw clash('objective', found[0], `DPO ${found[2]}`);

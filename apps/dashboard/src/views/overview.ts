@@ -83,6 +83,7 @@ function renderTiles(el: HTMLElement, view: RunView): void {
   const last = <T>(series: readonly T[]): T | undefined => series[series.length - 1];
   const loss = last(view.trainLoss)?.[1];
   const evalLoss = last(view.evalLoss)?.[1];
+  const accuracy = last(view.rewardAccuracy)?.[1]; // DPO
   const lr = last(view.lr)?.[1];
   const tps = last(view.tokensPerSecond)?.[1];
   const live = view.workers.filter((w) => view.live(w)).length;
@@ -106,7 +107,9 @@ function renderTiles(el: HTMLElement, view: RunView): void {
     tile(
       'eval loss',
       evalLoss === undefined ? '–' : evalLoss.toFixed(4),
-      view.evalLoss.length ? `at step ${last(view.evalLoss)![0]}` : 'no eval yet',
+      view.evalLoss.length
+        ? `at step ${last(view.evalLoss)![0]}${accuracy === undefined ? '' : ` · reward accuracy ${accuracy.toFixed(2)}`}`
+        : 'no eval yet',
       'eval',
     ),
     tile('learning rate', lr === undefined ? '–' : num(lr), ''),
