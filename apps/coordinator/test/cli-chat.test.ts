@@ -1,7 +1,8 @@
 // `lorafleet train --data chat.jsonl` on a model folder whose tokenizer is a
 // tokenizer.json with a chat template (ChatML, as Qwen writes it): the rows
-// are rendered, trained on the assistant turns, and a folder without a
-// chat_template is refused with an error that says so.
+// are rendered, trained on the assistant turns (also as DPO's conversational
+// preference pairs), and a folder without a chat_template is refused with an
+// error that says so.
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -96,6 +97,32 @@ describe('chat data through lorafleet train', () => {
     const two = await train('two-workers', '--workers', '2');
     expect(two.code, two.stderr).toBe(0);
     expect(two.stdout).toContain('8 examples');
+  }, 240_000);
+
+  it("trains DPO on conversational preference pairs (TRL's implicit prompt: the shared first messages)", async () => {
+    await writeFile(
+      join(model, 'tokenizer_config.json'),
+      JSON.stringify({ eos_token: '<|im_end|>', chat_template: CHATML }),
+    );
+    const user = (i: number) => ({ role: 'user', content: `add ${i} and 1` });
+    const reply = (content: string) => ({ role: 'assistant', content });
+    const pairs = await writeJsonl(
+      join(dir!, 'pairs.jsonl'),
+      Array.from({ length: 8 }, (_, i) => ({
+        chosen: [user(i), reply(`${i + 1}`)],
+        rejected: [user(i), reply(`${i + 2}`)],
+      })),
+    );
+    const { code, stdout, stderr } = await lorafleet([
+      'train',
+      ...['--model', model, '--data', pairs, '--eval-fraction', '0.25', '--out', join(dir!, 'dpo')],
+      ...['--objective', 'dpo', '--steps', '2', '--seq-len', '48', '--workers', '2'],
+    ]);
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain('8 preference pairs -> 8 rows of 2 x 48 (chosen | rejected)');
+    expect(stdout).toMatch(
+      /eval loss before: 0\.6931 \(DPO loss, 2 pairs; reward accuracy 0\.0000/,
+    );
   }, 240_000);
 
   it('refuses them, saying why, when tokenizer_config.json has no chat_template', async () => {
