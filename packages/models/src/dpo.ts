@@ -9,9 +9,10 @@
 // PEFT model). A batch holds pairs as rows of 2T ([chosen | rejected], data's
 // preference.ts); the loss is summed over pairs, so workers add their sums
 // and divide by the global pair count, as tokens are for the SFT loss.
-import { softmaxCrossEntropy, tf } from '@lorafleet/core';
+import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
+import { positionNll } from './loss.js';
 
 /** TRL's DPOConfig.loss_type values implemented here. */
 export type DpoLossType = 'sigmoid' | 'ipo' | 'hinge';
@@ -82,14 +83,12 @@ export function sequenceLogps(
   average = false,
 ): tf.Tensor1D {
   const { batchSize: S, seqLen: T } = seqs;
-  const V = model.modelConfig.vocabSize;
-  const shifted = shiftedLabels(seqs, V); // [S * T]
+  const shifted = shiftedLabels(seqs, model.modelConfig.vocabSize); // [S * T]
   const counts = new Float32Array(S); // labelled tokens per sequence
   shifted.forEach((l, i) => l !== IGNORE_INDEX && counts[Math.floor(i / T)]!++);
   return tf.tidy(() => {
-    const ids = tf.tensor2d(seqs.ids, [S, T], 'int32');
-    const logits = model.forward(ids, options).reshape([S * T, V]) as tf.Tensor2D; // [S*T, V]
-    const nll = softmaxCrossEntropy(logits, tf.tensor1d(shifted, 'int32')); // [S*T], 0 unlabelled
+    // A chunk of logits at a time where the token loss takes chunks too (checkpointing, large eval batches)
+    const nll = positionNll(model, seqs, options); // [S*T], 0 unlabelled
     const logps = tf.neg(tf.sum(nll.reshape([S, T]), 1)) as tf.Tensor1D; // [S]
     return average
       ? (tf.div(logps, tf.tensor1d(counts.map((n) => Math.max(n, 1)))) as tf.Tensor1D)

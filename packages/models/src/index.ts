@@ -34,6 +34,7 @@ export {
   chunkedNllSum,
   countLossTokens,
   lossChunkRows,
+  positionNll,
   evaluateLoss,
   evaluateLossSums,
   tokenNllSum,

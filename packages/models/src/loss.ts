@@ -78,12 +78,7 @@ export function chunkedNllSum(
     const hidden = h.reshape([N, C]) as tf.Tensor2D; // [N, C]
     const loss = (x: tf.Tensor, [labels]: readonly tf.Tensor[]) =>
       tf.sum(softmaxCrossEntropy(model.logits(x as tf.Tensor2D), labels as tf.Tensor1D));
-    // One split, not a slice per chunk: a slice's gradient is [N, C], and tfjs keeps every
-    // node's input gradient until the backward pass ends.
-    const sizes = Array.from({ length: Math.ceil(N / chunkRows) }, (_, i) =>
-      Math.min(chunkRows, N - i * chunkRows),
-    );
-    const chunks = sizes.length === 1 ? [hidden] : tf.split(hidden, sizes, 0); // [n, C] each
+    const { chunks, sizes } = rowChunks(hidden, chunkRows);
     const parts: tf.Tensor[] = [];
     chunks.forEach((rows, i) => {
       const labels = shifted.subarray(i * chunkRows, i * chunkRows + sizes[i]!);
@@ -93,6 +88,56 @@ export function chunkedNllSum(
     });
     // Nothing labelled: zero, still a function of the hidden states.
     return (parts.length > 0 ? tf.addN(parts) : tf.mul(tf.sum(hidden), 0)) as tf.Scalar;
+  });
+}
+
+/**
+ * Rows [N, C] in chunks of at most `chunkRows`. One split, not a slice per
+ * chunk: a slice's gradient is [N, C], and tfjs keeps every node's input
+ * gradient until the backward pass ends.
+ */
+function rowChunks(rows: tf.Tensor2D, chunkRows: number) {
+  const N = rows.shape[0];
+  const sizes = Array.from({ length: Math.ceil(N / chunkRows) }, (_, i) =>
+    Math.min(chunkRows, N - i * chunkRows),
+  );
+  const chunks = sizes.length === 1 ? [rows] : (tf.split(rows, sizes, 0) as tf.Tensor2D[]); // [n, C] each
+  return { chunks, sizes };
+}
+
+/**
+ * Each position's negative log-likelihood of its label, [B*T] (0 where
+ * unlabelled), for losses that weigh positions by sequence (DPO). Computed
+ * a chunk of logits at a time exactly when tokenNllSum would be: training
+ * with gradient checkpointing, or an evaluation batch whose logits pass
+ * LOSS_CHUNK_LOGITS.
+ */
+export function positionNll(
+  model: CausalLM,
+  batch: TokenBatch,
+  options: ForwardPassOptions = {},
+  chunkRows = lossChunkRows(model.modelConfig.vocabSize),
+): tf.Tensor1D {
+  const { batchSize: B, seqLen: T } = batch;
+  const [N, V] = [B * T, model.modelConfig.vocabSize];
+  const shifted = shiftedLabels(batch, V); // [N]
+  const chunked = options.training ? options.gradientCheckpointing === true : N > lossChunkRows(V);
+  return tf.tidy(() => {
+    const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
+    if (!chunked) {
+      const logits = model.forward(ids, options).reshape([N, V]) as tf.Tensor2D; // [N, V]
+      return softmaxCrossEntropy(logits, tf.tensor1d(shifted, 'int32'));
+    }
+    const hidden = model.hidden(ids, options);
+    const { chunks, sizes } = rowChunks(hidden.reshape([N, hidden.shape[2]]), chunkRows);
+    const nll = (x: tf.Tensor, [labels]: readonly tf.Tensor[]) =>
+      softmaxCrossEntropy(model.logits(x as tf.Tensor2D), labels as tf.Tensor1D);
+    const parts = chunks.map((rows, i) => {
+      const labels = shifted.subarray(i * chunkRows, i * chunkRows + sizes[i]!);
+      if (labels.every((l) => l === IGNORE_INDEX)) return tf.zeros([sizes[i]!]);
+      return checkpoint(nll, rows, [tf.tensor1d(labels, 'int32')], model.headVariables()); // [n]
+    });
+    return (parts.length === 1 ? parts[0]! : tf.concat(parts)) as tf.Tensor1D;
   });
 }
 

@@ -25,6 +25,7 @@ import {
   modelConfigFromJson,
   objectiveOf,
   pairSequences,
+  positionNll,
   randomModelWeights,
   referenceLogps,
   sequenceLogps,
@@ -92,14 +93,19 @@ function pairBatch(B: number, seed: number, vocab = V): TokenBatch {
 }
 
 /** Sum over labelled positions of log softmax, and their count, per sequence, in float64 from logits [S*T, V]. */
-function logpsFloat64(logits: Float32Array, seqs: TokenBatch): { sum: number; tokens: number }[] {
+function logpsFloat64(
+  logits: Float32Array,
+  seqs: TokenBatch,
+  vocab = V,
+): { sum: number; tokens: number }[] {
   const out: { sum: number; tokens: number }[] = [];
   for (let s = 0; s < seqs.batchSize; s++) {
     let [sum, tokens] = [0, 0];
     for (let t = 0; t + 1 < seqs.seqLen; t++) {
       const label = seqs.labels[s * seqs.seqLen + t + 1]!;
       if (label === IGNORE_INDEX) continue;
-      const row = logits.subarray((s * seqs.seqLen + t) * V, (s * seqs.seqLen + t + 1) * V);
+      const at = s * seqs.seqLen + t;
+      const row = logits.subarray(at * vocab, (at + 1) * vocab);
       const max = Math.max(...row);
       const lse = max + Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0));
       sum += row[label]! - lse;
@@ -361,6 +367,52 @@ describe('DPO', () => {
       expect(sft({ training: true, seed: 3 })).not.toBe(sft({}));
       model.dispose();
     }
+  });
+
+  it('takes the logits a chunk at a time as the token loss does: the same per-position NLL and gradients', async () => {
+    const model = build();
+    const params = await withLora(model, 0.3);
+    const seqs = pairSequences(pairBatch(3, 12)); // 6 x 10 positions
+    const weights = tf.range(1, 61); // tell the positions apart
+    const weighted = (options: ForwardPassOptions, chunkRows?: number) => () =>
+      tf.sum(tf.mul(positionNll(model, seqs, options, chunkRows), weights)) as tf.Scalar;
+    const whole = params.lossAndGrads(weighted({}));
+    const checkpointed = { training: true, gradientCheckpointing: true, dropout: false };
+    for (const chunkRows of [7, 60, undefined]) {
+      const chunked = params.lossAndGrads(weighted(checkpointed, chunkRows));
+      expect(Math.abs(chunked.loss - whole.loss)).toBeLessThan(1e-6 * whole.loss);
+      const scale = Math.max(...whole.grads.map(Math.abs));
+      const diff = Math.max(...chunked.grads.map((g, i) => Math.abs(g - whole.grads[i]!)));
+      expect(diff / scale).toBeLessThan(1e-5);
+    }
+    // Training without checkpointing, and evaluation of a small batch, take the whole logits.
+    const a = positionNll(model, seqs, { training: true, dropout: false }, 7);
+    const b = positionNll(model, seqs, {}, 7);
+    const c = positionNll(model, seqs);
+    expect(await a.data()).toEqual(await c.data());
+    expect(await b.data()).toEqual(await c.data());
+    tf.dispose([a, b, c, weights]);
+    model.dispose();
+  });
+
+  it('a big vocabulary: the reference pass never holds all its logits', async () => {
+    // 32 pairs x 2 x 10 positions of 40000 logits: past 2^22, so chunks of 104 positions.
+    const config = modelConfigFromJson({ ...GPT2, vocab_size: 40000, n_layer: 1 }, 'gpt2');
+    const model = buildModel(config, randomModelWeights(config, 7));
+    await withLora(model, 0.3);
+    const batch = pairBatch(32, 13, 40000);
+    const whole = await withAdaptersOff(model, () => logitsOf(model, pairSequences(batch))).then(
+      (logits) => logpsFloat64(logits, pairSequences(batch), 40000),
+    );
+    let ref: tf.Tensor1D | undefined;
+    const { peakBytes } = await tf.profile(() => {
+      ref = referenceLogps(model, batch);
+    });
+    const got = await ref!.data();
+    whole.forEach((w, i) => expect(Math.abs(got[i]! - w.sum)).toBeLessThan(1e-4 * Math.abs(w.sum)));
+    expect(peakBytes).toBeLessThan(0.5 * 640 * 40000 * 4); // never all the logits
+    ref!.dispose();
+    model.dispose();
   });
 
   it('counts pairs with a labelled token on both sides, and refuses an odd row', () => {
