@@ -11,6 +11,7 @@ import { type Dashboard, startDashboard } from '../src/dashboard/server.js';
 import { dashboardDist } from '../src/dashboard/files.js';
 import {
   type RunEvent,
+  type RunFacts,
   type RunEventInit,
   RunEventLog,
   type WorkerInfo,
@@ -75,28 +76,27 @@ const STEP = {
   seconds: 0.05,
 } as const;
 
+const FACTS: RunFacts = {
+  runId: 'run-1',
+  model: 'models/tiny',
+  mode: 'lora',
+  totalParameters: 35_700,
+  trainableParameters: 2_048,
+  lora: { r: 8, alpha: 16, dropout: 0, targets: ['c_attn'] },
+  backend: 'wasm',
+  workers: 2,
+  steps: 40,
+  batchSize: 6,
+  seqLen: 32,
+  wireBytesPerStep: 8_192,
+  fullFinetuneWireBytesPerStep: 142_800,
+};
+
 /** A log with a run's first events: facts, two steps, an eval, two workers, a checkpoint. */
 function sampleLog(): RunEventLog {
   const events = RunEventLog.memory();
   const init: RunEventInit[] = [
-    {
-      type: 'run',
-      facts: {
-        runId: 'run-1',
-        model: 'models/tiny',
-        mode: 'lora',
-        totalParameters: 35_700,
-        trainableParameters: 2_048,
-        lora: { r: 8, alpha: 16, dropout: 0, targets: ['c_attn'] },
-        backend: 'wasm',
-        workers: 2,
-        steps: 40,
-        batchSize: 6,
-        seqLen: 32,
-        wireBytesPerStep: 8_192,
-        fullFinetuneWireBytesPerStep: 142_800,
-      },
-    },
+    { type: 'run', facts: FACTS },
     { ...STEP, step: 1, loss: 5.5 },
     { ...STEP, step: 2, loss: 5.25 },
     { type: 'eval', step: 2, loss: 5.4 },
@@ -318,11 +318,9 @@ describe('GET /api/state and /metrics', () => {
     ]);
   });
 
-  it('serves the figures in Prometheus text format', async () => {
-    const events = sampleLog();
-    const dashboard = await serve(events);
-    events.emit({ type: 'workers', generation: 2, workers: [worker(0), worker(1, 'lost')] });
-    const reply = await fetchRaw(dashboard.url, '/metrics');
+  /** The /metrics samples, by name and labels. */
+  async function scrape(url: string): Promise<Map<string, number>> {
+    const reply = await fetchRaw(url, '/metrics');
     expect(reply.status).toBe(200);
     expect(reply.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
     const samples = new Map<string, number>();
@@ -332,6 +330,33 @@ describe('GET /api/state and /metrics', () => {
       expect(m, `not a sample line: ${line}`).not.toBeNull();
       samples.set(m![1]!, Number(m![2]));
     }
+    return samples;
+  }
+
+  it("counts a DPO run's throughput in pairs, and gives its reward accuracy", async () => {
+    const events = RunEventLog.memory();
+    const dashboard = await serve(events);
+    events.emit({ type: 'run', facts: { ...FACTS, lossUnit: 'pairs' } });
+    events.emit({ ...STEP, step: 1, loss: 0.69, tokens: 6, tokensPerSecond: 11 });
+    events.emit({ type: 'eval', step: 1, loss: 0.6, rewardAccuracy: 0.75 });
+    const samples = await scrape(dashboard.url);
+    expect(Object.fromEntries(samples)).toMatchObject({
+      lorafleet_pairs_per_second: 11,
+      lorafleet_pairs_total: 6,
+      lorafleet_tokens_total: 0,
+      lorafleet_eval_reward_accuracy: 0.75,
+    });
+    expect(samples.get('lorafleet_tokens_per_second')).toBe(0); // prom-client keeps a reset gauge at 0
+  });
+
+  it('serves the figures in Prometheus text format', async () => {
+    const events = sampleLog();
+    const dashboard = await serve(events);
+    events.emit({ type: 'workers', generation: 2, workers: [worker(0), worker(1, 'lost')] });
+    const samples = await scrape(dashboard.url);
+    expect(samples.get('lorafleet_pairs_per_second')).toBe(0);
+    expect(samples.get('lorafleet_pairs_total')).toBe(0);
+    expect(samples.get('lorafleet_eval_reward_accuracy')).toBe(0);
     expect(Object.fromEntries(samples)).toMatchObject({
       lorafleet_step: 2,
       lorafleet_train_loss: 5.25,

@@ -13,7 +13,8 @@ export interface RunState {
   stepEvents: number;
   /** Tokens trained on, summed over step events. */
   tokens: number;
-  lastEval: { step: number; loss: number } | null;
+  /** The latest held-out evaluation; a DPO run's carries its reward accuracy. */
+  lastEval: { step: number; loss: number; rewardAccuracy?: number } | null;
   generation: number;
   workers: WorkerInfo[];
   checkpoints: { step: number; path: string; time: number }[];
@@ -55,7 +56,11 @@ export function applyEvent(state: RunState, event: RunEvent): void {
       break;
     }
     case 'eval':
-      state.lastEval = { step: event.step, loss: event.loss };
+      state.lastEval = {
+        step: event.step,
+        loss: event.loss,
+        ...(event.rewardAccuracy !== undefined ? { rewardAccuracy: event.rewardAccuracy } : {}),
+      };
       break;
     case 'workers':
       state.generation = event.generation;
