@@ -7,7 +7,13 @@
 import { readLines } from './jsonl.js';
 import { type PreferencePair, parsePreferenceLine } from './preference-line.js';
 import { padOrTruncate, type SequenceRow } from './pack.js';
-import { DatasetError, ProblemLog, type BadLinePolicy, type ReadSummary } from './problems.js';
+import {
+  DEFAULT_REPORT_FIRST,
+  DatasetError,
+  ProblemLog,
+  type BadLinePolicy,
+  type ReadSummary,
+} from './problems.js';
 import type { TextTokenizer } from './tokenizer.js';
 import { firstTrainedPosition } from './untrainable.js';
 
@@ -45,7 +51,7 @@ export async function readPreferenceJsonl(
 export interface PreferenceRows {
   rows: SequenceRow[];
   rowLines: Int32Array;
-  /** Pairs dropped because a side had no response token within the context. */
+  /** Pairs dropped: a side with no response token within the context, or sides the same once cut to it. */
   dropped: { line: number; message: string }[];
   /** Sides longer than the context, cut at its end, and the tokens lost. */
   truncatedSides: number;
@@ -86,6 +92,14 @@ export function preferenceRows(
     }
     const chosen = padOrTruncate(pair.chosen, seqLen, padId);
     const rejected = padOrTruncate(pair.rejected, seqLen, padId);
+    if (sameRow(chosen, rejected)) {
+      // Their loss is log 2 whatever the adapter: nothing to learn, and it would dilute the mean.
+      out.dropped.push({
+        line,
+        message: `the two responses differ only after --seq-len ${seqLen}: cut there, they are the same`,
+      });
+      return;
+    }
     for (const side of [chosen, rejected]) {
       if (side.truncated > 0) out.truncatedSides++;
       out.truncatedTokens += side.truncated;
@@ -95,12 +109,19 @@ export function preferenceRows(
   });
   out.rowLines = Int32Array.from(rowLines);
   if (out.rows.length === 0 && pairs.length > 0) {
+    const first = out.dropped.slice(0, DEFAULT_REPORT_FIRST);
+    const more = out.dropped.length - first.length;
     throw new DatasetError(
-      `none of the ${pairs.length} preference pairs has both responses within --seq-len ${seqLen}: ` +
-        'raise --seq-len or shorten the prompts',
+      `none of the ${pairs.length} preference pairs can train within --seq-len ${seqLen}; ` +
+        `raise --seq-len or shorten the prompts:${first.map((d) => `\n  line ${d.line}: ${d.message}`).join('')}` +
+        (more > 0 ? `\n  ... and ${more} more` : ''),
     );
   }
   return out;
+}
+
+function sameRow(a: SequenceRow, b: SequenceRow): boolean {
+  return a.ids.every((id, i) => id === b.ids[i]) && a.labels.every((l, i) => l === b.labels[i]);
 }
 
 /** [chosen | rejected], each T long: a row of 2T. */

@@ -119,6 +119,18 @@ describe('preference pairs', () => {
       },
     ]);
     expect(() => preferenceRows([long], [2], 4, EOS)).toThrow(DatasetError);
+    // Responses that differ past the context are the same row twice: dropped, saying so.
+    const late = parsePreferenceLine(line('Q', 'abcdef', 'abcdeg'), bytes);
+    if (typeof late === 'string') throw new Error(late);
+    const cut = preferenceRows([ok, late], [1, 3], 4, EOS);
+    expect(cut.rows).toHaveLength(1);
+    expect(cut.dropped).toEqual([
+      {
+        line: 3,
+        message: 'the two responses differ only after --seq-len 4: cut there, they are the same',
+      },
+    ]);
+    expect(preferenceRows([late], [3], 7, EOS).rows).toHaveLength(1); // within 7 they differ
   });
 
   it('reads a file, skipping bad lines by file:line', async () => {

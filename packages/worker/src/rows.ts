@@ -12,6 +12,7 @@ import {
   type TextTokenizer,
   type UntrainableDrop,
   DEFAULT_REPORT_FIRST,
+  DatasetError,
   collate,
   datasetFormat,
   dropUntrainable,
@@ -127,7 +128,13 @@ async function preparePairRows(
     raiseWith: '--max-bad-fraction',
   });
   const { seqLen } = options;
-  const made = preferenceRows(read.pairs, read.lines, seqLen, tokenizer.eosId);
+  let made: ReturnType<typeof preferenceRows>;
+  try {
+    made = preferenceRows(read.pairs, read.lines, seqLen, tokenizer.eosId);
+  } catch (error) {
+    if (error instanceof DatasetError) throw new DatasetError(`${file}: ${error.message}`);
+    throw error;
+  }
   const warnings = read.problems.map(formatProblem);
   if (read.badRecords > read.problems.length) {
     warnings.push(`${file}: ${read.badRecords - read.problems.length} more bad records skipped`);
@@ -135,7 +142,7 @@ async function preparePairRows(
   const shown = made.dropped.slice(0, DEFAULT_REPORT_FIRST);
   if (made.dropped.length > 0) {
     warnings.push(
-      `${file}: dropped ${made.dropped.length} pairs with a response outside --seq-len ${seqLen}:`,
+      `${file}: dropped ${made.dropped.length} pairs that cannot train within --seq-len ${seqLen}:`,
       ...shown.map((d) => `  ${file}:${d.line}: ${d.message}`),
       ...(made.dropped.length > shown.length
         ? [`  ... and ${made.dropped.length - shown.length} more`]
