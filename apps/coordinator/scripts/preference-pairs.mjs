@@ -5,7 +5,8 @@
 // response, and that half with its words in reverse order the rejected one
 // (same words, same bytes: only their order tells them apart).
 //   node apps/coordinator/scripts/preference-pairs.mjs IN.jsonl OUT.jsonl [--limit N] [--max-chars C]
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -28,11 +29,23 @@ if (args.length !== 2) {
   process.exit(2);
 }
 const [input, output] = args;
+if (!existsSync(input)) {
+  console.error(
+    `preference-pairs: ${input}: no such file (the main job's data appears after \`pnpm main\`)`,
+  );
+  process.exit(1);
+}
 const pairs = [];
-for (const line of readFileSync(input, 'utf8').split('\n')) {
+for (const [i, line] of readFileSync(input, 'utf8').split('\n').entries()) {
   if (pairs.length >= limit) break;
   if (line.trim() === '') continue;
-  const text = JSON.parse(line).text;
+  let text;
+  try {
+    text = JSON.parse(line).text;
+  } catch (error) {
+    console.error(`preference-pairs: ${input}:${i + 1}: not JSON (${error.message})`);
+    process.exit(1);
+  }
   if (typeof text !== 'string' || text.length < 30 || text.length > maxChars) continue;
   // Cut at a space near the middle, so the responses are whole words.
   const cut = text.indexOf(' ', Math.floor(text.length / 2));
@@ -42,5 +55,6 @@ for (const line of readFileSync(input, 'utf8').split('\n')) {
   if (reversed === rest) continue;
   pairs.push(JSON.stringify({ prompt: text.slice(0, cut + 1), chosen: rest, rejected: reversed }));
 }
+mkdirSync(dirname(output), { recursive: true });
 writeFileSync(output, pairs.join('\n') + '\n');
 console.log(`${output}: ${pairs.length} preference pairs from ${input}`);
