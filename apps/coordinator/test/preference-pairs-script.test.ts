@@ -1,5 +1,5 @@
 // apps/coordinator/scripts/preference-pairs.mjs as users run it (README,
-// docs/dpo.md): {"text"} lines in, TRL preference lines out, in a folder it
+// docs/preference-tuning.md): {"text"} lines in, TRL preference lines out, in a folder it
 // makes; a missing or broken input says what is wrong.
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';

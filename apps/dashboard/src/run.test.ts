@@ -34,7 +34,7 @@ const worker = (rank: number): WorkerInfo => ({
 });
 
 describe('RunView', () => {
-  it("counts throughput in the run's loss unit (tokens, or a DPO run's pairs), and keeps DPO's reward accuracy", () => {
+  it("counts throughput in the run's loss unit (tokens, or a preference run's pairs), and keeps its reward accuracy", () => {
     const view = new RunView();
     expect(view.lossUnit).toBe('tokens'); // before the facts, and for runs that predate the field
     const facts = {

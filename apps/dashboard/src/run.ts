@@ -26,7 +26,7 @@ export class RunView {
   tokens = 0;
   readonly trainLoss: Point[] = [];
   readonly evalLoss: Point[] = [];
-  /** A DPO run's held-out reward accuracy at each evaluation. */
+  /** A preference run's held-out reward accuracy at each evaluation. */
   readonly rewardAccuracy: Point[] = [];
   readonly lr: Point[] = [];
   readonly tokensPerSecond: Point[] = [];
@@ -40,7 +40,7 @@ export class RunView {
   end: Extract<RunEvent, { type: 'end' }> | null = null;
   connection: Connection = 'connecting';
 
-  /** What `tokens` and tokensPerSecond count: tokens, or DPO's preference pairs. */
+  /** What `tokens` and tokensPerSecond count: tokens, or a preference run's pairs. */
   get lossUnit(): 'tokens' | 'pairs' {
     return this.facts?.lossUnit ?? 'tokens';
   }

@@ -1,4 +1,4 @@
-// Preference pairs for DPO: a JSONL file of TRL's preference lines
+// Preference pairs for DPO, ORPO and SimPO: a JSONL file of TRL's preference lines
 // (preference-line.ts) read into pairs, and each pair padded to the context
 // with its two sides next to each other in one row of 2 x T tokens,
 // [chosen | rejected]. One row is one pair, so the sampler, shards, ledger
@@ -62,7 +62,7 @@ export interface PreferenceRows {
  * Each pair as one row of 2 x `seqLen`: the chosen side right-padded (or cut)
  * to seqLen with `padId`, then the rejected side the same way. A pair whose
  * prompt leaves either response no trained token within seqLen is dropped
- * (DPO compares the two responses: half a pair teaches nothing).
+ * (the objectives compare the two responses: half a pair teaches nothing).
  */
 export function preferenceRows(
   pairs: readonly PreferencePair[],

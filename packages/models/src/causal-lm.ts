@@ -62,7 +62,7 @@ export interface ForwardPassOptions {
   seed?: number;
   /**
    * While training: draw dropout masks (the default); false trains without
-   * any dropout (DPO, as TRL's DPOTrainer with its default disable_dropout).
+   * any dropout (the preference objectives, as TRL's trainers with their default disable_dropout).
    */
   dropout?: boolean;
   /** NEFTune's alpha (neftune.ts): noise on the input embeddings while training; absent or 0: none. */

@@ -54,12 +54,31 @@ export {
   sequenceLogps,
   withAdaptersOff,
 } from './dpo.js';
-export { type DpoEvaluation, type DpoSums, dpoMetrics, evaluateDpo } from './dpo-evaluation.js';
+export {
+  type PairEvaluation,
+  type PairSums,
+  evaluatePairs,
+  pairMetrics,
+} from './pair-evaluation.js';
+export {
+  DEFAULT_ORPO_BETA,
+  DEFAULT_SIMPO_BETA,
+  DEFAULT_SIMPO_GAMMA,
+  type OrpoSettings,
+  type SimpoSettings,
+  averageLogps,
+  orpoPairLosses,
+  pairRewards,
+  simpoPairLosses,
+} from './reference-free.js';
 export {
   type BatchLoss,
   type Objective,
   type ObjectiveKind,
   type ObjectiveSettings,
+  type PreferenceKind,
+  type PreferenceSettings,
+  PREFERENCE_NAMES,
   SFT,
   objectiveOf,
 } from './objective.js';

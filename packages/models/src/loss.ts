@@ -107,7 +107,7 @@ function rowChunks(rows: tf.Tensor2D, chunkRows: number) {
 
 /**
  * Each position's negative log-likelihood of its label, [B*T] (0 where
- * unlabelled), for losses that weigh positions by sequence (DPO). Computed
+ * unlabelled), for losses that weigh positions by sequence (the preference objectives). Computed
  * a chunk of logits at a time exactly when tokenNllSum would be: training
  * with gradient checkpointing, or an evaluation batch whose logits pass
  * LOSS_CHUNK_LOGITS.

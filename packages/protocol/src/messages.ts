@@ -164,12 +164,12 @@ export interface EvalRequest {
 /** Worker -> coordinator: loss sum and loss tokens over its eval shard. */
 export interface EvalDone {
   step: number;
-  /** The loss over tokenCount units: tokens, or preference pairs (--objective dpo). */
+  /** The loss over tokenCount units: tokens, or preference pairs (--objective dpo, orpo or simpo). */
   lossSum: number;
   tokenCount: number;
-  /** --objective dpo (0 otherwise): pairs whose chosen reward beats the rejected one's. */
+  /** A preference objective (0 otherwise): pairs whose chosen reward beats the rejected one's. */
   rewardCorrect: number;
-  /** --objective dpo (0 otherwise): the summed chosen - rejected reward. */
+  /** A preference objective (0 otherwise): the summed chosen - rejected reward. */
   rewardMarginSum: number;
 }
 

@@ -19,12 +19,12 @@ export interface RunFacts {
   backend: string;
   workers: number;
   steps: number;
-  /** Rows per step and tokens per row (a DPO row holds two sequences of seqLen). */
+  /** Rows per step and tokens per row (a preference row holds two sequences of seqLen). */
   batchSize: number;
   seqLen: number;
   /**
    * What a step's `tokens` (and tokensPerSecond) count, the loss's unit:
-   * labelled tokens, or preference pairs (--objective dpo). Absent: tokens.
+   * labelled tokens, or preference pairs (--objective dpo, orpo or simpo). Absent: tokens.
    */
   lossUnit?: 'tokens' | 'pairs';
   /**
@@ -77,7 +77,7 @@ export type RunEvent =
       time: number;
       step: number;
       loss: number;
-      /** --objective dpo: the share of held-out pairs whose chosen reward beats the rejected one's. */
+      /** A preference objective: the share of held-out pairs whose chosen reward beats the rejected one's. */
       rewardAccuracy?: number;
     }
   | { type: 'workers'; time: number; generation: number; workers: WorkerInfo[] }

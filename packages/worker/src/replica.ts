@@ -27,7 +27,7 @@ import {
   type ModelTokenizer,
   type PeftTrainables,
   addPeftLora,
-  evaluateDpo,
+  evaluatePairs,
   evaluateLossSums,
   exportPeftAdapter,
   loadModel,
@@ -54,7 +54,7 @@ function baseDtypeAtLoad(config: RunConfig): BaseDtype {
   return config.mode === 'lora' && !needsF32 ? config.baseDtype : 'f32';
 }
 
-/** A held-out shard's sums: the loss over its units (tokens, or pairs); DPO adds its reward sums. */
+/** A held-out shard's sums: the loss over its units (tokens, or pairs); a preference objective adds its reward sums. */
 export interface EvalSums {
   lossSum: number;
   tokens: number;
@@ -129,7 +129,7 @@ export class Replica {
     });
   }
 
-  /** Loss sum and loss units (tokens, or DPO's pairs and reward sums) of the current adapter on these held-out rows. */
+  /** Loss sum and loss units (tokens, or preference pairs and reward sums) of the current adapter on these held-out rows. */
   async evaluate(ids: readonly number[], batchSize: number, onCompute?: ComputeNotice) {
     const rows = ids.map((id) => {
       const row = this.evalRows[id];
@@ -145,7 +145,7 @@ export class Replica {
     const { objective } = this.config;
     let result: EvalSums;
     if (objective) {
-      const d = await evaluateDpo(this.model, batches, objective, notice);
+      const d = await evaluatePairs(this.model, batches, objective, notice);
       const [rewardCorrect, rewardMarginSum] = [d.correct, d.chosenSum - d.rejectedSum];
       result = { lossSum: d.lossSum, tokens: d.pairs, rewardCorrect, rewardMarginSum };
     } else {

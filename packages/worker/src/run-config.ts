@@ -15,7 +15,7 @@ import {
   validateLoraSettings,
   validateSchedule,
 } from '@lorafleet/core';
-import { DPO_LOSS_TYPES, type DpoSettings } from '@lorafleet/models';
+import { DPO_LOSS_TYPES, type PreferenceSettings } from '@lorafleet/models';
 import type { RowOptions } from './rows.js';
 
 export type LoraInitKind = 'kaiming' | 'gaussian' | 'pissa';
@@ -91,8 +91,11 @@ export interface RunConfig {
   neftuneAlpha?: number;
   /** Gradient checkpointing: each layer recomputed in backward (absent: activations kept). */
   gradientCheckpointing?: boolean;
-  /** DPO on preference pairs (rows.pairs), against the base model with the adapter off; absent: SFT. */
-  objective?: { kind: 'dpo' } & DpoSettings;
+  /**
+   * A preference objective on preference pairs (rows.pairs): DPO against the
+   * base model with the adapter off, or ORPO or SimPO without a reference; absent: SFT.
+   */
+  objective?: PreferenceSettings;
 }
 
 /** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
@@ -186,12 +189,12 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
   return config;
 }
 
-/** The fields a run config carries only when their option is on: NEFTune, checkpointing, LoRA+, DPO. */
+/** The fields a run config carries only when their option is on: NEFTune, checkpointing, LoRA+, a preference objective. */
 function optionalTrainingFields(
   c: Fields,
 ): Pick<RunConfig, 'neftuneAlpha' | 'gradientCheckpointing' | 'loraplusLrRatio' | 'objective'> {
   return {
-    ...(c.has('objective') ? { objective: dpoObjective(c.object('objective')) } : {}),
+    ...(c.has('objective') ? { objective: preferenceObjective(c.object('objective')) } : {}),
     ...(c.has('neftuneAlpha')
       ? { neftuneAlpha: c.numberIn('neftuneAlpha', (x) => x > 0, '> 0') }
       : {}),
@@ -205,15 +208,24 @@ function optionalTrainingFields(
 }
 
 /**
- * DPO's reference is the base model with the adapter off, so DPO needs a
- * LoRA run whose base stays what it was: not PiSSA (W becomes the residual),
- * modules_to_save or trained biases (they change in place); and pair rows.
+ * A preference objective trains on pair rows. DPO's reference is the base
+ * model with the adapter off, so DPO needs a LoRA run whose base stays what
+ * it was: not PiSSA (W becomes the residual), modules_to_save or trained
+ * biases (they change in place).
  */
 function checkObjective(config: RunConfig): void {
   if (!config.objective) {
-    if (config.rows.pairs) throw new RunConfigError('runConfig.rows.pairs needs objective dpo');
+    if (config.rows.pairs)
+      throw new RunConfigError('runConfig.rows.pairs needs a preference objective');
     return;
   }
+  const { kind } = config.objective;
+  if (config.rows.pairs !== true) {
+    throw new RunConfigError(
+      `runConfig.objective: ${kind} trains on pairs (rows.pairs must be true)`,
+    );
+  }
+  if (kind !== 'dpo') return;
   const { lora } = config;
   const why =
     config.mode !== 'lora'
@@ -224,18 +236,23 @@ function checkObjective(config: RunConfig): void {
           ? 'lora.modulesToSave (trained in place)'
           : (lora.bias ?? 'none') !== 'none'
             ? `lora.bias "${lora.bias}" (trained in place)`
-            : config.rows.pairs !== true
-              ? 'rows without pairs (rows.pairs must be true)'
-              : null;
+            : null;
   if (why) throw new RunConfigError(`runConfig.objective: dpo cannot train with ${why}`);
 }
 
-/** DPO's settings; loss and labelSmoothing are present only when not at TRL's default. */
-function dpoObjective(o: Fields): NonNullable<RunConfig['objective']> {
-  const objective: NonNullable<RunConfig['objective']> = {
-    kind: o.choice('kind', ['dpo'] as const),
-    beta: o.numberIn('beta', (x) => x > 0, '> 0'),
-  };
+const PREFERENCE_KINDS = [
+  'dpo',
+  'orpo',
+  'simpo',
+] as const satisfies readonly PreferenceSettings['kind'][];
+
+/** A preference objective's settings; DPO's loss and labelSmoothing are present only when not at TRL's default. */
+function preferenceObjective(o: Fields): PreferenceSettings {
+  const kind = o.choice('kind', PREFERENCE_KINDS);
+  const beta = o.numberIn('beta', (x) => x > 0, '> 0');
+  if (kind === 'orpo') return { kind, beta };
+  if (kind === 'simpo') return { kind, beta, gamma: o.numberIn('gamma', (x) => x >= 0, '>= 0') };
+  const objective: PreferenceSettings = { kind, beta };
   if (o.has('loss')) objective.loss = o.choice('loss', DPO_LOSS_TYPES);
   if (o.has('labelSmoothing')) {
     objective.labelSmoothing = o.numberIn(

@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { type BackendName, deviceName, useBackend } from '@lorafleet/core';
 import type { Welcome } from '@lorafleet/protocol';
+import { PREFERENCE_NAMES } from '@lorafleet/models';
 import { handle } from './control-handlers.js';
 import { errorCodeOf } from './data-error.js';
 import { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
@@ -157,6 +158,7 @@ async function serve(
 
 function readyLine(session: WorkerSession, w: Welcome, runId: string, backend: string): string {
   const r = session.replica;
+  const { objective } = session.config;
   return (
     (w.joining
       ? `joiner (pid ${process.pid}) of run ${runId}`
@@ -165,7 +167,7 @@ function readyLine(session: WorkerSession, w: Welcome, runId: string, backend: s
     `${r.step.params.size} trainable parameters on ${backend}` +
     (session.config.resumeFrom ? `, resumed at step ${r.step.stepsDone}` : '') +
     (r.step.recomputesLayers ? ', gradient checkpointing' : '') +
-    (session.config.objective ? `, DPO beta ${session.config.objective.beta}` : '') +
+    (objective ? `, ${PREFERENCE_NAMES[objective.kind]} beta ${objective.beta}` : '') +
     (backend === 'webgpu' ? `; gradients: ${gradientsLine(r.step.gradients)}` : '') +
     '; ready'
   );

@@ -69,9 +69,9 @@ export interface StepConfig {
 
 export interface StepResult {
   step: number;
-  /** Mean loss over the global batch: per token, or per pair (DPO). */
+  /** Mean loss over the global batch: per token, or per pair (preference objectives). */
   loss: number;
-  /** The loss's units in the global batch: labelled tokens, or pairs (DPO). */
+  /** The loss's units in the global batch: labelled tokens, or pairs (preference objectives). */
   tokens: number;
   /** This replica's share before the all-reduce: its loss sum and loss units. */
   local: { lossSum: number; tokens: number };

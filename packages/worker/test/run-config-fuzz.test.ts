@@ -194,3 +194,51 @@ describe('decodeRunConfig under fuzzing', () => {
     expect(accepted).toBeGreaterThan(50);
   });
 });
+
+describe('decodeRunConfig: the preference objectives', () => {
+  const pairsConfig = (objective: unknown, extra: Partial<RunConfig> = {}) => {
+    const json = JSON.stringify({
+      ...valid,
+      rows: { seqLen: 16, packing: 'pad', pairs: true },
+      objective,
+      ...extra,
+    });
+    return () => decodeRunConfig(json, runConfigHash(json));
+  };
+
+  it('decodes DPO, ORPO and SimPO with their settings', () => {
+    expect(pairsConfig({ kind: 'dpo', beta: 0.1, loss: 'ipo' })().objective).toEqual({
+      kind: 'dpo',
+      beta: 0.1,
+      loss: 'ipo',
+    });
+    expect(pairsConfig({ kind: 'orpo', beta: 0.1 })().objective).toEqual({
+      kind: 'orpo',
+      beta: 0.1,
+    });
+    expect(pairsConfig({ kind: 'simpo', beta: 2, gamma: 0.5 })().objective).toEqual({
+      kind: 'simpo',
+      beta: 2,
+      gamma: 0.5,
+    });
+  });
+
+  it('refuses what an objective cannot train; ORPO and SimPO need no base to keep', () => {
+    expect(pairsConfig({ kind: 'simpo', beta: 2 })).toThrow(/gamma/);
+    expect(pairsConfig({ kind: 'kto', beta: 2 })).toThrow(RunConfigError);
+    expect(pairsConfig({ kind: 'orpo', beta: 0 })).toThrow(/beta/);
+    const pissa = { lora: { ...valid.lora, init: 'pissa' as const } };
+    expect(pairsConfig({ kind: 'dpo', beta: 0.1 }, pissa)).toThrow(
+      'runConfig.objective: dpo cannot train with lora.init "pissa"',
+    );
+    expect(pairsConfig({ kind: 'orpo', beta: 0.1 }, pissa)().lora.init).toBe('pissa');
+    expect(
+      pairsConfig({ kind: 'simpo', beta: 2, gamma: 1 }, { mode: 'full', baseDtype: 'f32' })().mode,
+    ).toBe('full');
+    const unpaired = pairsConfig(
+      { kind: 'orpo', beta: 0.1 },
+      { rows: { seqLen: 16, packing: 'pad' } },
+    );
+    expect(unpaired).toThrow('runConfig.objective: orpo trains on pairs (rows.pairs must be true)');
+  });
+});

@@ -1,22 +1,27 @@
 import {
   type CausalLM,
-  type DpoSettings,
+  PREFERENCE_NAMES,
+  type PreferenceSettings,
   type TokenBatch,
-  dpoMetrics,
-  evaluateDpo,
   evaluateLoss,
+  evaluatePairs,
+  pairMetrics,
 } from '@lorafleet/models';
 import { UsageError } from '../args.js';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
-import { describeDpo, dpoSettingsFrom, objectiveOptions } from '../training/objective-options.js';
+import {
+  describeSettings,
+  objectiveOptions,
+  preferenceSettingsFrom,
+} from '../training/objective-options.js';
 import { batchesOf, prepareRows, rowLength } from '../training/rows.js';
 
 export const evalSpec = defineCommand({
   name: 'eval',
   summary:
-    'Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset; with --objective dpo, the DPO loss and reward metrics of an adapter on preference pairs.',
+    "Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset; with --objective dpo, orpo or simpo, that loss and TRL's reward metrics on preference pairs (DPO: of an adapter against the model without it).",
   options: {
     model: { kind: 'string', value: 'DIR', required: true, description: 'model folder' },
     adapter: { kind: 'string', value: 'DIR', description: 'PEFT adapter folder to apply' },
@@ -43,18 +48,18 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
     o.adapter,
     o.baseDtype,
   );
-  const dpo = dpoSettingsFrom(o, 'eval');
-  if (dpo && adapted === 0) {
+  const preference = preferenceSettingsFrom(o, 'eval');
+  if (preference?.kind === 'dpo' && adapted === 0) {
     model.dispose();
     throw new UsageError(
       'eval: --objective dpo compares the model with its adapter on and off: give --adapter',
     );
   }
-  const rowOptions = { ...rowOptionsFrom(o, config), ...(dpo ? { pairs: true } : {}) };
+  const rowOptions = { ...rowOptionsFrom(o, config), ...(preference ? { pairs: true } : {}) };
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
   const batches = batchesOf(prepared.rows, o.batchSize, rowLength(rowOptions));
-  if (dpo) return reportDpo(o, model, batches, dpo, adapted, prepared.rows.length);
+  if (preference) return reportPairs(o, model, batches, preference, adapted, prepared.rows.length);
   const result = await evaluateLoss(model, batches);
   model.dispose();
   if (!Number.isFinite(result.loss)) {
@@ -73,42 +78,42 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
   );
 }
 
-/** --objective dpo: TRL's DPO evaluation metrics of the adapter against the model without it. */
-async function reportDpo(
+/** A preference objective: its loss and TRL's reward metrics (DPO's: of the adapter against the model without it). */
+async function reportPairs(
   o: CommandValues<typeof evalSpec>,
   model: CausalLM,
   batches: TokenBatch[],
-  settings: DpoSettings,
+  settings: PreferenceSettings,
   adapted: number,
   rows: number,
 ): Promise<void> {
-  const sums = await evaluateDpo(model, batches, settings).finally(() => model.dispose());
-  const { beta, loss = 'sigmoid', labelSmoothing = 0 } = settings;
+  const sums = await evaluatePairs(model, batches, settings).finally(() => model.dispose());
+  const name = PREFERENCE_NAMES[settings.kind];
   if (sums.pairs === 0) throw new Error(`${o.data}: no preference pairs to evaluate`);
-  const result = dpoMetrics(sums);
+  const result = pairMetrics(sums);
   if (!Number.isFinite(result.loss)) {
     throw new Error(
-      `the DPO loss on ${o.data} is ${result.loss}: the model with the adapter ${o.adapter} computes non-finite values`,
+      `the ${name} loss on ${o.data} is ${result.loss}: the model` +
+        `${adapted > 0 ? ` with the adapter ${o.adapter}` : ''} computes non-finite values`,
     );
   }
   if (o.json) {
-    console.log(
-      JSON.stringify({
-        objective: 'dpo',
-        beta,
-        lossType: loss,
-        labelSmoothing,
-        ...result,
-        rows,
-        adaptedModules: adapted,
-      }),
-    );
+    const { kind, beta } = settings;
+    const named =
+      kind === 'dpo'
+        ? { lossType: settings.loss ?? 'sigmoid', labelSmoothing: settings.labelSmoothing ?? 0 }
+        : kind === 'simpo'
+          ? { gamma: settings.gamma }
+          : {};
+    const out = { objective: kind, beta, ...named, ...result, rows, adaptedModules: adapted };
+    console.log(JSON.stringify(out));
     return;
   }
   const f = (x: number) => x.toFixed(4);
   console.log(
-    `${o.data}: DPO loss ${f(result.loss)} over ${result.pairs} pairs (${describeDpo(settings)}); ` +
+    `${o.data}: ${name} loss ${f(result.loss)} over ${result.pairs} pairs (${describeSettings(settings)}); ` +
       `reward accuracy ${f(result.rewardAccuracy)}, margin ${f(result.rewardMargin)} ` +
-      `(chosen ${f(result.rewardChosen)}, rejected ${f(result.rewardRejected)}); adapter on ${adapted} modules`,
+      `(chosen ${f(result.rewardChosen)}, rejected ${f(result.rewardRejected)})` +
+      (adapted > 0 ? `; adapter on ${adapted} modules` : ''),
   );
 }

@@ -51,21 +51,21 @@ function runGauges(state: RunState, registers: Registers): void {
     'Global gradient norm before clipping, last step',
     () => state.lastStep?.gradNorm,
   );
-  // A step's throughput counts the run's loss units: tokens, or a DPO run's preference pairs.
+  // A step's throughput counts the run's loss units: tokens, or a preference run's pairs.
   const pairs = () => state.facts?.lossUnit === 'pairs';
   g(
     'lorafleet_tokens_per_second',
-    'Training throughput of the last step, tokens (0 in a DPO run)',
+    'Training throughput of the last step, tokens (0 in a preference run)',
     () => (pairs() ? undefined : state.lastStep?.tokensPerSecond),
   );
   g(
     'lorafleet_pairs_per_second',
-    'DPO: training throughput of the last step, pairs (0 otherwise)',
+    'Preference objectives: training throughput of the last step, pairs (0 otherwise)',
     () => (pairs() ? state.lastStep?.tokensPerSecond : undefined),
   );
   g(
     'lorafleet_eval_reward_accuracy',
-    'DPO: share of the evaluation pairs whose chosen reward beats the rejected one, latest (0 otherwise)',
+    'Preference objectives: share of the evaluation pairs whose chosen reward beats the rejected one, latest (0 otherwise)',
     () => state.lastEval?.rewardAccuracy,
   );
   g('lorafleet_step_seconds', 'Wall time of the last step', () => state.lastStep?.seconds);
@@ -78,7 +78,7 @@ function runGauges(state: RunState, registers: Registers): void {
   g('lorafleet_run_finished', '1 once the run has ended', () => (state.end ? 1 : 0));
 }
 
-/** Totals so far: tokens (or a DPO run's pairs) and checkpoints. */
+/** Totals so far: tokens (or a preference run's pairs) and checkpoints. */
 function runCounters(state: RunState, registers: Registers): void {
   const counter = (name: string, help: string, read: () => number) =>
     new Counter({
@@ -92,10 +92,10 @@ function runCounters(state: RunState, registers: Registers): void {
     });
   // Read when scraped: the run facts (and their unit) come after the registry.
   const pairs = () => state.facts?.lossUnit === 'pairs';
-  counter('lorafleet_tokens_total', 'Tokens trained on (0 in a DPO run)', () =>
+  counter('lorafleet_tokens_total', 'Tokens trained on (0 in a preference run)', () =>
     pairs() ? 0 : state.tokens,
   );
-  counter('lorafleet_pairs_total', 'DPO: preference pairs trained on (0 otherwise)', () =>
+  counter('lorafleet_pairs_total', 'Preference objectives: pairs trained on (0 otherwise)', () =>
     pairs() ? state.tokens : 0,
   );
   counter('lorafleet_checkpoints_total', 'Checkpoints written', () => state.checkpoints.length);

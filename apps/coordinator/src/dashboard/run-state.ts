@@ -13,7 +13,7 @@ export interface RunState {
   stepEvents: number;
   /** Tokens trained on, summed over step events. */
   tokens: number;
-  /** The latest held-out evaluation; a DPO run's carries its reward accuracy. */
+  /** The latest held-out evaluation; a preference run's carries its reward accuracy. */
   lastEval: { step: number; loss: number; rewardAccuracy?: number } | null;
   generation: number;
   workers: WorkerInfo[];

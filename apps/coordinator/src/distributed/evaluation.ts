@@ -2,6 +2,7 @@
 // evaluates its shard of the eval rows at a step boundary and the coordinator
 // combines the sums, so N workers report the loss one process would.
 import { shard } from '@lorafleet/data';
+import { PREFERENCE_NAMES } from '@lorafleet/models';
 import type { RunObserver } from '../observe/observer.js';
 import { TrainingDiverged } from './divergence.js';
 import { FleetError, type WorkerFleet } from './fleet.js';
@@ -16,22 +17,22 @@ export interface EvalResult {
   loss: number;
   /** The loss's units: tokens, or preference pairs. */
   tokens: number;
-  /** --objective dpo: TRL's rewards/accuracies and rewards/margins over the pairs. */
-  dpo?: { rewardAccuracy: number; rewardMargin: number };
+  /** A preference objective: TRL's rewards/accuracies and rewards/margins over the pairs. */
+  pairs?: { rewardAccuracy: number; rewardMargin: number };
 }
 
-/** What a run's loss is averaged over: labelled tokens, or DPO's preference pairs. */
+/** What a run's loss is averaged over: labelled tokens, or preference pairs. */
 export type LossUnit = 'tokens' | 'pairs';
 
 export const lossUnit = (config: Pick<RunConfig, 'objective'>): LossUnit =>
   config.objective ? 'pairs' : 'tokens';
 
 /** A held-out loss for the log; `tokens` counts the run's loss units. */
-export const describeEval = (e: EvalResult, unit: LossUnit = 'tokens') =>
-  unit === 'pairs'
-    ? `${e.loss.toFixed(4)} (DPO loss, ${e.tokens} pairs` +
-      (e.dpo
-        ? `; reward accuracy ${e.dpo.rewardAccuracy.toFixed(4)}, margin ${e.dpo.rewardMargin.toFixed(4)})`
+export const describeEval = (e: EvalResult, config: Pick<RunConfig, 'objective'>) =>
+  config.objective
+    ? `${e.loss.toFixed(4)} (${PREFERENCE_NAMES[config.objective.kind]} loss, ${e.tokens} pairs` +
+      (e.pairs
+        ? `; reward accuracy ${e.pairs.rewardAccuracy.toFixed(4)}, margin ${e.pairs.rewardMargin.toFixed(4)})`
         : ')')
     : `${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)}, ${e.tokens} tokens)`;
 
@@ -70,7 +71,7 @@ export function heldOut(
       result = { loss: sum((r) => r.lossSum) / tokens, tokens };
       if (plan.config.objective) {
         const [correct, margins] = [sum((r) => r.rewardCorrect), sum((r) => r.rewardMarginSum)];
-        result.dpo = { rewardAccuracy: correct / tokens, rewardMargin: margins / tokens };
+        result.pairs = { rewardAccuracy: correct / tokens, rewardMargin: margins / tokens };
       }
     });
     if (!Number.isFinite(result.loss)) {
@@ -80,8 +81,8 @@ export function heldOut(
           '; no adapter was written',
       );
     }
-    const dpo = result.dpo ? { rewardAccuracy: result.dpo.rewardAccuracy } : {};
-    observer.emit({ type: 'eval', step: done, loss: result.loss, ...dpo });
+    const pairs = result.pairs ? { rewardAccuracy: result.pairs.rewardAccuracy } : {};
+    observer.emit({ type: 'eval', step: done, loss: result.loss, ...pairs });
     return result;
   };
 }

@@ -219,8 +219,11 @@ async function afterStep(
     const e = await run.evaluate(step);
     loop.evalSeconds += (performance.now() - t0) / 1000;
     if (e) line.evalLoss = e.loss;
-    if (e?.dpo)
-      [line.evalRewardAccuracy, line.evalRewardMargin] = [e.dpo.rewardAccuracy, e.dpo.rewardMargin];
+    if (e?.pairs)
+      [line.evalRewardAccuracy, line.evalRewardMargin] = [
+        e.pairs.rewardAccuracy,
+        e.pairs.rewardMargin,
+      ];
   }
   await appendFile(metricsPath, JSON.stringify(line) + '\n');
   const { loss, lr, tokens, gradNorm } = metrics;

@@ -108,7 +108,7 @@ export async function writeSummary(
   const summary = {
     model: plan.config.modelDir,
     mode: plan.config.mode,
-    ...(plan.config.objective ? { objective: 'dpo', lossUnit: 'pairs' } : {}),
+    ...(plan.config.objective ? { objective: plan.config.objective.kind, lossUnit: 'pairs' } : {}),
     steps: r.done,
     interrupted: r.interrupted,
     trainLossFirst10: mean(head),

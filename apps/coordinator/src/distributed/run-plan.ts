@@ -25,7 +25,7 @@ import type { TrainOptions } from '../training/train-spec.js';
 import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 import { peftLoraFrom } from '../training/peft-options.js';
-import { dpoSettingsFrom } from '../training/objective-options.js';
+import { preferenceSettingsFrom } from '../training/objective-options.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */
 const RING_TIMEOUT_MS = 300_000;
@@ -65,7 +65,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
   const modelConfig = await readModelConfig(modelDir);
   const baseDtype = baseDtypeFor(o.baseDtype, modelConfig, mode === 'full');
   const tokenizer = await loadModelTokenizer(modelDir, modelConfig);
-  const objective = dpoSettingsFrom(o, 'train'); // contradictions.ts refused what DPO cannot train
+  const objective = preferenceSettingsFrom(o, 'train'); // contradictions.ts refused what it cannot train
   const rows = { ...rowOptionsFrom(o, modelConfig), ...(objective ? { pairs: true } : {}) };
   const dataFile = o.data;
   const prepared = await prepareRows(dataFile, tokenizer, rows);

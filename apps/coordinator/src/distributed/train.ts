@@ -20,7 +20,7 @@ import { claimRunDir } from '../training/run-dir.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
 import { FleetError, type Membership, MembersLost, WorkerFleet } from './fleet.js';
-import { describeEval, heldOut, lossUnit } from './evaluation.js';
+import { describeEval, heldOut } from './evaluation.js';
 import { type RunContext, TIMEOUTS, trainLoop } from './loop.js';
 import { curveFrom } from './membership.js';
 import { spawnedGpus } from './default-gpus.js';
@@ -29,7 +29,7 @@ import { workerTable, writeSummary } from './report.js';
 import { type RunPlan, planRun } from './run-plan.js';
 import { sharedGpuWarnings } from './shared-gpus.js';
 import { describeLora } from '../training/peft-options.js';
-import { describeDpo } from '../training/objective-options.js';
+import { REFERENCES, describeObjective } from '../training/objective-options.js';
 
 const log = (line: string) => console.log(line);
 const warn = (line: string) => console.warn(`warning: ${line}`);
@@ -160,9 +160,8 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
           (config.neftuneAlpha ? `; NEFTune noise alpha ${config.neftuneAlpha}` : ''),
   );
   if (config.objective) {
-    log(
-      `objective: DPO (${describeDpo(config.objective)}), against the base model with the adapter off; no dropout`,
-    );
+    const objective = config.objective;
+    log(`objective: ${describeObjective(objective)}, ${REFERENCES[objective.kind]}; no dropout`);
   }
   const perWorker =
     membership.workers > 1
@@ -263,11 +262,10 @@ async function formRing(
 async function trainOnFleet(run: RunContext): Promise<void> {
   const { fleet, ring, plan, out, observer, interrupt } = run;
   const before = await run.evaluate(run.start.step);
-  const unit = lossUnit(plan.config);
-  if (before) log(`eval loss before: ${describeEval(before, unit)}`);
+  if (before) log(`eval loss before: ${describeEval(before, plan.config)}`);
   const result = await trainLoop(run);
   const after = await run.evaluate(result.done);
-  if (after) log(`eval loss after:  ${describeEval(after, unit)}`);
+  if (after) log(`eval loss after:  ${describeEval(after, plan.config)}`);
   const saved = join(out, plan.config.mode === 'full' ? 'model' : 'adapter');
   await saveResult(run, result.done, saved);
   await fleet.stop('training finished', TIMEOUTS.exitMs);

@@ -1,8 +1,9 @@
 // Options that contradict each other are refused (exit 2), naming both,
 // instead of one of them being silently ignored.
 import { datasetFormat } from '@lorafleet/data';
+import { PREFERENCE_NAMES } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
-import { DPO_OPTIONS } from './objective-options.js';
+import { OBJECTIVE_OPTIONS } from './objective-options.js';
 import type { TrainOptions } from './train-spec.js';
 import { PEFT_OPTION_NAMES, checkPeftOptions } from './peft-options.js';
 
@@ -70,21 +71,51 @@ export function checkTrainOptions(o: TrainOptions): void {
 }
 
 /**
+ * Each objective option needs its objective. Preference objectives draw no
+ * dropout, so a LoRA dropout given would be ignored, and pad a pair per row.
  * DPO's reference is the base model with the adapter off: what trains the
- * base in place would make that something else. DPO draws no dropout, so a
- * LoRA dropout given would be ignored. --dpo-beta needs DPO.
+ * base in place would make that something else.
  */
 function checkObjective(
   o: TrainOptions,
   given: ReadonlySet<string>,
   clash: (a: string, b: string, why: string) => UsageError,
 ): void {
-  if (o.objective !== 'dpo') {
-    const dpo = DPO_OPTIONS.find((name) => given.has(name));
-    if (dpo)
-      throw new UsageError(`train: --${dpo} configures --objective dpo; add --objective dpo`);
-    return;
+  for (const [name, objectives] of Object.entries(OBJECTIVE_OPTIONS)) {
+    if (given.has(name) && !(objectives as readonly string[]).includes(o.objective)) {
+      const which =
+        objectives.length === 1
+          ? objectives[0]
+          : `${objectives.slice(0, -1).join(', ')} or ${objectives.at(-1)}`;
+      throw new UsageError(
+        `train: --${name} configures --objective ${which}; add --objective ${objectives[0]}`,
+      );
+    }
   }
+  if (o.objective === 'sft') return;
+  const name = PREFERENCE_NAMES[o.objective];
+  const general: [string, boolean, string][] = [
+    [
+      'lora-dropout',
+      given.has('lora-dropout') && o.loraDropout > 0,
+      "trains without dropout, as TRL's trainers (disable_dropout): --lora-dropout would change nothing",
+    ],
+    [
+      'packing',
+      given.has('packing') && o.packing !== 'pad',
+      'pads each response to --seq-len, a pair per row: --packing would change nothing',
+    ],
+  ];
+  const found = general.find(([, on]) => on);
+  if (found) throw clash('objective', found[0], `${name} ${found[2]}`);
+  if (o.objective === 'dpo') checkDpoBase(o, clash);
+}
+
+/** DPO's reference is the base model with the adapter off: nothing may train the base in place. */
+function checkDpoBase(
+  o: TrainOptions,
+  clash: (a: string, b: string, why: string) => UsageError,
+): void {
   const offIsNotBase = 'so the model with the adapter off (the reference) is not the base model';
   const conflicts: [string, boolean, string][] = [
     ['full-finetune', o.fullFinetune, 'a full fine-tune has no adapter to turn off'],
@@ -99,16 +130,6 @@ function checkObjective(
       `those modules train in place, ${offIsNotBase}`,
     ],
     ['lora-bias', o.loraBias !== 'none', `biases train in place, ${offIsNotBase}`],
-    [
-      'lora-dropout',
-      given.has('lora-dropout') && o.loraDropout > 0,
-      "trains without dropout, as TRL's DPOTrainer (disable_dropout): --lora-dropout would change nothing",
-    ],
-    [
-      'packing',
-      given.has('packing') && o.packing !== 'pad',
-      'pads each response to --seq-len, a pair per row: --packing would change nothing',
-    ],
   ];
   const found = conflicts.find(([, on]) => on);
   if (found) throw clash('objective', found[0], `DPO ${found[2]}`);

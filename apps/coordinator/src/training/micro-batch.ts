@@ -19,11 +19,11 @@ export interface MicroBatchMemory extends WeightsEstimate {
   backend: BackendName;
   /** --gradient-checkpointing: one layer's intermediates at a time. */
   gradientCheckpointing?: boolean;
-  /** 2 for --objective dpo: a row is a preference pair, two sequences of seqLen; absent: 1. */
+  /** 2 for a preference objective: a row is a preference pair, two sequences of seqLen; absent: 1. */
   sequencesPerRow?: 1 | 2;
 }
 
-/** "600 x 32 tokens", or a DPO run's "600 pairs x 2 x 32 tokens". */
+/** "600 x 32 tokens", or a preference run's "600 pairs x 2 x 32 tokens". */
 const rowsText = (rows: number, memory: MicroBatchMemory) =>
   memory.sequencesPerRow === 2
     ? `${rows} pairs x 2 x ${memory.seqLen} tokens`

@@ -1,25 +1,39 @@
 // The options that choose what is minimised (`train`) or measured (`eval`):
-// the token loss, or DPO on preference pairs (models' dpo.ts).
-import { DEFAULT_DPO_BETA, DPO_LOSS_TYPES, type DpoSettings } from '@lorafleet/models';
+// the token loss, or a preference objective on preference pairs (models'
+// objective.ts: DPO against a reference, ORPO and SimPO without one).
+import {
+  DEFAULT_DPO_BETA,
+  DEFAULT_ORPO_BETA,
+  DEFAULT_SIMPO_BETA,
+  DEFAULT_SIMPO_GAMMA,
+  DPO_LOSS_TYPES,
+  PREFERENCE_NAMES,
+  type PreferenceKind,
+  type PreferenceSettings,
+} from '@lorafleet/models';
 import { type OptionValues, UsageError, defineOptions } from '../args.js';
 
 export const objectiveOptions = defineOptions({
   objective: {
     affects: 'math',
     kind: 'string',
-    choices: ['sft', 'dpo'],
+    choices: ['sft', 'dpo', 'orpo', 'simpo'],
     default: 'sft',
     description:
-      'sft: the token loss on the labelled tokens; dpo: Direct Preference Optimization (TRL\'s DPOTrainer) on {"prompt","chosen","rejected"} JSONL lines, against the base model with the adapter off',
+      'sft: the token loss on the labelled tokens. On {"prompt","chosen","rejected"} JSONL lines (preference pairs): ' +
+      "dpo, Direct Preference Optimization (TRL's DPOTrainer) against the base model with the adapter off; " +
+      "orpo, ORPO (TRL's ORPOTrainer): the chosen response's NLL plus an odds-ratio loss, no reference; " +
+      "simpo, SimPO (TRL's CPOTrainer with loss_type simpo, cpo_alpha 0): length-averaged rewards with a margin, no reference",
   },
-  'dpo-beta': {
-    aliases: ['beta'],
+  beta: {
+    aliases: ['dpo-beta'],
     affects: 'math',
     kind: 'number',
     min: 0,
-    default: DEFAULT_DPO_BETA,
     description:
-      "--objective dpo: TRL's beta, how far the policy may move from the reference (> 0)",
+      "--objective dpo, orpo or simpo: TRL's beta (> 0): for dpo how far the policy may move from the reference " +
+      `(default ${DEFAULT_DPO_BETA}), for orpo the odds-ratio term's weight (default ${DEFAULT_ORPO_BETA}), ` +
+      `for simpo the reward scale (default ${DEFAULT_SIMPO_BETA}, the SimPO paper's)`,
   },
   'dpo-loss': {
     aliases: ['loss_type'],
@@ -40,35 +54,84 @@ export const objectiveOptions = defineOptions({
     description:
       "--objective dpo, --dpo-loss sigmoid: TRL's label_smoothing (cDPO), the share of pairs assumed mislabelled",
   },
+  'simpo-gamma': {
+    aliases: ['simpo_gamma'],
+    affects: 'math',
+    kind: 'number',
+    min: 0,
+    default: DEFAULT_SIMPO_GAMMA,
+    description:
+      "--objective simpo: the target reward margin (TRL's simpo_gamma; the default is the SimPO paper's gamma / beta of 0.5 at beta 2)",
+  },
 });
-
-/** The options that configure DPO: refused without --objective dpo. */
-export const DPO_OPTIONS = ['dpo-beta', 'dpo-loss', 'dpo-label-smoothing'] as const;
 
 export type ObjectiveValues = OptionValues<typeof objectiveOptions>;
 
-/** "sigmoid loss, beta 0.1" (and label smoothing), for the log. */
-export function describeDpo({ beta, loss = 'sigmoid', labelSmoothing = 0 }: DpoSettings): string {
+/** Each objective option and the objectives it configures: refused with any other. */
+export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly PreferenceKind[]>> = {
+  beta: ['dpo', 'orpo', 'simpo'],
+  'dpo-loss': ['dpo'],
+  'dpo-label-smoothing': ['dpo'],
+  'simpo-gamma': ['simpo'],
+};
+
+const DEFAULT_BETA: { readonly [K in PreferenceKind]: number } = {
+  dpo: DEFAULT_DPO_BETA,
+  orpo: DEFAULT_ORPO_BETA,
+  simpo: DEFAULT_SIMPO_BETA,
+};
+
+/** Each objective's settings from the options, beta already checked. */
+const SETTINGS: {
+  [K in PreferenceKind]: (
+    o: ObjectiveValues,
+    beta: number,
+    command: string,
+  ) => Extract<PreferenceSettings, { kind: K }>;
+} = {
+  dpo: (o, beta, command) => {
+    if (o.dpoLabelSmoothing > 0 && o.dpoLoss !== 'sigmoid') {
+      throw new UsageError(
+        `${command}: --dpo-label-smoothing is for --dpo-loss sigmoid (TRL's cDPO), not ${o.dpoLoss}`,
+      );
+    }
+    return {
+      kind: 'dpo',
+      beta,
+      ...(o.dpoLoss !== 'sigmoid' ? { loss: o.dpoLoss } : {}),
+      ...(o.dpoLabelSmoothing > 0 ? { labelSmoothing: o.dpoLabelSmoothing } : {}),
+    };
+  },
+  orpo: (_o, beta) => ({ kind: 'orpo', beta }),
+  simpo: (o, beta) => ({ kind: 'simpo', beta, gamma: o.simpoGamma }),
+};
+
+/** The preference objective with its settings (DPO's absent where at TRL's defaults), or null: the token loss. */
+export function preferenceSettingsFrom(
+  o: ObjectiveValues,
+  command: 'train' | 'eval',
+): PreferenceSettings | null {
+  if (o.objective === 'sft') return null;
+  const beta = o.beta ?? DEFAULT_BETA[o.objective];
+  if (!(beta > 0)) throw new UsageError(`${command}: --beta must be > 0, got ${beta}`);
+  return SETTINGS[o.objective](o, beta, command);
+}
+
+/** "sigmoid loss, beta 0.1" (DPO), "beta 2, gamma 1" (SimPO): the settings, for the log. */
+export function describeSettings(s: PreferenceSettings): string {
+  if (s.kind === 'orpo') return `beta ${s.beta}`;
+  if (s.kind === 'simpo') return `beta ${s.beta}, gamma ${s.gamma}`;
+  const { beta, loss = 'sigmoid', labelSmoothing = 0 } = s;
   return `${loss} loss, beta ${beta}${labelSmoothing > 0 ? `, label smoothing ${labelSmoothing}` : ''}`;
 }
 
-/** --objective dpo with its settings (absent where at TRL's defaults, but beta), or null: the token loss. */
-export function dpoSettingsFrom(
-  o: ObjectiveValues,
-  command: 'train' | 'eval',
-): ({ kind: 'dpo' } & DpoSettings) | null {
-  if (o.objective === 'sft') return null;
-  if (!(o.dpoBeta > 0))
-    throw new UsageError(`${command}: --dpo-beta must be > 0, got ${o.dpoBeta}`);
-  if (o.dpoLabelSmoothing > 0 && o.dpoLoss !== 'sigmoid') {
-    throw new UsageError(
-      `${command}: --dpo-label-smoothing is for --dpo-loss sigmoid (TRL's cDPO), not ${o.dpoLoss}`,
-    );
-  }
-  return {
-    kind: 'dpo',
-    beta: o.dpoBeta,
-    ...(o.dpoLoss !== 'sigmoid' ? { loss: o.dpoLoss } : {}),
-    ...(o.dpoLabelSmoothing > 0 ? { labelSmoothing: o.dpoLabelSmoothing } : {}),
-  };
-}
+/** "DPO (sigmoid loss, beta 0.1)". */
+export const describeObjective = (s: PreferenceSettings): string =>
+  `${PREFERENCE_NAMES[s.kind]} (${describeSettings(s)})`;
+
+/** What the objective compares the policy with, for the log. */
+export const REFERENCES: { readonly [K in PreferenceKind]: string } = {
+  dpo: 'against the base model with the adapter off',
+  orpo: "the chosen response's NLL plus beta x the odds-ratio loss, no reference model",
+  simpo: 'length-averaged log-probabilities, no reference model',
+};

@@ -1,7 +1,8 @@
-// `train --objective dpo` with real processes: preference pairs train an
-// adapter that prefers the chosen responses (the held-out DPO loss starts at
-// log 2, where policy = reference, and falls), 2 workers train the adapter of
-// 1, the adapter is a PEFT folder, and what DPO cannot use is refused.
+// `train --objective dpo|orpo|simpo` with real processes: preference pairs
+// train an adapter that prefers the chosen responses (the held-out DPO loss
+// starts at log 2, where policy = reference, and falls), 2 workers train the
+// adapter of 1, the adapter is a PEFT folder, `eval` measures what the run
+// measured, and what an objective cannot use is refused.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,15 +56,15 @@ const train = (out: string, ...extra: string[]) =>
   lorafleet([
     'train',
     ...['--model', model, '--data', pairs, '--eval-data', heldOut, '--out', join(dir!, out)],
-    ...['--objective', 'dpo', '--dpo-beta', '0.5', '--seq-len', '24', '--steps', '12'],
+    ...['--objective', 'dpo', '--beta', '0.5', '--seq-len', '24', '--steps', '12'],
     ...['--batch-size', '6', '--micro-batch-size', '2', '--lora-dropout', '0', '--lr', '2e-2'],
     ...extra,
   ]);
 
-/** The held-out DPO loss, reward accuracy and margin a run printed before or after training. */
-const evalOf = (out: string, when: 'before' | 'after') => {
+/** The held-out loss, reward accuracy and margin a run printed before or after training. */
+const evalOf = (out: string, when: 'before' | 'after', name = 'DPO') => {
   const m = new RegExp(
-    `eval loss ${when}: +([\\d.]+) \\(DPO loss, 8 pairs; reward accuracy ([\\d.]+), margin (-?[\\d.]+)\\)`,
+    `eval loss ${when}: +([\\d.]+) \\(${name} loss, 8 pairs; reward accuracy ([\\d.]+), margin (-?[\\d.]+)\\)`,
   ).exec(out);
   return { loss: Number(m?.[1]), accuracy: Number(m?.[2]), margin: Number(m?.[3]) };
 };
@@ -124,7 +125,7 @@ describe('train --objective dpo', () => {
     const evaluated = await lorafleet([
       'eval',
       ...['--model', model, '--adapter', join(dir!, 'dpo-1', 'adapter'), '--data', heldOut],
-      ...['--objective', 'dpo', '--dpo-beta', '0.5', '--seq-len', '24', '--json'],
+      ...['--objective', 'dpo', '--beta', '0.5', '--seq-len', '24', '--json'],
     ]);
     expect(evaluated.code, evaluated.stderr).toBe(0);
     const report = JSON.parse(evaluated.stdout) as Record<string, number>;
@@ -159,7 +160,7 @@ describe('train --objective dpo', () => {
       const evaluated = await lorafleet([
         'eval',
         ...['--model', model, '--adapter', join(dir!, `dpo-${name}`, 'adapter'), '--data', heldOut],
-        ...['--objective', 'dpo', '--dpo-beta', '0.5', '--seq-len', '24', '--json', ...flags],
+        ...['--objective', 'dpo', '--beta', '0.5', '--seq-len', '24', '--json', ...flags],
       ]);
       expect(evaluated.code, evaluated.stderr).toBe(0);
       expect((JSON.parse(evaluated.stdout) as { loss: number }).loss).toBeCloseTo(after, 4);
@@ -182,11 +183,11 @@ describe('train --objective dpo', () => {
       12,
       '--resume',
       join(dir!, 'resume-split'),
-      '--dpo-beta',
+      '--beta',
       '0.2',
     );
     expect(otherBeta.code).toBe(2);
-    expect(otherBeta.stderr).toContain('--dpo-beta');
+    expect(otherBeta.stderr).toContain('--beta');
     const resumed = await run('resume-split', 12, '--resume', join(dir!, 'resume-split'));
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(await adapterBytes(join(dir!, 'resume-split'))).toEqual(
@@ -202,7 +203,7 @@ describe('train --objective dpo', () => {
         ['--init pissa', 'init', 'PiSSA rewrites the base weights into the residual'],
         ['--modules-to-save lm_head', 'modules-to-save', 'those modules train in place'],
         ['--lora-bias all', 'lora-bias', 'biases train in place'],
-        ['--lora-dropout 0.1', 'lora-dropout', "trains without dropout, as TRL's DPOTrainer"],
+        ['--lora-dropout 0.1', 'lora-dropout', "trains without dropout, as TRL's trainers"],
         ['--packing pack', 'packing', 'pads each response to --seq-len, a pair per row'],
       ].map(async ([flags, name, why]) => {
         const r = await lorafleet([...base, '--out', join(dir!, name!), ...flags!.split(' ')]);
@@ -213,16 +214,20 @@ describe('train --objective dpo', () => {
       }),
     );
     expect(refused).toHaveLength(6);
-    for (const [flag, value] of [
-      ['--dpo-beta', '0.2'],
-      ['--dpo-loss', 'ipo'],
+    for (const [flag, value, objectives] of [
+      ['--beta', '0.2', 'dpo, orpo or simpo'],
+      ['--dpo-loss', 'ipo', 'dpo'],
+      ['--simpo-gamma', '0.5', 'simpo'],
     ]) {
       const sft = await lorafleet([
         'train',
         ...['--model', model, '--data', text, '--out', join(dir!, 'beta'), flag!, value!],
       ]);
       expect(sft.code).toBe(2);
-      expect(sft.stderr).toContain(`${flag} configures --objective dpo; add --objective dpo`);
+      const first = objectives!.split(',')[0];
+      expect(sft.stderr).toContain(
+        `${flag} configures --objective ${objectives}; add --objective ${first}`,
+      );
     }
     const smoothedIpo = await lorafleet([
       ...base,
@@ -248,6 +253,105 @@ describe('train --objective dpo', () => {
     expect(pairsAsSft.code).toBe(1);
     expect(pairsAsSft.stderr).toContain(
       `${pairs}:1: a preference pair ("chosen", "rejected"): train such data with --objective dpo`,
+    );
+  });
+});
+
+describe('train --objective orpo and simpo (no reference model)', () => {
+  const run = (objective: string, out: string, ...extra: string[]) =>
+    lorafleet([
+      'train',
+      ...['--model', model, '--data', pairs, '--eval-data', heldOut, '--out', join(dir!, out)],
+      ...['--objective', objective, '--seq-len', '24', '--steps', '12', '--batch-size', '6'],
+      // LoRA's default dropout (0.05) is not drawn: only an explicit one is refused.
+      ...['--micro-batch-size', '2', '--lr', '2e-2', ...extra],
+    ]);
+  const evaluate = (objective: string, ...extra: string[]) =>
+    lorafleet([
+      'eval',
+      ...['--model', model, '--data', heldOut, '--objective', objective, '--seq-len', '24'],
+      ...['--json', ...extra],
+    ]);
+
+  it('ORPO learns to prefer the chosen responses, 2 workers train the adapter of 1, eval measures what the run did', async () => {
+    const [one, two] = await Promise.all([
+      run('orpo', 'orpo-1', '--beta', '0.5'),
+      run('orpo', 'orpo-2', '--beta', '0.5', '--workers', '2'),
+    ]);
+    expect(one.code, one.stderr).toBe(0);
+    expect(two.code, two.stderr).toBe(0);
+    expect(one.stdout).toContain(
+      "objective: ORPO (beta 0.5), the chosen response's NLL plus beta x the odds-ratio loss, no reference model; no dropout",
+    );
+    const ready = `${two.stdout}${two.stderr}`.match(/, ORPO beta 0.5; ready/g);
+    expect(ready).toHaveLength(2);
+    const [before, after] = [
+      evalOf(one.stdout, 'before', 'ORPO'),
+      evalOf(one.stdout, 'after', 'ORPO'),
+    ];
+    expect(after.loss).toBeLessThan(before.loss);
+    expect(after.margin).toBeGreaterThan(before.margin);
+    expect(evalOf(two.stdout, 'after', 'ORPO').loss).toBeCloseTo(after.loss, 4);
+    const summary = await readJson<{ objective: string }>(join(dir!, 'orpo-1', 'summary.json'));
+    expect(summary).toMatchObject({ objective: 'orpo', lossUnit: 'pairs' });
+    const [a, b] = await Promise.all(
+      ['orpo-1', 'orpo-2'].map((out) => loadPeftAdapter(join(dir!, out, 'adapter'))),
+    );
+    let diff = 0;
+    for (const [path, m] of a!.modules) {
+      m.b.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - b!.modules.get(path)!.b[i]!))));
+    }
+    expect(diff).toBeLessThan(WORKERS_TOLERANCE);
+    // Without a reference, eval measures a model with or without an adapter: the base model
+    // is what the run measured before training (B = 0), the adapter what it measured after.
+    const [base, adapted] = await Promise.all([
+      evaluate('orpo', '--beta', '0.5'),
+      evaluate('orpo', '--beta', '0.5', '--adapter', join(dir!, 'orpo-1', 'adapter')),
+    ]);
+    expect(base.code, base.stderr).toBe(0);
+    expect(adapted.code, adapted.stderr).toBe(0);
+    const [b0, a1] = [base, adapted].map((r) => JSON.parse(r.stdout) as Record<string, number>);
+    expect(b0).toMatchObject({ objective: 'orpo', beta: 0.5, pairs: 8, adaptedModules: 0 });
+    expect(b0!.loss).toBeCloseTo(before.loss, 4);
+    expect(a1!.loss).toBeCloseTo(after.loss, 4);
+    expect(a1!.rewardAccuracy).toBeCloseTo(after.accuracy, 4);
+    expect(a1!.rewardMargin).toBeCloseTo(after.margin, 3);
+  });
+
+  it('SimPO trains with its margin, a full fine-tune too (nothing to keep for a reference)', async () => {
+    const [simpo, full] = await Promise.all([
+      run('simpo', 'simpo', '--simpo-gamma', '0.5'),
+      run('orpo', 'orpo-full', '--full-finetune', '--lr', '1e-3'),
+    ]);
+    expect(simpo.code, simpo.stderr).toBe(0);
+    expect(simpo.stdout).toContain(
+      'objective: SimPO (beta 2, gamma 0.5), length-averaged log-probabilities, no reference model; no dropout',
+    );
+    const [before, after] = [
+      evalOf(simpo.stdout, 'before', 'SimPO'),
+      evalOf(simpo.stdout, 'after', 'SimPO'),
+    ];
+    expect(after.loss).toBeLessThan(before.loss);
+    expect(after.accuracy).toBeGreaterThan(0.5);
+    const evaluated = await evaluate(
+      'simpo',
+      ...['--simpo-gamma', '0.5', '--adapter', join(dir!, 'simpo', 'adapter')],
+    );
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    const report = JSON.parse(evaluated.stdout) as Record<string, number>;
+    expect(report).toMatchObject({ objective: 'simpo', beta: 2, gamma: 0.5 });
+    expect(report.loss).toBeCloseTo(after.loss, 4);
+    expect(full.code, full.stderr).toBe(0);
+    const fullAfter = evalOf(full.stdout, 'after', 'ORPO');
+    expect(fullAfter.loss).toBeLessThan(evalOf(full.stdout, 'before', 'ORPO').loss);
+    const dropout = await lorafleet([
+      'train',
+      ...['--model', model, '--data', pairs, '--out', join(dir!, 'simpo-dropout')],
+      ...['--objective', 'simpo', '--lora-dropout', '0.1', '--steps', '1'],
+    ]);
+    expect(dropout.code).toBe(2);
+    expect(dropout.stderr).toContain(
+      "--objective and --lora-dropout contradict each other: SimPO trains without dropout, as TRL's trainers",
     );
   });
 });

@@ -1,0 +1,99 @@
+// The preference tests' fixture (dpo.test.ts, reference-free.test.ts): a tiny
+// GPT-2 with LoRA, pair batches with random response lengths, and each
+// sequence's log-probabilities computed in float64 from the logits.
+import { DEFAULT_LORA, TrainableParameters, tf } from '@lorafleet/core';
+import {
+  type CausalLM,
+  IGNORE_INDEX,
+  type TokenBatch,
+  addLora,
+  buildModel,
+  modelConfigFromJson,
+  randomModelWeights,
+} from '../src/index.js';
+
+export const V = 40;
+export const T = 10;
+export const GPT2 = {
+  model_type: 'gpt2',
+  vocab_size: V,
+  n_positions: 16,
+  n_embd: 16,
+  n_layer: 2,
+  n_head: 2,
+};
+export const BETA = 0.5;
+
+export function build(): CausalLM {
+  const config = modelConfigFromJson(GPT2, 'gpt2');
+  return buildModel(config, randomModelWeights(config, 7));
+}
+
+/** LoRA on every linear layer; B random (scale 0: B = 0, the reference itself). */
+export async function withLora(model: CausalLM, scale: number): Promise<TrainableParameters> {
+  const layers = await addLora(
+    model.linears(),
+    'default',
+    { ...DEFAULT_LORA, r: 4 },
+    { kind: 'kaiming' },
+    'all-linear',
+    3,
+  );
+  for (const l of layers) {
+    const b = l.activeAdapter!.b;
+    b.assign(tf.randomNormal(b.shape, 0, scale, 'float32', 5));
+  }
+  return TrainableParameters.fromLoraLayers(layers);
+}
+
+/** Pairs [chosen | rejected] sharing a prompt of `p` tokens (no loss), responses of random length. */
+export function pairBatch(B: number, seed: number, vocab = V): TokenBatch {
+  let s = seed;
+  const rand = () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const ids = new Int32Array(B * 2 * T);
+  const labels = new Int32Array(B * 2 * T).fill(IGNORE_INDEX);
+  for (let b = 0; b < B; b++) {
+    const prompt = Array.from({ length: 3 }, () => Math.floor(rand() * vocab));
+    for (let side = 0; side < 2; side++) {
+      const row = (2 * b + side) * T;
+      const length = 5 + Math.floor(rand() * (T - 4)); // 5..T real tokens, the rest padding
+      for (let t = 0; t < T; t++) {
+        ids[row + t] = t < 3 ? prompt[t]! : t < length ? Math.floor(rand() * vocab) : 0;
+        if (t >= 3 && t < length) labels[row + t] = ids[row + t]!;
+      }
+    }
+  }
+  return { ids, labels, batchSize: B, seqLen: 2 * T };
+}
+
+/** Sum over labelled positions of log softmax, and their count, per sequence, in float64 from logits [S*T, V]. */
+export function logpsFloat64(
+  logits: Float32Array,
+  seqs: TokenBatch,
+  vocab = V,
+): { sum: number; tokens: number }[] {
+  const out: { sum: number; tokens: number }[] = [];
+  for (let s = 0; s < seqs.batchSize; s++) {
+    let [sum, tokens] = [0, 0];
+    for (let t = 0; t + 1 < seqs.seqLen; t++) {
+      const label = seqs.labels[s * seqs.seqLen + t + 1]!;
+      if (label === IGNORE_INDEX) continue;
+      const at = s * seqs.seqLen + t;
+      const row = logits.subarray(at * vocab, (at + 1) * vocab);
+      const max = Math.max(...row);
+      const lse = max + Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0));
+      sum += row[label]! - lse;
+      tokens++;
+    }
+    out.push({ sum, tokens });
+  }
+  return out;
+}
+
+export async function logitsOf(model: CausalLM, seqs: TokenBatch): Promise<Float32Array> {
+  const ids = tf.tensor2d(seqs.ids, [seqs.batchSize, seqs.seqLen], 'int32');
+  const logits = model.forward(ids);
+  const values = (await logits.data()) as Float32Array;
+  tf.dispose([ids, logits]);
+  return values;
+}

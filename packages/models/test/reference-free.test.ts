@@ -1,0 +1,232 @@
+// ORPO and SimPO (reference-free.ts, objective.ts) against independent
+// statements of them, in float64 from the model's logits:
+// - each loss is its paper's formula on length-averaged log-probabilities
+//   (ORPO: -c - beta log sigmoid(log odds c - log odds r); SimPO:
+//   -log sigmoid(beta (c - r) - gamma));
+// - ORPO equals TRL's ORPOTrainer loss (NLL averaged over the batch's
+//   chosen tokens) on a batch whose chosen responses have one length;
+// - the gradients match central finite differences;
+// - evaluation gives TRL's rewards (beta times the mean log-probability);
+// - no dropout is drawn while training.
+import { DEFAULT_LORA, TrainableParameters, tf, useBackend } from '@lorafleet/core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ForwardPassOptions,
+  IGNORE_INDEX,
+  type PreferenceSettings,
+  type TokenBatch,
+  addLora,
+  buildModel,
+  evaluatePairs,
+  modelConfigFromJson,
+  objectiveOf,
+  pairMetrics,
+  pairSequences,
+  randomModelWeights,
+} from '../src/index.js';
+import {
+  BETA,
+  GPT2,
+  T,
+  build,
+  logitsOf,
+  logpsFloat64,
+  pairBatch,
+  withLora,
+} from './pair-fixtures.js';
+
+beforeAll(async () => {
+  await useBackend('cpu');
+});
+
+const ORPO: PreferenceSettings = { kind: 'orpo', beta: BETA };
+const SIMPO: PreferenceSettings = { kind: 'simpo', beta: 2, gamma: 0.7 };
+
+const logSigmoid = (x: number) => -Math.log1p(Math.exp(-x));
+
+/** The papers' per-pair losses from mean log-probabilities c (chosen) and r (rejected), float64. */
+function pairLoss(s: PreferenceSettings, c: number, r: number): number {
+  if (s.kind === 'orpo') {
+    const logOdds = c - r - (Math.log(-Math.expm1(c)) - Math.log(-Math.expm1(r)));
+    return -c - s.beta * logSigmoid(logOdds);
+  }
+  if (s.kind === 'simpo') return -logSigmoid(s.beta * (c - r) - s.gamma);
+  throw new Error('not reference-free');
+}
+
+/** Each sequence's mean log-probability, float64, and its labelled tokens. */
+async function meansFloat64(model: ReturnType<typeof build>, batch: TokenBatch) {
+  const seqs = pairSequences(batch);
+  return logpsFloat64(await logitsOf(model, seqs), seqs).map(({ sum, tokens }) => ({
+    mean: sum / tokens,
+    sum,
+    tokens,
+  }));
+}
+
+function lossSum(
+  model: ReturnType<typeof build>,
+  batch: TokenBatch,
+  s: PreferenceSettings,
+  options: ForwardPassOptions = {},
+): tf.Scalar {
+  const prepared = objectiveOf(s).loss(model, batch, options);
+  const sum = prepared.sum();
+  prepared.dispose();
+  return sum;
+}
+
+describe('ORPO and SimPO', () => {
+  it("each loss is its paper's, computed in float64 from the logits", async () => {
+    const model = build();
+    await withLora(model, 0.3);
+    const batch = pairBatch(4, 2);
+    const means = await meansFloat64(model, batch);
+    for (const s of [ORPO, SIMPO]) {
+      let expected = 0;
+      for (let b = 0; b < 4; b++)
+        expected += pairLoss(s, means[2 * b]!.mean, means[2 * b + 1]!.mean);
+      const loss = lossSum(model, batch, s);
+      const got = (await loss.data())[0]!;
+      expect(Math.abs(got - expected), s.kind).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected)));
+      loss.dispose();
+    }
+    expect(objectiveOf(ORPO).unit).toBe('pairs');
+    expect(objectiveOf(SIMPO).count(batch)).toBe(4);
+    model.dispose();
+  });
+
+  it("ORPO equals TRL's ORPOTrainer loss where the chosen responses have one length", async () => {
+    const model = build();
+    await withLora(model, 0.3);
+    const B = 3;
+    const batch = pairBatch(B, 8);
+    // Every chosen response: labelled tokens 3..7 (5 tokens); rejected ones keep their lengths.
+    for (let b = 0; b < B; b++) {
+      const row = 2 * b * T;
+      for (let t = 0; t < T; t++)
+        batch.labels[row + t] = t >= 3 && t < 8 ? batch.ids[row + t]! : IGNORE_INDEX;
+    }
+    const means = await meansFloat64(model, batch);
+    // TRL: cross_entropy over every chosen token of the batch, minus the mean of beta log sigmoid(log odds).
+    let [nll, chosenTokens, ratio] = [0, 0, 0];
+    for (let b = 0; b < B; b++) {
+      const [c, r] = [means[2 * b]!, means[2 * b + 1]!];
+      [nll, chosenTokens] = [nll - c.sum, chosenTokens + c.tokens];
+      const logOdds =
+        c.mean - r.mean - (Math.log1p(-Math.exp(c.mean)) - Math.log1p(-Math.exp(r.mean)));
+      ratio += BETA * logSigmoid(logOdds);
+    }
+    expect(means.filter((_, i) => i % 2 === 1).some((m) => m.tokens !== 5)).toBe(true);
+    const trl = nll / chosenTokens - ratio / B;
+    const loss = lossSum(model, batch, ORPO);
+    expect((await loss.data())[0]! / B).toBeCloseTo(trl, 5);
+    loss.dispose();
+    model.dispose();
+  });
+
+  it('the gradients match central finite differences', async () => {
+    const model = build();
+    const params = await withLora(model, 0.3);
+    const batch = pairBatch(2, 4);
+    const theta = params.read();
+    for (const s of [ORPO, SIMPO]) {
+      const lossAt = (values: Float32Array) => {
+        params.write(values);
+        const l = lossSum(model, batch, s);
+        const v = l.dataSync()[0]!;
+        l.dispose();
+        return v;
+      };
+      params.write(theta);
+      const prepared = objectiveOf(s).loss(model, batch, {});
+      const { grads } = params.lossAndGrads(() => prepared.sum());
+      prepared.dispose();
+      expect(
+        grads.some((g) => g !== 0),
+        s.kind,
+      ).toBe(true);
+      let seed = 17;
+      const rand = () => (seed = (seed * 69069 + 1) % 2 ** 32) / 2 ** 32 - 0.5;
+      const mix = Float32Array.from(theta, () => rand());
+      const largest = grads.reduce(
+        (best, g, i) => (Math.abs(g) > Math.abs(grads[best]!) ? i : best),
+        0,
+      );
+      const unit = new Float32Array(theta.length);
+      unit[largest] = 1;
+      for (const d of [unit, mix]) {
+        const eps = 1e-2 / Math.sqrt(d.reduce((a, x) => a + x * x, 0));
+        const plus = lossAt(theta.map((x, i) => x + eps * d[i]!));
+        const minus = lossAt(theta.map((x, i) => x - eps * d[i]!));
+        const numeric = (plus - minus) / (2 * eps);
+        const analytic = grads.reduce((a, g, i) => a + g * d[i]!, 0);
+        expect(Math.abs(numeric - analytic), s.kind).toBeLessThan(2e-2 * Math.abs(analytic) + 1e-4);
+      }
+    }
+    params.write(theta);
+    model.dispose();
+  });
+
+  it("evaluatePairs gives the loss and TRL's rewards (beta x mean log-probability), in float64", async () => {
+    const model = build();
+    await withLora(model, 0.3);
+    const batches = [pairBatch(3, 6), pairBatch(2, 7)];
+    for (const s of [ORPO, SIMPO]) {
+      const expected = { loss: 0, correct: 0, chosen: 0, rejected: 0 };
+      for (const batch of batches) {
+        const means = await meansFloat64(model, batch);
+        for (let b = 0; b < batch.batchSize; b++) {
+          const [c, r] = [means[2 * b]!.mean, means[2 * b + 1]!.mean];
+          expected.loss += pairLoss(s, c, r);
+          expected.correct += c > r ? 1 : 0;
+          [expected.chosen, expected.rejected] = [
+            expected.chosen + s.beta * c,
+            expected.rejected + s.beta * r,
+          ];
+        }
+      }
+      const got = pairMetrics(await evaluatePairs(model, batches, s));
+      expect(got.pairs).toBe(5);
+      expect(got.loss).toBeCloseTo(expected.loss / 5, 5);
+      expect(got.rewardAccuracy).toBe(expected.correct / 5);
+      expect(got.rewardChosen).toBeCloseTo(expected.chosen / 5, 5);
+      expect(got.rewardRejected).toBeCloseTo(expected.rejected / 5, 5);
+      expect(got.rewardMargin).toBeCloseTo((expected.chosen - expected.rejected) / 5, 5);
+    }
+    model.dispose();
+  });
+
+  it('trains without dropout (TRL): with every dropout at 0.1, the loss and gradients of an eval pass', async () => {
+    const config = modelConfigFromJson(
+      { ...GPT2, resid_pdrop: 0.1, embd_pdrop: 0.1, attn_pdrop: 0.1 },
+      'gpt2',
+    );
+    const model = buildModel(config, randomModelWeights(config, 8));
+    const layers = await addLora(
+      model.linears(),
+      'default',
+      { ...DEFAULT_LORA, r: 4, dropout: 0.1 },
+      { kind: 'kaiming' },
+      'all-linear',
+      3,
+    );
+    for (const l of layers)
+      l.activeAdapter!.b.assign(tf.randomNormal(l.activeAdapter!.b.shape, 0, 0.3, 'float32', 5));
+    const params = TrainableParameters.fromLoraLayers(layers);
+    const batch = pairBatch(2, 9);
+    for (const s of [ORPO, SIMPO]) {
+      const run = (options: ForwardPassOptions) => {
+        const prepared = objectiveOf(s).loss(model, batch, options);
+        const out = params.lossAndGrads(() => prepared.sum());
+        prepared.dispose();
+        return out;
+      };
+      const plain = run({});
+      const trained = run({ training: true, seed: 3 });
+      expect(trained.loss, s.kind).toBe(plain.loss);
+      expect(trained.grads).toEqual(plain.grads);
+    }
+    model.dispose();
+  });
+});
