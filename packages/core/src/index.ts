@@ -179,6 +179,8 @@ export {
   causalAttentionComposed,
 } from './ops/causal-attention.js';
 export { layerNorm, layerNormComposed } from './ops/layer-norm.js';
+export { rmsNorm, rmsNormComposed, rmsNormFused } from './ops/rms-norm.js';
+export { RMS_NORM, RMS_NORM_GRAD } from './backend/rms-norm.js';
 export { type CheckpointedBlock, checkpoint } from './ops/checkpoint.js';
 export {
   addBias,

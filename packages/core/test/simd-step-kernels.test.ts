@@ -30,6 +30,8 @@ import { tf } from '../src/backend/tf.js';
 import { geluNew } from '../src/ops/gelu-new.js';
 import { layerNorm } from '../src/ops/layer-norm.js';
 import { swiglu } from '../src/ops/gated.js';
+import { rmsNorm } from '../src/ops/rms-norm.js';
+import { RMS_NORM, RMS_NORM_GRAD } from '../src/backend/rms-norm.js';
 import { SWIGLU, SWIGLU_GRAD } from '../src/backend/webgpu-kernels/activations.js';
 import { softmaxCrossEntropy } from '../src/ops/softmax-cross-entropy.js';
 import { Rng } from '../src/random.js';
@@ -127,6 +129,33 @@ describe('SwiGLU: wasm SIMD against the cpu kernel', () => {
   );
 });
 
+describe('RMSNorm: wasm SIMD against the cpu kernel', () => {
+  const rng = new Rng(17);
+  // Widths 1, 3 (tails only), 4, 37 (a tail) and 256; a row at scale 1e3 and one of zeros.
+  it.each([[[1, 1]], [[5, 3]], [[2, 4]], [[7, 37]], [[3, 2, 256]]] as [number[]][])(
+    'shape %j, value and gradient of x',
+    async (shape) => {
+      const C = shape.at(-1)!;
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = Float32Array.from({ length: n }, () => rng.normal());
+      x.fill(0, 0, C);
+      if (n > C) for (let c = C; c < 2 * C; c++) x[c] = x[c]! * 1e3;
+      const gamma = Float32Array.from({ length: C }, () => rng.normal());
+      const w = Float32Array.from({ length: n }, () => rng.normal());
+      const got = await onBoth(() =>
+        tf.tidy(() => {
+          const [xt, wt] = [x, w].map((v) => tf.tensor(v, shape));
+          const g = tf.tensor1d(gamma);
+          const f = (a: tf.Tensor) => tf.sum(tf.mul(rmsNorm(a, g, 1e-6), wt!));
+          return [rmsNorm(xt!, g, 1e-6), tf.grad(f)(xt!)].map((t) => t.dataSync().slice());
+        }),
+      );
+      for (let i = 0; i < 2; i++)
+        expect(maxRelErr(got.wasm[i]!, got.cpu[i]!)).toBeLessThan(TOLERANCE);
+    },
+  );
+});
+
 describe('the SIMD step kernels on wasm', () => {
   it('load over the wasm heap and are what the registered kernels run', () => {
     const kernels = simdKernels(tf.backend() as unknown as BackendWasm);
@@ -134,8 +163,9 @@ describe('the SIMD step kernels on wasm', () => {
     expect(typeof kernels?.geluNewGrad).toBe('function');
     expect(typeof kernels?.layerNormGrad).toBe('function');
     expect(typeof kernels?.swigluGrad).toBe('function');
+    expect(typeof kernels?.rmsNormGrad).toBe('function');
     const names = [SOFTMAX_XENT, SOFTMAX_XENT_GRAD, GELU_NEW, GELU_NEW_GRAD, SWIGLU, SWIGLU_GRAD];
-    for (const name of [...names, LAYER_NORM, LAYER_NORM_GRAD]) {
+    for (const name of [...names, LAYER_NORM, LAYER_NORM_GRAD, RMS_NORM, RMS_NORM_GRAD]) {
       const config = tf.getKernel(name, 'wasm') as HostKernelConfig | undefined;
       expect(config?.host, name).toBeTypeOf('function');
       expect(config?.kernelFunc).not.toBe(config?.host);

@@ -2,7 +2,8 @@
 // cross-entropy on cpu and wasm and its composed fallback (the path of webgpu
 // and tfjs-node), against a float64 reference in plain JS, on odd shapes with
 // ignored rows; fused gelu_new and LayerNorm against their tfjs-op
-// compositions on the cpu backend; and wasm's copy-free Identity.
+// compositions on the cpu backend (SwiGLU and RMSNorm too); and wasm's
+// copy-free Identity.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expPoly, tanhRational } from '../src/backend/fast-math.js';
 import { SOFTMAX_XENT, SOFTMAX_XENT_GRAD } from '../src/backend/softmax-xent.js';
@@ -11,6 +12,8 @@ import { tf } from '../src/backend/tf.js';
 import { geluNew, geluNewComposed } from '../src/ops/gelu-new.js';
 import { layerNorm, layerNormComposed } from '../src/ops/layer-norm.js';
 import { swiglu, swigluComposed } from '../src/ops/gated.js';
+import { rmsNorm, rmsNormComposed } from '../src/ops/rms-norm.js';
+import { RMS_NORM } from '../src/backend/rms-norm.js';
 import { SWIGLU } from '../src/backend/webgpu-kernels/activations.js';
 import { softmaxCrossEntropy } from '../src/ops/softmax-cross-entropy.js';
 import { Rng } from '../src/random.js';
@@ -191,86 +194,127 @@ function valueAndGrads(
   });
 }
 
-describe.each(['cpu', 'wasm'] as const)('fused gelu_new and LayerNorm on %s', (backend) => {
-  const rng = new Rng(7);
-  const randn = (n: number, scale = 1) =>
-    Float32Array.from({ length: n }, () => rng.normal() * scale);
-  // Odd shapes: rows that are not a multiple of anything, C = 1 and C = 37.
-  const SHAPES: number[][] = [[1], [3, 5, 7], [2, 9, 37], [11, 1]];
+describe.each(['cpu', 'wasm'] as const)(
+  'fused gelu_new, LayerNorm, SwiGLU and RMSNorm on %s',
+  (backend) => {
+    const rng = new Rng(7);
+    const randn = (n: number, scale = 1) =>
+      Float32Array.from({ length: n }, () => rng.normal() * scale);
+    // Odd shapes: rows that are not a multiple of anything, C = 1 and C = 37.
+    const SHAPES: number[][] = [[1], [3, 5, 7], [2, 9, 37], [11, 1]];
 
-  /** The reference: the tfjs-op composition with autodiff, on the cpu backend. */
-  async function onCpu<T>(f: () => T): Promise<T> {
-    await use('cpu');
-    try {
-      return f();
-    } finally {
-      await use(backend);
+    /** The reference: the tfjs-op composition with autodiff, on the cpu backend. */
+    async function onCpu<T>(f: () => T): Promise<T> {
+      await use('cpu');
+      try {
+        return f();
+      } finally {
+        await use(backend);
+      }
     }
-  }
 
-  beforeAll(async () => use(backend));
+    beforeAll(async () => use(backend));
 
-  it.each(SHAPES)('gelu_new, value and gradient, shape %j', async (...shape) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const x = { shape, values: randn(n, 3) };
-    const w = randn(n);
-    const got = valueAndGrads(geluNew, [x], w);
-    const want = await onCpu(() => valueAndGrads(geluNewComposed, [x], w));
-    got.forEach((g, i) => expect(maxRelErr(g, want[i]!)).toBeLessThan(2e-6));
-  });
-
-  it.each(SHAPES)(
-    'LayerNorm, value and gradients of x, gamma, beta, shape %j',
-    async (...shape) => {
-      const C = shape.at(-1)!;
+    it.each(SHAPES)('gelu_new, value and gradient, shape %j', async (...shape) => {
       const n = shape.reduce((a, b) => a * b, 1);
-      const x = { shape, values: randn(n, 2) };
-      const gamma = { shape: [C], values: randn(C) };
-      const beta = { shape: [C], values: randn(C) };
+      const x = { shape, values: randn(n, 3) };
       const w = randn(n);
-      const fused = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => layerNorm(a, g, b, 1e-5);
-      const composed = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
-        layerNormComposed(a, g, b, 1e-5);
-      const got = valueAndGrads(fused, [x, gamma, beta], w);
-      const want = await onCpu(() => valueAndGrads(composed, [x, gamma, beta], w));
-      // float32 tfjs sums in the reference over up to 99 rows: 1e-5 relative.
-      got.forEach((g, i) => expect(maxRelErr(g, want[i]!)).toBeLessThan(1e-5));
-    },
-  );
+      const got = valueAndGrads(geluNew, [x], w);
+      const want = await onCpu(() => valueAndGrads(geluNewComposed, [x], w));
+      got.forEach((g, i) => expect(maxRelErr(g, want[i]!)).toBeLessThan(2e-6));
+    });
 
-  it.each(SHAPES)('SwiGLU, value and gradients of gate and up, shape %j', async (...shape) => {
-    expect(tf.getKernel(SWIGLU, backend)).toBeDefined(); // the fused kernels run here
-    const n = shape.reduce((a, b) => a * b, 1);
-    const [gate, up] = [randn(n, 4), randn(n, 2)];
-    gate[0] = 0;
-    const inputs = [
-      { shape, values: gate },
-      { shape, values: up },
-    ];
-    const w = randn(n);
-    const got = valueAndGrads(swiglu, inputs, w);
-    const want = await onCpu(() => valueAndGrads(swigluComposed, inputs, w));
-    got.forEach((g, i) => expect(maxRelErr(g, want[i]!)).toBeLessThan(2e-6));
-  });
+    it.each(SHAPES)(
+      'LayerNorm, value and gradients of x, gamma, beta, shape %j',
+      async (...shape) => {
+        const C = shape.at(-1)!;
+        const n = shape.reduce((a, b) => a * b, 1);
+        const x = { shape, values: randn(n, 2) };
+        const gamma = { shape: [C], values: randn(C) };
+        const beta = { shape: [C], values: randn(C) };
+        const w = randn(n);
+        const fused = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => layerNorm(a, g, b, 1e-5);
+        const composed = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+          layerNormComposed(a, g, b, 1e-5);
+        const got = valueAndGrads(fused, [x, gamma, beta], w);
+        const want = await onCpu(() => valueAndGrads(composed, [x, gamma, beta], w));
+        // float32 tfjs sums in the reference over up to 99 rows: 1e-5 relative.
+        got.forEach((g, i) => expect(maxRelErr(g, want[i]!)).toBeLessThan(1e-5));
+      },
+    );
 
-  it('leaves no tensor behind', () => {
-    const x = { shape: [4, 6], values: randn(24) };
-    const gb = { shape: [6], values: randn(6) };
-    const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
-      swiglu(geluNew(layerNorm(a, g, b, 1e-5)), a);
-    valueAndGrads(f, [x, gb, gb], randn(24));
-    const before = tf.memory().numTensors;
-    valueAndGrads(f, [x, gb, gb], randn(24));
-    expect(tf.memory().numTensors).toBe(before);
-  });
+    it.each(SHAPES)('SwiGLU, value and gradients of gate and up, shape %j', async (...shape) => {
+      expect(tf.getKernel(SWIGLU, backend)).toBeDefined(); // the fused kernels run here
+      const n = shape.reduce((a, b) => a * b, 1);
+      const [gate, up] = [randn(n, 4), randn(n, 2)];
+      gate[0] = 0;
+      const inputs = [
+        { shape, values: gate },
+        { shape, values: up },
+      ];
+      const w = randn(n);
+      const got = valueAndGrads(swiglu, inputs, w);
+      const want = await onCpu(() => valueAndGrads(swigluComposed, inputs, w));
+      got.forEach((g, i) => expect(maxRelErr(g, want[i]!)).toBeLessThan(2e-6));
+    });
 
-  it('names a gamma of the wrong width', () => {
-    const x = tf.zeros([2, 4]);
-    const g = tf.zeros([3]);
-    expect(() => layerNorm(x, g, g, 1e-5)).toThrow(/gamma must be \[4\] for x \[2, 4\], got \[3\]/);
-    tf.dispose([x, g]);
-  });
-});
+    it.each(SHAPES)(
+      'RMSNorm with a frozen weight, value and gradient of x, shape %j',
+      async (...shape) => {
+        expect(tf.getKernel(RMS_NORM, backend)).toBeDefined(); // the fused kernels run here
+        const C = shape.at(-1)!;
+        const n = shape.reduce((a, b) => a * b, 1);
+        const x = { shape, values: randn(n, 2) };
+        x.values[0] = 40; // a row far from unit scale
+        const weight = tf.tensor1d(randn(C));
+        const w = randn(n);
+        const got = valueAndGrads((a) => rmsNorm(a, weight as tf.Tensor1D, 1e-6), [x], w);
+        const want = await onCpu(() => {
+          const cpuWeight = tf.tensor1d(weight.dataSync());
+          const out = valueAndGrads((a) => rmsNormComposed(a, cpuWeight, 1e-6), [x], w);
+          cpuWeight.dispose();
+          return out;
+        });
+        got.forEach((g, i) => expect(maxRelErr(g, want[i]!)).toBeLessThan(1e-5));
+        weight.dispose();
+      },
+    );
+
+    it('RMSNorm with a trained weight takes tfjs ops, and its gradient', () => {
+      const weight = tf.variable(tf.tensor1d([0.5, -1, 2]), true);
+      const x = tf.tensor2d([1, 2, 3, -4, 5, 0.5], [2, 3]);
+      const { grads } = tf.variableGrads(
+        () => tf.sum(rmsNorm(x, weight, 1e-6)) as tf.Scalar,
+        [weight],
+      );
+      const want = tf.grad((s: tf.Tensor) => tf.sum(rmsNormComposed(x, s, 1e-6)))(weight);
+      expect(
+        maxRelErr(grads[weight.name]!.dataSync() as Float32Array, want.dataSync() as Float32Array),
+      ).toBeLessThan(1e-6);
+      tf.dispose([weight, x, want, ...Object.values(grads)]);
+    });
+
+    it('leaves no tensor behind', () => {
+      const x = { shape: [4, 6], values: randn(24) };
+      const gb = { shape: [6], values: randn(6) };
+      const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+        swiglu(geluNew(rmsNorm(layerNorm(a, g, b, 1e-5), b as tf.Tensor1D, 1e-6)), a);
+      valueAndGrads(f, [x, gb, gb], randn(24));
+      const before = tf.memory().numTensors;
+      valueAndGrads(f, [x, gb, gb], randn(24));
+      expect(tf.memory().numTensors).toBe(before);
+    });
+
+    it('names a gamma of the wrong width', () => {
+      const x = tf.zeros([2, 4]);
+      const g = tf.zeros([3]);
+      expect(() => layerNorm(x, g, g, 1e-5)).toThrow(
+        /gamma must be \[4\] for x \[2, 4\], got \[3\]/,
+      );
+      tf.dispose([x, g]);
+    });
+  },
+);
 
 describe('fast-math', () => {
   it('tanhRational is within 3e-7 of Math.tanh, odd, and saturates', () => {

@@ -1,8 +1,9 @@
 // The training step's own kernels beyond tfjs's (issue 17: the CPU step at
 // the roofline), registered from tf.ts in one call: the fused softmax
-// cross-entropy, gelu_new, LayerNorm and SwiGLU (cpu, wasm), wasm's copy-free
+// cross-entropy, gelu_new, LayerNorm, SwiGLU and RMSNorm (cpu, wasm), wasm's copy-free
 // Identity, and wasm's Slice and SplitV over heap views (wasm-slice.ts).
 import { GELU_LAYER_NORM_KERNELS } from './gelu-layer-norm.js';
+import { RMS_NORM_KERNELS } from './rms-norm.js';
 import { SOFTMAX_XENT_KERNELS } from './softmax-xent.js';
 import { SWIGLU_KERNELS } from './swiglu.js';
 import type { tf } from './tf.js';
@@ -13,6 +14,7 @@ const STEP_KERNELS: readonly tf.KernelConfig[] = [
   ...SOFTMAX_XENT_KERNELS,
   ...GELU_LAYER_NORM_KERNELS,
   ...SWIGLU_KERNELS,
+  ...RMS_NORM_KERNELS,
 ];
 
 /** Registers what is not registered yet; idempotent. Returns the names added. */

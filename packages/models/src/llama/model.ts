@@ -21,8 +21,6 @@ import {
   causalAttentionComposed,
   addSame,
   checkpoint,
-  fusedNorm,
-  fusedNormAvailable,
   gated,
   reshapeTo,
   scaleBy,
@@ -60,7 +58,7 @@ import { countElements, readNamedWeights } from '../weight-values.js';
 import type { ScheduledStepRecipe } from '../scheduled-step.js';
 import { llamaScheduledStep } from './scheduled.js';
 import { type LayerPass, dropping, rotaryTensors, withRotaryTensors } from './layer-pass.js';
-import { repeatKv, rmsNorm, rmsNormComposed } from './layer-ops.js';
+import { repeatKv, rmsNorm, rmsNormComposed, rmsNormFused } from './layer-ops.js';
 
 export interface LlamaLayer {
   /** The RMSNorms [C] by role (weights.ts layerNormNames); null where the layer has none. */
@@ -395,10 +393,8 @@ export class LlamaModel implements CausalLM {
   private rmsNorm(x: tf.Tensor, weight: tf.Variable<tf.Rank.R1>): tf.Tensor {
     const { rmsNormEps: eps, normPlusOne } = this.config;
     if (!normPlusOne) return rmsNorm(x, weight, eps);
-    if (!fusedNormAvailable(weight)) {
-      return tf.tidy(() => rmsNormComposed(x, tf.add(weight, 1), eps));
-    }
-    return fusedNorm(x, this.normGamma(weight), null, eps, 'rms');
+    if (!rmsNormFused(weight)) return tf.tidy(() => rmsNormComposed(x, tf.add(weight, 1), eps));
+    return rmsNorm(x, this.normGamma(weight), eps); // frozen: 1 + weight made once
   }
 
   /**

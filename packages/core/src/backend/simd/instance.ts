@@ -9,6 +9,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { BATCH_MATMUL_WASM } from './batch-matmul.wasm.js';
 import { GELU_NEW_WASM } from './gelu-new.wasm.js';
 import { LAYER_NORM_WASM } from './layer-norm.wasm.js';
+import { RMS_NORM_WASM } from './rms-norm.wasm.js';
 import { SOFTMAX_XENT_WASM } from './softmax-xent.wasm.js';
 import { SWIGLU_WASM } from './swiglu.wasm.js';
 
@@ -94,12 +95,35 @@ export interface SwigluExports {
   swigluGrad(gate: number, up: number, dy: number, out: number, n: number, wrtGate: number): void;
 }
 
+/** The exports of assembly/rms-norm.ts. */
+export interface RmsNormExports {
+  rmsNorm(
+    x: number,
+    gamma: number,
+    eps: number,
+    rows: number,
+    C: number,
+    y: number,
+    rstd: number,
+  ): void;
+  rmsNormGrad(
+    x: number,
+    gamma: number,
+    rstd: number,
+    dy: number,
+    rows: number,
+    C: number,
+    dx: number,
+  ): void;
+}
+
 /** Every module's exports together (their names do not collide). */
 export type SimdKernels = BatchMatMulExports &
   SoftmaxXentExports &
   GeluNewExports &
   LayerNormExports &
-  SwigluExports;
+  SwigluExports &
+  RmsNormExports;
 
 /** The modules, one per assembly/*.ts kernel source. */
 const MODULES: readonly string[] = [
@@ -108,6 +132,7 @@ const MODULES: readonly string[] = [
   GELU_NEW_WASM,
   LAYER_NORM_WASM,
   SWIGLU_WASM,
+  RMS_NORM_WASM,
 ];
 
 /**

@@ -1,7 +1,8 @@
 // The wasm backend's fused step kernels on the SIMD modules
-// (assembly/softmax-xent.ts, gelu-new.ts, layer-norm.ts): the registered
-// LoraFleetSoftmaxXent(Grad), LoraFleetGeluNew(Grad) and
-// LoraFleetLayerNorm(Grad) on wasm call these
+// (assembly/softmax-xent.ts, gelu-new.ts, layer-norm.ts, swiglu.ts,
+// rms-norm.ts): the registered LoraFleetSoftmaxXent(Grad),
+// LoraFleetGeluNew(Grad), LoraFleetLayerNorm(Grad), LoraFleetSwiGlu(Grad) and
+// LoraFleetRmsNorm(Grad) on wasm call these
 // with tensors already checked and outputs already made (softmax-xent.ts,
 // gelu-layer-norm.ts). Each returns false, having written nothing, where the
 // SIMD modules cannot load on this backend; the caller then runs the
@@ -149,6 +150,35 @@ export function simdSwigluGrad(
     size(gate),
     wrt === 'gate' ? 1 : 0,
   );
+  return true;
+}
+
+/** y [rows, C], rstd [rows] of x [..., C] (rows = size / C) and a frozen gamma [C]. */
+export function simdRmsNorm(
+  backend: tf.KernelBackend,
+  inputs: { x: tf.TensorInfo; gamma: tf.TensorInfo },
+  eps: number,
+  outs: { y: tf.TensorInfo; rstd: tf.TensorInfo },
+): boolean {
+  const h = heap(backend);
+  if (!h) return false;
+  const { x, gamma } = inputs;
+  const [C, rows] = [size(gamma), size(outs.rstd)];
+  h.kernels.rmsNorm(h.at(x), h.at(gamma), eps, rows, C, h.at(outs.y), h.at(outs.rstd));
+  return true;
+}
+
+/** dx [rows, C] from x, gamma, rstd and dy (checked by the caller: rows x C each, rstd [rows]). */
+export function simdRmsNormGrad(
+  backend: tf.KernelBackend,
+  inputs: { x: tf.TensorInfo; gamma: tf.TensorInfo; rstd: tf.TensorInfo; dy: tf.TensorInfo },
+  dx: tf.TensorInfo,
+): boolean {
+  const h = heap(backend);
+  if (!h) return false;
+  const { x, gamma, rstd, dy } = inputs;
+  const [C, rows] = [size(gamma), size(rstd)];
+  h.kernels.rmsNormGrad(h.at(x), h.at(gamma), h.at(rstd), h.at(dy), rows, C, h.at(dx));
   return true;
 }
 
