@@ -181,6 +181,8 @@ export {
 export { layerNorm, layerNormComposed } from './ops/layer-norm.js';
 export { rmsNorm, rmsNormComposed, rmsNormFused } from './ops/rms-norm.js';
 export { RMS_NORM, RMS_NORM_GRAD } from './backend/rms-norm.js';
+export { rotary, rotaryFusable } from './ops/rotary.js';
+export { ROTARY } from './backend/rotary.js';
 export { type CheckpointedBlock, checkpoint } from './ops/checkpoint.js';
 export {
   addBias,

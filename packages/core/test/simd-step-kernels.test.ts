@@ -31,6 +31,8 @@ import { geluNew } from '../src/ops/gelu-new.js';
 import { layerNorm } from '../src/ops/layer-norm.js';
 import { swiglu } from '../src/ops/gated.js';
 import { rmsNorm } from '../src/ops/rms-norm.js';
+import { rotary } from '../src/ops/rotary.js';
+import { ROTARY } from '../src/backend/rotary.js';
 import { RMS_NORM, RMS_NORM_GRAD } from '../src/backend/rms-norm.js';
 import { SWIGLU, SWIGLU_GRAD } from '../src/backend/webgpu-kernels/activations.js';
 import { softmaxCrossEntropy } from '../src/ops/softmax-cross-entropy.js';
@@ -156,6 +158,34 @@ describe('RMSNorm: wasm SIMD against the cpu kernel', () => {
   );
 });
 
+describe('rotary: wasm SIMD against the cpu kernel, bit for bit', () => {
+  const rng = new Rng(19);
+  it.each([
+    [[2, 3, 5, 6], 2],
+    [[1, 2, 3, 16], 1],
+    [[2, 2, 9, 64], 2],
+  ] as [number[], number][])(
+    'x %j, tables for %i rows, value and gradient',
+    async (shape, rows) => {
+      const [, , T, D] = shape as [number, number, number, number];
+      const n = shape.reduce((a, b) => a * b, 1);
+      const randn = (k: number) => Float32Array.from({ length: k }, () => rng.normal());
+      const [x, w, c, s] = [randn(n), randn(n), randn(rows * T * D), randn(rows * T * D)];
+      const got = await onBoth(() =>
+        tf.tidy(() => {
+          const [cos, sin] = [c, s].map((v) =>
+            tf.tensor4d(v, [rows, 1, T, D] as [number, number, number, number]),
+          );
+          const [xt, wt] = [x, w].map((v) => tf.tensor(v, shape) as tf.Tensor4D);
+          const f = (a: tf.Tensor) => tf.sum(tf.mul(rotary(a as tf.Tensor4D, cos!, sin!), wt!));
+          return [rotary(xt!, cos!, sin!), tf.grad(f)(xt!)].map((t) => Array.from(t.dataSync()));
+        }),
+      );
+      expect(got.wasm).toEqual(got.cpu);
+    },
+  );
+});
+
 describe('the SIMD step kernels on wasm', () => {
   it('load over the wasm heap and are what the registered kernels run', () => {
     const kernels = simdKernels(tf.backend() as unknown as BackendWasm);
@@ -164,8 +194,9 @@ describe('the SIMD step kernels on wasm', () => {
     expect(typeof kernels?.layerNormGrad).toBe('function');
     expect(typeof kernels?.swigluGrad).toBe('function');
     expect(typeof kernels?.rmsNormGrad).toBe('function');
+    expect(typeof kernels?.rotary).toBe('function');
     const names = [SOFTMAX_XENT, SOFTMAX_XENT_GRAD, GELU_NEW, GELU_NEW_GRAD, SWIGLU, SWIGLU_GRAD];
-    for (const name of [...names, LAYER_NORM, LAYER_NORM_GRAD, RMS_NORM, RMS_NORM_GRAD]) {
+    for (const name of [...names, LAYER_NORM, LAYER_NORM_GRAD, RMS_NORM, RMS_NORM_GRAD, ROTARY]) {
       const config = tf.getKernel(name, 'wasm') as HostKernelConfig | undefined;
       expect(config?.host, name).toBeTypeOf('function');
       expect(config?.kernelFunc).not.toBe(config?.host);

@@ -14,6 +14,8 @@ import { layerNorm, layerNormComposed } from '../src/ops/layer-norm.js';
 import { swiglu, swigluComposed } from '../src/ops/gated.js';
 import { rmsNorm, rmsNormComposed } from '../src/ops/rms-norm.js';
 import { RMS_NORM } from '../src/backend/rms-norm.js';
+import { ROTARY } from '../src/backend/rotary.js';
+import { rotary, rotaryFusable } from '../src/ops/rotary.js';
 import { SWIGLU } from '../src/backend/webgpu-kernels/activations.js';
 import { softmaxCrossEntropy } from '../src/ops/softmax-cross-entropy.js';
 import { Rng } from '../src/random.js';
@@ -195,7 +197,7 @@ function valueAndGrads(
 }
 
 describe.each(['cpu', 'wasm'] as const)(
-  'fused gelu_new, LayerNorm, SwiGLU and RMSNorm on %s',
+  'fused gelu_new, LayerNorm, SwiGLU, RMSNorm and rotary on %s',
   (backend) => {
     const rng = new Rng(7);
     const randn = (n: number, scale = 1) =>
@@ -292,6 +294,48 @@ describe.each(['cpu', 'wasm'] as const)(
         maxRelErr(grads[weight.name]!.dataSync() as Float32Array, want.dataSync() as Float32Array),
       ).toBeLessThan(1e-6);
       tf.dispose([weight, x, want, ...Object.values(grads)]);
+    });
+
+    // x [B, H, T, D] and tables [1 or B, 1, T, D]: half of D odd (a SIMD tail), 4, 32; batch 1.
+    it.each([
+      [[2, 3, 5, 6], 2],
+      [[1, 2, 4, 8], 1],
+      [[3, 4, 7, 64], 1],
+      [[2, 1, 1, 2], 2],
+    ] as [number[], number][])(
+      'rotary embedding on x %j (tables for %i rows): the bits of the tfjs ops, value and gradient',
+      (shape, tableRows) => {
+        expect(tf.getKernel(ROTARY, backend)).toBeDefined();
+        const [, , T, D] = shape as [number, number, number, number];
+        const n = shape.reduce((a, b) => a * b, 1);
+        const x = { shape, values: randn(n, 3) };
+        const table = [tableRows, 1, T, D];
+        const [cos, sin] = [randn(tableRows * T * D), randn(tableRows * T * D)].map((v) =>
+          tf.tensor4d(v, table as [number, number, number, number]),
+        );
+        const composed = (a: tf.Tensor) => {
+          const [a1, a2] = tf.split(a, 2, -1);
+          return tf.add(tf.mul(a, cos!), tf.mul(tf.concat([tf.neg(a2!), a1!], -1), sin!));
+        };
+        expect(rotaryFusable(tf.zeros(shape), cos!)).toBe(true);
+        const w = randn(n);
+        const got = valueAndGrads((a) => rotary(a as tf.Tensor4D, cos!, sin!), [x], w);
+        const want = valueAndGrads(composed, [x], w);
+        got.forEach((g, i) => expect(Array.from(g)).toEqual(Array.from(want[i]!)));
+        expect(maxRelErr(got[1]!, want[1]!)).toBe(0);
+        tf.dispose([cos!, sin!]);
+      },
+    );
+
+    it('rotary: not for an odd width, tables of another length or batch, or rank 3', () => {
+      tf.tidy(() => {
+        const t = tf.zeros([1, 1, 4, 6]);
+        expect(rotaryFusable(tf.zeros([1, 2, 4, 6]), t)).toBe(true);
+        expect(rotaryFusable(tf.zeros([1, 2, 4, 5]), tf.zeros([1, 1, 4, 5]))).toBe(false);
+        expect(rotaryFusable(tf.zeros([1, 2, 3, 6]), t)).toBe(false);
+        expect(rotaryFusable(tf.zeros([2, 4, 6]), t)).toBe(false);
+        expect(rotaryFusable(tf.zeros([3, 2, 4, 6]), tf.zeros([2, 1, 4, 6]))).toBe(false);
+      });
     });
 
     it('leaves no tensor behind', () => {

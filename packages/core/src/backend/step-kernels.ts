@@ -1,9 +1,11 @@
 // The training step's own kernels beyond tfjs's (issue 17: the CPU step at
 // the roofline), registered from tf.ts in one call: the fused softmax
-// cross-entropy, gelu_new, LayerNorm, SwiGLU and RMSNorm (cpu, wasm), wasm's copy-free
+// cross-entropy, gelu_new, LayerNorm, SwiGLU, RMSNorm and the rotary embedding
+// (cpu, wasm), wasm's copy-free
 // Identity, and wasm's Slice and SplitV over heap views (wasm-slice.ts).
 import { GELU_LAYER_NORM_KERNELS } from './gelu-layer-norm.js';
 import { RMS_NORM_KERNELS } from './rms-norm.js';
+import { ROTARY_KERNELS } from './rotary.js';
 import { SOFTMAX_XENT_KERNELS } from './softmax-xent.js';
 import { SWIGLU_KERNELS } from './swiglu.js';
 import type { tf } from './tf.js';
@@ -15,6 +17,7 @@ const STEP_KERNELS: readonly tf.KernelConfig[] = [
   ...GELU_LAYER_NORM_KERNELS,
   ...SWIGLU_KERNELS,
   ...RMS_NORM_KERNELS,
+  ...ROTARY_KERNELS,
 ];
 
 /** Registers what is not registered yet; idempotent. Returns the names added. */

@@ -33,12 +33,12 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tens
     const [y, rstd] = tf
       .engine()
       .runKernel(RMS_NORM, { x: input, gamma: weight }, { eps } as never) as tf.Tensor[];
-    save([input, rstd!]);
+    save([input, rstd!, weight]);
     return {
       value: y!,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sx, srstd] = saved as [tf.Tensor, tf.Tensor];
-        const inputs = { x: sx, gamma: weight, rstd: srstd, dy };
+        const [sx, srstd, sw] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        const inputs = { x: sx, gamma: sw, rstd: srstd, dy };
         return [tf.engine().runKernel(RMS_NORM_GRAD, inputs) as tf.Tensor];
       },
     };

@@ -5,7 +5,7 @@
 // head width D, or with Phi-3's partial_rotary_factor its leading R dims
 // (the rest pass unrotated); LongRoPE and YaRN also scale cos and sin. GLM
 // turns adjacent pairs instead (interleaved: cos = repeat_interleave(freqs, 2)).
-import { addSame, mulConstant, tf } from '@lorafleet/core';
+import { addSame, mulConstant, rotary, rotaryFusable, tf } from '@lorafleet/core';
 import { type LlamaConfig, type RopeScaling, rotaryDim } from './config.js';
 
 /**
@@ -138,6 +138,10 @@ export function applyRotary(
   sin: tf.Tensor4D,
   interleaved = false,
 ): tf.Tensor4D {
+  // cpu and wasm: one fused kernel, the same bits (core's ops/rotary.ts).
+  if (!interleaved && cos.shape[3] === x.shape[3] && rotaryFusable(x, cos)) {
+    return rotary(x, cos, sin);
+  }
   return tf.tidy(() => {
     const [D, R] = [x.shape[3], cos.shape[3]];
     const [rot, pass] = R === D ? [x, null] : tf.split(x, [R, D - R], 3);

@@ -10,6 +10,7 @@ import { BATCH_MATMUL_WASM } from './batch-matmul.wasm.js';
 import { GELU_NEW_WASM } from './gelu-new.wasm.js';
 import { LAYER_NORM_WASM } from './layer-norm.wasm.js';
 import { RMS_NORM_WASM } from './rms-norm.wasm.js';
+import { ROTARY_WASM } from './rotary.wasm.js';
 import { SOFTMAX_XENT_WASM } from './softmax-xent.wasm.js';
 import { SWIGLU_WASM } from './swiglu.wasm.js';
 
@@ -117,13 +118,30 @@ export interface RmsNormExports {
   ): void;
 }
 
+/** The exports of assembly/rotary.ts. */
+export interface RotaryExports {
+  rotary(
+    x: number,
+    cos: number,
+    sin: number,
+    B: number,
+    H: number,
+    T: number,
+    D: number,
+    tableBatch: number,
+    inverse: number,
+    y: number,
+  ): void;
+}
+
 /** Every module's exports together (their names do not collide). */
 export type SimdKernels = BatchMatMulExports &
   SoftmaxXentExports &
   GeluNewExports &
   LayerNormExports &
   SwigluExports &
-  RmsNormExports;
+  RmsNormExports &
+  RotaryExports;
 
 /** The modules, one per assembly/*.ts kernel source. */
 const MODULES: readonly string[] = [
@@ -133,6 +151,7 @@ const MODULES: readonly string[] = [
   LAYER_NORM_WASM,
   SWIGLU_WASM,
   RMS_NORM_WASM,
+  ROTARY_WASM,
 ];
 
 /**

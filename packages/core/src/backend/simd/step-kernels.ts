@@ -1,8 +1,8 @@
 // The wasm backend's fused step kernels on the SIMD modules
 // (assembly/softmax-xent.ts, gelu-new.ts, layer-norm.ts, swiglu.ts,
-// rms-norm.ts): the registered LoraFleetSoftmaxXent(Grad),
+// rms-norm.ts, rotary.ts): the registered LoraFleetSoftmaxXent(Grad),
 // LoraFleetGeluNew(Grad), LoraFleetLayerNorm(Grad), LoraFleetSwiGlu(Grad) and
-// LoraFleetRmsNorm(Grad) on wasm call these
+// LoraFleetRmsNorm(Grad) and LoraFleetRotary on wasm call these
 // with tensors already checked and outputs already made (softmax-xent.ts,
 // gelu-layer-norm.ts). Each returns false, having written nothing, where the
 // SIMD modules cannot load on this backend; the caller then runs the
@@ -179,6 +179,22 @@ export function simdRmsNormGrad(
   const { x, gamma, rstd, dy } = inputs;
   const [C, rows] = [size(gamma), size(rstd)];
   h.kernels.rmsNormGrad(h.at(x), h.at(gamma), h.at(rstd), h.at(dy), rows, C, h.at(dx));
+  return true;
+}
+
+/** y = x rotated by cos and sin (inverse: by their transpose); shapes checked by the caller. */
+export function simdRotary(
+  backend: tf.KernelBackend,
+  inputs: { x: tf.TensorInfo; cos: tf.TensorInfo; sin: tf.TensorInfo },
+  shape: { B: number; H: number; T: number; D: number; tableBatch: number },
+  inverse: boolean,
+  y: tf.TensorInfo,
+): boolean {
+  const h = heap(backend);
+  if (!h) return false;
+  const { B, H, T, D, tableBatch } = shape;
+  const { x, cos, sin } = inputs;
+  h.kernels.rotary(h.at(x), h.at(cos), h.at(sin), B, H, T, D, tableBatch, inverse ? 1 : 0, h.at(y));
   return true;
 }
 
