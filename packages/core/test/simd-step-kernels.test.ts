@@ -176,7 +176,9 @@ describe('rotary: wasm SIMD against the cpu kernel, bit for bit', () => {
           const [cos, sin] = [c, s].map((v) =>
             tf.tensor4d(v, [rows, 1, T, D] as [number, number, number, number]),
           );
-          const [xt, wt] = [x, w].map((v) => tf.tensor(v, shape) as tf.Tensor4D);
+          const [xt, wt] = [x, w].map((v) =>
+            tf.tensor4d(v, shape as [number, number, number, number]),
+          );
           const f = (a: tf.Tensor) => tf.sum(tf.mul(rotary(a as tf.Tensor4D, cos!, sin!), wt!));
           return [rotary(xt!, cos!, sin!), tf.grad(f)(xt!)].map((t) => Array.from(t.dataSync()));
         }),
