@@ -8,22 +8,7 @@
 //   forward:  x [rows, C], gamma, beta [C] -> y [rows, C], mean, rstd [rows]
 //   backward: x, gamma, mean, rstd, dy -> dx [rows, C], dgamma, dbeta [C]
 
-/** Lanes 0-1 of an f32x4 as f64x2. */
-function lo64(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v);
-}
-/** Lanes 2-3 of an f32x4 as f64x2. */
-function hi64(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
-}
-/** The sum of the four float64 lanes of a and b. */
-function total(a: v128, b: v128): f64 {
-  return (
-    f64x2.extract_lane(a, 0) +
-    f64x2.extract_lane(b, 0) +
-    (f64x2.extract_lane(a, 1) + f64x2.extract_lane(b, 1))
-  );
-}
+import { hi64, lo64, total } from './lib/f64-lanes';
 
 /**
  * y = (x - mean) rstd gamma + beta per row, with the biased variance and

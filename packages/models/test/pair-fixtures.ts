@@ -2,6 +2,7 @@
 // GPT-2 with LoRA, pair batches with random response lengths, and each
 // sequence's log-probabilities computed in float64 from the logits.
 import { DEFAULT_LORA, TrainableParameters, tf } from '@lorafleet/core';
+import { expect } from 'vitest';
 import {
   type CausalLM,
   IGNORE_INDEX,
@@ -96,4 +97,36 @@ export async function logitsOf(model: CausalLM, seqs: TokenBatch): Promise<Float
   const values = (await logits.data()) as Float32Array;
   tf.dispose([ids, logits]);
   return values;
+}
+
+/**
+ * The gradient `grads` at `theta` against central finite differences of
+ * `lossAt`, along the largest coordinate and along a random mix.
+ */
+export function expectFiniteDifferences(
+  theta: Float32Array,
+  grads: ArrayLike<number>,
+  lossAt: (values: Float32Array) => number,
+  label: string | undefined,
+  seed = 11,
+): void {
+  const g = Array.from(grads);
+  expect(
+    g.some((x) => x !== 0),
+    label,
+  ).toBe(true);
+  let s = seed;
+  const rand = () => (s = (s * 69069 + 1) % 2 ** 32) / 2 ** 32 - 0.5;
+  const mix = Float32Array.from(theta, () => rand());
+  const largest = g.reduce((best, x, i) => (Math.abs(x) > Math.abs(g[best]!) ? i : best), 0);
+  const unit = new Float32Array(theta.length);
+  unit[largest] = 1;
+  for (const d of [unit, mix]) {
+    const eps = 1e-2 / Math.sqrt(d.reduce((a, x) => a + x * x, 0));
+    const plus = lossAt(theta.map((x, i) => x + eps * d[i]!));
+    const minus = lossAt(theta.map((x, i) => x - eps * d[i]!));
+    const numeric = (plus - minus) / (2 * eps);
+    const analytic = g.reduce((a, x, i) => a + x * d[i]!, 0);
+    expect(Math.abs(numeric - analytic), label).toBeLessThan(2e-2 * Math.abs(analytic) + 1e-4);
+  }
 }
