@@ -1,7 +1,10 @@
-// A checkpoint written before --wire-dtype joined the options that change the
-// math has no "wire-dtype" in its config, and its hash covers the config
-// without it. Such a checkpoint trained in fp32, so --resume reads the absent
-// field as fp32: it resumes (bitwise as uninterrupted) and refuses bf16.
+// Checkpoints written before an option that changes the math existed, or
+// under an option's old name. One written before --wire-dtype has no
+// "wire-dtype" in its config, and its hash covers the config without it.
+// Such a checkpoint trained in fp32, so --resume reads the absent field as
+// fp32: it resumes (bitwise as uninterrupted) and refuses bf16. One written
+// before --objective trained the token loss; one with --dpo-beta (renamed
+// --beta) reads it as --beta for a DPO run and as none for the token loss.
 import { cp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,5 +91,37 @@ describe('--resume of a checkpoint older than --wire-dtype', () => {
     expect(() =>
       checkResumeConfig('ckpt', state(legacy), { ...current, 'wire-dtype': 'fp16' }),
     ).toThrow(/--wire-dtype \(checkpoint "fp32", now "fp16"\)/);
+  });
+});
+
+describe('--resume of a checkpoint written before --objective, or with --dpo-beta', () => {
+  const now = { model: 'm', 'wire-dtype': 'fp32', objective: 'sft', beta: null };
+  const current = { ...now, 'dpo-loss': 'sigmoid', 'dpo-label-smoothing': 0, 'simpo-gamma': 1 };
+  const state = (config: Record<string, unknown>) =>
+    ({ config, configHash: configHash(config) }) as TrainerState;
+
+  it('reads a checkpoint without the objective options as the token loss', () => {
+    expect(() => checkResumeConfig('ckpt', state({ model: 'm' }), current)).not.toThrow();
+    expect(() =>
+      checkResumeConfig('ckpt', state({ model: 'm' }), {
+        ...current,
+        objective: 'orpo',
+        beta: 0.1,
+      }),
+    ).toThrow(/--objective \(checkpoint "sft", now "orpo"\)/);
+  });
+
+  it("reads --dpo-beta as --beta: a token-loss run's as none, a DPO run's as its value", () => {
+    const legacy = { ...current, beta: undefined, 'simpo-gamma': undefined, 'dpo-beta': 0.1 };
+    delete legacy.beta;
+    delete legacy['simpo-gamma'];
+    expect(() => checkResumeConfig('ckpt', state(legacy), current)).not.toThrow();
+    const dpo = { ...legacy, objective: 'dpo', 'dpo-beta': 0.5 };
+    expect(() =>
+      checkResumeConfig('ckpt', state(dpo), { ...current, objective: 'dpo', beta: 0.5 }),
+    ).not.toThrow();
+    expect(() =>
+      checkResumeConfig('ckpt', state(dpo), { ...current, objective: 'dpo', beta: 0.1 }),
+    ).toThrow(/--beta \(checkpoint 0.5, now 0.1\)/);
   });
 });

@@ -106,13 +106,17 @@ const SETTINGS: {
   simpo: (o, beta) => ({ kind: 'simpo', beta, gamma: o.simpoGamma }),
 };
 
+/** The beta a run trains with: given, or its objective's default; null for the token loss. */
+export const resolvedBeta = (o: ObjectiveValues): number | null =>
+  o.objective === 'sft' ? null : (o.beta ?? DEFAULT_BETA[o.objective]);
+
 /** The preference objective with its settings (DPO's absent where at TRL's defaults), or null: the token loss. */
 export function preferenceSettingsFrom(
   o: ObjectiveValues,
   command: 'train' | 'eval',
 ): PreferenceSettings | null {
   if (o.objective === 'sft') return null;
-  const beta = o.beta ?? DEFAULT_BETA[o.objective];
+  const beta = resolvedBeta(o)!;
   if (!(beta > 0)) throw new UsageError(`${command}: --beta must be > 0, got ${beta}`);
   return SETTINGS[o.objective](o, beta, command);
 }

@@ -6,11 +6,13 @@ import { createHash } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LrSchedule } from '@lorafleet/core';
+import { DEFAULT_SIMPO_GAMMA } from '@lorafleet/models';
 import type { SamplerState } from '@lorafleet/data';
 import { UsageError, camelCase, mathOptions } from '../args.js';
 import type { TrainOptions } from './train-spec.js';
 import { type TrainerState, type VerifiedCheckpoint, resumeCheckpoint } from './checkpoint.js';
 import { trainSpec } from './train-spec.js';
+import { resolvedBeta } from './objective-options.js';
 
 /** Content hashes of the inputs, so a changed file is caught even under the same name. */
 export interface RunInputs {
@@ -25,11 +27,17 @@ export function trainingConfig(o: TrainOptions, inputs: RunInputs): Record<strin
   const config: Record<string, unknown> = { model: inputs.model, data: inputs.rows };
   const values = o as unknown as Record<string, unknown>;
   for (const name of mathOptions(trainSpec)) {
-    const value = values[camelCase(name)];
-    config[name] = name === 'micro-batch-size' ? (value ?? o.batchSize) : (value ?? null);
+    const resolve = RESOLVED[name];
+    config[name] = resolve ? resolve(o) : (values[camelCase(name)] ?? null);
   }
   return config;
 }
+
+/** Options recorded as the run resolves them, so giving the default or leaving it out is one run. */
+const RESOLVED: Record<string, (o: TrainOptions) => unknown> = {
+  'micro-batch-size': (o) => o.microBatchSize ?? o.batchSize,
+  beta: resolvedBeta,
+};
 
 export function configHash(config: Record<string, unknown>): string {
   const canonical = JSON.stringify(
@@ -53,13 +61,37 @@ export async function modelFingerprint(dir: string): Promise<string> {
 /**
  * Math options added after checkpoints were already written without them,
  * with the value those checkpoints trained with: before --wire-dtype
- * existed, gradients always travelled in fp32.
+ * existed, gradients always travelled in fp32; before --objective, every run
+ * trained the token loss (and the preference settings are those of a run
+ * without them).
  */
-const ADDED_LATER: Record<string, unknown> = { 'wire-dtype': 'fp32' };
+const ADDED_LATER: Record<string, unknown> = {
+  'wire-dtype': 'fp32',
+  objective: 'sft',
+  beta: null,
+  'dpo-loss': 'sigmoid',
+  'dpo-label-smoothing': 0,
+  'simpo-gamma': DEFAULT_SIMPO_GAMMA,
+};
 
-/** A checkpoint's config with the options it predates filled in as it trained. */
+/** Math options renamed since: the old name, the new one, and the old value as the new option records it. */
+const RENAMED: {
+  from: string;
+  to: string;
+  value: (v: unknown, c: Record<string, unknown>) => unknown;
+}[] = [
+  // --dpo-beta (2026-12-06) became --beta for every preference objective, null for the token loss.
+  { from: 'dpo-beta', to: 'beta', value: (v, c) => (c.objective === 'dpo' ? v : null) },
+];
+
+/** A checkpoint's config with renamed options renamed and the options it predates filled in as it trained. */
 export function savedConfig(saved: TrainerState): Record<string, unknown> {
   const config = { ...saved.config };
+  for (const { from, to, value } of RENAMED) {
+    if (!(from in config) || to in config) continue;
+    config[to] = value(config[from], config);
+    delete config[from];
+  }
   for (const [name, value] of Object.entries(ADDED_LATER))
     if (!(name in config)) config[name] = value;
   return config;
