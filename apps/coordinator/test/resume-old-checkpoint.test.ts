@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TrainerState, manifestText } from '@lorafleet/worker';
 import { UsageError } from '../src/args.js';
-import { checkResumeConfig, configHash } from '../src/training/resume.js';
+import { checkResumeConfig, configHash, trainingConfig } from '../src/training/resume.js';
+import { trainSpec } from '../src/training/train-spec.js';
+import { parseCommand } from '../src/args.js';
 import {
   NO_DROPOUT_CONFIG,
   adapterBytes,
@@ -76,8 +78,8 @@ describe('--resume of a checkpoint older than --wire-dtype', () => {
   }, 120_000);
 
   it('fills in only a field that is absent and a hash that covers the config as saved', () => {
-    const current = { model: 'm', 'wire-dtype': 'fp32', 'lora-r': 8 };
-    const legacy = { model: 'm', 'lora-r': 8 };
+    const current = runConfig();
+    const legacy = without(current, 'wire-dtype');
     const state = (config: Record<string, unknown>, hash = configHash(config)) =>
       ({ config, configHash: hash }) as TrainerState;
     expect(() => checkResumeConfig('ckpt', state(legacy), current)).not.toThrow();
@@ -95,26 +97,28 @@ describe('--resume of a checkpoint older than --wire-dtype', () => {
 });
 
 describe('--resume of a checkpoint written before --objective, or with --dpo-beta', () => {
-  const now = { model: 'm', 'wire-dtype': 'fp32', objective: 'sft', beta: null };
-  const current = { ...now, 'dpo-loss': 'sigmoid', 'dpo-label-smoothing': 0, 'simpo-gamma': 1 };
+  const current = runConfig();
   const state = (config: Record<string, unknown>) =>
     ({ config, configHash: configHash(config) }) as TrainerState;
 
-  it('reads a checkpoint without the objective options as the token loss', () => {
-    expect(() => checkResumeConfig('ckpt', state({ model: 'm' }), current)).not.toThrow();
+  it('reads each option a checkpoint predates as what a run without it records', () => {
+    // A checkpoint of the version before DoRA, LoRA+, NEFTune, the objectives and --wire-dtype.
+    const older = without(
+      current,
+      ...['use-dora', 'loraplus-lr-ratio', 'neftune-noise-alpha', 'objective', 'beta'],
+      ...['dpo-loss', 'dpo-label-smoothing', 'simpo-gamma', 'wire-dtype'],
+    );
+    expect(() => checkResumeConfig('ckpt', state(older), current)).not.toThrow();
+    expect(() => checkResumeConfig('ckpt', state(older), { ...current, 'use-dora': true })).toThrow(
+      /--use-dora \(checkpoint false, now true\)/,
+    );
     expect(() =>
-      checkResumeConfig('ckpt', state({ model: 'm' }), {
-        ...current,
-        objective: 'orpo',
-        beta: 0.1,
-      }),
+      checkResumeConfig('ckpt', state(older), { ...current, objective: 'orpo', beta: 0.1 }),
     ).toThrow(/--objective \(checkpoint "sft", now "orpo"\)/);
   });
 
   it("reads --dpo-beta as --beta: a token-loss run's as none, a DPO run's as its value", () => {
-    const legacy = { ...current, beta: undefined, 'simpo-gamma': undefined, 'dpo-beta': 0.1 };
-    delete legacy.beta;
-    delete legacy['simpo-gamma'];
+    const legacy = { ...without(current, 'beta', 'simpo-gamma'), 'dpo-beta': 0.1 };
     expect(() => checkResumeConfig('ckpt', state(legacy), current)).not.toThrow();
     const dpo = { ...legacy, objective: 'dpo', 'dpo-beta': 0.5 };
     expect(() =>
@@ -125,3 +129,14 @@ describe('--resume of a checkpoint written before --objective, or with --dpo-bet
     ).toThrow(/--beta \(checkpoint 0.5, now 0.1\)/);
   });
 });
+
+/** What a run given only --model, --data and --out records (every math option at its default). */
+function runConfig(): Record<string, unknown> {
+  const o = parseCommand(trainSpec, ['--model', 'x', '--data', 'y', '--out', 'z'], {});
+  if (o === 'help') throw new Error('unexpected --help');
+  return trainingConfig(o, { rows: 'r', model: 'm' });
+}
+
+function without(config: Record<string, unknown>, ...names: string[]): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(config).filter(([k]) => !names.includes(k)));
+}

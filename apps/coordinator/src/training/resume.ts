@@ -60,13 +60,24 @@ export async function modelFingerprint(dir: string): Promise<string> {
 
 /**
  * Math options added after checkpoints were already written without them,
- * with the value those checkpoints trained with: before --wire-dtype
- * existed, gradients always travelled in fp32; before --objective, every run
- * trained the token loss (and the preference settings are those of a run
- * without them).
+ * with the value those checkpoints trained with: what a run that does not
+ * give the option records, which is how every run trained before it existed
+ * (before --wire-dtype, gradients travelled in fp32; before --objective, every
+ * run trained the token loss; before PEFT's options, DoRA, LoRA+ and NEFTune,
+ * none was on). A new math option whose default changes nothing joins this list.
  */
 const ADDED_LATER: Record<string, unknown> = {
   'wire-dtype': 'fp32',
+  'target-regex': null,
+  'layers-to-transform': null,
+  'layers-pattern': null,
+  'rank-pattern': null,
+  'alpha-pattern': null,
+  'modules-to-save': null,
+  'lora-bias': 'none',
+  'use-dora': false,
+  'loraplus-lr-ratio': 1,
+  'neftune-noise-alpha': 0,
   objective: 'sft',
   beta: null,
   'dpo-loss': 'sigmoid',
