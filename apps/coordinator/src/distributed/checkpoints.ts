@@ -119,8 +119,9 @@ export class FleetCheckpointer {
 
   /** Rank 0 adds the tensors and the manifest to `tmp`; checked, it is renamed into place. */
   private async writeThroughRank0(tmp: string, step: number): Promise<string> {
-    await this.fleet.send(0, { case: 'checkpointRequest', value: { step, path: tmp } });
-    const [done] = await this.fleet.collect('checkpointDone', this.timeoutMs, [0]);
+    const rank0 = this.fleet.memberOf(0);
+    await this.fleet.send(rank0, { case: 'checkpointRequest', value: { step, path: tmp } });
+    const [done] = await this.fleet.collect('checkpointDone', this.timeoutMs, [rank0]);
     if (done!.step !== step || done!.manifestSha256 !== (await manifestSha256(tmp))) {
       throw new FleetError(
         `${tmp}: the checkpoint on disk differs from what rank 0 reports writing for step ${step}`,

@@ -176,6 +176,15 @@ export class WorkerFleet {
     this.roster.welcomed(m);
   }
 
+  /**
+   * The active member of a rank now. A request and its reply go to the member
+   * resolved once: a rank names another member after a loss (a failed send
+   * marks its member lost at once), and its reply would never come.
+   */
+  memberOf(rank: number): Member {
+    return this.resolve(rank);
+  }
+
   /** A member, or the active member of a rank. */
   private resolve(target: Member | number): Member {
     if (typeof target !== 'number') return target;

@@ -301,8 +301,9 @@ async function trainOnFleet(run: RunContext): Promise<void> {
 async function saveResult(run: RunContext, done: number, path: string): Promise<void> {
   const { fleet, ring, plan } = run;
   await withRecovery(ring, done, async () => {
-    await fleet.send(0, { case: 'checkpointRequest', value: { step: done, path } });
-    const [saved] = await fleet.collect('checkpointDone', TIMEOUTS.saveMs, [0]);
+    const rank0 = fleet.memberOf(0);
+    await fleet.send(rank0, { case: 'checkpointRequest', value: { step: done, path } });
+    const [saved] = await fleet.collect('checkpointDone', TIMEOUTS.saveMs, [rank0]);
     if (saved!.manifestSha256 !== (await resultManifestSha256(path, plan.config.mode))) {
       throw new FleetError(`${path}: what is on disk differs from what rank 0 wrote`);
     }
