@@ -344,6 +344,11 @@ describe('train --objective orpo and simpo (no reference model)', () => {
     expect(full.code, full.stderr).toBe(0);
     const fullAfter = evalOf(full.stdout, 'after', 'ORPO');
     expect(fullAfter.loss).toBeLessThan(evalOf(full.stdout, 'before', 'ORPO').loss);
+    const stray = await evaluate('dpo', '--simpo-gamma', '0.5');
+    expect(stray.code).toBe(2);
+    expect(stray.stderr).toContain(
+      'eval: --simpo-gamma configures --objective simpo; add --objective simpo',
+    );
     const dropout = await lorafleet([
       'train',
       ...['--model', model, '--data', pairs, '--out', join(dir!, 'simpo-dropout')],

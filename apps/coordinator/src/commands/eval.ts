@@ -7,11 +7,12 @@ import {
   evaluatePairs,
   pairMetrics,
 } from '@lorafleet/models';
-import { UsageError } from '../args.js';
+import { UsageError, givenOptions } from '../args.js';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
 import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
 import {
+  checkObjectiveOptions,
   describeSettings,
   objectiveOptions,
   preferenceSettingsFrom,
@@ -42,6 +43,7 @@ export const evalSpec = defineCommand({
 });
 
 export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> {
+  checkObjectiveOptions(o, givenOptions(o), 'eval'); // before loading anything
   await startBackend(o);
   const { model, tokenizer, config, adapted } = await loadModelAndAdapter(
     o.model,

@@ -3,7 +3,7 @@
 import { datasetFormat } from '@lorafleet/data';
 import { PREFERENCE_NAMES } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
-import { OBJECTIVE_OPTIONS } from './objective-options.js';
+import { checkObjectiveOptions } from './objective-options.js';
 import type { TrainOptions } from './train-spec.js';
 import { PEFT_OPTION_NAMES, checkPeftOptions } from './peft-options.js';
 
@@ -81,17 +81,7 @@ function checkObjective(
   given: ReadonlySet<string>,
   clash: (a: string, b: string, why: string) => UsageError,
 ): void {
-  for (const [name, objectives] of Object.entries(OBJECTIVE_OPTIONS)) {
-    if (given.has(name) && !(objectives as readonly string[]).includes(o.objective)) {
-      const which =
-        objectives.length === 1
-          ? objectives[0]
-          : `${objectives.slice(0, -1).join(', ')} or ${objectives.at(-1)}`;
-      throw new UsageError(
-        `train: --${name} configures --objective ${which}; add --objective ${objectives[0]}`,
-      );
-    }
-  }
+  checkObjectiveOptions(o, given, 'train');
   if (o.objective === 'sft') return;
   const name = PREFERENCE_NAMES[o.objective];
   const general: [string, boolean, string][] = [

@@ -75,6 +75,24 @@ export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly PreferenceKind[
   'simpo-gamma': ['simpo'],
 };
 
+/** Refuses an objective option given without an objective it configures (it would change nothing). */
+export function checkObjectiveOptions(
+  o: ObjectiveValues,
+  given: ReadonlySet<string>,
+  command: 'train' | 'eval',
+): void {
+  for (const [name, objectives] of Object.entries(OBJECTIVE_OPTIONS)) {
+    if (!given.has(name) || (objectives as readonly string[]).includes(o.objective)) continue;
+    const which =
+      objectives.length === 1
+        ? objectives[0]
+        : `${objectives.slice(0, -1).join(', ')} or ${objectives.at(-1)}`;
+    throw new UsageError(
+      `${command}: --${name} configures --objective ${which}; add --objective ${objectives[0]}`,
+    );
+  }
+}
+
 const DEFAULT_BETA: { readonly [K in PreferenceKind]: number } = {
   dpo: DEFAULT_DPO_BETA,
   orpo: DEFAULT_ORPO_BETA,
