@@ -144,18 +144,19 @@ describe('train --objective dpo', () => {
     expect(Math.abs(before.margin)).toBe(0);
   });
 
-  it('trains with IPO and with label smoothing, and eval measures with the same loss', async () => {
+  it('trains with IPO, label smoothing and APO-zero, and eval measures with the same loss', async () => {
     for (const [name, flags, says] of [
       ['ipo', ['--dpo-loss', 'ipo'], 'ipo loss, beta 0.5'],
       ['cdpo', ['--dpo-label-smoothing', '0.1'], 'sigmoid loss, beta 0.5, label smoothing 0.1'],
+      ['apo', ['--dpo-loss', 'apo_zero'], 'apo_zero loss, beta 0.5'],
     ] as const) {
       const run = await train(`dpo-${name}`, ...flags);
       expect(run.code, run.stderr).toBe(0);
       expect(run.stdout).toContain(`objective: DPO (${says}), against the base model`);
       const before = evalOf(run.stdout, 'before').loss;
       const after = evalOf(run.stdout, 'after').loss;
-      // IPO's loss at the reference is (1 / (2 beta))^2 = 1; the smoothed sigmoid's is log 2.
-      expect(before).toBe(name === 'ipo' ? 1 : Number(Math.LN2.toFixed(4)));
+      // At the reference IPO's loss is (1 / (2 beta))^2 = 1, APO-zero's 1 - 1/2 + 1/2 = 1; the smoothed sigmoid's log 2.
+      expect(before).toBe(name === 'cdpo' ? Number(Math.LN2.toFixed(4)) : 1);
       expect(after).toBeLessThan(before);
       const evaluated = await lorafleet([
         'eval',
@@ -235,7 +236,7 @@ describe('train --objective dpo', () => {
     ]);
     expect(smoothedIpo.code).toBe(2);
     expect(smoothedIpo.stderr).toContain(
-      "--dpo-label-smoothing is for --dpo-loss sigmoid (TRL's cDPO), not ipo",
+      "--dpo-label-smoothing is for --dpo-loss sigmoid, robust, exo_pair (TRL's label_smoothing), not ipo",
     );
     const sftData = await lorafleet([
       'train',

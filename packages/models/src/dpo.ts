@@ -3,7 +3,7 @@
 // rejected response r after the same prompt:
 //   logp(y)  = sum of log pi(y_t | y_<t) over the response's labelled tokens
 //   z        = beta * ((logp(c) - ref(c)) - (logp(r) - ref(r)))
-//   loss     = -log sigmoid(z) = softplus(-z)      (the default "sigmoid"; PAIR_LOSSES has the others)
+//   loss     = -log sigmoid(z) = softplus(-z)      (the default "sigmoid"; PAIR_LOSSES has TRL's others)
 // where ref is logp under the reference model: for a LoRA run, the base
 // model with the adapter off (PEFT's disable_adapter, TRL's default for a
 // PEFT model). A batch holds pairs as rows of 2T ([chosen | rejected], data's
@@ -15,36 +15,91 @@ import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
 import { positionNll } from './loss.js';
 
 /** TRL's DPOConfig.loss_type values implemented here. */
-export type DpoLossType = 'sigmoid' | 'ipo' | 'hinge';
-export const DPO_LOSS_TYPES: readonly DpoLossType[] = ['sigmoid', 'ipo', 'hinge'];
+export type DpoLossType =
+  | 'sigmoid'
+  | 'ipo'
+  | 'hinge'
+  | 'robust'
+  | 'exo_pair'
+  | 'sppo_hard'
+  | 'nca_pair'
+  | 'apo_zero'
+  | 'apo_down';
+export const DPO_LOSS_TYPES: readonly DpoLossType[] = [
+  'sigmoid',
+  'ipo',
+  'hinge',
+  'robust',
+  'exo_pair',
+  'sppo_hard',
+  'nca_pair',
+  'apo_zero',
+  'apo_down',
+];
+
+/** The loss types that read label_smoothing (TRL's sigmoid, robust and exo_pair). */
+export const SMOOTHED_LOSS_TYPES: readonly DpoLossType[] = ['sigmoid', 'robust', 'exo_pair'];
 
 export interface DpoSettings {
   /** TRL's beta: how far the policy may move from the reference (default 0.1). */
   beta: number;
   /** TRL's loss_type (absent: sigmoid, DPO's own). */
   loss?: DpoLossType;
-  /** TRL's label_smoothing (cDPO; sigmoid only): the share of pairs taken to be mislabelled. */
+  /** TRL's label_smoothing (SMOOTHED_LOSS_TYPES): the share of pairs taken to be mislabelled. */
   labelSmoothing?: number;
 }
 
 /** TRL's DPOConfig.beta default. */
 export const DEFAULT_DPO_BETA = 0.1;
 
+/** A batch's log-ratios to the reference, [B] each: c (chosen), r (rejected), h = c - r. */
+type LogRatios = { c: tf.Tensor1D; r: tf.Tensor1D; h: tf.Tensor1D };
+
+/** -log sigmoid(x) = softplus(-x), and log sigmoid(x). */
+const nls = (x: tf.Tensor) => tf.softplus(tf.neg(x));
+const logSigmoid = (x: tf.Tensor) => tf.neg(nls(x));
+
 /**
- * Each pair's loss from h = (logp(c) - ref(c)) - (logp(r) - ref(r)), [B],
- * as TRL's DPOTrainer.dpo_loss computes it for each loss_type.
+ * Each pair's loss, [B], as TRL's DPOTrainer.dpo_loss computes it for each
+ * loss_type (its `logits` is h here, its chosen and rejected log-ratios c and r).
  */
-const PAIR_LOSSES: { [K in DpoLossType]: (h: tf.Tensor1D, s: DpoSettings) => tf.Tensor1D } = {
+const PAIR_LOSSES: { [K in DpoLossType]: (d: LogRatios, s: DpoSettings) => tf.Tensor } = {
   // -(1 - e) log sigmoid(beta h) - e log sigmoid(-beta h)
-  sigmoid: (h, { beta, labelSmoothing: e = 0 }) => {
+  sigmoid: ({ h }, { beta, labelSmoothing: e = 0 }) => {
     const z = tf.mul(h, beta);
-    const loss = tf.softplus(tf.neg(z));
-    return (e > 0 ? tf.add(tf.mul(loss, 1 - e), tf.mul(tf.softplus(z), e)) : loss) as tf.Tensor1D;
+    return e > 0 ? tf.add(tf.mul(nls(z), 1 - e), tf.mul(nls(tf.neg(z)), e)) : nls(z);
   },
   // (h - 1 / (2 beta))^2, on length-averaged log-probabilities (sequenceLogps' `average`)
-  ipo: (h, { beta }) => tf.square(tf.sub(h, 1 / (2 * beta))) as tf.Tensor1D,
+  ipo: ({ h }, { beta }) => tf.square(tf.sub(h, 1 / (2 * beta))),
   // max(0, 1 - beta h)
-  hinge: (h, { beta }) => tf.relu(tf.sub(1, tf.mul(h, beta))) as tf.Tensor1D,
+  hinge: ({ h }, { beta }) => tf.relu(tf.sub(1, tf.mul(h, beta))),
+  // ((1 - e) (-log sigmoid(beta h)) + e log sigmoid(-beta h)) / (1 - 2e): unbiased under flipped labels
+  robust: ({ h }, { beta, labelSmoothing: e = 0 }) => {
+    const z = tf.mul(h, beta);
+    return tf.div(tf.sub(tf.mul(nls(z), 1 - e), tf.mul(nls(tf.neg(z)), e)), 1 - 2 * e);
+  },
+  // EXO: sigmoid(z) (log sigmoid(z) - log(1 - e)) + sigmoid(-z) (log sigmoid(-z) - log e), z = beta h, e = 1e-3 if 0
+  exo_pair: ({ h }, { beta, labelSmoothing }) => {
+    const e = labelSmoothing || 1e-3;
+    const z = tf.mul(h, beta);
+    const side = (x: tf.Tensor, target: number) =>
+      tf.mul(tf.sigmoid(x), tf.sub(logSigmoid(x), Math.log(target)));
+    return tf.add(side(z, 1 - e), side(tf.neg(z), e));
+  },
+  // SPPO (hard): (c - 1 / (2 beta))^2 + (r + 1 / (2 beta))^2
+  sppo_hard: ({ c, r }, { beta }) =>
+    tf.add(tf.square(tf.sub(c, 0.5 / beta)), tf.square(tf.add(r, 0.5 / beta))),
+  // NCA: -log sigmoid(beta c) - 0.5 log sigmoid(-beta c) - 0.5 log sigmoid(-beta r)
+  nca_pair: ({ c, r }, { beta }) => {
+    const [bc, br] = [tf.mul(c, beta), tf.mul(r, beta)];
+    return tf.add(nls(bc), tf.mul(tf.add(nls(tf.neg(bc)), nls(tf.neg(br))), 0.5));
+  },
+  // APO-zero: 1 - sigmoid(beta c) + sigmoid(beta r)
+  apo_zero: ({ c, r }, { beta }) =>
+    tf.add(tf.sub(1, tf.sigmoid(tf.mul(c, beta))), tf.sigmoid(tf.mul(r, beta))),
+  // APO-down: sigmoid(beta c) + 1 - sigmoid(beta h)
+  apo_down: ({ c, h }, { beta }) =>
+    tf.add(tf.sigmoid(tf.mul(c, beta)), tf.sub(1, tf.sigmoid(tf.mul(h, beta)))),
 };
 
 /** IPO compares length-averaged log-probabilities (TRL divides by the response's tokens). */
@@ -124,12 +179,18 @@ export function withAdaptersOff<T>(model: CausalLM, fn: () => T): T {
 
 /** Per pair: h = (logp(c) - ref(c)) - (logp(r) - ref(r)), [B]; logps and ref [2B]. */
 export function logRatioMargins(logps: tf.Tensor1D, ref: tf.Tensor1D): tf.Tensor1D {
-  return tf.tidy(() => {
-    const B = logps.shape[0] / 2;
-    const d = tf.sub(logps, ref).reshape([B, 2]); // [B, 2]: chosen, rejected
-    const [c, r] = tf.split(d, 2, 1) as [tf.Tensor2D, tf.Tensor2D]; // [B, 1] each
-    return tf.sub(c, r).reshape([B]) as tf.Tensor1D;
-  });
+  return tf.tidy(() => logRatios(logps, ref).h);
+}
+
+/** The chosen and rejected log-ratios to the reference and their margin, [B] each. */
+function logRatios(logps: tf.Tensor1D, ref: tf.Tensor1D): LogRatios {
+  const B = logps.shape[0] / 2;
+  const d = tf.sub(logps, ref).reshape([B, 2]); // [B, 2]: chosen, rejected
+  const [c, r] = (tf.split(d, 2, 1) as [tf.Tensor2D, tf.Tensor2D]).map((t) => t.reshape([B])) as [
+    tf.Tensor1D,
+    tf.Tensor1D,
+  ];
+  return { c, r, h: tf.sub(c, r) as tf.Tensor1D };
 }
 
 /** Each pair's loss, [B], from the policy's and the reference's log-probabilities [2B]. */
@@ -138,8 +199,8 @@ export function dpoPairLosses(
   ref: tf.Tensor1D,
   settings: DpoSettings,
 ): tf.Tensor1D {
-  return tf.tidy(() =>
-    PAIR_LOSSES[settings.loss ?? 'sigmoid'](logRatioMargins(logps, ref), settings),
+  return tf.tidy(
+    () => PAIR_LOSSES[settings.loss ?? 'sigmoid'](logRatios(logps, ref), settings) as tf.Tensor1D,
   );
 }
 

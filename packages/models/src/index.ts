@@ -43,6 +43,7 @@ export {
 export {
   DEFAULT_DPO_BETA,
   DPO_LOSS_TYPES,
+  SMOOTHED_LOSS_TYPES,
   type DpoLossType,
   type DpoSettings,
   countPairs,

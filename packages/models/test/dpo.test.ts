@@ -109,15 +109,35 @@ describe('DPO', () => {
     const seqs = pairSequences(batch);
     const policy = logpsFloat64(await logitsOf(model, seqs), seqs);
     const reference = logpsFloat64(await logitsOf(base, seqs), seqs);
+    // TRL's dpo_loss in float64, from c and r (the chosen and rejected log-ratios) and h = c - r.
     const softplus = (x: number) => Math.log1p(Math.exp(x));
-    const cases: [DpoSettings, (h: number) => number][] = [
-      [{ beta: BETA }, (h) => softplus(-BETA * h)], // -log sigmoid(beta h)
+    const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+    const logSigmoid = (x: number) => -softplus(-x);
+    const z = (h: number) => BETA * h;
+    const exo = (h: number, e: number) =>
+      sigmoid(z(h)) * (logSigmoid(z(h)) - Math.log(1 - e)) +
+      sigmoid(-z(h)) * (logSigmoid(-z(h)) - Math.log(e));
+    const cases: [DpoSettings, (c: number, r: number) => number][] = [
+      [{ beta: BETA }, (c, r) => softplus(-z(c - r))], // -log sigmoid(beta h)
       [
         { beta: BETA, labelSmoothing: 0.1 },
-        (h) => 0.9 * softplus(-BETA * h) + 0.1 * softplus(BETA * h),
+        (c, r) => 0.9 * softplus(-z(c - r)) + 0.1 * softplus(z(c - r)),
       ],
-      [{ beta: BETA, loss: 'ipo' }, (h) => (h - 1 / (2 * BETA)) ** 2],
-      [{ beta: BETA, loss: 'hinge' }, (h) => Math.max(0, 1 - BETA * h)],
+      [{ beta: BETA, loss: 'ipo' }, (c, r) => (c - r - 1 / (2 * BETA)) ** 2],
+      [{ beta: BETA, loss: 'hinge' }, (c, r) => Math.max(0, 1 - z(c - r))],
+      [
+        { beta: BETA, loss: 'robust', labelSmoothing: 0.1 },
+        (c, r) => (-0.9 * logSigmoid(z(c - r)) + 0.1 * logSigmoid(-z(c - r))) / 0.8,
+      ],
+      [{ beta: BETA, loss: 'exo_pair' }, (c, r) => exo(c - r, 1e-3)],
+      [{ beta: BETA, loss: 'exo_pair', labelSmoothing: 0.2 }, (c, r) => exo(c - r, 0.2)],
+      [{ beta: BETA, loss: 'sppo_hard' }, (c, r) => (c - 0.5 / BETA) ** 2 + (r + 0.5 / BETA) ** 2],
+      [
+        { beta: BETA, loss: 'nca_pair' },
+        (c, r) => -logSigmoid(z(c)) - 0.5 * logSigmoid(-z(c)) - 0.5 * logSigmoid(-z(r)),
+      ],
+      [{ beta: BETA, loss: 'apo_zero' }, (c, r) => 1 - sigmoid(z(c)) + sigmoid(z(r))],
+      [{ beta: BETA, loss: 'apo_down' }, (c, r) => sigmoid(z(c)) + 1 - sigmoid(z(c - r))],
     ];
     for (const [settings, pairLoss] of cases) {
       // IPO compares log-probabilities averaged over each response's tokens.
@@ -127,12 +147,13 @@ describe('DPO', () => {
       for (let b = 0; b < 4; b++) {
         const c = per(2 * b, policy) - per(2 * b, reference);
         const r = per(2 * b + 1, policy) - per(2 * b + 1, reference);
-        expected += pairLoss(c - r);
+        expected += pairLoss(c, r);
       }
       const ref = referenceLogps(model, batch, settings);
       const loss = dpoLossSum(model, batch, ref, settings);
       const got = (await loss.data())[0]!;
-      expect(Math.abs(got - expected), settings.loss).toBeLessThan(1e-5 * Math.max(1, expected));
+      const label = `${settings.loss ?? 'sigmoid'} ${settings.labelSmoothing ?? ''}`;
+      expect(Math.abs(got - expected), label).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected)));
       tf.dispose([ref, loss]);
     }
     const moved = policy.some((p, i) => Math.abs(p.sum - reference[i]!.sum) > 1e-3);
@@ -203,6 +224,9 @@ describe('DPO', () => {
       { beta: BETA, labelSmoothing: 0.2 },
       { beta: BETA, loss: 'ipo' },
       { beta: 2, loss: 'hinge' }, // beta h near 1: the hinge is active for some pairs
+      ...(['robust', 'exo_pair', 'sppo_hard', 'nca_pair', 'apo_zero', 'apo_down'] as const).map(
+        (loss) => ({ beta: BETA, loss, ...(loss === 'robust' ? { labelSmoothing: 0.1 } : {}) }),
+      ),
     ];
     for (const settings of all) {
       params.write(theta);

@@ -15,7 +15,7 @@ import {
   validateLoraSettings,
   validateSchedule,
 } from '@lorafleet/core';
-import { DPO_LOSS_TYPES, type PreferenceSettings } from '@lorafleet/models';
+import { DPO_LOSS_TYPES, type PreferenceSettings, SMOOTHED_LOSS_TYPES } from '@lorafleet/models';
 import type { RowOptions } from './rows.js';
 
 export type LoraInitKind = 'kaiming' | 'gaussian' | 'pissa';
@@ -260,8 +260,10 @@ function preferenceObjective(o: Fields): PreferenceSettings {
       (x) => x >= 0 && x < 0.5,
       'in [0, 0.5)',
     );
-    if ((objective.loss ?? 'sigmoid') !== 'sigmoid')
-      throw new RunConfigError('runConfig.objective.labelSmoothing needs loss "sigmoid"');
+    if (!SMOOTHED_LOSS_TYPES.includes(objective.loss ?? 'sigmoid'))
+      throw new RunConfigError(
+        `runConfig.objective.labelSmoothing needs loss ${SMOOTHED_LOSS_TYPES.join(', ')}`,
+      );
   }
   return objective;
 }

@@ -8,6 +8,7 @@ import {
   DEFAULT_SIMPO_GAMMA,
   DPO_LOSS_TYPES,
   PREFERENCE_NAMES,
+  SMOOTHED_LOSS_TYPES,
   type PreferenceKind,
   type PreferenceSettings,
 } from '@lorafleet/models';
@@ -42,7 +43,7 @@ export const objectiveOptions = defineOptions({
     choices: DPO_LOSS_TYPES,
     default: 'sigmoid',
     description:
-      "--objective dpo: TRL's loss_type: sigmoid (DPO's), ipo (squared, on length-averaged log-probabilities) or hinge",
+      "--objective dpo: TRL's loss_type: sigmoid (DPO's), ipo (squared, on length-averaged log-probabilities), hinge, robust, exo_pair, sppo_hard, nca_pair, apo_zero or apo_down (docs/preference-tuning.md)",
   },
   'dpo-label-smoothing': {
     aliases: ['label_smoothing'],
@@ -52,7 +53,7 @@ export const objectiveOptions = defineOptions({
     max: 0.49,
     default: 0,
     description:
-      "--objective dpo, --dpo-loss sigmoid: TRL's label_smoothing (cDPO), the share of pairs assumed mislabelled",
+      "--objective dpo, --dpo-loss sigmoid, robust or exo_pair: TRL's label_smoothing (cDPO), the share of pairs assumed mislabelled (exo_pair: 0 reads as 1e-3)",
   },
   'simpo-gamma': {
     aliases: ['simpo_gamma'],
@@ -108,9 +109,9 @@ const SETTINGS: {
   ) => Extract<PreferenceSettings, { kind: K }>;
 } = {
   dpo: (o, beta, command) => {
-    if (o.dpoLabelSmoothing > 0 && o.dpoLoss !== 'sigmoid') {
+    if (o.dpoLabelSmoothing > 0 && !SMOOTHED_LOSS_TYPES.includes(o.dpoLoss)) {
       throw new UsageError(
-        `${command}: --dpo-label-smoothing is for --dpo-loss sigmoid (TRL's cDPO), not ${o.dpoLoss}`,
+        `${command}: --dpo-label-smoothing is for --dpo-loss ${SMOOTHED_LOSS_TYPES.join(', ')} (TRL's label_smoothing), not ${o.dpoLoss}`,
       );
     }
     return {
