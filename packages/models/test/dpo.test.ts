@@ -8,7 +8,7 @@
 //   grad NLL(rejected)), from the token loss this project already checks
 //   against transformers;
 // - away from it, the gradient matches central finite differences.
-import { DEFAULT_LORA, TrainableParameters, tf, useBackend } from '@lorafleet/core';
+import { DEFAULT_LORA, tf, useBackend } from '@lorafleet/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type DpoSettings,
@@ -258,17 +258,7 @@ describe('DPO', () => {
     });
     for (const config of [gpt2, llama]) {
       const model = buildModel(config, randomModelWeights(config, 8));
-      const layers = await addLora(
-        model.linears(),
-        'default',
-        { ...DEFAULT_LORA, r: 4, dropout: 0.1 },
-        { kind: 'kaiming' },
-        'all-linear',
-        3,
-      );
-      for (const l of layers)
-        l.activeAdapter!.b.assign(tf.randomNormal(l.activeAdapter!.b.shape, 0, 0.3, 'float32', 5));
-      const params = TrainableParameters.fromLoraLayers(layers);
+      const params = await withLora(model, 0.3, 0.1);
       const batch = pairBatch(2, 9, config.vocabSize);
       const run = (options: ForwardPassOptions) => {
         const loss = objectiveOf({ kind: 'dpo', beta: BETA }).loss(model, batch, options);

@@ -30,12 +30,16 @@ export function build(): CausalLM {
   return buildModel(config, randomModelWeights(config, 7));
 }
 
-/** LoRA on every linear layer; B random (scale 0: B = 0, the reference itself). */
-export async function withLora(model: CausalLM, scale: number): Promise<TrainableParameters> {
+/** LoRA on every linear layer; B random (scale 0: B = 0, the reference itself); `dropout` LoRA's. */
+export async function withLora(
+  model: CausalLM,
+  scale: number,
+  dropout = DEFAULT_LORA.dropout,
+): Promise<TrainableParameters> {
   const layers = await addLora(
     model.linears(),
     'default',
-    { ...DEFAULT_LORA, r: 4 },
+    { ...DEFAULT_LORA, r: 4, dropout },
     { kind: 'kaiming' },
     'all-linear',
     3,

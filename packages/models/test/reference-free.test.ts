@@ -8,14 +8,13 @@
 // - the gradients match central finite differences;
 // - evaluation gives TRL's rewards (beta times the mean log-probability);
 // - no dropout is drawn while training.
-import { DEFAULT_LORA, TrainableParameters, tf, useBackend } from '@lorafleet/core';
+import { type tf, useBackend } from '@lorafleet/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type ForwardPassOptions,
   IGNORE_INDEX,
   type PreferenceSettings,
   type TokenBatch,
-  addLora,
   buildModel,
   evaluatePairs,
   modelConfigFromJson,
@@ -184,17 +183,7 @@ describe('ORPO and SimPO', () => {
       'gpt2',
     );
     const model = buildModel(config, randomModelWeights(config, 8));
-    const layers = await addLora(
-      model.linears(),
-      'default',
-      { ...DEFAULT_LORA, r: 4, dropout: 0.1 },
-      { kind: 'kaiming' },
-      'all-linear',
-      3,
-    );
-    for (const l of layers)
-      l.activeAdapter!.b.assign(tf.randomNormal(l.activeAdapter!.b.shape, 0, 0.3, 'float32', 5));
-    const params = TrainableParameters.fromLoraLayers(layers);
+    const params = await withLora(model, 0.3, 0.1);
     const batch = pairBatch(2, 9);
     for (const s of [ORPO, SIMPO]) {
       const run = (options: ForwardPassOptions) => {
