@@ -16,6 +16,7 @@ import {
   lorafleet,
   makeTempDir,
   numberedPatternRecords,
+  preferenceRecords,
   readJson,
   removeDir,
   writeJsonl,
@@ -27,26 +28,12 @@ let pairs: string;
 let heldOut: string;
 let text: string;
 
-/** The prompt is a line's first half; chosen: its true end; rejected: that end's words reversed. */
-function pairRecords(lines: number, offset: number) {
-  return Array.from({ length: lines }, (_, i) => {
-    const words = `abc ${(i + offset) % 5} abcabc; line ${i + offset} of the pattern.`;
-    const cut = 8;
-    const rest = words.slice(cut);
-    return {
-      prompt: words.slice(0, cut),
-      chosen: rest,
-      rejected: rest.split(' ').reverse().join(' '),
-    };
-  });
-}
-
 beforeAll(async () => {
   await ensureBuilt();
   dir = await makeTempDir('dpo');
   model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  pairs = await writeJsonl(join(dir, 'pairs.jsonl'), pairRecords(36, 0));
-  heldOut = await writeJsonl(join(dir, 'held-out.jsonl'), pairRecords(8, 100));
+  pairs = await writeJsonl(join(dir, 'pairs.jsonl'), preferenceRecords(36, 0));
+  heldOut = await writeJsonl(join(dir, 'held-out.jsonl'), preferenceRecords(8, 100));
   text = await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(10));
 }, 300_000);
 
@@ -69,6 +56,19 @@ const evalOf = (out: string, when: 'before' | 'after', name = 'DPO') => {
   return { loss: Number(m?.[1]), accuracy: Number(m?.[2]), margin: Number(m?.[3]) };
 };
 const evalLoss = (out: string, when: 'before' | 'after') => evalOf(out, when).loss;
+
+/** A preference run's metrics.jsonl: each step's rewards over its pairs, as it trained on them. */
+async function trainRewards(out: string) {
+  const text = await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8');
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>)
+    .map(({ step, rewardAccuracy, rewardMargin, rewardChosen, rewardRejected }) => ({
+      ...{ step, accuracy: rewardAccuracy!, margin: rewardMargin! },
+      ...{ chosen: rewardChosen!, rejected: rewardRejected! },
+    }));
+}
 
 describe('train --objective dpo', () => {
   it('learns to prefer the chosen responses, and 2 workers train the adapter of 1', async () => {
@@ -121,6 +121,18 @@ describe('train --objective dpo', () => {
     }
     expect(largest).toBeGreaterThan(1e-3); // trained
     expect(diff).toBeLessThan(WORKERS_TOLERANCE);
+    // TRL's training reward logs, per step: from 0 at the reference, learning; 2 workers report 1's.
+    const [r1, r2] = await Promise.all([trainRewards('dpo-1'), trainRewards('dpo-2')]);
+    expect(r1.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(r1[0]).toEqual({ step: 1, accuracy: 0, margin: 0, chosen: 0, rejected: 0 });
+    const late = r1.slice(-4);
+    expect(late.every((r) => r.accuracy > 0.5 && r.margin > 0)).toBe(true);
+    for (const [i, r] of r1.entries()) {
+      expect(r.margin).toBeCloseTo(r.chosen - r.rejected, 6);
+      expect(Math.abs(r2[i]!.margin - r.margin), `step ${r.step}`).toBeLessThan(1e-3);
+      expect(Math.abs(r2[i]!.accuracy - r.accuracy), `step ${r.step}`).toBeLessThanOrEqual(1 / 6);
+    }
+    expect(one.stderr).toMatch(/12\/12 .* loss [\d.]+ {2}reward acc [\d.]{4} {2}lr /);
     // `eval --objective dpo` measures the saved adapter as the run did, with TRL's reward metrics.
     const evaluated = await lorafleet([
       'eval',

@@ -4,6 +4,7 @@
 // asynchronous. Each result is compared with the same command on wasm.
 // (extract and inspect compute on plain arrays in float64 and take no
 // --backend: there is nothing of theirs on a GPU.)
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendDescriptor, loadPeftAdapter } from '@lorafleet/core';
@@ -18,6 +19,7 @@ import {
   lorafleetOk,
   makeTempDir,
   numberedPatternRecords,
+  preferenceRecords,
   removeDir,
   writeJsonl,
 } from './helpers.js';
@@ -144,17 +146,7 @@ describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a 
   }, 300_000);
 
   it('train --objective dpo with --eval-fraction (the tape; the adapter read back from the GPU after the last eval) ends with the adapter of wasm', async () => {
-    const pairs = await writeJsonl(
-      join(dir!, 'pairs.jsonl'),
-      numberedPatternRecords(16).map(({ text }) => {
-        const rest = text.slice(7);
-        return {
-          prompt: text.slice(0, 7),
-          chosen: rest,
-          rejected: rest.split(' ').reverse().join(' '),
-        };
-      }),
-    );
+    const pairs = await writeJsonl(join(dir!, 'pairs.jsonl'), preferenceRecords(16));
     const run = (out: string, backend: string) =>
       lorafleetOk([
         'train',
@@ -171,6 +163,21 @@ describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a 
     expect(after(onGpu.stdout)).toBeCloseTo(after(onWasm.stdout), 3);
     const { gap } = await adapterGap('dpo-webgpu', 'dpo-wasm');
     expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
+    // The training rewards, summed beside the gradient on the GPU, are wasm's.
+    const margins = async (out: string) =>
+      (await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { rewardMargin: number }).rewardMargin);
+    const [gpuMargins, wasmMargins] = await Promise.all([
+      margins('dpo-webgpu'),
+      margins('dpo-wasm'),
+    ]);
+    expect(gpuMargins.length).toBe(wasmMargins.length);
+    expect(Math.max(...wasmMargins.map(Math.abs))).toBeGreaterThan(1e-3);
+    gpuMargins.forEach((m, i) =>
+      expect(Math.abs(m - wasmMargins[i]!), `step ${i + 1}`).toBeLessThan(1e-3),
+    );
   }, 300_000);
 
   it('eval gives the loss of wasm, with an adapter', async () => {

@@ -16,6 +16,7 @@ import {
   initTinyModel,
   makeTempDir,
   patternRecords,
+  preferenceRecords,
   removeDir,
   writeJsonl,
 } from './helpers.js';
@@ -234,12 +235,47 @@ describe('the dashboard in Chromium', () => {
       { rank: 0, live: false },
       { rank: 1, live: false },
     ]);
+    // A run of the token loss has no rewards: their card stays hidden.
+    expect(await page.locator('#chart-rewards').count()).toBe(1);
+    expect(await page.locator('#chart-rewards').isVisible()).toBe(false);
     expect(problems).toEqual([]);
     await page.close();
 
     replay.child.kill('SIGINT');
     expect((await replay.exit).code).toBe(0);
   });
+
+  it("a DPO run's page charts its reward accuracy, in training and on the held-out pairs", async () => {
+    const pairs = await writeJsonl(join(dir!, 'pairs.jsonl'), preferenceRecords(12));
+    const heldOut = await writeJsonl(join(dir!, 'held-out.jsonl'), preferenceRecords(4, 100));
+    const dpo = join(dir!, 'dpo');
+    const run = start([
+      'train',
+      ...['--model', model, '--data', pairs, '--eval-data', heldOut, '--eval-every', '3'],
+      ...['--objective', 'dpo', '--lora-dropout', '0', '--seq-len', '24', '--steps', '6'],
+      ...['--batch-size', '4', '--out', dpo, '--dashboard', '127.0.0.1:0'],
+    ]);
+    await run.url;
+    const trained = await run.exit;
+    expect(trained.code, trained.stderr).toBe(0);
+    const metrics = (await readFile(join(dpo, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+    expect(metrics.map((l) => typeof JSON.parse(l).rewardAccuracy)).toEqual(
+      Array(6).fill('number'),
+    );
+
+    const replay = start(['dashboard', '--run', dpo, '--listen', '127.0.0.1:0']);
+    const { page, problems } = await openPage(await replay.url);
+    await page.waitForSelector('[data-testid="rewards-chart"][data-points="6"]', {
+      timeout: 10_000,
+    });
+    expect(await page.locator('#chart-rewards').isVisible()).toBe(true);
+    // The eval series' markers: before training, at step 3, after the last step.
+    expect(await page.locator('#chart-rewards .markers.eval circle').count()).toBe(3);
+    expect(problems).toEqual([]);
+    await page.close();
+    replay.child.kill('SIGINT');
+    expect((await replay.exit).code).toBe(0);
+  }, 120_000);
 
   it('lorafleet dashboard refuses a non-loopback address without --token, and a missing run', async () => {
     const open = start(['dashboard', '--run', out(), '--listen', '0.0.0.0:0']);

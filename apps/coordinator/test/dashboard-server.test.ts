@@ -333,17 +333,22 @@ describe('GET /api/state and /metrics', () => {
     return samples;
   }
 
-  it("counts a DPO run's throughput in pairs, and gives its reward accuracy", async () => {
+  it("counts a DPO run's throughput in pairs, and gives its training and held-out reward figures", async () => {
     const events = RunEventLog.memory();
     const dashboard = await serve(events);
     events.emit({ type: 'run', facts: { ...FACTS, lossUnit: 'pairs' } });
-    events.emit({ ...STEP, step: 1, loss: 0.69, tokens: 6, tokensPerSecond: 11 });
+    events.emit({
+      ...{ ...STEP, step: 1, loss: 0.69, tokens: 6, tokensPerSecond: 11 },
+      ...{ rewardAccuracy: 0.625, rewardMargin: 1.5 },
+    });
     events.emit({ type: 'eval', step: 1, loss: 0.6, rewardAccuracy: 0.75 });
     const samples = await scrape(dashboard.url);
     expect(Object.fromEntries(samples)).toMatchObject({
       lorafleet_pairs_per_second: 11,
       lorafleet_pairs_total: 6,
       lorafleet_tokens_total: 0,
+      lorafleet_reward_accuracy: 0.625,
+      lorafleet_reward_margin: 1.5,
       lorafleet_eval_reward_accuracy: 0.75,
     });
     expect(samples.get('lorafleet_tokens_per_second')).toBe(0); // prom-client keeps a reset gauge at 0
@@ -357,6 +362,8 @@ describe('GET /api/state and /metrics', () => {
     expect(samples.get('lorafleet_pairs_per_second')).toBe(0);
     expect(samples.get('lorafleet_pairs_total')).toBe(0);
     expect(samples.get('lorafleet_eval_reward_accuracy')).toBe(0);
+    expect(samples.get('lorafleet_reward_accuracy')).toBe(0);
+    expect(samples.get('lorafleet_reward_margin')).toBe(0);
     expect(Object.fromEntries(samples)).toMatchObject({
       lorafleet_step: 2,
       lorafleet_train_loss: 5.25,

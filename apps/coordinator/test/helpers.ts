@@ -213,6 +213,24 @@ export function numberedPatternRecords(lines: number): { text: string }[] {
   }));
 }
 
+/**
+ * `lines` preference pairs (the preference tests' data): the prompt is a
+ * numbered line's first half; chosen: its true end; rejected: that end's
+ * words reversed.
+ */
+export function preferenceRecords(lines: number, offset = 0) {
+  return Array.from({ length: lines }, (_, i) => {
+    const words = `abc ${(i + offset) % 5} abcabc; line ${i + offset} of the pattern.`;
+    const cut = 8;
+    const rest = words.slice(cut);
+    return {
+      prompt: words.slice(0, cut),
+      chosen: rest,
+      rejected: rest.split(' ').reverse().join(' '),
+    };
+  });
+}
+
 export async function readJson<T>(path: string): Promise<T> {
   return JSON.parse(await readFile(path, 'utf8')) as T;
 }

@@ -58,7 +58,7 @@ describe('RunView', () => {
     expect(view.lossUnit).toBe('pairs');
     view.apply({ type: 'eval', time: 2, step: 0, loss: 0.69, rewardAccuracy: 0 });
     view.apply({ type: 'eval', time: 3, step: 2, loss: 0.31, rewardAccuracy: 0.8 });
-    expect(view.rewardAccuracy).toEqual([
+    expect(view.evalRewardAccuracy).toEqual([
       [0, 0],
       [2, 0.8],
     ]);

@@ -27,7 +27,9 @@ export class RunView {
   readonly trainLoss: Point[] = [];
   readonly evalLoss: Point[] = [];
   /** A preference run's held-out reward accuracy at each evaluation. */
-  readonly rewardAccuracy: Point[] = [];
+  readonly evalRewardAccuracy: Point[] = [];
+  /** A preference run's reward accuracy over each step's pairs, as it trained on them. */
+  readonly trainRewardAccuracy: Point[] = [];
   readonly lr: Point[] = [];
   readonly tokensPerSecond: Point[] = [];
   /** [step, epoch ms when it was done]: the pace, for the time left. */
@@ -64,6 +66,9 @@ export class RunView {
         truncateFrom(this.lr, event.step);
         truncateFrom(this.tokensPerSecond, event.step);
         truncateFrom(this.stepTimes, event.step);
+        truncateFrom(this.trainRewardAccuracy, event.step);
+        if (event.rewardAccuracy !== undefined)
+          this.trainRewardAccuracy.push([event.step, event.rewardAccuracy]);
         this.trainLoss.push([event.step, event.loss]);
         this.lr.push([event.step, event.lr]);
         this.tokensPerSecond.push([event.step, event.tokensPerSecond]);
@@ -75,9 +80,9 @@ export class RunView {
       case 'eval':
         truncateFrom(this.evalLoss, event.step);
         this.evalLoss.push([event.step, event.loss]);
-        truncateFrom(this.rewardAccuracy, event.step);
+        truncateFrom(this.evalRewardAccuracy, event.step);
         if (event.rewardAccuracy !== undefined)
-          this.rewardAccuracy.push([event.step, event.rewardAccuracy]);
+          this.evalRewardAccuracy.push([event.step, event.rewardAccuracy]);
         break;
       case 'workers':
         this.generation = event.generation;

@@ -80,5 +80,51 @@ for (const backend of testBackends()) {
         expect(webGpuErrors()).toEqual([]);
       }
     }, 120_000);
+
+    it("sums each micro-batch's statistics beside its loss, in the same read, and refuses a wrong count", async () => {
+      await useBackend(backend);
+      if (backend === 'webgpu') tf.env().set('WEBGPU_CPU_FORWARD', false);
+      const layers = twoLayers();
+      const params = TrainableParameters.fromLoraLayers(layers);
+      const inputs = [0, 1].map((m) => randn([4 + m, 8], 7 + m, 2));
+      const sums = new GradientAccumulator(params, 2);
+      const plain = new GradientAccumulator(params);
+      const want = [0, 0];
+      const { value: got, reads } = await countingReads(async () => {
+        for (const [m, x] of inputs.entries()) {
+          let kept: tf.Tensor1D | null = null;
+          const loss = () => {
+            const y = layers[1]!.forward(tf.tanh(layers[0]!.forward(x)));
+            kept = tf.keep(tf.stack([tf.max(y), tf.scalar(m + 1)]) as tf.Tensor1D);
+            return tf.sum(tf.square(y)) as tf.Scalar;
+          };
+          sums.add(loss, () => kept);
+          const [max, count] = await kept!.data();
+          want[0] = Math.fround(want[0]! + max!);
+          want[1] = want[1]! + count!;
+          tf.dispose(kept!);
+          plain.add(loss); // the same batch without statistics
+          tf.dispose(kept!);
+        }
+        return sums.take();
+      });
+      expect(reads).toBe(1 + inputs.length); // the fused buffer, and this test's own reads of each batch
+      expect(Array.from(got.stats)).toEqual(want);
+      const without = await plain.take();
+      expect(Array.from(got.grads)).toEqual(Array.from(without.grads));
+      expect(got.loss).toBe(without.loss);
+      expect(without.stats.length).toBe(0);
+      const x = inputs[0]!;
+      const loss = () => tf.sum(layers[1]!.forward(tf.tanh(layers[0]!.forward(x)))) as tf.Scalar;
+      expect(() => sums.add(loss, () => tf.zeros([3]))).toThrow(
+        'a batch brought 3 statistics, not 2',
+      );
+      tf.dispose(inputs);
+      layers.forEach((l) => l.dispose());
+      if (backend === 'webgpu') {
+        tf.env().set('WEBGPU_CPU_FORWARD', true);
+        expect(webGpuErrors()).toEqual([]);
+      }
+    }, 120_000);
   });
 }

@@ -73,6 +73,15 @@ export {
   simpoPairLosses,
 } from './reference-free.js';
 export {
+  type PairScores,
+  type PreparedPairs,
+  type RewardSums,
+  REWARD_STATS,
+  preparePairs,
+  rewardStats,
+  rewardSums,
+} from './preference.js';
+export {
   type BatchLoss,
   type Objective,
   type ObjectiveKind,

@@ -1,35 +1,16 @@
 // The training objectives: what a step differentiates, and what the summed
 // gradient is divided by. Supervised fine-tuning sums the token loss over
-// labelled tokens; the preference objectives sum a loss per preference pair:
-// DPO against a reference (dpo.ts), ORPO and SimPO without one
-// (reference-free.ts). The step and evaluation see only this interface.
+// labelled tokens; the preference objectives sum a loss per preference pair
+// (preference.ts): DPO against a reference (dpo.ts), ORPO and SimPO without
+// one (reference-free.ts). The step sees only this interface.
 import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
-import { type DpoSettings, countPairs, dpoLossSum, referenceLogps } from './dpo.js';
+import { countPairs } from './dpo.js';
 import { countLossTokens, tokenNllSum } from './loss.js';
 import type { TokenBatch } from './labels.js';
-import {
-  type OrpoSettings,
-  type SimpoSettings,
-  averageLogps,
-  orpoPairLosses,
-  simpoPairLosses,
-} from './reference-free.js';
+import { type PreferenceSettings, REWARD_STATS, preparePairs, rewardStats } from './preference.js';
 
-/** The objectives trained on preference pairs, with their settings. */
-export type PreferenceSettings =
-  | ({ kind: 'dpo' } & DpoSettings)
-  | ({ kind: 'orpo' } & OrpoSettings)
-  | ({ kind: 'simpo' } & SimpoSettings);
-
-export type PreferenceKind = PreferenceSettings['kind'];
-
-/** Each preference objective's name as its paper writes it, for logs. */
-export const PREFERENCE_NAMES: { readonly [K in PreferenceKind]: string } = {
-  dpo: 'DPO',
-  orpo: 'ORPO',
-  simpo: 'SimPO',
-};
+export { type PreferenceKind, type PreferenceSettings, PREFERENCE_NAMES } from './preference.js';
 
 /** What `train --objective` chose, with its settings. */
 export type ObjectiveSettings = { kind: 'sft' } | PreferenceSettings;
@@ -41,6 +22,11 @@ export const SFT: ObjectiveSettings = { kind: 'sft' };
 /** A batch's loss, ready to run under a tape; `dispose` frees what was computed beforehand. */
 export interface BatchLoss {
   sum(): tf.Scalar;
+  /**
+   * After `sum`: the batch's statistics (the objective's `stats`, in order),
+   * kept off the tape and freed by `dispose`; null where it has none.
+   */
+  stats(): tf.Tensor1D | null;
   dispose(): void;
 }
 
@@ -48,6 +34,8 @@ export interface Objective {
   readonly settings: ObjectiveSettings;
   /** What one unit of the loss is: the divisor of the summed gradient and loss. */
   readonly unit: 'tokens' | 'pairs';
+  /** What a batch's `stats()` holds, in order: sums that workers add (none for the token loss). */
+  readonly stats: readonly string[];
   /** The units in `batch` (0: nothing to learn from it). */
   count(batch: TokenBatch): number;
   /**
@@ -64,48 +52,45 @@ const OBJECTIVES: {
   sft: (settings) => ({
     settings,
     unit: 'tokens',
+    stats: [],
     count: countLossTokens,
     loss: (model, batch, options) => ({
       sum: () => tokenNllSum(model, batch, options),
+      stats: () => null,
       dispose: () => {},
     }),
   }),
-  dpo: (settings) => ({
-    settings,
-    unit: 'pairs',
-    count: countPairs,
-    loss: (model, batch, options) => {
-      const ref = referenceLogps(model, batch, settings); // [2B], adapters off, untaped
-      return {
-        // No dropout, as TRL's DPOTrainer (disable_dropout): policy and reference differ by the adapter only.
-        sum: () => dpoLossSum(model, batch, ref, settings, { ...options, dropout: false }),
-        dispose: () => ref.dispose(),
-      };
-    },
-  }),
-  orpo: (settings) => referenceFree(settings, (logps) => orpoPairLosses(logps, settings)),
-  simpo: (settings) => referenceFree(settings, (logps) => simpoPairLosses(logps, settings)),
+  dpo: (settings) => preference(settings),
+  orpo: (settings) => preference(settings),
+  simpo: (settings) => preference(settings),
 };
 
-/** ORPO or SimPO: a loss per pair from the policy's length-averaged log-probabilities alone. */
-function referenceFree(
-  settings: ObjectiveSettings,
-  pairLosses: (avgLogps: tf.Tensor1D) => tf.Tensor1D,
-): Objective {
+/** A loss per preference pair (preference.ts), with TRL's reward sums as the batch's stats. */
+function preference(settings: PreferenceSettings): Objective {
   return {
     settings,
     unit: 'pairs',
+    stats: REWARD_STATS,
     count: countPairs,
-    loss: (model, batch, options) => ({
-      sum: () =>
-        tf.tidy(
-          () =>
-            tf.sum(
-              pairLosses(averageLogps(model, batch, { ...options, dropout: false })),
-            ) as tf.Scalar,
-        ),
-      dispose: () => {},
-    }),
+    loss: (model, batch, options) => {
+      const pairs = preparePairs(model, batch, settings); // DPO's reference pass: untaped
+      let stats: tf.Tensor1D | null = null;
+      return {
+        // No dropout, as TRL's trainers (disable_dropout): for DPO, policy and reference differ by the adapter only.
+        sum: () =>
+          tf.tidy(() => {
+            const scores = pairs.scores({ ...options, dropout: false });
+            stats?.dispose();
+            stats = tf.keep(rewardStats(scores)); // read with the gradient, not differentiated
+            return tf.sum(scores.losses) as tf.Scalar;
+          }),
+        stats: () => stats,
+        dispose: () => {
+          pairs.dispose();
+          stats?.dispose();
+        },
+      };
+    },
   };
 }
 

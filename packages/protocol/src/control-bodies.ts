@@ -107,6 +107,10 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
         ),
         gradNorm: number(p.gradNorm ?? 0, 'stepDone.gradNorm'),
         nonFiniteParameters: u32(p.nonFiniteParameters ?? 0, 'stepDone.nonFiniteParameters'),
+        rewardCorrect: u64(p.rewardCorrect ?? 0, 'stepDone.rewardCorrect'),
+        // Not finite when the run diverged, as lossSum.
+        rewardChosenSum: number(p.rewardChosenSum ?? 0, 'stepDone.rewardChosenSum'),
+        rewardRejectedSum: number(p.rewardRejectedSum ?? 0, 'stepDone.rewardRejectedSum'),
       };
     },
     encode: same,

@@ -72,6 +72,13 @@ export interface StepDone {
   gradNorm: number;
   /** Parameters that are NaN or infinite after the update (a diverged run). */
   nonFiniteParameters: number;
+  /**
+   * A preference objective (0 otherwise): this worker's pairs whose chosen reward exceeded the
+   * rejected one's as it trained on them, and its summed chosen and rejected rewards.
+   */
+  rewardCorrect: number;
+  rewardChosenSum: number;
+  rewardRejectedSum: number;
 }
 
 export interface Commit {

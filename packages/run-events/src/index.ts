@@ -71,6 +71,13 @@ export type RunEvent =
       tokensPerSecond: number;
       gradNorm: number;
       seconds: number;
+      /**
+       * A preference objective: the share of the step's pairs whose chosen reward beat the
+       * rejected one's as it trained on them, and the mean margin (TRL's rewards/accuracies
+       * and rewards/margins in training).
+       */
+      rewardAccuracy?: number;
+      rewardMargin?: number;
     }
   | {
       type: 'eval';

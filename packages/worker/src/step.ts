@@ -73,8 +73,12 @@ export interface StepResult {
   loss: number;
   /** The loss's units in the global batch: labelled tokens, or pairs (preference objectives). */
   tokens: number;
-  /** This replica's share before the all-reduce: its loss sum and loss units. */
-  local: { lossSum: number; tokens: number };
+  /**
+   * This replica's share before the all-reduce: its loss sum and loss units,
+   * and its sums of the objective's statistics (Objective.stats: a preference
+   * step's reward sums; empty for the token loss).
+   */
+  local: { lossSum: number; tokens: number; stats: Float32Array };
   lr: number;
   gradNorm: number;
   /** Wall-clock split of the step, in seconds. */
@@ -92,7 +96,7 @@ export interface TrainState {
 /** A step's micro-batch sums on the device: tfjs's tape, or the hand-scheduled step. */
 interface GradientSums {
   add(batch: TokenBatch, seed: number): void;
-  take(): Promise<{ grads: Float32Array; loss: number }>;
+  take(): Promise<{ grads: Float32Array; loss: number; stats: Float32Array }>;
   /** Drops what was added and not taken (an aborted step). */
   release(): void;
 }
@@ -145,18 +149,22 @@ export class TrainingStep {
       const s = this.scheduled;
       return {
         add: (batch, seed) => s.add(batch, seed),
-        take: () => s.take(),
+        // The scheduled step computes the token loss only (chooseStepGradients): no statistics.
+        take: async () => ({ ...(await s.take()), stats: new Float32Array(0) }),
         release: () => s.reset(),
       };
     }
-    const acc = new GradientAccumulator(this.params);
+    const acc = new GradientAccumulator(this.params, this.objective.stats.length);
     return {
       add: (batch, seed) => {
         const { neftuneAlpha, gradientCheckpointing } = this.config;
         const pass = { training: true, seed, neftuneAlpha, gradientCheckpointing };
         const loss = this.objective.loss(this.model, batch, pass);
         try {
-          acc.add(() => loss.sum());
+          acc.add(
+            () => loss.sum(),
+            () => loss.stats(),
+          );
         } finally {
           loss.dispose();
         }
@@ -204,37 +212,10 @@ export class TrainingStep {
     const n = this.params.size;
     const fused = this.grads;
     const t0 = performance.now();
-    let slowest = 0;
-    let tokenCount = 0;
-    // Summed on the device and read once, after the last micro-batch.
-    const sums = this.sums();
-    try {
-      for (const [i, batch] of microBatches.entries()) {
-        await yieldToEventLoop();
-        signal?.throwIfAborted();
-        const tokens = this.objective.count(batch);
-        if (tokens === 0) continue;
-        // Timed from here: a test hook's blocking (fault-injection.ts) counts as compute.
-        const started = performance.now();
-        onCompute?.(this.computeLimitMs(), this.warmingUp);
-        const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
-        sums.add(batch, seed);
-        await settleDevice(); // the micro-batch's device work is done: its time is its compute
-        tokenCount += tokens;
-        slowest = Math.max(slowest, performance.now() - started);
-      }
-      // Asynchronous: the only read a GPU backend (webgpu under Node) allows.
-      const { grads, loss } = await sums.take();
-      fused.set(grads);
-      fused[n] = loss;
-      fused[n + 1] = tokenCount;
-    } finally {
-      sums.release();
-    }
-    if (slowest > 0) this.slowestMicroBatchMs = slowest;
+    const stats = await this.accumulate(microBatches, step, signal, onCompute);
     onCompute?.(0);
     const t1 = performance.now();
-    const local = { lossSum: fused[n]!, tokens: fused[n + 1]! };
+    const local = { lossSum: fused[n]!, tokens: fused[n + 1]!, stats };
     signal?.throwIfAborted();
     await this.allReduce(fused);
     signal?.throwIfAborted();
@@ -273,6 +254,48 @@ export class TrainingStep {
       timings: { compute: (t1 - t0) / 1000, allReduce: (t2 - t1) / 1000, update: (t3 - t2) / 1000 },
       applied,
     };
+  }
+
+  /**
+   * Forward and backward over the micro-batches, summed on the device and
+   * read once into the fused buffer [grads, loss sum, units]; returns the
+   * objective's statistics, summed alike.
+   */
+  private async accumulate(
+    microBatches: readonly TokenBatch[],
+    step: number,
+    signal?: AbortSignal,
+    onCompute?: ComputeNotice,
+  ): Promise<Float32Array> {
+    const n = this.params.size;
+    let slowest = 0;
+    let units = 0;
+    const sums = this.sums();
+    try {
+      for (const [i, batch] of microBatches.entries()) {
+        await yieldToEventLoop();
+        signal?.throwIfAborted();
+        const count = this.objective.count(batch);
+        if (count === 0) continue;
+        // Timed from here: a test hook's blocking (fault-injection.ts) counts as compute.
+        const started = performance.now();
+        onCompute?.(this.computeLimitMs(), this.warmingUp);
+        const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
+        sums.add(batch, seed);
+        await settleDevice(); // the micro-batch's device work is done: its time is its compute
+        units += count;
+        slowest = Math.max(slowest, performance.now() - started);
+      }
+      // Asynchronous: the only read a GPU backend (webgpu under Node) allows.
+      const { grads, loss, stats } = await sums.take();
+      this.grads.set(grads);
+      this.grads[n] = loss;
+      this.grads[n + 1] = units;
+      if (slowest > 0) this.slowestMicroBatchMs = slowest;
+      return stats;
+    } finally {
+      sums.release();
+    }
   }
 
   /** Parameters that are NaN or infinite: more than zero means the run diverged. */

@@ -64,6 +64,16 @@ function runGauges(state: RunState, registers: Registers): void {
     () => (pairs() ? state.lastStep?.tokensPerSecond : undefined),
   );
   g(
+    'lorafleet_reward_accuracy',
+    "Preference objectives: share of the last step's pairs whose chosen reward beat the rejected one as it trained on them (0 otherwise)",
+    () => state.lastStep?.rewardAccuracy,
+  );
+  g(
+    'lorafleet_reward_margin',
+    "Preference objectives: mean chosen - rejected reward over the last step's pairs (0 otherwise)",
+    () => state.lastStep?.rewardMargin,
+  );
+  g(
     'lorafleet_eval_reward_accuracy',
     'Preference objectives: share of the evaluation pairs whose chosen reward beats the rejected one, latest (0 otherwise)',
     () => state.lastEval?.rewardAccuracy,

@@ -17,7 +17,7 @@ import type { StepDone } from '@lorafleet/protocol';
 import type { RunObserver } from '../observe/observer.js';
 import { Progress } from '../progress.js';
 import type { Interrupt } from '../training/interrupt.js';
-import { trimMetrics } from '../training/resume.js';
+import { type TrainSeries, trimMetrics } from '../training/resume.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import type { FleetCheckpointer, StartPoint } from './checkpoints.js';
 import { diverged, divergence, likelyCause } from './divergence.js';
@@ -60,7 +60,8 @@ interface LoopState {
   /** The step of the newest checkpoint (its folder: run.ring.lastCheckpoint). */
   lastCheckpoint: number;
   tokens: number;
-  losses: number[];
+  /** The summary's series: losses, and a preference run's reward accuracies. */
+  series: TrainSeries;
   skipped: number;
   /** Time spent evaluating, left out of tokens/s. */
   evalSeconds: number;
@@ -72,7 +73,9 @@ export async function trainLoop(run: RunContext): Promise<LoopResult> {
   const { plan, out, start, interrupt, ring } = run;
   const metricsPath = join(out, 'metrics.jsonl');
   // A resumed run's losses so far (its summary covers the whole run, not this process's part).
-  const earlier = start.resumed ? await trimMetrics(metricsPath, start.step) : [];
+  const earlier = start.resumed
+    ? await trimMetrics(metricsPath, start.step)
+    : { losses: [], rewardAccuracies: [] };
   if (!start.resumed) await writeFile(metricsPath, '');
   const ledger = new SampleLedger(join(out, LEDGER_FILE), start.resumed ? start.step : 0);
   const progress = new Progress({ label: 'train', total: plan.steps });
@@ -81,7 +84,7 @@ export async function trainLoop(run: RunContext): Promise<LoopResult> {
     done: start.step,
     lastCheckpoint: start.step,
     tokens: 0,
-    losses: earlier,
+    series: earlier,
     skipped: 0,
     evalSeconds: 0,
     started: performance.now(),
@@ -120,7 +123,7 @@ export async function trainLoop(run: RunContext): Promise<LoopResult> {
   return {
     done: loop.done,
     interrupted: interrupt.requested,
-    losses: loop.losses,
+    ...loop.series,
     tokens: loop.tokens,
     tokensSeen: start.tokensSeen + loop.tokens,
     sampler: loop.sampler,
@@ -210,7 +213,9 @@ async function afterStep(
   const step = loop.done;
   const metrics = stepMetrics(plan, step, reports);
   loop.tokens += metrics.tokens;
-  loop.losses.push(metrics.loss);
+  loop.series.losses.push(metrics.loss);
+  if (metrics.rewardAccuracy !== undefined)
+    loop.series.rewardAccuracies.push(metrics.rewardAccuracy);
   const seconds = (performance.now() - loop.started) / 1000;
   const tokensPerSecond = loop.tokens / (seconds - loop.evalSeconds);
   const line: Record<string, unknown> = { ...metrics, epoch, seconds };
@@ -226,14 +231,16 @@ async function afterStep(
       ];
   }
   await appendFile(metricsPath, JSON.stringify(line) + '\n');
-  const { loss, lr, tokens, gradNorm } = metrics;
+  const { loss, lr, tokens, gradNorm, rewardAccuracy, rewardMargin } = metrics;
+  const rewards = rewardAccuracy === undefined ? {} : { rewardAccuracy, rewardMargin };
   observer.emit({
     type: 'step',
-    ...{ step, epoch, loss, lr, tokens, tokensPerSecond, gradNorm, seconds },
+    ...{ step, epoch, loss, lr, tokens, tokensPerSecond, gradNorm, seconds, ...rewards },
   });
   emitWorkers(run, loop);
   progress.update(step, {
     loss: loss.toFixed(4),
+    ...(rewardAccuracy === undefined ? {} : { 'reward acc': rewardAccuracy.toFixed(2) }),
     lr: lr.toExponential(2),
     [lossUnit(plan.config) === 'pairs' ? 'pairs/s' : 'tok/s']: tokensPerSecond.toFixed(0),
     workers: String(metrics.workers),

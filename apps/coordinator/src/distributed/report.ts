@@ -4,16 +4,17 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lrFactor } from '@lorafleet/core';
 import type { SamplerState } from '@lorafleet/data';
+import { pairMetrics } from '@lorafleet/models';
 import type { StepDone } from '@lorafleet/protocol';
 import type { WorkerInfo, WorkerStatus } from '../observe/events.js';
 import type { Member, WorkerFleet } from './fleet.js';
 import { lossUnit } from './evaluation.js';
 import type { RunPlan } from './run-plan.js';
+import type { TrainSeries } from '../training/resume.js';
 
-export interface LoopResult {
+export interface LoopResult extends TrainSeries {
   done: number;
   interrupted: boolean;
-  losses: number[];
   /** Tokens trained on by this invocation. */
   tokens: number;
   /** Tokens since the run's first step (a resumed run counts the checkpoint's). */
@@ -52,8 +53,25 @@ export function stepMetrics(plan: RunPlan, step: number, reports: readonly StepD
     computeSeconds: max((r) => r.timings.computeMs),
     allReduceSeconds: max((r) => r.timings.allreduceMs),
     allReduceShare,
+    ...(config.objective ? trainRewards(reports, tokens) : {}),
     ...(Number.isFinite(gradNorm) ? {} : { skipped: 'non-finite gradient' }),
   };
+}
+
+/**
+ * A preference step's rewards over every rank's pairs, as TRL logs them in
+ * training (rewards/accuracies, margins, chosen, rejected).
+ */
+function trainRewards(reports: readonly StepDone[], pairs: number) {
+  const sum = (f: (r: StepDone) => number) => reports.reduce((s, r) => s + f(r), 0);
+  const { rewardAccuracy, rewardMargin, rewardChosen, rewardRejected } = pairMetrics({
+    lossSum: 0,
+    pairs,
+    correct: sum((r) => r.rewardCorrect),
+    chosenSum: sum((r) => r.rewardChosenSum),
+    rejectedSum: sum((r) => r.rewardRejectedSum),
+  });
+  return { rewardAccuracy, rewardMargin, rewardChosen, rewardRejected };
 }
 
 /** The dashboard's worker table: every worker seen, with its last step's timings. */
@@ -99,12 +117,8 @@ export async function writeSummary(
     evalLossAfter: number | null;
   },
 ): Promise<void> {
-  // The first and last 10 steps; in a run shorter than 20 the two halves, so they never overlap
-  // (a 10-step run would compare its 10 steps with themselves).
-  const window = Math.max(1, Math.min(10, Math.floor(r.losses.length / 2)));
-  const head = r.losses.slice(0, Math.min(window, r.losses.length));
-  const tail = r.losses.slice(-window);
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const { head, tail } = ends(r.losses);
+  const accuracy = r.rewardAccuracies.length > 0 ? ends(r.rewardAccuracies) : null;
   const summary = {
     model: plan.config.modelDir,
     mode: plan.config.mode,
@@ -113,6 +127,12 @@ export async function writeSummary(
     interrupted: r.interrupted,
     trainLossFirst10: mean(head),
     trainLossLast10: mean(tail),
+    ...(accuracy
+      ? {
+          trainRewardAccuracyFirst10: mean(accuracy.head),
+          trainRewardAccuracyLast10: mean(accuracy.tail),
+        }
+      : {}),
     evalLossBefore: r.evalLossBefore,
     evalLossAfter: r.evalLossAfter,
     trainableParameters: plan.trainableParameters,
@@ -130,8 +150,23 @@ export async function writeSummary(
   console.log(
     `done${r.interrupted ? ' (interrupted)' : ''}: ${r.done} steps on ${r.workers} worker${r.workers === 1 ? '' : 's'} in ${r.seconds.toFixed(1)} s, ` +
       `${summary.tokensPerSecond.toFixed(0)} ${lossUnit(plan.config)}/s; train loss ${summary.trainLossFirst10.toFixed(4)} ` +
-      `(first ${head.length} step${head.length === 1 ? '' : 's'}) -> ${summary.trainLossLast10.toFixed(4)} (last ${tail.length})`,
+      `(first ${head.length} step${head.length === 1 ? '' : 's'}) -> ${summary.trainLossLast10.toFixed(4)} (last ${tail.length})` +
+      (accuracy
+        ? `; reward accuracy ${mean(accuracy.head).toFixed(2)} -> ${mean(accuracy.tail).toFixed(2)}`
+        : ''),
   );
   const what = plan.config.mode === 'full' ? 'model' : 'adapter (PEFT layout)';
   console.log(`saved ${what}: ${r.saved}; metrics: ${join(out, 'metrics.jsonl')}`);
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/**
+ * A series' first and last 10 steps; in a run shorter than 20 the two
+ * halves, so they never overlap (a 10-step run would compare its 10 steps
+ * with themselves).
+ */
+function ends(xs: number[]): { head: number[]; tail: number[] } {
+  const window = Math.max(1, Math.min(10, Math.floor(xs.length / 2)));
+  return { head: xs.slice(0, Math.min(window, xs.length)), tail: xs.slice(-window) };
 }

@@ -182,19 +182,32 @@ export async function pickResumePoint(
   };
 }
 
-/** Drops metrics lines past `step` (written after the checkpoint by the run that stopped); returns the kept lines' losses. */
-export async function trimMetrics(path: string, step: number): Promise<number[]> {
+/** The series a run's summary covers, step by step (a resumed run's include its earlier steps). */
+export interface TrainSeries {
+  losses: number[];
+  /** A preference run's training reward accuracy (empty for the token loss). */
+  rewardAccuracies: number[];
+}
+
+/** Drops metrics lines past `step` (written after the checkpoint by the run that stopped); returns the kept lines' series. */
+export async function trimMetrics(path: string, step: number): Promise<TrainSeries> {
   const text = await readFile(path, 'utf8').catch(() => '');
-  const kept: { line: string; loss: number }[] = [];
+  const kept: { line: string; loss: number; rewardAccuracy?: number }[] = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
     try {
-      const m = JSON.parse(line) as { step?: number; loss?: number };
-      if (m.step! <= step) kept.push({ line, loss: m.loss ?? NaN });
+      const m = JSON.parse(line) as { step?: number; loss?: number; rewardAccuracy?: number };
+      if (m.step! <= step)
+        kept.push({ line, loss: m.loss ?? NaN, rewardAccuracy: m.rewardAccuracy });
     } catch {
       // a torn last line (the run was killed mid-write): dropped
     }
   }
   await writeFile(path, kept.map((k) => `${k.line}\n`).join(''));
-  return kept.map((k) => k.loss);
+  return {
+    losses: kept.map((k) => k.loss),
+    rewardAccuracies: kept.flatMap((k) =>
+      k.rewardAccuracy === undefined ? [] : [k.rewardAccuracy],
+    ),
+  };
 }

@@ -1,4 +1,5 @@
-// The three charts: loss (train raw, its moving average, eval), learning rate, throughput.
+// The charts: loss (train raw, its moving average, eval), a preference run's
+// reward accuracy (the same three), learning rate, throughput.
 import { renderChart } from '../chart.js';
 import { count, num } from '../format.js';
 import type { Panel } from '../panel.js';
@@ -38,6 +39,47 @@ export const lossPanel: Panel = {
         },
         { name: 'eval', points: view.evalLoss, className: 'eval', markers: true },
       ],
+      yFormat: num,
+    });
+  },
+};
+
+/** A preference run's reward accuracy; the card is hidden in a run of the token loss. */
+export const rewardsPanel: Panel = {
+  id: 'chart-rewards',
+  title: 'Reward accuracy',
+  touches: [...CHART_TOUCHES, 'eval'],
+  place: {
+    kind: 'card',
+    span: 2,
+    hostClass: CHART_HOST,
+    legend: {
+      keys: [
+        ['train', 'train (moving average)'],
+        ['train-raw', 'train'],
+        ['eval', 'eval'],
+      ],
+    },
+  },
+  render(el, view) {
+    const card = el.closest('article');
+    if (card) card.hidden = view.lossUnit !== 'pairs';
+    if (view.lossUnit !== 'pairs') return;
+    renderChart(el, {
+      testId: 'rewards-chart',
+      height: 200,
+      ...xMax(view),
+      series: [
+        { name: 'train', points: view.trainRewardAccuracy, className: 'train-raw' },
+        {
+          name: 'train (avg)',
+          points: movingAverage(view.trainRewardAccuracy, 0.9),
+          className: 'train',
+          legend: true,
+        },
+        { name: 'eval', points: view.evalRewardAccuracy, className: 'eval', markers: true },
+      ],
+      yFromZero: true,
       yFormat: num,
     });
   },

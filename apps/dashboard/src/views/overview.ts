@@ -83,7 +83,7 @@ function renderTiles(el: HTMLElement, view: RunView): void {
   const last = <T>(series: readonly T[]): T | undefined => series[series.length - 1];
   const loss = last(view.trainLoss)?.[1];
   const evalLoss = last(view.evalLoss)?.[1];
-  const accuracy = last(view.rewardAccuracy)?.[1]; // preference objectives
+  const accuracy = last(view.evalRewardAccuracy)?.[1]; // preference objectives
   const lr = last(view.lr)?.[1];
   const tps = last(view.tokensPerSecond)?.[1];
   const live = view.workers.filter((w) => view.live(w)).length;

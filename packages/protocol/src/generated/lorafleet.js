@@ -1697,6 +1697,9 @@ export const lorafleet = ($root.lorafleet = (() => {
       StepDone.prototype.replicaHash = $util.newBuffer([]);
       StepDone.prototype.gradNorm = 0;
       StepDone.prototype.nonFiniteParameters = 0;
+      StepDone.prototype.rewardCorrect = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      StepDone.prototype.rewardChosenSum = 0;
+      StepDone.prototype.rewardRejectedSum = 0;
 
       StepDone.create = function (properties) {
         return new StepDone(properties);
@@ -1752,6 +1755,26 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.nonFiniteParameters !== 0
         )
           writer.uint32(56).uint32(message.nonFiniteParameters);
+        if (
+          message.rewardCorrect != null &&
+          $Object.hasOwnProperty.call(message, 'rewardCorrect') &&
+          (typeof message.rewardCorrect === 'object'
+            ? message.rewardCorrect.low || message.rewardCorrect.high
+            : message.rewardCorrect !== 0)
+        )
+          writer.uint32(64).uint64(message.rewardCorrect);
+        if (
+          message.rewardChosenSum != null &&
+          $Object.hasOwnProperty.call(message, 'rewardChosenSum') &&
+          !$Object.is(message.rewardChosenSum, 0)
+        )
+          writer.uint32(73).double(message.rewardChosenSum);
+        if (
+          message.rewardRejectedSum != null &&
+          $Object.hasOwnProperty.call(message, 'rewardRejectedSum') &&
+          !$Object.is(message.rewardRejectedSum, 0)
+        )
+          writer.uint32(81).double(message.rewardRejectedSum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -1836,6 +1859,29 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.nonFiniteParameters;
               continue;
             }
+            case 8: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.rewardCorrect = value;
+              else delete message.rewardCorrect;
+              continue;
+            }
+            case 9: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.rewardChosenSum = value;
+              else delete message.rewardChosenSum;
+              continue;
+            }
+            case 10: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.rewardRejectedSum = value;
+              else delete message.rewardRejectedSum;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -1907,6 +1953,29 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.nonFiniteParameters != null)
           if ($Number(object.nonFiniteParameters) !== 0)
             message.nonFiniteParameters = object.nonFiniteParameters >>> 0;
+        if (object.rewardCorrect != null)
+          if (
+            typeof object.rewardCorrect === 'object'
+              ? object.rewardCorrect.low || object.rewardCorrect.high
+              : $Number(object.rewardCorrect) !== 0
+          )
+            if ($util.Long)
+              message.rewardCorrect = $util.Long.fromValue(object.rewardCorrect, true);
+            else if (typeof object.rewardCorrect === 'string')
+              message.rewardCorrect = $parseInt(object.rewardCorrect, 10);
+            else if (typeof object.rewardCorrect === 'number')
+              message.rewardCorrect = object.rewardCorrect;
+            else if (typeof object.rewardCorrect === 'object')
+              message.rewardCorrect = new $util.LongBits(
+                object.rewardCorrect.low >>> 0,
+                object.rewardCorrect.high >>> 0,
+              ).toNumber(true);
+        if (object.rewardChosenSum != null)
+          if (!$Object.is($Number(object.rewardChosenSum), 0))
+            message.rewardChosenSum = $Number(object.rewardChosenSum);
+        if (object.rewardRejectedSum != null)
+          if (!$Object.is($Number(object.rewardRejectedSum), 0))
+            message.rewardRejectedSum = $Number(object.rewardRejectedSum);
         return message;
       };
 
@@ -1959,6 +2028,25 @@ export const lorafleet = ($root.lorafleet = (() => {
           }
           object.gradNorm = 0;
           object.nonFiniteParameters = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.rewardCorrect =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.rewardCorrect =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.rewardChosenSum = 0;
+          object.rewardRejectedSum = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -2032,6 +2120,45 @@ export const lorafleet = ($root.lorafleet = (() => {
           $Object.hasOwnProperty.call(message, 'nonFiniteParameters')
         )
           object.nonFiniteParameters = message.nonFiniteParameters;
+        if (message.rewardCorrect != null && $Object.hasOwnProperty.call(message, 'rewardCorrect'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.rewardCorrect =
+              typeof message.rewardCorrect === 'number'
+                ? $BigInt(message.rewardCorrect)
+                : $util.Long.fromBits(
+                    message.rewardCorrect.low >>> 0,
+                    message.rewardCorrect.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.rewardCorrect === 'number')
+            object.rewardCorrect =
+              options.longs === $String ? $String(message.rewardCorrect) : message.rewardCorrect;
+          else
+            object.rewardCorrect =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.rewardCorrect)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.rewardCorrect.low >>> 0,
+                      message.rewardCorrect.high >>> 0,
+                    ).toNumber(true)
+                  : message.rewardCorrect;
+        if (
+          message.rewardChosenSum != null &&
+          $Object.hasOwnProperty.call(message, 'rewardChosenSum')
+        )
+          object.rewardChosenSum =
+            options.json && !$isFinite(message.rewardChosenSum)
+              ? $String(message.rewardChosenSum)
+              : message.rewardChosenSum;
+        if (
+          message.rewardRejectedSum != null &&
+          $Object.hasOwnProperty.call(message, 'rewardRejectedSum')
+        )
+          object.rewardRejectedSum =
+            options.json && !$isFinite(message.rewardRejectedSum)
+              ? $String(message.rewardRejectedSum)
+              : message.rewardRejectedSum;
         return object;
       };
 

@@ -1156,6 +1156,15 @@ export declare namespace lorafleet {
       /** StepDone nonFiniteParameters. */
       nonFiniteParameters: number;
 
+      /** StepDone rewardCorrect. */
+      rewardCorrect: number | Long;
+
+      /** StepDone rewardChosenSum. */
+      rewardChosenSum: number;
+
+      /** StepDone rewardRejectedSum. */
+      rewardRejectedSum: number;
+
       /**
        * Creates a new StepDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -1238,6 +1247,15 @@ export declare namespace lorafleet {
 
         /** StepDone nonFiniteParameters */
         nonFiniteParameters?: number | null;
+
+        /** StepDone rewardCorrect */
+        rewardCorrect?: number | Long | null;
+
+        /** StepDone rewardChosenSum */
+        rewardChosenSum?: number | null;
+
+        /** StepDone rewardRejectedSum */
+        rewardRejectedSum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];

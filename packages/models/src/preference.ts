@@ -1,0 +1,138 @@
+// The preference objectives' one scoring path: a pair batch's loss per pair
+// and the rewards TRL logs for its chosen and rejected responses, from one
+// policy pass (and DPO's reference pass, taken first and off the tape).
+// Training (objective.ts) differentiates the summed losses and keeps the
+// reward sums; evaluation (pair-evaluation.ts) reads both.
+import { tf } from '@lorafleet/core';
+import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
+import {
+  type DpoSettings,
+  averagesLogps,
+  dpoPairLosses,
+  pairSequences,
+  referenceLogps,
+  sequenceLogps,
+} from './dpo.js';
+import type { TokenBatch } from './labels.js';
+import {
+  type OrpoSettings,
+  type SimpoSettings,
+  averageLogps,
+  orpoPairLosses,
+  pairRewards,
+  simpoPairLosses,
+} from './reference-free.js';
+
+/** The objectives trained on preference pairs, with their settings. */
+export type PreferenceSettings =
+  | ({ kind: 'dpo' } & DpoSettings)
+  | ({ kind: 'orpo' } & OrpoSettings)
+  | ({ kind: 'simpo' } & SimpoSettings);
+
+export type PreferenceKind = PreferenceSettings['kind'];
+
+/** Each preference objective's name as its paper writes it, for logs. */
+export const PREFERENCE_NAMES: { readonly [K in PreferenceKind]: string } = {
+  dpo: 'DPO',
+  orpo: 'ORPO',
+  simpo: 'SimPO',
+};
+
+/** A batch's loss per pair and the rewards of its chosen and rejected responses, [B] each. */
+export interface PairScores {
+  losses: tf.Tensor1D;
+  chosen: tf.Tensor1D;
+  rejected: tf.Tensor1D;
+}
+
+/** A pair batch ready to score: what must stay off the tape (DPO's reference pass) is done. */
+export interface PreparedPairs {
+  /** The policy pass under `options` (run it under a tape to train). */
+  scores(options: ForwardPassOptions): PairScores;
+  dispose(): void;
+}
+
+const PREPARE: {
+  [K in PreferenceKind]: (
+    model: CausalLM,
+    batch: TokenBatch,
+    s: Extract<PreferenceSettings, { kind: K }>,
+  ) => PreparedPairs;
+} = {
+  // TRL's DPO rewards: beta (logp - ref), on the log-probabilities its loss compares
+  dpo: (model, batch, settings: DpoSettings) => {
+    const ref = referenceLogps(model, batch, settings); // [2B], adapters off, untaped
+    return {
+      scores: (options) =>
+        tf.tidy(() => {
+          const seqs = pairSequences(batch);
+          const logps = sequenceLogps(model, seqs, options, averagesLogps(settings)); // [2B]
+          const [chosen, rejected] = pairRewards(tf.sub(logps, ref), settings.beta);
+          return { losses: dpoPairLosses(logps, ref, settings), chosen, rejected };
+        }),
+      dispose: () => ref.dispose(),
+    };
+  },
+  orpo: (model, batch, settings) => referenceFree(model, batch, settings, orpoPairLosses),
+  simpo: (model, batch, settings) => referenceFree(model, batch, settings, simpoPairLosses),
+};
+
+/** ORPO and SimPO: rewards are beta times the length-averaged log-probabilities. */
+function referenceFree<S extends OrpoSettings | SimpoSettings>(
+  model: CausalLM,
+  batch: TokenBatch,
+  settings: S,
+  pairLosses: (avgLogps: tf.Tensor1D, s: S) => tf.Tensor1D,
+): PreparedPairs {
+  return {
+    scores: (options) =>
+      tf.tidy(() => {
+        const logps = averageLogps(model, batch, options); // [2B]
+        const [chosen, rejected] = pairRewards(logps, settings.beta);
+        return { losses: pairLosses(logps, settings), chosen, rejected };
+      }),
+    dispose: () => {},
+  };
+}
+
+export function preparePairs(
+  model: CausalLM,
+  batch: TokenBatch,
+  settings: PreferenceSettings,
+): PreparedPairs {
+  const prepare = PREPARE[settings.kind] as (
+    m: CausalLM,
+    b: TokenBatch,
+    s: PreferenceSettings,
+  ) => PreparedPairs;
+  return prepare(model, batch, settings);
+}
+
+/** What rewardStats holds, in order: TRL's reward logs as sums that workers add. */
+export const REWARD_STATS = ['correct', 'chosenSum', 'rejectedSum'] as const;
+
+/**
+ * Reward sums over pairs: those whose chosen reward exceeds the rejected
+ * one's, and the summed rewards of the chosen and of the rejected responses.
+ */
+export type RewardSums = { [K in (typeof REWARD_STATS)[number]]: number };
+
+/** rewardStats' values by name; zeros where `stats` holds none (the token loss). */
+export function rewardSums(stats: ArrayLike<number>): RewardSums {
+  const [correct = 0, chosenSum = 0, rejectedSum = 0] = Array.from(stats);
+  return { correct, chosenSum, rejectedSum };
+}
+
+/**
+ * [3] (REWARD_STATS): the pairs whose chosen reward exceeds the rejected
+ * one's, and the summed chosen and rejected rewards.
+ */
+export function rewardStats({ chosen, rejected }: PairScores): tf.Tensor1D {
+  return tf.tidy(() =>
+    tf.stack([
+      tf.sum(tf.cast(tf.greater(chosen, rejected), 'float32')),
+      tf.sum(chosen),
+      tf.sum(rejected),
+    ]),
+  ) as tf.Tensor1D;
+}

@@ -1,0 +1,126 @@
+// A preference step's reward statistics (preference.ts through objective.ts):
+// the pairs whose chosen reward is higher and the summed chosen and rejected
+// rewards, kept off the tape while the loss is differentiated and summed on
+// the device across micro-batches beside the gradient. They are what
+// evaluation reports for the same pairs (no dropout is drawn in training),
+// and TRL's rewards computed in float64 from the logits.
+import { GradientAccumulator, tf, useBackend } from '@lorafleet/core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  type PreferenceSettings,
+  REWARD_STATS,
+  type TokenBatch,
+  buildModel,
+  evaluatePairs,
+  modelConfigFromJson,
+  objectiveOf,
+  pairSequences,
+  randomModelWeights,
+  rewardSums,
+  withAdaptersOff,
+} from '../src/index.js';
+import { BETA, GPT2, logitsOf, logpsFloat64, pairBatch, withLora } from './pair-fixtures.js';
+
+beforeAll(async () => {
+  await useBackend('cpu');
+});
+
+const SETTINGS: PreferenceSettings[] = [
+  { kind: 'dpo', beta: BETA },
+  { kind: 'dpo', beta: BETA, loss: 'ipo' },
+  { kind: 'orpo', beta: BETA },
+  { kind: 'simpo', beta: 2, gamma: 0.7 },
+];
+
+/** Whether a setting's rewards compare length-averaged log-probabilities (IPO, ORPO, SimPO). */
+const averaged = (s: PreferenceSettings) => s.kind !== 'dpo' || s.loss === 'ipo';
+
+/** TRL's rewards in float64: beta (logp - ref) for DPO, beta x mean logp for ORPO and SimPO. */
+async function rewardsFloat64(
+  model: ReturnType<typeof buildModel>,
+  batch: TokenBatch,
+  s: PreferenceSettings,
+): Promise<{ correct: number; chosenSum: number; rejectedSum: number }> {
+  const seqs = pairSequences(batch);
+  const logps = async () =>
+    logpsFloat64(await logitsOf(model, seqs), seqs).map(({ sum, tokens }) =>
+      averaged(s) ? sum / tokens : sum,
+    );
+  const policy = await logps();
+  // logitsOf runs the forward pass before its first await: within withAdaptersOff
+  const ref = s.kind === 'dpo' ? await withAdaptersOff(model, logps) : policy.map(() => 0);
+  const out = { correct: 0, chosenSum: 0, rejectedSum: 0 };
+  for (let b = 0; b < batch.batchSize; b++) {
+    const c = s.beta * (policy[2 * b]! - ref[2 * b]!);
+    const r = s.beta * (policy[2 * b + 1]! - ref[2 * b + 1]!);
+    out.correct += c > r ? 1 : 0;
+    out.chosenSum += c;
+    out.rejectedSum += r;
+  }
+  return out;
+}
+
+describe('the reward statistics of a preference step', () => {
+  it('are summed across micro-batches beside the gradient, equal to evaluation and to TRL in float64, with dropout in the model', async () => {
+    const config = modelConfigFromJson(
+      { ...GPT2, resid_pdrop: 0.1, embd_pdrop: 0.1, attn_pdrop: 0.1 },
+      'gpt2',
+    );
+    const model = buildModel(config, randomModelWeights(config, 8));
+    const params = await withLora(model, 0.3, 0.1);
+    const batches = [pairBatch(3, 21), pairBatch(4, 22)];
+    for (const s of SETTINGS) {
+      const label = `${s.kind} ${s.kind === 'dpo' ? (s.loss ?? 'sigmoid') : ''}`;
+      const objective = objectiveOf(s);
+      expect(objective.stats).toEqual(REWARD_STATS);
+      const acc = new GradientAccumulator(params, objective.stats.length);
+      const before = tf.memory().numTensors;
+      for (const [i, batch] of batches.entries()) {
+        const loss = objective.loss(model, batch, { training: true, seed: 40 + i });
+        acc.add(
+          () => loss.sum(),
+          () => loss.stats(),
+        );
+        loss.dispose();
+      }
+      const trained = rewardSums((await acc.take()).stats);
+      expect(tf.memory().numTensors, label).toBe(before);
+
+      const evaluated = await evaluatePairs(model, batches, s);
+      expect(trained.correct, label).toBe(evaluated.correct);
+      expect(trained.chosenSum, label).toBeCloseTo(evaluated.chosenSum, 4);
+      expect(trained.rejectedSum, label).toBeCloseTo(evaluated.rejectedSum, 4);
+
+      const want = { correct: 0, chosenSum: 0, rejectedSum: 0 };
+      for (const batch of batches) {
+        const one = await rewardsFloat64(model, batch, s);
+        for (const k of REWARD_STATS) want[k] += one[k];
+      }
+      expect(trained.correct, label).toBe(want.correct);
+      expect(want.correct, label).toBeGreaterThan(0); // a test of the count, not of zeros
+      expect(want.correct, label).toBeLessThan(7);
+      expect(Math.abs(trained.chosenSum - want.chosenSum), label).toBeLessThan(1e-4);
+      expect(Math.abs(trained.rejectedSum - want.rejectedSum), label).toBeLessThan(1e-4);
+    }
+    model.dispose();
+  });
+
+  it('the token loss has none, and rewardSums reads an empty list as zeros', () => {
+    expect(objectiveOf({ kind: 'sft' }).stats).toEqual([]);
+    expect(rewardSums(new Float32Array(0))).toEqual({ correct: 0, chosenSum: 0, rejectedSum: 0 });
+    expect(rewardSums([2, 0.5, -1])).toEqual({ correct: 2, chosenSum: 0.5, rejectedSum: -1 });
+  });
+
+  it('a DPO batch scored at the reference has zero rewards and no correct pair', async () => {
+    const config = modelConfigFromJson(GPT2, 'gpt2');
+    const model = buildModel(config, randomModelWeights(config, 9));
+    await withLora(model, 0); // B = 0: the policy is its reference
+    const batch = pairBatch(3, 23);
+    const loss = objectiveOf({ kind: 'dpo', beta: BETA }).loss(model, batch, {});
+    loss.sum().dispose();
+    const got = rewardSums(await loss.stats()!.data());
+    loss.dispose();
+    expect(got).toEqual({ correct: 0, chosenSum: 0, rejectedSum: 0 });
+    model.dispose();
+  });
+});
