@@ -228,16 +228,18 @@ describe('train --objective dpo', () => {
     );
     expect(refused).toHaveLength(6);
     for (const [flag, value, objectives] of [
-      ['--beta', '0.2', 'dpo, orpo or simpo'],
+      ['--beta', '0.2', 'dpo, orpo, simpo or cpo'],
       ['--dpo-loss', 'ipo', 'dpo'],
       ['--simpo-gamma', '0.5', 'simpo'],
+      ['--cpo-loss', 'hinge', 'cpo'],
+      ['--cpo-alpha', '0.5', 'cpo or simpo'],
     ]) {
       const sft = await lorafleet([
         'train',
         ...['--model', model, '--data', text, '--out', join(dir!, 'beta'), flag!, value!],
       ]);
       expect(sft.code).toBe(2);
-      const first = objectives!.split(',')[0];
+      const first = objectives!.split(/,| or /)[0];
       expect(sft.stderr).toContain(
         `${flag} configures --objective ${objectives}; add --objective ${first}`,
       );
@@ -270,7 +272,7 @@ describe('train --objective dpo', () => {
   });
 });
 
-describe('train --objective orpo and simpo (no reference model)', () => {
+describe('train --objective orpo, simpo and cpo (no reference model)', () => {
   const run = (objective: string, out: string, ...extra: string[]) =>
     lorafleet([
       'train',
@@ -370,6 +372,61 @@ describe('train --objective orpo and simpo (no reference model)', () => {
     expect(dropout.code).toBe(2);
     expect(dropout.stderr).toContain(
       "--objective and --lora-dropout contradict each other: SimPO trains without dropout, as TRL's trainers",
+    );
+  });
+
+  it('CPO learns to prefer the chosen responses, 2 workers train the adapter of 1, eval measures what the run did; CPO-SimPO adds the NLL', async () => {
+    const [one, two, cpoSimpo] = await Promise.all([
+      run('cpo', 'cpo-1', '--beta', '0.05'),
+      run('cpo', 'cpo-2', '--beta', '0.05', '--workers', '2'),
+      run('simpo', 'cpo-simpo', '--cpo-alpha', '0.5', '--steps', '1'),
+    ]);
+    expect(one.code, one.stderr).toBe(0);
+    expect(two.code, two.stderr).toBe(0);
+    expect(one.stdout).toContain(
+      "objective: CPO (sigmoid loss, beta 0.05, alpha 1), DPO's loss without a reference model plus alpha x the chosen response's NLL; no dropout",
+    );
+    const [before, after] = [
+      evalOf(one.stdout, 'before', 'CPO'),
+      evalOf(one.stdout, 'after', 'CPO'),
+    ];
+    expect(after.loss).toBeLessThan(before.loss);
+    expect(after.margin).toBeGreaterThan(before.margin);
+    expect(evalOf(two.stdout, 'after', 'CPO').loss).toBeCloseTo(after.loss, 4);
+    const [a, b] = await Promise.all(
+      ['cpo-1', 'cpo-2'].map((out) => loadPeftAdapter(join(dir!, out, 'adapter'))),
+    );
+    let diff = 0;
+    for (const [path, m] of a!.modules) {
+      m.b.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - b!.modules.get(path)!.b[i]!))));
+    }
+    expect(diff).toBeLessThan(WORKERS_TOLERANCE);
+    const evaluated = await evaluate(
+      'cpo',
+      ...['--beta', '0.05', '--adapter', join(dir!, 'cpo-1', 'adapter')],
+    );
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    const report = JSON.parse(evaluated.stdout) as Record<string, number>;
+    expect(report).toMatchObject({ objective: 'cpo', beta: 0.05, lossType: 'sigmoid', alpha: 1 });
+    expect(report.loss).toBeCloseTo(after.loss, 4);
+    expect(report.rewardAccuracy).toBeCloseTo(after.accuracy, 4);
+    // CPO-SimPO: before training, SimPO's held-out loss plus 0.5 x the chosen responses' mean NLL.
+    expect(cpoSimpo.code, cpoSimpo.stderr).toBe(0);
+    expect(cpoSimpo.stdout).toContain('objective: SimPO (beta 2, gamma 1, alpha 0.5 (CPO-SimPO))');
+    const [simpoBase, nll] = await Promise.all([
+      evaluate('simpo'),
+      lorafleet([
+        'eval',
+        ...['--model', model, '--data', heldOut, '--seq-len', '24', '--objective', 'orpo'],
+        ...['--beta', '1e-9', '--json'],
+      ]),
+    ]);
+    // ORPO at a vanishing beta is the chosen responses' mean NLL alone.
+    const chosenNll = (JSON.parse(nll.stdout) as { loss: number }).loss;
+    const simpoLoss = (JSON.parse(simpoBase.stdout) as { loss: number }).loss;
+    expect(evalOf(cpoSimpo.stdout, 'before', 'SimPO').loss).toBeCloseTo(
+      simpoLoss + 0.5 * chosenNll,
+      3,
     );
   });
 });

@@ -106,7 +106,7 @@ describe('--resume of a checkpoint written before --objective, or with --dpo-bet
     const older = without(
       current,
       ...['use-dora', 'loraplus-lr-ratio', 'neftune-noise-alpha', 'objective', 'beta'],
-      ...['dpo-loss', 'dpo-label-smoothing', 'simpo-gamma', 'wire-dtype'],
+      ...['dpo-loss', 'dpo-label-smoothing', 'simpo-gamma', 'wire-dtype', 'cpo-loss', 'cpo-alpha'],
     );
     expect(() => checkResumeConfig('ckpt', state(older), current)).not.toThrow();
     expect(() => checkResumeConfig('ckpt', state(older), { ...current, 'use-dora': true })).toThrow(
@@ -115,6 +115,15 @@ describe('--resume of a checkpoint written before --objective, or with --dpo-bet
     expect(() =>
       checkResumeConfig('ckpt', state(older), { ...current, objective: 'orpo', beta: 0.1 }),
     ).toThrow(/--objective \(checkpoint "sft", now "orpo"\)/);
+  });
+
+  it('reads a SimPO checkpoint written before --cpo-alpha as SimPO without the NLL term', () => {
+    const simpo = { ...current, objective: 'simpo', beta: 2 };
+    const before = without(simpo, 'cpo-loss', 'cpo-alpha');
+    expect(() => checkResumeConfig('ckpt', state(before), simpo)).not.toThrow();
+    expect(() => checkResumeConfig('ckpt', state(before), { ...simpo, 'cpo-alpha': 0.5 })).toThrow(
+      /--cpo-alpha \(checkpoint null, now 0.5\)/,
+    );
   });
 
   it("reads --dpo-beta as --beta: a token-loss run's as none, a DPO run's as its value", () => {

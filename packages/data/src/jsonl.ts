@@ -97,7 +97,7 @@ export function parseJsonlLine(
   const o = parseJsonObject(line);
   if (typeof o === 'string') return o;
   if ('chosen' in o && 'rejected' in o && !('completion' in o)) {
-    return 'a preference pair ("chosen", "rejected"): train such data with --objective dpo, orpo or simpo';
+    return 'a preference pair ("chosen", "rejected"): train such data with --objective dpo, orpo, simpo or cpo';
   }
   const shapes = (['text', 'prompt', 'input_ids', 'messages'] as const).filter((k) => k in o);
   if (shapes.length !== 1) {

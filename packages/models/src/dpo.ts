@@ -138,9 +138,7 @@ export function sequenceLogps(
   average = false,
 ): tf.Tensor1D {
   const { batchSize: S, seqLen: T } = seqs;
-  const shifted = shiftedLabels(seqs, model.modelConfig.vocabSize); // [S * T]
-  const counts = new Float32Array(S); // labelled tokens per sequence
-  shifted.forEach((l, i) => l !== IGNORE_INDEX && counts[Math.floor(i / T)]!++);
+  const counts = labelledTokenCounts(seqs, model.modelConfig.vocabSize);
   return tf.tidy(() => {
     // A chunk of logits at a time where the token loss takes chunks too (checkpointing, large eval batches)
     const nll = positionNll(model, seqs, options); // [S*T], 0 unlabelled
@@ -149,6 +147,14 @@ export function sequenceLogps(
       ? (tf.div(logps, tf.tensor1d(counts.map((n) => Math.max(n, 1)))) as tf.Tensor1D)
       : logps;
   });
+}
+
+/** Each sequence's labelled tokens (those its log-probability sums over), [S]. */
+export function labelledTokenCounts(seqs: TokenBatch, vocabSize: number): Float32Array {
+  const shifted = shiftedLabels(seqs, vocabSize); // [S * T]
+  const counts = new Float32Array(seqs.batchSize);
+  shifted.forEach((l, i) => l !== IGNORE_INDEX && counts[Math.floor(i / seqs.seqLen)]!++);
+  return counts;
 }
 
 /**

@@ -63,6 +63,7 @@ const OBJECTIVES: {
   dpo: (settings) => preference(settings),
   orpo: (settings) => preference(settings),
   simpo: (settings) => preference(settings),
+  cpo: (settings) => preference(settings),
 };
 
 /** A loss per preference pair (preference.ts), with TRL's reward sums as the batch's stats. */

@@ -15,10 +15,14 @@ import {
 } from './dpo.js';
 import type { TokenBatch } from './labels.js';
 import {
+  type CpoSettings,
   type OrpoSettings,
   type SimpoSettings,
   averageLogps,
+  cpoCompares,
+  cpoPairLosses,
   orpoPairLosses,
+  pairLogps,
   pairRewards,
   simpoPairLosses,
 } from './reference-free.js';
@@ -27,7 +31,8 @@ import {
 export type PreferenceSettings =
   | ({ kind: 'dpo' } & DpoSettings)
   | ({ kind: 'orpo' } & OrpoSettings)
-  | ({ kind: 'simpo' } & SimpoSettings);
+  | ({ kind: 'simpo' } & SimpoSettings)
+  | ({ kind: 'cpo' } & CpoSettings);
 
 export type PreferenceKind = PreferenceSettings['kind'];
 
@@ -36,6 +41,7 @@ export const PREFERENCE_NAMES: { readonly [K in PreferenceKind]: string } = {
   dpo: 'DPO',
   orpo: 'ORPO',
   simpo: 'SimPO',
+  cpo: 'CPO',
 };
 
 /** A batch's loss per pair and the rewards of its chosen and rejected responses, [B] each. */
@@ -75,6 +81,16 @@ const PREPARE: {
   },
   orpo: (model, batch, settings) => referenceFree(model, batch, settings, orpoPairLosses),
   simpo: (model, batch, settings) => referenceFree(model, batch, settings, simpoPairLosses),
+  // TRL's CPO rewards: beta times the log-probabilities its loss compares (summed; IPO's means)
+  cpo: (model, batch, settings) => ({
+    scores: (options) =>
+      tf.tidy(() => {
+        const logps = pairLogps(model, batch, options); // [2B] sums and means
+        const [chosen, rejected] = pairRewards(cpoCompares(logps, settings.loss), settings.beta);
+        return { losses: cpoPairLosses(logps, settings), chosen, rejected };
+      }),
+    dispose: () => {},
+  }),
 };
 
 /** ORPO and SimPO: rewards are beta times the length-averaged log-probabilities. */

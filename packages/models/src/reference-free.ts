@@ -1,20 +1,31 @@
 // Preference objectives without a reference model: ORPO (Hong et al. 2024,
-// arXiv 2403.07691; TRL's ORPOTrainer) and SimPO (Meng et al. 2024, arXiv
-// 2405.14734; TRL's CPOTrainer with loss_type "simpo" and cpo_alpha 0).
-// Both compare the length-averaged log-probabilities of a pair's responses,
+// arXiv 2403.07691; TRL's ORPOTrainer), SimPO (Meng et al. 2024, arXiv
+// 2405.14734; TRL's CPOTrainer with loss_type "simpo") and CPO (Xu et al.
+// 2024, arXiv 2401.08417; TRL's CPOTrainer). ORPO and SimPO compare the
+// length-averaged log-probabilities of a pair's responses,
 //   c = mean log pi(y_t | y_<t) over the chosen response's labelled tokens,
 //   r = the same over the rejected response's,
 // and need one forward pass of the policy, no reference pass:
 //   ORPO:  loss = -c - beta log sigmoid(log odds(c) - log odds(r)),
 //          log odds(p) = p - log(1 - exp(p))      (the odds of mean probability exp(p))
-//   SimPO: loss = -log sigmoid(beta (c - r) - gamma)
-// ORPO's -c is the chosen response's mean token NLL, per pair as the paper's
-// L_SFT (TRL averages it over the micro-batch's chosen tokens instead; the
-// two agree when a batch's chosen responses have one length). Rewards, as
-// TRL logs them, are beta c and beta r.
+//   SimPO: loss = -log sigmoid(beta (c - r) - gamma)   (+ alpha (-c): TRL's CPO-SimPO)
+//   CPO:   loss = DPO's sigmoid, hinge or IPO loss on C - R, no reference,
+//                 + alpha (-c)
+// where CPO's C and R are the summed log-probabilities (the means for IPO).
+// -c is the chosen response's mean token NLL, per pair as ORPO's L_SFT
+// (TRL averages its NLL terms over the micro-batch's chosen tokens instead;
+// the two agree when a batch's chosen responses have one length). Rewards,
+// as TRL logs them, are beta times what the loss compares: c and r (ORPO,
+// SimPO), C and R (CPO).
 import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
-import { pairSequences, sequenceLogps } from './dpo.js';
+import {
+  type DpoSettings,
+  dpoPairLosses,
+  labelledTokenCounts,
+  pairSequences,
+  sequenceLogps,
+} from './dpo.js';
 import type { TokenBatch } from './labels.js';
 
 export interface OrpoSettings {
@@ -27,11 +38,28 @@ export interface SimpoSettings {
   beta: number;
   /** The target reward margin (TRL's simpo_gamma; default 1.0: the paper's gamma / beta of 0.5). */
   gamma: number;
+  /** TRL's cpo_alpha: the weight of the chosen response's NLL (CPO-SimPO); absent: 0, SimPO's. */
+  alpha?: number;
+}
+
+/** TRL's CPOConfig.loss_type values besides simpo (--objective simpo). */
+export type CpoLossType = 'sigmoid' | 'hinge' | 'ipo';
+export const CPO_LOSS_TYPES: readonly CpoLossType[] = ['sigmoid', 'hinge', 'ipo'];
+
+export interface CpoSettings {
+  /** TRL's CPOConfig.beta (default 0.1). */
+  beta: number;
+  /** TRL's loss_type (absent: sigmoid, CPO's own). */
+  loss?: CpoLossType;
+  /** TRL's cpo_alpha: the weight of the chosen response's NLL (default 1.0). */
+  alpha: number;
 }
 
 export const DEFAULT_ORPO_BETA = 0.1;
 export const DEFAULT_SIMPO_BETA = 2.0;
 export const DEFAULT_SIMPO_GAMMA = 1.0;
+export const DEFAULT_CPO_BETA = 0.1;
+export const DEFAULT_CPO_ALPHA = 1.0;
 
 /** [2B] pair-ordered values as [B] chosen and [B] rejected. */
 function sides(v: tf.Tensor1D): [tf.Tensor1D, tf.Tensor1D] {
@@ -61,13 +89,36 @@ export function orpoPairLosses(avgLogps: tf.Tensor1D, { beta }: OrpoSettings): t
 /** SimPO's loss per pair, [B], from the length-averaged log-probabilities [2B]. */
 export function simpoPairLosses(
   avgLogps: tf.Tensor1D,
-  { beta, gamma }: SimpoSettings,
+  { beta, gamma, alpha = 0 }: SimpoSettings,
 ): tf.Tensor1D {
   return tf.tidy(() => {
     const [c, r] = sides(avgLogps);
     const z = tf.sub(tf.mul(tf.sub(c, r), beta), gamma);
-    return tf.softplus(tf.neg(z)) as tf.Tensor1D;
+    return withChosenNll(tf.softplus(tf.neg(z)), c, alpha);
   });
+}
+
+/**
+ * CPO's loss per pair, [B]: DPO's loss of `loss` type with no reference
+ * (on the summed log-probabilities; IPO on the means) plus alpha times the
+ * chosen response's mean token NLL.
+ */
+export function cpoPairLosses(logps: PairLogps, { beta, loss, alpha }: CpoSettings): tf.Tensor1D {
+  return tf.tidy(() => {
+    const compared = cpoCompares(logps, loss);
+    const dpo: DpoSettings = { beta, ...(loss ? { loss } : {}) };
+    const preference = dpoPairLosses(compared, tf.zerosLike(compared), dpo);
+    return withChosenNll(preference, sides(logps.means)[0], alpha);
+  });
+}
+
+/** What CPO's loss and rewards compare: the summed log-probabilities, or IPO's means. */
+export const cpoCompares = (logps: PairLogps, loss?: CpoLossType): tf.Tensor1D =>
+  loss === 'ipo' ? logps.means : logps.sums;
+
+/** `losses` + alpha (-c), c the chosen responses' mean log-probabilities; alpha 0: `losses`. */
+function withChosenNll(losses: tf.Tensor, c: tf.Tensor1D, alpha: number): tf.Tensor1D {
+  return (alpha === 0 ? losses : tf.sub(losses, tf.mul(c, alpha))) as tf.Tensor1D;
 }
 
 /** Each sequence's mean log-probability over its labelled tokens, [2B] for a pair batch. */
@@ -77,6 +128,26 @@ export function averageLogps(
   options: ForwardPassOptions = {},
 ): tf.Tensor1D {
   return sequenceLogps(model, pairSequences(batch), options, true);
+}
+
+/** A pair batch's summed and mean log-probabilities, [2B] each (pair-ordered). */
+export interface PairLogps {
+  sums: tf.Tensor1D;
+  means: tf.Tensor1D;
+}
+
+/** One policy pass: each sequence's summed log-probability, and that over its labelled tokens. */
+export function pairLogps(
+  model: CausalLM,
+  batch: TokenBatch,
+  options: ForwardPassOptions = {},
+): PairLogps {
+  const seqs = pairSequences(batch);
+  const counts = labelledTokenCounts(seqs, model.modelConfig.vocabSize).map((n) => Math.max(n, 1));
+  return tf.tidy(() => {
+    const sums = sequenceLogps(model, seqs, options);
+    return { sums, means: tf.div(sums, tf.tensor1d(counts)) as tf.Tensor1D };
+  });
 }
 
 /**

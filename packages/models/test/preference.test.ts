@@ -1,4 +1,5 @@
-// A preference step's reward statistics (preference.ts through objective.ts):
+// A preference step's reward statistics (preference.ts through objective.ts),
+// for DPO, ORPO, SimPO and CPO:
 // the pairs whose chosen reward is higher and the summed chosen and rejected
 // rewards, kept off the tape while the loss is differentiated and summed on
 // the device across micro-batches beside the gradient. They are what
@@ -30,10 +31,12 @@ const SETTINGS: PreferenceSettings[] = [
   { kind: 'dpo', beta: BETA, loss: 'ipo' },
   { kind: 'orpo', beta: BETA },
   { kind: 'simpo', beta: 2, gamma: 0.7 },
+  { kind: 'cpo', beta: 0.05, alpha: 1 },
 ];
 
 /** Whether a setting's rewards compare length-averaged log-probabilities (IPO, ORPO, SimPO). */
-const averaged = (s: PreferenceSettings) => s.kind !== 'dpo' || s.loss === 'ipo';
+const averaged = (s: PreferenceSettings) =>
+  s.kind === 'dpo' || s.kind === 'cpo' ? s.loss === 'ipo' : true;
 
 /** TRL's rewards in float64: beta (logp - ref) for DPO, beta x mean logp for ORPO and SimPO. */
 async function rewardsFloat64(

@@ -1,12 +1,15 @@
-// ORPO and SimPO (reference-free.ts, objective.ts) against independent
+// ORPO, SimPO and CPO (reference-free.ts, objective.ts) against independent
 // statements of them, in float64 from the model's logits:
 // - each loss is its paper's formula on length-averaged log-probabilities
 //   (ORPO: -c - beta log sigmoid(log odds c - log odds r); SimPO:
-//   -log sigmoid(beta (c - r) - gamma));
-// - ORPO equals TRL's ORPOTrainer loss (NLL averaged over the batch's
-//   chosen tokens) on a batch whose chosen responses have one length;
+//   -log sigmoid(beta (c - r) - gamma), + alpha (-c) for TRL's CPO-SimPO)
+//   or, for CPO, TRL's cpo_loss on summed ones (the means for IPO) plus
+//   alpha times the chosen response's mean NLL;
+// - ORPO and CPO equal TRL's loss (NLL averaged over the batch's chosen
+//   tokens) on a batch whose chosen responses have one length;
 // - the gradients match central finite differences;
-// - evaluation gives TRL's rewards (beta times the mean log-probability);
+// - evaluation gives TRL's rewards (beta times the log-probabilities the
+//   loss compares);
 // - no dropout is drawn while training.
 import { type tf, useBackend } from '@lorafleet/core';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -41,18 +44,38 @@ beforeAll(async () => {
 
 const ORPO: PreferenceSettings = { kind: 'orpo', beta: BETA };
 const SIMPO: PreferenceSettings = { kind: 'simpo', beta: 2, gamma: 0.7 };
+const CPO_SIMPO: PreferenceSettings = { kind: 'simpo', beta: 2, gamma: 0.7, alpha: 0.4 };
+const CPO: PreferenceSettings = { kind: 'cpo', beta: 0.05, alpha: 0.8 };
+const CPO_HINGE: PreferenceSettings = { kind: 'cpo', beta: 0.05, alpha: 1, loss: 'hinge' };
+const CPO_IPO: PreferenceSettings = { kind: 'cpo', beta: BETA, alpha: 0.3, loss: 'ipo' };
+const ALL = [ORPO, SIMPO, CPO_SIMPO, CPO, CPO_HINGE, CPO_IPO];
+
+type Side = { mean: number; sum: number };
 
 const logSigmoid = (x: number) => -Math.log1p(Math.exp(-x));
 
-/** The papers' per-pair losses from mean log-probabilities c (chosen) and r (rejected), float64. */
-function pairLoss(s: PreferenceSettings, c: number, r: number): number {
+/** The papers' (and TRL's cpo_loss) per-pair losses from the chosen and rejected sides, float64. */
+function pairLoss(s: PreferenceSettings, chosen: Side, rejected: Side): number {
+  const [c, r] = [chosen.mean, rejected.mean];
   if (s.kind === 'orpo') {
     const logOdds = c - r - (Math.log(-Math.expm1(c)) - Math.log(-Math.expm1(r)));
     return -c - s.beta * logSigmoid(logOdds);
   }
-  if (s.kind === 'simpo') return -logSigmoid(s.beta * (c - r) - s.gamma);
-  throw new Error('not reference-free');
+  if (s.kind === 'simpo') return -logSigmoid(s.beta * (c - r) - s.gamma) - (s.alpha ?? 0) * c;
+  if (s.kind !== 'cpo') throw new Error('not reference-free');
+  const h = s.loss === 'ipo' ? c - r : chosen.sum - rejected.sum;
+  const preference =
+    s.loss === 'ipo'
+      ? (h - 1 / (2 * s.beta)) ** 2
+      : s.loss === 'hinge'
+        ? Math.max(0, 1 - s.beta * h)
+        : -logSigmoid(s.beta * h);
+  return preference - s.alpha * c;
 }
+
+/** TRL's rewards, float64: beta times what the loss compares (means, or CPO's sums). */
+const reward = (s: PreferenceSettings, side: Side) =>
+  s.beta * (s.kind === 'cpo' && s.loss !== 'ipo' ? side.sum : side.mean);
 
 /** Each sequence's mean log-probability, float64, and its labelled tokens. */
 async function meansFloat64(model: ReturnType<typeof build>, batch: TokenBatch) {
@@ -76,16 +99,15 @@ function lossSum(
   return sum;
 }
 
-describe('ORPO and SimPO', () => {
+describe('ORPO, SimPO and CPO', () => {
   it("each loss is its paper's, computed in float64 from the logits", async () => {
     const model = build();
     await withLora(model, 0.3);
     const batch = pairBatch(4, 2);
     const means = await meansFloat64(model, batch);
-    for (const s of [ORPO, SIMPO]) {
+    for (const s of ALL) {
       let expected = 0;
-      for (let b = 0; b < 4; b++)
-        expected += pairLoss(s, means[2 * b]!.mean, means[2 * b + 1]!.mean);
+      for (let b = 0; b < 4; b++) expected += pairLoss(s, means[2 * b]!, means[2 * b + 1]!);
       const loss = lossSum(model, batch, s);
       const got = (await loss.data())[0]!;
       expect(Math.abs(got - expected), s.kind).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected)));
@@ -93,6 +115,38 @@ describe('ORPO and SimPO', () => {
     }
     expect(objectiveOf(ORPO).unit).toBe('pairs');
     expect(objectiveOf(SIMPO).count(batch)).toBe(4);
+    // CPO-SimPO is SimPO plus alpha x the chosen responses' mean NLL; CPO with alpha 0 is its preference term.
+    const [simpo, cpoSimpo] = [SIMPO, CPO_SIMPO].map(
+      (s) => lossSum(model, batch, s).dataSync()[0]!,
+    );
+    const chosenNll = [0, 1, 2, 3].reduce((a, b) => a - means[2 * b]!.mean, 0);
+    expect(cpoSimpo! - simpo!).toBeCloseTo(0.4 * chosenNll, 4);
+    expect(chosenNll).toBeGreaterThan(1);
+    model.dispose();
+  });
+
+  it("CPO equals TRL's CPOTrainer loss where the chosen responses have one length", async () => {
+    const model = build();
+    await withLora(model, 0.3);
+    const B = 3;
+    const batch = pairBatch(B, 12);
+    for (let b = 0; b < B; b++) {
+      const row = 2 * b * T;
+      for (let t = 0; t < T; t++)
+        batch.labels[row + t] = t >= 3 && t < 7 ? batch.ids[row + t]! : IGNORE_INDEX;
+    }
+    const sides = await meansFloat64(model, batch);
+    // TRL: losses.mean() + cpo_alpha * cross_entropy over every chosen token of the batch.
+    let [nll, chosenTokens, preference] = [0, 0, 0];
+    for (let b = 0; b < B; b++) {
+      const [c, r] = [sides[2 * b]!, sides[2 * b + 1]!];
+      [nll, chosenTokens] = [nll - c.sum, chosenTokens + c.tokens];
+      preference += -logSigmoid(0.05 * (c.sum - r.sum));
+    }
+    const trl = preference / B + 0.8 * (nll / chosenTokens);
+    const loss = lossSum(model, batch, CPO);
+    expect((await loss.data())[0]! / B).toBeCloseTo(trl, 5);
+    loss.dispose();
     model.dispose();
   });
 
@@ -130,7 +184,7 @@ describe('ORPO and SimPO', () => {
     const params = await withLora(model, 0.3);
     const batch = pairBatch(2, 4);
     const theta = params.read();
-    for (const s of [ORPO, SIMPO]) {
+    for (const s of ALL) {
       const lossAt = (values: Float32Array) => {
         params.write(values);
         const l = lossSum(model, batch, s);
@@ -142,27 +196,27 @@ describe('ORPO and SimPO', () => {
       const prepared = objectiveOf(s).loss(model, batch, {});
       const { grads } = params.lossAndGrads(() => prepared.sum());
       prepared.dispose();
-      expectFiniteDifferences(theta, grads, lossAt, s.kind, 17);
+      expectFiniteDifferences(theta, grads, lossAt, JSON.stringify(s), 17);
     }
     params.write(theta);
     model.dispose();
   });
 
-  it("evaluatePairs gives the loss and TRL's rewards (beta x mean log-probability), in float64", async () => {
+  it("evaluatePairs gives the loss and TRL's rewards (beta x what the loss compares), in float64", async () => {
     const model = build();
     await withLora(model, 0.3);
     const batches = [pairBatch(3, 6), pairBatch(2, 7)];
-    for (const s of [ORPO, SIMPO]) {
+    for (const s of ALL) {
       const expected = { loss: 0, correct: 0, chosen: 0, rejected: 0 };
       for (const batch of batches) {
-        const means = await meansFloat64(model, batch);
+        const sides = await meansFloat64(model, batch);
         for (let b = 0; b < batch.batchSize; b++) {
-          const [c, r] = [means[2 * b]!.mean, means[2 * b + 1]!.mean];
+          const [c, r] = [sides[2 * b]!, sides[2 * b + 1]!];
           expected.loss += pairLoss(s, c, r);
-          expected.correct += c > r ? 1 : 0;
+          expected.correct += reward(s, c) > reward(s, r) ? 1 : 0;
           [expected.chosen, expected.rejected] = [
-            expected.chosen + s.beta * c,
-            expected.rejected + s.beta * r,
+            expected.chosen + reward(s, c),
+            expected.rejected + reward(s, r),
           ];
         }
       }
@@ -185,7 +239,7 @@ describe('ORPO and SimPO', () => {
     const model = buildModel(config, randomModelWeights(config, 8));
     const params = await withLora(model, 0.3, 0.1);
     const batch = pairBatch(2, 9);
-    for (const s of [ORPO, SIMPO]) {
+    for (const s of ALL) {
       const run = (options: ForwardPassOptions) => {
         const prepared = objectiveOf(s).loss(model, batch, options);
         const out = params.lossAndGrads(() => prepared.sum());

@@ -171,7 +171,7 @@ export interface EvalRequest {
 /** Worker -> coordinator: loss sum and loss tokens over its eval shard. */
 export interface EvalDone {
   step: number;
-  /** The loss over tokenCount units: tokens, or preference pairs (--objective dpo, orpo or simpo). */
+  /** The loss over tokenCount units: tokens, or preference pairs (--objective dpo, orpo, simpo or cpo). */
   lossSum: number;
   tokenCount: number;
   /** A preference objective (0 otherwise): pairs whose chosen reward beats the rejected one's. */

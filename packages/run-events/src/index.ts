@@ -24,7 +24,7 @@ export interface RunFacts {
   seqLen: number;
   /**
    * What a step's `tokens` (and tokensPerSecond) count, the loss's unit:
-   * labelled tokens, or preference pairs (--objective dpo, orpo or simpo). Absent: tokens.
+   * labelled tokens, or preference pairs (--objective dpo, orpo, simpo or cpo). Absent: tokens.
    */
   lossUnit?: 'tokens' | 'pairs';
   /**

@@ -34,7 +34,7 @@ export interface RowOptions {
   maxBadFraction?: number;
   format?: DatasetFormat;
   csv?: CsvColumns;
-  /** Preference pairs for --objective dpo, orpo or simpo: each row is [chosen | rejected], 2 x seqLen tokens. */
+  /** Preference pairs for --objective dpo, orpo, simpo or cpo: each row is [chosen | rejected], 2 x seqLen tokens. */
   pairs?: boolean;
 }
 
@@ -120,7 +120,7 @@ async function preparePairRows(
 ): Promise<PreparedRows> {
   if (datasetFormat(file, options.format) !== 'jsonl') {
     throw new Error(
-      `${file}: --objective dpo, orpo and simpo read preference pairs from JSONL ({"prompt", "chosen", "rejected"} lines)`,
+      `${file}: --objective dpo, orpo, simpo and cpo read preference pairs from JSONL ({"prompt", "chosen", "rejected"} lines)`,
     );
   }
   const read = await readPreferenceJsonl(file, tokenizer, {

@@ -15,7 +15,12 @@ import {
   validateLoraSettings,
   validateSchedule,
 } from '@lorafleet/core';
-import { DPO_LOSS_TYPES, type PreferenceSettings, SMOOTHED_LOSS_TYPES } from '@lorafleet/models';
+import {
+  CPO_LOSS_TYPES,
+  DPO_LOSS_TYPES,
+  type PreferenceSettings,
+  SMOOTHED_LOSS_TYPES,
+} from '@lorafleet/models';
 import type { RowOptions } from './rows.js';
 
 export type LoraInitKind = 'kaiming' | 'gaussian' | 'pissa';
@@ -244,6 +249,7 @@ const PREFERENCE_KINDS = [
   'dpo',
   'orpo',
   'simpo',
+  'cpo',
 ] as const satisfies readonly PreferenceSettings['kind'][];
 
 /** A preference objective's settings; DPO's loss and labelSmoothing are present only when not at TRL's default. */
@@ -251,7 +257,15 @@ function preferenceObjective(o: Fields): PreferenceSettings {
   const kind = o.choice('kind', PREFERENCE_KINDS);
   const beta = o.numberIn('beta', (x) => x > 0, '> 0');
   if (kind === 'orpo') return { kind, beta };
-  if (kind === 'simpo') return { kind, beta, gamma: o.numberIn('gamma', (x) => x >= 0, '>= 0') };
+  const alpha = () => o.numberIn('alpha', (x) => x >= 0, '>= 0');
+  if (kind === 'simpo') {
+    const gamma = o.numberIn('gamma', (x) => x >= 0, '>= 0');
+    return { kind, beta, gamma, ...(o.has('alpha') ? { alpha: alpha() } : {}) };
+  }
+  if (kind === 'cpo') {
+    const loss = o.has('loss') ? { loss: o.choice('loss', CPO_LOSS_TYPES) } : {};
+    return { kind, beta, alpha: alpha(), ...loss };
+  }
   const objective: PreferenceSettings = { kind, beta };
   if (o.has('loss')) objective.loss = o.choice('loss', DPO_LOSS_TYPES);
   if (o.has('labelSmoothing')) {

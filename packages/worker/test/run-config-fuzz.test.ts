@@ -206,7 +206,7 @@ describe('decodeRunConfig: the preference objectives', () => {
     return () => decodeRunConfig(json, runConfigHash(json));
   };
 
-  it('decodes DPO, ORPO and SimPO with their settings', () => {
+  it('decodes DPO, ORPO, SimPO and CPO with their settings', () => {
     expect(pairsConfig({ kind: 'dpo', beta: 0.1, loss: 'ipo' })().objective).toEqual({
       kind: 'dpo',
       beta: 0.1,
@@ -221,6 +221,12 @@ describe('decodeRunConfig: the preference objectives', () => {
       beta: 2,
       gamma: 0.5,
     });
+    const cpoSimpo = { kind: 'simpo', beta: 2, gamma: 0.5, alpha: 0.3 };
+    expect(pairsConfig(cpoSimpo)().objective).toEqual(cpoSimpo);
+    const cpo = { kind: 'cpo', beta: 0.1, alpha: 1, loss: 'hinge' };
+    expect(pairsConfig(cpo)().objective).toEqual(cpo);
+    expect(pairsConfig({ kind: 'cpo', beta: 0.1 })).toThrow(/alpha/);
+    expect(pairsConfig({ kind: 'cpo', beta: 0.1, alpha: 1, loss: 'simpo' })).toThrow(/loss/);
   });
 
   it('refuses what an objective cannot train; ORPO and SimPO need no base to keep', () => {

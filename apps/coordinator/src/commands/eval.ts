@@ -14,6 +14,7 @@ import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
 import {
   checkObjectiveOptions,
   describeSettings,
+  namedSettings,
   objectiveOptions,
   preferenceSettingsFrom,
 } from '../training/objective-options.js';
@@ -22,7 +23,7 @@ import { batchesOf, prepareRows, rowLength } from '../training/rows.js';
 export const evalSpec = defineCommand({
   name: 'eval',
   summary:
-    "Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset; with --objective dpo, orpo or simpo, that loss and TRL's reward metrics on preference pairs (DPO: of an adapter against the model without it).",
+    "Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset; with --objective dpo, orpo, simpo or cpo, that loss and TRL's reward metrics on preference pairs (DPO: of an adapter against the model without it).",
   options: {
     model: { kind: 'string', value: 'DIR', required: true, description: 'model folder' },
     adapter: { kind: 'string', value: 'DIR', description: 'PEFT adapter folder to apply' },
@@ -100,14 +101,7 @@ async function reportPairs(
     );
   }
   if (o.json) {
-    const { kind, beta } = settings;
-    const named =
-      kind === 'dpo'
-        ? { lossType: settings.loss ?? 'sigmoid', labelSmoothing: settings.labelSmoothing ?? 0 }
-        : kind === 'simpo'
-          ? { gamma: settings.gamma }
-          : {};
-    const out = { objective: kind, beta, ...named, ...result, rows, adaptedModules: adapted };
+    const out = { ...namedSettings(settings), ...result, rows, adaptedModules: adapted };
     console.log(JSON.stringify(out));
     return;
   }

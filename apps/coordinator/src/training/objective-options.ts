@@ -1,7 +1,10 @@
 // The options that choose what is minimised (`train`) or measured (`eval`):
 // the token loss, or a preference objective on preference pairs (models'
-// objective.ts: DPO against a reference, ORPO and SimPO without one).
+// objective.ts: DPO against a reference, ORPO, SimPO and CPO without one).
 import {
+  CPO_LOSS_TYPES,
+  DEFAULT_CPO_ALPHA,
+  DEFAULT_CPO_BETA,
   DEFAULT_DPO_BETA,
   DEFAULT_ORPO_BETA,
   DEFAULT_SIMPO_BETA,
@@ -18,13 +21,14 @@ export const objectiveOptions = defineOptions({
   objective: {
     affects: 'math',
     kind: 'string',
-    choices: ['sft', 'dpo', 'orpo', 'simpo'],
+    choices: ['sft', 'dpo', 'orpo', 'simpo', 'cpo'],
     default: 'sft',
     description:
       'sft: the token loss on the labelled tokens. On {"prompt","chosen","rejected"} JSONL lines (preference pairs): ' +
       "dpo, Direct Preference Optimization (TRL's DPOTrainer) against the base model with the adapter off; " +
       "orpo, ORPO (TRL's ORPOTrainer): the chosen response's NLL plus an odds-ratio loss, no reference; " +
-      "simpo, SimPO (TRL's CPOTrainer with loss_type simpo, cpo_alpha 0): length-averaged rewards with a margin, no reference",
+      "simpo, SimPO (TRL's CPOTrainer with loss_type simpo, cpo_alpha 0): length-averaged rewards with a margin, no reference; " +
+      "cpo, CPO (TRL's CPOTrainer): DPO's loss without a reference plus the chosen response's NLL",
   },
   beta: {
     aliases: ['dpo-beta'],
@@ -32,9 +36,9 @@ export const objectiveOptions = defineOptions({
     kind: 'number',
     min: 0,
     description:
-      "--objective dpo, orpo or simpo: TRL's beta (> 0): for dpo how far the policy may move from the reference " +
+      "--objective dpo, orpo, simpo or cpo: TRL's beta (> 0): for dpo how far the policy may move from the reference " +
       `(default ${DEFAULT_DPO_BETA}), for orpo the odds-ratio term's weight (default ${DEFAULT_ORPO_BETA}), ` +
-      `for simpo the reward scale (default ${DEFAULT_SIMPO_BETA}, the SimPO paper's)`,
+      `for simpo the reward scale (default ${DEFAULT_SIMPO_BETA}, the SimPO paper's), for cpo its temperature (default ${DEFAULT_CPO_BETA})`,
   },
   'dpo-loss': {
     aliases: ['loss_type'],
@@ -64,16 +68,35 @@ export const objectiveOptions = defineOptions({
     description:
       "--objective simpo: the target reward margin (TRL's simpo_gamma; the default is the SimPO paper's gamma / beta of 0.5 at beta 2)",
   },
+  'cpo-loss': {
+    affects: 'math',
+    kind: 'string',
+    choices: CPO_LOSS_TYPES,
+    default: 'sigmoid',
+    description:
+      "--objective cpo: TRL's loss_type: sigmoid (CPO's), hinge, or ipo (on length-averaged log-probabilities); SimPO's is --objective simpo",
+  },
+  'cpo-alpha': {
+    aliases: ['cpo_alpha'],
+    affects: 'math',
+    kind: 'number',
+    min: 0,
+    description:
+      `--objective cpo or simpo: TRL's cpo_alpha, the weight of the chosen response's NLL (cpo: default ${DEFAULT_CPO_ALPHA}; ` +
+      "simpo: default 0, SimPO's; above 0 it is TRL's CPO-SimPO)",
+  },
 });
 
 export type ObjectiveValues = OptionValues<typeof objectiveOptions>;
 
 /** Each objective option and the objectives it configures: refused with any other. */
 export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly PreferenceKind[]>> = {
-  beta: ['dpo', 'orpo', 'simpo'],
+  beta: ['dpo', 'orpo', 'simpo', 'cpo'],
   'dpo-loss': ['dpo'],
   'dpo-label-smoothing': ['dpo'],
   'simpo-gamma': ['simpo'],
+  'cpo-loss': ['cpo'],
+  'cpo-alpha': ['cpo', 'simpo'],
 };
 
 /** Refuses an objective option given without an objective it configures (it would change nothing). */
@@ -98,6 +121,7 @@ const DEFAULT_BETA: { readonly [K in PreferenceKind]: number } = {
   dpo: DEFAULT_DPO_BETA,
   orpo: DEFAULT_ORPO_BETA,
   simpo: DEFAULT_SIMPO_BETA,
+  cpo: DEFAULT_CPO_BETA,
 };
 
 /** Each objective's settings from the options, beta already checked. */
@@ -122,8 +146,27 @@ const SETTINGS: {
     };
   },
   orpo: (_o, beta) => ({ kind: 'orpo', beta }),
-  simpo: (o, beta) => ({ kind: 'simpo', beta, gamma: o.simpoGamma }),
+  simpo: (o, beta) => {
+    const alpha = resolvedCpoAlpha(o);
+    return { kind: 'simpo', beta, gamma: o.simpoGamma, ...(alpha ? { alpha } : {}) };
+  },
+  cpo: (o, beta) => ({
+    kind: 'cpo',
+    beta,
+    ...(o.cpoLoss !== 'sigmoid' ? { loss: o.cpoLoss } : {}),
+    alpha: resolvedCpoAlpha(o)!,
+  }),
 };
+
+/**
+ * The cpo_alpha a run trains with: given, or CPO's default; for SimPO the
+ * given one, null where it is 0 (SimPO's own, recorded as runs before the
+ * option); null for every other objective.
+ */
+export function resolvedCpoAlpha(o: ObjectiveValues): number | null {
+  if (o.objective === 'cpo') return o.cpoAlpha ?? DEFAULT_CPO_ALPHA;
+  return o.objective === 'simpo' && (o.cpoAlpha ?? 0) > 0 ? o.cpoAlpha! : null;
+}
 
 /** The beta a run trains with: given, or its objective's default; null for the token loss. */
 export const resolvedBeta = (o: ObjectiveValues): number | null =>
@@ -140,13 +183,37 @@ export function preferenceSettingsFrom(
   return SETTINGS[o.objective](o, beta, command);
 }
 
-/** "sigmoid loss, beta 0.1" (DPO), "beta 2, gamma 1" (SimPO): the settings, for the log. */
-export function describeSettings(s: PreferenceSettings): string {
-  if (s.kind === 'orpo') return `beta ${s.beta}`;
-  if (s.kind === 'simpo') return `beta ${s.beta}, gamma ${s.gamma}`;
-  const { beta, loss = 'sigmoid', labelSmoothing = 0 } = s;
-  return `${loss} loss, beta ${beta}${labelSmoothing > 0 ? `, label smoothing ${labelSmoothing}` : ''}`;
+/** Each objective's settings besides beta, as `eval --json` names them (TRL's names, defaults filled in). */
+const NAMED: {
+  [K in PreferenceKind]: (s: Extract<PreferenceSettings, { kind: K }>) => Record<string, unknown>;
+} = {
+  dpo: (s) => ({ lossType: s.loss ?? 'sigmoid', labelSmoothing: s.labelSmoothing ?? 0 }),
+  orpo: () => ({}),
+  simpo: (s) => ({ gamma: s.gamma, alpha: s.alpha ?? 0 }),
+  cpo: (s) => ({ lossType: s.loss ?? 'sigmoid', alpha: s.alpha }),
+};
+
+/** { objective, beta, ...its other settings }, for `eval --json`. */
+export function namedSettings(s: PreferenceSettings): Record<string, unknown> {
+  const named = NAMED[s.kind] as (s: PreferenceSettings) => Record<string, unknown>;
+  return { objective: s.kind, beta: s.beta, ...named(s) };
 }
+
+/** Each objective's settings in words, for the log. */
+const DESCRIBE: {
+  [K in PreferenceKind]: (s: Extract<PreferenceSettings, { kind: K }>) => string;
+} = {
+  dpo: ({ beta, loss = 'sigmoid', labelSmoothing = 0 }) =>
+    `${loss} loss, beta ${beta}${labelSmoothing > 0 ? `, label smoothing ${labelSmoothing}` : ''}`,
+  orpo: (s) => `beta ${s.beta}`,
+  simpo: (s) =>
+    `beta ${s.beta}, gamma ${s.gamma}${s.alpha ? `, alpha ${s.alpha} (CPO-SimPO)` : ''}`,
+  cpo: (s) => `${s.loss ?? 'sigmoid'} loss, beta ${s.beta}, alpha ${s.alpha}`,
+};
+
+/** "sigmoid loss, beta 0.1" (DPO), "beta 2, gamma 1" (SimPO): the settings, for the log. */
+export const describeSettings = (s: PreferenceSettings): string =>
+  (DESCRIBE[s.kind] as (s: PreferenceSettings) => string)(s);
 
 /** "DPO (sigmoid loss, beta 0.1)". */
 export const describeObjective = (s: PreferenceSettings): string =>
@@ -157,4 +224,5 @@ export const REFERENCES: { readonly [K in PreferenceKind]: string } = {
   dpo: 'against the base model with the adapter off',
   orpo: "the chosen response's NLL plus beta x the odds-ratio loss, no reference model",
   simpo: 'length-averaged log-probabilities, no reference model',
+  cpo: "DPO's loss without a reference model plus alpha x the chosen response's NLL",
 };

@@ -12,7 +12,7 @@ import { UsageError, camelCase, mathOptions } from '../args.js';
 import type { TrainOptions } from './train-spec.js';
 import { type TrainerState, type VerifiedCheckpoint, resumeCheckpoint } from './checkpoint.js';
 import { trainSpec } from './train-spec.js';
-import { resolvedBeta } from './objective-options.js';
+import { resolvedBeta, resolvedCpoAlpha } from './objective-options.js';
 
 /** Content hashes of the inputs, so a changed file is caught even under the same name. */
 export interface RunInputs {
@@ -37,6 +37,7 @@ export function trainingConfig(o: TrainOptions, inputs: RunInputs): Record<strin
 const RESOLVED: Record<string, (o: TrainOptions) => unknown> = {
   'micro-batch-size': (o) => o.microBatchSize ?? o.batchSize,
   beta: resolvedBeta,
+  'cpo-alpha': resolvedCpoAlpha,
 };
 
 export function configHash(config: Record<string, unknown>): string {
@@ -83,6 +84,8 @@ const ADDED_LATER: Record<string, unknown> = {
   'dpo-loss': 'sigmoid',
   'dpo-label-smoothing': 0,
   'simpo-gamma': DEFAULT_SIMPO_GAMMA,
+  'cpo-loss': 'sigmoid',
+  'cpo-alpha': null,
 };
 
 /** Math options renamed since: the old name, the new one, and the old value as the new option records it. */

@@ -353,7 +353,7 @@ export const trainSpec = defineCommand({
     '  lorafleet train --model models/tiny --data train.jsonl --out runs/a --steps 400 --resume runs/a',
     '',
     'Data: JSONL lines {"text"}, {"prompt","completion"} (loss on the completion only) or {"input_ids"};',
-    'with --objective dpo, orpo or simpo, {"prompt","chosen","rejected"} lines (preference pairs, TRL\'s format).',
+    'with --objective dpo, orpo, simpo or cpo, {"prompt","chosen","rejected"} lines (preference pairs, TRL\'s format).',
     'CSV with --prompt-column/--completion-column or --text-column; .txt as one document. Bad records',
     'are skipped and reported by file:line; more than 1% bad (--max-bad-fraction) stops the run.',
     '',
