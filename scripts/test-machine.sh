@@ -10,6 +10,8 @@
 #   iproute2     deploy/test/netns.test.ts builds hosts from network namespaces
 #   python3-numpy  packages/models/test/reference/peft_merge.py, PEFT's LoRA math as an
 #                independent reference (run with Debian's /usr/bin/python3)
+#   python3-torch  packages/models/test/reference/preference_torch.py: the preference
+#                objectives' losses and gradients by PyTorch's autograd (STACK.md: 1.13)
 #   util-linux   unshare: the disk-full test mounts a tmpfs in a mount namespace of its own
 #   gcc, libvulkan-dev  build core's Vulkan device-select layer (identical GPUs), which
 #                apps/coordinator/test/identical-gpus.test.ts runs
@@ -23,6 +25,7 @@ needs=(
   "munge /usr/sbin/munged"
   "iproute2 /usr/sbin/ip|/usr/bin/ip|/sbin/ip"
   "python3-numpy /usr/lib/python3/dist-packages/numpy/__init__.py"
+  "python3-torch /usr/lib/python3/dist-packages/torch/__init__.py"
   "util-linux /usr/bin/unshare"
   "gcc /usr/bin/cc|/usr/bin/gcc"
   "libvulkan-dev /usr/include/vulkan/vk_layer.h"
