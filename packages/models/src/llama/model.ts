@@ -11,12 +11,12 @@
 // without the rotary embedding; Phi-3: fused q/k/v and gate/up projections,
 // LongRoPE, a partial rotation; OLMo 2: norms after attention and MLP
 // only, q/k norms over all heads; GLM: adjacent-pair rotation, fused
-// gate_up_proj, GLM-4-0414's four norms), a tied or untied head. Every nn.Linear is
-// a LoraLinear ([out, in] weights) named by its PEFT module path.
+// gate_up_proj, GLM-4-0414's four norms), a tied or untied head. Its
+// variables come from the weights in variables.ts.
 import {
   type BaseDtype,
-  LoraEmbedding,
-  LoraLinear,
+  type LoraEmbedding,
+  type LoraLinear,
   causalAttention,
   causalAttentionComposed,
   addSame,
@@ -49,7 +49,6 @@ import {
   FINAL_NORM,
   LM_HEAD,
   layerLinearLayers,
-  layerLinears,
   layerNormNames,
   layerVariables,
   llamaWeightShapes,
@@ -57,26 +56,11 @@ import {
 import { countElements, readNamedWeights } from '../weight-values.js';
 import type { ScheduledStepRecipe } from '../scheduled-step.js';
 import { llamaScheduledStep } from './scheduled.js';
+import { type LlamaLayer, llamaVariables } from './variables.js';
+
+export type { LlamaLayer } from './variables.js';
 import { type LayerPass, dropping, rotaryTensors, withRotaryTensors } from './layer-pass.js';
 import { repeatKv, rmsNorm, rmsNormComposed, rmsNormFused } from './layer-ops.js';
-
-export interface LlamaLayer {
-  /** The RMSNorms [C] by role (weights.ts layerNormNames); null where the layer has none. */
-  inputNorm: tf.Variable<tf.Rank.R1> | null; // before attention; null: OLMo 2
-  /** q_proj [C] -> [H D], k_proj and v_proj [C] -> [Hkv D]; or Phi-3's one qkv_proj [C] -> [(H + 2 Hkv) D]. */
-  qkvProj: LoraLinear[];
-  oProj: LoraLinear; // [H D] -> [C]
-  qNorm: tf.Variable<tf.Rank.R1> | null; // [D], Qwen3, Gemma 3; [H D], OLMo 2
-  kNorm: tf.Variable<tf.Rank.R1> | null; // [D]; [Hkv D], OLMo 2
-  attnOutNorm: tf.Variable<tf.Rank.R1> | null; // of the attention output: Gemma 2, 3, OLMo 2, GLM-4
-  preMlpNorm: tf.Variable<tf.Rank.R1> | null; // before the MLP; null: OLMo 2
-  mlpOutNorm: tf.Variable<tf.Rank.R1> | null; // of the MLP output: Gemma 2, 3, OLMo 2, GLM-4
-  /** gate_proj and up_proj [C] -> [F]; or Phi-3's one gate_up_proj [C] -> [2 F]. */
-  gateUpProj: LoraLinear[];
-  downProj: LoraLinear; // [F] -> [C]
-}
-
-let nextModelId = 0;
 
 export class LlamaModel implements CausalLM {
   readonly config: LlamaConfig;
@@ -109,64 +93,12 @@ export class LlamaModel implements CausalLM {
       config.localRopeTheta === null
         ? null
         : inverseFrequencies({ ...config, ropeTheta: config.localRopeTheta, ropeScaling: null });
-    const serial = nextModelId++;
-    const get = (name: string) => {
-      const w = weights.get(name);
-      if (!w) throw new Error(`${config.modelType}: weight ${name} is missing`);
-      return w;
-    };
-    const variable = (name: string) => {
-      const w = get(name);
-      // tidy: the variable keeps the data, the tensor it was made from goes.
-      return tf.tidy(() =>
-        tf.variable(tf.tensor(w.data, w.shape), false, `${name}#llama${serial}`),
-      );
-    };
-    const linear = (name: string, bias: boolean) => {
-      const w = get(`${name}.weight`);
-      const shape = w.shape as [number, number];
-      // A 4-bit folder's NF4 bytes stay as they are for nf4; other dtypes read them dequantized.
-      const weight =
-        w.nf4 && baseDtype === 'nf4' ? { nf4: w.nf4, shape } : { values: w.data, shape };
-      const b = bias ? tf.tensor1d(get(`${name}.bias`).data) : null;
-      const layer = new LoraLinear({ name, weight, bias: b, baseDtype });
-      b?.dispose();
-      return layer;
-    };
-    this.embed = variable(EMBED) as tf.Variable<tf.Rank.R2>;
-    this.tokenEmbedding = new LoraEmbedding(
-      'model.embed_tokens',
-      this.embed,
-      config.tieWordEmbeddings,
-    );
-    this.layers = [];
-    for (let i = 0; i < config.numLayers; i++) {
-      const p = `model.layers.${i}`;
-      const l = Object.fromEntries(
-        layerLinears(config).map((m) => [m.name, linear(`${p}.${m.name}`, m.bias)]),
-      );
-      const norm = (name: string) => variable(`${p}.${name}.weight`) as tf.Variable<tf.Rank.R1>;
-      const names = layerNormNames(config);
-      const roleNorm = (name: string | null) => (name === null ? null : norm(name));
-      this.layers.push({
-        inputNorm: roleNorm(names.input),
-        qkvProj: config.fusedQkv
-          ? [l['self_attn.qkv_proj']!]
-          : [l['self_attn.q_proj']!, l['self_attn.k_proj']!, l['self_attn.v_proj']!],
-        oProj: l['self_attn.o_proj']!,
-        qNorm: config.qkNorm ? norm('self_attn.q_norm') : null,
-        kNorm: config.qkNorm ? norm('self_attn.k_norm') : null,
-        attnOutNorm: roleNorm(names.attnOut),
-        preMlpNorm: roleNorm(names.preMlp),
-        mlpOutNorm: roleNorm(names.mlpOut),
-        gateUpProj: config.fusedGateUp
-          ? [l['mlp.gate_up_proj']!]
-          : [l['mlp.gate_proj']!, l['mlp.up_proj']!],
-        downProj: l['mlp.down_proj']!,
-      });
-    }
-    this.norm = variable(FINAL_NORM) as tf.Variable<tf.Rank.R1>;
-    this.lmHead = config.tieWordEmbeddings ? null : (variable(LM_HEAD) as tf.Variable<tf.Rank.R2>);
+    const built = llamaVariables(config, weights, baseDtype);
+    this.embed = built.embed;
+    this.tokenEmbedding = built.tokenEmbedding;
+    this.layers = built.layers;
+    this.norm = built.norm;
+    this.lmHead = built.lmHead;
     // Gemma: each norm's 1 + weight now, so that no recording makes it (normGamma).
     for (const norm of this.norms()) this.normGamma(norm);
   }
