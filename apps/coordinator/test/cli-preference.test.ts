@@ -244,6 +244,15 @@ describe('train --objective dpo', () => {
         `${flag} configures --objective ${objectives}; add --objective ${first}`,
       );
     }
+    // DPO's loss_type option with CPO (where `--loss_type` is suggested to lead): the message names CPO's own.
+    const cpoLossType = await lorafleet([
+      ...['train', '--model', model, '--data', pairs, '--out', join(dir!, 'cpo-loss-type')],
+      ...['--objective', 'cpo', '--dpo-loss', 'hinge', '--steps', '1'],
+    ]);
+    expect(cpoLossType.code).toBe(2);
+    expect(cpoLossType.stderr).toContain(
+      'train: --dpo-loss configures --objective dpo; for --objective cpo give --cpo-loss',
+    );
     const smoothedIpo = await lorafleet([
       ...base,
       ...['--out', join(dir!, 'ipo-smoothed'), '--dpo-loss', 'ipo', '--dpo-label-smoothing', '0.1'],

@@ -183,11 +183,6 @@ export function withAdaptersOff<T>(model: CausalLM, fn: () => T): T {
   }
 }
 
-/** Per pair: h = (logp(c) - ref(c)) - (logp(r) - ref(r)), [B]; logps and ref [2B]. */
-export function logRatioMargins(logps: tf.Tensor1D, ref: tf.Tensor1D): tf.Tensor1D {
-  return tf.tidy(() => logRatios(logps, ref).h);
-}
-
 /** The chosen and rejected log-ratios to the reference and their margin, [B] each. */
 function logRatios(logps: tf.Tensor1D, ref: tf.Tensor1D): LogRatios {
   const B = logps.shape[0] / 2;
@@ -208,23 +203,4 @@ export function dpoPairLosses(
   return tf.tidy(
     () => PAIR_LOSSES[settings.loss ?? 'sigmoid'](logRatios(logps, ref), settings) as tf.Tensor1D,
   );
-}
-
-/**
- * The batch's DPO loss summed over pairs, to differentiate: the policy is
- * the model as it trains (its adapter on, `options` as for the SFT loss),
- * `ref` its reference log-probabilities (referenceLogps with the same settings).
- */
-export function dpoLossSum(
-  model: CausalLM,
-  batch: TokenBatch,
-  ref: tf.Tensor1D,
-  settings: DpoSettings,
-  options: ForwardPassOptions = {},
-): tf.Scalar {
-  return tf.tidy(() => {
-    const seqs = pairSequences(batch);
-    const logps = sequenceLogps(model, seqs, options, averagesLogps(settings)); // [2B]
-    return tf.sum(dpoPairLosses(logps, ref, settings)) as tf.Scalar;
-  });
 }

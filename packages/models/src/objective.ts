@@ -1,8 +1,8 @@
 // The training objectives: what a step differentiates, and what the summed
 // gradient is divided by. Supervised fine-tuning sums the token loss over
 // labelled tokens; the preference objectives sum a loss per preference pair
-// (preference.ts): DPO against a reference (dpo.ts), ORPO and SimPO without
-// one (reference-free.ts). The step sees only this interface.
+// (preference.ts): DPO against a reference (dpo.ts), ORPO, SimPO and CPO
+// without one (reference-free.ts). The step sees only this interface.
 import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { countPairs } from './dpo.js';

@@ -18,7 +18,6 @@ import {
   addLora,
   buildModel,
   countPairs,
-  dpoLossSum,
   pairMetrics,
   evaluatePairs,
   modelConfigFromJson,
@@ -40,6 +39,7 @@ import {
   expectFiniteDifferences,
   logitsOf,
   logpsFloat64,
+  objectiveLossSum,
   pairBatch,
   withLora,
 } from './pair-fixtures.js';
@@ -149,12 +149,11 @@ describe('DPO', () => {
         const r = per(2 * b + 1, policy) - per(2 * b + 1, reference);
         expected += pairLoss(c, r);
       }
-      const ref = referenceLogps(model, batch, settings);
-      const loss = dpoLossSum(model, batch, ref, settings);
+      const loss = objectiveLossSum(model, batch, { kind: 'dpo', ...settings });
       const got = (await loss.data())[0]!;
       const label = `${settings.loss ?? 'sigmoid'} ${settings.labelSmoothing ?? ''}`;
       expect(Math.abs(got - expected), label).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected)));
-      tf.dispose([ref, loss]);
+      loss.dispose();
     }
     const moved = policy.some((p, i) => Math.abs(p.sum - reference[i]!.sum) > 1e-3);
     expect(moved).toBe(true); // the adapter changed the log-probabilities
@@ -229,19 +228,19 @@ describe('DPO', () => {
       ),
     ];
     for (const settings of all) {
-      params.write(theta);
-      const ref = referenceLogps(model, batch, settings);
+      const dpo = { kind: 'dpo' as const, ...settings };
       const lossAt = (values: Float32Array) => {
         params.write(values);
-        const l = dpoLossSum(model, batch, ref, settings);
+        const l = objectiveLossSum(model, batch, dpo);
         const v = l.dataSync()[0]!;
         l.dispose();
         return v;
       };
       params.write(theta);
-      const { grads } = params.lossAndGrads(() => dpoLossSum(model, batch, ref, settings));
+      const prepared = objectiveOf(dpo).loss(model, batch, {}); // the reference pass, untaped
+      const { grads } = params.lossAndGrads(() => prepared.sum());
+      prepared.dispose();
       expectFiniteDifferences(theta, grads, lossAt, settings.loss);
-      ref.dispose();
     }
     params.write(theta);
     model.dispose();

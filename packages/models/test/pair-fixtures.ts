@@ -5,11 +5,14 @@ import { DEFAULT_LORA, TrainableParameters, tf } from '@lorafleet/core';
 import { expect } from 'vitest';
 import {
   type CausalLM,
+  type ForwardPassOptions,
   IGNORE_INDEX,
+  type ObjectiveSettings,
   type TokenBatch,
   addLora,
   buildModel,
   modelConfigFromJson,
+  objectiveOf,
   randomModelWeights,
 } from '../src/index.js';
 
@@ -132,5 +135,20 @@ export function expectFiniteDifferences(
     const numeric = (plus - minus) / (2 * eps);
     const analytic = g.reduce((a, x, i) => a + x * d[i]!, 0);
     expect(Math.abs(numeric - analytic), label).toBeLessThan(2e-2 * Math.abs(analytic) + 1e-4);
+  }
+}
+
+/** A batch's loss summed as the step computes it (objective.ts: DPO's reference pass first). */
+export function objectiveLossSum(
+  model: CausalLM,
+  batch: TokenBatch,
+  settings: ObjectiveSettings,
+  options: ForwardPassOptions = {},
+): tf.Scalar {
+  const prepared = objectiveOf(settings).loss(model, batch, options);
+  try {
+    return prepared.sum();
+  } finally {
+    prepared.dispose();
   }
 }

@@ -11,7 +11,7 @@
 // - evaluation gives TRL's rewards (beta times the log-probabilities the
 //   loss compares);
 // - no dropout is drawn while training.
-import { type tf, useBackend } from '@lorafleet/core';
+import { useBackend } from '@lorafleet/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type ForwardPassOptions,
@@ -34,6 +34,7 @@ import {
   expectFiniteDifferences,
   logitsOf,
   logpsFloat64,
+  objectiveLossSum,
   pairBatch,
   withLora,
 } from './pair-fixtures.js';
@@ -87,18 +88,6 @@ async function meansFloat64(model: ReturnType<typeof build>, batch: TokenBatch) 
   }));
 }
 
-function lossSum(
-  model: ReturnType<typeof build>,
-  batch: TokenBatch,
-  s: PreferenceSettings,
-  options: ForwardPassOptions = {},
-): tf.Scalar {
-  const prepared = objectiveOf(s).loss(model, batch, options);
-  const sum = prepared.sum();
-  prepared.dispose();
-  return sum;
-}
-
 describe('ORPO, SimPO and CPO', () => {
   it("each loss is its paper's, computed in float64 from the logits", async () => {
     const model = build();
@@ -108,7 +97,7 @@ describe('ORPO, SimPO and CPO', () => {
     for (const s of ALL) {
       let expected = 0;
       for (let b = 0; b < 4; b++) expected += pairLoss(s, means[2 * b]!, means[2 * b + 1]!);
-      const loss = lossSum(model, batch, s);
+      const loss = objectiveLossSum(model, batch, s);
       const got = (await loss.data())[0]!;
       expect(Math.abs(got - expected), s.kind).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected)));
       loss.dispose();
@@ -117,7 +106,7 @@ describe('ORPO, SimPO and CPO', () => {
     expect(objectiveOf(SIMPO).count(batch)).toBe(4);
     // CPO-SimPO is SimPO plus alpha x the chosen responses' mean NLL; CPO with alpha 0 is its preference term.
     const [simpo, cpoSimpo] = [SIMPO, CPO_SIMPO].map(
-      (s) => lossSum(model, batch, s).dataSync()[0]!,
+      (s) => objectiveLossSum(model, batch, s).dataSync()[0]!,
     );
     const chosenNll = [0, 1, 2, 3].reduce((a, b) => a - means[2 * b]!.mean, 0);
     expect(cpoSimpo! - simpo!).toBeCloseTo(0.4 * chosenNll, 4);
@@ -144,7 +133,7 @@ describe('ORPO, SimPO and CPO', () => {
       preference += -logSigmoid(0.05 * (c.sum - r.sum));
     }
     const trl = preference / B + 0.8 * (nll / chosenTokens);
-    const loss = lossSum(model, batch, CPO);
+    const loss = objectiveLossSum(model, batch, CPO);
     expect((await loss.data())[0]! / B).toBeCloseTo(trl, 5);
     loss.dispose();
     model.dispose();
@@ -173,7 +162,7 @@ describe('ORPO, SimPO and CPO', () => {
     }
     expect(means.filter((_, i) => i % 2 === 1).some((m) => m.tokens !== 5)).toBe(true);
     const trl = nll / chosenTokens - ratio / B;
-    const loss = lossSum(model, batch, ORPO);
+    const loss = objectiveLossSum(model, batch, ORPO);
     expect((await loss.data())[0]! / B).toBeCloseTo(trl, 5);
     loss.dispose();
     model.dispose();
@@ -187,7 +176,7 @@ describe('ORPO, SimPO and CPO', () => {
     for (const s of ALL) {
       const lossAt = (values: Float32Array) => {
         params.write(values);
-        const l = lossSum(model, batch, s);
+        const l = objectiveLossSum(model, batch, s);
         const v = l.dataSync()[0]!;
         l.dispose();
         return v;

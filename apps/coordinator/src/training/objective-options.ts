@@ -99,6 +99,12 @@ export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly PreferenceKind[
   'cpo-alpha': ['cpo', 'simpo'],
 };
 
+/** An option's counterpart for another objective (TRL's loss_type is --dpo-loss or --cpo-loss). */
+const COUNTERPARTS: Readonly<Record<string, Partial<Record<PreferenceKind, string>>>> = {
+  'dpo-loss': { cpo: 'cpo-loss' },
+  'cpo-loss': { dpo: 'dpo-loss' },
+};
+
 /** Refuses an objective option given without an objective it configures (it would change nothing). */
 export function checkObjectiveOptions(
   o: ObjectiveValues,
@@ -111,9 +117,11 @@ export function checkObjectiveOptions(
       objectives.length === 1
         ? objectives[0]
         : `${objectives.slice(0, -1).join(', ')} or ${objectives.at(-1)}`;
-    throw new UsageError(
-      `${command}: --${name} configures --objective ${which}; add --objective ${objectives[0]}`,
-    );
+    const counterpart = o.objective === 'sft' ? undefined : COUNTERPARTS[name]?.[o.objective];
+    const fix = counterpart
+      ? `for --objective ${o.objective} give --${counterpart}`
+      : `add --objective ${objectives[0]}`;
+    throw new UsageError(`${command}: --${name} configures --objective ${which}; ${fix}`);
   }
 }
 
