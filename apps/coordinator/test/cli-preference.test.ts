@@ -64,9 +64,10 @@ async function trainRewards(out: string) {
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as Record<string, number>)
-    .map(({ step, rewardAccuracy, rewardMargin, rewardChosen, rewardRejected }) => ({
+    .map(({ step, rewardAccuracy, rewardMargin, rewardChosen, rewardRejected, ...rest }) => ({
       ...{ step, accuracy: rewardAccuracy!, margin: rewardMargin! },
       ...{ chosen: rewardChosen!, rejected: rewardRejected! },
+      ...{ logpsChosen: rest.logpsChosen!, logpsRejected: rest.logpsRejected! },
     }));
 }
 
@@ -124,12 +125,16 @@ describe('train --objective dpo', () => {
     // TRL's training reward logs, per step: from 0 at the reference, learning; 2 workers report 1's.
     const [r1, r2] = await Promise.all([trainRewards('dpo-1'), trainRewards('dpo-2')]);
     expect(r1.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-    expect(r1[0]).toEqual({ step: 1, accuracy: 0, margin: 0, chosen: 0, rejected: 0 });
+    expect(r1[0]).toMatchObject({ step: 1, accuracy: 0, margin: 0, chosen: 0, rejected: 0 });
+    // TRL's logps/chosen and logps/rejected: the policy's summed log-probabilities (nats).
+    expect(r1[0]!.logpsChosen).toBeLessThan(-1);
+    expect(r1[0]!.logpsRejected).toBeLessThan(-1);
     const late = r1.slice(-4);
     expect(late.every((r) => r.accuracy > 0.5 && r.margin > 0)).toBe(true);
     for (const [i, r] of r1.entries()) {
       expect(r.margin).toBeCloseTo(r.chosen - r.rejected, 6);
       expect(Math.abs(r2[i]!.margin - r.margin), `step ${r.step}`).toBeLessThan(1e-3);
+      expect(Math.abs(r2[i]!.logpsChosen - r.logpsChosen), `step ${r.step}`).toBeLessThan(1e-3);
       expect(Math.abs(r2[i]!.accuracy - r.accuracy), `step ${r.step}`).toBeLessThanOrEqual(1 / 6);
     }
     expect(one.stderr).toMatch(/12\/12 .* loss [\d.]+ {2}reward acc [\d.]{4} {2}lr /);
@@ -145,6 +150,7 @@ describe('train --objective dpo', () => {
     expect(report.loss).toBeCloseTo(evalLoss(one.stdout, 'after'), 4);
     expect(report.rewardAccuracy).toBeGreaterThan(0.5);
     expect(report.rewardMargin).toBeCloseTo(report.rewardChosen! - report.rewardRejected!, 6);
+    expect(report.logpsChosen).toBeGreaterThan(report.logpsRejected!); // the true ends are likelier
     // The run's held-out metrics (summed over its worker's shards) are the eval command's.
     for (const run of [one, two]) {
       const after = evalOf(run.stdout, 'after');

@@ -82,11 +82,11 @@ export {
 export {
   type PairScores,
   type PreparedPairs,
-  type RewardSums,
-  REWARD_STATS,
+  type PairStatSums,
+  PAIR_STATS,
   preparePairs,
-  rewardStats,
-  rewardSums,
+  pairStats,
+  pairStatSums,
 } from './preference.js';
 export {
   type BatchLoss,

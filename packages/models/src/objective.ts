@@ -8,7 +8,7 @@ import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { countPairs } from './dpo.js';
 import { countLossTokens, tokenNllSum } from './loss.js';
 import type { TokenBatch } from './labels.js';
-import { type PreferenceSettings, REWARD_STATS, preparePairs, rewardStats } from './preference.js';
+import { type PreferenceSettings, PAIR_STATS, preparePairs, pairStats } from './preference.js';
 
 export { type PreferenceKind, type PreferenceSettings, PREFERENCE_NAMES } from './preference.js';
 
@@ -71,7 +71,7 @@ function preference(settings: PreferenceSettings): Objective {
   return {
     settings,
     unit: 'pairs',
-    stats: REWARD_STATS,
+    stats: PAIR_STATS,
     count: countPairs,
     loss: (model, batch, options) => {
       const pairs = preparePairs(model, batch, settings); // DPO's reference pass: untaped
@@ -82,7 +82,7 @@ function preference(settings: PreferenceSettings): Objective {
           tf.tidy(() => {
             const scores = pairs.scores({ ...options, dropout: false });
             stats?.dispose();
-            stats = tf.keep(rewardStats(scores)); // read with the gradient, not differentiated
+            stats = tf.keep(pairStats(scores)); // read with the gradient, not differentiated
             return tf.sum(scores.losses) as tf.Scalar;
           }),
         stats: () => stats,

@@ -6,14 +6,16 @@ import type { CausalLM } from './causal-lm.js';
 import { countPairs } from './dpo.js';
 import type { TokenBatch } from './labels.js';
 import {
+  PAIR_STATS,
+  type PairStatSums,
   type PreferenceSettings,
-  type RewardSums,
+  pairStatSums,
+  pairStats,
   preparePairs,
-  rewardStats,
 } from './preference.js';
 
 /** What the evaluation metrics are made of: sums over pairs, which workers add. */
-export interface PairSums extends RewardSums {
+export interface PairSums extends PairStatSums {
   lossSum: number;
   pairs: number;
 }
@@ -30,6 +32,9 @@ export interface PairEvaluation {
   /** Mean reward of the chosen and of the rejected responses (rewards/chosen, rewards/rejected). */
   rewardChosen: number;
   rewardRejected: number;
+  /** Mean policy log-probability the loss compares, chosen and rejected (logps/chosen, logps/rejected). */
+  logpsChosen: number;
+  logpsRejected: number;
 }
 
 /** The means of `sums` (pairs > 0). */
@@ -42,6 +47,8 @@ export function pairMetrics(sums: PairSums): PairEvaluation {
     rewardMargin: (sums.chosenSum - sums.rejectedSum) / n,
     rewardChosen: sums.chosenSum / n,
     rewardRejected: sums.rejectedSum / n,
+    logpsChosen: sums.chosenLogpSum / n,
+    logpsRejected: sums.rejectedLogpSum / n,
   };
 }
 
@@ -57,7 +64,7 @@ export async function evaluatePairs(
   /** Awaited before each batch's (blocking) forward passes. */
   beforeBatch?: () => Promise<void>,
 ): Promise<PairSums> {
-  const sums: PairSums = { lossSum: 0, pairs: 0, correct: 0, chosenSum: 0, rejectedSum: 0 };
+  const sums: PairSums = { lossSum: 0, pairs: 0, ...pairStatSums([]) };
   for (const batch of batches) {
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (countPairs(batch) !== batch.batchSize) {
@@ -67,20 +74,19 @@ export async function evaluatePairs(
     const pairs = preparePairs(model, batch, settings);
     let read: tf.Tensor1D;
     try {
-      // [4]: the summed loss, then rewardStats' correct, chosen and rejected sums
+      // [6]: the summed loss, then pairStats' (PAIR_STATS)
       read = tf.tidy(() => {
         const scores = pairs.scores({});
-        return tf.concat([tf.sum(scores.losses).reshape([1]), rewardStats(scores)]) as tf.Tensor1D;
+        return tf.concat([tf.sum(scores.losses).reshape([1]), pairStats(scores)]) as tf.Tensor1D;
       });
     } finally {
       pairs.dispose();
     }
-    const [lossSum, correct, chosenSum, rejectedSum] = await read.data();
+    const values = await read.data();
     read.dispose();
-    sums.lossSum += lossSum!;
-    sums.correct += correct!;
-    sums.chosenSum += chosenSum!;
-    sums.rejectedSum += rejectedSum!;
+    sums.lossSum += values[0]!;
+    const batchSums = pairStatSums(values.subarray(1));
+    for (const k of PAIR_STATS) sums[k] += batchSums[k];
     sums.pairs += batch.batchSize;
   }
   return sums;

@@ -49,6 +49,8 @@ export interface PairScores {
   losses: tf.Tensor1D;
   chosen: tf.Tensor1D;
   rejected: tf.Tensor1D;
+  /** The policy's log-probabilities the loss compares (sums, or means), [2B] pair-ordered. */
+  logps: tf.Tensor1D;
 }
 
 /** A pair batch ready to score: what must stay off the tape (DPO's reference pass) is done. */
@@ -74,7 +76,7 @@ const PREPARE: {
           const seqs = pairSequences(batch);
           const logps = sequenceLogps(model, seqs, options, averagesLogps(settings)); // [2B]
           const [chosen, rejected] = pairRewards(tf.sub(logps, ref), settings.beta);
-          return { losses: dpoPairLosses(logps, ref, settings), chosen, rejected };
+          return { losses: dpoPairLosses(logps, ref, settings), chosen, rejected, logps };
         }),
       dispose: () => ref.dispose(),
     };
@@ -85,9 +87,10 @@ const PREPARE: {
   cpo: (model, batch, settings) => ({
     scores: (options) =>
       tf.tidy(() => {
-        const logps = pairLogps(model, batch, options); // [2B] sums and means
-        const [chosen, rejected] = pairRewards(cpoCompares(logps, settings.loss), settings.beta);
-        return { losses: cpoPairLosses(logps, settings), chosen, rejected };
+        const both = pairLogps(model, batch, options); // [2B] sums and means
+        const logps = cpoCompares(both, settings.loss);
+        const [chosen, rejected] = pairRewards(logps, settings.beta);
+        return { losses: cpoPairLosses(both, settings), chosen, rejected, logps };
       }),
     dispose: () => {},
   }),
@@ -105,7 +108,7 @@ function referenceFree<S extends OrpoSettings | SimpoSettings>(
       tf.tidy(() => {
         const logps = averageLogps(model, batch, options); // [2B]
         const [chosen, rejected] = pairRewards(logps, settings.beta);
-        return { losses: pairLosses(logps, settings), chosen, rejected };
+        return { losses: pairLosses(logps, settings), chosen, rejected, logps };
       }),
     dispose: () => {},
   };
@@ -124,31 +127,39 @@ export function preparePairs(
   return prepare(model, batch, settings);
 }
 
-/** What rewardStats holds, in order: TRL's reward logs as sums that workers add. */
-export const REWARD_STATS = ['correct', 'chosenSum', 'rejectedSum'] as const;
+/** What pairStats holds, in order: TRL's reward and log-probability logs as sums that workers add. */
+export const PAIR_STATS = [
+  'correct',
+  'chosenSum',
+  'rejectedSum',
+  'chosenLogpSum',
+  'rejectedLogpSum',
+] as const;
 
 /**
- * Reward sums over pairs: those whose chosen reward exceeds the rejected
- * one's, and the summed rewards of the chosen and of the rejected responses.
+ * Sums over pairs: those whose chosen reward exceeds the rejected one's, the
+ * summed rewards of the chosen and of the rejected responses, and the summed
+ * policy log-probabilities the loss compares (TRL's logps/chosen, logps/rejected).
  */
-export type RewardSums = { [K in (typeof REWARD_STATS)[number]]: number };
+export type PairStatSums = { [K in (typeof PAIR_STATS)[number]]: number };
 
-/** rewardStats' values by name; zeros where `stats` holds none (the token loss). */
-export function rewardSums(stats: ArrayLike<number>): RewardSums {
-  const [correct = 0, chosenSum = 0, rejectedSum = 0] = Array.from(stats);
-  return { correct, chosenSum, rejectedSum };
+/** pairStats' values by name; zeros where `stats` holds none (the token loss). */
+export function pairStatSums(stats: ArrayLike<number>): PairStatSums {
+  const values = Array.from(stats);
+  return Object.fromEntries(PAIR_STATS.map((k, i) => [k, values[i] ?? 0])) as PairStatSums;
 }
 
-/**
- * [3] (REWARD_STATS): the pairs whose chosen reward exceeds the rejected
- * one's, and the summed chosen and rejected rewards.
- */
-export function rewardStats({ chosen, rejected }: PairScores): tf.Tensor1D {
-  return tf.tidy(() =>
-    tf.stack([
+/** [5] (PAIR_STATS) of a batch's scores. */
+export function pairStats({ chosen, rejected, logps }: PairScores): tf.Tensor1D {
+  return tf.tidy(() => {
+    const B = chosen.shape[0];
+    const [c, r] = tf.split(logps.reshape([B, 2]), 2, 1); // [B, 1] each
+    return tf.stack([
       tf.sum(tf.cast(tf.greater(chosen, rejected), 'float32')),
       tf.sum(chosen),
       tf.sum(rejected),
-    ]),
-  ) as tf.Tensor1D;
+      tf.sum(c!),
+      tf.sum(r!),
+    ]);
+  }) as tf.Tensor1D;
 }

@@ -8,8 +8,9 @@
 import { GradientAccumulator, tf, useBackend } from '@lorafleet/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  type PairStatSums,
   type PreferenceSettings,
-  REWARD_STATS,
+  PAIR_STATS,
   type TokenBatch,
   buildModel,
   evaluatePairs,
@@ -17,7 +18,7 @@ import {
   objectiveOf,
   pairSequences,
   randomModelWeights,
-  rewardSums,
+  pairStatSums,
   withAdaptersOff,
 } from '../src/index.js';
 import { BETA, GPT2, logitsOf, logpsFloat64, pairBatch, withLora } from './pair-fixtures.js';
@@ -38,12 +39,15 @@ const SETTINGS: PreferenceSettings[] = [
 const averaged = (s: PreferenceSettings) =>
   s.kind === 'dpo' || s.kind === 'cpo' ? s.loss === 'ipo' : true;
 
-/** TRL's rewards in float64: beta (logp - ref) for DPO, beta x mean logp for ORPO and SimPO. */
+/**
+ * TRL's rewards and logps in float64: rewards beta (logp - ref) for DPO,
+ * beta x logp for the others; logp summed, or the mean (IPO, ORPO, SimPO).
+ */
 async function rewardsFloat64(
   model: ReturnType<typeof buildModel>,
   batch: TokenBatch,
   s: PreferenceSettings,
-): Promise<{ correct: number; chosenSum: number; rejectedSum: number }> {
+): Promise<PairStatSums> {
   const seqs = pairSequences(batch);
   const logps = async () =>
     logpsFloat64(await logitsOf(model, seqs), seqs).map(({ sum, tokens }) =>
@@ -52,13 +56,15 @@ async function rewardsFloat64(
   const policy = await logps();
   // logitsOf runs the forward pass before its first await: within withAdaptersOff
   const ref = s.kind === 'dpo' ? await withAdaptersOff(model, logps) : policy.map(() => 0);
-  const out = { correct: 0, chosenSum: 0, rejectedSum: 0 };
+  const out = pairStatSums([]);
   for (let b = 0; b < batch.batchSize; b++) {
     const c = s.beta * (policy[2 * b]! - ref[2 * b]!);
     const r = s.beta * (policy[2 * b + 1]! - ref[2 * b + 1]!);
     out.correct += c > r ? 1 : 0;
     out.chosenSum += c;
     out.rejectedSum += r;
+    out.chosenLogpSum += policy[2 * b]!;
+    out.rejectedLogpSum += policy[2 * b + 1]!;
   }
   return out;
 }
@@ -75,7 +81,7 @@ describe('the reward statistics of a preference step', () => {
     for (const s of SETTINGS) {
       const label = `${s.kind} ${s.kind === 'dpo' ? (s.loss ?? 'sigmoid') : ''}`;
       const objective = objectiveOf(s);
-      expect(objective.stats).toEqual(REWARD_STATS);
+      expect(objective.stats).toEqual(PAIR_STATS);
       const acc = new GradientAccumulator(params, objective.stats.length);
       const before = tf.memory().numTensors;
       for (const [i, batch] of batches.entries()) {
@@ -86,32 +92,43 @@ describe('the reward statistics of a preference step', () => {
         );
         loss.dispose();
       }
-      const trained = rewardSums((await acc.take()).stats);
+      const trained = pairStatSums((await acc.take()).stats);
       expect(tf.memory().numTensors, label).toBe(before);
 
       const evaluated = await evaluatePairs(model, batches, s);
       expect(trained.correct, label).toBe(evaluated.correct);
-      expect(trained.chosenSum, label).toBeCloseTo(evaluated.chosenSum, 4);
-      expect(trained.rejectedSum, label).toBeCloseTo(evaluated.rejectedSum, 4);
+      for (const k of PAIR_STATS.slice(1)) {
+        expect(Math.abs(trained[k] - evaluated[k]), `${label} ${k}`).toBeLessThan(
+          1e-5 * Math.max(1, Math.abs(evaluated[k])),
+        );
+      }
 
-      const want = { correct: 0, chosenSum: 0, rejectedSum: 0 };
+      const want = pairStatSums([]);
       for (const batch of batches) {
         const one = await rewardsFloat64(model, batch, s);
-        for (const k of REWARD_STATS) want[k] += one[k];
+        for (const k of PAIR_STATS) want[k] += one[k];
       }
       expect(trained.correct, label).toBe(want.correct);
       expect(want.correct, label).toBeGreaterThan(0); // a test of the count, not of zeros
       expect(want.correct, label).toBeLessThan(7);
-      expect(Math.abs(trained.chosenSum - want.chosenSum), label).toBeLessThan(1e-4);
-      expect(Math.abs(trained.rejectedSum - want.rejectedSum), label).toBeLessThan(1e-4);
+      for (const k of PAIR_STATS.slice(1)) {
+        expect(Math.abs(trained[k] - want[k]), `${label} ${k}`).toBeLessThan(
+          1e-5 * Math.max(10, Math.abs(want[k])),
+        );
+      }
+      expect(want.chosenLogpSum, label).not.toBeCloseTo(want.rejectedLogpSum, 2);
     }
     model.dispose();
   });
 
-  it('the token loss has none, and rewardSums reads an empty list as zeros', () => {
+  it('the token loss has none, and pairStatSums reads an empty list as zeros', () => {
     expect(objectiveOf({ kind: 'sft' }).stats).toEqual([]);
-    expect(rewardSums(new Float32Array(0))).toEqual({ correct: 0, chosenSum: 0, rejectedSum: 0 });
-    expect(rewardSums([2, 0.5, -1])).toEqual({ correct: 2, chosenSum: 0.5, rejectedSum: -1 });
+    const zero = { correct: 0, chosenSum: 0, rejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 };
+    expect(pairStatSums(new Float32Array(0))).toEqual(zero);
+    expect(pairStatSums([2, 0.5, -1, -30, -41])).toEqual({
+      ...{ correct: 2, chosenSum: 0.5, rejectedSum: -1 },
+      ...{ chosenLogpSum: -30, rejectedLogpSum: -41 },
+    });
   });
 
   it('a DPO batch scored at the reference has zero rewards and no correct pair', async () => {
@@ -121,9 +138,10 @@ describe('the reward statistics of a preference step', () => {
     const batch = pairBatch(3, 23);
     const loss = objectiveOf({ kind: 'dpo', beta: BETA }).loss(model, batch, {});
     loss.sum().dispose();
-    const got = rewardSums(await loss.stats()!.data());
+    const got = pairStatSums(await loss.stats()!.data());
     loss.dispose();
-    expect(got).toEqual({ correct: 0, chosenSum: 0, rejectedSum: 0 });
+    expect(got).toMatchObject({ correct: 0, chosenSum: 0, rejectedSum: 0 });
+    expect(got.chosenLogpSum).toBeLessThan(0); // the policy's own log-probabilities
     model.dispose();
   });
 });

@@ -111,6 +111,8 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
         // Not finite when the run diverged, as lossSum.
         rewardChosenSum: number(p.rewardChosenSum ?? 0, 'stepDone.rewardChosenSum'),
         rewardRejectedSum: number(p.rewardRejectedSum ?? 0, 'stepDone.rewardRejectedSum'),
+        chosenLogpSum: number(p.chosenLogpSum ?? 0, 'stepDone.chosenLogpSum'),
+        rejectedLogpSum: number(p.rejectedLogpSum ?? 0, 'stepDone.rejectedLogpSum'),
       };
     },
     encode: same,

@@ -79,6 +79,9 @@ export interface StepDone {
   rewardCorrect: number;
   rewardChosenSum: number;
   rewardRejectedSum: number;
+  /** A preference objective (0 otherwise): the summed policy log-probabilities its loss compares. */
+  chosenLogpSum: number;
+  rejectedLogpSum: number;
 }
 
 export interface Commit {

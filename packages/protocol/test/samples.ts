@@ -48,6 +48,8 @@ export const bodies: ControlBody[] = [
       rewardCorrect: 3,
       rewardChosenSum: -1.25,
       rewardRejectedSum: -4.5,
+      chosenLogpSum: -31.25,
+      rejectedLogpSum: -47.5,
     },
   },
   { case: 'commit', value: { step: 7 } },

@@ -1,7 +1,7 @@
 // What a worker does with each control message of a run, one handler per body
 // of the protocol's oneof. The table is typed by ControlBody['case']: a body
 // added to the .proto does not compile here until it has a handler.
-import { rewardSums } from '@lorafleet/models';
+import { pairStatSums } from '@lorafleet/models';
 import type { ControlBody, StepDone, StepPlan } from '@lorafleet/protocol';
 import { isCheckpointInProgress } from './checkpoint.js';
 import { DataError, nameRows } from './data-error.js';
@@ -220,7 +220,7 @@ async function trainStep(
       `rank ${session.rank}: test hook: corrupted one parameter after step ${result.step}`,
     );
   }
-  const rewards = rewardSums(result.local.stats); // zeros for the token loss
+  const rewards = pairStatSums(result.local.stats); // zeros for the token loss
   return {
     step: result.step,
     lossSum: result.local.lossSum,
@@ -236,5 +236,7 @@ async function trainStep(
     rewardCorrect: rewards.correct,
     rewardChosenSum: rewards.chosenSum,
     rewardRejectedSum: rewards.rejectedSum,
+    chosenLogpSum: rewards.chosenLogpSum,
+    rejectedLogpSum: rewards.rejectedLogpSum,
   };
 }

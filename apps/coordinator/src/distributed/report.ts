@@ -59,19 +59,26 @@ export function stepMetrics(plan: RunPlan, step: number, reports: readonly StepD
 }
 
 /**
- * A preference step's rewards over every rank's pairs, as TRL logs them in
- * training (rewards/accuracies, margins, chosen, rejected).
+ * A preference step's rewards and log-probabilities over every rank's pairs,
+ * as TRL logs them in training (rewards/accuracies, margins, chosen,
+ * rejected; logps/chosen, logps/rejected).
  */
 function trainRewards(reports: readonly StepDone[], pairs: number) {
   const sum = (f: (r: StepDone) => number) => reports.reduce((s, r) => s + f(r), 0);
-  const { rewardAccuracy, rewardMargin, rewardChosen, rewardRejected } = pairMetrics({
+  const {
+    loss: _,
+    pairs: __,
+    ...means
+  } = pairMetrics({
     lossSum: 0,
     pairs,
     correct: sum((r) => r.rewardCorrect),
     chosenSum: sum((r) => r.rewardChosenSum),
     rejectedSum: sum((r) => r.rewardRejectedSum),
+    chosenLogpSum: sum((r) => r.chosenLogpSum),
+    rejectedLogpSum: sum((r) => r.rejectedLogpSum),
   });
-  return { rewardAccuracy, rewardMargin, rewardChosen, rewardRejected };
+  return means;
 }
 
 /** The dashboard's worker table: every worker seen, with its last step's timings. */

@@ -1700,6 +1700,8 @@ export const lorafleet = ($root.lorafleet = (() => {
       StepDone.prototype.rewardCorrect = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       StepDone.prototype.rewardChosenSum = 0;
       StepDone.prototype.rewardRejectedSum = 0;
+      StepDone.prototype.chosenLogpSum = 0;
+      StepDone.prototype.rejectedLogpSum = 0;
 
       StepDone.create = function (properties) {
         return new StepDone(properties);
@@ -1775,6 +1777,18 @@ export const lorafleet = ($root.lorafleet = (() => {
           !$Object.is(message.rewardRejectedSum, 0)
         )
           writer.uint32(81).double(message.rewardRejectedSum);
+        if (
+          message.chosenLogpSum != null &&
+          $Object.hasOwnProperty.call(message, 'chosenLogpSum') &&
+          !$Object.is(message.chosenLogpSum, 0)
+        )
+          writer.uint32(89).double(message.chosenLogpSum);
+        if (
+          message.rejectedLogpSum != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedLogpSum') &&
+          !$Object.is(message.rejectedLogpSum, 0)
+        )
+          writer.uint32(97).double(message.rejectedLogpSum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -1882,6 +1896,18 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.rewardRejectedSum;
               continue;
             }
+            case 11: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.chosenLogpSum = value;
+              else delete message.chosenLogpSum;
+              continue;
+            }
+            case 12: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.rejectedLogpSum = value;
+              else delete message.rejectedLogpSum;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -1976,6 +2002,12 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.rewardRejectedSum != null)
           if (!$Object.is($Number(object.rewardRejectedSum), 0))
             message.rewardRejectedSum = $Number(object.rewardRejectedSum);
+        if (object.chosenLogpSum != null)
+          if (!$Object.is($Number(object.chosenLogpSum), 0))
+            message.chosenLogpSum = $Number(object.chosenLogpSum);
+        if (object.rejectedLogpSum != null)
+          if (!$Object.is($Number(object.rejectedLogpSum), 0))
+            message.rejectedLogpSum = $Number(object.rejectedLogpSum);
         return message;
       };
 
@@ -2047,6 +2079,8 @@ export const lorafleet = ($root.lorafleet = (() => {
                   : 0;
           object.rewardChosenSum = 0;
           object.rewardRejectedSum = 0;
+          object.chosenLogpSum = 0;
+          object.rejectedLogpSum = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -2159,6 +2193,19 @@ export const lorafleet = ($root.lorafleet = (() => {
             options.json && !$isFinite(message.rewardRejectedSum)
               ? $String(message.rewardRejectedSum)
               : message.rewardRejectedSum;
+        if (message.chosenLogpSum != null && $Object.hasOwnProperty.call(message, 'chosenLogpSum'))
+          object.chosenLogpSum =
+            options.json && !$isFinite(message.chosenLogpSum)
+              ? $String(message.chosenLogpSum)
+              : message.chosenLogpSum;
+        if (
+          message.rejectedLogpSum != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedLogpSum')
+        )
+          object.rejectedLogpSum =
+            options.json && !$isFinite(message.rejectedLogpSum)
+              ? $String(message.rejectedLogpSum)
+              : message.rejectedLogpSum;
         return object;
       };
 

@@ -1165,6 +1165,12 @@ export declare namespace lorafleet {
       /** StepDone rewardRejectedSum. */
       rewardRejectedSum: number;
 
+      /** StepDone chosenLogpSum. */
+      chosenLogpSum: number;
+
+      /** StepDone rejectedLogpSum. */
+      rejectedLogpSum: number;
+
       /**
        * Creates a new StepDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -1256,6 +1262,12 @@ export declare namespace lorafleet {
 
         /** StepDone rewardRejectedSum */
         rewardRejectedSum?: number | null;
+
+        /** StepDone chosenLogpSum */
+        chosenLogpSum?: number | null;
+
+        /** StepDone rejectedLogpSum */
+        rejectedLogpSum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
