@@ -1,6 +1,6 @@
 // The charts: loss (train raw, its moving average, eval), a preference run's
 // reward accuracy (the same three), learning rate, throughput.
-import { renderChart } from '../chart.js';
+import { type Series, renderChart } from '../chart.js';
 import { count, num } from '../format.js';
 import type { Panel } from '../panel.js';
 import type { Point, RunView } from '../run.js';
@@ -8,37 +8,40 @@ import type { Point, RunView } from '../run.js';
 const CHART_TOUCHES = ['run', 'step', 'resize'] as const;
 const CHART_HOST = 'chart-host';
 
+/** A card of train (raw and smoothed) and eval series over the steps: loss, reward accuracy. */
+const TRAIN_EVAL_CARD = {
+  kind: 'card',
+  span: 2,
+  hostClass: CHART_HOST,
+  legend: {
+    keys: [
+      ['train', 'train (moving average)'],
+      ['train-raw', 'train'],
+      ['eval', 'eval'],
+    ],
+  },
+} as const satisfies Panel['place'];
+
+/** The raw training series, its moving average, and the eval points as markers. */
+function trainAndEval(train: readonly Point[], evaluated: readonly Point[]): Series[] {
+  return [
+    { name: 'train', points: train, className: 'train-raw' },
+    { name: 'train (avg)', points: movingAverage(train, 0.9), className: 'train', legend: true },
+    { name: 'eval', points: evaluated, className: 'eval', markers: true },
+  ];
+}
+
 export const lossPanel: Panel = {
   id: 'chart-loss',
   title: 'Loss',
   touches: [...CHART_TOUCHES, 'eval'],
-  place: {
-    kind: 'card',
-    span: 2,
-    hostClass: CHART_HOST,
-    legend: {
-      keys: [
-        ['train', 'train (moving average)'],
-        ['train-raw', 'train'],
-        ['eval', 'eval'],
-      ],
-    },
-  },
+  place: TRAIN_EVAL_CARD,
   render(el, view) {
     renderChart(el, {
       testId: 'loss-chart',
       height: 240,
       ...xMax(view),
-      series: [
-        { name: 'train', points: view.trainLoss, className: 'train-raw' },
-        {
-          name: 'train (avg)',
-          points: movingAverage(view.trainLoss, 0.9),
-          className: 'train',
-          legend: true,
-        },
-        { name: 'eval', points: view.evalLoss, className: 'eval', markers: true },
-      ],
+      series: trainAndEval(view.trainLoss, view.evalLoss),
       yFormat: num,
     });
   },
@@ -49,18 +52,7 @@ export const rewardsPanel: Panel = {
   id: 'chart-rewards',
   title: 'Reward accuracy',
   touches: [...CHART_TOUCHES, 'eval'],
-  place: {
-    kind: 'card',
-    span: 2,
-    hostClass: CHART_HOST,
-    legend: {
-      keys: [
-        ['train', 'train (moving average)'],
-        ['train-raw', 'train'],
-        ['eval', 'eval'],
-      ],
-    },
-  },
+  place: TRAIN_EVAL_CARD,
   render(el, view) {
     const card = el.closest('article');
     if (card) card.hidden = view.lossUnit !== 'pairs';
@@ -69,16 +61,7 @@ export const rewardsPanel: Panel = {
       testId: 'rewards-chart',
       height: 200,
       ...xMax(view),
-      series: [
-        { name: 'train', points: view.trainRewardAccuracy, className: 'train-raw' },
-        {
-          name: 'train (avg)',
-          points: movingAverage(view.trainRewardAccuracy, 0.9),
-          className: 'train',
-          legend: true,
-        },
-        { name: 'eval', points: view.evalRewardAccuracy, className: 'eval', markers: true },
-      ],
+      series: trainAndEval(view.trainRewardAccuracy, view.evalRewardAccuracy),
       yFromZero: true,
       yFormat: num,
     });

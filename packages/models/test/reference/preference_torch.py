@@ -26,30 +26,19 @@ usage: preference_torch.py BASE_DIR ADAPTER_DIR CASES_JSON
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
 import torch.nn.functional as F
 
+# peft_merge.py (beside this file) reads safetensors into float64 numpy arrays.
+from peft_merge import read_safetensors as read_numpy
+
 torch.set_default_dtype(torch.float64)
-DTYPES = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16}
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    body = raw[8 + n :]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        t = torch.frombuffer(bytearray(body[start:end]), dtype=DTYPES[info["dtype"]])
-        out[name] = t.reshape(info["shape"]).to(torch.float64)
-    return out
+    return {name: torch.from_numpy(values) for name, values in read_numpy(path).items()}
 
 
 def load_base(base_dir):
