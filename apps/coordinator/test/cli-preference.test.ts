@@ -73,7 +73,10 @@ async function trainRewards(out: string) {
 
 describe('train --objective dpo', () => {
   it('learns to prefer the chosen responses, and 2 workers train the adapter of 1', async () => {
-    const [one, two] = await Promise.all([train('dpo-1'), train('dpo-2', '--workers', '2')]);
+    const [one, two] = await Promise.all([
+      train('dpo-1', '--eval-every', '6'),
+      train('dpo-2', '--eval-every', '6', '--workers', '2'),
+    ]);
     expect(one.code, one.stderr).toBe(0);
     expect(two.code, two.stderr).toBe(0);
     expect(one.stdout).toContain(
@@ -105,8 +108,8 @@ describe('train --objective dpo', () => {
       .split('\n')
       .filter((l) => l.includes('"type":"eval"'))
       .map((l) => JSON.parse(l) as { step: number; rewardAccuracy: number });
-    expect(evals.map((e) => e.step)).toEqual([0, 12]);
-    expect(evals[1]!.rewardAccuracy).toBeCloseTo(evalOf(one.stdout, 'after').accuracy, 4);
+    expect(evals.map((e) => e.step)).toEqual([0, 6, 12]); // before, --eval-every 6, after
+    expect(evals[2]!.rewardAccuracy).toBeCloseTo(evalOf(one.stdout, 'after').accuracy, 4);
     const [a, b] = await Promise.all(
       ['dpo-1', 'dpo-2'].map((out) => loadPeftAdapter(join(dir!, out, 'adapter'))),
     );
@@ -138,6 +141,21 @@ describe('train --objective dpo', () => {
       expect(Math.abs(r2[i]!.accuracy - r.accuracy), `step ${r.step}`).toBeLessThanOrEqual(1 / 6);
     }
     expect(one.stderr).toMatch(/12\/12 .* loss [\d.]+ {2}reward acc [\d.]{4} {2}lr /);
+    // --eval-every 6: TRL's eval logs in step 6's line, summed over the workers' shards as 1 worker's.
+    const sixth = async (out: string) => {
+      const lines = (await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+      return JSON.parse(lines[5]!) as Record<string, number>;
+    };
+    const [m1, m2] = await Promise.all([sixth('dpo-1'), sixth('dpo-2')]);
+    expect(m1.evalRewardMargin).toBeCloseTo(m1.evalRewardChosen! - m1.evalRewardRejected!, 5);
+    expect(m1.evalLogpsChosen).toBeLessThan(-1);
+    for (const k of [
+      'evalRewardAccuracy',
+      'evalRewardChosen',
+      'evalLogpsChosen',
+      'evalLogpsRejected',
+    ])
+      expect(Math.abs(m2[k]! - m1[k]!), k).toBeLessThan(1e-3 * Math.max(1, Math.abs(m1[k]!)));
     // `eval --objective dpo` measures the saved adapter as the run did, with TRL's reward metrics.
     const evaluated = await lorafleet([
       'eval',

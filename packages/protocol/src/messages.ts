@@ -179,8 +179,11 @@ export interface EvalDone {
   tokenCount: number;
   /** A preference objective (0 otherwise): pairs whose chosen reward beats the rejected one's. */
   rewardCorrect: number;
-  /** A preference objective (0 otherwise): the summed chosen - rejected reward. */
-  rewardMarginSum: number;
+  /** A preference objective (0 otherwise): summed rewards and compared log-probabilities, chosen and rejected. */
+  rewardChosenSum: number;
+  rewardRejectedSum: number;
+  chosenLogpSum: number;
+  rejectedLogpSum: number;
 }
 
 /** The oneof `body`: `case` is the generated field name, `value` its message. */

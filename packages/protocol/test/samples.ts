@@ -107,7 +107,10 @@ export const bodies: ControlBody[] = [
   { case: 'evalRequest', value: { step: 40, rowIds: [0, 3, 2 ** 40], batchSize: 8 } },
   {
     case: 'evalDone',
-    value: { step: 40, lossSum: 812.25, tokenCount: 4096, rewardCorrect: 0, rewardMarginSum: 0 },
+    value: {
+      ...{ step: 40, lossSum: 812.25, tokenCount: 4096, rewardCorrect: 0 },
+      ...{ rewardChosenSum: 0, rewardRejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 },
+    },
   },
   {
     case: 'evalDone',
@@ -116,7 +119,10 @@ export const bodies: ControlBody[] = [
       lossSum: 88.5,
       tokenCount: 200,
       rewardCorrect: 166,
-      rewardMarginSum: -12.75,
+      rewardChosenSum: -20.5,
+      rewardRejectedSum: -7.75,
+      chosenLogpSum: -205,
+      rejectedLogpSum: -77.5,
     },
   },
 ];

@@ -123,20 +123,19 @@ export const handlers: { [K in Case]: Handler<K> } = {
 
   async evalRequest(session, { step, rowIds, batchSize }) {
     expectCommittedAt(session, step, 'EvalRequest');
-    const { lossSum, tokens, rewardCorrect, rewardMarginSum } = await session.replica.evaluate(
+    const { lossSum, tokens, pairs } = await session.replica.evaluate(
       rowIds,
       batchSize,
       session.onCompute,
     );
     await maybePause('eval', step);
+    const p = pairs ?? pairStatSums([]); // zeros for the token loss
     await session.send({
       case: 'evalDone',
       value: {
-        step,
-        lossSum,
-        tokenCount: tokens,
-        rewardCorrect: rewardCorrect ?? 0,
-        rewardMarginSum: rewardMarginSum ?? 0,
+        ...{ step, lossSum, tokenCount: tokens, rewardCorrect: p.correct },
+        ...{ rewardChosenSum: p.chosenSum, rewardRejectedSum: p.rejectedSum },
+        ...{ chosenLogpSum: p.chosenLogpSum, rejectedLogpSum: p.rejectedLogpSum },
       },
     });
   },

@@ -25,6 +25,7 @@ import {
   type CausalLM,
   type LoadedModel,
   type ModelTokenizer,
+  type PairStatSums,
   type PeftTrainables,
   addPeftLora,
   evaluatePairs,
@@ -54,12 +55,11 @@ function baseDtypeAtLoad(config: RunConfig): BaseDtype {
   return config.mode === 'lora' && !needsF32 ? config.baseDtype : 'f32';
 }
 
-/** A held-out shard's sums: the loss over its units (tokens, or pairs); a preference objective adds its reward sums. */
+/** A held-out shard's sums: the loss over its units (tokens, or pairs); a preference objective adds its pair sums. */
 export interface EvalSums {
   lossSum: number;
   tokens: number;
-  rewardCorrect?: number;
-  rewardMarginSum?: number;
+  pairs?: PairStatSums;
 }
 
 /** The adapter name inside each LoraLinear; PEFT drops "default" from the saved keys. */
@@ -145,9 +145,13 @@ export class Replica {
     const { objective } = this.config;
     let result: EvalSums;
     if (objective) {
-      const d = await evaluatePairs(this.model, batches, objective, notice);
-      const [rewardCorrect, rewardMarginSum] = [d.correct, d.chosenSum - d.rejectedSum];
-      result = { lossSum: d.lossSum, tokens: d.pairs, rewardCorrect, rewardMarginSum };
+      const { lossSum, pairs, ...sums } = await evaluatePairs(
+        this.model,
+        batches,
+        objective,
+        notice,
+      );
+      result = { lossSum, tokens: pairs, pairs: sums };
     } else {
       result = await evaluateLossSums(this.model, batches, notice);
     }

@@ -185,7 +185,10 @@ describe('runWorker', () => {
     await coordinator.receive(); // ready
     await coordinator.send({
       case: 'evalDone',
-      value: { step: 0, lossSum: 1, tokenCount: 1, rewardCorrect: 0, rewardMarginSum: 0 },
+      value: {
+        ...{ step: 0, lossSum: 1, tokenCount: 1, rewardCorrect: 0 },
+        ...{ rewardChosenSum: 0, rewardRejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 },
+      },
     });
     const error = await coordinator.next();
     expect(error.body).toMatchObject({

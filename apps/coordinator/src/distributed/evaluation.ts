@@ -2,7 +2,7 @@
 // evaluates its shard of the eval rows at a step boundary and the coordinator
 // combines the sums, so N workers report the loss one process would.
 import { shard } from '@lorafleet/data';
-import { PREFERENCE_NAMES } from '@lorafleet/models';
+import { type PairEvaluation, PREFERENCE_NAMES, pairMetrics } from '@lorafleet/models';
 import type { RunObserver } from '../observe/observer.js';
 import { TrainingDiverged } from './divergence.js';
 import { FleetError, type WorkerFleet } from './fleet.js';
@@ -17,8 +17,8 @@ export interface EvalResult {
   loss: number;
   /** The loss's units: tokens, or preference pairs. */
   tokens: number;
-  /** A preference objective: TRL's rewards/accuracies and rewards/margins over the pairs. */
-  pairs?: { rewardAccuracy: number; rewardMargin: number };
+  /** A preference objective: TRL's reward and log-probability metrics over the pairs. */
+  pairs?: Omit<PairEvaluation, 'loss' | 'pairs'>;
 }
 
 /** What a run's loss is averaged over: labelled tokens, or preference pairs. */
@@ -70,8 +70,20 @@ export function heldOut(
         reports.reduce((s, r) => s + f(r), 0);
       result = { loss: sum((r) => r.lossSum) / tokens, tokens };
       if (plan.config.objective) {
-        const [correct, margins] = [sum((r) => r.rewardCorrect), sum((r) => r.rewardMarginSum)];
-        result.pairs = { rewardAccuracy: correct / tokens, rewardMargin: margins / tokens };
+        const {
+          loss: _,
+          pairs: __,
+          ...means
+        } = pairMetrics({
+          ...{ lossSum: 0, pairs: tokens, correct: sum((r) => r.rewardCorrect) },
+          ...{
+            chosenSum: sum((r) => r.rewardChosenSum),
+            rejectedSum: sum((r) => r.rewardRejectedSum),
+          },
+          chosenLogpSum: sum((r) => r.chosenLogpSum),
+          rejectedLogpSum: sum((r) => r.rejectedLogpSum),
+        });
+        result.pairs = means;
       }
     });
     if (!Number.isFinite(result.loss)) {

@@ -224,11 +224,9 @@ async function afterStep(
     const e = await run.evaluate(step);
     loop.evalSeconds += (performance.now() - t0) / 1000;
     if (e) line.evalLoss = e.loss;
-    if (e?.pairs)
-      [line.evalRewardAccuracy, line.evalRewardMargin] = [
-        e.pairs.rewardAccuracy,
-        e.pairs.rewardMargin,
-      ];
+    // A preference objective's held-out metrics as TRL's eval_ logs: evalRewardAccuracy, evalLogpsChosen...
+    for (const [name, value] of Object.entries(e?.pairs ?? {}))
+      line[`eval${name[0]!.toUpperCase()}${name.slice(1)}`] = value;
   }
   await appendFile(metricsPath, JSON.stringify(line) + '\n');
   const { loss, lr, tokens, gradNorm, rewardAccuracy, rewardMargin } = metrics;

@@ -4976,7 +4976,10 @@ export const lorafleet = ($root.lorafleet = (() => {
       EvalDone.prototype.lossSum = 0;
       EvalDone.prototype.tokenCount = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       EvalDone.prototype.rewardCorrect = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
-      EvalDone.prototype.rewardMarginSum = 0;
+      EvalDone.prototype.rewardChosenSum = 0;
+      EvalDone.prototype.rewardRejectedSum = 0;
+      EvalDone.prototype.chosenLogpSum = 0;
+      EvalDone.prototype.rejectedLogpSum = 0;
 
       EvalDone.create = function (properties) {
         return new EvalDone(properties);
@@ -5017,11 +5020,29 @@ export const lorafleet = ($root.lorafleet = (() => {
         )
           writer.uint32(32).uint64(message.rewardCorrect);
         if (
-          message.rewardMarginSum != null &&
-          $Object.hasOwnProperty.call(message, 'rewardMarginSum') &&
-          !$Object.is(message.rewardMarginSum, 0)
+          message.rewardChosenSum != null &&
+          $Object.hasOwnProperty.call(message, 'rewardChosenSum') &&
+          !$Object.is(message.rewardChosenSum, 0)
         )
-          writer.uint32(41).double(message.rewardMarginSum);
+          writer.uint32(49).double(message.rewardChosenSum);
+        if (
+          message.rewardRejectedSum != null &&
+          $Object.hasOwnProperty.call(message, 'rewardRejectedSum') &&
+          !$Object.is(message.rewardRejectedSum, 0)
+        )
+          writer.uint32(57).double(message.rewardRejectedSum);
+        if (
+          message.chosenLogpSum != null &&
+          $Object.hasOwnProperty.call(message, 'chosenLogpSum') &&
+          !$Object.is(message.chosenLogpSum, 0)
+        )
+          writer.uint32(65).double(message.chosenLogpSum);
+        if (
+          message.rejectedLogpSum != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedLogpSum') &&
+          !$Object.is(message.rejectedLogpSum, 0)
+        )
+          writer.uint32(73).double(message.rejectedLogpSum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -5088,10 +5109,28 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.rewardCorrect;
               continue;
             }
-            case 5: {
+            case 6: {
               if (wireType !== 1) break;
-              if (!$Object.is((value = reader.double()), 0)) message.rewardMarginSum = value;
-              else delete message.rewardMarginSum;
+              if (!$Object.is((value = reader.double()), 0)) message.rewardChosenSum = value;
+              else delete message.rewardChosenSum;
+              continue;
+            }
+            case 7: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.rewardRejectedSum = value;
+              else delete message.rewardRejectedSum;
+              continue;
+            }
+            case 8: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.chosenLogpSum = value;
+              else delete message.chosenLogpSum;
+              continue;
+            }
+            case 9: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.rejectedLogpSum = value;
+              else delete message.rejectedLogpSum;
               continue;
             }
           }
@@ -5163,9 +5202,18 @@ export const lorafleet = ($root.lorafleet = (() => {
                 object.rewardCorrect.low >>> 0,
                 object.rewardCorrect.high >>> 0,
               ).toNumber(true);
-        if (object.rewardMarginSum != null)
-          if (!$Object.is($Number(object.rewardMarginSum), 0))
-            message.rewardMarginSum = $Number(object.rewardMarginSum);
+        if (object.rewardChosenSum != null)
+          if (!$Object.is($Number(object.rewardChosenSum), 0))
+            message.rewardChosenSum = $Number(object.rewardChosenSum);
+        if (object.rewardRejectedSum != null)
+          if (!$Object.is($Number(object.rewardRejectedSum), 0))
+            message.rewardRejectedSum = $Number(object.rewardRejectedSum);
+        if (object.chosenLogpSum != null)
+          if (!$Object.is($Number(object.chosenLogpSum), 0))
+            message.chosenLogpSum = $Number(object.chosenLogpSum);
+        if (object.rejectedLogpSum != null)
+          if (!$Object.is($Number(object.rejectedLogpSum), 0))
+            message.rejectedLogpSum = $Number(object.rejectedLogpSum);
         return message;
       };
 
@@ -5227,7 +5275,10 @@ export const lorafleet = ($root.lorafleet = (() => {
                 : typeof $BigInt !== 'undefined' && options.longs === $BigInt
                   ? $BigInt('0')
                   : 0;
-          object.rewardMarginSum = 0;
+          object.rewardChosenSum = 0;
+          object.rewardRejectedSum = 0;
+          object.chosenLogpSum = 0;
+          object.rejectedLogpSum = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -5302,13 +5353,34 @@ export const lorafleet = ($root.lorafleet = (() => {
                     ).toNumber(true)
                   : message.rewardCorrect;
         if (
-          message.rewardMarginSum != null &&
-          $Object.hasOwnProperty.call(message, 'rewardMarginSum')
+          message.rewardChosenSum != null &&
+          $Object.hasOwnProperty.call(message, 'rewardChosenSum')
         )
-          object.rewardMarginSum =
-            options.json && !$isFinite(message.rewardMarginSum)
-              ? $String(message.rewardMarginSum)
-              : message.rewardMarginSum;
+          object.rewardChosenSum =
+            options.json && !$isFinite(message.rewardChosenSum)
+              ? $String(message.rewardChosenSum)
+              : message.rewardChosenSum;
+        if (
+          message.rewardRejectedSum != null &&
+          $Object.hasOwnProperty.call(message, 'rewardRejectedSum')
+        )
+          object.rewardRejectedSum =
+            options.json && !$isFinite(message.rewardRejectedSum)
+              ? $String(message.rewardRejectedSum)
+              : message.rewardRejectedSum;
+        if (message.chosenLogpSum != null && $Object.hasOwnProperty.call(message, 'chosenLogpSum'))
+          object.chosenLogpSum =
+            options.json && !$isFinite(message.chosenLogpSum)
+              ? $String(message.chosenLogpSum)
+              : message.chosenLogpSum;
+        if (
+          message.rejectedLogpSum != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedLogpSum')
+        )
+          object.rejectedLogpSum =
+            options.json && !$isFinite(message.rejectedLogpSum)
+              ? $String(message.rejectedLogpSum)
+              : message.rejectedLogpSum;
         return object;
       };
 

@@ -2636,8 +2636,17 @@ export declare namespace lorafleet {
       /** EvalDone rewardCorrect. */
       rewardCorrect: number | Long;
 
-      /** EvalDone rewardMarginSum. */
-      rewardMarginSum: number;
+      /** EvalDone rewardChosenSum. */
+      rewardChosenSum: number;
+
+      /** EvalDone rewardRejectedSum. */
+      rewardRejectedSum: number;
+
+      /** EvalDone chosenLogpSum. */
+      chosenLogpSum: number;
+
+      /** EvalDone rejectedLogpSum. */
+      rejectedLogpSum: number;
 
       /**
        * Creates a new EvalDone instance using the specified properties.
@@ -2713,8 +2722,17 @@ export declare namespace lorafleet {
         /** EvalDone rewardCorrect */
         rewardCorrect?: number | Long | null;
 
-        /** EvalDone rewardMarginSum */
-        rewardMarginSum?: number | null;
+        /** EvalDone rewardChosenSum */
+        rewardChosenSum?: number | null;
+
+        /** EvalDone rewardRejectedSum */
+        rewardRejectedSum?: number | null;
+
+        /** EvalDone chosenLogpSum */
+        chosenLogpSum?: number | null;
+
+        /** EvalDone rejectedLogpSum */
+        rejectedLogpSum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
