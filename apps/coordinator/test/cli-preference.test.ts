@@ -1,25 +1,21 @@
-// `train --objective dpo|orpo|simpo` with real processes: preference pairs
-// train an adapter that prefers the chosen responses (the held-out DPO loss
-// starts at log 2, where policy = reference, and falls), 2 workers train the
-// adapter of 1, the adapter is a PEFT folder, `eval` measures what the run
-// measured, and what an objective cannot use is refused.
+// `train --objective dpo` with real processes: preference pairs train an
+// adapter that prefers the chosen responses (the held-out DPO loss starts at
+// log 2, where policy = reference, and falls), 2 workers train the adapter of
+// 1, the adapter is a PEFT folder, `eval` measures what the run measured, and
+// what an objective cannot use is refused. ORPO, SimPO and CPO:
+// cli-preference-reference-free.test.ts.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter } from '@lorafleet/core';
 import {
-  NO_DROPOUT_CONFIG,
   WORKERS_TOLERANCE,
   adapterBytes,
-  ensureBuilt,
-  initTinyModel,
+  evalOf,
   lorafleet,
-  makeTempDir,
-  numberedPatternRecords,
-  preferenceRecords,
+  preferenceFixture,
   readJson,
   removeDir,
-  writeJsonl,
 } from './helpers.js';
 
 let dir: string | undefined;
@@ -29,12 +25,7 @@ let heldOut: string;
 let text: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('dpo');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  pairs = await writeJsonl(join(dir, 'pairs.jsonl'), preferenceRecords(36, 0));
-  heldOut = await writeJsonl(join(dir, 'held-out.jsonl'), preferenceRecords(8, 100));
-  text = await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(10));
+  ({ dir, model, pairs, heldOut, text } = await preferenceFixture('dpo'));
 }, 300_000);
 
 afterAll(() => removeDir(dir));
@@ -48,13 +39,6 @@ const train = (out: string, ...extra: string[]) =>
     ...extra,
   ]);
 
-/** The held-out loss, reward accuracy and margin a run printed before or after training. */
-const evalOf = (out: string, when: 'before' | 'after', name = 'DPO') => {
-  const m = new RegExp(
-    `eval loss ${when}: +([\\d.]+) \\(${name} loss, 8 pairs; reward accuracy ([\\d.]+), margin (-?[\\d.]+)\\)`,
-  ).exec(out);
-  return { loss: Number(m?.[1]), accuracy: Number(m?.[2]), margin: Number(m?.[3]) };
-};
 const evalLoss = (out: string, when: 'before' | 'after') => evalOf(out, when).loss;
 
 /** A preference run's metrics.jsonl: each step's rewards over its pairs, as it trained on them. */
@@ -301,165 +285,6 @@ describe('train --objective dpo', () => {
     expect(pairsAsSft.code).toBe(1);
     expect(pairsAsSft.stderr).toContain(
       `${pairs}:1: a preference pair ("chosen", "rejected"): train such data with --objective dpo`,
-    );
-  });
-});
-
-describe('train --objective orpo, simpo and cpo (no reference model)', () => {
-  const run = (objective: string, out: string, ...extra: string[]) =>
-    lorafleet([
-      'train',
-      ...['--model', model, '--data', pairs, '--eval-data', heldOut, '--out', join(dir!, out)],
-      ...['--objective', objective, '--seq-len', '24', '--steps', '12', '--batch-size', '6'],
-      // LoRA's default dropout (0.05) is not drawn: only an explicit one is refused.
-      ...['--micro-batch-size', '2', '--lr', '2e-2', ...extra],
-    ]);
-  const evaluate = (objective: string, ...extra: string[]) =>
-    lorafleet([
-      'eval',
-      ...['--model', model, '--data', heldOut, '--objective', objective, '--seq-len', '24'],
-      ...['--json', ...extra],
-    ]);
-
-  it('ORPO learns to prefer the chosen responses, 2 workers train the adapter of 1, eval measures what the run did', async () => {
-    const [one, two] = await Promise.all([
-      run('orpo', 'orpo-1', '--beta', '0.5'),
-      run('orpo', 'orpo-2', '--beta', '0.5', '--workers', '2'),
-    ]);
-    expect(one.code, one.stderr).toBe(0);
-    expect(two.code, two.stderr).toBe(0);
-    expect(one.stdout).toContain(
-      "objective: ORPO (beta 0.5), the chosen response's NLL plus beta x the odds-ratio loss, no reference model; no dropout",
-    );
-    const ready = `${two.stdout}${two.stderr}`.match(/, ORPO beta 0.5; ready/g);
-    expect(ready).toHaveLength(2);
-    const [before, after] = [
-      evalOf(one.stdout, 'before', 'ORPO'),
-      evalOf(one.stdout, 'after', 'ORPO'),
-    ];
-    expect(after.loss).toBeLessThan(before.loss);
-    expect(after.margin).toBeGreaterThan(before.margin);
-    expect(evalOf(two.stdout, 'after', 'ORPO').loss).toBeCloseTo(after.loss, 4);
-    const summary = await readJson<{ objective: string }>(join(dir!, 'orpo-1', 'summary.json'));
-    expect(summary).toMatchObject({ objective: 'orpo', lossUnit: 'pairs' });
-    const [a, b] = await Promise.all(
-      ['orpo-1', 'orpo-2'].map((out) => loadPeftAdapter(join(dir!, out, 'adapter'))),
-    );
-    let diff = 0;
-    for (const [path, m] of a!.modules) {
-      m.b.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - b!.modules.get(path)!.b[i]!))));
-    }
-    expect(diff).toBeLessThan(WORKERS_TOLERANCE);
-    // Without a reference, eval measures a model with or without an adapter: the base model
-    // is what the run measured before training (B = 0), the adapter what it measured after.
-    const [base, adapted] = await Promise.all([
-      evaluate('orpo', '--beta', '0.5'),
-      evaluate('orpo', '--beta', '0.5', '--adapter', join(dir!, 'orpo-1', 'adapter')),
-    ]);
-    expect(base.code, base.stderr).toBe(0);
-    expect(adapted.code, adapted.stderr).toBe(0);
-    const [b0, a1] = [base, adapted].map((r) => JSON.parse(r.stdout) as Record<string, number>);
-    expect(b0).toMatchObject({ objective: 'orpo', beta: 0.5, pairs: 8, adaptedModules: 0 });
-    expect(b0!.loss).toBeCloseTo(before.loss, 4);
-    expect(a1!.loss).toBeCloseTo(after.loss, 4);
-    expect(a1!.rewardAccuracy).toBeCloseTo(after.accuracy, 4);
-    expect(a1!.rewardMargin).toBeCloseTo(after.margin, 3);
-  });
-
-  it('SimPO trains with its margin, a full fine-tune too (nothing to keep for a reference)', async () => {
-    const [simpo, full] = await Promise.all([
-      run('simpo', 'simpo', '--simpo-gamma', '0.5'),
-      run('orpo', 'orpo-full', '--full-finetune', '--lr', '1e-3'),
-    ]);
-    expect(simpo.code, simpo.stderr).toBe(0);
-    expect(simpo.stdout).toContain(
-      'objective: SimPO (beta 2, gamma 0.5), length-averaged log-probabilities, no reference model; no dropout',
-    );
-    const [before, after] = [
-      evalOf(simpo.stdout, 'before', 'SimPO'),
-      evalOf(simpo.stdout, 'after', 'SimPO'),
-    ];
-    expect(after.loss).toBeLessThan(before.loss);
-    expect(after.accuracy).toBeGreaterThan(0.5);
-    const evaluated = await evaluate(
-      'simpo',
-      ...['--simpo-gamma', '0.5', '--adapter', join(dir!, 'simpo', 'adapter')],
-    );
-    expect(evaluated.code, evaluated.stderr).toBe(0);
-    const report = JSON.parse(evaluated.stdout) as Record<string, number>;
-    expect(report).toMatchObject({ objective: 'simpo', beta: 2, gamma: 0.5 });
-    expect(report.loss).toBeCloseTo(after.loss, 4);
-    expect(full.code, full.stderr).toBe(0);
-    const fullAfter = evalOf(full.stdout, 'after', 'ORPO');
-    expect(fullAfter.loss).toBeLessThan(evalOf(full.stdout, 'before', 'ORPO').loss);
-    const stray = await evaluate('dpo', '--simpo-gamma', '0.5');
-    expect(stray.code).toBe(2);
-    expect(stray.stderr).toContain(
-      'eval: --simpo-gamma configures --objective simpo; add --objective simpo',
-    );
-    const dropout = await lorafleet([
-      'train',
-      ...['--model', model, '--data', pairs, '--out', join(dir!, 'simpo-dropout')],
-      ...['--objective', 'simpo', '--lora-dropout', '0.1', '--steps', '1'],
-    ]);
-    expect(dropout.code).toBe(2);
-    expect(dropout.stderr).toContain(
-      "--objective and --lora-dropout contradict each other: SimPO trains without dropout, as TRL's trainers",
-    );
-  });
-
-  it('CPO learns to prefer the chosen responses, 2 workers train the adapter of 1, eval measures what the run did; CPO-SimPO adds the NLL', async () => {
-    const [one, two, cpoSimpo] = await Promise.all([
-      run('cpo', 'cpo-1', '--beta', '0.05'),
-      run('cpo', 'cpo-2', '--beta', '0.05', '--workers', '2'),
-      run('simpo', 'cpo-simpo', '--cpo-alpha', '0.5', '--steps', '1'),
-    ]);
-    expect(one.code, one.stderr).toBe(0);
-    expect(two.code, two.stderr).toBe(0);
-    expect(one.stdout).toContain(
-      "objective: CPO (sigmoid loss, beta 0.05, alpha 1), DPO's loss without a reference model plus alpha x the chosen response's NLL; no dropout",
-    );
-    const [before, after] = [
-      evalOf(one.stdout, 'before', 'CPO'),
-      evalOf(one.stdout, 'after', 'CPO'),
-    ];
-    expect(after.loss).toBeLessThan(before.loss);
-    expect(after.margin).toBeGreaterThan(before.margin);
-    expect(evalOf(two.stdout, 'after', 'CPO').loss).toBeCloseTo(after.loss, 4);
-    const [a, b] = await Promise.all(
-      ['cpo-1', 'cpo-2'].map((out) => loadPeftAdapter(join(dir!, out, 'adapter'))),
-    );
-    let diff = 0;
-    for (const [path, m] of a!.modules) {
-      m.b.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - b!.modules.get(path)!.b[i]!))));
-    }
-    expect(diff).toBeLessThan(WORKERS_TOLERANCE);
-    const evaluated = await evaluate(
-      'cpo',
-      ...['--beta', '0.05', '--adapter', join(dir!, 'cpo-1', 'adapter')],
-    );
-    expect(evaluated.code, evaluated.stderr).toBe(0);
-    const report = JSON.parse(evaluated.stdout) as Record<string, number>;
-    expect(report).toMatchObject({ objective: 'cpo', beta: 0.05, lossType: 'sigmoid', alpha: 1 });
-    expect(report.loss).toBeCloseTo(after.loss, 4);
-    expect(report.rewardAccuracy).toBeCloseTo(after.accuracy, 4);
-    // CPO-SimPO: before training, SimPO's held-out loss plus 0.5 x the chosen responses' mean NLL.
-    expect(cpoSimpo.code, cpoSimpo.stderr).toBe(0);
-    expect(cpoSimpo.stdout).toContain('objective: SimPO (beta 2, gamma 1, alpha 0.5 (CPO-SimPO))');
-    const [simpoBase, nll] = await Promise.all([
-      evaluate('simpo'),
-      lorafleet([
-        'eval',
-        ...['--model', model, '--data', heldOut, '--seq-len', '24', '--objective', 'orpo'],
-        ...['--beta', '1e-9', '--json'],
-      ]),
-    ]);
-    // ORPO at a vanishing beta is the chosen responses' mean NLL alone.
-    const chosenNll = (JSON.parse(nll.stdout) as { loss: number }).loss;
-    const simpoLoss = (JSON.parse(simpoBase.stdout) as { loss: number }).loss;
-    expect(evalOf(cpoSimpo.stdout, 'before', 'SimPO').loss).toBeCloseTo(
-      simpoLoss + 0.5 * chosenNll,
-      3,
     );
   });
 });

@@ -258,3 +258,24 @@ export async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+/** The preference tests' inputs: a tiny model without dropout, 36 training and 8 held-out pairs, and text lines. */
+export async function preferenceFixture(label: string) {
+  await ensureBuilt();
+  const dir = await makeTempDir(label);
+  return {
+    dir,
+    model: await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG),
+    pairs: await writeJsonl(join(dir, 'pairs.jsonl'), preferenceRecords(36, 0)),
+    heldOut: await writeJsonl(join(dir, 'held-out.jsonl'), preferenceRecords(8, 100)),
+    text: await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(10)),
+  };
+}
+
+/** The held-out loss, reward accuracy and margin a preference run printed before or after training (8 pairs). */
+export function evalOf(out: string, when: 'before' | 'after', name = 'DPO') {
+  const m = new RegExp(
+    `eval loss ${when}: +([\\d.]+) \\(${name} loss, 8 pairs; reward accuracy ([\\d.]+), margin (-?[\\d.]+)\\)`,
+  ).exec(out);
+  return { loss: Number(m?.[1]), accuracy: Number(m?.[2]), margin: Number(m?.[3]) };
+}
