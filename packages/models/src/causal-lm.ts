@@ -152,6 +152,14 @@ export interface SaveOptions {
   dtype?: 'F32' | 'F16' | 'BF16';
   /** Fields added to (or replacing those of) the written config.json. */
   configExtra?: Record<string, unknown>;
+  /**
+   * The folder the model was loaded from: the fields of its config.json that
+   * the family does not write (pad_token_id, initializer_range, auto_map, ...)
+   * are kept, so that the saved folder describes the same model to every
+   * tool; those that describe how its weights were stored are not
+   * (STORAGE_FIELDS).
+   */
+  sourceDir?: string;
 }
 
 /**

@@ -140,6 +140,25 @@ export async function writeModelFolder(
   options: SaveOptions = {},
 ): Promise<void> {
   const family = familyOf(config);
-  const json = family.configToJson(config, options.configExtra);
+  const kept = options.sourceDir ? sourceFields(await readConfigJson(options.sourceDir)) : {};
+  const json = { ...kept, ...family.configToJson(config, options.configExtra) };
   await writeWeightsFolder(dir, json, family.weightShapes(config), weights, options.dtype);
+}
+
+/**
+ * config.json fields that say how the weights were stored, not what the model
+ * computes: a saved folder writes its own (its dtype; its weights are never
+ * quantized).
+ */
+export const STORAGE_FIELDS: readonly string[] = [
+  'dtype',
+  'torch_dtype',
+  'quantization_config',
+  'transformers_version',
+];
+
+function sourceFields({ json }: { json: unknown }): Record<string, unknown> {
+  const fields = { ...(json as Record<string, unknown>) };
+  for (const name of STORAGE_FIELDS) delete fields[name];
+  return fields;
 }

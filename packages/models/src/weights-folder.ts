@@ -188,8 +188,29 @@ export async function writeWeightsFolder(
     tensors.set(name, float32Entry(w.data, shape, dtype));
   }
   await writeSafetensorsFile(join(dir, WEIGHTS_FILE), tensors, { format: 'pt' });
-  const json = { ...configJson, torch_dtype: TORCH_DTYPE[dtype] };
-  await writeFileAtomic(join(dir, CONFIG_FILE), JSON.stringify(json, null, 2) + '\n');
+  // transformers v5 reads `dtype`; earlier versions `torch_dtype`.
+  const json = { ...configJson, dtype: TORCH_DTYPE[dtype], torch_dtype: TORCH_DTYPE[dtype] };
+  await writeFileAtomic(join(dir, CONFIG_FILE), configJsonText(json));
+}
+
+/**
+ * config.json fields that transformers types as float alone: since v5 its
+ * configs are strict dataclasses that refuse Gemma 2's final_logit_softcapping
+ * written as 30 instead of 30.0, which is how JSON.stringify writes it.
+ */
+export const FLOAT_FIELDS: readonly string[] = [
+  'initializer_range',
+  'rms_norm_eps',
+  'layer_norm_epsilon',
+  'final_logit_softcapping',
+  'attn_logit_softcapping',
+];
+
+/** config.json's text: two-space indents, FLOAT_FIELDS' whole numbers with a decimal point. */
+export function configJsonText(json: Record<string, unknown>): string {
+  const fields = FLOAT_FIELDS.join('|');
+  const whole = new RegExp(`^(\\s*"(?:${fields})": )(-?\\d+)(,?)$`, 'gm');
+  return JSON.stringify(json, null, 2).replace(whole, '$1$2.0$3') + '\n';
 }
 
 const TORCH_DTYPE = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' } as const;

@@ -1,7 +1,7 @@
 // Loading Llama-family folders: sharded safetensors with an index, bf16 and
 // f16 weights converted to float32, stored buffers that are ignored, and
 // clear refusals of what is not supported or does not match.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -21,6 +21,7 @@ import {
   familyOf,
   loadModel,
   modelConfigFromJson,
+  writeModelFolder,
 } from '../src/index.js';
 import { loadReferenceLlama, referenceLlamaLogits } from './reference/llama-reference.js';
 import { LLAMA_CASES, caseConfig, maxAbsDiff, randomIds, randomWeights } from './llama-fixtures.js';
@@ -98,6 +99,30 @@ describe('Llama-family folders', () => {
       expect(modelConfigFromJson(v5Only, c.label)).toEqual(caseConfig(c));
       expect(modelConfigFromJson(legacyOnly, c.label)).toEqual(caseConfig(c));
     }
+  });
+
+  test("a saved folder keeps the source's other fields and writes transformers' float fields as floats", async () => {
+    const gemma2 = LLAMA_CASES.find((c) => c.json.model_type === 'gemma2')!;
+    const config = caseConfig(gemma2);
+    const source = join(root, `model-${serial++}`);
+    await mkdir(source, { recursive: true });
+    const json = familyOf(config).configToJson(config);
+    const stored = {
+      torch_dtype: 'bfloat16',
+      quantization_config: { quant_method: 'bitsandbytes' },
+    };
+    const kept = { pad_token_id: null, initializer_range: 1, auto_map: { AutoModel: 'x.Y' } };
+    await writeFile(join(source, 'config.json'), JSON.stringify({ ...json, ...stored, ...kept }));
+    const out = join(root, `model-${serial++}`);
+    await writeModelFolder(out, config, randomWeights(config, 3), { sourceDir: source });
+    const text = await readFile(join(out, 'config.json'), 'utf8');
+    // transformers v5's strict Gemma2Config refuses 30 where it types float (softcaps, eps).
+    expect(text).toMatch(/"final_logit_softcapping": \d+\.0,?\n/);
+    expect(text).toMatch(/"initializer_range": 1\.0,?\n/);
+    const written = JSON.parse(text) as Record<string, unknown>;
+    expect(written).toMatchObject({ ...kept, dtype: 'float32', torch_dtype: 'float32' });
+    expect(written).not.toHaveProperty('quantization_config');
+    expect(modelConfigFromJson(written, 'written')).toEqual(config);
   });
 
   test('bf16 weights in 3 shards load as float32 and match the reference reading the same files', async () => {

@@ -195,7 +195,9 @@ export class Replica {
    */
   async saveResult(dir: string): Promise<string> {
     if (this.config.mode === 'full') {
-      await writeModelFolder(dir, this.loaded.config, await this.model.readWeights());
+      await writeModelFolder(dir, this.loaded.config, await this.model.readWeights(), {
+        sourceDir: this.config.modelDir,
+      });
       await copyTokenizerFiles(this.config.modelDir, dir);
       return resultManifestSha256(dir, 'full');
     }

@@ -128,9 +128,7 @@ export async function runMerge(o: CommandValues<typeof mergeSpec>): Promise<void
   const problem = o.check ? mergeProblem(gap, scale, o.tolerance) : undefined;
   if (problem) throw new Error(`the merge check failed: ${problem}; nothing was written`);
   try {
-    await writeModelFolder(out, config, weights, {
-      dtype: o.dtype,
-    });
+    await writeModelFolder(out, config, weights, { dtype: o.dtype, sourceDir: modelDir });
     await copyTokenizerFiles(modelDir, out);
   } catch (err) {
     throw describeFsError(err, 'cannot write the merged model to --out', out);
