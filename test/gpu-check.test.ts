@@ -52,6 +52,7 @@ describe('test/gpu/run.sh --smoke', () => {
       'train-adapter-dora',
       'logits-wasm',
       'family-models',
+      'family-adapters',
       'family-logits-wasm',
       'grads',
       'throughput-project',

@@ -1,5 +1,5 @@
-// scripts/gpu-pack.sh leaves the test-only packages, and the tfjs files Node
-// never loads, out of the GPU pack and puts them back afterwards, also when
+// scripts/gpu-pack.sh leaves the test-only packages, the tfjs files Node
+// never loads and the parity tests' Python environment out of the GPU pack and puts them back afterwards, also when
 // the pack fails. It runs here in a
 // throwaway git repository with its own node_modules/.pnpm, so the suite's
 // real node_modules is never touched while other tests use it.
@@ -66,6 +66,9 @@ function fakeCheckout(rc: number): { root: string; pack: string } {
     mkdirSync(join(root, f, '..'), { recursive: true });
     writeFileSync(join(root, f), '');
   }
+  // The parity tests' Python environment (scripts/reference-python.sh), 1.4 GB when real.
+  mkdirSync(join(root, '.venv-reference', 'bin'), { recursive: true });
+  writeFileSync(join(root, '.venv-reference', 'bin', 'python'), '');
   // pnpm's link from a dependent to tfjs-core: the files are left out once, not twice.
   symlinkSync(join(root, tfjsCore), join(root, tfjsWasm, 'tfjs-core'));
   // Like pack.sh: a tree tarball without cmake-ts.
@@ -73,6 +76,7 @@ function fakeCheckout(rc: number): { root: string; pack: string } {
   writeFileSync(
     pack,
     `ls node_modules/.pnpm | sed 's/^/seen: /'\n` +
+      `ls -d .venv-reference 2>/dev/null | sed 's/^/seen: /'\n` +
       `find node_modules -name '*.js' | sed 's/^/file: /'\n` +
       `mkdir -p .gpu && tar -cf - --files-from /dev/null | xz > .gpu/tree.tar.xz\nexit ${rc}\n`,
   );
@@ -110,6 +114,8 @@ describe('scripts/gpu-pack.sh', () => {
       for (const f of tfjsUnused) expect(files).not.toContain(f);
       expect(r.stdout).toContain(`left out ${tfjsUnused.length} files of tfjs`);
       for (const f of [...tfjsLoaded, ...tfjsUnused]) expect(existsSync(join(root, f))).toBe(true);
+      expect(r.stdout).toContain('left out .venv-reference');
+      expect(existsSync(join(root, '.venv-reference', 'bin', 'python'))).toBe(true);
       if (rc === 0) {
         const listed = spawnSync('tar', ['-tJf', join(root, '.gpu', 'tree.tar.xz')], {
           encoding: 'utf8',

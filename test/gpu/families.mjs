@@ -1,14 +1,18 @@
-// The GPU check's Llama-family parity with Hugging Face transformers (the
+// The Llama family's parity with Hugging Face transformers and PEFT (the
 // Node.js half; reference.py make-families and check-families are the
 // Python half): tiny random models of each model_type in families.json,
-// which transformers makes and saves on the GPU machine (the project makes
-// them for the smoke run), and the project's logits of each, per backend.
-import { readFileSync } from 'node:fs';
+// which transformers makes and saves (the project makes them for the GPU
+// check's smoke run); an adapter of each from `lorafleet train` and its
+// merged folder from `lorafleet merge`; the project's logits of each, with
+// and without the adapter, per backend. The GPU check runs it on the GPU
+// machine; test/transformers-parity.test.ts on cpu and wasm in `pnpm test`.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Buffer } from 'node:buffer';
-import { tf } from '../../packages/core/dist/src/index.js';
+import { importAdapter, loadPeftAdapter, tf } from '../../packages/core/dist/src/index.js';
 import {
   loadModel,
   modelConfigFromJson,
@@ -16,6 +20,11 @@ import {
   writeModelFolder,
 } from '../../packages/models/dist/src/index.js';
 import { fixedIds, log, start, stop, writeJson } from './common.mjs';
+
+const CLI = resolve(
+  dirname(fileURLToPath(import.meta.url)),
+  '../../apps/coordinator/bin/lorafleet.js',
+);
 
 /** model name -> config.json fields, shared with reference.py. */
 export const FAMILIES = JSON.parse(
@@ -32,32 +41,115 @@ export async function familyModels(dir) {
   log(`family models written to ${dir}: ${Object.keys(FAMILIES).join(', ')}`);
 }
 
-/** Each family folder's logits on `backend`, as DIR/NAME/logits-BACKEND/{base.f32, meta.json}. */
+/**
+ * Each family folder's logits on `backend`, as DIR/NAME/logits-BACKEND/
+ * {base.f32, meta.json}, and with DIR/adapted/NAME/run/adapter (familyAdapters) where
+ * there is one, adapted.f32.
+ */
 export async function familyLogits(dir, backend) {
   const { ids } = JSON.parse(readFileSync(join(dir, 'ids.json'), 'utf8'));
   await start(backend);
   for (const name of Object.keys(FAMILIES)) {
     const out = join(dir, name, `logits-${backend}`);
+    const adapter = join(dir, 'adapted', name, 'run', 'adapter');
     const { model, config } = await loadModel(join(dir, name));
     const input = tf.tensor2d(ids.flat(), [ids.length, ids[0].length], 'int32');
-    const logits = model.forward(input);
-    const values = await logits.data();
-    tf.dispose([input, logits]);
+    const files = { 'base.f32': await logitsOf(model, input) };
+    if (existsSync(adapter)) {
+      importAdapter(model.linears(), await loadPeftAdapter(adapter), 'default');
+      files['adapted.f32'] = await logitsOf(model, input);
+    }
+    input.dispose();
     model.dispose();
     await writeJson(join(out, 'meta.json'), {
       backend,
       model: config.modelType,
       shape: [ids.length, ids[0].length, config.vocabSize],
-      files: ['base.f32'],
+      files: Object.keys(files),
     });
-    await writeFile(
-      join(out, 'base.f32'),
-      Buffer.from(values.buffer, values.byteOffset, values.byteLength),
-    );
+    for (const [file, values] of Object.entries(files)) {
+      await writeFile(
+        join(out, file),
+        Buffer.from(values.buffer, values.byteOffset, values.byteLength),
+      );
+    }
   }
   const errors = await stop();
   log(
     `family logits on ${backend}: ${Object.keys(FAMILIES).join(', ')}; webgpu errors ${errors.length}`,
   );
   if (errors.length > 0) throw new Error(`webgpu errors: ${errors.join('; ')}`);
+}
+
+async function logitsOf(model, input) {
+  const logits = model.forward(input);
+  try {
+    return await logits.data();
+  } finally {
+    logits.dispose();
+  }
+}
+
+/**
+ * For each family folder: a LoRA adapter on every linear layer from three
+ * steps of `lorafleet train` (DIR/adapted/NAME/run/adapter) and the model with it merged
+ * by `lorafleet merge` (DIR/adapted/NAME/merged), both on wasm, as a user makes them.
+ */
+export async function familyAdapters(dir) {
+  const rows = fixedIds(16, 20, 256, 21).map((ids) => JSON.stringify({ input_ids: ids }));
+  const data = join(dir, 'adapter-data.jsonl');
+  await writeFile(data, rows.join('\n') + '\n');
+  for (const name of Object.keys(FAMILIES)) {
+    const folder = join(dir, name);
+    const run = join(dir, 'adapted', name, 'run');
+    lorafleet([
+      'train',
+      '--model',
+      folder,
+      '--data',
+      data,
+      '--out',
+      run,
+      '--steps',
+      '3',
+      '--batch-size',
+      '4',
+      '--seq-len',
+      '16',
+      '--lora-r',
+      '4',
+      '--lora-alpha',
+      '8',
+      '--lora-dropout',
+      '0',
+      '--target',
+      'all-linear',
+      '--lr',
+      '0.05',
+      '--no-dashboard',
+      '--backend',
+      'wasm',
+    ]);
+    lorafleet([
+      'merge',
+      '--model',
+      folder,
+      '--adapter',
+      join(run, 'adapter'),
+      '--out',
+      join(dir, 'adapted', name, 'merged'),
+      '--overwrite',
+      '--backend',
+      'wasm',
+    ]);
+  }
+  log(`family adapters (lorafleet train, all-linear) and merged folders written in ${dir}`);
+}
+
+function lorafleet(args) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) {
+    throw new Error(`lorafleet ${args.join(' ')}: exit ${r.status}\n${r.stdout}${r.stderr}`);
+  }
+  log(r.stdout.trim().split('\n').at(-1));
 }

@@ -17,7 +17,10 @@
 //   family-models --dir DIR                  tiny random Llama-family folders (families.json)
 //                                            written by the project (--smoke stand-in for
 //                                            `reference.py make-families`)
-//   family-logits --dir DIR --backend B      each of those folders' logits (families.mjs)
+//   family-adapters --dir DIR                an adapter of each from `lorafleet train` and its
+//                                            merged folder from `lorafleet merge` (wasm)
+//   family-logits --dir DIR --backend B      each of those folders' logits, with and without
+//                                            the adapter (families.mjs)
 //   grads --model DIR --ids FILE --backend B --out FILE
 //                                            LoRA and full fine-tuning gradients on B vs wasm
 //   throughput --backend B --out FILE        LoRA training steps/s (GPT-2 small shape;
@@ -60,7 +63,7 @@ import {
 
 import { capabilities } from './capabilities.mjs';
 import { deviceLayer } from './device-layer.mjs';
-import { familyLogits, familyModels } from './families.mjs';
+import { familyAdapters, familyLogits, familyModels } from './families.mjs';
 import { TINY, fixedIds, log, start, stop, writeJson } from './common.mjs';
 import { summarize } from './report.mjs';
 import { profile, throughput } from './step-bench.mjs';
@@ -370,6 +373,7 @@ const commands = {
   'device-layer': async () => deviceLayer(need('out')),
   'tiny-model': tinyModel,
   'family-models': async () => familyModels(need('dir')),
+  'family-adapters': async () => familyAdapters(need('dir')),
   'family-logits': async () => familyLogits(need('dir'), opt.backend),
   'train-adapter': trainAdapter,
   logits,

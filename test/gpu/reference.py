@@ -16,7 +16,10 @@ has them; nothing is downloaded (local folders only).
       token ids (DIR/NAME/, DIR/ids.json)
   python3 test/gpu/reference.py check-families --dir DIR
       transformers (float64, CPU) logits of each vs the project's
-      (DIR/NAME/logits-*/): DIR/families.json
+      (DIR/NAME/logits-*/), and where gpu.mjs family-adapters made them,
+      the project's adapter (DIR/adapted/NAME/run/adapter) in peft.PeftModel vs the
+      project's logits with it, and the merged folder (DIR/adapted/NAME/merged) in
+      transformers vs PEFT: DIR/families.json
   python3 test/gpu/reference.py throughput --out FILE [--steps N] [--warmup N]
       PyTorch + PEFT fp32 (TF32 off) on the GPU: GPT-2 small shape, LoRA r=8
       on c_attn, batch 8 x 512, AdamW; tokens/s and peak memory
@@ -137,7 +140,7 @@ def check(args):
             result["peftDora"] = {}
         except Exception as error:  # noqa: BLE001
             result["doraError"] = f"{type(error).__name__}: {error}"
-    for backend in ("webgpu", "wasm"):
+    for backend in ("webgpu", "wasm", "cpu"):
         meta_path = os.path.join(work, f"logits-{backend}", "meta.json")
         if not os.path.exists(meta_path):
             continue
@@ -167,6 +170,10 @@ def make_families(args):
         fields = dict(fields)
         model_type = fields.pop("model_type")
         config = AutoConfig.for_model(model_type, initializer_range=0.1, **fields)
+        # Some types' default pad id (SmolLM3's 128004, Phi-3's 32000) lies past a tiny
+        # vocabulary, where torch refuses the embedding's padding_idx.
+        if isinstance(config.pad_token_id, int) and config.pad_token_id >= config.vocab_size:
+            config.pad_token_id = None
         torch.manual_seed(100 + i)
         model = AutoModelForCausalLM.from_config(config).float()
         with torch.no_grad():
@@ -181,21 +188,39 @@ def make_families(args):
 
 
 def check_families(args):
+    import peft
     import transformers
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     ids = read_json(os.path.join(args.dir, "ids.json"))["ids"]
-    result = {"transformers": transformers.__version__, "reference": "AutoModelForCausalLM, float64, CPU, eager"}
+    result = {
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "reference": "AutoModelForCausalLM (and PeftModel), float64, CPU, eager",
+    }
     for name in read_json(FAMILIES_JSON):
         folder = os.path.join(args.dir, name)
-        model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").double().eval()
-        hf = logits_of(model, ids)
-        result[name] = {"config": sorted(read_json(os.path.join(folder, "config.json")))}
-        for backend in ("webgpu", "wasm"):
+        load = lambda path: AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").double().eval()
+        hf = logits_of(load(folder), ids)
+        entry = result[name] = {"config": sorted(read_json(os.path.join(folder, "config.json")))}
+        # The adapter from lorafleet train (families.mjs) in PEFT, and the folder lorafleet merge wrote.
+        adapted = os.path.join(args.dir, "adapted", name)
+        adapter = os.path.join(adapted, "run", "adapter")
+        hf_adapted = None
+        if os.path.exists(adapter):
+            hf_adapted = logits_of(PeftModel.from_pretrained(load(folder), adapter).double().eval(), ids)
+            entry["adapterEffect"] = compare(hf_adapted, hf)["maxAbsDiff"]
+            entry["mergedVsPeft"] = compare(logits_of(load(os.path.join(adapted, "merged")), ids), hf_adapted)
+        for backend in ("webgpu", "wasm", "cpu"):
             meta_path = os.path.join(folder, f"logits-{backend}", "meta.json")
-            if os.path.exists(meta_path):
-                got = read_f32(os.path.join(folder, f"logits-{backend}", "base.f32"), tuple(read_json(meta_path)["shape"]))
-                result[name][backend] = compare(got, hf)
+            if not os.path.exists(meta_path):
+                continue
+            meta = read_json(meta_path)
+            read = lambda file: read_f32(os.path.join(folder, f"logits-{backend}", file), tuple(meta["shape"]))
+            entry[backend] = compare(read("base.f32"), hf)
+            if hf_adapted is not None and "adapted.f32" in meta["files"]:
+                entry[f"{backend}Peft"] = compare(read("adapted.f32"), hf_adapted)
     write_json(os.path.join(args.dir, "families.json"), result)
     print("reference.py: " + json.dumps(result))
 

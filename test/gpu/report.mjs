@@ -138,6 +138,14 @@ function correctnessLines(r) {
       lines.push(
         `logits vs transformers ${r.families.transformers} (float64, tiny ${name}) on ${backend}: max|diff| ${fmt(v[backend].maxAbsDiff)} (relative ${fmt(v[backend].relative)})`,
       );
+    for (const backend of ['webgpu', 'wasm'].filter((b) => v[`${b}Peft`]))
+      lines.push(
+        `${name} with its lorafleet train adapter vs peft ${r.families.peft} on ${backend}: relative ${fmt(v[`${backend}Peft`].relative)}; adapter effect ${fmt(v.adapterEffect)}`,
+      );
+    if (v.mergedVsPeft)
+      lines.push(
+        `${name} merged by lorafleet merge, in transformers vs peft: relative ${fmt(v.mergedVsPeft.relative)}`,
+      );
   }
   if (r.grads) {
     for (const kind of ['lora', 'full'])

@@ -94,12 +94,14 @@ correctness() {
       --adapter "$work/adapter/run/adapter" "${dora[@]}" --backend "$b" --out "$work/logits-$b"
   done
   ((smoke)) || phase check 90 python3 "$ref" check --work "$work"
-  # The Llama family (Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3) against transformers itself.
+  # The Llama family (every type in families.json) against transformers and peft themselves.
   if ((smoke)); then
     phase family-models 60 node "$gpu" family-models --dir "$work/families"
   else
     phase make-families 90 python3 "$ref" make-families --dir "$work/families"
   fi
+  # An adapter of each from lorafleet train (wasm) and its merged folder, which peft and transformers load.
+  phase family-adapters 180 node "$gpu" family-adapters --dir "$work/families"
   for b in "${logits_backends[@]}"; do
     phase "family-logits-$b" 90 node "$gpu" family-logits --dir "$work/families" --backend "$b"
   done
