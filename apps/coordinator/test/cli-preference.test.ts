@@ -164,19 +164,22 @@ describe('train --objective dpo', () => {
     expect(Math.abs(before.margin)).toBe(0);
   });
 
-  it('trains with IPO, label smoothing and APO-zero, and eval measures with the same loss', async () => {
+  it('trains with IPO, label smoothing, APO-zero and BCO, and eval measures with the same loss', async () => {
+    // At the reference IPO's loss is (1 / (2 beta))^2 = 1, APO-zero's 1 - 1/2 + 1/2 = 1,
+    // BCO's 2 log 2; the smoothed sigmoid's log 2.
+    const atReference = { ipo: 1, cdpo: Math.LN2, apo: 1, bco: 2 * Math.LN2 };
     for (const [name, flags, says] of [
       ['ipo', ['--dpo-loss', 'ipo'], 'ipo loss, beta 0.5'],
       ['cdpo', ['--dpo-label-smoothing', '0.1'], 'sigmoid loss, beta 0.5, label smoothing 0.1'],
       ['apo', ['--dpo-loss', 'apo_zero'], 'apo_zero loss, beta 0.5'],
+      ['bco', ['--dpo-loss', 'bco_pair'], 'bco_pair loss, beta 0.5'],
     ] as const) {
       const run = await train(`dpo-${name}`, ...flags);
       expect(run.code, run.stderr).toBe(0);
       expect(run.stdout).toContain(`objective: DPO (${says}), against the base model`);
       const before = evalOf(run.stdout, 'before').loss;
       const after = evalOf(run.stdout, 'after').loss;
-      // At the reference IPO's loss is (1 / (2 beta))^2 = 1, APO-zero's 1 - 1/2 + 1/2 = 1; the smoothed sigmoid's log 2.
-      expect(before).toBe(name === 'cdpo' ? Number(Math.LN2.toFixed(4)) : 1);
+      expect(before).toBe(Number(atReference[name].toFixed(4)));
       expect(after).toBeLessThan(before);
       const evaluated = await lorafleet([
         'eval',

@@ -24,7 +24,9 @@ export type DpoLossType =
   | 'sppo_hard'
   | 'nca_pair'
   | 'apo_zero'
-  | 'apo_down';
+  | 'apo_down'
+  | 'bco_pair'
+  | 'sigmoid_norm';
 export const DPO_LOSS_TYPES: readonly DpoLossType[] = [
   'sigmoid',
   'ipo',
@@ -35,6 +37,8 @@ export const DPO_LOSS_TYPES: readonly DpoLossType[] = [
   'nca_pair',
   'apo_zero',
   'apo_down',
+  'bco_pair',
+  'sigmoid_norm',
 ];
 
 /** The loss types that read label_smoothing (TRL's sigmoid, robust and exo_pair). */
@@ -100,10 +104,15 @@ const PAIR_LOSSES: { [K in DpoLossType]: (d: LogRatios, s: DpoSettings) => tf.Te
   // APO-down: sigmoid(beta c) + 1 - sigmoid(beta h)
   apo_down: ({ c, h }, { beta }) =>
     tf.add(tf.sigmoid(tf.mul(c, beta)), tf.sub(1, tf.sigmoid(tf.mul(h, beta)))),
+  // BCO (pairs; TRL 1.x, no running mean): -log sigmoid(beta c) - log sigmoid(-beta r)
+  bco_pair: ({ c, r }, { beta }) => tf.add(nls(tf.mul(c, beta)), nls(tf.mul(r, -beta))),
+  // -log sigmoid(beta h), on length-averaged log-probabilities (sequenceLogps' `average`)
+  sigmoid_norm: ({ h }, { beta }) => nls(tf.mul(h, beta)),
 };
 
-/** IPO compares length-averaged log-probabilities (TRL divides by the response's tokens). */
-export const averagesLogps = (s: DpoSettings): boolean => s.loss === 'ipo';
+/** IPO and sigmoid_norm compare length-averaged log-probabilities (TRL divides by the response's tokens). */
+export const averagesLogps = (s: DpoSettings): boolean =>
+  s.loss === 'ipo' || s.loss === 'sigmoid_norm';
 
 /** A pair batch [B, 2T] as 2B sequences of T: pair b's chosen at 2b, its rejected at 2b + 1. */
 export function pairSequences(batch: TokenBatch): TokenBatch {
@@ -143,10 +152,13 @@ export function sequenceLogps(
     // A chunk of logits at a time where the token loss takes chunks too (checkpointing, large eval batches)
     const nll = positionNll(model, seqs, options); // [S*T], 0 unlabelled
     const logps = tf.neg(tf.sum(nll.reshape([S, T]), 1)) as tf.Tensor1D; // [S]
-    return average
-      ? (tf.div(logps, tf.tensor1d(counts.map((n) => Math.max(n, 1)))) as tf.Tensor1D)
-      : logps;
+    return average ? perToken(logps, counts) : logps;
   });
+}
+
+/** Sequence log-probabilities [S] divided by each one's labelled tokens (at least 1). */
+export function perToken(logps: tf.Tensor1D, counts: Float32Array): tf.Tensor1D {
+  return tf.div(logps, tf.tensor1d(counts.map((n) => Math.max(n, 1)))) as tf.Tensor1D;
 }
 
 /** Each sequence's labelled tokens (those its log-probability sums over), [S]. */
@@ -162,13 +174,8 @@ export function labelledTokenCounts(seqs: TokenBatch, vocabSize: number): Float3
  * every adapter off (PEFT's disable_adapter), no dropout, nothing recorded
  * for backward. Call it outside the taped pass and pass the result in.
  */
-export function referenceLogps(
-  model: CausalLM,
-  batch: TokenBatch,
-  settings: DpoSettings = { beta: DEFAULT_DPO_BETA },
-): tf.Tensor1D {
-  const average = averagesLogps(settings);
-  return withAdaptersOff(model, () => sequenceLogps(model, pairSequences(batch), {}, average));
+export function referenceLogps(model: CausalLM, batch: TokenBatch): tf.Tensor1D {
+  return withAdaptersOff(model, () => sequenceLogps(model, pairSequences(batch)));
 }
 
 /** Runs `fn` with every LoRA layer's adapter switched off, then back on (even on error). */

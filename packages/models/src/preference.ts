@@ -9,7 +9,9 @@ import {
   type DpoSettings,
   averagesLogps,
   dpoPairLosses,
+  labelledTokenCounts,
   pairSequences,
+  perToken,
   referenceLogps,
   sequenceLogps,
 } from './dpo.js';
@@ -67,16 +69,20 @@ const PREPARE: {
     s: Extract<PreferenceSettings, { kind: K }>,
   ) => PreparedPairs;
 } = {
-  // TRL's DPO rewards: beta (logp - ref), on the log-probabilities its loss compares
+  // TRL's DPO rewards and logps logs: beta (logp - ref) and logp on the summed
+  // log-probabilities, also where the loss compares their means (IPO, sigmoid_norm)
   dpo: (model, batch, settings: DpoSettings) => {
-    const ref = referenceLogps(model, batch, settings); // [2B], adapters off, untaped
+    const ref = referenceLogps(model, batch); // [2B] sums, adapters off, untaped
+    const seqs = pairSequences(batch);
+    const counts = labelledTokenCounts(seqs, model.modelConfig.vocabSize);
+    const compared = (x: tf.Tensor1D) => (averagesLogps(settings) ? perToken(x, counts) : x);
     return {
       scores: (options) =>
         tf.tidy(() => {
-          const seqs = pairSequences(batch);
-          const logps = sequenceLogps(model, seqs, options, averagesLogps(settings)); // [2B]
+          const logps = sequenceLogps(model, seqs, options); // [2B] sums
           const [chosen, rejected] = pairRewards(tf.sub(logps, ref), settings.beta);
-          return { losses: dpoPairLosses(logps, ref, settings), chosen, rejected, logps };
+          const losses = dpoPairLosses(compared(logps), compared(ref), settings);
+          return { losses, chosen, rejected, logps };
         }),
       dispose: () => ref.dispose(),
     };

@@ -138,11 +138,14 @@ describe('DPO', () => {
       ],
       [{ beta: BETA, loss: 'apo_zero' }, (c, r) => 1 - sigmoid(z(c)) + sigmoid(z(r))],
       [{ beta: BETA, loss: 'apo_down' }, (c, r) => sigmoid(z(c)) + 1 - sigmoid(z(c - r))],
+      [{ beta: BETA, loss: 'bco_pair' }, (c, r) => -logSigmoid(z(c)) - logSigmoid(-z(r))],
+      [{ beta: BETA, loss: 'sigmoid_norm' }, (c, r) => softplus(-z(c - r))],
     ];
     for (const [settings, pairLoss] of cases) {
-      // IPO compares log-probabilities averaged over each response's tokens.
+      // IPO and sigmoid_norm compare log-probabilities averaged over each response's tokens.
+      const averaged = settings.loss === 'ipo' || settings.loss === 'sigmoid_norm';
       const per = (i: number, logps: { sum: number; tokens: number }[]) =>
-        settings.loss === 'ipo' ? logps[i]!.sum / logps[i]!.tokens : logps[i]!.sum;
+        averaged ? logps[i]!.sum / logps[i]!.tokens : logps[i]!.sum;
       let expected = 0;
       for (let b = 0; b < 4; b++) {
         const c = per(2 * b, policy) - per(2 * b, reference);
@@ -223,9 +226,22 @@ describe('DPO', () => {
       { beta: BETA, labelSmoothing: 0.2 },
       { beta: BETA, loss: 'ipo' },
       { beta: 2, loss: 'hinge' }, // beta h near 1: the hinge is active for some pairs
-      ...(['robust', 'exo_pair', 'sppo_hard', 'nca_pair', 'apo_zero', 'apo_down'] as const).map(
-        (loss) => ({ beta: BETA, loss, ...(loss === 'robust' ? { labelSmoothing: 0.1 } : {}) }),
-      ),
+      ...(
+        [
+          'robust',
+          'exo_pair',
+          'sppo_hard',
+          'nca_pair',
+          'apo_zero',
+          'apo_down',
+          'bco_pair',
+          'sigmoid_norm',
+        ] as const
+      ).map((loss) => ({
+        beta: BETA,
+        loss,
+        ...(loss === 'robust' ? { labelSmoothing: 0.1 } : {}),
+      })),
     ];
     for (const settings of all) {
       const dpo = { kind: 'dpo' as const, ...settings };

@@ -35,13 +35,17 @@ const SETTINGS: PreferenceSettings[] = [
   { kind: 'cpo', beta: 0.05, alpha: 1 },
 ];
 
-/** Whether a setting's rewards compare length-averaged log-probabilities (IPO, ORPO, SimPO). */
+/**
+ * Whether a setting's rewards are on length-averaged log-probabilities: ORPO's,
+ * SimPO's and CPO's IPO; DPO's are on the sums for every loss type (TRL 1.x:
+ * also IPO's, whose loss compares the means; preference-trl.test.ts).
+ */
 const averaged = (s: PreferenceSettings) =>
-  s.kind === 'dpo' || s.kind === 'cpo' ? s.loss === 'ipo' : true;
+  s.kind === 'dpo' ? false : s.kind === 'cpo' ? s.loss === 'ipo' : true;
 
 /**
  * TRL's rewards and logps in float64: rewards beta (logp - ref) for DPO,
- * beta x logp for the others; logp summed, or the mean (IPO, ORPO, SimPO).
+ * beta x logp for the others; logp summed, or the mean (`averaged`).
  */
 async function rewardsFloat64(
   model: ReturnType<typeof buildModel>,

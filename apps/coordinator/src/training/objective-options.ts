@@ -47,7 +47,7 @@ export const objectiveOptions = defineOptions({
     choices: DPO_LOSS_TYPES,
     default: 'sigmoid',
     description:
-      "--objective dpo: TRL's loss_type: sigmoid (DPO's), ipo (squared, on length-averaged log-probabilities), hinge, robust, exo_pair, sppo_hard, nca_pair, apo_zero or apo_down (docs/preference-tuning.md)",
+      "--objective dpo: TRL's loss_type: sigmoid (DPO's), ipo (squared, on length-averaged log-probabilities), hinge, robust, exo_pair, sppo_hard, nca_pair, apo_zero, apo_down, bco_pair or sigmoid_norm (averaged like ipo) (docs/preference-tuning.md)",
   },
   'dpo-label-smoothing': {
     aliases: ['label_smoothing'],

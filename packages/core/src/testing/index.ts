@@ -1,6 +1,7 @@
 // Test support shared by the packages' suites (`@lorafleet/core/testing`):
-// which backends to run, the Vulkan driver the webgpu tests need, and
-// identical GPUs made of SwiftShader copies for the `--gpus` tests.
+// which backends to run, the Vulkan driver the webgpu tests need,
+// identical GPUs made of SwiftShader copies for the `--gpus` tests, and the
+// Python reference stack the parity tests compare with.
 export { DEFAULT_TEST_BACKENDS, testBackends } from './backends.js';
 export {
   NO_VULKAN_ENV,
@@ -16,3 +17,4 @@ export {
   identicalSwiftShaders,
   requireDeviceLayer,
 } from './identical-gpus.js';
+export { referencePython } from './reference-python.js';

@@ -1,0 +1,29 @@
+// The Python reference stack's interpreter (torch, transformers, peft, trl at
+// pinned versions): scripts/reference-python.sh installs it in the
+// repository's .venv-reference/, and `pnpm test` runs that script first.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+/** The checkout's root: the nearest folder above this file with pnpm-workspace.yaml. */
+function repositoryRoot(): string {
+  let dir = import.meta.dirname;
+  while (!existsSync(join(dir, 'pnpm-workspace.yaml'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no pnpm-workspace.yaml above ${import.meta.dirname}`);
+    dir = up;
+  }
+  return dir;
+}
+
+/** The environment's python; throws, saying how to make it, when it is missing. */
+export function referencePython(): string {
+  const venv = process.env.LORAFLEET_REFERENCE_VENV ?? join(repositoryRoot(), '.venv-reference');
+  const python = join(venv, 'bin', 'python');
+  if (!existsSync(join(venv, 'lorafleet-pins.txt')) || !existsSync(python)) {
+    throw new Error(
+      `the reference stack (torch, transformers, peft, trl) is missing from ${venv}: ` +
+        'run `bash scripts/reference-python.sh` (`pnpm test` runs it first)',
+    );
+  }
+  return python;
+}

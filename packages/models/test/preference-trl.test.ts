@@ -1,0 +1,188 @@
+// DPO against TRL itself: reference/preference_trl.py builds trl.DPOTrainer
+// as TRL's LoRA recipe does (transformers' GPT-2 in float64, the adapter's
+// LoraConfig), loads the project's adapter values into it, and takes TRL's
+// own loss (`_compute_loss` on its DataCollatorForPreference batch), its LoRA
+// gradient and its reward and log-probability logs for every loss type the
+// project has. The project's loss, gradient and pair statistics equal them (the reference stack: scripts/reference-python.sh).
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPeftAdapter, savePeftAdapter, useBackend } from '@lorafleet/core';
+import { referencePython } from '@lorafleet/core/testing';
+import {
+  type DpoLossType,
+  IGNORE_INDEX,
+  type PeftLoraOptions,
+  type PreferenceSettings,
+  type TokenBatch,
+  addPeftLora,
+  exportPeftAdapter,
+  loadModel,
+  modelConfigFromJson,
+  objectiveOf,
+  pairStatSums,
+  randomModelWeights,
+  writeModelFolder,
+} from '../src/index.js';
+import { GPT2, T, pairBatch } from './pair-fixtures.js';
+import { normals } from './llama-fixtures.js';
+
+const run = promisify(execFile);
+const REFERENCE = join(import.meta.dirname, 'reference', 'preference_trl.py');
+const LORA: PeftLoraOptions = {
+  r: 4,
+  alpha: 8,
+  dropout: 0,
+  rslora: false,
+  targets: ['c_attn', 'c_proj', 'c_fc'],
+};
+/** Every DPO loss type the project has, with TRL's label_smoothing where it reads one. */
+const CASES: { loss: DpoLossType; beta: number; label_smoothing?: number }[] = [
+  { loss: 'sigmoid', beta: 0.5 },
+  { loss: 'ipo', beta: 0.5 },
+  { loss: 'hinge', beta: 0.2 },
+  { loss: 'robust', beta: 0.5, label_smoothing: 0.1 },
+  { loss: 'exo_pair', beta: 0.5, label_smoothing: 1e-3 },
+  { loss: 'sppo_hard', beta: 0.5 },
+  { loss: 'nca_pair', beta: 0.5 },
+  { loss: 'apo_zero', beta: 0.5 },
+  { loss: 'apo_down', beta: 0.5 },
+  { loss: 'bco_pair', beta: 0.5 },
+  { loss: 'sigmoid_norm', beta: 0.5 },
+];
+
+interface TrlCase {
+  loss: number;
+  grads: Record<string, { a: number[]; b: number[] }>;
+  /** TRL's logs of the batch: rewards/chosen, rewards/accuracies, logps/chosen, ... (means over pairs). */
+  logs: Record<string, number>;
+}
+
+/** TRL's logs from the project's pair sums (pairStatSums), as the coordinator divides them. */
+function logsOf(stats: Float32Array, pairs: number): Record<string, number> {
+  const s = pairStatSums(stats);
+  return {
+    'rewards/chosen': s.chosenSum / pairs,
+    'rewards/rejected': s.rejectedSum / pairs,
+    'rewards/accuracies': s.correct / pairs,
+    'rewards/margins': (s.chosenSum - s.rejectedSum) / pairs,
+    'logps/chosen': s.chosenLogpSum / pairs,
+    'logps/rejected': s.rejectedLogpSum / pairs,
+  };
+}
+
+/** TRL's input: each pair's prompt, chosen and rejected ids, from [chosen | rejected] rows. */
+function trlPairs(batch: TokenBatch) {
+  const part = (row: number) => {
+    const ids = Array.from(batch.ids.subarray(row * T, (row + 1) * T));
+    const labels = Array.from(batch.labels.subarray(row * T, (row + 1) * T));
+    const first = labels.findIndex((l) => l !== IGNORE_INDEX);
+    const end = labels.findLastIndex((l) => l !== IGNORE_INDEX) + 1;
+    return { prompt: ids.slice(0, first), response: ids.slice(first, end) };
+  };
+  return Array.from({ length: batch.batchSize }, (_, b) => {
+    const [chosen, rejected] = [part(2 * b), part(2 * b + 1)];
+    expect(rejected.prompt).toEqual(chosen.prompt);
+    return {
+      prompt_ids: chosen.prompt,
+      chosen_ids: chosen.response,
+      rejected_ids: rejected.response,
+    };
+  });
+}
+
+let root = '';
+
+beforeAll(async () => {
+  await useBackend('cpu');
+  root = await mkdtemp(join(tmpdir(), 'lorafleet-preference-trl-'));
+});
+
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+describe('DPO against TRL itself (trl.DPOTrainer, transformers, peft)', () => {
+  it("every loss type's loss and LoRA gradient equal TRL's", async () => {
+    const base = join(root, 'base');
+    const config = modelConfigFromJson(GPT2, 'gpt2 test config');
+    await writeModelFolder(base, config, randomModelWeights(config, 41));
+    const { model } = await loadModel(base);
+    const trained = await addPeftLora(model, 'default', LORA, { kind: 'kaiming' }, 5);
+    const randn = normals(6);
+    const theta = trained.params.read().map((v) => v + 0.3 * randn()); // B != 0: policy != reference
+    trained.params.write(theta);
+    const save = async (dir: string) =>
+      savePeftAdapter(
+        dir,
+        await exportPeftAdapter(trained, 'default', LORA, {
+          initLoraWeights: true,
+          baseModelNameOrPath: base,
+          taskType: 'CAUSAL_LM',
+        }),
+      );
+    await save(join(root, 'adapter'));
+
+    const batch = pairBatch(3, 51);
+    const casesPath = join(root, 'cases.json');
+    await writeFile(casesPath, JSON.stringify({ pairs: trlPairs(batch), settings: CASES }));
+    const { stdout } = await run(
+      referencePython(),
+      [REFERENCE, base, join(root, 'adapter'), casesPath],
+      {
+        maxBuffer: 64 << 20,
+      },
+    );
+    const trl = (JSON.parse(stdout) as { cases: TrlCase[] }).cases;
+
+    for (const [i, c] of CASES.entries()) {
+      const label = JSON.stringify(c);
+      const settings: PreferenceSettings = {
+        kind: 'dpo',
+        beta: c.beta,
+        loss: c.loss,
+        labelSmoothing: c.label_smoothing,
+      };
+      trained.params.write(theta);
+      const loss = objectiveOf(settings).loss(model, batch, {});
+      // The project sums over pairs; TRL takes the mean: both gradients scaled to TRL's.
+      const { loss: sum, grads } = trained.params.lossAndGrads(() => loss.sum());
+      const logs = logsOf((await loss.stats()!.data()) as Float32Array, batch.batchSize);
+      loss.dispose();
+      const want = trl[i]!;
+      expect(Object.keys(logs).sort()).toEqual(Object.keys(want.logs).sort());
+      for (const [name, value] of Object.entries(want.logs))
+        expect(Math.abs(logs[name]! - value), `${label}: ${name}`).toBeLessThan(
+          1e-5 * Math.max(1, Math.abs(value)),
+        );
+      expect(Math.abs(sum / batch.batchSize - want.loss), label).toBeLessThan(
+        1e-5 * Math.max(1, Math.abs(want.loss)),
+      );
+      trained.params.write(grads.map((g) => g / batch.batchSize));
+      await save(join(root, `grads-${i}`));
+      const ours = await loadPeftAdapter(join(root, `grads-${i}`));
+      let [largest, diff, modules] = [0, 0, 0];
+      for (const [path, m] of ours.modules) {
+        const ref = want.grads[path];
+        expect(ref, `${label}: ${path}`).toBeDefined();
+        for (const [got, expected] of [
+          [m.a, ref!.a],
+          [m.b, ref!.b],
+        ] as const) {
+          expect(got.length).toBe(expected.length);
+          got.forEach((g, j) => {
+            largest = Math.max(largest, Math.abs(expected[j]!));
+            diff = Math.max(diff, Math.abs(g - expected[j]!));
+          });
+        }
+        modules++;
+      }
+      expect(modules, label).toBe(8); // 2 layers x c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
+      expect(largest, label).toBeGreaterThan(1e-4);
+      expect(diff, label).toBeLessThan(1e-5 * largest);
+    }
+    trained.params.write(theta);
+    model.dispose();
+  }, 120_000);
+});
