@@ -341,6 +341,11 @@ describe('PEFT LoRA options through lorafleet train', () => {
       [['--init', 'pissa', '--use-dora'], /--init and --use-dora/],
       [['--full-finetune', '--use-dora'], /--full-finetune and --use-dora/],
       [['--full-finetune', '--loraplus-lr-ratio', '16'], /--full-finetune and --loraplus-lr-ratio/],
+      // --init-adapter's adapter_config.json sets the LoRA options (checked before it is read).
+      [['--init-adapter', dir!, '--lora-r', '8'], /--init-adapter and --lora-r/],
+      [['--init-adapter', dir!, '--use-dora'], /--init-adapter and --use-dora/],
+      [['--init-adapter', dir!, '--full-finetune'], /--full-finetune and --init-adapter/],
+      [['--init-adapter', dir!], /--init-adapter .*: cannot read .*adapter_config\.json/],
     ];
     for (const [args, message] of cases) {
       const out = join(dir!, 'refused');

@@ -313,7 +313,32 @@ export async function readCheckpointTrainState(
   const c = await verified(source, trainerStep);
   const optimizer = await readOptimizerState(c, params);
   const path = join(c.dir, ADAPTER_WEIGHTS_FILE);
-  const weights = parseSafetensors(c.files.get(ADAPTER_WEIGHTS_FILE)!, path);
+  const values = adapterValues(c.files.get(ADAPTER_WEIGHTS_FILE)!, path, params);
+  return { values, optimizer };
+}
+
+/**
+ * A PEFT adapter folder's weights in `params`' slot order (--init-adapter:
+ * training starts from them); every slot must be there, with its shape.
+ */
+export async function readAdapterValues(
+  dir: string,
+  params: TrainableParameters,
+): Promise<Float32Array> {
+  const path = join(dir, ADAPTER_WEIGHTS_FILE);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    throw new CheckpointError(
+      `${path}: cannot read the adapter's weights (${(error as Error).message})`,
+    );
+  }
+  return adapterValues(bytes, path, params);
+}
+
+function adapterValues(bytes: Uint8Array, path: string, params: TrainableParameters): Float32Array {
+  const weights = parseSafetensors(bytes, path);
   const values = new Float32Array(params.size);
   for (const slot of params.slots) {
     const key = peftSlotKey(slot.name);
@@ -327,5 +352,5 @@ export async function readCheckpointTrainState(
       );
     values.set(toFloat32(entry, key, path), slot.offset);
   }
-  return { values, optimizer };
+  return values;
 }

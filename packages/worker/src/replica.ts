@@ -37,6 +37,7 @@ import {
 } from '@lorafleet/models';
 import { copyTokenizerFiles } from './model-files.js';
 import {
+  readAdapterValues,
   readCheckpointTrainState,
   readTrainerState,
   writeCheckpointTensors,
@@ -92,6 +93,8 @@ export class Replica {
     try {
       const { train, trainLines, held } = await readRows(config, loaded.tokenizer);
       const { trained, params, pissaStart } = await trainables(model, config);
+      // --init-adapter: the adapter (made from its adapter_config.json) starts from its values.
+      if (config.initAdapter) params.write(await readAdapterValues(config.initAdapter, params));
       await storeBasesAs(model, config.baseDtype); // after PiSSA, if W was loaded f32 for it
       const step = new TrainingStep(
         model,

@@ -97,6 +97,12 @@ export interface RunConfig {
   /** Gradient checkpointing: each layer recomputed in backward (absent: activations kept). */
   gradientCheckpointing?: boolean;
   /**
+   * A PEFT adapter folder (as the workers see it) whose values every replica's
+   * adapter starts from (--init-adapter; `lora` is its adapter_config.json);
+   * absent: `lora.init`.
+   */
+  initAdapter?: string;
+  /**
    * A preference objective on preference pairs (rows.pairs): DPO against the
    * base model with the adapter off, or ORPO or SimPO without a reference; absent: SFT.
    */
@@ -194,11 +200,15 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
   return config;
 }
 
-/** The fields a run config carries only when their option is on: NEFTune, checkpointing, LoRA+, a preference objective. */
+/** The fields a run config carries only when their option is on: NEFTune, checkpointing, LoRA+, a preference objective, a starting adapter. */
 function optionalTrainingFields(
   c: Fields,
-): Pick<RunConfig, 'neftuneAlpha' | 'gradientCheckpointing' | 'loraplusLrRatio' | 'objective'> {
+): Pick<
+  RunConfig,
+  'neftuneAlpha' | 'gradientCheckpointing' | 'loraplusLrRatio' | 'objective' | 'initAdapter'
+> {
   return {
+    ...(c.has('initAdapter') ? { initAdapter: c.string('initAdapter') } : {}),
     ...(c.has('objective') ? { objective: preferenceObjective(c.object('objective')) } : {}),
     ...(c.has('neftuneAlpha')
       ? { neftuneAlpha: c.numberIn('neftuneAlpha', (x) => x > 0, '> 0') }

@@ -24,7 +24,7 @@ import { baseDtypeFor } from '../common.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
-import { peftLoraFrom } from '../training/peft-options.js';
+import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
 import { preferenceSettingsFrom } from '../training/objective-options.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */
@@ -75,7 +75,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     ? await prepareRows(evalFile, tokenizer, rows, '--eval-data')
     : undefined;
 
-  const lora = peftLoraFrom(o, modelConfig);
+  const lora = o.initAdapter ? await initAdapterLora(o) : peftLoraFrom(o, modelConfig);
   const { trainableParameters, totalParameters } = parameterCounts(o, modelConfig, lora);
   const seed = o.seed;
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
@@ -114,6 +114,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     ...(o.neftuneNoiseAlpha > 0 ? { neftuneAlpha: o.neftuneNoiseAlpha } : {}),
     ...(o.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
     ...(objective ? { objective } : {}),
+    ...(o.initAdapter ? { initAdapter: o.initAdapter } : {}),
   };
   return {
     config,

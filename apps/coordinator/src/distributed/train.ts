@@ -157,6 +157,7 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
           `${formatCount(plan.trainableParameters)} trainable parameters (${share})` +
           (config.loraplusLrRatio ? `; LoRA+: B learns at ${config.loraplusLrRatio}x --lr` : '') +
           baseNote(config.baseDtype, plan.modelConfig.bnbNf4 === true) +
+          (config.initAdapter ? `; starting from the adapter ${config.initAdapter}` : '') +
           (config.neftuneAlpha ? `; NEFTune noise alpha ${config.neftuneAlpha}` : ''),
   );
   if (config.objective) {

@@ -120,6 +120,11 @@ function checkDpoBase(
       `those modules train in place, ${offIsNotBase}`,
     ],
     ['lora-bias', o.loraBias !== 'none', `biases train in place, ${offIsNotBase}`],
+    [
+      'init-adapter',
+      o.initAdapter !== undefined,
+      "compares with the model with the adapter off, which is not where a trained adapter's training starts (TRL compares with a frozen copy of the adapter, not built here): merge the adapter first (lorafleet merge) and train DPO on the merged model",
+    ],
   ];
   const found = conflicts.find(([, on]) => on);
   if (found) throw clash('objective', found[0], `DPO ${found[2]}`);

@@ -1,10 +1,13 @@
 // PEFT's LoraConfig options of `lorafleet train` (target_modules as a
-// regex, layers_to_transform, rank/alpha patterns, modules_to_save, bias, DoRA),
-// how they become RunConfig.lora, and the pairs that contradict each other.
-import { PEFT_BIAS } from '@lorafleet/core';
+// regex, layers_to_transform, rank/alpha patterns, modules_to_save, bias, DoRA,
+// an adapter to train further), how they become RunConfig.lora, and the pairs
+// that contradict each other.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ADAPTER_CONFIG_FILE, PEFT_BIAS, peftConfigFromJson } from '@lorafleet/core';
 import { type ModelConfig, defaultLoraTargets } from '@lorafleet/models';
 import type { RunConfig } from '@lorafleet/worker';
-import { UsageError, defineOptions } from '../args.js';
+import { UsageError, defineOptions, givenOptions } from '../args.js';
 import type { TrainOptions } from './train-spec.js';
 
 export const peftOptions = defineOptions({
@@ -64,6 +67,14 @@ export const peftOptions = defineOptions({
     description:
       'DoRA (PEFT use_dora): each adapted linear layer also trains a magnitude per output, W = m (W0 + s B A) / ||W0 + s B A||; linear layers only',
   },
+  'init-adapter': {
+    aliases: ['resume_adapter'],
+    affects: 'math',
+    kind: 'string',
+    value: 'DIR',
+    description:
+      "a PEFT adapter folder to train further (PEFT's PeftModel.from_pretrained(..., is_trainable=True)): the adapter starts from its values, and its adapter_config.json sets the rank, alpha, targets and the other LoRA options",
+  },
   'lora-bias': {
     aliases: ['bias'],
     affects: 'math',
@@ -116,6 +127,51 @@ function layerNumbers(items: readonly string[] | undefined): number[] | undefine
   });
 }
 
+/** What --init-adapter's adapter_config.json sets, refused beside it. */
+const SET_BY_ADAPTER = [
+  'lora-r',
+  'lora-alpha',
+  'rslora',
+  'init',
+  ...PEFT_OPTION_NAMES.filter((name) => name !== 'init-adapter'),
+];
+
+/**
+ * RunConfig.lora of --init-adapter: its adapter_config.json's settings (the
+ * LoRA dropout too, unless --lora-dropout is given).
+ */
+export async function initAdapterLora(o: TrainOptions): Promise<RunConfig['lora']> {
+  const dir = o.initAdapter!;
+  const path = join(dir, ADAPTER_CONFIG_FILE);
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new UsageError(
+      `train: --init-adapter ${dir}: cannot read ${path} (${(error as Error).message}); give a PEFT adapter folder (adapter_config.json, adapter_model.safetensors), e.g. a run's adapter/`,
+    );
+  }
+  const c = peftConfigFromJson(json, path);
+  const lora: RunConfig['lora'] = {
+    r: c.r,
+    alpha: c.loraAlpha,
+    dropout: givenOptions(o).has('lora-dropout') ? o.loraDropout : c.loraDropout,
+    rslora: c.useRslora,
+    init: c.initLoraWeights === 'gaussian' ? 'gaussian' : 'kaiming',
+    targets: typeof c.targetModules === 'string' ? c.targetModules : [...c.targetModules],
+  };
+  if (c.layersToTransform) lora.layersToTransform = [...c.layersToTransform];
+  if (c.layersPattern) lora.layersPattern = [...c.layersPattern];
+  if (c.rankPattern && Object.keys(c.rankPattern).length > 0)
+    lora.rankPattern = { ...c.rankPattern };
+  if (c.alphaPattern && Object.keys(c.alphaPattern).length > 0)
+    lora.alphaPattern = { ...c.alphaPattern };
+  if (c.modulesToSave?.length) lora.modulesToSave = [...c.modulesToSave];
+  if (c.bias !== 'none') lora.bias = c.bias;
+  if (c.useDora) lora.useDora = true;
+  return lora;
+}
+
 /** RunConfig.lora from the options; PEFT's defaults leave their fields out. */
 export function peftLoraFrom(o: TrainOptions, modelConfig: ModelConfig): RunConfig['lora'] {
   const lora: RunConfig['lora'] = {
@@ -145,6 +201,10 @@ export function checkPeftOptions(
   clash: (a: string, b: string, why: string) => Error,
   init: string,
 ): void {
+  if (given.has('init-adapter')) {
+    const set = SET_BY_ADAPTER.find((name) => given.has(name));
+    if (set) throw clash('init-adapter', set, "the adapter's adapter_config.json sets it");
+  }
   if (given.has('target') && given.has('target-regex'))
     throw clash('target', 'target-regex', 'give the modules as names or as one regular expression');
   for (const layerOption of ['layers-to-transform', 'layers-pattern']) {

@@ -86,6 +86,7 @@ const ADDED_LATER: Record<string, unknown> = {
   'simpo-gamma': DEFAULT_SIMPO_GAMMA,
   'cpo-loss': 'sigmoid',
   'cpo-alpha': null,
+  'init-adapter': null,
 };
 
 /** Math options renamed since: the old name, the new one, and the old value as the new option records it. */
