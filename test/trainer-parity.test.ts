@@ -1,5 +1,5 @@
 // `lorafleet train` against transformers' Trainer with PEFT, as users run
-// them today: a GPT-2 that transformers makes, a LoRA adapter trained a
+// them today: a GPT-2 and a Llama that transformers makes, a LoRA adapter trained a
 // little by lorafleet, then trained further by both from the same values
 // (`--init-adapter`; PeftModel.from_pretrained(..., is_trainable=True)) with
 // AdamW, warmup and linear decay, weight decay and clipping, on 1 and 2
@@ -32,105 +32,91 @@ const rowArgs = (data: string) => [
   ...['--packing', 'pad', '--lora-dropout', '0', '--no-dashboard'],
 ];
 
+interface TrainerRun {
+  losses: number[];
+  moved: number;
+  compare: Record<string, { maxAbsDiff: number; elements: number; over1PercentOfMoved: number }>;
+}
+
+/** ROWS {"input_ids"} lines of SEQ byte tokens. */
+function randomRows(seed: number): string {
+  const rng = new Rng(seed);
+  const ids = () => Array.from({ length: SEQ }, () => Math.floor(rng.uniform() * 256));
+  return Array.from({ length: ROWS }, () => JSON.stringify({ input_ids: ids() })).join('\n') + '\n';
+}
+
+/** Each step's training loss from a run's metrics.jsonl. */
+function stepLosses(metrics: string): number[] {
+  return readFileSync(metrics, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { step?: number; loss?: number })
+    .filter((m) => m.step !== undefined && m.loss !== undefined)
+    .map((m) => m.loss!);
+}
+
 describe('lorafleet train against transformers Trainer + PEFT', () => {
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  it('trains an adapter further (--init-adapter) to the adapter Trainer trains, step losses equal, 1 and 2 workers', () => {
-    const model = join(out, 'tiny');
-    run(referencePython(), ['test/gpu/reference.py', 'make-tiny', '--dir', model]);
-    const rng = new Rng(3);
-    const data = join(out, 'rows.jsonl');
-    const rows = Array.from({ length: ROWS }, () =>
-      JSON.stringify({
-        input_ids: Array.from({ length: SEQ }, () => Math.floor(rng.uniform() * 256)),
-      }),
-    );
-    writeFileSync(data, rows.join('\n') + '\n');
-    // A start away from B = 0: two steps of lorafleet's own.
-    run(process.execPath, [
-      CLI,
-      'train',
-      '--model',
-      model,
-      ...rowArgs(data),
-      '--out',
-      join(out, 'init'),
-      '--steps',
-      '2',
-      '--lora-r',
-      '4',
-      '--target',
-      'c_attn,c_proj,c_fc',
-      '--lr',
-      '0.02',
-    ]);
-    const init = join(out, 'init', 'adapter');
-    const settings = { steps: STEPS, lr: 0.01, warmup: 1, weightDecay: 0.01, maxGradNorm: 1.0 };
-    const said: Record<number, string> = {};
-    for (const workers of [1, 2]) {
-      said[workers] = run(process.execPath, [
-        CLI,
-        'train',
-        '--model',
-        model,
-        ...rowArgs(data),
-        '--out',
-        join(out, `w${workers}`),
-        '--init-adapter',
-        init,
-        '--workers',
-        String(workers),
-        '--steps',
-        String(STEPS),
-        '--lr',
-        String(settings.lr),
-        '--warmup-steps',
-        String(settings.warmup),
-        '--schedule',
-        'linear',
-        '--weight-decay',
-        String(settings.weightDecay),
-        '--max-grad-norm',
-        String(settings.maxGradNorm),
-      ]);
-    }
-    expect(said[1]).toContain(`starting from the adapter ${init}`);
-    const spec = join(out, 'spec.json');
-    const folders = [1, 2].map((w) => join(out, `w${w}`, 'adapter'));
-    writeFileSync(
-      spec,
-      JSON.stringify({ model, adapter: init, data, ...settings, compare: folders }),
-    );
-    const printed = run(referencePython(), ['test/reference/peft_trainer.py', spec])
-      .trim()
-      .split('\n');
-    const trainer = JSON.parse(printed.at(-1)!) as {
-      losses: number[];
-      moved: number;
-      compare: Record<
-        string,
-        { maxAbsDiff: number; elements: number; over1PercentOfMoved: number }
-      >;
-    };
+  // A GPT-2 (Conv1D layers, LayerNorm, tied head) and a Llama (GQA, llama3 rotary scaling,
+  // RMSNorm, SwiGLU, untied head), each made by transformers.
+  const MODELS = {
+    gpt2: { make: ['make-tiny', '--dir'], folder: '', targets: 'c_attn,c_proj,c_fc' },
+    llama: { make: ['make-families', '--dir'], folder: 'llama', targets: 'all-linear' },
+  };
 
-    expect(trainer.losses).toHaveLength(STEPS);
-    expect(trainer.moved).toBeGreaterThan(0.01); // the steps moved the adapter (lr 0.01 after warmup)
-    for (const workers of [1, 2]) {
-      const losses = readFileSync(join(out, `w${workers}`, 'metrics.jsonl'), 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l) as { step?: number; loss?: number })
-        .filter((m) => m.step !== undefined && m.loss !== undefined)
-        .map((m) => m.loss!);
-      expect(losses).toHaveLength(STEPS);
-      losses.forEach((l, i) =>
-        expect(Math.abs(l - trainer.losses[i]!), `${workers}: step ${i + 1}`).toBeLessThan(1e-4),
+  it.each(Object.keys(MODELS) as (keyof typeof MODELS)[])(
+    '%s: trains an adapter further (--init-adapter) to the adapter Trainer trains, step losses equal, 1 and 2 workers',
+    (name) => {
+      const { make, folder, targets } = MODELS[name];
+      const work = join(out, name);
+      run(referencePython(), ['test/gpu/reference.py', ...make, join(work, 'made')]);
+      const model = join(work, 'made', folder);
+      const data = join(work, 'rows.jsonl');
+      writeFileSync(data, randomRows(3));
+      const train = (dir: string, options: Record<string, string | number>) =>
+        run(process.execPath, [
+          ...[CLI, 'train', '--model', model, '--out', join(work, dir), ...rowArgs(data)],
+          ...Object.entries(options).flatMap(([k, v]) => [`--${k}`, String(v)]),
+        ]);
+      // A start away from B = 0: two steps of lorafleet's own.
+      train('init', { steps: 2, 'lora-r': 4, target: targets, lr: 0.02 });
+      const init = join(work, 'init', 'adapter');
+      const settings = { steps: STEPS, lr: 0.01, warmup: 1, weightDecay: 0.01, maxGradNorm: 1.0 };
+      const said = [1, 2].map((workers) =>
+        train(`w${workers}`, {
+          ...{ 'init-adapter': init, workers, steps: STEPS, lr: settings.lr },
+          ...{ 'warmup-steps': settings.warmup, schedule: 'linear' },
+          ...{ 'weight-decay': settings.weightDecay, 'max-grad-norm': settings.maxGradNorm },
+        }),
       );
-      // Every element within 1% of the largest movement but AdamW's few near-zero-gradient
-      // ones (float32 here, float64 there), and those within 10% of it.
-      const c = trainer.compare[folders[workers - 1]!]!;
-      expect(c.over1PercentOfMoved, `${workers} workers`).toBeLessThanOrEqual(c.elements / 1000);
-      expect(c.maxAbsDiff, `${workers} workers`).toBeLessThan(0.1 * trainer.moved);
-    }
-  }, 300_000);
+      expect(said[0]).toContain(`starting from the adapter ${init}`);
+      const spec = join(work, 'spec.json');
+      const folders = [1, 2].map((w) => join(work, `w${w}`, 'adapter'));
+      writeFileSync(
+        spec,
+        JSON.stringify({ model, adapter: init, data, ...settings, compare: folders }),
+      );
+      const printed = run(referencePython(), ['test/reference/peft_trainer.py', spec]);
+      const trainer = JSON.parse(printed.trim().split('\n').at(-1)!) as TrainerRun;
+
+      expect(trainer.losses).toHaveLength(STEPS);
+      expect(trainer.moved).toBeGreaterThan(0.01); // the steps moved the adapter (lr 0.01 after warmup)
+      for (const [i, workers] of [1, 2].entries()) {
+        const losses = stepLosses(join(work, `w${workers}`, 'metrics.jsonl'));
+        expect(losses).toHaveLength(STEPS);
+        losses.forEach((l, step) =>
+          expect(Math.abs(l - trainer.losses[step]!), `${workers}: step ${step + 1}`).toBeLessThan(
+            1e-4,
+          ),
+        );
+        // Every element within 1% of the largest movement but AdamW's few near-zero-gradient
+        // ones (float32 here, float64 there), and those within 10% of it.
+        const c = trainer.compare[folders[i]!]!;
+        expect(c.over1PercentOfMoved, `${workers} workers`).toBeLessThanOrEqual(c.elements / 1000);
+        expect(c.maxAbsDiff, `${workers} workers`).toBeLessThan(0.1 * trainer.moved);
+      }
+    },
+    300_000,
+  );
 });
