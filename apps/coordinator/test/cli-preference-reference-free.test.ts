@@ -61,7 +61,7 @@ describe('train --objective orpo, simpo and cpo (no reference model)', () => {
     expect(one.code, one.stderr).toBe(0);
     expect(two.code, two.stderr).toBe(0);
     expect(one.stdout).toContain(
-      "objective: ORPO (beta 0.5), the chosen response's NLL plus beta x the odds-ratio loss, no reference model; no dropout",
+      "objective: ORPO (beta 0.5), the chosen prompt and response's NLL plus beta x the odds-ratio loss, no reference model; no dropout",
     );
     const ready = `${two.stdout}${two.stderr}`.match(/, ORPO beta 0.5; ready/g);
     expect(ready).toHaveLength(2);
@@ -168,12 +168,12 @@ describe('train --objective orpo, simpo and cpo (no reference model)', () => {
       evaluate('simpo'),
       lorafleet([
         'eval',
-        ...['--model', model, '--data', heldOut, '--seq-len', '24', '--objective', 'orpo'],
-        ...['--beta', '1e-9', '--json'],
+        ...['--model', model, '--data', heldOut, '--seq-len', '24', '--objective', 'cpo'],
+        ...['--beta', '1e-9', '--cpo-alpha', '1', '--json'],
       ]),
     ]);
-    // ORPO at a vanishing beta is the chosen responses' mean NLL alone.
-    const chosenNll = (JSON.parse(nll.stdout) as { loss: number }).loss;
+    // CPO at a vanishing beta is log 2 plus alpha x the chosen responses' mean NLL.
+    const chosenNll = (JSON.parse(nll.stdout) as { loss: number }).loss - Math.LN2;
     const simpoLoss = (JSON.parse(simpoBase.stdout) as { loss: number }).loss;
     expect(evalOf(cpoSimpo.stdout, 'before', 'SimPO').loss).toBeCloseTo(
       simpoLoss + 0.5 * chosenNll,

@@ -74,6 +74,7 @@ export {
   type SimpoSettings,
   averageLogps,
   cpoPairLosses,
+  orpoLogps,
   orpoPairLosses,
   pairLogps,
   pairRewards,

@@ -23,6 +23,7 @@ import {
   averageLogps,
   cpoCompares,
   cpoPairLosses,
+  orpoLogps,
   orpoPairLosses,
   pairLogps,
   pairRewards,
@@ -87,8 +88,26 @@ const PREPARE: {
       dispose: () => ref.dispose(),
     };
   },
-  orpo: (model, batch, settings) => referenceFree(model, batch, settings, orpoPairLosses),
-  simpo: (model, batch, settings) => referenceFree(model, batch, settings, simpoPairLosses),
+  // TRL's ORPO rewards: beta times the responses' mean log-probabilities
+  orpo: (model, batch, settings) => ({
+    scores: (options) =>
+      tf.tidy(() => {
+        const { means: logps, chosenNll } = orpoLogps(model, batch, options); // [2B], [B]
+        const [chosen, rejected] = pairRewards(logps, settings.beta);
+        return { losses: orpoPairLosses(logps, chosenNll, settings), chosen, rejected, logps };
+      }),
+    dispose: () => {},
+  }),
+  // TRL's SimPO rewards: beta times the mean log-probabilities
+  simpo: (model, batch, settings) => ({
+    scores: (options) =>
+      tf.tidy(() => {
+        const logps = averageLogps(model, batch, options); // [2B]
+        const [chosen, rejected] = pairRewards(logps, settings.beta);
+        return { losses: simpoPairLosses(logps, settings), chosen, rejected, logps };
+      }),
+    dispose: () => {},
+  }),
   // TRL's CPO rewards: beta times the log-probabilities its loss compares (summed; IPO's means)
   cpo: (model, batch, settings) => ({
     scores: (options) =>
@@ -101,24 +120,6 @@ const PREPARE: {
     dispose: () => {},
   }),
 };
-
-/** ORPO and SimPO: rewards are beta times the length-averaged log-probabilities. */
-function referenceFree<S extends OrpoSettings | SimpoSettings>(
-  model: CausalLM,
-  batch: TokenBatch,
-  settings: S,
-  pairLosses: (avgLogps: tf.Tensor1D, s: S) => tf.Tensor1D,
-): PreparedPairs {
-  return {
-    scores: (options) =>
-      tf.tidy(() => {
-        const logps = averageLogps(model, batch, options); // [2B]
-        const [chosen, rejected] = pairRewards(logps, settings.beta);
-        return { losses: pairLosses(logps, settings), chosen, rejected, logps };
-      }),
-    dispose: () => {},
-  };
-}
 
 export function preparePairs(
   model: CausalLM,

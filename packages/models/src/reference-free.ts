@@ -6,15 +6,17 @@
 //   c = mean log pi(y_t | y_<t) over the chosen response's labelled tokens,
 //   r = the same over the rejected response's,
 // and need one forward pass of the policy, no reference pass:
-//   ORPO:  loss = -c - beta log sigmoid(log odds(c) - log odds(r)),
+//   ORPO:  loss = NLL(prompt + chosen) - beta log sigmoid(log odds(c) - log odds(r)),
 //          log odds(p) = p - log(1 - exp(p))      (the odds of mean probability exp(p))
 //   SimPO: loss = -log sigmoid(beta (c - r) - gamma)   (+ alpha (-c): TRL's CPO-SimPO)
 //   CPO:   loss = DPO's sigmoid, hinge or IPO loss on C - R, no reference,
 //                 + alpha (-c)
 // where CPO's C and R are the summed log-probabilities (the means for IPO).
-// -c is the chosen response's mean token NLL, per pair as ORPO's L_SFT
-// (TRL averages its NLL terms over the micro-batch's chosen tokens instead;
-// the two agree when a batch's chosen responses have one length). Rewards,
+// -c is the chosen response's mean token NLL, per pair (SimPO's and CPO's
+// NLL term); ORPO's is TRL's ORPOTrainer's, over the chosen prompt and
+// response (orpoLogps). TRL averages its NLL terms over the micro-batch's
+// chosen tokens instead; the two agree when a batch's chosen sequences have
+// one length. Rewards,
 // as TRL logs them, are beta times what the loss compares: c and r (ORPO,
 // SimPO), C and R (CPO).
 import { tf } from '@lorafleet/core';
@@ -26,7 +28,8 @@ import {
   pairSequences,
   sequenceLogps,
 } from './dpo.js';
-import type { TokenBatch } from './labels.js';
+import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
+import { positionNll } from './loss.js';
 
 export interface OrpoSettings {
   /** TRL's ORPOConfig.beta, the paper's lambda: the odds-ratio term's weight (default 0.1). */
@@ -76,14 +79,60 @@ function sides(v: tf.Tensor1D): [tf.Tensor1D, tf.Tensor1D] {
 const log1mExp = (p: tf.Tensor1D): tf.Tensor1D =>
   tf.log(tf.neg(tf.expm1(tf.minimum(p, -1e-12)))) as tf.Tensor1D;
 
-/** ORPO's loss per pair, [B], from the length-averaged log-probabilities [2B]. */
-export function orpoPairLosses(avgLogps: tf.Tensor1D, { beta }: OrpoSettings): tf.Tensor1D {
+/**
+ * ORPO's loss per pair, [B], from the responses' length-averaged
+ * log-probabilities [2B] and each chosen sequence's mean NLL [B] (orpoLogps).
+ */
+export function orpoPairLosses(
+  avgLogps: tf.Tensor1D,
+  chosenNll: tf.Tensor1D,
+  { beta }: OrpoSettings,
+): tf.Tensor1D {
   return tf.tidy(() => {
     const [c, r] = sides(avgLogps); // [B] each
     const logOdds = tf.sub(tf.sub(c, r), tf.sub(log1mExp(c), log1mExp(r)));
     // -log sigmoid(z) = softplus(-z)
-    return tf.add(tf.neg(c), tf.mul(tf.softplus(tf.neg(logOdds)), beta)) as tf.Tensor1D;
+    return tf.add(chosenNll, tf.mul(tf.softplus(tf.neg(logOdds)), beta)) as tf.Tensor1D;
   });
+}
+
+/**
+ * ORPO's inputs from one policy pass: each response's mean log-probability
+ * over its labelled tokens [2B], and each chosen sequence's mean NLL over its
+ * prompt and response [B]: TRL's ORPOTrainer takes its NLL term "over the
+ * full prompt and response", every token after the first.
+ */
+export function orpoLogps(
+  model: CausalLM,
+  batch: TokenBatch,
+  options: ForwardPassOptions = {},
+): { means: tf.Tensor1D; chosenNll: tf.Tensor1D } {
+  const seqs = pairSequences(batch);
+  const whole = withChosenPrompts(seqs);
+  const { batchSize: S, seqLen: T } = seqs;
+  const V = model.modelConfig.vocabSize;
+  const response = Float32Array.from(shiftedLabels(seqs, V), (l) => (l === IGNORE_INDEX ? 0 : 1));
+  const counts = labelledTokenCounts(seqs, V).map((n) => Math.max(n, 1)); // [S]
+  const wholeCounts = labelledTokenCounts(whole, V).map((n) => Math.max(n, 1));
+  return tf.tidy(() => {
+    const nll = positionNll(model, whole, options).reshape([S, T]); // [S, T], 0 unlabelled
+    const responseNll = tf.sum(tf.mul(nll, tf.tensor2d(response, [S, T])), 1); // [S]
+    const means = tf.neg(tf.div(responseNll, tf.tensor1d(counts))) as tf.Tensor1D;
+    const [chosenNll] = sides(tf.div(tf.sum(nll, 1), tf.tensor1d(wholeCounts)) as tf.Tensor1D);
+    return { means, chosenNll };
+  });
+}
+
+/** 2B sequences with each chosen one's prompt labelled too (from its second token). */
+function withChosenPrompts(seqs: TokenBatch): TokenBatch {
+  const { batchSize: S, seqLen: T } = seqs;
+  const labels = Int32Array.from(seqs.labels);
+  for (let s = 0; s < S; s += 2) {
+    const row = labels.subarray(s * T, (s + 1) * T);
+    const first = row.findIndex((l) => l !== IGNORE_INDEX);
+    for (let t = 1; t < first; t++) row[t] = seqs.ids[s * T + t]!;
+  }
+  return { ...seqs, labels };
 }
 
 /** SimPO's loss per pair, [B], from the length-averaged log-probabilities [2B]. */

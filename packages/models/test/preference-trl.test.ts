@@ -39,19 +39,52 @@ const LORA: PeftLoraOptions = {
   rslora: false,
   targets: ['c_attn', 'c_proj', 'c_fc'],
 };
+/** A case: the project's settings, and TRL's trainer and config for the same loss. */
+type Case = { ours: PreferenceSettings; trl: Record<string, unknown> };
+
 /** Every DPO loss type the project has, with TRL's label_smoothing where it reads one. */
-const CASES: { loss: DpoLossType; beta: number; label_smoothing?: number }[] = [
-  { loss: 'sigmoid', beta: 0.5 },
-  { loss: 'ipo', beta: 0.5 },
-  { loss: 'hinge', beta: 0.2 },
-  { loss: 'robust', beta: 0.5, label_smoothing: 0.1 },
-  { loss: 'exo_pair', beta: 0.5, label_smoothing: 1e-3 },
-  { loss: 'sppo_hard', beta: 0.5 },
-  { loss: 'nca_pair', beta: 0.5 },
-  { loss: 'apo_zero', beta: 0.5 },
-  { loss: 'apo_down', beta: 0.5 },
-  { loss: 'bco_pair', beta: 0.5 },
-  { loss: 'sigmoid_norm', beta: 0.5 },
+const DPO_CASES: Case[] = (
+  [
+    { loss: 'sigmoid', beta: 0.5 },
+    { loss: 'ipo', beta: 0.5 },
+    { loss: 'hinge', beta: 0.2 },
+    { loss: 'robust', beta: 0.5, label_smoothing: 0.1 },
+    { loss: 'exo_pair', beta: 0.5, label_smoothing: 1e-3 },
+    { loss: 'sppo_hard', beta: 0.5 },
+    { loss: 'nca_pair', beta: 0.5 },
+    { loss: 'apo_zero', beta: 0.5 },
+    { loss: 'apo_down', beta: 0.5 },
+    { loss: 'bco_pair', beta: 0.5 },
+    { loss: 'sigmoid_norm', beta: 0.5 },
+  ] as { loss: DpoLossType; beta: number; label_smoothing?: number }[]
+).map((c) => ({
+  ours: { kind: 'dpo', beta: c.beta, loss: c.loss, labelSmoothing: c.label_smoothing },
+  trl: { trainer: 'dpo', ...c },
+}));
+
+/** trl.experimental's CPOTrainer (CPO, SimPO, CPO-SimPO) and ORPOTrainer. */
+const REFERENCE_FREE_CASES: Case[] = [
+  { ours: { kind: 'orpo', beta: 0.3 }, trl: { trainer: 'orpo', beta: 0.3 } },
+  {
+    ours: { kind: 'simpo', beta: 2, gamma: 0.7 },
+    trl: { trainer: 'cpo', loss: 'simpo', beta: 2, gamma: 0.7, alpha: 0 },
+  },
+  {
+    ours: { kind: 'simpo', beta: 2, gamma: 0.7, alpha: 0.4 },
+    trl: { trainer: 'cpo', loss: 'simpo', beta: 2, gamma: 0.7, alpha: 0.4 },
+  },
+  {
+    ours: { kind: 'cpo', beta: 0.05, alpha: 0.8 },
+    trl: { trainer: 'cpo', loss: 'sigmoid', beta: 0.05, alpha: 0.8 },
+  },
+  {
+    ours: { kind: 'cpo', beta: 0.2, alpha: 1, loss: 'hinge' },
+    trl: { trainer: 'cpo', loss: 'hinge', beta: 0.2, alpha: 1 },
+  },
+  {
+    ours: { kind: 'cpo', beta: 0.5, alpha: 0.3, loss: 'ipo' },
+    trl: { trainer: 'cpo', loss: 'ipo', beta: 0.5, alpha: 0.3 },
+  },
 ];
 
 interface TrlCase {
@@ -103,86 +136,137 @@ beforeAll(async () => {
 
 afterAll(() => rm(root, { recursive: true, force: true }));
 
-describe('DPO against TRL itself (trl.DPOTrainer, transformers, peft)', () => {
-  it("every loss type's loss and LoRA gradient equal TRL's", async () => {
-    const base = join(root, 'base');
-    const config = modelConfigFromJson(GPT2, 'gpt2 test config');
-    await writeModelFolder(base, config, randomModelWeights(config, 41));
-    const { model } = await loadModel(base);
-    const trained = await addPeftLora(model, 'default', LORA, { kind: 'kaiming' }, 5);
-    const randn = normals(6);
-    const theta = trained.params.read().map((v) => v + 0.3 * randn()); // B != 0: policy != reference
-    trained.params.write(theta);
-    const save = async (dir: string) =>
-      savePeftAdapter(
-        dir,
-        await exportPeftAdapter(trained, 'default', LORA, {
-          initLoraWeights: true,
-          baseModelNameOrPath: base,
-          taskType: 'CAUSAL_LM',
-        }),
-      );
-    await save(join(root, 'adapter'));
-
-    const batch = pairBatch(3, 51);
-    const casesPath = join(root, 'cases.json');
-    await writeFile(casesPath, JSON.stringify({ pairs: trlPairs(batch), settings: CASES }));
-    const { stdout } = await run(
-      referencePython(),
-      [REFERENCE, base, join(root, 'adapter'), casesPath],
-      {
-        maxBuffer: 64 << 20,
-      },
-    );
-    const trl = (JSON.parse(stdout) as { cases: TrlCase[] }).cases;
-
-    for (const [i, c] of CASES.entries()) {
-      const label = JSON.stringify(c);
-      const settings: PreferenceSettings = {
-        kind: 'dpo',
-        beta: c.beta,
-        loss: c.loss,
-        labelSmoothing: c.label_smoothing,
-      };
-      trained.params.write(theta);
-      const loss = objectiveOf(settings).loss(model, batch, {});
-      // The project sums over pairs; TRL takes the mean: both gradients scaled to TRL's.
-      const { loss: sum, grads } = trained.params.lossAndGrads(() => loss.sum());
-      const logs = logsOf((await loss.stats()!.data()) as Float32Array, batch.batchSize);
-      loss.dispose();
-      const want = trl[i]!;
-      expect(Object.keys(logs).sort()).toEqual(Object.keys(want.logs).sort());
-      for (const [name, value] of Object.entries(want.logs))
-        expect(Math.abs(logs[name]! - value), `${label}: ${name}`).toBeLessThan(
-          1e-5 * Math.max(1, Math.abs(value)),
-        );
-      expect(Math.abs(sum / batch.batchSize - want.loss), label).toBeLessThan(
-        1e-5 * Math.max(1, Math.abs(want.loss)),
-      );
-      trained.params.write(grads.map((g) => g / batch.batchSize));
-      await save(join(root, `grads-${i}`));
-      const ours = await loadPeftAdapter(join(root, `grads-${i}`));
-      let [largest, diff, modules] = [0, 0, 0];
-      for (const [path, m] of ours.modules) {
-        const ref = want.grads[path];
-        expect(ref, `${label}: ${path}`).toBeDefined();
-        for (const [got, expected] of [
-          [m.a, ref!.a],
-          [m.b, ref!.b],
-        ] as const) {
-          expect(got.length).toBe(expected.length);
-          got.forEach((g, j) => {
-            largest = Math.max(largest, Math.abs(expected[j]!));
-            diff = Math.max(diff, Math.abs(g - expected[j]!));
-          });
-        }
-        modules++;
-      }
-      expect(modules, label).toBe(8); // 2 layers x c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
-      expect(largest, label).toBeGreaterThan(1e-4);
-      expect(diff, label).toBeLessThan(1e-5 * largest);
+/**
+ * The pairs of `batch` with every chosen response cut to the shortest one's
+ * length: TRL's CPO and ORPO take the chosen NLL's mean over the batch's
+ * tokens, the project's per pair, which agree when the lengths do.
+ */
+function sameChosenLength(batch: TokenBatch): TokenBatch {
+  const ids = Int32Array.from(batch.ids);
+  const labels = Int32Array.from(batch.labels);
+  const labelled = (b: number) => {
+    const row = labels.subarray(2 * b * T, (2 * b + 1) * T);
+    return [
+      row.findIndex((l) => l !== IGNORE_INDEX),
+      row.findLastIndex((l) => l !== IGNORE_INDEX) + 1,
+    ];
+  };
+  const spans = Array.from({ length: batch.batchSize }, (_, b) => labelled(b));
+  const shortest = Math.min(...spans.map(([first, end]) => end! - first!));
+  spans.forEach(([first], b) => {
+    for (let t = first! + shortest; t < T; t++) {
+      ids[2 * b * T + t] = 0;
+      labels[2 * b * T + t] = IGNORE_INDEX;
     }
-    trained.params.write(theta);
-    model.dispose();
+  });
+  return { ...batch, ids, labels };
+}
+
+interface Fixture {
+  model: Awaited<ReturnType<typeof loadModel>>['model'];
+  trained: Awaited<ReturnType<typeof addPeftLora>>;
+  theta: Float32Array;
+  base: string;
+  save: (dir: string) => Promise<void>;
+}
+
+/** A GPT-2 folder and a PEFT adapter with B != 0 (the policy is not the reference). */
+async function fixture(): Promise<Fixture> {
+  const base = join(root, 'base');
+  const config = modelConfigFromJson(GPT2, 'gpt2 test config');
+  await writeModelFolder(base, config, randomModelWeights(config, 41));
+  const { model } = await loadModel(base);
+  const trained = await addPeftLora(model, 'default', LORA, { kind: 'kaiming' }, 5);
+  const randn = normals(6);
+  const theta = trained.params.read().map((v) => v + 0.3 * randn());
+  trained.params.write(theta);
+  const save = async (dir: string) =>
+    savePeftAdapter(
+      dir,
+      await exportPeftAdapter(trained, 'default', LORA, {
+        initLoraWeights: true,
+        baseModelNameOrPath: base,
+        taskType: 'CAUSAL_LM',
+      }),
+    );
+  await save(join(root, 'adapter'));
+  return { model, trained, theta, base, save };
+}
+
+/** TRL's loss, gradient and logs for each case on `batch`, against the project's. */
+async function expectTrl(f: Fixture, cases: Case[], batch: TokenBatch, name: string) {
+  const casesPath = join(root, `${name}.json`);
+  const settings = cases.map((c) => c.trl);
+  await writeFile(casesPath, JSON.stringify({ pairs: trlPairs(batch), settings }));
+  const { stdout } = await run(
+    referencePython(),
+    [REFERENCE, f.base, join(root, 'adapter'), casesPath],
+    {
+      maxBuffer: 64 << 20,
+    },
+  );
+  const trl = (JSON.parse(stdout) as { cases: TrlCase[] }).cases;
+  for (const [i, c] of cases.entries()) {
+    const label = JSON.stringify(c.trl);
+    f.trained.params.write(f.theta);
+    const loss = objectiveOf(c.ours).loss(f.model, batch, {});
+    // The project sums over pairs; TRL takes the mean: both gradients scaled to TRL's.
+    const { loss: sum, grads } = f.trained.params.lossAndGrads(() => loss.sum());
+    const logs = logsOf((await loss.stats()!.data()) as Float32Array, batch.batchSize);
+    loss.dispose();
+    const want = trl[i]!;
+    expect(Object.keys(logs).sort()).toEqual(Object.keys(want.logs).sort());
+    for (const [key, value] of Object.entries(want.logs))
+      expect(Math.abs(logs[key]! - value), `${label}: ${key}`).toBeLessThan(
+        1e-5 * Math.max(1, Math.abs(value)),
+      );
+    expect(Math.abs(sum / batch.batchSize - want.loss), label).toBeLessThan(
+      1e-5 * Math.max(1, Math.abs(want.loss)),
+    );
+    f.trained.params.write(grads.map((g) => g / batch.batchSize));
+    await f.save(join(root, `grads-${name}-${i}`));
+    expectGrads(await loadPeftAdapter(join(root, `grads-${name}-${i}`)), want.grads, label);
+  }
+  f.trained.params.write(f.theta);
+}
+
+/** Each module's A and B gradient within 1e-5 of the largest element of TRL's. */
+function expectGrads(
+  ours: Awaited<ReturnType<typeof loadPeftAdapter>>,
+  trl: TrlCase['grads'],
+  label: string,
+): void {
+  let [largest, diff, modules] = [0, 0, 0];
+  for (const [path, m] of ours.modules) {
+    const ref = trl[path];
+    expect(ref, `${label}: ${path}`).toBeDefined();
+    for (const [got, expected] of [
+      [m.a, ref!.a],
+      [m.b, ref!.b],
+    ] as const) {
+      expect(got.length).toBe(expected.length);
+      got.forEach((g, j) => {
+        largest = Math.max(largest, Math.abs(expected[j]!));
+        diff = Math.max(diff, Math.abs(g - expected[j]!));
+      });
+    }
+    modules++;
+  }
+  expect(modules, label).toBe(8); // 2 layers x c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
+  expect(largest, label).toBeGreaterThan(1e-4);
+  expect(diff, label).toBeLessThan(1e-5 * largest);
+}
+
+describe('the preference objectives against TRL itself (its trainers, transformers, peft)', () => {
+  it("trl.DPOTrainer: every loss type's loss, LoRA gradient and logs", async () => {
+    const f = await fixture();
+    await expectTrl(f, DPO_CASES, pairBatch(3, 51), 'dpo');
+    f.model.dispose();
+  }, 120_000);
+
+  it("trl.experimental's ORPOTrainer and CPOTrainer (CPO, SimPO, CPO-SimPO): loss, LoRA gradient and logs", async () => {
+    const f = await fixture();
+    await expectTrl(f, REFERENCE_FREE_CASES, sameChosenLength(pairBatch(3, 51)), 'reference-free');
+    f.model.dispose();
   }, 120_000);
 });

@@ -1,7 +1,8 @@
 // ORPO, SimPO and CPO (reference-free.ts, objective.ts) against independent
 // statements of them, in float64 from the model's logits:
 // - each loss is its paper's formula on length-averaged log-probabilities
-//   (ORPO: -c - beta log sigmoid(log odds c - log odds r); SimPO:
+//   (ORPO: TRL's NLL over the chosen prompt and response - beta log
+//   sigmoid(log odds c - log odds r); SimPO:
 //   -log sigmoid(beta (c - r) - gamma), + alpha (-c) for TRL's CPO-SimPO)
 //   or, for CPO, TRL's cpo_loss on summed ones (the means for IPO) plus
 //   alpha times the chosen response's mean NLL;
@@ -51,7 +52,8 @@ const CPO_HINGE: PreferenceSettings = { kind: 'cpo', beta: 0.05, alpha: 1, loss:
 const CPO_IPO: PreferenceSettings = { kind: 'cpo', beta: BETA, alpha: 0.3, loss: 'ipo' };
 const ALL = [ORPO, SIMPO, CPO_SIMPO, CPO, CPO_HINGE, CPO_IPO];
 
-type Side = { mean: number; sum: number };
+/** A sequence's mean and summed log-probability over its response; a chosen one's also over its prompt too. */
+type Side = { mean: number; sum: number; tokens: number; whole: { sum: number; tokens: number } };
 
 const logSigmoid = (x: number) => -Math.log1p(Math.exp(-x));
 
@@ -59,8 +61,9 @@ const logSigmoid = (x: number) => -Math.log1p(Math.exp(-x));
 function pairLoss(s: PreferenceSettings, chosen: Side, rejected: Side): number {
   const [c, r] = [chosen.mean, rejected.mean];
   if (s.kind === 'orpo') {
+    // TRL's ORPOTrainer: the NLL over the chosen prompt and response, the odds on the responses.
     const logOdds = c - r - (Math.log(-Math.expm1(c)) - Math.log(-Math.expm1(r)));
-    return -c - s.beta * logSigmoid(logOdds);
+    return -chosen.whole.sum / chosen.whole.tokens - s.beta * logSigmoid(logOdds);
   }
   if (s.kind === 'simpo') return -logSigmoid(s.beta * (c - r) - s.gamma) - (s.alpha ?? 0) * c;
   if (s.kind !== 'cpo') throw new Error('not reference-free');
@@ -78,18 +81,31 @@ function pairLoss(s: PreferenceSettings, chosen: Side, rejected: Side): number {
 const reward = (s: PreferenceSettings, side: Side) =>
   s.beta * (s.kind === 'cpo' && s.loss !== 'ipo' ? side.sum : side.mean);
 
-/** Each sequence's mean log-probability, float64, and its labelled tokens. */
-async function meansFloat64(model: ReturnType<typeof build>, batch: TokenBatch) {
+/**
+ * Each sequence's mean log-probability, float64, and its labelled tokens; and
+ * over every token after the first up to the response's end (`whole`: for a
+ * chosen sequence, its prompt and response).
+ */
+async function meansFloat64(model: ReturnType<typeof build>, batch: TokenBatch): Promise<Side[]> {
   const seqs = pairSequences(batch);
-  return logpsFloat64(await logitsOf(model, seqs), seqs).map(({ sum, tokens }) => ({
+  const logits = await logitsOf(model, seqs);
+  const labels = Int32Array.from(seqs.labels);
+  for (let i = 0; i < seqs.batchSize; i++) {
+    const row = labels.subarray(i * T, (i + 1) * T);
+    const end = row.findLastIndex((l) => l !== IGNORE_INDEX) + 1;
+    for (let t = 1; t < end; t++) row[t] = seqs.ids[i * T + t]!;
+  }
+  const whole = logpsFloat64(logits, { ...seqs, labels });
+  return logpsFloat64(logits, seqs).map(({ sum, tokens }, i) => ({
     mean: sum / tokens,
     sum,
     tokens,
+    whole: whole[i]!,
   }));
 }
 
 describe('ORPO, SimPO and CPO', () => {
-  it("each loss is its paper's, computed in float64 from the logits", async () => {
+  it("each loss is its paper's (ORPO's NLL term TRL's), computed in float64 from the logits", async () => {
     const model = build();
     await withLora(model, 0.3);
     const batch = pairBatch(4, 2);
@@ -151,11 +167,12 @@ describe('ORPO, SimPO and CPO', () => {
         batch.labels[row + t] = t >= 3 && t < 8 ? batch.ids[row + t]! : IGNORE_INDEX;
     }
     const means = await meansFloat64(model, batch);
-    // TRL: cross_entropy over every chosen token of the batch, minus the mean of beta log sigmoid(log odds).
+    // TRL: cross_entropy over every chosen prompt and response token of the batch, minus the
+    // mean of beta log sigmoid(log odds) of the responses.
     let [nll, chosenTokens, ratio] = [0, 0, 0];
     for (let b = 0; b < B; b++) {
       const [c, r] = [means[2 * b]!, means[2 * b + 1]!];
-      [nll, chosenTokens] = [nll - c.sum, chosenTokens + c.tokens];
+      [nll, chosenTokens] = [nll - c.whole.sum, chosenTokens + c.whole.tokens];
       const logOdds =
         c.mean - r.mean - (Math.log1p(-Math.exp(c.mean)) - Math.log1p(-Math.exp(r.mean)));
       ratio += BETA * logSigmoid(logOdds);

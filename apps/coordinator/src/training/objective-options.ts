@@ -26,7 +26,7 @@ export const objectiveOptions = defineOptions({
     description:
       'sft: the token loss on the labelled tokens. On {"prompt","chosen","rejected"} JSONL lines (preference pairs): ' +
       "dpo, Direct Preference Optimization (TRL's DPOTrainer) against the base model with the adapter off; " +
-      "orpo, ORPO (TRL's ORPOTrainer): the chosen response's NLL plus an odds-ratio loss, no reference; " +
+      "orpo, ORPO (TRL's ORPOTrainer): the NLL of the chosen prompt and response plus an odds-ratio loss, no reference; " +
       "simpo, SimPO (TRL's CPOTrainer with loss_type simpo, cpo_alpha 0): length-averaged rewards with a margin, no reference; " +
       "cpo, CPO (TRL's CPOTrainer): DPO's loss without a reference plus the chosen response's NLL",
   },
@@ -230,7 +230,7 @@ export const describeObjective = (s: PreferenceSettings): string =>
 /** What the objective compares the policy with, for the log. */
 export const REFERENCES: { readonly [K in PreferenceKind]: string } = {
   dpo: 'against the base model with the adapter off',
-  orpo: "the chosen response's NLL plus beta x the odds-ratio loss, no reference model",
+  orpo: "the chosen prompt and response's NLL plus beta x the odds-ratio loss, no reference model",
   simpo: 'length-averaged log-probabilities, no reference model',
   cpo: "DPO's loss without a reference model plus alpha x the chosen response's NLL",
 };

@@ -10,8 +10,9 @@ torch's autograd. The reference model is the same model with the adapter off
   DPOTrainer.dpo_loss  sigmoid: -log sigmoid(beta h); ipo: (h - 1/(2 beta))^2 on
                        length-averaged log-probabilities; hinge: relu(1 - beta h);
                        h = (logp(c) - ref(c)) - (logp(r) - ref(r))
-  ORPOTrainer          -mean logp(c) - beta log sigmoid(log odds(c) - log odds(r)),
-                       on the mean log-probabilities, log odds(p) = p - log(1 - e^p)
+  ORPOTrainer          NLL(prompt + c) - beta log sigmoid(log odds(c) - log odds(r)),
+                       the odds on the mean log-probabilities, log odds(p) = p - log(1 - e^p),
+                       the NLL over the chosen prompt and response (TRL's)
   CPOTrainer simpo     -log sigmoid(beta (c - r) - simpo_gamma) + cpo_alpha * NLL(c)
   CPOTrainer sigmoid   -log sigmoid(beta (C - R)) + cpo_alpha * NLL(c), on the sums
                        (ipo: (c - r - 1/(2 beta))^2 on the means)
@@ -98,18 +99,23 @@ class Gpt2:
 
 
 def logps(model, ids, labels):
-    """Each sequence's summed and mean log-probability over its labelled tokens (TRL's get_batch_logps)."""
+    """Each sequence's summed and mean log-probability over its labelled tokens (TRL's
+    get_batch_logps), and its mean over every token after the first up to the end of its
+    response: for a chosen sequence, ORPOTrainer's NLL term over the prompt and response."""
     logits = model.logits(ids)[:, :-1]
     target = labels[:, 1:]
     mask = target != -100
-    per_token = logits.log_softmax(-1).gather(2, target.clamp(min=0).unsqueeze(2)).squeeze(2)
+    per_token = logits.log_softmax(-1).gather(2, ids[:, 1:].unsqueeze(2)).squeeze(2)
     sums = (per_token * mask).sum(-1)
-    return sums, sums / mask.sum(-1)
+    positions = torch.arange(target.shape[1])
+    end = torch.where(mask, positions, -1).max(-1).values  # the last labelled position
+    whole = positions <= end.unsqueeze(1)
+    return sums, sums / mask.sum(-1), (per_token * whole).sum(-1) / whole.sum(-1)
 
 
 def pair_losses(s, policy, ref):
     """Per pair: TRL's loss for setting s from (sums, means) of chosen [0::2] and rejected [1::2]."""
-    (sums, means), (ref_sums, ref_means) = policy, ref
+    (sums, means, whole_means), (ref_sums, ref_means, _) = policy, ref
     side = lambda t: (t[0::2], t[1::2])
     c_mean, r_mean = side(means)
     kind, beta = s["kind"], s["beta"]
@@ -124,7 +130,7 @@ def pair_losses(s, policy, ref):
         return -F.logsigmoid(beta * h)
     if kind == "orpo":
         log_odds = (c_mean - r_mean) - (torch.log1p(-torch.exp(c_mean)) - torch.log1p(-torch.exp(r_mean)))
-        return -c_mean - beta * F.logsigmoid(log_odds)
+        return -whole_means[0::2] - beta * F.logsigmoid(log_odds)
     nll = -c_mean * s.get("alpha", 0)
     if kind == "simpo":
         return -F.logsigmoid(beta * (c_mean - r_mean) - s["gamma"]) + nll

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""DPO's losses and LoRA gradients computed by TRL itself: trl.DPOTrainer's own
-loss (`_compute_loss`, every loss_type the project has) on its own collated
-batch (DataCollatorForPreference), with transformers' GPT2LMHeadModel (float64,
+"""The preference losses and LoRA gradients computed by TRL itself: trl.DPOTrainer's
+own loss (`_compute_loss`, every loss_type the project has) on its own collated
+batch (DataCollatorForPreference), and trl.experimental's CPOTrainer (CPO,
+SimPO, CPO-SimPO) and ORPOTrainer (`get_batch_loss_metrics` on their batch
+layout), with transformers' GPT2LMHeadModel (float64,
 eager attention) given to the trainer with the adapter's LoraConfig, as TRL's
 LoRA recipe does, and the project's adapter values loaded into the adapter it
 makes; the reference is then TRL's for a new adapter: the adapter switched off. Needs
@@ -10,7 +12,8 @@ trl at pinned versions); nothing is downloaded.
 
 usage: preference_trl.py BASE_DIR ADAPTER_DIR CASES_JSON
   CASES_JSON: {"pairs": [{"prompt_ids", "chosen_ids", "rejected_ids"}],
-               "settings": [{"loss", "beta", "label_smoothing"}]}
+               "settings": [{"trainer": "dpo" | "cpo" | "orpo", "loss", "beta",
+                             "label_smoothing", "alpha" (cpo_alpha), "gamma" (simpo_gamma)}]}
   prints {"versions": {...}, "cases": [{"loss": x, "grads": {module: {"a": [...], "b": [...]}},
                                         "logs": {"rewards/chosen": x, ... (LOGS)}}]}
   (loss: TRL's, the mean over pairs; module: PEFT's path without its
@@ -38,13 +41,10 @@ def tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="t1", pad_token="t0")
 
 
-def trainer_for(base_dir, adapter_dir, setting, out_dir):
-    """TRL's usual LoRA set-up (the base model and a peft_config), then the adapter's values loaded."""
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig, set_peft_model_state_dict
-    from safetensors.torch import load_file
-    from transformers import GPT2LMHeadModel
+COMMON = dict(report_to="none", use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False)
+
+
+def dpo_trainer(setting, out_dir):
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(
@@ -52,19 +52,52 @@ def trainer_for(base_dir, adapter_dir, setting, out_dir):
         beta=setting["beta"],
         loss_type=[setting["loss"]],
         label_smoothing=setting.get("label_smoothing", 0.0),
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
         max_length=None,
-        gradient_checkpointing=False,  # TRL's default is on; no checkpointing keeps autograd plain
         dataset_num_proc=None,
+        **COMMON,
     )
+    return DPOTrainer, args
+
+
+def cpo_trainer(setting, out_dir):
+    """trl.experimental's CPOTrainer: CPO's sigmoid, hinge or ipo, or SimPO (loss "simpo")."""
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+    extra = {"simpo_gamma": setting["gamma"]} if setting["loss"] == "simpo" else {}
+    args = CPOConfig(
+        output_dir=out_dir,
+        beta=setting["beta"],
+        loss_type=setting["loss"],
+        cpo_alpha=setting["alpha"],
+        **extra,
+        **COMMON,
+    )
+    return CPOTrainer, args
+
+
+def orpo_trainer(setting, out_dir):
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    return ORPOTrainer, ORPOConfig(output_dir=out_dir, beta=setting["beta"], **COMMON)
+
+
+TRAINERS = {"dpo": dpo_trainer, "cpo": cpo_trainer, "orpo": orpo_trainer}
+
+
+def trainer_for(base_dir, adapter_dir, setting, out_dir):
+    """TRL's usual LoRA set-up (the base model and a peft_config), then the adapter's values loaded."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import GPT2LMHeadModel
+
+    trainer_class, args = TRAINERS[setting.get("trainer", "dpo")](setting, out_dir)
     dataset = Dataset.from_list([{"prompt": "t2", "chosen": " t3", "rejected": " t4"}])
     base = GPT2LMHeadModel.from_pretrained(base_dir, attn_implementation="eager", dtype=torch.float64)
     lora_config = LoraConfig.from_pretrained(adapter_dir)
     lora_config.inference_mode = False  # a saved adapter says True; a recipe's LoraConfig trains
-    trainer = DPOTrainer(
+    trainer = trainer_class(
         model=base,
         args=args,
         train_dataset=dataset,
@@ -76,6 +109,23 @@ def trainer_for(base_dir, adapter_dir, setting, out_dir):
     if result.unexpected_keys:
         raise ValueError(f"adapter keys peft does not know: {result.unexpected_keys}")
     return trainer
+
+
+def pair_batch(pairs):
+    """The batch CPOTrainer and ORPOTrainer read: prompt + response ids, right-padded,
+    labels -100 on the prompt and the padding (their collator's layout)."""
+    import torch
+
+    out = {}
+    for side in ("chosen", "rejected"):
+        rows = [p["prompt_ids"] + p[f"{side}_ids"] for p in pairs]
+        width = max(len(r) for r in rows)
+        pad = lambda r, value: r + [value] * (width - len(r))
+        out[f"{side}_input_ids"] = torch.tensor([pad(r, 0) for r in rows])
+        out[f"{side}_attention_mask"] = torch.tensor([pad([1] * len(r), 0) for r in rows])
+        labels = [[-100] * len(p["prompt_ids"]) + p[f"{side}_ids"] for p in pairs]
+        out[f"{side}_labels"] = torch.tensor([pad(r, -100) for r in labels])
+    return out
 
 
 def main(base_dir, adapter_dir, cases_path):
@@ -94,7 +144,11 @@ def main(base_dir, adapter_dir, cases_path):
             trained = trainer.model
             trained.eval()  # no dropout; the loss is the training loss all the same
             trained.zero_grad(set_to_none=True)
-            loss = trainer._compute_loss(trained, dict(inputs), return_outputs=False)
+            if setting.get("trainer", "dpo") == "dpo":
+                loss = trainer._compute_loss(trained, dict(inputs), return_outputs=False)
+                metrics = {name: values[-1] for name, values in trainer._metrics["eval"].items()}
+            else:
+                loss, metrics = trainer.get_batch_loss_metrics(trained, pair_batch(cases["pairs"]))
             loss.backward()
             grads = {}
             for name, p in trained.named_parameters():
@@ -102,8 +156,7 @@ def main(base_dir, adapter_dir, cases_path):
                     continue
                 path, which = name.removeprefix("base_model.model.").split(".lora_", 1)
                 grads.setdefault(path, {})[which[0].lower()] = p.grad.flatten().tolist()
-            # TRL's logs of this batch (the eval side: the model is in eval mode).
-            logs = {name: values[-1] for name, values in trainer._metrics["eval"].items() if name in LOGS}
+            logs = {name: value for name, value in metrics.items() if name in LOGS}
             out.append({"loss": float(loss), "grads": grads, "logs": logs})
     versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "trl": trl.__version__}
     print(json.dumps({"versions": versions, "cases": out}))
