@@ -45,6 +45,19 @@ function randomRows(seed: number): string {
   return Array.from({ length: ROWS }, () => JSON.stringify({ input_ids: ids() })).join('\n') + '\n';
 }
 
+/** ROWS {"prompt", "completion"} lines of a few words each (under SEQ bytes together, with EOS). */
+function promptCompletions(seed: number): string {
+  const rng = new Rng(seed);
+  const words = ['the', 'fleet', 'trains', 'low', 'rank', 'adapters', 'on', 'every', 'gpu'];
+  const text = (n: number) =>
+    Array.from({ length: n }, () => words[Math.floor(rng.uniform() * words.length)]).join(' ');
+  const line = () => ({
+    prompt: `Q: ${text(2)}\nA:`,
+    completion: ` ${text(1 + Math.floor(rng.uniform() * 2))}`,
+  });
+  return Array.from({ length: ROWS }, () => JSON.stringify(line())).join('\n') + '\n';
+}
+
 /** Each step's training loss from a run's metrics.jsonl. */
 function stepLosses(metrics: string): number[] {
   return readFileSync(metrics, 'utf8')
@@ -59,21 +72,30 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
   // A GPT-2 (Conv1D layers, LayerNorm, tied head) and a Llama (GQA, llama3 rotary scaling,
-  // RMSNorm, SwiGLU, untied head), each made by transformers.
-  const MODELS = {
-    gpt2: { make: ['make-tiny', '--dir'], folder: '', targets: 'c_attn,c_proj,c_fc' },
-    llama: { make: ['make-families', '--dir'], folder: 'llama', targets: 'all-linear' },
+  // RMSNorm, SwiGLU, untied head), each made by transformers, with Trainer on token rows;
+  // and the GPT-2 with TRL's SFTTrainer on prompt-completion lines, read by both through
+  // one tokenizer.json that the tokenizers library writes.
+  const CASES = {
+    gpt2: { make: ['make-tiny', '--dir'], folder: '', targets: 'c_attn,c_proj,c_fc', sft: false },
+    llama: { make: ['make-families', '--dir'], folder: 'llama', targets: 'all-linear', sft: false },
+    'gpt2 SFTTrainer': {
+      make: ['make-tiny', '--dir'],
+      folder: '',
+      targets: 'c_attn,c_proj,c_fc',
+      sft: true,
+    },
   };
 
-  it.each(Object.keys(MODELS) as (keyof typeof MODELS)[])(
-    '%s: trains an adapter further (--init-adapter) to the adapter Trainer trains, step losses equal, 1 and 2 workers',
+  it.each(Object.keys(CASES) as (keyof typeof CASES)[])(
+    '%s: trains an adapter further (--init-adapter) to the adapter the trainer trains, step losses equal, 1 and 2 workers',
     (name) => {
-      const { make, folder, targets } = MODELS[name];
-      const work = join(out, name);
+      const { make, folder, targets, sft } = CASES[name];
+      const work = join(out, name.replace(' ', '-'));
       run(referencePython(), ['test/gpu/reference.py', ...make, join(work, 'made')]);
       const model = join(work, 'made', folder);
+      if (sft) run(referencePython(), ['test/reference/peft_trainer.py', 'byte-tokenizer', model]);
       const data = join(work, 'rows.jsonl');
-      writeFileSync(data, randomRows(3));
+      writeFileSync(data, sft ? promptCompletions(5) : randomRows(3));
       const train = (dir: string, options: Record<string, string | number>) =>
         run(process.execPath, [
           ...[CLI, 'train', '--model', model, '--out', join(work, dir), ...rowArgs(data)],
@@ -95,7 +117,10 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       const folders = [1, 2].map((w) => join(work, `w${w}`, 'adapter'));
       writeFileSync(
         spec,
-        JSON.stringify({ model, adapter: init, data, ...settings, compare: folders }),
+        JSON.stringify({
+          ...{ model, adapter: init, data, ...settings, compare: folders },
+          trainer: sft ? 'sft' : 'lm',
+        }),
       );
       const printed = run(referencePython(), ['test/reference/peft_trainer.py', spec]);
       const trainer = JSON.parse(printed.trim().split('\n').at(-1)!) as TrainerRun;

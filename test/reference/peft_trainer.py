@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""transformers' Trainer with PEFT training a LoRA adapter further: the
-reference run for `lorafleet train --init-adapter` (test/trainer-parity.test.ts).
-The base model (float64, eager attention) gets the adapter with
-PeftModel.from_pretrained(..., is_trainable=True); Trainer runs AdamW
-(adamw_torch), the linear schedule with warmup, global-norm clipping and
-weight decay on every {"input_ids"} row of the data each step (labels = ids,
-one batch per step, so the order of rows does not matter). Needs the reference
-stack (scripts/reference-python.sh); nothing is downloaded.
+"""transformers' Trainer (or TRL's SFTTrainer) with PEFT training a LoRA adapter
+further: the reference run for `lorafleet train --init-adapter`
+(test/trainer-parity.test.ts). The base model (float64, eager attention) gets
+the adapter with PeftModel.from_pretrained(..., is_trainable=True); the trainer
+runs AdamW (adamw_torch), the linear schedule with warmup, global-norm clipping
+and weight decay on every line of the data each step (one batch per step, so
+the order of lines does not matter): {"input_ids"} lines with Trainer (labels =
+ids), or {"prompt", "completion"} lines with TRL's SFTTrainer ("trainer":
+"sft"; the loss on the completion and its EOS). Needs the reference stack
+(scripts/reference-python.sh); nothing is downloaded.
 
 usage: peft_trainer.py SPEC_JSON
   SPEC_JSON: {"model", "adapter", "data", "steps", "lr", "warmup", "weightDecay",
-              "maxGradNorm", "compare": [adapter folders written by lorafleet train]}
+              "maxGradNorm", "compare": [adapter folders written by lorafleet train],
+              "trainer": "lm" (default) or "sft"}
+usage: peft_trainer.py byte-tokenizer MODEL_DIR
+  writes a byte-level BPE tokenizer.json (no merges: a token per byte,
+  <|endoftext|> 256) and tokenizer_config.json into MODEL_DIR
   prints {"versions", "losses": [Trainer's loss per step],
           "moved": max |final - initial| of the adapter's values,
           "compare": {folder: {"maxAbsDiff", "elements", "over1PercentOfMoved"}}}
@@ -51,24 +57,84 @@ def compare(folder, reference, moved):
     }
 
 
-def main(spec_path):
+def bytes_to_unicode():
+    """GPT-2's byte -> printable character table (the ByteLevel pre-tokenizer's alphabet)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + len(cs) - 188)
+    return dict(zip(bs, map(chr, cs)))
+
+
+def byte_tokenizer(model_dir):
+    """A byte-level BPE tokenizer.json with no merges (token = byte, <|endoftext|> = 256),
+    made by the tokenizers library, and its tokenizer_config.json, into the model folder."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    table = bytes_to_unicode()
+    tokenizer = Tokenizer(models.BPE(vocab={table[b]: b for b in range(256)}, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens(["<|endoftext|>"])
+    tokenizer.save(os.path.join(model_dir, "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
+    with open(os.path.join(model_dir, "tokenizer_config.json"), "w") as f:
+        json.dump(config, f)
+
+
+def sft_trainer(spec, model, args_common):
+    """TRL's SFTTrainer on {"prompt", "completion"} lines: the loss on the completion and its EOS."""
     import datasets
+    from transformers import PreTrainedTokenizerFast
+    from trl import SFTConfig, SFTTrainer
+
+    lines = [json.loads(line) for line in open(spec["data"]) if line.strip()]
+    data = datasets.Dataset.from_list([{"prompt": l["prompt"], "completion": l["completion"]} for l in lines])
+    args = SFTConfig(
+        **args_common,
+        per_device_train_batch_size=len(lines),
+        gradient_checkpointing=False,
+        max_length=None,
+        packing=False,
+        completion_only_loss=True,
+        dataset_num_proc=None,
+    )
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(spec["model"])
+    return SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+
+
+def lm_trainer(spec, model, args_common):
+    """transformers' Trainer on {"input_ids"} lines, labels = ids."""
+    import datasets
+    from transformers import Trainer, TrainingArguments
+
+    rows = [json.loads(line)["input_ids"] for line in open(spec["data"]) if line.strip()]
+    args = TrainingArguments(**args_common, per_device_train_batch_size=len(rows))
+    # Labels are the ids with the first, which nothing predicts, set to -100: Trainer
+    # divides the summed loss by the labels it counts before the shift (num_items_in_batch),
+    # so a first label left in counts one token per row more than the loss has.
+    labels = [[-100] + row[1:] for row in rows]
+    data = datasets.Dataset.from_dict({"input_ids": rows, "labels": labels})
+    return Trainer(model=model, args=args, train_dataset=data)
+
+
+def main(spec_path):
     import numpy as np
     import peft
     import torch
     import transformers
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM
 
     spec = json.load(open(spec_path))
-    rows = [json.loads(line)["input_ids"] for line in open(spec["data"]) if line.strip()]
     base = AutoModelForCausalLM.from_pretrained(spec["model"], attn_implementation="eager", dtype=torch.float64)
     model = PeftModel.from_pretrained(base, spec["adapter"], is_trainable=True)
     initial = adapter_values(model)
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(
+        common = dict(
             output_dir=tmp,
-            per_device_train_batch_size=len(rows),
             max_steps=spec["steps"],
             learning_rate=spec["lr"],
             warmup_steps=spec["warmup"],
@@ -84,14 +150,8 @@ def main(spec_path):
             report_to="none",
             use_cpu=True,
             disable_tqdm=True,
-            remove_unused_columns=False,
         )
-        # Labels are the ids with the first, which nothing predicts, set to -100: Trainer
-        # divides the summed loss by the labels it counts before the shift (num_items_in_batch),
-        # so a first label left in counts one token per row more than the loss has.
-        labels = [[-100] + row[1:] for row in rows]
-        data = datasets.Dataset.from_dict({"input_ids": rows, "labels": labels})
-        trainer = Trainer(model=model, args=args, train_dataset=data)
+        trainer = (sft_trainer if spec.get("trainer") == "sft" else lm_trainer)(spec, model, common)
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     final = adapter_values(model)
@@ -105,4 +165,7 @@ def main(spec_path):
 if __name__ == "__main__":
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
-    main(sys.argv[1])
+    if sys.argv[1] == "byte-tokenizer":
+        byte_tokenizer(sys.argv[2])
+    else:
+        main(sys.argv[1])
