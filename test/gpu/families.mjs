@@ -91,17 +91,30 @@ async function logitsOf(model, input) {
 }
 
 /**
- * For each family folder: a LoRA adapter on every linear layer from three
- * steps of `lorafleet train` (DIR/adapted/NAME/run/adapter) and the model with it merged
- * by `lorafleet merge` (DIR/adapted/NAME/merged), both on wasm, as a user makes them.
+ * For each family folder: an adapter on every linear layer from three steps
+ * of `lorafleet train` (DIR/adapted/NAME/run/adapter; LoRA, and DoRA for every
+ * second family) and the model with it merged by `lorafleet merge`
+ * (DIR/adapted/NAME/merged), both on wasm, as a user makes them.
  */
 export async function familyAdapters(dir) {
   const rows = fixedIds(16, 20, 256, 21).map((ids) => JSON.stringify({ input_ids: ids }));
   const data = join(dir, 'adapter-data.jsonl');
   await writeFile(data, rows.join('\n') + '\n');
-  for (const name of Object.keys(FAMILIES)) {
-    const folder = join(dir, name);
-    const run = join(dir, 'adapted', name, 'run');
+  const shape = ['--steps', '3', '--batch-size', '4', '--seq-len', '16', '--lr', '0.05'];
+  const lora = [
+    '--lora-r',
+    '4',
+    '--lora-alpha',
+    '8',
+    '--lora-dropout',
+    '0',
+    '--target',
+    'all-linear',
+  ];
+  for (const [i, name] of Object.keys(FAMILIES).entries()) {
+    const [folder, run] = [join(dir, name), join(dir, 'adapted', name, 'run')];
+    const dora = i % 2 === 1 ? ['--use-dora'] : [];
+    const common = ['--backend', 'wasm'];
     lorafleet([
       'train',
       '--model',
@@ -110,25 +123,11 @@ export async function familyAdapters(dir) {
       data,
       '--out',
       run,
-      '--steps',
-      '3',
-      '--batch-size',
-      '4',
-      '--seq-len',
-      '16',
-      '--lora-r',
-      '4',
-      '--lora-alpha',
-      '8',
-      '--lora-dropout',
-      '0',
-      '--target',
-      'all-linear',
-      '--lr',
-      '0.05',
+      ...shape,
+      ...lora,
+      ...dora,
       '--no-dashboard',
-      '--backend',
-      'wasm',
+      ...common,
     ]);
     lorafleet([
       'merge',
@@ -136,14 +135,15 @@ export async function familyAdapters(dir) {
       folder,
       '--adapter',
       join(run, 'adapter'),
+      '--overwrite',
       '--out',
       join(dir, 'adapted', name, 'merged'),
-      '--overwrite',
-      '--backend',
-      'wasm',
+      ...common,
     ]);
   }
-  log(`family adapters (lorafleet train, all-linear) and merged folders written in ${dir}`);
+  log(
+    `family adapters (lorafleet train, all-linear, DoRA for every second) and merged folders in ${dir}`,
+  );
 }
 
 function lorafleet(args) {

@@ -211,6 +211,7 @@ def check_families(args):
         if os.path.exists(adapter):
             hf_adapted = logits_of(PeftModel.from_pretrained(load(folder), adapter).double().eval(), ids)
             entry["adapterEffect"] = compare(hf_adapted, hf)["maxAbsDiff"]
+            entry["dora"] = bool(read_json(os.path.join(adapter, "adapter_config.json")).get("use_dora"))
             entry["mergedVsPeft"] = compare(logits_of(load(os.path.join(adapted, "merged")), ids), hf_adapted)
         for backend in ("webgpu", "wasm", "cpu"):
             meta_path = os.path.join(folder, f"logits-{backend}", "meta.json")
