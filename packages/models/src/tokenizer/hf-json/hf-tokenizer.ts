@@ -10,11 +10,7 @@ import { type Decoder, buildDecoder } from './decoders.js';
 import { type JsonObject, type JsonPlace, asObject, at, fail } from './json.js';
 import { type Normalizer, buildNormalizer } from './normalizers.js';
 import { type PreTokenizer, buildPreTokenizer } from './pre-tokenizers.js';
-import {
-  type SpecialTokenIds,
-  cleanUpTokenizationSpaces,
-  specialTokenIds,
-} from './tokenizer-config.js';
+import { type SpecialTokenIds, specialTokenIds } from './tokenizer-config.js';
 
 export interface TokenizerJsonSources {
   tokenizerJson: string;
@@ -38,7 +34,6 @@ export class HfTokenizer implements Tokenizer {
   private readonly tokenOf: string[] = [];
   private readonly specialIds = new Set<number>();
   private readonly addedIds = new Map<string, number>();
-  private readonly cleanUpSpaces: boolean;
   readonly addedTokens: readonly AddedToken[];
 
   /**
@@ -73,7 +68,6 @@ export class HfTokenizer implements Tokenizer {
     this.eosId = ids.eosId;
     if (ids.bosId !== undefined) this.bosId = ids.bosId;
     this.specialTokens = ids.strings;
-    this.cleanUpSpaces = config?.['clean_up_tokenization_spaces'] === true;
     this.vocabSize = Math.max(this.tokenOf.length, this.eosId + 1);
   }
 
@@ -91,7 +85,12 @@ export class HfTokenizer implements Tokenizer {
     return this.encodeWith(this.specialSplitter, text);
   }
 
-  /** Special tokens render as nothing; unknown ids as U+FFFD. */
+  /**
+   * Special tokens render as nothing; unknown ids as U+FFFD. No
+   * clean_up_tokenization_spaces, whatever tokenizer_config.json says:
+   * transformers 5 ignores it for BPE (it strips real spaces before
+   * punctuation), and every tokenizer.json read here is BPE.
+   */
   decode(ids: ArrayLike<number>): string {
     const tokens: string[] = [];
     for (let i = 0; i < ids.length; i++) {
@@ -100,7 +99,7 @@ export class HfTokenizer implements Tokenizer {
       tokens.push(this.tokenOf[id] ?? '\uFFFD');
     }
     const text = this.decoder(tokens).join('');
-    return this.cleanUpSpaces ? cleanUpTokenizationSpaces(text) : text;
+    return text;
   }
 
   /** The id of a token string (vocabulary or added token). */

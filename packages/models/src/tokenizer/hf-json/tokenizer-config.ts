@@ -114,22 +114,3 @@ function postProcessorBos(value: unknown, place: JsonPlace): number | undefined 
       );
   }
 }
-
-/**
- * transformers' `clean_up_tokenization` (applied by decode when
- * tokenizer_config.json sets clean_up_tokenization_spaces): removes the space
- * before punctuation and English contractions. Lossy: " ." decodes as ".".
- */
-export function cleanUpTokenizationSpaces(text: string): string {
-  return text
-    .replaceAll(' .', '.')
-    .replaceAll(' ?', '?')
-    .replaceAll(' !', '!')
-    .replaceAll(' ,', ',')
-    .replaceAll(" ' ", "'")
-    .replaceAll(" n't", "n't")
-    .replaceAll(" 'm", "'m")
-    .replaceAll(" 's", "'s")
-    .replaceAll(" 've", "'ve")
-    .replaceAll(" 're", "'re");
-}
