@@ -94,7 +94,9 @@ async function logitsOf(model, input) {
  * For each family folder: an adapter on every linear layer from three steps
  * of `lorafleet train` (DIR/adapted/NAME/run/adapter; LoRA, and DoRA for every
  * second family) and the model with it merged by `lorafleet merge`
- * (DIR/adapted/NAME/merged), both on wasm, as a user makes them.
+ * (DIR/adapted/NAME/merged), both on wasm, as a user makes them; for a LoRA
+ * one, the adapter `lorafleet extract` makes from the merged folder
+ * (DIR/adapted/NAME/extracted).
  */
 export async function familyAdapters(dir) {
   const rows = fixedIds(16, 20, 256, 21).map((ids) => JSON.stringify({ input_ids: ids }));
@@ -140,9 +142,25 @@ export async function familyAdapters(dir) {
       join(dir, 'adapted', name, 'merged'),
       ...common,
     ]);
+    // A LoRA merge changes each module by a rank-4 delta: `lorafleet extract` recovers it.
+    if (dora.length === 0) {
+      const merged = join(dir, 'adapted', name, 'merged');
+      const extracted = join(dir, 'adapted', name, 'extracted');
+      lorafleet([
+        'extract',
+        '--base',
+        folder,
+        '--tuned',
+        merged,
+        '--rank',
+        '4',
+        '--out',
+        extracted,
+      ]);
+    }
   }
   log(
-    `family adapters (lorafleet train, all-linear, DoRA for every second) and merged folders in ${dir}`,
+    `family adapters (lorafleet train, all-linear, DoRA for every second), merged folders and extracted adapters in ${dir}`,
   );
 }
 

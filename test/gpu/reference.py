@@ -213,6 +213,10 @@ def check_families(args):
             entry["adapterEffect"] = compare(hf_adapted, hf)["maxAbsDiff"]
             entry["dora"] = bool(read_json(os.path.join(adapter, "adapter_config.json")).get("use_dora"))
             entry["mergedVsPeft"] = compare(logits_of(load(os.path.join(adapted, "merged")), ids), hf_adapted)
+            extracted = os.path.join(adapted, "extracted")
+            if os.path.exists(extracted):  # lorafleet extract's adapter of the merged folder, in PEFT
+                hf_extracted = logits_of(PeftModel.from_pretrained(load(folder), extracted).double().eval(), ids)
+                entry["extractedVsPeft"] = compare(hf_extracted, hf_adapted)
         for backend in ("webgpu", "wasm", "cpu"):
             meta_path = os.path.join(folder, f"logits-{backend}", "meta.json")
             if not os.path.exists(meta_path):
