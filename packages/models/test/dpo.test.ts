@@ -11,6 +11,7 @@
 import { DEFAULT_LORA, tf, useBackend } from '@lorafleet/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  DPO_LOSS_TYPES,
   type DpoSettings,
   type ForwardPassOptions,
   IGNORE_INDEX,
@@ -226,18 +227,8 @@ describe('DPO', () => {
       { beta: BETA, labelSmoothing: 0.2 },
       { beta: BETA, loss: 'ipo' },
       { beta: 2, loss: 'hinge' }, // beta h near 1: the hinge is active for some pairs
-      ...(
-        [
-          'robust',
-          'exo_pair',
-          'sppo_hard',
-          'nca_pair',
-          'apo_zero',
-          'apo_down',
-          'bco_pair',
-          'sigmoid_norm',
-        ] as const
-      ).map((loss) => ({
+      // Every other loss type, a new one included.
+      ...DPO_LOSS_TYPES.filter((l) => !['sigmoid', 'ipo', 'hinge'].includes(l)).map((loss) => ({
         beta: BETA,
         loss,
         ...(loss === 'robust' ? { labelSmoothing: 0.1 } : {}),

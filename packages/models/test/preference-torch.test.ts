@@ -12,32 +12,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPeftAdapter, savePeftAdapter, useBackend } from '@lorafleet/core';
+import { useBackend } from '@lorafleet/core';
+import { type PreferenceSettings, objectiveOf } from '../src/index.js';
+import { T, pairBatch } from './pair-fixtures.js';
 import {
-  type PeftLoraOptions,
-  type PreferenceSettings,
-  addPeftLora,
-  exportPeftAdapter,
-  loadModel,
-  modelConfigFromJson,
-  objectiveOf,
-  randomModelWeights,
-  writeModelFolder,
-} from '../src/index.js';
-import { GPT2, T, pairBatch } from './pair-fixtures.js';
-import { normals } from './llama-fixtures.js';
+  type ReferenceGrads,
+  adapterFixture,
+  expectGradsLike,
+} from './preference-python-fixture.js';
 
 const run = promisify(execFile);
 const REFERENCE = join(import.meta.dirname, 'reference', 'preference_torch.py');
 /** Debian's python3 with python3-torch (scripts/test-machine.sh installs it). */
 const PYTHON = '/usr/bin/python3';
-const LORA: PeftLoraOptions = {
-  r: 4,
-  alpha: 8,
-  dropout: 0,
-  rslora: false,
-  targets: ['c_attn', 'c_proj', 'c_fc'],
-};
 
 const SETTINGS: PreferenceSettings[] = [
   { kind: 'dpo', beta: 0.5 },
@@ -52,7 +39,7 @@ const SETTINGS: PreferenceSettings[] = [
 
 interface TorchCase {
   loss: number;
-  grads: Record<string, { a: number[]; b: number[] }>;
+  grads: ReferenceGrads;
 }
 
 let root = '';
@@ -66,25 +53,7 @@ afterAll(() => rm(root, { recursive: true, force: true }));
 
 describe('the preference objectives against PyTorch (TRL formulas, autograd)', () => {
   it('every loss and its LoRA gradient equal those of an independent float64 GPT-2 in torch', async () => {
-    const base = join(root, 'base');
-    const config = modelConfigFromJson(GPT2, 'gpt2 test config');
-    await writeModelFolder(base, config, randomModelWeights(config, 41));
-    const { model } = await loadModel(base);
-    const trained = await addPeftLora(model, 'default', LORA, { kind: 'kaiming' }, 5);
-    const randn = normals(6);
-    const theta = trained.params.read().map((v) => v + 0.3 * randn()); // B != 0: policy != reference
-    trained.params.write(theta);
-    const save = async (dir: string) =>
-      savePeftAdapter(
-        dir,
-        await exportPeftAdapter(trained, 'default', LORA, {
-          initLoraWeights: true,
-          baseModelNameOrPath: base,
-          taskType: 'CAUSAL_LM',
-        }),
-      );
-    await save(join(root, 'adapter'));
-
+    const f = await adapterFixture(root);
     const batch = pairBatch(3, 51);
     const rows = (v: Int32Array) =>
       Array.from({ length: batch.batchSize }, (_, b) =>
@@ -93,45 +62,25 @@ describe('the preference objectives against PyTorch (TRL formulas, autograd)', (
     const casesPath = join(root, 'cases.json');
     const cases = { ids: rows(batch.ids), labels: rows(batch.labels), settings: SETTINGS };
     await writeFile(casesPath, JSON.stringify(cases));
-    const { stdout } = await run(PYTHON, [REFERENCE, base, join(root, 'adapter'), casesPath], {
+    const { stdout } = await run(PYTHON, [REFERENCE, f.base, f.adapter, casesPath], {
       maxBuffer: 64 << 20,
     });
     const torch = (JSON.parse(stdout) as { cases: TorchCase[] }).cases;
 
     for (const [i, s] of SETTINGS.entries()) {
       const label = JSON.stringify(s);
-      trained.params.write(theta);
-      const loss = objectiveOf(s).loss(model, batch, {});
-      const { loss: value, grads } = trained.params.lossAndGrads(() => loss.sum());
+      f.trained.params.write(f.theta);
+      const loss = objectiveOf(s).loss(f.model, batch, {});
+      const { loss: value, grads } = f.trained.params.lossAndGrads(() => loss.sum());
       loss.dispose();
       expect(Math.abs(value - torch[i]!.loss), label).toBeLessThan(
         2e-5 * Math.max(1, Math.abs(torch[i]!.loss)),
       );
-      // The gradient, written where the adapter's values go, leaves as PEFT's A and B.
-      trained.params.write(grads);
-      await save(join(root, `grads-${i}`));
-      const ours = await loadPeftAdapter(join(root, `grads-${i}`));
-      let [largest, diff, modules] = [0, 0, 0];
-      for (const [path, m] of ours.modules) {
-        const ref = torch[i]!.grads[path.replace(/^transformer\./, '')];
-        expect(ref, `${label}: ${path}`).toBeDefined();
-        for (const [got, want] of [
-          [m.a, ref!.a],
-          [m.b, ref!.b],
-        ] as const) {
-          expect(got.length).toBe(want.length);
-          got.forEach((g, j) => {
-            largest = Math.max(largest, Math.abs(want[j]!));
-            diff = Math.max(diff, Math.abs(g - want[j]!));
-          });
-        }
-        modules++;
-      }
-      expect(modules, label).toBe(8); // 2 layers x c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
-      expect(largest, label).toBeGreaterThan(1e-3);
-      expect(diff, label).toBeLessThan(1e-5 * largest);
+      await expectGradsLike(f, grads, join(root, `grads-${i}`), torch[i]!.grads, label, {
+        key: (path) => path.replace(/^transformer\./, ''),
+        minLargest: 1e-3,
+      });
     }
-    trained.params.write(theta);
-    model.dispose();
+    f.model.dispose();
   }, 120_000);
 });

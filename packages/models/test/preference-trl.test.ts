@@ -10,35 +10,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPeftAdapter, savePeftAdapter, useBackend } from '@lorafleet/core';
+import { useBackend } from '@lorafleet/core';
 import { referencePython } from '@lorafleet/core/testing';
 import {
   type DpoLossType,
   IGNORE_INDEX,
-  type PeftLoraOptions,
   type PreferenceSettings,
   type TokenBatch,
-  addPeftLora,
-  exportPeftAdapter,
-  loadModel,
-  modelConfigFromJson,
   objectiveOf,
   pairStatSums,
-  randomModelWeights,
-  writeModelFolder,
 } from '../src/index.js';
-import { GPT2, T, pairBatch } from './pair-fixtures.js';
-import { normals } from './llama-fixtures.js';
+import { T, pairBatch } from './pair-fixtures.js';
+import {
+  type AdapterFixture,
+  type ReferenceGrads,
+  adapterFixture,
+  expectGradsLike,
+} from './preference-python-fixture.js';
 
 const run = promisify(execFile);
 const REFERENCE = join(import.meta.dirname, 'reference', 'preference_trl.py');
-const LORA: PeftLoraOptions = {
-  r: 4,
-  alpha: 8,
-  dropout: 0,
-  rslora: false,
-  targets: ['c_attn', 'c_proj', 'c_fc'],
-};
+
 /** A case: the project's settings, and TRL's trainer and config for the same loss. */
 type Case = { ours: PreferenceSettings; trl: Record<string, unknown> };
 
@@ -89,7 +81,7 @@ const REFERENCE_FREE_CASES: Case[] = [
 
 interface TrlCase {
   loss: number;
-  grads: Record<string, { a: number[]; b: number[] }>;
+  grads: ReferenceGrads;
   /** TRL's logs of the batch: rewards/chosen, rewards/accuracies, logps/chosen, ... (means over pairs). */
   logs: Record<string, number>;
 }
@@ -162,49 +154,14 @@ function sameChosenLength(batch: TokenBatch): TokenBatch {
   return { ...batch, ids, labels };
 }
 
-interface Fixture {
-  model: Awaited<ReturnType<typeof loadModel>>['model'];
-  trained: Awaited<ReturnType<typeof addPeftLora>>;
-  theta: Float32Array;
-  base: string;
-  save: (dir: string) => Promise<void>;
-}
-
-/** A GPT-2 folder and a PEFT adapter with B != 0 (the policy is not the reference). */
-async function fixture(): Promise<Fixture> {
-  const base = join(root, 'base');
-  const config = modelConfigFromJson(GPT2, 'gpt2 test config');
-  await writeModelFolder(base, config, randomModelWeights(config, 41));
-  const { model } = await loadModel(base);
-  const trained = await addPeftLora(model, 'default', LORA, { kind: 'kaiming' }, 5);
-  const randn = normals(6);
-  const theta = trained.params.read().map((v) => v + 0.3 * randn());
-  trained.params.write(theta);
-  const save = async (dir: string) =>
-    savePeftAdapter(
-      dir,
-      await exportPeftAdapter(trained, 'default', LORA, {
-        initLoraWeights: true,
-        baseModelNameOrPath: base,
-        taskType: 'CAUSAL_LM',
-      }),
-    );
-  await save(join(root, 'adapter'));
-  return { model, trained, theta, base, save };
-}
-
 /** TRL's loss, gradient and logs for each case on `batch`, against the project's. */
-async function expectTrl(f: Fixture, cases: Case[], batch: TokenBatch, name: string) {
+async function expectTrl(f: AdapterFixture, cases: Case[], batch: TokenBatch, name: string) {
   const casesPath = join(root, `${name}.json`);
   const settings = cases.map((c) => c.trl);
   await writeFile(casesPath, JSON.stringify({ pairs: trlPairs(batch), settings }));
-  const { stdout } = await run(
-    referencePython(),
-    [REFERENCE, f.base, join(root, 'adapter'), casesPath],
-    {
-      maxBuffer: 64 << 20,
-    },
-  );
+  const { stdout } = await run(referencePython(), [REFERENCE, f.base, f.adapter, casesPath], {
+    maxBuffer: 64 << 20,
+  });
   const trl = (JSON.parse(stdout) as { cases: TrlCase[] }).cases;
   for (const [i, c] of cases.entries()) {
     const label = JSON.stringify(c.trl);
@@ -223,49 +180,21 @@ async function expectTrl(f: Fixture, cases: Case[], batch: TokenBatch, name: str
     expect(Math.abs(sum / batch.batchSize - want.loss), label).toBeLessThan(
       1e-5 * Math.max(1, Math.abs(want.loss)),
     );
-    f.trained.params.write(grads.map((g) => g / batch.batchSize));
-    await f.save(join(root, `grads-${name}-${i}`));
-    expectGrads(await loadPeftAdapter(join(root, `grads-${name}-${i}`)), want.grads, label);
+    const scaled = grads.map((g) => g / batch.batchSize);
+    await expectGradsLike(f, scaled, join(root, `grads-${name}-${i}`), want.grads, label);
   }
   f.trained.params.write(f.theta);
 }
 
-/** Each module's A and B gradient within 1e-5 of the largest element of TRL's. */
-function expectGrads(
-  ours: Awaited<ReturnType<typeof loadPeftAdapter>>,
-  trl: TrlCase['grads'],
-  label: string,
-): void {
-  let [largest, diff, modules] = [0, 0, 0];
-  for (const [path, m] of ours.modules) {
-    const ref = trl[path];
-    expect(ref, `${label}: ${path}`).toBeDefined();
-    for (const [got, expected] of [
-      [m.a, ref!.a],
-      [m.b, ref!.b],
-    ] as const) {
-      expect(got.length).toBe(expected.length);
-      got.forEach((g, j) => {
-        largest = Math.max(largest, Math.abs(expected[j]!));
-        diff = Math.max(diff, Math.abs(g - expected[j]!));
-      });
-    }
-    modules++;
-  }
-  expect(modules, label).toBe(8); // 2 layers x c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
-  expect(largest, label).toBeGreaterThan(1e-4);
-  expect(diff, label).toBeLessThan(1e-5 * largest);
-}
-
 describe('the preference objectives against TRL itself (its trainers, transformers, peft)', () => {
   it("trl.DPOTrainer: every loss type's loss, LoRA gradient and logs", async () => {
-    const f = await fixture();
+    const f = await adapterFixture(root);
     await expectTrl(f, DPO_CASES, pairBatch(3, 51), 'dpo');
     f.model.dispose();
   }, 120_000);
 
   it("trl.experimental's ORPOTrainer and CPOTrainer (CPO, SimPO, CPO-SimPO): loss, LoRA gradient and logs", async () => {
-    const f = await fixture();
+    const f = await adapterFixture(root);
     await expectTrl(f, REFERENCE_FREE_CASES, sameChosenLength(pairBatch(3, 51)), 'reference-free');
     f.model.dispose();
   }, 120_000);
