@@ -219,6 +219,62 @@ describe('train --objective dpo', () => {
     );
   });
 
+  it('from a trained adapter (--init-adapter) compares with a frozen copy of it, as TRL: log 2 at the start, 2 workers == 1, eval --reference-adapter agrees', async () => {
+    const start = await train('dpo-start', '--steps', '4');
+    expect(start.code, start.stderr).toBe(0);
+    const adapter = join(dir!, 'dpo-start', 'adapter');
+    const [one, two] = await Promise.all([
+      train('dpo-further-1', '--init-adapter', adapter),
+      train('dpo-further-2', '--init-adapter', adapter, '--workers', '2'),
+    ]);
+    expect(one.code, one.stderr).toBe(0);
+    expect(two.code, two.stderr).toBe(0);
+    expect(one.stdout).toContain(
+      `objective: DPO (sigmoid loss, beta 0.5), against a frozen copy of the adapter it starts from (${adapter}); no dropout`,
+    );
+    // The trained adapter is its own reference at the start: every pair's loss is log 2.
+    expect(evalLoss(start.stdout, 'after')).toBeLessThan(0.69);
+    expect(evalLoss(one.stdout, 'before')).toBe(Number(Math.LN2.toFixed(4)));
+    expect(evalLoss(one.stdout, 'after')).toBeLessThan(0.69);
+    expect(evalLoss(two.stdout, 'after')).toBeCloseTo(evalLoss(one.stdout, 'after'), 4);
+    const evaluate = async (...extra: string[]) => {
+      const r = await lorafleet([
+        'eval',
+        ...['--model', model, '--adapter', join(dir!, 'dpo-further-1', 'adapter')],
+        ...['--data', heldOut, '--objective', 'dpo', '--beta', '0.5', '--seq-len', '24', '--json'],
+        ...extra,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { loss: number }).loss;
+    };
+    const [against, againstBase] = await Promise.all([
+      evaluate('--reference-adapter', adapter),
+      evaluate(),
+    ]);
+    expect(against).toBeCloseTo(evalLoss(one.stdout, 'after'), 4);
+    expect(Math.abs(againstBase - against)).toBeGreaterThan(1e-3); // the base is another reference
+    const refused = await lorafleet([
+      ...['eval', '--model', model, '--data', heldOut, '--reference-adapter', adapter],
+    ]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(
+      "--reference-adapter is DPO's reference: give --objective dpo",
+    );
+    // An adapter that trains base tensors in place (here its biases) leaves no start to copy.
+    const biased = await lorafleet([
+      ...['train', '--model', model, '--data', text, '--out', join(dir!, 'sft-bias')],
+      ...['--steps', '1', '--seq-len', '24', '--lora-bias', 'all'],
+    ]);
+    expect(biased.code, biased.stderr).toBe(0);
+    const fromBiased = await train(
+      'dpo-from-bias',
+      '--init-adapter',
+      join(dir!, 'sft-bias', 'adapter'),
+    );
+    expect(fromBiased.code).toBe(2);
+    expect(fromBiased.stderr).toContain('bias "all" trains base tensors in place');
+  });
+
   it('refuses what its reference (the base model, adapter off) cannot be, and data of the other kind', async () => {
     const base = ['train', '--model', model, '--data', pairs, '--objective', 'dpo', '--steps', '1'];
     const refused = await Promise.all(

@@ -171,18 +171,41 @@ export function labelledTokenCounts(seqs: TokenBatch, vocabSize: number): Float3
 
 /**
  * The reference's log-probabilities of a pair batch, [2B]: the model with
- * every adapter off (PEFT's disable_adapter), no dropout, nothing recorded
- * for backward. Call it outside the taped pass and pass the result in.
+ * every adapter off (PEFT's disable_adapter), or on REFERENCE_ADAPTER where a
+ * layer has it; no dropout, nothing recorded for backward. Call it outside
+ * the taped pass and pass the result in.
  */
 export function referenceLogps(model: CausalLM, batch: TokenBatch): tf.Tensor1D {
-  return withAdaptersOff(model, () => sequenceLogps(model, pairSequences(batch)));
+  return withReference(model, () => sequenceLogps(model, pairSequences(batch)));
+}
+
+/**
+ * The adapter DPO's reference pass switches to where a layer has one: a
+ * frozen copy of the adapter a run started from (--init-adapter), as TRL
+ * adds "ref" for a PEFT model with a trained adapter. Elsewhere the reference
+ * is the layer with its adapter off.
+ */
+export const REFERENCE_ADAPTER = 'ref';
+
+/** Runs `fn` with every LoRA layer on its REFERENCE_ADAPTER or else none, then back (even on error). */
+export function withReference<T>(model: CausalLM, fn: () => T): T {
+  const pick = (names: string[]) => (names.includes(REFERENCE_ADAPTER) ? REFERENCE_ADAPTER : null);
+  return withAdapters(model, pick, fn);
 }
 
 /** Runs `fn` with every LoRA layer's adapter switched off, then back on (even on error). */
 export function withAdaptersOff<T>(model: CausalLM, fn: () => T): T {
+  return withAdapters(model, () => null, fn);
+}
+
+function withAdapters<T>(
+  model: CausalLM,
+  pick: (adapterNames: string[]) => string | null,
+  fn: () => T,
+): T {
   const layers = [...model.linears(), ...model.embeddings()];
   const active = layers.map((l) => l.activeAdapter?.name ?? null);
-  layers.forEach((l) => l.setActive(null));
+  layers.forEach((l) => l.setActive(pick(l.adapterNames())));
   try {
     return fn();
   } finally {

@@ -53,6 +53,8 @@ export {
   referenceLogps,
   sequenceLogps,
   withAdaptersOff,
+  withReference,
+  REFERENCE_ADAPTER,
 } from './dpo.js';
 export {
   type PairEvaluation,

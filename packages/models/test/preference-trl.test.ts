@@ -15,14 +15,18 @@ import { referencePython } from '@lorafleet/core/testing';
 import {
   type DpoLossType,
   IGNORE_INDEX,
+  REFERENCE_ADAPTER,
   type PreferenceSettings,
   type TokenBatch,
+  addPeftLora,
   objectiveOf,
   pairStatSums,
 } from '../src/index.js';
 import { T, pairBatch } from './pair-fixtures.js';
+import { normals } from './llama-fixtures.js';
 import {
   type AdapterFixture,
+  LORA,
   type ReferenceGrads,
   adapterFixture,
   expectGradsLike,
@@ -190,6 +194,28 @@ describe('the preference objectives against TRL itself (its trainers, transforme
   it("trl.DPOTrainer: every loss type's loss, LoRA gradient and logs", async () => {
     const f = await adapterFixture(root);
     await expectTrl(f, DPO_CASES, pairBatch(3, 51), 'dpo');
+    f.model.dispose();
+  }, 120_000);
+
+  it('trl.DPOTrainer from a trained adapter (its frozen "ref" copy the reference): loss, LoRA gradient and logs', async () => {
+    const f = await adapterFixture(root); // the adapter DPO starts from: f.adapter, f.theta
+    const ref = await addPeftLora(f.model, REFERENCE_ADAPTER, LORA, { kind: 'kaiming' }, 5);
+    ref.params.write(f.theta);
+    for (const layer of ref.linears) layer.setActive('default');
+    // Training moved the adapter away from where it started.
+    const randn = normals(7);
+    const moved = {
+      ...f,
+      theta: f.theta.map((v) => v + 0.2 * randn()),
+      adapter: join(root, 'moved'),
+    };
+    moved.trained.params.write(moved.theta);
+    await moved.save(moved.adapter);
+    const cases: Case[] = (['sigmoid', 'ipo'] as const).map((loss) => ({
+      ours: { kind: 'dpo', beta: 0.5, loss },
+      trl: { trainer: 'dpo', loss, beta: 0.5, start: f.adapter },
+    }));
+    await expectTrl(moved, cases, pairBatch(3, 51), 'dpo-start');
     f.model.dispose();
   }, 120_000);
 

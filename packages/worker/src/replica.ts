@@ -27,6 +27,7 @@ import {
   type ModelTokenizer,
   type PairStatSums,
   type PeftTrainables,
+  REFERENCE_ADAPTER,
   addPeftLora,
   evaluatePairs,
   evaluateLossSums,
@@ -94,7 +95,7 @@ export class Replica {
       const { train, trainLines, held } = await readRows(config, loaded.tokenizer);
       const { trained, params, pissaStart } = await trainables(model, config);
       // --init-adapter: the adapter (made from its adapter_config.json) starts from its values.
-      if (config.initAdapter) params.write(await readAdapterValues(config.initAdapter, params));
+      if (config.initAdapter) await startFromAdapter(model, config, config.initAdapter, params);
       await storeBasesAs(model, config.baseDtype); // after PiSSA, if W was loaded f32 for it
       const step = new TrainingStep(
         model,
@@ -285,6 +286,26 @@ export function splitRows<T>(
 
 /** What the run trains: LoRA on the targets (PiSSA keeps its initial factors), or every weight. */
 /** Asynchronous: PiSSA reads each W, which GPU backends allow only with `await data()`. */
+/**
+ * Writes a PEFT adapter folder's values into the trained adapter; for DPO
+ * also into a frozen copy, REFERENCE_ADAPTER, which the reference pass uses:
+ * TRL's "ref" adapter for a PEFT model that starts from a trained adapter.
+ */
+async function startFromAdapter(
+  model: CausalLM,
+  config: RunConfig,
+  dir: string,
+  params: TrainableParameters,
+): Promise<void> {
+  const values = await readAdapterValues(dir, params);
+  params.write(values);
+  if (config.objective?.kind !== 'dpo') return;
+  const init = { kind: config.lora.init } as LoraInit;
+  const ref = await addPeftLora(model, REFERENCE_ADAPTER, config.lora, init, config.seed);
+  ref.params.write(values);
+  for (const layer of [...ref.linears, ...ref.embeddings]) layer.setActive(ADAPTER_NAME);
+}
+
 async function trainables(model: CausalLM, config: RunConfig) {
   const pissaStart = new Map<string, InitialFactors>();
   if (config.mode === 'full') {

@@ -1,15 +1,24 @@
+import { loadPeftAdapter } from '@lorafleet/core';
 import {
   type CausalLM,
   PREFERENCE_NAMES,
+  REFERENCE_ADAPTER,
   type PreferenceSettings,
   type TokenBatch,
   evaluateLoss,
   evaluatePairs,
+  importPeftAdapter,
   pairMetrics,
 } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
 import { type CommandValues, defineCommand } from '../args.js';
-import { backendOption, baseDtypeOption, loadModelAndAdapter, startBackend } from '../common.js';
+import {
+  ADAPTER_NAME,
+  backendOption,
+  baseDtypeOption,
+  loadModelAndAdapter,
+  startBackend,
+} from '../common.js';
 import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
 import {
   checkObjectiveOptions,
@@ -27,6 +36,12 @@ export const evalSpec = defineCommand({
   options: {
     model: { kind: 'string', value: 'DIR', required: true, description: 'model folder' },
     adapter: { kind: 'string', value: 'DIR', description: 'PEFT adapter folder to apply' },
+    'reference-adapter': {
+      kind: 'string',
+      value: 'DIR',
+      description:
+        "--objective dpo: DPO's reference is the model with this adapter instead of without one (the --init-adapter of a DPO run that started from a trained adapter)",
+    },
     data: { kind: 'string', value: 'FILE', required: true, description: '.jsonl, .csv or .txt' },
     ...dataOptions,
     ...objectiveOptions,
@@ -58,6 +73,13 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
       'eval: --objective dpo compares the model with its adapter on and off: give --adapter',
     );
   }
+  if (o.referenceAdapter !== undefined) {
+    if (preference?.kind !== 'dpo') {
+      model.dispose();
+      throw new UsageError("eval: --reference-adapter is DPO's reference: give --objective dpo");
+    }
+    await addReferenceAdapter(model, o.referenceAdapter);
+  }
   const rowOptions = { ...rowOptionsFrom(o, config), ...(preference ? { pairs: true } : {}) };
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
@@ -79,6 +101,13 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
     `${o.data}: loss ${result.loss.toFixed(4)}, perplexity ${result.perplexity.toFixed(2)} over ${result.tokens} tokens` +
       `${adapted > 0 ? ` (adapter on ${adapted} modules)` : ''}`,
   );
+}
+
+/** DPO's reference adapter beside the evaluated one (dpo.ts REFERENCE_ADAPTER), which stays active. */
+async function addReferenceAdapter(model: CausalLM, dir: string): Promise<void> {
+  importPeftAdapter(model, await loadPeftAdapter(dir), REFERENCE_ADAPTER);
+  for (const layer of [...model.linears(), ...model.embeddings()])
+    layer.setActive(layer.adapterNames().includes(ADAPTER_NAME) ? ADAPTER_NAME : null);
 }
 
 /** A preference objective: its loss and TRL's reward metrics (DPO's: of the adapter against the model without it). */

@@ -24,6 +24,7 @@ import { baseDtypeFor } from '../common.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
+import { checkDpoStartAdapter } from '../training/contradictions.js';
 import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
 import { preferenceSettingsFrom } from '../training/objective-options.js';
 
@@ -76,6 +77,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     : undefined;
 
   const lora = o.initAdapter ? await initAdapterLora(o) : peftLoraFrom(o, modelConfig);
+  checkDpoStartAdapter(o, lora);
   const { trainableParameters, totalParameters } = parameterCounts(o, modelConfig, lora);
   const seed = o.seed;
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =

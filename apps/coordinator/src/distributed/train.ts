@@ -162,7 +162,11 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
   );
   if (config.objective) {
     const objective = config.objective;
-    log(`objective: ${describeObjective(objective)}, ${REFERENCES[objective.kind]}; no dropout`);
+    const reference =
+      objective.kind === 'dpo' && config.initAdapter
+        ? `against a frozen copy of the adapter it starts from (${config.initAdapter})`
+        : REFERENCES[objective.kind];
+    log(`objective: ${describeObjective(objective)}, ${reference}; no dropout`);
   }
   const perWorker =
     membership.workers > 1

@@ -4,6 +4,7 @@ import { datasetFormat } from '@lorafleet/data';
 import { PREFERENCE_NAMES } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
 import { checkObjectiveOptions } from './objective-options.js';
+import type { RunConfig } from '@lorafleet/worker';
 import type { TrainOptions } from './train-spec.js';
 import { PEFT_OPTION_NAMES, checkPeftOptions } from './peft-options.js';
 
@@ -120,12 +121,26 @@ function checkDpoBase(
       `those modules train in place, ${offIsNotBase}`,
     ],
     ['lora-bias', o.loraBias !== 'none', `biases train in place, ${offIsNotBase}`],
-    [
-      'init-adapter',
-      o.initAdapter !== undefined,
-      "compares with the model with the adapter off, which is not where a trained adapter's training starts (TRL compares with a frozen copy of the adapter, not built here): merge the adapter first (lorafleet merge) and train DPO on the merged model",
-    ],
   ];
   const found = conflicts.find(([, on]) => on);
   if (found) throw clash('objective', found[0], `DPO ${found[2]}`);
+}
+
+/**
+ * DPO from --init-adapter compares with a frozen copy of that adapter: one
+ * that trains tensors in place (modules_to_save, biases) has none to copy.
+ */
+export function checkDpoStartAdapter(o: TrainOptions, lora: RunConfig['lora']): void {
+  if (o.objective !== 'dpo' || o.initAdapter === undefined) return;
+  const inPlace = lora.modulesToSave?.length
+    ? 'modules_to_save'
+    : lora.bias
+      ? `bias "${lora.bias}"`
+      : null;
+  if (inPlace) {
+    throw new UsageError(
+      `train: --objective dpo with --init-adapter ${o.initAdapter}: the adapter's ${inPlace} trains base tensors in place, ` +
+        "so DPO's reference (a frozen copy of the adapter) cannot be kept; merge the adapter (lorafleet merge) and train DPO on the merged model",
+    );
+  }
 }

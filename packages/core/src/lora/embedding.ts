@@ -52,6 +52,10 @@ export class LoraEmbedding {
     this.active = adapterName;
   }
 
+  adapterNames(): string[] {
+    return [...this.adapters.keys()];
+  }
+
   adapter(name: string): LoraEmbeddingAdapter {
     const found = this.adapters.get(name);
     if (!found) throw new Error(`${this.name}: no embedding adapter "${name}"`);

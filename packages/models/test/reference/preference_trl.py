@@ -13,7 +13,8 @@ trl at pinned versions); nothing is downloaded.
 usage: preference_trl.py BASE_DIR ADAPTER_DIR CASES_JSON
   CASES_JSON: {"pairs": [{"prompt_ids", "chosen_ids", "rejected_ids"}],
                "settings": [{"trainer": "dpo" | "cpo" | "orpo", "loss", "beta",
-                             "label_smoothing", "alpha" (cpo_alpha), "gamma" (simpo_gamma)}]}
+                             "label_smoothing", "alpha" (cpo_alpha), "gamma" (simpo_gamma),
+                             "start": an adapter folder DPO starts from (its reference)}]}
   prints {"versions": {...}, "cases": [{"loss": x, "grads": {module: {"a": [...], "b": [...]}},
                                         "logs": {"rewards/chosen": x, ... (LOGS)}}]}
   (loss: TRL's, the mean over pairs; module: PEFT's path without its
@@ -85,10 +86,13 @@ TRAINERS = {"dpo": dpo_trainer, "cpo": cpo_trainer, "orpo": orpo_trainer}
 
 
 def trainer_for(base_dir, adapter_dir, setting, out_dir):
-    """TRL's usual LoRA set-up (the base model and a peft_config), then the adapter's values loaded."""
+    """TRL's usual LoRA set-up (the base model and a peft_config), then the adapter's
+    values loaded. With "start" (DPO): the model is PeftModel.from_pretrained(base,
+    start, is_trainable=True), for which TRL keeps a frozen copy as its "ref"
+    adapter, and the adapter's values are loaded over the trained one after that."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, set_peft_model_state_dict
+    from peft import LoraConfig, PeftModel, set_peft_model_state_dict
     from safetensors.torch import load_file
     from transformers import GPT2LMHeadModel
 
@@ -97,15 +101,18 @@ def trainer_for(base_dir, adapter_dir, setting, out_dir):
     base = GPT2LMHeadModel.from_pretrained(base_dir, attn_implementation="eager", dtype=torch.float64)
     lora_config = LoraConfig.from_pretrained(adapter_dir)
     lora_config.inference_mode = False  # a saved adapter says True; a recipe's LoraConfig trains
-    trainer = trainer_class(
-        model=base,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer(),
-        peft_config=lora_config,
-    )
+    if "start" in setting:
+        model = PeftModel.from_pretrained(base, setting["start"], is_trainable=True)
+        setup = dict(model=model)
+    else:
+        setup = dict(model=base, peft_config=lora_config)
+    trainer = trainer_class(args=args, train_dataset=dataset, processing_class=tokenizer(), **setup)
+    if "start" in setting and "ref" not in trainer.model.peft_config:
+        raise ValueError("TRL kept no 'ref' copy of the starting adapter")
     state = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
-    result = set_peft_model_state_dict(trainer.model, {k: v.double() for k, v in state.items()})
+    result = set_peft_model_state_dict(
+        trainer.model, {k: v.double() for k, v in state.items()}, adapter_name="default"
+    )
     if result.unexpected_keys:
         raise ValueError(f"adapter keys peft does not know: {result.unexpected_keys}")
     return trainer
