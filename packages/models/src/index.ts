@@ -199,6 +199,7 @@ export {
   type PeftTrainables,
   addPeftLora,
   exportPeftAdapter,
+  addReferenceAdapter,
   importPeftAdapter,
 } from './peft-model.js';
 export {

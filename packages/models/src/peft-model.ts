@@ -16,6 +16,7 @@ import {
   tf,
 } from '@lorafleet/core';
 import type { CausalLM } from './causal-lm.js';
+import { REFERENCE_ADAPTER } from './dpo.js';
 import {
   type PeftLoraOptions,
   fullyTrainedTensors,
@@ -147,6 +148,24 @@ export async function exportPeftAdapter(
       adapter.tensors.set(x.key, { shape: [...x.variable.shape], data: await read(x.variable) });
   }
   return adapter;
+}
+
+/**
+ * Adds `adapter` as DPO's REFERENCE_ADAPTER, the frozen copy its reference
+ * pass switches to (dpo.ts withReference), and leaves `active` on where a
+ * layer has it (none elsewhere). An adapter that trains base tensors in place
+ * (modules_to_save, biases) is refused: importing it would change the model
+ * the policy runs too.
+ */
+export function addReferenceAdapter(model: CausalLM, adapter: PeftAdapter, active: string): void {
+  if ((adapter.tensors?.size ?? 0) > 0) {
+    throw new Error(
+      "DPO's reference adapter trains base tensors in place (modules_to_save or biases), which a frozen copy cannot keep: merge it (lorafleet merge) and use the merged model",
+    );
+  }
+  importPeftAdapter(model, adapter, REFERENCE_ADAPTER);
+  for (const layer of [...model.linears(), ...model.embeddings()])
+    layer.setActive(layer.adapterNames().includes(active) ? active : null);
 }
 
 /**

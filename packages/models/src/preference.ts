@@ -75,8 +75,10 @@ const PREPARE: {
   dpo: (model, batch, settings: DpoSettings) => {
     const ref = referenceLogps(model, batch); // [2B] sums, adapters off, untaped
     const seqs = pairSequences(batch);
-    const counts = labelledTokenCounts(seqs, model.modelConfig.vocabSize);
-    const compared = (x: tf.Tensor1D) => (averagesLogps(settings) ? perToken(x, counts) : x);
+    const counts = averagesLogps(settings)
+      ? labelledTokenCounts(seqs, model.modelConfig.vocabSize)
+      : null;
+    const compared = (x: tf.Tensor1D) => (counts ? perToken(x, counts) : x);
     return {
       scores: (options) =>
         tf.tidy(() => {

@@ -14,6 +14,7 @@ import {
   type LoraInit,
   type PeftAdapter,
   TrainableParameters,
+  loadPeftAdapter,
   pissaToLora,
   loraplusLrScales,
   readParametersAsync,
@@ -27,8 +28,8 @@ import {
   type ModelTokenizer,
   type PairStatSums,
   type PeftTrainables,
-  REFERENCE_ADAPTER,
   addPeftLora,
+  addReferenceAdapter,
   evaluatePairs,
   evaluateLossSums,
   exportPeftAdapter,
@@ -284,8 +285,6 @@ export function splitRows<T>(
   return { train: parts.train, held: parts.validation };
 }
 
-/** What the run trains: LoRA on the targets (PiSSA keeps its initial factors), or every weight. */
-/** Asynchronous: PiSSA reads each W, which GPU backends allow only with `await data()`. */
 /**
  * Writes a PEFT adapter folder's values into the trained adapter; for DPO
  * also into a frozen copy, REFERENCE_ADAPTER, which the reference pass uses:
@@ -297,15 +296,13 @@ async function startFromAdapter(
   dir: string,
   params: TrainableParameters,
 ): Promise<void> {
-  const values = await readAdapterValues(dir, params);
-  params.write(values);
-  if (config.objective?.kind !== 'dpo') return;
-  const init = { kind: config.lora.init } as LoraInit;
-  const ref = await addPeftLora(model, REFERENCE_ADAPTER, config.lora, init, config.seed);
-  ref.params.write(values);
-  for (const layer of [...ref.linears, ...ref.embeddings]) layer.setActive(ADAPTER_NAME);
+  params.write(await readAdapterValues(dir, params));
+  if (config.objective?.kind === 'dpo')
+    addReferenceAdapter(model, await loadPeftAdapter(dir), ADAPTER_NAME);
 }
 
+/** What the run trains: LoRA on the targets (PiSSA keeps its initial factors), or every weight. */
+/** Asynchronous: PiSSA reads each W, which GPU backends allow only with `await data()`. */
 async function trainables(model: CausalLM, config: RunConfig) {
   const pissaStart = new Map<string, InitialFactors>();
   if (config.mode === 'full') {

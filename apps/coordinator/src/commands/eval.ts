@@ -2,12 +2,11 @@ import { loadPeftAdapter } from '@lorafleet/core';
 import {
   type CausalLM,
   PREFERENCE_NAMES,
-  REFERENCE_ADAPTER,
   type PreferenceSettings,
   type TokenBatch,
   evaluateLoss,
+  addReferenceAdapter,
   evaluatePairs,
-  importPeftAdapter,
   pairMetrics,
 } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
@@ -78,7 +77,7 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
       model.dispose();
       throw new UsageError("eval: --reference-adapter is DPO's reference: give --objective dpo");
     }
-    await addReferenceAdapter(model, o.referenceAdapter);
+    addReferenceAdapter(model, await loadPeftAdapter(o.referenceAdapter), ADAPTER_NAME);
   }
   const rowOptions = { ...rowOptionsFrom(o, config), ...(preference ? { pairs: true } : {}) };
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
@@ -101,13 +100,6 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
     `${o.data}: loss ${result.loss.toFixed(4)}, perplexity ${result.perplexity.toFixed(2)} over ${result.tokens} tokens` +
       `${adapted > 0 ? ` (adapter on ${adapted} modules)` : ''}`,
   );
-}
-
-/** DPO's reference adapter beside the evaluated one (dpo.ts REFERENCE_ADAPTER), which stays active. */
-async function addReferenceAdapter(model: CausalLM, dir: string): Promise<void> {
-  importPeftAdapter(model, await loadPeftAdapter(dir), REFERENCE_ADAPTER);
-  for (const layer of [...model.linears(), ...model.embeddings()])
-    layer.setActive(layer.adapterNames().includes(ADAPTER_NAME) ? ADAPTER_NAME : null);
 }
 
 /** A preference objective: its loss and TRL's reward metrics (DPO's: of the adapter against the model without it). */
