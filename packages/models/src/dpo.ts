@@ -26,7 +26,9 @@ export type DpoLossType =
   | 'apo_zero'
   | 'apo_down'
   | 'bco_pair'
-  | 'sigmoid_norm';
+  | 'sigmoid_norm'
+  | 'discopop'
+  | 'sft';
 export const DPO_LOSS_TYPES: readonly DpoLossType[] = [
   'sigmoid',
   'ipo',
@@ -39,42 +41,107 @@ export const DPO_LOSS_TYPES: readonly DpoLossType[] = [
   'apo_down',
   'bco_pair',
   'sigmoid_norm',
+  'discopop',
+  'sft',
 ];
 
 /** The loss types that read label_smoothing (TRL's sigmoid, robust and exo_pair). */
 export const SMOOTHED_LOSS_TYPES: readonly DpoLossType[] = ['sigmoid', 'robust', 'exo_pair'];
 
+/**
+ * TRL's f_divergence_type (f-DPO, Wang et al. 2023, arXiv 2309.16240): the
+ * score f'(exp u) a loss compares in place of a log-ratio u; reverse_kl is DPO's (u itself).
+ */
+export type FDivergence = 'reverse_kl' | 'forward_kl' | 'js_divergence' | 'alpha_divergence';
+export const F_DIVERGENCES: readonly FDivergence[] = [
+  'reverse_kl',
+  'forward_kl',
+  'js_divergence',
+  'alpha_divergence',
+];
+
+/**
+ * The loss types that read only the score difference, so the only ones TRL
+ * allows with an f-divergence besides reverse_kl (elsewhere log Z(x) does not cancel).
+ */
+export const F_DIVERGENCE_LOSS_TYPES: readonly DpoLossType[] = [
+  'sigmoid',
+  'sigmoid_norm',
+  'hinge',
+  'ipo',
+  'exo_pair',
+  'robust',
+  'discopop',
+  'sft',
+];
+
 export interface DpoSettings {
   /** TRL's beta: how far the policy may move from the reference (default 0.1). */
   beta: number;
-  /** TRL's loss_type (absent: sigmoid, DPO's own). */
-  loss?: DpoLossType;
+  /** TRL's loss_type: one, or several (MPO) summed with `lossWeights` (absent: sigmoid, DPO's own). */
+  loss?: DpoLossType | readonly DpoLossType[];
+  /** TRL's loss_weights, one per loss type (absent: 1 each). */
+  lossWeights?: readonly number[];
   /** TRL's label_smoothing (SMOOTHED_LOSS_TYPES): the share of pairs taken to be mislabelled. */
   labelSmoothing?: number;
+  /** TRL's f_divergence_type (absent: reverse_kl, DPO's). */
+  fDivergence?: FDivergence;
+  /** TRL's f_alpha_divergence_coef, for alpha_divergence (absent: 0.5, TRL's default). */
+  fAlpha?: number;
+  /** TRL's discopop_tau, DiscoPOP's temperature (absent: 0.05, TRL's default). */
+  discopopTau?: number;
+  /**
+   * TRL's ld_alpha (LD-DPO, Liu et al. 2024, arXiv 2409.06411): the weight of
+   * a pair's response tokens past the shorter response's length, in every
+   * log-probability the loss and the logs read (absent: 1, plain DPO).
+   */
+  ldAlpha?: number;
 }
 
 /** TRL's DPOConfig.beta default. */
 export const DEFAULT_DPO_BETA = 0.1;
+/** TRL's f_alpha_divergence_coef and discopop_tau defaults. */
+export const DEFAULT_F_ALPHA = 0.5;
+export const DEFAULT_DISCOPOP_TAU = 0.05;
 
-/** A batch's log-ratios to the reference, [B] each: c (chosen), r (rejected), h = c - r. */
-type LogRatios = { c: tf.Tensor1D; r: tf.Tensor1D; h: tf.Tensor1D };
+/** A DPO run's loss types with their weights (TRL's loss_type and loss_weights). */
+export function dpoLossTerms(s: DpoSettings): { type: DpoLossType; weight: number }[] {
+  const types = typeof s.loss === 'string' ? [s.loss] : (s.loss ?? ['sigmoid']);
+  return types.map((type, i) => ({ type, weight: s.lossWeights?.[i] ?? 1 }));
+}
+
+/**
+ * What a pair's losses read, [B] each: the chosen and rejected log-ratios to
+ * the reference (c, r); h, the difference of their scores (the f-divergence's;
+ * c - r for DPO's reverse KL); hMean, the same on scores divided by each
+ * response's labelled tokens (IPO, sigmoid_norm); and the chosen response's
+ * mean token NLL (sft).
+ */
+type PairTerms = {
+  c: tf.Tensor1D;
+  r: tf.Tensor1D;
+  h: tf.Tensor1D;
+  hMean: tf.Tensor1D;
+  chosenNll: tf.Tensor1D;
+};
 
 /** -log sigmoid(x) = softplus(-x), and log sigmoid(x). */
 const nls = (x: tf.Tensor) => tf.softplus(tf.neg(x));
 const logSigmoid = (x: tf.Tensor) => tf.neg(nls(x));
 
+/** -(1 - e) log sigmoid(z) - e log sigmoid(-z): the sigmoid loss with label smoothing e. */
+export const smoothedSigmoid = (z: tf.Tensor, e = 0): tf.Tensor =>
+  e > 0 ? tf.add(tf.mul(nls(z), 1 - e), tf.mul(nls(tf.neg(z)), e)) : nls(z);
+
 /**
- * Each pair's loss, [B], as TRL's DPOTrainer.dpo_loss computes it for each
- * loss_type (its `logits` is h here, its chosen and rejected log-ratios c and r).
+ * Each pair's loss, [B], as TRL's DPOTrainer._compute_loss computes it for
+ * each loss_type (its chosen and rejected log-ratios c and r, its delta_score h).
  */
-const PAIR_LOSSES: { [K in DpoLossType]: (d: LogRatios, s: DpoSettings) => tf.Tensor } = {
+const PAIR_LOSSES: { [K in DpoLossType]: (d: PairTerms, s: DpoSettings) => tf.Tensor } = {
   // -(1 - e) log sigmoid(beta h) - e log sigmoid(-beta h)
-  sigmoid: ({ h }, { beta, labelSmoothing: e = 0 }) => {
-    const z = tf.mul(h, beta);
-    return e > 0 ? tf.add(tf.mul(nls(z), 1 - e), tf.mul(nls(tf.neg(z)), e)) : nls(z);
-  },
-  // (h - 1 / (2 beta))^2, on length-averaged log-probabilities (sequenceLogps' `average`)
-  ipo: ({ h }, { beta }) => tf.square(tf.sub(h, 1 / (2 * beta))),
+  sigmoid: ({ h }, { beta, labelSmoothing }) => smoothedSigmoid(tf.mul(h, beta), labelSmoothing),
+  // (h - 1 / (2 beta))^2, on length-averaged scores
+  ipo: ({ hMean }, { beta }) => tf.square(tf.sub(hMean, 1 / (2 * beta))),
   // max(0, 1 - beta h)
   hinge: ({ h }, { beta }) => tf.relu(tf.sub(1, tf.mul(h, beta))),
   // ((1 - e) (-log sigmoid(beta h)) + e log sigmoid(-beta h)) / (1 - 2e): unbiased under flipped labels
@@ -101,18 +168,39 @@ const PAIR_LOSSES: { [K in DpoLossType]: (d: LogRatios, s: DpoSettings) => tf.Te
   // APO-zero: 1 - sigmoid(beta c) + sigmoid(beta r)
   apo_zero: ({ c, r }, { beta }) =>
     tf.add(tf.sub(1, tf.sigmoid(tf.mul(c, beta))), tf.sigmoid(tf.mul(r, beta))),
-  // APO-down: sigmoid(beta c) + 1 - sigmoid(beta h)
-  apo_down: ({ c, h }, { beta }) =>
-    tf.add(tf.sigmoid(tf.mul(c, beta)), tf.sub(1, tf.sigmoid(tf.mul(h, beta)))),
+  // APO-down: sigmoid(beta c) + 1 - sigmoid(beta (c - r))
+  apo_down: ({ c, r }, { beta }) =>
+    tf.add(tf.sigmoid(tf.mul(c, beta)), tf.sub(1, tf.sigmoid(tf.mul(tf.sub(c, r), beta)))),
   // BCO (pairs; TRL 1.x, no running mean): -log sigmoid(beta c) - log sigmoid(-beta r)
   bco_pair: ({ c, r }, { beta }) => tf.add(nls(tf.mul(c, beta)), nls(tf.mul(r, -beta))),
-  // -log sigmoid(beta h), on length-averaged log-probabilities (sequenceLogps' `average`)
-  sigmoid_norm: ({ h }, { beta }) => nls(tf.mul(h, beta)),
+  // -log sigmoid(beta h), on length-averaged scores
+  sigmoid_norm: ({ hMean }, { beta }) => nls(tf.mul(hMean, beta)),
+  // DiscoPOP (Chris Lu et al. 2024, arXiv 2406.08414, eq. 5): the logistic and the
+  // exponential loss of z = beta h, mixed by sigmoid(z / tau)
+  discopop: ({ h }, { beta, discopopTau = DEFAULT_DISCOPOP_TAU }) => {
+    const z = tf.mul(h, beta);
+    const mix = tf.sigmoid(tf.div(z, discopopTau));
+    return tf.add(tf.mul(nls(z), tf.sub(1, mix)), tf.mul(tf.exp(tf.neg(z)), mix));
+  },
+  // The chosen response's token NLL (TRL: its mean over the micro-batch's chosen tokens;
+  // here per pair, equal where a batch's chosen responses have one length)
+  sft: ({ chosenNll }) => chosenNll,
 };
 
-/** IPO and sigmoid_norm compare length-averaged log-probabilities (TRL divides by the response's tokens). */
-export const averagesLogps = (s: DpoSettings): boolean =>
-  s.loss === 'ipo' || s.loss === 'sigmoid_norm';
+/** The score f'(exp u) of log-ratios u under each f-divergence (TRL's chosen_scores, rejected_scores). */
+const SCORES: { [K in FDivergence]: (u: tf.Tensor, s: DpoSettings) => tf.Tensor } = {
+  reverse_kl: (u) => u,
+  // f'(t) = 1 - 1/t
+  forward_kl: (u) => tf.sub(1, tf.exp(tf.neg(u))),
+  // f'(t) = log(2t / (t + 1)) = log 2 + log sigmoid(u)
+  js_divergence: (u) => tf.add(Math.LN2, logSigmoid(u)),
+  // f'(t) = (t^(a - 1) - 1) / (a - 1), its exponent held below 80 as TRL's; a = 1 is reverse_kl
+  alpha_divergence: (u, { fAlpha = DEFAULT_F_ALPHA }) => {
+    if (Math.abs(fAlpha - 1) < 1e-6) return u;
+    const k = fAlpha - 1;
+    return tf.div(tf.sub(tf.exp(tf.minimum(tf.mul(u, k), 80)), 1), k);
+  },
+};
 
 /** A pair batch [B, 2T] as 2B sequences of T: pair b's chosen at 2b, its rejected at 2b + 1. */
 export function pairSequences(batch: TokenBatch): TokenBatch {
@@ -156,6 +244,46 @@ export function sequenceLogps(
   });
 }
 
+/**
+ * One pass's log-probabilities of pair-ordered sequences, [S] each: `sums`
+ * weighted by LD-DPO's `weights` [S*T] where given (ldWeights), and `plain`,
+ * unweighted (the same tensor without weights).
+ */
+export function weightedLogps(
+  model: CausalLM,
+  seqs: TokenBatch,
+  options: ForwardPassOptions,
+  weights: Float32Array | null,
+): { sums: tf.Tensor1D; plain: tf.Tensor1D } {
+  const { batchSize: S, seqLen: T } = seqs;
+  return tf.tidy(() => {
+    const nll = positionNll(model, seqs, options).reshape([S, T]); // [S, T], 0 unlabelled
+    const plain = tf.neg(tf.sum(nll, 1)) as tf.Tensor1D;
+    if (!weights) return { sums: plain, plain };
+    return { sums: tf.neg(tf.sum(tf.mul(nll, tf.tensor2d(weights, [S, T])), 1)), plain };
+  }) as { sums: tf.Tensor1D; plain: tf.Tensor1D };
+}
+
+/**
+ * LD-DPO's weight of each position's label, [S*T], for pair-ordered
+ * sequences: 1 on a response's first k labelled tokens, k the shorter
+ * response's length in its pair, and `ldAlpha` past them (TRL's shared and tail masks).
+ */
+export function ldWeights(seqs: TokenBatch, vocabSize: number, ldAlpha: number): Float32Array {
+  const { batchSize: S, seqLen: T } = seqs;
+  const shifted = shiftedLabels(seqs, vocabSize);
+  const counts = labelledTokenCounts(seqs, vocabSize);
+  const weights = new Float32Array(S * T);
+  for (let s = 0; s < S; s++) {
+    const pair = s - (s % 2);
+    const shared = Math.min(counts[pair]!, counts[pair + 1]!);
+    let k = 0;
+    for (let t = s * T; t < (s + 1) * T; t++)
+      if (shifted[t] !== IGNORE_INDEX) weights[t] = ++k <= shared ? 1 : ldAlpha;
+  }
+  return weights;
+}
+
 /** Sequence log-probabilities [S] divided by each one's labelled tokens (at least 1). */
 export function perToken(logps: tf.Tensor1D, counts: Float32Array): tf.Tensor1D {
   return tf.div(logps, tf.tensor1d(counts.map((n) => Math.max(n, 1)))) as tf.Tensor1D;
@@ -170,13 +298,22 @@ export function labelledTokenCounts(seqs: TokenBatch, vocabSize: number): Float3
 }
 
 /**
- * The reference's log-probabilities of a pair batch, [2B]: the model with
+ * The reference's log-probabilities of a pair batch, [2B] (LD-DPO-weighted
+ * with `weights`): the model with
  * every adapter off (PEFT's disable_adapter), or on REFERENCE_ADAPTER where a
  * layer has it; no dropout, nothing recorded for backward. Call it outside
  * the taped pass and pass the result in.
  */
-export function referenceLogps(model: CausalLM, batch: TokenBatch): tf.Tensor1D {
-  return withReference(model, () => sequenceLogps(model, pairSequences(batch)));
+export function referenceLogps(
+  model: CausalLM,
+  batch: TokenBatch,
+  weights: Float32Array | null = null,
+): tf.Tensor1D {
+  return withReference(model, () => {
+    const { sums, plain } = weightedLogps(model, pairSequences(batch), {}, weights);
+    if (sums !== plain) plain.dispose();
+    return sums;
+  });
 }
 
 /**
@@ -213,24 +350,45 @@ function withAdapters<T>(
   }
 }
 
-/** The chosen and rejected log-ratios to the reference and their margin, [B] each. */
-function logRatios(logps: tf.Tensor1D, ref: tf.Tensor1D): LogRatios {
-  const B = logps.shape[0] / 2;
-  const d = tf.sub(logps, ref).reshape([B, 2]); // [B, 2]: chosen, rejected
-  const [c, r] = (tf.split(d, 2, 1) as [tf.Tensor2D, tf.Tensor2D]).map((t) => t.reshape([B])) as [
-    tf.Tensor1D,
-    tf.Tensor1D,
-  ];
-  return { c, r, h: tf.sub(c, r) as tf.Tensor1D };
+/** [2B] pair-ordered values as [B] chosen and [B] rejected. */
+export function sides(v: tf.Tensor1D): [tf.Tensor1D, tf.Tensor1D] {
+  const B = v.shape[0] / 2;
+  const [c, r] = tf.split(v.reshape([B, 2]), 2, 1) as [tf.Tensor2D, tf.Tensor2D];
+  return [c.reshape([B]), r.reshape([B])];
 }
 
-/** Each pair's loss, [B], from the policy's and the reference's log-probabilities [2B]. */
+/**
+ * What DPO's losses read of a pair batch, [2B] pair-ordered: the policy's and
+ * the reference's log-probabilities (LD-DPO-weighted where set), the policy's
+ * unweighted ones (sft), and each sequence's labelled tokens.
+ */
+export interface DpoInputs {
+  logps: tf.Tensor1D;
+  ref: tf.Tensor1D;
+  plain: tf.Tensor1D;
+  counts: Float32Array;
+}
+
+/** Each pair's loss, [B]: the weighted sum of its loss types' (TRL's loss_type and loss_weights). */
 export function dpoPairLosses(
-  logps: tf.Tensor1D,
-  ref: tf.Tensor1D,
+  { logps, ref, plain, counts }: DpoInputs,
   settings: DpoSettings,
 ): tf.Tensor1D {
-  return tf.tidy(
-    () => PAIR_LOSSES[settings.loss ?? 'sigmoid'](logRatios(logps, ref), settings) as tf.Tensor1D,
-  );
+  return tf.tidy(() => {
+    const [c, r] = sides(tf.sub(logps, ref) as tf.Tensor1D); // [B] each
+    const score = (u: tf.Tensor1D) => SCORES[settings.fDivergence ?? 'reverse_kl'](u, settings);
+    const [sc, sr] = [score(c), score(r)];
+    const [nc, nr] = sides(tf.tensor1d(counts.map((n) => Math.max(n, 1))));
+    const terms: PairTerms = {
+      c,
+      r,
+      h: tf.sub(sc, sr) as tf.Tensor1D,
+      hMean: tf.sub(tf.div(sc, nc), tf.div(sr, nr)) as tf.Tensor1D,
+      chosenNll: tf.neg(tf.div(sides(plain)[0], nc)) as tf.Tensor1D,
+    };
+    const parts = dpoLossTerms(settings).map(({ type, weight }) =>
+      tf.mul(PAIR_LOSSES[type](terms, settings), weight),
+    );
+    return (parts.length === 1 ? parts[0]! : tf.addN(parts)) as tf.Tensor1D;
+  });
 }

@@ -7,13 +7,12 @@ import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import {
   type DpoSettings,
-  averagesLogps,
   dpoPairLosses,
   labelledTokenCounts,
+  ldWeights,
   pairSequences,
-  perToken,
   referenceLogps,
-  sequenceLogps,
+  weightedLogps,
 } from './dpo.js';
 import type { TokenBatch } from './labels.js';
 import {
@@ -71,20 +70,20 @@ const PREPARE: {
   ) => PreparedPairs;
 } = {
   // TRL's DPO rewards and logps logs: beta (logp - ref) and logp on the summed
-  // log-probabilities, also where the loss compares their means (IPO, sigmoid_norm)
+  // log-probabilities (LD-DPO-weighted with ld_alpha), also where the loss
+  // compares their means (IPO, sigmoid_norm)
   dpo: (model, batch, settings: DpoSettings) => {
-    const ref = referenceLogps(model, batch); // [2B] sums, adapters off, untaped
     const seqs = pairSequences(batch);
-    const counts = averagesLogps(settings)
-      ? labelledTokenCounts(seqs, model.modelConfig.vocabSize)
-      : null;
-    const compared = (x: tf.Tensor1D) => (counts ? perToken(x, counts) : x);
+    const V = model.modelConfig.vocabSize;
+    const weights = settings.ldAlpha === undefined ? null : ldWeights(seqs, V, settings.ldAlpha);
+    const ref = referenceLogps(model, batch, weights); // [2B] sums, adapters off, untaped
+    const counts = labelledTokenCounts(seqs, V);
     return {
       scores: (options) =>
         tf.tidy(() => {
-          const logps = sequenceLogps(model, seqs, options); // [2B] sums
+          const { sums: logps, plain } = weightedLogps(model, seqs, options, weights); // [2B]
           const [chosen, rejected] = pairRewards(tf.sub(logps, ref), settings.beta);
-          const losses = dpoPairLosses(compared(logps), compared(ref), settings);
+          const losses = dpoPairLosses({ logps, ref, plain, counts }, settings);
           return { losses, chosen, rejected, logps };
         }),
       dispose: () => ref.dispose(),

@@ -27,6 +27,8 @@ import {
   labelledTokenCounts,
   pairSequences,
   sequenceLogps,
+  sides,
+  smoothedSigmoid,
 } from './dpo.js';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
 import { positionNll } from './loss.js';
@@ -43,6 +45,8 @@ export interface SimpoSettings {
   gamma: number;
   /** TRL's cpo_alpha: the weight of the chosen response's NLL (CPO-SimPO); absent: 0, SimPO's. */
   alpha?: number;
+  /** TRL's label_smoothing: the share of pairs taken to be mislabelled (absent: 0). */
+  labelSmoothing?: number;
 }
 
 /** TRL's CPOConfig.loss_type values besides simpo (--objective simpo). */
@@ -56,6 +60,8 @@ export interface CpoSettings {
   loss?: CpoLossType;
   /** TRL's cpo_alpha: the weight of the chosen response's NLL (default 1.0). */
   alpha: number;
+  /** TRL's label_smoothing, for the sigmoid loss: the share of pairs taken to be mislabelled (absent: 0). */
+  labelSmoothing?: number;
 }
 
 export const DEFAULT_ORPO_BETA = 0.1;
@@ -63,13 +69,6 @@ export const DEFAULT_SIMPO_BETA = 2.0;
 export const DEFAULT_SIMPO_GAMMA = 1.0;
 export const DEFAULT_CPO_BETA = 0.1;
 export const DEFAULT_CPO_ALPHA = 1.0;
-
-/** [2B] pair-ordered values as [B] chosen and [B] rejected. */
-function sides(v: tf.Tensor1D): [tf.Tensor1D, tf.Tensor1D] {
-  const B = v.shape[0] / 2;
-  const [c, r] = tf.split(v.reshape([B, 2]), 2, 1) as [tf.Tensor2D, tf.Tensor2D];
-  return [c.reshape([B]), r.reshape([B])];
-}
 
 /**
  * log(1 - exp(p)) for p < 0, as -expm1 keeps it accurate near 0. p is held
@@ -138,12 +137,12 @@ function withChosenPrompts(seqs: TokenBatch): TokenBatch {
 /** SimPO's loss per pair, [B], from the length-averaged log-probabilities [2B]. */
 export function simpoPairLosses(
   avgLogps: tf.Tensor1D,
-  { beta, gamma, alpha = 0 }: SimpoSettings,
+  { beta, gamma, alpha = 0, labelSmoothing }: SimpoSettings,
 ): tf.Tensor1D {
   return tf.tidy(() => {
     const [c, r] = sides(avgLogps);
     const z = tf.sub(tf.mul(tf.sub(c, r), beta), gamma);
-    return withChosenNll(tf.softplus(tf.neg(z)), c, alpha);
+    return withChosenNll(smoothedSigmoid(z, labelSmoothing), c, alpha);
   });
 }
 
@@ -152,12 +151,15 @@ export function simpoPairLosses(
  * (on the summed log-probabilities; IPO on the means) plus alpha times the
  * chosen response's mean token NLL.
  */
-export function cpoPairLosses(logps: PairLogps, { beta, loss, alpha }: CpoSettings): tf.Tensor1D {
+export function cpoPairLosses(
+  logps: PairLogps,
+  { beta, loss, alpha, labelSmoothing }: CpoSettings,
+): tf.Tensor1D {
   return tf.tidy(() => {
-    const compared = cpoCompares(logps, loss);
-    const dpo: DpoSettings = { beta, ...(loss ? { loss } : {}) };
-    const preference = dpoPairLosses(compared, tf.zerosLike(compared), dpo);
-    return withChosenNll(preference, sides(logps.means)[0], alpha);
+    const { sums, counts } = logps;
+    const dpo: DpoSettings = { beta, ...(loss ? { loss } : {}), labelSmoothing };
+    const inputs = { logps: sums, ref: tf.zerosLike(sums), plain: sums, counts };
+    return withChosenNll(dpoPairLosses(inputs, dpo), sides(logps.means)[0], alpha);
   });
 }
 
@@ -183,6 +185,8 @@ export function averageLogps(
 export interface PairLogps {
   sums: tf.Tensor1D;
   means: tf.Tensor1D;
+  /** Each sequence's labelled tokens. */
+  counts: Float32Array;
 }
 
 /** One policy pass: each sequence's summed log-probability, and that over its labelled tokens. */
@@ -192,10 +196,11 @@ export function pairLogps(
   options: ForwardPassOptions = {},
 ): PairLogps {
   const seqs = pairSequences(batch);
-  const counts = labelledTokenCounts(seqs, model.modelConfig.vocabSize).map((n) => Math.max(n, 1));
+  const counts = labelledTokenCounts(seqs, model.modelConfig.vocabSize);
+  const divisors = counts.map((n) => Math.max(n, 1));
   return tf.tidy(() => {
     const sums = sequenceLogps(model, seqs, options);
-    return { sums, means: tf.div(sums, tf.tensor1d(counts)) as tf.Tensor1D };
+    return { sums, means: tf.div(sums, tf.tensor1d(divisors)) as tf.Tensor1D, counts };
   });
 }
 

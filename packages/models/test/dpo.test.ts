@@ -155,12 +155,50 @@ describe('DPO', () => {
       }
       const loss = objectiveLossSum(model, batch, { kind: 'dpo', ...settings });
       const got = (await loss.data())[0]!;
-      const label = `${settings.loss ?? 'sigmoid'} ${settings.labelSmoothing ?? ''}`;
+      const label = `${String(settings.loss ?? 'sigmoid')} ${settings.labelSmoothing ?? ''}`;
       expect(Math.abs(got - expected), label).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected)));
       loss.dispose();
     }
     const moved = policy.some((p, i) => Math.abs(p.sum - reference[i]!.sum) > 1e-3);
     expect(moved).toBe(true); // the adapter changed the log-probabilities
+    // DiscoPOP, sft, a weighted mixture (MPO) and the f-divergences' scores, per pair b.
+    const ratio = (i: number) => policy[i]!.sum - reference[i]!.sum;
+    const chosenNll = (b: number) => -policy[2 * b]!.sum / policy[2 * b]!.tokens;
+    const discopop = (h: number, tau: number) => {
+      const mix = sigmoid(z(h) / tau);
+      return softplus(-z(h)) * (1 - mix) + Math.exp(-z(h)) * mix;
+    };
+    const more: [DpoSettings, (c: number, r: number, b: number) => number][] = [
+      [{ beta: BETA, loss: 'discopop' }, (c, r) => discopop(c - r, 0.05)],
+      [{ beta: BETA, loss: 'discopop', discopopTau: 0.5 }, (c, r) => discopop(c - r, 0.5)],
+      [{ beta: BETA, loss: 'sft' }, (_c, _r, b) => chosenNll(b)],
+      [
+        { beta: BETA, loss: ['sigmoid', 'bco_pair', 'sft'], lossWeights: [0.8, 0.2, 1] },
+        (c, r, b) =>
+          0.8 * softplus(-z(c - r)) + 0.2 * (-logSigmoid(z(c)) - logSigmoid(-z(r))) + chosenNll(b),
+      ],
+      [
+        { beta: BETA, fDivergence: 'forward_kl' },
+        (c, r) => softplus(-z(1 - Math.exp(-c) - (1 - Math.exp(-r)))),
+      ],
+      [
+        { beta: BETA, fDivergence: 'js_divergence', loss: 'hinge' },
+        (c, r) => Math.max(0, 1 - z(logSigmoid(c) - logSigmoid(r))),
+      ],
+      [
+        { beta: BETA, fDivergence: 'alpha_divergence', fAlpha: 0.3 },
+        (c, r) => softplus(-z((Math.exp(-0.7 * c) - Math.exp(-0.7 * r)) / -0.7)),
+      ],
+    ];
+    for (const [settings, pairLoss] of more) {
+      let expected = 0;
+      for (let b = 0; b < 4; b++) expected += pairLoss(ratio(2 * b), ratio(2 * b + 1), b);
+      const loss = objectiveLossSum(model, batch, { kind: 'dpo', ...settings });
+      const got = (await loss.data())[0]!;
+      const label = JSON.stringify(settings);
+      expect(Math.abs(got - expected), label).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected)));
+      loss.dispose();
+    }
     model.dispose();
     base.dispose();
   });
@@ -233,6 +271,11 @@ describe('DPO', () => {
         loss,
         ...(loss === 'robust' ? { labelSmoothing: 0.1 } : {}),
       })),
+      { beta: BETA, loss: ['sigmoid', 'bco_pair', 'sft'], lossWeights: [0.8, 0.2, 1] },
+      { beta: BETA, fDivergence: 'forward_kl' },
+      { beta: BETA, fDivergence: 'js_divergence', loss: 'ipo' },
+      { beta: BETA, fDivergence: 'alpha_divergence', fAlpha: 0.3 },
+      { beta: BETA, ldAlpha: 0.4 },
     ];
     for (const settings of all) {
       const dpo = { kind: 'dpo' as const, ...settings };
@@ -247,7 +290,7 @@ describe('DPO', () => {
       const prepared = objectiveOf(dpo).loss(model, batch, {}); // the reference pass, untaped
       const { grads } = params.lossAndGrads(() => prepared.sum());
       prepared.dispose();
-      expectFiniteDifferences(theta, grads, lossAt, settings.loss);
+      expectFiniteDifferences(theta, grads, lossAt, JSON.stringify(settings));
     }
     params.write(theta);
     model.dispose();

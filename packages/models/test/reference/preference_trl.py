@@ -12,8 +12,9 @@ trl at pinned versions); nothing is downloaded.
 
 usage: preference_trl.py BASE_DIR ADAPTER_DIR CASES_JSON
   CASES_JSON: {"pairs": [{"prompt_ids", "chosen_ids", "rejected_ids"}],
-               "settings": [{"trainer": "dpo" | "cpo" | "orpo", "loss", "beta",
+               "settings": [{"trainer": "dpo" | "cpo" | "orpo", "loss" (DPO: one or a list), "beta",
                              "label_smoothing", "alpha" (cpo_alpha), "gamma" (simpo_gamma),
+                             DPO_OPTIONAL's DPOConfig fields, "dtype": "float32" (else float64),
                              "start": an adapter folder DPO starts from (its reference)}]}
   prints {"versions": {...}, "cases": [{"loss": x, "grads": {module: {"a": [...], "b": [...]}},
                                         "logs": {"rewards/chosen": x, ... (LOGS)}}]}
@@ -45,16 +46,23 @@ def tokenizer():
 COMMON = dict(report_to="none", use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False)
 
 
+# DPOConfig's fields a case may set, by TRL's names.
+DPO_OPTIONAL = ("loss_weights", "f_divergence_type", "f_alpha_divergence_coef", "discopop_tau", "ld_alpha")
+
+
 def dpo_trainer(setting, out_dir):
     from trl import DPOConfig, DPOTrainer
 
+    loss = setting["loss"]
+    optional = {key: setting[key] for key in DPO_OPTIONAL if key in setting}
     args = DPOConfig(
         output_dir=out_dir,
         beta=setting["beta"],
-        loss_type=[setting["loss"]],
+        loss_type=loss if isinstance(loss, list) else [loss],
         label_smoothing=setting.get("label_smoothing", 0.0),
         max_length=None,
         dataset_num_proc=None,
+        **optional,
         **COMMON,
     )
     return DPOTrainer, args
@@ -70,6 +78,7 @@ def cpo_trainer(setting, out_dir):
         beta=setting["beta"],
         loss_type=setting["loss"],
         cpo_alpha=setting["alpha"],
+        label_smoothing=setting.get("label_smoothing", 0.0),
         **extra,
         **COMMON,
     )
@@ -98,7 +107,9 @@ def trainer_for(base_dir, adapter_dir, setting, out_dir):
 
     trainer_class, args = TRAINERS[setting.get("trainer", "dpo")](setting, out_dir)
     dataset = Dataset.from_list([{"prompt": "t2", "chosen": " t3", "rejected": " t4"}])
-    base = GPT2LMHeadModel.from_pretrained(base_dir, attn_implementation="eager", dtype=torch.float64)
+    # float32 where TRL computes in no other dtype (alpha_divergence's clamp table lacks float64)
+    dtype = torch.float32 if setting.get("dtype") == "float32" else torch.float64
+    base = GPT2LMHeadModel.from_pretrained(base_dir, attn_implementation="eager", dtype=dtype)
     lora_config = LoraConfig.from_pretrained(adapter_dir)
     lora_config.inference_mode = False  # a saved adapter says True; a recipe's LoraConfig trains
     if "start" in setting:
@@ -111,7 +122,7 @@ def trainer_for(base_dir, adapter_dir, setting, out_dir):
         raise ValueError("TRL kept no 'ref' copy of the starting adapter")
     state = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
     result = set_peft_model_state_dict(
-        trainer.model, {k: v.double() for k, v in state.items()}, adapter_name="default"
+        trainer.model, {k: v.to(dtype) for k, v in state.items()}, adapter_name="default"
     )
     if result.unexpected_keys:
         raise ValueError(f"adapter keys peft does not know: {result.unexpected_keys}")
