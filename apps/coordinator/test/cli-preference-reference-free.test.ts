@@ -179,5 +179,13 @@ describe('train --objective orpo, simpo and cpo (no reference model)', () => {
       simpoLoss + 0.5 * chosenNll,
       3,
     );
+    // TRL's label_smoothing e: (1 - e) softplus(-z) + e softplus(z) = softplus(-z) + e z, and
+    // z's mean over the pairs is the reward margin minus gamma (1).
+    const smoothed = await evaluate('simpo', '--cpo-label-smoothing', '0.2');
+    expect(smoothed.code, smoothed.stderr).toBe(0);
+    const plain = JSON.parse(simpoBase.stdout) as { loss: number; rewardMargin: number };
+    const report2 = JSON.parse(smoothed.stdout) as { loss: number; labelSmoothing: number };
+    expect(report2.labelSmoothing).toBe(0.2);
+    expect(report2.loss).toBeCloseTo(plain.loss + 0.2 * (plain.rewardMargin - 1), 4);
   });
 });

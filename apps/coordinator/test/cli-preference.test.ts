@@ -164,22 +164,47 @@ describe('train --objective dpo', () => {
     expect(Math.abs(before.margin)).toBe(0);
   });
 
-  it('trains with IPO, label smoothing, APO-zero and BCO, and eval measures with the same loss', async () => {
+  it('trains with IPO, label smoothing, APO-zero, BCO, DiscoPOP, f-DPO and LD-DPO and an MPO mixture, and eval measures with the same loss', async () => {
     // At the reference IPO's loss is (1 / (2 beta))^2 = 1, APO-zero's 1 - 1/2 + 1/2 = 1,
-    // BCO's 2 log 2; the smoothed sigmoid's log 2.
-    const atReference = { ipo: 1, cdpo: Math.LN2, apo: 1, bco: 2 * Math.LN2 };
+    // BCO's 2 log 2; the smoothed sigmoid's log 2; DiscoPOP's (log 2 + 1) / 2; forward KL's
+    // sigmoid log 2. The mixture's sft term is the chosen responses' NLL: no fixed value.
+    const atReference = {
+      ipo: 1,
+      cdpo: Math.LN2,
+      apo: 1,
+      bco: 2 * Math.LN2,
+      discopop: (Math.LN2 + 1) / 2,
+      fkl: Math.LN2,
+      mpo: null,
+    };
     for (const [name, flags, says] of [
       ['ipo', ['--dpo-loss', 'ipo'], 'ipo loss, beta 0.5'],
       ['cdpo', ['--dpo-label-smoothing', '0.1'], 'sigmoid loss, beta 0.5, label smoothing 0.1'],
       ['apo', ['--dpo-loss', 'apo_zero'], 'apo_zero loss, beta 0.5'],
       ['bco', ['--dpo-loss', 'bco_pair'], 'bco_pair loss, beta 0.5'],
+      [
+        'discopop',
+        ['--dpo-loss', 'discopop', '--discopop-tau', '0.1'],
+        'discopop loss, beta 0.5, tau 0.1',
+      ],
+      [
+        'fkl',
+        ['--f-divergence', 'forward_kl', '--ld-alpha', '0.5'],
+        'sigmoid loss, beta 0.5, forward_kl, ld_alpha 0.5',
+      ],
+      [
+        'mpo',
+        ['--dpo-loss', 'sigmoid,bco_pair,sft', '--dpo-loss-weights', '0.8,0.2,1'],
+        '0.8 sigmoid + 0.2 bco_pair + 1 sft loss, beta 0.5',
+      ],
     ] as const) {
       const run = await train(`dpo-${name}`, ...flags);
       expect(run.code, run.stderr).toBe(0);
       expect(run.stdout).toContain(`objective: DPO (${says}), against the base model`);
       const before = evalOf(run.stdout, 'before').loss;
       const after = evalOf(run.stdout, 'after').loss;
-      expect(before).toBe(Number(atReference[name].toFixed(4)));
+      const want = atReference[name];
+      if (want !== null) expect(before).toBe(Number(want.toFixed(4)));
       expect(after).toBeLessThan(before);
       const evaluated = await lorafleet([
         'eval',
@@ -328,6 +353,25 @@ describe('train --objective dpo', () => {
     expect(smoothedIpo.stderr).toContain(
       "--dpo-label-smoothing is for --dpo-loss sigmoid, robust, exo_pair (TRL's label_smoothing), not ipo",
     );
+    // TRL's other DPO options: each contradiction named before anything runs.
+    for (const [flags, says] of [
+      [['--dpo-loss', 'sigmoid,dpo'], '--dpo-loss "dpo" is not one of sigmoid, ipo'],
+      [
+        ['--dpo-loss', 'sigmoid,sft', '--dpo-loss-weights', '1'],
+        '--dpo-loss-weights needs one number per --dpo-loss type (2: sigmoid, sft), got 1',
+      ],
+      [
+        ['--dpo-loss', 'bco_pair', '--f-divergence', 'js_divergence'],
+        '--f-divergence js_divergence is for --dpo-loss sigmoid, sigmoid_norm, hinge, ipo, exo_pair, robust, discopop, sft (TRL), not bco_pair',
+      ],
+      [['--f-alpha', '0.3'], '--f-alpha is for --f-divergence alpha_divergence'],
+      [['--discopop-tau', '0.1'], '--discopop-tau (> 0) is for --dpo-loss discopop'],
+      [['--cpo-label-smoothing', '0.1'], 'for --objective dpo give --dpo-label-smoothing'],
+    ] as const) {
+      const refused = await lorafleet([...base, '--out', join(dir!, 'refused'), ...flags]);
+      expect(refused.code, flags.join(' ')).toBe(2);
+      expect(refused.stderr).toContain(says);
+    }
     const sftData = await lorafleet([
       'train',
       ...['--model', model, '--data', text, '--out', join(dir!, 'text-as-pairs')],

@@ -18,6 +18,11 @@ import {
 import {
   CPO_LOSS_TYPES,
   DPO_LOSS_TYPES,
+  F_DIVERGENCES,
+  F_DIVERGENCE_LOSS_TYPES,
+  type DpoLossType,
+  type DpoSettings,
+  dpoLossTerms,
   type PreferenceSettings,
   SMOOTHED_LOSS_TYPES,
 } from '@lorafleet/models';
@@ -262,34 +267,60 @@ const PREFERENCE_KINDS = [
   'cpo',
 ] as const satisfies readonly PreferenceSettings['kind'][];
 
-/** A preference objective's settings; DPO's loss and labelSmoothing are present only when not at TRL's default. */
+/** A preference objective's settings; each optional one present only when not at TRL's default. */
 function preferenceObjective(o: Fields): PreferenceSettings {
   const kind = o.choice('kind', PREFERENCE_KINDS);
   const beta = o.numberIn('beta', (x) => x > 0, '> 0');
   if (kind === 'orpo') return { kind, beta };
   const alpha = () => o.numberIn('alpha', (x) => x >= 0, '>= 0');
+  const smoothing = o.has('labelSmoothing')
+    ? { labelSmoothing: o.numberIn('labelSmoothing', (x) => x >= 0 && x < 0.5, 'in [0, 0.5)') }
+    : {};
   if (kind === 'simpo') {
     const gamma = o.numberIn('gamma', (x) => x >= 0, '>= 0');
-    return { kind, beta, gamma, ...(o.has('alpha') ? { alpha: alpha() } : {}) };
+    return { kind, beta, gamma, ...(o.has('alpha') ? { alpha: alpha() } : {}), ...smoothing };
   }
   if (kind === 'cpo') {
     const loss = o.has('loss') ? { loss: o.choice('loss', CPO_LOSS_TYPES) } : {};
-    return { kind, beta, alpha: alpha(), ...loss };
+    return { kind, beta, alpha: alpha(), ...loss, ...smoothing };
   }
-  const objective: PreferenceSettings = { kind, beta };
-  if (o.has('loss')) objective.loss = o.choice('loss', DPO_LOSS_TYPES);
-  if (o.has('labelSmoothing')) {
-    objective.labelSmoothing = o.numberIn(
-      'labelSmoothing',
-      (x) => x >= 0 && x < 0.5,
-      'in [0, 0.5)',
-    );
-    if (!SMOOTHED_LOSS_TYPES.includes(objective.loss ?? 'sigmoid'))
+  return { kind, ...dpoFields(o, beta), ...smoothing };
+}
+
+/** DPO's settings besides label smoothing, each checked as the coordinator checks its options. */
+function dpoFields(o: Fields, beta: number): DpoSettings {
+  const out: DpoSettings = { beta };
+  const raw = o.raw.loss;
+  if (Array.isArray(raw)) {
+    if (raw.length === 0 || !raw.every((t) => DPO_LOSS_TYPES.includes(t as DpoLossType)))
       throw new RunConfigError(
-        `runConfig.objective.labelSmoothing needs loss ${SMOOTHED_LOSS_TYPES.join(', ')}`,
+        `runConfig.objective.loss must list loss types of ${DPO_LOSS_TYPES.join(', ')}, got ${JSON.stringify(raw)}`,
       );
+    out.loss = raw as DpoLossType[];
+  } else if (o.has('loss')) out.loss = o.choice('loss', DPO_LOSS_TYPES);
+  const types = dpoLossTerms(out).map((t) => t.type);
+  if (o.has('lossWeights')) {
+    const w = o.raw.lossWeights;
+    if (!Array.isArray(w) || w.length !== types.length || !w.every(Number.isFinite))
+      throw new RunConfigError(
+        `runConfig.objective.lossWeights must be ${types.length} finite numbers, one per loss type`,
+      );
+    out.lossWeights = w as number[];
   }
-  return objective;
+  if (o.has('fDivergence')) out.fDivergence = o.choice('fDivergence', F_DIVERGENCES);
+  if (o.has('fAlpha')) out.fAlpha = o.number('fAlpha');
+  if (o.has('discopopTau')) out.discopopTau = o.numberIn('discopopTau', (x) => x > 0, '> 0');
+  if (o.has('ldAlpha')) out.ldAlpha = o.numberIn('ldAlpha', (x) => x >= 0 && x <= 1, 'in [0, 1]');
+  if (o.has('labelSmoothing') && !types.some((t) => SMOOTHED_LOSS_TYPES.includes(t)))
+    throw new RunConfigError(
+      `runConfig.objective.labelSmoothing needs loss ${SMOOTHED_LOSS_TYPES.join(', ')}`,
+    );
+  const plain = types.find((t) => !F_DIVERGENCE_LOSS_TYPES.includes(t));
+  if ((out.fDivergence ?? 'reverse_kl') !== 'reverse_kl' && plain)
+    throw new RunConfigError(
+      `runConfig.objective.fDivergence ${out.fDivergence} cannot score loss ${plain}`,
+    );
+  return out;
 }
 
 function adamWOptions(optimizer: Fields): AdamWOptions {

@@ -227,6 +227,39 @@ describe('decodeRunConfig: the preference objectives', () => {
     expect(pairsConfig(cpo)().objective).toEqual(cpo);
     expect(pairsConfig({ kind: 'cpo', beta: 0.1 })).toThrow(/alpha/);
     expect(pairsConfig({ kind: 'cpo', beta: 0.1, alpha: 1, loss: 'simpo' })).toThrow(/loss/);
+    const smoothedCpo = { kind: 'cpo', beta: 0.1, alpha: 1, labelSmoothing: 0.2 };
+    expect(pairsConfig(smoothedCpo)().objective).toEqual(smoothedCpo);
+  });
+
+  it("decodes TRL's other DPO settings, and refuses their contradictions", () => {
+    const mpo = {
+      kind: 'dpo',
+      beta: 0.1,
+      loss: ['sigmoid', 'bco_pair', 'sft'],
+      lossWeights: [0.8, 0.2, 1],
+      fDivergence: 'alpha_divergence',
+      fAlpha: 0.3,
+      discopopTau: 0.1,
+      ldAlpha: 0.5,
+    };
+    expect(
+      pairsConfig({ ...mpo, loss: ['sigmoid', 'sft'], lossWeights: [1, 2] })().objective,
+    ).toEqual({
+      ...mpo,
+      loss: ['sigmoid', 'sft'],
+      lossWeights: [1, 2],
+    });
+    expect(pairsConfig({ ...mpo, fDivergence: undefined })().objective).toMatchObject({
+      loss: mpo.loss,
+    });
+    expect(pairsConfig(mpo)).toThrow('fDivergence alpha_divergence cannot score loss bco_pair');
+    expect(pairsConfig({ ...mpo, lossWeights: [1] })).toThrow(
+      'lossWeights must be 3 finite numbers, one per loss type',
+    );
+    expect(pairsConfig({ ...mpo, loss: ['sigmoid', 'dpo'] })).toThrow('must list loss types of');
+    expect(pairsConfig({ kind: 'dpo', beta: 0.1, ldAlpha: 2 })).toThrow(
+      'ldAlpha must be a number in [0, 1]',
+    );
   });
 
   it('refuses what an objective cannot train; ORPO and SimPO need no base to keep', () => {

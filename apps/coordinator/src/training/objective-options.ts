@@ -5,15 +5,22 @@ import {
   CPO_LOSS_TYPES,
   DEFAULT_CPO_ALPHA,
   DEFAULT_CPO_BETA,
+  DEFAULT_DISCOPOP_TAU,
   DEFAULT_DPO_BETA,
+  DEFAULT_F_ALPHA,
   DEFAULT_ORPO_BETA,
   DEFAULT_SIMPO_BETA,
   DEFAULT_SIMPO_GAMMA,
   DPO_LOSS_TYPES,
+  F_DIVERGENCES,
+  F_DIVERGENCE_LOSS_TYPES,
   PREFERENCE_NAMES,
   SMOOTHED_LOSS_TYPES,
+  type DpoLossType,
+  type DpoSettings,
   type PreferenceKind,
   type PreferenceSettings,
+  dpoLossTerms,
 } from '@lorafleet/models';
 import { type OptionValues, UsageError, defineOptions } from '../args.js';
 
@@ -44,10 +51,20 @@ export const objectiveOptions = defineOptions({
     aliases: ['loss_type'],
     affects: 'math',
     kind: 'string',
-    choices: DPO_LOSS_TYPES,
+    value: 'TYPE[,TYPE...]',
     default: 'sigmoid',
     description:
-      "--objective dpo: TRL's loss_type: sigmoid (DPO's), ipo (squared, on length-averaged log-probabilities), hinge, robust, exo_pair, sppo_hard, nca_pair, apo_zero, apo_down, bco_pair or sigmoid_norm (averaged like ipo) (docs/preference-tuning.md)",
+      `--objective dpo: TRL's loss_type (${DPO_LOSS_TYPES.join(', ')}): sigmoid (DPO's), ipo (squared, on length-averaged log-probabilities), ` +
+      "sigmoid_norm (averaged like ipo), discopop (DiscoPOP), sft (the chosen response's NLL) and the others of docs/preference-tuning.md; " +
+      'several, comma-separated, are summed with --dpo-loss-weights (MPO: sigmoid,bco_pair,sft)',
+  },
+  'dpo-loss-weights': {
+    aliases: ['loss_weights'],
+    affects: 'math',
+    kind: 'list',
+    value: 'W[,W...]',
+    description:
+      "--objective dpo with several --dpo-loss types: TRL's loss_weights, one number per type (default: 1 each)",
   },
   'dpo-label-smoothing': {
     aliases: ['label_smoothing'],
@@ -58,6 +75,37 @@ export const objectiveOptions = defineOptions({
     default: 0,
     description:
       "--objective dpo, --dpo-loss sigmoid, robust or exo_pair: TRL's label_smoothing (cDPO), the share of pairs assumed mislabelled (exo_pair: 0 reads as 1e-3)",
+  },
+  'f-divergence': {
+    aliases: ['f_divergence_type'],
+    affects: 'math',
+    kind: 'string',
+    choices: F_DIVERGENCES,
+    default: 'reverse_kl',
+    description:
+      `--objective dpo: TRL's f_divergence_type (f-DPO): reverse_kl (DPO's), forward_kl, js_divergence or alpha_divergence; ` +
+      `with --dpo-loss ${F_DIVERGENCE_LOSS_TYPES.join(', ')} only`,
+  },
+  'f-alpha': {
+    aliases: ['f_alpha_divergence_coef'],
+    affects: 'math',
+    kind: 'number',
+    description: `--f-divergence alpha_divergence: TRL's f_alpha_divergence_coef (default ${DEFAULT_F_ALPHA})`,
+  },
+  'discopop-tau': {
+    aliases: ['discopop_tau'],
+    affects: 'math',
+    kind: 'number',
+    description: `--dpo-loss discopop: TRL's discopop_tau (> 0), DiscoPOP's temperature (default ${DEFAULT_DISCOPOP_TAU})`,
+  },
+  'ld-alpha': {
+    aliases: ['ld_alpha'],
+    affects: 'math',
+    kind: 'number',
+    min: 0,
+    max: 1,
+    description:
+      "--objective dpo: TRL's ld_alpha (LD-DPO): the weight, in [0, 1], of a pair's response tokens past the shorter response's length (default: off, plain DPO)",
   },
   'simpo-gamma': {
     aliases: ['simpo_gamma'],
@@ -85,6 +133,15 @@ export const objectiveOptions = defineOptions({
       `--objective cpo or simpo: TRL's cpo_alpha, the weight of the chosen response's NLL (cpo: default ${DEFAULT_CPO_ALPHA}; ` +
       "simpo: default 0, SimPO's; above 0 it is TRL's CPO-SimPO)",
   },
+  'cpo-label-smoothing': {
+    affects: 'math',
+    kind: 'number',
+    min: 0,
+    max: 0.49,
+    default: 0,
+    description:
+      "--objective cpo (sigmoid loss) or simpo: TRL's CPOConfig.label_smoothing, the share of pairs assumed mislabelled",
+  },
 });
 
 export type ObjectiveValues = OptionValues<typeof objectiveOptions>;
@@ -93,16 +150,24 @@ export type ObjectiveValues = OptionValues<typeof objectiveOptions>;
 export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly PreferenceKind[]>> = {
   beta: ['dpo', 'orpo', 'simpo', 'cpo'],
   'dpo-loss': ['dpo'],
+  'dpo-loss-weights': ['dpo'],
   'dpo-label-smoothing': ['dpo'],
+  'f-divergence': ['dpo'],
+  'f-alpha': ['dpo'],
+  'discopop-tau': ['dpo'],
+  'ld-alpha': ['dpo'],
   'simpo-gamma': ['simpo'],
   'cpo-loss': ['cpo'],
   'cpo-alpha': ['cpo', 'simpo'],
+  'cpo-label-smoothing': ['cpo', 'simpo'],
 };
 
 /** An option's counterpart for another objective (TRL's loss_type is --dpo-loss or --cpo-loss). */
 const COUNTERPARTS: Readonly<Record<string, Partial<Record<PreferenceKind, string>>>> = {
   'dpo-loss': { cpo: 'cpo-loss' },
   'cpo-loss': { dpo: 'dpo-loss' },
+  'dpo-label-smoothing': { cpo: 'cpo-label-smoothing', simpo: 'cpo-label-smoothing' },
+  'cpo-label-smoothing': { dpo: 'dpo-label-smoothing' },
 };
 
 /** Refuses an objective option given without an objective it configures (it would change nothing). */
@@ -125,6 +190,49 @@ export function checkObjectiveOptions(
   }
 }
 
+/** DPO's settings from its options (absent where at TRL's defaults), each contradiction refused. */
+function dpoSettings(o: ObjectiveValues, beta: number, command: string): DpoSettings {
+  const refuse = (why: string) => {
+    throw new UsageError(`${command}: ${why}`);
+  };
+  const losses = o.dpoLoss.split(',').map((t) => t.trim());
+  const unknown = losses.find((t) => !(DPO_LOSS_TYPES as readonly string[]).includes(t));
+  if (unknown !== undefined)
+    refuse(`--dpo-loss ${JSON.stringify(unknown)} is not one of ${DPO_LOSS_TYPES.join(', ')}`);
+  const types = losses as DpoLossType[];
+  if (new Set(types).size < types.length) refuse(`--dpo-loss names a type twice: ${o.dpoLoss}`);
+  const weights = o.dpoLossWeights?.map(Number);
+  if (weights && (weights.length !== types.length || !weights.every(Number.isFinite)))
+    refuse(
+      `--dpo-loss-weights needs one number per --dpo-loss type (${types.length}: ${types.join(', ')}), got ${o.dpoLossWeights!.join(',')}`,
+    );
+  if (o.dpoLabelSmoothing > 0 && !types.some((t) => SMOOTHED_LOSS_TYPES.includes(t)))
+    refuse(
+      `--dpo-label-smoothing is for --dpo-loss ${SMOOTHED_LOSS_TYPES.join(', ')} (TRL's label_smoothing), not ${o.dpoLoss}`,
+    );
+  const plainScore = types.find((t) => !F_DIVERGENCE_LOSS_TYPES.includes(t));
+  if (o.fDivergence !== 'reverse_kl' && plainScore)
+    refuse(
+      `--f-divergence ${o.fDivergence} is for --dpo-loss ${F_DIVERGENCE_LOSS_TYPES.join(', ')} (TRL), not ${plainScore}: its loss reads the log-ratios themselves`,
+    );
+  if (o.fAlpha !== undefined && o.fDivergence !== 'alpha_divergence')
+    refuse('--f-alpha is for --f-divergence alpha_divergence');
+  if (o.discopopTau !== undefined && !(o.discopopTau > 0 && types.includes('discopop')))
+    refuse(
+      `--discopop-tau (> 0) is for --dpo-loss discopop, got ${o.discopopTau} with ${o.dpoLoss}`,
+    );
+  return {
+    beta,
+    ...(o.dpoLoss !== 'sigmoid' ? { loss: types.length === 1 ? types[0]! : types } : {}),
+    ...(weights ? { lossWeights: weights } : {}),
+    ...(o.dpoLabelSmoothing > 0 ? { labelSmoothing: o.dpoLabelSmoothing } : {}),
+    ...(o.fDivergence !== 'reverse_kl' ? { fDivergence: o.fDivergence } : {}),
+    ...(o.fAlpha !== undefined ? { fAlpha: o.fAlpha } : {}),
+    ...(o.discopopTau !== undefined ? { discopopTau: o.discopopTau } : {}),
+    ...(o.ldAlpha !== undefined ? { ldAlpha: o.ldAlpha } : {}),
+  };
+}
+
 const DEFAULT_BETA: { readonly [K in PreferenceKind]: number } = {
   dpo: DEFAULT_DPO_BETA,
   orpo: DEFAULT_ORPO_BETA,
@@ -140,31 +248,31 @@ const SETTINGS: {
     command: string,
   ) => Extract<PreferenceSettings, { kind: K }>;
 } = {
-  dpo: (o, beta, command) => {
-    if (o.dpoLabelSmoothing > 0 && !SMOOTHED_LOSS_TYPES.includes(o.dpoLoss)) {
-      throw new UsageError(
-        `${command}: --dpo-label-smoothing is for --dpo-loss ${SMOOTHED_LOSS_TYPES.join(', ')} (TRL's label_smoothing), not ${o.dpoLoss}`,
-      );
-    }
-    return {
-      kind: 'dpo',
-      beta,
-      ...(o.dpoLoss !== 'sigmoid' ? { loss: o.dpoLoss } : {}),
-      ...(o.dpoLabelSmoothing > 0 ? { labelSmoothing: o.dpoLabelSmoothing } : {}),
-    };
-  },
+  dpo: (o, beta, command) => ({ kind: 'dpo', ...dpoSettings(o, beta, command) }),
   orpo: (_o, beta) => ({ kind: 'orpo', beta }),
   simpo: (o, beta) => {
     const alpha = resolvedCpoAlpha(o);
-    return { kind: 'simpo', beta, gamma: o.simpoGamma, ...(alpha ? { alpha } : {}) };
+    return {
+      kind: 'simpo',
+      beta,
+      gamma: o.simpoGamma,
+      ...(alpha ? { alpha } : {}),
+      ...smoothing(o),
+    };
   },
-  cpo: (o, beta) => ({
-    kind: 'cpo',
-    beta,
-    ...(o.cpoLoss !== 'sigmoid' ? { loss: o.cpoLoss } : {}),
-    alpha: resolvedCpoAlpha(o)!,
-  }),
+  cpo: (o, beta, command) => {
+    if (o.cpoLabelSmoothing > 0 && o.cpoLoss !== 'sigmoid')
+      throw new UsageError(
+        `${command}: --cpo-label-smoothing is for --cpo-loss sigmoid (TRL ignores it for ${o.cpoLoss})`,
+      );
+    const loss = o.cpoLoss !== 'sigmoid' ? { loss: o.cpoLoss } : {};
+    return { kind: 'cpo', beta, ...loss, alpha: resolvedCpoAlpha(o)!, ...smoothing(o) };
+  },
 };
+
+/** CPO's and SimPO's label smoothing, absent at 0. */
+const smoothing = (o: ObjectiveValues) =>
+  o.cpoLabelSmoothing > 0 ? { labelSmoothing: o.cpoLabelSmoothing } : {};
 
 /**
  * The cpo_alpha a run trains with: given, or CPO's default; for SimPO the
@@ -195,10 +303,22 @@ export function preferenceSettingsFrom(
 const NAMED: {
   [K in PreferenceKind]: (s: Extract<PreferenceSettings, { kind: K }>) => Record<string, unknown>;
 } = {
-  dpo: (s) => ({ lossType: s.loss ?? 'sigmoid', labelSmoothing: s.labelSmoothing ?? 0 }),
+  dpo: (s) => ({
+    lossType: s.loss ?? 'sigmoid',
+    labelSmoothing: s.labelSmoothing ?? 0,
+    ...(s.lossWeights ? { lossWeights: s.lossWeights } : {}),
+    ...(s.fDivergence ? { fDivergenceType: s.fDivergence } : {}),
+    ...(s.fAlpha !== undefined ? { fAlphaDivergenceCoef: s.fAlpha } : {}),
+    ...(s.discopopTau !== undefined ? { discopopTau: s.discopopTau } : {}),
+    ...(s.ldAlpha !== undefined ? { ldAlpha: s.ldAlpha } : {}),
+  }),
   orpo: () => ({}),
-  simpo: (s) => ({ gamma: s.gamma, alpha: s.alpha ?? 0 }),
-  cpo: (s) => ({ lossType: s.loss ?? 'sigmoid', alpha: s.alpha }),
+  simpo: (s) => ({ gamma: s.gamma, alpha: s.alpha ?? 0, labelSmoothing: s.labelSmoothing ?? 0 }),
+  cpo: (s) => ({
+    lossType: s.loss ?? 'sigmoid',
+    alpha: s.alpha,
+    labelSmoothing: s.labelSmoothing ?? 0,
+  }),
 };
 
 /** { objective, beta, ...its other settings }, for `eval --json`. */
@@ -211,13 +331,32 @@ export function namedSettings(s: PreferenceSettings): Record<string, unknown> {
 const DESCRIBE: {
   [K in PreferenceKind]: (s: Extract<PreferenceSettings, { kind: K }>) => string;
 } = {
-  dpo: ({ beta, loss = 'sigmoid', labelSmoothing = 0 }) =>
-    `${loss} loss, beta ${beta}${labelSmoothing > 0 ? `, label smoothing ${labelSmoothing}` : ''}`,
+  dpo: (s) =>
+    [
+      `${describeDpoLoss(s)} loss, beta ${s.beta}`,
+      smoothed(s.labelSmoothing),
+      s.fDivergence && `${s.fDivergence}${s.fAlpha !== undefined ? ` (alpha ${s.fAlpha})` : ''}`,
+      s.discopopTau !== undefined && `tau ${s.discopopTau}`,
+      s.ldAlpha !== undefined && `ld_alpha ${s.ldAlpha}`,
+    ]
+      .filter(Boolean)
+      .join(', '),
   orpo: (s) => `beta ${s.beta}`,
   simpo: (s) =>
-    `beta ${s.beta}, gamma ${s.gamma}${s.alpha ? `, alpha ${s.alpha} (CPO-SimPO)` : ''}`,
-  cpo: (s) => `${s.loss ?? 'sigmoid'} loss, beta ${s.beta}, alpha ${s.alpha}`,
+    `beta ${s.beta}, gamma ${s.gamma}${s.alpha ? `, alpha ${s.alpha} (CPO-SimPO)` : ''}${smoothedTail(s.labelSmoothing)}`,
+  cpo: (s) =>
+    `${s.loss ?? 'sigmoid'} loss, beta ${s.beta}, alpha ${s.alpha}${smoothedTail(s.labelSmoothing)}`,
 };
+
+const smoothed = (e = 0) => e > 0 && `label smoothing ${e}`;
+const smoothedTail = (e = 0) => (e > 0 ? `, label smoothing ${e}` : '');
+
+/** "sigmoid", or a mixture as "0.8 sigmoid + 0.2 bco_pair + 1 sft". */
+function describeDpoLoss(s: DpoSettings): string {
+  const terms = dpoLossTerms(s);
+  if (terms.length === 1 && terms[0]!.weight === 1) return terms[0]!.type;
+  return terms.map(({ type, weight }) => `${weight} ${type}`).join(' + ');
+}
 
 /** "sigmoid loss, beta 0.1" (DPO), "beta 2, gamma 1" (SimPO): the settings, for the log. */
 export const describeSettings = (s: PreferenceSettings): string =>

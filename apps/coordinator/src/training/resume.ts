@@ -87,6 +87,12 @@ const ADDED_LATER: Record<string, unknown> = {
   'cpo-loss': 'sigmoid',
   'cpo-alpha': null,
   'init-adapter': null,
+  'dpo-loss-weights': null,
+  'f-divergence': 'reverse_kl',
+  'f-alpha': null,
+  'discopop-tau': null,
+  'ld-alpha': null,
+  'cpo-label-smoothing': 0,
 };
 
 /** Math options renamed since: the old name, the new one, and the old value as the new option records it. */
