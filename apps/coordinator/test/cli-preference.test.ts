@@ -7,10 +7,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPeftAdapter } from '@lorafleet/core';
 import {
   WORKERS_TOLERANCE,
   adapterBytes,
+  adapterGap,
   evalOf,
   lorafleet,
   preferenceFixture,
@@ -94,21 +94,9 @@ describe('train --objective dpo', () => {
       .map((l) => JSON.parse(l) as { step: number; rewardAccuracy: number });
     expect(evals.map((e) => e.step)).toEqual([0, 6, 12]); // before, --eval-every 6, after
     expect(evals[2]!.rewardAccuracy).toBeCloseTo(evalOf(one.stdout, 'after').accuracy, 4);
-    const [a, b] = await Promise.all(
-      ['dpo-1', 'dpo-2'].map((out) => loadPeftAdapter(join(dir!, out, 'adapter'))),
-    );
-    let largest = 0;
-    let diff = 0;
-    for (const [path, m] of a!.modules) {
-      const other = b!.modules.get(path)!;
-      m.b.forEach((v, i) => {
-        largest = Math.max(largest, Math.abs(v));
-        diff = Math.max(diff, Math.abs(v - other.b[i]!));
-      });
-      m.a.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - other.a[i]!))));
-    }
-    expect(largest).toBeGreaterThan(1e-3); // trained
-    expect(diff).toBeLessThan(WORKERS_TOLERANCE);
+    const gap = await adapterGap(join(dir!, 'dpo-1', 'adapter'), join(dir!, 'dpo-2', 'adapter'));
+    expect(gap.largestB).toBeGreaterThan(1e-3); // trained
+    expect(gap.diff).toBeLessThan(WORKERS_TOLERANCE);
     // TRL's training reward logs, per step: from 0 at the reference, learning; 2 workers report 1's.
     const [r1, r2] = await Promise.all([trainRewards('dpo-1'), trainRewards('dpo-2')]);
     expect(r1.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
@@ -214,6 +202,18 @@ describe('train --objective dpo', () => {
       expect(evaluated.code, evaluated.stderr).toBe(0);
       expect((JSON.parse(evaluated.stdout) as { loss: number }).loss).toBeCloseTo(after, 4);
     }
+    // MPO's mixture with LD-DPO: every term is a pair's own, so 2 workers train the adapter of 1.
+    const mixture = ['--dpo-loss', 'sigmoid,bco_pair,sft', '--dpo-loss-weights', '0.8,0.2,1'];
+    const two = await train('dpo-mpo-2', ...mixture, '--ld-alpha', '0.5', '--workers', '2');
+    const one = await train('dpo-mpo-1', ...mixture, '--ld-alpha', '0.5');
+    expect(two.code, two.stderr).toBe(0);
+    const gap = await adapterGap(
+      join(dir!, 'dpo-mpo-1', 'adapter'),
+      join(dir!, 'dpo-mpo-2', 'adapter'),
+    );
+    expect(gap.largestB).toBeGreaterThan(1e-3);
+    expect(gap.diff).toBeLessThan(WORKERS_TOLERANCE);
+    expect(evalLoss(two.stdout, 'after')).toBeCloseTo(evalLoss(one.stdout, 'after'), 4);
   });
 
   it('stopped at step 6 and resumed to 12, gives the uninterrupted adapter bytes; a resume must keep its beta', async () => {

@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { loadPeftAdapter } from '@lorafleet/core';
 
 export const REPO_ROOT = join(import.meta.dirname, '..', '..', '..');
 const BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
@@ -63,6 +64,24 @@ export const SEQ_LEN = '32';
  * and more.
  */
 export const WORKERS_TOLERANCE = 5e-5;
+
+/** The largest difference between two saved PEFT adapters' A and B values (1 worker against 2), and their largest B. */
+export async function adapterGap(
+  a: string,
+  b: string,
+): Promise<{ diff: number; largestB: number }> {
+  const [x, y] = await Promise.all([a, b].map((d) => loadPeftAdapter(d)));
+  let [diff, largestB] = [0, 0];
+  for (const [path, m] of x!.modules) {
+    const other = y!.modules.get(path)!;
+    m.b.forEach((v, i) => {
+      largestB = Math.max(largestB, Math.abs(v));
+      diff = Math.max(diff, Math.abs(v - other.b[i]!));
+    });
+    m.a.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - other.a[i]!))));
+  }
+  return { diff, largestB };
+}
 
 // Vitest runs each test file in its own fork; the first to get the lock builds,
 // the others see its stamp (same runner process) and reuse the build.
