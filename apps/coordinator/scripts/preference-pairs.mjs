@@ -3,8 +3,11 @@
 // dataset: from {"text"} JSONL lines (e.g. the main job's runs/main/data/*.jsonl),
 // each sentence's first half is the prompt, its true second half the chosen
 // response, and that half with its words in reverse order the rejected one
-// (same words, same bytes: only their order tells them apart).
-//   node apps/coordinator/scripts/preference-pairs.mjs IN.jsonl OUT.jsonl [--limit N] [--max-chars C]
+// (same words, same bytes: only their order tells them apart). With
+// --unpaired, KTO's unpaired feedback instead: each pair as two lines,
+// {"prompt", "completion": the true half, "label": true} and the reversed
+// half with "label": false (TRL's unpair_preference_dataset).
+//   node apps/coordinator/scripts/preference-pairs.mjs IN.jsonl OUT.jsonl [--limit N] [--max-chars C] [--unpaired]
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -20,11 +23,13 @@ const flag = (name, fallback) => {
   args.splice(i, 2);
   return value;
 };
+const unpaired = args.includes('--unpaired');
+if (unpaired) args.splice(args.indexOf('--unpaired'), 1);
 const limit = flag('--limit', Infinity);
 const maxChars = flag('--max-chars', 120);
 if (args.length !== 2) {
   console.error(
-    'usage: node apps/coordinator/scripts/preference-pairs.mjs IN.jsonl OUT.jsonl [--limit N] [--max-chars C]',
+    'usage: node apps/coordinator/scripts/preference-pairs.mjs IN.jsonl OUT.jsonl [--limit N] [--max-chars C] [--unpaired]',
   );
   process.exit(2);
 }
@@ -53,8 +58,18 @@ for (const [i, line] of readFileSync(input, 'utf8').split('\n').entries()) {
   const rest = text.slice(cut + 1);
   const reversed = rest.split(' ').reverse().join(' ');
   if (reversed === rest) continue;
-  pairs.push(JSON.stringify({ prompt: text.slice(0, cut + 1), chosen: rest, rejected: reversed }));
+  const prompt = text.slice(0, cut + 1);
+  pairs.push(
+    unpaired
+      ? [
+          JSON.stringify({ prompt, completion: rest, label: true }),
+          JSON.stringify({ prompt, completion: reversed, label: false }),
+        ].join('\n')
+      : JSON.stringify({ prompt, chosen: rest, rejected: reversed }),
+  );
 }
 mkdirSync(dirname(output), { recursive: true });
 writeFileSync(output, pairs.join('\n') + '\n');
-console.log(`${output}: ${pairs.length} preference pairs from ${input}`);
+console.log(
+  `${output}: ${pairs.length} preference pairs${unpaired ? ', as two unpaired examples each,' : ''} from ${input}`,
+);

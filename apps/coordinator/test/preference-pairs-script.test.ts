@@ -46,6 +46,28 @@ describe('preference-pairs.mjs', () => {
     pairs.forEach((p, i) => expect(p.prompt + p.chosen).toBe(sentences[i === 0 ? 0 : 2]));
   });
 
+  it("--unpaired writes KTO's lines: each pair as a desirable and an undesirable completion", async () => {
+    const input = join(dir!, 'kto-in.jsonl');
+    await writeFile(
+      input,
+      JSON.stringify({ text: 'The film was a quiet triumph of small gestures.' }) + '\n',
+    );
+    const out = join(dir!, 'kto.jsonl');
+    const r = await run(input, out, '--unpaired');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(
+      `${out}: 1 preference pairs, as two unpaired examples each, from ${input}`,
+    );
+    const lines = (await readFile(out, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown);
+    expect(lines).toEqual([
+      { prompt: 'The film was a quiet triumph ', completion: 'of small gestures.', label: true },
+      { prompt: 'The film was a quiet triumph ', completion: 'gestures. small of', label: false },
+    ]);
+  });
+
   it('says what is wrong with a missing file or a line that is not JSON', async () => {
     const missing = await run(join(dir!, 'nope.jsonl'), join(dir!, 'x.jsonl'));
     expect(missing.code).toBe(1);

@@ -108,7 +108,7 @@ describe('--resume of a checkpoint written before --objective, or with --dpo-bet
       ...['use-dora', 'loraplus-lr-ratio', 'neftune-noise-alpha', 'objective', 'beta'],
       ...['dpo-loss', 'dpo-label-smoothing', 'simpo-gamma', 'wire-dtype', 'cpo-loss', 'cpo-alpha'],
       ...['dpo-loss-weights', 'f-divergence', 'f-alpha', 'discopop-tau', 'ld-alpha'],
-      'cpo-label-smoothing',
+      ...['cpo-label-smoothing', 'kto-loss', 'desirable-weight', 'undesirable-weight'],
     );
     expect(() => checkResumeConfig('ckpt', state(older), current)).not.toThrow();
     expect(() => checkResumeConfig('ckpt', state(older), { ...current, 'use-dora': true })).toThrow(

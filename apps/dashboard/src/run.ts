@@ -42,8 +42,8 @@ export class RunView {
   end: Extract<RunEvent, { type: 'end' }> | null = null;
   connection: Connection = 'connecting';
 
-  /** What `tokens` and tokensPerSecond count: tokens, or a preference run's pairs. */
-  get lossUnit(): 'tokens' | 'pairs' {
+  /** What `tokens` and tokensPerSecond count: tokens, a preference run's pairs, or a KTO run's examples. */
+  get lossUnit(): 'tokens' | 'pairs' | 'examples' {
     return this.facts?.lossUnit ?? 'tokens';
   }
 

@@ -10,6 +10,8 @@ export interface Batch {
   lengths: Int32Array; // [B], real tokens per row (right padding)
   batchSize: number; // B
   seqLen: number; // T
+  /** KTO's rows: 1 where the row's completion is desirable, [B]; absent for other rows. */
+  desirable?: Uint8Array;
 }
 
 /**
@@ -31,7 +33,9 @@ export function collate(rows: readonly SequenceRow[], seqLen: number): Batch {
     labels.set(row.labels, b * seqLen);
     lengths[b] = row.length;
   });
-  return { ids, labels, lengths, batchSize, seqLen };
+  const flagged = rows.length > 0 && rows.every((r) => r.desirable !== undefined);
+  const desirable = flagged ? Uint8Array.from(rows, (r) => (r.desirable ? 1 : 0)) : undefined;
+  return { ids, labels, lengths, batchSize, seqLen, ...(desirable ? { desirable } : {}) };
 }
 
 /**

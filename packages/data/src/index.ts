@@ -49,6 +49,14 @@ export {
   readPreferenceJsonl,
 } from './preference.js';
 export { type PreferencePair, implicitPrompt, parsePreferenceLine } from './preference-line.js';
+export {
+  type UnpairedExample,
+  type UnpairedRead,
+  type UnpairedRows,
+  parseUnpairedLine,
+  readUnpairedJsonl,
+  unpairedRows,
+} from './unpaired.js';
 export { type DatasetFormat, type DatasetOptions, datasetFormat, readDataset } from './dataset.js';
 export {
   type SequenceRow,

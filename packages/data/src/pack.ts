@@ -10,6 +10,8 @@ export interface SequenceRow {
   ids: Int32Array; // [T]
   labels: Int32Array; // [T], IGNORE_INDEX on padding
   length: number; // real tokens, at the start of the row; T when full
+  /** KTO's rows (unpaired.ts): whether the row's completion is desirable. */
+  desirable?: boolean;
 }
 
 /** What to do with the tokens left over after the last full row. */

@@ -65,6 +65,20 @@ export {
   REFERENCE_ADAPTER,
 } from './dpo.js';
 export {
+  DEFAULT_KTO_BETA,
+  KTO_LOSS_TYPES,
+  type KtoLossType,
+  type KtoObjective,
+  type KtoSettings,
+  countKtoRows,
+  evaluateKto,
+  ktoHalf,
+  ktoKl,
+  ktoKlSums,
+  ktoLosses,
+  ktoReadsKl,
+} from './kto.js';
+export {
   type PairEvaluation,
   type PairSums,
   evaluatePairs,
@@ -101,6 +115,11 @@ export {
 } from './preference.js';
 export {
   type BatchLoss,
+  FEEDBACK_NAMES,
+  type FeedbackSettings,
+  type LossUnit,
+  hasReference,
+  lossUnitOf,
   type Objective,
   type ObjectiveKind,
   type ObjectiveSettings,

@@ -8,6 +8,8 @@ export interface TokenBatch {
   labels: Int32Array; // [B * T], IGNORE_INDEX where no loss is taken
   batchSize: number;
   seqLen: number;
+  /** KTO's rows (kto.ts): 1 where the row's completion is desirable, [B]. */
+  desirable?: Uint8Array;
 }
 
 /**

@@ -2,18 +2,43 @@
 // gradient is divided by. Supervised fine-tuning sums the token loss over
 // labelled tokens; the preference objectives sum a loss per preference pair
 // (preference.ts): DPO against a reference (dpo.ts), ORPO, SimPO and CPO
-// without one (reference-free.ts). The step sees only this interface.
+// without one (reference-free.ts); KTO sums a loss per unpaired example
+// (kto.ts), given a KL estimate over the step's global batch (`shared`).
+// The step sees only this interface.
 import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { countPairs } from './dpo.js';
 import { countLossTokens, tokenNllSum } from './loss.js';
 import type { TokenBatch } from './labels.js';
-import { type PreferenceSettings, PAIR_STATS, preparePairs, pairStats } from './preference.js';
+import {
+  type PreferenceSettings,
+  PAIR_STATS,
+  PREFERENCE_NAMES,
+  preparePairs,
+  pairStats,
+} from './preference.js';
+import { type KtoObjective, countKtoRows, ktoKl, ktoKlSums, ktoLoss, ktoReadsKl } from './kto.js';
 
 export { type PreferenceKind, type PreferenceSettings, PREFERENCE_NAMES } from './preference.js';
 
 /** What `train --objective` chose, with its settings. */
-export type ObjectiveSettings = { kind: 'sft' } | PreferenceSettings;
+export type ObjectiveSettings = { kind: 'sft' } | PreferenceSettings | KtoObjective;
+
+/** An objective besides the token loss, as a run carries it: on pairs, or KTO's unpaired examples. */
+export type FeedbackSettings = Exclude<ObjectiveSettings, { kind: 'sft' }>;
+
+/**
+ * The objectives compared with a reference, the model with its adapter off
+ * (or a frozen copy of the adapter a run starts from): DPO and KTO. What
+ * trains base tensors in place would change that reference.
+ */
+export const hasReference = (kind: ObjectiveKind): boolean => kind === 'dpo' || kind === 'kto';
+
+/** Each such objective's name as its paper writes it, for logs. */
+export const FEEDBACK_NAMES: { readonly [K in FeedbackSettings['kind']]: string } = {
+  ...PREFERENCE_NAMES,
+  kto: 'KTO',
+};
 
 export type ObjectiveKind = ObjectiveSettings['kind'];
 
@@ -33,18 +58,37 @@ export interface BatchLoss {
 export interface Objective {
   readonly settings: ObjectiveSettings;
   /** What one unit of the loss is: the divisor of the summed gradient and loss. */
-  readonly unit: 'tokens' | 'pairs';
+  readonly unit: LossUnit;
   /** What a batch's `stats()` holds, in order: sums that workers add (none for the token loss). */
   readonly stats: readonly string[];
   /** The units in `batch` (0: nothing to learn from it). */
   count(batch: TokenBatch): number;
   /**
+   * Sums over the step's whole global batch that the loss reads before any
+   * gradient (KTO's KL estimate): `sums` of one micro-batch, off the tape,
+   * `size` values; the step adds them over its micro-batches and all workers
+   * and passes the totals to `loss`. Absent: the loss reads none.
+   */
+  readonly shared?: { size: number; sums(model: CausalLM, batch: TokenBatch): Float32Array };
+  /**
    * The batch's summed loss under `options`. Work that must stay off the tape
    * (DPO's reference pass) runs here, before `sum` is called under one.
    * Preference objectives draw no dropout, as TRL's trainers (disable_dropout).
    */
-  loss(model: CausalLM, batch: TokenBatch, options: ForwardPassOptions): BatchLoss;
+  loss(
+    model: CausalLM,
+    batch: TokenBatch,
+    options: ForwardPassOptions,
+    shared?: Float32Array,
+  ): BatchLoss;
 }
+
+/** What one unit of a loss is: a labelled token, a preference pair, or an unpaired example (KTO). */
+export type LossUnit = 'tokens' | 'pairs' | 'examples';
+
+/** Each objective's loss unit. */
+export const lossUnitOf = (kind: ObjectiveKind): LossUnit =>
+  kind === 'sft' ? 'tokens' : kind === 'kto' ? 'examples' : 'pairs';
 
 const OBJECTIVES: {
   [K in ObjectiveKind]: (s: Extract<ObjectiveSettings, { kind: K }>) => Objective;
@@ -64,7 +108,29 @@ const OBJECTIVES: {
   orpo: (settings) => preference(settings),
   simpo: (settings) => preference(settings),
   cpo: (settings) => preference(settings),
+  kto: (settings) => kto(settings),
 };
+
+/** KTO: a loss per example, given the KL estimate over the global batch (where its loss type reads one). */
+function kto(settings: KtoObjective): Objective {
+  return {
+    settings,
+    unit: 'examples',
+    stats: [],
+    count: countKtoRows,
+    ...(ktoReadsKl(settings) ? { shared: { size: 2, sums: ktoKlSums } } : {}),
+    loss: (model, batch, options, shared) => {
+      if (ktoReadsKl(settings) && !shared) throw new Error("KTO needs the batch's KL sums");
+      // No dropout, as TRL's trainers (disable_dropout).
+      const loss = ktoLoss(model, batch, settings, shared ? ktoKl(shared) : 0);
+      return {
+        sum: () => loss.sum({ ...options, dropout: false }),
+        stats: () => null,
+        dispose: () => loss.dispose(),
+      };
+    },
+  };
+}
 
 /** A loss per preference pair (preference.ts), with TRL's reward sums as the batch's stats. */
 function preference(settings: PreferenceSettings): Objective {

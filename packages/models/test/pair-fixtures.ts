@@ -116,6 +116,8 @@ export function expectFiniteDifferences(
   lossAt: (values: Float32Array) => number,
   label: string | undefined,
   seed = 11,
+  /** The step's length (1e-2; less where the loss curves sharply). */
+  step = 1e-2,
 ): void {
   const g = Array.from(grads);
   expect(
@@ -129,7 +131,7 @@ export function expectFiniteDifferences(
   const unit = new Float32Array(theta.length);
   unit[largest] = 1;
   for (const d of [unit, mix]) {
-    const eps = 1e-2 / Math.sqrt(d.reduce((a, x) => a + x * x, 0));
+    const eps = step / Math.sqrt(d.reduce((a, x) => a + x * x, 0));
     const plus = lossAt(theta.map((x, i) => x + eps * d[i]!));
     const minus = lossAt(theta.map((x, i) => x - eps * d[i]!));
     const numeric = (plus - minus) / (2 * eps);
@@ -145,7 +147,8 @@ export function objectiveLossSum(
   settings: ObjectiveSettings,
   options: ForwardPassOptions = {},
 ): tf.Scalar {
-  const prepared = objectiveOf(settings).loss(model, batch, options);
+  const objective = objectiveOf(settings);
+  const prepared = objective.loss(model, batch, options, objective.shared?.sums(model, batch));
   try {
     return prepared.sum();
   } finally {

@@ -24,9 +24,10 @@ export interface RunFacts {
   seqLen: number;
   /**
    * What a step's `tokens` (and tokensPerSecond) count, the loss's unit:
-   * labelled tokens, or preference pairs (--objective dpo, orpo, simpo or cpo). Absent: tokens.
+   * labelled tokens, preference pairs (--objective dpo, orpo, simpo or cpo),
+   * or KTO's unpaired examples (--objective kto). Absent: tokens.
    */
-  lossUnit?: 'tokens' | 'pairs';
+  lossUnit?: 'tokens' | 'pairs' | 'examples';
   /**
    * Bytes each worker sends per step in the ring all-reduce of the trainable
    * parameters' gradients, and what the same all-reduce of every parameter

@@ -30,6 +30,8 @@ import {
   type PeftTrainables,
   addPeftLora,
   addReferenceAdapter,
+  evaluateKto,
+  hasReference,
   evaluatePairs,
   evaluateLossSums,
   exportPeftAdapter,
@@ -149,7 +151,12 @@ export class Replica {
     const notice = onCompute && (async () => onCompute(limit, warmingUp));
     const { objective } = this.config;
     let result: EvalSums;
-    if (objective) {
+    if (objective?.kind === 'kto') {
+      // The KL estimate over the whole held-out set, whichever shard this worker has.
+      const all = batchesOf(this.evalRows, batchSize, rowLength(this.config.rows));
+      const kto = await evaluateKto(this.model, batches, objective, notice, all);
+      result = { lossSum: kto.lossSum, tokens: kto.examples };
+    } else if (objective) {
       const { lossSum, pairs, ...sums } = await evaluatePairs(
         this.model,
         batches,
@@ -297,7 +304,7 @@ async function startFromAdapter(
   params: TrainableParameters,
 ): Promise<void> {
   params.write(await readAdapterValues(dir, params));
-  if (config.objective?.kind === 'dpo')
+  if (config.objective && hasReference(config.objective.kind))
     addReferenceAdapter(model, await loadPeftAdapter(dir), ADAPTER_NAME);
 }
 

@@ -23,6 +23,9 @@ import {
   preferenceRows,
   readDataset,
   readPreferenceJsonl,
+  readUnpairedJsonl,
+  unpairedRows,
+  type ReadSummary,
 } from '@lorafleet/data';
 
 export type Packing = 'auto' | 'pack' | 'pad';
@@ -36,6 +39,12 @@ export interface RowOptions {
   csv?: CsvColumns;
   /** Preference pairs for --objective dpo, orpo, simpo or cpo: each row is [chosen | rejected], 2 x seqLen tokens. */
   pairs?: boolean;
+  /**
+   * KTO's unpaired examples (--objective kto): each row is [completion | KL
+   * completion], 2 x seqLen tokens, the KL completions cycled within chunks
+   * of `klChunk` examples (the run's batch size).
+   */
+  kto?: { klChunk: number };
 }
 
 export interface PreparedRows {
@@ -61,6 +70,7 @@ export async function prepareRows(
     );
   }
   if (options.pairs) return preparePairRows(file, tokenizer, options);
+  if (options.kto) return prepareKtoRows(file, tokenizer, options, options.kto.klChunk);
   const read = await readDataset(file, tokenizer, {
     ...(options.format ? { format: options.format } : {}),
     ...(options.csv ? { csv: options.csv } : {}),
@@ -112,6 +122,80 @@ export async function prepareRows(
   };
 }
 
+/** Warnings for a read's bad lines (the first few, then how many more). */
+function readWarnings(file: string, read: ReadSummary): string[] {
+  const warnings = read.problems.map(formatProblem);
+  if (read.badRecords > read.problems.length) {
+    warnings.push(`${file}: ${read.badRecords - read.problems.length} more bad records skipped`);
+  }
+  return warnings;
+}
+
+/** Warnings for dropped records: `what`, then the first few lines with their reasons. */
+function droppedWarnings(
+  file: string,
+  dropped: readonly { line: number; message: string }[],
+  what: string,
+): string[] {
+  if (dropped.length === 0) return [];
+  const shown = dropped.slice(0, DEFAULT_REPORT_FIRST);
+  return [
+    `${file}: dropped ${dropped.length} ${what}:`,
+    ...shown.map((d) => `  ${file}:${d.line}: ${d.message}`),
+    ...(dropped.length > shown.length ? [`  ... and ${dropped.length - shown.length} more`] : []),
+  ];
+}
+
+/** KTO's unpaired examples (data's unpaired.ts), one per row of 2 x seqLen. */
+async function prepareKtoRows(
+  file: string,
+  tokenizer: TextTokenizer,
+  options: RowOptions,
+  klChunk: number,
+): Promise<PreparedRows> {
+  if (datasetFormat(file, options.format) !== 'jsonl') {
+    throw new Error(
+      `${file}: --objective kto reads unpaired feedback from JSONL ({"prompt", "completion", "label"} lines)`,
+    );
+  }
+  const read = await readUnpairedJsonl(file, tokenizer, {
+    ...(options.maxBadFraction !== undefined ? { maxBadFraction: options.maxBadFraction } : {}),
+    raiseWith: '--max-bad-fraction',
+  });
+  const { seqLen } = options;
+  let made: ReturnType<typeof unpairedRows>;
+  try {
+    made = unpairedRows(read.examples, read.lines, seqLen, tokenizer.eosId, klChunk);
+  } catch (error) {
+    if (error instanceof DatasetError) throw new DatasetError(`${file}: ${error.message}`);
+    throw error;
+  }
+  const warnings = readWarnings(file, read);
+  warnings.push(
+    ...droppedWarnings(file, made.dropped, `examples that cannot train within --seq-len ${seqLen}`),
+  );
+  if (made.truncated > 0) {
+    warnings.push(
+      `${file}: ${made.truncated} sequences longer than ${seqLen} tokens were truncated ` +
+        `(${made.truncatedTokens} tokens lost); raise --seq-len to keep them`,
+    );
+  }
+  if (made.rows.length === 0) throw new Error(`${file}: no examples`);
+  const desirable = made.rows.filter((r) => r.desirable).length;
+  const skipped = [
+    read.badRecords > 0 ? `, ${read.badRecords} bad records skipped` : '',
+    made.dropped.length > 0 ? `, ${made.dropped.length} dropped` : '',
+  ].join('');
+  return {
+    rows: made.rows,
+    rowLines: made.rowLines,
+    description:
+      `${read.examples.length} examples (${desirable} desirable, ${made.rows.length - desirable} undesirable kept) ` +
+      `-> ${made.rows.length} rows of 2 x ${seqLen} (completion | KL completion, cycled within ${klChunk})${skipped}`,
+    warnings,
+  };
+}
+
 /** Preference pairs (data's preference.ts), one pair per row of 2 x seqLen. */
 async function preparePairRows(
   file: string,
@@ -135,20 +219,10 @@ async function preparePairRows(
     if (error instanceof DatasetError) throw new DatasetError(`${file}: ${error.message}`);
     throw error;
   }
-  const warnings = read.problems.map(formatProblem);
-  if (read.badRecords > read.problems.length) {
-    warnings.push(`${file}: ${read.badRecords - read.problems.length} more bad records skipped`);
-  }
-  const shown = made.dropped.slice(0, DEFAULT_REPORT_FIRST);
-  if (made.dropped.length > 0) {
-    warnings.push(
-      `${file}: dropped ${made.dropped.length} pairs that cannot train within --seq-len ${seqLen}:`,
-      ...shown.map((d) => `  ${file}:${d.line}: ${d.message}`),
-      ...(made.dropped.length > shown.length
-        ? [`  ... and ${made.dropped.length - shown.length} more`]
-        : []),
-    );
-  }
+  const warnings = readWarnings(file, read);
+  warnings.push(
+    ...droppedWarnings(file, made.dropped, `pairs that cannot train within --seq-len ${seqLen}`),
+  );
   if (made.truncatedSides > 0) {
     warnings.push(
       `${file}: ${made.truncatedSides} responses longer than ${seqLen} tokens with their prompt were ` +
@@ -210,9 +284,9 @@ function packedRows(
   return { rows, rowLines: Int32Array.from(lines) };
 }
 
-/** Tokens in one row: seqLen, or twice that for preference pairs ([chosen | rejected]). */
-export function rowLength(options: Pick<RowOptions, 'seqLen' | 'pairs'>): number {
-  return options.pairs ? 2 * options.seqLen : options.seqLen;
+/** Tokens in one row: seqLen, or twice that for preference pairs ([chosen | rejected]) and KTO's rows. */
+export function rowLength(options: Pick<RowOptions, 'seqLen' | 'pairs' | 'kto'>): number {
+  return options.pairs || options.kto ? 2 * options.seqLen : options.seqLen;
 }
 
 /** Consecutive batches of at most `size` rows. */
@@ -231,6 +305,7 @@ export function rowsFingerprint(rows: readonly SequenceRow[]): string {
     hash.update(new Uint8Array(row.ids.buffer, row.ids.byteOffset, row.ids.byteLength));
     hash.update(new Uint8Array(row.labels.buffer, row.labels.byteOffset, row.labels.byteLength));
     hash.update(new Uint8Array(length.buffer));
+    if (row.desirable !== undefined) hash.update(row.desirable ? 'desirable' : 'undesirable');
   }
   return `sha256:${hash.digest('hex')}`;
 }

@@ -23,6 +23,8 @@ import {
   type DpoLossType,
   type DpoSettings,
   dpoLossTerms,
+  type FeedbackSettings,
+  KTO_LOSS_TYPES,
   type PreferenceSettings,
   SMOOTHED_LOSS_TYPES,
 } from '@lorafleet/models';
@@ -109,9 +111,10 @@ export interface RunConfig {
   initAdapter?: string;
   /**
    * A preference objective on preference pairs (rows.pairs): DPO against the
-   * base model with the adapter off, or ORPO or SimPO without a reference; absent: SFT.
+   * base model with the adapter off, or ORPO, SimPO or CPO without a
+   * reference; or KTO on unpaired examples (rows.kto); absent: SFT.
    */
-  objective?: PreferenceSettings;
+  objective?: FeedbackSettings;
 }
 
 /** The Welcome fields that carry a config: the JSON and "sha256:" + its hex digest. */
@@ -159,6 +162,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
         : {}),
       ...(rows.has('csv') ? { csv: csvColumns(rows.object('csv')) } : {}),
       ...(rows.has('pairs') ? { pairs: rows.boolean('pairs') } : {}),
+      ...(rows.has('kto') ? { kto: { klChunk: rows.object('kto').int('klChunk', 1) } } : {}),
     },
     mode: c.choice('mode', ['lora', 'full'] as const),
     evalFraction: c.numberIn('evalFraction', (x) => x >= 0 && x < 1, 'in [0, 1)'),
@@ -214,7 +218,7 @@ function optionalTrainingFields(
 > {
   return {
     ...(c.has('initAdapter') ? { initAdapter: c.string('initAdapter') } : {}),
-    ...(c.has('objective') ? { objective: preferenceObjective(c.object('objective')) } : {}),
+    ...(c.has('objective') ? { objective: feedbackObjective(c.object('objective')) } : {}),
     ...(c.has('neftuneAlpha')
       ? { neftuneAlpha: c.numberIn('neftuneAlpha', (x) => x > 0, '> 0') }
       : {}),
@@ -234,18 +238,22 @@ function optionalTrainingFields(
  * biases (they change in place).
  */
 function checkObjective(config: RunConfig): void {
-  if (!config.objective) {
-    if (config.rows.pairs)
-      throw new RunConfigError('runConfig.rows.pairs needs a preference objective');
-    return;
-  }
-  const { kind } = config.objective;
-  if (config.rows.pairs !== true) {
+  const kind = config.objective?.kind ?? 'sft';
+  if (config.rows.pairs && config.rows.kto)
+    throw new RunConfigError('runConfig.rows: pairs and kto are two row layouts; give one');
+  if (config.rows.pairs && (kind === 'sft' || kind === 'kto'))
+    throw new RunConfigError('runConfig.rows.pairs needs a preference objective');
+  if (config.rows.kto && kind !== 'kto')
+    throw new RunConfigError('runConfig.rows.kto needs objective kto');
+  if (kind === 'sft') return;
+  if (kind === 'kto' ? !config.rows.kto : config.rows.pairs !== true) {
     throw new RunConfigError(
-      `runConfig.objective: ${kind} trains on pairs (rows.pairs must be true)`,
+      kind === 'kto'
+        ? 'runConfig.objective: kto trains on unpaired examples (rows.kto must be given)'
+        : `runConfig.objective: ${kind} trains on pairs (rows.pairs must be true)`,
     );
   }
-  if (kind !== 'dpo') return;
+  if (kind !== 'dpo' && kind !== 'kto') return;
   const { lora } = config;
   const why =
     config.mode !== 'lora'
@@ -257,7 +265,7 @@ function checkObjective(config: RunConfig): void {
           : (lora.bias ?? 'none') !== 'none'
             ? `lora.bias "${lora.bias}" (trained in place)`
             : null;
-  if (why) throw new RunConfigError(`runConfig.objective: dpo cannot train with ${why}`);
+  if (why) throw new RunConfigError(`runConfig.objective: ${kind} cannot train with ${why}`);
 }
 
 const PREFERENCE_KINDS = [
@@ -266,6 +274,16 @@ const PREFERENCE_KINDS = [
   'simpo',
   'cpo',
 ] as const satisfies readonly PreferenceSettings['kind'][];
+
+/** KTO's settings, or a preference objective's; each optional one present only when not at TRL's default. */
+function feedbackObjective(o: Fields): FeedbackSettings {
+  if (o.raw.kind !== 'kto') return preferenceObjective(o);
+  const out: FeedbackSettings = { kind: 'kto', beta: o.numberIn('beta', (x) => x > 0, '> 0') };
+  if (o.has('loss')) out.loss = o.choice('loss', KTO_LOSS_TYPES);
+  for (const key of ['desirableWeight', 'undesirableWeight'] as const)
+    if (o.has(key)) out[key] = o.numberIn(key, (x) => x > 0, '> 0');
+  return out;
+}
 
 /** A preference objective's settings; each optional one present only when not at TRL's default. */
 function preferenceObjective(o: Fields): PreferenceSettings {

@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { type BackendName, deviceName, useBackend } from '@lorafleet/core';
 import type { Welcome } from '@lorafleet/protocol';
-import { PREFERENCE_NAMES } from '@lorafleet/models';
+import { FEEDBACK_NAMES } from '@lorafleet/models';
 import { handle } from './control-handlers.js';
 import { errorCodeOf } from './data-error.js';
 import { CoordinatorLink, type LinkCurve, UNASSIGNED_RUN } from './coordinator-link.js';
@@ -163,11 +163,11 @@ function readyLine(session: WorkerSession, w: Welcome, runId: string, backend: s
     (w.joining
       ? `joiner (pid ${process.pid}) of run ${runId}`
       : `rank ${session.rank}/${w.worldSize} (pid ${process.pid}) of run ${runId}`) +
-    `: ${r.rows.length} ${session.config.rows.pairs ? 'preference pairs' : 'rows'}, ` +
+    `: ${r.rows.length} ${session.config.rows.pairs ? 'preference pairs' : session.config.rows.kto ? 'KTO examples' : 'rows'}, ` +
     `${r.step.params.size} trainable parameters on ${backend}` +
     (session.config.resumeFrom ? `, resumed at step ${r.step.stepsDone}` : '') +
     (r.step.recomputesLayers ? ', gradient checkpointing' : '') +
-    (objective ? `, ${PREFERENCE_NAMES[objective.kind]} beta ${objective.beta}` : '') +
+    (objective ? `, ${FEEDBACK_NAMES[objective.kind]} beta ${objective.beta}` : '') +
     (backend === 'webgpu' ? `; gradients: ${gradientsLine(r.step.gradients)}` : '') +
     '; ready'
   );

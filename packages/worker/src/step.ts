@@ -1,4 +1,5 @@
 // One synchronous data-parallel training step, in DESIGN.md's order:
+// (an objective's global-batch sums, all-reduced: KTO's KL estimate) ->
 // forward + backward over the micro-batches -> all-reduce of the fused
 // gradient -> divide by the global token (or pair) count -> clip -> AdamW. With one
 // process the all-reduce is the identity.
@@ -95,7 +96,8 @@ export interface TrainState {
 
 /** A step's micro-batch sums on the device: tfjs's tape, or the hand-scheduled step. */
 interface GradientSums {
-  add(batch: TokenBatch, seed: number): void;
+  /** `shared`: the objective's global-batch sums (Objective.shared), where it reads them. */
+  add(batch: TokenBatch, seed: number, shared?: Float32Array): void;
   take(): Promise<{ grads: Float32Array; loss: number; stats: Float32Array }>;
   /** Drops what was added and not taken (an aborted step). */
   release(): void;
@@ -156,10 +158,10 @@ export class TrainingStep {
     }
     const acc = new GradientAccumulator(this.params, this.objective.stats.length);
     return {
-      add: (batch, seed) => {
+      add: (batch, seed, shared) => {
         const { neftuneAlpha, gradientCheckpointing } = this.config;
         const pass = { training: true, seed, neftuneAlpha, gradientCheckpointing };
-        const loss = this.objective.loss(this.model, batch, pass);
+        const loss = this.objective.loss(this.model, batch, pass, shared);
         try {
           acc.add(
             () => loss.sum(),
@@ -212,7 +214,8 @@ export class TrainingStep {
     const n = this.params.size;
     const fused = this.grads;
     const t0 = performance.now();
-    const stats = await this.accumulate(microBatches, step, signal, onCompute);
+    const shared = await this.sharedSums(microBatches, signal, onCompute);
+    const stats = await this.accumulate(microBatches, step, signal, onCompute, shared);
     onCompute?.(0);
     const t1 = performance.now();
     const local = { lossSum: fused[n]!, tokens: fused[n + 1]!, stats };
@@ -257,6 +260,33 @@ export class TrainingStep {
   }
 
   /**
+   * The objective's sums over the whole global batch (Objective.shared: KTO's
+   * KL estimate), before any gradient: each micro-batch's, added here and
+   * all-reduced across the replicas (in the run's wire dtype, as the
+   * gradient); undefined where the objective reads none.
+   */
+  private async sharedSums(
+    microBatches: readonly TokenBatch[],
+    signal?: AbortSignal,
+    onCompute?: ComputeNotice,
+  ): Promise<Float32Array | undefined> {
+    const shared = this.objective.shared;
+    if (!shared) return undefined;
+    const total = new Float32Array(shared.size);
+    for (const batch of microBatches) {
+      await yieldToEventLoop();
+      signal?.throwIfAborted();
+      if (this.objective.count(batch) === 0) continue;
+      onCompute?.(this.computeLimitMs(), this.warmingUp);
+      shared.sums(this.model, batch).forEach((v, i) => (total[i]! += v));
+    }
+    onCompute?.(0);
+    signal?.throwIfAborted();
+    await this.allReduce(total);
+    return total;
+  }
+
+  /**
    * Forward and backward over the micro-batches, summed on the device and
    * read once into the fused buffer [grads, loss sum, units]; returns the
    * objective's statistics, summed alike.
@@ -266,6 +296,7 @@ export class TrainingStep {
     step: number,
     signal?: AbortSignal,
     onCompute?: ComputeNotice,
+    shared?: Float32Array,
   ): Promise<Float32Array> {
     const n = this.params.size;
     let slowest = 0;
@@ -281,7 +312,7 @@ export class TrainingStep {
         const started = performance.now();
         onCompute?.(this.computeLimitMs(), this.warmingUp);
         const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
-        sums.add(batch, seed);
+        sums.add(batch, seed, shared);
         await settleDevice(); // the micro-batch's device work is done: its time is its compute
         units += count;
         slowest = Math.max(slowest, performance.now() - started);

@@ -1,12 +1,15 @@
 import { loadPeftAdapter } from '@lorafleet/core';
 import {
   type CausalLM,
+  type KtoObjective,
   PREFERENCE_NAMES,
   type PreferenceSettings,
   type TokenBatch,
+  evaluateKto,
   evaluateLoss,
   addReferenceAdapter,
   evaluatePairs,
+  hasReference,
   pairMetrics,
 } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
@@ -22,16 +25,17 @@ import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
 import {
   checkObjectiveOptions,
   describeSettings,
+  feedbackRows,
   namedSettings,
   objectiveOptions,
-  preferenceSettingsFrom,
+  feedbackSettingsFrom,
 } from '../training/objective-options.js';
 import { batchesOf, prepareRows, rowLength } from '../training/rows.js';
 
 export const evalSpec = defineCommand({
   name: 'eval',
   summary:
-    "Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset; with --objective dpo, orpo, simpo or cpo, that loss and TRL's reward metrics on preference pairs (DPO: of an adapter against the model without it).",
+    "Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset; with --objective dpo, orpo, simpo or cpo, that loss and TRL's reward metrics on preference pairs (DPO: of an adapter against the model without it); with --objective kto, KTO's loss on unpaired feedback (of an adapter against the model without it).",
   options: {
     model: { kind: 'string', value: 'DIR', required: true, description: 'model folder' },
     adapter: { kind: 'string', value: 'DIR', description: 'PEFT adapter folder to apply' },
@@ -65,25 +69,30 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
     o.adapter,
     o.baseDtype,
   );
-  const preference = preferenceSettingsFrom(o, 'eval');
-  if (preference?.kind === 'dpo' && adapted === 0) {
+  const preference = feedbackSettingsFrom(o, 'eval');
+  const compared = preference && hasReference(preference.kind);
+  if (compared && adapted === 0) {
     model.dispose();
     throw new UsageError(
-      'eval: --objective dpo compares the model with its adapter on and off: give --adapter',
+      `eval: --objective ${preference.kind} compares the model with its adapter on and off: give --adapter`,
     );
   }
   if (o.referenceAdapter !== undefined) {
-    if (preference?.kind !== 'dpo') {
+    if (!compared) {
       model.dispose();
-      throw new UsageError("eval: --reference-adapter is DPO's reference: give --objective dpo");
+      throw new UsageError(
+        "eval: --reference-adapter is DPO's and KTO's reference: give --objective dpo or kto",
+      );
     }
     addReferenceAdapter(model, await loadPeftAdapter(o.referenceAdapter), ADAPTER_NAME);
   }
-  const rowOptions = { ...rowOptionsFrom(o, config), ...(preference ? { pairs: true } : {}) };
+  const rowOptions = { ...rowOptionsFrom(o, config), ...feedbackRows(preference, o.batchSize) };
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
   const batches = batchesOf(prepared.rows, o.batchSize, rowLength(rowOptions));
-  if (preference) return reportPairs(o, model, batches, preference, adapted, prepared.rows.length);
+  const rows = prepared.rows.length;
+  if (preference?.kind === 'kto') return reportKto(o, model, batches, preference, adapted, rows);
+  if (preference) return reportPairs(o, model, batches, preference, adapted, rows);
   const result = await evaluateLoss(model, batches);
   model.dispose();
   if (!Number.isFinite(result.loss)) {
@@ -99,6 +108,39 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
   console.log(
     `${o.data}: loss ${result.loss.toFixed(4)}, perplexity ${result.perplexity.toFixed(2)} over ${result.tokens} tokens` +
       `${adapted > 0 ? ` (adapter on ${adapted} modules)` : ''}`,
+  );
+}
+
+/** KTO's loss of the adapter against the model without it, the KL estimated over the whole file. */
+async function reportKto(
+  o: CommandValues<typeof evalSpec>,
+  model: CausalLM,
+  batches: TokenBatch[],
+  settings: KtoObjective,
+  adapted: number,
+  rows: number,
+): Promise<void> {
+  const sums = await evaluateKto(model, batches, settings).finally(() => model.dispose());
+  const loss = sums.lossSum / sums.examples;
+  if (!Number.isFinite(loss)) {
+    throw new Error(
+      `the KTO loss on ${o.data} is ${loss}: the model with the adapter ${o.adapter} computes non-finite values`,
+    );
+  }
+  if (o.json) {
+    const out = {
+      ...namedSettings(settings),
+      loss,
+      examples: sums.examples,
+      rows,
+      adaptedModules: adapted,
+    };
+    console.log(JSON.stringify(out));
+    return;
+  }
+  console.log(
+    `${o.data}: KTO loss ${loss.toFixed(4)} over ${sums.examples} examples (${describeSettings(settings)}); ` +
+      `adapter on ${adapted} modules`,
   );
 }
 

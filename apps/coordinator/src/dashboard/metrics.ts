@@ -51,17 +51,22 @@ function runGauges(state: RunState, registers: Registers): void {
     'Global gradient norm before clipping, last step',
     () => state.lastStep?.gradNorm,
   );
-  // A step's throughput counts the run's loss units: tokens, or a preference run's pairs.
-  const pairs = () => state.facts?.lossUnit === 'pairs';
+  // A step's throughput counts the run's loss units: tokens, a preference run's pairs, KTO's examples.
+  const unit = () => state.facts?.lossUnit ?? 'tokens';
   g(
     'lorafleet_tokens_per_second',
-    'Training throughput of the last step, tokens (0 in a preference run)',
-    () => (pairs() ? undefined : state.lastStep?.tokensPerSecond),
+    'Training throughput of the last step, tokens (0 in a preference or KTO run)',
+    () => (unit() === 'tokens' ? state.lastStep?.tokensPerSecond : undefined),
   );
   g(
     'lorafleet_pairs_per_second',
     'Preference objectives: training throughput of the last step, pairs (0 otherwise)',
-    () => (pairs() ? state.lastStep?.tokensPerSecond : undefined),
+    () => (unit() === 'pairs' ? state.lastStep?.tokensPerSecond : undefined),
+  );
+  g(
+    'lorafleet_examples_per_second',
+    'KTO: training throughput of the last step, examples (0 otherwise)',
+    () => (unit() === 'examples' ? state.lastStep?.tokensPerSecond : undefined),
   );
   g(
     'lorafleet_reward_accuracy',
@@ -101,12 +106,22 @@ function runCounters(state: RunState, registers: Registers): void {
       },
     });
   // Read when scraped: the run facts (and their unit) come after the registry.
-  const pairs = () => state.facts?.lossUnit === 'pairs';
-  counter('lorafleet_tokens_total', 'Tokens trained on (0 in a preference run)', () =>
-    pairs() ? 0 : state.tokens,
+  const counted = (u: string) => () =>
+    (state.facts?.lossUnit ?? 'tokens') === u ? state.tokens : 0;
+  counter(
+    'lorafleet_tokens_total',
+    'Tokens trained on (0 in a preference or KTO run)',
+    counted('tokens'),
   );
-  counter('lorafleet_pairs_total', 'Preference objectives: pairs trained on (0 otherwise)', () =>
-    pairs() ? state.tokens : 0,
+  counter(
+    'lorafleet_pairs_total',
+    'Preference objectives: pairs trained on (0 otherwise)',
+    counted('pairs'),
+  );
+  counter(
+    'lorafleet_examples_total',
+    'KTO: examples trained on (0 otherwise)',
+    counted('examples'),
   );
   counter('lorafleet_checkpoints_total', 'Checkpoints written', () => state.checkpoints.length);
 }

@@ -2,7 +2,13 @@
 // evaluates its shard of the eval rows at a step boundary and the coordinator
 // combines the sums, so N workers report the loss one process would.
 import { shard } from '@lorafleet/data';
-import { type PairEvaluation, PREFERENCE_NAMES, pairMetrics } from '@lorafleet/models';
+import {
+  FEEDBACK_NAMES,
+  type LossUnit,
+  type PairEvaluation,
+  lossUnitOf,
+  pairMetrics,
+} from '@lorafleet/models';
 import type { RunObserver } from '../observe/observer.js';
 import { TrainingDiverged } from './divergence.js';
 import { FleetError, type WorkerFleet } from './fleet.js';
@@ -22,15 +28,14 @@ export interface EvalResult {
 }
 
 /** What a run's loss is averaged over: labelled tokens, or preference pairs. */
-export type LossUnit = 'tokens' | 'pairs';
-
+/** What the run's loss is divided by: tokens, pairs, or KTO's examples. */
 export const lossUnit = (config: Pick<RunConfig, 'objective'>): LossUnit =>
-  config.objective ? 'pairs' : 'tokens';
+  lossUnitOf(config.objective?.kind ?? 'sft');
 
 /** A held-out loss for the log; `tokens` counts the run's loss units. */
 export const describeEval = (e: EvalResult, config: Pick<RunConfig, 'objective'>) =>
   config.objective
-    ? `${e.loss.toFixed(4)} (${PREFERENCE_NAMES[config.objective.kind]} loss, ${e.tokens} pairs` +
+    ? `${e.loss.toFixed(4)} (${FEEDBACK_NAMES[config.objective.kind]} loss, ${e.tokens} ${lossUnit(config)}` +
       (e.pairs
         ? `; reward accuracy ${e.pairs.rewardAccuracy.toFixed(4)}, margin ${e.pairs.rewardMargin.toFixed(4)})`
         : ')')
@@ -69,7 +74,7 @@ export function heldOut(
       const sum = (f: (r: (typeof reports)[number]) => number) =>
         reports.reduce((s, r) => s + f(r), 0);
       result = { loss: sum((r) => r.lossSum) / tokens, tokens };
-      if (plan.config.objective) {
+      if (lossUnit(plan.config) === 'pairs') {
         const {
           loss: _,
           pairs: __,

@@ -240,7 +240,8 @@ async function afterStep(
     loss: loss.toFixed(4),
     ...(rewardAccuracy === undefined ? {} : { 'reward acc': rewardAccuracy.toFixed(2) }),
     lr: lr.toExponential(2),
-    [lossUnit(plan.config) === 'pairs' ? 'pairs/s' : 'tok/s']: tokensPerSecond.toFixed(0),
+    [lossUnit(plan.config) === 'tokens' ? 'tok/s' : `${lossUnit(plan.config)}/s`]:
+      tokensPerSecond.toFixed(0),
     workers: String(metrics.workers),
     allreduce: `${(100 * metrics.allReduceShare).toFixed(0)}%`,
     ...(typeof line.evalLoss === 'number' ? { eval: line.evalLoss.toFixed(4) } : {}),

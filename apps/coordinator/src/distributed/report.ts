@@ -53,7 +53,7 @@ export function stepMetrics(plan: RunPlan, step: number, reports: readonly StepD
     computeSeconds: max((r) => r.timings.computeMs),
     allReduceSeconds: max((r) => r.timings.allreduceMs),
     allReduceShare,
-    ...(config.objective ? trainRewards(reports, tokens) : {}),
+    ...(lossUnit(config) === 'pairs' ? trainRewards(reports, tokens) : {}),
     ...(Number.isFinite(gradNorm) ? {} : { skipped: 'non-finite gradient' }),
   };
 }
@@ -129,7 +129,9 @@ export async function writeSummary(
   const summary = {
     model: plan.config.modelDir,
     mode: plan.config.mode,
-    ...(plan.config.objective ? { objective: plan.config.objective.kind, lossUnit: 'pairs' } : {}),
+    ...(plan.config.objective
+      ? { objective: plan.config.objective.kind, lossUnit: lossUnit(plan.config) }
+      : {}),
     steps: r.done,
     interrupted: r.interrupted,
     trainLossFirst10: mean(head),

@@ -26,7 +26,7 @@ import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 import { checkDpoStartAdapter } from '../training/contradictions.js';
 import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
-import { preferenceSettingsFrom } from '../training/objective-options.js';
+import { feedbackRows, feedbackSettingsFrom } from '../training/objective-options.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */
 const RING_TIMEOUT_MS = 300_000;
@@ -66,8 +66,8 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
   const modelConfig = await readModelConfig(modelDir);
   const baseDtype = baseDtypeFor(o.baseDtype, modelConfig, mode === 'full');
   const tokenizer = await loadModelTokenizer(modelDir, modelConfig);
-  const objective = preferenceSettingsFrom(o, 'train'); // contradictions.ts refused what it cannot train
-  const rows = { ...rowOptionsFrom(o, modelConfig), ...(objective ? { pairs: true } : {}) };
+  const objective = feedbackSettingsFrom(o, 'train'); // contradictions.ts refused what it cannot train
+  const rows = { ...rowOptionsFrom(o, modelConfig), ...feedbackRows(objective, o.batchSize) };
   const dataFile = o.data;
   const prepared = await prepareRows(dataFile, tokenizer, rows);
   const split = splitRows(prepared.rows, { evalFraction: o.evalFraction, seed: o.seed });
@@ -84,7 +84,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     stepOptionsFrom(o, split.train.length, {
       config: modelConfig,
       seqLen: rows.seqLen,
-      ...(rows.pairs ? { sequencesPerRow: 2 as const } : {}),
+      ...(rows.pairs || rows.kto ? { sequencesPerRow: 2 as const } : {}),
       parameters: totalParameters,
       fullFinetune: mode === 'full',
       linearParameters: linearParameterCount(modelConfig),

@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { type BaseDtype, useBackend } from '@lorafleet/core';
+import { hasReference } from '@lorafleet/models';
 import { WIRE_DTYPE_BYTES, encodeRunConfig, resultManifestSha256 } from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import { formatCount } from '../common.js';
@@ -20,7 +21,7 @@ import { claimRunDir } from '../training/run-dir.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
 import { FleetError, type Membership, MembersLost, WorkerFleet } from './fleet.js';
-import { describeEval, heldOut } from './evaluation.js';
+import { describeEval, heldOut, lossUnit } from './evaluation.js';
 import { type RunContext, TIMEOUTS, trainLoop } from './loop.js';
 import { curveFrom } from './membership.js';
 import { spawnedGpus } from './default-gpus.js';
@@ -163,18 +164,18 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
   if (config.objective) {
     const objective = config.objective;
     const reference =
-      objective.kind === 'dpo' && config.initAdapter
+      hasReference(objective.kind) && config.initAdapter
         ? `against a frozen copy of the adapter it starts from (${config.initAdapter})`
         : REFERENCES[objective.kind];
     log(`objective: ${describeObjective(objective)}, ${reference}; no dropout`);
   }
   const perWorker =
     membership.workers > 1
-      ? `, ~${Math.ceil(batchSize / membership.workers)} ${config.rows.pairs ? 'pairs' : 'rows'} per worker`
+      ? `, ~${Math.ceil(batchSize / membership.workers)} ${rowNoun(config)} per worker`
       : '';
   log(
-    `${steps} steps of ${Math.min(batchSize, sampler.datasetSize)} ${config.rows.pairs ? 'pairs' : 'rows'} x ` +
-      `${config.rows.pairs ? `2 x ${config.rows.seqLen}` : config.rows.seqLen} tokens ` +
+    `${steps} steps of ${Math.min(batchSize, sampler.datasetSize)} ${rowNoun(config)} x ` +
+      `${config.rows.pairs || config.rows.kto ? `2 x ${config.rows.seqLen}` : config.rows.seqLen} tokens ` +
       `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${microBatchSize}` +
       (config.gradientCheckpointing ? ', gradient checkpointing' : ''),
   );
@@ -203,7 +204,7 @@ function facts(plan: RunPlan, membership: Membership, runId: string) {
       steps: plan.steps,
       batchSize: plan.batchSize,
       seqLen: config.rows.seqLen,
-      ...(config.objective ? { lossUnit: 'pairs' as const } : {}),
+      ...(config.objective ? { lossUnit: lossUnit(config) } : {}),
     },
     WIRE_DTYPE_BYTES[config.wireDtype],
   );
@@ -316,3 +317,7 @@ async function saveResult(run: RunContext, done: number, path: string): Promise<
 }
 
 export type { Interrupt };
+
+/** What one row of the run holds, for the log. */
+const rowNoun = (config: RunPlan['config']): string =>
+  config.rows.pairs ? 'pairs' : config.rows.kto ? 'examples' : 'rows';

@@ -1,7 +1,7 @@
 // Options that contradict each other are refused (exit 2), naming both,
 // instead of one of them being silently ignored.
 import { datasetFormat } from '@lorafleet/data';
-import { PREFERENCE_NAMES } from '@lorafleet/models';
+import { FEEDBACK_NAMES, hasReference } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
 import { checkObjectiveOptions } from './objective-options.js';
 import type { RunConfig } from '@lorafleet/worker';
@@ -84,7 +84,7 @@ function checkObjective(
 ): void {
   checkObjectiveOptions(o, given, 'train');
   if (o.objective === 'sft') return;
-  const name = PREFERENCE_NAMES[o.objective];
+  const name = FEEDBACK_NAMES[o.objective];
   const general: [string, boolean, string][] = [
     [
       'lora-dropout',
@@ -94,17 +94,23 @@ function checkObjective(
     [
       'packing',
       given.has('packing') && o.packing !== 'pad',
-      'pads each response to --seq-len, a pair per row: --packing would change nothing',
+      `pads each response to --seq-len, ${o.objective === 'kto' ? 'an example' : 'a pair'} per row: --packing would change nothing`,
+    ],
+    [
+      'batch-size',
+      o.objective === 'kto' && o.ktoLoss === 'kto' && o.batchSize < 2,
+      "estimates the KL on each example's prompt with another example's completion of its batch: --batch-size needs 2 or more (TRL's rule)",
     ],
   ];
   const found = general.find(([, on]) => on);
   if (found) throw clash('objective', found[0], `${name} ${found[2]}`);
-  if (o.objective === 'dpo') checkDpoBase(o, clash);
+  if (hasReference(o.objective)) checkReferenceBase(o, name, clash);
 }
 
-/** DPO's reference is the base model with the adapter off: nothing may train the base in place. */
-function checkDpoBase(
+/** DPO's and KTO's reference is the base model with the adapter off: nothing may train the base in place. */
+function checkReferenceBase(
   o: TrainOptions,
+  name: string,
   clash: (a: string, b: string, why: string) => UsageError,
 ): void {
   const offIsNotBase = 'so the model with the adapter off (the reference) is not the base model';
@@ -123,7 +129,7 @@ function checkDpoBase(
     ['lora-bias', o.loraBias !== 'none', `biases train in place, ${offIsNotBase}`],
   ];
   const found = conflicts.find(([, on]) => on);
-  if (found) throw clash('objective', found[0], `DPO ${found[2]}`);
+  if (found) throw clash('objective', found[0], `${name} ${found[2]}`);
 }
 
 /**
@@ -131,7 +137,7 @@ function checkDpoBase(
  * that trains tensors in place (modules_to_save, biases) has none to copy.
  */
 export function checkDpoStartAdapter(o: TrainOptions, lora: RunConfig['lora']): void {
-  if (o.objective !== 'dpo' || o.initAdapter === undefined) return;
+  if (!hasReference(o.objective) || o.initAdapter === undefined) return;
   const inPlace = lora.modulesToSave?.length
     ? 'modules_to_save'
     : lora.bias
@@ -139,8 +145,8 @@ export function checkDpoStartAdapter(o: TrainOptions, lora: RunConfig['lora']): 
       : null;
   if (inPlace) {
     throw new UsageError(
-      `train: --objective dpo with --init-adapter ${o.initAdapter}: the adapter's ${inPlace} trains base tensors in place, ` +
-        "so DPO's reference (a frozen copy of the adapter) cannot be kept; merge the adapter (lorafleet merge) and train DPO on the merged model",
+      `train: --objective ${o.objective} with --init-adapter ${o.initAdapter}: the adapter's ${inPlace} trains base tensors in place, ` +
+        `so the reference (a frozen copy of the adapter) cannot be kept; merge the adapter (lorafleet merge) and train ${o.objective} on the merged model`,
     );
   }
 }

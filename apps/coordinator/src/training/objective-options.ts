@@ -1,6 +1,7 @@
 // The options that choose what is minimised (`train`) or measured (`eval`):
-// the token loss, or a preference objective on preference pairs (models'
-// objective.ts: DPO against a reference, ORPO, SimPO and CPO without one).
+// the token loss, a preference objective on preference pairs (models'
+// objective.ts: DPO against a reference, ORPO, SimPO and CPO without one), or
+// KTO on unpaired examples.
 import {
   CPO_LOSS_TYPES,
   DEFAULT_CPO_ALPHA,
@@ -8,18 +9,20 @@ import {
   DEFAULT_DISCOPOP_TAU,
   DEFAULT_DPO_BETA,
   DEFAULT_F_ALPHA,
+  DEFAULT_KTO_BETA,
   DEFAULT_ORPO_BETA,
   DEFAULT_SIMPO_BETA,
   DEFAULT_SIMPO_GAMMA,
   DPO_LOSS_TYPES,
   F_DIVERGENCES,
   F_DIVERGENCE_LOSS_TYPES,
-  PREFERENCE_NAMES,
+  FEEDBACK_NAMES,
+  KTO_LOSS_TYPES,
   SMOOTHED_LOSS_TYPES,
   type DpoLossType,
   type DpoSettings,
-  type PreferenceKind,
-  type PreferenceSettings,
+  type FeedbackSettings,
+  type KtoObjective,
   dpoLossTerms,
 } from '@lorafleet/models';
 import { type OptionValues, UsageError, defineOptions } from '../args.js';
@@ -28,14 +31,16 @@ export const objectiveOptions = defineOptions({
   objective: {
     affects: 'math',
     kind: 'string',
-    choices: ['sft', 'dpo', 'orpo', 'simpo', 'cpo'],
+    choices: ['sft', 'dpo', 'orpo', 'simpo', 'cpo', 'kto'],
     default: 'sft',
     description:
       'sft: the token loss on the labelled tokens. On {"prompt","chosen","rejected"} JSONL lines (preference pairs): ' +
       "dpo, Direct Preference Optimization (TRL's DPOTrainer) against the base model with the adapter off; " +
       "orpo, ORPO (TRL's ORPOTrainer): the NLL of the chosen prompt and response plus an odds-ratio loss, no reference; " +
       "simpo, SimPO (TRL's CPOTrainer with loss_type simpo, cpo_alpha 0): length-averaged rewards with a margin, no reference; " +
-      "cpo, CPO (TRL's CPOTrainer): DPO's loss without a reference plus the chosen response's NLL",
+      "cpo, CPO (TRL's CPOTrainer): DPO's loss without a reference plus the chosen response's NLL. " +
+      'On {"prompt","completion","label"} lines (unpaired feedback): ' +
+      "kto, KTO (TRL's KTOTrainer) against the base model with the adapter off",
   },
   beta: {
     aliases: ['dpo-beta'],
@@ -43,7 +48,7 @@ export const objectiveOptions = defineOptions({
     kind: 'number',
     min: 0,
     description:
-      "--objective dpo, orpo, simpo or cpo: TRL's beta (> 0): for dpo how far the policy may move from the reference " +
+      "--objective dpo, orpo, simpo, cpo or kto: TRL's beta (> 0): for dpo and kto how far the policy may move from the reference " +
       `(default ${DEFAULT_DPO_BETA}), for orpo the odds-ratio term's weight (default ${DEFAULT_ORPO_BETA}), ` +
       `for simpo the reward scale (default ${DEFAULT_SIMPO_BETA}, the SimPO paper's), for cpo its temperature (default ${DEFAULT_CPO_BETA})`,
   },
@@ -142,13 +147,37 @@ export const objectiveOptions = defineOptions({
     description:
       "--objective cpo (sigmoid loss) or simpo: TRL's CPOConfig.label_smoothing, the share of pairs assumed mislabelled",
   },
+  'kto-loss': {
+    affects: 'math',
+    kind: 'string',
+    choices: KTO_LOSS_TYPES,
+    default: 'kto',
+    description:
+      "--objective kto: TRL's KTOConfig.loss_type: kto (KTO's, against the KL estimate) or apo_zero_unpaired (APO-zero, no KL)",
+  },
+  'desirable-weight': {
+    aliases: ['desirable_weight'],
+    affects: 'math',
+    kind: 'number',
+    default: 1,
+    description:
+      "--objective kto: TRL's desirable_weight (> 0), the weight of the desirable examples' losses (balance them against the undesirable ones)",
+  },
+  'undesirable-weight': {
+    aliases: ['undesirable_weight'],
+    affects: 'math',
+    kind: 'number',
+    default: 1,
+    description:
+      "--objective kto: TRL's undesirable_weight (> 0), the weight of the undesirable examples' losses",
+  },
 });
 
 export type ObjectiveValues = OptionValues<typeof objectiveOptions>;
 
 /** Each objective option and the objectives it configures: refused with any other. */
-export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly PreferenceKind[]>> = {
-  beta: ['dpo', 'orpo', 'simpo', 'cpo'],
+export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly FeedbackKind[]>> = {
+  beta: ['dpo', 'orpo', 'simpo', 'cpo', 'kto'],
   'dpo-loss': ['dpo'],
   'dpo-loss-weights': ['dpo'],
   'dpo-label-smoothing': ['dpo'],
@@ -160,12 +189,18 @@ export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly PreferenceKind[
   'cpo-loss': ['cpo'],
   'cpo-alpha': ['cpo', 'simpo'],
   'cpo-label-smoothing': ['cpo', 'simpo'],
+  'kto-loss': ['kto'],
+  'desirable-weight': ['kto'],
+  'undesirable-weight': ['kto'],
 };
 
+type FeedbackKind = FeedbackSettings['kind'];
+
 /** An option's counterpart for another objective (TRL's loss_type is --dpo-loss or --cpo-loss). */
-const COUNTERPARTS: Readonly<Record<string, Partial<Record<PreferenceKind, string>>>> = {
-  'dpo-loss': { cpo: 'cpo-loss' },
-  'cpo-loss': { dpo: 'dpo-loss' },
+const COUNTERPARTS: Readonly<Record<string, Partial<Record<FeedbackKind, string>>>> = {
+  'dpo-loss': { cpo: 'cpo-loss', kto: 'kto-loss' },
+  'cpo-loss': { dpo: 'dpo-loss', kto: 'kto-loss' },
+  'kto-loss': { dpo: 'dpo-loss', cpo: 'cpo-loss' },
   'dpo-label-smoothing': { cpo: 'cpo-label-smoothing', simpo: 'cpo-label-smoothing' },
   'cpo-label-smoothing': { dpo: 'dpo-label-smoothing' },
 };
@@ -233,20 +268,21 @@ function dpoSettings(o: ObjectiveValues, beta: number, command: string): DpoSett
   };
 }
 
-const DEFAULT_BETA: { readonly [K in PreferenceKind]: number } = {
+const DEFAULT_BETA: { readonly [K in FeedbackKind]: number } = {
   dpo: DEFAULT_DPO_BETA,
   orpo: DEFAULT_ORPO_BETA,
   simpo: DEFAULT_SIMPO_BETA,
   cpo: DEFAULT_CPO_BETA,
+  kto: DEFAULT_KTO_BETA,
 };
 
 /** Each objective's settings from the options, beta already checked. */
 const SETTINGS: {
-  [K in PreferenceKind]: (
+  [K in FeedbackKind]: (
     o: ObjectiveValues,
     beta: number,
     command: string,
-  ) => Extract<PreferenceSettings, { kind: K }>;
+  ) => Extract<FeedbackSettings, { kind: K }>;
 } = {
   dpo: (o, beta, command) => ({ kind: 'dpo', ...dpoSettings(o, beta, command) }),
   orpo: (_o, beta) => ({ kind: 'orpo', beta }),
@@ -268,7 +304,24 @@ const SETTINGS: {
     const loss = o.cpoLoss !== 'sigmoid' ? { loss: o.cpoLoss } : {};
     return { kind: 'cpo', beta, ...loss, alpha: resolvedCpoAlpha(o)!, ...smoothing(o) };
   },
+  kto: (o, beta, command) => ktoSettings(o, beta, command),
 };
+
+/** KTO's settings: those away from TRL's defaults; KTO's KL needs 2 examples a batch. */
+function ktoSettings(o: ObjectiveValues, beta: number, command: string): KtoObjective {
+  for (const [name, w] of [
+    ['desirable-weight', o.desirableWeight],
+    ['undesirable-weight', o.undesirableWeight],
+  ] as const)
+    if (!(w > 0)) throw new UsageError(`${command}: --${name} must be > 0, got ${w}`);
+  return {
+    kind: 'kto',
+    beta,
+    ...(o.ktoLoss !== 'kto' ? { loss: o.ktoLoss } : {}),
+    ...(o.desirableWeight !== 1 ? { desirableWeight: o.desirableWeight } : {}),
+    ...(o.undesirableWeight !== 1 ? { undesirableWeight: o.undesirableWeight } : {}),
+  };
+}
 
 /** CPO's and SimPO's label smoothing, absent at 0. */
 const smoothing = (o: ObjectiveValues) =>
@@ -288,20 +341,32 @@ export function resolvedCpoAlpha(o: ObjectiveValues): number | null {
 export const resolvedBeta = (o: ObjectiveValues): number | null =>
   o.objective === 'sft' ? null : (o.beta ?? DEFAULT_BETA[o.objective]);
 
-/** The preference objective with its settings (DPO's absent where at TRL's defaults), or null: the token loss. */
-export function preferenceSettingsFrom(
+/** The preference objective or KTO with its settings (those at TRL's defaults absent), or null: the token loss. */
+export function feedbackSettingsFrom(
   o: ObjectiveValues,
   command: 'train' | 'eval',
-): PreferenceSettings | null {
+): FeedbackSettings | null {
   if (o.objective === 'sft') return null;
   const beta = resolvedBeta(o)!;
   if (!(beta > 0)) throw new UsageError(`${command}: --beta must be > 0, got ${beta}`);
   return SETTINGS[o.objective](o, beta, command);
 }
 
+/**
+ * The rows an objective reads: text (none of these), preference pairs, or
+ * KTO's examples with their KL completions cycled within `batchSize`.
+ */
+export function feedbackRows(
+  s: FeedbackSettings | null,
+  batchSize: number,
+): { pairs?: true; kto?: { klChunk: number } } {
+  if (!s) return {};
+  return s.kind === 'kto' ? { kto: { klChunk: batchSize } } : { pairs: true };
+}
+
 /** Each objective's settings besides beta, as `eval --json` names them (TRL's names, defaults filled in). */
 const NAMED: {
-  [K in PreferenceKind]: (s: Extract<PreferenceSettings, { kind: K }>) => Record<string, unknown>;
+  [K in FeedbackKind]: (s: Extract<FeedbackSettings, { kind: K }>) => Record<string, unknown>;
 } = {
   dpo: (s) => ({
     lossType: s.loss ?? 'sigmoid',
@@ -319,17 +384,22 @@ const NAMED: {
     alpha: s.alpha,
     labelSmoothing: s.labelSmoothing ?? 0,
   }),
+  kto: (s) => ({
+    lossType: s.loss ?? 'kto',
+    desirableWeight: s.desirableWeight ?? 1,
+    undesirableWeight: s.undesirableWeight ?? 1,
+  }),
 };
 
 /** { objective, beta, ...its other settings }, for `eval --json`. */
-export function namedSettings(s: PreferenceSettings): Record<string, unknown> {
-  const named = NAMED[s.kind] as (s: PreferenceSettings) => Record<string, unknown>;
+export function namedSettings(s: FeedbackSettings): Record<string, unknown> {
+  const named = NAMED[s.kind] as (s: FeedbackSettings) => Record<string, unknown>;
   return { objective: s.kind, beta: s.beta, ...named(s) };
 }
 
 /** Each objective's settings in words, for the log. */
 const DESCRIBE: {
-  [K in PreferenceKind]: (s: Extract<PreferenceSettings, { kind: K }>) => string;
+  [K in FeedbackKind]: (s: Extract<FeedbackSettings, { kind: K }>) => string;
 } = {
   dpo: (s) =>
     [
@@ -346,6 +416,11 @@ const DESCRIBE: {
     `beta ${s.beta}, gamma ${s.gamma}${s.alpha ? `, alpha ${s.alpha} (CPO-SimPO)` : ''}${smoothedTail(s.labelSmoothing)}`,
   cpo: (s) =>
     `${s.loss ?? 'sigmoid'} loss, beta ${s.beta}, alpha ${s.alpha}${smoothedTail(s.labelSmoothing)}`,
+  kto: (s) =>
+    `${s.loss ?? 'kto'} loss, beta ${s.beta}` +
+    (s.desirableWeight !== undefined || s.undesirableWeight !== undefined
+      ? `, weights ${s.desirableWeight ?? 1} desirable, ${s.undesirableWeight ?? 1} undesirable`
+      : ''),
 };
 
 const smoothed = (e = 0) => e > 0 && `label smoothing ${e}`;
@@ -359,17 +434,18 @@ function describeDpoLoss(s: DpoSettings): string {
 }
 
 /** "sigmoid loss, beta 0.1" (DPO), "beta 2, gamma 1" (SimPO): the settings, for the log. */
-export const describeSettings = (s: PreferenceSettings): string =>
-  (DESCRIBE[s.kind] as (s: PreferenceSettings) => string)(s);
+export const describeSettings = (s: FeedbackSettings): string =>
+  (DESCRIBE[s.kind] as (s: FeedbackSettings) => string)(s);
 
 /** "DPO (sigmoid loss, beta 0.1)". */
-export const describeObjective = (s: PreferenceSettings): string =>
-  `${PREFERENCE_NAMES[s.kind]} (${describeSettings(s)})`;
+export const describeObjective = (s: FeedbackSettings): string =>
+  `${FEEDBACK_NAMES[s.kind]} (${describeSettings(s)})`;
 
 /** What the objective compares the policy with, for the log. */
-export const REFERENCES: { readonly [K in PreferenceKind]: string } = {
+export const REFERENCES: { readonly [K in FeedbackKind]: string } = {
   dpo: 'against the base model with the adapter off',
   orpo: "the chosen prompt and response's NLL plus beta x the odds-ratio loss, no reference model",
   simpo: 'length-averaged log-probabilities, no reference model',
   cpo: "DPO's loss without a reference model plus alpha x the chosen response's NLL",
+  kto: "against the base model with the adapter off, the KL estimated over each step's batch",
 };

@@ -93,6 +93,9 @@ const ADDED_LATER: Record<string, unknown> = {
   'discopop-tau': null,
   'ld-alpha': null,
   'cpo-label-smoothing': 0,
+  'kto-loss': 'kto',
+  'desirable-weight': 1,
+  'undesirable-weight': 1,
 };
 
 /** Math options renamed since: the old name, the new one, and the old value as the new option records it. */

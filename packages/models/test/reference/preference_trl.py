@@ -11,7 +11,10 @@ the reference stack (scripts/reference-python.sh: torch, transformers, peft,
 trl at pinned versions); nothing is downloaded.
 
 usage: preference_trl.py BASE_DIR ADAPTER_DIR CASES_JSON
-  CASES_JSON: {"pairs": [{"prompt_ids", "chosen_ids", "rejected_ids"}],
+  CASES_JSON: {"pairs": [{"prompt_ids", "chosen_ids", "rejected_ids"}]
+               or, for "trainer": "kto" (trl.KTOTrainer's `_compute_loss` on its
+               DataCollatorForUnpairedPreference batch), "examples": [{"prompt_ids",
+               "completion_ids", "KL_completion_ids", "label"}],
                "settings": [{"trainer": "dpo" | "cpo" | "orpo", "loss" (DPO: one or a list), "beta",
                              "label_smoothing", "alpha" (cpo_alpha), "gamma" (simpo_gamma),
                              DPO_OPTIONAL's DPOConfig fields, "dtype": "float32" (else float64),
@@ -29,7 +32,7 @@ import tempfile
 import warnings
 
 
-LOGS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected")
+LOGS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "kl")
 
 
 def tokenizer():
@@ -91,7 +94,30 @@ def orpo_trainer(setting, out_dir):
     return ORPOTrainer, ORPOConfig(output_dir=out_dir, beta=setting["beta"], **COMMON)
 
 
-TRAINERS = {"dpo": dpo_trainer, "cpo": cpo_trainer, "orpo": orpo_trainer}
+def kto_trainer(setting, out_dir):
+    """trl.KTOTrainer: loss_type kto or apo_zero_unpaired, desirable and undesirable weights."""
+    from trl import KTOConfig, KTOTrainer
+
+    args = KTOConfig(
+        output_dir=out_dir,
+        beta=setting["beta"],
+        loss_type=setting["loss"],
+        desirable_weight=setting.get("desirable_weight", 1.0),
+        undesirable_weight=setting.get("undesirable_weight", 1.0),
+        per_device_train_batch_size=2,
+        max_length=None,
+        dataset_num_proc=None,
+        **COMMON,
+    )
+    return KTOTrainer, args
+
+
+TRAINERS = {"dpo": dpo_trainer, "cpo": cpo_trainer, "orpo": orpo_trainer, "kto": kto_trainer}
+
+# A dataset row of each trainer's format (the batches come from the cases, not from it).
+DATASETS = {
+    "kto": [{"prompt": "t2", "completion": " t3", "label": True}, {"prompt": "t2", "completion": " t4", "label": False}],
+}
 
 
 def trainer_for(base_dir, adapter_dir, setting, out_dir):
@@ -106,7 +132,8 @@ def trainer_for(base_dir, adapter_dir, setting, out_dir):
     from transformers import GPT2LMHeadModel
 
     trainer_class, args = TRAINERS[setting.get("trainer", "dpo")](setting, out_dir)
-    dataset = Dataset.from_list([{"prompt": "t2", "chosen": " t3", "rejected": " t4"}])
+    rows = DATASETS.get(setting.get("trainer", "dpo"), [{"prompt": "t2", "chosen": " t3", "rejected": " t4"}])
+    dataset = Dataset.from_list(rows)
     # float32 where TRL computes in no other dtype (alpha_divergence's clamp table lacks float64)
     dtype = torch.float32 if setting.get("dtype") == "float32" else torch.float64
     base = GPT2LMHeadModel.from_pretrained(base_dir, attn_implementation="eager", dtype=dtype)
@@ -153,8 +180,13 @@ def main(base_dir, adapter_dir, cases_path):
     import trl
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
+    from trl.trainer.kto_trainer import DataCollatorForUnpairedPreference
+
     cases = json.load(open(cases_path))
-    inputs = DataCollatorForPreference(pad_token_id=0)(cases["pairs"])
+    if "examples" in cases:  # KTO: {"prompt_ids", "completion_ids", "KL_completion_ids", "label"}
+        inputs = DataCollatorForUnpairedPreference(pad_token_id=0)(cases["examples"])
+    else:
+        inputs = DataCollatorForPreference(pad_token_id=0)(cases["pairs"])
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for setting in cases["settings"]:
@@ -162,7 +194,7 @@ def main(base_dir, adapter_dir, cases_path):
             trained = trainer.model
             trained.eval()  # no dropout; the loss is the training loss all the same
             trained.zero_grad(set_to_none=True)
-            if setting.get("trainer", "dpo") == "dpo":
+            if setting.get("trainer", "dpo") in ("dpo", "kto"):
                 loss = trainer._compute_loss(trained, dict(inputs), return_outputs=False)
                 metrics = {name: values[-1] for name, values in trainer._metrics["eval"].items()}
             else:

@@ -1,0 +1,127 @@
+// `train --objective kto` with real processes: unpaired feedback
+// ({"prompt","completion","label"} lines) trains an adapter with TRL's KTO
+// loss (the held-out loss starts at 0.5, where policy = reference, and
+// falls); 2 workers train the adapter of 1, so the KL estimate is the global
+// batch's (each worker's sums all-reduced before the gradient); `eval
+// --objective kto` measures what the run measured; and what KTO cannot use is
+// refused. The loss itself against TRL: packages/models/test/kto-trl.test.ts.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  WORKERS_TOLERANCE,
+  adapterGap,
+  lorafleet,
+  preferenceFixture,
+  preferenceRecords,
+  readJson,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+let dir: string | undefined;
+let model: string;
+let examples: string;
+let heldOut: string;
+let pairs: string;
+
+/** Each pair's chosen response as a desirable example, its rejected one as an undesirable one. */
+const unpaired = (lines: number, offset: number) =>
+  preferenceRecords(lines, offset).flatMap(({ prompt, chosen, rejected }) => [
+    { prompt, completion: chosen, label: true },
+    { prompt, completion: rejected, label: false },
+  ]);
+
+beforeAll(async () => {
+  ({ dir, model, pairs } = await preferenceFixture('kto'));
+  examples = await writeJsonl(join(dir, 'kto.jsonl'), unpaired(36, 0));
+  heldOut = await writeJsonl(join(dir, 'kto-held-out.jsonl'), unpaired(8, 100));
+}, 300_000);
+
+afterAll(() => removeDir(dir));
+
+const train = (out: string, ...extra: string[]) =>
+  lorafleet([
+    'train',
+    ...['--model', model, '--data', examples, '--eval-data', heldOut, '--out', join(dir!, out)],
+    ...['--objective', 'kto', '--beta', '0.5', '--seq-len', '24', '--steps', '12'],
+    ...['--batch-size', '6', '--micro-batch-size', '2', '--lora-dropout', '0', '--lr', '2e-2'],
+    ...extra,
+  ]);
+
+/** The held-out KTO loss a run printed before or after training (16 examples). */
+function heldOutLoss(out: string, when: 'before' | 'after'): number {
+  const m = new RegExp(`eval loss ${when}: +([\\d.]+) \\(KTO loss, 16 examples\\)`).exec(out);
+  return Number(m?.[1]);
+}
+
+describe('train --objective kto', () => {
+  it('learns from unpaired feedback, 2 workers train the adapter of 1, eval measures what the run did', async () => {
+    const [one, two] = await Promise.all([train('kto-1'), train('kto-2', '--workers', '2')]);
+    expect(one.code, one.stderr).toBe(0);
+    expect(two.code, two.stderr).toBe(0);
+    expect(one.stdout).toContain(
+      `data: ${examples}: 72 examples (36 desirable, 36 undesirable kept) -> 72 rows of 2 x 24 ` +
+        '(completion | KL completion, cycled within 6)',
+    );
+    expect(one.stdout).toContain(
+      "objective: KTO (kto loss, beta 0.5), against the base model with the adapter off, the KL estimated over each step's batch; no dropout",
+    );
+    expect(one.stdout).toContain('12 steps of 6 examples x 2 x 24 tokens');
+    // At the start the policy is the reference: every example's loss is 1 - sigmoid(0).
+    expect(heldOutLoss(one.stdout, 'before')).toBe(0.5);
+    const after = heldOutLoss(one.stdout, 'after');
+    expect(after).toBeLessThan(0.45);
+    expect(heldOutLoss(two.stdout, 'after')).toBeCloseTo(after, 4);
+    const gap = await adapterGap(join(dir!, 'kto-1', 'adapter'), join(dir!, 'kto-2', 'adapter'));
+    expect(gap.largestB).toBeGreaterThan(1e-3);
+    expect(gap.diff).toBeLessThan(WORKERS_TOLERANCE);
+    expect(one.stdout).toMatch(/done: 12 steps on 1 worker in [\d.]+ s, \d+ examples\/s/);
+    const summary = await readJson<Record<string, unknown>>(join(dir!, 'kto-1', 'summary.json'));
+    expect(summary).toMatchObject({ objective: 'kto', lossUnit: 'examples' });
+    const evaluated = await lorafleet([
+      'eval',
+      ...['--model', model, '--adapter', join(dir!, 'kto-1', 'adapter'), '--data', heldOut],
+      ...['--objective', 'kto', '--beta', '0.5', '--seq-len', '24', '--batch-size', '6', '--json'],
+    ]);
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    const report = JSON.parse(evaluated.stdout) as Record<string, number>;
+    expect(report).toMatchObject({ objective: 'kto', beta: 0.5, lossType: 'kto', examples: 16 });
+    expect(report.loss).toBeCloseTo(after, 4);
+  });
+
+  it('APO-zero (unpaired) and weights train; refuses what KTO cannot use', async () => {
+    const apo = await train(
+      'kto-apo',
+      '--kto-loss',
+      'apo_zero_unpaired',
+      '--desirable-weight',
+      '1.5',
+    );
+    expect(apo.code, apo.stderr).toBe(0);
+    expect(apo.stdout).toContain(
+      'objective: KTO (apo_zero_unpaired loss, beta 0.5, weights 1.5 desirable, 1 undesirable)',
+    );
+    // At the reference: 1.5 x 1/2 for the desirable half, 1/2 for the other.
+    expect(heldOutLoss(apo.stdout, 'before')).toBe(0.625);
+    expect(heldOutLoss(apo.stdout, 'after')).toBeLessThan(0.625);
+    const base = ['train', '--model', model, '--objective', 'kto', '--steps', '1'];
+    for (const [flags, code, says] of [
+      [
+        ['--data', pairs],
+        1,
+        `${pairs}:1: expected "prompt", "completion" and "label" (KTO's unpaired feedback, TRL's format); "completion" is missing`,
+      ],
+      [['--data', examples, '--batch-size', '1'], 2, "--batch-size needs 2 or more (TRL's rule)"],
+      [
+        ['--data', examples, '--full-finetune'],
+        2,
+        'KTO a full fine-tune has no adapter to turn off',
+      ],
+      [['--data', examples, '--dpo-loss', 'ipo'], 2, 'for --objective kto give --kto-loss'],
+    ] as const) {
+      const refused = await lorafleet([...base, ...flags, '--out', join(dir!, 'refused')]);
+      expect(refused.code, refused.stderr).toBe(code);
+      expect(refused.stderr).toContain(says);
+    }
+  });
+});

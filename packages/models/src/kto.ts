@@ -1,0 +1,192 @@
+// KTO (Ethayarajh et al. 2024, arXiv 2402.01306) as TRL's KTOTrainer
+// computes it, on unpaired feedback: each example is a prompt and one
+// completion labelled desirable or not (data's unpaired.ts), in a row of 2T,
+// [prompt + completion | prompt + another example's completion]. With
+//   r  = logp(completion) - ref(completion)        (summed over its labelled tokens)
+//   KL = max(0, mean over the batch of logp(KL seq) - ref(KL seq))   (no gradient)
+// an example's loss is
+//   desirable:   w_d (1 - sigmoid(beta (r - KL)))
+//   undesirable: w_u (1 - sigmoid(beta (KL - r)))
+// (TRL's loss_type "kto"; "apo_zero_unpaired" drops the KL). The loss is
+// summed over examples and divided by the global count, as pairs are. The KL
+// is the mean over the step's whole global batch: each micro-batch's sums
+// (ktoKlSums) are added over micro-batches and workers before any gradient
+// (Objective.shared), so N workers equal one. TRL takes it per micro-batch,
+// averaged over processes: the same where there is one micro-batch.
+import { tf } from '@lorafleet/core';
+import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
+import { sequenceLogps, withReference } from './dpo.js';
+import { IGNORE_INDEX, type TokenBatch } from './labels.js';
+
+/** TRL's KTOConfig.loss_type values. */
+export type KtoLossType = 'kto' | 'apo_zero_unpaired';
+export const KTO_LOSS_TYPES: readonly KtoLossType[] = ['kto', 'apo_zero_unpaired'];
+
+export interface KtoSettings {
+  /** TRL's beta (default 0.1). */
+  beta: number;
+  /** TRL's loss_type (absent: kto). */
+  loss?: KtoLossType;
+  /** TRL's desirable_weight and undesirable_weight (absent: 1). */
+  desirableWeight?: number;
+  undesirableWeight?: number;
+}
+
+export type KtoObjective = { kind: 'kto' } & KtoSettings;
+
+/** TRL's KTOConfig.beta default. */
+export const DEFAULT_KTO_BETA = 0.1;
+
+/** Whether the loss reads the KL estimate (TRL's calculate_KL: loss_type kto). */
+export const ktoReadsKl = (s: KtoSettings): boolean => (s.loss ?? 'kto') === 'kto';
+
+/** One half of each row of a KTO batch [B, 2T]: 0 the completions, 1 the KL sequences; B rows of T. */
+export function ktoHalf(batch: TokenBatch, half: 0 | 1): TokenBatch {
+  const { batchSize: B, seqLen } = batch;
+  if (seqLen % 2 !== 0)
+    throw new Error(`a KTO batch's rows hold two sequences: ${seqLen} tokens is odd`);
+  const T = seqLen / 2;
+  const pick = (a: Int32Array) =>
+    Int32Array.from(
+      { length: B * T },
+      (_, i) => a[Math.floor(i / T) * seqLen + half * T + (i % T)]!,
+    );
+  return { ids: pick(batch.ids), labels: pick(batch.labels), batchSize: B, seqLen: T };
+}
+
+/** Rows whose completion has a labelled token (every row of prepared data). */
+export function countKtoRows(batch: TokenBatch): number {
+  const { batchSize: B, seqLen } = batch;
+  const T = seqLen / 2;
+  let n = 0;
+  for (let b = 0; b < B; b++) {
+    for (let t = 1; t < T; t++) {
+      if (batch.labels[b * seqLen + t] !== IGNORE_INDEX) {
+        n++;
+        break;
+      }
+    }
+  }
+  return n;
+}
+
+/**
+ * A micro-batch's KL sums, [2]: the summed logp(KL seq) - ref(KL seq) over
+ * its rows, and its rows. Off the tape and without dropout, as TRL's
+ * (torch.no_grad; disable_dropout).
+ */
+export function ktoKlSums(model: CausalLM, batch: TokenBatch): Float32Array {
+  const kl = ktoHalf(batch, 1);
+  const sum = tf.tidy(() => {
+    const policy = sequenceLogps(model, kl);
+    const ref = withReference(model, () => sequenceLogps(model, kl));
+    return tf.sum(tf.sub(policy, ref));
+  });
+  const value = sum.dataSync()[0]!;
+  sum.dispose();
+  return Float32Array.of(value, batch.batchSize);
+}
+
+/** The KL estimate from a batch's summed KL sums: their mean, at least 0 (TRL's clamp). */
+export const ktoKl = (sums: ArrayLike<number>): number =>
+  sums[1]! > 0 ? Math.max(0, sums[0]! / sums[1]!) : 0;
+
+/**
+ * Each row's loss, [B], from its completion's policy and reference
+ * log-probabilities [B], its label (1 desirable) and the KL estimate.
+ */
+export function ktoLosses(
+  logps: tf.Tensor1D,
+  ref: tf.Tensor1D,
+  desirable: Uint8Array,
+  kl: number,
+  { beta, loss = 'kto', desirableWeight = 1, undesirableWeight = 1 }: KtoSettings,
+): tf.Tensor1D {
+  return tf.tidy(() => {
+    const r = tf.sub(logps, ref); // [B] log-ratios
+    const good = tf.tensor1d(desirable, 'float32'); // [B], 1 desirable
+    const shift = loss === 'kto' ? kl : 0;
+    // desirable: 1 - sigmoid(beta (r - KL)); undesirable: 1 - sigmoid(beta (KL - r)) (kto)
+    // or sigmoid(beta r) (apo_zero_unpaired, whose KL is 0: the same)
+    const up = tf.sub(1, tf.sigmoid(tf.mul(tf.sub(r, shift), beta)));
+    const down = tf.sub(1, tf.sigmoid(tf.mul(tf.sub(shift, r), beta)));
+    const weights = tf.add(
+      tf.mul(good, desirableWeight),
+      tf.mul(tf.sub(1, good), undesirableWeight),
+    );
+    return tf.mul(tf.add(tf.mul(good, up), tf.mul(tf.sub(1, good), down)), weights) as tf.Tensor1D;
+  });
+}
+
+/** A KTO batch's labels, [B]: its rows' `desirable` flags (data's unpaired rows). */
+export function desirableOf(batch: TokenBatch): Uint8Array {
+  if (!batch.desirable || batch.desirable.length !== batch.batchSize) {
+    throw new Error(
+      'a KTO batch needs each row\'s label (rows of {"prompt","completion","label"} lines)',
+    );
+  }
+  return batch.desirable;
+}
+
+/**
+ * A KTO batch's summed loss under `options`, given the step's KL estimate:
+ * the reference pass on the completions first, off the tape.
+ */
+export function ktoLoss(model: CausalLM, batch: TokenBatch, settings: KtoSettings, kl: number) {
+  const completions = ktoHalf(batch, 0);
+  const desirable = desirableOf(batch);
+  const ref = withReference(model, () => sequenceLogps(model, completions)); // [B], untaped
+  return {
+    sum: (options: ForwardPassOptions): tf.Scalar =>
+      tf.tidy(() => {
+        const logps = sequenceLogps(model, completions, options);
+        return tf.sum(ktoLosses(logps, ref, desirable, kl, settings)) as tf.Scalar;
+      }),
+    dispose: () => ref.dispose(),
+  };
+}
+
+/**
+ * The KTO loss of `model` as it is on held-out batches, as sums that workers
+ * add: the KL estimate over every batch of `klBatches` (default `batches`:
+ * a worker evaluating a shard passes the whole held-out set, so the estimate
+ * is the set's, whatever the sharding), then each example's loss. Yields
+ * between batches and awaits `beforeBatch` before each one's forward passes.
+ */
+export async function evaluateKto(
+  model: CausalLM,
+  batches: readonly TokenBatch[],
+  settings: KtoSettings,
+  beforeBatch?: () => Promise<void>,
+  klBatches: readonly TokenBatch[] = batches,
+): Promise<{ lossSum: number; examples: number }> {
+  const next = async () => {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await beforeBatch?.();
+  };
+  const sums = new Float32Array(2);
+  if (ktoReadsKl(settings)) {
+    for (const batch of klBatches) {
+      await next();
+      ktoKlSums(model, batch).forEach((v, i) => (sums[i]! += v));
+    }
+  }
+  const kl = ktoKl(sums);
+  let [lossSum, examples] = [0, 0];
+  for (const batch of batches) {
+    await next();
+    if (countKtoRows(batch) !== batch.batchSize) {
+      throw new Error('a KTO batch holds an example without a labelled completion token');
+    }
+    const loss = ktoLoss(model, batch, settings, kl);
+    try {
+      const sum = loss.sum({});
+      lossSum += (await sum.data())[0]!;
+      sum.dispose();
+    } finally {
+      loss.dispose();
+    }
+    examples += batch.batchSize;
+  }
+  return { lossSum, examples };
+}
