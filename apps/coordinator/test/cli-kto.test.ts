@@ -5,6 +5,7 @@
 // batch's (each worker's sums all-reduced before the gradient); `eval
 // --objective kto` measures what the run measured; and what KTO cannot use is
 // refused. The loss itself against TRL: packages/models/test/kto-trl.test.ts.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -48,10 +49,22 @@ const train = (out: string, ...extra: string[]) =>
     ...extra,
   ]);
 
-/** The held-out KTO loss a run printed before or after training (16 examples). */
-function heldOutLoss(out: string, when: 'before' | 'after'): number {
-  const m = new RegExp(`eval loss ${when}: +([\\d.]+) \\(KTO loss, 16 examples\\)`).exec(out);
-  return Number(m?.[1]);
+/** The held-out KTO loss, KL and reward margin a run printed before or after training (16 examples). */
+function heldOutLine(out: string, when: 'before' | 'after') {
+  const m = new RegExp(
+    `eval loss ${when}: +([\\d.]+) \\(KTO loss, 16 examples; KL ([\\d.]+), margin (-?[\\d.]+)\\)`,
+  ).exec(out);
+  return { loss: Number(m?.[1]), kl: Number(m?.[2]), margin: Number(m?.[3]) };
+}
+const heldOutLoss = (out: string, when: 'before' | 'after') => heldOutLine(out, when).loss;
+
+/** A run's metrics.jsonl lines. */
+async function metricsOf(out: string): Promise<Record<string, number>[]> {
+  const text = await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8');
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
 }
 
 describe('train --objective kto', () => {
@@ -68,7 +81,7 @@ describe('train --objective kto', () => {
     );
     expect(one.stdout).toContain('12 steps of 6 examples x 2 x 24 tokens');
     // At the start the policy is the reference: every example's loss is 1 - sigmoid(0).
-    expect(heldOutLoss(one.stdout, 'before')).toBe(0.5);
+    expect(heldOutLine(one.stdout, 'before')).toEqual({ loss: 0.5, kl: 0, margin: 0 });
     const after = heldOutLoss(one.stdout, 'after');
     expect(after).toBeLessThan(0.45);
     expect(heldOutLoss(two.stdout, 'after')).toBeCloseTo(after, 4);
@@ -87,6 +100,29 @@ describe('train --objective kto', () => {
     const report = JSON.parse(evaluated.stdout) as Record<string, number>;
     expect(report).toMatchObject({ objective: 'kto', beta: 0.5, lossType: 'kto', examples: 16 });
     expect(report.loss).toBeCloseTo(after, 4);
+    // TRL's KTO logs: the held-out ones as the run printed them; each step's in metrics.jsonl,
+    // the KL over the global batch, so 2 workers log 1's.
+    const late = heldOutLine(one.stdout, 'after');
+    expect(late.kl).toBeGreaterThanOrEqual(0); // clamped at 0, as TRL's
+    expect(late.margin).toBeGreaterThan(0); // desirable completions gained on undesirable ones
+    expect(report.kl).toBeCloseTo(late.kl, 4);
+    expect(report.rewardMargin).toBeCloseTo(late.margin, 4);
+    expect(report.rewardMargin).toBeCloseTo(report.rewardChosen! - report.rewardRejected!, 6);
+    const [m1, m2] = await Promise.all([metricsOf('kto-1'), metricsOf('kto-2')]);
+    expect(m1[0]).toMatchObject({
+      step: 1,
+      kl: 0,
+      rewardChosen: 0,
+      rewardRejected: 0,
+      rewardMargin: 0,
+    });
+    expect(m1[0]!.logpsChosen).toBeLessThan(-1);
+    // A noisy estimate, clamped at 0: positive at some steps (measured: 4 of 12).
+    expect(m1.some((m) => m.kl! > 0)).toBe(true);
+    for (const [i, m] of m1.entries()) {
+      expect(Math.abs(m2[i]!.kl! - m.kl!), `step ${m.step}`).toBeLessThan(1e-4);
+      expect(Math.abs(m2[i]!.rewardMargin! - m.rewardMargin!), `step ${m.step}`).toBeLessThan(1e-3);
+    }
   });
 
   it('APO-zero (unpaired) and weights train; refuses what KTO cannot use', async () => {

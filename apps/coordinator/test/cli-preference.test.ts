@@ -283,7 +283,7 @@ describe('train --objective dpo', () => {
     ]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain(
-      "--reference-adapter is DPO's reference: give --objective dpo",
+      "--reference-adapter is DPO's and KTO's reference: give --objective dpo or kto",
     );
     // An adapter that trains base tensors in place (here its biases) leaves no start to copy.
     const biased = await lorafleet([
@@ -320,7 +320,7 @@ describe('train --objective dpo', () => {
     );
     expect(refused).toHaveLength(6);
     for (const [flag, value, objectives] of [
-      ['--beta', '0.2', 'dpo, orpo, simpo or cpo'],
+      ['--beta', '0.2', 'dpo, orpo, simpo, cpo or kto'],
       ['--dpo-loss', 'ipo', 'dpo'],
       ['--simpo-gamma', '0.5', 'simpo'],
       ['--cpo-loss', 'hinge', 'cpo'],

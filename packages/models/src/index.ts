@@ -67,6 +67,12 @@ export {
 export {
   DEFAULT_KTO_BETA,
   KTO_LOSS_TYPES,
+  KTO_STATS,
+  type KtoEvaluation,
+  type KtoLogs,
+  type KtoStatSums,
+  ktoLogs,
+  ktoStatSums,
   type KtoLossType,
   type KtoObjective,
   type KtoSettings,

@@ -129,18 +129,83 @@ export function desirableOf(batch: TokenBatch): Uint8Array {
 }
 
 /**
- * A KTO batch's summed loss under `options`, given the step's KL estimate:
- * the reference pass on the completions first, off the tape.
+ * What a KTO batch's stats hold, in order: sums that workers add. TRL's KTO
+ * logs divide the rewards (beta r) and the policy's log-probabilities of the
+ * desirable examples by their count, those of the undesirable ones by theirs.
+ */
+export const KTO_STATS = [
+  'desirable',
+  'chosenSum',
+  'rejectedSum',
+  'chosenLogpSum',
+  'rejectedLogpSum',
+] as const;
+
+export type KtoStatSums = { [K in (typeof KTO_STATS)[number]]: number };
+
+/** ktoStats' values by name; zeros where `stats` holds none. */
+export function ktoStatSums(stats: ArrayLike<number>): KtoStatSums {
+  const values = Array.from(stats);
+  return Object.fromEntries(KTO_STATS.map((k, i) => [k, values[i] ?? 0])) as KtoStatSums;
+}
+
+/** TRL's KTO logs (rewards/*, logps/*, kl), each mean present where it has examples to average. */
+export interface KtoLogs {
+  rewardChosen?: number;
+  rewardRejected?: number;
+  rewardMargin?: number;
+  logpsChosen?: number;
+  logpsRejected?: number;
+  kl: number;
+}
+
+/** The logs from summed stats over `examples` examples and the KL estimate. */
+export function ktoLogs(sums: KtoStatSums, examples: number, kl: number): KtoLogs {
+  const [good, bad] = [sums.desirable, examples - sums.desirable];
+  const chosen =
+    good > 0 ? { rewardChosen: sums.chosenSum / good, logpsChosen: sums.chosenLogpSum / good } : {};
+  const rejected =
+    bad > 0
+      ? { rewardRejected: sums.rejectedSum / bad, logpsRejected: sums.rejectedLogpSum / bad }
+      : {};
+  const margin =
+    good > 0 && bad > 0 ? { rewardMargin: sums.chosenSum / good - sums.rejectedSum / bad } : {};
+  return { ...chosen, ...rejected, ...margin, kl };
+}
+
+/** [5] (KTO_STATS) of a batch, from its completions' policy and reference log-probabilities [B]. */
+function ktoStats(logps: tf.Tensor1D, ref: tf.Tensor1D, desirable: Uint8Array, beta: number) {
+  return tf.tidy(() => {
+    const good = tf.tensor1d(desirable, 'float32');
+    const bad = tf.sub(1, good);
+    const rewards = tf.mul(tf.sub(logps, ref), beta);
+    const sum = (x: tf.Tensor, mask: tf.Tensor) => tf.sum(tf.mul(x, mask));
+    return tf.stack([
+      tf.sum(good),
+      sum(rewards, good),
+      sum(rewards, bad),
+      sum(logps, good),
+      sum(logps, bad),
+    ]) as tf.Tensor1D;
+  });
+}
+
+/**
+ * A KTO batch's losses under `options`, given the step's KL estimate: the
+ * reference pass on the completions first, off the tape. `scores` gives
+ * the summed loss and the batch's stats (KTO_STATS), the latter not to be
+ * differentiated.
  */
 export function ktoLoss(model: CausalLM, batch: TokenBatch, settings: KtoSettings, kl: number) {
   const completions = ktoHalf(batch, 0);
   const desirable = desirableOf(batch);
   const ref = withReference(model, () => sequenceLogps(model, completions)); // [B], untaped
   return {
-    sum: (options: ForwardPassOptions): tf.Scalar =>
+    scores: (options: ForwardPassOptions): { sum: tf.Scalar; stats: tf.Tensor1D } =>
       tf.tidy(() => {
         const logps = sequenceLogps(model, completions, options);
-        return tf.sum(ktoLosses(logps, ref, desirable, kl, settings)) as tf.Scalar;
+        const sum = tf.sum(ktoLosses(logps, ref, desirable, kl, settings)) as tf.Scalar;
+        return { sum, stats: ktoStats(logps, ref, desirable, settings.beta) };
       }),
     dispose: () => ref.dispose(),
   };
@@ -159,7 +224,7 @@ export async function evaluateKto(
   settings: KtoSettings,
   beforeBatch?: () => Promise<void>,
   klBatches: readonly TokenBatch[] = batches,
-): Promise<{ lossSum: number; examples: number }> {
+): Promise<KtoEvaluation> {
   const next = async () => {
     await new Promise<void>((resolve) => setImmediate(resolve));
     await beforeBatch?.();
@@ -172,7 +237,7 @@ export async function evaluateKto(
     }
   }
   const kl = ktoKl(sums);
-  let [lossSum, examples] = [0, 0];
+  const out: KtoEvaluation = { lossSum: 0, examples: 0, ...ktoStatSums([]), kl };
   for (const batch of batches) {
     await next();
     if (countKtoRows(batch) !== batch.batchSize) {
@@ -180,13 +245,22 @@ export async function evaluateKto(
     }
     const loss = ktoLoss(model, batch, settings, kl);
     try {
-      const sum = loss.sum({});
-      lossSum += (await sum.data())[0]!;
-      sum.dispose();
+      const { sum, stats } = loss.scores({});
+      const values = [(await sum.data())[0]!, ...(await stats.data())];
+      tf.dispose([sum, stats]);
+      out.lossSum += values[0]!;
+      KTO_STATS.forEach((k, i) => (out[k] += values[i + 1]!));
     } finally {
       loss.dispose();
     }
-    examples += batch.batchSize;
+    out.examples += batch.batchSize;
   }
-  return { lossSum, examples };
+  return out;
+}
+
+/** A held-out set's KTO sums (which workers add) and its KL estimate (the same on every worker). */
+export interface KtoEvaluation extends KtoStatSums {
+  lossSum: number;
+  examples: number;
+  kl: number;
 }

@@ -17,7 +17,15 @@ import {
   preparePairs,
   pairStats,
 } from './preference.js';
-import { type KtoObjective, countKtoRows, ktoKl, ktoKlSums, ktoLoss, ktoReadsKl } from './kto.js';
+import {
+  KTO_STATS,
+  type KtoObjective,
+  countKtoRows,
+  ktoKl,
+  ktoKlSums,
+  ktoLoss,
+  ktoReadsKl,
+} from './kto.js';
 
 export { type PreferenceKind, type PreferenceSettings, PREFERENCE_NAMES } from './preference.js';
 
@@ -116,17 +124,27 @@ function kto(settings: KtoObjective): Objective {
   return {
     settings,
     unit: 'examples',
-    stats: [],
+    stats: KTO_STATS,
     count: countKtoRows,
     ...(ktoReadsKl(settings) ? { shared: { size: 2, sums: ktoKlSums } } : {}),
     loss: (model, batch, options, shared) => {
       if (ktoReadsKl(settings) && !shared) throw new Error("KTO needs the batch's KL sums");
-      // No dropout, as TRL's trainers (disable_dropout).
       const loss = ktoLoss(model, batch, settings, shared ? ktoKl(shared) : 0);
+      let stats: tf.Tensor1D | null = null;
       return {
-        sum: () => loss.sum({ ...options, dropout: false }),
-        stats: () => null,
-        dispose: () => loss.dispose(),
+        // No dropout, as TRL's trainers (disable_dropout).
+        sum: () =>
+          tf.tidy(() => {
+            const scores = loss.scores({ ...options, dropout: false });
+            stats?.dispose();
+            stats = tf.keep(scores.stats); // read with the gradient, not differentiated
+            return scores.sum;
+          }),
+        stats: () => stats,
+        dispose: () => {
+          loss.dispose();
+          stats?.dispose();
+        },
       };
     },
   };

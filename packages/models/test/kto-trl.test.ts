@@ -2,7 +2,8 @@
 // as TRL's LoRA recipe does (transformers' GPT-2 in float64, the adapter's
 // LoraConfig), loads the project's adapter values into it, and takes TRL's
 // own loss (`_compute_loss` on its DataCollatorForUnpairedPreference batch,
-// with each example's KL completion), its LoRA gradient and its KL estimate.
+// with each example's KL completion), its LoRA gradient, its KL estimate and
+// its rewards/* and logps/* logs.
 // The project's KTO objective, its KL from the objective's shared sums, gives
 // the same (the reference stack: scripts/reference-python.sh).
 import { execFile } from 'node:child_process';
@@ -13,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useBackend } from '@lorafleet/core';
 import { referencePython } from '@lorafleet/core/testing';
-import { type KtoObjective, ktoKl, objectiveOf } from '../src/index.js';
+import { type KtoObjective, ktoKl, ktoLogs, ktoStatSums, objectiveOf } from '../src/index.js';
 import { pairBatch } from './pair-fixtures.js';
 import { examplesOf, ktoBatch } from './kto-fixtures.js';
 import {
@@ -35,7 +36,7 @@ beforeAll(async () => {
 afterAll(() => rm(root, { recursive: true, force: true }));
 
 describe('KTO against trl.KTOTrainer (its own loss, transformers, peft)', () => {
-  it('loss, LoRA gradient and KL estimate: kto and apo_zero_unpaired, with weights', async () => {
+  it('loss, LoRA gradient, KL estimate and logs: kto and apo_zero_unpaired, with weights', async () => {
     const f = await adapterFixture(root);
     const examples = examplesOf(pairBatch(3, 51)); // 6 examples, 3 desirable
     const { batch, trl } = ktoBatch(examples);
@@ -71,7 +72,23 @@ describe('KTO against trl.KTOTrainer (its own loss, transformers, peft)', () => 
       } else expect(shared).toBeUndefined();
       const loss = objective.loss(f.model, batch, {}, shared);
       const { loss: sum, grads } = f.trained.params.lossAndGrads(() => loss.sum());
+      const stats = ktoStatSums(await loss.stats()!.data());
       loss.dispose();
+      // TRL's logs: rewards/* and logps/* over each class's examples, and the KL.
+      const logs = ktoLogs(stats, B, shared ? ktoKl(shared) : 0);
+      const names: Record<string, number | undefined> = {
+        'rewards/chosen': logs.rewardChosen,
+        'rewards/rejected': logs.rewardRejected,
+        'rewards/margins': logs.rewardMargin,
+        'logps/chosen': logs.logpsChosen,
+        'logps/rejected': logs.logpsRejected,
+        kl: logs.kl,
+      };
+      expect(Object.keys(want[i]!.logs).sort()).toEqual(Object.keys(names).sort());
+      for (const [key, value] of Object.entries(want[i]!.logs))
+        expect(Math.abs(names[key]! - value), `${label}: ${key}`).toBeLessThan(
+          1e-5 * Math.max(1, Math.abs(value)),
+        );
       // The project sums over examples; TRL takes the mean.
       expect(Math.abs(sum / B - want[i]!.loss), label).toBeLessThan(1e-6);
       const scaled = grads.map((g) => g / B);

@@ -113,6 +113,8 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
         rewardRejectedSum: number(p.rewardRejectedSum ?? 0, 'stepDone.rewardRejectedSum'),
         chosenLogpSum: number(p.chosenLogpSum ?? 0, 'stepDone.chosenLogpSum'),
         rejectedLogpSum: number(p.rejectedLogpSum ?? 0, 'stepDone.rejectedLogpSum'),
+        desirableCount: u64(p.desirableCount ?? 0, 'stepDone.desirableCount'),
+        kl: number(p.kl ?? 0, 'stepDone.kl'),
       };
     },
     encode: same,
@@ -236,6 +238,8 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
       rewardRejectedSum: number(p.rewardRejectedSum ?? 0, 'evalDone.rewardRejectedSum'),
       chosenLogpSum: number(p.chosenLogpSum ?? 0, 'evalDone.chosenLogpSum'),
       rejectedLogpSum: number(p.rejectedLogpSum ?? 0, 'evalDone.rejectedLogpSum'),
+      desirableCount: u64(p.desirableCount ?? 0, 'evalDone.desirableCount'),
+      kl: number(p.kl ?? 0, 'evalDone.kl'),
     }),
     encode: same,
   },

@@ -82,6 +82,12 @@ export interface StepDone {
   /** A preference objective (0 otherwise): the summed policy log-probabilities its loss compares. */
   chosenLogpSum: number;
   rejectedLogpSum: number;
+  /**
+   * KTO (0 otherwise): this worker's desirable examples (the other fields then sum over the
+   * desirable and the undesirable ones), and the step's KL estimate (the same on every worker).
+   */
+  desirableCount: number;
+  kl: number;
 }
 
 export interface Commit {
@@ -184,6 +190,9 @@ export interface EvalDone {
   rewardRejectedSum: number;
   chosenLogpSum: number;
   rejectedLogpSum: number;
+  /** KTO (0 otherwise): the shard's desirable examples, and the KL over the whole held-out set. */
+  desirableCount: number;
+  kl: number;
 }
 
 /** The oneof `body`: `case` is the generated field name, `value` its message. */

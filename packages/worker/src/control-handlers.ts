@@ -1,7 +1,13 @@
 // What a worker does with each control message of a run, one handler per body
 // of the protocol's oneof. The table is typed by ControlBody['case']: a body
 // added to the .proto does not compile here until it has a handler.
-import { pairStatSums } from '@lorafleet/models';
+import {
+  type KtoStatSums,
+  type PairStatSums,
+  ktoKl,
+  ktoStatSums,
+  pairStatSums,
+} from '@lorafleet/models';
 import type { ControlBody, StepDone, StepPlan } from '@lorafleet/protocol';
 import { isCheckpointInProgress } from './checkpoint.js';
 import { DataError, nameRows } from './data-error.js';
@@ -123,20 +129,15 @@ export const handlers: { [K in Case]: Handler<K> } = {
 
   async evalRequest(session, { step, rowIds, batchSize }) {
     expectCommittedAt(session, step, 'EvalRequest');
-    const { lossSum, tokens, pairs } = await session.replica.evaluate(
+    const { lossSum, tokens, pairs, kto } = await session.replica.evaluate(
       rowIds,
       batchSize,
       session.onCompute,
     );
     await maybePause('eval', step);
-    const p = pairs ?? pairStatSums([]); // zeros for the token loss
     await session.send({
       case: 'evalDone',
-      value: {
-        ...{ step, lossSum, tokenCount: tokens, rewardCorrect: p.correct },
-        ...{ rewardChosenSum: p.chosenSum, rewardRejectedSum: p.rejectedSum },
-        ...{ chosenLogpSum: p.chosenLogpSum, rejectedLogpSum: p.rejectedLogpSum },
-      },
+      value: { step, lossSum, tokenCount: tokens, ...statFields(pairs, kto) },
     });
   },
 
@@ -219,7 +220,11 @@ async function trainStep(
       `rank ${session.rank}: test hook: corrupted one parameter after step ${result.step}`,
     );
   }
-  const rewards = pairStatSums(result.local.stats); // zeros for the token loss
+  const kto = replica.config.objective?.kind === 'kto';
+  const kl = result.shared ? ktoKl(result.shared) : 0;
+  const stats = kto
+    ? statFields(undefined, { ...ktoStatSums(result.local.stats), kl })
+    : statFields(pairStatSums(result.local.stats)); // zeros for the token loss
   return {
     step: result.step,
     lossSum: result.local.lossSum,
@@ -232,10 +237,27 @@ async function trainStep(
     replicaHash: replica.step.parameterHash(),
     gradNorm: result.gradNorm,
     nonFiniteParameters: replica.step.nonFiniteParameters(),
-    rewardCorrect: rewards.correct,
-    rewardChosenSum: rewards.chosenSum,
-    rewardRejectedSum: rewards.rejectedSum,
-    chosenLogpSum: rewards.chosenLogpSum,
-    rejectedLogpSum: rewards.rejectedLogpSum,
+    ...stats,
+  };
+}
+
+/**
+ * StepDone's and EvalDone's statistics: a preference objective's pair sums,
+ * or KTO's sums (the rewards and log-probabilities of its desirable and
+ * undesirable examples) with its KL estimate; zeros where there are none.
+ */
+function statFields(pairs?: PairStatSums, kto?: KtoStatSums & { kl: number }) {
+  if (kto) {
+    const { desirable, chosenSum, rejectedSum, chosenLogpSum, rejectedLogpSum, kl } = kto;
+    return {
+      ...{ rewardCorrect: 0, rewardChosenSum: chosenSum, rewardRejectedSum: rejectedSum },
+      ...{ chosenLogpSum, rejectedLogpSum, desirableCount: desirable, kl },
+    };
+  }
+  const p = pairs ?? pairStatSums([]);
+  return {
+    ...{ rewardCorrect: p.correct, rewardChosenSum: p.chosenSum, rewardRejectedSum: p.rejectedSum },
+    ...{ chosenLogpSum: p.chosenLogpSum, rejectedLogpSum: p.rejectedLogpSum },
+    ...{ desirableCount: 0, kl: 0 },
   };
 }

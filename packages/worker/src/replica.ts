@@ -26,6 +26,7 @@ import {
   type CausalLM,
   type LoadedModel,
   type ModelTokenizer,
+  type KtoStatSums,
   type PairStatSums,
   type PeftTrainables,
   addPeftLora,
@@ -65,6 +66,8 @@ export interface EvalSums {
   lossSum: number;
   tokens: number;
   pairs?: PairStatSums;
+  /** KTO: its sums over the shard and the held-out set's KL estimate. */
+  kto?: KtoStatSums & { kl: number };
 }
 
 /** The adapter name inside each LoraLinear; PEFT drops "default" from the saved keys. */
@@ -154,8 +157,14 @@ export class Replica {
     if (objective?.kind === 'kto') {
       // The KL estimate over the whole held-out set, whichever shard this worker has.
       const all = batchesOf(this.evalRows, batchSize, rowLength(this.config.rows));
-      const kto = await evaluateKto(this.model, batches, objective, notice, all);
-      result = { lossSum: kto.lossSum, tokens: kto.examples };
+      const { lossSum, examples, ...kto } = await evaluateKto(
+        this.model,
+        batches,
+        objective,
+        notice,
+        all,
+      );
+      result = { lossSum, tokens: examples, kto };
     } else if (objective) {
       const { lossSum, pairs, ...sums } = await evaluatePairs(
         this.model,

@@ -80,6 +80,8 @@ export interface StepResult {
    * step's reward sums; empty for the token loss).
    */
   local: { lossSum: number; tokens: number; stats: Float32Array };
+  /** The objective's global-batch sums (Objective.shared: KTO's KL), all-reduced; null where it has none. */
+  shared: Float32Array | null;
   lr: number;
   gradNorm: number;
   /** Wall-clock split of the step, in seconds. */
@@ -252,6 +254,7 @@ export class TrainingStep {
       loss: fused[n]! / tokens,
       tokens,
       local,
+      shared: shared ?? null,
       lr,
       gradNorm,
       timings: { compute: (t1 - t0) / 1000, allReduce: (t2 - t1) / 1000, update: (t3 - t2) / 1000 },

@@ -10,6 +10,7 @@ import {
   addReferenceAdapter,
   evaluatePairs,
   hasReference,
+  ktoLogs,
   pairMetrics,
 } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
@@ -127,20 +128,17 @@ async function reportKto(
       `the KTO loss on ${o.data} is ${loss}: the model with the adapter ${o.adapter} computes non-finite values`,
     );
   }
+  const logs = ktoLogs(sums, sums.examples, sums.kl);
   if (o.json) {
-    const out = {
-      ...namedSettings(settings),
-      loss,
-      examples: sums.examples,
-      rows,
-      adaptedModules: adapted,
-    };
-    console.log(JSON.stringify(out));
+    const out = { ...namedSettings(settings), loss, examples: sums.examples, ...logs };
+    console.log(JSON.stringify({ ...out, rows, adaptedModules: adapted }));
     return;
   }
+  const f = (x: number | undefined) => (x === undefined ? 'none' : x.toFixed(4));
   console.log(
-    `${o.data}: KTO loss ${loss.toFixed(4)} over ${sums.examples} examples (${describeSettings(settings)}); ` +
-      `adapter on ${adapted} modules`,
+    `${o.data}: KTO loss ${f(loss)} over ${sums.examples} examples (${describeSettings(settings)}); ` +
+      `KL ${f(logs.kl)}, reward margin ${f(logs.rewardMargin)} ` +
+      `(desirable ${f(logs.rewardChosen)}, undesirable ${f(logs.rewardRejected)}); adapter on ${adapted} modules`,
   );
 }
 

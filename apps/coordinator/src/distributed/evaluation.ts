@@ -2,13 +2,8 @@
 // evaluates its shard of the eval rows at a step boundary and the coordinator
 // combines the sums, so N workers report the loss one process would.
 import { shard } from '@lorafleet/data';
-import {
-  FEEDBACK_NAMES,
-  type LossUnit,
-  type PairEvaluation,
-  lossUnitOf,
-  pairMetrics,
-} from '@lorafleet/models';
+import { FEEDBACK_NAMES, type KtoLogs, type LossUnit, lossUnitOf } from '@lorafleet/models';
+import { type PairLogs, feedbackLogs } from './feedback-logs.js';
 import type { RunObserver } from '../observe/observer.js';
 import { TrainingDiverged } from './divergence.js';
 import { FleetError, type WorkerFleet } from './fleet.js';
@@ -21,13 +16,14 @@ const EVAL_TIMEOUT_MS = 1_800_000;
 
 export interface EvalResult {
   loss: number;
-  /** The loss's units: tokens, or preference pairs. */
+  /** The loss's units: tokens, preference pairs or KTO's examples. */
   tokens: number;
   /** A preference objective: TRL's reward and log-probability metrics over the pairs. */
-  pairs?: Omit<PairEvaluation, 'loss' | 'pairs'>;
+  pairs?: PairLogs;
+  /** KTO: TRL's reward and log-probability metrics and the held-out set's KL estimate. */
+  kto?: KtoLogs;
 }
 
-/** What a run's loss is averaged over: labelled tokens, or preference pairs. */
 /** What the run's loss is divided by: tokens, pairs, or KTO's examples. */
 export const lossUnit = (config: Pick<RunConfig, 'objective'>): LossUnit =>
   lossUnitOf(config.objective?.kind ?? 'sft');
@@ -38,7 +34,9 @@ export const describeEval = (e: EvalResult, config: Pick<RunConfig, 'objective'>
     ? `${e.loss.toFixed(4)} (${FEEDBACK_NAMES[config.objective.kind]} loss, ${e.tokens} ${lossUnit(config)}` +
       (e.pairs
         ? `; reward accuracy ${e.pairs.rewardAccuracy.toFixed(4)}, margin ${e.pairs.rewardMargin.toFixed(4)})`
-        : ')')
+        : e.kto
+          ? `; KL ${e.kto.kl.toFixed(4)}${e.kto.rewardMargin === undefined ? '' : `, margin ${e.kto.rewardMargin.toFixed(4)}`})`
+          : ')')
     : `${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)}, ${e.tokens} tokens)`;
 
 /**
@@ -73,23 +71,8 @@ export function heldOut(
         throw new FleetError(`the eval data has no labelled ${lossUnit(plan.config)}`);
       const sum = (f: (r: (typeof reports)[number]) => number) =>
         reports.reduce((s, r) => s + f(r), 0);
-      result = { loss: sum((r) => r.lossSum) / tokens, tokens };
-      if (lossUnit(plan.config) === 'pairs') {
-        const {
-          loss: _,
-          pairs: __,
-          ...means
-        } = pairMetrics({
-          ...{ lossSum: 0, pairs: tokens, correct: sum((r) => r.rewardCorrect) },
-          ...{
-            chosenSum: sum((r) => r.rewardChosenSum),
-            rejectedSum: sum((r) => r.rewardRejectedSum),
-          },
-          chosenLogpSum: sum((r) => r.chosenLogpSum),
-          rejectedLogpSum: sum((r) => r.rejectedLogpSum),
-        });
-        result.pairs = means;
-      }
+      const logs = feedbackLogs(lossUnit(plan.config), reports, tokens);
+      result = { loss: sum((r) => r.lossSum) / tokens, tokens, ...logs };
     });
     if (!Number.isFinite(result.loss)) {
       throw new TrainingDiverged(

@@ -224,8 +224,8 @@ async function afterStep(
     const e = await run.evaluate(step);
     loop.evalSeconds += (performance.now() - t0) / 1000;
     if (e) line.evalLoss = e.loss;
-    // A preference objective's held-out metrics as TRL's eval_ logs: evalRewardAccuracy, evalLogpsChosen...
-    for (const [name, value] of Object.entries(e?.pairs ?? {}))
+    // A preference or KTO objective's held-out metrics as TRL's eval_ logs: evalRewardAccuracy, evalKl...
+    for (const [name, value] of Object.entries(e?.pairs ?? e?.kto ?? {}))
       line[`eval${name[0]!.toUpperCase()}${name.slice(1)}`] = value;
   }
   await appendFile(metricsPath, JSON.stringify(line) + '\n');

@@ -4,11 +4,12 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lrFactor } from '@lorafleet/core';
 import type { SamplerState } from '@lorafleet/data';
-import { pairMetrics } from '@lorafleet/models';
+import type { KtoLogs, LossUnit } from '@lorafleet/models';
 import type { StepDone } from '@lorafleet/protocol';
 import type { WorkerInfo, WorkerStatus } from '../observe/events.js';
 import type { Member, WorkerFleet } from './fleet.js';
 import { lossUnit } from './evaluation.js';
+import { type PairLogs, feedbackLogs } from './feedback-logs.js';
 import type { RunPlan } from './run-plan.js';
 import type { TrainSeries } from '../training/resume.js';
 
@@ -53,32 +54,22 @@ export function stepMetrics(plan: RunPlan, step: number, reports: readonly StepD
     computeSeconds: max((r) => r.timings.computeMs),
     allReduceSeconds: max((r) => r.timings.allreduceMs),
     allReduceShare,
-    ...(lossUnit(config) === 'pairs' ? trainRewards(reports, tokens) : {}),
+    ...trainLogs(lossUnit(config), reports, tokens),
     ...(Number.isFinite(gradNorm) ? {} : { skipped: 'non-finite gradient' }),
   };
 }
 
 /**
- * A preference step's rewards and log-probabilities over every rank's pairs,
- * as TRL logs them in training (rewards/accuracies, margins, chosen,
- * rejected; logps/chosen, logps/rejected).
+ * A preference or KTO step's logs over every rank's units, as TRL logs them
+ * in training (rewards/*, logps/*; KTO's kl), flat in the step's line.
  */
-function trainRewards(reports: readonly StepDone[], pairs: number) {
-  const sum = (f: (r: StepDone) => number) => reports.reduce((s, r) => s + f(r), 0);
-  const {
-    loss: _,
-    pairs: __,
-    ...means
-  } = pairMetrics({
-    lossSum: 0,
-    pairs,
-    correct: sum((r) => r.rewardCorrect),
-    chosenSum: sum((r) => r.rewardChosenSum),
-    rejectedSum: sum((r) => r.rewardRejectedSum),
-    chosenLogpSum: sum((r) => r.chosenLogpSum),
-    rejectedLogpSum: sum((r) => r.rejectedLogpSum),
-  });
-  return means;
+function trainLogs(
+  unit: LossUnit,
+  reports: readonly StepDone[],
+  units: number,
+): Partial<PairLogs> & Partial<KtoLogs> {
+  const { pairs, kto } = feedbackLogs(unit, reports, units);
+  return pairs ?? kto ?? {};
 }
 
 /** The dashboard's worker table: every worker seen, with its last step's timings. */

@@ -1702,6 +1702,8 @@ export const lorafleet = ($root.lorafleet = (() => {
       StepDone.prototype.rewardRejectedSum = 0;
       StepDone.prototype.chosenLogpSum = 0;
       StepDone.prototype.rejectedLogpSum = 0;
+      StepDone.prototype.desirableCount = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      StepDone.prototype.kl = 0;
 
       StepDone.create = function (properties) {
         return new StepDone(properties);
@@ -1789,6 +1791,20 @@ export const lorafleet = ($root.lorafleet = (() => {
           !$Object.is(message.rejectedLogpSum, 0)
         )
           writer.uint32(97).double(message.rejectedLogpSum);
+        if (
+          message.desirableCount != null &&
+          $Object.hasOwnProperty.call(message, 'desirableCount') &&
+          (typeof message.desirableCount === 'object'
+            ? message.desirableCount.low || message.desirableCount.high
+            : message.desirableCount !== 0)
+        )
+          writer.uint32(104).uint64(message.desirableCount);
+        if (
+          message.kl != null &&
+          $Object.hasOwnProperty.call(message, 'kl') &&
+          !$Object.is(message.kl, 0)
+        )
+          writer.uint32(113).double(message.kl);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -1908,6 +1924,23 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.rejectedLogpSum;
               continue;
             }
+            case 13: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.desirableCount = value;
+              else delete message.desirableCount;
+              continue;
+            }
+            case 14: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.kl = value;
+              else delete message.kl;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -2008,6 +2041,25 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.rejectedLogpSum != null)
           if (!$Object.is($Number(object.rejectedLogpSum), 0))
             message.rejectedLogpSum = $Number(object.rejectedLogpSum);
+        if (object.desirableCount != null)
+          if (
+            typeof object.desirableCount === 'object'
+              ? object.desirableCount.low || object.desirableCount.high
+              : $Number(object.desirableCount) !== 0
+          )
+            if ($util.Long)
+              message.desirableCount = $util.Long.fromValue(object.desirableCount, true);
+            else if (typeof object.desirableCount === 'string')
+              message.desirableCount = $parseInt(object.desirableCount, 10);
+            else if (typeof object.desirableCount === 'number')
+              message.desirableCount = object.desirableCount;
+            else if (typeof object.desirableCount === 'object')
+              message.desirableCount = new $util.LongBits(
+                object.desirableCount.low >>> 0,
+                object.desirableCount.high >>> 0,
+              ).toNumber(true);
+        if (object.kl != null)
+          if (!$Object.is($Number(object.kl), 0)) message.kl = $Number(object.kl);
         return message;
       };
 
@@ -2081,6 +2133,24 @@ export const lorafleet = ($root.lorafleet = (() => {
           object.rewardRejectedSum = 0;
           object.chosenLogpSum = 0;
           object.rejectedLogpSum = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.desirableCount =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.desirableCount =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.kl = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -2206,6 +2276,34 @@ export const lorafleet = ($root.lorafleet = (() => {
             options.json && !$isFinite(message.rejectedLogpSum)
               ? $String(message.rejectedLogpSum)
               : message.rejectedLogpSum;
+        if (
+          message.desirableCount != null &&
+          $Object.hasOwnProperty.call(message, 'desirableCount')
+        )
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.desirableCount =
+              typeof message.desirableCount === 'number'
+                ? $BigInt(message.desirableCount)
+                : $util.Long.fromBits(
+                    message.desirableCount.low >>> 0,
+                    message.desirableCount.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.desirableCount === 'number')
+            object.desirableCount =
+              options.longs === $String ? $String(message.desirableCount) : message.desirableCount;
+          else
+            object.desirableCount =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.desirableCount)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.desirableCount.low >>> 0,
+                      message.desirableCount.high >>> 0,
+                    ).toNumber(true)
+                  : message.desirableCount;
+        if (message.kl != null && $Object.hasOwnProperty.call(message, 'kl'))
+          object.kl = options.json && !$isFinite(message.kl) ? $String(message.kl) : message.kl;
         return object;
       };
 
@@ -4980,6 +5078,8 @@ export const lorafleet = ($root.lorafleet = (() => {
       EvalDone.prototype.rewardRejectedSum = 0;
       EvalDone.prototype.chosenLogpSum = 0;
       EvalDone.prototype.rejectedLogpSum = 0;
+      EvalDone.prototype.desirableCount = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalDone.prototype.kl = 0;
 
       EvalDone.create = function (properties) {
         return new EvalDone(properties);
@@ -5043,6 +5143,20 @@ export const lorafleet = ($root.lorafleet = (() => {
           !$Object.is(message.rejectedLogpSum, 0)
         )
           writer.uint32(73).double(message.rejectedLogpSum);
+        if (
+          message.desirableCount != null &&
+          $Object.hasOwnProperty.call(message, 'desirableCount') &&
+          (typeof message.desirableCount === 'object'
+            ? message.desirableCount.low || message.desirableCount.high
+            : message.desirableCount !== 0)
+        )
+          writer.uint32(80).uint64(message.desirableCount);
+        if (
+          message.kl != null &&
+          $Object.hasOwnProperty.call(message, 'kl') &&
+          !$Object.is(message.kl, 0)
+        )
+          writer.uint32(89).double(message.kl);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -5133,6 +5247,23 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.rejectedLogpSum;
               continue;
             }
+            case 10: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.desirableCount = value;
+              else delete message.desirableCount;
+              continue;
+            }
+            case 11: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.kl = value;
+              else delete message.kl;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -5214,6 +5345,25 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.rejectedLogpSum != null)
           if (!$Object.is($Number(object.rejectedLogpSum), 0))
             message.rejectedLogpSum = $Number(object.rejectedLogpSum);
+        if (object.desirableCount != null)
+          if (
+            typeof object.desirableCount === 'object'
+              ? object.desirableCount.low || object.desirableCount.high
+              : $Number(object.desirableCount) !== 0
+          )
+            if ($util.Long)
+              message.desirableCount = $util.Long.fromValue(object.desirableCount, true);
+            else if (typeof object.desirableCount === 'string')
+              message.desirableCount = $parseInt(object.desirableCount, 10);
+            else if (typeof object.desirableCount === 'number')
+              message.desirableCount = object.desirableCount;
+            else if (typeof object.desirableCount === 'object')
+              message.desirableCount = new $util.LongBits(
+                object.desirableCount.low >>> 0,
+                object.desirableCount.high >>> 0,
+              ).toNumber(true);
+        if (object.kl != null)
+          if (!$Object.is($Number(object.kl), 0)) message.kl = $Number(object.kl);
         return message;
       };
 
@@ -5279,6 +5429,24 @@ export const lorafleet = ($root.lorafleet = (() => {
           object.rewardRejectedSum = 0;
           object.chosenLogpSum = 0;
           object.rejectedLogpSum = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.desirableCount =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.desirableCount =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.kl = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -5381,6 +5549,34 @@ export const lorafleet = ($root.lorafleet = (() => {
             options.json && !$isFinite(message.rejectedLogpSum)
               ? $String(message.rejectedLogpSum)
               : message.rejectedLogpSum;
+        if (
+          message.desirableCount != null &&
+          $Object.hasOwnProperty.call(message, 'desirableCount')
+        )
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.desirableCount =
+              typeof message.desirableCount === 'number'
+                ? $BigInt(message.desirableCount)
+                : $util.Long.fromBits(
+                    message.desirableCount.low >>> 0,
+                    message.desirableCount.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.desirableCount === 'number')
+            object.desirableCount =
+              options.longs === $String ? $String(message.desirableCount) : message.desirableCount;
+          else
+            object.desirableCount =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.desirableCount)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.desirableCount.low >>> 0,
+                      message.desirableCount.high >>> 0,
+                    ).toNumber(true)
+                  : message.desirableCount;
+        if (message.kl != null && $Object.hasOwnProperty.call(message, 'kl'))
+          object.kl = options.json && !$isFinite(message.kl) ? $String(message.kl) : message.kl;
         return object;
       };
 

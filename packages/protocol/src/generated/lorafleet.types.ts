@@ -1171,6 +1171,12 @@ export declare namespace lorafleet {
       /** StepDone rejectedLogpSum. */
       rejectedLogpSum: number;
 
+      /** StepDone desirableCount. */
+      desirableCount: number | Long;
+
+      /** StepDone kl. */
+      kl: number;
+
       /**
        * Creates a new StepDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -1268,6 +1274,12 @@ export declare namespace lorafleet {
 
         /** StepDone rejectedLogpSum */
         rejectedLogpSum?: number | null;
+
+        /** StepDone desirableCount */
+        desirableCount?: number | Long | null;
+
+        /** StepDone kl */
+        kl?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
@@ -2648,6 +2660,12 @@ export declare namespace lorafleet {
       /** EvalDone rejectedLogpSum. */
       rejectedLogpSum: number;
 
+      /** EvalDone desirableCount. */
+      desirableCount: number | Long;
+
+      /** EvalDone kl. */
+      kl: number;
+
       /**
        * Creates a new EvalDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -2733,6 +2751,12 @@ export declare namespace lorafleet {
 
         /** EvalDone rejectedLogpSum */
         rejectedLogpSum?: number | null;
+
+        /** EvalDone desirableCount */
+        desirableCount?: number | Long | null;
+
+        /** EvalDone kl */
+        kl?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];

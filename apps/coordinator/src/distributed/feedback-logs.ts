@@ -1,0 +1,56 @@
+// TRL's logs of a preference or KTO step, or of an evaluation, from the
+// sums every worker reports (StepDone and EvalDone carry the same fields):
+// the means over the global batch's pairs, or over its desirable and
+// undesirable examples with KTO's KL estimate. Workers add sums, the
+// coordinator divides, so N workers report what one would.
+import {
+  type KtoLogs,
+  type LossUnit,
+  type PairEvaluation,
+  ktoLogs,
+  pairMetrics,
+} from '@lorafleet/models';
+import type { StepDone } from '@lorafleet/protocol';
+
+/** The fields of StepDone (and EvalDone) the logs are made of. */
+export type StatReport = Pick<
+  StepDone,
+  | 'rewardCorrect'
+  | 'rewardChosenSum'
+  | 'rewardRejectedSum'
+  | 'chosenLogpSum'
+  | 'rejectedLogpSum'
+  | 'desirableCount'
+  | 'kl'
+>;
+
+/** TRL's rewards/* and logps/* means over the pairs (rewards/accuracies included). */
+export type PairLogs = Omit<PairEvaluation, 'loss' | 'pairs'>;
+
+/** The reports' logs over `units` loss units: pairs' or KTO's; none for the token loss. */
+export function feedbackLogs(
+  unit: LossUnit,
+  reports: readonly StatReport[],
+  units: number,
+): { pairs?: PairLogs; kto?: KtoLogs } {
+  const sum = (f: (r: StatReport) => number) => reports.reduce((s, r) => s + f(r), 0);
+  const sums = {
+    chosenSum: sum((r) => r.rewardChosenSum),
+    rejectedSum: sum((r) => r.rewardRejectedSum),
+    chosenLogpSum: sum((r) => r.chosenLogpSum),
+    rejectedLogpSum: sum((r) => r.rejectedLogpSum),
+  };
+  if (unit === 'examples') {
+    // Every worker holds the same estimate (all-reduced, or over the whole held-out set).
+    const kl = reports[0]?.kl ?? 0;
+    return { kto: ktoLogs({ ...sums, desirable: sum((r) => r.desirableCount) }, units, kl) };
+  }
+  if (unit !== 'pairs') return {};
+  const correct = sum((r) => r.rewardCorrect);
+  const {
+    loss: _,
+    pairs: __,
+    ...means
+  } = pairMetrics({ lossSum: 0, pairs: units, correct, ...sums });
+  return { pairs: means };
+}
