@@ -180,6 +180,41 @@ describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a 
     );
   }, 300_000);
 
+  it('train --objective kto (the tape; its KL read asynchronously, as webgpu allows) ends with the adapter and the KL of wasm', async () => {
+    const lines = preferenceRecords(16).flatMap(({ prompt, chosen, rejected }) => [
+      { prompt, completion: chosen, label: true },
+      { prompt, completion: rejected, label: false },
+    ]);
+    const examples = await writeJsonl(join(dir!, 'kto.jsonl'), lines);
+    const run = (out: string, backend: string) =>
+      lorafleetOk([
+        'train',
+        ...['--model', model, '--data', examples, '--seq-len', '24', '--out', join(dir!, out)],
+        ...TRAIN,
+        ...['--objective', 'kto', '--beta', '0.5', '--eval-fraction', '0.25', '--backend', backend],
+      ]);
+    const [onWasm, onGpu] = await Promise.all([
+      run('kto-wasm', 'wasm'),
+      run('kto-webgpu', 'webgpu'),
+    ]);
+    expect(`${onGpu.stdout}${onGpu.stderr}`).toMatch(/gradients: the tape \([^)]*--objective kto/);
+    const after = (out: string) => Number(/eval loss after: +([\d.]+) \(KTO loss/.exec(out)?.[1]);
+    expect(after(onGpu.stdout)).toBeCloseTo(after(onWasm.stdout), 3);
+    const { gap } = await adapterGap('kto-webgpu', 'kto-wasm');
+    expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
+    const kls = async (out: string) =>
+      (await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { kl: number; rewardMargin: number });
+    const [gpu, wasm] = await Promise.all([kls('kto-webgpu'), kls('kto-wasm')]);
+    expect(gpu.length).toBe(wasm.length);
+    gpu.forEach((m, i) => {
+      expect(Math.abs(m.kl - wasm[i]!.kl), `step ${i + 1}`).toBeLessThan(1e-3);
+      expect(Math.abs(m.rewardMargin - wasm[i]!.rewardMargin), `step ${i + 1}`).toBeLessThan(1e-3);
+    });
+  }, 300_000);
+
   it('eval gives the loss of wasm, with an adapter', async () => {
     const args = ['--model', model, '--adapter', join(dir!, 'w2-wasm', 'adapter'), ...dataArgs()];
     const [gpu, cpu] = await Promise.all([

@@ -75,14 +75,14 @@ export function countKtoRows(batch: TokenBatch): number {
  * its rows, and its rows. Off the tape and without dropout, as TRL's
  * (torch.no_grad; disable_dropout).
  */
-export function ktoKlSums(model: CausalLM, batch: TokenBatch): Float32Array {
+export async function ktoKlSums(model: CausalLM, batch: TokenBatch): Promise<Float32Array> {
   const kl = ktoHalf(batch, 1);
   const sum = tf.tidy(() => {
     const policy = sequenceLogps(model, kl);
     const ref = withReference(model, () => sequenceLogps(model, kl));
     return tf.sum(tf.sub(policy, ref));
   });
-  const value = sum.dataSync()[0]!;
+  const value = (await sum.data())[0]!; // asynchronous: the only read webgpu under Node allows
   sum.dispose();
   return Float32Array.of(value, batch.batchSize);
 }
@@ -233,7 +233,7 @@ export async function evaluateKto(
   if (ktoReadsKl(settings)) {
     for (const batch of klBatches) {
       await next();
-      ktoKlSums(model, batch).forEach((v, i) => (sums[i]! += v));
+      (await ktoKlSums(model, batch)).forEach((v, i) => (sums[i]! += v));
     }
   }
   const kl = ktoKl(sums);

@@ -77,7 +77,10 @@ export interface Objective {
    * `size` values; the step adds them over its micro-batches and all workers
    * and passes the totals to `loss`. Absent: the loss reads none.
    */
-  readonly shared?: { size: number; sums(model: CausalLM, batch: TokenBatch): Float32Array };
+  readonly shared?: {
+    size: number;
+    sums(model: CausalLM, batch: TokenBatch): Promise<Float32Array>;
+  };
   /**
    * The batch's summed loss under `options`. Work that must stay off the tape
    * (DPO's reference pass) runs here, before `sum` is called under one.

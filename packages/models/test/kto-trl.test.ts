@@ -64,7 +64,7 @@ describe('KTO against trl.KTOTrainer (its own loss, transformers, peft)', () => 
       const label = JSON.stringify(c.trl);
       f.trained.params.write(f.theta);
       const objective = objectiveOf(c.ours);
-      const shared = objective.shared?.sums(f.model, batch);
+      const shared = await objective.shared?.sums(f.model, batch);
       if (c.ours.loss !== 'apo_zero_unpaired') {
         // TRL's KL: the batch's mean log-ratio on the KL sequences, clamped at 0.
         expect(Math.abs(ktoKl(shared!) - want[i]!.logs.kl!), label).toBeLessThan(1e-6);

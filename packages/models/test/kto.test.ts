@@ -58,7 +58,7 @@ describe('KTO', () => {
           : undesirableWeight * (1 - sigmoid(beta * (z - r)));
       }
       const objective = objectiveOf(settings);
-      const shared = objective.shared?.sums(model, batch);
+      const shared = await objective.shared?.sums(model, batch);
       if (shared) expect(Math.abs(ktoKl(shared) - kl)).toBeLessThan(1e-5);
       const loss = objective.loss(model, batch, {}, shared);
       const sum = loss.sum();
@@ -79,7 +79,7 @@ describe('KTO', () => {
     for (const settings of CASES) {
       const objective = objectiveOf(settings);
       params.write(theta);
-      const shared = objective.shared?.sums(model, batch);
+      const shared = await objective.shared?.sums(model, batch);
       const lossAt = (values: Float32Array) => {
         params.write(values);
         const l = objective.loss(model, batch, {}, shared);
@@ -115,9 +115,9 @@ describe('KTO', () => {
       desirable: batch.desirable!.subarray(from, to),
     });
     const objective = objectiveOf(CASES[0]!);
-    const whole = objective.shared!.sums(model, batch);
+    const whole = await objective.shared!.sums(model, batch);
     const halves = [part(0, 2), part(2, B)];
-    const summed = halves.map((h) => objective.shared!.sums(model, h));
+    const summed = await Promise.all(halves.map((h) => objective.shared!.sums(model, h)));
     expect(summed[0]![1]! + summed[1]![1]!).toBe(B);
     expect(Math.abs(summed[0]![0]! + summed[1]![0]! - whole[0]!)).toBeLessThan(1e-5);
     const lossOf = (b: typeof batch) => {

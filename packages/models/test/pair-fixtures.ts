@@ -147,8 +147,7 @@ export function objectiveLossSum(
   settings: ObjectiveSettings,
   options: ForwardPassOptions = {},
 ): tf.Scalar {
-  const objective = objectiveOf(settings);
-  const prepared = objective.loss(model, batch, options, objective.shared?.sums(model, batch));
+  const prepared = objectiveOf(settings).loss(model, batch, options);
   try {
     return prepared.sum();
   } finally {

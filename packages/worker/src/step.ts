@@ -281,7 +281,7 @@ export class TrainingStep {
       signal?.throwIfAborted();
       if (this.objective.count(batch) === 0) continue;
       onCompute?.(this.computeLimitMs(), this.warmingUp);
-      shared.sums(this.model, batch).forEach((v, i) => (total[i]! += v));
+      (await shared.sums(this.model, batch)).forEach((v, i) => (total[i]! += v));
     }
     onCompute?.(0);
     signal?.throwIfAborted();
