@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   WORKERS_TOLERANCE,
+  adapterBytes,
   adapterGap,
   lorafleet,
   preferenceFixture,
@@ -89,6 +90,7 @@ describe('train --objective kto', () => {
     expect(gap.largestB).toBeGreaterThan(1e-3);
     expect(gap.diff).toBeLessThan(WORKERS_TOLERANCE);
     expect(one.stdout).toMatch(/done: 12 steps on 1 worker in [\d.]+ s, \d+ examples\/s/);
+    expect(one.stderr).toMatch(/12\/12 .* loss [\d.]+ {2}kl [\d.]+ {2}lr .* examples\/s /);
     const summary = await readJson<Record<string, unknown>>(join(dir!, 'kto-1', 'summary.json'));
     expect(summary).toMatchObject({ objective: 'kto', lossUnit: 'examples' });
     const evaluated = await lorafleet([
@@ -123,6 +125,29 @@ describe('train --objective kto', () => {
       expect(Math.abs(m2[i]!.kl! - m.kl!), `step ${m.step}`).toBeLessThan(1e-4);
       expect(Math.abs(m2[i]!.rewardMargin! - m.rewardMargin!), `step ${m.step}`).toBeLessThan(1e-3);
     }
+  });
+
+  it('stopped at step 6 and resumed to 12 on 2 workers, gives the uninterrupted adapter bytes; a resume must keep its weights', async () => {
+    const run = (out: string, steps: number, ...extra: string[]) =>
+      lorafleet([
+        'train',
+        ...['--model', model, '--data', examples, '--out', join(dir!, out)],
+        ...['--objective', 'kto', '--seq-len', '24', '--batch-size', '4', '--lr', '2e-2'],
+        ...['--steps', String(steps), '--schedule', 'constant', '--checkpoint-every', '6'],
+        ...['--workers', '2', ...extra],
+      ]);
+    const [full, split] = await Promise.all([run('resume-full', 12), run('resume-split', 6)]);
+    expect(full.code, full.stderr).toBe(0);
+    expect(split.code, split.stderr).toBe(0);
+    const resume = ['--resume', join(dir!, 'resume-split')];
+    const otherWeight = await run('resume-split', 12, ...resume, '--desirable-weight', '2');
+    expect(otherWeight.code).toBe(2);
+    expect(otherWeight.stderr).toContain('--desirable-weight (checkpoint 1, now 2)');
+    const resumed = await run('resume-split', 12, ...resume);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(await adapterBytes(join(dir!, 'resume-split'))).toEqual(
+      await adapterBytes(join(dir!, 'resume-full')),
+    );
   });
 
   it('APO-zero (unpaired) and weights train; refuses what KTO cannot use', async () => {

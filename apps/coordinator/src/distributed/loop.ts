@@ -239,6 +239,7 @@ async function afterStep(
   progress.update(step, {
     loss: loss.toFixed(4),
     ...(rewardAccuracy === undefined ? {} : { 'reward acc': rewardAccuracy.toFixed(2) }),
+    ...(metrics.kl === undefined ? {} : { kl: metrics.kl.toFixed(3) }),
     lr: lr.toExponential(2),
     [lossUnit(plan.config) === 'tokens' ? 'tok/s' : `${lossUnit(plan.config)}/s`]:
       tokensPerSecond.toFixed(0),
