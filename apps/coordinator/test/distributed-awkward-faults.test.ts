@@ -9,12 +9,15 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   NO_DROPOUT_CONFIG,
+  WORKERS_TOLERANCE,
   adapterBytes,
+  adapterGap,
   checkpointDir,
   ensureBuilt,
   initTinyModel,
   makeTempDir,
   numberedPatternRecords,
+  preferenceRecords,
   readJson,
   removeDir,
   writeJsonl,
@@ -89,6 +92,38 @@ describe('faults at the awkward moments', () => {
     const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
     const evalLoss = (JSON.parse(metrics[2]!) as { evalLoss?: number }).evalLoss;
     expect(evalLoss, result.output).toBeGreaterThan(0);
+  }, 120_000);
+
+  it("a worker lost between a KTO step's KL sums and their all-reduce: the step runs again on the survivors and ends as without the fault", async () => {
+    const examples = await writeJsonl(
+      join(dir, 'kto.jsonl'),
+      preferenceRecords(20).flatMap(({ prompt, chosen, rejected }) => [
+        { prompt, completion: chosen, label: true },
+        { prompt, completion: rejected, label: false },
+      ]),
+    );
+    const args = (out: string, workers: number) => [
+      ...['train', '--model', model, '--data', examples, '--out', out],
+      ...['--workers', String(workers), '--steps', '6', ...TRAIN],
+      ...['--objective', 'kto', '--seq-len', '24', '--max-restarts', '0'],
+    ];
+    const out = join(dir, 'kto');
+    const run = start(args(out, 3), { LORAFLEET_FAULT_PAUSE: 'shared:1500' });
+    // Every ring member pauses before the KL all-reduce: kill another one meanwhile.
+    const pause = await run.untilPause('shared', { step: 3 });
+    const victim = run.workerPids().find((pid) => pid !== pause.pid)!;
+    report(
+      "worker lost before a KTO step's KL all-reduce (pauses 1.5 s)",
+      await killAndTime(run, out, victim),
+    );
+    const result = await expectRecovered(run, out, [victim], 6);
+    expect(result.output).toMatch(new RegExp(`step 3 aborted: worker \\d+ \\(pid ${victim}\\)`));
+    // The retried step sums the KL of the same global batch over 2 workers: 1 worker's adapter.
+    const whole = await runToEnd(args(join(dir, 'kto-whole'), 1));
+    expect(whole.code, whole.output).toBe(0);
+    const gap = await adapterGap(join(out, 'adapter'), join(dir, 'kto-whole', 'adapter'));
+    expect(gap.largestB).toBeGreaterThan(1e-3);
+    expect(gap.diff).toBeLessThan(WORKERS_TOLERANCE);
   }, 120_000);
 
   it('a worker lost during a regroup: the survivors stale Regrouped is discarded', async () => {

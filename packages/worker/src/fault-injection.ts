@@ -12,7 +12,7 @@
 // LORAFLEET_FAULT_BLOCK_MS=N blocks the main thread N ms in every micro-batch
 // (a stand-in for a long kernel), so tests get long micro-batches of a tiny model.
 // LORAFLEET_FAULT_PAUSE="MOMENT:MS,..." makes the worker wait MS ms at each of
-// the awkward moments named (eval, checkpoint, state, regroup) and say so on
+// the awkward moments named (eval, checkpoint, state, regroup, shared) and say so on
 // stderr, so fault tests can kill or stop a process exactly then.
 import { IGNORE_INDEX } from '@lorafleet/data';
 import type { TokenBatch } from '@lorafleet/models';
@@ -115,14 +115,16 @@ export const FAULT_PAUSE = 'LORAFLEET_FAULT_PAUSE';
 /**
  * Where a worker can be made to wait: before it sends EvalDone, between the
  * adapter and the optimizer file of a checkpoint, before it sends its trainer
- * state to a joiner, before it sends Regrouped.
+ * state to a joiner, before it sends Regrouped, between its sums of an
+ * objective's global-batch statistic (KTO's KL) and their all-reduce.
  */
-export type PauseMoment = 'eval' | 'checkpoint' | 'state' | 'regroup';
+export type PauseMoment = 'eval' | 'checkpoint' | 'state' | 'regroup' | 'shared';
 const MOMENTS: Record<PauseMoment, true> = {
   eval: true,
   checkpoint: true,
   state: true,
   regroup: true,
+  shared: true,
 };
 
 /** LORAFLEET_FAULT_PAUSE's pauses by moment (ms); throws naming a bad entry. */

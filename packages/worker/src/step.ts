@@ -29,6 +29,7 @@ import {
   objectiveOf,
 } from '@lorafleet/models';
 import { DataError } from './data-error.js';
+import { maybePause } from './fault-injection.js';
 import { replicaHash } from './replica-hash.js';
 
 /**
@@ -216,7 +217,7 @@ export class TrainingStep {
     const n = this.params.size;
     const fused = this.grads;
     const t0 = performance.now();
-    const shared = await this.sharedSums(microBatches, signal, onCompute);
+    const shared = await this.sharedSums(microBatches, step + 1, signal, onCompute);
     const stats = await this.accumulate(microBatches, step, signal, onCompute, shared);
     onCompute?.(0);
     const t1 = performance.now();
@@ -270,6 +271,7 @@ export class TrainingStep {
    */
   private async sharedSums(
     microBatches: readonly TokenBatch[],
+    step: number,
     signal?: AbortSignal,
     onCompute?: ComputeNotice,
   ): Promise<Float32Array | undefined> {
@@ -284,6 +286,7 @@ export class TrainingStep {
       (await shared.sums(this.model, batch)).forEach((v, i) => (total[i]! += v));
     }
     onCompute?.(0);
+    await maybePause('shared', step); // a test hook: a worker lost right before this all-reduce
     signal?.throwIfAborted();
     await this.allReduce(total);
     return total;
