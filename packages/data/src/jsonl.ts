@@ -12,7 +12,13 @@
 import { createReadStream } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { type ChatMessage, parseMessages, tokenizeChat } from './chat.js';
-import { DatasetError, ProblemLog, type BadLinePolicy, type ReadResult } from './problems.js';
+import {
+  DatasetError,
+  ProblemLog,
+  type BadLinePolicy,
+  type ReadResult,
+  type ReadSummary,
+} from './problems.js';
 import {
   exampleFromIds,
   tokenizePromptCompletion,
@@ -83,6 +89,40 @@ export async function readJsonl(
     }
   }
   return { ...log.finish(examples.length), examples, lines };
+}
+
+/**
+ * Reads a JSONL file one record a non-blank line, through `parse` (the
+ * record, or what is wrong with the line), skipping bad lines under
+ * `policy`; a DatasetError from `parse` is named by file:line.
+ */
+export async function readJsonlRecords<T>(
+  file: string,
+  parse: (line: string) => T | string,
+  policy: BadLinePolicy = {},
+): Promise<ReadSummary & { items: T[]; lines: number[] }> {
+  const log = new ProblemLog(file, policy);
+  const items: T[] = [];
+  const lines: number[] = [];
+  let lineNumber = 0;
+  for await (const line of readLines(file)) {
+    lineNumber++;
+    if (line.trim() === '') continue;
+    log.record();
+    let record: T | string;
+    try {
+      record = parse(line);
+    } catch (e) {
+      if (e instanceof DatasetError) throw new DatasetError(`${file}:${lineNumber}: ${e.message}`);
+      throw e;
+    }
+    if (typeof record === 'string') log.reject(lineNumber, record);
+    else {
+      items.push(record);
+      lines.push(lineNumber);
+    }
+  }
+  return { ...log.finish(items.length), items, lines };
 }
 
 /**

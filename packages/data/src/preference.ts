@@ -4,13 +4,12 @@
 // [chosen | rejected]. One row is one pair, so the sampler, shards, ledger
 // and N-workers-equal-one hold for pairs as they do for rows.
 
-import { readLines } from './jsonl.js';
+import { readJsonlRecords } from './jsonl.js';
 import { type PreferencePair, parsePreferenceLine } from './preference-line.js';
 import { padOrTruncate, type SequenceRow } from './pack.js';
 import {
   DEFAULT_REPORT_FIRST,
   DatasetError,
-  ProblemLog,
   type BadLinePolicy,
   type ReadSummary,
 } from './problems.js';
@@ -29,22 +28,9 @@ export async function readPreferenceJsonl(
   tokenizer: TextTokenizer,
   policy: BadLinePolicy = {},
 ): Promise<PreferenceRead> {
-  const log = new ProblemLog(file, policy);
-  const pairs: PreferencePair[] = [];
-  const lines: number[] = [];
-  let lineNumber = 0;
-  for await (const line of readLines(file)) {
-    lineNumber++;
-    if (line.trim() === '') continue;
-    log.record();
-    const pair = parsePreferenceLine(line, tokenizer);
-    if (typeof pair === 'string') log.reject(lineNumber, pair);
-    else {
-      pairs.push(pair);
-      lines.push(lineNumber);
-    }
-  }
-  return { ...log.finish(pairs.length), pairs, lines };
+  const parse = (line: string) => parsePreferenceLine(line, tokenizer);
+  const { items, ...read } = await readJsonlRecords(file, parse, policy);
+  return { ...read, pairs: items };
 }
 
 /** Pair rows, what was cut or dropped to make them, and each row's source line. */

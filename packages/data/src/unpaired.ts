@@ -11,9 +11,9 @@
 // example, so the sampler, shards, ledger and N-workers-equal-one hold as for
 // rows.
 import { type ChatMessage, parseMessages } from './chat.js';
-import { chatExamples, parseJsonObject, readLines } from './jsonl.js';
+import { chatExamples, parseJsonObject, readJsonlRecords } from './jsonl.js';
 import { padOrTruncate, type SequenceRow } from './pack.js';
-import { DEFAULT_REPORT_FIRST, DatasetError, ProblemLog, type BadLinePolicy } from './problems.js';
+import { DEFAULT_REPORT_FIRST, DatasetError, type BadLinePolicy } from './problems.js';
 import type { ReadSummary } from './problems.js';
 import {
   IGNORE_INDEX,
@@ -95,22 +95,9 @@ export async function readUnpairedJsonl(
   tokenizer: TextTokenizer,
   policy: BadLinePolicy = {},
 ): Promise<UnpairedRead> {
-  const log = new ProblemLog(file, policy);
-  const examples: UnpairedExample[] = [];
-  const lines: number[] = [];
-  let lineNumber = 0;
-  for await (const line of readLines(file)) {
-    lineNumber++;
-    if (line.trim() === '') continue;
-    log.record();
-    const example = parseUnpairedLine(line, tokenizer);
-    if (typeof example === 'string') log.reject(lineNumber, example);
-    else {
-      examples.push(example);
-      lines.push(lineNumber);
-    }
-  }
-  return { ...log.finish(examples.length), examples, lines };
+  const parse = (line: string) => parseUnpairedLine(line, tokenizer);
+  const { items, ...read } = await readJsonlRecords(file, parse, policy);
+  return { ...read, examples: items };
 }
 
 /** KTO rows, each row's source line, and what was cut or dropped to make them. */
@@ -119,8 +106,8 @@ export interface UnpairedRows {
   rowLines: Int32Array;
   /** Examples dropped: no completion token within the context. */
   dropped: { line: number; message: string }[];
-  /** Sequences longer than the context, cut at its end, and the tokens lost. */
-  truncated: number;
+  /** Sides (completions or KL sequences) longer than the context, cut at its end, and the tokens lost. */
+  truncatedSides: number;
   truncatedTokens: number;
 }
 
@@ -145,7 +132,7 @@ export function unpairedRows(
     rows: [],
     rowLines: new Int32Array(0),
     dropped: [],
-    truncated: 0,
+    truncatedSides: 0,
     truncatedTokens: 0,
   };
   const kept: UnpairedExample[] = [];
@@ -167,7 +154,7 @@ export function unpairedRows(
       padOrTruncate(x, seqLen, padId),
     );
     for (const side of sides) {
-      if (side.truncated > 0) out.truncated++;
+      if (side.truncated > 0) out.truncatedSides++;
       out.truncatedTokens += side.truncated;
     }
     out.rows.push(joinSides(sides[0]!, sides[1]!, seqLen, e.desirable));

@@ -133,22 +133,8 @@ function kto(settings: KtoObjective): Objective {
     loss: (model, batch, options, shared) => {
       if (ktoReadsKl(settings) && !shared) throw new Error("KTO needs the batch's KL sums");
       const loss = ktoLoss(model, batch, settings, shared ? ktoKl(shared) : 0);
-      let stats: tf.Tensor1D | null = null;
-      return {
-        // No dropout, as TRL's trainers (disable_dropout).
-        sum: () =>
-          tf.tidy(() => {
-            const scores = loss.scores({ ...options, dropout: false });
-            stats?.dispose();
-            stats = tf.keep(scores.stats); // read with the gradient, not differentiated
-            return scores.sum;
-          }),
-        stats: () => stats,
-        dispose: () => {
-          loss.dispose();
-          stats?.dispose();
-        },
-      };
+      // No dropout, as TRL's trainers (disable_dropout).
+      return keepingStats(() => loss.scores({ ...options, dropout: false }), loss.dispose);
     },
   };
 }
@@ -162,22 +148,38 @@ function preference(settings: PreferenceSettings): Objective {
     count: countPairs,
     loss: (model, batch, options) => {
       const pairs = preparePairs(model, batch, settings); // DPO's reference pass: untaped
-      let stats: tf.Tensor1D | null = null;
-      return {
-        // No dropout, as TRL's trainers (disable_dropout): for DPO, policy and reference differ by the adapter only.
-        sum: () =>
-          tf.tidy(() => {
-            const scores = pairs.scores({ ...options, dropout: false });
-            stats?.dispose();
-            stats = tf.keep(pairStats(scores)); // read with the gradient, not differentiated
-            return tf.sum(scores.losses) as tf.Scalar;
-          }),
-        stats: () => stats,
-        dispose: () => {
-          pairs.dispose();
-          stats?.dispose();
-        },
+      // No dropout, as TRL's trainers (disable_dropout): for DPO, policy and reference differ by the adapter only.
+      const score = () => {
+        const scores = pairs.scores({ ...options, dropout: false });
+        return { sum: tf.sum(scores.losses) as tf.Scalar, stats: pairStats(scores) };
       };
+      return keepingStats(score, () => pairs.dispose());
+    },
+  };
+}
+
+/**
+ * A BatchLoss whose `sum` runs `score` (under the caller's tape) and keeps
+ * its statistics off the tape for `stats()`, read with the gradient and not
+ * differentiated; `dispose` frees them and calls `release`.
+ */
+function keepingStats(
+  score: () => { sum: tf.Scalar; stats: tf.Tensor1D },
+  release: () => void,
+): BatchLoss {
+  let stats: tf.Tensor1D | null = null;
+  return {
+    sum: () =>
+      tf.tidy(() => {
+        const scored = score();
+        stats?.dispose();
+        stats = tf.keep(scored.stats);
+        return scored.sum;
+      }),
+    stats: () => stats,
+    dispose: () => {
+      release();
+      stats?.dispose();
     },
   };
 }

@@ -11,22 +11,15 @@ import {
   type SequenceRow,
   type TextTokenizer,
   type UntrainableDrop,
-  DEFAULT_REPORT_FIRST,
-  DatasetError,
   collate,
-  datasetFormat,
   dropUntrainable,
   firstTrainedPosition,
   formatProblem,
   pack,
   padExamples,
-  preferenceRows,
   readDataset,
-  readPreferenceJsonl,
-  readUnpairedJsonl,
-  unpairedRows,
-  type ReadSummary,
 } from '@lorafleet/data';
+import { PAIR_ROWS, ktoRows, prepareTwoSequenceRows, readWarnings } from './two-sequence-rows.js';
 
 export type Packing = 'auto' | 'pack' | 'pad';
 
@@ -69,8 +62,9 @@ export async function prepareRows(
       `${option} ${file}: no such file (give the path of a .jsonl, .csv or .txt dataset)`,
     );
   }
-  if (options.pairs) return preparePairRows(file, tokenizer, options);
-  if (options.kto) return prepareKtoRows(file, tokenizer, options, options.kto.klChunk);
+  if (options.pairs) return prepareTwoSequenceRows(file, tokenizer, options, PAIR_ROWS);
+  if (options.kto)
+    return prepareTwoSequenceRows(file, tokenizer, options, ktoRows(options.kto.klChunk));
   const read = await readDataset(file, tokenizer, {
     ...(options.format ? { format: options.format } : {}),
     ...(options.csv ? { csv: options.csv } : {}),
@@ -79,10 +73,7 @@ export async function prepareRows(
       raiseWith: '--max-bad-fraction',
     },
   });
-  const warnings = read.problems.map(formatProblem);
-  if (read.badRecords > read.problems.length) {
-    warnings.push(`${file}: ${read.badRecords - read.problems.length} more bad records skipped`);
-  }
+  const warnings = readWarnings(file, read);
   // Examples with masked prompts keep one example per row (padding); plain
   // text is packed, as run_clm does.
   const masked = read.examples.some((e) => e.labels.some((l) => l < 0));
@@ -118,126 +109,6 @@ export async function prepareRows(
   return {
     ...made,
     description: `${kept.examples.length} examples, ${tokens} tokens -> ${made.rows.length} rows of ${options.seqLen} (${mode === 'pack' ? 'packed' : 'padded'})${skipped}`,
-    warnings,
-  };
-}
-
-/** Warnings for a read's bad lines (the first few, then how many more). */
-function readWarnings(file: string, read: ReadSummary): string[] {
-  const warnings = read.problems.map(formatProblem);
-  if (read.badRecords > read.problems.length) {
-    warnings.push(`${file}: ${read.badRecords - read.problems.length} more bad records skipped`);
-  }
-  return warnings;
-}
-
-/** Warnings for dropped records: `what`, then the first few lines with their reasons. */
-function droppedWarnings(
-  file: string,
-  dropped: readonly { line: number; message: string }[],
-  what: string,
-): string[] {
-  if (dropped.length === 0) return [];
-  const shown = dropped.slice(0, DEFAULT_REPORT_FIRST);
-  return [
-    `${file}: dropped ${dropped.length} ${what}:`,
-    ...shown.map((d) => `  ${file}:${d.line}: ${d.message}`),
-    ...(dropped.length > shown.length ? [`  ... and ${dropped.length - shown.length} more`] : []),
-  ];
-}
-
-/** KTO's unpaired examples (data's unpaired.ts), one per row of 2 x seqLen. */
-async function prepareKtoRows(
-  file: string,
-  tokenizer: TextTokenizer,
-  options: RowOptions,
-  klChunk: number,
-): Promise<PreparedRows> {
-  if (datasetFormat(file, options.format) !== 'jsonl') {
-    throw new Error(
-      `${file}: --objective kto reads unpaired feedback from JSONL ({"prompt", "completion", "label"} lines)`,
-    );
-  }
-  const read = await readUnpairedJsonl(file, tokenizer, {
-    ...(options.maxBadFraction !== undefined ? { maxBadFraction: options.maxBadFraction } : {}),
-    raiseWith: '--max-bad-fraction',
-  });
-  const { seqLen } = options;
-  let made: ReturnType<typeof unpairedRows>;
-  try {
-    made = unpairedRows(read.examples, read.lines, seqLen, tokenizer.eosId, klChunk);
-  } catch (error) {
-    if (error instanceof DatasetError) throw new DatasetError(`${file}: ${error.message}`);
-    throw error;
-  }
-  const warnings = readWarnings(file, read);
-  warnings.push(
-    ...droppedWarnings(file, made.dropped, `examples that cannot train within --seq-len ${seqLen}`),
-  );
-  if (made.truncated > 0) {
-    warnings.push(
-      `${file}: ${made.truncated} sequences longer than ${seqLen} tokens were truncated ` +
-        `(${made.truncatedTokens} tokens lost); raise --seq-len to keep them`,
-    );
-  }
-  if (made.rows.length === 0) throw new Error(`${file}: no examples`);
-  const desirable = made.rows.filter((r) => r.desirable).length;
-  const skipped = [
-    read.badRecords > 0 ? `, ${read.badRecords} bad records skipped` : '',
-    made.dropped.length > 0 ? `, ${made.dropped.length} dropped` : '',
-  ].join('');
-  return {
-    rows: made.rows,
-    rowLines: made.rowLines,
-    description:
-      `${read.examples.length} examples (${desirable} desirable, ${made.rows.length - desirable} undesirable kept) ` +
-      `-> ${made.rows.length} rows of 2 x ${seqLen} (completion | KL completion, cycled within ${klChunk})${skipped}`,
-    warnings,
-  };
-}
-
-/** Preference pairs (data's preference.ts), one pair per row of 2 x seqLen. */
-async function preparePairRows(
-  file: string,
-  tokenizer: TextTokenizer,
-  options: RowOptions,
-): Promise<PreparedRows> {
-  if (datasetFormat(file, options.format) !== 'jsonl') {
-    throw new Error(
-      `${file}: --objective dpo, orpo, simpo and cpo read preference pairs from JSONL ({"prompt", "chosen", "rejected"} lines)`,
-    );
-  }
-  const read = await readPreferenceJsonl(file, tokenizer, {
-    ...(options.maxBadFraction !== undefined ? { maxBadFraction: options.maxBadFraction } : {}),
-    raiseWith: '--max-bad-fraction',
-  });
-  const { seqLen } = options;
-  let made: ReturnType<typeof preferenceRows>;
-  try {
-    made = preferenceRows(read.pairs, read.lines, seqLen, tokenizer.eosId);
-  } catch (error) {
-    if (error instanceof DatasetError) throw new DatasetError(`${file}: ${error.message}`);
-    throw error;
-  }
-  const warnings = readWarnings(file, read);
-  warnings.push(
-    ...droppedWarnings(file, made.dropped, `pairs that cannot train within --seq-len ${seqLen}`),
-  );
-  if (made.truncatedSides > 0) {
-    warnings.push(
-      `${file}: ${made.truncatedSides} responses longer than ${seqLen} tokens with their prompt were ` +
-        `truncated (${made.truncatedTokens} tokens lost); raise --seq-len to keep them`,
-    );
-  }
-  if (made.rows.length === 0) throw new Error(`${file}: no preference pairs`);
-  const skipped = [
-    read.badRecords > 0 ? `, ${read.badRecords} bad records skipped` : '',
-    made.dropped.length > 0 ? `, ${made.dropped.length} dropped` : '',
-  ].join('');
-  return {
-    rows: made.rows,
-    rowLines: made.rowLines,
-    description: `${read.pairs.length} preference pairs -> ${made.rows.length} rows of 2 x ${seqLen} (chosen | rejected)${skipped}`,
     warnings,
   };
 }
