@@ -277,6 +277,38 @@ describe('the dashboard in Chromium', () => {
     expect((await replay.exit).code).toBe(0);
   }, 120_000);
 
+  it("a KTO run's page charts its reward margin and KL, and hides the reward accuracy card", async () => {
+    const unpaired = (lines: number, offset = 0) =>
+      preferenceRecords(lines, offset).flatMap(({ prompt, chosen, rejected }) => [
+        { prompt, completion: chosen, label: true },
+        { prompt, completion: rejected, label: false },
+      ]);
+    const examples = await writeJsonl(join(dir!, 'kto.jsonl'), unpaired(8));
+    const heldOut = await writeJsonl(join(dir!, 'kto-held-out.jsonl'), unpaired(2, 100));
+    const kto = join(dir!, 'kto');
+    const run = start([
+      'train',
+      ...['--model', model, '--data', examples, '--eval-data', heldOut, '--eval-every', '3'],
+      ...['--objective', 'kto', '--lora-dropout', '0', '--seq-len', '24', '--steps', '6'],
+      ...['--batch-size', '4', '--out', kto, '--dashboard', '127.0.0.1:0'],
+    ]);
+    await run.url;
+    const trained = await run.exit;
+    expect(trained.code, trained.stderr).toBe(0);
+    const replay = start(['dashboard', '--run', kto, '--listen', '127.0.0.1:0']);
+    const { page, problems } = await openPage(await replay.url);
+    await page.waitForSelector('[data-testid="kto-chart"][data-points="6"]', { timeout: 10_000 });
+    expect(await page.locator('#chart-kto').isVisible()).toBe(true);
+    expect(await page.locator('#chart-rewards').isVisible()).toBe(false);
+    // The held-out margins: before training, at step 3, after the last step.
+    expect(await page.locator('#chart-kto .markers.eval circle').count()).toBe(3);
+    expect(await page.locator('#chart-kto .line.lr').count()).toBe(1); // the KL
+    expect(problems).toEqual([]);
+    await page.close();
+    replay.child.kill('SIGINT');
+    expect((await replay.exit).code).toBe(0);
+  }, 120_000);
+
   it('lorafleet dashboard refuses a non-loopback address without --token, and a missing run', async () => {
     const open = start(['dashboard', '--run', out(), '--listen', '0.0.0.0:0']);
     await expect(open.url).rejects.toThrow(/exited 2/);

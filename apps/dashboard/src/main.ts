@@ -8,7 +8,7 @@ import { fetchDownloads, followEvents } from './api.js';
 import { buildPage } from './page.js';
 import type { Panel, Touch } from './panel.js';
 import { RunView } from './run.js';
-import { lossPanel, lrPanel, rewardsPanel, throughputPanel } from './views/charts.js';
+import { ktoPanel, lossPanel, lrPanel, rewardsPanel, throughputPanel } from './views/charts.js';
 import { checkpointsPanel } from './views/checkpoints.js';
 import { logPanel } from './views/event-log.js';
 import { headerPanel, tilesPanel } from './views/overview.js';
@@ -22,6 +22,7 @@ const PANELS: readonly Panel[] = [
   lossPanel,
   factsPanel,
   rewardsPanel,
+  ktoPanel,
   lrPanel,
   throughputPanel,
   ringPanel,

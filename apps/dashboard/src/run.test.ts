@@ -64,6 +64,28 @@ describe('RunView', () => {
     ]);
   });
 
+  it("a KTO run's reward margins and KL (train and eval), its unit examples", () => {
+    const view = new RunView();
+    type StepEvent = Extract<RunEvent, { type: 'step' }>;
+    const stepWith = (n: number, loss: number, more: Partial<StepEvent>) =>
+      ({ ...(step(n, loss) as StepEvent), ...more }) satisfies RunEvent;
+    view.apply(stepWith(1, 0.5, { rewardMargin: 0, kl: 0 }));
+    view.apply(stepWith(2, 0.4, { rewardMargin: 0.7, kl: 0.03 }));
+    view.apply({ type: 'eval', time: 3, step: 2, loss: 0.4, rewardMargin: 0.9, kl: 0 });
+    expect(view.trainRewardMargin).toEqual([
+      [1, 0],
+      [2, 0.7],
+    ]);
+    expect(view.trainKl).toEqual([
+      [1, 0],
+      [2, 0.03],
+    ]);
+    expect(view.evalRewardMargin).toEqual([[2, 0.9]]);
+    // A DPO step's margin is the reward chart's, not KTO's.
+    view.apply(stepWith(3, 0.3, { rewardAccuracy: 0.5, rewardMargin: 0.2 }));
+    expect(view.trainRewardMargin).toHaveLength(2);
+  });
+
   it('keeps the later values of steps a resumed run repeats', () => {
     const view = new RunView();
     for (let n = 1; n <= 5; n++) view.apply(step(n, 10 - n));

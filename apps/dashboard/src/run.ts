@@ -30,6 +30,10 @@ export class RunView {
   readonly evalRewardAccuracy: Point[] = [];
   /** A preference run's reward accuracy over each step's pairs, as it trained on them. */
   readonly trainRewardAccuracy: Point[] = [];
+  /** A KTO run's mean desirable - undesirable reward, each step and at each evaluation, and its KL estimate. */
+  readonly trainRewardMargin: Point[] = [];
+  readonly evalRewardMargin: Point[] = [];
+  readonly trainKl: Point[] = [];
   readonly lr: Point[] = [];
   readonly tokensPerSecond: Point[] = [];
   /** [step, epoch ms when it was done]: the pace, for the time left. */
@@ -69,6 +73,13 @@ export class RunView {
         truncateFrom(this.trainRewardAccuracy, event.step);
         if (event.rewardAccuracy !== undefined)
           this.trainRewardAccuracy.push([event.step, event.rewardAccuracy]);
+        truncateFrom(this.trainRewardMargin, event.step);
+        truncateFrom(this.trainKl, event.step);
+        if (event.kl !== undefined) {
+          this.trainKl.push([event.step, event.kl]);
+          if (event.rewardMargin !== undefined)
+            this.trainRewardMargin.push([event.step, event.rewardMargin]);
+        }
         this.trainLoss.push([event.step, event.loss]);
         this.lr.push([event.step, event.lr]);
         this.tokensPerSecond.push([event.step, event.tokensPerSecond]);
@@ -83,6 +94,9 @@ export class RunView {
         truncateFrom(this.evalRewardAccuracy, event.step);
         if (event.rewardAccuracy !== undefined)
           this.evalRewardAccuracy.push([event.step, event.rewardAccuracy]);
+        truncateFrom(this.evalRewardMargin, event.step);
+        if (event.kl !== undefined && event.rewardMargin !== undefined)
+          this.evalRewardMargin.push([event.step, event.rewardMargin]);
         break;
       case 'workers':
         this.generation = event.generation;

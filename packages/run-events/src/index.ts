@@ -79,6 +79,8 @@ export type RunEvent =
        */
       rewardAccuracy?: number;
       rewardMargin?: number;
+      /** KTO: the step's KL estimate (TRL's kl; its rewardMargin is rewards/margins). */
+      kl?: number;
     }
   | {
       type: 'eval';
@@ -87,6 +89,9 @@ export type RunEvent =
       loss: number;
       /** A preference objective: the share of held-out pairs whose chosen reward beats the rejected one's. */
       rewardAccuracy?: number;
+      /** KTO: the held-out mean desirable - undesirable reward, and the set's KL estimate. */
+      rewardMargin?: number;
+      kl?: number;
     }
   | { type: 'workers'; time: number; generation: number; workers: WorkerInfo[] }
   | { type: 'checkpoint'; time: number; step: number; path: string }

@@ -82,7 +82,15 @@ export function heldOut(
       );
     }
     const pairs = result.pairs ? { rewardAccuracy: result.pairs.rewardAccuracy } : {};
-    observer.emit({ type: 'eval', step: done, loss: result.loss, ...pairs });
+    const kto = result.kto
+      ? {
+          kl: result.kto.kl,
+          ...(result.kto.rewardMargin === undefined
+            ? {}
+            : { rewardMargin: result.kto.rewardMargin }),
+        }
+      : {};
+    observer.emit({ type: 'eval', step: done, loss: result.loss, ...pairs, ...kto });
     return result;
   };
 }

@@ -229,8 +229,10 @@ async function afterStep(
       line[`eval${name[0]!.toUpperCase()}${name.slice(1)}`] = value;
   }
   await appendFile(metricsPath, JSON.stringify(line) + '\n');
-  const { loss, lr, tokens, gradNorm, rewardAccuracy, rewardMargin } = metrics;
-  const rewards = rewardAccuracy === undefined ? {} : { rewardAccuracy, rewardMargin };
+  const { loss, lr, tokens, gradNorm, rewardAccuracy, rewardMargin, kl } = metrics;
+  const rewards = Object.fromEntries(
+    Object.entries({ rewardAccuracy, rewardMargin, kl }).filter(([, v]) => v !== undefined),
+  );
   observer.emit({
     type: 'step',
     ...{ step, epoch, loss, lr, tokens, tokensPerSecond, gradNorm, seconds, ...rewards },

@@ -1,5 +1,6 @@
 // The charts: loss (train raw, its moving average, eval), a preference run's
-// reward accuracy (the same three), learning rate, throughput.
+// reward accuracy (the same three), a KTO run's reward margin (the same three)
+// and KL, learning rate, throughput.
 import { type Series, renderChart } from '../chart.js';
 import { count, num } from '../format.js';
 import type { Panel } from '../panel.js';
@@ -63,6 +64,33 @@ export const rewardsPanel: Panel = {
       ...xMax(view),
       series: trainAndEval(view.trainRewardAccuracy, view.evalRewardAccuracy),
       yFromZero: true,
+      yFormat: num,
+    });
+  },
+};
+
+/** A KTO run's reward margin (train and eval) and KL estimate; hidden in other runs. */
+export const ktoPanel: Panel = {
+  id: 'chart-kto',
+  title: 'KTO reward margin and KL',
+  touches: [...CHART_TOUCHES, 'eval'],
+  place: {
+    ...TRAIN_EVAL_CARD,
+    legend: { keys: [...TRAIN_EVAL_CARD.legend.keys, ['lr', 'KL (train)']] },
+  },
+  render(el, view) {
+    const card = el.closest('article');
+    if (card) card.hidden = view.lossUnit !== 'examples';
+    if (view.lossUnit !== 'examples') return;
+    renderChart(el, {
+      testId: 'kto-chart',
+      height: 200,
+      ...xMax(view),
+      // The KL first: every step has one (a margin needs both classes in the step's batch).
+      series: [
+        { name: 'KL', points: view.trainKl, className: 'lr' },
+        ...trainAndEval(view.trainRewardMargin, view.evalRewardMargin),
+      ],
       yFormat: num,
     });
   },
