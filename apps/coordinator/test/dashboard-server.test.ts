@@ -162,6 +162,26 @@ describe('GET /api/state and /metrics', () => {
     expect(samples.get('lorafleet_tokens_per_second')).toBe(0); // prom-client keeps a reset gauge at 0
   });
 
+  it("counts a KTO run's throughput in examples, and gives its margin and KL", async () => {
+    const events = RunEventLog.memory();
+    const dashboard = await serve(events);
+    events.emit({ type: 'run', facts: { ...FACTS, lossUnit: 'examples' } });
+    events.emit({
+      ...{ ...STEP, step: 1, loss: 0.5, tokens: 8, tokensPerSecond: 9 },
+      ...{ rewardMargin: 0.25, kl: 0.125 },
+    });
+    const samples = await scrape(dashboard.url);
+    expect(Object.fromEntries(samples)).toMatchObject({
+      lorafleet_examples_per_second: 9,
+      lorafleet_examples_total: 8,
+      lorafleet_pairs_total: 0,
+      lorafleet_tokens_total: 0,
+      lorafleet_reward_margin: 0.25,
+      lorafleet_kl: 0.125,
+    });
+    expect(samples.get('lorafleet_tokens_per_second')).toBe(0);
+  });
+
   it('serves the figures in Prometheus text format', async () => {
     const events = sampleLog();
     const dashboard = await serve(events);
@@ -172,6 +192,8 @@ describe('GET /api/state and /metrics', () => {
     expect(samples.get('lorafleet_eval_reward_accuracy')).toBe(0);
     expect(samples.get('lorafleet_reward_accuracy')).toBe(0);
     expect(samples.get('lorafleet_reward_margin')).toBe(0);
+    expect(samples.get('lorafleet_kl')).toBe(0);
+    expect(samples.get('lorafleet_examples_total')).toBe(0);
     expect(Object.fromEntries(samples)).toMatchObject({
       lorafleet_step: 2,
       lorafleet_train_loss: 5.25,

@@ -75,8 +75,13 @@ function runGauges(state: RunState, registers: Registers): void {
   );
   g(
     'lorafleet_reward_margin',
-    "Preference objectives: mean chosen - rejected reward over the last step's pairs (0 otherwise)",
+    "Preference objectives and KTO: mean chosen (desirable) - rejected (undesirable) reward over the last step's pairs or examples (0 otherwise)",
     () => state.lastStep?.rewardMargin,
+  );
+  g(
+    'lorafleet_kl',
+    "KTO: the last step's KL estimate (TRL's kl, clamped at 0; 0 otherwise)",
+    () => state.lastStep?.kl,
   );
   g(
     'lorafleet_eval_reward_accuracy',
