@@ -83,11 +83,25 @@ describe('train --objective orpo, simpo and cpo (no reference model)', () => {
     expect(a1!.rewardMargin).toBeCloseTo(after.margin, 3);
   });
 
-  it('SimPO trains with its margin, a full fine-tune too (nothing to keep for a reference)', async () => {
-    const [simpo, full] = await Promise.all([
+  it('SimPO trains with its margin, AlphaPO too, a full fine-tune too (nothing to keep for a reference)', async () => {
+    const [simpo, full, alphapo] = await Promise.all([
       run('simpo', 'simpo', '--simpo-gamma', '0.5'),
       run('orpo', 'orpo-full', '--full-finetune', '--lr', '1e-3'),
+      run('simpo', 'alphapo', '--alphapo-alpha', '0.25'),
     ]);
+    // AlphaPO (TRL's loss_type alphapo): SimPO on (1 - p^-alpha) / alpha, trained and measured alike.
+    expect(alphapo.code, alphapo.stderr).toBe(0);
+    expect(alphapo.stdout).toContain('objective: SimPO (beta 2, gamma 1, AlphaPO alpha 0.25)');
+    const alphapoAfter = evalOf(alphapo.stdout, 'after', 'SimPO');
+    expect(alphapoAfter.loss).toBeLessThan(evalOf(alphapo.stdout, 'before', 'SimPO').loss);
+    const shaped = await evaluate(
+      'simpo',
+      ...['--alphapo-alpha', '0.25', '--adapter', join(dir!, 'alphapo', 'adapter')],
+    );
+    expect(shaped.code, shaped.stderr).toBe(0);
+    const shapedReport = JSON.parse(shaped.stdout) as Record<string, number>;
+    expect(shapedReport).toMatchObject({ objective: 'simpo', alphaPo: 0.25 });
+    expect(shapedReport.loss).toBeCloseTo(alphapoAfter.loss, 4);
     expect(simpo.code, simpo.stderr).toBe(0);
     expect(simpo.stdout).toContain(
       'objective: SimPO (beta 2, gamma 0.5), length-averaged log-probabilities, no reference model; no dropout',

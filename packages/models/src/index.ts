@@ -102,6 +102,7 @@ export {
   type OrpoSettings,
   type PairLogps,
   type SimpoSettings,
+  alphaPoRewards,
   averageLogps,
   cpoPairLosses,
   orpoLogps,

@@ -19,6 +19,7 @@ import {
   type CpoSettings,
   type OrpoSettings,
   type SimpoSettings,
+  alphaPoRewards,
   averageLogps,
   cpoCompares,
   cpoPairLosses,
@@ -99,12 +100,15 @@ const PREPARE: {
       }),
     dispose: () => {},
   }),
-  // TRL's SimPO rewards: beta times the mean log-probabilities
+  // TRL's SimPO rewards: beta times the mean log-probabilities (AlphaPO-shaped with its alpha)
   simpo: (model, batch, settings) => ({
     scores: (options) =>
       tf.tidy(() => {
         const logps = averageLogps(model, batch, options); // [2B]
-        const [chosen, rejected] = pairRewards(logps, settings.beta);
+        const [chosen, rejected] = pairRewards(
+          alphaPoRewards(logps, settings.alphaPo),
+          settings.beta,
+        );
         return { losses: simpoPairLosses(logps, settings), chosen, rejected, logps };
       }),
     dispose: () => {},
@@ -115,7 +119,8 @@ const PREPARE: {
       tf.tidy(() => {
         const both = pairLogps(model, batch, options); // [2B] sums and means
         const logps = cpoCompares(both, settings.loss);
-        const [chosen, rejected] = pairRewards(logps, settings.beta);
+        const rewards = alphaPoRewards(logps, settings.alphaPo);
+        const [chosen, rejected] = pairRewards(rewards, settings.beta);
         return { losses: cpoPairLosses(both, settings), chosen, rejected, logps };
       }),
     dispose: () => {},

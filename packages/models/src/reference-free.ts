@@ -47,6 +47,8 @@ export interface SimpoSettings {
   alpha?: number;
   /** TRL's label_smoothing: the share of pairs taken to be mislabelled (absent: 0). */
   labelSmoothing?: number;
+  /** TRL's CPOConfig.alpha: AlphaPO's reward shape (alphaPoRewards); absent or 0: log-probabilities. */
+  alphaPo?: number;
 }
 
 /** TRL's CPOConfig.loss_type values besides simpo (--objective simpo). */
@@ -62,6 +64,8 @@ export interface CpoSettings {
   alpha: number;
   /** TRL's label_smoothing, for the sigmoid loss: the share of pairs taken to be mislabelled (absent: 0). */
   labelSmoothing?: number;
+  /** TRL's CPOConfig.alpha: AlphaPO's reward shape (alphaPoRewards); absent or 0: log-probabilities. */
+  alphaPo?: number;
 }
 
 export const DEFAULT_ORPO_BETA = 0.1;
@@ -134,15 +138,26 @@ function withChosenPrompts(seqs: TokenBatch): TokenBatch {
   return { ...seqs, labels };
 }
 
+/**
+ * AlphaPO's reward shape (Gupta et al. 2025, arXiv 2501.03884; TRL's
+ * CPOConfig.alpha) of log-probabilities u: (1 - p^-alpha) / alpha with
+ * p = exp(u), which the SimPO and CPO losses compare in place of u; alpha
+ * 0 (or absent): u itself.
+ */
+export function alphaPoRewards(logps: tf.Tensor1D, alpha = 0): tf.Tensor1D {
+  if (alpha === 0) return logps;
+  return tf.tidy(() => tf.div(tf.sub(1, tf.exp(tf.mul(logps, -alpha))), alpha) as tf.Tensor1D);
+}
+
 /** SimPO's loss per pair, [B], from the length-averaged log-probabilities [2B]. */
 export function simpoPairLosses(
   avgLogps: tf.Tensor1D,
-  { beta, gamma, alpha = 0, labelSmoothing }: SimpoSettings,
+  { beta, gamma, alpha = 0, labelSmoothing, alphaPo }: SimpoSettings,
 ): tf.Tensor1D {
   return tf.tidy(() => {
-    const [c, r] = sides(avgLogps);
-    const z = tf.sub(tf.mul(tf.sub(c, r), beta), gamma);
-    return withChosenNll(smoothedSigmoid(z, labelSmoothing), c, alpha);
+    const [rc, rr] = sides(alphaPoRewards(avgLogps, alphaPo));
+    const z = tf.sub(tf.mul(tf.sub(rc, rr), beta), gamma);
+    return withChosenNll(smoothedSigmoid(z, labelSmoothing), sides(avgLogps)[0], alpha);
   });
 }
 
@@ -153,12 +168,19 @@ export function simpoPairLosses(
  */
 export function cpoPairLosses(
   logps: PairLogps,
-  { beta, loss, alpha, labelSmoothing }: CpoSettings,
+  { beta, loss, alpha, labelSmoothing, alphaPo }: CpoSettings,
 ): tf.Tensor1D {
   return tf.tidy(() => {
-    const { sums, counts } = logps;
+    // What the loss compares, AlphaPO-shaped; IPO's means already averaged (counts of 1)
+    const compared = alphaPoRewards(cpoCompares(logps, loss), alphaPo);
     const dpo: DpoSettings = { beta, ...(loss ? { loss } : {}), labelSmoothing };
-    const inputs = { logps: sums, ref: tf.zerosLike(sums), plain: sums, counts };
+    const ones = new Float32Array(logps.counts.length).fill(1);
+    const inputs = {
+      logps: compared,
+      ref: tf.zerosLike(compared),
+      plain: logps.sums,
+      counts: ones,
+    };
     return withChosenNll(dpoPairLosses(inputs, dpo), sides(logps.means)[0], alpha);
   });
 }

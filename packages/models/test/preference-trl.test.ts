@@ -134,6 +134,19 @@ const REFERENCE_FREE_CASES: Case[] = [
     ours: { kind: 'cpo', beta: 0.3, alpha: 0.8, labelSmoothing: 0.2 },
     trl: { trainer: 'cpo', loss: 'sigmoid', beta: 0.3, alpha: 0.8, label_smoothing: 0.2 },
   },
+  // AlphaPO (TRL's loss_type "alphapo": SimPO with cpo_alpha 0 and alpha), and its shape on CPO's sums
+  {
+    ours: { kind: 'simpo', beta: 2, gamma: 0.7, alphaPo: 0.25 },
+    trl: { trainer: 'cpo', loss: 'simpo', beta: 2, gamma: 0.7, alpha: 0, alphapo: 0.25 },
+  },
+  {
+    ours: { kind: 'cpo', beta: 0.1, alpha: 1, alphaPo: -0.05 },
+    trl: { trainer: 'cpo', loss: 'sigmoid', beta: 0.1, alpha: 1, alphapo: -0.05 },
+  },
+  {
+    ours: { kind: 'cpo', beta: 0.5, alpha: 0.3, loss: 'ipo', alphaPo: 0.1 },
+    trl: { trainer: 'cpo', loss: 'ipo', beta: 0.5, alpha: 0.3, alphapo: 0.1 },
+  },
   {
     ours: { kind: 'cpo', beta: 0.2, alpha: 1, loss: 'hinge' },
     trl: { trainer: 'cpo', loss: 'hinge', beta: 0.2, alpha: 1 },

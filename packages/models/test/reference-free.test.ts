@@ -50,7 +50,16 @@ const CPO_SIMPO: PreferenceSettings = { kind: 'simpo', beta: 2, gamma: 0.7, alph
 const CPO: PreferenceSettings = { kind: 'cpo', beta: 0.05, alpha: 0.8 };
 const CPO_HINGE: PreferenceSettings = { kind: 'cpo', beta: 0.05, alpha: 1, loss: 'hinge' };
 const CPO_IPO: PreferenceSettings = { kind: 'cpo', beta: BETA, alpha: 0.3, loss: 'ipo' };
-const ALL = [ORPO, SIMPO, CPO_SIMPO, CPO, CPO_HINGE, CPO_IPO];
+// AlphaPO's reward shape on SimPO's means and on CPO's sums
+const ALPHAPO: PreferenceSettings = { kind: 'simpo', beta: 2, gamma: 0.7, alphaPo: 0.25 };
+const CPO_ALPHAPO: PreferenceSettings = { kind: 'cpo', beta: 0.5, alpha: 0.8, alphaPo: -0.05 };
+const ALL = [ORPO, SIMPO, CPO_SIMPO, CPO, CPO_HINGE, CPO_IPO, ALPHAPO, CPO_ALPHAPO];
+
+/** AlphaPO's shape of a log-probability u, float64: (1 - exp(-a u)) / a; u itself at a = 0. */
+const shape = (s: PreferenceSettings, u: number) => {
+  const a = s.kind === 'simpo' || s.kind === 'cpo' ? (s.alphaPo ?? 0) : 0;
+  return a === 0 ? u : (1 - Math.exp(-a * u)) / a;
+};
 
 /** A sequence's mean and summed log-probability over its response; a chosen one's also over its prompt too. */
 type Side = { mean: number; sum: number; tokens: number; whole: { sum: number; tokens: number } };
@@ -65,9 +74,11 @@ function pairLoss(s: PreferenceSettings, chosen: Side, rejected: Side): number {
     const logOdds = c - r - (Math.log(-Math.expm1(c)) - Math.log(-Math.expm1(r)));
     return -chosen.whole.sum / chosen.whole.tokens - s.beta * logSigmoid(logOdds);
   }
-  if (s.kind === 'simpo') return -logSigmoid(s.beta * (c - r) - s.gamma) - (s.alpha ?? 0) * c;
+  if (s.kind === 'simpo')
+    return -logSigmoid(s.beta * (shape(s, c) - shape(s, r)) - s.gamma) - (s.alpha ?? 0) * c;
   if (s.kind !== 'cpo') throw new Error('not reference-free');
-  const h = s.loss === 'ipo' ? c - r : chosen.sum - rejected.sum;
+  const h =
+    s.loss === 'ipo' ? shape(s, c) - shape(s, r) : shape(s, chosen.sum) - shape(s, rejected.sum);
   const preference =
     s.loss === 'ipo'
       ? (h - 1 / (2 * s.beta)) ** 2
@@ -79,7 +90,10 @@ function pairLoss(s: PreferenceSettings, chosen: Side, rejected: Side): number {
 
 /** TRL's rewards, float64: beta times what the loss compares (means, or CPO's sums). */
 const reward = (s: PreferenceSettings, side: Side) =>
-  s.beta * (s.kind === 'cpo' && s.loss !== 'ipo' ? side.sum : side.mean);
+  s.beta *
+  (s.kind === 'orpo'
+    ? side.mean
+    : shape(s, s.kind === 'cpo' && s.loss !== 'ipo' ? side.sum : side.mean));
 
 /**
  * Each sequence's mean log-probability, float64, and its labelled tokens; and

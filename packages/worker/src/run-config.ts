@@ -291,9 +291,12 @@ function preferenceObjective(o: Fields): PreferenceSettings {
   const beta = o.numberIn('beta', (x) => x > 0, '> 0');
   if (kind === 'orpo') return { kind, beta };
   const alpha = () => o.numberIn('alpha', (x) => x >= 0, '>= 0');
-  const smoothing = o.has('labelSmoothing')
-    ? { labelSmoothing: o.numberIn('labelSmoothing', (x) => x >= 0 && x < 0.5, 'in [0, 0.5)') }
-    : {};
+  const smoothing = {
+    ...(o.has('labelSmoothing')
+      ? { labelSmoothing: o.numberIn('labelSmoothing', (x) => x >= 0 && x < 0.5, 'in [0, 0.5)') }
+      : {}),
+    ...(o.has('alphaPo') && kind !== 'dpo' ? { alphaPo: o.number('alphaPo') } : {}),
+  };
   if (kind === 'simpo') {
     const gamma = o.numberIn('gamma', (x) => x >= 0, '>= 0');
     return { kind, beta, gamma, ...(o.has('alpha') ? { alpha: alpha() } : {}), ...smoothing };

@@ -147,6 +147,13 @@ export const objectiveOptions = defineOptions({
     description:
       "--objective cpo (sigmoid loss) or simpo: TRL's CPOConfig.label_smoothing, the share of pairs assumed mislabelled",
   },
+  'alphapo-alpha': {
+    affects: 'math',
+    kind: 'number',
+    default: 0,
+    description:
+      "--objective simpo or cpo: TRL's CPOConfig.alpha, AlphaPO's reward shape (1 - p^-alpha) / alpha in place of log p (0: off; TRL's loss_type alphapo is --objective simpo with it)",
+  },
   'kto-loss': {
     affects: 'math',
     kind: 'string',
@@ -189,6 +196,7 @@ export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly FeedbackKind[]>
   'cpo-loss': ['cpo'],
   'cpo-alpha': ['cpo', 'simpo'],
   'cpo-label-smoothing': ['cpo', 'simpo'],
+  'alphapo-alpha': ['simpo', 'cpo'],
   'kto-loss': ['kto'],
   'desirable-weight': ['kto'],
   'undesirable-weight': ['kto'],
@@ -323,9 +331,11 @@ function ktoSettings(o: ObjectiveValues, beta: number, command: string): KtoObje
   };
 }
 
-/** CPO's and SimPO's label smoothing, absent at 0. */
-const smoothing = (o: ObjectiveValues) =>
-  o.cpoLabelSmoothing > 0 ? { labelSmoothing: o.cpoLabelSmoothing } : {};
+/** CPO's and SimPO's label smoothing and AlphaPO's alpha, each absent at 0. */
+const smoothing = (o: ObjectiveValues) => ({
+  ...(o.cpoLabelSmoothing > 0 ? { labelSmoothing: o.cpoLabelSmoothing } : {}),
+  ...(o.alphapoAlpha !== 0 ? { alphaPo: o.alphapoAlpha } : {}),
+});
 
 /**
  * The cpo_alpha a run trains with: given, or CPO's default; for SimPO the
@@ -378,11 +388,17 @@ const NAMED: {
     ...(s.ldAlpha !== undefined ? { ldAlpha: s.ldAlpha } : {}),
   }),
   orpo: () => ({}),
-  simpo: (s) => ({ gamma: s.gamma, alpha: s.alpha ?? 0, labelSmoothing: s.labelSmoothing ?? 0 }),
+  simpo: (s) => ({
+    gamma: s.gamma,
+    alpha: s.alpha ?? 0,
+    labelSmoothing: s.labelSmoothing ?? 0,
+    alphaPo: s.alphaPo ?? 0,
+  }),
   cpo: (s) => ({
     lossType: s.loss ?? 'sigmoid',
     alpha: s.alpha,
     labelSmoothing: s.labelSmoothing ?? 0,
+    alphaPo: s.alphaPo ?? 0,
   }),
   kto: (s) => ({
     lossType: s.loss ?? 'kto',
@@ -413,9 +429,9 @@ const DESCRIBE: {
       .join(', '),
   orpo: (s) => `beta ${s.beta}`,
   simpo: (s) =>
-    `beta ${s.beta}, gamma ${s.gamma}${s.alpha ? `, alpha ${s.alpha} (CPO-SimPO)` : ''}${smoothedTail(s.labelSmoothing)}`,
+    `beta ${s.beta}, gamma ${s.gamma}${s.alpha ? `, alpha ${s.alpha} (CPO-SimPO)` : ''}${smoothedTail(s.labelSmoothing)}${alphaPoTail(s.alphaPo)}`,
   cpo: (s) =>
-    `${s.loss ?? 'sigmoid'} loss, beta ${s.beta}, alpha ${s.alpha}${smoothedTail(s.labelSmoothing)}`,
+    `${s.loss ?? 'sigmoid'} loss, beta ${s.beta}, alpha ${s.alpha}${smoothedTail(s.labelSmoothing)}${alphaPoTail(s.alphaPo)}`,
   kto: (s) =>
     `${s.loss ?? 'kto'} loss, beta ${s.beta}` +
     (s.desirableWeight !== undefined || s.undesirableWeight !== undefined
@@ -425,6 +441,7 @@ const DESCRIBE: {
 
 const smoothed = (e = 0) => e > 0 && `label smoothing ${e}`;
 const smoothedTail = (e = 0) => (e > 0 ? `, label smoothing ${e}` : '');
+const alphaPoTail = (a = 0) => (a !== 0 ? `, AlphaPO alpha ${a}` : '');
 
 /** "sigmoid", or a mixture as "0.8 sigmoid + 0.2 bco_pair + 1 sft". */
 function describeDpoLoss(s: DpoSettings): string {

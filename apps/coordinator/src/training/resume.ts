@@ -93,6 +93,7 @@ const ADDED_LATER: Record<string, unknown> = {
   'discopop-tau': null,
   'ld-alpha': null,
   'cpo-label-smoothing': 0,
+  'alphapo-alpha': 0,
   'kto-loss': 'kto',
   'desirable-weight': 1,
   'undesirable-weight': 1,

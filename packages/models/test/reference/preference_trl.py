@@ -17,6 +17,7 @@ usage: preference_trl.py BASE_DIR ADAPTER_DIR CASES_JSON
                "completion_ids", "KL_completion_ids", "label"}],
                "settings": [{"trainer": "dpo" | "cpo" | "orpo", "loss" (DPO: one or a list), "beta",
                              "label_smoothing", "alpha" (cpo_alpha), "gamma" (simpo_gamma),
+                             "alphapo" (CPOConfig.alpha, AlphaPO's),
                              DPO_OPTIONAL's DPOConfig fields, "dtype": "float32" (else float64),
                              "start": an adapter folder DPO starts from (its reference)}]}
   prints {"versions": {...}, "cases": [{"loss": x, "grads": {module: {"a": [...], "b": [...]}},
@@ -82,6 +83,7 @@ def cpo_trainer(setting, out_dir):
         loss_type=setting["loss"],
         cpo_alpha=setting["alpha"],
         label_smoothing=setting.get("label_smoothing", 0.0),
+        alpha=setting.get("alphapo", 0.0),
         **extra,
         **COMMON,
     )
