@@ -170,7 +170,7 @@ describe('train --objective kto', () => {
       [
         ['--data', pairs],
         1,
-        `${pairs}:1: expected "prompt", "completion" and "label" (KTO's unpaired feedback, TRL's format); "completion" is missing`,
+        `${pairs}:1: a preference pair ("chosen", "rejected"), where KTO reads unpaired feedback: write it as two lines`,
       ],
       [['--data', examples, '--batch-size', '1'], 2, "--batch-size needs 2 or more (TRL's rule)"],
       [

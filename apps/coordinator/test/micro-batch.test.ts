@@ -90,10 +90,10 @@ describe('chooseMicroBatch on wasm', () => {
     expect(pairs).toBe(Math.floor(single / 2));
     expect(activationBytes(GEMMA3_270M, 2 * pairs, 128)).toBeLessThanOrEqual(budget);
     expect(activationBytes(GEMMA3_270M, 2 * pairs + 2, 128)).toBeGreaterThan(budget);
-    expect(lines[1]).toContain('one of 4096 pairs x 2 x 128 tokens would need');
+    expect(lines[1]).toContain('one of 4096 rows of 2 x 128 tokens would need');
     expect(() =>
       chooseMicroBatch(single, 4096, { ...memory, sequencesPerRow: 2 }, () => {}),
-    ).toThrow(`--micro-batch-size ${single}: one micro-batch of ${single} pairs x 2 x 128 tokens`);
+    ).toThrow(`--micro-batch-size ${single}: one micro-batch of ${single} rows of 2 x 128 tokens`);
     const pair = (seqLen: number) => {
       const out: string[] = [];
       chooseMicroBatch(undefined, 8, { ...memory, seqLen, sequencesPerRow: 2 }, (l) => out.push(l));

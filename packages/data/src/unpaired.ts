@@ -38,6 +38,13 @@ export function parseUnpairedLine(
 ): UnpairedExample | string {
   const o = parseJsonObject(line);
   if (typeof o === 'string') return o;
+  if (o.completion === undefined && o.chosen !== undefined && o.rejected !== undefined) {
+    return (
+      'a preference pair ("chosen", "rejected"), where KTO reads unpaired feedback: write it as two ' +
+      'lines, {"prompt", "completion": chosen, "label": true} and {"prompt", "completion": rejected, "label": false} ' +
+      "(TRL's unpair_preference_dataset)"
+    );
+  }
   const missing = (['prompt', 'completion', 'label'] as const).find((k) => o[k] === undefined);
   if (missing) {
     return `expected "prompt", "completion" and "label" (KTO's unpaired feedback, TRL's format); "${missing}" is missing`;

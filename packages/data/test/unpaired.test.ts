@@ -44,6 +44,9 @@ describe("KTO's unpaired examples", () => {
       '"label" must be true (a desirable completion) or false (an undesirable one), found "yes"',
     );
     expect(why(line('a', '', true))).toBe('"completion" is empty');
+    expect(why('{"prompt": "a", "chosen": "b", "rejected": "c"}')).toContain(
+      'a preference pair ("chosen", "rejected"), where KTO reads unpaired feedback: write it as two lines',
+    );
     expect(why(line('a', 3, true))).toBe('"completion" must be a string, found number');
     expect(why(line([{ role: 'user', content: 'a' }], 'b', true))).toContain(
       'mixes text and message lists',

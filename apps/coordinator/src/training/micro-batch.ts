@@ -19,14 +19,14 @@ export interface MicroBatchMemory extends WeightsEstimate {
   backend: BackendName;
   /** --gradient-checkpointing: one layer's intermediates at a time. */
   gradientCheckpointing?: boolean;
-  /** 2 for a preference objective: a row is a preference pair, two sequences of seqLen; absent: 1. */
+  /** 2 for a preference objective or KTO: a row is two sequences of seqLen (a pair; an example and its KL sequence); absent: 1. */
   sequencesPerRow?: 1 | 2;
 }
 
-/** "600 x 32 tokens", or a preference run's "600 pairs x 2 x 32 tokens". */
+/** "600 x 32 tokens", or a preference or KTO run's "600 rows of 2 x 32 tokens". */
 const rowsText = (rows: number, memory: MicroBatchMemory) =>
   memory.sequencesPerRow === 2
-    ? `${rows} pairs x 2 x ${memory.seqLen} tokens`
+    ? `${rows} rows of 2 x ${memory.seqLen} tokens`
     : `${rows} x ${memory.seqLen} tokens`;
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
