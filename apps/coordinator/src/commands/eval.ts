@@ -23,14 +23,9 @@ import {
   startBackend,
 } from '../common.js';
 import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
-import {
-  checkObjectiveOptions,
-  describeSettings,
-  feedbackRows,
-  namedSettings,
-  objectiveOptions,
-  feedbackSettingsFrom,
-} from '../training/objective-options.js';
+import { describeSettings, namedSettings } from '../training/objective-describe.js';
+import { checkObjectiveOptions, objectiveOptions } from '../training/objective-options.js';
+import { feedbackRows, feedbackSettingsFrom } from '../training/objective-settings.js';
 import { batchesOf, prepareRows, rowLength } from '../training/rows.js';
 
 export const evalSpec = defineCommand({

@@ -26,7 +26,7 @@ import { stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 import { checkDpoStartAdapter } from '../training/contradictions.js';
 import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
-import { feedbackRows, feedbackSettingsFrom } from '../training/objective-options.js';
+import { feedbackRows, feedbackSettingsFrom } from '../training/objective-settings.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */
 const RING_TIMEOUT_MS = 300_000;

@@ -30,7 +30,7 @@ import { workerTable, writeSummary } from './report.js';
 import { type RunPlan, planRun } from './run-plan.js';
 import { sharedGpuWarnings } from './shared-gpus.js';
 import { describeLora } from '../training/peft-options.js';
-import { REFERENCES, describeObjective } from '../training/objective-options.js';
+import { REFERENCES, describeObjective } from '../training/objective-describe.js';
 
 const log = (line: string) => console.log(line);
 const warn = (line: string) => console.warn(`warning: ${line}`);

@@ -1,7 +1,8 @@
 // The options that choose what is minimised (`train`) or measured (`eval`):
 // the token loss, a preference objective on preference pairs (models'
 // objective.ts: DPO against a reference, ORPO, SimPO and CPO without one), or
-// KTO on unpaired examples.
+// KTO on unpaired examples; which objective each configures. The settings
+// made of them: objective-settings.ts; their words: objective-describe.ts.
 import {
   CPO_LOSS_TYPES,
   DEFAULT_CPO_ALPHA,
@@ -9,21 +10,14 @@ import {
   DEFAULT_DISCOPOP_TAU,
   DEFAULT_DPO_BETA,
   DEFAULT_F_ALPHA,
-  DEFAULT_KTO_BETA,
   DEFAULT_ORPO_BETA,
   DEFAULT_SIMPO_BETA,
   DEFAULT_SIMPO_GAMMA,
   DPO_LOSS_TYPES,
   F_DIVERGENCES,
   F_DIVERGENCE_LOSS_TYPES,
-  FEEDBACK_NAMES,
   KTO_LOSS_TYPES,
-  SMOOTHED_LOSS_TYPES,
-  type DpoLossType,
-  type DpoSettings,
   type FeedbackSettings,
-  type KtoObjective,
-  dpoLossTerms,
 } from '@lorafleet/models';
 import { type OptionValues, UsageError, defineOptions } from '../args.js';
 
@@ -202,7 +196,8 @@ export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly FeedbackKind[]>
   'undesirable-weight': ['kto'],
 };
 
-type FeedbackKind = FeedbackSettings['kind'];
+/** The objectives besides the token loss. */
+export type FeedbackKind = FeedbackSettings['kind'];
 
 /** An option's counterpart for another objective (TRL's loss_type is --dpo-loss or --cpo-loss). */
 const COUNTERPARTS: Readonly<Record<string, Partial<Record<FeedbackKind, string>>>> = {
@@ -232,237 +227,3 @@ export function checkObjectiveOptions(
     throw new UsageError(`${command}: --${name} configures --objective ${which}; ${fix}`);
   }
 }
-
-/** DPO's settings from its options (absent where at TRL's defaults), each contradiction refused. */
-function dpoSettings(o: ObjectiveValues, beta: number, command: string): DpoSettings {
-  const refuse = (why: string) => {
-    throw new UsageError(`${command}: ${why}`);
-  };
-  const losses = o.dpoLoss.split(',').map((t) => t.trim());
-  const unknown = losses.find((t) => !(DPO_LOSS_TYPES as readonly string[]).includes(t));
-  if (unknown !== undefined)
-    refuse(`--dpo-loss ${JSON.stringify(unknown)} is not one of ${DPO_LOSS_TYPES.join(', ')}`);
-  const types = losses as DpoLossType[];
-  if (new Set(types).size < types.length) refuse(`--dpo-loss names a type twice: ${o.dpoLoss}`);
-  const weights = o.dpoLossWeights?.map(Number);
-  if (weights && (weights.length !== types.length || !weights.every(Number.isFinite)))
-    refuse(
-      `--dpo-loss-weights needs one number per --dpo-loss type (${types.length}: ${types.join(', ')}), got ${o.dpoLossWeights!.join(',')}`,
-    );
-  if (o.dpoLabelSmoothing > 0 && !types.some((t) => SMOOTHED_LOSS_TYPES.includes(t)))
-    refuse(
-      `--dpo-label-smoothing is for --dpo-loss ${SMOOTHED_LOSS_TYPES.join(', ')} (TRL's label_smoothing), not ${o.dpoLoss}`,
-    );
-  const plainScore = types.find((t) => !F_DIVERGENCE_LOSS_TYPES.includes(t));
-  if (o.fDivergence !== 'reverse_kl' && plainScore)
-    refuse(
-      `--f-divergence ${o.fDivergence} is for --dpo-loss ${F_DIVERGENCE_LOSS_TYPES.join(', ')} (TRL), not ${plainScore}: its loss reads the log-ratios themselves`,
-    );
-  if (o.fAlpha !== undefined && o.fDivergence !== 'alpha_divergence')
-    refuse('--f-alpha is for --f-divergence alpha_divergence');
-  if (o.discopopTau !== undefined && !(o.discopopTau > 0 && types.includes('discopop')))
-    refuse(
-      `--discopop-tau (> 0) is for --dpo-loss discopop, got ${o.discopopTau} with ${o.dpoLoss}`,
-    );
-  return {
-    beta,
-    ...(o.dpoLoss !== 'sigmoid' ? { loss: types.length === 1 ? types[0]! : types } : {}),
-    ...(weights ? { lossWeights: weights } : {}),
-    ...(o.dpoLabelSmoothing > 0 ? { labelSmoothing: o.dpoLabelSmoothing } : {}),
-    ...(o.fDivergence !== 'reverse_kl' ? { fDivergence: o.fDivergence } : {}),
-    ...(o.fAlpha !== undefined ? { fAlpha: o.fAlpha } : {}),
-    ...(o.discopopTau !== undefined ? { discopopTau: o.discopopTau } : {}),
-    ...(o.ldAlpha !== undefined ? { ldAlpha: o.ldAlpha } : {}),
-  };
-}
-
-const DEFAULT_BETA: { readonly [K in FeedbackKind]: number } = {
-  dpo: DEFAULT_DPO_BETA,
-  orpo: DEFAULT_ORPO_BETA,
-  simpo: DEFAULT_SIMPO_BETA,
-  cpo: DEFAULT_CPO_BETA,
-  kto: DEFAULT_KTO_BETA,
-};
-
-/** Each objective's settings from the options, beta already checked. */
-const SETTINGS: {
-  [K in FeedbackKind]: (
-    o: ObjectiveValues,
-    beta: number,
-    command: string,
-  ) => Extract<FeedbackSettings, { kind: K }>;
-} = {
-  dpo: (o, beta, command) => ({ kind: 'dpo', ...dpoSettings(o, beta, command) }),
-  orpo: (_o, beta) => ({ kind: 'orpo', beta }),
-  simpo: (o, beta) => {
-    const alpha = resolvedCpoAlpha(o);
-    return {
-      kind: 'simpo',
-      beta,
-      gamma: o.simpoGamma,
-      ...(alpha ? { alpha } : {}),
-      ...smoothing(o),
-    };
-  },
-  cpo: (o, beta, command) => {
-    if (o.cpoLabelSmoothing > 0 && o.cpoLoss !== 'sigmoid')
-      throw new UsageError(
-        `${command}: --cpo-label-smoothing is for --cpo-loss sigmoid (TRL ignores it for ${o.cpoLoss})`,
-      );
-    const loss = o.cpoLoss !== 'sigmoid' ? { loss: o.cpoLoss } : {};
-    return { kind: 'cpo', beta, ...loss, alpha: resolvedCpoAlpha(o)!, ...smoothing(o) };
-  },
-  kto: (o, beta, command) => ktoSettings(o, beta, command),
-};
-
-/** KTO's settings: those away from TRL's defaults; KTO's KL needs 2 examples a batch. */
-function ktoSettings(o: ObjectiveValues, beta: number, command: string): KtoObjective {
-  for (const [name, w] of [
-    ['desirable-weight', o.desirableWeight],
-    ['undesirable-weight', o.undesirableWeight],
-  ] as const)
-    if (!(w > 0)) throw new UsageError(`${command}: --${name} must be > 0, got ${w}`);
-  return {
-    kind: 'kto',
-    beta,
-    ...(o.ktoLoss !== 'kto' ? { loss: o.ktoLoss } : {}),
-    ...(o.desirableWeight !== 1 ? { desirableWeight: o.desirableWeight } : {}),
-    ...(o.undesirableWeight !== 1 ? { undesirableWeight: o.undesirableWeight } : {}),
-  };
-}
-
-/** CPO's and SimPO's label smoothing and AlphaPO's alpha, each absent at 0. */
-const smoothing = (o: ObjectiveValues) => ({
-  ...(o.cpoLabelSmoothing > 0 ? { labelSmoothing: o.cpoLabelSmoothing } : {}),
-  ...(o.alphapoAlpha !== 0 ? { alphaPo: o.alphapoAlpha } : {}),
-});
-
-/**
- * The cpo_alpha a run trains with: given, or CPO's default; for SimPO the
- * given one, null where it is 0 (SimPO's own, recorded as runs before the
- * option); null for every other objective.
- */
-export function resolvedCpoAlpha(o: ObjectiveValues): number | null {
-  if (o.objective === 'cpo') return o.cpoAlpha ?? DEFAULT_CPO_ALPHA;
-  return o.objective === 'simpo' && (o.cpoAlpha ?? 0) > 0 ? o.cpoAlpha! : null;
-}
-
-/** The beta a run trains with: given, or its objective's default; null for the token loss. */
-export const resolvedBeta = (o: ObjectiveValues): number | null =>
-  o.objective === 'sft' ? null : (o.beta ?? DEFAULT_BETA[o.objective]);
-
-/** The preference objective or KTO with its settings (those at TRL's defaults absent), or null: the token loss. */
-export function feedbackSettingsFrom(
-  o: ObjectiveValues,
-  command: 'train' | 'eval',
-): FeedbackSettings | null {
-  if (o.objective === 'sft') return null;
-  const beta = resolvedBeta(o)!;
-  if (!(beta > 0)) throw new UsageError(`${command}: --beta must be > 0, got ${beta}`);
-  return SETTINGS[o.objective](o, beta, command);
-}
-
-/**
- * The rows an objective reads: text (none of these), preference pairs, or
- * KTO's examples with their KL completions cycled within `batchSize`.
- */
-export function feedbackRows(
-  s: FeedbackSettings | null,
-  batchSize: number,
-): { pairs?: true; kto?: { klChunk: number } } {
-  if (!s) return {};
-  return s.kind === 'kto' ? { kto: { klChunk: batchSize } } : { pairs: true };
-}
-
-/** Each objective's settings besides beta, as `eval --json` names them (TRL's names, defaults filled in). */
-const NAMED: {
-  [K in FeedbackKind]: (s: Extract<FeedbackSettings, { kind: K }>) => Record<string, unknown>;
-} = {
-  dpo: (s) => ({
-    lossType: s.loss ?? 'sigmoid',
-    labelSmoothing: s.labelSmoothing ?? 0,
-    ...(s.lossWeights ? { lossWeights: s.lossWeights } : {}),
-    ...(s.fDivergence ? { fDivergenceType: s.fDivergence } : {}),
-    ...(s.fAlpha !== undefined ? { fAlphaDivergenceCoef: s.fAlpha } : {}),
-    ...(s.discopopTau !== undefined ? { discopopTau: s.discopopTau } : {}),
-    ...(s.ldAlpha !== undefined ? { ldAlpha: s.ldAlpha } : {}),
-  }),
-  orpo: () => ({}),
-  simpo: (s) => ({
-    gamma: s.gamma,
-    alpha: s.alpha ?? 0,
-    labelSmoothing: s.labelSmoothing ?? 0,
-    alphaPo: s.alphaPo ?? 0,
-  }),
-  cpo: (s) => ({
-    lossType: s.loss ?? 'sigmoid',
-    alpha: s.alpha,
-    labelSmoothing: s.labelSmoothing ?? 0,
-    alphaPo: s.alphaPo ?? 0,
-  }),
-  kto: (s) => ({
-    lossType: s.loss ?? 'kto',
-    desirableWeight: s.desirableWeight ?? 1,
-    undesirableWeight: s.undesirableWeight ?? 1,
-  }),
-};
-
-/** { objective, beta, ...its other settings }, for `eval --json`. */
-export function namedSettings(s: FeedbackSettings): Record<string, unknown> {
-  const named = NAMED[s.kind] as (s: FeedbackSettings) => Record<string, unknown>;
-  return { objective: s.kind, beta: s.beta, ...named(s) };
-}
-
-/** Each objective's settings in words, for the log. */
-const DESCRIBE: {
-  [K in FeedbackKind]: (s: Extract<FeedbackSettings, { kind: K }>) => string;
-} = {
-  dpo: (s) =>
-    [
-      `${describeDpoLoss(s)} loss, beta ${s.beta}`,
-      smoothed(s.labelSmoothing),
-      s.fDivergence && `${s.fDivergence}${s.fAlpha !== undefined ? ` (alpha ${s.fAlpha})` : ''}`,
-      s.discopopTau !== undefined && `tau ${s.discopopTau}`,
-      s.ldAlpha !== undefined && `ld_alpha ${s.ldAlpha}`,
-    ]
-      .filter(Boolean)
-      .join(', '),
-  orpo: (s) => `beta ${s.beta}`,
-  simpo: (s) =>
-    `beta ${s.beta}, gamma ${s.gamma}${s.alpha ? `, alpha ${s.alpha} (CPO-SimPO)` : ''}${smoothedTail(s.labelSmoothing)}${alphaPoTail(s.alphaPo)}`,
-  cpo: (s) =>
-    `${s.loss ?? 'sigmoid'} loss, beta ${s.beta}, alpha ${s.alpha}${smoothedTail(s.labelSmoothing)}${alphaPoTail(s.alphaPo)}`,
-  kto: (s) =>
-    `${s.loss ?? 'kto'} loss, beta ${s.beta}` +
-    (s.desirableWeight !== undefined || s.undesirableWeight !== undefined
-      ? `, weights ${s.desirableWeight ?? 1} desirable, ${s.undesirableWeight ?? 1} undesirable`
-      : ''),
-};
-
-const smoothed = (e = 0) => e > 0 && `label smoothing ${e}`;
-const smoothedTail = (e = 0) => (e > 0 ? `, label smoothing ${e}` : '');
-const alphaPoTail = (a = 0) => (a !== 0 ? `, AlphaPO alpha ${a}` : '');
-
-/** "sigmoid", or a mixture as "0.8 sigmoid + 0.2 bco_pair + 1 sft". */
-function describeDpoLoss(s: DpoSettings): string {
-  const terms = dpoLossTerms(s);
-  if (terms.length === 1 && terms[0]!.weight === 1) return terms[0]!.type;
-  return terms.map(({ type, weight }) => `${weight} ${type}`).join(' + ');
-}
-
-/** "sigmoid loss, beta 0.1" (DPO), "beta 2, gamma 1" (SimPO): the settings, for the log. */
-export const describeSettings = (s: FeedbackSettings): string =>
-  (DESCRIBE[s.kind] as (s: FeedbackSettings) => string)(s);
-
-/** "DPO (sigmoid loss, beta 0.1)". */
-export const describeObjective = (s: FeedbackSettings): string =>
-  `${FEEDBACK_NAMES[s.kind]} (${describeSettings(s)})`;
-
-/** What the objective compares the policy with, for the log. */
-export const REFERENCES: { readonly [K in FeedbackKind]: string } = {
-  dpo: 'against the base model with the adapter off',
-  orpo: "the chosen prompt and response's NLL plus beta x the odds-ratio loss, no reference model",
-  simpo: 'length-averaged log-probabilities, no reference model',
-  cpo: "DPO's loss without a reference model plus alpha x the chosen response's NLL",
-  kto: "against the base model with the adapter off, the KL estimated over each step's batch",
-};

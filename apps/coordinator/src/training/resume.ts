@@ -12,7 +12,7 @@ import { UsageError, camelCase, mathOptions } from '../args.js';
 import type { TrainOptions } from './train-spec.js';
 import { type TrainerState, type VerifiedCheckpoint, resumeCheckpoint } from './checkpoint.js';
 import { trainSpec } from './train-spec.js';
-import { resolvedBeta, resolvedCpoAlpha } from './objective-options.js';
+import { resolvedBeta, resolvedCpoAlpha } from './objective-settings.js';
 
 /** Content hashes of the inputs, so a changed file is caught even under the same name. */
 export interface RunInputs {
