@@ -303,7 +303,8 @@ export function splitRows<T>(
 
 /**
  * Writes a PEFT adapter folder's values into the trained adapter; for DPO
- * also into a frozen copy, REFERENCE_ADAPTER, which the reference pass uses:
+ * and KTO (hasReference) also into a frozen copy, REFERENCE_ADAPTER, which
+ * the reference pass uses:
  * TRL's "ref" adapter for a PEFT model that starts from a trained adapter.
  */
 async function startFromAdapter(
