@@ -159,6 +159,7 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
     decode: (p) => ({
       step: u64(p.step ?? 0, 'checkpointRequest.step'),
       path: text(p.path, 'checkpointRequest.path', 1),
+      fromCheckpoint: text(p.fromCheckpoint ?? '', 'checkpointRequest.fromCheckpoint', 0),
     }),
     encode: same,
   },

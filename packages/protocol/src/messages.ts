@@ -153,6 +153,8 @@ export interface TrainerState {
 export interface CheckpointRequest {
   step: number;
   path: string;
+  /** The result only: the adapter of this checkpoint folder instead of the replica's ('' for the replica's). */
+  fromCheckpoint: string;
 }
 
 export interface CheckpointDone {

@@ -89,7 +89,10 @@ export const bodies: ControlBody[] = [
       warmingUp: true,
     },
   },
-  { case: 'checkpointRequest', value: { step: 100, path: 'runs/x/checkpoint-100' } },
+  {
+    case: 'checkpointRequest',
+    value: { step: 100, path: 'runs/x/adapter', fromCheckpoint: 'runs/x/checkpoints/step-000080' },
+  },
   {
     case: 'checkpointDone',
     value: { step: 100, path: 'runs/x/checkpoint-100', manifestSha256: 'f'.repeat(64) },

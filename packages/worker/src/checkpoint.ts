@@ -19,6 +19,7 @@ import {
   type PeftAdapter,
   type TrainableParameters,
   float32Entry,
+  loadPeftAdapter,
   parseSafetensors,
   peftSlotKey,
   savePeftAdapter,
@@ -69,6 +70,20 @@ export interface TrainerState {
    * is carried between steps, so the step count is the whole RNG state.
    */
   rng: { kind: 'derived'; seed: number; step: number };
+  /**
+   * --load-best-model-at-end, --early-stopping-patience: the lowest held-out
+   * loss of the evaluations so far, its step, and the evaluations since that
+   * missed by the threshold (transformers' best_metric, best_global_step and
+   * EarlyStoppingCallback's counter). Absent without those options.
+   */
+  bestModel?: BestModelState;
+}
+
+/** The best evaluation so far (TrainerState.bestModel). */
+export interface BestModelState {
+  step: number;
+  evalLoss: number;
+  misses: number;
 }
 
 export interface CheckpointContents {
@@ -180,6 +195,9 @@ const isRecord = (x: unknown): x is Record<string, unknown> =>
   typeof x === 'object' && x !== null && !Array.isArray(x);
 const isCount = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
 
+const isBestModel = (b: unknown) =>
+  isRecord(b) && isCount(b.step) && typeof b.evalLoss === 'number' && isCount(b.misses);
+
 /** trainer_state.json's fields, checked; throws CheckpointError naming the bad one. */
 export function parseTrainerState(bytes: Uint8Array, source: string): TrainerState {
   let json: unknown;
@@ -203,6 +221,7 @@ export function parseTrainerState(bytes: Uint8Array, source: string): TrainerSta
     ['totalSteps', isCount(s.totalSteps)],
     ['tokensSeen', isCount(s.tokensSeen)],
     ['rng', isRecord(s.rng) && s.rng.kind === 'derived'],
+    ['bestModel', s.bestModel === undefined || isBestModel(s.bestModel)],
   ];
   const bad = checks.find(([, ok]) => !ok)?.[0];
   if (bad !== undefined)
@@ -231,6 +250,15 @@ export async function readCheckpoint(dir: string): Promise<VerifiedCheckpoint> {
       `${dir}: holds step ${manifest.step}, not the step its name says (a renamed folder?)`,
     );
   return { dir, state, files };
+}
+
+/**
+ * A checkpoint's PEFT adapter, every file verified against its manifest
+ * first (the best evaluated step's, which --load-best-model-at-end saves).
+ */
+export async function readCheckpointAdapter(dir: string): Promise<PeftAdapter> {
+  await readCheckpoint(dir);
+  return loadPeftAdapter(dir);
 }
 
 /** Checks a checkpoint folder against its manifest; throws CheckpointError naming the bad files. */

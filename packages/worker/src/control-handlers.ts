@@ -141,7 +141,7 @@ export const handlers: { [K in Case]: Handler<K> } = {
     });
   },
 
-  async checkpointRequest(session, { step, path }) {
+  async checkpointRequest(session, { step, path, fromCheckpoint }) {
     const r = session.replica;
     if (step !== r.step.stepsDone) {
       throw new Error(
@@ -153,7 +153,7 @@ export const handlers: { [K in Case]: Handler<K> } = {
     // checkpoint; any other path gets the run's result (the PEFT adapter, or the model).
     const write = (await isCheckpointInProgress(path))
       ? r.writeCheckpoint(path)
-      : r.saveResult(path);
+      : r.saveResult(path, fromCheckpoint || undefined);
     // A full disk is not this worker's fault: the coordinator stops the run (storage-error.ts).
     const manifestSha256 = await write.catch((error: unknown) => {
       throw asStorageError(error, path);

@@ -37,6 +37,7 @@ export { WORKER_EXIT, WORKER_LOG_PREFIX } from './exit-status.js';
 export { type BackendReport, reportBackendFailure } from './backend-report.js';
 export { type SigtermWait, waitForCoordinatorOnSigterm } from './sigterm.js';
 export {
+  type BestModelState,
   CHECKPOINTS_DIR,
   CheckpointError,
   type CheckpointContents,

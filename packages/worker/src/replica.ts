@@ -43,6 +43,7 @@ import {
 import { copyTokenizerFiles } from './model-files.js';
 import {
   readAdapterValues,
+  readCheckpointAdapter,
   readCheckpointTrainState,
   readTrainerState,
   writeCheckpointTensors,
@@ -212,9 +213,11 @@ export class Replica {
 
   /**
    * Writes what the run produces: the PEFT adapter folder (LoRA) or a model
-   * folder (full fine-tuning); returns resultManifestSha256() of what was written.
+   * folder (full fine-tuning); returns resultManifestSha256() of what was
+   * written. `fromCheckpoint`: the adapter of that checkpoint folder (verified
+   * first) instead of this replica's, which stays as it is.
    */
-  async saveResult(dir: string): Promise<string> {
+  async saveResult(dir: string, fromCheckpoint?: string): Promise<string> {
     if (this.config.mode === 'full') {
       await writeModelFolder(dir, this.loaded.config, await this.model.readWeights(), {
         sourceDir: this.config.modelDir,
@@ -222,7 +225,9 @@ export class Replica {
       await copyTokenizerFiles(this.config.modelDir, dir);
       return resultManifestSha256(dir, 'full');
     }
-    const adapter = await this.exportRaw();
+    const adapter = fromCheckpoint
+      ? await readCheckpointAdapter(fromCheckpoint)
+      : await this.exportRaw();
     // A PiSSA adapter is saved as a rank-2r LoRA for the original base weights.
     await savePeftAdapter(
       dir,

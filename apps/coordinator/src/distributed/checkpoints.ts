@@ -10,6 +10,7 @@
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { SamplerState } from '@lorafleet/data';
+import type { BestModelState } from '@lorafleet/worker';
 import type { TrainOptions } from '../training/train-spec.js';
 import {
   CheckpointError,
@@ -37,6 +38,8 @@ export interface StartPoint {
   sampler: SamplerState | null;
   tokensSeen: number;
   resumed: ResumePoint | null;
+  /** The checkpoint's best evaluation so far (--load-best-model-at-end, --early-stopping-patience). */
+  bestModel?: BestModelState;
 }
 
 /** The options that change the math, hashed into every checkpoint (the one-worker rules). */
@@ -66,7 +69,11 @@ export async function resumePoint(
     warn,
   });
   plan.config.resumeFrom = resolve(point.dir);
-  return { step: point.step, sampler: point.sampler, tokensSeen: point.tokensSeen, resumed: point };
+  const { bestModel } = point.checkpoint.state;
+  return {
+    ...{ step: point.step, sampler: point.sampler, tokensSeen: point.tokensSeen, resumed: point },
+    ...(bestModel ? { bestModel } : {}),
+  };
 }
 
 export class FleetCheckpointer {
@@ -84,13 +91,21 @@ export class FleetCheckpointer {
    * write that fails (a full disk: rank 0 reports a storage error) stops the
    * run: the partial folder is removed and the error names the last good
    * checkpoint to --resume from. A lost worker is left to recovery, which
-   * writes the checkpoint again.
+   * writes the checkpoint again. `best`: the best evaluation so far, stored
+   * with it; `keepStep`: a checkpoint that pruning must spare (the best one's).
    */
-  async save(step: number, sampler: SamplerState, tokensSeen: number): Promise<string> {
+  async save(
+    step: number,
+    sampler: SamplerState,
+    tokensSeen: number,
+    best?: { state: BestModelState | undefined; keepStep: number | undefined },
+  ): Promise<string> {
     let tmp: string | undefined;
     try {
-      tmp = resolve(await startCheckpoint(this.out, this.trainerState(step, sampler, tokensSeen)));
-      return await this.writeThroughRank0(tmp, step);
+      const state = this.trainerState(step, sampler, tokensSeen);
+      if (best?.state) state.bestModel = best.state;
+      tmp = resolve(await startCheckpoint(this.out, state));
+      return await this.writeThroughRank0(tmp, step, best?.keepStep);
     } catch (error) {
       if (error instanceof MembersLost) throw error;
       if (tmp) await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
@@ -118,9 +133,12 @@ export class FleetCheckpointer {
   }
 
   /** Rank 0 adds the tensors and the manifest to `tmp`; checked, it is renamed into place. */
-  private async writeThroughRank0(tmp: string, step: number): Promise<string> {
+  private async writeThroughRank0(tmp: string, step: number, keepStep?: number): Promise<string> {
     const rank0 = this.fleet.memberOf(0);
-    await this.fleet.send(rank0, { case: 'checkpointRequest', value: { step, path: tmp } });
+    await this.fleet.send(rank0, {
+      case: 'checkpointRequest',
+      value: { step, path: tmp, fromCheckpoint: '' },
+    });
     const [done] = await this.fleet.collect('checkpointDone', this.timeoutMs, [rank0]);
     if (done!.step !== step || done!.manifestSha256 !== (await manifestSha256(tmp))) {
       throw new FleetError(
@@ -135,7 +153,7 @@ export class FleetCheckpointer {
     });
     // Only now, with the new checkpoint complete and in place, may older ones go.
     const final = await commitCheckpoint(this.out, step);
-    await pruneCheckpoints(this.out, this.keep, step);
+    await pruneCheckpoints(this.out, this.keep, step, keepStep);
     return final;
   }
 }

@@ -16,6 +16,7 @@ import {
 import type { StepDone } from '@lorafleet/protocol';
 import type { RunObserver } from '../observe/observer.js';
 import { Progress } from '../progress.js';
+import type { BestModel } from '../training/best-model.js';
 import type { Interrupt } from '../training/interrupt.js';
 import { type TrainSeries, trimMetrics } from '../training/resume.js';
 import type { TrainOptions } from '../training/train-spec.js';
@@ -51,6 +52,8 @@ export interface RunContext {
   checkpoints: FleetCheckpointer | null;
   /** The held-out loss at a step boundary; null without held-out data. */
   evaluate: (done: number) => Promise<EvalResult | null>;
+  /** --load-best-model-at-end, --early-stopping-patience; null without them. */
+  best: BestModel | null;
 }
 
 /** What the loop carries from step to step. */
@@ -67,6 +70,10 @@ interface LoopState {
   evalSeconds: number;
   started: number;
   timings: Map<Member, StepTimings>;
+  /** --early-stopping-patience ran out. */
+  stoppedEarly: boolean;
+  /** The newest evaluation at an --eval-every step. */
+  lastEval: { step: number; result: EvalResult } | null;
 }
 
 export async function trainLoop(run: RunContext): Promise<LoopResult> {
@@ -89,19 +96,22 @@ export async function trainLoop(run: RunContext): Promise<LoopResult> {
     evalSeconds: 0,
     started: performance.now(),
     timings: new Map(),
+    stoppedEarly: false,
+    lastEval: null,
   };
   const save = () => saveCheckpoint(run, loop, ledger);
   try {
-    while (loop.done < plan.steps && !interrupt.requested) {
+    while (loop.done < plan.steps && !interrupt.requested && !loop.stoppedEarly) {
       try {
         const { reports, epoch } = await stepOnce(run, loop, ledger);
         await afterStep(run, loop, reports, epoch, metricsPath, progress);
-        // Every K steps, and at the end (interrupted or not).
-        const every = run.o.checkpointEvery;
+        // Every K steps, and at the end (interrupted, stopped early or not).
+        const every = plan.checkpointEvery;
         if (
           (every > 0 && loop.done % every === 0) ||
           loop.done === plan.steps ||
-          interrupt.requested
+          interrupt.requested ||
+          loop.stoppedEarly
         )
           await save();
       } catch (error) {
@@ -110,7 +120,7 @@ export async function trainLoop(run: RunContext): Promise<LoopResult> {
         await ring.recover(error, loop.done + 1, loop.done);
         emitWorkers(run, loop);
         // A loss while a due checkpoint was written: write it now.
-        const every = run.o.checkpointEvery;
+        const every = plan.checkpointEvery;
         if (loop.lastCheckpoint < loop.done && every > 0 && loop.done % every === 0)
           await withRecovery(ring, loop.done, save);
       }
@@ -123,6 +133,8 @@ export async function trainLoop(run: RunContext): Promise<LoopResult> {
   return {
     done: loop.done,
     interrupted: interrupt.requested,
+    stoppedEarly: loop.stoppedEarly,
+    lastEval: loop.lastEval,
     ...loop.series,
     tokens: loop.tokens,
     tokensSeen: start.tokensSeen + loop.tokens,
@@ -219,11 +231,17 @@ async function afterStep(
   const seconds = (performance.now() - loop.started) / 1000;
   const tokensPerSecond = loop.tokens / (seconds - loop.evalSeconds);
   const line: Record<string, unknown> = { ...metrics, epoch, seconds };
-  if (plan.evalEvery > 0 && step % plan.evalEvery === 0 && step < plan.steps) {
+  // The last step's too: the evaluation after training reuses it, and a checkpoint records it.
+  if (plan.evalEvery > 0 && step % plan.evalEvery === 0) {
     const t0 = performance.now();
     const e = await run.evaluate(step);
     loop.evalSeconds += (performance.now() - t0) / 1000;
-    if (e) line.evalLoss = e.loss;
+    if (e) {
+      line.evalLoss = e.loss;
+      loop.lastEval = { step, result: e };
+      const stop = run.best?.evaluated(step, e.loss) ?? false;
+      loop.stoppedEarly = stop && step < plan.steps;
+    }
     // A preference or KTO objective's held-out metrics as TRL's eval_ logs: evalRewardAccuracy, evalKl...
     for (const [name, value] of Object.entries(e?.pairs ?? e?.kto ?? {}))
       line[`eval${name[0]!.toUpperCase()}${name.slice(1)}`] = value;
@@ -267,10 +285,15 @@ async function saveCheckpoint(
   if (!run.checkpoints || loop.lastCheckpoint === loop.done) return;
   // The ledger reaches the disk before the checkpoint that covers it.
   ledger.sync();
+  const best = run.best && {
+    state: run.best.state,
+    keepStep: run.best.settings.loadAtEnd ? run.best.bestStep?.step : undefined,
+  };
   const path = await run.checkpoints.save(
     loop.done,
     loop.sampler,
     run.start.tokensSeen + loop.tokens,
+    best ?? undefined,
   );
   loop.lastCheckpoint = loop.done;
   run.ring.lastCheckpoint = path;

@@ -8,7 +8,7 @@ import type { KtoLogs, LossUnit } from '@lorafleet/models';
 import type { StepDone } from '@lorafleet/protocol';
 import type { WorkerInfo, WorkerStatus } from '../observe/events.js';
 import type { Member, WorkerFleet } from './fleet.js';
-import { lossUnit } from './evaluation.js';
+import { type EvalResult, lossUnit } from './evaluation.js';
 import { type PairLogs, feedbackLogs } from './feedback-logs.js';
 import type { RunPlan } from './run-plan.js';
 import type { TrainSeries } from '../training/resume.js';
@@ -16,6 +16,10 @@ import type { TrainSeries } from '../training/resume.js';
 export interface LoopResult extends TrainSeries {
   done: number;
   interrupted: boolean;
+  /** --early-stopping-patience ran out before --steps. */
+  stoppedEarly: boolean;
+  /** The newest evaluation at an --eval-every step (the one after the last step may reuse it). */
+  lastEval: { step: number; result: EvalResult } | null;
   /** Tokens trained on by this invocation. */
   tokens: number;
   /** Tokens since the run's first step (a resumed run counts the checkpoint's). */
@@ -113,6 +117,9 @@ export async function writeSummary(
     };
     evalLossBefore: number | null;
     evalLossAfter: number | null;
+    /** The step whose parameters were saved, and the best evaluation (--load-best-model-at-end). */
+    savedStep: number;
+    best: { step: number; evalLoss: number } | null;
   },
 ): Promise<void> {
   const { head, tail } = ends(r.losses);
@@ -125,6 +132,9 @@ export async function writeSummary(
       : {}),
     steps: r.done,
     interrupted: r.interrupted,
+    ...(plan.bestModel
+      ? { stoppedEarly: r.stoppedEarly, best: r.best, savedStep: r.savedStep }
+      : {}),
     trainLossFirst10: mean(head),
     trainLossLast10: mean(tail),
     ...(accuracy
@@ -148,7 +158,7 @@ export async function writeSummary(
   };
   await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   console.log(
-    `done${r.interrupted ? ' (interrupted)' : ''}: ${r.done} steps on ${r.workers} worker${r.workers === 1 ? '' : 's'} in ${r.seconds.toFixed(1)} s, ` +
+    `done${r.interrupted ? ' (interrupted)' : r.stoppedEarly ? ' (stopped early)' : ''}: ${r.done} steps on ${r.workers} worker${r.workers === 1 ? '' : 's'} in ${r.seconds.toFixed(1)} s, ` +
       `${summary.tokensPerSecond.toFixed(0)} ${lossUnit(plan.config)}/s; train loss ${summary.trainLossFirst10.toFixed(4)} ` +
       `(first ${head.length} step${head.length === 1 ? '' : 's'}) -> ${summary.trainLossLast10.toFixed(4)} (last ${tail.length})` +
       (accuracy
@@ -156,7 +166,11 @@ export async function writeSummary(
         : ''),
   );
   const what = plan.config.mode === 'full' ? 'model' : 'adapter (PEFT layout)';
-  console.log(`saved ${what}: ${r.saved}; metrics: ${join(out, 'metrics.jsonl')}`);
+  const of =
+    r.savedStep === r.done
+      ? ''
+      : ` of step ${r.savedStep}, the lowest held-out loss (${r.best?.evalLoss.toFixed(4)})`;
+  console.log(`saved ${what}${of}: ${r.saved}; metrics: ${join(out, 'metrics.jsonl')}`);
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;

@@ -27,6 +27,7 @@ import { rowOptionsFrom } from '../training/data-options.js';
 import { checkDpoStartAdapter } from '../training/contradictions.js';
 import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
 import { feedbackRows, feedbackSettingsFrom } from '../training/objective-settings.js';
+import { type BestModelSettings, bestModelSettings } from '../training/best-model.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */
 const RING_TIMEOUT_MS = 300_000;
@@ -48,6 +49,10 @@ export interface RunPlan {
   evalRows: number;
   evalDescription: string | null;
   evalEvery: number;
+  /** --checkpoint-every, or --eval-every where --load-best-model-at-end needs it. */
+  checkpointEvery: number;
+  /** --load-best-model-at-end and --early-stopping-patience; null without them. */
+  bestModel: BestModelSettings | null;
 }
 
 /** Option pairs that only make sense with the whole plan in view. */
@@ -61,6 +66,7 @@ function checkPlanOptions(o: TrainOptions): void {
 
 export async function planRun(o: TrainOptions): Promise<RunPlan> {
   checkPlanOptions(o);
+  const best = bestModelSettings(o);
   const mode = o.fullFinetune ? 'full' : 'lora';
   const modelDir = o.model;
   const modelConfig = await readModelConfig(modelDir);
@@ -129,15 +135,23 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     trainableParameters,
     totalParameters,
     dataDescription: prepared.description,
-    warnings: [...prepared.warnings, ...(evalRows?.warnings ?? [])],
-    evalRows: evalRows?.rows.length ?? split.held.length,
-    evalDescription:
-      evalRows?.description ??
-      (split.held.length > 0
-        ? `${split.held.length} of ${prepared.rows.length} rows held out (--eval-fraction)`
-        : null),
+    warnings: [...best.warnings, ...prepared.warnings, ...(evalRows?.warnings ?? [])],
+    ...heldOutFacts(evalRows, split.held.length, prepared.rows.length),
     evalEvery: o.evalEvery,
+    checkpointEvery: best.checkpointEvery,
+    bestModel: best.settings,
   };
+}
+
+/** The held-out rows' count and description: --eval-data's, or those --eval-fraction split off. */
+function heldOutFacts(
+  evalRows: { rows: unknown[]; description: string } | undefined,
+  split: number,
+  rows: number,
+): Pick<RunPlan, 'evalRows' | 'evalDescription'> {
+  if (evalRows) return { evalRows: evalRows.rows.length, evalDescription: evalRows.description };
+  const description = split > 0 ? `${split} of ${rows} rows held out (--eval-fraction)` : null;
+  return { evalRows: split, evalDescription: description };
 }
 
 /** Trainable and total parameters; refuses a LoRA rank that a target module cannot have. */

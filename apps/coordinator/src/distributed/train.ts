@@ -21,7 +21,7 @@ import { claimRunDir } from '../training/run-dir.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import { FleetCheckpointer, type StartPoint, mathConfig, resumePoint } from './checkpoints.js';
 import { FleetError, type Membership, MembersLost, WorkerFleet } from './fleet.js';
-import { describeEval, heldOut, lossUnit } from './evaluation.js';
+import { type EvalResult, describeEval, heldOut, lossUnit } from './evaluation.js';
 import { type RunContext, TIMEOUTS, trainLoop } from './loop.js';
 import { curveFrom } from './membership.js';
 import { spawnedGpus } from './default-gpus.js';
@@ -31,6 +31,8 @@ import { type RunPlan, planRun } from './run-plan.js';
 import { sharedGpuWarnings } from './shared-gpus.js';
 import { describeLora } from '../training/peft-options.js';
 import { REFERENCES, describeObjective } from '../training/objective-describe.js';
+import { BestModel } from '../training/best-model.js';
+import { checkpointName, CHECKPOINTS_DIR } from '../training/checkpoint.js';
 
 const log = (line: string) => console.log(line);
 const warn = (line: string) => console.warn(`warning: ${line}`);
@@ -102,6 +104,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
           ? new FleetCheckpointer(fleet, o.out, plan, math, o.keepCheckpoints, TIMEOUTS.saveMs)
           : null,
       evaluate: heldOut(fleet, ring, plan, observer),
+      best: plan.bestModel && new BestModel(plan.bestModel, start.bestModel),
     });
   } catch (error) {
     observer.emit({ type: 'end', status: 'failed', message: (error as Error).message });
@@ -270,10 +273,24 @@ async function trainOnFleet(run: RunContext): Promise<void> {
   const before = await run.evaluate(run.start.step);
   if (before) log(`eval loss before: ${describeEval(before, plan.config)}`);
   const result = await trainLoop(run);
-  const after = await run.evaluate(result.done);
+  // A last step on the --eval-every schedule was evaluated in the loop.
+  const after =
+    result.lastEval?.step === result.done
+      ? result.lastEval.result
+      : await run.evaluate(result.done);
   if (after) log(`eval loss after:  ${describeEval(after, plan.config)}`);
+  if (result.stoppedEarly) {
+    log(stoppedEarlyLine(run, result.done));
+    observer.note('info', stoppedEarlyLine(run, result.done));
+  }
   const saved = join(out, plan.config.mode === 'full' ? 'model' : 'adapter');
-  await saveResult(run, result.done, saved);
+  const savedStep = bestStep(run, result.done, after);
+  await saveResult(
+    run,
+    result.done,
+    saved,
+    savedStep === result.done ? '' : join(out, CHECKPOINTS_DIR, checkpointName(savedStep)),
+  );
   await fleet.stop('training finished', TIMEOUTS.exitMs);
   observer.emit({
     type: 'workers',
@@ -293,22 +310,59 @@ async function trainOnFleet(run: RunContext): Promise<void> {
     },
     evalLossBefore: before?.loss ?? null,
     evalLossAfter: after?.loss ?? null,
+    savedStep,
+    best: run.best?.bestStep ?? null,
   });
   const stopped = interrupt.signal;
   observer.emit({
     type: 'end',
     status: stopped ? 'interrupted' : 'finished',
-    message: `${result.done} steps; saved ${saved}`,
+    message: `${result.done} steps; saved ${saved}${savedStep === result.done ? '' : ` (step ${savedStep}'s, the best evaluated)`}`,
   });
   if (stopped) process.exitCode = EXIT_CODES[stopped];
 }
 
-/** The adapter (or model), from rank 0, re-forming the ring if a worker is lost meanwhile. */
-async function saveResult(run: RunContext, done: number, path: string): Promise<void> {
+/**
+ * The step whose parameters become the result: the last one, or with
+ * --load-best-model-at-end the best evaluated one (the final evaluation a
+ * candidate too).
+ */
+function bestStep(run: RunContext, done: number, after: EvalResult | null): number {
+  const best = run.best;
+  if (!best?.settings.loadAtEnd) return done;
+  if (after) best.candidate(done, after.loss);
+  return best.bestStep?.step ?? done;
+}
+
+function stoppedEarlyLine(run: RunContext, done: number): string {
+  const { patience, threshold } = run.best!.settings;
+  const best = run.best!.bestStep!;
+  return (
+    `stopped early at step ${done} of ${run.plan.steps}: ${patience} evaluation${patience === 1 ? '' : 's'} ` +
+    `in a row did not lower the best held-out loss (${best.evalLoss.toFixed(4)}, step ${best.step})` +
+    (threshold > 0 ? ` by more than ${threshold}` : '') +
+    ' (--early-stopping-patience)'
+  );
+}
+
+/**
+ * The adapter (or model), from rank 0, re-forming the ring if a worker is
+ * lost meanwhile; `fromCheckpoint`: the adapter of that checkpoint folder
+ * instead of the replicas' (the best step's).
+ */
+async function saveResult(
+  run: RunContext,
+  done: number,
+  path: string,
+  fromCheckpoint: string,
+): Promise<void> {
   const { fleet, ring, plan } = run;
   await withRecovery(ring, done, async () => {
     const rank0 = fleet.memberOf(0);
-    await fleet.send(rank0, { case: 'checkpointRequest', value: { step: done, path } });
+    await fleet.send(rank0, {
+      case: 'checkpointRequest',
+      value: { step: done, path, fromCheckpoint },
+    });
     const [saved] = await fleet.collect('checkpointDone', TIMEOUTS.saveMs, [rank0]);
     if (saved!.manifestSha256 !== (await resultManifestSha256(path, plan.config.mode))) {
       throw new FleetError(`${path}: what is on disk differs from what rank 0 wrote`);

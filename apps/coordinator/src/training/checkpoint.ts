@@ -52,16 +52,22 @@ export async function listCheckpoints(out: string): Promise<number[]> {
  * before it survives as the fallback). Checkpoints above `newest` belong to a
  * run that this one resumed before their step (they were damaged, or the
  * resume named an earlier folder): they are deleted, so that a later
- * `--resume OUT` cannot pick them over this run's own.
+ * `--resume OUT` cannot pick them over this run's own. `spare`: a step kept
+ * beside those (the best evaluated one's, --load-best-model-at-end).
  */
-export async function pruneCheckpoints(out: string, keep: number, newest?: number): Promise<void> {
+export async function pruneCheckpoints(
+  out: string,
+  keep: number,
+  newest?: number,
+  spare?: number,
+): Promise<void> {
   const steps = await listCheckpoints(out);
   const last = newest ?? steps.at(-1) ?? 0;
   const older = steps.filter((s) => s <= last);
   const doomed = [
     ...steps.filter((s) => s > last),
     ...older.slice(0, Math.max(0, older.length - Math.max(1, keep))),
-  ];
+  ].filter((s) => s !== spare);
   for (const step of doomed) {
     await rm(join(out, CHECKPOINTS_DIR, checkpointName(step)), { recursive: true, force: true });
   }

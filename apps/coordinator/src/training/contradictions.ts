@@ -4,6 +4,7 @@ import { datasetFormat } from '@lorafleet/data';
 import { FEEDBACK_NAMES, hasReference } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
 import { checkObjectiveOptions } from './objective-options.js';
+import { bestModelSettings } from './best-model.js';
 import type { RunConfig } from '@lorafleet/worker';
 import type { TrainOptions } from './train-spec.js';
 import { PEFT_OPTION_NAMES, checkPeftOptions } from './peft-options.js';
@@ -32,6 +33,7 @@ export function checkTrainOptions(o: TrainOptions): void {
   const clash = (a: string, b: string, why: string) =>
     new UsageError(`train: --${a} and --${b} contradict each other: ${why}`);
   checkObjective(o, given, clash);
+  bestModelSettings(o); // refuses an early stop or best model it cannot give, before the run starts
   if (given.has('listen') && given.has('workers')) {
     throw clash('workers', 'listen', 'with --listen no worker is spawned; give --expect N instead');
   }

@@ -221,7 +221,28 @@ export const trainSpec = defineCommand({
       kind: 'int',
       min: 1,
       default: 3,
-      description: 'checkpoints kept (the oldest are deleted)',
+      description:
+        'checkpoints kept (the oldest are deleted; with --load-best-model-at-end the best one is kept too)',
+    },
+    'load-best-model-at-end': {
+      aliases: ['load_best_model_at_end'],
+      kind: 'boolean',
+      description:
+        "save as OUT/adapter the checkpoint of the evaluation with the lowest held-out loss (the last one's included), not the last step's; needs --eval-every and held-out data; checkpoints at every evaluation unless --checkpoint-every says otherwise",
+    },
+    'early-stopping-patience': {
+      aliases: ['early_stopping_patience'],
+      kind: 'int',
+      min: 1,
+      description:
+        "stop after this many evaluations in a row (--eval-every) that do not lower the best held-out loss by more than --early-stopping-threshold (transformers' EarlyStoppingCallback)",
+    },
+    'early-stopping-threshold': {
+      aliases: ['early_stopping_threshold'],
+      kind: 'number',
+      min: 0,
+      description:
+        'with --early-stopping-patience: how much an evaluation must improve on the best (default: 0)',
     },
     overwrite: {
       aliases: ['overwrite_output_dir'],
@@ -361,6 +382,9 @@ export const trainSpec = defineCommand({
     `workers and exits 130 (SIGINT) or 143 (SIGTERM); after SIGTERM this takes at most ${TERM_GRACE_SECONDS} s, then the`,
     'process exits at once keeping the last checkpoint. A second signal quits at once. A run that diverges',
     '(non-finite loss or parameters) stops with exit 1 and writes no adapter.',
+    '',
+    'Best model: --eval-every K --load-best-model-at-end saves the best evaluated checkpoint as',
+    'OUT/adapter; --early-stopping-patience P stops after P evaluations without improvement.',
     '',
     'Resume: give the same options plus --resume; options that change the training must match the',
     "checkpoint's (--steps may be raised). The result is bitwise the uninterrupted run's with the same",

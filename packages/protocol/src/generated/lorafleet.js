@@ -4177,6 +4177,7 @@ export const lorafleet = ($root.lorafleet = (() => {
 
       CheckpointRequest.prototype.step = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       CheckpointRequest.prototype.path = '';
+      CheckpointRequest.prototype.fromCheckpoint = '';
 
       CheckpointRequest.create = function (properties) {
         return new CheckpointRequest(properties);
@@ -4200,6 +4201,12 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.path !== ''
         )
           writer.uint32(18).string(message.path);
+        if (
+          message.fromCheckpoint != null &&
+          $Object.hasOwnProperty.call(message, 'fromCheckpoint') &&
+          message.fromCheckpoint !== ''
+        )
+          writer.uint32(26).string(message.fromCheckpoint);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -4244,6 +4251,12 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.path;
               continue;
             }
+            case 3: {
+              if (wireType !== 2) break;
+              if ((value = reader.stringVerify()).length) message.fromCheckpoint = value;
+              else delete message.fromCheckpoint;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -4283,6 +4296,9 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.path != null)
           if (typeof object.path !== 'string' || object.path.length)
             message.path = $String(object.path);
+        if (object.fromCheckpoint != null)
+          if (typeof object.fromCheckpoint !== 'string' || object.fromCheckpoint.length)
+            message.fromCheckpoint = $String(object.fromCheckpoint);
         return message;
       };
 
@@ -4310,6 +4326,7 @@ export const lorafleet = ($root.lorafleet = (() => {
                   ? $BigInt('0')
                   : 0;
           object.path = '';
+          object.fromCheckpoint = '';
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -4334,6 +4351,11 @@ export const lorafleet = ($root.lorafleet = (() => {
                   : message.step;
         if (message.path != null && $Object.hasOwnProperty.call(message, 'path'))
           object.path = message.path;
+        if (
+          message.fromCheckpoint != null &&
+          $Object.hasOwnProperty.call(message, 'fromCheckpoint')
+        )
+          object.fromCheckpoint = message.fromCheckpoint;
         return object;
       };
 

@@ -2107,6 +2107,9 @@ export declare namespace lorafleet {
       /** CheckpointRequest path. */
       path: string;
 
+      /** CheckpointRequest fromCheckpoint. */
+      fromCheckpoint: string;
+
       /**
        * Creates a new CheckpointRequest instance using the specified properties.
        * @param [properties] Properties to set
@@ -2176,6 +2179,9 @@ export declare namespace lorafleet {
 
         /** CheckpointRequest path */
         path?: string | null;
+
+        /** CheckpointRequest fromCheckpoint */
+        fromCheckpoint?: string | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];

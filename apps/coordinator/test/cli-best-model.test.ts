@@ -1,0 +1,177 @@
+// `train --load-best-model-at-end` and `--early-stopping-patience` with real
+// processes. The held-out text is unlike the training text and the lr high,
+// so the held-out loss falls, then rises: the saved adapter is the checkpoint
+// of the lowest evaluation (rank 0 of 2 workers writes it from that
+// checkpoint), `eval` measures that loss on it, and the checkpoint outlives
+// --keep-checkpoints 1. Early stopping stops where transformers'
+// EarlyStoppingCallback would (its decisions: best-model.test.ts), and a run
+// stopped and resumed stops at the same step with the same adapter bytes.
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  NO_DROPOUT_CONFIG,
+  adapterBytes,
+  checkpointDir,
+  ensureBuilt,
+  evalJson,
+  initTinyModel,
+  lorafleet,
+  makeTempDir,
+  numberedPatternRecords,
+  readJson,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+let dir: string | undefined;
+let model: string;
+let data: string;
+let heldOut: string;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await makeTempDir('best-model');
+  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
+  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
+  heldOut = await writeJsonl(
+    join(dir, 'held-out.jsonl'),
+    Array.from({ length: 8 }, (_, i) => ({
+      text: `the quick brown fox ${i} jumps over the lazy dog again.`,
+    })),
+  );
+}, 300_000);
+
+afterAll(() => removeDir(dir));
+
+const train = (out: string, ...extra: string[]) =>
+  lorafleet([
+    'train',
+    ...['--model', model, '--data', data, '--eval-data', heldOut, '--out', join(dir!, out)],
+    ...['--seq-len', '32', '--batch-size', '4', '--lr', '5e-2', '--lora-dropout', '0'],
+    ...['--eval-every', '2', ...extra],
+  ]);
+
+/** Each evaluation's step and held-out loss, from metrics.jsonl. */
+async function evaluations(out: string): Promise<{ step: number; loss: number }[]> {
+  const lines = (await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+  return lines
+    .map((l) => JSON.parse(l) as { step: number; evalLoss?: number })
+    .filter((m) => m.evalLoss !== undefined)
+    .map((m) => ({ step: m.step, loss: m.evalLoss! }));
+}
+
+interface Summary {
+  steps: number;
+  stoppedEarly: boolean;
+  best: { step: number; evalLoss: number };
+  savedStep: number;
+}
+
+describe('train --load-best-model-at-end', () => {
+  it("saves the lowest held-out loss's checkpoint (2 workers), which eval measures and pruning spares", async () => {
+    const run = await train(
+      'best',
+      ...['--steps', '12', '--workers', '2', '--keep-checkpoints', '1'],
+      '--load-best-model-at-end',
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const evals = await evaluations('best');
+    expect(evals.map((e) => e.step)).toEqual([2, 4, 6, 8, 10, 12]);
+    const lowest = evals.reduce((a, b) => (b.loss < a.loss ? b : a));
+    // The case this test is for: the held-out loss rose after its lowest point.
+    expect(lowest.step).toBeLessThan(12);
+    expect(evals.at(-1)!.loss).toBeGreaterThan(lowest.loss + 1e-3);
+    const summary = await readJson<Summary>(join(dir!, 'best', 'summary.json'));
+    expect(summary).toMatchObject({ steps: 12, stoppedEarly: false, savedStep: lowest.step });
+    expect(summary.best).toEqual({ step: lowest.step, evalLoss: lowest.loss });
+    expect(run.stdout).toContain(
+      `saved adapter (PEFT layout) of step ${lowest.step}, the lowest held-out loss (${lowest.loss.toFixed(4)})`,
+    );
+    const best = checkpointDir(join(dir!, 'best'), lowest.step);
+    expect(await readdir(join(dir!, 'best', 'checkpoints'))).toEqual([
+      `step-${String(lowest.step).padStart(6, '0')}`,
+      'step-000012',
+    ]);
+    expect(await adapterBytes(join(dir!, 'best'))).toEqual(
+      await readFile(join(best, 'adapter_model.safetensors')),
+    );
+    const measured = await evalJson([
+      ...['--model', model, '--adapter', join(dir!, 'best', 'adapter'), '--data', heldOut],
+      ...['--seq-len', '32'],
+    ]);
+    expect(measured.loss).toBeCloseTo(lowest.loss, 5);
+    // Without the option, the last step's adapter.
+    const last = await train('last', '--steps', '12', '--workers', '2');
+    expect(last.code, last.stderr).toBe(0);
+    expect(await adapterBytes(join(dir!, 'last'))).not.toEqual(
+      await adapterBytes(join(dir!, 'best')),
+    );
+  }, 300_000);
+
+  it('--early-stopping-patience stops there; stopped at step 8 and resumed, it stops at the same step with the same bytes', async () => {
+    const stopping = ['--schedule', 'constant', '--early-stopping-patience', '2'];
+    const early = (out: string, steps: number, ...extra: string[]) =>
+      train(out, '--steps', String(steps), ...stopping, '--load-best-model-at-end', ...extra);
+    const [whole, split] = await Promise.all([early('whole', 12), early('split', 8)]);
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(split.code, split.stderr).toBe(0);
+    const evals = await evaluations('whole');
+    // Two evaluations in a row above the lowest: the run stops at the second.
+    const lowest = evals.reduce((a, b) => (b.loss < a.loss ? b : a));
+    const stop = lowest.step + 4;
+    expect(stop).toBeLessThan(12);
+    expect(evals.at(-1)!.step).toBe(stop);
+    expect(whole.stdout).toContain(
+      `stopped early at step ${stop} of 12: 2 evaluations in a row did not lower the best held-out loss ` +
+        `(${lowest.loss.toFixed(4)}, step ${lowest.step}) (--early-stopping-patience)`,
+    );
+    expect(whole.stdout).toMatch(new RegExp(`done \\(stopped early\\): ${stop} steps`));
+    expect(await readJson<Summary>(join(dir!, 'whole', 'summary.json'))).toMatchObject({
+      steps: stop,
+      stoppedEarly: true,
+      savedStep: lowest.step,
+    });
+    const resumed = await early('split', 12, '--resume', join(dir!, 'split'));
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toContain(`stopped early at step ${stop} of 12`);
+    expect(await adapterBytes(join(dir!, 'split'))).toEqual(
+      await adapterBytes(join(dir!, 'whole')),
+    );
+    // Patience alone stops the run too, and keeps the last step's adapter (with a warning).
+    const alone = await train('alone', '--steps', '12', ...stopping);
+    expect(alone.code, alone.stderr).toBe(0);
+    expect(alone.stderr).toContain(
+      "warning: --early-stopping-patience without --load-best-model-at-end: the adapter saved is the last step's",
+    );
+    expect(await readJson<Summary>(join(dir!, 'alone', 'summary.json'))).toMatchObject({
+      steps: stop,
+      savedStep: stop,
+    });
+  }, 300_000);
+
+  it('refuses what cannot choose a best checkpoint', async () => {
+    for (const [flags, says] of [
+      [['--steps', '4', '--eval-every', '0', '--load-best-model-at-end'], 'needs --eval-every N'],
+      [
+        ['--steps', '4', '--load-best-model-at-end', '--checkpoint-every', '3'],
+        '--eval-every 2 is not a multiple of --checkpoint-every 3',
+      ],
+      [
+        ['--steps', '4', '--early-stopping-threshold', '0.1'],
+        '--early-stopping-threshold needs --early-stopping-patience',
+      ],
+    ] as const) {
+      const refused = await train('refused', ...flags);
+      expect(refused.code, refused.stderr).toBe(2);
+      expect(refused.stderr).toContain(says);
+    }
+    const full = await lorafleet([
+      'train',
+      ...['--model', model, '--data', data, '--eval-data', heldOut, '--out', join(dir!, 'full')],
+      ...['--steps', '4', '--eval-every', '2', '--load-best-model-at-end', '--full-finetune'],
+    ]);
+    expect(full.code, full.stderr).toBe(2);
+    expect(full.stderr).toContain('a full fine-tune writes no checkpoints to choose from');
+  }, 120_000);
+});
