@@ -1,9 +1,10 @@
 """transformers' own best-model and early-stopping decisions for a sequence of
-held-out losses: EarlyStoppingCallback.on_evaluate, then
+held-out metric values: EarlyStoppingCallback.on_evaluate, then
 Trainer._determine_best_metric, in the order Trainer._maybe_log_save_evaluate
-calls them (metric_for_best_model="loss", load_best_model_at_end=True).
+calls them (load_best_model_at_end=True; metric_for_best_model "loss", or
+"rewards/accuracies" with greater_is_better, as a DPO run logs it).
 
-usage: early_stopping.py '[{"losses": [...], "patience": P, "threshold": T}, ...]'
+usage: early_stopping.py '[{"values": [...], "greater": G, "patience": P, "threshold": T}, ...]'
 prints one JSON line: for each spec, for each evaluation (steps 1, 2, ...)
 until training stops, the best step so far, the callback's counter and
 whether training stops there.
@@ -22,7 +23,8 @@ def decide(spec: dict) -> list:
         eval_strategy="steps",
         save_strategy="steps",
         load_best_model_at_end=True,
-        metric_for_best_model="loss",
+        metric_for_best_model="rewards/accuracies" if spec["greater"] else "loss",
+        greater_is_better=spec["greater"],
         report_to=[],
     )
     state = TrainerState()
@@ -31,9 +33,10 @@ def decide(spec: dict) -> list:
     callback.on_train_begin(args, state, control)
     trainer = SimpleNamespace(args=args, state=state)
     decisions = []
-    for step, loss in enumerate(spec["losses"], start=1):
+    key = "eval_rewards/accuracies" if spec["greater"] else "eval_loss"
+    for step, value in enumerate(spec["values"], start=1):
         state.global_step = step
-        metrics = {"eval_loss": loss}
+        metrics = {key: value}
         callback.on_evaluate(args, state, control, metrics)
         Trainer._determine_best_metric(trainer, metrics, None)
         decisions.append(

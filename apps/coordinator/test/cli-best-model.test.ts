@@ -6,6 +6,7 @@
 // --keep-checkpoints 1. Early stopping stops where transformers'
 // EarlyStoppingCallback would (its decisions: best-model.test.ts), and a run
 // stopped and resumed stops at the same step with the same adapter bytes.
+// A DPO run can choose by its held-out reward accuracy instead.
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +20,7 @@ import {
   lorafleet,
   makeTempDir,
   numberedPatternRecords,
+  preferenceRecords,
   readJson,
   removeDir,
   writeJsonl,
@@ -64,7 +66,7 @@ async function evaluations(out: string): Promise<{ step: number; loss: number }[
 interface Summary {
   steps: number;
   stoppedEarly: boolean;
-  best: { step: number; evalLoss: number };
+  best: { metric: string; step: number; value: number };
   savedStep: number;
 }
 
@@ -84,9 +86,9 @@ describe('train --load-best-model-at-end', () => {
     expect(evals.at(-1)!.loss).toBeGreaterThan(lowest.loss + 1e-3);
     const summary = await readJson<Summary>(join(dir!, 'best', 'summary.json'));
     expect(summary).toMatchObject({ steps: 12, stoppedEarly: false, savedStep: lowest.step });
-    expect(summary.best).toEqual({ step: lowest.step, evalLoss: lowest.loss });
+    expect(summary.best).toEqual({ metric: 'loss', step: lowest.step, value: lowest.loss });
     expect(run.stdout).toContain(
-      `saved adapter (PEFT layout) of step ${lowest.step}, the lowest held-out loss (${lowest.loss.toFixed(4)})`,
+      `saved adapter (PEFT layout) of step ${lowest.step}, the best evaluated (loss ${lowest.loss.toFixed(4)})`,
     );
     const best = checkpointDir(join(dir!, 'best'), lowest.step);
     expect(await readdir(join(dir!, 'best', 'checkpoints'))).toEqual([
@@ -123,7 +125,7 @@ describe('train --load-best-model-at-end', () => {
     expect(stop).toBeLessThan(12);
     expect(evals.at(-1)!.step).toBe(stop);
     expect(whole.stdout).toContain(
-      `stopped early at step ${stop} of 12: 2 evaluations in a row did not lower the best held-out loss ` +
+      `stopped early at step ${stop} of 12: 2 evaluations in a row did not improve on the best held-out loss ` +
         `(${lowest.loss.toFixed(4)}, step ${lowest.step}) (--early-stopping-patience)`,
     );
     expect(whole.stdout).toMatch(new RegExp(`done \\(stopped early\\): ${stop} steps`));
@@ -150,6 +152,37 @@ describe('train --load-best-model-at-end', () => {
     });
   }, 300_000);
 
+  it('--metric-for-best-model rewards/accuracies: a DPO run saves its first step of the highest held-out accuracy', async () => {
+    const pairs = await writeJsonl(join(dir!, 'pairs.jsonl'), preferenceRecords(36, 0));
+    const heldPairs = await writeJsonl(join(dir!, 'held-pairs.jsonl'), preferenceRecords(8, 100));
+    const run = await lorafleet([
+      'train',
+      ...['--model', model, '--data', pairs, '--eval-data', heldPairs, '--out', join(dir!, 'dpo')],
+      ...['--objective', 'dpo', '--seq-len', '24', '--steps', '12', '--batch-size', '4'],
+      ...['--lr', '2e-2', '--eval-every', '2', '--load-best-model-at-end'],
+      ...['--metric-for-best-model', 'eval_rewards/accuracies'], // transformers' spelling
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const lines = (await readFile(join(dir!, 'dpo', 'metrics.jsonl'), 'utf8')).trim().split('\n');
+    const evals = lines
+      .map((l) => JSON.parse(l) as { step: number; evalLoss?: number; evalRewardAccuracy?: number })
+      .filter((m) => m.evalRewardAccuracy !== undefined);
+    const highest = Math.max(...evals.map((e) => e.evalRewardAccuracy!));
+    const first = evals.find((e) => e.evalRewardAccuracy === highest)!;
+    // The accuracy peaks before the loss bottoms out: the metric chose another step.
+    const lowestLoss = evals.reduce((a, b) => (b.evalLoss! < a.evalLoss! ? b : a));
+    expect(first.step).toBeLessThan(lowestLoss.step);
+    expect(await readJson<Summary>(join(dir!, 'dpo', 'summary.json'))).toMatchObject({
+      best: { metric: 'rewards/accuracies', step: first.step, value: highest },
+      savedStep: first.step,
+    });
+    expect(await adapterBytes(join(dir!, 'dpo'))).toEqual(
+      await readFile(
+        join(checkpointDir(join(dir!, 'dpo'), first.step), 'adapter_model.safetensors'),
+      ),
+    );
+  }, 120_000);
+
   it('refuses what cannot choose a best checkpoint', async () => {
     for (const [flags, says] of [
       [['--steps', '4', '--eval-every', '0', '--load-best-model-at-end'], 'needs --eval-every N'],
@@ -160,6 +193,24 @@ describe('train --load-best-model-at-end', () => {
       [
         ['--steps', '4', '--early-stopping-threshold', '0.1'],
         '--early-stopping-threshold needs --early-stopping-patience',
+      ],
+      [
+        [
+          '--steps',
+          '4',
+          '--load-best-model-at-end',
+          '--metric-for-best-model',
+          'rewards/accuracies',
+        ],
+        '--metric-for-best-model rewards/accuracies is not measured by --objective sft: give one of loss',
+      ],
+      [
+        ['--steps', '4', '--load-best-model-at-end', '--metric-for-best-model', 'bleu'],
+        '--metric-for-best-model bleu: give loss, rewards/accuracies, rewards/margins',
+      ],
+      [
+        ['--steps', '4', '--metric-for-best-model', 'loss'],
+        '--metric-for-best-model needs --load-best-model-at-end or --early-stopping-patience',
       ],
     ] as const) {
       const refused = await train('refused', ...flags);

@@ -71,8 +71,8 @@ export interface TrainerState {
    */
   rng: { kind: 'derived'; seed: number; step: number };
   /**
-   * --load-best-model-at-end, --early-stopping-patience: the lowest held-out
-   * loss of the evaluations so far, its step, and the evaluations since that
+   * --load-best-model-at-end, --early-stopping-patience: the best value of
+   * the held-out metric so far, its step, and the evaluations since that
    * missed by the threshold (transformers' best_metric, best_global_step and
    * EarlyStoppingCallback's counter). Absent without those options.
    */
@@ -81,8 +81,10 @@ export interface TrainerState {
 
 /** The best evaluation so far (TrainerState.bestModel). */
 export interface BestModelState {
+  /** --metric-for-best-model: loss, rewards/accuracies, rewards/margins. */
+  metric: string;
   step: number;
-  evalLoss: number;
+  value: number;
   misses: number;
 }
 
@@ -196,7 +198,11 @@ const isRecord = (x: unknown): x is Record<string, unknown> =>
 const isCount = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
 
 const isBestModel = (b: unknown) =>
-  isRecord(b) && isCount(b.step) && typeof b.evalLoss === 'number' && isCount(b.misses);
+  isRecord(b) &&
+  typeof b.metric === 'string' &&
+  isCount(b.step) &&
+  typeof b.value === 'number' &&
+  isCount(b.misses);
 
 /** trainer_state.json's fields, checked; throws CheckpointError naming the bad one. */
 export function parseTrainerState(bytes: Uint8Array, source: string): TrainerState {

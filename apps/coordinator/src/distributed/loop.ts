@@ -239,7 +239,7 @@ async function afterStep(
     if (e) {
       line.evalLoss = e.loss;
       loop.lastEval = { step, result: e };
-      const stop = run.best?.evaluated(step, e.loss) ?? false;
+      const stop = run.best?.evaluated(step, e) ?? false;
       loop.stoppedEarly = stop && step < plan.steps;
     }
     // A preference or KTO objective's held-out metrics as TRL's eval_ logs: evalRewardAccuracy, evalKl...

@@ -119,7 +119,7 @@ export async function writeSummary(
     evalLossAfter: number | null;
     /** The step whose parameters were saved, and the best evaluation (--load-best-model-at-end). */
     savedStep: number;
-    best: { step: number; evalLoss: number } | null;
+    best: { step: number; value: number } | null;
   },
 ): Promise<void> {
   const { head, tail } = ends(r.losses);
@@ -133,7 +133,11 @@ export async function writeSummary(
     steps: r.done,
     interrupted: r.interrupted,
     ...(plan.bestModel
-      ? { stoppedEarly: r.stoppedEarly, best: r.best, savedStep: r.savedStep }
+      ? {
+          stoppedEarly: r.stoppedEarly,
+          best: r.best && { metric: plan.bestModel.metric, ...r.best },
+          savedStep: r.savedStep,
+        }
       : {}),
     trainLossFirst10: mean(head),
     trainLossLast10: mean(tail),
@@ -169,7 +173,7 @@ export async function writeSummary(
   const of =
     r.savedStep === r.done
       ? ''
-      : ` of step ${r.savedStep}, the lowest held-out loss (${r.best?.evalLoss.toFixed(4)})`;
+      : ` of step ${r.savedStep}, the best evaluated (${plan.bestModel?.metric} ${r.best?.value.toFixed(4)})`;
   console.log(`saved ${what}${of}: ${r.saved}; metrics: ${join(out, 'metrics.jsonl')}`);
 }
 

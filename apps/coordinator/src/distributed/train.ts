@@ -104,7 +104,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
           ? new FleetCheckpointer(fleet, o.out, plan, math, o.keepCheckpoints, TIMEOUTS.saveMs)
           : null,
       evaluate: heldOut(fleet, ring, plan, observer),
-      best: plan.bestModel && new BestModel(plan.bestModel, start.bestModel),
+      best: plan.bestModel && new BestModel(plan.bestModel, start.bestModel, warn),
     });
   } catch (error) {
     observer.emit({ type: 'end', status: 'failed', message: (error as Error).message });
@@ -330,16 +330,16 @@ async function trainOnFleet(run: RunContext): Promise<void> {
 function bestStep(run: RunContext, done: number, after: EvalResult | null): number {
   const best = run.best;
   if (!best?.settings.loadAtEnd) return done;
-  if (after) best.candidate(done, after.loss);
+  if (after) best.candidate(done, after);
   return best.bestStep?.step ?? done;
 }
 
 function stoppedEarlyLine(run: RunContext, done: number): string {
-  const { patience, threshold } = run.best!.settings;
+  const { patience, threshold, metric } = run.best!.settings;
   const best = run.best!.bestStep!;
   return (
     `stopped early at step ${done} of ${run.plan.steps}: ${patience} evaluation${patience === 1 ? '' : 's'} ` +
-    `in a row did not lower the best held-out loss (${best.evalLoss.toFixed(4)}, step ${best.step})` +
+    `in a row did not improve on the best held-out ${metric} (${best.value.toFixed(4)}, step ${best.step})` +
     (threshold > 0 ? ` by more than ${threshold}` : '') +
     ' (--early-stopping-patience)'
   );

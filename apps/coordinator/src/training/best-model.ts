@@ -1,17 +1,76 @@
 // --load-best-model-at-end and --early-stopping-patience, as transformers'
-// Trainer does them with metric_for_best_model="loss": each evaluation at an
-// --eval-every step compares its held-out loss with the best so far. A lower
-// one (strictly) becomes the best (_determine_best_metric); one that does not
-// lower the best by more than the threshold is a miss, and `patience` misses
-// in a row stop the run (EarlyStoppingCallback, which compares with the best
-// before this evaluation). The final evaluation is a candidate too, never a
-// miss. The state rides in every checkpoint's trainer_state.json, so a
-// resumed run chooses and stops as the uninterrupted one.
+// Trainer does them: each evaluation at an --eval-every step compares its
+// held-out metric (--metric-for-best-model: the loss, lower is better, or a
+// preference objective's reward accuracy or margin, higher is better) with
+// the best so far. A better one (strictly) becomes the best
+// (_determine_best_metric); one that does not improve on the best by more
+// than the threshold is a miss, and `patience` misses in a row stop the run
+// (EarlyStoppingCallback, which compares with the best before this
+// evaluation). The final evaluation is a candidate too, never a miss. The
+// state rides in every checkpoint's trainer_state.json, so a resumed run
+// chooses and stops as the uninterrupted one.
 import type { BestModelState } from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import type { TrainOptions } from './train-spec.js';
 
+/** What an evaluation reports, as far as the metrics below read it. */
+export interface HeldOutMetrics {
+  loss: number;
+  pairs?: { rewardAccuracy: number; rewardMargin: number };
+  kto?: { rewardMargin?: number };
+}
+
+/** The metrics that can choose the best model, by TRL's log names (transformers prefixes "eval_"). */
+export type BestMetric = 'loss' | 'rewards/accuracies' | 'rewards/margins';
+
+const METRICS: {
+  readonly [M in BestMetric]: {
+    greaterIsBetter: boolean;
+    /** The objectives whose evaluations report it. */
+    objectives: readonly TrainOptions['objective'][];
+    of: (e: HeldOutMetrics) => number | undefined;
+  };
+} = {
+  loss: {
+    greaterIsBetter: false,
+    objectives: ['sft', 'dpo', 'orpo', 'simpo', 'cpo', 'kto'],
+    of: (e) => e.loss,
+  },
+  'rewards/accuracies': {
+    greaterIsBetter: true,
+    objectives: ['dpo', 'orpo', 'simpo', 'cpo'],
+    of: (e) => e.pairs?.rewardAccuracy,
+  },
+  'rewards/margins': {
+    greaterIsBetter: true,
+    objectives: ['dpo', 'orpo', 'simpo', 'cpo', 'kto'],
+    of: (e) => e.pairs?.rewardMargin ?? e.kto?.rewardMargin,
+  },
+};
+
+/** --metric-for-best-model's value: one of METRICS, with or without transformers' "eval_". */
+function bestMetric(o: TrainOptions): BestMetric {
+  const name = (o.metricForBestModel ?? 'loss').replace(/^eval_/, '');
+  if (!Object.hasOwn(METRICS, name))
+    throw new UsageError(
+      `train: --metric-for-best-model ${o.metricForBestModel}: give ${Object.keys(METRICS).join(', ')}`,
+    );
+  const metric = name as BestMetric;
+  if (!METRICS[metric].objectives.includes(o.objective))
+    throw new UsageError(
+      `train: --metric-for-best-model ${metric} is not measured by --objective ${o.objective}: ` +
+        `give one of ${listFor(o.objective)}`,
+    );
+  return metric;
+}
+
+const listFor = (objective: TrainOptions['objective']) =>
+  (Object.keys(METRICS) as BestMetric[])
+    .filter((m) => METRICS[m].objectives.includes(objective))
+    .join(', ');
+
 export interface BestModelSettings {
+  metric: BestMetric;
   /** Save the best evaluated step's checkpoint as the result. */
   loadAtEnd: boolean;
   /** Misses in a row that stop the run; null: never stop early. */
@@ -33,8 +92,14 @@ export function bestModelSettings(o: TrainOptions): {
   const patience = o.earlyStoppingPatience ?? null;
   if (o.earlyStoppingThreshold !== undefined && patience === null)
     throw new UsageError('train: --early-stopping-threshold needs --early-stopping-patience');
-  if (!loadAtEnd && patience === null)
+  if (!loadAtEnd && patience === null) {
+    if (o.metricForBestModel !== undefined)
+      throw new UsageError(
+        'train: --metric-for-best-model needs --load-best-model-at-end or --early-stopping-patience',
+      );
     return { settings: null, checkpointEvery: o.checkpointEvery, warnings: [] };
+  }
+  const metric = bestMetric(o);
   const name = loadAtEnd ? '--load-best-model-at-end' : '--early-stopping-patience';
   if (o.evalEvery === 0)
     throw new UsageError(
@@ -59,7 +124,7 @@ export function bestModelSettings(o: TrainOptions): {
         "--early-stopping-patience without --load-best-model-at-end: the adapter saved is the last step's, not the best evaluated one's",
       ];
   return {
-    settings: { loadAtEnd, patience, threshold: o.earlyStoppingThreshold ?? 0 },
+    settings: { metric, loadAtEnd, patience, threshold: o.earlyStoppingThreshold ?? 0 },
     checkpointEvery,
     warnings,
   };
@@ -67,44 +132,74 @@ export function bestModelSettings(o: TrainOptions): {
 
 /** The best evaluation so far and the misses since; what a checkpoint stores of it. */
 export class BestModel {
-  private best: { step: number; evalLoss: number } | null;
-  private misses: number;
+  private best: { step: number; value: number } | null = null;
+  private misses = 0;
 
+  /** `from`: a checkpoint's state; one for another metric is set aside (`warn`). */
   constructor(
     readonly settings: BestModelSettings,
     from?: BestModelState,
+    warn: (line: string) => void = () => undefined,
   ) {
-    this.best = from ? { step: from.step, evalLoss: from.evalLoss } : null;
-    this.misses = from?.misses ?? 0;
+    if (from && from.metric !== settings.metric) {
+      warn(
+        `the checkpoint chose by ${from.metric}, this run by ${settings.metric}: ` +
+          'the best model and early stopping start over from here',
+      );
+    } else if (from) {
+      this.best = { step: from.step, value: from.value };
+      this.misses = from.misses;
+    }
   }
 
   /** An evaluation at an --eval-every step; returns whether the run should stop now. */
-  evaluated(step: number, evalLoss: number): boolean {
+  evaluated(step: number, e: HeldOutMetrics): boolean {
+    const value = this.valueOf(step, e);
     const best = this.best;
     const improved =
       best === null ||
-      (evalLoss < best.evalLoss && best.evalLoss - evalLoss > this.settings.threshold);
+      (this.better(value, best.value) && Math.abs(value - best.value) > this.settings.threshold);
     this.misses = improved ? 0 : this.misses + 1;
-    this.candidate(step, evalLoss);
+    this.consider(step, value);
     return this.settings.patience !== null && this.misses >= this.settings.patience;
   }
 
   /** The evaluation after the last step: a candidate, not a miss. */
-  candidate(step: number, evalLoss: number): void {
-    if (this.best === null || evalLoss < this.best.evalLoss) this.best = { step, evalLoss };
+  candidate(step: number, e: HeldOutMetrics): void {
+    this.consider(step, this.valueOf(step, e));
   }
 
   /** For trainer_state.json; undefined before the first evaluation. */
   get state(): BestModelState | undefined {
-    return this.best ? { ...this.best, misses: this.misses } : undefined;
+    return this.best
+      ? { metric: this.settings.metric, ...this.best, misses: this.misses }
+      : undefined;
   }
 
-  /** The best evaluated step and its loss; null before the first evaluation. */
-  get bestStep(): { step: number; evalLoss: number } | null {
+  /** The best evaluated step and its metric's value; null before the first evaluation. */
+  get bestStep(): { step: number; value: number } | null {
     return this.best;
   }
 
   get missesInARow(): number {
     return this.misses;
+  }
+
+  private consider(step: number, value: number): void {
+    if (this.best === null || this.better(value, this.best.value)) this.best = { step, value };
+  }
+
+  private better(a: number, b: number): boolean {
+    return METRICS[this.settings.metric].greaterIsBetter ? a > b : a < b;
+  }
+
+  private valueOf(step: number, e: HeldOutMetrics): number {
+    const value = METRICS[this.settings.metric].of(e);
+    if (value === undefined)
+      throw new Error(
+        `--metric-for-best-model ${this.settings.metric}: the evaluation at step ${step} has none ` +
+          '(KTO measures a margin only where the held-out data has desirable and undesirable examples)',
+      );
+    return value;
   }
 }

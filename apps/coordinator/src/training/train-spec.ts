@@ -230,6 +230,13 @@ export const trainSpec = defineCommand({
       description:
         "save as OUT/adapter the checkpoint of the evaluation with the lowest held-out loss (the last one's included), not the last step's; needs --eval-every and held-out data; checkpoints at every evaluation unless --checkpoint-every says otherwise",
     },
+    'metric-for-best-model': {
+      aliases: ['metric_for_best_model'],
+      kind: 'string',
+      value: 'NAME',
+      description:
+        "what --load-best-model-at-end and --early-stopping-patience compare: loss (default, lower is better), or for a preference objective rewards/accuracies or rewards/margins (higher is better; TRL's eval log names)",
+    },
     'early-stopping-patience': {
       aliases: ['early_stopping_patience'],
       kind: 'int',
