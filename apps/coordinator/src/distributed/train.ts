@@ -9,7 +9,7 @@
 // (checkpoints.ts). Faults: a lost worker aborts the step in flight, the ring
 // re-forms without it and the step is replayed (recovery.ts).
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { type BaseDtype, useBackend } from '@lorafleet/core';
 import { hasReference } from '@lorafleet/models';
 import { WIRE_DTYPE_BYTES, encodeRunConfig, resultManifestSha256 } from '@lorafleet/worker';
@@ -289,7 +289,7 @@ async function trainOnFleet(run: RunContext): Promise<void> {
     run,
     result.done,
     saved,
-    savedStep === result.done ? '' : join(out, CHECKPOINTS_DIR, checkpointName(savedStep)),
+    savedStep === result.done ? '' : resolve(out, CHECKPOINTS_DIR, checkpointName(savedStep)),
   );
   await fleet.stop('training finished', TIMEOUTS.exitMs);
   observer.emit({
