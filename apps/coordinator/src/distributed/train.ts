@@ -280,8 +280,9 @@ async function trainOnFleet(run: RunContext): Promise<void> {
       : await run.evaluate(result.done);
   if (after) log(`eval loss after:  ${describeEval(after, plan.config)}`);
   if (result.stoppedEarly) {
-    log(stoppedEarlyLine(run, result.done));
-    observer.note('info', stoppedEarlyLine(run, result.done));
+    const line = stoppedEarlyLine(run, result.done);
+    log(line);
+    observer.note('info', line);
   }
   const saved = join(out, plan.config.mode === 'full' ? 'model' : 'adapter');
   const savedStep = bestStep(run, result.done, after);
