@@ -120,6 +120,17 @@ describe('--resume of a checkpoint written before --objective, or with --dpo-bet
     ).toThrow(/--objective \(checkpoint "sft", now "orpo"\)/);
   });
 
+  it('reads a checkpoint written before --padding as padded to --seq-len (max_length), which it names', () => {
+    expect(current.padding).toBe('longest');
+    const before = without(current, 'padding');
+    expect(() => checkResumeConfig('ckpt', state(before), current)).toThrow(
+      /--padding \(checkpoint "max_length", now "longest"\)/,
+    );
+    expect(() =>
+      checkResumeConfig('ckpt', state(before), { ...current, padding: 'max_length' }),
+    ).not.toThrow();
+  });
+
   it('reads a SimPO checkpoint written before --cpo-alpha as SimPO without the NLL term', () => {
     const simpo = { ...current, objective: 'simpo', beta: 2 };
     const before = without(simpo, 'cpo-loss', 'cpo-alpha');

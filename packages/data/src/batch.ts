@@ -38,6 +38,35 @@ export function collate(rows: readonly SequenceRow[], seqLen: number): Batch {
   return { ids, labels, lengths, batchSize, seqLen, ...(desirable ? { desirable } : {}) };
 }
 
+/** The multiple that padToLongest rounds a batch's length up to: few distinct shapes. */
+export const PAD_MULTIPLE = 8;
+
+/**
+ * The batch cut after its longest row, rounded up to a multiple of
+ * `multiple` (at most T): padding to the longest, as transformers' collators
+ * do, instead of to --seq-len. Right padding after a row's last real token
+ * changes none of its logits (causal attention) and carries no label, so the
+ * loss and gradient are those of the whole batch up to float rounding. A
+ * batch with a label past its rows' lengths is returned as it is.
+ */
+export function padToLongest(batch: Batch, multiple = PAD_MULTIPLE): Batch {
+  const { batchSize, seqLen, lengths, labels } = batch;
+  const longest = Math.max(1, ...lengths);
+  const cut = Math.min(seqLen, Math.ceil(longest / multiple) * multiple);
+  if (cut === seqLen) return batch;
+  for (let b = 0; b < batchSize; b++) {
+    const row = labels.subarray(b * seqLen + cut, (b + 1) * seqLen);
+    if (row.some((label) => label !== IGNORE_INDEX)) return batch;
+  }
+  const ids = new Int32Array(batchSize * cut);
+  const cutLabels = new Int32Array(batchSize * cut);
+  for (let b = 0; b < batchSize; b++) {
+    ids.set(batch.ids.subarray(b * seqLen, b * seqLen + cut), b * cut);
+    cutLabels.set(labels.subarray(b * seqLen, b * seqLen + cut), b * cut);
+  }
+  return { ...batch, ids, labels: cutLabels, seqLen: cut };
+}
+
 /**
  * Tokens that contribute to the loss: positions t >= 1 of each row with a
  * label, since position t - 1 predicts labels[t] and labels[0] predicts

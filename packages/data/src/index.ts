@@ -66,7 +66,7 @@ export {
   padOrTruncate,
   padExamples,
 } from './pack.js';
-export { type Batch, collate, lossTokenCount } from './batch.js';
+export { type Batch, PAD_MULTIPLE, collate, lossTokenCount, padToLongest } from './batch.js';
 export { type SplitOptions, splitIds, splitTrainValidation } from './split.js';
 export { Mulberry32, checkSeed, mixSeed, permutation, shuffleInPlace } from './random.js';
 export {

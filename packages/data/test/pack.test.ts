@@ -4,6 +4,7 @@ import {
   collate,
   lossTokenCount,
   pack,
+  padToLongest,
   padExamples,
   padOrTruncate,
   splitIds,
@@ -131,5 +132,37 @@ describe('train/validation split', () => {
     expect(validation).toHaveLength(2);
     expect([...train].sort()).toEqual(train);
     expect([...train, ...validation].sort()).toEqual(items);
+  });
+});
+
+describe('padToLongest', () => {
+  it("cuts a batch after its longest row, rounded up to the multiple, keeping every row's tokens and labels", () => {
+    const { rows } = padExamples(docs.slice(1), 32, PAD); // 10 and 4 real tokens
+    const full = collate(rows, 32);
+    const cut = padToLongest(full, 8);
+    expect(cut.seqLen).toBe(16);
+    expect(cut.ids).toHaveLength(2 * 16);
+    for (let b = 0; b < 2; b++) {
+      expect(Array.from(cut.ids.subarray(b * 16, (b + 1) * 16))).toEqual(
+        Array.from(rows[b]!.ids.subarray(0, 16)),
+      );
+      expect(Array.from(cut.labels.subarray(b * 16, (b + 1) * 16))).toEqual(
+        Array.from(rows[b]!.labels.subarray(0, 16)),
+      );
+    }
+    expect(Array.from(cut.lengths)).toEqual([10, 4]);
+    expect(lossTokenCount(cut)).toBe(lossTokenCount(full));
+    expect(padToLongest(full, 1).seqLen).toBe(10);
+  });
+
+  it('leaves full rows, an empty batch, and a label past the lengths as they are', () => {
+    const packed = collate(pack(docs, 8), 8);
+    expect(padToLongest(packed)).toBe(packed);
+    const empty = collate([], 16);
+    expect(padToLongest(empty).seqLen).toBe(8);
+    const { rows } = padExamples([docs[2]!], 32, PAD);
+    const labelled = collate(rows, 32);
+    labelled.labels[20] = 7; // a label the cut would drop
+    expect(padToLongest(labelled)).toBe(labelled);
   });
 });

@@ -21,7 +21,7 @@ import {
 } from './fault-injection.js';
 import { stepOrAbort } from './mailbox.js';
 import { asStorageError } from './storage-error.js';
-import { batchesOf, rowLength } from './rows.js';
+import { batchesOf } from './rows.js';
 import { decodeTrainState, encodeTrainState, stateParts } from './state-transfer.js';
 import type { WorkerSession } from './worker-session.js';
 
@@ -200,8 +200,11 @@ async function trainStep(
   if (plan.step !== expected) {
     throw new Error(`StepPlan for step ${plan.step}, but this replica's next step is ${expected}`);
   }
-  const seqLen = rowLength(replica.config.rows);
-  const batches = batchesOf(replica.rowsOf(plan.sampleIds), plan.microBatchSize, seqLen);
+  const batches = batchesOf(
+    replica.rowsOf(plan.sampleIds),
+    plan.microBatchSize,
+    replica.config.rows,
+  );
   await maybeDelayStep(signal);
   maybeUnlabel(batches, plan.step);
   const onCompute = (computeLimitMs: number, warmingUp?: boolean) => {

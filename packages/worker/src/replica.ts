@@ -49,7 +49,7 @@ import {
   writeCheckpointTensors,
 } from './checkpoint.js';
 import { type RunConfig, RunConfigError } from './run-config.js';
-import { batchesOf, prepareRows, rowLength, rowsFingerprint } from './rows.js';
+import { batchesOf, prepareRows, rowsFingerprint } from './rows.js';
 import { type AllReduce, type ComputeNotice, TrainingStep } from './step.js';
 
 /**
@@ -151,13 +151,13 @@ export class Replica {
     });
     // A forward pass costs less than a training micro-batch of the same size.
     const [limit, warmingUp] = [this.step.computeLimitMs(), this.step.warmingUp];
-    const batches = batchesOf(rows, batchSize, rowLength(this.config.rows));
+    const batches = batchesOf(rows, batchSize, this.config.rows);
     const notice = onCompute && (async () => onCompute(limit, warmingUp));
     const { objective } = this.config;
     let result: EvalSums;
     if (objective?.kind === 'kto') {
       // The KL estimate over the whole held-out set, whichever shard this worker has.
-      const all = batchesOf(this.evalRows, batchSize, rowLength(this.config.rows));
+      const all = batchesOf(this.evalRows, batchSize, this.config.rows);
       const { lossSum, examples, ...kto } = await evaluateKto(
         this.model,
         batches,

@@ -17,6 +17,7 @@ import {
   formatProblem,
   pack,
   padExamples,
+  padToLongest,
   readDataset,
 } from '@lorafleet/data';
 import { PAIR_ROWS, ktoRows, prepareTwoSequenceRows, readWarnings } from './two-sequence-rows.js';
@@ -26,6 +27,8 @@ export type Packing = 'auto' | 'pack' | 'pad';
 export interface RowOptions {
   seqLen: number;
   packing: Packing;
+  /** Every row padded to seqLen in each batch (max_length); absent: to the batch's longest (batchesOf). */
+  padding?: 'max_length';
   /** JSONL/CSV: the share of bad records (skipped) past which reading fails (default 0.01). */
   maxBadFraction?: number;
   format?: DatasetFormat;
@@ -160,10 +163,22 @@ export function rowLength(options: Pick<RowOptions, 'seqLen' | 'pairs' | 'kto'>)
   return options.pairs || options.kto ? 2 * options.seqLen : options.seqLen;
 }
 
-/** Consecutive batches of at most `size` rows. */
-export function batchesOf(rows: readonly SequenceRow[], size: number, seqLen: number): Batch[] {
+/**
+ * Consecutive batches of at most `size` rows. Single sequences are padded to
+ * the batch's longest row (padToLongest) unless --padding max_length;
+ * preference pairs and KTO's rows keep 2 x seq-len, each half padded on its own.
+ */
+export function batchesOf(
+  rows: readonly SequenceRow[],
+  size: number,
+  options: Pick<RowOptions, 'seqLen' | 'pairs' | 'kto' | 'padding'>,
+): Batch[] {
   const out: Batch[] = [];
-  for (let i = 0; i < rows.length; i += size) out.push(collate(rows.slice(i, i + size), seqLen));
+  const whole = options.pairs || options.kto || options.padding === 'max_length';
+  for (let i = 0; i < rows.length; i += size) {
+    const batch = collate(rows.slice(i, i + size), rowLength(options));
+    out.push(whole ? batch : padToLongest(batch));
+  }
   return out;
 }
 

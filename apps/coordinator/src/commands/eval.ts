@@ -26,7 +26,7 @@ import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
 import { describeSettings, namedSettings } from '../training/objective-describe.js';
 import { checkObjectiveOptions, objectiveOptions } from '../training/objective-options.js';
 import { feedbackRows, feedbackSettingsFrom } from '../training/objective-settings.js';
-import { batchesOf, prepareRows, rowLength } from '../training/rows.js';
+import { batchesOf, prepareRows } from '../training/rows.js';
 
 export const evalSpec = defineCommand({
   name: 'eval',
@@ -85,7 +85,7 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
   const rowOptions = { ...rowOptionsFrom(o, config), ...feedbackRows(preference, o.batchSize) };
   const prepared = await prepareRows(o.data, tokenizer, rowOptions);
   prepared.warnings.forEach((w) => console.warn(`warning: ${w}`));
-  const batches = batchesOf(prepared.rows, o.batchSize, rowLength(rowOptions));
+  const batches = batchesOf(prepared.rows, o.batchSize, rowOptions);
   const rows = prepared.rows.length;
   if (preference?.kind === 'kto') return reportKto(o, model, batches, preference, adapted, rows);
   if (preference) return reportPairs(o, model, batches, preference, adapted, rows);

@@ -20,6 +20,14 @@ export const dataOptions = defineOptions({
     description:
       'pack text into full rows, or pad one example per row (auto: pad when prompts are masked)',
   },
+  padding: {
+    affects: 'math',
+    kind: 'string',
+    choices: ['longest', 'max_length'],
+    default: 'longest',
+    description:
+      "padded rows (prompt/completion, chat): each micro-batch padded to its longest row, rounded up to a multiple of 8 (transformers' padding='longest'), or every row to --seq-len (max_length: one shape for every micro-batch)",
+  },
   format: {
     affects: 'math',
     kind: 'string',
@@ -85,6 +93,7 @@ export function rowOptionsFrom(o: DataValues, { contextLength: context }: ModelC
   return {
     seqLen,
     packing: o.packing,
+    ...(o.padding === 'max_length' ? { padding: 'max_length' as const } : {}),
     maxBadFraction: o.maxBadFraction,
     ...(o.format ? { format: o.format } : {}),
     ...(csv ? { csv } : {}),

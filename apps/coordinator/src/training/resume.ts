@@ -65,7 +65,10 @@ export async function modelFingerprint(dir: string): Promise<string> {
  * give the option records, which is how every run trained before it existed
  * (before --wire-dtype, gradients travelled in fp32; before --objective, every
  * run trained the token loss; before PEFT's options, DoRA, LoRA+ and NEFTune,
- * none was on). A new math option whose default changes nothing joins this list.
+ * none was on). A new math option whose default changes nothing joins this
+ * list; one whose default differs from what came before (--padding) joins it
+ * with the old behaviour, so an older checkpoint resumes exactly with that
+ * value given and is refused, naming it, without.
  */
 const ADDED_LATER: Record<string, unknown> = {
   'wire-dtype': 'fp32',
@@ -97,6 +100,8 @@ const ADDED_LATER: Record<string, unknown> = {
   'kto-loss': 'kto',
   'desirable-weight': 1,
   'undesirable-weight': 1,
+  // Before --padding, every padded row was padded to --seq-len.
+  padding: 'max_length',
 };
 
 /** Math options renamed since: the old name, the new one, and the old value as the new option records it. */
