@@ -1,8 +1,9 @@
 // --padding through the real CLI, on prompt/completion lines far shorter
 // than --seq-len: each micro-batch padded to its longest row (the default)
 // trains the adapter that padding every row to --seq-len trains, on the same
-// tokens, with the same held-out loss (float rounding apart); a resume must
-// keep the checkpoint's padding; preference pairs refuse it. Its speed:
+// tokens, with the same held-out loss (float rounding apart); so do DPO on
+// preference pairs and KTO, each half of their rows cut on its own; a resume
+// must keep the checkpoint's padding. Its speed:
 // test/bench/padding/run.mjs. The step's equality per family and backend:
 // packages/worker/test/pad-to-longest.test.ts.
 import { readFile } from 'node:fs/promises';
@@ -16,7 +17,6 @@ import {
   initTinyModel,
   lorafleet,
   makeTempDir,
-  preferenceRecords,
   removeDir,
   writeJsonl,
 } from './helpers.js';
@@ -78,18 +78,56 @@ describe('train --padding', () => {
     expect(gap.diff).toBeLessThan(WORKERS_TOLERANCE);
   }, 120_000);
 
-  it('a resume keeps the checkpoint padding; preference pairs refuse the option', async () => {
+  it('DPO and KTO: each half cut on its own trains what max_length trains', async () => {
+    // Responses of 4 to 13 bytes after 6-byte prompts: halves of at most 20 tokens in --seq-len 32.
+    const pairs = await writeJsonl(
+      join(dir!, 'pairs.jsonl'),
+      Array.from({ length: 16 }, (_, i) => ({
+        prompt: `p${String(i).padStart(2, '0')}: `,
+        chosen: `${'yes '.repeat(1 + (i % 3))}.`,
+        rejected: `no${'!'.repeat(1 + (i % 5))}`,
+      })),
+    );
+    const feedback = await writeJsonl(
+      join(dir!, 'feedback.jsonl'),
+      Array.from({ length: 16 }, (_, i) => ({
+        prompt: `p${String(i).padStart(2, '0')}: `,
+        completion: i % 2 ? `${'yes '.repeat(1 + (i % 3))}.` : 'no!',
+        label: i % 2 === 1,
+      })),
+    );
+    for (const [objective, file] of [
+      ['dpo', pairs],
+      ['kto', feedback],
+    ] as const) {
+      const run = (out: string, ...extra: string[]) =>
+        lorafleet([
+          ...['train', '--model', model, '--data', file, '--out', join(dir!, out)],
+          ...['--objective', objective, '--seq-len', '32', '--steps', '4', '--batch-size', '4'],
+          ...['--lr', '2e-2', ...extra],
+        ]);
+      const [longest, maxLength] = await Promise.all([
+        run(`${objective}-longest`),
+        run(`${objective}-max-length`, '--padding', 'max_length'),
+      ]);
+      expect(longest.code, longest.stderr).toBe(0);
+      expect(maxLength.code, maxLength.stderr).toBe(0);
+      const [a, b] = [await steps(`${objective}-longest`), await steps(`${objective}-max-length`)];
+      for (const [i, s] of a.entries()) expect(s.loss, objective).toBeCloseTo(b[i]!.loss, 5);
+      const gap = await adapterGap(
+        join(dir!, `${objective}-longest`, 'adapter'),
+        join(dir!, `${objective}-max-length`, 'adapter'),
+      );
+      expect(gap.largestB, objective).toBeGreaterThan(1e-3);
+      expect(gap.diff, objective).toBeLessThan(WORKERS_TOLERANCE);
+    }
+  }, 120_000);
+
+  it('a resume keeps the checkpoint padding', async () => {
     const split = await train('split', '--padding', 'max_length', '--steps', '3');
     expect(split.code, split.stderr).toBe(0);
     const resumed = await train('split', '--resume', join(dir!, 'split'));
     expect(resumed.code).toBe(2);
     expect(resumed.stderr).toContain('--padding (checkpoint "max_length", now "longest")');
-    const pairs = await writeJsonl(join(dir!, 'pairs.jsonl'), preferenceRecords(8));
-    const dpo = await lorafleet([
-      ...['train', '--model', model, '--data', pairs, '--out', join(dir!, 'dpo')],
-      ...['--objective', 'dpo', '--padding', 'max_length', '--steps', '1'],
-    ]);
-    expect(dpo.code, dpo.stderr).toBe(2);
-    expect(dpo.stderr).toContain('--padding would change nothing');
   }, 120_000);
 });

@@ -51,20 +51,54 @@ export const PAD_MULTIPLE = 8;
  */
 export function padToLongest(batch: Batch, multiple = PAD_MULTIPLE): Batch {
   const { batchSize, seqLen, lengths, labels } = batch;
-  const longest = Math.max(1, ...lengths);
-  const cut = Math.min(seqLen, Math.ceil(longest / multiple) * multiple);
+  const cut = roundedCut(Math.max(1, ...lengths), multiple, seqLen);
   if (cut === seqLen) return batch;
   for (let b = 0; b < batchSize; b++) {
     const row = labels.subarray(b * seqLen + cut, (b + 1) * seqLen);
     if (row.some((label) => label !== IGNORE_INDEX)) return batch;
   }
-  const ids = new Int32Array(batchSize * cut);
-  const cutLabels = new Int32Array(batchSize * cut);
+  return cutSequences(batch, 1, cut);
+}
+
+/**
+ * A batch of two-sequence rows (preference pairs' [chosen | rejected],
+ * KTO's [completion | KL completion], each half T of 2T) cut to 2T': each
+ * half after the last labelled token of any row's same half, rounded up to
+ * `multiple`. What follows a half's last label reaches no labelled logit
+ * (causal attention), so the losses are the whole batch's up to rounding.
+ */
+export function padHalvesToLongest(batch: Batch, multiple = PAD_MULTIPLE): Batch {
+  const { batchSize, seqLen, labels } = batch;
+  const half = seqLen / 2;
+  let needed = 1;
   for (let b = 0; b < batchSize; b++) {
-    ids.set(batch.ids.subarray(b * seqLen, b * seqLen + cut), b * cut);
-    cutLabels.set(labels.subarray(b * seqLen, b * seqLen + cut), b * cut);
+    for (const start of [b * seqLen, b * seqLen + half]) {
+      for (let t = half - 1; t >= needed; t--) {
+        if (labels[start + t] !== IGNORE_INDEX) {
+          needed = t + 1;
+          break;
+        }
+      }
+    }
   }
-  return { ...batch, ids, labels: cutLabels, seqLen: cut };
+  const cut = roundedCut(needed, multiple, half);
+  return cut === half ? batch : cutSequences(batch, 2, cut);
+}
+
+const roundedCut = (needed: number, multiple: number, most: number) =>
+  Math.min(most, Math.ceil(needed / multiple) * multiple);
+
+/** Each row's `sequences` equal parts, each cut to its first `cut` tokens. */
+function cutSequences(batch: Batch, sequences: number, cut: number): Batch {
+  const { batchSize, seqLen } = batch;
+  const part = seqLen / sequences;
+  const ids = new Int32Array(batchSize * sequences * cut);
+  const labels = new Int32Array(batchSize * sequences * cut);
+  for (let p = 0; p < batchSize * sequences; p++) {
+    ids.set(batch.ids.subarray(p * part, p * part + cut), p * cut);
+    labels.set(batch.labels.subarray(p * part, p * part + cut), p * cut);
+  }
+  return { ...batch, ids, labels, seqLen: sequences * cut };
 }
 
 /**

@@ -66,7 +66,14 @@ export {
   padOrTruncate,
   padExamples,
 } from './pack.js';
-export { type Batch, PAD_MULTIPLE, collate, lossTokenCount, padToLongest } from './batch.js';
+export {
+  type Batch,
+  PAD_MULTIPLE,
+  collate,
+  lossTokenCount,
+  padHalvesToLongest,
+  padToLongest,
+} from './batch.js';
 export { type SplitOptions, splitIds, splitTrainValidation } from './split.js';
 export { Mulberry32, checkSeed, mixSeed, permutation, shuffleInPlace } from './random.js';
 export {

@@ -4,6 +4,7 @@ import {
   collate,
   lossTokenCount,
   pack,
+  padHalvesToLongest,
   padToLongest,
   padExamples,
   padOrTruncate,
@@ -164,5 +165,39 @@ describe('padToLongest', () => {
     const labelled = collate(rows, 32);
     labelled.labels[20] = 7; // a label the cut would drop
     expect(padToLongest(labelled)).toBe(labelled);
+  });
+});
+
+describe('padHalvesToLongest', () => {
+  it("cuts each half of two-sequence rows after the last label of any row's half", () => {
+    const T = 16;
+    // Two rows [first | second]: labels end at 5 and 9 in the first halves, 3 and 11 in the second.
+    const rows = [
+      [5, 3],
+      [9, 11],
+    ].map(([a, c]) => {
+      const ids = Int32Array.from({ length: 2 * T }, (_, i) => 100 + i);
+      const labels = new Int32Array(2 * T).fill(IGNORE_INDEX);
+      for (let t = 1; t < a!; t++) labels[t] = ids[t]!;
+      for (let t = 2; t < c!; t++) labels[T + t] = ids[T + t]!;
+      return { ids, labels, length: 2 * T };
+    });
+    const full = collate(rows, 2 * T);
+    const cut = padHalvesToLongest(full, 4); // 11, rounded up to 12
+    expect(cut.seqLen).toBe(24);
+    for (let b = 0; b < 2; b++) {
+      for (const h of [0, 1]) {
+        const from = b * 2 * T + h * T;
+        const to = b * 24 + h * 12;
+        expect(Array.from(cut.ids.subarray(to, to + 12))).toEqual(
+          Array.from(full.ids.subarray(from, from + 12)),
+        );
+        expect(Array.from(cut.labels.subarray(to, to + 12))).toEqual(
+          Array.from(full.labels.subarray(from, from + 12)),
+        );
+      }
+    }
+    expect(lossTokenCount(cut)).toBe(lossTokenCount(full));
+    expect(padHalvesToLongest(full, 8)).toBe(full); // 11 rounds up to 16: nothing to cut
   });
 });

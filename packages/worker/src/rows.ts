@@ -17,6 +17,7 @@ import {
   formatProblem,
   pack,
   padExamples,
+  padHalvesToLongest,
   padToLongest,
   readDataset,
 } from '@lorafleet/data';
@@ -164,9 +165,9 @@ export function rowLength(options: Pick<RowOptions, 'seqLen' | 'pairs' | 'kto'>)
 }
 
 /**
- * Consecutive batches of at most `size` rows. Single sequences are padded to
- * the batch's longest row (padToLongest) unless --padding max_length;
- * preference pairs and KTO's rows keep 2 x seq-len, each half padded on its own.
+ * Consecutive batches of at most `size` rows, each padded to its longest row
+ * (padToLongest; preference pairs and KTO's rows: each half to its longest,
+ * padHalvesToLongest) unless --padding max_length.
  */
 export function batchesOf(
   rows: readonly SequenceRow[],
@@ -174,10 +175,14 @@ export function batchesOf(
   options: Pick<RowOptions, 'seqLen' | 'pairs' | 'kto' | 'padding'>,
 ): Batch[] {
   const out: Batch[] = [];
-  const whole = options.pairs || options.kto || options.padding === 'max_length';
+  const cut =
+    options.padding === 'max_length'
+      ? (batch: Batch) => batch
+      : options.pairs || options.kto
+        ? padHalvesToLongest
+        : padToLongest;
   for (let i = 0; i < rows.length; i += size) {
-    const batch = collate(rows.slice(i, i + size), rowLength(options));
-    out.push(whole ? batch : padToLongest(batch));
+    out.push(cut(collate(rows.slice(i, i + size), rowLength(options))));
   }
   return out;
 }

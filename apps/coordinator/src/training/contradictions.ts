@@ -99,11 +99,6 @@ function checkObjective(
       `pads each response to --seq-len, ${o.objective === 'kto' ? 'an example' : 'a pair'} per row: --packing would change nothing`,
     ],
     [
-      'padding',
-      given.has('padding'),
-      'pads each response to --seq-len: --padding would change nothing',
-    ],
-    [
       'batch-size',
       o.objective === 'kto' && o.ktoLoss === 'kto' && o.batchSize < 2,
       "estimates the KL on each example's prompt with another example's completion of its batch: --batch-size needs 2 or more (TRL's rule)",

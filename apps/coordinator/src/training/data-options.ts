@@ -26,7 +26,7 @@ export const dataOptions = defineOptions({
     choices: ['longest', 'max_length'],
     default: 'longest',
     description:
-      "padded rows (prompt/completion, chat): each micro-batch padded to its longest row, rounded up to a multiple of 8 (transformers' padding='longest'), or every row to --seq-len (max_length: one shape for every micro-batch)",
+      "padded rows (prompt/completion, chat, preference pairs, KTO): each micro-batch padded to its longest row (a pair's halves each to their longest), rounded up to a multiple of 8 (transformers' padding='longest'), or every row to --seq-len (max_length: one shape for every micro-batch)",
   },
   format: {
     affects: 'math',
