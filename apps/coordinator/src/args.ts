@@ -14,4 +14,5 @@ export {
   helpText,
   mathOptions,
   parseCommand,
+  withValues,
 } from '@lorafleet/options';

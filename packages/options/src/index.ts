@@ -13,5 +13,5 @@ export {
   defineOptions,
   mathOptions,
 } from './spec.js';
-export { givenOptions, parseCommand } from './parse.js';
+export { givenOptions, parseCommand, withValues } from './parse.js';
 export { helpText } from './help.js';

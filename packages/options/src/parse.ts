@@ -23,6 +23,16 @@ export function givenOptions(values: object): ReadonlySet<string> {
   return (values as { [GIVEN]?: ReadonlySet<string> })[GIVEN] ?? new Set();
 }
 
+/**
+ * `values` with `changes`: a copy that still knows which options were given
+ * (givenOptions), which a spread copy forgets (the record is not enumerable).
+ */
+export function withValues<T extends object>(values: T, changes: Partial<T>): T {
+  const copy = { ...values, ...changes };
+  Object.defineProperty(copy, GIVEN, { value: givenOptions(values), enumerable: false });
+  return copy;
+}
+
 function convert(
   command: string,
   name: string,

@@ -9,6 +9,7 @@ import {
   helpText,
   mathOptions,
   parseCommand,
+  withValues,
 } from '../src/index.js';
 import { editDistance } from '../src/suggest.js';
 
@@ -70,6 +71,15 @@ describe('parseCommand', () => {
   it('tells given options from defaults', () => {
     const v = parse(['--model', 'm', '--lr', '0.1']);
     expect([...givenOptions(v)].sort()).toEqual(['lr', 'model']);
+  });
+
+  it('withValues copies the values, changed, and which were given; a spread forgets that', () => {
+    const v = parse(['--model', 'm', '--lr', '0.1']);
+    const copy = withValues(v, { lr: 0.2 });
+    expect(copy).toMatchObject({ model: 'm', lr: 0.2 });
+    expect(v.lr).toBe(0.1);
+    expect([...givenOptions(copy)].sort()).toEqual(['lr', 'model']);
+    expect([...givenOptions({ ...v })]).toEqual([]);
   });
 
   it('accepts negative numbers after a numeric option', () => {

@@ -7,6 +7,7 @@ import { readModelConfig } from '@lorafleet/models';
 import { baseDtypeFor } from '../common.js';
 import { checkTrainOptions } from '../training/contradictions.js';
 import type { TrainOptions } from '../training/train-spec.js';
+import { withValues } from '../args.js';
 export { trainSpec } from '../training/train-spec.js';
 
 export async function runTrain(given: TrainOptions): Promise<void> {
@@ -14,7 +15,9 @@ export async function runTrain(given: TrainOptions): Promise<void> {
   checkTrainOptions(given);
   // Resolved once, before the run's configuration (and a resume's check of it) reads it.
   const config = await readModelConfig(given.model);
-  const o = { ...given, baseDtype: baseDtypeFor(given.baseDtype, config, given.fullFinetune) };
+  const o = withValues(given, {
+    baseDtype: baseDtypeFor(given.baseDtype, config, given.fullFinetune),
+  });
   const membership = membershipFrom(o, (w) => console.warn(`warning: ${w}`));
   await runTraining(o, membership ?? { kind: 'inprocess', workers: 1 });
 }
