@@ -140,7 +140,10 @@ describe('runWorker', () => {
     expect(hashes[0]).not.toBe(hashes[1]); // the parameters moved
 
     const path = join(run.dir, 'adapter');
-    await coordinator.send({ case: 'checkpointRequest', value: { step: 2, path, fromCheckpoint: '' } });
+    await coordinator.send({
+      case: 'checkpointRequest',
+      value: { step: 2, path, fromCheckpoint: '' },
+    });
     const saved = await coordinator.next();
     expect(saved.body).toEqual({
       case: 'checkpointDone',
