@@ -27,7 +27,7 @@ import { rowOptionsFrom } from '../training/data-options.js';
 import { checkDpoStartAdapter } from '../training/contradictions.js';
 import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
 import { feedbackRows, feedbackSettingsFrom } from '../training/objective-settings.js';
-import { type BestModelSettings, bestModelSettings } from '../training/best-model.js';
+import { type BestModelSettings, bestModelSettings } from '../training/best-model-options.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */
 const RING_TIMEOUT_MS = 300_000;

@@ -9,8 +9,9 @@
 // evaluation). The final evaluation is a candidate too, never a miss. The
 // state rides in every checkpoint's trainer_state.json, so a resumed run
 // chooses and stops as the uninterrupted one.
+// The options and the settings made of them: best-model-options.ts.
 import type { BestModelState } from '@lorafleet/worker';
-import { UsageError } from '../args.js';
+import type { BestModelSettings } from './best-model-options.js';
 import type { TrainOptions } from './train-spec.js';
 
 /** What an evaluation reports, as far as the metrics below read it. */
@@ -23,7 +24,7 @@ export interface HeldOutMetrics {
 /** The metrics that can choose the best model, by TRL's log names (transformers prefixes "eval_"). */
 export type BestMetric = 'loss' | 'rewards/accuracies' | 'rewards/margins';
 
-const METRICS: {
+export const METRICS: {
   readonly [M in BestMetric]: {
     greaterIsBetter: boolean;
     /** The objectives whose evaluations report it. */
@@ -47,88 +48,6 @@ const METRICS: {
     of: (e) => e.pairs?.rewardMargin ?? e.kto?.rewardMargin,
   },
 };
-
-/** --metric-for-best-model's value: one of METRICS, with or without transformers' "eval_". */
-function bestMetric(o: TrainOptions): BestMetric {
-  const name = (o.metricForBestModel ?? 'loss').replace(/^eval_/, '');
-  if (!Object.hasOwn(METRICS, name))
-    throw new UsageError(
-      `train: --metric-for-best-model ${o.metricForBestModel}: give ${Object.keys(METRICS).join(', ')}`,
-    );
-  const metric = name as BestMetric;
-  if (!METRICS[metric].objectives.includes(o.objective))
-    throw new UsageError(
-      `train: --metric-for-best-model ${metric} is not measured by --objective ${o.objective}: ` +
-        `give one of ${listFor(o.objective)}`,
-    );
-  return metric;
-}
-
-const listFor = (objective: TrainOptions['objective']) =>
-  (Object.keys(METRICS) as BestMetric[])
-    .filter((m) => METRICS[m].objectives.includes(objective))
-    .join(', ');
-
-export interface BestModelSettings {
-  metric: BestMetric;
-  /** Save the best evaluated step's checkpoint as the result. */
-  loadAtEnd: boolean;
-  /** Misses in a row that stop the run; null: never stop early. */
-  patience: number | null;
-  threshold: number;
-}
-
-/**
- * The settings, and the checkpoint interval they need: with
- * --load-best-model-at-end every evaluated step must have its checkpoint, so
- * --checkpoint-every defaults to --eval-every and must divide it.
- */
-export function bestModelSettings(o: TrainOptions): {
-  settings: BestModelSettings | null;
-  checkpointEvery: number;
-  warnings: string[];
-} {
-  const loadAtEnd = o.loadBestModelAtEnd === true;
-  const patience = o.earlyStoppingPatience ?? null;
-  if (o.earlyStoppingThreshold !== undefined && patience === null)
-    throw new UsageError('train: --early-stopping-threshold needs --early-stopping-patience');
-  if (!loadAtEnd && patience === null) {
-    if (o.metricForBestModel !== undefined)
-      throw new UsageError(
-        'train: --metric-for-best-model needs --load-best-model-at-end or --early-stopping-patience',
-      );
-    return { settings: null, checkpointEvery: o.checkpointEvery, warnings: [] };
-  }
-  const metric = bestMetric(o);
-  const name = loadAtEnd ? '--load-best-model-at-end' : '--early-stopping-patience';
-  if (o.evalEvery === 0)
-    throw new UsageError(
-      `train: ${name} needs --eval-every N (and held-out data: --eval-data or --eval-fraction): the evaluations it compares`,
-    );
-  let checkpointEvery = o.checkpointEvery;
-  if (loadAtEnd) {
-    if (o.fullFinetune)
-      throw new UsageError(
-        'train: --load-best-model-at-end needs LoRA: a full fine-tune writes no checkpoints to choose from',
-      );
-    if (checkpointEvery === 0) checkpointEvery = o.evalEvery;
-    else if (o.evalEvery % checkpointEvery !== 0)
-      throw new UsageError(
-        `train: --load-best-model-at-end needs a checkpoint at every evaluation: --eval-every ${o.evalEvery} ` +
-          `is not a multiple of --checkpoint-every ${checkpointEvery} (leave --checkpoint-every out: it follows --eval-every)`,
-      );
-  }
-  const warnings = loadAtEnd
-    ? []
-    : [
-        "--early-stopping-patience without --load-best-model-at-end: the adapter saved is the last step's, not the best evaluated one's",
-      ];
-  return {
-    settings: { metric, loadAtEnd, patience, threshold: o.earlyStoppingThreshold ?? 0 },
-    checkpointEvery,
-    warnings,
-  };
-}
 
 /** The best evaluation so far and the misses since; what a checkpoint stores of it. */
 export class BestModel {

@@ -4,7 +4,7 @@ import { datasetFormat } from '@lorafleet/data';
 import { FEEDBACK_NAMES, hasReference } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
 import { checkObjectiveOptions } from './objective-options.js';
-import { bestModelSettings } from './best-model.js';
+import { bestModelSettings } from './best-model-options.js';
 import type { RunConfig } from '@lorafleet/worker';
 import type { TrainOptions } from './train-spec.js';
 import { PEFT_OPTION_NAMES, checkPeftOptions } from './peft-options.js';

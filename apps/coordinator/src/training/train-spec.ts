@@ -1,6 +1,7 @@
 // The options of `lorafleet train` (also the keys of its --config file).
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption } from '../common.js';
+import { bestModelOptions } from './best-model-options.js';
 import { dataOptions } from './data-options.js';
 import { objectiveOptions } from './objective-options.js';
 import { peftOptions } from './peft-options.js';
@@ -224,33 +225,7 @@ export const trainSpec = defineCommand({
       description:
         'checkpoints kept (the oldest are deleted; with --load-best-model-at-end the best one is kept too)',
     },
-    'load-best-model-at-end': {
-      aliases: ['load_best_model_at_end'],
-      kind: 'boolean',
-      description:
-        "save as OUT/adapter the checkpoint of the evaluation with the lowest held-out loss (the last one's included), not the last step's; needs --eval-every and held-out data; checkpoints at every evaluation unless --checkpoint-every says otherwise",
-    },
-    'metric-for-best-model': {
-      aliases: ['metric_for_best_model'],
-      kind: 'string',
-      value: 'NAME',
-      description:
-        "what --load-best-model-at-end and --early-stopping-patience compare: loss (default, lower is better), or for a preference objective rewards/accuracies or rewards/margins (higher is better; TRL's eval log names)",
-    },
-    'early-stopping-patience': {
-      aliases: ['early_stopping_patience'],
-      kind: 'int',
-      min: 1,
-      description:
-        "stop after this many evaluations in a row (--eval-every) that do not lower the best held-out loss by more than --early-stopping-threshold (transformers' EarlyStoppingCallback)",
-    },
-    'early-stopping-threshold': {
-      aliases: ['early_stopping_threshold'],
-      kind: 'number',
-      min: 0,
-      description:
-        'with --early-stopping-patience: how much an evaluation must improve on the best (default: 0)',
-    },
+    ...bestModelOptions,
     overwrite: {
       aliases: ['overwrite_output_dir'],
       kind: 'boolean',
