@@ -80,9 +80,11 @@ export {
   type SamplerConfig,
   type SamplerState,
   type PlannedBatch,
+  type SamplingStrategy,
   SAMPLER_START,
   GlobalBatchSampler,
 } from './sampler.js';
+export { lengthGroupedOrder, megabatchMultiple } from './length-grouped.js';
 export { shard, shardBounds } from './shard.js';
 export {
   type AuditOptions,

@@ -1,7 +1,9 @@
 // The deterministic sampler: which rows make each step's global batch.
 //
 // Each epoch visits the N row ids in a fresh order, a pure function of
-// (seed, epoch). A step takes the next G ids of that order, so every id
+// (seed, epoch): shuffled ('random', the default), grouped by length
+// ('group_by_length': length-grouped.ts) or 0..N-1 ('sequential'), the
+// three orders of transformers' `train_sampling_strategy`. A step takes the next G ids of that order, so every id
 // appears exactly once per epoch. The last batch of an epoch is short
 // (N mod G ids) by default, or dropped ('drop': those ids skip that epoch).
 // Batches never straddle epochs.
@@ -10,7 +12,22 @@
 // coordinator can plan a step, and then either commit `next` or abort and
 // plan the same batch again; restoring a saved state replays the same future.
 
+import { lengthGroupedOrder } from './length-grouped.js';
 import { checkSeed, mixSeed, permutation } from './random.js';
+
+/** How each epoch orders the row ids (transformers' `train_sampling_strategy`). */
+export type SamplingStrategy = 'random' | 'group_by_length' | 'sequential';
+
+/** Epoch `epoch`'s order of the ids 0..N-1 under each strategy. */
+const EPOCH_ORDERS: Record<
+  SamplingStrategy,
+  (sampler: GlobalBatchSampler, epoch: number) => Uint32Array
+> = {
+  random: (s, epoch) => permutation(s.datasetSize, mixSeed(s.seed, epoch)),
+  group_by_length: (s, epoch) =>
+    lengthGroupedOrder(EPOCH_ORDERS.random(s, epoch), s.lengths!, s.globalBatchSize),
+  sequential: (s) => Uint32Array.from({ length: s.datasetSize }, (_, i) => i),
+};
 
 export interface SamplerConfig {
   datasetSize: number; // N rows
@@ -18,6 +35,10 @@ export interface SamplerConfig {
   globalBatchSize: number; // G ids per step, over all ranks
   /** The epoch's last N mod G ids: a short batch (default) or dropped. */
   lastBatch?: 'short' | 'drop';
+  /** The order of each epoch (default 'random'). */
+  strategy?: SamplingStrategy;
+  /** [N] each row's length in tokens: what 'group_by_length' groups by. */
+  lengths?: ArrayLike<number>;
 }
 
 /** Where the sampler stands: the epoch and how many ids of its order are used. */
@@ -40,10 +61,12 @@ export class GlobalBatchSampler {
   readonly seed: number;
   readonly globalBatchSize: number;
   readonly lastBatch: 'short' | 'drop';
+  readonly strategy: SamplingStrategy;
+  readonly lengths: ArrayLike<number> | undefined;
   private cached: { epoch: number; order: Uint32Array } | undefined;
 
   constructor(config: SamplerConfig) {
-    const { datasetSize: n, globalBatchSize: g, lastBatch = 'short' } = config;
+    const { datasetSize: n, globalBatchSize: g, lastBatch = 'short', strategy = 'random' } = config;
     if (!Number.isInteger(n) || n < 1 || n > 2 ** 32) {
       throw new RangeError(`datasetSize must be an integer in [1, 2^32], got ${n}`);
     }
@@ -56,10 +79,18 @@ export class GlobalBatchSampler {
           `exists; use lastBatch 'short' or a smaller batch`,
       );
     }
+    if (strategy === 'group_by_length' && config.lengths?.length !== n) {
+      throw new RangeError(
+        `strategy 'group_by_length' needs the length of each of the ${n} rows, ` +
+          `got ${config.lengths?.length ?? 'no'} lengths`,
+      );
+    }
     this.datasetSize = n;
     this.seed = checkSeed(config.seed);
     this.globalBatchSize = g;
     this.lastBatch = lastBatch;
+    this.strategy = strategy;
+    this.lengths = config.lengths;
   }
 
   /** Steps in one epoch (every epoch has the same number). */
@@ -73,7 +104,7 @@ export class GlobalBatchSampler {
   /** The order in which epoch `epoch` visits the row ids. Do not modify it. */
   epochOrder(epoch: number): Uint32Array {
     if (this.cached?.epoch !== epoch) {
-      this.cached = { epoch, order: permutation(this.datasetSize, mixSeed(this.seed, epoch)) };
+      this.cached = { epoch, order: EPOCH_ORDERS[this.strategy](this, epoch) };
     }
     return this.cached.order;
   }

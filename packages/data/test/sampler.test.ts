@@ -129,6 +129,63 @@ describe('GlobalBatchSampler', () => {
   });
 });
 
+describe('sampling strategies', () => {
+  // Lengths 1..40 in a dataset of 200: each epoch is 25 batches of 8 in megabatches of 6 batches
+  // (transformers' rule: a quarter of the data, up to 50), the last one a single batch.
+  const lengths = Array.from({ length: 200 }, (_, i) => 1 + ((i * 37) % 40));
+  const config = { datasetSize: 200, seed: 5, globalBatchSize: 8 };
+  /** Mean over batches of (longest - shortest) length in the batch. */
+  const spread = (batches: PlannedBatch[]) => {
+    const gaps = batches.map(({ ids }) => {
+      const l = ids.map((id) => lengths[id]!);
+      return Math.max(...l) - Math.min(...l);
+    });
+    return gaps.reduce((a, b) => a + b, 0) / gaps.length;
+  };
+
+  it('group_by_length: every id once an epoch, batches of similar lengths, the longest first', () => {
+    const grouped = new GlobalBatchSampler({ ...config, strategy: 'group_by_length', lengths });
+    const random = new GlobalBatchSampler(config);
+    for (const epoch of [0, 1]) {
+      const batches = take(grouped, 25, { epoch, cursor: 0 });
+      expect(batches.flatMap((b) => b.ids).sort((a, b) => a - b)).toEqual(range(200));
+      expect(lengths[batches[0]!.ids[0]!]).toBe(40);
+      // Random batches of 8 span ~31 of the 40 lengths; grouped ones ~7 (48 rows sorted over 40 lengths).
+      expect(spread(batches)).toBeLessThan(10);
+      expect(spread(take(random, 25, { epoch, cursor: 0 }))).toBeGreaterThan(25);
+      // Megabatches keep the epoch random: the first holds the random order's first 48 ids
+      // (but the one swapped for the longest row of all, at its front).
+      const first = new Set(random.epochOrder(epoch).subarray(0, 48));
+      expect(
+        grouped
+          .epochOrder(epoch)
+          .subarray(1, 48)
+          .every((id) => first.has(id)),
+      ).toBe(true);
+    }
+    expect(grouped.epochOrder(0)).not.toEqual(grouped.epochOrder(1));
+    // Resumable: the order is a pure function of (seed, epoch, lengths).
+    const again = new GlobalBatchSampler({ ...config, strategy: 'group_by_length', lengths });
+    expect(take(again, 10, grouped.stateAtStep(30))).toEqual(take(grouped, 40).slice(30));
+  });
+
+  it('sequential: the file order, every epoch', () => {
+    const sampler = new GlobalBatchSampler({ ...config, strategy: 'sequential' });
+    const batches = take(sampler, 50);
+    expect(batches.slice(0, 25).flatMap((b) => b.ids)).toEqual(range(200));
+    expect(batches.slice(25).flatMap((b) => b.ids)).toEqual(range(200));
+  });
+
+  it('refuses group_by_length without a length for each row', () => {
+    expect(() => new GlobalBatchSampler({ ...config, strategy: 'group_by_length' })).toThrow(
+      /needs the length of each of the 200 rows, got no lengths/,
+    );
+    expect(
+      () => new GlobalBatchSampler({ ...config, strategy: 'group_by_length', lengths: [1, 2, 3] }),
+    ).toThrow(/got 3 lengths/);
+  });
+});
+
 describe('shard', () => {
   it('gives disjoint, balanced, contiguous shards covering the global batch', () => {
     const sampler = new GlobalBatchSampler({ datasetSize: 29, seed: 11, globalBatchSize: 7 });

@@ -11,6 +11,7 @@ import {
   type SequenceRow,
   type TextTokenizer,
   type UntrainableDrop,
+  IGNORE_INDEX,
   collate,
   dropUntrainable,
   firstTrainedPosition,
@@ -185,6 +186,26 @@ export function batchesOf(
     out.push(cut(collate(rows.slice(i, i + size), rowLength(options))));
   }
   return out;
+}
+
+/**
+ * [N] each row's length as batchesOf cuts it: its real tokens, or for a
+ * preference pair or KTO row the longer half up to its last label. What
+ * --train-sampling-strategy group_by_length groups rows by.
+ */
+export function paddedLengths(
+  rows: readonly SequenceRow[],
+  options: Pick<RowOptions, 'seqLen' | 'pairs' | 'kto'>,
+): Uint32Array {
+  if (!options.pairs && !options.kto) return Uint32Array.from(rows, (row) => row.length);
+  const half = options.seqLen;
+  const lastLabel = (labels: Int32Array) => {
+    for (let t = labels.length - 1; t >= 0; t--) if (labels[t] !== IGNORE_INDEX) return t + 1;
+    return 0;
+  };
+  return Uint32Array.from(rows, ({ labels }) =>
+    Math.max(lastLabel(labels.subarray(0, half)), lastLabel(labels.subarray(half, 2 * half))),
+  );
 }
 
 /** "sha256:<hex>" of every row's ids, labels and length, in order. */

@@ -1,17 +1,25 @@
 #!/usr/bin/env node
-// --padding: each micro-batch padded to its longest row (longest, the
-// default) against every row padded to --seq-len (max_length, the only way
-// before), in the same invocation, through the real `lorafleet train` on
+// Padding, in the same invocation, through the real `lorafleet train` on
 // prompt/completion data: E2E NLG's dev set (../shared/data/e2e: "mr" ->
 // "ref", the quality benchmark's data, ~230 bytes an example) on a random
 // model of the default model's shape (4 layers x 256, byte tokenizer) with a
 // context of 1024, trained with --seq-len 1024, as a user sets
-// max_seq_length to the model's context. Both runs train on the same rows
-// and tokens; the ratio is
-// max_length's seconds per step over longest's (the run's own clock, without
-// evaluation), with the rows' mean real length over --seq-len beside it.
+// max_seq_length to the model's context. Two comparisons:
+//   --compare padding (default): each micro-batch padded to its longest row
+//     (--padding longest, the default) against every row padded to --seq-len
+//     (max_length, the only way before); 4 steps.
+//   --compare sampling: under --padding longest, batches of similar lengths
+//     (--train-sampling-strategy group_by_length) against shuffled ones
+//     (random, the default); 50 steps, one whole megabatch at batch 4
+//     (transformers' rule: 50 batches), since group_by_length puts a
+//     megabatch's longest batches first.
+// Each pair trains on the same number of rows; the ratio is the baseline's
+// seconds per step over the other's (the run's own clock, without
+// evaluation). Beside it, the physical measure: the tokens each run's steps
+// compute (rows x the length each micro-batch is cut to) over the real tokens
+// in them, from the same rows, sampler and cuts the run uses.
 // Each configuration runs --repeats times in turn; medians are printed.
-//   node test/bench/padding/run.mjs [--steps 4] [--batch-size 4] [--seq-len 1024] [--repeats 3]
+//   node test/bench/padding/run.mjs [--compare padding|sampling] [--steps N] [--batch-size 4] [--seq-len 1024] [--repeats 3]
 // Needs the build (pnpm build).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,11 +27,27 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { GlobalBatchSampler } from '../../../packages/data/dist/src/index.js';
+import { loadTokenizer } from '../../../packages/models/dist/src/index.js';
+import { batchesOf, paddedLengths, prepareRows } from '../../../packages/worker/dist/src/index.js';
+
+/** What each comparison runs: its configurations (the baseline first) and default steps. */
+const COMPARISONS = {
+  padding: {
+    steps: '4',
+    configs: { max_length: { padding: 'max_length' }, longest: { padding: 'longest' } },
+  },
+  sampling: {
+    steps: '50',
+    configs: { random: { strategy: 'random' }, group_by_length: { strategy: 'group_by_length' } },
+  },
+};
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const { values: opt } = parseArgs({
   options: {
-    steps: { type: 'string', default: '4' },
+    compare: { type: 'string', default: 'padding' },
+    steps: { type: 'string' },
     'batch-size': { type: 'string', default: '4' },
     'seq-len': { type: 'string', default: '1024' },
     repeats: { type: 'string', default: '3' },
@@ -32,21 +56,25 @@ const { values: opt } = parseArgs({
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
-if (opt.help) {
+const comparison = COMPARISONS[opt.compare];
+if (opt.help || !comparison) {
   console.log(
-    'usage: node test/bench/padding/run.mjs [--steps 4] [--batch-size 4] [--seq-len 1024] [--repeats 3] [--backend wasm] [--data devset.csv]',
+    'usage: node test/bench/padding/run.mjs [--compare padding|sampling] [--steps 4 (padding), 50 (sampling)] [--batch-size 4] [--seq-len 1024] [--repeats 3] [--backend wasm] [--data devset.csv]',
   );
-  process.exit(0);
+  process.exit(opt.help ? 0 : 2);
 }
+const steps = Number(opt.steps ?? comparison.steps);
+const [batchSize, seqLen] = [Number(opt['batch-size']), Number(opt['seq-len'])];
 
 const CLI = join(ROOT, 'apps/coordinator/bin/lorafleet.js');
 const DEFAULT_MODEL = join(ROOT, 'packages/models/pretrained/default');
 const work = mkdtempSync(join(tmpdir(), 'lorafleet-bench-padding-'));
+const CSV = { promptColumn: 'mr', completionColumn: 'ref', promptTemplate: '{mr}\n' };
 
 /** The default model's config and tokenizer with a context of --seq-len, random weights (`lorafleet init`). */
 function longContextModel() {
   const json = JSON.parse(readFileSync(join(DEFAULT_MODEL, 'config.json'), 'utf8'));
-  json.n_positions = Math.max(json.n_positions, Number(opt['seq-len']));
+  json.n_positions = Math.max(json.n_positions, seqLen);
   const config = join(work, 'config.json');
   writeFileSync(config, JSON.stringify(json));
   const dir = join(work, 'model');
@@ -56,54 +84,78 @@ function longContextModel() {
 }
 const MODEL = longContextModel();
 
-/** One `lorafleet train`; its summary and the data line it printed. */
-function train(padding, repeat) {
-  const out = join(work, `${padding}-${repeat}`);
-  const stdout = execFileSync(
+/** One `lorafleet train` of a configuration; its summary. */
+function train(name, { padding = 'longest', strategy = 'random' }, repeat) {
+  const out = join(work, `${name}-${repeat}`);
+  execFileSync(
     process.execPath,
     [
       ...[CLI, 'train', '--model', MODEL, '--data', opt.data, '--out', out, '--no-dashboard'],
-      ...['--prompt-column', 'mr', '--completion-column', 'ref', '--prompt-template', '{mr}\n'],
-      ...['--steps', opt.steps, '--batch-size', opt['batch-size'], '--seq-len', opt['seq-len']],
-      ...['--backend', opt.backend, '--padding', padding, '--lora-dropout', '0'],
+      ...['--prompt-column', CSV.promptColumn, '--completion-column', CSV.completionColumn],
+      ...['--prompt-template', CSV.promptTemplate, '--steps', String(steps)],
+      ...['--batch-size', String(batchSize), '--seq-len', String(seqLen), '--lora-dropout', '0'],
+      ...['--backend', opt.backend, '--padding', padding, '--train-sampling-strategy', strategy],
     ],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+    { encoding: 'utf8', stdio: ['ignore', 'ignore', 'ignore'] },
   );
   const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
   rmSync(out, { recursive: true, force: true });
-  return { summary, data: stdout.split('\n').find((l) => l.startsWith('data: ')) ?? '' };
+  return summary;
+}
+
+/** Tokens the run's `steps` steps compute (rows x each micro-batch's cut) over their real tokens. */
+async function computedOverReal({ padding = 'longest', strategy = 'random' }) {
+  const options = {
+    seqLen,
+    packing: 'auto',
+    csv: CSV,
+    ...(padding === 'max_length' ? { padding } : {}),
+  };
+  const { rows } = await prepareRows(opt.data, await loadTokenizer(MODEL), options);
+  const lengths = paddedLengths(rows, options);
+  const sampler = new GlobalBatchSampler({
+    ...{ datasetSize: rows.length, seed: 0, globalBatchSize: batchSize, strategy, lengths },
+  });
+  let [computed, real] = [0, 0];
+  let state = sampler.stateAtStep(0);
+  for (let s = 0; s < steps; s++) {
+    const { ids, next } = sampler.plan(state);
+    const [batch] = batchesOf(
+      ids.map((id) => rows[id]),
+      batchSize,
+      options,
+    );
+    computed += batch.ids.length;
+    for (const id of ids) real += lengths[id];
+    state = next;
+  }
+  return computed / real;
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const runs = { longest: [], max_length: [] };
-let dataLine = '';
+const names = Object.keys(comparison.configs);
+const runs = Object.fromEntries(names.map((name) => [name, []]));
 for (let r = 0; r < Number(opt.repeats); r++) {
-  for (const padding of ['max_length', 'longest']) {
-    const { summary, data } = train(padding, r);
-    dataLine = data;
-    runs[padding].push(summary);
+  for (const name of names) {
+    const summary = train(name, comparison.configs[name], r);
+    runs[name].push(summary);
     console.error(
-      `${padding} #${r + 1}: ${(summary.seconds / summary.steps).toFixed(3)} s/step, loss ${summary.trainLossLast10.toFixed(4)}`,
+      `${name} #${r + 1}: ${(summary.seconds / summary.steps).toFixed(3)} s/step, loss ${summary.trainLossLast10.toFixed(4)}`,
     );
   }
 }
-const perStep = (p) => median(runs[p].map((s) => s.seconds / s.steps));
-const [longest, maxLength] = [perStep('longest'), perStep('max_length')];
-// "N examples, M tokens -> R rows of T (padded)": the mean real length of a row.
-const m = /([\d,]+) examples?, ([\d,]+) tokens -> ([\d,]+) rows of (\d+)/.exec(dataLine);
-const n = (s) => Number(s.replaceAll(',', ''));
-const fill = m ? n(m[2]) / n(m[1]) / n(m[4]) : NaN;
-const loss = (p) => runs[p][0].trainLossLast10;
+const perStep = (name) => median(runs[name].map((s) => s.seconds / s.steps));
+const baseline = perStep(names[0]);
+const results = {};
+for (const name of names) {
+  results[name] = {
+    secondsPerStep: Number(perStep(name).toFixed(3)),
+    speedup: Number((baseline / perStep(name)).toFixed(2)),
+    computedOverRealTokens: Number((await computedOverReal(comparison.configs[name])).toFixed(3)),
+    trainLossLast10: runs[name][0].trainLossLast10,
+  };
+}
 console.log(
-  JSON.stringify({
-    backend: opt.backend,
-    batchSize: Number(opt['batch-size']),
-    seqLen: Number(opt['seq-len']),
-    steps: Number(opt.steps),
-    meanRealTokensOverSeqLen: Number(fill.toFixed(3)),
-    secondsPerStep: { longest, max_length: maxLength },
-    speedup: Number((maxLength / longest).toFixed(2)),
-    trainLossLast: { longest: loss('longest'), max_length: loss('max_length') },
-  }),
+  JSON.stringify({ compare: opt.compare, backend: opt.backend, batchSize, seqLen, steps, results }),
 );
 rmSync(work, { recursive: true, force: true });

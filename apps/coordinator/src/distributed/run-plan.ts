@@ -18,11 +18,17 @@ import {
   readModelConfig,
   selectPeftModules,
 } from '@lorafleet/models';
-import { type RunConfig, prepareRows, rowsFingerprint, splitRows } from '@lorafleet/worker';
+import {
+  type RunConfig,
+  paddedLengths,
+  prepareRows,
+  rowsFingerprint,
+  splitRows,
+} from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import { baseDtypeFor } from '../common.js';
 import type { TrainOptions } from '../training/train-spec.js';
-import { stepOptionsFrom } from '../training/step-options.js';
+import { samplingWarning, stepOptionsFrom } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 import { checkDpoStartAdapter } from '../training/contradictions.js';
 import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
@@ -86,8 +92,9 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
   checkDpoStartAdapter(o, lora);
   const { trainableParameters, totalParameters } = parameterCounts(o, modelConfig, lora);
   const seed = o.seed;
+  const lengths = paddedLengths(split.train, rows);
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
-    stepOptionsFrom(o, split.train.length, {
+    stepOptionsFrom(o, lengths, {
       config: modelConfig,
       seqLen: rows.seqLen,
       ...(rows.pairs || rows.kto ? { sequencesPerRow: 2 as const } : {}),
@@ -118,11 +125,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     wireDtype: o.wireDtype,
     resumeFrom: null,
     baseDtype,
-    ...(o.loraplusLrRatio !== 1 ? { loraplusLrRatio: o.loraplusLrRatio } : {}),
-    ...(o.neftuneNoiseAlpha > 0 ? { neftuneAlpha: o.neftuneNoiseAlpha } : {}),
-    ...(o.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
-    ...(objective ? { objective } : {}),
-    ...(o.initAdapter ? { initAdapter: o.initAdapter } : {}),
+    ...optionalSettings(o, objective),
   };
   return {
     config,
@@ -135,11 +138,27 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     trainableParameters,
     totalParameters,
     dataDescription: prepared.description,
-    warnings: [...best.warnings, ...prepared.warnings, ...(evalRows?.warnings ?? [])],
+    warnings: [
+      ...best.warnings,
+      ...prepared.warnings,
+      ...(evalRows?.warnings ?? []),
+      ...[samplingWarning(o, lengths)].filter((w) => w !== null),
+    ],
     ...heldOutFacts(evalRows, split.held.length, prepared.rows.length),
     evalEvery: o.evalEvery,
     checkpointEvery: best.checkpointEvery,
     bestModel: best.settings,
+  };
+}
+
+/** The RunConfig fields that a run without the option leaves out. */
+function optionalSettings(o: TrainOptions, objective: RunConfig['objective'] | null) {
+  return {
+    ...(o.loraplusLrRatio !== 1 ? { loraplusLrRatio: o.loraplusLrRatio } : {}),
+    ...(o.neftuneNoiseAlpha > 0 ? { neftuneAlpha: o.neftuneNoiseAlpha } : {}),
+    ...(o.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
+    ...(objective ? { objective } : {}),
+    ...(o.initAdapter ? { initAdapter: o.initAdapter } : {}),
   };
 }
 

@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { type BaseDtype, useBackend } from '@lorafleet/core';
 import { hasReference } from '@lorafleet/models';
+import type { SamplingStrategy } from '@lorafleet/data';
 import { WIRE_DTYPE_BYTES, encodeRunConfig, resultManifestSha256 } from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import { formatCount } from '../common.js';
@@ -180,9 +181,17 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
     `${steps} steps of ${Math.min(batchSize, sampler.datasetSize)} ${rowNoun(config)} x ` +
       `${config.rows.pairs || config.rows.kto ? `2 x ${config.rows.seqLen}` : config.rows.seqLen} tokens ` +
       `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${microBatchSize}` +
-      (config.gradientCheckpointing ? ', gradient checkpointing' : ''),
+      (config.gradientCheckpointing ? ', gradient checkpointing' : '') +
+      SAMPLING_NOTES[sampler.strategy],
   );
 }
+
+/** How the "N steps of ..." line says each epoch's order. */
+const SAMPLING_NOTES: Record<SamplingStrategy, string> = {
+  random: '',
+  group_by_length: ', batches grouped by length (longest first)',
+  sequential: ', rows in file order',
+};
 
 function facts(plan: RunPlan, membership: Membership, runId: string) {
   const { config } = plan;

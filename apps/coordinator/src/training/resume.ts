@@ -102,6 +102,7 @@ const ADDED_LATER: Record<string, unknown> = {
   'undesirable-weight': 1,
   // Before --padding, every padded row was padded to --seq-len.
   padding: 'max_length',
+  'train-sampling-strategy': 'random',
 };
 
 /** Math options renamed since: the old name, the new one, and the old value as the new option records it. */

@@ -5,6 +5,7 @@ export {
   type PreparedRows,
   type RowOptions,
   batchesOf,
+  paddedLengths,
   prepareRows,
   rowLength,
 } from '@lorafleet/worker';

@@ -1,7 +1,7 @@
 // The batch, step-count and optimizer options that the one-process and the
 // distributed `train` read the same way.
 import { type AdamWOptions, type LrSchedule, validateSchedule } from '@lorafleet/core';
-import { GlobalBatchSampler } from '@lorafleet/data';
+import { GlobalBatchSampler, type SamplingStrategy } from '@lorafleet/data';
 import { UsageError } from '../args.js';
 import { type MicroBatchMemory, chooseMicroBatch } from './micro-batch.js';
 import type { TrainOptions } from './train-spec.js';
@@ -17,11 +17,13 @@ export interface StepOptions {
   maxGradNorm: number | null;
 }
 
+/** `lengths`: [N] each training row's length after padding (what group_by_length groups by). */
 export function stepOptionsFrom(
   o: TrainOptions,
-  datasetSize: number,
+  lengths: Uint32Array,
   memory?: MicroBatchMemory,
 ): StepOptions {
+  const datasetSize = lengths.length;
   const batchSize = o.batchSize;
   if (datasetSize < batchSize) {
     console.error(
@@ -42,6 +44,8 @@ export function stepOptionsFrom(
     datasetSize,
     seed: o.seed,
     globalBatchSize: batchSize,
+    strategy: o.trainSamplingStrategy as SamplingStrategy,
+    lengths,
   });
   if (o.steps !== undefined && o.epochs !== undefined)
     throw new UsageError('train: give --steps or --epochs, not both');
@@ -69,4 +73,16 @@ export function stepOptionsFrom(
     },
     maxGradNorm: maxGradNorm > 0 ? maxGradNorm : null,
   };
+}
+
+/** Why --train-sampling-strategy group_by_length saves no padding on these rows, if it does not. */
+export function samplingWarning(o: TrainOptions, lengths: Uint32Array): string | null {
+  if (o.trainSamplingStrategy !== 'group_by_length') return null;
+  if (o.padding === 'max_length') {
+    return '--train-sampling-strategy group_by_length saves no compute with --padding max_length (every row is --seq-len long); use --padding longest';
+  }
+  if (lengths.every((length) => length === lengths[0])) {
+    return `--train-sampling-strategy group_by_length changes nothing here: every training row has ${lengths[0]} tokens (text packed into full rows)`;
+  }
+  return null;
 }

@@ -116,6 +116,15 @@ export const trainSpec = defineCommand({
       default: 8,
       description: 'rows per optimizer step',
     },
+    'train-sampling-strategy': {
+      aliases: ['group_by_length'],
+      affects: 'math',
+      kind: 'string',
+      choices: ['random', 'group_by_length', 'sequential'],
+      default: 'random',
+      description:
+        "the rows of each epoch: shuffled, shuffled then grouped into batches of similar lengths (transformers' LengthGroupedSampler: less padding under --padding longest; the longest batch first), or in file order",
+    },
     'micro-batch-size': {
       aliases: ['per_device_train_batch_size'],
       affects: 'math',

@@ -1,0 +1,77 @@
+// paddedLengths: each row's length as batchesOf cuts it, what
+// --train-sampling-strategy group_by_length groups by. On real files read
+// with a byte tokenizer: a prompt/completion row's is its bytes plus EOS, and
+// for every kind of row (prompt/completion, preference pair, KTO) a
+// micro-batch of that row alone is cut to that length rounded up to 8 (each
+// half of a two-sequence row).
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PAD_MULTIPLE } from '@lorafleet/data';
+import { loadTokenizer } from '@lorafleet/models';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RowOptions, batchesOf, paddedLengths, prepareRows } from '../src/index.js';
+import { tinyRun } from './helpers.js';
+
+let dir: string;
+let modelDir: string;
+
+beforeAll(async () => {
+  ({
+    dir,
+    config: { modelDir },
+  } = await tinyRun());
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+async function rowsOf(name: string, records: object[], options: RowOptions) {
+  const file = join(dir, name);
+  await writeFile(file, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return (await prepareRows(file, await loadTokenizer(modelDir), options)).rows;
+}
+
+const seqLen = 32;
+const words = (i: number) => 'ab '.repeat(1 + (i % 6));
+
+describe('paddedLengths', () => {
+  it('is the length batchesOf cuts a row to, for every kind of padded row', async () => {
+    const completions = Array.from({ length: 9 }, (_, i) => ({
+      prompt: `q${i}: `,
+      completion: words(i),
+    }));
+    const kinds: [string, object[], RowOptions][] = [
+      ['pc.jsonl', completions, { seqLen, packing: 'auto' }],
+      [
+        'pairs.jsonl',
+        Array.from({ length: 9 }, (_, i) => ({
+          prompt: `p${i}: `,
+          chosen: words(i),
+          rejected: words(i + 3),
+        })),
+        { seqLen, packing: 'auto', pairs: true },
+      ],
+      [
+        'kto.jsonl',
+        Array.from({ length: 9 }, (_, i) => ({ ...completions[i], label: i % 2 === 0 })),
+        { seqLen, packing: 'auto', kto: { klChunk: 3 } },
+      ],
+    ];
+    for (const [name, records, options] of kinds) {
+      const rows = await rowsOf(name, records, options);
+      expect(rows, name).toHaveLength(9);
+      const lengths = paddedLengths(rows, options);
+      const halves = options.pairs || options.kto ? 2 : 1;
+      for (const [i, row] of rows.entries()) {
+        const [alone] = batchesOf([row], 1, options);
+        const cut = Math.min(seqLen, Math.ceil(lengths[i]! / PAD_MULTIPLE) * PAD_MULTIPLE);
+        expect(alone!.seqLen, `${name} row ${i}`).toBe(halves * cut);
+      }
+      // The rows differ in length, so grouping has something to group.
+      expect(new Set(lengths).size, name).toBeGreaterThan(2);
+    }
+    // A prompt/completion row: its bytes and EOS.
+    const pc = await rowsOf('pc.jsonl', completions, { seqLen, packing: 'auto' });
+    expect(Array.from(paddedLengths(pc, { seqLen }))).toEqual(
+      completions.map((c) => c.prompt.length + c.completion.length + 1),
+    );
+  });
+});
