@@ -59,6 +59,17 @@ function heldOutLine(out: string, when: 'before' | 'after') {
 }
 const heldOutLoss = (out: string, when: 'before' | 'after') => heldOutLine(out, when).loss;
 
+/** `eval --objective kto --json` of a run's adapter on `data`, as the runs train (one process). */
+async function evalKto(out: string, data: string): Promise<Record<string, number>> {
+  const evaluated = await lorafleet([
+    'eval',
+    ...['--model', model, '--adapter', join(dir!, out, 'adapter'), '--data', data],
+    ...['--objective', 'kto', '--beta', '0.5', '--seq-len', '24', '--batch-size', '6', '--json'],
+  ]);
+  expect(evaluated.code, evaluated.stderr).toBe(0);
+  return JSON.parse(evaluated.stdout) as Record<string, number>;
+}
+
 /** A run's metrics.jsonl lines. */
 async function metricsOf(out: string): Promise<Record<string, number>[]> {
   const text = await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8');
@@ -93,13 +104,7 @@ describe('train --objective kto', () => {
     expect(one.stderr).toMatch(/12\/12 .* loss [\d.]+ {2}kl [\d.]+ {2}lr .* examples\/s /);
     const summary = await readJson<Record<string, unknown>>(join(dir!, 'kto-1', 'summary.json'));
     expect(summary).toMatchObject({ objective: 'kto', lossUnit: 'examples' });
-    const evaluated = await lorafleet([
-      'eval',
-      ...['--model', model, '--adapter', join(dir!, 'kto-1', 'adapter'), '--data', heldOut],
-      ...['--objective', 'kto', '--beta', '0.5', '--seq-len', '24', '--batch-size', '6', '--json'],
-    ]);
-    expect(evaluated.code, evaluated.stderr).toBe(0);
-    const report = JSON.parse(evaluated.stdout) as Record<string, number>;
+    const report = await evalKto('kto-1', heldOut);
     expect(report).toMatchObject({ objective: 'kto', beta: 0.5, lossType: 'kto', examples: 16 });
     expect(report.loss).toBeCloseTo(after, 4);
     // TRL's KTO logs: the held-out ones as the run printed them; each step's in metrics.jsonl,
@@ -125,6 +130,24 @@ describe('train --objective kto', () => {
       expect(Math.abs(m2[i]!.kl! - m.kl!), `step ${m.step}`).toBeLessThan(1e-4);
       expect(Math.abs(m2[i]!.rewardMargin! - m.rewardMargin!), `step ${m.step}`).toBeLessThan(1e-3);
     }
+  });
+
+  it("2 workers estimate the held-out KL over the whole set, from their shards' sums", async () => {
+    // Desirable completions only: each one's KL completion is another desirable one, which
+    // training made likelier, so the estimate is positive (measured 1.0) rather than clamped at 0.
+    const desirable = await writeJsonl(
+      join(dir!, 'kto-desirable.jsonl'),
+      unpaired(16, 200).filter((e) => e.label),
+    );
+    const run = await train('kto-kl', '--workers', '2', '--eval-data', desirable);
+    expect(run.code, run.stderr).toBe(0);
+    const whole = await evalKto('kto-kl', desirable);
+    // No undesirable example: no margin either.
+    const m = /eval loss after: +([\d.]+) \(KTO loss, 16 examples; KL ([\d.]+)\)/.exec(run.stdout);
+    expect(m, run.stdout).not.toBeNull();
+    expect(whole.kl).toBeGreaterThan(0.2);
+    expect(Number(m![2])).toBeCloseTo(whole.kl!, 4);
+    expect(Number(m![1])).toBeCloseTo(whole.loss!, 4);
   });
 
   it('stopped at step 6 and resumed to 12 on 2 workers, gives the uninterrupted adapter bytes; a resume must keep its weights', async () => {

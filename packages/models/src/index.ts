@@ -81,6 +81,7 @@ export {
   ktoHalf,
   ktoKl,
   ktoKlSums,
+  ktoKlSumsOver,
   ktoLosses,
   ktoReadsKl,
 } from './kto.js';

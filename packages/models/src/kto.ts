@@ -211,32 +211,43 @@ export function ktoLoss(model: CausalLM, batch: TokenBatch, settings: KtoSetting
   };
 }
 
+/** Yields to the event loop, then awaits `beforeBatch`: between held-out batches. */
+const nextBatch = (beforeBatch?: () => Promise<void>) => async () => {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  await beforeBatch?.();
+};
+
+/** The KL sums, [2], over held-out batches: what workers add before ktoKl. */
+export async function ktoKlSumsOver(
+  model: CausalLM,
+  batches: readonly TokenBatch[],
+  beforeBatch?: () => Promise<void>,
+): Promise<Float32Array> {
+  const next = nextBatch(beforeBatch);
+  const sums = new Float32Array(2);
+  for (const batch of batches) {
+    await next();
+    (await ktoKlSums(model, batch)).forEach((v, i) => (sums[i]! += v));
+  }
+  return sums;
+}
+
 /**
  * The KTO loss of `model` as it is on held-out batches, as sums that workers
- * add: the KL estimate over every batch of `klBatches` (default `batches`:
- * a worker evaluating a shard passes the whole held-out set, so the estimate
- * is the set's, whatever the sharding), then each example's loss. Yields
- * between batches and awaits `beforeBatch` before each one's forward passes.
+ * add, given the held-out set's KL estimate `kl` (workers evaluating shards
+ * add their ktoKlSumsOver first); without it, where the loss reads one, the
+ * estimate over `batches` themselves. Yields between batches and awaits
+ * `beforeBatch` before each one's forward passes.
  */
 export async function evaluateKto(
   model: CausalLM,
   batches: readonly TokenBatch[],
   settings: KtoSettings,
   beforeBatch?: () => Promise<void>,
-  klBatches: readonly TokenBatch[] = batches,
+  kl?: number,
 ): Promise<KtoEvaluation> {
-  const next = async () => {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    await beforeBatch?.();
-  };
-  const sums = new Float32Array(2);
-  if (ktoReadsKl(settings)) {
-    for (const batch of klBatches) {
-      await next();
-      (await ktoKlSums(model, batch)).forEach((v, i) => (sums[i]! += v));
-    }
-  }
-  const kl = ktoKl(sums);
+  const next = nextBatch(beforeBatch);
+  kl ??= ktoReadsKl(settings) ? ktoKl(await ktoKlSumsOver(model, batches, beforeBatch)) : 0;
   const out: KtoEvaluation = { lossSum: 0, examples: 0, ...ktoStatSums([]), kl };
   for (const batch of batches) {
     await next();

@@ -177,6 +177,10 @@ export interface EvalRequest {
   step: number;
   rowIds: number[];
   batchSize: number;
+  /** KTO's first round: the shard's KL sums only (EvalDone.klSum, klRows). */
+  klSumsOnly: boolean;
+  /** KTO's second round: the held-out set's KL estimate, which the loss reads (0 otherwise). */
+  kl: number;
 }
 
 /** Worker -> coordinator: loss sum and loss tokens over its eval shard. */
@@ -195,6 +199,9 @@ export interface EvalDone {
   /** KTO (0 otherwise): the shard's desirable examples, and the KL over the whole held-out set. */
   desirableCount: number;
   kl: number;
+  /** KTO's first round (0 otherwise): the shard's summed KL log-ratio and its KL completions. */
+  klSum: number;
+  klRows: number;
 }
 
 /** The oneof `body`: `case` is the generated field name, `value` its message. */

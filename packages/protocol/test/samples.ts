@@ -128,13 +128,32 @@ export const bodies: ControlBody[] = [
       sha256: 'e'.repeat(64),
     },
   },
-  { case: 'evalRequest', value: { step: 40, rowIds: [0, 3, 2 ** 40], batchSize: 8 } },
+  {
+    case: 'evalRequest',
+    value: { step: 40, rowIds: [0, 3, 2 ** 40], batchSize: 8, klSumsOnly: false, kl: 0 },
+  },
+  {
+    case: 'evalRequest',
+    value: { step: 40, rowIds: [1, 2], batchSize: 4, klSumsOnly: true, kl: 0 },
+  },
+  {
+    case: 'evalRequest',
+    value: { step: 40, rowIds: [1, 2], batchSize: 4, klSumsOnly: false, kl: 0.375 },
+  },
   {
     case: 'evalDone',
     value: {
       ...{ step: 40, lossSum: 812.25, tokenCount: 4096, rewardCorrect: 0 },
       ...{ rewardChosenSum: 0, rewardRejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 },
-      ...{ desirableCount: 0, kl: 0 },
+      ...{ desirableCount: 0, kl: 0, klSum: 0, klRows: 0 },
+    },
+  },
+  {
+    case: 'evalDone',
+    value: {
+      ...{ step: 40, lossSum: 0, tokenCount: 0, rewardCorrect: 0 },
+      ...{ rewardChosenSum: 0, rewardRejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 },
+      ...{ desirableCount: 0, kl: 0, klSum: -3.5, klRows: 12 },
     },
   },
   {
@@ -150,6 +169,8 @@ export const bodies: ControlBody[] = [
       rejectedLogpSum: -77.5,
       desirableCount: 0,
       kl: 0,
+      klSum: 0,
+      klRows: 0,
     },
   },
 ];

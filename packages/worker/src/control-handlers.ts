@@ -127,17 +127,20 @@ export const handlers: { [K in Case]: Handler<K> } = {
     );
   },
 
-  async evalRequest(session, { step, rowIds, batchSize }) {
+  async evalRequest(session, { step, rowIds, batchSize, klSumsOnly, kl }) {
     expectCommittedAt(session, step, 'EvalRequest');
-    const { lossSum, tokens, pairs, kto } = await session.replica.evaluate(
+    const round = klSumsOnly ? { klSumsOnly } : { klSumsOnly, kl };
+    const { lossSum, tokens, pairs, kto, klSums } = await session.replica.evaluate(
       rowIds,
       batchSize,
       session.onCompute,
+      round,
     );
     await maybePause('eval', step);
+    const [klSum = 0, klRows = 0] = klSums ?? [];
     await session.send({
       case: 'evalDone',
-      value: { step, lossSum, tokenCount: tokens, ...statFields(pairs, kto) },
+      value: { step, lossSum, tokenCount: tokens, ...statFields(pairs, kto), klSum, klRows },
     });
   },
 

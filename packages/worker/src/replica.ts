@@ -32,6 +32,7 @@ import {
   addPeftLora,
   addReferenceAdapter,
   evaluateKto,
+  ktoKlSumsOver,
   hasReference,
   evaluatePairs,
   evaluateLossSums,
@@ -70,6 +71,9 @@ export interface EvalSums {
   /** KTO: its sums over the shard and the held-out set's KL estimate. */
   kto?: KtoStatSums & { kl: number };
 }
+
+/** KTO's two rounds (EvalRequest): the shard's KL sums only, or the loss given the set's KL. */
+export type KtoEvalRound = { klSumsOnly: true } | { klSumsOnly: false; kl: number };
 
 /** The adapter name inside each LoraLinear; PEFT drops "default" from the saved keys. */
 export const ADAPTER_NAME = 'default';
@@ -140,8 +144,17 @@ export class Replica {
     });
   }
 
-  /** Loss sum and loss units (tokens, or preference pairs and reward sums) of the current adapter on these held-out rows. */
-  async evaluate(ids: readonly number[], batchSize: number, onCompute?: ComputeNotice) {
+  /**
+   * Loss sum and loss units (tokens, or preference pairs and reward sums) of
+   * the current adapter on these held-out rows; KTO's round `kto` (its KL
+   * sums alone: `klSums` [2], the sum and the rows).
+   */
+  async evaluate(
+    ids: readonly number[],
+    batchSize: number,
+    onCompute?: ComputeNotice,
+    kto: KtoEvalRound = { klSumsOnly: false, kl: 0 },
+  ): Promise<EvalSums & { klSums?: Float32Array }> {
     const rows = ids.map((id) => {
       const row = this.evalRows[id];
       if (row === undefined) {
@@ -154,18 +167,22 @@ export class Replica {
     const batches = batchesOf(rows, batchSize, this.config.rows);
     const notice = onCompute && (async () => onCompute(limit, warmingUp));
     const { objective } = this.config;
-    let result: EvalSums;
+    let result: EvalSums & { klSums?: Float32Array };
     if (objective?.kind === 'kto') {
-      // The KL estimate over the whole held-out set, whichever shard this worker has.
-      const all = batchesOf(this.evalRows, batchSize, this.config.rows);
-      const { lossSum, examples, ...kto } = await evaluateKto(
-        this.model,
-        batches,
-        objective,
-        notice,
-        all,
-      );
-      result = { lossSum, tokens: examples, kto };
+      // The KL estimate is the whole held-out set's: the coordinator adds every shard's sums first.
+      if (kto.klSumsOnly) {
+        const klSums = await ktoKlSumsOver(this.model, batches, notice);
+        result = { lossSum: 0, tokens: 0, klSums };
+      } else {
+        const { lossSum, examples, ...sums } = await evaluateKto(
+          this.model,
+          batches,
+          objective,
+          notice,
+          kto.kl,
+        );
+        result = { lossSum, tokens: examples, kto: sums };
+      }
     } else if (objective) {
       const { lossSum, pairs, ...sums } = await evaluatePairs(
         this.model,

@@ -1,8 +1,18 @@
 // Held-out loss of a distributed run (--eval-data): each ring member
 // evaluates its shard of the eval rows at a step boundary and the coordinator
-// combines the sums, so N workers report the loss one process would.
+// combines the sums, so N workers report the loss one process would. KTO's
+// loss reads a KL estimate over the whole held-out set: a first round adds
+// every shard's KL sums, a second sends the estimate with the loss request.
 import { shard } from '@lorafleet/data';
-import { FEEDBACK_NAMES, type KtoLogs, type LossUnit, lossUnitOf } from '@lorafleet/models';
+import {
+  FEEDBACK_NAMES,
+  type KtoLogs,
+  type LossUnit,
+  ktoKl,
+  ktoReadsKl,
+  lossUnitOf,
+} from '@lorafleet/models';
+import type { EvalRequest } from '@lorafleet/protocol';
 import { type PairLogs, feedbackLogs } from './feedback-logs.js';
 import type { RunObserver } from '../observe/observer.js';
 import { TrainingDiverged } from './divergence.js';
@@ -39,6 +49,10 @@ export const describeEval = (e: EvalResult, config: Pick<RunConfig, 'objective'>
           : ')')
     : `${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)}, ${e.tokens} tokens)`;
 
+/** Whether the held-out loss reads KTO's KL estimate (loss type kto), which takes a round of its own. */
+const readsKl = ({ objective }: Pick<RunConfig, 'objective'>) =>
+  objective?.kind === 'kto' && ktoReadsKl(objective);
+
 /**
  * The held-out loss at a step boundary: null without eval data. Workers lost
  * meanwhile: the ring re-forms and the evaluation runs again.
@@ -55,17 +69,21 @@ export function heldOut(
     let result: EvalResult = { loss: NaN, tokens: 0 };
     await withRecovery(ring, done, async () => {
       const members = fleet.active();
-      for (const [rank, m] of members.entries()) {
-        await fleet.send(m, {
-          case: 'evalRequest',
-          value: {
-            step: done,
-            rowIds: shard(ids, rank, members.length),
-            batchSize: plan.microBatchSize,
-          },
-        });
+      const round = async (kto: Pick<EvalRequest, 'klSumsOnly' | 'kl'>) => {
+        for (const [rank, m] of members.entries()) {
+          const rowIds = shard(ids, rank, members.length);
+          const value = { step: done, rowIds, batchSize: plan.microBatchSize, ...kto };
+          await fleet.send(m, { case: 'evalRequest', value });
+        }
+        return fleet.collect('evalDone', EVAL_TIMEOUT_MS, members);
+      };
+      // KTO's KL estimate over the whole set: each worker sums its shard's first.
+      let kl = 0;
+      if (readsKl(plan.config)) {
+        const sums = await round({ klSumsOnly: true, kl: 0 });
+        kl = ktoKl([sums.reduce((s, r) => s + r.klSum, 0), sums.reduce((n, r) => n + r.klRows, 0)]);
       }
-      const reports = await fleet.collect('evalDone', EVAL_TIMEOUT_MS, members);
+      const reports = await round({ klSumsOnly: false, kl });
       const tokens = reports.reduce((n, r) => n + r.tokenCount, 0);
       if (tokens === 0)
         throw new FleetError(`the eval data has no labelled ${lossUnit(plan.config)}`);

@@ -4864,6 +4864,8 @@ export const lorafleet = ($root.lorafleet = (() => {
       EvalRequest.prototype.step = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       EvalRequest.prototype.rowIds = $util.emptyArray;
       EvalRequest.prototype.batchSize = 0;
+      EvalRequest.prototype.klSumsOnly = false;
+      EvalRequest.prototype.kl = 0;
 
       EvalRequest.create = function (properties) {
         return new EvalRequest(properties);
@@ -4889,6 +4891,18 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.batchSize !== 0
         )
           writer.uint32(24).uint32(message.batchSize);
+        if (
+          message.klSumsOnly != null &&
+          $Object.hasOwnProperty.call(message, 'klSumsOnly') &&
+          message.klSumsOnly !== false
+        )
+          writer.uint32(32).bool(message.klSumsOnly);
+        if (
+          message.kl != null &&
+          $Object.hasOwnProperty.call(message, 'kl') &&
+          !$Object.is(message.kl, 0)
+        )
+          writer.uint32(41).double(message.kl);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -4944,6 +4958,18 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.batchSize;
               continue;
             }
+            case 4: {
+              if (wireType !== 0) break;
+              if ((value = reader.bool())) message.klSumsOnly = value;
+              else delete message.klSumsOnly;
+              continue;
+            }
+            case 5: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.kl = value;
+              else delete message.kl;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -4996,6 +5022,10 @@ export const lorafleet = ($root.lorafleet = (() => {
         }
         if (object.batchSize != null)
           if ($Number(object.batchSize) !== 0) message.batchSize = object.batchSize >>> 0;
+        if (object.klSumsOnly != null)
+          if (object.klSumsOnly) message.klSumsOnly = $Boolean(object.klSumsOnly);
+        if (object.kl != null)
+          if (!$Object.is($Number(object.kl), 0)) message.kl = $Number(object.kl);
         return message;
       };
 
@@ -5024,6 +5054,8 @@ export const lorafleet = ($root.lorafleet = (() => {
                   ? $BigInt('0')
                   : 0;
           object.batchSize = 0;
+          object.klSumsOnly = false;
+          object.kl = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -5074,6 +5106,10 @@ export const lorafleet = ($root.lorafleet = (() => {
         }
         if (message.batchSize != null && $Object.hasOwnProperty.call(message, 'batchSize'))
           object.batchSize = message.batchSize;
+        if (message.klSumsOnly != null && $Object.hasOwnProperty.call(message, 'klSumsOnly'))
+          object.klSumsOnly = message.klSumsOnly;
+        if (message.kl != null && $Object.hasOwnProperty.call(message, 'kl'))
+          object.kl = options.json && !$isFinite(message.kl) ? $String(message.kl) : message.kl;
         return object;
       };
 
@@ -5102,6 +5138,8 @@ export const lorafleet = ($root.lorafleet = (() => {
       EvalDone.prototype.rejectedLogpSum = 0;
       EvalDone.prototype.desirableCount = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       EvalDone.prototype.kl = 0;
+      EvalDone.prototype.klSum = 0;
+      EvalDone.prototype.klRows = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
 
       EvalDone.create = function (properties) {
         return new EvalDone(properties);
@@ -5179,6 +5217,20 @@ export const lorafleet = ($root.lorafleet = (() => {
           !$Object.is(message.kl, 0)
         )
           writer.uint32(89).double(message.kl);
+        if (
+          message.klSum != null &&
+          $Object.hasOwnProperty.call(message, 'klSum') &&
+          !$Object.is(message.klSum, 0)
+        )
+          writer.uint32(97).double(message.klSum);
+        if (
+          message.klRows != null &&
+          $Object.hasOwnProperty.call(message, 'klRows') &&
+          (typeof message.klRows === 'object'
+            ? message.klRows.low || message.klRows.high
+            : message.klRows !== 0)
+        )
+          writer.uint32(104).uint64(message.klRows);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -5286,6 +5338,23 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.kl;
               continue;
             }
+            case 12: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.klSum = value;
+              else delete message.klSum;
+              continue;
+            }
+            case 13: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.klRows = value;
+              else delete message.klRows;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -5386,6 +5455,23 @@ export const lorafleet = ($root.lorafleet = (() => {
               ).toNumber(true);
         if (object.kl != null)
           if (!$Object.is($Number(object.kl), 0)) message.kl = $Number(object.kl);
+        if (object.klSum != null)
+          if (!$Object.is($Number(object.klSum), 0)) message.klSum = $Number(object.klSum);
+        if (object.klRows != null)
+          if (
+            typeof object.klRows === 'object'
+              ? object.klRows.low || object.klRows.high
+              : $Number(object.klRows) !== 0
+          )
+            if ($util.Long) message.klRows = $util.Long.fromValue(object.klRows, true);
+            else if (typeof object.klRows === 'string')
+              message.klRows = $parseInt(object.klRows, 10);
+            else if (typeof object.klRows === 'number') message.klRows = object.klRows;
+            else if (typeof object.klRows === 'object')
+              message.klRows = new $util.LongBits(
+                object.klRows.low >>> 0,
+                object.klRows.high >>> 0,
+              ).toNumber(true);
         return message;
       };
 
@@ -5469,6 +5555,24 @@ export const lorafleet = ($root.lorafleet = (() => {
                   ? $BigInt('0')
                   : 0;
           object.kl = 0;
+          object.klSum = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.klRows =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.klRows =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -5599,6 +5703,31 @@ export const lorafleet = ($root.lorafleet = (() => {
                   : message.desirableCount;
         if (message.kl != null && $Object.hasOwnProperty.call(message, 'kl'))
           object.kl = options.json && !$isFinite(message.kl) ? $String(message.kl) : message.kl;
+        if (message.klSum != null && $Object.hasOwnProperty.call(message, 'klSum'))
+          object.klSum =
+            options.json && !$isFinite(message.klSum) ? $String(message.klSum) : message.klSum;
+        if (message.klRows != null && $Object.hasOwnProperty.call(message, 'klRows'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.klRows =
+              typeof message.klRows === 'number'
+                ? $BigInt(message.klRows)
+                : $util.Long.fromBits(
+                    message.klRows.low >>> 0,
+                    message.klRows.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.klRows === 'number')
+            object.klRows = options.longs === $String ? $String(message.klRows) : message.klRows;
+          else
+            object.klRows =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.klRows)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.klRows.low >>> 0,
+                      message.klRows.high >>> 0,
+                    ).toNumber(true)
+                  : message.klRows;
         return object;
       };
 

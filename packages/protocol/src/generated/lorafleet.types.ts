@@ -2546,6 +2546,12 @@ export declare namespace lorafleet {
       /** EvalRequest batchSize. */
       batchSize: number;
 
+      /** EvalRequest klSumsOnly. */
+      klSumsOnly: boolean;
+
+      /** EvalRequest kl. */
+      kl: number;
+
       /**
        * Creates a new EvalRequest instance using the specified properties.
        * @param [properties] Properties to set
@@ -2617,6 +2623,12 @@ export declare namespace lorafleet {
         /** EvalRequest batchSize */
         batchSize?: number | null;
 
+        /** EvalRequest klSumsOnly */
+        klSumsOnly?: boolean | null;
+
+        /** EvalRequest kl */
+        kl?: number | null;
+
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
       }
@@ -2671,6 +2683,12 @@ export declare namespace lorafleet {
 
       /** EvalDone kl. */
       kl: number;
+
+      /** EvalDone klSum. */
+      klSum: number;
+
+      /** EvalDone klRows. */
+      klRows: number | Long;
 
       /**
        * Creates a new EvalDone instance using the specified properties.
@@ -2763,6 +2781,12 @@ export declare namespace lorafleet {
 
         /** EvalDone kl */
         kl?: number | null;
+
+        /** EvalDone klSum */
+        klSum?: number | null;
+
+        /** EvalDone klRows */
+        klRows?: number | Long | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
