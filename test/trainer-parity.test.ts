@@ -75,9 +75,18 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
   // RMSNorm, SwiGLU, untied head), each made by transformers, with Trainer on token rows;
   // and the GPT-2 with TRL's SFTTrainer on prompt-completion lines, read by both through
   // one tokenizer.json that the tokenizers library writes.
+  // The Llama also takes other AdamW settings (--adam-beta1, --adam-beta2, --adam-epsilon) and
+  // its warmup as a share of the steps (0.3 of 4: 2 steps, rounded up by both).
   const CASES = {
     gpt2: { make: ['make-tiny', '--dir'], folder: '', targets: 'c_attn,c_proj,c_fc', sft: false },
-    llama: { make: ['make-families', '--dir'], folder: 'llama', targets: 'all-linear', sft: false },
+    llama: {
+      make: ['make-families', '--dir'],
+      folder: 'llama',
+      targets: 'all-linear',
+      sft: false,
+      warmup: 0.3,
+      adam: { beta1: 0.85, beta2: 0.95, eps: 1e-6 },
+    },
     'gpt2 SFTTrainer': {
       make: ['make-tiny', '--dir'],
       folder: '',
@@ -90,6 +99,10 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
     '%s: trains an adapter further (--init-adapter) to the adapter the trainer trains, step losses equal, 1 and 2 workers',
     (name) => {
       const { make, folder, targets, sft } = CASES[name];
+      const { warmup = 1, adam } = CASES[name] as {
+        warmup?: number;
+        adam?: Record<string, number>;
+      };
       const work = join(out, name.replace(' ', '-'));
       run(referencePython(), ['test/gpu/reference.py', ...make, join(work, 'made')]);
       const model = join(work, 'made', folder);
@@ -104,21 +117,29 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       // A start away from B = 0: two steps of lorafleet's own.
       train('init', { steps: 2, 'lora-r': 4, target: targets, lr: 0.02 });
       const init = join(work, 'init', 'adapter');
-      const settings = { steps: STEPS, lr: 0.01, warmup: 1, weightDecay: 0.01, maxGradNorm: 1.0 };
+      const settings = { steps: STEPS, lr: 0.01, warmup, weightDecay: 0.01, maxGradNorm: 1.0 };
       const said = [1, 2].map((workers) =>
         train(`w${workers}`, {
           ...{ 'init-adapter': init, workers, steps: STEPS, lr: settings.lr },
           ...{ 'warmup-steps': settings.warmup, schedule: 'linear' },
           ...{ 'weight-decay': settings.weightDecay, 'max-grad-norm': settings.maxGradNorm },
+          ...(adam
+            ? { 'adam-beta1': adam.beta1!, 'adam-beta2': adam.beta2!, 'adam-epsilon': adam.eps! }
+            : {}),
         }),
       );
       expect(said[0]).toContain(`starting from the adapter ${init}`);
+      expect(said[0]).toContain(
+        `optimizer: AdamW lr 0.01 (linear, ${Math.ceil(warmup * (warmup < 1 ? STEPS : 1))} warmup steps), ` +
+          `betas ${adam?.beta1 ?? 0.9}/${adam?.beta2 ?? 0.999}, eps ${adam?.eps ?? 1e-8}, weight decay 0.01`,
+      );
       const spec = join(work, 'spec.json');
       const folders = [1, 2].map((w) => join(work, `w${w}`, 'adapter'));
       writeFileSync(
         spec,
         JSON.stringify({
           ...{ model, adapter: init, data, ...settings, compare: folders },
+          ...(adam ? { adam } : {}),
           trainer: sft ? 'sft' : 'lm',
         }),
       );

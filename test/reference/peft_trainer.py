@@ -11,9 +11,10 @@ ids), or {"prompt", "completion"} lines with TRL's SFTTrainer ("trainer":
 (scripts/reference-python.sh); nothing is downloaded.
 
 usage: peft_trainer.py SPEC_JSON
-  SPEC_JSON: {"model", "adapter", "data", "steps", "lr", "warmup", "weightDecay",
-              "maxGradNorm", "compare": [adapter folders written by lorafleet train],
-              "trainer": "lm" (default) or "sft"}
+  SPEC_JSON: {"model", "adapter", "data", "steps", "lr", "warmup" (steps, or a share
+              of them below 1), "weightDecay", "maxGradNorm", "adam": {"beta1", "beta2",
+              "eps"} (default torch's), "compare": [adapter folders written by
+              lorafleet train], "trainer": "lm" (default) or "sft"}
 usage: peft_trainer.py byte-tokenizer MODEL_DIR
   writes a byte-level BPE tokenizer.json (no merges: a token per byte,
   <|endoftext|> 256) and tokenizer_config.json into MODEL_DIR
@@ -141,9 +142,9 @@ def main(spec_path):
             lr_scheduler_type="linear",
             weight_decay=spec["weightDecay"],
             max_grad_norm=spec["maxGradNorm"],
-            adam_beta1=0.9,
-            adam_beta2=0.999,
-            adam_epsilon=1e-8,
+            adam_beta1=spec.get("adam", {}).get("beta1", 0.9),
+            adam_beta2=spec.get("adam", {}).get("beta2", 0.999),
+            adam_epsilon=spec.get("adam", {}).get("eps", 1e-8),
             optim="adamw_torch",
             logging_steps=1,
             save_strategy="no",

@@ -67,6 +67,11 @@ describe.concurrent('usage errors exit 2 and say what is wrong', () => {
       [['--learning-rate', '1e-3'], 'did you mean --lr (the name here for learning_rate)?'],
       [['--target_modules', 'q_proj'], 'did you mean --target (the name here for target_modules)?'],
       [['--nproc-per-node', '2'], 'did you mean --workers (the name here for nproc_per_node)?'],
+      [['--warmup-ratio', '0.1'], 'did you mean --warmup-steps (the name here for warmup_ratio)?'],
+      [
+        ['--group_by_length'],
+        'did you mean --train-sampling-strategy (the name here for group_by_length)?',
+      ],
       [['--epoch', '2'], 'did you mean --epochs?'],
       // A launcher's --rank is not LoRA's: the refusal says which is which.
       [['--rank', '16'], "this task's rank in a launched job: LoRA's rank r is --lora-r"],

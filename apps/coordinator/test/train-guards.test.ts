@@ -100,6 +100,13 @@ describe('options that contradict each other', () => {
       /--text-column and --data .*read as jsonl/,
     ],
     ['--lora-r beyond the module', ['--lora-r', '64'], /--lora-r 64 exceeds .* use --lora-r <= 32/],
+    ['--adam-beta2 of 1', ['--adam-beta2', '1'], /--adam-beta2 1: it must be in \[0, 1\)/],
+    ['--adam-epsilon of 0', ['--adam-epsilon', '0'], /--adam-epsilon 0: it must be > 0/],
+    [
+      '--warmup-steps neither whole nor a share',
+      ['--warmup-steps', '2.5'],
+      /--warmup-steps 2.5: give whole steps, or a share of the steps below 1/,
+    ],
   ];
   it.each(cases)('%s', async (_, extra, message) => {
     const out = join(dir, `clash-${extra[0]}`);

@@ -13,7 +13,12 @@ import { join, resolve } from 'node:path';
 import { type BaseDtype, useBackend } from '@lorafleet/core';
 import { hasReference } from '@lorafleet/models';
 import type { SamplingStrategy } from '@lorafleet/data';
-import { WIRE_DTYPE_BYTES, encodeRunConfig, resultManifestSha256 } from '@lorafleet/worker';
+import {
+  type RunConfig,
+  WIRE_DTYPE_BYTES,
+  encodeRunConfig,
+  resultManifestSha256,
+} from '@lorafleet/worker';
 import { UsageError } from '../args.js';
 import { formatCount } from '../common.js';
 import { type RunObserver, observeRun, runFacts } from '../observe/observer.js';
@@ -183,6 +188,17 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
       `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${microBatchSize}` +
       (config.gradientCheckpointing ? ', gradient checkpointing' : '') +
       SAMPLING_NOTES[sampler.strategy],
+  );
+  log(describeOptimizer(config));
+}
+
+/** "optimizer: AdamW lr 0.0002 (linear, 10 warmup steps), betas 0.9/0.999, eps 1e-8, ...". */
+function describeOptimizer({ optimizer: o, schedule, maxGradNorm }: RunConfig): string {
+  const warmup = schedule.warmupSteps ? `, ${schedule.warmupSteps} warmup steps` : '';
+  return (
+    `optimizer: AdamW lr ${o.lr} (${schedule.kind}${warmup}), betas ${o.beta1}/${o.beta2}, ` +
+    `eps ${o.eps}, weight decay ${o.weightDecay}, ` +
+    (maxGradNorm === null ? 'no clipping' : `gradients clipped at norm ${maxGradNorm}`)
   );
 }
 

@@ -103,6 +103,10 @@ const ADDED_LATER: Record<string, unknown> = {
   // Before --padding, every padded row was padded to --seq-len.
   padding: 'max_length',
   'train-sampling-strategy': 'random',
+  // Before these options, AdamW ran with torch's defaults.
+  'adam-beta1': 0.9,
+  'adam-beta2': 0.999,
+  'adam-epsilon': 1e-8,
 };
 
 /** Math options renamed since: the old name, the new one, and the old value as the new option records it. */

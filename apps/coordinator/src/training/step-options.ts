@@ -50,7 +50,7 @@ export function stepOptionsFrom(
   if (o.steps !== undefined && o.epochs !== undefined)
     throw new UsageError('train: give --steps or --epochs, not both');
   const steps = o.steps ?? Math.max(1, Math.round((o.epochs ?? 1) * sampler.stepsPerEpoch));
-  const warmupSteps = o.warmupSteps;
+  const warmupSteps = warmupStepsOf(o.warmupSteps, steps);
   const kind = o.schedule;
   const schedule: LrSchedule =
     kind === 'constant'
@@ -64,15 +64,32 @@ export function stepOptionsFrom(
     sampler,
     steps,
     schedule,
-    optimizer: {
-      lr: o.lr,
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      weightDecay: o.weightDecay,
-    },
+    optimizer: { lr: o.lr, ...adamSettings(o), weightDecay: o.weightDecay },
     maxGradNorm: maxGradNorm > 0 ? maxGradNorm : null,
   };
+}
+
+/** --warmup-steps as transformers reads warmup_steps: whole steps, or below 1 a share of `steps`, rounded up. */
+function warmupStepsOf(given: number, steps: number): number {
+  if (given < 1) return Math.ceil(given * steps);
+  if (!Number.isInteger(given))
+    throw new UsageError(
+      `train: --warmup-steps ${given}: give whole steps, or a share of the steps below 1 (0.1: a tenth)`,
+    );
+  return given;
+}
+
+/** --adam-beta1, --adam-beta2 and --adam-epsilon, checked as torch.optim.AdamW checks them. */
+function adamSettings(o: TrainOptions): Pick<AdamWOptions, 'beta1' | 'beta2' | 'eps'> {
+  for (const [name, beta] of [
+    ['adam-beta1', o.adamBeta1],
+    ['adam-beta2', o.adamBeta2],
+  ] as const) {
+    if (beta >= 1) throw new UsageError(`train: --${name} ${beta}: it must be in [0, 1)`);
+  }
+  if (o.adamEpsilon <= 0)
+    throw new UsageError(`train: --adam-epsilon ${o.adamEpsilon}: it must be > 0`);
+  return { beta1: o.adamBeta1, beta2: o.adamBeta2, eps: o.adamEpsilon };
 }
 
 /** Why --train-sampling-strategy group_by_length saves no padding on these rows, if it does not. */

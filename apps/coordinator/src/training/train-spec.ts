@@ -156,6 +156,29 @@ export const trainSpec = defineCommand({
       description:
         "AdamW decoupled weight decay; not on biases and norm weights, as transformers' Trainer",
     },
+    'adam-beta1': {
+      affects: 'math',
+      kind: 'number',
+      min: 0,
+      default: 0.9,
+      description:
+        "AdamW's beta1, the decay of the gradient average, in [0, 1) (transformers' adam_beta1)",
+    },
+    'adam-beta2': {
+      affects: 'math',
+      kind: 'number',
+      min: 0,
+      default: 0.999,
+      description:
+        "AdamW's beta2, the decay of the squared-gradient average, in [0, 1) (transformers' adam_beta2; LLM recipes often take 0.95)",
+    },
+    'adam-epsilon': {
+      affects: 'math',
+      kind: 'number',
+      min: 0,
+      default: 1e-8,
+      description: "AdamW's epsilon, added to the denominator, > 0 (transformers' adam_epsilon)",
+    },
     'neftune-noise-alpha': {
       affects: 'math',
       kind: 'number',
@@ -174,11 +197,13 @@ export const trainSpec = defineCommand({
         "LoRA+ (PEFT's create_loraplus_optimizer): lora_B and 1-D trained parameters (biases, norms, DoRA magnitudes) learn at --lr times this, e.g. 16 (1: off)",
     },
     'warmup-steps': {
+      aliases: ['warmup_ratio'],
       affects: 'math',
-      kind: 'int',
+      kind: 'number',
       min: 0,
       default: 0,
-      description: 'linear warmup steps',
+      description:
+        "linear warmup: whole steps, or a share of --steps below 1 (rounded up), as transformers' warmup_steps",
     },
     schedule: {
       aliases: ['lr_scheduler_type'],
