@@ -78,6 +78,30 @@ describe.concurrent('batches', () => {
     expect(loss(plain.stdout)).toBeDefined();
   });
 
+  it("--gradient-accumulation-steps: transformers' batch, micro-batch x steps x workers, and its adapter", async () => {
+    const run = (name: string, ...extra: string[]) =>
+      lorafleet([
+        'train',
+        ...['--model', tiny, '--data', data, '--out', join(dir!, name), '--workers', '2'],
+        ...['--micro-batch-size', '2', '--seq-len', SEQ_LEN, '--steps', '3'],
+        ...['--lora-dropout', '0.1', '--target', 'c_attn,c_fc', '--lr', '1e-2', ...extra],
+      ]);
+    const [batch, accumulated] = await Promise.all([
+      run('batch-8', '--batch-size', '8'),
+      run('accumulated', '--gradient-accumulation-steps', '2'),
+    ]);
+    expect(batch.code, batch.stderr).toBe(0);
+    expect(accumulated.code, accumulated.stderr).toBe(0);
+    expect(accumulated.stdout).toMatch(
+      new RegExp(
+        `3 steps of 8 rows x ${SEQ_LEN} tokens \\([\\d.]+ epochs\\), ~4 rows per worker, micro-batches of 2`,
+      ),
+    );
+    const weights = (name: string) =>
+      readFile(join(dir!, name, 'adapter', 'adapter_model.safetensors'));
+    expect(Buffer.compare(await weights('batch-8'), await weights('accumulated'))).toBe(0);
+  });
+
   it('reports the real batch when the data has fewer rows than --batch-size', async () => {
     const result = await lorafleet([
       'train',

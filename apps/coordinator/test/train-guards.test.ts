@@ -100,6 +100,16 @@ describe('options that contradict each other', () => {
       /--text-column and --data .*read as jsonl/,
     ],
     ['--lora-r beyond the module', ['--lora-r', '64'], /--lora-r 64 exceeds .* use --lora-r <= 32/],
+    [
+      '--gradient-accumulation-steps with --batch-size',
+      ['--gradient-accumulation-steps', '2', '--micro-batch-size', '2', '--batch-size', '8'],
+      /--batch-size and --gradient-accumulation-steps contradict each other/,
+    ],
+    [
+      '--gradient-accumulation-steps without --micro-batch-size',
+      ['--gradient-accumulation-steps', '2'],
+      /--gradient-accumulation-steps needs --micro-batch-size \(transformers' per_device_train_batch_size\)/,
+    ],
     ['--adam-beta2 of 1', ['--adam-beta2', '1'], /--adam-beta2 1: it must be in \[0, 1\)/],
     ['--adam-epsilon of 0', ['--adam-epsilon', '0'], /--adam-epsilon 0: it must be > 0/],
     [

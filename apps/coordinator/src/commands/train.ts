@@ -18,6 +18,16 @@ export async function runTrain(given: TrainOptions): Promise<void> {
   const o = withValues(given, {
     baseDtype: baseDtypeFor(given.baseDtype, config, given.fullFinetune),
   });
-  const membership = membershipFrom(o, (w) => console.warn(`warning: ${w}`));
-  await runTraining(o, membership ?? { kind: 'inprocess', workers: 1 });
+  const membership = membershipFrom(o, (w) => console.warn(`warning: ${w}`)) ?? {
+    kind: 'inprocess',
+    workers: 1,
+  };
+  await runTraining(withAccumulation(o, membership.workers), membership);
+}
+
+/** --gradient-accumulation-steps A: the batch transformers runs, --micro-batch-size x A x the workers. */
+function withAccumulation(o: TrainOptions, workers: number): TrainOptions {
+  const steps = o.gradientAccumulationSteps;
+  if (steps === undefined) return o;
+  return withValues(o, { batchSize: o.microBatchSize! * steps * workers });
 }

@@ -33,6 +33,18 @@ export function checkTrainOptions(o: TrainOptions): void {
   const clash = (a: string, b: string, why: string) =>
     new UsageError(`train: --${a} and --${b} contradict each other: ${why}`);
   checkObjective(o, given, clash);
+  if (given.has('gradient-accumulation-steps')) {
+    if (!given.has('micro-batch-size'))
+      throw new UsageError(
+        "train: --gradient-accumulation-steps needs --micro-batch-size (transformers' per_device_train_batch_size): the rows each worker takes per forward",
+      );
+    if (given.has('batch-size'))
+      throw clash(
+        'batch-size',
+        'gradient-accumulation-steps',
+        'the batch is --micro-batch-size x --gradient-accumulation-steps x the workers; give one of them',
+      );
+  }
   bestModelSettings(o); // refuses an early stop or best model it cannot give, before the run starts
   if (given.has('listen') && given.has('workers')) {
     throw clash('workers', 'listen', 'with --listen no worker is spawned; give --expect N instead');

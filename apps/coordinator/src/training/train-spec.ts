@@ -125,6 +125,12 @@ export const trainSpec = defineCommand({
       description:
         "the rows of each epoch: shuffled, shuffled then grouped into batches of similar lengths (transformers' LengthGroupedSampler: less padding under --padding longest; the longest batch first), or in file order",
     },
+    'gradient-accumulation-steps': {
+      kind: 'int',
+      min: 1,
+      description:
+        'instead of --batch-size, as transformers counts it: --batch-size = --micro-batch-size (per_device_train_batch_size) x this x the workers',
+    },
     'micro-batch-size': {
       aliases: ['per_device_train_batch_size'],
       affects: 'math',
