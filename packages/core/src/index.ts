@@ -149,7 +149,14 @@ export {
 export { clipGlobalNorm, globalNorm } from './optim/clip.js';
 export { loraplusFast, loraplusLrScales } from './optim/loraplus.js';
 export { takesWeightDecay, weightDecayScales } from './optim/weight-decay.js';
-export { type LrSchedule, lrFactor, validateSchedule } from './optim/schedule.js';
+export {
+  type LrSchedule,
+  type ScheduleKind,
+  type WsdShape,
+  SCHEDULE_KINDS,
+  lrFactor,
+  validateSchedule,
+} from './optim/schedule.js';
 export * from './svd/index.js';
 export * from './io/index.js';
 export { updateSvd, subspaceSimilarity } from './lora/analysis.js';

@@ -13,6 +13,7 @@ import {
   PEFT_BIAS,
   type PeftBias,
   validateLoraSettings,
+  SCHEDULE_KINDS,
   validateSchedule,
 } from '@lorafleet/core';
 import type { FeedbackSettings } from '@lorafleet/models';
@@ -255,15 +256,19 @@ function peftFields(lora: Fields): Partial<RunConfig['lora']> {
 
 /** The schedule's own fields only, each checked (an unchecked one could make the LR NaN). */
 function lrSchedule(s: Fields): LrSchedule {
-  const kind = s.choice('kind', ['constant', 'linear', 'cosine'] as const);
-  const warmup = s.has('warmupSteps') ? { warmupSteps: s.int('warmupSteps', 0) } : {};
-  if (kind === 'constant') return { kind, ...warmup };
-  const totalSteps = s.int('totalSteps', 1);
-  if (kind === 'linear') return { kind, ...warmup, totalSteps };
-  const minRatio = s.has('minRatio')
-    ? { minRatio: s.numberIn('minRatio', (x) => x >= 0 && x <= 1, 'in [0, 1]') }
-    : {};
-  return { kind, ...warmup, totalSteps, ...minRatio };
+  const out: LrSchedule = { kind: s.choice('kind', SCHEDULE_KINDS) };
+  const ints = ['warmupSteps', 'totalSteps', 'decaySteps', 'stableSteps', 'timescale'] as const;
+  for (const key of ints) if (s.has(key)) out[key] = s.int(key, 0);
+  const positive = (x: number) => x > 0;
+  const share = (x: number) => x >= 0 && x <= 1;
+  if (s.has('numCycles')) out.numCycles = s.numberIn('numCycles', positive, '> 0');
+  if (s.has('minRatio')) out.minRatio = s.numberIn('minRatio', share, 'in [0, 1]');
+  if (s.has('lrEndRatio')) out.lrEndRatio = s.numberIn('lrEndRatio', share, 'in [0, 1]');
+  if (s.has('power')) out.power = s.numberIn('power', positive, '> 0');
+  const shapes = ['linear', 'cosine', '1-sqrt'] as const;
+  if (s.has('warmupType')) out.warmupType = s.choice('warmupType', shapes);
+  if (s.has('decayType')) out.decayType = s.choice('decayType', shapes);
+  return out;
 }
 
 /** A CSV dataset's columns: a text column, or prompt and completion columns. */

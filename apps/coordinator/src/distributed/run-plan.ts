@@ -28,7 +28,7 @@ import {
 import { UsageError } from '../args.js';
 import { baseDtypeFor } from '../common.js';
 import type { TrainOptions } from '../training/train-spec.js';
-import { samplingWarning, stepOptionsFrom } from '../training/step-options.js';
+import { stepOptionsFrom, stepWarnings } from '../training/step-options.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 import { checkDpoStartAdapter } from '../training/contradictions.js';
 import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
@@ -142,7 +142,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
       ...best.warnings,
       ...prepared.warnings,
       ...(evalRows?.warnings ?? []),
-      ...[samplingWarning(o, lengths)].filter((w) => w !== null),
+      ...stepWarnings(o, lengths),
     ],
     ...heldOutFacts(evalRows, split.held.length, prepared.rows.length),
     evalEvery: o.evalEvery,

@@ -1,6 +1,12 @@
 // The batch, step-count and optimizer options that the one-process and the
 // distributed `train` read the same way.
-import { type AdamWOptions, type LrSchedule, validateSchedule } from '@lorafleet/core';
+import {
+  type AdamWOptions,
+  type LrSchedule,
+  type ScheduleKind,
+  validateSchedule,
+} from '@lorafleet/core';
+import { scheduleFrom } from './schedule-options.js';
 import { GlobalBatchSampler, type SamplingStrategy } from '@lorafleet/data';
 import { UsageError } from '../args.js';
 import { type MicroBatchMemory, chooseMicroBatch } from './micro-batch.js';
@@ -51,12 +57,16 @@ export function stepOptionsFrom(
     throw new UsageError('train: give --steps or --epochs, not both');
   const steps = o.steps ?? Math.max(1, Math.round((o.epochs ?? 1) * sampler.stepsPerEpoch));
   const warmupSteps = warmupStepsOf(o.warmupSteps, steps);
-  const kind = o.schedule;
-  const schedule: LrSchedule =
-    kind === 'constant'
-      ? { kind: 'constant', warmupSteps }
-      : { kind: kind as 'linear' | 'cosine', warmupSteps, totalSteps: steps };
-  validateSchedule(schedule);
+  const schedule = scheduleFrom(o.schedule as ScheduleKind, o.lrSchedulerKwargs, {
+    warmupSteps,
+    totalSteps: steps,
+    lr: o.lr,
+  });
+  try {
+    validateSchedule(schedule);
+  } catch (error) {
+    throw new UsageError(`train: ${(error as Error).message} (--schedule, --lr-scheduler-kwargs)`);
+  }
   const maxGradNorm = o.maxGradNorm;
   return {
     batchSize,
@@ -92,8 +102,18 @@ function adamSettings(o: TrainOptions): Pick<AdamWOptions, 'beta1' | 'beta2' | '
   return { beta1: o.adamBeta1, beta2: o.adamBeta2, eps: o.adamEpsilon };
 }
 
+/** Where the batch order or the schedule is not what a transformers user would expect. */
+export function stepWarnings(o: TrainOptions, lengths: Uint32Array): string[] {
+  const warnings = [samplingWarning(o, lengths)];
+  if (o.schedule === 'constant' && o.warmupSteps > 0)
+    warnings.push(
+      "--schedule constant warms up over --warmup-steps here, as transformers' constant_with_warmup (its constant ignores warmup_steps)",
+    );
+  return warnings.filter((w) => w !== null);
+}
+
 /** Why --train-sampling-strategy group_by_length saves no padding on these rows, if it does not. */
-export function samplingWarning(o: TrainOptions, lengths: Uint32Array): string | null {
+function samplingWarning(o: TrainOptions, lengths: Uint32Array): string | null {
   if (o.trainSamplingStrategy !== 'group_by_length') return null;
   if (o.padding === 'max_length') {
     return '--train-sampling-strategy group_by_length saves no compute with --padding max_length (every row is --seq-len long); use --padding longest';

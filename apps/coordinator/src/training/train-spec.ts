@@ -1,4 +1,5 @@
 // The options of `lorafleet train` (also the keys of its --config file).
+import { SCHEDULE_KINDS } from '@lorafleet/core';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption } from '../common.js';
 import { bestModelOptions } from './best-model-options.js';
@@ -215,9 +216,17 @@ export const trainSpec = defineCommand({
       aliases: ['lr_scheduler_type'],
       affects: 'math',
       kind: 'string',
-      choices: ['constant', 'linear', 'cosine'],
+      choices: [...SCHEDULE_KINDS],
       default: 'linear',
-      description: 'LR decay after warmup',
+      description:
+        "LR after warmup, transformers' lr_scheduler_type (constant warms up too, as constant_with_warmup)",
+    },
+    'lr-scheduler-kwargs': {
+      affects: 'math',
+      kind: 'string',
+      value: 'JSON',
+      description:
+        'the schedule\'s own settings, as transformers\' lr_scheduler_kwargs: cosine {"num_cycles"}, cosine_with_min_lr {"min_lr_rate" or "min_lr", "num_cycles"}, cosine_with_restarts {"num_cycles"}, polynomial {"lr_end", "power"}, inverse_sqrt {"timescale"}, warmup_stable_decay {"num_decay_steps", "num_stable_steps", "warmup_type", "decay_type", "min_lr_ratio", "num_cycles"}',
     },
     'max-grad-norm': {
       affects: 'math',

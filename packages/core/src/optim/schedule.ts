@@ -1,36 +1,158 @@
-/** Learning-rate schedules as pure functions of the step (0-based, before the update). */
-export type LrSchedule =
-  | { kind: 'constant'; warmupSteps?: number }
-  | { kind: 'linear'; warmupSteps?: number; totalSteps: number }
-  | { kind: 'cosine'; warmupSteps?: number; totalSteps: number; minRatio?: number };
+// Learning-rate schedules as pure functions of the step (0-based, before the
+// update): transformers' `lr_scheduler_type`s, each with its
+// `lr_scheduler_kwargs` as fields, equal to transformers' own lambdas
+// (apps/coordinator/test/lr-schedules.test.ts runs them side by side).
 
-/**
- * The multiplier of the base LR at `step`, as transformers' get_*_schedule_with_warmup:
- * linear warmup from 0 over warmupSteps, then constant, linear decay to 0, or
- * half-cosine decay to minRatio at totalSteps.
- */
-export function lrFactor(schedule: LrSchedule, step: number): number {
-  const warmup = schedule.warmupSteps ?? 0;
-  if (step < warmup) return step / Math.max(1, warmup);
-  if (schedule.kind === 'constant') return 1;
-  const span = Math.max(1, schedule.totalSteps - warmup);
-  const progress = Math.min(1, (step - warmup) / span);
-  if (schedule.kind === 'linear') return Math.max(0, 1 - progress);
-  const min = schedule.minRatio ?? 0;
-  return min + (1 - min) * 0.5 * (1 + Math.cos(Math.PI * progress));
+/** transformers' SchedulerType names that a run can take. */
+export type ScheduleKind =
+  | 'constant'
+  | 'constant_with_warmup'
+  | 'linear'
+  | 'cosine'
+  | 'cosine_with_min_lr'
+  | 'cosine_with_restarts'
+  | 'polynomial'
+  | 'inverse_sqrt'
+  | 'warmup_stable_decay';
+
+/** Every kind, in the order --help lists them. */
+export const SCHEDULE_KINDS: readonly ScheduleKind[] = [
+  'linear',
+  'cosine',
+  'constant',
+  'constant_with_warmup',
+  'cosine_with_min_lr',
+  'cosine_with_restarts',
+  'polynomial',
+  'inverse_sqrt',
+  'warmup_stable_decay',
+];
+
+/** warmup_stable_decay's warmup_type and decay_type. */
+export type WsdShape = 'linear' | 'cosine' | '1-sqrt';
+
+export interface LrSchedule {
+  kind: ScheduleKind;
+  /** Linear warmup from 0 (warmup_stable_decay: from minRatio, shaped by warmupType). */
+  warmupSteps?: number;
+  /** The run's steps: every kind but the constant ones and inverse_sqrt. */
+  totalSteps?: number;
+  /** Cosine waves over the decay (num_cycles; default 0.5, a half wave; cosine_with_restarts: 1). */
+  numCycles?: number;
+  /** The floor, a share of the LR: cosine_with_min_lr's min_lr_rate, warmup_stable_decay's min_lr_ratio. */
+  minRatio?: number;
+  /** polynomial: lr_end over the LR (default 1e-7 over it), and the power (default 1). */
+  lrEndRatio?: number;
+  power?: number;
+  /** inverse_sqrt: the time scale (default: the warmup steps, or 10000 without warmup). */
+  timescale?: number;
+  /** warmup_stable_decay: decay steps, stable steps (default: what warmup and decay leave) and shapes. */
+  decaySteps?: number;
+  stableSteps?: number;
+  warmupType?: WsdShape;
+  decayType?: WsdShape;
 }
 
-export function validateSchedule(schedule: LrSchedule): void {
-  const warmup = schedule.warmupSteps ?? 0;
-  if (!Number.isInteger(warmup) || warmup < 0) {
-    throw new Error(`warmup steps must be a non-negative integer, got ${warmup}`);
+/** The share of the decay done at `step`: 0 at the end of warmup, 1 at totalSteps. */
+const progress = (s: LrSchedule, step: number) => {
+  const warmup = s.warmupSteps ?? 0;
+  return (step - warmup) / Math.max(1, (s.totalSteps ?? 0) - warmup);
+};
+
+/** 1 at progress 0, falling over `cycles` waves (0.5: half a wave, to 0 at progress 1). */
+const wave = (p: number, cycles: number) => 0.5 * (1 + Math.cos(Math.PI * cycles * 2 * p));
+
+/** warmup_stable_decay's shapes, from 0 at p = 0 to 1 at p = 1 (warmup) or back (decay: 1 - it). */
+const WSD_SHAPES: Record<
+  WsdShape,
+  { warmup: (p: number) => number; decay: (p: number, cycles: number) => number }
+> = {
+  linear: { warmup: (p) => p, decay: (p) => 1 - p },
+  cosine: { warmup: (p) => 0.5 * (1 - Math.cos(Math.PI * p)), decay: wave },
+  '1-sqrt': { warmup: (p) => 1 - Math.sqrt(1 - p), decay: (p) => 1 - Math.sqrt(p) },
+};
+
+function warmupStableDecay(s: LrSchedule, step: number): number {
+  const [warmup, floor, cycles] = [s.warmupSteps ?? 0, s.minRatio ?? 0, s.numCycles ?? 0.5];
+  const decay = s.decaySteps ?? 0;
+  const stable = s.stableSteps ?? (s.totalSteps ?? 0) - warmup - decay;
+  const floored = (f: number) => Math.max(0, f * (1 - floor) + floor);
+  if (step < warmup)
+    return floored(WSD_SHAPES[s.warmupType ?? 'linear'].warmup(step / Math.max(1, warmup)));
+  if (step < warmup + stable) return 1;
+  if (step < warmup + stable + decay) {
+    const p = (step - warmup - stable) / Math.max(1, decay);
+    return floored(WSD_SHAPES[s.decayType ?? 'cosine'].decay(p, cycles));
   }
-  if (
-    schedule.kind !== 'constant' &&
-    !(Number.isInteger(schedule.totalSteps) && schedule.totalSteps > 0)
-  ) {
-    throw new Error(
-      `the ${schedule.kind} schedule needs total steps > 0, got ${schedule.totalSteps}`,
-    );
+  return floor;
+}
+
+/** Each kind's multiplier after the linear warmup (warmup_stable_decay: throughout). */
+const AFTER_WARMUP: Record<ScheduleKind, (s: LrSchedule, step: number) => number> = {
+  constant: () => 1,
+  constant_with_warmup: () => 1,
+  linear: (s, step) => Math.max(0, 1 - progress(s, step)),
+  cosine: (s, step) => {
+    const floor = s.minRatio ?? 0;
+    return Math.max(0, wave(progress(s, step), s.numCycles ?? 0.5) * (1 - floor) + floor);
+  },
+  cosine_with_min_lr: (s, step) => AFTER_WARMUP.cosine(s, step),
+  cosine_with_restarts: (s, step) => {
+    const p = progress(s, step);
+    if (p >= 1) return 0;
+    return Math.max(0, 0.5 * (1 + Math.cos(Math.PI * (((s.numCycles ?? 1) * p) % 1))));
+  },
+  polynomial: (s, step) => {
+    const end = s.lrEndRatio ?? 0;
+    if (step > (s.totalSteps ?? 0)) return end;
+    return (1 - end) * (1 - progress(s, step)) ** (s.power ?? 1) + end;
+  },
+  inverse_sqrt: (s, step) => {
+    const warmup = s.warmupSteps ?? 0;
+    const timescale = s.timescale ?? (warmup || 10_000);
+    return 1 / Math.sqrt((step + timescale - warmup) / timescale);
+  },
+  warmup_stable_decay: warmupStableDecay,
+};
+
+/** The multiplier of the base LR at `step`, as transformers' scheduler lambdas. */
+export function lrFactor(schedule: LrSchedule, step: number): number {
+  const warmup = schedule.warmupSteps ?? 0;
+  if (schedule.kind !== 'warmup_stable_decay' && step < warmup) return step / Math.max(1, warmup);
+  return AFTER_WARMUP[schedule.kind](schedule, step);
+}
+
+/** Kinds that decay over the run's steps, so need totalSteps. */
+const NEEDS_TOTAL: ReadonlySet<ScheduleKind> = new Set([
+  'linear',
+  'cosine',
+  'cosine_with_min_lr',
+  'cosine_with_restarts',
+  'polynomial',
+  'warmup_stable_decay',
+]);
+
+export function validateSchedule(schedule: LrSchedule): void {
+  const { kind, warmupSteps = 0, totalSteps } = schedule;
+  const bad = (what: string) => {
+    throw new Error(`the ${kind} schedule: ${what}`);
+  };
+  if (!Number.isInteger(warmupSteps) || warmupSteps < 0)
+    bad(`warmup steps must be a non-negative integer, got ${warmupSteps}`);
+  if (NEEDS_TOTAL.has(kind) && !(Number.isInteger(totalSteps) && totalSteps! > 0))
+    bad(`it needs total steps > 0, got ${totalSteps}`);
+  const { minRatio = 0, numCycles = 1, lrEndRatio = 0, power = 1, timescale = 1 } = schedule;
+  if (!(minRatio >= 0 && minRatio <= 1)) bad(`the floor must be in [0, 1], got ${minRatio}`);
+  if (!(numCycles > 0)) bad(`num_cycles must be > 0, got ${numCycles}`);
+  if (!(lrEndRatio >= 0 && lrEndRatio < 1))
+    bad(`lr_end must be below the LR, got ${lrEndRatio} of it`);
+  if (!(power > 0) || !(timescale > 0)) bad(`power and timescale must be > 0`);
+  if (kind === 'warmup_stable_decay') {
+    const { decaySteps, stableSteps } = schedule;
+    if (!(Number.isInteger(decaySteps) && decaySteps! >= 0))
+      bad(`num_decay_steps must be a non-negative integer, got ${decaySteps}`);
+    const stable = stableSteps ?? totalSteps! - warmupSteps - decaySteps!;
+    if (!(Number.isInteger(stable) && stable >= 0))
+      bad(`warmup (${warmupSteps}) and decay (${decaySteps}) steps leave ${stable} stable steps`);
   }
 }

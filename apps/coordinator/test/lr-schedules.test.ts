@@ -1,0 +1,143 @@
+// --schedule and --lr-scheduler-kwargs against transformers' own schedules
+// (test/reference/lr_schedules.py: get_scheduler with the same name, warmup,
+// steps and lr_scheduler_kwargs, stepped as Trainer steps it): the LR of
+// every step of every kind equals transformers' (the reference stack of
+// scripts/reference-python.sh). How the run reads them: scheduleFrom, then
+// core's lrFactor, as the worker's step does.
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type ScheduleKind, lrFactor, validateSchedule } from '@lorafleet/core';
+import { referencePython } from '@lorafleet/core/testing';
+import { describe, expect, it } from 'vitest';
+import { scheduleFrom } from '../src/training/schedule-options.js';
+import {
+  REPO_ROOT,
+  SEQ_LEN,
+  ensureBuilt,
+  initTinyModel,
+  lorafleet,
+  makeTempDir,
+  patternRecords,
+  removeDir,
+  writeJsonl,
+} from './helpers.js';
+
+interface Case {
+  name: ScheduleKind;
+  lr: number;
+  warmup: number;
+  total: number;
+  kwargs: Record<string, unknown>;
+}
+
+const c = (name: ScheduleKind, warmup: number, total: number, kwargs = {}, lr = 1e-3): Case => ({
+  ...{ name, lr, warmup, total, kwargs },
+});
+
+const CASES: Case[] = [
+  c('linear', 3, 20),
+  c('cosine', 2, 20),
+  c('cosine', 0, 16, { num_cycles: 1.5 }),
+  c('constant', 0, 6), // transformers' constant ignores warmup: compared without one
+  c('constant_with_warmup', 4, 10),
+  c('cosine_with_min_lr', 3, 20, { min_lr_rate: 0.1 }),
+  c('cosine_with_min_lr', 2, 15, { min_lr: 1e-4, num_cycles: 0.75 }),
+  c('cosine_with_restarts', 2, 30, { num_cycles: 3 }),
+  c('polynomial', 2, 20, { lr_end: 1e-5, power: 2 }),
+  c('polynomial', 3, 12),
+  c('inverse_sqrt', 5, 30),
+  c('inverse_sqrt', 4, 20, { timescale: 8 }),
+  c('inverse_sqrt', 0, 10),
+  c('warmup_stable_decay', 3, 30, { num_decay_steps: 10 }),
+  c('warmup_stable_decay', 4, 30, {
+    ...{ num_decay_steps: 8, num_stable_steps: 12, warmup_type: 'cosine' },
+    ...{ decay_type: '1-sqrt', min_lr_ratio: 0.05 },
+  }),
+  c('warmup_stable_decay', 2, 20, {
+    num_decay_steps: 6,
+    warmup_type: '1-sqrt',
+    decay_type: 'linear',
+  }),
+];
+
+describe('LR schedules', () => {
+  it("every kind gives transformers' LR at every step", () => {
+    const printed = execFileSync(
+      referencePython(),
+      [join(REPO_ROOT, 'test', 'reference', 'lr_schedules.py'), JSON.stringify(CASES)],
+      { encoding: 'utf8' },
+    );
+    const theirs = JSON.parse(printed.trim().split('\n').at(-1)!) as number[][];
+    expect(theirs).toHaveLength(CASES.length);
+    for (const [i, { name, lr, warmup, total, kwargs }] of CASES.entries()) {
+      const schedule = scheduleFrom(name, JSON.stringify(kwargs), {
+        warmupSteps: warmup,
+        totalSteps: total,
+        lr,
+      });
+      validateSchedule(schedule);
+      const ours = Array.from({ length: total }, (_, step) => lr * lrFactor(schedule, step));
+      const label = `${name} ${JSON.stringify(kwargs)}`;
+      expect(theirs[i], label).toHaveLength(total);
+      ours.forEach((rate, step) =>
+        expect(Math.abs(rate - theirs[i]![step]!), `${label} step ${step}`).toBeLessThan(1e-15),
+      );
+    }
+    // Every kind is compared.
+    expect(new Set(CASES.map((x) => x.name)).size).toBe(9);
+  }, 120_000);
+
+  it('reaches the workers: a run logs the LR of each step (2 workers, warmup_stable_decay)', async () => {
+    await ensureBuilt();
+    const dir = await makeTempDir('lr-schedules');
+    try {
+      const model = await initTinyModel(dir, 'tiny');
+      const data = await writeJsonl(join(dir, 'train.jsonl'), patternRecords(8));
+      const kwargs = {
+        ...{ num_decay_steps: 3, num_stable_steps: 2, warmup_type: 'cosine' },
+        ...{ decay_type: 'linear', min_lr_ratio: 0.2, num_cycles: 0.5 },
+      };
+      const run = await lorafleet([
+        ...['train', '--model', model, '--data', data, '--out', join(dir, 'out')],
+        ...['--steps', '8', '--batch-size', '2', '--seq-len', SEQ_LEN, '--workers', '2'],
+        ...['--lr', '0.01', '--warmup-steps', '2', '--schedule', 'warmup_stable_decay'],
+        ...['--lr-scheduler-kwargs', JSON.stringify(kwargs)],
+      ]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toContain(
+        'optimizer: AdamW lr 0.01 (warmup_stable_decay, 2 warmup steps)',
+      );
+      const logged = (await readFile(join(dir, 'out', 'metrics.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { lr: number }).lr);
+      const schedule = scheduleFrom('warmup_stable_decay', JSON.stringify(kwargs), {
+        ...{ warmupSteps: 2, totalSteps: 8, lr: 0.01 },
+      });
+      expect(logged).toHaveLength(8);
+      logged.forEach((lr, step) => expect(lr).toBeCloseTo(0.01 * lrFactor(schedule, step), 12));
+      expect(new Set(logged).size).toBeGreaterThan(4); // warmup, stable, decay and the floor
+    } finally {
+      await removeDir(dir);
+    }
+  }, 120_000);
+
+  it('refuses keywords a kind does not read, and what it needs but lacks', () => {
+    const run = { warmupSteps: 2, totalSteps: 10, lr: 1e-3 };
+    expect(() => scheduleFrom('linear', '{"num_cycles": 2}', run)).toThrow(
+      '--lr-scheduler-kwargs num_cycles: --schedule linear reads none',
+    );
+    expect(() => scheduleFrom('cosine_with_min_lr', undefined, run)).toThrow(
+      'needs one of min_lr and min_lr_rate',
+    );
+    expect(() => scheduleFrom('warmup_stable_decay', '{}', run)).toThrow('needs num_decay_steps');
+    expect(() => scheduleFrom('polynomial', '{"lr_end": 0.01}', run)).toThrow(
+      'lr_end for --schedule polynomial must be in [0, --lr 0.001)',
+    );
+    expect(() => scheduleFrom('cosine', '[1]', run)).toThrow('must be a JSON object');
+    expect(() => scheduleFrom('cosine', '{oops', run)).toThrow('is not JSON');
+    const wsd = scheduleFrom('warmup_stable_decay', '{"num_decay_steps": 9}', run);
+    expect(() => validateSchedule(wsd)).toThrow('leave -1 stable steps');
+  });
+});
