@@ -79,10 +79,13 @@ describe('train --workers N', () => {
   it('trains the same adapter, loss curve and held-out losses with 1, 2 and 3 workers', async () => {
     const stderr = new Map<number, string>();
     for (const workers of [1, 2, 3]) {
+      // 3 workers also evaluate in batches of 3 rows (--eval-batch-size): the sums do not change.
       const result = await train(`w${workers}`, workers, [
         ...['--eval-data', valid, '--eval-every', '10'],
+        ...(workers === 3 ? ['--eval-batch-size', '3'] : []),
       ]);
       expect(result.code, result.stderr).toBe(0);
+      if (workers === 3) expect(result.stdout).toMatch(/eval data: .*; batches of 3\n/);
       stderr.set(workers, result.stderr);
     }
     type Summary = { evalLossBefore: number; evalLossAfter: number };

@@ -72,7 +72,7 @@ export function heldOut(
       const round = async (kto: Pick<EvalRequest, 'klSumsOnly' | 'kl'>) => {
         for (const [rank, m] of members.entries()) {
           const rowIds = shard(ids, rank, members.length);
-          const value = { step: done, rowIds, batchSize: plan.microBatchSize, ...kto };
+          const value = { step: done, rowIds, batchSize: plan.evalBatchSize, ...kto };
           await fleet.send(m, { case: 'evalRequest', value });
         }
         return fleet.collect('evalDone', EVAL_TIMEOUT_MS, members);

@@ -46,6 +46,8 @@ export interface RunPlan {
   steps: number;
   batchSize: number;
   microBatchSize: number;
+  /** Held-out rows per forward (--eval-batch-size, else microBatchSize). */
+  evalBatchSize: number;
   trainableParameters: number;
   totalParameters: number;
   /** Lines for the log: how the data was read, and its warnings. */
@@ -135,6 +137,7 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     steps,
     batchSize,
     microBatchSize,
+    evalBatchSize: o.evalBatchSize ?? microBatchSize,
     trainableParameters,
     totalParameters,
     dataDescription: prepared.description,

@@ -153,8 +153,13 @@ function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): 
   if (start.resumed) log(`resuming from ${start.resumed.dir} at step ${start.step}`);
   plan.warnings.forEach(warn);
   log(`data: ${config.dataFile}: ${plan.dataDescription}`);
-  if (plan.evalDescription)
-    log(`eval data: ${config.evalData?.file ?? config.dataFile}: ${plan.evalDescription}`);
+  if (plan.evalDescription) {
+    const batches =
+      plan.evalBatchSize === microBatchSize ? '' : `; batches of ${plan.evalBatchSize}`;
+    log(
+      `eval data: ${config.evalData?.file ?? config.dataFile}: ${plan.evalDescription}${batches}`,
+    );
+  }
   log(
     `model: ${config.modelDir} (${formatCount(plan.totalParameters)} parameters, context ${plan.modelConfig.contextLength}, ` +
       `vocab ${plan.modelConfig.vocabSize}) on ${where(membership)} (${plan.backend})`,

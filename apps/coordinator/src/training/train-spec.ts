@@ -251,6 +251,13 @@ export const trainSpec = defineCommand({
       default: 0,
       description: 'evaluate every N steps (0: only before and after)',
     },
+    'eval-batch-size': {
+      aliases: ['per_device_eval_batch_size'],
+      kind: 'int',
+      min: 1,
+      description:
+        'held-out rows per forward on each worker (default: the micro-batch size; a forward alone needs less memory than a training step)',
+    },
     seed: {
       affects: 'math',
       kind: 'int',
