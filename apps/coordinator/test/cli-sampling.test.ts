@@ -1,5 +1,5 @@
-// --train-sampling-strategy through the real CLI on 2 workers, read back
-// from the sample ledger: group_by_length gives each step rows of similar
+// --train-sampling-strategy (and --data-seed) through the real CLI on 2
+// workers, read back from the sample ledger: group_by_length gives each step rows of similar
 // lengths (the longest row of all at the first step) where random mixes
 // them; a group_by_length run stopped and resumed ends with the
 // uninterrupted adapter bytes; sequential takes the rows in file order; a
@@ -65,12 +65,18 @@ const spread = (steps: number[][]) =>
 describe('train --train-sampling-strategy', () => {
   it('group_by_length: steps of similar lengths, the longest first; resumed, the same bytes', async () => {
     const grouped = ['--train-sampling-strategy', 'group_by_length'];
-    const [random, whole, split] = await Promise.all([
+    const [random, whole, split, dataSeed] = await Promise.all([
       train('random'),
       train('grouped', ...grouped),
       train('split', ...grouped, '--steps', '4'),
+      train('data-seed', '--seed', '5', '--data-seed', '0'),
     ]);
-    for (const run of [random, whole, split]) expect(run.code, run.stderr).toBe(0);
+    for (const run of [random, whole, split, dataSeed]) expect(run.code, run.stderr).toBe(0);
+    // --data-seed alone orders the batches: another --seed, the same steps, another adapter.
+    expect(await ledger('data-seed')).toEqual(await ledger('random'));
+    expect(await adapterBytes(join(dir!, 'data-seed'))).not.toEqual(
+      await adapterBytes(join(dir!, 'random')),
+    );
     expect(whole.stdout).toContain('batches grouped by length (longest first)');
     const [r, g] = [await ledger('random'), await ledger('grouped')];
     expect(g).toHaveLength(8);

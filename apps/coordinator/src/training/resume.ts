@@ -108,6 +108,7 @@ const ADDED_LATER: Record<string, unknown> = {
   'adam-beta2': 0.999,
   'adam-epsilon': 1e-8,
   'lr-scheduler-kwargs': null,
+  'data-seed': null,
 };
 
 /** Math options renamed since: the old name, the new one, and the old value as the new option records it. */

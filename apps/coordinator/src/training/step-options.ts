@@ -48,7 +48,7 @@ export function stepOptionsFrom(
   }
   const sampler = new GlobalBatchSampler({
     datasetSize,
-    seed: o.seed,
+    seed: o.dataSeed ?? o.seed,
     globalBatchSize: batchSize,
     strategy: o.trainSamplingStrategy as SamplingStrategy,
     lengths,

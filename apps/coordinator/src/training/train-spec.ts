@@ -265,6 +265,13 @@ export const trainSpec = defineCommand({
       default: 0,
       description: 'seed of initialisation, shuffling and dropout',
     },
+    'data-seed': {
+      affects: 'math',
+      kind: 'int',
+      min: 0,
+      description:
+        "seed of the batch order alone (transformers' data_seed; default: --seed), so runs of other --seed see the same batches",
+    },
     'checkpoint-every': {
       aliases: ['save_steps'],
       kind: 'int',
