@@ -183,6 +183,32 @@ describe('train --load-best-model-at-end', () => {
     );
   }, 120_000);
 
+  it("--eval-strategy and --save-strategy epoch: an evaluation and a checkpoint at every epoch's end", async () => {
+    // train() gives --eval-every; the epoch strategy takes its place.
+    const run = await lorafleet([
+      ...['train', '--model', model, '--data', data, '--eval-data', heldOut],
+      ...['--out', join(dir!, 'epochs'), '--seq-len', '32', '--batch-size', '4', '--lr', '5e-2'],
+      ...['--epochs', '3', '--eval-strategy', 'epoch', '--save-strategy', 'epoch'],
+      '--load-best-model-at-end',
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const steps = Number(
+      /(\d+) steps of 4 rows x 32 tokens \(3\.00 epochs\)/.exec(run.stdout)?.[1],
+    );
+    const epoch = steps / 3;
+    expect(Number.isInteger(epoch) && epoch > 1).toBe(true);
+    expect((await evaluations('epochs')).map((e) => e.step)).toEqual([epoch, 2 * epoch, 3 * epoch]);
+    expect((await readdir(join(dir!, 'epochs', 'checkpoints'))).sort()).toEqual(
+      [epoch, 2 * epoch, 3 * epoch].map((step) => `step-${String(step).padStart(6, '0')}`),
+    );
+    const summary = await readJson<Summary>(join(dir!, 'epochs', 'summary.json'));
+    expect([epoch, 2 * epoch, 3 * epoch]).toContain(summary.savedStep);
+    // The strategy replaces the step interval: giving both is refused.
+    const both = await train('both', '--eval-strategy', 'epoch');
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--eval-every and --eval-strategy contradict each other');
+  }, 300_000);
+
   it('refuses what cannot choose a best checkpoint', async () => {
     for (const [flags, says] of [
       [['--steps', '4', '--eval-every', '0', '--load-best-model-at-end'], 'needs --eval-every N'],

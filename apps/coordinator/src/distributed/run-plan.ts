@@ -25,10 +25,11 @@ import {
   rowsFingerprint,
   splitRows,
 } from '@lorafleet/worker';
-import { UsageError } from '../args.js';
+import { UsageError, withValues } from '../args.js';
 import { baseDtypeFor } from '../common.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import { stepOptionsFrom, stepWarnings } from '../training/step-options.js';
+import type { MicroBatchMemory } from '../training/micro-batch.js';
 import { rowOptionsFrom } from '../training/data-options.js';
 import { checkDpoStartAdapter } from '../training/contradictions.js';
 import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
@@ -72,9 +73,16 @@ function checkPlanOptions(o: TrainOptions): void {
   }
 }
 
-export async function planRun(o: TrainOptions): Promise<RunPlan> {
-  checkPlanOptions(o);
-  const best = bestModelSettings(o);
+/** --eval-strategy and --save-strategy epoch: --eval-every and --checkpoint-every of an epoch's steps. */
+function withEpochStrategies(o: TrainOptions, stepsPerEpoch: number): TrainOptions {
+  return withValues(o, {
+    ...(o.evalStrategy === 'epoch' ? { evalEvery: stepsPerEpoch } : {}),
+    ...(o.saveStrategy === 'epoch' ? { checkpointEvery: stepsPerEpoch } : {}),
+  });
+}
+
+export async function planRun(given: TrainOptions): Promise<RunPlan> {
+  let o = given;
   const mode = o.fullFinetune ? 'full' : 'lora';
   const modelDir = o.model;
   const modelConfig = await readModelConfig(modelDir);
@@ -96,17 +104,10 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
   const seed = o.seed;
   const lengths = paddedLengths(split.train, rows);
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
-    stepOptionsFrom(o, lengths, {
-      config: modelConfig,
-      seqLen: rows.seqLen,
-      ...(rows.pairs || rows.kto ? { sequencesPerRow: 2 as const } : {}),
-      parameters: totalParameters,
-      fullFinetune: mode === 'full',
-      linearParameters: linearParameterCount(modelConfig),
-      baseDtype,
-      backend: o.backend,
-      gradientCheckpointing: o.gradientCheckpointing,
-    });
+    stepOptionsFrom(o, lengths, batchMemory(o, modelConfig, rows, totalParameters, baseDtype));
+  o = withEpochStrategies(o, sampler.stepsPerEpoch);
+  checkPlanOptions(o);
+  const best = bestModelSettings(o);
   const config: RunConfig = {
     modelDir,
     dataFile,
@@ -151,6 +152,27 @@ export async function planRun(o: TrainOptions): Promise<RunPlan> {
     evalEvery: o.evalEvery,
     checkpointEvery: best.checkpointEvery,
     bestModel: best.settings,
+  };
+}
+
+/** What the micro-batch estimate (micro-batch.ts) weighs. */
+function batchMemory(
+  o: TrainOptions,
+  config: ModelConfig,
+  rows: RunConfig['rows'],
+  parameters: number,
+  baseDtype: RunConfig['baseDtype'],
+): MicroBatchMemory {
+  return {
+    config,
+    seqLen: rows.seqLen,
+    ...(rows.pairs || rows.kto ? { sequencesPerRow: 2 as const } : {}),
+    parameters,
+    fullFinetune: o.fullFinetune,
+    linearParameters: linearParameterCount(config),
+    baseDtype,
+    backend: o.backend,
+    gradientCheckpointing: o.gradientCheckpointing,
   };
 }
 

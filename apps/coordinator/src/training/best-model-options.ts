@@ -89,7 +89,7 @@ export function bestModelSettings(o: TrainOptions): {
   }
   const metric = bestMetric(o);
   const name = loadAtEnd ? '--load-best-model-at-end' : '--early-stopping-patience';
-  if (o.evalEvery === 0)
+  if (o.evalEvery === 0 && o.evalStrategy !== 'epoch')
     throw new UsageError(
       `train: ${name} needs --eval-every N (and held-out data: --eval-data or --eval-fraction): the evaluations it compares`,
     );

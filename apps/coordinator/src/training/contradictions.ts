@@ -33,6 +33,18 @@ export function checkTrainOptions(o: TrainOptions): void {
   const clash = (a: string, b: string, why: string) =>
     new UsageError(`train: --${a} and --${b} contradict each other: ${why}`);
   checkObjective(o, given, clash);
+  if (o.evalStrategy === 'epoch' && given.has('eval-every'))
+    throw clash(
+      'eval-every',
+      'eval-strategy',
+      "--eval-strategy epoch evaluates at every epoch's end",
+    );
+  if (o.saveStrategy === 'epoch' && given.has('checkpoint-every'))
+    throw clash(
+      'checkpoint-every',
+      'save-strategy',
+      "--save-strategy epoch writes a checkpoint at every epoch's end",
+    );
   if (given.has('gradient-accumulation-steps')) {
     if (!given.has('micro-batch-size'))
       throw new UsageError(

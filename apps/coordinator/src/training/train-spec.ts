@@ -251,6 +251,20 @@ export const trainSpec = defineCommand({
       default: 0,
       description: 'evaluate every N steps (0: only before and after)',
     },
+    'eval-strategy': {
+      kind: 'string',
+      choices: ['steps', 'epoch'],
+      default: 'steps',
+      description:
+        "when to evaluate during training, transformers' eval_strategy: every --eval-every steps, or at the end of every epoch",
+    },
+    'save-strategy': {
+      kind: 'string',
+      choices: ['steps', 'epoch'],
+      default: 'steps',
+      description:
+        "when to write a checkpoint, transformers' save_strategy: every --checkpoint-every steps, or at the end of every epoch",
+    },
     'eval-batch-size': {
       aliases: ['per_device_eval_batch_size'],
       kind: 'int',
