@@ -10,17 +10,9 @@
 // re-forms without it and the step is replayed (recovery.ts).
 import { randomUUID } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { type BaseDtype, useBackend } from '@lorafleet/core';
-import { hasReference } from '@lorafleet/models';
-import type { SamplingStrategy } from '@lorafleet/data';
-import {
-  type RunConfig,
-  WIRE_DTYPE_BYTES,
-  encodeRunConfig,
-  resultManifestSha256,
-} from '@lorafleet/worker';
+import { useBackend } from '@lorafleet/core';
+import { WIRE_DTYPE_BYTES, encodeRunConfig, resultManifestSha256 } from '@lorafleet/worker';
 import { UsageError } from '../args.js';
-import { formatCount } from '../common.js';
 import { type RunObserver, observeRun, runFacts } from '../observe/observer.js';
 import { EXIT_CODES, type Interrupt, onInterrupt } from '../training/interrupt.js';
 import { claimRunDir } from '../training/run-dir.js';
@@ -34,9 +26,8 @@ import { spawnedGpus } from './default-gpus.js';
 import { ElasticRing, withRecovery } from './recovery.js';
 import { workerTable, writeSummary } from './report.js';
 import { type RunPlan, planRun } from './run-plan.js';
+import { describeRun, workerNoun } from './describe-run.js';
 import { sharedGpuWarnings } from './shared-gpus.js';
-import { describeLora } from '../training/peft-options.js';
-import { REFERENCES, describeObjective } from '../training/objective-describe.js';
 import { BestModel } from '../training/best-model.js';
 import { checkpointName, CHECKPOINTS_DIR } from '../training/checkpoint.js';
 
@@ -92,7 +83,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
     }
     const ring = await formRing(o, fleet, plan, start, observer);
     log(
-      `${fleet.active().length} ${workers(fleet.active().length)} ready (control ${fleet.endpoint}, run ${runId})`,
+      `${fleet.active().length} ${workerNoun(fleet.active().length)} ready (control ${fleet.endpoint}, run ${runId})`,
     );
     noteSharedGpus(fleet, observer);
     interrupt.training();
@@ -122,8 +113,6 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
   }
 }
 
-const workers = (n: number) => (n === 1 ? 'worker' : 'workers');
-
 /** Warns, on the console and in the event log, of workers of one host on one GPU. */
 function noteSharedGpus(fleet: WorkerFleet, observer: RunObserver): void {
   for (const line of sharedGpuWarnings(fleet.active())) {
@@ -131,88 +120,6 @@ function noteSharedGpus(fleet: WorkerFleet, observer: RunObserver): void {
     observer.note('warn', line);
   }
 }
-
-function where(membership: Membership): string {
-  return membership.kind === 'inprocess'
-    ? '1 worker in this process'
-    : `${membership.workers} ${workers(membership.workers)}`;
-}
-
-/** How the frozen linear weights are held, for the "training:" line (empty for plain f32). */
-function baseNote(baseDtype: BaseDtype, bnbFolder: boolean): string {
-  if (bnbFolder) {
-    return baseDtype === 'nf4'
-      ? "; frozen linear weights stored as nf4, the folder's bitsandbytes 4-bit bytes as they are"
-      : `; frozen linear weights stored as ${baseDtype}, dequantized from the folder's bitsandbytes NF4`;
-  }
-  return baseDtype === 'f32' ? '' : `; frozen linear weights stored as ${baseDtype}`;
-}
-
-function describeRun(plan: RunPlan, membership: Membership, start: StartPoint): void {
-  const { config, steps, batchSize, microBatchSize, sampler } = plan;
-  if (start.resumed) log(`resuming from ${start.resumed.dir} at step ${start.step}`);
-  plan.warnings.forEach(warn);
-  log(`data: ${config.dataFile}: ${plan.dataDescription}`);
-  if (plan.evalDescription) {
-    const batches =
-      plan.evalBatchSize === microBatchSize ? '' : `; batches of ${plan.evalBatchSize}`;
-    log(
-      `eval data: ${config.evalData?.file ?? config.dataFile}: ${plan.evalDescription}${batches}`,
-    );
-  }
-  log(
-    `model: ${config.modelDir} (${formatCount(plan.totalParameters)} parameters, context ${plan.modelConfig.contextLength}, ` +
-      `vocab ${plan.modelConfig.vocabSize}) on ${where(membership)} (${plan.backend})`,
-  );
-  const share = `${((100 * plan.trainableParameters) / plan.totalParameters).toFixed(2)}% of ${formatCount(plan.totalParameters)}`;
-  log(
-    config.mode === 'full'
-      ? `training: full fine-tune, ${formatCount(plan.trainableParameters)} trainable parameters`
-      : `training: LoRA r=${config.lora.r} alpha=${config.lora.alpha} on ${describeLora(config.lora)}, ` +
-          `${formatCount(plan.trainableParameters)} trainable parameters (${share})` +
-          (config.loraplusLrRatio ? `; LoRA+: B learns at ${config.loraplusLrRatio}x --lr` : '') +
-          baseNote(config.baseDtype, plan.modelConfig.bnbNf4 === true) +
-          (config.initAdapter ? `; starting from the adapter ${config.initAdapter}` : '') +
-          (config.neftuneAlpha ? `; NEFTune noise alpha ${config.neftuneAlpha}` : ''),
-  );
-  if (config.objective) {
-    const objective = config.objective;
-    const reference =
-      hasReference(objective.kind) && config.initAdapter
-        ? `against a frozen copy of the adapter it starts from (${config.initAdapter})`
-        : REFERENCES[objective.kind];
-    log(`objective: ${describeObjective(objective)}, ${reference}; no dropout`);
-  }
-  const perWorker =
-    membership.workers > 1
-      ? `, ~${Math.ceil(batchSize / membership.workers)} ${rowNoun(config)} per worker`
-      : '';
-  log(
-    `${steps} steps of ${Math.min(batchSize, sampler.datasetSize)} ${rowNoun(config)} x ` +
-      `${config.rows.pairs || config.rows.kto ? `2 x ${config.rows.seqLen}` : config.rows.seqLen} tokens ` +
-      `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${microBatchSize}` +
-      (config.gradientCheckpointing ? ', gradient checkpointing' : '') +
-      SAMPLING_NOTES[sampler.strategy],
-  );
-  log(describeOptimizer(config));
-}
-
-/** "optimizer: AdamW lr 0.0002 (linear, 10 warmup steps), betas 0.9/0.999, eps 1e-8, ...". */
-function describeOptimizer({ optimizer: o, schedule, maxGradNorm }: RunConfig): string {
-  const warmup = schedule.warmupSteps ? `, ${schedule.warmupSteps} warmup steps` : '';
-  return (
-    `optimizer: AdamW lr ${o.lr} (${schedule.kind}${warmup}), betas ${o.beta1}/${o.beta2}, ` +
-    `eps ${o.eps}, weight decay ${o.weightDecay}, ` +
-    (maxGradNorm === null ? 'no clipping' : `gradients clipped at norm ${maxGradNorm}`)
-  );
-}
-
-/** How the "N steps of ..." line says each epoch's order. */
-const SAMPLING_NOTES: Record<SamplingStrategy, string> = {
-  random: '',
-  group_by_length: ', batches grouped by length (longest first)',
-  sequential: ', rows in file order',
-};
 
 function facts(plan: RunPlan, membership: Membership, runId: string) {
   const { config } = plan;
@@ -402,7 +309,3 @@ async function saveResult(
 }
 
 export type { Interrupt };
-
-/** What one row of the run holds, for the log. */
-const rowNoun = (config: RunPlan['config']): string =>
-  config.rows.pairs ? 'pairs' : config.rows.kto ? 'examples' : 'rows';

@@ -1,9 +1,9 @@
 // The options of `lorafleet train` (also the keys of its --config file).
-import { SCHEDULE_KINDS } from '@lorafleet/core';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption } from '../common.js';
 import { bestModelOptions } from './best-model-options.js';
 import { dataOptions } from './data-options.js';
+import { optimizerOptions } from './optimizer-options.js';
 import { objectiveOptions } from './objective-options.js';
 import { peftOptions } from './peft-options.js';
 import { launchOptions } from '../launch/options.js';
@@ -147,45 +147,7 @@ export const trainSpec = defineCommand({
         "keep only each layer's input for backward and recompute the rest there (transformers' " +
         'gradient_checkpointing): far less activation memory, one more forward pass; the same gradients',
     },
-    lr: {
-      aliases: ['learning_rate'],
-      affects: 'math',
-      kind: 'number',
-      min: 0,
-      default: 2e-4,
-      description: 'peak learning rate',
-    },
-    'weight-decay': {
-      affects: 'math',
-      kind: 'number',
-      min: 0,
-      default: 0,
-      description:
-        "AdamW decoupled weight decay; not on biases and norm weights, as transformers' Trainer",
-    },
-    'adam-beta1': {
-      affects: 'math',
-      kind: 'number',
-      min: 0,
-      default: 0.9,
-      description:
-        "AdamW's beta1, the decay of the gradient average, in [0, 1) (transformers' adam_beta1)",
-    },
-    'adam-beta2': {
-      affects: 'math',
-      kind: 'number',
-      min: 0,
-      default: 0.999,
-      description:
-        "AdamW's beta2, the decay of the squared-gradient average, in [0, 1) (transformers' adam_beta2; LLM recipes often take 0.95)",
-    },
-    'adam-epsilon': {
-      affects: 'math',
-      kind: 'number',
-      min: 0,
-      default: 1e-8,
-      description: "AdamW's epsilon, added to the denominator, > 0 (transformers' adam_epsilon)",
-    },
+    ...optimizerOptions,
     'neftune-noise-alpha': {
       affects: 'math',
       kind: 'number',
@@ -202,38 +164,6 @@ export const trainSpec = defineCommand({
       default: 1,
       description:
         "LoRA+ (PEFT's create_loraplus_optimizer): lora_B and 1-D trained parameters (biases, norms, DoRA magnitudes) learn at --lr times this, e.g. 16 (1: off)",
-    },
-    'warmup-steps': {
-      aliases: ['warmup_ratio'],
-      affects: 'math',
-      kind: 'number',
-      min: 0,
-      default: 0,
-      description:
-        "linear warmup: whole steps, or a share of --steps below 1 (rounded up), as transformers' warmup_steps",
-    },
-    schedule: {
-      aliases: ['lr_scheduler_type'],
-      affects: 'math',
-      kind: 'string',
-      choices: [...SCHEDULE_KINDS],
-      default: 'linear',
-      description:
-        "LR after warmup, transformers' lr_scheduler_type (constant warms up too, as constant_with_warmup)",
-    },
-    'lr-scheduler-kwargs': {
-      affects: 'math',
-      kind: 'string',
-      value: 'JSON',
-      description:
-        'the schedule\'s own settings, as transformers\' lr_scheduler_kwargs: cosine {"num_cycles"}, cosine_with_min_lr {"min_lr_rate" or "min_lr", "num_cycles"}, cosine_with_restarts {"num_cycles"}, polynomial {"lr_end", "power"}, inverse_sqrt {"timescale"}, warmup_stable_decay {"num_decay_steps", "num_stable_steps", "warmup_type", "decay_type", "min_lr_ratio", "num_cycles"}',
-    },
-    'max-grad-norm': {
-      affects: 'math',
-      kind: 'number',
-      min: 0,
-      default: 1,
-      description: 'global-norm gradient clipping (0: off)',
     },
     'wire-dtype': {
       affects: 'math',
