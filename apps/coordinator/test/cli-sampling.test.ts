@@ -1,5 +1,5 @@
-// --train-sampling-strategy (and --data-seed) through the real CLI on 2
-// workers, read back from the sample ledger: group_by_length gives each step rows of similar
+// --train-sampling-strategy (and --data-seed, --dataloader-drop-last)
+// through the real CLI on 2 workers, read back from the sample ledger: group_by_length gives each step rows of similar
 // lengths (the longest row of all at the first step) where random mixes
 // them; a group_by_length run stopped and resumed ends with the
 // uninterrupted adapter bytes; sequential takes the rows in file order; a
@@ -90,6 +90,20 @@ describe('train --train-sampling-strategy', () => {
     expect(await adapterBytes(join(dir!, 'split'))).toEqual(
       await adapterBytes(join(dir!, 'grouped')),
     );
+  }, 300_000);
+
+  it('--dataloader-drop-last: an epoch of full batches, its short last one left out', async () => {
+    // 96 rows in batches of 5: 19 full batches and 1 row over.
+    const run = await lorafleet([
+      ...['train', '--model', model, '--data', data, '--out', join(dir!, 'drop-last')],
+      ...['--seq-len', '32', '--epochs', '1', '--batch-size', '5', '--workers', '2'],
+      '--dataloader-drop-last',
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('19 steps of 5 rows x 32 tokens (1.00 epochs)');
+    const steps = await ledger('drop-last');
+    expect(steps.map((ids) => ids.length)).toEqual(Array.from({ length: 19 }, () => 5));
+    expect(new Set(steps.flat()).size).toBe(95);
   }, 300_000);
 
   it('sequential: the rows in file order; a resume keeps the checkpoint strategy', async () => {

@@ -109,6 +109,7 @@ const ADDED_LATER: Record<string, unknown> = {
   'adam-epsilon': 1e-8,
   'lr-scheduler-kwargs': null,
   'data-seed': null,
+  'dataloader-drop-last': false,
 };
 
 /** Math options renamed since: the old name, the new one, and the old value as the new option records it. */

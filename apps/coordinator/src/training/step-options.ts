@@ -50,6 +50,7 @@ export function stepOptionsFrom(
     datasetSize,
     seed: o.dataSeed ?? o.seed,
     globalBatchSize: batchSize,
+    lastBatch: o.dataloaderDropLast ? 'drop' : 'short',
     strategy: o.trainSamplingStrategy as SamplingStrategy,
     lengths,
   });

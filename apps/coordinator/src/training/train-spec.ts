@@ -117,6 +117,13 @@ export const trainSpec = defineCommand({
       default: 8,
       description: 'rows per optimizer step',
     },
+    'dataloader-drop-last': {
+      affects: 'math',
+      kind: 'boolean',
+      default: false,
+      description:
+        "leave out each epoch's last, short batch (its rows wait for the next epoch's order), as transformers' dataloader_drop_last",
+    },
     'train-sampling-strategy': {
       aliases: ['group_by_length'],
       affects: 'math',
