@@ -34,6 +34,10 @@ const rowArgs = (data: string) => [
 
 interface TrainerRun {
   losses: number[];
+  /** SFTTrainer only: its token metrics per step, and its evaluation after training. */
+  accuracies?: number[];
+  entropies?: number[];
+  eval?: { loss: number; mean_token_accuracy: number; entropy: number };
   moved: number;
   compare: Record<string, { maxAbsDiff: number; elements: number; over1PercentOfMoved: number }>;
 }
@@ -58,14 +62,49 @@ function promptCompletions(seed: number): string {
   return Array.from({ length: ROWS }, () => JSON.stringify(line())).join('\n') + '\n';
 }
 
-/** Each step's training loss from a run's metrics.jsonl. */
-function stepLosses(metrics: string): number[] {
+interface StepLine {
+  step?: number;
+  loss?: number;
+  meanTokenAccuracy?: number;
+  entropy?: number;
+  evalLoss?: number;
+  evalMeanTokenAccuracy?: number;
+  evalEntropy?: number;
+}
+
+/** Each step's line with a training loss, from a run's metrics.jsonl. */
+function stepLines(metrics: string): StepLine[] {
   return readFileSync(metrics, 'utf8')
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l) as { step?: number; loss?: number })
-    .filter((m) => m.step !== undefined && m.loss !== undefined)
-    .map((m) => m.loss!);
+    .map((l) => JSON.parse(l) as StepLine)
+    .filter((m) => m.step !== undefined && m.loss !== undefined);
+}
+
+/**
+ * SFTTrainer's token metrics against a run's: each step's mean_token_accuracy
+ * (one batch per step, so its mean over the batch is the share over all
+ * tokens) equal (TRL logs a float32), its entropy within 1e-4 (measured
+ * 1.7e-6), and trainer.evaluate() after training against the run's held-out
+ * evaluation at its last step, likewise.
+ */
+function expectTokenMetrics(lines: StepLine[], trainer: TrainerRun, what: string) {
+  expect(trainer.accuracies).toHaveLength(STEPS);
+  lines.forEach((m, i) => {
+    expect(
+      Math.abs(m.meanTokenAccuracy! - trainer.accuracies![i]!),
+      `${what} step ${i + 1}`,
+    ).toBeLessThan(1e-6);
+    expect(Math.abs(m.entropy! - trainer.entropies![i]!), `${what} step ${i + 1}`).toBeLessThan(
+      1e-4,
+    );
+  });
+  expect(trainer.accuracies!.some((a) => a > 0.05)).toBe(true); // not vacuous
+  const last = lines.at(-1)!;
+  const e = trainer.eval!;
+  expect(Math.abs(last.evalLoss! - e.loss), what).toBeLessThan(1e-4);
+  expect(Math.abs(last.evalMeanTokenAccuracy! - e.mean_token_accuracy), what).toBeLessThan(1e-6);
+  expect(Math.abs(last.evalEntropy! - e.entropy), what).toBeLessThan(1e-4);
 }
 
 describe('lorafleet train against transformers Trainer + PEFT', () => {
@@ -126,6 +165,8 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
           ...(adam
             ? { 'adam-beta1': adam.beta1!, 'adam-beta2': adam.beta2!, 'adam-epsilon': adam.eps! }
             : {}),
+          // SFTTrainer evaluates the trained adapter on the data: so does the run at its last step.
+          ...(sft ? { 'eval-data': data, 'eval-every': STEPS } : {}),
         }),
       );
       expect(said[0]).toContain(`starting from the adapter ${init}`);
@@ -149,8 +190,10 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       expect(trainer.losses).toHaveLength(STEPS);
       expect(trainer.moved).toBeGreaterThan(0.01); // the steps moved the adapter (lr 0.01 after warmup)
       for (const [i, workers] of [1, 2].entries()) {
-        const losses = stepLosses(join(work, `w${workers}`, 'metrics.jsonl'));
+        const lines = stepLines(join(work, `w${workers}`, 'metrics.jsonl'));
+        const losses = lines.map((m) => m.loss!);
         expect(losses).toHaveLength(STEPS);
+        if (sft) expectTokenMetrics(lines, trainer, `${workers} workers`);
         losses.forEach((l, step) =>
           expect(Math.abs(l - trainer.losses[step]!), `${workers}: step ${step + 1}`).toBeLessThan(
             1e-4,

@@ -19,6 +19,9 @@ usage: peft_trainer.py byte-tokenizer MODEL_DIR
   writes a byte-level BPE tokenizer.json (no merges: a token per byte,
   <|endoftext|> 256) and tokenizer_config.json into MODEL_DIR
   prints {"versions", "losses": [Trainer's loss per step],
+          with "trainer": "sft" also "accuracies", "entropies" (SFTTrainer's mean_token_accuracy
+          and entropy per step) and "eval" ({"loss", "mean_token_accuracy", "entropy"} of
+          trainer.evaluate() on the data, in one batch, after training),
           "moved": max |final - initial| of the adapter's values,
           "compare": {folder: {"maxAbsDiff", "elements", "over1PercentOfMoved"}}}
 """
@@ -96,6 +99,7 @@ def sft_trainer(spec, model, args_common):
     args = SFTConfig(
         **args_common,
         per_device_train_batch_size=len(lines),
+        per_device_eval_batch_size=len(lines),
         gradient_checkpointing=False,
         max_length=None,
         packing=False,
@@ -103,7 +107,7 @@ def sft_trainer(spec, model, args_common):
         dataset_num_proc=None,
     )
     tokenizer = PreTrainedTokenizerFast.from_pretrained(spec["model"])
-    return SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    return SFTTrainer(model=model, args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer)
 
 
 def lm_trainer(spec, model, args_common):
@@ -154,11 +158,18 @@ def main(spec_path):
         )
         trainer = (sft_trainer if spec.get("trainer") == "sft" else lm_trainer)(spec, model, common)
         trainer.train()
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        history = trainer.state.log_history
+        losses = [h["loss"] for h in history if "loss" in h]
+        # SFTTrainer's token metrics per step, and its evaluation of the trained adapter on the data.
+        sft = {"accuracies": [h["mean_token_accuracy"] for h in history if "mean_token_accuracy" in h],
+               "entropies": [h["entropy"] for h in history if "entropy" in h]}
+        if spec.get("trainer") == "sft":
+            evaluated = trainer.evaluate()
+            sft["eval"] = {k: evaluated[f"eval_{k}"] for k in ("loss", "mean_token_accuracy", "entropy")}
     final = adapter_values(model)
     moved = max(float(np.max(np.abs(final[k] - initial[k]))) for k in final)
     versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
-    result = {"versions": versions, "losses": losses, "moved": moved}
+    result = {"versions": versions, "losses": losses, "moved": moved, **(sft if spec.get("trainer") == "sft" else {})}
     result["compare"] = {folder: compare(folder, final, moved) for folder in spec["compare"]}
     print(json.dumps(result))
 

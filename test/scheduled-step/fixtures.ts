@@ -14,7 +14,8 @@ import {
   ScheduledGradients,
   addLora,
   randomGpt2Weights,
-  tokenNllSum,
+  SFT,
+  objectiveOf,
 } from '../../packages/models/src/index.js';
 import { tinyLlamaConfig } from '../../packages/models/test/fixtures/tiny-llama.js';
 
@@ -93,15 +94,33 @@ export async function tapeSums(
   params: TrainableParameters,
   batches: TokenBatch[],
 ) {
-  const acc = new GradientAccumulator(params);
-  for (const [i, b] of batches.entries())
-    acc.add(() => tokenNllSum(model, b, { training: true, seed: seedOf(i) }));
+  const sft = objectiveOf(SFT); // the worker's path: the loss, its TOKEN_STATS off the tape
+  const acc = new GradientAccumulator(params, sft.stats.length);
+  for (const [i, b] of batches.entries()) {
+    const loss = sft.loss(model, b, { training: true, seed: seedOf(i) });
+    acc.add(
+      () => loss.sum(),
+      () => loss.stats(),
+    );
+    loss.dispose();
+  }
   return acc.take();
 }
 
 export async function scheduledSums(s: ScheduledGradients, batches: TokenBatch[]) {
   for (const [i, b] of batches.entries()) s.add(b, seedOf(i));
   return s.take();
+}
+
+/**
+ * TRL's token metrics (argmax hits, entropy sums) of two paths: the entropy
+ * within 1e-5, the hits within one (a near-tie of logits rounded otherwise).
+ */
+export function expectTokenStats(got: ArrayLike<number>, want: ArrayLike<number>) {
+  expect(got.length).toBe(2);
+  expect(Math.abs(got[0]! - want[0]!)).toBeLessThanOrEqual(1);
+  expect(want[1]).toBeGreaterThan(0);
+  expect(Math.abs(got[1]! - want[1]!) / want[1]!).toBeLessThan(1e-5);
 }
 
 export function maxRelDiff(a: Float32Array, b: Float32Array): number {
@@ -130,6 +149,7 @@ export async function expectTapeEquality(
     const want = await tapeSums(model, params, batches);
     const got = await scheduledSums(s, batches);
     expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-6);
+    expectTokenStats(got.stats, want.stats);
     expect(maxRelDiff(want.grads, got.grads)).toBeLessThan(1e-5);
     expect(got.grads.some((g) => g !== 0)).toBe(true);
     const slots = params.slots.filter((slot) => eachSlot?.test(slot.name));

@@ -125,3 +125,55 @@ export function softmaxXentGrad(
     store<f32>(out + at, load<f32>(out + at) - g);
   }
 }
+
+/**
+ * TRL's token metrics per row n (src/backend/token-stats.ts is the
+ * reference): out[2n] = 1 where the row's first largest logit is at
+ * labels[n], else 0; out[2n + 1] = the entropy of softmax(row), as
+ * log(sum e) - sum(e d) / sum(e) with d = x - max, e = exp(d) (sums in
+ * float64). Both 0 where labels[n] < 0. Every label is below vocab.
+ */
+export function tokenStats(logits: usize, labels: usize, rows: i32, vocab: i32, out: usize): void {
+  const rowBytes = (<usize>vocab) << 2;
+  for (let n = 0; n < rows; n++) {
+    const at = (<usize>n) << 3;
+    const label = load<i32>(labels + ((<usize>n) << 2));
+    if (label < 0) {
+      store<f32>(out + at, 0);
+      store<f32>(out + at + 4, 0);
+      continue;
+    }
+    const p = logits + <usize>n * rowBytes;
+    const top = rowMax(p, vocab);
+    store<f32>(out + at, firstMaxAt(p, label, top) ? 1 : 0);
+    const s = f32x4.splat(top);
+    let sum = f64x2.splat(0);
+    let dot = f64x2.splat(0);
+    let v = 0;
+    for (; v + 4 <= vocab; v += 4) {
+      const d = f32x4.sub(v128.load(p + ((<usize>v) << 2)), s);
+      const e = expf4(d);
+      const ed = f32x4.mul(e, d);
+      sum = f64x2.add(sum, f64x2.promote_low_f32x4(e));
+      sum = f64x2.add(sum, f64x2.promote_low_f32x4(v128.shuffle<f32>(e, e, 2, 3, 2, 3)));
+      dot = f64x2.add(dot, f64x2.promote_low_f32x4(ed));
+      dot = f64x2.add(dot, f64x2.promote_low_f32x4(v128.shuffle<f32>(ed, ed, 2, 3, 2, 3)));
+    }
+    let total = f64x2.extract_lane(sum, 0) + f64x2.extract_lane(sum, 1);
+    let weighted = f64x2.extract_lane(dot, 0) + f64x2.extract_lane(dot, 1);
+    for (; v < vocab; v++) {
+      const d = load<f32>(p + ((<usize>v) << 2)) - top;
+      const e = f32x4.extract_lane(expf4(f32x4.splat(d)), 0);
+      total += <f64>e;
+      weighted += <f64>e * <f64>d;
+    }
+    store<f32>(out + at + 4, <f32>(log64(total) - weighted / total));
+  }
+}
+
+/** Whether the first logit equal to the row's maximum `top` is the one at `label`. */
+function firstMaxAt(p: usize, label: i32, top: f32): bool {
+  if (load<f32>(p + ((<usize>label) << 2)) != top) return false;
+  for (let v = 0; v < label; v++) if (load<f32>(p + ((<usize>v) << 2)) == top) return false;
+  return true;
+}

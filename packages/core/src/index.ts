@@ -163,6 +163,7 @@ export { updateSvd, subspaceSimilarity } from './lora/analysis.js';
 export { exportAdapter, importAdapter } from './lora/peft-bridge.js';
 export { type InitialFactors, pissaToLora } from './lora/pissa-convert.js';
 export { softmaxCrossEntropy } from './ops/softmax-cross-entropy.js';
+export { tokenStats, tokenStatsComposed } from './ops/token-stats.js';
 export { geluNew, geluNewComposed } from './ops/gelu-new.js';
 export {
   type DropoutKeys,

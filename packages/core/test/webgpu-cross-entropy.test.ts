@@ -11,9 +11,11 @@ import {
   crossEntropyRows,
   fusedCrossEntropyAvailable,
   tf,
+  tokenStats,
   useBackend,
   useFusedCrossEntropy,
 } from '../src/index.js';
+import { TOKEN_STATS } from '../src/backend/token-stats.js';
 import { webGpuSuite } from './webgpu-suite.js';
 
 const IGNORE = -100;
@@ -147,5 +149,81 @@ describe('fused softmax cross-entropy on webgpu equals tfjs (webgpu, cpu)', () =
     const logits = tf.zeros([3, 4]) as tf.Tensor2D;
     expect(() => crossEntropyRows(logits, new Int32Array(2))).toThrow(/2 labels for 3 rows/);
     logits.dispose();
+  });
+});
+
+// TRL's token metrics (ops/token-stats.ts) on webgpu's LoraFleetTokenStats: the same hits as
+// the cpu kernel (ties at the maximum included: the first column wins), the entropy within
+// 1e-5, and over padded rows (attr vocab, the hand-scheduled step's) the unpadded values.
+describe('LoraFleetTokenStats on webgpu equals the cpu kernel', () => {
+  const problem = (n: number, v: number, seed: number) => {
+    const values = logitsOf(n, v, seed);
+    const labels = Int32Array.from({ length: n }, (_, r) => (r % 4 === 3 ? IGNORE : (r * 37) % v));
+    for (let r = 0; r < n; r += 2) {
+      // The label's logit the row's maximum; every fourth row repeats it before the label.
+      const row = values.subarray(r * v, (r + 1) * v);
+      const label = Math.max(1, labels[r]! < 0 ? 1 : labels[r]!);
+      labels[r] = label;
+      row[label] = Math.max(...row) + 1;
+      if (r % 4 === 0) row[label - 1] = row[label]!;
+    }
+    return { values, labels };
+  };
+  const statsOn = async (
+    backend: BackendName,
+    values: Float32Array,
+    labels: Int32Array,
+    v: number,
+  ) => {
+    await useBackend(backend);
+    const out = tf.tidy(() =>
+      tokenStats(tf.tensor2d(values, [labels.length, v]), tf.tensor1d(labels, 'int32')),
+    );
+    const data = (await out.data()) as Float32Array;
+    out.dispose();
+    return data;
+  };
+
+  it.each([
+    [1, 97],
+    [13, 1001],
+    [6, 256],
+  ])(
+    '%i rows, vocabulary %i',
+    async (n, v) => {
+      const { values, labels } = problem(n, v, n + v);
+      const gpu = await statsOn('webgpu', values, labels, v);
+      const cpu = await statsOn('cpu', values, labels, v);
+      await useBackend('webgpu');
+      let hits = 0;
+      for (let r = 0; r < n; r++) {
+        expect(gpu[2 * r], `row ${r} hit`).toBe(cpu[2 * r]);
+        expect(Math.abs(gpu[2 * r + 1]! - cpu[2 * r + 1]!), `row ${r} entropy`).toBeLessThan(
+          1e-5 * Math.max(1, cpu[2 * r + 1]!),
+        );
+        hits += cpu[2 * r]!;
+      }
+      if (n > 1) expect(hits).toBeGreaterThan(0);
+      expect(cpu.some((x, i) => i % 2 === 1 && x > 0.1)).toBe(true);
+    },
+    300_000,
+  );
+
+  it('over padded rows (attr vocab) as over unpadded ones', async () => {
+    await useBackend('webgpu');
+    const [n, v, width] = [5, 97, 100];
+    const { values, labels: list } = problem(n, v, 4);
+    const padded = new Float32Array(n * width).fill(Number.NaN);
+    for (let r = 0; r < n; r++) padded.set(values.subarray(r * v, (r + 1) * v), r * width);
+    const labels = tf.tensor1d(list, 'int32');
+    const [plain, wide] = [tf.tensor2d(values, [n, v]), tf.tensor2d(padded, [n, width])];
+    const want = tf.engine().runKernel(TOKEN_STATS, { logits: plain, labels }) as tf.Tensor;
+    const got = tf
+      .engine()
+      .runKernel(TOKEN_STATS, { logits: wide, labels }, { vocab: v } as never) as tf.Tensor;
+    const [w, g] = [(await want.data()) as Float32Array, (await got.data()) as Float32Array];
+    expect(Array.from(g)).toEqual(Array.from(w));
+    expect(w.every(Number.isFinite)).toBe(true);
+    tf.dispose([labels, plain, wide, want, got]);
   });
 });

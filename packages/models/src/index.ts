@@ -38,6 +38,10 @@ export {
   evaluateLoss,
   evaluateLossSums,
   tokenNllSum,
+  tokenLossAndStats,
+  TOKEN_STATS,
+  type TokenStatSums,
+  tokenStatSums,
   shiftedLabels,
 } from './loss.js';
 export {

@@ -1,6 +1,6 @@
 // Causal-LM loss as Hugging Face computes it: logits at position t predict the
 // label at t + 1; labels of -100 are ignored.
-import { checkpoint, settleDevice, softmaxCrossEntropy, tf } from '@lorafleet/core';
+import { checkpoint, settleDevice, softmaxCrossEntropy, tf, tokenStats } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
 import { scheduledEvaluation } from './scheduled-loss.js';
@@ -27,19 +27,63 @@ export function tokenNllSum(
   batch: TokenBatch,
   options: ForwardPassOptions = {},
 ): tf.Scalar {
+  return tokenLoss(model, batch, options, false).sum;
+}
+
+/** What TOKEN_STATS sums over a batch's labelled tokens, in order: TRL's SFT metrics' numerators. */
+export const TOKEN_STATS = ['correct', 'entropy'] as const;
+
+export type TokenStatSums = { [K in (typeof TOKEN_STATS)[number]]: number };
+
+/** TokenStatSums of a stats vector (TOKEN_STATS order; zeros where it is shorter). */
+export function tokenStatSums(values: ArrayLike<number>): TokenStatSums {
+  return { correct: values[0] ?? 0, entropy: values[1] ?? 0 };
+}
+
+/**
+ * tokenNllSum and, beside it, the batch's TOKEN_STATS [2]: how many labelled
+ * tokens the logits' argmax predicts, and their summed entropy (TRL's
+ * `mean_token_accuracy` and `entropy` times the token count). The stats
+ * are not part of the loss: differentiate `sum` only.
+ */
+export function tokenLossAndStats(
+  model: CausalLM,
+  batch: TokenBatch,
+  options: ForwardPassOptions = {},
+): { sum: tf.Scalar; stats: tf.Tensor1D } {
+  const { sum, stats } = tokenLoss(model, batch, options, true);
+  return { sum, stats: stats! };
+}
+
+function tokenLoss(
+  model: CausalLM,
+  batch: TokenBatch,
+  options: ForwardPassOptions,
+  withStats: boolean,
+): { sum: tf.Scalar; stats?: tf.Tensor1D } {
   const { batchSize: B, seqLen: T } = batch;
   const V = model.modelConfig.vocabSize;
   // Training keeps the logits for backward unless checkpointed; evaluation never needs all of them.
   const chunked = options.training
     ? options.gradientCheckpointing === true
     : B * T > lossChunkRows(V);
-  if (chunked) return chunkedNllSum(model, batch, options);
+  if (chunked) {
+    return tf.tidy(() => {
+      const sums = chunkedSums(model, batch, options, lossChunkRows(V), withStats); // [1] or [3]
+      const sum = sums.slice(0, 1).reshape([]) as tf.Scalar;
+      return withStats ? { sum, stats: sums.slice(1, 2) as tf.Tensor1D } : { sum };
+    });
+  }
   const shifted = shiftedLabels(batch, V); // [B * T]
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
     const logits = model.forward(ids, options).reshape([B * T, V]) as tf.Tensor2D; // [B*T, V]
+    const labels = tf.tensor1d(shifted, 'int32');
     // Fused on cpu and wasm: no [B*T, V] probabilities are kept for the backward pass.
-    return tf.sum(softmaxCrossEntropy(logits, tf.tensor1d(shifted, 'int32'))) as tf.Scalar;
+    const sum = tf.sum(softmaxCrossEntropy(logits, labels)) as tf.Scalar;
+    // The stats [2] stay off the loss's path: no gradient flows to them.
+    if (!withStats) return { sum };
+    return { sum, stats: tf.sum(tokenStats(logits, labels), 0) as tf.Tensor1D }; // [2]
   });
 }
 
@@ -68,6 +112,17 @@ export function chunkedNllSum(
   options: ForwardPassOptions,
   chunkRows = lossChunkRows(model.modelConfig.vocabSize),
 ): tf.Scalar {
+  return tf.tidy(() => chunkedSums(model, batch, options, chunkRows, false).reshape([]));
+}
+
+/** chunkedNllSum as [1], or with `withStats` [3]: the sum, then the TOKEN_STATS. */
+function chunkedSums(
+  model: CausalLM,
+  batch: TokenBatch,
+  options: ForwardPassOptions,
+  chunkRows: number,
+  withStats: boolean,
+): tf.Tensor1D {
   const { batchSize: B, seqLen: T } = batch;
   const [N, V] = [B * T, model.modelConfig.vocabSize];
   const shifted = shiftedLabels(batch, V); // [N]
@@ -76,8 +131,13 @@ export function chunkedNllSum(
     const h = model.hidden(ids, options);
     const C = h.shape[2];
     const hidden = h.reshape([N, C]) as tf.Tensor2D; // [N, C]
-    const loss = (x: tf.Tensor, [labels]: readonly tf.Tensor[]) =>
-      tf.sum(softmaxCrossEntropy(model.logits(x as tf.Tensor2D), labels as tf.Tensor1D));
+    // [1], or [3] with the chunk's TOKEN_STATS (their zero gradient adds nothing in backward).
+    const loss = (x: tf.Tensor, [labels]: readonly tf.Tensor[]) => {
+      const logits = model.logits(x as tf.Tensor2D);
+      const nll = tf.sum(softmaxCrossEntropy(logits, labels as tf.Tensor1D)).reshape([1]);
+      if (!withStats) return nll;
+      return tf.concat([nll, tf.sum(tokenStats(logits, labels as tf.Tensor1D), 0)]);
+    };
     const { chunks, sizes } = rowChunks(hidden, chunkRows);
     const parts: tf.Tensor[] = [];
     chunks.forEach((rows, i) => {
@@ -86,8 +146,9 @@ export function chunkedNllSum(
       const chunk = tf.tensor1d(labels, 'int32');
       parts.push(checkpoint(loss, rows, [chunk], model.headVariables()));
     });
-    // Nothing labelled: zero, still a function of the hidden states.
-    return (parts.length > 0 ? tf.addN(parts) : tf.mul(tf.sum(hidden), 0)) as tf.Scalar;
+    // Nothing labelled: zeros, still a function of the hidden states.
+    if (parts.length > 0) return tf.addN(parts) as tf.Tensor1D;
+    return tf.mul(tf.sum(hidden), tf.zeros([withStats ? 3 : 1])) as tf.Tensor1D;
   });
 }
 
@@ -141,30 +202,42 @@ export function positionNll(
   });
 }
 
-/** Mean token loss and perplexity over batches, in eval mode. */
+/**
+ * Mean token loss and perplexity over batches, in eval mode, with TRL's SFT
+ * metrics over the same tokens: the share the argmax predicts
+ * (mean_token_accuracy) and the mean entropy in nats.
+ */
 export async function evaluateLoss(
   model: CausalLM,
   batches: Iterable<TokenBatch>,
-): Promise<{ loss: number; perplexity: number; tokens: number }> {
-  const { lossSum, tokens } = await evaluateLossSums(model, batches);
+): Promise<{
+  loss: number;
+  perplexity: number;
+  tokens: number;
+  meanTokenAccuracy: number;
+  entropy: number;
+}> {
+  const { lossSum, tokens, stats } = await evaluateLossSums(model, batches);
   if (tokens === 0) throw new Error('no labelled tokens to evaluate');
   const loss = lossSum / tokens;
-  return { loss, perplexity: Math.exp(loss), tokens };
+  const [meanTokenAccuracy, entropy] = [stats.correct / tokens, stats.entropy / tokens];
+  return { loss, perplexity: Math.exp(loss), tokens, meanTokenAccuracy, entropy };
 }
 
 /**
- * Loss sum and loss tokens over `batches`, read asynchronously (the only way a
- * GPU backend allows under Node) and yielding to the event loop between
- * batches, so a worker keeps heartbeating through a long evaluation.
+ * Loss sum, loss tokens and their TOKEN_STATS sums over `batches`, read
+ * asynchronously (the only way a GPU backend allows under Node) and yielding
+ * to the event loop between batches, so a worker keeps heartbeating through
+ * a long evaluation.
  */
 export async function evaluateLossSums(
   model: CausalLM,
   batches: Iterable<TokenBatch>,
   /** Awaited before each batch's (blocking) forward pass. */
   beforeBatch?: () => Promise<void>,
-): Promise<{ lossSum: number; tokens: number }> {
+): Promise<{ lossSum: number; tokens: number; stats: TokenStatSums }> {
   const scheduled = scheduledEvaluation(model); // webgpu: the hand-scheduled forward
-  let lossSum = 0;
+  const sums = [0, 0, 0]; // loss, then TOKEN_STATS
   let tokens = 0;
   try {
     for (const batch of batches) {
@@ -176,18 +249,24 @@ export async function evaluateLossSums(
         scheduled.add(batch);
         await settleDevice(); // each batch's device work done before the next notice
       } else {
-        const nll = tf.tidy(() => tokenNllSum(model, batch));
+        const both = tf.tidy(() => {
+          const { sum, stats } = tokenLossAndStats(model, batch);
+          return tf.concat([sum.reshape([1]), stats]);
+        });
         try {
-          lossSum += (await nll.data())[0]!;
+          (await both.data()).forEach((v, i) => (sums[i]! += v));
         } finally {
-          nll.dispose();
+          both.dispose();
         }
       }
       tokens += count;
     }
-    if (scheduled) lossSum = await scheduled.take();
+    if (scheduled) {
+      const { lossSum, stats } = await scheduled.take();
+      [sums[0], sums[1], sums[2]] = [lossSum, stats[0]!, stats[1]!];
+    }
   } finally {
     scheduled?.dispose();
   }
-  return { lossSum, tokens };
+  return { lossSum: sums[0]!, tokens, stats: tokenStatSums(sums.slice(1)) };
 }

@@ -8,7 +8,7 @@
 import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { countPairs } from './dpo.js';
-import { countLossTokens, tokenNllSum } from './loss.js';
+import { TOKEN_STATS, countLossTokens, tokenLossAndStats } from './loss.js';
 import type { TokenBatch } from './labels.js';
 import {
   type PreferenceSettings,
@@ -67,7 +67,7 @@ export interface Objective {
   readonly settings: ObjectiveSettings;
   /** What one unit of the loss is: the divisor of the summed gradient and loss. */
   readonly unit: LossUnit;
-  /** What a batch's `stats()` holds, in order: sums that workers add (none for the token loss). */
+  /** What a batch's `stats()` holds, in order: sums that workers add. */
   readonly stats: readonly string[];
   /** The units in `batch` (0: nothing to learn from it). */
   count(batch: TokenBatch): number;
@@ -107,13 +107,11 @@ const OBJECTIVES: {
   sft: (settings) => ({
     settings,
     unit: 'tokens',
-    stats: [],
+    stats: TOKEN_STATS,
     count: countLossTokens,
-    loss: (model, batch, options) => ({
-      sum: () => tokenNllSum(model, batch, options),
-      stats: () => null,
-      dispose: () => {},
-    }),
+    // TRL's SFTTrainer metrics (mean_token_accuracy, entropy) as sums beside the loss.
+    loss: (model, batch, options) =>
+      keepingStats(() => tokenLossAndStats(model, batch, options), () => {}),
   }),
   dpo: (settings) => preference(settings),
   orpo: (settings) => preference(settings),

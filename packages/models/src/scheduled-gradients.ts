@@ -1,6 +1,6 @@
 // A training step's micro-batches on the hand-scheduled step
-// (scheduled-step.ts): each replays its plan, which adds its loss and fused
-// gradient to device-side sums, read once per step (as the tape's
+// (scheduled-step.ts): each replays its plan, which adds its loss, TRL's token
+// metrics and fused gradient to device-side sums, read once per step (as the tape's
 // GradientAccumulator does).
 import { PlanRecorder, type RecordingBackend, type TrainableParameters, tf } from '@lorafleet/core';
 import type { CausalLM } from './causal-lm.js';
@@ -18,7 +18,7 @@ type Info = tf.TensorInfo;
 
 export class ScheduledGradients {
   private readonly plans: ShapePlans<DropoutSite[]>;
-  /** [n + 1]: the summed gradient, then the summed loss. */
+  /** [n + 3]: the summed gradient, then the summed loss and TOKEN_STATS. */
   private readonly sum: tf.Tensor1D;
   private empty = true;
 
@@ -28,7 +28,7 @@ export class ScheduledGradients {
   ) {
     const why = scheduledStepUnsupported(model, params);
     if (why !== null) throw new Error(`the scheduled step cannot run: ${why}`);
-    this.sum = tf.zeros([params.size + 1]);
+    this.sum = tf.zeros([params.size + 3]);
     this.plans = new ShapePlans((rec, batch, seq) =>
       record(rec, model, params, batch, seq, this.sum),
     );
@@ -69,13 +69,13 @@ export class ScheduledGradients {
     return rows;
   }
 
-  /** The sums, with one read (zeros when nothing was added); empty again after. */
-  async take(): Promise<{ grads: Float32Array; loss: number }> {
+  /** The sums (stats: TOKEN_STATS), with one read (zeros when nothing was added); empty again after. */
+  async take(): Promise<{ grads: Float32Array; loss: number; stats: Float32Array }> {
     const n = this.params.size;
-    if (this.empty) return { grads: new Float32Array(n), loss: 0 };
+    if (this.empty) return { grads: new Float32Array(n), loss: 0, stats: new Float32Array(2) };
     const values = await this.plans.any()!.read(this.sum);
     this.empty = true;
-    return { grads: values.subarray(0, n), loss: values[n]! };
+    return { grads: values.subarray(0, n), loss: values[n]!, stats: values.slice(n + 1, n + 3) };
   }
 
   /** Drops a partial sum (an aborted step): the next add starts from zero. */
@@ -89,7 +89,7 @@ export class ScheduledGradients {
   }
 }
 
-/** A micro-batch's training plan: forward, backward, its fused [n + 1] added into `sum`. */
+/** A micro-batch's training plan: forward, backward, its fused [n + 3] added into `sum`. */
 function record(
   rec: PlanRecorder,
   model: CausalLM,
@@ -103,8 +103,8 @@ function record(
     seq,
     forwardOnly: false,
   });
-  // The fused [n + 1] of this micro-batch, in the parameters' order, then added to the sums.
-  const flat = rec.constant(new Float32Array(params.size + 1), [params.size + 1]);
+  // The fused [n + 3] of this micro-batch, in the parameters' order, then added to the sums.
+  const flat = rec.constant(new Float32Array(params.size + 3), [params.size + 3]);
   for (const slot of params.slots) {
     const g = grads.get(slot.variable);
     if (!g) throw new Error(`the scheduled step computed no gradient for ${slot.name}`);
@@ -129,7 +129,7 @@ export function scheduledStepBytes(
   const why = scheduledStepUnsupported(model, params);
   if (why !== null) throw new Error(`the scheduled step cannot run: ${why}`);
   const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend, { measureOnly: true });
-  const sum = tf.zeros([params.size + 1]);
+  const sum = tf.zeros([params.size + 3]);
   try {
     record(rec, model, params, batch, seq, sum);
     return rec.bytes();

@@ -1,6 +1,6 @@
 // The LM head and loss of a hand-scheduled step (scheduled-step.ts), shared
 // by the families' recipes: logits = y head^T, the cross-entropy's per-row
-// (nll, lse) and its sum, then dlogits over the logits (in place) and
+// (nll, lse) and its sum (with TRL's token metrics: loss.ts TOKEN_STATS), then dlogits over the logits (in place) and
 // d y = dlogits head. A vocabulary that is not a multiple of 4 (GPT-2's
 // 50,257) is padded: the logits are written into rows of V rounded up to 4
 // (the padding ignored by the loss, set to 0 by its gradient), so that the
@@ -21,7 +21,10 @@ export interface LogitShaping {
   softcap: number;
 }
 
-/** The loss sum [1] of hidden states y [N, C] under `head` [V, C], and (training) d y [N, C]. */
+/**
+ * The loss sum of hidden states y [N, C] under `head` [V, C] with the
+ * TOKEN_STATS sums beside it, [3], and (training) d y [N, C].
+ */
 export function headAndLoss(
   ops: PlanOps,
   io: StepIo,
@@ -36,7 +39,7 @@ export function headAndLoss(
   const logits = ops.mm(y, head, { transposeB: true, alpha, ...(padded ? { ldc: width } : {}) }); // [N, W]
   if (softcap > 0) ops.softcapInPlace(logits, softcap);
   const stats = ops.crossEntropy(logits, io.labels, vocab); // [N, 2]: nll, lse
-  const loss = ops.lossSum(stats);
+  const loss = ops.lossSums(stats, ops.tokenStats(logits, io.labels, vocab)); // [3]: nll, hits, entropy
   if (io.forwardOnly) return { loss, dy: null };
   const dLogits = ops.crossEntropyGradInPlace(logits, stats, io.labels, io.ones, vocab, softcap); // [N, W]
   return { loss, dy: ops.mm(dLogits, head, { alpha, ...(padded ? { lda: width } : {}) }) }; // [N, C]

@@ -1,6 +1,6 @@
 // Evaluation on the hand-scheduled step (scheduled-step.ts): each batch
-// replays a forward-only plan that adds its loss sum on the device; the sum
-// is read once at the end. No dropout applies in evaluation, so a model
+// replays a forward-only plan that adds its loss sum and TRL's token metrics
+// on the device; the sums are read once at the end. No dropout applies in evaluation, so a model
 // whose training takes the tape for its dropout evaluates here too.
 import { type PlanRecorder, tf } from '@lorafleet/core';
 import type { CausalLM } from './causal-lm.js';
@@ -15,14 +15,14 @@ import {
 
 export class ScheduledLoss {
   private readonly plans: ShapePlans;
-  /** [1]: the summed loss. */
+  /** [3]: the summed loss and TOKEN_STATS. */
   private readonly sum: tf.Tensor1D;
   private empty = true;
 
   constructor(private readonly model: CausalLM) {
     const why = scheduledStepUnsupported(model, null);
     if (why !== null) throw new Error(`the scheduled step cannot evaluate: ${why}`);
-    this.sum = tf.zeros([1]);
+    this.sum = tf.zeros([3]);
     // The active adapters change between steps: copied in at each replay.
     const adapters = model
       .linears()
@@ -44,12 +44,12 @@ export class ScheduledLoss {
     this.empty = false;
   }
 
-  /** The summed loss, with one read (0 when nothing was added); empty again after. */
-  async take(): Promise<number> {
-    if (this.empty) return 0;
-    const [value] = await this.plans.any()!.read(this.sum);
+  /** The summed loss and TOKEN_STATS, with one read (zeros when nothing was added); empty again after. */
+  async take(): Promise<{ lossSum: number; stats: Float32Array }> {
+    if (this.empty) return { lossSum: 0, stats: new Float32Array(2) };
+    const values = await this.plans.any()!.read(this.sum);
     this.empty = true;
-    return value!;
+    return { lossSum: values[0]!, stats: values.slice(1, 3) };
   }
 
   dispose(): void {

@@ -51,7 +51,7 @@ export interface ScheduledStepRecipe {
    */
   unsupported(params: TrainableParameters | null): string | null;
   /**
-   * Records the forward pass and the loss sum [1], then (unless
+   * Records the forward pass and the loss sums [3] (headAndLoss), then (unless
    * io.forwardOnly) the backward pass: each trained variable's gradient.
    */
   record(ops: PlanOps, io: StepIo): { loss: Info; grads: Map<tf.Variable, Info> };

@@ -125,8 +125,8 @@ describe('the reward statistics of a preference step', () => {
     model.dispose();
   });
 
-  it('the token loss has none, and pairStatSums reads an empty list as zeros', () => {
-    expect(objectiveOf({ kind: 'sft' }).stats).toEqual([]);
+  it("the token loss has TRL's token metrics instead, and pairStatSums reads an empty list as zeros", () => {
+    expect(objectiveOf({ kind: 'sft' }).stats).toEqual(['correct', 'entropy']);
     const zero = { correct: 0, chosenSum: 0, rejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 };
     expect(pairStatSums(new Float32Array(0))).toEqual(zero);
     expect(pairStatSums([2, 0.5, -1, -30, -41])).toEqual({

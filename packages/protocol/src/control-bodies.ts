@@ -115,6 +115,8 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
         rejectedLogpSum: number(p.rejectedLogpSum ?? 0, 'stepDone.rejectedLogpSum'),
         desirableCount: u64(p.desirableCount ?? 0, 'stepDone.desirableCount'),
         kl: number(p.kl ?? 0, 'stepDone.kl'),
+        correctTokens: u64(p.correctTokens ?? 0, 'stepDone.correctTokens'),
+        entropySum: number(p.entropySum ?? 0, 'stepDone.entropySum'),
       };
     },
     encode: same,
@@ -245,6 +247,8 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
       kl: number(p.kl ?? 0, 'evalDone.kl'),
       klSum: number(p.klSum ?? 0, 'evalDone.klSum'),
       klRows: u64(p.klRows ?? 0, 'evalDone.klRows'),
+      correctTokens: u64(p.correctTokens ?? 0, 'evalDone.correctTokens'),
+      entropySum: number(p.entropySum ?? 0, 'evalDone.entropySum'),
     }),
     encode: same,
   },

@@ -88,6 +88,12 @@ export interface StepDone {
    */
   desirableCount: number;
   kl: number;
+  /**
+   * The token loss (0 otherwise): labelled tokens the argmax predicts, and their summed entropy
+   * (TRL's mean_token_accuracy and entropy, times tokenCount).
+   */
+  correctTokens: number;
+  entropySum: number;
 }
 
 export interface Commit {
@@ -202,6 +208,9 @@ export interface EvalDone {
   /** KTO's first round (0 otherwise): the shard's summed KL log-ratio and its KL completions. */
   klSum: number;
   klRows: number;
+  /** The token loss (0 otherwise), as StepDone's over the held-out shard. */
+  correctTokens: number;
+  entropySum: number;
 }
 
 /** The oneof `body`: `case` is the generated field name, `value` its message. */

@@ -52,6 +52,8 @@ export const bodies: ControlBody[] = [
       rejectedLogpSum: -47.5,
       desirableCount: 0,
       kl: 0,
+      correctTokens: 1201,
+      entropySum: 5012.25,
     },
   },
   {
@@ -71,6 +73,8 @@ export const bodies: ControlBody[] = [
       rejectedLogpSum: -52.25,
       desirableCount: 4,
       kl: 0.125,
+      correctTokens: 0,
+      entropySum: 0,
     },
   },
   { case: 'commit', value: { step: 7 } },
@@ -146,6 +150,7 @@ export const bodies: ControlBody[] = [
       ...{ step: 40, lossSum: 812.25, tokenCount: 4096, rewardCorrect: 0 },
       ...{ rewardChosenSum: 0, rewardRejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 },
       ...{ desirableCount: 0, kl: 0, klSum: 0, klRows: 0 },
+      ...{ correctTokens: 1733, entropySum: 9114.5 },
     },
   },
   {
@@ -154,6 +159,7 @@ export const bodies: ControlBody[] = [
       ...{ step: 40, lossSum: 0, tokenCount: 0, rewardCorrect: 0 },
       ...{ rewardChosenSum: 0, rewardRejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 },
       ...{ desirableCount: 0, kl: 0, klSum: -3.5, klRows: 12 },
+      ...{ correctTokens: 0, entropySum: 0 },
     },
   },
   {
@@ -171,6 +177,8 @@ export const bodies: ControlBody[] = [
       kl: 0,
       klSum: 0,
       klRows: 0,
+      correctTokens: 0,
+      entropySum: 0,
     },
   },
 ];

@@ -81,6 +81,12 @@ export type RunEvent =
       rewardMargin?: number;
       /** KTO: the step's KL estimate (TRL's kl; its rewardMargin is rewards/margins). */
       kl?: number;
+      /**
+       * The token loss: the share of the step's labelled tokens its logits' argmax predicts,
+       * and their mean entropy in nats (TRL's SFTTrainer mean_token_accuracy and entropy).
+       */
+      meanTokenAccuracy?: number;
+      entropy?: number;
     }
   | {
       type: 'eval';
@@ -92,6 +98,9 @@ export type RunEvent =
       /** KTO: the held-out mean desirable - undesirable reward, and the set's KL estimate. */
       rewardMargin?: number;
       kl?: number;
+      /** The token loss: TRL's eval_mean_token_accuracy and eval_entropy. */
+      meanTokenAccuracy?: number;
+      entropy?: number;
     }
   | { type: 'workers'; time: number; generation: number; workers: WorkerInfo[] }
   | { type: 'checkpoint'; time: number; step: number; path: string }

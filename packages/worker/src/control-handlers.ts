@@ -7,6 +7,8 @@ import {
   ktoKl,
   ktoStatSums,
   pairStatSums,
+  type TokenStatSums,
+  tokenStatSums,
 } from '@lorafleet/models';
 import type { ControlBody, StepDone, StepPlan } from '@lorafleet/protocol';
 import { isCheckpointInProgress } from './checkpoint.js';
@@ -130,7 +132,7 @@ export const handlers: { [K in Case]: Handler<K> } = {
   async evalRequest(session, { step, rowIds, batchSize, klSumsOnly, kl }) {
     expectCommittedAt(session, step, 'EvalRequest');
     const round = klSumsOnly ? { klSumsOnly } : { klSumsOnly, kl };
-    const { lossSum, tokens, pairs, kto, klSums } = await session.replica.evaluate(
+    const { lossSum, tokens, pairs, kto, klSums, tokenStats } = await session.replica.evaluate(
       rowIds,
       batchSize,
       session.onCompute,
@@ -140,7 +142,10 @@ export const handlers: { [K in Case]: Handler<K> } = {
     const [klSum = 0, klRows = 0] = klSums ?? [];
     await session.send({
       case: 'evalDone',
-      value: { step, lossSum, tokenCount: tokens, ...statFields(pairs, kto), klSum, klRows },
+      value: {
+        ...{ step, lossSum, tokenCount: tokens, ...statFields(pairs, kto), klSum, klRows },
+        ...tokenFields(tokenStats),
+      },
     });
   },
 
@@ -228,9 +233,11 @@ async function trainStep(
   }
   const kto = replica.config.objective?.kind === 'kto';
   const kl = result.shared ? ktoKl(result.shared) : 0;
+  const feedback = replica.config.objective !== undefined;
   const stats = kto
     ? statFields(undefined, { ...ktoStatSums(result.local.stats), kl })
-    : statFields(pairStatSums(result.local.stats)); // zeros for the token loss
+    : statFields(feedback ? pairStatSums(result.local.stats) : undefined);
+  const tokens = tokenFields(feedback ? undefined : tokenStatSums(result.local.stats));
   return {
     step: result.step,
     lossSum: result.local.lossSum,
@@ -244,7 +251,13 @@ async function trainStep(
     gradNorm: result.gradNorm,
     nonFiniteParameters: replica.step.nonFiniteParameters(),
     ...stats,
+    ...tokens,
   };
+}
+
+/** StepDone's and EvalDone's token metrics (TRL's, as sums); zeros for the other objectives. */
+function tokenFields(sums?: TokenStatSums) {
+  return { correctTokens: sums?.correct ?? 0, entropySum: sums?.entropy ?? 0 };
 }
 
 /**

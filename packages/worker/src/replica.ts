@@ -36,6 +36,7 @@ import {
   hasReference,
   evaluatePairs,
   evaluateLossSums,
+  type TokenStatSums,
   exportPeftAdapter,
   loadModel,
   storeBasesAs,
@@ -70,6 +71,8 @@ export interface EvalSums {
   pairs?: PairStatSums;
   /** KTO: its sums over the shard and the held-out set's KL estimate. */
   kto?: KtoStatSums & { kl: number };
+  /** The token loss: TRL's token metrics as sums (argmax hits, entropy). */
+  tokenStats?: TokenStatSums;
 }
 
 /** KTO's two rounds (EvalRequest): the shard's KL sums only, or the loss given the set's KL. */
@@ -192,7 +195,8 @@ export class Replica {
       );
       result = { lossSum, tokens: pairs, pairs: sums };
     } else {
-      result = await evaluateLossSums(this.model, batches, notice);
+      const { lossSum, tokens, stats } = await evaluateLossSums(this.model, batches, notice);
+      result = { lossSum, tokens, tokenStats: stats };
     }
     onCompute?.(0);
     return result;

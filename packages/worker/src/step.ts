@@ -154,8 +154,8 @@ export class TrainingStep {
       const s = this.scheduled;
       return {
         add: (batch, seed) => s.add(batch, seed),
-        // The scheduled step computes the token loss only (chooseStepGradients): no statistics.
-        take: async () => ({ ...(await s.take()), stats: new Float32Array(0) }),
+        // The scheduled step computes the token loss only (chooseStepGradients), with its TOKEN_STATS.
+        take: () => s.take(),
         release: () => s.reset(),
       };
     }

@@ -192,6 +192,7 @@ describe('runWorker', () => {
         ...{ step: 0, lossSum: 1, tokenCount: 1, rewardCorrect: 0 },
         ...{ rewardChosenSum: 0, rewardRejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 },
         ...{ desirableCount: 0, kl: 0, klSum: 0, klRows: 0 },
+        ...{ correctTokens: 0, entropySum: 0 },
       },
     });
     const error = await coordinator.next();

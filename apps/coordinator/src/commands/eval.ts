@@ -31,7 +31,7 @@ import { batchesOf, prepareRows } from '../training/rows.js';
 export const evalSpec = defineCommand({
   name: 'eval',
   summary:
-    "Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset; with --objective dpo, orpo, simpo or cpo, that loss and TRL's reward metrics on preference pairs (DPO: of an adapter against the model without it); with --objective kto, KTO's loss on unpaired feedback (of an adapter against the model without it).",
+    "Mean token loss and perplexity of a model (optionally with a LoRA adapter) on a dataset, with TRL's SFT metrics (the share of tokens the argmax predicts, the mean entropy); with --objective dpo, orpo, simpo or cpo, that loss and TRL's reward metrics on preference pairs (DPO: of an adapter against the model without it); with --objective kto, KTO's loss on unpaired feedback (of an adapter against the model without it).",
   options: {
     model: { kind: 'string', value: 'DIR', required: true, description: 'model folder' },
     adapter: { kind: 'string', value: 'DIR', description: 'PEFT adapter folder to apply' },
@@ -103,7 +103,8 @@ export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> 
   }
   console.log(
     `${o.data}: loss ${result.loss.toFixed(4)}, perplexity ${result.perplexity.toFixed(2)} over ${result.tokens} tokens` +
-      `${adapted > 0 ? ` (adapter on ${adapted} modules)` : ''}`,
+      `${adapted > 0 ? ` (adapter on ${adapted} modules)` : ''}; ` +
+      `token accuracy ${result.meanTokenAccuracy.toFixed(4)}, entropy ${result.entropy.toFixed(4)}`,
   );
 }
 

@@ -13,7 +13,7 @@ import {
   lossUnitOf,
 } from '@lorafleet/models';
 import type { EvalRequest } from '@lorafleet/protocol';
-import { type PairLogs, feedbackLogs } from './feedback-logs.js';
+import { type PairLogs, type TokenLogs, feedbackLogs } from './feedback-logs.js';
 import type { RunObserver } from '../observe/observer.js';
 import { TrainingDiverged } from './divergence.js';
 import { FleetError, type WorkerFleet } from './fleet.js';
@@ -32,6 +32,8 @@ export interface EvalResult {
   pairs?: PairLogs;
   /** KTO: TRL's reward and log-probability metrics and the held-out set's KL estimate. */
   kto?: KtoLogs;
+  /** The token loss: TRL's SFT metrics (eval_mean_token_accuracy, eval_entropy). */
+  sft?: TokenLogs;
 }
 
 /** What the run's loss is divided by: tokens, pairs, or KTO's examples. */
@@ -47,7 +49,10 @@ export const describeEval = (e: EvalResult, config: Pick<RunConfig, 'objective'>
         : e.kto
           ? `; KL ${e.kto.kl.toFixed(4)}${e.kto.rewardMargin === undefined ? '' : `, margin ${e.kto.rewardMargin.toFixed(4)}`})`
           : ')')
-    : `${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)}, ${e.tokens} tokens)`;
+    : `${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)}, ${e.tokens} tokens` +
+      (e.sft
+        ? `; token accuracy ${e.sft.meanTokenAccuracy.toFixed(4)}, entropy ${e.sft.entropy.toFixed(4)})`
+        : ')');
 
 /** Whether the held-out loss reads KTO's KL estimate (loss type kto), which takes a round of its own. */
 const readsKl = ({ objective }: Pick<RunConfig, 'objective'>) =>
@@ -108,7 +113,7 @@ export function heldOut(
             : { rewardMargin: result.kto.rewardMargin }),
         }
       : {};
-    observer.emit({ type: 'eval', step: done, loss: result.loss, ...pairs, ...kto });
+    observer.emit({ type: 'eval', step: done, loss: result.loss, ...pairs, ...kto, ...result.sft });
     return result;
   };
 }

@@ -1,7 +1,8 @@
-// TRL's logs of a preference or KTO step, or of an evaluation, from the
-// sums every worker reports (StepDone and EvalDone carry the same fields):
-// the means over the global batch's pairs, or over its desirable and
-// undesirable examples with KTO's KL estimate. Workers add sums, the
+// TRL's logs of a step or of an evaluation, from the sums every worker
+// reports (StepDone and EvalDone carry the same fields): the means over the
+// global batch's pairs, over its desirable and undesirable examples with
+// KTO's KL estimate, or for the token loss over its labelled tokens
+// (SFTTrainer's mean_token_accuracy and entropy). Workers add sums, the
 // coordinator divides, so N workers report what one would.
 import {
   type KtoLogs,
@@ -22,18 +23,30 @@ export type StatReport = Pick<
   | 'rejectedLogpSum'
   | 'desirableCount'
   | 'kl'
+  | 'correctTokens'
+  | 'entropySum'
 >;
+
+/** SFTTrainer's token metrics: the share of labelled tokens the argmax predicts, and their mean entropy (nats). */
+export interface TokenLogs {
+  meanTokenAccuracy: number;
+  entropy: number;
+}
 
 /** TRL's rewards/* and logps/* means over the pairs (rewards/accuracies included). */
 export type PairLogs = Omit<PairEvaluation, 'loss' | 'pairs'>;
 
-/** The reports' logs over `units` loss units: pairs' or KTO's; none for the token loss. */
+/** The reports' logs over `units` loss units: pairs', KTO's, or the token loss's. */
 export function feedbackLogs(
   unit: LossUnit,
   reports: readonly StatReport[],
   units: number,
-): { pairs?: PairLogs; kto?: KtoLogs } {
+): { pairs?: PairLogs; kto?: KtoLogs; sft?: TokenLogs } {
   const sum = (f: (r: StatReport) => number) => reports.reduce((s, r) => s + f(r), 0);
+  if (unit === 'tokens') {
+    const meanTokenAccuracy = sum((r) => r.correctTokens) / units;
+    return { sft: { meanTokenAccuracy, entropy: sum((r) => r.entropySum) / units } };
+  }
   const sums = {
     chosenSum: sum((r) => r.rewardChosenSum),
     rejectedSum: sum((r) => r.rewardRejectedSum),
@@ -45,7 +58,6 @@ export function feedbackLogs(
     const kl = reports[0]?.kl ?? 0;
     return { kto: ktoLogs({ ...sums, desirable: sum((r) => r.desirableCount) }, units, kl) };
   }
-  if (unit !== 'pairs') return {};
   const correct = sum((r) => r.rewardCorrect);
   const {
     loss: _,

@@ -242,14 +242,17 @@ async function afterStep(
       const stop = run.best?.evaluated(step, e) ?? false;
       loop.stoppedEarly = stop && step < plan.steps;
     }
-    // A preference or KTO objective's held-out metrics as TRL's eval_ logs: evalRewardAccuracy, evalKl...
-    for (const [name, value] of Object.entries(e?.pairs ?? e?.kto ?? {}))
+    // The objective's held-out metrics as TRL's eval_ logs: evalRewardAccuracy, evalKl, evalMeanTokenAccuracy...
+    for (const [name, value] of Object.entries(e?.pairs ?? e?.kto ?? e?.sft ?? {}))
       line[`eval${name[0]!.toUpperCase()}${name.slice(1)}`] = value;
   }
   await appendFile(metricsPath, JSON.stringify(line) + '\n');
   const { loss, lr, tokens, gradNorm, rewardAccuracy, rewardMargin, kl } = metrics;
+  const { meanTokenAccuracy, entropy } = metrics;
   const rewards = Object.fromEntries(
-    Object.entries({ rewardAccuracy, rewardMargin, kl }).filter(([, v]) => v !== undefined),
+    Object.entries({ rewardAccuracy, rewardMargin, kl, meanTokenAccuracy, entropy }).filter(
+      ([, v]) => v !== undefined,
+    ),
   );
   observer.emit({
     type: 'step',
@@ -260,6 +263,7 @@ async function afterStep(
     loss: loss.toFixed(4),
     ...(rewardAccuracy === undefined ? {} : { 'reward acc': rewardAccuracy.toFixed(2) }),
     ...(metrics.kl === undefined ? {} : { kl: metrics.kl.toFixed(3) }),
+    ...(meanTokenAccuracy === undefined ? {} : { 'tok acc': meanTokenAccuracy.toFixed(2) }),
     lr: lr.toExponential(2),
     [lossUnit(plan.config) === 'tokens' ? 'tok/s' : `${lossUnit(plan.config)}/s`]:
       tokensPerSecond.toFixed(0),

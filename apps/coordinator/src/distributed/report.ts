@@ -9,7 +9,7 @@ import type { StepDone } from '@lorafleet/protocol';
 import type { WorkerInfo, WorkerStatus } from '../observe/events.js';
 import type { Member, WorkerFleet } from './fleet.js';
 import { type EvalResult, lossUnit } from './evaluation.js';
-import { type PairLogs, feedbackLogs } from './feedback-logs.js';
+import { type PairLogs, type TokenLogs, feedbackLogs } from './feedback-logs.js';
 import type { RunPlan } from './run-plan.js';
 import type { TrainSeries } from '../training/resume.js';
 
@@ -64,16 +64,17 @@ export function stepMetrics(plan: RunPlan, step: number, reports: readonly StepD
 }
 
 /**
- * A preference or KTO step's logs over every rank's units, as TRL logs them
- * in training (rewards/*, logps/*; KTO's kl), flat in the step's line.
+ * A step's logs over every rank's units, as TRL logs them in training
+ * (rewards/*, logps/*; KTO's kl; SFT's mean_token_accuracy and entropy),
+ * flat in the step's line.
  */
 function trainLogs(
   unit: LossUnit,
   reports: readonly StepDone[],
   units: number,
-): Partial<PairLogs> & Partial<KtoLogs> {
-  const { pairs, kto } = feedbackLogs(unit, reports, units);
-  return pairs ?? kto ?? {};
+): Partial<PairLogs> & Partial<KtoLogs> & Partial<TokenLogs> {
+  const { pairs, kto, sft } = feedbackLogs(unit, reports, units);
+  return pairs ?? kto ?? sft ?? {};
 }
 
 /** The dashboard's worker table: every worker seen, with its last step's timings. */

@@ -1704,6 +1704,8 @@ export const lorafleet = ($root.lorafleet = (() => {
       StepDone.prototype.rejectedLogpSum = 0;
       StepDone.prototype.desirableCount = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       StepDone.prototype.kl = 0;
+      StepDone.prototype.correctTokens = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      StepDone.prototype.entropySum = 0;
 
       StepDone.create = function (properties) {
         return new StepDone(properties);
@@ -1805,6 +1807,20 @@ export const lorafleet = ($root.lorafleet = (() => {
           !$Object.is(message.kl, 0)
         )
           writer.uint32(113).double(message.kl);
+        if (
+          message.correctTokens != null &&
+          $Object.hasOwnProperty.call(message, 'correctTokens') &&
+          (typeof message.correctTokens === 'object'
+            ? message.correctTokens.low || message.correctTokens.high
+            : message.correctTokens !== 0)
+        )
+          writer.uint32(120).uint64(message.correctTokens);
+        if (
+          message.entropySum != null &&
+          $Object.hasOwnProperty.call(message, 'entropySum') &&
+          !$Object.is(message.entropySum, 0)
+        )
+          writer.uint32(129).double(message.entropySum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -1941,6 +1957,23 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.kl;
               continue;
             }
+            case 15: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.correctTokens = value;
+              else delete message.correctTokens;
+              continue;
+            }
+            case 16: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.entropySum = value;
+              else delete message.entropySum;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -2060,6 +2093,26 @@ export const lorafleet = ($root.lorafleet = (() => {
               ).toNumber(true);
         if (object.kl != null)
           if (!$Object.is($Number(object.kl), 0)) message.kl = $Number(object.kl);
+        if (object.correctTokens != null)
+          if (
+            typeof object.correctTokens === 'object'
+              ? object.correctTokens.low || object.correctTokens.high
+              : $Number(object.correctTokens) !== 0
+          )
+            if ($util.Long)
+              message.correctTokens = $util.Long.fromValue(object.correctTokens, true);
+            else if (typeof object.correctTokens === 'string')
+              message.correctTokens = $parseInt(object.correctTokens, 10);
+            else if (typeof object.correctTokens === 'number')
+              message.correctTokens = object.correctTokens;
+            else if (typeof object.correctTokens === 'object')
+              message.correctTokens = new $util.LongBits(
+                object.correctTokens.low >>> 0,
+                object.correctTokens.high >>> 0,
+              ).toNumber(true);
+        if (object.entropySum != null)
+          if (!$Object.is($Number(object.entropySum), 0))
+            message.entropySum = $Number(object.entropySum);
         return message;
       };
 
@@ -2151,6 +2204,24 @@ export const lorafleet = ($root.lorafleet = (() => {
                   ? $BigInt('0')
                   : 0;
           object.kl = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.correctTokens =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.correctTokens =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.entropySum = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -2304,6 +2375,34 @@ export const lorafleet = ($root.lorafleet = (() => {
                   : message.desirableCount;
         if (message.kl != null && $Object.hasOwnProperty.call(message, 'kl'))
           object.kl = options.json && !$isFinite(message.kl) ? $String(message.kl) : message.kl;
+        if (message.correctTokens != null && $Object.hasOwnProperty.call(message, 'correctTokens'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.correctTokens =
+              typeof message.correctTokens === 'number'
+                ? $BigInt(message.correctTokens)
+                : $util.Long.fromBits(
+                    message.correctTokens.low >>> 0,
+                    message.correctTokens.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.correctTokens === 'number')
+            object.correctTokens =
+              options.longs === $String ? $String(message.correctTokens) : message.correctTokens;
+          else
+            object.correctTokens =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.correctTokens)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.correctTokens.low >>> 0,
+                      message.correctTokens.high >>> 0,
+                    ).toNumber(true)
+                  : message.correctTokens;
+        if (message.entropySum != null && $Object.hasOwnProperty.call(message, 'entropySum'))
+          object.entropySum =
+            options.json && !$isFinite(message.entropySum)
+              ? $String(message.entropySum)
+              : message.entropySum;
         return object;
       };
 
@@ -5140,6 +5239,8 @@ export const lorafleet = ($root.lorafleet = (() => {
       EvalDone.prototype.kl = 0;
       EvalDone.prototype.klSum = 0;
       EvalDone.prototype.klRows = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalDone.prototype.correctTokens = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalDone.prototype.entropySum = 0;
 
       EvalDone.create = function (properties) {
         return new EvalDone(properties);
@@ -5231,6 +5332,20 @@ export const lorafleet = ($root.lorafleet = (() => {
             : message.klRows !== 0)
         )
           writer.uint32(104).uint64(message.klRows);
+        if (
+          message.correctTokens != null &&
+          $Object.hasOwnProperty.call(message, 'correctTokens') &&
+          (typeof message.correctTokens === 'object'
+            ? message.correctTokens.low || message.correctTokens.high
+            : message.correctTokens !== 0)
+        )
+          writer.uint32(112).uint64(message.correctTokens);
+        if (
+          message.entropySum != null &&
+          $Object.hasOwnProperty.call(message, 'entropySum') &&
+          !$Object.is(message.entropySum, 0)
+        )
+          writer.uint32(121).double(message.entropySum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -5355,6 +5470,23 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.klRows;
               continue;
             }
+            case 14: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.correctTokens = value;
+              else delete message.correctTokens;
+              continue;
+            }
+            case 15: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.entropySum = value;
+              else delete message.entropySum;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -5472,6 +5604,26 @@ export const lorafleet = ($root.lorafleet = (() => {
                 object.klRows.low >>> 0,
                 object.klRows.high >>> 0,
               ).toNumber(true);
+        if (object.correctTokens != null)
+          if (
+            typeof object.correctTokens === 'object'
+              ? object.correctTokens.low || object.correctTokens.high
+              : $Number(object.correctTokens) !== 0
+          )
+            if ($util.Long)
+              message.correctTokens = $util.Long.fromValue(object.correctTokens, true);
+            else if (typeof object.correctTokens === 'string')
+              message.correctTokens = $parseInt(object.correctTokens, 10);
+            else if (typeof object.correctTokens === 'number')
+              message.correctTokens = object.correctTokens;
+            else if (typeof object.correctTokens === 'object')
+              message.correctTokens = new $util.LongBits(
+                object.correctTokens.low >>> 0,
+                object.correctTokens.high >>> 0,
+              ).toNumber(true);
+        if (object.entropySum != null)
+          if (!$Object.is($Number(object.entropySum), 0))
+            message.entropySum = $Number(object.entropySum);
         return message;
       };
 
@@ -5573,6 +5725,24 @@ export const lorafleet = ($root.lorafleet = (() => {
                 : typeof $BigInt !== 'undefined' && options.longs === $BigInt
                   ? $BigInt('0')
                   : 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.correctTokens =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.correctTokens =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.entropySum = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -5728,6 +5898,34 @@ export const lorafleet = ($root.lorafleet = (() => {
                       message.klRows.high >>> 0,
                     ).toNumber(true)
                   : message.klRows;
+        if (message.correctTokens != null && $Object.hasOwnProperty.call(message, 'correctTokens'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.correctTokens =
+              typeof message.correctTokens === 'number'
+                ? $BigInt(message.correctTokens)
+                : $util.Long.fromBits(
+                    message.correctTokens.low >>> 0,
+                    message.correctTokens.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.correctTokens === 'number')
+            object.correctTokens =
+              options.longs === $String ? $String(message.correctTokens) : message.correctTokens;
+          else
+            object.correctTokens =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.correctTokens)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.correctTokens.low >>> 0,
+                      message.correctTokens.high >>> 0,
+                    ).toNumber(true)
+                  : message.correctTokens;
+        if (message.entropySum != null && $Object.hasOwnProperty.call(message, 'entropySum'))
+          object.entropySum =
+            options.json && !$isFinite(message.entropySum)
+              ? $String(message.entropySum)
+              : message.entropySum;
         return object;
       };
 

@@ -1177,6 +1177,12 @@ export declare namespace lorafleet {
       /** StepDone kl. */
       kl: number;
 
+      /** StepDone correctTokens. */
+      correctTokens: number | Long;
+
+      /** StepDone entropySum. */
+      entropySum: number;
+
       /**
        * Creates a new StepDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -1280,6 +1286,12 @@ export declare namespace lorafleet {
 
         /** StepDone kl */
         kl?: number | null;
+
+        /** StepDone correctTokens */
+        correctTokens?: number | Long | null;
+
+        /** StepDone entropySum */
+        entropySum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
@@ -2690,6 +2702,12 @@ export declare namespace lorafleet {
       /** EvalDone klRows. */
       klRows: number | Long;
 
+      /** EvalDone correctTokens. */
+      correctTokens: number | Long;
+
+      /** EvalDone entropySum. */
+      entropySum: number;
+
       /**
        * Creates a new EvalDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -2787,6 +2805,12 @@ export declare namespace lorafleet {
 
         /** EvalDone klRows */
         klRows?: number | Long | null;
+
+        /** EvalDone correctTokens */
+        correctTokens?: number | Long | null;
+
+        /** EvalDone entropySum */
+        entropySum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];

@@ -53,6 +53,7 @@ export interface SoftmaxXentExports {
     vocab: number,
     dlogits: number,
   ): void;
+  tokenStats(logits: number, labels: number, rows: number, vocab: number, out: number): void;
 }
 
 /** The exports of assembly/gelu-new.ts. */

@@ -36,6 +36,20 @@ export function simdSoftmaxXent(
   return true;
 }
 
+/** [N, 2] (hit, entropy) per row of logits [N, V] float32 and labels [N] int32 (every label < V). */
+export function simdTokenStats(
+  backend: tf.KernelBackend,
+  logits: tf.TensorInfo,
+  labels: tf.TensorInfo,
+  out: tf.TensorInfo,
+): boolean {
+  const h = heap(backend);
+  if (!h) return false;
+  const [rows, vocab] = logits.shape as [number, number];
+  h.kernels.tokenStats(h.at(logits), h.at(labels), rows, vocab, h.at(out));
+  return true;
+}
+
 /**
  * dlogits [N, V] from logits, labels (every label < V), lse [N] float32 and
  * dnll: float32 [N] or one value for every row.

@@ -3,11 +3,14 @@
 //                      (attr `vocab`: the first `vocab` columns of wider, padded rows)
 //   LoraFleetXentGrad  logits, stats [n, 2], labels, dy [n] -> dlogits [n, V]
 //                      = dy[row] (exp(logit - lse[row]) - onehot(label))
+//   LoraFleetTokenStats logits [n, V], labels [n] -> [n, 2]: (hit, entropy) per row, TRL's
+//                      token metrics (ops/token-stats.ts; attr `vocab` as LoraFleetXent's)
 // A label < 0 (IGNORE_INDEX, -100) contributes no loss and no gradient. The
 // forward keeps only lse per row: no [n, V] probabilities exist until the
 // backward writes the gradient, once (tfjs's logSoftmax + gather keeps the
 // [n, V] log-probabilities for its backward, then builds the gradient from
 // several [n, V] temporaries).
+import { TOKEN_STATS } from '../token-stats.js';
 import type { tf } from '../tf.js';
 import {
   ROW_THREADS,
@@ -60,6 +63,59 @@ function forwardProgram(rows: number) {
 }
 
 /**
+ * TRL's token metrics: the row's maximum, the first column holding it (as
+ * f32: exact below 2^24 columns), then sum e and sum e d with d = logit -
+ * max, e = exp(d): hit = [first == label], entropy = log(sum e) - sum(e d) / sum(e).
+ */
+function statsProgram(rows: number) {
+  const body = `
+      acc = -3.402823e38;
+      for (var v = i32(i); v < uniforms.vocab; v += ${ROW_THREADS}) {
+        if (live) { acc = max(acc, logits[base + v]); }
+      }
+      ${workgroupReduce('maxAll', 'max')}
+      acc = 3.402823e38;
+      for (var v = i32(i); v < uniforms.vocab; v += ${ROW_THREADS}) {
+        if (live && logits[base + v] == maxAll) { acc = min(acc, f32(v)); }
+      }
+      ${workgroupReduce('first', 'min')}
+      acc = 0.0;
+      var dot = 0.0;
+      for (var v = i32(i); v < uniforms.vocab; v += ${ROW_THREADS}) {
+        if (live) {
+          let d = logits[base + v] - maxAll;
+          let e = exp(d);
+          acc += e;
+          dot += e * d;
+        }
+      }
+      ${workgroupReduce('sumAll', 'sum')}
+      acc = dot;
+      ${workgroupReduce('dotAll', 'sum')}
+      if (i == 0u && live) {
+        let label = labels[row];
+        var hit = 0.0;
+        var entropy = 0.0;
+        if (label >= 0) {
+          hit = select(0.0, 1.0, i32(first) == label);
+          entropy = log(sumAll) - dotAll / sumAll;
+        }
+        result[row * 2] = hit;
+        result[row * 2 + 1] = entropy;
+      }`;
+  return rowProgram({
+    shaderKey: 'lorafleet_token_stats',
+    variableNames: ['logits', 'labels'],
+    outputShape: [rows, 2],
+    rows,
+    uniforms: 'rows : i32, vocab : i32, stride : i32,',
+    lengthUniform: 'vocab',
+    strideUniform: 'stride',
+    body,
+  });
+}
+
+/**
  * WGSL: d loss / d logit at flat `index` of row-major [n, vocab] logits, the
  * logit's value being `logit` (`g`, 0 on ignored rows).
  */
@@ -99,19 +155,22 @@ function checkRows(logits: Info, labels: Info, what: string): [number, number] {
   return [n, v];
 }
 
-function forward(args: WebGpuKernelArgs): Info {
-  const { logits, labels } = args.inputs as { logits: Info; labels: Info };
-  const [n, width] = checkRows(logits, labels, LORAFLEET_XENT);
-  const v = (args.attrs as { vocab?: number } | undefined)?.vocab ?? width;
-  if (!(Number.isInteger(v) && v >= 1 && v <= width))
-    throw new Error(`${LORAFLEET_XENT}: vocab ${v} must be 1..${width} (the rows' width)`);
-  const uniforms = [
-    { type: 'int32' as const, data: [n] },
-    { type: 'int32' as const, data: [v] },
-    { type: 'int32' as const, data: [width] },
-  ];
-  const backend = args.backend as unknown as WebGpuProgramRunner;
-  return backend.runWebGPUProgram(forwardProgram(n), [logits, labels], 'float32', uniforms);
+/** A row program over logits [n, W] and labels (LoraFleetXent's or LoraFleetTokenStats'), attr `vocab` <= W. */
+function perRow(kernel: string, program: (rows: number) => ReturnType<typeof forwardProgram>) {
+  return (args: WebGpuKernelArgs): Info => {
+    const { logits, labels } = args.inputs as { logits: Info; labels: Info };
+    const [n, width] = checkRows(logits, labels, kernel);
+    const v = (args.attrs as { vocab?: number } | undefined)?.vocab ?? width;
+    if (!(Number.isInteger(v) && v >= 1 && v <= width))
+      throw new Error(`${kernel}: vocab ${v} must be 1..${width} (the rows' width)`);
+    const uniforms = [
+      { type: 'int32' as const, data: [n] },
+      { type: 'int32' as const, data: [v] },
+      { type: 'int32' as const, data: [width] },
+    ];
+    const backend = args.backend as unknown as WebGpuProgramRunner;
+    return backend.runWebGPUProgram(program(n), [logits, labels], 'float32', uniforms);
+  };
 }
 
 function backward(util: FlatDispatchUtil) {
@@ -125,13 +184,14 @@ function backward(util: FlatDispatchUtil) {
   };
 }
 
-/** Registers both kernels for 'webgpu' (once). */
+/** Registers the three kernels for 'webgpu' (once). */
 export function registerWebGpuCrossEntropy(
   api: Pick<typeof tf, 'registerKernel' | 'getKernel'>,
   util: FlatDispatchUtil,
 ): void {
   registerWebGpuKernels(api, [
-    [LORAFLEET_XENT, forward],
+    [LORAFLEET_XENT, perRow(LORAFLEET_XENT, forwardProgram)],
     [LORAFLEET_XENT_GRAD, backward(util)],
+    [TOKEN_STATS, perRow(TOKEN_STATS, statsProgram)],
   ]);
 }

@@ -278,14 +278,30 @@ export function accumulateProgram(length: number) {
   };
 }
 
-/** [1]: the sum over rows of stats[row * 2] (the cross-entropy's nll column), one workgroup. */
-export function lossSumProgram(rows: number) {
+/**
+ * [3]: sums over rows of the cross-entropy's nll (stats[row * 2]) and of
+ * TRL's token metrics (tokens[row * 2], tokens[row * 2 + 1]: hits and
+ * entropy), one workgroup.
+ */
+export function lossSumsProgram(rows: number) {
   const threads = 256;
+  const reduce = (out: number) => `
+      red[i] = acc;
+      workgroupBarrier();
+      for (var s = ${threads / 2}u; s > 0u; s = s >> 1u) {
+        if (i < s) { red[i] = red[i] + red[i + s]; }
+        workgroupBarrier();
+      }
+      if (i == 0u) { result[${out}] = red[0]; }
+      workgroupBarrier();`;
+  const column = (input: string, offset: number) => `
+      acc = 0.0;
+      for (var r = i32(i); r < uniforms.rows; r += ${threads}) { acc += ${input}[r * 2 + ${offset}]; }`;
   return {
     program: {
-      variableNames: ['stats'],
-      outputShape: [1, 1],
-      shaderKey: 'lorafleet_plumbing_loss_sum',
+      variableNames: ['stats', 'tokens'],
+      outputShape: [1, 3],
+      shaderKey: 'lorafleet_plumbing_loss_sums',
       dispatchLayout: { x: [0], y: [1] },
       dispatch: [1, 1, 1],
       workgroupSize: [threads, 1, 1],
@@ -295,14 +311,9 @@ export function lossSumProgram(rows: number) {
     fn main() {
       let i = localIndex;
       var acc = 0.0;
-      for (var r = i32(i); r < uniforms.rows; r += ${threads}) { acc += stats[r * 2]; }
-      red[i] = acc;
-      workgroupBarrier();
-      for (var s = ${threads / 2}u; s > 0u; s = s >> 1u) {
-        if (i < s) { red[i] = red[i] + red[i + s]; }
-        workgroupBarrier();
-      }
-      if (i == 0u) { result[0] = red[0]; }
+      ${column('stats', 0)}${reduce(0)}
+      ${column('tokens', 0)}${reduce(1)}
+      ${column('tokens', 1)}${reduce(2)}
     }`,
     },
     uniforms: [int(rows)],

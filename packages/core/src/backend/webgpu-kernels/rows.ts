@@ -92,8 +92,8 @@ export function registerWebGpuKernels(
  * values: 'max' or 'sum') into the WGSL constant `name`, then `scale` (a
  * WGSL expression of the combined value `v`, e.g. "v / f32(uniforms.cols)").
  */
-export function workgroupReduce(name: string, op: 'max' | 'sum', scale = 'v'): string {
-  const combine = op === 'max' ? 'max(red[i], red[i + s])' : 'red[i] + red[i + s]';
+export function workgroupReduce(name: string, op: 'max' | 'min' | 'sum', scale = 'v'): string {
+  const combine = op === 'sum' ? 'red[i] + red[i + s]' : `${op}(red[i], red[i + s])`;
   return `
       red[i] = acc;
       workgroupBarrier();

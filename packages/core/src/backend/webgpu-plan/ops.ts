@@ -4,6 +4,7 @@
 // kernels themselves are in ../webgpu-kernels/ (docs/webgpu-kernels.md).
 import type { tf } from '../tf.js';
 import { GELU_NEW, GELU_NEW_GRAD } from '../gelu-layer-norm.js';
+import { TOKEN_STATS } from '../token-stats.js';
 import { GATED, type GatedActivation } from '../../ops/gated.js';
 import {
   ATTN_DELTA,
@@ -27,7 +28,7 @@ import {
   headsProgram,
   columnsProgram,
   joinColumnsProgram,
-  lossSumProgram,
+  lossSumsProgram,
   mergeHeadsProgram,
   ropeProgram,
   scaleProgram,
@@ -277,10 +278,21 @@ export class PlanOps {
     return this.rec.kernel(kernel, inputs, attrs);
   }
 
-  /** [1]: the summed nll of the cross-entropy's stats [n, 2]. */
-  lossSum(stats: Info): Info {
-    const { program, uniforms } = lossSumProgram(stats.shape[0]!);
-    return view(this.rec.program(program, [stats], uniforms), [1]);
+  /**
+   * Per row (hit, entropy) [n, 2] of logits [n, W] against labels, over the
+   * first `vocab` columns: TRL's token metrics (ops/token-stats.ts).
+   */
+  tokenStats(logits: Info, labels: Info, vocab = logits.shape[1]!): Info {
+    return this.rec.kernel(TOKEN_STATS, { logits, labels }, { vocab });
+  }
+
+  /**
+   * [3]: the summed nll of the cross-entropy's stats [n, 2], then the sums
+   * of tokenStats' [n, 2] (hits, entropy).
+   */
+  lossSums(stats: Info, tokens: Info): Info {
+    const { program, uniforms } = lossSumsProgram(stats.shape[0]!);
+    return view(this.rec.program(program, [stats, tokens], uniforms), [3]);
   }
 
   /**
