@@ -55,12 +55,16 @@ const train = (out: string, ...extra: string[]) =>
   ]);
 
 /** Each evaluation's step and held-out loss, from metrics.jsonl. */
-async function evaluations(out: string): Promise<{ step: number; loss: number }[]> {
+async function evaluations(
+  out: string,
+): Promise<{ step: number; loss: number; accuracy: number }[]> {
   const lines = (await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
   return lines
-    .map((l) => JSON.parse(l) as { step: number; evalLoss?: number })
+    .map(
+      (l) => JSON.parse(l) as { step: number; evalLoss?: number; evalMeanTokenAccuracy?: number },
+    )
     .filter((m) => m.evalLoss !== undefined)
-    .map((m) => ({ step: m.step, loss: m.evalLoss! }));
+    .map((m) => ({ step: m.step, loss: m.evalLoss!, accuracy: m.evalMeanTokenAccuracy! }));
 }
 
 interface Summary {
@@ -189,7 +193,7 @@ describe('train --load-best-model-at-end', () => {
       ...['train', '--model', model, '--data', data, '--eval-data', heldOut],
       ...['--out', join(dir!, 'epochs'), '--seq-len', '32', '--batch-size', '4', '--lr', '5e-2'],
       ...['--epochs', '3', '--eval-strategy', 'epoch', '--save-strategy', 'epoch'],
-      '--load-best-model-at-end',
+      ...['--load-best-model-at-end', '--metric-for-best-model', 'eval_mean_token_accuracy'],
     ]);
     expect(run.code, run.stderr).toBe(0);
     const steps = Number(
@@ -197,12 +201,20 @@ describe('train --load-best-model-at-end', () => {
     );
     const epoch = steps / 3;
     expect(Number.isInteger(epoch) && epoch > 1).toBe(true);
-    expect((await evaluations('epochs')).map((e) => e.step)).toEqual([epoch, 2 * epoch, 3 * epoch]);
+    const evals = await evaluations('epochs');
+    expect(evals.map((e) => e.step)).toEqual([epoch, 2 * epoch, 3 * epoch]);
     expect((await readdir(join(dir!, 'epochs', 'checkpoints'))).sort()).toEqual(
       [epoch, 2 * epoch, 3 * epoch].map((step) => `step-${String(step).padStart(6, '0')}`),
     );
+    // Chosen by TRL's eval_mean_token_accuracy (higher is better): the first evaluation of the highest.
+    const highest = Math.max(...evals.map((e) => e.accuracy));
+    expect(highest).toBeGreaterThan(0);
+    const chosen = evals.find((e) => e.accuracy === highest)!.step;
     const summary = await readJson<Summary>(join(dir!, 'epochs', 'summary.json'));
-    expect([epoch, 2 * epoch, 3 * epoch]).toContain(summary.savedStep);
+    expect(summary).toMatchObject({
+      best: { metric: 'mean_token_accuracy', step: chosen, value: highest },
+      savedStep: chosen,
+    });
     // The strategy replaces the step interval: giving both is refused.
     const both = await train('both', '--eval-strategy', 'epoch');
     expect(both.code).toBe(2);
@@ -228,11 +240,11 @@ describe('train --load-best-model-at-end', () => {
           '--metric-for-best-model',
           'rewards/accuracies',
         ],
-        '--metric-for-best-model rewards/accuracies is not measured by --objective sft: give one of loss',
+        '--metric-for-best-model rewards/accuracies is not measured by --objective sft: give one of loss, mean_token_accuracy',
       ],
       [
         ['--steps', '4', '--load-best-model-at-end', '--metric-for-best-model', 'bleu'],
-        '--metric-for-best-model bleu: give loss, rewards/accuracies, rewards/margins',
+        '--metric-for-best-model bleu: give loss, rewards/accuracies, rewards/margins, mean_token_accuracy',
       ],
       [
         ['--steps', '4', '--metric-for-best-model', 'loss'],

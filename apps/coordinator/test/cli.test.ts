@@ -124,9 +124,16 @@ describe.concurrent('lorafleet on a tiny model', () => {
 
     it('gives the same loss on the cpu backend as on wasm', async () => {
       const args = ['--model', base, '--adapter', join(run, 'adapter'), ...onValid()];
-      const cpu = await evalJson([...args, '--backend', 'cpu']);
+      const [cpu, wasm] = await Promise.all([
+        evalJson([...args, '--backend', 'cpu']),
+        evalJson(args),
+      ]);
       expect(cpu.adaptedModules).toBe(2);
       expect(Math.abs(cpu.loss - summary.evalLossAfter!)).toBeLessThan(1e-4);
+      // TRL's SFT metrics from each backend's kernel: the same hits, the same mean entropy.
+      expect(cpu.meanTokenAccuracy).toBe(wasm.meanTokenAccuracy);
+      expect(wasm.meanTokenAccuracy).toBeGreaterThan(0.05);
+      expect(Math.abs(cpu.entropy - wasm.entropy)).toBeLessThan(1e-5 * wasm.entropy);
     });
   });
 

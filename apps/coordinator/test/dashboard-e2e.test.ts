@@ -235,9 +235,14 @@ describe('the dashboard in Chromium', () => {
       { rank: 0, live: false },
       { rank: 1, live: false },
     ]);
-    // A run of the token loss has no rewards: their card stays hidden.
+    // A run of the token loss has no rewards: their card stays hidden. Its token accuracy
+    // (TRL's mean_token_accuracy) has a point per step.
     expect(await page.locator('#chart-rewards').count()).toBe(1);
     expect(await page.locator('#chart-rewards').isVisible()).toBe(false);
+    await page.waitForSelector(`[data-testid="token-accuracy-chart"][data-points="${steps}"]`, {
+      timeout: 10_000,
+    });
+    expect(await page.locator('#chart-token-accuracy').isVisible()).toBe(true);
     expect(problems).toEqual([]);
     await page.close();
 
@@ -269,6 +274,7 @@ describe('the dashboard in Chromium', () => {
       timeout: 10_000,
     });
     expect(await page.locator('#chart-rewards').isVisible()).toBe(true);
+    expect(await page.locator('#chart-token-accuracy').isVisible()).toBe(false);
     // The eval series' markers: before training, at step 3, after the last step.
     expect(await page.locator('#chart-rewards .markers.eval circle').count()).toBe(3);
     expect(problems).toEqual([]);

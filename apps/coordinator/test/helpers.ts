@@ -259,6 +259,9 @@ export interface EvalReport {
   loss: number;
   perplexity: number;
   tokens: number;
+  /** TRL's SFT metrics: the share of tokens the argmax predicts, and the mean entropy. */
+  meanTokenAccuracy: number;
+  entropy: number;
   rows: number;
   adaptedModules: number;
 }

@@ -8,7 +8,14 @@ import { fetchDownloads, followEvents } from './api.js';
 import { buildPage } from './page.js';
 import type { Panel, Touch } from './panel.js';
 import { RunView } from './run.js';
-import { ktoPanel, lossPanel, lrPanel, rewardsPanel, throughputPanel } from './views/charts.js';
+import {
+  ktoPanel,
+  lossPanel,
+  lrPanel,
+  rewardsPanel,
+  throughputPanel,
+  tokenAccuracyPanel,
+} from './views/charts.js';
 import { checkpointsPanel } from './views/checkpoints.js';
 import { logPanel } from './views/event-log.js';
 import { headerPanel, tilesPanel } from './views/overview.js';
@@ -21,6 +28,7 @@ const PANELS: readonly Panel[] = [
   tilesPanel,
   lossPanel,
   factsPanel,
+  tokenAccuracyPanel,
   rewardsPanel,
   ktoPanel,
   lrPanel,

@@ -86,6 +86,27 @@ describe('RunView', () => {
     expect(view.trainRewardMargin).toHaveLength(2);
   });
 
+  it("a run of the token loss: TRL's mean_token_accuracy, train and eval, the later of repeated steps", () => {
+    const view = new RunView();
+    type StepEvent = Extract<RunEvent, { type: 'step' }>;
+    const stepWith = (n: number, accuracy: number) =>
+      ({
+        ...(step(n, 1) as StepEvent),
+        meanTokenAccuracy: accuracy,
+        entropy: 2,
+      }) satisfies RunEvent;
+    view.apply(stepWith(1, 0.25));
+    view.apply(stepWith(2, 0.5));
+    view.apply({ type: 'eval', time: 3, step: 2, loss: 0.4, meanTokenAccuracy: 0.4, entropy: 2 });
+    view.apply(stepWith(2, 0.75)); // resumed from step 1
+    expect(view.trainTokenAccuracy).toEqual([
+      [1, 0.25],
+      [2, 0.75],
+    ]);
+    expect(view.evalTokenAccuracy).toEqual([[2, 0.4]]);
+    expect(view.trainRewardAccuracy).toEqual([]);
+  });
+
   it('keeps the later values of steps a resumed run repeats', () => {
     const view = new RunView();
     for (let n = 1; n <= 5; n++) view.apply(step(n, 10 - n));

@@ -34,6 +34,9 @@ export class RunView {
   readonly trainRewardMargin: Point[] = [];
   readonly evalRewardMargin: Point[] = [];
   readonly trainKl: Point[] = [];
+  /** A run of the token loss: TRL's mean_token_accuracy each step and at each evaluation. */
+  readonly trainTokenAccuracy: Point[] = [];
+  readonly evalTokenAccuracy: Point[] = [];
   readonly lr: Point[] = [];
   readonly tokensPerSecond: Point[] = [];
   /** [step, epoch ms when it was done]: the pace, for the time left. */
@@ -73,6 +76,9 @@ export class RunView {
         truncateFrom(this.trainRewardAccuracy, event.step);
         if (event.rewardAccuracy !== undefined)
           this.trainRewardAccuracy.push([event.step, event.rewardAccuracy]);
+        truncateFrom(this.trainTokenAccuracy, event.step);
+        if (event.meanTokenAccuracy !== undefined)
+          this.trainTokenAccuracy.push([event.step, event.meanTokenAccuracy]);
         truncateFrom(this.trainRewardMargin, event.step);
         truncateFrom(this.trainKl, event.step);
         if (event.kl !== undefined) {
@@ -94,6 +100,9 @@ export class RunView {
         truncateFrom(this.evalRewardAccuracy, event.step);
         if (event.rewardAccuracy !== undefined)
           this.evalRewardAccuracy.push([event.step, event.rewardAccuracy]);
+        truncateFrom(this.evalTokenAccuracy, event.step);
+        if (event.meanTokenAccuracy !== undefined)
+          this.evalTokenAccuracy.push([event.step, event.meanTokenAccuracy]);
         truncateFrom(this.evalRewardMargin, event.step);
         if (event.kl !== undefined && event.rewardMargin !== undefined)
           this.evalRewardMargin.push([event.step, event.rewardMargin]);

@@ -111,7 +111,10 @@ const OBJECTIVES: {
     count: countLossTokens,
     // TRL's SFTTrainer metrics (mean_token_accuracy, entropy) as sums beside the loss.
     loss: (model, batch, options) =>
-      keepingStats(() => tokenLossAndStats(model, batch, options), () => {}),
+      keepingStats(
+        () => tokenLossAndStats(model, batch, options),
+        () => {},
+      ),
   }),
   dpo: (settings) => preference(settings),
   orpo: (settings) => preference(settings),

@@ -42,7 +42,9 @@ function batchOf(vocab: number, B: number, T: number, seed: number): TokenBatch 
 
 function logitsOf(model: CausalLM, b: TokenBatch): Float32Array {
   const shape: [number, number] = [b.batchSize, b.seqLen];
-  return tf.tidy(() => model.forward(tf.tensor2d(b.ids, shape, 'int32')).dataSync() as Float32Array);
+  return tf.tidy(
+    () => model.forward(tf.tensor2d(b.ids, shape, 'int32')).dataSync() as Float32Array,
+  );
 }
 
 /** Every third labelled position's label set to the model's prediction there, so that hits occur. */

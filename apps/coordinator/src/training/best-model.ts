@@ -19,10 +19,11 @@ export interface HeldOutMetrics {
   loss: number;
   pairs?: { rewardAccuracy: number; rewardMargin: number };
   kto?: { rewardMargin?: number };
+  sft?: { meanTokenAccuracy: number };
 }
 
 /** The metrics that can choose the best model, by TRL's log names (transformers prefixes "eval_"). */
-export type BestMetric = 'loss' | 'rewards/accuracies' | 'rewards/margins';
+export type BestMetric = 'loss' | 'rewards/accuracies' | 'rewards/margins' | 'mean_token_accuracy';
 
 export const METRICS: {
   readonly [M in BestMetric]: {
@@ -46,6 +47,11 @@ export const METRICS: {
     greaterIsBetter: true,
     objectives: ['dpo', 'orpo', 'simpo', 'cpo', 'kto'],
     of: (e) => e.pairs?.rewardMargin ?? e.kto?.rewardMargin,
+  },
+  mean_token_accuracy: {
+    greaterIsBetter: true,
+    objectives: ['sft'],
+    of: (e) => e.sft?.meanTokenAccuracy,
   },
 };
 

@@ -1,4 +1,5 @@
-// The charts: loss (train raw, its moving average, eval), a preference run's
+// The charts: loss (train raw, its moving average, eval), the token loss's
+// token accuracy (TRL's mean_token_accuracy: the same three), a preference run's
 // reward accuracy (the same three), a KTO run's reward margin (the same three)
 // and KL, learning rate, throughput.
 import { type Series, renderChart } from '../chart.js';
@@ -43,6 +44,27 @@ export const lossPanel: Panel = {
       height: 240,
       ...xMax(view),
       series: trainAndEval(view.trainLoss, view.evalLoss),
+      yFormat: num,
+    });
+  },
+};
+
+/** A run of the token loss: TRL's mean_token_accuracy (train and eval); hidden in other runs. */
+export const tokenAccuracyPanel: Panel = {
+  id: 'chart-token-accuracy',
+  title: 'Token accuracy',
+  touches: [...CHART_TOUCHES, 'eval'],
+  place: TRAIN_EVAL_CARD,
+  render(el, view) {
+    const card = el.closest('article');
+    if (card) card.hidden = view.lossUnit !== 'tokens';
+    if (view.lossUnit !== 'tokens') return;
+    renderChart(el, {
+      testId: 'token-accuracy-chart',
+      height: 200,
+      ...xMax(view),
+      series: trainAndEval(view.trainTokenAccuracy, view.evalTokenAccuracy),
+      yFromZero: true,
       yFormat: num,
     });
   },

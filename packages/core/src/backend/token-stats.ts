@@ -65,7 +65,9 @@ function statsKernel(backendName: HostBackendName, simd: boolean) {
     );
     for (let n = 0; n < rows; n++) {
       if (ins[1]![n]! >= vocab)
-        throw new Error(`${TOKEN_STATS}: label ${ins[1]![n]} of row ${n} is outside 0..${vocab - 1}`);
+        throw new Error(
+          `${TOKEN_STATS}: label ${ins[1]![n]} of row ${n} is outside 0..${vocab - 1}`,
+        );
     }
     if (simd && simdTokenStats(backend, logits, labels, infos[0]!)) return infos[0]!;
     tokenStatsRows(ins[0]!, ins[1]!, vocab, outs[0] as Float32Array);
