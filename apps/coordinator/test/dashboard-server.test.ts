@@ -162,6 +162,21 @@ describe('GET /api/state and /metrics', () => {
     expect(samples.get('lorafleet_tokens_per_second')).toBe(0); // prom-client keeps a reset gauge at 0
   });
 
+  it("gives a run of the token loss TRL's token accuracy and entropy, training and held-out", async () => {
+    const events = RunEventLog.memory();
+    const dashboard = await serve(events);
+    events.emit({ type: 'run', facts: FACTS });
+    events.emit({ ...STEP, step: 1, meanTokenAccuracy: 0.375, entropy: 2.5 });
+    events.emit({ type: 'eval', step: 1, loss: 0.6, meanTokenAccuracy: 0.5, entropy: 2.25 });
+    const samples = await scrape(dashboard.url);
+    expect(Object.fromEntries(samples)).toMatchObject({
+      lorafleet_token_accuracy: 0.375,
+      lorafleet_entropy: 2.5,
+      lorafleet_eval_token_accuracy: 0.5,
+    });
+    expect(samples.get('lorafleet_reward_accuracy')).toBe(0);
+  });
+
   it("counts a KTO run's throughput in examples, and gives its margin and KL", async () => {
     const events = RunEventLog.memory();
     const dashboard = await serve(events);
@@ -194,6 +209,8 @@ describe('GET /api/state and /metrics', () => {
     expect(samples.get('lorafleet_reward_margin')).toBe(0);
     expect(samples.get('lorafleet_kl')).toBe(0);
     expect(samples.get('lorafleet_examples_total')).toBe(0);
+    expect(samples.get('lorafleet_token_accuracy')).toBe(0);
+    expect(samples.get('lorafleet_eval_token_accuracy')).toBe(0);
     expect(Object.fromEntries(samples)).toMatchObject({
       lorafleet_step: 2,
       lorafleet_train_loss: 5.25,

@@ -14,7 +14,12 @@ export interface RunState {
   /** Tokens trained on, summed over step events. */
   tokens: number;
   /** The latest held-out evaluation; a preference run's carries its reward accuracy. */
-  lastEval: { step: number; loss: number; rewardAccuracy?: number } | null;
+  lastEval: {
+    step: number;
+    loss: number;
+    rewardAccuracy?: number;
+    meanTokenAccuracy?: number;
+  } | null;
   generation: number;
   workers: WorkerInfo[];
   checkpoints: { step: number; path: string; time: number }[];
@@ -60,6 +65,9 @@ export function applyEvent(state: RunState, event: RunEvent): void {
         step: event.step,
         loss: event.loss,
         ...(event.rewardAccuracy !== undefined ? { rewardAccuracy: event.rewardAccuracy } : {}),
+        ...(event.meanTokenAccuracy !== undefined
+          ? { meanTokenAccuracy: event.meanTokenAccuracy }
+          : {}),
       };
       break;
     case 'workers':
