@@ -166,7 +166,7 @@ describe('GET /api/state and /metrics', () => {
     const events = RunEventLog.memory();
     const dashboard = await serve(events);
     events.emit({ type: 'run', facts: FACTS });
-    events.emit({ ...STEP, step: 1, meanTokenAccuracy: 0.375, entropy: 2.5 });
+    events.emit({ ...STEP, step: 1, loss: 2.75, meanTokenAccuracy: 0.375, entropy: 2.5 });
     events.emit({ type: 'eval', step: 1, loss: 0.6, meanTokenAccuracy: 0.5, entropy: 2.25 });
     const samples = await scrape(dashboard.url);
     expect(Object.fromEntries(samples)).toMatchObject({

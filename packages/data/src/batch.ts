@@ -72,17 +72,26 @@ export function padHalvesToLongest(batch: Batch, multiple = PAD_MULTIPLE): Batch
   const half = seqLen / 2;
   let needed = 1;
   for (let b = 0; b < batchSize; b++) {
-    for (const start of [b * seqLen, b * seqLen + half]) {
-      for (let t = half - 1; t >= needed; t--) {
-        if (labels[start + t] !== IGNORE_INDEX) {
-          needed = t + 1;
-          break;
-        }
-      }
-    }
+    for (const start of [b * seqLen, b * seqLen + half])
+      needed = labelledLength(labels, start, half, needed);
   }
   const cut = roundedCut(needed, multiple, half);
   return cut === half ? batch : cutSequences(batch, 2, cut);
+}
+
+/**
+ * One past the last labelled position (label not IGNORE_INDEX) of the
+ * `length` labels from `start`, looking no lower than `atLeast` (returned
+ * when none lies there): the length a sequence is cut to.
+ */
+export function labelledLength(
+  labels: ArrayLike<number>,
+  start: number,
+  length: number,
+  atLeast = 0,
+): number {
+  for (let t = length - 1; t >= atLeast; t--) if (labels[start + t] !== IGNORE_INDEX) return t + 1;
+  return atLeast;
 }
 
 const roundedCut = (needed: number, multiple: number, most: number) =>

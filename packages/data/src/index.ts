@@ -73,6 +73,7 @@ export {
   lossTokenCount,
   padHalvesToLongest,
   padToLongest,
+  labelledLength,
 } from './batch.js';
 export { type SplitOptions, splitIds, splitTrainValidation } from './split.js';
 export { Mulberry32, checkSeed, mixSeed, permutation, shuffleInPlace } from './random.js';

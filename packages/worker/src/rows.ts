@@ -11,11 +11,11 @@ import {
   type SequenceRow,
   type TextTokenizer,
   type UntrainableDrop,
-  IGNORE_INDEX,
   collate,
   dropUntrainable,
   firstTrainedPosition,
   formatProblem,
+  labelledLength,
   pack,
   padExamples,
   padHalvesToLongest,
@@ -199,12 +199,8 @@ export function paddedLengths(
 ): Uint32Array {
   if (!options.pairs && !options.kto) return Uint32Array.from(rows, (row) => row.length);
   const half = options.seqLen;
-  const lastLabel = (labels: Int32Array) => {
-    for (let t = labels.length - 1; t >= 0; t--) if (labels[t] !== IGNORE_INDEX) return t + 1;
-    return 0;
-  };
   return Uint32Array.from(rows, ({ labels }) =>
-    Math.max(lastLabel(labels.subarray(0, half)), lastLabel(labels.subarray(half, 2 * half))),
+    Math.max(labelledLength(labels, 0, half), labelledLength(labels, half, half)),
   );
 }
 
