@@ -4,11 +4,9 @@
 // torch.randperm), every epoch order equals transformers' on datasets that
 // make one megabatch, several, a short last one, the 50-batch cap, many equal
 // lengths (the sort must be stable) and the longest row in a later megabatch.
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '@lorafleet/core';
-import { referencePython } from '@lorafleet/core/testing';
+import { referenceJson } from '@lorafleet/core/testing';
 import { lengthGroupedOrder, megabatchMultiple, permutation } from '@lorafleet/data';
 
 interface Case {
@@ -37,12 +35,7 @@ describe('group_by_length', () => {
     const late = randomCase(rng, 90, 5, 40);
     late.lengths[late.shuffled.at(-1)!] = 1000;
     cases.push(late);
-    const printed = execFileSync(
-      referencePython(),
-      [join(import.meta.dirname, 'reference', 'length_grouped.py'), JSON.stringify(cases)],
-      { encoding: 'utf8' },
-    );
-    const theirs = JSON.parse(printed.trim().split('\n').at(-1)!) as number[][];
+    const theirs = referenceJson<number[][]>('length_grouped', cases);
     expect(theirs).toHaveLength(cases.length);
     for (const [i, c] of cases.entries()) {
       const ours = Array.from(lengthGroupedOrder(c.shuffled, c.lengths, c.batch));

@@ -5,13 +5,10 @@
 // (lower is better) or a reward accuracy (higher is better; the reference
 // stack of scripts/reference-python.sh). The runs themselves:
 // cli-best-model.test.ts.
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { Rng } from '@lorafleet/core';
-import { referencePython } from '@lorafleet/core/testing';
+import { referenceJson } from '@lorafleet/core/testing';
 import { describe, expect, it } from 'vitest';
 import { BestModel } from '../src/training/best-model.js';
-import { REPO_ROOT } from './helpers.js';
 
 interface Spec {
   values: number[];
@@ -78,12 +75,7 @@ describe('BestModel', () => {
       },
       ...Array.from({ length: 40 }, (_, i) => randomSpec(rng, i % 2 === 1)),
     ];
-    const printed = execFileSync(
-      referencePython(),
-      [join(REPO_ROOT, 'test', 'reference', 'early_stopping.py'), JSON.stringify(specs)],
-      { encoding: 'utf8' },
-    );
-    const theirs = JSON.parse(printed.trim().split('\n').at(-1)!) as Decision[][];
+    const theirs = referenceJson<Decision[][]>('early_stopping', specs);
     expect(theirs).toHaveLength(specs.length);
     for (const [i, spec] of specs.entries())
       expect(ours(spec), JSON.stringify(spec)).toEqual(theirs[i]);

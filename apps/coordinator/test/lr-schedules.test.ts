@@ -4,15 +4,13 @@
 // every step of every kind equals transformers' (the reference stack of
 // scripts/reference-python.sh). How the run reads them: scheduleFrom, then
 // core's lrFactor, as the worker's step does.
-import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ScheduleKind, lrFactor, validateSchedule } from '@lorafleet/core';
-import { referencePython } from '@lorafleet/core/testing';
+import { referenceJson } from '@lorafleet/core/testing';
 import { describe, expect, it } from 'vitest';
 import { scheduleFrom } from '../src/training/schedule-options.js';
 import {
-  REPO_ROOT,
   SEQ_LEN,
   ensureBuilt,
   initTinyModel,
@@ -63,12 +61,7 @@ const CASES: Case[] = [
 
 describe('LR schedules', () => {
   it("every kind gives transformers' LR at every step", () => {
-    const printed = execFileSync(
-      referencePython(),
-      [join(REPO_ROOT, 'test', 'reference', 'lr_schedules.py'), JSON.stringify(CASES)],
-      { encoding: 'utf8' },
-    );
-    const theirs = JSON.parse(printed.trim().split('\n').at(-1)!) as number[][];
+    const theirs = referenceJson<number[][]>('lr_schedules', CASES);
     expect(theirs).toHaveLength(CASES.length);
     for (const [i, { name, lr, warmup, total, kwargs }] of CASES.entries()) {
       const schedule = scheduleFrom(name, JSON.stringify(kwargs), {

@@ -17,4 +17,4 @@ export {
   identicalSwiftShaders,
   requireDeviceLayer,
 } from './identical-gpus.js';
-export { referencePython } from './reference-python.js';
+export { referenceJson, referencePython } from './reference-python.js';

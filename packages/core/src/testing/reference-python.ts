@@ -1,6 +1,7 @@
 // The Python reference stack's interpreter (torch, transformers, peft, trl at
 // pinned versions): scripts/reference-python.sh installs it in the
 // repository's .venv-reference/, and `pnpm test` runs that script first.
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
@@ -26,4 +27,18 @@ export function referencePython(): string {
     );
   }
   return python;
+}
+
+/**
+ * Runs a reference script (the checkout's `test/reference/NAME.py`) on the
+ * reference stack with `input` as its one JSON argument, and returns the
+ * JSON of the last line it prints (libraries may print before it).
+ */
+export function referenceJson<T>(name: string, input: unknown): T {
+  const script = join(repositoryRoot(), 'test', 'reference', `${name}.py`);
+  const printed = execFileSync(referencePython(), [script, JSON.stringify(input)], {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
+  return JSON.parse(printed.trim().split('\n').at(-1)!) as T;
 }
