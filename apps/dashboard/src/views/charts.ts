@@ -49,47 +49,55 @@ export const lossPanel: Panel = {
   },
 };
 
-/** A run of the token loss: TRL's mean_token_accuracy (train and eval); hidden in other runs. */
-export const tokenAccuracyPanel: Panel = {
+/**
+ * An accuracy (train and eval, from 0) that only runs of one loss unit
+ * measure: their card is hidden in the others.
+ */
+function accuracyPanel(o: {
+  id: string;
+  title: string;
+  testId: string;
+  unit: RunView['lossUnit'];
+  series: (view: RunView) => [train: readonly Point[], evaluated: readonly Point[]];
+}): Panel {
+  return {
+    id: o.id,
+    title: o.title,
+    touches: [...CHART_TOUCHES, 'eval'],
+    place: TRAIN_EVAL_CARD,
+    render(el, view) {
+      const card = el.closest('article');
+      if (card) card.hidden = view.lossUnit !== o.unit;
+      if (view.lossUnit !== o.unit) return;
+      renderChart(el, {
+        testId: o.testId,
+        height: 200,
+        ...xMax(view),
+        series: trainAndEval(...o.series(view)),
+        yFromZero: true,
+        yFormat: num,
+      });
+    },
+  };
+}
+
+/** A run of the token loss: TRL's mean_token_accuracy. */
+export const tokenAccuracyPanel = accuracyPanel({
   id: 'chart-token-accuracy',
   title: 'Token accuracy',
-  touches: [...CHART_TOUCHES, 'eval'],
-  place: TRAIN_EVAL_CARD,
-  render(el, view) {
-    const card = el.closest('article');
-    if (card) card.hidden = view.lossUnit !== 'tokens';
-    if (view.lossUnit !== 'tokens') return;
-    renderChart(el, {
-      testId: 'token-accuracy-chart',
-      height: 200,
-      ...xMax(view),
-      series: trainAndEval(view.trainTokenAccuracy, view.evalTokenAccuracy),
-      yFromZero: true,
-      yFormat: num,
-    });
-  },
-};
+  testId: 'token-accuracy-chart',
+  unit: 'tokens',
+  series: (view) => [view.trainTokenAccuracy, view.evalTokenAccuracy],
+});
 
-/** A preference run's reward accuracy; the card is hidden in a run of the token loss. */
-export const rewardsPanel: Panel = {
+/** A preference run's reward accuracy. */
+export const rewardsPanel = accuracyPanel({
   id: 'chart-rewards',
   title: 'Reward accuracy',
-  touches: [...CHART_TOUCHES, 'eval'],
-  place: TRAIN_EVAL_CARD,
-  render(el, view) {
-    const card = el.closest('article');
-    if (card) card.hidden = view.lossUnit !== 'pairs';
-    if (view.lossUnit !== 'pairs') return;
-    renderChart(el, {
-      testId: 'rewards-chart',
-      height: 200,
-      ...xMax(view),
-      series: trainAndEval(view.trainRewardAccuracy, view.evalRewardAccuracy),
-      yFromZero: true,
-      yFormat: num,
-    });
-  },
-};
+  testId: 'rewards-chart',
+  unit: 'pairs',
+  series: (view) => [view.trainRewardAccuracy, view.evalRewardAccuracy],
+});
 
 /** A KTO run's reward margin (train and eval) and KL estimate; hidden in other runs. */
 export const ktoPanel: Panel = {

@@ -29,14 +29,32 @@ export const LORAFLEET_XENT = 'LoraFleetXent';
 export const LORAFLEET_XENT_GRAD = 'LoraFleetXentGrad';
 
 type Info = tf.TensorInfo;
-/** max, then the sum of exp(logit - max), across the row: lse = max + log(sum). */
-function forwardProgram(rows: number) {
-  const body = `
+
+/** WGSL: the row's largest logit, as `maxAll` (every program here starts with it). */
+const ROW_MAX = `
       acc = -3.402823e38;
       for (var v = i32(i); v < uniforms.vocab; v += ${ROW_THREADS}) {
         if (live) { acc = max(acc, logits[base + v]); }
       }
-      ${workgroupReduce('maxAll', 'max')}
+      ${workgroupReduce('maxAll', 'max')}`;
+
+/** A program of [rows, 2] out of logits [rows, W] (the first `vocab` columns) and labels. */
+function perRowProgram(shaderKey: string, rows: number, body: string) {
+  return rowProgram({
+    shaderKey,
+    variableNames: ['logits', 'labels'],
+    outputShape: [rows, 2],
+    rows,
+    uniforms: 'rows : i32, vocab : i32, stride : i32,',
+    lengthUniform: 'vocab',
+    strideUniform: 'stride',
+    body,
+  });
+}
+
+/** max, then the sum of exp(logit - max), across the row: lse = max + log(sum). */
+function forwardProgram(rows: number) {
+  const body = `${ROW_MAX}
       acc = 0.0;
       for (var v = i32(i); v < uniforms.vocab; v += ${ROW_THREADS}) {
         if (live) { acc += exp(logits[base + v] - maxAll); }
@@ -50,16 +68,7 @@ function forwardProgram(rows: number) {
         result[row * 2] = nll;
         result[row * 2 + 1] = lse;
       }`;
-  return rowProgram({
-    shaderKey: 'lorafleet_xent',
-    variableNames: ['logits', 'labels'],
-    outputShape: [rows, 2],
-    rows,
-    uniforms: 'rows : i32, vocab : i32, stride : i32,',
-    lengthUniform: 'vocab',
-    strideUniform: 'stride',
-    body,
-  });
+  return perRowProgram('lorafleet_xent', rows, body);
 }
 
 /**
@@ -68,12 +77,7 @@ function forwardProgram(rows: number) {
  * max, e = exp(d): hit = [first == label], entropy = log(sum e) - sum(e d) / sum(e).
  */
 function statsProgram(rows: number) {
-  const body = `
-      acc = -3.402823e38;
-      for (var v = i32(i); v < uniforms.vocab; v += ${ROW_THREADS}) {
-        if (live) { acc = max(acc, logits[base + v]); }
-      }
-      ${workgroupReduce('maxAll', 'max')}
+  const body = `${ROW_MAX}
       acc = 3.402823e38;
       for (var v = i32(i); v < uniforms.vocab; v += ${ROW_THREADS}) {
         if (live && logits[base + v] == maxAll) { acc = min(acc, f32(v)); }
@@ -103,16 +107,7 @@ function statsProgram(rows: number) {
         result[row * 2] = hit;
         result[row * 2 + 1] = entropy;
       }`;
-  return rowProgram({
-    shaderKey: 'lorafleet_token_stats',
-    variableNames: ['logits', 'labels'],
-    outputShape: [rows, 2],
-    rows,
-    uniforms: 'rows : i32, vocab : i32, stride : i32,',
-    lengthUniform: 'vocab',
-    strideUniform: 'stride',
-    body,
-  });
+  return perRowProgram('lorafleet_token_stats', rows, body);
 }
 
 /**
