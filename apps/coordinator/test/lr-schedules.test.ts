@@ -1,4 +1,4 @@
-// --schedule and --lr-scheduler-kwargs against transformers' own schedules
+// --schedule and --lr-scheduler-kwargs against transformers' own schedules (and --optim's names)
 // (test/reference/lr_schedules.py: get_scheduler with the same name, warmup,
 // steps and lr_scheduler_kwargs, stepped as Trainer steps it): the LR of
 // every step of every kind equals transformers' (the reference stack of
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { type ScheduleKind, lrFactor, validateSchedule } from '@lorafleet/core';
 import { referenceJson } from '@lorafleet/core/testing';
 import { describe, expect, it } from 'vitest';
+import { OPTIM_NAMES, optimFrom } from '../src/training/optimizer-options.js';
 import { scheduleFrom } from '../src/training/schedule-options.js';
 import {
   SEQ_LEN,
@@ -96,8 +97,12 @@ describe('LR schedules', () => {
         ...['--steps', '8', '--batch-size', '2', '--seq-len', SEQ_LEN, '--workers', '2'],
         ...['--lr', '0.01', '--warmup-steps', '2', '--schedule', 'warmup_stable_decay'],
         ...['--lr-scheduler-kwargs', JSON.stringify(kwargs)],
+        ...['--optim', 'paged_adamw_8bit'], // a QLoRA recipe's name: AdamW with float32 state
       ]);
       expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toContain(
+        "--optim paged_adamw_8bit: the AdamW state stays in float32 (8 bytes per trainable parameter, small for LoRA): the update is adamw_torch's",
+      );
       expect(run.stdout).toContain(
         'optimizer: AdamW lr 0.01 (warmup_stable_decay, 2 warmup steps)',
       );
@@ -115,6 +120,19 @@ describe('LR schedules', () => {
       await removeDir(dir);
     }
   }, 120_000);
+
+  it("--optim: transformers' AdamW names run, the quantized ones with a warning; others are refused", () => {
+    for (const [name, kind] of Object.entries(OPTIM_NAMES)) {
+      const { warning } = optimFrom(name);
+      expect(warning === null, name).toBe(kind === 'same');
+    }
+    expect(optimFrom('adamw_torch_fused')).toEqual({ name: 'adamw_torch_fused', warning: null });
+    for (const other of ['sgd', 'adafactor', 'lion_32bit', 'Adamw_torch'])
+      expect(() => optimFrom(other)).toThrow(
+        `train: --optim ${other}: only AdamW is implemented (torch's: --optim adamw_torch, the default; ` +
+          'adamw_torch_fused, adamw_torch_xla, adamw_torch_npu_fused, paged_adamw_32bit run the same update',
+      );
+  });
 
   it('refuses keywords a kind does not read, and what it needs but lacks', () => {
     const run = { warmupSteps: 2, totalSteps: 10, lr: 1e-3 };

@@ -110,6 +110,7 @@ describe('options that contradict each other', () => {
       ['--gradient-accumulation-steps', '2'],
       /--gradient-accumulation-steps needs --micro-batch-size \(transformers' per_device_train_batch_size\)/,
     ],
+    ['--optim other than AdamW', ['--optim', 'sgd'], /--optim sgd: only AdamW is implemented/],
     ['--adam-beta2 of 1', ['--adam-beta2', '1'], /--adam-beta2 1: it must be in \[0, 1\)/],
     ['--adam-epsilon of 0', ['--adam-epsilon', '0'], /--adam-epsilon 0: it must be > 0/],
     [

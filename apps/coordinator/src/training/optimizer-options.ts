@@ -2,9 +2,37 @@
 // AdamW as torch's (transformers' names and defaults), clipping, and the
 // schedule (transformers' lr_scheduler_type and lr_scheduler_kwargs).
 import { SCHEDULE_KINDS } from '@lorafleet/core';
-import { defineOptions } from '../args.js';
+import { UsageError, defineOptions } from '../args.js';
+
+/**
+ * transformers' `optim` names this AdamW answers to: torch's AdamW and the
+ * variants that compute its update (fused, XLA, NPU, bitsandbytes' paged
+ * 32-bit), and those that keep its state quantized (8-bit, 4-bit), which run
+ * here with float32 state: the update is adamw_torch's, and a warning says so.
+ */
+export const OPTIM_NAMES = {
+  adamw_torch: 'same',
+  adamw_torch_fused: 'same',
+  adamw_torch_xla: 'same',
+  adamw_torch_npu_fused: 'same',
+  paged_adamw_32bit: 'same',
+  adamw_torch_8bit: 'quantized',
+  adamw_torch_4bit: 'quantized',
+  adamw_bnb_8bit: 'quantized',
+  adamw_8bit: 'quantized',
+  paged_adamw_8bit: 'quantized',
+} as const satisfies Record<string, 'same' | 'quantized'>;
+
+export type OptimName = keyof typeof OPTIM_NAMES;
 
 export const optimizerOptions = defineOptions({
+  optim: {
+    kind: 'string',
+    value: 'NAME',
+    default: 'adamw_torch',
+    description:
+      "the optimizer, by transformers' optim names: AdamW (adamw_torch; its fused, XLA, NPU and paged 32-bit names run the same update; 8-bit and 4-bit names run it with float32 state, with a warning); other optimizers are not implemented",
+  },
   lr: {
     aliases: ['learning_rate'],
     affects: 'math',
@@ -77,3 +105,23 @@ export const optimizerOptions = defineOptions({
     description: 'global-norm gradient clipping (0: off)',
   },
 });
+
+/**
+ * --optim, checked: an AdamW name, or a UsageError naming what runs instead;
+ * `warning` for the names whose state is quantized.
+ */
+export function optimFrom(name: string): { name: OptimName; warning: string | null } {
+  if (!Object.hasOwn(OPTIM_NAMES, name)) {
+    const same = (Object.keys(OPTIM_NAMES) as OptimName[]).filter((n) => OPTIM_NAMES[n] === 'same');
+    throw new UsageError(
+      `train: --optim ${name}: only AdamW is implemented (torch's: --optim adamw_torch, the default; ` +
+        `${same.slice(1).join(', ')} run the same update, and the 8-bit and 4-bit AdamW names run it with float32 state)`,
+    );
+  }
+  const optim = name as OptimName;
+  const warning =
+    OPTIM_NAMES[optim] === 'quantized'
+      ? `--optim ${optim}: the AdamW state stays in float32 (8 bytes per trainable parameter, small for LoRA): the update is adamw_torch's, not the quantized one's`
+      : null;
+  return { name: optim, warning };
+}

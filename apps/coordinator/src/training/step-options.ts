@@ -6,6 +6,7 @@ import {
   type ScheduleKind,
   validateSchedule,
 } from '@lorafleet/core';
+import { optimFrom } from './optimizer-options.js';
 import { scheduleFrom } from './schedule-options.js';
 import { GlobalBatchSampler, type SamplingStrategy } from '@lorafleet/data';
 import { UsageError } from '../args.js';
@@ -69,6 +70,7 @@ export function stepOptionsFrom(
     throw new UsageError(`train: ${(error as Error).message} (--schedule, --lr-scheduler-kwargs)`);
   }
   const maxGradNorm = o.maxGradNorm;
+  optimFrom(o.optim); // refuses what is not AdamW
   return {
     batchSize,
     microBatchSize,
@@ -105,7 +107,7 @@ function adamSettings(o: TrainOptions): Pick<AdamWOptions, 'beta1' | 'beta2' | '
 
 /** Where the batch order or the schedule is not what a transformers user would expect. */
 export function stepWarnings(o: TrainOptions, lengths: Uint32Array): string[] {
-  const warnings = [samplingWarning(o, lengths)];
+  const warnings = [samplingWarning(o, lengths), optimFrom(o.optim).warning];
   if (o.schedule === 'constant' && o.warmupSteps > 0)
     warnings.push(
       "--schedule constant warms up over --warmup-steps here, as transformers' constant_with_warmup (its constant ignores warmup_steps)",
