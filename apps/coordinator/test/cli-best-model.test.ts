@@ -10,6 +10,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PLATEAU_DEFAULTS, initialPlateau, plateauLr, plateauStep } from '@lorafleet/core';
 import {
   NO_DROPOUT_CONFIG,
   adapterBytes,
@@ -187,6 +188,61 @@ describe('train --load-best-model-at-end', () => {
     );
   }, 120_000);
 
+  it('--schedule reduce_lr_on_plateau: the LR falls after evaluations that do not improve, in the workers too; stopped and resumed, the same bytes', async () => {
+    // threshold 0.5 (relative): every evaluation after the first fails to improve enough.
+    const kwargs = { patience: 0, factor: 0.5, threshold: 0.5 };
+    const plateau = (out: string, steps: number, factor: number, ...extra: string[]) =>
+      train(
+        ...[out, '--steps', String(steps), '--workers', '2', '--checkpoint-every', '2'],
+        ...['--schedule', 'reduce_lr_on_plateau'],
+        ...['--lr-scheduler-kwargs', JSON.stringify({ ...kwargs, factor }), ...extra],
+      );
+    const [half, tenth, split] = await Promise.all([
+      plateau('plateau', 12, 0.5),
+      plateau('plateau-tenth', 6, 0.1),
+      plateau('plateau-split', 6, 0.5),
+    ]);
+    for (const r of [half, tenth, split]) expect(r.code, r.stderr).toBe(0);
+    expect(half.stdout).toContain(
+      'optimizer: AdamW lr 0.05 (reduce_lr_on_plateau on evaluations: x0.5 after 1 without improvement)',
+    );
+    expect(half.stdout).toContain(
+      'lr reduced to 2.500e-2 after the evaluation at step 4: its loss stopped improving',
+    );
+    // Each step's LR is core's plateau replayed over the logged held-out losses.
+    type Line = { step: number; loss: number; lr: number; evalLoss?: number };
+    const lines = async (out: string) =>
+      (await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Line);
+    const settings = { ...PLATEAU_DEFAULTS, ...kwargs };
+    let state = initialPlateau(settings);
+    const logged = await lines('plateau');
+    for (const m of logged) {
+      expect(m.lr, `step ${m.step}`).toBe(plateauLr(settings, 0.05, state.reductions));
+      if (m.evalLoss !== undefined) state = plateauStep(settings, state, m.evalLoss, 0.05);
+    }
+    expect(state.reductions).toBe(5); // at steps 4, 6, 8, 10 and 12
+    // The workers take the LR: a factor of 0.1 trains as 0.5 until the first reduction (step 5's
+    // update), then otherwise.
+    const other = await lines('plateau-tenth');
+    expect(other.slice(0, 5).map((m) => m.loss)).toEqual(logged.slice(0, 5).map((m) => m.loss));
+    expect(other[5]!.loss).not.toBe(logged[5]!.loss);
+    // Stopped at step 6 and resumed: the checkpoint's plateau state continues, to the same bytes.
+    const resumed = await plateau(
+      'plateau-split',
+      12,
+      0.5,
+      '--resume',
+      join(dir!, 'plateau-split'),
+    );
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(await adapterBytes(join(dir!, 'plateau-split'))).toEqual(
+      await adapterBytes(join(dir!, 'plateau')),
+    );
+  }, 300_000);
+
   it("--eval-strategy and --save-strategy epoch: an evaluation and a checkpoint at every epoch's end", async () => {
     // train() gives --eval-every; the epoch strategy takes its place.
     const run = await lorafleet([
@@ -248,7 +304,7 @@ describe('train --load-best-model-at-end', () => {
       ],
       [
         ['--steps', '4', '--metric-for-best-model', 'loss'],
-        '--metric-for-best-model needs --load-best-model-at-end or --early-stopping-patience',
+        '--metric-for-best-model needs --load-best-model-at-end, --early-stopping-patience or --schedule reduce_lr_on_plateau',
       ],
     ] as const) {
       const refused = await train('refused', ...flags);

@@ -6,10 +6,20 @@
 // core's lrFactor, as the worker's step does.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ScheduleKind, lrFactor, validateSchedule } from '@lorafleet/core';
+import {
+  PLATEAU_DEFAULTS,
+  type ScheduleKind,
+  initialPlateau,
+  lrFactor,
+  plateauStep,
+  scheduledLr,
+  validateSchedule,
+} from '@lorafleet/core';
 import { referenceJson } from '@lorafleet/core/testing';
 import { describe, expect, it } from 'vitest';
+import { plateauSettings } from '../src/training/best-model-options.js';
 import { OPTIM_NAMES, optimFrom } from '../src/training/optimizer-options.js';
+import type { TrainOptions } from '../src/training/train-spec.js';
 import { scheduleFrom } from '../src/training/schedule-options.js';
 import {
   SEQ_LEN,
@@ -120,6 +130,69 @@ describe('LR schedules', () => {
       await removeDir(dir);
     }
   }, 120_000);
+
+  it("reduce_lr_on_plateau: the LR after each evaluation equals torch's ReduceLROnPlateau's", () => {
+    const falling = [3, 2.5, 2.4, 2.4, 2.41, 2.39, 2.5, 2.6, 2.2, 2.2, 2.2, 2.2, 2.1, 2.3, 2.3];
+    const rising = falling.map((m) => 5 - m); // an accuracy's course
+    const cases: { lr: number; kwargs: Record<string, unknown>; metrics: number[] }[] = [
+      { lr: 0.01, kwargs: {}, metrics: [...falling, ...falling] },
+      { lr: 0.01, kwargs: { patience: 0 }, metrics: falling },
+      { lr: 0.01, kwargs: { patience: 1, factor: 0.5 }, metrics: falling },
+      { lr: 0.01, kwargs: { patience: 0, threshold: 0.05 }, metrics: falling },
+      {
+        lr: 0.01,
+        kwargs: { patience: 0, threshold: 0.05, threshold_mode: 'abs' },
+        metrics: falling,
+      },
+      { lr: 0.01, kwargs: { patience: 0, cooldown: 2, factor: 0.5 }, metrics: falling },
+      { lr: 0.01, kwargs: { patience: 0, factor: 0.1, min_lr: 5e-4 }, metrics: falling },
+      { lr: 1e-6, kwargs: { patience: 0, factor: 0.5, eps: 4e-7 }, metrics: falling },
+      { lr: 0.01, kwargs: { patience: 0, factor: 0 }, metrics: falling },
+      { lr: 0.01, kwargs: { mode: 'max', patience: 1, factor: 0.3 }, metrics: rising },
+      { lr: 0.01, kwargs: { mode: 'max', patience: 0, threshold_mode: 'abs' }, metrics: rising },
+      { lr: 0.01, kwargs: { mode: 'max', patience: 0 }, metrics: falling }, // the wrong mode
+    ];
+    const theirs = referenceJson<{ lrs: number[][] }>('plateau', cases).lrs;
+    expect(theirs).toHaveLength(cases.length);
+    let reduced = 0;
+    for (const [i, { lr, kwargs, metrics }] of cases.entries()) {
+      const schedule = scheduleFrom('reduce_lr_on_plateau', JSON.stringify(kwargs), {
+        ...{ warmupSteps: 0, totalSteps: 100, lr },
+      });
+      let state = initialPlateau(schedule.plateau!);
+      const ours = metrics.map((m) => {
+        state = plateauStep(schedule.plateau!, state, m, lr);
+        return scheduledLr(lr, schedule, 0, state.reductions);
+      });
+      expect(ours, JSON.stringify(kwargs)).toEqual(theirs[i]);
+      reduced += ours.at(-1)! < lr ? 1 : 0;
+    }
+    expect(reduced).toBeGreaterThan(8); // the cases reach reductions
+  });
+
+  it('reduce_lr_on_plateau warns where transformers would surprise: warmup ignored, a mode against the metric', () => {
+    const schedule = scheduleFrom('reduce_lr_on_plateau', undefined, {
+      ...{ warmupSteps: 0, totalSteps: 10, lr: 1e-3 },
+    });
+    const options = (more: Partial<TrainOptions>) =>
+      ({ evalEvery: 2, objective: 'sft', warmupSteps: 0, ...more }) as TrainOptions;
+    expect(plateauSettings(options({}), schedule)).toEqual({
+      settings: PLATEAU_DEFAULTS,
+      metric: 'loss',
+      warnings: [],
+    });
+    const warned = plateauSettings(
+      options({ warmupSteps: 3, metricForBestModel: 'eval_mean_token_accuracy' }),
+      schedule,
+    );
+    expect(warned?.metric).toBe('mean_token_accuracy');
+    expect(warned?.warnings).toEqual([
+      "--schedule reduce_lr_on_plateau starts at --lr and ignores --warmup-steps, as transformers' does",
+      '--schedule reduce_lr_on_plateau watches mean_token_accuracy, where higher is better, in mode "min": ' +
+        'give {"mode": "max"} in --lr-scheduler-kwargs (transformers passes the mode through as given, "min" by default)',
+    ]);
+    expect(plateauSettings(options({}), { kind: 'linear' })).toBeNull();
+  });
 
   it("--optim: transformers' AdamW names run, the quantized ones with a warning; others are refused", () => {
     for (const [name, kind] of Object.entries(OPTIM_NAMES)) {

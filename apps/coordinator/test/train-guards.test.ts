@@ -111,6 +111,16 @@ describe('options that contradict each other', () => {
       /--gradient-accumulation-steps needs --micro-batch-size \(transformers' per_device_train_batch_size\)/,
     ],
     ['--optim other than AdamW', ['--optim', 'sgd'], /--optim sgd: only AdamW is implemented/],
+    [
+      'reduce_lr_on_plateau without evaluations',
+      ['--schedule', 'reduce_lr_on_plateau'],
+      /--schedule reduce_lr_on_plateau needs --eval-every N or --eval-strategy epoch/,
+    ],
+    [
+      'reduce_lr_on_plateau with a factor of 1',
+      ['--schedule', 'reduce_lr_on_plateau', '--lr-scheduler-kwargs', '{"factor": 1}'],
+      /--lr-scheduler-kwargs factor for --schedule reduce_lr_on_plateau must be in \[0, 1\), got 1/,
+    ],
     ['--adam-beta2 of 1', ['--adam-beta2', '1'], /--adam-beta2 1: it must be in \[0, 1\)/],
     ['--adam-epsilon of 0', ['--adam-epsilon', '0'], /--adam-epsilon 0: it must be > 0/],
     [

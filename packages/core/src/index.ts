@@ -153,10 +153,20 @@ export {
   type LrSchedule,
   type ScheduleKind,
   type WsdShape,
+  NEEDS_TOTAL,
   SCHEDULE_KINDS,
   lrFactor,
+  scheduledLr,
   validateSchedule,
 } from './optim/schedule.js';
+export {
+  PLATEAU_DEFAULTS,
+  type PlateauSettings,
+  type PlateauState,
+  initialPlateau,
+  plateauLr,
+  plateauStep,
+} from './optim/plateau.js';
 export * from './svd/index.js';
 export * from './io/index.js';
 export { updateSvd, subspaceSimilarity } from './lora/analysis.js';

@@ -85,6 +85,7 @@ export const bodies: { [K in ControlBody['case']]: BodyCodec<K> } = {
         u64(id, `stepPlan.sampleIds[${i}]`),
       ),
       microBatchSize: u32(p.microBatchSize, 'stepPlan.microBatchSize', 1),
+      lrReductions: u32(p.lrReductions ?? 0, 'stepPlan.lrReductions'),
     }),
     encode: same,
   },

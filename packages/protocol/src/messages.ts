@@ -54,6 +54,8 @@ export interface StepPlan {
   step: number;
   sampleIds: number[];
   microBatchSize: number;
+  /** --schedule reduce_lr_on_plateau: the reductions the evaluations so far made (0 otherwise). */
+  lrReductions: number;
 }
 
 export interface StepTimings {

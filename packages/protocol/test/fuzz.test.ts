@@ -448,7 +448,10 @@ describe('oversize inputs', () => {
     const ids = Array.from({ length: 200_000 }, (_, i) => i);
     const plan = encodeControl({
       runId: 'r',
-      body: { case: 'stepPlan', value: { step: 1, sampleIds: ids, microBatchSize: 1 } },
+      body: {
+        case: 'stepPlan',
+        value: { step: 1, sampleIds: ids, microBatchSize: 1, lrReductions: 0 },
+      },
     });
     expect(kind(decodeControl(plan))).toBe('ok');
     expect(() =>

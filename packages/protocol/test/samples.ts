@@ -33,7 +33,7 @@ export const bodies: ControlBody[] = [
   },
   {
     case: 'stepPlan',
-    value: { step: 7, sampleIds: [0, 5, 2 ** 40, 2 ** 53 - 1], microBatchSize: 4 },
+    value: { step: 7, sampleIds: [0, 5, 2 ** 40, 2 ** 53 - 1], microBatchSize: 4, lrReductions: 2 },
   },
   {
     case: 'stepDone',

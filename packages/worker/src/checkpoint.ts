@@ -16,6 +16,7 @@ import {
   ADAPTER_CONFIG_FILE,
   ADAPTER_WEIGHTS_FILE,
   type AdamWState,
+  type PlateauState,
   type PeftAdapter,
   type TrainableParameters,
   float32Entry,
@@ -77,7 +78,16 @@ export interface TrainerState {
    * EarlyStoppingCallback's counter). Absent without those options.
    */
   bestModel?: BestModelState;
+  /**
+   * --schedule reduce_lr_on_plateau: ReduceLROnPlateau's state after the
+   * evaluations so far (its best, bad epochs, cooldown, and the reductions
+   * that took effect). Absent with the other schedules.
+   */
+  lrPlateau?: StoredPlateau;
 }
+
+/** core's PlateauState as JSON holds it: `best` null before the first evaluation (torch's +-inf). */
+export type StoredPlateau = Omit<PlateauState, 'best'> & { best: number | null };
 
 /** The best evaluation so far (TrainerState.bestModel). */
 export interface BestModelState {
@@ -204,6 +214,13 @@ const isBestModel = (b: unknown) =>
   typeof b.value === 'number' &&
   isCount(b.misses);
 
+const isPlateauState = (p: unknown) =>
+  isRecord(p) &&
+  (p.best === null || typeof p.best === 'number') &&
+  isCount(p.badEpochs) &&
+  isCount(p.cooldownCounter) &&
+  isCount(p.reductions);
+
 /** trainer_state.json's fields, checked; throws CheckpointError naming the bad one. */
 export function parseTrainerState(bytes: Uint8Array, source: string): TrainerState {
   let json: unknown;
@@ -228,6 +245,7 @@ export function parseTrainerState(bytes: Uint8Array, source: string): TrainerSta
     ['tokensSeen', isCount(s.tokensSeen)],
     ['rng', isRecord(s.rng) && s.rng.kind === 'derived'],
     ['bestModel', s.bestModel === undefined || isBestModel(s.bestModel)],
+    ['lrPlateau', s.lrPlateau === undefined || isPlateauState(s.lrPlateau)],
   ];
   const bad = checks.find(([, ok]) => !ok)?.[0];
   if (bad !== undefined)

@@ -221,7 +221,8 @@ async function trainStep(
     maybeHangCompute(session.rank, plan.step, session.log);
     maybeBlockCompute(session.rank, plan.step, session.log);
   };
-  const result = await replica.step.run(batches, signal, onCompute).catch((error: unknown) => {
+  const run = replica.step.run(batches, signal, onCompute, plan.lrReductions);
+  const result = await run.catch((error: unknown) => {
     if (!(error instanceof DataError)) throw error;
     const rows = nameRows(replica.config.dataFile, replica.rowLines, plan.sampleIds);
     throw new DataError(`${error.message}; this rank's rows: ${rows || 'none'}`);

@@ -39,6 +39,7 @@ export { type BackendReport, reportBackendFailure } from './backend-report.js';
 export { type SigtermWait, waitForCoordinatorOnSigterm } from './sigterm.js';
 export {
   type BestModelState,
+  type StoredPlateau,
   CHECKPOINTS_DIR,
   CheckpointError,
   type CheckpointContents,

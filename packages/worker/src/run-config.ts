@@ -10,6 +10,7 @@ import {
   type AdamWOptions,
   type LrSchedule,
   type LoraSettings,
+  type PlateauSettings,
   PEFT_BIAS,
   type PeftBias,
   validateLoraSettings,
@@ -268,7 +269,22 @@ function lrSchedule(s: Fields): LrSchedule {
   const shapes = ['linear', 'cosine', '1-sqrt'] as const;
   if (s.has('warmupType')) out.warmupType = s.choice('warmupType', shapes);
   if (s.has('decayType')) out.decayType = s.choice('decayType', shapes);
+  if (s.has('plateau')) out.plateau = plateauSettings(s.object('plateau'));
   return out;
+}
+
+/** reduce_lr_on_plateau's settings, each checked (validateSchedule checks their ranges). */
+function plateauSettings(p: Fields): PlateauSettings {
+  return {
+    mode: p.choice('mode', ['min', 'max'] as const),
+    factor: p.number('factor'),
+    patience: p.int('patience', 0),
+    threshold: p.number('threshold'),
+    thresholdMode: p.choice('thresholdMode', ['rel', 'abs'] as const),
+    cooldown: p.int('cooldown', 0),
+    minLr: p.number('minLr'),
+    eps: p.number('eps'),
+  };
 }
 
 /** A CSV dataset's columns: a text column, or prompt and completion columns. */

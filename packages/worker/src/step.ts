@@ -14,7 +14,7 @@ import {
   globalNorm,
   createAdamWState,
   GradientAccumulator,
-  lrFactor,
+  scheduledLr,
   settleDevice,
 } from '@lorafleet/core';
 import {
@@ -212,6 +212,8 @@ export class TrainingStep {
     microBatches: readonly TokenBatch[],
     signal?: AbortSignal,
     onCompute?: ComputeNotice,
+    /** reduce_lr_on_plateau: the reductions the evaluations so far made (StepPlan.lr_reductions). */
+    lrReductions = 0,
   ): Promise<StepResult> {
     const step = this.optimizer.step;
     const n = this.params.size;
@@ -235,7 +237,7 @@ export class TrainingStep {
       this.config.maxGradNorm === null
         ? globalNorm(grads)
         : clipGlobalNorm(grads, this.config.maxGradNorm);
-    const lr = this.config.optimizer.lr * lrFactor(this.config.schedule, step);
+    const lr = scheduledLr(this.config.optimizer.lr, this.config.schedule, step, lrReductions);
     const applied = Number.isFinite(gradNorm);
     if (applied) {
       adamWStep(

@@ -122,7 +122,7 @@ describe('runWorker', () => {
     for (const step of [1, 2]) {
       await coordinator.send({
         case: 'stepPlan',
-        value: { step, sampleIds: [0, 1, 2], microBatchSize: 2 },
+        value: { step, sampleIds: [0, 1, 2], microBatchSize: 2, lrReductions: 0 },
       });
       const done = await coordinator.next();
       if (done.body.case !== 'stepDone')
@@ -164,7 +164,7 @@ describe('runWorker', () => {
     await coordinator.receive(); // ready
     await coordinator.send({
       case: 'stepPlan',
-      value: { step: 5, sampleIds: [0], microBatchSize: 1 },
+      value: { step: 5, sampleIds: [0], microBatchSize: 1, lrReductions: 0 },
     });
     const error = await coordinator.next();
     expect(error.body).toEqual({

@@ -10,7 +10,7 @@
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { SamplerState } from '@lorafleet/data';
-import type { BestModelState } from '@lorafleet/worker';
+import type { BestModelState, StoredPlateau } from '@lorafleet/worker';
 import type { TrainOptions } from '../training/train-spec.js';
 import {
   CheckpointError,
@@ -40,6 +40,8 @@ export interface StartPoint {
   resumed: ResumePoint | null;
   /** The checkpoint's best evaluation so far (--load-best-model-at-end, --early-stopping-patience). */
   bestModel?: BestModelState;
+  /** The checkpoint's ReduceLROnPlateau state (--schedule reduce_lr_on_plateau). */
+  lrPlateau?: StoredPlateau;
 }
 
 /** The options that change the math, hashed into every checkpoint (the one-worker rules). */
@@ -69,10 +71,11 @@ export async function resumePoint(
     warn,
   });
   plan.config.resumeFrom = resolve(point.dir);
-  const { bestModel } = point.checkpoint.state;
+  const { bestModel, lrPlateau } = point.checkpoint.state;
   return {
     ...{ step: point.step, sampler: point.sampler, tokensSeen: point.tokensSeen, resumed: point },
     ...(bestModel ? { bestModel } : {}),
+    ...(lrPlateau ? { lrPlateau } : {}),
   };
 }
 
@@ -92,18 +95,21 @@ export class FleetCheckpointer {
    * run: the partial folder is removed and the error names the last good
    * checkpoint to --resume from. A lost worker is left to recovery, which
    * writes the checkpoint again. `best`: the best evaluation so far, stored
-   * with it; `keepStep`: a checkpoint that pruning must spare (the best one's).
+   * with it; `keepStep`: a checkpoint that pruning must spare (the best one's);
+   * `lrPlateau`: ReduceLROnPlateau's state, stored with it.
    */
   async save(
     step: number,
     sampler: SamplerState,
     tokensSeen: number,
     best?: { state: BestModelState | undefined; keepStep: number | undefined },
+    lrPlateau?: StoredPlateau,
   ): Promise<string> {
     let tmp: string | undefined;
     try {
       const state = this.trainerState(step, sampler, tokensSeen);
       if (best?.state) state.bestModel = best.state;
+      if (lrPlateau) state.lrPlateau = lrPlateau;
       tmp = resolve(await startCheckpoint(this.out, state));
       return await this.writeThroughRank0(tmp, step, best?.keepStep);
     } catch (error) {

@@ -84,7 +84,12 @@ export function describeRun(plan: RunPlan, membership: Membership, start: StartP
 
 /** "optimizer: AdamW lr 0.0002 (linear, 10 warmup steps), betas 0.9/0.999, eps 1e-8, ...". */
 function describeOptimizer({ optimizer: o, schedule, maxGradNorm }: RunConfig): string {
-  const warmup = schedule.warmupSteps ? `, ${schedule.warmupSteps} warmup steps` : '';
+  const p = schedule.plateau;
+  const warmup = p
+    ? ` on evaluations: x${p.factor} after ${p.patience + 1} without improvement`
+    : schedule.warmupSteps
+      ? `, ${schedule.warmupSteps} warmup steps`
+      : '';
   return (
     `optimizer: AdamW lr ${o.lr} (${schedule.kind}${warmup}), betas ${o.beta1}/${o.beta2}, ` +
     `eps ${o.eps}, weight decay ${o.weightDecay}, ` +

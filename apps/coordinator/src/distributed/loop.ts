@@ -18,6 +18,7 @@ import type { RunObserver } from '../observe/observer.js';
 import { Progress } from '../progress.js';
 import type { BestModel } from '../training/best-model.js';
 import type { Interrupt } from '../training/interrupt.js';
+import type { LrPlateau } from '../training/lr-plateau.js';
 import { type TrainSeries, trimMetrics } from '../training/resume.js';
 import type { TrainOptions } from '../training/train-spec.js';
 import type { FleetCheckpointer, StartPoint } from './checkpoints.js';
@@ -54,6 +55,8 @@ export interface RunContext {
   evaluate: (done: number) => Promise<EvalResult | null>;
   /** --load-best-model-at-end, --early-stopping-patience; null without them. */
   best: BestModel | null;
+  /** --schedule reduce_lr_on_plateau; null with the other schedules. */
+  plateau: LrPlateau | null;
 }
 
 /** What the loop carries from step to step. */
@@ -159,7 +162,10 @@ async function stepOnce(
     const sampleIds = shard(planned.ids, rank, members.length);
     await fleet.send(m, {
       case: 'stepPlan',
-      value: { step, sampleIds, microBatchSize: plan.microBatchSize },
+      value: {
+        ...{ step, sampleIds, microBatchSize: plan.microBatchSize },
+        lrReductions: run.plateau?.reductions ?? 0,
+      },
     });
   }
   const reports = await fleet.collect('stepDone', TIMEOUTS.stepMs, members);
@@ -223,7 +229,7 @@ async function afterStep(
 ): Promise<void> {
   const { plan, observer } = run;
   const step = loop.done;
-  const metrics = stepMetrics(plan, step, reports);
+  const metrics = stepMetrics(plan, step, reports, run.plateau?.reductions ?? 0);
   loop.tokens += metrics.tokens;
   loop.series.losses.push(metrics.loss);
   if (metrics.rewardAccuracy !== undefined)
@@ -240,6 +246,7 @@ async function afterStep(
       line.evalLoss = e.loss;
       loop.lastEval = { step, result: e };
       const stop = run.best?.evaluated(step, e) ?? false;
+      if (run.plateau) notePlateau(run, step, e);
       loop.stoppedEarly = stop && step < plan.steps;
     }
     // The objective's held-out metrics as TRL's eval_ logs: evalRewardAccuracy, evalKl, evalMeanTokenAccuracy...
@@ -298,8 +305,22 @@ async function saveCheckpoint(
     loop.sampler,
     run.start.tokensSeen + loop.tokens,
     best ?? undefined,
+    run.plateau?.state,
   );
   loop.lastCheckpoint = loop.done;
   run.ring.lastCheckpoint = path;
   run.observer.emit({ type: 'checkpoint', step: loop.done, path });
+}
+
+/** reduce_lr_on_plateau after an evaluation: the next steps' LR, said when it falls. */
+function notePlateau(run: RunContext, step: number, e: EvalResult): void {
+  const plateau = run.plateau!;
+  const before = plateau.reductions;
+  plateau.evaluated(step, e);
+  if (plateau.reductions === before) return;
+  const line =
+    `lr reduced to ${plateau.lrNow.toExponential(3)} after the evaluation at step ${step}: ` +
+    `its ${run.plan.lrPlateau!.metric} stopped improving (--schedule reduce_lr_on_plateau)`;
+  console.log(line);
+  run.observer.note('info', line);
 }

@@ -2,7 +2,7 @@
 // run's summary.json (faults and held-out losses included) with its closing lines.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { lrFactor } from '@lorafleet/core';
+import { scheduledLr } from '@lorafleet/core';
 import type { SamplerState } from '@lorafleet/data';
 import type { KtoLogs, LossUnit } from '@lorafleet/models';
 import type { StepDone } from '@lorafleet/protocol';
@@ -35,8 +35,16 @@ export interface StepTimings {
   waitMs: number;
 }
 
-/** A committed step's line in metrics.jsonl (the loop adds epoch, seconds, evalLoss). */
-export function stepMetrics(plan: RunPlan, step: number, reports: readonly StepDone[]) {
+/**
+ * A committed step's line in metrics.jsonl (the loop adds epoch, seconds,
+ * evalLoss); `lrReductions`: the step's reduce_lr_on_plateau reductions.
+ */
+export function stepMetrics(
+  plan: RunPlan,
+  step: number,
+  reports: readonly StepDone[],
+  lrReductions = 0,
+) {
   const { config } = plan;
   // Loss from the reduced sums: every rank's loss sum over every rank's tokens.
   const tokens = reports.reduce((n, r) => n + r.tokenCount, 0);
@@ -51,7 +59,7 @@ export function stepMetrics(plan: RunPlan, step: number, reports: readonly StepD
   return {
     step,
     loss,
-    lr: config.optimizer.lr * lrFactor(config.schedule, step - 1),
+    lr: scheduledLr(config.optimizer.lr, config.schedule, step - 1, lrReductions),
     tokens,
     gradNorm,
     workers: reports.length,

@@ -3,7 +3,7 @@
 // schedule, counts for the log). The coordinator reads the model's config and
 // tokenizer and prepares the rows (their count drives the sampler, their
 // fingerprint lets workers check theirs) but never loads the weights.
-import { type BackendName, patternValue } from '@lorafleet/core';
+import { type BackendName, type PlateauSettings, patternValue } from '@lorafleet/core';
 import type { GlobalBatchSampler } from '@lorafleet/data';
 import {
   type ModelConfig,
@@ -34,7 +34,12 @@ import { rowOptionsFrom } from '../training/data-options.js';
 import { checkDpoStartAdapter } from '../training/contradictions.js';
 import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
 import { feedbackRows, feedbackSettingsFrom } from '../training/objective-settings.js';
-import { type BestModelSettings, bestModelSettings } from '../training/best-model-options.js';
+import {
+  type BestModelSettings,
+  bestModelSettings,
+  plateauSettings,
+} from '../training/best-model-options.js';
+import type { BestMetric } from '../training/best-model.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */
 const RING_TIMEOUT_MS = 300_000;
@@ -62,6 +67,8 @@ export interface RunPlan {
   checkpointEvery: number;
   /** --load-best-model-at-end and --early-stopping-patience; null without them. */
   bestModel: BestModelSettings | null;
+  /** --schedule reduce_lr_on_plateau: its settings and the metric it watches; null otherwise. */
+  lrPlateau: { settings: PlateauSettings; metric: BestMetric } | null;
 }
 
 /** Option pairs that only make sense with the whole plan in view. */
@@ -108,6 +115,7 @@ export async function planRun(given: TrainOptions): Promise<RunPlan> {
   o = withEpochStrategies(o, sampler.stepsPerEpoch);
   checkPlanOptions(o);
   const best = bestModelSettings(o);
+  const plateau = plateauSettings(o, schedule);
   const config: RunConfig = {
     modelDir,
     dataFile,
@@ -144,6 +152,7 @@ export async function planRun(given: TrainOptions): Promise<RunPlan> {
     dataDescription: prepared.description,
     warnings: [
       ...best.warnings,
+      ...(plateau?.warnings ?? []),
       ...prepared.warnings,
       ...(evalRows?.warnings ?? []),
       ...stepWarnings(o, lengths),
@@ -152,6 +161,7 @@ export async function planRun(given: TrainOptions): Promise<RunPlan> {
     evalEvery: o.evalEvery,
     checkpointEvery: best.checkpointEvery,
     bestModel: best.settings,
+    lrPlateau: plateau && { settings: plateau.settings, metric: plateau.metric },
   };
 }
 

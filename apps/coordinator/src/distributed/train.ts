@@ -29,6 +29,7 @@ import { type RunPlan, planRun } from './run-plan.js';
 import { describeRun, workerNoun } from './describe-run.js';
 import { sharedGpuWarnings } from './shared-gpus.js';
 import { BestModel } from '../training/best-model.js';
+import { LrPlateau } from '../training/lr-plateau.js';
 import { checkpointName, CHECKPOINTS_DIR } from '../training/checkpoint.js';
 
 const log = (line: string) => console.log(line);
@@ -101,7 +102,7 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
           ? new FleetCheckpointer(fleet, o.out, plan, math, o.keepCheckpoints, TIMEOUTS.saveMs)
           : null,
       evaluate: heldOut(fleet, ring, plan, observer),
-      best: plan.bestModel && new BestModel(plan.bestModel, start.bestModel, warn),
+      ...evaluationTrackers(plan, start),
     });
   } catch (error) {
     observer.emit({ type: 'end', status: 'failed', message: (error as Error).message });
@@ -111,6 +112,22 @@ export async function runTraining(o: TrainOptions, membership: Membership): Prom
     fleet?.close();
     await observer.close();
   }
+}
+
+/** What reads each evaluation: the best model and early stopping, the plateau's LR (from a checkpoint's state). */
+function evaluationTrackers(plan: RunPlan, start: StartPoint) {
+  const { bestModel, lrPlateau } = plan;
+  return {
+    best: bestModel && new BestModel(bestModel, start.bestModel, warn),
+    plateau:
+      lrPlateau &&
+      new LrPlateau(
+        lrPlateau.settings,
+        lrPlateau.metric,
+        plan.config.optimizer.lr,
+        start.lrPlateau,
+      ),
+  };
 }
 
 /** Warns, on the console and in the event log, of workers of one host on one GPU. */

@@ -1,7 +1,14 @@
 // --schedule (transformers' lr_scheduler_type) and --lr-scheduler-kwargs
 // (its lr_scheduler_kwargs, a JSON object): each kind's keywords, checked and
 // turned into the LrSchedule fields that core's lrFactor reads.
-import type { LrSchedule, ScheduleKind, WsdShape } from '@lorafleet/core';
+import {
+  type LrSchedule,
+  NEEDS_TOTAL,
+  PLATEAU_DEFAULTS,
+  type PlateauSettings,
+  type ScheduleKind,
+  type WsdShape,
+} from '@lorafleet/core';
 import { UsageError } from '../args.js';
 
 type Kwargs = Record<string, unknown>;
@@ -25,6 +32,16 @@ class KwargReader {
     return value;
   }
 
+  choice<T extends string>(key: string, values: readonly T[]): T | undefined {
+    const value = this.kwargs[key];
+    if (value === undefined) return undefined;
+    if (!values.includes(value as T))
+      throw new UsageError(
+        `train: --lr-scheduler-kwargs ${key} must be ${values.map((v) => `"${v}"`).join(' or ')}, got ${JSON.stringify(value)}`,
+      );
+    return value as T;
+  }
+
   shape(key: string): WsdShape | undefined {
     const value = this.kwargs[key];
     if (value === undefined) return undefined;
@@ -39,8 +56,8 @@ class KwargReader {
 const positive = (x: number) => x > 0;
 const count = (x: number) => Number.isInteger(x) && x >= 0;
 const share = (x: number) => x >= 0 && x <= 1;
-const defined = (o: Partial<LrSchedule>) =>
-  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<LrSchedule>;
+const defined = <T extends object>(o: Partial<T>) =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 
 /** Each kind's keywords (transformers' names) and how they read. */
 const KWARGS: Record<ScheduleKind, { keys: string[]; read: Reader }> = {
@@ -107,6 +124,33 @@ const KWARGS: Record<ScheduleKind, { keys: string[]; read: Reader }> = {
       };
     },
   },
+  // torch's ReduceLROnPlateau arguments (min_lr one number for every parameter).
+  reduce_lr_on_plateau: {
+    keys: [
+      'mode',
+      'factor',
+      'patience',
+      'threshold',
+      'threshold_mode',
+      'cooldown',
+      'min_lr',
+      'eps',
+    ],
+    read: (k) => {
+      const nonNegative = (x: number) => x >= 0;
+      const given = defined({
+        mode: k.choice('mode', ['min', 'max'] as const),
+        factor: k.number('factor', (x) => x >= 0 && x < 1, 'in [0, 1)'),
+        patience: k.number('patience', count, 'a whole number >= 0'),
+        threshold: k.number('threshold', nonNegative, '>= 0'),
+        thresholdMode: k.choice('threshold_mode', ['rel', 'abs'] as const),
+        cooldown: k.number('cooldown', count, 'a whole number >= 0'),
+        minLr: k.number('min_lr', nonNegative, '>= 0'),
+        eps: k.number('eps', nonNegative, '>= 0'),
+      } as Partial<PlateauSettings>);
+      return { plateau: { ...PLATEAU_DEFAULTS, ...given } };
+    },
+  },
 };
 
 /** The run's LrSchedule from --schedule, --lr-scheduler-kwargs (JSON text) and the resolved steps. */
@@ -133,7 +177,7 @@ export function scheduleFrom(
         (keys.length ? keys.join(', ') : 'none'),
     );
   const fields = defined(read(new KwargReader(kind, kwargs), run.lr));
-  const total = kind === 'constant' || kind === 'constant_with_warmup' || kind === 'inverse_sqrt';
+  const total = !NEEDS_TOTAL.has(kind);
   return {
     kind,
     warmupSteps: run.warmupSteps,

@@ -3,6 +3,8 @@
 // `lr_scheduler_kwargs` as fields, equal to transformers' own lambdas
 // (apps/coordinator/test/lr-schedules.test.ts runs them side by side).
 
+import { PLATEAU_DEFAULTS, type PlateauSettings, plateauLr } from './plateau.js';
+
 /** transformers' SchedulerType names that a run can take. */
 export type ScheduleKind =
   | 'constant'
@@ -13,7 +15,8 @@ export type ScheduleKind =
   | 'cosine_with_restarts'
   | 'polynomial'
   | 'inverse_sqrt'
-  | 'warmup_stable_decay';
+  | 'warmup_stable_decay'
+  | 'reduce_lr_on_plateau';
 
 /** Every kind, in the order --help lists them. */
 export const SCHEDULE_KINDS: readonly ScheduleKind[] = [
@@ -26,6 +29,7 @@ export const SCHEDULE_KINDS: readonly ScheduleKind[] = [
   'polynomial',
   'inverse_sqrt',
   'warmup_stable_decay',
+  'reduce_lr_on_plateau',
 ];
 
 /** warmup_stable_decay's warmup_type and decay_type. */
@@ -51,6 +55,8 @@ export interface LrSchedule {
   stableSteps?: number;
   warmupType?: WsdShape;
   decayType?: WsdShape;
+  /** reduce_lr_on_plateau: ReduceLROnPlateau's settings (plateau.ts). */
+  plateau?: PlateauSettings;
 }
 
 /** The share of the decay done at `step`: 0 at the end of warmup, 1 at totalSteps. */
@@ -113,17 +119,40 @@ const AFTER_WARMUP: Record<ScheduleKind, (s: LrSchedule, step: number) => number
     return 1 / Math.sqrt((step + timescale - warmup) / timescale);
   },
   warmup_stable_decay: warmupStableDecay,
+  // Constant between evaluations; the reductions are plateau.ts's, counted by the coordinator.
+  reduce_lr_on_plateau: () => 1,
 };
+
+/** Kinds whose own shape covers the warmup (warmup_stable_decay) or that ignore it (transformers' plateau). */
+const NO_LINEAR_WARMUP: ReadonlySet<ScheduleKind> = new Set([
+  'warmup_stable_decay',
+  'reduce_lr_on_plateau',
+]);
 
 /** The multiplier of the base LR at `step`, as transformers' scheduler lambdas. */
 export function lrFactor(schedule: LrSchedule, step: number): number {
   const warmup = schedule.warmupSteps ?? 0;
-  if (schedule.kind !== 'warmup_stable_decay' && step < warmup) return step / Math.max(1, warmup);
+  if (!NO_LINEAR_WARMUP.has(schedule.kind) && step < warmup) return step / Math.max(1, warmup);
   return AFTER_WARMUP[schedule.kind](schedule, step);
 }
 
+/**
+ * The LR of `step` from the base `lr`: lr * lrFactor, or for
+ * reduce_lr_on_plateau the LR after the evaluations' `reductions`.
+ */
+export function scheduledLr(
+  lr: number,
+  schedule: LrSchedule,
+  step: number,
+  reductions = 0,
+): number {
+  if (schedule.kind === 'reduce_lr_on_plateau')
+    return plateauLr(schedule.plateau ?? PLATEAU_DEFAULTS, lr, reductions);
+  return lr * lrFactor(schedule, step);
+}
+
 /** Kinds that decay over the run's steps, so need totalSteps. */
-const NEEDS_TOTAL: ReadonlySet<ScheduleKind> = new Set([
+export const NEEDS_TOTAL: ReadonlySet<ScheduleKind> = new Set([
   'linear',
   'cosine',
   'cosine_with_min_lr',
@@ -134,7 +163,7 @@ const NEEDS_TOTAL: ReadonlySet<ScheduleKind> = new Set([
 
 export function validateSchedule(schedule: LrSchedule): void {
   const { kind, warmupSteps = 0, totalSteps } = schedule;
-  const bad = (what: string) => {
+  const bad = (what: string): never => {
     throw new Error(`the ${kind} schedule: ${what}`);
   };
   if (!Number.isInteger(warmupSteps) || warmupSteps < 0)
@@ -147,6 +176,7 @@ export function validateSchedule(schedule: LrSchedule): void {
   if (!(lrEndRatio >= 0 && lrEndRatio < 1))
     bad(`lr_end must be below the LR, got ${lrEndRatio} of it`);
   if (!(power > 0) || !(timescale > 0)) bad(`power and timescale must be > 0`);
+  if (kind === 'reduce_lr_on_plateau') validatePlateau(schedule.plateau ?? PLATEAU_DEFAULTS, bad);
   if (kind === 'warmup_stable_decay') {
     const { decaySteps, stableSteps } = schedule;
     if (!(Number.isInteger(decaySteps) && decaySteps! >= 0))
@@ -155,4 +185,19 @@ export function validateSchedule(schedule: LrSchedule): void {
     if (!(Number.isInteger(stable) && stable >= 0))
       bad(`warmup (${warmupSteps}) and decay (${decaySteps}) steps leave ${stable} stable steps`);
   }
+}
+
+/** ReduceLROnPlateau's own checks (factor < 1), and what keeps the LR finite. */
+function validatePlateau(p: PlateauSettings, bad: (what: string) => never): void {
+  if (!(p.factor >= 0 && p.factor < 1)) bad(`factor must be in [0, 1), got ${p.factor}`);
+  if (!(Number.isInteger(p.patience) && p.patience >= 0))
+    bad(`patience must be a non-negative integer, got ${p.patience}`);
+  if (!(Number.isInteger(p.cooldown) && p.cooldown >= 0))
+    bad(`cooldown must be a non-negative integer, got ${p.cooldown}`);
+  for (const [name, x] of [
+    ['threshold', p.threshold],
+    ['min_lr', p.minLr],
+    ['eps', p.eps],
+  ] as const)
+    if (!(x >= 0 && Number.isFinite(x))) bad(`${name} must be >= 0, got ${x}`);
 }

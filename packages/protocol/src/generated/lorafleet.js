@@ -1307,6 +1307,7 @@ export const lorafleet = ($root.lorafleet = (() => {
       StepPlan.prototype.step = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       StepPlan.prototype.sampleIds = $util.emptyArray;
       StepPlan.prototype.microBatchSize = 0;
+      StepPlan.prototype.lrReductions = 0;
 
       StepPlan.create = function (properties) {
         return new StepPlan(properties);
@@ -1332,6 +1333,12 @@ export const lorafleet = ($root.lorafleet = (() => {
           message.microBatchSize !== 0
         )
           writer.uint32(24).uint32(message.microBatchSize);
+        if (
+          message.lrReductions != null &&
+          $Object.hasOwnProperty.call(message, 'lrReductions') &&
+          message.lrReductions !== 0
+        )
+          writer.uint32(32).uint32(message.lrReductions);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -1385,6 +1392,12 @@ export const lorafleet = ($root.lorafleet = (() => {
               if (wireType !== 0) break;
               if ((value = reader.uint32())) message.microBatchSize = value;
               else delete message.microBatchSize;
+              continue;
+            }
+            case 4: {
+              if (wireType !== 0) break;
+              if ((value = reader.uint32())) message.lrReductions = value;
+              else delete message.lrReductions;
               continue;
             }
           }
@@ -1441,6 +1454,8 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.microBatchSize != null)
           if ($Number(object.microBatchSize) !== 0)
             message.microBatchSize = object.microBatchSize >>> 0;
+        if (object.lrReductions != null)
+          if ($Number(object.lrReductions) !== 0) message.lrReductions = object.lrReductions >>> 0;
         return message;
       };
 
@@ -1469,6 +1484,7 @@ export const lorafleet = ($root.lorafleet = (() => {
                   ? $BigInt('0')
                   : 0;
           object.microBatchSize = 0;
+          object.lrReductions = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -1522,6 +1538,8 @@ export const lorafleet = ($root.lorafleet = (() => {
           $Object.hasOwnProperty.call(message, 'microBatchSize')
         )
           object.microBatchSize = message.microBatchSize;
+        if (message.lrReductions != null && $Object.hasOwnProperty.call(message, 'lrReductions'))
+          object.lrReductions = message.lrReductions;
         return object;
       };
 

@@ -934,6 +934,9 @@ export declare namespace lorafleet {
       /** StepPlan microBatchSize. */
       microBatchSize: number;
 
+      /** StepPlan lrReductions. */
+      lrReductions: number;
+
       /**
        * Creates a new StepPlan instance using the specified properties.
        * @param [properties] Properties to set
@@ -1004,6 +1007,9 @@ export declare namespace lorafleet {
 
         /** StepPlan microBatchSize */
         microBatchSize?: number | null;
+
+        /** StepPlan lrReductions */
+        lrReductions?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
