@@ -17,7 +17,7 @@ import {
 } from '@lorafleet/core';
 import { referenceJson } from '@lorafleet/core/testing';
 import { describe, expect, it } from 'vitest';
-import { plateauSettings } from '../src/training/best-model-options.js';
+import { plateauSettings } from '../src/training/lr-plateau.js';
 import { OPTIM_NAMES, optimFrom } from '../src/training/optimizer-options.js';
 import type { TrainOptions } from '../src/training/train-spec.js';
 import { scheduleFrom } from '../src/training/schedule-options.js';

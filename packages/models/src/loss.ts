@@ -131,7 +131,8 @@ function chunkedSums(
     const h = model.hidden(ids, options);
     const C = h.shape[2];
     const hidden = h.reshape([N, C]) as tf.Tensor2D; // [N, C]
-    // [1], or [3] with the chunk's TOKEN_STATS (their zero gradient adds nothing in backward).
+    // [1], or [3] with the chunk's TOKEN_STATS: their gradient is zero, which changes nothing
+    // but costs a zero [n, V] added to the logits' gradient when backward recomputes the chunk.
     const loss = (x: tf.Tensor, [labels]: readonly tf.Tensor[]) => {
       const logits = model.logits(x as tf.Tensor2D);
       const nll = tf.sum(softmaxCrossEntropy(logits, labels as tf.Tensor1D)).reshape([1]);

@@ -34,11 +34,8 @@ import { rowOptionsFrom } from '../training/data-options.js';
 import { checkDpoStartAdapter } from '../training/contradictions.js';
 import { initAdapterLora, peftLoraFrom } from '../training/peft-options.js';
 import { feedbackRows, feedbackSettingsFrom } from '../training/objective-settings.js';
-import {
-  type BestModelSettings,
-  bestModelSettings,
-  plateauSettings,
-} from '../training/best-model-options.js';
+import { type BestModelSettings, bestModelSettings } from '../training/best-model-options.js';
+import { plateauSettings } from '../training/lr-plateau.js';
 import type { BestMetric } from '../training/best-model.js';
 
 /** A ring frame may wait this long: covers one rank computing a step slower than another. */

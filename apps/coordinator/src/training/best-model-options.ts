@@ -2,7 +2,6 @@
 // (transformers' names), and the settings made of them once: which metric,
 // the patience and threshold, and the checkpoint interval they need. The
 // tracker that applies them at each evaluation: best-model.ts.
-import { type LrSchedule, PLATEAU_DEFAULTS, type PlateauSettings } from '@lorafleet/core';
 import { UsageError, defineOptions } from '../args.js';
 import { type BestMetric, METRICS } from './best-model.js';
 import type { TrainOptions } from './train-spec.js';
@@ -117,38 +116,4 @@ export function bestModelSettings(o: TrainOptions): {
     checkpointEvery,
     warnings,
   };
-}
-
-/**
- * --schedule reduce_lr_on_plateau's metric and checks, as transformers'
- * TrainingArguments: it needs evaluations (an eval strategy), reads
- * --metric-for-best-model (default loss), and ignores warmup; a mode that
- * looks for the metric's wrong direction is warned of. null with other schedules.
- */
-export function plateauSettings(
-  o: TrainOptions,
-  schedule: LrSchedule,
-): { settings: PlateauSettings; metric: BestMetric; warnings: string[] } | null {
-  if (schedule.kind !== 'reduce_lr_on_plateau') return null;
-  if (o.evalEvery === 0 && o.evalStrategy !== 'epoch')
-    throw new UsageError(
-      'train: --schedule reduce_lr_on_plateau needs --eval-every N or --eval-strategy epoch (and held-out data: --eval-data or --eval-fraction): it lowers the LR when evaluations stop improving',
-    );
-  const settings = schedule.plateau ?? PLATEAU_DEFAULTS;
-  if (o.loraplusLrRatio !== undefined && settings.minLr > 0)
-    throw new UsageError(
-      'train: --schedule reduce_lr_on_plateau with min_lr and --loraplus-lr-ratio: the floor applies per parameter group in torch, which is not done here; leave min_lr out',
-    );
-  const metric = bestMetric(o);
-  const warnings: string[] = [];
-  if (o.warmupSteps > 0)
-    warnings.push(
-      "--schedule reduce_lr_on_plateau starts at --lr and ignores --warmup-steps, as transformers' does",
-    );
-  const higher = METRICS[metric].greaterIsBetter;
-  if (higher !== (settings.mode === 'max'))
-    warnings.push(
-      `--schedule reduce_lr_on_plateau watches ${metric}, where ${higher ? 'higher' : 'lower'} is better, in mode "${settings.mode}": give {"mode": "${higher ? 'max' : 'min'}"} in --lr-scheduler-kwargs (transformers passes the mode through as given, "min" by default)`,
-    );
-  return { settings, metric, warnings };
 }
