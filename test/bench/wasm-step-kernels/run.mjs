@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The wasm backend's fused step kernels, two ways in one process on the same
-// tensors: the SIMD128 code (packages/core/assembly/softmax-xent.ts,
+// tensors: the SIMD128 code (packages/core/assembly/softmax-xent.ts, with
+// TRL's token metrics (LoraFleetTokenStats) beside the cross-entropy,
 // gelu-new.ts, layer-norm.ts; what the registered kernel runs) and the TypeScript kernel
 // over the same heap (the registered config's `host`, the cpu backend's
 // code). The two are interleaved repeat by repeat, so a loaded machine slows
@@ -16,7 +17,7 @@ if (argv.includes('--help') || argv.includes('-h')) {
     'usage: node test/bench/wasm-step-kernels/run.mjs [--repeats N]\n' +
       '  --repeats N   timed repeats per kernel after one warm-up (default 20)\n' +
       'Shapes: the CPU-step bench\'s "tiny" step (8 x 128 tokens, vocab 4096, width 256:\n' +
-      'softmax cross-entropy on [1024, 4096], gelu_new on [1024, 1024], LayerNorm on\n' +
+      'softmax cross-entropy and the token metrics on [1024, 4096], gelu_new on [1024, 1024], LayerNorm on\n' +
       '[1024, 256]) and vocab 257.\n' +
       'Needs a build first (pnpm build): it imports packages/core/dist.',
   );
@@ -57,6 +58,7 @@ function cases() {
     return [
       [`softmax xent fwd [${N}, ${V}]`, 'LoraFleetSoftmaxXent', { logits, labels }],
       [`softmax xent bwd [${N}, ${V}]`, 'LoraFleetSoftmaxXentGrad', { logits, labels, lse, dnll }],
+      [`token stats [${N}, ${V}]`, 'LoraFleetTokenStats', { logits, labels }],
     ];
   };
   const x = tf.randomNormal([1024, 1024], 0, 2);
