@@ -147,6 +147,29 @@ export {
   cloneAdamWState,
 } from './optim/adamw.js';
 export { clipGlobalNorm, globalNorm } from './optim/clip.js';
+export {
+  type OptimizerKind,
+  type OptimizerOptionsOf,
+  type OptimizerRule,
+  type OptimizerSettings,
+  type OptimizerState,
+  type SlotLayout,
+  type StateBuffer,
+  type UpdateContext,
+  DEFAULT_OPTIMIZER,
+  OPTIMIZERS,
+  OPTIMIZER_KINDS,
+  cloneOptimizerState,
+  createOptimizerState,
+  optimizerStep,
+  optimizerTitle,
+  stateBuffers,
+} from './optim/optimizer.js';
+export { type SgdOptions, SGD_DEFAULTS } from './optim/sgd.js';
+export { type AdagradOptions, ADAGRAD_DEFAULTS } from './optim/adagrad.js';
+export { type RmspropOptions, RMSPROP_DEFAULTS } from './optim/rmsprop.js';
+export { type AdafactorOptions, ADAFACTOR_DEFAULTS } from './optim/adafactor.js';
+export { type LionOptions } from './optim/lion.js';
 export { loraplusFast, loraplusLrScales } from './optim/loraplus.js';
 export { takesWeightDecay, weightDecayScales } from './optim/weight-decay.js';
 export {

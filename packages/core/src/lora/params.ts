@@ -3,6 +3,7 @@
 // that gradient all-reduce, optimizer state and checkpoints rely on.
 import { tf } from '../backend/tf.js';
 import type { LoraLinear } from './linear.js';
+import type { SlotLayout } from '../optim/rule.js';
 
 export interface ParameterSlot {
   /** E.g. "<module path>.lora_A" for LoRA, "transformer.wte.weight" for a full fine-tune. */
@@ -55,6 +56,15 @@ export class TrainableParameters {
 
   get variables(): tf.Variable[] {
     return this.slots.map((slot) => slot.variable);
+  }
+
+  /** Each slot's place and shape in the fused values (what an optimizer's state is laid out by). */
+  get layout(): SlotLayout[] {
+    return this.slots.map(({ offset, size, variable }) => ({
+      offset,
+      size,
+      shape: variable.shape,
+    }));
   }
 
   /** All values, fused. */
