@@ -148,7 +148,14 @@ async function run(backend: BackendName, family: Family): Promise<Outcome> {
   const { model, params } = await loraModel(family);
   try {
     const step = new TrainingStep(model, params, {
-      optimizer: { lr: 2e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
+      optimizer: {
+        kind: 'adamw',
+        lr: 2e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weightDecay: 0.01,
+      },
       schedule: { kind: 'constant' },
       maxGradNorm: 1,
       seed: 3,

@@ -2,7 +2,7 @@
 // them today: a GPT-2 and a Llama that transformers makes, a LoRA adapter trained a
 // little by lorafleet, then trained further by both from the same values
 // (`--init-adapter`; PeftModel.from_pretrained(..., is_trainable=True)) with
-// AdamW, warmup and linear decay, weight decay and clipping, on 1 and 2
+// AdamW (or Adafactor, or SGD with Nesterov momentum), warmup and linear decay, weight decay and clipping, on 1 and 2
 // workers. Each step's loss and the final adapter must agree
 // (test/reference/peft_trainer.py; the reference stack of
 // scripts/reference-python.sh). Needs the build.
@@ -132,15 +132,39 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       targets: 'c_attn,c_proj,c_fc',
       sft: true,
     },
+    // Other optimizers by transformers' optim and optim_args: its own Adafactor (factored
+    // second moments of each [r, in] and [out, r] matrix) and torch's SGD with Nesterov momentum.
+    'gpt2 adafactor': {
+      make: ['make-tiny', '--dir'],
+      folder: '',
+      targets: 'c_attn,c_proj,c_fc',
+      sft: false,
+      optim: { name: 'adafactor', title: 'Adafactor' },
+    },
+    'llama sgd nesterov': {
+      make: ['make-families', '--dir'],
+      folder: 'llama',
+      targets: 'all-linear',
+      sft: false,
+      optim: { name: 'sgd', args: 'momentum=0.9,nesterov=True', title: 'SGD' },
+      lr: 0.2, // SGD's steps are lr times the gradient: small ones at AdamW's lr
+    },
   };
 
   it.each(Object.keys(CASES) as (keyof typeof CASES)[])(
     '%s: trains an adapter further (--init-adapter) to the adapter the trainer trains, step losses equal, 1 and 2 workers',
     (name) => {
       const { make, folder, targets, sft } = CASES[name];
-      const { warmup = 1, adam } = CASES[name] as {
+      const {
+        warmup = 1,
+        adam,
+        optim,
+        lr = 0.01,
+      } = CASES[name] as {
         warmup?: number;
+        lr?: number;
         adam?: Record<string, number>;
+        optim?: { name: string; args?: string; title: string };
       };
       const work = join(out, name.replace(' ', '-'));
       run(referencePython(), ['test/gpu/reference.py', ...make, join(work, 'made')]);
@@ -156,7 +180,7 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       // A start away from B = 0: two steps of lorafleet's own.
       train('init', { steps: 2, 'lora-r': 4, target: targets, lr: 0.02 });
       const init = join(work, 'init', 'adapter');
-      const settings = { steps: STEPS, lr: 0.01, warmup, weightDecay: 0.01, maxGradNorm: 1.0 };
+      const settings = { steps: STEPS, lr, warmup, weightDecay: 0.01, maxGradNorm: 1.0 };
       const said = [1, 2].map((workers) =>
         train(`w${workers}`, {
           ...{ 'init-adapter': init, workers, steps: STEPS, lr: settings.lr },
@@ -165,14 +189,20 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
           ...(adam
             ? { 'adam-beta1': adam.beta1!, 'adam-beta2': adam.beta2!, 'adam-epsilon': adam.eps! }
             : {}),
+          ...(optim
+            ? { optim: optim.name, ...(optim.args ? { 'optim-args': optim.args } : {}) }
+            : {}),
           // SFTTrainer evaluates the trained adapter on the data: so does the run at its last step.
           ...(sft ? { 'eval-data': data, 'eval-every': STEPS } : {}),
         }),
       );
       expect(said[0]).toContain(`starting from the adapter ${init}`);
+      const schedule = `lr ${lr} (linear, ${Math.ceil(warmup * (warmup < 1 ? STEPS : 1))} warmup steps)`;
       expect(said[0]).toContain(
-        `optimizer: AdamW lr 0.01 (linear, ${Math.ceil(warmup * (warmup < 1 ? STEPS : 1))} warmup steps), ` +
-          `betas ${adam?.beta1 ?? 0.9}/${adam?.beta2 ?? 0.999}, eps ${adam?.eps ?? 1e-8}, weight decay 0.01`,
+        optim
+          ? `optimizer: ${optim.title} ${schedule}, `
+          : `optimizer: AdamW ${schedule}, ` +
+              `betas ${adam?.beta1 ?? 0.9}/${adam?.beta2 ?? 0.999}, eps ${adam?.eps ?? 1e-8}, weight decay 0.01`,
       );
       const spec = join(work, 'spec.json');
       const folders = [1, 2].map((w) => join(work, `w${w}`, 'adapter'));
@@ -181,6 +211,7 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
         JSON.stringify({
           ...{ model, adapter: init, data, ...settings, compare: folders },
           ...(adam ? { adam } : {}),
+          ...(optim ? { optim: optim.name, optimArgs: optim.args } : {}),
           trainer: sft ? 'sft' : 'lm',
         }),
       );
@@ -188,7 +219,7 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       const trainer = JSON.parse(printed.trim().split('\n').at(-1)!) as TrainerRun;
 
       expect(trainer.losses).toHaveLength(STEPS);
-      expect(trainer.moved).toBeGreaterThan(0.01); // the steps moved the adapter (lr 0.01 after warmup)
+      expect(trainer.moved).toBeGreaterThan(0.01); // the steps moved the adapter
       for (const [i, workers] of [1, 2].entries()) {
         const lines = stepLines(join(work, `w${workers}`, 'metrics.jsonl'));
         const losses = lines.map((m) => m.loss!);

@@ -3,7 +3,7 @@
 further: the reference run for `lorafleet train --init-adapter`
 (test/trainer-parity.test.ts). The base model (float64, eager attention) gets
 the adapter with PeftModel.from_pretrained(..., is_trainable=True); the trainer
-runs AdamW (adamw_torch), the linear schedule with warmup, global-norm clipping
+runs AdamW (adamw_torch) or the spec's optim and optim_args, the linear schedule with warmup, global-norm clipping
 and weight decay on every line of the data each step (one batch per step, so
 the order of lines does not matter): {"input_ids"} lines with Trainer (labels =
 ids), or {"prompt", "completion"} lines with TRL's SFTTrainer ("trainer":
@@ -13,7 +13,8 @@ ids), or {"prompt", "completion"} lines with TRL's SFTTrainer ("trainer":
 usage: peft_trainer.py SPEC_JSON
   SPEC_JSON: {"model", "adapter", "data", "steps", "lr", "warmup" (steps, or a share
               of them below 1), "weightDecay", "maxGradNorm", "adam": {"beta1", "beta2",
-              "eps"} (default torch's), "compare": [adapter folders written by
+              "eps"} (default torch's), "optim", "optimArgs" (transformers' optim and
+              optim_args; default adamw_torch), "compare": [adapter folders written by
               lorafleet train], "trainer": "lm" (default) or "sft"}
 usage: peft_trainer.py byte-tokenizer MODEL_DIR
   writes a byte-level BPE tokenizer.json (no merges: a token per byte,
@@ -149,7 +150,8 @@ def main(spec_path):
             adam_beta1=spec.get("adam", {}).get("beta1", 0.9),
             adam_beta2=spec.get("adam", {}).get("beta2", 0.999),
             adam_epsilon=spec.get("adam", {}).get("eps", 1e-8),
-            optim="adamw_torch",
+            optim=spec.get("optim", "adamw_torch"),
+            optim_args=spec.get("optimArgs"),
             logging_steps=1,
             save_strategy="no",
             report_to="none",

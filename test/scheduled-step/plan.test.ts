@@ -103,7 +103,14 @@ describe('the hand-scheduled LoRA step as a plan', () => {
       process.env.LORAFLEET_WEBGPU_STEP = path;
       const { model, params } = await loraModel(dropping, ['c_attn', 'c_proj'], 0.1);
       const step = new TrainingStep(model, params, {
-        optimizer: { lr: 2e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
+        optimizer: {
+          kind: 'adamw',
+          lr: 2e-2,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          weightDecay: 0.01,
+        },
         schedule: { kind: 'constant' },
         maxGradNorm: 1,
         seed: 3,

@@ -3,7 +3,7 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type TrainableParameters, useBackend } from '@lorafleet/core';
+import { DEFAULT_OPTIMIZER, type TrainableParameters, useBackend } from '@lorafleet/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CheckpointError,
@@ -26,7 +26,8 @@ async function write(step: number): Promise<string> {
   return writeCheckpoint(out, {
     adapter,
     params,
-    optimizer: { step, m, v },
+    settings: DEFAULT_OPTIMIZER,
+    optimizer: { step, buffers: { exp_avg: m, exp_avg_sq: v } },
     state: trainerState(step),
   });
 }
@@ -44,10 +45,10 @@ describe('checkpoint folders', () => {
     const dir = await write(3);
     await verifyCheckpoint(dir);
     expect(await readTrainerState(dir)).toEqual(trainerState(3));
-    const optimizer = await readOptimizerState(dir, params, 3);
+    const optimizer = await readOptimizerState(dir, params, DEFAULT_OPTIMIZER, 3);
     expect(optimizer.step).toBe(3);
-    expect(optimizer.m[5]).toBe(Math.fround(3 + 5 / 3));
-    expect(optimizer.v[13]).toBe(Math.fround(3 * 13 + 0.1));
+    expect(optimizer.buffers.exp_avg![5]).toBe(Math.fround(3 + 5 / 3));
+    expect(optimizer.buffers.exp_avg_sq![13]).toBe(Math.fround(3 * 13 + 0.1));
     expect(await readdir(join(out, 'checkpoints'))).toEqual(['step-000003']);
   });
 

@@ -6,7 +6,12 @@
 import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type TrainableParameters, useBackend } from '@lorafleet/core';
+import {
+  DEFAULT_OPTIMIZER,
+  type TrainableParameters,
+  createOptimizerState,
+  useBackend,
+} from '@lorafleet/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   listCheckpoints,
@@ -33,7 +38,8 @@ async function runWith(...steps: number[]): Promise<string> {
     await writeCheckpoint(out, {
       adapter,
       params,
-      optimizer: { step, m, v: m },
+      settings: DEFAULT_OPTIMIZER,
+      optimizer: { step, buffers: { exp_avg: m, exp_avg_sq: m } },
       state: state(step),
     });
   }
@@ -158,7 +164,8 @@ describe('--keep-checkpoints', () => {
     await writeCheckpoint(out, {
       adapter,
       params,
-      optimizer: { step: 5, m: new Float32Array(params.size), v: new Float32Array(params.size) },
+      settings: DEFAULT_OPTIMIZER,
+      optimizer: { ...createOptimizerState(DEFAULT_OPTIMIZER, params.layout), step: 5 },
       state: state(5),
     });
     await pruneCheckpoints(out, 2, 5);

@@ -142,6 +142,8 @@ describe('train --listen URL --expect N', () => {
         'train',
         ...['--model', model, '--data', data, '--out', out, '--steps', '60', '--batch-size', '6'],
         ...['--listen', endpoint, '--expect', '2', '--min-workers', '1'],
+        // Adafactor: the state handed over holds its factored moments, not AdamW's.
+        ...['--optim', 'adafactor'],
       ],
       slow,
     );

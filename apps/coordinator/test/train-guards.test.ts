@@ -110,7 +110,16 @@ describe('options that contradict each other', () => {
       ['--gradient-accumulation-steps', '2'],
       /--gradient-accumulation-steps needs --micro-batch-size \(transformers' per_device_train_batch_size\)/,
     ],
-    ['--optim other than AdamW', ['--optim', 'sgd'], /--optim sgd: only AdamW is implemented/],
+    [
+      '--optim not among the optimizers',
+      ['--optim', 'galore_adamw'],
+      /--optim galore_adamw: not an optimizer this trains with; use one of adamw_torch, .*, sgd, adagrad, rmsprop, adafactor, lion_32bit/,
+    ],
+    [
+      '--optim-args a key the optimizer does not read',
+      ['--optim', 'sgd', '--optim-args', 'momentum=0.9,betas=0.1'],
+      /--optim-args betas: sgd takes momentum, dampening, nesterov here/,
+    ],
     [
       'reduce_lr_on_plateau without evaluations',
       ['--schedule', 'reduce_lr_on_plateau'],

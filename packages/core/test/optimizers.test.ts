@@ -5,7 +5,7 @@
 // at 4x the learning rate and without weight decay) and a schedule's
 // learning rate per step: the parameters after every step, and the state
 // tensors' names, shapes and values after the last, equal the reference's.
-import { referenceJson } from '@lorafleet/core/testing';
+import { referenceJson } from '../src/testing/reference-python.js';
 import { describe, expect, it } from 'vitest';
 import {
   type OptimizerSettings,

@@ -1,6 +1,7 @@
 // The training checkpoint format (DESIGN.md, "Formats: Checkpoints" and
 // "Faults"): one folder per step, OUT/checkpoints/step-NNNNNN, holding the PEFT
-// adapter, optimizer.safetensors (AdamW moments per parameter slot),
+// adapter, optimizer.safetensors (the optimizer's state per parameter slot:
+// checkpoint-optimizer.ts),
 // trainer_state.json and manifest.json (size and sha256 of every other file).
 // A checkpoint is built in OUT/checkpoints/.tmp-step-NNNNNN, every file
 // fsynced, and renamed into place, so a crash leaves either the whole folder
@@ -15,11 +16,11 @@ import { basename, join } from 'node:path';
 import {
   ADAPTER_CONFIG_FILE,
   ADAPTER_WEIGHTS_FILE,
-  type AdamWState,
+  type OptimizerSettings,
+  type OptimizerState,
   type PlateauState,
   type PeftAdapter,
   type TrainableParameters,
-  float32Entry,
   loadPeftAdapter,
   parseSafetensors,
   peftSlotKey,
@@ -37,6 +38,7 @@ import {
   readVerifiedFiles,
   sha256Hex,
 } from './checkpoint-manifest.js';
+import { optimizerStateFrom, optimizerTensors } from './checkpoint-optimizer.js';
 import { maybePause } from './fault-injection.js';
 import type { TrainState } from './step.js';
 
@@ -101,7 +103,9 @@ export interface BestModelState {
 export interface CheckpointContents {
   adapter: PeftAdapter;
   params: TrainableParameters;
-  optimizer: AdamWState;
+  /** The run's optimizer, and its state. */
+  settings: OptimizerSettings;
+  optimizer: OptimizerState;
   state: TrainerState;
 }
 
@@ -113,24 +117,6 @@ async function fsyncDir(dir: string): Promise<void> {
   if (!handle) return;
   await handle.sync().catch(() => undefined);
   await handle.close();
-}
-
-/** AdamW moments as F32 tensors `<slot>.exp_avg` / `<slot>.exp_avg_sq` (PyTorch's names). */
-function optimizerTensors(params: TrainableParameters, optimizer: AdamWState) {
-  const tensors = new Map<string, ReturnType<typeof float32Entry>>();
-  for (const slot of params.slots) {
-    const end = slot.offset + slot.size;
-    const shape = slot.variable.shape;
-    tensors.set(
-      `${slot.name}.exp_avg`,
-      float32Entry(optimizer.m.subarray(slot.offset, end), shape),
-    );
-    tensors.set(
-      `${slot.name}.exp_avg_sq`,
-      float32Entry(optimizer.v.subarray(slot.offset, end), shape),
-    );
-  }
-  return tensors;
 }
 
 /** Whether `dir` is a checkpoint being built: startCheckpoint() put trainer_state.json there. */
@@ -161,10 +147,8 @@ export async function writeCheckpointTensors(
   await savePeftAdapter(tmp, c.adapter);
   // Test hook: a checkpoint half written (adapter, no optimizer, no manifest).
   await maybePause('checkpoint', state.step);
-  await writeSafetensorsFile(join(tmp, OPTIMIZER_FILE), optimizerTensors(c.params, c.optimizer), {
-    format: 'lorafleet-adamw',
-    step: String(c.optimizer.step),
-  });
+  const { tensors, metadata } = optimizerTensors(c.params, c.settings, c.optimizer);
+  await writeSafetensorsFile(join(tmp, OPTIMIZER_FILE), tensors, metadata);
   // Checksums of the bytes as they are on disk, read back after the fsync.
   const files = new Map<string, Uint8Array>();
   for (const file of REQUIRED_FILES) files.set(file, await readFile(join(tmp, file)));
@@ -315,55 +299,31 @@ async function verified(
   return c;
 }
 
-/** The AdamW state of a checkpoint, fused in `params`' slot order (verified first). */
+/** The optimizer state of a checkpoint, fused in `params`' slot order (verified first). */
 export async function readOptimizerState(
   source: string | VerifiedCheckpoint,
   params: TrainableParameters,
+  settings: OptimizerSettings,
   trainerStep?: number,
-): Promise<AdamWState> {
+): Promise<OptimizerState> {
   const c = await verified(source, trainerStep);
   const path = join(c.dir, OPTIMIZER_FILE);
-  const file = parseSafetensors(c.files.get(OPTIMIZER_FILE)!, path);
-  const m = new Float32Array(params.size);
-  const v = new Float32Array(params.size);
-  for (const slot of params.slots) {
-    for (const [suffix, into] of [
-      ['exp_avg', m],
-      ['exp_avg_sq', v],
-    ] as const) {
-      const name = `${slot.name}.${suffix}`;
-      const entry = file.tensors.get(name);
-      if (!entry)
-        throw new CheckpointError(`${path}: no tensor "${name}"; is it for another model?`);
-      const values = toFloat32(entry, name, path);
-      if (values.length !== slot.size)
-        throw new CheckpointError(
-          `${path}: "${name}" has ${values.length} values, the model's slot has ${slot.size}`,
-        );
-      into.set(values, slot.offset);
-    }
-  }
-  // AdamW's own count: a step skipped for a non-finite gradient does not advance it.
-  const step = Number(file.metadata.step);
-  if (!Number.isInteger(step) || step < 0 || step > c.state.step)
-    throw new CheckpointError(
-      `${path}: optimizer step "${file.metadata.step}" is not in [0, ${c.state.step}]`,
-    );
-  return { step, m, v };
+  return optimizerStateFrom(c.files.get(OPTIMIZER_FILE)!, path, params, settings, c.state.step);
 }
 
 /**
- * The parameters and AdamW state of a checkpoint (verified first), in
+ * The parameters and optimizer state of a checkpoint (verified first), in
  * `params`' slot order: LoRA parameters come from its PEFT adapter weights, by
  * slot name (peftSlotKey: "<module>.lora_A" -> "base_model.model.<module>.lora_A.weight").
  */
 export async function readCheckpointTrainState(
   source: string | VerifiedCheckpoint,
   params: TrainableParameters,
+  settings: OptimizerSettings,
   trainerStep?: number,
 ): Promise<TrainState> {
   const c = await verified(source, trainerStep);
-  const optimizer = await readOptimizerState(c, params);
+  const optimizer = await readOptimizerState(c, params, settings);
   const path = join(c.dir, ADAPTER_WEIGHTS_FILE);
   const values = adapterValues(c.files.get(ADAPTER_WEIGHTS_FILE)!, path, params);
   return { values, optimizer };

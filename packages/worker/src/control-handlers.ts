@@ -120,7 +120,7 @@ export const handlers: { [K in Case]: Handler<K> } = {
     const complete = session.assembler.add(part);
     if (!complete) return;
     const r = session.replica;
-    r.step.restore(decodeTrainState(complete.bytes, r.step.params.size));
+    r.step.restore(decodeTrainState(complete.bytes, r.step.params.size, r.step.stateSizes()));
     if (r.step.stepsDone !== complete.step) {
       throw new Error(`trainer state says step ${complete.step}, but holds ${r.step.stepsDone}`);
     }

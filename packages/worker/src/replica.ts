@@ -214,7 +214,7 @@ export class Replica {
   }
 
   /**
-   * Adds this replica's adapter and AdamW state to a checkpoint folder that
+   * Adds this replica's adapter and optimizer state to a checkpoint folder that
    * the coordinator started (checkpoint.ts); returns the manifest's sha256.
    */
   async writeCheckpoint(tmp: string): Promise<string> {
@@ -222,14 +222,18 @@ export class Replica {
     return writeCheckpointTensors(tmp, {
       adapter: await this.exportRaw(),
       params: this.step.params,
+      settings: this.config.optimizer,
       optimizer,
     });
   }
 
-  /** Loads parameters and AdamW state from a checkpoint folder (a resumed run's first step). */
+  /** Loads parameters and optimizer state from a checkpoint folder (a resumed run's first step). */
   async restore(dir: string): Promise<void> {
     const state = await readTrainerState(dir);
-    this.step.restore(await readCheckpointTrainState(dir, this.step.params, state.step));
+    const { params } = this.step;
+    this.step.restore(
+      await readCheckpointTrainState(dir, params, this.config.optimizer, state.step),
+    );
   }
 
   /**

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import {
   type BaseDtype,
   BASE_DTYPES,
-  type AdamWOptions,
+  type OptimizerSettings,
   type LrSchedule,
   type LoraSettings,
   type PlateauSettings,
@@ -21,6 +21,7 @@ import type { FeedbackSettings } from '@lorafleet/models';
 import type { RowOptions } from './rows.js';
 import { Fields, RunConfigError } from './run-config-fields.js';
 import { checkObjective, feedbackObjective } from './run-config-objective.js';
+import { optimizerSettings } from './run-config-optimizer.js';
 
 export { RunConfigError } from './run-config-fields.js';
 
@@ -71,7 +72,7 @@ export interface RunConfig {
     modulesToSave?: string[];
     bias?: PeftBias;
   };
-  optimizer: AdamWOptions;
+  optimizer: OptimizerSettings;
   schedule: LrSchedule;
   /** Global-norm clipping; null turns it off. */
   maxGradNorm: number | null;
@@ -174,7 +175,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
         typeof lora.raw.targets === 'string' ? lora.string('targets') : lora.strings('targets'),
       ...peftFields(lora),
     },
-    optimizer: adamWOptions(c.object('optimizer')),
+    optimizer: optimizerSettings(c.object('optimizer')),
     schedule: lrSchedule(schedule),
     maxGradNorm: c.has('maxGradNorm') ? c.numberIn('maxGradNorm', (x) => x > 0, '> 0') : null,
     seed: c.int('seed', 0, 2 ** 32 - 1),
@@ -219,16 +220,6 @@ function optionalTrainingFields(
     ...(c.has('loraplusLrRatio')
       ? { loraplusLrRatio: c.numberIn('loraplusLrRatio', (x) => x > 0, '> 0') }
       : {}),
-  };
-}
-
-function adamWOptions(optimizer: Fields): AdamWOptions {
-  return {
-    lr: optimizer.numberIn('lr', (x) => x >= 0, '>= 0'),
-    beta1: optimizer.numberIn('beta1', (x) => x >= 0 && x < 1, 'in [0, 1)'),
-    beta2: optimizer.numberIn('beta2', (x) => x >= 0 && x < 1, 'in [0, 1)'),
-    eps: optimizer.numberIn('eps', (x) => x > 0, '> 0'),
-    weightDecay: optimizer.numberIn('weightDecay', (x) => x >= 0, '>= 0'),
   };
 }
 

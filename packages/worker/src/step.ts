@@ -1,18 +1,20 @@
 // One synchronous data-parallel training step, in DESIGN.md's order:
 // (an objective's global-batch sums, all-reduced: KTO's KL estimate) ->
 // forward + backward over the micro-batches -> all-reduce of the fused
-// gradient -> divide by the global token (or pair) count -> clip -> AdamW. With one
+// gradient -> divide by the global token (or pair) count -> clip -> the optimizer (AdamW by default). With one
 // process the all-reduce is the identity.
 import {
-  type AdamWOptions,
-  type AdamWState,
   type LrSchedule,
+  type OptimizerSettings,
+  type OptimizerState,
+  type SlotLayout,
   type TrainableParameters,
-  adamWStep,
-  cloneAdamWState,
+  cloneOptimizerState,
   clipGlobalNorm,
+  createOptimizerState,
   globalNorm,
-  createAdamWState,
+  optimizerStep,
+  stateBuffers,
   GradientAccumulator,
   scheduledLr,
   settleDevice,
@@ -51,7 +53,7 @@ export type AllReduce = (buffer: Float32Array) => Promise<void>;
 export const localAllReduce: AllReduce = async () => {};
 
 export interface StepConfig {
-  optimizer: AdamWOptions;
+  optimizer: OptimizerSettings;
   schedule: LrSchedule;
   /** Global-norm clipping; null turns it off. */
   maxGradNorm: number | null;
@@ -94,7 +96,7 @@ export interface StepResult {
 /** What a snapshot or checkpoint holds: parameters and optimizer state. */
 export interface TrainState {
   values: Float32Array;
-  optimizer: AdamWState;
+  optimizer: OptimizerState;
 }
 
 /** A step's micro-batch sums on the device: tfjs's tape, or the hand-scheduled step. */
@@ -111,7 +113,8 @@ export class TrainingStep {
   /** How gradients are computed (LORAFLEET_WEBGPU_STEP), and why not the scheduled step. */
   readonly gradients: { path: StepGradients; reason: string | null };
   private values: Float32Array;
-  private optimizer: AdamWState;
+  private optimizer: OptimizerState;
+  private readonly layout: SlotLayout[];
   private readonly grads: Float32Array;
   private readonly scheduled: ScheduledGradients | null;
   readonly objective: Objective;
@@ -126,7 +129,8 @@ export class TrainingStep {
   ) {
     this.params = params;
     this.values = values;
-    this.optimizer = createAdamWState(params.size);
+    this.layout = params.layout;
+    this.optimizer = createOptimizerState(config.optimizer, this.layout);
     // Gradient, then loss sum and token count: one buffer, one all-reduce.
     this.grads = new Float32Array(params.size + 2);
     this.objective = objectiveOf(config.objective ?? SFT);
@@ -240,15 +244,12 @@ export class TrainingStep {
     const lr = scheduledLr(this.config.optimizer.lr, this.config.schedule, step, lrReductions);
     const applied = Number.isFinite(gradNorm);
     if (applied) {
-      adamWStep(
-        this.values,
-        grads,
-        this.optimizer,
-        this.config.optimizer,
+      optimizerStep(this.values, grads, this.optimizer, this.config.optimizer, {
         lr,
-        this.config.lrScales,
-        this.config.decayScales,
-      );
+        lrScales: this.config.lrScales ?? null,
+        decayScales: this.config.decayScales ?? null,
+        layout: this.layout,
+      });
       this.params.write(this.values);
     }
     const t3 = performance.now();
@@ -349,19 +350,31 @@ export class TrainingStep {
     return replicaHash(this.values);
   }
 
+  /** The run's optimizer state buffers: torch's names and their fused lengths. */
+  stateSizes(): { name: string; length: number }[] {
+    return stateBuffers(this.config.optimizer, this.layout);
+  }
+
   /** A copy of parameters and optimizer state (the step-start snapshot, checkpoints). */
   snapshot(): TrainState {
-    return { values: this.values.slice(), optimizer: cloneAdamWState(this.optimizer) };
+    return { values: this.values.slice(), optimizer: cloneOptimizerState(this.optimizer) };
   }
 
   restore(state: TrainState): void {
-    if (state.values.length !== this.params.size || state.optimizer.m.length !== this.params.size) {
+    if (state.values.length !== this.params.size) {
       throw new Error(
         `cannot restore: the state holds ${state.values.length} parameters, the model trains ${this.params.size}`,
       );
     }
+    for (const { name, length } of this.stateSizes()) {
+      const held = state.optimizer.buffers[name]?.length;
+      if (held !== length)
+        throw new Error(
+          `cannot restore: the optimizer state "${name}" holds ${held ?? 'no'} values, this run's optimizer keeps ${length}`,
+        );
+    }
     this.values = state.values.slice();
-    this.optimizer = cloneAdamWState(state.optimizer);
+    this.optimizer = cloneOptimizerState(state.optimizer);
     this.params.write(this.values);
   }
 }

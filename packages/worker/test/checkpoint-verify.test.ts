@@ -15,7 +15,13 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type PeftAdapter, TrainableParameters, tf, useBackend } from '@lorafleet/core';
+import {
+  DEFAULT_OPTIMIZER as ADAMW,
+  type PeftAdapter,
+  TrainableParameters,
+  tf,
+  useBackend,
+} from '@lorafleet/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CheckpointError,
@@ -109,7 +115,8 @@ beforeAll(async () => {
   good = await writeCheckpoint(join(root, 'good'), {
     adapter,
     params,
-    optimizer: { step: 5, m, v },
+    settings: ADAMW,
+    optimizer: { step: 5, buffers: { exp_avg: m, exp_avg_sq: v } },
     state: state(5),
   });
 });
@@ -121,10 +128,10 @@ describe('readCheckpoint on an intact checkpoint', () => {
     const c = await readCheckpoint(good);
     expect(c.state).toEqual(state(5));
     expect([...c.files.keys()].sort()).toEqual([...REQUIRED].sort());
-    const restored = await readCheckpointTrainState(c, params, 5);
+    const restored = await readCheckpointTrainState(c, params, ADAMW, 5);
     expect(restored.values).toEqual(Float32Array.from([...a, ...b]));
     expect(restored.optimizer.step).toBe(5);
-    expect(restored.optimizer.v[13]).toBe(Math.fround(13.1));
+    expect(restored.optimizer.buffers.exp_avg_sq![13]).toBe(Math.fround(13.1));
   });
 });
 
@@ -228,7 +235,7 @@ describe('readCheckpoint refuses damage, naming the file', () => {
       expect(message).toMatch(expected);
       expect(message).toContain(dir);
       // Nothing reads around the verification.
-      await expect(readCheckpointTrainState(dir, params)).rejects.toThrow(CheckpointError);
+      await expect(readCheckpointTrainState(dir, params, ADAMW)).rejects.toThrow(CheckpointError);
     });
   }
 
@@ -247,7 +254,7 @@ describe('readCheckpoint refuses damage, naming the file', () => {
   });
 
   it('a trainer state of another step than the caller expects', async () => {
-    await expect(readCheckpointTrainState(good, params, 4)).rejects.toThrow(
+    await expect(readCheckpointTrainState(good, params, ADAMW, 4)).rejects.toThrow(
       /holds step 5, expected step 4/,
     );
   });

@@ -45,7 +45,7 @@ export async function tinyRun(): Promise<{ dir: string; config: RunConfig }> {
       rowsFingerprint: rowsFingerprint(prepared.rows),
       evalData: null,
       lora: { r: 2, alpha: 4, dropout: 0, rslora: false, init: 'kaiming', targets: ['c_attn'] },
-      optimizer: { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
+      optimizer: { kind: 'adamw', lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
       schedule: { kind: 'constant' },
       maxGradNorm: 1,
       seed: 3,

@@ -72,7 +72,7 @@ async function oneStep(family: string, batch: Batch) {
   );
   const params = TrainableParameters.fromLoraLayers(layers);
   const step = new TrainingStep(model, params, {
-    optimizer: { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
+    optimizer: { kind: 'adamw', lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
     schedule: { kind: 'constant' },
     maxGradNorm: 1e9,
     seed: 3,

@@ -25,7 +25,7 @@ const valid: RunConfig = {
   rowsFingerprint: 'sha256:00',
   evalData: { file: '/data/valid.csv', rowsFingerprint: 'sha256:01' },
   lora: { r: 2, alpha: 4, dropout: 0, rslora: false, init: 'kaiming', targets: ['c_attn'] },
-  optimizer: { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
+  optimizer: { kind: 'adamw', lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
   schedule: { kind: 'cosine', warmupSteps: 2, totalSteps: 10, minRatio: 0.1 },
   maxGradNorm: 1,
   seed: 3,
@@ -115,8 +115,14 @@ function problemsOf(c: RunConfig): string[] {
       p.push('rows.csv');
   }
   if (!isInt(lora.r, 1) || !(lora.alpha > 0) || !inRange(lora.dropout, 0, 1)) p.push('lora');
-  if (!(o.lr >= 0) || !inRange(o.beta1, 0, 1) || !inRange(o.beta2, 0, 1)) p.push('optimizer');
-  if (!(o.eps > 0) || !(o.weightDecay >= 0)) p.push('optimizer');
+  // The sample trains AdamW; a kind left out means AdamW (run configs from before other optimizers).
+  const kind = (o as { kind?: unknown }).kind;
+  if (kind !== undefined && kind !== null && kind !== 'adamw') p.push('optimizer.kind');
+  else if (o.kind === 'adamw' || kind == null) {
+    const a = o as Extract<typeof o, { kind: 'adamw' }>;
+    if (!(a.lr >= 0) || !inRange(a.beta1, 0, 1) || !inRange(a.beta2, 0, 1)) p.push('optimizer');
+    if (!(a.eps > 0) || !(a.weightDecay >= 0)) p.push('optimizer');
+  }
   if (!isInt(s.warmupSteps ?? 0, 0)) p.push('schedule.warmupSteps');
   if (s.kind !== 'constant' && !isInt(s.totalSteps, 1)) p.push('schedule.totalSteps');
   if (s.kind === 'cosine' && s.minRatio !== undefined && !(s.minRatio >= 0 && s.minRatio <= 1))
@@ -158,7 +164,8 @@ describe('decodeRunConfig under fuzzing', () => {
   it('accepts the valid config, and refuses a wrong hash', () => {
     const { runConfig, runConfigHash: hash } = encodeRunConfig(valid);
     expect(decodeRunConfig(runConfig, hash)).toEqual(valid);
-    expect(() => decodeRunConfig(runConfig, `${hash.slice(0, -1)}0`)).toThrow(RunConfigError);
+    const wrong = `${hash.slice(0, -1)}${hash.endsWith('0') ? '1' : '0'}`;
+    expect(() => decodeRunConfig(runConfig, wrong)).toThrow(RunConfigError);
   });
 
   it('refuses random JSON values with a RunConfigError', () => {

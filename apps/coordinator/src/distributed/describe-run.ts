@@ -1,6 +1,12 @@
 // The lines a run starts with: the data, the model, what trains, the
 // objective, the batches and the optimizer, as resolved from the options.
-import type { BaseDtype } from '@lorafleet/core';
+import {
+  type BaseDtype,
+  type OptimizerKind,
+  type OptimizerOptionsOf,
+  type OptimizerSettings,
+  optimizerTitle,
+} from '@lorafleet/core';
 import type { SamplingStrategy } from '@lorafleet/data';
 import { hasReference } from '@lorafleet/models';
 import type { RunConfig } from '@lorafleet/worker';
@@ -90,12 +96,27 @@ function describeOptimizer({ optimizer: o, schedule, maxGradNorm }: RunConfig): 
     : schedule.warmupSteps
       ? `, ${schedule.warmupSteps} warmup steps`
       : '';
+  const own = (OPTIMIZER_DETAILS[o.kind] as (s: OptimizerSettings) => string)(o);
   return (
-    `optimizer: AdamW lr ${o.lr} (${schedule.kind}${warmup}), betas ${o.beta1}/${o.beta2}, ` +
-    `eps ${o.eps}, weight decay ${o.weightDecay}, ` +
+    `optimizer: ${optimizerTitle(o)} lr ${o.lr} (${schedule.kind}${warmup}), ${own}` +
+    `weight decay ${o.weightDecay}, ` +
     (maxGradNorm === null ? 'no clipping' : `gradients clipped at norm ${maxGradNorm}`)
   );
 }
+
+/** Each optimizer's own settings, as the optimizer line says them (each ends ", "). */
+const OPTIMIZER_DETAILS: { [K in OptimizerKind]: (o: OptimizerOptionsOf[K]) => string } = {
+  adamw: (o) => `betas ${o.beta1}/${o.beta2}, eps ${o.eps}, `,
+  sgd: (o) =>
+    o.momentum === 0
+      ? ''
+      : `momentum ${o.momentum}${o.dampening ? `, dampening ${o.dampening}` : ''}${o.nesterov ? ' (Nesterov)' : ''}, `,
+  adagrad: (o) => `${o.lrDecay ? `lr decay ${o.lrDecay}, ` : ''}eps ${o.eps}, `,
+  rmsprop: (o) => `alpha ${o.alpha}, eps ${o.eps}, ${o.momentum ? `momentum ${o.momentum}, ` : ''}`,
+  adafactor: (o) =>
+    `factored second moments, update clipped at RMS ${o.clipThreshold}, decay rate ${o.decayRate}, `,
+  lion: (o) => `betas ${o.beta1}/${o.beta2}, `,
+};
 
 /** How the "N steps of ..." line says each epoch's order. */
 const SAMPLING_NOTES: Record<SamplingStrategy, string> = {

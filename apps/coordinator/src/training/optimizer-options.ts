@@ -1,37 +1,55 @@
 // The optimizer and learning-rate options of `train` (spread into its spec):
-// AdamW as torch's (transformers' names and defaults), clipping, and the
+// the optimizer (transformers' optim names and optim_args), clipping, and the
 // schedule (transformers' lr_scheduler_type and lr_scheduler_kwargs).
-import { SCHEDULE_KINDS } from '@lorafleet/core';
-import { UsageError, defineOptions } from '../args.js';
+import { type OptimizerKind, SCHEDULE_KINDS } from '@lorafleet/core';
+import { defineOptions } from '../args.js';
 
 /**
- * transformers' `optim` names this AdamW answers to: torch's AdamW and the
- * variants that compute its update (fused, XLA, NPU, bitsandbytes' paged
- * 32-bit), and those that keep its state quantized (8-bit, 4-bit), which run
- * here with float32 state: the update is adamw_torch's, and a warning says so.
+ * transformers' `optim` names, and the optimizer each runs here: torch's
+ * AdamW under its own name and those that compute its update (fused, XLA,
+ * NPU, bitsandbytes' paged 32-bit); torch's SGD, Adagrad and RMSprop;
+ * transformers' Adafactor; bitsandbytes' 32-bit Lion. `quantized`: the name
+ * keeps its state in 8 or 4 bits, which runs here with float32 state (the
+ * unquantized update), with a warning.
  */
 export const OPTIM_NAMES = {
-  adamw_torch: 'same',
-  adamw_torch_fused: 'same',
-  adamw_torch_xla: 'same',
-  adamw_torch_npu_fused: 'same',
-  paged_adamw_32bit: 'same',
-  adamw_torch_8bit: 'quantized',
-  adamw_torch_4bit: 'quantized',
-  adamw_bnb_8bit: 'quantized',
-  adamw_8bit: 'quantized',
-  paged_adamw_8bit: 'quantized',
-} as const satisfies Record<string, 'same' | 'quantized'>;
+  adamw_torch: { kind: 'adamw' },
+  adamw_torch_fused: { kind: 'adamw' },
+  adamw_torch_xla: { kind: 'adamw' },
+  adamw_torch_npu_fused: { kind: 'adamw' },
+  paged_adamw_32bit: { kind: 'adamw' },
+  adamw_torch_8bit: { kind: 'adamw', quantized: true },
+  adamw_torch_4bit: { kind: 'adamw', quantized: true },
+  adamw_bnb_8bit: { kind: 'adamw', quantized: true },
+  adamw_8bit: { kind: 'adamw', quantized: true },
+  paged_adamw_8bit: { kind: 'adamw', quantized: true },
+  sgd: { kind: 'sgd' },
+  adagrad: { kind: 'adagrad' },
+  rmsprop: { kind: 'rmsprop' },
+  adafactor: { kind: 'adafactor' },
+  lion_32bit: { kind: 'lion' },
+  paged_lion_32bit: { kind: 'lion' },
+  lion_8bit: { kind: 'lion', quantized: true },
+  paged_lion_8bit: { kind: 'lion', quantized: true },
+} as const satisfies Record<string, { kind: OptimizerKind; quantized?: true }>;
 
 export type OptimName = keyof typeof OPTIM_NAMES;
 
 export const optimizerOptions = defineOptions({
   optim: {
+    affects: 'math',
     kind: 'string',
     value: 'NAME',
     default: 'adamw_torch',
     description:
-      "the optimizer, by transformers' optim names: AdamW (adamw_torch; its fused, XLA, NPU and paged 32-bit names run the same update; 8-bit and 4-bit names run it with float32 state, with a warning); other optimizers are not implemented",
+      "the optimizer, by transformers' optim names: adamw_torch (and the names that run its update: adamw_torch_fused, paged_adamw_32bit, ...), sgd, adagrad, rmsprop, adafactor, lion_32bit; 8-bit and 4-bit names run with float32 state, with a warning",
+  },
+  'optim-args': {
+    affects: 'math',
+    kind: 'string',
+    value: 'K=V,...',
+    description:
+      "the optimizer's own settings, as transformers' optim_args: sgd momentum, dampening, nesterov; adagrad lr_decay, eps; rmsprop momentum, alpha, eps (AdamW and Lion take --adam-beta1/--adam-beta2, AdamW --adam-epsilon)",
   },
   lr: {
     aliases: ['learning_rate'],
@@ -105,23 +123,3 @@ export const optimizerOptions = defineOptions({
     description: 'global-norm gradient clipping (0: off)',
   },
 });
-
-/**
- * --optim, checked: an AdamW name, or a UsageError naming what runs instead;
- * `warning` for the names whose state is quantized.
- */
-export function optimFrom(name: string): { name: OptimName; warning: string | null } {
-  if (!Object.hasOwn(OPTIM_NAMES, name)) {
-    const same = (Object.keys(OPTIM_NAMES) as OptimName[]).filter((n) => OPTIM_NAMES[n] === 'same');
-    throw new UsageError(
-      `train: --optim ${name}: only AdamW is implemented (torch's: --optim adamw_torch, the default; ` +
-        `${same.slice(1).join(', ')} run the same update, and the 8-bit and 4-bit AdamW names run it with float32 state)`,
-    );
-  }
-  const optim = name as OptimName;
-  const warning =
-    OPTIM_NAMES[optim] === 'quantized'
-      ? `--optim ${optim}: the AdamW state stays in float32 (8 bytes per trainable parameter, small for LoRA): the update is adamw_torch's, not the quantized one's`
-      : null;
-  return { name: optim, warning };
-}

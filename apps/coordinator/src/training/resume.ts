@@ -13,6 +13,8 @@ import type { TrainOptions } from './train-spec.js';
 import { type TrainerState, type VerifiedCheckpoint, resumeCheckpoint } from './checkpoint.js';
 import { trainSpec } from './train-spec.js';
 import { resolvedBeta, resolvedCpoAlpha } from './objective-settings.js';
+import { OPTIM_NAMES } from './optimizer-options.js';
+import { optimName } from './optimizer-settings.js';
 
 /** Content hashes of the inputs, so a changed file is caught even under the same name. */
 export interface RunInputs {
@@ -38,6 +40,8 @@ const RESOLVED: Record<string, (o: TrainOptions) => unknown> = {
   'micro-batch-size': (o) => o.microBatchSize ?? o.batchSize,
   beta: resolvedBeta,
   'cpo-alpha': resolvedCpoAlpha,
+  // The optimizer, not its name: adamw_torch_fused trains what adamw_torch does.
+  optim: (o) => OPTIM_NAMES[optimName(o.optim)].kind,
 };
 
 export function configHash(config: Record<string, unknown>): string {
@@ -110,6 +114,9 @@ const ADDED_LATER: Record<string, unknown> = {
   'lr-scheduler-kwargs': null,
   'data-seed': null,
   'dataloader-drop-last': false,
+  // Before --optim chose among optimizers, every run trained with AdamW.
+  optim: 'adamw',
+  'optim-args': null,
 };
 
 /** Math options renamed since: the old name, the new one, and the old value as the new option records it. */

@@ -1,12 +1,12 @@
 // The batch, step-count and optimizer options that the one-process and the
 // distributed `train` read the same way.
 import {
-  type AdamWOptions,
   type LrSchedule,
+  type OptimizerSettings,
   type ScheduleKind,
   validateSchedule,
 } from '@lorafleet/core';
-import { optimFrom } from './optimizer-options.js';
+import { optimizerFrom } from './optimizer-settings.js';
 import { scheduleFrom } from './schedule-options.js';
 import { GlobalBatchSampler, type SamplingStrategy } from '@lorafleet/data';
 import { UsageError } from '../args.js';
@@ -19,7 +19,7 @@ export interface StepOptions {
   sampler: GlobalBatchSampler;
   steps: number;
   schedule: LrSchedule;
-  optimizer: AdamWOptions;
+  optimizer: OptimizerSettings;
   /** null: no clipping (--max-grad-norm 0). */
   maxGradNorm: number | null;
 }
@@ -70,14 +70,13 @@ export function stepOptionsFrom(
     throw new UsageError(`train: ${(error as Error).message} (--schedule, --lr-scheduler-kwargs)`);
   }
   const maxGradNorm = o.maxGradNorm;
-  optimFrom(o.optim); // refuses what is not AdamW
   return {
     batchSize,
     microBatchSize,
     sampler,
     steps,
     schedule,
-    optimizer: { lr: o.lr, ...adamSettings(o), weightDecay: o.weightDecay },
+    optimizer: optimizerFrom(o).settings,
     maxGradNorm: maxGradNorm > 0 ? maxGradNorm : null,
   };
 }
@@ -92,22 +91,9 @@ function warmupStepsOf(given: number, steps: number): number {
   return given;
 }
 
-/** --adam-beta1, --adam-beta2 and --adam-epsilon, checked as torch.optim.AdamW checks them. */
-function adamSettings(o: TrainOptions): Pick<AdamWOptions, 'beta1' | 'beta2' | 'eps'> {
-  for (const [name, beta] of [
-    ['adam-beta1', o.adamBeta1],
-    ['adam-beta2', o.adamBeta2],
-  ] as const) {
-    if (beta >= 1) throw new UsageError(`train: --${name} ${beta}: it must be in [0, 1)`);
-  }
-  if (o.adamEpsilon <= 0)
-    throw new UsageError(`train: --adam-epsilon ${o.adamEpsilon}: it must be > 0`);
-  return { beta1: o.adamBeta1, beta2: o.adamBeta2, eps: o.adamEpsilon };
-}
-
 /** Where the batch order or the schedule is not what a transformers user would expect. */
 export function stepWarnings(o: TrainOptions, lengths: Uint32Array): string[] {
-  const warnings = [samplingWarning(o, lengths), optimFrom(o.optim).warning];
+  const warnings = [samplingWarning(o, lengths), ...optimizerFrom(o).warnings];
   if (o.schedule === 'constant' && o.warmupSteps > 0)
     warnings.push(
       "--schedule constant warms up over --warmup-steps here, as transformers' constant_with_warmup (its constant ignores warmup_steps)",
