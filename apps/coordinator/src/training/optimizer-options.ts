@@ -45,6 +45,7 @@ export const optimizerOptions = defineOptions({
       "the optimizer, by transformers' optim names: adamw_torch (and the names that run its update: adamw_torch_fused, paged_adamw_32bit, ...), sgd, adagrad, rmsprop, adafactor, lion_32bit; 8-bit and 4-bit names run with float32 state, with a warning",
   },
   'optim-args': {
+    aliases: ['optim_args'],
     affects: 'math',
     kind: 'string',
     value: 'K=V,...',
@@ -65,7 +66,7 @@ export const optimizerOptions = defineOptions({
     min: 0,
     default: 0,
     description:
-      "AdamW decoupled weight decay; not on biases and norm weights, as transformers' Trainer",
+      "weight decay: decoupled for AdamW, Adafactor and Lion, added to the gradient for SGD, Adagrad and RMSprop (as torch's); not on biases and norm weights, as transformers' Trainer",
   },
   'adam-beta1': {
     affects: 'math',
