@@ -51,6 +51,9 @@ const CASES: Case[] = [
   c('constant_with_warmup', 4, 10),
   c('cosine_with_min_lr', 3, 20, { min_lr_rate: 0.1 }),
   c('cosine_with_min_lr', 2, 15, { min_lr: 1e-4, num_cycles: 0.75 }),
+  c('cosine_warmup_with_min_lr', 3, 20, { min_lr_rate: 0.1 }),
+  c('cosine_warmup_with_min_lr', 4, 16, { min_lr: 2e-4, warmup_lr_rate: 0.2, num_cycles: 0.6 }),
+  c('cosine_warmup_with_min_lr', 0, 10, { min_lr_rate: 0.05 }),
   c('cosine_with_restarts', 2, 30, { num_cycles: 3 }),
   c('polynomial', 2, 20, { lr_end: 1e-5, power: 2 }),
   c('polynomial', 3, 12),
@@ -88,7 +91,7 @@ describe('LR schedules', () => {
       );
     }
     // Every kind is compared.
-    expect(new Set(CASES.map((x) => x.name)).size).toBe(9);
+    expect(new Set(CASES.map((x) => x.name)).size).toBe(10);
   }, 120_000);
 
   it('reaches the workers: a run logs the LR of each step (2 workers, warmup_stable_decay)', async () => {

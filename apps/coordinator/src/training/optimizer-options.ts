@@ -114,7 +114,7 @@ export const optimizerOptions = defineOptions({
     kind: 'string',
     value: 'JSON',
     description:
-      'the schedule\'s own settings, as transformers\' lr_scheduler_kwargs: cosine {"num_cycles"}, cosine_with_min_lr {"min_lr_rate" or "min_lr", "num_cycles"}, cosine_with_restarts {"num_cycles"}, polynomial {"lr_end", "power"}, inverse_sqrt {"timescale"}, warmup_stable_decay {"num_decay_steps", "num_stable_steps", "warmup_type", "decay_type", "min_lr_ratio", "num_cycles"}, reduce_lr_on_plateau {"mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"} (torch\'s ReduceLROnPlateau, stepped with --metric-for-best-model at each evaluation)',
+      'the schedule\'s own settings, as transformers\' lr_scheduler_kwargs: cosine {"num_cycles"}, cosine_with_min_lr {"min_lr_rate" or "min_lr", "num_cycles"}, cosine_warmup_with_min_lr {the same and "warmup_lr_rate"}, cosine_with_restarts {"num_cycles"}, polynomial {"lr_end", "power"}, inverse_sqrt {"timescale"}, warmup_stable_decay {"num_decay_steps", "num_stable_steps", "warmup_type", "decay_type", "min_lr_ratio", "num_cycles"}, reduce_lr_on_plateau {"mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"} (torch\'s ReduceLROnPlateau, stepped with --metric-for-best-model at each evaluation)',
   },
   'max-grad-norm': {
     affects: 'math',

@@ -18,7 +18,7 @@ type Reader = (k: KwargReader, lr: number) => Partial<LrSchedule>;
 
 class KwargReader {
   constructor(
-    private readonly kind: ScheduleKind,
+    readonly kind: ScheduleKind,
     private readonly kwargs: Kwargs,
   ) {}
 
@@ -59,6 +59,17 @@ const share = (x: number) => x >= 0 && x <= 1;
 const defined = <T extends object>(o: Partial<T>) =>
   Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 
+/** cosine_with_min_lr's and cosine_warmup_with_min_lr's floor (one of min_lr and min_lr_rate) and waves. */
+function cosineFloor(k: KwargReader, lr: number): Partial<LrSchedule> {
+  const rate = k.number('min_lr_rate', share, 'in [0, 1]');
+  const min = k.number('min_lr', (x) => x >= 0 && x <= lr, `in [0, --lr ${lr}]`);
+  if ((rate === undefined) === (min === undefined))
+    throw new UsageError(
+      `train: --schedule ${k.kind} needs one of min_lr and min_lr_rate in --lr-scheduler-kwargs, e.g. '{"min_lr_rate": 0.1}'`,
+    );
+  return { numCycles: k.number('num_cycles', positive, '> 0'), minRatio: rate ?? min! / lr };
+}
+
 /** Each kind's keywords (transformers' names) and how they read. */
 const KWARGS: Record<ScheduleKind, { keys: string[]; read: Reader }> = {
   constant: { keys: [], read: () => ({}) },
@@ -68,17 +79,13 @@ const KWARGS: Record<ScheduleKind, { keys: string[]; read: Reader }> = {
     keys: ['num_cycles'],
     read: (k) => ({ numCycles: k.number('num_cycles', positive, '> 0') }),
   },
-  cosine_with_min_lr: {
-    keys: ['num_cycles', 'min_lr', 'min_lr_rate'],
-    read: (k, lr) => {
-      const rate = k.number('min_lr_rate', share, 'in [0, 1]');
-      const min = k.number('min_lr', (x) => x >= 0 && x <= lr, `in [0, --lr ${lr}]`);
-      if ((rate === undefined) === (min === undefined))
-        throw new UsageError(
-          'train: --schedule cosine_with_min_lr needs one of min_lr and min_lr_rate in --lr-scheduler-kwargs, e.g. \'{"min_lr_rate": 0.1}\'',
-        );
-      return { numCycles: k.number('num_cycles', positive, '> 0'), minRatio: rate ?? min! / lr };
-    },
+  cosine_with_min_lr: { keys: ['num_cycles', 'min_lr', 'min_lr_rate'], read: cosineFloor },
+  cosine_warmup_with_min_lr: {
+    keys: ['num_cycles', 'min_lr', 'min_lr_rate', 'warmup_lr_rate'],
+    read: (k, lr) => ({
+      ...cosineFloor(k, lr),
+      warmupLrRate: k.number('warmup_lr_rate', share, 'in [0, 1]'),
+    }),
   },
   cosine_with_restarts: {
     keys: ['num_cycles'],

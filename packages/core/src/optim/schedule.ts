@@ -12,6 +12,7 @@ export type ScheduleKind =
   | 'linear'
   | 'cosine'
   | 'cosine_with_min_lr'
+  | 'cosine_warmup_with_min_lr'
   | 'cosine_with_restarts'
   | 'polynomial'
   | 'inverse_sqrt'
@@ -25,6 +26,7 @@ export const SCHEDULE_KINDS: readonly ScheduleKind[] = [
   'constant',
   'constant_with_warmup',
   'cosine_with_min_lr',
+  'cosine_warmup_with_min_lr',
   'cosine_with_restarts',
   'polynomial',
   'inverse_sqrt',
@@ -45,6 +47,8 @@ export interface LrSchedule {
   numCycles?: number;
   /** The floor, a share of the LR: cosine_with_min_lr's min_lr_rate, warmup_stable_decay's min_lr_ratio. */
   minRatio?: number;
+  /** cosine_warmup_with_min_lr: the warmup's first factor (warmup_lr_rate; default 1 / warmup). */
+  warmupLrRate?: number;
   /** polynomial: lr_end over the LR (default 1e-7 over it), and the power (default 1). */
   lrEndRatio?: number;
   power?: number;
@@ -93,7 +97,22 @@ function warmupStableDecay(s: LrSchedule, step: number): number {
   return floor;
 }
 
-/** Each kind's multiplier after the linear warmup (warmup_stable_decay: throughout). */
+/**
+ * cosine_warmup_with_min_lr (transformers' get_cosine_with_min_lr_schedule_with_warmup_lr_rate):
+ * its warmup ends at 1 on the last warmup step (from warmup_lr_rate, or counting steps from 1),
+ * and its decay counts the first step after warmup as done.
+ */
+function cosineWarmupWithMinLr(s: LrSchedule, step: number): number {
+  const [warmup, floor, rate] = [s.warmupSteps ?? 0, s.minRatio ?? 0, s.warmupLrRate];
+  if (step < warmup) {
+    if (rate === undefined) return (step + 1) / Math.max(1, warmup);
+    return rate + ((1 - rate) * step) / Math.max(1, warmup - 1);
+  }
+  const p = (step - warmup + 1) / Math.max(1, (s.totalSteps ?? 0) - warmup);
+  return Math.max(0, wave(p, s.numCycles ?? 0.5) * (1 - floor) + floor);
+}
+
+/** Each kind's multiplier after the linear warmup (warmup_stable_decay, cosine_warmup_with_min_lr: throughout). */
 const AFTER_WARMUP: Record<ScheduleKind, (s: LrSchedule, step: number) => number> = {
   constant: () => 1,
   constant_with_warmup: () => 1,
@@ -103,6 +122,7 @@ const AFTER_WARMUP: Record<ScheduleKind, (s: LrSchedule, step: number) => number
     return Math.max(0, wave(progress(s, step), s.numCycles ?? 0.5) * (1 - floor) + floor);
   },
   cosine_with_min_lr: (s, step) => AFTER_WARMUP.cosine(s, step),
+  cosine_warmup_with_min_lr: cosineWarmupWithMinLr,
   cosine_with_restarts: (s, step) => {
     const p = progress(s, step);
     if (p >= 1) return 0;
@@ -123,9 +143,10 @@ const AFTER_WARMUP: Record<ScheduleKind, (s: LrSchedule, step: number) => number
   reduce_lr_on_plateau: () => 1,
 };
 
-/** Kinds whose own shape covers the warmup (warmup_stable_decay) or that ignore it (transformers' plateau). */
+/** Kinds whose own shape covers the warmup (warmup_stable_decay, ...) or that ignore it (transformers' plateau). */
 const NO_LINEAR_WARMUP: ReadonlySet<ScheduleKind> = new Set([
   'warmup_stable_decay',
+  'cosine_warmup_with_min_lr',
   'reduce_lr_on_plateau',
 ]);
 
@@ -156,6 +177,7 @@ export const NEEDS_TOTAL: ReadonlySet<ScheduleKind> = new Set([
   'linear',
   'cosine',
   'cosine_with_min_lr',
+  'cosine_warmup_with_min_lr',
   'cosine_with_restarts',
   'polynomial',
   'warmup_stable_decay',
@@ -176,6 +198,9 @@ export function validateSchedule(schedule: LrSchedule): void {
   if (!(lrEndRatio >= 0 && lrEndRatio < 1))
     bad(`lr_end must be below the LR, got ${lrEndRatio} of it`);
   if (!(power > 0) || !(timescale > 0)) bad(`power and timescale must be > 0`);
+  const { warmupLrRate = 0 } = schedule;
+  if (!(warmupLrRate >= 0 && warmupLrRate <= 1))
+    bad(`warmup_lr_rate must be in [0, 1], got ${warmupLrRate}`);
   if (kind === 'reduce_lr_on_plateau') validatePlateau(schedule.plateau ?? PLATEAU_DEFAULTS, bad);
   if (kind === 'warmup_stable_decay') {
     const { decaySteps, stableSteps } = schedule;
