@@ -1,53 +1,54 @@
 #!/usr/bin/env node
-// A screenshot of a live (or replayed) dashboard, for the README:
-//   node apps/coordinator/scripts/dashboard-screenshot.mjs URL OUT.png [--points N]
-// Waits until the loss chart has N points (default 40), then saves a
-// full-page PNG. Needs Chromium at /usr/bin/chromium (Debian: apt-get install chromium).
-import { mkdtempSync, rmSync } from 'node:fs';
+// Remakes docs/dashboard.png, the README's picture of the dashboard: runs the
+// main job (main-job.mjs, which serves the dashboard at 127.0.0.1:7777),
+// opens the dashboard in Chromium (playwright-core, /usr/bin/chromium) and
+// takes the whole page once the run reaches step 75 of 120. Needs the build
+// (`pnpm build`) and Chromium (`scripts/test-machine.sh` installs it).
+//   node apps/coordinator/scripts/dashboard-screenshot.mjs [OUT.png]
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: { points: { type: 'string', default: '40' }, help: { type: 'boolean', short: 'h' } },
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const out = process.argv[2] ?? join(root, 'docs', 'dashboard.png');
+const STEP = 75;
+
+const job = spawn(process.execPath, [join(root, 'apps/coordinator/scripts/main-job.mjs')], {
+  cwd: root,
+  stdio: ['ignore', 'inherit', 'inherit'],
 });
-if (values.help || positionals.length !== 2) {
-  console.log('usage: dashboard-screenshot.mjs URL OUT.png [--points N]');
-  process.exit(values.help ? 0 : 2);
-}
-const [url, out] = positionals;
-const profile = mkdtempSync(join(tmpdir(), 'lorafleet-shot-'));
+const ended = new Promise((resolve) => job.on('exit', resolve));
+const profile = await mkdtemp(join(tmpdir(), 'lorafleet-screenshot-'));
 const browser = await chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
   headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--no-first-run'],
   viewport: { width: 1440, height: 1000 },
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
 });
 try {
-  const page = await browser.newPage();
-  await page.goto(url);
-  const want = Number(values.points);
-  const chart = page.locator('[data-testid="loss-chart"]');
-  const deadline = performance.now() + 600_000;
-  while (Number(await chart.getAttribute('data-points').catch(() => 0)) < want) {
-    if (performance.now() > deadline)
-      throw new Error(`fewer than ${want} loss points after 10 min`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  // The dashboard starts with the run: retry until it answers.
+  for (let tries = 0; ; tries++) {
+    try {
+      await page.goto('http://127.0.0.1:7777/');
+      break;
+    } catch (error) {
+      if (tries > 300) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
   }
+  await page.waitForFunction((step) => document.body.innerText.includes(`step ${step} / `), STEP, {
+    timeout: 600_000,
+    polling: 200,
+  });
+  await page.waitForTimeout(500); // the charts draw on the next frame
   await page.screenshot({ path: out, fullPage: true });
-  console.log(`saved ${out}`);
+  console.error(`dashboard-screenshot: wrote ${out} at step ${STEP}`);
 } finally {
   await browser.close();
-  rmSync(profile, { recursive: true, force: true });
+  await rm(profile, { recursive: true, force: true });
 }
+console.error(`dashboard-screenshot: the main job exited with ${await ended}`);
