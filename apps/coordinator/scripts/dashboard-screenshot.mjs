@@ -40,10 +40,14 @@ try {
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
-  await page.waitForFunction((step) => document.body.innerText.includes(`step ${step} / `), STEP, {
-    timeout: 600_000,
-    polling: 200,
-  });
+  await page.waitForFunction(
+    (step) => globalThis.document.body.innerText.includes(`step ${step} / `),
+    STEP,
+    {
+      timeout: 600_000,
+      polling: 200,
+    },
+  );
   await page.waitForTimeout(500); // the charts draw on the next frame
   await page.screenshot({ path: out, fullPage: true });
   console.error(`dashboard-screenshot: wrote ${out} at step ${STEP}`);
