@@ -37,6 +37,7 @@ interface TrainerRun {
   /** SFTTrainer only: its token metrics per step, and its evaluation after training. */
   accuracies?: number[];
   entropies?: number[];
+  numTokens?: number[];
   eval?: { loss: number; mean_token_accuracy: number; entropy: number };
   moved: number;
   compare: Record<string, { maxAbsDiff: number; elements: number; over1PercentOfMoved: number }>;
@@ -70,6 +71,7 @@ interface StepLine {
   evalLoss?: number;
   evalMeanTokenAccuracy?: number;
   evalEntropy?: number;
+  numTokens?: number;
 }
 
 /** Each step's line with a training loss, from a run's metrics.jsonl. */
@@ -85,11 +87,16 @@ function stepLines(metrics: string): StepLine[] {
  * SFTTrainer's token metrics against a run's: each step's mean_token_accuracy
  * (one batch per step, so its mean over the batch is the share over all
  * tokens) equal (TRL logs a float32), its entropy within 1e-4 (measured
- * 1.7e-6), and trainer.evaluate() after training against the run's held-out
+ * 1.7e-6), its num_tokens (the tokens under the attention mask so far)
+ * equal, and trainer.evaluate() after training against the run's held-out
  * evaluation at its last step, likewise.
  */
 function expectTokenMetrics(lines: StepLine[], trainer: TrainerRun, what: string) {
   expect(trainer.accuracies).toHaveLength(STEPS);
+  expect(
+    lines.map((m) => m.numTokens),
+    `${what}: num_tokens`,
+  ).toEqual(trainer.numTokens);
   lines.forEach((m, i) => {
     expect(
       Math.abs(m.meanTokenAccuracy! - trainer.accuracies![i]!),

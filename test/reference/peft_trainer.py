@@ -20,8 +20,8 @@ usage: peft_trainer.py byte-tokenizer MODEL_DIR
   writes a byte-level BPE tokenizer.json (no merges: a token per byte,
   <|endoftext|> 256) and tokenizer_config.json into MODEL_DIR
   prints {"versions", "losses": [Trainer's loss per step],
-          with "trainer": "sft" also "accuracies", "entropies" (SFTTrainer's mean_token_accuracy
-          and entropy per step) and "eval" ({"loss", "mean_token_accuracy", "entropy"} of
+          with "trainer": "sft" also "accuracies", "entropies", "numTokens" (SFTTrainer's
+          mean_token_accuracy, entropy and num_tokens per step) and "eval" ({"loss", "mean_token_accuracy", "entropy"} of
           trainer.evaluate() on the data, in one batch, after training),
           "moved": max |final - initial| of the adapter's values,
           "compare": {folder: {"maxAbsDiff", "elements", "over1PercentOfMoved"}}}
@@ -164,7 +164,8 @@ def main(spec_path):
         losses = [h["loss"] for h in history if "loss" in h]
         # SFTTrainer's token metrics per step, and its evaluation of the trained adapter on the data.
         sft = {"accuracies": [h["mean_token_accuracy"] for h in history if "mean_token_accuracy" in h],
-               "entropies": [h["entropy"] for h in history if "entropy" in h]}
+               "entropies": [h["entropy"] for h in history if "entropy" in h],
+               "numTokens": [h["num_tokens"] for h in history if "num_tokens" in h and "loss" in h]}
         if spec.get("trainer") == "sft":
             evaluated = trainer.evaluate()
             sft["eval"] = {k: evaluated[f"eval_{k}"] for k in ("loss", "mean_token_accuracy", "entropy")}

@@ -1,7 +1,8 @@
 // --optim beyond AdamW through the real CLI and real processes: on 2 workers,
 // a run stopped at step 4 and resumed ends with the uninterrupted run's
 // adapter bytes for Adafactor (factored moments, and the 1-D state of trained
-// biases), SGD with momentum, RMSprop with momentum, Adagrad and Lion; the
+// biases), SGD with momentum, RMSprop with momentum, Adagrad and Lion (and
+// logs the uninterrupted run's num_tokens); the
 // checkpoint keeps torch's state names and shapes; 1 worker trains 2's
 // adapter; a resume with another optimizer is refused, naming both. The
 // updates themselves: packages/core/test/optimizers.test.ts; against
@@ -45,6 +46,11 @@ const COMMON = [
 const train = (out: string, ...args: string[]) =>
   lorafleetOk(['train', '--model', model, '--data', data, '--out', out, ...COMMON, ...args]);
 const adapterFile = (run: string) => readFile(join(run, 'adapter', 'adapter_model.safetensors'));
+const numTokens = async (run: string) =>
+  (await readFile(join(run, 'metrics.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => (JSON.parse(line) as { numTokens?: number }).numTokens);
 
 const OPTIMIZERS: Record<string, string[]> = {
   // --lora-bias all trains the biases too: Adafactor keeps their (1-D) state unfactored.
@@ -66,6 +72,10 @@ describe('--optim through lorafleet train', () => {
       await train(cut, ...args, '--steps', '4');
       await train(cut, ...args, '--resume', cut);
       expect((await adapterFile(cut)).equals(await adapterFile(whole))).toBe(true);
+      // TRL's num_tokens goes on counting from the checkpoint's step.
+      const counts = await Promise.all([cut, whole].map(numTokens));
+      expect(counts[0]).toEqual(counts[1]);
+      expect(counts[1]![5]).toBeGreaterThan(counts[1]![0]!);
     },
     300_000,
   );

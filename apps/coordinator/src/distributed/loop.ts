@@ -77,15 +77,17 @@ interface LoopState {
   stoppedEarly: boolean;
   /** The newest evaluation at an --eval-every step. */
   lastEval: { step: number; result: EvalResult } | null;
+  /** TRL's num_tokens: the tokens under the attention mask trained on so far; null where it is not kept. */
+  numTokens: number | null;
 }
 
 export async function trainLoop(run: RunContext): Promise<LoopResult> {
   const { plan, out, start, interrupt, ring } = run;
   const metricsPath = join(out, 'metrics.jsonl');
   // A resumed run's losses so far (its summary covers the whole run, not this process's part).
-  const earlier = start.resumed
+  const { numTokens, ...earlier } = start.resumed
     ? await trimMetrics(metricsPath, start.step)
-    : { losses: [], rewardAccuracies: [] };
+    : { losses: [], rewardAccuracies: [], numTokens: 0 };
   if (!start.resumed) await writeFile(metricsPath, '');
   const ledger = new SampleLedger(join(out, LEDGER_FILE), start.resumed ? start.step : 0);
   const progress = new Progress({ label: 'train', total: plan.steps });
@@ -101,12 +103,14 @@ export async function trainLoop(run: RunContext): Promise<LoopResult> {
     timings: new Map(),
     stoppedEarly: false,
     lastEval: null,
+    numTokens: plan.inputTokens ? numTokens : null,
   };
   const save = () => saveCheckpoint(run, loop, ledger);
   try {
     while (loop.done < plan.steps && !interrupt.requested && !loop.stoppedEarly) {
       try {
-        const { reports, epoch } = await stepOnce(run, loop, ledger);
+        const { reports, epoch, ids } = await stepOnce(run, loop, ledger);
+        countInputTokens(run.plan, loop, ids);
         await afterStep(run, loop, reports, epoch, metricsPath, progress);
         // Every K steps, and at the end (interrupted, stopped early or not).
         const every = plan.checkpointEvery;
@@ -151,7 +155,7 @@ async function stepOnce(
   run: RunContext,
   loop: LoopState,
   ledger: SampleLedger,
-): Promise<{ reports: StepDone[]; epoch: number }> {
+): Promise<{ reports: StepDone[]; epoch: number; ids: readonly number[] }> {
   const { fleet, ring, plan } = run;
   const step = loop.done + 1;
   await ring.boundary(loop.done);
@@ -184,7 +188,13 @@ async function stepOnce(
       waitMs: Math.max(0, wallMs - t.computeMs - t.allreduceMs - t.updateMs),
     });
   });
-  return { reports, epoch: planned.epoch };
+  return { reports, epoch: planned.epoch, ids: planned.ids };
+}
+
+/** Adds the step's rows' tokens to TRL's num_tokens, where the run keeps it. */
+function countInputTokens(plan: RunPlan, loop: LoopState, ids: readonly number[]): void {
+  if (loop.numTokens === null || !plan.inputTokens) return;
+  for (const id of ids) loop.numTokens += plan.inputTokens[id]!;
 }
 
 /**
@@ -237,6 +247,7 @@ async function afterStep(
   const seconds = (performance.now() - loop.started) / 1000;
   const tokensPerSecond = loop.tokens / (seconds - loop.evalSeconds);
   const line: Record<string, unknown> = { ...metrics, epoch, seconds };
+  if (loop.numTokens !== null) line.numTokens = loop.numTokens;
   // The last step's too: the evaluation after training reuses it, and a checkpoint records it.
   if (plan.evalEvery > 0 && step % plan.evalEvery === 0) {
     const t0 = performance.now();

@@ -66,6 +66,11 @@ export interface RunPlan {
   bestModel: BestModelSettings | null;
   /** --schedule reduce_lr_on_plateau: its settings and the metric it watches; null otherwise. */
   lrPlateau: { settings: PlateauSettings; metric: BestMetric } | null;
+  /**
+   * [N] each training row's tokens under the attention mask (what TRL's
+   * num_tokens counts) for the token loss; null for pair and KTO rows.
+   */
+  inputTokens: Uint32Array | null;
 }
 
 /** Option pairs that only make sense with the whole plan in view. */
@@ -159,6 +164,8 @@ export async function planRun(given: TrainOptions): Promise<RunPlan> {
     checkpointEvery: best.checkpointEvery,
     bestModel: best.settings,
     lrPlateau: plateau && { settings: plateau.settings, metric: plateau.metric },
+    // A token-loss row's length is its tokens under the attention mask.
+    inputTokens: rows.pairs || rows.kto ? null : lengths,
   };
 }
 

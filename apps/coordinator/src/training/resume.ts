@@ -223,25 +223,35 @@ export interface TrainSeries {
   rewardAccuracies: number[];
 }
 
-/** Drops metrics lines past `step` (written after the checkpoint by the run that stopped); returns the kept lines' series. */
-export async function trimMetrics(path: string, step: number): Promise<TrainSeries> {
+/**
+ * Drops metrics lines past `step` (written after the checkpoint by the run
+ * that stopped); returns the kept lines' series, and the last kept line's
+ * numTokens (TRL's num_tokens so far: 0 with no line kept, null where the
+ * lines predate it).
+ */
+export async function trimMetrics(
+  path: string,
+  step: number,
+): Promise<TrainSeries & { numTokens: number | null }> {
   const text = await readFile(path, 'utf8').catch(() => '');
-  const kept: { line: string; loss: number; rewardAccuracy?: number }[] = [];
+  type Kept = { line: string; loss: number; rewardAccuracy?: number; numTokens?: number };
+  const kept: Kept[] = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
     try {
-      const m = JSON.parse(line) as { step?: number; loss?: number; rewardAccuracy?: number };
-      if (m.step! <= step)
-        kept.push({ line, loss: m.loss ?? NaN, rewardAccuracy: m.rewardAccuracy });
+      const m = JSON.parse(line) as Omit<Kept, 'line'> & { step?: number };
+      if (m.step! <= step) kept.push({ ...m, line, loss: m.loss ?? NaN });
     } catch {
       // a torn last line (the run was killed mid-write): dropped
     }
   }
   await writeFile(path, kept.map((k) => `${k.line}\n`).join(''));
+  const last = kept.at(-1);
   return {
     losses: kept.map((k) => k.loss),
     rewardAccuracies: kept.flatMap((k) =>
       k.rewardAccuracy === undefined ? [] : [k.rewardAccuracy],
     ),
+    numTokens: last === undefined ? 0 : (last.numTokens ?? null),
   };
 }
