@@ -152,7 +152,7 @@ describe('train --objective dpo', () => {
     expect(Math.abs(before.margin)).toBe(0);
   });
 
-  it('trains with IPO, label smoothing, APO-zero, BCO, DiscoPOP, f-DPO and LD-DPO and an MPO mixture, and eval measures with the same loss', async () => {
+  it('trains with IPO, label smoothing, APO-zero, BCO, DiscoPOP, f-DPO, LD-DPO, WPO and an MPO mixture, and eval measures with the same loss', async () => {
     // At the reference IPO's loss is (1 / (2 beta))^2 = 1, APO-zero's 1 - 1/2 + 1/2 = 1,
     // BCO's 2 log 2; the smoothed sigmoid's log 2; DiscoPOP's (log 2 + 1) / 2; forward KL's
     // sigmoid log 2. The mixture's sft term is the chosen responses' NLL: no fixed value.
@@ -164,6 +164,7 @@ describe('train --objective dpo', () => {
       discopop: (Math.LN2 + 1) / 2,
       fkl: Math.LN2,
       mpo: null,
+      wpo: null, // log 2 times the pairs' WPO weights
     };
     for (const [name, flags, says] of [
       ['ipo', ['--dpo-loss', 'ipo'], 'ipo loss, beta 0.5'],
@@ -185,6 +186,7 @@ describe('train --objective dpo', () => {
         ['--dpo-loss', 'sigmoid,bco_pair,sft', '--dpo-loss-weights', '0.8,0.2,1'],
         '0.8 sigmoid + 0.2 bco_pair + 1 sft loss, beta 0.5',
       ],
+      ['wpo', ['--use-weighting'], 'sigmoid loss, beta 0.5, WPO weighting'],
     ] as const) {
       const run = await train(`dpo-${name}`, ...flags);
       expect(run.code, run.stderr).toBe(0);
@@ -202,10 +204,12 @@ describe('train --objective dpo', () => {
       expect(evaluated.code, evaluated.stderr).toBe(0);
       expect((JSON.parse(evaluated.stdout) as { loss: number }).loss).toBeCloseTo(after, 4);
     }
-    // MPO's mixture with LD-DPO: every term is a pair's own, so 2 workers train the adapter of 1.
+    // MPO's mixture with LD-DPO and WPO: every term and weight is a pair's own, so 2 workers
+    // train the adapter of 1.
     const mixture = ['--dpo-loss', 'sigmoid,bco_pair,sft', '--dpo-loss-weights', '0.8,0.2,1'];
-    const two = await train('dpo-mpo-2', ...mixture, '--ld-alpha', '0.5', '--workers', '2');
-    const one = await train('dpo-mpo-1', ...mixture, '--ld-alpha', '0.5');
+    const own = [...mixture, '--ld-alpha', '0.5', '--use-weighting'];
+    const two = await train('dpo-mpo-2', ...own, '--workers', '2');
+    const one = await train('dpo-mpo-1', ...own);
     expect(two.code, two.stderr).toBe(0);
     const gap = await adapterGap(
       join(dir!, 'dpo-mpo-1', 'adapter'),

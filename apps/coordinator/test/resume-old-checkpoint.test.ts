@@ -109,7 +109,7 @@ describe('--resume of a checkpoint written before --objective, or with --dpo-bet
       ...['dpo-loss', 'dpo-label-smoothing', 'simpo-gamma', 'wire-dtype', 'cpo-loss', 'cpo-alpha'],
       ...['dpo-loss-weights', 'f-divergence', 'f-alpha', 'discopop-tau', 'ld-alpha'],
       ...['cpo-label-smoothing', 'kto-loss', 'desirable-weight', 'undesirable-weight'],
-      'alphapo-alpha',
+      ...['alphapo-alpha', 'use-weighting', 'optim', 'optim-args'],
     );
     expect(() => checkResumeConfig('ckpt', state(older), current)).not.toThrow();
     expect(() => checkResumeConfig('ckpt', state(older), { ...current, 'use-dora': true })).toThrow(

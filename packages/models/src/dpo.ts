@@ -13,6 +13,7 @@ import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
 import { positionNll } from './loss.js';
+import { nllAndWpoWeights } from './wpo.js';
 
 /** TRL's DPOConfig.loss_type values implemented here. */
 export type DpoLossType =
@@ -96,6 +97,12 @@ export interface DpoSettings {
    * log-probability the loss and the logs read (absent: 1, plain DPO).
    */
   ldAlpha?: number;
+  /**
+   * TRL's use_weighting (WPO, Zhou et al. 2024, arXiv 2406.11827): each
+   * pair's loss times the policy's length-normalised probabilities of its
+   * two responses (wpo.ts).
+   */
+  useWeighting?: boolean;
 }
 
 /** TRL's DPOConfig.beta default. */
@@ -247,21 +254,27 @@ export function sequenceLogps(
 /**
  * One pass's log-probabilities of pair-ordered sequences, [S] each: `sums`
  * weighted by LD-DPO's `weights` [S*T] where given (ldWeights), and `plain`,
- * unweighted (the same tensor without weights).
+ * unweighted (the same tensor without weights); with `wpo`, also each
+ * sequence's WPO weight (wpo.ts), from the same logits.
  */
 export function weightedLogps(
   model: CausalLM,
   seqs: TokenBatch,
   options: ForwardPassOptions,
   weights: Float32Array | null,
-): { sums: tf.Tensor1D; plain: tf.Tensor1D } {
+  wpo = false,
+): { sums: tf.Tensor1D; plain: tf.Tensor1D; wpo?: tf.Tensor1D } {
   const { batchSize: S, seqLen: T } = seqs;
   return tf.tidy(() => {
-    const nll = positionNll(model, seqs, options).reshape([S, T]); // [S, T], 0 unlabelled
-    const plain = tf.neg(tf.sum(nll, 1)) as tf.Tensor1D;
-    if (!weights) return { sums: plain, plain };
-    return { sums: tf.neg(tf.sum(tf.mul(nll, tf.tensor2d(weights, [S, T])), 1)), plain };
-  }) as { sums: tf.Tensor1D; plain: tf.Tensor1D };
+    const { nll, weights: wpoWeights } = wpo
+      ? nllAndWpoWeights(model, seqs, options)
+      : { nll: positionNll(model, seqs, options), weights: undefined }; // [S*T], 0 unlabelled
+    const plain = tf.neg(tf.sum(nll.reshape([S, T]), 1)) as tf.Tensor1D;
+    const extra = wpoWeights ? { wpo: wpoWeights } : {};
+    if (!weights) return { sums: plain, plain, ...extra };
+    const sums = tf.neg(tf.sum(tf.mul(nll.reshape([S, T]), tf.tensor2d(weights, [S, T])), 1));
+    return { sums: sums as tf.Tensor1D, plain, ...extra };
+  });
 }
 
 /**

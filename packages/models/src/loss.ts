@@ -180,6 +180,24 @@ export function positionNll(
   options: ForwardPassOptions = {},
   chunkRows = lossChunkRows(model.modelConfig.vocabSize),
 ): tf.Tensor1D {
+  const nll = (logits: tf.Tensor2D, labels: tf.Tensor1D) =>
+    softmaxCrossEntropy(logits, labels).expandDims(1) as tf.Tensor2D; // [n, 1]
+  return tf.tidy(() => positionColumns(model, batch, options, nll, 1, chunkRows).reshape([-1]));
+}
+
+/**
+ * [B*T, k]: `columns` of each position's logits and label, computed as
+ * positionNll computes its one column (chunked and recomputed in backward
+ * where it is); rows without a label in a chunk of none are 0.
+ */
+export function positionColumns(
+  model: CausalLM,
+  batch: TokenBatch,
+  options: ForwardPassOptions,
+  columns: (logits: tf.Tensor2D, labels: tf.Tensor1D) => tf.Tensor2D,
+  k: number,
+  chunkRows = lossChunkRows(model.modelConfig.vocabSize),
+): tf.Tensor2D {
   const { batchSize: B, seqLen: T } = batch;
   const [N, V] = [B * T, model.modelConfig.vocabSize];
   const shifted = shiftedLabels(batch, V); // [N]
@@ -188,18 +206,18 @@ export function positionNll(
     const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
     if (!chunked) {
       const logits = model.forward(ids, options).reshape([N, V]) as tf.Tensor2D; // [N, V]
-      return softmaxCrossEntropy(logits, tf.tensor1d(shifted, 'int32'));
+      return columns(logits, tf.tensor1d(shifted, 'int32'));
     }
     const hidden = model.hidden(ids, options);
     const { chunks, sizes } = rowChunks(hidden.reshape([N, hidden.shape[2]]), chunkRows);
-    const nll = (x: tf.Tensor, [labels]: readonly tf.Tensor[]) =>
-      softmaxCrossEntropy(model.logits(x as tf.Tensor2D), labels as tf.Tensor1D);
+    const of = (x: tf.Tensor, [labels]: readonly tf.Tensor[]) =>
+      columns(model.logits(x as tf.Tensor2D), labels as tf.Tensor1D);
     const parts = chunks.map((rows, i) => {
       const labels = shifted.subarray(i * chunkRows, i * chunkRows + sizes[i]!);
-      if (labels.every((l) => l === IGNORE_INDEX)) return tf.zeros([sizes[i]!]);
-      return checkpoint(nll, rows, [tf.tensor1d(labels, 'int32')], model.headVariables()); // [n]
+      if (labels.every((l) => l === IGNORE_INDEX)) return tf.zeros([sizes[i]!, k]);
+      return checkpoint(of, rows, [tf.tensor1d(labels, 'int32')], model.headVariables()); // [n, k]
     });
-    return (parts.length === 1 ? parts[0]! : tf.concat(parts)) as tf.Tensor1D;
+    return (parts.length === 1 ? parts[0]! : tf.concat(parts)) as tf.Tensor2D;
   });
 }
 

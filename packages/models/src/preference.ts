@@ -12,6 +12,7 @@ import {
   ldWeights,
   pairSequences,
   referenceLogps,
+  sides,
   weightedLogps,
 } from './dpo.js';
 import type { TokenBatch } from './labels.js';
@@ -82,10 +83,13 @@ const PREPARE: {
     return {
       scores: (options) =>
         tf.tidy(() => {
-          const { sums: logps, plain } = weightedLogps(model, seqs, options, weights); // [2B]
+          const wpo = settings.useWeighting === true;
+          const { sums: logps, plain, ...w } = weightedLogps(model, seqs, options, weights, wpo); // [2B]
           const [chosen, rejected] = pairRewards(tf.sub(logps, ref), settings.beta);
-          const losses = dpoPairLosses({ logps, ref, plain, counts }, settings);
-          return { losses, chosen, rejected, logps };
+          const unweighted = dpoPairLosses({ logps, ref, plain, counts }, settings); // [B]
+          // WPO: each pair's loss times its responses' weights, which carry no gradient.
+          const losses = w.wpo ? tf.mul(unweighted, tf.mul(...sides(w.wpo))) : unweighted;
+          return { losses: losses as tf.Tensor1D, chosen, rejected, logps };
         }),
       dispose: () => ref.dispose(),
     };

@@ -296,7 +296,7 @@ describe('DPO', () => {
     model.dispose();
   });
 
-  it('trains without dropout (TRL): a GPT-2 and a Llama with every dropout at 0.1 give the loss and gradients of an eval pass, checkpointed or not', async () => {
+  it('trains without dropout (TRL): a GPT-2 and a Llama with every dropout at 0.1 give the loss and gradients of an eval pass, checkpointed or not, with WPO or not', async () => {
     const gpt2 = modelConfigFromJson(
       { ...GPT2, resid_pdrop: 0.1, embd_pdrop: 0.1, attn_pdrop: 0.1 },
       'gpt2',
@@ -309,21 +309,25 @@ describe('DPO', () => {
       const model = buildModel(config, randomModelWeights(config, 8));
       const params = await withLora(model, 0.3, 0.1);
       const batch = pairBatch(2, 9, config.vocabSize);
-      const run = (options: ForwardPassOptions) => {
-        const loss = objectiveOf({ kind: 'dpo', beta: BETA }).loss(model, batch, options);
-        const out = params.lossAndGrads(() => loss.sum());
-        loss.dispose();
-        return out;
-      };
-      const plain = run({});
-      expect(plain.grads.some((g) => g !== 0)).toBe(true);
-      for (const options of [
-        { training: true, seed: 3 },
-        { training: true, seed: 4, gradientCheckpointing: true },
-      ]) {
-        const trained = run(options);
-        expect(trained.loss).toBe(plain.loss);
-        expect(trained.grads).toEqual(plain.grads);
+      // WPO's weights too: from the same logits, chunked and recomputed under checkpointing.
+      for (const useWeighting of [false, true]) {
+        const run = (options: ForwardPassOptions) => {
+          const dpo = { kind: 'dpo' as const, beta: BETA, useWeighting };
+          const loss = objectiveOf(dpo).loss(model, batch, options);
+          const out = params.lossAndGrads(() => loss.sum());
+          loss.dispose();
+          return out;
+        };
+        const plain = run({});
+        expect(plain.grads.some((g) => g !== 0)).toBe(true);
+        for (const options of [
+          { training: true, seed: 3 },
+          { training: true, seed: 4, gradientCheckpointing: true },
+        ]) {
+          const trained = run(options);
+          expect(trained.loss).toBe(plain.loss);
+          expect(trained.grads).toEqual(plain.grads);
+        }
       }
       // The token loss still draws its masks: the switch is DPO's.
       const sft = (options: ForwardPassOptions) =>

@@ -73,6 +73,10 @@ const DPO_CASES: Case[] = (
     },
     { loss: 'sigmoid', beta: 0.5, ld_alpha: 0.4 },
     { loss: 'apo_zero', beta: 0.5, ld_alpha: 0 },
+    // WPO: each pair's loss times its responses' length-normalised probabilities
+    { loss: 'sigmoid', beta: 0.5, use_weighting: true },
+    { loss: 'ipo', beta: 0.5, use_weighting: true, ld_alpha: 0.4 },
+    { loss: ['sigmoid', 'bco_pair'], beta: 0.5, loss_weights: [0.8, 0.2], use_weighting: true },
   ] as DpoCase[]
 ).map((c) => ({
   ours: dpoSettings(c),
@@ -92,6 +96,7 @@ type DpoCase = {
   f_alpha_divergence_coef?: number;
   discopop_tau?: number;
   ld_alpha?: number;
+  use_weighting?: boolean;
   /** The reference's dtype where not float64. */
   dtype?: 'float32';
 };
@@ -108,6 +113,7 @@ function dpoSettings(c: DpoCase): PreferenceSettings {
     fAlpha: c.f_alpha_divergence_coef,
     discopopTau: c.discopop_tau,
     ldAlpha: c.ld_alpha,
+    useWeighting: c.use_weighting,
   };
 }
 

@@ -118,6 +118,7 @@ function dpoFields(o: Fields, beta: number): DpoSettings {
   if (o.has('fAlpha')) out.fAlpha = o.number('fAlpha');
   if (o.has('discopopTau')) out.discopopTau = o.numberIn('discopopTau', (x) => x > 0, '> 0');
   if (o.has('ldAlpha')) out.ldAlpha = o.numberIn('ldAlpha', (x) => x >= 0 && x <= 1, 'in [0, 1]');
+  if (o.has('useWeighting')) out.useWeighting = o.boolean('useWeighting');
   if (o.has('labelSmoothing') && !types.some((t) => SMOOTHED_LOSS_TYPES.includes(t)))
     throw new RunConfigError(
       `runConfig.objective.labelSmoothing needs loss ${SMOOTHED_LOSS_TYPES.join(', ')}`,

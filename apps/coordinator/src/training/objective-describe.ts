@@ -20,6 +20,7 @@ const NAMED: {
     ...(s.fAlpha !== undefined ? { fAlphaDivergenceCoef: s.fAlpha } : {}),
     ...(s.discopopTau !== undefined ? { discopopTau: s.discopopTau } : {}),
     ...(s.ldAlpha !== undefined ? { ldAlpha: s.ldAlpha } : {}),
+    ...(s.useWeighting ? { useWeighting: true } : {}),
   }),
   orpo: () => ({}),
   simpo: (s) => ({
@@ -58,6 +59,7 @@ const DESCRIBE: {
       s.fDivergence && `${s.fDivergence}${s.fAlpha !== undefined ? ` (alpha ${s.fAlpha})` : ''}`,
       s.discopopTau !== undefined && `tau ${s.discopopTau}`,
       s.ldAlpha !== undefined && `ld_alpha ${s.ldAlpha}`,
+      s.useWeighting && 'WPO weighting',
     ]
       .filter(Boolean)
       .join(', '),

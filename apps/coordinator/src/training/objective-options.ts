@@ -106,6 +106,13 @@ export const objectiveOptions = defineOptions({
     description:
       "--objective dpo: TRL's ld_alpha (LD-DPO): the weight, in [0, 1], of a pair's response tokens past the shorter response's length (default: off, plain DPO)",
   },
+  'use-weighting': {
+    aliases: ['use_weighting'],
+    affects: 'math',
+    kind: 'boolean',
+    description:
+      "--objective dpo: TRL's use_weighting (WPO): each pair's loss times the policy's length-normalised probabilities of its two responses",
+  },
   'simpo-gamma': {
     aliases: ['simpo_gamma'],
     affects: 'math',
@@ -186,6 +193,7 @@ export const OBJECTIVE_OPTIONS: Readonly<Record<string, readonly FeedbackKind[]>
   'f-alpha': ['dpo'],
   'discopop-tau': ['dpo'],
   'ld-alpha': ['dpo'],
+  'use-weighting': ['dpo'],
   'simpo-gamma': ['simpo'],
   'cpo-loss': ['cpo'],
   'cpo-alpha': ['cpo', 'simpo'],

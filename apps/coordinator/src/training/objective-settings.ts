@@ -59,6 +59,7 @@ function dpoSettings(o: ObjectiveValues, beta: number, command: string): DpoSett
     ...(o.fAlpha !== undefined ? { fAlpha: o.fAlpha } : {}),
     ...(o.discopopTau !== undefined ? { discopopTau: o.discopopTau } : {}),
     ...(o.ldAlpha !== undefined ? { ldAlpha: o.ldAlpha } : {}),
+    ...(o.useWeighting ? { useWeighting: true } : {}),
   };
 }
 

@@ -99,6 +99,7 @@ const ADDED_LATER: Record<string, unknown> = {
   'f-alpha': null,
   'discopop-tau': null,
   'ld-alpha': null,
+  'use-weighting': false,
   'cpo-label-smoothing': 0,
   'alphapo-alpha': 0,
   'kto-loss': 'kto',

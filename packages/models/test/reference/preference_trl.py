@@ -51,7 +51,9 @@ COMMON = dict(report_to="none", use_cpu=True, bf16=False, fp16=False, gradient_c
 
 
 # DPOConfig's fields a case may set, by TRL's names.
-DPO_OPTIONAL = ("loss_weights", "f_divergence_type", "f_alpha_divergence_coef", "discopop_tau", "ld_alpha")
+DPO_OPTIONAL = (
+    "loss_weights", "f_divergence_type", "f_alpha_divergence_coef", "discopop_tau", "ld_alpha", "use_weighting",
+)
 
 
 def dpo_trainer(setting, out_dir):
