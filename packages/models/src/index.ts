@@ -57,17 +57,19 @@ export {
   type DpoSettings,
   type FDivergence,
   dpoLossTerms,
+  dpoPairLosses,
+} from './dpo.js';
+export {
   ldWeights,
   countPairs,
   labelledTokenCounts,
-  dpoPairLosses,
   pairSequences,
   referenceLogps,
   sequenceLogps,
   withAdaptersOff,
   withReference,
   REFERENCE_ADAPTER,
-} from './dpo.js';
+} from './pair-logps.js';
 export {
   DEFAULT_KTO_BETA,
   KTO_LOSS_TYPES,

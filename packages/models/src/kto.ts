@@ -15,7 +15,7 @@
 // averaged over processes: the same where there is one micro-batch.
 import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
-import { sequenceLogps, withReference } from './dpo.js';
+import { sequenceLogps, withReference } from './pair-logps.js';
 import { IGNORE_INDEX, type TokenBatch } from './labels.js';
 
 /** TRL's KTOConfig.loss_type values. */

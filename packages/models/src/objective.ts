@@ -7,7 +7,7 @@
 // The step sees only this interface.
 import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
-import { countPairs } from './dpo.js';
+import { countPairs } from './pair-logps.js';
 import { TOKEN_STATS, countLossTokens, tokenLossAndStats } from './loss.js';
 import type { TokenBatch } from './labels.js';
 import {

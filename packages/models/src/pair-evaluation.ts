@@ -3,7 +3,7 @@
 // the workers of a run add and the coordinator divides.
 import { tf } from '@lorafleet/core';
 import type { CausalLM } from './causal-lm.js';
-import { countPairs } from './dpo.js';
+import { countPairs } from './pair-logps.js';
 import type { TokenBatch } from './labels.js';
 import {
   PAIR_STATS,

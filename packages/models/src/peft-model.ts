@@ -16,7 +16,7 @@ import {
   tf,
 } from '@lorafleet/core';
 import type { CausalLM } from './causal-lm.js';
-import { REFERENCE_ADAPTER } from './dpo.js';
+import { REFERENCE_ADAPTER } from './pair-logps.js';
 import {
   type PeftLoraOptions,
   fullyTrainedTensors,

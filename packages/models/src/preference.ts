@@ -5,16 +5,15 @@
 // reward sums; evaluation (pair-evaluation.ts) reads both.
 import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
+import { type DpoSettings, dpoPairLosses } from './dpo.js';
 import {
-  type DpoSettings,
-  dpoPairLosses,
   labelledTokenCounts,
   ldWeights,
   pairSequences,
   referenceLogps,
   sides,
   weightedLogps,
-} from './dpo.js';
+} from './pair-logps.js';
 import type { TokenBatch } from './labels.js';
 import {
   type CpoSettings,

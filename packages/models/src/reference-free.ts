@@ -21,15 +21,8 @@
 // SimPO), C and R (CPO).
 import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
-import {
-  type DpoSettings,
-  dpoPairLosses,
-  labelledTokenCounts,
-  pairSequences,
-  sequenceLogps,
-  sides,
-  smoothedSigmoid,
-} from './dpo.js';
+import { type DpoSettings, dpoPairLosses, smoothedSigmoid } from './dpo.js';
+import { labelledTokenCounts, pairSequences, sequenceLogps, sides } from './pair-logps.js';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
 import { positionNll } from './loss.js';
 
