@@ -54,7 +54,7 @@ export const OPTIMIZERS: { [K in OptimizerKind]: OptimizerRule<OptimizerOptionsO
 
 export const OPTIMIZER_KINDS = Object.keys(OPTIMIZERS) as OptimizerKind[];
 
-/** AdamW with torch's defaults: what a run config without `kind` means. */
+/** AdamW with torch's defaults (a run config without `kind` trains AdamW with its own settings: packages/worker run-config-optimizer.ts). */
 export const DEFAULT_OPTIMIZER: OptimizerSettings = { kind: 'adamw', ...ADAMW_DEFAULTS };
 
 const ruleOf = (s: OptimizerSettings) =>
