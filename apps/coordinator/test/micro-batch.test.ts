@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { activationBytes, wasmActivationBudget } from '@lorafleet/models';
+import { parseCommand } from '../src/args.js';
 import { chooseMicroBatch } from '../src/training/micro-batch.js';
+import { stepOptionsFrom } from '../src/training/step-options.js';
+import { trainSpec } from '../src/training/train-spec.js';
 
 /** Gemma 3 270M's shape: 18 layers of 640, 4 heads, a 262k vocabulary, 268M weights. */
 const GEMMA3_270M = { numLayers: 18, hiddenSize: 640, numHeads: 4, vocabSize: 262144 };
@@ -109,6 +112,42 @@ describe('chooseMicroBatch on wasm', () => {
   it('says nothing of a row that fits, and names no --seq-len when no row does', () => {
     expect(notes(128).filter((l) => l.startsWith('warning'))).toEqual([]);
     const none = notes(128, 1e9).find((l) => l.startsWith('warning'));
-    expect(none).toMatch(/the run may abort\. a GPU backend/);
+    // 1e9 weights alone take 3.7 GiB: what the warning names instead of a row.
+    expect(none).toMatch(
+      /^warning: the weights need about 3\.7 GiB, more than the 3\.0 GiB of the wasm backend's 4 GiB heap that this run can use: the run will likely abort\. a GPU backend/,
+    );
+  });
+});
+
+describe('full fine-tuning on wasm', () => {
+  it("weighs the chosen optimizer's state: SGD fits micro-batches where AdamW's m and v leave no room", () => {
+    const memory = {
+      config: GEMMA3_270M,
+      seqLen: 64,
+      parameters: PARAMETERS,
+      fullFinetune: true,
+      backend: 'wasm' as const,
+    };
+    const microBatch = (...argv: string[]) => {
+      const required = ['--model', 'm', '--data', 'd', '--out', 'o', '--batch-size', '8'];
+      const o = parseCommand(trainSpec, [...required, '--full-finetune', ...argv], {});
+      if (o === 'help') throw new Error('unexpected --help');
+      return stepOptionsFrom(o, new Uint32Array(8).fill(64), memory).microBatchSize;
+    };
+    // weight, gradient, and the state: AdamW 2 floats (4.3 GB in all), SGD none (2.1 GB).
+    const sgdBudget = wasmActivationBudget({ ...memory, optimizerFloats: 0 });
+    const sgd = microBatch('--optim', 'sgd');
+    expect(sgd).toBe(3);
+    expect(activationBytes(GEMMA3_270M, sgd, 64)).toBeLessThanOrEqual(sgdBudget);
+    expect(activationBytes(GEMMA3_270M, sgd + 1, 64)).toBeGreaterThan(sgdBudget);
+    expect(wasmActivationBudget(memory)).toBeLessThan(0); // AdamW: nothing left, and the run is told
+    const lines: string[] = [];
+    expect(chooseMicroBatch(undefined, 8, memory, (l) => lines.push(l))).toBe(1);
+    expect(lines).toEqual([
+      "warning: the weights, their gradients and the optimizer's state need about 4.0 GiB, more than the 3.0 GiB of the wasm backend's 4 GiB heap that this run can use: the run will likely abort. LoRA (without --full-finetune) keeps no gradient or state per weight, --optim sgd none beside the gradient; a GPU backend (--backend webgpu) has no such limit",
+    ]);
+    expect(microBatch()).toBe(1);
+    // SGD's momentum buffer is one float more per weight: 1.07 GB less room.
+    expect(microBatch('--optim', 'sgd', '--optim-args', 'momentum=0.9')).toBe(1);
   });
 });

@@ -163,6 +163,7 @@ export {
   createOptimizerState,
   optimizerStep,
   optimizerTitle,
+  stateFloatsPerValue,
   stateBuffers,
 } from './optim/optimizer.js';
 export { type SgdOptions, SGD_DEFAULTS } from './optim/sgd.js';

@@ -13,6 +13,7 @@ import {
   createOptimizerState,
   optimizerStep,
   stateBuffers,
+  stateFloatsPerValue,
 } from '../src/optim/optimizer.js';
 import { Rng } from '../src/random.js';
 
@@ -226,6 +227,12 @@ describe('optimizers against torch and transformers', () => {
             }),
         );
         expect(Object.keys(ours).sort(), `slot ${k}`).toEqual(Object.keys(ref.state[k]!).sort());
+        // The memory estimate's state floats per value: what torch keeps for this slot.
+        const torchFloats = Object.values(ref.state[k]!).reduce((n, s) => n + s.values.length, 0);
+        expect(stateFloatsPerValue(settings, SHAPES[k]!), `slot ${k}`).toBeCloseTo(
+          torchFloats / layout[k]!.size,
+          12,
+        );
         for (const [name, { shape, values }] of Object.entries(ref.state[k]!)) {
           expect(ours[name]!.shape, `${name} of slot ${k}`).toEqual(shape);
           values.forEach((v, j) =>

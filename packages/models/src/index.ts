@@ -216,6 +216,7 @@ export { applyRotary, inverseFrequencies, rotaryTables } from './llama/rope.js';
 export { llamaLinearModules, llamaWeightShapes, randomLlamaWeights } from './llama/weights.js';
 export {
   type EstimateConfig,
+  ACTIVATION_SHARE,
   WASM_HEAP_BYTES,
   activationBytes,
   largestMicroBatch,

@@ -69,16 +69,29 @@ export const BASE_DTYPE_BYTES: Record<BaseDtype, number> = {
 export interface WeightsEstimate {
   parameters: number;
   fullFinetune: boolean;
+  /**
+   * Fully fine-tuned: the optimizer's state floats per weight (core's
+   * stateFloatsPerValue); absent: AdamW's 2 (exp_avg, exp_avg_sq).
+   */
+  optimizerFloats?: number;
   /** Values of the linear layers' W (packed by --base-dtype; 0 when not known). */
   linearParameters?: number;
   baseDtype?: BaseDtype;
 }
 
-/** Bytes of weights and optimizer state: full fine-tuning keeps 4 floats per weight (w, grad, m, v). */
+/**
+ * Bytes of weights and optimizer state: full fine-tuning keeps each weight,
+ * its gradient and the optimizer's state (AdamW: m and v, 4 floats in all;
+ * SGD without momentum: 2).
+ */
 export function parameterBytes(w: WeightsEstimate): number {
   const packed = (w.linearParameters ?? 0) * (4 - BASE_DTYPE_BYTES[w.baseDtype ?? 'f32']);
-  return 4 * w.parameters * (w.fullFinetune ? 4 : 1) - packed;
+  const floats = w.fullFinetune ? 2 + (w.optimizerFloats ?? ADAMW_STATE_FLOATS) : 1;
+  return 4 * w.parameters * floats - packed;
 }
+
+/** AdamW's state floats per weight: exp_avg and exp_avg_sq. */
+const ADAMW_STATE_FLOATS = 2;
 
 /** What a micro-batch may use on the wasm heap, given the run's weights. */
 export function wasmActivationBudget(w: WeightsEstimate): number {

@@ -107,7 +107,12 @@ describe('activationBytes', () => {
     expect(activationBytes(DEFAULT, fit, 32)).toBeLessThanOrEqual(budget);
     expect(activationBytes(DEFAULT, fit + 1, 32)).toBeGreaterThan(budget);
     // Full fine-tuning keeps optimizer state for every weight: less room.
-    expect(wasmActivationBudget({ parameters: 3.29e6, fullFinetune: true })).toBeLessThan(budget);
+    const full = (optimizerFloats?: number) =>
+      wasmActivationBudget({ parameters: 3.29e6, fullFinetune: true, optimizerFloats });
+    expect(full()).toBeLessThan(budget);
+    // Weight and gradient, then the optimizer's state: AdamW's 2 floats unless told.
+    expect(budget - full(0)).toBeCloseTo(4 * 3.29e6, 3);
+    expect(full(0) - full()).toBeCloseTo(4 * 3.29e6 * 2, 3);
     // Linear W packed by --base-dtype: more room, by the bytes each value saves.
     const packed = (baseDtype: BaseDtype) =>
       wasmActivationBudget({

@@ -5,9 +5,12 @@ import type { BackendName } from '@lorafleet/core';
 import {
   type EstimateConfig,
   type WeightsEstimate,
+  ACTIVATION_SHARE,
+  WASM_HEAP_BYTES,
   activationBytes,
   largestMicroBatch,
   longestRow,
+  parameterBytes,
   wasmActivationBudget,
 } from '@lorafleet/models';
 import { UsageError } from '../args.js';
@@ -58,6 +61,22 @@ function tooLongRow(memory: MicroBatchMemory, budget: number): string {
   );
 }
 
+/** The warning for weights (with a full fine-tune's gradients and optimizer state) that fill the heap alone. */
+function tooBigWeights(memory: MicroBatchMemory): string {
+  const what = memory.fullFinetune
+    ? "the weights, their gradients and the optimizer's state"
+    : 'the weights';
+  return (
+    `warning: ${what} need about ${gib(parameterBytes(memory))}, more than the ` +
+    `${gib(ACTIVATION_SHARE * WASM_HEAP_BYTES)} of the wasm backend's 4 GiB heap that this run can use: ` +
+    'the run will likely abort. ' +
+    (memory.fullFinetune
+      ? 'LoRA (without --full-finetune) keeps no gradient or state per weight, --optim sgd none beside the gradient; '
+      : '') +
+    'a GPU backend (--backend webgpu) has no such limit'
+  );
+}
+
 /**
  * Rows per micro-batch: `requested` if given (refused when it cannot fit),
  * else the whole batch if it fits, else the largest micro-batch that does.
@@ -74,6 +93,10 @@ export function chooseMicroBatch(
   const k = memory.sequencesPerRow ?? 1;
   const checkpointed = memory.gradientCheckpointing === true;
   const budget = wasmActivationBudget(memory);
+  if (budget <= 0) {
+    note(tooBigWeights(memory));
+    return requested ?? 1;
+  }
   const fit = Math.floor(largestMicroBatch(config, seqLen, budget, checkpointed) / k);
   const need = (rows: number) => gib(activationBytes(config, k * rows, seqLen, checkpointed));
   if (activationBytes(config, k, seqLen, checkpointed) > budget) note(tooLongRow(memory, budget));

@@ -4,6 +4,7 @@ import {
   type LrSchedule,
   type OptimizerSettings,
   type ScheduleKind,
+  stateFloatsPerValue,
   validateSchedule,
 } from '@lorafleet/core';
 import { optimizerFrom } from './optimizer-settings.js';
@@ -37,10 +38,11 @@ export function stepOptionsFrom(
       `warning: --batch-size ${batchSize} is more than the ${datasetSize} training rows: each step trains on ${datasetSize}`,
     );
   }
+  const optimizer = optimizerFrom(o).settings;
   const microBatchSize = chooseMicroBatch(
     o.microBatchSize,
     Math.min(batchSize, datasetSize),
-    memory,
+    memory && withOptimizerState(memory, optimizer),
   );
   if (microBatchSize > batchSize) {
     throw new UsageError(
@@ -76,9 +78,15 @@ export function stepOptionsFrom(
     sampler,
     steps,
     schedule,
-    optimizer: optimizerFrom(o).settings,
+    optimizer,
     maxGradNorm: maxGradNorm > 0 ? maxGradNorm : null,
   };
+}
+
+/** `memory` with the optimizer's state per weight, which full fine-tuning keeps (for a C x C weight). */
+function withOptimizerState(memory: MicroBatchMemory, optimizer: OptimizerSettings) {
+  const C = memory.config.hiddenSize;
+  return { ...memory, optimizerFloats: stateFloatsPerValue(optimizer, [C, C]) };
 }
 
 /** --warmup-steps as transformers reads warmup_steps: whole steps, or below 1 a share of `steps`, rounded up. */

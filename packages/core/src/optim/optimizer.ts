@@ -140,5 +140,16 @@ export function optimizerStep(
   ruleOf(settings).update(params, grads, state, settings, context);
 }
 
+/**
+ * Floats of optimizer state per value of a parameter of `shape` (AdamW's 2;
+ * SGD without momentum's 0; Adafactor's factored (rows + columns) / values):
+ * what a fully fine-tuned weight costs beside itself and its gradient.
+ */
+export function stateFloatsPerValue(settings: OptimizerSettings, shape: readonly number[]): number {
+  const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+  const shapes = Object.values(ruleOf(settings).stateShapes(settings, shape));
+  return shapes.reduce((sum: number, s) => sum + (s ? size(s) : 0), 0) / size(shape);
+}
+
 /** How logs name the run's optimizer. */
 export const optimizerTitle = (settings: OptimizerSettings) => ruleOf(settings).title;
