@@ -52,6 +52,9 @@ async function trainRewards(out: string) {
       ...{ step, accuracy: rewardAccuracy!, margin: rewardMargin! },
       ...{ chosen: rewardChosen!, rejected: rewardRejected! },
       ...{ logpsChosen: rest.logpsChosen!, logpsRejected: rest.logpsRejected! },
+      // DPOTrainer's token metrics of the responses
+      ...{ meanTokenAccuracy: rest.meanTokenAccuracy!, entropy: rest.entropy! },
+      ...{ logitsChosen: rest.logitsChosen!, logitsRejected: rest.logitsRejected! },
     }));
 }
 
@@ -111,8 +114,16 @@ describe('train --objective dpo', () => {
       expect(Math.abs(r2[i]!.margin - r.margin), `step ${r.step}`).toBeLessThan(1e-3);
       expect(Math.abs(r2[i]!.logpsChosen - r.logpsChosen), `step ${r.step}`).toBeLessThan(1e-3);
       expect(Math.abs(r2[i]!.accuracy - r.accuracy), `step ${r.step}`).toBeLessThanOrEqual(1 / 6);
+      // Token metrics: sums over each worker's tokens, divided by the global count.
+      expect(r.meanTokenAccuracy).toBeGreaterThanOrEqual(0);
+      expect(r.meanTokenAccuracy).toBeLessThanOrEqual(1);
+      expect(r.entropy).toBeGreaterThan(0);
+      for (const k of ['meanTokenAccuracy', 'entropy', 'logitsChosen', 'logitsRejected'] as const)
+        expect(Math.abs(r2[i]![k] - r[k]), `step ${r.step}: ${k}`).toBeLessThan(1e-3);
     }
-    expect(one.stderr).toMatch(/12\/12 .* loss [\d.]+ {2}reward acc [\d.]{4} {2}lr /);
+    expect(one.stderr).toMatch(
+      /12\/12 .* loss [\d.]+ {2}reward acc [\d.]{4} {2}tok acc [\d.]{4} {2}lr /,
+    );
     // --eval-every 6: TRL's eval logs in step 6's line, summed over the workers' shards as 1 worker's.
     const sixth = async (out: string) => {
       const lines = (await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
@@ -126,6 +137,10 @@ describe('train --objective dpo', () => {
       'evalRewardChosen',
       'evalLogpsChosen',
       'evalLogpsRejected',
+      'evalMeanTokenAccuracy',
+      'evalEntropy',
+      'evalLogitsChosen',
+      'evalLogitsRejected',
     ])
       expect(Math.abs(m2[k]! - m1[k]!), k).toBeLessThan(1e-3 * Math.max(1, Math.abs(m1[k]!)));
     // `eval --objective dpo` measures the saved adapter as the run did, with TRL's reward metrics.
@@ -141,6 +156,12 @@ describe('train --objective dpo', () => {
     expect(report.rewardAccuracy).toBeGreaterThan(0.5);
     expect(report.rewardMargin).toBeCloseTo(report.rewardChosen! - report.rewardRejected!, 6);
     expect(report.logpsChosen).toBeGreaterThan(report.logpsRejected!); // the true ends are likelier
+    // DPOTrainer's token metrics: the run's last held-out evaluation's.
+    const last = JSON.parse(
+      (await readFile(join(dir!, 'dpo-1', 'metrics.jsonl'), 'utf8')).trim().split('\n').at(-1)!,
+    ) as Record<string, number>;
+    for (const k of ['meanTokenAccuracy', 'entropy', 'logitsChosen', 'logitsRejected'])
+      expect(report[k], k).toBeCloseTo(last[`eval${k[0]!.toUpperCase()}${k.slice(1)}`]!, 4);
     // The run's held-out metrics (summed over its worker's shards) are the eval command's.
     for (const run of [one, two]) {
       const after = evalOf(run.stdout, 'after');

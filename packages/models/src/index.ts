@@ -93,6 +93,7 @@ export {
 } from './kto.js';
 export {
   type PairEvaluation,
+  type ResponseTokenLogs,
   type PairSums,
   evaluatePairs,
   pairMetrics,

@@ -20,8 +20,8 @@ export interface PairSums extends PairStatSums {
   pairs: number;
 }
 
-/** TRL's evaluation metrics over a set of pairs. */
-export interface PairEvaluation {
+/** TRL's evaluation metrics over a set of pairs; with DPO, its token metrics too. */
+export interface PairEvaluation extends Partial<ResponseTokenLogs> {
   /** Mean loss per pair. */
   loss: number;
   pairs: number;
@@ -37,10 +37,36 @@ export interface PairEvaluation {
   logpsRejected: number;
 }
 
+/** TRL's DPOTrainer token metrics: means over the responses' labelled tokens. */
+export interface ResponseTokenLogs {
+  /** Share of the chosen responses' tokens the argmax predicts (mean_token_accuracy). */
+  meanTokenAccuracy: number;
+  /** Mean entropy (nats) over both responses' tokens (entropy). */
+  entropy: number;
+  /** Mean over each side's tokens of the logits' mean over the vocabulary (logits/chosen, logits/rejected). */
+  logitsChosen: number;
+  logitsRejected: number;
+}
+
+/** ResponseTokenLogs of `sums`, or nothing where they count no token (not DPO). */
+function responseTokenLogs(sums: PairStatSums): ResponseTokenLogs | Record<string, never> {
+  const { chosenTokens: c, rejectedTokens: r } = sums;
+  if (c + r === 0) return {};
+  // TRL's 0.0 where a side has no token
+  const per = (sum: number, n: number) => (n > 0 ? sum / n : 0);
+  return {
+    meanTokenAccuracy: per(sums.chosenCorrectTokens, c),
+    entropy: per(sums.entropySum, c + r),
+    logitsChosen: per(sums.chosenLogitSum, c),
+    logitsRejected: per(sums.rejectedLogitSum, r),
+  };
+}
+
 /** The means of `sums` (pairs > 0). */
 export function pairMetrics(sums: PairSums): PairEvaluation {
   const n = sums.pairs;
   return {
+    ...responseTokenLogs(sums),
     loss: sums.lossSum / n,
     pairs: n,
     rewardAccuracy: sums.correct / n,
@@ -74,7 +100,7 @@ export async function evaluatePairs(
     const pairs = preparePairs(model, batch, settings);
     let read: tf.Tensor1D;
     try {
-      // [6]: the summed loss, then pairStats' (PAIR_STATS)
+      // [1 + 11]: the summed loss, then pairStats' (PAIR_STATS)
       read = tf.tidy(() => {
         const scores = pairs.scores({});
         return tf.concat([tf.sum(scores.losses).reshape([1]), pairStats(scores)]) as tf.Tensor1D;

@@ -2,11 +2,12 @@
 // objective: the [B, 2T] rows as 2B sequences, each one's log-probability
 // (summed, LD-DPO-weighted, or per token; with WPO's weights where asked),
 // and the reference pass (the adapters off, or the frozen "ref" adapter).
-import { tf } from '@lorafleet/core';
+import { softmaxCrossEntropy, tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
-import { positionNll } from './loss.js';
-import { nllAndWpoWeights } from './wpo.js';
+import { positionColumns, positionNll } from './loss.js';
+import { RESPONSE_COLUMNS, perSequence, responseColumns } from './response-metrics.js';
+import { logSumSquaredProbs, wpoWeights } from './wpo.js';
 
 /** A pair batch [B, 2T] as 2B sequences of T: pair b's chosen at 2b, its rejected at 2b + 1. */
 export function pairSequences(batch: TokenBatch): TokenBatch {
@@ -50,29 +51,52 @@ export function sequenceLogps(
   });
 }
 
+/** What a policy pass computes beside the log-probabilities, from the same logits. */
+export interface PassExtras {
+  /** Each sequence's WPO weight (wpo.ts). */
+  wpo?: boolean;
+  /** Each sequence's TRL token metrics (response-metrics.ts). */
+  responseMetrics?: boolean;
+}
+
 /**
  * One pass's log-probabilities of pair-ordered sequences, [S] each: `sums`
  * weighted by LD-DPO's `weights` [S*T] where given (ldWeights), and `plain`,
- * unweighted (the same tensor without weights); with `wpo`, also each
- * sequence's WPO weight (wpo.ts), from the same logits.
+ * unweighted (the same tensor without weights); with `extras`, each
+ * sequence's WPO weight [S] and its RESPONSE_COLUMNS sums [S, 3], from the
+ * same logits (a chunk at a time where the loss takes chunks).
  */
 export function weightedLogps(
   model: CausalLM,
   seqs: TokenBatch,
   options: ForwardPassOptions,
   weights: Float32Array | null,
-  wpo = false,
-): { sums: tf.Tensor1D; plain: tf.Tensor1D; wpo?: tf.Tensor1D } {
+  extras: PassExtras = {},
+): { sums: tf.Tensor1D; plain: tf.Tensor1D; wpo?: tf.Tensor1D; metrics?: tf.Tensor2D } {
   const { batchSize: S, seqLen: T } = seqs;
+  const V = model.modelConfig.vocabSize;
+  const columns = (logits: tf.Tensor2D, labels: tf.Tensor1D) => {
+    const nll = softmaxCrossEntropy(logits, labels).expandDims(1) as tf.Tensor2D; // [n, 1]
+    const more = [
+      ...(extras.wpo ? [logSumSquaredProbs(logits).expandDims(1)] : []), // [n, 1]
+      ...(extras.responseMetrics ? [responseColumns(logits, labels)] : []), // [n, 3]
+    ];
+    return more.length === 0 ? nll : (tf.concat([nll, ...more], 1) as tf.Tensor2D);
+  };
+  const k = 1 + (extras.wpo ? 1 : 0) + (extras.responseMetrics ? RESPONSE_COLUMNS.length : 0);
   return tf.tidy(() => {
-    const { nll, weights: wpoWeights } = wpo
-      ? nllAndWpoWeights(model, seqs, options)
-      : { nll: positionNll(model, seqs, options), weights: undefined }; // [S*T], 0 unlabelled
+    const all = positionColumns(model, seqs, options, columns, k); // [S*T, k], 0 unlabelled
+    const nll = (k === 1 ? all : all.slice([0, 0], [-1, 1])).reshape([-1]) as tf.Tensor1D;
     const plain = tf.neg(tf.sum(nll.reshape([S, T]), 1)) as tf.Tensor1D;
-    const extra = wpoWeights ? { wpo: wpoWeights } : {};
-    if (!weights) return { sums: plain, plain, ...extra };
+    const wpo = extras.wpo
+      ? { wpo: wpoWeights(nll, all.slice([0, 1], [-1, 1]).reshape([-1]), seqs, V) }
+      : {};
+    const metrics = extras.responseMetrics
+      ? { metrics: perSequence(all.slice([0, k - RESPONSE_COLUMNS.length], [-1, -1]), S, T) }
+      : {};
+    if (!weights) return { sums: plain, plain, ...wpo, ...metrics };
     const sums = tf.neg(tf.sum(tf.mul(nll.reshape([S, T]), tf.tensor2d(weights, [S, T])), 1));
-    return { sums: sums as tf.Tensor1D, plain, ...extra };
+    return { sums: sums as tf.Tensor1D, plain, ...wpo, ...metrics };
   });
 }
 

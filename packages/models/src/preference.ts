@@ -54,6 +54,11 @@ export interface PairScores {
   rejected: tf.Tensor1D;
   /** The policy's log-probabilities the loss compares (sums, or means), [2B] pair-ordered. */
   logps: tf.Tensor1D;
+  /**
+   * DPO: each response's RESPONSE_COLUMNS sums [2B, 3] (TRL's token metrics)
+   * and its labelled tokens [2B], pair-ordered; absent for the others.
+   */
+  responses?: { metrics: tf.Tensor2D; tokens: Float32Array };
 }
 
 /** A pair batch ready to score: what must stay off the tape (DPO's reference pass) is done. */
@@ -82,13 +87,14 @@ const PREPARE: {
     return {
       scores: (options) =>
         tf.tidy(() => {
-          const wpo = settings.useWeighting === true;
-          const { sums: logps, plain, ...w } = weightedLogps(model, seqs, options, weights, wpo); // [2B]
+          const extras = { wpo: settings.useWeighting === true, responseMetrics: true };
+          const { sums: logps, plain, ...w } = weightedLogps(model, seqs, options, weights, extras); // [2B]
           const [chosen, rejected] = pairRewards(tf.sub(logps, ref), settings.beta);
           const unweighted = dpoPairLosses({ logps, ref, plain, counts }, settings); // [B]
           // WPO: each pair's loss times its responses' weights, which carry no gradient.
           const losses = w.wpo ? tf.mul(unweighted, tf.mul(...sides(w.wpo))) : unweighted;
-          return { losses: losses as tf.Tensor1D, chosen, rejected, logps };
+          const responses = { metrics: w.metrics!, tokens: counts };
+          return { losses: losses as tf.Tensor1D, chosen, rejected, logps, responses };
         }),
       dispose: () => ref.dispose(),
     };
@@ -143,19 +149,29 @@ export function preparePairs(
   return prepare(model, batch, settings);
 }
 
-/** What pairStats holds, in order: TRL's reward and log-probability logs as sums that workers add. */
+/** What pairStats holds, in order: TRL's logs as sums that workers add. */
 export const PAIR_STATS = [
   'correct',
   'chosenSum',
   'rejectedSum',
   'chosenLogpSum',
   'rejectedLogpSum',
+  'chosenTokens',
+  'rejectedTokens',
+  'chosenCorrectTokens',
+  'entropySum',
+  'chosenLogitSum',
+  'rejectedLogitSum',
 ] as const;
 
 /**
  * Sums over pairs: those whose chosen reward exceeds the rejected one's, the
  * summed rewards of the chosen and of the rejected responses, and the summed
  * policy log-probabilities the loss compares (TRL's logps/chosen, logps/rejected).
+ * DPO's token metrics (0 for the others), over the responses' labelled
+ * tokens: how many each side has, the chosen ones the argmax predicts
+ * (mean_token_accuracy), the entropy over both sides (entropy), and each
+ * side's summed mean-over-vocabulary logits (logits/chosen, logits/rejected).
  */
 export type PairStatSums = { [K in (typeof PAIR_STATS)[number]]: number };
 
@@ -165,17 +181,34 @@ export function pairStatSums(stats: ArrayLike<number>): PairStatSums {
   return Object.fromEntries(PAIR_STATS.map((k, i) => [k, values[i] ?? 0])) as PairStatSums;
 }
 
-/** [5] (PAIR_STATS) of a batch's scores. */
-export function pairStats({ chosen, rejected, logps }: PairScores): tf.Tensor1D {
+/** [11] (PAIR_STATS) of a batch's scores. */
+export function pairStats({ chosen, rejected, logps, responses }: PairScores): tf.Tensor1D {
   return tf.tidy(() => {
     const B = chosen.shape[0];
     const [c, r] = tf.split(logps.reshape([B, 2]), 2, 1); // [B, 1] each
-    return tf.stack([
+    const rewards = [
       tf.sum(tf.cast(tf.greater(chosen, rejected), 'float32')),
       tf.sum(chosen),
       tf.sum(rejected),
       tf.sum(c!),
       tf.sum(r!),
-    ]);
+    ];
+    return tf.concat([tf.stack(rewards), responseStats(responses, B)]);
   }) as tf.Tensor1D;
+}
+
+/** [6]: PAIR_STATS' token metrics of the responses (zeros without them). */
+function responseStats(responses: PairScores['responses'], B: number): tf.Tensor1D {
+  if (!responses) return tf.zeros([6]);
+  const [chosenTokens, rejectedTokens] = [0, 1].map((side) =>
+    responses.tokens.reduce((n, count, s) => (s % 2 === side ? n + count : n), 0),
+  );
+  const bySide = responses.metrics.reshape([B, 2, 3]).sum(0); // [2, 3]: chosen, rejected
+  const [correct, entropy, logit] = tf.unstack(bySide, 1); // [2] each
+  return tf.concat([
+    tf.tensor1d([chosenTokens!, rejectedTokens!]),
+    correct!.slice(0, 1),
+    entropy!.sum().reshape([1]),
+    logit!,
+  ]) as tf.Tensor1D;
 }

@@ -5,13 +5,11 @@
 // squared probabilities at its position:
 //   w = exp(mean over labelled t of (log p_t(y_t) - log sum_v p_t(v)^2))
 // The weights carry no gradient (TRL computes them under no_grad).
-import { softmaxCrossEntropy, tf } from '@lorafleet/core';
-import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
+import { tf } from '@lorafleet/core';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
-import { positionColumns } from './loss.js';
 
 /** x's value with a zero gradient (torch's detach). */
-function detached<T extends tf.Tensor>(x: T): T {
+export function detached<T extends tf.Tensor>(x: T): T {
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const input = args[0] as tf.Tensor;
     return { value: tf.clone(input), gradFunc: () => [tf.zerosLike(input)] };
@@ -27,26 +25,23 @@ export function logSumSquaredProbs(logits: tf.Tensor2D): tf.Tensor1D {
 }
 
 /**
- * Each position's negative log-likelihood [S*T] (0 where unlabelled), as
- * positionNll, and each sequence's WPO weight [S] from the same logits.
+ * Each sequence's WPO weight [S], from each position's negative
+ * log-likelihood and logSumSquaredProbs [S*T] (0 where unlabelled, as
+ * positionColumns gives them); no gradient flows through it.
  */
-export function nllAndWpoWeights(
-  model: CausalLM,
+export function wpoWeights(
+  nll: tf.Tensor1D,
+  denominator: tf.Tensor1D,
   seqs: TokenBatch,
-  options: ForwardPassOptions,
-): { nll: tf.Tensor1D; weights: tf.Tensor1D } {
+  vocabSize: number,
+): tf.Tensor1D {
   const { batchSize: S, seqLen: T } = seqs;
-  const shifted = shiftedLabels(seqs, model.modelConfig.vocabSize);
+  const shifted = shiftedLabels(seqs, vocabSize);
   const labelled = Float32Array.from(shifted, (l) => (l === IGNORE_INDEX ? 0 : 1)); // [S*T]
-  const columns = (logits: tf.Tensor2D, labels: tf.Tensor1D) =>
-    tf.stack([softmaxCrossEntropy(logits, labels), logSumSquaredProbs(logits)], 1) as tf.Tensor2D;
   return tf.tidy(() => {
-    const both = positionColumns(model, seqs, options, columns, 2); // [S*T, 2]
-    const [nll, denominator] = tf.unstack(both, 1) as [tf.Tensor1D, tf.Tensor1D]; // [S*T] each
     const mask = tf.tensor2d(labelled, [S, T]);
     const aligned = tf.mul(tf.sub(tf.neg(detached(nll)), denominator).reshape([S, T]), mask);
     const counts = tf.maximum(tf.sum(mask, 1), 1); // [S]
-    const weights = tf.exp(tf.div(tf.sum(aligned, 1), counts)) as tf.Tensor1D; // [S]
-    return { nll, weights };
+    return tf.exp(tf.div(tf.sum(aligned, 1), counts)) as tf.Tensor1D; // [S]
   });
 }

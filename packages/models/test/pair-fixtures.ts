@@ -74,26 +74,66 @@ export function pairBatch(B: number, seed: number, vocab = V): TokenBatch {
   return { ids, labels, batchSize: B, seqLen: 2 * T };
 }
 
-/** Sum over labelled positions of log softmax, and their count, per sequence, in float64 from logits [S*T, V]. */
-export function logpsFloat64(
-  logits: Float32Array,
-  seqs: TokenBatch,
-  vocab = V,
-): { sum: number; tokens: number }[] {
-  const out: { sum: number; tokens: number }[] = [];
+/**
+ * `batch` with every other token of the first `pairs` chosen responses
+ * replaced by the model's greedy prediction there (its logits' argmax,
+ * adapters as they are): a random model predicts almost no label, and a
+ * test of the token accuracy needs hits.
+ */
+export function withPredictedTokens(
+  model: CausalLM,
+  batch: TokenBatch,
+  pairs = batch.batchSize,
+): TokenBatch {
+  const [ids, labels] = [Int32Array.from(batch.ids), Int32Array.from(batch.labels)];
+  const [T, vocab] = [batch.seqLen / 2, model.modelConfig.vocabSize];
+  for (let b = 0; b < pairs; b++) {
+    const row = 2 * b * T; // the chosen sequence
+    for (let t = 1; t < T; t += 2) {
+      if (labels[row + t] === IGNORE_INDEX) continue;
+      const predicted = tf.tidy(() => {
+        const logits = model.forward(tf.tensor2d(ids.subarray(row, row + T), [1, T], 'int32'));
+        return tf
+          .argMax(logits.slice([0, t - 1, 0], [1, 1, vocab]).reshape([vocab]))
+          .dataSync()[0]!;
+      });
+      ids[row + t] = labels[row + t] = predicted;
+    }
+  }
+  return { ...batch, ids, labels };
+}
+
+/** Per sequence's labelled positions: what logpsFloat64 sums. */
+export interface SequenceFloat64 {
+  /** The summed log softmax of the labels, and how many there are. */
+  sum: number;
+  tokens: number;
+  /** TRL's token metrics, summed: argmax hits (the first largest), entropies, means of the logits. */
+  correct: number;
+  entropy: number;
+  logitSum: number;
+}
+
+/** Sums over labelled positions of log softmax and TRL's token metrics, per sequence, in float64 from logits [S*T, V]. */
+export function logpsFloat64(logits: Float32Array, seqs: TokenBatch, vocab = V): SequenceFloat64[] {
+  const out: SequenceFloat64[] = [];
   for (let s = 0; s < seqs.batchSize; s++) {
-    let [sum, tokens] = [0, 0];
+    const sums = { sum: 0, tokens: 0, correct: 0, entropy: 0, logitSum: 0 };
     for (let t = 0; t + 1 < seqs.seqLen; t++) {
       const label = seqs.labels[s * seqs.seqLen + t + 1]!;
       if (label === IGNORE_INDEX) continue;
       const at = s * seqs.seqLen + t;
-      const row = logits.subarray(at * vocab, (at + 1) * vocab);
+      const row = Array.from(logits.subarray(at * vocab, (at + 1) * vocab));
       const max = Math.max(...row);
-      const lse = max + Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0));
-      sum += row[label]! - lse;
-      tokens++;
+      const z = row.reduce((a, x) => a + Math.exp(x - max), 0);
+      const lse = max + Math.log(z);
+      sums.sum += row[label]! - lse;
+      sums.tokens++;
+      sums.correct += row.indexOf(max) === label ? 1 : 0;
+      sums.entropy += lse - row.reduce((a, x) => a + (Math.exp(x - max) / z) * x, 0);
+      sums.logitSum += row.reduce((a, x) => a + x, 0) / vocab;
     }
-    out.push({ sum, tokens });
+    out.push(sums);
   }
   return out;
 }

@@ -2,8 +2,9 @@
 // as TRL's LoRA recipe does (transformers' GPT-2 in float64, the adapter's
 // LoraConfig), loads the project's adapter values into it, and takes TRL's
 // own loss (`_compute_loss` on its DataCollatorForPreference batch), its LoRA
-// gradient and its reward and log-probability logs for every loss type the
-// project has. The project's loss, gradient and pair statistics equal them (the reference stack: scripts/reference-python.sh).
+// gradient and its reward, log-probability and token logs (DPOTrainer's
+// mean_token_accuracy, entropy, logits/chosen and logits/rejected) for every
+// loss type the project has. The project's loss, gradient and pair statistics equal them (the reference stack: scripts/reference-python.sh).
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ import {
   objectiveOf,
   pairStatSums,
 } from '../src/index.js';
-import { T, pairBatch } from './pair-fixtures.js';
+import { T, pairBatch, withPredictedTokens } from './pair-fixtures.js';
 import { normals } from './llama-fixtures.js';
 import {
   type AdapterFixture,
@@ -180,6 +181,15 @@ function logsOf(stats: Float32Array, pairs: number): Record<string, number> {
     'rewards/margins': (s.chosenSum - s.rejectedSum) / pairs,
     'logps/chosen': s.chosenLogpSum / pairs,
     'logps/rejected': s.rejectedLogpSum / pairs,
+    // DPO's token metrics, over the responses' tokens (none counted for the others)
+    ...(s.chosenTokens + s.rejectedTokens > 0
+      ? {
+          mean_token_accuracy: s.chosenCorrectTokens / s.chosenTokens,
+          entropy: s.entropySum / (s.chosenTokens + s.rejectedTokens),
+          'logits/chosen': s.chosenLogitSum / s.chosenTokens,
+          'logits/rejected': s.rejectedLogitSum / s.rejectedTokens,
+        }
+      : {}),
   };
 }
 
@@ -270,6 +280,7 @@ async function expectTrl(f: AdapterFixture, cases: Case[], batch: TokenBatch, na
     });
   }
   f.trained.params.write(f.theta);
+  return trl;
 }
 
 describe('the preference objectives against TRL itself (its trainers, transformers, peft)', () => {
@@ -277,12 +288,16 @@ describe('the preference objectives against TRL itself (its trainers, transforme
     const f = await adapterFixture(root);
     // sft takes the chosen NLL's mean over the batch's tokens in TRL, per pair here (sameChosenLength)
     const sft = (c: Case) => [(c.trl as DpoCase).loss].flat().includes('sft');
-    await expectTrl(
+    // One pair's chosen response partly the model's own predictions: a token accuracy above 0.
+    const batch = withPredictedTokens(f.model, pairBatch(3, 51), 1);
+    const trl = await expectTrl(
       f,
       DPO_CASES.filter((c) => !sft(c)),
-      pairBatch(3, 51),
+      batch,
       'dpo',
     );
+    expect(trl[0]!.logs.mean_token_accuracy).toBeGreaterThan(0);
+    expect(trl[0]!.logs.mean_token_accuracy).toBeLessThan(1);
     await expectTrl(f, DPO_CASES.filter(sft), sameChosenLength(pairBatch(3, 51)), 'dpo-sft');
     f.model.dispose();
   }, 120_000);

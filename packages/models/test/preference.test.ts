@@ -4,7 +4,9 @@
 // rewards, kept off the tape while the loss is differentiated and summed on
 // the device across micro-batches beside the gradient. They are what
 // evaluation reports for the same pairs (no dropout is drawn in training),
-// and TRL's rewards computed in float64 from the logits.
+// and TRL's rewards computed in float64 from the logits; with DPO, also
+// DPOTrainer's token metrics of the responses (argmax hits, entropy, mean
+// logits), which the other objectives leave at zero.
 import { GradientAccumulator, tf, useBackend } from '@lorafleet/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -21,7 +23,15 @@ import {
   pairStatSums,
   withAdaptersOff,
 } from '../src/index.js';
-import { BETA, GPT2, logitsOf, logpsFloat64, pairBatch, withLora } from './pair-fixtures.js';
+import {
+  BETA,
+  GPT2,
+  logitsOf,
+  logpsFloat64,
+  pairBatch,
+  withLora,
+  withPredictedTokens,
+} from './pair-fixtures.js';
 
 beforeAll(async () => {
   await useBackend('cpu');
@@ -53,11 +63,12 @@ async function rewardsFloat64(
   s: PreferenceSettings,
 ): Promise<PairStatSums> {
   const seqs = pairSequences(batch);
+  const sequences = logpsFloat64(await logitsOf(model, seqs), seqs);
   const logps = async () =>
     logpsFloat64(await logitsOf(model, seqs), seqs).map(({ sum, tokens }) =>
       averaged(s) ? sum / tokens : sum,
     );
-  const policy = await logps();
+  const policy = sequences.map(({ sum, tokens }) => (averaged(s) ? sum / tokens : sum));
   // logitsOf runs the forward pass before its first await: within withAdaptersOff
   const ref = s.kind === 'dpo' ? await withAdaptersOff(model, logps) : policy.map(() => 0);
   const out = pairStatSums([]);
@@ -70,6 +81,16 @@ async function rewardsFloat64(
     out.chosenLogpSum += policy[2 * b]!;
     out.rejectedLogpSum += policy[2 * b + 1]!;
   }
+  if (s.kind !== 'dpo') return out; // only DPOTrainer logs the responses' token metrics
+  const [chosen, rejected] = [0, 1].map((side) => sequences.filter((_, i) => i % 2 === side));
+  const total = (of: typeof sequences, k: keyof (typeof sequences)[number]) =>
+    of.reduce((a, x) => a + x[k], 0);
+  out.chosenTokens = total(chosen!, 'tokens');
+  out.rejectedTokens = total(rejected!, 'tokens');
+  out.chosenCorrectTokens = total(chosen!, 'correct');
+  out.entropySum = total(sequences, 'entropy');
+  out.chosenLogitSum = total(chosen!, 'logitSum');
+  out.rejectedLogitSum = total(rejected!, 'logitSum');
   return out;
 }
 
@@ -81,7 +102,10 @@ describe('the reward statistics of a preference step', () => {
     );
     const model = buildModel(config, randomModelWeights(config, 8));
     const params = await withLora(model, 0.3, 0.1);
-    const batches = [pairBatch(3, 21), pairBatch(4, 22)];
+    // Some labels the model predicts (for the token accuracy), in one pair per batch.
+    const batches = [pairBatch(3, 21), pairBatch(4, 22)].map((b) =>
+      withPredictedTokens(model, b, 1),
+    );
     for (const s of SETTINGS) {
       const label = `${s.kind} ${s.kind === 'dpo' ? (s.loss ?? 'sigmoid') : ''}`;
       const objective = objectiveOf(s);
@@ -101,6 +125,7 @@ describe('the reward statistics of a preference step', () => {
 
       const evaluated = await evaluatePairs(model, batches, s);
       expect(trained.correct, label).toBe(evaluated.correct);
+      expect(trained.chosenCorrectTokens, label).toBe(evaluated.chosenCorrectTokens);
       for (const k of PAIR_STATS.slice(1)) {
         expect(Math.abs(trained[k] - evaluated[k]), `${label} ${k}`).toBeLessThan(
           1e-5 * Math.max(1, Math.abs(evaluated[k])),
@@ -115,6 +140,11 @@ describe('the reward statistics of a preference step', () => {
       expect(trained.correct, label).toBe(want.correct);
       expect(want.correct, label).toBeGreaterThan(0); // a test of the count, not of zeros
       expect(want.correct, label).toBeLessThan(7);
+      expect(trained.chosenCorrectTokens, label).toBe(want.chosenCorrectTokens);
+      if (s.kind === 'dpo') {
+        expect(want.chosenCorrectTokens, label).toBeGreaterThan(0);
+        expect(want.chosenCorrectTokens, label).toBeLessThan(want.chosenTokens);
+      }
       for (const k of PAIR_STATS.slice(1)) {
         expect(Math.abs(trained[k] - want[k]), `${label} ${k}`).toBeLessThan(
           1e-5 * Math.max(10, Math.abs(want[k])),
@@ -127,9 +157,10 @@ describe('the reward statistics of a preference step', () => {
 
   it("the token loss has TRL's token metrics instead, and pairStatSums reads an empty list as zeros", () => {
     expect(objectiveOf({ kind: 'sft' }).stats).toEqual(['correct', 'entropy']);
-    const zero = { correct: 0, chosenSum: 0, rejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 };
+    const zero = Object.fromEntries(PAIR_STATS.map((k) => [k, 0]));
     expect(pairStatSums(new Float32Array(0))).toEqual(zero);
     expect(pairStatSums([2, 0.5, -1, -30, -41])).toEqual({
+      ...zero,
       ...{ correct: 2, chosenSum: 0.5, rejectedSum: -1 },
       ...{ chosenLogpSum: -30, rejectedLogpSum: -41 },
     });

@@ -91,11 +91,20 @@ export interface StepDone {
   desirableCount: number;
   kl: number;
   /**
-   * The token loss (0 otherwise): labelled tokens the argmax predicts, and their summed entropy
-   * (TRL's mean_token_accuracy and entropy, times tokenCount).
+   * The token loss: labelled tokens the argmax predicts, and their summed entropy (TRL's
+   * mean_token_accuracy and entropy, times tokenCount). DPO: the chosen responses' tokens the
+   * argmax predicts, and the entropy summed over both responses' tokens. 0 otherwise.
    */
   correctTokens: number;
   entropySum: number;
+  /**
+   * DPO (0 otherwise): the responses' labelled tokens, chosen and rejected, and each side's
+   * summed mean-over-vocabulary logits (TRL's logits/chosen and logits/rejected, as sums).
+   */
+  chosenTokens: number;
+  rejectedTokens: number;
+  chosenLogitSum: number;
+  rejectedLogitSum: number;
 }
 
 export interface Commit {
@@ -210,9 +219,13 @@ export interface EvalDone {
   /** KTO's first round (0 otherwise): the shard's summed KL log-ratio and its KL completions. */
   klSum: number;
   klRows: number;
-  /** The token loss (0 otherwise), as StepDone's over the held-out shard. */
+  /** The token loss and DPO (0 otherwise), as StepDone's over the held-out shard. */
   correctTokens: number;
   entropySum: number;
+  chosenTokens: number;
+  rejectedTokens: number;
+  chosenLogitSum: number;
+  rejectedLogitSum: number;
 }
 
 /** The oneof `body`: `case` is the generated field name, `value` its message. */

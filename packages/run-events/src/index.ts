@@ -84,6 +84,7 @@ export type RunEvent =
       /**
        * The token loss: the share of the step's labelled tokens its logits' argmax predicts,
        * and their mean entropy in nats (TRL's SFTTrainer mean_token_accuracy and entropy).
+       * DPO: the same over its responses' tokens (the accuracy over the chosen ones).
        */
       meanTokenAccuracy?: number;
       entropy?: number;
@@ -98,7 +99,7 @@ export type RunEvent =
       /** KTO: the held-out mean desirable - undesirable reward, and the set's KL estimate. */
       rewardMargin?: number;
       kl?: number;
-      /** The token loss: TRL's eval_mean_token_accuracy and eval_entropy. */
+      /** The token loss and DPO: TRL's eval_mean_token_accuracy and eval_entropy. */
       meanTokenAccuracy?: number;
       entropy?: number;
     }

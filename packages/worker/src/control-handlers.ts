@@ -144,7 +144,7 @@ export const handlers: { [K in Case]: Handler<K> } = {
       case: 'evalDone',
       value: {
         ...{ step, lossSum, tokenCount: tokens, ...statFields(pairs, kto), klSum, klRows },
-        ...tokenFields(tokenStats),
+        ...(pairs ? responseFields(pairs) : tokenFields(tokenStats)),
       },
     });
   },
@@ -238,7 +238,11 @@ async function trainStep(
   const stats = kto
     ? statFields(undefined, { ...ktoStatSums(result.local.stats), kl })
     : statFields(feedback ? pairStatSums(result.local.stats) : undefined);
-  const tokens = tokenFields(feedback ? undefined : tokenStatSums(result.local.stats));
+  const tokens = kto
+    ? tokenFields()
+    : feedback
+      ? responseFields(pairStatSums(result.local.stats))
+      : tokenFields(tokenStatSums(result.local.stats));
   return {
     step: result.step,
     lossSum: result.local.lossSum,
@@ -256,9 +260,21 @@ async function trainStep(
   };
 }
 
-/** StepDone's and EvalDone's token metrics (TRL's, as sums); zeros for the other objectives. */
+/** StepDone's and EvalDone's token metrics (TRL's SFT ones, as sums); zeros for the other objectives. */
 function tokenFields(sums?: TokenStatSums) {
-  return { correctTokens: sums?.correct ?? 0, entropySum: sums?.entropy ?? 0 };
+  return {
+    ...{ correctTokens: sums?.correct ?? 0, entropySum: sums?.entropy ?? 0 },
+    ...{ chosenTokens: 0, rejectedTokens: 0, chosenLogitSum: 0, rejectedLogitSum: 0 },
+  };
+}
+
+/** The same fields for pairs: DPO's token metrics of the responses (zeros for the other preference objectives). */
+function responseFields(p: PairStatSums) {
+  return {
+    ...{ correctTokens: p.chosenCorrectTokens, entropySum: p.entropySum },
+    ...{ chosenTokens: p.chosenTokens, rejectedTokens: p.rejectedTokens },
+    ...{ chosenLogitSum: p.chosenLogitSum, rejectedLogitSum: p.rejectedLogitSum },
+  };
 }
 
 /**

@@ -193,6 +193,7 @@ describe('runWorker', () => {
         ...{ rewardChosenSum: 0, rewardRejectedSum: 0, chosenLogpSum: 0, rejectedLogpSum: 0 },
         ...{ desirableCount: 0, kl: 0, klSum: 0, klRows: 0 },
         ...{ correctTokens: 0, entropySum: 0 },
+        ...{ chosenTokens: 0, rejectedTokens: 0, chosenLogitSum: 0, rejectedLogitSum: 0 },
       },
     });
     const error = await coordinator.next();

@@ -167,6 +167,9 @@ async function reportPairs(
     `${o.data}: ${name} loss ${f(result.loss)} over ${result.pairs} pairs (${describeSettings(settings)}); ` +
       `reward accuracy ${f(result.rewardAccuracy)}, margin ${f(result.rewardMargin)} ` +
       `(chosen ${f(result.rewardChosen)}, rejected ${f(result.rewardRejected)})` +
+      (result.meanTokenAccuracy === undefined
+        ? ''
+        : `; token accuracy ${f(result.meanTokenAccuracy)}, entropy ${f(result.entropy!)}`) +
       (adapted > 0 ? `; adapter on ${adapted} modules` : ''),
   );
 }

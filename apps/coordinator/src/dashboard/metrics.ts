@@ -90,17 +90,17 @@ function runGauges(state: RunState, registers: Registers): void {
   );
   g(
     'lorafleet_token_accuracy',
-    "The token loss: share of the last step's labelled tokens its logits' argmax predicts (TRL's mean_token_accuracy; 0 otherwise)",
+    "The token loss (DPO: its chosen responses): share of the last step's labelled tokens its logits' argmax predicts (TRL's mean_token_accuracy; 0 otherwise)",
     () => state.lastStep?.meanTokenAccuracy,
   );
   g(
     'lorafleet_entropy',
-    "The token loss: mean entropy in nats of the last step's predicted distributions over its labelled tokens (TRL's entropy; 0 otherwise)",
+    "The token loss (DPO: both responses): mean entropy in nats of the last step's predicted distributions over its labelled tokens (TRL's entropy; 0 otherwise)",
     () => state.lastStep?.entropy,
   );
   g(
     'lorafleet_eval_token_accuracy',
-    'The token loss: share of the evaluation tokens the argmax predicts, latest (0 otherwise)',
+    'The token loss (DPO: its chosen responses): share of the evaluation tokens the argmax predicts, latest (0 otherwise)',
     () => state.lastEval?.meanTokenAccuracy,
   );
   g('lorafleet_step_seconds', 'Wall time of the last step', () => state.lastStep?.seconds);

@@ -104,7 +104,10 @@ export function heldOut(
           '; no adapter was written',
       );
     }
-    const pairs = result.pairs ? { rewardAccuracy: result.pairs.rewardAccuracy } : {};
+    const { rewardAccuracy, meanTokenAccuracy, entropy } = result.pairs ?? {};
+    const pairs = result.pairs
+      ? { rewardAccuracy, ...(meanTokenAccuracy === undefined ? {} : { meanTokenAccuracy, entropy }) }
+      : {};
     const kto = result.kto
       ? {
           kl: result.kto.kl,

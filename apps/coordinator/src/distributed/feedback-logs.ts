@@ -1,8 +1,9 @@
 // TRL's logs of a step or of an evaluation, from the sums every worker
 // reports (StepDone and EvalDone carry the same fields): the means over the
-// global batch's pairs, over its desirable and undesirable examples with
-// KTO's KL estimate, or for the token loss over its labelled tokens
-// (SFTTrainer's mean_token_accuracy and entropy). Workers add sums, the
+// global batch's pairs (with DPO, its responses' token metrics over their
+// tokens), over its desirable and undesirable examples with KTO's KL
+// estimate, or for the token loss over its labelled tokens (SFTTrainer's
+// mean_token_accuracy and entropy). Workers add sums, the
 // coordinator divides, so N workers report what one would.
 import {
   type KtoLogs,
@@ -25,6 +26,10 @@ export type StatReport = Pick<
   | 'kl'
   | 'correctTokens'
   | 'entropySum'
+  | 'chosenTokens'
+  | 'rejectedTokens'
+  | 'chosenLogitSum'
+  | 'rejectedLogitSum'
 >;
 
 /** SFTTrainer's token metrics: the share of labelled tokens the argmax predicts, and their mean entropy (nats). */
@@ -59,10 +64,19 @@ export function feedbackLogs(
     return { kto: ktoLogs({ ...sums, desirable: sum((r) => r.desirableCount) }, units, kl) };
   }
   const correct = sum((r) => r.rewardCorrect);
+  // DPO's token metrics of the responses (zeros, and no logs, for the other preference objectives)
+  const responses = {
+    chosenTokens: sum((r) => r.chosenTokens),
+    rejectedTokens: sum((r) => r.rejectedTokens),
+    chosenCorrectTokens: sum((r) => r.correctTokens),
+    entropySum: sum((r) => r.entropySum),
+    chosenLogitSum: sum((r) => r.chosenLogitSum),
+    rejectedLogitSum: sum((r) => r.rejectedLogitSum),
+  };
   const {
     loss: _,
     pairs: __,
     ...means
-  } = pairMetrics({ lossSum: 0, pairs: units, correct, ...sums });
+  } = pairMetrics({ lossSum: 0, pairs: units, correct, ...sums, ...responses });
   return { pairs: means };
 }

@@ -18,7 +18,7 @@ export const bestModelOptions = defineOptions({
     kind: 'string',
     value: 'NAME',
     description:
-      "what --load-best-model-at-end and --early-stopping-patience compare: loss (default, lower is better), mean_token_accuracy for the token loss, or for a preference objective rewards/accuracies or rewards/margins (higher is better; TRL's eval log names)",
+      "what --load-best-model-at-end and --early-stopping-patience compare: loss (default, lower is better), mean_token_accuracy for the token loss and DPO, or for a preference objective rewards/accuracies or rewards/margins (higher is better; TRL's eval log names)",
   },
   'early-stopping-patience': {
     aliases: ['early_stopping_patience'],

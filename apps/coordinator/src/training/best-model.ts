@@ -17,7 +17,8 @@ import type { TrainOptions } from './train-spec.js';
 /** What an evaluation reports, as far as the metrics below read it. */
 export interface HeldOutMetrics {
   loss: number;
-  pairs?: { rewardAccuracy: number; rewardMargin: number };
+  /** meanTokenAccuracy: DPO's, over the chosen responses. */
+  pairs?: { rewardAccuracy: number; rewardMargin: number; meanTokenAccuracy?: number };
   kto?: { rewardMargin?: number };
   sft?: { meanTokenAccuracy: number };
 }
@@ -50,8 +51,8 @@ export const METRICS: {
   },
   mean_token_accuracy: {
     greaterIsBetter: true,
-    objectives: ['sft'],
-    of: (e) => e.sft?.meanTokenAccuracy,
+    objectives: ['sft', 'dpo'],
+    of: (e) => e.sft?.meanTokenAccuracy ?? e.pairs?.meanTokenAccuracy,
   },
 };
 

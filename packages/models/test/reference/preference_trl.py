@@ -21,7 +21,7 @@ usage: preference_trl.py BASE_DIR ADAPTER_DIR CASES_JSON
                              DPO_OPTIONAL's DPOConfig fields, "dtype": "float32" (else float64),
                              "start": an adapter folder DPO starts from (its reference)}]}
   prints {"versions": {...}, "cases": [{"loss": x, "grads": {module: {"a": [...], "b": [...]}},
-                                        "logs": {"rewards/chosen": x, ... (LOGS)}}]}
+                                        "logs": {"rewards/chosen": x, ... (LOGS; DPO_LOGS for dpo)}}]}
   (loss: TRL's, the mean over pairs; module: PEFT's path without its
   "base_model.model." prefix)
 """
@@ -34,6 +34,8 @@ import warnings
 
 
 LOGS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "kl")
+# DPOTrainer's token metrics of the responses, beside LOGS
+DPO_LOGS = LOGS + ("mean_token_accuracy", "entropy", "logits/chosen", "logits/rejected")
 
 
 def tokenizer():
@@ -210,7 +212,8 @@ def main(base_dir, adapter_dir, cases_path):
                     continue
                 path, which = name.removeprefix("base_model.model.").split(".lora_", 1)
                 grads.setdefault(path, {})[which[0].lower()] = p.grad.flatten().tolist()
-            logs = {name: value for name, value in metrics.items() if name in LOGS}
+            kept = DPO_LOGS if setting.get("trainer", "dpo") == "dpo" else LOGS
+            logs = {name: value for name, value in metrics.items() if name in kept}
             out.append({"loss": float(loss), "grads": grads, "logs": logs})
     versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "trl": trl.__version__}
     print(json.dumps({"versions": versions, "cases": out}))

@@ -1724,6 +1724,10 @@ export const lorafleet = ($root.lorafleet = (() => {
       StepDone.prototype.kl = 0;
       StepDone.prototype.correctTokens = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       StepDone.prototype.entropySum = 0;
+      StepDone.prototype.chosenTokens = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      StepDone.prototype.rejectedTokens = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      StepDone.prototype.chosenLogitSum = 0;
+      StepDone.prototype.rejectedLogitSum = 0;
 
       StepDone.create = function (properties) {
         return new StepDone(properties);
@@ -1839,6 +1843,34 @@ export const lorafleet = ($root.lorafleet = (() => {
           !$Object.is(message.entropySum, 0)
         )
           writer.uint32(129).double(message.entropySum);
+        if (
+          message.chosenTokens != null &&
+          $Object.hasOwnProperty.call(message, 'chosenTokens') &&
+          (typeof message.chosenTokens === 'object'
+            ? message.chosenTokens.low || message.chosenTokens.high
+            : message.chosenTokens !== 0)
+        )
+          writer.uint32(136).uint64(message.chosenTokens);
+        if (
+          message.rejectedTokens != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedTokens') &&
+          (typeof message.rejectedTokens === 'object'
+            ? message.rejectedTokens.low || message.rejectedTokens.high
+            : message.rejectedTokens !== 0)
+        )
+          writer.uint32(144).uint64(message.rejectedTokens);
+        if (
+          message.chosenLogitSum != null &&
+          $Object.hasOwnProperty.call(message, 'chosenLogitSum') &&
+          !$Object.is(message.chosenLogitSum, 0)
+        )
+          writer.uint32(153).double(message.chosenLogitSum);
+        if (
+          message.rejectedLogitSum != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedLogitSum') &&
+          !$Object.is(message.rejectedLogitSum, 0)
+        )
+          writer.uint32(161).double(message.rejectedLogitSum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -1992,6 +2024,40 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.entropySum;
               continue;
             }
+            case 17: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.chosenTokens = value;
+              else delete message.chosenTokens;
+              continue;
+            }
+            case 18: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.rejectedTokens = value;
+              else delete message.rejectedTokens;
+              continue;
+            }
+            case 19: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.chosenLogitSum = value;
+              else delete message.chosenLogitSum;
+              continue;
+            }
+            case 20: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.rejectedLogitSum = value;
+              else delete message.rejectedLogitSum;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -2131,6 +2197,45 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.entropySum != null)
           if (!$Object.is($Number(object.entropySum), 0))
             message.entropySum = $Number(object.entropySum);
+        if (object.chosenTokens != null)
+          if (
+            typeof object.chosenTokens === 'object'
+              ? object.chosenTokens.low || object.chosenTokens.high
+              : $Number(object.chosenTokens) !== 0
+          )
+            if ($util.Long) message.chosenTokens = $util.Long.fromValue(object.chosenTokens, true);
+            else if (typeof object.chosenTokens === 'string')
+              message.chosenTokens = $parseInt(object.chosenTokens, 10);
+            else if (typeof object.chosenTokens === 'number')
+              message.chosenTokens = object.chosenTokens;
+            else if (typeof object.chosenTokens === 'object')
+              message.chosenTokens = new $util.LongBits(
+                object.chosenTokens.low >>> 0,
+                object.chosenTokens.high >>> 0,
+              ).toNumber(true);
+        if (object.rejectedTokens != null)
+          if (
+            typeof object.rejectedTokens === 'object'
+              ? object.rejectedTokens.low || object.rejectedTokens.high
+              : $Number(object.rejectedTokens) !== 0
+          )
+            if ($util.Long)
+              message.rejectedTokens = $util.Long.fromValue(object.rejectedTokens, true);
+            else if (typeof object.rejectedTokens === 'string')
+              message.rejectedTokens = $parseInt(object.rejectedTokens, 10);
+            else if (typeof object.rejectedTokens === 'number')
+              message.rejectedTokens = object.rejectedTokens;
+            else if (typeof object.rejectedTokens === 'object')
+              message.rejectedTokens = new $util.LongBits(
+                object.rejectedTokens.low >>> 0,
+                object.rejectedTokens.high >>> 0,
+              ).toNumber(true);
+        if (object.chosenLogitSum != null)
+          if (!$Object.is($Number(object.chosenLogitSum), 0))
+            message.chosenLogitSum = $Number(object.chosenLogitSum);
+        if (object.rejectedLogitSum != null)
+          if (!$Object.is($Number(object.rejectedLogitSum), 0))
+            message.rejectedLogitSum = $Number(object.rejectedLogitSum);
         return message;
       };
 
@@ -2240,6 +2345,42 @@ export const lorafleet = ($root.lorafleet = (() => {
                   ? $BigInt('0')
                   : 0;
           object.entropySum = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.chosenTokens =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.chosenTokens =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.rejectedTokens =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.rejectedTokens =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.chosenLogitSum = 0;
+          object.rejectedLogitSum = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -2421,6 +2562,71 @@ export const lorafleet = ($root.lorafleet = (() => {
             options.json && !$isFinite(message.entropySum)
               ? $String(message.entropySum)
               : message.entropySum;
+        if (message.chosenTokens != null && $Object.hasOwnProperty.call(message, 'chosenTokens'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.chosenTokens =
+              typeof message.chosenTokens === 'number'
+                ? $BigInt(message.chosenTokens)
+                : $util.Long.fromBits(
+                    message.chosenTokens.low >>> 0,
+                    message.chosenTokens.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.chosenTokens === 'number')
+            object.chosenTokens =
+              options.longs === $String ? $String(message.chosenTokens) : message.chosenTokens;
+          else
+            object.chosenTokens =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.chosenTokens)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.chosenTokens.low >>> 0,
+                      message.chosenTokens.high >>> 0,
+                    ).toNumber(true)
+                  : message.chosenTokens;
+        if (
+          message.rejectedTokens != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedTokens')
+        )
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.rejectedTokens =
+              typeof message.rejectedTokens === 'number'
+                ? $BigInt(message.rejectedTokens)
+                : $util.Long.fromBits(
+                    message.rejectedTokens.low >>> 0,
+                    message.rejectedTokens.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.rejectedTokens === 'number')
+            object.rejectedTokens =
+              options.longs === $String ? $String(message.rejectedTokens) : message.rejectedTokens;
+          else
+            object.rejectedTokens =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.rejectedTokens)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.rejectedTokens.low >>> 0,
+                      message.rejectedTokens.high >>> 0,
+                    ).toNumber(true)
+                  : message.rejectedTokens;
+        if (
+          message.chosenLogitSum != null &&
+          $Object.hasOwnProperty.call(message, 'chosenLogitSum')
+        )
+          object.chosenLogitSum =
+            options.json && !$isFinite(message.chosenLogitSum)
+              ? $String(message.chosenLogitSum)
+              : message.chosenLogitSum;
+        if (
+          message.rejectedLogitSum != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedLogitSum')
+        )
+          object.rejectedLogitSum =
+            options.json && !$isFinite(message.rejectedLogitSum)
+              ? $String(message.rejectedLogitSum)
+              : message.rejectedLogitSum;
         return object;
       };
 
@@ -5259,6 +5465,10 @@ export const lorafleet = ($root.lorafleet = (() => {
       EvalDone.prototype.klRows = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       EvalDone.prototype.correctTokens = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       EvalDone.prototype.entropySum = 0;
+      EvalDone.prototype.chosenTokens = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalDone.prototype.rejectedTokens = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalDone.prototype.chosenLogitSum = 0;
+      EvalDone.prototype.rejectedLogitSum = 0;
 
       EvalDone.create = function (properties) {
         return new EvalDone(properties);
@@ -5364,6 +5574,34 @@ export const lorafleet = ($root.lorafleet = (() => {
           !$Object.is(message.entropySum, 0)
         )
           writer.uint32(121).double(message.entropySum);
+        if (
+          message.chosenTokens != null &&
+          $Object.hasOwnProperty.call(message, 'chosenTokens') &&
+          (typeof message.chosenTokens === 'object'
+            ? message.chosenTokens.low || message.chosenTokens.high
+            : message.chosenTokens !== 0)
+        )
+          writer.uint32(128).uint64(message.chosenTokens);
+        if (
+          message.rejectedTokens != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedTokens') &&
+          (typeof message.rejectedTokens === 'object'
+            ? message.rejectedTokens.low || message.rejectedTokens.high
+            : message.rejectedTokens !== 0)
+        )
+          writer.uint32(136).uint64(message.rejectedTokens);
+        if (
+          message.chosenLogitSum != null &&
+          $Object.hasOwnProperty.call(message, 'chosenLogitSum') &&
+          !$Object.is(message.chosenLogitSum, 0)
+        )
+          writer.uint32(145).double(message.chosenLogitSum);
+        if (
+          message.rejectedLogitSum != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedLogitSum') &&
+          !$Object.is(message.rejectedLogitSum, 0)
+        )
+          writer.uint32(153).double(message.rejectedLogitSum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -5505,6 +5743,40 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.entropySum;
               continue;
             }
+            case 16: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.chosenTokens = value;
+              else delete message.chosenTokens;
+              continue;
+            }
+            case 17: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.rejectedTokens = value;
+              else delete message.rejectedTokens;
+              continue;
+            }
+            case 18: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.chosenLogitSum = value;
+              else delete message.chosenLogitSum;
+              continue;
+            }
+            case 19: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.rejectedLogitSum = value;
+              else delete message.rejectedLogitSum;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -5642,6 +5914,45 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.entropySum != null)
           if (!$Object.is($Number(object.entropySum), 0))
             message.entropySum = $Number(object.entropySum);
+        if (object.chosenTokens != null)
+          if (
+            typeof object.chosenTokens === 'object'
+              ? object.chosenTokens.low || object.chosenTokens.high
+              : $Number(object.chosenTokens) !== 0
+          )
+            if ($util.Long) message.chosenTokens = $util.Long.fromValue(object.chosenTokens, true);
+            else if (typeof object.chosenTokens === 'string')
+              message.chosenTokens = $parseInt(object.chosenTokens, 10);
+            else if (typeof object.chosenTokens === 'number')
+              message.chosenTokens = object.chosenTokens;
+            else if (typeof object.chosenTokens === 'object')
+              message.chosenTokens = new $util.LongBits(
+                object.chosenTokens.low >>> 0,
+                object.chosenTokens.high >>> 0,
+              ).toNumber(true);
+        if (object.rejectedTokens != null)
+          if (
+            typeof object.rejectedTokens === 'object'
+              ? object.rejectedTokens.low || object.rejectedTokens.high
+              : $Number(object.rejectedTokens) !== 0
+          )
+            if ($util.Long)
+              message.rejectedTokens = $util.Long.fromValue(object.rejectedTokens, true);
+            else if (typeof object.rejectedTokens === 'string')
+              message.rejectedTokens = $parseInt(object.rejectedTokens, 10);
+            else if (typeof object.rejectedTokens === 'number')
+              message.rejectedTokens = object.rejectedTokens;
+            else if (typeof object.rejectedTokens === 'object')
+              message.rejectedTokens = new $util.LongBits(
+                object.rejectedTokens.low >>> 0,
+                object.rejectedTokens.high >>> 0,
+              ).toNumber(true);
+        if (object.chosenLogitSum != null)
+          if (!$Object.is($Number(object.chosenLogitSum), 0))
+            message.chosenLogitSum = $Number(object.chosenLogitSum);
+        if (object.rejectedLogitSum != null)
+          if (!$Object.is($Number(object.rejectedLogitSum), 0))
+            message.rejectedLogitSum = $Number(object.rejectedLogitSum);
         return message;
       };
 
@@ -5761,6 +6072,42 @@ export const lorafleet = ($root.lorafleet = (() => {
                   ? $BigInt('0')
                   : 0;
           object.entropySum = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.chosenTokens =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.chosenTokens =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.rejectedTokens =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.rejectedTokens =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.chosenLogitSum = 0;
+          object.rejectedLogitSum = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -5944,6 +6291,71 @@ export const lorafleet = ($root.lorafleet = (() => {
             options.json && !$isFinite(message.entropySum)
               ? $String(message.entropySum)
               : message.entropySum;
+        if (message.chosenTokens != null && $Object.hasOwnProperty.call(message, 'chosenTokens'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.chosenTokens =
+              typeof message.chosenTokens === 'number'
+                ? $BigInt(message.chosenTokens)
+                : $util.Long.fromBits(
+                    message.chosenTokens.low >>> 0,
+                    message.chosenTokens.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.chosenTokens === 'number')
+            object.chosenTokens =
+              options.longs === $String ? $String(message.chosenTokens) : message.chosenTokens;
+          else
+            object.chosenTokens =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.chosenTokens)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.chosenTokens.low >>> 0,
+                      message.chosenTokens.high >>> 0,
+                    ).toNumber(true)
+                  : message.chosenTokens;
+        if (
+          message.rejectedTokens != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedTokens')
+        )
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.rejectedTokens =
+              typeof message.rejectedTokens === 'number'
+                ? $BigInt(message.rejectedTokens)
+                : $util.Long.fromBits(
+                    message.rejectedTokens.low >>> 0,
+                    message.rejectedTokens.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.rejectedTokens === 'number')
+            object.rejectedTokens =
+              options.longs === $String ? $String(message.rejectedTokens) : message.rejectedTokens;
+          else
+            object.rejectedTokens =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.rejectedTokens)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.rejectedTokens.low >>> 0,
+                      message.rejectedTokens.high >>> 0,
+                    ).toNumber(true)
+                  : message.rejectedTokens;
+        if (
+          message.chosenLogitSum != null &&
+          $Object.hasOwnProperty.call(message, 'chosenLogitSum')
+        )
+          object.chosenLogitSum =
+            options.json && !$isFinite(message.chosenLogitSum)
+              ? $String(message.chosenLogitSum)
+              : message.chosenLogitSum;
+        if (
+          message.rejectedLogitSum != null &&
+          $Object.hasOwnProperty.call(message, 'rejectedLogitSum')
+        )
+          object.rejectedLogitSum =
+            options.json && !$isFinite(message.rejectedLogitSum)
+              ? $String(message.rejectedLogitSum)
+              : message.rejectedLogitSum;
         return object;
       };
 

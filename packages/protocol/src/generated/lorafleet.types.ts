@@ -1189,6 +1189,18 @@ export declare namespace lorafleet {
       /** StepDone entropySum. */
       entropySum: number;
 
+      /** StepDone chosenTokens. */
+      chosenTokens: number | Long;
+
+      /** StepDone rejectedTokens. */
+      rejectedTokens: number | Long;
+
+      /** StepDone chosenLogitSum. */
+      chosenLogitSum: number;
+
+      /** StepDone rejectedLogitSum. */
+      rejectedLogitSum: number;
+
       /**
        * Creates a new StepDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -1298,6 +1310,18 @@ export declare namespace lorafleet {
 
         /** StepDone entropySum */
         entropySum?: number | null;
+
+        /** StepDone chosenTokens */
+        chosenTokens?: number | Long | null;
+
+        /** StepDone rejectedTokens */
+        rejectedTokens?: number | Long | null;
+
+        /** StepDone chosenLogitSum */
+        chosenLogitSum?: number | null;
+
+        /** StepDone rejectedLogitSum */
+        rejectedLogitSum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
@@ -2714,6 +2738,18 @@ export declare namespace lorafleet {
       /** EvalDone entropySum. */
       entropySum: number;
 
+      /** EvalDone chosenTokens. */
+      chosenTokens: number | Long;
+
+      /** EvalDone rejectedTokens. */
+      rejectedTokens: number | Long;
+
+      /** EvalDone chosenLogitSum. */
+      chosenLogitSum: number;
+
+      /** EvalDone rejectedLogitSum. */
+      rejectedLogitSum: number;
+
       /**
        * Creates a new EvalDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -2817,6 +2853,18 @@ export declare namespace lorafleet {
 
         /** EvalDone entropySum */
         entropySum?: number | null;
+
+        /** EvalDone chosenTokens */
+        chosenTokens?: number | Long | null;
+
+        /** EvalDone rejectedTokens */
+        rejectedTokens?: number | Long | null;
+
+        /** EvalDone chosenLogitSum */
+        chosenLogitSum?: number | null;
+
+        /** EvalDone rejectedLogitSum */
+        rejectedLogitSum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
