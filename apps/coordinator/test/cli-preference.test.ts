@@ -55,6 +55,7 @@ async function trainRewards(out: string) {
       // DPOTrainer's token metrics of the responses
       ...{ meanTokenAccuracy: rest.meanTokenAccuracy!, entropy: rest.entropy! },
       ...{ logitsChosen: rest.logitsChosen!, logitsRejected: rest.logitsRejected! },
+      numTokens: rest.numTokens!,
     }));
 }
 
@@ -120,6 +121,11 @@ describe('train --objective dpo', () => {
       expect(r.entropy).toBeGreaterThan(0);
       for (const k of ['meanTokenAccuracy', 'entropy', 'logitsChosen', 'logitsRejected'] as const)
         expect(Math.abs(r2[i]![k] - r[k]), `step ${r.step}: ${k}`).toBeLessThan(1e-3);
+      // TRL's num_tokens: the pairs' prompt and response tokens so far, both sequences of each.
+      const added = r.numTokens - (i === 0 ? 0 : r1[i - 1]!.numTokens);
+      expect(added, `step ${r.step}`).toBeGreaterThan(6 * 2 * 4);
+      expect(added, `step ${r.step}`).toBeLessThanOrEqual(6 * 2 * 24);
+      expect(r2[i]!.numTokens, `step ${r.step}`).toBe(r.numTokens);
     }
     expect(one.stderr).toMatch(
       /12\/12 .* loss [\d.]+ {2}reward acc [\d.]{4} {2}tok acc [\d.]{4} {2}lr /,

@@ -62,6 +62,7 @@ export {
 export {
   ldWeights,
   countPairs,
+  inputTokenCounts,
   labelledTokenCounts,
   pairSequences,
   referenceLogps,

@@ -125,6 +125,19 @@ export function perToken(logps: tf.Tensor1D, counts: Float32Array): tf.Tensor1D 
   return tf.div(logps, tf.tensor1d(counts.map((n) => Math.max(n, 1)))) as tf.Tensor1D;
 }
 
+/**
+ * Each sequence's tokens under TRL's attention mask, [S]: its prompt and
+ * response, up to its last labelled token (what follows is padding).
+ * DPOTrainer's num_tokens adds them over the pairs it trains on.
+ */
+export function inputTokenCounts(seqs: TokenBatch): Uint32Array {
+  const T = seqs.seqLen;
+  return Uint32Array.from({ length: seqs.batchSize }, (_, s) => {
+    for (let t = T - 1; t >= 0; t--) if (seqs.labels[s * T + t] !== IGNORE_INDEX) return t + 1;
+    return 0;
+  });
+}
+
 /** Each sequence's labelled tokens (those its log-probability sums over), [S]. */
 export function labelledTokenCounts(seqs: TokenBatch, vocabSize: number): Float32Array {
   const shifted = shiftedLabels(seqs, vocabSize); // [S * T]

@@ -3,7 +3,7 @@
 // LoraConfig), loads the project's adapter values into it, and takes TRL's
 // own loss (`_compute_loss` on its DataCollatorForPreference batch), its LoRA
 // gradient and its reward, log-probability and token logs (DPOTrainer's
-// mean_token_accuracy, entropy, logits/chosen and logits/rejected) for every
+// mean_token_accuracy, entropy, logits/chosen, logits/rejected, num_tokens) for every
 // loss type the project has. The project's loss, gradient and pair statistics equal them (the reference stack: scripts/reference-python.sh).
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -21,7 +21,9 @@ import {
   type PreferenceSettings,
   type TokenBatch,
   addPeftLora,
+  inputTokenCounts,
   objectiveOf,
+  pairSequences,
   pairStatSums,
 } from '../src/index.js';
 import { T, pairBatch, withPredictedTokens } from './pair-fixtures.js';
@@ -171,9 +173,13 @@ interface TrlCase {
   logs: Record<string, number>;
 }
 
-/** TRL's logs from the project's pair sums (pairStatSums), as the coordinator divides them. */
-function logsOf(stats: Float32Array, pairs: number): Record<string, number> {
-  const s = pairStatSums(stats);
+/**
+ * TRL's logs from the project's pair sums (pairStatSums), as the coordinator
+ * divides them; DPO's num_tokens from the batch (inputTokenCounts, as a run counts it).
+ */
+function logsOf(stats: Float32Array, batch: TokenBatch): Record<string, number> {
+  const [s, pairs] = [pairStatSums(stats), batch.batchSize];
+  const numTokens = inputTokenCounts(pairSequences(batch)).reduce((a, b) => a + b, 0);
   return {
     'rewards/chosen': s.chosenSum / pairs,
     'rewards/rejected': s.rejectedSum / pairs,
@@ -188,6 +194,7 @@ function logsOf(stats: Float32Array, pairs: number): Record<string, number> {
           entropy: s.entropySum / (s.chosenTokens + s.rejectedTokens),
           'logits/chosen': s.chosenLogitSum / s.chosenTokens,
           'logits/rejected': s.rejectedLogitSum / s.rejectedTokens,
+          num_tokens: numTokens,
         }
       : {}),
   };
@@ -263,7 +270,7 @@ async function expectTrl(f: AdapterFixture, cases: Case[], batch: TokenBatch, na
     const loss = objectiveOf(c.ours).loss(f.model, batch, {});
     // The project sums over pairs; TRL takes the mean: both gradients scaled to TRL's.
     const { loss: sum, grads } = f.trained.params.lossAndGrads(() => loss.sum());
-    const logs = logsOf((await loss.stats()!.data()) as Float32Array, batch.batchSize);
+    const logs = logsOf((await loss.stats()!.data()) as Float32Array, batch);
     loss.dispose();
     const want = trl[i]!;
     expect(Object.keys(logs).sort()).toEqual(Object.keys(want.logs).sort());

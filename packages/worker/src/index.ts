@@ -14,6 +14,7 @@ export {
   type PreparedRows,
   type RowOptions,
   batchesOf,
+  inputLengths,
   paddedLengths,
   prepareRows,
   rowLength,

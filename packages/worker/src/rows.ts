@@ -22,6 +22,7 @@ import {
   padToLongest,
   readDataset,
 } from '@lorafleet/data';
+import { inputTokenCounts, pairSequences } from '@lorafleet/models';
 import { PAIR_ROWS, ktoRows, prepareTwoSequenceRows, readWarnings } from './two-sequence-rows.js';
 
 export type Packing = 'auto' | 'pack' | 'pad';
@@ -202,6 +203,23 @@ export function paddedLengths(
   return Uint32Array.from(rows, ({ labels }) =>
     Math.max(labelledLength(labels, 0, half), labelledLength(labels, half, half)),
   );
+}
+
+/**
+ * [N] each row's tokens under TRL's attention mask (what its num_tokens
+ * counts): a token-loss row's real tokens, a preference pair's two
+ * sequences' (models' inputTokenCounts); null for KTO, not counted.
+ */
+export function inputLengths(
+  rows: readonly SequenceRow[],
+  options: Pick<RowOptions, 'seqLen' | 'pairs' | 'kto'>,
+): Uint32Array | null {
+  if (options.kto) return null;
+  if (!options.pairs) return Uint32Array.from(rows, (row) => row.length);
+  return Uint32Array.from(rows, ({ ids, labels }) => {
+    const pair = { ids, labels, batchSize: 1, seqLen: 2 * options.seqLen };
+    return inputTokenCounts(pairSequences(pair)).reduce((a, b) => a + b, 0);
+  });
 }
 
 /** "sha256:<hex>" of every row's ids, labels and length, in order. */

@@ -3,13 +3,20 @@
 // with a byte tokenizer: a prompt/completion row's is its bytes plus EOS, and
 // for every kind of row (prompt/completion, preference pair, KTO) a
 // micro-batch of that row alone is cut to that length rounded up to 8 (each
-// half of a two-sequence row).
+// half of a two-sequence row). inputLengths: each row's tokens as TRL's
+// num_tokens counts them.
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAD_MULTIPLE } from '@lorafleet/data';
 import { loadTokenizer } from '@lorafleet/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RowOptions, batchesOf, paddedLengths, prepareRows } from '../src/index.js';
+import {
+  type RowOptions,
+  batchesOf,
+  inputLengths,
+  paddedLengths,
+  prepareRows,
+} from '../src/index.js';
 import { tinyRun } from './helpers.js';
 
 let dir: string;
@@ -73,5 +80,32 @@ describe('paddedLengths', () => {
     expect(Array.from(paddedLengths(pc, { seqLen }))).toEqual(
       completions.map((c) => c.prompt.length + c.completion.length + 1),
     );
+  });
+});
+
+describe('inputLengths', () => {
+  it("counts what TRL's attention mask does: a row's tokens, a pair's two sequences', no KTO row", async () => {
+    const completions = Array.from({ length: 5 }, (_, i) => ({
+      prompt: `q${i}: `,
+      completion: words(i),
+    }));
+    const pc = await rowsOf('pc.jsonl', completions, { seqLen, packing: 'auto' });
+    expect(Array.from(inputLengths(pc, { seqLen })!)).toEqual(
+      Array.from(paddedLengths(pc, { seqLen })),
+    );
+    const records = Array.from({ length: 5 }, (_, i) => ({
+      prompt: `p${i}: `,
+      chosen: words(i),
+      rejected: words(i + 3),
+    }));
+    const options = { seqLen, packing: 'auto', pairs: true } as const;
+    const pairs = await rowsOf('pairs.jsonl', records, options);
+    // Each sequence: the prompt's bytes, the response's and EOS.
+    expect(Array.from(inputLengths(pairs, options)!)).toEqual(
+      records.map((r) => 2 * r.prompt.length + r.chosen.length + r.rejected.length + 2),
+    );
+    const kto = { seqLen, packing: 'auto', kto: { klChunk: 3 } } as const;
+    const unpaired = completions.map((c, i) => ({ ...c, label: i % 2 === 0 }));
+    expect(inputLengths(await rowsOf('kto.jsonl', unpaired, kto), kto)).toBeNull();
   });
 });

@@ -106,7 +106,10 @@ export function heldOut(
     }
     const { rewardAccuracy, meanTokenAccuracy, entropy } = result.pairs ?? {};
     const pairs = result.pairs
-      ? { rewardAccuracy, ...(meanTokenAccuracy === undefined ? {} : { meanTokenAccuracy, entropy }) }
+      ? {
+          rewardAccuracy,
+          ...(meanTokenAccuracy === undefined ? {} : { meanTokenAccuracy, entropy }),
+        }
       : {};
     const kto = result.kto
       ? {

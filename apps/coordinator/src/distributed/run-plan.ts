@@ -20,6 +20,7 @@ import {
 } from '@lorafleet/models';
 import {
   type RunConfig,
+  inputLengths,
   paddedLengths,
   prepareRows,
   rowsFingerprint,
@@ -68,7 +69,8 @@ export interface RunPlan {
   lrPlateau: { settings: PlateauSettings; metric: BestMetric } | null;
   /**
    * [N] each training row's tokens under the attention mask (what TRL's
-   * num_tokens counts) for the token loss; null for pair and KTO rows.
+   * num_tokens counts): a token-loss row's, a preference pair's two
+   * sequences'; null for KTO rows.
    */
   inputTokens: Uint32Array | null;
 }
@@ -164,8 +166,8 @@ export async function planRun(given: TrainOptions): Promise<RunPlan> {
     checkpointEvery: best.checkpointEvery,
     bestModel: best.settings,
     lrPlateau: plateau && { settings: plateau.settings, metric: plateau.metric },
-    // A token-loss row's length is its tokens under the attention mask.
-    inputTokens: rows.pairs || rows.kto ? null : lengths,
+    // TRL's num_tokens: a row's tokens under the attention mask (a pair's two sequences'; not KTO's).
+    inputTokens: inputLengths(split.train, rows),
   };
 }
 

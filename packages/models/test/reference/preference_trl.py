@@ -35,7 +35,7 @@ import warnings
 
 LOGS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "kl")
 # DPOTrainer's token metrics of the responses, beside LOGS
-DPO_LOGS = LOGS + ("mean_token_accuracy", "entropy", "logits/chosen", "logits/rejected")
+DPO_LOGS = LOGS + ("mean_token_accuracy", "entropy", "logits/chosen", "logits/rejected", "num_tokens")
 
 
 def tokenizer():
@@ -203,6 +203,14 @@ def main(base_dir, adapter_dir, cases_path):
             if setting.get("trainer", "dpo") in ("dpo", "kto"):
                 loss = trainer._compute_loss(trained, dict(inputs), return_outputs=False)
                 metrics = {name: values[-1] for name, values in trainer._metrics["eval"].items()}
+                if setting.get("trainer", "dpo") == "dpo":
+                    # num_tokens counts in training only: the batch once more in train mode (the
+                    # trainer disabled dropout), for that log alone
+                    trained.train()
+                    with torch.no_grad():
+                        trainer._compute_loss(trained, dict(inputs), return_outputs=False)
+                    trained.eval()
+                    metrics["num_tokens"] = trainer._metrics["train"]["num_tokens"][-1]
             else:
                 loss, metrics = trainer.get_batch_loss_metrics(trained, pair_batch(cases["pairs"]))
             loss.backward()
