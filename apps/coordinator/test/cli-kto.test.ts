@@ -3,8 +3,9 @@
 // loss (the held-out loss starts at 0.5, where policy = reference, and
 // falls); 2 workers train the adapter of 1, so the KL estimate is the global
 // batch's (each worker's sums all-reduced before the gradient); `eval
-// --objective kto` measures what the run measured; and what KTO cannot use is
-// refused. The loss itself against TRL: packages/models/test/kto-trl.test.ts.
+// --objective kto` measures what the run measured; TRL's logs (rewards, KL,
+// entropy, logits, num_tokens) are what 1 worker logs; and what KTO cannot
+// use is refused. The loss itself against TRL: packages/models/test/kto-trl.test.ts.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -129,7 +130,18 @@ describe('train --objective kto', () => {
     for (const [i, m] of m1.entries()) {
       expect(Math.abs(m2[i]!.kl! - m.kl!), `step ${m.step}`).toBeLessThan(1e-4);
       expect(Math.abs(m2[i]!.rewardMargin! - m.rewardMargin!), `step ${m.step}`).toBeLessThan(1e-3);
+      // KTOTrainer's token logs over the completions, and num_tokens (the examples' prompt and
+      // completion tokens, not their KL sequences'): summed by workers, so 2 log 1's.
+      expect(m.entropy, `step ${m.step}`).toBeGreaterThan(0);
+      for (const k of ['entropy', 'logitsChosen', 'logitsRejected'])
+        expect(Math.abs(m2[i]![k]! - m[k]!), `step ${m.step}: ${k}`).toBeLessThan(1e-3);
+      const added = m.numTokens! - (i === 0 ? 0 : m1[i - 1]!.numTokens!);
+      expect(added, `step ${m.step}`).toBeGreaterThan(6 * 4);
+      expect(added, `step ${m.step}`).toBeLessThanOrEqual(6 * 24);
+      expect(m2[i]!.numTokens, `step ${m.step}`).toBe(m.numTokens);
     }
+    expect(report.entropy).toBeGreaterThan(0);
+    expect(report.logitsChosen).toEqual(expect.any(Number));
   });
 
   it("2 workers estimate the held-out KL over the whole set, from their shards' sums", async () => {

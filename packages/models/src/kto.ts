@@ -15,7 +15,7 @@
 // averaged over processes: the same where there is one micro-batch.
 import { tf } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
-import { sequenceLogps, withReference } from './pair-logps.js';
+import { labelledTokenCounts, sequenceLogps, weightedLogps, withReference } from './pair-logps.js';
 import { IGNORE_INDEX, type TokenBatch } from './labels.js';
 
 /** TRL's KTOConfig.loss_type values. */
@@ -131,7 +131,10 @@ export function desirableOf(batch: TokenBatch): Uint8Array {
 /**
  * What a KTO batch's stats hold, in order: sums that workers add. TRL's KTO
  * logs divide the rewards (beta r) and the policy's log-probabilities of the
- * desirable examples by their count, those of the undesirable ones by theirs.
+ * desirable examples by their count, those of the undesirable ones by theirs;
+ * its token logs, over the completions' labelled tokens: the entropy over
+ * all of them, each class's mean-over-vocabulary logits over its own
+ * (logits/chosen, logits/rejected).
  */
 export const KTO_STATS = [
   'desirable',
@@ -139,6 +142,11 @@ export const KTO_STATS = [
   'rejectedSum',
   'chosenLogpSum',
   'rejectedLogpSum',
+  'chosenTokens',
+  'rejectedTokens',
+  'entropySum',
+  'chosenLogitSum',
+  'rejectedLogitSum',
 ] as const;
 
 export type KtoStatSums = { [K in (typeof KTO_STATS)[number]]: number };
@@ -149,13 +157,19 @@ export function ktoStatSums(stats: ArrayLike<number>): KtoStatSums {
   return Object.fromEntries(KTO_STATS.map((k, i) => [k, values[i] ?? 0])) as KtoStatSums;
 }
 
-/** TRL's KTO logs (rewards/*, logps/*, kl), each mean present where it has examples to average. */
+/**
+ * TRL's KTO logs (rewards/*, logps/*, kl; entropy, logits/*), each mean
+ * present where it has examples (or tokens) to average.
+ */
 export interface KtoLogs {
   rewardChosen?: number;
   rewardRejected?: number;
   rewardMargin?: number;
   logpsChosen?: number;
   logpsRejected?: number;
+  entropy?: number;
+  logitsChosen?: number;
+  logitsRejected?: number;
   kl: number;
 }
 
@@ -170,22 +184,52 @@ export function ktoLogs(sums: KtoStatSums, examples: number, kl: number): KtoLog
       : {};
   const margin =
     good > 0 && bad > 0 ? { rewardMargin: sums.chosenSum / good - sums.rejectedSum / bad } : {};
-  return { ...chosen, ...rejected, ...margin, kl };
+  return { ...chosen, ...rejected, ...margin, ...ktoTokenLogs(sums), kl };
 }
 
-/** [5] (KTO_STATS) of a batch, from its completions' policy and reference log-probabilities [B]. */
-function ktoStats(logps: tf.Tensor1D, ref: tf.Tensor1D, desirable: Uint8Array, beta: number) {
+/** KtoLogs' token metrics (TRL's entropy, 0 without tokens; logits/* where the class has tokens). */
+function ktoTokenLogs(
+  sums: KtoStatSums,
+): Pick<KtoLogs, 'entropy' | 'logitsChosen' | 'logitsRejected'> {
+  const { chosenTokens: c, rejectedTokens: r } = sums;
+  return {
+    entropy: c + r > 0 ? sums.entropySum / (c + r) : 0,
+    ...(c > 0 ? { logitsChosen: sums.chosenLogitSum / c } : {}),
+    ...(r > 0 ? { logitsRejected: sums.rejectedLogitSum / r } : {}),
+  };
+}
+
+/** What ktoStats reads of a batch's completions: their policy pass, reference, labels and tokens. */
+interface KtoScored {
+  /** Policy and reference log-probabilities, [B]. */
+  logps: tf.Tensor1D;
+  ref: tf.Tensor1D;
+  desirable: Uint8Array;
+  /** Each completion's RESPONSE_COLUMNS sums [B, 3], and its labelled tokens [B]. */
+  metrics: tf.Tensor2D;
+  tokens: Float32Array;
+}
+
+/** [10] (KTO_STATS) of a batch's scored completions. */
+function ktoStats({ logps, ref, desirable, metrics, tokens }: KtoScored, beta: number) {
   return tf.tidy(() => {
     const good = tf.tensor1d(desirable, 'float32');
     const bad = tf.sub(1, good);
     const rewards = tf.mul(tf.sub(logps, ref), beta);
     const sum = (x: tf.Tensor, mask: tf.Tensor) => tf.sum(tf.mul(x, mask));
+    const [, entropy, logit] = tf.unstack(metrics, 1) as tf.Tensor1D[]; // [B] each
+    const count = tf.tensor1d(tokens);
     return tf.stack([
       tf.sum(good),
       sum(rewards, good),
       sum(rewards, bad),
       sum(logps, good),
       sum(logps, bad),
+      sum(count, good),
+      sum(count, bad),
+      tf.sum(entropy!),
+      sum(logit!, good),
+      sum(logit!, bad),
     ]) as tf.Tensor1D;
   });
 }
@@ -200,12 +244,16 @@ export function ktoLoss(model: CausalLM, batch: TokenBatch, settings: KtoSetting
   const completions = ktoHalf(batch, 0);
   const desirable = desirableOf(batch);
   const ref = withReference(model, () => sequenceLogps(model, completions)); // [B], untaped
+  const tokens = labelledTokenCounts(completions, model.modelConfig.vocabSize);
   return {
     scores: (options: ForwardPassOptions): { sum: tf.Scalar; stats: tf.Tensor1D } =>
       tf.tidy(() => {
-        const logps = sequenceLogps(model, completions, options);
+        // The policy pass, with TRL's token metrics from its logits
+        const pass = weightedLogps(model, completions, options, null, { responseMetrics: true });
+        const logps = pass.sums; // [B]
         const sum = tf.sum(ktoLosses(logps, ref, desirable, kl, settings)) as tf.Scalar;
-        return { sum, stats: ktoStats(logps, ref, desirable, settings.beta) };
+        const scored = { logps, ref, desirable, metrics: pass.metrics!, tokens };
+        return { sum, stats: ktoStats(scored, settings.beta) };
       }),
     dispose: () => ref.dispose(),
   };

@@ -3,7 +3,7 @@
 // LoraConfig), loads the project's adapter values into it, and takes TRL's
 // own loss (`_compute_loss` on its DataCollatorForUnpairedPreference batch,
 // with each example's KL completion), its LoRA gradient, its KL estimate and
-// its rewards/* and logps/* logs.
+// its rewards/*, logps/*, entropy, logits/* and num_tokens logs.
 // The project's KTO objective, its KL from the objective's shared sums, gives
 // the same (the reference stack: scripts/reference-python.sh).
 import { execFile } from 'node:child_process';
@@ -14,7 +14,15 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useBackend } from '@lorafleet/core';
 import { referencePython } from '@lorafleet/core/testing';
-import { type KtoObjective, ktoKl, ktoLogs, ktoStatSums, objectiveOf } from '../src/index.js';
+import {
+  type KtoObjective,
+  inputTokenCounts,
+  ktoHalf,
+  ktoKl,
+  ktoLogs,
+  ktoStatSums,
+  objectiveOf,
+} from '../src/index.js';
 import { pairBatch } from './pair-fixtures.js';
 import { examplesOf, ktoBatch } from './kto-fixtures.js';
 import {
@@ -83,6 +91,11 @@ describe('KTO against trl.KTOTrainer (its own loss, transformers, peft)', () => 
         'logps/chosen': logs.logpsChosen,
         'logps/rejected': logs.logpsRejected,
         kl: logs.kl,
+        // KTOTrainer's token logs over the completions, and num_tokens as a run counts it
+        entropy: logs.entropy,
+        'logits/chosen': logs.logitsChosen,
+        'logits/rejected': logs.logitsRejected,
+        num_tokens: inputTokenCounts(ktoHalf(batch, 0)).reduce((a, b) => a + b, 0),
       };
       expect(Object.keys(want[i]!.logs).sort()).toEqual(Object.keys(names).sort());
       for (const [key, value] of Object.entries(want[i]!.logs))

@@ -84,7 +84,8 @@ export type RunEvent =
       /**
        * The token loss: the share of the step's labelled tokens its logits' argmax predicts,
        * and their mean entropy in nats (TRL's SFTTrainer mean_token_accuracy and entropy).
-       * DPO: the same over its responses' tokens (the accuracy over the chosen ones).
+       * DPO: the same over its responses' tokens (the accuracy over the chosen ones); KTO: the
+       * entropy over its completions' tokens.
        */
       meanTokenAccuracy?: number;
       entropy?: number;

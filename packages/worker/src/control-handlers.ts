@@ -144,7 +144,11 @@ export const handlers: { [K in Case]: Handler<K> } = {
       case: 'evalDone',
       value: {
         ...{ step, lossSum, tokenCount: tokens, ...statFields(pairs, kto), klSum, klRows },
-        ...(pairs ? responseFields(pairs) : tokenFields(tokenStats)),
+        ...(pairs
+          ? responseFields(pairs)
+          : kto
+            ? responseFields({ ...kto, chosenCorrectTokens: 0 })
+            : tokenFields(tokenStats)),
       },
     });
   },
@@ -239,7 +243,7 @@ async function trainStep(
     ? statFields(undefined, { ...ktoStatSums(result.local.stats), kl })
     : statFields(feedback ? pairStatSums(result.local.stats) : undefined);
   const tokens = kto
-    ? tokenFields()
+    ? responseFields({ ...ktoStatSums(result.local.stats), chosenCorrectTokens: 0 })
     : feedback
       ? responseFields(pairStatSums(result.local.stats))
       : tokenFields(tokenStatSums(result.local.stats));
@@ -268,8 +272,22 @@ function tokenFields(sums?: TokenStatSums) {
   };
 }
 
-/** The same fields for pairs: DPO's token metrics of the responses (zeros for the other preference objectives). */
-function responseFields(p: PairStatSums) {
+/**
+ * The same fields for pairs, DPO's token metrics of the responses (zeros for
+ * the other preference objectives), or KTO's of its completions (desirable
+ * as chosen; no accuracy).
+ */
+function responseFields(
+  p: Pick<
+    PairStatSums,
+    | 'chosenCorrectTokens'
+    | 'entropySum'
+    | 'chosenTokens'
+    | 'rejectedTokens'
+    | 'chosenLogitSum'
+    | 'rejectedLogitSum'
+  >,
+) {
   return {
     ...{ correctTokens: p.chosenCorrectTokens, entropySum: p.entropySum },
     ...{ chosenTokens: p.chosenTokens, rejectedTokens: p.rejectedTokens },

@@ -22,7 +22,7 @@ import {
   padToLongest,
   readDataset,
 } from '@lorafleet/data';
-import { inputTokenCounts, pairSequences } from '@lorafleet/models';
+import { inputTokenCounts } from '@lorafleet/models';
 import { PAIR_ROWS, ktoRows, prepareTwoSequenceRows, readWarnings } from './two-sequence-rows.js';
 
 export type Packing = 'auto' | 'pack' | 'pad';
@@ -207,18 +207,18 @@ export function paddedLengths(
 
 /**
  * [N] each row's tokens under TRL's attention mask (what its num_tokens
- * counts): a token-loss row's real tokens, a preference pair's two
- * sequences' (models' inputTokenCounts); null for KTO, not counted.
+ * counts; models' inputTokenCounts): a token-loss row's real tokens, a
+ * preference pair's two sequences', a KTO row's example (not its KL
+ * sequence, which TRL masks apart).
  */
 export function inputLengths(
   rows: readonly SequenceRow[],
   options: Pick<RowOptions, 'seqLen' | 'pairs' | 'kto'>,
-): Uint32Array | null {
-  if (options.kto) return null;
-  if (!options.pairs) return Uint32Array.from(rows, (row) => row.length);
+): Uint32Array {
+  if (!options.pairs && !options.kto) return Uint32Array.from(rows, (row) => row.length);
   return Uint32Array.from(rows, ({ ids, labels }) => {
-    const pair = { ids, labels, batchSize: 1, seqLen: 2 * options.seqLen };
-    return inputTokenCounts(pairSequences(pair)).reduce((a, b) => a + b, 0);
+    const [first, second] = inputTokenCounts({ ids, labels, batchSize: 2, seqLen: options.seqLen });
+    return options.kto ? first! : first! + second!;
   });
 }
 

@@ -95,7 +95,7 @@ function runGauges(state: RunState, registers: Registers): void {
   );
   g(
     'lorafleet_entropy',
-    "The token loss (DPO: both responses): mean entropy in nats of the last step's predicted distributions over its labelled tokens (TRL's entropy; 0 otherwise)",
+    "The token loss (DPO: both responses; KTO: the completions): mean entropy in nats of the last step's predicted distributions over its labelled tokens (TRL's entropy; 0 otherwise)",
     () => state.lastStep?.entropy,
   );
   g(

@@ -58,25 +58,34 @@ export function feedbackLogs(
     chosenLogpSum: sum((r) => r.chosenLogpSum),
     rejectedLogpSum: sum((r) => r.rejectedLogpSum),
   };
-  if (unit === 'examples') {
-    // Every worker holds the same estimate (all-reduced, or over the whole held-out set).
-    const kl = reports[0]?.kl ?? 0;
-    return { kto: ktoLogs({ ...sums, desirable: sum((r) => r.desirableCount) }, units, kl) };
-  }
-  const correct = sum((r) => r.rewardCorrect);
-  // DPO's token metrics of the responses (zeros, and no logs, for the other preference objectives)
+  // DPO's token metrics of the responses, KTO's of its completions (zeros for the other
+  // preference objectives, which log none)
   const responses = {
     chosenTokens: sum((r) => r.chosenTokens),
     rejectedTokens: sum((r) => r.rejectedTokens),
-    chosenCorrectTokens: sum((r) => r.correctTokens),
     entropySum: sum((r) => r.entropySum),
     chosenLogitSum: sum((r) => r.chosenLogitSum),
     rejectedLogitSum: sum((r) => r.rejectedLogitSum),
   };
+  if (unit === 'examples') {
+    // Every worker holds the same estimate (all-reduced, or over the whole held-out set).
+    const kl = reports[0]?.kl ?? 0;
+    const desirable = sum((r) => r.desirableCount);
+    return { kto: ktoLogs({ ...sums, ...responses, desirable }, units, kl) };
+  }
+  const correct = sum((r) => r.rewardCorrect);
+  const chosenCorrectTokens = sum((r) => r.correctTokens);
   const {
     loss: _,
     pairs: __,
     ...means
-  } = pairMetrics({ lossSum: 0, pairs: units, correct, ...sums, ...responses });
+  } = pairMetrics({
+    lossSum: 0,
+    pairs: units,
+    correct,
+    ...sums,
+    ...responses,
+    chosenCorrectTokens,
+  });
   return { pairs: means };
 }

@@ -77,7 +77,7 @@ interface LoopState {
   stoppedEarly: boolean;
   /** The newest evaluation at an --eval-every step. */
   lastEval: { step: number; result: EvalResult } | null;
-  /** TRL's num_tokens: the tokens under the attention mask trained on so far; null where it is not kept. */
+  /** TRL's num_tokens: the tokens under the attention mask trained on so far; null where a resumed run's lines lack it. */
   numTokens: number | null;
 }
 
@@ -103,7 +103,7 @@ export async function trainLoop(run: RunContext): Promise<LoopResult> {
     timings: new Map(),
     stoppedEarly: false,
     lastEval: null,
-    numTokens: plan.inputTokens ? numTokens : null,
+    numTokens,
   };
   const save = () => saveCheckpoint(run, loop, ledger);
   try {
@@ -193,7 +193,7 @@ async function stepOnce(
 
 /** Adds the step's rows' tokens to TRL's num_tokens, where the run keeps it. */
 function countInputTokens(plan: RunPlan, loop: LoopState, ids: readonly number[]): void {
-  if (loop.numTokens === null || !plan.inputTokens) return;
+  if (loop.numTokens === null) return;
   for (const id of ids) loop.numTokens += plan.inputTokens[id]!;
 }
 

@@ -70,9 +70,9 @@ export interface RunPlan {
   /**
    * [N] each training row's tokens under the attention mask (what TRL's
    * num_tokens counts): a token-loss row's, a preference pair's two
-   * sequences'; null for KTO rows.
+   * sequences', a KTO row's example.
    */
-  inputTokens: Uint32Array | null;
+  inputTokens: Uint32Array;
 }
 
 /** Option pairs that only make sense with the whole plan in view. */
@@ -166,7 +166,7 @@ export async function planRun(given: TrainOptions): Promise<RunPlan> {
     checkpointEvery: best.checkpointEvery,
     bestModel: best.settings,
     lrPlateau: plateau && { settings: plateau.settings, metric: plateau.metric },
-    // TRL's num_tokens: a row's tokens under the attention mask (a pair's two sequences'; not KTO's).
+    // TRL's num_tokens: a row's tokens under the attention mask (a pair's two sequences').
     inputTokens: inputLengths(split.train, rows),
   };
 }

@@ -21,7 +21,7 @@ usage: preference_trl.py BASE_DIR ADAPTER_DIR CASES_JSON
                              DPO_OPTIONAL's DPOConfig fields, "dtype": "float32" (else float64),
                              "start": an adapter folder DPO starts from (its reference)}]}
   prints {"versions": {...}, "cases": [{"loss": x, "grads": {module: {"a": [...], "b": [...]}},
-                                        "logs": {"rewards/chosen": x, ... (LOGS; DPO_LOGS for dpo)}}]}
+                                        "logs": {"rewards/chosen": x, ... (LOGS; DPO_LOGS, KTO_LOGS for dpo, kto)}}]}
   (loss: TRL's, the mean over pairs; module: PEFT's path without its
   "base_model.model." prefix)
 """
@@ -34,8 +34,9 @@ import warnings
 
 
 LOGS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "kl")
-# DPOTrainer's token metrics of the responses, beside LOGS
+# DPOTrainer's and KTOTrainer's token metrics of the responses, beside LOGS
 DPO_LOGS = LOGS + ("mean_token_accuracy", "entropy", "logits/chosen", "logits/rejected", "num_tokens")
+KTO_LOGS = LOGS + ("entropy", "logits/chosen", "logits/rejected", "num_tokens")
 
 
 def tokenizer():
@@ -203,14 +204,13 @@ def main(base_dir, adapter_dir, cases_path):
             if setting.get("trainer", "dpo") in ("dpo", "kto"):
                 loss = trainer._compute_loss(trained, dict(inputs), return_outputs=False)
                 metrics = {name: values[-1] for name, values in trainer._metrics["eval"].items()}
-                if setting.get("trainer", "dpo") == "dpo":
-                    # num_tokens counts in training only: the batch once more in train mode (the
-                    # trainer disabled dropout), for that log alone
-                    trained.train()
-                    with torch.no_grad():
-                        trainer._compute_loss(trained, dict(inputs), return_outputs=False)
-                    trained.eval()
-                    metrics["num_tokens"] = trainer._metrics["train"]["num_tokens"][-1]
+                # num_tokens counts in training only: the batch once more in train mode (the
+                # trainer disabled dropout), for that log alone
+                trained.train()
+                with torch.no_grad():
+                    trainer._compute_loss(trained, dict(inputs), return_outputs=False)
+                trained.eval()
+                metrics["num_tokens"] = trainer._metrics["train"]["num_tokens"][-1]
             else:
                 loss, metrics = trainer.get_batch_loss_metrics(trained, pair_batch(cases["pairs"]))
             loss.backward()
@@ -220,7 +220,7 @@ def main(base_dir, adapter_dir, cases_path):
                     continue
                 path, which = name.removeprefix("base_model.model.").split(".lora_", 1)
                 grads.setdefault(path, {})[which[0].lower()] = p.grad.flatten().tolist()
-            kept = DPO_LOGS if setting.get("trainer", "dpo") == "dpo" else LOGS
+            kept = {"dpo": DPO_LOGS, "kto": KTO_LOGS}.get(setting.get("trainer", "dpo"), LOGS)
             logs = {name: value for name, value in metrics.items() if name in kept}
             out.append({"loss": float(loss), "grads": grads, "logs": logs})
     versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "trl": trl.__version__}
