@@ -84,13 +84,13 @@ describe('paddedLengths', () => {
 });
 
 describe('inputLengths', () => {
-  it("counts what TRL's attention mask does: a row's tokens, a pair's two sequences', no KTO row", async () => {
+  it("counts what TRL's attention mask does: a row's tokens, a pair's two sequences', a KTO row's example", async () => {
     const completions = Array.from({ length: 5 }, (_, i) => ({
       prompt: `q${i}: `,
       completion: words(i),
     }));
     const pc = await rowsOf('pc.jsonl', completions, { seqLen, packing: 'auto' });
-    expect(Array.from(inputLengths(pc, { seqLen })!)).toEqual(
+    expect(Array.from(inputLengths(pc, { seqLen }))).toEqual(
       Array.from(paddedLengths(pc, { seqLen })),
     );
     const records = Array.from({ length: 5 }, (_, i) => ({
@@ -101,11 +101,14 @@ describe('inputLengths', () => {
     const options = { seqLen, packing: 'auto', pairs: true } as const;
     const pairs = await rowsOf('pairs.jsonl', records, options);
     // Each sequence: the prompt's bytes, the response's and EOS.
-    expect(Array.from(inputLengths(pairs, options)!)).toEqual(
+    expect(Array.from(inputLengths(pairs, options))).toEqual(
       records.map((r) => 2 * r.prompt.length + r.chosen.length + r.rejected.length + 2),
     );
+    // A KTO row: its example (prompt, completion and EOS), not its KL sequence.
     const kto = { seqLen, packing: 'auto', kto: { klChunk: 3 } } as const;
     const unpaired = completions.map((c, i) => ({ ...c, label: i % 2 === 0 }));
-    expect(inputLengths(await rowsOf('kto.jsonl', unpaired, kto), kto)).toBeNull();
+    expect(Array.from(inputLengths(await rowsOf('kto.jsonl', unpaired, kto), kto))).toEqual(
+      completions.map((c) => c.prompt.length + c.completion.length + 1),
+    );
   });
 });
