@@ -2,7 +2,8 @@
 // train` with 1 and 2 workers on a tiny Qwen2 (q/k/v biases, untied head)
 // with LoRA on the embedding, rank/alpha patterns, modules_to_save and bias
 // "all" gives the same adapter, written with PEFT's key names and config
-// fields; merge (at 1e-4), eval and the regex/layer options; DoRA (1 worker
+// fields; merge (at 1e-4), eval and the regex/layer options; PiSSA and OLoRA
+// (saved for the original base, which then gives the run's loss); DoRA (1 worker
 // == 2, its magnitudes in the file, merge and resume); weight decay's
 // exemptions and NEFTune through the CLI; the family's
 // default targets; contradictions exit 2 naming both options; and generate
@@ -154,6 +155,41 @@ describe('PEFT LoRA options through lorafleet train', () => {
     const after = await evalJson(['--model', merged, ...data]);
     expect(Math.abs(after.loss - adapted.loss)).toBeLessThan(1e-5);
   });
+
+  it.each(['pissa', 'olora'])(
+    "--init %s: W becomes the residual; the saved rank-2r adapter gives the original base the run's loss; 1 worker == 2",
+    async (init) => {
+      const args = ['--init', init, '--target', 'q_proj,down_proj', '--lr', '1e-2'];
+      args.push('--lora-r', '4', '--lora-alpha', '8');
+      const [one, two] = [join(dir!, `${init}1`), join(dir!, `${init}2`)];
+      const run = await train(one, ...args, '--eval-data', ids);
+      await train(two, ...args, '--eval-data', ids, '--workers', '2');
+      const [a, b] = [await tensors(join(one, 'adapter')), await tensors(join(two, 'adapter'))];
+      for (const [key, values] of a)
+        expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);
+      // PEFT's conversion for the original weights: rank 2r, alpha doubled, a plain LoRA.
+      const config = await readJson<Record<string, unknown>>(
+        join(one, 'adapter', 'adapter_config.json'),
+      );
+      expect(config).toMatchObject({ r: 8, lora_alpha: 16, init_lora_weights: true });
+      // At step 0 the adapter changes nothing (the residual plus B A is W): the base's loss.
+      const data = ['--data', ids, '--seq-len', '32'];
+      const base = await evalJson(['--model', model, ...data]);
+      const before = Number(/eval loss before: +([\d.]+)/.exec(run.stdout)![1]);
+      expect(before).toBeCloseTo(base.loss, 3);
+      // After training: the adapter on the original base model gives the run's held-out loss.
+      const after = Number(/eval loss after: +([\d.]+)/.exec(run.stdout)![1]);
+      const adapted = await evalJson([
+        '--model',
+        model,
+        '--adapter',
+        join(one, 'adapter'),
+        ...data,
+      ]);
+      expect(adapted.loss).toBeCloseTo(after, 3);
+      expect(adapted.loss).toBeLessThan(base.loss - 5e-4); // trained (6 steps)
+    },
+  );
 
   it('DoRA (--use-dora): 1 and 2 workers agree, magnitudes saved, merge, eval and resume', async () => {
     const dora = ['--use-dora', '--target', 'q_proj,down_proj', '--lr', '5e-2'];
@@ -339,6 +375,7 @@ describe('PEFT LoRA options through lorafleet train', () => {
       ],
       [['--init', 'pissa', '--rank-pattern', 'q_proj=2'], /--init and --rank-pattern/],
       [['--init', 'pissa', '--use-dora'], /--init and --use-dora/],
+      [['--init', 'olora', '--use-dora'], /--init and --use-dora/],
       [['--full-finetune', '--use-dora'], /--full-finetune and --use-dora/],
       [['--full-finetune', '--loraplus-lr-ratio', '16'], /--full-finetune and --loraplus-lr-ratio/],
       // --init-adapter's adapter_config.json sets the LoRA options (checked before it is read).

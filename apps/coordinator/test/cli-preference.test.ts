@@ -336,20 +336,22 @@ describe('train --objective dpo', () => {
     const refused = await Promise.all(
       [
         ['--full-finetune', 'full-finetune', 'a full fine-tune has no adapter to turn off'],
-        ['--init pissa', 'init', 'PiSSA rewrites the base weights into the residual'],
+        ['--init pissa', 'init', '--init pissa rewrites the base weights into the residual'],
+        ['--init olora', 'init', '--init olora rewrites the base weights into the residual'],
         ['--modules-to-save lm_head', 'modules-to-save', 'those modules train in place'],
         ['--lora-bias all', 'lora-bias', 'biases train in place'],
         ['--lora-dropout 0.1', 'lora-dropout', "trains without dropout, as TRL's trainers"],
         ['--packing pack', 'packing', 'pads each response to --seq-len, a pair per row'],
       ].map(async ([flags, name, why]) => {
-        const r = await lorafleet([...base, '--out', join(dir!, name!), ...flags!.split(' ')]);
+        const out = join(dir!, flags!.replace(/\W+/g, '-'));
+        const r = await lorafleet([...base, '--out', out, ...flags!.split(' ')]);
         expect(r.code).toBe(2);
         expect(r.stderr).toContain(
           `lorafleet train: --objective and --${name} contradict each other: DPO ${why}`,
         );
       }),
     );
-    expect(refused).toHaveLength(6);
+    expect(refused).toHaveLength(7);
     for (const [flag, value, objectives] of [
       ['--beta', '0.2', 'dpo, orpo, simpo, cpo or kto'],
       ['--dpo-loss', 'ipo', 'dpo'],

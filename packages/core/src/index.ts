@@ -104,6 +104,10 @@ export {
   kaimingUniformA,
   gaussianA,
   pissaInit,
+  oloraInit,
+  changesBase,
+  RESIDUAL_INITS,
+  LORA_INIT_KINDS,
 } from './lora/init.js';
 export {
   LoraLinear,

@@ -182,22 +182,22 @@ for (const backend of backends) {
         },
       );
 
-      it.skipIf(skip.pissa !== undefined)(
-        `PiSSA keeps the output at step 0 and W = residual + scaling B A (fanInFanOut=${fanInFanOut})`,
-        async () => {
+      it.skipIf(skip.pissa !== undefined).each(['pissa', 'olora'] as const)(
+        `%s keeps the output at step 0 and W = residual + scaling B A (fanInFanOut=${fanInFanOut})`,
+        async (kind) => {
           const weight = randn(fanInFanOut ? [12, 9] : [9, 12], 31) as tf.Tensor2D;
           const layer = new LoraLinear({ name: 'q', weight, fanInFanOut });
           const x = randn([5, 12], 32);
           const before = layer.forward(x);
           await layer.addAdapterAsync(
-            'pissa',
+            kind,
             { r: 4, alpha: 8, dropout: 0, rslora: false },
-            { kind: 'pissa' },
+            { kind },
             0,
           );
           const residual = layer.weight;
           expect(await maxAbsDiff(residual, weight)).toBeGreaterThan(0.5);
-          const rebuilt = tf.add(residual, layer.deltaWeight('pissa'));
+          const rebuilt = tf.add(residual, layer.deltaWeight(kind));
           expect(await maxAbsDiff(rebuilt, weight)).toBeLessThan(tol.pissa);
           const after = layer.forward(x);
           expect(await maxAbsDiff(after, before)).toBeLessThan(tol.pissa);

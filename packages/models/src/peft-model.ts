@@ -47,16 +47,17 @@ export async function addPeftLora(
   seed: number,
 ): Promise<PeftTrainables> {
   const chosen = selectPeftModules(model.linears(), model.embeddings(), o);
-  if (o.useDora && init.kind === 'pissa')
-    throw new Error('PiSSA with DoRA (use_dora) is not supported: use one or the other');
+  const residual = { pissa: 'PiSSA', olora: 'OLoRA' }[init.kind as string];
+  if (o.useDora && residual)
+    throw new Error(`${residual} with DoRA (use_dora) is not supported: use one or the other`);
   if (o.useDora && chosen.embeddings.length > 0) {
     throw new Error(
       `DoRA (use_dora) adapts linear layers only; ${chosen.embeddings[0]!.name} is an embedding`,
     );
   }
-  if (init.kind === 'pissa' && chosen.embeddings.length > 0) {
+  if (residual && chosen.embeddings.length > 0) {
     throw new Error(
-      `PiSSA initialises linear layers only; ${chosen.embeddings[0]!.name} is an embedding`,
+      `${residual} initialises linear layers only; ${chosen.embeddings[0]!.name} is an embedding`,
     );
   }
   for (const layer of chosen.linears)

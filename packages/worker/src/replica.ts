@@ -14,6 +14,7 @@ import {
   type LoraInit,
   type PeftAdapter,
   TrainableParameters,
+  changesBase,
   loadPeftAdapter,
   pissaToLora,
   loraplusLrScales,
@@ -56,11 +57,11 @@ import { type AllReduce, type ComputeNotice, TrainingStep } from './step.js';
 
 /**
  * W packed as the layers are built (the device never holds the model's
- * linear layers in f32), unless the run needs W in f32 first: PiSSA rewrites
- * it, modules_to_save trains whole modules.
+ * linear layers in f32), unless the run needs W in f32 first: PiSSA and
+ * OLoRA rewrite it, modules_to_save trains whole modules.
  */
 function baseDtypeAtLoad(config: RunConfig): BaseDtype {
-  const needsF32 = config.lora.init === 'pissa' || (config.lora.modulesToSave?.length ?? 0) > 0;
+  const needsF32 = changesBase(config.lora.init) || (config.lora.modulesToSave?.length ?? 0) > 0;
   return config.mode === 'lora' && !needsF32 ? config.baseDtype : 'f32';
 }
 
@@ -348,8 +349,11 @@ async function startFromAdapter(
     addReferenceAdapter(model, await loadPeftAdapter(dir), ADAPTER_NAME);
 }
 
-/** What the run trains: LoRA on the targets (PiSSA keeps its initial factors), or every weight. */
-/** Asynchronous: PiSSA reads each W, which GPU backends allow only with `await data()`. */
+/**
+ * What the run trains: LoRA on the targets (PiSSA and OLoRA keep their
+ * initial factors), or every weight. Asynchronous: they read each W, which
+ * GPU backends allow only with `await data()`.
+ */
 async function trainables(model: CausalLM, config: RunConfig) {
   const pissaStart = new Map<string, InitialFactors>();
   if (config.mode === 'full') {
@@ -364,7 +368,7 @@ async function trainables(model: CausalLM, config: RunConfig) {
     { kind: init } as LoraInit,
     config.seed,
   );
-  if (init === 'pissa') {
+  if (changesBase(init)) {
     // Kept to save the adapter for the original base weights.
     for (const layer of trained.linears) {
       const { a, b } = layer.activeAdapter!;

@@ -14,6 +14,7 @@ import {
   type PreferenceSettings,
   SMOOTHED_LOSS_TYPES,
 } from '@lorafleet/models';
+import { changesBase } from '@lorafleet/core';
 import type { RunConfig } from './run-config.js';
 import { type Fields, RunConfigError } from './run-config-fields.js';
 
@@ -44,8 +45,8 @@ export function checkObjective(config: RunConfig): void {
   const why =
     config.mode !== 'lora'
       ? 'mode "full" (the reference is the base model with the adapter off)'
-      : lora.init === 'pissa'
-        ? 'lora.init "pissa" (the base weights become the residual)'
+      : changesBase(lora.init)
+        ? `lora.init "${lora.init}" (the base weights become the residual)`
         : (lora.modulesToSave?.length ?? 0) > 0
           ? 'lora.modulesToSave (trained in place)'
           : (lora.bias ?? 'none') !== 'none'

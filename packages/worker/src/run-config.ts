@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 import {
   type BaseDtype,
   BASE_DTYPES,
+  LORA_INIT_KINDS,
+  type LoraInit,
   type OptimizerSettings,
   type LrSchedule,
   type LoraSettings,
@@ -25,7 +27,7 @@ import { optimizerSettings } from './run-config-optimizer.js';
 
 export { RunConfigError } from './run-config-fields.js';
 
-export type LoraInitKind = 'kaiming' | 'gaussian' | 'pissa';
+export type LoraInitKind = LoraInit['kind'];
 
 /** Element type of the gradients on the ring (`train --wire-dtype`); names as the CLI spells them. */
 export type WireDtypeName = 'fp32' | 'bf16' | 'fp16';
@@ -170,7 +172,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
       alpha: lora.number('alpha'),
       dropout: lora.number('dropout'),
       rslora: lora.boolean('rslora'),
-      init: lora.choice('init', ['kaiming', 'gaussian', 'pissa'] as const),
+      init: lora.choice('init', LORA_INIT_KINDS),
       targets:
         typeof lora.raw.targets === 'string' ? lora.string('targets') : lora.strings('targets'),
       ...peftFields(lora),

@@ -1,5 +1,6 @@
 // Options that contradict each other are refused (exit 2), naming both,
 // instead of one of them being silently ignored.
+import { type LoraInit, changesBase } from '@lorafleet/core';
 import { datasetFormat } from '@lorafleet/data';
 import { FEEDBACK_NAMES, hasReference } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
@@ -144,8 +145,8 @@ function checkReferenceBase(
     ['full-finetune', o.fullFinetune, 'a full fine-tune has no adapter to turn off'],
     [
       'init',
-      o.init === 'pissa',
-      `PiSSA rewrites the base weights into the residual, ${offIsNotBase}`,
+      changesBase(o.init as LoraInit['kind']),
+      `--init ${o.init} rewrites the base weights into the residual, ${offIsNotBase}`,
     ],
     [
       'modules-to-save',

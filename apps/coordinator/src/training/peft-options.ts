@@ -4,7 +4,13 @@
 // that contradict each other.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ADAPTER_CONFIG_FILE, PEFT_BIAS, peftConfigFromJson } from '@lorafleet/core';
+import {
+  ADAPTER_CONFIG_FILE,
+  type LoraInit,
+  PEFT_BIAS,
+  changesBase,
+  peftConfigFromJson,
+} from '@lorafleet/core';
 import { type ModelConfig, defaultLoraTargets } from '@lorafleet/models';
 import type { RunConfig } from '@lorafleet/worker';
 import { UsageError, defineOptions, givenOptions } from '../args.js';
@@ -221,19 +227,20 @@ export function checkPeftOptions(
       'train: --layers-pattern names the layers --layers-to-transform numbers: give both',
     );
   }
-  if (init === 'pissa') {
+  if (changesBase(init as LoraInit['kind'])) {
+    const name = init === 'pissa' ? 'PiSSA' : 'OLoRA';
     if (given.has('use-dora'))
       throw clash(
         'init',
         'use-dora',
-        "a PiSSA adapter is converted for the original weights at save, which DoRA's magnitudes do not survive",
+        `a ${name} adapter is converted for the original weights at save, which DoRA's magnitudes do not survive`,
       );
     const pattern = ['rank-pattern', 'alpha-pattern'].find((p) => given.has(p));
     if (pattern)
       throw clash(
         'init',
         pattern,
-        'a PiSSA adapter is saved as one rank-2r LoRA, without per-module ranks',
+        `a ${name} adapter is saved as one rank-2r LoRA, without per-module ranks`,
       );
   }
 }

@@ -1,4 +1,5 @@
 // The options of `lorafleet train` (also the keys of its --config file).
+import { LORA_INIT_KINDS } from '@lorafleet/core';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption } from '../common.js';
 import { bestModelOptions } from './best-model-options.js';
@@ -83,9 +84,10 @@ export const trainSpec = defineCommand({
       aliases: ['init_lora_weights'],
       affects: 'math',
       kind: 'string',
-      choices: ['kaiming', 'gaussian', 'pissa'],
+      choices: [...LORA_INIT_KINDS],
       default: 'kaiming',
-      description: 'LoRA initialisation',
+      description:
+        "LoRA initialisation, PEFT's init_lora_weights: kaiming (its default, true), gaussian, pissa (W's top-r singular triplets; W becomes the residual), olora (W's QR: B = Q's first r columns, A = R's first r rows; W becomes the residual)",
     },
     rslora: {
       aliases: ['use_rslora'],

@@ -13,7 +13,8 @@ export interface LoraAdapterConfig {
   useDora?: boolean;
   /** Which biases were trained and saved: none, every bias, or those of LoRA-adapted modules. */
   bias: PeftBias;
-  initLoraWeights: boolean | 'gaussian' | 'pissa';
+  /** PEFT's init_lora_weights, where an adapter started ("pissa_niter_N": PiSSA by a randomized SVD). */
+  initLoraWeights: boolean | 'gaussian' | 'pissa' | 'olora' | `pissa_niter_${number}`;
   baseModelNameOrPath: string | null;
   taskType: 'CAUSAL_LM' | null;
   rankPattern?: Record<string, number>;
@@ -148,8 +149,12 @@ export function peftConfigFromJson(json: unknown, source: string): LoraAdapterCo
   const useDora = field('use_dora', false);
   if (typeof useDora !== 'boolean') bad('use_dora', 'true or false');
   const init = field('init_lora_weights', true);
-  if (typeof init !== 'boolean' && init !== 'gaussian' && init !== 'pissa') {
-    bad('init_lora_weights', 'true, false, "gaussian" or "pissa"');
+  const named = ['gaussian', 'pissa', 'olora'];
+  if (
+    typeof init !== 'boolean' &&
+    !(typeof init === 'string' && (named.includes(init) || /^pissa_niter_\d+$/.test(init)))
+  ) {
+    bad('init_lora_weights', 'true, false, "gaussian", "pissa", "pissa_niter_N" or "olora"');
   }
   const base = field('base_model_name_or_path', null);
   if (base !== null && typeof base !== 'string') bad('base_model_name_or_path', 'a string or null');

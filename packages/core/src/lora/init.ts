@@ -1,7 +1,7 @@
 // LoRA initialisation as pure functions on plain arrays: the same seed gives
 // the same bits on every replica and every backend.
 import { Rng } from '../random.js';
-import { matrix, truncatedSvd } from '../svd/index.js';
+import { matrix, qr, truncatedSvd } from '../svd/index.js';
 
 /** How A and B start. */
 export type LoraInit =
@@ -13,7 +13,27 @@ export type LoraInit =
    * PiSSA (Meng et al. 2024): A, B from W's top-r singular triplets, and W
    * replaced by the residual, so the layer's output is unchanged at step 0.
    */
-  | { kind: 'pissa'; svd?: 'auto' | 'exact' | 'randomized'; powerIterations?: number };
+  | { kind: 'pissa'; svd?: 'auto' | 'exact' | 'randomized'; powerIterations?: number }
+  /**
+   * OLoRA (Büyükakyüz 2024, arXiv 2406.01775), PEFT's `init_lora_weights="olora"`:
+   * W = Q R, B = Q's first r columns, A = R's first r rows, and W replaced by
+   * W - scaling * B A, so the layer's output is unchanged at step 0.
+   */
+  | { kind: 'olora' };
+
+/** Every initialisation's kind, as the CLI and run configs name them. */
+export const LORA_INIT_KINDS: readonly LoraInit['kind'][] = [
+  'kaiming',
+  'gaussian',
+  'pissa',
+  'olora',
+];
+
+/** The initialisations that replace the base weight by a residual (their adapters are saved for the original W: pissa-convert.ts). */
+export const RESIDUAL_INITS: readonly LoraInit['kind'][] = ['pissa', 'olora'];
+
+/** Whether `kind` replaces the base weight by a residual (and so needs W in float32). */
+export const changesBase = (kind: LoraInit['kind']): boolean => RESIDUAL_INITS.includes(kind);
 
 export interface LoraInitShape {
   r: number;
@@ -26,7 +46,7 @@ export interface LoraInitShape {
 export interface LoraInitResult {
   a: Float32Array; // [r, in]
   b: Float32Array; // [out, r]
-  /** PiSSA only: the new base weight W - scaling * B A, [out, in]. */
+  /** PiSSA and OLoRA (RESIDUAL_INITS): the new base weight W - scaling * B A, [out, in]. */
   residual?: Float32Array;
 }
 
@@ -77,8 +97,19 @@ export function pissaInit(
   }
   a.set(a64);
   b.set(b64);
-  // The residual uses the float32-rounded A and B, so that residual + scaling * B A
-  // reproduces W as closely as float32 allows.
+  return { a, b, residual: residualOf(weight, a, b, shape) };
+}
+
+/**
+ * W - scaling * B A [out, in], from the float32-rounded A and B, so that
+ * residual + scaling * B A reproduces W as closely as float32 allows.
+ */
+function residualOf(
+  weight: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  { r, inFeatures: n, outFeatures: m, scaling }: LoraInitShape,
+): Float32Array {
   const residual = new Float32Array(m * n);
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
@@ -87,12 +118,66 @@ export function pissaInit(
       residual[i * n + j] = (weight[i * n + j] ?? 0) - scaling * ba;
     }
   }
-  return { a, b, residual };
+  return residual;
+}
+
+/**
+ * OLoRA from W [out, in] (row-major), as PEFT's olora_init: W = Q R (reduced,
+ * LAPACK's signs), B = Q[:, :r] [out, r], A = R[:r] [r, in] (not divided by
+ * the scaling, as PEFT's), residual = W - scaling * B A.
+ */
+export function oloraInit(weight: Float32Array, shape: LoraInitShape): Required<LoraInitResult> {
+  const { r, inFeatures: n, outFeatures: m } = shape;
+  if (weight.length !== m * n) {
+    throw new Error(`OLoRA: weight has ${weight.length} values, expected [${m}, ${n}] = ${m * n}`);
+  }
+  if (r > Math.min(m, n)) {
+    throw new Error(`OLoRA: rank ${r} exceeds min(out, in) = ${Math.min(m, n)} of the weight`);
+  }
+  const { q, r: upper } = qr(matrix(m, n, weight)); // q [m, k], upper [k, n]
+  const k = q.cols;
+  const b = Float32Array.from(
+    { length: m * r },
+    (_, i) => q.data[Math.floor(i / r) * k + (i % r)]!,
+  );
+  const a = Float32Array.from(upper.data.subarray(0, r * n));
+  return { a, b, residual: residualOf(weight, a, b, shape) };
+}
+
+/** Each initialisation: A and B (and the residual base weight) of one module. */
+const INITS: {
+  [K in LoraInit['kind']]: (
+    init: Extract<LoraInit, { kind: K }>,
+    shape: LoraInitShape,
+    seed: number,
+    weight?: Float32Array,
+  ) => LoraInitResult;
+} = {
+  kaiming: (_, shape, seed) => ({
+    a: kaimingUniformA(shape.r, shape.inFeatures, new Rng(seed)),
+    b: new Float32Array(shape.outFeatures * shape.r),
+  }),
+  gaussian: (_, shape, seed) => ({
+    a: gaussianA(shape.r, shape.inFeatures, new Rng(seed)),
+    b: new Float32Array(shape.outFeatures * shape.r),
+  }),
+  pissa: (init, shape, seed, weight) =>
+    pissaInit(needWeight('PiSSA', weight), shape, {
+      ...(init.svd ? { svd: init.svd } : {}),
+      ...(init.powerIterations !== undefined ? { powerIterations: init.powerIterations } : {}),
+      seed,
+    }),
+  olora: (_, shape, __, weight) => oloraInit(needWeight('OLoRA', weight), shape),
+};
+
+function needWeight(name: string, weight?: Float32Array): Float32Array {
+  if (!weight) throw new Error(`${name} initialisation needs the base weight`);
+  return weight;
 }
 
 /**
  * Initial A and B for one module. `weight` ([out, in], row-major) is needed
- * by PiSSA only.
+ * by the RESIDUAL_INITS only.
  */
 export function initLora(
   init: LoraInit,
@@ -100,24 +185,11 @@ export function initLora(
   seed: number,
   weight?: Float32Array,
 ): LoraInitResult {
-  const rng = new Rng(seed);
-  switch (init.kind) {
-    case 'kaiming':
-      return {
-        a: kaimingUniformA(shape.r, shape.inFeatures, rng),
-        b: new Float32Array(shape.outFeatures * shape.r),
-      };
-    case 'gaussian':
-      return {
-        a: gaussianA(shape.r, shape.inFeatures, rng),
-        b: new Float32Array(shape.outFeatures * shape.r),
-      };
-    case 'pissa':
-      if (!weight) throw new Error('PiSSA initialisation needs the base weight');
-      return pissaInit(weight, shape, {
-        ...(init.svd ? { svd: init.svd } : {}),
-        ...(init.powerIterations !== undefined ? { powerIterations: init.powerIterations } : {}),
-        seed,
-      });
-  }
+  const of = INITS[init.kind] as (
+    i: LoraInit,
+    s: LoraInitShape,
+    seed: number,
+    w?: Float32Array,
+  ) => LoraInitResult;
+  return of(init, shape, seed, weight);
 }

@@ -18,7 +18,7 @@ import { addBias, addSame, reshapeTo, scaleBy } from '../ops/shape-only.js';
 import { seededDropout } from '../ops/dropout.js';
 import { doraOutput, doraRowNorms } from './dora.js';
 import { fusedLoraAvailable, fusedLoraLinear } from './fused-linear.js';
-import { type LoraInit, initLora } from './init.js';
+import { type LoraInit, changesBase, initLora } from './init.js';
 
 export interface LoraLinearOptions {
   /** Module path, e.g. "transformer.h.0.attn.c_attn"; names errors and PEFT keys. */
@@ -182,10 +182,10 @@ export class LoraLinear {
   }
 
   /**
-   * Adds an adapter initialised by `init` and makes it active. PiSSA rewrites
-   * the base weight, so it is allowed only as the first adapter of a layer.
-   * PiSSA reads W synchronously here: on backends without synchronous reads
-   * (webgpu) use addAdapterAsync.
+   * Adds an adapter initialised by `init` and makes it active. PiSSA and
+   * OLoRA rewrite the base weight, so they are allowed only as the first
+   * adapter of a layer. They read W synchronously here: on backends without
+   * synchronous reads (webgpu) use addAdapterAsync.
    */
   addAdapter(
     adapterName: string,
@@ -193,22 +193,22 @@ export class LoraLinear {
     init: LoraInit,
     seed: number,
   ): LoraAdapter {
-    const weight = init.kind === 'pissa' ? this.weightOutIn() : undefined;
+    const weight = changesBase(init.kind) ? this.weightOutIn() : undefined;
     return this.addAdapterWith(adapterName, settings, init, seed, weight);
   }
 
-  /** addAdapter on every backend: PiSSA reads W with `await data()`. */
+  /** addAdapter on every backend: PiSSA and OLoRA read W with `await data()`. */
   async addAdapterAsync(
     adapterName: string,
     settings: LoraSettings,
     init: LoraInit,
     seed: number,
   ): Promise<LoraAdapter> {
-    const weight = init.kind === 'pissa' ? await this.weightOutInAsync() : undefined;
+    const weight = changesBase(init.kind) ? await this.weightOutInAsync() : undefined;
     return this.addAdapterWith(adapterName, settings, init, seed, weight);
   }
 
-  /** `weight`: W as [out, in] values, for PiSSA. */
+  /** `weight`: W as [out, in] values, for PiSSA and OLoRA. */
   private addAdapterWith(
     adapterName: string,
     settings: LoraSettings,
@@ -218,9 +218,9 @@ export class LoraLinear {
   ): LoraAdapter {
     this.assertCanAdd(adapterName, settings);
     const scaling = loraScaling(settings);
-    if (init.kind === 'pissa' && this.adapters.size > 0) {
+    if (changesBase(init.kind) && this.adapters.size > 0) {
       throw new Error(
-        `${this.name}: PiSSA rewrites the base weight; use it for the first adapter only`,
+        `${this.name}: ${init.kind === 'pissa' ? 'PiSSA' : 'OLoRA'} rewrites the base weight; use it for the first adapter only`,
       );
     }
     const shape = {

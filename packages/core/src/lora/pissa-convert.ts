@@ -1,5 +1,5 @@
-// A PiSSA adapter only works on top of the residual base W - s B0 A0 that its
-// initialisation wrote. To ship it for the ORIGINAL base, fold the initial
+// A PiSSA (or OLoRA) adapter only works on top of the residual base
+// W - s B0 A0 that its initialisation wrote. To ship it for the ORIGINAL base, fold the initial
 // factors in (as PEFT's path_initial_model_for_weight_conversion does):
 //   A' = [A; A0] (2r x in),  B' = [B, -B0] (out x 2r),  s' = s
 // so W + s' B' A' = W + s (B A - B0 A0) = W_res + s B A.

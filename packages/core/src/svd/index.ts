@@ -8,6 +8,7 @@ export {
   transpose,
 } from './matrix.js';
 export { type JacobiOptions, type Svd, svd } from './jacobi.js';
+export { type Qr, qr } from './qr.js';
 export {
   type RandomizedSvdOptions,
   type TruncatedSvdMethod,

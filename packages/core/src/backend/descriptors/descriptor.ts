@@ -23,7 +23,7 @@ export interface ConformanceTolerance {
   gradient: number;
   /** Max |merged - unmerged| output, and |W after unmerge - W|. */
   merge: number;
-  /** Max |W - (residual + scaling B A)| and output change of PiSSA at step 0. */
+  /** Max |W - (residual + scaling B A)| and output change at step 0 of PiSSA and OLoRA (the residual inits). */
   pissa: number;
   /** Max |A, B - wasm's| after 3 AdamW steps of a tiny GPT-2 LoRA run. */
   training: number;

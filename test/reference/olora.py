@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""PEFT's OLoRA initialisation (init_lora_weights="olora") and torch.linalg.qr: the
+reference for core's oloraInit and qr (packages/core/test/olora.test.ts).
+
+usage: olora.py INPUT_JSON
+  INPUT_JSON: {"qr": [{"rows", "cols", "values" (row-major)}],
+               "olora": [{"out", "in", "r", "alpha", "rslora", "weight" (row-major [out, in])}]}
+  prints {"qr": [{"q", "r"} row-major, float64], "olora": [{"a" [r, in], "b" [out, r],
+          "residual" [out, in]}], "versions"} as one JSON line
+"""
+import json
+import sys
+
+
+def main(spec):
+    import peft
+    import torch
+
+    qrs = []
+    for m in spec["qr"]:
+        x = torch.tensor(m["values"], dtype=torch.float64).reshape(m["rows"], m["cols"])
+        q, r = torch.linalg.qr(x)  # reduced, LAPACK's geqrf + orgqr
+        qrs.append({"q": q.flatten().tolist(), "r": r.flatten().tolist()})
+
+    oloras = []
+    for c in spec["olora"]:
+        module = torch.nn.Sequential()
+        module.add_module("lin", torch.nn.Linear(c["in"], c["out"], bias=False))
+        with torch.no_grad():
+            module.lin.weight.copy_(torch.tensor(c["weight"]).reshape(c["out"], c["in"]))
+        config = peft.LoraConfig(
+            r=c["r"],
+            lora_alpha=c["alpha"],
+            use_rslora=c["rslora"],
+            target_modules=["lin"],
+            init_lora_weights="olora",
+        )
+        model = peft.get_peft_model(module, config)
+        layer = model.base_model.model.lin
+        oloras.append(
+            {
+                "a": layer.lora_A["default"].weight.detach().flatten().tolist(),
+                "b": layer.lora_B["default"].weight.detach().flatten().tolist(),
+                "residual": layer.base_layer.weight.detach().flatten().tolist(),
+            }
+        )
+    versions = {"torch": torch.__version__, "peft": peft.__version__}
+    print(json.dumps({"qr": qrs, "olora": oloras, "versions": versions}))
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))
