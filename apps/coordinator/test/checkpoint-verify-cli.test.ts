@@ -9,16 +9,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  NO_DROPOUT_CONFIG,
   adapterBytes,
   checkpointDir,
-  ensureBuilt,
   lorafleet,
   lorafleetOk,
-  makeTempDir,
   patternRecords,
   removeDir,
-  writeJsonl,
+  trainFixture,
 } from './helpers.js';
 
 let dir: string | undefined;
@@ -36,13 +33,9 @@ async function damageAdapter(run: string, step: number): Promise<void> {
 }
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('checkpoint-verify');
-  const config = join(dir, 'model.config.json');
-  await writeFile(config, JSON.stringify(NO_DROPOUT_CONFIG));
-  const base = join(dir, 'base');
-  await lorafleetOk(['init', '--config', config, '--out', base, '--seed', '0']);
-  const data = await writeJsonl(join(dir, 'train.jsonl'), patternRecords(40));
+  const made = await trainFixture('checkpoint-verify', patternRecords(40));
+  dir = made.dir;
+  const { model: base, data } = made;
   trainArgs = (out, steps, ...more) => [
     'train',
     ...['--model', base, '--data', data, '--out', out, '--steps', String(steps)],

@@ -7,17 +7,14 @@ import { cp, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ensureBuilt,
   lorafleet,
   lorafleetOk,
-  makeTempDir,
   patternRecords,
   readJson,
   removeDir,
-  writeJsonl,
-  NO_DROPOUT_CONFIG,
   checkpointDir,
   adapterBytes,
+  trainFixture,
 } from './helpers.js';
 
 let dir: string | undefined;
@@ -26,13 +23,9 @@ const optimizerBytes = (run: string, step: number) =>
   readFile(join(checkpointDir(run, step), 'optimizer.safetensors'));
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('checkpoint');
-  const config = join(dir, 'model.config.json');
-  await writeFile(config, JSON.stringify(NO_DROPOUT_CONFIG));
-  const base = join(dir, 'base');
-  await lorafleetOk(['init', '--config', config, '--out', base, '--seed', '0']);
-  const data = await writeJsonl(join(dir, 'train.jsonl'), patternRecords(40));
+  const made = await trainFixture('checkpoint', patternRecords(40));
+  dir = made.dir;
+  const { model: base, data } = made;
   trainArgs = (out, steps, ...more) => [
     'train',
     ...['--model', base, '--data', data, '--out', out, '--steps', String(steps)],

@@ -12,19 +12,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PLATEAU_DEFAULTS, initialPlateau, plateauLr, plateauStep } from '@lorafleet/core';
 import {
-  NO_DROPOUT_CONFIG,
   adapterBytes,
   checkpointDir,
-  ensureBuilt,
   evalJson,
-  initTinyModel,
   lorafleet,
-  makeTempDir,
   numberedPatternRecords,
   preferenceRecords,
   readJson,
   removeDir,
   writeJsonl,
+  trainFixture,
 } from './helpers.js';
 
 let dir: string | undefined;
@@ -33,10 +30,7 @@ let data: string;
 let heldOut: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('best-model');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
+  ({ dir, model, data } = await trainFixture('best-model', numberedPatternRecords(40)));
   heldOut = await writeJsonl(
     join(dir, 'held-out.jsonl'),
     Array.from({ length: 8 }, (_, i) => ({

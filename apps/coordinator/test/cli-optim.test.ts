@@ -12,18 +12,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensorsFile } from '@lorafleet/core';
 import {
-  NO_DROPOUT_CONFIG,
   WORKERS_TOLERANCE,
   adapterGap,
   checkpointDir,
-  ensureBuilt,
-  initTinyModel,
   lorafleet,
   lorafleetOk,
-  makeTempDir,
   patternRecords,
   removeDir,
-  writeJsonl,
+  trainFixture,
 } from './helpers.js';
 
 let dir: string | undefined;
@@ -31,10 +27,7 @@ let model: string;
 let data: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('optim');
-  model = await initTinyModel(dir, 'model', 3, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'data.jsonl'), patternRecords(40));
+  ({ dir, model, data } = await trainFixture('optim', patternRecords(40), { seed: 3 }));
 }, 300_000);
 
 afterAll(() => removeDir(dir));

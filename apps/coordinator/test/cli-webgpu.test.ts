@@ -10,18 +10,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendDescriptor, loadPeftAdapter } from '@lorafleet/core';
 import { testBackends } from '@lorafleet/core/testing';
 import {
-  NO_DROPOUT_CONFIG,
   SEQ_LEN,
   TINY_CONFIG,
-  ensureBuilt,
   evalJson,
   initTinyModel,
   lorafleetOk,
-  makeTempDir,
   numberedPatternRecords,
   preferenceRecords,
   removeDir,
   writeJsonl,
+  trainFixture,
 } from './helpers.js';
 
 /**
@@ -41,10 +39,7 @@ let model: string;
 let data: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('webgpu');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(24));
+  ({ dir, model, data } = await trainFixture('webgpu', numberedPatternRecords(24)));
 }, 300_000);
 
 afterAll(() => removeDir(dir));

@@ -250,7 +250,7 @@ describe('the dashboard in Chromium', () => {
     expect((await replay.exit).code).toBe(0);
   });
 
-  it("a DPO run's page charts its reward accuracy, in training and on the held-out pairs", async () => {
+  it("a DPO run's page charts its reward accuracy, in training and on the held-out pairs, and its token accuracy", async () => {
     const pairs = await writeJsonl(join(dir!, 'pairs.jsonl'), preferenceRecords(12));
     const heldOut = await writeJsonl(join(dir!, 'held-out.jsonl'), preferenceRecords(4, 100));
     const dpo = join(dir!, 'dpo');
@@ -274,7 +274,9 @@ describe('the dashboard in Chromium', () => {
       timeout: 10_000,
     });
     expect(await page.locator('#chart-rewards').isVisible()).toBe(true);
-    expect(await page.locator('#chart-token-accuracy').isVisible()).toBe(false);
+    // DPOTrainer's mean_token_accuracy of the chosen responses, a point per step.
+    await page.waitForSelector('[data-testid="token-accuracy-chart"][data-points="6"]');
+    expect(await page.locator('#chart-token-accuracy').isVisible()).toBe(true);
     // The eval series' markers: before training, at step 3, after the last step.
     expect(await page.locator('#chart-rewards .markers.eval circle').count()).toBe(3);
     expect(problems).toEqual([]);

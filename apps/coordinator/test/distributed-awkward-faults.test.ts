@@ -8,19 +8,16 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  NO_DROPOUT_CONFIG,
   WORKERS_TOLERANCE,
   adapterBytes,
   adapterGap,
   checkpointDir,
-  ensureBuilt,
-  initTinyModel,
-  makeTempDir,
   numberedPatternRecords,
   preferenceRecords,
   readJson,
   removeDir,
   writeJsonl,
+  trainFixture,
 } from './helpers.js';
 import {
   type Running,
@@ -42,10 +39,7 @@ let data: string;
 let valid: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('awkward');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
+  ({ dir, model, data } = await trainFixture('awkward', numberedPatternRecords(40)));
   valid = await writeJsonl(join(dir, 'valid.jsonl'), numberedPatternRecords(112).slice(100));
 }, 120_000);
 

@@ -12,15 +12,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '@lorafleet/core';
 import { auditLedger } from '@lorafleet/data';
 import {
-  NO_DROPOUT_CONFIG,
-  ensureBuilt,
   evalJson,
-  initTinyModel,
-  makeTempDir,
   numberedPatternRecords,
   readJson,
   removeDir,
   writeJsonl,
+  trainFixture,
 } from './helpers.js';
 import {
   type Running,
@@ -48,10 +45,7 @@ let data: string;
 let valid: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('chaos');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
+  ({ dir, model, data } = await trainFixture('chaos', numberedPatternRecords(40)));
   valid = await writeJsonl(join(dir, 'valid.jsonl'), numberedPatternRecords(112).slice(100));
 }, 120_000);
 

@@ -10,16 +10,7 @@ import { mkdir, readdir, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint } from '@lorafleet/worker';
-import {
-  NO_DROPOUT_CONFIG,
-  checkpointDir,
-  ensureBuilt,
-  initTinyModel,
-  makeTempDir,
-  numberedPatternRecords,
-  removeDir,
-  writeJsonl,
-} from './helpers.js';
+import { checkpointDir, numberedPatternRecords, removeDir, trainFixture } from './helpers.js';
 import { CLI_BIN, isRunning, killLeftovers, runToEnd, start } from './fault-runs.js';
 
 let dir: string;
@@ -27,10 +18,7 @@ let model: string;
 let data: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('disk-full');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
+  ({ dir, model, data } = await trainFixture('disk-full', numberedPatternRecords(40)));
 }, 120_000);
 
 afterEach(killLeftovers);

@@ -14,19 +14,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '@lorafleet/core';
 import { auditLedger } from '@lorafleet/data';
 import {
-  NO_DROPOUT_CONFIG,
   REPO_ROOT,
   WORKER_BIN,
   adapterBytes,
-  ensureBuilt,
   evalJson,
   freePort,
-  initTinyModel,
-  makeTempDir,
   numberedPatternRecords,
   readJson,
   removeDir,
   writeJsonl,
+  trainFixture,
 } from './helpers.js';
 import {
   chaosSeed,
@@ -50,10 +47,7 @@ let valid: string;
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('faults');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(LINES));
+  ({ dir, model, data } = await trainFixture('faults', numberedPatternRecords(LINES)));
   valid = await writeJsonl(join(dir, 'valid.jsonl'), numberedPatternRecords(112).slice(100));
 }, 120_000);
 

@@ -10,16 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  NO_DROPOUT_CONFIG,
-  REPO_ROOT,
-  ensureBuilt,
-  initTinyModel,
-  makeTempDir,
-  numberedPatternRecords,
-  removeDir,
-  writeJsonl,
-} from './helpers.js';
+import { REPO_ROOT, numberedPatternRecords, removeDir, trainFixture } from './helpers.js';
 
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
 const HEARTBEAT_TIMEOUT_S = 2;
@@ -34,10 +25,7 @@ let data: string;
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('heartbeat');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(24));
+  ({ dir, model, data } = await trainFixture('heartbeat', numberedPatternRecords(24)));
 }, 120_000);
 
 afterEach(() => {

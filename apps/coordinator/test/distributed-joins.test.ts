@@ -10,17 +10,13 @@ import { Dealer } from 'zeromq';
 import { encodeControl } from '@lorafleet/protocol';
 import { UNASSIGNED_RUN } from '@lorafleet/worker';
 import {
-  NO_DROPOUT_CONFIG,
   REPO_ROOT,
   WORKER_BIN,
-  ensureBuilt,
   freePort,
-  initTinyModel,
-  makeTempDir,
   numberedPatternRecords,
   readJson,
   removeDir,
-  writeJsonl,
+  trainFixture,
 } from './helpers.js';
 
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
@@ -32,10 +28,7 @@ const started: ChildProcess[] = [];
 const sockets: Dealer[] = [];
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('joins');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
+  ({ dir, model, data } = await trainFixture('joins', numberedPatternRecords(40)));
 }, 300_000);
 
 afterAll(async () => {

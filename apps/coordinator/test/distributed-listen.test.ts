@@ -7,17 +7,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter } from '@lorafleet/core';
 import {
-  NO_DROPOUT_CONFIG,
   REPO_ROOT,
   WORKER_BIN,
-  ensureBuilt,
   freePort,
-  initTinyModel,
   lorafleet,
-  makeTempDir,
   numberedPatternRecords,
   removeDir,
-  writeJsonl,
+  trainFixture,
 } from './helpers.js';
 
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
@@ -30,10 +26,7 @@ let data: string;
 const started: ChildProcess[] = [];
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('listen');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
+  ({ dir, model, data } = await trainFixture('listen', numberedPatternRecords(40)));
 }, 300_000);
 
 afterAll(async () => {

@@ -2,33 +2,26 @@
 // one-worker checkpoint format, and a run stopped at step 4 and resumed to
 // step 8 gives the uninterrupted run's adapter bytes, whether it resumes from
 // its own run folder or from another run's checkpoint.
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ensureBuilt,
   lorafleetOk,
-  makeTempDir,
   patternRecords,
   readJson,
   removeDir,
-  writeJsonl,
-  NO_DROPOUT_CONFIG,
   checkpointDir,
   adapterBytes,
+  trainFixture,
 } from './helpers.js';
 
 let dir: string | undefined;
 let trainArgs: (out: string, steps: number, ...more: string[]) => string[];
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('distributed-resume');
-  const config = join(dir, 'model.config.json');
-  await writeFile(config, JSON.stringify(NO_DROPOUT_CONFIG));
-  const base = join(dir, 'base');
-  await lorafleetOk(['init', '--config', config, '--out', base, '--seed', '0']);
-  const data = await writeJsonl(join(dir, 'train.jsonl'), patternRecords(40));
+  const made = await trainFixture('distributed-resume', patternRecords(40));
+  dir = made.dir;
+  const { model: base, data } = made;
   trainArgs = (out, steps, ...more) => [
     'train',
     ...['--model', base, '--data', data, '--out', out, '--steps', String(steps)],

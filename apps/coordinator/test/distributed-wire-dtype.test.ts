@@ -8,15 +8,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter } from '@lorafleet/core';
 import {
-  ensureBuilt,
   lorafleet,
-  makeTempDir,
   readJson,
   removeDir,
   writeJsonl,
-  NO_DROPOUT_CONFIG,
-  initTinyModel,
   numberedPatternRecords,
+  trainFixture,
 } from './helpers.js';
 
 const TRAIN = ['--steps', '20', '--batch-size', '6', '--lora-dropout', '0', '--lr', '1e-2'];
@@ -35,10 +32,7 @@ let data: string;
 let valid: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('wire-dtype');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
+  ({ dir, model, data } = await trainFixture('wire-dtype', numberedPatternRecords(40)));
   valid = await writeJsonl(
     join(dir, 'valid.jsonl'),
     Array.from({ length: 9 }, (_, i) => ({ text: `abcabc abc ${i % 4}; held out ${i}.` })),

@@ -9,17 +9,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter, readSafetensorsFile } from '@lorafleet/core';
 import {
-  NO_DROPOUT_CONFIG,
   REPO_ROOT,
   WORKER_BIN,
-  ensureBuilt,
-  initTinyModel,
   lorafleet,
-  makeTempDir,
   numberedPatternRecords,
   readJson,
   removeDir,
   writeJsonl,
+  trainFixture,
 } from './helpers.js';
 
 const CLI_BIN = join(REPO_ROOT, 'apps', 'coordinator', 'bin', 'lorafleet.js');
@@ -33,10 +30,7 @@ let data: string;
 let valid: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('distributed');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(40));
+  ({ dir, model, data } = await trainFixture('distributed', numberedPatternRecords(40)));
   valid = await writeJsonl(
     join(dir, 'valid.jsonl'),
     Array.from({ length: 9 }, (_, i) => ({ text: `abcabc abc ${i % 4}; held out ${i}.` })),

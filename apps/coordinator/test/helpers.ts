@@ -212,6 +212,22 @@ export async function initTinyModel(
   return out;
 }
 
+/**
+ * What most CLI tests start from: a temporary folder (makeTempDir(label))
+ * with the tiny model in DIR/model (initTinyModel; no dropout unless
+ * `config`) and `records` in DIR/train.jsonl.
+ */
+export async function trainFixture(
+  label: string,
+  records: readonly unknown[],
+  { seed = 0, config = NO_DROPOUT_CONFIG }: { seed?: number; config?: object } = {},
+): Promise<{ dir: string; model: string; data: string }> {
+  await ensureBuilt();
+  const dir = await makeTempDir(label);
+  const model = await initTinyModel(dir, 'model', seed, config);
+  return { dir, model, data: await writeJsonl(join(dir, 'train.jsonl'), records) };
+}
+
 export async function writeJsonl(path: string, records: readonly unknown[]): Promise<string> {
   await writeFile(path, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
   return path;
@@ -283,12 +299,11 @@ export async function freePort(): Promise<number> {
 
 /** The preference tests' inputs: a tiny model without dropout, 36 training and 8 held-out pairs, and text lines. */
 export async function preferenceFixture(label: string) {
-  await ensureBuilt();
-  const dir = await makeTempDir(label);
+  const { dir, model, data: pairs } = await trainFixture(label, preferenceRecords(36, 0));
   return {
     dir,
-    model: await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG),
-    pairs: await writeJsonl(join(dir, 'pairs.jsonl'), preferenceRecords(36, 0)),
+    model,
+    pairs,
     heldOut: await writeJsonl(join(dir, 'held-out.jsonl'), preferenceRecords(8, 100)),
     text: await writeJsonl(join(dir, 'text.jsonl'), numberedPatternRecords(10)),
   };

@@ -6,15 +6,11 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  NO_DROPOUT_CONFIG,
-  ensureBuilt,
-  initTinyModel,
   lorafleetOk,
-  makeTempDir,
   numberedPatternRecords,
   readJson,
   removeDir,
-  writeJsonl,
+  trainFixture,
 } from './helpers.js';
 
 let dir: string | undefined;
@@ -22,10 +18,7 @@ let model: string;
 let data: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('init-dropout');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
-  data = await writeJsonl(join(dir, 'train.jsonl'), numberedPatternRecords(12));
+  ({ dir, model, data } = await trainFixture('init-dropout', numberedPatternRecords(12)));
 }, 300_000);
 
 afterAll(() => removeDir(dir));

@@ -50,8 +50,8 @@ export const lossPanel: Panel = {
 };
 
 /**
- * An accuracy (train and eval, from 0) that only runs of one loss unit
- * measure: their card is hidden in the others.
+ * An accuracy (train and eval, from 0) that only some runs measure: runs of
+ * one loss unit, or any run whose steps report it; the card is hidden in the others.
  */
 function accuracyPanel(o: {
   id: string;
@@ -60,6 +60,7 @@ function accuracyPanel(o: {
   unit: RunView['lossUnit'];
   series: (view: RunView) => [train: readonly Point[], evaluated: readonly Point[]];
 }): Panel {
+  const shown = (view: RunView) => view.lossUnit === o.unit || o.series(view)[0].length > 0;
   return {
     id: o.id,
     title: o.title,
@@ -67,8 +68,8 @@ function accuracyPanel(o: {
     place: TRAIN_EVAL_CARD,
     render(el, view) {
       const card = el.closest('article');
-      if (card) card.hidden = view.lossUnit !== o.unit;
-      if (view.lossUnit !== o.unit) return;
+      if (card) card.hidden = !shown(view);
+      if (!shown(view)) return;
       renderChart(el, {
         testId: o.testId,
         height: 200,
@@ -81,7 +82,7 @@ function accuracyPanel(o: {
   };
 }
 
-/** A run of the token loss: TRL's mean_token_accuracy. */
+/** A run of the token loss, or DPO's chosen responses: TRL's mean_token_accuracy. */
 export const tokenAccuracyPanel = accuracyPanel({
   id: 'chart-token-accuracy',
   title: 'Token accuracy',
