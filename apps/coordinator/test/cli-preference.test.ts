@@ -179,7 +179,7 @@ describe('train --objective dpo', () => {
     expect(Math.abs(before.margin)).toBe(0);
   });
 
-  it('trains with IPO, label smoothing, APO-zero, BCO, DiscoPOP, f-DPO, LD-DPO, WPO and an MPO mixture, and eval measures with the same loss', async () => {
+  it('trains with IPO, label smoothing, APO-zero, BCO, DiscoPOP, f-DPO, LD-DPO, WPO, AOT and an MPO mixture, and eval measures with the same loss', async () => {
     // At the reference IPO's loss is (1 / (2 beta))^2 = 1, APO-zero's 1 - 1/2 + 1/2 = 1,
     // BCO's 2 log 2; the smoothed sigmoid's log 2; DiscoPOP's (log 2 + 1) / 2; forward KL's
     // sigmoid log 2. The mixture's sft term is the chosen responses' NLL: no fixed value.
@@ -192,6 +192,7 @@ describe('train --objective dpo', () => {
       fkl: Math.LN2,
       mpo: null,
       wpo: null, // log 2 times the pairs' WPO weights
+      aot: Math.LN2,
     };
     for (const [name, flags, says] of [
       ['ipo', ['--dpo-loss', 'ipo'], 'ipo loss, beta 0.5'],
@@ -214,6 +215,7 @@ describe('train --objective dpo', () => {
         '0.8 sigmoid + 0.2 bco_pair + 1 sft loss, beta 0.5',
       ],
       ['wpo', ['--use-weighting'], 'sigmoid loss, beta 0.5, WPO weighting'],
+      ['aot', ['--dpo-loss', 'aot'], 'aot loss, beta 0.5'],
     ] as const) {
       const run = await train(`dpo-${name}`, ...flags);
       expect(run.code, run.stderr).toBe(0);
@@ -227,6 +229,8 @@ describe('train --objective dpo', () => {
         'eval',
         ...['--model', model, '--adapter', join(dir!, `dpo-${name}`, 'adapter'), '--data', heldOut],
         ...['--objective', 'dpo', '--beta', '0.5', '--seq-len', '24', '--json', ...flags],
+        // AOT sorts the pairs of a batch: evaluated in the run's batches of 2
+        ...(name === 'aot' ? ['--batch-size', '2'] : []),
       ]);
       expect(evaluated.code, evaluated.stderr).toBe(0);
       expect((JSON.parse(evaluated.stdout) as { loss: number }).loss).toBeCloseTo(after, 4);
@@ -384,7 +388,7 @@ describe('train --objective dpo', () => {
     ]);
     expect(smoothedIpo.code).toBe(2);
     expect(smoothedIpo.stderr).toContain(
-      "--dpo-label-smoothing is for --dpo-loss sigmoid, robust, exo_pair (TRL's label_smoothing), not ipo",
+      "--dpo-label-smoothing is for --dpo-loss sigmoid, robust, exo_pair, aot, aot_unpaired (TRL's label_smoothing), not ipo",
     );
     // TRL's other DPO options: each contradiction named before anything runs.
     for (const [flags, says] of [
@@ -399,6 +403,10 @@ describe('train --objective dpo', () => {
       ],
       [['--f-alpha', '0.3'], '--f-alpha is for --f-divergence alpha_divergence'],
       [['--discopop-tau', '0.1'], '--discopop-tau (> 0) is for --dpo-loss discopop'],
+      [
+        ['--dpo-loss', 'aot', '--use-weighting'],
+        "--use-weighting weighs each pair's loss by its own responses, and --dpo-loss aot sorts the pairs of a micro-batch: TRL refuses them together",
+      ],
       [['--cpo-label-smoothing', '0.1'], 'for --objective dpo give --dpo-label-smoothing'],
     ] as const) {
       const refused = await lorafleet([...base, '--out', join(dir!, 'refused'), ...flags]);

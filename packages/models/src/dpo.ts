@@ -26,7 +26,9 @@ export type DpoLossType =
   | 'bco_pair'
   | 'sigmoid_norm'
   | 'discopop'
-  | 'sft';
+  | 'sft'
+  | 'aot'
+  | 'aot_unpaired';
 export const DPO_LOSS_TYPES: readonly DpoLossType[] = [
   'sigmoid',
   'ipo',
@@ -41,10 +43,25 @@ export const DPO_LOSS_TYPES: readonly DpoLossType[] = [
   'sigmoid_norm',
   'discopop',
   'sft',
+  'aot',
+  'aot_unpaired',
 ];
 
-/** The loss types that read label_smoothing (TRL's sigmoid, robust and exo_pair). */
-export const SMOOTHED_LOSS_TYPES: readonly DpoLossType[] = ['sigmoid', 'robust', 'exo_pair'];
+/** The loss types that read label_smoothing (TRL's sigmoid, robust, exo_pair, aot and aot_unpaired). */
+export const SMOOTHED_LOSS_TYPES: readonly DpoLossType[] = [
+  'sigmoid',
+  'robust',
+  'exo_pair',
+  'aot',
+  'aot_unpaired',
+];
+
+/**
+ * The loss types whose pair losses depend on the other pairs of their
+ * micro-batch (AOT sorts them): TRL refuses them with use_weighting, whose
+ * weights are per pair.
+ */
+export const BATCH_SORTED_LOSS_TYPES: readonly DpoLossType[] = ['aot', 'aot_unpaired'];
 
 /**
  * TRL's f_divergence_type (f-DPO, Wang et al. 2023, arXiv 2309.16240): the
@@ -118,8 +135,9 @@ export function dpoLossTerms(s: DpoSettings): { type: DpoLossType; weight: numbe
  * What a pair's losses read, [B] each: the chosen and rejected log-ratios to
  * the reference (c, r); h, the difference of their scores (the f-divergence's;
  * c - r for DPO's reverse KL); hMean, the same on scores divided by each
- * response's labelled tokens (IPO, sigmoid_norm); and the chosen response's
- * mean token NLL (sft).
+ * response's labelled tokens (IPO, sigmoid_norm); the chosen response's
+ * mean token NLL (sft); and the policy's and the reference's chosen -
+ * rejected margins (aot).
  */
 type PairTerms = {
   c: tf.Tensor1D;
@@ -127,7 +145,30 @@ type PairTerms = {
   h: tf.Tensor1D;
   hMean: tf.Tensor1D;
   chosenNll: tf.Tensor1D;
+  policyMargin: tf.Tensor1D;
+  refMargin: tf.Tensor1D;
 };
+
+/**
+ * x [n] sorted, largest first, its gradient routed back to where each value
+ * came from (torch.sort's). The order itself carries no gradient.
+ */
+export function sortedDescending(x: tf.Tensor1D): tf.Tensor1D {
+  const sort = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, save] = args as [tf.Tensor1D, tf.GradSaveFunc];
+    const n = input.shape[0];
+    const { values, indices } = tf.topk(input, n); // indices[i]: where the i-th largest was
+    save([indices]);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const from = saved[0]!;
+      // dy of sorted position i goes to position indices[i]: gather by the inverse permutation
+      const inverse = tf.topk(tf.neg(tf.cast(from, 'float32')), n).indices;
+      return [tf.gather(dy, inverse)];
+    };
+    return { value: values, gradFunc };
+  });
+  return sort(x) as tf.Tensor1D;
+}
 
 /** -log sigmoid(x) = softplus(-x), and log sigmoid(x). */
 const nls = (x: tf.Tensor) => tf.softplus(tf.neg(x));
@@ -189,6 +230,17 @@ const PAIR_LOSSES: { [K in DpoLossType]: (d: PairTerms, s: DpoSettings) => tf.Te
   // The chosen response's token NLL (TRL: its mean over the micro-batch's chosen tokens;
   // here per pair, equal where a batch's chosen responses have one length)
   sft: ({ chosenNll }) => chosenNll,
+  // AOT (Melnyk et al. 2024, arXiv 2406.05882): the smoothed sigmoid loss of beta times the
+  // micro-batch's policy margins sorted minus its reference margins sorted (the sum over the
+  // micro-batch is the same for either sort order); unpaired: its chosen log-ratios sorted
+  // minus its rejected ones sorted
+  aot: ({ policyMargin, refMargin }, { beta, labelSmoothing }) =>
+    smoothedSigmoid(
+      tf.mul(tf.sub(sortedDescending(policyMargin), sortedDescending(refMargin)), beta),
+      labelSmoothing,
+    ),
+  aot_unpaired: ({ c, r }, { beta, labelSmoothing }) =>
+    smoothedSigmoid(tf.mul(tf.sub(sortedDescending(c), sortedDescending(r)), beta), labelSmoothing),
 };
 
 /** The score f'(exp u) of log-ratios u under each f-divergence (TRL's chosen_scores, rejected_scores). */
@@ -228,12 +280,15 @@ export function dpoPairLosses(
     const score = (u: tf.Tensor1D) => SCORES[settings.fDivergence ?? 'reverse_kl'](u, settings);
     const [sc, sr] = [score(c), score(r)];
     const [nc, nr] = sides(tf.tensor1d(counts.map((n) => Math.max(n, 1))));
+    const margin = (v: tf.Tensor1D) => tf.sub(...sides(v)) as tf.Tensor1D;
     const terms: PairTerms = {
       c,
       r,
       h: tf.sub(sc, sr) as tf.Tensor1D,
       hMean: tf.sub(tf.div(sc, nc), tf.div(sr, nr)) as tf.Tensor1D,
       chosenNll: tf.neg(tf.div(sides(plain)[0], nc)) as tf.Tensor1D,
+      policyMargin: margin(logps),
+      refMargin: margin(ref),
     };
     const parts = dpoLossTerms(settings).map(({ type, weight }) =>
       tf.mul(PAIR_LOSSES[type](terms, settings), weight),

@@ -52,6 +52,8 @@ export {
   F_DIVERGENCES,
   F_DIVERGENCE_LOSS_TYPES,
   SMOOTHED_LOSS_TYPES,
+  BATCH_SORTED_LOSS_TYPES,
+  sortedDescending,
   type DpoInputs,
   type DpoLossType,
   type DpoSettings,

@@ -103,7 +103,7 @@ describe('DPO', () => {
     base.dispose();
   });
 
-  it("each loss type is TRL's dpo_loss, computed in float64 from the two models' logits", async () => {
+  it("each loss type is TRL's dpo_loss, computed in float64 from the two models' logits (AOT's sorted over the batch)", async () => {
     const [model, base] = [build(), build()];
     await withLora(model, 0.3);
     const batch = pairBatch(4, 2);
@@ -161,6 +161,38 @@ describe('DPO', () => {
     }
     const moved = policy.some((p, i) => Math.abs(p.sum - reference[i]!.sum) > 1e-3);
     expect(moved).toBe(true); // the adapter changed the log-probabilities
+    // AOT: the batch's policy margins and reference margins, each sorted, compared in order
+    // (unpaired: its chosen log-ratios and its rejected ones), smoothed as the sigmoid loss.
+    const sortDown = (v: number[]) => [...v].sort((a, b) => b - a);
+    const smoothed = (h: number, e: number) => (1 - e) * softplus(-z(h)) + e * softplus(z(h));
+    const aotSum = (x: number[], y: number[], e: number) =>
+      sortDown(x).reduce((sum, xi, i) => sum + smoothed(xi - sortDown(y)[i]!, e), 0);
+    const perPair = (f: (b: number) => number) => Array.from({ length: 4 }, (_, b) => f(b));
+    const logRatio = (i: number) => policy[i]!.sum - reference[i]!.sum;
+    const margins = (logps: { sum: number }[]) =>
+      perPair((b) => logps[2 * b]!.sum - logps[2 * b + 1]!.sum);
+    const aot: [DpoSettings, number][] = [
+      [{ beta: BETA, loss: 'aot' }, aotSum(margins(policy), margins(reference), 0)],
+      [
+        { beta: BETA, loss: 'aot_unpaired', labelSmoothing: 0.1 },
+        aotSum(
+          perPair((b) => logRatio(2 * b)),
+          perPair((b) => logRatio(2 * b + 1)),
+          0.1,
+        ),
+      ],
+    ];
+    // Sorting matters on this batch (for aot_unpaired): unsorted, the sum differs.
+    const unsorted = perPair((b) => smoothed(logRatio(2 * b) - logRatio(2 * b + 1), 0.1));
+    expect(Math.abs(aot[1]![1] - unsorted.reduce((a, b) => a + b))).toBeGreaterThan(1e-3);
+    for (const [settings, expected] of aot) {
+      const loss = objectiveLossSum(model, batch, { kind: 'dpo', ...settings });
+      const got = (await loss.data())[0]!;
+      expect(Math.abs(got - expected), String(settings.loss)).toBeLessThan(
+        1e-5 * Math.max(1, Math.abs(expected)),
+      );
+      loss.dispose();
+    }
     // DiscoPOP, sft, a weighted mixture (MPO) and the f-divergences' scores, per pair b.
     const ratio = (i: number) => policy[i]!.sum - reference[i]!.sum;
     const chosenNll = (b: number) => -policy[2 * b]!.sum / policy[2 * b]!.tokens;

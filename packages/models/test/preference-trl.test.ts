@@ -80,6 +80,11 @@ const DPO_CASES: Case[] = (
     { loss: 'sigmoid', beta: 0.5, use_weighting: true },
     { loss: 'ipo', beta: 0.5, use_weighting: true, ld_alpha: 0.4 },
     { loss: ['sigmoid', 'bco_pair'], beta: 0.5, loss_weights: [0.8, 0.2], use_weighting: true },
+    // AOT: the batch's margins (or log-ratios) sorted, pair by pair
+    { loss: 'aot', beta: 0.5 },
+    { loss: 'aot', beta: 0.5, label_smoothing: 0.2, ld_alpha: 0.4 },
+    { loss: 'aot_unpaired', beta: 0.5, label_smoothing: 0.1 },
+    { loss: ['sigmoid', 'aot'], beta: 0.5, loss_weights: [0.5, 1.0] },
   ] as DpoCase[]
 ).map((c) => ({
   ours: dpoSettings(c),

@@ -13,6 +13,7 @@ import {
   KTO_LOSS_TYPES,
   type PreferenceSettings,
   SMOOTHED_LOSS_TYPES,
+  BATCH_SORTED_LOSS_TYPES,
 } from '@lorafleet/models';
 import { changesBase } from '@lorafleet/core';
 import type { RunConfig } from './run-config.js';
@@ -128,6 +129,11 @@ function dpoFields(o: Fields, beta: number): DpoSettings {
   if ((out.fDivergence ?? 'reverse_kl') !== 'reverse_kl' && plain)
     throw new RunConfigError(
       `runConfig.objective.fDivergence ${out.fDivergence} cannot score loss ${plain}`,
+    );
+  const sorted = types.find((t) => BATCH_SORTED_LOSS_TYPES.includes(t));
+  if (out.useWeighting && sorted)
+    throw new RunConfigError(
+      `runConfig.objective.useWeighting cannot weigh loss ${sorted}, which sorts the pairs`,
     );
   return out;
 }

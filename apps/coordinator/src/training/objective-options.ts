@@ -54,7 +54,7 @@ export const objectiveOptions = defineOptions({
     default: 'sigmoid',
     description:
       `--objective dpo: TRL's loss_type (${DPO_LOSS_TYPES.join(', ')}): sigmoid (DPO's), ipo (squared, on length-averaged log-probabilities), ` +
-      "sigmoid_norm (averaged like ipo), discopop (DiscoPOP), sft (the chosen response's NLL) and the others of docs/preference-tuning.md; " +
+      "sigmoid_norm (averaged like ipo), discopop (DiscoPOP), sft (the chosen response's NLL), aot and aot_unpaired (AOT: the micro-batch's margins sorted) and the others of docs/preference-tuning.md; " +
       'several, comma-separated, are summed with --dpo-loss-weights (MPO: sigmoid,bco_pair,sft)',
   },
   'dpo-loss-weights': {

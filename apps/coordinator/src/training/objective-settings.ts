@@ -11,6 +11,7 @@ import {
   DPO_LOSS_TYPES,
   F_DIVERGENCE_LOSS_TYPES,
   SMOOTHED_LOSS_TYPES,
+  BATCH_SORTED_LOSS_TYPES,
   type DpoLossType,
   type DpoSettings,
   type FeedbackSettings,
@@ -43,6 +44,11 @@ function dpoSettings(o: ObjectiveValues, beta: number, command: string): DpoSett
   if (o.fDivergence !== 'reverse_kl' && plainScore)
     refuse(
       `--f-divergence ${o.fDivergence} is for --dpo-loss ${F_DIVERGENCE_LOSS_TYPES.join(', ')} (TRL), not ${plainScore}: its loss reads the log-ratios themselves`,
+    );
+  const sorted = types.find((t) => BATCH_SORTED_LOSS_TYPES.includes(t));
+  if (o.useWeighting && sorted)
+    refuse(
+      `--use-weighting weighs each pair's loss by its own responses, and --dpo-loss ${sorted} sorts the pairs of a micro-batch: TRL refuses them together`,
     );
   if (o.fAlpha !== undefined && o.fDivergence !== 'alpha_divergence')
     refuse('--f-alpha is for --f-divergence alpha_divergence');
