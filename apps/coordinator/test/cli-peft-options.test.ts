@@ -191,6 +191,39 @@ describe('PEFT LoRA options through lorafleet train', () => {
     },
   );
 
+  it("--init orthogonal: the update starts at zero with A and B non-zero; PEFT's config name; 1 worker == 2", async () => {
+    const args = ['--init', 'orthogonal', '--target', 'q_proj,down_proj', '--lora-r', '4'];
+    const [one, two] = [join(dir!, 'orth1'), join(dir!, 'orth2')];
+    const run = await train(one, ...args, '--lr', '1e-2', '--eval-data', ids);
+    await train(two, ...args, '--lr', '1e-2', '--eval-data', ids, '--workers', '2');
+    const [a, b] = [await tensors(join(one, 'adapter')), await tensors(join(two, 'adapter'))];
+    for (const [key, values] of a)
+      expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);
+    const config = await readJson<Record<string, unknown>>(
+      join(one, 'adapter', 'adapter_config.json'),
+    );
+    expect(config).toMatchObject({ r: 4, init_lora_weights: 'orthogonal' });
+    // B A = 0 at step 0: the base model's loss before training.
+    const base = await evalJson(['--model', model, '--data', ids, '--seq-len', '32']);
+    const before = Number(/eval loss before: +([\d.]+)/.exec(run.stdout)![1]);
+    expect(before).toBeCloseTo(base.loss, 3);
+    const odd = await lorafleet([
+      'train',
+      '--model',
+      model,
+      '--data',
+      ids,
+      '--out',
+      join(dir!, 'odd'),
+      '--init',
+      'orthogonal',
+      '--lora-r',
+      '3',
+    ]);
+    expect(odd.code).toBe(2);
+    expect(odd.stderr).toContain('--init orthogonal needs even LoRA ranks');
+  });
+
   it('DoRA (--use-dora): 1 and 2 workers agree, magnitudes saved, merge, eval and resume', async () => {
     const dora = ['--use-dora', '--target', 'q_proj,down_proj', '--lr', '5e-2'];
     const [one, two] = [join(dir!, 'dora1'), join(dir!, 'dora2')];

@@ -105,6 +105,8 @@ export {
   gaussianA,
   pissaInit,
   oloraInit,
+  orthogonalFactors,
+  orthogonalInit,
   changesBase,
   RESIDUAL_INITS,
   LORA_INIT_KINDS,

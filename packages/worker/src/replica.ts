@@ -56,6 +56,20 @@ import { batchesOf, prepareRows, rowsFingerprint } from './rows.js';
 import { type AllReduce, type ComputeNotice, TrainingStep } from './step.js';
 
 /**
+ * PEFT's init_lora_weights for each --init, as adapter_config.json names it
+ * (PiSSA's and OLoRA's true: the saved adapter is converted to a plain LoRA).
+ */
+const PEFT_INIT_NAMES: {
+  [K in LoraInit['kind']]: PeftAdapter['config']['initLoraWeights'];
+} = {
+  kaiming: true,
+  gaussian: 'gaussian',
+  pissa: true,
+  olora: true,
+  orthogonal: 'orthogonal',
+};
+
+/**
  * W packed as the layers are built (the device never holds the model's
  * linear layers in f32), unless the run needs W in f32 first: PiSSA and
  * OLoRA rewrite it, modules_to_save trains whole modules.
@@ -208,7 +222,7 @@ export class Replica {
     const { lora, modelDir } = this.config;
     if (!this.trained) throw new Error('a full fine-tune has no adapter to export');
     return exportPeftAdapter(this.trained, ADAPTER_NAME, lora, {
-      initLoraWeights: lora.init === 'gaussian' ? 'gaussian' : true,
+      initLoraWeights: PEFT_INIT_NAMES[lora.init],
       baseModelNameOrPath: modelDir,
       taskType: 'CAUSAL_LM',
     });

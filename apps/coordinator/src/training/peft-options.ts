@@ -198,7 +198,20 @@ export function peftLoraFrom(o: TrainOptions, modelConfig: ModelConfig): RunConf
   if (o.modulesToSave) lora.modulesToSave = [...o.modulesToSave];
   if (o.loraBias !== 'none') lora.bias = o.loraBias;
   if (o.useDora) lora.useDora = true;
+  if (o.init === 'orthogonal') checkEvenRanks(lora);
   return lora;
+}
+
+/** --init orthogonal splits an orthogonal matrix's rows in two: every rank must be even (PEFT's check). */
+function checkEvenRanks(lora: RunConfig['lora']): void {
+  const odd = [
+    ['--lora-r', lora.r] as const,
+    ...Object.entries(lora.rankPattern ?? {}).map(([k, r]) => [`--rank-pattern ${k}`, r] as const),
+  ].find(([, r]) => r % 2 !== 0);
+  if (odd)
+    throw new UsageError(
+      `train: --init orthogonal needs even LoRA ranks (it pairs an orthogonal matrix's odd and even rows), but ${odd[0]} is ${odd[1]}`,
+    );
 }
 
 /** Pairs PEFT's LoraConfig refuses, as `clash(a, b, why)` errors (exit 2). */

@@ -87,7 +87,7 @@ export const trainSpec = defineCommand({
       choices: [...LORA_INIT_KINDS],
       default: 'kaiming',
       description:
-        "LoRA initialisation, PEFT's init_lora_weights: kaiming (its default, true), gaussian, pissa (W's top-r singular triplets; W becomes the residual), olora (W's QR: B = Q's first r columns, A = R's first r rows; W becomes the residual)",
+        "LoRA initialisation, PEFT's init_lora_weights: kaiming (its default, true), gaussian, pissa (W's top-r singular triplets; W becomes the residual), olora (W's QR: B = Q's first r columns, A = R's first r rows; W becomes the residual), orthogonal (A and B from one random orthogonal matrix's odd and even rows: B A = 0, both non-zero; an even --lora-r)",
     },
     rslora: {
       aliases: ['use_rslora'],

@@ -14,7 +14,8 @@ export interface LoraAdapterConfig {
   /** Which biases were trained and saved: none, every bias, or those of LoRA-adapted modules. */
   bias: PeftBias;
   /** PEFT's init_lora_weights, where an adapter started ("pissa_niter_N": PiSSA by a randomized SVD). */
-  initLoraWeights: boolean | 'gaussian' | 'pissa' | 'olora' | `pissa_niter_${number}`;
+  initLoraWeights:
+    boolean | 'gaussian' | 'pissa' | 'olora' | 'orthogonal' | `pissa_niter_${number}`;
   baseModelNameOrPath: string | null;
   taskType: 'CAUSAL_LM' | null;
   rankPattern?: Record<string, number>;
@@ -149,12 +150,15 @@ export function peftConfigFromJson(json: unknown, source: string): LoraAdapterCo
   const useDora = field('use_dora', false);
   if (typeof useDora !== 'boolean') bad('use_dora', 'true or false');
   const init = field('init_lora_weights', true);
-  const named = ['gaussian', 'pissa', 'olora'];
+  const named = ['gaussian', 'pissa', 'olora', 'orthogonal'];
   if (
     typeof init !== 'boolean' &&
     !(typeof init === 'string' && (named.includes(init) || /^pissa_niter_\d+$/.test(init)))
   ) {
-    bad('init_lora_weights', 'true, false, "gaussian", "pissa", "pissa_niter_N" or "olora"');
+    bad(
+      'init_lora_weights',
+      'true, false, "gaussian", "pissa", "pissa_niter_N", "olora" or "orthogonal"',
+    );
   }
   const base = field('base_model_name_or_path', null);
   if (base !== null && typeof base !== 'string') bad('base_model_name_or_path', 'a string or null');

@@ -1,7 +1,7 @@
 // LoRA initialisation as pure functions on plain arrays: the same seed gives
 // the same bits on every replica and every backend.
 import { Rng } from '../random.js';
-import { matrix, qr, truncatedSvd } from '../svd/index.js';
+import { type Matrix, matmul, matrix, qr, transpose, truncatedSvd } from '../svd/index.js';
 
 /** How A and B start. */
 export type LoraInit =
@@ -19,7 +19,13 @@ export type LoraInit =
    * W = Q R, B = Q's first r columns, A = R's first r rows, and W replaced by
    * W - scaling * B A, so the layer's output is unchanged at step 0.
    */
-  | { kind: 'olora' };
+  | { kind: 'olora' }
+  /**
+   * PEFT's `init_lora_weights="orthogonal"`: A and B from the odd and the
+   * even rows of one random orthogonal matrix, so B A = 0 (the update starts
+   * at zero) while both are non-zero (both learn from the first step). r even.
+   */
+  | { kind: 'orthogonal' };
 
 /** Every initialisation's kind, as the CLI and run configs name them. */
 export const LORA_INIT_KINDS: readonly LoraInit['kind'][] = [
@@ -27,6 +33,7 @@ export const LORA_INIT_KINDS: readonly LoraInit['kind'][] = [
   'gaussian',
   'pissa',
   'olora',
+  'orthogonal',
 ];
 
 /** The initialisations that replace the base weight by a residual (their adapters are saved for the original W: pissa-convert.ts). */
@@ -144,6 +151,47 @@ export function oloraInit(weight: Float32Array, shape: LoraInitShape): Required<
   return { a, b, residual: residualOf(weight, a, b, shape) };
 }
 
+/**
+ * PEFT's orthogonal_init from its three random draws, in its order: X [r, r],
+ * then RA [in, r/2] and RB [r/2, out], standard normal. Q = qr(X).q; A =
+ * (RA Q[0::2])^T / 10 [r, in], B = RB^T Q[1::2] / 10 [out, r]; B A = 0 as
+ * Q's odd and even rows are orthogonal.
+ */
+export function orthogonalFactors(
+  x: Matrix,
+  ra: Matrix,
+  rb: Matrix,
+): { a: Float32Array; b: Float32Array } {
+  const r = x.rows;
+  const { q } = qr(x); // [r, r]
+  const rows = (parity: number) => {
+    const out = matrix(r / 2, r);
+    for (let i = 0; i < r / 2; i++)
+      out.data.set(q.data.subarray((2 * i + parity) * r, (2 * i + parity + 1) * r), i * r);
+    return out;
+  };
+  const a = transpose(matmul(ra, rows(0))); // [r, in]
+  const b = matmul(transpose(rb), rows(1)); // [out, r]
+  const tenth = (m: Matrix) => Float32Array.from(m.data, (v) => v / 10);
+  return { a: tenth(a), b: tenth(b) };
+}
+
+/** orthogonalFactors of draws from the project's seeded Rng. */
+export function orthogonalInit(shape: LoraInitShape, seed: number): LoraInitResult {
+  const { r, inFeatures: n, outFeatures: m } = shape;
+  if (r % 2 !== 0) throw new Error(`orthogonal initialisation needs an even LoRA rank, got ${r}`);
+  const rng = new Rng(seed);
+  const draw = (rows: number, cols: number) =>
+    matrix(
+      rows,
+      cols,
+      Array.from({ length: rows * cols }, () => rng.normal()),
+    );
+  const x = draw(r, r);
+  const ra = draw(n, r / 2);
+  return orthogonalFactors(x, ra, draw(r / 2, m));
+}
+
 /** Each initialisation: A and B (and the residual base weight) of one module. */
 const INITS: {
   [K in LoraInit['kind']]: (
@@ -168,6 +216,7 @@ const INITS: {
       seed,
     }),
   olora: (_, shape, __, weight) => oloraInit(needWeight('OLoRA', weight), shape),
+  orthogonal: (_, shape, seed) => orthogonalInit(shape, seed),
 };
 
 function needWeight(name: string, weight?: Float32Array): Float32Array {

@@ -1,9 +1,10 @@
-// OLoRA (PEFT's init_lora_weights="olora") against PEFT itself, and the QR
-// decomposition it rests on against torch.linalg.qr (test/reference/olora.py):
-// the same Q and R (LAPACK's signs included), the same A, B and residual base
-// weight; and a LoraLinear initialised with it keeps its output at step 0.
+// PEFT's OLoRA and orthogonal initialisations against PEFT itself, and the QR
+// decomposition they rest on against torch.linalg.qr
+// (test/reference/lora_inits.py): the same Q and R (LAPACK's signs included),
+// OLoRA's A, B and residual base weight, and orthogonal's A and B from PEFT's
+// own random draws (B A = 0: the update starts at zero).
 import { describe, expect, it } from 'vitest';
-import { oloraInit } from '../src/lora/init.js';
+import { initLora, oloraInit, orthogonalFactors } from '../src/lora/init.js';
 import { Rng } from '../src/random.js';
 import { matmul, matrix, qr, transpose } from '../src/svd/index.js';
 import { referenceJson } from '../src/testing/reference-python.js';
@@ -28,10 +29,17 @@ const OLORA_CASES = [
   { out: 6, in: 10, r: 4, alpha: 16, rslora: true, weight: normals(60, 5) },
 ];
 
+/** [out, in] and an even rank, the seed of torch's draws. */
+const ORTHOGONAL_CASES = [
+  { out: 10, in: 7, r: 4, seed: 3 },
+  { out: 5, in: 12, r: 6, seed: 11 },
+];
+
 const reference = referenceJson<{
   qr: { q: number[]; r: number[] }[];
   olora: { a: number[]; b: number[]; residual: number[] }[];
-}>('olora', { qr: QR_CASES, olora: OLORA_CASES });
+  orthogonal: { a: number[]; b: number[]; x: number[]; ra: number[]; rb: number[] }[];
+}>('lora_inits', { qr: QR_CASES, olora: OLORA_CASES, orthogonal: ORTHOGONAL_CASES });
 
 const maxGap = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   expect(a.length).toBe(b.length);
@@ -91,6 +99,41 @@ describe('oloraInit', () => {
     const shape = { r: 5, inFeatures: 4, outFeatures: 6, scaling: 1 };
     expect(() => oloraInit(new Float32Array(24), shape)).toThrow(
       'OLoRA: rank 5 exceeds min(out, in) = 4 of the weight',
+    );
+  });
+});
+
+describe('orthogonal', () => {
+  it.each(ORTHOGONAL_CASES.map((c, i) => [`[${c.out}, ${c.in}] r ${c.r}`, i] as const))(
+    "%s: PEFT's A and B from its own draws",
+    (_, i) => {
+      const c = ORTHOGONAL_CASES[i]!;
+      const want = reference.orthogonal[i]!;
+      const { a, b } = orthogonalFactors(
+        matrix(c.r, c.r, want.x),
+        matrix(c.in, c.r / 2, want.ra),
+        matrix(c.r / 2, c.out, want.rb),
+      );
+      expect(maxGap(a, want.a)).toBeLessThan(1e-6);
+      expect(maxGap(b, want.b)).toBeLessThan(1e-6);
+      expect(Math.max(...want.a.map(Math.abs))).toBeGreaterThan(0.05);
+    },
+  );
+
+  it("starts the update at zero with both factors non-zero, from the project's seeded draws", () => {
+    const shape = { r: 4, inFeatures: 9, outFeatures: 6, scaling: 2 };
+    const { a, b, residual } = initLora({ kind: 'orthogonal' }, shape, 5);
+    expect(residual).toBeUndefined();
+    const ba = matmul(matrix(6, 4, b), matrix(4, 9, a)).data;
+    expect(Math.max(...Array.from(ba, Math.abs))).toBeLessThan(1e-7);
+    expect(
+      Math.min(Math.max(...Array.from(a, Math.abs)), Math.max(...Array.from(b, Math.abs))),
+    ).toBeGreaterThan(0.01);
+    // The same seed, the same bits; another seed, others.
+    expect(initLora({ kind: 'orthogonal' }, shape, 5).a).toEqual(a);
+    expect(initLora({ kind: 'orthogonal' }, shape, 6).a).not.toEqual(a);
+    expect(() => initLora({ kind: 'orthogonal' }, { ...shape, r: 3 }, 5)).toThrow(
+      'orthogonal initialisation needs an even LoRA rank, got 3',
     );
   });
 });
