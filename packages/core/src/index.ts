@@ -109,6 +109,7 @@ export {
   orthogonalInit,
   changesBase,
   RESIDUAL_INITS,
+  INIT_TITLES,
   LORA_INIT_KINDS,
 } from './lora/init.js';
 export {

@@ -2,6 +2,7 @@
 // list its trainable parameters, export them as a PEFT adapter, and load a
 // PEFT adapter (lora_A/B, lora_embedding_A/B, whole tensors) back into a model.
 import {
+  INIT_TITLES,
   type LoraAdapterConfig,
   type LoraEmbedding,
   type LoraInit,
@@ -10,6 +11,7 @@ import {
   type PeftAdapter,
   type PeftTensor,
   TrainableParameters,
+  changesBase,
   importAdapter,
   moduleAlpha,
   moduleRank,
@@ -47,7 +49,7 @@ export async function addPeftLora(
   seed: number,
 ): Promise<PeftTrainables> {
   const chosen = selectPeftModules(model.linears(), model.embeddings(), o);
-  const residual = { pissa: 'PiSSA', olora: 'OLoRA' }[init.kind as string];
+  const residual = changesBase(init.kind) ? INIT_TITLES[init.kind] : null;
   if (o.useDora && residual)
     throw new Error(`${residual} with DoRA (use_dora) is not supported: use one or the other`);
   if (o.useDora && chosen.embeddings.length > 0) {

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   ADAPTER_CONFIG_FILE,
+  INIT_TITLES,
   type LoraInit,
   PEFT_BIAS,
   changesBase,
@@ -241,7 +242,7 @@ export function checkPeftOptions(
     );
   }
   if (changesBase(init as LoraInit['kind'])) {
-    const name = init === 'pissa' ? 'PiSSA' : 'OLoRA';
+    const name = INIT_TITLES[init as LoraInit['kind']];
     if (given.has('use-dora'))
       throw clash(
         'init',

@@ -39,6 +39,15 @@ export const LORA_INIT_KINDS: readonly LoraInit['kind'][] = [
 /** The initialisations that replace the base weight by a residual (their adapters are saved for the original W: pissa-convert.ts). */
 export const RESIDUAL_INITS: readonly LoraInit['kind'][] = ['pissa', 'olora'];
 
+/** How messages name each initialisation. */
+export const INIT_TITLES: { readonly [K in LoraInit['kind']]: string } = {
+  kaiming: 'kaiming-uniform',
+  gaussian: 'Gaussian',
+  pissa: 'PiSSA',
+  olora: 'OLoRA',
+  orthogonal: 'orthogonal',
+};
+
 /** Whether `kind` replaces the base weight by a residual (and so needs W in float32). */
 export const changesBase = (kind: LoraInit['kind']): boolean => RESIDUAL_INITS.includes(kind);
 

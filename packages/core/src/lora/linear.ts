@@ -18,7 +18,7 @@ import { addBias, addSame, reshapeTo, scaleBy } from '../ops/shape-only.js';
 import { seededDropout } from '../ops/dropout.js';
 import { doraOutput, doraRowNorms } from './dora.js';
 import { fusedLoraAvailable, fusedLoraLinear } from './fused-linear.js';
-import { type LoraInit, changesBase, initLora } from './init.js';
+import { INIT_TITLES, type LoraInit, changesBase, initLora } from './init.js';
 
 export interface LoraLinearOptions {
   /** Module path, e.g. "transformer.h.0.attn.c_attn"; names errors and PEFT keys. */
@@ -220,7 +220,7 @@ export class LoraLinear {
     const scaling = loraScaling(settings);
     if (changesBase(init.kind) && this.adapters.size > 0) {
       throw new Error(
-        `${this.name}: ${init.kind === 'pissa' ? 'PiSSA' : 'OLoRA'} rewrites the base weight; use it for the first adapter only`,
+        `${this.name}: ${INIT_TITLES[init.kind]} rewrites the base weight; use it for the first adapter only`,
       );
     }
     const shape = {
