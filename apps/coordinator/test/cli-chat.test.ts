@@ -125,6 +125,51 @@ describe('chat data through lorafleet train', () => {
     );
   }, 240_000);
 
+  it("--no-assistant-only-loss trains every token of a conversation, --no-completion-only-loss a prompt's too (TRL's flags)", async () => {
+    await writeFile(
+      join(model, 'tokenizer_config.json'),
+      JSON.stringify({ eos_token: '<|im_end|>', chat_template: CHATML }),
+    );
+    const split = await writeJsonl(
+      join(dir!, 'prompt-completion.jsonl'),
+      Array.from({ length: 8 }, (_, i) => ({
+        prompt: [{ role: 'user', content: `add ${i} and 1` }],
+        completion: [{ role: 'assistant', content: `${i + 1}` }],
+      })),
+    );
+    const lossTokens = async (file: string, ...more: string[]): Promise<number> => {
+      const r = await lorafleet([
+        'eval',
+        '--model',
+        model,
+        '--data',
+        file,
+        '--seq-len',
+        '48',
+        ...more,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      return Number(/over (\d+) tokens/.exec(r.stdout)![1]);
+    };
+    // Each row renders as 33 tokens: "<|im_start|>user\nadd i and 1<|im_end|>\n"
+    // (19), "<|im_start|>assistant\n" (11), "X<|im_end|>\n" (3). The loss
+    // predicts every trained token but the first of the row.
+    const reply = 8 * 2; // "X<|im_end|>"
+    const whole = 8 * 32;
+    expect(await lossTokens(data)).toBe(reply);
+    expect(await lossTokens(data, '--no-assistant-only-loss')).toBe(whole);
+    expect(await lossTokens(split)).toBe(reply);
+    expect(await lossTokens(split, '--no-completion-only-loss')).toBe(reply);
+    expect(await lossTokens(split, '--no-assistant-only-loss')).toBe(8 * 3);
+    expect(await lossTokens(split, '--no-assistant-only-loss', '--no-completion-only-loss')).toBe(
+      whole,
+    );
+    // Conversations stay one example per row under --packing auto.
+    const { code, stdout, stderr } = await train('every-token', '--no-assistant-only-loss');
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain('8 examples, 264 tokens -> 8 rows of 48 (padded)');
+  }, 240_000);
+
   it('refuses them, saying why, when tokenizer_config.json has no chat_template', async () => {
     await writeFile(
       join(model, 'tokenizer_config.json'),

@@ -346,6 +346,7 @@ describe('train --objective dpo', () => {
         ['--lora-bias all', 'lora-bias', 'biases train in place'],
         ['--lora-dropout 0.1', 'lora-dropout', "trains without dropout, as TRL's trainers"],
         ['--packing pack', 'packing', 'pads each response to --seq-len, a pair per row'],
+        ['--no-completion-only-loss', 'completion-only-loss', 'scores the responses only'],
       ].map(async ([flags, name, why]) => {
         const out = join(dir!, flags!.replace(/\W+/g, '-'));
         const r = await lorafleet([...base, '--out', out, ...flags!.split(' ')]);
@@ -355,7 +356,7 @@ describe('train --objective dpo', () => {
         );
       }),
     );
-    expect(refused).toHaveLength(7);
+    expect(refused).toHaveLength(8);
     for (const [flag, value, objectives] of [
       ['--beta', '0.2', 'dpo, orpo, simpo, cpo or kto'],
       ['--dpo-loss', 'ipo', 'dpo'],

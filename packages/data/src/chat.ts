@@ -1,5 +1,6 @@
 // Conversations ({"messages": [...]}) rendered with the model's chat template,
-// trained on the assistant turns only.
+// trained on the assistant turns only (TRL's assistant_only_loss=True), or on
+// every token of the rendering (assistantOnly false: TRL's default).
 //
 // Where an assistant turn starts and ends in tokens comes from rendering the
 // conversation incrementally, in tokens so no character offsets are needed:
@@ -58,21 +59,17 @@ export function parseMessages(value: unknown, field: string): ChatMessage[] | st
 
 /**
  * Tokenizes a conversation, labels on the assistant turns at index
- * `trainFrom` or later. Throws a RangeError saying what is wrong with the row.
+ * `trainFrom` or later, or with `assistantOnly` false on every token from
+ * message `trainFrom` on. Throws a RangeError saying what is wrong with the row.
  */
 export function tokenizeChat(
   format: ChatFormat,
   messages: readonly ChatMessage[],
   trainFrom = 0,
+  assistantOnly = true,
 ): TokenizedExample[] {
-  messages.forEach((m, i) => {
-    const token = format.controlTokens.find((t) => m.content.includes(t));
-    if (token !== undefined) {
-      throw new RangeError(
-        `messages[${i}].content contains the control token ${JSON.stringify(token)}, which the chat template writes itself; remove it from the data`,
-      );
-    }
-  });
+  refuseControlTokens(format, messages);
+  if (!assistantOnly) return [everyToken(format, messages, trainFrom)];
   const turns = messages.flatMap((m, i) => (m.role === 'assistant' && i >= trainFrom ? [i] : []));
   if (turns.length === 0) throw new RangeError('no "assistant" message to train on');
   const spans = turns.map((i) => assistantSpan(format, messages, i));
@@ -82,6 +79,40 @@ export function tokenizeChat(
     return [labelled(whole.slice(0, end), spans)];
   }
   return spans.map((s) => labelled(s.ids.slice(0, s.end), [s]));
+}
+
+function refuseControlTokens(format: ChatFormat, messages: readonly ChatMessage[]): void {
+  messages.forEach((m, i) => {
+    const token = format.controlTokens.find((t) => m.content.includes(t));
+    if (token !== undefined) {
+      throw new RangeError(
+        `messages[${i}].content contains the control token ${JSON.stringify(token)}, which the chat template writes itself; remove it from the data`,
+      );
+    }
+  });
+}
+
+/**
+ * The whole rendering, trained after the first `trainFrom` messages rendered
+ * with the generation prompt, by their length in tokens (as TRL's
+ * completion_mask: a template that renders them otherwise inside the whole
+ * still cuts at that length).
+ */
+function everyToken(
+  format: ChatFormat,
+  messages: readonly ChatMessage[],
+  trainFrom: number,
+): TokenizedExample {
+  const ids = Int32Array.from(format.encodeRendered(render(format, messages, false)));
+  const start =
+    trainFrom === 0
+      ? 0
+      : format.encodeRendered(render(format, messages.slice(0, trainFrom), true)).length;
+  if (start >= ids.length)
+    throw new RangeError('the chat template renders the completion as no tokens');
+  const labels = ids.slice();
+  labels.fill(IGNORE_INDEX, 0, start);
+  return { ids, labels };
 }
 
 /** An assistant turn as the last message: its rendering and the trained token range. */

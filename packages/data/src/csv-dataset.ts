@@ -9,6 +9,7 @@ import { compileTemplate, templateFields } from './template.js';
 import {
   tokenizePromptCompletion,
   tokenizeText,
+  type LossScope,
   type TextTokenizer,
   type TokenizedExample,
 } from './tokenizer.js';
@@ -51,17 +52,19 @@ export function columnIndex(table: CsvTable, name: string, role = 'column'): num
 
 /**
  * Reads a CSV file into examples: text (loss on every token) or prompt +
- * completion (loss on the completion and its EOS). A record with the wrong
+ * completion (loss on the completion and its EOS, or with `loss.completionOnly`
+ * false on every token). A record with the wrong
  * number of fields, malformed quoting or an empty text/completion is a bad
  * line (see BadLinePolicy); a missing column is an error before any row.
  */
 export async function readCsv(
   file: string,
   tokenizer: TextTokenizer,
-  options: { columns: CsvColumns } & BadLinePolicy,
+  options: { columns: CsvColumns; loss?: LossScope } & BadLinePolicy,
 ): Promise<ReadResult> {
   const table = await readCsvTable(file);
-  const make = exampleMaker(table, tokenizer, options.columns);
+  const completionOnly = options.loss?.completionOnly ?? true;
+  const make = exampleMaker(table, tokenizer, options.columns, completionOnly);
   const log = new ProblemLog(file, options);
   const examples: TokenizedExample[] = [];
   const lines: number[] = [];
@@ -73,7 +76,8 @@ export async function readCsv(
       lines.push(line);
     }
   });
-  return { ...log.finish(examples.length), examples, lines };
+  const prompted = 'promptColumn' in options.columns;
+  return { ...log.finish(examples.length), examples, lines, prompted };
 }
 
 /** Evaluation data: every reference for one prompt. */
@@ -145,6 +149,7 @@ function exampleMaker(
   table: CsvTable,
   tokenizer: TextTokenizer,
   columns: CsvColumns,
+  completionOnly: boolean,
 ): (values: string[]) => TokenizedExample | string {
   if ('textColumn' in columns) {
     const t = columnIndex(table, columns.textColumn, 'text column');
@@ -167,6 +172,6 @@ function exampleMaker(
   return (values) => {
     const completion = values[c] as string;
     if (completion === '') return `empty completion column "${columns.completionColumn}"`;
-    return tokenizePromptCompletion(tokenizer, prompt(values), completion);
+    return tokenizePromptCompletion(tokenizer, prompt(values), completion, completionOnly);
   };
 }

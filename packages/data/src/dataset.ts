@@ -5,7 +5,7 @@ import { readCsv, type CsvColumns } from './csv-dataset.js';
 import { readJsonl } from './jsonl.js';
 import { DatasetError, type BadLinePolicy, type ReadResult } from './problems.js';
 import { readText } from './text.js';
-import type { TextTokenizer } from './tokenizer.js';
+import type { LossScope, TextTokenizer } from './tokenizer.js';
 
 export type DatasetFormat = 'jsonl' | 'csv' | 'text';
 
@@ -23,6 +23,8 @@ export interface DatasetOptions {
   csv?: CsvColumns;
   /** For JSONL and CSV (a text file is one document and has no bad lines). */
   badLines?: BadLinePolicy;
+  /** Which tokens of prompt/completion and conversation records are trained (default: DEFAULT_LOSS_SCOPE). */
+  loss?: LossScope;
 }
 
 /** The format of `file`: `override` if given, else from its extension. */
@@ -47,7 +49,12 @@ export async function readDataset(
   const format = datasetFormat(file, options.format);
   switch (format) {
     case 'jsonl':
-      return readJsonl(file, tokenizer, options.badLines);
+      return readJsonl(
+        file,
+        tokenizer,
+        options.badLines,
+        options.loss ? { loss: options.loss } : {},
+      );
     case 'text':
       return readText(file, tokenizer);
     case 'csv':
@@ -57,6 +64,10 @@ export async function readDataset(
             `csv: { promptColumn, completionColumn }`,
         );
       }
-      return readCsv(file, tokenizer, { ...options.badLines, columns: options.csv });
+      return readCsv(file, tokenizer, {
+        ...options.badLines,
+        columns: options.csv,
+        ...(options.loss ? { loss: options.loss } : {}),
+      });
   }
 }

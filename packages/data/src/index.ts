@@ -5,6 +5,8 @@
 export {
   type TextTokenizer,
   type TokenizedExample,
+  type LossScope,
+  DEFAULT_LOSS_SCOPE,
   IGNORE_INDEX,
   tokenizeText,
   tokenizePromptCompletion,
@@ -22,7 +24,7 @@ export {
   ProblemLog,
   formatProblem,
 } from './problems.js';
-export { readJsonl, readLines, parseJsonlLine } from './jsonl.js';
+export { type JsonlOptions, readJsonl, readLines, parseJsonlLine } from './jsonl.js';
 export {
   type SourcedExamples,
   type UntrainableDrop,

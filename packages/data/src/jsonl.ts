@@ -8,6 +8,8 @@
 //   {"prompt": [...], "completion": [...]}   the same, loss on the assistant
 //                                            turns of "completion" only
 // Other keys (ids, metadata) are ignored. Blank lines are skipped silently.
+// A LossScope widens the loss of prompt/completion and conversation records
+// (TRL's completion_only_loss and assistant_only_loss set to False).
 
 import { createReadStream } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
@@ -20,6 +22,8 @@ import {
   type ReadSummary,
 } from './problems.js';
 import {
+  DEFAULT_LOSS_SCOPE,
+  type LossScope,
   exampleFromIds,
   tokenizePromptCompletion,
   tokenizeText,
@@ -57,38 +61,36 @@ export async function* readLines(file: string, chunkBytes = 1 << 20): AsyncGener
   if (pending !== '') yield cut(pending);
 }
 
+/** How readJsonl reads: the loss scope, and the read size (small values for tests). */
+export interface JsonlOptions {
+  loss?: LossScope;
+  chunkBytes?: number;
+}
+
 /** Reads a JSONL file into examples, skipping bad lines under `policy`. */
 export async function readJsonl(
   file: string,
   tokenizer: TextTokenizer,
   policy: BadLinePolicy = {},
-  chunkBytes?: number,
+  options: JsonlOptions = {},
 ): Promise<ReadResult> {
-  const log = new ProblemLog(file, policy);
+  const read = await readJsonlRecords(
+    file,
+    (line) => parseJsonlRecord(line, tokenizer, options.loss ?? DEFAULT_LOSS_SCOPE),
+    policy,
+    options.chunkBytes,
+  );
   const examples: TokenizedExample[] = [];
   const lines: number[] = [];
-  let lineNumber = 0;
-  for await (const line of readLines(file, chunkBytes)) {
-    lineNumber++;
-    if (line.trim() === '') continue;
-    log.record();
-    let example: ReturnType<typeof parseJsonlLine>;
-    try {
-      example = parseJsonlLine(line, tokenizer);
-    } catch (e) {
-      if (e instanceof DatasetError) throw new DatasetError(`${file}:${lineNumber}: ${e.message}`);
-      throw e;
+  read.items.forEach((record, i) => {
+    // A conversation may give one example per assistant turn, all from this line.
+    for (const one of record.examples) {
+      examples.push(one);
+      lines.push(read.lines[i] as number);
     }
-    if (typeof example === 'string') log.reject(lineNumber, example);
-    else {
-      // A conversation may give one example per assistant turn, all from this line.
-      for (const one of Array.isArray(example) ? example : [example]) {
-        examples.push(one);
-        lines.push(lineNumber);
-      }
-    }
-  }
-  return { ...log.finish(examples.length), examples, lines };
+  });
+  const { items: _, ...summary } = read;
+  return { ...summary, examples, lines, prompted: read.items.some((r) => r.prompted) };
 }
 
 /**
@@ -100,12 +102,13 @@ export async function readJsonlRecords<T>(
   file: string,
   parse: (line: string) => T | string,
   policy: BadLinePolicy = {},
+  chunkBytes?: number,
 ): Promise<ReadSummary & { items: T[]; lines: number[] }> {
   const log = new ProblemLog(file, policy);
   const items: T[] = [];
   const lines: number[] = [];
   let lineNumber = 0;
-  for await (const line of readLines(file)) {
+  for await (const line of readLines(file, chunkBytes)) {
     lineNumber++;
     if (line.trim() === '') continue;
     log.record();
@@ -125,6 +128,33 @@ export async function readJsonlRecords<T>(
   return { ...log.finish(items.length), items, lines };
 }
 
+/** The record shapes, by the key that tells them apart. */
+const SHAPES = ['text', 'prompt', 'input_ids', 'messages'] as const;
+type Shape = (typeof SHAPES)[number];
+
+/** A record's examples, and whether it was a prompt/completion or a conversation. */
+interface JsonlRecord {
+  examples: TokenizedExample[];
+  prompted: boolean;
+}
+
+function parseJsonlRecord(
+  line: string,
+  tokenizer: TextTokenizer,
+  loss: LossScope,
+): JsonlRecord | string {
+  const o = parseJsonObject(line);
+  if (typeof o === 'string') return o;
+  const shape = shapeOf(o);
+  if (typeof shape === 'string') return shape;
+  const made = examplesOf(o, shape.shape, tokenizer, loss);
+  if (typeof made === 'string') return made;
+  return {
+    examples: Array.isArray(made) ? made : [made],
+    prompted: shape.shape === 'prompt' || shape.shape === 'messages',
+  };
+}
+
 /**
  * One line to an example (a conversation may give several, see chat.ts), or a
  * message saying what is wrong with it. Throws a DatasetError when the line
@@ -133,32 +163,48 @@ export async function readJsonlRecords<T>(
 export function parseJsonlLine(
   line: string,
   tokenizer: TextTokenizer,
+  loss: LossScope = DEFAULT_LOSS_SCOPE,
 ): TokenizedExample | TokenizedExample[] | string {
   const o = parseJsonObject(line);
   if (typeof o === 'string') return o;
+  const shape = shapeOf(o);
+  return typeof shape === 'string' ? shape : examplesOf(o, shape.shape, tokenizer, loss);
+}
+
+/** Which shape a record has, or what is wrong with it. */
+function shapeOf(o: Record<string, unknown>): { shape: Shape } | string {
   if ('chosen' in o && 'rejected' in o && !('completion' in o)) {
     return 'a preference pair ("chosen", "rejected"): train such data with --objective dpo, orpo, simpo or cpo';
   }
-  const shapes = (['text', 'prompt', 'input_ids', 'messages'] as const).filter((k) => k in o);
-  if (shapes.length !== 1) {
-    return shapes.length === 0
-      ? 'expected a "text", "prompt"/"completion", "messages" or "input_ids" key, found ' +
-          (Object.keys(o)
-            .map((k) => JSON.stringify(k))
-            .join(', ') || 'none')
-      : `ambiguous: has ${shapes.map((k) => `"${k}"`).join(' and ')}; keep one`;
-  }
-  switch (shapes[0]) {
+  const shapes = SHAPES.filter((k) => k in o);
+  if (shapes.length === 1) return { shape: shapes[0] as Shape };
+  return shapes.length === 0
+    ? 'expected a "text", "prompt"/"completion", "messages" or "input_ids" key, found ' +
+        (Object.keys(o)
+          .map((k) => JSON.stringify(k))
+          .join(', ') || 'none')
+    : `ambiguous: has ${shapes.map((k) => `"${k}"`).join(' and ')}; keep one`;
+}
+
+function examplesOf(
+  o: Record<string, unknown>,
+  shape: Shape,
+  tokenizer: TextTokenizer,
+  loss: LossScope,
+): TokenizedExample | TokenizedExample[] | string {
+  switch (shape) {
     case 'text':
       if (typeof o.text !== 'string') return `"text" must be a string, found ${typeName(o.text)}`;
       if (o.text === '') return '"text" is empty';
       return tokenizeText(tokenizer, o.text);
     case 'messages': {
       const messages = parseMessages(o.messages, 'messages');
-      return typeof messages === 'string' ? messages : chatExamples(tokenizer, messages, 0);
+      return typeof messages === 'string'
+        ? messages
+        : chatExamples(tokenizer, messages, 0, loss.assistantOnly);
     }
     case 'prompt':
-      if (Array.isArray(o.prompt)) return conversationalPromptCompletion(tokenizer, o);
+      if (Array.isArray(o.prompt)) return conversationalPromptCompletion(tokenizer, o, loss);
       if (typeof o.prompt !== 'string') {
         return `"prompt" must be a string, found ${typeName(o.prompt)}`;
       }
@@ -166,8 +212,8 @@ export function parseJsonlLine(
         return `"completion" must be a string, found ${typeName(o.completion)}`;
       }
       if (o.completion === '') return '"completion" is empty';
-      return tokenizePromptCompletion(tokenizer, o.prompt, o.completion);
-    default: {
+      return tokenizePromptCompletion(tokenizer, o.prompt, o.completion, loss.completionOnly);
+    case 'input_ids': {
       if (!Array.isArray(o.input_ids)) {
         return `"input_ids" must be an array, found ${typeName(o.input_ids)}`;
       }
@@ -202,23 +248,26 @@ export function parseJsonObject(line: string): Record<string, unknown> | string 
 function conversationalPromptCompletion(
   tokenizer: TextTokenizer,
   o: Record<string, unknown>,
+  loss: LossScope,
 ): TokenizedExample[] | string {
   const prompt = parseMessages(o.prompt, 'prompt');
   if (typeof prompt === 'string') return prompt;
   const completion = parseMessages(o.completion, 'completion');
   if (typeof completion === 'string') return completion;
-  return chatExamples(tokenizer, [...prompt, ...completion], prompt.length);
+  const trainFrom = loss.completionOnly ? prompt.length : 0;
+  return chatExamples(tokenizer, [...prompt, ...completion], trainFrom, loss.assistantOnly);
 }
 
 /**
  * A conversation rendered with the tokenizer's chat template, trained from
- * message `trainFrom` on, or what is wrong with it; a DatasetError when the
- * model has no chat template.
+ * message `trainFrom` on (the assistant turns, or every token), or what is
+ * wrong with it; a DatasetError when the model has no chat template.
  */
 export function chatExamples(
   tokenizer: TextTokenizer,
   messages: ChatMessage[],
   trainFrom: number,
+  assistantOnly = true,
 ): TokenizedExample[] | string {
   if (!tokenizer.chat) {
     throw new DatasetError(
@@ -228,7 +277,7 @@ export function chatExamples(
     );
   }
   try {
-    return tokenizeChat(tokenizer.chat, messages, trainFrom);
+    return tokenizeChat(tokenizer.chat, messages, trainFrom, assistantOnly);
   } catch (e) {
     if (e instanceof RangeError) return e.message;
     throw e;

@@ -134,4 +134,9 @@ export interface ReadResult extends ReadSummary {
   examples: TokenizedExample[];
   /** The 1-based line (CSV: the record's first line) each example came from. */
   lines: number[];
+  /**
+   * Whether any record was a prompt/completion or a conversation: an example
+   * to keep whole in its own row, not a document to pack.
+   */
+  prompted: boolean;
 }

@@ -17,5 +17,6 @@ export async function readText(file: string, tokenizer: TextTokenizer): Promise<
     problems: [],
     examples: [tokenizeText(tokenizer, text)],
     lines: [1],
+    prompted: false,
   };
 }

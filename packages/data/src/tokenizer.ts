@@ -21,6 +21,21 @@ export interface TextTokenizer {
 export const IGNORE_INDEX = -100;
 
 /**
+ * Which tokens of a prompt/completion or conversation record carry the loss:
+ * TRL's SFTConfig `completion_only_loss` and `assistant_only_loss`. Text
+ * documents and `input_ids` records are not affected.
+ */
+export interface LossScope {
+  /** Prompt/completion records (text or conversations): the completion only, or every token too. */
+  completionOnly: boolean;
+  /** Conversations: the assistant turns only, or every token of the rendered conversation. */
+  assistantOnly: boolean;
+}
+
+/** The loss on completions and assistant turns only. */
+export const DEFAULT_LOSS_SCOPE: LossScope = { completionOnly: true, assistantOnly: true };
+
+/**
  * One tokenized example. `labels[i]` is `ids[i]` where the token is trained and
  * IGNORE_INDEX where it is not (prompt, padding). Labels are NOT shifted: the
  * model's loss predicts `labels[i + 1]` from position i, as Hugging Face does,
@@ -50,12 +65,13 @@ function bos(tokenizer: TextTokenizer): number[] {
 /**
  * Prompt and completion tokenized separately (so no token straddles the seam)
  * and concatenated, EOS after the completion, BOS (if any) before the prompt.
- * Loss on completion + EOS only.
+ * Loss on completion + EOS only, or with `completionOnly` false on every token.
  */
 export function tokenizePromptCompletion(
   tokenizer: TextTokenizer,
   prompt: string,
   completion: string,
+  completionOnly = true,
 ): TokenizedExample {
   const p = [...bos(tokenizer), ...tokenizer.encode(prompt)];
   const c = tokenizer.encode(completion);
@@ -64,7 +80,7 @@ export function tokenizePromptCompletion(
   ids.set(c, p.length);
   ids[p.length + c.length] = tokenizer.eosId;
   const labels = ids.slice();
-  labels.fill(IGNORE_INDEX, 0, p.length);
+  if (completionOnly) labels.fill(IGNORE_INDEX, 0, p.length);
   return { ids, labels };
 }
 

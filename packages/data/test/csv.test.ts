@@ -77,6 +77,13 @@ describe('readCsv', () => {
       true,
     );
     expect(Array.from(ex.labels.subarray(promptLen))).toEqual([...enc(completion), 256]);
+    expect(templated.prompted).toBe(true);
+    const whole = await readCsv(path, bytes, {
+      columns: { promptColumn: 'mr', completionColumn: 'ref', promptTemplate: 'MR: {mr}\n' },
+      loss: { completionOnly: false, assistantOnly: true },
+    });
+    expect(whole.examples[0]!.ids).toEqual(ex.ids);
+    expect(whole.examples[0]!.labels).toEqual(ex.ids);
   });
 
   it('names the missing column and the columns present', async () => {

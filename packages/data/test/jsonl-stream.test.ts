@@ -31,7 +31,7 @@ describe('readLines', () => {
     for (const chunk of [1, 2, 3, 5, 7, 64, 1 << 20]) {
       expect(await collect(readLines(path, chunk)), `chunks of ${chunk} bytes`).toEqual(expected);
     }
-    const read = await readJsonl(path, bytes, {}, 3);
+    const read = await readJsonl(path, bytes, {}, { chunkBytes: 3 });
     expect(read.lines).toEqual([1, 4, 5]);
     expect(read.examples).toEqual((await readJsonl(path, bytes)).examples);
   });

@@ -8,6 +8,7 @@ import {
   type Batch,
   type CsvColumns,
   type DatasetFormat,
+  type LossScope,
   type SequenceRow,
   type TextTokenizer,
   type UntrainableDrop,
@@ -36,6 +37,8 @@ export interface RowOptions {
   maxBadFraction?: number;
   format?: DatasetFormat;
   csv?: CsvColumns;
+  /** Which tokens of prompt/completion and conversation records are trained; absent: completions and assistant turns only. */
+  loss?: LossScope;
   /** Preference pairs for --objective dpo, orpo, simpo or cpo: each row is [chosen | rejected], 2 x seqLen tokens. */
   pairs?: boolean;
   /**
@@ -74,16 +77,18 @@ export async function prepareRows(
   const read = await readDataset(file, tokenizer, {
     ...(options.format ? { format: options.format } : {}),
     ...(options.csv ? { csv: options.csv } : {}),
+    ...(options.loss ? { loss: options.loss } : {}),
     badLines: {
       ...(options.maxBadFraction !== undefined ? { maxBadFraction: options.maxBadFraction } : {}),
       raiseWith: '--max-bad-fraction',
     },
   });
   const warnings = readWarnings(file, read);
-  // Examples with masked prompts keep one example per row (padding); plain
-  // text is packed, as run_clm does.
-  const masked = read.examples.some((e) => e.labels.some((l) => l < 0));
-  const mode = options.packing === 'auto' ? (masked ? 'pad' : 'pack') : options.packing;
+  // Prompt/completion and conversation examples, and others with masked
+  // tokens, keep one example per row (padding); plain text is packed, as
+  // run_clm does.
+  const whole = read.prompted || read.examples.some((e) => e.labels.some((l) => l < 0));
+  const mode = options.packing === 'auto' ? (whole ? 'pad' : 'pack') : options.packing;
   const kept = dropUntrainable(read, mode === 'pad' ? options.seqLen : undefined);
   warnings.push(...untrainableWarnings(kept, options.seqLen));
   const tokens = kept.examples.reduce((n, e) => n + e.ids.length, 0);

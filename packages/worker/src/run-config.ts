@@ -20,6 +20,7 @@ import {
   validateSchedule,
 } from '@lorafleet/core';
 import type { FeedbackSettings } from '@lorafleet/models';
+import type { LossScope } from '@lorafleet/data';
 import type { RowOptions } from './rows.js';
 import { Fields, RunConfigError } from './run-config-fields.js';
 import { checkObjective, feedbackObjective } from './run-config-objective.js';
@@ -155,6 +156,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
         ? { format: rows.choice('format', ['jsonl', 'csv', 'text'] as const) }
         : {}),
       ...(rows.has('csv') ? { csv: csvColumns(rows.object('csv')) } : {}),
+      ...(rows.has('loss') ? { loss: lossScope(rows.object('loss')) } : {}),
       ...(rows.has('pairs') ? { pairs: rows.boolean('pairs') } : {}),
       ...(rows.has('kto') ? { kto: { klChunk: rows.object('kto').int('klChunk', 1) } } : {}),
     },
@@ -281,6 +283,10 @@ function plateauSettings(p: Fields): PlateauSettings {
 }
 
 /** A CSV dataset's columns: a text column, or prompt and completion columns. */
+function lossScope(l: Fields): LossScope {
+  return { completionOnly: l.boolean('completionOnly'), assistantOnly: l.boolean('assistantOnly') };
+}
+
 function csvColumns(c: Fields): NonNullable<RowOptions['csv']> {
   if (c.has('textColumn')) return { textColumn: c.string('textColumn') };
   const template = c.has('promptTemplate') ? { promptTemplate: c.string('promptTemplate') } : {};

@@ -19,7 +19,13 @@ const SEED = 20261126;
 const valid: RunConfig = {
   modelDir: '/models/tiny',
   dataFile: '/data/train.csv',
-  rows: { seqLen: 16, packing: 'auto', format: 'csv', csv: { textColumn: 'text' } },
+  rows: {
+    seqLen: 16,
+    packing: 'auto',
+    format: 'csv',
+    csv: { textColumn: 'text' },
+    loss: { completionOnly: false, assistantOnly: true },
+  },
   mode: 'lora',
   evalFraction: 0,
   rowsFingerprint: 'sha256:00',

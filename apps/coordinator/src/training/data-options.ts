@@ -18,7 +18,21 @@ export const dataOptions = defineOptions({
     choices: ['auto', 'pack', 'pad'],
     default: 'auto',
     description:
-      'pack text into full rows, or pad one example per row (auto: pad when prompts are masked)',
+      'pack text into full rows, or pad one example per row (auto: pad prompt/completion, conversation and masked input_ids rows; pack text)',
+  },
+  'completion-only-loss': {
+    affects: 'math',
+    kind: 'boolean',
+    default: true,
+    description:
+      "prompt/completion rows (text or conversations): the loss on the completion only, as TRL's default; --no-completion-only-loss trains the prompt's tokens too",
+  },
+  'assistant-only-loss': {
+    affects: 'math',
+    kind: 'boolean',
+    default: true,
+    description:
+      "conversations: the loss on the assistant turns only (TRL's assistant_only_loss=True); --no-assistant-only-loss trains every token of the rendered conversation (TRL's default)",
   },
   padding: {
     affects: 'math',
@@ -90,9 +104,12 @@ export function rowOptionsFrom(o: DataValues, { contextLength: context }: ModelC
       ...(template ? { promptTemplate: template } : {}),
     };
   }
+  const loss = { completionOnly: o.completionOnlyLoss, assistantOnly: o.assistantOnlyLoss };
   return {
     seqLen,
     packing: o.packing,
+    // Absent when default, so the run config of a default run is as before.
+    ...(loss.completionOnly && loss.assistantOnly ? {} : { loss }),
     ...(o.padding === 'max_length' ? { padding: 'max_length' as const } : {}),
     maxBadFraction: o.maxBadFraction,
     ...(o.format ? { format: o.format } : {}),

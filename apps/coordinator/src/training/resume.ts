@@ -105,6 +105,8 @@ const ADDED_LATER: Record<string, unknown> = {
   'kto-loss': 'kto',
   'desirable-weight': 1,
   'undesirable-weight': 1,
+  'completion-only-loss': true,
+  'assistant-only-loss': true,
   // Before --padding, every padded row was padded to --seq-len.
   padding: 'max_length',
   'train-sampling-strategy': 'random',
