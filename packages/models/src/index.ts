@@ -265,3 +265,4 @@ export {
 } from './scheduled-step.js';
 export { ScheduledGradients, scheduledStepBytes } from './scheduled-gradients.js';
 export { ScheduledLoss, scheduledEvaluation } from './scheduled-loss.js';
+export { RESPONSE_COLUMNS, perSequence, responseColumns } from './response-metrics.js';
