@@ -6,7 +6,6 @@
 // --objective kto` measures what the run measured; TRL's logs (rewards, KL,
 // entropy, logits, num_tokens) are what 1 worker logs; and what KTO cannot
 // use is refused. The loss itself against TRL: packages/models/test/kto-trl.test.ts.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -14,6 +13,7 @@ import {
   adapterBytes,
   adapterGap,
   lorafleet,
+  metricLines,
   preferenceFixture,
   preferenceRecords,
   readJson,
@@ -72,13 +72,7 @@ async function evalKto(out: string, data: string): Promise<Record<string, number
 }
 
 /** A run's metrics.jsonl lines. */
-async function metricsOf(out: string): Promise<Record<string, number>[]> {
-  const text = await readFile(join(dir!, out, 'metrics.jsonl'), 'utf8');
-  return text
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, number>);
-}
+const metricsOf = (out: string) => metricLines(join(dir!, out));
 
 describe('train --objective kto', () => {
   it('learns from unpaired feedback, 2 workers train the adapter of 1, eval measures what the run did', async () => {

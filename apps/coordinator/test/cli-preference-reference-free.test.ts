@@ -9,6 +9,7 @@ import {
   adapterGap,
   evalOf,
   lorafleet,
+  metricLines,
   preferenceFixture,
   readJson,
   removeDir,
@@ -47,8 +48,9 @@ describe('train --objective orpo, simpo and cpo (no reference model)', () => {
 
   it('ORPO learns to prefer the chosen responses, 2 workers train the adapter of 1, eval measures what the run did', async () => {
     const [one, two] = await Promise.all([
-      run('orpo', 'orpo-1', '--beta', '0.5'),
-      run('orpo', 'orpo-2', '--beta', '0.5', '--workers', '2'),
+      // An evaluation at the last step, in metrics.jsonl too (the one after training reuses it)
+      run('orpo', 'orpo-1', '--beta', '0.5', '--eval-every', '12'),
+      run('orpo', 'orpo-2', '--beta', '0.5', '--eval-every', '12', '--workers', '2'),
     ]);
     expect(one.code, one.stderr).toBe(0);
     expect(two.code, two.stderr).toBe(0);
@@ -81,6 +83,19 @@ describe('train --objective orpo, simpo and cpo (no reference model)', () => {
     expect(a1!.loss).toBeCloseTo(after.loss, 4);
     expect(a1!.rewardAccuracy).toBeCloseTo(after.accuracy, 4);
     expect(a1!.rewardMargin).toBeCloseTo(after.margin, 3);
+    // ORPOTrainer's nll_loss, log_odds_ratio and log_odds_chosen: the loss is the NLL minus
+    // beta x the mean log sigmoid of the log odds ratio, which grows as it learns.
+    for (const e of [b0!, a1!]) expect(e.loss).toBeCloseTo(e.nllLoss! - 0.5 * e.logOddsRatio!, 5);
+    expect(a1!.logOddsChosen).toBeGreaterThan(b0!.logOddsChosen!);
+    // Each step's, in training, and the evaluations' (eval_ prefixed); 2 workers log 1's.
+    const [m1, m2] = await Promise.all(['orpo-1', 'orpo-2'].map((o) => metricLines(join(dir!, o))));
+    const names = ['loss', 'nllLoss', 'logOddsRatio', 'logOddsChosen'];
+    m1!.forEach((line, i) => {
+      for (const name of names) expect(m2![i]![name], name).toBeCloseTo(line[name]!, 4);
+      expect(line.loss).toBeCloseTo(line.nllLoss! - 0.5 * line.logOddsRatio!, 5);
+    });
+    expect(m1!.at(-1)!.evalNllLoss).toBeCloseTo(a1!.nllLoss!, 4);
+    expect(m1!.at(-1)!.evalLogOddsChosen).toBeCloseTo(a1!.logOddsChosen!, 4);
   });
 
   it('SimPO trains with its margin, AlphaPO too, a full fine-tune too (nothing to keep for a reference)', async () => {
@@ -178,8 +193,13 @@ describe('train --objective orpo, simpo and cpo (no reference model)', () => {
         ...['--beta', '1e-9', '--cpo-alpha', '1', '--json'],
       ]),
     ]);
-    // CPO at a vanishing beta is log 2 plus alpha x the chosen responses' mean NLL.
-    const chosenNll = (JSON.parse(nll.stdout) as { loss: number }).loss - Math.LN2;
+    // CPO at a vanishing beta is log 2 plus alpha x the chosen responses' mean NLL, its nll_loss.
+    const cpoAtZero = JSON.parse(nll.stdout) as { loss: number; nllLoss: number };
+    const chosenNll = cpoAtZero.loss - Math.LN2;
+    expect(cpoAtZero.nllLoss).toBeCloseTo(chosenNll, 5);
+    expect(report.nllLoss).toBeGreaterThan(0);
+    // SimPO without an NLL weight has no NLL term to log (TRL logs 0.0 for it).
+    expect(JSON.parse(simpoBase.stdout)).not.toHaveProperty('nllLoss');
     const simpoLoss = (JSON.parse(simpoBase.stdout) as { loss: number }).loss;
     expect(evalOf(cpoSimpo.stdout, 'before', 'SimPO').loss).toBeCloseTo(
       simpoLoss + 0.5 * chosenNll,

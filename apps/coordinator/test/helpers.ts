@@ -270,6 +270,15 @@ export async function readJson<T>(path: string): Promise<T> {
   return JSON.parse(await readFile(path, 'utf8')) as T;
 }
 
+/** A run folder's metrics.jsonl: one object per step. */
+export async function metricLines(run: string): Promise<Record<string, number>[]> {
+  const text = await readFile(join(run, 'metrics.jsonl'), 'utf8');
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
+}
+
 /** What `lorafleet eval --json` prints. */
 export interface EvalReport {
   loss: number;

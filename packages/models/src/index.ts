@@ -97,6 +97,7 @@ export {
 export {
   type PairEvaluation,
   type ResponseTokenLogs,
+  type NllLogs,
   type PairSums,
   evaluatePairs,
   pairMetrics,
@@ -117,6 +118,7 @@ export {
   averageLogps,
   cpoPairLosses,
   orpoLogps,
+  orpoLogOdds,
   orpoPairLosses,
   pairLogps,
   pairRewards,

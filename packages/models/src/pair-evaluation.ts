@@ -20,8 +20,11 @@ export interface PairSums extends PairStatSums {
   pairs: number;
 }
 
-/** TRL's evaluation metrics over a set of pairs; with DPO, its token metrics too. */
-export interface PairEvaluation extends Partial<ResponseTokenLogs> {
+/**
+ * TRL's evaluation metrics over a set of pairs; with DPO, its token metrics
+ * too; with ORPO (SimPO, CPO), its NLL and log-odds logs.
+ */
+export interface PairEvaluation extends Partial<ResponseTokenLogs>, Partial<NllLogs> {
   /** Mean loss per pair. */
   loss: number;
   pairs: number;
@@ -48,6 +51,30 @@ export interface ResponseTokenLogs {
   logitsRejected: number;
 }
 
+/** TRL's ORPOTrainer's and CPOTrainer's logs of the NLL term and of ORPO's log odds: means over pairs. */
+export interface NllLogs {
+  /** The NLL term before its weight (nll_loss): ORPO's; SimPO's and CPO's with an alpha. */
+  nllLoss: number;
+  /** ORPO: log sigmoid of the log odds ratio (log_odds_ratio). */
+  logOddsRatio: number;
+  /** ORPO: the log odds ratio of chosen over rejected (log_odds_chosen). */
+  logOddsChosen: number;
+}
+
+/** NllLogs of `sums`, each where some pair has it. */
+function nllLogs(sums: PairStatSums): Partial<NllLogs> {
+  const { nllPairs, oddsPairs } = sums;
+  return {
+    ...(nllPairs > 0 ? { nllLoss: sums.nllSum / nllPairs } : {}),
+    ...(oddsPairs > 0
+      ? {
+          logOddsRatio: sums.logOddsRatioSum / oddsPairs,
+          logOddsChosen: sums.logOddsChosenSum / oddsPairs,
+        }
+      : {}),
+  };
+}
+
 /** ResponseTokenLogs of `sums`, or nothing where they count no token (not DPO). */
 function responseTokenLogs(sums: PairStatSums): ResponseTokenLogs | Record<string, never> {
   const { chosenTokens: c, rejectedTokens: r } = sums;
@@ -67,6 +94,7 @@ export function pairMetrics(sums: PairSums): PairEvaluation {
   const n = sums.pairs;
   return {
     ...responseTokenLogs(sums),
+    ...nllLogs(sums),
     loss: sums.lossSum / n,
     pairs: n,
     rewardAccuracy: sums.correct / n,
@@ -100,7 +128,7 @@ export async function evaluatePairs(
     const pairs = preparePairs(model, batch, settings);
     let read: tf.Tensor1D;
     try {
-      // [1 + 11]: the summed loss, then pairStats' (PAIR_STATS)
+      // [1 + 16]: the summed loss, then pairStats' (PAIR_STATS)
       read = tf.tidy(() => {
         const scores = pairs.scores({});
         return tf.concat([tf.sum(scores.losses).reshape([1]), pairStats(scores)]) as tf.Tensor1D;

@@ -24,6 +24,7 @@ import {
   cpoCompares,
   cpoPairLosses,
   orpoLogps,
+  orpoLogOdds,
   orpoPairLosses,
   pairLogps,
   pairRewards,
@@ -59,6 +60,14 @@ export interface PairScores {
    * and its labelled tokens [2B], pair-ordered; absent for the others.
    */
   responses?: { metrics: tf.Tensor2D; tokens: Float32Array };
+  /**
+   * The NLL term of the loss before its weight, [B]: ORPO's over each chosen
+   * prompt and response, SimPO's and CPO's over each chosen response (where
+   * their alpha puts it in the loss); TRL's nll_loss. Absent otherwise.
+   */
+  nll?: tf.Tensor1D;
+  /** ORPO's log odds ratio of each pair, [B] (orpoLogOdds). */
+  logOdds?: tf.Tensor1D;
 }
 
 /** A pair batch ready to score: what must stay off the tape (DPO's reference pass) is done. */
@@ -103,9 +112,10 @@ const PREPARE: {
   orpo: (model, batch, settings) => ({
     scores: (options) =>
       tf.tidy(() => {
-        const { means: logps, chosenNll } = orpoLogps(model, batch, options); // [2B], [B]
+        const { means: logps, chosenNll: nll } = orpoLogps(model, batch, options); // [2B], [B]
         const [chosen, rejected] = pairRewards(logps, settings.beta);
-        return { losses: orpoPairLosses(logps, chosenNll, settings), chosen, rejected, logps };
+        const losses = orpoPairLosses(logps, nll, settings);
+        return { losses, chosen, rejected, logps, nll, logOdds: orpoLogOdds(logps) };
       }),
     dispose: () => {},
   }),
@@ -118,7 +128,8 @@ const PREPARE: {
           alphaPoRewards(logps, settings.alphaPo),
           settings.beta,
         );
-        return { losses: simpoPairLosses(logps, settings), chosen, rejected, logps };
+        const losses = simpoPairLosses(logps, settings);
+        return { losses, chosen, rejected, logps, ...chosenNll(logps, settings.alpha) };
       }),
     dispose: () => {},
   }),
@@ -130,11 +141,17 @@ const PREPARE: {
         const logps = cpoCompares(both, settings.loss);
         const rewards = alphaPoRewards(logps, settings.alphaPo);
         const [chosen, rejected] = pairRewards(rewards, settings.beta);
-        return { losses: cpoPairLosses(both, settings), chosen, rejected, logps };
+        const losses = cpoPairLosses(both, settings);
+        return { losses, chosen, rejected, logps, ...chosenNll(both.means, settings.alpha) };
       }),
     dispose: () => {},
   }),
 };
+
+/** SimPO's and CPO's NLL term, -c per pair from the mean log-probabilities [2B], where alpha weighs it in. */
+function chosenNll(means: tf.Tensor1D, alpha = 0): { nll?: tf.Tensor1D } {
+  return alpha === 0 ? {} : { nll: tf.neg(sides(means)[0]) as tf.Tensor1D };
+}
 
 export function preparePairs(
   model: CausalLM,
@@ -162,6 +179,11 @@ export const PAIR_STATS = [
   'entropySum',
   'chosenLogitSum',
   'rejectedLogitSum',
+  'nllPairs',
+  'nllSum',
+  'oddsPairs',
+  'logOddsRatioSum',
+  'logOddsChosenSum',
 ] as const;
 
 /**
@@ -172,6 +194,9 @@ export const PAIR_STATS = [
  * tokens: how many each side has, the chosen ones the argmax predicts
  * (mean_token_accuracy), the entropy over both sides (entropy), and each
  * side's summed mean-over-vocabulary logits (logits/chosen, logits/rejected).
+ * The NLL term (ORPO; SimPO and CPO with an alpha): the pairs that have one
+ * and its sum (nll_loss); ORPO's pairs and their summed log sigmoid of the
+ * log odds ratio (log_odds_ratio) and log odds ratio (log_odds_chosen).
  */
 export type PairStatSums = { [K in (typeof PAIR_STATS)[number]]: number };
 
@@ -181,8 +206,9 @@ export function pairStatSums(stats: ArrayLike<number>): PairStatSums {
   return Object.fromEntries(PAIR_STATS.map((k, i) => [k, values[i] ?? 0])) as PairStatSums;
 }
 
-/** [11] (PAIR_STATS) of a batch's scores. */
-export function pairStats({ chosen, rejected, logps, responses }: PairScores): tf.Tensor1D {
+/** [16] (PAIR_STATS) of a batch's scores. */
+export function pairStats(scores: PairScores): tf.Tensor1D {
+  const { chosen, rejected, logps, responses } = scores;
   return tf.tidy(() => {
     const B = chosen.shape[0];
     const [c, r] = tf.split(logps.reshape([B, 2]), 2, 1); // [B, 1] each
@@ -193,8 +219,21 @@ export function pairStats({ chosen, rejected, logps, responses }: PairScores): t
       tf.sum(c!),
       tf.sum(r!),
     ];
-    return tf.concat([tf.stack(rewards), responseStats(responses, B)]);
+    return tf.concat([tf.stack(rewards), responseStats(responses, B), nllStats(scores)]);
   }) as tf.Tensor1D;
+}
+
+/** [5]: PAIR_STATS' NLL and log-odds sums (zeros where the objective has none). */
+function nllStats({ nll, logOdds }: PairScores): tf.Tensor1D {
+  const count = (x?: tf.Tensor1D) => tf.scalar(x ? x.shape[0] : 0);
+  const total = (x?: tf.Tensor) => (x ? tf.sum(x) : tf.scalar(0));
+  return tf.stack([
+    count(nll),
+    total(nll),
+    count(logOdds),
+    total(logOdds && tf.logSigmoid(logOdds)),
+    total(logOdds),
+  ]) as tf.Tensor1D;
 }
 
 /** [6]: PAIR_STATS' token metrics of the responses (zeros without them). */

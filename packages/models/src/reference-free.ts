@@ -76,6 +76,18 @@ const log1mExp = (p: tf.Tensor1D): tf.Tensor1D =>
   tf.log(tf.neg(tf.expm1(tf.minimum(p, -1e-12)))) as tf.Tensor1D;
 
 /**
+ * ORPO's log odds ratio of each pair, [B], from the responses'
+ * length-averaged log-probabilities [2B]: log odds(c) - log odds(r) (TRL's
+ * log_odds_chosen; its log sigmoid, TRL's log_odds_ratio).
+ */
+export function orpoLogOdds(avgLogps: tf.Tensor1D): tf.Tensor1D {
+  return tf.tidy(() => {
+    const [c, r] = sides(avgLogps); // [B] each
+    return tf.sub(tf.sub(c, r), tf.sub(log1mExp(c), log1mExp(r))) as tf.Tensor1D;
+  });
+}
+
+/**
  * ORPO's loss per pair, [B], from the responses' length-averaged
  * log-probabilities [2B] and each chosen sequence's mean NLL [B] (orpoLogps).
  */
@@ -85,10 +97,9 @@ export function orpoPairLosses(
   { beta }: OrpoSettings,
 ): tf.Tensor1D {
   return tf.tidy(() => {
-    const [c, r] = sides(avgLogps); // [B] each
-    const logOdds = tf.sub(tf.sub(c, r), tf.sub(log1mExp(c), log1mExp(r)));
     // -log sigmoid(z) = softplus(-z)
-    return tf.add(chosenNll, tf.mul(tf.softplus(tf.neg(logOdds)), beta)) as tf.Tensor1D;
+    const oddsLoss = tf.softplus(tf.neg(orpoLogOdds(avgLogps)));
+    return tf.add(chosenNll, tf.mul(oddsLoss, beta)) as tf.Tensor1D;
   });
 }
 

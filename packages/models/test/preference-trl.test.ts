@@ -202,6 +202,14 @@ function logsOf(stats: Float32Array, batch: TokenBatch): Record<string, number> 
           num_tokens: numTokens,
         }
       : {}),
+    // ORPO's, SimPO's and CPO's NLL term (where their alpha weighs it in), ORPO's log odds
+    ...(s.nllPairs > 0 ? { nll_loss: s.nllSum / s.nllPairs } : {}),
+    ...(s.oddsPairs > 0
+      ? {
+          log_odds_ratio: s.logOddsRatioSum / s.oddsPairs,
+          log_odds_chosen: s.logOddsChosenSum / s.oddsPairs,
+        }
+      : {}),
   };
 }
 

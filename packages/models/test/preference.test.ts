@@ -6,7 +6,8 @@
 // evaluation reports for the same pairs (no dropout is drawn in training),
 // and TRL's rewards computed in float64 from the logits; with DPO, also
 // DPOTrainer's token metrics of the responses (argmax hits, entropy, mean
-// logits), which the other objectives leave at zero.
+// logits), which the other objectives leave at zero; with ORPO, SimPO and
+// CPO, their NLL term and ORPO's log odds (ORPOTrainer's and CPOTrainer's logs).
 import { GradientAccumulator, tf, useBackend } from '@lorafleet/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -22,6 +23,7 @@ import {
   randomModelWeights,
   pairStatSums,
   withAdaptersOff,
+  IGNORE_INDEX,
 } from '../src/index.js';
 import {
   BETA,
@@ -63,7 +65,8 @@ async function rewardsFloat64(
   s: PreferenceSettings,
 ): Promise<PairStatSums> {
   const seqs = pairSequences(batch);
-  const sequences = logpsFloat64(await logitsOf(model, seqs), seqs);
+  const logits = await logitsOf(model, seqs);
+  const sequences = logpsFloat64(logits, seqs);
   const logps = async () =>
     logpsFloat64(await logitsOf(model, seqs), seqs).map(({ sum, tokens }) =>
       averaged(s) ? sum / tokens : sum,
@@ -81,7 +84,8 @@ async function rewardsFloat64(
     out.chosenLogpSum += policy[2 * b]!;
     out.rejectedLogpSum += policy[2 * b + 1]!;
   }
-  if (s.kind !== 'dpo') return out; // only DPOTrainer logs the responses' token metrics
+  if (s.kind !== 'dpo')
+    return nllFloat64(out, s, sequences, logpsFloat64(logits, withPrompts(seqs)));
   const [chosen, rejected] = [0, 1].map((side) => sequences.filter((_, i) => i % 2 === side));
   const total = (of: typeof sequences, k: keyof (typeof sequences)[number]) =>
     of.reduce((a, x) => a + x[k], 0);
@@ -91,6 +95,49 @@ async function rewardsFloat64(
   out.entropySum = total(sequences, 'entropy');
   out.chosenLogitSum = total(chosen!, 'logitSum');
   out.rejectedLogitSum = total(rejected!, 'logitSum');
+  return out;
+}
+
+/** Pair-ordered sequences with each chosen one's prompt labelled too, from its second token (ORPO's NLL). */
+function withPrompts(seqs: TokenBatch): TokenBatch {
+  const labels = Int32Array.from(seqs.labels);
+  for (let s = 0; s < seqs.batchSize; s += 2) {
+    const row = labels.subarray(s * seqs.seqLen, (s + 1) * seqs.seqLen);
+    const first = row.findIndex((l) => l !== IGNORE_INDEX);
+    for (let t = 1; t < first; t++) row[t] = seqs.ids[s * seqs.seqLen + t]!;
+  }
+  return { ...seqs, labels };
+}
+
+/**
+ * TRL's nll_loss, log_odds_ratio and log_odds_chosen of ORPO (and CPO's
+ * nll_loss where its alpha puts the NLL in the loss) as sums, in float64:
+ * ORPO's NLL over each chosen prompt and response (`whole`), CPO's over
+ * each chosen response, ORPO's log odds from the responses' mean
+ * log-probabilities.
+ */
+function nllFloat64(
+  out: PairStatSums,
+  s: PreferenceSettings,
+  responses: { sum: number; tokens: number }[],
+  whole: { sum: number; tokens: number }[],
+): PairStatSums {
+  const B = responses.length / 2;
+  const mean = (x: { sum: number; tokens: number }) => x.sum / x.tokens;
+  const alpha = s.kind === 'orpo' || s.kind === 'dpo' ? 0 : (s.alpha ?? 0);
+  if (s.kind === 'orpo' || alpha !== 0) out.nllPairs = B;
+  if (s.kind !== 'orpo') {
+    if (alpha !== 0) for (let b = 0; b < B; b++) out.nllSum -= mean(responses[2 * b]!);
+    return out;
+  }
+  out.oddsPairs = B;
+  const logOdds = (p: number) => p - Math.log(-Math.expm1(p));
+  for (let b = 0; b < B; b++) {
+    out.nllSum -= mean(whole[2 * b]!);
+    const z = logOdds(mean(responses[2 * b]!)) - logOdds(mean(responses[2 * b + 1]!));
+    out.logOddsChosenSum += z;
+    out.logOddsRatioSum -= Math.log1p(Math.exp(-z));
+  }
   return out;
 }
 

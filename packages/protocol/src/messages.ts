@@ -105,6 +105,16 @@ export interface StepDone {
   rejectedTokens: number;
   chosenLogitSum: number;
   rejectedLogitSum: number;
+  /**
+   * ORPO, and SimPO and CPO with an NLL weight (0 otherwise): the pairs whose loss has the NLL
+   * term and its sum before the weight (TRL's nll_loss); ORPO's pairs and their summed log
+   * sigmoid of the log odds ratio and log odds ratio (log_odds_ratio, log_odds_chosen).
+   */
+  nllPairs: number;
+  nllSum: number;
+  oddsPairs: number;
+  logOddsRatioSum: number;
+  logOddsChosenSum: number;
 }
 
 export interface Commit {
@@ -226,6 +236,12 @@ export interface EvalDone {
   rejectedTokens: number;
   chosenLogitSum: number;
   rejectedLogitSum: number;
+  /** ORPO, SimPO and CPO (0 otherwise), as StepDone's over the held-out shard. */
+  nllPairs: number;
+  nllSum: number;
+  oddsPairs: number;
+  logOddsRatioSum: number;
+  logOddsChosenSum: number;
 }
 
 /** The oneof `body`: `case` is the generated field name, `value` its message. */

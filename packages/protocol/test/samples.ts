@@ -58,6 +58,11 @@ export const bodies: ControlBody[] = [
       rejectedTokens: 2 ** 40,
       chosenLogitSum: -12.5,
       rejectedLogitSum: 3.75,
+      nllPairs: 16,
+      nllSum: 21.625,
+      oddsPairs: 2 ** 40,
+      logOddsRatioSum: -9.5,
+      logOddsChosenSum: 1.25,
     },
   },
   {
@@ -83,6 +88,7 @@ export const bodies: ControlBody[] = [
       rejectedTokens: 0,
       chosenLogitSum: 0,
       rejectedLogitSum: 0,
+      ...{ nllPairs: 0, nllSum: 0, oddsPairs: 0, logOddsRatioSum: 0, logOddsChosenSum: 0 },
     },
   },
   { case: 'commit', value: { step: 7 } },
@@ -160,6 +166,7 @@ export const bodies: ControlBody[] = [
       ...{ desirableCount: 0, kl: 0, klSum: 0, klRows: 0 },
       ...{ correctTokens: 1733, entropySum: 9114.5 },
       ...{ chosenTokens: 0, rejectedTokens: 0, chosenLogitSum: 0, rejectedLogitSum: 0 },
+      ...{ nllPairs: 0, nllSum: 0, oddsPairs: 0, logOddsRatioSum: 0, logOddsChosenSum: 0 },
     },
   },
   {
@@ -170,6 +177,7 @@ export const bodies: ControlBody[] = [
       ...{ desirableCount: 0, kl: 0, klSum: -3.5, klRows: 12 },
       ...{ correctTokens: 0, entropySum: 0 },
       ...{ chosenTokens: 0, rejectedTokens: 0, chosenLogitSum: 0, rejectedLogitSum: 0 },
+      ...{ nllPairs: 0, nllSum: 0, oddsPairs: 0, logOddsRatioSum: 0, logOddsChosenSum: 0 },
     },
   },
   {
@@ -193,6 +201,11 @@ export const bodies: ControlBody[] = [
       rejectedTokens: 88,
       chosenLogitSum: -4.25,
       rejectedLogitSum: -3.5,
+      nllPairs: 100,
+      nllSum: 131.75,
+      oddsPairs: 100,
+      logOddsRatioSum: -55.5,
+      logOddsChosenSum: 30.25,
     },
   },
 ];

@@ -306,6 +306,7 @@ function statFields(pairs?: PairStatSums, kto?: KtoStatSums & { kl: number }) {
     return {
       ...{ rewardCorrect: 0, rewardChosenSum: chosenSum, rewardRejectedSum: rejectedSum },
       ...{ chosenLogpSum, rejectedLogpSum, desirableCount: desirable, kl },
+      ...nllFields(pairStatSums([])),
     };
   }
   const p = pairs ?? pairStatSums([]);
@@ -313,5 +314,14 @@ function statFields(pairs?: PairStatSums, kto?: KtoStatSums & { kl: number }) {
     ...{ rewardCorrect: p.correct, rewardChosenSum: p.chosenSum, rewardRejectedSum: p.rejectedSum },
     ...{ chosenLogpSum: p.chosenLogpSum, rejectedLogpSum: p.rejectedLogpSum },
     ...{ desirableCount: 0, kl: 0 },
+    ...nllFields(p),
+  };
+}
+
+/** The NLL term's and ORPO's log-odds sums (zeros for the objectives without them). */
+function nllFields(p: PairStatSums) {
+  return {
+    ...{ nllPairs: p.nllPairs, nllSum: p.nllSum, oddsPairs: p.oddsPairs },
+    ...{ logOddsRatioSum: p.logOddsRatioSum, logOddsChosenSum: p.logOddsChosenSum },
   };
 }

@@ -194,6 +194,7 @@ describe('runWorker', () => {
         ...{ desirableCount: 0, kl: 0, klSum: 0, klRows: 0 },
         ...{ correctTokens: 0, entropySum: 0 },
         ...{ chosenTokens: 0, rejectedTokens: 0, chosenLogitSum: 0, rejectedLogitSum: 0 },
+        ...{ nllPairs: 0, nllSum: 0, oddsPairs: 0, logOddsRatioSum: 0, logOddsChosenSum: 0 },
       },
     });
     const error = await coordinator.next();

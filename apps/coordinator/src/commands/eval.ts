@@ -170,6 +170,10 @@ async function reportPairs(
       (result.meanTokenAccuracy === undefined
         ? ''
         : `; token accuracy ${f(result.meanTokenAccuracy)}, entropy ${f(result.entropy!)}`) +
+      (result.nllLoss === undefined ? '' : `; NLL ${f(result.nllLoss)}`) +
+      (result.logOddsRatio === undefined
+        ? ''
+        : `, log odds ratio ${f(result.logOddsChosen!)} (its log sigmoid ${f(result.logOddsRatio)})`) +
       (adapted > 0 ? `; adapter on ${adapted} modules` : ''),
   );
 }

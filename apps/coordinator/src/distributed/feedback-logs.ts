@@ -1,7 +1,8 @@
 // TRL's logs of a step or of an evaluation, from the sums every worker
 // reports (StepDone and EvalDone carry the same fields): the means over the
 // global batch's pairs (with DPO, its responses' token metrics over their
-// tokens), over its desirable and undesirable examples with KTO's KL
+// tokens; with ORPO, SimPO and CPO, their NLL term and ORPO's log odds), over
+// its desirable and undesirable examples with KTO's KL
 // estimate, or for the token loss over its labelled tokens (SFTTrainer's
 // mean_token_accuracy and entropy). Workers add sums, the
 // coordinator divides, so N workers report what one would.
@@ -30,6 +31,11 @@ export type StatReport = Pick<
   | 'rejectedTokens'
   | 'chosenLogitSum'
   | 'rejectedLogitSum'
+  | 'nllPairs'
+  | 'nllSum'
+  | 'oddsPairs'
+  | 'logOddsRatioSum'
+  | 'logOddsChosenSum'
 >;
 
 /** SFTTrainer's token metrics: the share of labelled tokens the argmax predicts, and their mean entropy (nats). */
@@ -75,6 +81,14 @@ export function feedbackLogs(
   }
   const correct = sum((r) => r.rewardCorrect);
   const chosenCorrectTokens = sum((r) => r.correctTokens);
+  // ORPO's, SimPO's and CPO's NLL term and ORPO's log odds (zeros for DPO, which logs none)
+  const nll = {
+    nllPairs: sum((r) => r.nllPairs),
+    nllSum: sum((r) => r.nllSum),
+    oddsPairs: sum((r) => r.oddsPairs),
+    logOddsRatioSum: sum((r) => r.logOddsRatioSum),
+    logOddsChosenSum: sum((r) => r.logOddsChosenSum),
+  };
   const {
     loss: _,
     pairs: __,
@@ -85,6 +99,7 @@ export function feedbackLogs(
     correct,
     ...sums,
     ...responses,
+    ...nll,
     chosenCorrectTokens,
   });
   return { pairs: means };

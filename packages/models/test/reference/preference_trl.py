@@ -37,6 +37,10 @@ LOGS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/mar
 # DPOTrainer's and KTOTrainer's token metrics of the responses, beside LOGS
 DPO_LOGS = LOGS + ("mean_token_accuracy", "entropy", "logits/chosen", "logits/rejected", "num_tokens")
 KTO_LOGS = LOGS + ("entropy", "logits/chosen", "logits/rejected", "num_tokens")
+# ORPOTrainer's NLL term and log odds; CPOTrainer's NLL term (its 0.0 with cpo_alpha 0 is no
+# NLL term: not compared)
+ORPO_LOGS = LOGS + ("nll_loss", "log_odds_ratio", "log_odds_chosen")
+CPO_LOGS = LOGS + ("nll_loss",)
 
 
 def tokenizer():
@@ -220,7 +224,9 @@ def main(base_dir, adapter_dir, cases_path):
                     continue
                 path, which = name.removeprefix("base_model.model.").split(".lora_", 1)
                 grads.setdefault(path, {})[which[0].lower()] = p.grad.flatten().tolist()
-            kept = {"dpo": DPO_LOGS, "kto": KTO_LOGS}.get(setting.get("trainer", "dpo"), LOGS)
+            trainer_kind = setting.get("trainer", "dpo")
+            cpo_logs = CPO_LOGS if trainer_kind == "cpo" and setting["alpha"] != 0 else LOGS
+            kept = {"dpo": DPO_LOGS, "kto": KTO_LOGS, "orpo": ORPO_LOGS}.get(trainer_kind, cpo_logs)
             logs = {name: value for name, value in metrics.items() if name in kept}
             out.append({"loss": float(loss), "grads": grads, "logs": logs})
     versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "trl": trl.__version__}

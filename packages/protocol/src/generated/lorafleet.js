@@ -1728,6 +1728,11 @@ export const lorafleet = ($root.lorafleet = (() => {
       StepDone.prototype.rejectedTokens = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       StepDone.prototype.chosenLogitSum = 0;
       StepDone.prototype.rejectedLogitSum = 0;
+      StepDone.prototype.nllPairs = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      StepDone.prototype.nllSum = 0;
+      StepDone.prototype.oddsPairs = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      StepDone.prototype.logOddsRatioSum = 0;
+      StepDone.prototype.logOddsChosenSum = 0;
 
       StepDone.create = function (properties) {
         return new StepDone(properties);
@@ -1871,6 +1876,40 @@ export const lorafleet = ($root.lorafleet = (() => {
           !$Object.is(message.rejectedLogitSum, 0)
         )
           writer.uint32(161).double(message.rejectedLogitSum);
+        if (
+          message.nllPairs != null &&
+          $Object.hasOwnProperty.call(message, 'nllPairs') &&
+          (typeof message.nllPairs === 'object'
+            ? message.nllPairs.low || message.nllPairs.high
+            : message.nllPairs !== 0)
+        )
+          writer.uint32(168).uint64(message.nllPairs);
+        if (
+          message.nllSum != null &&
+          $Object.hasOwnProperty.call(message, 'nllSum') &&
+          !$Object.is(message.nllSum, 0)
+        )
+          writer.uint32(177).double(message.nllSum);
+        if (
+          message.oddsPairs != null &&
+          $Object.hasOwnProperty.call(message, 'oddsPairs') &&
+          (typeof message.oddsPairs === 'object'
+            ? message.oddsPairs.low || message.oddsPairs.high
+            : message.oddsPairs !== 0)
+        )
+          writer.uint32(184).uint64(message.oddsPairs);
+        if (
+          message.logOddsRatioSum != null &&
+          $Object.hasOwnProperty.call(message, 'logOddsRatioSum') &&
+          !$Object.is(message.logOddsRatioSum, 0)
+        )
+          writer.uint32(193).double(message.logOddsRatioSum);
+        if (
+          message.logOddsChosenSum != null &&
+          $Object.hasOwnProperty.call(message, 'logOddsChosenSum') &&
+          !$Object.is(message.logOddsChosenSum, 0)
+        )
+          writer.uint32(201).double(message.logOddsChosenSum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -2058,6 +2097,46 @@ export const lorafleet = ($root.lorafleet = (() => {
               else delete message.rejectedLogitSum;
               continue;
             }
+            case 21: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.nllPairs = value;
+              else delete message.nllPairs;
+              continue;
+            }
+            case 22: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.nllSum = value;
+              else delete message.nllSum;
+              continue;
+            }
+            case 23: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.oddsPairs = value;
+              else delete message.oddsPairs;
+              continue;
+            }
+            case 24: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.logOddsRatioSum = value;
+              else delete message.logOddsRatioSum;
+              continue;
+            }
+            case 25: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.logOddsChosenSum = value;
+              else delete message.logOddsChosenSum;
+              continue;
+            }
           }
           reader.skipType(wireType, _depth, tag);
           if (!reader.discardUnknown) {
@@ -2236,6 +2315,44 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.rejectedLogitSum != null)
           if (!$Object.is($Number(object.rejectedLogitSum), 0))
             message.rejectedLogitSum = $Number(object.rejectedLogitSum);
+        if (object.nllPairs != null)
+          if (
+            typeof object.nllPairs === 'object'
+              ? object.nllPairs.low || object.nllPairs.high
+              : $Number(object.nllPairs) !== 0
+          )
+            if ($util.Long) message.nllPairs = $util.Long.fromValue(object.nllPairs, true);
+            else if (typeof object.nllPairs === 'string')
+              message.nllPairs = $parseInt(object.nllPairs, 10);
+            else if (typeof object.nllPairs === 'number') message.nllPairs = object.nllPairs;
+            else if (typeof object.nllPairs === 'object')
+              message.nllPairs = new $util.LongBits(
+                object.nllPairs.low >>> 0,
+                object.nllPairs.high >>> 0,
+              ).toNumber(true);
+        if (object.nllSum != null)
+          if (!$Object.is($Number(object.nllSum), 0)) message.nllSum = $Number(object.nllSum);
+        if (object.oddsPairs != null)
+          if (
+            typeof object.oddsPairs === 'object'
+              ? object.oddsPairs.low || object.oddsPairs.high
+              : $Number(object.oddsPairs) !== 0
+          )
+            if ($util.Long) message.oddsPairs = $util.Long.fromValue(object.oddsPairs, true);
+            else if (typeof object.oddsPairs === 'string')
+              message.oddsPairs = $parseInt(object.oddsPairs, 10);
+            else if (typeof object.oddsPairs === 'number') message.oddsPairs = object.oddsPairs;
+            else if (typeof object.oddsPairs === 'object')
+              message.oddsPairs = new $util.LongBits(
+                object.oddsPairs.low >>> 0,
+                object.oddsPairs.high >>> 0,
+              ).toNumber(true);
+        if (object.logOddsRatioSum != null)
+          if (!$Object.is($Number(object.logOddsRatioSum), 0))
+            message.logOddsRatioSum = $Number(object.logOddsRatioSum);
+        if (object.logOddsChosenSum != null)
+          if (!$Object.is($Number(object.logOddsChosenSum), 0))
+            message.logOddsChosenSum = $Number(object.logOddsChosenSum);
         return message;
       };
 
@@ -2381,6 +2498,43 @@ export const lorafleet = ($root.lorafleet = (() => {
                   : 0;
           object.chosenLogitSum = 0;
           object.rejectedLogitSum = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.nllPairs =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.nllPairs =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.nllSum = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.oddsPairs =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.oddsPairs =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.logOddsRatioSum = 0;
+          object.logOddsChosenSum = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -2627,6 +2781,71 @@ export const lorafleet = ($root.lorafleet = (() => {
             options.json && !$isFinite(message.rejectedLogitSum)
               ? $String(message.rejectedLogitSum)
               : message.rejectedLogitSum;
+        if (message.nllPairs != null && $Object.hasOwnProperty.call(message, 'nllPairs'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.nllPairs =
+              typeof message.nllPairs === 'number'
+                ? $BigInt(message.nllPairs)
+                : $util.Long.fromBits(
+                    message.nllPairs.low >>> 0,
+                    message.nllPairs.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.nllPairs === 'number')
+            object.nllPairs =
+              options.longs === $String ? $String(message.nllPairs) : message.nllPairs;
+          else
+            object.nllPairs =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.nllPairs)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.nllPairs.low >>> 0,
+                      message.nllPairs.high >>> 0,
+                    ).toNumber(true)
+                  : message.nllPairs;
+        if (message.nllSum != null && $Object.hasOwnProperty.call(message, 'nllSum'))
+          object.nllSum =
+            options.json && !$isFinite(message.nllSum) ? $String(message.nllSum) : message.nllSum;
+        if (message.oddsPairs != null && $Object.hasOwnProperty.call(message, 'oddsPairs'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.oddsPairs =
+              typeof message.oddsPairs === 'number'
+                ? $BigInt(message.oddsPairs)
+                : $util.Long.fromBits(
+                    message.oddsPairs.low >>> 0,
+                    message.oddsPairs.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.oddsPairs === 'number')
+            object.oddsPairs =
+              options.longs === $String ? $String(message.oddsPairs) : message.oddsPairs;
+          else
+            object.oddsPairs =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.oddsPairs)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.oddsPairs.low >>> 0,
+                      message.oddsPairs.high >>> 0,
+                    ).toNumber(true)
+                  : message.oddsPairs;
+        if (
+          message.logOddsRatioSum != null &&
+          $Object.hasOwnProperty.call(message, 'logOddsRatioSum')
+        )
+          object.logOddsRatioSum =
+            options.json && !$isFinite(message.logOddsRatioSum)
+              ? $String(message.logOddsRatioSum)
+              : message.logOddsRatioSum;
+        if (
+          message.logOddsChosenSum != null &&
+          $Object.hasOwnProperty.call(message, 'logOddsChosenSum')
+        )
+          object.logOddsChosenSum =
+            options.json && !$isFinite(message.logOddsChosenSum)
+              ? $String(message.logOddsChosenSum)
+              : message.logOddsChosenSum;
         return object;
       };
 
@@ -5469,6 +5688,11 @@ export const lorafleet = ($root.lorafleet = (() => {
       EvalDone.prototype.rejectedTokens = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
       EvalDone.prototype.chosenLogitSum = 0;
       EvalDone.prototype.rejectedLogitSum = 0;
+      EvalDone.prototype.nllPairs = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalDone.prototype.nllSum = 0;
+      EvalDone.prototype.oddsPairs = $util.Long ? $util.Long.fromBits(0, 0, true) : 0;
+      EvalDone.prototype.logOddsRatioSum = 0;
+      EvalDone.prototype.logOddsChosenSum = 0;
 
       EvalDone.create = function (properties) {
         return new EvalDone(properties);
@@ -5602,6 +5826,40 @@ export const lorafleet = ($root.lorafleet = (() => {
           !$Object.is(message.rejectedLogitSum, 0)
         )
           writer.uint32(153).double(message.rejectedLogitSum);
+        if (
+          message.nllPairs != null &&
+          $Object.hasOwnProperty.call(message, 'nllPairs') &&
+          (typeof message.nllPairs === 'object'
+            ? message.nllPairs.low || message.nllPairs.high
+            : message.nllPairs !== 0)
+        )
+          writer.uint32(160).uint64(message.nllPairs);
+        if (
+          message.nllSum != null &&
+          $Object.hasOwnProperty.call(message, 'nllSum') &&
+          !$Object.is(message.nllSum, 0)
+        )
+          writer.uint32(169).double(message.nllSum);
+        if (
+          message.oddsPairs != null &&
+          $Object.hasOwnProperty.call(message, 'oddsPairs') &&
+          (typeof message.oddsPairs === 'object'
+            ? message.oddsPairs.low || message.oddsPairs.high
+            : message.oddsPairs !== 0)
+        )
+          writer.uint32(176).uint64(message.oddsPairs);
+        if (
+          message.logOddsRatioSum != null &&
+          $Object.hasOwnProperty.call(message, 'logOddsRatioSum') &&
+          !$Object.is(message.logOddsRatioSum, 0)
+        )
+          writer.uint32(185).double(message.logOddsRatioSum);
+        if (
+          message.logOddsChosenSum != null &&
+          $Object.hasOwnProperty.call(message, 'logOddsChosenSum') &&
+          !$Object.is(message.logOddsChosenSum, 0)
+        )
+          writer.uint32(193).double(message.logOddsChosenSum);
         if (message.$unknowns != null && $Object.hasOwnProperty.call(message, '$unknowns'))
           for (let i = 0; i < message.$unknowns.length; ++i) writer.raw(message.$unknowns[i]);
         return writer;
@@ -5775,6 +6033,46 @@ export const lorafleet = ($root.lorafleet = (() => {
               if (wireType !== 1) break;
               if (!$Object.is((value = reader.double()), 0)) message.rejectedLogitSum = value;
               else delete message.rejectedLogitSum;
+              continue;
+            }
+            case 20: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.nllPairs = value;
+              else delete message.nllPairs;
+              continue;
+            }
+            case 21: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.nllSum = value;
+              else delete message.nllSum;
+              continue;
+            }
+            case 22: {
+              if (wireType !== 0) break;
+              if (
+                typeof (value = reader.uint64()) === 'object'
+                  ? value.low || value.high
+                  : value !== 0
+              )
+                message.oddsPairs = value;
+              else delete message.oddsPairs;
+              continue;
+            }
+            case 23: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.logOddsRatioSum = value;
+              else delete message.logOddsRatioSum;
+              continue;
+            }
+            case 24: {
+              if (wireType !== 1) break;
+              if (!$Object.is((value = reader.double()), 0)) message.logOddsChosenSum = value;
+              else delete message.logOddsChosenSum;
               continue;
             }
           }
@@ -5953,6 +6251,44 @@ export const lorafleet = ($root.lorafleet = (() => {
         if (object.rejectedLogitSum != null)
           if (!$Object.is($Number(object.rejectedLogitSum), 0))
             message.rejectedLogitSum = $Number(object.rejectedLogitSum);
+        if (object.nllPairs != null)
+          if (
+            typeof object.nllPairs === 'object'
+              ? object.nllPairs.low || object.nllPairs.high
+              : $Number(object.nllPairs) !== 0
+          )
+            if ($util.Long) message.nllPairs = $util.Long.fromValue(object.nllPairs, true);
+            else if (typeof object.nllPairs === 'string')
+              message.nllPairs = $parseInt(object.nllPairs, 10);
+            else if (typeof object.nllPairs === 'number') message.nllPairs = object.nllPairs;
+            else if (typeof object.nllPairs === 'object')
+              message.nllPairs = new $util.LongBits(
+                object.nllPairs.low >>> 0,
+                object.nllPairs.high >>> 0,
+              ).toNumber(true);
+        if (object.nllSum != null)
+          if (!$Object.is($Number(object.nllSum), 0)) message.nllSum = $Number(object.nllSum);
+        if (object.oddsPairs != null)
+          if (
+            typeof object.oddsPairs === 'object'
+              ? object.oddsPairs.low || object.oddsPairs.high
+              : $Number(object.oddsPairs) !== 0
+          )
+            if ($util.Long) message.oddsPairs = $util.Long.fromValue(object.oddsPairs, true);
+            else if (typeof object.oddsPairs === 'string')
+              message.oddsPairs = $parseInt(object.oddsPairs, 10);
+            else if (typeof object.oddsPairs === 'number') message.oddsPairs = object.oddsPairs;
+            else if (typeof object.oddsPairs === 'object')
+              message.oddsPairs = new $util.LongBits(
+                object.oddsPairs.low >>> 0,
+                object.oddsPairs.high >>> 0,
+              ).toNumber(true);
+        if (object.logOddsRatioSum != null)
+          if (!$Object.is($Number(object.logOddsRatioSum), 0))
+            message.logOddsRatioSum = $Number(object.logOddsRatioSum);
+        if (object.logOddsChosenSum != null)
+          if (!$Object.is($Number(object.logOddsChosenSum), 0))
+            message.logOddsChosenSum = $Number(object.logOddsChosenSum);
         return message;
       };
 
@@ -6108,6 +6444,43 @@ export const lorafleet = ($root.lorafleet = (() => {
                   : 0;
           object.chosenLogitSum = 0;
           object.rejectedLogitSum = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.nllPairs =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.nllPairs =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.nllSum = 0;
+          if ($util.Long) {
+            let long = new $util.Long(0, 0, true);
+            object.oddsPairs =
+              options.longs === $String
+                ? long.toString()
+                : options.longs === $Number
+                  ? long.toNumber()
+                  : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                    ? long.toBigInt()
+                    : long;
+          } else
+            object.oddsPairs =
+              options.longs === $String
+                ? '0'
+                : typeof $BigInt !== 'undefined' && options.longs === $BigInt
+                  ? $BigInt('0')
+                  : 0;
+          object.logOddsRatioSum = 0;
+          object.logOddsChosenSum = 0;
         }
         if (message.step != null && $Object.hasOwnProperty.call(message, 'step'))
           if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
@@ -6356,6 +6729,71 @@ export const lorafleet = ($root.lorafleet = (() => {
             options.json && !$isFinite(message.rejectedLogitSum)
               ? $String(message.rejectedLogitSum)
               : message.rejectedLogitSum;
+        if (message.nllPairs != null && $Object.hasOwnProperty.call(message, 'nllPairs'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.nllPairs =
+              typeof message.nllPairs === 'number'
+                ? $BigInt(message.nllPairs)
+                : $util.Long.fromBits(
+                    message.nllPairs.low >>> 0,
+                    message.nllPairs.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.nllPairs === 'number')
+            object.nllPairs =
+              options.longs === $String ? $String(message.nllPairs) : message.nllPairs;
+          else
+            object.nllPairs =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.nllPairs)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.nllPairs.low >>> 0,
+                      message.nllPairs.high >>> 0,
+                    ).toNumber(true)
+                  : message.nllPairs;
+        if (message.nllSum != null && $Object.hasOwnProperty.call(message, 'nllSum'))
+          object.nllSum =
+            options.json && !$isFinite(message.nllSum) ? $String(message.nllSum) : message.nllSum;
+        if (message.oddsPairs != null && $Object.hasOwnProperty.call(message, 'oddsPairs'))
+          if (typeof $BigInt !== 'undefined' && options.longs === $BigInt)
+            object.oddsPairs =
+              typeof message.oddsPairs === 'number'
+                ? $BigInt(message.oddsPairs)
+                : $util.Long.fromBits(
+                    message.oddsPairs.low >>> 0,
+                    message.oddsPairs.high >>> 0,
+                    true,
+                  ).toBigInt();
+          else if (typeof message.oddsPairs === 'number')
+            object.oddsPairs =
+              options.longs === $String ? $String(message.oddsPairs) : message.oddsPairs;
+          else
+            object.oddsPairs =
+              options.longs === $String
+                ? $util.Long.prototype.toString.call(message.oddsPairs)
+                : options.longs === $Number
+                  ? new $util.LongBits(
+                      message.oddsPairs.low >>> 0,
+                      message.oddsPairs.high >>> 0,
+                    ).toNumber(true)
+                  : message.oddsPairs;
+        if (
+          message.logOddsRatioSum != null &&
+          $Object.hasOwnProperty.call(message, 'logOddsRatioSum')
+        )
+          object.logOddsRatioSum =
+            options.json && !$isFinite(message.logOddsRatioSum)
+              ? $String(message.logOddsRatioSum)
+              : message.logOddsRatioSum;
+        if (
+          message.logOddsChosenSum != null &&
+          $Object.hasOwnProperty.call(message, 'logOddsChosenSum')
+        )
+          object.logOddsChosenSum =
+            options.json && !$isFinite(message.logOddsChosenSum)
+              ? $String(message.logOddsChosenSum)
+              : message.logOddsChosenSum;
         return object;
       };
 

@@ -1201,6 +1201,21 @@ export declare namespace lorafleet {
       /** StepDone rejectedLogitSum. */
       rejectedLogitSum: number;
 
+      /** StepDone nllPairs. */
+      nllPairs: number | Long;
+
+      /** StepDone nllSum. */
+      nllSum: number;
+
+      /** StepDone oddsPairs. */
+      oddsPairs: number | Long;
+
+      /** StepDone logOddsRatioSum. */
+      logOddsRatioSum: number;
+
+      /** StepDone logOddsChosenSum. */
+      logOddsChosenSum: number;
+
       /**
        * Creates a new StepDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -1322,6 +1337,21 @@ export declare namespace lorafleet {
 
         /** StepDone rejectedLogitSum */
         rejectedLogitSum?: number | null;
+
+        /** StepDone nllPairs */
+        nllPairs?: number | Long | null;
+
+        /** StepDone nllSum */
+        nllSum?: number | null;
+
+        /** StepDone oddsPairs */
+        oddsPairs?: number | Long | null;
+
+        /** StepDone logOddsRatioSum */
+        logOddsRatioSum?: number | null;
+
+        /** StepDone logOddsChosenSum */
+        logOddsChosenSum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
@@ -2750,6 +2780,21 @@ export declare namespace lorafleet {
       /** EvalDone rejectedLogitSum. */
       rejectedLogitSum: number;
 
+      /** EvalDone nllPairs. */
+      nllPairs: number | Long;
+
+      /** EvalDone nllSum. */
+      nllSum: number;
+
+      /** EvalDone oddsPairs. */
+      oddsPairs: number | Long;
+
+      /** EvalDone logOddsRatioSum. */
+      logOddsRatioSum: number;
+
+      /** EvalDone logOddsChosenSum. */
+      logOddsChosenSum: number;
+
       /**
        * Creates a new EvalDone instance using the specified properties.
        * @param [properties] Properties to set
@@ -2865,6 +2910,21 @@ export declare namespace lorafleet {
 
         /** EvalDone rejectedLogitSum */
         rejectedLogitSum?: number | null;
+
+        /** EvalDone nllPairs */
+        nllPairs?: number | Long | null;
+
+        /** EvalDone nllSum */
+        nllSum?: number | null;
+
+        /** EvalDone oddsPairs */
+        oddsPairs?: number | Long | null;
+
+        /** EvalDone logOddsRatioSum */
+        logOddsRatioSum?: number | null;
+
+        /** EvalDone logOddsChosenSum */
+        logOddsChosenSum?: number | null;
 
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
