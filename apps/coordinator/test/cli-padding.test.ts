@@ -19,6 +19,7 @@ import {
   makeTempDir,
   removeDir,
   writeJsonl,
+  heldOutLoss,
 } from './helpers.js';
 
 let dir: string | undefined;
@@ -56,7 +57,7 @@ async function steps(out: string): Promise<{ loss: number; tokens: number }[]> {
     .map((l) => JSON.parse(l) as { loss: number; tokens: number });
 }
 
-const heldOut = (stdout: string) => Number(/eval loss after: +([\d.]+)/.exec(stdout)?.[1]);
+const heldOut = (stdout: string) => heldOutLoss(stdout, 'after');
 
 describe('train --padding', () => {
   it('longest trains what max_length trains, on the same tokens', async () => {

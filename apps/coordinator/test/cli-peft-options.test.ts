@@ -6,9 +6,9 @@
 // (saved for the original base, which then gives the run's loss); DoRA (1 worker
 // == 2, its magnitudes in the file, merge and resume); weight decay's
 // exemptions and NEFTune through the CLI; the family's
-// default targets; contradictions exit 2 naming both options; and generate
-// reads generation_config.json where its own option is not given.
-import { readFile, writeFile } from 'node:fs/promises';
+// default targets; contradictions exit 2 naming both options; LoRA on a
+// tied embedding.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter, readSafetensorsFile } from '@lorafleet/core';
@@ -24,6 +24,7 @@ import {
   removeDir,
   writeJsonl,
   WORKERS_TOLERANCE,
+  heldOutLoss,
 } from './helpers.js';
 
 const TINY_QWEN2 = {
@@ -99,16 +100,21 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return max;
 }
 
+/** Two runs' adapters (1 worker's and 2's) hold the same tensors, every value within WORKERS_TOLERANCE. */
+async function expectSameAdapter(one: string, two: string): Promise<void> {
+  const [a, b] = await Promise.all([one, two].map((run) => tensors(join(run, 'adapter'))));
+  expect([...a!.keys()].sort()).toEqual([...b!.keys()].sort());
+  for (const [key, values] of a!)
+    expect(maxAbsDiff(values, b!.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);
+}
+
 describe('PEFT LoRA options through lorafleet train', () => {
   it('1 and 2 workers train the same adapter, in PEFT layout; merge and eval agree', async () => {
     const [one, two] = [join(dir!, 'w1'), join(dir!, 'w2')];
     const first = await train(one, ...OPTIONS, '--workers', '1');
     expect(first.stdout).toContain('on embed_tokens, q_proj, down_proj; lm_head in full; bias all');
     await train(two, ...OPTIONS, '--workers', '2');
-    const [a, b] = [await tensors(join(one, 'adapter')), await tensors(join(two, 'adapter'))];
-    expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
-    for (const [key, values] of a)
-      expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);
+    await expectSameAdapter(one, two);
 
     const P = 'base_model.model.';
     const keys = await keysOf(join(one, 'adapter'));
@@ -164,9 +170,7 @@ describe('PEFT LoRA options through lorafleet train', () => {
       const [one, two] = [join(dir!, `${init}1`), join(dir!, `${init}2`)];
       const run = await train(one, ...args, '--eval-data', ids);
       await train(two, ...args, '--eval-data', ids, '--workers', '2');
-      const [a, b] = [await tensors(join(one, 'adapter')), await tensors(join(two, 'adapter'))];
-      for (const [key, values] of a)
-        expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);
+      await expectSameAdapter(one, two);
       // PEFT's conversion for the original weights: rank 2r, alpha doubled, a plain LoRA.
       const config = await readJson<Record<string, unknown>>(
         join(one, 'adapter', 'adapter_config.json'),
@@ -175,10 +179,10 @@ describe('PEFT LoRA options through lorafleet train', () => {
       // At step 0 the adapter changes nothing (the residual plus B A is W): the base's loss.
       const data = ['--data', ids, '--seq-len', '32'];
       const base = await evalJson(['--model', model, ...data]);
-      const before = Number(/eval loss before: +([\d.]+)/.exec(run.stdout)![1]);
+      const before = heldOutLoss(run.stdout, 'before');
       expect(before).toBeCloseTo(base.loss, 3);
       // After training: the adapter on the original base model gives the run's held-out loss.
-      const after = Number(/eval loss after: +([\d.]+)/.exec(run.stdout)![1]);
+      const after = heldOutLoss(run.stdout, 'after');
       const adapted = await evalJson([
         '--model',
         model,
@@ -196,16 +200,14 @@ describe('PEFT LoRA options through lorafleet train', () => {
     const [one, two] = [join(dir!, 'orth1'), join(dir!, 'orth2')];
     const run = await train(one, ...args, '--lr', '1e-2', '--eval-data', ids);
     await train(two, ...args, '--lr', '1e-2', '--eval-data', ids, '--workers', '2');
-    const [a, b] = [await tensors(join(one, 'adapter')), await tensors(join(two, 'adapter'))];
-    for (const [key, values] of a)
-      expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);
+    await expectSameAdapter(one, two);
     const config = await readJson<Record<string, unknown>>(
       join(one, 'adapter', 'adapter_config.json'),
     );
     expect(config).toMatchObject({ r: 4, init_lora_weights: 'orthogonal' });
     // B A = 0 at step 0: the base model's loss before training.
     const base = await evalJson(['--model', model, '--data', ids, '--seq-len', '32']);
-    const before = Number(/eval loss before: +([\d.]+)/.exec(run.stdout)![1]);
+    const before = heldOutLoss(run.stdout, 'before');
     expect(before).toBeCloseTo(base.loss, 3);
     const odd = await lorafleet([
       'train',
@@ -304,9 +306,7 @@ describe('PEFT LoRA options through lorafleet train', () => {
     const [w1, w2] = [join(dir!, 'plus-w1'), join(dir!, 'plus-w2')];
     await train(w1, ...options, '--workers', '1');
     await train(w2, ...options, '--workers', '2');
-    const [a, b] = [await tensors(join(w1, 'adapter')), await tensors(join(w2, 'adapter'))];
-    for (const [key, values] of a)
-      expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);
+    await expectSameAdapter(w1, w2);
     await expectResumesBitwise('loraplus', options);
   });
 
@@ -460,37 +460,5 @@ describe('LoRA on a tied embedding (GPT-2)', () => {
     ]);
     expect(saved.code).toBe(2);
     expect(saved.stderr).toContain('which the output head shares (tie_word_embeddings)');
-  });
-});
-
-describe('lorafleet generate and generation_config.json', () => {
-  it('takes do_sample, temperature and eos_token_id from the file unless the option is given', async () => {
-    const plain = await initTinyModel(dir!, 'gen-plain');
-    const withFile = await initTinyModel(dir!, 'gen-file'); // the same seed: the same weights
-    const gen = (folder: string, ...args: string[]) =>
-      lorafleetOk([
-        'generate',
-        '--model',
-        folder,
-        '--prompt',
-        'abc',
-        '--max-new-tokens',
-        '24',
-        ...args,
-      ]);
-    const greedy = (await gen(plain, '--temperature', '0')).stdout;
-    const sampled = (await gen(plain, '--temperature', '0.8')).stdout;
-    expect(sampled).not.toBe(greedy);
-
-    await writeFile(join(withFile, 'generation_config.json'), JSON.stringify({ do_sample: false }));
-    expect((await gen(withFile)).stdout).toBe(greedy); // do_sample false: greedy
-    expect((await gen(withFile, '--temperature', '0.8')).stdout).toBe(sampled); // the option wins
-
-    // eos_token_id (a list): the first generated byte is one of them, so nothing follows the prompt.
-    const first = Buffer.from(greedy)[3]!;
-    expect(first).toBeLessThan(128); // an ASCII byte: its own token in the byte tokenizer
-    const file = { do_sample: false, eos_token_id: [first === 119 ? 120 : 119, first] };
-    await writeFile(join(withFile, 'generation_config.json'), JSON.stringify(file));
-    expect((await gen(withFile)).stdout).toBe('abc\n');
   });
 });

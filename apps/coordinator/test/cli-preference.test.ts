@@ -346,7 +346,6 @@ describe('train --objective dpo', () => {
         ['--lora-bias all', 'lora-bias', 'biases train in place'],
         ['--lora-dropout 0.1', 'lora-dropout', "trains without dropout, as TRL's trainers"],
         ['--packing pack', 'packing', 'pads each response to --seq-len, a pair per row'],
-        ['--no-completion-only-loss', 'completion-only-loss', 'scores the responses only'],
       ].map(async ([flags, name, why]) => {
         const out = join(dir!, flags!.replace(/\W+/g, '-'));
         const r = await lorafleet([...base, '--out', out, ...flags!.split(' ')]);
@@ -356,7 +355,18 @@ describe('train --objective dpo', () => {
         );
       }),
     );
-    expect(refused).toHaveLength(8);
+    expect(refused).toHaveLength(7);
+    for (const command of ['train', 'eval']) {
+      const out = command === 'train' ? ['--out', join(dir!, 'completion-only')] : [];
+      const r = await lorafleet([
+        ...[command, '--model', model, '--data', pairs, '--objective', 'dpo'],
+        ...[...out, '--no-completion-only-loss'],
+      ]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `${command}: --completion-only-loss configures the token loss (--objective sft); --objective dpo scores the responses only`,
+      );
+    }
     for (const [flag, value, objectives] of [
       ['--beta', '0.2', 'dpo, orpo, simpo, cpo or kto'],
       ['--dpo-loss', 'ipo', 'dpo'],

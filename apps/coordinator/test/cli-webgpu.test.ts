@@ -20,6 +20,7 @@ import {
   removeDir,
   writeJsonl,
   trainFixture,
+  heldOutLoss,
 } from './helpers.js';
 
 /**
@@ -154,7 +155,7 @@ describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a 
       run('dpo-webgpu', 'webgpu'),
     ]);
     expect(`${onGpu.stdout}${onGpu.stderr}`).toMatch(/gradients: the tape \([^)]*--objective dpo/);
-    const after = (out: string) => Number(/eval loss after: +([\d.]+) \(DPO loss/.exec(out)?.[1]);
+    const after = (out: string) => heldOutLoss(out, 'after');
     expect(after(onGpu.stdout)).toBeCloseTo(after(onWasm.stdout), 3);
     const { gap } = await adapterGap('dpo-webgpu', 'dpo-wasm');
     expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
@@ -193,7 +194,7 @@ describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a 
       run('kto-webgpu', 'webgpu'),
     ]);
     expect(`${onGpu.stdout}${onGpu.stderr}`).toMatch(/gradients: the tape \([^)]*--objective kto/);
-    const after = (out: string) => Number(/eval loss after: +([\d.]+) \(KTO loss/.exec(out)?.[1]);
+    const after = (out: string) => heldOutLoss(out, 'after');
     expect(after(onGpu.stdout)).toBeCloseTo(after(onWasm.stdout), 3);
     const { gap } = await adapterGap('kto-webgpu', 'kto-wasm');
     expect(gap).toBeLessThan(ADAPTER_TOLERANCE);

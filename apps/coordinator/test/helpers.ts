@@ -318,6 +318,13 @@ export async function preferenceFixture(label: string) {
   };
 }
 
+/** The held-out loss a run printed before or after training (any objective). */
+export function heldOutLoss(out: string, when: 'before' | 'after'): number {
+  const m = new RegExp(`eval loss ${when}: +([\\d.]+)`).exec(out);
+  if (!m) throw new Error(`no "eval loss ${when}" line in:\n${out}`);
+  return Number(m[1]);
+}
+
 /** The held-out loss, reward accuracy and margin a preference run printed before or after training (8 pairs). */
 export function evalOf(out: string, when: 'before' | 'after', name = 'DPO') {
   const m = new RegExp(

@@ -123,13 +123,6 @@ function checkObjective(
       given.has('packing') && o.packing !== 'pad',
       `pads each response to --seq-len, ${o.objective === 'kto' ? 'an example' : 'a pair'} per row: --packing would change nothing`,
     ],
-    ...(['completion-only-loss', 'assistant-only-loss'] as const).map(
-      (option): [string, boolean, string] => [
-        option,
-        given.has(option),
-        `scores the responses only, whatever the rows hold: --${option} would change nothing`,
-      ],
-    ),
     [
       'batch-size',
       o.objective === 'kto' && o.ktoLoss === 'kto' && o.batchSize < 2,

@@ -216,12 +216,25 @@ const COUNTERPARTS: Readonly<Record<string, Partial<Record<FeedbackKind, string>
   'cpo-label-smoothing': { dpo: 'dpo-label-smoothing' },
 };
 
-/** Refuses an objective option given without an objective it configures (it would change nothing). */
+/** Data options of the token loss alone: the other objectives score their responses only. */
+const TOKEN_LOSS_OPTIONS = ['completion-only-loss', 'assistant-only-loss'] as const;
+
+/**
+ * Refuses an objective option given without an objective it configures, and
+ * the token loss's data options with another objective (either would change
+ * nothing).
+ */
 export function checkObjectiveOptions(
   o: ObjectiveValues,
   given: ReadonlySet<string>,
   command: 'train' | 'eval',
 ): void {
+  const tokenLossOnly = TOKEN_LOSS_OPTIONS.find((name) => given.has(name));
+  if (o.objective !== 'sft' && tokenLossOnly !== undefined) {
+    throw new UsageError(
+      `${command}: --${tokenLossOnly} configures the token loss (--objective sft); --objective ${o.objective} scores the responses only, whatever the rows hold`,
+    );
+  }
   for (const [name, objectives] of Object.entries(OBJECTIVE_OPTIONS)) {
     if (!given.has(name) || (objectives as readonly string[]).includes(o.objective)) continue;
     const which =
