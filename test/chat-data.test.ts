@@ -14,6 +14,7 @@ import { referenceJson } from '@lorafleet/core/testing';
 import {
   IGNORE_INDEX,
   type LossScope,
+  keepEnds,
   type TokenizedExample,
   readJsonl,
   tokenizeChat,
@@ -178,40 +179,60 @@ interface Labelled {
   labels: number[];
 }
 
-async function ours(name: string, loss: LossScope): Promise<Labelled[]> {
+/** The rows as the worker makes them: read, then (keepEnd) cut to their last tokens. */
+async function ours(name: string, loss: LossScope, keepEnd?: number): Promise<Labelled[]> {
   const file = join(await tempDir(), 'rows.jsonl');
   await writeFile(file, ROWS.map((r) => JSON.stringify(r)).join('\n'));
   const read = await readJsonl(file, await loadTokenizer(folder(name)), {}, { loss });
   expect(read.badRecords).toBe(0);
   expect(read.prompted).toBe(true);
-  return read.examples.map((e) => ({ input_ids: Array.from(e.ids), labels: Array.from(e.labels) }));
+  const examples =
+    keepEnd === undefined ? read.examples : keepEnds(read.examples, keepEnd).examples;
+  return examples.map((e) => ({ input_ids: Array.from(e.ids), labels: Array.from(e.labels) }));
 }
 
-const CASES = ['llama3', 'qwen3'].flatMap((name) =>
-  [true, false].map((completionOnly) => ({
-    name,
-    loss: { completionOnly, assistantOnly: false },
-  })),
-);
+interface Case {
+  name: string;
+  loss: LossScope;
+  /** --seq-len with --truncation-mode keep_end (TRL's max_length, truncation_mode="keep_end"). */
+  keepEnd?: number;
+}
 
-describe("SFT labels equal TRL's SFTTrainer with assistant_only_loss=False", () => {
+const CASES: Case[] = [
+  ...['llama3', 'qwen3'].flatMap((name) =>
+    [true, false].map((completionOnly) => ({
+      name,
+      loss: { completionOnly, assistantOnly: false },
+    })),
+  ),
+  { name: 'qwen3', loss: { completionOnly: true, assistantOnly: false }, keepEnd: 12 },
+];
+
+describe("SFT labels equal TRL's SFTTrainer with assistant_only_loss=False (and keep_end truncation)", () => {
   let theirs: Labelled[][];
   beforeAll(() => {
     theirs = referenceJson<Labelled[][]>(
       'sft_labels',
-      CASES.map(({ name, loss }) => ({
+      CASES.map(({ name, loss, keepEnd }) => ({
         tokenizer: folder(name),
         rows: ROWS,
         completion_only_loss: loss.completionOnly,
         assistant_only_loss: loss.assistantOnly,
+        ...(keepEnd === undefined ? {} : { max_length: keepEnd, truncation_mode: 'keep_end' }),
       })),
     );
   }, 120_000);
 
-  CASES.forEach(({ name, loss }, i) => {
-    it(`${name}, completion_only_loss=${loss.completionOnly ? 'True' : 'False'}`, async () => {
-      const mine = await ours(name, loss);
+  CASES.forEach(({ name, loss, keepEnd }, i) => {
+    const cut = keepEnd === undefined ? '' : `, max_length=${keepEnd}, truncation_mode="keep_end"`;
+    it(`${name}, completion_only_loss=${loss.completionOnly ? 'True' : 'False'}${cut}`, async () => {
+      const mine = await ours(name, loss, keepEnd);
       expect(mine).toEqual(theirs[i]);
+      if (keepEnd !== undefined) {
+        expect(mine.every((r) => r.input_ids.length <= keepEnd)).toBe(true);
+        expect(mine.some((r) => r.input_ids.length === keepEnd)).toBe(true);
+        return;
+      }
       // Not vacuous: a conversation trains its system and user turns, and the
       // prompt of a prompt/completion row trains only without completion_only_loss.
       expect(mine[0]!.labels).toEqual(mine[0]!.input_ids);

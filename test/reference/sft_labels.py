@@ -1,10 +1,11 @@
 """TRL's SFTTrainer's own tokenized rows and labels for SFT data: its
 _prepare_dataset (chat template, EOS, completion_mask, assistant_masks,
 the labels column) run on the rows given, with completion_only_loss and
-assistant_only_loss set, and no truncation.
+assistant_only_loss set, and truncated to max_length (none without it) from
+the end that truncation_mode keeps.
 
 usage: sft_labels.py '[{"tokenizer": DIR, "rows": [...], "completion_only_loss": B,
-                        "assistant_only_loss": B}, ...]'
+                        "assistant_only_loss": B, "max_length": N, "truncation_mode": M}, ...]'
 prints one JSON line: for each case, for each row, {"input_ids": [...], "labels": [...]}.
 """
 import json
@@ -21,7 +22,8 @@ def labelled(case: dict) -> list:
     tokenizer = AutoTokenizer.from_pretrained(case["tokenizer"])
     args = SFTConfig(
         output_dir="/tmp/sft-labels",
-        max_length=None,
+        max_length=case.get("max_length"),
+        truncation_mode=case.get("truncation_mode", "keep_start"),
         assistant_only_loss=case["assistant_only_loss"],
         completion_only_loss=case["completion_only_loss"],
         dataset_num_proc=None,

@@ -2,7 +2,8 @@
 // whose completion --seq-len cuts off are dropped when the data loads, named
 // by file:line, and the data is refused only when none is left; a data error
 // on a worker of a --workers run ends the run at once (exit 1, the rows
-// named), without respawns, restarts or advice to --resume.
+// named), without respawns, restarts or advice to --resume. With
+// --truncation-mode keep_end a row keeps its end, and so its completion.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -72,6 +73,20 @@ describe.concurrent('rows without a trained token', () => {
       `${allCut}: none of its 8 examples has a token to train on within --seq-len 32; raise --seq-len or shorten the prompts:`,
     );
     expect(result.stderr).toContain(`${allCut}:8: no trained token`);
+  });
+
+  it("--truncation-mode keep_end (TRL's) keeps the completions the context would cut", async () => {
+    const result = await lorafleet(
+      trainArgs(allCut, 'run-keep-end', '--truncation-mode', 'keep_end'),
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('8 examples');
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `warning: ${allCut}: 8 examples longer than 32 tokens were cut to their last 32 \\(--truncation-mode keep_end; \\d+ tokens lost\\)`,
+      ),
+    );
+    expect(result.stderr).not.toContain('dropped');
   });
 
   it('a data error on a worker stops a --workers 2 run: no respawn, rows named, no --resume', async () => {

@@ -64,6 +64,8 @@ export {
   type SequenceRow,
   type PaddedRow,
   type PackRemainder,
+  type TruncationMode,
+  keepEnds,
   pack,
   padOrTruncate,
   padExamples,

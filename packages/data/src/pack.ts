@@ -83,6 +83,32 @@ export function padOrTruncate(example: TokenizedExample, seqLen: number, padId: 
   return { ids, labels, length, truncated: example.ids.length - length };
 }
 
+/** Which end of a too-long example a padded row keeps: TRL's truncation_mode. */
+export type TruncationMode = 'keep_start' | 'keep_end';
+
+/**
+ * Examples longer than `seqLen` cut to their last `seqLen` tokens (TRL's
+ * truncation_mode="keep_end"; padOrTruncate keeps the start), with the
+ * counts to report.
+ */
+export function keepEnds(
+  examples: readonly TokenizedExample[],
+  seqLen: number,
+): { examples: TokenizedExample[]; truncatedExamples: number; truncatedTokens: number } {
+  checkSeqLen(seqLen);
+  let truncatedExamples = 0;
+  let truncatedTokens = 0;
+  const cut = examples.map((example) => {
+    checkExample(example);
+    const over = example.ids.length - seqLen;
+    if (over <= 0) return example;
+    truncatedExamples++;
+    truncatedTokens += over;
+    return { ids: example.ids.slice(over), labels: example.labels.slice(over) };
+  });
+  return { examples: cut, truncatedExamples, truncatedTokens };
+}
+
 /** padOrTruncate over many examples, with the truncation counts to report. */
 export function padExamples(
   examples: Iterable<TokenizedExample>,

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   IGNORE_INDEX,
   collate,
+  keepEnds,
   lossTokenCount,
   pack,
   padHalvesToLongest,
@@ -82,6 +83,18 @@ describe('padOrTruncate', () => {
     expect(all.truncatedExamples).toBe(1);
     expect(all.truncatedTokens).toBe(2);
     expect(all.rows.map((r) => r.length)).toEqual([10, 10, 4]);
+  });
+
+  it("keepEnds (truncation_mode keep_end) keeps a long example's last tokens, labels aligned", () => {
+    const cut = keepEnds(docs, 5);
+    expect(Array.from(cut.examples[0]!.ids)).toEqual(Array.from(docs[0]!.ids.subarray(7)));
+    // The prompt/completion example keeps its completion and EOS, trained.
+    expect(Array.from(cut.examples[1]!.labels)).toEqual([
+      ...Array.from(docs[1]!.labels.subarray(5, 8)),
+      ...Array.from(docs[1]!.ids.subarray(8)),
+    ]);
+    expect(cut.examples[2]).toBe(docs[2]); // short enough: as it was
+    expect([cut.truncatedExamples, cut.truncatedTokens]).toEqual([2, 12]);
   });
 });
 

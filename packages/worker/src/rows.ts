@@ -16,6 +16,7 @@ import {
   dropUntrainable,
   firstTrainedPosition,
   formatProblem,
+  keepEnds,
   labelledLength,
   pack,
   padExamples,
@@ -39,6 +40,8 @@ export interface RowOptions {
   csv?: CsvColumns;
   /** Which tokens of prompt/completion and conversation records are trained; absent: completions and assistant turns only. */
   loss?: LossScope;
+  /** Padded rows keep a too-long example's last seqLen tokens (TRL's truncation_mode="keep_end"); absent: its first. */
+  truncation?: 'keep_end';
   /** Preference pairs for --objective dpo, orpo, simpo or cpo: each row is [chosen | rejected], 2 x seqLen tokens. */
   pairs?: boolean;
   /**
@@ -89,7 +92,14 @@ export async function prepareRows(
   // run_clm does.
   const whole = read.prompted || read.examples.some((e) => e.labels.some((l) => l < 0));
   const mode = options.packing === 'auto' ? (whole ? 'pad' : 'pack') : options.packing;
-  const kept = dropUntrainable(read, mode === 'pad' ? options.seqLen : undefined);
+  const keepEnd = options.truncation === 'keep_end';
+  if (keepEnd && mode === 'pack')
+    warnings.push('--truncation-mode keep_end: the rows are packed, no example is truncated');
+  const cut = keepEnd && mode === 'pad' ? keepEnds(read.examples, options.seqLen) : undefined;
+  const kept = dropUntrainable(
+    cut ? { ...read, examples: cut.examples } : read,
+    mode === 'pad' ? options.seqLen : undefined,
+  );
   warnings.push(...untrainableWarnings(kept, options.seqLen));
   const tokens = kept.examples.reduce((n, e) => n + e.ids.length, 0);
   let made: { rows: SequenceRow[]; rowLines: Int32Array };
@@ -98,12 +108,7 @@ export async function prepareRows(
   } else {
     const padded = padExamples(kept.examples, options.seqLen, tokenizer.eosId);
     made = { rows: padded.rows, rowLines: Int32Array.from(kept.lines) };
-    if (padded.truncatedExamples > 0) {
-      warnings.push(
-        `${file}: ${padded.truncatedExamples} examples longer than ${options.seqLen} tokens were truncated ` +
-          `(${padded.truncatedTokens} tokens lost); raise --seq-len to keep them`,
-      );
-    }
+    warnings.push(...truncationWarnings(file, cut ?? padded, options.seqLen, keepEnd));
   }
   if (made.rows.length === 0) {
     throw new Error(
@@ -122,6 +127,22 @@ export async function prepareRows(
     description: `${kept.examples.length} examples, ${tokens} tokens -> ${made.rows.length} rows of ${options.seqLen} (${mode === 'pack' ? 'packed' : 'padded'})${skipped}`,
     warnings,
   };
+}
+
+function truncationWarnings(
+  file: string,
+  {
+    truncatedExamples: n,
+    truncatedTokens: lost,
+  }: { truncatedExamples: number; truncatedTokens: number },
+  seqLen: number,
+  keepEnd: boolean,
+): string[] {
+  if (n === 0) return [];
+  const how = keepEnd ? `cut to their last ${seqLen} (--truncation-mode keep_end; ` : 'truncated (';
+  return [
+    `${file}: ${n} examples longer than ${seqLen} tokens were ${how}${lost} tokens lost); raise --seq-len to keep them`,
+  ];
 }
 
 function untrainableWarnings(drop: UntrainableDrop, seqLen: number): string[] {

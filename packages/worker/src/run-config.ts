@@ -139,27 +139,12 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
     throw new RunConfigError(`the run config is not JSON: ${(error as Error).message}`);
   }
   const c = new Fields(raw, 'runConfig');
-  const rows = c.object('rows');
   const lora = c.object('lora');
   const schedule = c.object('schedule');
   const config: RunConfig = {
     modelDir: c.string('modelDir'),
     dataFile: c.string('dataFile'),
-    rows: {
-      seqLen: rows.int('seqLen', 2),
-      packing: rows.choice('packing', ['auto', 'pack', 'pad'] as const),
-      ...(rows.has('padding') ? { padding: rows.choice('padding', ['max_length'] as const) } : {}),
-      ...(rows.has('maxBadFraction')
-        ? { maxBadFraction: rows.numberIn('maxBadFraction', (x) => x >= 0 && x <= 1, 'in [0, 1]') }
-        : {}),
-      ...(rows.has('format')
-        ? { format: rows.choice('format', ['jsonl', 'csv', 'text'] as const) }
-        : {}),
-      ...(rows.has('csv') ? { csv: csvColumns(rows.object('csv')) } : {}),
-      ...(rows.has('loss') ? { loss: lossScope(rows.object('loss')) } : {}),
-      ...(rows.has('pairs') ? { pairs: rows.boolean('pairs') } : {}),
-      ...(rows.has('kto') ? { kto: { klChunk: rows.object('kto').int('klChunk', 1) } } : {}),
-    },
+    rows: rowOptions(c.object('rows')),
     mode: c.choice('mode', ['lora', 'full'] as const),
     evalFraction: c.numberIn('evalFraction', (x) => x >= 0 && x < 1, 'in [0, 1)'),
     rowsFingerprint: c.string('rowsFingerprint'),
@@ -283,6 +268,28 @@ function plateauSettings(p: Fields): PlateauSettings {
 }
 
 /** A CSV dataset's columns: a text column, or prompt and completion columns. */
+/** RunConfig.rows, field by field. */
+function rowOptions(rows: Fields): RowOptions {
+  return {
+    seqLen: rows.int('seqLen', 2),
+    packing: rows.choice('packing', ['auto', 'pack', 'pad'] as const),
+    ...(rows.has('padding') ? { padding: rows.choice('padding', ['max_length'] as const) } : {}),
+    ...(rows.has('maxBadFraction')
+      ? { maxBadFraction: rows.numberIn('maxBadFraction', (x) => x >= 0 && x <= 1, 'in [0, 1]') }
+      : {}),
+    ...(rows.has('format')
+      ? { format: rows.choice('format', ['jsonl', 'csv', 'text'] as const) }
+      : {}),
+    ...(rows.has('csv') ? { csv: csvColumns(rows.object('csv')) } : {}),
+    ...(rows.has('loss') ? { loss: lossScope(rows.object('loss')) } : {}),
+    ...(rows.has('truncation')
+      ? { truncation: rows.choice('truncation', ['keep_end'] as const) }
+      : {}),
+    ...(rows.has('pairs') ? { pairs: rows.boolean('pairs') } : {}),
+    ...(rows.has('kto') ? { kto: { klChunk: rows.object('kto').int('klChunk', 1) } } : {}),
+  };
+}
+
 function lossScope(l: Fields): LossScope {
   return { completionOnly: l.boolean('completionOnly'), assistantOnly: l.boolean('assistantOnly') };
 }

@@ -25,6 +25,7 @@ const valid: RunConfig = {
     format: 'csv',
     csv: { textColumn: 'text' },
     loss: { completionOnly: false, assistantOnly: true },
+    truncation: 'keep_end',
   },
   mode: 'lora',
   evalFraction: 0,

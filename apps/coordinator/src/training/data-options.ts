@@ -20,6 +20,14 @@ export const dataOptions = defineOptions({
     description:
       'pack text into full rows, or pad one example per row (auto: pad prompt/completion, conversation and masked input_ids rows; pack text)',
   },
+  'truncation-mode': {
+    affects: 'math',
+    kind: 'string',
+    choices: ['keep_start', 'keep_end'],
+    default: 'keep_start',
+    description:
+      "padded rows: an example longer than --seq-len keeps its first tokens, or with keep_end its last (TRL's truncation_mode)",
+  },
   'completion-only-loss': {
     affects: 'math',
     kind: 'boolean',
@@ -110,6 +118,7 @@ export function rowOptionsFrom(o: DataValues, { contextLength: context }: ModelC
     packing: o.packing,
     // Absent when default, so the run config of a default run is as before.
     ...(loss.completionOnly && loss.assistantOnly ? {} : { loss }),
+    ...(o.truncationMode === 'keep_end' ? { truncation: 'keep_end' as const } : {}),
     ...(o.padding === 'max_length' ? { padding: 'max_length' as const } : {}),
     maxBadFraction: o.maxBadFraction,
     ...(o.format ? { format: o.format } : {}),

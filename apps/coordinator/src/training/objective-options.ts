@@ -217,7 +217,11 @@ const COUNTERPARTS: Readonly<Record<string, Partial<Record<FeedbackKind, string>
 };
 
 /** Data options of the token loss alone: the other objectives score their responses only. */
-const TOKEN_LOSS_OPTIONS = ['completion-only-loss', 'assistant-only-loss'] as const;
+const TOKEN_LOSS_OPTIONS = [
+  'completion-only-loss',
+  'assistant-only-loss',
+  'truncation-mode',
+] as const;
 
 /**
  * Refuses an objective option given without an objective it configures, and

@@ -107,6 +107,7 @@ const ADDED_LATER: Record<string, unknown> = {
   'undesirable-weight': 1,
   'completion-only-loss': true,
   'assistant-only-loss': true,
+  'truncation-mode': 'keep_start',
   // Before --padding, every padded row was padded to --seq-len.
   padding: 'max_length',
   'train-sampling-strategy': 'random',
