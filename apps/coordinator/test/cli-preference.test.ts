@@ -366,6 +366,12 @@ describe('train --objective dpo', () => {
       expect(r.stderr).toContain(
         `${command}: --completion-only-loss configures the token loss (--objective sft); --objective dpo scores the responses only`,
       );
+      const cut = await lorafleet([
+        ...[command, '--model', model, '--data', pairs, '--objective', 'dpo'],
+        ...[...out, '--truncation-mode', 'keep_end'],
+      ]);
+      expect(cut.code).toBe(2);
+      expect(cut.stderr).toContain("--objective dpo keeps each sequence's start");
     }
     for (const [flag, value, objectives] of [
       ['--beta', '0.2', 'dpo, orpo, simpo, cpo or kto'],

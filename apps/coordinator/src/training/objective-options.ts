@@ -216,12 +216,13 @@ const COUNTERPARTS: Readonly<Record<string, Partial<Record<FeedbackKind, string>
   'cpo-label-smoothing': { dpo: 'dpo-label-smoothing' },
 };
 
-/** Data options of the token loss alone: the other objectives score their responses only. */
-const TOKEN_LOSS_OPTIONS = [
-  'completion-only-loss',
-  'assistant-only-loss',
-  'truncation-mode',
-] as const;
+/** Data options of the token loss alone, and why the other objectives take none. */
+const TOKEN_LOSS_OPTIONS: Readonly<Record<string, string>> = {
+  'completion-only-loss': 'scores the responses only, whatever the rows hold',
+  'assistant-only-loss': 'scores the responses only, whatever the rows hold',
+  'truncation-mode':
+    "keeps each sequence's start, as TRL's preference trainers (keep_end is deprecated there)",
+};
 
 /**
  * Refuses an objective option given without an objective it configures, and
@@ -233,10 +234,10 @@ export function checkObjectiveOptions(
   given: ReadonlySet<string>,
   command: 'train' | 'eval',
 ): void {
-  const tokenLossOnly = TOKEN_LOSS_OPTIONS.find((name) => given.has(name));
+  const tokenLossOnly = Object.keys(TOKEN_LOSS_OPTIONS).find((name) => given.has(name));
   if (o.objective !== 'sft' && tokenLossOnly !== undefined) {
     throw new UsageError(
-      `${command}: --${tokenLossOnly} configures the token loss (--objective sft); --objective ${o.objective} scores the responses only, whatever the rows hold`,
+      `${command}: --${tokenLossOnly} configures the token loss (--objective sft); --objective ${o.objective} ${TOKEN_LOSS_OPTIONS[tokenLossOnly]}`,
     );
   }
   for (const [name, objectives] of Object.entries(OBJECTIVE_OPTIONS)) {
