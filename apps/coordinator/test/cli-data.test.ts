@@ -1,6 +1,6 @@
 // Datasets as users bring them: a broken line among good ones, a file with
-// nothing usable, a missing file, and the same prompt/completion pairs as
-// JSONL and as CSV.
+// nothing usable, a missing file, the same prompt/completion pairs as JSONL
+// and as CSV, and JSONL read by named fields (Alpaca rows, a text field).
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -118,5 +118,53 @@ describe.concurrent('prompt/completion data', () => {
     expect(fromJsonl.tokens).toBe(completionTokens);
     expect(fromJsonl.rows).toBe(pairs.length); // padded: one example per row
     expect(fromCsv).toEqual(fromJsonl);
+  });
+
+  it("reads JSONL by named fields: TRL's dataset_text_field, Alpaca rows through a prompt template", async () => {
+    const common = ['--model', base, '--seq-len', '64'];
+    const template = '# Q\n{instruction}\n{input}\n# A\n';
+    const alpaca = pairs.map((p, i) => ({
+      ...{ instruction: p.prompt, input: i % 2 === 0 ? '' : `(row ${i})` },
+      ...{ output: p.completion, id: i },
+    }));
+    const rendered = alpaca.map((a) => ({
+      prompt: `# Q\n${a.instruction}\n${a.input}\n# A\n`,
+      completion: a.output,
+    }));
+    const [alpacaFile, renderedFile, named] = await Promise.all([
+      writeJsonl(join(dir!, 'alpaca.jsonl'), alpaca),
+      writeJsonl(join(dir!, 'rendered.jsonl'), rendered),
+      writeJsonl(
+        join(dir!, 'named-text.jsonl'),
+        pairs.map((p) => ({ content: p.prompt + p.completion })),
+      ),
+    ]);
+    const fields = ['--prompt-column', 'instruction', '--completion-column', 'output'];
+    const [fromFields, fromRendered] = await Promise.all([
+      evalJson([...common, '--data', alpacaFile, ...fields, '--prompt-template', template]),
+      evalJson([...common, '--data', renderedFile]),
+    ]);
+    expect(fromFields).toEqual(fromRendered);
+    expect(fromFields.tokens).toBe(pairs.reduce((n, p) => n + p.completion.length + 1, 0));
+    // A text field by another name: every token trained, as {"text"} rows.
+    const texts = await writeJsonl(
+      join(dir!, 'texts.jsonl'),
+      pairs.map((p) => ({ text: p.prompt + p.completion })),
+    );
+    const [byName, asText] = await Promise.all([
+      evalJson([...common, '--data', named, '--text-column', 'content']),
+      evalJson([...common, '--data', texts]),
+    ]);
+    expect(byName).toEqual(asText);
+    // A field missing from a row is that row's problem, named by file:line.
+    const missing = await lorafleet([
+      'eval',
+      ...[...common, '--data', alpacaFile, '--prompt-column', 'instruction'],
+      ...['--completion-column', 'response'],
+    ]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(
+      `${alpacaFile}:1: no field "response" (fields: "instruction", "input", "output", "id")`,
+    );
   });
 });

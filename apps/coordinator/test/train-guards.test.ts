@@ -95,9 +95,9 @@ describe('options that contradict each other', () => {
       /--full-finetune and --lora-r/,
     ],
     [
-      '--text-column with JSONL',
-      ['--text-column', 'text'],
-      /--text-column and --data .*read as jsonl/,
+      '--text-column with a text document',
+      ['--text-column', 'text', '--format', 'text'],
+      /--text-column and --format contradict each other: --text-column is for CSV and JSONL files, and .* is read as one text document/,
     ],
     ['--lora-r beyond the module', ['--lora-r', '64'], /--lora-r 64 exceeds .* use --lora-r <= 32/],
     [

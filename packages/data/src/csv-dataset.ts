@@ -3,6 +3,9 @@
 // grouping that evaluation (BLEU) needs.
 
 import { readFile } from 'node:fs/promises';
+import type { CsvColumns } from './columns.js';
+
+export type { CsvColumns } from './columns.js';
 import { parseCsv, type CsvRecord } from './csv.js';
 import { DatasetError, ProblemLog, type BadLinePolicy, type ReadResult } from './problems.js';
 import { compileTemplate, templateFields } from './template.js';
@@ -13,16 +16,6 @@ import {
   type TextTokenizer,
   type TokenizedExample,
 } from './tokenizer.js';
-
-/** Which columns make an example. */
-export type CsvColumns =
-  | { textColumn: string }
-  | {
-      promptColumn: string;
-      completionColumn: string;
-      /** E.g. "{mr}\n"; may name any column. Default: the prompt column as is. */
-      promptTemplate?: string;
-    };
 
 /** A CSV file as its header and data records. */
 export interface CsvTable {

@@ -19,7 +19,7 @@ const EXTENSIONS: Readonly<Record<string, DatasetFormat>> = {
 export interface DatasetOptions {
   /** Overrides the format that the file's extension implies. */
   format?: DatasetFormat;
-  /** Required for CSV: which columns make an example. */
+  /** Required for CSV: which columns make an example; for JSONL, which fields (instead of the record shapes). */
   csv?: CsvColumns;
   /** For JSONL and CSV (a text file is one document and has no bad lines). */
   badLines?: BadLinePolicy;
@@ -49,12 +49,10 @@ export async function readDataset(
   const format = datasetFormat(file, options.format);
   switch (format) {
     case 'jsonl':
-      return readJsonl(
-        file,
-        tokenizer,
-        options.badLines,
-        options.loss ? { loss: options.loss } : {},
-      );
+      return readJsonl(file, tokenizer, options.badLines, {
+        ...(options.loss ? { loss: options.loss } : {}),
+        ...(options.csv ? { columns: options.csv } : {}),
+      });
     case 'text':
       return readText(file, tokenizer);
     case 'csv':

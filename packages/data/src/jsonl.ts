@@ -9,11 +9,13 @@
 //                                            turns of "completion" only
 // Other keys (ids, metadata) are ignored. Blank lines are skipped silently.
 // A LossScope widens the loss of prompt/completion and conversation records
-// (TRL's completion_only_loss and assistant_only_loss set to False).
+// (TRL's completion_only_loss and assistant_only_loss set to False). With
+// JsonlOptions.columns, records are read by named fields instead (columns.ts).
 
 import { createReadStream } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { type ChatMessage, parseMessages, tokenizeChat } from './chat.js';
+import { type CsvColumns, columnsExample } from './columns.js';
 import {
   DatasetError,
   ProblemLog,
@@ -61,9 +63,15 @@ export async function* readLines(file: string, chunkBytes = 1 << 20): AsyncGener
   if (pending !== '') yield cut(pending);
 }
 
-/** How readJsonl reads: the loss scope, and the read size (small values for tests). */
+/** How readJsonl reads: the loss scope, named fields, and the read size (small values for tests). */
 export interface JsonlOptions {
   loss?: LossScope;
+  /**
+   * Which fields make an example, as a CSV's columns (TRL's
+   * dataset_text_field; Alpaca's instruction/output with a prompt template);
+   * absent: the record shapes above.
+   */
+  columns?: CsvColumns;
   chunkBytes?: number;
 }
 
@@ -74,12 +82,12 @@ export async function readJsonl(
   policy: BadLinePolicy = {},
   options: JsonlOptions = {},
 ): Promise<ReadResult> {
-  const read = await readJsonlRecords(
-    file,
-    (line) => parseJsonlRecord(line, tokenizer, options.loss ?? DEFAULT_LOSS_SCOPE),
-    policy,
-    options.chunkBytes,
-  );
+  const loss = options.loss ?? DEFAULT_LOSS_SCOPE;
+  const { columns } = options;
+  const parse = columns
+    ? (line: string) => fieldsRecord(line, tokenizer, columns, loss)
+    : (line: string) => parseJsonlRecord(line, tokenizer, loss);
+  const read = await readJsonlRecords(file, parse, policy, options.chunkBytes);
   const examples: TokenizedExample[] = [];
   const lines: number[] = [];
   read.items.forEach((record, i) => {
@@ -153,6 +161,21 @@ function parseJsonlRecord(
     examples: Array.isArray(made) ? made : [made],
     prompted: shape.shape === 'prompt' || shape.shape === 'messages',
   };
+}
+
+/** A record read by named fields (JsonlOptions.columns), or what is wrong with it. */
+function fieldsRecord(
+  line: string,
+  tokenizer: TextTokenizer,
+  columns: CsvColumns,
+  loss: LossScope,
+): JsonlRecord | string {
+  const o = parseJsonObject(line);
+  if (typeof o === 'string') return o;
+  const example = columnsExample(o, tokenizer, columns, loss.completionOnly);
+  return typeof example === 'string'
+    ? example
+    : { examples: [example], prompted: !('textColumn' in columns) };
 }
 
 /**

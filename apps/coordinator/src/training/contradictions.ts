@@ -21,7 +21,7 @@ const LORA_OPTIONS = [
   ...PEFT_OPTION_NAMES,
 ];
 
-/** Options that only a CSV file reads. */
+/** Options that CSV and JSONL files read (a text file is one document). */
 const CSV_OPTIONS = [
   'text-column',
   'prompt-column',
@@ -85,14 +85,14 @@ export function checkTrainOptions(o: TrainOptions): void {
         return 'csv';
       }
     })();
-  if (format !== 'csv') {
+  if (format === 'text') {
     const csv = CSV_OPTIONS.find((name) => given.has(name));
     if (csv) {
       const source = o.format !== undefined ? '--format' : '--data';
       throw clash(
         csv,
         source === '--format' ? 'format' : 'data',
-        `--${csv} is for CSV files, and ${o.data} is read as ${format}`,
+        `--${csv} is for CSV and JSONL files, and ${o.data} is read as one text document`,
       );
     }
   }

@@ -58,27 +58,29 @@ export const dataOptions = defineOptions({
   },
   'text-column': {
     affects: 'math',
+    aliases: ['dataset_text_field'],
     kind: 'string',
     value: 'NAME',
-    description: 'CSV: column with the whole text',
+    description: "CSV column or JSONL field with the whole text (TRL's dataset_text_field)",
   },
   'prompt-column': {
     affects: 'math',
     kind: 'string',
     value: 'NAME',
-    description: 'CSV: prompt column (no loss on it)',
+    description: 'CSV column or JSONL field of the prompt (no loss on it)',
   },
   'completion-column': {
     affects: 'math',
     kind: 'string',
     value: 'NAME',
-    description: 'CSV: completion column (the loss)',
+    description: 'CSV column or JSONL field of the completion (the loss)',
   },
   'prompt-template': {
     affects: 'math',
     kind: 'string',
     value: 'TEXT',
-    description: 'CSV: prompt built from columns, e.g. "{mr}\\n"',
+    description:
+      'the prompt built from columns or fields, e.g. "{mr}\\n" or "### Instruction:\\n{instruction}\\n\\n### Response:\\n"',
   },
   'max-bad-fraction': {
     kind: 'number',
