@@ -95,6 +95,11 @@ describe('options that contradict each other', () => {
       /--full-finetune and --lora-r/,
     ],
     [
+      '--prompt-template without its columns',
+      ['--prompt-template', 'Q: {question}\n'],
+      /--prompt-template builds the prompt of prompt\/completion rows: give --prompt-column and --completion-column with it/,
+    ],
+    [
       '--text-column with a text document',
       ['--text-column', 'text', '--format', 'text'],
       /--text-column and --format contradict each other: --text-column is for CSV and JSONL files, and .* is read as one text document/,

@@ -103,6 +103,10 @@ export function rowOptionsFrom(o: DataValues, { contextLength: context }: ModelC
   const [text, prompt, completion] = [o.textColumn, o.promptColumn, o.completionColumn];
   if (text && (prompt || completion))
     throw new UsageError('give --text-column or --prompt-column/--completion-column, not both');
+  if (o.promptTemplate !== undefined && !(prompt && completion))
+    throw new UsageError(
+      '--prompt-template builds the prompt of prompt/completion rows: give --prompt-column and --completion-column with it',
+    );
   if (text) csv = { textColumn: text };
   else if (prompt || completion) {
     if (!prompt || !completion)
