@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python reference stack that the parity tests compare the project with:
-# PyTorch, Hugging Face transformers, PEFT and TRL at the versions pinned
+# PyTorch, Hugging Face transformers, PEFT and TRL (and TensorBoard, which
+# reads the event files) at the versions pinned
 # below, in a virtual environment of their own (.venv-reference/, ignored by
 # git). `pnpm test` runs this (through scripts/test-machine.sh); it does
 # nothing when the environment already holds these versions, and prints the
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${LORAFLEET_REFERENCE_VENV:-$PWD/.venv-reference}
-pins=(torch==2.13.0 transformers==5.18.0 peft==0.21.0 trl==1.13.0)
+pins=(torch==2.13.0 transformers==5.18.0 peft==0.21.0 trl==1.13.0 tensorboard==2.21.0)
 stamp=$venv/lorafleet-pins.txt
 
 if [[ -f $stamp && "$(cat "$stamp")" == "${pins[*]}" && -x $venv/bin/python ]]; then

@@ -15,8 +15,8 @@
 #   util-linux   unshare: the disk-full test mounts a tmpfs in a mount namespace of its own
 #   gcc, libvulkan-dev  build core's Vulkan device-select layer (identical GPUs), which
 #                apps/coordinator/test/identical-gpus.test.ts runs
-#   python3-venv  scripts/reference-python.sh, run last: torch, transformers, peft and
-#                trl in .venv-reference/ (test/transformers-parity.test.ts)
+#   python3-venv  scripts/reference-python.sh, run last: torch, transformers, peft, trl
+#                and tensorboard in .venv-reference/ (test/transformers-parity.test.ts)
 # Each line: the Debian package, then the file whose presence means it is installed.
 set -euo pipefail
 needs=(
@@ -69,6 +69,6 @@ install_missing() {
 }
 ((${#missing[@]} == 0)) || install_missing
 
-# Then the Python reference stack (torch, transformers, peft, trl) in a virtual
+# Then the Python reference stack (torch, transformers, peft, trl, tensorboard) in a virtual
 # environment of its own, once: scripts/reference-python.sh.
 bash "$(dirname "$0")/reference-python.sh" >/dev/null

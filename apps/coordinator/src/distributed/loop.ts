@@ -265,6 +265,7 @@ async function afterStep(
       line[`eval${name[0]!.toUpperCase()}${name.slice(1)}`] = value;
   }
   await appendFile(metricsPath, JSON.stringify(line) + '\n');
+  observer.metrics(line);
   const { loss, lr, tokens, gradNorm, rewardAccuracy, rewardMargin, kl } = metrics;
   const { meanTokenAccuracy, entropy } = metrics;
   const rewards = Object.fromEntries(

@@ -1,8 +1,11 @@
-// A training run's observers: its event log (OUT/events.jsonl) and, with
-// --dashboard HOST:PORT, the dashboard server that shows it live.
+// A training run's observers: its event log (OUT/events.jsonl), with
+// --dashboard HOST:PORT the dashboard server that shows it live, and with
+// --report-to tensorboard an event file of its metrics (OUT/runs/).
+import { join } from 'node:path';
 import type { TrainOptions } from '../training/train-spec.js';
 import { startDashboard } from '../dashboard/server.js';
 import { type RunEventInit, RunEventLog, type RunFacts } from './events.js';
+import { TensorBoardWriter } from './tensorboard.js';
 
 /** How long the dashboard stays up after the run's last event. */
 const DASHBOARD_LINGER_MS = 1000;
@@ -10,6 +13,8 @@ const DASHBOARD_LINGER_MS = 1000;
 export interface RunObserver {
   readonly events: RunEventLog;
   emit(event: RunEventInit): void;
+  /** A metrics.jsonl line, once written (--report-to tensorboard copies it to OUT/runs/). */
+  metrics(line: Readonly<Record<string, unknown>>): void;
   /** A line for the event log (joins, leaves, checkpoints, errors). */
   note(level: 'info' | 'warn' | 'error', message: string): void;
   close(): Promise<void>;
@@ -35,9 +40,14 @@ export async function observeRun(
     });
     console.log(`dashboard: ${dashboard.url}`);
   }
+  const tensorBoard =
+    o.reportTo === 'tensorboard' ? new TensorBoardWriter(join(out, 'runs')) : null;
+  if (tensorBoard)
+    console.log(`tensorboard: ${tensorBoard.file} (tensorboard --logdir ${join(out, 'runs')})`);
   return {
     events,
     emit: (event) => events.emit(event),
+    metrics: (line) => tensorBoard?.line(line),
     note: (level, message) => events.emit({ type: 'log', level, message }),
     close: async () => {
       if (!dashboard) return;

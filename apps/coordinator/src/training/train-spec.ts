@@ -362,6 +362,13 @@ export const trainSpec = defineCommand({
       description:
         'required by every dashboard request (as ?token= or a Bearer header); needed to bind a non-loopback address',
     },
+    'report-to': {
+      kind: 'string',
+      choices: ['none', 'tensorboard'],
+      default: 'none',
+      description:
+        "tensorboard: also write every metrics.jsonl line to OUT/runs/ as TensorBoard scalars, under transformers' and TRL's names (train/loss, train/learning_rate, eval/loss, train/rewards/accuracies...): transformers' report_to",
+    },
   },
   details: [
     'examples:',

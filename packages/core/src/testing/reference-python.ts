@@ -1,4 +1,4 @@
-// The Python reference stack's interpreter (torch, transformers, peft, trl at
+// The Python reference stack's interpreter (torch, transformers, peft, trl and tensorboard at
 // pinned versions): scripts/reference-python.sh installs it in the
 // repository's .venv-reference/, and `pnpm test` runs that script first.
 import { execFileSync } from 'node:child_process';
@@ -22,7 +22,7 @@ export function referencePython(): string {
   const python = join(venv, 'bin', 'python');
   if (!existsSync(join(venv, 'lorafleet-pins.txt')) || !existsSync(python)) {
     throw new Error(
-      `the reference stack (torch, transformers, peft, trl) is missing from ${venv}: ` +
+      `the reference stack (torch, transformers, peft, trl, tensorboard) is missing from ${venv}: ` +
         'run `bash scripts/reference-python.sh` (`pnpm test` runs it first)',
     );
   }
