@@ -372,6 +372,12 @@ describe('train --objective dpo', () => {
       ]);
       expect(cut.code).toBe(2);
       expect(cut.stderr).toContain("--objective dpo keeps each sequence's start");
+      const named = await lorafleet([
+        ...[command, '--model', model, '--data', pairs, '--objective', 'dpo'],
+        ...[...out, '--prompt-column', 'q', '--completion-column', 'a'],
+      ]);
+      expect(named.code).toBe(2);
+      expect(named.stderr).toContain('--objective dpo reads JSONL rows by their own keys');
     }
     for (const [flag, value, objectives] of [
       ['--beta', '0.2', 'dpo, orpo, simpo, cpo or kto'],

@@ -222,6 +222,12 @@ const TOKEN_LOSS_OPTIONS: Readonly<Record<string, string>> = {
   'assistant-only-loss': 'scores the responses only, whatever the rows hold',
   'truncation-mode':
     "keeps each sequence's start, as TRL's preference trainers (keep_end is deprecated there)",
+  ...Object.fromEntries(
+    ['text-column', 'prompt-column', 'completion-column', 'prompt-template'].map((name) => [
+      name,
+      "reads JSONL rows by their own keys (TRL's formats: docs/preference-tuning.md)",
+    ]),
+  ),
 };
 
 /**
