@@ -166,5 +166,13 @@ describe.concurrent('prompt/completion data', () => {
     expect(missing.stderr).toContain(
       `${alpacaFile}:1: no field "response" (fields: "instruction", "input", "output", "id")`,
     );
+    // A text file is one document: eval refuses the field options as train does.
+    const document = join(dir!, 'document.txt');
+    await writeFile(document, 'one document\n');
+    const txt = await lorafleet(['eval', ...common, '--data', document, '--text-column', 'body']);
+    expect(txt.code).toBe(2);
+    expect(txt.stderr).toContain(
+      'eval: --text-column and --data contradict each other: --text-column is for CSV and JSONL files',
+    );
   });
 });

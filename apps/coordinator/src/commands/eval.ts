@@ -22,7 +22,7 @@ import {
   loadModelAndAdapter,
   startBackend,
 } from '../common.js';
-import { dataOptions, rowOptionsFrom } from '../training/data-options.js';
+import { checkColumnOptions, dataOptions, rowOptionsFrom } from '../training/data-options.js';
 import { describeSettings, namedSettings } from '../training/objective-describe.js';
 import { checkObjectiveOptions, objectiveOptions } from '../training/objective-options.js';
 import { feedbackRows, feedbackSettingsFrom } from '../training/objective-settings.js';
@@ -59,6 +59,7 @@ export const evalSpec = defineCommand({
 
 export async function runEval(o: CommandValues<typeof evalSpec>): Promise<void> {
   checkObjectiveOptions(o, givenOptions(o), 'eval'); // before loading anything
+  checkColumnOptions(o, givenOptions(o), 'eval');
   await startBackend(o);
   const { model, tokenizer, config, adapted } = await loadModelAndAdapter(
     o.model,

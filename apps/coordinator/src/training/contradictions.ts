@@ -1,9 +1,9 @@
 // Options that contradict each other are refused (exit 2), naming both,
 // instead of one of them being silently ignored.
 import { type LoraInit, changesBase } from '@lorafleet/core';
-import { datasetFormat } from '@lorafleet/data';
 import { FEEDBACK_NAMES, hasReference } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
+import { checkColumnOptions } from './data-options.js';
 import { checkObjectiveOptions } from './objective-options.js';
 import { bestModelSettings } from './best-model-options.js';
 import type { RunConfig } from '@lorafleet/worker';
@@ -20,14 +20,6 @@ const LORA_OPTIONS = [
   'loraplus-lr-ratio',
   ...PEFT_OPTION_NAMES,
 ];
-
-/** Options that CSV and JSONL files read (a text file is one document). */
-const CSV_OPTIONS = [
-  'text-column',
-  'prompt-column',
-  'completion-column',
-  'prompt-template',
-] as const;
 
 export function checkTrainOptions(o: TrainOptions): void {
   const given = givenOptions(o);
@@ -75,27 +67,7 @@ export function checkTrainOptions(o: TrainOptions): void {
   if (o.fullFinetune && o.baseDtype !== undefined && o.baseDtype !== 'f32') {
     throw clash('full-finetune', 'base-dtype', 'full fine-tuning trains W, which stays f32');
   }
-  // An unknown extension is the data reader's to report.
-  const format =
-    o.format ??
-    (() => {
-      try {
-        return datasetFormat(o.data);
-      } catch {
-        return 'csv';
-      }
-    })();
-  if (format === 'text') {
-    const csv = CSV_OPTIONS.find((name) => given.has(name));
-    if (csv) {
-      const source = o.format !== undefined ? '--format' : '--data';
-      throw clash(
-        csv,
-        source === '--format' ? 'format' : 'data',
-        `--${csv} is for CSV and JSONL files, and ${o.data} is read as one text document`,
-      );
-    }
-  }
+  checkColumnOptions(o, given, 'train');
 }
 
 /**

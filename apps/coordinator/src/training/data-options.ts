@@ -1,5 +1,5 @@
 // The dataset options that train and eval share.
-import type { CsvColumns } from '@lorafleet/data';
+import { type CsvColumns, datasetFormat } from '@lorafleet/data';
 import type { ModelConfig } from '@lorafleet/models';
 import { type OptionValues, UsageError, defineOptions } from '../args.js';
 import type { RowOptions } from './rows.js';
@@ -91,6 +91,33 @@ export const dataOptions = defineOptions({
       'JSONL/CSV: share of the records that may be bad (skipped, and the first 10 reported by file:line) before the run stops',
   },
 });
+
+/** Options that CSV and JSONL files read (a text file is one document). */
+const COLUMN_OPTIONS = ['text-column', 'prompt-column', 'completion-column', 'prompt-template'];
+
+/** Refuses the column options for a file read as one text document (they would change nothing). */
+export function checkColumnOptions(
+  o: Pick<DataValues, 'format'> & { data: string },
+  given: ReadonlySet<string>,
+  command: 'train' | 'eval',
+): void {
+  // An unknown extension is the data reader's to report.
+  const format =
+    o.format ??
+    (() => {
+      try {
+        return datasetFormat(o.data);
+      } catch {
+        return 'csv';
+      }
+    })();
+  const column = COLUMN_OPTIONS.find((name) => given.has(name));
+  if (format !== 'text' || column === undefined) return;
+  const source = o.format !== undefined ? 'format' : 'data';
+  throw new UsageError(
+    `${command}: --${column} and --${source} contradict each other: --${column} is for CSV and JSONL files, and ${o.data} is read as one text document`,
+  );
+}
 
 /** The values of the data options, in any command that spreads them in. */
 export type DataValues = OptionValues<typeof dataOptions>;
