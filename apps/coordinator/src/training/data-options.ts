@@ -93,7 +93,12 @@ export const dataOptions = defineOptions({
 });
 
 /** Options that CSV and JSONL files read (a text file is one document). */
-const COLUMN_OPTIONS = ['text-column', 'prompt-column', 'completion-column', 'prompt-template'];
+export const COLUMN_OPTIONS = [
+  'text-column',
+  'prompt-column',
+  'completion-column',
+  'prompt-template',
+] as const;
 
 /** Refuses the column options for a file read as one text document (they would change nothing). */
 export function checkColumnOptions(

@@ -20,6 +20,7 @@ import {
   type FeedbackSettings,
 } from '@lorafleet/models';
 import { type OptionValues, UsageError, defineOptions } from '../args.js';
+import { COLUMN_OPTIONS } from './data-options.js';
 
 export const objectiveOptions = defineOptions({
   objective: {
@@ -223,7 +224,7 @@ const TOKEN_LOSS_OPTIONS: Readonly<Record<string, string>> = {
   'truncation-mode':
     "keeps each sequence's start, as TRL's preference trainers (keep_end is deprecated there)",
   ...Object.fromEntries(
-    ['text-column', 'prompt-column', 'completion-column', 'prompt-template'].map((name) => [
+    COLUMN_OPTIONS.map((name) => [
       name,
       "reads JSONL rows by their own keys (TRL's formats: docs/preference-tuning.md)",
     ]),
