@@ -12,6 +12,11 @@ export interface Batch {
   seqLen: number; // T
   /** KTO's rows: 1 where the row's completion is desirable, [B]; absent for other rows. */
   desirable?: Uint8Array;
+  /**
+   * [B*T]: each token's position within its document where rows pack several
+   * apart (SequenceRow.positionIds); the model then attends within documents.
+   */
+  positionIds?: Int32Array;
 }
 
 /**
@@ -35,7 +40,24 @@ export function collate(rows: readonly SequenceRow[], seqLen: number): Batch {
   });
   const flagged = rows.length > 0 && rows.every((r) => r.desirable !== undefined);
   const desirable = flagged ? Uint8Array.from(rows, (r) => (r.desirable ? 1 : 0)) : undefined;
-  return { ids, labels, lengths, batchSize, seqLen, ...(desirable ? { desirable } : {}) };
+  const positionIds = collatePositions(rows, seqLen);
+  return {
+    ...{ ids, labels, lengths, batchSize, seqLen },
+    ...(desirable ? { desirable } : {}),
+    ...(positionIds ? { positionIds } : {}),
+  };
+}
+
+/** The rows' positionIds stacked [B*T], or undefined when none has them (all or none must). */
+function collatePositions(rows: readonly SequenceRow[], seqLen: number): Int32Array | undefined {
+  const packed = rows.filter((r) => r.positionIds !== undefined).length;
+  if (packed === 0) return undefined;
+  if (packed < rows.length) {
+    throw new RangeError(`${packed} of ${rows.length} rows carry positionIds: all or none must`);
+  }
+  const positionIds = new Int32Array(rows.length * seqLen);
+  rows.forEach((row, b) => positionIds.set(row.positionIds!, b * seqLen));
+  return positionIds;
 }
 
 /** The multiple that padToLongest rounds a batch's length up to: few distinct shapes. */
@@ -101,13 +123,20 @@ const roundedCut = (needed: number, multiple: number, most: number) =>
 function cutSequences(batch: Batch, sequences: number, cut: number): Batch {
   const { batchSize, seqLen } = batch;
   const part = seqLen / sequences;
-  const ids = new Int32Array(batchSize * sequences * cut);
-  const labels = new Int32Array(batchSize * sequences * cut);
-  for (let p = 0; p < batchSize * sequences; p++) {
-    ids.set(batch.ids.subarray(p * part, p * part + cut), p * cut);
-    labels.set(batch.labels.subarray(p * part, p * part + cut), p * cut);
-  }
-  return { ...batch, ids, labels, seqLen: sequences * cut };
+  const take = (from: Int32Array) => {
+    const to = new Int32Array(batchSize * sequences * cut);
+    for (let p = 0; p < batchSize * sequences; p++)
+      to.set(from.subarray(p * part, p * part + cut), p * cut);
+    return to;
+  };
+  const positionIds = batch.positionIds ? { positionIds: take(batch.positionIds) } : {};
+  return {
+    ...batch,
+    ids: take(batch.ids),
+    labels: take(batch.labels),
+    seqLen: sequences * cut,
+    ...positionIds,
+  };
 }
 
 /**

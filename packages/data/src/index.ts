@@ -70,6 +70,7 @@ export {
   padOrTruncate,
   padExamples,
 } from './pack.js';
+export { BEST_FIT_BLOCK, type BestFitRows, type PackingStrategy, packBestFit } from './best-fit.js';
 export {
   type Batch,
   PAD_MULTIPLE,

@@ -12,6 +12,11 @@ export interface SequenceRow {
   length: number; // real tokens, at the start of the row; T when full
   /** KTO's rows (unpaired.ts): whether the row's completion is desirable. */
   desirable?: boolean;
+  /**
+   * Rows of several documents kept apart (best-fit.ts): each token's position
+   * within its document, [T], 0 on padding. Absent: one sequence, positions 0..T-1.
+   */
+  positionIds?: Int32Array;
 }
 
 /** What to do with the tokens left over after the last full row. */

@@ -73,6 +73,13 @@ export interface ForwardPassOptions {
    * gradient_checkpointing): less memory for one more forward pass.
    */
   gradientCheckpointing?: boolean;
+  /**
+   * [B*T] rows that pack several documents apart (TokenBatch.positionIds):
+   * each token's position within its document, which it is embedded or
+   * rotated at; it attends to its own document's earlier tokens only
+   * (packed-documents.ts). Absent: positions 0..T-1, causal over the row.
+   */
+  positionIds?: Int32Array;
 }
 
 // A type alias, not an interface, so that tf.tidy accepts it as a TensorContainer.

@@ -10,6 +10,8 @@ export interface TokenBatch {
   seqLen: number;
   /** KTO's rows (kto.ts): 1 where the row's completion is desirable, [B]. */
   desirable?: Uint8Array;
+  /** [B*T] rows packing documents apart: each token's position in its document (ForwardPassOptions.positionIds). */
+  positionIds?: Int32Array;
 }
 
 /**

@@ -3,6 +3,7 @@
 import { checkpoint, settleDevice, softmaxCrossEntropy, tf, tokenStats } from '@lorafleet/core';
 import type { CausalLM, ForwardPassOptions } from './causal-lm.js';
 import { IGNORE_INDEX, type TokenBatch, shiftedLabels } from './labels.js';
+import { withDocuments } from './packed-documents.js';
 import { scheduledEvaluation } from './scheduled-loss.js';
 
 export { IGNORE_INDEX, type TokenBatch, shiftedLabels };
@@ -62,6 +63,7 @@ function tokenLoss(
   withStats: boolean,
 ): { sum: tf.Scalar; stats?: tf.Tensor1D } {
   const { batchSize: B, seqLen: T } = batch;
+  options = withDocuments(options, batch);
   const V = model.modelConfig.vocabSize;
   // Training keeps the logits for backward unless checkpointed; evaluation never needs all of them.
   const chunked = options.training
@@ -128,7 +130,7 @@ function chunkedSums(
   const shifted = shiftedLabels(batch, V); // [N]
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
-    const h = model.hidden(ids, options);
+    const h = model.hidden(ids, withDocuments(options, batch));
     const C = h.shape[2];
     const hidden = h.reshape([N, C]) as tf.Tensor2D; // [N, C]
     // [1], or [3] with the chunk's TOKEN_STATS: their gradient is zero, which changes nothing
@@ -202,6 +204,7 @@ export function positionColumns(
   const [N, V] = [B * T, model.modelConfig.vocabSize];
   const shifted = shiftedLabels(batch, V); // [N]
   const chunked = options.training ? options.gradientCheckpointing === true : N > lossChunkRows(V);
+  options = withDocuments(options, batch);
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
     if (!chunked) {
@@ -264,7 +267,8 @@ export async function evaluateLossSums(
       const count = countLossTokens(batch);
       if (count === 0) continue;
       await beforeBatch?.();
-      if (scheduled) {
+      // Packed documents attend within each: the tape's forward (the plan attends over rows).
+      if (scheduled && !batch.positionIds) {
         scheduled.add(batch);
         await settleDevice(); // each batch's device work done before the next notice
       } else {
@@ -282,7 +286,11 @@ export async function evaluateLossSums(
     }
     if (scheduled) {
       const { lossSum, stats } = await scheduled.take();
-      [sums[0], sums[1], sums[2]] = [lossSum, stats[0]!, stats[1]!];
+      [sums[0], sums[1], sums[2]] = [
+        sums[0]! + lossSum,
+        sums[1]! + stats[0]!,
+        sums[2]! + stats[1]!,
+      ];
     }
   } finally {
     scheduled?.dispose();

@@ -50,6 +50,11 @@ export class ScheduledGradients {
    * with that seed does.
    */
   add(batch: TokenBatch, seed = 0): void {
+    if (batch.positionIds) {
+      throw new Error(
+        'the hand-scheduled step attends over whole rows: packed documents take the tape',
+      );
+    }
     const { plan, meta: sites } = this.plans.entry(batch.batchSize, batch.seqLen);
     const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
     plan.replay({ ...inputs, ...dropoutInputs(sites, seed) }, this.empty ? [this.sum] : []);

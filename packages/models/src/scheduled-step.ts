@@ -227,7 +227,12 @@ export function chooseStepGradients(
   model: CausalLM,
   params: TrainableParameters | null,
   choice: StepGradientsChoice = stepGradientsChoice(),
-  options: { neftune?: boolean; gradientCheckpointing?: boolean; objective?: ObjectiveKind } = {},
+  options: {
+    neftune?: boolean;
+    gradientCheckpointing?: boolean;
+    objective?: ObjectiveKind;
+    packedDocuments?: boolean;
+  } = {},
 ): { path: StepGradients; reason: string | null } {
   if (choice === 'tape') return { path: 'tape', reason: 'LORAFLEET_WEBGPU_STEP=tape' };
   const why =
@@ -237,7 +242,9 @@ export function chooseStepGradients(
         ? 'NEFTune noise (--neftune-noise-alpha) is not in the hand-scheduled step'
         : options.gradientCheckpointing
           ? "gradient checkpointing (--gradient-checkpointing) is the tape's; the hand-scheduled step keeps its own buffers"
-          : scheduledStepUnsupported(model, params);
+          : options.packedDocuments
+            ? "the hand-scheduled step attends over whole rows; packed documents (--packing-strategy bfd) are the tape's"
+            : scheduledStepUnsupported(model, params);
   if (why === null) return { path: 'scheduled', reason: null };
   if (choice === 'scheduled') throw new Error(`LORAFLEET_WEBGPU_STEP=scheduled, but ${why}`);
   return { path: 'tape', reason: why };

@@ -52,7 +52,7 @@ import {
   writeCheckpointTensors,
 } from './checkpoint.js';
 import { type RunConfig, RunConfigError } from './run-config.js';
-import { batchesOf, prepareRows, rowsFingerprint } from './rows.js';
+import { batchesOf, packsDocuments, prepareRows, rowsFingerprint } from './rows.js';
 import { type AllReduce, type ComputeNotice, TrainingStep } from './step.js';
 
 /**
@@ -139,6 +139,7 @@ export class Replica {
           ...(config.neftuneAlpha ? { neftuneAlpha: config.neftuneAlpha } : {}),
           ...(config.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
           ...(config.objective ? { objective: config.objective } : {}),
+          ...(packsDocuments(config.rows) ? { packedDocuments: true } : {}),
         },
         allReduce,
         // DoRA's magnitudes start as W's row norms, computed where W lives (a GPU: no sync read)

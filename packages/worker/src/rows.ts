@@ -19,6 +19,7 @@ import {
   keepEnds,
   labelledLength,
   pack,
+  packBestFit,
   padExamples,
   padHalvesToLongest,
   padToLongest,
@@ -42,6 +43,12 @@ export interface RowOptions {
   loss?: LossScope;
   /** Padded rows keep a too-long example's last seqLen tokens (TRL's truncation_mode="keep_end"); absent: its first. */
   truncation?: 'keep_end';
+  /**
+   * Packed rows keep examples whole and apart, best fit decreasing (TRL's
+   * packing_strategy; data's packBestFit); with --packing auto every example
+   * kind is packed. Absent: "wrapped", one stream cut every seqLen tokens.
+   */
+  packingStrategy?: 'bfd' | 'bfd_split';
   /** Preference pairs for --objective dpo, orpo, simpo or cpo: each row is [chosen | rejected], 2 x seqLen tokens. */
   pairs?: boolean;
   /**
@@ -90,25 +97,26 @@ export async function prepareRows(
   // Prompt/completion and conversation examples, and others with masked
   // tokens, keep one example per row (padding); plain text is packed, as
   // run_clm does.
+  // (Best-fit packing keeps examples whole: every kind is packed.)
   const whole = read.prompted || read.examples.some((e) => e.labels.some((l) => l < 0));
-  const mode = options.packing === 'auto' ? (whole ? 'pad' : 'pack') : options.packing;
+  const strategy = options.packingStrategy;
+  const auto = whole && !strategy ? 'pad' : 'pack';
+  const mode = options.packing === 'auto' ? auto : options.packing;
+  // Rows hold examples cut to seqLen: padded, or best fit ("bfd" truncates, "bfd_split" does not).
+  const cuts = mode === 'pad' || strategy === 'bfd';
   const keepEnd = options.truncation === 'keep_end';
-  if (keepEnd && mode === 'pack')
+  if (keepEnd && !cuts)
     warnings.push('--truncation-mode keep_end: the rows are packed, no example is truncated');
-  const cut = keepEnd && mode === 'pad' ? keepEnds(read.examples, options.seqLen) : undefined;
+  const cut = keepEnd && cuts ? keepEnds(read.examples, options.seqLen) : undefined;
   const kept = dropUntrainable(
     cut ? { ...read, examples: cut.examples } : read,
-    mode === 'pad' ? options.seqLen : undefined,
+    cuts ? options.seqLen : undefined,
   );
   warnings.push(...untrainableWarnings(kept, options.seqLen));
   const tokens = kept.examples.reduce((n, e) => n + e.ids.length, 0);
-  let made: { rows: SequenceRow[]; rowLines: Int32Array };
-  if (mode === 'pack') {
-    made = packedRows(kept, options.seqLen, warnings);
-  } else {
-    const padded = padExamples(kept.examples, options.seqLen, tokenizer.eosId);
-    made = { rows: padded.rows, rowLines: Int32Array.from(kept.lines) };
-    warnings.push(...truncationWarnings(file, cut ?? padded, options.seqLen, keepEnd));
+  const made = makeRows(kept, options, mode, tokenizer.eosId, warnings);
+  if (made.truncated) {
+    warnings.push(...truncationWarnings(file, cut ?? made.truncated, options.seqLen, keepEnd));
   }
   if (made.rows.length === 0) {
     throw new Error(
@@ -124,17 +132,17 @@ export async function prepareRows(
   ].join('');
   return {
     ...made,
-    description: `${kept.examples.length} examples, ${tokens} tokens -> ${made.rows.length} rows of ${options.seqLen} (${mode === 'pack' ? 'packed' : 'padded'})${skipped}`,
+    description: `${kept.examples.length} examples, ${tokens} tokens -> ${made.rows.length} rows of ${options.seqLen} (${mode === 'pack' ? `packed${strategy ? `, ${strategy}` : ''}` : 'padded'})${skipped}`,
     warnings,
   };
 }
 
+/** How many examples were cut to fit a row, and the tokens cut. */
+type Truncation = { truncatedExamples: number; truncatedTokens: number };
+
 function truncationWarnings(
   file: string,
-  {
-    truncatedExamples: n,
-    truncatedTokens: lost,
-  }: { truncatedExamples: number; truncatedTokens: number },
+  { truncatedExamples: n, truncatedTokens: lost }: Truncation,
   seqLen: number,
   keepEnd: boolean,
 ): string[] {
@@ -185,6 +193,57 @@ function packedRows(
     );
   }
   return { rows, rowLines: Int32Array.from(lines) };
+}
+
+/** The rows of `mode`, and how many examples were cut to fit one (padding and "bfd" cut; wrapped packing does not). */
+function makeRows(
+  kept: UntrainableDrop,
+  options: RowOptions,
+  mode: 'pack' | 'pad',
+  padId: number,
+  warnings: string[],
+): { rows: SequenceRow[]; rowLines: Int32Array; truncated?: Truncation } {
+  const strategy = options.packingStrategy;
+  if (mode === 'pack' && strategy)
+    return bestFitRows(kept, options.seqLen, strategy, padId, warnings);
+  if (mode === 'pack') return packedRows(kept, options.seqLen, warnings);
+  const padded = padExamples(kept.examples, options.seqLen, padId);
+  return { rows: padded.rows, rowLines: Int32Array.from(kept.lines), truncated: padded };
+}
+
+/**
+ * Best-fit packed rows (data's packBestFit), less those holding prompt
+ * tokens only (a piece of a split example may), with the line of the first
+ * example each row holds.
+ */
+function bestFitRows(
+  kept: UntrainableDrop,
+  seqLen: number,
+  strategy: 'bfd' | 'bfd_split',
+  padId: number,
+  warnings: string[],
+): { rows: SequenceRow[]; rowLines: Int32Array; truncated?: Truncation } {
+  const packed = packBestFit(kept.examples, seqLen, strategy, padId);
+  const rows: SequenceRow[] = [];
+  const lines: number[] = [];
+  packed.rows.forEach((row, r) => {
+    if (firstTrainedPosition(row, seqLen) < 0) return;
+    rows.push(row);
+    lines.push(kept.lines[packed.firstExample[r]!] ?? 0);
+  });
+  if (rows.length < packed.rows.length) {
+    warnings.push(
+      `${kept.file}: dropped ${packed.rows.length - rows.length} packed rows that hold prompt tokens only`,
+    );
+  }
+  // bfd_split cuts nothing: its pieces all train.
+  const truncated = strategy === 'bfd' ? packed : undefined;
+  return { rows, rowLines: Int32Array.from(lines), ...(truncated ? { truncated } : {}) };
+}
+
+/** Whether the rows pack documents apart (--packing-strategy bfd or bfd_split): the model then attends within each. */
+export function packsDocuments(options: Pick<RowOptions, 'packing' | 'packingStrategy'>): boolean {
+  return options.packingStrategy !== undefined && options.packing !== 'pad';
 }
 
 /** Tokens in one row: seqLen, or twice that for preference pairs ([chosen | rejected]) and KTO's rows. */

@@ -285,6 +285,9 @@ function rowOptions(rows: Fields): RowOptions {
     ...(rows.has('truncation')
       ? { truncation: rows.choice('truncation', ['keep_end'] as const) }
       : {}),
+    ...(rows.has('packingStrategy')
+      ? { packingStrategy: rows.choice('packingStrategy', ['bfd', 'bfd_split'] as const) }
+      : {}),
     ...(rows.has('pairs') ? { pairs: rows.boolean('pairs') } : {}),
     ...(rows.has('kto') ? { kto: { klChunk: rows.object('kto').int('klChunk', 1) } } : {}),
   };

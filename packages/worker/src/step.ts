@@ -69,6 +69,8 @@ export interface StepConfig {
   decayScales?: Float64Array | null;
   /** What the step minimises (models' objective.ts); absent: the token loss (SFT). */
   objective?: ObjectiveSettings;
+  /** Rows pack documents apart (--packing-strategy bfd, bfd_split): attention within each document. */
+  packedDocuments?: boolean;
 }
 
 export interface StepResult {
@@ -138,6 +140,7 @@ export class TrainingStep {
       neftune: (config.neftuneAlpha ?? 0) > 0,
       gradientCheckpointing: config.gradientCheckpointing === true,
       objective: this.objective.settings.kind,
+      packedDocuments: config.packedDocuments === true,
     });
     this.scheduled =
       this.gradients.path === 'scheduled' ? new ScheduledGradients(model, params) : null;

@@ -20,13 +20,22 @@ export const dataOptions = defineOptions({
     description:
       'pack text into full rows, or pad one example per row (auto: pad prompt/completion, conversation and masked input_ids rows; pack text)',
   },
+  'packing-strategy': {
+    affects: 'math',
+    aliases: ['packing_strategy'],
+    kind: 'string',
+    choices: ['wrapped', 'bfd', 'bfd_split'],
+    default: 'wrapped',
+    description:
+      "how rows are packed (TRL's packing_strategy): wrapped cuts one stream of examples every --seq-len tokens, attending across them (run_clm); bfd places whole examples by best fit decreasing, keeping each apart (its own positions, attention within it; TRL's default), cutting one longer than a row to its first tokens; bfd_split cuts it into pieces instead. bfd and bfd_split pack every kind of row, prompt/completion and conversations too",
+  },
   'truncation-mode': {
     affects: 'math',
     kind: 'string',
     choices: ['keep_start', 'keep_end'],
     default: 'keep_start',
     description:
-      "padded rows: an example longer than --seq-len keeps its first tokens, or with keep_end its last (TRL's truncation_mode)",
+      "padded rows (and --packing-strategy bfd): an example longer than --seq-len keeps its first tokens, or with keep_end its last (TRL's truncation_mode)",
   },
   'completion-only-loss': {
     affects: 'math',
@@ -150,6 +159,11 @@ export function rowOptionsFrom(o: DataValues, { contextLength: context }: ModelC
       ...(template ? { promptTemplate: template } : {}),
     };
   }
+  const strategy = o.packingStrategy === 'wrapped' ? undefined : o.packingStrategy;
+  if (strategy && o.packing === 'pad')
+    throw new UsageError(
+      `--packing-strategy ${strategy} packs rows and --packing pad pads them: give one (--packing auto or pack packs with ${strategy})`,
+    );
   const loss = { completionOnly: o.completionOnlyLoss, assistantOnly: o.assistantOnlyLoss };
   return {
     seqLen,
@@ -157,6 +171,7 @@ export function rowOptionsFrom(o: DataValues, { contextLength: context }: ModelC
     // Absent when default, so the run config of a default run is as before.
     ...(loss.completionOnly && loss.assistantOnly ? {} : { loss }),
     ...(o.truncationMode === 'keep_end' ? { truncation: 'keep_end' as const } : {}),
+    ...(strategy ? { packingStrategy: strategy } : {}),
     ...(o.padding === 'max_length' ? { padding: 'max_length' as const } : {}),
     maxBadFraction: o.maxBadFraction,
     ...(o.format ? { format: o.format } : {}),

@@ -223,6 +223,7 @@ const TOKEN_LOSS_OPTIONS: Readonly<Record<string, string>> = {
   'assistant-only-loss': 'scores the responses only, whatever the rows hold',
   'truncation-mode':
     "keeps each sequence's start, as TRL's preference trainers (keep_end is deprecated there)",
+  'packing-strategy': 'keeps each pair or example in a row of its own',
   ...Object.fromEntries(
     COLUMN_OPTIONS.map((name) => [
       name,

@@ -108,6 +108,7 @@ const ADDED_LATER: Record<string, unknown> = {
   'completion-only-loss': true,
   'assistant-only-loss': true,
   'truncation-mode': 'keep_start',
+  'packing-strategy': 'wrapped',
   // Before --padding, every padded row was padded to --seq-len.
   padding: 'max_length',
   'train-sampling-strategy': 'random',

@@ -10,12 +10,14 @@ import {
   geluNew as coreGeluNew,
   layerNorm as coreLayerNorm,
   causalAttention,
+  causalAttentionComposed,
   checkpoint,
   reshapeTo,
   seededDropout,
   tf,
 } from '@lorafleet/core';
 import { neftuneNoise } from '../neftune.js';
+import { documentBias } from '../packed-documents.js';
 import type {
   CachedPass,
   CausalLM,
@@ -227,8 +229,10 @@ export class Gpt2Model implements CausalLM {
     const training = options.training ?? false;
     const dropping = training && options.dropout !== false;
     const seeds = gpt2Seeds(c, options.seed ?? 0, dropping); // every mask's seed
+    const packed = options.positionIds;
     return tf.tidy(() => {
-      const positions = tf.range(0, T, 1, 'int32');
+      // [T], or packed documents' own positions [B, T]
+      const positions = packed ? tf.tensor2d(packed, [B, T], 'int32') : tf.range(0, T, 1, 'int32');
       let tokens = this.tokenEmbedding
         .lookup(ids.flatten())
         .reshape([B, T, c.nEmbd]) as tf.Tensor3D;
@@ -236,11 +240,12 @@ export class Gpt2Model implements CausalLM {
         tokens = neftuneNoise(tokens, options.neftuneAlpha, options.seed ?? 0);
       let x = tf.add(tokens, tf.gather(this.wpe, positions)); // [B, T, C]
       x = drop(x, c.embdPdrop, seeds.embd);
-      const mask = causalMask(T); // [T, T]: 0 where allowed, -1e9 where not
+      // 0 where allowed, -1e9 where not: causal [T, T], or within documents [B, 1, T, T]
+      const mask = packed ? documentBias(packed, B, T, null) : causalMask(T);
       const recompute = training && options.gradientCheckpointing === true;
       for (const [i, block] of this.blocks.entries()) {
         const run = (h: tf.Tensor, [m]: readonly tf.Tensor[]) =>
-          this.block(block, h, m as tf.Tensor2D, dropping, seeds.blocks[i]!);
+          this.block(block, h, m!, dropping, seeds.blocks[i]!);
         x = recompute ? checkpoint(run, x, [mask], blockVariables(block)) : run(x, [mask]);
       }
       return layerNorm(x, this.lnF, c.layerNormEpsilon) as tf.Tensor3D;
@@ -251,7 +256,7 @@ export class Gpt2Model implements CausalLM {
   private block(
     block: Gpt2Block,
     x: tf.Tensor,
-    mask: tf.Tensor2D,
+    mask: tf.Tensor, // [T, T] causal, or [B, 1, T, T] packed documents'
     training: boolean,
     s: Gpt2BlockSeeds,
   ): tf.Tensor {
@@ -274,7 +279,7 @@ export class Gpt2Model implements CausalLM {
   private attention(
     block: Gpt2Block,
     x: tf.Tensor, // [B, T, C]
-    mask: tf.Tensor2D,
+    mask: tf.Tensor,
     training: boolean,
     seeds: Gpt2BlockSeeds,
   ): tf.Tensor {
@@ -289,7 +294,9 @@ export class Gpt2Model implements CausalLM {
     // softmax(q k^T / sqrt(D) + mask) v: without [B, H, T, T] on webgpu, dropout included.
     const rate = this.config.attnPdrop;
     const dropout = seeds.probs === null ? undefined : { rate, seed: seeds.probs };
-    const heads = causalAttention(q!, k!, v!, { scale: 1 / Math.sqrt(D), mask, dropout }); // [B, H, T, D]
+    // The fused kernel is causal over the row: packed documents' bias takes the composed path.
+    const attend = mask.rank === 2 ? causalAttention : causalAttentionComposed;
+    const heads = attend(q!, k!, v!, { scale: 1 / Math.sqrt(D), mask, dropout }); // [B, H, T, D]
     const y = reshapeTo(heads.transpose([0, 2, 1, 3]), [B, T, C]); // [B, T, C]
     return block.attnProj.forward(y, { training, dropoutSeed: seed * 4 + 1 });
   }

@@ -26,6 +26,7 @@ import {
   scaleBy,
   tf,
 } from '@lorafleet/core';
+import { documentBias } from '../packed-documents.js';
 import { neftuneNoise } from '../neftune.js';
 import type {
   CachedPass,
@@ -171,18 +172,27 @@ export class LlamaModel implements CausalLM {
   }
 
   hidden(ids: tf.Tensor2D, options: ForwardPassOptions = {}): tf.Tensor3D {
-    const [, T] = ids.shape;
+    const [B, T] = ids.shape;
     if (T > this.config.maxPositions) {
       throw new Error(
         `sequence of ${T} tokens exceeds the model's context of ${this.config.maxPositions} (max_position_embeddings)`,
       );
     }
+    const packed = options.positionIds;
     return tf.tidy(() => {
       const positions = Int32Array.from({ length: T }, (_, t) => t);
       const { x } = this.runLayers(ids, {
-        ...this.rotations(positions, 1, T), // [1, 1, T, D]
-        bias: (window) => attentionBias(positions, [0], T, T, window), // [1, 1, T, T]
-        causal: true,
+        // Packed documents: their own positions and attention within each [B, 1, T, *].
+        ...(packed
+          ? {
+              ...this.rotations(packed, B, T),
+              bias: (window) => documentBias(packed, B, T, window),
+            }
+          : {
+              ...this.rotations(positions, 1, T), // [1, 1, T, D]
+              bias: (window) => attentionBias(positions, [0], T, T, window), // [1, 1, T, T]
+              causal: true,
+            }),
         past: null,
         training: options.training ?? false,
         dropout: options.dropout ?? true,
