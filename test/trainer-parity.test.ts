@@ -21,15 +21,19 @@ const STEPS = 4;
 /** Every row in every step (batch = the data): the order of rows cannot matter. */
 const ROWS = 8;
 const SEQ = 32;
+/** Packed rows' length: two or three of promptCompletions' examples. */
+const PACKED = 64;
 
 function run(command: string, args: string[]): string {
   const r = spawnSync(command, args, { cwd: root, encoding: 'utf8', timeout: 240_000 });
   expect(r.status, `${command} ${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(0);
   return r.stdout;
 }
-const rowArgs = (data: string) => [
-  ...['--data', data, '--batch-size', String(ROWS), '--seq-len', String(SEQ)],
-  ...['--packing', 'pad', '--lora-dropout', '0', '--no-dashboard'],
+/** One example per row, or with `packing` (a --packing-strategy) packed into rows of PACKED. */
+const rowArgs = (data: string, packing?: string) => [
+  ...['--data', data, '--batch-size', String(ROWS), '--seq-len', String(packing ? PACKED : SEQ)],
+  ...(packing ? ['--packing-strategy', packing] : ['--packing', 'pad']),
+  ...['--lora-dropout', '0', '--no-dashboard'],
 ];
 
 interface TrainerRun {
@@ -139,6 +143,16 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       targets: 'c_attn,c_proj,c_fc',
       sft: true,
     },
+    // TRL's packing=True (packing_strategy "bfd", padding-free): two or three examples per row
+    // of 64, each at its own positions and attending within itself (transformers reads the
+    // packed position_ids), against --packing-strategy bfd; the batch is every row.
+    'gpt2 SFTTrainer packing bfd': {
+      make: ['make-tiny', '--dir'],
+      folder: '',
+      targets: 'c_attn,c_proj,c_fc',
+      sft: true,
+      packing: 'bfd',
+    },
     // Other optimizers by transformers' optim and optim_args: its own Adafactor (factored
     // second moments of each [r, in] and [out, r] matrix) and torch's SGD with Nesterov momentum.
     'gpt2 adafactor': {
@@ -167,11 +181,13 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
         adam,
         optim,
         lr = 0.01,
+        packing,
       } = CASES[name] as {
         warmup?: number;
         lr?: number;
         adam?: Record<string, number>;
         optim?: { name: string; args?: string; title: string };
+        packing?: 'bfd';
       };
       const work = join(out, name.replace(' ', '-'));
       run(referencePython(), ['test/gpu/reference.py', ...make, join(work, 'made')]);
@@ -181,7 +197,7 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       writeFileSync(data, sft ? promptCompletions(5) : randomRows(3));
       const train = (dir: string, options: Record<string, string | number>) =>
         run(process.execPath, [
-          ...[CLI, 'train', '--model', model, '--out', join(work, dir), ...rowArgs(data)],
+          ...[CLI, 'train', '--model', model, '--out', join(work, dir), ...rowArgs(data, packing)],
           ...Object.entries(options).flatMap(([k, v]) => [`--${k}`, String(v)]),
         ]);
       // A start away from B = 0: two steps of lorafleet's own.
@@ -204,6 +220,7 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
         }),
       );
       expect(said[0]).toContain(`starting from the adapter ${init}`);
+      if (packing) expect(said[0]).toMatch(/-> [3-4] rows of 64 \(packed, bfd\)/); // 8 examples, 2 or 3 a row
       const schedule = `lr ${lr} (linear, ${Math.ceil(warmup * (warmup < 1 ? STEPS : 1))} warmup steps)`;
       expect(said[0]).toContain(
         optim
@@ -220,6 +237,7 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
           ...(adam ? { adam } : {}),
           ...(optim ? { optim: optim.name, optimArgs: optim.args } : {}),
           trainer: sft ? 'sft' : 'lm',
+          ...(packing ? { packing, maxLength: PACKED } : {}),
         }),
       );
       const printed = run(referencePython(), ['test/reference/peft_trainer.py', spec]);

@@ -15,7 +15,9 @@ usage: peft_trainer.py SPEC_JSON
               of them below 1), "weightDecay", "maxGradNorm", "adam": {"beta1", "beta2",
               "eps"} (default torch's), "optim", "optimArgs" (transformers' optim and
               optim_args; default adamw_torch), "compare": [adapter folders written by
-              lorafleet train], "trainer": "lm" (default) or "sft"}
+              lorafleet train], "trainer": "lm" (default) or "sft", with "sft" optionally
+              "packing" (SFTConfig's packing_strategy: "bfd", "bfd_split" or "wrapped") and
+              "maxLength" (its max_length, the packed rows' length)}
 usage: peft_trainer.py byte-tokenizer MODEL_DIR
   writes a byte-level BPE tokenizer.json (no merges: a token per byte,
   <|endoftext|> 256) and tokenizer_config.json into MODEL_DIR
@@ -97,13 +99,17 @@ def sft_trainer(spec, model, args_common):
 
     lines = [json.loads(line) for line in open(spec["data"]) if line.strip()]
     data = datasets.Dataset.from_list([{"prompt": l["prompt"], "completion": l["completion"]} for l in lines])
+    # "packing": "bfd" packs by best fit into rows of "maxLength", each document apart
+    # (padding-free: position_ids restart at each, and the attention mask follows them).
+    packing = spec.get("packing")
     args = SFTConfig(
         **args_common,
         per_device_train_batch_size=len(lines),
         per_device_eval_batch_size=len(lines),
         gradient_checkpointing=False,
-        max_length=None,
-        packing=False,
+        max_length=spec["maxLength"] if packing else None,
+        packing=packing is not None,
+        packing_strategy=packing or "bfd",
         completion_only_loss=True,
         dataset_num_proc=None,
     )
