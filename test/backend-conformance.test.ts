@@ -8,13 +8,15 @@
 // layer with two rotary bases) end with
 // wasm's parameters, the eval loss is wasm's, and greedy generation with the
 // KV cache gives wasm's tokens, within the tolerances of each backend's
-// descriptor. webgpu runs its WGSL for real on SwiftShader where there is no
-// GPU (LORAFLEET_BACKENDS and LORAFLEET_NO_VULKAN: see @lorafleet/core/testing).
+// descriptor; and a GPT-2's and a Gemma 2's pass over rows packing documents
+// apart gives wasm's loss and gradient. webgpu runs its WGSL for real on
+// SwiftShader where there is no GPU (LORAFLEET_BACKENDS and LORAFLEET_NO_VULKAN: see @lorafleet/core/testing).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type BackendName,
   TrainableParameters,
   backendDescriptor,
+  lossAndGradsAsync,
   readParametersAsync,
   releaseWebGpu,
   tf,
@@ -35,6 +37,7 @@ import {
   generateBatch,
   randomGpt2Weights,
   randomLlamaWeights,
+  tokenNllSum,
 } from '../packages/models/src/index.js';
 import {
   GEMMA3_OVERRIDES,
@@ -264,4 +267,60 @@ for (const [backend, family] of testBackends().flatMap((b) =>
       },
     );
   });
+}
+
+/**
+ * Rows packing documents apart (--packing-strategy bfd): [4, 1, 4] tokens and
+ * [3, 5] plus one padding token, the attention run per document (the fused
+ * kernel on webgpu, with Gemma 2's window of 4 and soft cap).
+ */
+function packedBatch(): TokenBatch {
+  const rows = [
+    [4, 1, 4],
+    [3, 5, 1],
+  ];
+  const T = 9;
+  const positionIds = Int32Array.from(
+    rows.flatMap((lengths) => lengths.flatMap((n) => Array.from({ length: n }, (_, t) => t))),
+  );
+  const ids = Int32Array.from({ length: 2 * T }, (_, i) => (i * 5 + 2) % CONFIG.vocabSize);
+  const labels = ids.map((id, i) => (positionIds[i] === 0 ? IGNORE_INDEX : id));
+  return { ids, labels, batchSize: 2, seqLen: T, positionIds };
+}
+
+/** One training pass's loss and LoRA gradient on the packed batch (LoRA dropout drawn, seed 3). */
+async function packedPass(backend: BackendName, family: Family) {
+  await useBackend(backend);
+  const { model, params } = await loraModel(family);
+  try {
+    const batch = packedBatch();
+    const out = await lossAndGradsAsync(params, () =>
+      tokenNllSum(model, batch, { training: true, seed: 3 }),
+    );
+    return { loss: out.loss, grads: Float32Array.from(out.grads) };
+  } finally {
+    model.dispose();
+  }
+}
+
+for (const backend of testBackends()) {
+  const { tolerance } = backendDescriptor(backend);
+  for (const family of ['gpt2', 'gemma2'] as const) {
+    it(`packed documents (${family}, ${backend}): the loss and gradient equal ${REFERENCE}'s`, async () => {
+      const reference = await packedPass(REFERENCE, family);
+      if (backend === 'webgpu') {
+        await useBackend('webgpu'); // registers the flag
+        tf.env().set('WEBGPU_CPU_FORWARD', false); // the GPU kernels, also on small inputs
+      }
+      try {
+        const outcome = await packedPass(backend, family);
+        expect(Math.abs(outcome.loss - reference.loss)).toBeLessThan(tolerance.loss);
+        expect(maxAbsDiff(outcome.grads, reference.grads)).toBeLessThan(tolerance.training);
+        expect(Math.max(...Array.from(reference.grads, Math.abs))).toBeGreaterThan(1e-3);
+      } finally {
+        if (backend === 'webgpu') tf.env().set('WEBGPU_CPU_FORWARD', true);
+      }
+      if (backend === 'webgpu') expect(webGpuErrors()).toEqual([]);
+    }, 600_000);
+  }
 }

@@ -268,4 +268,10 @@ export {
 export { ScheduledGradients, scheduledStepBytes } from './scheduled-gradients.js';
 export { ScheduledLoss, scheduledEvaluation } from './scheduled-loss.js';
 export { RESPONSE_COLUMNS, perSequence, responseColumns } from './response-metrics.js';
-export { checkPositionIds, documentBias, withDocuments } from './packed-documents.js';
+export {
+  type DocumentLayout,
+  checkPositionIds,
+  documentAttention,
+  documentLayout,
+  withDocuments,
+} from './packed-documents.js';

@@ -13,13 +13,19 @@
 //     (random, the default); 50 steps, one whole megabatch at batch 4
 //     (transformers' rule: 50 batches), since group_by_length puts a
 //     megabatch's longest batches first.
+//   --compare packing: examples packed by best fit into rows of --seq-len,
+//     each attending within itself (--packing-strategy bfd, TRL's packing
+//     default) against one example per row cut to the batch's longest
+//     (padding longest); 4 steps. A bfd row holds several examples, so the
+//     ratio that counts is of real tokens trained per second (the real
+//     tokens of the steps' rows over their seconds), not seconds per step.
 // Each pair trains on the same number of rows; the ratio is the baseline's
 // seconds per step over the other's (the run's own clock, without
 // evaluation). Beside it, the physical measure: the tokens each run's steps
 // compute (rows x the length each micro-batch is cut to) over the real tokens
 // in them, from the same rows, sampler and cuts the run uses.
 // Each configuration runs --repeats times in turn; medians are printed.
-//   node test/bench/padding/run.mjs [--compare padding|sampling] [--steps N] [--batch-size 4] [--seq-len 1024] [--repeats 3]
+//   node test/bench/padding/run.mjs [--compare padding|sampling|packing] [--steps N] [--batch-size 4] [--seq-len 1024] [--repeats 3]
 // Needs the build (pnpm build).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +47,10 @@ const COMPARISONS = {
     steps: '50',
     configs: { random: { strategy: 'random' }, group_by_length: { strategy: 'group_by_length' } },
   },
+  packing: {
+    steps: '4',
+    configs: { longest: { padding: 'longest' }, bfd: { packing: 'bfd' } },
+  },
 };
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -59,7 +69,7 @@ const { values: opt } = parseArgs({
 const comparison = COMPARISONS[opt.compare];
 if (opt.help || !comparison) {
   console.log(
-    'usage: node test/bench/padding/run.mjs [--compare padding|sampling] [--steps 4 (padding), 50 (sampling)] [--batch-size 4] [--seq-len 1024] [--repeats 3] [--backend wasm] [--data devset.csv]',
+    'usage: node test/bench/padding/run.mjs [--compare padding|sampling|packing] [--steps 4 (padding, packing), 50 (sampling)] [--batch-size 4] [--seq-len 1024] [--repeats 3] [--backend wasm] [--data devset.csv]',
   );
   process.exit(opt.help ? 0 : 2);
 }
@@ -85,7 +95,7 @@ function longContextModel() {
 const MODEL = longContextModel();
 
 /** One `lorafleet train` of a configuration; its summary. */
-function train(name, { padding = 'longest', strategy = 'random' }, repeat) {
+function train(name, { padding = 'longest', strategy = 'random', packing }, repeat) {
   const out = join(work, `${name}-${repeat}`);
   execFileSync(
     process.execPath,
@@ -95,6 +105,7 @@ function train(name, { padding = 'longest', strategy = 'random' }, repeat) {
       ...['--prompt-template', CSV.promptTemplate, '--steps', String(steps)],
       ...['--batch-size', String(batchSize), '--seq-len', String(seqLen), '--lora-dropout', '0'],
       ...['--backend', opt.backend, '--padding', padding, '--train-sampling-strategy', strategy],
+      ...(packing ? ['--packing-strategy', packing] : []),
     ],
     { encoding: 'utf8', stdio: ['ignore', 'ignore', 'ignore'] },
   );
@@ -103,13 +114,14 @@ function train(name, { padding = 'longest', strategy = 'random' }, repeat) {
   return summary;
 }
 
-/** Tokens the run's `steps` steps compute (rows x each micro-batch's cut) over their real tokens. */
-async function computedOverReal({ padding = 'longest', strategy = 'random' }) {
+/** The tokens the run's `steps` steps compute (rows x each micro-batch's cut) and the real tokens in them. */
+async function tokensOf({ padding = 'longest', strategy = 'random', packing }) {
   const options = {
     seqLen,
     packing: 'auto',
     csv: CSV,
     ...(padding === 'max_length' ? { padding } : {}),
+    ...(packing ? { packingStrategy: packing } : {}),
   };
   const { rows } = await prepareRows(opt.data, await loadTokenizer(MODEL), options);
   const lengths = paddedLengths(rows, options);
@@ -129,7 +141,7 @@ async function computedOverReal({ padding = 'longest', strategy = 'random' }) {
     for (const id of ids) real += lengths[id];
     state = next;
   }
-  return computed / real;
+  return { computed, real };
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -147,11 +159,19 @@ for (let r = 0; r < Number(opt.repeats); r++) {
 const perStep = (name) => median(runs[name].map((s) => s.seconds / s.steps));
 const baseline = perStep(names[0]);
 const results = {};
+const tokens = {};
+for (const name of names) tokens[name] = await tokensOf(comparison.configs[name]);
+// Real tokens trained per second: what packing changes (a step holds more examples).
+const realPerSecond = (name) => tokens[name].real / steps / perStep(name);
 for (const name of names) {
   results[name] = {
     secondsPerStep: Number(perStep(name).toFixed(3)),
     speedup: Number((baseline / perStep(name)).toFixed(2)),
-    computedOverRealTokens: Number((await computedOverReal(comparison.configs[name])).toFixed(3)),
+    computedOverRealTokens: Number((tokens[name].computed / tokens[name].real).toFixed(3)),
+    realTokensPerSecond: Math.round(realPerSecond(name)),
+    realTokensPerSecondVsBaseline: Number(
+      (realPerSecond(name) / realPerSecond(names[0])).toFixed(2),
+    ),
     trainLossLast10: runs[name][0].trainLossLast10,
   };
 }

@@ -10,14 +10,13 @@ import {
   geluNew as coreGeluNew,
   layerNorm as coreLayerNorm,
   causalAttention,
-  causalAttentionComposed,
   checkpoint,
   reshapeTo,
   seededDropout,
   tf,
 } from '@lorafleet/core';
 import { neftuneNoise } from '../neftune.js';
-import { documentBias } from '../packed-documents.js';
+import { type DocumentLayout, documentAttention, documentLayout } from '../packed-documents.js';
 import type {
   CachedPass,
   CausalLM,
@@ -240,12 +239,13 @@ export class Gpt2Model implements CausalLM {
         tokens = neftuneNoise(tokens, options.neftuneAlpha, options.seed ?? 0);
       let x = tf.add(tokens, tf.gather(this.wpe, positions)); // [B, T, C]
       x = drop(x, c.embdPdrop, seeds.embd);
-      // 0 where allowed, -1e9 where not: causal [T, T], or within documents [B, 1, T, T]
-      const mask = packed ? documentBias(packed, B, T, null) : causalMask(T);
+      const mask = causalMask(T); // [T, T]: 0 where allowed, -1e9 where not
+      // Packed documents attend within each (packed-documents.ts), the mask unused.
+      const documents = packed ? documentLayout(packed, B, T) : null;
       const recompute = training && options.gradientCheckpointing === true;
       for (const [i, block] of this.blocks.entries()) {
         const run = (h: tf.Tensor, [m]: readonly tf.Tensor[]) =>
-          this.block(block, h, m!, dropping, seeds.blocks[i]!);
+          this.block(block, h, m as tf.Tensor2D, documents, dropping, seeds.blocks[i]!);
         x = recompute ? checkpoint(run, x, [mask], blockVariables(block)) : run(x, [mask]);
       }
       return layerNorm(x, this.lnF, c.layerNormEpsilon) as tf.Tensor3D;
@@ -256,12 +256,14 @@ export class Gpt2Model implements CausalLM {
   private block(
     block: Gpt2Block,
     x: tf.Tensor,
-    mask: tf.Tensor, // [T, T] causal, or [B, 1, T, T] packed documents'
+    mask: tf.Tensor2D,
+    documents: DocumentLayout | null,
     training: boolean,
     s: Gpt2BlockSeeds,
   ): tf.Tensor {
     const c = this.config;
-    const a = this.attention(block, layerNorm(x, block.ln1, c.layerNormEpsilon), mask, training, s);
+    const h = layerNorm(x, block.ln1, c.layerNormEpsilon);
+    const a = this.attention(block, h, { mask, documents }, training, s);
     // Residual adds that keep nothing for backward (core's shape-only ops).
     const mid = addSame(x, drop(a, c.residPdrop, s.attnResid));
     const m = this.mlp(block, layerNorm(mid, block.ln2, c.layerNormEpsilon), training, s.mlp);
@@ -279,7 +281,7 @@ export class Gpt2Model implements CausalLM {
   private attention(
     block: Gpt2Block,
     x: tf.Tensor, // [B, T, C]
-    mask: tf.Tensor,
+    { mask, documents }: { mask: tf.Tensor2D; documents: DocumentLayout | null },
     training: boolean,
     seeds: Gpt2BlockSeeds,
   ): tf.Tensor {
@@ -294,9 +296,12 @@ export class Gpt2Model implements CausalLM {
     // softmax(q k^T / sqrt(D) + mask) v: without [B, H, T, T] on webgpu, dropout included.
     const rate = this.config.attnPdrop;
     const dropout = seeds.probs === null ? undefined : { rate, seed: seeds.probs };
-    // The fused kernel is causal over the row: packed documents' bias takes the composed path.
-    const attend = mask.rank === 2 ? causalAttention : causalAttentionComposed;
-    const heads = attend(q!, k!, v!, { scale: 1 / Math.sqrt(D), mask, dropout }); // [B, H, T, D]
+    const scale = 1 / Math.sqrt(D);
+    const heads = documents // [B, H, T, D]
+      ? documentAttention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, documents, {
+          ...{ scale, dropout },
+        })
+      : causalAttention(q!, k!, v!, { scale, mask, dropout });
     const y = reshapeTo(heads.transpose([0, 2, 1, 3]), [B, T, C]); // [B, T, C]
     return block.attnProj.forward(y, { training, dropoutSeed: seed * 4 + 1 });
   }

@@ -3,6 +3,7 @@
 // checkpointed layer gets its tensors back in backward.
 import type { tf } from '@lorafleet/core';
 import type { LayerKv } from '../causal-lm.js';
+import type { DocumentLayout } from '../packed-documents.js';
 
 /** cos and sin [B|1, 1, T, D] of the rotary embedding. */
 export interface Rotary {
@@ -18,6 +19,8 @@ export interface LayerPass {
   bias: (window: number | null) => tf.Tensor4D; // [B|1, 1, T, Tk]
   /** bias is exactly the causal mask, windowed by sliding_window (no cache, no padding): fused attention may run. */
   causal?: boolean;
+  /** Packed documents (ForwardPassOptions.positionIds): each attends within itself (packed-documents.ts); bias unused. */
+  documents?: DocumentLayout;
   past: readonly LayerKv[] | null;
   training: boolean;
   /** While training: false draws no dropout mask (ForwardPassOptions.dropout). */

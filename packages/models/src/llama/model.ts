@@ -26,7 +26,7 @@ import {
   scaleBy,
   tf,
 } from '@lorafleet/core';
-import { documentBias } from '../packed-documents.js';
+import { documentAttention, documentLayout } from '../packed-documents.js';
 import { neftuneNoise } from '../neftune.js';
 import type {
   CachedPass,
@@ -185,8 +185,9 @@ export class LlamaModel implements CausalLM {
         // Packed documents: their own positions and attention within each [B, 1, T, *].
         ...(packed
           ? {
-              ...this.rotations(packed, B, T),
-              bias: (window) => documentBias(packed, B, T, window),
+              ...this.rotations(packed, B, T), // [B, 1, T, D]
+              documents: documentLayout(packed, B, T),
+              bias: () => tf.zeros([1, 1, 1, 1]), // unused: documents attend within each
             }
           : {
               ...this.rotations(positions, 1, T), // [1, 1, T, D]
@@ -399,8 +400,10 @@ export class LlamaModel implements CausalLM {
       window, // the fused path's; the composed path reads it from the bias
       softcap: c.attnSoftcap, // Gemma 2
     };
-    const attend = pass.causal ? causalAttention : causalAttentionComposed;
-    const o = attend(q, repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv), options); // [B, H, T, D]
+    const [kH, vH] = [repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv)];
+    const o = pass.documents // [B, H, T, D]
+      ? documentAttention(q, kH, vH, pass.documents, options)
+      : (pass.causal ? causalAttention : causalAttentionComposed)(q, kH, vH, options);
     const y = reshapeTo(o.transpose([0, 2, 1, 3]), [B, T, H * D]);
     return { y: layer.oProj.forward(y, lora(3)), kv: { keys, values } };
   }
