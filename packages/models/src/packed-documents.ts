@@ -5,54 +5,72 @@
 // sliding window only the last `window` of those.
 //
 // Attention runs per document, as FlashAttention's variable-length kernels
-// do: each document of two or more tokens is gathered into a row of its
-// own (all padded to the longest), attended causally there (the fused
-// kernel on webgpu), and scattered back. Its cost is the sum of the
-// documents' squared lengths, not the packed row's. A one-token document
-// attends to itself alone: its output is its value.
+// do: each document of two or more tokens is cut into a row of its own
+// (documents of similar length grouped, each group padded to its longest),
+// attended causally there (the fused kernel on webgpu), and joined back.
+// Its cost is near the sum of the documents' squared lengths, not the packed
+// row's. A one-token document attends to itself alone: its output is its
+// value.
 import { type CausalAttentionOptions, causalAttention, tf } from '@lorafleet/core';
 import { attentionBias } from './kv-cache.js';
 
-/** Where each packed document's tokens go for attention (host arrays: tensors are made where used). */
+/** Where each packed document's tokens go for attention (host values: tensors are made where used). */
 export interface DocumentLayout {
-  /** Documents of two or more tokens. */
-  count: number;
-  /** The row length L each is gathered into: the longest, rounded up to a multiple of 8 (at most T). */
-  length: number;
-  /** [count * L]: the flat token (b * T + t) each slot reads; a slot past its document reads its last token. */
-  gather: Int32Array;
-  /** [B * T]: where each token's output is, slot d * L + i, or count * L + its own index (a one-token document: its value). */
-  scatter: Int32Array;
+  /**
+   * Documents of two or more tokens (their first flat token b * T + t and
+   * length), in groups of similar length, each group attended as rows of
+   * the group's `length` (its longest, rounded up to 8).
+   */
+  groups: { length: number; documents: { start: number; length: number }[] }[];
+  /**
+   * The flat tokens in order as runs: a document's outputs (group g, its
+   * index d), or `length` tokens from `start` that attend to themselves alone
+   * (one-token documents, padding): their outputs are their values.
+   */
+  runs: ({ group: number; document: number } | { start: number; length: number })[];
 }
 
-/** The document rows of packed positions [B*T] (checkPositionIds' rule). */
+/** A group's rows waste at most this share of their length on padding. */
+const GROUP_WASTE = 0.25;
+
+/** The documents of packed positions [B*T] (checkPositionIds' rule), grouped by length. */
 export function documentLayout(positionIds: Int32Array, B: number, T: number): DocumentLayout {
   checkPositionIds(positionIds, B, T);
-  const starts: number[] = [];
-  const lengths: number[] = [];
+  const spans: { start: number; length: number }[] = [];
   for (let i = 0; i < B * T; i++) {
-    if (positionIds[i] === 0) {
-      starts.push(i);
-      lengths.push(1);
-    } else lengths[lengths.length - 1]!++;
+    if (positionIds[i] === 0) spans.push({ start: i, length: 1 });
+    else spans[spans.length - 1]!.length++;
   }
-  const docs = starts.map((start, d) => ({ start, n: lengths[d]! })).filter(({ n }) => n >= 2);
-  const longest = Math.max(0, ...docs.map(({ n }) => n));
-  const L = Math.min(T, Math.ceil(longest / 8) * 8);
-  const gather = new Int32Array(docs.length * L);
-  const scatter = Int32Array.from({ length: B * T }, (_, i) => docs.length * L + i);
-  docs.forEach(({ start, n }, d) => {
-    for (let i = 0; i < L; i++) gather[d * L + i] = start + Math.min(i, n - 1);
-    for (let i = 0; i < n; i++) scatter[start + i] = d * L + i;
-  });
-  return { count: docs.length, length: L, gather, scatter };
+  // Longest first; a document joins the open group while padding it wastes little.
+  const groups: DocumentLayout['groups'] = [];
+  const where = new Map<number, { group: number; document: number }>();
+  const multi = spans.filter((d) => d.length >= 2).sort((a, b) => b.length - a.length);
+  for (const d of multi) {
+    let group = groups.at(-1);
+    if (!group || d.length < (1 - GROUP_WASTE) * group.length) {
+      group = { length: Math.min(T, Math.ceil(d.length / 8) * 8), documents: [] };
+      groups.push(group);
+    }
+    where.set(d.start, { group: groups.length - 1, document: group.documents.length });
+    group.documents.push(d);
+  }
+  const runs: DocumentLayout['runs'] = [];
+  for (const d of spans) {
+    const placed = where.get(d.start);
+    const last = runs.at(-1);
+    if (placed) runs.push(placed);
+    else if (last && 'start' in last && last.start + last.length === d.start) last.length++;
+    else runs.push({ start: d.start, length: 1 });
+  }
+  return { groups, runs };
 }
 
 /**
  * softmax(softcap(scale q k^T) + causal mask) v within each document: q, k, v
  * [B, H, T, D] (keys and values repeated to H heads) -> [B, H, T, D].
  * `window` limits each query to its last `window` keys; dropout draws over
- * the documents' [count, H, L, L] probabilities.
+ * each group's [documents, H, L, L] probabilities. Slices, pads and concats
+ * only: their gradients are slices and pads too.
  */
 export function documentAttention(
   q: tf.Tensor4D,
@@ -62,23 +80,43 @@ export function documentAttention(
   options: Omit<CausalAttentionOptions, 'mask'>,
 ): tf.Tensor4D {
   const [B, H, T, D] = q.shape;
-  const { count, length: L } = layout;
   return tf.tidy(() => {
-    const flat = (x: tf.Tensor4D) => x.transpose([0, 2, 1, 3]).reshape([B * T, H * D]); // [B*T, H*D]
-    const values = flat(v);
-    let table = values;
-    if (count > 0) {
-      const index = tf.tensor1d(layout.gather, 'int32');
-      const rows = (x: tf.Tensor4D) =>
-        tf.gather(flat(x), index).reshape([count, L, H, D]).transpose([0, 2, 1, 3]); // [count, H, L, D]
+    const flat = (x: tf.Tensor4D) =>
+      x.transpose([0, 2, 1, 3]).reshape([B * T, H * D]) as tf.Tensor2D; // [B*T, H*D]
+    const [fq, fk, fv] = [flat(q), flat(k), flat(v)];
+    const outputs = layout.groups.map(({ length: L, documents }, g) => {
+      // The group's documents as rows [n, H, L, D], each zero-padded after its end.
+      const rows = (x: tf.Tensor2D) =>
+        tf
+          .concat(
+            documents.map((d) =>
+              tf.pad(x.slice([d.start, 0], [d.length, H * D]), [
+                [0, L - d.length],
+                [0, 0],
+              ]),
+            ),
+          )
+          .reshape([documents.length, L, H, D])
+          .transpose([0, 2, 1, 3]);
       const positions = Int32Array.from({ length: L }, (_, t) => t);
       const mask = attentionBias(positions, [0], L, L, options.window ?? null); // [1, 1, L, L]
+      const seed = options.dropout && { ...options.dropout, seed: options.dropout.seed + g };
       // Causal within each document's row: the fused kernel on webgpu, the composed ops elsewhere.
-      const out = causalAttention(rows(q), rows(k), rows(v), { ...options, mask }); // [count, H, L, D]
-      table = tf.concat([out.transpose([0, 2, 1, 3]).reshape([count * L, H * D]), values]);
-    }
-    const scattered = tf.gather(table, tf.tensor1d(layout.scatter, 'int32')); // [B*T, H*D]
-    return scattered.reshape([B, T, H, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+      const out = causalAttention(rows(fq), rows(fk), rows(fv), {
+        ...options,
+        mask,
+        ...(seed ? { dropout: seed } : {}),
+      }); // [n, H, L, D]
+      return out.transpose([0, 2, 1, 3]).reshape([documents.length * L, H * D]);
+    });
+    const pieces = layout.runs.map((run) => {
+      if ('start' in run) return fv.slice([run.start, 0], [run.length, H * D]);
+      const { length: L, documents } = layout.groups[run.group]!;
+      const n = documents[run.document]!.length;
+      return outputs[run.group]!.slice([run.document * L, 0], [n, H * D]);
+    });
+    const joined = pieces.length === 1 ? pieces[0]! : tf.concat(pieces); // [B*T, H*D]
+    return joined.reshape([B, T, H, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
   });
 }
 
