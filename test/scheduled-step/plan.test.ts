@@ -141,17 +141,22 @@ describe('the hand-scheduled LoRA step as a plan', () => {
       for (const { model, params } of [gpt2, llama]) {
         const rows = [llamaBatch(2, 7), llamaBatch(1, 9, 2), llamaBatch(2, 7, 3)];
         expect(scheduledEvaluation(model)).toBeInstanceOf(ScheduledLoss);
-        const tapeEval = async () => {
+        const tapeEval = async (batches = rows) => {
           process.env.LORAFLEET_WEBGPU_STEP = 'tape';
           try {
             expect(scheduledEvaluation(model)).toBeNull();
-            return await evaluateLossSums(model, rows);
+            return await evaluateLossSums(model, batches);
           } finally {
             delete process.env.LORAFLEET_WEBGPU_STEP;
           }
         };
-        const scheduled = await evaluateLossSums(model, rows);
-        const tape = await tapeEval();
+        // A batch packing documents apart takes the tape within the scheduled evaluation.
+        const packed = {
+          ...llamaBatch(2, 8, 4),
+          positionIds: Int32Array.from([0, 1, 2, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6, 0]),
+        };
+        const scheduled = await evaluateLossSums(model, [...rows, packed]);
+        const tape = await tapeEval([...rows, packed]);
         expect(scheduled.tokens).toBe(tape.tokens);
         expect(Math.abs(scheduled.lossSum - tape.lossSum) / tape.lossSum).toBeLessThan(1e-6);
         expectTokenStats(
@@ -193,7 +198,11 @@ describe('the hand-scheduled LoRA step as a plan', () => {
       expect(scheduledStepUnsupported(merged.model, merged.params)).toMatch(/an adapter is merged/);
       expect(scheduledStepUnsupported(loraDropout.model, loraDropout.params)).toBeNull();
       // What the tape does and the scheduled step does not: named, and auto takes the tape.
-      const tapeOnly = { neftune: /NEFTune/, gradientCheckpointing: /gradient checkpointing/ };
+      const tapeOnly = {
+        neftune: /NEFTune/,
+        gradientCheckpointing: /gradient checkpointing/,
+        packedDocuments: /packed documents \(--packing-strategy bfd\) are the tape's/,
+      };
       for (const [option, why] of Object.entries(tapeOnly)) {
         const model = loraDropout.model;
         const choice = chooseStepGradients(model, loraDropout.params, 'auto', { [option]: true });

@@ -39,6 +39,11 @@ export class ScheduledLoss {
 
   /** Adds one batch's loss sum on the device (queued, not awaited). */
   add(batch: TokenBatch): void {
+    if (batch.positionIds) {
+      throw new Error(
+        'the hand-scheduled evaluation attends over whole rows: packed documents take the tape',
+      );
+    }
     const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
     this.plans.get(batch.batchSize, batch.seqLen).replay(inputs, this.empty ? [this.sum] : []);
     this.empty = false;

@@ -18,7 +18,6 @@ import {
   type CausalLM,
   IGNORE_INDEX,
   type TokenBatch,
-  addLora,
   buildModel,
   chunkedNllSum,
   modelConfigFromJson,
@@ -26,7 +25,13 @@ import {
   shiftedLabels,
   tokenNllSum,
 } from '../src/index.js';
-import { LLAMA_CASES, caseConfig, randomIds, randomWeights } from './llama-fixtures.js';
+import {
+  LLAMA_CASES,
+  caseConfig,
+  loraEverywhere,
+  randomIds,
+  randomWeights,
+} from './llama-fixtures.js';
 
 const LORA: LoraSettings = { ...DEFAULT_LORA, r: 4, dropout: 0.1 };
 const GPT2 = {
@@ -80,26 +85,6 @@ async function expectSameGradients(
   const [a, b] = [model.hidden(ids), model.hidden(ids, { gradientCheckpointing: true })];
   expect(await b.data()).toEqual(await a.data());
   tf.dispose([ids, a, b]);
-}
-
-/** LoRA on every linear layer, B given values (it starts at zero) so that every factor gets a gradient of its own. */
-async function loraEverywhere(
-  model: CausalLM,
-  settings: LoraSettings,
-): Promise<TrainableParameters> {
-  const layers = await addLora(
-    model.linears(),
-    'default',
-    settings,
-    { kind: 'kaiming' },
-    'all-linear',
-    5,
-  );
-  for (const l of layers) {
-    const b = l.activeAdapter!.b;
-    b.assign(tf.randomNormal(b.shape, 0, 0.1, 'float32', 9));
-  }
-  return TrainableParameters.fromLoraLayers(layers);
 }
 
 describe('gradient checkpointing gives the tape its gradients bit for bit', () => {

@@ -1,7 +1,8 @@
 // Tiny random Llama-family folders for the parity, generation and loading
 // tests: one case per feature of the family, written with Hugging Face names.
-import type { ModelConfig, WeightMap } from '../src/index.js';
-import { modelConfigFromJson, modelWeightShapes } from '../src/index.js';
+import { type LoraSettings, TrainableParameters, tf } from '@lorafleet/core';
+import type { CausalLM, ModelConfig, WeightMap } from '../src/index.js';
+import { addLora, modelConfigFromJson, modelWeightShapes } from '../src/index.js';
 
 /** mulberry32 + Box-Muller: test data that does not depend on the project's Rng. */
 export function normals(seed: number): () => number {
@@ -282,4 +283,24 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let max = 0;
   for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
   return max;
+}
+
+/** LoRA on every linear layer, B given values (it starts at zero) so that every factor gets a gradient of its own. */
+export async function loraEverywhere(
+  model: CausalLM,
+  settings: LoraSettings,
+): Promise<TrainableParameters> {
+  const layers = await addLora(
+    model.linears(),
+    'default',
+    settings,
+    { kind: 'kaiming' },
+    'all-linear',
+    5,
+  );
+  for (const l of layers) {
+    const b = l.activeAdapter!.b;
+    b.assign(tf.randomNormal(b.shape, 0, 0.1, 'float32', 9));
+  }
+  return TrainableParameters.fromLoraLayers(layers);
 }

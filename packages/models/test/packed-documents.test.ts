@@ -6,20 +6,27 @@
 // batch's loss and LoRA gradients equal the sums over its documents alone,
 // with and without gradient checkpointing. The one-document path is the
 // reference: transformers parity covers it (llama-parity, gpt2-parity).
-import { DEFAULT_LORA, TrainableParameters, tf, useBackend } from '@lorafleet/core';
+import type { TrainableParameters } from '@lorafleet/core';
+import { DEFAULT_LORA, tf, useBackend } from '@lorafleet/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type CausalLM,
   IGNORE_INDEX,
   type TokenBatch,
-  addLora,
   buildModel,
   checkPositionIds,
   modelConfigFromJson,
   randomModelWeights,
   tokenNllSum,
 } from '../src/index.js';
-import { LLAMA_CASES, caseConfig, maxAbsDiff, randomIds, randomWeights } from './llama-fixtures.js';
+import {
+  LLAMA_CASES,
+  caseConfig,
+  loraEverywhere,
+  maxAbsDiff,
+  randomIds,
+  randomWeights,
+} from './llama-fixtures.js';
 
 const T = 16;
 /** Two rows of documents: 5 + 7 + 3 tokens and 9 + 6, each row ending in one padding token. */
@@ -109,22 +116,6 @@ async function expectDocumentLogits(
   expect(crossed, 'the row attended as one sequence differs').toBeGreaterThan(1e-2);
 }
 
-/** LoRA (B random, so that A gets a gradient too) on every linear layer. */
-async function lora(model: CausalLM): Promise<TrainableParameters> {
-  const settings = { ...DEFAULT_LORA, r: 4, dropout: 0 };
-  const layers = await addLora(
-    model.linears(),
-    'default',
-    settings,
-    { kind: 'kaiming' },
-    'all-linear',
-    5,
-  );
-  for (const l of layers)
-    l.activeAdapter!.b.assign(tf.randomNormal(l.activeAdapter!.b.shape, 0, 0.1, 'float32', 9));
-  return TrainableParameters.fromLoraLayers(layers);
-}
-
 /** The packed batch's loss and gradient equal the sums of its documents' own, checkpointed or not. */
 function expectSummedGradients(
   model: CausalLM,
@@ -171,7 +162,12 @@ describe('packed documents: each attends within itself, at its own positions', (
       const rows = config.rotarySwitch !== undefined ? LONGROPE_ROWS : ROWS;
       const { packed, alone } = documents(rows, config.vocabSize, seed);
       await expectDocumentLogits(model, rows, packed, alone);
-      expectSummedGradients(model, await lora(model), packed, alone);
+      expectSummedGradients(
+        model,
+        await loraEverywhere(model, { ...DEFAULT_LORA, r: 4, dropout: 0 }),
+        packed,
+        alone,
+      );
       model.dispose();
     });
   }
