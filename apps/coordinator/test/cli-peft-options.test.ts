@@ -162,7 +162,7 @@ describe('PEFT LoRA options through lorafleet train', () => {
     expect(Math.abs(after.loss - adapted.loss)).toBeLessThan(1e-5);
   });
 
-  it.each(['pissa', 'olora'])(
+  it.each(['pissa', 'pissa_niter_4', 'olora'])(
     "--init %s: W becomes the residual; the saved rank-2r adapter gives the original base the run's loss; 1 worker == 2",
     async (init) => {
       const args = ['--init', init, '--target', 'q_proj,down_proj', '--lr', '1e-2'];
@@ -408,6 +408,8 @@ describe('PEFT LoRA options through lorafleet train', () => {
       ],
       [['--init', 'pissa', '--rank-pattern', 'q_proj=2'], /--init and --rank-pattern/],
       [['--init', 'pissa', '--use-dora'], /--init and --use-dora/],
+      [['--init', 'pissa_niter_2', '--use-dora'], /--init and --use-dora/],
+      [['--init', 'pissa_niter_x'], /--init pissa_niter_x: give one of kaiming, .*pissa_niter_N/],
       [['--init', 'olora', '--use-dora'], /--init and --use-dora/],
       [['--full-finetune', '--use-dora'], /--full-finetune and --use-dora/],
       [['--full-finetune', '--loraplus-lr-ratio', '16'], /--full-finetune and --loraplus-lr-ratio/],

@@ -108,6 +108,7 @@ export {
   orthogonalFactors,
   orthogonalInit,
   changesBase,
+  pissaNiter,
   RESIDUAL_INITS,
   INIT_TITLES,
   LORA_INIT_KINDS,

@@ -4,7 +4,7 @@
 // OLoRA's A, B and residual base weight, and orthogonal's A and B from PEFT's
 // own random draws (B A = 0: the update starts at zero).
 import { describe, expect, it } from 'vitest';
-import { initLora, oloraInit, orthogonalFactors } from '../src/lora/init.js';
+import { initLora, oloraInit, orthogonalFactors, pissaNiter } from '../src/lora/init.js';
 import { Rng } from '../src/random.js';
 import { matmul, matrix, qr, transpose } from '../src/svd/index.js';
 import { referenceJson } from '../src/testing/reference-python.js';
@@ -35,11 +35,38 @@ const ORTHOGONAL_CASES = [
   { out: 5, in: 12, r: 6, seed: 11 },
 ];
 
+/**
+ * A [40, 32] weight whose singular values halve at each step (U and V random
+ * orthonormal, from QR), plus a little noise: a gap a randomized SVD of r
+ * samples resolves in a few power iterations.
+ */
+function decayingWeight(seed: number): number[] {
+  const [out, inn, k] = [40, 32, 12];
+  const u = qr(matrix(out, k, normals(out * k, seed))).q;
+  const v = qr(matrix(inn, k, normals(inn * k, seed + 1))).q;
+  const noise = normals(out * inn, seed + 2);
+  return Array.from({ length: out * inn }, (_, idx) => {
+    const [i, j] = [Math.floor(idx / inn), idx % inn];
+    let w = 0;
+    for (let c = 0; c < k; c++) w += u.data[i * k + c]! * 4 * 0.5 ** c * v.data[j * k + c]!;
+    return w + 1e-4 * noise[idx]!;
+  });
+}
+
+/** PiSSA by the full SVD and by PEFT's randomized one of 16 power iterations. */
+const PISSA_CASES = [
+  { out: 40, in: 32, r: 4, alpha: 8, init: 'pissa', weight: decayingWeight(7) },
+  { out: 40, in: 32, r: 4, alpha: 8, init: 'pissa_niter_16', weight: decayingWeight(7) },
+];
+
 const reference = referenceJson<{
   qr: { q: number[]; r: number[] }[];
   olora: { a: number[]; b: number[]; residual: number[] }[];
   orthogonal: { a: number[]; b: number[]; x: number[]; ra: number[]; rb: number[] }[];
-}>('lora_inits', { qr: QR_CASES, olora: OLORA_CASES, orthogonal: ORTHOGONAL_CASES });
+  pissa: { update: number[]; residual: number[] }[];
+}>('lora_inits', {
+  ...{ qr: QR_CASES, olora: OLORA_CASES, orthogonal: ORTHOGONAL_CASES, pissa: PISSA_CASES },
+});
 
 const maxGap = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   expect(a.length).toBe(b.length);
@@ -135,5 +162,44 @@ describe('orthogonal', () => {
     expect(() => initLora({ kind: 'orthogonal' }, { ...shape, r: 3 }, 5)).toThrow(
       'orthogonal initialisation needs an even LoRA rank, got 3',
     );
+  });
+});
+
+describe('PiSSA', () => {
+  /** scaling B A [out, in] of an initialisation, in float64 from its float32 factors. */
+  const update = (a: Float32Array, b: Float32Array, c: (typeof PISSA_CASES)[number]) =>
+    Array.from({ length: c.out * c.in }, (_, idx) => {
+      const [i, j] = [Math.floor(idx / c.in), idx % c.in];
+      let sum = 0;
+      for (let k = 0; k < c.r; k++) sum += b[i * c.r + k]! * a[k * c.in + j]!;
+      return (c.alpha / c.r) * sum;
+    });
+
+  it.each(PISSA_CASES.map((c, i) => [c.init, i] as const))(
+    "%s: PEFT's update (scaling B A: W's top singular part) and residual base weight",
+    (init, i) => {
+      const c = PISSA_CASES[i]!;
+      const shape = { r: c.r, inFeatures: c.in, outFeatures: c.out, scaling: c.alpha / c.r };
+      const how = init === 'pissa' ? { kind: 'pissa' as const } : pissaNiter(16);
+      const ours = initLora(how, shape, 3, Float32Array.from(c.weight));
+      const want = reference.pissa[i]!;
+      // The products are sign-free; both SVDs reach W's top 4 singular triplets (PEFT's in float32).
+      expect(maxGap(update(ours.a, ours.b, c), want.update)).toBeLessThan(5e-5);
+      expect(maxGap(ours.residual!, want.residual)).toBeLessThan(5e-5);
+      expect(maxGap(ours.residual!, c.weight)).toBeGreaterThan(0.1); // the base changed
+    },
+  );
+
+  it('pissa_niter_N is a randomized SVD of exactly r samples: without power iterations it is approximate', () => {
+    const c = PISSA_CASES[0]!;
+    const shape = { r: c.r, inFeatures: c.in, outFeatures: c.out, scaling: c.alpha / c.r };
+    const weight = Float32Array.from(c.weight);
+    const exact = initLora({ kind: 'pissa' }, shape, 3, weight);
+    const gap = (n: number) => {
+      const got = initLora(pissaNiter(n), shape, 3, weight);
+      return maxGap(update(got.a, got.b, c), update(exact.a, exact.b, c));
+    };
+    expect(gap(0)).toBeGreaterThan(1e-3);
+    expect(gap(16)).toBeLessThan(1e-5);
   });
 });

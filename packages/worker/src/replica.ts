@@ -15,6 +15,7 @@ import {
   type PeftAdapter,
   TrainableParameters,
   changesBase,
+  pissaNiter,
   loadPeftAdapter,
   pissaToLora,
   loraplusLrScales,
@@ -375,14 +376,10 @@ async function trainables(model: CausalLM, config: RunConfig) {
     const params = new TrainableParameters(model.namedWeights());
     return { trained: null, params, pissaStart };
   }
-  const { init } = config.lora;
-  const trained = await addPeftLora(
-    model,
-    ADAPTER_NAME,
-    config.lora,
-    { kind: init } as LoraInit,
-    config.seed,
-  );
+  const { init, pissaNiter: niter } = config.lora;
+  const how =
+    niter !== undefined && init === 'pissa' ? pissaNiter(niter) : ({ kind: init } as LoraInit);
+  const trained = await addPeftLora(model, ADAPTER_NAME, config.lora, how, config.seed);
   if (changesBase(init)) {
     // Kept to save the adapter for the original base weights.
     for (const layer of trained.linears) {

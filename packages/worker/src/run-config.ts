@@ -66,6 +66,8 @@ export interface RunConfig {
   /** LoRA: PEFT's LoraConfig fields; the optional ones are absent when at PEFT's default. */
   lora: LoraSettings & {
     init: LoraInitKind;
+    /** init "pissa" by PEFT's pissa_niter_N: a randomized SVD of N power iterations (core's pissaNiter); absent: the full SVD. */
+    pissaNiter?: number;
     /** Module names, or one regular expression over whole module paths (PEFT's target_modules). */
     targets: string[] | string;
     layersToTransform?: number[];
@@ -160,6 +162,7 @@ export function decodeRunConfig(json: string, hash: string): RunConfig {
       dropout: lora.number('dropout'),
       rslora: lora.boolean('rslora'),
       init: lora.choice('init', LORA_INIT_KINDS),
+      ...(lora.has('pissaNiter') ? { pissaNiter: lora.int('pissaNiter', 0) } : {}),
       targets:
         typeof lora.raw.targets === 'string' ? lora.string('targets') : lora.strings('targets'),
       ...peftFields(lora),

@@ -1,6 +1,6 @@
 // Options that contradict each other are refused (exit 2), naming both,
 // instead of one of them being silently ignored.
-import { type LoraInit, changesBase } from '@lorafleet/core';
+import { changesBase } from '@lorafleet/core';
 import { FEEDBACK_NAMES, hasReference } from '@lorafleet/models';
 import { UsageError, givenOptions } from '../args.js';
 import { checkColumnOptions } from './data-options.js';
@@ -8,7 +8,7 @@ import { checkObjectiveOptions } from './objective-options.js';
 import { bestModelSettings } from './best-model-options.js';
 import type { RunConfig } from '@lorafleet/worker';
 import type { TrainOptions } from './train-spec.js';
-import { PEFT_OPTION_NAMES, checkPeftOptions } from './peft-options.js';
+import { PEFT_OPTION_NAMES, checkPeftOptions, parseInit } from './peft-options.js';
 
 /** LoRA's own options: meaningless with --full-finetune. */
 const LORA_OPTIONS = [
@@ -117,7 +117,7 @@ function checkReferenceBase(
     ['full-finetune', o.fullFinetune, 'a full fine-tune has no adapter to turn off'],
     [
       'init',
-      changesBase(o.init as LoraInit['kind']),
+      changesBase(parseInit(o.init).init),
       `--init ${o.init} rewrites the base weights into the residual, ${offIsNotBase}`,
     ],
     [

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import {
   ADAPTER_CONFIG_FILE,
   INIT_TITLES,
+  LORA_INIT_KINDS,
   type LoraInit,
   PEFT_BIAS,
   changesBase,
@@ -179,6 +180,20 @@ export async function initAdapterLora(o: TrainOptions): Promise<RunConfig['lora'
   return lora;
 }
 
+/**
+ * --init as PEFT's init_lora_weights names it: an initialisation's kind, or
+ * "pissa_niter_N" (PiSSA by a randomized SVD of N power iterations).
+ */
+export function parseInit(value: string): { init: LoraInit['kind']; pissaNiter?: number } {
+  const niter = /^pissa_niter_(\d+)$/.exec(value);
+  if (niter) return { init: 'pissa', pissaNiter: Number(niter[1]) };
+  const init = LORA_INIT_KINDS.find((k) => k === value);
+  if (init) return { init };
+  throw new UsageError(
+    `train: --init ${value}: give one of ${LORA_INIT_KINDS.join(', ')}, or pissa_niter_N (PEFT's PiSSA by a randomized SVD of N power iterations, e.g. pissa_niter_4)`,
+  );
+}
+
 /** RunConfig.lora from the options; PEFT's defaults leave their fields out. */
 export function peftLoraFrom(o: TrainOptions, modelConfig: ModelConfig): RunConfig['lora'] {
   const lora: RunConfig['lora'] = {
@@ -186,7 +201,7 @@ export function peftLoraFrom(o: TrainOptions, modelConfig: ModelConfig): RunConf
     alpha: o.loraAlpha,
     dropout: o.loraDropout,
     rslora: o.rslora,
-    init: o.init,
+    ...parseInit(o.init),
     targets: o.targetRegex ?? o.target ?? [...defaultLoraTargets(modelConfig)],
   };
   const layers = layerNumbers(o.layersToTransform);
@@ -241,8 +256,9 @@ export function checkPeftOptions(
       'train: --layers-pattern names the layers --layers-to-transform numbers: give both',
     );
   }
-  if (changesBase(init as LoraInit['kind'])) {
-    const name = INIT_TITLES[init as LoraInit['kind']];
+  const { init: kind } = parseInit(init);
+  if (changesBase(kind)) {
+    const name = INIT_TITLES[kind];
     if (given.has('use-dora'))
       throw clash(
         'init',

@@ -1,5 +1,4 @@
 // The options of `lorafleet train` (also the keys of its --config file).
-import { LORA_INIT_KINDS } from '@lorafleet/core';
 import { type CommandValues, defineCommand } from '../args.js';
 import { backendOption, baseDtypeOption } from '../common.js';
 import { bestModelOptions } from './best-model-options.js';
@@ -84,10 +83,10 @@ export const trainSpec = defineCommand({
       aliases: ['init_lora_weights'],
       affects: 'math',
       kind: 'string',
-      choices: [...LORA_INIT_KINDS],
+      value: 'KIND',
       default: 'kaiming',
       description:
-        "LoRA initialisation, PEFT's init_lora_weights: kaiming (its default, true), gaussian, pissa (W's top-r singular triplets; W becomes the residual), olora (W's QR: B = Q's first r columns, A = R's first r rows; W becomes the residual), orthogonal (A and B from one random orthogonal matrix's odd and even rows: B A = 0, both non-zero; an even --lora-r)",
+        "LoRA initialisation, PEFT's init_lora_weights: kaiming (its default, true), gaussian, pissa (W's top-r singular triplets; W becomes the residual), pissa_niter_N (PiSSA from a randomized SVD of exactly r samples and N power iterations, as PEFT's: faster, approximate for small N), olora (W's QR: B = Q's first r columns, A = R's first r rows; W becomes the residual), orthogonal (A and B from one random orthogonal matrix's odd and even rows: B A = 0, both non-zero; an even --lora-r)",
     },
     rslora: {
       aliases: ['use_rslora'],

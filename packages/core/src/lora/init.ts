@@ -13,7 +13,13 @@ export type LoraInit =
    * PiSSA (Meng et al. 2024): A, B from W's top-r singular triplets, and W
    * replaced by the residual, so the layer's output is unchanged at step 0.
    */
-  | { kind: 'pissa'; svd?: 'auto' | 'exact' | 'randomized'; powerIterations?: number }
+  | {
+      kind: 'pissa';
+      svd?: 'auto' | 'exact' | 'randomized';
+      powerIterations?: number;
+      /** The randomized SVD's samples beyond r (default 10; PEFT's pissa_niter_N: 0). */
+      oversample?: number;
+    }
   /**
    * OLoRA (Büyükakyüz 2024, arXiv 2406.01775), PEFT's `init_lora_weights="olora"`:
    * W = Q R, B = Q's first r columns, A = R's first r rows, and W replaced by
@@ -47,6 +53,15 @@ export const INIT_TITLES: { readonly [K in LoraInit['kind']]: string } = {
   olora: 'OLoRA',
   orthogonal: 'orthogonal',
 };
+
+/**
+ * PEFT's `init_lora_weights="pissa_niter_N"`: PiSSA from torch.svd_lowrank(W,
+ * q=r, niter=N), a randomized SVD of exactly r samples and N power
+ * iterations: faster than the full SVD, approximate for small N.
+ */
+export function pissaNiter(powerIterations: number): Extract<LoraInit, { kind: 'pissa' }> {
+  return { kind: 'pissa', svd: 'randomized', powerIterations, oversample: 0 };
+}
 
 /** Whether `kind` replaces the base weight by a residual (and so needs W in float32). */
 export const changesBase = (kind: LoraInit['kind']): boolean => RESIDUAL_INITS.includes(kind);
@@ -87,7 +102,12 @@ export function gaussianA(r: number, inFeatures: number, rng: Rng): Float32Array
 export function pissaInit(
   weight: Float32Array,
   shape: LoraInitShape,
-  options: { svd?: 'auto' | 'exact' | 'randomized'; powerIterations?: number; seed?: number } = {},
+  options: {
+    svd?: 'auto' | 'exact' | 'randomized';
+    powerIterations?: number;
+    oversample?: number;
+    seed?: number;
+  } = {},
 ): Required<LoraInitResult> {
   const { r, inFeatures: n, outFeatures: m, scaling } = shape;
   if (weight.length !== m * n) {
@@ -100,6 +120,7 @@ export function pissaInit(
   const { u, s, v } = truncatedSvd(w, r, {
     method: options.svd ?? 'auto',
     powerIterations: options.powerIterations ?? 4,
+    ...(options.oversample !== undefined ? { oversample: options.oversample } : {}),
     seed: options.seed ?? 0,
   });
   const a = new Float32Array(r * n);
@@ -222,6 +243,7 @@ const INITS: {
     pissaInit(needWeight('PiSSA', weight), shape, {
       ...(init.svd ? { svd: init.svd } : {}),
       ...(init.powerIterations !== undefined ? { powerIterations: init.powerIterations } : {}),
+      ...(init.oversample !== undefined ? { oversample: init.oversample } : {}),
       seed,
     }),
   olora: (_, shape, __, weight) => oloraInit(needWeight('OLoRA', weight), shape),
