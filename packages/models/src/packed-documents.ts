@@ -66,31 +66,31 @@ export function documentLayout(positionIds: Int32Array, B: number, T: number): D
 }
 
 /**
- * softmax(softcap(scale q k^T) + causal mask) v within each document: q, k, v
- * [B, H, T, D] (keys and values repeated to H heads) -> [B, H, T, D].
- * `window` limits each query to its last `window` keys; dropout draws over
- * each group's [documents, H, L, L] probabilities. Slices, pads and concats
- * only: their gradients are slices and pads too.
+ * softmax(softcap(scale q k^T) + causal mask) v within each document, on
+ * q, k, v [B, T, H*D] token-major (keys and values repeated to H heads)
+ * -> [B, T, H*D]. `window` limits each query to its last `window` keys;
+ * dropout draws over each group's [documents, H, L, L] probabilities.
+ * Slices, pads and concats only: their gradients are slices and pads too.
  */
 export function documentAttention(
-  q: tf.Tensor4D,
-  k: tf.Tensor4D,
-  v: tf.Tensor4D,
+  q: tf.Tensor3D,
+  k: tf.Tensor3D,
+  v: tf.Tensor3D,
+  heads: number,
   layout: DocumentLayout,
   options: Omit<CausalAttentionOptions, 'mask'>,
-): tf.Tensor4D {
-  const [B, H, T, D] = q.shape;
+): tf.Tensor3D {
+  const [B, T, C] = q.shape;
+  const [H, D] = [heads, C / heads];
   return tf.tidy(() => {
-    const flat = (x: tf.Tensor4D) =>
-      x.transpose([0, 2, 1, 3]).reshape([B * T, H * D]) as tf.Tensor2D; // [B*T, H*D]
-    const [fq, fk, fv] = [flat(q), flat(k), flat(v)];
+    const [fq, fk, fv] = [q, k, v].map((x) => x.reshape([B * T, C]) as tf.Tensor2D); // [B*T, C]
     const outputs = layout.groups.map(({ length: L, documents }, g) => {
       // The group's documents as rows [n, H, L, D], each zero-padded after its end.
       const rows = (x: tf.Tensor2D) =>
         tf
           .concat(
             documents.map((d) =>
-              tf.pad(x.slice([d.start, 0], [d.length, H * D]), [
+              tf.pad(x.slice([d.start, 0], [d.length, C]), [
                 [0, L - d.length],
                 [0, 0],
               ]),
@@ -102,21 +102,21 @@ export function documentAttention(
       const mask = attentionBias(positions, [0], L, L, options.window ?? null); // [1, 1, L, L]
       const seed = options.dropout && { ...options.dropout, seed: options.dropout.seed + g };
       // Causal within each document's row: the fused kernel on webgpu, the composed ops elsewhere.
-      const out = causalAttention(rows(fq), rows(fk), rows(fv), {
+      const out = causalAttention(rows(fq!), rows(fk!), rows(fv!), {
         ...options,
         mask,
         ...(seed ? { dropout: seed } : {}),
       }); // [n, H, L, D]
-      return out.transpose([0, 2, 1, 3]).reshape([documents.length * L, H * D]);
+      return out.transpose([0, 2, 1, 3]).reshape([documents.length * L, C]);
     });
     const pieces = layout.runs.map((run) => {
-      if ('start' in run) return fv.slice([run.start, 0], [run.length, H * D]);
+      if ('start' in run) return fv!.slice([run.start, 0], [run.length, C]);
       const { length: L, documents } = layout.groups[run.group]!;
       const n = documents[run.document]!.length;
-      return outputs[run.group]!.slice([run.document * L, 0], [n, H * D]);
+      return outputs[run.group]!.slice([run.document * L, 0], [n, C]);
     });
-    const joined = pieces.length === 1 ? pieces[0]! : tf.concat(pieces); // [B*T, H*D]
-    return joined.reshape([B, T, H, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+    const joined = pieces.length === 1 ? pieces[0]! : tf.concat(pieces); // [B*T, C]
+    return joined.reshape([B, T, C]) as tf.Tensor3D;
   });
 }
 

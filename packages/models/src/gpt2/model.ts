@@ -290,18 +290,18 @@ export class Gpt2Model implements CausalLM {
     const D = C / H;
     const seed = seeds.attn;
     const qkv = block.cAttn.forward(x, { training, dropoutSeed: seed * 4 }); // [B, T, 3C]
-    const [q, k, v] = tf
-      .split(qkv, 3, 2)
-      .map((t) => reshapeTo(t, [B, T, H, D]).transpose([0, 2, 1, 3])); // [B, H, T, D]
+    const parts = tf.split(qkv, 3, 2) as tf.Tensor3D[]; // q, k, v [B, T, C]
     // softmax(q k^T / sqrt(D) + mask) v: without [B, H, T, T] on webgpu, dropout included.
     const rate = this.config.attnPdrop;
     const dropout = seeds.probs === null ? undefined : { rate, seed: seeds.probs };
     const scale = 1 / Math.sqrt(D);
-    const heads = documents // [B, H, T, D]
-      ? documentAttention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, documents, {
-          ...{ scale, dropout },
-        })
-      : causalAttention(q!, k!, v!, { scale, mask, dropout });
+    if (documents) {
+      const [q, k, v] = parts;
+      const y = documentAttention(q!, k!, v!, H, documents, { scale, dropout }); // [B, T, C]
+      return block.attnProj.forward(y, { training, dropoutSeed: seed * 4 + 1 });
+    }
+    const [q, k, v] = parts.map((t) => reshapeTo(t, [B, T, H, D]).transpose([0, 2, 1, 3])); // [B, H, T, D]
+    const heads = causalAttention(q!, k!, v!, { scale, mask, dropout }); // [B, H, T, D]
     const y = reshapeTo(heads.transpose([0, 2, 1, 3]), [B, T, C]); // [B, T, C]
     return block.attnProj.forward(y, { training, dropoutSeed: seed * 4 + 1 });
   }

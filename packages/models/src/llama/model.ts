@@ -400,11 +400,13 @@ export class LlamaModel implements CausalLM {
       window, // the fused path's; the composed path reads it from the bias
       softcap: c.attnSoftcap, // Gemma 2
     };
-    const [kH, vH] = [repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv)];
-    const o = pass.documents // [B, H, T, D]
-      ? documentAttention(q, kH, vH, pass.documents, options)
-      : (pass.causal ? causalAttention : causalAttentionComposed)(q, kH, vH, options);
-    const y = reshapeTo(o.transpose([0, 2, 1, 3]), [B, T, H * D]);
+    const [kH, vH] = [repeatKv(keys, H / Hkv), repeatKv(values, H / Hkv)]; // [B, H, T, D]
+    const tokenMajor = (t: tf.Tensor) =>
+      reshapeTo<tf.Rank.R3>(t.transpose([0, 2, 1, 3]), [B, T, H * D]); // [B, T, H D]
+    const attend = pass.causal ? causalAttention : causalAttentionComposed;
+    const y = pass.documents
+      ? documentAttention(tokenMajor(q), tokenMajor(kH), tokenMajor(vH), H, pass.documents, options)
+      : tokenMajor(attend(q, kH, vH, options));
     return { y: layer.oProj.forward(y, lora(3)), kv: { keys, values } };
   }
 }
