@@ -109,6 +109,32 @@ describe('chooseMicroBatch on wasm', () => {
     expect(activationBytes(GEMMA3_270M, 2, fits + 1)).toBeGreaterThan(budget);
   });
 
+  it('rows packing documents apart: short documents fit more rows; documents that fill the row need more', () => {
+    // The default model's shape (packages/models/pretrained/default) with a context of 1024.
+    const config = { numLayers: 4, hiddenSize: 256, numHeads: 8, vocabSize: 257 };
+    const memory = {
+      ...{ config, seqLen: 1024, parameters: 3.5e6, fullFinetune: false },
+      backend: 'wasm' as const,
+    };
+    const budget = wasmActivationBudget(memory);
+    const fit = (documentSpan?: number) =>
+      chooseMicroBatch(
+        undefined,
+        4096,
+        { ...memory, ...(documentSpan ? { documentSpan } : {}) },
+        () => {},
+      );
+    const [rows, short, whole] = [fit(), fit(256), fit(1024)];
+    expect(short).toBeGreaterThan(rows); // attention spans 256 keys, not 1024
+    // Documents as long as the row: attention as wide, and the split and joined copies besides.
+    expect(whole).toBeLessThanOrEqual(rows);
+    expect(activationBytes(config, 1, 1024, false, 1024)).toBeGreaterThan(
+      activationBytes(config, 1, 1024),
+    );
+    expect(activationBytes(config, short, 1024, false, 256)).toBeLessThanOrEqual(budget);
+    expect(activationBytes(config, short + 1, 1024, false, 256)).toBeGreaterThan(budget);
+  });
+
   it('says nothing of a row that fits, and names no --seq-len when no row does', () => {
     expect(notes(128).filter((l) => l.startsWith('warning'))).toEqual([]);
     const none = notes(128, 1e9).find((l) => l.startsWith('warning'));

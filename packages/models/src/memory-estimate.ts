@@ -31,6 +31,13 @@ export const WASM_HEAP_BYTES = 4 * 1024 ** 3;
 export const ACTIVATION_SHARE = 0.75;
 
 const FLOATS_PER_TOKEN_LAYER_C = 51;
+/**
+ * Rows packing documents apart (packed-documents.ts) keep their split,
+ * padded and joined copies of q, k, v and the output too: peak RSS of
+ * 25 x 256 with documents of 32, 64 and 128 tokens fits ~21 more floats of
+ * width C per token and layer, with the attention's span the document rows'.
+ */
+const PACKED_FLOATS_PER_TOKEN_LAYER_C = 21;
 const ATTENTION_COPIES = 5;
 const FLOATS_PER_TOKEN_V = 2.5;
 /** Gradient checkpointing keeps each layer's input (and gradients passing through, in backward). */
@@ -40,16 +47,20 @@ const CHECKPOINT_FLOATS_PER_TOKEN_LAYER_C = 3;
  * Bytes the activations of one micro-batch of `rows` x `seqLen` tokens take
  * during a step; `checkpointed` (--gradient-checkpointing): every layer's
  * input and one layer's intermediates, recomputed in backward, and the
- * logits of one chunk of the loss (loss.ts chunkedNllSum).
+ * logits of one chunk of the loss (loss.ts chunkedNllSum); `documentSpan`:
+ * rows pack documents apart, the longest (rounded up to 8) this long.
  */
 export function activationBytes(
   config: EstimateConfig,
   rows: number,
   seqLen: number,
   checkpointed = false,
+  documentSpan?: number,
 ): number {
   const { numLayers: L, hiddenSize: C, numHeads: H, vocabSize: V } = config;
-  const layer = FLOATS_PER_TOKEN_LAYER_C * C + ATTENTION_COPIES * H * seqLen;
+  const packed = documentSpan !== undefined;
+  const perC = FLOATS_PER_TOKEN_LAYER_C + (packed ? PACKED_FLOATS_PER_TOKEN_LAYER_C : 0);
+  const layer = perC * C + ATTENTION_COPIES * H * Math.min(seqLen, documentSpan ?? seqLen);
   const tokens = rows * seqLen;
   if (!checkpointed) return 4 * tokens * (L * layer + FLOATS_PER_TOKEN_V * V);
   const logitRows = Math.min(tokens, lossChunkRows(V));
@@ -104,8 +115,10 @@ export function largestMicroBatch(
   seqLen: number,
   budget: number,
   checkpointed = false,
+  documentSpan?: number,
 ): number {
-  const fits = (rows: number) => activationBytes(config, rows, seqLen, checkpointed) <= budget;
+  const fits = (rows: number) =>
+    activationBytes(config, rows, seqLen, checkpointed, documentSpan) <= budget;
   let hi = 1; // the bytes grow with rows, not in proportion (a checkpointed loss's one chunk)
   while (fits(hi)) hi *= 2;
   let lo = hi / 2; // fits, or 0.5 when 1 does not

@@ -5,9 +5,10 @@
 // sliding window only the last `window` of those.
 //
 // Attention runs per document, as FlashAttention's variable-length kernels
-// do: each document of two or more tokens is cut into a row of its own
-// (documents of similar length grouped, each group padded to its longest),
-// attended causally there (the fused kernel on webgpu), and joined back.
+// do: each document of two or more tokens is split off into a row of its
+// own (documents of similar length grouped, each group padded to its
+// longest), attended causally there (the fused kernel on webgpu), and
+// joined back.
 // Its cost is near the sum of the documents' squared lengths, not the packed
 // row's. A one-token document attends to itself alone: its output is its
 // value.
@@ -17,17 +18,16 @@ import { attentionBias } from './kv-cache.js';
 /** Where each packed document's tokens go for attention (host values: tensors are made where used). */
 export interface DocumentLayout {
   /**
-   * Documents of two or more tokens (their first flat token b * T + t and
-   * length), in groups of similar length, each group attended as rows of
-   * the group's `length` (its longest, rounded up to 8).
+   * The flat tokens (b * T + t) in order, as consecutive runs: a document of
+   * two or more tokens (its group, and its index there), or tokens that
+   * attend to themselves alone (one-token documents, padding).
    */
-  groups: { length: number; documents: { start: number; length: number }[] }[];
+  runs: { length: number; document?: { group: number; index: number } }[];
   /**
-   * The flat tokens in order as runs: a document's outputs (group g, its
-   * index d), or `length` tokens from `start` that attend to themselves alone
-   * (one-token documents, padding): their outputs are their values.
+   * Documents of similar length, longest first, each group attended as rows
+   * of `length` (its longest, rounded up to 8): each document's run.
    */
-  runs: ({ group: number; document: number } | { start: number; length: number })[];
+  groups: { length: number; runs: number[] }[];
 }
 
 /** A group's rows waste at most this share of their length on padding. */
@@ -36,33 +36,33 @@ const GROUP_WASTE = 0.25;
 /** The documents of packed positions [B*T] (checkPositionIds' rule), grouped by length. */
 export function documentLayout(positionIds: Int32Array, B: number, T: number): DocumentLayout {
   checkPositionIds(positionIds, B, T);
-  const spans: { start: number; length: number }[] = [];
+  const spans: number[] = []; // each document's length, in order
   for (let i = 0; i < B * T; i++) {
-    if (positionIds[i] === 0) spans.push({ start: i, length: 1 });
-    else spans[spans.length - 1]!.length++;
+    if (positionIds[i] === 0) spans.push(1);
+    else spans[spans.length - 1]!++;
+  }
+  const runs: DocumentLayout['runs'] = [];
+  for (const length of spans) {
+    const last = runs.at(-1);
+    if (length >= 2) runs.push({ length, document: { group: -1, index: -1 } });
+    else if (last && !last.document) last.length++;
+    else runs.push({ length: 1 });
   }
   // Longest first; a document joins the open group while padding it wastes little.
   const groups: DocumentLayout['groups'] = [];
-  const where = new Map<number, { group: number; document: number }>();
-  const multi = spans.filter((d) => d.length >= 2).sort((a, b) => b.length - a.length);
-  for (const d of multi) {
+  const order = runs.flatMap((run, r) => (run.document ? [r] : []));
+  order.sort((a, b) => runs[b]!.length - runs[a]!.length || a - b);
+  for (const r of order) {
+    const run = runs[r]!;
     let group = groups.at(-1);
-    if (!group || d.length < (1 - GROUP_WASTE) * group.length) {
-      group = { length: Math.min(T, Math.ceil(d.length / 8) * 8), documents: [] };
+    if (!group || run.length < (1 - GROUP_WASTE) * group.length) {
+      group = { length: Math.min(T, Math.ceil(run.length / 8) * 8), runs: [] };
       groups.push(group);
     }
-    where.set(d.start, { group: groups.length - 1, document: group.documents.length });
-    group.documents.push(d);
+    run.document = { group: groups.length - 1, index: group.runs.length };
+    group.runs.push(r);
   }
-  const runs: DocumentLayout['runs'] = [];
-  for (const d of spans) {
-    const placed = where.get(d.start);
-    const last = runs.at(-1);
-    if (placed) runs.push(placed);
-    else if (last && 'start' in last && last.start + last.length === d.start) last.length++;
-    else runs.push({ start: d.start, length: 1 });
-  }
-  return { groups, runs };
+  return { runs, groups };
 }
 
 /**
@@ -70,7 +70,9 @@ export function documentLayout(positionIds: Int32Array, B: number, T: number): D
  * q, k, v [B, T, H*D] token-major (keys and values repeated to H heads)
  * -> [B, T, H*D]. `window` limits each query to its last `window` keys;
  * dropout draws over each group's [documents, H, L, L] probabilities.
- * Slices, pads and concats only: their gradients are slices and pads too.
+ * Splits, pads and concats: their gradients are concats, slices and splits,
+ * each the size of its input (a slice of the whole would send back a whole
+ * gradient per document).
  */
 export function documentAttention(
   q: tf.Tensor3D,
@@ -82,41 +84,46 @@ export function documentAttention(
 ): tf.Tensor3D {
   const [B, T, C] = q.shape;
   const [H, D] = [heads, C / heads];
+  const sizes = layout.runs.map((run) => run.length);
   return tf.tidy(() => {
-    const [fq, fk, fv] = [q, k, v].map((x) => x.reshape([B * T, C]) as tf.Tensor2D); // [B*T, C]
-    const outputs = layout.groups.map(({ length: L, documents }, g) => {
+    // Each run's tokens [length, C], of q, k and v.
+    const pieces = (x: tf.Tensor3D) => {
+      const flat = x.reshape([B * T, C]) as tf.Tensor2D;
+      return sizes.length === 1 ? [flat] : tf.split(flat, sizes, 0);
+    };
+    const [pq, pk, pv] = [pieces(q), pieces(k), pieces(v)];
+    const outputs = layout.groups.map(({ length: L, runs }, g) => {
       // The group's documents as rows [n, H, L, D], each zero-padded after its end.
-      const rows = (x: tf.Tensor2D) =>
+      const rows = (p: tf.Tensor[]) =>
         tf
           .concat(
-            documents.map((d) =>
-              tf.pad(x.slice([d.start, 0], [d.length, C]), [
-                [0, L - d.length],
+            runs.map((r) =>
+              tf.pad(p[r]!, [
+                [0, L - sizes[r]!],
                 [0, 0],
               ]),
             ),
           )
-          .reshape([documents.length, L, H, D])
+          .reshape([runs.length, L, H, D])
           .transpose([0, 2, 1, 3]);
       const positions = Int32Array.from({ length: L }, (_, t) => t);
       const mask = attentionBias(positions, [0], L, L, options.window ?? null); // [1, 1, L, L]
       const seed = options.dropout && { ...options.dropout, seed: options.dropout.seed + g };
       // Causal within each document's row: the fused kernel on webgpu, the composed ops elsewhere.
-      const out = causalAttention(rows(fq!), rows(fk!), rows(fv!), {
+      const out = causalAttention(rows(pq), rows(pk), rows(pv), {
         ...options,
         mask,
         ...(seed ? { dropout: seed } : {}),
       }); // [n, H, L, D]
-      return out.transpose([0, 2, 1, 3]).reshape([documents.length * L, C]);
+      const perDocument = out.transpose([0, 2, 1, 3]).reshape([runs.length * L, C]);
+      return runs.length === 1 ? [perDocument] : tf.split(perDocument, runs.length, 0); // [L, C] each
     });
-    const pieces = layout.runs.map((run) => {
-      if ('start' in run) return fv!.slice([run.start, 0], [run.length, C]);
-      const { length: L, documents } = layout.groups[run.group]!;
-      const n = documents[run.document]!.length;
-      return outputs[run.group]!.slice([run.document * L, 0], [n, C]);
+    const joined = layout.runs.map((run, r) => {
+      if (!run.document) return pv[r]!;
+      const { group, index } = run.document;
+      return outputs[group]![index]!.slice([0, 0], [run.length, C]); // [length, C] of [L, C]
     });
-    const joined = pieces.length === 1 ? pieces[0]! : tf.concat(pieces); // [B*T, C]
-    return joined.reshape([B, T, C]) as tf.Tensor3D;
+    return (joined.length === 1 ? joined[0]! : tf.concat(joined)).reshape([B, T, C]) as tf.Tensor3D;
   });
 }
 

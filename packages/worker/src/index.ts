@@ -16,6 +16,7 @@ export {
   batchesOf,
   inputLengths,
   paddedLengths,
+  documentSpan,
   prepareRows,
   rowLength,
   rowsFingerprint,

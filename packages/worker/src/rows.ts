@@ -241,6 +241,20 @@ function bestFitRows(
   return { rows, rowLines: Int32Array.from(lines), ...(truncated ? { truncated } : {}) };
 }
 
+/**
+ * Rows packing documents apart: their longest document's tokens rounded up
+ * to 8 (at most seqLen), what attention spans (models' documentLayout);
+ * undefined for other rows.
+ */
+export function documentSpan(rows: readonly SequenceRow[], seqLen: number): number | undefined {
+  if (!rows.some((row) => row.positionIds)) return undefined;
+  let longest = 1;
+  for (const { positionIds } of rows) {
+    for (const p of positionIds ?? []) longest = Math.max(longest, p + 1);
+  }
+  return Math.min(seqLen, Math.ceil(longest / 8) * 8);
+}
+
 /** Whether the rows pack documents apart (--packing-strategy bfd or bfd_split): the model then attends within each. */
 export function packsDocuments(options: Pick<RowOptions, 'packing' | 'packingStrategy'>): boolean {
   return options.packingStrategy !== undefined && options.packing !== 'pad';

@@ -4,7 +4,7 @@
 // tokenizer and prepares the rows (their count drives the sampler, their
 // fingerprint lets workers check theirs) but never loads the weights.
 import { type BackendName, type PlateauSettings, patternValue } from '@lorafleet/core';
-import type { GlobalBatchSampler } from '@lorafleet/data';
+import type { GlobalBatchSampler, SequenceRow } from '@lorafleet/data';
 import {
   type ModelConfig,
   loadModelTokenizer,
@@ -20,6 +20,7 @@ import {
 } from '@lorafleet/models';
 import {
   type RunConfig,
+  documentSpan,
   inputLengths,
   paddedLengths,
   prepareRows,
@@ -115,7 +116,10 @@ export async function planRun(given: TrainOptions): Promise<RunPlan> {
   const seed = o.seed;
   const lengths = paddedLengths(split.train, rows);
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
-    stepOptionsFrom(o, lengths, batchMemory(o, modelConfig, rows, totalParameters, baseDtype));
+    stepOptionsFrom(o, lengths, {
+      ...batchMemory(o, modelConfig, rows, totalParameters, baseDtype),
+      ...spanOf(split.train, rows.seqLen),
+    });
   o = withEpochStrategies(o, sampler.stepsPerEpoch);
   checkPlanOptions(o);
   const best = bestModelSettings(o);
@@ -190,6 +194,12 @@ function batchMemory(
     backend: o.backend,
     gradientCheckpointing: o.gradientCheckpointing,
   };
+}
+
+/** Rows packing documents apart: what their attention spans, for the micro-batch estimate. */
+function spanOf(rows: readonly SequenceRow[], seqLen: number): { documentSpan?: number } {
+  const span = documentSpan(rows, seqLen);
+  return span === undefined ? {} : { documentSpan: span };
 }
 
 /** The RunConfig fields that a run without the option leaves out. */

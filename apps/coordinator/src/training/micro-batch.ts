@@ -24,6 +24,8 @@ export interface MicroBatchMemory extends WeightsEstimate {
   gradientCheckpointing?: boolean;
   /** 2 for a preference objective or KTO: a row is two sequences of seqLen (a pair; an example and its KL sequence); absent: 1. */
   sequencesPerRow?: 1 | 2;
+  /** Rows pack documents apart (--packing-strategy bfd): the longest document's tokens, rounded up to 8 (worker documentSpan). */
+  documentSpan?: number;
 }
 
 /** "600 x 32 tokens", or a preference or KTO run's "600 rows of 2 x 32 tokens". */
@@ -97,9 +99,11 @@ export function chooseMicroBatch(
     note(tooBigWeights(memory));
     return requested ?? 1;
   }
-  const fit = Math.floor(largestMicroBatch(config, seqLen, budget, checkpointed) / k);
-  const need = (rows: number) => gib(activationBytes(config, k * rows, seqLen, checkpointed));
-  if (activationBytes(config, k, seqLen, checkpointed) > budget) note(tooLongRow(memory, budget));
+  const span = memory.documentSpan;
+  const fit = Math.floor(largestMicroBatch(config, seqLen, budget, checkpointed, span) / k);
+  const bytes = (rows: number) => activationBytes(config, k * rows, seqLen, checkpointed, span);
+  const need = (rows: number) => gib(bytes(rows));
+  if (bytes(1) > budget) note(tooLongRow(memory, budget));
   if (requested !== undefined) {
     if (requested <= fit) return requested;
     throw new UsageError(
