@@ -113,13 +113,10 @@ export async function planRun(given: TrainOptions): Promise<RunPlan> {
   const lora = o.initAdapter ? await initAdapterLora(o) : peftLoraFrom(o, modelConfig);
   checkDpoStartAdapter(o, lora);
   const { trainableParameters, totalParameters } = parameterCounts(o, modelConfig, lora);
-  const seed = o.seed;
   const lengths = paddedLengths(split.train, rows);
+  const memory = batchMemory(o, modelConfig, rows, split.train, totalParameters, baseDtype);
   const { batchSize, microBatchSize, sampler, steps, schedule, optimizer, maxGradNorm } =
-    stepOptionsFrom(o, lengths, {
-      ...batchMemory(o, modelConfig, rows, totalParameters, baseDtype),
-      ...spanOf(split.train, rows.seqLen),
-    });
+    stepOptionsFrom(o, lengths, memory);
   o = withEpochStrategies(o, sampler.stepsPerEpoch);
   checkPlanOptions(o);
   const best = bestModelSettings(o);
@@ -139,7 +136,7 @@ export async function planRun(given: TrainOptions): Promise<RunPlan> {
     optimizer,
     schedule,
     maxGradNorm,
-    seed,
+    seed: o.seed,
     ringTimeoutMs: RING_TIMEOUT_MS,
     wireDtype: o.wireDtype,
     resumeFrom: null,
@@ -180,12 +177,15 @@ function batchMemory(
   o: TrainOptions,
   config: ModelConfig,
   rows: RunConfig['rows'],
+  train: readonly SequenceRow[],
   parameters: number,
   baseDtype: RunConfig['baseDtype'],
 ): MicroBatchMemory {
+  const span = documentSpan(train, rows.seqLen); // rows packing documents apart
   return {
     config,
     seqLen: rows.seqLen,
+    ...(span !== undefined ? { documentSpan: span } : {}),
     ...(rows.pairs || rows.kto ? { sequencesPerRow: 2 as const } : {}),
     parameters,
     fullFinetune: o.fullFinetune,
@@ -194,12 +194,6 @@ function batchMemory(
     backend: o.backend,
     gradientCheckpointing: o.gradientCheckpointing,
   };
-}
-
-/** Rows packing documents apart: what their attention spans, for the micro-batch estimate. */
-function spanOf(rows: readonly SequenceRow[], seqLen: number): { documentSpan?: number } {
-  const span = documentSpan(rows, seqLen);
-  return span === undefined ? {} : { documentSpan: span };
 }
 
 /** The RunConfig fields that a run without the option leaves out. */
