@@ -9,14 +9,11 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  NO_DROPOUT_CONFIG,
   WORKERS_TOLERANCE,
   adapterGap,
-  ensureBuilt,
-  initTinyModel,
   lorafleet,
-  makeTempDir,
   removeDir,
+  trainFixture,
   writeJsonl,
 } from './helpers.js';
 
@@ -25,15 +22,12 @@ let model: string;
 let data: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  dir = await makeTempDir('packing');
-  model = await initTinyModel(dir, 'model', 0, NO_DROPOUT_CONFIG);
   // Examples of 6 to 10 tokens (prompt, completion, EOS): three to five fit a row of 32.
   const lines = Array.from({ length: 24 }, (_, i) => ({
     prompt: `${i}:`,
     completion: ` ${'x'.repeat(1 + (i % 4))}.`,
   }));
-  data = await writeJsonl(join(dir, 'pc.jsonl'), lines);
+  ({ dir, model, data } = await trainFixture('packing', lines));
 }, 300_000);
 
 afterAll(() => removeDir(dir));

@@ -62,7 +62,7 @@ export function packBestFit(
       }
       for (const from of cut)
         pieces.push({
-          example: example,
+          example,
           index: start + i,
           from,
           length: Math.min(seqLen, n - from),
