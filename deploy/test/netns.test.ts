@@ -56,6 +56,8 @@ beforeAll(async () => {
   await net.create(['relay'], 100);
   hosts = net.hosts.slice(0, 3);
   relayHost = net.hosts[3]!;
+  await net.checkReachable(hosts[0]!, PORT);
+  await net.checkReachable(relayHost, PORT);
 }, 120_000);
 
 afterEach(() => {
@@ -131,8 +133,37 @@ function rank(rank: number, o: RankOptions): Task {
 
 const job = (o: RankOptions) => [0, 1, 2].map((r) => rank(r, o));
 
-async function allOk(tasks: Task[]): Promise<string[]> {
-  const results = await Promise.all(tasks.map((t) => t.done));
+/** `promise`; if it fails, the error also carries the last lines each task printed. */
+async function explain<T>(tasks: Task[], promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (error) {
+    const tails = tasks.map(
+      (t, i) => `--- task ${i}:\n${t.output().split('\n').slice(-25).join('\n')}`,
+    );
+    throw new Error(`${(error as Error).message}\n${tails.join('\n')}`);
+  }
+}
+
+/** The tasks' exits, or an error after `timeoutMs` (below the test's own timeout, so `explain` can tell). */
+async function exits(tasks: Task[], timeoutMs: number) {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`still running after ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([Promise.all(tasks.map((t) => t.done)), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits for every task to exit 0, failing after `timeoutMs` with what each printed. */
+async function allOk(tasks: Task[], timeoutMs = 90_000): Promise<string[]> {
+  const results = await explain(tasks, exits(tasks, timeoutMs));
   results.forEach((r, i) => expect(r.code, `rank ${i}:\n${r.output}`).toBe(0));
   return results.map((r) => r.output);
 }
@@ -165,7 +196,10 @@ describe('hosts in network namespaces, over CURVE, launched with torchrun variab
     const steps = 120;
     const slow = { LORAFLEET_FAULT_STEP_DELAY_MS: '150' };
     const tasks = job({ out, steps, env: slow });
-    await until('step 4', async () => ((await stepsDone(out)) >= 4 ? true : undefined), 60_000);
+    await explain(
+      tasks,
+      until('step 4', async () => ((await stepsDone(out)) >= 4 ? true : undefined), 60_000),
+    );
     await net.link(hosts[2]!, 'down');
     const cut = await tasks[2]!.done;
     // The partitioned worker gives up on its own within the heartbeat timeout (and a margin).
@@ -179,7 +213,7 @@ describe('hosts in network namespaces, over CURVE, launched with torchrun variab
     await net.link(hosts[2]!, 'up');
     // The engine's restart policy, played by the test: the same command again.
     const back = rank(2, { out, steps, env: slow });
-    const [coordinator] = await allOk([tasks[0]!, tasks[1]!, back]);
+    const [coordinator] = await allOk([tasks[0]!, tasks[1]!, back], 80_000);
     expect(back.output()).toMatch(/loaded the trainer state of step \d+/);
     const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8'))
       .trim()
@@ -195,7 +229,10 @@ describe('hosts in network namespaces, over CURVE, launched with torchrun variab
     const runId = `netns-${process.pid}`;
     const slow = { LORAFLEET_FAULT_STEP_DELAY_MS: '150' };
     const first = job({ out, steps: STEPS, runId, extra: CHECKPOINTS, env: slow });
-    await until('step 9', async () => ((await stepsDone(out)) >= 9 ? true : undefined), 60_000);
+    await explain(
+      first,
+      until('step 9', async () => ((await stepsDone(out)) >= 9 ? true : undefined), 60_000),
+    );
     first[0]!.child.kill('SIGKILL');
     const killedAt = performance.now();
     for (const t of first.slice(1)) {
@@ -208,7 +245,7 @@ describe('hosts in network namespaces, over CURVE, launched with torchrun variab
       expect((r.at - killedAt) / 1000).toBeLessThan(HEARTBEAT_TIMEOUT + 3);
     }
     const second = job({ out, steps: STEPS, runId, extra: CHECKPOINTS });
-    const [coordinator] = await allOk(second);
+    const [coordinator] = await allOk(second, 60_000);
     expect(coordinator).toMatch(
       new RegExp(`run torchelastic-${runId} restarted .*: resuming from`),
     );
@@ -246,7 +283,7 @@ describe('hosts in network namespaces, over CURVE, launched with torchrun variab
         first,
         ...[1, 2].map((r) => rank(r, { out, steps: 8, masterAddr: RELAY_ADDRESS })),
       ];
-      const results = await Promise.all(ranks.map((t) => t.done));
+      const results = await explain([...ranks, relay], exits(ranks, 40_000));
       relay.child.kill('SIGKILL');
       results.forEach((r, i) =>
         expect(r.code, `rank ${i}:\n${r.output}\nrelay:\n${relay.output()}`).toBe(0),

@@ -10,6 +10,17 @@ const run = promisify(execFile);
 
 export const SUBNET = '10.213.0';
 
+// A TCP listener that answers "ok" to each connection, and a dialer that exits 0
+// on that answer (both `node -e`, ADDRESS and PORT from the environment).
+const LISTEN = `const s = require('net').createServer((c) => c.end('ok'));
+s.listen(Number(process.env.PORT), process.env.ADDRESS, () => console.log('listening'));`;
+const DIAL = `const c = require('net').connect(Number(process.env.PORT), process.env.ADDRESS);
+let d = '';
+c.on('data', (x) => (d += x));
+c.on('end', () => process.exit(d === 'ok' ? 0 : 1));
+c.on('error', (e) => { console.error(e.message); process.exit(1); });
+setTimeout(() => { console.error('no answer in 5 s'); process.exit(1); }, 5000);`;
+
 export interface Host {
   /** The namespace's name (`ip netns exec NAME ...`). */
   ns: string;
@@ -61,6 +72,58 @@ export class NamespaceNetwork {
       await this.ip('-n', ns, 'link', 'set', 'eth0', 'up');
       this.hosts.push({ ns, address, port });
     }
+  }
+
+  /**
+   * Checks that every host reaches `to` over TCP (a listener in `to`, a
+   * connection from each other host), so a machine whose bridges pass no
+   * traffic fails here, naming the links and neighbours, not as a training
+   * run that waits for its workers until the test times out.
+   */
+  async checkReachable(to: Host, port: number): Promise<void> {
+    const server = execFile('ip', ['netns', 'exec', to.ns, process.execPath, '-e', LISTEN], {
+      env: { ...process.env, ADDRESS: to.address, PORT: String(port) },
+      timeout: 30_000,
+    });
+    const failures: string[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.stdout!.once('data', () => resolve());
+        server.once('exit', (code) =>
+          reject(new Error(`the listener in ${to.ns} exited (${code})`)),
+        );
+      });
+      for (const host of this.hosts.filter((h) => h !== to)) {
+        const env = { ...process.env, ADDRESS: to.address, PORT: String(port) };
+        await run('ip', ['netns', 'exec', host.ns, process.execPath, '-e', DIAL], { env }).catch(
+          (error: { stderr?: string }) =>
+            failures.push(`${host.ns} -> ${to.address}:${port}: ${error.stderr}`),
+        );
+      }
+    } finally {
+      server.kill('SIGKILL');
+    }
+    if (failures.length > 0) {
+      throw new Error(
+        `hosts that cannot reach ${to.ns}:\n${failures.join('\n')}\n${await this.describe()}`,
+      );
+    }
+  }
+
+  /** The bridge's ports and every host's addresses and neighbours, for an error message. */
+  async describe(): Promise<string> {
+    const show = async (args: string[]) => {
+      const text = await run('ip', args).then(
+        (r) => r.stdout,
+        (e: Error) => e.message,
+      );
+      return `$ ip ${args.join(' ')}\n${text}`;
+    };
+    const parts = [await show(['-n', this.bridgeNs, '-br', 'link'])];
+    for (const h of this.hosts) {
+      parts.push(await show(['-n', h.ns, '-br', 'addr']), await show(['-n', h.ns, 'neigh']));
+    }
+    return parts.join('\n');
   }
 
   /** Cuts (down) or restores (up) a host's link at the bridge. */
