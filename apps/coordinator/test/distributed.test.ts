@@ -10,7 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPeftAdapter, readSafetensorsFile } from '@lorafleet/core';
 import {
   REPO_ROOT,
+  TINY_CONFIG,
+  WORKERS_TOLERANCE,
   WORKER_BIN,
+  adapterGap,
+  initTinyModel,
   lorafleet,
   numberedPatternRecords,
   readJson,
@@ -115,6 +119,28 @@ describe('train --workers N', () => {
         saved: join(dir!, `w${workers}`, 'adapter'),
       });
     }
+  });
+
+  it('trains the same adapter with dropout on, 1 and 3 workers, when their micro-batches hold the same rows', async () => {
+    // GPT-2's own dropout (0.1 at embd, attn and resid) and LoRA's: each
+    // micro-batch's masks are keyed by its sample ids, so the same rows draw
+    // the same masks on 1 worker (3 micro-batches of 2) as on 3 (1 each).
+    const dropoutModel = await initTinyModel(dir!, 'dropout-model', 0, TINY_CONFIG);
+    const run = (out: string, workers: number) =>
+      lorafleet([
+        'train',
+        ...['--model', dropoutModel, '--data', data, '--out', join(dir!, out)],
+        ...['--steps', '6', '--batch-size', '6', '--micro-batch-size', '2', '--lr', '1e-2'],
+        ...['--lora-dropout', '0.1', '--workers', String(workers)],
+      ]);
+    for (const r of [await run('d1', 1), await run('d3', 3)]) expect(r.code, r.stderr).toBe(0);
+    const { diff, largestB } = await adapterGap(
+      join(dir!, 'd1', 'adapter'),
+      join(dir!, 'd3', 'adapter'),
+    );
+    expect(largestB).toBeGreaterThan(1e-2); // it trained
+    expect(diff).toBeLessThan(WORKERS_TOLERANCE);
+    expect(maxAbsDiff(await lossesOf('d1'), await lossesOf('d3'))).toBeLessThan(1e-4);
   });
 
   it('rejects --workers 0', async () => {

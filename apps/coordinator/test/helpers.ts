@@ -26,8 +26,9 @@ export const TINY_CONFIG = {
 
 /**
  * A tiny model with every dropout of the base model off: with dropout, N
- * workers draw other masks than one process does (as under torchrun), so
- * equivalence and resume tests use this one (and --lora-dropout 0).
+ * workers train one's adapter only where their micro-batches hold one's rows
+ * (masks are keyed by them: docs/training-step.md#dropout), so equivalence
+ * and resume tests use this one (and --lora-dropout 0).
  */
 export const NO_DROPOUT_CONFIG = {
   model_type: 'gpt2',

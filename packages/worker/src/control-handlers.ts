@@ -24,6 +24,7 @@ import {
 import { stepOrAbort } from './mailbox.js';
 import { asStorageError } from './storage-error.js';
 import { batchesOf } from './rows.js';
+import { rowsKey } from './step.js';
 import { decodeTrainState, encodeTrainState, stateParts } from './state-transfer.js';
 import type { WorkerSession } from './worker-session.js';
 
@@ -225,7 +226,16 @@ async function trainStep(
     maybeHangCompute(session.rank, plan.step, session.log);
     maybeBlockCompute(session.rank, plan.step, session.log);
   };
-  const run = replica.step.run(batches, signal, onCompute, plan.lrReductions);
+  // batchesOf cuts the rows in order, micro-batch size at a time: so are the keys.
+  const rowKeys = batches.map((_, i) =>
+    rowsKey(plan.sampleIds.slice(i * plan.microBatchSize, (i + 1) * plan.microBatchSize)),
+  );
+  const run = replica.step.run(batches, {
+    signal,
+    onCompute,
+    lrReductions: plan.lrReductions,
+    rowKeys,
+  });
   const result = await run.catch((error: unknown) => {
     if (!(error instanceof DataError)) throw error;
     const rows = nameRows(replica.config.dataFile, replica.rowLines, plan.sampleIds);

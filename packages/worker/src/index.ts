@@ -1,10 +1,12 @@
 export {
   type AllReduce,
+  type RunOptions,
   type StepConfig,
   type StepResult,
   type TrainState,
   TrainingStep,
   localAllReduce,
+  rowsKey,
 } from './step.js';
 export { replicaHash, hashHex } from './replica-hash.js';
 export { DataError, errorCodeOf } from './data-error.js';

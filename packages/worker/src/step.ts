@@ -13,6 +13,7 @@ import {
   clipGlobalNorm,
   createOptimizerState,
   globalNorm,
+  lowbias32,
   optimizerStep,
   stateBuffers,
   GradientAccumulator,
@@ -46,6 +47,29 @@ export type ComputeNotice = (computeLimitMs: number, warmingUp?: boolean) => voi
 const FIRST_MICRO_BATCH_LIMIT_MS = 300_000;
 /** A measured limit is never below this: a loaded machine's jitter is no hang. */
 const MIN_MICRO_BATCH_LIMIT_MS = 30_000;
+
+/** What one step runs with, besides its micro-batches (all optional). */
+export interface RunOptions {
+  /** Stops the step between micro-batches (an Abort); the caller restores its snapshot. */
+  signal?: AbortSignal;
+  onCompute?: ComputeNotice;
+  /** reduce_lr_on_plateau: the reductions the evaluations so far made (StepPlan.lr_reductions). */
+  lrReductions?: number;
+  /**
+   * [micro-batches] each micro-batch's rows as a key (rowsKey of its sample
+   * ids), which seeds its dropout masks: the same rows draw the same masks on
+   * whichever worker, or at whichever place in the accumulation, they land.
+   * Without: the micro-batch's index on this replica.
+   */
+  rowKeys?: readonly number[];
+}
+
+/** A key of a micro-batch's sample ids (their order included): 32 bits, for dropout seeds. */
+export function rowsKey(ids: readonly number[]): number {
+  let key = lowbias32(ids.length);
+  for (const id of ids) key = lowbias32(key ^ lowbias32((id >>> 0) ^ Math.floor(id / 2 ** 32)));
+  return key;
+}
 
 /** Sums a buffer across all replicas in place; every replica must end with the same bits. */
 export type AllReduce = (buffer: Float32Array) => Promise<void>;
@@ -215,19 +239,14 @@ export class TrainingStep {
    * to the event loop (heartbeats, an Abort) and stops with `signal`'s reason
    * when aborted; the caller then restores its step-start snapshot.
    */
-  async run(
-    microBatches: readonly TokenBatch[],
-    signal?: AbortSignal,
-    onCompute?: ComputeNotice,
-    /** reduce_lr_on_plateau: the reductions the evaluations so far made (StepPlan.lr_reductions). */
-    lrReductions = 0,
-  ): Promise<StepResult> {
+  async run(microBatches: readonly TokenBatch[], options: RunOptions = {}): Promise<StepResult> {
+    const { signal, onCompute, lrReductions = 0 } = options;
     const step = this.optimizer.step;
     const n = this.params.size;
     const fused = this.grads;
     const t0 = performance.now();
     const shared = await this.sharedSums(microBatches, step + 1, signal, onCompute);
-    const stats = await this.accumulate(microBatches, step, signal, onCompute, shared);
+    const stats = await this.accumulate(microBatches, step, options, shared);
     onCompute?.(0);
     const t1 = performance.now();
     const local = { lossSum: fused[n]!, tokens: fused[n + 1]!, stats };
@@ -306,8 +325,7 @@ export class TrainingStep {
   private async accumulate(
     microBatches: readonly TokenBatch[],
     step: number,
-    signal?: AbortSignal,
-    onCompute?: ComputeNotice,
+    { signal, onCompute, rowKeys }: RunOptions,
     shared?: Float32Array,
   ): Promise<Float32Array> {
     const n = this.params.size;
@@ -323,7 +341,7 @@ export class TrainingStep {
         // Timed from here: a test hook's blocking (fault-injection.ts) counts as compute.
         const started = performance.now();
         onCompute?.(this.computeLimitMs(), this.warmingUp);
-        const seed = (this.config.seed * 1_000_003 + step * 1009 + i) >>> 0;
+        const seed = (this.config.seed * 1_000_003 + step * 1009 + (rowKeys?.[i] ?? i)) >>> 0;
         sums.add(batch, seed, shared);
         await settleDevice(); // the micro-batch's device work is done: its time is its compute
         units += count;
