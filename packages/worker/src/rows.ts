@@ -164,7 +164,7 @@ function untrainableWarnings(drop: UntrainableDrop, seqLen: number): string[] {
   ];
 }
 
-/** Packed rows, less those holding prompt tokens only, with the line each row starts in. */
+/** Wrapped packed rows (one stream cut every seqLen), with the example each row starts in. */
 function packedRows(
   kept: UntrainableDrop,
   seqLen: number,
@@ -172,24 +172,38 @@ function packedRows(
 ): { rows: SequenceRow[]; rowLines: Int32Array } {
   const all = pack(kept.examples, seqLen);
   // Row r starts at token r * seqLen of the stream: the example holding it.
-  const starts: number[] = [];
-  let at = 0;
-  for (const e of kept.examples) {
-    starts.push(at);
-    at += e.ids.length;
+  const firstExample: number[] = [];
+  let [example, end] = [0, kept.examples[0]?.ids.length ?? 0];
+  for (let r = 0; r < all.length; r++) {
+    while (example + 1 < kept.examples.length && end <= r * seqLen)
+      end += kept.examples[++example]!.ids.length;
+    firstExample.push(example);
   }
+  return trainedRows(all, firstExample, kept, seqLen, warnings);
+}
+
+/**
+ * Packed rows less those holding prompt tokens only (a wrapped row, or a
+ * piece of a split example, may), with the source line of the example each
+ * starts with (`firstExample`, indices into kept.examples).
+ */
+function trainedRows(
+  packed: SequenceRow[],
+  firstExample: ArrayLike<number>,
+  kept: UntrainableDrop,
+  seqLen: number,
+  warnings: string[],
+): { rows: SequenceRow[]; rowLines: Int32Array } {
   const rows: SequenceRow[] = [];
   const lines: number[] = [];
-  let example = 0;
-  all.forEach((row, r) => {
-    while (example + 1 < starts.length && starts[example + 1]! <= r * seqLen) example++;
+  packed.forEach((row, r) => {
     if (firstTrainedPosition(row, seqLen) < 0) return;
     rows.push(row);
-    lines.push(kept.lines[example] ?? 0);
+    lines.push(kept.lines[firstExample[r]!] ?? 0);
   });
-  if (rows.length < all.length) {
+  if (rows.length < packed.length) {
     warnings.push(
-      `${kept.file}: dropped ${all.length - rows.length} packed rows that hold prompt tokens only`,
+      `${kept.file}: dropped ${packed.length - rows.length} packed rows that hold prompt tokens only`,
     );
   }
   return { rows, rowLines: Int32Array.from(lines) };
@@ -211,11 +225,7 @@ function makeRows(
   return { rows: padded.rows, rowLines: Int32Array.from(kept.lines), truncated: padded };
 }
 
-/**
- * Best-fit packed rows (data's packBestFit), less those holding prompt
- * tokens only (a piece of a split example may), with the line of the first
- * example each row holds.
- */
+/** Best-fit packed rows (data's packBestFit), as trainedRows keeps them. */
 function bestFitRows(
   kept: UntrainableDrop,
   seqLen: number,
@@ -224,21 +234,10 @@ function bestFitRows(
   warnings: string[],
 ): { rows: SequenceRow[]; rowLines: Int32Array; truncated?: Truncation } {
   const packed = packBestFit(kept.examples, seqLen, strategy, padId);
-  const rows: SequenceRow[] = [];
-  const lines: number[] = [];
-  packed.rows.forEach((row, r) => {
-    if (firstTrainedPosition(row, seqLen) < 0) return;
-    rows.push(row);
-    lines.push(kept.lines[packed.firstExample[r]!] ?? 0);
-  });
-  if (rows.length < packed.rows.length) {
-    warnings.push(
-      `${kept.file}: dropped ${packed.rows.length - rows.length} packed rows that hold prompt tokens only`,
-    );
-  }
+  const trained = trainedRows(packed.rows, packed.firstExample, kept, seqLen, warnings);
   // bfd_split cuts nothing: its pieces all train.
   const truncated = strategy === 'bfd' ? packed : undefined;
-  return { rows, rowLines: Int32Array.from(lines), ...(truncated ? { truncated } : {}) };
+  return { ...trained, ...(truncated ? { truncated } : {}) };
 }
 
 /**
