@@ -5,11 +5,11 @@
 // Here: GPT-2 with every dropout site on (LoRA's, embd, attn and resid), two
 // micro-batches in either order give the same step; keyed by their place
 // instead, they do not (so the masks are really on and really differ).
-import { TrainableParameters, useBackend } from '@lorafleet/core';
+import { useBackend } from '@lorafleet/core';
 import { type Batch, IGNORE_INDEX } from '@lorafleet/data';
-import { addLora, buildModel, modelConfigFromJson, randomModelWeights } from '@lorafleet/models';
 import { describe, expect, it } from 'vitest';
-import { type RunOptions, TrainingStep, rowsKey } from '../src/index.js';
+import { type RunOptions, rowsKey } from '../src/index.js';
+import { loraStep } from './helpers.js';
 
 const CONFIG = {
   ...{ model_type: 'gpt2', vocab_size: 64, n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 },
@@ -25,23 +25,13 @@ function batch(offset: number): Batch {
 }
 
 async function oneStep(microBatches: Batch[], options: RunOptions): Promise<Float32Array> {
-  const config = modelConfigFromJson(CONFIG, 'gpt2');
-  const model = buildModel(config, randomModelWeights(config, 5));
-  const lora = { r: 4, alpha: 8, dropout: 0.1, rslora: false };
-  const layers = await addLora(
-    model.linears(),
-    'default',
-    lora,
-    { kind: 'gaussian' },
-    'all-linear',
-    2,
-  );
-  const params = TrainableParameters.fromLoraLayers(layers);
-  const step = new TrainingStep(model, params, {
-    optimizer: { kind: 'sgd', lr: 1, momentum: 0, dampening: 0, nesterov: false, weightDecay: 0 },
-    schedule: { kind: 'constant' },
-    maxGradNorm: null,
-    seed: 3,
+  const { model, params, step } = await loraStep(CONFIG, {
+    weightSeed: 5,
+    dropout: 0.1,
+    step: {
+      optimizer: { kind: 'sgd', lr: 1, momentum: 0, dampening: 0, nesterov: false, weightDecay: 0 },
+      maxGradNorm: null,
+    },
   });
   await step.run(microBatches, options);
   const values = params.read();

@@ -4,11 +4,10 @@
 // with LoRA on every linear layer, on cpu and wasm. Right padding after a
 // row's last real token reaches none of its logits (causal attention) and
 // carries no label, so only float rounding may differ.
-import { TrainableParameters, useBackend } from '@lorafleet/core';
+import { useBackend } from '@lorafleet/core';
 import { type Batch, IGNORE_INDEX, padToLongest } from '@lorafleet/data';
-import { addLora, buildModel, modelConfigFromJson, randomModelWeights } from '@lorafleet/models';
 import { describe, expect, it } from 'vitest';
-import { TrainingStep } from '../src/index.js';
+import { loraStep } from './helpers.js';
 
 const CONFIGS: Record<string, object> = {
   gpt2: {
@@ -59,23 +58,9 @@ function paddedBatch(): Batch {
 }
 
 async function oneStep(family: string, batch: Batch) {
-  const config = modelConfigFromJson(CONFIGS[family], family);
-  const model = buildModel(config, randomModelWeights(config, 5));
-  const lora = { r: 4, alpha: 8, dropout: 0, rslora: false };
-  const layers = await addLora(
-    model.linears(),
-    'default',
-    lora,
-    { kind: 'gaussian' },
-    'all-linear',
-    2,
-  );
-  const params = TrainableParameters.fromLoraLayers(layers);
-  const step = new TrainingStep(model, params, {
-    optimizer: { kind: 'adamw', lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
-    schedule: { kind: 'constant' },
-    maxGradNorm: 1e9,
-    seed: 3,
+  const { model, params, step } = await loraStep(CONFIGS[family]!, {
+    weightSeed: 5,
+    step: { maxGradNorm: 1e9 },
   });
   const result = await step.run([batch]);
   const values = params.read();

@@ -1,10 +1,9 @@
 // TrainingStep with gradientCheckpointing (--gradient-checkpointing): the
 // same update bit for bit as without, and a smaller peak of tensor bytes
 // while the step runs (tf.profile), on a 4-layer GPT-2 on wasm.
-import { TrainableParameters, tf, useBackend } from '@lorafleet/core';
-import { addLora, buildModel, modelConfigFromJson, randomModelWeights } from '@lorafleet/models';
+import { tf, useBackend } from '@lorafleet/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { TrainingStep } from '../src/index.js';
+import { loraStep } from './helpers.js';
 
 const CONFIG = {
   model_type: 'gpt2',
@@ -20,24 +19,9 @@ beforeAll(async () => {
 });
 
 async function oneStep(gradientCheckpointing: boolean) {
-  const config = modelConfigFromJson(CONFIG, 'gpt2');
-  const model = buildModel(config, randomModelWeights(config, 1));
-  const lora = { r: 4, alpha: 8, dropout: 0.1, rslora: false };
-  const layers = await addLora(
-    model.linears(),
-    'default',
-    lora,
-    { kind: 'gaussian' },
-    'all-linear',
-    2,
-  );
-  const params = TrainableParameters.fromLoraLayers(layers);
-  const step = new TrainingStep(model, params, {
-    optimizer: { kind: 'adamw', lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
-    schedule: { kind: 'constant' },
-    maxGradNorm: 1,
-    seed: 3,
-    gradientCheckpointing,
+  const { model, params, step } = await loraStep(CONFIG, {
+    dropout: 0.1,
+    step: { gradientCheckpointing },
   });
   const ids = Int32Array.from({ length: 8 * 48 }, (_, i) => (i * 37 + 5) % 64);
   const batch = { ids, labels: ids.slice(), batchSize: 8, seqLen: 48 };
