@@ -143,6 +143,21 @@ describe('train --workers N', () => {
     expect(maxAbsDiff(await lossesOf('d1'), await lossesOf('d3'))).toBeLessThan(1e-4);
   });
 
+  it('warns when a step has fewer rows than workers, and trains on', async () => {
+    const result = await lorafleet([
+      'train',
+      ...['--model', model, '--data', data, '--out', join(dir!, 'idle')],
+      ...['--steps', '1', '--batch-size', '2', '--workers', '3'],
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain(
+      "warning: a step's 2 rows leave 1 of the 3 workers with none: they train nothing and every step " +
+        'still waits on them; raise --batch-size to 3 (or a multiple of it) or run 2 workers',
+    );
+    const quiet = await train('not-idle', 3);
+    expect(quiet.stderr).not.toMatch(/workers with none/);
+  });
+
   it('rejects --workers 0', async () => {
     const { code, stderr } = await train('w0', 0);
     expect(code).toBe(2);

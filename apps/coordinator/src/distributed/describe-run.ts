@@ -86,6 +86,18 @@ export function describeRun(plan: RunPlan, membership: Membership, start: StartP
       SAMPLING_NOTES[sampler.strategy],
   );
   log(describeOptimizer(config));
+  idleWorkers(Math.min(batchSize, sampler.datasetSize), membership.workers, rowNoun(config));
+}
+
+/** Warns when a step's rows are fewer than the workers: some train nothing and every step waits on them. */
+function idleWorkers(rows: number, workers: number, noun: string): void {
+  if (rows >= workers) return;
+  // "rows", "pairs", "examples": one of each is the noun less its s.
+  warn(
+    `a step's ${rows} ${rows === 1 ? noun.slice(0, -1) : noun} leave ${workers - rows} of the ${workers} workers with none: ` +
+      `they train nothing and every step still waits on them; raise --batch-size to ${workers} ` +
+      `(or a multiple of it) or run ${rows} ${workerNoun(rows)}`,
+  );
 }
 
 /** "optimizer: AdamW lr 0.0002 (linear, 10 warmup steps), betas 0.9/0.999, eps 1e-8, ...". */
