@@ -196,11 +196,6 @@ describe('train --objective kto', () => {
     expect(heldOutLoss(apo.stdout, 'after')).toBeLessThan(0.625);
     const base = ['train', '--model', model, '--objective', 'kto', '--steps', '1'];
     for (const [flags, code, says] of [
-      [
-        ['--data', pairs],
-        1,
-        `${pairs}:1: a preference pair ("chosen", "rejected"), where KTO reads unpaired feedback: write it as two lines`,
-      ],
       [['--data', examples, '--batch-size', '1'], 2, "--batch-size needs 2 or more (TRL's rule)"],
       [
         ['--data', examples, '--full-finetune'],
@@ -213,5 +208,32 @@ describe('train --objective kto', () => {
       expect(refused.code, refused.stderr).toBe(code);
       expect(refused.stderr).toContain(says);
     }
+  });
+
+  it("trains from a file of preference pairs as from its unpaired copy in TRL's order", async () => {
+    // TRL's KTOTrainer unpairs a paired dataset itself: each block of 1000
+    // pairs' chosen responses, then their rejected ones (test/unpair-parity.test.ts).
+    const records = preferenceRecords(36, 0);
+    const trlOrder = await writeJsonl(join(dir!, 'kto-trl-order.jsonl'), [
+      ...records.map(({ prompt, chosen }) => ({ prompt, completion: chosen, label: true })),
+      ...records.map(({ prompt, rejected }) => ({ prompt, completion: rejected, label: false })),
+    ]);
+    const run = (out: string, data: string) =>
+      lorafleet([
+        'train',
+        ...['--model', model, '--data', data, '--out', join(dir!, out)],
+        ...['--objective', 'kto', '--beta', '0.5', '--seq-len', '24', '--steps', '4'],
+        ...['--batch-size', '6', '--micro-batch-size', '2', '--lora-dropout', '0', '--lr', '2e-2'],
+      ]);
+    const fromPairs = await run('kto-pairs', pairs);
+    expect(fromPairs.code, fromPairs.stderr).toBe(0);
+    expect(fromPairs.stdout).toMatch(
+      /36 preference pairs unpaired \(TRL's KTOTrainer\) -> 72 examples \(36 desirable, 36 undesirable kept\)/,
+    );
+    const fromCopy = await run('kto-copy', trlOrder);
+    expect(fromCopy.code, fromCopy.stderr).toBe(0);
+    expect(await adapterBytes(join(dir!, 'kto-pairs'))).toEqual(
+      await adapterBytes(join(dir!, 'kto-copy')),
+    );
   });
 });

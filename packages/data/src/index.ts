@@ -55,6 +55,8 @@ export {
   type UnpairedExample,
   type UnpairedRead,
   type UnpairedRows,
+  UNPAIR_BLOCK,
+  parsePairAsUnpaired,
   parseUnpairedLine,
   readUnpairedJsonl,
   unpairedRows,

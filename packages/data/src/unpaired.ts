@@ -1,7 +1,10 @@
 // KTO's unpaired feedback: a JSONL file of TRL's unpaired preference lines,
 //   {"prompt": "...", "completion": "...", "label": true}          standard, text
 //   {"prompt": [messages], "completion": [messages], "label": false}   conversational
-// (label: whether the completion is desirable), read into examples, and each
+// (label: whether the completion is desirable), or of preference pairs, which
+// are unpaired as TRL's KTOTrainer does (unpair_preference_dataset: in blocks
+// of 1000 pairs, the block's chosen responses, desirable, then its rejected
+// ones), read into examples, and each
 // example padded to the context next to its KL sequence in one row of 2 x T
 // tokens, [prompt + completion | prompt + another example's completion].
 // KTO estimates the policy's KL divergence from the reference on such
@@ -13,6 +16,7 @@
 import { type ChatMessage, parseMessages } from './chat.js';
 import { chatExamples, parseJsonObject, readJsonlRecords } from './jsonl.js';
 import { padOrTruncate, type SequenceRow } from './pack.js';
+import { parsePreferenceLine } from './preference-line.js';
 import { DEFAULT_REPORT_FIRST, DatasetError, type BadLinePolicy } from './problems.js';
 import type { ReadSummary } from './problems.js';
 import {
@@ -38,11 +42,10 @@ export function parseUnpairedLine(
 ): UnpairedExample | string {
   const o = parseJsonObject(line);
   if (typeof o === 'string') return o;
-  if (o.completion === undefined && o.chosen !== undefined && o.rejected !== undefined) {
+  if (isPair(o)) {
     return (
-      'a preference pair ("chosen", "rejected"), where KTO reads unpaired feedback: write it as two ' +
-      'lines, {"prompt", "completion": chosen, "label": true} and {"prompt", "completion": rejected, "label": false} ' +
-      "(TRL's unpair_preference_dataset)"
+      'a preference pair ("chosen", "rejected"), where this reads one line of unpaired feedback; ' +
+      'readUnpairedJsonl unpairs a file of pairs'
     );
   }
   const missing = (['prompt', 'completion', 'label'] as const).find((k) => o[k] === undefined);
@@ -90,21 +93,84 @@ function conversationalExample(
   return examples[0]!;
 }
 
+const isPair = (o: Record<string, unknown>) =>
+  o.completion === undefined && o.chosen !== undefined && o.rejected !== undefined;
+
+/**
+ * A preference pair as two unpaired examples, [chosen (desirable), rejected],
+ * in TRL's four preference formats (an implicit prompt extracted as TRL's
+ * extract_prompt does), or what is wrong with it.
+ */
+export function parsePairAsUnpaired(
+  line: string,
+  tokenizer: TextTokenizer,
+): [UnpairedExample, UnpairedExample] | string {
+  const pair = parsePreferenceLine(line, tokenizer);
+  if (typeof pair === 'string') return pair;
+  const sides: UnpairedExample[] = [];
+  for (const [example, desirable] of [
+    [pair.chosen, true],
+    [pair.rejected, false],
+  ] as const) {
+    const promptLength = example.labels.findIndex((l) => l !== IGNORE_INDEX);
+    if (promptLength < 0)
+      return `the ${desirable ? 'chosen' : 'rejected'} response renders to no trained token`;
+    sides.push({ example, promptLength, desirable });
+  }
+  return sides as [UnpairedExample, UnpairedExample];
+}
+
+/** TRL's unpair_preference_dataset maps batches of this many pairs (datasets.map's default). */
+export const UNPAIR_BLOCK = 1000;
+
 export interface UnpairedRead extends ReadSummary {
   examples: UnpairedExample[];
   /** The 1-based line each example came from. */
   lines: number[];
+  /** How many preference pairs were unpaired into the examples (0: a file of unpaired feedback). */
+  pairs: number;
 }
 
-/** Reads a JSONL file of {"prompt", "completion", "label"} lines, skipping bad lines under `policy`. */
+/**
+ * Reads a JSONL file of {"prompt", "completion", "label"} lines, or of
+ * preference pairs unpaired as TRL's KTOTrainer does (a file holds one kind),
+ * skipping bad lines under `policy`.
+ */
 export async function readUnpairedJsonl(
   file: string,
   tokenizer: TextTokenizer,
   policy: BadLinePolicy = {},
 ): Promise<UnpairedRead> {
-  const parse = (line: string) => parseUnpairedLine(line, tokenizer);
-  const { items, ...read } = await readJsonlRecords(file, parse, policy);
-  return { ...read, examples: items };
+  const parse = (line: string): UnpairedExample[] | string => {
+    const o = parseJsonObject(line);
+    if (typeof o === 'string') return o;
+    if (isPair(o)) return parsePairAsUnpaired(line, tokenizer);
+    const e = parseUnpairedLine(line, tokenizer);
+    return typeof e === 'string' ? e : [e];
+  };
+  const { items, lines, ...read } = await readJsonlRecords(file, parse, policy);
+  const pairLines = lines.filter((_, i) => items[i]!.length === 2);
+  if (pairLines.length === 0) return { ...read, examples: items.flat(), lines, pairs: 0 };
+  if (pairLines.length < items.length) {
+    const other = lines.find((_, i) => items[i]!.length === 1)!;
+    throw new DatasetError(
+      `${file}: line ${pairLines[0]} is a preference pair and line ${other} unpaired feedback; ` +
+        'a file holds one kind (KTO unpairs a file of pairs itself)',
+    );
+  }
+  // TRL's order: each block's chosen responses, then its rejected ones.
+  const examples: UnpairedExample[] = [];
+  const exampleLines: number[] = [];
+  for (let start = 0; start < items.length; start += UNPAIR_BLOCK) {
+    const end = Math.min(start + UNPAIR_BLOCK, items.length);
+    for (const side of [0, 1]) {
+      for (let i = start; i < end; i++) {
+        examples.push(items[i]![side]!);
+        exampleLines.push(lines[i]!);
+      }
+    }
+  }
+  return { ...read, examples, lines: exampleLines, pairs: items.length };
 }
 
 /** KTO rows, each row's source line, and what was cut or dropped to make them. */

@@ -45,7 +45,7 @@ describe("KTO's unpaired examples", () => {
     );
     expect(why(line('a', '', true))).toBe('"completion" is empty');
     expect(why('{"prompt": "a", "chosen": "b", "rejected": "c"}')).toContain(
-      'a preference pair ("chosen", "rejected"), where KTO reads unpaired feedback: write it as two lines',
+      'a preference pair ("chosen", "rejected"), where this reads one line of unpaired feedback',
     );
     expect(why(line('a', 3, true))).toBe('"completion" must be a string, found number');
     expect(why(line([{ role: 'user', content: 'a' }], 'b', true))).toContain(
@@ -115,5 +115,35 @@ describe("KTO's unpaired examples", () => {
     expect(read.lines).toEqual([1, 3]);
     expect(read.badRecords).toBe(1);
     expect(read.problems[0]).toMatchObject({ line: 2 });
+  });
+
+  it("unpairs a file of preference pairs as TRL's KTOTrainer: per block of 1000, the chosen, then the rejected", async () => {
+    const pairs = Array.from({ length: 1003 }, (_, i) =>
+      JSON.stringify({ prompt: `Q${i}:`, chosen: `good ${i}`, rejected: `bad ${i}` }),
+    );
+    const read = await readUnpairedJsonl(await file('pairs.jsonl', pairs.join('\n')), bytes);
+    expect(read.pairs).toBe(1003);
+    expect(read.examples).toHaveLength(2006);
+    const text = (e: (typeof read.examples)[number]) =>
+      String.fromCharCode(...Array.from(e.example.ids).filter((id) => id !== EOS));
+    expect(text(read.examples[0]!)).toBe('Q0:good 0');
+    expect(text(read.examples[999]!)).toBe('Q999:good 999');
+    expect(text(read.examples[1000]!)).toBe('Q0:bad 0');
+    expect(text(read.examples[2000]!)).toBe('Q1000:good 1000');
+    expect(text(read.examples[2005]!)).toBe('Q1002:bad 1002');
+    expect(read.examples.slice(0, 1000).every((e) => e.desirable)).toBe(true);
+    expect(read.examples.slice(1000, 2000).some((e) => e.desirable)).toBe(false);
+    expect([read.lines[0], read.lines[1000], read.lines[2005]]).toEqual([1, 1, 1003]);
+    expect(read.examples[0]!.promptLength).toBe(3);
+  });
+
+  it('extracts an implicit prompt, and refuses a file mixing pairs and unpaired feedback', async () => {
+    const implicit = JSON.stringify({ chosen: 'Q: yes', rejected: 'Q: no' });
+    const read = await readUnpairedJsonl(await file('implicit.jsonl', implicit), bytes);
+    expect(read.examples.map((e) => e.promptLength)).toEqual([2, 2]); // "Q:", then " yes" and " no"
+    const mixed = [implicit, line('Q:', 'yes', true)].join('\n');
+    await expect(readUnpairedJsonl(await file('mixed.jsonl', mixed), bytes)).rejects.toThrow(
+      'line 1 is a preference pair and line 2 unpaired feedback; a file holds one kind',
+    );
   });
 });

@@ -60,14 +60,16 @@ export function ktoRows(
 ): TwoSequenceKind<Awaited<ReturnType<typeof readUnpairedJsonl>>> {
   return {
     reads:
-      '--objective kto reads unpaired feedback from JSONL ({"prompt", "completion", "label"} lines)',
+      '--objective kto reads unpaired feedback from JSONL ({"prompt", "completion", "label"} lines, or preference pairs, which it unpairs)',
     records: 'examples',
     read: (file, tokenizer, options) => readUnpairedJsonl(file, tokenizer, policyOf(options)),
     make: (read, seqLen, padId) => unpairedRows(read.examples, read.lines, seqLen, padId, klChunk),
     describe: (read, made, seqLen) => {
       const desirable = made.rows.filter((r) => r.desirable).length;
+      const unpaired =
+        read.pairs > 0 ? `${read.pairs} preference pairs unpaired (TRL's KTOTrainer) -> ` : '';
       return (
-        `${read.examples.length} examples (${desirable} desirable, ${made.rows.length - desirable} undesirable kept) ` +
+        `${unpaired}${read.examples.length} examples (${desirable} desirable, ${made.rows.length - desirable} undesirable kept) ` +
         `-> ${made.rows.length} rows of 2 x ${seqLen} (completion | KL completion, cycled within ${klChunk})`
       );
     },
