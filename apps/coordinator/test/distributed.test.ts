@@ -156,6 +156,8 @@ describe('train --workers N', () => {
     );
     const quiet = await train('not-idle', 3);
     expect(quiet.stderr).not.toMatch(/workers with none/);
+    // --micro-batch-size defaults to --batch-size (6); a worker's holds its share.
+    expect(quiet.stdout).toMatch(/~2 rows per worker, micro-batches of 2\n/);
   });
 
   it('rejects --workers 0', async () => {

@@ -74,14 +74,13 @@ export function describeRun(plan: RunPlan, membership: Membership, start: StartP
         : REFERENCES[objective.kind];
     log(`objective: ${describeObjective(objective)}, ${reference}; no dropout`);
   }
-  const perWorker =
-    membership.workers > 1
-      ? `, ~${Math.ceil(batchSize / membership.workers)} ${rowNoun(config)} per worker`
-      : '';
+  const rowsEach = Math.ceil(Math.min(batchSize, sampler.datasetSize) / membership.workers);
+  const perWorker = membership.workers > 1 ? `, ~${rowsEach} ${rowNoun(config)} per worker` : '';
   log(
     `${steps} steps of ${Math.min(batchSize, sampler.datasetSize)} ${rowNoun(config)} x ` +
       `${config.rows.pairs || config.rows.kto ? `2 x ${config.rows.seqLen}` : config.rows.seqLen} tokens ` +
-      `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${microBatchSize}` +
+      // A worker's micro-batch holds at most its share of the step.
+      `(${(steps / sampler.stepsPerEpoch).toFixed(2)} epochs)${perWorker}, micro-batches of ${Math.min(microBatchSize, rowsEach)}` +
       (config.gradientCheckpointing ? ', gradient checkpointing' : '') +
       SAMPLING_NOTES[sampler.strategy],
   );
