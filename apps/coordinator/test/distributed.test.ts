@@ -214,7 +214,22 @@ describe('lorafleet-worker', () => {
     const seconds = (performance.now() - started) / 1000;
     expect(code).toBe(1);
     expect(stderr).toContain(`no message from the coordinator at ${endpoint} for 1 s`);
+    expect(stderr).toMatch(
+      /; every TCP connection to it failed \(\d+ tries\): nothing listens there/,
+    );
     expect(seconds).toBeLessThan(10);
+  });
+
+  it('says every 10 s while it waits to join where the connection stands', async () => {
+    const endpoint = `tcp://127.0.0.1:${await deadPort()}`;
+    const { code, stderr } = await runWorker(['--coordinator', endpoint, '--join-timeout', '11']);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(
+      new RegExp(
+        `still waiting to join the run at ${endpoint} \\(1\\d s\\): every TCP connection to it failed`,
+      ),
+    );
+    expect(stderr).toContain(`no message from the coordinator at ${endpoint} for 11 s`);
   });
 
   it('requires --coordinator', async () => {

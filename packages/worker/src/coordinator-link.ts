@@ -29,6 +29,8 @@ export class CoordinatorLink {
   private runId = UNASSIGNED_RUN;
   /** With CURVE: why the handshake failed, for the timeout's message; '' once one succeeded. */
   private handshake: string | undefined;
+  /** The TCP connection to the coordinator, from the socket's events: up now, ever up, failed attempts. */
+  private readonly tcp = { up: false, ever: false, failed: 0 };
 
   constructor(
     readonly endpoint: string,
@@ -42,6 +44,7 @@ export class CoordinatorLink {
       sendTimeout: timeoutMs,
       ...(curve && curveClientOptions(curve.keyPair, curve.serverPublicKey)),
     });
+    this.watchConnection();
     if (curve) this.watchHandshake(curve);
     try {
       this.socket.connect(endpoint);
@@ -52,6 +55,25 @@ export class CoordinatorLink {
           '(expected tcp://HOST:PORT, as `lorafleet train --workers N` prints)',
       );
     }
+  }
+
+  /** Without these, a wrong address or port looks like a coordinator that is slow to answer. */
+  private watchConnection(): void {
+    const events = this.socket.events;
+    events.on('connect', () => Object.assign(this.tcp, { up: true, ever: true }));
+    events.on('disconnect', () => (this.tcp.up = false));
+    events.on('connect:retry', () => this.tcp.failed++);
+  }
+
+  /** Where the TCP connection to the coordinator stands, for progress lines and errors. */
+  connectionState(): string {
+    const { up, ever, failed } = this.tcp;
+    if (up) return 'the TCP connection is up';
+    if (ever) return 'the TCP connection was up, then lost';
+    if (failed > 0) {
+      return `every TCP connection to it failed (${failed} tries): nothing listens there, or no route leads there from this host`;
+    }
+    return 'no TCP connection yet: the host does not answer (a wrong address, or a firewall)';
   }
 
   /** A refused CURVE key or a wrong server key otherwise looks like a coordinator that is not there. */
@@ -109,8 +131,8 @@ export class CoordinatorLink {
         if ((error as { code?: string }).code !== 'EAGAIN') throw error;
         throw new Error(
           `no message from the coordinator at ${this.endpoint} for ${(timeoutMs / 1000).toFixed(0)} s ` +
-            `while waiting for ${waitingFor}: is it running (lorafleet train --workers N) and is ` +
-            `--coordinator right?` +
+            `while waiting for ${waitingFor}; ${this.connectionState()}. Is it running ` +
+            `(lorafleet train --workers N) and is --coordinator right?` +
             (this.handshake ? ` CURVE: ${this.handshake}.` : '') +
             (lastDrop ? ` Last frame dropped meanwhile: ${lastDrop}` : ''),
         );

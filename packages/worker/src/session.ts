@@ -66,7 +66,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         heartbeatId,
       },
     });
-    const welcome = await awaitWelcome(link, options.joinTimeoutMs);
+    const welcome = await awaitWelcome(link, log, options.joinTimeoutMs);
     if (!welcome) return;
     options.onWelcome?.();
     try {
@@ -85,7 +85,29 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
 
 type WelcomeMessage = { runId: string; value: Welcome };
 
+/** While a worker waits to join, how often it says where the connection stands. */
+export const JOIN_PROGRESS_EVERY_MS = 10_000;
+
 async function awaitWelcome(
+  link: CoordinatorLink,
+  log: (line: string) => void,
+  timeoutMs?: number,
+): Promise<WelcomeMessage | undefined> {
+  const started = performance.now();
+  const progress = setInterval(() => {
+    const waited = ((performance.now() - started) / 1000).toFixed(0);
+    log(
+      `still waiting to join the run at ${link.endpoint} (${waited} s): ${link.connectionState()}`,
+    );
+  }, JOIN_PROGRESS_EVERY_MS);
+  try {
+    return await nextWelcome(link, timeoutMs);
+  } finally {
+    clearInterval(progress);
+  }
+}
+
+async function nextWelcome(
   link: CoordinatorLink,
   timeoutMs?: number,
 ): Promise<WelcomeMessage | undefined> {
