@@ -220,7 +220,7 @@ describe('lorafleet-worker', () => {
     expect(seconds).toBeLessThan(10);
   });
 
-  it('says every 10 s while it waits to join where the connection stands', async () => {
+  it('says every 10 s while it waits to join unconnected where the connection stands', async () => {
     const endpoint = `tcp://127.0.0.1:${await deadPort()}`;
     const { code, stderr } = await runWorker(['--coordinator', endpoint, '--join-timeout', '11']);
     expect(code).toBe(1);

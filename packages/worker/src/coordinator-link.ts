@@ -65,6 +65,11 @@ export class CoordinatorLink {
     events.on('connect:retry', () => this.tcp.failed++);
   }
 
+  /** Whether the TCP connection to the coordinator is up now. */
+  get connected(): boolean {
+    return this.tcp.up;
+  }
+
   /** Where the TCP connection to the coordinator stands, for progress lines and errors. */
   connectionState(): string {
     const { up, ever, failed } = this.tcp;

@@ -85,7 +85,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
 
 type WelcomeMessage = { runId: string; value: Welcome };
 
-/** While a worker waits to join, how often it says where the connection stands. */
+/** While a worker waits to join unconnected, how often it says where the connection stands. */
 export const JOIN_PROGRESS_EVERY_MS = 10_000;
 
 async function awaitWelcome(
@@ -94,7 +94,9 @@ async function awaitWelcome(
   timeoutMs?: number,
 ): Promise<WelcomeMessage | undefined> {
   const started = performance.now();
+  // Connected, the wait is the coordinator's (it says how many workers it has); unconnected, ours.
   const progress = setInterval(() => {
+    if (link.connected) return;
     const waited = ((performance.now() - started) / 1000).toFixed(0);
     log(
       `still waiting to join the run at ${link.endpoint} (${waited} s): ${link.connectionState()}`,
