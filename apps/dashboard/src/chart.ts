@@ -89,7 +89,9 @@ function frameFor(all: readonly Point[], width: number, height: number, o: Chart
   xMin = Math.min(xMin, 0);
   if (o.yFromZero) yMin = Math.min(yMin, 0);
   xMax = Math.max(xMax, o.xMax ?? 0, xMin + 1);
-  if (yMin === yMax)
+  // Flat, or apart by a rounding error only (two accuracies of 1/16 summed in other orders):
+  // ticks that fine would not move a float past its value.
+  if (yMax - yMin <= 1e-9 * Math.max(Math.abs(yMin), Math.abs(yMax)))
     [yMin, yMax] = [yMin - Math.abs(yMin) * 0.1 - 1e-9, yMax + Math.abs(yMax) * 0.1 + 1e-9];
   const yTicks = niceTicks(yMin, yMax, Math.max(3, Math.floor(height / 45)));
   yMin = Math.min(yMin, yTicks[0]!);
@@ -248,6 +250,8 @@ export function niceTicks(lo: number, hi: number, count: number): number[] {
   const magnitude = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw) ?? 10 * magnitude;
   const start = Math.floor(lo / step) * step;
+  // A step below the values' float resolution would never reach hi: the range itself.
+  if (!(step > 0) || start + step === start || hi + step === hi) return [lo, hi];
   const ticks: number[] = [];
   for (let t = start; t <= hi + step * 0.5; t += step) ticks.push(Number(t.toPrecision(12)));
   return ticks;

@@ -145,6 +145,10 @@ describe('axes and figures', () => {
     expect(niceTicks(0, 1, 5)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
     expect(niceTicks(5.17, 5.58, 4)).toEqual([5, 5.2, 5.4, 5.6]);
     expect(niceTicks(0, 400, 4)).toEqual([0, 100, 200, 300, 400]);
+    // Values apart by a rounding error: a step that small would never reach hi (the page
+    // once threw "Invalid array length" here and stopped updating).
+    expect(niceTicks(0.0625, 0.0625 + 2 ** -56, 4)).toEqual([0.0625, 0.0625 + 2 ** -56]);
+    expect(niceTicks(3, 3, 4)).toEqual([3, 3]);
   });
 
   it('formats counts, bytes, durations and values', () => {
