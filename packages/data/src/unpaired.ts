@@ -41,7 +41,14 @@ export function parseUnpairedLine(
   tokenizer: TextTokenizer,
 ): UnpairedExample | string {
   const o = parseJsonObject(line);
-  if (typeof o === 'string') return o;
+  return typeof o === 'string' ? o : unpairedOf(o, tokenizer);
+}
+
+/** A parsed line's example, or what is wrong with it. */
+function unpairedOf(
+  o: Record<string, unknown>,
+  tokenizer: TextTokenizer,
+): UnpairedExample | string {
   if (isPair(o)) {
     return (
       'a preference pair ("chosen", "rejected"), where this reads one line of unpaired feedback; ' +
@@ -145,7 +152,7 @@ export async function readUnpairedJsonl(
     const o = parseJsonObject(line);
     if (typeof o === 'string') return o;
     if (isPair(o)) return parsePairAsUnpaired(line, tokenizer);
-    const e = parseUnpairedLine(line, tokenizer);
+    const e = unpairedOf(o, tokenizer);
     return typeof e === 'string' ? e : [e];
   };
   const { items, lines, ...read } = await readJsonlRecords(file, parse, policy);

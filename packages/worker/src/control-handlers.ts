@@ -24,7 +24,7 @@ import {
 import { stepOrAbort } from './mailbox.js';
 import { asStorageError } from './storage-error.js';
 import { batchesOf } from './rows.js';
-import { rowsKey } from './step.js';
+import { rowsKey } from './rows-key.js';
 import { decodeTrainState, encodeTrainState, stateParts } from './state-transfer.js';
 import type { WorkerSession } from './worker-session.js';
 

@@ -6,8 +6,8 @@ export {
   type TrainState,
   TrainingStep,
   localAllReduce,
-  rowsKey,
 } from './step.js';
+export { rowsKey } from './rows-key.js';
 export { replicaHash, hashHex } from './replica-hash.js';
 export { DataError, errorCodeOf } from './data-error.js';
 export { StorageError, asStorageError } from './storage-error.js';

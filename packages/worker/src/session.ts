@@ -86,7 +86,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
 type WelcomeMessage = { runId: string; value: Welcome };
 
 /** While a worker waits to join unconnected, how often it says where the connection stands. */
-export const JOIN_PROGRESS_EVERY_MS = 10_000;
+const JOIN_PROGRESS_EVERY_MS = 10_000;
 
 async function awaitWelcome(
   link: CoordinatorLink,

@@ -13,7 +13,6 @@ import {
   clipGlobalNorm,
   createOptimizerState,
   globalNorm,
-  lowbias32,
   optimizerStep,
   stateBuffers,
   GradientAccumulator,
@@ -62,13 +61,6 @@ export interface RunOptions {
    * Without: the micro-batch's index on this replica.
    */
   rowKeys?: readonly number[];
-}
-
-/** A key of a micro-batch's sample ids (their order included): 32 bits, for dropout seeds. */
-export function rowsKey(ids: readonly number[]): number {
-  let key = lowbias32(ids.length);
-  for (const id of ids) key = lowbias32(key ^ lowbias32((id >>> 0) ^ Math.floor(id / 2 ** 32)));
-  return key;
 }
 
 /** Sums a buffer across all replicas in place; every replica must end with the same bits. */
