@@ -172,7 +172,7 @@ def make_families(args):
         config = AutoConfig.for_model(model_type, initializer_range=0.1, **fields)
         # Some types' default pad id (SmolLM3's 128004, Phi-3's 32000) lies past a tiny
         # vocabulary, where torch refuses the embedding's padding_idx.
-        if isinstance(config.pad_token_id, int) and config.pad_token_id >= config.vocab_size:
+        if isinstance(getattr(config, "pad_token_id", None), int) and config.pad_token_id >= config.vocab_size:
             config.pad_token_id = None
         torch.manual_seed(100 + i)
         model = AutoModelForCausalLM.from_config(config).float()

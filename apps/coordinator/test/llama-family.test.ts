@@ -1,6 +1,6 @@
 // The whole CLI path for a Llama-family model, with real processes: init from
 // a config, train with 1 and 2 workers (the same adapter), eval, merge (also
-// for a Gemma, a Gemma 2, a Gemma 3, a Granite, a SmolLM3, a Phi-3 with its
+// for a Gemma, a Gemma 2, a Gemma 3 (text, and multimodal: its text model), a Granite, a SmolLM3, a Phi-3 with its
 // default targets, an OLMo 2 and a GLM-4), QLoRA (--base-dtype nf4: 1 worker
 // == 2 over the 4-bit base; a bitsandbytes 4-bit folder as stored), generate,
 // a full fine-tune, extract
@@ -68,6 +68,18 @@ const TINY_GEMMA3 = {
   rope_local_base_freq: 10000,
 };
 
+/** The multimodal Gemma 3: TINY_GEMMA3 as its text_config, beside a vision tower that is never trained. */
+const { model_type: _, ...TINY_GEMMA3_TEXT } = TINY_GEMMA3;
+const TINY_GEMMA3_MULTIMODAL = {
+  model_type: 'gemma3',
+  text_config: TINY_GEMMA3_TEXT,
+  vision_config: {
+    ...{ hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 2 },
+    ...{ image_size: 28, patch_size: 14 },
+  },
+  ...{ mm_tokens_per_image: 4, boi_token_index: 297, eoi_token_index: 298, image_token_index: 299 },
+};
+
 /** Granite: embeddings, scores, branch outputs and logits scaled (merge must write all four back). */
 const TINY_GRANITE = {
   ...TINY_LLAMA,
@@ -119,6 +131,7 @@ const CONFIGS = {
   gemma: TINY_GEMMA,
   gemma2: TINY_GEMMA2,
   gemma3: TINY_GEMMA3,
+  gemma3_multimodal: TINY_GEMMA3_MULTIMODAL,
   granite: TINY_GRANITE,
   smollm3: TINY_SMOLLM3,
   phi3: TINY_PHI3,
@@ -189,7 +202,9 @@ describe('a Llama-family model through the CLI', () => {
       await train(one, '1');
       await train(two, '2');
       const [a, b] = [await adapterValues(one), await adapterValues(two)];
-      expect([...a.keys()]).toContain('model.layers.1.mlp.down_proj.B');
+      // The decoder's module path: Gemma3ForConditionalGeneration's inside its wrapper.
+      const decoder = family === 'gemma3_multimodal' ? 'model.language_model' : 'model';
+      expect([...a.keys()]).toContain(`${decoder}.layers.1.mlp.down_proj.B`);
       expect(a.size).toBe(2 * targets.perLayer * 2); // A and B of each module in 2 layers
       for (const [key, values] of a)
         expect(maxAbsDiff(values, b.get(key)!), key).toBeLessThan(WORKERS_TOLERANCE);

@@ -15,6 +15,7 @@ export type ModelType =
   | 'gemma'
   | 'gemma2'
   | 'gemma3_text'
+  | 'gemma3'
   | 'granite'
   | 'smollm3'
   | 'phi3'
@@ -195,4 +196,27 @@ export interface ModelFamily<A> {
   randomWeights(config: ModelConfig<A>, seed: number): WeightMap;
   /** The model, its linear layers' frozen W stored as `baseDtype` (--base-dtype; default f32). */
   build(config: ModelConfig<A>, weights: WeightMap, baseDtype?: BaseDtype): CausalLM;
+  /**
+   * Writes a model folder (families.ts writeModelFolder). Absent:
+   * config.json from configToJson and weightShapes' tensors under their
+   * names. Gemma 3's multimodal folder also holds a vision tower that the
+   * model never computes.
+   */
+  writeFolder?(
+    dir: string,
+    config: ModelConfig<A>,
+    weights: WeightMap,
+    options: SaveOptions,
+  ): Promise<void>;
+  /**
+   * The module path that a saved adapter's target_modules are confined to,
+   * where the checkpoint holds modules of the same names that this project
+   * does not load (Gemma 3's vision tower has q_proj too). Absent: none.
+   */
+  readonly targetScope?: string;
+  /**
+   * Where the family computes part of the checkpoint only, which part, for
+   * the run's log ("its text model; the vision tower is kept as stored").
+   */
+  readonly computes?: string;
 }

@@ -16,8 +16,9 @@ import { readBnb4bitConfig } from './bnb-4bit.js';
 import { ModelConfigError } from './gpt2/config.js';
 import { gpt2Family } from './gpt2/family.js';
 import { readConfigJson } from './gpt2/folder.js';
+import { gemma3Family } from './gemma3/family.js';
 import { llamaFamily } from './llama/family.js';
-import { writeWeightsFolder } from './weights-folder.js';
+import { withoutStorageFields, writeWeightsFolder } from './weights-folder.js';
 
 export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   gpt2: gpt2Family,
@@ -28,6 +29,7 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   gemma: llamaFamily,
   gemma2: llamaFamily,
   gemma3_text: llamaFamily,
+  gemma3: gemma3Family,
   granite: llamaFamily,
   smollm3: llamaFamily,
   phi3: llamaFamily,
@@ -38,8 +40,6 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
 
 /** Relatives of a supported family that it does not compute, and what sets them apart. */
 const NEAR_MISSES: Readonly<Record<string, string>> = {
-  gemma3:
-    'the multimodal Gemma 3 (4B and up) nests its text model in text_config, which is not read; Gemma 3 text (gemma3_text: 270M, 1B) is',
   granitemoe: "Granite MoE's experts are not computed; dense Granite (granite) is",
   granitemoehybrid:
     "Granite 4's Mamba layers and experts are not computed; dense Granite 3 (granite) is",
@@ -140,25 +140,12 @@ export async function writeModelFolder(
   options: SaveOptions = {},
 ): Promise<void> {
   const family = familyOf(config);
+  if (family.writeFolder) return family.writeFolder(dir, config, weights, options);
   const kept = options.sourceDir ? sourceFields(await readConfigJson(options.sourceDir)) : {};
   const json = { ...kept, ...family.configToJson(config, options.configExtra) };
   await writeWeightsFolder(dir, json, family.weightShapes(config), weights, options.dtype);
 }
 
-/**
- * config.json fields that say how the weights were stored, not what the model
- * computes: a saved folder writes its own (its dtype; its weights are never
- * quantized).
- */
-export const STORAGE_FIELDS: readonly string[] = [
-  'dtype',
-  'torch_dtype',
-  'quantization_config',
-  'transformers_version',
-];
-
 function sourceFields({ json }: { json: unknown }): Record<string, unknown> {
-  const fields = { ...(json as Record<string, unknown>) };
-  for (const name of STORAGE_FIELDS) delete fields[name];
-  return fields;
+  return withoutStorageFields(json as Record<string, unknown>);
 }

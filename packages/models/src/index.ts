@@ -149,14 +149,7 @@ export {
   SFT,
   objectiveOf,
 } from './objective.js';
-export {
-  ALL_LINEAR,
-  addLora,
-  matchesTarget,
-  savedTargetModules,
-  selectTargets,
-  storeBasesAs,
-} from './lora.js';
+export { ALL_LINEAR, addLora, matchesTarget, selectTargets, storeBasesAs } from './lora.js';
 export {
   Gpt2KvCache,
   KvCache,

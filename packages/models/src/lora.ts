@@ -66,19 +66,6 @@ function suffixes(layers: readonly { name: string }[]): string[] {
 }
 
 /**
- * target_modules as an adapter file records it: the names given, or for
- * "all-linear" the names of the layers it selected (as PEFT expands it), so
- * that PEFT reading the file adapts the same modules.
- */
-export function savedTargetModules(
-  targets: readonly string[],
-  chosen: readonly { name: string }[],
-): string[] {
-  if (!targets.includes(ALL_LINEAR)) return [...new Set(targets)];
-  return [...new Set(chosen.map((l) => l.name.split('.').at(-1)!))].sort();
-}
-
-/**
  * Stores the frozen W of every linear layer as `dtype` (--base-dtype: bf16
  * or f16 halves, nf4's 4 bits; f32 changes nothing). Embeddings, norms and biases stay f32, as
  * do LoRA factors. Merge, PiSSA, full fine-tuning and readWeights() then

@@ -138,12 +138,21 @@ function enclosingModules(tensorName: string): string[] {
   return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('.'));
 }
 
-/** target_modules as the adapter file records it: a regex stays a string. */
+/**
+ * target_modules as the adapter file records it: a regex stays a string;
+ * names stay a list, "all-linear" becoming the names of the layers it
+ * selected (as PEFT expands it). Where the family confines targets to a
+ * module path (`scope`, ModelFamily.targetScope), the list holds every
+ * chosen module's path instead: PEFT then adapts exactly those, and none of
+ * the same names outside it (Gemma 3's vision tower).
+ */
 export function savedTargets(
   targets: PeftLoraOptions['targets'],
   chosen: readonly { name: string }[],
+  scope?: string,
 ): string[] | string {
   if (typeof targets === 'string' && targets !== ALL_LINEAR) return targets;
+  if (scope) return chosen.map((m) => m.name);
   if (isAllLinear(targets))
     return [...new Set(chosen.map((l) => l.name.split('.').at(-1)!))].sort();
   return [...new Set(targets as readonly string[])];

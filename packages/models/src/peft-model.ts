@@ -87,7 +87,13 @@ export async function addPeftLora(
   return { ...chosen, tensors, params };
 }
 
-type AdapterMeta = Pick<LoraAdapterConfig, 'initLoraWeights' | 'baseModelNameOrPath' | 'taskType'>;
+type AdapterMeta = Pick<
+  LoraAdapterConfig,
+  'initLoraWeights' | 'baseModelNameOrPath' | 'taskType'
+> & {
+  /** ModelFamily.targetScope of the model: target_modules then lists module paths (savedTargets). */
+  targetScope?: string;
+};
 
 /**
  * The trained adapter `name` as a PEFT adapter with LoraConfig's fields.
@@ -100,15 +106,16 @@ export async function exportPeftAdapter(
   o: PeftLoraOptions,
   meta: AdapterMeta,
 ): Promise<PeftAdapter> {
+  const { targetScope, ...fields } = meta;
   const config: LoraAdapterConfig = {
-    ...meta,
+    ...fields,
     r: o.r,
     loraAlpha: o.alpha,
     loraDropout: o.dropout,
     useRslora: o.rslora,
     ...(o.useDora ? { useDora: true } : {}),
     fanInFanOut: t.linears[0]?.fanInFanOut ?? false,
-    targetModules: savedTargets(o.targets, [...t.linears, ...t.embeddings]),
+    targetModules: savedTargets(o.targets, [...t.linears, ...t.embeddings], targetScope),
     bias: o.bias ?? 'none',
   };
   if (o.rankPattern && Object.keys(o.rankPattern).length > 0)

@@ -22,6 +22,24 @@ export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
 export const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
 
+/**
+ * config.json fields that say how the weights were stored, not what the model
+ * computes: a saved folder writes its own (its dtype; its weights are never
+ * quantized).
+ */
+export const STORAGE_FIELDS: readonly string[] = [
+  'dtype',
+  'torch_dtype',
+  'quantization_config',
+  'transformers_version',
+];
+
+export function withoutStorageFields(json: Record<string, unknown>): Record<string, unknown> {
+  const fields = { ...json };
+  for (const name of STORAGE_FIELDS) delete fields[name];
+  return fields;
+}
+
 export interface WeightRules {
   /** Every tensor the model needs, by Hugging Face name. */
   expected: Map<string, number[]>;
@@ -29,6 +47,11 @@ export interface WeightRules {
   ignored?: RegExp;
   /** Tensors that may be present but are not loaded, with the shape they must have (a tied head). */
   unused?: Map<string, number[]>;
+  /**
+   * A stored name -> the model's name for it; null: a tensor the model never
+   * computes, left unread (Gemma 3's vision tower). Absent: names as stored.
+   */
+  rename?: (stored: string) => string | null;
   /** Weights stored as bitsandbytes NF4 (a 4-bit folder's linear layers, [out, in]): bnb-4bit.ts. */
   nf4?: ReadonlySet<string>;
 }
@@ -125,8 +148,9 @@ export async function readWeightsFolder(dir: string, rules: WeightRules): Promis
   const nf4States = new Map<string, Map<string, TensorEntry>>();
   for (const path of await weightFiles(dir)) {
     const file = await readSafetensorsFile(path);
-    for (const [name, entry] of file.tensors) {
-      if (rules.ignored?.test(name)) continue;
+    for (const [stored, entry] of file.tensors) {
+      const name = rules.rename ? rules.rename(stored) : stored;
+      if (name === null || rules.ignored?.test(name)) continue;
       const state = nf4StateOf(name, rules.nf4);
       if (state) {
         const [weight, suffix] = state;
@@ -163,6 +187,21 @@ export async function readWeightsFolder(dir: string, rules: WeightRules): Promis
     throw new ModelConfigError(
       `${dir}: the weights do not match ${join(dir, CONFIG_FILE)}:\n  ${shown}${more}`,
     );
+  }
+  return weights;
+}
+
+/** The stored tensors that `wanted` picks, by their stored names, as float32. */
+export async function readStoredTensors(
+  dir: string,
+  wanted: (name: string) => boolean,
+): Promise<WeightMap> {
+  const weights: WeightMap = new Map();
+  for (const path of await weightFiles(dir)) {
+    for (const [name, entry] of (await readSafetensorsFile(path)).tensors) {
+      if (wanted(name))
+        weights.set(name, { shape: entry.shape, data: toFloat32(entry, name, path) });
+    }
   }
   return weights;
 }

@@ -243,7 +243,7 @@ describe('Llama-family folders', () => {
     [
       'an unknown model_type',
       { model_type: 'mixtral' },
-      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, granite, smollm3, phi3, olmo2, glm, glm4$/,
+      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, phi3, olmo2, glm, glm4$/,
     ],
     [
       "Phi-3's residual dropout",
@@ -289,9 +289,18 @@ describe('Llama-family folders', () => {
       /logits_scaling is 0, expected a positive number/,
     ],
     [
-      'the multimodal Gemma 3',
-      { model_type: 'gemma3' },
-      /model_type is "gemma3" \(the multimodal Gemma 3 \(4B and up\) nests its text model in text_config/,
+      'a multimodal Gemma 3 whose text model is not Gemma 3 text',
+      { model_type: 'gemma3', text_config: { model_type: 'gemma2' } },
+      /text_config's model_type is "gemma2", expected "gemma3_text"/,
+    ],
+    [
+      'a multimodal Gemma 3 stored in 4 bits',
+      {
+        model_type: 'gemma3',
+        text_config: {},
+        quantization_config: { quant_method: 'bitsandbytes' },
+      },
+      /a quantized Gemma 3 multimodal folder is not supported: use the unquantized model \(with --base-dtype nf4 for QLoRA\)/,
     ],
     [
       "Gemma's exact gelu",

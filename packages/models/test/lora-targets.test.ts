@@ -6,7 +6,7 @@ import {
   ALL_LINEAR,
   modelLinearModules,
   modelConfigFromJson,
-  savedTargetModules,
+  savedTargets,
   selectTargets,
 } from '../src/index.js';
 
@@ -57,7 +57,7 @@ describe('LoRA target modules', () => {
     expect(selectTargets(layers, [ALL_LINEAR])).toHaveLength(7 * 3);
     expect(selectTargets(layers, ALL_LINEAR)).toHaveLength(7 * 3);
     expect(() => selectTargets(layers, [ALL_LINEAR, 'q_proj'])).toThrow(/give it alone/);
-    expect(savedTargetModules([ALL_LINEAR], layers)).toEqual([
+    expect(savedTargets([ALL_LINEAR], layers)).toEqual([
       'down_proj',
       'gate_proj',
       'k_proj',
@@ -66,9 +66,6 @@ describe('LoRA target modules', () => {
       'up_proj',
       'v_proj',
     ]);
-    expect(savedTargetModules(['q_proj', 'v_proj', 'q_proj'], layers)).toEqual([
-      'q_proj',
-      'v_proj',
-    ]);
+    expect(savedTargets(['q_proj', 'v_proj', 'q_proj'], layers)).toEqual(['q_proj', 'v_proj']);
   });
 });

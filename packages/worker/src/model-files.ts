@@ -7,9 +7,16 @@ const TOKENIZER_FILES = [
   'vocab.json',
   'merges.txt',
   'tokenizer.json',
+  'tokenizer.model',
+  'added_tokens.json',
   'special_tokens_map.json',
-  // Not a tokenizer file, but a merged or fine-tuned model generates as its base did.
+  'chat_template.jinja',
+  // Not tokenizer files, but a merged or fine-tuned model generates as its base did, and a
+  // multimodal one (Gemma 3) keeps its processor: its chat template, its image preprocessing.
   'generation_config.json',
+  'chat_template.json',
+  'processor_config.json',
+  'preprocessor_config.json',
 ];
 
 /** Copies whichever tokenizer files the source folder has (a saved model loads with its tokenizer). */

@@ -40,6 +40,7 @@ import {
   evaluateLossSums,
   type TokenStatSums,
   exportPeftAdapter,
+  familyOf,
   loadModel,
   storeBasesAs,
   writeModelFolder,
@@ -227,6 +228,7 @@ export class Replica {
       initLoraWeights: PEFT_INIT_NAMES[lora.init],
       baseModelNameOrPath: modelDir,
       taskType: 'CAUSAL_LM',
+      targetScope: familyOf(this.loaded.config).targetScope,
     });
   }
 

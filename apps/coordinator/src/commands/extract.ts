@@ -2,10 +2,11 @@ import { matrix, savePeftAdapter, truncatedSvd } from '@lorafleet/core';
 import {
   type WeightMap,
   type LinearModule,
+  familyOf,
   modelLinearModules,
   readModelConfig,
   readModelWeights,
-  savedTargetModules,
+  savedTargets,
   selectTargets,
 } from '@lorafleet/models';
 import { type CommandValues, defineCommand, UsageError } from '../args.js';
@@ -119,7 +120,7 @@ export async function runExtract(o: CommandValues<typeof extractSpec>): Promise<
         r: rank,
         loraAlpha: rank,
         loraDropout: 0,
-        targetModules: savedTargetModules(o.target, layers),
+        targetModules: savedTargets(o.target, layers, familyOf(config).targetScope),
         fanInFanOut: layers[0]!.fanInFanOut,
         useRslora: false,
         bias: 'none',

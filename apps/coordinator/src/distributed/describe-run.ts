@@ -8,7 +8,7 @@ import {
   optimizerTitle,
 } from '@lorafleet/core';
 import type { SamplingStrategy } from '@lorafleet/data';
-import { hasReference } from '@lorafleet/models';
+import { familyOf, hasReference } from '@lorafleet/models';
 import type { RunConfig } from '@lorafleet/worker';
 import { formatCount } from '../common.js';
 import { describeLora } from '../training/peft-options.js';
@@ -51,9 +51,10 @@ export function describeRun(plan: RunPlan, membership: Membership, start: StartP
       `eval data: ${config.evalData?.file ?? config.dataFile}: ${plan.evalDescription}${batches}`,
     );
   }
+  const part = familyOf(plan.modelConfig).computes;
   log(
     `model: ${config.modelDir} (${formatCount(plan.totalParameters)} parameters, context ${plan.modelConfig.contextLength}, ` +
-      `vocab ${plan.modelConfig.vocabSize}) on ${where(membership)} (${plan.backend})`,
+      `vocab ${plan.modelConfig.vocabSize}${part ? `; ${part}` : ''}) on ${where(membership)} (${plan.backend})`,
   );
   const share = `${((100 * plan.trainableParameters) / plan.totalParameters).toFixed(2)}% of ${formatCount(plan.totalParameters)}`;
   log(

@@ -15,8 +15,8 @@ import {
 import { ARCHITECTURES, DEFAULTS, isGemma, isGlm, isLaterGemma } from './model-types.js';
 import { ropeFromJson, ropeToJson } from './rope-config.js';
 
-/** Every model type but GPT-2's is this family's (families.ts). */
-export type LlamaModelType = Exclude<ModelType, 'gpt2'>;
+/** The decoder types this family computes: every model type but GPT-2's and Gemma 3's multimodal wrapper (gemma3/). */
+export type LlamaModelType = Exclude<ModelType, 'gpt2' | 'gemma3'>;
 
 /** rope_scaling types this project computes; any other is refused by name. */
 export type RopeScaling =
@@ -61,6 +61,12 @@ export type RopeScaling =
 
 export interface LlamaConfig {
   modelType: LlamaModelType;
+  /**
+   * The decoder's module path, which every tensor name but lm_head's starts
+   * with: "model", or "model.language_model" where Gemma 3's multimodal
+   * model wraps it (gemma3/).
+   */
+  modulePrefix: string;
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -205,6 +211,7 @@ export function llamaConfigFromJson(
   const rope = ropeFromJson(j, modelType, { maxPositions, headDim }, defaults.ropeTheta, fail);
   return {
     modelType,
+    modulePrefix: 'model',
     vocabSize: int('vocab_size'),
     hiddenSize,
     intermediateSize: int('intermediate_size'),

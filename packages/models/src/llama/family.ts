@@ -1,5 +1,5 @@
 // The Llama family (families.ts registers it for llama, mistral, qwen2,
-// qwen3, gemma, gemma2, gemma3_text, granite, smollm3, phi3, olmo2, glm and glm4): config, weights under Hugging Face
+// qwen3, gemma, gemma2, gemma3_text, granite, smollm3, phi3, olmo2, glm and glm4; and, inside its multimodal wrapper, gemma3: gemma3/): config, weights under Hugging Face
 // names, nn.Linear layers.
 import type { ModelFamily } from '../causal-lm.js';
 import { readWeightsFolder } from '../weights-folder.js';
@@ -12,11 +12,12 @@ import {
 } from './config.js';
 import { LlamaModel } from './model.js';
 import {
-  EMBED,
   LM_HEAD,
+  embedName,
   llamaLinearModules,
   llamaWeightShapes,
   randomLlamaWeights,
+  textModel,
 } from './weights.js';
 
 /** Rotary buffers that older checkpoints store and the model recomputes. */
@@ -36,7 +37,7 @@ export const llamaFamily: ModelFamily<LlamaConfig> = {
   linearModules: (config) => llamaLinearModules(config.arch),
   embeddingModules: (config) => [
     {
-      name: 'model.embed_tokens',
+      name: `${textModel(config.arch)}.embed_tokens`,
       numEmbeddings: config.vocabSize,
       dim: config.hiddenSize,
       tiedToHead: config.arch.tieWordEmbeddings,
@@ -46,7 +47,7 @@ export const llamaFamily: ModelFamily<LlamaConfig> = {
     const expected = llamaWeightShapes(config.arch);
     // A tied head may still be stored (save_pretrained leaves it out; other tools do not).
     const unused = new Map<string, number[]>();
-    if (config.arch.tieWordEmbeddings) unused.set(LM_HEAD, expected.get(EMBED)!);
+    if (config.arch.tieWordEmbeddings) unused.set(LM_HEAD, expected.get(embedName(config.arch))!);
     // A bitsandbytes 4-bit folder: every linear W may be NF4 (bnb-4bit.ts).
     const nf4 = config.bnbNf4
       ? new Set(llamaLinearModules(config.arch).map((m) => `${m.name}.weight`))

@@ -46,9 +46,10 @@ import {
 } from './config.js';
 import { applyRotary, inverseFrequencies, longFactors, rotaryScale, rotaryTables } from './rope.js';
 import {
-  EMBED,
-  FINAL_NORM,
   LM_HEAD,
+  embedName,
+  finalNormName,
+  layerPath,
   layerLinearLayers,
   layerNormNames,
   layerVariables,
@@ -123,12 +124,12 @@ export class LlamaModel implements CausalLM {
   /** CausalLM.namedWeights: packed linear weights left out. */
   namedWeights(): [string, tf.Variable][] {
     const byName = new Map<string, tf.Variable>([
-      [EMBED, this.embed],
-      [FINAL_NORM, this.norm],
+      [embedName(this.config), this.embed],
+      [finalNormName(this.config), this.norm],
     ]);
     if (this.lmHead) byName.set(LM_HEAD, this.lmHead);
     this.layers.forEach((l, i) => {
-      const p = `model.layers.${i}`;
+      const p = layerPath(this.config, i);
       const names = layerNormNames(this.config);
       const roles = [
         [names.input, l.inputNorm],

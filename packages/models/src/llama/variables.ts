@@ -6,7 +6,15 @@
 import { type BaseDtype, LoraEmbedding, LoraLinear, tf } from '@lorafleet/core';
 import type { WeightMap } from '../causal-lm.js';
 import type { LlamaConfig } from './config.js';
-import { EMBED, FINAL_NORM, LM_HEAD, layerLinears, layerNormNames } from './weights.js';
+import {
+  LM_HEAD,
+  embedName,
+  finalNormName,
+  layerLinears,
+  layerNormNames,
+  layerPath,
+  textModel,
+} from './weights.js';
 
 export interface LlamaLayer {
   /** The RMSNorms [C] by role (weights.ts layerNormNames); null where the layer has none. */
@@ -62,11 +70,15 @@ export function llamaVariables(
     b?.dispose();
     return layer;
   };
-  const embed = variable(EMBED) as tf.Variable<tf.Rank.R2>;
-  const tokenEmbedding = new LoraEmbedding('model.embed_tokens', embed, config.tieWordEmbeddings);
+  const embed = variable(embedName(config)) as tf.Variable<tf.Rank.R2>;
+  const tokenEmbedding = new LoraEmbedding(
+    `${textModel(config)}.embed_tokens`,
+    embed,
+    config.tieWordEmbeddings,
+  );
   const layers: LlamaLayer[] = [];
   for (let i = 0; i < config.numLayers; i++) {
-    const p = `model.layers.${i}`;
+    const p = layerPath(config, i);
     const l = Object.fromEntries(
       layerLinears(config).map((m) => [m.name, linear(`${p}.${m.name}`, m.bias)]),
     );
@@ -90,7 +102,7 @@ export function llamaVariables(
       downProj: l['mlp.down_proj']!,
     });
   }
-  const norm = variable(FINAL_NORM) as tf.Variable<tf.Rank.R1>;
+  const norm = variable(finalNormName(config)) as tf.Variable<tf.Rank.R1>;
   const lmHead = config.tieWordEmbeddings ? null : (variable(LM_HEAD) as tf.Variable<tf.Rank.R2>);
   return { embed, tokenEmbedding, layers, norm, lmHead };
 }

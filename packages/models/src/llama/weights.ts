@@ -6,8 +6,15 @@ import type { LinearModule, WeightMap } from '../causal-lm.js';
 import type { LlamaConfig } from './config.js';
 import type { LlamaLayer } from './model.js';
 
-export const EMBED = 'model.embed_tokens.weight';
-export const FINAL_NORM = 'model.norm.weight';
+/**
+ * The decoder's module path: "model", or "model.language_model" inside
+ * Gemma 3's multimodal wrapper (gemma3/). Every tensor but lm_head sits under it.
+ */
+export const textModel = (c: LlamaConfig) => c.modulePrefix;
+export const embedName = (c: LlamaConfig) => `${c.modulePrefix}.embed_tokens.weight`;
+export const finalNormName = (c: LlamaConfig) => `${c.modulePrefix}.norm.weight`;
+/** A decoder layer's module path: model.layers.i. */
+export const layerPath = (c: LlamaConfig, i: number) => `${c.modulePrefix}.layers.${i}`;
 export const LM_HEAD = 'lm_head.weight';
 
 /**
@@ -87,9 +94,9 @@ export function layerLinearLayers(l: LlamaLayer): LoraLinear[] {
 /** Every stored tensor's name and shape, in model order (lm_head only when untied). */
 export function llamaWeightShapes(c: LlamaConfig): Map<string, number[]> {
   const C = c.hiddenSize;
-  const shapes = new Map<string, number[]>([[EMBED, [c.vocabSize, C]]]);
+  const shapes = new Map<string, number[]>([[embedName(c), [c.vocabSize, C]]]);
   for (let i = 0; i < c.numLayers; i++) {
-    const p = `model.layers.${i}`;
+    const p = layerPath(c, i);
     const norms = layerNormNames(c);
     if (norms.input) shapes.set(`${p}.${norms.input}.weight`, [C]);
     // q/k norms over a head (D), or OLMo 2's over all heads (H D, Hkv D).
@@ -108,7 +115,7 @@ export function llamaWeightShapes(c: LlamaConfig): Map<string, number[]> {
     for (const name of [norms.attnOut, norms.preMlp, norms.mlpOut])
       if (name) shapes.set(`${p}.${name}.weight`, [C]);
   }
-  shapes.set(FINAL_NORM, [C]);
+  shapes.set(finalNormName(c), [C]);
   if (!c.tieWordEmbeddings) shapes.set(LM_HEAD, [c.vocabSize, C]);
   return shapes;
 }
@@ -118,7 +125,7 @@ export function llamaLinearModules(c: LlamaConfig): LinearModule[] {
   for (let i = 0; i < c.numLayers; i++) {
     for (const l of layerLinears(c)) {
       out.push({
-        name: `model.layers.${i}.${l.name}`,
+        name: `${layerPath(c, i)}.${l.name}`,
         inFeatures: l.in,
         outFeatures: l.out,
         fanInFanOut: false,
