@@ -20,6 +20,7 @@ export type ModelType =
   | 'smollm3'
   | 'phi3'
   | 'olmo2'
+  | 'olmo3'
   | 'glm'
   | 'glm4';
 

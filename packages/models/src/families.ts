@@ -34,6 +34,7 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   smollm3: llamaFamily,
   phi3: llamaFamily,
   olmo2: llamaFamily,
+  olmo3: llamaFamily,
   glm: llamaFamily,
   glm4: llamaFamily,
 };

@@ -244,6 +244,21 @@ export const LLAMA_CASES: LlamaCase[] = [
     json: { ...TINY, model_type: 'olmo2', num_key_value_heads: 2, rope_theta: 500000 },
     seed: 33,
   },
+  {
+    // OLMo 3: OLMo 2's layer; layer 0 slides (window 5) and rotates with rope_theta unscaled,
+    // layer 1 attends to all with YaRN (as Olmo-3-7B's long-context files scale the full layers).
+    label: 'olmo3, a sliding layer and a full one with YaRN, q/k norms over all heads',
+    json: {
+      ...TINY,
+      model_type: 'olmo3',
+      num_key_value_heads: 2,
+      rope_theta: 500000,
+      sliding_window: 5,
+      layer_types: ['sliding_attention', 'full_attention'],
+      rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 8 },
+    },
+    seed: 38,
+  },
 ];
 
 export function caseConfig(c: LlamaCase): ModelConfig {

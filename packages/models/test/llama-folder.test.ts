@@ -243,7 +243,7 @@ describe('Llama-family folders', () => {
     [
       'an unknown model_type',
       { model_type: 'mixtral' },
-      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, phi3, olmo2, glm, glm4$/,
+      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, phi3, olmo2, olmo3, glm, glm4$/,
     ],
     [
       "Phi-3's residual dropout",

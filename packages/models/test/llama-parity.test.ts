@@ -74,6 +74,13 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
   ],
   'smollm3, a layer without rotary embedding, tied head by default': [{ ropeLayers: null }],
   'phi3, fused qkv_proj and gate_up_proj, GQA 4:2, sliding window 5': [{ slidingWindow: null }],
+  'olmo3, a sliding layer and a full one with YaRN, q/k norms over all heads': [
+    { slidingWindow: null },
+    { ropeScaling: null },
+    // The sliding layer rotated as the full one (scaled), not with rope_theta alone.
+    { localTheta: null },
+    { sandwich: false },
+  ],
   'olmo2, norms after attention and MLP only, q/k norms over all heads, GQA 4:2': [
     { sandwich: false },
     { qkNorm: false },

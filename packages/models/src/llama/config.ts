@@ -1,5 +1,5 @@
 // The config.json of LlamaForCausalLM and its relatives (Mistral, Qwen2,
-// Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3, OLMo 2, GLM-4): one architecture, switched by the fields
+// Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3, OLMo 2 and 3, GLM-4): one architecture, switched by the fields
 // transformers reads. The rotary fields are rope-config.ts's.
 import type { GatedActivation } from '@lorafleet/core';
 import type { ModelConfig, ModelType } from '../causal-lm.js';
@@ -12,7 +12,15 @@ import {
   softcap,
   tokenId,
 } from './config-fields.js';
-import { ARCHITECTURES, DEFAULTS, isGemma, isGlm, isLaterGemma } from './model-types.js';
+import {
+  ARCHITECTURES,
+  DEFAULTS,
+  isGemma,
+  isGlm,
+  isLaterGemma,
+  isOlmo,
+  slidingPattern,
+} from './model-types.js';
 import { ropeFromJson, ropeToJson } from './rope-config.js';
 
 /** The decoder types this family computes: every model type but GPT-2's and Gemma 3's multimodal wrapper (gemma3/). */
@@ -80,7 +88,7 @@ export interface LlamaConfig {
   rmsNormEps: number;
   ropeTheta: number;
   ropeScaling: RopeScaling | null;
-  /** Gemma 3: the sliding-window layers rotate with this theta, unscaled; null: as every layer. */
+  /** Gemma 3, OLMo 3: the sliding-window layers rotate with this theta, unscaled; null: as every layer. */
   localRopeTheta: number | null;
   /** Phi-3 (Phi-4-mini): the leading fraction of each head that rotates (partial_rotary_factor); else 1. */
   partialRotaryFactor: number;
@@ -136,9 +144,9 @@ export interface LlamaConfig {
   attnSoftcap: number | null;
   /** Gemma 2: the logits soft-capped the same way; null: not. */
   finalSoftcap: number | null;
-  /** Mistral, Gemma 2 and 3: each token sees only the last `slidingWindow` positions (null: all). */
+  /** Mistral, Gemma 2 and 3, OLMo 3: each token sees only the last `slidingWindow` positions (null: all). */
   slidingWindow: number | null;
-  /** Gemma 2 and 3: which layers slide (layer_types); null: every layer, when slidingWindow is set. */
+  /** Gemma 2 and 3, OLMo 3: which layers slide (layer_types); null: every layer, when slidingWindow is set. */
   slidingLayers: boolean[] | null;
   attentionDropout: number;
   bosTokenId: number | null;
@@ -195,8 +203,9 @@ export function llamaConfigFromJson(
   const glm = isGlm(modelType);
   // MistralAttention has no bias whatever the file says; GLM's q/k/v have one unless it says not.
   const attentionBias = modelType !== 'mistral' && flag('attention_bias', glm);
+  const pattern = slidingPattern(modelType);
   const window =
-    modelType === 'mistral' || modelType === 'phi3' || isLaterGemma(modelType)
+    modelType === 'mistral' || modelType === 'phi3' || pattern !== null
       ? j.sliding_window === undefined
         ? defaults.slidingWindow
         : j.sliding_window
@@ -237,20 +246,18 @@ export function llamaConfigFromJson(
     residualMultiplier: granite ? positive('residual_multiplier', 1) : 1,
     logitsScaling: granite ? positive('logits_scaling', 1) : 1,
     mlpActivation: isGemma(modelType) ? 'gelu_tanh' : 'silu',
-    preNorms: modelType !== 'olmo2',
-    postNorms: isLaterGemma(modelType) || modelType === 'olmo2' || modelType === 'glm4',
+    preNorms: !isOlmo(modelType),
+    postNorms: isLaterGemma(modelType) || isOlmo(modelType) || modelType === 'glm4',
     queryPreAttnScalar: isLaterGemma(modelType) ? positive('query_pre_attn_scalar', 256) : null,
     attnSoftcap: softcap(j, modelType, 'attn_logit_softcapping', fail),
     finalSoftcap: softcap(j, modelType, 'final_logit_softcapping', fail),
-    slidingLayers: isLaterGemma(modelType)
-      ? slidingLayers(j, numLayers, gemma3 ? 6 : 2, fail)
-      : null,
+    slidingLayers: pattern === null ? null : slidingLayers(j, numLayers, pattern, fail),
     ropeLayers: modelType === 'smollm3' ? ropeLayers(j, numLayers, fail) : null,
     qkvBias: modelType === 'qwen2' || attentionBias,
     oBias: modelType !== 'qwen2' && !glm && attentionBias, // GLM's o_proj: never
     mlpBias:
       (modelType === 'llama' || granite || modelType === 'smollm3') && flag('mlp_bias', false),
-    qkNorm: modelType === 'qwen3' || gemma3 ? 'head' : modelType === 'olmo2' ? 'all' : null,
+    qkNorm: modelType === 'qwen3' || gemma3 ? 'head' : isOlmo(modelType) ? 'all' : null,
     tieWordEmbeddings: flag('tie_word_embeddings', defaults.tieWordEmbeddings),
     slidingWindow: window as number | null,
     attentionDropout: attentionDropout(j.attention_dropout, fail),
@@ -331,6 +338,12 @@ export function llamaConfigToJson(
       layer_types: c.slidingLayers!.map((s) => (s ? 'sliding_attention' : 'full_attention')),
       final_logit_softcapping: c.finalSoftcap,
       attn_logit_softcapping: c.attnSoftcap,
+    });
+  }
+  if (c.modelType === 'olmo3') {
+    Object.assign(json, {
+      sliding_window: c.slidingWindow,
+      layer_types: c.slidingLayers!.map((s) => (s ? 'sliding_attention' : 'full_attention')),
     });
   }
   if (c.modelType === 'llama' || c.modelType === 'granite' || c.modelType === 'smollm3')

@@ -17,6 +17,7 @@ export const ARCHITECTURES: Record<LlamaModelType, string> = {
   smollm3: 'SmolLM3ForCausalLM',
   phi3: 'Phi3ForCausalLM',
   olmo2: 'Olmo2ForCausalLM',
+  olmo3: 'Olmo3ForCausalLM',
   glm: 'GlmForCausalLM',
   glm4: 'Glm4ForCausalLM',
 };
@@ -93,6 +94,15 @@ export const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
   },
   phi3: { ...LLAMA_LIKE, maxPositions: 4096, rmsNormEps: 1e-5, tieWordEmbeddings: false },
   olmo2: { ...LLAMA_LIKE, maxPositions: 2048, rmsNormEps: 1e-5, tieWordEmbeddings: false },
+  // Olmo3Config: Olmo2Config's, a window of 4096 and rope_theta 500000.
+  olmo3: {
+    ...LLAMA_LIKE,
+    maxPositions: 2048,
+    rmsNormEps: 1e-5,
+    tieWordEmbeddings: false,
+    slidingWindow: 4096,
+    ropeTheta: 500000,
+  },
   glm: GLM_DEFAULTS,
   glm4: GLM_DEFAULTS,
 };
@@ -103,3 +113,12 @@ export const isGemma = (t: LlamaModelType) =>
 export const isGlm = (t: LlamaModelType) => t === 'glm' || t === 'glm4';
 /** Gemma 2 and 3: the decoder layer with four norms, query_pre_attn_scalar and sliding layers. */
 export const isLaterGemma = (t: LlamaModelType) => t === 'gemma2' || t === 'gemma3_text';
+/** OLMo 2 and 3: norms after the branches only, q/k norms over all heads. */
+export const isOlmo = (t: LlamaModelType) => t === 'olmo2' || t === 'olmo3';
+/**
+ * The types whose layers slide by layer_types, and the default pattern
+ * (every Nth layer full) when the file has none; null: every layer alike.
+ */
+export function slidingPattern(t: LlamaModelType): number | null {
+  return t === 'gemma2' ? 2 : t === 'gemma3_text' ? 6 : t === 'olmo3' ? 4 : null;
+}

@@ -61,12 +61,15 @@ export function ropeFromJson(
   const legacy = objectOrNull(j.rope_scaling, 'rope_scaling', fail);
   const params = objectOrNull(j.rope_parameters, 'rope_parameters', fail);
   const key = legacy !== null ? 'rope_scaling' : 'rope_parameters';
+  // Gemma 3's sliding layers rotate with rope_local_base_freq, OLMo 3's with rope_theta; both unscaled.
   const gemma3 = modelType === 'gemma3_text';
+  const perType = gemma3 || modelType === 'olmo3';
+  const localTheta = gemma3 ? (j.rope_local_base_freq ?? 10000) : (j.rope_theta ?? defaultTheta);
   let global = legacy ?? params ?? {};
-  let local: Json | null = gemma3 ? { rope_theta: j.rope_local_base_freq ?? 10000 } : null;
+  let local: Json | null = perType ? { rope_theta: localTheta } : null;
   if (perLayerType(legacy ?? params)) {
     const kinds = Object.keys(legacy ?? params ?? {});
-    if (!gemma3 || kinds.some((k) => !LAYER_TYPES.includes(k)))
+    if (!perType || kinds.some((k) => !LAYER_TYPES.includes(k)))
       fail(`${key} per layer type (${kinds.join(', ')}) is not supported`);
     global = ((legacy ?? params)!.full_attention ?? {}) as Json;
     local = ((legacy ?? params)!.sliding_attention ?? local) as Json;
@@ -105,7 +108,7 @@ export function ropeFromJson(
   return {
     ropeTheta: theta(global, j.rope_theta ?? defaultTheta),
     ropeScaling,
-    localRopeTheta: local === null ? null : theta(local, j.rope_local_base_freq ?? 10000),
+    localRopeTheta: local === null ? null : theta(local, localTheta),
     partialRotaryFactor,
   };
 
@@ -260,7 +263,7 @@ export function ropeToJson(c: LlamaConfig): Json {
   return {
     rope_theta: c.ropeTheta,
     rope_scaling: scaling,
-    rope_local_base_freq: c.localRopeTheta,
+    ...(c.modelType === 'gemma3_text' ? { rope_local_base_freq: c.localRopeTheta } : {}),
     rope_parameters: {
       full_attention: global,
       sliding_attention: { rope_type: 'default', rope_theta: c.localRopeTheta },

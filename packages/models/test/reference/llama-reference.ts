@@ -99,7 +99,9 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const smol = type === 'smollm3';
   const phi3 = type === 'phi3';
   const glm = type === 'glm' || type === 'glm4';
-  const olmo2 = type === 'olmo2';
+  // OLMo 3: OLMo 2's layer; 3 of every 4 layers slide, rotating with rope_theta unscaled.
+  const olmo3 = type === 'olmo3';
+  const olmo2 = type === 'olmo2' || olmo3;
   const multiplier = (k: string) => (granite ? n(k, 1) : 1);
   // Gemma2Config's defaults: 50 and 30 (null turns them off).
   const cap = (k: string, fallback: number) =>
@@ -141,7 +143,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     ropeTheta:
       typeof rope?.rope_theta === 'number'
         ? rope.rope_theta
-        : n('rope_theta', gemma3 ? 1e6 : smol ? 2e6 : 10000),
+        : n('rope_theta', gemma3 ? 1e6 : smol ? 2e6 : olmo3 ? 500000 : 10000),
     ropeScaling: rope,
     // GlmConfig: attention_bias true when absent (q/k/v only; GlmAttention's o_proj has none).
     qkvBias:
@@ -158,7 +160,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     // Phi3Config's window is null unless stated.
     slidingWindow: phi3
       ? ((j.sliding_window as number | null | undefined) ?? null)
-      : type !== 'mistral' && !gemma3 && !gemma2
+      : type !== 'mistral' && !gemma3 && !gemma2 && !olmo3
         ? null
         : j.sliding_window === undefined
           ? 4096
@@ -167,11 +169,11 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     sandwich: gemma3 || gemma2 || olmo2 || type === 'glm4',
     queryScalar: gemma3 || gemma2 ? n('query_pre_attn_scalar', 256) : null,
     slidingLayers:
-      !gemma3 && !gemma2
+      !gemma3 && !gemma2 && !olmo3
         ? null
         : Array.isArray(j.layer_types)
           ? (j.layer_types as string[]).map((t) => t === 'sliding_attention')
-          : Array.from({ length: layers }, (_, i) => (i + 1) % (gemma3 ? 6 : 2) !== 0),
+          : Array.from({ length: layers }, (_, i) => (i + 1) % (gemma3 ? 6 : olmo3 ? 4 : 2) !== 0),
     embeddingMultiplier: multiplier('embedding_multiplier'),
     ropeLayers:
       type !== 'smollm3'
@@ -187,11 +189,14 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     logitsScaling: multiplier('logits_scaling'),
     attnSoftcap: cap('attn_logit_softcapping', 50),
     finalSoftcap: cap('final_logit_softcapping', 30),
-    localTheta: !gemma3
-      ? null
-      : typeof localRope?.rope_theta === 'number'
-        ? localRope.rope_theta
-        : n('rope_local_base_freq', 10000),
+    localTheta:
+      !gemma3 && !olmo3
+        ? null
+        : typeof localRope?.rope_theta === 'number'
+          ? localRope.rope_theta
+          : olmo3
+            ? n('rope_theta', 500000)
+            : n('rope_local_base_freq', 10000),
   };
 }
 
