@@ -1,7 +1,7 @@
 // Gemma 3's multimodal model (families.ts registers it for model_type
 // gemma3): its decoder fine-tuned as the Llama family's gemma3_text under
 // the module path model.language_model; the vision tower kept as stored.
-import type { ModelFamily } from '../causal-lm.js';
+import type { ModelFamily, WeightMap } from '../causal-lm.js';
 import { ModelConfigError } from '../gpt2/config.js';
 import { llamaFamily } from '../llama/family.js';
 import { LM_HEAD, embedName, llamaWeightShapes, randomLlamaWeights } from '../llama/weights.js';
@@ -56,7 +56,7 @@ export const gemma3Family: ModelFamily<Gemma3Config> = {
       tower = await readStoredTensors(options.sourceDir, isTower);
     }
     const shapes = new Map<string, number[]>();
-    const stored = new Map();
+    const stored: WeightMap = new Map();
     for (const [name, shape] of llamaWeightShapes(config.arch)) {
       shapes.set(gemma3StoredName(name), shape);
       const w = weights.get(name);
