@@ -168,6 +168,20 @@ describe('the hand-scheduled LoRA step equals the tape', () => {
       7,
     ],
     [
+      'EXAONE 4 (norms after the branches only, q/k norms per head, layer 0 sliding over 3, layer 1 full without rotary embedding), every linear layer, 2 x 7',
+      {
+        ...OLMO2_OVERRIDES,
+        modelType: 'exaone4',
+        qkNorm: 'head',
+        slidingWindow: 3,
+        slidingLayers: [true, false],
+        ropeLayers: [true, false],
+      },
+      'all-linear',
+      2,
+      7,
+    ],
+    [
       'GLM-4 (adjacent-pair rotation, fused gate_up_proj, q/k/v bias, four norms), every linear layer, 2 x 7',
       GLM4_OVERRIDES,
       'all-linear',

@@ -31,7 +31,7 @@ describe.concurrent('help', () => {
     for (const command of COMMANDS) expect(stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     // The model families it knows, from the registry (not a list that goes stale).
     expect(stdout).toMatch(
-      /model_type gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, phi3, olmo2, olmo3, glm, glm4\)/,
+      /model_type gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, phi3, olmo2, olmo3, exaone4, glm, glm4\)/,
     );
   });
 

@@ -1,7 +1,7 @@
 // The whole CLI path for a Llama-family model, with real processes: init from
 // a config, train with 1 and 2 workers (the same adapter), eval, merge (also
 // for a Gemma, a Gemma 2, a Gemma 3 (text, and multimodal: its text model), a Granite, a SmolLM3, a Phi-3 with its
-// default targets, an OLMo 2, an OLMo 3 and a GLM-4), QLoRA (--base-dtype nf4: 1 worker
+// default targets, an OLMo 2, an OLMo 3, an EXAONE 4 and a GLM-4), QLoRA (--base-dtype nf4: 1 worker
 // == 2 over the 4-bit base; a bitsandbytes 4-bit folder as stored), generate,
 // a full fine-tune, extract
 // and inspect. The folder has no
@@ -124,6 +124,14 @@ const TINY_OLMO3 = {
   rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 16 },
 };
 
+/** EXAONE 4: OLMo 2's layer, per-head q/k norms; layer 0 slides (window 8), layer 1 attends to all without rotary embedding. */
+const TINY_EXAONE4 = {
+  ...TINY_LLAMA,
+  model_type: 'exaone4',
+  sliding_window: 8,
+  layer_types: ['sliding_attention', 'full_attention'],
+};
+
 /** GLM-4 0414: q/k/v biases, fused gate_up_proj, adjacent-pair rotation of half of each head, four norms. */
 const TINY_GLM4 = { ...TINY_LLAMA, model_type: 'glm4', head_dim: 8 };
 
@@ -146,6 +154,7 @@ const CONFIGS = {
   phi3: TINY_PHI3,
   olmo2: TINY_OLMO2,
   olmo3: TINY_OLMO3,
+  exaone4: TINY_EXAONE4,
   glm4: TINY_GLM4,
 };
 type Family = keyof typeof CONFIGS;

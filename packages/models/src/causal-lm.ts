@@ -21,6 +21,7 @@ export type ModelType =
   | 'phi3'
   | 'olmo2'
   | 'olmo3'
+  | 'exaone4'
   | 'glm'
   | 'glm4';
 

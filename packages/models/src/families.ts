@@ -35,6 +35,7 @@ export const FAMILIES: Record<ModelType, ModelFamily<unknown>> = {
   phi3: llamaFamily,
   olmo2: llamaFamily,
   olmo3: llamaFamily,
+  exaone4: llamaFamily,
   glm: llamaFamily,
   glm4: llamaFamily,
 };

@@ -259,6 +259,26 @@ export const LLAMA_CASES: LlamaCase[] = [
     },
     seed: 38,
   },
+  {
+    // EXAONE 4: OLMo 2's layer with per-head q/k norms; layer 0 slides (window 5), layer 1
+    // attends to all without the rotary embedding; llama3 scaling as EXAONE-4.0-32B's.
+    label: 'exaone4, a sliding layer and a full one without rotary embedding, q/k norms per head',
+    json: {
+      ...TINY,
+      model_type: 'exaone4',
+      num_key_value_heads: 2,
+      sliding_window: 5,
+      layer_types: ['sliding_attention', 'full_attention'],
+      rope_scaling: {
+        rope_type: 'llama3',
+        factor: 4,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 8,
+      },
+    },
+    seed: 39,
+  },
 ];
 
 export function caseConfig(c: LlamaCase): ModelConfig {

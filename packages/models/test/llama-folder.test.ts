@@ -243,7 +243,7 @@ describe('Llama-family folders', () => {
     [
       'an unknown model_type',
       { model_type: 'mixtral' },
-      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, phi3, olmo2, olmo3, glm, glm4$/,
+      /model_type is "mixtral" \(Mixtral's mixture of experts is not computed; Mistral \(mistral\) is\); supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, phi3, olmo2, olmo3, exaone4, glm, glm4$/,
     ],
     [
       "Phi-3's residual dropout",
@@ -321,6 +321,11 @@ describe('Llama-family folders', () => {
       "EmbeddingGemma's bidirectional attention",
       { model_type: 'gemma3_text', use_bidirectional_attention: true },
       /use_bidirectional_attention true is not supported/,
+    ],
+    [
+      "EXAONE 4's pattern as a string without layer_types",
+      { model_type: 'exaone4', sliding_window_pattern: 'LLLG' },
+      /sliding_window_pattern is "LLLG", expected a positive integer \(or give layer_types\)/,
     ],
     [
       'a layer type Gemma 3 does not have',

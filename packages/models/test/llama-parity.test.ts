@@ -74,6 +74,12 @@ const FEATURE: Record<string, Partial<ReferenceLlamaConfig>[]> = {
   ],
   'smollm3, a layer without rotary embedding, tied head by default': [{ ropeLayers: null }],
   'phi3, fused qkv_proj and gate_up_proj, GQA 4:2, sliding window 5': [{ slidingWindow: null }],
+  'exaone4, a sliding layer and a full one without rotary embedding, q/k norms per head': [
+    { ropeLayers: null }, // the full layer rotated
+    { slidingWindow: null },
+    { sandwich: false },
+    { qkNorm: false },
+  ],
   'olmo3, a sliding layer and a full one with YaRN, q/k norms over all heads': [
     { slidingWindow: null },
     { ropeScaling: null },

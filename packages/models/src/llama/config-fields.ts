@@ -1,6 +1,7 @@
 // Typed reads of a Llama-family config.json's fields (llama/config.ts):
 // each refuses a bad value by name, in the file's own terms.
 import type { LlamaModelType } from './config.js';
+import { slidingPattern } from './model-types.js';
 import { ModelConfigError } from '../gpt2/config.js';
 
 type Json = Record<string, unknown>;
@@ -75,7 +76,43 @@ export function softcap(
   return v as number;
 }
 
-/** Gemma 2's and 3's layer_types, or their sliding_window_pattern (every Nth layer full). */
+/**
+ * Which positions each layer attends to and which layers rotate: the window
+ * (Mistral's and Phi-3's for every layer; the sliding layers' of the types
+ * with layer_types), the sliding layers, and the layers without rotary
+ * embedding (SmolLM3's no_rope_layers; EXAONE 4's full layers, where any
+ * layer slides).
+ */
+export function attentionLayout(
+  j: Json,
+  modelType: LlamaModelType,
+  numLayers: number,
+  defaultWindow: number | null,
+  fail: Fail,
+): { slidingWindow: number | null; slidingLayers: boolean[] | null; ropeLayers: boolean[] | null } {
+  const pattern = slidingPattern(modelType);
+  const window =
+    modelType === 'mistral' || modelType === 'phi3' || pattern !== null
+      ? j.sliding_window === undefined
+        ? defaultWindow
+        : j.sliding_window
+      : null;
+  if (window !== null && (!Number.isSafeInteger(window) || (window as number) < 1))
+    fail(`sliding_window is ${JSON.stringify(window)}, expected a positive integer or null`);
+  const exaone4 = modelType === 'exaone4';
+  // EXAONE 4 without a window: every layer full, and rotating.
+  const sliding =
+    pattern === null || (exaone4 && window === null)
+      ? null
+      : slidingLayers(j, numLayers, pattern, fail);
+  return {
+    slidingWindow: window as number | null,
+    slidingLayers: sliding,
+    ropeLayers: modelType === 'smollm3' ? ropeLayers(j, numLayers, fail) : exaone4 ? sliding : null,
+  };
+}
+
+/** Gemma 2's and 3's, OLMo 3's and EXAONE 4's layer_types, or their sliding_window_pattern (every Nth layer full). */
 export function slidingLayers(j: Json, numLayers: number, defaultPattern: number, fail: Fail) {
   if (Array.isArray(j.layer_types)) {
     if (j.layer_types.length !== numLayers)
@@ -92,7 +129,9 @@ export function slidingLayers(j: Json, numLayers: number, defaultPattern: number
   }
   const pattern = j.sliding_window_pattern ?? j._sliding_window_pattern ?? defaultPattern;
   if (!Number.isSafeInteger(pattern) || (pattern as number) < 1)
-    fail(`sliding_window_pattern is ${JSON.stringify(pattern)}, expected a positive integer`);
+    fail(
+      `sliding_window_pattern is ${JSON.stringify(pattern)}, expected a positive integer (or give layer_types)`,
+    );
   return Array.from({ length: numLayers }, (_, i) => (i + 1) % (pattern as number) !== 0);
 }
 

@@ -5,10 +5,9 @@ import type { GatedActivation } from '@lorafleet/core';
 import type { ModelConfig, ModelType } from '../causal-lm.js';
 import {
   attentionDropout,
+  attentionLayout,
   fieldReader,
   headShape,
-  ropeLayers,
-  slidingLayers,
   softcap,
   tokenId,
 } from './config-fields.js';
@@ -19,6 +18,7 @@ import {
   isGlm,
   isLaterGemma,
   isOlmo,
+  postNormsOnly,
   slidingPattern,
 } from './model-types.js';
 import { ropeFromJson, ropeToJson } from './rope-config.js';
@@ -201,17 +201,10 @@ export function llamaConfigFromJson(
   const hiddenSize = int('hidden_size');
   const { numHeads, numKvHeads, headDim } = headShape(j, read, defaults, hiddenSize);
   const glm = isGlm(modelType);
-  // MistralAttention has no bias whatever the file says; GLM's q/k/v have one unless it says not.
-  const attentionBias = modelType !== 'mistral' && flag('attention_bias', glm);
-  const pattern = slidingPattern(modelType);
-  const window =
-    modelType === 'mistral' || modelType === 'phi3' || pattern !== null
-      ? j.sliding_window === undefined
-        ? defaults.slidingWindow
-        : j.sliding_window
-      : null;
-  if (window !== null && (!Number.isSafeInteger(window) || (window as number) < 1))
-    fail(`sliding_window is ${JSON.stringify(window)}, expected a positive integer or null`);
+  // MistralAttention and Exaone4Attention have no bias whatever the file says; GLM's q/k/v
+  // have one unless it says not.
+  const attentionBias =
+    modelType !== 'mistral' && modelType !== 'exaone4' && flag('attention_bias', glm);
   const maxPositions = int('max_position_embeddings', defaults.maxPositions);
   const numLayers = int('num_hidden_layers');
   const gemma3 = modelType === 'gemma3_text';
@@ -246,20 +239,23 @@ export function llamaConfigFromJson(
     residualMultiplier: granite ? positive('residual_multiplier', 1) : 1,
     logitsScaling: granite ? positive('logits_scaling', 1) : 1,
     mlpActivation: isGemma(modelType) ? 'gelu_tanh' : 'silu',
-    preNorms: !isOlmo(modelType),
-    postNorms: isLaterGemma(modelType) || isOlmo(modelType) || modelType === 'glm4',
+    preNorms: !postNormsOnly(modelType),
+    postNorms: isLaterGemma(modelType) || postNormsOnly(modelType) || modelType === 'glm4',
     queryPreAttnScalar: isLaterGemma(modelType) ? positive('query_pre_attn_scalar', 256) : null,
     attnSoftcap: softcap(j, modelType, 'attn_logit_softcapping', fail),
     finalSoftcap: softcap(j, modelType, 'final_logit_softcapping', fail),
-    slidingLayers: pattern === null ? null : slidingLayers(j, numLayers, pattern, fail),
-    ropeLayers: modelType === 'smollm3' ? ropeLayers(j, numLayers, fail) : null,
+    ...attentionLayout(j, modelType, numLayers, defaults.slidingWindow, fail),
     qkvBias: modelType === 'qwen2' || attentionBias,
     oBias: modelType !== 'qwen2' && !glm && attentionBias, // GLM's o_proj: never
     mlpBias:
       (modelType === 'llama' || granite || modelType === 'smollm3') && flag('mlp_bias', false),
-    qkNorm: modelType === 'qwen3' || gemma3 ? 'head' : isOlmo(modelType) ? 'all' : null,
+    qkNorm:
+      modelType === 'qwen3' || gemma3 || modelType === 'exaone4'
+        ? 'head'
+        : isOlmo(modelType)
+          ? 'all'
+          : null,
     tieWordEmbeddings: flag('tie_word_embeddings', defaults.tieWordEmbeddings),
-    slidingWindow: window as number | null,
     attentionDropout: attentionDropout(j.attention_dropout, fail),
     bosTokenId: tokenId(j.bos_token_id),
     eosTokenId: Array.isArray(j.eos_token_id)
@@ -316,6 +312,7 @@ export function llamaConfigToJson(
     max_position_embeddings: c.maxPositions,
     rms_norm_eps: c.rmsNormEps,
     ...ropeToJson(c),
+    ...layoutToJson(c),
     // Gemma: both names, so that every transformers version reads the one activation.
     ...(c.mlpActivation === 'silu'
       ? { hidden_act: 'silu' }
@@ -334,26 +331,12 @@ export function llamaConfigToJson(
   if (c.modelType === 'gemma2' || c.modelType === 'gemma3_text') {
     Object.assign(json, {
       query_pre_attn_scalar: c.queryPreAttnScalar,
-      sliding_window: c.slidingWindow,
-      layer_types: c.slidingLayers!.map((s) => (s ? 'sliding_attention' : 'full_attention')),
       final_logit_softcapping: c.finalSoftcap,
       attn_logit_softcapping: c.attnSoftcap,
     });
   }
-  if (c.modelType === 'olmo3') {
-    Object.assign(json, {
-      sliding_window: c.slidingWindow,
-      layer_types: c.slidingLayers!.map((s) => (s ? 'sliding_attention' : 'full_attention')),
-    });
-  }
   if (c.modelType === 'llama' || c.modelType === 'granite' || c.modelType === 'smollm3')
     json.mlp_bias = c.mlpBias;
-  if (c.modelType === 'smollm3') {
-    Object.assign(json, {
-      no_rope_layers: c.ropeLayers!.map((r) => (r ? 1 : 0)),
-      use_sliding_window: false,
-    });
-  }
   if (c.modelType === 'granite') {
     Object.assign(json, {
       embedding_multiplier: c.embedScale,
@@ -362,11 +345,9 @@ export function llamaConfigToJson(
       logits_scaling: c.logitsScaling,
     });
   }
-  if (c.modelType === 'mistral') json.sliding_window = c.slidingWindow;
   if (c.modelType === 'phi3') {
     const s = c.ropeScaling;
     Object.assign(json, {
-      sliding_window: c.slidingWindow,
       partial_rotary_factor: c.partialRotaryFactor,
       resid_pdrop: 0,
       embd_pdrop: 0,
@@ -377,4 +358,19 @@ export function llamaConfigToJson(
   }
   if (c.modelType === 'qwen2' || c.modelType === 'qwen3') json.use_sliding_window = false;
   return { ...json, ...extra };
+}
+
+/** attentionLayout's fields under the names the type's config class reads. */
+function layoutToJson(c: LlamaConfig): Record<string, unknown> {
+  if (c.modelType === 'mistral' || c.modelType === 'phi3')
+    return { sliding_window: c.slidingWindow };
+  if (c.modelType === 'smollm3')
+    return { no_rope_layers: c.ropeLayers!.map((r) => (r ? 1 : 0)), use_sliding_window: false };
+  if (slidingPattern(c.modelType) === null) return {};
+  // Every layer listed: Exaone4Config, where none slides, would divide by a pattern of 0.
+  const sliding = c.slidingLayers ?? Array<boolean>(c.numLayers).fill(false);
+  return {
+    sliding_window: c.slidingWindow,
+    layer_types: sliding.map((s) => (s ? 'sliding_attention' : 'full_attention')),
+  };
 }

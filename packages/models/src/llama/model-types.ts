@@ -18,6 +18,7 @@ export const ARCHITECTURES: Record<LlamaModelType, string> = {
   phi3: 'Phi3ForCausalLM',
   olmo2: 'Olmo2ForCausalLM',
   olmo3: 'Olmo3ForCausalLM',
+  exaone4: 'Exaone4ForCausalLM',
   glm: 'GlmForCausalLM',
   glm4: 'Glm4ForCausalLM',
 };
@@ -103,6 +104,13 @@ export const DEFAULTS: Record<LlamaModelType, TypeDefaults> = {
     slidingWindow: 4096,
     ropeTheta: 500000,
   },
+  exaone4: {
+    ...LLAMA_LIKE,
+    maxPositions: 2048,
+    rmsNormEps: 1e-5,
+    tieWordEmbeddings: false,
+    slidingWindow: 4096,
+  },
   glm: GLM_DEFAULTS,
   glm4: GLM_DEFAULTS,
 };
@@ -115,10 +123,12 @@ export const isGlm = (t: LlamaModelType) => t === 'glm' || t === 'glm4';
 export const isLaterGemma = (t: LlamaModelType) => t === 'gemma2' || t === 'gemma3_text';
 /** OLMo 2 and 3: norms after the branches only, q/k norms over all heads. */
 export const isOlmo = (t: LlamaModelType) => t === 'olmo2' || t === 'olmo3';
+/** OLMo's layer and EXAONE 4's (its decoder layer is OLMo 2's): norms after the branches only. */
+export const postNormsOnly = (t: LlamaModelType) => isOlmo(t) || t === 'exaone4';
 /**
  * The types whose layers slide by layer_types, and the default pattern
  * (every Nth layer full) when the file has none; null: every layer alike.
  */
 export function slidingPattern(t: LlamaModelType): number | null {
-  return t === 'gemma2' ? 2 : t === 'gemma3_text' ? 6 : t === 'olmo3' ? 4 : null;
+  return t === 'gemma2' ? 2 : t === 'gemma3_text' ? 6 : t === 'olmo3' || t === 'exaone4' ? 4 : null;
 }

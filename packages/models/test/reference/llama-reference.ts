@@ -102,6 +102,10 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   // OLMo 3: OLMo 2's layer; 3 of every 4 layers slide, rotating with rope_theta unscaled.
   const olmo3 = type === 'olmo3';
   const olmo2 = type === 'olmo2' || olmo3;
+  // EXAONE 4 (modular_exaone4.py): OLMo 2's decoder layer, per-head q/k norms, no biases; 3 of
+  // every 4 layers slide, and the full ones attend without the rotary embedding.
+  const exaone4 = type === 'exaone4';
+  const exaoneWindow = exaone4 && j.sliding_window !== null;
   const multiplier = (k: string) => (granite ? n(k, 1) : 1);
   // Gemma2Config's defaults: 50 and 30 (null turns them off).
   const cap = (k: string, fallback: number) =>
@@ -118,6 +122,15 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
   const partial = (rope?.partial_rotary_factor ??
     j.partial_rotary_factor ??
     (glm ? 0.5 : 1)) as number;
+  const slidingLayers =
+    !gemma3 && !gemma2 && !olmo3 && !exaoneWindow
+      ? null
+      : Array.isArray(j.layer_types)
+        ? (j.layer_types as string[]).map((t) => t === 'sliding_attention')
+        : Array.from(
+            { length: layers },
+            (_, i) => (i + 1) % (gemma3 ? 6 : olmo3 || exaone4 ? 4 : 2) !== 0,
+          );
   return {
     modelType: type,
     vocabSize: n('vocab_size'),
@@ -138,7 +151,7 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     fusedGateUp: phi3 || glm,
     ropePairs: glm,
     glm4Names: type === 'glm4',
-    eps: n('rms_norm_eps', phi3 || olmo2 ? 1e-5 : glm ? 1.5625e-7 : 1e-6),
+    eps: n('rms_norm_eps', phi3 || olmo2 || exaone4 ? 1e-5 : glm ? 1.5625e-7 : 1e-6),
     // transformers v5: rope_parameters, replaced by a legacy rope_scaling; rope_theta fills in.
     ropeTheta:
       typeof rope?.rope_theta === 'number'
@@ -148,35 +161,33 @@ function configFromJson(j: Record<string, unknown>): ReferenceLlamaConfig {
     // GlmConfig: attention_bias true when absent (q/k/v only; GlmAttention's o_proj has none).
     qkvBias:
       type === 'qwen2' ||
-      (type !== 'mistral' && (attentionBias || (glm && j.attention_bias === undefined))),
+      (type !== 'mistral' &&
+        !exaone4 &&
+        (attentionBias || (glm && j.attention_bias === undefined))),
     oBias: (type === 'llama' || type === 'qwen3' || gemma) && attentionBias,
     mlpBias: (type === 'llama' || granite || smol) && j.mlp_bias === true,
-    qkNorm: type === 'qwen3' || gemma3 || olmo2,
+    qkNorm: type === 'qwen3' || gemma3 || olmo2 || exaone4,
     qkNormAll: olmo2,
-    preNorm: !olmo2,
+    preNorm: !olmo2 && !exaone4,
     tied:
       j.tie_word_embeddings === true || ((gemma || smol) && j.tie_word_embeddings === undefined),
     // MistralConfig's and Gemma3TextConfig's default window is 4096; null turns it off.
     // Phi3Config's window is null unless stated.
     slidingWindow: phi3
       ? ((j.sliding_window as number | null | undefined) ?? null)
-      : type !== 'mistral' && !gemma3 && !gemma2 && !olmo3
+      : type !== 'mistral' && !gemma3 && !gemma2 && !olmo3 && !exaone4
         ? null
         : j.sliding_window === undefined
           ? 4096
           : (j.sliding_window as number | null),
     gemma,
-    sandwich: gemma3 || gemma2 || olmo2 || type === 'glm4',
+    sandwich: gemma3 || gemma2 || olmo2 || exaone4 || type === 'glm4',
     queryScalar: gemma3 || gemma2 ? n('query_pre_attn_scalar', 256) : null,
-    slidingLayers:
-      !gemma3 && !gemma2 && !olmo3
-        ? null
-        : Array.isArray(j.layer_types)
-          ? (j.layer_types as string[]).map((t) => t === 'sliding_attention')
-          : Array.from({ length: layers }, (_, i) => (i + 1) % (gemma3 ? 6 : olmo3 ? 4 : 2) !== 0),
+    slidingLayers,
     embeddingMultiplier: multiplier('embedding_multiplier'),
-    ropeLayers:
-      type !== 'smollm3'
+    ropeLayers: exaoneWindow
+      ? slidingLayers
+      : type !== 'smollm3'
         ? null
         : Array.isArray(j.no_rope_layers)
           ? (j.no_rope_layers as number[]).slice(0, layers).map((v) => v === 1)
