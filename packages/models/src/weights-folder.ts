@@ -62,8 +62,12 @@ const exists = (path: string) =>
     () => false,
   );
 
-/** The files holding the weights: the single file, or every shard of the index, in order. */
-async function weightFiles(dir: string): Promise<string[]> {
+/**
+ * The files holding the weights: the single file, or every shard of the
+ * index, in order; given `holding`, only the shards the index says hold a
+ * tensor it picks.
+ */
+async function weightFiles(dir: string, holding?: (name: string) => boolean): Promise<string[]> {
   const single = join(dir, WEIGHTS_FILE);
   if (await exists(single)) return [single];
   const indexPath = join(dir, WEIGHTS_INDEX_FILE);
@@ -83,7 +87,8 @@ async function weightFiles(dir: string): Promise<string[]> {
   if (typeof map !== 'object' || map === null || Array.isArray(map)) {
     throw new ModelConfigError(`${indexPath}: no "weight_map" object (tensor name -> shard file)`);
   }
-  const files = [...new Set(Object.values(map as Record<string, unknown>))];
+  const entries = Object.entries(map as Record<string, unknown>);
+  const files = [...new Set(entries.filter(([n]) => holding?.(n) ?? true).map(([, f]) => f))];
   const bad = files.find((f) => typeof f !== 'string' || f.includes('/') || f.includes('\\'));
   if (bad !== undefined)
     throw new ModelConfigError(
@@ -197,7 +202,7 @@ export async function readStoredTensors(
   wanted: (name: string) => boolean,
 ): Promise<WeightMap> {
   const weights: WeightMap = new Map();
-  for (const path of await weightFiles(dir)) {
+  for (const path of await weightFiles(dir, wanted)) {
     for (const [name, entry] of (await readSafetensorsFile(path)).tensors) {
       if (wanted(name))
         weights.set(name, { shape: entry.shape, data: toFloat32(entry, name, path) });
