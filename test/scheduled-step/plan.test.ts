@@ -201,13 +201,17 @@ describe('the hand-scheduled LoRA step as a plan', () => {
       const tapeOnly = {
         neftune: /NEFTune/,
         gradientCheckpointing: /gradient checkpointing/,
-        packedDocuments: /packed documents \(--packing-strategy bfd\) are the tape's/,
       };
       for (const [option, why] of Object.entries(tapeOnly)) {
         const model = loraDropout.model;
         const choice = chooseStepGradients(model, loraDropout.params, 'auto', { [option]: true });
         expect(choice).toEqual({ path: 'tape', reason: expect.stringMatching(why) });
       }
+      // Packed documents take it (packed.test.ts: where they do not).
+      const packedDocuments = { packedDocuments: true };
+      expect(
+        chooseStepGradients(loraDropout.model, loraDropout.params, 'auto', packedDocuments),
+      ).toEqual({ path: 'scheduled', reason: null });
       const dpo = { objective: 'dpo' } as const;
       expect(chooseStepGradients(loraDropout.model, loraDropout.params, 'auto', dpo)).toEqual({
         path: 'tape',

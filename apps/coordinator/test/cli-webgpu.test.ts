@@ -132,6 +132,32 @@ describe.skipIf(!withWebGpu)('lorafleet --backend webgpu (SwiftShader without a 
     expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
   }, 300_000);
 
+  it('train and eval --packing-strategy bfd (documents attending within each) take the hand-scheduled step and give the adapter and loss of wasm', async () => {
+    // Examples of 6 to 10 tokens: three to five share a row of 32 (cli-packing.test.ts's).
+    const lines = Array.from({ length: 24 }, (_, i) => ({
+      prompt: `${i}:`,
+      completion: ` ${'x'.repeat(1 + (i % 4))}.`,
+    }));
+    const examples = await writeJsonl(join(dir!, 'short-examples.jsonl'), lines);
+    const packed = ['--data', examples, '--seq-len', SEQ_LEN, '--packing-strategy', 'bfd'];
+    const run = (out: string, backend: string) =>
+      lorafleetOk([
+        ...['train', '--model', model, ...packed, '--out', join(dir!, out)],
+        ...[...TRAIN, '--backend', backend],
+      ]);
+    const [, onGpu] = await Promise.all([run('bfd-wasm', 'wasm'), run('bfd-webgpu', 'webgpu')]);
+    expect(`${onGpu.stdout}${onGpu.stderr}`).toMatch(/gradients: the hand-scheduled step/);
+    const { gap } = await adapterGap('bfd-webgpu', 'bfd-wasm');
+    expect(gap).toBeLessThan(ADAPTER_TOLERANCE);
+    const args = ['--model', model, '--adapter', join(dir!, 'bfd-wasm', 'adapter'), ...packed];
+    const [gpu, cpu] = await Promise.all([
+      evalJson([...args, '--backend', 'webgpu']),
+      evalJson([...args, '--backend', 'wasm']),
+    ]);
+    expect(gpu.tokens).toBe(cpu.tokens);
+    expect(Math.abs(gpu.loss - cpu.loss)).toBeLessThan(LOSS_TOLERANCE);
+  }, 300_000);
+
   it('train --init pissa (W read from the GPU for the SVD) ends with the adapter of wasm', async () => {
     await Promise.all([
       train('pissa-wasm', 'wasm', ['--init', 'pissa']),

@@ -9,7 +9,6 @@ import {
   type BackendName,
   ATTN_GRAD,
   ATTN_STATS,
-  Rng,
   causalAttention,
   causalAttentionComposed,
   fusedAttentionAvailable,
@@ -18,11 +17,7 @@ import {
   useFusedAttention,
 } from '../src/index.js';
 import { webGpuSuite } from './webgpu-suite.js';
-
-function values(size: number, seed: number, scale: number): Float32Array {
-  const rng = new Rng(seed);
-  return Float32Array.from({ length: size }, () => rng.normal() * scale);
-}
+import { maxDiff, values } from './attention-values.js';
 
 /** [T, T]: 0 where key j <= query i (and i - j < window), -1e9 elsewhere (the model families' mask). */
 function causalMask(T: number, window: number | null = null): tf.Tensor2D {
@@ -89,15 +84,6 @@ async function run(
   } finally {
     useFusedAttention(true);
   }
-}
-
-/** max |a - b| / (1 + |b|). */
-function maxDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++)
-    worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / (1 + Math.abs(b[i]!)));
-  return worst;
 }
 
 describe('fused causal attention on webgpu equals the composed ops and cpu', () => {

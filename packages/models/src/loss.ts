@@ -267,8 +267,8 @@ export async function evaluateLossSums(
       const count = countLossTokens(batch);
       if (count === 0) continue;
       await beforeBatch?.();
-      // Packed documents attend within each: the tape's forward (the plan attends over rows).
-      if (scheduled && !batch.positionIds) {
+      // Packed documents where the family's plan cannot take them: the tape's forward.
+      if (scheduled?.takes(batch)) {
         scheduled.add(batch);
         await settleDevice(); // each batch's device work done before the next notice
       } else {

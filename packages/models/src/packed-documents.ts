@@ -11,7 +11,8 @@
 // joined back.
 // Its cost is near the sum of the documents' squared lengths, not the packed
 // row's. A one-token document attends to itself alone: its output is its
-// value.
+// value. (That is the tape's way. The hand-scheduled webgpu step keeps the
+// row whole: its kernels read each token's document span, documentSpans.)
 import { type CausalAttentionOptions, causalAttention, tf } from '@lorafleet/core';
 import { attentionBias } from './kv-cache.js';
 
@@ -125,6 +126,26 @@ export function documentAttention(
     });
     return (joined.length === 1 ? joined[0]! : tf.concat(joined)).reshape([B, T, C]) as tf.Tensor3D;
   });
+}
+
+/**
+ * Each token's document as (its first token, its last token) within its row,
+ * [B*T, 2] flat: what the fused attention kernels read (core's
+ * AttentionShaping.spans). positionIds as checkPositionIds requires.
+ */
+export function documentSpans(positionIds: Int32Array, B: number, T: number): Int32Array {
+  checkPositionIds(positionIds, B, T);
+  const spans = new Int32Array(2 * B * T);
+  for (let b = 0; b < B; b++) {
+    let last = T - 1; // the last token of the document being walked back through
+    for (let t = T - 1; t >= 0; t--) {
+      const i = b * T + t;
+      spans[2 * i] = t - positionIds[i]!;
+      spans[2 * i + 1] = last;
+      if (positionIds[i] === 0) last = t - 1;
+    }
+  }
+  return spans;
 }
 
 /** positionIds [B*T] as packing makes them: each row's first token at 0, then +1 or a restart at 0. */

@@ -7,9 +7,11 @@ import type { CausalLM } from './causal-lm.js';
 import type { TokenBatch } from './labels.js';
 import {
   type DropoutSite,
+  type PlanShape,
   ShapePlans,
   dropoutInputs,
   planInputs,
+  planShape,
   recordMicroBatch,
   scheduledStepUnsupported,
 } from './scheduled-step.js';
@@ -29,9 +31,7 @@ export class ScheduledGradients {
     const why = scheduledStepUnsupported(model, params);
     if (why !== null) throw new Error(`the scheduled step cannot run: ${why}`);
     this.sum = tf.zeros([params.size + 3]);
-    this.plans = new ShapePlans((rec, batch, seq) =>
-      record(rec, model, params, batch, seq, this.sum),
-    );
+    this.plans = new ShapePlans((rec, shape) => record(rec, model, params, shape, this.sum));
   }
 
   /** Bytes of the plans' buffers (activations, gradients, inputs). */
@@ -50,12 +50,7 @@ export class ScheduledGradients {
    * with that seed does.
    */
   add(batch: TokenBatch, seed = 0): void {
-    if (batch.positionIds) {
-      throw new Error(
-        'the hand-scheduled step attends over whole rows: packed documents take the tape',
-      );
-    }
-    const { plan, meta: sites } = this.plans.entry(batch.batchSize, batch.seqLen);
+    const { plan, meta: sites } = this.plans.entry(this.shapeOf(batch));
     const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
     plan.replay({ ...inputs, ...dropoutInputs(sites, seed) }, this.empty ? [this.sum] : []);
     this.empty = false;
@@ -67,7 +62,7 @@ export class ScheduledGradients {
    * between steps: it leaves the sums empty.
    */
   async profile(batch: TokenBatch): Promise<{ label: string; ns: number }[]> {
-    const { plan, meta: sites } = this.plans.entry(batch.batchSize, batch.seqLen);
+    const { plan, meta: sites } = this.plans.entry(this.shapeOf(batch));
     const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
     const rows = await plan.profile({ ...inputs, ...dropoutInputs(sites, 0) }, [this.sum]);
     this.empty = true; // the timed replay's sum is dropped
@@ -81,6 +76,14 @@ export class ScheduledGradients {
     const values = await this.plans.any()!.read(this.sum);
     this.empty = true;
     return { grads: values.subarray(0, n), loss: values[n]!, stats: values.slice(n + 1, n + 3) };
+  }
+
+  /** The plan shape of `batch`, which must be one the scheduled step can train. */
+  private shapeOf(batch: TokenBatch): PlanShape {
+    const shape = planShape(batch);
+    const why = shape.packed ? scheduledStepUnsupported(this.model, this.params, true) : null;
+    if (why !== null) throw new Error(`the scheduled step cannot train packed documents: ${why}`);
+    return shape;
   }
 
   /** Drops a partial sum (an aborted step): the next add starts from zero. */
@@ -99,13 +102,11 @@ function record(
   rec: PlanRecorder,
   model: CausalLM,
   params: TrainableParameters,
-  batch: number,
-  seq: number,
+  shape: PlanShape,
   sum: Info,
 ): DropoutSite[] {
   const { ops, loss, grads, sites } = recordMicroBatch(rec, model, params.variables, {
-    batch,
-    seq,
+    ...shape,
     forwardOnly: false,
   });
   // The fused [n + 3] of this micro-batch, in the parameters' order, then added to the sums.
@@ -136,7 +137,7 @@ export function scheduledStepBytes(
   const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend, { measureOnly: true });
   const sum = tf.zeros([params.size + 3]);
   try {
-    record(rec, model, params, batch, seq, sum);
+    record(rec, model, params, { batch, seq, packed: false }, sum);
     return rec.bytes();
   } finally {
     sum.dispose();

@@ -8,6 +8,7 @@ import type { TokenBatch } from './labels.js';
 import {
   ShapePlans,
   planInputs,
+  planShape,
   recordMicroBatch,
   scheduledStepUnsupported,
   stepGradientsChoice,
@@ -18,34 +19,37 @@ export class ScheduledLoss {
   /** [3]: the summed loss and TOKEN_STATS. */
   private readonly sum: tf.Tensor1D;
   private empty = true;
+  /** Why packed documents take the tape's forward (null: they take the plan). */
+  private readonly packedUnsupported: string | null;
 
   constructor(private readonly model: CausalLM) {
     const why = scheduledStepUnsupported(model, null);
     if (why !== null) throw new Error(`the scheduled step cannot evaluate: ${why}`);
+    this.packedUnsupported = scheduledStepUnsupported(model, null, true);
     this.sum = tf.zeros([3]);
     // The active adapters change between steps: copied in at each replay.
     const adapters = model
       .linears()
       .flatMap((l) => (l.activeAdapter ? [l.activeAdapter.a, l.activeAdapter.b] : []));
-    this.plans = new ShapePlans((rec: PlanRecorder, batch, seq) => {
-      const { ops, loss } = recordMicroBatch(rec, model, adapters, {
-        batch,
-        seq,
-        forwardOnly: true,
-      });
+    this.plans = new ShapePlans((rec: PlanRecorder, shape) => {
+      const { ops, loss } = recordMicroBatch(rec, model, adapters, { ...shape, forwardOnly: true });
       ops.accumulate(this.sum, loss);
     });
   }
 
-  /** Adds one batch's loss sum on the device (queued, not awaited). */
+  /** Whether it evaluates `batch` (packed documents: where the model's recipe takes them). */
+  takes(batch: TokenBatch): boolean {
+    return !batch.positionIds || this.packedUnsupported === null;
+  }
+
+  /** Adds one batch's loss sum on the device (queued, not awaited); a batch it takes. */
   add(batch: TokenBatch): void {
-    if (batch.positionIds) {
+    if (!this.takes(batch))
       throw new Error(
-        'the hand-scheduled evaluation attends over whole rows: packed documents take the tape',
+        `the scheduled step cannot evaluate packed documents: ${this.packedUnsupported}`,
       );
-    }
     const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
-    this.plans.get(batch.batchSize, batch.seqLen).replay(inputs, this.empty ? [this.sum] : []);
+    this.plans.get(planShape(batch)).replay(inputs, this.empty ? [this.sum] : []);
     this.empty = false;
   }
 

@@ -20,6 +20,7 @@ import {
 } from '@lorafleet/core';
 import type { CausalLM } from './causal-lm.js';
 import { type TokenBatch, shiftedLabels } from './labels.js';
+import { documentSpans } from './packed-documents.js';
 
 type Info = tf.TensorInfo;
 
@@ -30,6 +31,13 @@ export interface StepIo {
   ones: Info; // [B * T] f32: the loss sum's gradient per row
   batch: number;
   seq: number;
+  /**
+   * Packed documents (packed-documents.ts), else null: each token's position
+   * in its document [B * T] int32 (for the embedding or rotation) and its
+   * document's first and last token in the row [B * T, 2] int32 (what
+   * attention sees: ops.attention's spans).
+   */
+  documents: { positions: Info; spans: Info } | null;
   /** A trained variable's value inside the plan (copied in at each replay); others as they are. */
   param(v: tf.Variable): Info;
   /**
@@ -47,9 +55,10 @@ export interface StepIo {
 export interface ScheduledStepRecipe {
   /**
    * Why this model, as configured, cannot take it (null: it can): training
-   * `params`, or evaluation (null: no dropout, nothing trained).
+   * `params`, or evaluation (null: no dropout, nothing trained); `packed`:
+   * on micro-batches of packed documents.
    */
-  unsupported(params: TrainableParameters | null): string | null;
+  unsupported(params: TrainableParameters | null, packed: boolean): string | null;
   /**
    * Records the forward pass and the loss sums [3] (headAndLoss), then (unless
    * io.forwardOnly) the backward pass: each trained variable's gradient.
@@ -62,25 +71,48 @@ export type StepGradients = 'tape' | 'scheduled';
 
 /**
  * Why `model` cannot take the scheduled step on the current backend, training
- * `params` (null: evaluating), or null.
+ * `params` (null: evaluating), on rows of packed documents where `packed`, or null.
  */
 export function scheduledStepUnsupported(
   model: CausalLM,
   params: TrainableParameters | null,
+  packed = false,
 ): string | null {
   if (tf.getBackend() !== 'webgpu') return `the backend is ${tf.getBackend()}, not webgpu`;
   if (webGpuMatMulChoice() !== 'project')
     return "LORAFLEET_WEBGPU_KERNELS=stock: the plan records the project's kernels";
   if (!model.scheduledStep)
     return `the ${model.modelConfig.modelType} family has no scheduled step yet`;
-  return model.scheduledStep.unsupported(params);
+  return model.scheduledStep.unsupported(params, packed);
 }
+
+/**
+ * Why a model with attention dropout (its config's `field`) trains packed
+ * documents on the tape: the tape draws each document's mask over its own
+ * [L, L] probabilities (packed-documents.ts), the kernels over the row's.
+ */
+export const packedDropoutReason = (field: string) =>
+  `${field} > 0: the tape draws attention dropout per packed document, the hand-scheduled step per row (set ${field} to 0 to train packed documents on it)`;
 
 /** Plans kept at once (per micro-batch shape), least recently used dropped first. */
 const MAX_PLANS = 2;
 
+/** A micro-batch's shape as its plan is recorded: [batch, seq], and whether it packs documents. */
+export interface PlanShape {
+  batch: number;
+  seq: number;
+  packed: boolean;
+}
+
+/** The plan shape of `batch`. */
+export const planShape = (batch: TokenBatch): PlanShape => ({
+  batch: batch.batchSize,
+  seq: batch.seqLen,
+  packed: batch.positionIds !== undefined,
+});
+
 /**
- * A micro-batch's plan per [B, T], recorded on first use. A step's
+ * A micro-batch's plan per shape, recorded on first use. A step's
  * micro-batches have one shape, or two (a smaller last one): more plans would
  * each hold a micro-batch's activations on the device, so the least recently
  * used is dropped beyond two.
@@ -88,16 +120,16 @@ const MAX_PLANS = 2;
 export class ShapePlans<T = void> {
   private readonly plans = new Map<string, { plan: Plan; meta: T }>();
 
-  /** `record` records a micro-batch of [batch, seq] and returns what its replays need besides the plan. */
-  constructor(private readonly record: (rec: PlanRecorder, batch: number, seq: number) => T) {}
+  /** `record` records a micro-batch of `shape` and returns what its replays need besides the plan. */
+  constructor(private readonly record: (rec: PlanRecorder, shape: PlanShape) => T) {}
 
-  get(batch: number, seq: number): Plan {
-    return this.entry(batch, seq).plan;
+  get(shape: PlanShape): Plan {
+    return this.entry(shape).plan;
   }
 
-  /** The plan of [batch, seq] and what its recording returned. */
-  entry(batch: number, seq: number): { plan: Plan; meta: T } {
-    const key = `${batch}x${seq}`;
+  /** The plan of `shape` and what its recording returned. */
+  entry(shape: PlanShape): { plan: Plan; meta: T } {
+    const key = `${shape.batch}x${shape.seq}${shape.packed ? ' packed' : ''}`;
     const found = this.plans.get(key);
     if (found) {
       this.plans.delete(key); // most recently used last: the first is the one to drop
@@ -110,7 +142,7 @@ export class ShapePlans<T = void> {
       this.plans.delete(oldest);
     }
     const rec = new PlanRecorder(tf.backend() as unknown as RecordingBackend);
-    const meta = this.record(rec, batch, seq);
+    const meta = this.record(rec, shape);
     const entry = { plan: rec.finish(), meta };
     this.plans.set(key, entry);
     return entry;
@@ -166,9 +198,10 @@ export function recordMicroBatch(
   rec: PlanRecorder,
   model: CausalLM,
   copied: readonly tf.Variable[],
-  shape: { batch: number; seq: number; forwardOnly: boolean },
+  shape: PlanShape & { forwardOnly: boolean },
 ): { ops: PlanOps; loss: Info; grads: Map<tf.Variable, Info>; sites: DropoutSite[] } {
   const n = shape.batch * shape.seq;
+  const { packed, ...dims } = shape;
   const param = new Map(copied.map((v) => [v, rec.param(v)]));
   const ops = new PlanOps(rec);
   const sites: DropoutSite[] = [];
@@ -176,7 +209,13 @@ export function recordMicroBatch(
     ids: rec.input('ids', [n], 'int32'),
     labels: rec.input('labels', [n], 'int32'),
     ones: rec.constant(new Float32Array(n).fill(1), [n]),
-    ...shape,
+    ...dims,
+    documents: packed
+      ? {
+          positions: rec.input('positions', [n], 'int32'),
+          spans: rec.input('spans', [n, 2], 'int32'),
+        }
+      : null,
     param: (v) => param.get(v) ?? v,
     dropoutSite: (rate, seed) => {
       if (shape.forwardOnly || rate === 0) return null;
@@ -188,14 +227,24 @@ export function recordMicroBatch(
   return { ops, sites, ...model.scheduledStep!.record(ops, io) };
 }
 
-/** A micro-batch's ids checked against the vocabulary, and its shifted labels. */
+/**
+ * A micro-batch's ids checked against the vocabulary, its shifted labels, and
+ * where it packs documents their positions and spans (StepIo.documents).
+ */
 export function planInputs(batch: TokenBatch, vocabSize: number): Record<string, Int32Array> {
   const labels = shiftedLabels(batch, vocabSize);
   for (const [i, id] of batch.ids.entries()) {
     if (!(id >= 0 && id < vocabSize))
       throw new Error(`token id ${id} at ${i} is outside the vocabulary (0..${vocabSize - 1})`);
   }
-  return { ids: batch.ids, labels };
+  const positions = batch.positionIds;
+  if (!positions) return { ids: batch.ids, labels };
+  return {
+    ids: batch.ids,
+    labels,
+    positions,
+    spans: documentSpans(positions, batch.batchSize, batch.seqLen),
+  };
 }
 
 /** LORAFLEET_WEBGPU_STEP: which gradient path a training step takes on webgpu. */
@@ -242,9 +291,7 @@ export function chooseStepGradients(
         ? 'NEFTune noise (--neftune-noise-alpha) is not in the hand-scheduled step'
         : options.gradientCheckpointing
           ? "gradient checkpointing (--gradient-checkpointing) is the tape's; the hand-scheduled step keeps its own buffers"
-          : options.packedDocuments
-            ? "the hand-scheduled step attends over whole rows; packed documents (--packing-strategy bfd) are the tape's"
-            : scheduledStepUnsupported(model, params);
+          : scheduledStepUnsupported(model, params, options.packedDocuments === true);
   if (why === null) return { path: 'scheduled', reason: null };
   if (choice === 'scheduled') throw new Error(`LORAFLEET_WEBGPU_STEP=scheduled, but ${why}`);
   return { path: 'tape', reason: why };

@@ -11,6 +11,7 @@ import type { LoraLinear, PlanDropout, PlanOps, TrainableParameters, tf } from '
 import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
 import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
 import { headAndLoss } from '../scheduled-head.js';
+import { packedDropoutReason } from '../scheduled-step.js';
 import type { Gpt2Model } from './model.js';
 import { type Gpt2BlockSeeds, gpt2Seeds } from './seeds.js';
 
@@ -58,7 +59,8 @@ function blockForward(
     c.attnPdrop,
     at((s) => s.probs),
   );
-  const attn = ops.attention(q!, k!, v!, 1 / Math.sqrt(D), probs);
+  const spans = io.documents?.spans ?? null; // packed documents attend within each
+  const attn = ops.attention(q!, k!, v!, 1 / Math.sqrt(D), { drop: probs, spans });
   const proj = linear(ops, io, b.attnProj, ops.mergeHeads([attn.o], B, H, T), lora(1)); // [N, C]
   const attnResid = io.dropoutSite(
     c.residPdrop,
@@ -162,12 +164,16 @@ function blocksBackward(
 /** The recipe for one GPT-2 model. */
 export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
   return {
-    unsupported: (params) => gpt2Unsupported(m, params),
+    unsupported: (params, packed) => gpt2Unsupported(m, params, packed),
     record(ops, io) {
       const eps = m.config.layerNormEpsilon;
       const grads = new Map<tf.Variable, Info>();
       const embd = io.dropoutSite(m.config.embdPdrop, (s) => gpt2Seeds(m.config, s, true).embd!);
-      let x = dropped(ops, ops.embed(io.ids, m.wte, m.wpe, io.seq), embd); // [N, C]
+      let x = dropped(
+        ops,
+        ops.embed(io.ids, m.wte, m.wpe, io.seq, 1, io.documents?.positions),
+        embd,
+      ); // [N, C]
       const saved: BlockSaved[] = [];
       for (let i = 0; i < m.blocks.length; i++) {
         const block = blockForward(ops, io, m, i, x);
@@ -184,7 +190,12 @@ export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
   };
 }
 
-/** Why the scheduled step cannot train `m` with `params` (null: it can). */
-function gpt2Unsupported(m: Gpt2Model, params: TrainableParameters | null): string | null {
+/** Why the scheduled step cannot train `m` with `params` (null: it can), on packed documents where `packed`. */
+function gpt2Unsupported(
+  m: Gpt2Model,
+  params: TrainableParameters | null,
+  packed: boolean,
+): string | null {
+  if (packed && params !== null && m.config.attnPdrop > 0) return packedDropoutReason('attn_pdrop');
   return adaptersUnsupported(m.linears(), m.embeddings(), params);
 }

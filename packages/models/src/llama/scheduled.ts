@@ -1,7 +1,8 @@
 // The Llama family's hand-scheduled LoRA step (scheduled-step.ts; Llama,
 // Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Granite, SmolLM3, Phi-3, OLMo 2, GLM):
 // model.ts's forward and backward as explicit kernels, for the linear layers' adapters, with LoRA and attention dropout
-// (the tape's masks) and Mistral's sliding window. Per layer:
+// (the tape's masks), Mistral's sliding window and packed documents (their
+// positions rotate, their spans bound attention). Per layer:
 // RMSNorm, q/k/v projections (Qwen3's per-head q/k RMSNorm), heads split
 // with grouped-query keys and values repeated in the split, rotary
 // embedding, fused causal attention, heads merge, o_proj, residual; RMSNorm,
@@ -17,7 +18,7 @@
 // partial rotation leaves a head's last dims alone. Backward in reverse:
 // the rotary embedding's transpose, the kv groups summed as heads merge.
 import type { LoraLinear, PlanOps, TrainableParameters, tf } from '@lorafleet/core';
-import type { ScheduledStepRecipe, StepIo } from '../scheduled-step.js';
+import { type ScheduledStepRecipe, type StepIo, packedDropoutReason } from '../scheduled-step.js';
 import { type LinearSaved, adaptersUnsupported, linear, linearGrad } from '../scheduled-linear.js';
 import { headAndLoss } from '../scheduled-head.js';
 import { attentionScale, layerRotates, layerWindow, rotaryDim } from './config.js';
@@ -170,13 +171,18 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
   }
   const { cos, sin } = rotation(m, i, s);
   const pairs = m.config.rotaryInterleaved; // GLM
-  const rotate = (t: Info) => (layerRotates(m.config, i) ? ops.rope(t, cos, sin, false, pairs) : t); // SmolLM3's NoPE
+  const positions = io.documents?.positions ?? null; // packed documents' own
+  const rotate = (t: Info) =>
+    layerRotates(m.config, i) ? ops.rope(t, cos, sin, false, pairs, positions) : t; // SmolLM3's NoPE
   const qh = rotate(ops.heads(qIn, B, H, T, D, first[0]!)); // [B*H, T, D]
   const kh = rotate(ops.heads(kIn, B, H, T, D, first[1]!, H / Hkv));
   const vh = ops.heads(vIn, B, H, T, D, first[2]!, H / Hkv);
   const probsDrop = io.dropoutSite(m.config.attentionDropout, seed(7));
   const window = layerWindow(m.config, i) ?? 0;
-  const attn = ops.attention(qh, kh, vh, s.scale, probsDrop, window, m.config.attnSoftcap ?? 0);
+  const attn = ops.attention(qh, kh, vh, s.scale, {
+    ...{ drop: probsDrop, window, softcap: m.config.attnSoftcap ?? 0 },
+    spans: io.documents?.spans ?? null, // packed documents attend within each
+  });
   const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T), seed(3)); // [N, C]
   const oOut = branchOut(ops, m, o.y, l.attnOutNorm, eps);
   const mid = ops.add(x, oOut.y);
@@ -208,6 +214,7 @@ function sum(ops: PlanOps, parts: (Info | null)[]): Info | null {
 /** d(q, k, v projections' outputs) from d(attention output heads), through rope, groups and q/k norms. */
 function attentionInputsGrad(
   ops: PlanOps,
+  io: StepIo,
   m: LlamaModel,
   i: number,
   sv: LayerSaved,
@@ -220,8 +227,9 @@ function attentionInputsGrad(
   const { dq, dk, dv } = ops.attentionGrad(sv.attn, dO, s.scale);
   const { cos, sin } = rotation(m, i, s);
   const pairs = m.config.rotaryInterleaved;
+  const positions = io.documents?.positions ?? null;
   const unrotate = (t: Info) =>
-    layerRotates(m.config, i) ? ops.rope(t, cos, sin, true, pairs) : t;
+    layerRotates(m.config, i) ? ops.rope(t, cos, sin, true, pairs, positions) : t;
   let dQ = ops.mergeHeads([unrotate(dq)], B, H, T); // [N, H*D]
   let dK = ops.mergeHeads([unrotate(dk)], B, Hkv, T, H / Hkv); // [N, Hkv*D]
   const dV = ops.mergeHeads([dv], B, Hkv, T, H / Hkv);
@@ -293,7 +301,7 @@ function layerBackward(
   );
   if (!dMerged) return null;
   const dO = ops.heads(dMerged, s.B, s.H, s.T, s.D, 0); // [B*H, T, D]
-  const { dQ, dK, dV } = attentionInputsGrad(ops, m, i, sv, dO, s);
+  const { dQ, dK, dV } = attentionInputsGrad(ops, io, m, i, sv, dO, s);
   // Phi-3's qkv_proj: one gradient [N, (H+2Hkv)*D] of its three blocks.
   const dQkv = l.qkvProj.length === 3 ? [dQ, dK, dV] : [ops.joinColumns([dQ, dK, dV])];
   const dN1 = sum(
@@ -307,7 +315,7 @@ function layerBackward(
 /** The recipe for one Llama-family model. */
 export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
   return {
-    unsupported: (params) => llamaUnsupported(m, params),
+    unsupported: (params, packed) => llamaUnsupported(m, params, packed),
     record(ops, io) {
       const c = m.config;
       const positions = Int32Array.from({ length: io.seq }, (_, t) => t);
@@ -357,9 +365,17 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
   };
 }
 
-/** Why the scheduled step cannot train `m` with `params` (null: it can). */
-function llamaUnsupported(m: LlamaModel, params: TrainableParameters | null): string | null {
+/** Why the scheduled step cannot train `m` with `params` (null: it can), on packed documents where `packed`. */
+function llamaUnsupported(
+  m: LlamaModel,
+  params: TrainableParameters | null,
+  packed: boolean,
+): string | null {
   const c = m.config;
+  if (packed && params !== null && c.attentionDropout > 0)
+    return packedDropoutReason('attention_dropout');
+  if (packed && c.ropeScaling?.type === 'longrope')
+    return "LongRoPE picks each row's factors by its longest packed document; the plan's rotation is fixed per shape";
   if (c.numHeads % c.numKvHeads !== 0)
     return `${c.numHeads} attention heads do not divide into ${c.numKvHeads} key/value heads`;
   if (c.fusedQkv && c.qkNorm) return 'q/k norms on a fused qkv_proj are not scheduled';

@@ -20,6 +20,11 @@
 // backward uses ds_ij = p_ij (m_ij dy_i . v_j - delta_i) and dv_j = sum_i
 // m_ij p_ij dy_i (delta_i = dy_i . o_i still, o being the dropped output);
 // the statistics ignore it. No mask is stored: each kernel draws it again.
+// Packed documents (input `spans` [N, 2] int32, N = batch x T, the row's
+// heads sharing it): token t of batch item b attends only within its own
+// document, spans[b T + t] = (its first token, its last token) in the row, so
+// query i meets keys max(i - window + 1, first_i) .. i and key j meets
+// queries j .. min(j + window - 1, last_j). Without spans, one document.
 // Tiling: a workgroup owns ROWS consecutive rows of one [T, D] matrix (query
 // rows, or key rows for dk and dv), one row per invocation, held in
 // registers. It walks the rows its rows meet (keys j <= i, or queries
@@ -216,17 +221,20 @@ function walk(b: Body, g: Gen, tk: number): string {
           }`,
     ),
   ].join('\n          ');
-  // Query i meets keys j in [i - window + 1, i]; key j meets queries i in [j, j + window - 1].
+  // Query i meets keys j in [max(i - window + 1, first_i), i]; key j meets
+  // queries i in [j, min(j + window - 1, last_j)]. A workgroup's rows start no
+  // earlier than its first row's document (lead) and end no later than its
+  // last row's (tail).
   const [needed, lo, hi] = keys
     ? [
-        `r0 <= min(t0 + ${ROWS - 1}, uniforms.seq - 1) && r0 + ${tk} > t0 - uniforms.window + 1`,
-        `clamp(tc - uniforms.window + 1 - r0, 0, ${tk})`,
+        `r0 <= min(t0 + ${ROWS - 1}, uniforms.seq - 1) && r0 + ${tk} > max(t0 - uniforms.window + 1, lead)`,
+        `clamp(max(tc - uniforms.window + 1, span.x) - r0, 0, ${tk})`,
         `clamp(tc - r0 + 1, 0, ${tk})`,
       ]
     : [
-        `r0 + ${tk} > t0 && r0 < t0 + ${ROWS - 1} + uniforms.window`,
+        `r0 + ${tk} > t0 && r0 < t0 + ${ROWS - 1} + uniforms.window && r0 <= tail`,
         `clamp(tc - r0, 0, ${tk})`,
-        `clamp(tc + uniforms.window - r0, 0, min(${tk}, uniforms.seq - r0))`,
+        `clamp(min(tc + uniforms.window, span.y + 1) - r0, 0, min(${tk}, uniforms.seq - r0))`,
       ];
   return `for (var r0 = 0; r0 < uniforms.seq; r0 += ${tk}) {
         let needed = ${needed};
@@ -243,13 +251,24 @@ function walk(b: Body, g: Gen, tk: number): string {
       }`;
 }
 
-function userCode(b: Body, g: Gen, tk: number, cap: boolean): string {
+/** WGSL: token t's document in batch item `item` as (first, last); without spans the whole row. */
+const spanWgsl = (documents: boolean) =>
+  documents
+    ? `
+    fn spanOf(item : i32, t : i32) -> vec2<i32> {
+      let f = 2 * (item * uniforms.seq + t);
+      return vec2<i32>(spans[f], spans[f + 1]);
+    }`
+    : `
+    fn spanOf(item : i32, t : i32) -> vec2<i32> { return vec2<i32>(0, uniforms.seq - 1); }`;
+
+function userCode(b: Body, g: Gen, tk: number, cap: boolean, documents: boolean): string {
   const shared = [
     ...b.tile.map((x) => `var<workgroup> s_${x} : array<${g.type}, ${tk * g.dw}>;`),
     ...b.tileScalars.map((x) => `var<workgroup> s_${x} : array<f32, ${tk}>;`),
   ].join('\n    ');
   return `
-    ${shared}${capWgsl(cap)}${g.drop ? KEEP_WGSL : ''}
+    ${shared}${capWgsl(cap)}${spanWgsl(documents)}${g.drop ? KEEP_WGSL : ''}
     fn main() {
       let blocks = (uniforms.seq + ${ROWS - 1}) / ${ROWS};
       let group = i32(workgroupId.x) + i32(workgroupId.y) * ${MAX_GROUPS};
@@ -261,6 +280,10 @@ function userCode(b: Body, g: Gen, tk: number, cap: boolean): string {
       let tc = min(t, uniforms.seq - 1); // idle invocations compute on the last row, write nothing
       let base = head * uniforms.seq;
       let row = base + tc;
+      let item = head / uniforms.perItem; // the batch item: its heads share its documents
+      let span = spanOf(item, tc);
+      let lead = spanOf(item, t0).x;
+      let tail = spanOf(item, min(t0 + ${ROWS - 1}, uniforms.seq - 1)).y;
       ${b.own.map((x) => g.load(x)).join('\n      ')}
       ${b.ownScalars.map((x) => `let ${x}_own = ${x}[row];`).join('\n      ')}
       ${b.init(g)}
@@ -271,34 +294,40 @@ function userCode(b: Body, g: Gen, tk: number, cap: boolean): string {
     }`;
 }
 
-/**
- * One workgroup per ROWS rows of each [T, D] matrix, spread over x and y;
- * `drop`: with the dropout mask; `cap`: soft-capped scores.
- */
-function attentionProgram(
-  name: BodyName,
-  r: number,
-  t: number,
-  d: number,
-  drop: boolean,
-  cap: boolean,
-) {
+/** What varies a program besides its body and shapes: dropout, soft cap, packed documents. */
+interface Variant {
+  drop: boolean;
+  cap: boolean;
+  documents: boolean;
+}
+
+/** The inputs of `name` in binding order: its body's, then the spans and the dropout keys where used. */
+const inputNames = (name: BodyName, v: Pick<Variant, 'drop' | 'documents'>): string[] => [
+  ...BODIES[name].inputs,
+  ...(v.documents && BODIES[name].over !== null ? ['spans'] : []),
+  ...(v.drop ? ['keys'] : []),
+];
+
+/** One workgroup per ROWS rows of each [T, D] matrix, spread over x and y. */
+function attentionProgram(name: BodyName, r: number, t: number, d: number, v: Variant) {
   const b: Body = BODIES[name];
-  const g = new Gen(d, drop);
+  const g = new Gen(d, v.drop);
   const tk = attentionTileRows(b, d);
   const groups = r * Math.ceil(t / ROWS);
   const vector = new Set([...b.own, ...b.tile]);
-  const variableNames = drop ? [...b.inputs, 'keys'] : b.inputs;
+  const variableNames = inputNames(name, v);
+  const documents = variableNames.includes('spans');
+  const variant = `${v.drop ? '_drop' : ''}${v.cap ? '_cap' : ''}${documents ? '_docs' : ''}`;
   return {
     variableNames,
     variableComponents: variableNames.map((x) => (vector.has(x) ? g.w : 1)),
     outputShape: [r * t, b.rowwise ? 1 : d], // two dims: tfjs's x/y dispatch layout
-    shaderKey: `lorafleet_attn_${name}_d${d}_w${g.w}_tk${tk}${drop ? '_drop' : ''}${cap ? '_cap' : ''}`,
+    shaderKey: `lorafleet_attn_${name}_d${d}_w${g.w}_tk${tk}${variant}`,
     dispatchLayout: { x: [0], y: [1] },
     dispatch: [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1],
     workgroupSize: [ROWS, 1, 1],
-    uniforms: `rows : i32, seq : i32, scale : f32, window : i32, softcap : f32,${drop ? ' threshold : i32, dropScale : f32,' : ''}`,
-    getUserCode: () => userCode(b, g, tk, cap),
+    uniforms: `rows : i32, seq : i32, scale : f32, window : i32, softcap : f32, perItem : i32,${v.drop ? ' threshold : i32, dropScale : f32,' : ''}`,
+    getUserCode: () => userCode(b, g, tk, v.cap, documents),
   };
 }
 
@@ -312,20 +341,29 @@ export interface AttnAttrs {
   softcap?: number;
 }
 
-/** The inputs of `name` checked: float32 [R, T, D] or [R, T], and the dropout keys int32 [2]. */
-function checkedInputs(args: WebGpuKernelArgs, name: BodyName, drop: boolean): Info[] {
-  const names = drop ? [...BODIES[name].inputs, 'keys'] : BODIES[name].inputs;
+/**
+ * The inputs of `name` checked: float32 [R, T, D] or [R, T], the spans int32
+ * [N, 2] (N divides R T) and the dropout keys int32 [2].
+ */
+function checkedInputs(args: WebGpuKernelArgs, name: BodyName, v: Variant): Info[] {
+  const names = inputNames(name, v);
   const inputs = names.map((n) => args.inputs[n] as Info | undefined);
   const [R, T, D] = inputs[0]!.shape as [number, number, number];
+  const N = (args.inputs.spans as Info | undefined)?.shape[0] ?? T;
+  const want: Record<string, number[]> = { keys: [2], lse: [R, T], delta: [R, T], spans: [N, 2] };
   for (const [i, x] of inputs.entries()) {
     const n = names[i]!;
-    const want = n === 'keys' ? [2] : n === 'lse' || n === 'delta' ? [R, T] : [R, T, D];
-    const dtype = n === 'keys' ? 'int32' : 'float32';
-    if (!x || x.dtype !== dtype || x.shape.join() !== want.join())
+    const shape = want[n] ?? [R, T, D];
+    const dtype = n === 'keys' || n === 'spans' ? 'int32' : 'float32';
+    if (!x || x.dtype !== dtype || x.shape.join() !== shape.join())
       throw new Error(
-        `${ATTN_STATS} (${name}): ${n} must be ${dtype} [${want}], got ${x ? `${x.dtype} [${x.shape}]` : 'nothing'}`,
+        `${ATTN_STATS} (${name}): ${n} must be ${dtype} [${shape}], got ${x ? `${x.dtype} [${x.shape}]` : 'nothing'}`,
       );
   }
+  if (v.documents && (N % T !== 0 || (R * T) % N !== 0))
+    throw new Error(
+      `${ATTN_STATS} (${name}): spans [${N}, 2] must cover whole rows of ${T} tokens, each item's heads of the ${R} [T, D] matrices`,
+    );
   return inputs as Info[];
 }
 
@@ -336,22 +374,28 @@ function run(args: WebGpuKernelArgs, name: BodyName): Info {
     window = 0,
     softcap = 0,
   } = (args.attrs ?? {}) as Partial<AttnAttrs>;
-  const drop = dropRate > 0 && BODIES[name].dropped;
-  const inputs = checkedInputs(args, name, drop);
+  const v: Variant = {
+    drop: dropRate > 0 && BODIES[name].dropped,
+    cap: softcap > 0,
+    documents: args.inputs.spans !== undefined,
+  };
+  const inputs = checkedInputs(args, name, v);
   const [R, T, D] = inputs[0]!.shape as [number, number, number];
+  const N = (args.inputs.spans as Info | undefined)?.shape[0] ?? T;
   const uniforms: { type: 'int32' | 'float32'; data: number[] }[] = [
     { type: 'int32', data: [R * T] },
     { type: 'int32', data: [T] },
     { type: 'float32', data: [scale] },
     { type: 'int32', data: [window > 0 ? Math.min(window, T) : T] },
     { type: 'float32', data: [softcap > 0 ? softcap : 0] },
+    { type: 'int32', data: [(R * T) / N] }, // heads per batch item
   ];
-  if (drop) {
+  if (v.drop) {
     const { threshold, scale: dropScale } = dropoutKeys(0, dropRate); // neither depends on the seed
     uniforms.push({ type: 'int32', data: [threshold | 0] }, { type: 'float32', data: [dropScale] });
   }
   const runner = args.backend as unknown as WebGpuProgramRunner;
-  const program = attentionProgram(name, R, T, D, drop, softcap > 0);
+  const program = attentionProgram(name, R, T, D, v);
   const out = runner.runWebGPUProgram(program, inputs, 'float32', uniforms);
   return { ...out, shape: BODIES[name].rowwise ? [R, T] : [R, T, D] }; // the same data
 }

@@ -59,12 +59,21 @@ export const f32 = (v: number) => ({ type: 'float32' as const, data: [v] });
  * x [N, C] = wte[ids[n]] scale (+ wpe[n % T]: GPT-2's learned positions 0..T-1 in
  * every row, when `positions`; scale: Gemma's sqrt(C), else 1).
  */
-export function embedProgram(n: number, c: number, t: number, positions: boolean, scale = 1) {
-  const pos = positions ? ' + wpe[(row % uniforms.seq) * uniforms.cols + col]' : '';
+export function embedProgram(
+  n: number,
+  c: number,
+  t: number,
+  positions: boolean,
+  scale = 1,
+  packed = false,
+) {
+  // The token's position: its place in the row, or packed documents' own (input `positions`).
+  const at = packed ? 'positions[row]' : '(row % uniforms.seq)';
+  const pos = positions ? ` + wpe[${at} * uniforms.cols + col]` : '';
   return {
     program: flat({
-      key: positions ? 'embed' : 'embed_no_positions',
-      vars: positions ? ['ids', 'wte', 'wpe'] : ['ids', 'wte'],
+      key: positions ? (packed ? 'embed_packed' : 'embed') : 'embed_no_positions',
+      vars: ['ids', 'wte', ...(positions ? ['wpe'] : []), ...(packed ? ['positions'] : [])],
       shape: [n, c],
       uniforms: 'cols : i32, seq : i32, scale : f32,',
       body: `
@@ -160,6 +169,8 @@ export function mergeHeadsProgram(
  * dx = dy cos + rotate_half^T(dy sin), rotate_half^T(u) = cat(u2, -u1).
  * `interleaved` (GLM): the pairs are adjacent, (x0, x1), (x2, x3), ...,
  * rotate_half(x) = (-x1, x0, -x3, x2, ...).
+ * `perItem` > 0: packed documents, the tables' row of x's row t in matrix r
+ * is positions[(r / perItem) T + t] (input `positions` [R T / perItem]), not t.
  */
 export function ropeProgram(
   r: number,
@@ -168,6 +179,7 @@ export function ropeProgram(
   backward: boolean,
   rot = d,
   interleaved = false,
+  perItem = 0,
 ) {
   // Each element's partner is h further on in the first of a pair, h back in the second.
   const h = interleaved ? 1 : rot / 2;
@@ -176,22 +188,26 @@ export function ropeProgram(
   const rotated = backward
     ? `if (${first}) { rot = x[i + ${h}] * sin[row + ${h}]; } else { rot = -x[i - ${h}] * sin[row - ${h}]; }`
     : `if (${first}) { rot = -x[i + ${h}] * sin[row]; } else { rot = x[i - ${h}] * sin[row]; }`;
+  const packed = perItem > 0;
+  const position = packed
+    ? 'positions[(i / (uniforms.dim * uniforms.seq * uniforms.perItem)) * uniforms.seq + tt]'
+    : 'tt';
   return {
     program: flat({
-      key: `${backward ? 'rope_grad' : 'rope'}_${interleaved ? 'pairs' : h}`, // h is in the WGSL
-      vars: ['x', 'cos', 'sin'],
+      key: `${backward ? 'rope_grad' : 'rope'}_${interleaved ? 'pairs' : h}${packed ? '_packed' : ''}`, // h is in the WGSL
+      vars: packed ? ['x', 'cos', 'sin', 'positions'] : ['x', 'cos', 'sin'],
       shape: [r, t, d],
-      uniforms: 'seq : i32, dim : i32, rotary : i32,',
+      uniforms: 'seq : i32, dim : i32, rotary : i32, perItem : i32,',
       body: `
       let dd = i % uniforms.dim;
       if (dd >= uniforms.rotary) { result[i] = x[i]; return; }
       let tt = (i / uniforms.dim) % uniforms.seq;
-      let row = tt * uniforms.rotary + dd;
+      let row = ${position} * uniforms.rotary + dd;
       var rot = 0.0;
       ${rotated}
       result[i] = x[i] * cos[row] + rot;`,
     }),
-    uniforms: [int(r * t * d), int(t), int(d), int(rot)],
+    uniforms: [int(r * t * d), int(t), int(d), int(rot), int(Math.max(perItem, 1))],
   };
 }
 

@@ -51,18 +51,27 @@ type Info = tf.TensorInfo;
 export const view = (t: Info, shape: number[]): Info => ({ ...t, shape });
 
 /**
- * Attention's saved values: q, k, v, o [R, T, D], lse [R, T], its
- * probabilities' dropout mask, its window and its scores' soft cap (0: none).
+ * Attention's saved values: q, k, v, o [R, T, D], lse [R, T], and what
+ * shaped it (AttentionShaping).
  */
-export interface AttentionSaved {
+export interface AttentionSaved extends Required<AttentionShaping> {
   q: Info;
   k: Info;
   v: Info;
   o: Info;
   lse: Info;
-  drop: PlanDropout | null;
-  window: number;
-  softcap: number;
+}
+
+/** What shapes attention besides causality; each absent or 0: none. */
+export interface AttentionShaping {
+  /** The probabilities' dropout mask. */
+  drop?: PlanDropout | null;
+  /** A sliding window: query i sees keys i - window + 1 .. i. */
+  window?: number;
+  /** Soft-capping of the scores, cap tanh(s / cap). */
+  softcap?: number;
+  /** Packed documents: each token's (first, last) token of its document in its row, [B*T, 2] int32. */
+  spans?: Info | null;
 }
 
 /** A dropout mask in a plan: its keys [2] int32 (a plan input written per replay) and rate. */
@@ -116,31 +125,34 @@ export class PlanOps {
   }
 
   /**
-   * softmax(softcap(scale q k^T) + causal mask) v over q, k, v [R, T, D],
-   * with `drop`'s mask on the probabilities, a sliding `window` and a soft
-   * cap (0: none): o [R, T, D] and what backward keeps.
+   * softmax(softcap(scale q k^T) + causal mask) v over q, k, v [R, T, D]
+   * (R = B x heads), shaped by `shaping`: o [R, T, D] and what backward keeps.
    */
   attention(
     q: Info,
     k: Info,
     v: Info,
     scale: number,
-    drop: PlanDropout | null = null,
-    window = 0,
-    softcap = 0,
+    shaping: AttentionShaping = {},
   ): AttentionSaved {
-    const lse = this.rec.kernel(ATTN_STATS, { q, k }, { scale, window, softcap });
-    const masked: Record<string, Info> = drop ? { keys: drop.keys } : {};
+    const shaped = { drop: null, window: 0, softcap: 0, spans: null, ...shaping };
+    const { drop, window, softcap, spans } = shaped;
+    const documents: Record<string, Info> = spans ? { spans } : {};
+    const lse = this.rec.kernel(ATTN_STATS, { q, k, ...documents }, { scale, window, softcap });
+    const masked: Record<string, Info> = drop ? { ...documents, keys: drop.keys } : documents;
     const attrs = { scale, dropRate: drop?.rate ?? 0, window, softcap };
     const o = this.rec.kernel(ATTN_OUT, { q, k, v, lse, ...masked }, attrs);
-    return { q, k, v, o, lse, drop, window, softcap };
+    return { q, k, v, o, lse, ...shaped };
   }
 
   /** dq, dk, dv [R, T, D] from do [R, T, D]. */
   attentionGrad(s: AttentionSaved, dy: Info, scale: number): { dq: Info; dk: Info; dv: Info } {
     const delta = this.rec.kernel(ATTN_DELTA, { dy, o: s.o });
     const inputs = { q: s.q, k: s.k, v: s.v, dy, lse: s.lse, delta };
-    const masked: Record<string, Info> = s.drop ? { keys: s.drop.keys } : {};
+    const masked: Record<string, Info> = {
+      ...(s.spans ? { spans: s.spans } : {}),
+      ...(s.drop ? { keys: s.drop.keys } : {}),
+    };
     const attrs = { scale, dropRate: s.drop?.rate ?? 0, window: s.window, softcap: s.softcap };
     const grad = (wrt: 'q' | 'k' | 'v') =>
       this.rec.kernel(ATTN_GRAD, { ...inputs, ...masked }, { ...attrs, wrt });
@@ -161,12 +173,24 @@ export class PlanOps {
     };
   }
 
-  /** x [N, C] = wte[ids] scale (+ wpe[position in the row] when given). */
-  embed(ids: Info, wte: Info, wpe: Info | null, seq: number, scale = 1): Info {
+  /**
+   * x [N, C] = wte[ids] scale (+ wpe[position] when given: the token's place
+   * in its row, or `positions` [N] int32, packed documents' own).
+   */
+  embed(
+    ids: Info,
+    wte: Info,
+    wpe: Info | null,
+    seq: number,
+    scale = 1,
+    positions: Info | null = null,
+  ): Info {
     const [n] = ids.shape as [number];
     const c = wte.shape[1]!;
-    const { program, uniforms } = embedProgram(n, c, seq, wpe !== null, scale);
-    return view(this.rec.program(program, wpe ? [ids, wte, wpe] : [ids, wte], uniforms), [n, c]);
+    const packed = wpe !== null && positions !== null;
+    const { program, uniforms } = embedProgram(n, c, seq, wpe !== null, scale, packed);
+    const inputs = [ids, wte, ...(wpe ? [wpe] : []), ...(packed ? [positions] : [])];
+    return view(this.rec.program(program, inputs, uniforms), [n, c]);
   }
 
   /**
@@ -191,14 +215,26 @@ export class PlanOps {
   }
 
   /**
-   * Rotary embedding of x [R, T, D] by tables [T, Rd] (Rd < D: the first Rd
-   * dims rotate, the rest pass); `backward`: its transpose (the gradient);
-   * `interleaved`: adjacent pairs turn (GLM), not rotate-half's.
+   * Rotary embedding of x [R, T, D] by tables [P, Rd] (Rd < D: the first Rd
+   * dims rotate, the rest pass), row t of x by table row t, or by
+   * `positions` [B*T] int32 (packed documents' own; R = B x heads);
+   * `backward`: its transpose (the gradient); `interleaved`: adjacent pairs
+   * turn (GLM), not rotate-half's.
    */
-  rope(x: Info, cos: Info, sin: Info, backward = false, interleaved = false): Info {
+  rope(
+    x: Info,
+    cos: Info,
+    sin: Info,
+    backward = false,
+    interleaved = false,
+    positions: Info | null = null,
+  ): Info {
     const [r, t, d] = x.shape as [number, number, number];
-    const { program, uniforms } = ropeProgram(r, t, d, backward, cos.shape[1]!, interleaved);
-    return view(this.rec.program(program, [x, cos, sin], uniforms), [r, t, d]);
+    const perItem = positions === null ? 0 : (r * t) / positions.shape[0]!;
+    const rot = cos.shape[1]!;
+    const { program, uniforms } = ropeProgram(r, t, d, backward, rot, interleaved, perItem);
+    const inputs = positions === null ? [x, cos, sin] : [x, cos, sin, positions];
+    return view(this.rec.program(program, inputs, uniforms), [r, t, d]);
   }
 
   /** Columns first .. first + width of x [N, W], as [N, width] (Phi-3's fused gate_up_proj split). */
