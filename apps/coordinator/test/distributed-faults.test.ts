@@ -283,7 +283,11 @@ describe('faults', () => {
     await first.untilStep(out, 10);
     first.child.kill('SIGKILL');
     await first.done;
-    const second = await runToEnd(args(out, ...listen, '--resume', out));
+    const resumed = start(args(out, ...listen, '--resume', out), slow);
+    // Both workers loaded: 12 steps of at least 100 ms each are still to come.
+    await resumed.untilOutput(/is ready[^]*is ready/);
+    workers[0]!.child.kill('SIGINT');
+    const second = await resumed.done;
     expect(second.code, second.output).toBe(0);
     expect(second.output).toMatch(/resuming from .* at step 8/);
     expect(
@@ -292,6 +296,18 @@ describe('faults', () => {
     ).toBe(true);
     const logs = workers.map((w) => w.output());
     for (const log of logs) expect(log).toMatch(/joining again/);
+    // Signalled during the run: it finished the run, then stopped instead of joining again.
+    expect(await workers[0]!.exited).toBe(0);
+    expect(workers[0]!.output()).toMatch(
+      /stopping after this run \(SIGINT; a second signal exits now\)(?![^]*joining again)/,
+    );
+    // Signalled while waiting to join the next run: it exits at once, not at --join-timeout.
+    await until(() => /run finished; joining again/.test(workers[1]!.output()));
+    const t0 = performance.now();
+    workers[1]!.child.kill('SIGTERM');
+    expect(await workers[1]!.exited).toBe(143);
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(workers[1]!.output()).toMatch(/SIGTERM while not in a run: exiting/);
   }, 180_000);
 });
 
@@ -305,7 +321,13 @@ function startWorker(args: string[], env: Record<string, string> = {}) {
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
-  return { child, output: () => output };
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  return { child, output: () => output, exited };
+}
+
+/** Resolves once `ready()` holds (polled every 50 ms). */
+async function until(ready: () => boolean): Promise<void> {
+  while (!ready()) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
 /** `count` distinct steps in [lo, hi], at least `gap` apart, ascending. */

@@ -13,8 +13,9 @@ export const daemonSpec = defineCommand({
     'Joins a `lorafleet train --workers N` (or `--listen URL --expect N`, or `--launcher`) run:',
     'loads the base model and data the coordinator names, trains its share of every step and',
     'all-reduces the LoRA gradients with the other workers. Exits 0 when the coordinator shuts',
-    'the run down (with --rejoin: never; it joins again), 1 on a failure, 2 on bad flags, and 3',
-    'when its compute backend cannot start here (e.g. no WebGPU adapter), saying why.',
+    'the run down (with --rejoin: never; it joins again), 1 on a failure, 2 on bad flags, 3',
+    'when its compute backend cannot start here (e.g. no WebGPU adapter), saying why, and 143',
+    '(SIGTERM) or 130 (SIGINT) when signalled while not in a run (--rejoin: or twice in one).',
   ].join('\n'),
   options: {
     'list-gpus': {
@@ -79,7 +80,8 @@ export const daemonSpec = defineCommand({
       env: 'LORAFLEET_REJOIN',
       description:
         'after a run ends or its coordinator goes silent, say Hello again and join the next run or ' +
-        'the restarted coordinator (`train --resume`); stop with SIGINT/SIGTERM',
+        'the restarted coordinator (`train --resume`); SIGINT/SIGTERM stops it at once between runs, ' +
+        'after the run during one (a second signal: at once)',
     },
     'on-sigterm': {
       kind: 'string',

@@ -1,7 +1,8 @@
 // `lorafleet-worker`: a thin shell over @lorafleet/worker's runWorker. Exit
 // status (WORKER_EXIT): 0 after a clean shutdown, 1 on any failure, 2 on bad
 // usage, 3 when the compute backend cannot start on this machine, 143 on
-// SIGTERM before it joined a run.
+// SIGTERM before it joined a run; with --rejoin, 143 (SIGTERM) or 130
+// (SIGINT) when signalled between runs or twice during one.
 import { type CurveKeyPair, readKeyPair, resolvePublicKey } from '@lorafleet/collective';
 import {
   builtDeviceLayer,
@@ -122,27 +123,40 @@ async function ringHostToward(coordinator: string): Promise<string> {
 
 /**
  * --rejoin: one run after another, and through coordinator restarts. A
- * failure is logged and retried after a pause that grows to 30 s.
+ * failure is logged and retried after a pause that grows to 30 s. SIGINT or
+ * SIGTERM during a run: stop when it ends (a second signal: at once);
+ * between runs (waiting to join, or pausing): at once.
  */
 async function rejoinForever(options: WorkerOptions): Promise<number> {
-  let stopping = false;
-  const stop = () => {
-    stopping = true;
-    options.log('stopping after this run (signal)');
+  let [stopping, inRun] = [false, false];
+  const stop = (signal: NodeJS.Signals) => {
+    if (inRun && !stopping) {
+      stopping = true;
+      return options.log(`stopping after this run (${signal}; a second signal exits now)`);
+    }
+    options.log(inRun ? `${signal} again: exiting now` : `${signal} while not in a run: exiting`);
+    const code = signal === 'SIGINT' ? WORKER_EXIT.interrupted : WORKER_EXIT.terminated;
+    void settleBackend()
+      .catch(() => undefined)
+      .finally(() => process.exit(code));
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  const joined = { ...options, onWelcome: () => (inRun = true) };
   let pause = 1000;
   while (!stopping) {
     try {
-      await runWorker(options);
+      await runWorker(joined);
       pause = 1000;
-      options.log('run finished; joining again');
+      if (!stopping) options.log('run finished; joining again');
     } catch (error) {
+      inRun = false;
+      if (stopping) throw error;
       options.log(`${(error as Error).message}; joining again in ${pause / 1000} s`);
       await new Promise((resolve) => setTimeout(resolve, pause));
       pause = Math.min(30_000, pause * 2);
     }
+    inRun = false;
   }
   return WORKER_EXIT.done;
 }

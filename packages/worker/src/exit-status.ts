@@ -10,8 +10,10 @@ export const WORKER_EXIT = {
   usage: 2,
   /** Its compute backend (and GPU) cannot start here; the last line of stderr says why. */
   backend: 3,
-  /** SIGTERM before it joined a run: nothing to wait for (128 + 15, as shells report it). */
+  /** SIGTERM before it joined a run (with --rejoin, also between runs): nothing to wait for (128 + 15, as shells report it). */
   terminated: 143,
+  /** --rejoin: SIGINT between runs, or a second signal during one (128 + 2). */
+  interrupted: 130,
 } as const;
 
 /** The prefix of the daemon's own stderr lines, before the reason it failed. */
