@@ -34,10 +34,19 @@ export const STORAGE_FIELDS: readonly string[] = [
   'transformers_version',
 ];
 
-export function withoutStorageFields(json: Record<string, unknown>): Record<string, unknown> {
+/** `json` without the fields `names` (a copy). */
+export function withoutFields(
+  json: Record<string, unknown>,
+  names: Iterable<string>,
+): Record<string, unknown> {
   const fields = { ...json };
-  for (const name of STORAGE_FIELDS) delete fields[name];
+  for (const name of names) delete fields[name];
   return fields;
+}
+
+/** `json` without STORAGE_FIELDS. */
+export function withoutStorageFields(json: Record<string, unknown>): Record<string, unknown> {
+  return withoutFields(json, STORAGE_FIELDS);
 }
 
 export interface WeightRules {

@@ -5,7 +5,7 @@
 // projector that text fine-tuning never runs, kept to be written back.
 import type { ModelConfig } from '../causal-lm.js';
 import { ModelConfigError } from '../gpt2/config.js';
-import { withoutStorageFields } from '../weights-folder.js';
+import { withoutFields, withoutStorageFields } from '../weights-folder.js';
 import {
   type LlamaConfig,
   llamaConfigFromJson,
@@ -33,15 +33,9 @@ export interface Gemma3Config extends LlamaConfig {
 /** The top-level fields a save writes itself. */
 const WRITTEN = ['architectures', 'model_type', 'text_config', 'tie_word_embeddings'];
 
-const without = (j: Json, keys: Iterable<string>): Json => {
-  const out = { ...j };
-  for (const k of keys) delete out[k];
-  return out;
-};
-
 /** text_config as llamaConfigToJson writes the decoder (its class and storage fields are the wrapper's). */
 function decoderJson(c: LlamaConfig): Json {
-  return without(llamaConfigToJson(c), ['architectures', 'torch_dtype', 'use_cache']);
+  return withoutFields(llamaConfigToJson(c), ['architectures', 'torch_dtype', 'use_cache']);
 }
 
 /**
@@ -86,8 +80,8 @@ export function gemma3ConfigFromJson(j: Json, source: string): ModelConfig<Gemma
   const arch: Gemma3Config = {
     ...decoder,
     modulePrefix: GEMMA3_TEXT_MODEL,
-    wrapper: without(withoutStorageFields(j), WRITTEN),
-    textExtras: without(text, [...Object.keys(decoderJson(decoder)), 'model_type']),
+    wrapper: withoutFields(withoutStorageFields(j), WRITTEN),
+    textExtras: withoutFields(text, [...Object.keys(decoderJson(decoder)), 'model_type']),
   };
   return { ...llamaModelConfig(arch), modelType: 'gemma3', arch };
 }
