@@ -29,10 +29,14 @@ function run(command: string, args: string[]): string {
   expect(r.status, `${command} ${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(0);
   return r.stdout;
 }
-/** One example per row, or with `packing` (a --packing-strategy) packed into rows of PACKED. */
-const rowArgs = (data: string, packing?: string) => [
+/**
+ * One example per row, or with `packing` (a --packing-strategy) packed into
+ * rows of PACKED; `paddingFree`: a micro-batch's examples in one row.
+ */
+const rowArgs = (data: string, packing?: string, paddingFree = false) => [
   ...['--data', data, '--batch-size', String(ROWS), '--seq-len', String(packing ? PACKED : SEQ)],
   ...(packing ? ['--packing-strategy', packing] : ['--packing', 'pad']),
+  ...(paddingFree ? ['--padding-free'] : []),
   ...['--lora-dropout', '0', '--no-dashboard'],
 ];
 
@@ -153,6 +157,15 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       sft: true,
       packing: 'bfd',
     },
+    // TRL's padding_free=True without packing: each batch's examples end to end in one row,
+    // each at its own positions with its first label dropped, against --padding-free.
+    'gpt2 SFTTrainer padding_free': {
+      make: ['make-tiny', '--dir'],
+      folder: '',
+      targets: 'c_attn,c_proj,c_fc',
+      sft: true,
+      paddingFree: true,
+    },
     // Other optimizers by transformers' optim and optim_args: its own Adafactor (factored
     // second moments of each [r, in] and [out, r] matrix) and torch's SGD with Nesterov momentum.
     'gpt2 adafactor': {
@@ -182,12 +195,14 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
         optim,
         lr = 0.01,
         packing,
+        paddingFree = false,
       } = CASES[name] as {
         warmup?: number;
         lr?: number;
         adam?: Record<string, number>;
         optim?: { name: string; args?: string; title: string };
         packing?: 'bfd';
+        paddingFree?: boolean;
       };
       const work = join(out, name.replace(' ', '-'));
       run(referencePython(), ['test/gpu/reference.py', ...make, join(work, 'made')]);
@@ -197,7 +212,15 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       writeFileSync(data, sft ? promptCompletions(5) : randomRows(3));
       const train = (dir: string, options: Record<string, string | number>) =>
         run(process.execPath, [
-          ...[CLI, 'train', '--model', model, '--out', join(work, dir), ...rowArgs(data, packing)],
+          ...[
+            CLI,
+            'train',
+            '--model',
+            model,
+            '--out',
+            join(work, dir),
+            ...rowArgs(data, packing, paddingFree),
+          ],
           ...Object.entries(options).flatMap(([k, v]) => [`--${k}`, String(v)]),
         ]);
       // A start away from B = 0: two steps of lorafleet's own.
@@ -221,6 +244,7 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
       );
       expect(said[0]).toContain(`starting from the adapter ${init}`);
       if (packing) expect(said[0]).toMatch(/-> [3-4] rows of 64 \(packed, bfd\)/); // 8 examples, 2 or 3 a row
+      if (paddingFree) expect(said[0]).toMatch(/\(padded; padding-free: each micro-batch's rows/);
       const schedule = `lr ${lr} (linear, ${Math.ceil(warmup * (warmup < 1 ? STEPS : 1))} warmup steps)`;
       expect(said[0]).toContain(
         optim
@@ -238,6 +262,7 @@ describe('lorafleet train against transformers Trainer + PEFT', () => {
           ...(optim ? { optim: optim.name, optimArgs: optim.args } : {}),
           trainer: sft ? 'sft' : 'lm',
           ...(packing ? { packing, maxLength: PACKED } : {}),
+          ...(paddingFree ? { paddingFree } : {}),
         }),
       );
       const printed = run(referencePython(), ['test/reference/peft_trainer.py', spec]);

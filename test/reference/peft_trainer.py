@@ -110,6 +110,8 @@ def sft_trainer(spec, model, args_common):
         max_length=spec["maxLength"] if packing else None,
         packing=packing is not None,
         packing_strategy=packing or "bfd",
+        # "paddingFree": each batch's examples end to end in one row, without packing
+        padding_free=spec.get("paddingFree", False),
         completion_only_loss=True,
         dataset_num_proc=None,
     )

@@ -5,7 +5,8 @@
 // wrapped rows of the same examples (attending across them) do not; a run
 // trains and resumes with it; what contradicts it is refused. TRL's own
 // packing=True step by step: test/trainer-parity.test.ts; the rows:
-// test/packing-parity.test.ts; the model: packed-documents.test.ts.
+// test/packing-parity.test.ts; the model: packed-documents.test.ts. --padding-free puts
+// each micro-batch's rows in one row and trains and evaluates as padded rows do.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -97,5 +98,51 @@ describe('--packing-strategy', () => {
     ]);
     expect(dpo.code).toBe(2);
     expect(dpo.stderr).toContain('--packing-strategy configures the token loss (--objective sft)');
+  }, 120_000);
+});
+
+describe('--padding-free', () => {
+  it("eval: one row per micro-batch, longer than the model's context, scores as padded rows", async () => {
+    const big = ['--batch-size', '16']; // 16 examples of 6 to 10 tokens: a row past n_positions 64
+    const padded = await evaluate('--packing', 'pad', ...big);
+    const free = await evaluate('--packing', 'pad', '--padding-free', ...big);
+    expect(free.tokens).toBe(padded.tokens);
+    expect(Math.abs(free.loss - padded.loss)).toBeLessThan(1e-5);
+    expect(free.meanTokenAccuracy).toBeCloseTo(padded.meanTokenAccuracy, 6);
+  }, 120_000);
+
+  it('trains the adapter of padded rows, on 1 and 2 workers', async () => {
+    const [padded, one, two] = await Promise.all([
+      train('padded', '--packing', 'pad'),
+      train('free', '--packing', 'pad', '--padding-free'),
+      train('free-2', '--packing', 'pad', '--padding-free', '--workers', '2'),
+    ]);
+    for (const r of [padded, one, two]) expect(r.code, r.stderr).toBe(0);
+    expect(one.stdout).toMatch(
+      /rows of 32 \(padded; padding-free: each micro-batch's rows end to end\)/,
+    );
+    expect(padded.stdout).not.toMatch(/padding-free/);
+    const adapter = (name: string) => join(dir!, name, 'adapter');
+    const vsPadded = await adapterGap(adapter('free'), adapter('padded'));
+    expect(vsPadded.largestB).toBeGreaterThan(1e-3);
+    expect(vsPadded.diff).toBeLessThan(WORKERS_TOLERANCE);
+    expect((await adapterGap(adapter('free'), adapter('free-2'))).diff).toBeLessThan(
+      WORKERS_TOLERANCE,
+    );
+  }, 240_000);
+
+  it('refuses what contradicts it', async () => {
+    const both = await train('both', '--padding-free', '--padding', 'max_length');
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--padding-free puts rows end to end without padding');
+    const pairs = await writeJsonl(join(dir!, 'free-pairs.jsonl'), [
+      { prompt: 'p: ', chosen: 'yes.', rejected: 'no!' },
+    ]);
+    const dpo = await lorafleet([
+      ...['train', '--model', model, '--data', pairs, '--out', join(dir!, 'free-dpo')],
+      ...['--objective', 'dpo', '--padding-free'],
+    ]);
+    expect(dpo.code).toBe(2);
+    expect(dpo.stderr).toContain('--padding-free configures the token loss (--objective sft)');
   }, 120_000);
 });

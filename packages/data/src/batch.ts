@@ -152,3 +152,39 @@ export function lossTokenCount(batch: Batch): number {
   }
   return n;
 }
+
+/**
+ * The batch's rows as one row of their real tokens end to end (TRL's
+ * padding_free): [1, L], L their summed lengths rounded up to `multiple`.
+ * Each row becomes a document of its own (positionIds restart at 0; a
+ * packed row's documents keep theirs) whose first label is dropped (it would
+ * be predicted from the row before; in its own row nothing predicts it),
+ * and the tail is one-token documents of `padId` with no label. The models
+ * attend within documents, so the loss and gradient are the padded batch's
+ * up to float rounding, with no compute spent on padding. Token-loss rows
+ * only: a two-sequence row (a preference pair, KTO's) is not one sequence.
+ */
+export function paddingFree(batch: Batch, multiple = PAD_MULTIPLE, padId = 0): Batch {
+  const { batchSize: B, seqLen: T, lengths, ids, labels } = batch;
+  if (batch.desirable) throw new RangeError("padding-free rows are token-loss rows, not KTO's");
+  if (B === 0) return batch;
+  const total = lengths.reduce((a, n) => a + n, 0);
+  const L = Math.max(2, Math.ceil(total / multiple) * multiple);
+  const out = {
+    ids: new Int32Array(L).fill(padId),
+    labels: new Int32Array(L).fill(IGNORE_INDEX),
+    positionIds: new Int32Array(L), // the tail: 0, one-token documents
+  };
+  let at = 0;
+  for (let b = 0; b < B; b++) {
+    const [start, n] = [b * T, lengths[b]!];
+    if (labels.subarray(start + n, start + T).some((l) => l !== IGNORE_INDEX))
+      throw new RangeError(`row ${b} has a label past its ${n} tokens: it is not a padded row`);
+    out.ids.set(ids.subarray(start, start + n), at);
+    out.labels.set(labels.subarray(start + 1, start + n), at + 1); // its first label dropped
+    const own = batch.positionIds?.subarray(start, start + n);
+    for (let t = 0; t < n; t++) out.positionIds[at + t] = own ? own[t]! : t;
+    at += n;
+  }
+  return { ...out, lengths: Int32Array.of(total), batchSize: 1, seqLen: L };
+}

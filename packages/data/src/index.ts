@@ -80,6 +80,7 @@ export {
   lossTokenCount,
   padHalvesToLongest,
   padToLongest,
+  paddingFree,
   labelledLength,
 } from './batch.js';
 export { type SplitOptions, splitIds, splitTrainValidation } from './split.js';

@@ -148,6 +148,24 @@ export function documentSpans(positionIds: Int32Array, B: number, T: number): In
   return spans;
 }
 
+/**
+ * Refuses a pass of rows of T tokens (with packed `positionIds`, documents
+ * up to their longest) past the model's `context` positions (`field` names
+ * it in config.json). Rows of packed documents may be longer than the
+ * context (--padding-free puts a micro-batch in one row); no document may.
+ */
+export function checkContext(
+  T: number,
+  positionIds: Int32Array | undefined,
+  context: number,
+  field: string,
+): void {
+  const longest = positionIds ? positionIds.reduce((a, p) => Math.max(a, p + 1), 0) : T;
+  if (longest <= context) return;
+  const what = positionIds ? 'a packed document of' : 'sequence of';
+  throw new Error(`${what} ${longest} tokens exceeds the model's context of ${context} (${field})`);
+}
+
 /** positionIds [B*T] as packing makes them: each row's first token at 0, then +1 or a restart at 0. */
 export function checkPositionIds(positionIds: Int32Array, B: number, T: number): void {
   if (positionIds.length !== B * T) {

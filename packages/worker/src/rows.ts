@@ -23,6 +23,7 @@ import {
   padExamples,
   padHalvesToLongest,
   padToLongest,
+  paddingFree,
   readDataset,
 } from '@lorafleet/data';
 import { inputTokenCounts } from '@lorafleet/models';
@@ -33,8 +34,12 @@ export type Packing = 'auto' | 'pack' | 'pad';
 export interface RowOptions {
   seqLen: number;
   packing: Packing;
-  /** Every row padded to seqLen in each batch (max_length); absent: to the batch's longest (batchesOf). */
-  padding?: 'max_length';
+  /**
+   * Every row padded to seqLen in each batch (max_length), or a batch's rows
+   * end to end in one row without padding (free: TRL's padding_free,
+   * token-loss rows only); absent: to the batch's longest (batchesOf).
+   */
+  padding?: 'max_length' | 'free';
   /** JSONL/CSV: the share of bad records (skipped) past which reading fails (default 0.01). */
   maxBadFraction?: number;
   format?: DatasetFormat;
@@ -130,9 +135,12 @@ export async function prepareRows(
     read.badRecords > 0 ? `, ${read.badRecords} bad records skipped` : '',
     kept.dropped > 0 ? `, ${kept.dropped} without a trained token dropped` : '',
   ].join('');
+  const layout = mode === 'pack' ? `packed${strategy ? `, ${strategy}` : ''}` : 'padded';
+  const free =
+    options.padding === 'free' ? "; padding-free: each micro-batch's rows end to end" : '';
   return {
     ...made,
-    description: `${kept.examples.length} examples, ${tokens} tokens -> ${made.rows.length} rows of ${options.seqLen} (${mode === 'pack' ? `packed${strategy ? `, ${strategy}` : ''}` : 'padded'})${skipped}`,
+    description: `${kept.examples.length} examples, ${tokens} tokens -> ${made.rows.length} rows of ${options.seqLen} (${layout}${free})${skipped}`,
     warnings,
   };
 }
@@ -254,9 +262,17 @@ export function documentSpan(rows: readonly SequenceRow[], seqLen: number): numb
   return Math.min(seqLen, Math.ceil(longest / 8) * 8);
 }
 
-/** Whether the rows pack documents apart (--packing-strategy bfd or bfd_split): the model then attends within each. */
-export function packsDocuments(options: Pick<RowOptions, 'packing' | 'packingStrategy'>): boolean {
-  return options.packingStrategy !== undefined && options.packing !== 'pad';
+/**
+ * Whether the micro-batches pack documents apart (--packing-strategy bfd or
+ * bfd_split, or --padding-free): the model then attends within each.
+ */
+export function packsDocuments(
+  options: Pick<RowOptions, 'packing' | 'packingStrategy' | 'padding'>,
+): boolean {
+  return (
+    options.padding === 'free' ||
+    (options.packingStrategy !== undefined && options.packing !== 'pad')
+  );
 }
 
 /** Tokens in one row: seqLen, or twice that for preference pairs ([chosen | rejected]) and KTO's rows. */
@@ -267,7 +283,8 @@ export function rowLength(options: Pick<RowOptions, 'seqLen' | 'pairs' | 'kto'>)
 /**
  * Consecutive batches of at most `size` rows, each padded to its longest row
  * (padToLongest; preference pairs and KTO's rows: each half to its longest,
- * padHalvesToLongest) unless --padding max_length.
+ * padHalvesToLongest) unless --padding max_length; --padding-free: each one
+ * row of its rows end to end (paddingFree).
  */
 export function batchesOf(
   rows: readonly SequenceRow[],
@@ -275,12 +292,19 @@ export function batchesOf(
   options: Pick<RowOptions, 'seqLen' | 'pairs' | 'kto' | 'padding'>,
 ): Batch[] {
   const out: Batch[] = [];
+  const twoSequences = options.pairs === true || options.kto !== undefined;
+  if (options.padding === 'free' && twoSequences)
+    throw new Error(
+      '--padding-free puts token-loss rows end to end; a preference pair or KTO row is two sequences',
+    );
   const cut =
     options.padding === 'max_length'
       ? (batch: Batch) => batch
-      : options.pairs || options.kto
-        ? padHalvesToLongest
-        : padToLongest;
+      : options.padding === 'free'
+        ? (batch: Batch) => paddingFree(batch)
+        : twoSequences
+          ? padHalvesToLongest
+          : padToLongest;
   for (let i = 0; i < rows.length; i += size) {
     out.push(cut(collate(rows.slice(i, i + size), rowLength(options))));
   }

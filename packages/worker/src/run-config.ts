@@ -276,7 +276,9 @@ function rowOptions(rows: Fields): RowOptions {
   return {
     seqLen: rows.int('seqLen', 2),
     packing: rows.choice('packing', ['auto', 'pack', 'pad'] as const),
-    ...(rows.has('padding') ? { padding: rows.choice('padding', ['max_length'] as const) } : {}),
+    ...(rows.has('padding')
+      ? { padding: rows.choice('padding', ['max_length', 'free'] as const) }
+      : {}),
     ...(rows.has('maxBadFraction')
       ? { maxBadFraction: rows.numberIn('maxBadFraction', (x) => x >= 0 && x <= 1, 'in [0, 1]') }
       : {}),

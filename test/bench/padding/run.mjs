@@ -20,13 +20,16 @@
 //     ratio that counts is of real tokens trained per second (the real
 //     tokens of the steps' rows over the median of the steps after the
 //     first, which warms the heap up), not seconds per step.
+//   --compare free: each micro-batch's rows end to end in one row without
+//     padding (--padding-free, TRL's padding_free) against padding to the
+//     longest; 6 steps, the same rows: the same loss up to rounding.
 // Each pair trains on the same number of rows; the ratio is the baseline's
 // seconds per step over the other's (the run's own clock, without
 // evaluation). Beside it, the physical measure: the tokens each run's steps
 // compute (rows x the length each micro-batch is cut to) over the real tokens
 // in them, from the same rows, sampler and cuts the run uses.
 // Each configuration runs --repeats times in turn; medians are printed.
-//   node test/bench/padding/run.mjs [--compare padding|sampling|packing] [--steps N] [--batch-size 4] [--seq-len 1024] [--repeats 3]
+//   node test/bench/padding/run.mjs [--compare padding|sampling|packing|free] [--steps N] [--batch-size 4] [--seq-len 1024] [--repeats 3]
 // Needs the build (pnpm build).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -52,6 +55,10 @@ const COMPARISONS = {
     steps: '6',
     configs: { longest: { padding: 'longest' }, bfd: { packing: 'bfd' } },
   },
+  free: {
+    steps: '6',
+    configs: { longest: { padding: 'longest' }, free: { padding: 'free' } },
+  },
 };
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -70,7 +77,7 @@ const { values: opt } = parseArgs({
 const comparison = COMPARISONS[opt.compare];
 if (opt.help || !comparison) {
   console.log(
-    'usage: node test/bench/padding/run.mjs [--compare padding|sampling|packing] [--steps 4 (padding), 50 (sampling), 6 (packing)] [--batch-size 4] [--seq-len 1024] [--repeats 3] [--backend wasm] [--data devset.csv]',
+    'usage: node test/bench/padding/run.mjs [--compare padding|sampling|packing|free] [--steps 4 (padding), 50 (sampling), 6 (packing, free)] [--batch-size 4] [--seq-len 1024] [--repeats 3] [--backend wasm] [--data devset.csv]',
   );
   process.exit(opt.help ? 0 : 2);
 }
@@ -105,7 +112,8 @@ function train(name, { padding = 'longest', strategy = 'random', packing }, repe
       ...['--prompt-column', CSV.promptColumn, '--completion-column', CSV.completionColumn],
       ...['--prompt-template', CSV.promptTemplate, '--steps', String(steps)],
       ...['--batch-size', String(batchSize), '--seq-len', String(seqLen), '--lora-dropout', '0'],
-      ...['--backend', opt.backend, '--padding', padding, '--train-sampling-strategy', strategy],
+      ...['--backend', opt.backend, '--train-sampling-strategy', strategy],
+      ...(padding === 'free' ? ['--padding-free'] : ['--padding', padding]),
       ...(packing ? ['--packing-strategy', packing] : []),
     ],
     { encoding: 'utf8', stdio: ['ignore', 'ignore', 'ignore'] },
@@ -129,7 +137,7 @@ async function tokensOf({ padding = 'longest', strategy = 'random', packing }) {
     seqLen,
     packing: 'auto',
     csv: CSV,
-    ...(padding === 'max_length' ? { padding } : {}),
+    ...(padding === 'max_length' || padding === 'free' ? { padding } : {}),
     ...(packing ? { packingStrategy: packing } : {}),
   };
   const { rows } = await prepareRows(opt.data, await loadTokenizer(MODEL), options);

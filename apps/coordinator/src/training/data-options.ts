@@ -59,6 +59,14 @@ export const dataOptions = defineOptions({
     description:
       "padded rows (prompt/completion, chat, preference pairs, KTO): each micro-batch padded to its longest row (a pair's halves each to their longest), rounded up to a multiple of 8 (transformers' padding='longest'), or every row to --seq-len (max_length: one shape for every micro-batch)",
   },
+  'padding-free': {
+    affects: 'math',
+    aliases: ['padding_free'],
+    kind: 'boolean',
+    default: false,
+    description:
+      "each micro-batch's rows end to end in one row, each attending within itself at its own positions, with no padding (TRL's padding_free): the loss of padded rows without computing the padding. Token-loss rows (--objective sft)",
+  },
   format: {
     affects: 'math',
     kind: 'string',
@@ -164,6 +172,10 @@ export function rowOptionsFrom(o: DataValues, { contextLength: context }: ModelC
     throw new UsageError(
       `--packing-strategy ${strategy} packs rows and --packing pad pads them: give one (--packing auto or pack packs with ${strategy})`,
     );
+  if (o.paddingFree && o.padding === 'max_length')
+    throw new UsageError(
+      '--padding-free puts rows end to end without padding and --padding max_length pads every row to --seq-len: give one',
+    );
   const loss = { completionOnly: o.completionOnlyLoss, assistantOnly: o.assistantOnlyLoss };
   return {
     seqLen,
@@ -173,6 +185,7 @@ export function rowOptionsFrom(o: DataValues, { contextLength: context }: ModelC
     ...(o.truncationMode === 'keep_end' ? { truncation: 'keep_end' as const } : {}),
     ...(strategy ? { packingStrategy: strategy } : {}),
     ...(o.padding === 'max_length' ? { padding: 'max_length' as const } : {}),
+    ...(o.paddingFree ? { padding: 'free' as const } : {}),
     maxBadFraction: o.maxBadFraction,
     ...(o.format ? { format: o.format } : {}),
     ...(csv ? { csv } : {}),

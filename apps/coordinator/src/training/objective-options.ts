@@ -224,6 +224,7 @@ const TOKEN_LOSS_OPTIONS: Readonly<Record<string, string>> = {
   'truncation-mode':
     "keeps each sequence's start, as TRL's preference trainers (keep_end is deprecated there)",
   'packing-strategy': 'keeps each pair or example in a row of its own',
+  'padding-free': 'keeps each pair or example in a row of its own',
   ...Object.fromEntries(
     COLUMN_OPTIONS.map((name) => [
       name,

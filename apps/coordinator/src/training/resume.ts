@@ -111,6 +111,7 @@ const ADDED_LATER: Record<string, unknown> = {
   'packing-strategy': 'wrapped',
   // Before --padding, every padded row was padded to --seq-len.
   padding: 'max_length',
+  'padding-free': false,
   'train-sampling-strategy': 'random',
   // Before these options, AdamW ran with torch's defaults.
   'adam-beta1': 0.9,

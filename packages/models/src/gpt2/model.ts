@@ -16,7 +16,12 @@ import {
   tf,
 } from '@lorafleet/core';
 import { neftuneNoise } from '../neftune.js';
-import { type DocumentLayout, documentAttention, documentLayout } from '../packed-documents.js';
+import {
+  type DocumentLayout,
+  checkContext,
+  documentAttention,
+  documentLayout,
+} from '../packed-documents.js';
 import type {
   CachedPass,
   CausalLM,
@@ -220,11 +225,7 @@ export class Gpt2Model implements CausalLM {
   hidden(ids: tf.Tensor2D, options: Gpt2ForwardOptions = {}): tf.Tensor3D {
     const c = this.config;
     const [B, T] = ids.shape;
-    if (T > c.nPositions) {
-      throw new Error(
-        `sequence of ${T} tokens exceeds the model's context of ${c.nPositions} (n_positions)`,
-      );
-    }
+    checkContext(T, options.positionIds, c.nPositions, 'n_positions');
     const training = options.training ?? false;
     const dropping = training && options.dropout !== false;
     const seeds = gpt2Seeds(c, options.seed ?? 0, dropping); // every mask's seed

@@ -26,7 +26,7 @@ import {
   scaleBy,
   tf,
 } from '@lorafleet/core';
-import { documentAttention, documentLayout } from '../packed-documents.js';
+import { checkContext, documentAttention, documentLayout } from '../packed-documents.js';
 import { neftuneNoise } from '../neftune.js';
 import type {
   CachedPass,
@@ -174,12 +174,8 @@ export class LlamaModel implements CausalLM {
 
   hidden(ids: tf.Tensor2D, options: ForwardPassOptions = {}): tf.Tensor3D {
     const [B, T] = ids.shape;
-    if (T > this.config.maxPositions) {
-      throw new Error(
-        `sequence of ${T} tokens exceeds the model's context of ${this.config.maxPositions} (max_position_embeddings)`,
-      );
-    }
     const packed = options.positionIds;
+    checkContext(T, packed, this.config.maxPositions, 'max_position_embeddings');
     return tf.tidy(() => {
       const positions = Int32Array.from({ length: T }, (_, t) => t);
       const { x } = this.runLayers(ids, {
