@@ -181,7 +181,9 @@ function batchMemory(
   parameters: number,
   baseDtype: RunConfig['baseDtype'],
 ): MicroBatchMemory {
-  const span = documentSpan(train, rows.seqLen); // rows packing documents apart
+  // Rows packing documents apart; --padding-free makes each padded row a document (of at most seqLen).
+  const span =
+    documentSpan(train, rows.seqLen) ?? (rows.padding === 'free' ? rows.seqLen : undefined);
   return {
     config,
     seqLen: rows.seqLen,
