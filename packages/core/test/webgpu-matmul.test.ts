@@ -156,31 +156,41 @@ function compiledKeys(): string[] {
 webGpuSuite(() => forceMatMulTile(null));
 afterEach(() => useRankProducts(true));
 
-/** alpha * x op(W) + bias + beta * H op(L) of LoraFleetMatMul against tfjs's ops, both orientations of L. */
+/**
+ * alpha * x op(W) + bias + beta * H op(L) (+ a residual R [M, N]) of
+ * LoraFleetMatMul against tfjs's ops, both orientations of L, with and
+ * without R.
+ */
 async function checkEpilogue(m: number, k: number, n: number, r: number) {
-  for (const transposeL of [true, false]) {
+  for (const [transposeL, withResidual] of [
+    [true, false],
+    [false, false],
+    [true, true],
+    [false, true],
+  ]) {
     const x = tf.tensor(values([m, k], 60), [m, k]);
     const w = tf.tensor(values([n, k], 61), [n, k]);
     const bias = tf.tensor(values([n], 62), [n]);
     const h = tf.tensor(values([m, r], 63), [m, r]);
     const l = tf.tensor(values(transposeL ? [n, r] : [r, n], 64), transposeL ? [n, r] : [r, n]);
+    const residual = tf.tensor(values([m, n], 65), [m, n]);
     const attrs = { transposeA: false, transposeB: true, alpha: 0.5, beta: 2, transposeL };
-    const fused = tf
-      .engine()
-      .runKernel(LORAFLEET_MATMUL, { a: x, b: w, bias, h, l }, attrs as never) as tf.Tensor;
-    const reference = tf.tidy(() =>
-      tf.add(
+    const inputs = { a: x, b: w, bias, h, l, ...(withResidual ? { r: residual } : {}) };
+    const fused = tf.engine().runKernel(LORAFLEET_MATMUL, inputs, attrs as never) as tf.Tensor;
+    const reference = tf.tidy(() => {
+      const y = tf.add(
         tf.add(tf.mul(tf.matMul(x, w, false, true), 0.5), bias),
         tf.mul(tf.matMul(h, l, false, transposeL), 2),
-      ),
-    );
+      );
+      return withResidual ? tf.add(y, residual) : y;
+    });
     const [got, want] = [
       (await fused.data()) as Float32Array,
       (await reference.data()) as Float32Array,
     ];
     expect(maxDiff(got, want)).toBeLessThan(1e-4);
     expect(maxDiff(want, new Float32Array(want.length))).toBeGreaterThan(1); // not vacuous
-    tf.dispose([x, w, bias, h, l, fused, reference]);
+    tf.dispose([x, w, bias, h, l, residual, fused, reference]);
   }
 }
 
@@ -303,7 +313,7 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
     }
   }, 300_000);
 
-  it('LoraFleetMatMul: alpha * x op(W) + bias + beta * H op(L), both orientations of L', async () => {
+  it('LoraFleetMatMul: alpha * x op(W) + bias + beta * H op(L) (+ R), both orientations of L', async () => {
     await checkEpilogue(23, 18, 30, 5);
   }, 300_000);
 
@@ -421,6 +431,24 @@ describe('WGSL matmul on webgpu equals tfjs stock and cpu', () => {
       tf.engine().runKernel(LORAFLEET_MATMUL, { a: y, b: head }, { ...attrs, ldc: 96 } as never),
     ).toThrow(/ldc 96 is shorter than C's 97 columns/);
     tf.dispose([head, y, logits, want, rows, dl, dlPadded]);
+  });
+
+  it('LoraFleetMatMul: a residual on a plain product (no LoRA term, no split) and its shape checked', async () => {
+    // dA-like: a long k that a plain product would split; the residual keeps it whole.
+    const a = tf.tensor(values([300, 6], 70), [300, 6]);
+    const b = tf.tensor(values([300, 10], 71), [300, 10]);
+    const r = tf.tensor(values([6, 10], 72), [6, 10]);
+    const attrs = { transposeA: true, transposeB: false, alpha: 1, beta: 0, transposeL: false };
+    const got = tf.engine().runKernel(LORAFLEET_MATMUL, { a, b, r }, attrs as never) as tf.Tensor;
+    const want = tf.tidy(() => tf.add(tf.matMul(a, b, true, false), r));
+    expect(
+      maxDiff((await got.data()) as Float32Array, (await want.data()) as Float32Array),
+    ).toBeLessThan(1e-4);
+    const wrong = tf.ones([5, 10]);
+    expect(() =>
+      tf.engine().runKernel(LORAFLEET_MATMUL, { a, b, r: wrong }, attrs as never),
+    ).toThrow(/the residual r must be \[6, 10\] of an unbatched product/);
+    tf.dispose([a, b, r, got, want, wrong]);
   });
 
   it('LoraFleetMatMul rejects a bias of the wrong size, saying which', () => {

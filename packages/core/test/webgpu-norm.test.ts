@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type BackendName,
   NORM_GRAD,
+  NORM_STATS,
   type NormKind,
   Rng,
   fusedNorm,
@@ -110,6 +111,36 @@ describe('fused LayerNorm / RMSNorm on webgpu equal the tfjs formulas (webgpu, c
       }, 300_000);
     }
   }
+
+  // The hand-scheduled step's residual add folded into the norm's backward: dx + r in one pass.
+  it('NORM_GRAD with a residual r gives dx + r, and checks its shape', async () => {
+    await useBackend('webgpu');
+    for (const kind of ['layer', 'rms'] as const) {
+      const [n, c] = [5, 300];
+      const x = tf.tensor2d(values(n * c, 11, 3), [n, c]);
+      const gamma = tf.tensor1d(values(c, 12));
+      const dy = tf.tensor2d(values(n * c, 13), [n, c]);
+      const r = tf.tensor2d(values(n * c, 14), [n, c]);
+      const stats = tf
+        .engine()
+        .runKernel(NORM_STATS, { x }, { kind, eps: EPS } as never) as tf.Tensor;
+      const grad = (extra: Record<string, tf.Tensor>) =>
+        tf
+          .engine()
+          .runKernel(NORM_GRAD, { x, stats, gamma, dy, ...extra }, { kind } as never) as tf.Tensor;
+      const [plain, folded] = [grad({}), grad({ r })];
+      const want = tf.add(plain, r);
+      const [got, expected] = [
+        (await folded.data()) as Float32Array,
+        (await want.data()) as Float32Array,
+      ];
+      expect(maxDiff(got, expected)).toBeLessThan(1e-5);
+      expect(maxDiff(got, (await plain.data()) as Float32Array)).toBeGreaterThan(1);
+      const wrong = tf.zeros([n, c - 1]);
+      expect(() => grad({ r: wrong })).toThrow(/the residual r must be \[5, 300\]/);
+      tf.dispose([x, gamma, dy, r, stats, plain, folded, want, wrong]);
+    }
+  });
 
   it('is not used for a trained gamma (it computes no dgamma)', () => {
     const gamma = tf.variable(tf.ones([4]), true);

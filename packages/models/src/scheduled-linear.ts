@@ -42,9 +42,11 @@ function baseWeight(ops: PlanOps, layer: LoraLinear): Info {
 }
 
 /**
- * y = x op(W) + b (+ s dropout(x) A^T B^T with an adapter), W in its storage
- * orientation; `dropoutSeed` gives the layer's LoRA dropout seed from the
- * micro-batch's, as the model's forward derives it.
+ * y = x op(W) + b (+ s dropout(x) A^T B^T with an adapter) (+ `residual`
+ * [N, out], added in the same dispatch: a residual stream folded into the
+ * branch's last product), W in its storage orientation; `dropoutSeed` gives
+ * the layer's LoRA dropout seed from the micro-batch's, as the model's
+ * forward derives it.
  */
 export function linear(
   ops: PlanOps,
@@ -52,12 +54,13 @@ export function linear(
   layer: LoraLinear,
   x: Info,
   dropoutSeed: (batchSeed: number) => number,
+  residual: Info | null = null,
 ): { y: Info; saved: LinearSaved } {
   const adapter = layer.activeAdapter;
   const w = { transposeB: !layer.fanInFanOut };
   if (!adapter)
     return {
-      y: ops.mm(x, baseWeight(ops, layer), w, { bias: layer.bias }),
+      y: ops.mm(x, baseWeight(ops, layer), w, { bias: layer.bias, residual }),
       saved: { x, xd: x, h: null, drop: null, dora: null },
     };
   const drop = io.dropoutSite(adapter.settings.dropout, dropoutSeed);
@@ -66,14 +69,14 @@ export function linear(
   if (adapter.magnitude) {
     const weight = baseWeight(ops, layer);
     const { y, dora } = doraForward(ops, io, layer, adapter, weight, x, xd, h, drop);
-    return { y, saved: { x, xd, h, drop, dora } };
+    return { y: residual ? ops.add(residual, y) : y, saved: { x, xd, h, drop, dora } };
   }
   const l = io.param(adapter.b); // [out, r]
   const y = ops.mm(
     x,
     baseWeight(ops, layer),
     { ...w, beta: adapter.scaling, transposeL: true },
-    { bias: layer.bias, h, l },
+    { bias: layer.bias, h, l, residual },
   );
   return { y, saved: { x, xd, h, drop, dora: null } };
 }

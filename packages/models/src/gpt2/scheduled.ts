@@ -61,20 +61,23 @@ function blockForward(
   );
   const spans = io.documents?.spans ?? null; // packed documents attend within each
   const attn = ops.attention(q!, k!, v!, 1 / Math.sqrt(D), { drop: probs, spans });
-  const proj = linear(ops, io, b.attnProj, ops.mergeHeads([attn.o], B, H, T), lora(1)); // [N, C]
   const attnResid = io.dropoutSite(
     c.residPdrop,
     at((s) => s.attnResid),
   );
-  const mid = ops.add(x, dropped(ops, proj.y, attnResid));
+  // The residual add folded into c_proj's dispatch where no dropout comes between.
+  const merged = ops.mergeHeads([attn.o], B, H, T);
+  const proj = linear(ops, io, b.attnProj, merged, lora(1), attnResid ? null : x); // [N, C]
+  const mid = attnResid ? ops.add(x, ops.dropout(proj.y, attnResid)) : proj.y; // [N, C]
   const ln2 = ops.norm(mid, b.ln2.gamma, b.ln2.beta, eps, 'layer');
   const fc = linear(ops, io, b.cFc, ln2.y, lora(2)); // [N, 4C]
-  const mlp = linear(ops, io, b.mlpProj, ops.geluNew(fc.y), lora(3)); // [N, C]
   const mlpResid = io.dropoutSite(
     c.residPdrop,
     at((s) => s.mlpResid),
   );
-  const out = ops.add(mid, dropped(ops, mlp.y, mlpResid));
+  const act = ops.geluNew(fc.y); // [N, 4C]
+  const mlp = linear(ops, io, b.mlpProj, act, lora(3), mlpResid ? null : mid); // [N, C]
+  const out = mlpResid ? ops.add(mid, ops.dropout(mlp.y, mlpResid)) : mlp.y;
   return {
     out,
     saved: {
@@ -129,7 +132,7 @@ function blockBackward(
   const dPre = ops.geluNewGrad(s.pre, dAct);
   const dLn2 = linearGrad(ops, io, b.cFc, dPre, s.fc, grads, trains(b.attnProj, b.cAttn));
   if (!dLn2) return null; // [N, C]
-  const dMid = ops.add(dOut, ops.normGrad(s.mid, s.ln2.stats, b.ln2.gamma, dLn2, 'layer'));
+  const dMid = ops.normGrad(s.mid, s.ln2.stats, b.ln2.gamma, dLn2, 'layer', dOut); // + dOut
   // Attention branch: mid = x + c_proj(merge(attention(split(c_attn(ln1(x)))))).
   const dProj = dropped(ops, dMid, s.attnResid); // [N, C]
   const dMerged = linearGrad(ops, io, b.attnProj, dProj, s.proj, grads, trains(b.cAttn));
@@ -139,7 +142,7 @@ function blockBackward(
   const dQkv = ops.mergeHeads([dq, dk, dv], B, H, T); // [N, 3C]
   const dLn1 = linearGrad(ops, io, b.cAttn, dQkv, s.qkv, grads, !lowest);
   if (!dLn1) return null; // [N, C]
-  return ops.add(dMid, ops.normGrad(s.x, s.ln1.stats, b.ln1.gamma, dLn1, 'layer'));
+  return ops.normGrad(s.x, s.ln1.stats, b.ln1.gamma, dLn1, 'layer', dMid); // + dMid
 }
 
 /** The blocks backward from d(last block output), down to the lowest block with an adapter. */

@@ -103,6 +103,27 @@ function branchOut(
   return { y: scaled(n.y), norm: { x: y, n, w } };
 }
 
+/**
+ * x + branchOut(the branch's last product): folded into that product's
+ * dispatch where nothing comes between (no output norm, no multiplier).
+ */
+function addBranch(
+  ops: PlanOps,
+  m: LlamaModel,
+  x: Info,
+  w: tf.Variable<tf.Rank.R1> | null,
+  eps: number,
+  product: (residual: Info | null) => ReturnType<typeof linear>,
+): { sum: Info; saved: LinearSaved; norm: BranchNorm | null } {
+  if (w === null && m.config.residualMultiplier === 1) {
+    const folded = product(x);
+    return { sum: folded.y, saved: folded.saved, norm: null };
+  }
+  const p = product(null);
+  const out = branchOut(ops, m, p.y, w, eps);
+  return { sum: ops.add(x, out.y), saved: p.saved, norm: out.norm };
+}
+
 /** d(branch output) from d(what its residual add received). */
 function branchGrad(ops: PlanOps, m: LlamaModel, norm: BranchNorm | null, dy: Info): Info {
   const r = m.config.residualMultiplier;
@@ -122,7 +143,7 @@ function normIn(
   return { y: n === null ? x : n.y, n };
 }
 
-/** d(x) from d(normIn's output). */
+/** d(x) from d(normIn's output), plus the residual stream's `dRes` (in the norm's pass where there is one). */
 function normInGrad(
   ops: PlanOps,
   m: LlamaModel,
@@ -130,8 +151,10 @@ function normInGrad(
   n: Norm | null,
   w: tf.Variable<tf.Rank.R1> | null,
   dy: Info,
+  dRes: Info,
 ) {
-  return n === null || w === null ? dy : ops.normGrad(x, n.stats, m.normGamma(w), dy, 'rms');
+  if (n === null || w === null) return ops.add(dRes, dy); // OLMo 2: no norm
+  return ops.normGrad(x, n.stats, m.normGamma(w), dy, 'rms', dRes);
 }
 
 const view = (t: Info, shape: number[]): Info => ({ ...t, shape });
@@ -183,9 +206,11 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
     ...{ drop: probsDrop, window, softcap: m.config.attnSoftcap ?? 0 },
     spans: io.documents?.spans ?? null, // packed documents attend within each
   });
-  const o = linear(ops, io, l.oProj, ops.mergeHeads([attn.o], B, H, T), seed(3)); // [N, C]
-  const oOut = branchOut(ops, m, o.y, l.attnOutNorm, eps);
-  const mid = ops.add(x, oOut.y);
+  const merged = ops.mergeHeads([attn.o], B, H, T); // [N, C]
+  const o = addBranch(ops, m, x, l.attnOutNorm, eps, (r) =>
+    linear(ops, io, l.oProj, merged, seed(3), r),
+  );
+  const mid = o.sum; // x + o_proj(attention) [N, C]
   const n2 = normIn(ops, m, mid, l.preMlpNorm, eps);
   const gateUp = l.gateUpProj.map((p, j) => linear(ops, io, p, n2.y, seed(4 + j)));
   const F = m.config.intermediateSize;
@@ -195,14 +220,15 @@ function layerForward(ops: PlanOps, io: StepIo, m: LlamaModel, i: number, x: Inf
       ? gateUp.map((p) => p.y)
       : [ops.columns(gateUp[0]!.y, 0, F), ops.columns(gateUp[0]!.y, F, F)];
   const act = ops.gated(m.config.mlpActivation, gateY!, upY!); // [N, F]
-  const down = linear(ops, io, l.downProj, act, seed(6)); // [N, C]
-  const downOut = branchOut(ops, m, down.y, l.mlpOutNorm, eps);
+  const down = addBranch(ops, m, mid, l.mlpOutNorm, eps, (r) =>
+    linear(ops, io, l.downProj, act, seed(6), r),
+  ); // mid + down_proj(act) [N, C]
   const saved: LayerSaved = {
     ...{ x, n1: n1.n, qkv: qkv.map((p) => p.saved), qk, attn, o: o.saved, mid, n2: n2.n },
     ...{ gateUp: gateUp.map((p) => p.saved), gateY: gateY!, upY: upY!, down: down.saved },
-    ...{ oNorm: oOut.norm, downNorm: downOut.norm },
+    ...{ oNorm: o.norm, downNorm: down.norm },
   };
-  return { out: ops.add(mid, downOut.y), saved };
+  return { out: down.sum, saved };
 }
 
 /** a + b where either may be absent (a branch nothing below needed). */
@@ -288,7 +314,7 @@ function layerBackward(
     l.gateUpProj.map((p, j) => linearGrad(ops, io, p, dGateUp[j]!, sv.gateUp[j]!, grads, below)),
   );
   if (!dN2) return null;
-  const dMid = ops.add(dOut, normInGrad(ops, m, sv.mid, sv.n2, l.preMlpNorm, dN2));
+  const dMid = normInGrad(ops, m, sv.mid, sv.n2, l.preMlpNorm, dN2, dOut);
   // Attention branch: mid = x + o(merge(attention(rope(q), rope(k), v))).
   const dMerged = linearGrad(
     ops,
@@ -309,7 +335,7 @@ function layerBackward(
     l.qkvProj.map((p, j) => linearGrad(ops, io, p, dQkv[j]!, sv.qkv[j]!, grads, !lowest)),
   );
   if (!dN1) return null;
-  return ops.add(dMid, normInGrad(ops, m, sv.x, sv.n1, l.inputNorm, dN1));
+  return normInGrad(ops, m, sv.x, sv.n1, l.inputNorm, dN1, dMid);
 }
 
 /** The recipe for one Llama-family model. */

@@ -26,7 +26,7 @@ export const STOCK_BATCH_MATMUL = 'LoraFleetStockBatchMatMul';
 export interface LoraFleetMatMulAttrs {
   transposeA: boolean;
   transposeB: boolean;
-  /** C = alpha * op(A) op(B) + bias + beta * H op(L). */
+  /** C = alpha * op(A) op(B) + bias + beta * H op(L) (+ the residual r [M, N]). */
   alpha: number;
   beta: number;
   /** L is stored [N, r] (true) or [r, N] (false). */
@@ -116,7 +116,7 @@ function dims(a: Info, b: Info, transposeA: boolean, transposeB: boolean, lda = 
 }
 
 /**
- * Runs the program; `extra` are the bias and H, L inputs its spec names.
+ * Runs the program; `extra` are the bias, H, L and residual inputs its spec names.
  * `chunk` (split-k): workgroup z computes k chunk z of the unbatched product
  * into [chunks, M, N].
  */
@@ -126,7 +126,7 @@ function run(
   b: Info,
   d: Dims,
   attrs: LoraFleetMatMulAttrs,
-  extra: { bias?: Info; h?: Info; l?: Info },
+  extra: { bias?: Info; h?: Info; l?: Info; r?: Info },
   chunk: { tile: MatMulTile; kChunk: number; chunks: number } | null = null,
 ): Info {
   const batch = chunk ? chunk.chunks : Math.max(d.batchA, d.batchB);
@@ -143,8 +143,12 @@ function run(
     vecB: (attrs.transposeB ? d.k : d.n) % 4 === 0,
     bias: extra.bias !== undefined,
     lora,
+    residual: extra.r !== undefined,
   };
-  const inputs = [a, b, ...(extra.bias ? [extra.bias] : []), ...(lora ? [extra.h!, extra.l!] : [])];
+  const inputs = [
+    ...[a, b, ...(extra.bias ? [extra.bias] : []), ...(lora ? [extra.h!, extra.l!] : [])],
+    ...(extra.r ? [extra.r] : []),
+  ];
   const uniforms = [
     { type: 'int32' as const, data: [d.m] },
     { type: 'int32' as const, data: [d.n] },
@@ -279,7 +283,7 @@ function checkStrides(a: Info, attrs: LoraFleetMatMulAttrs): void {
 }
 
 function loraFleetMatMul(args: KernelArgs): Info {
-  const { a, b, bias, h, l } = args.inputs as Record<string, Info | undefined>;
+  const { a, b, bias, h, l, r } = args.inputs as Record<string, Info | undefined>;
   const attrs = args.attrs as unknown as LoraFleetMatMulAttrs;
   checkStrides(a!, attrs);
   const d = dims(a!, b!, attrs.transposeA, attrs.transposeB, attrs.lda);
@@ -300,10 +304,16 @@ function loraFleetMatMul(args: KernelArgs): Info {
   if (bias && size(bias.shape) !== d.n) {
     throw new Error(`${LORAFLEET_MATMUL}: bias has ${size(bias.shape)} values, expected ${d.n}`);
   }
+  if (r && (Math.max(d.batchA, d.batchB) !== 1 || size(r.shape) !== d.m * d.n || attrs.ldc)) {
+    throw new Error(
+      `${LORAFLEET_MATMUL}: the residual r must be [${d.m}, ${d.n}] of an unbatched product without ldc, got [${r.shape}]`,
+    );
+  }
   const backend = args.backend as unknown as WebGpuBackendLike;
-  // Without the LoRA term (e.g. the LoRA backward's dA = dh^T x and dB = s dy^T h) k may split.
-  if (!h) return splittableProduct(backend, { a: a!, b: b!, ...(bias ? { bias } : {}) }, d, attrs);
-  return run(backend, a!, b!, d, attrs, { bias, h, l });
+  // Without the LoRA term or a residual (e.g. the LoRA backward's dA = dh^T x and dB = s dy^T h) k may split.
+  if (!h && !r)
+    return splittableProduct(backend, { a: a!, b: b!, ...(bias ? { bias } : {}) }, d, attrs);
+  return run(backend, a!, b!, d, attrs, { bias, h, l, r });
 }
 
 export type WebGpuMatMulChoice = 'project' | 'stock';

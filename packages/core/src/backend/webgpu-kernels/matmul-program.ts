@@ -1,10 +1,11 @@
 // The project's WGSL matmul as a tfjs-backend-webgpu program (its
 // WebGPUProgram interface: tfjs adds the bindings, the uniforms and `_start`;
 // getUserCode supplies `main`):
-//   C [batch, M, N] = alpha * op(A) op(B) (+ bias[n]) (+ beta * H L')
+//   C [batch, M, N] = alpha * op(A) op(B) (+ bias[n]) (+ beta * H L') (+ R)
 // op() transposes in the loader (no transposed copy is ever made); H L' is
 // the LoRA epilogue: H [M, r] times L' = L^T (L [N, r]) or L ([r, N]), a rank-r
-// product added to the tile before it is written.
+// product added to the tile before it is written; R [M, N] a residual added
+// last (unbatched: the residual stream a layer's last product adds to).
 //
 // Per workgroup: a TM x TN tile of C; per invocation an RM x RN block held in
 // vec4 registers. Each step stages a TK-deep slice of op(A) and op(B) in
@@ -33,6 +34,8 @@ export interface MatMulSpec {
   bias: boolean;
   /** The LoRA epilogue; `transposeL`: L is stored [N, r] (LoRA's B), else [r, N] (LoRA's A). */
   lora: null | { transposeL: boolean };
+  /** R [M, N] added to C last (absent: false). */
+  residual?: boolean;
 }
 
 /** The program object tfjs's runWebGPUProgram takes. */
@@ -203,6 +206,11 @@ function epilogue(spec: MatMulSpec): string {
     }
     lines.push(`}`);
   }
+  if (spec.residual) {
+    for (const i of range(rm))
+      for (const j of range(rn / 4))
+        lines.push(`${acc(i, j)} += residualAt(mBase + ${i}, ${col(j)});`);
+  }
   for (const i of range(rm)) {
     for (const j of range(rn / 4)) {
       lines.push(`store(mBase + ${i}, ${col(j)}, outBase, ${acc(i, j)});`);
@@ -235,6 +243,16 @@ function helpers(spec: MatMulSpec): string {
     fn lAt(q : i32, n : i32) -> f32 {
       if (n < uniforms.dimN) { return L[${lIndex}]; }
       return 0.0;
+    }`);
+  }
+  if (spec.residual) {
+    out.push(`fn residualAt(m : i32, n : i32) -> vec4<f32> {
+      var v = vec4<f32>(0.0);
+      if (m >= uniforms.dimM) { return v; }
+      for (var c = 0; c < 4; c++) {
+        if (n + c < uniforms.dimN) { v[c] = R[m * uniforms.dimN + n + c]; }
+      }
+      return v;
     }`);
   }
   return out.join('\n    ');
@@ -366,6 +384,7 @@ export function matMulShaderKey(spec: MatMulSpec): string {
     spec.vecB ? 'v4B' : 's1B',
     spec.bias ? 'bias' : '',
     spec.lora ? `lora${spec.lora.transposeL ? 'T' : 'N'}` : '',
+    spec.residual ? 'res' : '',
   ];
   return `lorafleet_matmul_${tileName(spec.tile)}_${flags.filter(Boolean).join('_')}`;
 }
@@ -380,12 +399,16 @@ export function matMulProgram(
 ): WebGpuProgramLike {
   const { tm, tn, rm, rn } = spec.tile;
   return {
-    variableNames: ['A', 'B', ...(spec.bias ? ['bias'] : []), ...(spec.lora ? ['H', 'L'] : [])],
+    variableNames: [
+      ...['A', 'B', ...(spec.bias ? ['bias'] : []), ...(spec.lora ? ['H', 'L'] : [])],
+      ...(spec.residual ? ['R'] : []),
+    ],
     variableComponents: [
       spec.vecA ? 4 : 1,
       spec.vecB ? 4 : 1,
       ...(spec.bias ? [1] : []),
       ...(spec.lora ? [1, 1] : []),
+      ...(spec.residual ? [1] : []),
     ],
     outputShape: [batch, m, strideC],
     shaderKey: matMulShaderKey(spec),

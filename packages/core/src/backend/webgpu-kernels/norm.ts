@@ -67,20 +67,22 @@ function statsProgram(kind: NormKind, rows: number) {
   return normRowProgram(`lorafleet_norm_stats_${kind}`, ['x'], [rows, 2], rows, body);
 }
 
-function gradProgram(kind: NormKind, rows: number, cols: number) {
+/** dx of the norm; `residual`: plus input r (a residual stream's gradient, added in the same pass). */
+function gradProgram(kind: NormKind, rows: number, cols: number, residual: boolean) {
   const g = 'dy[base + c] * gamma[c]';
+  const plus = residual ? 'r[base + c] + ' : '';
   const xhat = '(x[base + c] - stats[row * 2]) * stats[row * 2 + 1]';
   const meanG = kind === 'layer' ? rowMean('meanG', g) : 'let meanG = 0.0;';
   const body = `${meanG}
       ${rowMean('meanGX', `${g} * ${xhat}`)}
       for (var c = i32(i); c < uniforms.cols; c += ${ROW_THREADS}) {
         if (live) {
-          result[base + c] = stats[row * 2 + 1] * (${g} - meanG - ${xhat} * meanGX);
+          result[base + c] = ${plus}stats[row * 2 + 1] * (${g} - meanG - ${xhat} * meanGX);
         }
       }`;
   return normRowProgram(
-    `lorafleet_norm_grad_${kind}`,
-    ['x', 'stats', 'gamma', 'dy'],
+    `lorafleet_norm_grad_${kind}${residual ? '_res' : ''}`,
+    ['x', 'stats', 'gamma', 'dy', ...(residual ? ['r'] : [])],
     [rows, cols],
     rows,
     body,
@@ -127,10 +129,13 @@ function kernels(util: FlatDispatchUtil): [string, (args: WebGpuKernelArgs) => I
     [
       NORM_GRAD,
       (args) => {
-        const { x, stats, gamma, dy } = args.inputs as Record<string, Info>;
+        const { x, stats, gamma, dy, r } = args.inputs as Record<string, Info | undefined>;
         const { kind } = args.attrs as unknown as { kind: NormKind };
         const [n, c] = rowsCols(x!);
-        return run(args, gradProgram(kind, n, c), [x!, stats!, gamma!, dy!], [n, c, 0]);
+        if (r && r.shape.join() !== x!.shape.join())
+          throw new Error(`${NORM_GRAD}: the residual r must be [${n}, ${c}], got [${r.shape}]`);
+        const inputs = [x!, stats!, gamma!, dy!, ...(r ? [r] : [])];
+        return run(args, gradProgram(kind, n, c, r !== undefined), inputs, [n, c, 0]);
       },
     ],
     [

@@ -83,17 +83,21 @@ export interface PlanDropout {
 export class PlanOps {
   constructor(readonly rec: PlanRecorder) {}
 
-  /** C = alpha op(a) op(b) (+ bias) (+ beta h op(l)), one dispatch (split-k where it pays). */
+  /**
+   * C = alpha op(a) op(b) (+ bias) (+ beta h op(l)) (+ residual [M, N]), one
+   * dispatch (split-k where it pays, and there is no LoRA term or residual).
+   */
   mm(
     a: Info,
     b: Info,
     attrs: Partial<LoraFleetMatMulAttrs> = {},
-    extra: { bias?: Info | null; h?: Info; l?: Info } = {},
+    extra: { bias?: Info | null; h?: Info; l?: Info; residual?: Info | null } = {},
   ): Info {
     const full = loraFleetMatMulAttrs(attrs);
     const inputs: Record<string, Info> = { a, b };
     if (extra.bias) inputs.bias = extra.bias;
     if (extra.h && extra.l) Object.assign(inputs, { h: extra.h, l: extra.l });
+    if (extra.residual) inputs.r = extra.residual;
     return this.rec.kernel(LORAFLEET_MATMUL, inputs, full as unknown as Record<string, unknown>);
   }
 
@@ -111,9 +115,20 @@ export class PlanOps {
     return { y: this.rec.kernel(NORM_APPLY, inputs), stats };
   }
 
-  /** dx [n, C] of the norm (frozen gamma and beta). */
-  normGrad(x: Info, stats: Info, gamma: Info, dy: Info, kind: NormKind): Info {
-    return this.rec.kernel(NORM_GRAD, { x, stats, gamma, dy }, { kind });
+  /**
+   * dx [n, C] of the norm (frozen gamma and beta), plus `residual` [n, C]
+   * (the gradient a residual stream carries past the norm) in the same pass.
+   */
+  normGrad(
+    x: Info,
+    stats: Info,
+    gamma: Info,
+    dy: Info,
+    kind: NormKind,
+    residual: Info | null = null,
+  ): Info {
+    const inputs = { x, stats, gamma, dy, ...(residual ? { r: residual } : {}) };
+    return this.rec.kernel(NORM_GRAD, inputs, { kind });
   }
 
   geluNew(x: Info): Info {
