@@ -23,6 +23,8 @@ export class ScheduledGradients {
   /** [n + 3]: the summed gradient, then the summed loss and TOKEN_STATS. */
   private readonly sum: tf.Tensor1D;
   private empty = true;
+  /** Why packed documents cannot take the plan (null: they can; undefined: not asked yet). */
+  private packedUnsupported: string | null | undefined;
 
   constructor(
     private readonly model: CausalLM,
@@ -81,8 +83,11 @@ export class ScheduledGradients {
   /** The plan shape of `batch`, which must be one the scheduled step can train. */
   private shapeOf(batch: TokenBatch): PlanShape {
     const shape = planShape(batch);
-    const why = shape.packed ? scheduledStepUnsupported(this.model, this.params, true) : null;
-    if (why !== null) throw new Error(`the scheduled step cannot train packed documents: ${why}`);
+    // Asked once, at the first packed micro-batch: nothing it reads changes during a run.
+    if (shape.packed && this.packedUnsupported === undefined)
+      this.packedUnsupported = scheduledStepUnsupported(this.model, this.params, true);
+    const why = shape.packed ? this.packedUnsupported : null;
+    if (why) throw new Error(`the scheduled step cannot train packed documents: ${why}`);
     return shape;
   }
 
