@@ -93,11 +93,13 @@ export async function tapeSums(
   model: CausalLM,
   params: TrainableParameters,
   batches: TokenBatch[],
+  neftuneAlpha = 0,
 ) {
   const sft = objectiveOf(SFT); // the worker's path: the loss, its TOKEN_STATS off the tape
   const acc = new GradientAccumulator(params, sft.stats.length);
   for (const [i, b] of batches.entries()) {
-    const loss = sft.loss(model, b, { training: true, seed: seedOf(i) });
+    const pass = { training: true, seed: seedOf(i), ...(neftuneAlpha ? { neftuneAlpha } : {}) };
+    const loss = sft.loss(model, b, pass);
     acc.add(
       () => loss.sum(),
       () => loss.stats(),
@@ -143,10 +145,11 @@ export async function expectTapeEquality(
   params: TrainableParameters,
   batches: TokenBatch[],
   eachSlot?: RegExp,
+  neftuneAlpha = 0,
 ) {
-  const s = new ScheduledGradients(model, params);
+  const s = new ScheduledGradients(model, params, { neftuneAlpha });
   try {
-    const want = await tapeSums(model, params, batches);
+    const want = await tapeSums(model, params, batches, neftuneAlpha);
     const got = await scheduledSums(s, batches);
     expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-6);
     expectTokenStats(got.stats, want.stats);

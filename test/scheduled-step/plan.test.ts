@@ -199,7 +199,6 @@ describe('the hand-scheduled LoRA step as a plan', () => {
       expect(scheduledStepUnsupported(loraDropout.model, loraDropout.params)).toBeNull();
       // What the tape does and the scheduled step does not: named, and auto takes the tape.
       const tapeOnly = {
-        neftune: /NEFTune/,
         gradientCheckpointing: /gradient checkpointing/,
       };
       for (const [option, why] of Object.entries(tapeOnly)) {

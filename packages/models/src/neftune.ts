@@ -7,11 +7,22 @@
 // from the pass's seed, so every backend and replica adds the same values.
 import { Rng, deriveSeed, tf } from '@lorafleet/core';
 
+/** NEFTune's noise for embeddings [B, T, C] and `alpha` (> 0), drawn from `seed`: [B*T*C] values. */
+export function neftuneValues(
+  B: number,
+  T: number,
+  C: number,
+  alpha: number,
+  seed: number,
+): Float32Array {
+  const magnitude = alpha / Math.sqrt(T * C);
+  const rng = new Rng(deriveSeed(seed, 'neftune'));
+  return Float32Array.from({ length: B * T * C }, () => (2 * rng.uniform() - 1) * magnitude);
+}
+
 /** embeds [B, T, C] plus NEFTune's noise for `alpha` (> 0), drawn from `seed`. */
 export function neftuneNoise(embeds: tf.Tensor3D, alpha: number, seed: number): tf.Tensor3D {
   const [B, T, C] = embeds.shape;
-  const magnitude = alpha / Math.sqrt(T * C);
-  const rng = new Rng(deriveSeed(seed, 'neftune'));
-  const noise = Float32Array.from({ length: B * T * C }, () => (2 * rng.uniform() - 1) * magnitude);
+  const noise = neftuneValues(B, T, C, alpha, seed);
   return tf.tidy(() => tf.add(embeds, tf.tensor3d(noise, [B, T, C])));
 }

@@ -5,6 +5,7 @@
 import { PlanRecorder, type RecordingBackend, type TrainableParameters, tf } from '@lorafleet/core';
 import type { CausalLM } from './causal-lm.js';
 import type { TokenBatch } from './labels.js';
+import { neftuneValues } from './neftune.js';
 import {
   type DropoutSite,
   type PlanShape,
@@ -26,14 +27,22 @@ export class ScheduledGradients {
   /** Why packed documents cannot take the plan (null: they can; undefined: not asked yet). */
   private packedUnsupported: string | null | undefined;
 
+  /** NEFTune's alpha (neftune.ts): its noise drawn on the host per micro-batch, as the tape's; 0: none. */
+  private readonly neftuneAlpha: number;
+
   constructor(
     private readonly model: CausalLM,
     private readonly params: TrainableParameters,
+    options: { neftuneAlpha?: number } = {},
   ) {
     const why = scheduledStepUnsupported(model, params);
     if (why !== null) throw new Error(`the scheduled step cannot run: ${why}`);
+    this.neftuneAlpha = options.neftuneAlpha ?? 0;
     this.sum = tf.zeros([params.size + 3]);
-    this.plans = new ShapePlans((rec, shape) => record(rec, model, params, shape, this.sum));
+    const neftune = this.neftuneAlpha > 0;
+    this.plans = new ShapePlans((rec, shape) =>
+      record(rec, model, params, { ...shape, neftune }, this.sum),
+    );
   }
 
   /** Bytes of the plans' buffers (activations, gradients, inputs). */
@@ -53,8 +62,8 @@ export class ScheduledGradients {
    */
   add(batch: TokenBatch, seed = 0): void {
     const { plan, meta: sites } = this.plans.entry(this.shapeOf(batch));
-    const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
-    plan.replay({ ...inputs, ...dropoutInputs(sites, seed) }, this.empty ? [this.sum] : []);
+    const inputs = { ...this.inputsOf(batch, seed), ...dropoutInputs(sites, seed) };
+    plan.replay(inputs, this.empty ? [this.sum] : []);
     this.empty = false;
   }
 
@@ -65,8 +74,8 @@ export class ScheduledGradients {
    */
   async profile(batch: TokenBatch): Promise<{ label: string; ns: number }[]> {
     const { plan, meta: sites } = this.plans.entry(this.shapeOf(batch));
-    const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
-    const rows = await plan.profile({ ...inputs, ...dropoutInputs(sites, 0) }, [this.sum]);
+    const inputs = { ...this.inputsOf(batch, 0), ...dropoutInputs(sites, 0) };
+    const rows = await plan.profile(inputs, [this.sum]);
     this.empty = true; // the timed replay's sum is dropped
     return rows;
   }
@@ -78,6 +87,15 @@ export class ScheduledGradients {
     const values = await this.plans.any()!.read(this.sum);
     this.empty = true;
     return { grads: values.subarray(0, n), loss: values[n]!, stats: values.slice(n + 1, n + 3) };
+  }
+
+  /** A micro-batch's plan inputs: ids, labels, packed documents', and NEFTune's noise for `seed`. */
+  private inputsOf(batch: TokenBatch, seed: number): Record<string, Int32Array | Float32Array> {
+    const inputs = planInputs(batch, this.model.modelConfig.vocabSize);
+    if (this.neftuneAlpha === 0) return inputs;
+    const { batchSize: B, seqLen: T } = batch;
+    const C = this.model.modelConfig.hiddenSize;
+    return { ...inputs, neftune: neftuneValues(B, T, C, this.neftuneAlpha, seed) };
   }
 
   /** The plan shape of `batch`, which must be one the scheduled step can train. */
@@ -107,7 +125,7 @@ function record(
   rec: PlanRecorder,
   model: CausalLM,
   params: TrainableParameters,
-  shape: PlanShape,
+  shape: PlanShape & { neftune?: boolean },
   sum: Info,
 ): DropoutSite[] {
   const { ops, loss, grads, sites } = recordMicroBatch(rec, model, params.variables, {

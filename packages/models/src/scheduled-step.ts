@@ -38,6 +38,8 @@ export interface StepIo {
    * attention sees: ops.attention's spans).
    */
   documents: { positions: Info; spans: Info } | null;
+  /** NEFTune's noise on the token embeddings [B * T, C] (neftune.ts), written per replay; null: none. */
+  neftune: Info | null;
   /** A trained variable's value inside the plan (copied in at each replay); others as they are. */
   param(v: tf.Variable): Info;
   /**
@@ -198,10 +200,11 @@ export function recordMicroBatch(
   rec: PlanRecorder,
   model: CausalLM,
   copied: readonly tf.Variable[],
-  shape: PlanShape & { forwardOnly: boolean },
+  shape: PlanShape & { forwardOnly: boolean; neftune?: boolean },
 ): { ops: PlanOps; loss: Info; grads: Map<tf.Variable, Info>; sites: DropoutSite[] } {
   const n = shape.batch * shape.seq;
-  const { packed, ...dims } = shape;
+  const { packed, neftune = false, ...dims } = shape;
+  const C = model.modelConfig.hiddenSize;
   const param = new Map(copied.map((v) => [v, rec.param(v)]));
   const ops = new PlanOps(rec);
   const sites: DropoutSite[] = [];
@@ -216,6 +219,7 @@ export function recordMicroBatch(
           spans: rec.input('spans', [n, 2], 'int32'),
         }
       : null,
+    neftune: neftune && !dims.forwardOnly ? rec.input('neftune', [n, C], 'float32') : null,
     param: (v) => param.get(v) ?? v,
     dropoutSite: (rate, seed) => {
       if (shape.forwardOnly || rate === 0) return null;
@@ -277,7 +281,6 @@ export function chooseStepGradients(
   params: TrainableParameters | null,
   choice: StepGradientsChoice = stepGradientsChoice(),
   options: {
-    neftune?: boolean;
     gradientCheckpointing?: boolean;
     objective?: ObjectiveKind;
     packedDocuments?: boolean;
@@ -287,11 +290,9 @@ export function chooseStepGradients(
   const why =
     (options.objective ?? 'sft') !== 'sft'
       ? `the hand-scheduled step computes the token loss; --objective ${options.objective} is the tape's`
-      : options.neftune
-        ? 'NEFTune noise (--neftune-noise-alpha) is not in the hand-scheduled step'
-        : options.gradientCheckpointing
-          ? "gradient checkpointing (--gradient-checkpointing) is the tape's; the hand-scheduled step keeps its own buffers"
-          : scheduledStepUnsupported(model, params, options.packedDocuments === true);
+      : options.gradientCheckpointing
+        ? "gradient checkpointing (--gradient-checkpointing) is the tape's; the hand-scheduled step keeps its own buffers"
+        : scheduledStepUnsupported(model, params, options.packedDocuments === true);
   if (why === null) return { path: 'scheduled', reason: null };
   if (choice === 'scheduled') throw new Error(`LORAFLEET_WEBGPU_STEP=scheduled, but ${why}`);
   return { path: 'tape', reason: why };

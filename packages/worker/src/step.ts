@@ -153,13 +153,14 @@ export class TrainingStep {
     this.grads = new Float32Array(params.size + 2);
     this.objective = objectiveOf(config.objective ?? SFT);
     this.gradients = chooseStepGradients(model, params, undefined, {
-      neftune: (config.neftuneAlpha ?? 0) > 0,
       gradientCheckpointing: config.gradientCheckpointing === true,
       objective: this.objective.settings.kind,
       packedDocuments: config.packedDocuments === true,
     });
     this.scheduled =
-      this.gradients.path === 'scheduled' ? new ScheduledGradients(model, params) : null;
+      this.gradients.path === 'scheduled'
+        ? new ScheduledGradients(model, params, { neftuneAlpha: config.neftuneAlpha ?? 0 })
+        : null;
   }
 
   /** Whether each layer is recomputed in backward (--gradient-checkpointing). */

@@ -174,7 +174,10 @@ export function gpt2ScheduledStep(m: Gpt2Model): ScheduledStepRecipe {
       const embd = io.dropoutSite(m.config.embdPdrop, (s) => gpt2Seeds(m.config, s, true).embd!);
       let x = dropped(
         ops,
-        ops.embed(io.ids, m.wte, m.wpe, io.seq, 1, io.documents?.positions),
+        ops.embed(io.ids, m.wte, m.wpe, io.seq, {
+          positions: io.documents?.positions ?? null,
+          noise: io.neftune,
+        }),
         embd,
       ); // [N, C]
       const saved: BlockSaved[] = [];

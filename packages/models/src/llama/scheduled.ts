@@ -366,7 +366,10 @@ export function llamaScheduledStep(m: LlamaModel): ScheduledStepRecipe {
         local: c.localRopeTheta === null ? null : rotary(c.localRopeTheta, false),
       };
       const grads = new Map<tf.Variable, Info>();
-      let x = ops.embed(io.ids, m.embed, null, io.seq, c.embedScale); // [N, C]
+      let x = ops.embed(io.ids, m.embed, null, io.seq, {
+        scale: c.embedScale,
+        noise: io.neftune,
+      }); // [N, C]
       const saved: LayerSaved[] = [];
       for (let i = 0; i < m.layers.length; i++) {
         const layer = layerForward(ops, io, m, i, x, s);

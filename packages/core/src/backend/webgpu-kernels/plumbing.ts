@@ -66,20 +66,29 @@ export function embedProgram(
   positions: boolean,
   scale = 1,
   packed = false,
+  noise = false,
 ) {
   // The token's position: its place in the row, or packed documents' own (input `positions`).
   const at = packed ? 'positions[row]' : '(row % uniforms.seq)';
   const pos = positions ? ` + wpe[${at} * uniforms.cols + col]` : '';
+  // NEFTune's noise (input `noise` [n, c]) on the token embedding, before its scale.
+  const token = noise
+    ? '(wte[ids[row] * uniforms.cols + col] + noise[i])'
+    : 'wte[ids[row] * uniforms.cols + col]';
+  const key = positions ? (packed ? 'embed_packed' : 'embed') : 'embed_no_positions';
   return {
     program: flat({
-      key: positions ? (packed ? 'embed_packed' : 'embed') : 'embed_no_positions',
-      vars: ['ids', 'wte', ...(positions ? ['wpe'] : []), ...(packed ? ['positions'] : [])],
+      key: `${key}${noise ? '_noise' : ''}`,
+      vars: [
+        ...['ids', 'wte', ...(positions ? ['wpe'] : []), ...(packed ? ['positions'] : [])],
+        ...(noise ? ['noise'] : []),
+      ],
       shape: [n, c],
       uniforms: 'cols : i32, seq : i32, scale : f32,',
       body: `
       let row = i / uniforms.cols;
       let col = i - row * uniforms.cols;
-      result[i] = wte[ids[row] * uniforms.cols + col] * uniforms.scale${pos};`,
+      result[i] = ${token} * uniforms.scale${pos};`,
     }),
     uniforms: [int(n * c), int(c), int(t), f32(scale)],
   };

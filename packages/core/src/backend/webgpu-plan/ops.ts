@@ -189,22 +189,27 @@ export class PlanOps {
   }
 
   /**
-   * x [N, C] = wte[ids] scale (+ wpe[position] when given: the token's place
-   * in its row, or `positions` [N] int32, packed documents' own).
+   * x [N, C] = (wte[ids] + noise) scale (+ wpe[position] when given: the
+   * token's place in its row, or `positions` [N] int32, packed documents'
+   * own); `noise` [N, C]: NEFTune's, absent: none.
    */
   embed(
     ids: Info,
     wte: Info,
     wpe: Info | null,
     seq: number,
-    scale = 1,
-    positions: Info | null = null,
+    more: { scale?: number; positions?: Info | null; noise?: Info | null } = {},
   ): Info {
     const [n] = ids.shape as [number];
     const c = wte.shape[1]!;
+    const { scale = 1, positions = null, noise = null } = more;
     const packed = wpe !== null && positions !== null;
-    const { program, uniforms } = embedProgram(n, c, seq, wpe !== null, scale, packed);
-    const inputs = [ids, wte, ...(wpe ? [wpe] : []), ...(packed ? [positions] : [])];
+    const withNoise = noise !== null;
+    const { program, uniforms } = embedProgram(n, c, seq, wpe !== null, scale, packed, withNoise);
+    const inputs = [
+      ...[ids, wte, ...(wpe ? [wpe] : []), ...(packed ? [positions] : [])],
+      ...(noise ? [noise] : []),
+    ];
     return view(this.rec.program(program, inputs, uniforms), [n, c]);
   }
 
